@@ -1,0 +1,133 @@
+"""Text classification: the model (encoder + mean pooling + linear head) and the predictor that serves it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from textcore.artifacts import HEAD_FILE, read_labels, write_labels
+from textcore.batching import encode_texts, pad_batch, sorted_batches
+from textcore.devices import autocast, resolve_device, use_bf16
+from textcore.embeddings import mean_pool
+from textcore.errors import InvalidInput
+from textcore.models import load_backbone
+
+
+class TextClassifier(nn.Module):
+    """A transformer encoder with a mean-pooled linear classification head."""
+
+    def __init__(self, encoder: PreTrainedModel, n_labels: int, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(int(encoder.config.hidden_size), n_labels)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """(batch, tokens) ids and mask -> (batch, n_labels) float32 logits."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
+        pooled = mean_pool(hidden, attention_mask)
+        return self.head(self.dropout(pooled)).float()
+
+    def save(self, folder: Path, tokenizer: PreTrainedTokenizerBase, labels: list[str], multi_label: bool) -> None:
+        """Write encoder, tokenizer, head and label map into `folder` (safetensors only)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.encoder.save_pretrained(str(folder), safe_serialization=True)
+        tokenizer.save_pretrained(str(folder))
+        state = {k: v.detach().float().cpu().contiguous() for k, v in self.head.state_dict().items()}
+        save_file(state, str(folder / HEAD_FILE))
+        write_labels(folder, labels, multi_label)
+
+    @classmethod
+    def load(cls, folder: Path) -> tuple[TextClassifier, PreTrainedTokenizerBase, list[str], bool]:
+        """Load a classifier folder written by `save`."""
+        labels, multi_label = read_labels(folder)
+        backbone = load_backbone(folder)
+        model = cls(backbone.model, len(labels))
+        head_path = folder / HEAD_FILE
+        if not head_path.is_file():
+            raise InvalidInput(f"expected {HEAD_FILE} in {folder}; it is not a trained classifier")
+        model.head.load_state_dict(load_file(str(head_path)))
+        return model, backbone.tokenizer, labels, multi_label
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    """One text's prediction: the top label (or labels above 0.5 for multi-label) and every label's score."""
+
+    label: str
+    confidence: float
+    scores: dict[str, float]
+    labels: tuple[str, ...] = ()
+
+
+class Classifier:
+    """Serves a trained classifier: batched, length-sorted, bf16 where the hardware is fast at it."""
+
+    def __init__(
+        self,
+        model: TextClassifier,
+        tokenizer: PreTrainedTokenizerBase,
+        labels: list[str],
+        *,
+        multi_label: bool = False,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> None:
+        self.device = resolve_device(device)
+        self.bf16 = use_bf16(precision, self.device)
+        self.model = model.to(self.device).eval()
+        self.tokenizer = tokenizer
+        self.labels = labels
+        self.multi_label = multi_label
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike[str], *, device: str = "auto", precision: str = "auto",
+             max_length: int = 256, batch_size: int = 64) -> Classifier:
+        """Load a trained classifier folder (see `textcore.artifacts`)."""
+        model, tokenizer, labels, multi_label = TextClassifier.load(Path(folder))
+        return cls(model, tokenizer, labels, multi_label=multi_label, device=device, precision=precision,
+                   max_length=max_length, batch_size=batch_size)
+
+    @torch.inference_mode()
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), n_labels) float32 logits in input order."""
+        if isinstance(texts, str):
+            raise InvalidInput("expected a list of texts; found a single string")
+        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = encode_texts(self.tokenizer, texts, self.max_length)
+        pad_id = int(self.tokenizer.pad_token_id or 0)
+        for idx in sorted_batches(encoded.lengths, self.batch_size):
+            batch = {k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], pad_id).items()}
+            with autocast(self.device, self.bf16):
+                out[idx] = self.model(**batch).float().cpu().numpy()
+        return out
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), n_labels) probabilities: softmax, or independent sigmoids for multi-label."""
+        logits = torch.from_numpy(self.logits(texts))
+        probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return probs.numpy()
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Predict a label for each text."""
+        return [self._prediction(row) for row in self.predict_proba(texts)]
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(row.argmax())
+        scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
+        chosen = tuple(lab for lab, p in scores.items() if p >= 0.5) if self.multi_label else (self.labels[best],)
+        return Prediction(label=self.labels[best], confidence=float(row[best]), scores=scores, labels=chosen)

@@ -1,0 +1,172 @@
+"""Reading labelled text from CSV or JSON Lines files, and carving validation splits.
+
+Every problem with a user's file (missing, unreadable encoding, missing column, empty, a single class) raises
+`InvalidInput` with a message that names the file and says what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from textcore.errors import InvalidInput
+
+TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+csv.field_size_limit(16 * 1024 * 1024)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelledTexts:
+    """Parallel lists of texts and their string labels."""
+
+    texts: list[str]
+    labels: list[str]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def subset(self, indices: Sequence[int]) -> LabelledTexts:
+        return LabelledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+
+    def label_counts(self) -> dict[str, int]:
+        return dict(sorted(Counter(self.labels).items()))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """Hex SHA-256 of a file's bytes (recorded in model metadata)."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _csv_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
+    delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
+    # newline="" lets the csv module see the real line ends, so quoted fields keep their line breaks
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    if not reader.fieldnames:
+        raise InvalidInput(f"{path}: expected a header row; the file is empty")
+    for row in reader:
+        yield {key: value or "" for key, value in row.items() if key is not None}
+
+
+def _jsonl_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
+    # JSON Lines end at "\n" only; str.splitlines would also split strings at U+2028, U+0085 and others
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"{path}:{number}: expected one JSON object per line; {exc.msg}") from exc
+        if not isinstance(record, dict):
+            raise InvalidInput(f"{path}:{number}: expected a JSON object; found {type(record).__name__}")
+        yield {str(k): "" if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in record.items()}
+
+
+def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """Read every row of a CSV, TSV or JSON Lines file as a dict of strings.
+
+    Raises:
+        InvalidInput: the file is missing, not UTF-8, malformed or of an unknown kind.
+    """
+    file = Path(path)
+    if not file.is_file():
+        raise InvalidInput(f"{file}: expected a readable data file; it does not exist")
+    suffix = file.suffix.lower()
+    if suffix not in TABLE_SUFFIXES:
+        raise InvalidInput(f"{file}: expected one of {', '.join(TABLE_SUFFIXES)}; found {suffix or 'no suffix'}")
+    try:
+        text = file.read_bytes().decode("utf-8-sig")  # no newline translation; the readers handle line ends
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{file}: expected UTF-8 text; byte {exc.start} is not valid UTF-8") from exc
+    rows = _jsonl_rows(file, text) if suffix in (".jsonl", ".ndjson") else _csv_rows(file, text)
+    try:
+        return list(rows)
+    except csv.Error as exc:
+        raise InvalidInput(f"{file}: malformed CSV: {exc}") from exc
+
+
+def read_texts(path: str | os.PathLike[str], text_column: str) -> list[str]:
+    """Read one text column (rows with an empty text are refused, not skipped)."""
+    rows = read_table(path)
+    _require_columns(path, rows, [text_column])
+    texts = [row[text_column] for row in rows]
+    _require_non_empty(path, texts, text_column)
+    return texts
+
+
+def read_labelled(path: str | os.PathLike[str], text_column: str, label_column: str) -> LabelledTexts:
+    """Read text and label columns from a data file.
+
+    Raises:
+        InvalidInput: missing file or column, no rows, or a row with an empty text or label.
+    """
+    rows = read_table(path)
+    _require_columns(path, rows, [text_column, label_column])
+    texts = [row[text_column] for row in rows]
+    labels = [row[label_column].strip() for row in rows]
+    _require_non_empty(path, texts, text_column)
+    _require_non_empty(path, labels, label_column)
+    return LabelledTexts(texts, labels)
+
+
+def _require_columns(path: str | os.PathLike[str], rows: list[dict[str, str]], columns: list[str]) -> None:
+    if not rows:
+        raise InvalidInput(f"{path}: expected at least one data row; found none")
+    present = list(rows[0])
+    missing = [c for c in columns if c not in present]
+    if missing:
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(present)}")
+
+
+def _require_non_empty(path: str | os.PathLike[str], values: list[str], column: str) -> None:
+    for number, value in enumerate(values, start=1):
+        if not value.strip():
+            raise InvalidInput(f"{path}: row {number} has an empty {column!r}; expected text in every row")
+
+
+def require_classes(data: LabelledTexts, where: str) -> list[str]:
+    """Return the sorted label set, refusing data with fewer than two classes."""
+    classes = sorted(set(data.labels))
+    if len(classes) < 2:
+        raise InvalidInput(f"{where}: expected at least two distinct labels; found only {classes!r}")
+    return classes
+
+
+def stratified_split(
+    data: LabelledTexts, fraction: float, seed: int
+) -> tuple[LabelledTexts, LabelledTexts]:
+    """Split off `fraction` of each class (at least one row of any class with two or more) for validation.
+
+    Returns:
+        (train, validation), both in a seeded random order.
+    """
+    if not 0.0 < fraction < 1.0:
+        raise InvalidInput(f"expected a validation fraction in (0, 1); found {fraction}")
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(data.labels):
+        by_label.setdefault(label, []).append(index)
+    train_idx: list[int] = []
+    val_idx: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        order = rng.permutation(len(indices))
+        n_val = round(len(indices) * fraction) if len(indices) > 1 else 0
+        n_val = max(n_val, 1) if len(indices) > 1 else 0
+        val_idx.extend(indices[i] for i in order[:n_val])
+        train_idx.extend(indices[i] for i in order[n_val:])
+    rng.shuffle(train_idx)
+    rng.shuffle(val_idx)
+    return data.subset(train_idx), data.subset(val_idx)

@@ -1,0 +1,93 @@
+"""Where models run: device selection and mixed-precision (bf16) autocast.
+
+The same code runs on CPU and CUDA. bf16 autocast is used on CUDA devices that support it and on CPUs with
+AMX or AVX512-BF16 units (Sapphire Rapids and later), where it is several times faster than fp32 matmuls.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from textcore.errors import InvalidInput
+
+DeviceName = str
+Precision = Literal["auto", "bf16", "fp32"]
+PRECISIONS: tuple[str, ...] = ("auto", "bf16", "fp32")
+
+
+def resolve_device(name: DeviceName = "auto") -> torch.device:
+    """Turn `auto`, `cpu`, `cuda` or `cuda:N` into a torch device.
+
+    Args:
+        name: the requested device; `auto` picks CUDA when available, else CPU.
+
+    Raises:
+        InvalidInput: for an unknown name or a CUDA device that is not present.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise InvalidInput(f"expected a device such as auto, cpu or cuda:0; found {name!r}") from exc
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise InvalidInput(f"device {name!r} was requested but no CUDA device is available")
+    if device.type not in ("cpu", "cuda"):
+        raise InvalidInput(f"expected a cpu or cuda device; found {name!r}")
+    return device
+
+
+@functools.cache
+def cpu_supports_bf16() -> bool:
+    """True when the CPU has native bf16 matrix units (AMX-BF16 or AVX512-BF16)."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text(encoding="utf-8")
+    except OSError:
+        return False
+    return "amx_bf16" in flags or "avx512_bf16" in flags
+
+
+def bf16_supported(device: torch.device) -> bool:
+    """True when bf16 autocast is fast and numerically supported on `device`."""
+    if device.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    return cpu_supports_bf16()
+
+
+def use_bf16(precision: str, device: torch.device) -> bool:
+    """Decide whether to autocast to bf16.
+
+    Args:
+        precision: `auto` (bf16 where the hardware has fast bf16 units), `bf16` (always; on a CPU without
+            bf16 units it is emulated: correct but slow) or `fp32`.
+        device: where the model runs.
+
+    Raises:
+        InvalidInput: for an unknown precision, or `bf16` on a CUDA device without bf16 support.
+    """
+    if precision not in PRECISIONS:
+        raise InvalidInput(f"expected precision one of {', '.join(PRECISIONS)}; found {precision!r}")
+    if precision == "fp32":
+        return False
+    supported = bf16_supported(device)
+    if precision == "bf16":
+        if device.type == "cuda" and not supported:
+            raise InvalidInput(f"precision bf16 was requested but {device} has no bf16 support")
+        return True
+    return supported
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    """bf16 autocast on `device` when `enabled`, else a no-op."""
+    if not enabled:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        yield

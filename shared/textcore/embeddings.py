@@ -1,0 +1,98 @@
+"""Sentence embeddings: mean-pooled, L2-normalised encoder outputs as float32 numpy arrays."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional alias
+
+from textcore.batching import encode_texts, pad_batch, sorted_batches
+from textcore.devices import autocast, resolve_device, use_bf16
+from textcore.errors import InvalidInput
+from textcore.models import DEFAULT_MODEL, Backbone, load_backbone
+
+
+def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """Average token vectors over the real (unpadded) tokens.
+
+    Args:
+        hidden: (batch, tokens, dim) last hidden states.
+        attention_mask: (batch, tokens) 1 for real tokens, 0 for padding.
+
+    Returns:
+        (batch, dim) float32 sentence vectors.
+    """
+    mask = attention_mask.unsqueeze(-1).to(torch.float32)
+    summed = (hidden.to(torch.float32) * mask).sum(dim=1)
+    return summed / mask.sum(dim=1).clamp(min=1.0)
+
+
+class Encoder:
+    """Embeds texts with a transformer encoder.
+
+    Texts are sorted by length into batches so that little compute is spent on padding; the output keeps the
+    input order. On hardware with bf16 support (CUDA, AMX CPUs) the forward pass autocasts to bf16 unless
+    `precision="fp32"`.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> None:
+        if max_length < 8 or batch_size < 1:
+            raise InvalidInput(f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}")
+        self.device = resolve_device(device)
+        self.bf16 = use_bf16(precision, self.device)
+        self.backbone = backbone
+        self.model = backbone.model.to(self.device).eval()
+        self.tokenizer = backbone.tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+
+    @classmethod
+    def from_pretrained(
+        cls, name: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str = "auto", precision: str = "auto",
+        max_length: int = 256, batch_size: int = 64,
+    ) -> Encoder:
+        """Load an encoder by alias, folder or hub id (see `textcore.models.resolve_model`)."""
+        return cls(load_backbone(name), device=device, precision=precision, max_length=max_length,
+                   batch_size=batch_size)
+
+    @property
+    def dim(self) -> int:
+        """Embedding width."""
+        return self.backbone.hidden_size
+
+    def embed_batch(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """(batch, dim) float32 L2-normalised embeddings of one padded batch, with gradients if enabled."""
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        with autocast(self.device, self.bf16):
+            hidden = self.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])[0]
+        return F.normalize(mean_pool(hidden, batch["attention_mask"]), dim=-1)
+
+    @torch.inference_mode()
+    def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
+        """Embed texts.
+
+        Returns:
+            (len(texts), dim) float32, L2-normalised, in input order.
+        """
+        if isinstance(texts, str):
+            raise InvalidInput("expected a list of texts; found a single string")
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encoded = encode_texts(self.tokenizer, texts, self.max_length)
+        pad_id = int(self.tokenizer.pad_token_id or 0)
+        for idx in sorted_batches(encoded.lengths, batch_size or self.batch_size):
+            batch = pad_batch([encoded.ids[i] for i in idx], pad_id)
+            out[idx] = self.embed_batch(batch).float().cpu().numpy()
+        return out

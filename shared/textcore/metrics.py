@@ -1,0 +1,121 @@
+"""Evaluation metrics for classification and retrieval, as plain JSON-ready values."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import (
+    accuracy_score,
+    confusion_matrix,
+    f1_score,
+    multilabel_confusion_matrix,
+    precision_recall_fscore_support,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LabelScores:
+    """Precision, recall, F1 and support of one label."""
+
+    precision: float
+    recall: float
+    f1: float
+    support: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationReport:
+    """Accuracy, macro-F1, per-label scores and the confusion matrix (rows = true, columns = predicted)."""
+
+    accuracy: float
+    macro_f1: float
+    n: int
+    labels: list[str]
+    per_label: dict[str, LabelScores]
+    confusion: list[list[int]] | list[list[list[int]]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "accuracy": self.accuracy,
+            "macro_f1": self.macro_f1,
+            "n": self.n,
+            "labels": self.labels,
+            "per_label": {k: vars_of(v) for k, v in self.per_label.items()},
+            "confusion": self.confusion,
+        }
+
+
+def vars_of(scores: LabelScores) -> dict[str, float | int]:
+    return {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1, "support": scores.support}
+
+
+def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> ClassificationReport:
+    """Score predicted labels against true ones over a fixed label order."""
+    label_list = list(labels)
+    precision, recall, f1, support = precision_recall_fscore_support(
+        y_true, y_pred, labels=label_list, zero_division=0
+    )
+    per_label = {
+        label: LabelScores(float(p), float(r), float(f), int(s))
+        for label, p, r, f, s in zip(label_list, precision, recall, f1, support, strict=True)
+    }
+    present = [lab for lab in label_list if lab in set(y_true)]
+    return ClassificationReport(
+        accuracy=float(accuracy_score(y_true, y_pred)),
+        macro_f1=float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        n=len(y_true),
+        labels=label_list,
+        per_label=per_label,
+        confusion=confusion_matrix(y_true, y_pred, labels=label_list).astype(int).tolist(),
+    )
+
+
+def multilabel_report(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], separator: str = "|"
+) -> ClassificationReport:
+    """Score label sets written as `a|b`: accuracy is exact-set match, F1 is per label; `confusion` holds one
+    [[tn, fp], [fn, tp]] matrix per label."""
+    label_list = list(labels)
+
+    def indicator(values: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(values), len(label_list)), dtype=np.int64)
+        index = {label: i for i, label in enumerate(label_list)}
+        for row, value in enumerate(values):
+            for label in filter(None, (x.strip() for x in value.split(separator))):
+                out[row, index[label]] = 1
+        return out
+
+    truth, predicted = indicator(y_true), indicator(y_pred)
+    precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
+    return ClassificationReport(
+        accuracy=float(np.mean(np.all(truth == predicted, axis=1))),
+        macro_f1=float(np.mean(f1)),
+        n=len(y_true),
+        labels=label_list,
+        per_label={
+            label: LabelScores(float(p), float(r), float(f), int(s))
+            for label, p, r, f, s in zip(label_list, precision, recall, f1, support, strict=True)
+        },
+        confusion=multilabel_confusion_matrix(truth, predicted).astype(int).tolist(),
+    )
+
+
+def retrieval_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, float]:
+    """Recall@1, recall@k and MRR@k of a query-by-candidate score matrix.
+
+    Args:
+        scores: (queries, candidates) similarity; higher is better.
+        targets: (queries,) index of each query's correct candidate.
+        k: cut-off for recall@k and MRR@k.
+    """
+    target_scores = scores[np.arange(len(targets)), targets][:, None]
+    # rank 1 = best; ties count against the target so a constant scorer does not look perfect
+    ranks = (scores >= target_scores).sum(axis=1)
+    return {
+        "recall@1": float(np.mean(ranks <= 1)),
+        f"recall@{k}": float(np.mean(ranks <= k)),
+        f"mrr@{k}": float(np.mean(np.where(ranks <= k, 1.0 / ranks, 0.0))),
+    }

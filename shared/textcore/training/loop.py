@@ -1,0 +1,188 @@
+"""The training loop shared by every task.
+
+Reads top to bottom in the order of one optimisation step: learning-rate schedule, evaluation (with early
+stopping and best-checkpoint tracking), forward/backward with gradient accumulation, clipping, optimizer step,
+logging. A task supplies the model, the batches of an epoch, the loss of a batch and an evaluation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from textcore.devices import autocast
+from textcore.training.checkpoint import load_checkpoint, save_checkpoint
+from textcore.training.config import TrainConfig
+from textcore.training.tracking import MetricsLog
+
+Batch = dict[str, torch.Tensor]
+
+
+class Task(Protocol):
+    """What the loop needs from a task (classification, embedding, ...)."""
+
+    model: nn.Module
+    device: torch.device
+    bf16: bool
+
+    def epoch_batches(self, rng: np.random.Generator) -> list[Batch]: ...
+
+    def loss(self, batch: Batch) -> torch.Tensor: ...
+
+    def evaluate(self) -> dict[str, float]: ...
+
+    def param_groups(self) -> list[dict[str, Any]]: ...
+
+
+@dataclass
+class LoopState:
+    """Progress of a run; saved in checkpoints so that a run can resume."""
+
+    step: int = 0
+    epoch: int = 0
+    batch_in_epoch: int = 0
+    best_metric: float = -math.inf
+    best_step: int = 0
+    bad_evals: int = 0
+    stopped_early: bool = False
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class LoopResult:
+    """What a finished run reports."""
+
+    best_metric: float
+    best_step: int
+    steps: int
+    stopped_early: bool
+    train_seconds: float
+    samples_per_second: float
+    best_eval: dict[str, float]
+
+
+def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
+    """Multiplier of the peak learning rate: linear warmup to 1, then linear decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    return factor
+
+
+def make_optimizer(groups: list[dict[str, Any]], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+    """AdamW; the fused kernel on CUDA."""
+    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay,
+                             fused=device.type == "cuda")
+
+
+def _batches_forever(task: Task, config: TrainConfig, state: LoopState) -> Iterator[Batch]:
+    """Batches from the (possibly resumed) position on; each epoch's order derives from (seed, epoch)."""
+    while True:
+        batches = task.epoch_batches(np.random.default_rng([config.seed, state.epoch]))
+        while state.batch_in_epoch < len(batches):
+            state.batch_in_epoch += 1
+            yield batches[state.batch_in_epoch - 1]
+        state.epoch += 1
+        state.batch_in_epoch = 0
+
+
+def train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = False,
+          progress: bool = True) -> LoopResult:
+    """Optimise `task.model` and leave it holding the best evaluated weights.
+
+    Args:
+        task: the task to train.
+        config: hyperparameters.
+        run_dir: where metrics.jsonl and the resumable checkpoint are written.
+        resume: continue from the checkpoint in `run_dir` if there is one.
+        progress: show a progress bar on stderr.
+    """
+    model = task.model
+    steps_per_epoch = math.ceil(len(task.epoch_batches(np.random.default_rng(0))) / config.grad_accum_steps)
+    total = steps_per_epoch * config.epochs
+    eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    optimizer = make_optimizer(task.param_groups(), config, task.device)
+    schedule = linear_schedule(int(config.warmup_ratio * total), total)
+    base_lrs = [group["lr"] for group in optimizer.param_groups]
+    state = LoopState()
+    best_weights = _cpu_copy(model)
+    restored = load_checkpoint(run_dir, model, optimizer) if resume else None
+    if restored is not None:
+        state, best_weights = restored
+    log = MetricsLog(run_dir / "metrics.jsonl", append=resume)
+    samples, started = 0, time.perf_counter()
+    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="train", unit="step")
+    batches = _batches_forever(task, config, state)
+    model.train()
+    while state.step < total:
+        # schedule
+        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+            group["lr"] = base * schedule(state.step)
+        # forward / backward over the accumulation window
+        loss_sum = 0.0
+        for _ in range(config.grad_accum_steps):
+            batch = next(batches)
+            with autocast(task.device, task.bf16):
+                loss = task.loss(batch) / config.grad_accum_steps
+            loss.backward()
+            loss_sum += float(loss.detach())
+            samples += int(batch["input_ids"].shape[0])
+        # clip, step
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm))
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        state.step += 1
+        # log
+        bar.update(1)
+        bar.set_postfix(loss=f"{loss_sum:.4f}")
+        log.write({"step": state.step, "epoch": state.epoch, "loss": loss_sum, "grad_norm": grad_norm,
+                   "lr": optimizer.param_groups[0]["lr"]})
+        # evaluate at the cadence and at the end; keep the best weights; stop early on a plateau
+        if state.step % eval_every == 0 or state.step == total:
+            if _evaluate(task, config, state, log):
+                best_weights = _cpu_copy(model)
+            save_checkpoint(run_dir, model, optimizer, state, best_weights)
+            if state.bad_evals >= config.patience:
+                state.stopped_early = True
+                break
+    bar.close()
+    log.close()
+    elapsed = time.perf_counter() - started
+    model.load_state_dict(best_weights)
+    best_eval = next((h for h in state.history if h["step"] == state.best_step), {})
+    return LoopResult(best_metric=state.best_metric, best_step=state.best_step, steps=state.step,
+                      stopped_early=state.stopped_early, train_seconds=elapsed,
+                      samples_per_second=samples / max(elapsed, 1e-9), best_eval=best_eval)
+
+
+def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
+
+
+def _evaluate(task: Task, config: TrainConfig, state: LoopState, log: MetricsLog) -> bool:
+    """Run validation; return True when it is the best so far."""
+    task.model.eval()
+    metrics = task.evaluate()
+    task.model.train()
+    value = metrics[config.selection_metric]
+    improved = value > state.best_metric
+    if improved:
+        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+    else:
+        state.bad_evals += 1
+    record = {"step": float(state.step), "epoch": float(state.epoch), **{f"val_{k}": v for k, v in metrics.items()}}
+    state.history.append({"step": float(state.step), **metrics})
+    log.write(record)
+    return improved

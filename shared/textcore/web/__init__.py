@@ -1,0 +1,22 @@
+"""FastAPI glue shared by every service: problem+json errors, capacity limits, health, body limits.
+
+This is the only part of `textcore` that imports FastAPI or Starlette.
+"""
+
+from textcore.web.body_limit import BodySizeLimit
+from textcore.web.capacity import CapacityLimiter
+from textcore.web.health import Health, Readiness, ReadyCheck, health_router
+from textcore.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_body, problem_response
+
+__all__ = [
+    "PROBLEM_MEDIA_TYPE",
+    "BodySizeLimit",
+    "CapacityLimiter",
+    "Health",
+    "Readiness",
+    "ReadyCheck",
+    "health_router",
+    "install_problem_handlers",
+    "problem_body",
+    "problem_response",
+]

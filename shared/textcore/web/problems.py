@@ -1,0 +1,112 @@
+"""Map every error a service can raise to an RFC 9457 ``application/problem+json`` response.
+
+``install_problem_handlers`` registers three handlers on an app: ``CoreError`` subclasses keep their own
+``status`` and ``title``; request validation failures become 422 with an ``errors`` list; anything else
+becomes a generic 500 whose traceback goes to the log, never to the caller. Starlette's own HTTP errors
+(unknown route, wrong method) are rendered the same way so every error body has one shape.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from textcore.errors import CoreError, InvalidInput
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+logger = logging.getLogger(__name__)
+
+_PHRASES = {status.value: status.phrase for status in HTTPStatus}
+
+
+def problem_body(status: int, title: str, detail: str, instance: str, **extra: Any) -> dict[str, Any]:
+    """Build the members of a problem document.
+
+    Args:
+        status: HTTP status code of the response.
+        title: Short, human-readable summary of the problem type.
+        detail: Explanation specific to this occurrence.
+        instance: The request path the problem occurred on.
+        **extra: Extension members (for example ``errors``).
+
+    Returns:
+        A JSON-serialisable dict with ``type`` "about:blank" and the given members.
+    """
+    return {
+        "type": "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+        **extra,
+    }
+
+
+def problem_response(
+    status: int,
+    title: str,
+    detail: str,
+    instance: str,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    """Return a problem document as an ``application/problem+json`` response.
+
+    Args:
+        status: HTTP status code of the response.
+        title: Short, human-readable summary of the problem type.
+        detail: Explanation specific to this occurrence.
+        instance: The request path the problem occurred on.
+        headers: Extra response headers (for example ``Retry-After``).
+        **extra: Extension members (for example ``errors``).
+
+    Returns:
+        The response, ready to be returned from a handler or route.
+    """
+    body = problem_body(status, title, detail, instance, **extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+
+
+async def _core_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, CoreError)  # registered for CoreError only
+    return problem_response(exc.status, exc.title, exc.message, request.url.path)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)  # registered for RequestValidationError only
+    # Only loc, msg and type: the offending ``input`` may be a huge body and is never echoed back.
+    errors = [{"loc": list(e["loc"]), "msg": str(e["msg"]), "type": str(e["type"])} for e in exc.errors()]
+    detail = f"expected a request matching the schema, found {len(errors)} validation error(s)"
+    return problem_response(422, InvalidInput.title, detail, request.url.path, errors=errors)
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)  # registered for HTTPException only
+    title = _PHRASES.get(exc.status_code, "Error")
+    return problem_response(exc.status_code, title, str(exc.detail), request.url.path, headers=exc.headers)
+
+
+async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    detail = "the server failed to handle this request; the error has been logged"
+    return problem_response(500, CoreError.title, detail, request.url.path)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Register the problem+json exception handlers on ``app``.
+
+    Args:
+        app: The application to configure; call once, before it starts serving.
+    """
+    app.add_exception_handler(CoreError, _core_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected_error)

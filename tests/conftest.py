@@ -1,0 +1,82 @@
+"""Shared test fixtures and helpers: a tiny random BERT built offline once per session, data paths, servers."""
+
+from __future__ import annotations
+
+import os
+
+# A stray hub id must fail at once instead of trying the network.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pathlib import Path
+
+import pytest
+import torch
+import uvicorn
+from starlette.types import ASGIApp
+from transformers import BertConfig, BertModel
+
+from textcore.models import load_tokenizer, resolve_model
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def shared_data(relative: str) -> Path:
+    """A file of the real datasets beside the checkout; skips the test with a clear reason when absent."""
+    path = SHARED_DATA / relative
+    if not path.is_file():
+        pytest.skip(f"real dataset {path} is not present (it lies beside the checkout in development and CI)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny random BERT (2 layers, width 32) with MiniLM's tokenizer, saved as safetensors."""
+    folder = tmp_path_factory.mktemp("tiny-bert")
+    tokenizer = load_tokenizer(resolve_model("minilm"))
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2,
+                        num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(str(folder), safe_serialization=True)
+    tokenizer.save_pretrained(str(folder))
+    return folder
+
+
+@contextmanager
+def serve_app(app: ASGIApp, *, start_timeout: float = 10.0) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on a free loopback port in a background thread.
+
+    The socket is bound here and handed to uvicorn, so no other process can take the port in between.
+
+    Args:
+        app: The ASGI application to serve; its lifespan runs.
+        start_timeout: Seconds to wait for the server to start.
+
+    Yields:
+        The base URL, for example ``http://127.0.0.1:54321``.
+    """
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + start_timeout
+        while not server.started:
+            if not thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError(f"expected uvicorn to start within {start_timeout} s, it did not")
+            time.sleep(0.01)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        sock.close()

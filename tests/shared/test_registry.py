@@ -1,0 +1,278 @@
+"""Tests for textcore.registry: versioned model folders, the active alias, history and the watcher."""
+
+from __future__ import annotations
+
+import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
+from textcore.registry import ActiveModelWatcher, ModelRegistry, ModelVersion
+
+
+def make_model(parent: Path, tag: str, *, accuracy: float = 0.9) -> Path:
+    """Creates a small fake model folder with metadata, a weights file and a nested tokenizer file."""
+    folder = parent / f"src-{tag}"
+    (folder / "tokenizer").mkdir(parents=True)
+    (folder / "metadata.json").write_text(json.dumps({"tag": tag, "accuracy": accuracy}), encoding="utf-8")
+    (folder / "model.safetensors").write_bytes(tag.encode() * 100)
+    (folder / "tokenizer" / "vocab.txt").write_text(f"[PAD]\n{tag}\n", encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def registry(tmp_path: Path) -> ModelRegistry:
+    return ModelRegistry(tmp_path / "registry")
+
+
+def test_register_assigns_increasing_versions_and_copies_files(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    first = registry.register("sentiment", make_model(tmp_path, "a"))
+    second = registry.register("sentiment", make_model(tmp_path, "b"), note="retrained")
+
+    assert (first.version, second.version) == (1, 2)
+    assert first.path == registry.root / "sentiment" / "v0001"
+    assert (second.path / "model.safetensors").read_bytes() == b"b" * 100
+    assert (second.path / "tokenizer" / "vocab.txt").read_text(encoding="utf-8") == "[PAD]\nb\n"
+    assert second.metadata == {"tag": "b", "accuracy": 0.9}
+    assert datetime.fromisoformat(second.created_at).utcoffset() is not None
+    assert [v.version for v in registry.versions("sentiment")] == [1, 2]
+    assert registry.get("sentiment", 2) == second
+    assert registry.names() == ["sentiment"]
+    leftovers = [p.name for p in (registry.root / "sentiment").iterdir() if p.name.startswith(".incoming")]
+    assert leftovers == []
+
+
+def test_register_accepts_config_json_and_reads_empty_metadata(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    src = tmp_path / "hf"
+    src.mkdir()
+    (src / "config.json").write_text("{}", encoding="utf-8")
+    assert registry.register("hf-model", src).metadata == {}
+
+
+def test_promote_switches_active_and_resolve_handles_every_form(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    v1 = registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    v2 = registry.register("clf", make_model(tmp_path, "b"))
+    assert registry.active("clf") == v1
+
+    assert registry.promote("clf", 2, note="better") == v2
+    assert registry.active("clf") == v2
+    alias = json.loads((registry.root / "clf" / "active").read_text(encoding="utf-8"))
+    assert alias["version"] == 2
+    assert alias["note"] == "better"
+    assert "promoted_at" in alias
+    assert registry.resolve("clf") == v2.path
+    assert registry.resolve("clf@active") == v2.path
+    assert registry.resolve("clf@1") == v1.path
+    assert registry.resolve("clf@v1") == v1.path
+    assert not [p for p in (registry.root / "clf").iterdir() if p.name.startswith(".active-")]
+
+
+def test_failed_promote_leaves_the_old_alias_untouched(
+    registry: ModelRegistry, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    registry.register("clf", make_model(tmp_path, "b"))
+
+    def broken_replace(self: Path, target: Path) -> Path:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Path, "replace", broken_replace)
+    with pytest.raises(OSError, match="disk full"):
+        registry.promote("clf", 2)
+    monkeypatch.undo()
+
+    assert registry.active("clf").version == 1
+    assert not [p for p in (registry.root / "clf").iterdir() if p.name.startswith(".active-")]
+
+
+def test_active_on_unpromoted_or_unknown_name_is_not_found(registry: ModelRegistry, tmp_path: Path) -> None:
+    registry.register("clf", make_model(tmp_path, "a"))
+    with pytest.raises(NotFound, match="no active version"):
+        registry.active("clf")
+    with pytest.raises(NotFound, match="no model named 'other'"):
+        registry.active("other")
+    with pytest.raises(NotFound, match="no version 7"):
+        registry.resolve("clf@7")
+    with pytest.raises(NotFound, match="no active version"):
+        registry.resolve("clf")
+
+
+@pytest.mark.parametrize("name", ["", "Upper", "../escape", "-lead", ".hidden", "a" * 65, "sp ace", "x\n"])
+def test_bad_name_is_invalid_input(registry: ModelRegistry, tmp_path: Path, name: str) -> None:
+    with pytest.raises(InvalidInput, match="model name must match"):
+        registry.register(name, make_model(tmp_path, "a"))
+    assert not list(registry.root.iterdir())
+
+
+def test_bad_sources_and_refs_are_rejected(registry: ModelRegistry, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="found nothing"):
+        registry.register("clf", tmp_path / "missing")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "weights.bin").write_bytes(b"x")
+    with pytest.raises(InvalidInput, match=r"metadata.json or config.json; found \['weights.bin'\]"):
+        registry.register("clf", empty)
+    (empty / "metadata.json").write_text("[1, 2]", encoding="utf-8")
+    with pytest.raises(InvalidInput, match="JSON object"):
+        registry.register("clf", empty)
+    registry.register("clf", make_model(tmp_path, "a"))
+    with pytest.raises(InvalidInput, match="model reference"):
+        registry.resolve("clf@latest")
+    with pytest.raises(InvalidInput, match="positive integer"):
+        registry.get("clf", 0)
+
+
+def test_delete_refuses_the_active_version_and_never_reuses_numbers(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    v2 = registry.register("clf", make_model(tmp_path, "b"))
+    with pytest.raises(Conflict, match="is active"):
+        registry.delete("clf", 1)
+    assert registry.get("clf", 1).path.is_dir()
+
+    registry.delete("clf", 2)
+    assert not v2.path.exists()
+    assert [v.version for v in registry.versions("clf")] == [1]
+    with pytest.raises(NotFound):
+        registry.delete("clf", 2)
+    assert registry.register("clf", make_model(tmp_path, "c")).version == 3
+
+
+def test_history_records_registrations_promotions_and_custom_events(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"), promote=True, note="baseline")
+    registry.register("clf", make_model(tmp_path, "b"))
+    gate = {"event": "gate", "candidate": 2, "decision": "reject", "candidate_f1": 0.81, "active_f1": 0.84}
+    registry.record("clf", gate)
+
+    events = registry.history("clf")
+    assert [e["event"] for e in events] == ["register", "promote", "register", "gate"]
+    assert events[1]["version"] == 1
+    assert events[1]["previous"] is None
+    assert events[1]["note"] == "baseline"
+    assert {k: events[3][k] for k in gate} == gate
+    assert isinstance(events[3]["ts"], str)
+
+    registry.promote("clf", 2)
+    assert registry.history("clf")[-1] | {"ts": None} == {
+        "ts": None,
+        "event": "promote",
+        "version": 2,
+        "previous": 1,
+        "note": "",
+    }
+    with pytest.raises(InvalidInput, match="JSON-serialisable"):
+        registry.record("clf", {"bad": object()})
+    with pytest.raises(NotFound):
+        registry.record("unknown", {"event": "x"})
+
+
+def test_concurrent_registrations_get_distinct_complete_versions(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    count = 12
+    sources = [make_model(tmp_path, f"m{i}") for i in range(count)]
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(lambda src: registry.register("busy", src), sources))
+
+    assert sorted(r.version for r in results) == list(range(1, count + 1))
+    for result, src in zip(results, sources, strict=True):
+        assert result.metadata["tag"] == src.name.removeprefix("src-")
+        assert (result.path / "model.safetensors").read_bytes() == (src / "model.safetensors").read_bytes()
+        assert (result.path / "tokenizer" / "vocab.txt").is_file()
+    assert len(registry.versions("busy")) == count
+    assert sum(e["event"] == "register" for e in registry.history("busy")) == count
+    assert not [p for p in (registry.root / "busy").iterdir() if p.name.startswith(".incoming")]
+
+
+def tag_loader(version: ModelVersion) -> str:
+    return f"{version.metadata['tag']}@{version.version}"
+
+
+def test_watcher_picks_up_a_promotion_on_refresh(registry: ModelRegistry, tmp_path: Path) -> None:
+    watcher = ActiveModelWatcher(registry, "clf", tag_loader)
+    with pytest.raises(ModelNotReady):
+        watcher.current()
+    assert watcher.version is None
+
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    assert watcher.current() == "a@1"
+    assert watcher.version == 1
+    assert watcher.refresh() is False
+
+    registry.register("clf", make_model(tmp_path, "b"), promote=True)
+    assert watcher.current() == "a@1"
+    assert watcher.refresh() is True
+    assert watcher.current() == "b@2"
+    assert watcher.version == 2
+    assert watcher.refresh() is False
+
+    registry.promote("clf", 1)  # rolling back is a change too
+    assert watcher.refresh() is True
+    assert watcher.current() == "a@1"
+
+
+def test_watcher_keeps_the_old_model_while_loading_and_when_the_loader_fails(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    seen_during_load: list[str] = []
+    fail = True
+
+    def loader(version: ModelVersion) -> str:
+        if version.version == 2:
+            seen_during_load.append(watcher.current())
+            if fail:
+                raise RuntimeError("corrupt weights")
+        return tag_loader(version)
+
+    watcher: ActiveModelWatcher[str] = ActiveModelWatcher(registry, "clf", loader)
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    assert watcher.current() == "a@1"
+
+    registry.register("clf", make_model(tmp_path, "b"), promote=True)
+    with pytest.raises(RuntimeError, match="corrupt weights"):
+        watcher.refresh()
+    assert watcher.current() == "a@1"
+    assert watcher.version == 1
+    assert seen_during_load == ["a@1"]
+
+    fail = False  # the next refresh retries the same promotion
+    assert watcher.refresh() is True
+    assert watcher.current() == "b@2"
+    assert seen_during_load == ["a@1", "a@1"]
+
+
+def test_watcher_serves_readers_from_other_threads(registry: ModelRegistry, tmp_path: Path) -> None:
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    watcher = ActiveModelWatcher(registry, "clf", tag_loader)
+    stop = threading.Event()
+    seen: set[str] = set()
+
+    def read() -> None:
+        while not stop.is_set():
+            seen.add(watcher.current())
+
+    readers = [threading.Thread(target=read) for _ in range(3)]
+    for thread in readers:
+        thread.start()
+    try:
+        registry.register("clf", make_model(tmp_path, "b"), promote=True)
+        assert watcher.refresh() is True
+    finally:
+        stop.set()
+        for thread in readers:
+            thread.join(timeout=5)
+    assert seen <= {"a@1", "b@2"}
+    assert watcher.current() == "b@2"

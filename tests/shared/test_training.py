@@ -1,0 +1,156 @@
+"""Fine-tuning behaviour: learning, reproducibility, early stopping, resume, and the real MiniLM on real data."""
+
+from __future__ import annotations
+
+import random
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tests.conftest import shared_data
+from textcore.classifier import Classifier
+from textcore.data import LabelledTexts, read_labelled
+from textcore.errors import InvalidInput
+from textcore.models import load_backbone
+from textcore.training import TrainConfig, train_classifier
+from textcore.training.classification import ClassificationTask
+from textcore.training.loop import train
+
+POSITIVE = ["profit rose", "sales grew strongly", "record revenue", "shares jumped", "margin improved"]
+NEGATIVE = ["profit fell", "sales dropped", "heavy losses", "shares plunged", "margin shrank"]
+
+
+def keyword_data(n: int, seed: int = 0) -> LabelledTexts:
+    """Two classes told apart by their wording, with filler that varies the length."""
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for i in range(n):
+        label = "positive" if i % 2 else "negative"
+        phrase = rng.choice(POSITIVE if label == "positive" else NEGATIVE)
+        texts.append(f"{phrase} " + " ".join(["in the quarter"] * rng.randint(0, 4)))
+        labels.append(label)
+    return LabelledTexts(texts, labels)
+
+
+def tiny_config(model: Path, **changes: object) -> TrainConfig:
+    base = TrainConfig(base_model=str(model), epochs=4, batch_size=8, learning_rate=2e-3, head_learning_rate=1e-2,
+                       evals_per_epoch=1, patience=10, seed=7)
+    return base.replace(**changes)
+
+
+def test_tiny_model_learns_a_keyword_task(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = keyword_data(160)
+    result = train_classifier(data, tiny_config(tiny_model_dir, epochs=6), tmp_path / "m", progress=False)
+    assert result.metrics["accuracy"] >= 0.85
+    held_out = keyword_data(40, seed=99)
+    predictions = Classifier.load(tmp_path / "m").predict(held_out.texts)
+    accuracy = np.mean([p.label == y for p, y in zip(predictions, held_out.labels, strict=True)])
+    assert accuracy >= 0.85
+
+
+def test_same_seed_gives_identical_weights(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_model_dir, epochs=1)
+    for name in ("a", "b"):
+        train_classifier(keyword_data(32), config, tmp_path / name, progress=False)
+    first, second = load_file(str(tmp_path / "a" / "head.safetensors")), load_file(str(tmp_path / "b" / "head.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def test_early_stopping_restores_the_best_evaluation(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A learning rate this small cannot change the validation accuracy, so every evaluation after the first
+    # fails to improve and the run stops after `patience` of them.
+    config = tiny_config(tiny_model_dir, epochs=20, learning_rate=1e-12, head_learning_rate=1e-12, patience=2)
+    result = train_classifier(keyword_data(40), config, tmp_path / "m", progress=False)
+    assert result.loop.stopped_early
+    assert result.loop.best_step == result.loop.steps // 3
+    assert result.metadata["training"]["stopped_early"] is True
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = keyword_data(48)
+    config = tiny_config(tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25)
+    train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
+    labels = ["negative", "positive"]
+
+    def new_task() -> ClassificationTask:
+        torch.manual_seed(config.seed)
+        return ClassificationTask(load_backbone(tiny_model_dir), train_part, val_part, labels, config)
+
+    reference = new_task()
+    train(reference, config, tmp_path / "reference", progress=False)
+
+    crashing = new_task()
+    calls = {"n": 0}
+    original_loss = crashing.loss
+
+    def loss_that_crashes(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 8:  # after the first epoch's checkpoint (5 steps per epoch), before the second's
+            raise Crash
+        return original_loss(batch)
+
+    crashing.loss = loss_that_crashes  # type: ignore[method-assign]
+    with pytest.raises(Crash):
+        train(crashing, config, tmp_path / "run", progress=False)
+    assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
+
+    resumed = new_task()
+    result = train(resumed, config, tmp_path / "run", resume=True, progress=False)
+    assert result.steps == 15
+    for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items(),
+                                 strict=True):
+        assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_class_weights_and_multi_label_train(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = keyword_data(40)
+    weighted = train_classifier(data, tiny_config(tiny_model_dir, epochs=1, class_weights=True), tmp_path / "w",
+                                progress=False)
+    assert weighted.metadata["hyperparameters"]["class_weights"] is True
+    multi = LabelledTexts(data.texts, [f"{y}|finance" for y in data.labels])
+    result = train_classifier(multi, tiny_config(tiny_model_dir, epochs=1, multi_label=True), tmp_path / "ml",
+                              progress=False)
+    assert result.metrics["labels"] == ["finance", "negative", "positive"]
+    prediction = Classifier.load(tmp_path / "ml").predict(["profit rose"])[0]
+    assert set(prediction.scores) == {"finance", "negative", "positive"}
+
+
+def test_validation_labels_unknown_to_training_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    validation = LabelledTexts(["profit rose"], ["surprised"])
+    with pytest.raises(InvalidInput, match="surprised"):
+        train_classifier(keyword_data(20), tiny_config(tiny_model_dir), tmp_path / "m", validation=validation,
+                         progress=False)
+
+
+def test_config_explains_bad_values() -> None:
+    with pytest.raises(InvalidInput, match=r"epochs: expected an integer >= 1; found 0"):
+        TrainConfig(epochs=0)
+    with pytest.raises(InvalidInput, match="metric"):
+        TrainConfig(metric="recall@1")
+
+
+def test_real_minilm_beats_the_majority_class_on_phrasebank(tmp_path: Path) -> None:
+    path = shared_data("financial_phrasebank/train.csv")
+    rows = read_labelled(path, "sentence", "label")
+    rng = random.Random(0)
+    by_label: dict[str, list[int]] = {}
+    for i, label in enumerate(rows.labels):
+        by_label.setdefault(label, []).append(i)
+    train_idx = [i for label in sorted(by_label) for i in rng.sample(by_label[label], 16)]
+    held = [i for i in range(len(rows)) if i not in set(train_idx)][:150]
+    config = TrainConfig(epochs=4, batch_size=8, evals_per_epoch=1, learning_rate=1e-4, seed=1)
+    result = train_classifier(rows.subset(train_idx), config, tmp_path / "m", progress=False)
+    held_out = rows.subset(held)
+    predictions = Classifier.load(result.output).predict(held_out.texts)
+    accuracy = float(np.mean([p.label == y for p, y in zip(predictions, held_out.labels, strict=True)]))
+    majority = Counter(held_out.labels).most_common(1)[0][1] / len(held_out)
+    assert accuracy > majority, (accuracy, majority)
+

@@ -1,0 +1,220 @@
+"""textcore.web and textcore.http through a real FastAPI app, real threads and httpx transports."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+from pydantic import BaseModel
+
+from tests.conftest import serve_app
+from textcore.errors import ALL_ERRORS, CoreError, Overloaded, UpstreamError
+from textcore.http import HttpClientConfig, make_http_client
+from textcore.web import BodySizeLimit, CapacityLimiter, install_problem_handlers
+
+PROBLEM = "application/problem+json"
+MAX_BODY = 1_000
+
+
+class Item(BaseModel):
+    name: str
+    count: int
+
+
+def make_app() -> FastAPI:
+    app = FastAPI()
+    install_problem_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY)
+    errors = {cls.__name__: cls for cls in ALL_ERRORS}
+
+    @app.get("/raise/{name}")
+    async def raise_error(name: str) -> None:
+        raise errors[name](f"expected nothing to go wrong, found {name}")
+
+    @app.post("/items")
+    async def create_item(item: Item) -> Item:
+        return item
+
+    @app.post("/echo")
+    async def echo(request: Request) -> dict[str, int]:
+        return {"received": len(await request.body())}
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    return app
+
+
+@pytest.fixture
+def client() -> Iterator[TestClient]:
+    with TestClient(make_app(), raise_server_exceptions=False) as client:
+        yield client
+
+
+@pytest.mark.parametrize("cls", ALL_ERRORS, ids=lambda cls: cls.__name__)
+def test_every_core_error_maps_to_its_status(client: TestClient, cls: type[CoreError]) -> None:
+    response = client.get(f"/raise/{cls.__name__}")
+    assert response.status_code == cls.status
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json() == {
+        "type": "about:blank",
+        "title": cls.title,
+        "status": cls.status,
+        "detail": f"expected nothing to go wrong, found {cls.__name__}",
+        "instance": f"/raise/{cls.__name__}",
+    }
+
+
+def test_validation_error_is_422_problem_without_input_echo(client: TestClient) -> None:
+    secret = "s" * 500
+    response = client.post("/items", json={"name": "ok", "count": secret})
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["status"] == 422
+    assert body["instance"] == "/items"
+    assert [e["loc"] for e in body["errors"]] == [["body", "count"]]
+    assert set(body["errors"][0]) == {"loc", "msg", "type"}
+    assert secret not in response.text
+
+
+def test_unexpected_error_is_generic_500_problem(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="textcore.web.problems"):
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["status"] == 500
+    assert "secret" not in response.text
+    assert any(r.exc_info and "secret internals" in str(r.exc_info[1]) for r in caplog.records)
+
+
+def test_unknown_route_is_404_problem(client: TestClient) -> None:
+    response = client.get("/nowhere")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["instance"] == "/nowhere"
+
+
+def test_body_limit_refuses_declared_oversized_body(client: TestClient) -> None:
+    response = client.post("/echo", content=b"x" * (MAX_BODY + 1))
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["status"] == 413
+
+
+def test_body_limit_passes_bodies_within_bound(client: TestClient) -> None:
+    assert client.post("/echo", content=b"x" * MAX_BODY).json() == {"received": MAX_BODY}
+
+
+def test_body_limit_counts_streamed_chunks_over_real_http() -> None:
+    def chunks(count: int) -> Iterator[bytes]:
+        for _ in range(count):
+            yield b"x" * 100
+
+    with serve_app(make_app()) as base_url, httpx.Client(base_url=base_url, trust_env=False) as http:
+        small = http.post("/echo", content=chunks(5))  # chunked transfer: no Content-Length
+        assert small.json() == {"received": 500}
+        large = http.post("/echo", content=chunks(20))
+        declared = http.post("/echo", content=b"x" * 5 * MAX_BODY)
+    for response in (large, declared):
+        assert response.status_code == 413
+        assert response.headers["content-type"] == PROBLEM
+
+
+async def test_capacity_limiter_runs_calls_in_threads() -> None:
+    limiter = CapacityLimiter(max_workers=2)
+    caller = threading.get_ident()
+    assert await limiter.run(lambda a, b: a + b, 1, b=2) == 3
+    assert await limiter.run(threading.get_ident) != caller
+    with pytest.raises(ZeroDivisionError):
+        await limiter.run(lambda: 1 / 0)
+    assert limiter.in_flight == 0
+    assert limiter.max_workers == 2
+
+
+async def test_capacity_limiter_refuses_when_saturated() -> None:
+    limiter = CapacityLimiter(max_workers=1, max_queue=1)
+    release = threading.Event()
+    running = threading.Semaphore(0)
+
+    def hold() -> str:
+        running.release()
+        assert release.wait(timeout=10)
+        return "done"
+
+    tasks = [asyncio.create_task(limiter.run(hold)) for _ in range(2)]
+    try:
+        assert await asyncio.to_thread(running.acquire, timeout=10)  # one runs, one waits for the worker
+        assert limiter.in_flight == 2
+        with pytest.raises(Overloaded):
+            await limiter.run(hold)
+    finally:
+        release.set()
+        results = await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
+    assert results == ["done", "done"]
+    assert limiter.in_flight == 0
+    assert await asyncio.wait_for(limiter.run(hold), timeout=10) == "done"
+
+
+@pytest.mark.parametrize(("workers", "queue"), [(0, 0), (1, -1)])
+def test_capacity_limiter_rejects_bad_bounds(workers: int, queue: int) -> None:
+    with pytest.raises(ValueError, match="expected"):
+        CapacityLimiter(workers, queue)
+
+
+async def test_http_client_sets_timeouts_and_user_agent() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, json={"ua": request.headers["user-agent"]})
+
+    config = HttpClientConfig(connect_timeout=1.5, read_timeout=2.5, user_agent="probe/1")
+    async with make_http_client(config, transport=httpx.MockTransport(handler)) as client:
+        response = await client.get("http://upstream.test/x")
+    assert response.json() == {"ua": "probe/1"}
+    assert client.timeout == httpx.Timeout(connect=1.5, read=2.5, write=30.0, pool=5.0)
+    assert config.limits == httpx.Limits(max_connections=20, max_keepalive_connections=10)
+
+
+async def test_http_client_bounds_response_size() -> None:
+    async def stream() -> AsyncIterator[bytes]:
+        for _ in range(10):
+            yield b"y" * 10
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/declared":
+            return httpx.Response(200, content=b"y" * 100)
+        return httpx.Response(200, content=stream())  # no Content-Length
+
+    config = HttpClientConfig(max_response_bytes=50)
+    async with make_http_client(config, transport=httpx.MockTransport(handler)) as client:
+        for path in ("/declared", "/streamed"):
+            with pytest.raises(UpstreamError, match="at most 50 bytes"):
+                await client.get(f"http://upstream.test{path}")
+
+
+async def test_http_client_default_transport_on_loopback() -> None:
+    app = FastAPI()
+
+    @app.get("/ping")
+    async def ping() -> dict[str, str]:
+        return {"pong": "yes"}
+
+    with serve_app(app) as base_url:
+        async with make_http_client() as client:
+            response = await client.get(f"{base_url}/ping")
+    assert response.json() == {"pong": "yes"}
+
+
+def test_http_client_config_validates() -> None:
+    with pytest.raises(ValueError, match="max_keepalive"):
+        HttpClientConfig(max_connections=2, max_keepalive=3)
+    with pytest.raises(ValueError, match="read_timeout"):
+        HttpClientConfig(read_timeout=0)
