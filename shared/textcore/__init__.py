@@ -1,7 +1,7 @@
 """textcore: the shared fine-tuning core.
 
-Resolve a pretrained encoder offline, embed text, index it with faiss, fine-tune it on labelled data
-(classification or contrastive embedding), and keep trained models as versioned folders in a registry.
+Resolve a pretrained encoder offline, embed text, index it with faiss, fine-tune it on labelled
+data (classification or contrastive embedding), and keep trained models as versioned folders in a registry.
 Names are imported lazily so that `import textcore` (and the CLI's `--help`) stays fast; the web layer lives in
 `textcore.web` and is not re-exported here.
 """
@@ -72,12 +72,12 @@ _EXPORTS: dict[str, str] = {
 }
 
 __all__ = [
+    "DEFAULT_MODEL",
     "ActiveModelWatcher",
     "Backbone",
     "Classifier",
     "Conflict",
     "CoreError",
-    "DEFAULT_MODEL",
     "Encoder",
     "HttpClientConfig",
     "InvalidInput",

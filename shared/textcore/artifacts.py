@@ -1,11 +1,11 @@
 """The on-disk format of a trained model: one self-contained folder.
 
-    <dir>/config.json, model.safetensors     the fine-tuned encoder (Hugging Face format; loadable as a base model)
-    <dir>/tokenizer.json, vocab.txt, ...     its tokenizer
-    <dir>/head.safetensors                   task head weights (classification)
-    <dir>/labels.json                        {"labels": [...], "multi_label": false}
-    <dir>/metadata.json                      base model, task, data hashes and counts, hyperparameters,
-                                             validation metrics, library versions, created time
+<dir>/config.json, model.safetensors     the fine-tuned encoder (Hugging Face format; usable as a base)
+<dir>/tokenizer.json, vocab.txt, ...     its tokenizer
+<dir>/head.safetensors                   task head weights (classification)
+<dir>/labels.json                        {"labels": [...], "multi_label": false}
+<dir>/metadata.json                      base model, task, data hashes and counts, hyperparameters,
+                                         validation metrics, library versions, created time
 """
 
 from __future__ import annotations

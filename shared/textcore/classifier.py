@@ -34,9 +34,12 @@ class TextClassifier(nn.Module):
         """(batch, tokens) ids and mask -> (batch, n_labels) float32 logits."""
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask)[0]
         pooled = mean_pool(hidden, attention_mask)
-        return self.head(self.dropout(pooled)).float()
+        logits: torch.Tensor = self.head(self.dropout(pooled))
+        return logits.float()
 
-    def save(self, folder: Path, tokenizer: PreTrainedTokenizerBase, labels: list[str], multi_label: bool) -> None:
+    def save(
+        self, folder: Path, tokenizer: PreTrainedTokenizerBase, labels: list[str], multi_label: bool
+    ) -> None:
         """Write encoder, tokenizer, head and label map into `folder` (safetensors only)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.encoder.save_pretrained(str(folder), safe_serialization=True)
@@ -93,12 +96,27 @@ class Classifier:
         self.batch_size = batch_size
 
     @classmethod
-    def load(cls, folder: str | os.PathLike[str], *, device: str = "auto", precision: str = "auto",
-             max_length: int = 256, batch_size: int = 64) -> Classifier:
+    def load(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
+    ) -> Classifier:
         """Load a trained classifier folder (see `textcore.artifacts`)."""
         model, tokenizer, labels, multi_label = TextClassifier.load(Path(folder))
-        return cls(model, tokenizer, labels, multi_label=multi_label, device=device, precision=precision,
-                   max_length=max_length, batch_size=batch_size)
+        return cls(
+            model,
+            tokenizer,
+            labels,
+            multi_label=multi_label,
+            device=device,
+            precision=precision,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
 
     @torch.inference_mode()
     def logits(self, texts: Sequence[str]) -> np.ndarray:
@@ -111,7 +129,9 @@ class Classifier:
         encoded = encode_texts(self.tokenizer, texts, self.max_length)
         pad_id = int(self.tokenizer.pad_token_id or 0)
         for idx in sorted_batches(encoded.lengths, self.batch_size):
-            batch = {k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], pad_id).items()}
+            batch = {
+                k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], pad_id).items()
+            }
             with autocast(self.device, self.bf16):
                 out[idx] = self.model(**batch).float().cpu().numpy()
         return out
@@ -129,5 +149,7 @@ class Classifier:
     def _prediction(self, row: np.ndarray) -> Prediction:
         best = int(row.argmax())
         scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
-        chosen = tuple(lab for lab, p in scores.items() if p >= 0.5) if self.multi_label else (self.labels[best],)
+        chosen = (
+            tuple(lab for lab, p in scores.items() if p >= 0.5) if self.multi_label else (self.labels[best],)
+        )
         return Prediction(label=self.labels[best], confidence=float(row[best]), scores=scores, labels=chosen)

@@ -17,15 +17,21 @@ from rich.table import Table
 
 from textcore.errors import CoreError, InvalidInput
 
-app = typer.Typer(help="Fine-tune small pretrained encoders on your own labelled text.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+    help="Fine-tune small pretrained encoders on your own labelled text.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
 err = Console(stderr=True)
 T = TypeVar("T")
 
 TaskOpt = Annotated[str, typer.Option("--task", help="classification or embedding")]
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV, TSV or JSONL file")]
 TextCol = Annotated[str, typer.Option("--text-column", help="column with the text (embedding: the anchor)")]
-LabelCol = Annotated[str, typer.Option("--label-column", help="column with the label (embedding: the positive)")]
+LabelCol = Annotated[
+    str, typer.Option("--label-column", help="column with the label (embedding: the positive)")
+]
 
 
 def quiet_libraries() -> None:
@@ -59,7 +65,9 @@ def train(
     text_column: TextCol = "text",
     label_column: LabelCol = "label",
     validation: Annotated[Path | None, typer.Option("--validation", help="validation file")] = None,
-    negative_column: Annotated[str | None, typer.Option(help="embedding: column with a hard negative")] = None,
+    negative_column: Annotated[
+        str | None, typer.Option(help="embedding: column with a hard negative")
+    ] = None,
     base_model: Annotated[str, typer.Option(help="alias, local folder or trained model")] = "minilm",
     epochs: Annotated[int | None, typer.Option(help="passes over the data")] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
@@ -75,15 +83,35 @@ def train(
     """Fine-tune a model on labelled data and save it as a self-contained folder."""
     from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - keeps --help fast
 
-    overrides: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate,
-                                 "max_length": max_length}
+    overrides: dict[str, Any] = {
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "max_length": max_length,
+    }
+
     def action() -> None:
-        config = TrainConfig(task=task, base_model=base_model, class_weights=class_weights, multi_label=multi_label,
-                             precision=precision, device=device, seed=seed,
-                             **{k: v for k, v in overrides.items() if v is not None})
-        result = train_from_files(config, data, text_column, label_column, output, validation_path=validation,
-                                  negative_column=negative_column, resume=resume,
-                                  progress=sys.stderr.isatty())
+        config = TrainConfig(
+            task=task,
+            base_model=base_model,
+            class_weights=class_weights,
+            multi_label=multi_label,
+            precision=precision,
+            device=device,
+            seed=seed,
+            **{k: v for k, v in overrides.items() if v is not None},
+        )
+        result = train_from_files(
+            config,
+            data,
+            text_column,
+            label_column,
+            output,
+            validation_path=validation,
+            negative_column=negative_column,
+            resume=resume,
+            progress=sys.stderr.isatty(),
+        )
         figures = {k: v for k, v in result.metadata["validation_metrics"].items()}
         print(f"saved {result.output}")
         print(json.dumps({"output": str(result.output), "validation": figures}))
@@ -103,8 +131,11 @@ def evaluate(
     """Score a classifier on labelled data; the last stdout line is one JSON object."""
     from textcore.evaluation import evaluate_classifier_file  # noqa: PLC0415
 
-    report = run_or_exit(lambda: evaluate_classifier_file(model, data, text_column, label_column,
-                                                          device=device, precision=precision))
+    report = run_or_exit(
+        lambda: evaluate_classifier_file(
+            model, data, text_column, label_column, device=device, precision=precision
+        )
+    )
     print_report(report)
     print(json.dumps(report))
 
@@ -112,11 +143,15 @@ def evaluate(
 def print_report(report: dict[str, Any]) -> None:
     """A readable table of per-label scores and the headline figures."""
     out = Console()
-    table = Table(title=f"{report['n']} rows: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}")
+    table = Table(
+        title=f"{report['n']} rows: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
+    )
     for column in ("label", "precision", "recall", "f1", "support"):
         table.add_column(column, justify="left" if column == "label" else "right")
     for label, s in report["per_label"].items():
-        table.add_row(label, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", str(s["support"]))
+        table.add_row(
+            label, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", str(s["support"])
+        )
     out.print(table)
 
 
@@ -130,7 +165,9 @@ def _stdin_lines() -> Iterator[str]:
 @app.command()
 def predict(
     model: Annotated[Path, typer.Option("--model", help="trained model folder")],
-    data: Annotated[Path | None, typer.Option("--data", help="file to label (else one text per stdin line)")] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="file to label (else one text per stdin line)")
+    ] = None,
     text_column: TextCol = "text",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",

@@ -71,7 +71,10 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
             raise InvalidInput(f"{path}:{number}: expected one JSON object per line; {exc.msg}") from exc
         if not isinstance(record, dict):
             raise InvalidInput(f"{path}:{number}: expected a JSON object; found {type(record).__name__}")
-        yield {str(k): "" if v is None else (v if isinstance(v, str) else json.dumps(v)) for k, v in record.items()}
+        yield {
+            str(k): "" if v is None else (v if isinstance(v, str) else json.dumps(v))
+            for k, v in record.items()
+        }
 
 
 def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
@@ -85,7 +88,9 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         raise InvalidInput(f"{file}: expected a readable data file; it does not exist")
     suffix = file.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
-        raise InvalidInput(f"{file}: expected one of {', '.join(TABLE_SUFFIXES)}; found {suffix or 'no suffix'}")
+        raise InvalidInput(
+            f"{file}: expected one of {', '.join(TABLE_SUFFIXES)}; found {suffix or 'no suffix'}"
+        )
     try:
         text = file.read_bytes().decode("utf-8-sig")  # no newline translation; the readers handle line ends
     except UnicodeDecodeError as exc:
@@ -144,9 +149,7 @@ def require_classes(data: LabelledTexts, where: str) -> list[str]:
     return classes
 
 
-def stratified_split(
-    data: LabelledTexts, fraction: float, seed: int
-) -> tuple[LabelledTexts, LabelledTexts]:
+def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
     """Split off `fraction` of each class (at least one row of any class with two or more) for validation.
 
     Returns:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
+from torch import nn
 
 from textcore.batching import encode_texts, pad_batch, sorted_batches
 from textcore.devices import autocast, resolve_device, use_bf16
@@ -48,23 +50,38 @@ class Encoder:
         batch_size: int = 64,
     ) -> None:
         if max_length < 8 or batch_size < 1:
-            raise InvalidInput(f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}")
+            raise InvalidInput(
+                f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}"
+            )
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
         self.backbone = backbone
-        self.model = backbone.model.to(self.device).eval()
+        # typed as a plain Module: transformers' own annotations of .to()/.eval() confuse the checker
+        self.model = cast(nn.Module, backbone.model)
+        self.model.to(self.device)
+        self.model.eval()
         self.tokenizer = backbone.tokenizer
         self.max_length = max_length
         self.batch_size = batch_size
 
     @classmethod
     def from_pretrained(
-        cls, name: str | os.PathLike[str] = DEFAULT_MODEL, *, device: str = "auto", precision: str = "auto",
-        max_length: int = 256, batch_size: int = 64,
+        cls,
+        name: str | os.PathLike[str] = DEFAULT_MODEL,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
     ) -> Encoder:
         """Load an encoder by alias, folder or hub id (see `textcore.models.resolve_model`)."""
-        return cls(load_backbone(name), device=device, precision=precision, max_length=max_length,
-                   batch_size=batch_size)
+        return cls(
+            load_backbone(name),
+            device=device,
+            precision=precision,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
 
     @property
     def dim(self) -> int:

@@ -17,7 +17,11 @@ def evaluate_classifier(classifier: Classifier, data: LabelledTexts) -> dict[str
     Raises:
         InvalidInput: the data holds labels the model was not trained on.
     """
-    given = {x.strip() for value in data.labels for x in value.split("|")} if classifier.multi_label else set(data.labels)
+    given = (
+        {x.strip() for value in data.labels for x in value.split("|")}
+        if classifier.multi_label
+        else set(data.labels)
+    )
     unknown = sorted(given - set(classifier.labels))
     if unknown:
         raise InvalidInput(f"labels {unknown} are not known to the model; it knows {classifier.labels}")

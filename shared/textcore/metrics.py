@@ -49,10 +49,17 @@ class ClassificationReport:
 
 
 def vars_of(scores: LabelScores) -> dict[str, float | int]:
-    return {"precision": scores.precision, "recall": scores.recall, "f1": scores.f1, "support": scores.support}
+    return {
+        "precision": scores.precision,
+        "recall": scores.recall,
+        "f1": scores.f1,
+        "support": scores.support,
+    }
 
 
-def classification_report(y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]) -> ClassificationReport:
+def classification_report(
+    y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
+) -> ClassificationReport:
     """Score predicted labels against true ones over a fixed label order."""
     label_list = list(labels)
     precision, recall, f1, support = precision_recall_fscore_support(

@@ -112,7 +112,9 @@ def load_backbone(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Backbone:
     """
     folder = resolve_model(name)
     if not any(folder.glob("*.safetensors")):
-        raise InvalidInput(f"expected safetensors weights in {folder}; found none (pickle weights are refused)")
+        raise InvalidInput(
+            f"expected safetensors weights in {folder}; found none (pickle weights are refused)"
+        )
     try:
         model = AutoModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
     except (OSError, ValueError) as exc:

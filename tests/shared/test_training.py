@@ -1,4 +1,4 @@
-"""Fine-tuning behaviour: learning, reproducibility, early stopping, resume, and the real MiniLM on real data."""
+"""Fine-tuning: learning, reproducibility, early stopping, resume, and the real MiniLM on real data."""
 
 from __future__ import annotations
 
@@ -37,8 +37,16 @@ def keyword_data(n: int, seed: int = 0) -> LabelledTexts:
 
 
 def tiny_config(model: Path, **changes: object) -> TrainConfig:
-    base = TrainConfig(base_model=str(model), epochs=4, batch_size=8, learning_rate=2e-3, head_learning_rate=1e-2,
-                       evals_per_epoch=1, patience=10, seed=7)
+    base = TrainConfig(
+        base_model=str(model),
+        epochs=4,
+        batch_size=8,
+        learning_rate=2e-3,
+        head_learning_rate=1e-2,
+        evals_per_epoch=1,
+        patience=10,
+        seed=7,
+    )
     return base.replace(**changes)
 
 
@@ -56,7 +64,10 @@ def test_same_seed_gives_identical_weights(tiny_model_dir: Path, tmp_path: Path)
     config = tiny_config(tiny_model_dir, epochs=1)
     for name in ("a", "b"):
         train_classifier(keyword_data(32), config, tmp_path / name, progress=False)
-    first, second = load_file(str(tmp_path / "a" / "head.safetensors")), load_file(str(tmp_path / "b" / "head.safetensors"))
+    first, second = (
+        load_file(str(tmp_path / "a" / "head.safetensors")),
+        load_file(str(tmp_path / "b" / "head.safetensors")),
+    )
     assert all(torch.equal(first[k], second[k]) for k in first)
 
 
@@ -70,7 +81,7 @@ def test_early_stopping_restores_the_best_evaluation(tiny_model_dir: Path, tmp_p
     assert result.metadata["training"]["stopped_early"] is True
 
 
-class Crash(RuntimeError):
+class CrashError(RuntimeError):
     pass
 
 
@@ -94,30 +105,33 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_model_dir: Path,
     def loss_that_crashes(batch: dict[str, torch.Tensor]) -> torch.Tensor:
         calls["n"] += 1
         if calls["n"] == 8:  # after the first epoch's checkpoint (5 steps per epoch), before the second's
-            raise Crash
+            raise CrashError
         return original_loss(batch)
 
     crashing.loss = loss_that_crashes  # type: ignore[method-assign]
-    with pytest.raises(Crash):
+    with pytest.raises(CrashError):
         train(crashing, config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
 
     resumed = new_task()
     result = train(resumed, config, tmp_path / "run", resume=True, progress=False)
     assert result.steps == 15
-    for (name, a), (_, b) in zip(reference.model.state_dict().items(), resumed.model.state_dict().items(),
-                                 strict=True):
+    for (name, a), (_, b) in zip(
+        reference.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
         assert torch.allclose(a, b, atol=1e-6), name
 
 
 def test_class_weights_and_multi_label_train(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = keyword_data(40)
-    weighted = train_classifier(data, tiny_config(tiny_model_dir, epochs=1, class_weights=True), tmp_path / "w",
-                                progress=False)
+    weighted = train_classifier(
+        data, tiny_config(tiny_model_dir, epochs=1, class_weights=True), tmp_path / "w", progress=False
+    )
     assert weighted.metadata["hyperparameters"]["class_weights"] is True
     multi = LabelledTexts(data.texts, [f"{y}|finance" for y in data.labels])
-    result = train_classifier(multi, tiny_config(tiny_model_dir, epochs=1, multi_label=True), tmp_path / "ml",
-                              progress=False)
+    result = train_classifier(
+        multi, tiny_config(tiny_model_dir, epochs=1, multi_label=True), tmp_path / "ml", progress=False
+    )
     assert result.metrics["labels"] == ["finance", "negative", "positive"]
     prediction = Classifier.load(tmp_path / "ml").predict(["profit rose"])[0]
     assert set(prediction.scores) == {"finance", "negative", "positive"}
@@ -126,8 +140,13 @@ def test_class_weights_and_multi_label_train(tiny_model_dir: Path, tmp_path: Pat
 def test_validation_labels_unknown_to_training_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
     validation = LabelledTexts(["profit rose"], ["surprised"])
     with pytest.raises(InvalidInput, match="surprised"):
-        train_classifier(keyword_data(20), tiny_config(tiny_model_dir), tmp_path / "m", validation=validation,
-                         progress=False)
+        train_classifier(
+            keyword_data(20),
+            tiny_config(tiny_model_dir),
+            tmp_path / "m",
+            validation=validation,
+            progress=False,
+        )
 
 
 def test_config_explains_bad_values() -> None:
@@ -153,4 +172,3 @@ def test_real_minilm_beats_the_majority_class_on_phrasebank(tmp_path: Path) -> N
     accuracy = float(np.mean([p.label == y for p, y in zip(predictions, held_out.labels, strict=True)]))
     majority = Counter(held_out.labels).most_common(1)[0][1] / len(held_out)
     assert accuracy > majority, (accuracy, majority)
-

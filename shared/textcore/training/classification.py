@@ -30,8 +30,14 @@ def balanced_class_weights(labels: list[int], n_labels: int) -> torch.Tensor:
 class ClassificationTask:
     """Fine-tunes an encoder with a linear head with cross-entropy (or per-label BCE for multi-label)."""
 
-    def __init__(self, backbone: Backbone, train: LabelledTexts, validation: LabelledTexts, labels: list[str],
-                 config: TrainConfig) -> None:
+    def __init__(
+        self,
+        backbone: Backbone,
+        train: LabelledTexts,
+        validation: LabelledTexts,
+        labels: list[str],
+        config: TrainConfig,
+    ) -> None:
         self.config = config
         self.labels = labels
         self.device = resolve_device(config.device)
@@ -45,9 +51,13 @@ class ClassificationTask:
         self.train_y = self._targets(train.labels, index)
         self.val_ids = encode_texts(self.tokenizer, validation.texts, config.max_length)
         self.validation = validation
-        self.class_weights = (balanced_class_weights([index[x.split("|")[0]] for x in train.labels],
-                                                     len(labels)).to(self.device)
-                              if config.class_weights else None)
+        self.class_weights = (
+            balanced_class_weights([index[x.split("|")[0]] for x in train.labels], len(labels)).to(
+                self.device
+            )
+            if config.class_weights
+            else None
+        )
 
     def _targets(self, labels: list[str], index: dict[str, int]) -> torch.Tensor:
         if not self.config.multi_label:
@@ -59,8 +69,10 @@ class ClassificationTask:
         return targets
 
     def param_groups(self) -> list[dict[str, Any]]:
-        return [*encoder_param_groups(self.model.encoder, self.config, self.n_layers),
-                head_param_group(self.model.head, self.config)]
+        return [
+            *encoder_param_groups(self.model.encoder, self.config, self.n_layers),
+            head_param_group(self.model.head, self.config),
+        ]
 
     def epoch_batches(self, rng: np.random.Generator) -> list[Batch]:
         batches = []
@@ -75,15 +87,18 @@ class ClassificationTask:
         logits = self.model(batch["input_ids"], batch["attention_mask"])
         if self.config.multi_label:
             return F.binary_cross_entropy_with_logits(logits, batch["labels"])
-        return F.cross_entropy(logits, batch["labels"], weight=self.class_weights,
-                               label_smoothing=self.config.label_smoothing)
+        return F.cross_entropy(
+            logits, batch["labels"], weight=self.class_weights, label_smoothing=self.config.label_smoothing
+        )
 
     @torch.inference_mode()
     def logits(self, encoded: Encoded) -> np.ndarray:
         """(n, n_labels) float32 logits in input order."""
         out = np.zeros((len(encoded), len(self.labels)), dtype=np.float32)
         for idx in sorted_batches(encoded.lengths, 64):
-            batch = {k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], self.pad_id).items()}
+            batch = {
+                k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], self.pad_id).items()
+            }
             with autocast(self.device, self.bf16):
                 out[idx] = self.model(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
         return out

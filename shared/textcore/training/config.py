@@ -56,7 +56,12 @@ class TrainConfig:
         _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(self.batch_size >= 2, "batch_size", "an integer >= 2", self.batch_size)
         _check(0 < self.learning_rate < 1, "learning_rate", "a number in (0, 1)", self.learning_rate)
-        _check(0 < self.head_learning_rate < 1, "head_learning_rate", "a number in (0, 1)", self.head_learning_rate)
+        _check(
+            0 < self.head_learning_rate < 1,
+            "head_learning_rate",
+            "a number in (0, 1)",
+            self.head_learning_rate,
+        )
         _check(0 < self.layer_lr_decay <= 1, "layer_lr_decay", "a number in (0, 1]", self.layer_lr_decay)
         _check(0 <= self.weight_decay < 1, "weight_decay", "a number in [0, 1)", self.weight_decay)
         _check(0 <= self.warmup_ratio < 1, "warmup_ratio", "a number in [0, 1)", self.warmup_ratio)
@@ -66,15 +71,28 @@ class TrainConfig:
         _check(0 <= self.dropout < 1, "dropout", "a number in [0, 1)", self.dropout)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)", self.label_smoothing)
         _check(self.scale > 0, "scale", "a positive number", self.scale)
-        _check(0 < self.validation_fraction < 1, "validation_fraction", "a number in (0, 1)",
-               self.validation_fraction)
+        _check(
+            0 < self.validation_fraction < 1,
+            "validation_fraction",
+            "a number in (0, 1)",
+            self.validation_fraction,
+        )
         _check(self.evals_per_epoch >= 1, "evals_per_epoch", "an integer >= 1", self.evals_per_epoch)
         _check(self.patience >= 1, "patience", "an integer >= 1", self.patience)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         allowed = METRICS[self.task]
-        _check(self.metric in ("", *allowed), "metric", f"one of {', '.join(allowed)} for {self.task}", self.metric)
-        _check(not (self.multi_label and self.task != "classification"), "multi_label",
-               "false unless task is classification", self.multi_label)
+        _check(
+            self.metric in ("", *allowed),
+            "metric",
+            f"one of {', '.join(allowed)} for {self.task}",
+            self.metric,
+        )
+        _check(
+            not (self.multi_label and self.task != "classification"),
+            "multi_label",
+            "false unless task is classification",
+            self.multi_label,
+        )
 
     @property
     def selection_metric(self) -> str:

@@ -39,8 +39,11 @@ class Pairs:
 
     def subset(self, idx: np.ndarray | list[int]) -> Pairs:
         pick = [int(i) for i in idx]
-        return Pairs([self.anchors[i] for i in pick], [self.positives[i] for i in pick],
-                     [self.negatives[i] for i in pick] if self.negatives is not None else None)
+        return Pairs(
+            [self.anchors[i] for i in pick],
+            [self.positives[i] for i in pick],
+            [self.negatives[i] for i in pick] if self.negatives is not None else None,
+        )
 
     def split(self, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
         """Random (train, validation) split; at least two validation pairs."""
@@ -51,7 +54,9 @@ class Pairs:
         return self.subset(order[n_val:]), self.subset(order[:n_val])
 
 
-def read_pairs(path: str | os.PathLike[str], anchor: str, positive: str, negative: str | None = None) -> Pairs:
+def read_pairs(
+    path: str | os.PathLike[str], anchor: str, positive: str, negative: str | None = None
+) -> Pairs:
     """Read pairs (and optional negatives) from a CSV/JSONL file; refuses empty cells."""
     rows = read_table(path)
     if not rows:
@@ -64,8 +69,11 @@ def read_pairs(path: str | os.PathLike[str], anchor: str, positive: str, negativ
         empty = [c for c in wanted if not row[c].strip()]
         if empty:
             raise InvalidInput(f"{path}: row {number} has an empty {empty[0]!r}; expected text in every row")
-    return Pairs([r[anchor] for r in rows], [r[positive] for r in rows],
-                 [r[negative] for r in rows] if negative else None)
+    return Pairs(
+        [r[anchor] for r in rows],
+        [r[positive] for r in rows],
+        [r[negative] for r in rows] if negative else None,
+    )
 
 
 class EmbeddingTask:
@@ -73,8 +81,9 @@ class EmbeddingTask:
 
     def __init__(self, backbone: Backbone, train: Pairs, validation: Pairs, config: TrainConfig) -> None:
         self.config = config
-        self.encoder = Encoder(backbone, device=config.device, precision=config.precision,
-                               max_length=config.max_length)
+        self.encoder = Encoder(
+            backbone, device=config.device, precision=config.precision, max_length=config.max_length
+        )
         self.device, self.bf16 = self.encoder.device, self.encoder.bf16
         self.model = self.encoder.model
         self.n_layers = int(backbone.model.config.num_hidden_layers)
@@ -97,8 +106,12 @@ class EmbeddingTask:
             if len(idx) < 2:  # one pair has no in-batch negative
                 continue
             anchor, positive = self._pad(self.anchors, idx), self._pad(self.positives, idx)
-            batch = {"input_ids": anchor["input_ids"], "attention_mask": anchor["attention_mask"],
-                     "pos_ids": positive["input_ids"], "pos_mask": positive["attention_mask"]}
+            batch = {
+                "input_ids": anchor["input_ids"],
+                "attention_mask": anchor["attention_mask"],
+                "pos_ids": positive["input_ids"],
+                "pos_mask": positive["attention_mask"],
+            }
             if self.negatives is not None:
                 negative = self._pad(self.negatives, idx)
                 batch.update(neg_ids=negative["input_ids"], neg_mask=negative["attention_mask"])
@@ -106,11 +119,16 @@ class EmbeddingTask:
         return batches
 
     def loss(self, batch: Batch) -> torch.Tensor:
-        anchors = self.encoder.embed_batch({"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]})
-        candidates = [self.encoder.embed_batch({"input_ids": batch["pos_ids"], "attention_mask": batch["pos_mask"]})]
+        anchors = self.encoder.embed_batch(
+            {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+        )
+        candidates = [
+            self.encoder.embed_batch({"input_ids": batch["pos_ids"], "attention_mask": batch["pos_mask"]})
+        ]
         if "neg_ids" in batch:
-            candidates.append(self.encoder.embed_batch({"input_ids": batch["neg_ids"],
-                                                        "attention_mask": batch["neg_mask"]}))
+            candidates.append(
+                self.encoder.embed_batch({"input_ids": batch["neg_ids"], "attention_mask": batch["neg_mask"]})
+            )
         # (batch, batch * (1 + has_negatives)) cosine similarities; the diagonal holds the positives
         scores = anchors @ torch.cat(candidates).T * self.config.scale
         return F.cross_entropy(scores, torch.arange(len(anchors), device=scores.device))

@@ -30,9 +30,14 @@ Batch = dict[str, torch.Tensor]
 class Task(Protocol):
     """What the loop needs from a task (classification, embedding, ...)."""
 
-    model: nn.Module
-    device: torch.device
-    bf16: bool
+    @property
+    def model(self) -> nn.Module: ...
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def bf16(self) -> bool: ...
 
     def epoch_batches(self, rng: np.random.Generator) -> list[Batch]: ...
 
@@ -81,10 +86,13 @@ def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
     return factor
 
 
-def make_optimizer(groups: list[dict[str, Any]], config: TrainConfig, device: torch.device) -> torch.optim.AdamW:
+def make_optimizer(
+    groups: list[dict[str, Any]], config: TrainConfig, device: torch.device
+) -> torch.optim.AdamW:
     """AdamW; the fused kernel on CUDA."""
-    return torch.optim.AdamW(groups, lr=config.learning_rate, weight_decay=config.weight_decay,
-                             fused=device.type == "cuda")
+    return torch.optim.AdamW(
+        groups, lr=config.learning_rate, weight_decay=config.weight_decay, fused=device.type == "cuda"
+    )
 
 
 def _batches_forever(task: Task, config: TrainConfig, state: LoopState) -> Iterator[Batch]:
@@ -98,8 +106,9 @@ def _batches_forever(task: Task, config: TrainConfig, state: LoopState) -> Itera
         state.batch_in_epoch = 0
 
 
-def train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = False,
-          progress: bool = True) -> LoopResult:
+def train(
+    task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True
+) -> LoopResult:
     """Optimise `task.model` and leave it holding the best evaluated weights.
 
     Args:
@@ -136,7 +145,7 @@ def train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = Fals
             batch = next(batches)
             with autocast(task.device, task.bf16):
                 loss = task.loss(batch) / config.grad_accum_steps
-            loss.backward()
+            loss.backward()  # type: ignore[no-untyped-call]
             loss_sum += float(loss.detach())
             samples += int(batch["input_ids"].shape[0])
         # clip, step
@@ -147,8 +156,15 @@ def train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = Fals
         # log
         bar.update(1)
         bar.set_postfix(loss=f"{loss_sum:.4f}")
-        log.write({"step": state.step, "epoch": state.epoch, "loss": loss_sum, "grad_norm": grad_norm,
-                   "lr": optimizer.param_groups[0]["lr"]})
+        log.write(
+            {
+                "step": state.step,
+                "epoch": state.epoch,
+                "loss": loss_sum,
+                "grad_norm": grad_norm,
+                "lr": optimizer.param_groups[0]["lr"],
+            }
+        )
         # evaluate at the cadence and at the end; keep the best weights; stop early on a plateau
         if state.step % eval_every == 0 or state.step == total:
             if _evaluate(task, config, state, log):
@@ -162,9 +178,15 @@ def train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = Fals
     elapsed = time.perf_counter() - started
     model.load_state_dict(best_weights)
     best_eval = next((h for h in state.history if h["step"] == state.best_step), {})
-    return LoopResult(best_metric=state.best_metric, best_step=state.best_step, steps=state.step,
-                      stopped_early=state.stopped_early, train_seconds=elapsed,
-                      samples_per_second=samples / max(elapsed, 1e-9), best_eval=best_eval)
+    return LoopResult(
+        best_metric=state.best_metric,
+        best_step=state.best_step,
+        steps=state.step,
+        stopped_early=state.stopped_early,
+        train_seconds=elapsed,
+        samples_per_second=samples / max(elapsed, 1e-9),
+        best_eval=best_eval,
+    )
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -182,7 +204,11 @@ def _evaluate(task: Task, config: TrainConfig, state: LoopState, log: MetricsLog
         state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
     else:
         state.bad_evals += 1
-    record = {"step": float(state.step), "epoch": float(state.epoch), **{f"val_{k}": v for k, v in metrics.items()}}
+    record = {
+        "step": float(state.step),
+        "epoch": float(state.epoch),
+        **{f"val_{k}": v for k, v in metrics.items()},
+    }
     state.history.append({"step": float(state.step), **metrics})
     log.write(record)
     return improved

@@ -24,8 +24,8 @@ def _depth(name: str, n_layers: int) -> int:
 def encoder_param_groups(
     encoder: nn.Module, config: TrainConfig, n_layers: int, prefix: str = ""
 ) -> list[dict[str, Any]]:
-    """Groups for an encoder: the top layer trains at `learning_rate`, each layer below at `layer_lr_decay` times
-    the one above it."""
+    """Groups for an encoder: the top layer trains at `learning_rate`, each layer below it at `layer_lr_decay`
+    times the rate of the layer above."""
     groups: dict[tuple[int, bool], dict[str, Any]] = {}
     if config.freeze_embeddings:
         freeze_word_embeddings(encoder)
@@ -37,16 +37,22 @@ def encoder_param_groups(
         key = (depth, decay)
         if key not in groups:
             scale = config.layer_lr_decay ** max(0, n_layers + 1 - depth)
-            groups[key] = {"params": [], "lr": config.learning_rate * scale,
-                           "weight_decay": config.weight_decay if decay else 0.0}
+            groups[key] = {
+                "params": [],
+                "lr": config.learning_rate * scale,
+                "weight_decay": config.weight_decay if decay else 0.0,
+            }
         groups[key]["params"].append(param)
     return list(groups.values())
 
 
 def head_param_group(head: nn.Module, config: TrainConfig) -> dict[str, Any]:
     """The freshly initialised head trains at its own (higher) learning rate."""
-    return {"params": [p for p in head.parameters() if p.requires_grad], "lr": config.head_learning_rate,
-            "weight_decay": config.weight_decay}
+    return {
+        "params": [p for p in head.parameters() if p.requires_grad],
+        "lr": config.head_learning_rate,
+        "weight_decay": config.weight_decay,
+    }
 
 
 def freeze_word_embeddings(encoder: nn.Module) -> None:
@@ -55,7 +61,8 @@ def freeze_word_embeddings(encoder: nn.Module) -> None:
     It holds half of a small encoder's weights (30k x 384 for MiniLM) but only rows of tokens seen in the data
     would move; freezing it makes each optimizer step about four times cheaper on CPU and regularises.
     """
-    embeddings = encoder.get_input_embeddings() if hasattr(encoder, "get_input_embeddings") else None
+    getter = getattr(encoder, "get_input_embeddings", None)
+    embeddings = getter() if callable(getter) else None
     if isinstance(embeddings, nn.Module):
         for param in embeddings.parameters():
             param.requires_grad_(False)

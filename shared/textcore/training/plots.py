@@ -8,7 +8,7 @@ from typing import Any
 import matplotlib as mpl
 
 mpl.use("Agg")  # files only; never a window
-import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
+import matplotlib.pyplot as plt
 
 
 def plot_curves(records: list[dict[str, Any]], path: Path, metric: str) -> None:
@@ -39,7 +39,8 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path) ->
         peak = max(max(row) for row in confusion) or 1
         for i, row in enumerate(confusion):
             for j, count in enumerate(row):
-                ax.text(j, i, str(count), ha="center", va="center",
-                        color="white" if count > peak / 2 else "black")
+                ax.text(
+                    j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black"
+                )
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -41,7 +41,7 @@ class TrainResult:
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch so that a run is reproducible on the same hardware."""
     random.seed(seed)
-    np.random.seed(seed)  # noqa: NPY002 - third-party code may use the global generator
+    np.random.seed(seed)
     torch.manual_seed(seed)
     torch.cuda.manual_seed_all(seed)
 
@@ -53,8 +53,9 @@ def _data_info(path: str | os.PathLike[str] | None, data: LabelledTexts) -> dict
     return info
 
 
-def _validation_for(train_data: LabelledTexts, validation: LabelledTexts | None, config: TrainConfig,
-                    labels: list[str]) -> tuple[LabelledTexts, LabelledTexts]:
+def _validation_for(
+    train_data: LabelledTexts, validation: LabelledTexts | None, config: TrainConfig, labels: list[str]
+) -> tuple[LabelledTexts, LabelledTexts]:
     if validation is None:
         return stratified_split(train_data, config.validation_fraction, config.seed)
     known = set(labels)
@@ -79,7 +80,7 @@ def train_classifier(
     Args:
         data: labelled training texts (a validation split is carved from it when `validation` is None).
         config: hyperparameters; `config.task` must be `classification`.
-        output: the model folder to write; `output/training` receives metrics, curves and the confusion matrix.
+        output: the model folder to write; `output/training` gets metrics, curves and the confusion matrix.
         validation: optional separate validation data.
         sources: where the data came from (recorded in metadata).
         resume: continue from the checkpoint of an interrupted run in `output/training`.
@@ -87,7 +88,9 @@ def train_classifier(
     """
     if config.task != "classification":
         raise InvalidInput(f"expected task classification; found {config.task!r}")
-    split_labels = [x.strip() for value in data.labels for x in value.split("|")] if config.multi_label else None
+    split_labels = (
+        [x.strip() for value in data.labels for x in value.split("|")] if config.multi_label else None
+    )
     labels = sorted(set(split_labels)) if split_labels else require_classes(data, "training data")
     if len(labels) < 2:
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
@@ -106,16 +109,22 @@ def train_classifier(
     if not config.multi_label:
         plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
     remove_checkpoint(run_dir)
-    metadata = write_metadata(output, {
-        "task": "classification",
-        "base_model": config.base_model,
-        "labels": labels,
-        "hyperparameters": config.to_dict(),
-        "data": {"train": _data_info(None, train_data), "validation": _data_info(None, val_data),
-                 **(sources or {})},
-        "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
-        "training": _training_summary(loop, task.device, task.bf16),
-    })
+    metadata = write_metadata(
+        output,
+        {
+            "task": "classification",
+            "base_model": config.base_model,
+            "labels": labels,
+            "hyperparameters": config.to_dict(),
+            "data": {
+                "train": _data_info(None, train_data),
+                "validation": _data_info(None, val_data),
+                **(sources or {}),
+            },
+            "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
+            "training": _training_summary(loop, task.device, task.bf16),
+        },
+    )
     return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
@@ -133,12 +142,16 @@ def train_classifier_from_files(
     """`train_classifier` on CSV/JSONL files, recording their paths and hashes in the metadata."""
     data = read_labelled(data_path, text_column, label_column)
     validation = read_labelled(validation_path, text_column, label_column) if validation_path else None
-    sources: dict[str, Any] = {"file": _data_info(data_path, data), "text_column": text_column,
-                               "label_column": label_column}
+    sources: dict[str, Any] = {
+        "file": _data_info(data_path, data),
+        "text_column": text_column,
+        "label_column": label_column,
+    }
     if validation_path is not None and validation is not None:
         sources["validation_file"] = _data_info(validation_path, validation)
-    return train_classifier(data, config, output, validation=validation, sources=sources, resume=resume,
-                            progress=progress)
+    return train_classifier(
+        data, config, output, validation=validation, sources=sources, resume=resume, progress=progress
+    )
 
 
 def _copy_sentence_transformers_files(base: Path, output: Path) -> None:
@@ -163,8 +176,9 @@ def train_embedder(
     """Fine-tune an encoder on (anchor, positive[, negative]) pairs and save it in `output`."""
     if config.task != "embedding":
         raise InvalidInput(f"expected task embedding; found {config.task!r}")
-    train_pairs, val_pairs = (pairs, validation) if validation else pairs.split(config.validation_fraction,
-                                                                                 config.seed)
+    train_pairs, val_pairs = (
+        (pairs, validation) if validation else pairs.split(config.validation_fraction, config.seed)
+    )
     seed_everything(config.seed)
     backbone = load_backbone(config.base_model)
     task = EmbeddingTask(backbone, train_pairs, val_pairs, config)
@@ -174,28 +188,41 @@ def train_embedder(
     task.model.eval()
     metrics = task.evaluate()
     output.mkdir(parents=True, exist_ok=True)
-    task.model.save_pretrained(str(output), safe_serialization=True)
+    backbone.model.save_pretrained(str(output), safe_serialization=True)
     backbone.tokenizer.save_pretrained(str(output))
     _copy_sentence_transformers_files(backbone.path, output)
     write_json_atomic(run_dir / "report.json", {"before": baseline, "after": metrics})
     plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
     remove_checkpoint(run_dir)
-    metadata = write_metadata(output, {
-        "task": "embedding",
-        "base_model": config.base_model,
-        "hyperparameters": config.to_dict(),
-        "data": {"train": {"rows": len(train_pairs)}, "validation": {"rows": len(val_pairs)}, **(sources or {})},
-        "validation_metrics": metrics,
-        "validation_metrics_before": baseline,
-        "training": _training_summary(loop, task.device, task.bf16),
-    })
+    metadata = write_metadata(
+        output,
+        {
+            "task": "embedding",
+            "base_model": config.base_model,
+            "hyperparameters": config.to_dict(),
+            "data": {
+                "train": {"rows": len(train_pairs)},
+                "validation": {"rows": len(val_pairs)},
+                **(sources or {}),
+            },
+            "validation_metrics": metrics,
+            "validation_metrics_before": baseline,
+            "training": _training_summary(loop, task.device, task.bf16),
+        },
+    )
     return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def _training_summary(loop: LoopResult, device: torch.device, bf16: bool) -> dict[str, Any]:
-    return {"steps": loop.steps, "best_step": loop.best_step, "stopped_early": loop.stopped_early,
-            "seconds": round(loop.train_seconds, 2), "samples_per_second": round(loop.samples_per_second, 2),
-            "device": str(device), "bf16": bf16}
+    return {
+        "steps": loop.steps,
+        "best_step": loop.best_step,
+        "stopped_early": loop.stopped_early,
+        "seconds": round(loop.train_seconds, 2),
+        "samples_per_second": round(loop.samples_per_second, 2),
+        "device": str(device),
+        "bf16": bf16,
+    }
 
 
 def train_from_files(
@@ -216,11 +243,29 @@ def train_from_files(
     optional hard negative).
     """
     if config.task == "classification":
-        return train_classifier_from_files(data_path, text_column, label_column, config, output,
-                                           validation_path=validation_path, resume=resume, progress=progress)
+        return train_classifier_from_files(
+            data_path,
+            text_column,
+            label_column,
+            config,
+            output,
+            validation_path=validation_path,
+            resume=resume,
+            progress=progress,
+        )
     pairs = read_pairs(data_path, text_column, label_column, negative_column)
-    validation = read_pairs(validation_path, text_column, label_column, negative_column) if validation_path else None
-    sources = {"file": {"path": str(Path(data_path).resolve()), "sha256": file_sha256(data_path),
-                        "rows": len(pairs)}, "anchor_column": text_column, "positive_column": label_column}
-    return train_embedder(pairs, config, output, validation=validation, sources=sources, resume=resume,
-                          progress=progress)
+    validation = (
+        read_pairs(validation_path, text_column, label_column, negative_column) if validation_path else None
+    )
+    sources = {
+        "file": {
+            "path": str(Path(data_path).resolve()),
+            "sha256": file_sha256(data_path),
+            "rows": len(pairs),
+        },
+        "anchor_column": text_column,
+        "positive_column": label_column,
+    }
+    return train_embedder(
+        pairs, config, output, validation=validation, sources=sources, resume=resume, progress=progress
+    )

@@ -1,4 +1,4 @@
-"""Run metrics as JSON lines (one object per training step or evaluation), optionally mirrored to TensorBoard."""
+"""Run metrics as JSON lines: one object per training step or evaluation."""
 
 from __future__ import annotations
 
