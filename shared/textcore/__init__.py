@@ -1,9 +1,9 @@
 """textcore: the shared fine-tuning core.
 
-Resolve a pretrained encoder offline, embed text, index it with faiss, fine-tune it on labelled
-data (classification or contrastive embedding), and keep trained models as versioned folders in a registry.
-Names are imported lazily so that `import textcore` (and the CLI's `--help`) stays fast; the web layer lives in
-`textcore.web` and is not re-exported here.
+Resolve a pretrained encoder offline, embed text, index it with faiss, fine-tune it on labelled data
+(classification or contrastive embedding), and keep trained models as versioned folders in a registry.
+Names are imported lazily so that `import textcore` (and the CLI's `--help`) stays fast; the web layer
+lives in `textcore.web` and is not re-exported here.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from textcore.index import SearchHit, VectorIndex
     from textcore.models import DEFAULT_MODEL, Backbone, load_backbone, resolve_model
     from textcore.registry import ActiveModelWatcher, ModelRegistry, ModelVersion
+    from textcore.settings import EncoderSettings
     from textcore.training import TrainConfig, TrainResult, train_classifier, train_embedder, train_from_files
 
 __version__ = "0.1.0"
@@ -42,6 +43,7 @@ _EXPORTS: dict[str, str] = {
     "CoreError": "textcore.errors",
     "DEFAULT_MODEL": "textcore.models",
     "Encoder": "textcore.embeddings",
+    "EncoderSettings": "textcore.settings",
     "HttpClientConfig": "textcore.http",
     "InvalidInput": "textcore.errors",
     "LabelledTexts": "textcore.data",
@@ -79,6 +81,7 @@ __all__ = [
     "Conflict",
     "CoreError",
     "Encoder",
+    "EncoderSettings",
     "HttpClientConfig",
     "InvalidInput",
     "LabelledTexts",

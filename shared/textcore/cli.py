@@ -39,12 +39,12 @@ def quiet_libraries() -> None:
 
     Called inside the commands (which import transformers anyway) so that `--help` stays fast.
     """
-    import huggingface_hub.utils  # noqa: PLC0415
     import transformers.utils.logging  # noqa: PLC0415
+    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # noqa: PLC0415
 
-    huggingface_hub.utils.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
 def run_or_exit(action: Callable[[], T]) -> T:
@@ -81,8 +81,6 @@ def train(
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --output")] = False,
 ) -> None:
     """Fine-tune a model on labelled data and save it as a self-contained folder."""
-    from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - keeps --help fast
-
     overrides: dict[str, Any] = {
         "epochs": epochs,
         "batch_size": batch_size,
@@ -91,6 +89,12 @@ def train(
     }
 
     def action() -> None:
+        # Check the data before importing torch, so that a bad file fails in a fraction of a second.
+        _check_training_data(task, data, text_column, label_column, negative_column, multi_label)
+        for extra in filter(None, [validation]):
+            _check_training_data(task, extra, text_column, label_column, negative_column, multi_label=True)
+        from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - heavy import
+
         config = TrainConfig(
             task=task,
             base_model=base_model,
@@ -112,11 +116,24 @@ def train(
             resume=resume,
             progress=sys.stderr.isatty(),
         )
-        figures = {k: v for k, v in result.metadata["validation_metrics"].items()}
+        figures = dict(result.metadata["validation_metrics"])
         print(f"saved {result.output}")
         print(json.dumps({"output": str(result.output), "validation": figures}))
 
     run_or_exit(action)
+
+
+def _check_training_data(
+    task: str, path: Path, text_column: str, label_column: str, negative: str | None, multi_label: bool
+) -> None:
+    from textcore.data import read_labelled, read_pairs, require_classes  # noqa: PLC0415
+
+    if task == "embedding":
+        read_pairs(path, text_column, label_column, negative)
+        return
+    data = read_labelled(path, text_column, label_column)
+    if not multi_label:
+        require_classes(data, str(path))
 
 
 @app.command()

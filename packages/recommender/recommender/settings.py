@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from textcore.settings import EncoderSettings
+
 
 class RecommenderSettings(BaseSettings):
     """Settings of the recommender service.
@@ -15,7 +17,9 @@ class RecommenderSettings(BaseSettings):
 
     model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", extra="ignore")
 
-    model: str = Field("minilm", description="Base model name or local folder, resolved by textcore.")
+    encoder: EncoderSettings = Field(
+        default_factory=EncoderSettings, description="The model and how it runs."
+    )
     max_workers: int = Field(2, ge=1, description="Blocking model calls allowed to run at once.")
     max_queue: int = Field(8, ge=0, description="Further calls allowed to wait before answering 429.")
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest accepted request body, in bytes.")

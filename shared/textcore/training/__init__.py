@@ -1,7 +1,7 @@
 """Fine-tuning: configuration, tasks, the shared loop and the file-to-model runners."""
 
+from textcore.data import Pairs, read_pairs
 from textcore.training.config import TrainConfig
-from textcore.training.embedding import Pairs, read_pairs
 from textcore.training.loop import LoopResult
 from textcore.training.runner import (
     TrainResult,

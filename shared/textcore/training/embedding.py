@@ -6,8 +6,6 @@ for an anchor; cross-entropy over scaled cosine similarities.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -15,65 +13,14 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from textcore.batching import Encoded, encode_texts, length_grouped_batches, pad_batch
-from textcore.data import read_table
+from textcore.data import Pairs
 from textcore.embeddings import Encoder
-from textcore.errors import InvalidInput
 from textcore.metrics import retrieval_metrics
 from textcore.models import Backbone
 from textcore.training.config import TrainConfig
 from textcore.training.params import encoder_param_groups
 
 Batch = dict[str, torch.Tensor]
-
-
-@dataclass(frozen=True, slots=True)
-class Pairs:
-    """Parallel anchors and positives, with optional hard negatives."""
-
-    anchors: list[str]
-    positives: list[str]
-    negatives: list[str] | None = None
-
-    def __len__(self) -> int:
-        return len(self.anchors)
-
-    def subset(self, idx: np.ndarray | list[int]) -> Pairs:
-        pick = [int(i) for i in idx]
-        return Pairs(
-            [self.anchors[i] for i in pick],
-            [self.positives[i] for i in pick],
-            [self.negatives[i] for i in pick] if self.negatives is not None else None,
-        )
-
-    def split(self, fraction: float, seed: int) -> tuple[Pairs, Pairs]:
-        """Random (train, validation) split; at least two validation pairs."""
-        order = np.random.default_rng(seed).permutation(len(self))
-        n_val = max(2, round(len(self) * fraction))
-        if len(self) - n_val < 2:
-            raise InvalidInput(f"expected at least 4 pairs to carve a validation split; found {len(self)}")
-        return self.subset(order[n_val:]), self.subset(order[:n_val])
-
-
-def read_pairs(
-    path: str | os.PathLike[str], anchor: str, positive: str, negative: str | None = None
-) -> Pairs:
-    """Read pairs (and optional negatives) from a CSV/JSONL file; refuses empty cells."""
-    rows = read_table(path)
-    if not rows:
-        raise InvalidInput(f"{path}: expected at least one data row; found none")
-    wanted = [c for c in (anchor, positive, negative) if c]
-    missing = [c for c in wanted if c not in rows[0]]
-    if missing:
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
-    for number, row in enumerate(rows, start=1):
-        empty = [c for c in wanted if not row[c].strip()]
-        if empty:
-            raise InvalidInput(f"{path}: row {number} has an empty {empty[0]!r}; expected text in every row")
-    return Pairs(
-        [r[anchor] for r in rows],
-        [r[positive] for r in rows],
-        [r[negative] for r in rows] if negative else None,
-    )
 
 
 class EmbeddingTask:

@@ -130,51 +130,36 @@ def train(
     restored = load_checkpoint(run_dir, model, optimizer) if resume else None
     if restored is not None:
         state, best_weights = restored
-    log = MetricsLog(run_dir / "metrics.jsonl", append=resume)
     samples, started = 0, time.perf_counter()
-    bar = tqdm(total=total, initial=state.step, disable=not progress, desc="train", unit="step")
     batches = _batches_forever(task, config, state)
     model.train()
-    while state.step < total:
-        # schedule
-        for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
-            group["lr"] = base * schedule(state.step)
-        # forward / backward over the accumulation window
-        loss_sum = 0.0
-        for _ in range(config.grad_accum_steps):
-            batch = next(batches)
-            with autocast(task.device, task.bf16):
-                loss = task.loss(batch) / config.grad_accum_steps
-            loss.backward()  # type: ignore[no-untyped-call]
-            loss_sum += float(loss.detach())
-            samples += int(batch["input_ids"].shape[0])
-        # clip, step
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), config.max_grad_norm))
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        # log
-        bar.update(1)
-        bar.set_postfix(loss=f"{loss_sum:.4f}")
-        log.write(
-            {
-                "step": state.step,
-                "epoch": state.epoch,
-                "loss": loss_sum,
-                "grad_norm": grad_norm,
-                "lr": optimizer.param_groups[0]["lr"],
-            }
-        )
-        # evaluate at the cadence and at the end; keep the best weights; stop early on a plateau
-        if state.step % eval_every == 0 or state.step == total:
-            if _evaluate(task, config, state, log):
-                best_weights = _cpu_copy(model)
-            save_checkpoint(run_dir, model, optimizer, state, best_weights)
-            if state.bad_evals >= config.patience:
-                state.stopped_early = True
-                break
-    bar.close()
-    log.close()
+    with (
+        MetricsLog(run_dir / "metrics.jsonl", append=resume) as log,
+        tqdm(total=total, initial=state.step, disable=not progress, desc="train", unit="step") as bar,
+    ):
+        while state.step < total:
+            # schedule
+            for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
+                group["lr"] = base * schedule(state.step)
+            # forward/backward, clip, step
+            loss, grad_norm, n = _optimisation_step(task, optimizer, batches, config)
+            samples += n
+            state.step += 1
+            # log
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss:.4f}")
+            lr = optimizer.param_groups[-1]["lr"]
+            log.write(
+                {"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": grad_norm, "lr": lr}
+            )
+            # evaluate at the cadence and at the end; keep the best weights; stop early on a plateau
+            if state.step % eval_every == 0 or state.step == total:
+                if _evaluate(task, config, state, log):
+                    best_weights = _cpu_copy(model)
+                save_checkpoint(run_dir, model, optimizer, state, best_weights)
+                if state.bad_evals >= config.patience:
+                    state.stopped_early = True
+                    break
     elapsed = time.perf_counter() - started
     model.load_state_dict(best_weights)
     best_eval = next((h for h in state.history if h["step"] == state.best_step), {})
@@ -187,6 +172,24 @@ def train(
         samples_per_second=samples / max(elapsed, 1e-9),
         best_eval=best_eval,
     )
+
+
+def _optimisation_step(
+    task: Task, optimizer: torch.optim.Optimizer, batches: Iterator[Batch], config: TrainConfig
+) -> tuple[float, float, int]:
+    """Accumulate gradients over `grad_accum_steps` batches, clip, step. Returns (loss, grad norm, rows)."""
+    loss_sum, rows = 0.0, 0
+    for _ in range(config.grad_accum_steps):
+        batch = next(batches)
+        with autocast(task.device, task.bf16):
+            loss = task.loss(batch) / config.grad_accum_steps
+        loss.backward()  # type: ignore[no-untyped-call]
+        loss_sum += float(loss.detach())
+        rows += int(batch["input_ids"].shape[0])
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(task.model.parameters(), config.max_grad_norm))
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss_sum, grad_norm, rows
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:

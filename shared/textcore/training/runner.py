@@ -13,14 +13,22 @@ import numpy as np
 import torch
 
 from textcore.artifacts import write_json_atomic, write_metadata
-from textcore.data import LabelledTexts, file_sha256, read_labelled, require_classes, stratified_split
+from textcore.data import (
+    LabelledTexts,
+    Pairs,
+    file_sha256,
+    read_labelled,
+    read_pairs,
+    require_classes,
+    stratified_split,
+)
 from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report
 from textcore.models import load_backbone
 from textcore.training.checkpoint import remove_checkpoint
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
-from textcore.training.embedding import EmbeddingTask, Pairs, read_pairs
+from textcore.training.embedding import EmbeddingTask
 from textcore.training.loop import LoopResult, train
 from textcore.training.plots import plot_confusion, plot_curves
 from textcore.training.tracking import read_metrics
@@ -141,6 +149,8 @@ def train_classifier_from_files(
 ) -> TrainResult:
     """`train_classifier` on CSV/JSONL files, recording their paths and hashes in the metadata."""
     data = read_labelled(data_path, text_column, label_column)
+    if not config.multi_label:
+        require_classes(data, str(data_path))
     validation = read_labelled(validation_path, text_column, label_column) if validation_path else None
     sources: dict[str, Any] = {
         "file": _data_info(data_path, data),

@@ -22,6 +22,12 @@ class MetricsLog:
     def close(self) -> None:
         self._handle.close()
 
+    def __enter__(self) -> MetricsLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read back every record of a metrics.jsonl file."""

@@ -1,0 +1,509 @@
+"""End-to-end tests of the `textcore` console command, run as a real subprocess with a tiny random BERT.
+
+Every run is small (48 rows, 1-2 epochs, batch size 8) so that the module finishes in about a minute on a
+two-core machine. Data files are written into temporary folders.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file
+
+from textcore.classifier import Classifier
+from textcore.embeddings import Encoder
+
+TEXTCORE = Path(sys.executable).parent / "textcore"
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+LABELS = ["neg", "pos"]
+
+POSITIVE = [
+    "great product, I love it",
+    "wonderful service and fast delivery",
+    "excellent quality, very happy",
+    "really good value for money",
+    "amazing, would buy again",
+    "fantastic experience overall",
+    "superb support team",
+    "nice and reliable",
+]
+NEGATIVE = [
+    "terrible, it broke at once",
+    "awful service, very slow",
+    "poor quality, unhappy",
+    "really bad value for money",
+    "horrible, never again",
+    "disappointing experience overall",
+    "useless support team",
+    "cheap and unreliable",
+]
+
+
+def run_cli(
+    *args: object, stdin: str | None = None, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    """Run the installed `textcore` script (offline: conftest sets HF_HUB_OFFLINE in this environment)."""
+    assert TEXTCORE.is_file(), f"expected the console script at {TEXTCORE}; is textcore installed?"
+    return subprocess.run(
+        [str(TEXTCORE), *map(str, args)],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+    assert result.returncode == 0, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    return result
+
+
+def assert_quiet_stderr(stderr: str) -> None:
+    """No library progress bars, load reports or tracebacks on a successful run's stderr."""
+    for noise in ("Traceback", "Loading weights", "Writing model shards", "LOAD REPORT", "it/s]", "step/s]"):
+        assert noise not in stderr, f"unexpected {noise!r} on stderr:\n{stderr}"
+
+
+def write_csv(
+    path: Path, rows: list[tuple[str, str]], header: tuple[str, str] = ("review", "sentiment")
+) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
+    return path
+
+
+@dataclass(frozen=True)
+class Trained:
+    model: Path
+    data: Path
+    eval_data: Path
+    stdout: str
+    stderr: str
+
+
+def eval_column(trained: Trained, column: str) -> list[str]:
+    with trained.eval_data.open(encoding="utf-8", newline="") as handle:
+        return [row[column] for row in csv.DictReader(handle)]
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("cli-data")
+    rows = [
+        (text, label)
+        for _ in range(3)
+        for pair in zip(POSITIVE, NEGATIVE, strict=True)
+        for text, label in zip(pair, LABELS[::-1], strict=True)
+    ]
+    write_csv(folder / "train.csv", rows)  # 48 rows, 24 per class
+    write_csv(
+        folder / "eval.csv",
+        [
+            ("I love it, great", "pos"),
+            ("awful, it broke", "neg"),
+            ("very happy with the quality", "pos"),
+            ("slow and useless", "neg"),
+            ("superb value", "pos"),
+            ("never again", "neg"),
+            ("wonderful support", "pos"),
+            ("poor and cheap", "neg"),
+        ],
+    )
+    return folder
+
+
+@pytest.fixture(scope="module")
+def trained(data_dir: Path, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Trained:
+    output = tmp_path_factory.mktemp("cli-model") / "sentiment"
+    result = ok(
+        run_cli(
+            "train",
+            "--task",
+            "classification",
+            "--data",
+            data_dir / "train.csv",
+            "--text-column",
+            "review",
+            "--label-column",
+            "sentiment",
+            "--base-model",
+            tiny_model_dir,
+            "--epochs",
+            2,
+            "--batch-size",
+            8,
+            "--output",
+            output,
+        )
+    )
+    return Trained(output, data_dir / "train.csv", data_dir / "eval.csv", result.stdout, result.stderr)
+
+
+def test_train_writes_a_complete_model_folder(trained: Trained) -> None:
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "head.safetensors",
+        "labels.json",
+        "metadata.json",
+        "tokenizer.json",
+        "training/metrics.jsonl",
+        "training/curves.png",
+        "training/confusion.png",
+    ):
+        assert (trained.model / name).is_file(), f"{name} is missing from {trained.model}"
+    assert not list(trained.model.rglob("*.bin")), "pickle weights must never be written"
+    assert not (trained.model / "training" / "checkpoint").exists(), (
+        "the resumable checkpoint should be removed"
+    )
+    for picture in ("curves.png", "confusion.png"):
+        data = (trained.model / "training" / picture).read_bytes()
+        assert data.startswith(PNG_SIGNATURE)
+        assert len(data) > 1000
+    assert json.loads((trained.model / "labels.json").read_text()) == {"labels": LABELS, "multi_label": False}
+    head = load_file(str(trained.model / "head.safetensors"))
+    assert head["weight"].shape == (2, 32)
+    assert head["bias"].shape == (2,)
+
+
+def test_train_prints_the_folder_and_validation_figures_and_keeps_stderr_quiet(trained: Trained) -> None:
+    lines = trained.stdout.strip().splitlines()
+    assert lines[0] == f"saved {trained.model}"
+    summary = json.loads(lines[-1])
+    assert summary["output"] == str(trained.model)
+    assert set(summary["validation"]) == {"accuracy", "macro_f1", "n"}
+    assert 0.0 <= summary["validation"]["accuracy"] <= 1.0
+    assert_quiet_stderr(trained.stderr)
+
+
+def test_train_metadata(trained: Trained, tiny_model_dir: Path) -> None:
+    meta = json.loads((trained.model / "metadata.json").read_text())
+    assert meta["task"] == "classification"
+    assert meta["base_model"] == str(tiny_model_dir)
+    assert meta["labels"] == LABELS
+    source = meta["data"]["file"]
+    assert source["sha256"] == hashlib.sha256(trained.data.read_bytes()).hexdigest()
+    assert source["rows"] == 48
+    assert source["label_counts"] == {"neg": 24, "pos": 24}
+    assert Path(source["path"]) == trained.data.resolve()
+    assert meta["data"]["text_column"] == "review"
+    assert meta["data"]["label_column"] == "sentiment"
+    train_rows, val_rows = meta["data"]["train"]["rows"], meta["data"]["validation"]["rows"]
+    assert train_rows + val_rows == 48
+    assert meta["data"]["validation"]["label_counts"] == {"neg": val_rows // 2, "pos": val_rows // 2}
+    hyper = meta["hyperparameters"]
+    assert (hyper["epochs"], hyper["batch_size"], hyper["task"], hyper["seed"]) == (
+        2,
+        8,
+        "classification",
+        42,
+    )
+    metrics = meta["validation_metrics"]
+    assert metrics["n"] == val_rows
+    assert 0.0 <= metrics["accuracy"] <= 1.0
+    assert 0.0 <= metrics["macro_f1"] <= 1.0
+    for library in ("python", "textcore", "torch", "transformers"):
+        assert meta["libraries"][library], library
+    created = datetime.fromisoformat(meta["created_at"])
+    assert created.tzinfo is not None
+    assert meta["training"]["steps"] == 2 * math.ceil(train_rows / 8)
+
+
+def test_train_metrics_log(trained: Trained) -> None:
+    meta = json.loads((trained.model / "metadata.json").read_text())
+    records = [
+        json.loads(line) for line in (trained.model / "training" / "metrics.jsonl").read_text().splitlines()
+    ]
+    steps = [r for r in records if "loss" in r]
+    evals = [r for r in records if "val_accuracy" in r]
+    assert [r["step"] for r in steps] == list(range(1, meta["training"]["steps"] + 1))
+    assert all(math.isfinite(r["loss"]) and r["loss"] > 0 for r in steps)
+    assert evals, "expected validation records"
+    assert evals[-1]["step"] == meta["training"]["steps"]
+    assert all(0.0 <= r["val_accuracy"] <= 1.0 for r in evals)
+
+
+def test_evaluate_prints_one_json_report_last(trained: Trained) -> None:
+    result = ok(
+        run_cli(
+            "evaluate",
+            "--model",
+            trained.model,
+            "--data",
+            trained.eval_data,
+            "--text-column",
+            "review",
+            "--label-column",
+            "sentiment",
+        )
+    )
+    assert_quiet_stderr(result.stderr)
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["n"] == 8
+    assert set(report["per_label"]) == set(LABELS)
+    for scores in report["per_label"].values():
+        assert set(scores) >= {"precision", "recall", "f1", "support"}
+        assert scores["support"] == 4
+        assert all(0.0 <= scores[k] <= 1.0 for k in ("precision", "recall", "f1"))
+    confusion = np.array(report["confusion"])
+    assert confusion.shape == (2, 2)
+    assert confusion.sum() == 8
+    assert confusion.sum(axis=1).tolist() == [4, 4]  # rows are the true labels, in label order
+    assert report["accuracy"] == pytest.approx(np.trace(confusion) / 8)
+    assert 0.0 <= report["macro_f1"] <= 1.0
+    # the same figures as scoring the model's own predictions in this process
+    classifier = Classifier.load(trained.model, device="cpu")
+    texts, truth = eval_column(trained, "review"), eval_column(trained, "sentiment")
+    agree = sum(p.label == t for p, t in zip(classifier.predict(texts), truth, strict=True))
+    assert report["accuracy"] == pytest.approx(agree / 8)
+
+
+def parse_predictions(stdout: str, texts: list[str]) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in stdout.strip().splitlines()]
+    assert [r["text"] for r in rows] == texts
+    for row in rows:
+        assert row["label"] in LABELS
+        assert set(row["probabilities"]) == set(LABELS)
+        assert sum(row["probabilities"].values()) == pytest.approx(1.0, abs=1e-5)
+        assert row["label"] == max(row["probabilities"], key=row["probabilities"].__getitem__)
+        assert row["confidence"] == pytest.approx(row["probabilities"][row["label"]])
+    return rows
+
+
+def test_predict_from_stdin_skips_blank_lines(trained: Trained) -> None:
+    result = ok(
+        run_cli("predict", "--model", trained.model, stdin="great, I love it\n\n   \ncafé ☕ was awful\n")
+    )
+    assert_quiet_stderr(result.stderr)
+    parse_predictions(result.stdout, ["great, I love it", "café ☕ was awful"])
+
+
+def test_predict_from_a_file_matches_the_saved_model_loaded_twice(trained: Trained) -> None:
+    texts = eval_column(trained, "review")
+    first = Classifier.load(trained.model, device="cpu", precision="fp32")
+    second = Classifier.load(trained.model, device="cpu", precision="fp32")
+    assert first.labels == second.labels == LABELS
+    probs = first.predict_proba(texts)
+    np.testing.assert_array_equal(probs, second.predict_proba(texts))
+    result = ok(
+        run_cli(
+            "predict",
+            "--model",
+            trained.model,
+            "--data",
+            trained.eval_data,
+            "--text-column",
+            "review",
+            "--device",
+            "cpu",
+            "--precision",
+            "fp32",
+            "--batch-size",
+            3,
+        )
+    )
+    assert_quiet_stderr(result.stderr)
+    cli_rows = parse_predictions(result.stdout, texts)
+    for row, expected, prediction in zip(cli_rows, probs, first.predict(texts), strict=True):
+        assert row["label"] == prediction.label
+        assert [row["probabilities"][label] for label in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+# ---- errors: exit code 2, one line on stderr naming the problem, no traceback ----------------------------
+
+ErrorCase = Callable[[Path, Path, Path], tuple[list[object], str]]
+
+
+def _train_args(
+    data: Path, model: Path, out: Path, text: str = "review", label: str = "sentiment"
+) -> list[object]:
+    return [
+        "train",
+        "--data",
+        data,
+        "--text-column",
+        text,
+        "--label-column",
+        label,
+        "--base-model",
+        model,
+        "--epochs",
+        1,
+        "--batch-size",
+        8,
+        "--output",
+        out,
+    ]
+
+
+def _missing_file(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    return _train_args(tmp / "absent.csv", model, out), f"{tmp / 'absent.csv'}: expected a readable data file"
+
+
+def _missing_text_column(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")])
+    return _train_args(data, model, out, text="body"), "expected column(s) body; found review, sentiment"
+
+
+def _missing_label_column(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")])
+    return _train_args(data, model, out, label="stars"), "expected column(s) stars; found review, sentiment"
+
+
+def _header_only(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [])
+    return _train_args(data, model, out), "expected at least one data row; found none"
+
+
+def _single_class(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [(f"text {i}", "pos") for i in range(10)])
+    return _train_args(data, model, out), "expected at least two distinct labels; found only ['pos']"
+
+
+def _not_utf8(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = tmp / "latin1.csv"
+    data.write_bytes(b"review,sentiment\ncaf\xe9 was good,pos\nbad,neg\n")
+    return _train_args(data, model, out), "expected UTF-8 text"
+
+
+def _unknown_base_model(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    return _train_args(data, tmp / "no-such-model", out), "cannot find model"
+
+
+ERROR_CASES: dict[str, ErrorCase] = {
+    "missing-file": _missing_file,
+    "missing-text-column": _missing_text_column,
+    "missing-label-column": _missing_label_column,
+    "header-only": _header_only,
+    "single-class": _single_class,
+    "not-utf8": _not_utf8,
+    "unknown-base-model": _unknown_base_model,
+}
+
+
+def assert_clean_failure(result: subprocess.CompletedProcess[str], expected: str) -> None:
+    assert result.returncode == 2, (
+        f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
+    )
+    assert "Traceback" not in result.stderr, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, f"expected one line on stderr; found {len(lines)}:\n{result.stderr}"
+    assert lines[0].startswith("error: ")
+    assert expected in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("case", list(ERROR_CASES))
+def test_train_errors_exit_2_with_one_line(case: str, tmp_path: Path, tiny_model_dir: Path) -> None:
+    output = tmp_path / "out"
+    args, expected = ERROR_CASES[case](tmp_path, tiny_model_dir, output)
+    result = run_cli(*args)
+    assert_clean_failure(result, expected)
+    assert result.stdout == ""
+    assert not output.exists(), "a failed run must not leave a model folder behind"
+
+
+def test_evaluate_with_labels_the_model_does_not_know(trained: Trained, tmp_path: Path) -> None:
+    data = write_csv(
+        tmp_path / "three.csv", [("good", "pos"), ("meh", "neutral"), ("bad", "neg"), ("so-so", "mixed")]
+    )
+    result = run_cli(
+        "evaluate",
+        "--model",
+        trained.model,
+        "--data",
+        data,
+        "--text-column",
+        "review",
+        "--label-column",
+        "sentiment",
+    )
+    assert_clean_failure(result, "labels ['mixed', 'neutral'] are not known to the model")
+    assert result.stdout == ""
+
+
+# ---- embedding task ----------------------------------------------------------------------------------------
+
+
+def test_train_embedding_writes_a_loadable_encoder(tmp_path: Path, tiny_model_dir: Path) -> None:
+    topics = ["password", "invoice", "delivery", "refund", "login", "shipping", "discount", "warranty"]
+    pairs = [
+        {"anchor": f"question {i} about my {topic}", "positive": f"answer {i}: how to handle a {topic}"}
+        for i in range(3)
+        for topic in topics
+    ]  # 24 pairs
+    data = tmp_path / "pairs.jsonl"
+    data.write_text("".join(json.dumps(p) + "\n" for p in pairs), encoding="utf-8")
+    output = tmp_path / "encoder"
+    result = ok(
+        run_cli(
+            "train",
+            "--task",
+            "embedding",
+            "--data",
+            data,
+            "--text-column",
+            "anchor",
+            "--label-column",
+            "positive",
+            "--base-model",
+            tiny_model_dir,
+            "--epochs",
+            1,
+            "--batch-size",
+            8,
+            "--output",
+            output,
+        )
+    )
+    assert_quiet_stderr(result.stderr)
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert {"mrr@10", "recall@1"} <= set(summary["validation"])
+    for name in (
+        "config.json",
+        "model.safetensors",
+        "metadata.json",
+        "training/metrics.jsonl",
+        "training/curves.png",
+    ):
+        assert (output / name).is_file(), name
+    assert not (output / "head.safetensors").exists()
+    meta = json.loads((output / "metadata.json").read_text())
+    assert meta["task"] == "embedding"
+    assert meta["base_model"] == str(tiny_model_dir)
+    assert meta["data"]["file"]["rows"] == 24
+    assert meta["data"]["file"]["sha256"] == hashlib.sha256(data.read_bytes()).hexdigest()
+    assert meta["data"]["train"]["rows"] + meta["data"]["validation"]["rows"] == 24
+
+    texts = [
+        "where is my delivery",
+        "a much longer question about the warranty of the thing I bought",
+        "refund",
+    ]
+    encoder = Encoder.from_pretrained(output, device="cpu", precision="fp32")
+    vectors = encoder.encode(texts)
+    assert vectors.shape == (3, 32)
+    assert vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    base = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32").encode(texts)
+    assert not np.allclose(vectors, base, atol=1e-6), "training did not change the encoder"

@@ -1,0 +1,202 @@
+"""Tests for textcore.data: reading CSV/TSV/JSONL tables, labelled texts, class checks, stratified splits."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from textcore.data import (
+    LabelledTexts,
+    file_sha256,
+    read_labelled,
+    read_table,
+    read_texts,
+    require_classes,
+    stratified_split,
+)
+from textcore.errors import InvalidInput
+
+ROWS = [
+    {"text": "the parcel arrived late", "label": "shipping"},
+    {"text": "refund, please", "label": "billing"},
+    {"text": 'a "quoted" word', "label": "other"},
+]
+
+
+def write_csv(path: Path, text: str, encoding: str = "utf-8") -> Path:
+    path.write_bytes(text.encode(encoding))
+    return path
+
+
+def test_read_table_csv(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "d.csv",
+        'text,label\nthe parcel arrived late,shipping\n"refund, please",billing\n"a ""quoted"" word",other\n',
+    )
+    assert read_table(path) == ROWS
+
+
+def test_read_table_tsv(tmp_path: Path) -> None:
+    path = write_csv(
+        tmp_path / "d.tsv",
+        "text\tlabel\nthe parcel arrived late\tshipping\nrefund, please\tbilling\n"
+        '"a ""quoted"" word"\tother\n',
+    )
+    assert read_table(path) == ROWS
+
+
+def test_read_table_jsonl_stringifies_values_and_skips_blank_lines(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    lines = [json.dumps(r) for r in ROWS]
+    path.write_text(lines[0] + "\n\n" + "\n".join(lines[1:]) + "\n", encoding="utf-8")
+    assert read_table(path) == ROWS
+    other = tmp_path / "n.ndjson"
+    other.write_text('{"text": "x", "n": 3, "none": null, "tags": ["a"]}\n', encoding="utf-8")
+    assert read_table(other) == [{"text": "x", "n": "3", "none": "", "tags": '["a"]'}]
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_utf8_bom_is_not_part_of_the_first_column_name(tmp_path: Path, suffix: str) -> None:
+    sep = "\t" if suffix == ".tsv" else ","
+    path = write_csv(tmp_path / f"bom{suffix}", f"text{sep}label\ncafé{sep}a\n", encoding="utf-8-sig")
+    assert path.read_bytes().startswith(b"\xef\xbb\xbf")
+    assert read_table(path) == [{"text": "café", "label": "a"}]
+    assert read_labelled(path, "text", "label").texts == ["café"]
+
+
+def test_utf8_bom_in_jsonl(tmp_path: Path) -> None:
+    path = tmp_path / "bom.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + json.dumps({"text": "hi", "label": "a"}).encode() + b"\n")
+    assert read_table(path) == [{"text": "hi", "label": "a"}]
+
+
+def test_csv_quoted_line_breaks_are_kept(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "ml.csv", 'text,label\n"line one\nline two",a\nsingle,b\n')
+    assert read_table(path) == [
+        {"text": "line one\nline two", "label": "a"},
+        {"text": "single", "label": "b"},
+    ]
+
+
+def test_crlf_files(tmp_path: Path) -> None:
+    path = tmp_path / "crlf.csv"
+    path.write_bytes(b"text,label\r\nfirst,a\r\nsecond,b\r\n")
+    assert read_table(path) == [{"text": "first", "label": "a"}, {"text": "second", "label": "b"}]
+    jsonl = tmp_path / "crlf.jsonl"
+    jsonl.write_bytes(b'{"text": "first"}\r\n{"text": "second"}\r\n')
+    assert read_table(jsonl) == [{"text": "first"}, {"text": "second"}]
+
+
+@pytest.mark.parametrize("separator", ["\u2028", "\u2029", "\x85", "\x0b", "\x1c"])
+def test_unicode_line_separators_inside_a_value_do_not_split_rows(tmp_path: Path, separator: str) -> None:
+    text = f"before{separator}after"
+    csv_path = write_csv(tmp_path / "sep.csv", f'text,label\n"{text}",a\nplain,b\n')
+    assert read_table(csv_path) == [{"text": text, "label": "a"}, {"text": "plain", "label": "b"}]
+    jsonl_path = tmp_path / "sep.jsonl"
+    jsonl_path.write_text(json.dumps({"text": text}, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert read_table(jsonl_path) == [{"text": text}]
+
+
+def test_malformed_jsonl_line_names_the_line_number(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n\n{"text": "broken", \n', encoding="utf-8")
+    with pytest.raises(InvalidInput) as info:
+        read_table(path)
+    assert f"{path}:3:" in info.value.message
+    assert "JSON object" in info.value.message
+
+
+def test_jsonl_line_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "list.jsonl"
+    path.write_text('{"text": "ok"}\n["text", "x"]\n', encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r":2: expected a JSON object; found list"):
+        read_table(path)
+
+
+def test_missing_file_unknown_suffix_and_bad_encoding(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="does not exist"):
+        read_table(tmp_path / "absent.csv")
+    odd = tmp_path / "data.xlsx"
+    odd.write_bytes(b"x")
+    with pytest.raises(InvalidInput, match=r"found \.xlsx"):
+        read_table(odd)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"text,label\ncaf\xe9,a\n")
+    with pytest.raises(InvalidInput, match="UTF-8") as info:
+        read_table(latin)
+    assert str(latin) in info.value.message
+
+
+def test_empty_file_and_header_only(tmp_path: Path) -> None:
+    empty = write_csv(tmp_path / "empty.csv", "")
+    with pytest.raises(InvalidInput, match="header"):
+        read_table(empty)
+    header = write_csv(tmp_path / "header.csv", "text,label\n")
+    assert read_table(header) == []
+    with pytest.raises(InvalidInput, match="at least one data row"):
+        read_labelled(header, "text", "label")
+
+
+def test_read_labelled_checks_columns_and_empty_cells(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", "text,label\nhello, a \nworld,b\n")
+    data = read_labelled(path, "text", "label")
+    assert data.texts == ["hello", "world"]
+    assert data.labels == ["a", "b"]  # labels are stripped
+    with pytest.raises(InvalidInput, match=r"expected column\(s\) category; found text, label"):
+        read_labelled(path, "text", "category")
+    blank = write_csv(tmp_path / "blank.csv", "text,label\nhello,a\n  ,b\n")
+    with pytest.raises(InvalidInput, match="row 2 has an empty 'text'"):
+        read_labelled(blank, "text", "label")
+    assert read_texts(path, "text") == ["hello", "world"]
+    with pytest.raises(InvalidInput, match="expected column"):
+        read_texts(path, "body")
+
+
+def test_file_sha256_is_the_hash_of_the_bytes(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", "abc")  # the FIPS 180-2 test vector
+    assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+
+
+def test_require_classes(tmp_path: Path) -> None:
+    assert require_classes(LabelledTexts(["a", "b", "c"], ["y", "x", "y"]), "train") == ["x", "y"]
+    with pytest.raises(
+        InvalidInput, match=r"train: expected at least two distinct labels; found only \['x'\]"
+    ):
+        require_classes(LabelledTexts(["a", "b"], ["x", "x"]), "train")
+
+
+def labelled(counts: dict[str, int]) -> LabelledTexts:
+    texts, labels = [], []
+    for label, n in counts.items():
+        texts += [f"{label}-{i}" for i in range(n)]
+        labels += [label] * n
+    return LabelledTexts(texts, labels)
+
+
+def test_stratified_split_keeps_every_class_in_validation() -> None:
+    data = labelled({"big": 40, "mid": 10, "small": 2, "single": 1})
+    train, val = stratified_split(data, 0.1, seed=0)
+    assert len(train) + len(val) == len(data)
+    assert sorted(train.texts + val.texts) == sorted(data.texts)
+    assert set(train.texts).isdisjoint(val.texts)
+    assert val.label_counts() == {"big": 4, "mid": 1, "small": 1}
+    assert train.label_counts() == {"big": 36, "mid": 9, "single": 1, "small": 1}
+    for text, label in zip(val.texts, val.labels, strict=True):
+        assert text.startswith(f"{label}-")
+
+
+def test_stratified_split_is_deterministic_per_seed() -> None:
+    data = labelled({"a": 30, "b": 30})
+    first = stratified_split(data, 0.2, seed=7)
+    assert stratified_split(data, 0.2, seed=7) == first
+    other = stratified_split(data, 0.2, seed=8)
+    assert other != first
+    assert other[1].label_counts() == first[1].label_counts() == {"a": 6, "b": 6}
+
+
+@pytest.mark.parametrize("fraction", [0.0, 1.0, -0.1, 1.5])
+def test_stratified_split_refuses_a_fraction_outside_0_1(fraction: float) -> None:
+    with pytest.raises(InvalidInput, match="validation fraction"):
+        stratified_split(labelled({"a": 5, "b": 5}), fraction, seed=0)
