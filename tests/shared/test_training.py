@@ -157,19 +157,17 @@ def test_config_explains_bad_values() -> None:
 
 
 def test_real_minilm_beats_the_majority_class_on_phrasebank(tmp_path: Path) -> None:
-    path = shared_data("financial_phrasebank/train.csv")
-    rows = read_labelled(path, "sentence", "label")
-    rng = random.Random(0)
-    by_label: dict[str, list[int]] = {}
-    for i, label in enumerate(rows.labels):
-        by_label.setdefault(label, []).append(i)
-    train_idx = [i for label in sorted(by_label) for i in rng.sample(by_label[label], 16)]
-    rest = sorted(set(range(len(rows))) - set(train_idx))
-    held = rng.sample(rest, 200)  # the file is ordered by annotator agreement: sample, don't slice
-    config = TrainConfig(epochs=4, batch_size=8, evals_per_epoch=1, learning_rate=1e-4, seed=1)
-    result = train_classifier(rows.subset(train_idx), config, tmp_path / "m", progress=False)
-    held_out = rows.subset(held)
+    rows = read_labelled(shared_data("financial_phrasebank/train.csv"), "sentence", "label")
+    # The file is ordered by annotator agreement: sample rows at random rather than slicing.
+    picked = random.Random(0).sample(range(len(rows)), 96 + 40 + 200)
+    train_rows, validation, held_out = (
+        rows.subset(picked[:96]),
+        rows.subset(picked[96:136]),
+        rows.subset(picked[136:]),
+    )
+    config = TrainConfig(epochs=6, batch_size=8, evals_per_epoch=1, seed=1)
+    result = train_classifier(train_rows, config, tmp_path / "m", validation=validation, progress=False)
     predictions = Classifier.load(result.output).predict(held_out.texts)
     accuracy = float(np.mean([p.label == y for p, y in zip(predictions, held_out.labels, strict=True)]))
     majority = Counter(held_out.labels).most_common(1)[0][1] / len(held_out)
-    assert accuracy > majority, (accuracy, majority)
+    assert accuracy > majority + 0.05, (accuracy, majority)
