@@ -210,6 +210,9 @@ def predict(
 
 def main() -> None:
     """Console entry point."""
+    from textcore.registry_cli import registry_app  # noqa: PLC0415
+
+    app.add_typer(registry_app, name="registry")
     app()
 
 

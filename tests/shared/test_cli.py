@@ -507,3 +507,37 @@ def test_train_embedding_writes_a_loadable_encoder(tmp_path: Path, tiny_model_di
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     base = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32").encode(texts)
     assert not np.allclose(vectors, base, atol=1e-6), "training did not change the encoder"
+
+
+def test_registry_commands_register_promote_and_list(trained: Trained, tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    first = json.loads(
+        ok(
+            run_cli(
+                "registry",
+                "register",
+                "--root",
+                root,
+                "--name",
+                "sentiment",
+                "--model",
+                trained.model,
+                "--promote",
+            )
+        ).stdout.splitlines()[-1]
+    )
+    assert first["version"] == 1 and first["active"] is True
+    ok(run_cli("registry", "register", "--root", root, "--name", "sentiment", "--model", trained.model))
+    promoted = json.loads(
+        ok(
+            run_cli("registry", "promote", "--root", root, "--name", "sentiment", "--version", "2")
+        ).stdout.splitlines()[-1]
+    )
+    assert promoted["version"] == 2
+    assert json.loads((root / "sentiment" / "active").read_text())["version"] == 2
+    listing = ok(run_cli("registry", "list", "--root", root, "--name", "sentiment")).stdout
+    assert "yes" in listing
+    missing = run_cli("registry", "promote", "--root", root, "--name", "sentiment", "--version", "9")
+    assert missing.returncode == 2
+    assert missing.stderr.strip().splitlines() == [missing.stderr.strip()]
+    assert "version 9" in missing.stderr
