@@ -204,8 +204,10 @@ EXTRA_VARIANTS = [
         build_classifier("bf16"),
         default=False,
     ),
-    # an ONNX Runtime backend, once textcore has one (adjust module/attribute to what it is called)
-    Variant("onnx", "ONNX Runtime backend from textcore", from_textcore("textcore.onnx", "OnnxClassifier")),
+    # the ONNX Runtime backend (fp32, CPU); skipped where onnxruntime is not installed
+    Variant(
+        "onnx", "ONNX Runtime backend from textcore", from_textcore("textcore.onnx_backend", "OnnxClassifier")
+    ),
 ]
 
 ALL_VARIANTS = {v.name: v for v in [*BUILTIN_VARIANTS, *EXTRA_VARIANTS]}

@@ -7,6 +7,7 @@ A service reads them from its environment prefix with `__` as the nesting delimi
 from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from textcore.devices import PRECISIONS
 
@@ -28,3 +29,16 @@ class EncoderSettings(BaseModel):
         if value not in PRECISIONS:
             raise ValueError(f"expected one of {', '.join(PRECISIONS)}; found {value!r}")
         return value
+
+
+class ServiceSettings(BaseSettings):
+    """Settings every service has; each service subclasses it with its own `env_prefix`."""
+
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+
+    encoder: EncoderSettings = Field(
+        default_factory=EncoderSettings, description="The model and how it runs."
+    )
+    max_workers: int = Field(2, ge=1, description="Blocking model calls allowed to run at once.")
+    max_queue: int = Field(8, ge=0, description="Further calls allowed to wait before answering 429.")
+    max_body_bytes: int = Field(1_000_000, ge=1, description="Largest accepted request body, in bytes.")

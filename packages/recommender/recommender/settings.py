@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from textcore.settings import EncoderSettings
+from textcore.settings import ServiceSettings
 
 
-class RecommenderSettings(BaseSettings):
+class RecommenderSettings(ServiceSettings):
     """Settings of the recommender service.
 
     Every field can be set from the environment as ``REC_<FIELD>`` (nested fields with ``__``), for
-    example ``REC_MAX_WORKERS=4``.
+    example ``REC_MAX_WORKERS=4`` or ``REC_ENCODER__PRECISION=fp32``.
     """
 
-    model_config = SettingsConfigDict(env_prefix="REC_", env_nested_delimiter="__", extra="ignore")
-
-    encoder: EncoderSettings = Field(
-        default_factory=EncoderSettings, description="The model and how it runs."
-    )
-    max_workers: int = Field(2, ge=1, description="Blocking model calls allowed to run at once.")
-    max_queue: int = Field(8, ge=0, description="Further calls allowed to wait before answering 429.")
-    max_body_bytes: int = Field(1_000_000, ge=1, description="Largest accepted request body, in bytes.")
+    model_config = SettingsConfigDict(env_prefix="REC_")

@@ -7,6 +7,7 @@ from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import Health, Readiness, ReadyCheck, health_router
 from textcore.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_body, problem_response
+from textcore.web.service import Resources, service_app
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -15,8 +16,10 @@ __all__ = [
     "Health",
     "Readiness",
     "ReadyCheck",
+    "Resources",
     "health_router",
     "install_problem_handlers",
     "problem_body",
     "problem_response",
+    "service_app",
 ]
