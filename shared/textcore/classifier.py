@@ -71,7 +71,36 @@ class Prediction:
     labels: tuple[str, ...] = ()
 
 
-class Classifier:
+class LabelPredictor:
+    """Turns a backend's logits into probabilities and predictions; backends implement `logits`."""
+
+    labels: list[str]
+    multi_label: bool
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), n_labels) float32 logits in input order."""
+        raise NotImplementedError
+
+    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), n_labels) probabilities: softmax, or independent sigmoids for multi-label."""
+        logits = torch.from_numpy(self.logits(texts))
+        probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
+        return probs.numpy()
+
+    def predict(self, texts: Sequence[str]) -> list[Prediction]:
+        """Predict a label for each text."""
+        return [self._prediction(row) for row in self.predict_proba(texts)]
+
+    def _prediction(self, row: np.ndarray) -> Prediction:
+        best = int(row.argmax())
+        scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
+        chosen = (
+            tuple(lab for lab, p in scores.items() if p >= 0.5) if self.multi_label else (self.labels[best],)
+        )
+        return Prediction(label=self.labels[best], confidence=float(row[best]), scores=scores, labels=chosen)
+
+
+class Classifier(LabelPredictor):
     """Serves a trained classifier: batched, length-sorted, bf16 where the hardware is fast at it."""
 
     def __init__(
@@ -135,21 +164,3 @@ class Classifier:
             with autocast(self.device, self.bf16):
                 out[idx] = self.model(**batch).float().cpu().numpy()
         return out
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), n_labels) probabilities: softmax, or independent sigmoids for multi-label."""
-        logits = torch.from_numpy(self.logits(texts))
-        probs = torch.sigmoid(logits) if self.multi_label else torch.softmax(logits, dim=-1)
-        return probs.numpy()
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Predict a label for each text."""
-        return [self._prediction(row) for row in self.predict_proba(texts)]
-
-    def _prediction(self, row: np.ndarray) -> Prediction:
-        best = int(row.argmax())
-        scores = {label: float(p) for label, p in zip(self.labels, row, strict=True)}
-        chosen = (
-            tuple(lab for lab, p in scores.items() if p >= 0.5) if self.multi_label else (self.labels[best],)
-        )
-        return Prediction(label=self.labels[best], confidence=float(row[best]), scores=scores, labels=chosen)

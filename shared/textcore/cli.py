@@ -29,6 +29,7 @@ T = TypeVar("T")
 TaskOpt = Annotated[str, typer.Option("--task", help="classification or embedding")]
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV, TSV or JSONL file")]
 TextCol = Annotated[str, typer.Option("--text-column", help="column with the text (embedding: the anchor)")]
+BackendOpt = Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU, fp32)")]
 LabelCol = Annotated[
     str, typer.Option("--label-column", help="column with the label (embedding: the positive)")
 ]
@@ -144,13 +145,14 @@ def evaluate(
     label_column: LabelCol = "label",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
+    backend: BackendOpt = "torch",
 ) -> None:
     """Score a classifier on labelled data; the last stdout line is one JSON object."""
     from textcore.evaluation import evaluate_classifier_file  # noqa: PLC0415
 
     report = run_or_exit(
         lambda: evaluate_classifier_file(
-            model, data, text_column, label_column, device=device, precision=precision
+            model, data, text_column, label_column, device=device, precision=precision, backend=backend
         )
     )
     print_report(report)
@@ -189,16 +191,19 @@ def predict(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
+    backend: BackendOpt = "torch",
 ) -> None:
     """Label texts; prints one JSON object per text: label, confidence and every label's probability."""
-    from textcore.classifier import Classifier  # noqa: PLC0415
     from textcore.data import read_texts  # noqa: PLC0415
+    from textcore.evaluation import load_predictor  # noqa: PLC0415
 
     def action() -> None:
         texts = read_texts(data, text_column) if data is not None else list(_stdin_lines())
         if not texts:
             raise InvalidInput("expected at least one text to label; found none")
-        classifier = Classifier.load(model, device=device, precision=precision, batch_size=batch_size)
+        classifier = load_predictor(
+            model, backend=backend, device=device, precision=precision, batch_size=batch_size
+        )
         for text, p in zip(texts, classifier.predict(texts), strict=True):
             row = {"text": text, "label": p.label, "confidence": p.confidence, "probabilities": p.scores}
             if classifier.multi_label:

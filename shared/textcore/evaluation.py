@@ -1,17 +1,17 @@
-"""Evaluating a trained classifier on labelled data."""
+"""Evaluating a trained classifier on labelled data, and choosing the backend that serves it."""
 
 from __future__ import annotations
 
 import os
 from typing import Any
 
-from textcore.classifier import Classifier
+from textcore.classifier import Classifier, LabelPredictor
 from textcore.data import LabelledTexts, read_labelled
 from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report
 
 
-def evaluate_classifier(classifier: Classifier, data: LabelledTexts) -> dict[str, Any]:
+def evaluate_classifier(classifier: LabelPredictor, data: LabelledTexts) -> dict[str, Any]:
     """Accuracy, macro-F1, per-label scores and confusion of `classifier` on `data`.
 
     Raises:
@@ -40,8 +40,32 @@ def evaluate_classifier_file(
     *,
     device: str = "auto",
     precision: str = "auto",
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """`evaluate_classifier` on a model folder and a CSV/JSONL file."""
     rows = read_labelled(data, text_column, label_column)
-    classifier = Classifier.load(model, device=device, precision=precision)
+    classifier = load_predictor(model, backend=backend, device=device, precision=precision)
     return evaluate_classifier(classifier, rows)
+
+
+BACKENDS = ("torch", "onnx")
+
+
+def load_predictor(
+    folder: str | os.PathLike[str],
+    *,
+    backend: str = "torch",
+    device: str = "auto",
+    precision: str = "auto",
+    batch_size: int = 64,
+) -> LabelPredictor:
+    """Load a classifier folder with PyTorch (`torch`, any device) or ONNX Runtime (`onnx`, CPU, fp32)."""
+    if backend == "torch":
+        return Classifier.load(folder, device=device, precision=precision, batch_size=batch_size)
+    if backend == "onnx":
+        from textcore.onnx_backend import OnnxClassifier  # noqa: PLC0415 - optional, heavier import
+
+        return OnnxClassifier.load(
+            folder, batch_size=batch_size, device="cpu" if device == "auto" else device
+        )
+    raise InvalidInput(f"expected backend one of {', '.join(BACKENDS)}; found {backend!r}")

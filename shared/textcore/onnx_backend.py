@@ -12,7 +12,6 @@ import tempfile
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import cast
 
 import numpy as np
 import onnxruntime as ort
@@ -22,7 +21,7 @@ from transformers import PreTrainedTokenizerBase
 
 from textcore.artifacts import HEAD_FILE, read_labels
 from textcore.batching import encode_texts, pad_batch, sorted_batches
-from textcore.classifier import Classifier, Prediction, TextClassifier
+from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
 from textcore.models import load_tokenizer
@@ -102,7 +101,7 @@ def export_onnx(folder: str | os.PathLike[str]) -> Path:
     return target
 
 
-class OnnxClassifier:
+class OnnxClassifier(LabelPredictor):
     """Serves a trained classifier folder with ONNX Runtime (CPU, fp32), like `Classifier` does with torch."""
 
     precision = "fp32 (onnxruntime)"
@@ -182,16 +181,3 @@ class OnnxClassifier:
             feed = {name: batch[name].numpy() for name in INPUT_NAMES}
             out[idx] = self.session.run(["logits"], feed)[0]
         return out
-
-    @property
-    def _as_classifier(self) -> Classifier:
-        # Classifier's predict_proba and _prediction read only logits(), labels and multi_label
-        return cast(Classifier, self)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), n_labels) probabilities: softmax, or independent sigmoids for multi-label."""
-        return Classifier.predict_proba(self._as_classifier, texts)
-
-    def predict(self, texts: Sequence[str]) -> list[Prediction]:
-        """Predict a label for each text."""
-        return [Classifier._prediction(self._as_classifier, row) for row in self.predict_proba(texts)]

@@ -329,6 +329,21 @@ def test_predict_from_a_file_matches_the_saved_model_loaded_twice(trained: Train
         assert [row["probabilities"][label] for label in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
 
 
+def test_onnx_backend_predicts_like_torch(trained: Trained) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx backend needs onnxruntime")
+    texts = eval_column(trained, "review")
+    args = ["predict", "--model", trained.model, "--data", trained.eval_data, "--text-column", "review"]
+    torch_rows = parse_predictions(ok(run_cli(*args, "--device", "cpu", "--precision", "fp32")).stdout, texts)
+    onnx_result = ok(run_cli(*args, "--backend", "onnx"))
+    assert_quiet_stderr(onnx_result.stderr)
+    onnx_rows = parse_predictions(onnx_result.stdout, texts)
+    for a, b in zip(torch_rows, onnx_rows, strict=True):
+        assert a["label"] == b["label"]
+        assert [b["probabilities"][k] for k in LABELS] == pytest.approx(
+            [a["probabilities"][k] for k in LABELS], abs=1e-4
+        )
+
+
 # ---- errors: exit code 2, one line on stderr naming the problem, no traceback ----------------------------
 
 ErrorCase = Callable[[Path, Path, Path], tuple[list[object], str]]
