@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -42,5 +43,8 @@ def plot_confusion(confusion: list[list[int]], labels: list[str], path: Path) ->
                 ax.text(
                     j, i, str(count), ha="center", va="center", color="white" if count > peak / 2 else "black"
                 )
-    fig.savefig(path, dpi=100)
+    with warnings.catch_warnings():
+        # very long label names can leave no room for the axes; the picture is still written, just cramped
+        warnings.filterwarnings("ignore", message="constrained_layout not applied")
+        fig.savefig(path, dpi=100)
     plt.close(fig)
