@@ -15,6 +15,7 @@ from tests.conftest import shared_data
 from textcore.classifier import Classifier
 from textcore.data import LabelledTexts, read_labelled
 from textcore.errors import InvalidInput
+from textcore.evaluation import evaluate_classifier
 from textcore.models import load_backbone
 from textcore.training import TrainConfig, train_classifier
 from textcore.training.classification import ClassificationTask
@@ -171,3 +172,14 @@ def test_real_minilm_beats_the_majority_class_on_phrasebank(tmp_path: Path) -> N
     accuracy = float(np.mean([p.label == y for p, y in zip(predictions, held_out.labels, strict=True)]))
     majority = Counter(held_out.labels).most_common(1)[0][1] / len(held_out)
     assert accuracy > majority + 0.05, (accuracy, majority)
+
+
+def test_recorded_validation_figures_match_the_saved_model(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # The runner scores the restored best weights; dropout must be off when it does, or the figures in
+    # metadata.json would disagree with what the saved model actually does.
+    data, validation = keyword_data(80), keyword_data(30, seed=5)
+    config = tiny_config(tiny_model_dir, epochs=2, dropout=0.5)
+    result = train_classifier(data, config, tmp_path / "m", validation=validation, progress=False)
+    report = evaluate_classifier(Classifier.load(tmp_path / "m", precision="fp32"), validation)
+    assert result.metadata["validation_metrics"]["accuracy"] == report["accuracy"]
+    assert result.metrics["confusion"] == report["confusion"]

@@ -162,6 +162,7 @@ def train(
                     break
     elapsed = time.perf_counter() - started
     model.load_state_dict(best_weights)
+    model.eval()  # the caller gets the best weights ready for inference (dropout off)
     best_eval = next((h for h in state.history if h["step"] == state.best_step), {})
     return LoopResult(
         best_metric=state.best_metric,
