@@ -7,7 +7,7 @@ rows of similar length share a batch. Inference sorts all rows by length and res
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -86,3 +86,28 @@ def sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]
     order = np.argsort(-lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]
+
+
+def map_sorted(
+    encoded: Encoded,
+    pad_id: int,
+    batch_size: int,
+    width: int,
+    forward: Callable[[dict[str, torch.Tensor]], np.ndarray],
+) -> np.ndarray:
+    """Run `forward` over length-sorted padded batches and gather its rows back into input order.
+
+    Args:
+        encoded: the tokenised texts.
+        pad_id: the tokenizer's padding id.
+        batch_size: rows per forward pass.
+        width: columns of each output row.
+        forward: (batch, width) float32 output of one padded CPU batch (`input_ids`, `attention_mask`).
+
+    Returns:
+        (len(encoded), width) float32, row i for text i.
+    """
+    out = np.zeros((len(encoded), width), dtype=np.float32)
+    for idx in sorted_batches(encoded.lengths, batch_size):
+        out[idx] = forward(pad_batch([encoded.ids[i] for i in idx], pad_id))
+    return out

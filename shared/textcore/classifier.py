@@ -14,7 +14,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textcore.artifacts import HEAD_FILE, read_labels, write_labels
-from textcore.batching import encode_texts, pad_batch, sorted_batches
+from textcore.batching import encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput
@@ -152,15 +152,14 @@ class Classifier(LabelPredictor):
         """(len(texts), n_labels) float32 logits in input order."""
         if isinstance(texts, str):
             raise InvalidInput("expected a list of texts; found a single string")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
         encoded = encode_texts(self.tokenizer, texts, self.max_length)
         pad_id = int(self.tokenizer.pad_token_id or 0)
-        for idx in sorted_batches(encoded.lengths, self.batch_size):
-            batch = {
-                k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], pad_id).items()
-            }
-            with autocast(self.device, self.bf16):
-                out[idx] = self.model(**batch).float().cpu().numpy()
-        return out
+        return map_sorted(encoded, pad_id, self.batch_size, len(self.labels), self._forward)
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        inputs = {k: v.to(self.device) for k, v in batch.items()}
+        with autocast(self.device, self.bf16):
+            logits: np.ndarray = self.model(**inputs).float().cpu().numpy()
+            return logits

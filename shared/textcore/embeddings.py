@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from torch import nn
 
-from textcore.batching import encode_texts, pad_batch, sorted_batches
+from textcore.batching import encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
 from textcore.models import DEFAULT_MODEL, Backbone, load_backbone
@@ -104,12 +104,14 @@ class Encoder:
         """
         if isinstance(texts, str):
             raise InvalidInput("expected a list of texts; found a single string")
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, self.dim), dtype=np.float32)
         encoded = encode_texts(self.tokenizer, texts, self.max_length)
         pad_id = int(self.tokenizer.pad_token_id or 0)
-        for idx in sorted_batches(encoded.lengths, batch_size or self.batch_size):
-            batch = pad_batch([encoded.ids[i] for i in idx], pad_id)
-            out[idx] = self.embed_batch(batch).float().cpu().numpy()
-        return out
+        return map_sorted(
+            encoded,
+            pad_id,
+            batch_size or self.batch_size,
+            self.dim,
+            lambda batch: self.embed_batch(batch).float().cpu().numpy(),
+        )

@@ -20,7 +20,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PreTrainedTokenizerBase
 
 from textcore.artifacts import HEAD_FILE, read_labels
-from textcore.batching import encode_texts, pad_batch, sorted_batches
+from textcore.batching import encode_texts, map_sorted
 from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
@@ -171,13 +171,12 @@ class OnnxClassifier(LabelPredictor):
         """(len(texts), n_labels) float32 logits in input order."""
         if isinstance(texts, str):
             raise InvalidInput("expected a list of texts; found a single string")
-        out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         if not texts:
-            return out
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
         encoded = encode_texts(self.tokenizer, texts, self.max_length)
         pad_id = int(self.tokenizer.pad_token_id or 0)
-        for idx in sorted_batches(encoded.lengths, self.batch_size):
-            batch = pad_batch([encoded.ids[i] for i in idx], pad_id)
-            feed = {name: batch[name].numpy() for name in INPUT_NAMES}
-            out[idx] = self.session.run(["logits"], feed)[0]
-        return out
+        return map_sorted(encoded, pad_id, self.batch_size, len(self.labels), self._forward)
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        feed = {name: batch[name].numpy() for name in INPUT_NAMES}
+        return np.asarray(self.session.run(["logits"], feed)[0], dtype=np.float32)

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
-from textcore.batching import Encoded, encode_texts, length_grouped_batches, pad_batch, sorted_batches
+from textcore.batching import Encoded, encode_texts, length_grouped_batches, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
 from textcore.data import LabelledTexts
 from textcore.devices import autocast, resolve_device, use_bf16
@@ -94,14 +94,16 @@ class ClassificationTask:
     @torch.inference_mode()
     def logits(self, encoded: Encoded) -> np.ndarray:
         """(n, n_labels) float32 logits in input order."""
-        out = np.zeros((len(encoded), len(self.labels)), dtype=np.float32)
-        for idx in sorted_batches(encoded.lengths, 64):
-            batch = {
-                k: v.to(self.device) for k, v in pad_batch([encoded.ids[i] for i in idx], self.pad_id).items()
-            }
+
+        def forward(batch: Batch) -> np.ndarray:
+            inputs = {k: v.to(self.device) for k, v in batch.items()}
             with autocast(self.device, self.bf16):
-                out[idx] = self.model(batch["input_ids"], batch["attention_mask"]).float().cpu().numpy()
-        return out
+                logits: np.ndarray = (
+                    self.model(inputs["input_ids"], inputs["attention_mask"]).float().cpu().numpy()
+                )
+                return logits
+
+        return map_sorted(encoded, self.pad_id, 64, len(self.labels), forward)
 
     def predicted_labels(self, encoded: Encoded) -> list[str]:
         logits = self.logits(encoded)
