@@ -12,7 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from textcore.classifier import Classifier, Prediction, TextClassifier
+    from textcore.classifier import Classifier, LabelPredictor, Prediction, TextClassifier
     from textcore.data import LabelledTexts, read_labelled, read_table, read_texts, stratified_split
     from textcore.embeddings import Encoder
     from textcore.errors import (
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         PayloadTooLarge,
         UpstreamError,
     )
-    from textcore.evaluation import evaluate_classifier
+    from textcore.evaluation import evaluate_classifier, load_predictor
     from textcore.http import HttpClientConfig, make_http_client
     from textcore.index import SearchHit, VectorIndex
     from textcore.models import DEFAULT_MODEL, Backbone, load_backbone, resolve_model
@@ -46,6 +46,7 @@ _EXPORTS: dict[str, str] = {
     "EncoderSettings": "textcore.settings",
     "HttpClientConfig": "textcore.http",
     "InvalidInput": "textcore.errors",
+    "LabelPredictor": "textcore.classifier",
     "LabelledTexts": "textcore.data",
     "ModelNotReady": "textcore.errors",
     "ModelRegistry": "textcore.registry",
@@ -61,6 +62,7 @@ _EXPORTS: dict[str, str] = {
     "UpstreamError": "textcore.errors",
     "VectorIndex": "textcore.index",
     "evaluate_classifier": "textcore.evaluation",
+    "load_predictor": "textcore.evaluation",
     "load_backbone": "textcore.models",
     "make_http_client": "textcore.http",
     "read_labelled": "textcore.data",
@@ -84,6 +86,7 @@ __all__ = [
     "EncoderSettings",
     "HttpClientConfig",
     "InvalidInput",
+    "LabelPredictor",
     "LabelledTexts",
     "ModelNotReady",
     "ModelRegistry",
@@ -100,6 +103,7 @@ __all__ = [
     "VectorIndex",
     "evaluate_classifier",
     "load_backbone",
+    "load_predictor",
     "make_http_client",
     "read_labelled",
     "read_table",

@@ -7,7 +7,7 @@ from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import Health, Readiness, ReadyCheck, health_router
 from textcore.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_body, problem_response
-from textcore.web.service import Resources, service_app
+from textcore.web.service import Resources, ServiceReadyCheck, service_app
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
@@ -17,6 +17,7 @@ __all__ = [
     "Readiness",
     "ReadyCheck",
     "Resources",
+    "ServiceReadyCheck",
     "health_router",
     "install_problem_handlers",
     "problem_body",

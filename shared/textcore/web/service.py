@@ -6,11 +6,12 @@ database engine, HTTP client, scheduler); it is entered after the common state i
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
 
 from textcore.errors import ModelNotReady
 from textcore.settings import ServiceSettings
@@ -18,8 +19,10 @@ from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
 from textcore.web.problems import install_problem_handlers
+from textcore.web.telemetry import RequestMetrics, metrics_router
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
+ServiceReadyCheck = Callable[[FastAPI], Awaitable[dict[str, str]]]
 
 
 def service_app(
@@ -29,6 +32,8 @@ def service_app(
     description: str,
     settings: ServiceSettings,
     resources: Resources | None = None,
+    registry: CollectorRegistry | None = None,
+    ready: ServiceReadyCheck | None = None,
 ) -> FastAPI:
     """Build a service app whose lifespan owns its state.
 
@@ -38,9 +43,14 @@ def service_app(
         description: one line for the OpenAPI document.
         settings: the service's settings; stored on `app.state.settings`.
         resources: the service's own lifespan resources, if any.
+        registry: the Prometheus registry served at ``/metrics``; a service passes its own to add domain
+            metrics to the request metrics. A new one by default.
+        ready: the service's own readiness checks, run after the worker-pool check; it returns one status
+            line per resource or raises a `CoreError` (e.g. `ModelNotReady`) while the service cannot serve.
 
     Returns:
-        The app. `app.state.limiter` is the `CapacityLimiter` that runs blocking model calls.
+        The app. `app.state.limiter` is the `CapacityLimiter` that runs blocking model calls;
+        `app.state.metrics` is the Prometheus registry.
     """
 
     @asynccontextmanager
@@ -62,9 +72,15 @@ def service_app(
         limiter: CapacityLimiter | None = getattr(app.state, "limiter", None)
         if limiter is None:
             raise ModelNotReady("expected the lifespan to have built the worker pool, found none")
-        return {"workers": f"{limiter.in_flight} of {limiter.max_workers} busy"}
+        checks = {"workers": f"{limiter.in_flight} of {limiter.max_workers} busy"}
+        if ready is not None:
+            checks.update(await ready(app))
+        return checks
 
+    app.state.metrics = registry = registry or CollectorRegistry(auto_describe=True)
     install_problem_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestMetrics, registry=registry)
     app.include_router(health_router(ready_check))
+    app.include_router(metrics_router(registry))
     return app
