@@ -1,0 +1,190 @@
+"""The monitor's SQL schema (SQLAlchemy 2 declarative); alembic migrations in `migrations/` create it.
+
+    sources ─┬─< documents ─< document_tags        (what was read, classified and tagged)
+             │
+    alert_rules ─< alerts ─< outbox                (what fired, and every notification until delivered)
+
+Times are stored as naive UTC and read back timezone-aware (`UtcDateTime`), identically on SQLite and
+PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and returned timezone-aware; naive inputs are rejected."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"expected a timezone-aware datetime, found naive {value.isoformat()}")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Source(Base):
+    """A configured feed, page or JSON API, with its fetch state."""
+
+    __tablename__ = "sources"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    kind: Mapped[str] = mapped_column(String(16))  # rss | html | json
+    interval_seconds: Mapped[int | None] = mapped_column(Integer)
+    cron: Mapped[str | None] = mapped_column(String(120))
+    topics: Mapped[list[str]] = mapped_column(default=list)
+    entities: Mapped[list[str]] = mapped_column(default=list)
+    link_pattern: Mapped[str | None] = mapped_column(String(500))
+    json_fields: Mapped[dict[str, Any] | None] = mapped_column()
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)
+    etag: Mapped[str | None] = mapped_column(String(500))
+    last_modified: Mapped[str | None] = mapped_column(String(100))
+    last_run_at: Mapped[datetime | None] = mapped_column()
+    last_status: Mapped[str | None] = mapped_column(String(40))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    consecutive_failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Document(Base):
+    """One story, stored once however many feeds or runs carried it, with its classification."""
+
+    __tablename__ = "documents"
+    __table_args__ = (Index("ix_documents_seen_at", "seen_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
+    url: Mapped[str] = mapped_column(String(2048), unique=True)  # canonical URL
+    content_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    title: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text)
+    published_at: Mapped[datetime | None] = mapped_column()
+    # When the monitor first saw the story: trends and spike windows use it, so a feed republishing old
+    # stories with their original dates still counts them when they appear.
+    seen_at: Mapped[datetime] = mapped_column(default=utcnow)
+    label: Mapped[str] = mapped_column(String(40))
+    scores: Mapped[dict[str, Any]] = mapped_column()  # label -> probability
+    sentiment: Mapped[float] = mapped_column(Float)  # P(positive) - P(negative), in [-1, 1]
+    model_version: Mapped[str] = mapped_column(String(200))
+    tags: Mapped[list[DocumentTag]] = relationship(
+        back_populates="document", cascade="all, delete-orphan", lazy="selectin"
+    )
+
+
+class DocumentTag(Base):
+    """A topic or entity a document mentions."""
+
+    __tablename__ = "document_tags"
+    __table_args__ = (Index("ix_document_tags_kind_name", "kind", "name"),)
+
+    document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # topic | entity
+    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    document: Mapped[Document] = relationship(back_populates="tags")
+
+
+class AlertRule(Base):
+    """When a topic's or entity's negative share spikes against its own baseline, notify a webhook."""
+
+    __tablename__ = "alert_rules"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200), unique=True)
+    group_by: Mapped[str] = mapped_column(String(10))  # entity | topic | all
+    match: Mapped[list[str]] = mapped_column(default=list)  # names to watch; empty watches every one
+    window_seconds: Mapped[int] = mapped_column(Integer)
+    baseline_windows: Mapped[int] = mapped_column(Integer)
+    min_count: Mapped[int] = mapped_column(Integer)
+    min_negative_share: Mapped[float] = mapped_column(Float)
+    z_threshold: Mapped[float] = mapped_column(Float)
+    method: Mapped[str] = mapped_column(String(20))  # ewma | robust_z
+    repeat_interval_seconds: Mapped[int] = mapped_column(Integer)
+    webhook_url: Mapped[str] = mapped_column(String(2048))
+    receiver: Mapped[str] = mapped_column(String(200))
+    secret: Mapped[str | None] = mapped_column(String(500))
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Alert(Base):
+    """One episode of a rule firing for one label set, from start to resolution."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (Index("ix_alerts_fingerprint_status", "fingerprint", "status"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"), index=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    labels: Mapped[dict[str, Any]] = mapped_column()
+    annotations: Mapped[dict[str, Any]] = mapped_column()
+    status: Mapped[str] = mapped_column(String(10))  # firing | resolved
+    starts_at: Mapped[datetime] = mapped_column()
+    ends_at: Mapped[datetime | None] = mapped_column()
+    last_sent_at: Mapped[datetime | None] = mapped_column()
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class OutboxMessage(Base):
+    """A webhook notification stored before delivery, retried until delivered or expired."""
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
+    rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    payload: Mapped[dict[str, Any]] = mapped_column()
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column()
+    delivered_at: Mapped[datetime | None] = mapped_column()
+    expired: Mapped[bool] = mapped_column(Boolean, default=False)
+    last_error: Mapped[str | None] = mapped_column(Text)
