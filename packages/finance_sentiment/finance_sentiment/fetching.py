@@ -1,0 +1,393 @@
+"""The polite, safe HTTP fetcher every source of the monitor goes through.
+
+One injected `httpx.AsyncClient` (bounded in size by `textcore.http.make_http_client`) carries every request.
+Around it the fetcher adds: the address guard of `finance_sentiment.netguard` before each hop, robots.txt
+(RFC 9309) cached per origin, a per-host rate limit, conditional GET, manual redirects that report a permanent
+move, retries with exponential backoff and jitter that honour Retry-After, and one deadline per request that
+covers the body too (so a slow-drip server cannot hold a worker forever).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from urllib.robotparser import RobotFileParser
+
+import httpx
+
+from finance_sentiment import netguard
+from textcore.errors import InvalidInput, UpstreamError
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PERMANENT_REDIRECTS = frozenset({301, 308})
+
+
+@dataclass(frozen=True)
+class FetchPolicy:
+    """How politely and how safely to fetch. Times are in seconds.
+
+    Raises:
+        ValueError: If a bound is out of range or an allowed network is not valid CIDR.
+    """
+
+    user_agent: str = "finance-sentiment/0.1 (+https://github.com/textcore-suite)"
+    timeout_s: float = 20.0
+    max_redirects: int = 5
+    max_retries: int = 3
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 60.0
+    max_retry_after_s: float = 300.0
+    min_host_interval_s: float = 1.0
+    respect_robots: bool = True
+    robots_ttl_s: float = 3600.0
+    allowed_networks: tuple[str, ...] = ()
+    max_crawl_delay_s: float = (
+        60.0  # a robots.txt Crawl-delay above this is clipped, so one host cannot stall us
+    )
+
+    def __post_init__(self) -> None:
+        if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
+            raise ValueError(f"expected a non-empty one-line user_agent, found {self.user_agent!r}")
+        for name in ("timeout_s", "robots_ttl_s"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"expected {name} > 0, found {getattr(self, name)}")
+        non_negative = ("max_redirects", "max_retries", "backoff_base_s", "max_retry_after_s")
+        for name in (*non_negative, "min_host_interval_s", "max_crawl_delay_s"):
+            if not getattr(self, name) >= 0:
+                raise ValueError(f"expected {name} >= 0, found {getattr(self, name)}")
+        if not self.backoff_max_s >= self.backoff_base_s:
+            raise ValueError(
+                f"expected backoff_max_s >= backoff_base_s ({self.backoff_base_s}), "
+                f"found {self.backoff_max_s}"
+            )
+        netguard.parse_networks(self.allowed_networks)
+
+
+@dataclass(frozen=True)
+class Validators:
+    """Conditional GET state stored per source (from the ETag and Last-Modified response headers)."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True)
+class FetchResult:
+    """The outcome of one fetch.
+
+    ``permanent_url`` is set when the redirect chain starts with permanent moves (301/308): it is where the
+    last of those leading permanent hops points, the URL the caller should store instead of the old one.
+    """
+
+    status: int
+    url: str
+    content: bytes
+    content_type: str
+    validators: Validators
+    permanent_url: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        """True when the server answered 304: the stored copy is current."""
+        return self.status == 304
+
+    @property
+    def gone(self) -> bool:
+        """True when the server answered 410: the source is gone for good."""
+        return self.status == 410
+
+
+class FetchError(UpstreamError):
+    """A fetch failed: unreachable, refused, too large, too slow, or an unusable status."""
+
+
+class BlockedAddress(FetchError):
+    """The address guard refused a host (private, loopback, link-local, ... and not explicitly allowed)."""
+
+
+class RobotsDisallowed(FetchError):
+    """The site's robots.txt does not allow our user agent to fetch the URL."""
+
+
+class TooManyRedirects(FetchError):
+    """More redirects than ``max_redirects``, or a redirect loop."""
+
+
+@dataclass(frozen=True)
+class _Raw:
+    status: int
+    url: httpx.URL
+    headers: httpx.Headers
+    content: bytes
+
+
+@dataclass
+class _HostSlot:
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    next_start: float = 0.0  # time.monotonic() before which no request to the host may start
+    interval: float = 0.0
+
+
+@dataclass(frozen=True)
+class _Robots:
+    parser: RobotFileParser | None  # None: the verdict below applies to every path
+    allow_all: bool
+    expires_at: float
+
+
+class _Transient(Exception):
+    """A failure worth retrying (transport error, timeout); carries the reason for the final message."""
+
+
+class Fetcher:
+    """Fetches URLs through one shared client, politely (robots, rate limit) and safely (address guard).
+
+    Args:
+        client: The client every request goes through; owned by the caller.
+        policy: Politeness and safety settings; defaults to `FetchPolicy()`.
+    """
+
+    def __init__(self, client: httpx.AsyncClient, policy: FetchPolicy | None = None) -> None:
+        self._client = client
+        self._policy = policy or FetchPolicy()
+        self._allowed = netguard.parse_networks(self._policy.allowed_networks)
+        self._hosts: dict[str, _HostSlot] = {}
+        self._robots: dict[str, _Robots] = {}
+        self._robots_locks: dict[str, asyncio.Lock] = {}
+
+    async def check_url(self, url: str) -> None:
+        """Check that ``url`` may be fetched at all: http(s), well formed, and on an allowed address.
+
+        Raises:
+            InvalidInput: If the URL is malformed or not http/https.
+            BlockedAddress: If its host resolves to any blocked address outside ``allowed_networks``.
+            FetchError: If its host does not resolve.
+        """
+        await self._guard(netguard.parse_http_url(url))
+
+    async def fetch(self, url: str, validators: Validators | None = None) -> FetchResult:
+        """GET ``url``, following redirects, with a conditional request when ``validators`` are given.
+
+        Returns:
+            The result for 2xx, 304 (empty content) and 410 (the caller disables the source).
+
+        Raises:
+            InvalidInput: If the URL is malformed or not http/https.
+            BlockedAddress: If the URL or a redirect target is on a blocked address.
+            RobotsDisallowed: If robots.txt forbids a URL in the chain.
+            TooManyRedirects: On a redirect loop or more than ``max_redirects`` hops.
+            FetchError: On any other status, a too-large body, a timeout or transport failure after the
+                retries, or a Retry-After longer than ``max_retry_after_s``.
+        """
+        validators = validators or Validators()
+        headers: dict[str, str] = {}
+        if validators.etag:
+            headers["If-None-Match"] = validators.etag
+        if validators.last_modified:
+            headers["If-Modified-Since"] = validators.last_modified
+        raw, permanent_url = await self._follow(netguard.parse_http_url(url), headers, robots=True)
+        if raw.status == 304:
+            return FetchResult(
+                304, str(raw.url), b"", "", _validators(raw.headers, validators), permanent_url
+            )
+        if 200 <= raw.status < 300 or raw.status == 410:
+            content_type = raw.headers.get("Content-Type", "")
+            return FetchResult(
+                raw.status, str(raw.url), raw.content, content_type, _validators(raw.headers), permanent_url
+            )
+        raise FetchError(f"expected a 2xx, 304 or 410 response from {raw.url}, found HTTP {raw.status}")
+
+    async def _guard(self, url: httpx.URL) -> None:
+        host = netguard.host_of(url)
+        port = url.port or (443 if url.scheme == "https" else 80)
+        try:
+            addresses = await netguard.resolve(host, port)
+        except OSError as exc:
+            raise FetchError(f"expected host {host!r} of {url} to resolve, found {exc}") from exc
+        if not addresses:
+            raise FetchError(f"expected host {host!r} of {url} to resolve, found no addresses")
+        for address in addresses:
+            blocked = netguard.blocked_class(address, self._allowed)
+            if blocked is not None:
+                raise BlockedAddress(
+                    f"expected {url} to resolve only to public addresses or allowed_networks, "
+                    f"found {blocked} address {address}"
+                )
+
+    async def _follow(
+        self, url: httpx.URL, headers: dict[str, str], *, robots: bool
+    ) -> tuple[_Raw, str | None]:
+        """Send GETs along the redirect chain; returns the last response and the permanent URL, if any."""
+        seen = {str(url)}
+        permanent_url: str | None = None
+        only_permanent = True
+        for hop in range(self._policy.max_redirects + 1):
+            await self._guard(url)
+            if robots and self._policy.respect_robots:
+                await self._check_robots(url)
+            raw = await self._send_with_retries(url, headers)
+            if raw.status not in REDIRECT_STATUSES:
+                return raw, permanent_url
+            target = _redirect_target(raw)
+            only_permanent = only_permanent and raw.status in PERMANENT_REDIRECTS
+            if only_permanent:
+                permanent_url = str(target)
+            if str(target) in seen:
+                raise TooManyRedirects(f"expected redirects from {url} to end, found a loop back to {target}")
+            if hop == self._policy.max_redirects:
+                break
+            seen.add(str(target))
+            url = target
+        raise TooManyRedirects(
+            f"expected at most {self._policy.max_redirects} redirects, found more (last to {target})"
+        )
+
+    async def _send_with_retries(self, url: httpx.URL, headers: dict[str, str]) -> _Raw:
+        attempts = self._policy.max_retries + 1
+        for attempt in range(attempts):
+            retry_after: float | None = None
+            try:
+                raw = await self._send_once(url, headers)
+            except _Transient as exc:
+                reason = str(exc)
+            else:
+                if raw.status not in RETRY_STATUSES:
+                    return raw
+                reason = f"HTTP {raw.status}"
+                retry_after = _parse_retry_after(raw.headers.get("Retry-After"))
+            if attempt + 1 < attempts:
+                await self._wait_before_retry(url, attempt, retry_after, reason)
+        raise FetchError(
+            f"expected a usable response from {url} within {attempts} attempt(s), found {reason}"
+        )
+
+    async def _wait_before_retry(
+        self, url: httpx.URL, attempt: int, retry_after: float | None, reason: str
+    ) -> None:
+        policy = self._policy
+        if retry_after is not None and retry_after > policy.max_retry_after_s:
+            raise FetchError(
+                f"expected {url} to ask for a retry within {policy.max_retry_after_s} s, "
+                f"found {reason} with Retry-After of {retry_after:.0f} s"
+            )
+        if retry_after is None:
+            # Equal jitter: at least half the exponential step, so retries from many sources spread out.
+            step = min(policy.backoff_max_s, policy.backoff_base_s * 2**attempt)
+            delay = step / 2 + random.uniform(0, step / 2)  # noqa: S311  (jitter, not cryptography)
+        else:
+            delay = retry_after
+        # Push the host's next start too, so concurrent fetches to it honour the server's wish as well.
+        slot = self._slot(netguard.host_of(url))
+        slot.next_start = max(slot.next_start, time.monotonic() + delay)
+        await asyncio.sleep(delay)
+
+    async def _send_once(self, url: httpx.URL, headers: dict[str, str]) -> _Raw:
+        await self._wait_turn(netguard.host_of(url))
+        try:
+            async with asyncio.timeout(self._policy.timeout_s):
+                response = await self._client.get(
+                    url, headers={**headers, "User-Agent": self._policy.user_agent}
+                )
+        except TimeoutError as exc:
+            raise _Transient(f"no complete response within {self._policy.timeout_s} s") from exc
+        except httpx.TransportError as exc:
+            raise _Transient(f"{type(exc).__name__}: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise FetchError(
+                f"expected a readable response from {url}, found {type(exc).__name__}: {exc}"
+            ) from exc
+        except UpstreamError as exc:
+            # The client's size bound: not retried, a retry would only fetch the same bytes again.
+            raise FetchError(f"response too large: {exc.message}") from exc
+        return _Raw(response.status_code, url, response.headers, response.content)
+
+    def _slot(self, host: str) -> _HostSlot:
+        slot = self._hosts.get(host)
+        if slot is None:
+            slot = self._hosts[host] = _HostSlot(interval=self._policy.min_host_interval_s)
+        return slot
+
+    async def _wait_turn(self, host: str) -> None:
+        """Wait until a request to ``host`` may start; the lock makes concurrent callers queue in turn."""
+        slot = self._slot(host)
+        async with slot.lock:
+            delay = slot.next_start - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            slot.next_start = time.monotonic() + slot.interval
+
+    async def _check_robots(self, url: httpx.URL) -> None:
+        origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
+        lock = self._robots_locks.setdefault(origin, asyncio.Lock())
+        async with lock:  # one robots.txt fetch per origin even when many fetches start at once
+            rules = self._robots.get(origin)
+            if rules is None or rules.expires_at <= time.monotonic():
+                rules = self._robots[origin] = await self._load_robots(origin, netguard.host_of(url))
+        allowed = (
+            rules.allow_all
+            if rules.parser is None
+            else rules.parser.can_fetch(self._policy.user_agent, str(url))
+        )
+        if not allowed:
+            raise RobotsDisallowed(f"expected robots.txt of {origin} to allow {url}, found it disallowed")
+
+    async def _load_robots(self, origin: str, host: str) -> _Robots:
+        expires_at = time.monotonic() + self._policy.robots_ttl_s
+        try:
+            raw, _ = await self._follow(httpx.URL(f"{origin}/robots.txt"), {}, robots=False)
+        except FetchError:  # unreachable (RFC 9309 2.3.1.4): assume complete disallow for now
+            return _Robots(None, allow_all=False, expires_at=expires_at)
+        if 400 <= raw.status < 500:  # unavailable (RFC 9309 2.3.1.3): no restrictions
+            return _Robots(None, allow_all=True, expires_at=expires_at)
+        if not 200 <= raw.status < 300:
+            return _Robots(None, allow_all=False, expires_at=expires_at)
+        parser = RobotFileParser()
+        parser.parse(raw.content.decode("utf-8", errors="replace").splitlines())
+        delay = parser.crawl_delay(self._policy.user_agent)
+        if delay is not None:
+            slot = self._slot(host)
+            slot.interval = max(
+                self._policy.min_host_interval_s, min(float(delay), self._policy.max_crawl_delay_s)
+            )
+        return _Robots(parser, allow_all=False, expires_at=expires_at)
+
+
+def _validators(headers: httpx.Headers, fallback: Validators | None = None) -> Validators:
+    fallback = fallback or Validators()
+    return Validators(
+        etag=headers.get("ETag") or fallback.etag,
+        last_modified=headers.get("Last-Modified") or fallback.last_modified,
+    )
+
+
+def _redirect_target(raw: _Raw) -> httpx.URL:
+    location = raw.headers.get("Location")
+    if not location:
+        raise FetchError(f"expected a Location header with HTTP {raw.status} from {raw.url}, found none")
+    try:
+        return netguard.parse_http_url(str(raw.url.join(location)))
+    except (InvalidInput, httpx.InvalidURL) as exc:
+        raise FetchError(f"expected {raw.url} to redirect to an http(s) URL, found {location!r}") from exc
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    """Seconds to wait from Retry-After (delta-seconds or HTTP-date); None if absent or unreadable."""
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:  # "-0000" dates parse as naive; HTTP-dates are always GMT
+        when = when.replace(tzinfo=UTC)
+    seconds = (when - datetime.now(UTC)).total_seconds()
+    return max(0.0, math.ceil(seconds))

@@ -1,0 +1,144 @@
+"""The address guard of the fetcher: which URLs may be fetched at all, and which hosts they may resolve to.
+
+A source URL is typed in by an operator or reached through a redirect, so without this guard the monitor could
+be pointed at the cloud metadata service (169.254.169.254), the database on loopback or anything else on the
+private network (server-side request forgery). The guard refuses a host when ANY address it resolves to falls
+in a blocked class, unless the operator allowed that address's network explicitly.
+
+Known limit: the addresses are checked here, and httpx resolves the name again when it connects, so a name
+server that answers differently the second time (DNS rebinding) can slip past. Closing that gap needs a check
+at the connection layer of the HTTP client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import re
+import socket
+from collections.abc import Callable, Iterable
+
+import httpx
+
+from textcore.errors import InvalidInput
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_HOSTNAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
+
+# Order matters only for the message: the most specific class is named.
+_BLOCKED_CLASSES: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
+    ("loopback", lambda a: a.is_loopback),
+    ("link-local", lambda a: a.is_link_local),
+    ("multicast", lambda a: a.is_multicast),
+    ("unspecified", lambda a: a.is_unspecified),
+    ("private", lambda a: a.is_private),
+    ("reserved", lambda a: a.is_reserved),
+    # Catches the rest of the special-purpose ranges, e.g. carrier-grade NAT 100.64.0.0/10.
+    ("non-global", lambda a: not a.is_global),
+)
+
+
+def parse_http_url(url: str) -> httpx.URL:
+    """Parse an absolute http(s) URL with a usable host.
+
+    Args:
+        url: The URL as given by the operator or a redirect.
+
+    Returns:
+        The parsed URL, without its fragment (never sent to a server).
+
+    Raises:
+        InvalidInput: If the URL is malformed, not http/https, or has no valid host.
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError) as exc:
+        raise InvalidInput(f"expected an absolute http(s) URL, found {url!r} ({exc})") from exc
+    if parsed.scheme not in {"http", "https"}:
+        raise InvalidInput(f"expected an http or https URL, found {url!r} (scheme {parsed.scheme!r})")
+    host = host_of(parsed)
+    if not host or (ip_literal(host) is None and not _HOSTNAME.match(host)):
+        raise InvalidInput(f"expected a URL with a valid host name or IP address, found {url!r}")
+    return parsed.copy_with(fragment=None)
+
+
+def host_of(url: httpx.URL) -> str:
+    """The host of ``url`` as ASCII (IDNA-encoded names, IPv6 without brackets), lower case."""
+    return url.raw_host.decode("ascii", errors="replace").lower()
+
+
+def ip_literal(host: str) -> IPAddress | None:
+    """The address when ``host`` is an IP literal, otherwise None."""
+    try:
+        return ipaddress.ip_address(host)
+    except ValueError:
+        return None
+
+
+def parse_networks(cidrs: Iterable[str]) -> tuple[IPNetwork, ...]:
+    """Parse CIDR strings such as ``"127.0.0.0/8"`` or ``"::1/128"``.
+
+    Raises:
+        ValueError: If an entry is not a network in CIDR notation without host bits set.
+    """
+    networks: list[IPNetwork] = []
+    for cidr in cidrs:
+        try:
+            networks.append(ipaddress.ip_network(cidr, strict=True))
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"expected allowed_networks entries in CIDR notation such as '127.0.0.0/8', "
+                f"found {cidr!r} ({exc})"
+            ) from exc
+    return tuple(networks)
+
+
+def blocked_class(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str | None:
+    """The name of the blocked class ``address`` falls in, or None when it may be contacted.
+
+    An address inside one of the ``allowed`` networks is never blocked. An IPv6 address that embeds an IPv4
+    one (IPv4-mapped, 6to4, Teredo) is judged by the embedded address, since that is where packets end up.
+    """
+    allowed = tuple(allowed)
+    if any(address in network for network in allowed):
+        return None
+    embedded = _embedded_ipv4(address)
+    if embedded is not None:
+        return blocked_class(embedded, allowed)
+    for name, test in _BLOCKED_CLASSES:
+        if test(address):
+            return name
+    return None
+
+
+def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
+    if not isinstance(address, ipaddress.IPv6Address):
+        return None
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address.teredo is not None:
+        return address.teredo[1]
+    return None
+
+
+async def resolve(host: str, port: int) -> list[IPAddress]:
+    """Every address ``host`` resolves to, through the event loop's resolver (no blocking call).
+
+    Raises:
+        OSError: If the name does not resolve (``socket.gaierror``).
+    """
+    literal = ip_literal(host)
+    if literal is not None:
+        return [literal]
+    infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses: list[IPAddress] = []
+    for _family, _type, _proto, _canonname, sockaddr in infos:
+        # sockaddr[0] is the address text; IPv6 ones may carry a scope ("fe80::1%eth0").
+        address = ipaddress.ip_address(str(sockaddr[0]))
+        if address not in addresses:
+            addresses.append(address)
+    return addresses

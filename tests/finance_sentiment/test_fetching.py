@@ -1,0 +1,439 @@
+"""The fetcher on a real loopback server: validators, redirects, retries, bounds, robots, address guard."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import format_datetime
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from finance_sentiment.fetching import (
+    BlockedAddress,
+    Fetcher,
+    FetchError,
+    FetchPolicy,
+    FetchResult,
+    RobotsDisallowed,
+    TooManyRedirects,
+    Validators,
+)
+from tests.conftest import serve_app
+from textcore.errors import InvalidInput
+from textcore.http import HttpClientConfig, make_http_client
+
+ETAG = '"v1"'
+LAST_MODIFIED = "Wed, 01 Jan 2025 00:00:00 GMT"
+
+
+@dataclass
+class Recorder:
+    """What the server saw, and how its robots.txt answers; reset before every test."""
+
+    hits: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
+    robots_status: int = 404
+    robots_body: str = ""
+
+    def record(self, request: Request) -> None:
+        self.hits.append((request.url.path, time.monotonic(), dict(request.headers)))
+
+    def count(self, path: str) -> int:
+        return sum(1 for hit_path, _, _ in self.hits if hit_path == path)
+
+    def times(self, path: str) -> list[float]:
+        return [when for hit_path, when, _ in self.hits if hit_path == path]
+
+    def headers(self, path: str) -> list[dict[str, str]]:
+        return [headers for hit_path, _, headers in self.hits if hit_path == path]
+
+
+def make_app(recorder: Recorder) -> Starlette:
+    async def robots(request: Request) -> Response:
+        recorder.record(request)
+        return PlainTextResponse(recorder.robots_body, status_code=recorder.robots_status)
+
+    async def page(request: Request) -> Response:
+        recorder.record(request)
+        headers = {"ETag": ETAG, "Last-Modified": LAST_MODIFIED}
+        if request.headers.get("if-none-match") == ETAG:
+            return Response(status_code=304, headers={"ETag": ETAG})
+        return Response(b"<html>hello</html>", media_type="text/html", headers=headers)
+
+    async def redirect(request: Request) -> Response:
+        recorder.record(request)
+        code, rest = int(request.path_params["code"]), request.path_params["rest"]
+        return RedirectResponse(f"/{rest}", status_code=code)
+
+    async def loop(request: Request) -> Response:
+        recorder.record(request)
+        other = "b" if request.path_params["name"] == "a" else "a"
+        return RedirectResponse(f"/loop/{other}", status_code=302)
+
+    async def hops(request: Request) -> Response:
+        recorder.record(request)
+        return RedirectResponse(f"{int(request.path_params['n']) + 1}", status_code=307)  # relative Location
+
+    async def to_blocked(request: Request) -> Response:
+        recorder.record(request)
+        return RedirectResponse("http://169.254.169.254/latest/meta-data/", status_code=302)
+
+    async def retry_after(request: Request) -> Response:
+        recorder.record(request)
+        if recorder.count(request.url.path) == 1:
+            return Response(status_code=429, headers={"Retry-After": request.path_params["value"]})
+        return PlainTextResponse("finally")
+
+    async def retry_after_date(request: Request) -> Response:
+        recorder.record(request)
+        when = datetime.now(UTC) + timedelta(hours=1)
+        return Response(status_code=503, headers={"Retry-After": format_datetime(when, usegmt=True)})
+
+    async def status(request: Request) -> Response:
+        recorder.record(request)
+        return PlainTextResponse("status", status_code=int(request.path_params["code"]))
+
+    async def big(request: Request) -> Response:
+        recorder.record(request)
+        return Response(b"x" * 10_000)
+
+    async def big_chunked(request: Request) -> Response:
+        recorder.record(request)
+
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(10):
+                yield b"x" * 1_000
+
+        return StreamingResponse(chunks())
+
+    async def drip(request: Request) -> Response:
+        recorder.record(request)
+
+        async def slowly() -> AsyncIterator[bytes]:
+            for _ in range(30):
+                yield b"x"
+                await asyncio.sleep(0.1)
+
+        return StreamingResponse(slowly())
+
+    return Starlette(
+        routes=[
+            Route("/robots.txt", robots),
+            Route("/page", page),
+            Route("/private/page", page),
+            Route("/redirect/{code:int}/{rest:path}", redirect),
+            Route("/loop/{name}", loop),
+            Route("/hops/{n:int}", hops),
+            Route("/to-blocked", to_blocked),
+            Route("/retry-after/{value}", retry_after),
+            Route("/retry-after-date", retry_after_date),
+            Route("/status/{code:int}", status),
+            Route("/big", big),
+            Route("/big-chunked", big_chunked),
+            Route("/drip", drip),
+        ]
+    )
+
+
+@dataclass
+class Site:
+    base: str
+    recorder: Recorder
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[Site]:
+    recorder = Recorder()
+    with serve_app(make_app(recorder)) as base:
+        yield Site(base, recorder)
+
+
+@pytest.fixture
+def site(server: Site) -> Site:
+    server.recorder.hits.clear()
+    server.recorder.robots_status, server.recorder.robots_body = 404, ""
+    return server
+
+
+def policy(**overrides: Any) -> FetchPolicy:
+    """A fast test policy: loopback allowed, tiny backoff and host interval."""
+    settings: dict[str, Any] = {
+        "allowed_networks": ("127.0.0.0/8",),
+        "backoff_base_s": 0.01,
+        "backoff_max_s": 0.05,
+        "min_host_interval_s": 0.001,
+        "max_retries": 2,
+        "timeout_s": 5.0,
+    }
+    return FetchPolicy(**(settings | overrides))
+
+
+@asynccontextmanager
+async def fetcher(max_response_bytes: int = 1_000_000, **overrides: Any) -> AsyncIterator[Fetcher]:
+    async with make_http_client(HttpClientConfig(max_response_bytes=max_response_bytes)) as client:
+        yield Fetcher(client, policy(**overrides))
+
+
+async def test_200_captures_validators_and_sends_the_user_agent(site: Site) -> None:
+    async with fetcher() as f:
+        result = await f.fetch(f"{site.base}/page#fragment")
+    assert result == FetchResult(
+        status=200,
+        url=f"{site.base}/page",
+        content=b"<html>hello</html>",
+        content_type="text/html; charset=utf-8",
+        validators=Validators(etag=ETAG, last_modified=LAST_MODIFIED),
+        permanent_url=None,
+    )
+    assert not result.not_modified and not result.gone
+    assert site.recorder.headers("/page")[0]["user-agent"] == FetchPolicy().user_agent
+
+
+async def test_second_request_with_validators_gets_304_with_empty_content(site: Site) -> None:
+    async with fetcher() as f:
+        first = await f.fetch(f"{site.base}/page")
+        second = await f.fetch(f"{site.base}/page", first.validators)
+    assert second.not_modified and second.status == 304
+    assert second.content == b""
+    assert second.validators == first.validators  # Last-Modified kept from the request, ETag from the 304
+    sent = site.recorder.headers("/page")[1]
+    assert sent["if-none-match"] == ETAG and sent["if-modified-since"] == LAST_MODIFIED
+
+
+@pytest.mark.parametrize(
+    ("path", "permanent"),
+    [
+        ("/redirect/301/page", "/page"),
+        ("/redirect/308/page", "/page"),
+        ("/redirect/302/page", None),
+        ("/redirect/307/page", None),
+        ("/redirect/301/redirect/302/page", "/redirect/302/page"),  # permanent only up to the first 302
+        ("/redirect/302/redirect/301/page", None),
+    ],
+)
+async def test_redirects_report_the_permanent_url_only_for_leading_permanent_hops(
+    site: Site, path: str, permanent: str | None
+) -> None:
+    async with fetcher(max_redirects=2) as f:
+        result = await f.fetch(site.base + path)
+    assert result.status == 200 and result.url == f"{site.base}/page"
+    assert result.content == b"<html>hello</html>"
+    assert result.permanent_url == (None if permanent is None else site.base + permanent)
+
+
+async def test_redirect_loop_raises_too_many_redirects(site: Site) -> None:
+    async with fetcher() as f:
+        with pytest.raises(TooManyRedirects, match="loop"):
+            await f.fetch(f"{site.base}/loop/a")
+    assert site.recorder.count("/loop/a") == 1 and site.recorder.count("/loop/b") == 1
+
+
+async def test_more_hops_than_max_redirects_raises(site: Site) -> None:
+    async with fetcher(max_redirects=2) as f:
+        with pytest.raises(TooManyRedirects, match="at most 2 redirects"):
+            await f.fetch(f"{site.base}/hops/0")
+    assert [path for path, _, _ in site.recorder.hits] == ["/robots.txt", "/hops/0", "/hops/1", "/hops/2"]
+
+
+async def test_429_with_retry_after_waits_then_succeeds(site: Site) -> None:
+    async with fetcher() as f:
+        result = await f.fetch(f"{site.base}/retry-after/1")
+    assert result.content == b"finally"
+    first, second = site.recorder.times("/retry-after/1")
+    assert second - first >= 0.9
+
+
+async def test_retry_after_beyond_the_cap_fails_at_once(site: Site) -> None:
+    async with fetcher(max_retry_after_s=10.0) as f:
+        with pytest.raises(FetchError, match="Retry-After of 3600 s"):
+            await f.fetch(f"{site.base}/retry-after/3600")
+        with pytest.raises(FetchError, match="HTTP 503 with Retry-After"):  # an HTTP-date an hour ahead
+            await f.fetch(f"{site.base}/retry-after-date")
+    assert site.recorder.count("/retry-after/3600") == 1
+    assert site.recorder.count("/retry-after-date") == 1
+
+
+async def test_503_forever_fails_after_max_retries(site: Site) -> None:
+    async with fetcher(max_retries=2) as f:
+        with pytest.raises(FetchError, match=r"within 3 attempt\(s\), found HTTP 503"):
+            await f.fetch(f"{site.base}/status/503")
+    assert site.recorder.count("/status/503") == 3
+
+
+async def test_transport_error_is_retried() -> None:
+    calls: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(str(request.url))
+        if len(calls) == 1:
+            raise httpx.ConnectError("connection refused", request=request)
+        return httpx.Response(200, content=b"ok", headers={"Content-Type": "text/plain"})
+
+    transport = httpx.MockTransport(handler)
+    async with make_http_client(transport=transport) as client:
+        result = await Fetcher(client, policy(respect_robots=False)).fetch("http://127.0.0.1/feed")
+    assert result.content == b"ok" and len(calls) == 2
+
+
+@pytest.mark.parametrize("code", [404, 403, 400])
+async def test_other_4xx_raise_naming_the_status_without_retry(site: Site, code: int) -> None:
+    async with fetcher() as f:
+        with pytest.raises(FetchError, match=f"HTTP {code}"):
+            await f.fetch(f"{site.base}/status/{code}")
+    assert site.recorder.count(f"/status/{code}") == 1
+
+
+async def test_410_is_returned_as_gone(site: Site) -> None:
+    async with fetcher() as f:
+        result = await f.fetch(f"{site.base}/status/410")
+    assert result.gone and result.status == 410
+    assert site.recorder.count("/status/410") == 1
+
+
+@pytest.mark.parametrize("path", ["/big", "/big-chunked"])
+async def test_too_large_body_fails_without_retry(site: Site, path: str) -> None:
+    async with fetcher(max_response_bytes=1_000) as f:
+        with pytest.raises(FetchError, match=r"too large.*at most 1000 bytes"):
+            await f.fetch(site.base + path)
+    assert site.recorder.count(path) == 1
+
+
+async def test_slow_drip_response_is_cut_off_by_the_deadline(site: Site) -> None:
+    started = time.monotonic()
+    async with fetcher(timeout_s=0.5, max_retries=0) as f:
+        with pytest.raises(FetchError, match=r"no complete response within 0.5 s"):
+            await f.fetch(f"{site.base}/drip")
+    assert time.monotonic() - started < 2.5  # the drip alone would take 3 s
+
+
+async def test_robots_disallow_is_honoured_and_cached(site: Site) -> None:
+    site.recorder.robots_status, site.recorder.robots_body = 200, "User-agent: *\nDisallow: /private\n"
+    async with fetcher() as f:
+        with pytest.raises(RobotsDisallowed, match="/private/page"):
+            await f.fetch(f"{site.base}/private/page")
+        assert (await f.fetch(f"{site.base}/page")).status == 200
+        assert (await f.fetch(f"{site.base}/page")).status == 200
+    assert site.recorder.count("/robots.txt") == 1
+    assert site.recorder.count("/private/page") == 0
+
+
+async def test_robots_rules_for_our_user_agent_apply_to_us_only(site: Site) -> None:
+    site.recorder.robots_status = 200
+    site.recorder.robots_body = "User-agent: finance-sentiment\nDisallow: /\n\nUser-agent: *\nAllow: /\n"
+    async with fetcher() as f:
+        with pytest.raises(RobotsDisallowed):
+            await f.fetch(f"{site.base}/page")
+    async with fetcher(user_agent="otherbot/1.0") as f:
+        assert (await f.fetch(f"{site.base}/page")).status == 200
+
+
+async def test_robots_server_error_disallows_everything(site: Site) -> None:
+    site.recorder.robots_status = 500
+    async with fetcher(max_retries=0) as f:
+        with pytest.raises(RobotsDisallowed):
+            await f.fetch(f"{site.base}/page")
+    assert site.recorder.count("/page") == 0
+
+
+async def test_robots_can_be_ignored_by_policy(site: Site) -> None:
+    site.recorder.robots_status, site.recorder.robots_body = 200, "User-agent: *\nDisallow: /\n"
+    async with fetcher(respect_robots=False) as f:
+        assert (await f.fetch(f"{site.base}/page")).status == 200
+    assert site.recorder.count("/robots.txt") == 0
+
+
+async def test_requests_to_one_host_are_spaced_by_the_min_interval(site: Site) -> None:
+    async with fetcher(min_host_interval_s=0.3, respect_robots=False) as f:
+        await asyncio.gather(f.fetch(f"{site.base}/page"), f.fetch(f"{site.base}/page"))
+    first, second = sorted(site.recorder.times("/page"))
+    assert second - first >= 0.25
+
+
+async def test_crawl_delay_raises_the_host_interval(site: Site) -> None:
+    site.recorder.robots_status, site.recorder.robots_body = 200, "User-agent: *\nCrawl-delay: 1\n"
+    async with fetcher() as f:
+        await f.fetch(f"{site.base}/page")
+        await f.fetch(f"{site.base}/page")
+    first, second = site.recorder.times("/page")
+    assert second - first >= 0.9
+
+
+async def test_loopback_is_blocked_without_allowed_networks(site: Site) -> None:
+    async with make_http_client() as client:
+        with pytest.raises(BlockedAddress, match=r"loopback address 127.0.0.1"):
+            await Fetcher(client, FetchPolicy()).fetch(f"{site.base}/page")
+    assert site.recorder.hits == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://10.0.0.1/",
+        "http://[::1]/",
+        "http://[::ffff:127.0.0.1]/",
+        "http://0.0.0.0/",
+        "http://224.0.0.1/",
+        "http://100.64.0.1/",
+        "http://2130706433/",  # 127.0.0.1 written as one number
+        "http://localhost:8080/",
+    ],
+)
+async def test_check_url_blocks_internal_addresses(url: str) -> None:
+    async with make_http_client() as client:
+        with pytest.raises(BlockedAddress, match=r"expected .* public addresses"):
+            await Fetcher(client, FetchPolicy()).check_url(url)
+
+
+async def test_check_url_allows_public_and_explicitly_allowed_addresses() -> None:
+    async with make_http_client() as client:
+        await Fetcher(client, FetchPolicy()).check_url("https://93.184.216.34/feed.xml")
+        allowing = Fetcher(client, FetchPolicy(allowed_networks=("127.0.0.0/8",)))
+        await allowing.check_url("http://127.0.0.1:8000/")
+        with pytest.raises(BlockedAddress, match=r"private address 10.0.0.1"):
+            await allowing.check_url("http://10.0.0.1/")
+
+
+async def test_redirect_to_a_blocked_address_is_refused(site: Site) -> None:
+    async with fetcher() as f:
+        with pytest.raises(BlockedAddress, match=r"169.254.169.254"):
+            await f.fetch(f"{site.base}/to-blocked")
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "garbage", "http://", "http://a b/", "file:///etc/passwd"])
+async def test_malformed_or_non_http_urls_are_invalid_input(url: str) -> None:
+    async with make_http_client() as client:
+        fetcher_ = Fetcher(client, FetchPolicy())
+        with pytest.raises(InvalidInput, match="expected"):
+            await fetcher_.check_url(url)
+        with pytest.raises(InvalidInput):
+            await fetcher_.fetch(url)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"timeout_s": 0},
+        {"max_retries": -1},
+        {"max_redirects": -1},
+        {"min_host_interval_s": -0.1},
+        {"backoff_base_s": 2.0, "backoff_max_s": 1.0},
+        {"robots_ttl_s": 0},
+        {"user_agent": ""},
+        {"user_agent": "bot\r\nX-Injected: 1"},
+        {"allowed_networks": ("not-a-network",)},
+        {"allowed_networks": ("127.0.0.1/8",)},  # host bits set
+    ],
+)
+def test_policy_rejects_bad_values(overrides: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"expected .* found"):
+        FetchPolicy(**overrides)
