@@ -1,0 +1,305 @@
+"""Turn fetched bytes (RSS/Atom feeds, HTML article and list pages, JSON APIs) into raw items.
+
+Everything here is pure: the caller fetches, these functions only parse. Each document yields at most
+`MAX_ITEMS` items or links, so that one huge or hostile document cannot flood the pipeline.
+"""
+
+from __future__ import annotations
+
+import calendar
+import io
+import json
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urldefrag, urljoin, urlsplit
+
+import feedparser
+import lxml.html  # type: ignore[import-untyped]
+import trafilatura
+from lxml import etree
+from trafilatura.settings import Document, set_date_params
+
+from textcore.errors import InvalidInput
+
+MAX_ITEMS = 500
+# Extracted "main text" shorter than this is a menu, a cookie banner or a caption, not an article.
+MIN_ARTICLE_CHARS = 40
+_WEB_SCHEMES = ("http", "https")
+# Elements whose text must not run into the next element's text when the markup is flattened.
+_BLOCK_TAGS = (
+    "address", "article", "aside", "blockquote", "br", "dd", "div", "dl", "dt", "figcaption", "figure",
+    "footer", "h1", "h2", "h3", "h4", "h5", "h6", "header", "hr", "li", "main", "nav", "ol", "p", "pre",
+    "section", "table", "td", "th", "tr", "ul",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One story as found in a source, before scoring.
+
+    Attributes:
+        url: Absolute http(s) URL of the story.
+        title: Headline, plain text.
+        text: Plain text body (HTML stripped, whitespace normalised); the title for headline-only feeds.
+        published_at: Publication time in UTC, or None when the source gives none.
+    """
+
+    url: str
+    title: str
+    text: str
+    published_at: datetime | None
+
+
+@dataclass(frozen=True)
+class JsonFields:
+    """Where the items and their fields sit in a JSON document, as dotted paths such as ``data.articles``.
+
+    Attributes:
+        items: Path to the list of items; "" means the document root is the list.
+        title: Path to the headline inside an item.
+        text: Path to the body inside an item; a missing body falls back to the title.
+        url: Path to the (absolute or relative) link inside an item.
+        time: Path to the publication time: an ISO 8601 string or epoch seconds.
+    """
+
+    items: str = ""
+    title: str = "title"
+    text: str = "text"
+    url: str = "url"
+    time: str = "published_at"
+
+
+class ParseError(InvalidInput):
+    """A fetched document cannot be read as the format its source declares."""
+
+
+def normalise_space(text: str) -> str:
+    """Collapse every run of whitespace (including non-breaking spaces) to one space and trim the ends."""
+    return " ".join(text.split())
+
+
+def html_to_text(html: str) -> str:
+    """Plain text of an HTML fragment or page: scripts and styles dropped, entities decoded, blocks separated.
+
+    Args:
+        html: Markup, or plain text (returned with its whitespace normalised).
+
+    Returns:
+        The visible text with whitespace normalised; "" for empty input.
+    """
+    if "<" not in html and "&" not in html:
+        return normalise_space(html)
+    try:
+        root = lxml.html.fragment_fromstring(html, create_parent="div")
+    except (etree.ParserError, ValueError):
+        # lxml refuses some inputs outright (e.g. a string with an XML encoding declaration); they hold no
+        # markup worth keeping, so the raw string is the best text we have.
+        return normalise_space(html)
+    for junk in list(root.iter("script", "style", "noscript", "template")):
+        junk.drop_tree()
+    for block in root.iter(*_BLOCK_TAGS):
+        block.text = " " + (block.text or "")
+        block.tail = " " + (block.tail or "")
+    return normalise_space(root.text_content())
+
+
+def parse_feed(content: bytes, base_url: str) -> list[RawItem]:
+    """Read an RSS or Atom feed.
+
+    Args:
+        content: The feed document as fetched.
+        base_url: The feed's URL; relative entry links resolve against it (or against the feed's xml:base).
+
+    Returns:
+        Up to `MAX_ITEMS` items in feed order; entries without a web link are skipped.
+
+    Raises:
+        ParseError: The document is not a feed, or is malformed and yields no usable entry.
+    """
+    # A file object (not the bytes) keeps feedparser from treating the input as a path or URL to open.
+    parsed = feedparser.parse(
+        io.BytesIO(content),
+        response_headers={"content-location": base_url, "content-type": "application/xml"},
+    )
+    items = [item for entry in parsed.get("entries", [])[:MAX_ITEMS] if (item := _feed_item(entry, base_url))]
+    if not items and (parsed.get("bozo") or not parsed.get("version")):
+        problem = parsed.get("bozo_exception") or "no RSS or Atom root element"
+        raise ParseError(
+            f"expected an RSS or Atom feed at {base_url}; found an unreadable document ({problem})"
+        )
+    return items
+
+
+def _feed_item(entry: dict[str, Any], base_url: str) -> RawItem | None:
+    # dict.get bypasses FeedParserDict's key aliases, which emit DeprecationWarnings on access.
+    url = _absolute_web_url(dict.get(entry, "link") or "", base_url)
+    if url is None:
+        return None
+    title = html_to_text(dict.get(entry, "title") or "")
+    contents = dict.get(entry, "content") or []
+    body = contents[0].get("value", "") if contents else dict.get(entry, "summary") or ""
+    text = html_to_text(body) or title
+    title = title or _clip(text)
+    if not title:
+        return None
+    stamp = dict.get(entry, "published_parsed") or dict.get(entry, "updated_parsed")
+    # feedparser hands back struct_time already converted to UTC.
+    published = datetime.fromtimestamp(calendar.timegm(stamp), tz=UTC) if stamp else None
+    return RawItem(url=url, title=title, text=text, published_at=published)
+
+
+def parse_article(content: bytes, url: str) -> RawItem | None:
+    """Extract the main text, title and date of one HTML article page.
+
+    Args:
+        content: The page as fetched.
+        url: The page's absolute URL.
+
+    Returns:
+        The article, or None when the page has no main text (menus, scripts or a too-short snippet only).
+    """
+    if not content.strip():
+        return None
+    # The default output format is date only; asking for time and offset keeps them when the page has them.
+    date_params = {**set_date_params(True), "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
+    # favor_precision keeps navigation and link lists out of the text: they would pollute the sentiment.
+    document = trafilatura.bare_extraction(
+        content, url=url, with_metadata=True, favor_precision=True, date_extraction_params=date_params
+    )
+    if not isinstance(document, Document):
+        return None
+    text = normalise_space(document.text or "")
+    if len(text) < MIN_ARTICLE_CHARS:
+        return None
+    title = normalise_space(document.title or "") or _clip(text)
+    return RawItem(url=url, title=title, text=text, published_at=_parse_time(document.date))
+
+
+def extract_links(content: bytes, base_url: str, pattern: str) -> list[str]:
+    """Collect the article links of a list page.
+
+    Args:
+        content: The HTML page as fetched.
+        base_url: The page's URL; relative links resolve against it (or against its ``<base href>``).
+        pattern: Regular expression an absolute link must match (`re.search`) to be kept.
+
+    Returns:
+        Up to `MAX_ITEMS` absolute http(s) links without fragments, in first-seen order, without duplicates.
+
+    Raises:
+        InvalidInput: `pattern` is not a valid regular expression.
+        ParseError: The page cannot be parsed as HTML.
+    """
+    try:
+        wanted = re.compile(pattern)
+    except re.error as exc:
+        raise InvalidInput(
+            f"expected a valid regular expression for the link pattern; found {pattern!r} ({exc})"
+        ) from exc
+    if not content.strip():
+        return []
+    try:
+        root = lxml.html.document_fromstring(content)
+    except (etree.ParserError, ValueError) as exc:
+        raise ParseError(
+            f"expected an HTML page at {base_url}; found an unparsable document ({exc})"
+        ) from exc
+    base_tag = root.find(".//base[@href]")
+    base = urljoin(base_url, base_tag.get("href").strip()) if base_tag is not None else base_url
+    links: dict[str, None] = {}  # an insertion-ordered set
+    for anchor in root.iter("a"):
+        url = _absolute_web_url(anchor.get("href") or "", base)
+        if url is not None and wanted.search(url):
+            links.setdefault(url)
+            if len(links) >= MAX_ITEMS:
+                break
+    return list(links)
+
+
+def parse_json(content: bytes, fields: JsonFields, base_url: str) -> list[RawItem]:
+    """Read items from a JSON API response.
+
+    Args:
+        content: The JSON document as fetched.
+        fields: Where the item list and each item's fields sit.
+        base_url: The API URL; relative item links resolve against it.
+
+    Returns:
+        Up to `MAX_ITEMS` items in document order; items lacking a url or a title are skipped.
+
+    Raises:
+        ParseError: The document is not JSON, or `fields.items` does not lead to a list.
+    """
+    try:
+        document = json.loads(content)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ParseError(f"expected a JSON document at {base_url}; found invalid JSON ({exc})") from exc
+    entries = _lookup(document, fields.items)
+    if not isinstance(entries, list):
+        where = repr(fields.items) if fields.items else "the document root"
+        raise ParseError(f"expected a list at {where} in {base_url}; found {type(entries).__name__}")
+    items = []
+    for entry in entries[:MAX_ITEMS]:
+        url, title = _lookup(entry, fields.url), _lookup(entry, fields.title)
+        absolute = _absolute_web_url(url, base_url) if isinstance(url, str) else None
+        title = html_to_text(title) if isinstance(title, str) else ""
+        if absolute is None or not title:
+            continue
+        text = _lookup(entry, fields.text)
+        text = (html_to_text(text) if isinstance(text, str) else "") or title
+        published = _parse_time(_lookup(entry, fields.time))
+        items.append(RawItem(url=absolute, title=title, text=text, published_at=published))
+    return items
+
+
+def _lookup(value: Any, path: str) -> Any:
+    """Follow a dotted path through nested objects (numeric parts index lists); None when it leads nowhere."""
+    for part in path.split(".") if path else ():
+        if isinstance(value, dict):
+            value = value.get(part)
+        elif isinstance(value, list) and part.isdigit() and int(part) < len(value):
+            value = value[int(part)]
+        else:
+            return None
+    return value
+
+
+def _parse_time(value: Any) -> datetime | None:
+    """An ISO 8601 string or epoch seconds as an aware UTC datetime; None when absent or unreadable.
+
+    Naive times are taken as UTC. Numbers too large to be seconds (after year 5138) are read as milliseconds,
+    which many APIs send.
+    """
+    try:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            seconds = value / 1000 if abs(value) >= 1e11 else value
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        if isinstance(value, str) and value.strip():
+            parsed = datetime.fromisoformat(value.strip())
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    return None
+
+
+def _absolute_web_url(href: str, base: str) -> str | None:
+    """`href` resolved against `base`, without its fragment; None unless it is an http(s) URL with a host."""
+    if not href.strip():  # an empty href would resolve to the base page itself
+        return None
+    try:
+        url = urldefrag(urljoin(base, href.strip())).url
+        parts = urlsplit(url)
+    except ValueError:  # e.g. a malformed IPv6 host
+        return None
+    if parts.scheme.lower() not in _WEB_SCHEMES or not parts.hostname:
+        return None
+    return url
+
+
+def _clip(text: str, limit: int = 120) -> str:
+    """A headline stand-in: the start of `text`, cut at a word boundary."""
+    if len(text) <= limit:
+        return text
+    return text[:limit].rsplit(" ", 1)[0] + "…"

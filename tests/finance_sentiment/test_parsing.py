@@ -1,0 +1,291 @@
+"""Parsing of fetched documents: RSS/Atom feeds, HTML articles and list pages, JSON APIs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+
+from finance_sentiment.parsing import (
+    MAX_ITEMS,
+    JsonFields,
+    ParseError,
+    RawItem,
+    extract_links,
+    html_to_text,
+    parse_article,
+    parse_feed,
+    parse_json,
+)
+from textcore.errors import InvalidInput
+
+RSS = b"""<?xml version="1.0" encoding="utf-8"?>
+<rss version="2.0">
+  <channel>
+    <title>Markets</title>
+    <link>https://news.example.com/</link>
+    <description>Market news</description>
+    <item>
+      <title>Tesla shares jump &amp; rally</title>
+      <link>/markets/tesla-jump</link>
+      <description><![CDATA[<p>Shares of <b>Tesla</b> rose 5%.</p><p>Analysts cheered.</p>]]></description>
+      <pubDate>Tue, 30 Apr 2024 15:04:05 +0200</pubDate>
+    </item>
+    <item>
+      <title>An entry without a link is skipped</title>
+      <description>nothing to point at</description>
+    </item>
+    <item>
+      <title>Headline only</title>
+      <link>https://other.example.org/story?id=7#comments</link>
+    </item>
+  </channel>
+</rss>
+"""
+
+ATOM = b"""<?xml version="1.0" encoding="utf-8"?>
+<feed xmlns="http://www.w3.org/2005/Atom">
+  <title>Atom markets</title>
+  <id>urn:uuid:feed</id>
+  <updated>2024-05-01T10:00:00Z</updated>
+  <entry>
+    <title>Fed holds rates</title>
+    <link rel="alternate" href="posts/fed-holds"/>
+    <id>urn:uuid:1</id>
+    <updated>2024-05-01T10:00:00-05:00</updated>
+    <summary type="html">&lt;p&gt;short summary&lt;/p&gt;</summary>
+    <content type="html">&lt;div&gt;The Fed &lt;em&gt;held&lt;/em&gt; rates.
+      &lt;script&gt;track()&lt;/script&gt;&lt;/div&gt;&lt;div&gt;Markets rose.&lt;/div&gt;</content>
+  </entry>
+</feed>
+"""
+
+PARAGRAPHS = [
+    "The central bank raised its benchmark interest rate by a quarter of a percentage point on Wednesday, "
+    "the tenth increase in a little over a year, as policymakers sought to cool persistent inflation.",
+    "Officials said the labour market remained tight and that price pressures in services had eased only "
+    "slowly, although several members argued that the full effect of earlier increases was still to come.",
+    "Bond yields rose after the announcement while equities gave up their early gains, with bank shares "
+    "among the weakest performers as investors weighed the outlook for lending margins.",
+]
+NAV = "".join(f'<li><a href="/section/{i}">Section {i}</a></li>' for i in range(8))
+ARTICLE = f"""<!doctype html>
+<html><head>
+  <title>Central bank raises rates again | Example News</title>
+  <meta property="og:title" content="Central bank raises rates again">
+  <meta property="article:published_time" content="2024-05-01T14:30:00+02:00">
+</head><body>
+  <header><nav><ul>{NAV}</ul></nav></header>
+  <article>
+    <h1>Central bank raises rates again</h1>
+    {"".join(f"<p>{p}</p>" for p in PARAGRAPHS)}
+  </article>
+  <aside><h3>Most read</h3><ul>{NAV}</ul></aside>
+  <footer>Copyright Example News</footer>
+  <script>window.analytics = {{"track": true}};</script>
+</body></html>""".encode()
+
+NAV_ONLY = b"""<!doctype html><html><head><title>Markets</title>
+<script>var bundle = "a long script body that is no article text at all, however long";</script></head>
+<body><nav><a href="/">Home</a> <a href="/markets">Markets</a></nav><div id="app"></div></body></html>"""
+
+
+def test_rss_items_have_absolute_links_plain_text_and_utc_dates() -> None:
+    items = parse_feed(RSS, "https://news.example.com/feeds/markets.xml")
+
+    assert [item.url for item in items] == [
+        "https://news.example.com/markets/tesla-jump",
+        "https://other.example.org/story?id=7",
+    ]
+    first = items[0]
+    assert first.title == "Tesla shares jump & rally"
+    assert first.text == "Shares of Tesla rose 5%. Analysts cheered."
+    assert first.published_at == datetime(2024, 4, 30, 13, 4, 5, tzinfo=UTC)
+    assert first.published_at is not None and first.published_at.utcoffset() is not None
+    # a headline-only entry gets its title as text, and no date when the feed gives none
+    assert items[1] == RawItem(
+        url="https://other.example.org/story?id=7",
+        title="Headline only",
+        text="Headline only",
+        published_at=None,
+    )
+
+
+def test_atom_prefers_full_content_strips_scripts_and_converts_offsets() -> None:
+    items = parse_feed(ATOM, "https://atom.example.org/blog/feed.atom")
+
+    assert len(items) == 1
+    item = items[0]
+    assert item.url == "https://atom.example.org/blog/posts/fed-holds"
+    assert item.title == "Fed holds rates"
+    assert item.text == "The Fed held rates. Markets rose."
+    assert item.published_at == datetime(2024, 5, 1, 15, 0, tzinfo=UTC)
+
+
+def test_valid_feed_without_entries_is_empty_not_an_error() -> None:
+    empty = b'<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title></channel></rss>'
+    assert parse_feed(empty, "https://example.com/rss") == []
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"<rss><channel><item><title>broken</ti",
+        b"not a feed at all",
+        b"",
+        b"<html><body>a page</body></html>",
+    ],
+)
+def test_malformed_or_non_feed_documents_raise_parse_error(content: bytes) -> None:
+    with pytest.raises(ParseError, match=r"expected an RSS or Atom feed at https://example\.com/rss"):
+        parse_feed(content, "https://example.com/rss")
+
+
+def test_truncated_feed_keeps_the_entries_it_could_read() -> None:
+    truncated = RSS.split(b"</item>")[0] + b"</item><item><title>cut off"
+    items = parse_feed(truncated, "https://news.example.com/feeds/markets.xml")
+    assert [item.title for item in items] == ["Tesla shares jump & rally"]
+
+
+def test_feed_items_are_capped_per_document() -> None:
+    entries = "".join(
+        f"<item><title>Story {i}</title><link>https://example.com/s/{i}</link></item>"
+        for i in range(MAX_ITEMS + 5)
+    )
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>Big</title>{entries}</channel></rss>'
+    items = parse_feed(feed.encode(), "https://example.com/rss")
+    assert len(items) == MAX_ITEMS
+    assert items[-1].title == f"Story {MAX_ITEMS - 1}"
+
+
+def test_article_page_gives_main_text_title_and_date() -> None:
+    item = parse_article(ARTICLE, "https://news.example.com/economy/rates")
+
+    assert item is not None
+    assert item.url == "https://news.example.com/economy/rates"
+    assert item.title == "Central bank raises rates again"
+    for paragraph in PARAGRAPHS:
+        assert paragraph in item.text
+    # navigation, sidebars, footer and scripts stay out of the text
+    for boilerplate in ("Section 3", "Most read", "Copyright", "analytics"):
+        assert boilerplate not in item.text
+    assert "\n" not in item.text and "  " not in item.text
+    assert item.published_at == datetime(2024, 5, 1, 12, 30, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("content", [NAV_ONLY, b"", b"   \n"])
+def test_page_without_main_text_gives_none(content: bytes) -> None:
+    assert parse_article(content, "https://news.example.com/") is None
+
+
+LIST_PAGE = b"""<html><head><title>Markets</title></head><body>
+<a href="/markets/2024/05/01/tesla-jumps">Tesla jumps</a>
+<a href="https://news.example.com/markets/2024/05/01/fed-holds#comments">Fed holds (comments)</a>
+<a href="/markets/2024/05/01/tesla-jumps">Tesla jumps again (duplicate)</a>
+<a href="/about">About us</a>
+<a href="javascript:void(0)">Menu</a>
+<a href="mailto:desk@example.com">Mail the desk</a>
+<a href="//cdn.example.net/markets/2024/05/01/chart.png">Chart</a>
+<a>No href</a>
+<a href="markets/2024/05/02/relative">Relative to the page folder</a>
+</body></html>"""
+
+
+def test_list_page_links_are_absolute_filtered_deduplicated_in_order() -> None:
+    links = extract_links(LIST_PAGE, "https://news.example.com/sections/index.html", r"/markets/\d{4}/")
+
+    assert links == [
+        "https://news.example.com/markets/2024/05/01/tesla-jumps",
+        "https://news.example.com/markets/2024/05/01/fed-holds",
+        "https://cdn.example.net/markets/2024/05/01/chart.png",
+        "https://news.example.com/sections/markets/2024/05/02/relative",
+    ]
+
+
+def test_list_page_honours_base_href_and_pattern_sees_absolute_urls() -> None:
+    page = b'<html><head><base href="https://mirror.example.org/a/"></head><body><a href="x/1">1</a></body>'
+    assert extract_links(page, "https://news.example.com/", r"^https://mirror\.example\.org/a/x/") == [
+        "https://mirror.example.org/a/x/1"
+    ]
+    assert extract_links(b"", "https://news.example.com/", ".") == []
+
+
+def test_bad_link_pattern_is_invalid_input() -> None:
+    with pytest.raises(InvalidInput, match="expected a valid regular expression"):
+        extract_links(LIST_PAGE, "https://news.example.com/", "(unclosed")
+
+
+def test_json_items_from_nested_path_with_epoch_and_iso_times() -> None:
+    document = {
+        "data": {
+            "articles": [
+                {
+                    "headline": "Epoch story",
+                    "link": "/a/1",
+                    "body": "<p>Body <b>one</b></p>",
+                    "ts": 1714560000,
+                },
+                {
+                    "headline": "ISO story",
+                    "link": "https://example.com/a/2",
+                    "ts": "2024-05-01T12:00:00+02:00",
+                },
+                {"headline": "Millis story", "link": "/a/3", "body": "three", "ts": 1714560000123},
+                {"headline": "No link", "body": "skipped"},
+                {"link": "/a/5", "body": "no title, skipped"},
+                {"headline": "", "link": "/a/6"},
+                {"headline": "Naive time, bad link type", "link": 42},
+                "not an object",
+                {"headline": "Naive ISO", "link": "/a/8", "ts": "2024-05-01 09:30:00"},
+                {"headline": "Garbage time", "link": "/a/9", "ts": "yesterday"},
+            ]
+        }
+    }
+    fields = JsonFields(items="data.articles", title="headline", text="body", url="link", time="ts")
+    items = parse_json(json.dumps(document).encode(), fields, "https://example.com/api/v1/news")
+
+    assert [item.url for item in items] == [
+        "https://example.com/a/1",
+        "https://example.com/a/2",
+        "https://example.com/a/3",
+        "https://example.com/a/8",
+        "https://example.com/a/9",
+    ]
+    assert items[0].text == "Body one"
+    assert items[0].published_at == datetime(2024, 5, 1, 10, 40, tzinfo=UTC)
+    assert items[1].text == "ISO story"  # missing text falls back to the title
+    assert items[1].published_at == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+    assert items[2].published_at == datetime(2024, 5, 1, 10, 40, 0, 123000, tzinfo=UTC)
+    assert items[3].published_at == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    assert items[4].published_at is None
+
+
+def test_json_root_list_with_default_fields() -> None:
+    document = [{"title": "Root", "url": "https://example.com/r", "text": "t", "published_at": 0}]
+    items = parse_json(json.dumps(document).encode(), JsonFields(), "https://example.com/api")
+    assert items == [
+        RawItem(
+            url="https://example.com/r", title="Root", text="t", published_at=datetime(1970, 1, 1, tzinfo=UTC)
+        )
+    ]
+
+
+def test_invalid_json_and_non_list_paths_raise_parse_error() -> None:
+    with pytest.raises(ParseError, match="expected a JSON document"):
+        parse_json(b"{not json", JsonFields(), "https://example.com/api")
+    with pytest.raises(ParseError, match=r"expected a list at 'data\.items'.*found dict"):
+        parse_json(
+            b'{"data": {"items": {"a": 1}}}', JsonFields(items="data.items"), "https://example.com/api"
+        )
+    with pytest.raises(ParseError, match=r"expected a list at 'data\.missing'.*found NoneType"):
+        parse_json(b'{"data": {}}', JsonFields(items="data.missing"), "https://example.com/api")
+    with pytest.raises(ParseError, match="expected a list at the document root"):
+        parse_json(b'{"data": []}', JsonFields(), "https://example.com/api")
+
+
+def test_html_to_text_separates_blocks_and_drops_scripts() -> None:
+    assert html_to_text("<p>one</p><p>two</p>three<br>four") == "one two three four"
+    assert html_to_text("Tes<b>la</b> &amp; co<script>x()</script><style>p {}</style>") == "Tesla & co"
+    assert html_to_text("  plain\u00a0 text \n") == "plain text"
+    assert html_to_text("P/E < 10 & rising") == "P/E < 10 & rising"
