@@ -1,0 +1,292 @@
+"""Rule evaluation: count each rule's series in windows, detect spikes, and move alerts through their states.
+
+    no open alert + firing verdict                      -> new Alert (firing)       + outbox "firing"
+    open alert    + firing verdict, repeat interval due -> annotations refreshed    + outbox "firing" (repeat)
+    open alert    + quiet verdict                       -> Alert resolved (ends_at) + outbox "resolved"
+
+Windows are ``[now - (k + 1) * window, now - k * window)`` by `Document.seen_at`: k = 0 is the current
+window, k = 1..baseline_windows the baseline. Everything one rule changes is written in one transaction, so an
+alert never exists without its notification; the webhooks themselves are sent by `delivery.deliver_pending`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy.orm import Session
+
+from finance_sentiment.database import Database
+from finance_sentiment.delivery import alertmanager_alert, alertmanager_payload, rfc3339
+from finance_sentiment.spikes import SpikeParams, SpikeVerdict, WindowStats, detect
+from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage, utcnow
+from textcore.errors import InvalidInput
+
+logger = logging.getLogger(__name__)
+
+# An undelivered notification is dropped after this long: a day-old alert is news for the log, not a pager.
+OUTBOX_TTL = timedelta(hours=24)
+SEVERITY = "warning"
+TOP_NEGATIVE = 5  # headlines quoted as evidence per alert
+GROUPS = ("entity", "topic", "all")
+
+
+@dataclass(frozen=True)
+class Transition:
+    """One change of alert state made by an evaluation.
+
+    Attributes:
+        alert_id: The Alert row.
+        rule: The rule's name.
+        labels: The alert's labels.
+        status: ``"firing"`` (new), ``"repeat"`` (still firing, notified again) or ``"resolved"``.
+    """
+
+    alert_id: int
+    rule: str
+    labels: dict[str, str]
+    status: str
+
+
+def evaluate_rules(
+    db: Database, *, now: datetime | None = None, external_url: str = "http://127.0.0.1:8000"
+) -> list[Transition]:
+    """Evaluate every enabled rule at ``now`` and record the resulting alert changes and notifications.
+
+    A rule whose stored settings are unusable is logged and skipped, so it cannot silence the others.
+
+    Args:
+        db: The monitor's database.
+        now: The evaluation time (timezone-aware); defaults to the clock.
+        external_url: Where this monitor is reachable; used for ``externalURL`` and ``generatorURL``.
+
+    Returns:
+        The transitions made, rule by rule.
+    """
+    now = now or utcnow()
+    with db.session() as session:
+        rule_ids = list(session.scalars(select(AlertRule.id).where(AlertRule.enabled.is_(True))))
+    transitions: list[Transition] = []
+    for rule_id in rule_ids:
+        try:
+            with db.session() as session:
+                transitions += _evaluate_rule(session, rule_id, now, external_url)
+        except InvalidInput as exc:
+            logger.error("alert rule %d skipped: %s", rule_id, exc.message)
+    return transitions
+
+
+def fingerprint(labels: dict[str, str]) -> str:
+    """First 16 hex digits of the SHA-256 of the labels as sorted, compact JSON."""
+    text = json.dumps(labels, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
+
+
+def rule_params(rule: AlertRule) -> SpikeParams:
+    """The spike thresholds of a rule (validated)."""
+    return SpikeParams(
+        min_count=rule.min_count,
+        min_negative_share=rule.min_negative_share,
+        z_threshold=rule.z_threshold,
+        method=rule.method,
+    )
+
+
+def _evaluate_rule(session: Session, rule_id: int, now: datetime, external_url: str) -> list[Transition]:
+    # Row lock on PostgreSQL: two evaluators of one rule run one after the other, never both opening an alert.
+    rule = session.scalars(select(AlertRule).where(AlertRule.id == rule_id).with_for_update()).one_or_none()
+    if rule is None or not rule.enabled:
+        return []
+    if rule.group_by not in GROUPS or rule.window_seconds < 1 or rule.baseline_windows < 0:
+        raise InvalidInput(
+            f"expected group_by in {GROUPS}, window_seconds >= 1 and baseline_windows >= 0, found "
+            f"{rule.group_by!r}, {rule.window_seconds} and {rule.baseline_windows}"
+        )
+    params = rule_params(rule)
+    window = timedelta(seconds=rule.window_seconds)
+    counts = _window_counts(session, rule, now, window)
+    open_alerts = {
+        alert.fingerprint: alert
+        for alert in session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.status == "firing"))
+    }
+    open_names = {str(alert.labels.get(rule.group_by, "")) for alert in open_alerts.values()}
+    empty = WindowStats(0, 0, 0.0)
+    transitions = []
+    for name in sorted({n for n, windows in counts.items() if 0 in windows} | open_names):
+        windows = counts.get(name, {})
+        current = windows.get(0, empty)
+        baseline = [windows.get(k, empty) for k in range(rule.baseline_windows, 0, -1)]  # oldest first
+        labels = _labels(rule, name)
+        alert = open_alerts.pop(fingerprint(labels), None)
+        verdict = detect(current, baseline, params, was_firing=alert is not None)
+        series = _Series(rule, name, labels, now - window, now, current, verdict)
+        transition = _apply(session, series, alert, external_url)
+        if transition is not None:
+            transitions.append(transition)
+    # Left over: open alerts whose labels the rule no longer produces (it was renamed or regrouped).
+    for alert in open_alerts.values():
+        transitions.append(_resolve(session, rule, alert, now, external_url))
+    return transitions
+
+
+def _window_counts(
+    session: Session, rule: AlertRule, now: datetime, window: timedelta
+) -> dict[str, dict[int, WindowStats]]:
+    """Series name -> window index -> stats, from one aggregate query over the whole time range."""
+    starts = [now - window * (k + 1) for k in range(rule.baseline_windows + 1)]
+    # Window index as a CASE over the window starts: portable, unlike epoch arithmetic on timestamps.
+    bucket = case(*((Document.seen_at >= start, k) for k, start in enumerate(starts)), else_=len(starts))
+    name: ColumnElement[str] = DocumentTag.name.expression if rule.group_by != "all" else literal("")
+    rows = select(
+        name.label("name"), bucket.label("bucket"), Document.label.label("label"), Document.sentiment
+    ).where(Document.seen_at >= starts[-1], Document.seen_at < now)
+    if rule.group_by != "all":
+        rows = rows.join(DocumentTag, DocumentTag.document_id == Document.id).where(
+            DocumentTag.kind == rule.group_by
+        )
+        if rule.match:
+            rows = rows.where(DocumentTag.name.in_(rule.match))
+    # Group in an outer query: PostgreSQL does not see two bound CASE expressions as the same GROUP BY key.
+    inner = rows.subquery()
+    negative = func.sum(case((inner.c.label == "negative", 1), else_=0))
+    query = select(
+        inner.c.name, inner.c.bucket, func.count(), negative, func.sum(inner.c.sentiment)
+    ).group_by(inner.c.name, inner.c.bucket)
+    counts: dict[str, dict[int, WindowStats]] = defaultdict(dict)
+    for series, k, count, negatives, sentiment in session.execute(query):
+        counts[str(series)][int(k)] = WindowStats(int(count), int(negatives or 0), float(sentiment or 0.0))
+    return counts
+
+
+def _labels(rule: AlertRule, name: str) -> dict[str, str]:
+    labels = {"alertname": rule.name, "rule": rule.name}
+    if rule.group_by != "all":
+        labels[rule.group_by] = name
+    labels["severity"] = SEVERITY
+    return labels
+
+
+@dataclass(frozen=True)
+class _Series:
+    rule: AlertRule
+    name: str
+    labels: dict[str, str]
+    start: datetime
+    end: datetime
+    current: WindowStats
+    verdict: SpikeVerdict
+
+
+def _apply(session: Session, series: _Series, alert: Alert | None, external_url: str) -> Transition | None:
+    """Move one series' alert to its next state; the notification goes in the same transaction."""
+    now, rule = series.end, series.rule
+    if series.verdict.firing and alert is None:
+        alert = Alert(
+            rule_id=rule.id,
+            fingerprint=fingerprint(series.labels),
+            labels=series.labels,
+            annotations=_annotations(session, series),
+            status="firing",
+            starts_at=now,
+            last_sent_at=now,
+        )
+        session.add(alert)
+        session.flush()  # assigns alert.id for the outbox row
+        status = "firing"
+    elif series.verdict.firing and alert is not None:
+        last_sent = alert.last_sent_at or alert.starts_at
+        if now - last_sent < timedelta(seconds=rule.repeat_interval_seconds):
+            return None
+        alert.annotations = _annotations(session, series)
+        alert.last_sent_at = now
+        status = "repeat"
+    elif alert is not None:
+        return _resolve(session, rule, alert, now, external_url)
+    else:
+        return None
+    session.add(_outbox_message(rule, alert, now, external_url))
+    return Transition(alert_id=alert.id, rule=rule.name, labels=dict(series.labels), status=status)
+
+
+def _resolve(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> Transition:
+    # The annotations stay those of the last firing notification: the evidence of the episode.
+    alert.status, alert.ends_at, alert.last_sent_at = "resolved", now, now
+    session.add(_outbox_message(rule, alert, now, external_url))
+    return Transition(alert_id=alert.id, rule=rule.name, labels=dict(alert.labels), status="resolved")
+
+
+def _outbox_message(rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> OutboxMessage:
+    entry = alertmanager_alert(
+        status=alert.status,
+        labels=alert.labels,
+        annotations=alert.annotations,
+        starts_at=alert.starts_at,
+        ends_at=alert.ends_at,
+        generator_url=f"{external_url.rstrip('/')}/v1/alerts?rule_id={rule.id}",
+        fingerprint=alert.fingerprint,
+    )
+    group_labels = {k: str(v) for k, v in alert.labels.items() if k in ("alertname", rule.group_by)}
+    payload = alertmanager_payload(
+        receiver=rule.receiver,
+        status=alert.status,
+        alert=entry,
+        group_labels=group_labels,
+        external_url=external_url,
+    )
+    return OutboxMessage(
+        alert_id=alert.id,
+        rule_id=rule.id,
+        idempotency_key=uuid.uuid4().hex,
+        url=rule.webhook_url,
+        payload=payload,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        expires_at=now + OUTBOX_TTL,
+        expired=False,
+    )
+
+
+def _annotations(session: Session, series: _Series) -> dict[str, str]:
+    """Alertmanager-style string annotations: the numbers, and the most negative headlines as evidence."""
+    current, verdict = series.current, series.verdict
+    what = f"{series.rule.group_by} {series.name}" if series.rule.group_by != "all" else "all stories"
+    evidence = _top_negative(session, series)
+    return {
+        "summary": f"Negative news spike for {what} ({series.rule.name})",
+        "description": verdict.reason,
+        "window_start": rfc3339(series.start),
+        "window_end": rfc3339(series.end),
+        "count": str(current.count),
+        "negative_count": str(current.negative),
+        "negative_share": f"{current.negative_share:.3f}",
+        "baseline_negative_share": f"{verdict.baseline_share:.3f}",
+        "z_score": f"{verdict.z:.2f}",
+        "mean_sentiment": f"{current.mean_sentiment:.3f}",
+        "baseline_mean_sentiment": f"{verdict.baseline_sentiment:.3f}",
+        "top_negative": "\n".join(f"{item['title']} — {item['url']}" for item in evidence),
+        "evidence": json.dumps(evidence, ensure_ascii=False),
+    }
+
+
+def _top_negative(session: Session, series: _Series) -> list[dict[str, Any]]:
+    """Up to `TOP_NEGATIVE` negative stories of the current window, most negative first."""
+    query = select(Document.title, Document.url, Document.sentiment, Document.seen_at).where(
+        Document.seen_at >= series.start, Document.seen_at < series.end, Document.label == "negative"
+    )
+    if series.rule.group_by != "all":
+        query = query.join(DocumentTag, DocumentTag.document_id == Document.id).where(
+            DocumentTag.kind == series.rule.group_by, DocumentTag.name == series.name
+        )
+    query = query.order_by(Document.sentiment, Document.seen_at.desc(), Document.id).limit(TOP_NEGATIVE)
+    return [
+        {"title": title, "url": url, "sentiment": round(sentiment, 4), "seen_at": rfc3339(seen_at)}
+        for title, url, sentiment, seen_at in session.execute(query)
+    ]

@@ -1,0 +1,279 @@
+"""Webhook delivery: Alertmanager-v4 bodies, HMAC signatures and the outbox worker.
+
+Notifications are written to the outbox in the same transaction as the alert change (see `alerting`), and
+`deliver_pending` sends them later, at least once, in order per alert:
+
+    claim    one short transaction: mark expired messages, pick due ones, push their next_attempt_at a lease
+             ahead (FOR UPDATE SKIP LOCKED on PostgreSQL; a conditional UPDATE everywhere) so no other
+             replica sends them meanwhile
+    POST     outside any transaction, with an Idempotency-Key that stays the same on every retry
+    record   one short transaction per message: delivered_at, or attempts + 1 and an exponential backoff
+
+A message is only picked once every older message of the same alert is delivered or expired, so a
+receiver never sees "resolved" before "firing". A crash between POST and record resends after the lease;
+the receiver drops the duplicate by its Idempotency-Key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import httpx
+from sqlalchemy import CursorResult, Select, Update, exists, select, update
+from sqlalchemy.orm import Session, aliased
+
+from finance_sentiment.database import Database
+from finance_sentiment.tables import AlertRule, OutboxMessage, utcnow
+from textcore.errors import CoreError
+
+SIGNATURE_HEADER = "X-Signature-256"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+# Alertmanager's "zero time", sent as endsAt while an alert fires.
+ZERO_TIME = "0001-01-01T00:00:00Z"
+# How long a claimed message is hidden from other senders; longer than any sane webhook timeout.
+CLAIM_LEASE = timedelta(minutes=5)
+MAX_ERROR_CHARS = 500
+
+
+@dataclass(frozen=True)
+class DeliveryReport:
+    """What one `deliver_pending` call did.
+
+    Attributes:
+        delivered: Messages the receiver accepted (2xx).
+        failed: Messages sent but refused or not answered; they are retried after a backoff.
+        expired: Messages given up on because they passed their expiry time.
+    """
+
+    delivered: int
+    failed: int
+    expired: int
+
+
+@dataclass(frozen=True)
+class _Claimed:
+    id: int
+    url: str
+    payload: dict[str, Any]
+    idempotency_key: str
+    attempts: int
+    secret: str | None
+
+
+def rfc3339(moment: datetime) -> str:
+    """A timezone-aware time as RFC 3339 in UTC with a ``Z`` suffix, e.g. ``2026-03-01T12:00:00.000Z``."""
+    return moment.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def alertmanager_alert(
+    *,
+    status: str,
+    labels: Mapping[str, str],
+    annotations: Mapping[str, str],
+    starts_at: datetime,
+    ends_at: datetime | None,
+    generator_url: str,
+    fingerprint: str,
+) -> dict[str, Any]:
+    """One entry of an Alertmanager webhook's ``alerts`` list; ``endsAt`` is the zero time while firing."""
+    return {
+        "status": status,
+        "labels": dict(labels),
+        "annotations": dict(annotations),
+        "startsAt": rfc3339(starts_at),
+        "endsAt": rfc3339(ends_at) if ends_at is not None else ZERO_TIME,
+        "generatorURL": generator_url,
+        "fingerprint": fingerprint,
+    }
+
+
+def alertmanager_payload(
+    *, receiver: str, status: str, alert: dict[str, Any], group_labels: dict[str, str], external_url: str
+) -> dict[str, Any]:
+    """The Alertmanager webhook body (version 4) notifying one alert.
+
+    Args:
+        receiver: The rule's receiver name.
+        status: ``"firing"`` or ``"resolved"``.
+        alert: One alert as built by `alertmanager_alert`.
+        group_labels: The labels the notification is grouped by.
+        external_url: Where this monitor is reachable, for links back.
+
+    Returns:
+        A JSON-ready dict with ``version``, ``groupKey``, ``status``, ``alerts`` and the common fields.
+    """
+    pairs = ",".join(f"{key}={json.dumps(value)}" for key, value in sorted(group_labels.items()))
+    return {
+        "version": "4",
+        "groupKey": "{}:{" + pairs + "}",  # Alertmanager's form: route path, then the group labels
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": receiver,
+        "groupLabels": dict(group_labels),
+        "commonLabels": dict(alert["labels"]),
+        "commonAnnotations": dict(alert["annotations"]),
+        "externalURL": external_url,
+        "alerts": [alert],
+    }
+
+
+def canonical_json(payload: Mapping[str, Any]) -> bytes:
+    """The exact bytes sent and signed: sorted keys, no spaces, UTF-8."""
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def sign(secret: str, body: bytes) -> str:
+    """The signature header value: ``"sha256="`` + hex HMAC-SHA256 of the body under the secret."""
+    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+
+
+async def deliver_pending(
+    db: Database,
+    client: httpx.AsyncClient,
+    *,
+    now: datetime | None = None,
+    limit: int = 50,
+    backoff_base_s: float = 5.0,
+    backoff_max_s: float = 900.0,
+) -> DeliveryReport:
+    """Send due outbox messages once, oldest first, and record each outcome.
+
+    Database work runs in threads so the event loop never blocks on it.
+
+    Args:
+        db: The monitor's database.
+        client: The HTTP client to send with (its timeouts bound each POST).
+        now: The current time (timezone-aware); defaults to the clock.
+        limit: Most messages sent by this call.
+        backoff_base_s: Delay before the first retry, in seconds; doubled after every failure.
+        backoff_max_s: Longest delay between retries, in seconds.
+
+    Returns:
+        How many messages were delivered, failed and expired.
+    """
+    now = now or utcnow()
+    expired, claimed = await asyncio.to_thread(_claim, db, now, limit)
+    delivered = failed = 0
+    for message in claimed:
+        error = await _post(client, message)
+        if error is None:
+            delivered += 1
+            await asyncio.to_thread(_record_delivered, db, message.id, now)
+        else:
+            failed += 1
+            attempts = message.attempts + 1
+            delay = min(backoff_base_s * 2 ** (attempts - 1), backoff_max_s)
+            retry_at = now + timedelta(seconds=delay)
+            await asyncio.to_thread(_record_failure, db, message.id, attempts, retry_at, error)
+    return DeliveryReport(delivered=delivered, failed=failed, expired=expired)
+
+
+def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]]:
+    """Mark expired messages and lease up to ``limit`` due ones to this sender, in one transaction."""
+    with db.session() as session:
+        expired = _rowcount(
+            session,
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.delivered_at.is_(None),
+                OutboxMessage.expired.is_(False),
+                OutboxMessage.expires_at <= now,
+            )
+            .values(expired=True),
+        )
+        claimed = []
+        for message, secret in session.execute(_due(now, limit)).all():
+            # Conditional, so two senders that both read the row (SQLite has no row locks) claim it once.
+            lease = (
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message.id,
+                    OutboxMessage.delivered_at.is_(None),
+                    OutboxMessage.next_attempt_at <= now,
+                )
+                .values(next_attempt_at=now + CLAIM_LEASE)
+            )
+            if _rowcount(session, lease) == 1:
+                claimed.append(
+                    _Claimed(
+                        id=message.id,
+                        url=message.url,
+                        payload=message.payload,
+                        idempotency_key=message.idempotency_key,
+                        attempts=message.attempts,
+                        secret=secret,
+                    )
+                )
+        return expired, claimed
+
+
+def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None]:
+    """Due, undelivered, unexpired messages with their rule's secret, oldest first, in order per alert."""
+    earlier = aliased(OutboxMessage)
+    blocked = exists().where(  # an older message of the same alert still waits: keep the order
+        earlier.alert_id == OutboxMessage.alert_id,
+        earlier.id < OutboxMessage.id,
+        earlier.delivered_at.is_(None),
+        earlier.expired.is_(False),
+    )
+    return (
+        select(OutboxMessage, AlertRule.secret)
+        .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
+        .where(
+            OutboxMessage.delivered_at.is_(None),
+            OutboxMessage.expired.is_(False),
+            OutboxMessage.next_attempt_at <= now,
+            ~blocked,
+        )
+        .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=OutboxMessage)  # PostgreSQL only; SQLite omits it
+    )
+
+
+def _rowcount(session: Session, statement: Update) -> int:
+    """Rows an UPDATE changed (ORM session sync is off: these rows are not loaded as objects here)."""
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount
+
+
+async def _post(client: httpx.AsyncClient, message: _Claimed) -> str | None:
+    """POST one message; None when the receiver accepted it, otherwise what went wrong."""
+    body = canonical_json(message.payload)
+    headers = {"Content-Type": "application/json", IDEMPOTENCY_HEADER: message.idempotency_key}
+    if message.secret:
+        headers[SIGNATURE_HEADER] = sign(message.secret, body)
+    try:
+        response = await client.post(message.url, content=body, headers=headers)
+    except (httpx.HTTPError, CoreError) as exc:  # CoreError: textcore's client refuses oversized answers
+        return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    if response.is_success:
+        return None
+    return f"HTTP {response.status_code}: {response.text}"[:MAX_ERROR_CHARS]
+
+
+def _record_delivered(db: Database, message_id: int, now: datetime) -> None:
+    with db.session() as session:
+        _rowcount(
+            session,
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(delivered_at=now, last_error=None),
+        )
+
+
+def _record_failure(db: Database, message_id: int, attempts: int, retry_at: datetime, error: str) -> None:
+    with db.session() as session:
+        _rowcount(
+            session,
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id)
+            .values(attempts=attempts, next_attempt_at=retry_at, last_error=error),
+        )

@@ -1,0 +1,398 @@
+"""Alert rules against a real database, and webhook delivery to a real receiver on loopback.
+
+Every test sets ``now`` and inserts stories directly: a calm history of 10 stories an hour per entity (2 or 3
+negative), and sometimes a burst of 15 negative stories half an hour before ``NOW``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import itertools
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import event, func, select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from finance_sentiment.alerting import Transition, evaluate_rules, fingerprint
+from finance_sentiment.database import Database
+from finance_sentiment.delivery import (
+    IDEMPOTENCY_HEADER,
+    SIGNATURE_HEADER,
+    ZERO_TIME,
+    DeliveryReport,
+    deliver_pending,
+)
+from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage
+from tests.conftest import serve_app
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+SECOND = timedelta(seconds=1)
+MINUTE = timedelta(minutes=1)
+HOUR = timedelta(hours=1)
+_ids = itertools.count()
+
+
+def _story(seen_at: datetime, label: str, sentiment: float, tags: dict[str, str], title: str) -> Document:
+    n = next(_ids)
+    document = Document(
+        url=f"https://news.example/{n}",
+        content_hash=f"{n:064x}",
+        title=title,
+        text=title,
+        seen_at=seen_at,
+        label=label,
+        scores={label: 1.0},
+        sentiment=sentiment,
+        model_version="test",
+    )
+    document.tags = [DocumentTag(kind=kind, name=name) for kind, name in tags.items()]
+    return document
+
+
+def add_calm(db: Database, entity: str, *, hours: int = 7, end: datetime = NOW) -> None:
+    """Ten stories an hour for ``hours`` hours before ``end``, 2 or 3 of them negative."""
+    with db.session() as session:
+        for k in range(hours):
+            start = end - (k + 1) * HOUR
+            for i in range(10):
+                label = "negative" if i < 2 + k % 2 else "neutral"
+                sentiment = -0.3 if label == "negative" else 0.05
+                tags = {"entity": entity, "topic": "earnings"}
+                seen_at = start + (i + 1) * 5 * MINUTE
+                session.add(_story(seen_at, label, sentiment, tags, f"{entity} calm {k}/{i}"))
+
+
+def add_burst(db: Database, entity: str, *, count: int = 15) -> None:
+    """``count`` negative stories a minute apart from NOW - 30 min; the i-th has sentiment -0.3 - 0.04 i."""
+    with db.session() as session:
+        for i in range(count):
+            tags = {"entity": entity, "topic": "fraud"}
+            title = f"{entity} accused of fraud, part {i}"
+            session.add(_story(NOW - 30 * MINUTE + i * MINUTE, "negative", -0.3 - 0.04 * i, tags, title))
+
+
+def add_rule(db: Database, **overrides: object) -> None:
+    values: dict[str, object] = {
+        "name": "entity-spike",
+        "group_by": "entity",
+        "match": [],
+        "window_seconds": 3600,
+        "baseline_windows": 6,
+        "min_count": 5,
+        "min_negative_share": 0.4,
+        "z_threshold": 3.0,
+        "method": "ewma",
+        "repeat_interval_seconds": 600,
+        "webhook_url": "http://127.0.0.1:9/hook",
+        "receiver": "risk-team",
+        "secret": None,
+    }
+    values.update(overrides)
+    with db.session() as session:
+        session.add(AlertRule(**values))
+
+
+def outbox(db: Database) -> list[OutboxMessage]:
+    with db.session() as session:
+        return list(session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def fire(db: Database, entity: str = "Acme", **rule: object) -> Transition:
+    """A rule, a calm history and a burst about ``entity``: one new alert at NOW."""
+    add_rule(db, **rule)
+    add_calm(db, entity)
+    add_burst(db, entity)
+    (transition,) = evaluate_rules(db, now=NOW)
+    return transition
+
+
+def test_a_calm_period_raises_nothing(database: Database) -> None:
+    add_rule(database)
+    add_calm(database, "Acme")
+    assert evaluate_rules(database, now=NOW) == []
+    assert outbox(database) == []
+
+
+def test_a_burst_fires_once_repeats_after_the_interval_and_resolves_later(database: Database) -> None:
+    transition = fire(database)
+    labels = {"alertname": "entity-spike", "rule": "entity-spike", "entity": "Acme", "severity": "warning"}
+    assert (transition.rule, transition.labels, transition.status) == ("entity-spike", labels, "firing")
+    assert evaluate_rules(database, now=NOW + MINUTE) == []  # nothing new before the repeat interval
+    (first,) = outbox(database)
+    assert first.payload["status"] == "firing"
+    assert first.url == "http://127.0.0.1:9/hook"
+    assert (first.next_attempt_at, first.expires_at) == (NOW, NOW + 24 * HOUR)
+
+    (repeat,) = evaluate_rules(database, now=NOW + 10 * MINUTE)
+    assert (repeat.alert_id, repeat.status) == (transition.alert_id, "repeat")
+    assert evaluate_rules(database, now=NOW + 11 * MINUTE) == []
+
+    (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)  # the burst is baseline now
+    assert (resolved.alert_id, resolved.status) == (transition.alert_id, "resolved")
+    messages = outbox(database)
+    assert [m.payload["status"] for m in messages] == ["firing", "firing", "resolved"]
+    assert len({m.idempotency_key for m in messages}) == 3
+    with database.session() as session:
+        alert = session.get_one(Alert, transition.alert_id)
+    assert (alert.status, alert.starts_at, alert.ends_at) == ("resolved", NOW, NOW + 2 * HOUR)
+    assert alert.fingerprint == fingerprint(labels)
+    assert evaluate_rules(database, now=NOW + 2 * HOUR + MINUTE) == []
+
+
+def test_only_the_bursting_entity_fires_and_match_restricts_a_rule(database: Database) -> None:
+    add_rule(database)
+    add_rule(database, name="acme-only", match=["Acme"])
+    add_calm(database, "Acme")
+    add_calm(database, "Globex")
+    add_burst(database, "Globex")
+    (transition,) = evaluate_rules(database, now=NOW)
+    assert (transition.rule, transition.labels["entity"]) == ("entity-spike", "Globex")
+
+
+def test_a_rule_with_unusable_stored_settings_does_not_silence_the_others(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_rule(database, name="broken", method="median")
+    transition = fire(database)  # exactly one transition: the broken rule was skipped
+    assert transition.rule == "entity-spike"
+    assert "expected method in ('ewma', 'robust_z'), found 'median'" in caplog.text
+
+
+def test_an_open_alert_whose_rule_was_renamed_is_resolved(database: Database) -> None:
+    old = fire(database)
+    with database.session() as session:
+        session.scalars(select(AlertRule)).one().name = "renamed"
+    by_status = {t.status: t for t in evaluate_rules(database, now=NOW + MINUTE)}
+    assert sorted(by_status) == ["firing", "resolved"]
+    assert (by_status["resolved"].alert_id, by_status["resolved"].labels) == (old.alert_id, old.labels)
+    assert by_status["firing"].labels["rule"] == "renamed"
+
+
+def test_an_all_stories_rule_has_no_group_label(database: Database) -> None:
+    add_rule(database, name="everything", group_by="all")
+    add_calm(database, "Acme")
+    add_burst(database, "Acme", count=20)
+    (transition,) = evaluate_rules(database, now=NOW)
+    assert transition.labels == {"alertname": "everything", "rule": "everything", "severity": "warning"}
+    (message,) = outbox(database)
+    assert message.payload["groupLabels"] == {"alertname": "everything"}
+
+
+def test_annotations_carry_the_numbers_and_the_most_negative_headlines(database: Database) -> None:
+    transition = fire(database)
+    with database.session() as session:
+        annotations = session.get_one(Alert, transition.alert_id).annotations
+    assert annotations["window_start"] == "2026-03-02T11:00:00.000Z"
+    assert annotations["window_end"] == "2026-03-02T12:00:00.000Z"
+    assert (annotations["count"], annotations["negative_count"]) == ("25", "17")  # 10 calm (2 neg) + 15
+    assert annotations["negative_share"] == "0.680"
+    assert float(annotations["baseline_negative_share"]) == pytest.approx(0.25, abs=0.05)
+    assert float(annotations["z_score"]) >= 3.0
+    assert float(annotations["mean_sentiment"]) < float(annotations["baseline_mean_sentiment"]) < 0
+    assert annotations["summary"] == "Negative news spike for entity Acme (entity-spike)"
+    lines = annotations["top_negative"].splitlines()
+    assert len(lines) == 5
+    assert lines[0].startswith("Acme accused of fraud, part 14 — https://news.example/")
+    evidence = json.loads(annotations["evidence"])
+    assert [e["title"] for e in evidence] == [f"Acme accused of fraud, part {i}" for i in range(14, 9, -1)]
+    assert evidence[0]["sentiment"] == pytest.approx(-0.86)
+    assert evidence[0]["seen_at"] == "2026-03-02T11:44:00.000Z"
+    assert all(line.endswith(e["url"]) for line, e in zip(lines, evidence, strict=True))
+
+
+def test_the_payload_is_alertmanager_v4(database: Database) -> None:
+    transition = fire(database)
+    evaluate_rules(database, now=NOW + 2 * HOUR)
+    firing, resolved = (m.payload for m in outbox(database))
+    assert (firing["version"], firing["status"], firing["receiver"]) == ("4", "firing", "risk-team")
+    assert firing["groupKey"] == '{}:{alertname="entity-spike",entity="Acme"}'
+    assert firing["commonLabels"] == transition.labels
+    (alert,) = firing["alerts"]
+    assert alert["fingerprint"] == fingerprint(transition.labels)
+    assert (alert["startsAt"], alert["endsAt"]) == ("2026-03-02T12:00:00.000Z", ZERO_TIME)
+    assert alert["generatorURL"].startswith("http://127.0.0.1:8000/v1/alerts?rule_id=")
+    assert resolved["status"] == resolved["alerts"][0]["status"] == "resolved"
+    assert resolved["alerts"][0]["endsAt"] == "2026-03-02T14:00:00.000Z"
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver that checks the HMAC itself and answers with ``statuses`` in turn, then 200."""
+
+    secret: str | None = None
+    statuses: list[int] = field(default_factory=list)
+    received: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        self.received.append((dict(request.headers), body))
+        if self.secret is not None:
+            expected = "sha256=" + hmac.new(self.secret.encode(), body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(expected, request.headers.get(SIGNATURE_HEADER, "")):
+                return Response("bad signature", status_code=401)
+        return Response(status_code=self.statuses.pop(0) if self.statuses else 200)
+
+    @property
+    def keys(self) -> list[str]:
+        return [headers[IDEMPOTENCY_HEADER.lower()] for headers, _ in self.received]
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    """A receiver and its webhook URL; tests set its secret and statuses."""
+    state = Receiver()
+    with serve_app(Starlette(routes=[Route("/hook", state.hook, methods=["POST"])])) as base:
+        yield state, f"{base}/hook"
+
+
+async def test_a_signed_webhook_is_verified_and_retried_with_the_same_key(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    state.secret, state.statuses = "s3cret", [500]
+    fire(database, webhook_url=url, secret="s3cret")
+    async with httpx.AsyncClient(timeout=5) as client:
+        report = await deliver_pending(database, client, now=NOW)
+        assert (report.delivered, report.failed, report.expired) == (0, 1, 0)
+        (message,) = outbox(database)
+        assert (message.attempts, message.next_attempt_at) == (1, NOW + 5 * SECOND)
+        assert message.last_error == "HTTP 500: "
+        early = await deliver_pending(database, client, now=NOW + 4 * SECOND)
+        assert (early.delivered, early.failed) == (0, 0)  # not due yet
+        report = await deliver_pending(database, client, now=NOW + 5 * SECOND)
+    assert (report.delivered, report.failed) == (1, 0)
+    (message,) = outbox(database)
+    assert (message.attempts, message.delivered_at, message.last_error) == (1, NOW + 5 * SECOND, None)
+    assert len(state.received) == 2
+    assert state.keys == [message.idempotency_key] * 2
+    headers, body = state.received[1]
+    assert headers["content-type"] == "application/json"
+    assert json.loads(body) == message.payload
+
+
+async def test_a_wrong_secret_or_a_transport_error_is_a_failure_with_backoff(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    state.secret = "expected"
+    fire(database, webhook_url=url, secret="other")
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).failed == 1
+    assert outbox(database)[0].last_error == "HTTP 401: bad signature"
+
+    def refuse(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("connection refused", request=request)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(refuse)) as client:
+        later = NOW + 5 * SECOND
+        assert (await deliver_pending(database, client, now=later, backoff_max_s=8)).failed == 1
+    (message,) = outbox(database)
+    assert (message.attempts, message.next_attempt_at) == (2, later + 8 * SECOND)  # 10 s, capped at 8
+    assert message.last_error == "ConnectError: connection refused"
+
+
+async def test_an_undeliverable_message_expires_after_a_day(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    fire(database, webhook_url=url)
+    async with httpx.AsyncClient(timeout=5) as client:
+        report = await deliver_pending(database, client, now=NOW + 24 * HOUR)
+    assert (report.delivered, report.failed, report.expired) == (0, 0, 1)
+    assert state.received == []
+    assert outbox(database)[0].expired
+
+
+async def test_resolved_is_only_sent_after_firing_is_delivered(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    fire(database, webhook_url=url)
+    evaluate_rules(database, now=NOW + 2 * HOUR)
+    async with httpx.AsyncClient(timeout=5) as client:
+        first = await deliver_pending(database, client, now=NOW + 2 * HOUR)
+        second = await deliver_pending(database, client, now=NOW + 2 * HOUR)
+    assert (first.delivered, second.delivered) == (1, 1)
+    assert [json.loads(body)["status"] for _, body in state.received] == ["firing", "resolved"]
+
+
+async def test_after_a_restart_a_stored_alert_is_delivered_exactly_once(
+    database: Database, database_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    fire(database, webhook_url=url)
+    database.dispose()  # the process stops before sending anything
+    restarted = Database(database_url)
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await deliver_pending(restarted, client, now=NOW + MINUTE)).delivered == 1
+            assert (await deliver_pending(restarted, client, now=NOW + 2 * MINUTE)).delivered == 0
+    finally:
+        restarted.dispose()
+    assert len(state.received) == 1
+    assert json.loads(state.received[0][1])["alerts"][0]["labels"]["entity"] == "Acme"
+
+
+async def test_two_senders_at_once_deliver_each_message_once(
+    database: Database, database_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    add_rule(database, webhook_url=url)
+    for entity in ("Acme", "Globex", "Initech", "Umbrella"):
+        add_calm(database, entity)
+        add_burst(database, entity)
+    assert len(evaluate_rules(database, now=NOW)) == 4
+    other = Database(database_url)
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            reports = await asyncio.gather(
+                deliver_pending(database, client, now=NOW), deliver_pending(other, client, now=NOW)
+            )
+    finally:
+        other.dispose()
+    assert sum(report.delivered for report in reports) == 4
+    assert sorted(state.keys) == sorted(m.idempotency_key for m in outbox(database))
+    with database.session() as session:
+        undelivered = select(func.count()).where(OutboxMessage.delivered_at.is_(None))
+        assert session.scalar(undelivered) == 0
+
+
+@pytest.mark.postgres
+async def test_on_postgresql_a_second_sender_skips_the_rows_the_first_has_locked(
+    postgres_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    first, second = Database(postgres_url), Database(postgres_url)
+    first.migrate()
+    fire(first, webhook_url=url)
+    meanwhile: list[DeliveryReport] = []
+
+    async def send_from_second() -> DeliveryReport:
+        async with httpx.AsyncClient(timeout=5) as client:
+            return await deliver_pending(second, client, now=NOW)
+
+    def interleave(*args: Any) -> None:
+        statement: str = args[2]
+        if "JOIN alert_rules" in statement and not meanwhile:  # the first sender has read its batch
+            meanwhile.append(asyncio.run(send_from_second()))
+
+    event.listen(first.engine, "after_cursor_execute", interleave)
+    try:
+        async with httpx.AsyncClient(timeout=5) as client:
+            report = await deliver_pending(first, client, now=NOW)
+    finally:
+        first.dispose()
+        second.dispose()
+    assert (meanwhile[0].delivered, report.delivered) == (0, 1)
+    assert len(state.received) == 1

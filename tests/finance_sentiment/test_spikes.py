@@ -1,0 +1,120 @@
+"""Spike detection: a burst against a calm history fires, small numbers do not, firing series hold steady."""
+
+from __future__ import annotations
+
+import pytest
+
+from finance_sentiment.spikes import SpikeParams, WindowStats, detect
+from textcore.errors import InvalidInput
+
+# Twelve calm windows of 40 stories, 6 to 10 of them negative (15-25 %).
+CALM = [WindowStats(40, n, -0.1 * 40) for n in (6, 8, 7, 10, 6, 9, 8, 7, 6, 10, 8, 7)]
+
+
+def _params(method: str = "ewma", **overrides: float) -> SpikeParams:
+    values: dict[str, float] = {"min_count": 5, "min_negative_share": 0.4, "z_threshold": 3.0}
+    values.update(overrides)
+    return SpikeParams(method=method, **values)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("method", ["ewma", "robust_z"])
+def test_a_burst_against_a_calm_baseline_fires_with_either_method(method: str) -> None:
+    burst = WindowStats(40, 28, -0.5 * 40)
+    verdict = detect(burst, CALM, _params(method), was_firing=False)
+    assert verdict.firing
+    assert verdict.z > 5
+    assert 0.15 <= verdict.baseline_share <= 0.25
+    assert verdict.baseline_sentiment == pytest.approx(-0.1)
+    assert verdict.reason.startswith("negative spike: 28 of 40 stories negative (70%)")
+
+
+@pytest.mark.parametrize("method", ["ewma", "robust_z"])
+def test_an_ordinary_window_does_not_fire(method: str) -> None:
+    verdict = detect(WindowStats(40, 9, -4.0), CALM, _params(method), was_firing=False)
+    assert not verdict.firing
+    assert verdict.z < 3
+    assert "below the 40% negative-share floor" in verdict.reason
+
+
+def test_two_negatives_out_of_three_are_noise_but_the_same_share_of_thirty_is_not() -> None:
+    params = _params(min_count=3)
+    small = detect(WindowStats(3, 2, -1.0), CALM, params, was_firing=False)
+    large = detect(WindowStats(30, 20, -10.0), CALM, params, was_firing=False)
+    assert not small.firing  # the binomial noise of a 3-story share keeps z low
+    assert small.z < 3 < large.z
+    assert large.firing
+
+
+def test_too_few_stories_never_fire_whatever_the_share() -> None:
+    verdict = detect(WindowStats(4, 4, -4.0), CALM, _params(min_count=5), was_firing=True)
+    assert not verdict.firing
+    assert verdict.reason == "too few stories to judge: 4 < 5"
+
+
+def test_a_firing_series_stays_firing_until_z_falls_below_half_the_threshold() -> None:
+    params = _params()
+    cooling = WindowStats(40, 17, -6.0)  # 42 %: z between 1.5 and 3
+    quiet = detect(cooling, CALM, params, was_firing=False)
+    held = detect(cooling, CALM, params, was_firing=True)
+    assert params.z_threshold / 2 <= held.z < params.z_threshold
+    assert not quiet.firing
+    assert held.firing
+    below_floor = detect(WindowStats(40, 15, -6.0), CALM, params, was_firing=True)  # 37.5 % < 40 %
+    assert not below_floor.firing
+    still_high = detect(WindowStats(40, 20, -6.0), CALM, _params(min_negative_share=0.1), was_firing=True)
+    assert still_high.firing  # 50 %: still well above the baseline
+    assert not detect(CALM[0], CALM, params, was_firing=True).firing
+
+
+def test_robust_z_ignores_an_earlier_crisis_in_the_baseline_while_ewma_remembers_it() -> None:
+    history = [*CALM, WindowStats(40, 36, -30.0), WindowStats(40, 7, -4.0)]
+    robust = detect(WindowStats(40, 28, -20.0), history, _params("robust_z"), was_firing=False)
+    ewma = detect(WindowStats(40, 28, -20.0), history, _params("ewma"), was_firing=False)
+    assert robust.baseline_share == pytest.approx(0.1875)  # the median share, untouched by the 90 % window
+    assert ewma.baseline_share > robust.baseline_share
+    assert robust.firing
+    assert ewma.z < robust.z
+
+
+def test_empty_windows_are_skipped_and_no_history_means_the_prior() -> None:
+    params = _params(prior_negative_share=0.1)
+    empty = [WindowStats(0, 0, 0.0)] * 5
+    verdict = detect(WindowStats(20, 12, -8.0), empty, params, was_firing=False)
+    assert verdict.baseline_share == 0.1
+    assert verdict.baseline_sentiment == 0.0
+    assert verdict.firing
+    assert detect(WindowStats(20, 12, -8.0), [], params, was_firing=False) == verdict
+    with_gaps = detect(WindowStats(20, 12, -8.0), [*CALM, *empty], params, was_firing=False)
+    assert with_gaps == detect(WindowStats(20, 12, -8.0), CALM, params, was_firing=False)
+
+
+def test_an_empty_current_window_has_z_zero() -> None:
+    verdict = detect(WindowStats(0, 0, 0.0), CALM, _params(), was_firing=True)
+    assert (verdict.firing, verdict.z) == (False, 0.0)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"method": "median"}, "expected method in"),
+        ({"min_count": 0}, "expected min_count >= 1, found 0"),
+        ({"min_negative_share": 1.5}, r"expected min_negative_share in \[0, 1\], found 1.5"),
+        ({"ewma_alpha": 0.0}, r"expected ewma_alpha in \(0, 1\], found 0.0"),
+        ({"z_threshold": -1.0}, "expected z_threshold > 0"),
+    ],
+)
+def test_unusable_parameters_are_refused(overrides: dict[str, object], message: str) -> None:
+    values: dict[str, object] = {
+        "min_count": 5,
+        "min_negative_share": 0.4,
+        "z_threshold": 3.0,
+        "method": "ewma",
+    }
+    values.update(overrides)
+    with pytest.raises(InvalidInput, match=message):
+        SpikeParams(**values)  # type: ignore[arg-type]
+
+
+def test_a_window_with_more_negatives_than_stories_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="expected 0 <= negative <= count, found negative=3, count=2"):
+        WindowStats(2, 3, 0.0)
