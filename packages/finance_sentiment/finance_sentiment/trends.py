@@ -1,0 +1,289 @@
+"""Sentiment over time: documents per topic, entity or overall, bucketed into regular intervals by SQL.
+
+A bucket is a half-open interval ``[k * n, (k + 1) * n)`` of epoch seconds, ``n`` being the bucket length, so
+buckets line up across queries and backends. The database computes the bucket index and the aggregates (count,
+negatives, mean sentiment) with ``GROUP BY``; Python only fills the empty buckets with zero points so every
+series is regular.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    FromClause,
+    Integer,
+    case,
+    cast,
+    extract,
+    func,
+    literal_column,
+    select,
+)
+from sqlalchemy.orm import Session
+
+from finance_sentiment.tables import Document, DocumentTag
+from textcore.errors import InvalidInput
+
+BUCKETS: dict[str, int] = {"15m": 900, "1h": 3600, "1d": 86400}
+KINDS: tuple[str, ...] = ("topic", "entity", "all")
+MAX_POINTS = 2000  # buckets per series: bounds the response and the chart
+DEFAULT_POINTS = 48
+MAX_SERIES = 100
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
+@dataclass(frozen=True)
+class TrendPoint:
+    """The documents seen in one bucket.
+
+    Attributes:
+        start: The bucket's first instant (timezone-aware UTC).
+        count: Documents seen in the bucket.
+        negative: How many of them are labelled ``negative``.
+        negative_share: ``negative / count``; 0.0 for an empty bucket.
+        mean_sentiment: Mean sentiment in [-1, 1]; 0.0 for an empty bucket.
+    """
+
+    start: datetime
+    count: int
+    negative: int
+    negative_share: float
+    mean_sentiment: float
+
+
+@dataclass(frozen=True)
+class TrendSeries:
+    """One topic's, entity's or the whole stream's points, one per bucket of the range, sorted by start.
+
+    Attributes:
+        kind: ``topic``, ``entity`` or ``all``.
+        name: The tag name; ``all`` for the whole stream.
+        bucket: The bucket key (``15m``, ``1h``, ``1d``).
+        points: Every bucket of the range, empty ones included.
+    """
+
+    kind: str
+    name: str
+    bucket: str
+    points: tuple[TrendPoint, ...]
+
+    @property
+    def total(self) -> int:
+        """Documents over the whole range."""
+        return sum(point.count for point in self.points)
+
+
+@dataclass(frozen=True)
+class TrendQuery:
+    """What to chart: which tags, how finely, over which range ``[since, until)``.
+
+    Validates itself on construction and fills the defaults: ``until`` is now, ``since`` is the start of the
+    bucket 47 buckets before ``until``'s, so a default series has 48 points, the last one the current bucket.
+
+    Attributes:
+        kind: ``topic``, ``entity`` or ``all`` (every document, no tags).
+        names: Tag names to chart; empty charts the ``max_series`` busiest names in the range.
+        bucket: A key of ``BUCKETS``.
+        since: First instant included (timezone-aware).
+        until: First instant excluded (timezone-aware).
+        max_series: How many busiest names to return when ``names`` is empty.
+
+    Raises:
+        InvalidInput: An unknown kind or bucket, naive or inverted times, a range of more than ``MAX_POINTS``
+            buckets, or names or ``max_series`` out of bounds.
+    """
+
+    kind: str = "all"
+    names: tuple[str, ...] = ()
+    bucket: str = "1h"
+    since: datetime | None = None
+    until: datetime | None = None
+    max_series: int = 20
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise InvalidInput(f"expected kind to be one of {', '.join(KINDS)}, found {self.kind!r}")
+        if self.bucket not in BUCKETS:
+            raise InvalidInput(f"expected bucket to be one of {', '.join(BUCKETS)}, found {self.bucket!r}")
+        if not 1 <= self.max_series <= MAX_SERIES:
+            raise InvalidInput(f"expected max_series between 1 and {MAX_SERIES}, found {self.max_series}")
+        names = tuple(dict.fromkeys(self.names))  # callers may pass a list or repeat a name
+        if self.kind == "all" and names:
+            raise InvalidInput(f"expected no names for kind 'all', found {list(names)}")
+        if len(names) > MAX_SERIES or any(not name for name in names):
+            raise InvalidInput(
+                f"expected at most {MAX_SERIES} non-empty names, found {len(names)}: {list(names)[:5]}"
+            )
+        seconds = BUCKETS[self.bucket]
+        until = datetime.now(UTC) if self.until is None else _aware("until", self.until)
+        if self.since is None:
+            since = bucket_start(bucket_index(until - _MICROSECOND, seconds) - DEFAULT_POINTS + 1, seconds)
+        else:
+            since = _aware("since", self.since)
+        if since >= until:
+            raise InvalidInput(
+                f"expected since before until, found {since.isoformat()} >= {until.isoformat()}"
+            )
+        points = bucket_index(until - _MICROSECOND, seconds) - bucket_index(since, seconds) + 1
+        if points > MAX_POINTS:
+            raise InvalidInput(
+                f"expected at most {MAX_POINTS} {self.bucket} buckets between since and until, found {points}"
+            )
+        object.__setattr__(self, "names", names)
+        object.__setattr__(self, "since", since)
+        object.__setattr__(self, "until", until)
+
+    @property
+    def window(self) -> tuple[datetime, datetime]:
+        """The validated ``(since, until)``, both timezone-aware UTC."""
+        assert self.since is not None and self.until is not None  # filled by __post_init__
+        return self.since, self.until
+
+
+def bucket_index(moment: datetime, seconds: int) -> int:
+    """The index of the bucket holding ``moment``: ``floor(epoch seconds / seconds)``, exactly."""
+    return ((moment - _EPOCH) // _MICROSECOND) // (seconds * 1_000_000)
+
+
+def bucket_start(index: int, seconds: int) -> datetime:
+    """The first instant of bucket ``index``, timezone-aware UTC."""
+    return _EPOCH + timedelta(seconds=index * seconds)
+
+
+def trends(session: Session, query: TrendQuery) -> list[TrendSeries]:
+    """Per-bucket counts, negative shares and mean sentiment for each series the query asks for.
+
+    Args:
+        session: An open session on the monitor's database (SQLite or PostgreSQL).
+        query: A validated query.
+
+    Returns:
+        One series per name (one named ``all`` for kind ``all``), each with a point for every bucket of the
+        range; sorted by total documents descending, then by name.
+
+    Raises:
+        InvalidInput: The database is neither SQLite nor PostgreSQL.
+    """
+    if query.kind == "all":
+        names: Sequence[str] = ["all"]
+    else:
+        names = query.names or _busiest(session, query)
+    seconds = BUCKETS[query.bucket]
+    found = _aggregates(session, query, names)
+    since, until = query.window
+    indexes = range(bucket_index(since, seconds), bucket_index(until - _MICROSECOND, seconds) + 1)
+    series = [
+        TrendSeries(
+            kind=query.kind,
+            name=name,
+            bucket=query.bucket,
+            points=tuple(found.get((name, i)) or _empty(bucket_start(i, seconds)) for i in indexes),
+        )
+        for name in names
+    ]
+    return sorted(series, key=lambda s: (-s.total, s.name))
+
+
+def _aggregates(
+    session: Session, query: TrendQuery, names: Sequence[str]
+) -> dict[tuple[str, int], TrendPoint]:
+    """The non-empty buckets of each name, keyed by (name, bucket index), from one GROUP BY query."""
+    seconds = BUCKETS[query.bucket]
+    index = _bucket_expression(session, seconds)
+    aggregates = (
+        func.count(),
+        func.sum(case((Document.label == "negative", 1), else_=0)),
+        func.avg(Document.sentiment),
+    )
+    if query.kind == "all":
+        statement = (
+            select(literal_column("'all'"), index, *aggregates)
+            .select_from(_source(query))
+            .where(*_filters(query))
+            .group_by(index)
+        )
+    else:
+        statement = (
+            select(DocumentTag.name, index, *aggregates)
+            .select_from(_source(query))
+            .where(*_filters(query))
+            .where(DocumentTag.name.in_(names))
+            .group_by(DocumentTag.name, index)
+        )
+    found: dict[tuple[str, int], TrendPoint] = {}
+    for name, bucket, count, negative, mean in session.execute(statement):
+        # PostgreSQL's SUM of integers is a bigint and its AVG a double; normalise both backends' types.
+        found[str(name), int(bucket)] = TrendPoint(
+            start=bucket_start(int(bucket), seconds),
+            count=int(count),
+            negative=int(negative),
+            negative_share=int(negative) / int(count),
+            mean_sentiment=float(mean),
+        )
+    return found
+
+
+def _busiest(session: Session, query: TrendQuery) -> list[str]:
+    """The ``max_series`` names of the query's kind with the most documents in its range."""
+    count = func.count().label("documents")
+    statement = (
+        select(DocumentTag.name, count)
+        .select_from(_source(query))
+        .where(*_filters(query))
+        .group_by(DocumentTag.name)
+        .order_by(count.desc(), DocumentTag.name)
+        .limit(query.max_series)
+    )
+    return list(session.scalars(statement))
+
+
+def _source(query: TrendQuery) -> FromClause:
+    """Documents, joined with their tags unless the kind is ``all`` (which counts each document once)."""
+    documents = Document.__table__
+    if query.kind == "all":
+        return documents
+    return documents.join(DocumentTag.__table__, DocumentTag.document_id == Document.id)
+
+
+def _filters(query: TrendQuery) -> list[ColumnElement[bool]]:
+    """The query's range, and its tag kind unless the kind is ``all``."""
+    since, until = query.window
+    filters = [Document.seen_at >= since, Document.seen_at < until]
+    if query.kind != "all":
+        filters.append(DocumentTag.kind == query.kind)
+    return filters
+
+
+def _bucket_expression(session: Session, seconds: int) -> ColumnElement[int]:
+    """SQL for ``floor(epoch seconds of seen_at / seconds)``.
+
+    ``seen_at`` is naive UTC on both backends; PostgreSQL's ``extract(epoch ...)`` of a ``timestamp without
+    time zone`` counts from 1970-01-01 00:00 in that same naive clock, i.e. UTC, whatever the session's
+    TimeZone. The divisor is inlined (a trusted constant of ``BUCKETS``) so the grouped expression is
+    textually identical in SELECT and GROUP BY.
+    """
+    divisor = literal_column(str(int(seconds)), Integer)
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        epoch = cast(func.strftime(literal_column("'%s'"), Document.seen_at), Integer)
+        return epoch // divisor  # both integers: SQLite divides exactly, rounding down for positive times
+    if dialect == "postgresql":
+        return cast(func.floor(extract("epoch", Document.seen_at) / divisor), BigInteger)
+    raise InvalidInput(f"expected a sqlite or postgresql database for trends, found {dialect!r}")
+
+
+def _empty(start: datetime) -> TrendPoint:
+    return TrendPoint(start=start, count=0, negative=0, negative_share=0.0, mean_sentiment=0.0)
+
+
+def _aware(field: str, moment: datetime) -> datetime:
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(f"expected {field} to be timezone-aware, found naive {moment.isoformat()}")
+    return moment.astimezone(UTC)
