@@ -1,0 +1,184 @@
+"""The monitor's config file: sources, alert rules, topics and entities, in TOML (or JSON), loaded at start.
+
+    [[sources]]                       # SourceIn
+    name = "markets wire"
+    url = "https://example.com/markets.rss"
+    kind = "rss"
+
+    [[alert_rules]]                   # AlertRuleIn
+    name = "banks"
+    match = ["JPMorgan Chase"]
+    webhook_url = "https://example.com/hooks/risk"
+
+    [[topics]]                        # TopicIn
+    name = "earnings"
+    keywords = ["earnings", "quarterly results"]
+
+    [[entities]]                      # EntityIn
+    name = "Tesla"
+    ticker = "TSLA"
+    aliases = ["Tesla Motors"]
+
+Sources and rules are upserted by name into the database (`apply_config`); ones only in the database are
+left alone. Topics and entities configure the tagger and are not stored.
+"""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from sqlalchemy.orm import Session
+
+from finance_sentiment.rules import upsert_rule
+from finance_sentiment.schemas import AlertRuleIn, Name, SourceIn, Tag, describe_errors
+from finance_sentiment.sources import upsert_source
+from finance_sentiment.tagging import EntitySpec, TopicSpec
+from textcore.errors import InvalidInput
+
+MAX_CONFIG_BYTES = 5_000_000
+_INPUT = ConfigDict(extra="forbid")
+
+
+class TopicIn(BaseModel):
+    """A topic the tagger recognises, by keywords and/or a description matched by embedding similarity."""
+
+    model_config = _INPUT
+
+    name: Name = Field(description="The label the topic is reported under.")
+    keywords: Annotated[list[Tag], Field(max_length=200)] = Field(
+        default_factory=list, description="Words or phrases marking the topic (whole word, case-insensitive)."
+    )
+    description: (
+        Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1000)] | None
+    ) = Field(None, description="A sentence describing the topic, matched by embedding similarity.")
+    threshold: float = Field(
+        0.45, gt=0.0, le=1.0, description="Cosine similarity to the description a text needs, in (0, 1]."
+    )
+
+    @model_validator(mode="after")
+    def _valid_spec(self) -> TopicIn:
+        _checked(self.spec)
+        return self
+
+    def spec(self) -> TopicSpec:
+        """The tagger's view of this topic."""
+        return TopicSpec(
+            name=self.name,
+            keywords=tuple(self.keywords),
+            description=self.description,
+            threshold=self.threshold,
+        )
+
+
+class EntityIn(BaseModel):
+    """A company (or other named entity) the tagger recognises by name, ticker and aliases."""
+
+    model_config = _INPUT
+
+    name: Name = Field(description="The canonical label, e.g. 'Tesla'; it also matches as an alias.")
+    ticker: Annotated[str, StringConstraints(strip_whitespace=True, max_length=12)] | None = Field(
+        None, description="Its ticker, e.g. 'TSLA': matches '$TSLA' and, case-sensitively, a bare 'TSLA'."
+    )
+    aliases: Annotated[list[Tag], Field(max_length=50)] = Field(
+        default_factory=list, description="Other names, e.g. 'Tesla Motors' (whole word, case-insensitive)."
+    )
+
+    @model_validator(mode="after")
+    def _valid_spec(self) -> EntityIn:
+        _checked(self.spec)
+        return self
+
+    def spec(self) -> EntitySpec:
+        """The tagger's view of this entity."""
+        return EntitySpec(name=self.name, ticker=self.ticker, aliases=tuple(self.aliases))
+
+
+def _checked(build: Any) -> None:
+    # The tagging specs validate themselves; report their complaints at the config field that caused them.
+    try:
+        build()
+    except InvalidInput as exc:
+        raise ValueError(exc.message) from None
+
+
+class MonitorConfig(BaseModel):
+    """Everything the config file declares."""
+
+    model_config = _INPUT
+
+    sources: Annotated[list[SourceIn], Field(max_length=1000)] = Field(default_factory=list)
+    alert_rules: Annotated[list[AlertRuleIn], Field(max_length=1000)] = Field(default_factory=list)
+    topics: Annotated[list[TopicIn], Field(max_length=1000)] = Field(default_factory=list)
+    entities: Annotated[list[EntityIn], Field(max_length=10_000)] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> MonitorConfig:
+        for section in ("sources", "alert_rules", "topics", "entities"):
+            seen: set[str] = set()
+            for item in getattr(self, section):
+                if item.name in seen:
+                    raise ValueError(f"expected unique names in {section}, found {item.name!r} twice")
+                seen.add(item.name)
+        return self
+
+    def topic_specs(self) -> tuple[TopicSpec, ...]:
+        """The topics, for `finance_sentiment.tagging.Tagger`."""
+        return tuple(topic.spec() for topic in self.topics)
+
+    def entity_specs(self) -> tuple[EntitySpec, ...]:
+        """The entities, for `finance_sentiment.tagging.Tagger`."""
+        return tuple(entity.spec() for entity in self.entities)
+
+
+def load_config(path: str | Path) -> MonitorConfig:
+    """Read and check a config file: TOML (``.toml``) or JSON (``.json``).
+
+    Raises:
+        InvalidInput: The file is missing, too large, not valid TOML/JSON, or a field is wrong; the message
+            names the file and the field (e.g. ``sources[1].url``).
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in {".toml", ".json"}:
+        raise InvalidInput(f"expected a config file ending in .toml or .json, found {str(path)!r}")
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read config file {str(path)!r}: {exc.strerror or exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise InvalidInput(
+            f"expected a config file of at most {MAX_CONFIG_BYTES} bytes, found {len(raw)} in {path}"
+        )
+    data = _parse(path, raw, suffix)
+    try:
+        return MonitorConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput(f"config file {str(path)!r}: {describe_errors(exc, 'config')}") from None
+
+
+def _parse(path: Path, raw: bytes, suffix: str) -> dict[str, Any]:
+    fmt = "TOML" if suffix == ".toml" else "JSON"
+    try:
+        text = raw.decode("utf-8")
+        data = tomllib.loads(text) if fmt == "TOML" else json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInput(
+            f"config file {str(path)!r}: expected valid UTF-8 {fmt}, found an error: {exc}"
+        ) from None
+    if not isinstance(data, dict):
+        raise InvalidInput(
+            f"config file {str(path)!r}: expected a {fmt} object at the top, found {type(data).__name__}"
+        )
+    return data
+
+
+def apply_config(session: Session, config: MonitorConfig) -> None:
+    """Upsert the config's sources and alert rules by name (idempotent: a second run changes nothing)."""
+    for source in config.sources:
+        upsert_source(session, source)
+    for rule in config.alert_rules:
+        upsert_rule(session, rule)

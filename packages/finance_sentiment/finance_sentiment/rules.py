@@ -1,0 +1,172 @@
+"""Alert rules: create, read, change and delete them; list the alerts they raised.
+
+Every function works inside the caller's session (one transaction, `Database.session()`); none commits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRulePatch, describe_errors
+from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
+from textcore.errors import Conflict, InvalidInput, NotFound
+
+ALERT_STATUSES = ("firing", "resolved")
+MAX_ALERTS = 1000
+_ALERT_COLUMNS = (
+    "id",
+    "rule_id",
+    "fingerprint",
+    "labels",
+    "annotations",
+    "status",
+    "starts_at",
+    "ends_at",
+    "last_sent_at",
+)
+
+
+def list_rules(session: Session) -> list[AlertRule]:
+    """Every rule, oldest first."""
+    return list(session.scalars(select(AlertRule).order_by(AlertRule.id)))
+
+
+def get_rule(session: Session, rule_id: int) -> AlertRule:
+    """The rule with this id.
+
+    Raises:
+        NotFound: No rule has this id.
+    """
+    rule = session.get(AlertRule, rule_id)
+    if rule is None:
+        raise NotFound(f"expected an existing alert rule id, found no rule with id {rule_id}")
+    return rule
+
+
+def create_rule(session: Session, data: AlertRuleIn) -> AlertRule:
+    """Store a new rule.
+
+    Raises:
+        Conflict: Another rule already has this name.
+    """
+    _require_free_name(session, data.name)
+    rule = AlertRule()
+    _assign(rule, data)
+    session.add(rule)
+    _flush(session, data.name)
+    return rule
+
+
+def update_rule(session: Session, rule_id: int, patch: AlertRulePatch) -> AlertRule:
+    """Apply the fields sent in `patch` (`secret: null` removes the secret) and check the result as a whole.
+
+    Raises:
+        NotFound: No rule has this id.
+        Conflict: The new name belongs to another rule.
+        InvalidInput: The patched rule breaks a cross-field rule (a match list with ``group_by = "all"``).
+    """
+    rule = get_rule(session, rule_id)
+    values: dict[str, Any] = {field: getattr(rule, field) for field in AlertRuleIn.model_fields}
+    try:
+        data = AlertRuleIn.model_validate(values | patch.model_dump(exclude_unset=True))
+    except ValidationError as exc:
+        raise InvalidInput(
+            f"cannot apply the change to alert rule {rule.id} ({rule.name!r}): {describe_errors(exc, 'rule')}"
+        ) from None
+    if data.name != rule.name:
+        _require_free_name(session, data.name)
+    _assign(rule, data)
+    _flush(session, data.name)
+    return rule
+
+
+def delete_rule(session: Session, rule_id: int) -> None:
+    """Delete a rule with its alerts and their undelivered notifications.
+
+    Raises:
+        NotFound: No rule has this id.
+    """
+    session.delete(get_rule(session, rule_id))
+    session.flush()
+
+
+def upsert_rule(session: Session, data: AlertRuleIn) -> AlertRule:
+    """Create the rule named `data.name`, or make the stored one match `data` (for the config file)."""
+    rule = session.scalars(select(AlertRule).where(AlertRule.name == data.name)).one_or_none()
+    if rule is None:
+        return create_rule(session, data)
+    _assign(rule, data)
+    _flush(session, data.name)
+    return rule
+
+
+def list_alerts(
+    session: Session, *, status: str | None = None, rule_id: int | None = None, limit: int = 100
+) -> list[Alert]:
+    """Alerts, newest first (by start), optionally of one status or one rule.
+
+    Raises:
+        InvalidInput: `status` is not "firing" or "resolved", or `limit` is outside 1..1000.
+    """
+    if status is not None and status not in ALERT_STATUSES:
+        raise InvalidInput(f"expected status 'firing' or 'resolved', found {status!r}")
+    if not 1 <= limit <= MAX_ALERTS:
+        raise InvalidInput(f"expected a limit in 1..{MAX_ALERTS}, found {limit}")
+    query = select(Alert).order_by(Alert.starts_at.desc(), Alert.id.desc()).limit(limit)
+    if status is not None:
+        query = query.where(Alert.status == status)
+    if rule_id is not None:
+        query = query.where(Alert.rule_id == rule_id)
+    return list(session.scalars(query))
+
+
+def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
+    """The response bodies of `alerts`, with their rule's name and notification counts (two queries)."""
+    ids = [alert.id for alert in alerts]
+    rule_ids = {alert.rule_id for alert in alerts}
+    named = session.execute(select(AlertRule.id, AlertRule.name).where(AlertRule.id.in_(rule_ids)))
+    names: dict[int, str] = dict(named.all())
+    counts: dict[int, dict[str, int]] = {alert_id: {} for alert_id in ids}
+    delivered = OutboxMessage.delivered_at.is_not(None)
+    # Grouping by plain boolean expressions (no bound literals) keeps PostgreSQL's GROUP BY check happy.
+    query = (
+        select(OutboxMessage.alert_id, delivered, OutboxMessage.expired, func.count())
+        .where(OutboxMessage.alert_id.in_(ids))
+        .group_by(OutboxMessage.alert_id, delivered, OutboxMessage.expired)
+    )
+    for alert_id, is_delivered, is_expired, count in session.execute(query):
+        state = "delivered" if is_delivered else "expired" if is_expired else "pending"
+        counts[alert_id][state] = counts[alert_id].get(state, 0) + count
+    return [
+        AlertOut.model_validate(
+            {field: getattr(alert, field) for field in _ALERT_COLUMNS}
+            | {"rule": names.get(alert.rule_id, ""), "deliveries": counts[alert.id]}
+        )
+        for alert in alerts
+    ]
+
+
+def _assign(rule: AlertRule, data: AlertRuleIn) -> None:
+    """Copy the settings onto the row, touching only what changed (so an unchanged row is not updated)."""
+    for field, value in data.model_dump().items():
+        if getattr(rule, field) != value:
+            setattr(rule, field, value)
+
+
+def _require_free_name(session: Session, name: str) -> None:
+    taken = session.scalars(select(AlertRule.id).where(AlertRule.name == name)).first()
+    if taken is not None:
+        raise Conflict(f"expected a new alert rule name, found {name!r} already used by rule {taken}")
+
+
+def _flush(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent writer took the name between our check and the insert
+        raise Conflict(f"expected a new alert rule name, found {name!r} already used") from exc

@@ -1,0 +1,399 @@
+"""Request and response bodies of the monitor's API (pydantic v2); the config file reuses the input models.
+
+Inputs forbid unknown fields and bound every string and list, so a request cannot smuggle in a typo or a
+megabyte of tags. Cross-field rules of a source (one schedule; a link pattern only for HTML pages; JSON
+field paths only for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the stored row
+when it is applied (`finance_sentiment.sources.update_source`).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from apscheduler.triggers.cron import CronTrigger
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationError,
+    model_validator,
+)
+
+DEFAULT_INTERVAL_SECONDS = 900
+MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # a week
+
+
+def _http_url(value: str) -> str:
+    parts = urlsplit(value)
+    if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
+        raise ValueError(f"expected an http:// or https:// URL with a host, found {value!r}")
+    return value
+
+
+def _crontab(value: str) -> str:
+    try:
+        CronTrigger.from_crontab(value, timezone="UTC")
+    except ValueError as exc:
+        raise ValueError(
+            "expected a 5-field crontab expression 'minute hour day month day_of_week' "
+            f"such as '*/15 * * * *', found {value!r} ({exc})"
+        ) from None
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"expected a Python regular expression, found {value!r} ({exc})") from None
+    return value
+
+
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_http_url)]
+Cron = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120), AfterValidator(_crontab)]
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_regex)]
+DottedPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
+SourceKind = Literal["rss", "html", "json"]
+IntervalSeconds = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS)]
+Tags = Annotated[list[Tag], Field(max_length=50)]
+_INPUT = ConfigDict(extra="forbid")
+
+
+def describe_errors(exc: ValidationError, root: str = "input") -> str:
+    """A one-line summary of a pydantic error, e.g. ``sources[1].url: Value error, expected ...; ...``.
+
+    Args:
+        exc: The error.
+        root: What to call the validated object itself, for errors that concern no single field.
+    """
+    parts = []
+    for error in exc.errors(include_url=False):
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+        parts.append(f"{where.lstrip('.') or root}: {error['msg']}")
+    return "; ".join(parts)
+
+
+class JsonFieldsIn(BaseModel):
+    """Where items and their fields sit in a JSON API response, as dotted paths (``data.articles``)."""
+
+    model_config = _INPUT
+
+    items: Annotated[str, StringConstraints(max_length=200, pattern=r"^([^.\s]+(\.[^.\s]+)*)?$")] = Field(
+        "", description='Path to the list of items; "" when the response itself is the list.'
+    )
+    title: DottedPath = Field("title", description="Path to the headline inside an item.")
+    text: DottedPath = Field("text", description="Path to the body inside an item (falls back to the title).")
+    url: DottedPath = Field("url", description="Path to the item's absolute or relative link.")
+    time: DottedPath = Field(
+        "published_at", description="Path to the publication time (ISO 8601 or epoch seconds)."
+    )
+
+
+SOURCE_DOCS = {
+    "name": "Unique name of the source (1-200 characters).",
+    "url": "The feed, page or API to fetch (http or https).",
+    "kind": "rss: an RSS/Atom feed; html: a page whose links lead to articles; json: a JSON API.",
+    "interval_seconds": f"Fetch every this many seconds (1..{MAX_INTERVAL_SECONDS}); excludes cron. "
+    f"Without either, {DEFAULT_INTERVAL_SECONDS}.",
+    "cron": "Fetch on this UTC crontab schedule, e.g. '*/15 * * * *'; excludes interval_seconds.",
+    "topics": "Topics every document of this source is tagged with (at most 50).",
+    "entities": "Entities every document of this source is tagged with (at most 50).",
+    "link_pattern": "kind html only: a regular expression that article links must match.",
+    "json_fields": "kind json only: where the items and their fields sit in the response.",
+    "enabled": "Whether the source is fetched.",
+}
+
+
+class SourceIn(BaseModel):
+    """A source to create (or to upsert from the config file)."""
+
+    model_config = _INPUT
+
+    name: Name = Field(description=SOURCE_DOCS["name"])
+    url: HttpUrl = Field(description=SOURCE_DOCS["url"])
+    kind: SourceKind = Field(description=SOURCE_DOCS["kind"])
+    interval_seconds: IntervalSeconds | None = Field(None, description=SOURCE_DOCS["interval_seconds"])
+    cron: Cron | None = Field(None, description=SOURCE_DOCS["cron"])
+    topics: Tags = Field(default_factory=list, description=SOURCE_DOCS["topics"])
+    entities: Tags = Field(default_factory=list, description=SOURCE_DOCS["entities"])
+    link_pattern: Pattern | None = Field(None, description=SOURCE_DOCS["link_pattern"])
+    json_fields: JsonFieldsIn | None = Field(None, description=SOURCE_DOCS["json_fields"])
+    enabled: bool = Field(True, description=SOURCE_DOCS["enabled"])
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> SourceIn:
+        if self.interval_seconds is not None and self.cron is not None:
+            raise ValueError(
+                "expected at most one of interval_seconds and cron, found both "
+                f"({self.interval_seconds} and {self.cron!r})"
+            )
+        if self.interval_seconds is None and self.cron is None:
+            self.interval_seconds = DEFAULT_INTERVAL_SECONDS
+        if self.link_pattern is not None and self.kind != "html":
+            raise ValueError(f"expected link_pattern only with kind 'html', found kind {self.kind!r}")
+        if self.json_fields is not None and self.kind != "json":
+            raise ValueError(f"expected json_fields only with kind 'json', found kind {self.kind!r}")
+        return self
+
+
+class SourcePatch(BaseModel):
+    """Changes to a source: only the fields sent change; null clears an optional field.
+
+    Setting `cron` clears `interval_seconds` and the other way round, unless both are sent (an error).
+    The result is checked with `SourceIn`'s rules when it is applied to the stored source.
+    """
+
+    model_config = _INPUT
+
+    name: Name | None = Field(None, description=SOURCE_DOCS["name"])
+    url: HttpUrl | None = Field(None, description=SOURCE_DOCS["url"])
+    kind: SourceKind | None = Field(None, description=SOURCE_DOCS["kind"])
+    interval_seconds: IntervalSeconds | None = Field(None, description=SOURCE_DOCS["interval_seconds"])
+    cron: Cron | None = Field(None, description=SOURCE_DOCS["cron"])
+    topics: Tags | None = Field(None, description=SOURCE_DOCS["topics"])
+    entities: Tags | None = Field(None, description=SOURCE_DOCS["entities"])
+    link_pattern: Pattern | None = Field(None, description=SOURCE_DOCS["link_pattern"])
+    json_fields: JsonFieldsIn | None = Field(None, description=SOURCE_DOCS["json_fields"])
+    enabled: bool | None = Field(None, description=SOURCE_DOCS["enabled"])
+
+    @model_validator(mode="after")
+    def _field_rules(self) -> SourcePatch:
+        _refuse_nulls(self, ("name", "url", "kind", "topics", "entities", "enabled"))
+        if self.interval_seconds is not None and self.cron is not None:
+            raise ValueError(
+                "expected at most one of interval_seconds and cron, found both "
+                f"({self.interval_seconds} and {self.cron!r})"
+            )
+        return self
+
+
+def _refuse_nulls(model: BaseModel, fields: tuple[str, ...]) -> None:
+    for field in fields:
+        if field in model.model_fields_set and getattr(model, field) is None:
+            raise ValueError(
+                f"expected a value for {field}, found null (only optional fields can be cleared)"
+            )
+
+
+class SourceOut(BaseModel):
+    """A source with its fetch state."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    url: str
+    kind: SourceKind
+    interval_seconds: int | None
+    cron: str | None
+    topics: list[str]
+    entities: list[str]
+    link_pattern: str | None
+    json_fields: JsonFieldsIn | None
+    enabled: bool
+    disabled_reason: str | None = Field(description="Why the monitor disabled the source, if it did.")
+    last_run_at: datetime | None
+    last_status: str | None
+    last_error: str | None
+    consecutive_failures: int
+    created_at: datetime
+    updated_at: datetime
+
+
+RULE_DOCS = {
+    "name": "Unique name of the rule (1-200 characters).",
+    "group_by": "Watch each entity, each topic, or all documents together.",
+    "match": "Entity or topic names to watch (at most 100); empty watches every one.",
+    "window_seconds": "Length of the window whose negative share is tested, in seconds.",
+    "baseline_windows": "How many earlier windows form the baseline.",
+    "min_count": "Documents a window needs before it can fire.",
+    "min_negative_share": "Share of negative documents (0..1) a window needs before it can fire.",
+    "z_threshold": "How many baseline deviations above the baseline a window must be (0 < z <= 100).",
+    "method": "Baseline: ewma (exponentially weighted mean and variance) or robust_z (median and MAD).",
+    "repeat_interval_seconds": "Notify again about a still-firing alert after this many seconds.",
+    "webhook_url": "Where notifications are POSTed (http or https).",
+    "receiver": "Receiver name put in the webhook payload.",
+    "secret": "Key signing each notification (HMAC); write-only, never returned.",
+    "enabled": "Whether the rule is evaluated.",
+}
+GroupBy = Literal["entity", "topic", "all"]
+Method = Literal["ewma", "robust_z"]
+Match = Annotated[list[Tag], Field(max_length=100)]
+Window = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS)]
+BaselineWindows = Annotated[int, Field(ge=1, le=1000)]
+MinCount = Annotated[int, Field(ge=1, le=1_000_000)]
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+ZThreshold = Annotated[float, Field(gt=0.0, le=100.0)]
+RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+def check_rule(group_by: str, match: list[str]) -> None:
+    """Refuse a name list on a rule that watches all documents together: it would be ignored."""
+    if group_by == "all" and match:
+        raise ValueError(f"expected an empty match list when group_by is 'all', found {match!r}")
+
+
+class AlertRuleIn(BaseModel):
+    """An alert rule to create (or to upsert from the config file)."""
+
+    model_config = _INPUT
+
+    name: Name = Field(description=RULE_DOCS["name"])
+    group_by: GroupBy = Field("entity", description=RULE_DOCS["group_by"])
+    match: Match = Field(default_factory=list, description=RULE_DOCS["match"])
+    window_seconds: Window = Field(3600, description=RULE_DOCS["window_seconds"])
+    baseline_windows: BaselineWindows = Field(24, description=RULE_DOCS["baseline_windows"])
+    min_count: MinCount = Field(5, description=RULE_DOCS["min_count"])
+    min_negative_share: Share = Field(0.5, description=RULE_DOCS["min_negative_share"])
+    z_threshold: ZThreshold = Field(3.0, description=RULE_DOCS["z_threshold"])
+    method: Method = Field("ewma", description=RULE_DOCS["method"])
+    repeat_interval_seconds: RepeatSeconds = Field(14400, description=RULE_DOCS["repeat_interval_seconds"])
+    webhook_url: HttpUrl = Field(description=RULE_DOCS["webhook_url"])
+    receiver: Name = Field("finance-sentiment", description=RULE_DOCS["receiver"])
+    secret: Secret | None = Field(None, description=RULE_DOCS["secret"])
+    enabled: bool = Field(True, description=RULE_DOCS["enabled"])
+
+    @model_validator(mode="after")
+    def _cross_field_rules(self) -> AlertRuleIn:
+        check_rule(self.group_by, self.match)
+        return self
+
+
+class AlertRulePatch(BaseModel):
+    """Changes to a rule: only the fields sent change; `"secret": null` removes the secret."""
+
+    model_config = _INPUT
+
+    name: Name | None = Field(None, description=RULE_DOCS["name"])
+    group_by: GroupBy | None = Field(None, description=RULE_DOCS["group_by"])
+    match: Match | None = Field(None, description=RULE_DOCS["match"])
+    window_seconds: Window | None = Field(None, description=RULE_DOCS["window_seconds"])
+    baseline_windows: BaselineWindows | None = Field(None, description=RULE_DOCS["baseline_windows"])
+    min_count: MinCount | None = Field(None, description=RULE_DOCS["min_count"])
+    min_negative_share: Share | None = Field(None, description=RULE_DOCS["min_negative_share"])
+    z_threshold: ZThreshold | None = Field(None, description=RULE_DOCS["z_threshold"])
+    method: Method | None = Field(None, description=RULE_DOCS["method"])
+    repeat_interval_seconds: RepeatSeconds | None = Field(
+        None, description=RULE_DOCS["repeat_interval_seconds"]
+    )
+    webhook_url: HttpUrl | None = Field(None, description=RULE_DOCS["webhook_url"])
+    receiver: Name | None = Field(None, description=RULE_DOCS["receiver"])
+    secret: Secret | None = Field(None, description=RULE_DOCS["secret"])
+    enabled: bool | None = Field(None, description=RULE_DOCS["enabled"])
+
+    @model_validator(mode="after")
+    def _field_rules(self) -> AlertRulePatch:
+        _refuse_nulls(self, tuple(name for name in RULE_DOCS if name != "secret"))
+        return self
+
+
+class AlertRuleOut(BaseModel):
+    """A rule as stored, with `has_secret` in place of the secret."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    name: str
+    group_by: GroupBy
+    match: list[str]
+    window_seconds: int
+    baseline_windows: int
+    min_count: int
+    min_negative_share: float
+    z_threshold: float
+    method: Method
+    repeat_interval_seconds: int
+    webhook_url: str
+    receiver: str
+    has_secret: bool = Field(description="Whether notifications are signed.")
+    enabled: bool
+    created_at: datetime
+    updated_at: datetime
+
+    @model_validator(mode="before")
+    @classmethod
+    def _secret_to_flag(cls, data: Any) -> Any:
+        # Read from a row (or a dict) without ever copying the secret itself into the model.
+        if isinstance(data, dict):
+            values = {key: value for key, value in data.items() if key != "secret"}
+            values.setdefault("has_secret", data.get("secret") is not None)
+            return values
+        values = {name: getattr(data, name) for name in cls.model_fields if name != "has_secret"}
+        values["has_secret"] = getattr(data, "secret", None) is not None
+        return values
+
+
+class DocumentOut(BaseModel):
+    """A stored story with its classification and tags."""
+
+    id: int
+    source_id: int | None
+    url: str
+    title: str
+    text: str
+    published_at: datetime | None
+    seen_at: datetime = Field(description="When the monitor first saw the story.")
+    label: str
+    scores: dict[str, float] = Field(description="Label -> probability.")
+    sentiment: float = Field(description="P(positive) - P(negative), in [-1, 1].")
+    topics: list[str]
+    entities: list[str]
+    model_version: str
+
+
+class DocumentPage(BaseModel):
+    """One page of documents, newest first."""
+
+    items: list[DocumentOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page.")
+
+
+class Deliveries(BaseModel):
+    """Notifications of one alert by delivery state."""
+
+    pending: int = 0
+    delivered: int = 0
+    expired: int = 0
+
+
+class AlertOut(BaseModel):
+    """One episode of a rule firing for one label set."""
+
+    id: int
+    rule_id: int
+    rule: str = Field(description="Name of the rule that fired.")
+    fingerprint: str
+    labels: dict[str, Any]
+    annotations: dict[str, Any]
+    status: Literal["firing", "resolved"]
+    starts_at: datetime
+    ends_at: datetime | None
+    last_sent_at: datetime | None
+    deliveries: Deliveries = Field(default_factory=Deliveries)
+
+
+class ClassifyIn(BaseModel):
+    """Texts to classify."""
+
+    model_config = _INPUT
+
+    texts: Annotated[
+        list[Annotated[str, StringConstraints(min_length=1, max_length=10_000)]],
+        Field(min_length=1, max_length=256),
+    ] = Field(description="1 to 256 texts of 1 to 10000 characters.")
+
+
+class ClassifyOut(BaseModel):
+    """The classification of one text."""
+
+    label: str
+    scores: dict[str, float] = Field(description="Label -> probability.")
+    sentiment: float = Field(description="P(positive) - P(negative), in [-1, 1].")

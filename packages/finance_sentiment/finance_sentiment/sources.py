@@ -1,0 +1,143 @@
+"""Sources: create, read, change and delete the feeds, pages and JSON APIs the monitor fetches.
+
+Every function works inside the caller's session (one transaction, `Database.session()`); none commits.
+Fetch state (`etag`, `last_run_at`, failures, ...) is written by the fetch job, not here, except that a
+changed URL forgets its HTTP validators and re-enabling a source forgets why it was disabled.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from finance_sentiment.schemas import SourceIn, SourcePatch, describe_errors
+from finance_sentiment.tables import Source
+from textcore.errors import Conflict, InvalidInput, NotFound
+
+
+def list_sources(session: Session) -> list[Source]:
+    """Every source, oldest first."""
+    return list(session.scalars(select(Source).order_by(Source.id)))
+
+
+def get_source(session: Session, source_id: int) -> Source:
+    """The source with this id.
+
+    Raises:
+        NotFound: No source has this id.
+    """
+    source = session.get(Source, source_id)
+    if source is None:
+        raise NotFound(f"expected an existing source id, found no source with id {source_id}")
+    return source
+
+
+def create_source(session: Session, data: SourceIn) -> Source:
+    """Store a new source.
+
+    Raises:
+        Conflict: Another source already has this name.
+    """
+    _require_free_name(session, data.name)
+    source = Source()
+    _assign(source, data)
+    session.add(source)
+    _flush(session, data.name)
+    return source
+
+
+def update_source(session: Session, source_id: int, patch: SourcePatch) -> Source:
+    """Apply the fields sent in `patch` and check the result as a whole.
+
+    Setting `cron` clears `interval_seconds` and the other way round (unless both are sent). Re-enabling
+    clears `disabled_reason` and `consecutive_failures`; a new URL clears the stored ETag/Last-Modified.
+
+    Raises:
+        NotFound: No source has this id.
+        Conflict: The new name belongs to another source.
+        InvalidInput: The patched source breaks a cross-field rule (e.g. a link pattern on an RSS feed).
+    """
+    source = get_source(session, source_id)
+    data = _patched(source, patch)
+    if data.name != source.name:
+        _require_free_name(session, data.name)
+    _assign(source, data)
+    _flush(session, data.name)
+    return source
+
+
+def delete_source(session: Session, source_id: int) -> None:
+    """Delete a source; its documents stay, no longer linked to it.
+
+    Raises:
+        NotFound: No source has this id.
+    """
+    session.delete(get_source(session, source_id))
+    session.flush()
+
+
+def upsert_source(session: Session, data: SourceIn) -> Source:
+    """Create the source named `data.name`, or make the stored one match `data` (for the config file).
+
+    A source the monitor disabled itself (it has a `disabled_reason`) stays disabled when the config says
+    `enabled = true` but its URL and kind are unchanged, so that a restart does not resume hammering a
+    failing feed; fixing the URL in the file, or re-enabling through the API, resumes it.
+    """
+    source = session.scalars(select(Source).where(Source.name == data.name)).one_or_none()
+    if source is None:
+        return create_source(session, data)
+    auto_disabled = not source.enabled and source.disabled_reason is not None
+    if auto_disabled and data.enabled and (data.url, data.kind) == (source.url, source.kind):
+        data = data.model_copy(update={"enabled": False})
+    _assign(source, data)
+    _flush(session, data.name)
+    return source
+
+
+def _patched(source: Source, patch: SourcePatch) -> SourceIn:
+    """The stored source's settings with the patch applied, checked by `SourceIn`."""
+    values: dict[str, Any] = {field: getattr(source, field) for field in SourceIn.model_fields}
+    changes = patch.model_dump(exclude_unset=True)
+    # One schedule at a time: switching to the other kind replaces the stored one.
+    if changes.get("cron") is not None and "interval_seconds" not in changes:
+        values["interval_seconds"] = None
+    if changes.get("interval_seconds") is not None and "cron" not in changes:
+        values["cron"] = None
+    try:
+        return SourceIn.model_validate(values | changes)
+    except ValidationError as exc:
+        problems = describe_errors(exc, "source")
+        raise InvalidInput(
+            f"cannot apply the change to source {source.id} ({source.name!r}): {problems}"
+        ) from None
+
+
+def _assign(source: Source, data: SourceIn) -> None:
+    """Copy the settings onto the row, touching only what changed (so an unchanged row is not updated)."""
+    values = data.model_dump()
+    if source.url is not None and values["url"] != source.url:
+        source.etag = None
+        source.last_modified = None
+    if values["enabled"] and not source.enabled:
+        source.disabled_reason = None
+        source.consecutive_failures = 0
+    for field, value in values.items():
+        if getattr(source, field) != value:
+            setattr(source, field, value)
+
+
+def _require_free_name(session: Session, name: str) -> None:
+    taken = session.scalars(select(Source.id).where(Source.name == name)).first()
+    if taken is not None:
+        raise Conflict(f"expected a new source name, found {name!r} already used by source {taken}")
+
+
+def _flush(session: Session, name: str) -> None:
+    try:
+        session.flush()
+    except IntegrityError as exc:  # a concurrent writer took the name between our check and the insert
+        raise Conflict(f"expected a new source name, found {name!r} already used") from exc
