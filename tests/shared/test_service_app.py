@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from transformers import BertModel
 
 import customer_service
 import finance_sentiment
@@ -17,6 +19,8 @@ from customer_service.settings import CustomerServiceSettings
 from finance_sentiment.settings import FinanceSentimentSettings
 from recommender.settings import RecommenderSettings
 from tests.conftest import serve_app
+from textcore import TextClassifier
+from textcore.models import load_tokenizer
 
 PROBLEM = "application/problem+json"
 AppFactory = Callable[..., FastAPI]
@@ -29,6 +33,24 @@ IDS = ["customer_service", "finance_sentiment", "recommender"]
 each_service = pytest.mark.parametrize(("create_app", "settings_class", "prefix"), SERVICES, ids=IDS)
 
 
+@pytest.fixture(scope="module")
+def tiny_finance_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained three-label classifier on the tiny BERT: enough for the finance app to be ready."""
+    folder = tmp_path_factory.mktemp("tiny-finance")
+    encoder = BertModel.from_pretrained(str(tiny_model_dir))
+    tokenizer = load_tokenizer(tiny_model_dir)
+    TextClassifier(encoder, 3).save(folder, tokenizer, ["negative", "neutral", "positive"], multi_label=False)
+    return folder
+
+
+@pytest.fixture(autouse=True)
+def _service_state_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_finance_model: Path) -> None:
+    """Services that keep state (the finance monitor's database and model) keep it in the test's folder."""
+    monkeypatch.setenv("FIN_DATABASE_URL", f"sqlite:///{tmp_path / 'monitor.db'}")
+    monkeypatch.setenv("FIN_REGISTRY", str(tmp_path / "registry"))
+    monkeypatch.setenv("FIN_MODEL_PATH", str(tiny_finance_model))
+
+
 @each_service
 def test_health_and_readiness_through_lifespan(
     create_app: AppFactory, settings_class: Any, prefix: str
@@ -37,7 +59,8 @@ def test_health_and_readiness_through_lifespan(
         assert client.get("/healthz").json() == {"status": "ok"}
         ready = client.get("/readyz")
         assert ready.status_code == 200
-        assert ready.json() == {"status": "ready", "checks": {"workers": "0 of 2 busy"}}
+        assert ready.json()["status"] == "ready"
+        assert ready.json()["checks"]["workers"] == "0 of 2 busy"
 
 
 @each_service
@@ -91,3 +114,18 @@ def test_healthz_on_real_server(create_app: AppFactory, settings_class: Any, pre
     assert response.status_code == 200
     assert response.json() == {"status": "ok"}
     assert openapi.json()["info"]["version"] == "0.1.0"
+
+
+@each_service
+def test_metrics_count_requests_by_route_template(
+    create_app: AppFactory, settings_class: Any, prefix: str
+) -> None:
+    with TestClient(create_app()) as client:
+        client.get("/healthz")
+        client.get("/no/such/path")
+        response = client.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    assert 'http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in response.text
+    assert 'http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in response.text
+    assert 'http_request_duration_seconds_count{method="GET",route="/healthz"} 1.0' in response.text

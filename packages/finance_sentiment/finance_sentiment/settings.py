@@ -1,17 +1,63 @@
-"""Configuration of the finance_sentiment service, read from ``FIN_*`` environment variables."""
+"""Configuration of the finance monitor, read from ``FIN_*`` environment variables."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from textcore.settings import ServiceSettings
 
 
-class FinanceSentimentSettings(ServiceSettings):
-    """Settings of the finance_sentiment service.
+class FetchSettings(BaseModel):
+    """How politely and safely sources are read (``FIN_FETCH__<FIELD>``)."""
 
-    Every field can be set from the environment as ``FIN_<FIELD>`` (nested fields with ``__``), for
-    example ``FIN_MAX_WORKERS=4`` or ``FIN_ENCODER__PRECISION=fp32``.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    user_agent: str = Field("finance-sentiment/0.1", max_length=200, description="Sent with every request.")
+    timeout_s: float = Field(20.0, gt=0, le=600, description="Deadline for one request, body included.")
+    max_response_bytes: int = Field(5_000_000, ge=1024, description="Larger responses are refused.")
+    max_redirects: int = Field(5, ge=0, le=20)
+    max_retries: int = Field(3, ge=0, le=10, description="Retries on 429, 5xx and transport errors.")
+    backoff_base_s: float = Field(0.5, ge=0, le=60, description="First retry delay; doubles each retry.")
+    min_host_interval_s: float = Field(1.0, ge=0, le=3600, description="Least gap between hits on a host.")
+    respect_robots: bool = Field(True, description="Honour robots.txt (turn off only for your own sites).")
+    allowed_networks: tuple[str, ...] = Field(
+        (),
+        description="CIDRs of private, loopback or link-local addresses that sources may resolve to, "
+        'e.g. ["127.0.0.0/8"]; every other non-public address is refused (SSRF guard).',
+    )
+
+
+class FinanceSentimentSettings(ServiceSettings):
+    """Settings of the finance monitor.
+
+    Every field can be set from the environment as ``FIN_<FIELD>`` (nested fields with ``__``), for example
+    ``FIN_DATABASE_URL=postgresql+psycopg://monitor@db/monitor`` or
+    ``FIN_FETCH__ALLOWED_NETWORKS='["127.0.0.0/8"]'``.
     """
 
     model_config = SettingsConfigDict(env_prefix="FIN_")
+
+    database_url: str = Field(
+        "sqlite:///var/finance_sentiment/monitor.db", description="SQLAlchemy URL; SQLite file or PostgreSQL."
+    )
+    registry: Path = Field(Path("var/registry"), description="Model registry folder (textcore registry).")
+    model_name: str = Field("finance-sentiment", description="Registry name of the sentiment model served.")
+    model_path: Path | None = Field(
+        None, description="A trained model folder to serve instead of the registry's active version."
+    )
+    backend: str = Field("torch", pattern="^(torch|onnx)$", description="torch, or onnx (ONNX Runtime, CPU).")
+    config_file: Path | None = Field(
+        None, description="TOML or JSON file of sources, topics, entities and alert rules, applied at start."
+    )
+    scheduler: bool = Field(True, description="Run the source and alert jobs in this process.")
+    external_url: str = Field(
+        "http://127.0.0.1:8000", max_length=500, description="Base URL of this API, for links in alerts."
+    )
+    fetch: FetchSettings = Field(default_factory=FetchSettings)
+    alert_interval_s: int = Field(30, ge=1, le=3600, description="Rules are evaluated at least this often.")
+    delivery_interval_s: int = Field(5, ge=1, le=3600, description="Pending webhooks are retried this often.")
+    sync_interval_s: int = Field(30, ge=1, le=3600, description="Other replicas' source edits seen.")
+    max_pages_per_run: int = Field(20, ge=1, le=500, description="Articles read per list page run.")

@@ -1,0 +1,141 @@
+"""`finance-sentiment`: train and evaluate the sentiment model, serve the API, run the scheduler or one pass.
+
+`train` and `evaluate` take exactly the flags of `textcore train` / `textcore evaluate` and print the same
+output (the last stdout line is one JSON object); `train` also checks that the labels are the finance
+labels (negative, neutral, positive) the monitor scores with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import json
+import logging
+import signal
+from dataclasses import asdict
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from finance_sentiment.settings import FinanceSentimentSettings
+from textcore import InvalidInput
+from textcore import cli as core_cli
+
+app = typer.Typer(
+    help="Finance opinion monitor: scheduled scraping, sentiment, trends and spike alerts.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+ConfigOpt = Annotated[
+    Path | None, typer.Option("--config", help="TOML/JSON file of sources, topics, entities and rules")
+]
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (else FIN_DATABASE_URL)")
+]
+
+
+@app.command(help=core_cli.train.__doc__)
+@functools.wraps(core_cli.train)
+def train(**options: Any) -> None:
+    if options.get("task", "classification") == "classification":
+        core_cli.run_or_exit(lambda: _require_finance_labels(options["data"], options["label_column"]))
+    core_cli.train(**options)
+
+
+app.command(help=core_cli.evaluate.__doc__)(core_cli.evaluate)
+
+
+def _require_finance_labels(path: Path, label_column: str) -> None:
+    from finance_sentiment.sentiment import FINANCE_LABELS  # noqa: PLC0415 - imports torch
+    from textcore import read_table  # noqa: PLC0415
+
+    found = {str(row.get(label_column, "")) for row in read_table(path)}
+    unknown = sorted(found - set(FINANCE_LABELS))
+    if unknown or not {"negative", "positive"} <= found:
+        raise InvalidInput(
+            f"expected {label_column!r} labels among {', '.join(FINANCE_LABELS)} (with negative and positive "
+            f"present) in {path}; found {sorted(found)[:10]} (map them first, or use `textcore train`)"
+        )
+
+
+def _settings(config: Path | None, database_url: str | None, **more: Any) -> FinanceSentimentSettings:
+    overrides = {"config_file": config, "database_url": database_url, **more}
+    return FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    scheduler: Annotated[
+        bool, typer.Option(help="run the jobs here (--no-scheduler: API-only replica)")
+    ] = True,
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Serve the HTTP API (and, unless --no-scheduler, the scheduled jobs)."""
+    import uvicorn  # noqa: PLC0415
+
+    from finance_sentiment.app import create_app  # noqa: PLC0415
+
+    settings = core_cli.run_or_exit(lambda: _settings(config, database_url, scheduler=scheduler))
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def worker(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Only schedule: fetch sources, judge rules and deliver webhooks, for API replicas run --no-scheduler."""
+    settings = core_cli.run_or_exit(lambda: _settings(config, database_url))
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(_work(settings))
+
+
+async def _work(settings: FinanceSentimentSettings) -> None:
+    from finance_sentiment.monitor import open_monitor  # noqa: PLC0415
+    from finance_sentiment.scheduling import MonitorScheduler  # noqa: PLC0415
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    async with open_monitor(settings) as monitor:
+        scheduler = MonitorScheduler(monitor)
+        await scheduler.start()
+        try:
+            await stop.wait()
+        finally:
+            scheduler.shutdown()
+
+
+@app.command("run-once")
+def run_once(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
+    """Fetch every enabled source once, judge the rules, deliver webhooks, and exit (for cron).
+
+    The last stdout line is one JSON object: per-source reports and totals.
+    """
+    settings = core_cli.run_or_exit(lambda: _settings(config, database_url))
+    summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings)))
+    print(json.dumps(summary))
+    if summary["sources"] and summary["failed"] == summary["sources"]:
+        raise typer.Exit(1)
+
+
+async def _once(settings: FinanceSentimentSettings) -> dict[str, Any]:
+    from finance_sentiment.monitor import open_monitor  # noqa: PLC0415
+
+    async with open_monitor(settings) as monitor:
+        reports = await monitor.run_all()
+    return {
+        "sources": len(reports),
+        "stored": sum(r.stored for r in reports),
+        "duplicates": sum(r.duplicates for r in reports),
+        "failed": sum(r.status == "failed" for r in reports),
+        "reports": [asdict(r) for r in reports],
+    }
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,291 @@
+"""One run of one source: fetch, parse, drop what is already stored, classify, tag, store.
+
+Nothing is lost and nothing is stored twice: conditional-GET validators are saved only in the transaction
+that stores the run's documents, so a run that fails after fetching (parse error, no model yet, database
+down) fetches the same content again next time; a story is unique by canonical URL and by content hash, and
+a concurrent run that stored it first simply wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from finance_sentiment.database import Database
+from finance_sentiment.dedup import canonical_url, content_hash
+from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validators
+from finance_sentiment.parsing import (
+    JsonFields,
+    RawItem,
+    extract_links,
+    parse_article,
+    parse_feed,
+    parse_json,
+)
+from finance_sentiment.sentiment import Sentiment, SentimentSource
+from finance_sentiment.tables import Document, DocumentTag, Source, utcnow
+from finance_sentiment.tagging import Tagger, Tags
+from textcore import Conflict, CoreError, NotFound
+
+log = logging.getLogger(__name__)
+
+# Characters of a story given to the classifier and to the tagger (the model truncates to its own limit).
+CLASSIFY_CHARS = 1_000
+TAG_CHARS = 5_000
+
+
+@dataclass(frozen=True, slots=True)
+class RunReport:
+    """What one run of a source did."""
+
+    source_id: int
+    status: str  # ok | not_modified | gone | failed | disabled
+    items: int = 0  # stories found in the fetched content
+    stored: int = 0  # new documents stored
+    duplicates: int = 0  # stories already stored (this run, an earlier one, or another feed)
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceView:
+    id: int
+    url: str
+    kind: str
+    enabled: bool
+    link_pattern: str | None
+    json_fields: dict[str, str] | None
+    topics: tuple[str, ...]
+    entities: tuple[str, ...]
+    validators: Validators
+
+
+@dataclass(slots=True)
+class _Story:
+    item: RawItem
+    url: str  # canonical
+    digest: str
+    sentiment: Sentiment | None = None
+    tags: Tags | None = None
+    extra_tags: set[tuple[str, str]] = field(default_factory=set)
+
+
+class Ingestor:
+    """Runs sources; at most one run of a source at a time in this process.
+
+    Args:
+        db: Where sources live and documents go.
+        fetcher: The polite, SSRF-guarded HTTP fetcher.
+        models: Gives the sentiment model to use for each batch.
+        tagger: Finds configured topics and company mentions.
+        max_pages_per_run: Articles followed from one list page per run.
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        fetcher: Fetcher,
+        models: SentimentSource,
+        tagger: Tagger,
+        *,
+        max_pages_per_run: int = 20,
+    ) -> None:
+        self.db = db
+        self.fetcher = fetcher
+        self.models = models
+        self.tagger = tagger
+        self.max_pages_per_run = max_pages_per_run
+        self._locks: dict[int, asyncio.Lock] = {}
+
+    async def run(self, source_id: int, *, wait: bool = True) -> RunReport:
+        """Run one source now.
+
+        Args:
+            source_id: The source to run.
+            wait: Wait for a run already in progress to finish (the scheduler); otherwise raise `Conflict`.
+
+        Raises:
+            NotFound: No source has this id.
+            Conflict: A run of this source is in progress and ``wait`` is false.
+        """
+        lock = self._locks.setdefault(source_id, asyncio.Lock())
+        if lock.locked() and not wait:
+            raise Conflict(f"expected no run of source {source_id} in progress; found one running")
+        async with lock:
+            return await self._run(source_id)
+
+    async def _run(self, source_id: int) -> RunReport:
+        source = await asyncio.to_thread(self._load, source_id)
+        if not source.enabled:
+            return RunReport(source_id, "disabled")
+        try:
+            result = await self.fetcher.fetch(source.url, source.validators)
+            if result.gone:
+                await asyncio.to_thread(self._disable, source_id, f"{result.url} answered 410 Gone")
+                return RunReport(source_id, "gone", error=f"{result.url} answered 410 Gone")
+            if result.not_modified:
+                await asyncio.to_thread(self._finish, source_id, result, [], "not_modified")
+                return RunReport(source_id, "not_modified")
+            items = await self._items(source, result)
+            stories, duplicates = await asyncio.to_thread(self._unseen, items)
+            version = await asyncio.to_thread(self._analyse, stories, source)
+            stored = await asyncio.to_thread(self._finish, source_id, result, stories, "ok", version)
+        except CoreError as exc:  # fetch, parse, model and input errors: recorded on the source
+            log.warning("source %s failed: %s", source_id, exc.message)
+            await asyncio.to_thread(self._fail, source_id, exc.message)
+            return RunReport(source_id, "failed", error=exc.message)
+        return RunReport(source_id, "ok", len(items), stored, duplicates + len(stories) - stored)
+
+    async def _items(self, source: _SourceView, result: FetchResult) -> list[RawItem]:
+        if source.kind == "rss":
+            return parse_feed(result.content, result.url)
+        if source.kind == "json":
+            return parse_json(result.content, JsonFields(**(source.json_fields or {})), result.url)
+        if not source.link_pattern:
+            article = parse_article(result.content, result.url)
+            return [article] if article else []
+        links = extract_links(result.content, result.url, source.link_pattern)
+        known = await asyncio.to_thread(self._known_urls, [canonical_url(link) for link in links])
+        items: list[RawItem] = []
+        for link in [link for link in links if canonical_url(link) not in known][: self.max_pages_per_run]:
+            try:
+                page = await self.fetcher.fetch(link)
+            except FetchError as exc:  # one broken article does not fail the list page
+                log.info("article %s skipped: %s", link, exc.message)
+                continue
+            article = parse_article(page.content, page.url) if page.status == 200 else None
+            if article is not None:
+                items.append(article)
+        return items
+
+    def _analyse(self, stories: list[_Story], source: _SourceView) -> str:
+        """Classify and tag the stories in place; returns the model version used."""
+        if not stories:
+            return ""
+        model = self.models.current()  # ModelNotReady fails the run before anything is stored
+        sentiments = model.classify([_classify_text(s.item) for s in stories])
+        tags = self.tagger.tag([f"{s.item.title}\n{s.item.text}"[:TAG_CHARS] for s in stories])
+        for story, sentiment, found in zip(stories, sentiments, tags, strict=True):
+            story.sentiment, story.tags = sentiment, found
+            story.extra_tags = {("topic", t) for t in source.topics}
+            story.extra_tags |= {("entity", e) for e in source.entities}
+        return model.version
+
+    # --- database steps (run in worker threads) ---
+
+    def _load(self, source_id: int) -> _SourceView:
+        with self.db.session() as session:
+            row = session.get(Source, source_id)
+            if row is None:
+                raise NotFound(f"expected an existing source id; found no source {source_id}")
+            return _SourceView(
+                row.id,
+                row.url,
+                row.kind,
+                row.enabled,
+                row.link_pattern,
+                row.json_fields,
+                tuple(row.topics),
+                tuple(row.entities),
+                Validators(row.etag, row.last_modified),
+            )
+
+    def _known_urls(self, urls: Sequence[str]) -> set[str]:
+        if not urls:
+            return set()
+        with self.db.session() as session:
+            return set(session.scalars(select(Document.url).where(Document.url.in_(set(urls)))))
+
+    def _unseen(self, items: Sequence[RawItem]) -> tuple[list[_Story], int]:
+        """Stories not stored yet, each once; and how many were dropped as duplicates."""
+        batch: dict[str, _Story] = {}
+        hashes: set[str] = set()
+        for item in items:
+            story = _Story(item, canonical_url(item.url), content_hash(item.title, item.text))
+            if story.url not in batch and story.digest not in hashes:
+                batch[story.url] = story
+                hashes.add(story.digest)
+        if not batch:
+            return [], len(items)
+        with self.db.session() as session:
+            seen = session.execute(
+                select(Document.url, Document.content_hash).where(
+                    or_(Document.url.in_(batch), Document.content_hash.in_(hashes))
+                )
+            ).all()
+        known = {url for url, _ in seen} | {digest for _, digest in seen}
+        fresh = [s for s in batch.values() if s.url not in known and s.digest not in known]
+        return fresh, len(items) - len(fresh)
+
+    def _finish(
+        self, source_id: int, result: FetchResult, stories: list[_Story], status: str, version: str = ""
+    ) -> int:
+        """Store the stories and the source's new fetch state in one transaction; returns how many are new."""
+        now = utcnow()
+        with self.db.session() as session:
+            stored = _store(session, stories, source_id, now, version)
+            source = session.get(Source, source_id)
+            if source is not None:
+                if result.permanent_url:
+                    source.url = result.permanent_url
+                source.etag, source.last_modified = result.validators.etag, result.validators.last_modified
+                source.last_run_at, source.last_status, source.last_error = now, status, None
+                source.consecutive_failures = 0
+        return stored
+
+    def _fail(self, source_id: int, message: str) -> None:
+        with self.db.session() as session:
+            source = session.get(Source, source_id)
+            if source is not None:
+                source.last_run_at, source.last_status, source.last_error = utcnow(), "failed", message
+                source.consecutive_failures += 1
+
+    def _disable(self, source_id: int, reason: str) -> None:
+        with self.db.session() as session:
+            source = session.get(Source, source_id)
+            if source is not None:
+                source.enabled, source.disabled_reason = False, reason
+                source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+
+
+def _classify_text(item: RawItem) -> str:
+    """The headline, plus the body when it says more than the headline."""
+    if not item.text or item.text.startswith(item.title):
+        return (item.text or item.title)[:CLASSIFY_CHARS]
+    return f"{item.title}. {item.text}"[:CLASSIFY_CHARS]
+
+
+def _store(session: Session, stories: list[_Story], source_id: int, now: datetime, version: str) -> int:
+    """Insert the stories; one another writer stored first is skipped (a savepoint per story)."""
+    stored = 0
+    for story in stories:
+        assert story.sentiment is not None and story.tags is not None
+        tags = story.extra_tags | {("topic", t) for t in story.tags.topics}
+        tags |= {("entity", e) for e in story.tags.entities}
+        document = Document(
+            source_id=source_id,
+            url=story.url,
+            content_hash=story.digest,
+            title=story.item.title,
+            text=story.item.text,
+            published_at=story.item.published_at,
+            seen_at=now,
+            label=story.sentiment.label,
+            scores=story.sentiment.scores,
+            sentiment=story.sentiment.sentiment,
+            model_version=version,
+            tags=[DocumentTag(kind=kind, name=name) for kind, name in sorted(tags)],
+        )
+        try:
+            with session.begin_nested():
+                session.add(document)
+        except IntegrityError:
+            continue
+        stored += 1
+    return stored

@@ -1,0 +1,175 @@
+"""The monitor's stateful parts in one place, built and torn down together (by the app's lifespan, the
+worker and `run-once`): database, HTTP client, fetcher, sentiment model, tagger, ingestor.
+
+Rule evaluation runs under one lock per process: an ingest job and the periodic evaluation never judge the
+same window at once, so a spike opens exactly one alert.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx
+from prometheus_client import CollectorRegistry
+from sqlalchemy import select
+
+from finance_sentiment.alerting import Transition, evaluate_rules
+from finance_sentiment.config import MonitorConfig, apply_config, load_config
+from finance_sentiment.database import Database
+from finance_sentiment.delivery import DeliveryReport, deliver_pending
+from finance_sentiment.fetching import Fetcher, FetchPolicy
+from finance_sentiment.ingest import Ingestor, RunReport
+from finance_sentiment.sentiment import SentimentSource
+from finance_sentiment.settings import FinanceSentimentSettings
+from finance_sentiment.tables import Source
+from finance_sentiment.tagging import Embed, Tagger
+from finance_sentiment.telemetry import MonitorMetrics
+from textcore import CoreError, Encoder, HttpClientConfig, make_http_client
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Monitor:
+    """Everything a job or a route needs; see `open_monitor`."""
+
+    settings: FinanceSentimentSettings
+    db: Database
+    http: httpx.AsyncClient
+    fetcher: Fetcher
+    models: SentimentSource
+    tagger: Tagger
+    ingestor: Ingestor
+    metrics: MonitorMetrics
+
+    def __post_init__(self) -> None:
+        self._alert_lock = asyncio.Lock()
+
+    async def run_source(self, source_id: int, *, wait: bool = True, alerts: bool = True) -> RunReport:
+        """Run one source now; then, when it stored something and ``alerts`` is set, judge the rules."""
+        report = self._count(await self.ingestor.run(source_id, wait=wait))
+        if alerts and report.stored:
+            await self.evaluate_alerts()
+        return report
+
+    async def evaluate_alerts(self) -> list[Transition]:
+        """Judge every rule against the current window and send what that produced."""
+        async with self._alert_lock:
+            transitions = await asyncio.to_thread(
+                evaluate_rules, self.db, external_url=self.settings.external_url
+            )
+        for transition in transitions:
+            self.metrics.transitions.labels(transition.status).inc()
+        if transitions:
+            log.info("alerts: %s", ", ".join(f"{t.rule} {t.labels} {t.status}" for t in transitions))
+            await self.deliver()
+        return transitions
+
+    async def deliver(self) -> DeliveryReport:
+        """Send due webhook notifications from the outbox."""
+        report = await deliver_pending(self.db, self.http)
+        for result in ("delivered", "failed", "expired"):
+            self.metrics.deliveries.labels(result).inc(getattr(report, result))
+        return report
+
+    async def run_all(self) -> list[RunReport]:
+        """Run every enabled source once (sources in parallel; the fetcher keeps each host polite)."""
+        reports = await asyncio.gather(
+            *(self.ingestor.run(source_id) for source_id in await asyncio.to_thread(self.enabled_sources))
+        )
+        await self.evaluate_alerts()
+        await self.deliver()
+        return [self._count(report) for report in reports]
+
+    def _count(self, report: RunReport) -> RunReport:
+        self.metrics.runs.labels(report.status).inc()
+        self.metrics.stored.inc(report.stored)
+        self.metrics.duplicates.inc(report.duplicates)
+        return report
+
+    def enabled_sources(self) -> list[int]:
+        """Ids of the enabled sources."""
+        with self.db.session() as session:
+            return list(session.scalars(select(Source.id).where(Source.enabled).order_by(Source.id)))
+
+    def model_status(self) -> str:
+        """The loaded model version, or why there is none (for readiness)."""
+        try:
+            return self.models.current().version
+        except CoreError as exc:
+            return f"not ready: {exc.message}"
+
+
+def _fetch_policy(settings: FinanceSentimentSettings) -> FetchPolicy:
+    fetch = settings.fetch
+    return FetchPolicy(
+        user_agent=fetch.user_agent,
+        timeout_s=fetch.timeout_s,
+        max_redirects=fetch.max_redirects,
+        max_retries=fetch.max_retries,
+        backoff_base_s=fetch.backoff_base_s,
+        min_host_interval_s=fetch.min_host_interval_s,
+        respect_robots=fetch.respect_robots,
+        allowed_networks=tuple(fetch.allowed_networks),
+    )
+
+
+def _tagger(settings: FinanceSentimentSettings, config: MonitorConfig | None) -> Tagger:
+    if config is None:
+        return Tagger()
+    topics = [topic.spec() for topic in config.topics]
+    embed: Embed | None = None
+    if any(topic.description for topic in topics):
+        encoder = Encoder.from_pretrained(
+            settings.encoder.model,
+            device=settings.encoder.device,
+            precision=settings.encoder.precision,
+            max_length=settings.encoder.max_length,
+            batch_size=settings.encoder.batch_size,
+        )
+        embed = encoder.encode
+    return Tagger(topics, [entity.spec() for entity in config.entities], embed)
+
+
+@asynccontextmanager
+async def open_monitor(
+    settings: FinanceSentimentSettings, registry: CollectorRegistry | None = None
+) -> AsyncIterator[Monitor]:
+    """Build the monitor: migrate the database, apply the config file, open the HTTP client.
+
+    Its counters go on ``registry`` (the app's, served at /metrics), or a private one.
+
+    The sentiment model is loaded on first use, so the API serves sources and documents before a model is
+    trained; runs fail with "model not ready" (and fetch again later) until one is active.
+    """
+    config = load_config(settings.config_file) if settings.config_file else None
+    db = Database(settings.database_url)
+    await asyncio.to_thread(db.migrate)
+    if config is not None:
+        with db.session() as session:
+            apply_config(session, config)
+    http_config = HttpClientConfig(
+        user_agent=settings.fetch.user_agent,
+        max_response_bytes=settings.fetch.max_response_bytes,
+        read_timeout=settings.fetch.timeout_s,
+    )
+    models = SentimentSource(
+        settings.encoder,
+        registry=settings.registry,
+        model_name=settings.model_name,
+        model_path=settings.model_path,
+        backend=settings.backend,
+    )
+    tagger = await asyncio.to_thread(_tagger, settings, config)
+    async with make_http_client(http_config) as http:
+        fetcher = Fetcher(http, _fetch_policy(settings))
+        ingestor = Ingestor(db, fetcher, models, tagger, max_pages_per_run=settings.max_pages_per_run)
+        try:
+            metrics = MonitorMetrics.create(registry)
+            yield Monitor(settings, db, http, fetcher, models, tagger, ingestor, metrics)
+        finally:
+            db.dispose()

@@ -1,0 +1,62 @@
+"""`/v1/alert-rules` (what to watch and whom to notify) and `/v1/alerts` (what fired)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query, Response, status
+
+from finance_sentiment import rules
+from finance_sentiment.deps import MonitorDep
+from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch
+
+router = APIRouter(tags=["alerts"])
+
+
+@router.get("/v1/alert-rules")
+def list_rules(monitor: MonitorDep) -> list[AlertRuleOut]:
+    """Every alert rule (secrets are never returned)."""
+    with monitor.db.session() as session:
+        return [AlertRuleOut.model_validate(rule) for rule in rules.list_rules(session)]
+
+
+@router.post("/v1/alert-rules", status_code=status.HTTP_201_CREATED)
+def create_rule(body: AlertRuleIn, monitor: MonitorDep) -> AlertRuleOut:
+    """Add a rule; it is judged from the next evaluation on."""
+    with monitor.db.session() as session:
+        return AlertRuleOut.model_validate(rules.create_rule(session, body))
+
+
+@router.get("/v1/alert-rules/{rule_id}")
+def get_rule(rule_id: int, monitor: MonitorDep) -> AlertRuleOut:
+    """One rule."""
+    with monitor.db.session() as session:
+        return AlertRuleOut.model_validate(rules.get_rule(session, rule_id))
+
+
+@router.patch("/v1/alert-rules/{rule_id}")
+def update_rule(rule_id: int, body: AlertRulePatch, monitor: MonitorDep) -> AlertRuleOut:
+    """Change some fields of a rule."""
+    with monitor.db.session() as session:
+        return AlertRuleOut.model_validate(rules.update_rule(session, rule_id, body))
+
+
+@router.delete("/v1/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_rule(rule_id: int, monitor: MonitorDep) -> Response:
+    """Remove a rule with its alerts and undelivered notifications."""
+    with monitor.db.session() as session:
+        rules.delete_rule(session, rule_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/v1/alerts")
+def list_alerts(
+    monitor: MonitorDep,
+    status: Literal["firing", "resolved"] | None = None,
+    rule_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> list[AlertOut]:
+    """Alerts, newest first, with their evidence and delivery state."""
+    with monitor.db.session() as session:
+        found = rules.list_alerts(session, status=status, rule_id=rule_id, limit=limit)
+        return rules.alerts_out(session, found)

@@ -1,0 +1,106 @@
+"""APScheduler wiring: one job per enabled source, plus rule evaluation, webhook delivery and a resync.
+
+The scheduler only wires triggers to plain ``async def`` jobs of `Monitor` (tests call those directly).
+``max_instances=1`` keeps runs of one source from overlapping; ``coalesce`` folds missed runs into one.
+Source edits made through any replica's API reach the jobs by the periodic resync (and at once in the
+process that made them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.base import BaseTrigger
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import select
+
+from finance_sentiment.monitor import Monitor
+from finance_sentiment.tables import Source
+
+log = logging.getLogger(__name__)
+SOURCE_JOB = "source:"
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    interval_seconds: int | None
+    cron: str | None
+
+    def trigger(self) -> BaseTrigger:
+        if self.cron:
+            return CronTrigger.from_crontab(self.cron, timezone="UTC")
+        return IntervalTrigger(seconds=self.interval_seconds or 900, timezone="UTC")
+
+
+class MonitorScheduler:
+    """Owns an `AsyncIOScheduler` running the monitor's jobs in the current event loop."""
+
+    def __init__(self, monitor: Monitor) -> None:
+        self.monitor = monitor
+        self.scheduler = AsyncIOScheduler(
+            timezone="UTC", job_defaults={"max_instances": 1, "coalesce": True, "misfire_grace_time": 60}
+        )
+        self._plans: dict[int, _Plan] = {}
+
+    async def start(self) -> None:
+        """Add the jobs and start; each source's first run is due at once."""
+        settings = self.monitor.settings
+        self._every(settings.alert_interval_s, "alerts", self.monitor.evaluate_alerts)
+        self._every(settings.delivery_interval_s, "outbox", self.monitor.deliver)
+        self._every(settings.sync_interval_s, "sources", self.sync)
+        self.scheduler.start()
+        await self.sync()
+
+    def shutdown(self) -> None:
+        """Stop without waiting for running jobs (their work is transactional)."""
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=False)
+
+    async def sync(self) -> None:
+        """Make the source jobs match the enabled sources in the database."""
+        wanted = await asyncio.to_thread(self._enabled_plans)
+        for source_id in set(self._plans) - set(wanted):
+            self.scheduler.remove_job(f"{SOURCE_JOB}{source_id}")
+            del self._plans[source_id]
+        for source_id, plan in wanted.items():
+            if self._plans.get(source_id) == plan:
+                continue
+            self.scheduler.add_job(
+                self._run_source,
+                plan.trigger(),
+                args=[source_id],
+                id=f"{SOURCE_JOB}{source_id}",
+                name=f"source {source_id}",
+                replace_existing=True,
+                next_run_time=None if source_id in self._plans else datetime.now(UTC),
+            )
+            self._plans[source_id] = plan
+
+    @property
+    def source_jobs(self) -> dict[int, str]:
+        """Scheduled source ids and their trigger, for inspection."""
+        return {
+            int(job.id.removeprefix(SOURCE_JOB)): str(job.trigger)
+            for job in self.scheduler.get_jobs()
+            if job.id.startswith(SOURCE_JOB)
+        }
+
+    async def _run_source(self, source_id: int) -> None:
+        report = await self.monitor.run_source(source_id)
+        log.info("source %s: %s, %s new, %s seen", source_id, report.status, report.stored, report.duplicates)
+
+    def _every(self, seconds: int, job_id: str, job: Callable[[], Awaitable[object]]) -> None:
+        self.scheduler.add_job(job, IntervalTrigger(seconds=seconds, timezone="UTC"), id=job_id, name=job_id)
+
+    def _enabled_plans(self) -> dict[int, _Plan]:
+        with self.monitor.db.session() as session:
+            rows = session.execute(
+                select(Source.id, Source.interval_seconds, Source.cron).where(Source.enabled)
+            ).all()
+        return {row.id: _Plan(row.interval_seconds, row.cron) for row in rows}

@@ -1,0 +1,36 @@
+"""The monitor's own Prometheus metrics, registered on the app's registry (served at /metrics)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter
+
+
+@dataclass(frozen=True)
+class MonitorMetrics:
+    """Counters of source runs, stored stories, alert transitions and webhook deliveries."""
+
+    runs: Counter
+    stored: Counter
+    duplicates: Counter
+    transitions: Counter
+    deliveries: Counter
+
+    @classmethod
+    def create(cls, registry: CollectorRegistry | None = None) -> MonitorMetrics:
+        """The counters, on ``registry`` (a private one when omitted)."""
+        registry = registry or CollectorRegistry()
+        return cls(
+            runs=Counter("finance_source_runs", "Source runs by outcome.", ["status"], registry=registry),
+            stored=Counter("finance_documents_stored", "New stories stored.", registry=registry),
+            duplicates=Counter(
+                "finance_documents_duplicate", "Stories skipped as already stored.", registry=registry
+            ),
+            transitions=Counter(
+                "finance_alert_transitions", "Alert notifications queued.", ["status"], registry=registry
+            ),
+            deliveries=Counter(
+                "finance_webhook_deliveries", "Webhook attempts by result.", ["result"], registry=registry
+            ),
+        )

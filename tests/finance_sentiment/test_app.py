@@ -1,0 +1,280 @@
+"""The monitor end to end through its real app: a local feed server, the real fine-tuned MiniLM, a real
+database and a webhook receiver, all on loopback."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from finance_sentiment import create_app
+from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
+from finance_sentiment.tables import utcnow
+from tests.conftest import serve_app
+
+PROBLEM = "application/problem+json"
+CALM = [
+    "Globex opens a new office in Berlin",
+    "Hooli appoints new chief financial officer",
+    "Initech reports record revenue and raises dividend",
+    "Umbrella completes planned acquisition of a small lab",
+    "Acme presents its products at a trade fair in Hanover",
+]
+BURST = [
+    "Acme shares plunge 30% after fraud probe widens",
+    "Acme recalls 2 million cars over brake failures",
+    "Acme cuts 5,000 jobs as losses deepen",
+    "Acme warns of sharp drop in quarterly profit",
+    "Regulator fines Acme over accounting irregularities",
+    "Acme loses its biggest customer and slashes its forecast",
+]
+
+
+@dataclass
+class FeedSite:
+    """A news site on loopback: an RSS feed of `headlines` and a robots.txt."""
+
+    headlines: list[str] = field(default_factory=list)
+    hits: int = 0
+
+    def rss(self) -> str:
+        items = "".join(
+            f"<item><title>{escape(h)}</title><link>/news/{hashlib.sha1(h.encode()).hexdigest()[:10]}</link>"
+            f"<pubDate>{format_datetime(utcnow())}</pubDate></item>"
+            for h in self.headlines
+        )
+        return f'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>{items}</channel></rss>'
+
+    def app(self) -> Starlette:
+        async def feed(request: Request) -> Response:
+            self.hits += 1
+            return Response(self.rss(), media_type="application/rss+xml")
+
+        async def robots(request: Request) -> Response:
+            return Response("User-agent: *\nDisallow: /private\n", media_type="text/plain")
+
+        return Starlette(routes=[Route("/feed.xml", feed), Route("/robots.txt", robots)])
+
+
+@dataclass
+class Receiver:
+    """A webhook receiver that records every delivery."""
+
+    deliveries: list[tuple[dict[str, str], bytes]] = field(default_factory=list)
+
+    def app(self) -> Starlette:
+        async def hook(request: Request) -> Response:
+            self.deliveries.append((dict(request.headers), await request.body()))
+            return JSONResponse({"ok": True})
+
+        return Starlette(routes=[Route("/hooks/risk", hook, methods=["POST"])])
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(body) for _, body in self.deliveries]
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[FeedSite, str]]:
+    feed = FeedSite(list(CALM))
+    with serve_app(feed.app()) as base_url:
+        yield feed, base_url
+
+
+@pytest.fixture
+def receiver() -> Iterator[tuple[Receiver, str]]:
+    hook = Receiver()
+    with serve_app(hook.app()) as base_url:
+        yield hook, base_url
+
+
+def settings_for(tmp_path: Path, model: Path, database_url: str, **more: Any) -> FinanceSentimentSettings:
+    config = tmp_path / "monitor.toml"
+    config.write_text('[[entities]]\nname = "Acme"\nticker = "ACME"\naliases = ["Acme Corp"]\n')
+    fetch = FetchSettings(allowed_networks=("127.0.0.0/8",), min_host_interval_s=0.0, backoff_base_s=0.01)
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "model_path": model,
+        "config_file": config,
+        "scheduler": False,
+        "fetch": fetch,
+        "registry": tmp_path / "registry",
+    }
+    return FinanceSentimentSettings(**(values | more))
+
+
+def rule(webhook: str, **more: Any) -> dict[str, Any]:
+    return {
+        "name": "company-spike",
+        "group_by": "entity",
+        "window_seconds": 2,
+        "baseline_windows": 10,
+        "min_count": 3,
+        "min_negative_share": 0.5,
+        "z_threshold": 3.0,
+        "repeat_interval_seconds": 3600,
+        "webhook_url": webhook,
+        "secret": "s3cret",
+    } | more
+
+
+def test_calm_then_burst_fires_once_then_resolves(
+    tmp_path: Path,
+    finance_model_dir: Path,
+    database_url: str,
+    site: tuple[FeedSite, str],
+    receiver: tuple[Receiver, str],
+) -> None:
+    feed, feed_url = site
+    hook, hook_url = receiver
+    app = create_app(settings_for(tmp_path, finance_model_dir, database_url))
+    with TestClient(app) as client:
+        source = client.post(
+            "/v1/sources", json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss"}
+        )
+        assert source.status_code == 201, source.text
+        source_id = source.json()["id"]
+        assert client.post("/v1/alert-rules", json=rule(f"{hook_url}/hooks/risk")).status_code == 201
+
+        calm = client.post(f"/v1/sources/{source_id}/run").json()
+        assert calm["status"] == "ok" and calm["stored"] == len(CALM)
+        client.portal.call(app.state.monitor.evaluate_alerts)  # the scheduler's periodic job
+        assert hook.deliveries == []
+        assert client.get("/v1/alerts").json() == []
+
+        feed.headlines += BURST
+        burst = client.post(f"/v1/sources/{source_id}/run").json()
+        assert burst["stored"] == len(BURST) and burst["duplicates"] == len(CALM)
+        client.portal.call(app.state.monitor.evaluate_alerts)
+        firing = client.get("/v1/alerts", params={"status": "firing"}).json()
+        assert len(firing) == 1 and firing[0]["labels"]["entity"] == "Acme"
+        assert len(hook.deliveries) == 1
+        headers, body = hook.deliveries[0]
+        expected = "sha256=" + hmac.new(b"s3cret", body, hashlib.sha256).hexdigest()
+        assert headers["x-signature-256"] == expected
+        payload = json.loads(body)
+        assert payload["version"] == "4" and payload["status"] == "firing"
+        alert = payload["alerts"][0]
+        assert alert["labels"]["entity"] == "Acme" and alert["fingerprint"] == firing[0]["fingerprint"]
+        assert f"{feed_url}/news/" in alert["annotations"]["top_negative"]
+
+        assert client.post(f"/v1/sources/{source_id}/run").json()["stored"] == 0  # nothing new, no resend
+        client.portal.call(app.state.monitor.evaluate_alerts)
+        assert len(hook.deliveries) == 1
+
+        time.sleep(2.2)  # the burst leaves the 2 s window
+        client.portal.call(app.state.monitor.evaluate_alerts)
+        statuses = [b["status"] for b in hook.bodies()]
+        assert statuses == ["firing", "resolved"]
+        assert client.get("/v1/alerts").json()[0]["status"] == "resolved"
+
+
+def test_documents_trends_and_classify(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
+) -> None:
+    feed, feed_url = site
+    feed.headlines += BURST
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        assert client.get("/readyz").json()["checks"]["database"] == "sqlite"
+        source_id = client.post(
+            "/v1/sources",
+            json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss", "topics": ["wire"]},
+        ).json()["id"]
+        client.post(f"/v1/sources/{source_id}/run")
+
+        page = client.get("/v1/documents", params={"entity": "Acme", "label": "negative", "limit": 4}).json()
+        assert len(page["items"]) == 4 and page["next_cursor"]
+        rest = client.get(
+            "/v1/documents", params={"entity": "Acme", "label": "negative", "cursor": page["next_cursor"]}
+        )
+        titles = {d["title"] for d in page["items"] + rest.json()["items"]}
+        assert titles == set(BURST)
+        first = page["items"][0]
+        assert "wire" in first["topics"] and first["sentiment"] == pytest.approx(
+            first["scores"]["positive"] - first["scores"]["negative"], abs=1e-5
+        )
+
+        series = client.get("/v1/trends", params={"kind": "entity", "bucket": "15m"}).json()
+        acme = next(s for s in series if s["name"] == "Acme")
+        assert sum(p["count"] for p in acme["points"]) == len(BURST) + 1  # the calm trade-fair story too
+        chart = client.get("/v1/trends/chart.png", params={"kind": "entity", "name": "Acme"})
+        assert chart.headers["content-type"] == "image/png" and chart.content.startswith(b"\x89PNG")
+
+        classified = client.post("/v1/classify", json={"texts": [BURST[0], CALM[2]]}).json()
+        assert [c["label"] for c in classified] == ["negative", "positive"]
+        assert -1 <= classified[0]["sentiment"] < 0 < classified[1]["sentiment"] <= 1
+
+
+def test_bad_input_is_refused_and_changes_nothing(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        cases = [
+            ("/v1/sources", {"name": "x", "url": "ftp://example.com/feed", "kind": "rss"}),
+            ("/v1/sources", {"name": "x", "url": "http://127.0.0.1/f", "kind": "podcast"}),
+            ("/v1/sources", {"name": "x", "url": "http://127.0.0.1/f", "kind": "rss", "cron": "99 * * * *"}),
+            ("/v1/alert-rules", {"name": "r", "webhook_url": "http://127.0.0.1/h", "min_negative_share": 2}),
+            ("/v1/classify", {"texts": []}),
+            ("/v1/classify", {"texts": ["x" * 10_001]}),
+        ]
+        for path, body in cases:
+            response = client.post(path, json=body)
+            assert response.status_code == 422, (path, body, response.text)
+            assert response.headers["content-type"] == PROBLEM
+        assert client.get("/v1/sources/999").status_code == 404
+        assert client.get("/v1/documents", params={"cursor": "not-a-cursor"}).status_code == 422
+        assert client.get("/v1/trends", params={"bucket": "5m"}).status_code == 422
+        assert client.get("/v1/sources").json() == [] and client.get("/v1/alert-rules").json() == []
+
+
+def test_ssrf_guard_refuses_private_sources_unless_allowed(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, fetch=FetchSettings())
+    with TestClient(create_app(settings)) as client:
+        for url in ("http://127.0.0.1:9/feed", "http://169.254.169.254/latest/meta-data", "http://10.1.2.3/"):
+            response = client.post("/v1/sources", json={"name": "x", "url": url, "kind": "rss"})
+            assert response.status_code in (422, 502), response.text
+            assert (
+                "address" in response.json()["detail"].lower()
+                or "blocked" in response.json()["detail"].lower()
+            )
+        assert client.get("/v1/sources").json() == []
+
+
+def test_the_real_scheduler_runs_sources(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
+) -> None:
+    feed, feed_url = site
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, scheduler=True)
+    with (
+        serve_app(create_app(settings)) as api,
+        httpx.Client(base_url=api, trust_env=False, timeout=30) as http,
+    ):
+        created = http.post(
+            "/v1/sources",
+            json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss", "interval_seconds": 1},
+        )
+        assert created.status_code == 201
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and feed.hits < 2:
+            time.sleep(0.1)
+        assert feed.hits >= 2  # the first run at once, then on the interval
+        assert len(http.get("/v1/documents").json()["items"]) == len(CALM)
+        source = http.get(f"/v1/sources/{created.json()['id']}").json()
+        assert source["last_status"] in ("ok", "not_modified") and source["consecutive_failures"] == 0
+        assert f"finance_documents_stored_total {float(len(CALM))}" in http.get("/metrics").text
