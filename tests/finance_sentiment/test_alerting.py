@@ -179,6 +179,15 @@ def test_an_open_alert_whose_rule_was_renamed_is_resolved(database: Database) ->
     assert by_status["firing"].labels["rule"] == "renamed"
 
 
+def test_disabling_a_rule_resolves_its_open_alerts(database: Database) -> None:
+    old = fire(database)
+    with database.session() as session:
+        session.scalars(select(AlertRule)).one().enabled = False
+    transitions = evaluate_rules(database, now=NOW + MINUTE)
+    assert [(t.alert_id, t.status) for t in transitions] == [(old.alert_id, "resolved")]
+    assert evaluate_rules(database, now=NOW + 2 * MINUTE) == []
+
+
 def test_an_all_stories_rule_has_no_group_label(database: Database) -> None:
     add_rule(database, name="everything", group_by="all")
     add_calm(database, "Acme")

@@ -72,7 +72,13 @@ def evaluate_rules(
     """
     now = now or utcnow()
     with db.session() as session:
-        rule_ids = list(session.scalars(select(AlertRule.id).where(AlertRule.enabled.is_(True))))
+        # Disabled rules too, while they have open alerts: those are resolved rather than left firing.
+        firing = select(Alert.rule_id).where(Alert.status == "firing")
+        rule_ids = list(
+            session.scalars(
+                select(AlertRule.id).where(AlertRule.enabled.is_(True) | AlertRule.id.in_(firing))
+            )
+        )
     transitions: list[Transition] = []
     for rule_id in rule_ids:
         try:
@@ -102,8 +108,11 @@ def rule_params(rule: AlertRule) -> SpikeParams:
 def _evaluate_rule(session: Session, rule_id: int, now: datetime, external_url: str) -> list[Transition]:
     # Row lock on PostgreSQL: two evaluators of one rule run one after the other, never both opening an alert.
     rule = session.scalars(select(AlertRule).where(AlertRule.id == rule_id).with_for_update()).one_or_none()
-    if rule is None or not rule.enabled:
+    if rule is None:
         return []
+    if not rule.enabled:
+        open_alerts = session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.status == "firing"))
+        return [_resolve(session, rule, alert, now, external_url) for alert in open_alerts]
     if rule.group_by not in GROUPS or rule.window_seconds < 1 or rule.baseline_windows < 0:
         raise InvalidInput(
             f"expected group_by in {GROUPS}, window_seconds >= 1 and baseline_windows >= 0, found "
