@@ -106,14 +106,29 @@ class ClassificationTask:
         return map_sorted(encoded, self.pad_id, 64, len(self.labels), forward)
 
     def predicted_labels(self, encoded: Encoded) -> list[str]:
-        logits = self.logits(encoded)
+        return self._labels_of(self.logits(encoded))
+
+    def _labels_of(self, logits: np.ndarray) -> list[str]:
         if self.config.multi_label:
             return ["|".join(lab for lab, z in zip(self.labels, row, strict=True) if z > 0) for row in logits]
         return [self.labels[i] for i in logits.argmax(axis=1)]
 
     def evaluate(self) -> dict[str, float]:
-        predicted = self.predicted_labels(self.val_ids)
+        logits = self.logits(self.val_ids)  # (n, n_labels)
         truth = self.validation.labels
         scorer = multilabel_report if self.config.multi_label else classification_report
-        report = scorer(truth, predicted, self.labels)
-        return {"accuracy": report.accuracy, "macro_f1": report.macro_f1}
+        report = scorer(truth, self._labels_of(logits), self.labels)
+        return {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "loss": self._loss(logits, truth)}
+
+    def _loss(self, logits: np.ndarray, truth: list[str]) -> float:
+        """Mean validation loss, unweighted and without smoothing, so runs compare on the same scale."""
+        scores = torch.from_numpy(logits)
+        index = {label: i for i, label in enumerate(self.labels)}
+        if self.config.multi_label:
+            targets = torch.zeros_like(scores)
+            for row, value in enumerate(truth):
+                for label in value.split("|"):
+                    if label.strip() in index:
+                        targets[row, index[label.strip()]] = 1.0
+            return float(F.binary_cross_entropy_with_logits(scores, targets))
+        return float(F.cross_entropy(scores, torch.tensor([index[label] for label in truth])))

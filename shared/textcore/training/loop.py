@@ -56,6 +56,7 @@ class LoopState:
     epoch: int = 0
     batch_in_epoch: int = 0
     best_metric: float = -math.inf
+    best_loss: float = math.inf  # validation loss at the best step: breaks ties of the metric
     best_step: int = 0
     bad_evals: int = 0
     stopped_early: bool = False
@@ -203,9 +204,11 @@ def _evaluate(task: Task, config: TrainConfig, state: LoopState, log: MetricsLog
     metrics = task.evaluate()
     task.model.train()
     value = metrics[config.selection_metric]
-    improved = value > state.best_metric
+    loss = metrics.get("loss", math.inf)
+    # On small validation sets the metric ties often; a lower validation loss then counts as better.
+    improved = value > state.best_metric or (value == state.best_metric and loss < state.best_loss)
     if improved:
-        state.best_metric, state.best_step, state.bad_evals = value, state.step, 0
+        state.best_metric, state.best_loss, state.best_step, state.bad_evals = value, loss, state.step, 0
     else:
         state.bad_evals += 1
     record = {
