@@ -1,57 +1,16 @@
-"""Fixtures of the finance monitor's tests: a migrated database on SQLite and on PostgreSQL."""
+"""Fixtures of the finance monitor's tests: a migrated database on SQLite and on PostgreSQL, a trained model.
+
+The database URL fixtures (`sqlite_url`, `postgres_url`, `database_url`) come from tests/conftest.py.
+"""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.exc import OperationalError
 
 from finance_sentiment.database import Database
-
-POSTGRES_SERVER = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-
-
-def _postgres_schema_url() -> Iterator[str]:
-    """A fresh schema in the `test` database for one test, dropped afterwards; skips without a server."""
-    admin = create_engine(POSTGRES_SERVER, isolation_level="AUTOCOMMIT")
-    schema = f"fin_{uuid.uuid4().hex[:12]}"
-    try:
-        with admin.connect() as connection:
-            connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    except OperationalError as exc:
-        admin.dispose()
-        pytest.skip(f"PostgreSQL is not reachable at 127.0.0.1:5432 ({exc.orig})")
-    try:
-        yield f"{POSTGRES_SERVER}?options=-csearch_path%3D{schema}"
-    finally:
-        with admin.connect() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
-
-
-@pytest.fixture
-def sqlite_url(tmp_path: Path) -> str:
-    """A SQLite file in the test's temporary folder."""
-    return f"sqlite:///{tmp_path / 'monitor.db'}"
-
-
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search path is a schema of its own, dropped after the test."""
-    yield from _postgres_schema_url()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The same test on SQLite and on PostgreSQL."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monitor.db'}"
-    else:
-        yield from _postgres_schema_url()
 
 
 @pytest.fixture

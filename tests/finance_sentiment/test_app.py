@@ -24,8 +24,8 @@ from starlette.routing import Route
 
 from finance_sentiment import create_app
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
-from finance_sentiment.tables import utcnow
 from tests.conftest import serve_app
+from textcore.sql import utcnow
 
 PROBLEM = "application/problem+json"
 CALM = [

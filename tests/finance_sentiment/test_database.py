@@ -71,3 +71,12 @@ def test_deleting_a_source_keeps_its_documents(database: Database) -> None:
         session.delete(session.scalars(select(Source)).one())
     with database.session() as session:
         assert session.scalars(select(Document)).one().source_id is None
+
+
+def test_a_session_is_one_transaction_savepoints_included(database: Database) -> None:
+    with pytest.raises(RuntimeError), database.session() as session:
+        with session.begin_nested():
+            session.add(Source(name="a", url="http://127.0.0.1/a", kind="rss"))
+        raise RuntimeError("fail after the savepoint was released")
+    with database.session() as session:
+        assert session.scalars(select(Source)).all() == []

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import alertmanager_alert, alertmanager_payload, rfc3339
 from finance_sentiment.spikes import SpikeParams, SpikeVerdict, WindowStats, detect
-from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage, utcnow
+from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage
 from textcore.errors import InvalidInput
+from textcore.sql import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -111,8 +112,8 @@ def _evaluate_rule(session: Session, rule_id: int, now: datetime, external_url: 
     if rule is None:
         return []
     if not rule.enabled:
-        open_alerts = session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.status == "firing"))
-        return [_resolve(session, rule, alert, now, external_url) for alert in open_alerts]
+        left = session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.status == "firing"))
+        return [_resolve(session, rule, alert, now, external_url) for alert in left]
     if rule.group_by not in GROUPS or rule.window_seconds < 1 or rule.baseline_windows < 0:
         raise InvalidInput(
             f"expected group_by in {GROUPS}, window_seconds >= 1 and baseline_windows >= 0, found "

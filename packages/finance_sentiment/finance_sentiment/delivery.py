@@ -30,8 +30,9 @@ from sqlalchemy import CursorResult, Select, Update, exists, select, update
 from sqlalchemy.orm import Session, aliased
 
 from finance_sentiment.database import Database
-from finance_sentiment.tables import AlertRule, OutboxMessage, utcnow
+from finance_sentiment.tables import AlertRule, OutboxMessage
 from textcore.errors import CoreError
+from textcore.sql import utcnow
 
 SIGNATURE_HEADER = "X-Signature-256"
 IDEMPOTENCY_HEADER = "Idempotency-Key"

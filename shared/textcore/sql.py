@@ -1,0 +1,111 @@
+"""SQL for the services: one engine per database URL, sessions as transactions, alembic migrations, UTC times.
+
+SQLite (a file: the embedded default) and PostgreSQL (``postgresql+psycopg://...``: the scale-out path where
+several replicas share state) behave the same through this module. Each service keeps its own schema and
+migrations folder and subclasses `Database` with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+from textcore.errors import InvalidInput
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timestamp stored as naive UTC and returned timezone-aware; naive inputs are rejected."""
+
+    impl = DateTime
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store as naive UTC."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"expected a timezone-aware datetime, found naive {value.isoformat()}")
+        return value.astimezone(UTC).replace(tzinfo=None)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as aware UTC."""
+        return None if value is None else value.replace(tzinfo=UTC)
+
+
+class Database:
+    """An engine and a session factory for one database URL, migrated by one alembic folder.
+
+    Args:
+        url: A SQLAlchemy URL, e.g. ``sqlite:///var/app.db`` or
+            ``postgresql+psycopg://postgres@127.0.0.1:5432/test``. A SQLite file's folder is created.
+        migrations: The service's alembic folder (``env.py`` reads the connection from
+            ``config.attributes["connection"]``).
+
+    Raises:
+        InvalidInput: If ``url`` is not a SQLAlchemy URL.
+    """
+
+    def __init__(self, url: str, migrations: Path) -> None:
+        try:
+            parsed = make_url(url)
+        except Exception as exc:  # sqlalchemy raises ArgumentError and ValueError variants
+            raise InvalidInput(f"expected a SQLAlchemy database URL, found {url!r}: {exc}") from exc
+        self.url = url
+        self.migrations = migrations
+        self.engine: Engine = _create_engine(parsed.drivername, url, parsed.database)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest alembic revision (idempotent)."""
+        config = Config()
+        config.set_main_option("script_location", str(self.migrations))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session inside one transaction: committed on success, rolled back on error."""
+        with self._sessions.begin() as session:
+            yield session
+
+    def dispose(self) -> None:
+        """Close every pooled connection."""
+        self.engine.dispose()
+
+
+def _create_engine(driver: str, url: str, database: str | None) -> Engine:
+    if not driver.startswith("sqlite"):
+        return create_engine(url, pool_pre_ping=True)
+    if database and database != ":memory:":
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
+    # Threads (API workers, the scheduler) share the engine; wait for the writer lock instead of failing.
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    event.listen(engine, "connect", _sqlite_pragmas)
+    # pysqlite's own transaction handling commits on SAVEPOINT release; SQLAlchemy emits BEGIN itself instead,
+    # so that a session is one transaction, savepoints included (the recipe of SQLAlchemy's SQLite docs).
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    return engine
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
+    dbapi_connection.isolation_level = None  # driver autocommit: transactions come from the "begin" hook
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE / SET NULL need it
+    cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
