@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from textcore.errors import InvalidInput
 
@@ -25,6 +25,9 @@ TRACKING_PARAMS = frozenset(
 )  # fmt: skip
 TRACKING_PREFIXES = ("utm_", "hsa_", "pk_", "mtm_")
 _PERCENT_ESCAPE = re.compile(r"%[0-9a-fA-F]{2}")
+# Characters a path keeps as they are; anything else (non-ASCII, spaces) is percent-encoded as UTF-8, the
+# way HTTP clients send it, so a link written "café" and one written "caf%C3%A9" are the same URL.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 
 
 def canonical_url(url: str) -> str:
@@ -32,6 +35,7 @@ def canonical_url(url: str) -> str:
 
     Lowercases scheme and host, drops a default port, the fragment and tracking query parameters (`utm_*`,
     `fbclid`, `gclid`, `ref`, ...), sorts the remaining parameters, resolves ``.``/``..`` path segments,
+    percent-encodes characters outside the URL alphabet,
     uppercases percent escapes and removes a trailing slash except from the root path. Applying it twice gives
     the same result as applying it once.
 
@@ -59,7 +63,7 @@ def canonical_url(url: str) -> str:
         host = f"{host}:{port}"
     userinfo = parts.netloc.rpartition("@")[0]
     netloc = f"{userinfo}@{host}" if userinfo else host
-    path = _upper_escapes(_remove_dot_segments(parts.path or "/"))
+    path = _upper_escapes(quote(_remove_dot_segments(parts.path or "/"), safe=_PATH_SAFE))
     if path != "/":
         path = path.rstrip("/") or "/"
     return urlunsplit((scheme, netloc, path, _clean_query(parts.query), ""))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from sqlalchemy import or_, select
@@ -24,15 +24,17 @@ from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validat
 from finance_sentiment.parsing import (
     JsonFields,
     RawItem,
+    charset_of,
     extract_links,
     parse_article,
     parse_feed,
     parse_json,
 )
 from finance_sentiment.sentiment import Sentiment, SentimentSource
-from finance_sentiment.tables import Document, DocumentTag, Source, utcnow
+from finance_sentiment.tables import Document, DocumentTag, Source
 from finance_sentiment.tagging import Tagger, Tags
 from textcore import Conflict, CoreError, NotFound
+from textcore.sql import utcnow
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +134,9 @@ class Ingestor:
             if result.not_modified:
                 await asyncio.to_thread(self._finish, source_id, result, [], "not_modified")
                 return RunReport(source_id, "not_modified")
-            items = await self._items(source, result)
+            items, complete = await self._items(source, result)
+            if not complete:  # forget the validators: the next run must see the list page's remaining links
+                result = replace(result, validators=Validators())
             stories, duplicates = await asyncio.to_thread(self._unseen, items)
             version = await asyncio.to_thread(self._analyse, stories, source)
             stored = await asyncio.to_thread(self._finish, source_id, result, stories, "ok", version)
@@ -142,27 +146,36 @@ class Ingestor:
             return RunReport(source_id, "failed", error=exc.message)
         return RunReport(source_id, "ok", len(items), stored, duplicates + len(stories) - stored)
 
-    async def _items(self, source: _SourceView, result: FetchResult) -> list[RawItem]:
+    async def _items(self, source: _SourceView, result: FetchResult) -> tuple[list[RawItem], bool]:
+        """The stories in the fetched content, and whether all were read (a list page may be capped)."""
+        charset = charset_of(result.content_type)
         if source.kind == "rss":
-            return parse_feed(result.content, result.url)
+            return parse_feed(result.content, result.url), True
         if source.kind == "json":
-            return parse_json(result.content, JsonFields(**(source.json_fields or {})), result.url)
+            return parse_json(result.content, JsonFields(**(source.json_fields or {})), result.url), True
         if not source.link_pattern:
-            article = parse_article(result.content, result.url)
-            return [article] if article else []
-        links = extract_links(result.content, result.url, source.link_pattern)
+            article = parse_article(result.content, result.url, charset)
+            return ([article] if article else []), True
+        links = extract_links(result.content, result.url, source.link_pattern, charset)
         known = await asyncio.to_thread(self._known_urls, [canonical_url(link) for link in links])
+        fresh = [link for link in links if canonical_url(link) not in known]
         items: list[RawItem] = []
-        for link in [link for link in links if canonical_url(link) not in known][: self.max_pages_per_run]:
+        for link in fresh[: self.max_pages_per_run]:
             try:
                 page = await self.fetcher.fetch(link)
             except FetchError as exc:  # one broken article does not fail the list page
                 log.info("article %s skipped: %s", link, exc.message)
                 continue
-            article = parse_article(page.content, page.url) if page.status == 200 else None
+            # Stored under the link the list page gives (not where it redirects), so that the next run
+            # recognises the link as read without fetching it again.
+            article = (
+                parse_article(page.content, link, charset_of(page.content_type))
+                if page.status == 200
+                else None
+            )
             if article is not None:
                 items.append(article)
-        return items
+        return items, len(fresh) <= self.max_pages_per_run
 
     def _analyse(self, stories: list[_Story], source: _SourceView) -> str:
         """Classify and tag the stories in place; returns the model version used."""

@@ -7,6 +7,7 @@ Everything here is pure: the caller fetches, these functions only parse. Each do
 from __future__ import annotations
 
 import calendar
+import codecs
 import io
 import json
 import re
@@ -150,12 +151,13 @@ def _feed_item(entry: dict[str, Any], base_url: str) -> RawItem | None:
     return RawItem(url=url, title=title, text=text, published_at=published)
 
 
-def parse_article(content: bytes, url: str) -> RawItem | None:
+def parse_article(content: bytes, url: str, charset: str | None = None) -> RawItem | None:
     """Extract the main text, title and date of one HTML article page.
 
     Args:
         content: The page as fetched.
         url: The page's absolute URL.
+        charset: The encoding the server declared (Content-Type); else the page's own declaration or a guess.
 
     Returns:
         The article, or None when the page has no main text (menus, scripts or a too-short snippet only).
@@ -166,7 +168,11 @@ def parse_article(content: bytes, url: str) -> RawItem | None:
     date_params = {**set_date_params(True), "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
     # favor_precision keeps navigation and link lists out of the text: they would pollute the sentiment.
     document = trafilatura.bare_extraction(
-        content, url=url, with_metadata=True, favor_precision=True, date_extraction_params=date_params
+        _decoded(content, charset),
+        url=url,
+        with_metadata=True,
+        favor_precision=True,
+        date_extraction_params=date_params,
     )
     if not isinstance(document, Document):
         return None
@@ -177,13 +183,14 @@ def parse_article(content: bytes, url: str) -> RawItem | None:
     return RawItem(url=url, title=title, text=text, published_at=_parse_time(document.date))
 
 
-def extract_links(content: bytes, base_url: str, pattern: str) -> list[str]:
+def extract_links(content: bytes, base_url: str, pattern: str, charset: str | None = None) -> list[str]:
     """Collect the article links of a list page.
 
     Args:
         content: The HTML page as fetched.
         base_url: The page's URL; relative links resolve against it (or against its ``<base href>``).
         pattern: Regular expression an absolute link must match (`re.search`) to be kept.
+        charset: The encoding the server declared (Content-Type); else the page's own declaration or a guess.
 
     Returns:
         Up to `MAX_ITEMS` absolute http(s) links without fragments, in first-seen order, without duplicates.
@@ -201,7 +208,7 @@ def extract_links(content: bytes, base_url: str, pattern: str) -> list[str]:
     if not content.strip():
         return []
     try:
-        root = lxml.html.document_fromstring(content)
+        root = lxml.html.document_fromstring(_decoded(content, charset))
     except (etree.ParserError, ValueError) as exc:
         raise ParseError(
             f"expected an HTML page at {base_url}; found an unparsable document ({exc})"
@@ -216,6 +223,25 @@ def extract_links(content: bytes, base_url: str, pattern: str) -> list[str]:
             if len(links) >= MAX_ITEMS:
                 break
     return list(links)
+
+
+def charset_of(content_type: str) -> str | None:
+    """The ``charset`` parameter of a Content-Type header, if it names an encoding Python knows."""
+    match = re.search(r"charset\s*=\s*\"?([\w.:-]+)", content_type, re.IGNORECASE)
+    if match is None:
+        return None
+    try:
+        return codecs.lookup(match.group(1)).name
+    except LookupError:
+        return None
+
+
+def _decoded(content: bytes, charset: str | None) -> bytes | str:
+    """Text in the declared charset; the bytes as they are (for the parser to sniff) when none is declared."""
+    if charset is None:
+        return content
+    # An XML declaration inside a decoded string makes lxml refuse it; the declared charset wins anyway.
+    return re.sub(r"^\s*<\?xml[^>]*\?>", "", content.decode(charset, errors="replace"))
 
 
 def parse_json(content: bytes, fields: JsonFields, base_url: str) -> list[RawItem]:

@@ -1,0 +1,108 @@
+"""The `finance-sentiment` command in process (`typer.testing.CliRunner`): train, evaluate and run-once.
+
+`train` runs on the tiny random BERT (one epoch), `evaluate` and `run-once` on the real fine-tuned MiniLM,
+`run-once` against a feed served on loopback (the `Site` of test_ingest).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from finance_sentiment.cli import app
+from tests.conftest import serve_app
+from tests.finance_sentiment.test_ingest import RSS, STORIES, Page, Site, feed_of
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+DEMO = EXAMPLES / "finance_sentiment.csv"
+
+
+def invoke(*args: object, env: dict[str, str] | None = None) -> Result:
+    return CliRunner().invoke(app, [str(a) for a in args], env=env)
+
+
+def last_json(result: Result) -> dict[str, Any]:
+    assert result.exit_code == 0, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert isinstance(report, dict)
+    return report
+
+
+def one_error_line(result: Result) -> str:
+    assert result.exit_code == 2, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_train_refuses_labels_the_monitor_does_not_score(tmp_path: Path) -> None:
+    data = tmp_path / "market.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(
+            [("text", "label"), ("Shares soar on record profit", "bullish"), ("Shares sink", "bearish")] * 4
+        )
+    line = one_error_line(invoke("train", "--data", data, "--output", tmp_path / "model"))
+    assert "bearish" in line and "bullish" in line and "negative, neutral, positive" in line
+    assert not (tmp_path / "model").exists()
+
+
+def test_train_on_the_demo_data_with_the_tiny_model(tmp_path: Path, tiny_model_dir: Path) -> None:
+    output = tmp_path / "model"
+    result = invoke(
+        "train", "--data", DEMO, "--output", output, "--base-model", tiny_model_dir,
+        "--epochs", 1, "--batch-size", 16, "--device", "cpu",
+    )  # fmt: skip
+    report = last_json(result)
+    assert report["output"] == str(output) and isinstance(report["validation"], dict)
+    assert 0.0 <= report["validation"]["accuracy"] <= 1.0
+    labels = json.loads((output / "labels.json").read_text())["labels"]
+    assert sorted(labels) == ["negative", "neutral", "positive"]
+    assert (output / "metadata.json").is_file() and (output / "head.safetensors").is_file()
+
+
+def test_evaluate_the_fine_tuned_model(finance_model_dir: Path) -> None:
+    report = last_json(invoke("evaluate", "--model", finance_model_dir, "--data", DEMO, "--device", "cpu"))
+    with DEMO.open(encoding="utf-8") as handle:
+        assert report["n"] == sum(1 for _ in csv.DictReader(handle))
+    assert report["accuracy"] >= 0.9  # it was trained on these very sentences
+    assert set(report["per_label"]) == {"negative", "neutral", "positive"}
+
+
+@pytest.fixture
+def feed() -> Iterator[tuple[Site, str]]:
+    site = Site({"/feed.xml": Page(feed_of(STORIES), RSS)})
+    with serve_app(site.app()) as base_url:
+        yield site, base_url
+
+
+def test_run_once_stores_a_feed_once(tmp_path: Path, finance_model_dir: Path, feed: tuple[Site, str]) -> None:
+    site, base_url = feed
+    config = tmp_path / "monitor.toml"
+    config.write_text(f'[[sources]]\nname = "wire"\nurl = "{base_url}/feed.xml"\nkind = "rss"\n')
+    database = f"sqlite:///{tmp_path / 'monitor.db'}"
+    env = {
+        "FIN_MODEL_PATH": str(finance_model_dir),
+        "FIN_FETCH__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "FIN_FETCH__MIN_HOST_INTERVAL_S": "0",
+    }
+    first = last_json(invoke("run-once", "--config", config, "--database-url", database, env=env))
+    assert (first["sources"], first["stored"], first["failed"]) == (1, len(STORIES), 0)
+    assert first["reports"][0]["status"] == "ok"
+
+    second = last_json(invoke("run-once", "--config", config, "--database-url", database, env=env))
+    assert (second["sources"], second["stored"], second["duplicates"]) == (1, 0, len(STORIES))
+    assert site.hits("/feed.xml") == 2
+
+
+def test_run_once_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
+    missing = tmp_path / "nowhere.toml"
+    line = one_error_line(
+        invoke("run-once", "--config", missing, "--database-url", f"sqlite:///{tmp_path / 'm.db'}")
+    )
+    assert str(missing) in line

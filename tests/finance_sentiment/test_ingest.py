@@ -1,0 +1,469 @@
+"""The ingest pipeline through `open_monitor`: loopback sites, the real fine-tuned MiniLM, a real database.
+
+Each test serves a small site whose pages it sets and changes (`Site`), runs sources with `Monitor.run_source`
+and checks the reports, the stored documents and the sources' fetch state.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import escape
+
+import pytest
+from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from finance_sentiment.monitor import Monitor, open_monitor
+from finance_sentiment.schemas import SourceIn, SourceKind
+from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
+from finance_sentiment.sources import create_source
+from finance_sentiment.tables import Document, DocumentTag, Source
+from tests.conftest import serve_app
+from textcore import ModelRegistry
+
+RSS = "application/rss+xml"
+HTML = "text/html; charset=utf-8"
+STORIES = [
+    ("Initech reports record revenue and raises its dividend", "Sales beat every forecast."),
+    ("Acme shares plunge after fraud probe widens", "Investors fled the stock on Monday."),
+    ("Globex opens a new office in Berlin", "The office will employ 40 people."),
+]
+
+
+@dataclass
+class Page:
+    """One resource of a `Site`: a body, or a bare status (with a Location for redirects)."""
+
+    body: bytes = b""
+    media_type: str = HTML
+    status: int = 200
+    etag: str | None = None
+    location: str | None = None
+
+
+@dataclass
+class Site:
+    """A loopback web site whose pages the test sets; it records requests and honours If-None-Match."""
+
+    pages: dict[str, Page] = field(default_factory=dict)
+    robots: str = "User-agent: *\nDisallow: /private\n"
+    requests: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+
+    def hits(self, path: str) -> int:
+        return sum(seen == path for seen, _ in self.requests)
+
+    def headers_of(self, path: str) -> list[dict[str, str]]:
+        return [headers for seen, headers in self.requests if seen == path]
+
+    def app(self) -> Starlette:
+        async def serve(request: Request) -> Response:
+            path = request.url.path
+            self.requests.append((path, dict(request.headers)))
+            if path == "/robots.txt":
+                return Response(self.robots, media_type="text/plain")
+            page = self.pages.get(path)
+            if page is None:
+                return Response("not found", status_code=404)
+            headers = {"ETag": page.etag} if page.etag else {}
+            if page.etag and request.headers.get("if-none-match") == page.etag:
+                return Response(status_code=304, headers=headers)
+            if page.location:
+                return Response(status_code=page.status, headers={"Location": page.location})
+            return Response(page.body, status_code=page.status, media_type=page.media_type, headers=headers)
+
+        return Starlette(routes=[Route("/{path:path}", serve)])
+
+
+def rss(items: list[tuple[str, str, str]]) -> bytes:
+    """An RSS 2.0 feed of (link, title, description) items."""
+    body = "".join(
+        f"<item><title>{escape(title)}</title><link>{escape(link)}</link>"
+        f"<description>{escape(text)}</description></item>"
+        for link, title, text in items
+    )
+    return (
+        f'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>{body}</channel></rss>'.encode()
+    )
+
+
+def feed_of(stories: list[tuple[str, str]], prefix: str = "/news") -> bytes:
+    return rss([(f"{prefix}/{i}", title, text) for i, (title, text) in enumerate(stories)])
+
+
+def article(title: str, lead: str) -> bytes:
+    """A realistic article page: navigation, a headline, several paragraphs and a footer."""
+    paragraphs = "".join(
+        f"<p>{lead} {detail}</p>"
+        for detail in (
+            "Analysts said the figures came in well ahead of their estimates for the period.",
+            "The company will publish its full annual report at the end of next month.",
+            "Its shares have moved sharply since the start of the year on heavy trading volumes.",
+        )
+    )
+    return (
+        f"<html><head><title>{title}</title></head><body><nav><a href='/'>Home</a> "
+        f"<a href='/markets'>Markets</a></nav><article><h1>{title}</h1>{paragraphs}</article>"
+        "<footer>Copyright Example News</footer></body></html>"
+    ).encode()
+
+
+NAV_ONLY = (
+    b"<html><head><title>Markets</title></head><body><nav><ul><li><a href='/'>Home</a></li>"
+    b"<li><a href='/markets'>Markets</a></li><li><a href='/about'>About us</a></li></ul></nav></body></html>"
+)
+
+
+def settings(tmp_path: Path, database_url: str, model: Path | None, **more: Any) -> FinanceSentimentSettings:
+    fetch = FetchSettings(
+        allowed_networks=("127.0.0.0/8",), min_host_interval_s=0.0, backoff_base_s=0.01, max_retries=1
+    )
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "model_path": model,
+        "scheduler": False,
+        "fetch": fetch,
+        "registry": tmp_path / "registry",
+    }
+    return FinanceSentimentSettings(**(values | more))
+
+
+def add_source(monitor: Monitor, name: str, url: str, kind: SourceKind = "rss", **more: Any) -> int:
+    with monitor.db.session() as session:
+        return create_source(session, SourceIn(name=name, url=url, kind=kind, **more)).id
+
+
+def source_row(monitor: Monitor, source_id: int) -> Source:
+    with monitor.db.session() as session:
+        row = session.get(Source, source_id)
+        assert row is not None
+        return row
+
+
+def documents(monitor: Monitor) -> list[Document]:
+    with monitor.db.session() as session:
+        return list(session.scalars(select(Document).order_by(Document.id)))
+
+
+async def test_etag_then_not_modified(tmp_path: Path, finance_model_dir: Path, sqlite_url: str) -> None:
+    web = Site({"/feed.xml": Page(feed_of(STORIES), RSS, etag='"v1"')})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml")
+            first = await monitor.run_source(source_id)
+            assert (first.status, first.items, first.stored) == ("ok", 3, 3)
+            assert source_row(monitor, source_id).etag == '"v1"'
+
+            second = await monitor.run_source(source_id)
+            assert second.status == "not_modified" and second.stored == second.items == 0
+            assert web.headers_of("/feed.xml")[1]["if-none-match"] == '"v1"'
+            assert "if-none-match" not in web.headers_of("/feed.xml")[0]
+            row = source_row(monitor, source_id)
+            assert row.last_status == "not_modified" and row.etag == '"v1"' and row.consecutive_failures == 0
+            assert len(documents(monitor)) == 3
+
+
+async def test_the_same_story_in_two_feeds_is_stored_once(
+    tmp_path: Path, finance_model_dir: Path, database_url: str
+) -> None:
+    (title, text), other = STORIES[0], STORIES[1]
+    web = Site()
+    # The first feed carries one story twice (tracking parameters only); the second carries the same link
+    # again, and the same words under a different URL.
+    web.pages["/a.xml"] = Page(
+        rss([("/news/1", title, text), ("/news/1?utm_source=rss&utm_medium=feed", title, text)]), RSS
+    )
+    web.pages["/b.xml"] = Page(
+        rss(
+            [
+                ("/news/1?utm_campaign=b#comments", title, text),
+                ("/mirror/77?utm_source=partner", f"  {title.upper()} ", text),
+                ("/news/2", *other),
+            ]
+        ),
+        RSS,
+    )
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, database_url, finance_model_dir)) as monitor:
+            first = await monitor.run_source(add_source(monitor, "a", f"{base}/a.xml"))
+            assert (first.items, first.stored, first.duplicates) == (2, 1, 1)
+            second = await monitor.run_source(add_source(monitor, "b", f"{base}/b.xml"))
+            assert (second.items, second.stored, second.duplicates) == (3, 1, 2)
+            stored = documents(monitor)
+            assert [d.url for d in stored] == [f"{base}/news/1", f"{base}/news/2"]
+            assert stored[0].title == title
+
+
+async def test_parallel_runs_of_overlapping_feeds_store_each_story_once(
+    tmp_path: Path, finance_model_dir: Path, database_url: str
+) -> None:
+    web = Site({f"/{name}.xml": Page(feed_of(STORIES), RSS) for name in ("a", "b", "c")})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, database_url, finance_model_dir)) as monitor:
+            for name in ("a", "b", "c"):
+                add_source(monitor, name, f"{base}/{name}.xml")
+            reports = await monitor.run_all()
+            assert [r.status for r in reports] == ["ok"] * 3
+            assert sum(r.stored for r in reports) == len(STORIES)
+            assert sum(r.duplicates for r in reports) == 2 * len(STORIES)
+            assert len(documents(monitor)) == len(STORIES)
+
+
+async def test_malformed_feed_fails_keeps_no_validators_and_loses_nothing(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    feed = Page(b"\x00\x01garbage \xff\xfe <<<not a feed", RSS, etag='"broken"')
+    web = Site({"/feed.xml": feed})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml")
+            failed = await monitor.run_source(source_id)
+            assert failed.status == "failed" and failed.error and "feed" in failed.error
+            row = source_row(monitor, source_id)
+            assert row.consecutive_failures == 1 and row.last_status == "failed"
+            assert row.etag is None and row.last_error == failed.error and row.enabled
+
+            # Fixed in place under the same ETag: a saved validator would have got a 304 and lost the items.
+            feed.body = feed_of(STORIES)
+            fixed = await monitor.run_source(source_id)
+            assert "if-none-match" not in web.headers_of("/feed.xml")[1]
+            assert (fixed.status, fixed.stored) == ("ok", len(STORIES))
+            row = source_row(monitor, source_id)
+            assert row.consecutive_failures == 0 and row.last_error is None and row.etag == '"broken"'
+
+
+async def test_gone_disables_the_source_for_good(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    web = Site({"/feed.xml": Page(b"gone", status=410)})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml")
+            gone = await monitor.run_source(source_id)
+            assert gone.status == "gone" and gone.error and "410" in gone.error
+            row = source_row(monitor, source_id)
+            assert not row.enabled and row.disabled_reason and "410" in row.disabled_reason
+            assert row.last_status == "gone"
+
+            again = await monitor.run_source(source_id)
+            assert again.status == "disabled" and again.stored == 0
+            assert web.hits("/feed.xml") == 1
+            assert monitor.enabled_sources() == []
+
+
+async def test_permanent_redirect_moves_the_source(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    web = Site({"/new.xml": Page(feed_of(STORIES), RSS)})
+    with serve_app(web.app()) as base:
+        web.pages["/old.xml"] = Page(status=301, location=f"{base}/new.xml")
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/old.xml")
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.stored) == ("ok", len(STORIES))
+            assert source_row(monitor, source_id).url == f"{base}/new.xml"
+
+            await monitor.run_source(source_id)
+            assert (web.hits("/old.xml"), web.hits("/new.xml")) == (1, 2)
+
+
+async def test_list_page_follows_article_links_once(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    links = "".join(f"<li><a href='/articles/{i}?utm_source=home'>Story {i}</a></li>" for i in (1, 2, 3))
+    web = Site(
+        {
+            "/markets": Page(
+                f"<html><body><ul>{links}<li><a href='/about'>About</a></li></ul></body></html>".encode()
+            ),
+            "/articles/1": Page(
+                article("Initech raises its dividend", "Initech lifted its payout by a fifth.")
+            ),
+            "/articles/2": Page(article("Acme warns on profit", "Acme cut its outlook after weak orders.")),
+            "/articles/3": Page(NAV_ONLY),
+        }
+    )
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(
+                monitor, "markets", f"{base}/markets", kind="html", link_pattern=r"/articles/\d+"
+            )
+            first = await monitor.run_source(source_id)
+            assert (first.status, first.items, first.stored) == ("ok", 2, 2)
+            stored = documents(monitor)
+            assert [d.url for d in stored] == [f"{base}/articles/1", f"{base}/articles/2"]
+            assert stored[0].title == "Initech raises its dividend" and "payout by a fifth" in stored[0].text
+            assert web.hits("/about") == 0
+
+            second = await monitor.run_source(source_id)
+            assert second.status == "ok" and second.stored == 0
+            assert (web.hits("/markets"), web.hits("/articles/1"), web.hits("/articles/2")) == (2, 1, 1)
+            assert len(documents(monitor)) == 2
+
+
+async def test_list_page_links_deferred_by_the_page_limit_are_not_lost(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    links = "".join(f"<li><a href='/articles/{i}'>Story {i}</a></li>" for i in (1, 2, 3))
+    web = Site({"/markets": Page(f"<html><body><ul>{links}</ul></body></html>".encode(), etag='"list-1"')})
+    for i, (title, lead) in enumerate(STORIES, start=1):
+        web.pages[f"/articles/{i}"] = Page(article(title, lead))
+    with serve_app(web.app()) as base:
+        async with open_monitor(
+            settings(tmp_path, sqlite_url, finance_model_dir, max_pages_per_run=2)
+        ) as monitor:
+            source_id = add_source(
+                monitor, "markets", f"{base}/markets", kind="html", link_pattern=r"/articles/\d+"
+            )
+            assert (await monitor.run_source(source_id)).stored == 2
+            await monitor.run_source(source_id)  # the list page is unchanged: the server answers 304
+            assert web.hits("/articles/3") == 1
+            assert len(documents(monitor)) == 3
+
+
+@pytest.mark.parametrize(("href", "path"), [("/go/1", "/articles/1"), ("/articles/café", "/articles/café")])
+async def test_list_page_does_not_refetch_stored_articles_whatever_the_link_spelling(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, href: str, path: str
+) -> None:
+    listing = f"<html><head><meta charset='utf-8'></head><body><a href='{href}'>Story</a></body></html>"
+    web = Site({"/markets": Page(listing.encode())})
+    web.pages[path] = Page(article(*STORIES[0]))
+    if href != path:
+        web.pages[href] = Page(status=302, location=path)
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "markets", f"{base}/markets", kind="html", link_pattern="/")
+            assert (await monitor.run_source(source_id)).stored == 1
+            second = await monitor.run_source(source_id)
+            assert web.hits(path) == 1 and second.duplicates == 0
+
+
+async def test_list_page_links_are_read_in_the_charset_the_server_declares(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    listing = "<html><body><a href='/märkte/übernahme'>Übernahme</a></body></html>"
+    web = Site({"/markets": Page(listing.encode(), "text/html; charset=utf-8")})
+    web.pages["/märkte/übernahme"] = Page(article(*STORIES[0]))
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "markets", f"{base}/markets", kind="html", link_pattern="/")
+            report = await monitor.run_source(source_id)
+            assert web.hits("/märkte/übernahme") == 1 and report.stored == 1
+
+
+async def test_json_api_source(tmp_path: Path, finance_model_dir: Path, sqlite_url: str) -> None:
+    articles = [
+        {"headline": "Acme beats estimates", "body": "Profit rose 20%.", "link": "/a/1", "ts": 1_700_000_000},
+        {
+            "headline": "Hooli cuts jobs",
+            "body": "<p>Losses <b>deepen</b>.</p>",
+            "link": "/a/2",
+            "ts": "2024-03-01T09:30:00Z",
+        },
+        {"headline": "No link, skipped", "body": "x"},
+    ]
+    payload = {"data": {"articles": articles}}
+    web = Site({"/api/news": Page(json.dumps(payload).encode(), "application/json")})
+    fields = {"items": "data.articles", "title": "headline", "text": "body", "url": "link", "time": "ts"}
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "api", f"{base}/api/news", kind="json", json_fields=fields)
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.items, report.stored) == ("ok", 2, 2)
+            first, second = documents(monitor)
+            assert (first.url, first.title, first.text) == (
+                f"{base}/a/1",
+                "Acme beats estimates",
+                "Profit rose 20%.",
+            )
+            assert first.published_at == datetime.fromtimestamp(1_700_000_000, tz=UTC)
+            assert (second.text, second.published_at) == (
+                "Losses deepen.",
+                datetime(2024, 3, 1, 9, 30, tzinfo=UTC),
+            )
+            assert {first.label, second.label} <= {"negative", "neutral", "positive"}
+
+
+async def test_no_model_yet_then_promoted_without_restart(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    web = Site({"/feed.xml": Page(feed_of(STORIES), RSS, etag='"v1"')})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, None)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml")
+            failed = await monitor.run_source(source_id)
+            assert failed.status == "failed" and failed.error and "no active version" in failed.error
+            assert documents(monitor) == []
+            row = source_row(monitor, source_id)
+            assert row.etag is None and row.consecutive_failures == 1
+
+            registry = ModelRegistry(tmp_path / "registry")
+            version = registry.register("finance-sentiment", finance_model_dir)
+            registry.promote("finance-sentiment", version.version)
+
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.stored) == ("ok", len(STORIES))
+            assert "if-none-match" not in web.headers_of("/feed.xml")[1]
+            assert {d.model_version for d in documents(monitor)} == {"finance-sentiment@1"}
+            assert source_row(monitor, source_id).etag == '"v1"'
+
+
+async def test_robots_txt_disallowing_the_feed_fails_the_run(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    web = Site({"/private/feed.xml": Page(feed_of(STORIES), RSS)})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/private/feed.xml")
+            report = await monitor.run_source(source_id)
+            assert report.status == "failed" and report.error and "robots.txt" in report.error
+            assert web.hits("/robots.txt") == 1 and web.hits("/private/feed.xml") == 0
+            assert source_row(monitor, source_id).consecutive_failures == 1
+            assert documents(monitor) == []
+
+
+async def test_config_topics_and_entities_tag_documents(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    web = Site()
+    web.pages["/feed.xml"] = Page(
+        rss(
+            [
+                ("/n/1", "Acme Corp posts strong quarterly results", "Earnings beat forecasts."),
+                ("/n/2", "Traders pile into $ACME and $XYZ", "ACME rose 5% in early trading."),
+                ("/n/3", "Globex opens a new office in Berlin", "The office will employ 40 people."),
+            ]
+        ),
+        RSS,
+    )
+    with serve_app(web.app()) as base:
+        config = tmp_path / "monitor.toml"
+        config.write_text(
+            f'[[sources]]\nname = "wire"\nurl = "{base}/feed.xml"\nkind = "rss"\ntopics = ["newswire"]\n\n'
+            '[[topics]]\nname = "earnings"\nkeywords = ["earnings", "quarterly results"]\n\n'
+            '[[entities]]\nname = "Acme"\nticker = "ACME"\naliases = ["Acme Corp"]\n'
+        )
+        async with open_monitor(
+            settings(tmp_path, sqlite_url, finance_model_dir, config_file=config)
+        ) as monitor:
+            (source_id,) = monitor.enabled_sources()
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.stored) == ("ok", 3)
+            with monitor.db.session() as session:
+                rows = session.execute(
+                    select(Document.url, DocumentTag.kind, DocumentTag.name).join(DocumentTag.document)
+                ).all()
+            tags: dict[str, set[tuple[str, str]]] = {}
+            for url, kind, name in rows:
+                tags.setdefault(url.rsplit("/", 1)[1], set()).add((kind, name))
+            assert tags == {
+                "1": {("topic", "newswire"), ("topic", "earnings"), ("entity", "Acme")},
+                "2": {("topic", "newswire"), ("entity", "Acme"), ("entity", "XYZ")},
+                "3": {("topic", "newswire")},
+            }
