@@ -16,10 +16,10 @@ from datetime import UTC, datetime
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
-from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import select
 
+from finance_sentiment.crontab import crontab_trigger
 from finance_sentiment.monitor import Monitor
 from finance_sentiment.tables import Source
 
@@ -34,7 +34,7 @@ class _Plan:
 
     def trigger(self) -> BaseTrigger:
         if self.cron:
-            return CronTrigger.from_crontab(self.cron, timezone="UTC")
+            return crontab_trigger(self.cron)
         return IntervalTrigger(seconds=self.interval_seconds or 900, timezone="UTC")
 
 

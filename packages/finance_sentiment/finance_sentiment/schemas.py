@@ -13,7 +13,6 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from apscheduler.triggers.cron import CronTrigger
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -23,6 +22,8 @@ from pydantic import (
     ValidationError,
     model_validator,
 )
+
+from finance_sentiment.crontab import crontab_trigger
 
 DEFAULT_INTERVAL_SECONDS = 900
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # a week
@@ -37,7 +38,7 @@ def _http_url(value: str) -> str:
 
 def _crontab(value: str) -> str:
     try:
-        CronTrigger.from_crontab(value, timezone="UTC")
+        crontab_trigger(value)
     except ValueError as exc:
         raise ValueError(
             "expected a 5-field crontab expression 'minute hour day month day_of_week' "
