@@ -1,0 +1,318 @@
+"""Interactions and item catalogs read from CSV/TSV/JSONL files, and converters for the public datasets.
+
+An interactions file has one row per (user, item, time[, rating]); a catalog file has one row per item with an
+id, a title and optional text fields. Every problem with a file raises `InvalidInput` naming the file, the
+column and the data row (1-based, header excluded) and saying what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TypeVar
+
+import numpy as np
+
+from textcore import InvalidInput, read_table
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Parallel arrays, one row per interaction, in any order."""
+
+    users: np.ndarray  # (n,) object: user ids (str)
+    items: np.ndarray  # (n,) object: item ids (str)
+    times: np.ndarray  # (n,) float64: seconds, or any number that increases with time
+    values: np.ndarray  # (n,) float64: the rating, NaN when the row has none
+
+    def __len__(self) -> int:
+        return len(self.users)
+
+    def sequences(self) -> dict[str, list[str]]:
+        """Each user's item ids in time order; equal times keep the order of the rows."""
+        if len(self) == 0:
+            return {}
+        user_ids, codes = np.unique(self.users, return_inverse=True)
+        # lexsort is stable: the last key is primary, and rows tying on (user, time) keep their order
+        order = np.lexsort((self.times, codes))
+        sorted_items = self.items[order]
+        bounds = np.flatnonzero(np.diff(codes[order])) + 1
+        starts = np.concatenate(([0], bounds))
+        ends = np.concatenate((bounds, [len(order)]))
+        first_codes = codes[order][starts]
+        return {
+            str(user_ids[code]): [str(item) for item in sorted_items[start:end]]
+            for code, start, end in zip(first_codes, starts, ends, strict=True)
+        }
+
+
+@dataclass(frozen=True)
+class Catalog:
+    """Items in catalog order; positions in this order index every score array."""
+
+    ids: list[str]
+    titles: list[str]
+    texts: list[str]  # what the encoder reads: the title, then the other text fields
+    index: dict[str, int]  # item id -> position
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def build(cls, ids: Sequence[str], titles: Sequence[str], texts: Sequence[str]) -> Catalog:
+        """A catalog from parallel lists (the index is derived).
+
+        Raises:
+            InvalidInput: If the lists differ in length or an id appears twice.
+        """
+        if not len(ids) == len(titles) == len(texts):
+            raise InvalidInput(
+                f"expected as many titles and texts as ids ({len(ids)}); found {len(titles)} and {len(texts)}"
+            )
+        index: dict[str, int] = {}
+        for position, item_id in enumerate(ids):
+            if item_id in index:
+                raise InvalidInput(f"expected unique item ids; {item_id!r} appears more than once")
+            index[item_id] = position
+        return cls(list(ids), list(titles), list(texts), index)
+
+
+def read_interactions(
+    path: str | os.PathLike[str],
+    *,
+    user_column: str = "user_id",
+    item_column: str = "item_id",
+    time_column: str | None = "timestamp",
+    rating_column: str | None = "rating",
+    min_rating: float | None = None,
+) -> Interactions:
+    """Read interactions from a CSV, TSV or JSON Lines file.
+
+    Args:
+        path: The file.
+        user_column: Column of user ids.
+        item_column: Column of item ids.
+        time_column: Column of times: numbers (e.g. Unix seconds) or ISO 8601 datetimes. None uses row order.
+        rating_column: Optional column of ratings; when the file lacks it every value is NaN.
+        min_rating: Keep only rows rated at least this (ratings thresholded into positives). Rows with an
+            empty rating are kept: an interaction without a rating (a click, a purchase) is a positive.
+
+    Raises:
+        InvalidInput: Missing file or required column, an empty id, or a time or rating that is not a number.
+    """
+    rows = read_table(path)
+    if not rows:
+        raise InvalidInput(f"{path}: expected at least one interaction row; found none")
+    present = list(rows[0])
+    required = [c for c in (user_column, item_column, time_column) if c is not None]
+    missing = [c for c in required if c not in present]
+    if missing:
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(present)}")
+    rating = rating_column if rating_column in present else None
+    if min_rating is not None and rating is None:
+        raise InvalidInput(
+            f"{path}: min_rating {min_rating} needs the rating column {rating_column!r}; "
+            f"found {', '.join(present)}"
+        )
+    n = len(rows)
+    data = Interactions(
+        np.array(_parsed(path, rows, user_column, _required_id), dtype=object),
+        np.array(_parsed(path, rows, item_column, _required_id), dtype=object),
+        np.array(_parsed(path, rows, time_column, _time) if time_column else range(n), dtype=np.float64),
+        np.array(_parsed(path, rows, rating, _rating) if rating else [math.nan] * n, dtype=np.float64),
+    )
+    if min_rating is None:
+        return data
+    keep = np.isnan(data.values) | (data.values >= min_rating)
+    return Interactions(data.users[keep], data.items[keep], data.times[keep], data.values[keep])
+
+
+def _parsed(
+    path: str | os.PathLike[str], rows: list[dict[str, str]], column: str, parse: Callable[[str], _T]
+) -> list[_T]:
+    """Parse one column; a ValueError from `parse` becomes InvalidInput naming the file, row and column."""
+    values: list[_T] = []
+    for number, row in enumerate(rows, start=1):
+        try:
+            values.append(parse(row[column]))
+        except ValueError as exc:
+            raise InvalidInput(f"{path}: row {number} column {column!r}: {exc}") from None
+    return values
+
+
+def _required_id(raw: str) -> str:
+    value = raw.strip()
+    if not value:
+        raise ValueError("expected an id; found an empty cell")
+    return value
+
+
+def _time(raw: str) -> float:
+    text = raw.strip()
+    try:
+        value = float(text)
+    except ValueError:
+        try:
+            moment = datetime.fromisoformat(text)
+            # a datetime without an offset is read as UTC, so results do not depend on the machine's zone
+            value = (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+        except ValueError:
+            raise ValueError(f"expected a number or an ISO 8601 datetime; found {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite time; found {raw!r}")
+    return value
+
+
+def _rating(raw: str) -> float:
+    text = raw.strip()
+    if not text:
+        return math.nan
+    try:
+        value = float(text)
+    except ValueError:
+        raise ValueError(f"expected a number or an empty cell; found {raw!r}") from None
+    if not math.isfinite(value):
+        raise ValueError(f"expected a finite rating; found {raw!r}")
+    return value
+
+
+def read_catalog(
+    path: str | os.PathLike[str],
+    *,
+    id_column: str = "item_id",
+    title_column: str = "title",
+    text_columns: Sequence[str] = ("text",),
+) -> Catalog:
+    """Read an item catalog; the encoder text is the title, then the non-empty text fields.
+
+    Extra columns are ignored and text columns the file lacks are tolerated. When a text field already starts
+    with the title (as converted datasets' full texts do), the title is not repeated.
+
+    Raises:
+        InvalidInput: Missing file, id or title column; an empty id; an item with neither title nor text;
+            an id that appears twice.
+    """
+    rows = read_table(path)
+    if not rows:
+        raise InvalidInput(f"{path}: expected at least one item row; found none")
+    present = list(rows[0])
+    missing = [c for c in (id_column, title_column) if c not in present]
+    if missing:
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(present)}")
+    columns = [c for c in text_columns if c in present and c != title_column]
+    ids = _parsed(path, rows, id_column, _required_id)
+    titles: list[str] = []
+    texts: list[str] = []
+    for number, row in enumerate(rows, start=1):
+        title = row[title_column].strip()
+        text = item_text(title, [row[c] for c in columns])
+        if not text:
+            raise InvalidInput(f"{path}: row {number} (item {ids[number - 1]!r}): expected a title or text")
+        titles.append(title or text)
+        texts.append(text)
+    try:
+        return Catalog.build(ids, titles, texts)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{path}: {exc.message}") from None
+
+
+def item_text(title: str, fields: Sequence[str]) -> str:
+    """The text the encoder reads: ``title + ". " + fields`` (each non-empty field once, the title once)."""
+    parts = [f.strip() for f in fields if f.strip()]
+    title = title.strip()
+    if title and not (parts and parts[0].startswith(title)):
+        parts.insert(0, title)
+    text = ""
+    for part in parts:
+        # a part that already ends a sentence is followed by a space only
+        text = f"{text}{' ' if text.endswith(('.', '!', '?')) else '. '}{part}" if text else part
+    return text
+
+
+def convert_amazon(folder: Path, output: Path) -> tuple[Path, Path]:
+    """Convert the UniSRec Amazon folder (items.csv + valid.jsonl) into interactions.csv and items.csv.
+
+    Each valid.jsonl row ``{user, history, target}`` becomes the user's interactions in order, ``history``
+    then ``target``, with the position 0..n as the timestamp; leave-last-out on the result therefore tests
+    the row's target. Items: ``item_id`` = asin, ``title`` = the text up to its first ". ", ``text`` = the
+    whole text.
+
+    Returns:
+        The paths of the written interactions.csv and items.csv.
+    """
+    items = _table(folder / "items.csv", ["asin", "text"])
+    sequences = _table(folder / "valid.jsonl", ["user", "history", "target"])
+    output.mkdir(parents=True, exist_ok=True)
+    items_path = output / "items.csv"
+    with _writer(items_path, ["item_id", "title", "text"]) as write:
+        for row in items:
+            text = row["text"].strip()
+            write([row["asin"], text.split(". ", 1)[0].rstrip("."), text])
+    interactions_path = output / "interactions.csv"
+    with _writer(interactions_path, ["user_id", "item_id", "timestamp"]) as write:
+        for number, row in enumerate(sequences, start=1):
+            for position, item in enumerate([*_item_list(folder, row, number), row["target"]]):
+                write([row["user"], item, str(position)])
+    return interactions_path, items_path
+
+
+def _table(path: Path, columns: list[str]) -> list[dict[str, str]]:
+    rows = read_table(path)
+    missing = [c for c in columns if not rows or c not in rows[0]]
+    if missing:
+        found = ", ".join(rows[0]) if rows else "no rows"
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {found}")
+    return rows
+
+
+def _item_list(folder: Path, row: dict[str, str], number: int) -> list[str]:
+    try:
+        history = json.loads(row["history"])
+    except (KeyError, json.JSONDecodeError):
+        history = None
+    if not isinstance(history, list) or not all(isinstance(item, str) for item in history):
+        raise InvalidInput(f"{folder}/valid.jsonl:{number}: expected 'history' to be a list of item ids")
+    return history
+
+
+def convert_movielens(folder: Path, output: Path) -> tuple[Path, Path]:
+    """Convert MovieLens-100k (ratings.csv + items.csv) into interactions.csv (ratings kept) and items.csv.
+
+    Items get ``text`` = "title. genres: a, b" (the ``|``-separated genres of the source).
+
+    Returns:
+        The paths of the written interactions.csv and items.csv.
+    """
+    ratings = _table(folder / "ratings.csv", ["user_id", "item_id", "rating", "timestamp"])
+    items = _table(folder / "items.csv", ["item_id", "title"])
+    output.mkdir(parents=True, exist_ok=True)
+    interactions_path = output / "interactions.csv"
+    with _writer(interactions_path, ["user_id", "item_id", "rating", "timestamp"]) as write:
+        for row in ratings:
+            write([row["user_id"], row["item_id"], row["rating"], row["timestamp"]])
+    items_path = output / "items.csv"
+    with _writer(items_path, ["item_id", "title", "text"]) as write:
+        for row in items:
+            title = row["title"].strip()
+            genres = [g.strip() for g in row.get("genres", "").split("|") if g.strip()]
+            text = f"{title}. genres: {', '.join(genres)}" if genres else title
+            write([row["item_id"], title, text])
+    return interactions_path, items_path
+
+
+@contextmanager
+def _writer(path: Path, header: list[str]) -> Iterator[Callable[[Sequence[str]], object]]:
+    """Open a UTF-8 CSV file, write its header and yield the row writer."""
+    with path.open("w", encoding="utf-8", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        yield writer.writerow
