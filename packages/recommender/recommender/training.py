@@ -1,0 +1,416 @@
+"""Training a text-interest model from behaviour: hold out, fine-tune the encoder, fit the blend, save.
+
+With `hold_out_last` each user's last interaction (the leave-last-out test item) is removed first; of what
+remains, each user's last item is the validation item. The encoder is fine-tuned with the core's embedding
+task on (recent history titles -> next item text) pairs built from the rest, with in-batch negatives. Then the
+profile kind, recency decay and blend weights are chosen by NDCG@10 on the validation items: every component's
+(users x items) score matrix is computed once and only their weighted sums are ranked, so the grid is cheap.
+
+The model's metadata records what it saw (`trained_on`), so that an evaluation can tell whether the model was
+trained on the interactions it is tested on (`leaked_test_users`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from recommender.baselines import ItemKNN, Popularity
+from recommender.data import Catalog, Interactions
+from recommender.model import (
+    BlendWeights,
+    ModelConfig,
+    TextInterestModel,
+    history_text,
+    mean_profiles,
+    zscore,
+)
+from recommender.protocol import history_positions, leave_last_out, rank_metrics
+from textcore import Encoder, InvalidInput, TrainConfig, train_embedder
+from textcore.artifacts import utc_now, write_metadata
+from textcore.data import Pairs
+from textcore.models import resolve_model
+
+DECAYS = (0.5, 0.8, 1.0)
+KNN_DECAYS = (1.0, 0.85, 0.5)  # recency weights tried for the co-occurrence component (1.0: plain item-kNN)
+GRID_STEPS = 10  # blend weights on the simplex in steps of 1/GRID_STEPS
+CELL_BUDGET = 16_000_000  # validation users x items per component matrix (64 MB of float32)
+
+
+@dataclass(frozen=True)
+class RecTrainConfig:
+    """Knobs of `train_model`; the defaults are sized for amazon_scientific in ~15 min on 2 CPU cores."""
+
+    base_model: str = "minilm"
+    epochs: int = 1  # 0 skips fine-tuning: the base encoder is used zero-shot
+    max_pairs: int = 20000  # behaviour pairs, subsampled deterministically
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    history_items: int = 5  # titles in a training anchor (and in a text profile)
+    max_length: int = 96
+    seed: int = 42
+    hold_out_last: bool = True  # False: the model sees every interaction (for serving, not for evaluation)
+    validation_pairs: int = 512  # pairs the embedding task evaluates on during fine-tuning
+    max_validation_users: int = 2000  # users on whom the profile and blend are chosen
+    device: str = "auto"
+    precision: str = "auto"
+
+    def __post_init__(self) -> None:
+        checks = {
+            "epochs": (self.epochs >= 0, "an integer >= 0"),
+            "max_pairs": (self.max_pairs >= 4, "an integer >= 4"),
+            "batch_size": (self.batch_size >= 2, "an integer >= 2"),
+            "learning_rate": (0 < self.learning_rate < 1, "a number in (0, 1)"),
+            "history_items": (self.history_items >= 1, "an integer >= 1"),
+            "max_length": (8 <= self.max_length <= 8192, "an integer in [8, 8192]"),
+            "validation_pairs": (self.validation_pairs >= 0, "an integer >= 0"),
+            "max_validation_users": (self.max_validation_users >= 1, "an integer >= 1"),
+        }
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise InvalidInput(f"{name}: expected {expected}; found {getattr(self, name)!r}")
+
+
+def behaviour_pairs(train: dict[str, list[str]], catalog: Catalog, cfg: RecTrainConfig) -> Pairs:
+    """(history text -> next item text) pairs: for each user and position t >= 1 of their sequence.
+
+    The anchor is the titles of up to `history_items` previous items, newest first (see `history_text`);
+    the positive is the catalog text of item t. Repeats of an item in the anchor are skipped (no new
+    interest to learn). Items outside the catalog are dropped. More than `max_pairs` pairs are subsampled
+    with the seed, keeping their order.
+    """
+    anchors: list[str] = []
+    positives: list[str] = []
+    for user in sorted(train):
+        positions = history_positions(train[user], catalog)
+        for t in range(1, len(positions)):
+            previous = positions[max(0, t - cfg.history_items) : t]
+            if positions[t] in previous:
+                continue
+            anchors.append(history_text([catalog.titles[i] for i in previous], cfg.history_items))
+            positives.append(catalog.texts[positions[t]])
+    pairs = Pairs(anchors, positives)
+    if len(pairs) <= cfg.max_pairs:
+        return pairs
+    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(pairs), cfg.max_pairs, replace=False))
+    return pairs.subset(keep)
+
+
+def _time_order(interactions: Interactions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user ids, per-row user codes, rows ordered by (user, time, row)) as in `Interactions.sequences`."""
+    ids, codes = np.unique(interactions.users, return_inverse=True)
+    return ids, codes, np.lexsort((interactions.times, codes))
+
+
+def interactions_sha256(interactions: Interactions) -> str:
+    """Hex SHA-256 of (user, item, time) rows in each user's time order; independent of file layout."""
+    _, _, order = _time_order(interactions)
+    digest = hashlib.sha256()
+    rows = zip(
+        interactions.users[order], interactions.items[order], interactions.times[order].tolist(), strict=True
+    )
+    for user, item, time in rows:
+        digest.update(f"{user}\t{item}\t{time!r}\n".encode())
+    return digest.hexdigest()
+
+
+def _user_times(interactions: Interactions) -> tuple[list[str], np.ndarray, np.ndarray, np.ndarray]:
+    """Per user (sorted): interaction count, time of the last interaction, time of the one before it."""
+    ids, codes, order = _time_order(interactions)
+    times, sorted_codes = interactions.times[order], codes[order]
+    ends = np.append(np.flatnonzero(np.diff(sorted_codes)), len(order) - 1)  # each user's last row
+    counts = np.diff(np.concatenate(([-1], ends)))
+    return [str(u) for u in ids], counts, times[ends], times[np.maximum(ends - 1, 0)]
+
+
+def trained_on(interactions: Interactions, hold_out_last: bool) -> dict[str, Any]:
+    """What a model trained on `interactions` saw: content hash, hold-out, and per user the last time seen."""
+    if len(interactions) == 0:
+        return {
+            "interactions_sha256": interactions_sha256(interactions),
+            "n_interactions": 0,
+            "n_seen": 0,
+            "held_out": "last" if hold_out_last else "none",
+            "last_seen": {},
+        }
+    users, counts, last, previous = _user_times(interactions)
+    held = hold_out_last & (counts >= 2)  # leave-last-out tests only users with two or more interactions
+    return {
+        "interactions_sha256": interactions_sha256(interactions),
+        "n_interactions": len(interactions),
+        "n_seen": len(interactions) - int(held.sum()),
+        "held_out": "last" if hold_out_last else "none",
+        "last_seen": dict(zip(users, np.where(held, previous, last).tolist(), strict=True)),
+    }
+
+
+def leaked_test_users(meta: dict[str, Any], interactions: Interactions) -> int:
+    """How many users' leave-last-out test interaction in `interactions` the model may have trained on.
+
+    Zero when the model was trained on exactly these interactions with the last ones held out, or never
+    trained on behaviour. Otherwise a user counts when the model saw one of their interactions at or after
+    the time of their last interaction here (ties count as seen: the cautious answer).
+    """
+    record = meta.get("trained_on")
+    if not isinstance(record, dict) or len(interactions) == 0:
+        return 0
+    if record.get("held_out") == "last" and record.get("interactions_sha256") == interactions_sha256(
+        interactions
+    ):
+        return 0
+    last_seen = record.get("last_seen") or {}
+    users, counts, last, _ = _user_times(interactions)
+    return sum(
+        1
+        for user, count, time in zip(users, counts, last, strict=True)
+        if count >= 2 and user in last_seen and float(last_seen[user]) >= time
+    )
+
+
+def _validation_users(
+    train: dict[str, list[str]], validation: dict[str, str], catalog: Catalog, limit: int, seed: int
+) -> tuple[list[list[int]], np.ndarray]:
+    """Histories (catalog positions) and target positions of up to `limit` seeded validation users."""
+    users = [u for u in sorted(validation) if validation[u] in catalog.index]
+    histories = {u: history_positions(train.get(u, []), catalog) for u in users}
+    users = [u for u in users if histories[u]]
+    if len(users) > limit:
+        users = [
+            users[i] for i in np.sort(np.random.default_rng(seed).choice(len(users), limit, replace=False))
+        ]
+    targets = np.array([catalog.index[validation[u]] for u in users], dtype=np.int64)
+    return [histories[u] for u in users], targets
+
+
+def _validation_pairs(
+    train: dict[str, list[str]], validation: dict[str, str], catalog: Catalog, cfg: RecTrainConfig
+) -> Pairs | None:
+    histories, targets = _validation_users(train, validation, catalog, cfg.validation_pairs, cfg.seed)
+    if len(histories) < 2:
+        return None  # the embedding task then carves its own validation split from the training pairs
+    anchors = [history_text([catalog.titles[i] for i in h], cfg.history_items) for h in histories]
+    return Pairs(anchors, [catalog.texts[i] for i in targets])
+
+
+def _ranks(scores: np.ndarray, targets: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """1-based rank of each target among its row's candidates; ties count against the target."""
+    target_scores = scores[np.arange(len(targets)), targets]
+    beaten: np.ndarray = ((scores >= target_scores[:, None]) & candidates).sum(axis=1)
+    return 1 + beaten
+
+
+def _simplex() -> list[tuple[float, float, float]]:
+    steps = range(GRID_STEPS + 1)
+    return [
+        (c / GRID_STEPS, k / GRID_STEPS, (GRID_STEPS - c - k) / GRID_STEPS)
+        for c in steps
+        for k in steps
+        if c + k <= GRID_STEPS
+    ]
+
+
+def fit_blend(
+    model: TextInterestModel,
+    catalog: Catalog,
+    train: dict[str, list[str]],
+    validation: dict[str, str],
+    cfg: RecTrainConfig,
+    item_vectors: np.ndarray,
+) -> tuple[ModelConfig, BlendWeights, dict[str, Any]]:
+    """Choose profile kind, recency decay and blend weights by NDCG@10 on each user's validation item.
+
+    Args:
+        model: Supplies the encoder (for text profiles) and the base profile settings.
+        catalog: The items; `item_vectors` are their (n_items, dim) vectors.
+        train: What the components may see (validation items removed).
+        validation: User -> validation item id.
+        cfg: Training knobs (validation user cap, seed).
+
+    Returns:
+        The chosen config and weights, and a report with each component's and the blend's metrics.
+    """
+    limit = min(cfg.max_validation_users, max(1, CELL_BUDGET // max(1, len(catalog))))
+    histories, targets = _validation_users(train, validation, catalog, limit, cfg.seed + 1)
+    if not histories:
+        return model.config, model.weights, {"n_users": 0, "note": "no validation users; defaults kept"}
+    rows = np.arange(len(histories))
+    candidates = np.ones((len(histories), len(catalog)), dtype=bool)
+    candidates[np.repeat(rows, [len(h) for h in histories]), np.concatenate(histories)] = False
+    candidates[rows, targets] = False
+    item_knn = ItemKNN(train, catalog)
+    knns = {decay: zscore(item_knn(histories, None if decay == 1 else decay)) for decay in KNN_DECAYS}
+    popularity = zscore(Popularity(train, catalog)(histories))
+    text_model = TextInterestModel(
+        model.encoder, dataclasses.replace(model.config, profile="text"), model.weights, {}
+    )
+    contents: dict[tuple[str, float], np.ndarray] = {
+        ("mean", d): zscore(
+            mean_profiles(histories, item_vectors, d, model.config.history_items) @ item_vectors.T
+        )
+        for d in DECAYS
+    }
+    contents["text", model.config.recency_decay] = zscore(
+        text_model.profiles(histories, item_vectors, catalog.titles) @ item_vectors.T
+    )
+    components = {
+        **{
+            f"item_knn_recency_{decay:g}" if decay < 1 else "item_knn": rank_metrics(
+                _ranks(knn, targets, candidates)
+            )
+            for decay, knn in knns.items()
+        },
+        "popularity": rank_metrics(_ranks(popularity, targets, candidates)),
+    }
+    for (profile, decay), content in contents.items():
+        name = f"content_mean_{decay:g}" if profile == "mean" else "content_text"
+        components[name] = rank_metrics(_ranks(content, targets, candidates))
+    searches = {
+        knn_decay: _grid_search(contents, knn, popularity, targets, candidates)
+        for knn_decay, knn in knns.items()
+    }
+    knn_decay = max(searches, key=lambda d: searches[d][2]["ndcg@10"])
+    (profile, decay), weights, metrics = searches[knn_decay]
+    config = dataclasses.replace(model.config, profile=profile, recency_decay=decay, knn_decay=knn_decay)
+    chosen = BlendWeights(*weights)
+    report = {
+        "n_users": len(histories),
+        "components": components,
+        "blend": metrics,
+        "chosen": {
+            "profile": profile,
+            "recency_decay": decay,
+            "knn_decay": knn_decay,
+            "weights": dataclasses.asdict(chosen),
+        },
+    }
+    return config, chosen, report
+
+
+def _grid_search(
+    contents: dict[tuple[str, float], np.ndarray],
+    knn: np.ndarray,
+    popularity: np.ndarray,
+    targets: np.ndarray,
+    candidates: np.ndarray,
+) -> tuple[tuple[str, float], tuple[float, float, float], dict[str, float]]:
+    """The (profile, decay), weights and metrics of the best weighted sum of z-normalised components."""
+    best: tuple[float, tuple[str, float], tuple[float, float, float], dict[str, float]] | None = None
+    for variant, (key, content) in enumerate(contents.items()):
+        for weights in _simplex():
+            if weights[0] == 0 and variant > 0:
+                continue  # without content every variant scores the same; the first one covered it
+            scores = weights[0] * content + weights[1] * knn + weights[2] * popularity
+            metrics = rank_metrics(_ranks(scores, targets, candidates))
+            if best is None or metrics["ndcg@10"] > best[0]:
+                best = (metrics["ndcg@10"], key, weights, metrics)
+    if best is None:
+        raise InvalidInput("expected at least one profile variant to fit the blend on; found none")
+    return best[1], best[2], best[3]
+
+
+def _save_encoder(
+    pairs: Pairs, validation: Pairs | None, cfg: RecTrainConfig, output: Path, progress: bool
+) -> dict[str, Any]:
+    """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0."""
+    if cfg.epochs == 0:
+        shutil.copytree(
+            resolve_model(cfg.base_model),
+            output,
+            dirs_exist_ok=True,
+            ignore=shutil.ignore_patterns("training", "recommender.json", "metadata.json"),
+        )
+        write_metadata(output, {"task": "embedding", "base_model": cfg.base_model, "training": None})
+        return {"trained": False}
+    if len(pairs) < 4:
+        raise InvalidInput(
+            f"expected at least 4 behaviour pairs (users with 3 or more catalog items); found {len(pairs)}"
+        )
+    config = TrainConfig(
+        task="embedding",
+        base_model=cfg.base_model,
+        epochs=cfg.epochs,
+        batch_size=cfg.batch_size,
+        learning_rate=cfg.learning_rate,
+        max_length=cfg.max_length,
+        seed=cfg.seed,
+        evals_per_epoch=1,
+        device=cfg.device,
+        precision=cfg.precision,
+    )
+    sources = {"behaviour_pairs": len(pairs), "history_items": cfg.history_items}
+    result = train_embedder(pairs, config, output, validation=validation, sources=sources, progress=progress)
+    return {
+        "trained": True,
+        "validation_metrics": result.metrics,
+        "validation_metrics_before": result.metadata.get("validation_metrics_before"),
+        "training": result.metadata.get("training"),
+    }
+
+
+def train_model(
+    interactions: Interactions,
+    catalog: Catalog,
+    output: Path,
+    cfg: RecTrainConfig | None = None,
+    progress: bool = False,
+    *,
+    sources: dict[str, Any] | None = None,
+) -> tuple[TextInterestModel, dict[str, Any]]:
+    """Train a text-interest model and save it in `output` (an encoder folder plus `recommender.json`).
+
+    Args:
+        interactions: The behaviour (positives only: threshold ratings before).
+        catalog: The items and their text.
+        output: The model folder to write.
+        cfg: Knobs; defaults when None.
+        progress: Show progress bars.
+        sources: Where the data came from (paths, file hashes), recorded in the metadata.
+
+    Returns:
+        The model and a report: data counts, the encoder's fine-tuning figures and the validation figures of
+        each component and of the chosen blend.
+
+    Raises:
+        InvalidInput: No interactions, or too few behaviour pairs to fine-tune on.
+    """
+    cfg = cfg or RecTrainConfig()
+    if len(interactions) == 0:
+        raise InvalidInput("expected at least one interaction to train on; found none")
+    sequences = interactions.sequences()
+    seen = leave_last_out(sequences).train if cfg.hold_out_last else sequences
+    split = leave_last_out(seen)  # each user's last seen item validates; the rest trains
+    pairs = behaviour_pairs(split.train, catalog, cfg)
+    validation_pairs = _validation_pairs(split.train, split.test, catalog, cfg)
+    encoder_report = _save_encoder(pairs, validation_pairs, cfg, Path(output), progress)
+    encoder = Encoder.from_pretrained(
+        output, device=cfg.device, precision=cfg.precision, max_length=cfg.max_length
+    )
+    base_config = ModelConfig(text_history_items=cfg.history_items, max_length=cfg.max_length)
+    base = TextInterestModel(encoder, base_config, BlendWeights(), {})
+    vectors = base.item_vectors(catalog.texts, progress=progress)
+    config, weights, validation = fit_blend(base, catalog, split.train, split.test, cfg, vectors)
+    report = {
+        "n_interactions": len(interactions),
+        "n_users": len(sequences),
+        "n_items": len(catalog),
+        "n_pairs": len(pairs),
+        "encoder": encoder_report,
+        "validation": validation,
+    }
+    meta = {
+        "base_model": cfg.base_model,
+        "created_at": utc_now(),
+        "train_config": dataclasses.asdict(cfg),
+        "trained_on": trained_on(interactions, cfg.hold_out_last),
+        "report": report,
+        "sources": sources or {},
+    }
+    model = TextInterestModel(encoder, config, weights, meta)
+    model.save(Path(output))
+    return model, report
