@@ -44,11 +44,16 @@ def tiny_finance_model(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFa
 
 
 @pytest.fixture(autouse=True)
-def _service_state_in_tmp(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_finance_model: Path) -> None:
-    """Services that keep state (the finance monitor's database and model) keep it in the test's folder."""
+def _service_state_in_tmp(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_finance_model: Path, tiny_model_dir: Path
+) -> None:
+    """Services that keep state (databases, models, indexes) keep it in the test's folder, on tiny models."""
     monkeypatch.setenv("FIN_DATABASE_URL", f"sqlite:///{tmp_path / 'monitor.db'}")
     monkeypatch.setenv("FIN_REGISTRY", str(tmp_path / "registry"))
     monkeypatch.setenv("FIN_MODEL_PATH", str(tiny_finance_model))
+    monkeypatch.setenv("REC_DATABASE_URL", f"sqlite:///{tmp_path / 'recommender.db'}")
+    monkeypatch.setenv("REC_INDEX_PATH", str(tmp_path / "items.index.npz"))
+    monkeypatch.setenv("REC_ENCODER__MODEL", str(tiny_model_dir))
 
 
 @each_service

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from textcore.settings import ServiceSettings
@@ -11,7 +14,30 @@ class RecommenderSettings(ServiceSettings):
     """Settings of the recommender service.
 
     Every field can be set from the environment as ``REC_<FIELD>`` (nested fields with ``__``), for
-    example ``REC_MAX_WORKERS=4`` or ``REC_ENCODER__PRECISION=fp32``.
+    example ``REC_MODEL_PATH=var/models/rec``, ``REC_MAX_WORKERS=4`` or ``REC_ENCODER__PRECISION=fp32``.
+    Without ``model_path`` the service runs the base encoder (``encoder.model``, MiniLM by default) zero-shot
+    with default blend weights.
     """
 
     model_config = SettingsConfigDict(env_prefix="REC_")
+
+    database_url: str = Field(
+        "sqlite:///var/recommender/recommender.db", description="SQLAlchemy URL; SQLite file or PostgreSQL."
+    )
+    model_path: Path | None = Field(
+        None, description="A model folder written by `recommender train`; None: the base encoder zero-shot."
+    )
+    index_path: Path = Field(
+        Path("var/recommender/items.index.npz"),
+        description="Where the item vectors are kept between runs (rebuilt from the database when stale).",
+    )
+    max_items_per_request: int = Field(1000, ge=1, le=100_000, description="Candidates per score request.")
+    max_events_per_request: int = Field(10_000, ge=1, le=1_000_000, description="Events per ingest batch.")
+    min_rating: float | None = Field(
+        None, description="Ratings at or above this count as positives; None: every rating does."
+    )
+    candidates: int = Field(
+        200, ge=1, le=10_000, description="Items taken from the vector index (and co-occurrence) per request."
+    )
+    # A full batch of 10,000 events or 1,000 items with their text is a few megabytes of JSON.
+    max_body_bytes: int = Field(8_000_000, ge=1, description="Largest accepted request body, in bytes.")

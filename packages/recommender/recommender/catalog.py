@@ -1,0 +1,300 @@
+"""The item catalog: rows in SQL, their embeddings in a faiss `VectorIndex` kept in step with them.
+
+The database is the source of truth. The index file (``index_path``) and a sidecar JSON beside it (the model
+fingerprint and a hash of each item's encoder text) let a restart re-embed only what changed; when the file is
+missing, was built by another model, or disagrees with its sidecar, the index is rebuilt from the database.
+
+Writes (upsert, delete) hold one lock, so the database, the index and the file change in the same order;
+embedding happens before the lock is taken. Reads go through the index's own readers-writer lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import select
+
+from recommender.data import item_text
+from recommender.database import Database
+from recommender.tables import Item
+from textcore import CoreError, InvalidInput, NotFound, VectorIndex
+
+Embed = Callable[[list[str]], np.ndarray]  # texts -> (n, dim) float32, L2-normalised
+Progress = Callable[[int, int], None]  # (done, total)
+_SIDECAR_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ItemRecord:
+    """An item as given to the catalog."""
+
+    id: str
+    title: str
+    text: str = ""
+    categories: list[str] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def encoder_text(self) -> str:
+        """What the model reads: the title, then the text."""
+        return item_text(self.title, [self.text]) or self.id
+
+
+@dataclass(frozen=True)
+class StoredItem:
+    """An item as stored, with its timestamps."""
+
+    id: str
+    title: str
+    text: str
+    categories: list[str]
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class UpsertReport:
+    """What an upsert did: rows created and updated, and how many items were (re-)embedded."""
+
+    created: int
+    updated: int
+    embedded: int
+
+
+def text_hash(text: str) -> str:
+    """A short stable digest of an encoder text (a change means the vector must be recomputed)."""
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class ItemCatalog:
+    """Items in the database and their vectors in a `VectorIndex`.
+
+    Args:
+        db: The migrated database.
+        embed: Texts -> (n, dim) float32 L2-normalised vectors (the model's item tower).
+        dim: The vector width of `embed`.
+        index_path: The index file; its folder is created.
+        fingerprint: Identifies the model that produced the vectors; an index built by another is discarded.
+        batch_size: Texts per `embed` call.
+    """
+
+    def __init__(
+        self, db: Database, embed: Embed, dim: int, index_path: Path, fingerprint: str, batch_size: int = 256
+    ) -> None:
+        self.db, self._embed, self.dim = db, embed, dim
+        self.index_path, self.fingerprint, self.batch_size = index_path, fingerprint, batch_size
+        self.index = VectorIndex(dim)
+        self._hashes: dict[str, str] = {}  # id -> text_hash of what the index holds
+        self._titles: dict[str, str] = {}  # id -> title, for explanations without a query
+        self._write = threading.Lock()
+        self.version = 0  # bumped by every change, so caches of catalog samples know to refresh
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __contains__(self, item_id: object) -> bool:
+        return item_id in self.index
+
+    def title(self, item_id: str) -> str:
+        """The title of a catalog item ('' when it is not in the catalog)."""
+        return self._titles.get(item_id, "")
+
+    def sync(self, progress: Progress | None = None) -> int:
+        """Load the index file and bring it in line with the database; returns how many were embedded."""
+        with self._write:
+            stale = self._load_file()
+            with self.db.session() as session:
+                rows = session.execute(select(Item.id, Item.title, Item.text)).all()
+            records = [ItemRecord(r.id, r.title, r.text) for r in rows]
+            changed = [r for r in records if self._hashes.get(r.id) != text_hash(r.encoder_text)]
+            vectors = self._vectors_of(changed, progress)
+            gone = set(self._hashes) - {r.id for r in records}
+            self._apply(changed, vectors, sorted(gone))
+            self._titles = {r.id: r.title for r in records}
+            if stale or changed or gone:
+                self._save()
+            self.version += 1
+            return len(changed)
+
+    def upsert(self, items: Sequence[ItemRecord], progress: Progress | None = None) -> UpsertReport:
+        """Create or replace items; only items whose encoder text changed are embedded again.
+
+        Raises:
+            InvalidInput: If an id appears twice in `items`.
+        """
+        _require_unique([item.id for item in items])
+        changed = [item for item in items if self._hashes.get(item.id) != text_hash(item.encoder_text)]
+        vectors = self._vectors_of(changed, progress)  # outside the lock: the slow part
+        with self._write:
+            created = self._store(items)
+            self._apply(changed, vectors, [])
+            self._titles.update((item.id, item.title) for item in items)
+            self._save()
+            self.version += 1
+        return UpsertReport(created=created, updated=len(items) - created, embedded=len(changed))
+
+    def delete(self, item_id: str) -> None:
+        """Remove an item from the database and the index.
+
+        Raises:
+            NotFound: If no item has this id.
+        """
+        with self._write:
+            with self.db.session() as session:
+                row = session.get(Item, item_id)
+                if row is None:
+                    raise NotFound(f"expected an existing item id, found no item {item_id!r}")
+                session.delete(row)
+            self._apply([], np.zeros((0, self.dim), np.float32), [item_id])
+            self._titles.pop(item_id, None)
+            self._save()
+            self.version += 1
+
+    def get(self, item_id: str) -> StoredItem:
+        """One stored item.
+
+        Raises:
+            NotFound: If no item has this id.
+        """
+        with self.db.session() as session:
+            row = session.get(Item, item_id)
+            if row is None:
+                raise NotFound(f"expected an existing item id, found no item {item_id!r}")
+            return _stored(row)
+
+    def page(self, limit: int, cursor: str | None = None) -> tuple[list[StoredItem], str | None]:
+        """Items in id order after `cursor`, and the cursor of the next page (None at the end)."""
+        query = select(Item).order_by(Item.id).limit(limit + 1)
+        if cursor is not None:
+            query = query.where(Item.id > cursor)
+        with self.db.session() as session:
+            rows = [_stored(row) for row in session.scalars(query)]
+        return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
+
+    def vectors(self, ids: Sequence[str]) -> np.ndarray:
+        """(len(ids), dim) float32 vectors of catalog items.
+
+        Raises:
+            NotFound: Listing every id that is not in the catalog.
+        """
+        out = np.empty((len(ids), self.dim), dtype=np.float32)
+        unknown = []
+        for row, item_id in enumerate(ids):
+            try:
+                out[row] = self.index.get(item_id)
+            except NotFound:
+                unknown.append(item_id)
+        if unknown:
+            raise NotFound(f"expected catalog item ids; unknown: {id_listing(unknown)}")
+        return out
+
+    # Internals.
+
+    def _vectors_of(self, items: Sequence[ItemRecord], progress: Progress | None) -> np.ndarray:
+        texts = [item.encoder_text for item in items]
+        parts = [np.zeros((0, self.dim), dtype=np.float32)]
+        for start in range(0, len(texts), self.batch_size):
+            parts.append(np.asarray(self._embed(texts[start : start + self.batch_size]), dtype=np.float32))
+            if progress is not None:
+                progress(min(start + self.batch_size, len(texts)), len(texts))
+        return np.concatenate(parts)  # (n, dim) float32
+
+    def _store(self, items: Sequence[ItemRecord]) -> int:
+        created = 0
+        with self.db.session() as session:
+            existing = {}
+            for start in range(0, len(items), 500):  # bounded IN lists
+                chunk = [item.id for item in items[start : start + 500]]
+                rows = session.scalars(select(Item).where(Item.id.in_(chunk)))
+                existing.update({row.id: row for row in rows})
+            for item in items:
+                row = existing.get(item.id)
+                if row is None:
+                    row = Item(id=item.id)
+                    session.add(row)
+                    created += 1
+                row.title, row.text = item.title, item.text
+                row.categories, row.meta = list(item.categories), dict(item.metadata)
+        return created
+
+    def _apply(self, items: Sequence[ItemRecord], vectors: np.ndarray, removed: Sequence[str]) -> None:
+        if items:
+            self.index.upsert([item.id for item in items], vectors)
+            self._hashes.update((item.id, text_hash(item.encoder_text)) for item in items)
+        if removed:
+            self.index.remove(removed)
+            for item_id in removed:
+                self._hashes.pop(item_id, None)
+
+    def _sidecar(self) -> Path:
+        return self.index_path.with_suffix(".json")
+
+    def _load_file(self) -> bool:
+        """Adopt the saved index when it matches this model; returns whether it had to be discarded."""
+        try:
+            meta = json.loads(self._sidecar().read_text(encoding="utf-8"))
+            index = VectorIndex.load(self.index_path)
+        except (OSError, ValueError, CoreError):
+            return True
+        hashes = meta.get("hashes") if isinstance(meta, dict) else None
+        usable = (
+            meta.get("version") == _SIDECAR_VERSION
+            and meta.get("model") == self.fingerprint
+            and index.dim == self.dim
+            and isinstance(hashes, dict)
+            and set(hashes) == set(index.ids())
+        )
+        if usable and isinstance(hashes, dict):
+            self.index, self._hashes = index, {str(k): str(v) for k, v in hashes.items()}
+        return not usable
+
+    def _save(self) -> None:
+        self.index_path.parent.mkdir(parents=True, exist_ok=True)
+        self.index.save(self.index_path)
+        meta = {"version": _SIDECAR_VERSION, "model": self.fingerprint, "hashes": self._hashes}
+        _write_atomically(self._sidecar(), json.dumps(meta))
+
+
+def _stored(row: Item) -> StoredItem:
+    return StoredItem(
+        row.id, row.title, row.text, list(row.categories), dict(row.meta), row.created_at, row.updated_at
+    )
+
+
+def _require_unique(ids: list[str]) -> None:
+    repeats = sorted(i for i, count in Counter(ids).items() if count > 1)
+    if repeats:
+        raise InvalidInput(f"expected each item id once per request; repeated: {id_listing(repeats)}")
+
+
+def id_listing(ids: Sequence[str], shown: int = 20) -> str:
+    """The ids for an error message: at most `shown` of them, then how many more."""
+    text = ", ".join(repr(i) for i in ids[:shown])
+    return f"{text} (and {len(ids) - shown} more)" if len(ids) > shown else text
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        Path(tmp).replace(path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink()
+        raise

@@ -1,0 +1,121 @@
+"""Behaviour events: batch ingest (all or nothing) and each user's history.
+
+An event is one interaction: a click, a purchase, or a rating with its value. Clicks and purchases are
+positives; a rating is a positive when it reaches the configured ``min_rating`` (every rating does when there
+is none). A batch is checked completely before anything is written: a malformed event raises `InvalidInput`,
+an item id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import insert, select
+
+from recommender.catalog import id_listing
+from recommender.database import Database
+from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item
+from textcore import InvalidInput, NotFound, PayloadTooLarge
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """One interaction; `ts` is timezone-aware; `value` is the rating (optional for other types)."""
+
+    user_id: str
+    item_id: str
+    ts: datetime
+    type: str = "click"
+    value: float | None = None
+
+
+def is_positive(event_type: str, value: float | None, min_rating: float | None) -> bool:
+    """Whether an interaction counts as the user liking the item."""
+    if event_type != "rating":
+        return True
+    return min_rating is None or (value is not None and value >= min_rating)
+
+
+def check_events(events: Sequence[EventRecord], max_events: int | None = None) -> None:
+    """Check every event of a batch.
+
+    Raises:
+        PayloadTooLarge: If the batch has more than `max_events` events.
+        InvalidInput: Naming the first malformed events by position and saying what was wrong.
+    """
+    if max_events is not None and len(events) > max_events:
+        raise PayloadTooLarge(f"expected at most {max_events} events per batch, found {len(events)}")
+    problems = [f"events[{n}]: {p}" for n, e in enumerate(events) if (p := _problem(e))]
+    if problems:
+        shown = "; ".join(problems[:10])
+        more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
+        raise InvalidInput(f"expected well-formed events; nothing was stored: {shown}{more}")
+
+
+def _problem(event: EventRecord) -> str | None:
+    for name in ("user_id", "item_id"):
+        value = getattr(event, name)
+        if not isinstance(value, str) or not value.strip() or len(value) > ID_LENGTH:
+            return f"expected {name} to be 1-{ID_LENGTH} characters, found {value!r:.80}"
+    if event.type not in EVENT_TYPES:
+        return f"expected type one of {', '.join(EVENT_TYPES)}, found {event.type!r:.40}"
+    if event.ts.tzinfo is None:
+        return f"expected a timezone-aware timestamp, found {event.ts.isoformat()}"
+    if event.value is not None and not math.isfinite(event.value):
+        return f"expected a finite value, found {event.value}"
+    if event.type == "rating" and event.value is None:
+        return "expected a value for a rating, found none"
+    return None
+
+
+def ingest_events(db: Database, events: Sequence[EventRecord], max_events: int | None = None) -> int:
+    """Store a batch of events in one transaction; returns how many were stored.
+
+    Raises:
+        PayloadTooLarge: If the batch is larger than `max_events`.
+        InvalidInput: If an event is malformed (nothing is stored).
+        NotFound: Listing the item ids that are not in the catalog (nothing is stored).
+    """
+    check_events(events, max_events)
+    wanted = sorted({e.item_id for e in events})
+    with db.session() as session:
+        known: set[str] = set()
+        for start in range(0, len(wanted), 500):  # bounded IN lists
+            chunk = wanted[start : start + 500]
+            known.update(session.scalars(select(Item.id).where(Item.id.in_(chunk))))
+        unknown = [i for i in wanted if i not in known]
+        if unknown:
+            raise NotFound(f"expected catalog item ids; nothing was stored; unknown: {id_listing(unknown)}")
+        rows = [
+            {"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type, "value": e.value}
+            for e in events
+        ]
+        for start in range(0, len(rows), 5000):
+            session.execute(insert(Event), rows[start : start + 5000])
+    return len(events)
+
+
+def user_events(db: Database, user_id: str) -> list[EventRecord]:
+    """Every event of one user, oldest first (ties in arrival order)."""
+    query = select(Event).where(Event.user_id == user_id).order_by(Event.ts, Event.id)
+    with db.session() as session:
+        return [EventRecord(r.user_id, r.item_id, r.ts, r.type, r.value) for r in session.scalars(query)]
+
+
+def positive_history(events: Sequence[EventRecord], min_rating: float | None) -> list[str]:
+    """The items a user liked, oldest first, each once at its latest position."""
+    liked = [e.item_id for e in events if is_positive(e.type, e.value, min_rating)]
+    latest = {item: n for n, item in enumerate(liked)}
+    return [item for n, item in enumerate(liked) if latest[item] == n]
+
+
+def all_positives(db: Database, min_rating: float | None, chunk: int = 10_000) -> Iterator[tuple[str, str]]:
+    """Every (user_id, item_id) positive pair in the events table, streamed."""
+    query = select(Event.user_id, Event.item_id, Event.type, Event.value).execution_options(yield_per=chunk)
+    with db.session() as session:
+        for row in session.execute(query):
+            if is_positive(row.type, row.value, min_rating):
+                yield row.user_id, row.item_id

@@ -1,0 +1,147 @@
+"""Catalog and event files (CSV, TSV or JSON Lines) read into records for the catalog and the events table.
+
+Every problem names the file, the data row (1-based, header excluded) and the column, and says what was
+expected and what was found; nothing is stored from a file with a bad row.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from recommender.catalog import ItemRecord
+from recommender.data import item_text
+from recommender.events import EventRecord
+from recommender.tables import EVENT_TYPES, ID_LENGTH
+from textcore import InvalidInput, read_table
+
+
+@dataclass(frozen=True)
+class ItemColumns:
+    """Where an item file keeps each field; any other column is kept as metadata."""
+
+    id: str = "item_id"
+    title: str = "title"
+    texts: tuple[str, ...] = ("text",)
+    categories: str = "categories"
+
+
+@dataclass(frozen=True)
+class EventColumns:
+    """Where an interactions file keeps each field; `type` and `rating` may be absent from the file."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    time: str = "timestamp"
+    rating: str = "rating"
+    type: str = "type"
+
+
+def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    rows = read_table(path)
+    if not rows:
+        raise InvalidInput(f"{path}: expected at least one data row; found none")
+    missing = [c for c in required if c not in rows[0]]
+    if missing:
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
+    return rows
+
+
+def _id(path: Path, number: int, column: str, raw: str) -> str:
+    value = raw.strip()
+    if not value or len(value) > ID_LENGTH:
+        raise InvalidInput(
+            f"{path}: row {number} column {column!r}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}"
+        )
+    return value
+
+
+def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRecord]:
+    """Items of a catalog file: title (or, without one, the start of the text), text fields, categories.
+
+    Categories are a JSON list or ``|``-separated. Raises `InvalidInput` for a missing id or title column,
+    an empty id, or a row with neither title nor text.
+    """
+    rows = _rows(path, [columns.id, columns.title])
+    used = {columns.id, columns.title, columns.categories, *columns.texts}
+    items = []
+    for number, row in enumerate(rows, start=1):
+        item_id = _id(path, number, columns.id, row[columns.id])
+        text = item_text("", [row.get(c, "") for c in columns.texts])
+        title = row[columns.title].strip() or text[:200]
+        if not title:
+            raise InvalidInput(
+                f"{path}: row {number} (item {item_id!r}): expected a title or text; found neither"
+            )
+        categories = _categories(row.get(columns.categories, ""))
+        metadata = {k: v for k, v in row.items() if k not in used and v != ""}
+        items.append(ItemRecord(item_id, title, text, categories, metadata))
+    return items
+
+
+def _categories(raw: str) -> list[str]:
+    text = raw.strip()
+    if text.startswith("["):
+        try:
+            values = json.loads(text)
+        except json.JSONDecodeError:
+            values = None
+        if isinstance(values, list):
+            return [str(v).strip() for v in values if str(v).strip()]
+    return [part.strip() for part in text.split("|") if part.strip()]
+
+
+def read_events(path: Path, columns: EventColumns = EventColumns()) -> list[EventRecord]:
+    """Events of an interactions file.
+
+    Times are Unix seconds or ISO 8601 (UTC when no offset is given). A row's type comes from the type
+    column when the file has one, else it is a rating when the rating cell is filled and a click otherwise.
+    """
+    rows = _rows(path, [columns.user, columns.item, columns.time])
+    events = []
+    for number, row in enumerate(rows, start=1):
+        where = f"{path}: row {number}"
+        rating = _number(where, columns.rating, row.get(columns.rating, ""))
+        kind = row.get(columns.type, "").strip() or ("rating" if rating is not None else "click")
+        if kind not in EVENT_TYPES:
+            raise InvalidInput(
+                f"{where} column {columns.type!r}: expected one of {', '.join(EVENT_TYPES)}; "
+                f"found {kind!r:.40}"
+            )
+        user = _id(path, number, columns.user, row[columns.user])
+        item = _id(path, number, columns.item, row[columns.item])
+        events.append(EventRecord(user, item, _time(where, columns.time, row[columns.time]), kind, rating))
+    return events
+
+
+def _number(where: str, column: str, raw: str) -> float | None:
+    if not raw.strip():
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{where} column {column!r}: expected a number or nothing; found {raw!r:.40}"
+        ) from None
+    if not math.isfinite(value):
+        raise InvalidInput(f"{where} column {column!r}: expected a finite number; found {raw!r:.40}")
+    return value
+
+
+def _time(where: str, column: str, raw: str) -> datetime:
+    text = raw.strip()
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        pass
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"{where} column {column!r}: expected Unix seconds or an ISO 8601 time; found {raw!r:.40}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)

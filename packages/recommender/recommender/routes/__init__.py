@@ -1,0 +1,1 @@
+"""The recommender's HTTP API, one router per resource."""

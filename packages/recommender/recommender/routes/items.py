@@ -1,0 +1,59 @@
+"""`/v1/items`: the catalog. Upserts embed the items (in the worker pool) and are recommendable at once."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Query, Response
+
+from recommender.catalog import ItemRecord, StoredItem
+from recommender.deps import LimiterDep, RecommenderDep
+from recommender.schemas import ItemBody, ItemOut, ItemPage, ItemsIn, UpsertOut
+from recommender.serving import Recommender
+
+router = APIRouter(prefix="/v1/items", tags=["items"])
+ItemIdPath = Annotated[str, Path(min_length=1, max_length=200)]
+
+
+@router.post("")
+async def upsert_items(body: ItemsIn, recommender: RecommenderDep, limiter: LimiterDep) -> UpsertOut:
+    """Create or replace items in bulk (all or nothing)."""
+    report = await limiter.run(recommender.upsert_items, [item.record(item.id) for item in body.items])
+    return UpsertOut(created=report.created, updated=report.updated, embedded=report.embedded)
+
+
+@router.get("")
+def list_items(
+    recommender: RecommenderDep,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+) -> ItemPage:
+    """Items in id order; pass `next_cursor` back as `cursor` for the next page."""
+    rows, next_cursor = recommender.catalog.page(limit, cursor)
+    return ItemPage(items=[ItemOut.of(row) for row in rows], next_cursor=next_cursor)
+
+
+@router.get("/{item_id}")
+def get_item(item_id: ItemIdPath, recommender: RecommenderDep) -> ItemOut:
+    """One item."""
+    return ItemOut.of(recommender.catalog.get(item_id))
+
+
+@router.put("/{item_id}")
+async def put_item(
+    item_id: ItemIdPath, body: ItemBody, recommender: RecommenderDep, limiter: LimiterDep
+) -> ItemOut:
+    """Create or replace one item."""
+    return ItemOut.of(await limiter.run(_replace, recommender, body.record(item_id)))
+
+
+def _replace(recommender: Recommender, item: ItemRecord) -> StoredItem:
+    recommender.upsert_items([item])
+    return recommender.catalog.get(item.id)
+
+
+@router.delete("/{item_id}", status_code=204)
+def delete_item(item_id: ItemIdPath, recommender: RecommenderDep) -> Response:
+    """Remove an item from the catalog (its past events stay)."""
+    recommender.catalog.delete(item_id)
+    return Response(status_code=204)

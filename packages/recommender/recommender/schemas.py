@@ -1,0 +1,196 @@
+"""Request and response bodies of the recommender's API (pydantic v2).
+
+Inputs forbid unknown fields and bound every string, list and mapping, so one request cannot smuggle in a
+typo or megabytes of text. The per-request counts the operator configures (``max_items_per_request``,
+``max_events_per_request``) are checked by the service; the bounds here are the hard ceilings.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+
+from recommender.catalog import ItemRecord, StoredItem
+from recommender.events import EventRecord
+from recommender.serving import Explanation, ScoredItem
+from recommender.tables import ID_LENGTH
+
+MAX_METADATA_CHARS = 10_000
+ItemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH)]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000)]
+Text = Annotated[str, StringConstraints(max_length=20_000)]
+Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Interests = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
+_INPUT = ConfigDict(extra="forbid")
+
+
+def _small_json(value: dict[str, Any]) -> dict[str, Any]:
+    size = len(json.dumps(value))
+    if size > MAX_METADATA_CHARS:
+        raise ValueError(f"expected metadata of at most {MAX_METADATA_CHARS} JSON characters, found {size}")
+    return value
+
+
+Metadata = Annotated[dict[str, Any], AfterValidator(_small_json)]
+
+
+class ItemBody(BaseModel):
+    """An item's content (the id comes from the path)."""
+
+    model_config = _INPUT
+
+    title: Title = Field(description="Short name shown in explanations; the model reads it first.")
+    text: Text = Field("", description="Description, body or other text the model reads after the title.")
+    categories: list[Category] = Field(default_factory=list, max_length=50)
+    metadata: Metadata = Field(default_factory=dict, description="Free JSON kept with the item.")
+
+    def record(self, item_id: str) -> ItemRecord:
+        """The domain record of this item."""
+        return ItemRecord(item_id, self.title, self.text, list(self.categories), dict(self.metadata))
+
+
+class ItemIn(ItemBody):
+    """An item to create or replace."""
+
+    id: ItemId = Field(description="Your id of the item (1-200 characters).")
+
+
+class ItemsIn(BaseModel):
+    """A batch of items to upsert."""
+
+    model_config = _INPUT
+
+    items: list[ItemIn] = Field(min_length=1, max_length=100_000)
+
+
+class ItemOut(BaseModel):
+    """A stored item."""
+
+    id: str
+    title: str
+    text: str
+    categories: list[str]
+    metadata: dict[str, Any]
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: StoredItem) -> ItemOut:
+        """The response body of a stored item."""
+        return cls(
+            id=item.id,
+            title=item.title,
+            text=item.text,
+            categories=item.categories,
+            metadata=item.metadata,
+            created_at=item.created_at,
+            updated_at=item.updated_at,
+        )
+
+
+class ItemPage(BaseModel):
+    """A page of items in id order; pass `next_cursor` back as `cursor` for the next one."""
+
+    items: list[ItemOut]
+    next_cursor: str | None
+
+
+class UpsertOut(BaseModel):
+    """What an upsert did."""
+
+    created: int
+    updated: int
+    embedded: int = Field(description="Items whose text changed and were embedded again.")
+
+
+class EventIn(BaseModel):
+    """One interaction."""
+
+    model_config = _INPUT
+
+    user_id: ItemId
+    item_id: ItemId
+    timestamp: AwareDatetime | None = Field(
+        None, description="ISO 8601 with an offset, or Unix seconds; the time of arrival when omitted."
+    )
+    type: Literal["click", "rating", "purchase"] = "click"
+    value: float | None = Field(None, allow_inf_nan=False, description="The rating (required for ratings).")
+
+    def record(self, now: datetime) -> EventRecord:
+        """The domain record of this event (`now` when it has no timestamp)."""
+        return EventRecord(self.user_id, self.item_id, self.timestamp or now, self.type, self.value)
+
+
+class EventsIn(BaseModel):
+    """A batch of events, stored all or nothing."""
+
+    model_config = _INPUT
+
+    events: list[EventIn] = Field(min_length=1, max_length=1_000_000)
+
+
+class EventsOut(BaseModel):
+    """How many events were stored."""
+
+    stored: int
+
+
+class ScoreIn(BaseModel):
+    """Whom to score for (`user_id`, or `history`, and/or `interests`) and which items."""
+
+    model_config = _INPUT
+
+    user_id: ItemId | None = Field(None, description="A user with stored events.")
+    history: list[ItemId] | None = Field(
+        None, max_length=1_000, description="Item ids the user liked, oldest first."
+    )
+    interests: Interests | None = Field(None, description='Free text, e.g. "telescopes, astronomy".')
+    items: list[ItemId] = Field(max_length=100_000, description="Candidate item ids to score.")
+
+
+class HistoryMatchOut(BaseModel):
+    """A history item that speaks for a result."""
+
+    item_id: str
+    title: str
+    similarity: float
+
+
+class ExplanationOut(BaseModel):
+    """Why an item scored as it did."""
+
+    because: list[HistoryMatchOut]
+    matched_interests: list[str]
+
+    @classmethod
+    def of(cls, explanation: Explanation) -> ExplanationOut:
+        """The response body of an explanation."""
+        return cls(
+            because=[
+                HistoryMatchOut(item_id=m.item_id, title=m.title, similarity=m.similarity)
+                for m in explanation.because
+            ],
+            matched_interests=explanation.matched_interests,
+        )
+
+
+class ScoredOut(BaseModel):
+    """One scored item, with its explanation."""
+
+    item_id: str
+    title: str
+    score: float
+    explanation: ExplanationOut
+
+    @classmethod
+    def of(cls, item: ScoredItem) -> ScoredOut:
+        """The response body of a scored item."""
+        return cls(
+            item_id=item.item_id,
+            title=item.title,
+            score=item.score,
+            explanation=ExplanationOut.of(item.explanation),
+        )

@@ -1,0 +1,61 @@
+"""The recommender's SQL schema (SQLAlchemy 2 declarative); alembic migrations in `migrations/` create it.
+
+    items     the catalog: id, title, text, categories, metadata
+    events    behaviour: (user_id, item_id, ts, type, value), one row per interaction
+
+Events name items by id without a foreign key: behaviour is a log, and it outlives an item deleted from the
+catalog (serving skips items that are no longer there). Times are stored as naive UTC and read back
+timezone-aware (`textcore.sql.UtcDateTime`), identically on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from textcore.sql import UtcDateTime, utcnow
+
+# SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+ID_LENGTH = 200
+EVENT_TYPES = ("click", "rating", "purchase")
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UtcDateTime,
+        dict[str, Any]: JSON,
+        list[str]: JSON,
+    }
+
+
+class Item(Base):
+    """One catalog item."""
+
+    __tablename__ = "items"
+
+    id: Mapped[str] = mapped_column(String(ID_LENGTH), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    text: Mapped[str] = mapped_column(Text, default="")
+    categories: Mapped[list[str]] = mapped_column(default=list)
+    # `metadata` is taken by the declarative base, so the attribute has another name than the column.
+    meta: Mapped[dict[str, Any]] = mapped_column("metadata", default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class Event(Base):
+    """One interaction of a user with an item."""
+
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_user_ts", "user_id", "ts"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
+    item_id: Mapped[str] = mapped_column(String(ID_LENGTH), index=True)
+    ts: Mapped[datetime] = mapped_column()
+    type: Mapped[str] = mapped_column(String(16))  # click | rating | purchase
+    value: Mapped[float | None] = mapped_column(Float)

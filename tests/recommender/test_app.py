@@ -1,0 +1,259 @@
+"""The recommender end to end through its real app and lifespan: a real database (SQLite, and PostgreSQL for
+the behaviour flow), the faiss index on disk, the tiny random BERT zero-shot or fine-tuned by the CLI, and the
+real MiniLM once for a cold start by free-text interests (served over loopback HTTP)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+
+from recommender import create_app
+from recommender.database import Database
+from recommender.settings import RecommenderSettings
+from recommender.tables import Event
+from tests.conftest import serve_app
+from tests.recommender.conftest import (
+    THEMES,
+    catalog_items,
+    event_bodies,
+    item_id,
+    rec_settings,
+    theme_of,
+    user_histories,
+)
+
+PROBLEM = "application/problem+json"
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> RecommenderSettings:
+    return rec_settings(tmp_path, sqlite_url, tiny_model_dir)
+
+
+@pytest.fixture
+def client(settings: RecommenderSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def stocked(client: TestClient) -> TestClient:
+    """The client after ingesting the themed catalog and its behaviour."""
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    response = client.post("/v1/events", json={"events": event_bodies()})
+    assert response.status_code == 201, response.text
+    return client
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def stored_events(url: str) -> int:
+    db = Database(url)
+    try:
+        with db.session() as session:
+            return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+    finally:
+        db.dispose()
+
+
+def test_items_crud_and_bounds(client: TestClient, settings: RecommenderSettings) -> None:
+    created = client.post("/v1/items", json={"items": catalog_items()})
+    assert created.json() == {"created": 20, "updated": 0, "embedded": 20}
+    again = client.post("/v1/items", json={"items": catalog_items()[:2]}).json()
+    assert again == {"created": 0, "updated": 2, "embedded": 0}  # same text: no new embedding
+
+    first = client.get("/v1/items", params={"limit": 15}).json()
+    rest = client.get("/v1/items", params={"limit": 15, "cursor": first["next_cursor"]}).json()
+    assert len(first["items"]) == 15 and rest["next_cursor"] is None
+    listed = [item["id"] for item in first["items"] + rest["items"]]
+    assert listed == sorted(item["id"] for item in catalog_items())
+
+    item = client.get("/v1/items/astro-0").json()
+    assert item["title"] == THEMES["astro"][0][0] and item["categories"] == ["astro"]
+    body = {"title": "Solar telescope", "text": "Watch the sun safely.", "metadata": {"price": 99}}
+    replaced = client.put("/v1/items/astro-0", json=body).json()
+    assert replaced["title"] == "Solar telescope" and replaced["metadata"] == {"price": 99}
+    assert replaced["updated_at"] > item["updated_at"] and replaced["created_at"] == item["created_at"]
+
+    assert client.delete("/v1/items/astro-0").status_code == 204
+    assert "astro-0" in problem(client.get("/v1/items/astro-0"), 404)["detail"]
+    assert "astro-0" in problem(client.delete("/v1/items/astro-0"), 404)["detail"]
+    assert client.get("/readyz").json()["checks"]["items"] == "19"
+
+    bad = {"items": [{"id": "x", "title": "", "colour": "red"}, {"id": "y" * 201, "title": "t"}]}
+    errors = problem(client.post("/v1/items", json=bad), 422)["errors"]
+    assert {tuple(e["loc"][-2:]) for e in errors} >= {(0, "title"), (0, "colour"), (1, "id")}
+    too_big = {"items": [{"id": "z", "title": "t", "metadata": {"blob": "x" * 20_000}}]}
+    assert "metadata" in str(problem(client.post("/v1/items", json=too_big), 422)["errors"])
+    repeated = {"items": [{"id": "z", "title": "t"}, {"id": "z", "title": "u"}]}
+    assert "'z'" in problem(client.post("/v1/items", json=repeated), 422)["detail"]
+    many = {"items": [{"id": f"n{i}", "title": "t"} for i in range(settings.max_items_per_request + 1)]}
+    assert "at most 1000" in problem(client.post("/v1/items", json=many), 413)["detail"]
+    assert len(client.get("/v1/items", params={"limit": 1000}).json()["items"]) == 19  # nothing stored
+    events = [{"user_id": "u", "item_id": "lab-1"}] * (settings.max_events_per_request + 1)
+    assert (
+        "at most 10000 events" in problem(client.post("/v1/events", json={"events": events}), 413)["detail"]
+    )
+    assert stored_events(settings.database_url) == 0
+
+
+def test_behaviour_flow_on_each_backend(database_url: str, tmp_path: Path, tiny_model_dir: Path) -> None:
+    settings = rec_settings(tmp_path, database_url, tiny_model_dir)
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+        malformed = [
+            {"user_id": "u", "item_id": "astro-0", "type": "rating"},  # a rating needs a value
+            {"user_id": "u", "item_id": "astro-0", "type": "view"},
+            {"user_id": "u", "item_id": "astro-0", "timestamp": "2024-05-01T10:00:00"},  # no offset
+            {"user_id": "", "item_id": "astro-0"},
+        ]
+        for event in malformed:
+            good = {"user_id": "u", "item_id": "lab-0"}
+            problem(client.post("/v1/events", json={"events": [good, event]}), 422)
+        unknown = [{"user_id": "u", "item_id": "lab-0"}, {"user_id": "u", "item_id": "nope-1"},
+                   {"user_id": "u", "item_id": "nope-2"}]  # fmt: skip
+        detail = problem(client.post("/v1/events", json={"events": unknown}), 404)["detail"]
+        assert "'nope-1'" in detail and "'nope-2'" in detail and "'lab-0'" not in detail
+        assert stored_events(database_url) == 0  # all or nothing
+
+        response = client.post("/v1/events", json={"events": event_bodies()})
+        assert response.status_code == 201 and response.json() == {"stored": 80}
+        assert stored_events(database_url) == 80
+
+        history = user_histories()["astro-user-0"]
+        seen = client.get("/v1/recommend", params={"user_id": "astro-user-0", "k": 20}).json()
+        assert {r["item_id"] for r in seen}.isdisjoint(history) and len(seen) == 15
+        everything = client.get(
+            "/v1/recommend", params={"user_id": "astro-user-0", "k": 20, "exclude_seen": "false"}
+        ).json()
+        assert set(history) <= {r["item_id"] for r in everything}
+        assert all(
+            r["item_id"] not in {m["item_id"] for m in r["explanation"]["because"]} for r in everything
+        )
+        titles = {item["id"]: item["title"] for item in catalog_items()}
+        for result in seen:
+            because = result["explanation"]["because"]
+            assert because and {m["item_id"] for m in because} <= set(history)  # real history items
+            assert all(m["title"] == titles[m["item_id"]] for m in because)
+
+
+def test_score_by_user_history_and_interests(client: TestClient) -> None:
+    stocked(client)
+    candidates = [item_id("astro", 1), item_id("lab", 0), item_id("garden", 2)]
+    by_user = client.post("/v1/score", json={"user_id": "lab-user-1", "items": candidates}).json()
+    assert sorted(r["item_id"] for r in by_user) == sorted(candidates)
+    assert [r["score"] for r in by_user] == sorted((r["score"] for r in by_user), reverse=True)
+    lab_history = set(user_histories()["lab-user-1"])
+    for result in by_user:
+        names = result["explanation"]["because"]
+        assert names and {m["item_id"] for m in names} <= lab_history
+        assert all(m["title"] for m in names) and result["explanation"]["matched_interests"] == []
+
+    history = ["garden-0", "garden-1"]
+    by_history = client.post("/v1/score", json={"history": history, "items": candidates}).json()
+    assert {m["item_id"] for r in by_history for m in r["explanation"]["because"]} <= set(history)
+
+    body = {"interests": "tomato seeds; pruning shears and compost", "items": ["garden-2"]}
+    single = client.post("/v1/score", json=body).json()
+    assert len(single) == 1 and single[0]["title"] == "Tomato seeds"
+    assert set(single[0]["explanation"]["matched_interests"]) <= {"tomato seeds", "pruning shears", "compost"}
+    assert single[0]["explanation"]["matched_interests"]
+
+
+def test_score_errors_are_clear(client: TestClient) -> None:
+    stocked(client)
+
+    def score(status: int, **body: Any) -> str:
+        return str(problem(client.post("/v1/score", json=body), status)["detail"])
+
+    detail = score(404, user_id="astro-user-0", items=["astro-1", "ghost-1", "ghost-2"])
+    assert "'ghost-1'" in detail and "'ghost-2'" in detail and "'astro-1'" not in detail
+    assert "'ghost-3'" in score(404, history=["ghost-3"], items=["astro-1"])
+    detail = score(404, user_id="nobody", items=["astro-1"])
+    assert "'nobody'" in detail and "interests" in detail
+    score(422, items=["astro-1"])  # nobody to score for
+    score(422, user_id="astro-user-0", history=["astro-1"], items=["astro-1"])
+    assert "'astro-1'" in score(422, user_id="astro-user-0", items=["astro-1", "astro-1"])
+    assert "at most 1000" in score(413, user_id="astro-user-0", items=[f"i{n}" for n in range(1001)])
+    score(422, interests="x" * 2001, items=["astro-1"])
+    problem(client.get("/v1/recommend", params={"user_id": "nobody"}), 404)
+    problem(client.get("/v1/recommend", params={"user_id": "astro-user-0", "k": 0}), 422)
+    problem(client.get("/v1/recommend"), 422)
+
+
+def test_new_item_is_recommendable_without_restart(client: TestClient) -> None:
+    stocked(client)
+    text = "Handheld spectroscope for observing the spectra of stars"
+    body = {"title": "Pocket spectroscope", "text": text}
+    assert client.put("/v1/items/astro-new", json=body).status_code == 200
+    interests = "Pocket spectroscope. " + text  # exactly the item's text: the same vector
+    results = client.get("/v1/recommend", params={"interests": interests, "k": 3}).json()
+    assert results[0]["item_id"] == "astro-new" and results[0]["title"] == "Pocket spectroscope"
+    assert client.delete("/v1/items/astro-new").status_code == 204
+    results = client.get("/v1/recommend", params={"interests": interests, "k": 21}).json()
+    assert "astro-new" not in {r["item_id"] for r in results}
+
+
+def test_index_survives_a_restart_and_follows_the_model(
+    settings: RecommenderSettings, tmp_path: Path, trained_model_dir: Path
+) -> None:
+    with TestClient(create_app(settings)) as client:
+        stocked(client)
+        before = client.get("/v1/recommend", params={"user_id": "kitchen-user-2", "k": 5}).json()
+    saved = settings.index_path.stat().st_mtime_ns
+    with TestClient(create_app(settings)) as client:  # same model: the saved index is used as it is
+        assert client.get("/v1/recommend", params={"user_id": "kitchen-user-2", "k": 5}).json() == before
+        assert client.get("/readyz").json()["checks"]["model"] == "zero-shot base encoder"
+    assert settings.index_path.stat().st_mtime_ns == saved
+    trained = settings.model_copy(update={"model_path": trained_model_dir})
+    with TestClient(create_app(trained)) as client:  # another model: every item is embedded again
+        assert client.get("/readyz").json()["checks"] == {
+            "workers": "0 of 2 busy", "database": "sqlite", "model": "trained", "items": "20"}  # fmt: skip
+    assert settings.index_path.stat().st_mtime_ns > saved
+
+
+def test_trained_model_recommends_from_the_users_theme(
+    tmp_path: Path, sqlite_url: str, trained_model_dir: Path
+) -> None:
+    settings = rec_settings(tmp_path, sqlite_url, "unused", model_path=trained_model_dir)
+    with TestClient(create_app(settings)) as client:
+        stocked(client)
+        new_user = [{"user_id": "newbie", "item_id": "garden-0", "timestamp": 1_800_000_000},
+                    {"user_id": "newbie", "item_id": "garden-3", "timestamp": 1_800_000_060}]  # fmt: skip
+        assert client.post("/v1/events", json={"events": new_user}).status_code == 201
+        results = client.get("/v1/recommend", params={"user_id": "newbie", "k": 3}).json()
+    assert [theme_of(r["item_id"]) for r in results] == ["garden"] * 3
+    assert {"garden-0", "garden-3"}.isdisjoint(r["item_id"] for r in results)
+    assert all(
+        {m["item_id"] for m in r["explanation"]["because"]} <= {"garden-0", "garden-3"} for r in results
+    )
+
+
+def test_health_and_metrics(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    client.get("/v1/items")
+    assert "http_requests" in client.get("/metrics").text
+
+
+def test_minilm_cold_start_by_interests_over_http(tmp_path: Path, sqlite_url: str) -> None:
+    settings = rec_settings(tmp_path, sqlite_url, "minilm")
+    with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+        assert http.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+        body = {"interests": "telescope lenses, astronomy", "items": ["lab-0", "astro-0"]}
+        scored = http.post("/v1/score", json=body).json()
+        assert [r["item_id"] for r in scored] == ["astro-0", "lab-0"]
+        assert scored[0]["explanation"]["matched_interests"][0] in {"telescope lenses", "astronomy"}
+        assert scored[1]["explanation"]["matched_interests"] == []  # a pipette matches neither phrase
+        top = http.get("/v1/recommend", params={"interests": "telescope lenses, astronomy", "k": 5}).json()
+        assert theme_of(top[0]["item_id"]) == "astro"
+        assert sum(theme_of(r["item_id"]) == "astro" for r in top) >= 4

@@ -1,0 +1,198 @@
+"""The `recommender` command in process (`typer.testing.CliRunner`): ingest a catalog and behaviour into the
+database the app then serves, train on the tiny BERT (the `trained_model_dir` fixture), evaluate with the
+leave-last-out protocol against the baselines, convert datasets; and every failure is one clear line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from typer.testing import Result
+
+from recommender import create_app
+from recommender.database import Database
+from recommender.tables import Event, Item
+from tests.recommender.conftest import (
+    catalog_items,
+    invoke,
+    last_json,
+    rec_settings,
+    theme_of,
+    write_catalog,
+    write_interactions,
+)
+
+METRICS = {"hr@10", "ndcg@10", "mrr"}
+
+
+def one_error_line(result: Result) -> str:
+    assert result.exit_code == 2, f"exit {result.exit_code}\n{result.stdout}\n{result.stderr}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def tiny_env(tiny_model_dir: Path) -> dict[str, str]:
+    return {
+        "REC_ENCODER__MODEL": str(tiny_model_dir),
+        "REC_ENCODER__DEVICE": "cpu",
+        "REC_ENCODER__PRECISION": "fp32",
+    }
+
+
+def counts(url: str) -> tuple[int, int]:
+    db = Database(url)
+    try:
+        with db.session() as session:
+            items = session.scalar(select(func.count()).select_from(Item))
+            events = session.scalar(select(func.count()).select_from(Event))
+            return int(items or 0), int(events or 0)
+    finally:
+        db.dispose()
+
+
+def test_ingest_files_then_serve_them(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir)
+    places = ["--database-url", sqlite_url]
+    env = tiny_env(tiny_model_dir)
+    items = write_catalog(tmp_path / "items.csv")
+    ingest_items = ["ingest-items", items, *places, "--index-path", settings.index_path]
+    assert last_json(invoke(*ingest_items, env=env)) == {
+        "items": 20,
+        "created": 20,
+        "updated": 0,
+        "embedded": 20,
+    }
+    assert (
+        last_json(invoke(*ingest_items, env=env))["embedded"] == 0
+    )  # unchanged texts are not embedded again
+
+    events = write_interactions(tmp_path / "events.csv")
+    assert last_json(invoke("ingest-events", events, *places)) == {"stored": 80}
+    unknown = tmp_path / "unknown.csv"
+    unknown.write_text("user_id,item_id,timestamp,rating\nu,astro-0,1,\nu,ghost-9,2,4\n", encoding="utf-8")
+    line = one_error_line(invoke("ingest-events", unknown, *places))
+    assert "'ghost-9'" in line and "nothing was stored" in line
+    bad = tmp_path / "bad.csv"
+    bad.write_text("user_id,item_id,timestamp\nu,astro-0,1\nu,astro-1,yesterday\n", encoding="utf-8")
+    line = one_error_line(invoke("ingest-events", bad, *places))
+    assert "row 2" in line and "'timestamp'" in line and "yesterday" in line
+    assert counts(sqlite_url) == (20, 80)
+
+    saved = settings.index_path.stat().st_mtime_ns
+    with TestClient(create_app(settings)) as client:
+        stored = client.get("/v1/items/astro-0").json()
+        assert stored["categories"] == ["astro"] and stored["metadata"] == {"brand": "Acme"}
+        results = client.get("/v1/recommend", params={"user_id": "lab-user-0", "k": 3}).json()
+        assert len(results) == 3 and all(
+            theme_of(r["item_id"]) != "lab" for r in results
+        )  # all lab items seen
+    assert settings.index_path.stat().st_mtime_ns == saved  # the CLI's index was current: no rebuild
+
+
+def test_ingest_items_errors_are_one_line(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:
+    no_title = tmp_path / "items.csv"
+    no_title.write_text("item_id,name\na,Alpha\n", encoding="utf-8")
+    line = one_error_line(invoke("ingest-items", no_title, "--database-url", sqlite_url))
+    assert "title" in line and "item_id, name" in line
+    line = one_error_line(invoke("ingest-items", no_title, "--title-column", "name", "--id-column", "sku"))
+    assert "sku" in line
+    twice = tmp_path / "twice.csv"
+    twice.write_text("item_id,title\na,Alpha\na,Again\n", encoding="utf-8")
+    env = tiny_env(tiny_model_dir)
+    index = ["--index-path", tmp_path / "index.npz"]
+    assert "'a'" in one_error_line(
+        invoke("ingest-items", twice, "--database-url", sqlite_url, *index, env=env)
+    )
+    assert counts(sqlite_url) == (0, 0)
+
+
+def test_evaluate_a_model_trained_by_the_cli(trained_model_dir: Path, tmp_path: Path) -> None:
+    interactions = write_interactions(tmp_path / "interactions.csv")
+    items = write_catalog(tmp_path / "items.csv")
+    result = invoke(
+        "evaluate", "--protocol", "leave-last-out", "--model", trained_model_dir,
+        "--interactions", interactions, "--items", items, "--device", "cpu", "--precision", "fp32",
+    )  # fmt: skip
+    report = last_json(result)
+    assert set(report) == {"model", "popularity", "item_knn", "n_users"} and report["n_users"] == 16
+    assert all(set(report[name]) == METRICS for name in ("model", "popularity", "item_knn"))
+    # users stay within their theme, so co-occurrence beats popularity by far
+    assert report["item_knn"]["ndcg@10"] > report["popularity"]["ndcg@10"]
+    assert "warning" not in result.stderr
+    trained = json.loads((trained_model_dir / "recommender.json").read_text(encoding="utf-8"))
+    assert trained["meta"]["trained_on"]["held_out"] == "last"
+    assert trained["meta"]["sources"]["interactions"].endswith("interactions.csv")
+
+
+def test_evaluate_warns_when_the_model_saw_the_test_interactions(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    interactions = write_interactions(tmp_path / "interactions.csv")
+    items = write_catalog(tmp_path / "items.csv")
+    data = ["--interactions", interactions, "--items", items, "--device", "cpu", "--precision", "fp32"]
+    trained = invoke("train", *data, "--output", tmp_path / "m", "--base-model", tiny_model_dir,
+                     "--epochs", 0, "--no-hold-out-last", "--max-length", 48)  # fmt: skip
+    assert last_json(trained)["n_interactions"] == 80
+    result = invoke("evaluate", "--model", tmp_path / "m", *data)
+    assert set(last_json(result)) == {"model", "popularity", "item_knn", "n_users"}
+    warning = result.stderr.strip()
+    assert warning.startswith("warning:") and "16 of 16 tested users" in warning
+
+
+def test_evaluate_and_train_errors_are_one_line(tmp_path: Path, trained_model_dir: Path) -> None:
+    items = write_catalog(tmp_path / "items.csv")
+    interactions = write_interactions(tmp_path / "interactions.csv")
+    data = ["--interactions", interactions, "--items", items]
+    line = one_error_line(
+        invoke("evaluate", "--protocol", "random-split", "--model", trained_model_dir, *data)
+    )
+    assert "leave-last-out" in line and "random-split" in line
+    line = one_error_line(invoke("evaluate", "--model", tmp_path / "nothing", *data))
+    assert "recommender.json" in line
+    line = one_error_line(invoke("train", *data, "--output", tmp_path / "m", "--time-column", "when"))
+    assert "when" in line
+    line = one_error_line(invoke("train", *data, "--output", tmp_path / "m", "--min-rating", 4))
+    assert "rating" in line
+    assert not (tmp_path / "m").exists()
+
+
+def test_convert_datasets(tmp_path: Path) -> None:
+    movielens = tmp_path / "ml"
+    movielens.mkdir()
+    (movielens / "ratings.csv").write_text(
+        "user_id,item_id,rating,timestamp\n1,10,5,881250949\n", encoding="utf-8"
+    )
+    (movielens / "items.csv").write_text(
+        "item_id,title,genres\n10,Toy Story (1995),Animation|Comedy\n", encoding="utf-8"
+    )
+    paths = last_json(invoke("convert", "movielens", movielens, "--output", tmp_path / "out"))
+    with Path(paths["items"]).open(encoding="utf-8") as handle:
+        assert list(csv.DictReader(handle)) == [
+            {
+                "item_id": "10",
+                "title": "Toy Story (1995)",
+                "text": "Toy Story (1995). genres: Animation, Comedy",
+            }
+        ]
+    assert Path(paths["interactions"]).is_file()
+    line = one_error_line(invoke("convert", "netflix", movielens, "--output", tmp_path / "out"))
+    assert "amazon or movielens" in line
+
+
+def test_help_does_not_import_torch() -> None:
+    heavy = "('torch', 'sqlalchemy', 'fastapi')"
+    code = f"import sys, recommender.cli; print(sorted(m for m in {heavy} if m in sys.modules))"
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert probe.stdout.strip() == "[]"
+    result = invoke("--help")
+    assert result.exit_code == 0
+    assert all(
+        name in result.stdout for name in ("ingest-items", "ingest-events", "serve", "train", "evaluate")
+    )
+    assert catalog_items()  # the fixtures' catalog is what the other tests ingest

@@ -1,0 +1,184 @@
+"""The recommender's storage on SQLite and PostgreSQL: migrations, the catalog with its index on disk, events
+all or nothing, histories; and the in-memory co-occurrence, checked against the offline baselines."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import func, inspect, select
+
+from recommender.baselines import ItemKNN, Popularity
+from recommender.behaviour import Behaviour
+from recommender.catalog import ItemCatalog, ItemRecord
+from recommender.data import Catalog
+from recommender.database import Database
+from recommender.events import (
+    EventRecord,
+    all_positives,
+    ingest_events,
+    positive_history,
+    user_events,
+)
+from recommender.tables import Event
+from tests.recommender.conftest import catalog_items, user_histories
+from textcore import Encoder, InvalidInput, NotFound, PayloadTooLarge
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def encoder(tiny_model_dir: Path) -> Encoder:
+    return Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32", max_length=64)
+
+
+def records() -> list[ItemRecord]:
+    return [ItemRecord(i["id"], i["title"], i["text"], i["categories"], {"n": k})
+            for k, i in enumerate(catalog_items())]  # fmt: skip
+
+
+@pytest.fixture
+def catalog(database: Database, encoder: Encoder, tmp_path: Path) -> Iterator[ItemCatalog]:
+    items = ItemCatalog(database, encoder.encode, encoder.dim, tmp_path / "idx" / "items.npz", "tiny", 8)
+    items.sync()
+    yield items
+
+
+def event_count(db: Database) -> int:
+    with db.session() as session:
+        return int(session.scalar(select(func.count()).select_from(Event)) or 0)
+
+
+def test_migrations_create_the_schema_and_are_idempotent(database: Database) -> None:
+    database.migrate()
+    tables = set(inspect(database.engine).get_table_names())
+    assert {"items", "events", "recommender_alembic_version"} <= tables
+    indexes = {ix["name"] for ix in inspect(database.engine).get_indexes("events")}
+    assert "ix_events_user_ts" in indexes
+
+
+def test_catalog_upsert_page_delete_and_index(catalog: ItemCatalog, encoder: Encoder) -> None:
+    report = catalog.upsert(records())
+    assert (report.created, report.updated, report.embedded) == (20, 0, 20)
+    assert len(catalog) == 20 and "lab-3" in catalog and catalog.title("lab-3") == "Nitrile lab gloves"
+    stored = catalog.get("garden-2")
+    assert stored.categories == ["garden"] and stored.metadata == {"n": 12}
+    assert stored.created_at.tzinfo is not None
+
+    first, cursor = catalog.page(8)
+    second, cursor2 = catalog.page(8, cursor)
+    third, end = catalog.page(8, cursor2)
+    assert end is None and len(third) == 4
+    assert [i.id for i in first + second + third] == sorted(r.id for r in records())
+
+    changed = ItemRecord("garden-2", "Cherry tomato seeds", "Sweet small tomatoes.")
+    assert catalog.upsert([changed, records()[0]]).embedded == 1  # only the changed text is embedded
+    expected = encoder.encode([changed.encoder_text])[0]
+    np.testing.assert_allclose(catalog.vectors(["garden-2"])[0], expected, atol=1e-5)
+    assert catalog.index.search(expected, 1)[0].id == "garden-2"
+
+    catalog.delete("garden-2")
+    assert "garden-2" not in catalog and len(catalog) == 19
+    with pytest.raises(NotFound, match="'garden-2'"):
+        catalog.get("garden-2")
+    with pytest.raises(NotFound, match="'garden-2'"):
+        catalog.delete("garden-2")
+    with pytest.raises(NotFound, match=r"'ghost-1', 'garden-2'"):
+        catalog.vectors(["astro-0", "ghost-1", "garden-2"])
+    with pytest.raises(InvalidInput, match="'x'"):
+        catalog.upsert([ItemRecord("x", "a"), ItemRecord("x", "b")])
+
+
+def test_catalog_index_follows_the_database_across_restarts(
+    catalog: ItemCatalog, database: Database, encoder: Encoder, tmp_path: Path
+) -> None:
+    catalog.upsert(records())
+    again = ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8)
+    assert again.sync() == 0 and len(again) == 20  # the saved index is up to date: nothing embedded
+    np.testing.assert_allclose(again.vectors(["kitchen-1"]), catalog.vectors(["kitchen-1"]), atol=1e-6)
+
+    # another writer (its own index file) changes the database behind this index's back
+    other = ItemCatalog(database, encoder.encode, encoder.dim, tmp_path / "other.npz", "tiny", 8)
+    other.sync()
+    other.upsert([ItemRecord("kitchen-1", "Carbon steel wok", "For stir frying.")])
+    other.delete("lab-4")
+    restarted = ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8)
+    assert restarted.sync() == 1 and "lab-4" not in restarted and len(restarted) == 19
+    np.testing.assert_allclose(restarted.vectors(["kitchen-1"]), other.vectors(["kitchen-1"]), atol=1e-6)
+
+    rebuilt = ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "another model", 8)
+    assert rebuilt.sync() == 19  # vectors of another model are never mixed in
+    catalog.index_path.write_bytes(b"not an index")
+    assert ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8).sync() == 19
+
+
+def test_events_are_all_or_nothing_and_histories_ordered(catalog: ItemCatalog, database: Database) -> None:
+    catalog.upsert(records())
+    good = EventRecord("u1", "astro-0", T0)
+    with pytest.raises(NotFound, match=r"'ghost-1', 'ghost-2'") as caught:
+        ingest_events(database, [good, EventRecord("u1", "ghost-2", T0), EventRecord("u2", "ghost-1", T0)])
+    assert "astro-0" not in caught.value.message
+    bad = [
+        EventRecord("u1", "astro-0", T0, "rating"),  # no value
+        EventRecord("u1", "astro-0", T0, "view"),
+        EventRecord("u1", "astro-0", T0.replace(tzinfo=None)),
+        EventRecord("", "astro-0", T0),
+        EventRecord("u1", "astro-0", T0, "rating", float("nan")),
+    ]
+    for event in bad:
+        with pytest.raises(InvalidInput, match=r"events\[1\]"):
+            ingest_events(database, [good, event])
+    with pytest.raises(PayloadTooLarge, match="at most 1 events"):
+        ingest_events(database, [good, good], max_events=1)
+    assert event_count(database) == 0
+
+    later, earlier = T0 + timedelta(minutes=5), T0 - timedelta(minutes=5)
+    batch = [
+        EventRecord("u1", "astro-0", T0),
+        EventRecord("u1", "astro-1", later, "rating", 2.0),
+        EventRecord("u1", "astro-2", earlier, "purchase", 30.0),
+        EventRecord("u1", "astro-3", later, "rating", 5.0),  # same time as astro-1: arrival order
+        EventRecord("u2", "lab-0", T0),
+        EventRecord("u1", "astro-2", later + timedelta(minutes=1)),  # a repeat moves to its latest place
+    ]
+    assert ingest_events(database, batch) == 6 and event_count(database) == 6
+    events = user_events(database, "u1")
+    assert [e.item_id for e in events] == ["astro-2", "astro-0", "astro-1", "astro-3", "astro-2"]
+    assert events[0].ts == earlier and events[2].value == 2.0
+    assert positive_history(events, None) == ["astro-0", "astro-1", "astro-3", "astro-2"]
+    assert positive_history(events, 4.0) == ["astro-0", "astro-3", "astro-2"]
+    assert sorted(all_positives(database, 4.0)) == sorted(
+        [("u1", "astro-0"), ("u1", "astro-2"), ("u1", "astro-3"), ("u2", "lab-0"), ("u1", "astro-2")]
+    )
+    assert user_events(database, "nobody") == []
+
+
+def test_behaviour_matches_the_offline_baselines() -> None:
+    histories = user_histories()
+    histories["mixed"] = ["astro-0", "lab-1", "astro-0", "garden-2"]
+    ids = [item["id"] for item in catalog_items()]
+    offline = Catalog.build(ids, ids, ids)
+    behaviour = Behaviour()
+    pairs = [(user, item) for user, items in histories.items() for item in items]
+    assert behaviour.add(pairs[:30]) == 30 and behaviour.add(pairs[30:]) == len(pairs) - 30
+    snapshot = behaviour.snapshot()
+
+    history = ["astro-1", "lab-1", "astro-1"]
+    knn = ItemKNN(histories, offline)([[offline.index[i] for i in history]])[0]
+    np.testing.assert_allclose(snapshot.pick(snapshot.knn_row(history), ids), knn, rtol=1e-5)
+    popularity = Popularity(histories, offline)([[]])[0]
+    np.testing.assert_array_equal(snapshot.popularity(ids), popularity)
+    assert snapshot.popularity(["never-seen"]).tolist() == [0.0]
+
+    top = snapshot.top(snapshot.knn_row(["garden-0"]), 3)
+    assert len(top) == 3 and all(i.startswith("garden-") and i != "garden-0" for i in top)
+    pair = snapshot.pair_similarity(["garden-0", "ghost"], ["garden-1", "lab-0"])
+    assert pair.shape == (2, 2) and pair[0, 0] > 0 and pair[0, 1] == 0 and not pair[1].any()
+    before = behaviour.snapshot()
+    behaviour.add([("late", "kitchen-0"), ("late", "astro-0")])
+    assert before.pick(before.knn_row(["kitchen-0"]), ["astro-0"])[0] == 0  # snapshots never change
+    after = behaviour.snapshot()
+    assert after.pick(after.knn_row(["kitchen-0"]), ["astro-0"])[0] > 0
