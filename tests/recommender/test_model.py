@@ -306,3 +306,15 @@ def test_minilm_content_profile_finds_the_users_theme(tmp_path: Path) -> None:
     split = leave_last_out(data.sequences())
     content_only = TextInterestModel(model.encoder, model.config, BlendWeights(1.0, 0.0, 0.0), {})
     assert evaluate(content_only.scorer(catalog, split.train), split, catalog)["hr@10"] > 0.9
+
+
+def test_the_closest_history_item_can_share_the_content_score() -> None:
+    from recommender.model import max_similarities  # noqa: PLC0415 - kept beside its test
+
+    vectors = np.eye(3, dtype=np.float32)  # three orthogonal items
+    closest = max_similarities([[0, 1]], vectors, vectors, decay=0.5, limit=20)[0]
+    # item 1 is the newest (weight 1), item 0 older (weight 0.5); item 2 resembles neither
+    assert closest.tolist() == pytest.approx([0.5, 1.0, 0.0])
+    assert max_similarities([[]], vectors, vectors, 0.5, 20).tolist() == [[0.0, 0.0, 0.0]]
+    with pytest.raises(InvalidInput, match="max_share"):
+        ModelConfig(max_share=1.5)

@@ -56,6 +56,9 @@ class ModelConfig:
     text_history_items: int = 5  # titles in a text profile (the training anchors' length)
     max_length: int = 128  # encoder tokens per text
     knn_decay: float = 1.0  # co-occurrence: the k-th newest history item counts decay**k (1: all alike)
+    # Content also looks at the single closest history item: content = (1 - s) * profile similarity
+    # + s * the best recency-weighted similarity to one history item (a mean blurs users of many interests).
+    max_share: float = 0.0
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -63,6 +66,8 @@ class ModelConfig:
         for name in ("recency_decay", "knn_decay"):
             if not 0 < getattr(self, name) <= 1:
                 raise InvalidInput(f"{name}: expected a number in (0, 1]; found {getattr(self, name)!r}")
+        if not 0 <= self.max_share <= 1:
+            raise InvalidInput(f"max_share: expected a number in [0, 1]; found {self.max_share!r}")
         if self.history_items < 1 or self.text_history_items < 1:
             raise InvalidInput(
                 f"expected history_items and text_history_items >= 1; "
@@ -217,6 +222,36 @@ class TextInterestModel:
             return self._text_profiles([[titles[i] for i in history] for history in histories])
         return mean_profiles(histories, vectors, self.config.recency_decay, self.config.history_items)
 
+    def content(
+        self, histories: Sequence[Sequence[int]], vectors: np.ndarray, titles: Sequence[str]
+    ) -> np.ndarray:
+        """Content scores of every catalog item for each history: (n_users, n_items) float32 cosines."""
+        scores: np.ndarray = self.profiles(histories, vectors, titles) @ vectors.T
+        share = self.config.max_share
+        if share > 0:
+            closest = max_similarities(
+                histories, vectors, vectors, self.config.recency_decay, self.config.history_items
+            )
+            scores = (1 - share) * scores + share * closest
+        return scores
+
+    def candidate_content(
+        self, history_vectors: np.ndarray, history_texts: Sequence[str], candidates: np.ndarray
+    ) -> np.ndarray:
+        """Content scores of (m, dim) candidate vectors for one history (oldest first): (m,) float32."""
+        scores: np.ndarray = candidates @ self.profile(history_vectors, history_texts)
+        share = self.config.max_share
+        if share > 0 and len(history_vectors):
+            closest = max_similarities(
+                [range(len(history_vectors))],
+                np.asarray(history_vectors, dtype=np.float32),
+                candidates,
+                self.config.recency_decay,
+                self.config.history_items,
+            )[0]
+            scores = (1 - share) * scores + share * closest
+        return scores
+
     def _text_profiles(self, histories: list[list[str]]) -> np.ndarray:
         out = np.zeros((len(histories), self.dim), dtype=np.float32)
         rows = [i for i, titles in enumerate(histories) if titles]
@@ -271,7 +306,7 @@ class TextInterestModel:
         popularity = Popularity(train, catalog) if self.weights.popularity > 0 else None
 
         def score(histories: list[list[int]]) -> np.ndarray:
-            content = self.profiles(histories, vectors, catalog.titles) @ vectors.T
+            content = self.content(histories, vectors, catalog.titles)
             return self.blend(
                 content,
                 knn(histories, self.config.knn_decay) if knn is not None else None,
@@ -300,4 +335,28 @@ def mean_profiles(
         norm = float(np.linalg.norm(summed))
         if norm > 0:
             out[row] = summed / norm
+    return out
+
+
+def max_similarities(
+    histories: Sequence[Sequence[int]], vectors: np.ndarray, targets: np.ndarray, decay: float, limit: int
+) -> np.ndarray:
+    """Each target's best recency-weighted cosine to one of a history's last `limit` items.
+
+    Args:
+        histories: Positions into `vectors` per user, oldest first.
+        vectors: (n, dim) history-side item vectors, L2-normalised.
+        targets: (m, dim) vectors to score, L2-normalised.
+        decay: The k-th newest history item's similarities are multiplied by ``decay**k``.
+        limit: History items considered.
+
+    Returns:
+        (n_users, m) float32; zero rows for empty histories.
+    """
+    out = np.zeros((len(histories), len(targets)), dtype=np.float32)
+    for row, history in enumerate(histories):
+        recent = list(history[-limit:])
+        if recent:
+            weights = decay ** np.arange(len(recent) - 1, -1, -1, dtype=np.float32)
+            out[row] = (weights[:, None] * (vectors[recent] @ targets.T)).max(axis=0)
     return out

@@ -28,6 +28,7 @@ from recommender.model import (
     ModelConfig,
     TextInterestModel,
     history_text,
+    max_similarities,
     mean_profiles,
     zscore,
 )
@@ -39,6 +40,7 @@ from textcore.models import resolve_model
 
 DECAYS = (0.5, 0.8, 1.0)
 KNN_DECAYS = (1.0, 0.85, 0.5)  # recency weights tried for the co-occurrence component (1.0: plain item-kNN)
+MAX_SHARES = (0.0, 0.3, 0.6)  # weight of the closest-history-item similarity inside the content score
 GRID_STEPS = 10  # blend weights on the simplex in steps of 1/GRID_STEPS
 CELL_BUDGET = 16_000_000  # validation users x items per component matrix (64 MB of float32)
 
@@ -249,15 +251,22 @@ def fit_blend(
     text_model = TextInterestModel(
         model.encoder, dataclasses.replace(model.config, profile="text"), model.weights, {}
     )
-    contents: dict[tuple[str, float], np.ndarray] = {
-        ("mean", d): zscore(
-            mean_profiles(histories, item_vectors, d, model.config.history_items) @ item_vectors.T
-        )
+    profiles: dict[tuple[str, float], np.ndarray] = {
+        ("mean", d): mean_profiles(histories, item_vectors, d, model.config.history_items) @ item_vectors.T
         for d in DECAYS
     }
-    contents["text", model.config.recency_decay] = zscore(
+    profiles["text", model.config.recency_decay] = (
         text_model.profiles(histories, item_vectors, catalog.titles) @ item_vectors.T
     )
+    closest = {
+        d: max_similarities(histories, item_vectors, item_vectors, d, model.config.history_items)
+        for d in {d for _, d in profiles}
+    }
+    contents: dict[tuple[str, float, float], np.ndarray] = {
+        (profile, d, share): zscore((1 - share) * scores + share * closest[d])
+        for (profile, d), scores in profiles.items()
+        for share in MAX_SHARES
+    }
     components = {
         **{
             f"item_knn_recency_{decay:g}" if decay < 1 else "item_knn": rank_metrics(
@@ -267,16 +276,20 @@ def fit_blend(
         },
         "popularity": rank_metrics(_ranks(popularity, targets, candidates)),
     }
-    for (profile, decay), content in contents.items():
+    for (profile, decay, share), content in contents.items():
         name = f"content_mean_{decay:g}" if profile == "mean" else "content_text"
-        components[name] = rank_metrics(_ranks(content, targets, candidates))
+        components[name if share == 0 else f"{name}_max_{share:g}"] = rank_metrics(
+            _ranks(content, targets, candidates)
+        )
     searches = {
         knn_decay: _grid_search(contents, knn, popularity, targets, candidates)
         for knn_decay, knn in knns.items()
     }
     knn_decay = max(searches, key=lambda d: searches[d][2]["ndcg@10"])
-    (profile, decay), weights, metrics = searches[knn_decay]
-    config = dataclasses.replace(model.config, profile=profile, recency_decay=decay, knn_decay=knn_decay)
+    (profile, decay, share), weights, metrics = searches[knn_decay]
+    config = dataclasses.replace(
+        model.config, profile=profile, recency_decay=decay, knn_decay=knn_decay, max_share=share
+    )
     chosen = BlendWeights(*weights)
     report = {
         "n_users": len(histories),
@@ -286,6 +299,7 @@ def fit_blend(
             "profile": profile,
             "recency_decay": decay,
             "knn_decay": knn_decay,
+            "max_share": share,
             "weights": dataclasses.asdict(chosen),
         },
     }
@@ -293,14 +307,14 @@ def fit_blend(
 
 
 def _grid_search(
-    contents: dict[tuple[str, float], np.ndarray],
+    contents: dict[tuple[str, float, float], np.ndarray],
     knn: np.ndarray,
     popularity: np.ndarray,
     targets: np.ndarray,
     candidates: np.ndarray,
-) -> tuple[tuple[str, float], tuple[float, float, float], dict[str, float]]:
-    """The (profile, decay), weights and metrics of the best weighted sum of z-normalised components."""
-    best: tuple[float, tuple[str, float], tuple[float, float, float], dict[str, float]] | None = None
+) -> tuple[tuple[str, float, float], tuple[float, float, float], dict[str, float]]:
+    """The (profile, decay, max share), weights and metrics of the best sum of z-normalised components."""
+    best: tuple[float, tuple[str, float, float], tuple[float, float, float], dict[str, float]] | None = None
     for variant, (key, content) in enumerate(contents.items()):
         for weights in _simplex():
             if weights[0] == 0 and variant > 0:
