@@ -98,7 +98,9 @@ def _create_engine(driver: str, url: str, database: str | None) -> Engine:
     event.listen(engine, "connect", _sqlite_pragmas)
     # pysqlite's own transaction handling commits on SAVEPOINT release; SQLAlchemy emits BEGIN itself instead,
     # so that a session is one transaction, savepoints included (the recipe of SQLAlchemy's SQLite docs).
-    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN"))
+    # IMMEDIATE takes the write lock up front: a transaction that reads, then writes, would otherwise fail
+    # with "database is locked" when another writer committed in between; this way it waits its turn.
+    event.listen(engine, "begin", lambda connection: connection.exec_driver_sql("BEGIN IMMEDIATE"))
     return engine
 
 
