@@ -149,6 +149,28 @@ class VectorIndex:
                 raise NotFound(f"id {id!r} is not in the index")
             return np.array(self._vectors[row], dtype=np.float32)  # (dim,) float32, a copy
 
+    def get_many(self, ids: Sequence[str]) -> npt.NDArray[np.float32]:
+        """Return copies of the stored vectors of `ids`, in the order given, under one lock in one gather.
+
+        Much cheaper than one `get` per id for many ids (one lock round trip instead of one per id).
+
+        Returns:
+            (len(ids), dim) float32; (0, dim) for no ids.
+
+        Raises:
+            InvalidInput: If `ids` is a single string rather than a sequence of them.
+            NotFound: Naming the first few ids that are not stored and how many are missing in all.
+        """
+        if isinstance(ids, str):
+            raise InvalidInput(f"ids: expected a sequence of strings, found the string {ids!r:.80}")
+        with self._lock.read():
+            find = self._rows.get
+            rows = np.fromiter((find(i, -1) for i in ids), dtype=np.int64, count=len(ids))  # (n,) int64
+            if rows.size and rows.min() < 0:
+                missing = [i for i, row in zip(ids, rows.tolist(), strict=True) if row < 0]
+                raise NotFound(f"ids not in the index: {missing[:5]!r} ({len(missing)} in all)")
+            return self._vectors[rows]  # (n, dim) float32; fancy indexing copies
+
     def add(self, ids: Sequence[str], vectors: npt.NDArray[np.float32]) -> None:
         """Add new vectors.
 

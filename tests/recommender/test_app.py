@@ -4,6 +4,7 @@ real MiniLM once for a cold start by free-text interests (served over loopback H
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,13 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from pydantic import TypeAdapter
 from sqlalchemy import func, select
+from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
 
 from recommender import create_app
 from recommender.database import Database
+from recommender.schemas import ScoredOut
 from recommender.settings import RecommenderSettings
 from recommender.tables import Event
 from tests.conftest import serve_app
@@ -237,6 +241,45 @@ def test_trained_model_recommends_from_the_users_theme(
     assert all(
         {m["item_id"] for m in r["explanation"]["because"]} <= {"garden-0", "garden-3"} for r in results
     )
+
+
+def blas_threads_now() -> list[int]:
+    """Threads of the process-wide BLAS pools (numpy's, scipy's); OpenMP ones (faiss's) are per thread."""
+    pools = threadpool_info()
+    return [
+        p["num_threads"] for p in pools if p["user_api"] == "blas" and p.get("threading_layer") != "openmp"
+    ]
+
+
+def test_blas_threads_and_frozen_objects_while_serving(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    before = blas_threads_now()
+    assert before and gc.get_freeze_count() == 0  # numpy's BLAS at least
+    wanted = 1 if max(before) != 1 else 2
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, blas_threads=wanted)
+    with TestClient(create_app(settings)) as client:
+        assert set(blas_threads_now()) == {wanted}
+        assert gc.get_freeze_count() > 10_000  # the model and the libraries, out of the GC's way
+        assert client.get("/readyz").status_code == 200
+    assert blas_threads_now() == before and gc.get_freeze_count() == 0  # restored at shutdown
+    with TestClient(create_app(rec_settings(tmp_path, sqlite_url, tiny_model_dir, blas_threads=0))):
+        assert blas_threads_now() == before  # 0: as the libraries have it
+
+
+def test_score_and_recommend_bodies_follow_the_documented_schema(client: TestClient) -> None:
+    stocked(client)
+    for response in (
+        client.post(
+            "/v1/score", json={"user_id": "astro-user-0", "items": [i["id"] for i in catalog_items()]}
+        ),
+        client.get("/v1/recommend", params={"user_id": "astro-user-0", "k": 3, "exclude_seen": "false"}),
+    ):
+        assert response.status_code == 200 and response.headers["content-type"] == "application/json"
+        rows = TypeAdapter(list[ScoredOut]).validate_json(response.content)
+        assert rows and all(row.explanation.because for row in rows)
+    schema = client.get("/openapi.json").json()["paths"]["/v1/score"]["post"]["responses"]["200"]
+    assert schema["content"]["application/json"]["schema"]["items"]["$ref"].endswith("/ScoredOut")
 
 
 def test_health_and_metrics(client: TestClient) -> None:

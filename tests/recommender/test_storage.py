@@ -182,3 +182,31 @@ def test_behaviour_matches_the_offline_baselines() -> None:
     assert before.pick(before.knn_row(["kitchen-0"]), ["astro-0"])[0] == 0  # snapshots never change
     after = behaviour.snapshot()
     assert after.pick(after.knn_row(["kitchen-0"]), ["astro-0"])[0] > 0
+
+
+def test_behaviour_counts_batches_incrementally_like_a_full_recount() -> None:
+    rng = np.random.default_rng(7)
+    # a long tail of 40 items, 30 users, repeats and items first seen in late batches
+    users, items = rng.integers(0, 30, 400), rng.zipf(1.3, 400) % 40
+    pairs = [(f"u{int(u)}", f"i{int(i)}") for u, i in zip(users, items, strict=True)]
+    behaviour = Behaviour(shrink=3.0)
+    liked: dict[str, list[str]] = {}
+    earlier = []
+    for start, end in [(0, 1), (1, 40), (40, 41), (41, 150), (150, 151), (151, 400)]:
+        assert behaviour.add(pairs[start:end]) == end - start
+        for user, item in pairs[start:end]:
+            liked.setdefault(user, []).append(item)
+        snapshot = behaviour.snapshot()
+        ids = snapshot.ids
+        assert sorted(ids) == sorted({i for _, i in pairs[:end]})
+        offline = Catalog.build(ids, ids, ids)
+        everything = np.arange(len(ids))
+        full = ItemKNN(liked, offline, shrink=3.0).similarity.toarray()
+        np.testing.assert_allclose(snapshot.similarity_rows(everything).toarray(), full, rtol=1e-6)
+        np.testing.assert_allclose(snapshot.pair_similarity(ids, ids), full, rtol=1e-6)
+        np.testing.assert_array_equal(snapshot.popularity(ids), Popularity(liked, offline)([[]])[0])
+        earlier.append((snapshot, full))
+    for snapshot, full in earlier:  # every snapshot kept what it saw
+        rows = snapshot.similarity_rows(np.arange(len(snapshot.ids))).toarray()
+        np.testing.assert_allclose(rows, full, rtol=1e-6)
+    assert behaviour.add([]) == 0 and behaviour.snapshot() is earlier[-1][0]

@@ -90,6 +90,27 @@ def test_upsert_replaces_the_vector() -> None:
     assert index.ids()[-2:] == ["x", "y"]
 
 
+def test_get_many_gathers_copies_in_the_order_given() -> None:
+    index = filled()
+    vectors = unit(30)
+    index.remove(["d0"])  # rows shift: the gather must follow ids, not positions
+    got = index.get_many(["d7", "d2", "d29", "d2"])
+    assert got.dtype == np.float32 and got.shape == (4, DIM)
+    np.testing.assert_array_equal(got, vectors[[7, 2, 29, 2]])
+    got[:] = 0  # a copy: the stored vectors stay as they were
+    np.testing.assert_array_equal(index.get("d7"), vectors[7])
+    assert index.get_many([]).shape == (0, DIM)
+    assert VectorIndex(DIM).get_many([]).shape == (0, DIM)
+
+
+def test_get_many_names_the_missing_ids() -> None:
+    index = filled()
+    with pytest.raises(NotFound, match=r"\['d0x', 'gone'\] \(2 in all\)"):
+        index.get_many(["d1", "d0x", "d2", "gone"])
+    with pytest.raises(InvalidInput, match="expected a sequence of strings"):
+        index.get_many("d1")
+
+
 def test_add_existing_id_conflicts_and_adds_nothing() -> None:
     index = filled()
     with pytest.raises(Conflict, match="d3"):

@@ -3,16 +3,21 @@
 The formulas are the offline baselines' (`recommender.baselines`), so a model's blend weights, fitted
 offline, mean the same online: ``sim(i, j) = c_ij / (sqrt(n_i * n_j) + shrink)`` with ``c_ij`` the users
 who liked both items and ``n_i`` the users who liked ``i``; popularity is the number of positive
-interactions with an item. Every refresh builds a new immutable `BehaviourSnapshot` and swaps it in, so a
-request works on one consistent view while events are ingested.
+interactions with an item. Every batch of events builds a new immutable `BehaviourSnapshot` and swaps it
+in, so a request works on one consistent view while events are ingested.
+
+A batch updates the counts incrementally: only the users in the batch are looked at, and the change of
+``c`` is added to the previous matrix, so ingest costs what the batch changes (plus one copy of the sparse
+counts), not a recount of every event so far. Similarities are divided out when a request reads the rows
+it needs, so a new liker of an item does not mean rewriting every similarity of that item.
 """
 
 from __future__ import annotations
 
 import threading
-from array import array
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
@@ -20,16 +25,26 @@ import scipy.sparse as sp  # type: ignore[import-untyped]
 
 @dataclass(frozen=True)
 class BehaviourSnapshot:
-    """Co-occurrence similarities and popularity over the items seen in events, at one moment."""
+    """Co-occurrence and popularity over the items seen in events, at one moment."""
 
     columns: dict[str, int]  # item id -> column
     ids: list[str]  # column -> item id
-    similarity: sp.csr_matrix  # (n, n) float32, row h = the neighbours of item h, no diagonal
+    together: sp.csr_matrix  # (n, n) float32 c_ij, users who liked both items; no diagonal
+    norms: np.ndarray  # (n,) float32 sqrt(n_i), n_i the users who liked item i
     counts: np.ndarray  # (n,) float32 positive interactions per item
+    shrink: float
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """(len(ids),) int64 columns, -1 for items never seen in events."""
-        return np.fromiter((self.columns.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        find = self.columns.get
+        return np.fromiter((find(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+
+    def similarity_rows(self, columns: np.ndarray) -> sp.csr_matrix:
+        """(len(columns), n) float32 sim(i, j) of the items at `columns` (valid, distinct) to every item."""
+        rows = self.together[columns]
+        owner = np.repeat(columns, np.diff(rows.indptr))  # the row item of each stored entry
+        values = rows.data / (self.norms[owner] * self.norms[rows.indices] + self.shrink)
+        return sp.csr_matrix((values.astype(np.float32), rows.indices, rows.indptr), shape=rows.shape)
 
     def knn_row(self, history: Sequence[str]) -> np.ndarray:
         """(n,) float32 summed similarity of every item to the distinct history items."""
@@ -37,15 +52,18 @@ class BehaviourSnapshot:
         cols = cols[cols >= 0]
         if cols.size == 0:
             return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self.similarity[cols].sum(axis=0), dtype=np.float32).ravel()
+        return np.asarray(self.similarity_rows(cols).sum(axis=0), dtype=np.float32).ravel()
 
-    def pick(self, row: np.ndarray, ids: Sequence[str]) -> np.ndarray:
-        """(len(ids),) float32 entries of a per-column `row` for `ids` (0 for unseen items)."""
-        positions = self.positions(ids)
-        values = np.zeros(len(ids), dtype=np.float32)
+    def at(self, row: np.ndarray, positions: np.ndarray) -> np.ndarray:
+        """(len(positions),) float32 entries of a per-column `row` (0 where a position is -1)."""
+        values = np.zeros(len(positions), dtype=np.float32)
         known = positions >= 0
         values[known] = row[positions[known]]
         return values
+
+    def pick(self, row: np.ndarray, ids: Sequence[str]) -> np.ndarray:
+        """(len(ids),) float32 entries of a per-column `row` for `ids` (0 for unseen items)."""
+        return self.at(row, self.positions(ids))
 
     def popularity(self, ids: Sequence[str]) -> np.ndarray:
         """(len(ids),) float32 positive interactions with each item."""
@@ -57,7 +75,9 @@ class BehaviourSnapshot:
         rows, cols = self.positions(history), self.positions(ids)
         r, c = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
         if r.size and c.size:
-            out[np.ix_(r, c)] = self.similarity[rows[r]][:, cols[c]].toarray()
+            counts = self.together[rows[r]][:, cols[c]].toarray()  # (r, c) float32
+            scale = self.norms[rows[r]][:, None] * self.norms[cols[c]][None, :] + self.shrink
+            out[np.ix_(r, c)] = counts / scale
         return out
 
     def top(self, row: np.ndarray, k: int) -> list[str]:
@@ -69,14 +89,10 @@ class BehaviourSnapshot:
         return [self.ids[int(c)] for c in order]
 
 
-def _empty() -> BehaviourSnapshot:
-    return BehaviourSnapshot({}, [], sp.csr_matrix((0, 0), dtype=np.float32), np.zeros(0, np.float32))
-
-
 class Behaviour:
     """Accumulates positive (user, item) pairs and serves snapshots of co-occurrence and popularity.
 
-    Thread-safe: `add` appends and rebuilds under a lock; `snapshot` returns the current immutable view.
+    Thread-safe: `add` updates the counts under a lock; `snapshot` returns the current immutable view.
 
     Args:
         shrink: Shrinks the similarity of items with few users in common towards 0.
@@ -88,9 +104,13 @@ class Behaviour:
         self._users: dict[str, int] = {}
         self._items: dict[str, int] = {}
         self._item_ids: list[str] = []
-        self._rows = array("q")  # user code per positive interaction
-        self._cols = array("q")  # item code per positive interaction
-        self._snapshot = _empty()
+        self._liked: list[set[int]] = []  # user code -> the distinct items they liked
+        self._likers = np.zeros(0, dtype=np.int64)  # (n,) distinct users per item
+        self._counts = np.zeros(0, dtype=np.int64)  # (n,) positive interactions per item, repeats count
+        empty = sp.csr_matrix((0, 0), dtype=np.float32)
+        self._snapshot = BehaviourSnapshot(
+            {}, [], empty, np.zeros(0, np.float32), np.zeros(0, np.float32), shrink
+        )
 
     def snapshot(self) -> BehaviourSnapshot:
         """The current view (never changes once returned)."""
@@ -99,31 +119,81 @@ class Behaviour:
     def add(self, pairs: Iterable[tuple[str, str]]) -> int:
         """Count positive (user_id, item_id) interactions and refresh the snapshot; returns how many."""
         with self._lock:
-            added = 0
+            columns: list[int] = []  # item of every interaction
+            fresh: list[tuple[int, int]] = []  # (user, item) liked for the first time
             for user, item in pairs:
-                self._rows.append(self._users.setdefault(user, len(self._users)))
+                u = self._users.get(user)
+                if u is None:
+                    u = self._users[user] = len(self._liked)
+                    self._liked.append(set())
                 column = self._items.get(item)
                 if column is None:
                     column = self._items[item] = len(self._item_ids)
                     self._item_ids.append(item)
-                self._cols.append(column)
-                added += 1
-            if added:
-                self._snapshot = self._build()
-            return added
+                columns.append(column)
+                if column not in self._liked[u]:
+                    self._liked[u].add(column)
+                    fresh.append((u, column))
+            if columns:
+                self._snapshot = self._refresh(columns, fresh)
+            return len(columns)
 
-    def _build(self) -> BehaviourSnapshot:
-        n_users, n_items = len(self._users), len(self._item_ids)
-        rows = np.frombuffer(self._rows, dtype=np.int64)
-        cols = np.frombuffer(self._cols, dtype=np.int64)
-        counts = np.bincount(cols, minlength=n_items).astype(np.float32)  # repeats count, as in Popularity
-        users = sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols)), shape=(n_users, n_items))
-        users.sum_duplicates()
-        users.data[:] = 1.0  # (n_users, n_items) binary: liked at least once
-        together = (users.T @ users).tocoo()  # (n_items, n_items) users in common
-        norms = np.sqrt(np.asarray(users.sum(axis=0), dtype=np.float32).ravel())
-        off = together.row != together.col  # an item is not its own neighbour
-        r, c = together.row[off], together.col[off]
-        values = (together.data[off] / (norms[r] * norms[c] + self.shrink)).astype(np.float32)
-        similarity = sp.csr_matrix((values, (r, c)), shape=(n_items, n_items), dtype=np.float32)
-        return BehaviourSnapshot(dict(self._items), list(self._item_ids), similarity, counts)
+    def _refresh(self, columns: list[int], fresh: list[tuple[int, int]]) -> BehaviourSnapshot:
+        n = len(self._item_ids)
+        self._counts = _grown(self._counts, n) + np.bincount(columns, minlength=n)
+        old = self._snapshot
+        together = old.together
+        if fresh:
+            new_items = np.fromiter((i for _, i in fresh), dtype=np.int64, count=len(fresh))
+            self._likers = _grown(self._likers, n) + np.bincount(new_items, minlength=n)
+            together = _resized(together, n) + self._change(fresh, n)
+        # the id maps are shared with earlier snapshots until an item is added (a copy costs O(items))
+        same = len(old.ids) == n
+        columns_map, ids = (old.columns, old.ids) if same else (dict(self._items), list(self._item_ids))
+        norms = np.sqrt(self._likers.astype(np.float32))
+        return BehaviourSnapshot(
+            columns_map, ids, together, norms, self._counts.astype(np.float32), self.shrink
+        )
+
+    def _change(self, fresh: list[tuple[int, int]], n: int) -> sp.csr_matrix:
+        """(n, n) float32 change of c from the batch's first-time likes (`_liked` already holds them).
+
+        Per user in the batch, with O the items liked before and F the new ones (all = O + F), the pairs
+        gained are F x all and O x F: ``N.T @ A + (A - N).T @ N`` over the batch's users, diagonal removed.
+        """
+        users = list(dict.fromkeys(u for u, _ in fresh))
+        local = {u: row for row, u in enumerate(users)}
+        sizes = np.fromiter((len(self._liked[u]) for u in users), dtype=np.int64, count=len(users))
+        liked_items = np.fromiter(
+            chain.from_iterable(self._liked[u] for u in users), np.int64, int(sizes.sum())
+        )
+        every = _binary(np.repeat(np.arange(len(users)), sizes), liked_items, (len(users), n))  # A
+        new_rows = np.fromiter((local[u] for u, _ in fresh), dtype=np.int64, count=len(fresh))
+        new_cols = np.fromiter((i for _, i in fresh), dtype=np.int64, count=len(fresh))
+        new = _binary(new_rows, new_cols, (len(users), n))  # N
+        change = (new.T @ every + (every - new).T @ new).tocoo()
+        off = change.row != change.col  # an item is not its own neighbour
+        return sp.csr_matrix(
+            (change.data[off], (change.row[off], change.col[off])), shape=(n, n), dtype=np.float32
+        )
+
+
+def _binary(rows: np.ndarray, cols: np.ndarray, shape: tuple[int, int]) -> sp.csr_matrix:
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=shape)
+
+
+def _grown(values: np.ndarray, n: int) -> np.ndarray:
+    """`values` padded with zeros to length `n` (a new array)."""
+    out = np.zeros(n, dtype=values.dtype)
+    out[: len(values)] = values
+    return out
+
+
+def _resized(matrix: sp.csr_matrix, n: int) -> sp.csr_matrix:
+    """A square csr matrix widened to (n, n) with empty rows and columns, sharing `matrix`'s arrays."""
+    if matrix.shape == (n, n):
+        return matrix
+    indptr = np.concatenate(
+        [matrix.indptr, np.full(n - matrix.shape[0], matrix.indptr[-1], matrix.indptr.dtype)]
+    )
+    return sp.csr_matrix((matrix.data, matrix.indices, indptr), shape=(n, n))

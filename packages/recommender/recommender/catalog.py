@@ -112,6 +112,11 @@ class ItemCatalog:
         """The title of a catalog item ('' when it is not in the catalog)."""
         return self._titles.get(item_id, "")
 
+    def titles(self, ids: Sequence[str]) -> list[str]:
+        """The titles of catalog items, in order ('' for ids not in the catalog)."""
+        find = self._titles.get
+        return [find(i, "") for i in ids]
+
     def sync(self, progress: Progress | None = None) -> int:
         """Load the index file and bring it in line with the database; returns how many were embedded."""
         with self._write:
@@ -190,16 +195,13 @@ class ItemCatalog:
         Raises:
             NotFound: Listing every id that is not in the catalog.
         """
-        out = np.empty((len(ids), self.dim), dtype=np.float32)
-        unknown = []
-        for row, item_id in enumerate(ids):
-            try:
-                out[row] = self.index.get(item_id)
-            except NotFound:
-                unknown.append(item_id)
-        if unknown:
-            raise NotFound(f"expected catalog item ids; unknown: {id_listing(unknown)}")
-        return out
+        try:
+            return self.index.get_many(ids)  # one lock and one gather (a lock per id costs ~2 ms per 1,000)
+        except NotFound:
+            unknown = [i for i in dict.fromkeys(ids) if i not in self.index]
+            if not unknown:  # added since: the index has them all now
+                return self.index.get_many(ids)
+            raise NotFound(f"expected catalog item ids; unknown: {id_listing(unknown)}") from None
 
     # Internals.
 

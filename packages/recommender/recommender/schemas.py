@@ -8,14 +8,23 @@ typo or megabytes of text. The per-request counts the operator configures (``max
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    TypeAdapter,
+)
 
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.events import EventRecord
-from recommender.serving import Explanation, ScoredItem
+from recommender.serving import ScoredItem
 from recommender.tables import ID_LENGTH
 
 MAX_METADATA_CHARS = 10_000
@@ -165,17 +174,6 @@ class ExplanationOut(BaseModel):
     because: list[HistoryMatchOut]
     matched_interests: list[str]
 
-    @classmethod
-    def of(cls, explanation: Explanation) -> ExplanationOut:
-        """The response body of an explanation."""
-        return cls(
-            because=[
-                HistoryMatchOut(item_id=m.item_id, title=m.title, similarity=m.similarity)
-                for m in explanation.because
-            ],
-            matched_interests=explanation.matched_interests,
-        )
-
 
 class ScoredOut(BaseModel):
     """One scored item, with its explanation."""
@@ -185,12 +183,12 @@ class ScoredOut(BaseModel):
     score: float
     explanation: ExplanationOut
 
-    @classmethod
-    def of(cls, item: ScoredItem) -> ScoredOut:
-        """The response body of a scored item."""
-        return cls(
-            item_id=item.item_id,
-            title=item.title,
-            score=item.score,
-            explanation=ExplanationOut.of(item.explanation),
-        )
+
+# The scored items' dataclasses have the fields of `ScoredOut` (a test holds them to it), so pydantic writes
+# their JSON in one pass; building 1,000 `ScoredOut` models first and validating them cost ~5 ms a request.
+_SCORED = TypeAdapter(list[ScoredItem])
+
+
+def scored_json(items: Sequence[ScoredItem]) -> bytes:
+    """The JSON body of scored items, a list of `ScoredOut` objects, best first."""
+    return _SCORED.dump_json(list(items))

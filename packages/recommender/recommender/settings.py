@@ -39,5 +39,27 @@ class RecommenderSettings(ServiceSettings):
     candidates: int = Field(
         200, ge=1, le=10_000, description="Items taken from the vector index (and co-occurrence) per request."
     )
+    # Requests run in `max_workers` threads at once; on a few busy cores a multi-threaded BLAS or torch call
+    # spins against the other requests' threads (one score request: 40 ms with 2 BLAS threads, 7.5 ms with 1),
+    # so a request's calls get one thread each and the parallelism comes from the worker pool. Bulk embedding
+    # gains from idle cores, so it keeps torch's threads unless told (see `recommender.serving`).
+    blas_threads: int = Field(
+        1,
+        ge=0,
+        le=1024,
+        description="Threads of the BLAS libraries (numpy's, scipy's), process-wide; 0: as loaded.",
+    )
+    torch_threads: int = Field(
+        1,
+        ge=0,
+        le=1024,
+        description="torch threads of a request's encoder calls (interests); 0: torch's own.",
+    )
+    embed_threads: int = Field(
+        0,
+        ge=0,
+        le=1024,
+        description="torch threads of catalog embedding (upserts, start-up); 0: torch's own.",
+    )
     # A full batch of 10,000 events or 1,000 items with their text is a few megabytes of JSON.
     max_body_bytes: int = Field(8_000_000, ge=1, description="Largest accepted request body, in bytes.")

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from recommender.deps import LimiterDep, RecommenderDep
-from recommender.schemas import Interests, ItemId, ScoredOut, ScoreIn
+from recommender.schemas import Interests, ItemId, ScoredOut, ScoreIn, scored_json
 from recommender.serving import Query as Who
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 
 
-@router.post("/score")
-async def score(body: ScoreIn, recommender: RecommenderDep, limiter: LimiterDep) -> list[ScoredOut]:
+# The bodies are written by `scored_json` straight from the results (response_model documents them).
+@router.post("/score", response_model=list[ScoredOut])
+async def score(body: ScoreIn, recommender: RecommenderDep, limiter: LimiterDep) -> Response:
     """Score candidate items for a user, a history or free-text interests; best first, with reasons."""
     history = tuple(body.history) if body.history is not None else None
     who = Who(user_id=body.user_id, history=history, interests=body.interests)
-    return [ScoredOut.of(item) for item in await limiter.run(recommender.score, who, body.items)]
+    results = await limiter.run(recommender.score, who, body.items)
+    return Response(scored_json(results), media_type="application/json")
 
 
-@router.get("/recommend")
+@router.get("/recommend", response_model=list[ScoredOut])
 async def recommend(
     recommender: RecommenderDep,
     limiter: LimiterDep,
@@ -29,8 +31,8 @@ async def recommend(
     interests: Annotated[Interests | None, Query()] = None,
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     exclude_seen: bool = True,
-) -> list[ScoredOut]:
+) -> Response:
     """The `k` best items for a stored user (or free-text interests), best first, with reasons."""
     who = Who(user_id=user_id, interests=interests)
     results = await limiter.run(recommender.recommend, who, k, exclude_seen=exclude_seen)
-    return [ScoredOut.of(item) for item in results]
+    return Response(scored_json(results), media_type="application/json")
