@@ -13,9 +13,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from alembic import command
+from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import DateTime, Dialect, Engine, TypeDecorator, create_engine, event
+from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -86,6 +86,26 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+
+def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
+    """The body of a service's alembic ``env.py``: migrate the connection `Database.migrate` hands in.
+
+    Args:
+        metadata: The service's tables, for autogenerate.
+        version_table: Alembic's bookkeeping table; a name of its own lets services share one database.
+
+    Raises:
+        RuntimeError: If alembic was started some other way (no connection was handed in).
+    """
+    connection: Connection | None = context.config.attributes.get("connection")
+    if connection is None:
+        raise RuntimeError("run migrations through textcore.sql.Database.migrate")
+    context.configure(
+        connection=connection, target_metadata=metadata, render_as_batch=True, version_table=version_table
+    )
+    with context.begin_transaction():
+        context.run_migrations()
 
 
 def _create_engine(driver: str, url: str, database: str | None) -> Engine:

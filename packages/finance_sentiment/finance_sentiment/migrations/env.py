@@ -1,15 +1,6 @@
-"""Alembic environment: runs against the connection `finance_sentiment.database.Database.migrate` hands in."""
-
-from __future__ import annotations
-
-from alembic import context
-from sqlalchemy import Connection
+"""Alembic environment of the finance monitor (run through `finance_sentiment.database.Database.migrate`)."""
 
 from finance_sentiment.tables import Base
+from textcore.sql import run_migrations
 
-connection: Connection | None = context.config.attributes.get("connection")
-if connection is None:
-    raise RuntimeError("run migrations through finance_sentiment.database.Database.migrate")
-context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
-with context.begin_transaction():
-    context.run_migrations()
+run_migrations(Base.metadata)
