@@ -169,6 +169,10 @@ def test_behaviour_matches_the_offline_baselines() -> None:
     history = ["astro-1", "lab-1", "astro-1"]
     knn = ItemKNN(histories, offline)([[offline.index[i] for i in history]])[0]
     np.testing.assert_allclose(snapshot.pick(snapshot.knn_row(history), ids), knn, rtol=1e-5)
+    recent = ItemKNN(histories, offline)([[offline.index[i] for i in history]], decay=0.5)[0]
+    np.testing.assert_allclose(
+        snapshot.pick(snapshot.knn_row(history, 0.5), ids), recent, rtol=1e-5, atol=1e-7
+    )
     popularity = Popularity(histories, offline)([[]])[0]
     np.testing.assert_array_equal(snapshot.popularity(ids), popularity)
     assert snapshot.popularity(["never-seen"]).tolist() == [0.0]

@@ -46,13 +46,19 @@ class BehaviourSnapshot:
         values = rows.data / (self.norms[owner] * self.norms[rows.indices] + self.shrink)
         return sp.csr_matrix((values.astype(np.float32), rows.indices, rows.indptr), shape=rows.shape)
 
-    def knn_row(self, history: Sequence[str]) -> np.ndarray:
-        """(n,) float32 summed similarity of every item to the distinct history items."""
-        cols = np.unique(self.positions(history))
-        cols = cols[cols >= 0]
+    def knn_row(self, history: Sequence[str], decay: float = 1.0) -> np.ndarray:
+        """(n,) float32 similarity of every item to the distinct history items (oldest first), summed.
+
+        With ``decay < 1`` the k-th newest distinct item counts ``decay**k`` (as `ItemKNN` with a decay).
+        """
+        newest_first = list(dict.fromkeys(reversed(history)))
+        positions = self.positions(newest_first)
+        weights = (decay ** np.arange(len(newest_first), dtype=np.float32))[positions >= 0]
+        cols = positions[positions >= 0]
         if cols.size == 0:
             return np.zeros(len(self.ids), dtype=np.float32)
-        return np.asarray(self.similarity_rows(cols).sum(axis=0), dtype=np.float32).ravel()
+        rows = self.similarity_rows(cols)  # (len(cols), n) in the order of cols
+        return np.asarray(rows.T @ weights, dtype=np.float32).ravel()
 
     def at(self, row: np.ndarray, positions: np.ndarray) -> np.ndarray:
         """(len(positions),) float32 entries of a per-column `row` (0 where a position is -1)."""

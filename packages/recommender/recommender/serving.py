@@ -49,7 +49,7 @@ from recommender.events import (
     positive_history,
     user_events,
 )
-from recommender.model import MODEL_FILE, TextInterestModel
+from recommender.model import MODEL_FILE, TextInterestModel, max_similarities
 from recommender.settings import RecommenderSettings
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 
@@ -258,14 +258,31 @@ class Recommender:
         snapshot = self.behaviour.snapshot()
         ref_ids, ref_vectors = self._reference_sample()
         all_ids = ids + ref_ids
-        content = np.concatenate([vectors @ profile.vector, ref_vectors @ profile.vector])  # (n + r,)
+        content = self._content(profile, np.concatenate([vectors, ref_vectors]))  # (n + r,)
         positions = snapshot.positions(all_ids)
-        knn = snapshot.at(snapshot.knn_row(profile.history), positions) if profile.history else None
+        decay = self.model.config.knn_decay
+        knn = snapshot.at(snapshot.knn_row(profile.history, decay), positions) if profile.history else None
         scores = self.model.blend(content, knn, snapshot.at(snapshot.counts, positions))[: len(ids)]
         order = np.argsort(-scores, kind="stable")[:k]  # best first, ties in given order
         chosen = [ids[i] for i in order.tolist()]
         reasons = self._explain(profile, snapshot, chosen, vectors[order])
         return list(map(ScoredItem, chosen, self.catalog.titles(chosen), scores[order].tolist(), reasons))
+
+    def _content(self, profile: Profile, candidates: np.ndarray) -> np.ndarray:
+        """(m,) content scores: profile cosine, sharing with the closest history item as the model chose."""
+        scores: np.ndarray = candidates @ profile.vector
+        share = self.model.config.max_share
+        if share > 0 and profile.history:
+            recent = profile.history[-self.model.config.history_items :]
+            closest = max_similarities(
+                [range(len(recent))],
+                self.catalog.vectors(recent),
+                candidates,
+                self.model.config.recency_decay,
+                self.model.config.history_items,
+            )[0]
+            scores = (1 - share) * scores + share * closest
+        return scores
 
     def _explain(
         self, profile: Profile, snapshot: BehaviourSnapshot, ids: list[str], vectors: np.ndarray
