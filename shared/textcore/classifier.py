@@ -72,13 +72,29 @@ class Prediction:
 
 
 class LabelPredictor:
-    """Turns a backend's logits into probabilities and predictions; backends implement `logits`."""
+    """Batches texts and turns a backend's logits into probabilities and predictions.
+
+    A backend sets the attributes below and implements `_forward` (one padded batch -> its logits).
+    """
 
     labels: list[str]
     multi_label: bool
+    tokenizer: PreTrainedTokenizerBase
+    max_length: int
+    batch_size: int
 
     def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), n_labels) float32 logits in input order."""
+        """(len(texts), n_labels) float32 logits in input order (length-sorted batches inside)."""
+        if isinstance(texts, str):
+            raise InvalidInput("expected a list of texts; found a single string")
+        if not texts:
+            return np.zeros((0, len(self.labels)), dtype=np.float32)
+        encoded = encode_texts(self.tokenizer, texts, self.max_length)
+        pad_id = int(self.tokenizer.pad_token_id or 0)
+        return map_sorted(encoded, pad_id, self.batch_size, len(self.labels), self._forward)
+
+    def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """(batch, n_labels) float32 logits of one padded batch."""
         raise NotImplementedError
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
@@ -148,16 +164,6 @@ class Classifier(LabelPredictor):
         )
 
     @torch.inference_mode()
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), n_labels) float32 logits in input order."""
-        if isinstance(texts, str):
-            raise InvalidInput("expected a list of texts; found a single string")
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        encoded = encode_texts(self.tokenizer, texts, self.max_length)
-        pad_id = int(self.tokenizer.pad_token_id or 0)
-        return map_sorted(encoded, pad_id, self.batch_size, len(self.labels), self._forward)
-
     def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         inputs = {k: v.to(self.device) for k, v in batch.items()}
         with autocast(self.device, self.bf16):

@@ -58,14 +58,20 @@ def load_predictor(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 64,
+    max_length: int = 256,
 ) -> LabelPredictor:
     """Load a classifier folder with PyTorch (`torch`, any device) or ONNX Runtime (`onnx`, CPU, fp32)."""
     if backend == "torch":
-        return Classifier.load(folder, device=device, precision=precision, batch_size=batch_size)
+        return Classifier.load(
+            folder, device=device, precision=precision, batch_size=batch_size, max_length=max_length
+        )
     if backend == "onnx":
         from textcore.onnx_backend import OnnxClassifier  # noqa: PLC0415 - optional, heavier import
 
         return OnnxClassifier.load(
-            folder, batch_size=batch_size, device="cpu" if device == "auto" else device
+            folder,
+            batch_size=batch_size,
+            max_length=max_length,
+            device="cpu" if device == "auto" else device,
         )
     raise InvalidInput(f"expected backend one of {', '.join(BACKENDS)}; found {backend!r}")

@@ -20,7 +20,6 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PreTrainedTokenizerBase
 
 from textcore.artifacts import HEAD_FILE, read_labels
-from textcore.batching import encode_texts, map_sorted
 from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
@@ -166,16 +165,6 @@ class OnnxClassifier(LabelPredictor):
             max_length=max_length,
             batch_size=batch_size,
         )
-
-    def logits(self, texts: Sequence[str]) -> np.ndarray:
-        """(len(texts), n_labels) float32 logits in input order."""
-        if isinstance(texts, str):
-            raise InvalidInput("expected a list of texts; found a single string")
-        if not texts:
-            return np.zeros((0, len(self.labels)), dtype=np.float32)
-        encoded = encode_texts(self.tokenizer, texts, self.max_length)
-        pad_id = int(self.tokenizer.pad_token_id or 0)
-        return map_sorted(encoded, pad_id, self.batch_size, len(self.labels), self._forward)
 
     def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
         feed = {name: batch[name].numpy() for name in INPUT_NAMES}
