@@ -156,9 +156,12 @@ class Ingestor:
         if not source.link_pattern:
             article = parse_article(result.content, result.url, charset)
             return ([article] if article else []), True
-        links = extract_links(result.content, result.url, source.link_pattern, charset)
-        known = await asyncio.to_thread(self._known_urls, [canonical_url(link) for link in links])
-        fresh = [link for link in links if canonical_url(link) not in known]
+        links = {
+            link: canonical_url(link)
+            for link in extract_links(result.content, result.url, source.link_pattern, charset)
+        }
+        known = await asyncio.to_thread(self._known_urls, list(links.values()))
+        fresh = [link for link, canonical in links.items() if canonical not in known]
         items: list[RawItem] = []
         for link in fresh[: self.max_pages_per_run]:
             try:

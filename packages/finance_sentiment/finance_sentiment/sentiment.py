@@ -72,6 +72,7 @@ def _load(folder: Path, version: str, encoder: EncoderSettings, backend: str) ->
         device=encoder.device,
         precision=encoder.precision,
         batch_size=encoder.batch_size,
+        max_length=encoder.max_length,
     )
     return SentimentModel(predictor, version)
 

@@ -102,6 +102,7 @@ class Profile:
 
     vector: np.ndarray  # (dim,) float32, L2-normalised, or zeros when nothing is known
     history: list[str]  # liked catalog items, oldest first
+    recent_vectors: np.ndarray  # (r, dim) vectors of the newest r history items the profile used
     seen: frozenset[str]  # every item the user interacted with
     phrases: list[str]
     phrase_vectors: np.ndarray  # (n_phrases, dim) float32
@@ -221,10 +222,11 @@ class Recommender:
         history, seen = self._history(query)
         parts = []
         config = self.model.config
+        recent = history[-max(config.history_items, config.text_history_items) :]
+        recent_vectors = self.catalog.vectors(recent) if recent else np.zeros((0, self.model.dim), np.float32)
         with intra_op_threads(self.torch_threads):  # a text profile and interests run the encoder
             if history:
-                recent = history[-max(config.history_items, config.text_history_items) :]
-                parts.append(self.model.profile(self.catalog.vectors(recent), self.catalog.titles(recent)))
+                parts.append(self.model.profile(recent_vectors, self.catalog.titles(recent)))
             phrases: list[str] = []
             phrase_vectors = np.zeros((0, self.model.dim), dtype=np.float32)
             if query.interests and query.interests.strip():
@@ -234,7 +236,7 @@ class Recommender:
         vector = np.sum(parts, axis=0) if parts else np.zeros(self.model.dim, dtype=np.float32)
         norm = float(np.linalg.norm(vector))
         vector = (vector / norm if norm > 0 else vector).astype(np.float32)
-        return Profile(vector, history, frozenset(seen), phrases, phrase_vectors)
+        return Profile(vector, history, recent_vectors, frozenset(seen), phrases, phrase_vectors)
 
     def _history(self, query: Query) -> tuple[list[str], set[str]]:
         if query.history is not None:
@@ -273,10 +275,10 @@ class Recommender:
         scores: np.ndarray = candidates @ profile.vector
         share = self.model.config.max_share
         if share > 0 and profile.history:
-            recent = profile.history[-self.model.config.history_items :]
+            recent = profile.recent_vectors[-self.model.config.history_items :]  # already fetched
             closest = max_similarities(
                 [range(len(recent))],
-                self.catalog.vectors(recent),
+                recent,
                 candidates,
                 self.model.config.recency_decay,
                 self.model.config.history_items,
