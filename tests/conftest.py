@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 import torch
@@ -26,6 +27,7 @@ from starlette.types import ASGIApp
 from transformers import BertConfig, BertModel
 
 from textcore.models import load_tokenizer, resolve_model
+from textcore.sql import Database as SqlDatabase
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -130,3 +132,16 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         yield f"sqlite:///{tmp_path / 'monitor.db'}"
     else:
         yield from _postgres_schema_url()
+
+
+DB = TypeVar("DB", bound=SqlDatabase)
+
+
+@contextmanager
+def migrated(database: DB) -> Iterator[DB]:
+    """A service's database migrated to its latest schema, disposed afterwards."""
+    database.migrate()
+    try:
+        yield database
+    finally:
+        database.dispose()

@@ -11,17 +11,14 @@ from pathlib import Path
 import pytest
 
 from finance_sentiment.database import Database
+from tests.conftest import migrated
 
 
 @pytest.fixture
 def database(database_url: str) -> Iterator[Database]:
     """A migrated database on each backend."""
-    db = Database(database_url)
-    db.migrate()
-    try:
+    with migrated(Database(database_url)) as db:
         yield db
-    finally:
-        db.dispose()
 
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"

@@ -19,6 +19,7 @@ from typer.testing import CliRunner, Result
 from recommender.cli import app as cli_app
 from recommender.database import Database
 from recommender.settings import RecommenderSettings
+from tests.conftest import migrated
 from textcore import EncoderSettings
 
 THEMES: dict[str, list[tuple[str, str]]] = {
@@ -140,12 +141,8 @@ def last_json(result: Result) -> dict[str, Any]:
 @pytest.fixture
 def database(database_url: str) -> Iterator[Database]:
     """A migrated database on each backend."""
-    db = Database(database_url)
-    db.migrate()
-    try:
+    with migrated(Database(database_url)) as db:
         yield db
-    finally:
-        db.dispose()
 
 
 @pytest.fixture(scope="session")
