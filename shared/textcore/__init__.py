@@ -1,9 +1,10 @@
 """textcore: the shared fine-tuning core.
 
 Resolve a pretrained encoder offline, embed text, index it with faiss, fine-tune it on labelled data
-(classification or contrastive embedding), and keep trained models as versioned folders in a registry.
-Names are imported lazily so that `import textcore` (and the CLI's `--help`) stays fast; the web layer
-lives in `textcore.web` and is not re-exported here.
+(classification, contrastive embedding or a cross-encoder re-ranker, with hard negatives mined by an encoder),
+and keep trained models as versioned folders in a registry. Names are imported lazily so that
+`import textcore` (and the CLI's `--help`) stays fast; the web layer lives in `textcore.web` and is not
+re-exported here.
 """
 
 from __future__ import annotations
@@ -13,7 +14,15 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from textcore.classifier import Classifier, LabelPredictor, Prediction, TextClassifier
-    from textcore.data import LabelledTexts, read_labelled, read_table, read_texts, stratified_split
+    from textcore.data import (
+        LabelledTexts,
+        ScoredPairs,
+        read_labelled,
+        read_scored_pairs,
+        read_table,
+        read_texts,
+        stratified_split,
+    )
     from textcore.embeddings import Encoder
     from textcore.errors import (
         Conflict,
@@ -28,10 +37,19 @@ if TYPE_CHECKING:
     from textcore.evaluation import evaluate_classifier, load_predictor
     from textcore.http import HttpClientConfig, make_http_client
     from textcore.index import SearchHit, VectorIndex
+    from textcore.mining import mine_hard_negatives
     from textcore.models import DEFAULT_MODEL, Backbone, load_backbone, resolve_model
     from textcore.registry import ActiveModelWatcher, ModelRegistry, ModelVersion
+    from textcore.reranker import Reranker
     from textcore.settings import EncoderSettings
-    from textcore.training import TrainConfig, TrainResult, train_classifier, train_embedder, train_from_files
+    from textcore.training import (
+        TrainConfig,
+        TrainResult,
+        train_classifier,
+        train_embedder,
+        train_from_files,
+        train_reranker,
+    )
 
 __version__ = "0.1.0"
 
@@ -55,6 +73,8 @@ _EXPORTS: dict[str, str] = {
     "Overloaded": "textcore.errors",
     "PayloadTooLarge": "textcore.errors",
     "Prediction": "textcore.classifier",
+    "Reranker": "textcore.reranker",
+    "ScoredPairs": "textcore.data",
     "SearchHit": "textcore.index",
     "TextClassifier": "textcore.classifier",
     "TrainConfig": "textcore.training",
@@ -65,7 +85,9 @@ _EXPORTS: dict[str, str] = {
     "load_predictor": "textcore.evaluation",
     "load_backbone": "textcore.models",
     "make_http_client": "textcore.http",
+    "mine_hard_negatives": "textcore.mining",
     "read_labelled": "textcore.data",
+    "read_scored_pairs": "textcore.data",
     "read_table": "textcore.data",
     "read_texts": "textcore.data",
     "resolve_model": "textcore.models",
@@ -73,6 +95,7 @@ _EXPORTS: dict[str, str] = {
     "train_classifier": "textcore.training",
     "train_embedder": "textcore.training",
     "train_from_files": "textcore.training",
+    "train_reranker": "textcore.training",
 }
 
 __all__ = [
@@ -95,6 +118,8 @@ __all__ = [
     "Overloaded",
     "PayloadTooLarge",
     "Prediction",
+    "Reranker",
+    "ScoredPairs",
     "SearchHit",
     "TextClassifier",
     "TrainConfig",
@@ -105,7 +130,9 @@ __all__ = [
     "load_backbone",
     "load_predictor",
     "make_http_client",
+    "mine_hard_negatives",
     "read_labelled",
+    "read_scored_pairs",
     "read_table",
     "read_texts",
     "resolve_model",
@@ -113,6 +140,7 @@ __all__ = [
     "train_classifier",
     "train_embedder",
     "train_from_files",
+    "train_reranker",
 ]
 
 

@@ -26,12 +26,24 @@ app = typer.Typer(
 err = Console(stderr=True)
 T = TypeVar("T")
 
-TaskOpt = Annotated[str, typer.Option("--task", help="classification or embedding")]
+TaskOpt = Annotated[str, typer.Option("--task", help="classification, embedding or cross-encoder")]
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV, TSV or JSONL file")]
-TextCol = Annotated[str, typer.Option("--text-column", help="column with the text (embedding: the anchor)")]
+TextCol = Annotated[
+    str,
+    typer.Option(
+        "--text-column", help="column with the text (embedding: the anchor; cross-encoder: the query)"
+    ),
+]
 BackendOpt = Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU, fp32)")]
 LabelCol = Annotated[
-    str, typer.Option("--label-column", help="column with the label (embedding: the positive)")
+    str,
+    typer.Option(
+        "--label-column",
+        help="column with the label (embedding: the positive; cross-encoder: relevance in [0, 1])",
+    ),
+]
+PassageCol = Annotated[
+    str | None, typer.Option("--passage-column", help="cross-encoder: column with the passage")
 ]
 
 
@@ -69,6 +81,7 @@ def train(
     negative_column: Annotated[
         str | None, typer.Option(help="embedding: column with a hard negative")
     ] = None,
+    passage_column: PassageCol = None,
     base_model: Annotated[str, typer.Option(help="alias, local folder or trained model")] = "minilm",
     epochs: Annotated[int | None, typer.Option(help="passes over the data")] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
@@ -91,9 +104,10 @@ def train(
 
     def action() -> None:
         # Check the data before importing torch, so that a bad file fails in a fraction of a second.
-        _check_training_data(task, data, text_column, label_column, negative_column, multi_label)
+        columns = (text_column, label_column, negative_column, passage_column)
+        _check_training_data(task, data, columns, multi_label)
         for extra in filter(None, [validation]):
-            _check_training_data(task, extra, text_column, label_column, negative_column, multi_label=True)
+            _check_training_data(task, extra, columns, multi_label=True)
         from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - heavy import
 
         config = TrainConfig(
@@ -114,6 +128,7 @@ def train(
             output,
             validation_path=validation,
             negative_column=negative_column,
+            passage_column=passage_column,
             resume=resume,
             progress=sys.stderr.isatty(),
         )
@@ -125,10 +140,25 @@ def train(
 
 
 def _check_training_data(
-    task: str, path: Path, text_column: str, label_column: str, negative: str | None, multi_label: bool
+    task: str, path: Path, columns: tuple[str, str, str | None, str | None], multi_label: bool
 ) -> None:
-    from textcore.data import read_labelled, read_pairs, require_classes  # noqa: PLC0415
+    """Read the data file as the task will; `multi_label` also stands for "skip the class checks"."""
+    from textcore.data import (  # noqa: PLC0415
+        read_labelled,
+        read_pairs,
+        read_scored_pairs,
+        require_classes,
+        require_relevance_mix,
+    )
 
+    text_column, label_column, negative, passage = columns
+    if task == "cross-encoder":
+        if not passage:
+            raise InvalidInput("--task cross-encoder: expected --passage-column naming the passage column")
+        pairs = read_scored_pairs(path, text_column, passage, label_column)
+        if not multi_label:
+            require_relevance_mix(pairs, str(path))
+        return
     if task == "embedding":
         read_pairs(path, text_column, label_column, negative)
         return
@@ -143,13 +173,20 @@ def evaluate(
     data: DataOpt,
     text_column: TextCol = "text",
     label_column: LabelCol = "label",
+    passage_column: PassageCol = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     backend: BackendOpt = "torch",
 ) -> None:
-    """Score a classifier on labelled data; the last stdout line is one JSON object."""
+    """Score a classifier (a cross-encoder: mrr@10 and accuracy); the last stdout line is one JSON object."""
+    from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.evaluation import evaluate_classifier_file  # noqa: PLC0415
 
+    if run_or_exit(lambda: read_metadata(model)).get("task") == "cross-encoder":
+        columns = (text_column, passage_column, label_column)
+        figures = run_or_exit(lambda: _evaluate_reranker(model, data, columns, device, precision, backend))
+        print(json.dumps(figures))
+        return
     report = run_or_exit(
         lambda: evaluate_classifier_file(
             model, data, text_column, label_column, device=device, precision=precision, backend=backend
@@ -157,6 +194,19 @@ def evaluate(
     )
     print_report(report)
     print(json.dumps(report))
+
+
+def _evaluate_reranker(
+    model: Path, data: Path, columns: tuple[str, str | None, str], device: str, precision: str, backend: str
+) -> dict[str, Any]:
+    from textcore.reranker import evaluate_reranker_file  # noqa: PLC0415
+
+    query, passage, label = columns
+    if not passage:
+        raise InvalidInput(f"{model} is a cross-encoder: expected --passage-column naming the passage column")
+    if backend != "torch":
+        raise InvalidInput(f"expected backend torch for a cross-encoder; found {backend!r}")
+    return evaluate_reranker_file(model, data, query, passage, label, device=device, precision=precision)
 
 
 def print_report(report: dict[str, Any]) -> None:

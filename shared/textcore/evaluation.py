@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier, LabelPredictor
 from textcore.data import LabelledTexts, read_labelled
 from textcore.errors import InvalidInput
@@ -61,6 +62,10 @@ def load_predictor(
     max_length: int = 256,
 ) -> LabelPredictor:
     """Load a classifier folder with PyTorch (`torch`, any device) or ONNX Runtime (`onnx`, CPU, fp32)."""
+    if read_metadata(folder).get("task") == "cross-encoder":
+        raise InvalidInput(
+            f"{folder} holds a cross-encoder (re-ranker), not a classifier; load it with Reranker"
+        )
     if backend == "torch":
         return Classifier.load(
             folder, device=device, precision=precision, batch_size=batch_size, max_length=max_length

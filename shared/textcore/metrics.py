@@ -126,3 +126,36 @@ def retrieval_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> d
         f"recall@{k}": float(np.mean(ranks <= k)),
         f"mrr@{k}": float(np.mean(np.where(ranks <= k, 1.0 / ranks, 0.0))),
     }
+
+
+def reranking_metrics(
+    queries: Sequence[str], labels: Sequence[float], scores: np.ndarray, k: int = 10
+) -> dict[str, float]:
+    """MRR@k and accuracy of a re-ranker scoring each query's own candidate passages.
+
+    Rows sharing a query text form that query's candidate list. A query's rank is one plus the number of
+    irrelevant candidates scoring at least as high as its best relevant one (ties count against it, so a
+    constant scorer does not look perfect); queries without a relevant candidate are left out of the MRR.
+
+    Args:
+        queries: (n,) query text of each row.
+        labels: (n,) relevance in [0, 1]; >= 0.5 counts as relevant.
+        scores: (n,) relevance probabilities in [0, 1]; accuracy counts score > 0.5 as a relevant prediction.
+        k: cut-off of MRR@k.
+    """
+    relevant = np.asarray(labels, dtype=np.float64) >= 0.5
+    values = np.asarray(scores, dtype=np.float64)
+    groups: dict[str, list[int]] = {}
+    for row, query in enumerate(queries):
+        groups.setdefault(query, []).append(row)
+    reciprocal = []
+    for rows in groups.values():
+        idx = np.asarray(rows)
+        hits, misses = values[idx][relevant[idx]], values[idx][~relevant[idx]]
+        if len(hits):
+            rank = 1 + int((misses >= hits.max()).sum())
+            reciprocal.append(1.0 / rank if rank <= k else 0.0)
+    return {
+        f"mrr@{k}": float(np.mean(reciprocal)) if reciprocal else 0.0,
+        "accuracy": float(np.mean((values > 0.5) == relevant)) if len(values) else 0.0,
+    }

@@ -30,6 +30,8 @@ PUBLIC_NAMES = [
     "Overloaded",
     "PayloadTooLarge",
     "Prediction",
+    "Reranker",
+    "ScoredPairs",
     "SearchHit",
     "TextClassifier",
     "TrainConfig",
@@ -40,7 +42,9 @@ PUBLIC_NAMES = [
     "load_backbone",
     "load_predictor",
     "make_http_client",
+    "mine_hard_negatives",
     "read_labelled",
+    "read_scored_pairs",
     "read_table",
     "read_texts",
     "resolve_model",
@@ -48,6 +52,7 @@ PUBLIC_NAMES = [
     "train_classifier",
     "train_embedder",
     "train_from_files",
+    "train_reranker",
 ]
 
 

@@ -9,8 +9,13 @@ from typing import Any
 from textcore.devices import PRECISIONS
 from textcore.errors import InvalidInput
 
-TASKS = ("classification", "embedding")
-METRICS = {"classification": ("accuracy", "macro_f1"), "embedding": ("mrr@10", "recall@1")}
+TASKS = ("classification", "embedding", "cross-encoder")
+METRICS = {
+    "classification": ("accuracy", "macro_f1"),
+    "embedding": ("mrr@10", "recall@1"),
+    # mrr@10 ranks each validation query's own candidate passages; accuracy is sigmoid > 0.5 vs label >= 0.5
+    "cross-encoder": ("mrr@10", "accuracy"),
+}
 
 
 def _check(condition: bool, field: str, expected: str, found: object) -> None:

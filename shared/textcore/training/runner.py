@@ -16,10 +16,13 @@ from textcore.artifacts import write_json_atomic, write_metadata
 from textcore.data import (
     LabelledTexts,
     Pairs,
+    ScoredPairs,
     file_sha256,
     read_labelled,
     read_pairs,
+    read_scored_pairs,
     require_classes,
+    require_relevance_mix,
     stratified_split,
 )
 from textcore.errors import InvalidInput
@@ -28,6 +31,7 @@ from textcore.models import load_backbone
 from textcore.training.checkpoint import remove_checkpoint
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
+from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
 from textcore.training.embedding import EmbeddingTask
 from textcore.training.loop import LoopResult, train
 from textcore.training.plots import plot_confusion, plot_curves
@@ -223,6 +227,81 @@ def train_embedder(
     return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
+def _pairs_info(pairs: ScoredPairs) -> dict[str, Any]:
+    return {
+        "rows": len(pairs),
+        "queries": len(set(pairs.queries)),
+        "relevant": sum(x >= 0.5 for x in pairs.labels),
+    }
+
+
+def train_reranker(
+    pairs: ScoredPairs,
+    config: TrainConfig,
+    output: Path,
+    *,
+    validation: ScoredPairs | None = None,
+    sources: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Fine-tune a cross-encoder re-ranker on (query, passage, relevance) rows and save it in `output`.
+
+    The folder has the classifier layout with the single label `relevant` and metadata task `cross-encoder`;
+    serve it with `textcore.Reranker`.
+
+    Args:
+        pairs: training rows (a validation split of whole queries is carved from them when `validation` is
+            None).
+        config: hyperparameters; `config.task` must be `cross-encoder`.
+        output: the model folder to write; `output/training` gets metrics, curves and the report.
+        validation: optional separate validation rows.
+        sources: where the data came from (recorded in metadata).
+        resume: continue from the checkpoint of an interrupted run in `output/training`.
+        progress: show a progress bar.
+    """
+    if config.task != "cross-encoder":
+        raise InvalidInput(f"expected task cross-encoder; found {config.task!r}")
+    require_relevance_mix(pairs, "training pairs")
+    train_pairs, val_pairs = (
+        (pairs, validation)
+        if validation is not None
+        else pairs.split(config.validation_fraction, config.seed)
+    )
+    if not len(val_pairs):
+        raise InvalidInput("validation pairs: expected at least one row; found none")
+    seed_everything(config.seed)
+    task = CrossEncoderTask(load_backbone(config.base_model), train_pairs, val_pairs, config)
+    run_dir = output / RUN_DIR
+    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    metrics = task.evaluate()  # the restored best weights, dropout off
+    task.model.save(output, task.tokenizer, [RELEVANT], multi_label=False)
+    write_json_atomic(run_dir / "report.json", metrics)
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
+    remove_checkpoint(run_dir)
+    metadata = write_metadata(
+        output,
+        {
+            "task": "cross-encoder",
+            "base_model": config.base_model,
+            "labels": [RELEVANT],
+            "hyperparameters": config.to_dict(),
+            "data": {
+                "train": _pairs_info(train_pairs),
+                "validation": _pairs_info(val_pairs),
+                **(sources or {}),
+            },
+            "validation_metrics": {
+                "mrr@10": metrics["mrr@10"],
+                "accuracy": metrics["accuracy"],
+                "n": len(val_pairs),
+            },
+            "training": _training_summary(loop, task.device, task.bf16),
+        },
+    )
+    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
+
+
 def _training_summary(loop: LoopResult, device: torch.device, bf16: bool) -> dict[str, Any]:
     return {
         "steps": loop.steps,
@@ -244,14 +323,26 @@ def train_from_files(
     *,
     validation_path: str | os.PathLike[str] | None = None,
     negative_column: str | None = None,
+    passage_column: str | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """Train the task named by `config.task` from CSV/JSONL files.
 
     For classification the columns are text and label; for embedding they are anchor and positive (and an
-    optional hard negative).
+    optional hard negative); for cross-encoder they are query (`text_column`), passage (`passage_column`) and
+    relevance (`label_column`).
     """
+    if config.task == "cross-encoder":
+        return _train_reranker_from_files(
+            config,
+            data_path,
+            (text_column, passage_column, label_column),
+            output,
+            validation_path=validation_path,
+            resume=resume,
+            progress=progress,
+        )
     if config.task == "classification":
         return train_classifier_from_files(
             data_path,
@@ -277,5 +368,41 @@ def train_from_files(
         "positive_column": label_column,
     }
     return train_embedder(
+        pairs, config, output, validation=validation, sources=sources, resume=resume, progress=progress
+    )
+
+
+def _train_reranker_from_files(
+    config: TrainConfig,
+    data_path: str | os.PathLike[str],
+    columns: tuple[str, str | None, str],
+    output: Path,
+    *,
+    validation_path: str | os.PathLike[str] | None,
+    resume: bool,
+    progress: bool,
+) -> TrainResult:
+    query, passage, label = columns
+    if not passage:
+        raise InvalidInput("task cross-encoder: expected a passage column (--passage-column); found none")
+    pairs = read_scored_pairs(data_path, query, passage, label)
+    validation = read_scored_pairs(validation_path, query, passage, label) if validation_path else None
+    sources: dict[str, Any] = {
+        "file": {
+            "path": str(Path(data_path).resolve()),
+            "sha256": file_sha256(data_path),
+            "rows": len(pairs),
+        },
+        "query_column": query,
+        "passage_column": passage,
+        "label_column": label,
+    }
+    if validation_path is not None and validation is not None:
+        sources["validation_file"] = {
+            "path": str(Path(validation_path).resolve()),
+            "sha256": file_sha256(validation_path),
+            "rows": len(validation),
+        }
+    return train_reranker(
         pairs, config, output, validation=validation, sources=sources, resume=resume, progress=progress
     )
