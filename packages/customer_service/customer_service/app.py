@@ -1,21 +1,58 @@
-"""Application factory of the customer_service service.
+"""Application factory of the customer service.
 
-Run with ``uvicorn --factory customer_service.app:create_app``.
+Run with ``uvicorn --factory customer_service.app:create_app`` or ``customer-service serve``. The lifespan
+builds the service (`customer_service.service.open_service`): database, knowledge base and its index,
+models, generator, bot.
 """
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 from fastapi import FastAPI
 
+from customer_service.routes import analytics, chat, knowledge, sessions
+from customer_service.service import CustomerService, open_service
 from customer_service.settings import CustomerServiceSettings
+from textcore import ModelNotReady
 from textcore.web import service_app
 
 
 def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
-    """Build the customer_service application; settings are read from the environment when omitted."""
-    return service_app(
+    """Build the customer service; settings are read from ``CS_*`` environment variables when omitted."""
+    settings = settings or CustomerServiceSettings()
+
+    @asynccontextmanager
+    async def resources(app: FastAPI) -> AsyncIterator[None]:
+        async with open_service(settings, app.state.limiter) as service:
+            app.state.service = service
+            try:
+                yield
+            finally:
+                del app.state.service
+
+    app = service_app(
         title="Customer service",
         distribution="customer-service",
-        description="Chat API: intents, knowledge-base retrieval, grounded answers, hand-off.",
-        settings=settings or CustomerServiceSettings(),
+        description="Chat API: intents, knowledge-base retrieval, grounded answers with citations, hand-off.",
+        settings=settings,
+        resources=resources,
+        ready=_ready,
     )
+    for module in (chat, sessions, knowledge, analytics):
+        app.include_router(module.router)
+    return app
+
+
+async def _ready(app: FastAPI) -> dict[str, str]:
+    service: CustomerService | None = getattr(app.state, "service", None)
+    if service is None:
+        raise ModelNotReady("expected the service to be built by the lifespan; it is not")
+    return {
+        "database": service.db.engine.dialect.name,
+        "knowledge": f"{service.kb.count()} entries, version {service.kb.version}",
+        "retrieval": service.retriever.default_mode,
+        "intents": "trained model" if service.intents is not None else "none (retrieval only)",
+        "generator": service.generator,
+    }

@@ -1,17 +1,90 @@
-"""Configuration of the customer_service service, read from ``CS_*`` environment variables."""
+"""Configuration of the customer service, read from ``CS_*`` environment variables."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import SettingsConfigDict
 
 from textcore.settings import ServiceSettings
 
 
-class CustomerServiceSettings(ServiceSettings):
-    """Settings of the customer_service service.
+class GeneratorSettings(BaseModel):
+    """Grounded generation (``CS_GENERATOR__<FIELD>``): off, local SmolLM2, or an OpenAI-compatible server."""
 
-    Every field can be set from the environment as ``CS_<FIELD>`` (nested fields with ``__``), for
-    example ``CS_MAX_WORKERS=4`` or ``CS_ENCODER__PRECISION=fp32``.
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: str = Field("off", pattern="^(off|local|openai)$", description="off, local (SmolLM2) or openai.")
+    base_url: str = Field(
+        "http://127.0.0.1:8001", max_length=500, description="OpenAI-compatible server (vLLM, TGI, Ollama)."
+    )
+    model: str = Field("default", max_length=200, description="Model name sent to the server.")
+    api_key: str | None = Field(None, description="Bearer token for the server, if it wants one.")
+    max_tokens: int = Field(200, ge=1, le=4096, description="Longest generated answer, in tokens.")
+    temperature: float = Field(0.0, ge=0, le=2)
+    timeout_s: float = Field(8.0, gt=0, le=300, description="Past this the extractive answer is returned.")
+
+
+class PolicySettings(BaseModel):
+    """When the bot answers, asks, falls back or hands off (``CS_POLICY__<FIELD>``)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    min_answer_score: float = Field(0.5, ge=0, le=1, description="Least re-ranker probability to answer.")
+    min_similarity: float = Field(
+        0.45, ge=-1, le=1, description="Without a re-ranker: least query-passage cosine similarity to answer."
+    )
+    clarify_margin: float = Field(
+        0.08, ge=0, le=1, description="Two candidates closer than this, from different entries: offer both."
+    )
+    fallbacks_before_handoff: int = Field(2, ge=1, le=20, description="Fallbacks in a row, then a person.")
+    negative_sentiment: float = Field(
+        0.8, ge=0, le=1, description="Hand off when the message's negative-sentiment score reaches this."
+    )
+
+
+class CustomerServiceSettings(ServiceSettings):
+    """Settings of the customer service.
+
+    Every field can be set from the environment as ``CS_<FIELD>`` (nested fields with ``__``), for example
+    ``CS_INTENT_MODEL_PATH=var/models/intents``, ``CS_GENERATOR__KIND=openai`` or
+    ``CS_POLICY__MIN_ANSWER_SCORE=0.5``. Without trained models the service retrieves with the base encoder
+    (``encoder.model``), fuses it with BM25 and answers from the best passage; intents and the re-ranker are
+    added by pointing at the folders `customer-service train-intents` / `train-reranker` wrote.
     """
 
     model_config = SettingsConfigDict(env_prefix="CS_")
+
+    database_url: str = Field(
+        "sqlite:///var/customer_service/customer_service.db",
+        description="SQLAlchemy URL; SQLite file or PostgreSQL.",
+    )
+    index_dir: Path = Field(
+        Path("var/customer_service/index"), description="Where the knowledge-base index is kept between runs."
+    )
+    retriever_path: Path | None = Field(
+        None, description="Encoder folder from `train-retriever`; None: the base encoder (`encoder.model`)."
+    )
+    reranker_path: Path | None = Field(None, description="Re-ranker folder from `train-reranker`.")
+    intent_model_path: Path | None = Field(None, description="Intent classifier folder from `train-intents`.")
+    sentiment_model_path: Path | None = Field(
+        None,
+        description="A textcore classifier with a `negative` label for the hand-off rule; "
+        "None: a built-in list of strongly negative phrases.",
+    )
+    templates_file: Path | None = Field(
+        None, description="TOML or JSON answer templates per intent / FAQ id."
+    )
+    knowledge_file: Path | None = Field(
+        None, description="FAQ CSV/JSONL (or a folder of documents) ingested at start when the KB is empty."
+    )
+    generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
+    policy: PolicySettings = Field(default_factory=PolicySettings)
+    rerank_candidates: int = Field(
+        10, ge=1, le=200, description="Passages of each first-stage ranking, and what the re-ranker reads."
+    )
+    max_message_chars: int = Field(2000, ge=1, le=100_000, description="Longest accepted chat message.")
+    sources_per_answer: int = Field(3, ge=1, le=20, description="Passages returned with an answer.")
+    history_turns: int = Field(4, ge=0, le=50, description="Earlier turns used to understand follow-ups.")
+    max_body_bytes: int = Field(4_000_000, ge=1, description="Largest accepted request body, in bytes.")

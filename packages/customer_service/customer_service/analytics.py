@@ -1,0 +1,91 @@
+"""What the operator wants to know: volume, how turns ended, what the bot could not answer, and feedback.
+
+Everything is computed in SQL over a time window (the last `days` days), so it works the same on SQLite and
+PostgreSQL and costs one query per figure. "Top unanswered" groups fallback and hand-off turns by their
+lower-cased, whitespace-normalised message (SQL groups by the lower-cased, trimmed text; Python merges what
+differs only in inner spaces): the questions the knowledge base is missing.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import distinct, func, select
+
+from customer_service.database import Database
+from customer_service.tables import ACTIONS, Feedback, Turn
+from textcore.sql import utcnow
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """A question the bot fell back on (or handed off), and how often it was asked."""
+
+    question: str
+    count: int
+
+
+@dataclass(frozen=True)
+class Analytics:
+    """Figures over the window."""
+
+    days: int
+    sessions: int
+    turns: int
+    actions: dict[str, int]
+    rates: dict[str, float]  # answer / clarify / fallback / handoff share of turns
+    top_unanswered: list[Unanswered]
+    feedback: dict[str, int]  # up / down
+    mean_latency_ms: float
+
+
+def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
+    """Figures of the last `days` days."""
+    since = utcnow() - timedelta(days=days)
+    in_window = Turn.created_at >= since
+    with db.session() as s:
+        turns, sessions, latency = s.execute(
+            select(
+                func.count(Turn.id), func.count(distinct(Turn.session_id)), func.avg(Turn.latency_ms)
+            ).where(in_window)
+        ).one()
+        by_action = dict(
+            s.execute(select(Turn.action, func.count(Turn.id)).where(in_window).group_by(Turn.action)).all()
+        )
+        question = func.lower(func.trim(Turn.message))
+        missed = s.execute(
+            select(question, func.count(Turn.id))
+            .where(in_window, Turn.action.in_(("fallback", "handoff")))
+            .group_by(question)
+        ).all()
+        ratings = dict(
+            s.execute(
+                select(Feedback.rating, func.count(Feedback.turn_id))
+                .join(Turn, Turn.id == Feedback.turn_id)
+                .where(in_window)
+                .group_by(Feedback.rating)
+            ).all()
+        )
+    actions = {a: int(by_action.get(a, 0)) for a in ACTIONS}
+    return Analytics(
+        days=days,
+        sessions=int(sessions),
+        turns=int(turns),
+        actions=actions,
+        rates={a: (n / turns if turns else 0.0) for a, n in actions.items()},
+        top_unanswered=_top(missed, top),
+        feedback={"up": int(ratings.get("up", 0)), "down": int(ratings.get("down", 0))},
+        mean_latency_ms=round(float(latency or 0.0), 2),
+    )
+
+
+def _top(grouped: Sequence[tuple[str, int]], top: int) -> list[Unanswered]:
+    """Merge SQL's lower-cased, trimmed groups by whitespace-normalised text; the `top` most asked."""
+    counts: Counter[str] = Counter()
+    for question, n in grouped:
+        counts[" ".join(str(question).split())] += int(n)
+    ranked = sorted(counts.items(), key=lambda qn: (-qn[1], qn[0]))[:top]
+    return [Unanswered(q, n) for q, n in ranked]

@@ -1,0 +1,286 @@
+"""One chat turn, start to end: understand the message, decide, answer, remember.
+
+    plan     (blocking, in the worker pool) open the session, read the last turns, rewrite a follow-up,
+             recognise the intent, retrieve and re-rank passages, score negativity, let the policy decide
+    compose  (async) the answer: a template, grounded generation with citations, or the extractive answer;
+             fixed replies for clarify, fallback and hand-off
+    record   (blocking) store the turn with the session's new state in one transaction
+
+`Bot.chat` does the three for `POST /v1/chat`; `Bot.stream` does the same for `POST /v1/chat/stream`,
+yielding the answer's text as it is generated. A session waiting for an agent gets an acknowledgement and
+its message is kept for the agent: the bot does not talk over a person.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, ParamSpec, Protocol, TypeVar
+
+from customer_service.answers import Answer, Answerer
+from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
+from customer_service.followup import rewrite
+from customer_service.intents import IntentModel, IntentResult
+from customer_service.knowledge import Passage
+from customer_service.policy import Decision, decide
+from customer_service.retrieval import Retriever
+from customer_service.sentiment import SentimentScorer
+from customer_service.settings import CustomerServiceSettings
+from textcore import PayloadTooLarge
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+FALLBACK = "I'm not sure I understood that. Could you rephrase it, or tell me a little more?"
+HANDOFF = "I'm passing you to a member of our team; a person will reply here shortly."
+WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
+SNIPPET_CHARS = 240
+
+
+class Runner(Protocol):
+    """Runs blocking calls off the event loop under a capacity limit (`textcore.web.CapacityLimiter`)."""
+
+    def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]: ...
+
+
+@dataclass(frozen=True)
+class Source:
+    """A passage shown with a reply: `[n]` in the answer cites the n-th source."""
+
+    id: str
+    title: str
+    snippet: str
+    score: float
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What the blocking half of a turn found and decided."""
+
+    session: SessionRecord
+    message: str
+    query: str
+    intent: IntentResult | None
+    passages: list[Passage]
+    decision: Decision
+    history: list[TurnRecord]
+    context: dict[str, str]
+    started: float = field(default_factory=time.perf_counter)
+
+
+@dataclass(frozen=True)
+class Reply:
+    """The reply to one message, as stored and returned."""
+
+    session_id: str
+    turn_id: str
+    answer: str
+    action: str
+    intent: str | None
+    confidence: float | None
+    sources: list[Source]
+    state: str
+    mode: str  # template | generated | extractive | fixed
+
+
+class Bot:
+    """The conversation engine; every part is built and owned by the app's lifespan."""
+
+    def __init__(
+        self,
+        *,
+        settings: CustomerServiceSettings,
+        conversations: Conversations,
+        retriever: Retriever,
+        intents: IntentModel | None,
+        sentiment: SentimentScorer,
+        answerer: Answerer,
+        runner: Runner,
+    ) -> None:
+        self.settings = settings
+        self.conversations = conversations
+        self.retriever = retriever
+        self.intents = intents
+        self.sentiment = sentiment
+        self.answerer = answerer
+        self.runner = runner
+
+    async def chat(
+        self, session_id: str | None, message: str, context: dict[str, str] | None = None
+    ) -> Reply:
+        """Answer one message."""
+        plan = await self.runner.run(self.plan, session_id, message, context or {})
+        answer = await self._compose(plan)
+        return await self.runner.run(self.record, plan, answer)
+
+    async def stream(self, plan: Plan) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        """The reply to a planned message as server-sent events: `meta`, `delta`..., then `done`.
+
+        `meta` carries the action, intent and sources before any text; `done` carries the stored reply.
+        """
+        yield (
+            "meta",
+            {
+                "session_id": plan.session.id,
+                "action": plan.decision.action,
+                "intent": _intent_json(plan.intent),
+                "sources": [s.__dict__ for s in _sources(plan.passages, self.settings.sources_per_answer)],
+            },
+        )
+        if plan.decision.action != "answer":
+            answer = _fixed(plan)
+            yield "delta", {"text": answer.text}
+        else:
+            stream = self.answerer.stream(*self._answer_args(plan))
+            try:
+                async for piece in stream:
+                    yield "delta", {"text": piece}
+            finally:
+                await stream.aclose()  # the client went away: stop generating
+            if stream.answer is None:  # closed before the end: nothing is stored
+                return
+            answer = stream.answer
+        reply = await self.runner.run(self.record, plan, answer)
+        yield "done", reply_json(reply)
+
+    def plan(self, session_id: str | None, message: str, context: dict[str, str]) -> Plan:
+        """Understand a message and decide what to do (blocking: database and models).
+
+        Raises:
+            PayloadTooLarge: If the message is longer than `max_message_chars` (nothing is stored).
+        """
+        started = time.perf_counter()
+        limit = self.settings.max_message_chars
+        if len(message) > limit:
+            raise PayloadTooLarge(f"expected a message of at most {limit} characters; found {len(message)}")
+        session = self.conversations.start(session_id)
+        history = self.conversations.history(session.id, self.settings.history_turns)
+        if session.state == "waiting_for_agent":
+            waiting = Decision("handoff", "waiting for an agent", session.fallback_streak)
+            return Plan(session, message, message, None, [], waiting, history, context, started)
+        query = rewrite(message, [t.query for t in history])
+        intent = self.intents.predict([query])[0] if self.intents is not None else None
+        passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
+        decision = decide(
+            message,
+            relevance=self._relevance(query, passages),
+            entry_ids=[p.document_id or p.id for p in passages],
+            out_of_scope=bool(intent and intent.out_of_scope),
+            negativity=self.sentiment.negativity([message])[0],
+            fallback_streak=session.fallback_streak,
+            reranked=self.retriever.reranker is not None,
+            settings=self.settings.policy,
+        )
+        return Plan(session, message, query, intent, passages, decision, history, context, started)
+
+    def record(self, plan: Plan, answer: Answer) -> Reply:
+        """Store the turn and the session's new state; the reply as stored (blocking)."""
+        action = plan.decision.action
+        shown = _shown_sources(plan, answer, self.settings.sources_per_answer)
+        waiting = plan.session.state == "waiting_for_agent"
+        state = "waiting_for_agent" if action == "handoff" else plan.session.state
+        stored = self.conversations.record(
+            plan.session.id,
+            NewTurn(
+                message=plan.message,
+                query=plan.query,
+                answer=answer.text,
+                action=action,
+                intent=plan.intent.name if plan.intent else None,
+                confidence=plan.intent.confidence if plan.intent else None,
+                sources=[s.__dict__ for s in shown],
+                latency_ms=round((time.perf_counter() - plan.started) * 1000, 2),
+            ),
+            state=state,
+            fallback_streak=plan.decision.fallback_streak,
+            handoff_reason=None if waiting or action != "handoff" else plan.decision.reason,
+        )
+        return Reply(
+            session_id=plan.session.id,
+            turn_id=stored.id,
+            answer=answer.text,
+            action=action,
+            intent=stored.intent,
+            confidence=stored.confidence,
+            sources=shown,
+            state=state,
+            mode=answer.mode,
+        )
+
+    async def _compose(self, plan: Plan) -> Answer:
+        if plan.decision.action != "answer":
+            return _fixed(plan)
+        return await self.answerer.answer(*self._answer_args(plan))
+
+    def _answer_args(self, plan: Plan) -> tuple[Any, ...]:
+        top = plan.passages[: self.settings.sources_per_answer]
+        slots = {**plan.context, "message": plan.message}
+        history = [(t.message, t.answer) for t in plan.history]
+        return plan.query, plan.intent.name if plan.intent else None, top, slots, history
+
+    def _relevance(self, query: str, passages: list[Passage]) -> list[float]:
+        """Re-ranker probabilities as they are; else the cosine similarity of query and passage."""
+        if self.retriever.reranker is not None or not passages:
+            return [p.score for p in passages]
+        return self.retriever.similarities(query, [p.id for p in passages])
+
+
+def _fixed(plan: Plan) -> Answer:
+    action = plan.decision.action
+    if action == "handoff":
+        waiting = plan.session.state == "waiting_for_agent"
+        return Answer(text=WAITING if waiting else HANDOFF, mode="fixed", cited=[])
+    if action == "clarify":
+        first, second = plan.passages[0], plan.passages[1]
+        text = f"Did you mean {_title(first)!r} [1] or {_title(second)!r} [2]?"
+        return Answer(text=text, mode="fixed", cited=[0, 1])
+    return Answer(text=FALLBACK, mode="fixed", cited=[])
+
+
+def _shown_sources(plan: Plan, answer: Answer, limit: int) -> list[Source]:
+    action = plan.decision.action
+    if action in ("fallback", "handoff"):
+        return []
+    if action == "clarify":
+        return _sources(plan.passages[:2], 2)
+    return _sources(plan.passages, limit)
+
+
+def _sources(passages: list[Passage], limit: int) -> list[Source]:
+    return [
+        Source(id=p.id, title=_title(p), snippet=_snippet(p.text), score=round(float(p.score), 4))
+        for p in passages[:limit]
+    ]
+
+
+def _title(passage: Passage) -> str:
+    return passage.title or _snippet(passage.text, 80)
+
+
+def _snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _intent_json(intent: IntentResult | None) -> dict[str, Any]:
+    if intent is None:
+        return {"name": None, "confidence": None}
+    return {"name": intent.name, "confidence": round(float(intent.confidence), 4)}
+
+
+def reply_json(reply: Reply) -> dict[str, Any]:
+    """The reply as `POST /v1/chat` returns it."""
+    return {
+        "session_id": reply.session_id,
+        "turn_id": reply.turn_id,
+        "answer": reply.answer,
+        "action": reply.action,
+        "intent": {
+            "name": reply.intent,
+            "confidence": None if reply.confidence is None else round(reply.confidence, 4),
+        },
+        "sources": [s.__dict__ for s in reply.sources],
+        "state": reply.state,
+        "mode": reply.mode,
+    }

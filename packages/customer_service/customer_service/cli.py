@@ -1,0 +1,367 @@
+"""`customer-service`: fill the knowledge base, train and evaluate the models, serve the chat API.
+
+Every expected failure (bad file, column, model) ends with one line on stderr and exit code 2. Commands that
+report something print one JSON object as their last stdout line. Heavy imports (torch, the models, the
+database) happen inside the commands so that ``customer-service --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from textcore import InvalidInput
+from textcore import cli as core_cli
+
+if TYPE_CHECKING:
+    from customer_service.settings import CustomerServiceSettings
+    from textcore import TrainConfig
+
+app = typer.Typer(
+    help="Customer service: intents, knowledge-base retrieval, grounded answers and hand-off.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+DatabaseOpt = Annotated[
+    str | None, typer.Option("--database-url", help="SQLAlchemy URL (else CS_DATABASE_URL)")
+]
+IndexOpt = Annotated[Path | None, typer.Option("--index-dir", help="index folder (else CS_INDEX_DIR)")]
+RetrieverOpt = Annotated[Path | None, typer.Option("--retriever", help="encoder folder from train-retriever")]
+OutputOpt = Annotated[Path, typer.Option("--output", help="model folder to write")]
+KbOpt = Annotated[Path, typer.Option("--kb", help="FAQ CSV/TSV/JSONL: question, answer[, id, category]")]
+Epochs = Annotated[int | None, typer.Option(help="passes over the data")]
+BatchSize = Annotated[int | None, typer.Option("--batch-size")]
+LearningRate = Annotated[float | None, typer.Option("--learning-rate")]
+MaxLength = Annotated[int | None, typer.Option("--max-length", help="tokens per text")]
+BaseModel = Annotated[str, typer.Option("--base-model", help="alias, local folder or trained model")]
+Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32")]
+Seed = Annotated[int, typer.Option()]
+
+
+def _settings(**overrides: Any) -> CustomerServiceSettings:
+    from customer_service.settings import CustomerServiceSettings  # noqa: PLC0415 - pulls in torch
+
+    return CustomerServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+
+
+def _config(task: str, base_model: str, device: str, precision: str, seed: int, **given: Any) -> TrainConfig:
+    from textcore import TrainConfig  # noqa: PLC0415
+
+    recipe = {**RECIPES[task], **{k: v for k, v in given.items() if v is not None}}
+    return TrainConfig(
+        task=task, base_model=base_model, device=device, precision=precision, seed=seed, **recipe
+    )
+
+
+# Defaults per task, measured on the project's development data (see bench/ and the README).
+RECIPES: dict[str, dict[str, Any]] = {
+    "classification": {"epochs": 5, "batch_size": 32, "learning_rate": 2e-4, "head_learning_rate": 2e-3,
+                       "max_length": 64, "label_smoothing": 0.1, "evals_per_epoch": 1, "patience": 3},
+    "embedding": {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "max_length": 256},
+    "cross-encoder": {"epochs": 2, "batch_size": 16, "learning_rate": 5e-5, "max_length": 256},
+}  # fmt: skip
+
+
+def _print(report: dict[str, Any]) -> None:
+    print(json.dumps(report, ensure_ascii=False))
+
+
+@app.command()
+def ingest(
+    path: Annotated[Path, typer.Argument(help="FAQ table, document, or a folder of them")],
+    category: Annotated[str, typer.Option(help="category of the documents")] = "",
+    database_url: DatabaseOpt = None,
+    index_dir: IndexOpt = None,
+    retriever: RetrieverOpt = None,
+) -> None:
+    """Add FAQs (CSV/TSV/JSONL) and documents (Markdown, HTML, text) to the knowledge base."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.ingest import ingest_path  # noqa: PLC0415
+        from customer_service.service import open_database, open_knowledge  # noqa: PLC0415
+
+        settings = _settings(database_url=database_url, index_dir=index_dir, retriever_path=retriever)
+        db = open_database(settings)
+        try:
+            kb = open_knowledge(settings, db)
+            report = ingest_path(kb, path, category=category)
+            return {**report.__dict__, "entries": kb.count(), "version": kb.version}
+        finally:
+            db.dispose()
+
+    _print(core_cli.run_or_exit(action))
+
+
+@app.command()
+def delete(
+    ids: Annotated[list[str], typer.Argument(help="FAQ, chunk or document ids")],
+    database_url: DatabaseOpt = None,
+    index_dir: IndexOpt = None,
+    retriever: RetrieverOpt = None,
+) -> None:
+    """Remove FAQs, chunks or whole documents from the knowledge base."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.service import open_database, open_knowledge  # noqa: PLC0415
+
+        settings = _settings(database_url=database_url, index_dir=index_dir, retriever_path=retriever)
+        db = open_database(settings)
+        try:
+            kb = open_knowledge(settings, db)
+            return {"removed": kb.delete(ids), "entries": kb.count(), "version": kb.version}
+        finally:
+            db.dispose()
+
+    _print(core_cli.run_or_exit(action))
+
+
+@app.command("train-intents")
+def train_intents(
+    data: Annotated[Path, typer.Option("--data", help="CSV/TSV/JSONL of labelled messages")],
+    output: OutputOpt,
+    validation: Annotated[
+        Path | None, typer.Option("--validation", help="validation file (with oos rows)")
+    ] = None,
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    label_column: Annotated[str, typer.Option("--label-column")] = "intent",
+    oos_label: Annotated[str, typer.Option("--oos-label", help="label of out-of-scope rows")] = "oos",
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    max_length: MaxLength = None,
+    base_model: BaseModel = "minilm",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    seed: Seed = 42,
+) -> None:
+    """Train the intent classifier; the out-of-scope threshold is chosen on validation data and saved."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.intents import train_intents as train  # noqa: PLC0415
+        from textcore import read_labelled  # noqa: PLC0415
+
+        config = _config(
+            "classification",
+            base_model,
+            device,
+            precision,
+            seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+        )
+        rows = read_labelled(data, text_column, label_column)
+        held_out = read_labelled(validation, text_column, label_column) if validation else None
+        sources = {"file": str(data), "validation_file": str(validation) if validation else None}
+        result = train(rows, output, config, validation=held_out, oos_label=oos_label, sources=sources,
+                       progress=sys.stderr.isatty())  # fmt: skip
+        return {"output": str(output), "threshold": result.threshold, "oos_label": result.oos_label,
+                "selection": result.selection, "validation": result.validation}  # fmt: skip
+
+    _print(core_cli.run_or_exit(action))
+
+
+@app.command("evaluate-intents")
+def evaluate_intents(
+    model: Annotated[Path, typer.Option("--model", help="folder from train-intents")],
+    data: Annotated[Path, typer.Option("--data", help="CSV/TSV/JSONL of labelled messages")],
+    oos_label: Annotated[str | None, typer.Option("--oos-label", help="label of out-of-scope rows")] = None,
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    label_column: Annotated[str, typer.Option("--label-column")] = "intent",
+    device: Device = "auto",
+    precision: Precision = "auto",
+) -> None:
+    """Accuracy, macro-F1, in-scope accuracy and out-of-scope recall/precision (last line: JSON)."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.intents import IntentModel  # noqa: PLC0415
+        from customer_service.intents import evaluate_intents as evaluate  # noqa: PLC0415
+        from textcore import read_labelled  # noqa: PLC0415
+
+        rows = read_labelled(data, text_column, label_column)
+        loaded = IntentModel.load(model, device=device, precision=precision, max_length=64)
+        return {**evaluate(loaded, rows, oos_label), "threshold": loaded.threshold}
+
+    _print(core_cli.run_or_exit(action))
+
+
+def _faqs(kb: Path) -> list[Any]:
+    from customer_service.retrieval_eval import read_faqs  # noqa: PLC0415
+
+    return read_faqs(kb)
+
+
+@app.command("train-retriever")
+def train_retriever(
+    kb: KbOpt,
+    output: OutputOpt,
+    hard_negatives: Annotated[bool, typer.Option(help="mine one hard negative per question")] = True,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    max_length: MaxLength = None,
+    base_model: BaseModel = "minilm",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    seed: Seed = 42,
+) -> None:
+    """Fine-tune the retrieval encoder on the FAQ's question -> answer pairs (contrastive)."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.reranking import train_retriever_from_faqs  # noqa: PLC0415
+        from textcore import Encoder  # noqa: PLC0415
+
+        config = _config(
+            "embedding",
+            base_model,
+            device,
+            precision,
+            seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+        )
+        encoder = (
+            Encoder.from_pretrained(base_model, device=device, precision=precision)
+            if hard_negatives
+            else None
+        )
+        result = train_retriever_from_faqs(_faqs(kb), output, config, encoder=encoder,
+                                           sources={"kb": str(kb)}, progress=sys.stderr.isatty())  # fmt: skip
+        return {"output": str(output), "validation": result.metrics}
+
+    _print(core_cli.run_or_exit(action))
+
+
+@app.command("train-reranker")
+def train_reranker(
+    kb: KbOpt,
+    output: OutputOpt,
+    retriever: RetrieverOpt = None,
+    negatives: Annotated[int, typer.Option(help="hard negatives per question")] = 3,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    max_length: MaxLength = None,
+    base_model: BaseModel = "minilm",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    seed: Seed = 42,
+) -> None:
+    """Train the re-ranker (cross-encoder) on the FAQ's own pairs, hard negatives mined by the retriever."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415
+        from textcore import Encoder  # noqa: PLC0415
+
+        config = _config(
+            "cross-encoder",
+            base_model,
+            device,
+            precision,
+            seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+        )
+        encoder = Encoder.from_pretrained(retriever or base_model, device=device, precision=precision)
+        result = train_reranker_from_faqs(_faqs(kb), output, config, encoder=encoder, per_query=negatives,
+                                          sources={"kb": str(kb)}, progress=sys.stderr.isatty())  # fmt: skip
+        return {"output": str(output), "validation": result.metrics}
+
+    _print(core_cli.run_or_exit(action))
+
+
+@app.command("evaluate-retrieval")
+def evaluate_retrieval(
+    kb: KbOpt,
+    queries: Annotated[Path, typer.Option("--queries", help="CSV/TSV/JSONL: a query and its expected id")],
+    query_column: Annotated[str, typer.Option("--query-column")] = "query",
+    expected_column: Annotated[str, typer.Option("--expected-column", help="the expected entry id")] = "id",
+    retriever: RetrieverOpt = None,
+    reranker: Annotated[Path | None, typer.Option("--reranker", help="folder from train-reranker")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="dense, keyword, hybrid or rerank (default: the best)")
+    ] = None,
+    index_questions: Annotated[bool, typer.Option(help="index FAQ questions with the answers")] = True,
+    device: Device = "auto",
+    precision: Precision = "auto",
+) -> None:
+    """recall@1, recall@5 and mrr@10 of retrieval over a KB file (last line: JSON, every mode too)."""
+
+    def action() -> dict[str, Any]:
+        return _evaluate_retrieval(kb, queries, query_column, expected_column, retriever, reranker, mode,
+                                   index_questions, device, precision)  # fmt: skip
+
+    _print(core_cli.run_or_exit(action))
+
+
+def _evaluate_retrieval(
+    kb_file: Path, queries_file: Path, query_column: str, expected_column: str, retriever_path: Path | None,
+    reranker_path: Path | None, mode: str | None, index_questions: bool, device: str, precision: str,
+) -> dict[str, Any]:  # fmt: skip
+    from customer_service.database import Database  # noqa: PLC0415
+    from customer_service.knowledge import KnowledgeBase  # noqa: PLC0415
+    from customer_service.retrieval import Retriever  # noqa: PLC0415
+    from customer_service.retrieval_eval import evaluate_retrieval as evaluate  # noqa: PLC0415
+    from textcore import Encoder, Reranker, read_table  # noqa: PLC0415
+
+    rows = read_table(queries_file)
+    missing = [c for c in (query_column, expected_column) if rows and c not in rows[0]]
+    if not rows or missing:
+        raise InvalidInput(f"{queries_file}: expected rows with columns {missing or [query_column]}; "
+                           f"found {sorted(rows[0]) if rows else 'no rows'}")  # fmt: skip
+    encoder = Encoder.from_pretrained(retriever_path or "minilm", device=device, precision=precision)
+    ranker = Reranker.load(reranker_path, device=device, precision=precision) if reranker_path else None
+    with tempfile.TemporaryDirectory(prefix="cs-eval-") as tmp:
+        db = Database(f"sqlite:///{tmp}/kb.db")
+        db.migrate()
+        try:
+            kb = KnowledgeBase(db, encoder, Path(tmp) / "index", index_questions=index_questions)
+            kb.upsert_faqs(_faqs(kb_file))
+            search = Retriever(kb, ranker)
+            modes = list(search.modes)
+            chosen = mode or search.default_mode
+            if chosen not in modes:
+                raise InvalidInput(f"mode: expected one of {', '.join(modes)}; found {chosen!r}")
+            texts, expected = [r[query_column] for r in rows], [r[expected_column] for r in rows]
+            figures = evaluate(search, texts, expected, modes)
+        finally:
+            db.dispose()
+    return {**figures[chosen], "mode": chosen, "n": len(rows), "modes": figures}
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    database_url: DatabaseOpt = None,
+    index_dir: IndexOpt = None,
+    knowledge: Annotated[
+        Path | None, typer.Option(help="FAQ file or folder ingested into an empty KB")
+    ] = None,
+) -> None:
+    """Serve the chat API (settings from CS_* environment variables, these options first)."""
+    import uvicorn  # noqa: PLC0415
+
+    from customer_service.app import create_app  # noqa: PLC0415
+
+    settings = core_cli.run_or_exit(
+        lambda: _settings(database_url=database_url, index_dir=index_dir, knowledge_file=knowledge)
+    )
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+
+
+def main() -> None:
+    """Console entry point."""
+    app()

@@ -1,0 +1,245 @@
+"""Conversations: sessions, their turns and the feedback on them, kept in SQL.
+
+A session is `open` while the bot serves it, `waiting_for_agent` once handed off (the bot then only
+acknowledges; an agent takes over through the agent console), and `closed` when an agent resolves it. A new
+message to a closed session opens it again. Every turn is written, with the session's new state, in one
+transaction, so what a client was answered is always what is stored.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from customer_service.database import Database
+from customer_service.tables import ACTIONS, RATINGS, SESSION_STATES, ChatSession, Feedback, Turn
+from textcore import Conflict, InvalidInput, NotFound
+from textcore.sql import utcnow
+
+SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+
+
+@dataclass(frozen=True)
+class TurnRecord:
+    """One stored turn."""
+
+    id: str
+    session_id: str
+    position: int
+    message: str
+    query: str
+    answer: str
+    action: str
+    intent: str | None
+    confidence: float | None
+    sources: list[dict[str, Any]]
+    latency_ms: float
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class SessionRecord:
+    """A session and (when asked for) its turns, oldest first."""
+
+    id: str
+    state: str
+    fallback_streak: int
+    handoff_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    turns: list[TurnRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class NewTurn:
+    """What the bot decided for one message, to be stored."""
+
+    message: str
+    query: str
+    answer: str
+    action: str
+    intent: str | None = None
+    confidence: float | None = None
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    latency_ms: float = 0.0
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+
+def new_session_id() -> str:
+    """A fresh random session id."""
+    return uuid.uuid4().hex
+
+
+def check_session_id(session_id: str) -> str:
+    """A client-chosen session id: 1-64 letters, digits, `.`, `_`, `:` or `-`."""
+    if not SESSION_ID.match(session_id):
+        raise InvalidInput(
+            f"expected a session id of 1-64 letters, digits, '.', '_', ':' or '-'; found {session_id!r:.80}"
+        )
+    return session_id
+
+
+class Conversations:
+    """Sessions, turns and feedback in the service's database."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def start(self, session_id: str | None) -> SessionRecord:
+        """The session with this id (created when new; a closed one is opened again), or a new session."""
+        sid = check_session_id(session_id) if session_id is not None else new_session_id()
+        with self.db.session() as s:
+            row = s.get(ChatSession, sid)
+            if row is None:
+                row = ChatSession(id=sid, state="open", fallback_streak=0)
+                s.add(row)
+            elif row.state == "closed":
+                row.state, row.fallback_streak, row.handoff_reason = "open", 0, None
+            s.flush()
+            return _session(row)
+
+    def history(self, session_id: str, last: int) -> list[TurnRecord]:
+        """The session's last `last` turns, oldest first."""
+        if last <= 0:
+            return []
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(Turn).where(Turn.session_id == session_id).order_by(Turn.position.desc()).limit(last)
+            ).all()
+            return [_turn(r) for r in reversed(rows)]
+
+    def record(
+        self, session_id: str, turn: NewTurn, *, state: str, fallback_streak: int, handoff_reason: str | None
+    ) -> TurnRecord:
+        """Store a turn and the session's new state in one transaction."""
+        if turn.action not in ACTIONS or state not in SESSION_STATES:
+            raise InvalidInput(
+                f"expected an action in {ACTIONS} and a state in {SESSION_STATES}; found "
+                f"{turn.action!r}, {state!r}"
+            )
+        with self.db.session() as s:
+            row = _locked_session(s, session_id)
+            last = s.scalar(
+                select(Turn.position)
+                .where(Turn.session_id == session_id)
+                .order_by(Turn.position.desc())
+                .limit(1)
+            )
+            stored = Turn(
+                id=turn.id,
+                session_id=session_id,
+                position=0 if last is None else last + 1,
+                message=turn.message,
+                query=turn.query,
+                answer=turn.answer,
+                action=turn.action,
+                intent=turn.intent,
+                confidence=turn.confidence,
+                sources=turn.sources,
+                latency_ms=turn.latency_ms,
+                created_at=utcnow(),
+            )
+            s.add(stored)
+            row.state, row.fallback_streak = state, fallback_streak
+            if handoff_reason is not None:
+                row.handoff_reason = handoff_reason
+            row.updated_at = utcnow()
+            s.flush()
+            return _turn(stored)
+
+    def get(self, session_id: str) -> SessionRecord:
+        """A session with all its turns.
+
+        Raises:
+            NotFound: If there is no such session.
+        """
+        with self.db.session() as s:
+            row = _existing(s, session_id)
+            turns = s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.position)).all()
+            return _session(row, [_turn(t) for t in turns])
+
+    def hand_off(self, session_id: str, reason: str) -> SessionRecord:
+        """Put a session in the agents' queue (from the agent console or the bot's policy)."""
+        with self.db.session() as s:
+            row = _locked_session(s, session_id)
+            if row.state == "closed":
+                raise Conflict(f"expected an open session to hand off; session {session_id!r} is closed")
+            row.state, row.handoff_reason, row.updated_at = "waiting_for_agent", reason, utcnow()
+            s.flush()
+            return _session(row)
+
+    def resolve(self, session_id: str) -> SessionRecord:
+        """Close a session (an agent has dealt with it)."""
+        with self.db.session() as s:
+            row = _locked_session(s, session_id)
+            row.state, row.fallback_streak, row.updated_at = "closed", 0, utcnow()
+            s.flush()
+            return _session(row)
+
+    def feedback(self, turn_id: str, rating: str, comment: str | None) -> None:
+        """Rate a turn (a later rating of the same turn replaces the earlier one).
+
+        Raises:
+            InvalidInput: If the rating is not up or down.
+            NotFound: If there is no such turn.
+        """
+        if rating not in RATINGS:
+            raise InvalidInput(f"expected rating one of {', '.join(RATINGS)}; found {rating!r:.40}")
+        with self.db.session() as s:
+            if s.get(Turn, turn_id) is None:
+                raise NotFound(f"expected an existing turn id; found no turn {turn_id!r:.80}")
+            row = s.get(Feedback, turn_id)
+            if row is None:
+                s.add(Feedback(turn_id=turn_id, rating=rating, comment=comment))
+            else:
+                row.rating, row.comment, row.created_at = rating, comment, utcnow()
+
+
+def _existing(s: Session, session_id: str) -> ChatSession:
+    row = s.get(ChatSession, session_id)
+    if row is None:
+        raise NotFound(f"expected an existing session id; found no session {session_id!r:.80}")
+    return row
+
+
+def _locked_session(s: Session, session_id: str) -> ChatSession:
+    # FOR UPDATE on PostgreSQL: replicas writing turns of one session take turns (SQLite: BEGIN IMMEDIATE).
+    row = s.scalar(select(ChatSession).where(ChatSession.id == session_id).with_for_update())
+    if row is None:
+        raise NotFound(f"expected an existing session id; found no session {session_id!r:.80}")
+    return row
+
+
+def _session(row: ChatSession, turns: list[TurnRecord] | None = None) -> SessionRecord:
+    return SessionRecord(
+        id=row.id,
+        state=row.state,
+        fallback_streak=row.fallback_streak,
+        handoff_reason=row.handoff_reason,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        turns=turns or [],
+    )
+
+
+def _turn(row: Turn) -> TurnRecord:
+    return TurnRecord(
+        id=row.id,
+        session_id=row.session_id,
+        position=row.position,
+        message=row.message,
+        query=row.query,
+        answer=row.answer,
+        action=row.action,
+        intent=row.intent,
+        confidence=row.confidence,
+        sources=list(row.sources),
+        latency_ms=row.latency_ms,
+        created_at=row.created_at,
+    )

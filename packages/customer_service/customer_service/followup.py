@@ -1,0 +1,44 @@
+"""Follow-up questions: a message that leans on the previous turn is read together with it.
+
+"How do I open a savings account?" then "and for business accounts?" should retrieve what the second message
+means, not what its few words say. A message is a follow-up when it opens with a connective ("and", "what
+about", "how about", "also", "what if", ...) or is short and points back with a pronoun ("is it free?"). It is
+then rewritten as the previous turn's query followed by the message without its connective; everything else
+(intent, retrieval) works on the rewritten query. A message that stands on its own is left as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+CONNECTIVE = re.compile(
+    r"^\s*(?:and|but|also|plus|so|or|what about|how about|what if|same for|and what about|and how about|"
+    r"and if|and for|and with|then)\b[\s,]*",
+    re.IGNORECASE,
+)
+POINTER = re.compile(r"\b(?:it|its|that|this|those|these|they|them|there|one|ones)\b", re.IGNORECASE)
+WORD = re.compile(r"[A-Za-z0-9']+")
+SHORT = 6  # words: a shorter message with a pronoun leans on the previous turn
+
+
+def is_follow_up(message: str) -> bool:
+    """Whether `message` reads as a continuation of the previous turn."""
+    if CONNECTIVE.match(message):
+        return True
+    words = WORD.findall(message)
+    return 0 < len(words) <= SHORT and bool(POINTER.search(message))
+
+
+def rewrite(message: str, previous_queries: Sequence[str]) -> str:
+    """The query to understand `message` by: itself, or with the previous turn's query when it is a follow-up.
+
+    Args:
+        message: the new user message.
+        previous_queries: the queries of earlier turns, oldest first (each already rewritten).
+    """
+    text = " ".join(message.split())
+    if not previous_queries or not is_follow_up(text):
+        return text
+    rest = CONNECTIVE.sub("", text, count=1).strip() or text
+    return f"{previous_queries[-1].rstrip(' ?.!')}, {rest}"

@@ -1,0 +1,299 @@
+"""Intent recognition with an out-of-scope rule: a `textcore` classifier plus a rejection threshold.
+
+A text is out of scope when the classifier's top label is the out-of-scope label (``oos``; rows with that
+label stay a class of their own, so the model learns what "none of the above" looks like) or when the best
+in-scope intent's probability is below the threshold `t`. Training picks `t` on validation data and stores it
+beside the model in ``intents.json``:
+
+    {"oos_label": "oos", "threshold": 0.42, "selection": "balanced",
+     "validation": {"at_threshold": {...figures...}, "at_zero": {...figures...}}}
+
+`t` maximises (in-scope accuracy + out-of-scope recall) / 2 over a grid 0.00, 0.01, ..., 0.99 when the
+validation data has out-of-scope rows ("balanced"); without them it is set so that at most 2% of the in-scope
+validation rows are rejected ("in-scope-rejection"). A model folder without ``intents.json`` (a plain
+`textcore train` classifier) works with threshold 0.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from textcore import InvalidInput, LabelledTexts, LabelPredictor, TrainConfig, TrainResult, load_predictor
+from textcore.artifacts import read_json, write_json_atomic
+from textcore.data import stratified_split
+from textcore.metrics import classification_report
+from textcore.training import train_classifier
+
+INTENTS_FILE = "intents.json"
+THRESHOLD_GRID = np.round(np.arange(0.0, 1.0, 0.01), 2)  # candidate thresholds, 0.00 .. 0.99
+TARGET_IN_SCOPE_REJECTION = 0.02  # without oos validation rows: reject at most this share of in-scope rows
+
+
+@dataclass(frozen=True, slots=True)
+class IntentResult:
+    """One text's intent.
+
+    Attributes:
+        name: the intent, or None when the text is out of scope.
+        confidence: probability of the best in-scope intent (also when rejected: how close it came).
+        out_of_scope: True when the top label is the out-of-scope label or `confidence` < the threshold.
+        alternatives: the (up to) three most probable in-scope intents with their probabilities, best first.
+    """
+
+    name: str | None
+    confidence: float
+    out_of_scope: bool
+    alternatives: list[tuple[str, float]]
+
+
+@dataclass(frozen=True)
+class IntentTraining:
+    """A finished intent training: the classifier run, and the threshold chosen on validation data."""
+
+    output: Path
+    threshold: float
+    oos_label: str
+    selection: str  # "balanced" or "in-scope-rejection"
+    validation: dict[str, dict[str, float]]  # {"at_threshold": figures, "at_zero": figures}
+    result: TrainResult
+
+
+def _decide(
+    probabilities: np.ndarray, labels: Sequence[str], oos_label: str, threshold: float
+) -> tuple[list[str], np.ndarray]:
+    """Predicted label per row (the oos label when rejected) and the best in-scope probability, (n,)."""
+    in_scope = np.array([label != oos_label for label in labels])
+    if not in_scope.any():
+        raise InvalidInput(
+            f"expected at least one in-scope intent besides {oos_label!r}; found {list(labels)}"
+        )
+    scoped = np.where(in_scope[None, :], probabilities, -1.0)  # (n, n_labels), oos column masked out
+    best = scoped.argmax(axis=1)
+    best_p = scoped.max(axis=1)
+    top_is_oos = ~in_scope[probabilities.argmax(axis=1)]
+    rejected = top_is_oos | (best_p < threshold)
+    predicted = [oos_label if reject else labels[int(i)] for reject, i in zip(rejected, best, strict=True)]
+    return predicted, best_p
+
+
+def intent_figures(
+    truth: Sequence[str], predicted: Sequence[str], labels: Sequence[str], oos_label: str
+) -> dict[str, float]:
+    """Accuracy and macro-F1 (out of scope counted as a class), in-scope accuracy, oos recall and precision.
+
+    In-scope accuracy counts an in-scope row right only when it is predicted as its own intent (a rejection is
+    wrong). Figures without rows to measure them on (no oos rows, say) are 0.0.
+    """
+    truth_oos = np.array([t == oos_label for t in truth])
+    pred_oos = np.array([p == oos_label for p in predicted])
+    correct = np.array([t == p for t, p in zip(truth, predicted, strict=True)])
+    report = classification_report(truth, predicted, sorted({*labels, oos_label}))
+
+    def share(mask: np.ndarray, of: np.ndarray) -> float:
+        return float(mask[of].mean()) if of.any() else 0.0
+
+    return {
+        "accuracy": report.accuracy,
+        "macro_f1": report.macro_f1,
+        "in_scope_accuracy": share(correct, ~truth_oos),
+        "oos_recall": share(pred_oos, truth_oos),
+        "oos_precision": share(truth_oos, pred_oos),
+        "n": float(len(truth)),
+    }
+
+
+def choose_threshold(
+    probabilities: np.ndarray, labels: Sequence[str], truth: Sequence[str], oos_label: str = "oos"
+) -> tuple[float, str]:
+    """The out-of-scope threshold for validation rows and how it was chosen (see the module docstring).
+
+    Args:
+        probabilities: (n, n_labels) class probabilities of the validation texts.
+        labels: the classifier's labels, in column order.
+        truth: the validation texts' true labels (`oos_label` for out-of-scope rows).
+        oos_label: the out-of-scope label.
+
+    Returns:
+        (threshold, selection) with selection "balanced" or "in-scope-rejection".
+    """
+    if len(truth) == 0:
+        raise InvalidInput("expected validation rows to choose the out-of-scope threshold on; found none")
+    truth_oos = np.array([t == oos_label for t in truth])
+    if truth_oos.any():
+        scores = []
+        for t in THRESHOLD_GRID:
+            figures = intent_figures(
+                truth, _decide(probabilities, labels, oos_label, float(t))[0], labels, oos_label
+            )
+            scores.append((figures["in_scope_accuracy"] + figures["oos_recall"]) / 2)
+        best = np.flatnonzero(np.isclose(scores, max(scores)))
+        # the middle of the tied maximisers: small validation sets give wide plateaus; the centre is robust
+        return float(THRESHOLD_GRID[best[len(best) // 2]]), "balanced"
+    _, best_p = _decide(probabilities, labels, oos_label, 0.0)
+    ordered = np.sort(best_p[~truth_oos])
+    allowed = int(np.floor(TARGET_IN_SCOPE_REJECTION * len(ordered)))  # rows that may fall below t
+    return float(np.floor(ordered[allowed] * 100) / 100), "in-scope-rejection"
+
+
+def train_intents(
+    data: LabelledTexts,
+    output: Path,
+    config: TrainConfig,
+    *,
+    validation: LabelledTexts | None = None,
+    oos_label: str = "oos",
+    sources: dict[str, Any] | None = None,
+    progress: bool = True,
+) -> IntentTraining:
+    """Fine-tune an intent classifier and choose its out-of-scope threshold.
+
+    Args:
+        data: labelled texts; rows labelled `oos_label` are kept as a class of their own.
+        output: the model folder to write (a `textcore` classifier folder plus ``intents.json``).
+        config: classification hyperparameters.
+        validation: validation data; None carves a stratified ``config.validation_fraction`` split from `data`
+            (the same split `textcore.train_classifier` would carve). The threshold is chosen on it, which is
+            also the data checkpoint selection used, so its figures are slightly optimistic.
+        oos_label: the out-of-scope label.
+        sources: where the data came from (recorded in the model's metadata).
+        progress: show a progress bar.
+
+    Raises:
+        InvalidInput: bad configuration or data (see `textcore.train_classifier`), or only out-of-scope rows.
+    """
+    if config.multi_label:
+        raise InvalidInput("expected a single-label intent configuration; found multi_label=True")
+    if not any(label != oos_label for label in data.labels):
+        raise InvalidInput(
+            f"expected in-scope intents besides {oos_label!r} in the training data; found none"
+        )
+    if validation is None:
+        data, validation = stratified_split(data, config.validation_fraction, config.seed)
+    # out-of-scope validation rows calibrate the threshold even when the classifier has no oos class
+    keep = [i for i, label in enumerate(validation.labels) if label != oos_label or oos_label in data.labels]
+    result = train_classifier(
+        data, config, output, validation=validation.subset(keep), sources=sources, progress=progress
+    )
+    model = IntentModel.load(
+        output, device=config.device, precision=config.precision, max_length=config.max_length
+    )
+    probabilities = model.predictor.predict_proba(validation.texts)
+    labels = model.predictor.labels
+    threshold, selection = choose_threshold(probabilities, labels, validation.labels, oos_label)
+    figures = {
+        name: intent_figures(
+            validation.labels, _decide(probabilities, labels, oos_label, t)[0], labels, oos_label
+        )
+        for name, t in (("at_threshold", threshold), ("at_zero", 0.0))
+    }
+    write_json_atomic(
+        output / INTENTS_FILE,
+        {"oos_label": oos_label, "threshold": threshold, "selection": selection, "validation": figures},
+    )
+    return IntentTraining(output, threshold, oos_label, selection, figures, result)
+
+
+class IntentModel:
+    """A loaded intent classifier with its out-of-scope rule; `predict` is blocking (call it from a thread).
+
+    Raises:
+        InvalidInput: a multi-label classifier, a threshold outside [0, 1], or no in-scope intent.
+    """
+
+    def __init__(self, predictor: LabelPredictor, *, oos_label: str = "oos", threshold: float = 0.0) -> None:
+        if predictor.multi_label:
+            raise InvalidInput("expected a single-label intent classifier; found a multi-label one")
+        if not 0.0 <= threshold <= 1.0:
+            raise InvalidInput(f"expected an out-of-scope threshold in [0, 1]; found {threshold}")
+        self.predictor = predictor
+        self.oos_label = oos_label
+        self.threshold = threshold
+        self.intents = [label for label in predictor.labels if label != oos_label]
+        if not self.intents:
+            raise InvalidInput(f"expected in-scope intents besides {oos_label!r}; found {predictor.labels}")
+
+    @classmethod
+    def load(
+        cls,
+        folder: str | os.PathLike[str],
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
+        backend: str = "torch",
+    ) -> IntentModel:
+        """Load a model folder written by `train_intents` (or any single-label `textcore` classifier)."""
+        path = Path(folder)
+        predictor = load_predictor(
+            path,
+            backend=backend,
+            device=device,
+            precision=precision,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
+        if not (path / INTENTS_FILE).is_file():
+            return cls(predictor)
+        config = read_json(path / INTENTS_FILE)
+        if not isinstance(config, dict):
+            raise InvalidInput(
+                f"{path / INTENTS_FILE}: expected a JSON object; found {type(config).__name__}"
+            )
+        oos_label, threshold = config.get("oos_label", "oos"), config.get("threshold", 0.0)
+        if not isinstance(oos_label, str) or not isinstance(threshold, int | float):
+            raise InvalidInput(
+                f"{path / INTENTS_FILE}: expected a string oos_label and a numeric threshold; "
+                f"found {oos_label!r} and {threshold!r}"
+            )
+        return cls(predictor, oos_label=oos_label, threshold=float(threshold))
+
+    def predict(self, texts: Sequence[str]) -> list[IntentResult]:
+        """The intent of each text, in input order."""
+        probabilities = self.predictor.predict_proba(texts)  # (n, n_labels)
+        labels = self.predictor.labels
+        predicted, best_p = _decide(probabilities, labels, self.oos_label, self.threshold)
+        results = []
+        for row, label, confidence in zip(probabilities, predicted, best_p, strict=True):
+            order = [int(i) for i in np.argsort(-row, kind="stable") if labels[int(i)] != self.oos_label]
+            out = label == self.oos_label
+            results.append(
+                IntentResult(
+                    name=None if out else label,
+                    confidence=float(confidence),
+                    out_of_scope=out,
+                    alternatives=[(labels[i], float(row[i])) for i in order[:3]],
+                )
+            )
+        return results
+
+
+def evaluate_intents(
+    model: IntentModel, data: LabelledTexts, oos_label: str | None = None
+) -> dict[str, float]:
+    """Accuracy, macro_f1, in_scope_accuracy, oos_recall, oos_precision and n of `model` on `data`.
+
+    Args:
+        model: the intent model, with its threshold.
+        data: labelled texts; out-of-scope rows carry `oos_label`.
+        oos_label: the label of out-of-scope rows in `data`; None: the model's.
+
+    Raises:
+        InvalidInput: `data` is empty or holds intents the model does not know.
+    """
+    oos = model.oos_label if oos_label is None else oos_label
+    if len(data) == 0:
+        raise InvalidInput("expected labelled rows to evaluate the intent model on; found none")
+    unknown = sorted(set(data.labels) - set(model.intents) - {oos})
+    if unknown:
+        raise InvalidInput(
+            f"intents {unknown} are not known to the model; it knows {model.intents} and {oos!r}"
+        )
+    predicted = [oos if r.out_of_scope else str(r.name) for r in model.predict(data.texts)]
+    return intent_figures(data.labels, predicted, model.intents, oos)

@@ -1,0 +1,447 @@
+"""The knowledge base: FAQ entries and document chunks in SQL, searchable by meaning (faiss) and by keyword.
+
+The database is the source of truth. Every change is one SQL transaction that also bumps
+`KnowledgeState.version`; then the in-memory search index (vectors and BM25, `search_index.SearchIndex`)
+is updated, visible to the next search, and saved atomically to ``index_dir/knowledge.index`` with the
+version and a hash of each passage's text beside it in ``index_dir/knowledge.json``. `sync` (run by `open`)
+loads the saved index and embeds only the passages whose text it does not hold: none when it is current,
+everything when it is missing or was built by another encoder.
+
+What is embedded and keyword-indexed per passage: an FAQ's answer (preceded by its question when
+`index_questions`), a chunk's title then its text.
+
+Threads: searches run concurrently with a writer (see `search_index`). Writers are serialised by one lock;
+embedding happens under it, before the SQL transaction, so a failed embedding writes nothing.
+"""
+
+from __future__ import annotations
+
+import builtins
+import functools
+import threading
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from customer_service.chunking import chunk_document
+from customer_service.database import Database
+from customer_service.search_index import Passage, Record, SearchIndex, encoder_fingerprint
+from customer_service.tables import ID_LENGTH, KINDS, KnowledgeEntry, KnowledgeState
+from textcore import Conflict, Encoder, InvalidInput, NotFound
+
+__all__ = ["Entry", "FaqIn", "KnowledgeBase", "Passage"]
+
+_MAX_IDS_PER_QUERY = 500  # bounded IN lists
+Progress = Callable[[int, int], None]  # (done, total)
+
+
+@dataclass(frozen=True, slots=True)
+class FaqIn:
+    """An FAQ as given to the knowledge base (ids must not contain '#', which marks chunk ids)."""
+
+    id: str
+    question: str
+    answer: str
+    category: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A stored knowledge-base row: an FAQ or a document chunk."""
+
+    id: str
+    kind: str  # faq | chunk
+    title: str  # the FAQ's question, or "Doc title > Section"
+    question: str | None
+    text: str  # the FAQ's answer or the chunk's text
+    category: str
+    document_id: str | None
+    position: int
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class KnowledgeBase:
+    """FAQs and document chunks in the database, their vectors in faiss and their terms in BM25.
+
+    Args:
+        db: The migrated database.
+        encoder: Embeds passages and queries.
+        index_dir: Folder of the saved index and its sidecar (created).
+        index_questions: Index an FAQ's question with its answer (the app); False indexes answers only.
+        max_words: The most words in a document chunk.
+        overlap_words: About how many words consecutive chunks share.
+        fingerprint: Identifies the encoder's model (default: `search_index.encoder_fingerprint`).
+    """
+
+    def __init__(
+        self,
+        db: Database,
+        encoder: Encoder,
+        index_dir: Path,
+        *,
+        index_questions: bool = True,
+        max_words: int = 180,
+        overlap_words: int = 40,
+        fingerprint: str | None = None,
+    ) -> None:
+        self.db, self.encoder, self.index_dir = db, encoder, Path(index_dir)
+        self.index_questions, self.max_words, self.overlap_words = index_questions, max_words, overlap_words
+        self.fingerprint = fingerprint or encoder_fingerprint(encoder)
+        settings = {"model": self.fingerprint, "index_questions": index_questions}
+        self._index = SearchIndex(encoder.dim, self.index_dir, settings)
+        # a query is often embedded twice in a row (search, then relevance): keep recent query vectors
+        self._query_vector: Callable[[str], np.ndarray] = functools.lru_cache(maxsize=256)(self._embed_query)
+        self._write = threading.Lock()
+        self._loaded = False  # whether the saved index was read (the first sync does it)
+
+    @classmethod
+    def open(
+        cls,
+        db: Database,
+        encoder: Encoder,
+        index_dir: Path,
+        *,
+        index_questions: bool = True,
+        max_words: int = 180,
+        overlap_words: int = 40,
+        fingerprint: str | None = None,
+        progress: Progress | None = None,
+    ) -> KnowledgeBase:
+        """A knowledge base (arguments as for the constructor), its index loaded and brought up to date."""
+        kb = cls(
+            db,
+            encoder,
+            index_dir,
+            index_questions=index_questions,
+            max_words=max_words,
+            overlap_words=overlap_words,
+            fingerprint=fingerprint,
+        )
+        kb.sync(progress)
+        return kb
+
+    @property
+    def version(self) -> int:
+        """The knowledge base version the in-memory index reflects."""
+        return self._index.version
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def sync(self, progress: Progress | None = None) -> int:
+        """Bring the index in line with the database.
+
+        The first call loads the saved index and embeds what changed since it was saved; later calls (e.g.
+        on a timer, when replicas share one database) look again only when the database's version differs.
+
+        Returns:
+            How many passages were embedded.
+        """
+        with self._write:
+            if self._loaded and _database_version(self.db) == self._index.version:
+                return 0
+            return self._sync(progress, load=not self._loaded)
+
+    # ------------------------------------------------------------------------------------------ reads
+
+    def get(self, entry_id: str) -> Entry:
+        """One stored entry.
+
+        Raises:
+            NotFound: If no FAQ or chunk has this id.
+        """
+        with self.db.session() as session:
+            row = session.get(KnowledgeEntry, entry_id)
+            if row is None:
+                raise NotFound(f"expected an existing knowledge entry id; found no entry {entry_id!r}")
+            return _entry(row)
+
+    def list(
+        self, offset: int = 0, limit: int = 50, kind: str | None = None, category: str | None = None
+    ) -> builtins.list[Entry]:
+        """Entries in order of document (an FAQ is its own), then chunk position; optionally filtered."""
+        if offset < 0 or limit < 1:
+            raise InvalidInput(f"expected offset >= 0 and limit >= 1; found {offset}, {limit}")
+        group = func.coalesce(KnowledgeEntry.document_id, KnowledgeEntry.id)
+        query = _filtered(select(KnowledgeEntry), kind, category)
+        query = query.order_by(group, KnowledgeEntry.position, KnowledgeEntry.id).offset(offset).limit(limit)
+        with self.db.session() as session:
+            return [_entry(row) for row in session.scalars(query)]
+
+    def count(self, kind: str | None = None, category: str | None = None) -> int:
+        """How many entries are stored, optionally of one kind and/or category."""
+        query = _filtered(select(func.count()).select_from(KnowledgeEntry), kind, category)
+        with self.db.session() as session:
+            return int(session.scalar(query) or 0)
+
+    def dense(self, query: str, k: int) -> builtins.list[Passage]:
+        """The `k` passages nearest to `query` in embedding space, best first, scored by cosine."""
+        return self._index.dense(self._query_vector(_query(query)), k)
+
+    def similarities(self, query: str, ids: Sequence[str]) -> builtins.list[float]:
+        """The cosine similarity of `query` with each passage, in order (0.0 for an id not indexed)."""
+        return self._index.similarities(self._query_vector(_query(query)), ids)
+
+    def keyword(self, query: str, k: int) -> builtins.list[Passage]:
+        """Up to `k` passages sharing terms with `query`, best first, scored by BM25."""
+        return self._index.keyword(_query(query), k)
+
+    def passage_text(self, passage: Passage) -> str:
+        """The text indexed for a passage (what a re-ranker should read)."""
+        record = self._index.record(passage.id)
+        return (
+            record.indexed if record is not None else self._indexed(passage.kind, passage.title, passage.text)
+        )
+
+    # ----------------------------------------------------------------------------------------- writes
+
+    def upsert_faqs(self, rows: Sequence[FaqIn]) -> int:
+        """Create or replace FAQs.
+
+        Returns:
+            How many FAQs were stored (created or replaced).
+
+        Raises:
+            InvalidInput: On an empty field, an overlong or '#'-containing id, or an id given twice.
+            Conflict: If an id is a document chunk's id or a document's id.
+        """
+        for row in rows:
+            _check_faq(row)
+        repeats = sorted(i for i, n in Counter(r.id for r in rows).items() if n > 1)
+        if repeats:
+            raise InvalidInput(f"expected each FAQ id once; repeated: {repeats[:10]!r}")
+        records = [self._record("faq", f.id, f.question, f.answer, f.category, None) for f in rows]
+
+        def write(session: Session) -> builtins.list[str]:
+            ids = [row.id for row in rows]
+            existing = {e.id: e for e in _rows(session, KnowledgeEntry.id, ids)}
+            clash = [e.id for e in existing.values() if e.kind != "faq"]
+            clash += sorted({e.document_id or "" for e in _rows(session, KnowledgeEntry.document_id, ids)})
+            if clash:
+                raise Conflict(f"expected FAQ ids not used by documents or chunks; found {clash[:10]!r}")
+            for row in rows:
+                entry = existing.get(row.id) or KnowledgeEntry(id=row.id, kind="faq", position=0, source="")
+                entry.title, entry.question, entry.text = row.question, row.question, row.answer
+                entry.category = row.category
+                session.add(entry)
+            return []
+
+        if rows:
+            self._change(records, write)
+        return len(rows)
+
+    def put_document(
+        self, document_id: str, title: str, text: str, format: str, category: str = "", source: str = ""
+    ) -> builtins.list[str]:
+        """Store a document as chunks, replacing its earlier chunks.
+
+        Returns:
+            The chunk ids, f"{document_id}#{position}", in order.
+
+        Raises:
+            InvalidInput: On a bad id, an unknown format or a document without text.
+            Conflict: If `document_id` is an FAQ's id.
+        """
+        _check_id(document_id, "document_id", ID_LENGTH - 10)
+        chunks = chunk_document(
+            text, format=format, title=title, max_words=self.max_words, overlap_words=self.overlap_words
+        )
+        if not chunks:
+            raise InvalidInput(f"expected a document with text; {document_id!r} ({format}) has none")
+        ids = [f"{document_id}#{chunk.position}" for chunk in chunks]
+        records = [
+            self._record("chunk", i, c.title, c.text, category, document_id)
+            for i, c in zip(ids, chunks, strict=True)
+        ]
+
+        def write(session: Session) -> builtins.list[str]:
+            if session.get(KnowledgeEntry, document_id) is not None:
+                raise Conflict(f"expected a document id not used by an FAQ; found FAQ {document_id!r}")
+            old = _rows(session, KnowledgeEntry.document_id, [document_id])
+            for entry in old:
+                session.delete(entry)
+            session.flush()  # the DELETEs before the INSERTs of the same ids
+            for i, c in zip(ids, chunks, strict=True):
+                entry = KnowledgeEntry(id=i, kind="chunk", title=c.title, question=None, text=c.text)
+                entry.category, entry.document_id, entry.position, entry.source = (
+                    category, document_id, c.position, source,
+                )  # fmt: skip
+                session.add(entry)
+            return [e.id for e in old if e.id not in set(ids)]
+
+        self._change(records, write)
+        return ids
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Remove entries: an FAQ or chunk id removes that entry, a document id all its chunks.
+
+        Returns:
+            How many entries were removed (unknown ids are ignored).
+        """
+        if isinstance(ids, str):
+            raise InvalidInput(f"ids: expected a sequence of ids; found the string {ids!r:.80}")
+        wanted = builtins.list(dict.fromkeys(ids))
+        removed: builtins.list[str] = []
+
+        def write(session: Session) -> builtins.list[str]:
+            entries = {e.id: e for e in _rows(session, KnowledgeEntry.id, wanted)}
+            entries.update((e.id, e) for e in _rows(session, KnowledgeEntry.document_id, wanted))
+            for entry in entries.values():
+                session.delete(entry)
+            removed.extend(entries)
+            return removed
+
+        if wanted:
+            self._change([], write, only_if=lambda: bool(removed))
+        return len(removed)
+
+    # -------------------------------------------------------------------------------------- internals
+
+    def _indexed(self, kind: str, title: str, text: str) -> str:
+        if kind == "faq" and not self.index_questions:
+            return text
+        return f"{title}\n{text}" if title else text
+
+    def _record(
+        self, kind: str, passage_id: str, title: str, text: str, category: str, document_id: str | None
+    ) -> Record:
+        passage = Passage(passage_id, kind, title, text, category, document_id, 0.0)
+        return Record(passage, self._indexed(kind, title, text))
+
+    def _change(
+        self,
+        records: Sequence[Record],
+        write: Callable[[Session], builtins.list[str]],
+        only_if: Callable[[], bool] | None = None,
+    ) -> None:
+        """Embed `records`, run `write` (it returns removed ids) with the version bump, update the index.
+
+        `only_if`, asked after `write`, can call the change off (nothing is committed then).
+        """
+        with self._write:
+            embedded = self._index.to_embed(records)
+            vectors = self._embed([r.indexed for r in embedded])  # (n, dim) float32
+            with self.db.session() as session:
+                removed = write(session)
+                if only_if is not None and not only_if():
+                    return
+                previous, version = _bump(session)
+            stale = previous != self._index.version  # another process changed the database meanwhile
+            self._index.apply(version, records, embedded, vectors, removed)
+            if stale:
+                self._sync(None, load=False)
+            else:
+                self._index.save()
+
+    def _sync(self, progress: Progress | None, *, load: bool) -> int:
+        """Re-read every entry; embed the passages whose text the vectors do not hold yet."""
+        loaded = self._index.load() if load else True
+        self._loaded = True
+        with self.db.session() as session:
+            version = _version_in(session)
+            rows = builtins.list(session.scalars(select(KnowledgeEntry)))
+        records = [self._record(r.kind, r.id, r.title, r.text, r.category, r.document_id) for r in rows]
+        embedded = self._index.to_embed(records)
+        vectors = self._embed([r.indexed for r in embedded], progress)
+        before = len(self._index)
+        self._index.apply(version, records, embedded, vectors, complete=True)
+        if not loaded or embedded or before != len(self._index) or self._index.saved_version() != version:
+            self._index.save()
+        return len(embedded)
+
+    def _embed_query(self, query: str) -> np.ndarray:
+        vector: np.ndarray = self.encoder.encode([query])[0]  # (dim,) float32, L2-normalised
+        vector.flags.writeable = False  # shared through the cache
+        return vector
+
+    def _embed(self, texts: builtins.list[str], progress: Progress | None = None) -> np.ndarray:
+        parts = [np.zeros((0, self.encoder.dim), dtype=np.float32)]
+        step = self.encoder.batch_size * 4
+        for start in range(0, len(texts), step):
+            parts.append(self.encoder.encode(texts[start : start + step]))
+            if progress is not None:
+                progress(min(start + step, len(texts)), len(texts))
+        return np.concatenate(parts)  # (n, dim) float32, L2-normalised
+
+
+# ------------------------------------------------------------------------------------------ helpers
+
+
+def _version_in(session: Session) -> int:
+    return int(session.scalar(select(KnowledgeState.version).where(KnowledgeState.id == 1)) or 0)
+
+
+def _database_version(db: Database) -> int:
+    with db.session() as session:
+        return _version_in(session)
+
+
+def _bump(session: Session) -> tuple[int, int]:
+    """Increment the knowledge base version in this transaction; returns (previous, new)."""
+    state = session.get(KnowledgeState, 1, with_for_update=True)
+    if state is None:
+        state = KnowledgeState(id=1, version=0)
+        session.add(state)
+    previous = state.version or 0
+    state.version = previous + 1
+    return previous, previous + 1
+
+
+def _rows(session: Session, column: Any, values: Sequence[str]) -> builtins.list[KnowledgeEntry]:
+    found: builtins.list[KnowledgeEntry] = []
+    for start in range(0, len(values), _MAX_IDS_PER_QUERY):
+        part = builtins.list(values[start : start + _MAX_IDS_PER_QUERY])
+        found.extend(session.scalars(select(KnowledgeEntry).where(column.in_(part))))
+    return found
+
+
+def _filtered(query: Any, kind: str | None, category: str | None) -> Any:
+    if kind is not None:
+        if kind not in KINDS:
+            raise InvalidInput(f"kind: expected one of {', '.join(KINDS)}; found {kind!r}")
+        query = query.where(KnowledgeEntry.kind == kind)
+    if category is not None:
+        query = query.where(KnowledgeEntry.category == category)
+    return query
+
+
+def _entry(row: KnowledgeEntry) -> Entry:
+    return Entry(
+        row.id, row.kind, row.title, row.question, row.text, row.category, row.document_id, row.position,
+        row.source, row.created_at, row.updated_at,
+    )  # fmt: skip
+
+
+def _query(query: str) -> str:
+    if not isinstance(query, str) or not query.strip():
+        raise InvalidInput(f"query: expected non-empty text; found {query!r:.80}")
+    return query
+
+
+def _check_id(value: str, field: str, longest: int = ID_LENGTH) -> None:
+    if not isinstance(value, str) or not value.strip() or len(value) > longest or "#" in value:
+        raise InvalidInput(
+            f"{field}: expected a non-empty id of at most {longest} characters, without '#'; "
+            f"found {value!r:.80}"
+        )
+
+
+def _check_faq(row: FaqIn) -> None:
+    _check_id(row.id, "id")
+    for name in ("question", "answer"):
+        value = getattr(row, name)
+        if not isinstance(value, str) or not value.strip():
+            raise InvalidInput(f"{name}: expected non-empty text for FAQ {row.id!r}; found {value!r:.80}")
+    if not isinstance(row.category, str) or len(row.category) > ID_LENGTH:
+        raise InvalidInput(
+            f"category: expected text of at most {ID_LENGTH} characters; found {row.category!r:.80}"
+        )

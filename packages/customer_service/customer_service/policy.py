@@ -1,0 +1,94 @@
+"""The dialogue policy: for each message, answer | clarify | fallback | hand-off, and why.
+
+In order of precedence:
+1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
+   strongly negative (the sentiment score reaches `negative_sentiment`);
+2. fallback when the intent model calls the message out of scope, or no passage is relevant enough (the best
+   relevance is under the threshold);
+3. clarify when the two best passages are both relevant, come from different entries and are closer than
+   `clarify_margin`: the customer is offered both;
+4. answer otherwise.
+A fallback that makes `fallbacks_before_handoff` in a row becomes a hand-off: the customer is not asked to
+rephrase forever. Relevance is the re-ranker's probability when there is a re-ranker, else the cosine
+similarity of the query and the passage (`min_answer_score` and `min_similarity` are their thresholds).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from customer_service.settings import PolicySettings
+
+HANDOFF_REQUEST = re.compile(
+    r"\b(?:(?:talk|speak|chat|connect|transfer)(?: me)? (?:to|with) (?:a |an |the |some )?"
+    r"(?:real |live |actual )?"
+    r"(?:person|human|agent|representative|rep|operator|someone|somebody|people|advisor|adviser|staff)|"
+    r"(?:real|live|actual) (?:person|human|agent)|human (?:please|agent)|agent please|"
+    r"customer (?:service|support) (?:representative|agent))\b",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The policy's choice for one message; `reason` is shown to agents and analytics."""
+
+    action: str  # answer | clarify | fallback | handoff
+    reason: str
+    fallback_streak: int  # fallbacks in a row after this turn
+
+
+def asks_for_person(message: str) -> bool:
+    """Whether the customer explicitly asks for a human."""
+    return bool(HANDOFF_REQUEST.search(message))
+
+
+def decide(
+    message: str,
+    *,
+    relevance: Sequence[float],
+    entry_ids: Sequence[str],
+    out_of_scope: bool,
+    negativity: float,
+    fallback_streak: int,
+    reranked: bool,
+    settings: PolicySettings,
+) -> Decision:
+    """Choose the action for one message.
+
+    Args:
+        message: what the customer wrote.
+        relevance: of the retrieved passages, best first (re-ranker probability or cosine similarity).
+        entry_ids: the knowledge entries the passages belong to (a document's chunks share one), same order.
+        out_of_scope: the intent model rejected the message.
+        negativity: how negative the message is, in [0, 1].
+        fallback_streak: fallbacks in a row before this message.
+        reranked: whether `relevance` comes from the re-ranker (else cosine similarity).
+        settings: the thresholds.
+    """
+    if asks_for_person(message):
+        return Decision("handoff", "customer asked for a person", 0)
+    if negativity >= settings.negative_sentiment:
+        return Decision("handoff", f"strongly negative message ({negativity:.2f})", 0)
+    threshold = settings.min_answer_score if reranked else settings.min_similarity
+    reason = ""
+    if out_of_scope:
+        reason = "out of scope"
+    elif not relevance or relevance[0] < threshold:
+        best = f"{relevance[0]:.2f}" if relevance else "none"
+        reason = f"no relevant passage (best {best} < {threshold:.2f})"
+    if reason:
+        streak = fallback_streak + 1
+        if streak >= settings.fallbacks_before_handoff:
+            return Decision("handoff", f"{streak} fallbacks in a row ({reason})", 0)
+        return Decision("fallback", reason, streak)
+    if (
+        len(relevance) > 1
+        and relevance[1] >= threshold
+        and entry_ids[0] != entry_ids[1]
+        and relevance[0] - relevance[1] < settings.clarify_margin
+    ):
+        return Decision("clarify", f"two close candidates ({relevance[0]:.2f}, {relevance[1]:.2f})", 0)
+    return Decision("answer", f"relevance {relevance[0]:.2f}", 0)

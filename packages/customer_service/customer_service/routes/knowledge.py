@@ -1,0 +1,101 @@
+"""`/v1/knowledge`: the knowledge base; every change is visible to the next chat request."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Path, Query, Response
+
+from customer_service.deps import LimiterDep, ServiceDep
+from customer_service.knowledge import FaqIn
+from customer_service.retrieval_eval import faq_id
+from customer_service.schemas import (
+    ChangeOut,
+    DocumentIn,
+    EntryOut,
+    EntryPage,
+    FaqBody,
+    FaqsIn,
+    PassageOut,
+)
+from textcore import NotFound
+
+router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
+EntryIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^#]+$")]
+AnyIdPath = Annotated[str, Path(min_length=1, max_length=210)]
+
+
+@router.get("")
+async def list_entries(
+    service: ServiceDep,
+    limiter: LimiterDep,
+    offset: Annotated[int, Query(ge=0)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    kind: Literal["faq", "chunk"] | None = None,
+    category: Annotated[str | None, Query(max_length=200)] = None,
+) -> EntryPage:
+    """FAQs and document chunks, a page at a time."""
+    kb = service.kb
+    rows = await limiter.run(kb.list, offset, limit, kind, category)
+    total = await limiter.run(kb.count, kind, category)
+    return EntryPage(items=[EntryOut(**asdict(r)) for r in rows], total=total, version=kb.version)
+
+
+@router.post("/faqs")
+async def upsert_faqs(body: FaqsIn, service: ServiceDep, limiter: LimiterDep) -> ChangeOut:
+    """Create or replace FAQs in bulk (all or nothing)."""
+    rows = [FaqIn(f.id or faq_id(f.question, f.answer), f.question, f.answer, f.category) for f in body.items]
+    stored = await limiter.run(service.kb.upsert_faqs, rows)
+    return ChangeOut(stored=stored, ids=[r.id for r in rows], version=service.kb.version)
+
+
+@router.put("/faqs/{entry_id}")
+async def put_faq(
+    entry_id: EntryIdPath, body: FaqBody, service: ServiceDep, limiter: LimiterDep
+) -> ChangeOut:
+    """Create or replace one FAQ."""
+    stored = await limiter.run(
+        service.kb.upsert_faqs, [FaqIn(entry_id, body.question, body.answer, body.category)]
+    )
+    return ChangeOut(stored=stored, ids=[entry_id], version=service.kb.version)
+
+
+@router.put("/documents/{document_id}")
+async def put_document(
+    document_id: EntryIdPath, body: DocumentIn, service: ServiceDep, limiter: LimiterDep
+) -> ChangeOut:
+    """Store a document (Markdown, HTML or text) as overlapping chunks, replacing its earlier chunks."""
+    kb = service.kb
+    ids = await limiter.run(
+        kb.put_document, document_id, body.title, body.text, body.format, body.category, body.source
+    )
+    return ChangeOut(stored=len(ids), ids=ids, version=kb.version)
+
+
+@router.get("/search")
+async def search(
+    service: ServiceDep,
+    limiter: LimiterDep,
+    q: Annotated[str, Query(min_length=1, max_length=2_000)],
+    k: Annotated[int, Query(ge=1, le=50)] = 5,
+    mode: Literal["dense", "keyword", "hybrid", "rerank"] | None = None,
+) -> list[PassageOut]:
+    """What retrieval finds for a query (for operators checking the knowledge base)."""
+    passages = await limiter.run(service.retriever.search, q, k, mode)
+    return [PassageOut(**asdict(p)) for p in passages]
+
+
+@router.get("/{entry_id}")
+async def get_entry(entry_id: AnyIdPath, service: ServiceDep, limiter: LimiterDep) -> EntryOut:
+    """One FAQ or chunk."""
+    return EntryOut(**asdict(await limiter.run(service.kb.get, entry_id)))
+
+
+@router.delete("/{entry_id}", status_code=204)
+async def delete_entry(entry_id: AnyIdPath, service: ServiceDep, limiter: LimiterDep) -> Response:
+    """Remove an FAQ, a chunk, or a whole document (by its id)."""
+    removed = await limiter.run(service.kb.delete, [entry_id])
+    if not removed:
+        raise NotFound(f"expected an existing FAQ, chunk or document id; found nothing with id {entry_id!r}")
+    return Response(status_code=204)

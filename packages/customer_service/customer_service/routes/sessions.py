@@ -1,0 +1,41 @@
+"""Sessions for the agent console (`/v1/sessions/...`) and feedback on turns (`/v1/feedback`)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from customer_service.deps import LimiterDep, ServiceDep
+from customer_service.schemas import FeedbackIn, HandoffIn, SessionOut
+
+router = APIRouter(prefix="/v1", tags=["sessions"])
+SessionIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+@router.get("/sessions/{session_id}")
+async def get_session(session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep) -> SessionOut:
+    """A session, its state and every turn."""
+    return SessionOut.of(await limiter.run(service.conversations.get, session_id))
+
+
+@router.post("/sessions/{session_id}/handoff")
+async def hand_off(
+    session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep, body: HandoffIn | None = None
+) -> SessionOut:
+    """Put a session in the agents' queue; the bot stops answering it."""
+    reason = body.reason if body is not None else HandoffIn().reason
+    return SessionOut.of(await limiter.run(service.conversations.hand_off, session_id, reason))
+
+
+@router.post("/sessions/{session_id}/resolve")
+async def resolve(session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep) -> SessionOut:
+    """Close a session; the customer's next message opens it again with the bot."""
+    return SessionOut.of(await limiter.run(service.conversations.resolve, session_id))
+
+
+@router.post("/feedback", status_code=204)
+async def feedback(body: FeedbackIn, service: ServiceDep, limiter: LimiterDep) -> Response:
+    """Rate a turn up or down, with an optional comment."""
+    await limiter.run(service.conversations.feedback, body.turn_id, body.rating, body.comment)
+    return Response(status_code=204)

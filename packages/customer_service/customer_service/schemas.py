@@ -1,0 +1,240 @@
+"""Request and response bodies of the customer-service API (pydantic v2).
+
+Inputs forbid unknown fields and bound every string, list and mapping. The message length the operator
+configures (``max_message_chars``) is checked by the bot with a 413 that says the limit; the bounds here are
+the hard ceilings.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from customer_service.analytics import Analytics
+from customer_service.conversations import SessionRecord, TurnRecord
+
+_INPUT = ConfigDict(extra="forbid")
+SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
+SlotName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")]
+SlotValue = Annotated[str, StringConstraints(max_length=500)]
+
+
+def _few(value: dict[str, str]) -> dict[str, str]:
+    if len(value) > 20:
+        raise ValueError(f"expected at most 20 context values, found {len(value)}")
+    return value
+
+
+class ChatIn(BaseModel):
+    """One customer message; without `session_id` a new session starts."""
+
+    model_config = _INPUT
+
+    session_id: SessionId | None = Field(None, description="Continue this session (created when new).")
+    message: Message = Field(description="What the customer wrote.")
+    context: Annotated[dict[SlotName, SlotValue], AfterValidator(_few)] = Field(
+        default_factory=dict, description='Values for answer-template slots, e.g. {"first_name": "Ana"}.'
+    )
+
+
+class IntentOut(BaseModel):
+    name: str | None
+    confidence: float | None
+
+
+class SourceOut(BaseModel):
+    id: str
+    title: str
+    snippet: str
+    score: float
+
+
+class ChatOut(BaseModel):
+    """The bot's reply; `[n]` in `answer` cites `sources[n-1]`."""
+
+    session_id: str
+    turn_id: str
+    answer: str
+    action: Literal["answer", "clarify", "fallback", "handoff"]
+    intent: IntentOut
+    sources: list[SourceOut]
+    state: Literal["open", "waiting_for_agent", "closed"]
+    mode: str = Field(description="template | generated | extractive | fixed")
+
+
+class FeedbackIn(BaseModel):
+    model_config = _INPUT
+
+    turn_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
+    rating: Literal["up", "down"]
+    comment: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+
+
+class HandoffIn(BaseModel):
+    model_config = _INPUT
+
+    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = (
+        "requested by an agent"
+    )
+
+
+class TurnOut(BaseModel):
+    id: str
+    position: int
+    message: str
+    query: str
+    answer: str
+    action: str
+    intent: str | None
+    confidence: float | None
+    sources: list[dict[str, Any]]
+    latency_ms: float
+    created_at: datetime
+
+    @classmethod
+    def of(cls, turn: TurnRecord) -> TurnOut:
+        return cls(
+            id=turn.id,
+            position=turn.position,
+            message=turn.message,
+            query=turn.query,
+            answer=turn.answer,
+            action=turn.action,
+            intent=turn.intent,
+            confidence=turn.confidence,
+            sources=turn.sources,
+            latency_ms=turn.latency_ms,
+            created_at=turn.created_at,
+        )
+
+
+class SessionOut(BaseModel):
+    id: str
+    state: str
+    fallback_streak: int
+    handoff_reason: str | None
+    created_at: datetime
+    updated_at: datetime
+    turns: list[TurnOut]
+
+    @classmethod
+    def of(cls, session: SessionRecord) -> SessionOut:
+        return cls(
+            id=session.id,
+            state=session.state,
+            fallback_streak=session.fallback_streak,
+            handoff_reason=session.handoff_reason,
+            created_at=session.created_at,
+            updated_at=session.updated_at,
+            turns=[TurnOut.of(t) for t in session.turns],
+        )
+
+
+class UnansweredOut(BaseModel):
+    question: str
+    count: int
+
+
+class AnalyticsOut(BaseModel):
+    days: int
+    sessions: int
+    turns: int
+    actions: dict[str, int]
+    rates: dict[str, float]
+    top_unanswered: list[UnansweredOut]
+    feedback: dict[str, int]
+    mean_latency_ms: float
+
+    @classmethod
+    def of(cls, a: Analytics) -> AnalyticsOut:
+        return cls(
+            days=a.days,
+            sessions=a.sessions,
+            turns=a.turns,
+            actions=a.actions,
+            rates=a.rates,
+            top_unanswered=[UnansweredOut(question=u.question, count=u.count) for u in a.top_unanswered],
+            feedback=a.feedback,
+            mean_latency_ms=a.mean_latency_ms,
+        )
+
+
+EntryId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^#]+$")
+]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+
+
+class FaqBody(BaseModel):
+    """An FAQ's content (the id comes from the path)."""
+
+    model_config = _INPUT
+
+    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
+    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+    category: Short = ""
+
+
+class FaqItem(FaqBody):
+    """An FAQ to create or replace; without an id one is derived from its question and answer."""
+
+    id: EntryId | None = None
+
+
+class FaqsIn(BaseModel):
+    model_config = _INPUT
+
+    items: list[FaqItem] = Field(min_length=1, max_length=10_000)
+
+
+class DocumentIn(BaseModel):
+    """A document to store as overlapping chunks (replacing the document's earlier chunks)."""
+
+    model_config = _INPUT
+
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000_000)]
+    format: Literal["markdown", "html", "text"] = "text"
+    category: Short = ""
+    source: Annotated[str, StringConstraints(max_length=2_000)] = ""
+
+
+class ChangeOut(BaseModel):
+    """What a knowledge-base change did; `version` is the knowledge base's version after it."""
+
+    stored: int
+    ids: list[str]
+    version: int
+
+
+class EntryOut(BaseModel):
+    id: str
+    kind: str
+    title: str
+    question: str | None
+    text: str
+    category: str
+    document_id: str | None
+    position: int
+    source: str
+    created_at: datetime
+    updated_at: datetime
+
+
+class EntryPage(BaseModel):
+    items: list[EntryOut]
+    total: int
+    version: int
+
+
+class PassageOut(BaseModel):
+    id: str
+    kind: str
+    title: str
+    text: str
+    category: str
+    document_id: str | None
+    score: float

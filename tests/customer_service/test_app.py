@@ -1,0 +1,235 @@
+"""The customer service end to end through its real app and lifespan: the project's demo knowledge base,
+the real MiniLM (retrieval zero-shot), a real SQLite database and faiss index on disk."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi.testclient import TestClient
+
+from customer_service import create_app
+from customer_service.settings import CustomerServiceSettings
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "customer_service"
+PROBLEM = "application/problem+json"
+
+
+def cs_settings(tmp_path: Path, database_url: str, **more: Any) -> CustomerServiceSettings:
+    return CustomerServiceSettings(
+        database_url=database_url,
+        index_dir=tmp_path / "index",
+        knowledge_file=EXAMPLES / "faqs.csv",
+        templates_file=EXAMPLES / "templates.toml",
+        **more,
+    )
+
+
+@pytest.fixture
+def settings(tmp_path: Path, sqlite_url: str) -> CustomerServiceSettings:
+    return cs_settings(tmp_path, sqlite_url)
+
+
+@pytest.fixture
+def client(settings: CustomerServiceSettings) -> Iterator[TestClient]:
+    with TestClient(create_app(settings)) as test_client:
+        yield test_client
+
+
+def chat(client: TestClient, message: str, session_id: str | None = None, **more: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message, **more}
+    if session_id is not None:
+        body["session_id"] = session_id
+    response = client.post("/v1/chat", json=body)
+    assert response.status_code == 200, response.text
+    reply: dict[str, Any] = response.json()
+    return reply
+
+
+def problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_ask_and_get_the_answer_with_its_source(client: TestClient) -> None:
+    reply = chat(client, "I forgot my password for online banking, how can I reset it?")
+    assert reply["action"] == "answer"
+    assert reply["sources"][0]["id"] == "reset-password"
+    assert "Forgot password" in reply["answer"]
+    assert reply["state"] == "open" and reply["turn_id"]
+    assert set(reply["intent"]) == {"name", "confidence"}
+    # the session keeps the turn, with the query and sources as answered
+    session = client.get(f"/v1/sessions/{reply['session_id']}").json()
+    assert [t["id"] for t in session["turns"]] == [reply["turn_id"]]
+    assert session["turns"][0]["sources"][0]["id"] == "reset-password"
+    ready = client.get("/readyz").json()
+    assert ready["status"] == "ready"
+
+
+def test_knowledge_edits_are_visible_to_the_next_request(client: TestClient) -> None:
+    question = "What time do branches open on Saturday?"
+    new_answer = "From 1 March branches open on Saturday from 10:00 to 14:00."
+    changed = client.put(
+        "/v1/knowledge/faqs/saturday-hours",
+        json={
+            "question": "When are branches open on Saturdays?",
+            "answer": new_answer,
+            "category": "contact",
+        },
+    )
+    assert changed.status_code == 200, changed.text
+    version = changed.json()["version"]
+    assert client.get("/v1/knowledge/saturday-hours").json()["text"] == new_answer
+    hits = client.get("/v1/knowledge/search", params={"q": question, "k": 3}).json()
+    assert "saturday-hours" in [h["id"] for h in hits]
+
+    assert client.delete("/v1/knowledge/saturday-hours").status_code == 204
+    assert client.delete("/v1/knowledge/saturday-hours").status_code == 404
+    problem(client.get("/v1/knowledge/saturday-hours"), 404)
+    hits = client.get("/v1/knowledge/search", params={"q": question, "k": 5}).json()
+    assert "saturday-hours" not in [h["id"] for h in hits]
+    assert client.get("/v1/knowledge").json()["version"] > version
+
+
+def test_documents_are_chunked_and_cited(client: TestClient) -> None:
+    text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
+    stored = client.put(
+        "/v1/knowledge/documents/travel",
+        json={"title": "Using your card abroad", "text": text, "format": "markdown", "category": "cards"},
+    )
+    assert stored.status_code == 200, stored.text
+    assert stored.json()["ids"][0] == "travel#0"
+    reply = chat(client, "Should I pay in euros or the local currency when a shop abroad asks me?")
+    assert reply["action"] == "answer"
+    assert reply["sources"][0]["id"].startswith("travel#")
+    chunks = client.get("/v1/knowledge", params={"kind": "chunk"}).json()
+    assert chunks["total"] == len(stored.json()["ids"])
+    # deleting the document removes all its chunks
+    assert client.delete("/v1/knowledge/travel").status_code == 204
+    assert client.get("/v1/knowledge", params={"kind": "chunk"}).json()["total"] == 0
+
+
+def test_handoff_flow(client: TestClient) -> None:
+    first = chat(client, "How do I open a savings account?")
+    sid = first["session_id"]
+    asked = chat(client, "this is useless, I want to talk to a real person", sid)
+    assert asked["action"] == "handoff" and asked["state"] == "waiting_for_agent"
+    assert asked["sources"] == []
+    waiting = chat(client, "hello? anyone there?", sid)
+    assert waiting["action"] == "handoff" and waiting["state"] == "waiting_for_agent"
+    session = client.get(f"/v1/sessions/{sid}").json()
+    assert session["state"] == "waiting_for_agent"
+    assert session["handoff_reason"] == "customer asked for a person"
+    assert [t["action"] for t in session["turns"]] == ["answer", "handoff", "handoff"]
+
+    resolved = client.post(f"/v1/sessions/{sid}/resolve")
+    assert resolved.json()["state"] == "closed"
+    again = chat(client, "How do I cancel a direct debit?", sid)  # the customer comes back
+    assert again["action"] == "answer" and again["state"] == "open"
+
+    # an agent can take a session over from the console
+    taken = client.post(f"/v1/sessions/{sid}/handoff", json={"reason": "VIP customer"})
+    assert taken.json()["state"] == "waiting_for_agent"
+    problem(client.post("/v1/sessions/no-such-session/handoff"), 404)
+
+
+def test_out_of_scope_gets_fallback_then_a_person(client: TestClient) -> None:
+    first = chat(client, "Who won the football world cup in 1998?")
+    assert first["action"] == "fallback" and first["sources"] == []
+    assert "rephrase" in first["answer"]
+    second = chat(client, "What is the best recipe for banana bread?", first["session_id"])
+    assert second["action"] == "handoff"  # two fallbacks in a row
+    analytics = client.get("/v1/analytics").json()
+    assert analytics["actions"]["fallback"] == 1 and analytics["actions"]["handoff"] == 1
+    assert {u["question"] for u in analytics["top_unanswered"]} == {
+        "who won the football world cup in 1998?",
+        "what is the best recipe for banana bread?",
+    }
+
+
+def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:
+    first = chat(client, "What are the fees for international transfers?")
+    assert first["sources"][0]["id"] == "transfer-fees"
+    follow = chat(client, "and for business accounts?", first["session_id"])
+    turn = client.get(f"/v1/sessions/{first['session_id']}").json()["turns"][1]
+    assert turn["query"] == "What are the fees for international transfers, for business accounts?"
+    assert follow["sources"][0]["id"] == "business-fees"
+
+
+def test_templates_fill_slots_and_injection_is_harmless(client: TestClient) -> None:
+    reply = chat(client, "What are your opening hours?", context={"first_name": "Ana"})
+    assert reply["answer"].startswith("Hi Ana! Branches are open") and reply["mode"] == "template"
+    attack = "{{ 7*7 }}{{ ''.__class__.__mro__ }}"
+    reply = chat(client, "When are you open?", context={"first_name": attack})
+    assert reply["answer"].startswith(f"Hi {attack}! Branches")
+    assert "49" not in reply["answer"] and "object" not in reply["answer"]
+    # a message that looks like a template is only ever data
+    reply = chat(client, "{{ 7*7 }} {% for x in range(10**9) %}x{% endfor %} opening hours")
+    assert "49" not in reply["answer"]
+
+
+def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServiceSettings) -> None:
+    too_long = "a" * (settings.max_message_chars + 1)
+    body = problem(client.post("/v1/chat", json={"message": too_long}), 413)
+    assert str(settings.max_message_chars) in body["detail"]
+    problem(client.post("/v1/chat", json={"message": "   "}), 422)
+    problem(client.post("/v1/chat", json={"message": "hi", "session_id": "bad id"}), 422)
+    problem(client.post("/v1/chat", json={"message": "hi", "unknown": 1}), 422)
+    problem(client.post("/v1/feedback", json={"turn_id": "nope", "rating": "up"}), 404)
+    problem(client.post("/v1/feedback", json={"turn_id": "nope", "rating": "meh"}), 422)
+    problem(client.post("/v1/knowledge/faqs", json={"items": [{"question": "q", "answer": ""}]}), 422)
+    problem(client.get("/v1/knowledge/search", params={"q": "card", "mode": "rerank"}), 422)  # no re-ranker
+    problem(client.get("/v1/sessions/unknown"), 404)
+    assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
+
+
+def test_feedback_is_stored_and_counted(client: TestClient) -> None:
+    reply = chat(client, "How long does a replacement card take?")
+    assert (
+        client.post("/v1/feedback", json={"turn_id": reply["turn_id"], "rating": "down"}).status_code == 204
+    )
+    ok = client.post("/v1/feedback", json={"turn_id": reply["turn_id"], "rating": "up", "comment": "thanks"})
+    assert ok.status_code == 204
+    assert client.get("/v1/analytics").json()["feedback"] == {"up": 1, "down": 0}
+
+
+def test_streaming_reply_as_server_sent_events(client: TestClient) -> None:
+    with client.stream(
+        "POST", "/v1/chat/stream", json={"message": "How do I block my debit card?"}
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        raw = "".join(response.iter_text())
+    events = [
+        (
+            block.split("\n")[0].removeprefix("event: "),
+            json.loads(block.split("\n")[1].removeprefix("data: ")),
+        )
+        for block in raw.strip().split("\n\n")
+    ]
+    names = [name for name, _ in events]
+    assert names[0] == "meta" and names[-1] == "done" and "delta" in names
+    meta, done = events[0][1], events[-1][1]
+    assert meta["action"] == "answer" and meta["sources"][0]["id"] == "lock-card"
+    text = "".join(data["text"] for name, data in events if name == "delta")
+    assert done["answer"] == text.strip() and done["turn_id"]
+    session = client.get(f"/v1/sessions/{done['session_id']}").json()
+    assert session["turns"][0]["answer"] == done["answer"]
+
+
+def test_the_index_survives_a_restart_and_stays_in_step(settings: CustomerServiceSettings) -> None:
+    with TestClient(create_app(settings)) as client:
+        pets = {"question": "Can I bring my dog to a branch?", "answer": "Guide dogs and pets are welcome."}
+        client.put("/v1/knowledge/faqs/pets", json=pets)
+        version = client.get("/v1/knowledge").json()["version"]
+    with TestClient(create_app(settings)) as client:
+        listing = client.get("/v1/knowledge").json()
+        assert listing["version"] == version and listing["total"] == 25  # 24 FAQs from the file, 1 added
+        hits = client.get("/v1/knowledge/search", params={"q": "dog in the branch", "k": 1}).json()
+        assert hits[0]["id"] == "pets"

@@ -1,0 +1,80 @@
+"""Sessions, turns, feedback and analytics on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import pytest
+
+from customer_service.analytics import analytics
+from customer_service.conversations import Conversations, NewTurn
+from customer_service.database import Database
+from textcore import Conflict, InvalidInput, NotFound
+
+
+def _turn(message: str, action: str = "answer", **more: object) -> NewTurn:
+    return NewTurn(message=message, query=message, answer=f"re: {message}", action=action, **more)  # type: ignore[arg-type]
+
+
+def test_sessions_turns_and_states(database: Database) -> None:
+    conversations = Conversations(database)
+    session = conversations.start(None)
+    assert session.state == "open" and len(session.id) == 32
+    assert conversations.start(session.id).id == session.id  # the same session continues
+    first = conversations.record(session.id, _turn("hello", intent="greeting", confidence=0.9),
+                                 state="open", fallback_streak=0, handoff_reason=None)  # fmt: skip
+    conversations.record(session.id, _turn("???", "fallback"), state="open", fallback_streak=1,
+                         handoff_reason=None)  # fmt: skip
+    stored = conversations.get(session.id)
+    assert [t.position for t in stored.turns] == [0, 1]
+    assert stored.turns[0].id == first.id and stored.turns[0].intent == "greeting"
+    assert stored.fallback_streak == 1
+    assert [t.message for t in conversations.history(session.id, 1)] == ["???"]
+
+    handed = conversations.hand_off(session.id, "requested by an agent")
+    assert (handed.state, handed.handoff_reason) == ("waiting_for_agent", "requested by an agent")
+    closed = conversations.resolve(session.id)
+    assert closed.state == "closed"
+    with pytest.raises(Conflict):
+        conversations.hand_off(session.id, "again")
+    # a new message opens a closed session again, with a fresh streak
+    reopened = conversations.start(session.id)
+    assert (reopened.state, reopened.fallback_streak) == ("open", 0)
+
+
+def test_client_chosen_ids_and_unknown_ids(database: Database) -> None:
+    conversations = Conversations(database)
+    assert conversations.start("widget-42:abc").id == "widget-42:abc"
+    with pytest.raises(InvalidInput, match="session id"):
+        conversations.start("bad id with spaces")
+    with pytest.raises(NotFound):
+        conversations.get("nope")
+    with pytest.raises(NotFound):
+        conversations.resolve("nope")
+    with pytest.raises(NotFound):
+        conversations.feedback("no-such-turn", "up", None)
+
+
+def test_feedback_and_analytics(database: Database) -> None:
+    conversations = Conversations(database)
+    sid = conversations.start(None).id
+    answered = conversations.record(
+        sid, _turn("card fees"), state="open", fallback_streak=0, handoff_reason=None
+    )
+    for message in ("Where is the moon?", "where is the   MOON?", "weather today"):
+        conversations.record(
+            sid, _turn(message, "fallback"), state="open", fallback_streak=1, handoff_reason=None
+        )
+    conversations.record(sid, _turn("a person please", "handoff"), state="waiting_for_agent",
+                         fallback_streak=0, handoff_reason="customer asked for a person")  # fmt: skip
+    conversations.feedback(answered.id, "down", "not what I asked")
+    conversations.feedback(answered.id, "up", None)  # replaces the first rating
+    with pytest.raises(InvalidInput):
+        conversations.feedback(answered.id, "meh", None)
+
+    figures = analytics(database, days=1)
+    assert figures.turns == 5 and figures.sessions == 1
+    assert figures.actions == {"answer": 1, "clarify": 0, "fallback": 3, "handoff": 1}
+    assert figures.rates["fallback"] == pytest.approx(0.6)
+    assert figures.top_unanswered[0].question == "where is the moon?"
+    assert figures.top_unanswered[0].count == 2
+    assert figures.feedback == {"up": 1, "down": 0}
+    assert conversations.get(sid).handoff_reason == "customer asked for a person"

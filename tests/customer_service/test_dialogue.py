@@ -1,0 +1,110 @@
+"""The dialogue's plain-Python parts: follow-up rewriting, the policy's precedence, the phrase sentiment."""
+
+from __future__ import annotations
+
+import pytest
+
+from customer_service.followup import is_follow_up, rewrite
+from customer_service.policy import asks_for_person, decide
+from customer_service.sentiment import PhraseSentiment
+from customer_service.settings import PolicySettings
+
+POLICY = PolicySettings(
+    min_answer_score=0.5, min_similarity=0.45, clarify_margin=0.08, fallbacks_before_handoff=2
+)
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("and for business accounts?", True),
+        ("What about joint accounts?", True),
+        ("how about abroad", True),
+        ("is it free?", True),
+        ("How do I reset my online banking password?", False),
+        ("What is the daily ATM withdrawal limit for debit cards?", False),
+        ("Android app download", False),
+    ],
+)
+def test_follow_ups_are_recognised(message: str, expected: bool) -> None:
+    assert is_follow_up(message) is expected
+
+
+def test_a_follow_up_is_read_with_the_previous_query() -> None:
+    previous = ["How do I open a savings account?"]
+    assert rewrite("and for business accounts?", previous) == (
+        "How do I open a savings account, for business accounts?"
+    )
+    assert rewrite("is it free?", previous) == "How do I open a savings account, is it free?"
+    # a question that stands on its own, or the first turn, is left alone (whitespace normalised)
+    assert rewrite("How do I order a new   card?", previous) == "How do I order a new card?"
+    assert rewrite("and for business accounts?", []) == "and for business accounts?"
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Can I talk to a human?",
+        "I want to speak with a real person",
+        "agent please",
+        "connect me to an agent",
+        "transfer me to a representative",
+    ],
+)
+def test_explicit_requests_for_a_person(message: str) -> None:
+    assert asks_for_person(message)
+
+
+@pytest.mark.parametrize("message", ["How do I add a person to my account?", "human resources contact"])
+def test_mentions_of_people_are_not_requests(message: str) -> None:
+    assert not asks_for_person(message)
+
+
+def _decide(message: str = "how do I block my card", **changes: object) -> tuple[str, int]:
+    args: dict[str, object] = {
+        "relevance": [0.9, 0.3],
+        "entry_ids": ["a", "b"],
+        "out_of_scope": False,
+        "negativity": 0.0,
+        "fallback_streak": 0,
+        "reranked": True,
+        "settings": POLICY,
+    }
+    args.update(changes)
+    decision = decide(message, **args)  # type: ignore[arg-type]
+    return decision.action, decision.fallback_streak
+
+
+def test_policy_precedence() -> None:
+    assert _decide() == ("answer", 0)
+    assert _decide("let me talk to a person about my card") == ("handoff", 0)
+    assert _decide(negativity=0.95) == ("handoff", 0)
+    assert _decide(out_of_scope=True) == ("fallback", 1)
+    assert _decide(relevance=[0.3, 0.2]) == ("fallback", 1)
+    assert _decide(relevance=[]) == ("fallback", 1)
+    # close candidates from different entries: offer both; the same document's chunks: just answer
+    assert _decide(relevance=[0.81, 0.78]) == ("clarify", 0)
+    assert _decide(relevance=[0.81, 0.78], entry_ids=["doc", "doc"]) == ("answer", 0)
+    # without a re-ranker the cosine threshold applies
+    assert _decide(relevance=[0.47, 0.1], reranked=False) == ("answer", 0)
+    assert _decide(relevance=[0.47, 0.1], reranked=True) == ("fallback", 1)
+
+
+def test_repeated_fallback_becomes_a_handoff() -> None:
+    assert _decide(out_of_scope=True, fallback_streak=0) == ("fallback", 1)
+    assert _decide(out_of_scope=True, fallback_streak=1) == ("handoff", 0)
+    # an answer resets the streak
+    assert _decide(fallback_streak=1) == ("answer", 0)
+
+
+def test_phrase_sentiment_scores_only_unmistakable_anger() -> None:
+    scores = PhraseSentiment().negativity(
+        [
+            "This is unacceptable, I am furious about these fees",
+            "I'm closing my account and switching banks",
+            "WHY IS MY CARD BLOCKED AGAIN!!",
+            "I have a problem with my card",
+            "What is the fee for a wire transfer?",
+        ]
+    )
+    assert scores == [1.0, 1.0, 1.0, 0.0, 0.0]

@@ -1,0 +1,181 @@
+"""Intent models: training with out-of-scope rows, the stored threshold, the rejection rule and evaluation."""
+
+from __future__ import annotations
+
+import json
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from customer_service.intents import (
+    INTENTS_FILE,
+    IntentModel,
+    IntentTraining,
+    choose_threshold,
+    evaluate_intents,
+    train_intents,
+)
+from textcore import InvalidInput, LabelledTexts, TrainConfig, load_predictor
+
+PHRASES = {
+    "block_card": ["block my card", "freeze the card", "card was stolen block it", "lost card freeze"],
+    "opening_hours": ["opening hours", "when are you open", "branch hours today", "what time do you open"],
+    "refund": ["refund my order", "money back please", "return for a refund", "refund status"],
+    "oos": ["weather tomorrow", "tell me a joke", "who won the football", "recipe for pancakes"],
+}
+FILLERS = ["", "please", "hello", "thanks", "can you help"]
+
+
+def intent_data(per_label: int, seed: int) -> LabelledTexts:
+    rng = random.Random(seed)
+    texts, labels = [], []
+    for label, phrases in PHRASES.items():
+        for _ in range(per_label):
+            texts.append(f"{rng.choice(FILLERS)} {rng.choice(phrases)} {rng.choice(FILLERS)}".strip())
+            labels.append(label)
+    return LabelledTexts(texts, labels)
+
+
+def tiny_config(model: Path) -> TrainConfig:
+    return TrainConfig(
+        base_model=str(model),
+        epochs=6,
+        batch_size=8,
+        learning_rate=2e-3,
+        head_learning_rate=1e-2,
+        evals_per_epoch=1,
+        patience=10,
+        validation_fraction=0.25,
+        device="cpu",
+        precision="fp32",
+        seed=7,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> IntentTraining:
+    output = tmp_path_factory.mktemp("intents") / "model"
+    return train_intents(intent_data(12, seed=1), output, tiny_config(tiny_model_dir), progress=False)
+
+
+def test_training_stores_the_threshold_and_its_validation_figures(trained: IntentTraining) -> None:
+    stored = json.loads((trained.output / INTENTS_FILE).read_text(encoding="utf-8"))
+    assert stored["oos_label"] == "oos"
+    assert stored["threshold"] == trained.threshold
+    assert 0.0 <= trained.threshold < 1.0
+    assert stored["selection"] == trained.selection == "balanced"  # the carved validation split has oos rows
+    at_t, at_zero = stored["validation"]["at_threshold"], stored["validation"]["at_zero"]
+    for figures in (at_t, at_zero):
+        assert set(figures) == {
+            "accuracy",
+            "macro_f1",
+            "in_scope_accuracy",
+            "oos_recall",
+            "oos_precision",
+            "n",
+        }
+        assert all(0.0 <= figures[k] <= 1.0 for k in figures if k != "n")
+        assert figures["n"] == 12  # a quarter of each class's 12 rows
+    balanced = (at_t["in_scope_accuracy"] + at_t["oos_recall"]) / 2
+    assert balanced >= (at_zero["in_scope_accuracy"] + at_zero["oos_recall"]) / 2  # 0 is on the grid
+    assert trained.result.metadata["labels"] == ["block_card", "oos", "opening_hours", "refund"]
+
+
+def test_predictions_follow_the_rejection_rule(trained: IntentTraining) -> None:
+    model = IntentModel.load(trained.output, device="cpu", precision="fp32")
+    assert (model.oos_label, model.threshold) == ("oos", trained.threshold)
+    assert model.intents == ["block_card", "opening_hours", "refund"]
+    texts = intent_data(5, seed=3).texts
+    probabilities = model.predictor.predict_proba(texts)
+    confidences = [r.confidence for r in model.predict(texts)]
+    strict = IntentModel(model.predictor, threshold=float(np.median(confidences)))
+    for result, row in zip(strict.predict(texts), probabilities, strict=True):
+        top = model.predictor.labels[int(row.argmax())]
+        assert result.out_of_scope == (top == "oos" or result.confidence < strict.threshold)
+        assert (result.name is None) == result.out_of_scope
+        assert result.name is None or result.name == result.alternatives[0][0]
+        assert 1 <= len(result.alternatives) <= 3
+        assert all(name != "oos" for name, _ in result.alternatives)
+        scores = [p for _, p in result.alternatives]
+        assert scores == sorted(scores, reverse=True)
+        assert result.confidence == pytest.approx(scores[0])
+    assert any(r.out_of_scope for r in strict.predict(texts))
+
+
+def test_evaluation_figures(trained: IntentTraining) -> None:
+    model = IntentModel.load(trained.output, device="cpu", precision="fp32")
+    figures = evaluate_intents(model, intent_data(6, seed=5))
+    assert figures["n"] == 24
+    for key in ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision"):
+        assert 0.0 <= figures[key] <= 1.0
+    assert figures["accuracy"] > 0.25  # better than always one class on a keyword task
+    with pytest.raises(InvalidInput, match=r"intents \['mortgage'\] are not known to the model"):
+        evaluate_intents(model, LabelledTexts(["a mortgage please"], ["mortgage"]))
+
+
+def test_a_folder_without_intents_json_works_with_threshold_zero(
+    trained: IntentTraining, tmp_path: Path
+) -> None:
+    plain = tmp_path / "plain"
+    shutil.copytree(trained.output, plain)
+    (plain / INTENTS_FILE).unlink()
+    model = IntentModel.load(plain, device="cpu", precision="fp32")
+    assert (model.oos_label, model.threshold) == ("oos", 0.0)
+    texts = intent_data(3, seed=9).texts
+    for result, row in zip(model.predict(texts), model.predictor.predict_proba(texts), strict=True):
+        assert result.out_of_scope == (model.predictor.labels[int(row.argmax())] == "oos")
+
+
+def test_bad_intent_settings_are_refused(trained: IntentTraining, tmp_path: Path) -> None:
+    predictor = load_predictor(trained.output, device="cpu", precision="fp32")
+    with pytest.raises(InvalidInput, match=r"threshold in \[0, 1\]; found 1.5"):
+        IntentModel(predictor, threshold=1.5)
+    broken = tmp_path / "broken"
+    shutil.copytree(trained.output, broken)
+    (broken / INTENTS_FILE).write_text('{"threshold": "high"}', encoding="utf-8")
+    with pytest.raises(InvalidInput, match="expected a string oos_label and a numeric threshold"):
+        IntentModel.load(broken, device="cpu")
+
+
+def test_training_refuses_data_without_in_scope_intents(tiny_model_dir: Path, tmp_path: Path) -> None:
+    only_oos = LabelledTexts(["weather", "a joke"], ["oos", "oos"])
+    with pytest.raises(InvalidInput, match="expected in-scope intents besides 'oos'"):
+        train_intents(only_oos, tmp_path / "m", tiny_config(tiny_model_dir), progress=False)
+
+
+def test_oos_validation_rows_calibrate_a_model_without_an_oos_class(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = intent_data(6, seed=11)
+    in_scope = data.subset([i for i, label in enumerate(data.labels) if label != "oos"])
+    validation = intent_data(2, seed=12)  # holds oos rows the classifier never saw as a class
+    config = tiny_config(tiny_model_dir).replace(epochs=2)
+    trained = train_intents(in_scope, tmp_path / "m", config, validation=validation, progress=False)
+    assert trained.result.metadata["labels"] == ["block_card", "opening_hours", "refund"]
+    assert trained.selection == "balanced"
+    assert trained.validation["at_threshold"]["n"] == 8
+    assert trained.validation["at_zero"]["oos_recall"] == 0.0  # without a threshold nothing is rejected
+
+
+def test_threshold_balances_in_scope_accuracy_and_oos_recall() -> None:
+    labels = ["a", "b", "oos"]
+    confident = [[0.9, 0.05, 0.05]] * 6  # in scope, right
+    unsure_oos = [[0.5, 0.3, 0.2]] * 4  # out of scope, but "a" on top: only a threshold rejects them
+    probabilities = np.array(confident + unsure_oos)
+    truth = ["a"] * 6 + ["oos"] * 4
+    threshold, selection = choose_threshold(probabilities, labels, truth)
+    assert selection == "balanced"
+    assert 0.5 < threshold <= 0.9  # every threshold in between is perfect; the plateau's middle is chosen
+    assert threshold == pytest.approx(0.7, abs=0.011)
+
+
+def test_threshold_without_oos_rows_rejects_at_most_two_percent() -> None:
+    best = np.linspace(0.35, 0.99, 100)  # the top class's probability; the other two share the rest
+    probabilities = np.stack([best, (1 - best) / 2, (1 - best) / 2], axis=1)
+    threshold, selection = choose_threshold(probabilities, ["a", "b", "c"], ["a"] * 100)
+    assert selection == "in-scope-rejection"
+    assert 0.0 < np.mean(best < threshold) <= 0.02
+    assert threshold > 0.35
