@@ -11,22 +11,26 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.routing import Route
 
 from customer_service import create_app
-from customer_service.settings import CustomerServiceSettings
+from customer_service.settings import CustomerServiceSettings, GeneratorSettings
+from tests.conftest import serve_app
+from tests.customer_service.test_generation import CITED, completions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "customer_service"
 PROBLEM = "application/problem+json"
 
 
 def cs_settings(tmp_path: Path, database_url: str, **more: Any) -> CustomerServiceSettings:
-    return CustomerServiceSettings(
-        database_url=database_url,
-        index_dir=tmp_path / "index",
-        knowledge_file=EXAMPLES / "faqs.csv",
-        templates_file=EXAMPLES / "templates.toml",
-        **more,
-    )
+    given: dict[str, Any] = {
+        "database_url": database_url,
+        "index_dir": tmp_path / "index",
+        "knowledge_file": EXAMPLES / "faqs.csv",
+        "templates_file": EXAMPLES / "templates.toml",
+    }
+    return CustomerServiceSettings(**(given | more))
 
 
 @pytest.fixture
@@ -233,3 +237,31 @@ def test_the_index_survives_a_restart_and_stays_in_step(settings: CustomerServic
         assert listing["version"] == version and listing["total"] == 25  # 24 FAQs from the file, 1 added
         hits = client.get("/v1/knowledge/search", params={"q": "dog in the branch", "k": 1}).json()
         assert hits[0]["id"] == "pets"
+
+
+@pytest.fixture(scope="module")
+def fake_llm() -> Iterator[str]:
+    """An OpenAI-compatible server on loopback (its replies are chosen by the requested model name)."""
+    app = Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])
+    with serve_app(app) as url:
+        yield url
+
+
+@pytest.mark.parametrize(
+    ("model", "mode"), [("cite", "generated"), ("fail", "extractive"), ("nocite", "extractive")]
+)
+def test_grounded_generation_through_an_openai_compatible_server(
+    tmp_path: Path, sqlite_url: str, fake_llm: str, model: str, mode: str
+) -> None:
+    generator = GeneratorSettings(kind="openai", base_url=fake_llm, model=model, timeout_s=5)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    with TestClient(create_app(settings)) as client:
+        reply = chat(client, "How can I freeze my debit card?")
+        assert client.get("/readyz").json()["checks"]["generator"] == "openai"
+    assert reply["action"] == "answer" and reply["mode"] == mode
+    assert reply["sources"][0]["id"] == "lock-card"
+    if mode == "generated":
+        assert reply["answer"] == CITED  # [1] and [2] cite sources[0] and sources[1]
+        assert len(reply["sources"]) >= 2
+    else:
+        assert reply["answer"].startswith("Freeze the card instantly") and reply["answer"].endswith("[1]")
