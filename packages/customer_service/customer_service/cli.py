@@ -132,6 +132,12 @@ def train_intents(
     text_column: Annotated[str, typer.Option("--text-column")] = "text",
     label_column: Annotated[str, typer.Option("--label-column")] = "intent",
     oos_label: Annotated[str, typer.Option("--oos-label", help="label of out-of-scope rows")] = "oos",
+    threshold_rule: Annotated[
+        str, typer.Option("--threshold-rule", help="bounded (default) or balanced")
+    ] = "bounded",
+    max_in_scope_drop: Annotated[
+        float, typer.Option("--max-in-scope-drop", help="bounded: in-scope accuracy the threshold may cost")
+    ] = 0.01,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     learning_rate: LearningRate = None,
@@ -161,10 +167,43 @@ def train_intents(
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None
         sources = {"file": str(data), "validation_file": str(validation) if validation else None}
-        result = train(rows, output, config, validation=held_out, oos_label=oos_label, sources=sources,
+        result = train(rows, output, config, validation=held_out, oos_label=oos_label, rule=threshold_rule,
+                       max_in_scope_drop=max_in_scope_drop, sources=sources,
                        progress=sys.stderr.isatty())  # fmt: skip
         return {"output": str(output), "threshold": result.threshold, "oos_label": result.oos_label,
                 "selection": result.selection, "validation": result.validation}  # fmt: skip
+
+    _print(core_cli.run_or_exit(action))
+
+
+@app.command("calibrate-intents")
+def calibrate_intents(
+    model: Annotated[Path, typer.Option("--model", help="folder from train-intents")],
+    validation: Annotated[Path, typer.Option("--validation", help="labelled messages with oos rows")],
+    text_column: Annotated[str, typer.Option("--text-column")] = "text",
+    label_column: Annotated[str, typer.Option("--label-column")] = "intent",
+    oos_label: Annotated[str, typer.Option("--oos-label", help="label of out-of-scope rows")] = "oos",
+    threshold_rule: Annotated[
+        str, typer.Option("--threshold-rule", help="bounded (default) or balanced")
+    ] = "bounded",
+    max_in_scope_drop: Annotated[
+        float, typer.Option("--max-in-scope-drop", help="bounded: in-scope accuracy the threshold may cost")
+    ] = 0.01,
+    device: Device = "auto",
+    precision: Precision = "auto",
+) -> None:
+    """Choose a trained intent model's out-of-scope threshold again, on new validation data (no training)."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.intents import IntentModel, calibrate  # noqa: PLC0415
+        from textcore import read_labelled  # noqa: PLC0415
+
+        rows = read_labelled(validation, text_column, label_column)
+        loaded = IntentModel.load(model, device=device, precision=precision, max_length=64)
+        threshold, selection, figures = calibrate(
+            loaded, model, rows, oos_label=oos_label, rule=threshold_rule, max_in_scope_drop=max_in_scope_drop
+        )
+        return {"model": str(model), "threshold": threshold, "selection": selection, "validation": figures}
 
     _print(core_cli.run_or_exit(action))
 
