@@ -163,7 +163,7 @@ def test_search_refuses_bad_requests(kb: KnowledgeBase) -> None:
 
 def test_rerank_rescores_the_hybrid_candidates(kb: KnowledgeBase, reranker_dir: Path) -> None:
     reranker = Reranker.load(reranker_dir, device="cpu", precision="fp32")
-    retriever = Retriever(kb, reranker, candidates=6)
+    retriever = Retriever(kb, reranker, candidates=6, fuse_rerank=False)
     assert retriever.default_mode == "rerank"
     query = "my card was stolen"
     candidates = retriever.search(query, 6, "hybrid")
@@ -296,3 +296,16 @@ def test_training_runs_check_their_task(tmp_path: Path, tiny_model_dir: Path, mi
     assert result.metadata["task"] == "embedding" and result.metadata["data"]["hard_negatives"] is True
     tuned = Encoder.from_pretrained(tmp_path / "e", device="cpu", precision="fp32")
     assert tuned.encode(["hello"]).shape == (1, tuned.dim)
+
+
+def test_fused_rerank_orders_by_both_rankings(kb: KnowledgeBase, reranker_dir: Path) -> None:
+    reranker = Reranker.load(reranker_dir, device="cpu", precision="fp32")
+    retriever = Retriever(kb, reranker, candidates=6)  # fuse_rerank by default
+    query = "my card was stolen"
+    hybrid = [p.id for p in retriever.search(query, 6, "hybrid")]
+    alone = Retriever(kb, reranker, candidates=6, fuse_rerank=False).search(query, 6)
+    fused = retriever.search(query, 6)
+    expected = [i for i, _ in reciprocal_rank_fusion([hybrid, [p.id for p in alone]])]
+    assert [p.id for p in fused] == expected
+    # each passage keeps its re-ranker probability as its score
+    assert {p.id: p.score for p in fused} == pytest.approx({p.id: p.score for p in alone})

@@ -5,7 +5,10 @@
     hybrid   the top `candidates` of dense and of keyword fused by RRF: score = sum over the two rankings of
              1 / (rrf_k + rank), rank counted from 1 (Cormack et al. 2009; rrf_k = 60 by default)
     rerank   the top `candidates` of hybrid re-scored by a cross-encoder (`textcore.Reranker`); score = its
-             probability that the passage answers the query
+             probability that the passage answers the query. By default (`fuse_rerank`) the order fuses
+             the re-ranker's ranking with the hybrid one by RRF: a re-ranker trained on one knowledge base's
+             few thousand pairs is a useful second opinion but, alone, ranks worse than the first stage
+             (bench/retrieval.py); `fuse_rerank=False` orders by its probability alone
 
 The default mode is "rerank" when a re-ranker is given, else "hybrid".
 """
@@ -51,17 +54,26 @@ class Retriever:
         reranker: A cross-encoder for mode "rerank" (None: that mode is unavailable).
         candidates: How many passages each first-stage ranking contributes (and the re-ranker reads).
         rrf_k: The RRF constant.
+        fuse_rerank: In mode "rerank", order by RRF of the hybrid and the re-ranker rankings (else by the
+            re-ranker's probability alone).
 
     Raises:
         InvalidInput: If `candidates` or `rrf_k` is not a positive integer.
     """
 
     def __init__(
-        self, kb: KnowledgeBase, reranker: Reranker | None = None, *, candidates: int = 20, rrf_k: int = 60
+        self,
+        kb: KnowledgeBase,
+        reranker: Reranker | None = None,
+        *,
+        candidates: int = 20,
+        rrf_k: int = 60,
+        fuse_rerank: bool = True,
     ) -> None:
         if candidates < 1 or rrf_k < 1:
             raise InvalidInput(f"expected candidates >= 1 and rrf_k >= 1; found {candidates}, {rrf_k}")
         self.kb, self.reranker, self.candidates, self.rrf_k = kb, reranker, candidates, rrf_k
+        self.fuse_rerank = fuse_rerank
 
     @property
     def modes(self) -> tuple[str, ...]:
@@ -115,4 +127,9 @@ class Retriever:
         texts = [self.kb.passage_text(p) for p in passages]
         probabilities = self.reranker.score(query, texts)  # (n,) float32 in [0, 1], input order
         scored = [replace(p, score=float(s)) for p, s in zip(passages, probabilities.tolist(), strict=True)]
-        return sorted(scored, key=lambda p: -p.score)  # stable: ties keep the hybrid order
+        ranked = sorted(scored, key=lambda p: -p.score)  # stable: ties keep the hybrid order
+        if not self.fuse_rerank:
+            return ranked
+        by_id = {p.id: p for p in scored}
+        fused = reciprocal_rank_fusion([[p.id for p in passages], [p.id for p in ranked]], self.rrf_k)
+        return [by_id[i] for i, _ in fused]

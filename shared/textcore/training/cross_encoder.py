@@ -1,8 +1,13 @@
 """The cross-encoder task: (query, passage, relevance) rows -> a re-ranker.
 
 The query and passage are encoded together as one token sequence (`[CLS] query [SEP] passage [SEP]`, the
-longer side truncated first), mean-pooled and scored by a one-output linear head; the loss is binary
-cross-entropy on the logit. Unlike an embedding model, every layer attends across both texts, which ranks a
+longer side truncated first), mean-pooled and scored by a one-output linear head. A batch holds whole
+queries; the loss is binary cross-entropy on each logit (so that sigmoid(logit) is a usable probability of
+relevance, which the apps threshold) plus, per query, the cross-entropy of a softmax over its candidates
+against its relevant ones (so that the relevant passage is ranked above its hard negatives: with pointwise
+BCE alone on a few thousand rows, a small encoder learns little beyond the base rate).
+
+Unlike an embedding model, every layer attends across both texts, which ranks a
 short candidate list more accurately than comparing two independent vectors.
 """
 
@@ -14,7 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
-from textcore.batching import Encoded, encode_texts, length_grouped_batches, map_sorted, pad_batch
+from textcore.batching import Encoded, encode_texts, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
 from textcore.data import ScoredPairs
 from textcore.devices import autocast, resolve_device, use_bf16
@@ -42,6 +47,7 @@ class CrossEncoderTask:
         self.model = TextClassifier(backbone.model, 1, dropout=config.dropout).to(self.device)
         self.train_ids = encode_texts(self.tokenizer, train.queries, config.max_length, pairs=train.passages)
         self.train_y = torch.tensor(train.labels, dtype=torch.float32)  # (n,) relevance in [0, 1]
+        self.groups = _query_groups(train.queries)  # row indices of each distinct query
         self.val_ids = encode_texts(
             self.tokenizer, validation.queries, config.max_length, pairs=validation.passages
         )
@@ -61,17 +67,31 @@ class CrossEncoderTask:
         ]
 
     def epoch_batches(self, rng: np.random.Generator) -> list[Batch]:
+        """Whole queries per batch (about `batch_size` rows), in a random order of queries."""
         batches = []
-        for idx in length_grouped_batches(self.train_ids.lengths, self.config.batch_size, rng):
+        for queries in _packed(self.groups, rng.permutation(len(self.groups)), self.config.batch_size):
+            idx = np.concatenate([self.groups[q] for q in queries])
             batch = pad_batch([self.train_ids.ids[i] for i in idx], self.pad_id)
             batch["labels"] = self.train_y[idx]
+            batch["group"] = torch.tensor(
+                [g for g, q in enumerate(queries) for _ in self.groups[q]], dtype=torch.long
+            )
             batches.append(batch)
         return batches
 
     def loss(self, batch: Batch) -> torch.Tensor:
+        """Pointwise BCE (calibrated probabilities) plus listwise cross-entropy per query (ranking)."""
         batch = {k: v.to(self.device) for k, v in batch.items()}
         logits = self.model(batch["input_ids"], batch["attention_mask"])[:, 0]  # (batch,)
-        return F.binary_cross_entropy_with_logits(logits, batch["labels"], pos_weight=self.pos_weight)
+        labels, group = batch["labels"], batch["group"]
+        pointwise = F.binary_cross_entropy_with_logits(logits, labels, pos_weight=self.pos_weight)
+        listwise = []
+        for g in range(int(group.max()) + 1):
+            rows = group == g
+            target = labels[rows]
+            if rows.sum() > 1 and target.sum() > 0:  # a query with a positive and something to rank it above
+                listwise.append(-(target / target.sum() * F.log_softmax(logits[rows].float(), dim=0)).sum())
+        return pointwise + torch.stack(listwise).mean() if listwise else pointwise
 
     @torch.inference_mode()
     def logits(self, encoded: Encoded) -> np.ndarray:
@@ -97,3 +117,24 @@ class CrossEncoderTask:
             torch.from_numpy(logits), torch.tensor(self.validation.labels, dtype=torch.float32)
         )
         return {**metrics, "loss": float(loss)}
+
+
+def _query_groups(queries: list[str]) -> list[np.ndarray]:
+    """The row indices of each distinct query, in first-seen order."""
+    rows: dict[str, list[int]] = {}
+    for i, query in enumerate(queries):
+        rows.setdefault(query, []).append(i)
+    return [np.asarray(r) for r in rows.values()]
+
+
+def _packed(groups: list[np.ndarray], order: np.ndarray, batch_size: int) -> list[list[int]]:
+    """Consecutive queries of `order` in batches of about `batch_size` rows; a query is never split."""
+    packed: list[list[int]] = [[]]
+    rows = 0
+    for q in order:
+        if packed[-1] and rows + len(groups[q]) > batch_size:
+            packed.append([])
+            rows = 0
+        packed[-1].append(int(q))
+        rows += len(groups[q])
+    return packed
