@@ -79,7 +79,10 @@ def test_policy_precedence() -> None:
     assert _decide() == ("answer", 0)
     assert _decide("let me talk to a person about my card") == ("handoff", 0)
     assert _decide(negativity=0.95) == ("handoff", 0)
-    assert _decide(out_of_scope=True) == ("fallback", 1)
+    assert _decide(out_of_scope=True, relevance=[0.8, 0.3]) == ("fallback", 1)
+    # the knowledge base may know what the intents do not: a strong match is answered anyway
+    assert _decide(out_of_scope=True, relevance=[0.95, 0.3]) == ("answer", 0)
+    assert _decide(out_of_scope=True, relevance=[0.8, 0.1], reranked=False) == ("answer", 0)
     assert _decide(relevance=[0.3, 0.2]) == ("fallback", 1)
     assert _decide(relevance=[]) == ("fallback", 1)
     # close candidates from different entries: offer both; the same document's chunks: just answer
@@ -91,8 +94,8 @@ def test_policy_precedence() -> None:
 
 
 def test_repeated_fallback_becomes_a_handoff() -> None:
-    assert _decide(out_of_scope=True, fallback_streak=0) == ("fallback", 1)
-    assert _decide(out_of_scope=True, fallback_streak=1) == ("handoff", 0)
+    assert _decide(out_of_scope=True, relevance=[0.6], fallback_streak=0) == ("fallback", 1)
+    assert _decide(out_of_scope=True, relevance=[0.6], fallback_streak=1) == ("handoff", 0)
     # an answer resets the streak
     assert _decide(fallback_streak=1) == ("answer", 0)
 

@@ -3,8 +3,9 @@
 In order of precedence:
 1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
    strongly negative (the sentiment score reaches `negative_sentiment`);
-2. fallback when the intent model calls the message out of scope, or no passage is relevant enough (the best
-   relevance is under the threshold);
+2. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
+   model calls the message out of scope and the best passage is not a strong match either (an intent model
+   knows its training intents; the knowledge base may answer more than they cover);
 3. clarify when the two best passages are both relevant, come from different entries and are closer than
    `clarify_margin`: the customer is offered both;
 4. answer otherwise.
@@ -73,8 +74,9 @@ def decide(
     if negativity >= settings.negative_sentiment:
         return Decision("handoff", f"strongly negative message ({negativity:.2f})", 0)
     threshold = settings.min_answer_score if reranked else settings.min_similarity
+    strong = settings.strong_answer_score if reranked else settings.strong_similarity
     reason = ""
-    if out_of_scope:
+    if out_of_scope and not (relevance and relevance[0] >= strong):
         reason = "out of scope"
     elif not relevance or relevance[0] < threshold:
         best = f"{relevance[0]:.2f}" if relevance else "none"

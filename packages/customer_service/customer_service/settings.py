@@ -35,6 +35,15 @@ class PolicySettings(BaseModel):
     min_similarity: float = Field(
         0.45, ge=-1, le=1, description="Without a re-ranker: least query-passage cosine similarity to answer."
     )
+    strong_answer_score: float = Field(
+        0.9, ge=0, le=1, description="Re-ranker probability that answers even a message the intents reject."
+    )
+    strong_similarity: float = Field(
+        0.75,
+        ge=-1,
+        le=1,
+        description="Without a re-ranker: cosine that answers a message the intents reject.",
+    )
     clarify_margin: float = Field(
         0.08, ge=0, le=1, description="Two candidates closer than this, from different entries: offer both."
     )
