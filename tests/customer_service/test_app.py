@@ -173,6 +173,12 @@ def test_templates_fill_slots_and_injection_is_harmless(client: TestClient) -> N
     reply = chat(client, "When are you open?", context={"first_name": attack})
     assert reply["answer"].startswith(f"Hi {attack}! Branches")
     assert "49" not in reply["answer"] and "object" not in reply["answer"]
+    # a template can wrap the FAQ's own answer
+    reply = chat(client, "How do I get my bank statements as PDF?")
+    assert reply["mode"] == "template" and reply["sources"][0]["id"] == "statement"
+    assert reply["answer"].startswith("Statements are in the app") and reply["answer"].endswith(
+        "2 euros each."
+    )
     # a message that looks like a template is only ever data
     reply = chat(client, "{{ 7*7 }} {% for x in range(10**9) %}x{% endfor %} opening hours")
     assert "49" not in reply["answer"]

@@ -125,7 +125,7 @@ class Bot:
                 "session_id": plan.session.id,
                 "action": plan.decision.action,
                 "intent": _intent_json(plan.intent),
-                "sources": [s.__dict__ for s in _sources(plan.passages, self.settings.sources_per_answer)],
+                "sources": [s.__dict__ for s in _shown_sources(plan, self.settings.sources_per_answer)],
             },
         )
         if plan.decision.action != "answer":
@@ -177,7 +177,7 @@ class Bot:
     def record(self, plan: Plan, answer: Answer) -> Reply:
         """Store the turn and the session's new state; the reply as stored (blocking)."""
         action = plan.decision.action
-        shown = _shown_sources(plan, answer, self.settings.sources_per_answer)
+        shown = _shown_sources(plan, self.settings.sources_per_answer)
         waiting = plan.session.state == "waiting_for_agent"
         state = "waiting_for_agent" if action == "handoff" else plan.session.state
         stored = self.conversations.record(
@@ -216,6 +216,8 @@ class Bot:
     def _answer_args(self, plan: Plan) -> tuple[Any, ...]:
         top = plan.passages[: self.settings.sources_per_answer]
         slots = {**plan.context, "message": plan.message}
+        if top:  # the best passage, for templates that wrap it ("Hi {{ first_name }}! {{ answer }}")
+            slots.update(answer=top[0].text, title=top[0].title)
         history = [(t.message, t.answer) for t in plan.history]
         return plan.query, plan.intent.name if plan.intent else None, top, slots, history
 
@@ -238,7 +240,8 @@ def _fixed(plan: Plan) -> Answer:
     return Answer(text=FALLBACK, mode="fixed", cited=[])
 
 
-def _shown_sources(plan: Plan, answer: Answer, limit: int) -> list[Source]:
+def _shown_sources(plan: Plan, limit: int) -> list[Source]:
+    """The sources a reply shows: none for fallback and hand-off, the two offered for clarify."""
     action = plan.decision.action
     if action in ("fallback", "handoff"):
         return []
