@@ -62,7 +62,8 @@ def _config(task: str, base_model: str, device: str, precision: str, seed: int, 
 
 # Defaults per task, measured on the project's development data (see bench/ and the README).
 RECIPES: dict[str, dict[str, Any]] = {
-    "classification": {"epochs": 5, "batch_size": 32, "learning_rate": 2e-4, "head_learning_rate": 2e-3,
+    # BANKING77 validation: 8 epochs at 1.5e-4 0.935, 5 epochs at 2e-4 0.929 (both keep the best epoch)
+    "classification": {"epochs": 8, "batch_size": 32, "learning_rate": 1.5e-4, "head_learning_rate": 2e-3,
                        "max_length": 64, "label_smoothing": 0.1, "evals_per_epoch": 1, "patience": 3},
     "embedding": {"epochs": 3, "batch_size": 32, "learning_rate": 5e-5, "max_length": 256},
     "cross-encoder": {"epochs": 2, "batch_size": 16, "learning_rate": 5e-5, "max_length": 256},
