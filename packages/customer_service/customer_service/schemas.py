@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from customer_service.analytics import Analytics
-from customer_service.conversations import SessionRecord, TurnRecord
+from customer_service.conversations import SessionRecord
 
 _INPUT = ConfigDict(extra="forbid")
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -81,7 +81,12 @@ class HandoffIn(BaseModel):
     )
 
 
+_RECORD = ConfigDict(from_attributes=True)  # built from the domain's dataclasses, field by field
+
+
 class TurnOut(BaseModel):
+    model_config = _RECORD
+
     id: str
     position: int
     message: str
@@ -94,24 +99,10 @@ class TurnOut(BaseModel):
     latency_ms: float
     created_at: datetime
 
-    @classmethod
-    def of(cls, turn: TurnRecord) -> TurnOut:
-        return cls(
-            id=turn.id,
-            position=turn.position,
-            message=turn.message,
-            query=turn.query,
-            answer=turn.answer,
-            action=turn.action,
-            intent=turn.intent,
-            confidence=turn.confidence,
-            sources=turn.sources,
-            latency_ms=turn.latency_ms,
-            created_at=turn.created_at,
-        )
-
 
 class SessionOut(BaseModel):
+    model_config = _RECORD
+
     id: str
     state: str
     fallback_streak: int
@@ -122,23 +113,19 @@ class SessionOut(BaseModel):
 
     @classmethod
     def of(cls, session: SessionRecord) -> SessionOut:
-        return cls(
-            id=session.id,
-            state=session.state,
-            fallback_streak=session.fallback_streak,
-            handoff_reason=session.handoff_reason,
-            created_at=session.created_at,
-            updated_at=session.updated_at,
-            turns=[TurnOut.of(t) for t in session.turns],
-        )
+        return cls.model_validate(session)
 
 
 class UnansweredOut(BaseModel):
+    model_config = _RECORD
+
     question: str
     count: int
 
 
 class AnalyticsOut(BaseModel):
+    model_config = _RECORD
+
     days: int
     sessions: int
     turns: int
@@ -149,17 +136,8 @@ class AnalyticsOut(BaseModel):
     mean_latency_ms: float
 
     @classmethod
-    def of(cls, a: Analytics) -> AnalyticsOut:
-        return cls(
-            days=a.days,
-            sessions=a.sessions,
-            turns=a.turns,
-            actions=a.actions,
-            rates=a.rates,
-            top_unanswered=[UnansweredOut(question=u.question, count=u.count) for u in a.top_unanswered],
-            feedback=a.feedback,
-            mean_latency_ms=a.mean_latency_ms,
-        )
+    def of(cls, analytics: Analytics) -> AnalyticsOut:
+        return cls.model_validate(analytics)
 
 
 EntryId = Annotated[
