@@ -1,32 +1,88 @@
-"""Run metrics as JSON lines: one object per training step or evaluation."""
+"""Run metrics as JSON lines, one object per training step or evaluation; optionally as TensorBoard too."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from torch.utils.tensorboard import SummaryWriter
 
 
 class MetricsLog:
-    """Appends one JSON object per line to `metrics.jsonl`, flushed at once so a crash loses nothing."""
+    """Appends one JSON object per line to `metrics.jsonl`, flushed at once so a crash loses nothing.
 
-    def __init__(self, path: Path, *, append: bool = False) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+    With `path` None it discards every record (the worker ranks of a distributed run keep no log).
+    """
+
+    def __init__(self, path: Path | None, *, append: bool = False) -> None:
         self.path = path
-        self._handle: IO[str] = path.open("a" if append else "w", encoding="utf-8")
+        self._handle: IO[str] | None = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._handle = path.open("a" if append else "w", encoding="utf-8")
 
     def write(self, record: dict[str, Any]) -> None:
-        self._handle.write(json.dumps(record, sort_keys=True) + "\n")
-        self._handle.flush()
+        if self._handle is not None:
+            self._handle.write(json.dumps(record, sort_keys=True) + "\n")
+            self._handle.flush()
 
     def close(self) -> None:
-        self._handle.close()
+        if self._handle is not None:
+            self._handle.close()
 
     def __enter__(self) -> MetricsLog:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RunLog(MetricsLog):
+    """metrics.jsonl, and TensorBoard event files too when given a folder.
+
+    In TensorBoard the numbers of a training-step record become `train/<name>` (loss, lr, grad_norm, ...) and
+    the `val_<metric>` of an evaluation record become `val/<metric>`, at the record's `step`. With `path` and
+    `tensorboard` None (the worker ranks of a distributed run) it writes nothing.
+    """
+
+    def __init__(
+        self, path: Path | None, *, append: bool = False, tensorboard: Path | None = None, first_step: int = 0
+    ) -> None:
+        super().__init__(path, append=append)
+        self._writer: SummaryWriter | None = None
+        if tensorboard is not None:
+            from torch.utils.tensorboard import SummaryWriter  # noqa: PLC0415 - only when asked for
+
+            # on resume, hide the events a crashed run wrote after its last checkpoint (step `first_step`)
+            self._writer = SummaryWriter(str(tensorboard), purge_step=first_step + 1 if append else None)
+
+    def write(self, record: dict[str, Any]) -> None:
+        super().write(record)
+        if self._writer is None:
+            return
+        step = int(record["step"])
+        for key, value in record.items():
+            if key in ("step", "epoch") or not isinstance(value, int | float):
+                continue
+            tag = f"val/{key.removeprefix('val_')}" if key.startswith("val_") else f"train/{key}"
+            self._writer.add_scalar(tag, value, step)
+
+    def close(self) -> None:
+        super().close()
+        if self._writer is not None:
+            self._writer.close()
+
+
+def tensorboard_folder(root: str, run_dir: Path) -> Path | None:
+    """Where a run's TensorBoard events go: `<root>/<name of the folder holding run_dir>`; None when off.
+
+    The runner's `run_dir` is `<model folder>/training`, so each model folder is one run in TensorBoard.
+    """
+    if not root:
+        return None
+    return Path(root) / run_dir.resolve().parent.name
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
