@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
@@ -25,13 +26,22 @@ def resolve_device(name: DeviceName = "auto") -> torch.device:
     """Turn `auto`, `cpu`, `cuda` or `cuda:N` into a torch device.
 
     Args:
-        name: the requested device; `auto` picks CUDA when available, else CPU.
+        name: the requested device; `auto` picks CUDA when available, else CPU. In a process started by
+            `torchrun`, `auto` and `cuda` mean `cuda:LOCAL_RANK`, so that each process gets its own GPU.
 
     Raises:
         InvalidInput: for an unknown name or a CUDA device that is not present.
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and "LOCAL_RANK" in os.environ and torch.cuda.is_available():
+        local_rank = int(os.environ["LOCAL_RANK"])
+        if local_rank >= torch.cuda.device_count():
+            raise InvalidInput(
+                f"LOCAL_RANK: expected one torchrun process per visible CUDA device (at most "
+                f"{torch.cuda.device_count()}); found local rank {local_rank}"
+            )
+        name = f"cuda:{local_rank}"
     try:
         device = torch.device(name)
     except RuntimeError as exc:
