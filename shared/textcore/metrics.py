@@ -1,4 +1,4 @@
-"""Evaluation metrics for classification and retrieval, as plain JSON-ready values."""
+"""Evaluation metrics for classification, retrieval and tagging, as plain JSON-ready values."""
 
 from __future__ import annotations
 
@@ -159,3 +159,87 @@ def reranking_metrics(
         f"mrr@{k}": float(np.mean(reciprocal)) if reciprocal else 0.0,
         "accuracy": float(np.mean((values > 0.5) == relevant)) if len(values) else 0.0,
     }
+
+
+def entity_spans(tags: Sequence[str]) -> list[tuple[str, int, int]]:
+    """The entities of one sentence's BIO tags as (type, first word, end word exclusive), in order.
+
+    As conlleval and seqeval read IOB: `B-T` opens an entity of type T; `I-T` continues an open T entity
+    and otherwise opens one (IOB1); anything else (`O`, another type) closes the open entity.
+    """
+    spans: list[tuple[str, int, int]] = []
+    kind: str | None = None
+    start = 0
+    for position, tag in enumerate([*tags, "O"]):
+        continues = kind is not None and tag == f"I-{kind}"
+        if kind is not None and not continues:
+            spans.append((kind, start, position))
+            kind = None
+        if tag.startswith(("B-", "I-")) and not continues:
+            kind, start = tag[2:], position
+    return spans
+
+
+@dataclass(frozen=True, slots=True)
+class TaggingReport:
+    """Entity-level precision, recall and F1 (exact span and type, micro-averaged), token accuracy and
+    per-type scores; `n` counts sentences, `entities` the true entities."""
+
+    precision: float
+    recall: float
+    f1: float
+    accuracy: float
+    n: int
+    entities: int
+    per_type: dict[str, LabelScores]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "f1": self.f1,
+            "accuracy": self.accuracy,
+            "n": self.n,
+            "entities": self.entities,
+            "per_type": {k: vars_of(v) for k, v in self.per_type.items()},
+        }
+
+
+def _prf(hits: int, predicted: int, true: int) -> tuple[float, float, float]:
+    precision = hits / predicted if predicted else 0.0
+    recall = hits / true if true else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return precision, recall, f1
+
+
+def tagging_report(y_true: Sequence[Sequence[str]], y_pred: Sequence[Sequence[str]]) -> TaggingReport:
+    """Score predicted BIO tags against true ones, sentence by sentence (as seqeval's default mode).
+
+    Raises:
+        ValueError: the two sides differ in their number of sentences or of tags in a sentence.
+    """
+    if len(y_true) != len(y_pred) or any(len(t) != len(p) for t, p in zip(y_true, y_pred, strict=True)):
+        raise ValueError("expected predicted tags of the same shape as the true tags")
+    true_spans = {(i, *span) for i, tags in enumerate(y_true) for span in entity_spans(tags)}
+    pred_spans = {(i, *span) for i, tags in enumerate(y_pred) for span in entity_spans(tags)}
+    hits = true_spans & pred_spans
+    per_type = {}
+    for kind in sorted({span[1] for span in true_spans | pred_spans}):
+        true_n = sum(span[1] == kind for span in true_spans)
+        scores = _prf(
+            sum(span[1] == kind for span in hits), sum(span[1] == kind for span in pred_spans), true_n
+        )
+        per_type[kind] = LabelScores(*scores, support=true_n)
+    precision, recall, f1 = _prf(len(hits), len(pred_spans), len(true_spans))
+    pairs = [
+        (t, p) for true, pred in zip(y_true, y_pred, strict=True) for t, p in zip(true, pred, strict=True)
+    ]
+    return TaggingReport(
+        precision=precision,
+        recall=recall,
+        f1=f1,
+        accuracy=sum(t == p for t, p in pairs) / len(pairs) if pairs else 0.0,
+        n=len(y_true),
+        entities=len(true_spans),
+        per_type=per_type,
+    )
