@@ -34,7 +34,8 @@ def save_checkpoint(
     tmp = run_dir / f".{CHECKPOINT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    weights = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # copies: safetensors refuses tensors that share memory, as tied weights do (MLM decoder, embeddings)
+    weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     save_file(weights, str(tmp / "model.safetensors"))
     save_file({k: v.cpu().contiguous() for k, v in best_weights.items()}, str(tmp / "best.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
