@@ -111,6 +111,34 @@ def read_texts(path: str | os.PathLike[str], text_column: str) -> list[str]:
     return texts
 
 
+def read_corpus(path: str | os.PathLike[str], text_column: str = "text") -> list[str]:
+    """Read unlabelled texts: a `.txt` file holds one text per line, a CSV/TSV/JSONL file one per row.
+
+    Blank lines of a `.txt` file are skipped (they separate paragraphs); an empty cell in a table is refused,
+    as by `read_texts`.
+
+    Raises:
+        InvalidInput: missing file, an unknown kind, not UTF-8, a missing column, or no text at all.
+    """
+    file = Path(path)
+    if file.suffix.lower() != ".txt":
+        if file.is_file() and file.suffix.lower() not in TABLE_SUFFIXES:
+            kinds = ", ".join((".txt", *TABLE_SUFFIXES))
+            raise InvalidInput(f"{file}: expected one of {kinds}; found {file.suffix or 'no suffix'}")
+        return read_texts(file, text_column)
+    if not file.is_file():
+        raise InvalidInput(f"{file}: expected a readable text file; it does not exist")
+    try:
+        text = file.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"{file}: expected UTF-8 text; byte {exc.start} is not valid UTF-8") from exc
+    lines = [line.strip() for line in text.split("\n")]
+    texts = [line for line in lines if line]
+    if not texts:
+        raise InvalidInput(f"{file}: expected at least one non-blank line of text; found none")
+    return texts
+
+
 def read_labelled(path: str | os.PathLike[str], text_column: str, label_column: str) -> LabelledTexts:
     """Read text and label columns from a data file.
 
@@ -173,6 +201,39 @@ def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[L
     rng.shuffle(train_idx)
     rng.shuffle(val_idx)
     return data.subset(train_idx), data.subset(val_idx)
+
+
+def sample_per_class(data: LabelledTexts, k: int, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
+    """Draw `k` rows of each class (every row of a class that has fewer): a few-shot training set.
+
+    Each class's rows are permuted by one seeded generator in sorted label order, and the first `k` taken, so
+    that with the same data and seed the draw for a smaller `k` is contained in the draw for a larger one.
+
+    Args:
+        data: single-label texts.
+        k: rows per class, at least 1.
+        seed: decides which rows are drawn.
+
+    Returns:
+        (sample, rest): the drawn rows in a seeded random order, and every other row in its original order.
+
+    Raises:
+        InvalidInput: `k` is below 1.
+    """
+    if k < 1:
+        raise InvalidInput(f"k: expected an integer >= 1 rows per class; found {k!r}")
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(data.labels):
+        by_label.setdefault(label, []).append(index)
+    picked: list[int] = []
+    for label in sorted(by_label):
+        indices = by_label[label]
+        order = rng.permutation(len(indices))
+        picked.extend(indices[i] for i in order[:k])
+    chosen = set(picked)
+    rng.shuffle(picked)
+    return data.subset(picked), data.subset([i for i in range(len(data)) if i not in chosen])
 
 
 @dataclass(frozen=True, slots=True)
