@@ -1,8 +1,11 @@
 """The on-disk format of a trained model: one self-contained folder.
 
 <dir>/config.json, model.safetensors     the fine-tuned encoder (Hugging Face format; usable as a base)
+  or adapter_config.json,                or, for a run with --adapter lora|adalora, only the peft adapter;
+     adapter_model.safetensors           its config names the base model, merged in at load time
 <dir>/tokenizer.json, vocab.txt, ...     its tokenizer
 <dir>/head.safetensors                   task head weights (classification)
+<dir>/mlm_head.safetensors               masked-LM head (mlm; read only by a further mlm run)
 <dir>/labels.json                        {"labels": [...], "multi_label": false}
 <dir>/metadata.json                      base model, task, data hashes and counts, hyperparameters,
                                          validation metrics, library versions, created time
@@ -14,11 +17,13 @@ import json
 import os
 import platform
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
+from textcore.data import LabelledTexts, file_sha256, read_labelled
 from textcore.errors import InvalidInput, NotFound
 
 METADATA_FILE = "metadata.json"
@@ -99,3 +104,49 @@ def read_labels(folder: Path) -> tuple[list[str], bool]:
 def write_labels(folder: Path, labels: list[str], multi_label: bool) -> None:
     """Write the label map of a classifier folder."""
     write_json_atomic(folder / LABELS_FILE, {"labels": labels, "multi_label": multi_label})
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedData:
+    """The training file a model folder's metadata names (`data.file`), checked against its SHA-256."""
+
+    path: Path
+    text_column: str
+    label_column: str
+
+    def read(self) -> LabelledTexts:
+        """The file's text and label columns."""
+        return read_labelled(self.path, self.text_column, self.label_column)
+
+
+def recorded_training_data(folder: str | os.PathLike[str], *, hint: str) -> RecordedData:
+    """Find the training file recorded in `folder/metadata.json`, unchanged since the model was trained.
+
+    A relative `data.file.path` is read relative to the folder (continual learning keeps its merged data
+    inside the version folder).
+
+    Args:
+        folder: a trained model folder.
+        hint: what the user can do instead, appended to the error (e.g. "pass --old-data").
+
+    Raises:
+        InvalidInput: nothing recorded, the file is gone, or its SHA-256 differs from the recorded one.
+    """
+    data = read_metadata(folder).get("data")
+    file = data.get("file") if isinstance(data, dict) else None
+    recorded = file.get("path") if isinstance(file, dict) else None
+    if not isinstance(data, dict) or not isinstance(file, dict) or not isinstance(recorded, str):
+        raise InvalidInput(
+            f"{folder}/metadata.json: expected data.file.path naming the training file; {hint}"
+        )
+    path = Path(folder) / recorded if not Path(recorded).is_absolute() else Path(recorded)
+    if not path.is_file():
+        raise InvalidInput(f"training file {path} recorded in {folder} no longer exists; {hint}")
+    if file_sha256(path) != file.get("sha256"):
+        raise InvalidInput(
+            f"training file {path} changed since {folder} was trained (SHA-256 differs); {hint}"
+        )
+    columns = (data.get("text_column", "text"), data.get("label_column", "label"))
+    if not all(isinstance(c, str) for c in columns):
+        raise InvalidInput(f"{folder}/metadata.json: expected data.text_column and data.label_column strings")
+    return RecordedData(path, str(columns[0]), str(columns[1]))

@@ -12,11 +12,19 @@ from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report
 
 
-def evaluate_classifier(classifier: LabelPredictor, data: LabelledTexts) -> dict[str, Any]:
+def evaluate_classifier(
+    classifier: LabelPredictor, data: LabelledTexts, *, unknown_labels_count_as_errors: bool = False
+) -> dict[str, Any]:
     """Accuracy, macro-F1, per-label scores and confusion of `classifier` on `data`.
 
+    Args:
+        classifier: the model to score.
+        data: labelled texts.
+        unknown_labels_count_as_errors: score rows whose label the model does not know as mistakes (the
+            promotion gate compares a model against one trained on more labels) instead of refusing them.
+
     Raises:
-        InvalidInput: the data holds labels the model was not trained on.
+        InvalidInput: the data holds labels the model was not trained on (unless they count as errors).
     """
     given = (
         {x.strip() for value in data.labels for x in value.split("|")}
@@ -24,13 +32,14 @@ def evaluate_classifier(classifier: LabelPredictor, data: LabelledTexts) -> dict
         else set(data.labels)
     )
     unknown = sorted(given - set(classifier.labels))
-    if unknown:
+    if unknown and not unknown_labels_count_as_errors:
         raise InvalidInput(f"labels {unknown} are not known to the model; it knows {classifier.labels}")
+    labels = [*classifier.labels, *unknown]
     predictions = classifier.predict(data.texts)
     if classifier.multi_label:
         chosen = ["|".join(p.labels) for p in predictions]
-        return multilabel_report(data.labels, chosen, classifier.labels).to_dict()
-    return classification_report(data.labels, [p.label for p in predictions], classifier.labels).to_dict()
+        return multilabel_report(data.labels, chosen, labels).to_dict()
+    return classification_report(data.labels, [p.label for p in predictions], labels).to_dict()
 
 
 def evaluate_classifier_file(
@@ -62,9 +71,14 @@ def load_predictor(
     max_length: int = 256,
 ) -> LabelPredictor:
     """Load a classifier folder with PyTorch (`torch`, any device) or ONNX Runtime (`onnx`, CPU, fp32)."""
-    if read_metadata(folder).get("task") == "cross-encoder":
+    task = read_metadata(folder).get("task")
+    if task == "cross-encoder":
         raise InvalidInput(
             f"{folder} holds a cross-encoder (re-ranker), not a classifier; load it with Reranker"
+        )
+    if task == "token-classification":
+        raise InvalidInput(
+            f"{folder} holds a token-classification model (tagger), not a classifier; load it with Tagger"
         )
     if backend == "torch":
         return Classifier.load(

@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
 
@@ -190,16 +190,28 @@ class ModelRegistry:
             raise
         return self.promote(name, version, note=note) if promote else self.get(name, version)
 
-    def promote(self, name: str, version: int, *, note: str = "") -> ModelVersion:
+    def promote(
+        self, name: str, version: int, *, note: str = "", if_active: int | Literal["any"] | None = "any"
+    ) -> ModelVersion:
         """Makes ``version`` the active version of ``name``, atomically, and logs it.
+
+        Args:
+            name: The model name.
+            version: The version to make active.
+            note: Free text kept in the history and the alias.
+            if_active: Promote only while this version (None: no version) is still the active one, so that
+                a decision taken against it (the promotion gate) cannot overwrite a newer promotion.
 
         Raises:
             NotFound: Unknown name or version.
+            Conflict: ``if_active`` is not the active version any more.
         """
         model_dir = self._dir(name)
         with self._locked(model_dir):
             chosen = self.get(name, version)
             previous = _read_active_version(model_dir)
+            if if_active not in ("any", previous):
+                raise Conflict(f"expected version {if_active} of {name!r} to be active; found {previous}")
             alias = {"version": chosen.version, "promoted_at": _now(), "note": note}
             fd, tmp_name = tempfile.mkstemp(prefix=".active-", dir=model_dir)
             tmp = Path(tmp_name)

@@ -3,14 +3,18 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from textcore.registry import ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:
+    from textcore.continual import GateDecision, RetrainResult
 
 registry_app = typer.Typer(
     help="Versioned model folders with an atomically promoted `active` version.", no_args_is_help=True
@@ -85,3 +89,106 @@ def _has_active(registry: ModelRegistry, name: str) -> bool:
     except NotFound:
         return False
     return True
+
+
+EvalDataOpt = Annotated[
+    Path, typer.Option("--eval-data", help="fixed evaluation set (CSV/JSONL) both versions are scored on")
+]
+TextColumnOpt = Annotated[str, typer.Option("--text-column", help="column with the text")]
+LabelColumnOpt = Annotated[str, typer.Option("--label-column", help="column with the label")]
+MetricOpt = Annotated[str, typer.Option("--metric", help="the gate's metric: accuracy or macro_f1")]
+MinDeltaOpt = Annotated[
+    float, typer.Option("--min-delta", help="how much better than the active version; 0: not worse")
+]
+
+
+def _print_decision(decision: GateDecision, **extra: object) -> None:
+    metric, old = decision.metric, decision.active_figures
+    against = f"v{decision.active} {old[metric]:.4f}" if old is not None else "nothing active"
+    new = decision.candidate_figures[metric]
+    print(f"{decision.decision}: v{decision.candidate} {new:.4f} against {against} ({metric})")
+    print(f"reason: {decision.reason}")
+    print(json.dumps({**decision.to_dict(), **extra}))
+
+
+@registry_app.command("gate")
+def gate_command(
+    root: RootOpt,
+    name: NameOpt,
+    version: Annotated[int, typer.Option("--version", help="candidate version to judge")],
+    eval_data: EvalDataOpt,
+    text_column: TextColumnOpt = "text",
+    label_column: LabelColumnOpt = "label",
+    metric: MetricOpt = "accuracy",
+    min_delta: MinDeltaOpt = 0.0,
+    device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
+) -> None:
+    """Promote a version only if it scores at least the active one on a fixed evaluation set."""
+    from textcore.cli import run_or_exit  # noqa: PLC0415
+    from textcore.continual import gate  # noqa: PLC0415 - loads torch
+
+    decision = run_or_exit(
+        lambda: gate(
+            ModelRegistry(root),
+            name,
+            version,
+            eval_data,
+            metric,
+            min_delta,
+            text_column=text_column,
+            label_column=label_column,
+            device=device,
+        )
+    )
+    _print_decision(decision)
+
+
+@registry_app.command("retrain")
+def retrain_command(
+    root: RootOpt,
+    name: NameOpt,
+    data: Annotated[Path, typer.Option("--data", help="new labels: feedback, corrections, fresh rows")],
+    eval_data: EvalDataOpt,
+    old_data: Annotated[
+        Path | None, typer.Option("--old-data", help="earlier training data (default: the recorded file)")
+    ] = None,
+    text_column: TextColumnOpt = "text",
+    label_column: LabelColumnOpt = "label",
+    metric: MetricOpt = "accuracy",
+    min_delta: MinDeltaOpt = 0.0,
+    epochs: Annotated[int | None, typer.Option(help="passes over the data (default: as recorded)")] = None,
+    learning_rate: Annotated[float | None, typer.Option(help="default: as recorded")] = None,
+    device: Annotated[str | None, typer.Option(help="auto, cpu, cuda or cuda:N")] = None,
+    note: Annotated[str, typer.Option(help="free text kept in the history")] = "",
+) -> None:
+    """Retrain the active version on old + new labels, register it and run the promotion gate."""
+    from textcore.cli import run_or_exit  # noqa: PLC0415
+    from textcore.continual import recorded_config, retrain  # noqa: PLC0415 - loads torch
+
+    overrides = {"epochs": epochs, "learning_rate": learning_rate, "device": device}
+
+    def action() -> RetrainResult:
+        registry = ModelRegistry(root)
+        config = recorded_config(registry.active(name)).replace(
+            **{k: v for k, v in overrides.items() if v is not None}
+        )
+        result = retrain(
+            registry,
+            name,
+            data,
+            config,
+            old_data=old_data,
+            eval_data=eval_data,
+            text_column=text_column,
+            label_column=label_column,
+            metric=metric,
+            min_delta=min_delta,
+            note=note,
+            progress=sys.stderr.isatty(),
+        )
+        rows = ", ".join(f"{k} {v}" for k, v in result.rows.items())
+        print(f"registered v{result.version.version} ({rows} rows)")
+        return result
+
+    result = run_or_exit(action)
+    _print_decision(result.decision, rows=dict(result.rows), path=str(result.version.path))

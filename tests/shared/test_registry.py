@@ -276,3 +276,17 @@ def test_watcher_serves_readers_from_other_threads(registry: ModelRegistry, tmp_
             thread.join(timeout=5)
     assert seen <= {"a@1", "b@2"}
     assert watcher.current() == "b@2"
+
+
+def test_promote_if_active_refuses_when_the_active_version_changed(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"))
+    registry.register("clf", make_model(tmp_path, "b"))
+    with pytest.raises(Conflict, match="expected version 1 of 'clf' to be active; found None"):
+        registry.promote("clf", 2, if_active=1)
+    assert registry.promote("clf", 1, if_active=None).version == 1
+    with pytest.raises(Conflict, match="expected version None of 'clf' to be active; found 1"):
+        registry.promote("clf", 2, if_active=None)
+    assert registry.active("clf").version == 1
+    assert registry.promote("clf", 2, if_active=1).version == 2
