@@ -25,13 +25,24 @@ app = typer.Typer(
 )
 err = Console(stderr=True)
 T = TypeVar("T")
+TAGGER = "token-classification"  # the metadata task of a tagger folder
 
-TaskOpt = Annotated[str, typer.Option("--task", help="classification, embedding or cross-encoder")]
-DataOpt = Annotated[Path, typer.Option("--data", help="CSV, TSV or JSONL file")]
+TaskOpt = Annotated[
+    str,
+    typer.Option(
+        "--task", help="classification, embedding, cross-encoder, token-classification, mlm or setfit"
+    ),
+]
+DataOpt = Annotated[
+    Path,
+    typer.Option("--data", help="CSV, TSV or JSONL file (token-classification: or CoNLL .conll/.bio/.txt)"),
+]
 TextCol = Annotated[
     str,
     typer.Option(
-        "--text-column", help="column with the text (embedding: the anchor; cross-encoder: the query)"
+        "--text-column",
+        help="column with the text (embedding: the anchor; cross-encoder: the query; "
+        "token-classification: the tokens, `tokens` when there is no `text`)",
     ),
 ]
 BackendOpt = Annotated[str, typer.Option(help="torch, or onnx (ONNX Runtime on the CPU, fp32)")]
@@ -39,7 +50,8 @@ LabelCol = Annotated[
     str,
     typer.Option(
         "--label-column",
-        help="column with the label (embedding: the positive; cross-encoder: relevance in [0, 1])",
+        help="column with the label (embedding: the positive; cross-encoder: relevance in [0, 1]; "
+        "token-classification: the BIO tags, `tags` when there is no `label`)",
     ),
 ]
 PassageCol = Annotated[
@@ -87,12 +99,28 @@ def train(
     batch_size: Annotated[int | None, typer.Option()] = None,
     learning_rate: Annotated[float | None, typer.Option()] = None,
     max_length: Annotated[int | None, typer.Option(help="tokens per text")] = None,
+    dropout: Annotated[float | None, typer.Option(help="dropout before the head")] = None,
     class_weights: Annotated[bool, typer.Option(help="weight classes by inverse frequency")] = False,
     multi_label: Annotated[bool, typer.Option(help="labels separated by '|'; one sigmoid per label")] = False,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     seed: Annotated[int, typer.Option()] = 42,
     resume: Annotated[bool, typer.Option(help="continue an interrupted run in --output")] = False,
+    adversarial: Annotated[
+        str, typer.Option(help="none, fgm or pgd (perturbs the word embeddings)")
+    ] = "none",
+    adversarial_epsilon: Annotated[
+        float | None, typer.Option(help="L2 size of the perturbation of each text's embeddings")
+    ] = None,
+    adversarial_steps: Annotated[int | None, typer.Option(help="pgd: projected gradient steps")] = None,
+    adapter: Annotated[str, typer.Option(help="none, lora or adalora (peft; small adapters)")] = "none",
+    lora_rank: Annotated[int | None, typer.Option(help="rank of the LoRA matrices")] = None,
+    lora_alpha: Annotated[int | None, typer.Option(help="LoRA scaling numerator")] = None,
+    mlm_probability: Annotated[float | None, typer.Option(help="mlm: share of tokens masked")] = None,
+    tensorboard: Annotated[
+        Path | None,
+        typer.Option("--tensorboard", help="also write TensorBoard event files, in DIR/<name of --output>"),
+    ] = None,
 ) -> None:
     """Fine-tune a model on labelled data and save it as a self-contained folder."""
     overrides: dict[str, Any] = {
@@ -100,6 +128,15 @@ def train(
         "batch_size": batch_size,
         "learning_rate": learning_rate,
         "max_length": max_length,
+        "dropout": dropout,
+        "adversarial": adversarial,
+        "adversarial_epsilon": adversarial_epsilon,
+        "adversarial_steps": adversarial_steps,
+        "adapter": adapter,
+        "lora_rank": lora_rank,
+        "lora_alpha": lora_alpha,
+        "mlm_probability": mlm_probability,
+        "tensorboard": str(tensorboard) if tensorboard is not None else None,
     }
 
     def action() -> None:
@@ -132,6 +169,8 @@ def train(
             resume=resume,
             progress=sys.stderr.isatty(),
         )
+        if not result.metadata:  # a worker rank of a torchrun launch: the main process saved and reports
+            return
         figures = dict(result.metadata["validation_metrics"])
         print(f"saved {result.output}")
         print(json.dumps({"output": str(result.output), "validation": figures}))
@@ -144,6 +183,7 @@ def _check_training_data(
 ) -> None:
     """Read the data file as the task will; `multi_label` also stands for "skip the class checks"."""
     from textcore.data import (  # noqa: PLC0415
+        read_corpus,
         read_labelled,
         read_pairs,
         read_scored_pairs,
@@ -152,6 +192,16 @@ def _check_training_data(
     )
 
     text_column, label_column, negative, passage = columns
+    if task == "mlm":  # unlabelled: only the text column (or a .txt file, one text per line)
+        read_corpus(path, text_column)
+        return
+    if task == "token-classification":
+        from textcore.bio import read_tagged, require_entities  # noqa: PLC0415
+
+        sentences = read_tagged(path, text_column, label_column)
+        if not multi_label:
+            require_entities(sentences, str(path))
+        return
     if task == "cross-encoder":
         if not passage:
             raise InvalidInput("--task cross-encoder: expected --passage-column naming the passage column")
@@ -165,6 +215,12 @@ def _check_training_data(
     data = read_labelled(path, text_column, label_column)
     if not multi_label:
         require_classes(data, str(path))
+    if task == "setfit" and not multi_label:
+        single = [label for label, n in data.label_counts().items() if n < 2]
+        if single:
+            raise InvalidInput(
+                f"{path}: task setfit expects at least 2 examples of every class; found 1 of {single[:5]}"
+            )
 
 
 @app.command()
@@ -177,11 +233,29 @@ def evaluate(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     backend: BackendOpt = "torch",
+    compare_base: Annotated[
+        bool, typer.Option(help="also score the untuned base model (frozen embeddings + linear head)")
+    ] = False,
+    base_train_data: Annotated[
+        Path | None,
+        typer.Option(help="--compare-base: rows to fit the base model's head on (default: recorded file)"),
+    ] = None,
 ) -> None:
     """Score a classifier (a cross-encoder: mrr@10 and accuracy); the last stdout line is one JSON object."""
     from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.evaluation import evaluate_classifier_file  # noqa: PLC0415
 
+    if compare_base:
+        from textcore.baseline import require_classifier_folder  # noqa: PLC0415
+
+        run_or_exit(lambda: require_classifier_folder(model))
+    if run_or_exit(lambda: read_metadata(model)).get("task") == TAGGER:
+        figures = run_or_exit(
+            lambda: _evaluate_tagger(model, data, (text_column, label_column), device, precision, backend)
+        )
+        print_tagging_report(figures)
+        print(json.dumps(figures))
+        return
     if run_or_exit(lambda: read_metadata(model)).get("task") == "cross-encoder":
         columns = (text_column, passage_column, label_column)
         figures = run_or_exit(lambda: _evaluate_reranker(model, data, columns, device, precision, backend))
@@ -193,7 +267,47 @@ def evaluate(
         )
     )
     print_report(report)
+    if compare_base:
+        fit = (text_column, label_column)
+        report = run_or_exit(lambda: _with_base(report, model, data, fit, base_train_data, device, precision))
+        print_comparison(report)
     print(json.dumps(report))
+
+
+def _with_base(
+    report: dict[str, Any],
+    model: Path,
+    data: Path,
+    columns: tuple[str, str],
+    train_data: Path | None,
+    device: str,
+    precision: str,
+) -> dict[str, Any]:
+    """The report plus `base` (the untuned base model's figures) and `delta` (fine-tuned minus base)."""
+    from textcore.baseline import evaluate_base_model  # noqa: PLC0415
+    from textcore.data import read_labelled  # noqa: PLC0415
+
+    rows = read_labelled(data, *columns)
+    fit_rows = read_labelled(train_data, *columns) if train_data is not None else None
+    base = evaluate_base_model(model, rows, train_data=fit_rows, device=device, precision=precision)
+    delta = {k: report[k] - getattr(base, k) for k in ("accuracy", "macro_f1")}
+    return {**report, "base": base.to_dict(), "delta": delta}
+
+
+def print_comparison(report: dict[str, Any]) -> None:
+    """Before and after fine-tuning: the untuned base model beside the fine-tuned one."""
+    base, delta = report["base"], report["delta"]
+    table = Table(title=f"before and after fine-tuning ({report['n']} rows)")
+    for column in ("model", "accuracy", "macro-F1"):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    table.add_row(f"base: frozen {base['model']} + logistic regression", *_pair(base))
+    table.add_row("fine-tuned", *_pair(report))
+    table.add_row("difference", f"{delta['accuracy']:+.4f}", f"{delta['macro_f1']:+.4f}")
+    Console().print(table)
+
+
+def _pair(figures: dict[str, Any]) -> tuple[str, str]:
+    return f"{figures['accuracy']:.4f}", f"{figures['macro_f1']:.4f}"
 
 
 def _evaluate_reranker(
@@ -207,6 +321,31 @@ def _evaluate_reranker(
     if backend != "torch":
         raise InvalidInput(f"expected backend torch for a cross-encoder; found {backend!r}")
     return evaluate_reranker_file(model, data, query, passage, label, device=device, precision=precision)
+
+
+def _evaluate_tagger(
+    model: Path, data: Path, columns: tuple[str, str], device: str, precision: str, backend: str
+) -> dict[str, Any]:
+    if backend != "torch":
+        raise InvalidInput(f"expected backend torch for a tagger; found {backend!r}")
+    from textcore.tagger import evaluate_tagger_file  # noqa: PLC0415
+
+    return evaluate_tagger_file(model, data, *columns, device=device, precision=precision)
+
+
+def print_tagging_report(report: dict[str, Any]) -> None:
+    """A readable table of per-type entity scores and the headline figures of a tagger."""
+    table = Table(
+        title=f"{report['n']} sentences, {report['entities']} entities: precision {report['precision']:.4f}, "
+        f"recall {report['recall']:.4f}, F1 {report['f1']:.4f}, token accuracy {report['accuracy']:.4f}"
+    )
+    for column in ("type", "precision", "recall", "f1", "support"):
+        table.add_column(column, justify="left" if column == "type" else "right")
+    for kind, s in report["per_type"].items():
+        table.add_row(
+            kind, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", str(s["support"])
+        )
+    Console().print(table)
 
 
 def print_report(report: dict[str, Any]) -> None:
@@ -243,7 +382,11 @@ def predict(
     batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
     backend: BackendOpt = "torch",
 ) -> None:
-    """Label texts; prints one JSON object per text: label, confidence and every label's probability."""
+    """Label texts; prints one JSON object per text: label, confidence and every label's probability.
+
+    A tagger prints the text's entities instead: text, label, character offsets and score of each.
+    """
+    from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.data import read_texts  # noqa: PLC0415
     from textcore.evaluation import load_predictor  # noqa: PLC0415
 
@@ -251,6 +394,9 @@ def predict(
         texts = read_texts(data, text_column) if data is not None else list(_stdin_lines())
         if not texts:
             raise InvalidInput("expected at least one text to label; found none")
+        if read_metadata(model).get("task") == TAGGER:
+            _print_entities(model, texts, device, precision, batch_size, backend)
+            return
         classifier = load_predictor(
             model, backend=backend, device=device, precision=precision, batch_size=batch_size
         )
@@ -261,6 +407,19 @@ def predict(
             print(json.dumps(row, ensure_ascii=False))
 
     run_or_exit(action)
+
+
+def _print_entities(
+    model: Path, texts: list[str], device: str, precision: str, batch_size: int, backend: str
+) -> None:
+    if backend != "torch":
+        raise InvalidInput(f"expected backend torch for a tagger; found {backend!r}")
+    from textcore.tagger import Tagger  # noqa: PLC0415
+
+    tagger = Tagger.load(model, device=device, precision=precision, batch_size=batch_size)
+    for text, entities in zip(texts, tagger.tag(texts), strict=True):
+        row = {"text": text, "entities": [entity.to_dict() for entity in entities]}
+        print(json.dumps(row, ensure_ascii=False))
 
 
 def main() -> None:

@@ -3,14 +3,17 @@
 from textcore.data import Pairs, ScoredPairs, read_pairs, read_scored_pairs
 from textcore.mining import mine_hard_negatives
 from textcore.training.config import TrainConfig
+from textcore.training.distributed import is_main_process
+from textcore.training.files import train_classifier_from_files, train_from_files
 from textcore.training.loop import LoopResult
+from textcore.training.results import TrainResult
 from textcore.training.runner import (
-    TrainResult,
     train_classifier,
-    train_classifier_from_files,
     train_embedder,
-    train_from_files,
+    train_few_shot,
+    train_mlm,
     train_reranker,
+    train_tagger,
 )
 
 __all__ = [
@@ -19,12 +22,16 @@ __all__ = [
     "ScoredPairs",
     "TrainConfig",
     "TrainResult",
+    "is_main_process",
     "mine_hard_negatives",
     "read_pairs",
     "read_scored_pairs",
     "train_classifier",
     "train_classifier_from_files",
     "train_embedder",
+    "train_few_shot",
     "train_from_files",
+    "train_mlm",
     "train_reranker",
+    "train_tagger",
 ]

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
+from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, length_grouped_batches, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
 from textcore.data import LabelledTexts
@@ -58,6 +59,12 @@ class ClassificationTask:
             if config.class_weights
             else None
         )
+        steps = planned_steps(len(self.epoch_batches(np.random.default_rng(0))), config)
+        self.model.encoder = wrap_encoder(backbone.model, config, total_steps=steps)
+
+    def after_step(self, step: int) -> None:
+        """Called by the loop after each optimizer step (AdaLoRA re-allocates its ranks)."""
+        after_optimizer_step(self.model.encoder, step)
 
     def _targets(self, labels: list[str], index: dict[str, int]) -> torch.Tensor:
         if not self.config.multi_label:
@@ -86,10 +93,15 @@ class ClassificationTask:
         batch = {k: v.to(self.device) for k, v in batch.items()}
         logits = self.model(batch["input_ids"], batch["attention_mask"])
         if self.config.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, batch["labels"])
-        return F.cross_entropy(
-            logits, batch["labels"], weight=self.class_weights, label_smoothing=self.config.label_smoothing
-        )
+            loss = F.binary_cross_entropy_with_logits(logits, batch["labels"])
+        else:
+            loss = F.cross_entropy(
+                logits,
+                batch["labels"],
+                weight=self.class_weights,
+                label_smoothing=self.config.label_smoothing,
+            )
+        return loss + adapter_penalty(self.model.encoder)
 
     @torch.inference_mode()
     def logits(self, encoded: Encoded) -> np.ndarray:

@@ -9,13 +9,21 @@ from typing import Any
 from textcore.devices import PRECISIONS
 from textcore.errors import InvalidInput
 
-TASKS = ("classification", "embedding", "cross-encoder")
+TASKS = ("classification", "embedding", "cross-encoder", "token-classification", "mlm", "setfit")
 METRICS = {
     "classification": ("accuracy", "macro_f1"),
     "embedding": ("mrr@10", "recall@1"),
     # mrr@10 ranks each validation query's own candidate passages; accuracy is sigmoid > 0.5 vs label >= 0.5
     "cross-encoder": ("mrr@10", "accuracy"),
+    # f1: entity-level (exact span and type, as seqeval); accuracy: per token
+    "token-classification": ("f1", "accuracy"),
+    # accuracy: of the masked tokens of the validation texts
+    "mlm": ("accuracy",),
+    # few-shot classification: contrastive pairs, then a head
+    "setfit": ("accuracy", "macro_f1"),
 }
+ADVERSARIAL = ("none", "fgm", "pgd")
+ADAPTERS = ("none", "lora", "adalora")
 
 
 def _check(condition: bool, field: str, expected: str, found: object) -> None:
@@ -55,6 +63,21 @@ class TrainConfig:
     precision: str = "auto"
     device: str = "auto"
     seed: int = 42
+    # adversarial training on the word embeddings (FGM: one step; PGD: `adversarial_steps` projected steps),
+    # within an L2 ball of radius `adversarial_epsilon` per text (see textcore.training.adversarial)
+    adversarial: str = "none"
+    adversarial_epsilon: float = 1.0
+    adversarial_steps: int = 3
+    # parameter-efficient tuning through peft: only low-rank adapters (and the head) train
+    adapter: str = "none"
+    lora_rank: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.1
+    # mlm: share of tokens masked
+    mlm_probability: float = 0.15
+    # TensorBoard event files are written to `<tensorboard>/<model folder name>` when set (the run is also in
+    # metrics.jsonl either way)
+    tensorboard: str = ""
 
     def __post_init__(self) -> None:
         _check(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
@@ -84,6 +107,21 @@ class TrainConfig:
         )
         _check(self.evals_per_epoch >= 1, "evals_per_epoch", "an integer >= 1", self.evals_per_epoch)
         _check(self.patience >= 1, "patience", "an integer >= 1", self.patience)
+        _check(
+            self.adversarial in ADVERSARIAL,
+            "adversarial",
+            f"one of {', '.join(ADVERSARIAL)}",
+            self.adversarial,
+        )
+        _check(
+            self.adversarial_epsilon > 0, "adversarial_epsilon", "a positive number", self.adversarial_epsilon
+        )
+        _check(self.adversarial_steps >= 1, "adversarial_steps", "an integer >= 1", self.adversarial_steps)
+        _check(self.adapter in ADAPTERS, "adapter", f"one of {', '.join(ADAPTERS)}", self.adapter)
+        _check(self.lora_rank >= 1, "lora_rank", "an integer >= 1", self.lora_rank)
+        _check(self.lora_alpha >= 1, "lora_alpha", "an integer >= 1", self.lora_alpha)
+        _check(0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)", self.lora_dropout)
+        _check(0 < self.mlm_probability < 1, "mlm_probability", "a number in (0, 1)", self.mlm_probability)
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         allowed = METRICS[self.task]
         _check(

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
+from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
 from textcore.data import ScoredPairs
@@ -59,6 +60,12 @@ class CrossEncoderTask:
             if config.class_weights
             else None
         )
+        steps = planned_steps(len(self.epoch_batches(np.random.default_rng(0))), config)
+        self.model.encoder = wrap_encoder(backbone.model, config, total_steps=steps)
+
+    def after_step(self, step: int) -> None:
+        """Called by the loop after each optimizer step (AdaLoRA re-allocates its ranks)."""
+        after_optimizer_step(self.model.encoder, step)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return [
@@ -91,7 +98,8 @@ class CrossEncoderTask:
             target = labels[rows]
             if rows.sum() > 1 and target.sum() > 0:  # a query with a positive and something to rank it above
                 listwise.append(-(target / target.sum() * F.log_softmax(logits[rows].float(), dim=0)).sum())
-        return pointwise + torch.stack(listwise).mean() if listwise else pointwise
+        loss = pointwise + torch.stack(listwise).mean() if listwise else pointwise
+        return loss + adapter_penalty(self.model.encoder)
 
     @torch.inference_mode()
     def logits(self, encoded: Encoded) -> np.ndarray:

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
+from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, length_grouped_batches, pad_batch
 from textcore.data import Pairs
 from textcore.embeddings import Encoder
@@ -32,7 +33,6 @@ class EmbeddingTask:
             backbone, device=config.device, precision=config.precision, max_length=config.max_length
         )
         self.device, self.bf16 = self.encoder.device, self.encoder.bf16
-        self.model = self.encoder.model
         self.n_layers = int(backbone.model.config.num_hidden_layers)
         self.pad_id = int(backbone.tokenizer.pad_token_id or 0)
         tok = backbone.tokenizer
@@ -40,6 +40,13 @@ class EmbeddingTask:
         self.positives = encode_texts(tok, train.positives, config.max_length)
         self.negatives = encode_texts(tok, train.negatives, config.max_length) if train.negatives else None
         self.validation = validation
+        steps = planned_steps(len(self.epoch_batches(np.random.default_rng(0))), config)
+        self.encoder.model = wrap_encoder(backbone.model, config, total_steps=steps)
+        self.model = self.encoder.model  # the encoder, or its peft wrapper while an adapter trains
+
+    def after_step(self, step: int) -> None:
+        """Called by the loop after each optimizer step (AdaLoRA re-allocates its ranks)."""
+        after_optimizer_step(self.model, step)
 
     def param_groups(self) -> list[dict[str, Any]]:
         return encoder_param_groups(self.model, self.config, self.n_layers)
@@ -78,7 +85,8 @@ class EmbeddingTask:
             )
         # (batch, batch * (1 + has_negatives)) cosine similarities; the diagonal holds the positives
         scores = anchors @ torch.cat(candidates).T * self.config.scale
-        return F.cross_entropy(scores, torch.arange(len(anchors), device=scores.device))
+        loss = F.cross_entropy(scores, torch.arange(len(anchors), device=scores.device))
+        return loss + adapter_penalty(self.model)
 
     def evaluate(self) -> dict[str, float]:
         """Each validation anchor retrieves among all validation positives."""

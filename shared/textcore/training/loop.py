@@ -10,7 +10,9 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -20,9 +22,21 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from textcore.devices import autocast
+from textcore.training.adversarial import adversary_for
 from textcore.training.checkpoint import load_checkpoint, save_checkpoint
 from textcore.training.config import TrainConfig
-from textcore.training.tracking import MetricsLog
+from textcore.training.distributed import (
+    all_reduce_sum,
+    average_gradients,
+    backend,
+    broadcast_object,
+    broadcast_parameters,
+    is_main_process,
+    process_group,
+    rank,
+    world_size,
+)
+from textcore.training.tracking import MetricsLog, RunLog, tensorboard_folder
 
 Batch = dict[str, torch.Tensor]
 
@@ -74,6 +88,10 @@ class LoopResult:
     train_seconds: float
     samples_per_second: float
     best_eval: dict[str, float]
+    world_size: int = 1  # processes that trained together (torchrun)
+    distributed_backend: str | None = None  # nccl or gloo when world_size > 1 or under torchrun
+    trainable_parameters: int = 0  # of the task's model, after the run (an adapter's: a small share)
+    total_parameters: int = 0
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -107,6 +125,17 @@ def _batches_forever(task: Task, config: TrainConfig, state: LoopState) -> Itera
         state.batch_in_epoch = 0
 
 
+def _dealt(batches: Iterator[Batch], rank: int, world_size: int) -> Iterator[Batch]:
+    """This rank's share of the batch stream: of each `world_size` consecutive batches, the `rank`-th.
+
+    Every rank draws the whole stream (so `LoopState` advances alike everywhere), and one step of all ranks
+    covers the same batches as one step of a single process accumulating over `world_size` times as many.
+    """
+    while True:
+        dealt = [next(batches) for _ in range(world_size)]
+        yield dealt[rank]
+
+
 def train(
     task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True
 ) -> LoopResult:
@@ -118,12 +147,25 @@ def train(
         run_dir: where metrics.jsonl and the resumable checkpoint are written.
         resume: continue from the checkpoint in `run_dir` if there is one.
         progress: show a progress bar on stderr.
+
+    Under `torchrun` the ranks train data-parallel (see `textcore.training.distributed`): a step of W ranks
+    is a step of one process with W times the gradient accumulation, and only the main process writes
+    metrics and checkpoints.
     """
+    with process_group(task.device):
+        return _train(task, config, run_dir, resume=resume, progress=progress)
+
+
+def _train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool, progress: bool) -> LoopResult:
     model = task.model
-    steps_per_epoch = math.ceil(len(task.epoch_batches(np.random.default_rng(0))) / config.grad_accum_steps)
+    world, main = world_size(), is_main_process()
+    batches_per_step = config.grad_accum_steps * world
+    steps_per_epoch = math.ceil(len(task.epoch_batches(np.random.default_rng(0))) / batches_per_step)
     total = steps_per_epoch * config.epochs
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
     optimizer = make_optimizer(task.param_groups(), config, task.device)
+    if hasattr(task, "after_step"):  # e.g. AdaLoRA's rank allocation: after each update, while grads exist
+        optimizer.register_step_post_hook(lambda *_: task.after_step(state.step + 1))
     schedule = linear_schedule(int(config.warmup_ratio * total), total)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     state = LoopState()
@@ -131,12 +173,20 @@ def train(
     restored = load_checkpoint(run_dir, model, optimizer) if resume else None
     if restored is not None:
         state, best_weights = restored
+    broadcast_parameters(model)  # every rank starts from the main process's weights
     samples, started = 0, time.perf_counter()
-    batches = _batches_forever(task, config, state)
+    batches = _dealt(_batches_forever(task, config, state), rank(), world)
     model.train()
     with (
-        MetricsLog(run_dir / "metrics.jsonl", append=resume) as log,
-        tqdm(total=total, initial=state.step, disable=not progress, desc="train", unit="step") as bar,
+        RunLog(
+            run_dir / "metrics.jsonl" if main else None,
+            append=resume,
+            tensorboard=tensorboard_folder(config.tensorboard, run_dir) if main else None,
+            first_step=state.step,
+        ) as log,
+        tqdm(
+            total=total, initial=state.step, disable=not (progress and main), desc="train", unit="step"
+        ) as bar,
     ):
         while state.step < total:
             # schedule
@@ -144,6 +194,8 @@ def train(
                 group["lr"] = base * schedule(state.step)
             # forward/backward, clip, step
             loss, grad_norm, n = _optimisation_step(task, optimizer, batches, config)
+            loss_sum, rows = all_reduce_sum([loss, n], task.device)  # over the ranks
+            loss, n = loss_sum / world, int(rows)
             samples += n
             state.step += 1
             # log
@@ -157,7 +209,8 @@ def train(
             if state.step % eval_every == 0 or state.step == total:
                 if _evaluate(task, config, state, log):
                     best_weights = _cpu_copy(model)
-                save_checkpoint(run_dir, model, optimizer, state, best_weights)
+                if main:
+                    save_checkpoint(run_dir, model, optimizer, state, best_weights)
                 if state.bad_evals >= config.patience:
                     state.stopped_early = True
                     break
@@ -173,25 +226,43 @@ def train(
         train_seconds=elapsed,
         samples_per_second=samples / max(elapsed, 1e-9),
         best_eval=best_eval,
+        world_size=world,
+        distributed_backend=backend(),
+        trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
+        total_parameters=sum(p.numel() for p in model.parameters()),
     )
 
 
 def _optimisation_step(
     task: Task, optimizer: torch.optim.Optimizer, batches: Iterator[Batch], config: TrainConfig
 ) -> tuple[float, float, int]:
-    """Accumulate gradients over `grad_accum_steps` batches, clip, step. Returns (loss, grad norm, rows)."""
+    """Accumulate gradients over `grad_accum_steps` batches, clip, step. Returns (loss, grad norm, rows).
+
+    With `config.adversarial` set, each batch's adversarial loss (FGM/PGD on the word embeddings) is
+    backpropagated after its clean loss, so their gradients add up; the loss reported stays the clean one.
+    """
+    adversary = adversary_for(task.model, config)
     loss_sum, rows = 0.0, 0
     for _ in range(config.grad_accum_steps):
         batch = next(batches)
-        with autocast(task.device, task.bf16):
-            loss = task.loss(batch) / config.grad_accum_steps
+        with adversary.recording() if adversary is not None else nullcontext():
+            loss = _scaled_loss(task, batch, config.grad_accum_steps)
         loss.backward()  # type: ignore[no-untyped-call]
+        if adversary is not None:
+            adversary.attack(partial(_scaled_loss, task, batch, config.grad_accum_steps))
         loss_sum += float(loss.detach())
         rows += int(batch["input_ids"].shape[0])
+    average_gradients(task.model)  # over the ranks of a distributed run, before clipping
     grad_norm = float(torch.nn.utils.clip_grad_norm_(task.model.parameters(), config.max_grad_norm))
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum, grad_norm, rows
+
+
+def _scaled_loss(task: Task, batch: Batch, accum_steps: int) -> torch.Tensor:
+    """The batch's loss under the task's autocast, divided for gradient accumulation."""
+    with autocast(task.device, task.bf16):
+        return task.loss(batch) / accum_steps
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -199,9 +270,12 @@ def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _evaluate(task: Task, config: TrainConfig, state: LoopState, log: MetricsLog) -> bool:
-    """Run validation; return True when it is the best so far."""
+    """Run validation; return True when it is the best so far.
+
+    In a distributed run the main process evaluates and shares its figures, so every rank decides alike.
+    """
     task.model.eval()
-    metrics = task.evaluate()
+    metrics = broadcast_object(task.evaluate() if is_main_process() else {})
     task.model.train()
     value = metrics[config.selection_metric]
     loss = metrics.get("loss", math.inf)

@@ -1,68 +1,50 @@
-"""From data files to a saved model folder: split, seed, train, evaluate, plot, write metadata."""
+"""From data in memory to a saved model folder, one function per task: split, seed, train, evaluate, plot,
+write metadata. (`textcore.training.files` reads the data from files.)
+"""
 
 from __future__ import annotations
 
-import os
-import random
 import shutil
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from textcore.adapters import is_adapter, save_encoder
 from textcore.artifacts import write_json_atomic, write_metadata
+from textcore.bio import TaggedSentences, require_entities, tag_labels
 from textcore.data import (
     LabelledTexts,
     Pairs,
     ScoredPairs,
-    file_sha256,
-    read_labelled,
-    read_pairs,
-    read_scored_pairs,
     require_classes,
     require_relevance_mix,
     stratified_split,
 )
 from textcore.errors import InvalidInput
-from textcore.metrics import classification_report, multilabel_report
+from textcore.metrics import classification_report, multilabel_report, tagging_report
 from textcore.models import load_backbone
 from textcore.training.checkpoint import remove_checkpoint
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
+from textcore.training.distributed import is_main_process
 from textcore.training.embedding import EmbeddingTask
-from textcore.training.loop import LoopResult, train
+from textcore.training.loop import train
+from textcore.training.mlm import MaskedLMTask, split_texts
 from textcore.training.plots import plot_confusion, plot_curves
+from textcore.training.results import (
+    RUN_DIR,
+    TrainResult,
+    data_info,
+    seed_everything,
+    training_summary,
+    worker_result,
+)
+from textcore.training.setfit import HEAD_C, SetFitTask, few_shot_split
+from textcore.training.token_classification import TokenClassificationTask
 from textcore.training.tracking import read_metrics
-
-RUN_DIR = "training"
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """A finished run: where the model is, its validation figures and the loop's summary."""
-
-    output: Path
-    metrics: dict[str, Any]
-    loop: LoopResult
-    metadata: dict[str, Any]
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch so that a run is reproducible on the same hardware."""
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    torch.cuda.manual_seed_all(seed)
-
-
-def _data_info(path: str | os.PathLike[str] | None, data: LabelledTexts) -> dict[str, Any]:
-    info: dict[str, Any] = {"rows": len(data), "label_counts": data.label_counts()}
-    if path is not None:
-        info.update(path=str(Path(path).resolve()), sha256=file_sha256(path))
-    return info
 
 
 def _validation_for(
@@ -86,6 +68,7 @@ def train_classifier(
     sources: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool = True,
+    head_init: dict[str, torch.Tensor] | None = None,
 ) -> TrainResult:
     """Fine-tune a classifier and save it as a self-contained model folder in `output`.
 
@@ -97,6 +80,8 @@ def train_classifier(
         sources: where the data came from (recorded in metadata).
         resume: continue from the checkpoint of an interrupted run in `output/training`.
         progress: show a progress bar.
+        head_init: starting weights of the head (`weight` (n_labels, hidden), `bias` (n_labels,), rows in
+            sorted label order), e.g. to warm-start from an earlier version (`textcore.continual`).
     """
     if config.task != "classification":
         raise InvalidInput(f"expected task classification; found {config.task!r}")
@@ -109,8 +94,12 @@ def train_classifier(
     train_data, val_data = _validation_for(data, validation, config, labels)
     seed_everything(config.seed)
     task = ClassificationTask(load_backbone(config.base_model), train_data, val_data, labels, config)
+    if head_init is not None:
+        _load_head(task, head_init)
     run_dir = output / RUN_DIR
     loop = train(task, config, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return worker_result(output, loop)
     predicted = task.predicted_labels(task.val_ids)
     scorer = multilabel_report if config.multi_label else classification_report
     report = scorer(val_data.labels, predicted, labels)
@@ -129,43 +118,91 @@ def train_classifier(
             "labels": labels,
             "hyperparameters": config.to_dict(),
             "data": {
-                "train": _data_info(None, train_data),
-                "validation": _data_info(None, val_data),
+                "train": data_info(None, train_data),
+                "validation": data_info(None, val_data),
                 **(sources or {}),
             },
             "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
-            "training": _training_summary(loop, task.device, task.bf16),
+            "training": training_summary(loop, task.device, task.bf16),
         },
     )
     return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
-def train_classifier_from_files(
-    data_path: str | os.PathLike[str],
-    text_column: str,
-    label_column: str,
+def _load_head(task: ClassificationTask, state: dict[str, torch.Tensor]) -> None:
+    expected = {k: tuple(v.shape) for k, v in task.model.head.state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != expected:
+        raise InvalidInput(f"head_init: expected tensors {expected} for labels {task.labels}; found {found}")
+    task.model.head.load_state_dict(state)
+
+
+def train_few_shot(
+    data: LabelledTexts,
     config: TrainConfig,
     output: Path,
     *,
-    validation_path: str | os.PathLike[str] | None = None,
+    validation: LabelledTexts | None = None,
+    sources: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """`train_classifier` on CSV/JSONL files, recording their paths and hashes in the metadata."""
-    data = read_labelled(data_path, text_column, label_column)
-    if not config.multi_label:
-        require_classes(data, str(data_path))
-    validation = read_labelled(validation_path, text_column, label_column) if validation_path else None
-    sources: dict[str, Any] = {
-        "file": _data_info(data_path, data),
-        "text_column": text_column,
-        "label_column": label_column,
-    }
-    if validation_path is not None and validation is not None:
-        sources["validation_file"] = _data_info(validation_path, validation)
-    return train_classifier(
-        data, config, output, validation=validation, sources=sources, resume=resume, progress=progress
+    """Few-shot (SetFit-style) training: contrastive tuning on pairs, then a logistic-regression head.
+
+    Meant for 8 to 64 examples per class (`textcore.data.sample_per_class` draws such a set). The folder has
+    the classifier layout (metadata task `setfit`), so `Classifier`, `textcore predict` and `textcore
+    evaluate` serve it unchanged. `config.epochs` plays SetFit's `num_iterations`: each epoch pairs every
+    example with one fresh same-class partner (see `textcore.training.setfit`).
+
+    Args:
+        data: single-label training texts, at least 2 per class (3 when no `validation` is given, as one per
+            class is carved off for validation).
+        config: hyperparameters; `config.task` must be `setfit`.
+        output: the model folder to write; `output/training` gets metrics, curves and the confusion matrix.
+        validation: optional separate validation data (recommended with very few examples per class).
+        sources: where the data came from (recorded in metadata).
+        resume: continue from the checkpoint of an interrupted run in `output/training`.
+        progress: show a progress bar.
+    """
+    if config.task != "setfit":
+        raise InvalidInput(f"expected task setfit; found {config.task!r}")
+    labels = require_classes(data, "training data")
+    train_data, val_data = few_shot_split(data, validation, labels, config)
+    seed_everything(config.seed)
+    task = SetFitTask(load_backbone(config.base_model), train_data, val_data, labels, config)
+    run_dir = output / RUN_DIR
+    task.model.eval()
+    before = task.evaluate()  # the untuned encoder with the same head: what the contrastive phase adds
+    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return worker_result(output, loop)
+    model = task.classifier_with_head()
+    report = classification_report(val_data.labels, task.predicted_labels(model, task.val_ids), labels)
+    metrics = report.to_dict()
+    model.save(output, task.tokenizer, labels, multi_label=False)
+    write_json_atomic(run_dir / "report.json", {**metrics, "before_contrastive": before})
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
+    plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
+    remove_checkpoint(run_dir)
+    metadata = write_metadata(
+        output,
+        {
+            "task": "setfit",
+            "base_model": config.base_model,
+            "labels": labels,
+            "hyperparameters": config.to_dict(),
+            "data": {
+                "train": data_info(None, train_data),
+                "validation": data_info(None, val_data),
+                **(sources or {}),
+            },
+            "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
+            "validation_metrics_before": {k: before[k] for k in ("accuracy", "macro_f1")},
+            "head": {"kind": "logistic-regression", "C": HEAD_C, "features": "mean-pooled, standardised"},
+            "training": training_summary(loop, task.device, task.bf16),
+        },
     )
+    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def _copy_sentence_transformers_files(base: Path, output: Path) -> None:
@@ -199,12 +236,14 @@ def train_embedder(
     run_dir = output / RUN_DIR
     baseline = task.evaluate()
     loop = train(task, config, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return worker_result(output, loop)
     task.model.eval()
     metrics = task.evaluate()
-    output.mkdir(parents=True, exist_ok=True)
-    backbone.model.save_pretrained(str(output), safe_serialization=True)
+    save_encoder(task.model, output)
     backbone.tokenizer.save_pretrained(str(output))
-    _copy_sentence_transformers_files(backbone.path, output)
+    if not is_adapter(task.model):  # sentence-transformers could not find an adapter's base by our alias
+        _copy_sentence_transformers_files(backbone.path, output)
     write_json_atomic(run_dir / "report.json", {"before": baseline, "after": metrics})
     plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
     remove_checkpoint(run_dir)
@@ -221,7 +260,80 @@ def train_embedder(
             },
             "validation_metrics": metrics,
             "validation_metrics_before": baseline,
-            "training": _training_summary(loop, task.device, task.bf16),
+            "training": training_summary(loop, task.device, task.bf16),
+        },
+    )
+    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
+
+
+def train_mlm(
+    texts: Sequence[str],
+    config: TrainConfig,
+    output: Path,
+    *,
+    validation: Sequence[str] | None = None,
+    sources: dict[str, Any] | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> TrainResult:
+    """Continue pretraining an encoder by masked-language modelling on unlabelled texts (domain adaptation).
+
+    The folder holds a plain encoder with its tokenizer and the base's sentence-transformers files, so any
+    task can start from it (`base_model=str(output)`, `--base-model DIR`); the masked-LM head is kept beside
+    it in `mlm_head.safetensors` for a later round of pretraining. Metadata task `mlm`; the validation
+    figures (masked-token accuracy, loss, perplexity on fixed masks) are recorded before and after.
+
+    Args:
+        texts: unlabelled training texts (a validation split is carved from them when `validation` is None).
+        config: hyperparameters; `config.task` must be `mlm`.
+        output: the model folder to write; `output/training` gets metrics, curves and the report.
+        validation: optional separate validation texts.
+        sources: where the texts came from (recorded in metadata).
+        resume: continue from the checkpoint of an interrupted run in `output/training`.
+        progress: show a progress bar.
+    """
+    if config.task != "mlm":
+        raise InvalidInput(f"expected task mlm; found {config.task!r}")
+    if validation is not None and not validation:
+        raise InvalidInput("validation texts: expected at least one text; found none")
+    train_texts, val_texts = (
+        (list(texts), list(validation))
+        if validation is not None
+        else split_texts(texts, config.validation_fraction, config.seed)
+    )
+    seed_everything(config.seed)
+    task = MaskedLMTask(config.base_model, train_texts, val_texts, config)
+    run_dir = output / RUN_DIR
+    task.model.eval()
+    before = task.evaluate()
+    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return worker_result(output, loop)
+    metrics = task.evaluate()  # the restored best weights, dropout off
+    task.save(output)
+    _copy_sentence_transformers_files(task.folder, output)
+    write_json_atomic(run_dir / "report.json", {"before": before, "after": metrics})
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
+    remove_checkpoint(run_dir)
+    metadata = write_metadata(
+        output,
+        {
+            "task": "mlm",
+            "base_model": config.base_model,
+            "hyperparameters": config.to_dict(),
+            "data": {
+                "train": {"texts": len(train_texts), "chunks": len(task.train_ids)},
+                "validation": {
+                    "texts": len(val_texts),
+                    "chunks": len(task.val_ids),
+                    "masked_tokens": task.val_masked,
+                },
+                **(sources or {}),
+            },
+            "mlm_head": "initialised" if task.fresh_head else "loaded",
+            "validation_metrics": metrics,
+            "validation_metrics_before": before,
+            "training": training_summary(loop, task.device, task.bf16),
         },
     )
     return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
@@ -274,6 +386,8 @@ def train_reranker(
     task = CrossEncoderTask(load_backbone(config.base_model), train_pairs, val_pairs, config)
     run_dir = output / RUN_DIR
     loop = train(task, config, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return worker_result(output, loop)
     metrics = task.evaluate()  # the restored best weights, dropout off
     task.model.save(output, task.tokenizer, [RELEVANT], multi_label=False)
     write_json_atomic(run_dir / "report.json", metrics)
@@ -296,113 +410,73 @@ def train_reranker(
                 "accuracy": metrics["accuracy"],
                 "n": len(val_pairs),
             },
-            "training": _training_summary(loop, task.device, task.bf16),
+            "training": training_summary(loop, task.device, task.bf16),
         },
     )
     return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
-def _training_summary(loop: LoopResult, device: torch.device, bf16: bool) -> dict[str, Any]:
-    return {
-        "steps": loop.steps,
-        "best_step": loop.best_step,
-        "stopped_early": loop.stopped_early,
-        "seconds": round(loop.train_seconds, 2),
-        "samples_per_second": round(loop.samples_per_second, 2),
-        "device": str(device),
-        "bf16": bf16,
-    }
-
-
-def train_from_files(
+def train_tagger(
+    data: TaggedSentences,
     config: TrainConfig,
-    data_path: str | os.PathLike[str],
-    text_column: str,
-    label_column: str,
     output: Path,
     *,
-    validation_path: str | os.PathLike[str] | None = None,
-    negative_column: str | None = None,
-    passage_column: str | None = None,
+    validation: TaggedSentences | None = None,
+    sources: dict[str, Any] | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
-    """Train the task named by `config.task` from CSV/JSONL files.
+    """Fine-tune a tagger on BIO-tagged sentences and save it in `output`.
 
-    For classification the columns are text and label; for embedding they are anchor and positive (and an
-    optional hard negative); for cross-encoder they are query (`text_column`), passage (`passage_column`) and
-    relevance (`label_column`).
+    The folder has the classifier layout with the tags (`O`, `B-T`, `I-T` per entity type T) as labels and
+    metadata task `token-classification`; serve it with `textcore.Tagger`.
+
+    Args:
+        data: training sentences (a validation split of whole sentences is carved from them when
+            `validation` is None).
+        config: hyperparameters; `config.task` must be `token-classification`.
+        output: the model folder to write; `output/training` gets metrics, curves and the report.
+        validation: optional separate validation sentences.
+        sources: where the data came from (recorded in metadata).
+        resume: continue from the checkpoint of an interrupted run in `output/training`.
+        progress: show a progress bar.
     """
-    if config.task == "cross-encoder":
-        return _train_reranker_from_files(
-            config,
-            data_path,
-            (text_column, passage_column, label_column),
-            output,
-            validation_path=validation_path,
-            resume=resume,
-            progress=progress,
+    if config.task != "token-classification":
+        raise InvalidInput(f"expected task token-classification; found {config.task!r}")
+    types = require_entities(data, "training data")
+    unknown = sorted(set(validation.entity_counts()) - set(types)) if validation is not None else []
+    if unknown:
+        raise InvalidInput(
+            f"validation entity types {unknown} do not occur in the training data; known: {types}"
         )
-    if config.task == "classification":
-        return train_classifier_from_files(
-            data_path,
-            text_column,
-            label_column,
-            config,
-            output,
-            validation_path=validation_path,
-            resume=resume,
-            progress=progress,
-        )
-    pairs = read_pairs(data_path, text_column, label_column, negative_column)
-    validation = (
-        read_pairs(validation_path, text_column, label_column, negative_column) if validation_path else None
+    labels = tag_labels(types)
+    train_data, val_data = (
+        (data, validation) if validation is not None else data.split(config.validation_fraction, config.seed)
     )
-    sources = {
-        "file": {
-            "path": str(Path(data_path).resolve()),
-            "sha256": file_sha256(data_path),
-            "rows": len(pairs),
+    seed_everything(config.seed)
+    task = TokenClassificationTask(load_backbone(config.base_model), train_data, val_data, labels, config)
+    run_dir = output / RUN_DIR
+    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    if not is_main_process():
+        return worker_result(output, loop)
+    report = tagging_report(val_data.tags, task.predicted_tags(task.probabilities()))  # best weights
+    metrics = report.to_dict()
+    task.model.save(output, task.tokenizer, labels)
+    write_json_atomic(run_dir / "report.json", metrics)
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
+    remove_checkpoint(run_dir)
+    metadata = write_metadata(
+        output,
+        {
+            "task": "token-classification",
+            "base_model": config.base_model,
+            "labels": labels,
+            "hyperparameters": config.to_dict(),
+            "data": {"train": train_data.summary(), "validation": val_data.summary(), **(sources or {})},
+            "validation_metrics": {
+                k: metrics[k] for k in ("precision", "recall", "f1", "accuracy", "n", "entities")
+            },
+            "training": training_summary(loop, task.device, task.bf16),
         },
-        "anchor_column": text_column,
-        "positive_column": label_column,
-    }
-    return train_embedder(
-        pairs, config, output, validation=validation, sources=sources, resume=resume, progress=progress
     )
-
-
-def _train_reranker_from_files(
-    config: TrainConfig,
-    data_path: str | os.PathLike[str],
-    columns: tuple[str, str | None, str],
-    output: Path,
-    *,
-    validation_path: str | os.PathLike[str] | None,
-    resume: bool,
-    progress: bool,
-) -> TrainResult:
-    query, passage, label = columns
-    if not passage:
-        raise InvalidInput("task cross-encoder: expected a passage column (--passage-column); found none")
-    pairs = read_scored_pairs(data_path, query, passage, label)
-    validation = read_scored_pairs(validation_path, query, passage, label) if validation_path else None
-    sources: dict[str, Any] = {
-        "file": {
-            "path": str(Path(data_path).resolve()),
-            "sha256": file_sha256(data_path),
-            "rows": len(pairs),
-        },
-        "query_column": query,
-        "passage_column": passage,
-        "label_column": label,
-    }
-    if validation_path is not None and validation is not None:
-        sources["validation_file"] = {
-            "path": str(Path(validation_path).resolve()),
-            "sha256": file_sha256(validation_path),
-            "rows": len(validation),
-        }
-    return train_reranker(
-        pairs, config, output, validation=validation, sources=sources, resume=resume, progress=progress
-    )
+    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)

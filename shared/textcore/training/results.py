@@ -1,0 +1,72 @@
+"""What every run shares: the result it returns, seeding, and the figures recorded in its metadata."""
+
+from __future__ import annotations
+
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from textcore.data import LabelledTexts, file_sha256
+from textcore.training.loop import LoopResult
+
+RUN_DIR = "training"  # inside a model folder: metrics.jsonl, curves, report, the resumable checkpoint
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """A finished run: where the model is, its validation figures and the loop's summary.
+
+    On a worker rank of a distributed run (`torchrun`) `metrics` and `metadata` are empty: only the main
+    process evaluates and writes the model folder.
+    """
+
+    output: Path
+    metrics: dict[str, Any]
+    loop: LoopResult
+    metadata: dict[str, Any]
+
+
+def worker_result(output: Path, loop: LoopResult) -> TrainResult:
+    """What a worker rank returns once training is over; the main process saves the model."""
+    return TrainResult(output=output, metrics={}, loop=loop, metadata={})
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch so that a run is reproducible on the same hardware."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    torch.cuda.manual_seed_all(seed)
+
+
+def data_info(path: str | os.PathLike[str] | None, data: LabelledTexts) -> dict[str, Any]:
+    info: dict[str, Any] = {"rows": len(data), "label_counts": data.label_counts()}
+    if path is not None:
+        info.update(path=str(Path(path).resolve()), sha256=file_sha256(path))
+    return info
+
+
+def training_summary(loop: LoopResult, device: torch.device, bf16: bool) -> dict[str, Any]:
+    return {
+        "steps": loop.steps,
+        "best_step": loop.best_step,
+        "stopped_early": loop.stopped_early,
+        "seconds": round(loop.train_seconds, 2),
+        "samples_per_second": round(loop.samples_per_second, 2),
+        "device": str(device),
+        "bf16": bf16,
+        "world_size": loop.world_size,
+        "distributed_backend": loop.distributed_backend,
+        "trainable_parameters": loop.trainable_parameters,
+        "total_parameters": loop.total_parameters,
+    }
+
+
+def file_info(path: str | os.PathLike[str], **counts: int) -> dict[str, Any]:
+    """Where a data file is, its SHA-256 and the counts given (rows, texts, sentences...)."""
+    return {"path": str(Path(path).resolve()), "sha256": file_sha256(path), **counts}
