@@ -9,6 +9,13 @@ subprocess so that its peak RSS is its own.
 
     python bench/finetune.py                           # full run: 4 epochs on all training rows, both sides
     python bench/finetune.py --limit 200 --epochs 1    # smoke run
+    python bench/finetune.py --sides ours,lora,adalora,fgm,setfit --name finetune-methods  # the methods
+
+The method sides are our trainer with one change each: `lora` / `adalora` train peft adapters only (at
+`--adapter-learning-rate`), `fgm` / `pgd` add adversarial training on the word embeddings, and `setfit` is the
+few-shot path trained on `--few-shot` rows per class drawn from the training rows. Every side of ours also
+reports trainable parameters, the saved folder's size, and accuracy on the validation rows with typos
+(`textcore.noise.add_typos`, `--typo-rate` of the words edited), the robustness figure.
 
 Results: bench/results/finetune.json and bench/results/finetune.md (see bench/README.md).
 """
@@ -66,15 +73,26 @@ from transformers import (
 )
 
 import textcore.training.loop as loop_module
-from textcore.data import LabelledTexts, file_sha256
+from textcore.classifier import Classifier
+from textcore.data import LabelledTexts, file_sha256, sample_per_class
 from textcore.devices import resolve_device, use_bf16
 from textcore.metrics import classification_report
 from textcore.models import resolve_model
-from textcore.training import TrainConfig, train_classifier
+from textcore.noise import add_typos
+from textcore.training import TrainConfig, train_classifier, train_few_shot
 from textcore.training.tracking import read_metrics
 
 NAME = "finetune"
 SIDES = ("ours", "trainer")
+# our trainer with one change each: TrainConfig fields, or the few-shot path
+METHODS: dict[str, dict[str, Any]] = {
+    "lora": {"adapter": "lora"},
+    "adalora": {"adapter": "adalora"},
+    "fgm": {"adversarial": "fgm"},
+    "pgd": {"adversarial": "pgd"},
+    "setfit": {"task": "setfit"},
+}
+ALL_SIDES = (*SIDES, *METHODS)
 EVAL_BATCH_SIZE = 64  # our trainer evaluates in batches of 64; the Trainer side predicts with the same size
 DEFAULTS = TrainConfig()
 RECORDED_ARGUMENTS = {
@@ -141,7 +159,27 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="our side's precision; the Trainer side is always fp32 (default: %(default)s, "
         "which is fp32 on a CPU without bf16 units)",
     )
-    parser.add_argument("--sides", default=",".join(SIDES), help="comma-separated subset of ours,trainer")
+    parser.add_argument(
+        "--sides", default=",".join(SIDES), help=f"comma-separated subset of {','.join(ALL_SIDES)}"
+    )
+    parser.add_argument(
+        "--adapter-learning-rate",
+        type=float,
+        default=1e-3,
+        help="peak LR of the lora and adalora sides (adapters want a higher rate; default: %(default)s)",
+    )
+    parser.add_argument(
+        "--adversarial-epsilon",
+        type=float,
+        default=DEFAULTS.adversarial_epsilon,
+        help="fgm and pgd sides: L2 size of each text's perturbation (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--few-shot", type=int, default=16, help="setfit side: training rows per class (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--typo-rate", type=float, default=0.1, help="share of words given a typo (default: %(default)s)"
+    )
     parser.add_argument(
         "--save-model",
         type=Path,
@@ -158,16 +196,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=sys.stderr.isatty(),
         help="progress bars on stderr (default: when stderr is a terminal)",
     )
-    parser.add_argument("--side", choices=SIDES, help=argparse.SUPPRESS)  # internal: run one side
+    parser.add_argument("--side", choices=ALL_SIDES, help=argparse.SUPPRESS)  # internal: run one side
     parser.add_argument("--json-out", type=Path, help=argparse.SUPPRESS)  # internal: where that side reports
     args = parser.parse_args(argv)
     if args.side is not None and args.json_out is None:
         parser.error("--side needs --json-out")
     if args.limit is not None and args.limit < 2:
         parser.error("--limit must be at least 2")
-    unknown = set(args.sides.split(",")) - set(SIDES)
+    unknown = set(args.sides.split(",")) - set(ALL_SIDES)
     if unknown:
-        parser.error(f"--sides: unknown {sorted(unknown)}; expected a subset of {','.join(SIDES)}")
+        parser.error(f"--sides: unknown {sorted(unknown)}; expected a subset of {','.join(ALL_SIDES)}")
     return args
 
 
@@ -203,8 +241,7 @@ def _time_loop_overheads() -> dict[str, float]:
     return spent
 
 
-def run_ours(args: argparse.Namespace) -> dict[str, Any]:
-    train, validation = split_for(args)
+def _side_config(args: argparse.Namespace, side: str) -> TrainConfig:
     config = TrainConfig(
         base_model=args.base_model,
         epochs=args.epochs,
@@ -217,11 +254,47 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
         precision=args.precision,
         validation_fraction=VALIDATION_FRACTION,
     )
+    changes = dict(METHODS.get(side, {}))
+    if "adapter" in changes:
+        changes["learning_rate"] = args.adapter_learning_rate
+    if "adversarial" in changes:
+        changes["adversarial_epsilon"] = args.adversarial_epsilon
+    return config.replace(**changes)
+
+
+def _folder_mib(folder: Path) -> float:
+    """Size of a saved model folder without its training records (metrics, plots)."""
+    files = (p for p in folder.rglob("*") if p.is_file() and "training" not in p.relative_to(folder).parts)
+    return sum(p.stat().st_size for p in files) / 2**20
+
+
+def _robustness(folder: Path, validation: LabelledTexts, rate: float, seed: int) -> dict[str, Any]:
+    """Accuracy of the saved model on the validation texts, clean and with typos."""
+    classifier = Classifier.load(folder, max_length=DEFAULTS.max_length)
+    noisy = [add_typos(text, rate, seed) for text in validation.texts]
+    clean = [p.label for p in classifier.predict(validation.texts)]
+    typos = [p.label for p in classifier.predict(noisy)]
+    truth = validation.labels
+    return {
+        "typo_rate": rate,
+        "clean_accuracy": float(np.mean([a == b for a, b in zip(clean, truth, strict=True)])),
+        "typo_accuracy": float(np.mean([a == b for a, b in zip(typos, truth, strict=True)])),
+    }
+
+
+def run_ours(args: argparse.Namespace, side: str = "ours") -> dict[str, Any]:
+    train, validation = split_for(args)
+    config = _side_config(args, side)
+    if config.task == "setfit":
+        train, _ = sample_per_class(train, args.few_shot, args.seed)
     spent = _time_loop_overheads()
     with tempfile.TemporaryDirectory(prefix="bench-finetune-") as tmp:
         output = args.save_model if args.save_model is not None else Path(tmp) / "model"
-        result = train_classifier(train, config, output, validation=validation, progress=args.progress)
+        trainer = train_few_shot if config.task == "setfit" else train_classifier
+        result = trainer(train, config, output, validation=validation, progress=args.progress)
         history = read_metrics(output / "training" / "metrics.jsonl")
+        size_mib = _folder_mib(output)
+        robustness = _robustness(output, validation, args.typo_rate, args.seed)
     loop = result.loop
     samples = loop.samples_per_second * loop.train_seconds
     overhead = spent["evaluate"] + spent["checkpoint"]
@@ -252,6 +325,10 @@ def run_ours(args: argparse.Namespace) -> dict[str, Any]:
             "macro_f1": last.get("val_macro_f1"),
             "step": last.get("step"),
         },
+        "trainable_parameters": training.get("trainable_parameters"),
+        "total_parameters": training.get("total_parameters"),
+        "model_folder_mib": size_mib,
+        "robustness": robustness,
         "saved_model": str(args.save_model) if args.save_model is not None else None,
         "config": config.to_dict(),
     }
@@ -344,7 +421,7 @@ def run_side(args: argparse.Namespace) -> int:
     """Child process: run one side, then write its figures (with this process's peak RSS) to --json-out."""
     quiet_transformers()
     started = time.perf_counter()
-    record = run_ours(args) if args.side == "ours" else run_trainer(args)
+    record = run_trainer(args) if args.side == "trainer" else run_ours(args, args.side)
     record["side_seconds"] = time.perf_counter() - started
     record["peak_rss_mib"] = peak_rss_mib()
     if torch.cuda.is_available():
@@ -384,11 +461,23 @@ def spawn(side: str, argv: list[str]) -> dict[str, Any]:
 
 
 def compare(sides: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if "ours" in sides:
+        ours = sides["ours"]
+        out["methods_vs_ours"] = {
+            name: {
+                "accuracy_diff": s["validation"]["accuracy"] - ours["validation"]["accuracy"],
+                "typo_accuracy_diff": s["robustness"]["typo_accuracy"] - ours["robustness"]["typo_accuracy"],
+                "speed_ratio": s["train_samples_per_second"] / ours["train_samples_per_second"],
+            }
+            for name, s in sides.items()
+            if name in METHODS
+        }
     if not all(s in sides for s in SIDES):
-        return {}
+        return out
     ours, base = sides["ours"], sides["trainer"]
     last = ours["validation_last_step"]["accuracy"]
-    return {
+    return out | {
         "speed_ratio_ours_over_trainer": ours["train_samples_per_second"] / base["train_samples_per_second"],
         "accuracy_diff_ours_minus_trainer": ours["validation"]["accuracy"] - base["validation"]["accuracy"],
         "macro_f1_diff_ours_minus_trainer": ours["validation"]["macro_f1"] - base["validation"]["macro_f1"],
@@ -403,35 +492,49 @@ def render(payload: dict[str, Any]) -> tuple[list[str], list[list[str]], list[li
     headers = [
         "side",
         "precision",
+        "train rows",
         "train samples/s",
         "train s",
         "wall s",
         "val accuracy",
         "val macro-F1",
+        "accuracy with typos",
+        "trainable params",
+        "folder MiB",
         "peak RSS MiB",
     ]
     rows = [
         [
             name,
             s["precision"],
+            fmt(s["train_rows"], 0),
             fmt(s["train_samples_per_second"]),
             fmt(s["train_seconds"]),
             fmt(s["wall_seconds"]),
             fmt(s["validation"]["accuracy"], 4),
             fmt(s["validation"]["macro_f1"], 4),
+            fmt(s["robustness"]["typo_accuracy"], 4) if "robustness" in s else "-",
+            fmt(s["trainable_parameters"], 0) if s.get("trainable_parameters") else "-",
+            fmt(s["model_folder_mib"], 1) if "model_folder_mib" in s else "-",
             fmt(s["peak_rss_mib"], 0),
         ]
         for name, s in payload["sides"].items()
     ]
     c = payload["comparison"]
     summary: list[list[str]] = []
-    if c:
+    if "speed_ratio_ours_over_trainer" in c:
         last = c["accuracy_diff_last_step_ours_minus_trainer"]
         summary = [
             ["speed ratio ours/trainer (train samples/s)", f"{c['speed_ratio_ours_over_trainer']:.2f}x"],
             ["accuracy ours - trainer", f"{100 * c['accuracy_diff_ours_minus_trainer']:+.2f} pp"],
             ["macro-F1 ours - trainer", f"{100 * c['macro_f1_diff_ours_minus_trainer']:+.2f} pp"],
             ["accuracy ours (last-step weights) - trainer", "-" if last is None else f"{100 * last:+.2f} pp"],
+        ]
+    for name, d in c.get("methods_vs_ours", {}).items():
+        summary += [
+            [f"accuracy {name} - ours", f"{100 * d['accuracy_diff']:+.2f} pp"],
+            [f"accuracy with typos {name} - ours", f"{100 * d['typo_accuracy_diff']:+.2f} pp"],
+            [f"speed ratio {name}/ours (train samples/s)", f"{d['speed_ratio']:.2f}x"],
         ]
     s = payload["settings"]
     settings = (
@@ -453,7 +556,10 @@ def markdown(payload: dict[str, Any]) -> str:
         "evaluation (Trainer: `train_samples_per_second`; ours: the loop's rows over its time minus in-loop "
         "evaluation and checkpointing). wall s: the whole subprocess. Our validation figures are those of "
         "the best evaluated weights, chosen on this same validation split; the last-step row compares the "
-        "final weights, as the Trainer side does.\n"
+        "final weights, as the Trainer side does. accuracy with typos: the saved model on the validation "
+        f"texts with a character edit in {100 * payload['settings'].get('typo_rate', 0.1):g}% of the words "
+        "(`textcore.noise.add_typos`). folder MiB: the saved model folder without its training records "
+        "(an adapter side saves only the adapter and the head).\n"
     )
     return "".join(parts)
 
@@ -469,7 +575,7 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     train, validation = split_for(args)
     forwarded = sys.argv[1:] if argv is None else argv
-    sides = {side: spawn(side, forwarded) for side in SIDES if side in args.sides.split(",")}
+    sides = {side: spawn(side, forwarded) for side in ALL_SIDES if side in args.sides.split(",")}
     payload: dict[str, Any] = {
         "benchmark": NAME,
         "created_at": utc_now(),
@@ -491,6 +597,10 @@ def main(argv: list[str] | None = None) -> int:
             "warmup_ratio": args.warmup_ratio,
             "weight_decay": args.weight_decay,
             "max_length": args.max_length,
+            "adapter_learning_rate": args.adapter_learning_rate,
+            "adversarial_epsilon": args.adversarial_epsilon,
+            "few_shot_per_class": args.few_shot,
+            "typo_rate": args.typo_rate,
             "our_precision": args.precision,
             "our_bf16": use_bf16(args.precision, resolve_device("auto")),
         },
