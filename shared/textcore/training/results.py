@@ -11,8 +11,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from textcore.artifacts import write_json_atomic
 from textcore.data import LabelledTexts, file_sha256
+from textcore.training.checkpoint import remove_checkpoint
 from textcore.training.loop import LoopResult
+from textcore.training.plots import plot_curves
+from textcore.training.tracking import read_metrics
 
 RUN_DIR = "training"  # inside a model folder: metrics.jsonl, curves, report, the resumable checkpoint
 
@@ -70,3 +74,10 @@ def training_summary(loop: LoopResult, device: torch.device, bf16: bool) -> dict
 def file_info(path: str | os.PathLike[str], **counts: int) -> dict[str, Any]:
     """Where a data file is, its SHA-256 and the counts given (rows, texts, sentences...)."""
     return {"path": str(Path(path).resolve()), "sha256": file_sha256(path), **counts}
+
+
+def close_run(run_dir: Path, report: dict[str, Any], metric: str) -> None:
+    """End a run's records: write `report.json`, plot the curves, remove the resumable checkpoint."""
+    write_json_atomic(run_dir / "report.json", report)
+    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", metric)
+    remove_checkpoint(run_dir)

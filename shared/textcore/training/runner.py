@@ -12,7 +12,7 @@ from typing import Any
 import torch
 
 from textcore.adapters import is_adapter, save_encoder
-from textcore.artifacts import write_json_atomic, write_metadata
+from textcore.artifacts import write_metadata
 from textcore.bio import TaggedSentences, require_entities, tag_labels
 from textcore.data import (
     LabelledTexts,
@@ -25,7 +25,6 @@ from textcore.data import (
 from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report, tagging_report
 from textcore.models import load_backbone
-from textcore.training.checkpoint import remove_checkpoint
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
@@ -33,10 +32,11 @@ from textcore.training.distributed import is_main_process
 from textcore.training.embedding import EmbeddingTask
 from textcore.training.loop import train
 from textcore.training.mlm import MaskedLMTask, split_texts
-from textcore.training.plots import plot_confusion, plot_curves
+from textcore.training.plots import plot_confusion
 from textcore.training.results import (
     RUN_DIR,
     TrainResult,
+    close_run,
     data_info,
     seed_everything,
     training_summary,
@@ -44,7 +44,6 @@ from textcore.training.results import (
 )
 from textcore.training.setfit import HEAD_C, SetFitTask, few_shot_split
 from textcore.training.token_classification import TokenClassificationTask
-from textcore.training.tracking import read_metrics
 
 
 def _validation_for(
@@ -105,11 +104,9 @@ def train_classifier(
     report = scorer(val_data.labels, predicted, labels)
     metrics = report.to_dict()
     task.model.save(output, task.tokenizer, labels, config.multi_label)
-    write_json_atomic(run_dir / "report.json", metrics)
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
     if not config.multi_label:
         plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
-    remove_checkpoint(run_dir)
+    close_run(run_dir, metrics, config.selection_metric)
     metadata = write_metadata(
         output,
         {
@@ -180,10 +177,8 @@ def train_few_shot(
     report = classification_report(val_data.labels, task.predicted_labels(model, task.val_ids), labels)
     metrics = report.to_dict()
     model.save(output, task.tokenizer, labels, multi_label=False)
-    write_json_atomic(run_dir / "report.json", {**metrics, "before_contrastive": before})
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
     plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
-    remove_checkpoint(run_dir)
+    close_run(run_dir, {**metrics, "before_contrastive": before}, config.selection_metric)
     metadata = write_metadata(
         output,
         {
@@ -244,9 +239,7 @@ def train_embedder(
     backbone.tokenizer.save_pretrained(str(output))
     if not is_adapter(task.model):  # sentence-transformers could not find an adapter's base by our alias
         _copy_sentence_transformers_files(backbone.path, output)
-    write_json_atomic(run_dir / "report.json", {"before": baseline, "after": metrics})
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
-    remove_checkpoint(run_dir)
+    close_run(run_dir, {"before": baseline, "after": metrics}, config.selection_metric)
     metadata = write_metadata(
         output,
         {
@@ -312,9 +305,7 @@ def train_mlm(
     metrics = task.evaluate()  # the restored best weights, dropout off
     task.save(output)
     _copy_sentence_transformers_files(task.folder, output)
-    write_json_atomic(run_dir / "report.json", {"before": before, "after": metrics})
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
-    remove_checkpoint(run_dir)
+    close_run(run_dir, {"before": before, "after": metrics}, config.selection_metric)
     metadata = write_metadata(
         output,
         {
@@ -390,9 +381,7 @@ def train_reranker(
         return worker_result(output, loop)
     metrics = task.evaluate()  # the restored best weights, dropout off
     task.model.save(output, task.tokenizer, [RELEVANT], multi_label=False)
-    write_json_atomic(run_dir / "report.json", metrics)
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
-    remove_checkpoint(run_dir)
+    close_run(run_dir, metrics, config.selection_metric)
     metadata = write_metadata(
         output,
         {
@@ -462,9 +451,7 @@ def train_tagger(
     report = tagging_report(val_data.tags, task.predicted_tags(task.probabilities()))  # best weights
     metrics = report.to_dict()
     task.model.save(output, task.tokenizer, labels)
-    write_json_atomic(run_dir / "report.json", metrics)
-    plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", config.selection_metric)
-    remove_checkpoint(run_dir)
+    close_run(run_dir, metrics, config.selection_metric)
     metadata = write_metadata(
         output,
         {
