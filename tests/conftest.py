@@ -13,10 +13,10 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 import torch
@@ -145,3 +145,28 @@ def migrated(database: DB) -> Iterator[DB]:
         yield database
     finally:
         database.dispose()
+
+
+PROBLEM = "application/problem+json"
+
+
+class Response(Protocol):
+    """What the tests read of an HTTP response, from httpx or from the test client's HTTP library."""
+
+    status_code: int
+
+    @property
+    def text(self) -> str: ...
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    def json(self) -> Any: ...
+
+
+def problem(response: Response, status: int) -> dict[str, Any]:
+    """The RFC 9457 problem body of an error response, after checking its status and content type."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    return body

@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
@@ -16,11 +15,10 @@ from starlette.routing import Route
 
 from customer_service import create_app
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings
-from tests.conftest import serve_app
+from tests.conftest import problem, serve_app
 from tests.customer_service.test_generation import CITED, completions
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "customer_service"
-PROBLEM = "application/problem+json"
 
 
 def cs_settings(tmp_path: Path, database_url: str, **more: Any) -> CustomerServiceSettings:
@@ -52,13 +50,6 @@ def chat(client: TestClient, message: str, session_id: str | None = None, **more
     assert response.status_code == 200, response.text
     reply: dict[str, Any] = response.json()
     return reply
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def test_ask_and_get_the_answer_with_its_source(client: TestClient) -> None:

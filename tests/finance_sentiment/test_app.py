@@ -143,6 +143,8 @@ def test_calm_then_burst_fires_once_then_resolves(
     hook, hook_url = receiver
     app = create_app(settings_for(tmp_path, finance_model_dir, database_url))
     with TestClient(app) as client:
+        portal = client.portal  # the app's event loop, open while the client is
+        assert portal is not None
         source = client.post(
             "/v1/sources", json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss"}
         )
@@ -152,14 +154,14 @@ def test_calm_then_burst_fires_once_then_resolves(
 
         calm = client.post(f"/v1/sources/{source_id}/run").json()
         assert calm["status"] == "ok" and calm["stored"] == len(CALM)
-        client.portal.call(app.state.monitor.evaluate_alerts)  # the scheduler's periodic job
+        portal.call(app.state.monitor.evaluate_alerts)  # the scheduler's periodic job
         assert hook.deliveries == []
         assert client.get("/v1/alerts").json() == []
 
         feed.headlines += BURST
         burst = client.post(f"/v1/sources/{source_id}/run").json()
         assert burst["stored"] == len(BURST) and burst["duplicates"] == len(CALM)
-        client.portal.call(app.state.monitor.evaluate_alerts)
+        portal.call(app.state.monitor.evaluate_alerts)
         firing = client.get("/v1/alerts", params={"status": "firing"}).json()
         assert len(firing) == 1 and firing[0]["labels"]["entity"] == "Acme"
         assert len(hook.deliveries) == 1
@@ -173,11 +175,11 @@ def test_calm_then_burst_fires_once_then_resolves(
         assert f"{feed_url}/news/" in alert["annotations"]["top_negative"]
 
         assert client.post(f"/v1/sources/{source_id}/run").json()["stored"] == 0  # nothing new, no resend
-        client.portal.call(app.state.monitor.evaluate_alerts)
+        portal.call(app.state.monitor.evaluate_alerts)
         assert len(hook.deliveries) == 1
 
         time.sleep(2.2)  # the burst leaves the 2 s window
-        client.portal.call(app.state.monitor.evaluate_alerts)
+        portal.call(app.state.monitor.evaluate_alerts)
         statuses = [b["status"] for b in hook.bodies()]
         assert statuses == ["firing", "resolved"]
         assert client.get("/v1/alerts").json()[0]["status"] == "resolved"

@@ -14,14 +14,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
-from threadpoolctl import threadpool_info  # type: ignore[import-untyped]
+from threadpoolctl import threadpool_info
 
 from recommender import create_app
 from recommender.database import Database
 from recommender.schemas import ScoredOut
 from recommender.settings import RecommenderSettings
 from recommender.tables import Event
-from tests.conftest import serve_app
+from tests.conftest import problem, serve_app
 from tests.recommender.conftest import (
     THEMES,
     catalog_items,
@@ -31,8 +31,6 @@ from tests.recommender.conftest import (
     theme_of,
     user_histories,
 )
-
-PROBLEM = "application/problem+json"
 
 
 @pytest.fixture
@@ -52,13 +50,6 @@ def stocked(client: TestClient) -> TestClient:
     response = client.post("/v1/events", json={"events": event_bodies()})
     assert response.status_code == 201, response.text
     return client
-
-
-def problem(response: httpx.Response, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def stored_events(url: str) -> int:
