@@ -121,6 +121,19 @@ def train(
         Path | None,
         typer.Option("--tensorboard", help="also write TensorBoard event files, in DIR/<name of --output>"),
     ] = None,
+    teacher: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--teacher",
+            help="classification: a trained classifier folder to distil from (repeat for an ensemble)",
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float | None, typer.Option(help="share of the loss on the teachers' soft labels")
+    ] = None,
+    distill_temperature: Annotated[
+        float | None, typer.Option(help="softmax temperature of distillation")
+    ] = None,
 ) -> None:
     """Fine-tune a model on labelled data and save it as a self-contained folder."""
     overrides: dict[str, Any] = {
@@ -137,6 +150,9 @@ def train(
         "lora_alpha": lora_alpha,
         "mlm_probability": mlm_probability,
         "tensorboard": str(tensorboard) if tensorboard is not None else None,
+        "teachers": tuple(teacher) if teacher else None,
+        "distill_weight": distill_weight,
+        "distill_temperature": distill_temperature,
     }
 
     def action() -> None:

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from typer.testing import CliRunner, Result
 
+from customer_service.cli import app as cli_app
 from customer_service.intents import (
     INTENTS_FILE,
     IntentModel,
@@ -193,3 +195,33 @@ def test_bounded_threshold_buys_oos_recall_with_at_most_the_allowed_in_scope_acc
     assert choose_threshold(probabilities, labels, truth, rule="balanced")[0] > 0.6
     with pytest.raises(InvalidInput):
         choose_threshold(probabilities, labels, truth, rule="median")
+
+
+def invoke(*args: object) -> Result:
+    return CliRunner().invoke(cli_app, [str(a) for a in args])
+
+
+def test_train_intents_command_distils_from_a_teacher(
+    trained: IntentTraining, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`customer-service train-intents --teacher DIR` trains a student on the teacher's soft labels too; a
+    teacher of other intents is refused with one clear line and no model folder."""
+    data = intent_data(8, seed=4)
+    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
+    everything, fewer = tmp_path / "intents.csv", tmp_path / "fewer.csv"
+    everything.write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
+    fewer.write_text("\n".join(["text,intent", *(r for r in rows if not r.endswith(",refund"))]))
+    common = ["--base-model", tiny_model_dir, "--epochs", "1", "--precision", "fp32", "--device", "cpu"]
+    student = tmp_path / "student"
+    result = invoke("train-intents", "--data", everything, "--output", student, *common,
+                    "--teacher", trained.output, "--distill-weight", "0.6")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((student / "metadata.json").read_text(encoding="utf-8"))
+    assert recorded["hyperparameters"]["teachers"] == [str(trained.output)]
+    assert recorded["hyperparameters"]["distill_weight"] == 0.6
+    assert (student / INTENTS_FILE).is_file()
+    refused = invoke("train-intents", "--data", fewer, "--output", tmp_path / "refused", *common,
+                     "--teacher", trained.output)  # fmt: skip
+    assert refused.exit_code == 2
+    assert "expected the labels ['block_card', 'oos', 'opening_hours']" in refused.output
+    assert not (tmp_path / "refused" / "metadata.json").exists()

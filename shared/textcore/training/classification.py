@@ -13,9 +13,11 @@ from textcore.batching import Encoded, encode_texts, length_grouped_batches, map
 from textcore.classifier import TextClassifier
 from textcore.data import LabelledTexts
 from textcore.devices import autocast, resolve_device, use_bf16
+from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report
 from textcore.models import Backbone
 from textcore.training.config import TrainConfig
+from textcore.training.distill import distillation_loss
 from textcore.training.params import encoder_param_groups, head_param_group
 
 Batch = dict[str, torch.Tensor]
@@ -38,7 +40,10 @@ class ClassificationTask:
         validation: LabelledTexts,
         labels: list[str],
         config: TrainConfig,
+        soft_targets: torch.Tensor | None = None,
     ) -> None:
+        """`soft_targets`: teachers' softened probabilities of the training rows, `(len(train), n_labels)`,
+        for distillation (`textcore.training.distill`)."""
         self.config = config
         self.labels = labels
         self.device = resolve_device(config.device)
@@ -50,6 +55,10 @@ class ClassificationTask:
         index = {label: i for i, label in enumerate(labels)}
         self.train_ids = encode_texts(self.tokenizer, train.texts, config.max_length)
         self.train_y = self._targets(train.labels, index)
+        expected = (len(train.texts), len(labels))
+        if soft_targets is not None and tuple(soft_targets.shape) != expected:
+            raise InvalidInput(f"soft targets: expected shape {expected}; found {tuple(soft_targets.shape)}")
+        self.soft_targets = soft_targets
         self.val_ids = encode_texts(self.tokenizer, validation.texts, config.max_length)
         self.validation = validation
         self.class_weights = (
@@ -86,6 +95,8 @@ class ClassificationTask:
         for idx in length_grouped_batches(self.train_ids.lengths, self.config.batch_size, rng):
             batch = pad_batch([self.train_ids.ids[i] for i in idx], self.pad_id)
             batch["labels"] = self.train_y[idx]
+            if self.soft_targets is not None:
+                batch["soft_targets"] = self.soft_targets[idx]
             batches.append(batch)
         return batches
 
@@ -101,6 +112,10 @@ class ClassificationTask:
                 weight=self.class_weights,
                 label_smoothing=self.config.label_smoothing,
             )
+            if "soft_targets" in batch:
+                weight = self.config.distill_weight
+                soft = distillation_loss(logits, batch["soft_targets"], self.config.distill_temperature)
+                loss = (1 - weight) * loss + weight * soft
         return loss + adapter_penalty(self.model.encoder)
 
     @torch.inference_mode()

@@ -78,8 +78,14 @@ class TrainConfig:
     # TensorBoard event files are written to `<tensorboard>/<model folder name>` when set (the run is also in
     # metrics.jsonl either way)
     tensorboard: str = ""
+    # knowledge distillation (classification): trained classifier folders whose averaged softened
+    # probabilities the student also learns from (`textcore.training.distill`)
+    teachers: tuple[str, ...] = ()
+    distill_weight: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "teachers", tuple(self.teachers))  # a list when read back from metadata
         _check(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
         _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(self.batch_size >= 2, "batch_size", "an integer >= 2", self.batch_size)
@@ -122,6 +128,16 @@ class TrainConfig:
         _check(self.lora_alpha >= 1, "lora_alpha", "an integer >= 1", self.lora_alpha)
         _check(0 <= self.lora_dropout < 1, "lora_dropout", "a number in [0, 1)", self.lora_dropout)
         _check(0 < self.mlm_probability < 1, "mlm_probability", "a number in (0, 1)", self.mlm_probability)
+        _check(0 <= self.distill_weight <= 1, "distill_weight", "a number in [0, 1]", self.distill_weight)
+        _check(
+            self.distill_temperature > 0, "distill_temperature", "a positive number", self.distill_temperature
+        )
+        _check(
+            not self.teachers or (self.task == "classification" and not self.multi_label),
+            "teachers",
+            "none unless task is single-label classification",
+            list(self.teachers),
+        )
         _check(self.precision in PRECISIONS, "precision", f"one of {', '.join(PRECISIONS)}", self.precision)
         allowed = METRICS[self.task]
         _check(

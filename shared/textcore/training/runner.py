@@ -28,6 +28,7 @@ from textcore.models import load_backbone
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
+from textcore.training.distill import teacher_probabilities
 from textcore.training.distributed import is_main_process
 from textcore.training.embedding import EmbeddingTask
 from textcore.training.loop import train
@@ -92,7 +93,22 @@ def train_classifier(
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
     train_data, val_data = _validation_for(data, validation, config, labels)
     seed_everything(config.seed)
-    task = ClassificationTask(load_backbone(config.base_model), train_data, val_data, labels, config)
+    soft_targets = (
+        teacher_probabilities(
+            config.teachers,
+            train_data.texts,
+            labels,
+            temperature=config.distill_temperature,
+            device=config.device,
+            precision=config.precision,
+            max_length=config.max_length,
+        )
+        if config.teachers
+        else None
+    )
+    task = ClassificationTask(
+        load_backbone(config.base_model), train_data, val_data, labels, config, soft_targets
+    )
     if head_init is not None:
         _load_head(task, head_init)
     run_dir = output / RUN_DIR
