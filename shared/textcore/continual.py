@@ -188,11 +188,15 @@ def gate(
 
 
 def recorded_config(version: ModelVersion) -> TrainConfig:
-    """The training recipe recorded in a version's metadata (fields unknown to this library are dropped)."""
+    """The training recipe recorded in a version's metadata (fields unknown to this library are dropped).
+
+    Distillation teachers are not carried over: the version starts from the student, which holds what they
+    taught, and their folders may be gone or know fewer labels than the new data.
+    """
     recorded = version.metadata.get("hyperparameters")
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     values = {k: v for k, v in recorded.items() if k in known} if isinstance(recorded, dict) else {}
-    return TrainConfig(**{**values, "tensorboard": ""})
+    return TrainConfig(**{**values, "tensorboard": "", "teachers": ()})
 
 
 def merge_labelled(old: LabelledTexts, new: LabelledTexts) -> tuple[LabelledTexts, dict[str, int]]:

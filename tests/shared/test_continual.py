@@ -16,11 +16,11 @@ from tests.shared.test_cli import ok, run_cli, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.artifacts import read_labels
 from textcore.baseline import evaluate_base_model, untuned_base_model
-from textcore.continual import gate, merge_labelled, retrain
+from textcore.continual import gate, merge_labelled, recorded_config, retrain
 from textcore.data import LabelledTexts, read_labelled
 from textcore.errors import InvalidInput, NotFound
-from textcore.registry import ModelRegistry
-from textcore.training import train_classifier, train_classifier_from_files
+from textcore.registry import ModelRegistry, ModelVersion
+from textcore.training import TrainConfig, train_classifier, train_classifier_from_files
 
 COLUMNS = ("sentence", "sentiment")
 FAST = {"max_length": 32, "epochs": 6}  # the texts are short
@@ -356,3 +356,12 @@ def test_registry_cli_retrain_and_gate(
     )
     assert missing.returncode == 2
     assert "no model named 'nope'" in missing.stderr
+
+
+def test_a_retrain_keeps_the_recipe_but_not_the_distillation_teachers(tmp_path: Path) -> None:
+    recipe = TrainConfig(epochs=3, learning_rate=5e-5, teachers=("runs/t1", "runs/t2"), distill_weight=0.8)
+    version = ModelVersion("intents", 2, tmp_path, "2026-01-01T00:00:00+00:00", {"hyperparameters": {
+        **json.loads(json.dumps(recipe.to_dict())), "a_field_of_a_later_release": 1}})  # fmt: skip
+    recorded = recorded_config(version)
+    assert (recorded.epochs, recorded.learning_rate, recorded.distill_weight) == (3, 5e-5, 0.8)
+    assert recorded.teachers == ()
