@@ -92,6 +92,24 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def trained_head(folder: str | os.PathLike[str], task: str, what: str) -> Path:
+    """The head weights of a trained `task` folder, after checking its metadata names that task.
+
+    Raises:
+        InvalidInput: the metadata names another task (or none), or the head file is missing.
+    """
+    path = Path(folder)
+    found = read_metadata(path).get("task")
+    if found != task:
+        raise InvalidInput(
+            f"{path}: expected a {what} model folder (metadata task {task!r}); found task {found!r}"
+        )
+    head = path / HEAD_FILE
+    if not head.is_file():
+        raise InvalidInput(f"expected {HEAD_FILE} in {path}; it is not a trained {what}")
+    return head
+
+
 def read_labels(folder: Path) -> tuple[list[str], bool]:
     """Read the label list and multi-label flag of a classifier folder."""
     data = read_json(folder / LABELS_FILE)

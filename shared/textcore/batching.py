@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase
 
+from textcore.errors import InvalidInput
+
 
 @dataclass(frozen=True, slots=True)
 class Encoded:
@@ -111,3 +113,9 @@ def map_sorted(
     for idx in sorted_batches(encoded.lengths, batch_size):
         out[idx] = forward(pad_batch([encoded.ids[i] for i in idx], pad_id))
     return out
+
+
+def check_batch_settings(max_length: int, batch_size: int) -> None:
+    """Refuse serving settings that cannot work: fewer than 8 tokens per text, or empty batches."""
+    if max_length < 8 or batch_size < 1:
+        raise InvalidInput(f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}")

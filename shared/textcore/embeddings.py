@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from torch import nn
 
-from textcore.batching import encode_texts, map_sorted
+from textcore.batching import check_batch_settings, encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
 from textcore.models import DEFAULT_MODEL, Backbone, load_backbone
@@ -49,10 +49,7 @@ class Encoder:
         max_length: int = 256,
         batch_size: int = 64,
     ) -> None:
-        if max_length < 8 or batch_size < 1:
-            raise InvalidInput(
-                f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}"
-            )
+        check_batch_settings(max_length, batch_size)
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
         self.backbone = backbone

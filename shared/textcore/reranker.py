@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,8 +17,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import PreTrainedTokenizerBase
 
-from textcore.artifacts import HEAD_FILE, read_metadata
-from textcore.batching import encode_texts, map_sorted
+from textcore.artifacts import trained_head
+from textcore.batching import check_batch_settings, encode_texts, map_sorted
 from textcore.classifier import TextClassifier
 from textcore.data import ScoredPairs, read_scored_pairs
 from textcore.devices import autocast, resolve_device, use_bf16
@@ -48,10 +47,7 @@ class Reranker:
         max_length: int = 256,
         batch_size: int = 64,
     ) -> None:
-        if max_length < 8 or batch_size < 1:
-            raise InvalidInput(
-                f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}"
-            )
+        check_batch_settings(max_length, batch_size)
         if model.head.out_features != 1:
             raise InvalidInput(
                 f"expected a one-output relevance head; found {model.head.out_features} outputs"
@@ -80,16 +76,8 @@ class Reranker:
         Raises:
             InvalidInput: the folder is not a cross-encoder (its metadata names another task, or none).
         """
-        path = Path(folder)
-        task = read_metadata(path).get("task")
-        if task != TASK:
-            raise InvalidInput(
-                f"{path}: expected a cross-encoder model folder (metadata task {TASK!r}); found task {task!r}"
-            )
-        head_path = path / HEAD_FILE
-        if not head_path.is_file():
-            raise InvalidInput(f"expected {HEAD_FILE} in {path}; it is not a trained cross-encoder")
-        backbone = load_backbone(path)
+        head_path = trained_head(folder, TASK, "cross-encoder")
+        backbone = load_backbone(folder)
         model = TextClassifier(backbone.model, 1)
         model.head.load_state_dict(load_file(str(head_path)))
         return cls(

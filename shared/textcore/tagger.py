@@ -22,8 +22,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textcore.artifacts import HEAD_FILE, read_labels, read_metadata, write_labels
-from textcore.batching import Encoded, pad_batch, sorted_batches
+from textcore.artifacts import HEAD_FILE, read_labels, trained_head, write_labels
+from textcore.batching import Encoded, check_batch_settings, pad_batch, sorted_batches
 from textcore.bio import OUTSIDE, TaggedSentences, check_tags, read_tagged, split_words, to_iob2
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
@@ -183,10 +183,7 @@ class Tagger:
         max_length: int = 256,
         batch_size: int = 64,
     ) -> None:
-        if max_length < 8 or batch_size < 1:
-            raise InvalidInput(
-                f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}"
-            )
+        check_batch_settings(max_length, batch_size)
         check_tags(labels, "labels")
         if OUTSIDE not in labels or model.head.out_features != len(labels):
             raise InvalidInput(
@@ -218,17 +215,9 @@ class Tagger:
         Raises:
             InvalidInput: the folder is not a tagger (its metadata names another task, or none).
         """
-        path = Path(folder)
-        task = read_metadata(path).get("task")
-        if task != TASK:
-            raise InvalidInput(
-                f"{path}: expected a tagger model folder (metadata task {TASK!r}); found {task!r}"
-            )
-        head_path = path / HEAD_FILE
-        if not head_path.is_file():
-            raise InvalidInput(f"expected {HEAD_FILE} in {path}; it is not a trained tagger")
-        labels, _ = read_labels(path)
-        backbone = load_backbone(path)
+        head_path = trained_head(folder, TASK, "tagger")
+        labels, _ = read_labels(Path(folder))
+        backbone = load_backbone(folder)
         model = TokenTagger(backbone.model, len(labels))
         model.head.load_state_dict(load_file(str(head_path)))
         return cls(

@@ -330,10 +330,10 @@ def test_words_past_max_length_are_tagged_outside(tiny_tagger: TrainResult) -> N
 def test_tagger_refuses_other_folders_and_bad_calls(
     tiny_tagger: TrainResult, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    with pytest.raises(InvalidInput, match=r"expected a tagger model folder .* found None"):
+    with pytest.raises(InvalidInput, match=r"expected a tagger model folder .* found task None"):
         Tagger.load(tiny_model_dir)
     write_metadata(tmp_path, {"task": "classification"})
-    with pytest.raises(InvalidInput, match="found 'classification'"):
+    with pytest.raises(InvalidInput, match="found task 'classification'"):
         Tagger.load(tmp_path)
     with pytest.raises(InvalidInput, match=r"token-classification model \(tagger\).*load it with Tagger"):
         load_predictor(tiny_tagger.output)

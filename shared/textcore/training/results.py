@@ -11,9 +11,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcore.artifacts import write_json_atomic
+from textcore.artifacts import write_json_atomic, write_metadata
 from textcore.data import LabelledTexts, file_sha256
 from textcore.training.checkpoint import remove_checkpoint
+from textcore.training.config import TrainConfig
 from textcore.training.loop import LoopResult
 from textcore.training.plots import plot_curves
 from textcore.training.tracking import read_metrics
@@ -81,3 +82,36 @@ def close_run(run_dir: Path, report: dict[str, Any], metric: str) -> None:
     write_json_atomic(run_dir / "report.json", report)
     plot_curves(read_metrics(run_dir / "metrics.jsonl"), run_dir / "curves.png", metric)
     remove_checkpoint(run_dir)
+
+
+def record_run(
+    output: Path,
+    config: TrainConfig,
+    loop: LoopResult,
+    task: Any,
+    *,
+    data: dict[str, Any],
+    sources: dict[str, Any] | None,
+    validation_metrics: dict[str, Any],
+    metrics: dict[str, Any],
+    **extra: Any,
+) -> TrainResult:
+    """Write the model folder's metadata and return the run's result.
+
+    Every task records its name, base model, hyperparameters, data (`data` plus where it came from),
+    validation figures and the loop's summary; `extra` adds the task's own fields (labels, figures before
+    training...). `task` is the run's task object (its `device` and `bf16` are recorded).
+    """
+    metadata = write_metadata(
+        output,
+        {
+            "task": config.task,
+            "base_model": config.base_model,
+            "hyperparameters": config.to_dict(),
+            "data": {**data, **(sources or {})},
+            "validation_metrics": validation_metrics,
+            **extra,
+            "training": training_summary(loop, task.device, task.bf16),
+        },
+    )
+    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)

@@ -12,7 +12,6 @@ from typing import Any
 import torch
 
 from textcore.adapters import is_adapter, save_encoder
-from textcore.artifacts import write_metadata
 from textcore.bio import TaggedSentences, require_entities, tag_labels
 from textcore.data import (
     LabelledTexts,
@@ -39,8 +38,8 @@ from textcore.training.results import (
     TrainResult,
     close_run,
     data_info,
+    record_run,
     seed_everything,
-    training_summary,
     worker_result,
 )
 from textcore.training.setfit import HEAD_C, SetFitTask, few_shot_split
@@ -123,23 +122,17 @@ def train_classifier(
     if not config.multi_label:
         plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
     close_run(run_dir, metrics, config.selection_metric)
-    metadata = write_metadata(
+    return record_run(
         output,
-        {
-            "task": "classification",
-            "base_model": config.base_model,
-            "labels": labels,
-            "hyperparameters": config.to_dict(),
-            "data": {
-                "train": data_info(None, train_data),
-                "validation": data_info(None, val_data),
-                **(sources or {}),
-            },
-            "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
-            "training": training_summary(loop, task.device, task.bf16),
-        },
+        config,
+        loop,
+        task,
+        data={"train": data_info(None, train_data), "validation": data_info(None, val_data)},
+        sources=sources,
+        validation_metrics={"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
+        metrics=metrics,
+        labels=labels,
     )
-    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def _load_head(task: ClassificationTask, state: dict[str, torch.Tensor]) -> None:
@@ -195,25 +188,19 @@ def train_few_shot(
     model.save(output, task.tokenizer, labels, multi_label=False)
     plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
     close_run(run_dir, {**metrics, "before_contrastive": before}, config.selection_metric)
-    metadata = write_metadata(
+    return record_run(
         output,
-        {
-            "task": "setfit",
-            "base_model": config.base_model,
-            "labels": labels,
-            "hyperparameters": config.to_dict(),
-            "data": {
-                "train": data_info(None, train_data),
-                "validation": data_info(None, val_data),
-                **(sources or {}),
-            },
-            "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
-            "validation_metrics_before": {k: before[k] for k in ("accuracy", "macro_f1")},
-            "head": {"kind": "logistic-regression", "C": HEAD_C, "features": "mean-pooled, standardised"},
-            "training": training_summary(loop, task.device, task.bf16),
-        },
+        config,
+        loop,
+        task,
+        data={"train": data_info(None, train_data), "validation": data_info(None, val_data)},
+        sources=sources,
+        validation_metrics={"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
+        metrics=metrics,
+        labels=labels,
+        validation_metrics_before={k: before[k] for k in ("accuracy", "macro_f1")},
+        head={"kind": "logistic-regression", "C": HEAD_C, "features": "mean-pooled, standardised"},
     )
-    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def _copy_sentence_transformers_files(base: Path, output: Path) -> None:
@@ -256,23 +243,17 @@ def train_embedder(
     if not is_adapter(task.model):  # sentence-transformers could not find an adapter's base by our alias
         _copy_sentence_transformers_files(backbone.path, output)
     close_run(run_dir, {"before": baseline, "after": metrics}, config.selection_metric)
-    metadata = write_metadata(
+    return record_run(
         output,
-        {
-            "task": "embedding",
-            "base_model": config.base_model,
-            "hyperparameters": config.to_dict(),
-            "data": {
-                "train": {"rows": len(train_pairs)},
-                "validation": {"rows": len(val_pairs)},
-                **(sources or {}),
-            },
-            "validation_metrics": metrics,
-            "validation_metrics_before": baseline,
-            "training": training_summary(loop, task.device, task.bf16),
-        },
+        config,
+        loop,
+        task,
+        data={"train": {"rows": len(train_pairs)}, "validation": {"rows": len(val_pairs)}},
+        sources=sources,
+        validation_metrics=metrics,
+        metrics=metrics,
+        validation_metrics_before=baseline,
     )
-    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def train_mlm(
@@ -322,28 +303,20 @@ def train_mlm(
     task.save(output)
     _copy_sentence_transformers_files(task.folder, output)
     close_run(run_dir, {"before": before, "after": metrics}, config.selection_metric)
-    metadata = write_metadata(
+    train_info = {"texts": len(train_texts), "chunks": len(task.train_ids)}
+    val_info = {"texts": len(val_texts), "chunks": len(task.val_ids), "masked_tokens": task.val_masked}
+    return record_run(
         output,
-        {
-            "task": "mlm",
-            "base_model": config.base_model,
-            "hyperparameters": config.to_dict(),
-            "data": {
-                "train": {"texts": len(train_texts), "chunks": len(task.train_ids)},
-                "validation": {
-                    "texts": len(val_texts),
-                    "chunks": len(task.val_ids),
-                    "masked_tokens": task.val_masked,
-                },
-                **(sources or {}),
-            },
-            "mlm_head": "initialised" if task.fresh_head else "loaded",
-            "validation_metrics": metrics,
-            "validation_metrics_before": before,
-            "training": training_summary(loop, task.device, task.bf16),
-        },
+        config,
+        loop,
+        task,
+        data={"train": train_info, "validation": val_info},
+        sources=sources,
+        validation_metrics=metrics,
+        metrics=metrics,
+        mlm_head="initialised" if task.fresh_head else "loaded",
+        validation_metrics_before=before,
     )
-    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def _pairs_info(pairs: ScoredPairs) -> dict[str, Any]:
@@ -398,27 +371,21 @@ def train_reranker(
     metrics = task.evaluate()  # the restored best weights, dropout off
     task.model.save(output, task.tokenizer, [RELEVANT], multi_label=False)
     close_run(run_dir, metrics, config.selection_metric)
-    metadata = write_metadata(
+    return record_run(
         output,
-        {
-            "task": "cross-encoder",
-            "base_model": config.base_model,
-            "labels": [RELEVANT],
-            "hyperparameters": config.to_dict(),
-            "data": {
-                "train": _pairs_info(train_pairs),
-                "validation": _pairs_info(val_pairs),
-                **(sources or {}),
-            },
-            "validation_metrics": {
-                "mrr@10": metrics["mrr@10"],
-                "accuracy": metrics["accuracy"],
-                "n": len(val_pairs),
-            },
-            "training": training_summary(loop, task.device, task.bf16),
+        config,
+        loop,
+        task,
+        data={"train": _pairs_info(train_pairs), "validation": _pairs_info(val_pairs)},
+        sources=sources,
+        validation_metrics={
+            "mrr@10": metrics["mrr@10"],
+            "accuracy": metrics["accuracy"],
+            "n": len(val_pairs),
         },
+        metrics=metrics,
+        labels=[RELEVANT],
     )
-    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
 
 
 def train_tagger(
@@ -468,18 +435,16 @@ def train_tagger(
     metrics = report.to_dict()
     task.model.save(output, task.tokenizer, labels)
     close_run(run_dir, metrics, config.selection_metric)
-    metadata = write_metadata(
+    return record_run(
         output,
-        {
-            "task": "token-classification",
-            "base_model": config.base_model,
-            "labels": labels,
-            "hyperparameters": config.to_dict(),
-            "data": {"train": train_data.summary(), "validation": val_data.summary(), **(sources or {})},
-            "validation_metrics": {
-                k: metrics[k] for k in ("precision", "recall", "f1", "accuracy", "n", "entities")
-            },
-            "training": training_summary(loop, task.device, task.bf16),
+        config,
+        loop,
+        task,
+        data={"train": train_data.summary(), "validation": val_data.summary()},
+        sources=sources,
+        validation_metrics={
+            k: metrics[k] for k in ("precision", "recall", "f1", "accuracy", "n", "entities")
         },
+        metrics=metrics,
+        labels=labels,
     )
-    return TrainResult(output=output, metrics=metrics, loop=loop, metadata=metadata)
