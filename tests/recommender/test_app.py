@@ -5,11 +5,15 @@ real MiniLM once for a cold start by free-text interests (served over loopback H
 from __future__ import annotations
 
 import gc
+import json
+import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 from pydantic import TypeAdapter
@@ -17,8 +21,14 @@ from sqlalchemy import func, select
 from threadpoolctl import threadpool_info
 
 from recommender import create_app
+from recommender.baselines import ItemKNN
+from recommender.catalog import ItemRecord
+from recommender.data import Catalog
 from recommender.database import Database
+from recommender.events import EventRecord
+from recommender.model import MODEL_FILE
 from recommender.schemas import ScoredOut
+from recommender.serving import open_recommender
 from recommender.settings import RecommenderSettings
 from recommender.tables import Event
 from tests.conftest import problem, serve_app
@@ -232,6 +242,32 @@ def test_trained_model_recommends_from_the_users_theme(
     assert all(
         {m["item_id"] for m in r["explanation"]["because"]} <= {"garden-0", "garden-3"} for r in results
     )
+
+
+def test_service_counts_cooccurrence_as_the_model_was_fitted(
+    tmp_path: Path, sqlite_url: str, trained_model_dir: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(trained_model_dir, folder)
+    saved = json.loads((folder / MODEL_FILE).read_text())
+    saved["config"].update(knn_alpha=0.7, knn_shrink=3.0)  # as if validation had chosen them
+    (folder / MODEL_FILE).write_text(json.dumps(saved))
+    histories = user_histories()
+    with open_recommender(rec_settings(tmp_path, sqlite_url, "unused", model_path=folder)) as service:
+        service.upsert_items([ItemRecord(item["id"], item["title"]) for item in catalog_items()])
+        start = datetime(2026, 1, 1, tzinfo=UTC)
+        service.ingest(
+            [
+                EventRecord(user, item, start + timedelta(minutes=t))
+                for user, items in histories.items()
+                for t, item in enumerate(items)
+            ]
+        )
+        snapshot = service.behaviour.snapshot()
+    assert (snapshot.alpha, snapshot.shrink) == (0.7, 3.0)
+    ids = snapshot.ids
+    offline = ItemKNN(histories, Catalog.build(ids, ids, ids), shrink=3.0, alpha=0.7).similarity.toarray()
+    np.testing.assert_allclose(snapshot.similarity_rows(np.arange(len(ids))).toarray(), offline, rtol=1e-6)
 
 
 def blas_threads_now() -> list[int]:

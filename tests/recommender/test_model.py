@@ -20,6 +20,7 @@ from recommender.model import (
 )
 from recommender.protocol import evaluate, leave_last_out
 from recommender.training import (
+    KNN_SIMILARITIES,
     RecTrainConfig,
     behaviour_pairs,
     interactions_sha256,
@@ -137,6 +138,8 @@ def test_mean_profile_weights_recent_items_more() -> None:
         (lambda: ModelConfig(recency_decay=0.0), r"recency_decay: expected a number in \(0, 1\]; found 0.0"),
         (lambda: BlendWeights(content=-1.0), r"expected finite blend weights >= 0 with a positive sum"),
         (lambda: BlendWeights(0.0, 0.0, 0.0), r"positive sum"),
+        (lambda: ModelConfig(knn_alpha=1.5), r"knn_alpha: expected a number in \[0, 1\]; found 1.5"),
+        (lambda: ModelConfig(knn_shrink=-1.0), r"knn_shrink: expected a number >= 0; found -1.0"),
         (lambda: RecTrainConfig(epochs=-1), r"epochs: expected an integer >= 0; found -1"),
         (lambda: RecTrainConfig(max_pairs=2), r"max_pairs: expected an integer >= 4; found 2"),
     ],
@@ -209,7 +212,23 @@ def test_train_model_saves_a_loadable_model_with_fitted_blend(tiny_model_dir: Pa
     validation = report["validation"]
     assert validation["n_users"] == 48
     components = validation["components"]
-    assert {"item_knn", "popularity", "content_text", "content_mean_0.8"} <= set(components)
+    assert {"item_knn", "item_knn_alpha_0.7", "popularity", "content_text", "content_mean_0.8"} <= set(
+        components
+    )
+    # the co-occurrence variant in the blend is the one that ranked best on its own
+    chosen = validation["chosen"]
+    assert (chosen["knn_alpha"], chosen["knn_shrink"]) in KNN_SIMILARITIES
+    alpha, decay = chosen["knn_alpha"], chosen["knn_decay"]
+    name = ("item_knn" if alpha == 0.5 else f"item_knn_alpha_{alpha:g}") + (
+        "" if decay == 1 else f"_recency_{decay:g}"
+    )
+    knn_figures = [m["ndcg@10"] for key, m in components.items() if key.startswith("item_knn")]
+    assert len(knn_figures) == 6 and components[name]["ndcg@10"] == max(knn_figures)
+    assert (model.config.knn_alpha, model.config.knn_shrink, model.config.knn_decay) == (
+        alpha,
+        chosen["knn_shrink"],
+        decay,
+    )
     # the grid contains every single component, so the chosen blend is at least as good as the best of them
     best_single = max(m["ndcg@10"] for m in components.values())
     assert validation["blend"]["ndcg@10"] >= best_single

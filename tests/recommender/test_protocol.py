@@ -140,6 +140,22 @@ def test_item_knn_similarity_is_shrunk_cosine_of_cooccurrence() -> None:
     assert ItemKNN(KNN_TRAIN, _catalog(4), shrink=0.0).similarity[0, 1] == pytest.approx(1.0)
 
 
+def test_item_knn_alpha_divides_less_by_a_popular_candidate() -> None:
+    # a has 1 user, b 4, c 1; a and b share one user, b and c another
+    train = {"u1": ["a", "b"], "u2": ["b"], "u3": ["b"], "u4": ["b", "c"]}
+    catalog = Catalog.build(["a", "b", "c"], ["a", "b", "c"], ["a", "b", "c"])
+    cosine = ItemKNN(train, catalog, shrink=0.0).similarity.toarray()
+    assert cosine[0, 1] == pytest.approx(1 / 2) and cosine[1, 0] == pytest.approx(1 / 2)
+    # c_hi / (n_h ** 0.7 * n_i ** 0.3): from a (1 user) to b (4 users) and back
+    skewed = ItemKNN(train, catalog, shrink=2.0, alpha=0.7).similarity.toarray()
+    assert skewed[0, 1] == pytest.approx(1 / (4**0.3 + 2)) and skewed[1, 0] == pytest.approx(1 / (4**0.7 + 2))
+    # unshrunk: the popular b gains as a candidate (0.66 > 0.5) and loses as a history item (0.38 < 0.5)
+    unshrunk = ItemKNN(train, catalog, shrink=0.0, alpha=0.7).similarity.toarray()
+    assert unshrunk[0, 1] == pytest.approx(4**-0.3) and unshrunk[0, 1] > cosine[0, 1]
+    assert unshrunk[1, 0] == pytest.approx(4**-0.7) and unshrunk[1, 0] < cosine[1, 0]
+    np.testing.assert_allclose(ItemKNN(train, catalog, shrink=0.0, alpha=0.5).similarity.toarray(), cosine)
+
+
 def test_item_knn_keeps_the_strongest_neighbours() -> None:
     knn = ItemKNN(KNN_TRAIN, _catalog(4), shrink=1.0, neighbours=1)
     assert knn.similarity.toarray() == pytest.approx(
@@ -150,6 +166,8 @@ def test_item_knn_keeps_the_strongest_neighbours() -> None:
 def test_item_knn_refuses_bad_settings() -> None:
     with pytest.raises(InvalidInput, match=r"expected shrink >= 0; found -1.0"):
         ItemKNN(KNN_TRAIN, _catalog(4), shrink=-1.0)
+    with pytest.raises(InvalidInput, match=r"expected alpha in \[0, 1\]; found -0.1"):
+        ItemKNN(KNN_TRAIN, _catalog(4), alpha=-0.1)
     with pytest.raises(InvalidInput, match=r"expected neighbours >= 1 or None; found 0"):
         ItemKNN(KNN_TRAIN, _catalog(4), neighbours=0)
     with pytest.raises(InvalidInput, match=r"expected an item position in \[0, 4\); found 4"):

@@ -188,12 +188,13 @@ def test_behaviour_matches_the_offline_baselines() -> None:
     assert after.pick(after.knn_row(["kitchen-0"]), ["astro-0"])[0] > 0
 
 
-def test_behaviour_counts_batches_incrementally_like_a_full_recount() -> None:
+@pytest.mark.parametrize("alpha", [0.5, 0.7])
+def test_behaviour_counts_batches_incrementally_like_a_full_recount(alpha: float) -> None:
     rng = np.random.default_rng(7)
     # a long tail of 40 items, 30 users, repeats and items first seen in late batches
     users, items = rng.integers(0, 30, 400), rng.zipf(1.3, 400) % 40
     pairs = [(f"u{int(u)}", f"i{int(i)}") for u, i in zip(users, items, strict=True)]
-    behaviour = Behaviour(shrink=3.0)
+    behaviour = Behaviour(shrink=3.0, alpha=alpha)
     liked: dict[str, list[str]] = {}
     earlier = []
     for start, end in [(0, 1), (1, 40), (40, 41), (41, 150), (150, 151), (151, 400)]:
@@ -205,7 +206,7 @@ def test_behaviour_counts_batches_incrementally_like_a_full_recount() -> None:
         assert sorted(ids) == sorted({i for _, i in pairs[:end]})
         offline = Catalog.build(ids, ids, ids)
         everything = np.arange(len(ids))
-        full = ItemKNN(liked, offline, shrink=3.0).similarity.toarray()
+        full = ItemKNN(liked, offline, shrink=3.0, alpha=alpha).similarity.toarray()
         np.testing.assert_allclose(snapshot.similarity_rows(everything).toarray(), full, rtol=1e-6)
         np.testing.assert_allclose(snapshot.pair_similarity(ids, ids), full, rtol=1e-6)
         np.testing.assert_array_equal(snapshot.popularity(ids), Popularity(liked, offline)([[]])[0])

@@ -1,8 +1,9 @@
 """Collaborative signals kept in memory: item co-occurrence (item-kNN) and popularity from positive events.
 
-The formulas are the offline baselines' (`recommender.baselines`), so a model's blend weights, fitted
-offline, mean the same online: ``sim(i, j) = c_ij / (sqrt(n_i * n_j) + shrink)`` with ``c_ij`` the users
-who liked both items and ``n_i`` the users who liked ``i``; popularity is the number of positive
+The formulas are the offline ones (`recommender.baselines.ItemKNN`), so a model's blend weights, fitted
+offline, mean the same online: ``sim(i, j) = c_ij / (n_i ** alpha * n_j ** (1 - alpha) + shrink)`` with
+``c_ij`` the users who liked both items and ``n_i`` the users who liked ``i`` (``alpha`` 0.5: the cosine;
+the model says which ``alpha`` and ``shrink`` it was fitted with); popularity is the number of positive
 interactions with an item. Every batch of events builds a new immutable `BehaviourSnapshot` and swaps it
 in, so a request works on one consistent view while events are ingested.
 
@@ -22,6 +23,8 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 
+from recommender.baselines import cooccurrence_scale
+
 
 @dataclass(frozen=True)
 class BehaviourSnapshot:
@@ -30,9 +33,10 @@ class BehaviourSnapshot:
     columns: dict[str, int]  # item id -> column
     ids: list[str]  # column -> item id
     together: sp.csr_matrix  # (n, n) float32 c_ij, users who liked both items; no diagonal
-    norms: np.ndarray  # (n,) float32 sqrt(n_i), n_i the users who liked item i
+    likers: np.ndarray  # (n,) float32 n_i, the users who liked item i
     counts: np.ndarray  # (n,) float32 positive interactions per item
     shrink: float
+    alpha: float = 0.5
 
     def positions(self, ids: Sequence[str]) -> np.ndarray:
         """(len(ids),) int64 columns, -1 for items never seen in events."""
@@ -43,7 +47,8 @@ class BehaviourSnapshot:
         """(len(columns), n) float32 sim(i, j) of the items at `columns` (valid, distinct) to every item."""
         rows = self.together[columns]
         owner = np.repeat(columns, np.diff(rows.indptr))  # the row item of each stored entry
-        values = rows.data / (self.norms[owner] * self.norms[rows.indices] + self.shrink)
+        scale = cooccurrence_scale(self.likers[owner], self.likers[rows.indices], self.alpha, self.shrink)
+        values = rows.data / scale
         return sp.csr_matrix((values.astype(np.float32), rows.indices, rows.indptr), shape=rows.shape)
 
     def knn_row(self, history: Sequence[str], decay: float = 1.0) -> np.ndarray:
@@ -82,8 +87,10 @@ class BehaviourSnapshot:
         r, c = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
         if r.size and c.size:
             counts = self.together[rows[r]][:, cols[c]].toarray()  # (r, c) float32
-            scale = self.norms[rows[r]][:, None] * self.norms[cols[c]][None, :] + self.shrink
-            out[np.ix_(r, c)] = counts / scale
+            history_users = self.likers[rows[r]][:, None]
+            out[np.ix_(r, c)] = counts / cooccurrence_scale(
+                history_users, self.likers[cols[c]][None, :], self.alpha, self.shrink
+            )
         return out
 
     def top(self, row: np.ndarray, k: int) -> list[str]:
@@ -102,10 +109,11 @@ class Behaviour:
 
     Args:
         shrink: Shrinks the similarity of items with few users in common towards 0.
+        alpha: The similarity's exponent of the history item's likers (0.5: the cosine; see `ItemKNN`).
     """
 
-    def __init__(self, shrink: float = 10.0) -> None:
-        self.shrink = shrink
+    def __init__(self, shrink: float = 10.0, alpha: float = 0.5) -> None:
+        self.shrink, self.alpha = shrink, alpha
         self._lock = threading.Lock()
         self._users: dict[str, int] = {}
         self._items: dict[str, int] = {}
@@ -115,7 +123,7 @@ class Behaviour:
         self._counts = np.zeros(0, dtype=np.int64)  # (n,) positive interactions per item, repeats count
         empty = sp.csr_matrix((0, 0), dtype=np.float32)
         self._snapshot = BehaviourSnapshot(
-            {}, [], empty, np.zeros(0, np.float32), np.zeros(0, np.float32), shrink
+            {}, [], empty, np.zeros(0, np.float32), np.zeros(0, np.float32), shrink, alpha
         )
 
     def snapshot(self) -> BehaviourSnapshot:
@@ -156,9 +164,14 @@ class Behaviour:
         # the id maps are shared with earlier snapshots until an item is added (a copy costs O(items))
         same = len(old.ids) == n
         columns_map, ids = (old.columns, old.ids) if same else (dict(self._items), list(self._item_ids))
-        norms = np.sqrt(self._likers.astype(np.float32))
         return BehaviourSnapshot(
-            columns_map, ids, together, norms, self._counts.astype(np.float32), self.shrink
+            columns_map,
+            ids,
+            together,
+            self._likers.astype(np.float32),
+            self._counts.astype(np.float32),
+            self.shrink,
+            self.alpha,
         )
 
     def _change(self, fresh: list[tuple[int, int]], n: int) -> sp.csr_matrix:

@@ -59,6 +59,9 @@ class ModelConfig:
     # Content also looks at the single closest history item: content = (1 - s) * profile similarity
     # + s * the best recency-weighted similarity to one history item (a mean blurs users of many interests).
     max_share: float = 0.0
+    # Co-occurrence similarity c_hi / (n_h ** alpha * n_i ** (1 - alpha) + shrink); 0.5 and 10: item-kNN's
+    knn_alpha: float = 0.5
+    knn_shrink: float = 10.0
 
     def __post_init__(self) -> None:
         if self.profile not in PROFILES:
@@ -66,8 +69,11 @@ class ModelConfig:
         for name in ("recency_decay", "knn_decay"):
             if not 0 < getattr(self, name) <= 1:
                 raise InvalidInput(f"{name}: expected a number in (0, 1]; found {getattr(self, name)!r}")
-        if not 0 <= self.max_share <= 1:
-            raise InvalidInput(f"max_share: expected a number in [0, 1]; found {self.max_share!r}")
+        for name in ("max_share", "knn_alpha"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise InvalidInput(f"{name}: expected a number in [0, 1]; found {getattr(self, name)!r}")
+        if not self.knn_shrink >= 0:
+            raise InvalidInput(f"knn_shrink: expected a number >= 0; found {self.knn_shrink!r}")
         if self.history_items < 1 or self.text_history_items < 1:
             raise InvalidInput(
                 f"expected history_items and text_history_items >= 1; "
@@ -302,7 +308,12 @@ class TextInterestModel:
             item_vectors: Precomputed (n_items, dim) vectors of `catalog.texts`; embedded here when None.
         """
         vectors = self.item_vectors(catalog.texts) if item_vectors is None else item_vectors
-        knn = ItemKNN(train, catalog) if self.weights.knn > 0 else None
+        config = self.config
+        knn = (
+            ItemKNN(train, catalog, shrink=config.knn_shrink, alpha=config.knn_alpha)
+            if self.weights.knn > 0
+            else None
+        )
         popularity = Popularity(train, catalog) if self.weights.popularity > 0 else None
 
         def score(histories: list[list[int]]) -> np.ndarray:

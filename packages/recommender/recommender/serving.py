@@ -432,7 +432,7 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
         model = load_model(settings)
         with intra_op_threads(settings.embed_threads or None):
             catalog = open_catalog(settings, db, model)
-        behaviour = Behaviour()
+        behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
         behaviour.add(all_positives(db, settings.min_rating))
         yield Recommender(
             db,
