@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -266,20 +267,19 @@ def fit_blend(
         d: max_similarities(histories, item_vectors, item_vectors, d, model.config.history_items)
         for d in {d for _, d in profiles}
     }
-    contents: dict[tuple[str, float, float], np.ndarray] = {
-        (profile, d, share): zscore((1 - share) * scores + share * closest[d])
+    # one content variant at a time: (users x items) matrices are large; the grid needs only the current one
+    contents = (
+        ((profile, d, share), zscore((1 - share) * scores + share * closest[d]))
         for (profile, d), scores in profiles.items()
         for share in MAX_SHARES
-    }
+    )
     components = {**knn_report, "popularity": rank_metrics(_ranks(popularity, targets, candidates))}
-    for (profile, decay, share), content in contents.items():
-        name = f"content_mean_{decay:g}" if profile == "mean" else "content_text"
-        components[name if share == 0 else f"{name}_max_{share:g}"] = rank_metrics(
-            _ranks(content, targets, candidates)
-        )
-    (profile, decay, share), weights, metrics = _grid_search(
+    (profile, decay, share), weights, metrics, alone = _grid_search(
         contents, knn.scores, popularity, targets, candidates
     )
+    for (kind, d, s), figures in alone.items():
+        name = f"content_mean_{d:g}" if kind == "mean" else "content_text"
+        components[name if s == 0 else f"{name}_max_{s:g}"] = figures
     config = dataclasses.replace(
         model.config,
         profile=profile,
@@ -346,26 +346,35 @@ def _choose_knn(
     return best[1], report
 
 
+ContentKey = tuple[str, float, float]  # (profile kind, recency decay, closest-item share)
+
+
 def _grid_search(
-    contents: dict[tuple[str, float, float], np.ndarray],
+    contents: Iterable[tuple[ContentKey, np.ndarray]],
     knn: np.ndarray,
     popularity: np.ndarray,
     targets: np.ndarray,
     candidates: np.ndarray,
-) -> tuple[tuple[str, float, float], tuple[float, float, float], dict[str, float]]:
-    """The (profile, decay, max share), weights and metrics of the best sum of z-normalised components."""
-    best: tuple[float, tuple[str, float, float], tuple[float, float, float], dict[str, float]] | None = None
-    for variant, (key, content) in enumerate(contents.items()):
+) -> tuple[ContentKey, tuple[float, float, float], dict[str, float], dict[ContentKey, dict[str, float]]]:
+    """The best sum of z-normalised components: its content variant, weights and metrics.
+
+    Also returns each content variant's own metrics (its weight 1, the others 0: a point of the grid).
+    """
+    best: tuple[float, ContentKey, tuple[float, float, float], dict[str, float]] | None = None
+    alone: dict[ContentKey, dict[str, float]] = {}
+    for variant, (key, content) in enumerate(contents):
         for weights in _simplex():
             if weights[0] == 0 and variant > 0:
                 continue  # without content every variant scores the same; the first one covered it
             scores = weights[0] * content + weights[1] * knn + weights[2] * popularity
             metrics = rank_metrics(_ranks(scores, targets, candidates))
+            if weights[0] == 1:
+                alone[key] = metrics
             if best is None or metrics["ndcg@10"] > best[0]:
                 best = (metrics["ndcg@10"], key, weights, metrics)
     if best is None:
         raise InvalidInput("expected at least one profile variant to fit the blend on; found none")
-    return best[1], best[2], best[3]
+    return best[1], best[2], best[3], alone
 
 
 def _save_encoder(
