@@ -137,8 +137,10 @@ def test_evaluate_warns_when_the_model_saw_the_test_interactions(
     items = write_catalog(tmp_path / "items.csv")
     data = ["--interactions", interactions, "--items", items, "--device", "cpu", "--precision", "fp32"]
     trained = invoke("train", *data, "--output", tmp_path / "m", "--base-model", tiny_model_dir,
-                     "--epochs", 0, "--no-hold-out-last", "--max-length", 48)  # fmt: skip
+                     "--epochs", 0, "--no-hold-out-last", "--max-length", 48,
+                     "--max-validation-users", 5)  # fmt: skip
     assert last_json(trained)["n_interactions"] == 80
+    assert last_json(trained)["validation"]["n_users"] == 5  # of 16 users with a validation item
     result = invoke("evaluate", "--model", tmp_path / "m", *data)
     assert set(last_json(result)) == {"model", "popularity", "item_knn", "n_users"}
     warning = result.stderr.strip()
@@ -159,6 +161,8 @@ def test_evaluate_and_train_errors_are_one_line(tmp_path: Path, trained_model_di
     assert "when" in line
     line = one_error_line(invoke("train", *data, "--output", tmp_path / "m", "--min-rating", 4))
     assert "rating" in line
+    line = one_error_line(invoke("train", *data, "--output", tmp_path / "m", "--max-validation-users", 0))
+    assert "max_validation_users: expected an integer >= 1; found 0" in line
     assert not (tmp_path / "m").exists()
 
 

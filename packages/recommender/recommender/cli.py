@@ -208,6 +208,9 @@ def train(
     hold_out_last: Annotated[
         bool, typer.Option(help="leave each user's last interaction out (--no-hold-out-last: serve-only)")
     ] = True,
+    max_validation_users: Annotated[
+        int, typer.Option(help="users the blend is fitted on (memory grows with users x items)")
+    ] = 6000,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
     seed: Annotated[int, typer.Option()] = 42,
@@ -233,6 +236,7 @@ def train(
             max_length=max_length,
             seed=seed,
             hold_out_last=hold_out_last,
+            max_validation_users=max_validation_users,
             device=device,
             precision=precision,
         )
