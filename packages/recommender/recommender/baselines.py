@@ -73,8 +73,8 @@ class ItemKNN:
         off_diagonal = cooccurrence.row != cooccurrence.col  # an item is not its own neighbour
         rows = cooccurrence.row[off_diagonal]
         cols = cooccurrence.col[off_diagonal]
-        scale = cooccurrence_scale(self.counts[rows], self.counts[cols], alpha, shrink)
-        values = cooccurrence.data[off_diagonal] / scale
+        history_norms, candidate_norms = liker_norms(self.counts, alpha)
+        values = cooccurrence.data[off_diagonal] / (history_norms[rows] * candidate_norms[cols] + shrink)
         similarity = sp.csr_matrix(
             (values.astype(np.float32), (rows, cols)), shape=(self.n_items, self.n_items)
         )
@@ -107,15 +107,14 @@ class ItemKNN:
         return [(int(cols[i]), float(values[i])) for i in order]
 
 
-def cooccurrence_scale(
-    history_users: np.ndarray, candidate_users: np.ndarray, alpha: float, shrink: float
-) -> np.ndarray:
-    """The divisor of ``c_hi`` in ``sim(h, i)``: ``n_h ** alpha * n_i ** (1 - alpha) + shrink``."""
-    if alpha == 0.5:  # the cosine: one square root instead of two powers
-        cosine: np.ndarray = np.sqrt(history_users * candidate_users) + shrink
-        return cosine
-    skewed: np.ndarray = history_users**alpha * candidate_users ** (1 - alpha) + shrink
-    return skewed
+def liker_norms(likers: np.ndarray, alpha: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per item ``(n_i ** alpha, n_i ** (1 - alpha))``: ``sim(h, i)`` divides ``c_hi`` by ``first[h] *
+    second[i] + shrink``. Both are ``sqrt(n_i)`` for the cosine (alpha 0.5). Returns float32 arrays."""
+    users = np.asarray(likers, dtype=np.float32)
+    if alpha == 0.5:
+        root = np.sqrt(users)
+        return root, root
+    return (users**alpha).astype(np.float32), (users ** (1 - alpha)).astype(np.float32)
 
 
 def _recency_rows(histories: list[list[int]], n_items: int, decay: float) -> sp.csr_matrix:

@@ -23,7 +23,7 @@ from itertools import chain
 import numpy as np
 import scipy.sparse as sp  # type: ignore[import-untyped]
 
-from recommender.baselines import cooccurrence_scale
+from recommender.baselines import liker_norms
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,8 @@ class BehaviourSnapshot:
     columns: dict[str, int]  # item id -> column
     ids: list[str]  # column -> item id
     together: sp.csr_matrix  # (n, n) float32 c_ij, users who liked both items; no diagonal
-    likers: np.ndarray  # (n,) float32 n_i, the users who liked item i
+    history_norms: np.ndarray  # (n,) float32 n_i ** alpha, n_i the users who liked item i
+    candidate_norms: np.ndarray  # (n,) float32 n_i ** (1 - alpha)
     counts: np.ndarray  # (n,) float32 positive interactions per item
     shrink: float
     alpha: float = 0.5
@@ -47,7 +48,7 @@ class BehaviourSnapshot:
         """(len(columns), n) float32 sim(i, j) of the items at `columns` (valid, distinct) to every item."""
         rows = self.together[columns]
         owner = np.repeat(columns, np.diff(rows.indptr))  # the row item of each stored entry
-        scale = cooccurrence_scale(self.likers[owner], self.likers[rows.indices], self.alpha, self.shrink)
+        scale = self.history_norms[owner] * self.candidate_norms[rows.indices] + self.shrink
         values = rows.data / scale
         return sp.csr_matrix((values.astype(np.float32), rows.indices, rows.indptr), shape=rows.shape)
 
@@ -87,10 +88,8 @@ class BehaviourSnapshot:
         r, c = np.flatnonzero(rows >= 0), np.flatnonzero(cols >= 0)
         if r.size and c.size:
             counts = self.together[rows[r]][:, cols[c]].toarray()  # (r, c) float32
-            history_users = self.likers[rows[r]][:, None]
-            out[np.ix_(r, c)] = counts / cooccurrence_scale(
-                history_users, self.likers[cols[c]][None, :], self.alpha, self.shrink
-            )
+            first, second = self.history_norms[rows[r]], self.candidate_norms[cols[c]]
+            out[np.ix_(r, c)] = counts / (first[:, None] * second[None, :] + self.shrink)
         return out
 
     def top(self, row: np.ndarray, k: int) -> list[str]:
@@ -122,9 +121,8 @@ class Behaviour:
         self._likers = np.zeros(0, dtype=np.int64)  # (n,) distinct users per item
         self._counts = np.zeros(0, dtype=np.int64)  # (n,) positive interactions per item, repeats count
         empty = sp.csr_matrix((0, 0), dtype=np.float32)
-        self._snapshot = BehaviourSnapshot(
-            {}, [], empty, np.zeros(0, np.float32), np.zeros(0, np.float32), shrink, alpha
-        )
+        none = np.zeros(0, np.float32)
+        self._snapshot = BehaviourSnapshot({}, [], empty, none, none, none, shrink, alpha)
 
     def snapshot(self) -> BehaviourSnapshot:
         """The current view (never changes once returned)."""
@@ -164,11 +162,14 @@ class Behaviour:
         # the id maps are shared with earlier snapshots until an item is added (a copy costs O(items))
         same = len(old.ids) == n
         columns_map, ids = (old.columns, old.ids) if same else (dict(self._items), list(self._item_ids))
+        # the divisor's factors once per batch of events, not per request
+        history_norms, candidate_norms = liker_norms(self._likers, self.alpha)
         return BehaviourSnapshot(
             columns_map,
             ids,
             together,
-            self._likers.astype(np.float32),
+            history_norms,
+            candidate_norms,
             self._counts.astype(np.float32),
             self.shrink,
             self.alpha,
