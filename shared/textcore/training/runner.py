@@ -22,7 +22,7 @@ from textcore.data import (
     stratified_split,
 )
 from textcore.errors import InvalidInput
-from textcore.metrics import classification_report, multilabel_report, tagging_report
+from textcore.metrics import ClassificationReport, classification_report, multilabel_report, tagging_report
 from textcore.models import load_backbone
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
@@ -127,12 +127,21 @@ def train_classifier(
         config,
         loop,
         task,
-        data={"train": data_info(None, train_data), "validation": data_info(None, val_data)},
         sources=sources,
-        validation_metrics={"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
         metrics=metrics,
         labels=labels,
+        **_classifier_record(train_data, val_data, report),
     )
+
+
+def _classifier_record(
+    train_data: LabelledTexts, val_data: LabelledTexts, report: ClassificationReport
+) -> dict[str, Any]:
+    """The data and validation figures every classifier folder's metadata records."""
+    return {
+        "data": {"train": data_info(None, train_data), "validation": data_info(None, val_data)},
+        "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
+    }
 
 
 def _load_head(task: ClassificationTask, state: dict[str, torch.Tensor]) -> None:
@@ -193,11 +202,10 @@ def train_few_shot(
         config,
         loop,
         task,
-        data={"train": data_info(None, train_data), "validation": data_info(None, val_data)},
         sources=sources,
-        validation_metrics={"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
         metrics=metrics,
         labels=labels,
+        **_classifier_record(train_data, val_data, report),
         validation_metrics_before={k: before[k] for k in ("accuracy", "macro_f1")},
         head={"kind": "logistic-regression", "C": HEAD_C, "features": "mean-pooled, standardised"},
     )
