@@ -6,6 +6,7 @@ import json
 import random
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -175,13 +176,18 @@ def test_threshold_balances_in_scope_accuracy_and_oos_recall() -> None:
     assert threshold == pytest.approx(0.7, abs=0.011)
 
 
-def test_threshold_without_oos_rows_rejects_at_most_two_percent() -> None:
+def test_threshold_without_oos_rows_is_none_unless_a_rejection_share_is_asked_for() -> None:
     best = np.linspace(0.35, 0.99, 100)  # the top class's probability; the other two share the rest
     probabilities = np.stack([best, (1 - best) / 2, (1 - best) / 2], axis=1)
-    threshold, selection = choose_threshold(probabilities, ["a", "b", "c"], ["a"] * 100)
+    labels, truth = ["a", "b", "c"], ["a"] * 100
+    # nothing to weigh a rejection against: every rejected in-scope row would only be an error
+    assert choose_threshold(probabilities, labels, truth) == (0.0, "none")
+    threshold, selection = choose_threshold(probabilities, labels, truth, in_scope_rejection=0.02)
     assert selection == "in-scope-rejection"
     assert 0.0 < np.mean(best < threshold) <= 0.02
     assert threshold > 0.35
+    with pytest.raises(InvalidInput, match="in_scope_rejection"):
+        choose_threshold(probabilities, labels, truth, in_scope_rejection=1.0)
 
 
 def test_bounded_threshold_buys_oos_recall_with_at_most_the_allowed_in_scope_accuracy() -> None:
@@ -225,3 +231,41 @@ def test_train_intents_command_distils_from_a_teacher(
     assert refused.exit_code == 2
     assert "expected the labels ['block_card', 'oos', 'opening_hours']" in refused.output
     assert not (tmp_path / "refused" / "metadata.json").exists()
+
+
+def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTraining, tmp_path: Path) -> None:
+    """Without oos rows `calibrate-intents` sets no threshold, so `evaluate-intents` counts the classifier's
+    own accuracy; `--in-scope-rejection` asks for a threshold, whose rejections then count as errors."""
+    data = intent_data(6, seed=7)
+    rows = [(t, label) for t, label in zip(data.texts, data.labels, strict=True) if label != "oos"]
+    path = tmp_path / "in_scope.csv"
+    path.write_text("\n".join(["text,intent", *(f"{t},{label}" for t, label in rows)]), encoding="utf-8")
+    model = tmp_path / "model"
+    shutil.copytree(trained.output, model)
+
+    def last_json(*args: object) -> dict[str, Any]:
+        result = invoke(*args, "--device", "cpu", "--precision", "fp32")
+        assert result.exit_code == 0, result.output
+        parsed: dict[str, Any] = json.loads(result.output.strip().splitlines()[-1])
+        return parsed
+
+    plain = last_json("calibrate-intents", "--model", model, "--validation", path)
+    assert (plain["threshold"], plain["selection"]) == (0.0, "none")
+    assert plain["validation"]["at_threshold"] == plain["validation"]["at_zero"]
+    unthresholded = last_json("evaluate-intents", "--model", model, "--data", path)
+    assert unthresholded["threshold"] == 0.0
+    assert unthresholded["accuracy"] == pytest.approx(plain["validation"]["at_zero"]["accuracy"])
+
+    strict = last_json(
+        "calibrate-intents", "--model", model, "--validation", path, "--in-scope-rejection", "0.25"
+    )
+    assert strict["selection"] == "in-scope-rejection" and strict["threshold"] > 0.0
+    assert json.loads((model / INTENTS_FILE).read_text(encoding="utf-8"))["threshold"] == strict["threshold"]
+    evaluated = last_json("evaluate-intents", "--model", model, "--data", path)
+    assert evaluated["threshold"] == strict["threshold"]
+    assert evaluated["accuracy"] == pytest.approx(strict["validation"]["at_threshold"]["accuracy"])
+    assert evaluated["accuracy"] <= unthresholded["accuracy"]
+    refused = invoke(
+        "calibrate-intents", "--model", model, "--validation", path, "--in-scope-rejection", "1.5"
+    )
+    assert refused.exit_code == 2 and "in_scope_rejection" in refused.output

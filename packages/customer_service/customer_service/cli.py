@@ -40,6 +40,16 @@ BatchSize = Annotated[int | None, typer.Option("--batch-size")]
 LearningRate = Annotated[float | None, typer.Option("--learning-rate")]
 MaxLength = Annotated[int | None, typer.Option("--max-length", help="tokens per text")]
 BaseModel = Annotated[str, typer.Option("--base-model", help="alias, local folder or trained model")]
+MaxInScopeDrop = Annotated[
+    float, typer.Option("--max-in-scope-drop", help="bounded: in-scope accuracy the threshold may cost")
+]
+InScopeRejection = Annotated[
+    float,
+    typer.Option(
+        "--in-scope-rejection",
+        help="without oos validation rows: share of in-scope rows a threshold may reject (0: no threshold)",
+    ),
+]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
 Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32")]
 Seed = Annotated[int, typer.Option()]
@@ -143,9 +153,8 @@ def train_intents(
     threshold_rule: Annotated[
         str, typer.Option("--threshold-rule", help="bounded (default) or balanced")
     ] = "bounded",
-    max_in_scope_drop: Annotated[
-        float, typer.Option("--max-in-scope-drop", help="bounded: in-scope accuracy the threshold may cost")
-    ] = 0.01,
+    max_in_scope_drop: MaxInScopeDrop = 0.01,
+    in_scope_rejection: InScopeRejection = 0.0,
     epochs: Epochs = None,
     batch_size: BatchSize = None,
     learning_rate: LearningRate = None,
@@ -184,7 +193,8 @@ def train_intents(
         held_out = read_labelled(validation, text_column, label_column) if validation else None
         sources = {"file": str(data), "validation_file": str(validation) if validation else None}
         result = train(rows, output, config, validation=held_out, oos_label=oos_label, rule=threshold_rule,
-                       max_in_scope_drop=max_in_scope_drop, sources=sources,
+                       max_in_scope_drop=max_in_scope_drop, in_scope_rejection=in_scope_rejection,
+                       sources=sources,
                        progress=sys.stderr.isatty())  # fmt: skip
         return {"output": str(output), "threshold": result.threshold, "oos_label": result.oos_label,
                 "selection": result.selection, "validation": result.validation}  # fmt: skip
@@ -202,9 +212,8 @@ def calibrate_intents(
     threshold_rule: Annotated[
         str, typer.Option("--threshold-rule", help="bounded (default) or balanced")
     ] = "bounded",
-    max_in_scope_drop: Annotated[
-        float, typer.Option("--max-in-scope-drop", help="bounded: in-scope accuracy the threshold may cost")
-    ] = 0.01,
+    max_in_scope_drop: MaxInScopeDrop = 0.01,
+    in_scope_rejection: InScopeRejection = 0.0,
     device: Device = "auto",
     precision: Precision = "auto",
 ) -> None:
@@ -217,8 +226,9 @@ def calibrate_intents(
         rows = read_labelled(validation, text_column, label_column)
         loaded = IntentModel.load(model, device=device, precision=precision, max_length=64)
         threshold, selection, figures = calibrate(
-            loaded, model, rows, oos_label=oos_label, rule=threshold_rule, max_in_scope_drop=max_in_scope_drop
-        )
+            loaded, model, rows, oos_label=oos_label, rule=threshold_rule,
+            max_in_scope_drop=max_in_scope_drop, in_scope_rejection=in_scope_rejection,
+        )  # fmt: skip
         return {"model": str(model), "threshold": threshold, "selection": selection, "validation": figures}
 
     _print(core_cli.run_or_exit(action))
