@@ -23,10 +23,13 @@ from recommender.training import (
     KNN_SIMILARITIES,
     RecTrainConfig,
     behaviour_pairs,
+    choose_cell,
     interactions_sha256,
     leaked_test_users,
     train_model,
     trained_on,
+    weight_grid,
+    weight_neighbours,
 )
 from textcore import Encoder, InvalidInput, NotFound
 
@@ -229,9 +232,13 @@ def test_train_model_saves_a_loadable_model_with_fitted_blend(tiny_model_dir: Pa
         chosen["knn_shrink"],
         decay,
     )
-    # the grid contains every single component, so the chosen blend is at least as good as the best of them
+    # the grid contains every single component, so its best cell is at least as good as the best of them; the
+    # chosen cell is the best neighbourhood, whose mean cannot exceed the best cell
     best_single = max(m["ndcg@10"] for m in components.values())
-    assert validation["blend"]["ndcg@10"] >= best_single
+    best_cell = validation["best_cell"]["metrics"]["ndcg@10"]
+    assert best_cell >= best_single
+    assert validation["blend"]["ndcg@10"] <= best_cell
+    assert 0 < validation["blend_neighbourhood_ndcg@10"] <= best_cell
     # co-occurrence is informative here (users stay in one theme): kNN beats popularity and gets weight
     assert components["item_knn"]["ndcg@10"] > components["popularity"]["ndcg@10"]
     assert model.weights.knn > 0
@@ -255,6 +262,27 @@ def test_train_model_saves_a_loadable_model_with_fitted_blend(tiny_model_dir: Pa
     split = leave_last_out(data.sequences())
     metrics = evaluate(loaded.scorer(catalog, split.train), split, catalog)
     assert metrics["n_users"] == 48 and 0.0 <= metrics["ndcg@10"] <= 1.0
+
+
+def test_blend_cell_is_the_best_neighbourhood_not_a_lone_peak() -> None:
+    # an interior cell has six neighbours (one grid step moved between two weights), a corner two
+    assert sorted(weight_neighbours((0.5, 0.3, 0.2))) == sorted(
+        [(0.5, 0.3, 0.2), (0.6, 0.2, 0.2), (0.6, 0.3, 0.1), (0.4, 0.4, 0.2), (0.5, 0.4, 0.1),
+         (0.4, 0.3, 0.3), (0.5, 0.2, 0.3)]
+    )  # fmt: skip
+    assert sorted(weight_neighbours((1.0, 0.0, 0.0))) == [(0.9, 0.0, 0.1), (0.9, 0.1, 0.0), (1.0, 0.0, 0.0)]
+
+    peak, plateau = ("mean", 0.8, 0.0), ("text", 0.8, 0.3)
+    table = {}
+    for weights in weight_grid():
+        table[peak, weights] = {"ndcg@10": 0.30 if weights == (0.5, 0.5, 0.0) else 0.05}
+        near = sum(abs(a - b) for a, b in zip(weights, (0.6, 0.3, 0.1), strict=True)) < 0.25
+        table[plateau, weights] = {"ndcg@10": 0.20 if near else 0.10}
+    choice = choose_cell(table)
+    assert (choice.key, choice.weights) == (plateau, (0.6, 0.3, 0.1))
+    assert choice.metrics == {"ndcg@10": 0.20} and choice.smoothed_ndcg == pytest.approx(0.20)
+    assert choice.best_cell == (peak, (0.5, 0.5, 0.0), {"ndcg@10": 0.30})
+    assert choice.alone == {peak: {"ndcg@10": 0.05}, plateau: {"ndcg@10": 0.10}}
 
 
 def test_untrained_model_keeps_the_base_encoder(tiny_model_dir: Path, tmp_path: Path) -> None:
