@@ -64,9 +64,10 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 42
     # adversarial training on the word embeddings (FGM: one step; PGD: `adversarial_steps` projected steps),
-    # within an L2 ball of radius `adversarial_epsilon` per text (see textcore.training.adversarial)
+    # within an L2 ball of radius `adversarial_epsilon` per text (see textcore.training.adversarial); on the
+    # PhraseBank split FGM at 1.0 lost 9.8 points of accuracy against plain training, at 0.1 only 0.5
     adversarial: str = "none"
-    adversarial_epsilon: float = 1.0
+    adversarial_epsilon: float = 0.1
     adversarial_steps: int = 3
     # parameter-efficient tuning through peft: only low-rank adapters (and the head) train
     adapter: str = "none"
