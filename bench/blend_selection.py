@@ -34,9 +34,15 @@ from common import RESULTS_DIR, command_line, machine_info, write_results  # noq
 
 from recommender.baselines import ItemKNN, Popularity  # noqa: E402
 from recommender.data import Catalog, read_catalog, read_interactions  # noqa: E402
-from recommender.model import TextInterestModel, max_similarities, mean_profiles, zscore  # noqa: E402
+from recommender.model import ModelConfig, TextInterestModel, zscore  # noqa: E402
 from recommender.protocol import history_positions, leave_last_out  # noqa: E402
-from recommender.training import DECAYS, MAX_SHARES, ContentKey, Weights, choose_cell, weight_grid  # noqa: E402
+from recommender.training import (  # noqa: E402
+    ContentKey,
+    Weights,
+    choose_cell,
+    content_variants,
+    weight_grid,
+)
 
 Table = dict[tuple[ContentKey, Weights], np.ndarray]  # cell -> per-user NDCG@10 gains
 
@@ -72,20 +78,13 @@ def grid_table(
     knn_model = ItemKNN(train, catalog, shrink=config.knn_shrink, alpha=config.knn_alpha)
     knn = zscore(knn_model(histories, None if config.knn_decay == 1 else config.knn_decay))
     popularity = zscore(Popularity(train, catalog)(histories))
-    base = dataclasses.replace(config, recency_decay=0.8, max_share=0.0)
-    text = TextInterestModel(model.encoder, dataclasses.replace(base, profile="text"), model.weights, {})
-    profiles = {
-        ("mean", d): mean_profiles(histories, vectors, d, base.history_items) @ vectors.T for d in DECAYS
-    }
-    profiles["text", base.recency_decay] = text.profiles(histories, vectors, catalog.titles) @ vectors.T
-    closest = {d: max_similarities(histories, vectors, vectors, d, base.history_items) for _, d in profiles}
+    # the variants training tried start from the default profile settings, not from the ones it chose
+    start = dataclasses.replace(config, recency_decay=ModelConfig().recency_decay, max_share=0.0)
+    base = TextInterestModel(model.encoder, start, model.weights, {})
     table: Table = {}
-    for (kind, decay), similarity in profiles.items():
-        for share in MAX_SHARES:
-            content = zscore((1 - share) * similarity + share * closest[decay])
-            for w in weight_grid():
-                scores = w[0] * content + w[1] * knn + w[2] * popularity
-                table[(kind, decay, share), w] = gains(scores, histories, targets)
+    for key, content in content_variants(base, histories, vectors, catalog.titles):
+        for w in weight_grid():
+            table[key, w] = gains(w[0] * content + w[1] * knn + w[2] * popularity, histories, targets)
     return table
 
 

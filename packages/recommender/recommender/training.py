@@ -17,7 +17,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,6 +52,7 @@ CELL_BUDGET = 36_000_000  # validation users x items per component matrix (144 M
 
 
 Weights = tuple[float, float, float]  # blend weights (content, co-occurrence, popularity)
+ContentKey = tuple[str, float, float]  # (profile kind, recency decay, closest-item share)
 
 
 @dataclass(frozen=True)
@@ -257,26 +258,7 @@ def fit_blend(
     candidates[rows, targets] = False
     knn, knn_report = _choose_knn(train, catalog, histories, targets, candidates)
     popularity = zscore(Popularity(train, catalog)(histories))
-    text_model = TextInterestModel(
-        model.encoder, dataclasses.replace(model.config, profile="text"), model.weights, {}
-    )
-    profiles: dict[tuple[str, float], np.ndarray] = {
-        ("mean", d): mean_profiles(histories, item_vectors, d, model.config.history_items) @ item_vectors.T
-        for d in DECAYS
-    }
-    profiles["text", model.config.recency_decay] = (
-        text_model.profiles(histories, item_vectors, catalog.titles) @ item_vectors.T
-    )
-    closest = {
-        d: max_similarities(histories, item_vectors, item_vectors, d, model.config.history_items)
-        for d in {d for _, d in profiles}
-    }
-    # one content variant at a time: (users x items) matrices are large; the grid needs only the current one
-    contents = (
-        ((profile, d, share), zscore((1 - share) * scores + share * closest[d]))
-        for (profile, d), scores in profiles.items()
-        for share in MAX_SHARES
-    )
+    contents = content_variants(model, histories, item_vectors, catalog.titles)
     components = {**knn_report, "popularity": rank_metrics(_ranks(popularity, targets, candidates))}
     grid = _grid_search(contents, knn.scores, popularity, targets, candidates)
     (profile, decay, share), weights = grid.key, grid.weights
@@ -318,6 +300,35 @@ def fit_blend(
     return config, chosen, report
 
 
+def content_variants(
+    model: TextInterestModel, histories: list[list[int]], item_vectors: np.ndarray, titles: list[str]
+) -> Iterator[tuple[ContentKey, np.ndarray]]:
+    """Every content variant the blend's grid tries, z-normalised (users, items) scores, one at a time.
+
+    Mean profiles at each of `DECAYS` and the text profile (at the model's recency decay), each mixed with
+    the closest-history-item similarity at each of `MAX_SHARES`. The (users x items) matrices are large, so
+    the grid holds only the variant it is scoring.
+    """
+    config = model.config
+    text_model = TextInterestModel(
+        model.encoder, dataclasses.replace(config, profile="text"), model.weights, {}
+    )
+    profiles: dict[tuple[str, float], np.ndarray] = {
+        ("mean", d): mean_profiles(histories, item_vectors, d, config.history_items) @ item_vectors.T
+        for d in DECAYS
+    }
+    profiles["text", config.recency_decay] = (
+        text_model.profiles(histories, item_vectors, titles) @ item_vectors.T
+    )
+    closest = {
+        d: max_similarities(histories, item_vectors, item_vectors, d, config.history_items)
+        for d in {d for _, d in profiles}
+    }
+    for (profile, d), scores in profiles.items():
+        for share in MAX_SHARES:
+            yield (profile, d, share), zscore((1 - share) * scores + share * closest[d])
+
+
 @dataclass(frozen=True)
 class _Knn:
     """One co-occurrence variant and its z-normalised (users, items) validation scores."""
@@ -356,9 +367,6 @@ def _choose_knn(
     if best is None:
         raise InvalidInput("expected at least one co-occurrence variant; found none")
     return best[1], report
-
-
-ContentKey = tuple[str, float, float]  # (profile kind, recency decay, closest-item share)
 
 
 @dataclass(frozen=True)
