@@ -164,6 +164,11 @@ def test_evaluate_and_train_errors_are_one_line(tmp_path: Path, trained_model_di
     line = one_error_line(invoke("train", *data, "--output", tmp_path / "m", "--max-validation-users", 0))
     assert "max_validation_users: expected an integer >= 1; found 0" in line
     assert not (tmp_path / "m").exists()
+    line = one_error_line(invoke("train-rescorer", "--model", tmp_path / "nothing", *data))
+    assert "recommender.json" in line
+    line = one_error_line(invoke("train-rescorer", "--model", trained_model_dir, *data, "--negatives", 0))
+    assert "negatives: expected an integer >= 1; found 0" in line
+    assert not (trained_model_dir / "rescorer").exists()
 
 
 def test_convert_datasets(tmp_path: Path) -> None:

@@ -80,8 +80,12 @@ async def _ready(app: FastAPI) -> dict[str, str]:
     if recommender is None:
         raise ModelNotReady("expected the recommender to be built by the lifespan; it is not")
     trained = recommender.model.meta.get("trained_on")
-    return {
+    rescorer = recommender.rescorer
+    checks = {
         "database": recommender.db.engine.dialect.name,
         "model": "trained" if trained else "zero-shot base encoder",
         "items": str(len(recommender.catalog)),
     }
+    if rescorer is not None:
+        checks["rescorer"] = f"top {rescorer.rescoring.top_n} at weight {rescorer.rescoring.weight:g}"
+    return checks

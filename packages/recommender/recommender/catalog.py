@@ -189,6 +189,23 @@ class ItemCatalog:
             rows = [_stored(row) for row in session.scalars(query)]
         return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
 
+    def encoder_texts(self, ids: Sequence[str]) -> list[str]:
+        """What the model reads of each item (title, then text), in order, from the database.
+
+        Raises:
+            NotFound: Listing the ids that are not stored.
+        """
+        found: dict[str, str] = {}
+        with self.db.session() as session:
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                chunk = ids[start : start + 500]
+                rows = session.execute(select(Item.id, Item.title, Item.text).where(Item.id.in_(chunk)))
+                found.update((r.id, ItemRecord(r.id, r.title, r.text).encoder_text) for r in rows)
+        missing = [i for i in dict.fromkeys(ids) if i not in found]
+        if missing:
+            raise NotFound(f"expected stored item ids; unknown: {id_listing(missing)}")
+        return [found[i] for i in ids]
+
     def vectors(self, ids: Sequence[str]) -> np.ndarray:
         """(len(ids), dim) float32 vectors of catalog items.
 

@@ -7,6 +7,7 @@ model, the database) happen inside the commands so that ``recommender --help`` s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from collections.abc import Iterator
@@ -269,13 +270,17 @@ def evaluate(
     id_column: IdCol = "item_id",
     title_column: TitleCol = "title",
     text_column: TextCols = None,
+    rescorer: Annotated[
+        bool, typer.Option(help="re-score with the model's rescorer when it has an active one")
+    ] = True,
     device: DeviceOpt = "auto",
     precision: PrecisionOpt = "auto",
 ) -> None:
     """Leave-last-out: rank each user's last item among all they have not seen, for the model and baselines.
 
     The last stdout line is one JSON object: {"model": {"hr@10", "ndcg@10", "mrr"}, "popularity": {...},
-    "item_knn": {...}, "n_users": N}.
+    "item_knn": {...}, "n_users": N}. When the model's rescorer re-scores, "model" is the re-scored ranking,
+    "blend" the model without it, and "rescorer" its settings.
     """
 
     def action() -> dict[str, Any]:
@@ -284,6 +289,7 @@ def evaluate(
         from recommender.baselines import ItemKNN, Popularity  # noqa: PLC0415 - heavy imports
         from recommender.model import TextInterestModel  # noqa: PLC0415
         from recommender.protocol import Scorer, evaluate, leave_last_out  # noqa: PLC0415
+        from recommender.rescoring import Rescorer  # noqa: PLC0415
         from recommender.training import leaked_test_users  # noqa: PLC0415
 
         data, catalog = _read_data(
@@ -293,8 +299,11 @@ def evaluate(
             (id_column, title_column, text_column),
         )
         loaded = TextInterestModel.load(model, device=device, precision=precision)
+        found = Rescorer.load(model, device=device, precision=precision) if rescorer else None
+        active = found if found is not None and found.active else None
         split = leave_last_out(data.sequences())
-        leaked = leaked_test_users(loaded.meta, data)
+        records = [loaded.meta] + ([active.meta] if active is not None else [])
+        leaked = max(leaked_test_users(meta, data) for meta in records)
         if leaked:
             core_cli.err.print(
                 f"warning: the model saw the test interactions of {leaked} of {len(split.test)} tested users "
@@ -304,20 +313,101 @@ def evaluate(
                 highlight=False,
                 soft_wrap=True,
             )
+        blend = loaded.scorer(catalog, split.train)
         scorers: dict[str, Scorer] = {
-            "model": loaded.scorer(catalog, split.train),
+            "model": active.scorer(blend, catalog) if active is not None else blend,
             "popularity": Popularity(split.train, catalog),
             "item_knn": ItemKNN(split.train, catalog),
         }
+        if active is not None:
+            scorers["blend"] = blend
         results = {name: evaluate(scorer, split, catalog) for name, scorer in scorers.items()}
         n_users = int(results["model"]["n_users"])
+        extra = {"rescorer": dataclasses.asdict(active.rescoring)} if active is not None else {}
         return {
             **{
                 name: {k: v for k, v in figures.items() if k != "n_users"}
                 for name, figures in results.items()
             },
+            **extra,
             "n_users": n_users,
         }
+
+    _print_json(core_cli.run_or_exit(action))
+
+
+@app.command("train-rescorer")
+def train_rescorer(
+    model: Annotated[Path, typer.Option("--model", help="model folder from `recommender train`")],
+    interactions: InteractionsOpt,
+    items: ItemsOpt,
+    user_column: UserCol = "user_id",
+    item_column: ItemCol = "item_id",
+    time_column: TimeCol = "timestamp",
+    rating_column: RatingCol = "rating",
+    min_rating: MinRating = None,
+    id_column: IdCol = "item_id",
+    title_column: TitleCol = "title",
+    text_column: TextCols = None,
+    base_model: Annotated[
+        str, typer.Option(help="cross-encoder start (default: the model's own fine-tuned encoder)")
+    ] = "",
+    max_queries: Annotated[int, typer.Option(help="(history, next item) queries to train on")] = 2000,
+    negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 3,
+    candidates: Annotated[int, typer.Option(help="the model's top items negatives are drawn from")] = 30,
+    epochs: Annotated[int, typer.Option()] = 1,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    learning_rate: Annotated[float, typer.Option()] = 5e-5,
+    max_length: Annotated[int, typer.Option(help="tokens of a (history, item) pair")] = 192,
+    max_validation_users: Annotated[
+        int, typer.Option(help="users the re-scored count and weight are fitted on")
+    ] = 1000,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Train the optional cross-encoder that re-scores the model's top candidates; saved in MODEL/rescorer.
+
+    Its weight beside the blend is fitted on the model's validation users; 0 (saved, but never used) when
+    re-scoring does not improve their NDCG@10.
+    """
+
+    def action() -> dict[str, Any]:
+        from recommender.rescorer_training import (  # noqa: PLC0415 - heavy imports
+            RescorerTrainConfig,
+        )
+        from recommender.rescorer_training import train_rescorer as train  # noqa: PLC0415
+        from textcore.data import file_sha256  # noqa: PLC0415
+
+        data, catalog = _read_data(
+            interactions,
+            items,
+            (user_column, item_column, time_column, rating_column, min_rating),
+            (id_column, title_column, text_column),
+        )
+        config = RescorerTrainConfig(
+            base_model=base_model,
+            max_queries=max_queries,
+            negatives=negatives,
+            candidates=candidates,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+            max_validation_users=max_validation_users,
+            seed=seed,
+            device=device,
+            precision=precision,
+        )
+        sources = {
+            "interactions": str(interactions),
+            "interactions_file_sha256": file_sha256(interactions),
+            "items": str(items),
+            "items_file_sha256": file_sha256(items),
+            "min_rating": min_rating,
+        }
+        rescoring, report = train(model, data, catalog, config, progress=sys.stderr.isatty(), sources=sources)
+        return {"output": str(model / "rescorer"), "rescoring": dataclasses.asdict(rescoring), **report}
 
     _print_json(core_cli.run_or_exit(action))
 

@@ -13,6 +13,10 @@ similar to it (by content and co-occurrence) and the interest phrases it matched
 computed for all candidates at once with matrix products; only the few named reasons per result are Python
 objects, so a request for 1,000 candidates stays within a few milliseconds.
 
+When the model has a rescorer fitted to help (`recommender.rescoring`), the blend's best few candidates of a
+request with a history are then re-ordered by it: their texts come from the database and each (history,
+item) pair is one cross-encoder pass, which costs far more than the rest of the request (bench/rescoring.py).
+
 Threads: the service answers requests in a pool of worker threads (``max_workers``), so the small numpy/BLAS
 and torch calls of a request are best left single-threaded. On a 2-core machine with the other core busy, a
 multi-threaded call spins waiting for it, far longer than the call itself takes: a score request took 40 ms
@@ -50,6 +54,7 @@ from recommender.events import (
     user_events,
 )
 from recommender.model import MODEL_FILE, TextInterestModel, max_similarities
+from recommender.rescoring import Rescorer
 from recommender.settings import RecommenderSettings
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 
@@ -128,6 +133,7 @@ class Recommender:
         max_events: Most events per ingest batch.
         torch_threads: torch threads of the encoder calls answering a request (None: as the thread has them).
         embed_threads: torch threads of catalog embedding in `upsert_items` (None: as the thread has them).
+        rescorer: Re-scores the blend's top candidates of requests with a history (None: the blend alone).
     """
 
     def __init__(
@@ -143,8 +149,10 @@ class Recommender:
         max_events: int = 10_000,
         torch_threads: int | None = None,
         embed_threads: int | None = None,
+        rescorer: Rescorer | None = None,
     ) -> None:
         self.db, self.model, self.catalog, self.behaviour = db, model, catalog, behaviour
+        self.rescorer = rescorer
         self.min_rating, self.candidates = min_rating, candidates
         self.max_items, self.max_events = max_items, max_events
         self.torch_threads, self.embed_threads = torch_threads, embed_threads
@@ -265,6 +273,12 @@ class Recommender:
         decay = self.model.config.knn_decay
         knn = snapshot.at(snapshot.knn_row(profile.history, decay), positions) if profile.history else None
         scores = self.model.blend(content, knn, snapshot.at(snapshot.counts, positions))[: len(ids)]
+        if self.rescorer is not None and profile.history:
+            query = self.rescorer.query(self.catalog.titles(profile.history))
+            with intra_op_threads(self.torch_threads):
+                scores = self.rescorer.rescore(
+                    scores, query, lambda top: self.catalog.encoder_texts([ids[i] for i in top])
+                )
         order = np.argsort(-scores, kind="stable")[:k]  # best first, ties in given order
         chosen = [ids[i] for i in order.tolist()]
         reasons = self._explain(profile, snapshot, chosen, vectors[order])
@@ -395,6 +409,15 @@ def load_model(settings: RecommenderSettings) -> TextInterestModel:
     return TextInterestModel.from_base(encoder.model, device=encoder.device, precision=encoder.precision)
 
 
+def load_rescorer(settings: RecommenderSettings) -> Rescorer | None:
+    """The model's rescorer when re-scoring is on and its fitted weight is above 0, else None."""
+    if settings.model_path is None or not settings.rescore:
+        return None
+    encoder = settings.encoder
+    rescorer = Rescorer.load(settings.model_path, device=encoder.device, precision=encoder.precision)
+    return rescorer if rescorer is not None and rescorer.active else None
+
+
 def model_fingerprint(settings: RecommenderSettings) -> str:
     """Identifies the model whose vectors an index holds: a retrained or other model invalidates it."""
     if settings.model_path is None:
@@ -434,6 +457,7 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
             catalog = open_catalog(settings, db, model)
         behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
         behaviour.add(all_positives(db, settings.min_rating))
+        rescorer = load_rescorer(settings)
         yield Recommender(
             db,
             model,
@@ -445,6 +469,7 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
             max_events=settings.max_events_per_request,
             torch_threads=settings.torch_threads or None,
             embed_threads=settings.embed_threads or None,
+            rescorer=rescorer,
         )
     finally:
         db.dispose()

@@ -36,6 +36,11 @@ class RecommenderSettings(ServiceSettings):
     min_rating: float | None = Field(
         None, description="Ratings at or above this count as positives; None: every rating does."
     )
+    rescore: bool = Field(
+        True,
+        description="Re-score the top candidates with the model's rescorer when it has one fitted to help "
+        "(`recommender train-rescorer`); False: the blend alone.",
+    )
     candidates: int = Field(
         200, ge=1, le=10_000, description="Items taken from the vector index (and co-occurrence) per request."
     )

@@ -185,7 +185,7 @@ def leaked_test_users(meta: dict[str, Any], interactions: Interactions) -> int:
     )
 
 
-def _validation_users(
+def validation_users(
     train: dict[str, list[str]], validation: dict[str, str], catalog: Catalog, limit: int, seed: int
 ) -> tuple[list[list[int]], np.ndarray]:
     """Histories (catalog positions) and target positions of up to `limit` seeded validation users."""
@@ -203,7 +203,7 @@ def _validation_users(
 def _validation_pairs(
     train: dict[str, list[str]], validation: dict[str, str], catalog: Catalog, cfg: RecTrainConfig
 ) -> Pairs | None:
-    histories, targets = _validation_users(train, validation, catalog, cfg.validation_pairs, cfg.seed)
+    histories, targets = validation_users(train, validation, catalog, cfg.validation_pairs, cfg.seed)
     if len(histories) < 2:
         return None  # the embedding task then carves its own validation split from the training pairs
     anchors = [history_text([catalog.titles[i] for i in h], cfg.history_items) for h in histories]
@@ -249,7 +249,7 @@ def fit_blend(
         The chosen config and weights, and a report with each component's and the blend's metrics.
     """
     limit = min(cfg.max_validation_users, max(1, CELL_BUDGET // max(1, len(catalog))))
-    histories, targets = _validation_users(train, validation, catalog, limit, cfg.seed + 1)
+    histories, targets = validation_users(train, validation, catalog, limit, cfg.seed + 1)
     if not histories:
         return model.config, model.weights, {"n_users": 0, "note": "no validation users; defaults kept"}
     rows = np.arange(len(histories))
