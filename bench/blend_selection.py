@@ -35,7 +35,12 @@ from common import RESULTS_DIR, command_line, machine_info, write_results  # noq
 from recommender.baselines import ItemKNN, Popularity  # noqa: E402
 from recommender.data import Catalog, read_catalog, read_interactions  # noqa: E402
 from recommender.model import ModelConfig, TextInterestModel, zscore  # noqa: E402
-from recommender.protocol import history_positions, leave_last_out  # noqa: E402
+from recommender.protocol import (  # noqa: E402
+    candidate_mask,
+    history_positions,
+    leave_last_out,
+    target_ranks,
+)
 from recommender.training import (  # noqa: E402
     ContentKey,
     Weights,
@@ -57,11 +62,7 @@ def users_and_targets(
 
 def gains(scores: np.ndarray, histories: list[list[int]], targets: np.ndarray) -> np.ndarray:
     """Per-user NDCG@10 of the held-out item among the items outside the history (ties count against it)."""
-    rows = np.arange(len(targets))
-    candidates = np.ones(scores.shape, dtype=bool)
-    candidates[np.repeat(rows, [len(h) for h in histories]), np.concatenate(histories)] = False
-    candidates[rows, targets] = False
-    ranks = 1 + ((scores >= scores[rows, targets][:, None]) & candidates).sum(axis=1)
+    ranks = target_ranks(scores, targets, candidate_mask(histories, targets, scores.shape[1]))
     return np.where(ranks <= 10, 1 / np.log2(ranks + 1.0), 0.0)
 
 

@@ -110,6 +110,25 @@ def held_out_ranks(
     return users, ranks
 
 
+def candidate_mask(histories: list[list[int]], targets: np.ndarray, n_items: int) -> np.ndarray:
+    """(users, n_items) bool: the items each user's target competes with, all but their history and itself."""
+    n = len(histories)
+    rows = np.arange(n)
+    candidates = np.ones((n, n_items), dtype=bool)
+    lengths = [len(h) for h in histories]
+    seen = np.fromiter(chain.from_iterable(histories), dtype=np.int64, count=sum(lengths))
+    candidates[np.repeat(rows, lengths), seen] = False
+    candidates[rows, targets] = False  # the held-out item is not its own competitor
+    return candidates
+
+
+def target_ranks(scores: np.ndarray, targets: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    """1-based rank of each row's target among its row's candidates; ties count against the target."""
+    target_scores = scores[np.arange(len(targets)), targets]
+    beaten: np.ndarray = ((scores >= target_scores[:, None]) & candidates).sum(axis=1)
+    return 1 + beaten
+
+
 def _batch_ranks(
     scores: np.ndarray, histories: list[list[int]], targets: np.ndarray, n_items: int
 ) -> np.ndarray:
@@ -117,16 +136,7 @@ def _batch_ranks(
     if scores.shape != (n, n_items):
         raise InvalidInput(f"expected the scorer to return shape ({n}, {n_items}); found {scores.shape}")
     scores = np.nan_to_num(scores, nan=-np.inf)  # copies, so the scorer's array is never changed
-    rows = np.arange(n)
-    target_scores = scores[rows, targets]
-    candidate = np.ones((n, n_items), dtype=bool)
-    lengths = [len(h) for h in histories]
-    seen = np.fromiter(chain.from_iterable(histories), dtype=np.int64, count=sum(lengths))
-    candidate[np.repeat(rows, lengths), seen] = False
-    candidate[rows, targets] = False  # the held-out item is not its own competitor
-    beaten = (scores >= target_scores[:, None]) & candidate
-    ranks: np.ndarray = 1 + beaten.sum(axis=1)
-    return ranks
+    return target_ranks(scores, targets, candidate_mask(histories, targets, n_items))
 
 
 def evaluate(

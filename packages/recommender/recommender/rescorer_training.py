@@ -24,7 +24,14 @@ import numpy as np
 
 from recommender.data import Catalog, Interactions
 from recommender.model import TextInterestModel, history_text
-from recommender.protocol import Scorer, history_positions, leave_last_out, rank_metrics
+from recommender.protocol import (
+    Scorer,
+    candidate_mask,
+    history_positions,
+    leave_last_out,
+    rank_metrics,
+    target_ranks,
+)
 from recommender.rescoring import RESCORER_DIR, Rescoring, combine, top_positions, write_settings
 from recommender.training import trained_on, validation_users
 from textcore import InvalidInput, Reranker, TrainConfig, train_reranker
@@ -140,13 +147,13 @@ def _blend_candidates(scorer: Scorer, histories: list[list[int]], targets: np.nd
     for start in range(0, len(histories), SCORE_BATCH):
         batch = histories[start : start + SCORE_BATCH]
         scores = scorer(batch)
+        batch_targets = targets[start : start + len(batch)]
+        ranks[start : start + len(batch)] = target_ranks(
+            scores, batch_targets, candidate_mask(batch, batch_targets, scores.shape[1])
+        )
         for row, history in enumerate(batch):
             masked = scores[row].copy()
             masked[history] = -np.inf
-            target = targets[start + row]
-            competitors = np.isfinite(masked)
-            competitors[target] = False  # ties count against the target, as in `protocol`
-            ranks[start + row] = 1 + int((masked[competitors] >= scores[row, target]).sum())
             top = top_positions(masked, max(TOP_NS))
             tops.append(top)
             blend.append(scores[row, top])

@@ -35,7 +35,13 @@ from recommender.model import (
     mean_profiles,
     zscore,
 )
-from recommender.protocol import history_positions, leave_last_out, rank_metrics
+from recommender.protocol import (
+    candidate_mask,
+    history_positions,
+    leave_last_out,
+    rank_metrics,
+    target_ranks,
+)
 from textcore import Encoder, InvalidInput, TrainConfig, train_embedder
 from textcore.artifacts import utc_now, write_metadata
 from textcore.data import Pairs
@@ -210,13 +216,6 @@ def _validation_pairs(
     return Pairs(anchors, [catalog.texts[i] for i in targets])
 
 
-def _ranks(scores: np.ndarray, targets: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-    """1-based rank of each target among its row's candidates; ties count against the target."""
-    target_scores = scores[np.arange(len(targets)), targets]
-    beaten: np.ndarray = ((scores >= target_scores[:, None]) & candidates).sum(axis=1)
-    return 1 + beaten
-
-
 def weight_grid() -> list[Weights]:
     """Blend weights (content, co-occurrence, popularity) on the simplex in steps of 1/GRID_STEPS."""
     steps = range(GRID_STEPS + 1)
@@ -252,14 +251,11 @@ def fit_blend(
     histories, targets = validation_users(train, validation, catalog, limit, cfg.seed + 1)
     if not histories:
         return model.config, model.weights, {"n_users": 0, "note": "no validation users; defaults kept"}
-    rows = np.arange(len(histories))
-    candidates = np.ones((len(histories), len(catalog)), dtype=bool)
-    candidates[np.repeat(rows, [len(h) for h in histories]), np.concatenate(histories)] = False
-    candidates[rows, targets] = False
+    candidates = candidate_mask(histories, targets, len(catalog))
     knn, knn_report = _choose_knn(train, catalog, histories, targets, candidates)
     popularity = zscore(Popularity(train, catalog)(histories))
     contents = content_variants(model, histories, item_vectors, catalog.titles)
-    components = {**knn_report, "popularity": rank_metrics(_ranks(popularity, targets, candidates))}
+    components = {**knn_report, "popularity": rank_metrics(target_ranks(popularity, targets, candidates))}
     grid = _grid_search(contents, knn.scores, popularity, targets, candidates)
     (profile, decay, share), weights = grid.key, grid.weights
     for (kind, d, s), figures in grid.alone.items():
@@ -358,7 +354,7 @@ def _choose_knn(
         item_knn = ItemKNN(train, catalog, shrink=shrink, alpha=alpha)
         for decay in KNN_DECAYS:
             scores = zscore(item_knn(histories, None if decay == 1 else decay))
-            metrics = rank_metrics(_ranks(scores, targets, candidates))
+            metrics = rank_metrics(target_ranks(scores, targets, candidates))
             name = "item_knn" if alpha == 0.5 else f"item_knn_alpha_{alpha:g}"
             report[name if decay == 1 else f"{name}_recency_{decay:g}"] = metrics
             if best is None or metrics["ndcg@10"] > best[0]:
@@ -413,7 +409,7 @@ def _grid_search(
                 table[key, weights] = table[keys[0], weights]  # without content every variant scores alike
                 continue
             scores = weights[0] * content + weights[1] * knn + weights[2] * popularity
-            table[key, weights] = rank_metrics(_ranks(scores, targets, candidates))
+            table[key, weights] = rank_metrics(target_ranks(scores, targets, candidates))
         keys.append(key)
     if not keys:
         raise InvalidInput("expected at least one profile variant to fit the blend on; found none")
