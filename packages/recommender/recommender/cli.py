@@ -100,6 +100,19 @@ def _read_data(
     return data, catalog
 
 
+def _sources(interactions: Path, items: Path, min_rating: float | None) -> dict[str, Any]:
+    """Where training data came from, for a model's metadata: the paths and their files' SHA-256."""
+    from textcore.data import file_sha256  # noqa: PLC0415 - imports numpy
+
+    return {
+        "interactions": str(interactions),
+        "interactions_file_sha256": file_sha256(interactions),
+        "items": str(items),
+        "items_file_sha256": file_sha256(items),
+        "min_rating": min_rating,
+    }
+
+
 @app.command("ingest-items")
 def ingest_items(
     file: FileArg,
@@ -220,7 +233,6 @@ def train(
 
     def action() -> dict[str, Any]:
         from recommender.training import RecTrainConfig, train_model  # noqa: PLC0415 - heavy imports
-        from textcore.data import file_sha256  # noqa: PLC0415
 
         data, catalog = _read_data(
             interactions,
@@ -241,13 +253,7 @@ def train(
             device=device,
             precision=precision,
         )
-        sources = {
-            "interactions": str(interactions),
-            "interactions_file_sha256": file_sha256(interactions),
-            "items": str(items),
-            "items_file_sha256": file_sha256(items),
-            "min_rating": min_rating,
-        }
+        sources = _sources(interactions, items, min_rating)
         _, report = train_model(data, catalog, output, config, progress=sys.stderr.isatty(), sources=sources)
         return report
 
@@ -377,7 +383,6 @@ def train_rescorer(
             RescorerTrainConfig,
         )
         from recommender.rescorer_training import train_rescorer as train  # noqa: PLC0415
-        from textcore.data import file_sha256  # noqa: PLC0415
 
         data, catalog = _read_data(
             interactions,
@@ -399,13 +404,7 @@ def train_rescorer(
             device=device,
             precision=precision,
         )
-        sources = {
-            "interactions": str(interactions),
-            "interactions_file_sha256": file_sha256(interactions),
-            "items": str(items),
-            "items_file_sha256": file_sha256(items),
-            "min_rating": min_rating,
-        }
+        sources = _sources(interactions, items, min_rating)
         rescoring, report = train(model, data, catalog, config, progress=sys.stderr.isatty(), sources=sources)
         return {"output": str(model / "rescorer"), "rescoring": dataclasses.asdict(rescoring), **report}
 
