@@ -13,9 +13,17 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommender import create_app
-from recommender.data import item_text
+from recommender.data import Catalog, item_text
 from recommender.model import history_text
-from recommender.rescorer_training import TOP_NS, WEIGHTS, _Candidates, rescored_ranks
+from recommender.rescorer_training import (
+    TOP_NS,
+    WEIGHTS,
+    Query,
+    RescorerTrainConfig,
+    _Candidates,
+    hard_negative_pairs,
+    rescored_ranks,
+)
 from recommender.rescoring import RESCORER_DIR, Rescoring, combine, lift, read_settings, write_settings
 from tests.recommender.conftest import (
     catalog_items,
@@ -59,6 +67,30 @@ def test_rescored_ranks_move_only_targets_inside_the_top() -> None:
     assert rescored_ranks(candidates, relevance, 3, 0.0).tolist() == [3, 12]
     assert rescored_ranks(candidates, relevance, 3, 4.0).tolist() == [1, 12]
     assert rescored_ranks(candidates, relevance, 2, 4.0).tolist() == [3, 12]  # not among the top 2
+
+
+def test_rescorer_rows_come_from_queries_whose_target_is_in_the_top() -> None:
+    ids = [f"i{k}" for k in range(8)]
+    catalog = Catalog.build(ids, [f"t{k}" for k in range(8)], [f"x{k}" for k in range(8)])
+    fixed = np.array([8.0, 7.0, 6.0, 5.0, 4.0, 3.0, 2.0, 1.0], dtype=np.float32)  # item k ranks k-th
+
+    def scorer(histories: list[list[int]]) -> np.ndarray:
+        return np.tile(fixed, (len(histories), 1))
+
+    queries = [
+        Query([0], 7, [0, 7]),  # the target ranks last: passed over
+        Query([0], 2, [0, 1, 2]),  # item 1 is liked: never a negative
+        Query([3], 4, [3, 4]),
+    ]
+    cfg = RescorerTrainConfig(negatives=2, candidates=4)
+    pairs, scanned = hard_negative_pairs(scorer, catalog, queries, cfg, history_items=5, limit=5)
+    assert scanned == 3
+    assert pairs.queries == ["t0"] * 3 + ["t3"] * 3
+    assert pairs.labels == [1.0, 0.0, 0.0] * 2
+    assert pairs.passages[0] == "x2" and set(pairs.passages[1:3]) <= {"x3", "x4", "x5"}
+    assert pairs.passages[3] == "x4" and set(pairs.passages[4:6]) <= {"x0", "x1", "x2"}
+    capped, _ = hard_negative_pairs(scorer, catalog, queries, cfg, history_items=5, limit=1)
+    assert capped.labels == [1.0, 0.0, 0.0]
 
 
 @pytest.mark.parametrize(

@@ -1,10 +1,13 @@
 """Training the optional cross-encoder rescorer of a trained text-interest model, and fitting its weight.
 
 The data split is the model's own: with the model's `hold_out_last` each user's last interaction is removed,
-and of the rest each user's last item validates. Training rows are (history text, item text, relevance):
-for sampled (user, position) pairs of the training sequences the next item is the positive, and negatives
-are drawn from the model's own top-ranked items for that history (the mistakes a rescorer is there to fix;
-candidate r is drawn with weight 1 / (r + 1)). The cross-encoder starts from the model's fine-tuned encoder.
+and of the rest each user's last item validates. Training rows are (history text, item text, relevance)
+from (user, position) pairs of the training sequences, taken in a seeded random order: where the model
+ranks the next item among its top `candidates` for that history, the next item is the positive and the
+negatives are drawn from the other top candidates. That is the rescorer's own job, telling apart items the
+blend already ranks high; with targets from anywhere, the cross-encoder learned that what the blend likes is
+irrelevant, and re-scoring with it lowered validation NDCG@10 on both datasets (bench/README.md). The
+cross-encoder starts from the model's fine-tuned encoder.
 
 Then, on validation users, the blend's top candidates are re-scored with every (top_n, weight) of a small
 grid and the pair with the best NDCG@10 is kept; weight 0 (the blend alone) wins ties, so a rescorer that
@@ -16,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import shutil
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,7 +52,8 @@ class RescorerTrainConfig:
     """Knobs of `train_rescorer`; the defaults train on 8,000 rows (~10 min on 2 CPU cores at 96 tokens)."""
 
     base_model: str = ""  # "": the recommender model's own fine-tuned encoder
-    max_queries: int = 2000  # (history, next item) queries, subsampled deterministically
+    max_queries: int = 2000  # (history, next item) queries whose next item the model ranks in its top
+    scan_factor: int = 20  # at most this many times max_queries queries are looked at to find them
     negatives: int = 3  # hard negatives per query
     candidates: int = 30  # the model's top items the negatives are drawn from
     epochs: int = 1
@@ -63,6 +68,7 @@ class RescorerTrainConfig:
     def __post_init__(self) -> None:
         checks = {
             "max_queries": (self.max_queries >= 2, "an integer >= 2"),
+            "scan_factor": (self.scan_factor >= 1, "an integer >= 1"),
             "negatives": (self.negatives >= 1, "an integer >= 1"),
             "candidates": (self.candidates >= self.negatives, "an integer >= negatives"),
             "epochs": (self.epochs >= 1, "an integer >= 1"),
@@ -76,58 +82,81 @@ class RescorerTrainConfig:
                 raise InvalidInput(f"{name}: expected {expected}; found {getattr(self, name)!r}")
 
 
-Query = tuple[list[int], int]  # (history positions oldest first, target position)
+@dataclass(frozen=True)
+class Query:
+    """One training question for the rescorer: what came before, what came next, what the user liked."""
+
+    history: list[int]  # catalog positions, oldest first
+    target: int  # the next item's position
+    liked: Sequence[int]  # every position the user is known to like: never drawn as a negative
 
 
 def training_queries(
-    train: dict[str, list[str]], catalog: Catalog, cfg: RescorerTrainConfig, history_items: int
-) -> list[Query]:
-    """(previous items, next item) of every position t >= 1 of every training sequence, subsampled.
+    train: dict[str, list[str]], catalog: Catalog, history_items: int, seed: int
+) -> Iterator[Query]:
+    """(previous items, next item) of every position t >= 1 of every training sequence, in a seeded order.
 
-    As in `training.behaviour_pairs`, an item already among the previous `history_items` is skipped.
+    As in `training.behaviour_pairs`, an item already among the previous `history_items` is skipped. A
+    query's `liked` is the user's whole training sequence: an item they chose later is no negative.
     """
-    queries: list[Query] = []
-    for user in sorted(train):
-        positions = history_positions(train[user], catalog)
-        for t in range(1, len(positions)):
-            if positions[t] not in positions[max(0, t - history_items) : t]:
-                queries.append((positions[:t], positions[t]))
-    if len(queries) <= cfg.max_queries:
-        return queries
-    keep = np.sort(np.random.default_rng(cfg.seed).choice(len(queries), cfg.max_queries, replace=False))
-    return [queries[i] for i in keep]
+    sequences = [history_positions(train[user], catalog) for user in sorted(train)]
+    places = [(u, t) for u, positions in enumerate(sequences) for t in range(1, len(positions))]
+    for i in np.random.default_rng(seed).permutation(len(places)):
+        u, t = places[i]
+        positions = sequences[u]
+        if positions[t] not in positions[max(0, t - history_items) : t]:
+            yield Query(positions[:t], positions[t], positions)
 
 
 def hard_negative_pairs(
-    scorer: Scorer, catalog: Catalog, queries: list[Query], cfg: RescorerTrainConfig, history_items: int
-) -> ScoredPairs:
-    """For each query: (history text, next item text, 1.0), then `negatives` rows with label 0.0.
+    scorer: Scorer,
+    catalog: Catalog,
+    queries: Iterable[Query],
+    cfg: RescorerTrainConfig,
+    history_items: int,
+    limit: int,
+) -> tuple[ScoredPairs, int]:
+    """Rows of the first `limit` queries whose target the scorer ranks among its top `candidates`.
 
-    A query's negatives are drawn without replacement from the scorer's top `candidates` items for its
-    history, leaving out the history and the target; candidate r is drawn with weight 1 / (r + 1).
+    The rescorer only ever re-orders the blend's best candidates, so it learns on those: a query whose
+    target the blend ranks lower is passed over (trained on, it would teach that whatever the blend likes is
+    irrelevant). Each kept query gives (history text, next item text, 1.0), then `negatives` rows with label
+    0.0 drawn without replacement from the other top candidates, candidate r with weight 1 / (r + 1); items
+    the user liked are never candidates. At most `cfg.scan_factor * limit` queries are looked at.
+
+    Returns:
+        The rows and how many queries were looked at.
     """
     rng = np.random.default_rng(cfg.seed)
     out_queries: list[str] = []
     passages: list[str] = []
     labels: list[float] = []
-    for start in range(0, len(queries), SCORE_BATCH):
-        batch = queries[start : start + SCORE_BATCH]
-        scores = scorer([history for history, _ in batch])
-        for row, (history, target) in enumerate(batch):
+    kept = scanned = 0
+    pending = iter(queries)
+    while kept < limit and scanned < cfg.scan_factor * limit:
+        batch = list(itertools.islice(pending, SCORE_BATCH))
+        if not batch:
+            break
+        scanned += len(batch)
+        scores = scorer([q.history for q in batch])
+        for row, q in enumerate(batch):
             masked = scores[row].copy()
-            masked[history] = -np.inf
-            masked[target] = -np.inf
+            masked[q.liked] = -np.inf
+            masked[q.target] = scores[row, q.target]
             top = top_positions(masked, cfg.candidates)
-            if len(top) == 0:
+            if kept == limit or q.target not in top:
                 continue
-            weights = 1.0 / np.arange(1, len(top) + 1)
-            drawn = rng.choice(top, min(cfg.negatives, len(top)), replace=False, p=weights / weights.sum())
-            query = history_text([catalog.titles[i] for i in history], history_items)
-            for position, label in [(target, 1.0)] + [(int(i), 0.0) for i in drawn]:
+            others = top[top != q.target]
+            weights = 1.0 / (np.flatnonzero(top != q.target) + 1.0)
+            count = min(cfg.negatives, len(others))
+            drawn = rng.choice(others, count, replace=False, p=weights / weights.sum()) if count else others
+            query = history_text([catalog.titles[i] for i in q.history], history_items)
+            for position, label in [(q.target, 1.0)] + [(int(i), 0.0) for i in drawn]:
                 out_queries.append(query)
                 passages.append(catalog.texts[position])
                 labels.append(label)
-    return ScoredPairs(out_queries, passages, labels)
+            kept += 1
+    return ScoredPairs(out_queries, passages, labels), scanned
 
 
 @dataclass(frozen=True)
@@ -256,17 +285,20 @@ def train_rescorer(
     split = leave_last_out(seen)  # the model's own split: its validation items stay unseen here too
     scorer = model.scorer(catalog, split.train)
     history_items = model.config.text_history_items
-    queries = training_queries(split.train, catalog, cfg, history_items)
-    if len(queries) < 2:
+    queries = training_queries(split.train, catalog, history_items, cfg.seed)
+    pairs, scanned = hard_negative_pairs(scorer, catalog, queries, cfg, history_items, cfg.max_queries)
+    n_queries = sum(label == 1.0 for label in pairs.labels)
+    if n_queries < 2:
         raise InvalidInput(
-            f"expected at least 2 (history, next item) queries (users with 2 or more catalog items); "
-            f"found {len(queries)}"
+            f"expected at least 2 (history, next item) queries whose next item the model ranks among its "
+            f"top {cfg.candidates}; found {n_queries} of {scanned} looked at"
         )
     limit = cfg.max_validation_users
     histories, targets = validation_users(split.train, split.test, catalog, limit, cfg.seed)
-    pairs = hard_negative_pairs(scorer, catalog, queries, cfg, history_items)
-    held: list[Query] = list(zip(histories, targets.tolist(), strict=True))
-    validation = hard_negative_pairs(scorer, catalog, held, cfg, history_items) if len(held) >= 2 else None
+    held = [Query(h, t, h) for h, t in zip(histories, targets.tolist(), strict=True)]
+    held_pairs, _ = hard_negative_pairs(scorer, catalog, held, cfg, history_items, len(held))
+    # with fewer than two the trainer carves its validation rows from the training rows
+    validation = held_pairs if sum(label == 1.0 for label in held_pairs.labels) >= 2 else None
     config = TrainConfig(
         task="cross-encoder",
         base_model=cfg.base_model or str(Path(model_dir).resolve()),
@@ -281,14 +313,15 @@ def train_rescorer(
     )
     staging = Path(model_dir) / f".{RESCORER_DIR}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
-    info = {"queries": len(queries), "rows": len(pairs), "negatives": cfg.negatives, **(sources or {})}
+    info = {"queries": n_queries, "rows": len(pairs), "negatives": cfg.negatives, **(sources or {})}
     result = train_reranker(pairs, config, staging, validation=validation, sources=info, progress=progress)
     reranker = Reranker.load(staging, device=cfg.device, precision=cfg.precision, max_length=cfg.max_length)
     rescoring, fit = fit_rescoring(
         reranker, scorer, catalog, histories, targets, history_items, cfg.max_length
     )
     report = {
-        "n_queries": len(queries),
+        "n_queries": n_queries,
+        "n_queries_looked_at": scanned,
         "n_rows": len(pairs),
         "cross_encoder": {"validation_metrics": result.metrics},
         "fit": fit,
