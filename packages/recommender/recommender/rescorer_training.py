@@ -4,10 +4,10 @@ The data split is the model's own: with the model's `hold_out_last` each user's 
 and of the rest each user's last item validates. Training rows are (history text, item text, relevance)
 from (user, position) pairs of the training sequences, taken in a seeded random order: where the model
 ranks the next item among its top `candidates` for that history, the next item is the positive and the
-negatives are drawn from the other top candidates. That is the rescorer's own job, telling apart items the
-blend already ranks high; with targets from anywhere, the cross-encoder learned that what the blend likes is
-irrelevant, and re-scoring with it lowered validation NDCG@10 on both datasets (bench/README.md). The
-cross-encoder starts from the model's fine-tuned encoder.
+negatives are drawn from the other top candidates. That is the rescorer's own job at serving, telling
+apart items the blend already ranks high; targets from anywhere would train it on pairs it never sees there.
+The cross-encoder starts from the model's fine-tuned encoder. (On amazon_scientific and MovieLens neither
+way of choosing targets gave a rescorer that beat the blend alone on validation: bench/README.md.)
 
 Then, on validation users, the blend's top candidates are re-scored with every (top_n, weight) of a small
 grid and the pair with the best NDCG@10 is kept; weight 0 (the blend alone) wins ties, so a rescorer that
