@@ -124,7 +124,8 @@ def rescored_model(trained_model_dir: Path, tmp_path_factory: pytest.TempPathFac
 def test_train_rescorer_fits_a_weight_on_validation_users(rescored_model: Trained) -> None:
     model, report = rescored_model
     assert report["output"] == str(model / RESCORER_DIR)
-    # 16 users of 5 items: the last is held out, the 4th validates, positions 1 and 2 of the rest train
+    # 16 users of 5 items: the last is held out, the 4th validates, positions 1 and 2 of the rest are the
+    # queries; behaviour stays within a theme, so the model ranks each next item among its top 6
     assert report["n_queries"] == 32 and report["n_rows"] == 32 * 3
     fit = report["fit"]
     assert fit["n_users"] == 16
