@@ -36,7 +36,14 @@ from recommender.protocol import (
     rank_metrics,
     target_ranks,
 )
-from recommender.rescoring import RESCORER_DIR, Rescoring, combine, top_positions, write_settings
+from recommender.rescoring import (
+    RESCORER_DIR,
+    Rescoring,
+    combine,
+    top_positions,
+    top_relevance,
+    write_settings,
+)
 from recommender.training import trained_on, validation_users
 from textcore import InvalidInput, Reranker, TrainConfig, train_reranker
 from textcore.artifacts import utc_now
@@ -144,10 +151,7 @@ def hard_negative_pairs(
         scanned += len(batch)
         scores = scorer([q.history for q in batch])
         for row, q in enumerate(batch):
-            masked = scores[row].copy()
-            masked[q.liked] = -np.inf
-            masked[q.target] = scores[row, q.target]
-            top = top_positions(masked, cfg.candidates)
+            top = top_positions(scores[row], cfg.candidates, [i for i in q.liked if i != q.target])
             if kept == limit or q.target not in top:
                 continue
             others = top[top != q.target]
@@ -185,9 +189,7 @@ def _blend_candidates(scorer: Scorer, histories: list[list[int]], targets: np.nd
             scores, batch_targets, candidate_mask(batch, batch_targets, scores.shape[1])
         )
         for row, history in enumerate(batch):
-            masked = scores[row].copy()
-            masked[history] = -np.inf
-            top = top_positions(masked, max(TOP_NS))
+            top = top_positions(scores[row], max(TOP_NS), history)
             tops.append(top)
             blend.append(scores[row, top])
     return _Candidates(tops, blend, targets, ranks)
@@ -230,14 +232,7 @@ def fit_rescoring(
         unfitted = Rescoring(history_items=history_items, max_length=max_length)
         return unfitted, {"n_users": 0, "note": "no validation users; re-scoring stays off"}
     candidates = _blend_candidates(scorer, histories, targets)
-    queries: list[str] = []
-    passages: list[str] = []
-    for history, top in zip(histories, candidates.tops, strict=True):
-        queries.extend([history_text([catalog.titles[i] for i in history], history_items)] * len(top))
-        passages.extend(catalog.texts[int(i)] for i in top)
-    scores = reranker.score_pairs(queries, passages)
-    bounds = np.cumsum([0] + [len(top) for top in candidates.tops])
-    relevance = [scores[a:b] for a, b in itertools.pairwise(bounds)]
+    relevance = top_relevance(reranker, catalog, histories, candidates.tops, history_items)
     grid: dict[str, dict[str, float]] = {}
     best: tuple[float, int, float, dict[str, float]] | None = None
     for top_n in TOP_NS:

@@ -15,6 +15,7 @@ Cold-start requests (interests without a history) are not re-scored: the cross-e
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,11 +66,36 @@ def combine(blend: np.ndarray, relevance: np.ndarray, weight: float) -> np.ndarr
     return zscore(blend) + np.float32(weight) * zscore(relevance)
 
 
-def top_positions(scores: np.ndarray, n: int) -> np.ndarray:
-    """Positions of the `n` highest finite scores of a 1-D array, best first (ties keep input order)."""
+def top_positions(scores: np.ndarray, n: int, exclude: Sequence[int] = ()) -> np.ndarray:
+    """Positions of the `n` highest finite scores of a 1-D array outside `exclude`, best first (ties keep
+    input order)."""
+    if len(exclude):
+        scores = scores.copy()
+        scores[list(exclude)] = -np.inf
     order = np.argsort(-scores, kind="stable")[:n]
     kept: np.ndarray = order[np.isfinite(scores[order])]
     return kept
+
+
+def top_relevance(
+    reranker: Reranker,
+    catalog: Catalog,
+    histories: Sequence[Sequence[int]],
+    tops: Sequence[np.ndarray],
+    history_items: int,
+) -> list[np.ndarray]:
+    """Per history (catalog positions, oldest first), the cross-encoder's relevance of its `tops` items.
+
+    All (history text, item text) pairs go to the cross-encoder in one call, so its batches stay full.
+    """
+    queries: list[str] = []
+    passages: list[str] = []
+    for history, top in zip(histories, tops, strict=True):
+        queries.extend([history_text([catalog.titles[i] for i in history], history_items)] * len(top))
+        passages.extend(catalog.texts[int(i)] for i in top)
+    scores = reranker.score_pairs(queries, passages)
+    bounds = np.cumsum([0] + [len(top) for top in tops])
+    return [scores[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 def lift(scores: np.ndarray, top: np.ndarray, combined: np.ndarray) -> np.ndarray:
@@ -136,32 +162,20 @@ class Rescorer:
         return lift(scores, top, combine(scores[top], relevance, self.rescoring.weight))
 
     def scorer(self, scorer: Scorer, catalog: Catalog) -> Scorer:
-        """`scorer` with each history's top `top_n` unseen items re-scored (for `protocol.evaluate`).
-
-        A batch's (history, candidate) pairs go to the cross-encoder in one call, so its batches stay full.
-        """
-        n = self.rescoring.top_n
+        """`scorer` with each history's top `top_n` unseen items re-scored (for `protocol.evaluate`)."""
+        settings = self.rescoring
 
         def score(histories: list[list[int]]) -> np.ndarray:
             scores = np.array(scorer(histories), dtype=np.float32, copy=True)
-            tops: list[np.ndarray] = []
-            queries: list[str] = []
-            passages: list[str] = []
-            for row, history in enumerate(histories):
-                masked = scores[row].copy()
-                masked[history] = -np.inf  # the user's own items are not candidates
-                top = top_positions(masked, n) if history else masked[:0].astype(np.int64)
-                tops.append(top)
-                query = self.query([catalog.titles[i] for i in history])
-                queries.extend([query] * len(top))
-                passages.extend(catalog.texts[int(i)] for i in top)
-            relevance = self.reranker.score_pairs(queries, passages)
-            start = 0
-            for row, top in enumerate(tops):
-                part, start = relevance[start : start + len(top)], start + len(top)
+            # the user's own items are not candidates; an empty history is not re-scored
+            tops = [
+                top_positions(scores[row], settings.top_n, history) if history else np.zeros(0, np.int64)
+                for row, history in enumerate(histories)
+            ]
+            relevance = top_relevance(self.reranker, catalog, histories, tops, settings.history_items)
+            for row, (top, part) in enumerate(zip(tops, relevance, strict=True)):
                 if len(top) >= 2:
-                    weighted = combine(scores[row, top], part, self.rescoring.weight)
-                    scores[row] = lift(scores[row], top, weighted)
+                    scores[row] = lift(scores[row], top, combine(scores[row, top], part, settings.weight))
             return scores
 
         return score

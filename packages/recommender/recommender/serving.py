@@ -274,7 +274,8 @@ class Recommender:
         knn = snapshot.at(snapshot.knn_row(profile.history, decay), positions) if profile.history else None
         scores = self.model.blend(content, knn, snapshot.at(snapshot.counts, positions))[: len(ids)]
         if self.rescorer is not None and profile.history:
-            query = self.rescorer.query(self.catalog.titles(profile.history))
+            recent = profile.history[-self.rescorer.rescoring.history_items :]  # all the query reads
+            query = self.rescorer.query(self.catalog.titles(recent))
             with intra_op_threads(self.torch_threads):
                 scores = self.rescorer.rescore(
                     scores, query, lambda top: self.catalog.encoder_texts([ids[i] for i in top])
