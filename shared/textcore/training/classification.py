@@ -30,6 +30,14 @@ def balanced_class_weights(labels: list[int], n_labels: int) -> torch.Tensor:
     return torch.tensor(weights, dtype=torch.float32)
 
 
+def symmetric_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
+    """Mean over rows of (KL(p || q) + KL(q || p)) / 2 between the softmax predictions of two logit sets."""
+    p, q = F.log_softmax(first.float(), dim=-1), F.log_softmax(second.float(), dim=-1)
+    forward = F.kl_div(q, p, reduction="batchmean", log_target=True)  # KL(p || q)
+    backward = F.kl_div(p, q, reduction="batchmean", log_target=True)  # KL(q || p)
+    return (forward + backward) / 2
+
+
 class ClassificationTask:
     """Fine-tunes an encoder with a linear head with cross-entropy (or per-label BCE for multi-label)."""
 
@@ -102,21 +110,28 @@ class ClassificationTask:
 
     def loss(self, batch: Batch) -> torch.Tensor:
         batch = {k: v.to(self.device) for k, v in batch.items()}
-        logits = self.model(batch["input_ids"], batch["attention_mask"])
-        if self.config.multi_label:
-            loss = F.binary_cross_entropy_with_logits(logits, batch["labels"])
+        if self.config.rdrop > 0:
+            # one forward pass over the batch twice: each copy gets its own dropout masks
+            twice = self.model(batch["input_ids"].repeat(2, 1), batch["attention_mask"].repeat(2, 1))
+            first, second = twice.chunk(2)
+            supervised = (self._supervised(first, batch) + self._supervised(second, batch)) / 2
+            loss = supervised + self.config.rdrop * symmetric_kl(first, second)
         else:
-            loss = F.cross_entropy(
-                logits,
-                batch["labels"],
-                weight=self.class_weights,
-                label_smoothing=self.config.label_smoothing,
-            )
-            if "soft_targets" in batch:
-                weight = self.config.distill_weight
-                soft = distillation_loss(logits, batch["soft_targets"], self.config.distill_temperature)
-                loss = (1 - weight) * loss + weight * soft
+            loss = self._supervised(self.model(batch["input_ids"], batch["attention_mask"]), batch)
         return loss + adapter_penalty(self.model.encoder)
+
+    def _supervised(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """The loss against the labels (and the teachers' soft labels when distilling)."""
+        if self.config.multi_label:
+            return F.binary_cross_entropy_with_logits(logits, batch["labels"])
+        loss = F.cross_entropy(
+            logits, batch["labels"], weight=self.class_weights, label_smoothing=self.config.label_smoothing
+        )
+        if "soft_targets" in batch:
+            weight = self.config.distill_weight
+            soft = distillation_loss(logits, batch["soft_targets"], self.config.distill_temperature)
+            loss = (1 - weight) * loss + weight * soft
+        return loss
 
     @torch.inference_mode()
     def logits(self, encoded: Encoded) -> np.ndarray:

@@ -53,6 +53,9 @@ class TrainConfig:
     dropout: float = 0.1
     freeze_embeddings: bool = True
     label_smoothing: float = 0.0
+    # R-Drop (single-label classification): each batch passes the encoder twice under different dropout, and
+    # the loss adds this weight times the symmetric KL divergence of the two predictions (0 turns it off)
+    rdrop: float = 0.0
     class_weights: bool = False
     multi_label: bool = False
     scale: float = 20.0
@@ -105,6 +108,13 @@ class TrainConfig:
         _check(8 <= self.max_length <= 8192, "max_length", "an integer in [8, 8192]", self.max_length)
         _check(0 <= self.dropout < 1, "dropout", "a number in [0, 1)", self.dropout)
         _check(0 <= self.label_smoothing < 1, "label_smoothing", "a number in [0, 1)", self.label_smoothing)
+        _check(self.rdrop >= 0, "rdrop", "a number >= 0", self.rdrop)
+        _check(
+            self.rdrop == 0 or (self.task == "classification" and not self.multi_label),
+            "rdrop",
+            "0 unless task is single-label classification",
+            self.rdrop,
+        )
         _check(self.scale > 0, "scale", "a positive number", self.scale)
         _check(
             0 < self.validation_fraction < 1,

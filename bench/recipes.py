@@ -1,0 +1,289 @@
+"""Recipe variants side by side: the same split, the same seeds, one run.
+
+A recipe change is worth making only when it wins against the current recipe on several training seeds, not
+on one lucky run. This benchmark trains the base recipe and every `--variant` once per `--seeds` seed, in
+turn (seed by seed, so a slow spell of the machine hits every variant alike), on one fixed split:
+`stratified_split(data, 0.1, --split-seed)`. It reports each run, each variant's median and mean accuracy, and
+its paired difference from the base recipe on the same seed.
+
+Every model selects its checkpoint on the validation rows and is scored on them, so each figure is slightly
+optimistic by the same selection. The paired differences remove the seed's share of the noise, not the
+validation sample's: with n validation rows, one standard error of an accuracy near p is sqrt(p(1-p)/n).
+
+    python bench/recipes.py --variant no-decay=layer_lr_decay:1.0         # PhraseBank, TrainConfig defaults
+    python bench/recipes.py --recipe intents --data ../shared/data/banking77/train.csv --text-column text \\
+        --label-column intent --variant no-decay=layer_lr_decay:1.0 --name recipes-banking77
+    python bench/recipes.py --variant smooth=label_smoothing:0.1 --seeds 1 --epochs 1 --limit 300 \\
+        --out /tmp/bench-smoke                                            # smoke run
+
+A variant is `NAME=FIELD:VALUE[,FIELD:VALUE...]` over `textcore.training.TrainConfig` fields.
+
+Results: bench/results/recipes.json and bench/results/recipes.md (`--name` changes the stem).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub/transformers are imported
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # `common` beside this file, however it is run
+
+import argparse
+import dataclasses
+import math
+import statistics
+import tempfile
+import time
+from typing import Any
+
+from common import (
+    DEFAULT_DATA_TEXT,
+    LABEL_COLUMN,
+    RESULTS_DIR,
+    TEXT_COLUMN,
+    VALIDATION_FRACTION,
+    command_line,
+    data_or_skip,
+    fmt,
+    limit_rows,
+    machine_info,
+    markdown_header,
+    markdown_table,
+    print_table,
+    quiet_transformers,
+    resolve_data,
+    utc_now,
+    warn_if_busy,
+    write_results,
+)
+
+from customer_service.cli import RECIPES
+from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_split
+from textcore.training import TrainConfig, train_classifier
+
+NAME = "recipes"
+BASE = "base"
+FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
+    """`NAME=FIELD:VALUE,...` -> (NAME, {FIELD: typed VALUE}); the types are TrainConfig's."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name or not spec or name == BASE:
+        raise argparse.ArgumentTypeError(f"expected NAME=FIELD:VALUE[,FIELD:VALUE...] (NAME not {BASE!r})")
+    changes: dict[str, Any] = {}
+    for item in spec.split(","):
+        field, sep, value = item.partition(":")
+        kind = FIELD_TYPES.get(field)
+        if not sep or kind is None:
+            raise argparse.ArgumentTypeError(f"{item!r}: expected FIELD:VALUE with a TrainConfig field")
+        if kind == "bool":
+            if value not in ("true", "false"):
+                raise argparse.ArgumentTypeError(f"{field}: expected true or false; found {value!r}")
+            changes[field] = value == "true"
+        elif kind in ("int", "float"):
+            changes[field] = int(value) if kind == "int" else float(value)
+        elif kind == "str":
+            changes[field] = value
+        else:
+            raise argparse.ArgumentTypeError(f"{field}: not settable here (type {kind})")
+    return name, changes
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--data", type=Path, default=None, help=f"default: {DEFAULT_DATA_TEXT}")
+    parser.add_argument("--text-column", default=TEXT_COLUMN)
+    parser.add_argument("--label-column", default=LABEL_COLUMN)
+    parser.add_argument(
+        "--recipe",
+        choices=("default", "intents"),
+        default="default",
+        help="the base: TrainConfig's defaults, or `customer-service train-intents`' recipe (default: "
+        "%(default)s)",
+    )
+    parser.add_argument(
+        "--variant",
+        type=parse_variant,
+        action="append",
+        default=[],
+        help="NAME=FIELD:VALUE[,FIELD:VALUE...], changes to the base recipe; repeat for more",
+    )
+    parser.add_argument("--seeds", default="42,1,2", help="training seeds, comma-separated (default: 42,1,2)")
+    parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
+    parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows")
+    parser.add_argument(
+        "--out", type=Path, default=RESULTS_DIR, help="results folder (default: bench/results)"
+    )
+    parser.add_argument("--name", default=NAME, help="results file stem (default: %(default)s)")
+    args = parser.parse_args(argv)
+    names = [name for name, _ in args.variant]
+    if len(set(names)) != len(names):
+        parser.error(f"variant names must differ; found {names}")
+    return args
+
+
+def base_recipe(args: argparse.Namespace) -> TrainConfig:
+    values: dict[str, Any] = dict(RECIPES["classification"]) if args.recipe == "intents" else {}
+    if args.epochs is not None:
+        values["epochs"] = args.epochs
+    return TrainConfig(**values)
+
+
+def train_one(
+    variant: str, train: LabelledTexts, validation: LabelledTexts, config: TrainConfig, folder: Path
+) -> dict[str, Any]:
+    print(f"--- {variant}: seed {config.seed}", flush=True)
+    started = time.perf_counter()
+    result = train_classifier(train, config, folder, validation=validation, progress=False)
+    training = result.metadata["training"]
+    return {
+        "variant": variant,
+        "seed": config.seed,
+        "wall_seconds": time.perf_counter() - started,
+        "best_step": training["best_step"],
+        "steps": training["steps"],
+        "accuracy": result.metrics["accuracy"],
+        "macro_f1": result.metrics["macro_f1"],
+    }
+
+
+def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict[str, Any]]:
+    """Per variant: median and mean accuracy and macro-F1; against the base, paired per-seed differences."""
+    base = {r["seed"]: r["accuracy"] for r in runs if r["variant"] == BASE}
+    summary: dict[str, dict[str, Any]] = {}
+    for variant in variants:
+        mine = [r for r in runs if r["variant"] == variant]
+        accuracy = [r["accuracy"] for r in mine]
+        entry: dict[str, Any] = {
+            "runs": len(mine),
+            "accuracy_median": statistics.median(accuracy),
+            "accuracy_mean": statistics.fmean(accuracy),
+            "macro_f1_median": statistics.median(r["macro_f1"] for r in mine),
+            "wall_seconds_median": statistics.median(r["wall_seconds"] for r in mine),
+        }
+        if variant != BASE:
+            diffs = [100 * (r["accuracy"] - base[r["seed"]]) for r in mine]
+            entry |= {
+                "diff_pp_mean": statistics.fmean(diffs),
+                "diff_pp_min": min(diffs),
+                "diff_pp_max": max(diffs),
+                "wins": sum(d > 0 for d in diffs),
+                "ties": sum(d == 0 for d in diffs),
+                "losses": sum(d < 0 for d in diffs),
+            }
+        summary[variant] = entry
+    return summary
+
+
+def run(
+    args: argparse.Namespace, train: LabelledTexts, validation: LabelledTexts, root: Path
+) -> list[dict[str, Any]]:
+    base = base_recipe(args)
+    variants = [(BASE, base), *((name, base.replace(**changes)) for name, changes in args.variant)]
+    runs = []
+    for seed in (int(s) for s in args.seeds.split(",")):
+        for name, config in variants:
+            folder = root / f"{name}-{seed}"
+            runs.append(train_one(name, train, validation, config.replace(seed=seed), folder))
+    return runs
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    path = resolve_data(args.data)
+    if not data_or_skip(path, NAME):
+        return 0
+    quiet_transformers()
+    warn_if_busy()
+    machine = machine_info()
+    data = read_labelled(path, args.text_column, args.label_column)
+    train, validation = stratified_split(data, VALIDATION_FRACTION, args.split_seed)
+    train = limit_rows(train, args.limit)
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
+        runs = run(args, train, validation, Path(tmp))
+    variants = [BASE, *(name for name, _ in args.variant)]
+    summary = summarise(runs, variants)
+    n = len(validation)
+    p = summary[BASE]["accuracy_median"]
+    standard_error_pp = 100 * math.sqrt(p * (1 - p) / n)
+    payload = {
+        "benchmark": NAME,
+        "created_at": utc_now(),
+        "command": command_line(),
+        "machine": machine,
+        "wall_seconds": time.perf_counter() - started,
+        "settings": {
+            "data": str(path),
+            "data_sha256": file_sha256(path),
+            "train_rows": len(train),
+            "validation_rows": n,
+            "split_seed": args.split_seed,
+            "recipe": args.recipe,
+            "base": base_recipe(args).to_dict(),
+            "variants": dict(args.variant),
+        },
+        "runs": runs,
+        "summary": summary,
+        "validation_standard_error_pp": standard_error_pp,
+    }
+    run_headers = ["variant", "seed", "wall s", "best step / steps", "accuracy", "macro-F1"]
+    run_rows = [
+        [
+            r["variant"],
+            str(r["seed"]),
+            fmt(r["wall_seconds"]),
+            f"{r['best_step']} / {r['steps']}",
+            fmt(r["accuracy"], 4),
+            fmt(r["macro_f1"], 4),
+        ]
+        for r in runs
+    ]
+    headers = ["variant", "changes", "median acc", "mean acc", "median macro-F1",
+               "vs base pp (mean, min..max)", "wins / ties / losses"]  # fmt: skip
+    changes = dict(args.variant)
+    rows = []
+    for variant in variants:
+        s = summary[variant]
+        spec = ", ".join(f"{k}={v}" for k, v in changes.get(variant, {}).items()) or args.recipe
+        paired = (
+            f"{s['diff_pp_mean']:+.2f} ({s['diff_pp_min']:+.2f}..{s['diff_pp_max']:+.2f})"
+            if variant != BASE
+            else "-"
+        )
+        record = f"{s['wins']} / {s['ties']} / {s['losses']}" if variant != BASE else "-"
+        rows.append([variant, spec, fmt(s["accuracy_median"], 4), fmt(s["accuracy_mean"], 4),
+                     fmt(s["macro_f1_median"], 4), paired, record])  # fmt: skip
+    print_table("Runs", run_headers, run_rows)
+    print_table("Recipes", headers, rows)
+    print(f"one validation standard error: {standard_error_pp:.2f} pp ({n} rows)")
+    settings = (
+        f"{path.name} ({args.text_column!r} -> {args.label_column!r}): {len(train)} training rows, {n} "
+        f"validation rows (stratified {VALIDATION_FRACTION:.0%}, seed {args.split_seed}); base recipe "
+        f"{args.recipe}; training seeds {args.seeds}"
+    )
+    markdown = markdown_header("Recipe variants side by side", payload, settings)
+    markdown += markdown_table(headers, rows)
+    markdown += "\n" + markdown_table(run_headers, run_rows)
+    markdown += (
+        "\nvs base: the variant's accuracy minus the base recipe's on the same training seed, in points. "
+        "Every model chose its checkpoint on the validation rows it is scored on. One standard error of a "
+        f"validation accuracy near the base's median: {standard_error_pp:.2f} pp ({n} rows). The paired "
+        "differences share the validation sample, so it moves both sides alike; every figure here carries "
+        "that error against any other test set.\n"
+    )
+    json_path, md_path = write_results(args.name, payload, markdown, args.out)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
