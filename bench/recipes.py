@@ -62,7 +62,9 @@ from common import (
 )
 
 from customer_service.cli import RECIPES
+from textcore.baseline import frozen_embedding_baseline
 from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_split
+from textcore.embeddings import Encoder
 from textcore.training import TrainConfig, train_classifier
 
 NAME = "recipes"
@@ -120,6 +122,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows")
     parser.add_argument(
+        "--frozen-baseline",
+        action="store_true",
+        help="also score a logistic regression on the base model's frozen embeddings on the same split (a "
+        "reference whose figure on another test set may be known, to place this split against it)",
+    )
+    parser.add_argument(
         "--out", type=Path, default=RESULTS_DIR, help="results folder (default: bench/results)"
     )
     parser.add_argument("--name", default=NAME, help="results file stem (default: %(default)s)")
@@ -152,6 +160,18 @@ def train_one(
         "steps": training["steps"],
         "accuracy": result.metrics["accuracy"],
         "macro_f1": result.metrics["macro_f1"],
+    }
+
+
+def frozen_baseline(config: TrainConfig, train: LabelledTexts, validation: LabelledTexts) -> dict[str, Any]:
+    """The base model untouched: its embeddings of the training rows fit a logistic regression."""
+    encoder = Encoder.from_pretrained(config.base_model, max_length=config.max_length)
+    report = frozen_embedding_baseline(encoder, train, validation)
+    return {
+        "model": config.base_model,
+        "max_length": config.max_length,
+        "accuracy": report.accuracy,
+        "macro_f1": report.macro_f1,
     }
 
 
@@ -210,6 +230,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
         runs = run(args, train, validation, Path(tmp))
+    frozen = frozen_baseline(base_recipe(args), train, validation) if args.frozen_baseline else None
     variants = [BASE, *(name for name, _ in args.variant)]
     summary = summarise(runs, variants)
     n = len(validation)
@@ -234,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
         "summary": summary,
         "validation_standard_error_pp": standard_error_pp,
+        "frozen_baseline": frozen,
     }
     run_headers = ["variant", "seed", "wall s", "best step / steps", "accuracy", "macro-F1"]
     run_rows = [
@@ -265,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     print_table("Runs", run_headers, run_rows)
     print_table("Recipes", headers, rows)
     print(f"one validation standard error: {standard_error_pp:.2f} pp ({n} rows)")
+    if frozen is not None:
+        print(f"frozen-embedding logistic regression: accuracy {frozen['accuracy']:.4f}")
     settings = (
         f"{path.name} ({args.text_column!r} -> {args.label_column!r}): {len(train)} training rows, {n} "
         f"validation rows (stratified {VALIDATION_FRACTION:.0%}, seed {args.split_seed}); base recipe "
@@ -280,6 +304,12 @@ def main(argv: list[str] | None = None) -> int:
         "differences share the validation sample, so it moves both sides alike; every figure here carries "
         "that error against any other test set.\n"
     )
+    if frozen is not None:
+        markdown += (
+            f"\nLogistic regression on the frozen embeddings of {frozen['model']} (standardised, "
+            f"max length {frozen['max_length']}), same split: accuracy {frozen['accuracy']:.4f}, macro-F1 "
+            f"{frozen['macro_f1']:.4f}.\n"
+        )
     json_path, md_path = write_results(args.name, payload, markdown, args.out)
     print(f"wrote {json_path} and {md_path}")
     return 0

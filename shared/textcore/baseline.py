@@ -22,7 +22,7 @@ from textcore.artifacts import read_metadata, recorded_training_data
 from textcore.data import LabelledTexts, require_classes
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput
-from textcore.metrics import classification_report
+from textcore.metrics import ClassificationReport, classification_report
 from textcore.models import resolve_model
 
 CLASSIFIER_TASKS = ("classification", "setfit")
@@ -145,9 +145,16 @@ def evaluate_base_model(
         batch_size=batch_size,
         max_length=int(settings.get("max_length", 128)),
     )
-    head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
-    head.fit(encoder.encode(rows.texts), rows.labels)  # (n, dim) float32 frozen embeddings
-    predicted = [str(label) for label in head.predict(encoder.encode(data.texts))]
-    labels = sorted(set(rows.labels) | set(data.labels))
-    report = classification_report(data.labels, predicted, labels)
+    report = frozen_embedding_baseline(encoder, rows, data)
     return BaselineReport(base, report.accuracy, report.macro_f1, report.n, len(rows), overlap)
+
+
+def frozen_embedding_baseline(
+    encoder: Encoder, train_data: LabelledTexts, evaluation: LabelledTexts
+) -> ClassificationReport:
+    """A logistic regression on standardised frozen embeddings of `train_data`, scored on `evaluation`."""
+    head = make_pipeline(StandardScaler(), LogisticRegression(max_iter=2000))
+    head.fit(encoder.encode(train_data.texts), train_data.labels)  # (n, dim) float32 frozen embeddings
+    predicted = [str(label) for label in head.predict(encoder.encode(evaluation.texts))]
+    labels = sorted(set(train_data.labels) | set(evaluation.labels))
+    return classification_report(evaluation.labels, predicted, labels)
