@@ -101,6 +101,10 @@ def train(
     max_length: Annotated[int | None, typer.Option(help="tokens per text")] = None,
     dropout: Annotated[float | None, typer.Option(help="dropout before the head")] = None,
     class_weights: Annotated[bool, typer.Option(help="weight classes by inverse frequency")] = False,
+    rdrop: Annotated[
+        float | None,
+        typer.Option(help="classification: weight of the R-Drop term (KL between two dropout passes; 0 off)"),
+    ] = None,
     multi_label: Annotated[bool, typer.Option(help="labels separated by '|'; one sigmoid per label")] = False,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
@@ -142,6 +146,7 @@ def train(
         "learning_rate": learning_rate,
         "max_length": max_length,
         "dropout": dropout,
+        "rdrop": rdrop,
         "adversarial": adversarial,
         "adversarial_epsilon": adversarial_epsilon,
         "adversarial_steps": adversarial_steps,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
@@ -67,3 +69,17 @@ def test_rdrop_is_refused_where_it_has_no_meaning() -> None:
         TrainConfig(rdrop=1.0, multi_label=True)
     with pytest.raises(InvalidInput, match="rdrop"):
         TrainConfig(task="embedding", rdrop=1.0)
+
+
+def test_cli_trains_with_rdrop_and_refuses_it_for_multi_label(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = keyword_data(32, seed=5)
+    train_csv = write_csv(
+        tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
+    )
+    common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
+    ok(run_cli(*common, "--output", tmp_path / "m", "--rdrop", "0.5"))
+    recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["hyperparameters"]
+    assert recorded["rdrop"] == 0.5
+    failed = run_cli(*common, "--output", tmp_path / "ml", "--rdrop", "0.5", "--multi-label")
+    assert_clean_failure(failed, "rdrop: expected 0 unless task is single-label classification")
+    assert not (tmp_path / "ml").exists()
