@@ -60,6 +60,10 @@ class TrainConfig:
     multi_label: bool = False
     scale: float = 20.0
     validation_fraction: float = 0.1
+    # classification: once the run has chosen its best step on the validation rows, train again from the start
+    # on the training and validation rows together for the same share of the schedule, and save that model
+    # (its recorded validation figures are the first run's: the refit has seen those rows)
+    refit: bool = False
     evals_per_epoch: int = 2
     patience: int = 4
     metric: str = ""
@@ -114,6 +118,12 @@ class TrainConfig:
             "rdrop",
             "0 unless task is single-label classification",
             self.rdrop,
+        )
+        _check(
+            not self.refit or self.task == "classification",
+            "refit",
+            "false unless task is classification",
+            self.refit,
         )
         _check(self.scale > 0, "scale", "a positive number", self.scale)
         _check(

@@ -92,6 +92,7 @@ class LoopResult:
     distributed_backend: str | None = None  # nccl or gloo when world_size > 1 or under torchrun
     trainable_parameters: int = 0  # of the task's model, after the run (an adapter's: a small share)
     total_parameters: int = 0
+    scheduled_steps: int = 0  # the length of the learning-rate schedule (epochs x steps per epoch)
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -137,7 +138,13 @@ def _dealt(batches: Iterator[Batch], rank: int, world_size: int) -> Iterator[Bat
 
 
 def train(
-    task: Task, config: TrainConfig, run_dir: Path, *, resume: bool = False, progress: bool = True
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    stop_fraction: float | None = None,
 ) -> LoopResult:
     """Optimise `task.model` and leave it holding the best evaluated weights.
 
@@ -147,22 +154,34 @@ def train(
         run_dir: where metrics.jsonl and the resumable checkpoint are written.
         resume: continue from the checkpoint in `run_dir` if there is one.
         progress: show a progress bar on stderr.
+        stop_fraction: train a fixed share of the schedule instead (the same warmup and decay, cut after
+            that share of its steps), with no evaluation until the end and the final weights kept; for
+            refitting on all the data once an earlier run has chosen when to stop.
 
     Under `torchrun` the ranks train data-parallel (see `textcore.training.distributed`): a step of W ranks
     is a step of one process with W times the gradient accumulation, and only the main process writes
     metrics and checkpoints.
     """
     with process_group(task.device):
-        return _train(task, config, run_dir, resume=resume, progress=progress)
+        return _train(task, config, run_dir, resume=resume, progress=progress, stop_fraction=stop_fraction)
 
 
-def _train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool, progress: bool) -> LoopResult:
+def _train(
+    task: Task,
+    config: TrainConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    progress: bool,
+    stop_fraction: float | None,
+) -> LoopResult:
     model = task.model
     world, main = world_size(), is_main_process()
     batches_per_step = config.grad_accum_steps * world
     steps_per_epoch = math.ceil(len(task.epoch_batches(np.random.default_rng(0))) / batches_per_step)
     total = steps_per_epoch * config.epochs
     eval_every = max(1, steps_per_epoch // config.evals_per_epoch)
+    fixed, end = stop_fraction is not None, _last_step(total, stop_fraction)
     optimizer = make_optimizer(task.param_groups(), config, task.device)
     if hasattr(task, "after_step"):  # e.g. AdaLoRA's rank allocation: after each update, while grads exist
         optimizer.register_step_post_hook(lambda *_: task.after_step(state.step + 1))
@@ -185,10 +204,10 @@ def _train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool, prog
             first_step=state.step,
         ) as log,
         tqdm(
-            total=total, initial=state.step, disable=not (progress and main), desc="train", unit="step"
+            total=end, initial=state.step, disable=not (progress and main), desc="train", unit="step"
         ) as bar,
     ):
-        while state.step < total:
+        while state.step < end and not state.stopped_early:  # a resumed run may have stopped
             # schedule
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * schedule(state.step)
@@ -205,15 +224,17 @@ def _train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool, prog
             log.write(
                 {"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": grad_norm, "lr": lr}
             )
-            # evaluate at the cadence and at the end; keep the best weights; stop early on a plateau
-            if state.step % eval_every == 0 or state.step == total:
-                if _evaluate(task, config, state, log):
-                    best_weights = _cpu_copy(model)
-                if main:
-                    save_checkpoint(run_dir, model, optimizer, state, best_weights)
-                if state.bad_evals >= config.patience:
-                    state.stopped_early = True
-                    break
+            # evaluate at the cadence and at the end, keep the best weights, stop early on a plateau; with a
+            # fixed share of the schedule: checkpoint at the cadence (to resume), evaluate once at the end
+            due, last = state.step % eval_every == 0, state.step == end
+            evaluate = last if fixed else due or last
+            if evaluate and (_evaluate(task, config, state, log) or fixed):
+                best_weights, state.best_step = _cpu_copy(model), state.step
+            state.stopped_early = not fixed and state.bad_evals >= config.patience
+            if main and (due and not last if fixed else evaluate):
+                save_checkpoint(run_dir, model, optimizer, state, best_weights)
+            if state.stopped_early:
+                break
     elapsed = time.perf_counter() - started
     model.load_state_dict(best_weights)
     model.eval()  # the caller gets the best weights ready for inference (dropout off)
@@ -230,7 +251,13 @@ def _train(task: Task, config: TrainConfig, run_dir: Path, *, resume: bool, prog
         distributed_backend=backend(),
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         total_parameters=sum(p.numel() for p in model.parameters()),
+        scheduled_steps=total,
     )
+
+
+def _last_step(total: int, stop_fraction: float | None) -> int:
+    """The step a run ends at: the schedule's end, or the first step past `stop_fraction` of it."""
+    return total if stop_fraction is None else min(total, max(1, math.ceil(stop_fraction * total)))
 
 
 def _optimisation_step(

@@ -30,7 +30,7 @@ from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
 from textcore.training.distill import teacher_probabilities
 from textcore.training.distributed import is_main_process
 from textcore.training.embedding import EmbeddingTask
-from textcore.training.loop import train
+from textcore.training.loop import LoopResult, train
 from textcore.training.mlm import MaskedLMTask, split_texts
 from textcore.training.plots import plot_confusion
 from textcore.training.results import (
@@ -44,6 +44,8 @@ from textcore.training.results import (
 )
 from textcore.training.setfit import HEAD_C, SetFitTask, few_shot_split
 from textcore.training.token_classification import TokenClassificationTask
+
+REFIT_DIR = "refit"  # inside the run's records: the refit's own metrics and curves
 
 
 def _validation_for(
@@ -91,6 +93,46 @@ def train_classifier(
     if len(labels) < 2:
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
     train_data, val_data = _validation_for(data, validation, config, labels)
+    run_dir = output / RUN_DIR
+    task = _classification_task(train_data, val_data, labels, config, head_init)
+    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    final = task
+    refit: dict[str, Any] = {}
+    if config.refit:  # every rank of a distributed run takes part
+        final, refit = _refit(
+            train_data, val_data, labels, config, head_init, loop, run_dir, resume, progress
+        )
+    if not is_main_process():
+        return worker_result(output, loop)
+    predicted = task.predicted_labels(task.val_ids)
+    scorer = multilabel_report if config.multi_label else classification_report
+    report = scorer(val_data.labels, predicted, labels)
+    metrics = report.to_dict()
+    final.model.save(output, task.tokenizer, labels, config.multi_label)
+    if not config.multi_label:
+        plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
+    close_run(run_dir, metrics, config.selection_metric)
+    return record_run(
+        output,
+        config,
+        loop,
+        task,
+        sources=sources,
+        metrics=metrics,
+        labels=labels,
+        **_classifier_record(train_data, val_data, report),
+        **({"refit": refit} if refit else {}),
+    )
+
+
+def _classification_task(
+    train_data: LabelledTexts,
+    val_data: LabelledTexts,
+    labels: list[str],
+    config: TrainConfig,
+    head_init: dict[str, torch.Tensor] | None,
+) -> ClassificationTask:
+    """A freshly seeded task on the base model (with the teachers' soft labels when distilling)."""
     seed_everything(config.seed)
     soft_targets = (
         teacher_probabilities(
@@ -110,28 +152,40 @@ def train_classifier(
     )
     if head_init is not None:
         _load_head(task, head_init)
-    run_dir = output / RUN_DIR
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
-    if not is_main_process():
-        return worker_result(output, loop)
-    predicted = task.predicted_labels(task.val_ids)
-    scorer = multilabel_report if config.multi_label else classification_report
-    report = scorer(val_data.labels, predicted, labels)
-    metrics = report.to_dict()
-    task.model.save(output, task.tokenizer, labels, config.multi_label)
-    if not config.multi_label:
-        plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
-    close_run(run_dir, metrics, config.selection_metric)
-    return record_run(
-        output,
-        config,
-        loop,
-        task,
-        sources=sources,
-        metrics=metrics,
-        labels=labels,
-        **_classifier_record(train_data, val_data, report),
-    )
+    return task
+
+
+def _refit(
+    train_data: LabelledTexts,
+    val_data: LabelledTexts,
+    labels: list[str],
+    config: TrainConfig,
+    head_init: dict[str, torch.Tensor] | None,
+    selection: LoopResult,
+    run_dir: Path,
+    resume: bool,
+    progress: bool,
+) -> tuple[ClassificationTask, dict[str, Any]]:
+    """Train again from the start on the training and validation rows together, over the share of the
+    schedule at which the selection run was best, and keep the final weights."""
+    every = LabelledTexts(train_data.texts + val_data.texts, train_data.labels + val_data.labels)
+    task = _classification_task(every, val_data, labels, config, head_init)
+    share = selection.best_step / max(1, selection.scheduled_steps)
+    refit_dir = run_dir / REFIT_DIR
+    loop = train(task, config, refit_dir, resume=resume, progress=progress, stop_fraction=share)
+    if is_main_process():
+        close_run(refit_dir, {"fit_on_validation_rows": loop.best_eval}, config.selection_metric)
+    record = {
+        "train_rows": len(every),
+        "steps": loop.steps,
+        "scheduled_steps": loop.scheduled_steps,
+        "seconds": round(loop.train_seconds, 2),
+        "selection_best_step": selection.best_step,
+        "selection_scheduled_steps": selection.scheduled_steps,
+        # the refit model trained on these rows: a figure of fit, not of generalisation
+        "fit_on_validation_rows": {k: v for k, v in loop.best_eval.items() if k != "step"},
+    }
+    return task, record
 
 
 def _classifier_record(
