@@ -10,9 +10,14 @@ Every model selects its checkpoint on the validation rows and is scored on them,
 optimistic by the same selection. The paired differences remove the seed's share of the noise, not the
 validation sample's: with n validation rows, one standard error of an accuracy near p is sqrt(p(1-p)/n).
 
+With `--holdout` the split's 10% is a test set instead: each run is given only the other 90%, carves its own
+validation rows from them (`validation_fraction`, its training seed), and is scored on the test rows it
+never saw. That is the protocol for a change that uses the validation rows differently, such as `refit`.
+
     python bench/recipes.py --variant no-decay=layer_lr_decay:1.0         # PhraseBank, TrainConfig defaults
     python bench/recipes.py --recipe intents --data ../shared/data/banking77/train.csv --text-column text \\
         --label-column intent --variant no-decay=layer_lr_decay:1.0 --name recipes-banking77
+    python bench/recipes.py --holdout --variant refit=refit:true --name recipes-phrasebank-refit
     python bench/recipes.py --variant smooth=label_smoothing:0.1 --seeds 1 --epochs 1 --limit 300 \\
         --out /tmp/bench-smoke                                            # smoke run
 
@@ -63,8 +68,10 @@ from common import (
 
 from customer_service.cli import RECIPES
 from textcore.baseline import frozen_embedding_baseline
+from textcore.classifier import Classifier
 from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_split
 from textcore.embeddings import Encoder
+from textcore.evaluation import evaluate_classifier
 from textcore.training import TrainConfig, train_classifier
 
 NAME = "recipes"
@@ -122,6 +129,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows")
     parser.add_argument(
+        "--holdout",
+        action="store_true",
+        help="score on the split's 10%% as a test set; each run carves its own validation rows from the rest",
+    )
+    parser.add_argument(
         "--frozen-baseline",
         action="store_true",
         help="also score a logistic regression on the base model's frozen embeddings on the same split (a "
@@ -146,13 +158,21 @@ def base_recipe(args: argparse.Namespace) -> TrainConfig:
 
 
 def train_one(
-    variant: str, train: LabelledTexts, validation: LabelledTexts, config: TrainConfig, folder: Path
+    variant: str,
+    train: LabelledTexts,
+    scored: LabelledTexts,
+    config: TrainConfig,
+    folder: Path,
+    *,
+    holdout: bool,
 ) -> dict[str, Any]:
+    """Train one model and score it: on its validation rows (`scored`), or with `holdout` on `scored` as a
+    test set, the run carving its own validation rows from `train`."""
     print(f"--- {variant}: seed {config.seed}", flush=True)
     started = time.perf_counter()
-    result = train_classifier(train, config, folder, validation=validation, progress=False)
+    result = train_classifier(train, config, folder, validation=None if holdout else scored, progress=False)
     training = result.metadata["training"]
-    return {
+    record = {
         "variant": variant,
         "seed": config.seed,
         "wall_seconds": time.perf_counter() - started,
@@ -161,6 +181,15 @@ def train_one(
         "accuracy": result.metrics["accuracy"],
         "macro_f1": result.metrics["macro_f1"],
     }
+    if holdout:
+        test = evaluate_classifier(Classifier.load(folder, max_length=config.max_length), scored)
+        record |= {
+            "validation_accuracy": record["accuracy"],
+            "validation_macro_f1": record["macro_f1"],
+            "accuracy": test["accuracy"],
+            "macro_f1": test["macro_f1"],
+        }
+    return record
 
 
 def frozen_baseline(config: TrainConfig, train: LabelledTexts, validation: LabelledTexts) -> dict[str, Any]:
@@ -211,8 +240,8 @@ def run(
     runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for name, config in variants:
-            folder = root / f"{name}-{seed}"
-            runs.append(train_one(name, train, validation, config.replace(seed=seed), folder))
+            seeded, folder = config.replace(seed=seed), root / f"{name}-{seed}"
+            runs.append(train_one(name, train, validation, seeded, folder, holdout=args.holdout))
     return runs
 
 
@@ -246,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
             "data": str(path),
             "data_sha256": file_sha256(path),
             "train_rows": len(train),
-            "validation_rows": n,
+            "scored_rows": n,
             "split_seed": args.split_seed,
+            "holdout": args.holdout,
             "recipe": args.recipe,
             "base": base_recipe(args).to_dict(),
             "variants": dict(args.variant),
@@ -257,7 +287,15 @@ def main(argv: list[str] | None = None) -> int:
         "validation_standard_error_pp": standard_error_pp,
         "frozen_baseline": frozen,
     }
-    run_headers = ["variant", "seed", "wall s", "best step / steps", "accuracy", "macro-F1"]
+    scored = "test" if args.holdout else "validation"
+    run_headers = [
+        "variant",
+        "seed",
+        "wall s",
+        "best step / steps",
+        f"{scored} accuracy",
+        f"{scored} macro-F1",
+    ]
     run_rows = [
         [
             r["variant"],
@@ -269,6 +307,10 @@ def main(argv: list[str] | None = None) -> int:
         ]
         for r in runs
     ]
+    if args.holdout:  # each run's own validation figure, beside its test figure
+        run_headers.append("own validation accuracy")
+        for row, r in zip(run_rows, runs, strict=True):
+            row.append(fmt(r["validation_accuracy"], 4))
     headers = ["variant", "changes", "median acc", "mean acc", "median macro-F1",
                "vs base pp (mean, min..max)", "wins / ties / losses"]  # fmt: skip
     changes = dict(args.variant)
@@ -286,23 +328,28 @@ def main(argv: list[str] | None = None) -> int:
                      fmt(s["macro_f1_median"], 4), paired, record])  # fmt: skip
     print_table("Runs", run_headers, run_rows)
     print_table("Recipes", headers, rows)
-    print(f"one validation standard error: {standard_error_pp:.2f} pp ({n} rows)")
+    print(f"one {scored} standard error: {standard_error_pp:.2f} pp ({n} rows)")
     if frozen is not None:
         print(f"frozen-embedding logistic regression: accuracy {frozen['accuracy']:.4f}")
     settings = (
         f"{path.name} ({args.text_column!r} -> {args.label_column!r}): {len(train)} training rows, {n} "
-        f"validation rows (stratified {VALIDATION_FRACTION:.0%}, seed {args.split_seed}); base recipe "
+        f"{scored} rows (stratified {VALIDATION_FRACTION:.0%}, seed {args.split_seed}); base recipe "
         f"{args.recipe}; training seeds {args.seeds}"
+    )
+    selection = (
+        "Every run carved its own validation rows from the training rows, chose its checkpoint on them, and "
+        "is scored on the test rows, which no run saw."
+        if args.holdout
+        else "Every model chose its checkpoint on the validation rows it is scored on."
     )
     markdown = markdown_header("Recipe variants side by side", payload, settings)
     markdown += markdown_table(headers, rows)
     markdown += "\n" + markdown_table(run_headers, run_rows)
     markdown += (
-        "\nvs base: the variant's accuracy minus the base recipe's on the same training seed, in points. "
-        "Every model chose its checkpoint on the validation rows it is scored on. One standard error of a "
-        f"validation accuracy near the base's median: {standard_error_pp:.2f} pp ({n} rows). The paired "
-        "differences share the validation sample, so it moves both sides alike; every figure here carries "
-        "that error against any other test set.\n"
+        f"\nvs base: the variant's {scored} accuracy minus the base recipe's on the same training seed, in "
+        f"points. {selection} One standard error of an accuracy near the base's median on these rows: "
+        f"{standard_error_pp:.2f} pp ({n} rows). The paired differences share the sample, so it moves both "
+        "sides alike; every figure here carries that error against any other test set.\n"
     )
     if frozen is not None:
         markdown += (
