@@ -105,6 +105,13 @@ def train(
         float | None,
         typer.Option(help="classification: weight of the R-Drop term (KL between two dropout passes; 0 off)"),
     ] = None,
+    refit: Annotated[
+        bool,
+        typer.Option(
+            help="classification: once the validation rows have chosen when to stop, train again on all rows "
+            "for that long and save that model (twice the training time)"
+        ),
+    ] = False,
     multi_label: Annotated[bool, typer.Option(help="labels separated by '|'; one sigmoid per label")] = False,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
@@ -173,6 +180,7 @@ def train(
             base_model=base_model,
             class_weights=class_weights,
             multi_label=multi_label,
+            refit=refit,
             precision=precision,
             device=device,
             seed=seed,

@@ -10,6 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
@@ -86,3 +87,18 @@ def test_a_resumed_run_that_had_stopped_early_does_not_train_on(tiny_model_dir: 
 def test_refit_is_refused_outside_classification() -> None:
     with pytest.raises(InvalidInput, match="refit: expected false unless task is classification"):
         TrainConfig(task="embedding", refit=True)
+
+
+def test_cli_refits_on_request_and_refuses_it_for_other_tasks(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = keyword_data(40, seed=3)
+    train_csv = write_csv(
+        tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
+    )
+    common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1", "--refit"]
+    report = json.loads(ok(run_cli(*common, "--output", tmp_path / "m")).stdout.strip().splitlines()[-1])
+    metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
+    assert metadata["hyperparameters"]["refit"] is True
+    assert metadata["refit"]["train_rows"] == 40
+    assert report["output"] == str(tmp_path / "m")
+    failed = run_cli(*common, "--task", "embedding", "--output", tmp_path / "e")
+    assert_clean_failure(failed, "refit: expected false unless task is classification")
