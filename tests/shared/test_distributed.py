@@ -61,11 +61,12 @@ def write_keyword_csv(path: Path, rows: int) -> Path:
     return path
 
 
-def torchrun_train(data: Path, model: Path, output: Path) -> subprocess.CompletedProcess[str]:
+def torchrun_train(data: Path, model: Path, output: Path, *more: str) -> subprocess.CompletedProcess[str]:
     """`textcore train` on two local CPU processes; `--standalone` picks a free rendezvous port."""
     args = [
         *("--data", data, "--output", output, "--base-model", model, "--device", "cpu", "--dropout", "0"),
         *(x for key, value in SETTINGS.items() for x in (f"--{key.replace('_', '-')}", value)),
+        *more,
     ]
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
     return subprocess.run(
@@ -108,6 +109,24 @@ def test_two_cpu_processes_train_like_one_with_gradient_accumulation(
     ddp_logits, single_logits = ddp_model.logits(texts), single_model.logits(texts)
     assert float(np.abs(ddp_logits - single_logits).max()) < LOGIT_TOLERANCE
     assert [p.label for p in ddp_model.predict(texts)] == [p.label for p in single_model.predict(texts)]
+
+
+def test_a_refit_runs_on_every_rank_like_one_process(no_dropout_model: Path, tmp_path: Path) -> None:
+    data = write_keyword_csv(tmp_path / "train.csv", 48)
+    run = torchrun_train(data, no_dropout_model, tmp_path / "ddp", "--refit")
+    assert run.returncode == 0, f"exit {run.returncode}\nstdout:\n{run.stdout}\nstderr:\n{run.stderr}"
+    config = TrainConfig(base_model=str(no_dropout_model), device="cpu", dropout=0.0, grad_accum_steps=2)
+    single = train_classifier_from_files(
+        data, "text", "label", config.replace(refit=True, **SETTINGS), tmp_path / "single", progress=False
+    )
+    ddp_refit = read_metadata(tmp_path / "ddp")["refit"]
+    assert ddp_refit["train_rows"] == single.metadata["refit"]["train_rows"] == 48
+    assert ddp_refit["steps"] == single.metadata["refit"]["steps"]
+    assert not (tmp_path / "ddp" / "training" / "refit" / "checkpoint").exists()
+    texts = keyword_data(24, seed=5).texts
+    ddp_logits = Classifier.load(tmp_path / "ddp", device="cpu", precision="fp32").logits(texts)
+    single_logits = Classifier.load(tmp_path / "single", device="cpu", precision="fp32").logits(texts)
+    assert float(np.abs(ddp_logits - single_logits).max()) < LOGIT_TOLERANCE
 
 
 def test_a_one_process_torchrun_launch_trains_exactly_like_a_plain_run(
