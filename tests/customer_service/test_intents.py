@@ -269,3 +269,38 @@ def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTrainin
         "calibrate-intents", "--model", model, "--validation", path, "--in-scope-rejection", "1.5"
     )
     assert refused.exit_code == 2 and "in_scope_rejection" in refused.output
+
+
+def test_train_intents_refit_keeps_the_first_runs_figures_and_is_refused_with_oos_validation(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`--refit` trains again on every row once the validation rows have chosen when to stop: no threshold
+    is left to choose, and the stored figures are the first run's. Out-of-scope validation rows, which would
+    choose a threshold on rows the refit trains on, are refused with one line and no model folder."""
+    data = intent_data(8, seed=5)
+    rows = [(t, label) for t, label in zip(data.texts, data.labels, strict=True) if label != "oos"]
+    path = tmp_path / "in_scope.csv"
+    path.write_text("\n".join(["text,intent", *(f"{t},{label}" for t, label in rows)]), encoding="utf-8")
+    common = ["--base-model", tiny_model_dir, "--epochs", "2", "--precision", "fp32", "--device", "cpu"]
+    result = invoke("train-intents", "--data", path, "--output", tmp_path / "refit", *common, "--refit")
+    assert result.exit_code == 0, result.output
+    printed = json.loads(result.output.strip().splitlines()[-1])
+    stored = json.loads((tmp_path / "refit" / INTENTS_FILE).read_text(encoding="utf-8"))
+    metadata = json.loads((tmp_path / "refit" / "metadata.json").read_text(encoding="utf-8"))
+    assert (printed["threshold"], printed["selection"], stored["refit"]) == (0.0, "none", True)
+    assert metadata["refit"]["train_rows"] == len(rows)
+    first_run = metadata["validation_metrics"]
+    assert stored["validation"]["at_zero"]["accuracy"] == first_run["accuracy"]
+    assert printed["validation"]["at_threshold"]["n"] == first_run["n"]
+
+    everything = tmp_path / "with_oos.csv"
+    everything.write_text(
+        "\n".join(["text,intent", *(f"{t},{y}" for t, y in zip(data.texts, data.labels, strict=True))]),
+        encoding="utf-8",
+    )
+    refused = invoke(
+        "train-intents", "--data", everything, "--output", tmp_path / "refused", *common, "--refit"
+    )
+    assert refused.exit_code == 2
+    assert "refit: the out-of-scope threshold is chosen on the validation rows" in refused.output
+    assert not (tmp_path / "refused").exists()

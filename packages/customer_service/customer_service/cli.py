@@ -165,6 +165,14 @@ def train_intents(
     seed: Seed = 42,
     teacher: Teachers = None,
     distill_weight: DistillWeight = None,
+    refit: Annotated[
+        bool | None,
+        typer.Option(
+            "--refit/--no-refit",
+            help="once the validation rows have chosen when to stop, train again on every row (then no "
+            "out-of-scope threshold)",
+        ),
+    ] = None,
 ) -> None:
     """Train the intent classifier; the out-of-scope threshold is chosen on validation data and saved.
 
@@ -188,6 +196,7 @@ def train_intents(
             max_length=max_length,
             teachers=tuple(teacher) if teacher else None,
             distill_weight=distill_weight,
+            refit=refit,
         )
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None

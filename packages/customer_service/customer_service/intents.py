@@ -22,6 +22,10 @@ an error: on BANKING77 a threshold rejecting 2% of the validation rows cost a fu
 retrieval relevance) unless the caller asks for a share `in_scope_rejection` of in-scope validation rows to
 be rejected ("in-scope-rejection": `t` is set so that at most that share falls below it).
 
+With `refit` (train again on the training and validation rows once the validation rows have chosen when to
+stop) no threshold is chosen, so refit is refused when the validation data has out-of-scope rows or an
+in-scope rejection is asked for; the stored figures are then the first run's, with ``"refit": true``.
+
 A model folder without ``intents.json`` (a plain `textcore train` classifier) works with threshold 0;
 `calibrate` chooses the threshold of a trained model again on other validation data.
 """
@@ -219,11 +223,19 @@ def train_intents(
         )
     if validation is None:
         data, validation = stratified_split(data, config.validation_fraction, config.seed)
+    if config.refit and (oos_label in validation.labels or in_scope_rejection > 0):
+        raise InvalidInput(
+            "refit: the out-of-scope threshold is chosen on the validation rows, which a refit trains on; "
+            f"train without refit, or with validation data free of {oos_label!r} rows and no in-scope "
+            "rejection"
+        )
     # out-of-scope validation rows calibrate the threshold even when the classifier has no oos class
     keep = [i for i, label in enumerate(validation.labels) if label != oos_label or oos_label in data.labels]
     result = train_classifier(
         data, config, output, validation=validation.subset(keep), sources=sources, progress=progress
     )
+    if config.refit:
+        return _refit_training(output, oos_label, result)
     model = IntentModel.load(
         output, device=config.device, precision=config.precision, max_length=config.max_length
     )
@@ -237,6 +249,32 @@ def train_intents(
         in_scope_rejection=in_scope_rejection,
     )
     return IntentTraining(output, threshold, oos_label, selection, figures, result)
+
+
+def _refit_training(output: Path, oos_label: str, result: TrainResult) -> IntentTraining:
+    """A refit model has no threshold (nothing held out is left to choose one on); its figures are the first
+    run's on the validation rows, before the refit trained on them."""
+    measured = result.metadata["validation_metrics"]
+    figures = {
+        "accuracy": float(measured["accuracy"]),
+        "macro_f1": float(measured["macro_f1"]),
+        "in_scope_accuracy": float(measured["accuracy"]),  # no out-of-scope rows: every row is in scope
+        "oos_recall": 0.0,
+        "oos_precision": 0.0,
+        "n": float(measured["n"]),
+    }
+    validation = {"at_threshold": figures, "at_zero": figures}
+    write_json_atomic(
+        output / INTENTS_FILE,
+        {
+            "oos_label": oos_label,
+            "threshold": 0.0,
+            "selection": "none",
+            "validation": validation,
+            "refit": True,
+        },
+    )
+    return IntentTraining(output, 0.0, oos_label, "none", validation, result)
 
 
 def calibrate(
