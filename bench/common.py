@@ -9,6 +9,7 @@ import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"  # before huggingface_hub is imported: never reach for the network
 
+import argparse
 import json
 import platform
 import resource
@@ -28,6 +29,7 @@ from rich.table import Table
 
 from textcore.data import LabelledTexts, read_labelled, stratified_split
 from textcore.devices import cpu_supports_bf16
+from textcore.training import TrainConfig
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA_TEXT = "../shared/data/financial_phrasebank/train.csv"  # relative to the repository root
@@ -66,6 +68,31 @@ def load_split(path: Path, seed: int) -> tuple[LabelledTexts, LabelledTexts, Lab
     data = read_labelled(path, TEXT_COLUMN, LABEL_COLUMN)
     train, validation = stratified_split(data, VALIDATION_FRACTION, seed)
     return data, train, validation
+
+
+def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--data`, `--text-column`, `--label-column`, `--recipe` and `--epochs`: the labelled file to train on,
+    and the recipe (see `recipe_config`)."""
+    parser.add_argument("--data", type=Path, default=None, help=f"default: {DEFAULT_DATA_TEXT}")
+    parser.add_argument("--text-column", default=TEXT_COLUMN)
+    parser.add_argument("--label-column", default=LABEL_COLUMN)
+    parser.add_argument(
+        "--recipe",
+        choices=("default", "intents"),
+        default="default",
+        help="TrainConfig's defaults, or `customer-service train-intents`' recipe (default: %(default)s)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+
+
+def recipe_config(recipe: str, epochs: int | None) -> TrainConfig:
+    """TrainConfig's defaults (`default`) or the bot's intent recipe measured on BANKING77 (`intents`)."""
+    from customer_service.cli import RECIPES  # noqa: PLC0415 - only the benchmarks that train need it
+
+    values: dict[str, Any] = dict(RECIPES["classification"]) if recipe == "intents" else {}
+    if epochs is not None:
+        values["epochs"] = epochs
+    return TrainConfig(**values)
 
 
 def limit_rows(data: LabelledTexts, limit: int | None) -> LabelledTexts:

@@ -39,11 +39,9 @@ from typing import Any
 
 import numpy as np
 from common import (
-    DEFAULT_DATA_TEXT,
-    LABEL_COLUMN,
     RESULTS_DIR,
-    TEXT_COLUMN,
     VALIDATION_FRACTION,
+    add_recipe_arguments,
     command_line,
     data_or_skip,
     fmt,
@@ -53,13 +51,13 @@ from common import (
     markdown_table,
     print_table,
     quiet_transformers,
+    recipe_config,
     resolve_data,
     utc_now,
     warn_if_busy,
     write_results,
 )
 
-from customer_service.cli import RECIPES
 from textcore.classifier import Classifier
 from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_split
 from textcore.metrics import classification_report
@@ -73,16 +71,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=None, help=f"default: {DEFAULT_DATA_TEXT}")
-    parser.add_argument("--text-column", default=TEXT_COLUMN)
-    parser.add_argument("--label-column", default=LABEL_COLUMN)
-    parser.add_argument(
-        "--recipe",
-        choices=("default", "intents"),
-        default="default",
-        help="TrainConfig's defaults, or `customer-service train-intents`' recipe (default: %(default)s)",
-    )
-    parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")
+    add_recipe_arguments(parser)
     parser.add_argument(
         "--teacher-seeds", default="1,2,3", help="one teacher per seed, comma-separated (default: 1,2,3)"
     )
@@ -107,12 +96,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def recipe(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = {}
-    if args.recipe == "intents":
-        values = dict(RECIPES["classification"])  # the bot's intent recipe, measured on BANKING77
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
-    return TrainConfig(**values)
+    return recipe_config(args.recipe, args.epochs)
 
 
 def probabilities(folder: Path, texts: list[str], max_length: int) -> np.ndarray:

@@ -46,11 +46,9 @@ import time
 from typing import Any
 
 from common import (
-    DEFAULT_DATA_TEXT,
-    LABEL_COLUMN,
     RESULTS_DIR,
-    TEXT_COLUMN,
     VALIDATION_FRACTION,
+    add_recipe_arguments,
     command_line,
     data_or_skip,
     fmt,
@@ -60,13 +58,13 @@ from common import (
     markdown_table,
     print_table,
     quiet_transformers,
+    recipe_config,
     resolve_data,
     utc_now,
     warn_if_busy,
     write_results,
 )
 
-from customer_service.cli import RECIPES
 from textcore.baseline import frozen_embedding_baseline
 from textcore.classifier import Classifier
 from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_split
@@ -107,16 +105,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--data", type=Path, default=None, help=f"default: {DEFAULT_DATA_TEXT}")
-    parser.add_argument("--text-column", default=TEXT_COLUMN)
-    parser.add_argument("--label-column", default=LABEL_COLUMN)
-    parser.add_argument(
-        "--recipe",
-        choices=("default", "intents"),
-        default="default",
-        help="the base: TrainConfig's defaults, or `customer-service train-intents`' recipe (default: "
-        "%(default)s)",
-    )
+    add_recipe_arguments(parser)  # the base recipe, and the data
     parser.add_argument(
         "--variant",
         type=parse_variant,
@@ -125,7 +114,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="NAME=FIELD:VALUE[,FIELD:VALUE...], changes to the base recipe; repeat for more",
     )
     parser.add_argument("--seeds", default="42,1,2", help="training seeds, comma-separated (default: 42,1,2)")
-    parser.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows")
     parser.add_argument(
@@ -151,10 +139,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def base_recipe(args: argparse.Namespace) -> TrainConfig:
-    values: dict[str, Any] = dict(RECIPES["classification"]) if args.recipe == "intents" else {}
-    if args.epochs is not None:
-        values["epochs"] = args.epochs
-    return TrainConfig(**values)
+    return recipe_config(args.recipe, args.epochs)
 
 
 def train_one(
