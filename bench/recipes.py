@@ -43,6 +43,8 @@ import math
 import statistics
 import tempfile
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from common import (
@@ -219,15 +221,25 @@ def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict
 
 def run(
     args: argparse.Namespace, train: LabelledTexts, validation: LabelledTexts, root: Path
-) -> list[dict[str, Any]]:
+) -> Iterator[dict[str, Any]]:
+    """Each run's record as soon as it is done: seed by seed, the base recipe first."""
     base = base_recipe(args)
     variants = [(BASE, base), *((name, base.replace(**changes)) for name, changes in args.variant)]
-    runs = []
     for seed in (int(s) for s in args.seeds.split(",")):
         for name, config in variants:
             seeded, folder = config.replace(seed=seed), root / f"{name}-{seed}"
-            runs.append(train_one(name, train, validation, seeded, folder, holdout=args.holdout))
-    return runs
+            yield train_one(name, train, validation, seeded, folder, holdout=args.holdout)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """What every report of one benchmark run shares."""
+
+    path: Path
+    machine: dict[str, Any]
+    train: LabelledTexts
+    validation: LabelledTexts
+    started: float
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -240,12 +252,30 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     data = read_labelled(path, args.text_column, args.label_column)
     train, validation = stratified_split(data, VALIDATION_FRACTION, args.split_seed)
-    train = limit_rows(train, args.limit)
-    started = time.perf_counter()
+    setting = Setting(path, machine, limit_rows(train, args.limit), validation, time.perf_counter())
+    runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
-        runs = run(args, train, validation, Path(tmp))
-    frozen = frozen_baseline(base_recipe(args), train, validation) if args.frozen_baseline else None
-    variants = [BASE, *(name for name, _ in args.variant)]
+        for record in run(args, setting.train, validation, Path(tmp)):
+            runs.append(record)
+            report(args, setting, runs, None, complete=False)  # a stopped run keeps what it measured
+    frozen = frozen_baseline(base_recipe(args), setting.train, validation) if args.frozen_baseline else None
+    report(args, setting, runs, frozen, complete=True)
+    return 0
+
+
+def report(
+    args: argparse.Namespace,
+    setting: Setting,
+    runs: list[dict[str, Any]],
+    frozen: dict[str, Any] | None,
+    *,
+    complete: bool,
+) -> None:
+    """Write the results files (and print the tables once `complete`); a partial report says so."""
+    path, train, validation = setting.path, setting.train, setting.validation
+    variants = [
+        v for v in [BASE, *(name for name, _ in args.variant)] if any(r["variant"] == v for r in runs)
+    ]
     summary = summarise(runs, variants)
     n = len(validation)
     p = summary[BASE]["accuracy_median"]
@@ -254,8 +284,9 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": NAME,
         "created_at": utc_now(),
         "command": command_line(),
-        "machine": machine,
-        "wall_seconds": time.perf_counter() - started,
+        "machine": setting.machine,
+        "complete": complete,
+        "wall_seconds": time.perf_counter() - setting.started,
         "settings": {
             "data": str(path),
             "data_sha256": file_sha256(path),
@@ -311,11 +342,12 @@ def main(argv: list[str] | None = None) -> int:
         record = f"{s['wins']} / {s['ties']} / {s['losses']}" if variant != BASE else "-"
         rows.append([variant, spec, fmt(s["accuracy_median"], 4), fmt(s["accuracy_mean"], 4),
                      fmt(s["macro_f1_median"], 4), paired, record])  # fmt: skip
-    print_table("Runs", run_headers, run_rows)
-    print_table("Recipes", headers, rows)
-    print(f"one {scored} standard error: {standard_error_pp:.2f} pp ({n} rows)")
-    if frozen is not None:
-        print(f"frozen-embedding logistic regression: accuracy {frozen['accuracy']:.4f}")
+    if complete:
+        print_table("Runs", run_headers, run_rows)
+        print_table("Recipes", headers, rows)
+        print(f"one {scored} standard error: {standard_error_pp:.2f} pp ({n} rows)")
+        if frozen is not None:
+            print(f"frozen-embedding logistic regression: accuracy {frozen['accuracy']:.4f}")
     settings = (
         f"{path.name} ({args.text_column!r} -> {args.label_column!r}): {len(train)} training rows, {n} "
         f"{scored} rows (stratified {VALIDATION_FRACTION:.0%}, seed {args.split_seed}); base recipe "
@@ -342,9 +374,12 @@ def main(argv: list[str] | None = None) -> int:
             f"max length {frozen['max_length']}), same split: accuracy {frozen['accuracy']:.4f}, macro-F1 "
             f"{frozen['macro_f1']:.4f}.\n"
         )
+    if not complete:
+        markdown += (
+            f"\n**Partial**: {len(runs)} runs done when this was written; the benchmark did not finish.\n"
+        )
     json_path, md_path = write_results(args.name, payload, markdown, args.out)
-    print(f"wrote {json_path} and {md_path}")
-    return 0
+    print(f"wrote {json_path} and {md_path}" if complete else f"({len(runs)} runs so far in {json_path})")
 
 
 if __name__ == "__main__":
