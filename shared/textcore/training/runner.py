@@ -28,7 +28,7 @@ from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
 from textcore.training.distill import teacher_probabilities
-from textcore.training.distributed import is_main_process
+from textcore.training.distributed import is_main_process, process_group
 from textcore.training.embedding import EmbeddingTask
 from textcore.training.loop import LoopResult, train
 from textcore.training.mlm import MaskedLMTask, split_texts
@@ -95,13 +95,16 @@ def train_classifier(
     train_data, val_data = _validation_for(data, validation, config, labels)
     run_dir = output / RUN_DIR
     task = _classification_task(train_data, val_data, labels, config, head_init)
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
     final = task
     refit: dict[str, Any] = {}
-    if config.refit:  # every rank of a distributed run takes part
-        final, refit = _refit(
-            train_data, val_data, labels, config, head_init, loop, run_dir, resume, progress
-        )
+    # one process group for both runs of a refit under torchrun (a second group on the same rendezvous
+    # store could read the first one's stale addresses)
+    with process_group(task.device):
+        loop = train(task, config, run_dir, resume=resume, progress=progress)
+        if config.refit:  # every rank takes part
+            final, refit = _refit(
+                train_data, val_data, labels, config, head_init, loop, run_dir, resume, progress
+            )
     if not is_main_process():
         return worker_result(output, loop)
     predicted = task.predicted_labels(task.val_ids)
