@@ -94,6 +94,13 @@ def train(
         str | None, typer.Option(help="embedding: column with a hard negative")
     ] = None,
     passage_column: PassageCol = None,
+    weight_column: Annotated[
+        str | None,
+        typer.Option(
+            help="classification: column of per-row loss weights (numbers >= 0, e.g. annotator agreement; "
+            "the validation file needs it too)"
+        ),
+    ] = None,
     base_model: Annotated[str, typer.Option(help="alias, local folder or trained model")] = "minilm",
     epochs: Annotated[int | None, typer.Option(help="passes over the data")] = None,
     batch_size: Annotated[int | None, typer.Option()] = None,
@@ -170,9 +177,9 @@ def train(
     def action() -> None:
         # Check the data before importing torch, so that a bad file fails in a fraction of a second.
         columns = (text_column, label_column, negative_column, passage_column)
-        _check_training_data(task, data, columns, multi_label)
+        _check_training_data(task, data, columns, multi_label, weight_column)
         for extra in filter(None, [validation]):
-            _check_training_data(task, extra, columns, multi_label=True)
+            _check_training_data(task, extra, columns, True, weight_column)
         from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - heavy import
 
         config = TrainConfig(
@@ -195,6 +202,7 @@ def train(
             validation_path=validation,
             negative_column=negative_column,
             passage_column=passage_column,
+            weight_column=weight_column,
             resume=resume,
             progress=sys.stderr.isatty(),
         )
@@ -208,9 +216,15 @@ def train(
 
 
 def _check_training_data(
-    task: str, path: Path, columns: tuple[str, str, str | None, str | None], multi_label: bool
+    task: str,
+    path: Path,
+    columns: tuple[str, str, str | None, str | None],
+    multi_label: bool,
+    weight_column: str | None = None,
 ) -> None:
     """Read the data file as the task will; `multi_label` also stands for "skip the class checks"."""
+    if weight_column and task != "classification":
+        raise InvalidInput(f"--weight-column: row weights apply to --task classification only; found {task}")
     from textcore.data import (  # noqa: PLC0415
         read_corpus,
         read_labelled,
@@ -241,7 +255,7 @@ def _check_training_data(
     if task == "embedding":
         read_pairs(path, text_column, label_column, negative)
         return
-    data = read_labelled(path, text_column, label_column)
+    data = read_labelled(path, text_column, label_column, weight_column)
     if not multi_label:
         require_classes(data, str(path))
     if task == "setfit" and not multi_label:

@@ -10,6 +10,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import os
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -26,16 +27,36 @@ csv.field_size_limit(16 * 1024 * 1024)
 
 @dataclass(frozen=True, slots=True)
 class LabelledTexts:
-    """Parallel lists of texts and their string labels."""
+    """Parallel lists of texts and their string labels, with optional per-row loss weights.
+
+    `weights` (non-negative, at least one positive) scale each row's share of a classifier's training loss,
+    e.g. the share of annotators who agreed on the label; None weighs every row alike.
+    """
 
     texts: list[str]
     labels: list[str]
+    weights: list[float] | None = None
 
     def __len__(self) -> int:
         return len(self.texts)
 
     def subset(self, indices: Sequence[int]) -> LabelledTexts:
-        return LabelledTexts([self.texts[i] for i in indices], [self.labels[i] for i in indices])
+        weights = self.weights
+        return LabelledTexts(
+            [self.texts[i] for i in indices],
+            [self.labels[i] for i in indices],
+            [weights[i] for i in indices] if weights is not None else None,
+        )
+
+    def concat(self, other: LabelledTexts) -> LabelledTexts:
+        """These rows, then `other`'s; a side without weights counts as weight 1 when the other has them."""
+        weights = None
+        if self.weights is not None or other.weights is not None:
+            weights = (self.weights or [1.0] * len(self)) + (other.weights or [1.0] * len(other))
+        return LabelledTexts(self.texts + other.texts, self.labels + other.labels, weights)
+
+    def unweighted(self) -> LabelledTexts:
+        return LabelledTexts(self.texts, self.labels)
 
     def label_counts(self) -> dict[str, int]:
         return dict(sorted(Counter(self.labels).items()))
@@ -139,19 +160,40 @@ def read_corpus(path: str | os.PathLike[str], text_column: str = "text") -> list
     return texts
 
 
-def read_labelled(path: str | os.PathLike[str], text_column: str, label_column: str) -> LabelledTexts:
-    """Read text and label columns from a data file.
+def read_labelled(
+    path: str | os.PathLike[str], text_column: str, label_column: str, weight_column: str | None = None
+) -> LabelledTexts:
+    """Read text and label columns (and a numeric per-row weight column) from a data file.
 
     Raises:
-        InvalidInput: missing file or column, no rows, or a row with an empty text or label.
+        InvalidInput: missing file or column, no rows, a row with an empty text or label, or a weight that is
+            not a finite number >= 0 (or no weight above 0).
     """
     rows = read_table(path)
-    _require_columns(path, rows, [text_column, label_column])
+    _require_columns(path, rows, [text_column, label_column, *([weight_column] if weight_column else [])])
     texts = [row[text_column] for row in rows]
     labels = [row[label_column].strip() for row in rows]
     _require_non_empty(path, texts, text_column)
     _require_non_empty(path, labels, label_column)
-    return LabelledTexts(texts, labels)
+    weights = _weights(path, [row[weight_column] for row in rows], weight_column) if weight_column else None
+    return LabelledTexts(texts, labels, weights)
+
+
+def _weights(path: str | os.PathLike[str], values: list[str], column: str) -> list[float]:
+    weights = []
+    for number, value in enumerate(values, start=1):
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = math.nan
+        if not math.isfinite(weight) or weight < 0:
+            raise InvalidInput(
+                f"{path}: row {number} has {column!r} {value!r}; expected a finite number >= 0 (a row weight)"
+            )
+        weights.append(weight)
+    if not any(weights):
+        raise InvalidInput(f"{path}: every {column!r} weight is 0; expected at least one row weighing more")
+    return weights
 
 
 def _require_columns(path: str | os.PathLike[str], rows: list[dict[str, str]], columns: list[str]) -> None:

@@ -63,6 +63,12 @@ class ClassificationTask:
         index = {label: i for i, label in enumerate(labels)}
         self.train_ids = encode_texts(self.tokenizer, train.texts, config.max_length)
         self.train_y = self._targets(train.labels, index)
+        # row weights scaled to mean 1, so that weighing rows moves no learning rate
+        self.train_w = (
+            torch.tensor(train.weights, dtype=torch.float32) / float(np.mean(train.weights))
+            if train.weights is not None
+            else None
+        )
         expected = (len(train.texts), len(labels))
         if soft_targets is not None and tuple(soft_targets.shape) != expected:
             raise InvalidInput(f"soft targets: expected shape {expected}; found {tuple(soft_targets.shape)}")
@@ -103,6 +109,8 @@ class ClassificationTask:
         for idx in length_grouped_batches(self.train_ids.lengths, self.config.batch_size, rng):
             batch = pad_batch([self.train_ids.ids[i] for i in idx], self.pad_id)
             batch["labels"] = self.train_y[idx]
+            if self.train_w is not None:
+                batch["weights"] = self.train_w[idx]
             if self.soft_targets is not None:
                 batch["soft_targets"] = self.soft_targets[idx]
             batches.append(batch)
@@ -121,12 +129,26 @@ class ClassificationTask:
         return loss + adapter_penalty(self.model.encoder)
 
     def _supervised(self, logits: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """The loss against the labels (and the teachers' soft labels when distilling)."""
+        """The loss against the labels (and the teachers' soft labels when distilling).
+
+        Row weights scale each row's loss on its label; without them (or with all of them 1) this is the
+        plain mean (class-weighted mean with class weights) of PyTorch's losses.
+        """
+        labels, weights = batch["labels"], batch.get("weights")
         if self.config.multi_label:
-            return F.binary_cross_entropy_with_logits(logits, batch["labels"])
-        loss = F.cross_entropy(
-            logits, batch["labels"], weight=self.class_weights, label_smoothing=self.config.label_smoothing
-        )
+            if weights is None:
+                return F.binary_cross_entropy_with_logits(logits, labels)
+            per_row = F.binary_cross_entropy_with_logits(logits, labels, reduction="none").mean(dim=1)
+            return (per_row * weights).mean()
+        smoothing = self.config.label_smoothing
+        if weights is None:
+            loss = F.cross_entropy(logits, labels, weight=self.class_weights, label_smoothing=smoothing)
+        else:
+            per_row = F.cross_entropy(
+                logits, labels, weight=self.class_weights, label_smoothing=smoothing, reduction="none"
+            )
+            total = self.class_weights[labels].sum() if self.class_weights is not None else len(labels)
+            loss = (per_row * weights).sum() / total
         if "soft_targets" in batch:
             weight = self.config.distill_weight
             soft = distillation_loss(logits, batch["soft_targets"], self.config.distill_temperature)

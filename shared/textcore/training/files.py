@@ -33,20 +33,28 @@ def train_classifier_from_files(
     output: Path,
     *,
     validation_path: str | os.PathLike[str] | None = None,
+    weight_column: str | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
     """`train_classifier` (`train_few_shot` for task setfit) on CSV/JSONL files, recording their paths and
-    hashes in the metadata."""
-    data = read_labelled(data_path, text_column, label_column)
+    hashes in the metadata. `weight_column` names per-row loss weights (classification only), read from the
+    validation file too, whose rows a refit trains on."""
+    if weight_column and config.task != "classification":
+        raise InvalidInput(f"task {config.task}: row weights (a weight column) apply to classification only")
+    data = read_labelled(data_path, text_column, label_column, weight_column)
     if not config.multi_label:
         require_classes(data, str(data_path))
-    validation = read_labelled(validation_path, text_column, label_column) if validation_path else None
+    validation = (
+        read_labelled(validation_path, text_column, label_column, weight_column) if validation_path else None
+    )
     sources: dict[str, Any] = {
         "file": data_info(data_path, data),
         "text_column": text_column,
         "label_column": label_column,
     }
+    if weight_column:
+        sources["weight_column"] = weight_column
     if validation_path is not None and validation is not None:
         sources["validation_file"] = data_info(validation_path, validation)
     trainer = train_few_shot if config.task == "setfit" else train_classifier
@@ -65,6 +73,7 @@ def train_from_files(
     validation_path: str | os.PathLike[str] | None = None,
     negative_column: str | None = None,
     passage_column: str | None = None,
+    weight_column: str | None = None,
     resume: bool = False,
     progress: bool = True,
 ) -> TrainResult:
@@ -74,7 +83,10 @@ def train_from_files(
     (and an optional hard negative); for cross-encoder they are query (`text_column`), passage
     (`passage_column`) and relevance (`label_column`); for token-classification they are tokens and tags (a
     CoNLL file has neither); for mlm only the text column counts (a `.txt` file has one text per line).
+    Classification also takes per-row loss weights from `weight_column`; other tasks refuse one.
     """
+    if weight_column and config.task != "classification":
+        raise InvalidInput(f"task {config.task}: row weights (a weight column) apply to classification only")
     if config.task == "mlm":
         return _train_mlm_from_files(
             config, data_path, text_column, output, validation_path, resume, progress
@@ -101,6 +113,7 @@ def train_from_files(
             config,
             output,
             validation_path=validation_path,
+            weight_column=weight_column,
             resume=resume,
             progress=progress,
         )

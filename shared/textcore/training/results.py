@@ -51,6 +51,9 @@ def seed_everything(seed: int) -> None:
 
 def data_info(path: str | os.PathLike[str] | None, data: LabelledTexts) -> dict[str, Any]:
     info: dict[str, Any] = {"rows": len(data), "label_counts": data.label_counts()}
+    if data.weights is not None:
+        weights = data.weights
+        info["weights"] = {"min": min(weights), "max": max(weights), "mean": sum(weights) / len(weights)}
     if path is not None:
         info.update(path=str(Path(path).resolve()), sha256=file_sha256(path))
     return info

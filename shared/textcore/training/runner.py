@@ -74,7 +74,9 @@ def train_classifier(
     """Fine-tune a classifier and save it as a self-contained model folder in `output`.
 
     Args:
-        data: labelled training texts (a validation split is carved from it when `validation` is None).
+        data: labelled training texts (a validation split is carved from it when `validation` is None); with
+            `weights`, each row's loss on its label is scaled by its weight (validation figures stay
+            unweighted; a refit also trains on the validation rows, with their weights).
         config: hyperparameters; `config.task` must be `classification`.
         output: the model folder to write; `output/training` gets metrics, curves and the confusion matrix.
         validation: optional separate validation data.
@@ -171,7 +173,7 @@ def _refit(
 ) -> tuple[ClassificationTask, dict[str, Any]]:
     """Train again from the start on the training and validation rows together, over the share of the
     schedule at which the selection run was best, and keep the final weights."""
-    every = LabelledTexts(train_data.texts + val_data.texts, train_data.labels + val_data.labels)
+    every = train_data.concat(val_data)
     task = _classification_task(every, val_data, labels, config, head_init)
     share = selection.best_step / max(1, selection.scheduled_steps)
     refit_dir = run_dir / REFIT_DIR
@@ -238,6 +240,8 @@ def train_few_shot(
     """
     if config.task != "setfit":
         raise InvalidInput(f"expected task setfit; found {config.task!r}")
+    if data.weights is not None or (validation is not None and validation.weights is not None):
+        raise InvalidInput("task setfit: row weights apply to classification only; found weighted data")
     labels = require_classes(data, "training data")
     train_data, val_data = few_shot_split(data, validation, labels, config)
     seed_everything(config.seed)
