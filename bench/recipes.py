@@ -21,7 +21,9 @@ never saw. That is the protocol for a change that uses the validation rows diffe
     python bench/recipes.py --variant smooth=label_smoothing:0.1 --seeds 1 --epochs 1 --limit 300 \\
         --out /tmp/bench-smoke                                            # smoke run
 
-A variant is `NAME=FIELD:VALUE[,FIELD:VALUE...]` over `textcore.training.TrainConfig` fields.
+A variant is `NAME=FIELD:VALUE[,FIELD:VALUE...]` over `textcore.training.TrainConfig` fields, and
+`weights:COLUMN`, which trains on the same rows with per-row loss weights read from COLUMN of the data file
+(PhraseBank: `weights:agreement`, the share of annotators who agreed on the label).
 
 Results: bench/results/recipes.json and bench/results/recipes.md (`--name` changes the stem).
 """
@@ -77,6 +79,7 @@ from textcore.training import TrainConfig, train_classifier
 NAME = "recipes"
 BASE = "base"
 FIELD_TYPES = {f.name: f.type for f in dataclasses.fields(TrainConfig)}
+WEIGHTS = "weights"  # not a TrainConfig field: the data file's column of per-row loss weights
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
@@ -87,9 +90,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     changes: dict[str, Any] = {}
     for item in spec.split(","):
         field, sep, value = item.partition(":")
-        kind = FIELD_TYPES.get(field)
+        kind = "str" if field == WEIGHTS else FIELD_TYPES.get(field)
         if not sep or kind is None:
-            raise argparse.ArgumentTypeError(f"{item!r}: expected FIELD:VALUE with a TrainConfig field")
+            raise argparse.ArgumentTypeError(
+                f"{item!r}: expected FIELD:VALUE with a TrainConfig field or {WEIGHTS}:COLUMN"
+            )
         if kind == "bool":
             if value not in ("true", "false"):
                 raise argparse.ArgumentTypeError(f"{field}: expected true or false; found {value!r}")
@@ -113,7 +118,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=parse_variant,
         action="append",
         default=[],
-        help="NAME=FIELD:VALUE[,FIELD:VALUE...], changes to the base recipe; repeat for more",
+        help="NAME=FIELD:VALUE[,FIELD:VALUE...], changes to the base recipe (FIELD: a TrainConfig field, or "
+        f"{WEIGHTS} with a column of per-row loss weights); repeat for more",
     )
     parser.add_argument("--seeds", default="42,1,2", help="training seeds, comma-separated (default: 42,1,2)")
     parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
@@ -220,15 +226,24 @@ def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict
 
 
 def run(
-    args: argparse.Namespace, train: LabelledTexts, validation: LabelledTexts, root: Path
+    args: argparse.Namespace,
+    train: LabelledTexts,
+    weighted: dict[str, LabelledTexts],
+    validation: LabelledTexts,
+    root: Path,
 ) -> Iterator[dict[str, Any]]:
-    """Each run's record as soon as it is done: seed by seed, the base recipe first."""
+    """Each run's record as soon as it is done: seed by seed, the base recipe first. `train` carries the
+    weights of every column a variant names (`weighted`); a variant without one trains unweighted."""
     base = base_recipe(args)
-    variants = [(BASE, base), *((name, base.replace(**changes)) for name, changes in args.variant)]
+    variants = [(BASE, base, None)]
+    for name, changes in args.variant:
+        fields = {k: v for k, v in changes.items() if k != WEIGHTS}
+        variants.append((name, base.replace(**fields), changes.get(WEIGHTS)))
     for seed in (int(s) for s in args.seeds.split(",")):
-        for name, config in variants:
+        for name, config, column in variants:
             seeded, folder = config.replace(seed=seed), root / f"{name}-{seed}"
-            yield train_one(name, train, validation, seeded, folder, holdout=args.holdout)
+            rows = weighted[column] if column else train
+            yield train_one(name, rows, validation, seeded, folder, holdout=args.holdout)
 
 
 @dataclass(frozen=True)
@@ -236,6 +251,7 @@ class Setting:
     """What every report of one benchmark run shares."""
 
     path: Path
+    data_sha256: str
     machine: dict[str, Any]
     train: LabelledTexts
     validation: LabelledTexts
@@ -252,10 +268,25 @@ def main(argv: list[str] | None = None) -> int:
     machine = machine_info()
     data = read_labelled(path, args.text_column, args.label_column)
     train, validation = stratified_split(data, VALIDATION_FRACTION, args.split_seed)
-    setting = Setting(path, machine, limit_rows(train, args.limit), validation, time.perf_counter())
+    setting = Setting(
+        path, file_sha256(path), machine, limit_rows(train, args.limit), validation, time.perf_counter()
+    )
+    weighted = {  # the same split: it depends on the labels and the seed only
+        column: limit_rows(
+            stratified_split(
+                read_labelled(path, args.text_column, args.label_column, column),
+                VALIDATION_FRACTION,
+                args.split_seed,
+            )[0],
+            args.limit,
+        )
+        for column in {changes[WEIGHTS] for _, changes in args.variant if WEIGHTS in changes}
+    }
+    if any(rows.texts != setting.train.texts for rows in weighted.values()):
+        raise SystemExit("the weighted rows differ from the unweighted ones; expected the same split")
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
-        for record in run(args, setting.train, validation, Path(tmp)):
+        for record in run(args, setting.train, weighted, validation, Path(tmp)):
             runs.append(record)
             report(args, setting, runs, None, complete=False)  # a stopped run keeps what it measured
     frozen = frozen_baseline(base_recipe(args), setting.train, validation) if args.frozen_baseline else None
@@ -289,7 +320,7 @@ def report(
         "wall_seconds": time.perf_counter() - setting.started,
         "settings": {
             "data": str(path),
-            "data_sha256": file_sha256(path),
+            "data_sha256": setting.data_sha256,
             "train_rows": len(train),
             "scored_rows": n,
             "split_seed": args.split_seed,
