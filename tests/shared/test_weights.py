@@ -95,6 +95,16 @@ def test_equal_weights_give_the_plain_loss_and_a_zero_weight_removes_a_row(tiny_
     assert float(halved.loss(batch).detach()) == pytest.approx(expected, rel=1e-5)
 
 
+def test_training_rows_that_all_weigh_nothing_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = keyword_data(12)
+    weightless = LabelledTexts(data.texts[:8], data.labels[:8], [0.0] * 8)
+    config = tiny_config(tiny_model_dir)
+    with pytest.raises(InvalidInput, match="expected at least one training row weighing more than 0"):
+        train_classifier(
+            weightless, config, tmp_path / "m", validation=data.subset(range(8, 12)), progress=False
+        )
+
+
 def test_with_class_weights_equal_row_weights_still_give_the_plain_loss(tiny_model_dir: Path) -> None:
     data = keyword_data(9)  # 5 negative, 4 positive: unequal class weights
     plain = _task(tiny_model_dir, data, class_weights=True)

@@ -38,6 +38,16 @@ def symmetric_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return (forward + backward) / 2
 
 
+def _row_weights(weights: list[float] | None) -> torch.Tensor | None:
+    """Row weights scaled to mean 1, so that weighing rows moves no learning rate."""
+    if weights is None:
+        return None
+    mean = float(np.mean(weights))
+    if not mean > 0:
+        raise InvalidInput("row weights: expected at least one training row weighing more than 0; found none")
+    return torch.tensor(weights, dtype=torch.float32) / mean
+
+
 class ClassificationTask:
     """Fine-tunes an encoder with a linear head with cross-entropy (or per-label BCE for multi-label)."""
 
@@ -63,12 +73,7 @@ class ClassificationTask:
         index = {label: i for i, label in enumerate(labels)}
         self.train_ids = encode_texts(self.tokenizer, train.texts, config.max_length)
         self.train_y = self._targets(train.labels, index)
-        # row weights scaled to mean 1, so that weighing rows moves no learning rate
-        self.train_w = (
-            torch.tensor(train.weights, dtype=torch.float32) / float(np.mean(train.weights))
-            if train.weights is not None
-            else None
-        )
+        self.train_w = _row_weights(train.weights)
         expected = (len(train.texts), len(labels))
         if soft_targets is not None and tuple(soft_targets.shape) != expected:
             raise InvalidInput(f"soft targets: expected shape {expected}; found {tuple(soft_targets.shape)}")
