@@ -232,8 +232,9 @@ def run(
     validation: LabelledTexts,
     root: Path,
 ) -> Iterator[dict[str, Any]]:
-    """Each run's record as soon as it is done: seed by seed, the base recipe first. `train` carries the
-    weights of every column a variant names (`weighted`); a variant without one trains unweighted."""
+    """Each run's record as soon as it is done: seed by seed, the base recipe first. `weighted` holds the
+    same training rows with the weights of each column a variant names; a variant without one trains on
+    `train`, unweighted."""
     base = base_recipe(args)
     variants = [(BASE, base, None)]
     for name, changes in args.variant:
