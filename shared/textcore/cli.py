@@ -119,6 +119,13 @@ def train(
             "for that long and save that model (twice the training time)"
         ),
     ] = False,
+    ema: Annotated[
+        float | None,
+        typer.Option(
+            help="evaluate and keep a moving average of the weights with this decay per step (0.99: about "
+            "the last 100 steps; 0 off)"
+        ),
+    ] = None,
     multi_label: Annotated[bool, typer.Option(help="labels separated by '|'; one sigmoid per label")] = False,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
@@ -161,6 +168,7 @@ def train(
         "max_length": max_length,
         "dropout": dropout,
         "rdrop": rdrop,
+        "ema": ema,
         "adversarial": adversarial,
         "adversarial_epsilon": adversarial_epsilon,
         "adversarial_steps": adversarial_steps,

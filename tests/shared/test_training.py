@@ -86,9 +86,12 @@ class CrashError(RuntimeError):
     pass
 
 
-def test_resume_after_a_crash_matches_an_uninterrupted_run(tiny_model_dir: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("ema", [0.0, 0.8], ids=["weights", "weight-average"])
+def test_resume_after_a_crash_matches_an_uninterrupted_run(
+    tiny_model_dir: Path, tmp_path: Path, ema: float
+) -> None:
     data = keyword_data(48)
-    config = tiny_config(tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25)
+    config = tiny_config(tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25, ema=ema)
     train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
     labels = ["negative", "positive"]
 

@@ -1,4 +1,5 @@
-"""Resumable checkpoints: model weights (safetensors) plus optimizer, RNG and loop state.
+"""Resumable checkpoints: model weights (safetensors) plus optimizer, RNG and loop state (and the weight
+average of a run that keeps one).
 
 A checkpoint is written to a temp folder and renamed over the previous one, so an interrupted write never
 leaves a broken checkpoint behind.
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from textcore.training.loop import LoopState
 
 CHECKPOINT_DIR = "checkpoint"
+AVERAGE_FILE = "average.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class Restored:
+    """What a checkpoint gives back: the loop state, the best weights so far and the weight average."""
+
+    state: LoopState
+    best_weights: dict[str, torch.Tensor]
+    averaged: dict[str, torch.Tensor] | None
 
 
 def save_checkpoint(
@@ -28,8 +39,9 @@ def save_checkpoint(
     optimizer: torch.optim.Optimizer,
     state: LoopState,
     best_weights: dict[str, torch.Tensor],
+    averaged: dict[str, torch.Tensor] | None = None,
 ) -> None:
-    """Write the resumable state of a run (latest and best weights) to `run_dir/checkpoint`."""
+    """Write the resumable state of a run (latest and best weights, the average) to `run_dir/checkpoint`."""
     final = run_dir / CHECKPOINT_DIR
     tmp = run_dir / f".{CHECKPOINT_DIR}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -38,6 +50,8 @@ def save_checkpoint(
     weights = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
     save_file(weights, str(tmp / "model.safetensors"))
     save_file({k: v.cpu().contiguous() for k, v in best_weights.items()}, str(tmp / "best.safetensors"))
+    if averaged is not None:
+        save_file(averaged, str(tmp / AVERAGE_FILE))
     torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(dataclasses.asdict(state)), encoding="utf-8")
     old = run_dir / f".{CHECKPOINT_DIR}.old"
@@ -48,10 +62,8 @@ def save_checkpoint(
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load_checkpoint(
-    run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer
-) -> tuple[LoopState, dict[str, torch.Tensor]] | None:
-    """Restore a run from `run_dir/checkpoint`: its state and best weights; None when there is none."""
+def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer) -> Restored | None:
+    """Restore a run from `run_dir/checkpoint` into `model` and `optimizer`; None when there is none."""
     from textcore.training.loop import LoopState  # noqa: PLC0415 - loop imports this module
 
     folder = run_dir / CHECKPOINT_DIR
@@ -62,7 +74,9 @@ def load_checkpoint(
     optimizer.load_state_dict(extra["optimizer"])
     torch.set_rng_state(extra["rng"])
     state = LoopState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
-    return state, load_file(str(folder / "best.safetensors"))
+    average = folder / AVERAGE_FILE
+    averaged = load_file(str(average)) if average.is_file() else None
+    return Restored(state, load_file(str(folder / "best.safetensors")), averaged)
 
 
 def remove_checkpoint(run_dir: Path) -> None:

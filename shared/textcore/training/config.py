@@ -64,6 +64,10 @@ class TrainConfig:
     # on the training and validation rows together for the same share of the schedule, and save that model
     # (its recorded validation figures are the first run's: the refit has seen those rows)
     refit: bool = False
+    # weight averaging (every task): evaluate, select and save an exponential moving average of the weights
+    # with this decay per optimizer step instead of the weights themselves (0 turns it off; 0.99 averages
+    # over about the last 100 steps; see textcore.training.averaging)
+    ema: float = 0.0
     evals_per_epoch: int = 2
     patience: int = 4
     metric: str = ""
@@ -125,6 +129,7 @@ class TrainConfig:
             "false unless task is classification",
             self.refit,
         )
+        _check(0 <= self.ema < 1, "ema", "a number in [0, 1)", self.ema)
         _check(self.scale > 0, "scale", "a positive number", self.scale)
         _check(
             0 < self.validation_fraction < 1,

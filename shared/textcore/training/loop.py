@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 
 from textcore.devices import autocast
 from textcore.training.adversarial import adversary_for
+from textcore.training.averaging import WeightAverage
 from textcore.training.checkpoint import load_checkpoint, save_checkpoint
 from textcore.training.config import TrainConfig
 from textcore.training.distributed import (
@@ -187,12 +188,7 @@ def _train(
         optimizer.register_step_post_hook(lambda *_: task.after_step(state.step + 1))
     schedule = linear_schedule(int(config.warmup_ratio * total), total)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    state = LoopState()
-    best_weights = _cpu_copy(model)
-    restored = load_checkpoint(run_dir, model, optimizer) if resume else None
-    if restored is not None:
-        state, best_weights = restored
-    broadcast_parameters(model)  # every rank starts from the main process's weights
+    state, best_weights, average = _start(model, optimizer, config, run_dir, resume)
     samples, started = 0, time.perf_counter()
     batches = _dealt(_batches_forever(task, config, state), rank(), world)
     model.train()
@@ -213,6 +209,8 @@ def _train(
                 group["lr"] = base * schedule(state.step)
             # forward/backward, clip, step
             loss, grad_norm, n = _optimisation_step(task, optimizer, batches, config)
+            if average is not None:
+                average.update()
             loss_sum, rows = all_reduce_sum([loss, n], task.device)  # over the ranks
             loss, n = loss_sum / world, int(rows)
             samples += n
@@ -224,15 +222,19 @@ def _train(
             log.write(
                 {"step": state.step, "epoch": state.epoch, "loss": loss, "grad_norm": grad_norm, "lr": lr}
             )
-            # evaluate at the cadence and at the end, keep the best weights, stop early on a plateau; with a
-            # fixed share of the schedule: checkpoint at the cadence (to resume), evaluate once at the end
+            # evaluate at the cadence and at the end (the weight average, when kept, stands in for the
+            # weights), keep the best weights, stop early on a plateau; with a fixed share of the schedule:
+            # checkpoint at the cadence (to resume), evaluate once at the end
             due, last = state.step % eval_every == 0, state.step == end
             evaluate = last if fixed else due or last
-            if evaluate and (_evaluate(task, config, state, log) or fixed):
-                best_weights, state.best_step = _cpu_copy(model), state.step
+            if evaluate:
+                with average.applied() if average is not None else nullcontext():
+                    if _evaluate(task, config, state, log) or fixed:
+                        best_weights, state.best_step = _cpu_copy(model), state.step
             state.stopped_early = not fixed and state.bad_evals >= config.patience
             if main and (due and not last if fixed else evaluate):
-                save_checkpoint(run_dir, model, optimizer, state, best_weights)
+                averaged = average.state_dict() if average is not None else None
+                save_checkpoint(run_dir, model, optimizer, state, best_weights, averaged)
             if state.stopped_early:
                 break
     elapsed = time.perf_counter() - started
@@ -253,6 +255,24 @@ def _train(
         total_parameters=sum(p.numel() for p in model.parameters()),
         scheduled_steps=total,
     )
+
+
+def _start(
+    model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, run_dir: Path, resume: bool
+) -> tuple[LoopState, dict[str, torch.Tensor], WeightAverage | None]:
+    """The loop state, best weights and weight average to start from: new, or a checkpoint's.
+
+    Every rank ends up with the main process's weights.
+    """
+    state, best_weights = LoopState(), _cpu_copy(model)
+    restored = load_checkpoint(run_dir, model, optimizer) if resume else None
+    if restored is not None:
+        state, best_weights = restored.state, restored.best_weights
+    broadcast_parameters(model)
+    average = WeightAverage(model, config.ema) if config.ema else None
+    if average is not None and restored is not None and restored.averaged is not None:
+        average.load_state_dict(restored.averaged)
+    return state, best_weights, average
 
 
 def _last_step(total: int, stop_fraction: float | None) -> int:
