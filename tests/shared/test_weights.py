@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 from torch.nn import functional
 
 from tests.shared.test_cli import assert_clean_failure, ok, run_cli
@@ -71,7 +72,7 @@ def _task(model: Path, data: LabelledTexts, **changes: object) -> Classification
     return task
 
 
-def test_equal_weights_give_the_plain_loss_and_a_zero_weight_removes_a_row(tiny_model_dir: Path) -> None:
+def test_equal_weights_give_the_plain_loss_and_uneven_ones_a_weighted_mean(tiny_model_dir: Path) -> None:
     data = keyword_data(8)
     plain = _task(tiny_model_dir, data)
     equal = _task(tiny_model_dir, LabelledTexts(data.texts, data.labels, [2.5] * 8))
@@ -83,16 +84,33 @@ def test_equal_weights_give_the_plain_loss_and_a_zero_weight_removes_a_row(tiny_
         float(plain.loss(batch).detach()), rel=1e-5
     )
 
-    weights = [1.0, 0.0] * 4
-    halved = _task(tiny_model_dir, LabelledTexts(data.texts, data.labels, weights))
-    batch = halved.epoch_batches(np.random.default_rng(0))[0]
+    uneven = _task(tiny_model_dir, LabelledTexts(data.texts, data.labels, [3.0, 1.0] * 4))
+    batch = uneven.epoch_batches(np.random.default_rng(0))[0]
     with torch.no_grad():
-        logits = halved.model(batch["input_ids"], batch["attention_mask"])
+        logits = uneven.model(batch["input_ids"], batch["attention_mask"])
         per_row = functional.cross_entropy(logits, batch["labels"], reduction="none")
-    kept = batch["weights"] > 0
-    assert int(kept.sum()) == 4 and torch.allclose(batch["weights"][kept], torch.full((4,), 2.0))
-    expected = float((per_row * batch["weights"]).mean())  # each kept row counts twice, the others not at all
-    assert float(halved.loss(batch).detach()) == pytest.approx(expected, rel=1e-5)
+    assert sorted(batch["weights"].tolist()) == [0.5] * 4 + [1.5] * 4  # scaled to mean 1
+    expected = float((per_row * batch["weights"]).mean())
+    assert float(uneven.loss(batch).detach()) == pytest.approx(expected, rel=1e-5)
+
+
+def test_rows_of_weight_0_train_exactly_as_if_they_were_left_out(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data, held_out = keyword_data(40), keyword_data(12, seed=3)
+    weights = [0.0 if i % 3 == 0 else 1.0 for i in range(40)]
+    config = tiny_config(tiny_model_dir, epochs=2)
+    weighted = train_classifier(
+        LabelledTexts(data.texts, data.labels, weights), config, tmp_path / "w", validation=held_out,
+        progress=False,
+    )  # fmt: skip
+    kept = data.subset([i for i, w in enumerate(weights) if w > 0])
+    without = train_classifier(kept, config, tmp_path / "o", validation=held_out, progress=False)
+    assert weighted.metadata["training"]["steps"] == without.metadata["training"]["steps"]
+    assert weighted.metrics == without.metrics
+    first = load_file(str(tmp_path / "w" / "head.safetensors"))
+    second = load_file(str(tmp_path / "o" / "head.safetensors"))
+    assert all(torch.equal(first[k], second[k]) for k in first)
 
 
 def test_training_rows_that_all_weigh_nothing_are_refused(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -38,13 +38,27 @@ def symmetric_kl(first: torch.Tensor, second: torch.Tensor) -> torch.Tensor:
     return (forward + backward) / 2
 
 
+def _rows_that_teach(
+    train: LabelledTexts, soft_targets: torch.Tensor | None
+) -> tuple[LabelledTexts, torch.Tensor | None]:
+    """The training rows (and their soft targets) without those of weight 0.
+
+    A row of weight 0 teaches nothing; left out of the batches it also takes no place in them, so training
+    with it at weight 0 is training without it.
+    """
+    if train.weights is None or all(w > 0 for w in train.weights):
+        return train, soft_targets
+    kept = [i for i, w in enumerate(train.weights) if w > 0]
+    if not kept:
+        raise InvalidInput("row weights: expected at least one training row weighing more than 0; found none")
+    return train.subset(kept), soft_targets[kept] if soft_targets is not None else None
+
+
 def _row_weights(weights: list[float] | None) -> torch.Tensor | None:
-    """Row weights scaled to mean 1, so that weighing rows moves no learning rate."""
+    """Row weights (all > 0) scaled to mean 1, so that weighing rows moves no learning rate."""
     if weights is None:
         return None
     mean = float(np.mean(weights))
-    if not mean > 0:
-        raise InvalidInput("row weights: expected at least one training row weighing more than 0; found none")
     return torch.tensor(weights, dtype=torch.float32) / mean
 
 
@@ -71,13 +85,13 @@ class ClassificationTask:
         self.n_layers = int(backbone.model.config.num_hidden_layers)
         self.model = TextClassifier(backbone.model, len(labels), dropout=config.dropout).to(self.device)
         index = {label: i for i, label in enumerate(labels)}
-        self.train_ids = encode_texts(self.tokenizer, train.texts, config.max_length)
-        self.train_y = self._targets(train.labels, index)
-        self.train_w = _row_weights(train.weights)
         expected = (len(train.texts), len(labels))
         if soft_targets is not None and tuple(soft_targets.shape) != expected:
             raise InvalidInput(f"soft targets: expected shape {expected}; found {tuple(soft_targets.shape)}")
-        self.soft_targets = soft_targets
+        train, self.soft_targets = _rows_that_teach(train, soft_targets)
+        self.train_ids = encode_texts(self.tokenizer, train.texts, config.max_length)
+        self.train_y = self._targets(train.labels, index)
+        self.train_w = _row_weights(train.weights)
         self.val_ids = encode_texts(self.tokenizer, validation.texts, config.max_length)
         self.validation = validation
         self.class_weights = (
