@@ -25,6 +25,12 @@ from textcore.training.runner import (
 )
 
 
+def _require_weights_fit(config: TrainConfig, weight_column: str | None) -> None:
+    """Row weights (a weight column) are a classification option; any other task refuses one."""
+    if weight_column and config.task != "classification":
+        raise InvalidInput(f"task {config.task}: row weights (a weight column) apply to classification only")
+
+
 def train_classifier_from_files(
     data_path: str | os.PathLike[str],
     text_column: str,
@@ -40,8 +46,7 @@ def train_classifier_from_files(
     """`train_classifier` (`train_few_shot` for task setfit) on CSV/JSONL files, recording their paths and
     hashes in the metadata. `weight_column` names per-row loss weights (classification only), read from the
     validation file too, whose rows a refit trains on."""
-    if weight_column and config.task != "classification":
-        raise InvalidInput(f"task {config.task}: row weights (a weight column) apply to classification only")
+    _require_weights_fit(config, weight_column)
     data = read_labelled(data_path, text_column, label_column, weight_column)
     if not config.multi_label:
         require_classes(data, str(data_path))
@@ -85,8 +90,7 @@ def train_from_files(
     CoNLL file has neither); for mlm only the text column counts (a `.txt` file has one text per line).
     Classification also takes per-row loss weights from `weight_column`; other tasks refuse one.
     """
-    if weight_column and config.task != "classification":
-        raise InvalidInput(f"task {config.task}: row weights (a weight column) apply to classification only")
+    _require_weights_fit(config, weight_column)
     if config.task == "mlm":
         return _train_mlm_from_files(
             config, data_path, text_column, output, validation_path, resume, progress
