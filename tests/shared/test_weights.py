@@ -108,6 +108,7 @@ def test_rows_of_weight_0_train_exactly_as_if_they_were_left_out(
     without = train_classifier(kept, config, tmp_path / "o", validation=held_out, progress=False)
     assert weighted.metadata["training"]["steps"] == without.metadata["training"]["steps"]
     assert weighted.metrics == without.metrics
+    assert weighted.metadata["data"]["train"]["weights"]["left_out"] == 14  # rows 0, 3, ..., 39
     first = load_file(str(tmp_path / "w" / "head.safetensors"))
     second = load_file(str(tmp_path / "o" / "head.safetensors"))
     assert all(torch.equal(first[k], second[k]) for k in first)
@@ -152,7 +153,7 @@ def test_zero_weighted_contradictions_do_not_stop_a_classifier_learning(
     assert weighted.metrics["accuracy"] >= 0.85
     assert unweighted.metrics["accuracy"] <= 0.7  # the same rows unweighted contradict each other
     recorded = weighted.metadata["data"]["train"]["weights"]
-    assert recorded == {"min": 0.0, "max": 1.0, "mean": 0.5}
+    assert recorded == {"min": 0.0, "max": 1.0, "mean": 0.5, "left_out": 120}
 
 
 def test_cli_trains_with_a_weight_column_and_refuses_bad_weights(

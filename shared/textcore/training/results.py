@@ -53,7 +53,12 @@ def data_info(path: str | os.PathLike[str] | None, data: LabelledTexts) -> dict[
     info: dict[str, Any] = {"rows": len(data), "label_counts": data.label_counts()}
     if data.weights is not None:
         weights = data.weights
-        info["weights"] = {"min": min(weights), "max": max(weights), "mean": sum(weights) / len(weights)}
+        info["weights"] = {
+            "min": min(weights),
+            "max": max(weights),
+            "mean": sum(weights) / len(weights),
+            "left_out": sum(w == 0 for w in weights),  # rows of weight 0: training leaves them out
+        }
     if path is not None:
         info.update(path=str(Path(path).resolve()), sha256=file_sha256(path))
     return info
