@@ -14,10 +14,16 @@ With `--holdout` the split's 10% is a test set instead: each run is given only t
 validation rows from them (`validation_fraction`, its training seed), and is scored on the test rows it
 never saw. That is the protocol for a change that uses the validation rows differently, such as `refit`.
 
+With `--folds K` the split is K-fold cross-validation instead: `stratified_folds(data, K, --split-seed)` holds
+each row out once, every variant and seed trains once per fold (fold by fold), and the pooled accuracy over
+all folds is scored on every row of the file, with one standard error about sqrt(K) times smaller than one
+10% split's. Paired differences pair the same fold and seed.
+
     python bench/recipes.py --variant no-decay=layer_lr_decay:1.0         # PhraseBank, TrainConfig defaults
     python bench/recipes.py --recipe intents --data ../shared/data/banking77/train.csv --text-column text \\
         --label-column intent --variant no-decay=layer_lr_decay:1.0 --name recipes-banking77
     python bench/recipes.py --holdout --variant refit=refit:true --name recipes-phrasebank-refit
+    python bench/recipes.py --folds 5 --seeds 42 --variant smooth=label_smoothing:0.1  # every row scored once
     python bench/recipes.py --variant smooth=label_smoothing:0.1 --seeds 1 --epochs 1 --limit 300 \\
         --out /tmp/bench-smoke                                            # smoke run
 
@@ -71,7 +77,7 @@ from common import (
 
 from textcore.baseline import frozen_embedding_baseline
 from textcore.classifier import Classifier
-from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_split
+from textcore.data import LabelledTexts, file_sha256, read_labelled, stratified_folds, stratified_split
 from textcore.embeddings import Encoder
 from textcore.evaluation import evaluate_classifier
 from textcore.training import TrainConfig, train_classifier
@@ -125,6 +131,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N training rows")
     parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="K >= 2: K-fold cross-validation (each row scored once, every run once per fold) instead of one "
+        "10%% split (default: one split)",
+    )
+    parser.add_argument(
         "--holdout",
         action="store_true",
         help="score on the split's 10%% as a test set; each run carves its own validation rows from the rest",
@@ -143,6 +156,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     names = [name for name, _ in args.variant]
     if len(set(names)) != len(names):
         parser.error(f"variant names must differ; found {names}")
+    if args.folds == 1 or args.folds < 0:
+        parser.error(f"--folds: expected 0 (one split) or an integer >= 2; found {args.folds}")
     return args
 
 
@@ -158,16 +173,19 @@ def train_one(
     folder: Path,
     *,
     holdout: bool,
+    fold: int | None = None,
 ) -> dict[str, Any]:
     """Train one model and score it: on its validation rows (`scored`), or with `holdout` on `scored` as a
     test set, the run carving its own validation rows from `train`."""
-    print(f"--- {variant}: seed {config.seed}", flush=True)
+    print(f"--- {variant}: seed {config.seed}" + ("" if fold is None else f", fold {fold}"), flush=True)
     started = time.perf_counter()
     result = train_classifier(train, config, folder, validation=None if holdout else scored, progress=False)
     training = result.metadata["training"]
     record = {
         "variant": variant,
         "seed": config.seed,
+        "fold": fold,
+        "scored_rows": len(scored),
         "wall_seconds": time.perf_counter() - started,
         "best_step": training["best_step"],
         "steps": training["steps"],
@@ -185,21 +203,35 @@ def train_one(
     return record
 
 
-def frozen_baseline(config: TrainConfig, train: LabelledTexts, validation: LabelledTexts) -> dict[str, Any]:
-    """The base model untouched: its embeddings of the training rows fit a logistic regression."""
+def frozen_baseline(config: TrainConfig, splits: list[Split]) -> dict[str, Any]:
+    """The base model untouched: its embeddings of each split's training rows fit a logistic regression,
+    scored on that split's rows (over folds: accuracy pooled, macro-F1 the mean)."""
     encoder = Encoder.from_pretrained(config.base_model, max_length=config.max_length)
-    report = frozen_embedding_baseline(encoder, train, validation)
+    reports = [frozen_embedding_baseline(encoder, split.train, split.scored) for split in splits]
+    rows = [len(split.scored) for split in splits]
     return {
         "model": config.base_model,
         "max_length": config.max_length,
-        "accuracy": report.accuracy,
-        "macro_f1": report.macro_f1,
+        "accuracy": sum(r.accuracy * n for r, n in zip(reports, rows, strict=True)) / sum(rows),
+        "macro_f1": statistics.fmean(r.macro_f1 for r in reports),
     }
 
 
+def paired_key(record: dict[str, Any]) -> tuple[int | None, int]:
+    """Runs that share a split (fold) and a training seed are compared with each other."""
+    return record.get("fold"), record["seed"]
+
+
+def pooled_accuracy(runs: list[dict[str, Any]]) -> float:
+    """Right answers over scored rows, all runs together: over K folds, the accuracy on every row."""
+    return sum(r["accuracy"] * r["scored_rows"] for r in runs) / sum(r["scored_rows"] for r in runs)
+
+
 def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict[str, Any]]:
-    """Per variant: median and mean accuracy and macro-F1; against the base, paired per-seed differences."""
-    base = {r["seed"]: r["accuracy"] for r in runs if r["variant"] == BASE}
+    """Per variant: median, mean and pooled accuracy and macro-F1; against the base, paired differences (same
+    fold and seed)."""
+    base_runs = {paired_key(r): r for r in runs if r["variant"] == BASE}
+    base = {key: r["accuracy"] for key, r in base_runs.items()}
     summary: dict[str, dict[str, Any]] = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
@@ -208,12 +240,15 @@ def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict
             "runs": len(mine),
             "accuracy_median": statistics.median(accuracy),
             "accuracy_mean": statistics.fmean(accuracy),
+            "accuracy_pooled": pooled_accuracy(mine),
             "macro_f1_median": statistics.median(r["macro_f1"] for r in mine),
             "wall_seconds_median": statistics.median(r["wall_seconds"] for r in mine),
         }
         if variant != BASE:
-            diffs = [100 * (r["accuracy"] - base[r["seed"]]) for r in mine]
+            diffs = [100 * (r["accuracy"] - base[paired_key(r)]) for r in mine if paired_key(r) in base]
+            paired_base = [base_runs[paired_key(r)] for r in mine if paired_key(r) in base]
             entry |= {
+                "diff_pp_pooled": 100 * (pooled_accuracy(mine) - pooled_accuracy(paired_base)),
                 "diff_pp_mean": statistics.fmean(diffs),
                 "diff_pp_min": min(diffs),
                 "diff_pp_max": max(diffs),
@@ -225,26 +260,49 @@ def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict
     return summary
 
 
+@dataclass(frozen=True)
+class Split:
+    """One split of the data: the rows runs train on, and the rows they are scored on."""
+
+    fold: int | None  # None: the single 10% split
+    train: LabelledTexts
+    scored: LabelledTexts
+
+
+def splits_of(data: LabelledTexts, args: argparse.Namespace) -> list[Split]:
+    """The single stratified 10% split, or with `--folds K` the K folds; training rows cut to `--limit`.
+    Both depend on the labels and the split seed only, so files that differ in a weight column split alike."""
+    if args.folds:
+        folds = stratified_folds(data, args.folds, args.split_seed)
+        return [Split(i, limit_rows(rest, args.limit), held) for i, (rest, held) in enumerate(folds)]
+    train, validation = stratified_split(data, VALIDATION_FRACTION, args.split_seed)
+    return [Split(None, limit_rows(train, args.limit), validation)]
+
+
 def run(
     args: argparse.Namespace,
-    train: LabelledTexts,
-    weighted: dict[str, LabelledTexts],
-    validation: LabelledTexts,
+    splits: list[Split],
+    weighted: dict[str, list[Split]],
     root: Path,
 ) -> Iterator[dict[str, Any]]:
-    """Each run's record as soon as it is done: seed by seed, the base recipe first. `weighted` holds the
-    same training rows with the weights of each column a variant names; a variant without one trains on
-    `train`, unweighted."""
+    """Each run's record as soon as it is done: split by split, seed by seed, the base recipe first.
+    `weighted` holds the same splits with the weights of each column a variant names; a variant without one
+    trains on `splits`, unweighted."""
     base = base_recipe(args)
     variants = [(BASE, base, None)]
     for name, changes in args.variant:
         fields = {k: v for k, v in changes.items() if k != WEIGHTS}
         variants.append((name, base.replace(**fields), changes.get(WEIGHTS)))
-    for seed in (int(s) for s in args.seeds.split(",")):
-        for name, config, column in variants:
-            seeded, folder = config.replace(seed=seed), root / f"{name}-{seed}"
-            rows = weighted[column] if column else train
-            yield train_one(name, rows, validation, seeded, folder, holdout=args.holdout)
+    for index, split in enumerate(splits):
+        for seed in (int(s) for s in args.seeds.split(",")):
+            for name, config, column in variants:
+                seeded = config.replace(seed=seed)
+                suffix = "" if split.fold is None else f"-{split.fold}"
+                folder = root / f"{name}-{seed}{suffix}"
+                rows = weighted[column][index].train if column else split.train
+                yield train_one(
+                    name, rows, split.scored, seeded, folder, holdout=args.holdout, fold=split.fold
+                )
 
 
 @dataclass(frozen=True)
@@ -254,8 +312,7 @@ class Setting:
     path: Path
     data_sha256: str
     machine: dict[str, Any]
-    train: LabelledTexts
-    validation: LabelledTexts
+    splits: list[Split]
     started: float
 
 
@@ -267,30 +324,24 @@ def main(argv: list[str] | None = None) -> int:
     quiet_transformers()
     warn_if_busy()
     machine = machine_info()
-    data = read_labelled(path, args.text_column, args.label_column)
-    train, validation = stratified_split(data, VALIDATION_FRACTION, args.split_seed)
-    setting = Setting(
-        path, file_sha256(path), machine, limit_rows(train, args.limit), validation, time.perf_counter()
-    )
-    weighted = {  # the same split: it depends on the labels and the seed only
-        column: limit_rows(
-            stratified_split(
-                read_labelled(path, args.text_column, args.label_column, column),
-                VALIDATION_FRACTION,
-                args.split_seed,
-            )[0],
-            args.limit,
-        )
+    splits = splits_of(read_labelled(path, args.text_column, args.label_column), args)
+    setting = Setting(path, file_sha256(path), machine, splits, time.perf_counter())
+    weighted = {
+        column: splits_of(read_labelled(path, args.text_column, args.label_column, column), args)
         for column in {changes[WEIGHTS] for _, changes in args.variant if WEIGHTS in changes}
     }
-    if any(rows.texts != setting.train.texts for rows in weighted.values()):
+    if any(
+        mine.train.texts != split.train.texts
+        for column_splits in weighted.values()
+        for mine, split in zip(column_splits, splits, strict=True)
+    ):
         raise SystemExit("the weighted rows differ from the unweighted ones; expected the same split")
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
-        for record in run(args, setting.train, weighted, validation, Path(tmp)):
+        for record in run(args, splits, weighted, Path(tmp)):
             runs.append(record)
             report(args, setting, runs, None, complete=False)  # a stopped run keeps what it measured
-    frozen = frozen_baseline(base_recipe(args), setting.train, validation) if args.frozen_baseline else None
+    frozen = frozen_baseline(base_recipe(args), splits) if args.frozen_baseline else None
     report(args, setting, runs, frozen, complete=True)
     return 0
 
@@ -304,13 +355,13 @@ def report(
     complete: bool,
 ) -> None:
     """Write the results files (and print the tables once `complete`); a partial report says so."""
-    path, train, validation = setting.path, setting.train, setting.validation
+    path, splits, folds = setting.path, setting.splits, bool(args.folds)
     variants = [
         v for v in [BASE, *(name for name, _ in args.variant)] if any(r["variant"] == v for r in runs)
     ]
     summary = summarise(runs, variants)
-    n = len(validation)
-    p = summary[BASE]["accuracy_median"]
+    n = sum(len(split.scored) for split in splits)  # over K folds: every row of the file
+    p = summary[BASE]["accuracy_pooled" if folds else "accuracy_median"]
     standard_error_pp = 100 * math.sqrt(p * (1 - p) / n)
     payload = {
         "benchmark": NAME,
@@ -322,8 +373,10 @@ def report(
         "settings": {
             "data": str(path),
             "data_sha256": setting.data_sha256,
-            "train_rows": len(train),
+            "train_rows": len(splits[0].train),
             "scored_rows": n,
+            "folds": args.folds,
+            "fold_rows": [len(split.scored) for split in splits] if folds else None,
             "split_seed": args.split_seed,
             "holdout": args.holdout,
             "recipe": args.recipe,
@@ -355,6 +408,10 @@ def report(
         ]
         for r in runs
     ]
+    if folds:
+        run_headers.insert(1, "fold")
+        for row, r in zip(run_rows, runs, strict=True):
+            row.insert(1, str(r["fold"]))
     if args.holdout:  # each run's own validation figure, beside its test figure
         run_headers.append("own validation accuracy")
         for row, r in zip(run_rows, runs, strict=True):
@@ -374,16 +431,27 @@ def report(
         record = f"{s['wins']} / {s['ties']} / {s['losses']}" if variant != BASE else "-"
         rows.append([variant, spec, fmt(s["accuracy_median"], 4), fmt(s["accuracy_mean"], 4),
                      fmt(s["macro_f1_median"], 4), paired, record])  # fmt: skip
+        if folds:
+            rows[-1].insert(4, fmt(s["accuracy_pooled"], 4))
+    if folds:
+        headers.insert(4, "pooled acc")
     if complete:
         print_table("Runs", run_headers, run_rows)
         print_table("Recipes", headers, rows)
         print(f"one {scored} standard error: {standard_error_pp:.2f} pp ({n} rows)")
         if frozen is not None:
             print(f"frozen-embedding logistic regression: accuracy {frozen['accuracy']:.4f}")
+    layout = (
+        f"{args.folds} stratified folds of {min(len(x.scored) for x in splits)}-"
+        f"{max(len(x.scored) for x in splits)} {scored} rows each, {n} in all (seed {args.split_seed}), each "
+        f"trained on the other {len(splits[0].train)}-odd rows"
+        if folds
+        else f"{len(splits[0].train)} training rows, {n} {scored} rows (stratified "
+        f"{VALIDATION_FRACTION:.0%}, seed {args.split_seed})"
+    )
     settings = (
-        f"{path.name} ({args.text_column!r} -> {args.label_column!r}): {len(train)} training rows, {n} "
-        f"{scored} rows (stratified {VALIDATION_FRACTION:.0%}, seed {args.split_seed}); base recipe "
-        f"{args.recipe}; training seeds {args.seeds}"
+        f"{path.name} ({args.text_column!r} -> {args.label_column!r}): {layout}; base recipe {args.recipe}; "
+        f"training seeds {args.seeds}"
     )
     selection = (
         "Every run carved its own validation rows from the training rows, chose its checkpoint on them, and "
@@ -395,10 +463,12 @@ def report(
     markdown += markdown_table(headers, rows)
     markdown += "\n" + markdown_table(run_headers, run_rows)
     markdown += (
-        f"\nvs base: the variant's {scored} accuracy minus the base recipe's on the same training seed, in "
-        f"points. {selection} One standard error of an accuracy near the base's median on these rows: "
-        f"{standard_error_pp:.2f} pp ({n} rows). The paired differences share the sample, so it moves both "
-        "sides alike; every figure here carries that error against any other test set.\n"
+        f"\nvs base: the variant's {scored} accuracy minus the base recipe's on the same training seed"
+        f"{' and fold' if folds else ''}, in points. {selection} "
+        + ("Pooled: right answers over scored rows, all of a variant's runs together. " if folds else "")
+        + f"One standard error of an accuracy near the base's {'pooled' if folds else 'median'} one on these "
+        f"rows: {standard_error_pp:.2f} pp ({n} rows). The paired differences share the sample, so it moves "
+        "both sides alike; every figure here carries that error against any other test set.\n"
     )
     if frozen is not None:
         markdown += (

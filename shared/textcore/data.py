@@ -1,4 +1,4 @@
-"""Reading labelled text from CSV or JSON Lines files, and carving validation splits.
+"""Reading labelled text from CSV or JSON Lines files, and carving validation splits and folds.
 
 Every problem with a user's file (missing, unreadable encoding, missing column, empty, a single class) raises
 `InvalidInput` with a message that names the file and says what was expected and what was found.
@@ -243,6 +243,41 @@ def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[L
     rng.shuffle(train_idx)
     rng.shuffle(val_idx)
     return data.subset(train_idx), data.subset(val_idx)
+
+
+def stratified_folds(data: LabelledTexts, k: int, seed: int) -> list[tuple[LabelledTexts, LabelledTexts]]:
+    """Cross-validation: `k` disjoint held-out parts that together hold every row once, stratified by label.
+
+    Each class's rows are permuted by one seeded generator (labels in sorted order) and dealt to the parts in
+    turn, the deal going on where the previous class stopped, so part sizes differ by at most one row.
+
+    Returns:
+        for each part, (the other rows, that part), both in a seeded random order.
+
+    Raises:
+        InvalidInput: `k` is below 2 or above the number of rows.
+    """
+    if not 2 <= k <= len(data):
+        raise InvalidInput(f"folds: expected an integer in [2, {len(data)}] (the rows); found {k!r}")
+    rng = np.random.default_rng(seed)
+    by_label: dict[str, list[int]] = {}
+    for index, label in enumerate(data.labels):
+        by_label.setdefault(label, []).append(index)
+    part_of = [0] * len(data)
+    dealt = 0
+    for label in sorted(by_label):
+        indices = by_label[label]
+        for i in rng.permutation(len(indices)):
+            part_of[indices[i]] = dealt % k
+            dealt += 1
+    folds = []
+    for part in range(k):
+        held = [i for i in range(len(data)) if part_of[i] == part]
+        rest = [i for i in range(len(data)) if part_of[i] != part]
+        rng.shuffle(held)
+        rng.shuffle(rest)
+        folds.append((data.subset(rest), data.subset(held)))
+    return folds
 
 
 def sample_per_class(data: LabelledTexts, k: int, seed: int) -> tuple[LabelledTexts, LabelledTexts]:

@@ -1,4 +1,4 @@
-"""Tests for textcore.data: reading CSV/TSV/JSONL tables, labelled texts, class checks, stratified splits."""
+"""Tests for textcore.data: reading CSV/TSV/JSONL tables, labelled texts, class checks, splits and folds."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from textcore.data import (
     read_table,
     read_texts,
     require_classes,
+    stratified_folds,
     stratified_split,
 )
 from textcore.errors import InvalidInput
@@ -200,3 +201,37 @@ def test_stratified_split_is_deterministic_per_seed() -> None:
 def test_stratified_split_refuses_a_fraction_outside_0_1(fraction: float) -> None:
     with pytest.raises(InvalidInput, match="validation fraction"):
         stratified_split(labelled({"a": 5, "b": 5}), fraction, seed=0)
+
+
+def test_stratified_folds_hold_every_row_out_once_with_each_class_spread_evenly() -> None:
+    data = LabelledTexts(
+        [f"big-{i}" for i in range(23)] + [f"mid-{i}" for i in range(7)] + ["small-0", "small-1"],
+        ["big"] * 23 + ["mid"] * 7 + ["small"] * 2,
+        [float(i) for i in range(32)],
+    )
+    folds = stratified_folds(data, 5, seed=3)
+    assert len(folds) == 5
+    held_out = [text for _, held in folds for text in held.texts]
+    assert sorted(held_out) == sorted(data.texts)  # every row held out exactly once
+    for rest, held in folds:
+        assert sorted(rest.texts + held.texts) == sorted(data.texts)
+        assert set(rest.texts).isdisjoint(held.texts)
+        assert len(held) in (6, 7)  # 32 rows dealt to 5 parts
+        counts = held.label_counts()
+        assert counts["big"] in (4, 5) and counts["mid"] in (1, 2)
+        for text, label, weight in zip(held.texts, held.labels, held.weights or [], strict=True):
+            assert text.startswith(f"{label}-") and data.texts[int(weight)] == text  # rows kept whole
+    assert sum("small" in held.label_counts() for _, held in folds) == 2
+
+
+def test_stratified_folds_are_deterministic_per_seed() -> None:
+    data = labelled({"a": 20, "b": 10})
+    first = stratified_folds(data, 3, seed=7)
+    assert stratified_folds(data, 3, seed=7) == first
+    assert stratified_folds(data, 3, seed=8) != first
+
+
+@pytest.mark.parametrize("k", [1, 0, 11])
+def test_stratified_folds_refuse_a_count_outside_2_to_the_rows(k: int) -> None:
+    with pytest.raises(InvalidInput, match=r"folds: expected an integer in \[2, 10\]"):
+        stratified_folds(labelled({"a": 5, "b": 5}), k, seed=0)
