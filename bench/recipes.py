@@ -214,6 +214,10 @@ def frozen_baseline(config: TrainConfig, splits: list[Split]) -> dict[str, Any]:
         "max_length": config.max_length,
         "accuracy": sum(r.accuracy * n for r, n in zip(reports, rows, strict=True)) / sum(rows),
         "macro_f1": statistics.fmean(r.macro_f1 for r in reports),
+        "per_split": [
+            {"fold": split.fold, "rows": n, "accuracy": r.accuracy, "macro_f1": r.macro_f1}
+            for split, r, n in zip(splits, reports, rows, strict=True)
+        ],
     }
 
 
@@ -336,12 +340,13 @@ def main(argv: list[str] | None = None) -> int:
         for mine, split in zip(column_splits, splits, strict=True)
     ):
         raise SystemExit("the weighted rows differ from the unweighted ones; expected the same split")
+    # the reference first (it takes seconds per split), so that a stopped run keeps it too
+    frozen = frozen_baseline(base_recipe(args), splits) if args.frozen_baseline else None
     runs: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="bench-recipes-") as tmp:
         for record in run(args, splits, weighted, Path(tmp)):
             runs.append(record)
-            report(args, setting, runs, None, complete=False)  # a stopped run keeps what it measured
-    frozen = frozen_baseline(base_recipe(args), splits) if args.frozen_baseline else None
+            report(args, setting, runs, frozen, complete=False)  # a stopped run keeps what it measured
     report(args, setting, runs, frozen, complete=True)
     return 0
 
