@@ -16,8 +16,8 @@ never saw. That is the protocol for a change that uses the validation rows diffe
 
 With `--folds K` the split is K-fold cross-validation instead: `stratified_folds(data, K, --split-seed)` holds
 each row out once, every variant and seed trains once per fold (fold by fold), and the pooled accuracy over
-all folds is scored on every row of the file, with one standard error about sqrt(K) times smaller than one
-10% split's. Paired differences pair the same fold and seed.
+all folds is scored on every row of the file: ten times the rows of the 10% split, so about a third of its
+standard error. Paired differences pair the same fold and seed.
 
     python bench/recipes.py --variant no-decay=layer_lr_decay:1.0         # PhraseBank, TrainConfig defaults
     python bench/recipes.py --recipe intents --data ../shared/data/banking77/train.csv --text-column text \\
