@@ -207,17 +207,23 @@ def frozen_baseline(config: TrainConfig, splits: list[Split]) -> dict[str, Any]:
     """The base model untouched: its embeddings of each split's training rows fit a logistic regression,
     scored on that split's rows (over folds: accuracy pooled, macro-F1 the mean)."""
     encoder = Encoder.from_pretrained(config.base_model, max_length=config.max_length)
-    reports = [frozen_embedding_baseline(encoder, split.train, split.scored) for split in splits]
-    rows = [len(split.scored) for split in splits]
+    per_split = []
+    for split in splits:
+        report = frozen_embedding_baseline(encoder, split.train, split.scored)
+        per_split.append(
+            {
+                "fold": split.fold,
+                "scored_rows": len(split.scored),
+                "accuracy": report.accuracy,
+                "macro_f1": report.macro_f1,
+            }
+        )
     return {
         "model": config.base_model,
         "max_length": config.max_length,
-        "accuracy": sum(r.accuracy * n for r, n in zip(reports, rows, strict=True)) / sum(rows),
-        "macro_f1": statistics.fmean(r.macro_f1 for r in reports),
-        "per_split": [
-            {"fold": split.fold, "rows": n, "accuracy": r.accuracy, "macro_f1": r.macro_f1}
-            for split, r, n in zip(splits, reports, rows, strict=True)
-        ],
+        "accuracy": pooled_accuracy(per_split),
+        "macro_f1": statistics.fmean(r["macro_f1"] for r in per_split),
+        "per_split": per_split,
     }
 
 
@@ -234,8 +240,7 @@ def pooled_accuracy(runs: list[dict[str, Any]]) -> float:
 def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict[str, Any]]:
     """Per variant: median, mean and pooled accuracy and macro-F1; against the base, paired differences (same
     fold and seed)."""
-    base_runs = {paired_key(r): r for r in runs if r["variant"] == BASE}
-    base = {key: r["accuracy"] for key, r in base_runs.items()}
+    base = {paired_key(r): r for r in runs if r["variant"] == BASE}
     summary: dict[str, dict[str, Any]] = {}
     for variant in variants:
         mine = [r for r in runs if r["variant"] == variant]
@@ -249,8 +254,8 @@ def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict
             "wall_seconds_median": statistics.median(r["wall_seconds"] for r in mine),
         }
         if variant != BASE:
-            diffs = [100 * (r["accuracy"] - base[paired_key(r)]) for r in mine if paired_key(r) in base]
-            paired_base = [base_runs[paired_key(r)] for r in mine if paired_key(r) in base]
+            paired_base = [base[paired_key(r)] for r in mine]  # the base runs first, split by split
+            diffs = [100 * (r["accuracy"] - b["accuracy"]) for r, b in zip(mine, paired_base, strict=True)]
             entry |= {
                 "diff_pp_pooled": 100 * (pooled_accuracy(mine) - pooled_accuracy(paired_base)),
                 "diff_pp_mean": statistics.fmean(diffs),

@@ -219,6 +219,14 @@ def require_classes(data: LabelledTexts, where: str) -> list[str]:
     return classes
 
 
+def _rows_by_label(labels: list[str]) -> dict[str, list[int]]:
+    """Each label's row indices, in row order (iterate in sorted label order for a seeded draw)."""
+    rows: dict[str, list[int]] = {}
+    for index, label in enumerate(labels):
+        rows.setdefault(label, []).append(index)
+    return rows
+
+
 def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
     """Split off `fraction` of each class (at least one row of any class with two or more) for validation.
 
@@ -228,9 +236,7 @@ def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[L
     if not 0.0 < fraction < 1.0:
         raise InvalidInput(f"expected a validation fraction in (0, 1); found {fraction}")
     rng = np.random.default_rng(seed)
-    by_label: dict[str, list[int]] = {}
-    for index, label in enumerate(data.labels):
-        by_label.setdefault(label, []).append(index)
+    by_label = _rows_by_label(data.labels)
     train_idx: list[int] = []
     val_idx: list[int] = []
     for label in sorted(by_label):
@@ -260,9 +266,7 @@ def stratified_folds(data: LabelledTexts, k: int, seed: int) -> list[tuple[Label
     if not 2 <= k <= len(data):
         raise InvalidInput(f"folds: expected an integer in [2, {len(data)}] (the rows); found {k!r}")
     rng = np.random.default_rng(seed)
-    by_label: dict[str, list[int]] = {}
-    for index, label in enumerate(data.labels):
-        by_label.setdefault(label, []).append(index)
+    by_label = _rows_by_label(data.labels)
     part_of = [0] * len(data)
     dealt = 0
     for label in sorted(by_label):
@@ -300,9 +304,7 @@ def sample_per_class(data: LabelledTexts, k: int, seed: int) -> tuple[LabelledTe
     if k < 1:
         raise InvalidInput(f"k: expected an integer >= 1 rows per class; found {k!r}")
     rng = np.random.default_rng(seed)
-    by_label: dict[str, list[int]] = {}
-    for index, label in enumerate(data.labels):
-        by_label.setdefault(label, []).append(index)
+    by_label = _rows_by_label(data.labels)
     picked: list[int] = []
     for label in sorted(by_label):
         indices = by_label[label]
