@@ -186,3 +186,42 @@ def test_recorded_validation_figures_match_the_saved_model(tiny_model_dir: Path,
     report = evaluate_classifier(Classifier.load(tmp_path / "m", precision="fp32"), validation)
     assert result.metadata["validation_metrics"]["accuracy"] == report["accuracy"]
     assert result.metrics["confusion"] == report["confusion"]
+
+
+def _keyword_task(model: Path, config: TrainConfig) -> ClassificationTask:
+    data = keyword_data(48)
+    train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
+    torch.manual_seed(config.seed)
+    return ClassificationTask(load_backbone(model), train_part, val_part, ["negative", "positive"], config)
+
+
+def test_a_step_with_an_inf_gradient_is_skipped_and_counted(tiny_model_dir: Path, tmp_path: Path) -> None:
+    config = tiny_config(tiny_model_dir, epochs=2)
+    task = _keyword_task(tiny_model_dir, config)
+    head = task.model.head.weight
+    before = head.detach().clone()
+    calls = {"n": 0}
+
+    def overflow_once(grad: torch.Tensor) -> torch.Tensor:  # what an overflow in one backward pass gives
+        calls["n"] += 1
+        return grad * float("inf") if calls["n"] == 1 else grad
+
+    head.register_hook(overflow_once)
+    seen: list[torch.Tensor] = []
+    task.model.head.register_forward_pre_hook(lambda _module, _args: seen.append(head.detach().clone()))
+    result = train(task, config, tmp_path / "run", progress=False)
+    assert result.skipped_steps == 1
+    # the second step's forward pass saw the weights of the start: the first step made no update
+    assert torch.equal(seen[1], before)
+    assert all(torch.isfinite(p).all() for p in task.model.parameters())
+    assert not torch.equal(head.detach(), before)  # and later steps trained as usual
+
+
+def test_a_run_whose_gradients_stay_nan_stops_with_one_clear_error(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    config = tiny_config(tiny_model_dir, epochs=6)  # 30 steps: time for the limit of 10 in a row
+    task = _keyword_task(tiny_model_dir, config)
+    task.model.head.weight.register_hook(lambda grad: grad * float("nan"))
+    with pytest.raises(InvalidInput, match=r"training diverged: .* at 10 steps in a row, up to step 10 "):
+        train(task, config, tmp_path / "run", progress=False)

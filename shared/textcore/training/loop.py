@@ -22,6 +22,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from textcore.devices import autocast
+from textcore.errors import InvalidInput
 from textcore.training.adversarial import adversary_for
 from textcore.training.averaging import WeightAverage
 from textcore.training.checkpoint import load_checkpoint, save_checkpoint
@@ -40,6 +41,10 @@ from textcore.training.distributed import (
 from textcore.training.tracking import MetricsLog, RunLog, tensorboard_folder
 
 Batch = dict[str, torch.Tensor]
+
+# Optimizer steps in a row with an inf or NaN gradient after which a run is called diverged. A lone one (an
+# overflow on one odd batch) is skipped, as a loss scaler would; a run of them means the weights are ruined.
+NONFINITE_LIMIT = 10
 
 
 class Task(Protocol):
@@ -76,6 +81,8 @@ class LoopState:
     bad_evals: int = 0
     stopped_early: bool = False
     history: list[dict[str, float]] = field(default_factory=list)
+    skipped_steps: int = 0  # steps whose gradient was not finite: no update was made
+    nonfinite_in_a_row: int = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +101,7 @@ class LoopResult:
     trainable_parameters: int = 0  # of the task's model, after the run (an adapter's: a small share)
     total_parameters: int = 0
     scheduled_steps: int = 0  # the length of the learning-rate schedule (epochs x steps per epoch)
+    skipped_steps: int = 0  # steps left without an update because their gradient was inf or NaN
 
 
 def linear_schedule(warmup: int, total: int) -> Callable[[int], float]:
@@ -209,6 +217,7 @@ def _train(
                 group["lr"] = base * schedule(state.step)
             # forward/backward, clip, step
             loss, grad_norm, n = _optimisation_step(task, optimizer, batches, config)
+            _count_nonfinite(state, grad_norm, loss)
             if average is not None:
                 average.update()
             loss_sum, rows = all_reduce_sum([loss, n], task.device)  # over the ranks
@@ -254,6 +263,7 @@ def _train(
         trainable_parameters=sum(p.numel() for p in model.parameters() if p.requires_grad),
         total_parameters=sum(p.numel() for p in model.parameters()),
         scheduled_steps=total,
+        skipped_steps=state.skipped_steps,
     )
 
 
@@ -301,9 +311,28 @@ def _optimisation_step(
         rows += int(batch["input_ids"].shape[0])
     average_gradients(task.model)  # over the ranks of a distributed run, before clipping
     grad_norm = float(torch.nn.utils.clip_grad_norm_(task.model.parameters(), config.max_grad_norm))
-    optimizer.step()
+    if math.isfinite(grad_norm):  # an inf or NaN gradient would ruin the weights and AdamW's moments
+        optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return loss_sum, grad_norm, rows
+
+
+def _count_nonfinite(state: LoopState, grad_norm: float, loss: float) -> None:
+    """Count a step left without an update for its non-finite gradient; stop a run that has diverged.
+
+    Every rank sees the same (averaged) gradient norm, so all of them skip, or stop, together.
+    """
+    if math.isfinite(grad_norm):
+        state.nonfinite_in_a_row = 0
+        return
+    state.skipped_steps += 1
+    state.nonfinite_in_a_row += 1
+    if state.nonfinite_in_a_row >= NONFINITE_LIMIT:
+        raise InvalidInput(
+            f"training diverged: expected finite gradients; found inf or NaN at {NONFINITE_LIMIT} steps in "
+            f"a row, up to step {state.step + 1} (loss {loss}). Lower the learning rate, check the data "
+            "(labels, row weights) or the starting weights, or train with --precision fp32"
+        )
 
 
 def _scaled_loss(task: Task, batch: Batch, accum_steps: int) -> torch.Tensor:

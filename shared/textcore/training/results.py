@@ -69,6 +69,7 @@ def training_summary(loop: LoopResult, device: torch.device, bf16: bool) -> dict
         "steps": loop.steps,
         "best_step": loop.best_step,
         "stopped_early": loop.stopped_early,
+        "skipped_steps": loop.skipped_steps,
         "seconds": round(loop.train_seconds, 2),
         "samples_per_second": round(loop.samples_per_second, 2),
         "device": str(device),
