@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeGuard
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import torch
 from peft import AdaLoraConfig, AdaLoraModel, LoraConfig, PeftConfig, PeftModel, get_peft_model
@@ -45,6 +45,7 @@ ADAPTER_FILES = (ADAPTER_CONFIG, "adapter_model.safetensors")
 FULL_MODEL_FILES = ("config.json", "model.safetensors")
 MODEL_CARD = "README.md"  # peft writes a generic one; metadata.json is the folder's description
 FINAL_PHASE = 0.2  # AdaLoRA: share of the steps, at the end, that train with the final ranks
+ALLOCATOR_STATISTICS = ("ipt", "exp_avg_ipt", "exp_avg_unc")  # AdaLoRA's importance estimates, per weight
 
 
 def wrap_encoder(
@@ -141,6 +142,54 @@ def after_optimizer_step(encoder: nn.Module, step: int) -> None:
     base = encoder.base_model if isinstance(encoder, PeftModel) else None
     if isinstance(base, AdaLoraModel):
         base.update_and_allocate(step)  # type: ignore[no-untyped-call]
+
+
+def _adalora_in(model: nn.Module) -> tuple[AdaLoraModel, AdaLoraConfig] | None:
+    adalora = next((m for m in model.modules() if isinstance(m, AdaLoraModel)), None)
+    if adalora is None:
+        return None
+    config = adalora.peft_config[adalora.trainable_adapter_name]
+    assert isinstance(config, AdaLoraConfig)  # an AdaLoraModel holds only AdaLoRA configs
+    return adalora, config
+
+
+def allocator_state(model: nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, Any]] | None:
+    """AdaLoRA's running state, for a checkpoint: None for a model without AdaLoRA.
+
+    The rank allocator keeps exponential averages of each adapter weight's importance across steps, and
+    the rank pattern it last chose; neither is a model weight, so a resumed run needs them from here to
+    prune exactly as an uninterrupted run would.
+
+    Returns:
+        (tensors keyed `statistic:parameter name`, JSON-ready extras: the rank pattern).
+    """
+    found = _adalora_in(model)
+    if found is None:
+        return None
+    allocator = found[0].rankallocator
+    tensors = {
+        f"{kind}:{name}": value.detach().to("cpu", copy=True).contiguous()
+        for kind in ALLOCATOR_STATISTICS
+        for name, value in getattr(allocator, kind).items()
+    }
+    return tensors, {"rank_pattern": found[1].rank_pattern}
+
+
+def load_allocator_state(model: nn.Module, tensors: dict[str, torch.Tensor], extras: dict[str, Any]) -> None:
+    """Put the state of `allocator_state` back into `model`'s AdaLoRA rank allocator."""
+    found = _adalora_in(model)
+    if found is None:
+        raise InvalidInput(
+            "checkpoint: expected a model with an AdaLoRA adapter for its allocator state; found none"
+        )
+    allocator = found[0].rankallocator
+    device = next(model.parameters()).device
+    for kind in ALLOCATOR_STATISTICS:
+        setattr(allocator, kind, {})
+    for key, value in tensors.items():
+        kind, name = key.split(":", 1)
+        getattr(allocator, kind)[name] = value.to(device)
+    found[1].rank_pattern = extras["rank_pattern"]
 
 
 def adapter_penalty(encoder: nn.Module) -> torch.Tensor | float:

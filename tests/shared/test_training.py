@@ -86,12 +86,18 @@ class CrashError(RuntimeError):
     pass
 
 
-@pytest.mark.parametrize("ema", [0.0, 0.8], ids=["weights", "weight-average"])
+@pytest.mark.parametrize(
+    ("ema", "adapter"),
+    [(0.0, "none"), (0.8, "none"), (0.0, "adalora")],
+    ids=["weights", "weight-average", "adalora-importance"],
+)
 def test_resume_after_a_crash_matches_an_uninterrupted_run(
-    tiny_model_dir: Path, tmp_path: Path, ema: float
+    tiny_model_dir: Path, tmp_path: Path, ema: float, adapter: str
 ) -> None:
     data = keyword_data(48)
-    config = tiny_config(tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25, ema=ema)
+    config = tiny_config(
+        tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25, ema=ema, adapter=adapter
+    )
     train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
     labels = ["negative", "positive"]
 

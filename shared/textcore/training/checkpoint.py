@@ -1,5 +1,5 @@
 """Resumable checkpoints: model weights (safetensors) plus optimizer, RNG and loop state (and the weight
-average of a run that keeps one).
+average of a run that keeps one, and the rank allocator's state of an AdaLoRA run).
 
 A checkpoint is written to a temp folder and renamed over the previous one, so an interrupted write never
 leaves a broken checkpoint behind.
@@ -17,11 +17,14 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from textcore.adapters import allocator_state, load_allocator_state
+
 if TYPE_CHECKING:
     from textcore.training.loop import LoopState
 
 CHECKPOINT_DIR = "checkpoint"
 AVERAGE_FILE = "average.safetensors"
+ALLOCATOR_FILES = ("allocator.safetensors", "allocator.json")  # AdaLoRA's importance estimates, rank pattern
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +55,10 @@ def save_checkpoint(
     save_file({k: v.cpu().contiguous() for k, v in best_weights.items()}, str(tmp / "best.safetensors"))
     if averaged is not None:
         save_file(averaged, str(tmp / AVERAGE_FILE))
+    allocator = allocator_state(model)
+    if allocator is not None:
+        save_file(allocator[0], str(tmp / ALLOCATOR_FILES[0]))
+        (tmp / ALLOCATOR_FILES[1]).write_text(json.dumps(allocator[1]), encoding="utf-8")
     torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(dataclasses.asdict(state)), encoding="utf-8")
     old = run_dir / f".{CHECKPOINT_DIR}.old"
@@ -74,6 +81,9 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     optimizer.load_state_dict(extra["optimizer"])
     torch.set_rng_state(extra["rng"])
     state = LoopState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
+    tensors, extras = (folder / name for name in ALLOCATOR_FILES)
+    if tensors.is_file():
+        load_allocator_state(model, load_file(str(tensors)), json.loads(extras.read_text(encoding="utf-8")))
     average = folder / AVERAGE_FILE
     averaged = load_file(str(average)) if average.is_file() else None
     return Restored(state, load_file(str(folder / "best.safetensors")), averaged)
