@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import random
 from collections import Counter
 from pathlib import Path
@@ -221,6 +222,15 @@ def test_a_step_with_an_inf_gradient_is_skipped_and_counted(tiny_model_dir: Path
     assert torch.equal(seen[1], before)
     assert all(torch.isfinite(p).all() for p in task.model.parameters())
     assert not torch.equal(head.detach(), before)  # and later steps trained as usual
+    # the log stays strict JSON: the skipped step's gradient norm is null, not Infinity
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text(encoding="utf-8").splitlines()
+    records = [json.loads(line, parse_constant=_refuse) for line in lines]
+    assert records[0]["grad_norm"] is None
+    assert all(r["grad_norm"] > 0 for r in records[1:] if "grad_norm" in r)
+
+
+def _refuse(constant: str) -> float:
+    raise AssertionError(f"not JSON: {constant}")
 
 
 def test_a_run_whose_gradients_stay_nan_stops_with_one_clear_error(

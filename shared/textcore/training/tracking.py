@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -13,6 +14,8 @@ if TYPE_CHECKING:
 class MetricsLog:
     """Appends one JSON object per line to `metrics.jsonl`, flushed at once so a crash loses nothing.
 
+    A number that is not finite (the gradient norm of a skipped step) is written as `null`: `NaN` and
+    `Infinity` are not JSON, and strict readers (jq, JavaScript, Go) refuse a file holding them.
     With `path` None it discards every record (the worker ranks of a distributed run keep no log).
     """
 
@@ -25,7 +28,10 @@ class MetricsLog:
 
     def write(self, record: dict[str, Any]) -> None:
         if self._handle is not None:
-            self._handle.write(json.dumps(record, sort_keys=True) + "\n")
+            strict = {
+                k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in record.items()
+            }
+            self._handle.write(json.dumps(strict, sort_keys=True, allow_nan=False) + "\n")
             self._handle.flush()
 
     def close(self) -> None:
