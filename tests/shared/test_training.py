@@ -87,6 +87,13 @@ class CrashError(RuntimeError):
     pass
 
 
+def _keyword_task(model: Path, config: TrainConfig) -> ClassificationTask:
+    data = keyword_data(48)
+    train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
+    torch.manual_seed(config.seed)
+    return ClassificationTask(load_backbone(model), train_part, val_part, ["negative", "positive"], config)
+
+
 @pytest.mark.parametrize(
     ("ema", "adapter"),
     [(0.0, "none"), (0.8, "none"), (0.0, "adalora")],
@@ -95,21 +102,13 @@ class CrashError(RuntimeError):
 def test_resume_after_a_crash_matches_an_uninterrupted_run(
     tiny_model_dir: Path, tmp_path: Path, ema: float, adapter: str
 ) -> None:
-    data = keyword_data(48)
     config = tiny_config(
         tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25, ema=ema, adapter=adapter
     )
-    train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
-    labels = ["negative", "positive"]
-
-    def new_task() -> ClassificationTask:
-        torch.manual_seed(config.seed)
-        return ClassificationTask(load_backbone(tiny_model_dir), train_part, val_part, labels, config)
-
-    reference = new_task()
+    reference = _keyword_task(tiny_model_dir, config)
     train(reference, config, tmp_path / "reference", progress=False)
 
-    crashing = new_task()
+    crashing = _keyword_task(tiny_model_dir, config)
     calls = {"n": 0}
     original_loss = crashing.loss
 
@@ -124,7 +123,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
         train(crashing, config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
 
-    resumed = new_task()
+    resumed = _keyword_task(tiny_model_dir, config)
     result = train(resumed, config, tmp_path / "run", resume=True, progress=False)
     assert result.steps == 15
     for (name, a), (_, b) in zip(
@@ -193,13 +192,6 @@ def test_recorded_validation_figures_match_the_saved_model(tiny_model_dir: Path,
     report = evaluate_classifier(Classifier.load(tmp_path / "m", precision="fp32"), validation)
     assert result.metadata["validation_metrics"]["accuracy"] == report["accuracy"]
     assert result.metrics["confusion"] == report["confusion"]
-
-
-def _keyword_task(model: Path, config: TrainConfig) -> ClassificationTask:
-    data = keyword_data(48)
-    train_part, val_part = data.subset(range(36)), data.subset(range(36, 48))
-    torch.manual_seed(config.seed)
-    return ClassificationTask(load_backbone(model), train_part, val_part, ["negative", "positive"], config)
 
 
 def test_a_step_with_an_inf_gradient_is_skipped_and_counted(tiny_model_dir: Path, tmp_path: Path) -> None:
