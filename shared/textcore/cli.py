@@ -473,12 +473,18 @@ def _print_entities(
         print(json.dumps(row, ensure_ascii=False))
 
 
-def main() -> None:
-    """Console entry point."""
+def full_app() -> typer.Typer:
+    """The whole command, `registry` group included (imported here so that `--help` stays fast)."""
     from textcore.registry_cli import registry_app  # noqa: PLC0415
 
-    app.add_typer(registry_app, name="registry")
-    app()
+    if registry_app not in [group.typer_instance for group in app.registered_groups]:
+        app.add_typer(registry_app, name="registry")
+    return app
+
+
+def main() -> None:
+    """Console entry point."""
+    full_app()()
 
 
 if __name__ == "__main__":

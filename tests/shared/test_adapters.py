@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.shared.test_cli import ok, run_cli, write_csv
+from tests.shared.test_cli import invoke_cli, ok, write_csv
 from tests.shared.test_cross_encoder import KEYWORDS, keyword_pairs
 from tests.shared.test_mlm import TEXTS as MLM_TEXTS
 from tests.shared.test_mlm import config as mlm_config
@@ -301,19 +301,21 @@ def test_cli_trains_an_adapter_then_predicts_and_evaluates(tiny_model_dir: Path,
     output = tmp_path / "model"
     common = ["--text-column", "review", "--label-column", "sentiment"]
     ok(
-        run_cli(
+        invoke_cli(
             "train", "--data", csv_file, *common, "--base-model", tiny_model_dir, "--output", output,
             "--adapter", "lora", "--lora-rank", 4, "--lora-alpha", 8, "--epochs", 1, "--batch-size", 8,
         )
     )  # fmt: skip
     settings = json.loads((output / "adapter_config.json").read_text())
     assert (settings["peft_type"], settings["r"], settings["lora_alpha"]) == ("LORA", 4, 8)
-    predicted = ok(run_cli("predict", "--model", output, stdin="profit rose\nheavy losses\n"))
+    predicted = ok(invoke_cli("predict", "--model", output, stdin="profit rose\nheavy losses\n"))
     assert [json.loads(line)["label"] in LABELS for line in predicted.stdout.splitlines()] == [True, True]
     report = json.loads(
-        ok(run_cli("evaluate", "--model", output, "--data", csv_file, *common)).stdout.splitlines()[-1]
+        ok(invoke_cli("evaluate", "--model", output, "--data", csv_file, *common)).stdout.splitlines()[-1]
     )
     assert report["n"] == 32
-    refused = run_cli("train", "--data", csv_file, *common, "--output", tmp_path / "x", "--adapter", "qlora")
+    refused = invoke_cli(
+        "train", "--data", csv_file, *common, "--output", tmp_path / "x", "--adapter", "qlora"
+    )
     assert refused.returncode == 2
     assert "adapter: expected one of none, lora, adalora; found 'qlora'" in refused.stderr

@@ -14,7 +14,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch import nn
 from transformers.models.bert.modeling_bert import BertEmbeddings
 
-from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.data import Pairs
 from textcore.errors import InvalidInput
@@ -216,9 +216,13 @@ def test_cli_trains_with_fgm_and_tensorboard(tiny_model_dir: Path, tmp_path: Pat
     csv = write_csv(tmp_path / "d.csv", list(zip(data.texts, data.labels, strict=True)))
     args = ["train", "--data", csv, "--text-column", "review", "--label-column", "sentiment"]
     args += ["--base-model", tiny_model_dir, "--epochs", 1, "--batch-size", 8]
-    ok(run_cli(*args, "--output", tmp_path / "m", "--adversarial", "fgm", "--tensorboard", tmp_path / "tb"))
+    ok(
+        invoke_cli(
+            *args, "--output", tmp_path / "m", "--adversarial", "fgm", "--tensorboard", tmp_path / "tb"
+        )
+    )
     metadata = json.loads((tmp_path / "m" / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["hyperparameters"]["adversarial"] == "fgm"
     assert "val/accuracy" in scalars(tmp_path / "tb" / "m")
-    bad = run_cli(*args, "--output", tmp_path / "x", "--adversarial", "xyz")
+    bad = invoke_cli(*args, "--output", tmp_path / "x", "--adversarial", "xyz")
     assert_clean_failure(bad, "adversarial: expected one of none, fgm, pgd; found 'xyz'")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
 from tests.shared.test_refit import LABELS, new_task
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
@@ -91,8 +91,8 @@ def test_cli_records_the_decay_and_refuses_a_bad_one(tiny_model_dir: Path, tmp_p
         tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
     )
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
-    ok(run_cli(*common, "--ema", "0.9", "--output", tmp_path / "m"))
+    ok(invoke_cli(*common, "--ema", "0.9", "--output", tmp_path / "m"))
     metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
     assert metadata["hyperparameters"]["ema"] == 0.9
-    failed = run_cli(*common, "--ema", "1.5", "--output", tmp_path / "bad")
+    failed = invoke_cli(*common, "--ema", "1.5", "--output", tmp_path / "bad")
     assert_clean_failure(failed, "ema: expected a number in [0, 1)")

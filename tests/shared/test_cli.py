@@ -2,6 +2,11 @@
 
 Every run is small (48 rows, 1-2 epochs, batch size 8) so that the module finishes in about a minute on a
 two-core machine. Data files are written into temporary folders.
+
+The tests of one option or task elsewhere call the same command in process (`invoke_cli`): the same
+arguments, output and exit status, without a new interpreter importing torch for every call. The console
+script itself (its entry point, a quiet stderr, one error line and exit code 2) is tested here, in
+subprocesses.
 """
 
 from __future__ import annotations
@@ -13,17 +18,20 @@ import math
 import os
 import subprocess
 import sys
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import pytest
 from safetensors.torch import load_file
+from typer.testing import CliRunner
 
 from textcore.classifier import Classifier
+from textcore.cli import full_app
 from textcore.embeddings import Encoder
 
 TEXTCORE = Path(sys.executable).parent / "textcore"
@@ -69,7 +77,41 @@ def run_cli(
     )
 
 
-def ok(result: subprocess.CompletedProcess[str]) -> subprocess.CompletedProcess[str]:
+class Outcome(Protocol):
+    """What a finished command left: a `subprocess.CompletedProcess` or an `InProcess`."""
+
+    @property
+    def returncode(self) -> int: ...
+    @property
+    def stdout(self) -> str: ...
+    @property
+    def stderr(self) -> str: ...
+
+
+@dataclass(frozen=True)
+class InProcess:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def invoke_cli(*args: object, stdin: str | None = None) -> InProcess:
+    """Run the `textcore` command in this process (typer's runner) with `run_cli`'s arguments and results.
+
+    An exception that escaped the command is appended to stderr as its traceback (exit status 1), as the
+    console script would print it.
+    """
+    result = CliRunner().invoke(full_app(), [str(a) for a in args], input=stdin)
+    stderr = result.stderr
+    if result.exc_info is not None and not isinstance(result.exception, SystemExit):
+        stderr += "".join(traceback.format_exception(*result.exc_info))
+    return InProcess(result.exit_code, result.stdout, stderr)
+
+
+R = TypeVar("R", bound=Outcome)
+
+
+def ok(result: R) -> R:
     assert result.returncode == 0, (
         f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )
@@ -417,7 +459,7 @@ ERROR_CASES: dict[str, ErrorCase] = {
 }
 
 
-def assert_clean_failure(result: subprocess.CompletedProcess[str], expected: str) -> None:
+def assert_clean_failure(result: Outcome, expected: str) -> None:
     assert result.returncode == 2, (
         f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr}"
     )

@@ -12,7 +12,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.shared.test_cli import ok, run_cli, write_csv
+from tests.shared.test_cli import invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.artifacts import read_labels
 from textcore.baseline import evaluate_base_model, untuned_base_model
@@ -268,7 +268,7 @@ def test_compare_base_reports_the_untuned_model_beside_the_fine_tuned_one(
     first_model: Path, files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
     result = ok(
-        run_cli(
+        invoke_cli(
             "evaluate",
             "--model",
             first_model,
@@ -308,7 +308,7 @@ def test_registry_cli_retrain_and_gate(
     columns = ("--text-column", COLUMNS[0], "--label-column", COLUMNS[1])
     root = ("--root", registry.root, "--name", "clf")
     retrained = ok(
-        run_cli(
+        invoke_cli(
             "registry",
             "retrain",
             *root,
@@ -328,7 +328,7 @@ def test_registry_cli_retrain_and_gate(
     assert set(summary["candidate_figures"]) == {"accuracy", "macro_f1", "n"}
 
     rejected = ok(
-        run_cli(
+        invoke_cli(
             "registry",
             "gate",
             *root,
@@ -342,7 +342,7 @@ def test_registry_cli_retrain_and_gate(
         )
     )
     assert json.loads(rejected.stdout.splitlines()[-1])["decision"] == "rejected"
-    missing = run_cli(
+    missing = invoke_cli(
         "registry",
         "retrain",
         "--root",

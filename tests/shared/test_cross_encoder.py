@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.shared.test_cli import ok, run_cli
+from tests.shared.test_cli import invoke_cli, ok
 from textcore.artifacts import write_metadata
 from textcore.data import ScoredPairs, read_scored_pairs
 from textcore.embeddings import Encoder
@@ -315,7 +315,7 @@ def test_command_line_trains_and_evaluates_a_reranker(tiny_model_dir: Path, tmp_
     output = tmp_path / "reranker"
     common = ("--data", data, "--text-column", "query", "--label-column", "label")
     trained = ok(
-        run_cli(
+        invoke_cli(
             "train",
             "--task",
             "cross-encoder",
@@ -335,15 +335,15 @@ def test_command_line_trains_and_evaluates_a_reranker(tiny_model_dir: Path, tmp_
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
     assert set(summary["validation"]) == {"mrr@10", "accuracy", "n"}
     assert json.loads((output / "metadata.json").read_text())["data"]["passage_column"] == "passage"
-    evaluated = ok(run_cli("evaluate", "--model", output, *common, "--passage-column", "passage"))
+    evaluated = ok(invoke_cli("evaluate", "--model", output, *common, "--passage-column", "passage"))
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert report["n"] == 32
     assert report["queries"] == 8
     assert 0.0 <= report["mrr@10"] <= 1.0
-    missing = run_cli("train", "--task", "cross-encoder", *common, "--output", tmp_path / "other")
+    missing = invoke_cli("train", "--task", "cross-encoder", *common, "--output", tmp_path / "other")
     assert missing.returncode == 2
     assert "expected --passage-column" in missing.stderr
     assert not (tmp_path / "other").exists()
-    refused = run_cli("predict", "--model", output, stdin="lost card\n")
+    refused = invoke_cli("predict", "--model", output, stdin="lost card\n")
     assert refused.returncode == 2
     assert "cross-encoder" in refused.stderr

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore import Classifier, LabelledTexts
 from textcore.errors import InvalidInput
@@ -110,7 +110,7 @@ def test_cli_distils_from_repeated_teachers_and_refuses_a_teacher_of_other_label
     train_csv = write_csv(tmp_path / "train.csv", rows, header=("text", "label"))
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
     result = ok(
-        run_cli(
+        invoke_cli(
             *common,
             "--output",
             tmp_path / "student",
@@ -128,7 +128,7 @@ def test_cli_distils_from_repeated_teachers_and_refuses_a_teacher_of_other_label
     assert recorded["distill_weight"] == 0.7
     other = [(text, "ham" if label == "positive" else "spam") for text, label in rows]
     other_csv = write_csv(tmp_path / "other.csv", other, header=("text", "label"))
-    failed = run_cli(
+    failed = invoke_cli(
         "train", "--data", other_csv, "--base-model", tiny_model_dir, "--epochs", "1",
         "--output", tmp_path / "mismatch", "--teacher", teachers[0],
     )  # fmt: skip

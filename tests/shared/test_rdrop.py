@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
@@ -77,9 +77,9 @@ def test_cli_trains_with_rdrop_and_refuses_it_for_multi_label(tiny_model_dir: Pa
         tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
     )
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
-    ok(run_cli(*common, "--output", tmp_path / "m", "--rdrop", "0.5"))
+    ok(invoke_cli(*common, "--output", tmp_path / "m", "--rdrop", "0.5"))
     recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["hyperparameters"]
     assert recorded["rdrop"] == 0.5
-    failed = run_cli(*common, "--output", tmp_path / "ml", "--rdrop", "0.5", "--multi-label")
+    failed = invoke_cli(*common, "--output", tmp_path / "ml", "--rdrop", "0.5", "--multi-label")
     assert_clean_failure(failed, "rdrop: expected 0 unless task is single-label classification")
     assert not (tmp_path / "ml").exists()

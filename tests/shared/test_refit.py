@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.shared.test_cli import assert_clean_failure, ok, run_cli, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
@@ -95,10 +95,10 @@ def test_cli_refits_on_request_and_refuses_it_for_other_tasks(tiny_model_dir: Pa
         tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
     )
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1", "--refit"]
-    report = json.loads(ok(run_cli(*common, "--output", tmp_path / "m")).stdout.strip().splitlines()[-1])
+    report = json.loads(ok(invoke_cli(*common, "--output", tmp_path / "m")).stdout.strip().splitlines()[-1])
     metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
     assert metadata["hyperparameters"]["refit"] is True
     assert metadata["refit"]["train_rows"] == 40
     assert report["output"] == str(tmp_path / "m")
-    failed = run_cli(*common, "--task", "embedding", "--output", tmp_path / "e")
+    failed = invoke_cli(*common, "--task", "embedding", "--output", tmp_path / "e")
     assert_clean_failure(failed, "refit: expected false unless task is classification")

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from tests.shared.test_cli import ok, run_cli
+from tests.shared.test_cli import invoke_cli, ok
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.classifier import Classifier
 from textcore.data import LabelledTexts, sample_per_class
@@ -124,7 +124,7 @@ def test_cli_trains_setfit_and_refuses_a_single_example_class(tiny_model_dir: Pa
     val_file = write_csv(tmp_path / "val.csv", keyword_data(8, seed=2))
     output = tmp_path / "model"
     result = ok(
-        run_cli(
+        invoke_cli(
             "train", "--task", "setfit", "--data", train_file, "--validation", val_file, "--output", output,
             "--base-model", tiny_model_dir, "--epochs", 2, "--batch-size", 8,
         )
@@ -134,7 +134,7 @@ def test_cli_trains_setfit_and_refuses_a_single_example_class(tiny_model_dir: Pa
     assert classifier.labels == ["negative", "positive"]
     assert json.loads((output / "metadata.json").read_text(encoding="utf-8"))["task"] == "setfit"
     one_example = write_csv(tmp_path / "bad.csv", LabelledTexts(["a b", "c d", "e f"], ["x", "x", "y"]))
-    refused = run_cli("train", "--task", "setfit", "--data", one_example, "--output", tmp_path / "bad")
+    refused = invoke_cli("train", "--task", "setfit", "--data", one_example, "--output", tmp_path / "bad")
     assert refused.returncode == 2
     assert "task setfit expects at least 2 examples of every class" in refused.stderr
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.shared.test_cli import ok, run_cli
+from tests.shared.test_cli import invoke_cli, ok
 from textcore.artifacts import write_metadata
 from textcore.bio import TaggedSentences, read_tagged, split_words, tag_labels, to_iob2
 from textcore.errors import InvalidInput
@@ -372,7 +372,7 @@ def test_command_line_trains_evaluates_and_predicts_a_tagger(tiny_model_dir: Pat
     validation = write_jsonl(tmp_path / "validation.jsonl", held_out)
     output = tmp_path / "tagger"
     trained = ok(
-        run_cli(
+        invoke_cli(
             "train", "--task", "token-classification", "--data", data, "--validation", validation,
             "--base-model", tiny_model_dir, "--epochs", 2, "--batch-size", 8, "--output", output,
         )
@@ -380,13 +380,15 @@ def test_command_line_trains_evaluates_and_predicts_a_tagger(tiny_model_dir: Pat
     summary = json.loads(trained.stdout.strip().splitlines()[-1])
     assert set(summary["validation"]) == {"precision", "recall", "f1", "accuracy", "n", "entities"}
     assert summary["validation"]["n"] == 12
-    evaluated = ok(run_cli("evaluate", "--model", output, "--data", validation))
+    evaluated = ok(invoke_cli("evaluate", "--model", output, "--data", validation))
     assert "token accuracy" in evaluated.stdout
     report = json.loads(evaluated.stdout.strip().splitlines()[-1])
     assert set(report) == {"precision", "recall", "f1", "accuracy", "n", "entities", "per_type"}
     assert report["n"] == 12
     assert report["entities"] == 24
-    predicted = ok(run_cli("predict", "--model", output, stdin="Hooli shares rose after the Fizz launch.\n"))
+    predicted = ok(
+        invoke_cli("predict", "--model", output, stdin="Hooli shares rose after the Fizz launch.\n")
+    )
     row = json.loads(predicted.stdout.strip())
     assert row["text"] == "Hooli shares rose after the Fizz launch."
     for entity in row["entities"]:
@@ -394,13 +396,13 @@ def test_command_line_trains_evaluates_and_predicts_a_tagger(tiny_model_dir: Pat
         assert row["text"][entity["start"] : entity["end"]] == entity["text"]
     bad = tmp_path / "bad.conll"
     bad.write_text("Acme X-ORG\n", "utf-8")
-    refused = run_cli(
+    refused = invoke_cli(
         "train", "--task", "token-classification", "--data", bad, "--output", tmp_path / "other"
     )
     assert refused.returncode == 2
     assert "expected a tag O, B-TYPE or I-TYPE" in refused.stderr
     assert not (tmp_path / "other").exists()
-    onnx = run_cli("evaluate", "--model", output, "--data", validation, "--backend", "onnx")
+    onnx = invoke_cli("evaluate", "--model", output, "--data", validation, "--backend", "onnx")
     assert onnx.returncode == 2
     assert "expected backend torch for a tagger" in onnx.stderr
 

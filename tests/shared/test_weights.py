@@ -12,7 +12,7 @@ import torch
 from safetensors.torch import load_file
 from torch.nn import functional
 
-from tests.shared.test_cli import assert_clean_failure, ok, run_cli
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.data import LabelledTexts, read_labelled, stratified_split
 from textcore.errors import InvalidInput
@@ -165,7 +165,7 @@ def test_cli_trains_with_a_weight_column_and_refuses_bad_weights(
     ]
     train_csv = write_rows(tmp_path / "train.csv", ("text", "label", "agreement"), rows)
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
-    ok(run_cli(*common, "--output", tmp_path / "m", "--weight-column", "agreement"))
+    ok(invoke_cli(*common, "--output", tmp_path / "m", "--weight-column", "agreement"))
     recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["data"]
     assert recorded["weight_column"] == "agreement"
     assert recorded["file"]["weights"]["min"] == 50.0 and recorded["file"]["weights"]["max"] == 100.0
@@ -173,14 +173,14 @@ def test_cli_trains_with_a_weight_column_and_refuses_bad_weights(
     bad = write_rows(
         tmp_path / "bad.csv", ("text", "label", "agreement"), [*rows[:5], ("odd", "negative", "?")]
     )
-    failed = run_cli("train", "--data", bad, "--output", tmp_path / "b", "--weight-column", "agreement")
+    failed = invoke_cli("train", "--data", bad, "--output", tmp_path / "b", "--weight-column", "agreement")
     assert_clean_failure(failed, "row 6 has 'agreement' '?'; expected a finite number >= 0")
     no_column = write_rows(tmp_path / "val.csv", ("text", "label"), [(t, lab) for t, lab, _ in rows[:6]])
-    failed = run_cli(
+    failed = invoke_cli(
         *common, "--output", tmp_path / "v", "--validation", no_column, "--weight-column", "agreement"
     )
     assert_clean_failure(failed, "expected column(s) agreement")
-    failed = run_cli(
+    failed = invoke_cli(
         *common, "--output", tmp_path / "e", "--task", "embedding", "--weight-column", "agreement"
     )
     assert_clean_failure(failed, "row weights apply to --task classification only")
