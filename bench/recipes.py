@@ -383,9 +383,10 @@ def report(
         "settings": {
             "data": str(path),
             "data_sha256": setting.data_sha256,
-            "train_rows": len(splits[0].train),
+            "train_rows": None if folds else len(splits[0].train),
             "scored_rows": n,
             "folds": args.folds,
+            "fold_train_rows": [len(split.train) for split in splits] if folds else None,
             "fold_rows": [len(split.scored) for split in splits] if folds else None,
             "split_seed": args.split_seed,
             "holdout": args.holdout,
