@@ -192,14 +192,24 @@ def train_one(
         "accuracy": result.metrics["accuracy"],
         "macro_f1": result.metrics["macro_f1"],
     }
+    view = result.metadata.get("frozen_view")
+    if view is not None:  # the same run scored with and without its frozen view (blend_frozen)
+        record |= {
+            "blend_weight": view["blend_weight"],
+            "accuracy_without_view": view["validation_accuracy_by_weight"]["0.00"],
+        }
     if holdout:
-        test = evaluate_classifier(Classifier.load(folder, max_length=config.max_length), scored)
+        model = Classifier.load(folder, max_length=config.max_length)
+        test = evaluate_classifier(model, scored)
         record |= {
             "validation_accuracy": record["accuracy"],
             "validation_macro_f1": record["macro_f1"],
             "accuracy": test["accuracy"],
             "macro_f1": test["macro_f1"],
         }
+        if view is not None:
+            model.frozen_view = None
+            record["accuracy_without_view"] = evaluate_classifier(model, scored)["accuracy"]
     return record
 
 
@@ -427,6 +437,10 @@ def report(
         run_headers.append("own validation accuracy")
         for row, r in zip(run_rows, runs, strict=True):
             row.append(fmt(r["validation_accuracy"], 4))
+    if any("blend_weight" in r for r in runs):  # blend_frozen runs: the weight, and the run without the view
+        run_headers += ["blend weight", f"{scored} accuracy without the view"]
+        for row, r in zip(run_rows, runs, strict=True):
+            row.extend([fmt(r.get("blend_weight"), 2), fmt(r.get("accuracy_without_view"), 4)])
     headers = ["variant", "changes", "median acc", "mean acc", "median macro-F1",
                "vs base pp (mean, min..max)", "wins / ties / losses"]  # fmt: skip
     changes = dict(args.variant)

@@ -7,6 +7,9 @@
 <dir>/head.safetensors                   task head weights (classification)
 <dir>/mlm_head.safetensors               masked-LM head (mlm; read only by a further mlm run)
 <dir>/labels.json                        {"labels": [...], "multi_label": false}
+<dir>/frozen/                            only with --blend-frozen (and a weight above 0): the base encoder,
+                                         a linear model on its embeddings and the blend weight
+                                         (textcore.frozen_view)
 <dir>/metadata.json                      base model, task, data hashes and counts, hyperparameters,
                                          validation metrics, library versions, created time
 """

@@ -19,6 +19,7 @@ from textcore.batching import encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput
+from textcore.frozen_view import FrozenView, has_frozen_view
 from textcore.models import load_backbone
 
 if TYPE_CHECKING:
@@ -136,7 +137,11 @@ class Classifier(LabelPredictor):
         precision: str = "auto",
         max_length: int = 256,
         batch_size: int = 64,
+        frozen_view: FrozenView | None = None,
     ) -> None:
+        """`frozen_view`: blended into every prediction (see `textcore.frozen_view`; single-label only)."""
+        if frozen_view is not None and multi_label:
+            raise InvalidInput("expected a single-label classifier with a frozen view; found multi_label")
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
         self.model = model.to(self.device).eval()
@@ -145,6 +150,7 @@ class Classifier(LabelPredictor):
         self.multi_label = multi_label
         self.max_length = max_length
         self.batch_size = batch_size
+        self.frozen_view = frozen_view
 
     @classmethod
     def load(
@@ -156,8 +162,14 @@ class Classifier(LabelPredictor):
         max_length: int = 256,
         batch_size: int = 64,
     ) -> Classifier:
-        """Load a trained classifier folder (see `textcore.artifacts`)."""
-        model, tokenizer, labels, multi_label = TextClassifier.load(Path(folder))
+        """Load a trained classifier folder (see `textcore.artifacts`), with its frozen view if it has one."""
+        path = Path(folder)
+        model, tokenizer, labels, multi_label = TextClassifier.load(path)
+        view = (
+            FrozenView.load(path, labels, device=device, precision=precision)
+            if has_frozen_view(path)
+            else None
+        )
         return cls(
             model,
             tokenizer,
@@ -167,11 +179,17 @@ class Classifier(LabelPredictor):
             precision=precision,
             max_length=max_length,
             batch_size=batch_size,
+            frozen_view=view,
         )
 
     @torch.inference_mode()
     def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
+        """One batch's logits; with a frozen view, the log of the blended probabilities (whose softmax is
+        those probabilities)."""
         inputs = {k: v.to(self.device) for k, v in batch.items()}
         with autocast(self.device, self.bf16):
-            logits: np.ndarray = self.model(**inputs).float().cpu().numpy()
-            return logits
+            logits = self.model(**inputs).float()
+        if self.frozen_view is not None:
+            logits = torch.log(self.frozen_view.blend(logits, batch).clamp_min(1e-30))
+        result: np.ndarray = logits.cpu().numpy()
+        return result

@@ -119,6 +119,13 @@ def train(
             "for that long and save that model (twice the training time)"
         ),
     ] = False,
+    blend_frozen: Annotated[
+        bool,
+        typer.Option(
+            help="classification: blend in a logistic regression on the frozen base model's embeddings, "
+            "weighted as the validation rows choose (0: left out); a second encoder pass at prediction"
+        ),
+    ] = False,
     ema: Annotated[
         float | None,
         typer.Option(
@@ -196,6 +203,7 @@ def train(
             class_weights=class_weights,
             multi_label=multi_label,
             refit=refit,
+            blend_frozen=blend_frozen,
             precision=precision,
             device=device,
             seed=seed,

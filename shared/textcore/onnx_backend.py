@@ -23,6 +23,7 @@ from textcore.artifacts import HEAD_FILE, read_labels
 from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
+from textcore.frozen_view import has_frozen_view
 from textcore.models import load_tokenizer
 
 ONNX_FILE = "model.onnx"
@@ -143,7 +144,8 @@ class OnnxClassifier(LabelPredictor):
                 `Classifier.load` can switch backends.
 
         Raises:
-            InvalidInput: a device other than the CPU, or a folder that is not a trained classifier.
+            InvalidInput: a device other than the CPU, a folder that is not a trained classifier, or one with
+                a frozen view (`textcore.frozen_view`).
         """
         if device != "auto" and resolve_device(device).type != "cpu":
             raise InvalidInput(f"OnnxClassifier runs on the CPU only; found device {device!r}")
@@ -151,6 +153,11 @@ class OnnxClassifier(LabelPredictor):
         labels, multi_label = read_labels(path)
         if not (path / HEAD_FILE).is_file():
             raise InvalidInput(f"expected {HEAD_FILE} in {path}; it is not a trained classifier")
+        if has_frozen_view(path):
+            raise InvalidInput(
+                f"expected backend torch for {path}: it blends a frozen view (frozen/), which the ONNX "
+                "export leaves out"
+            )
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1

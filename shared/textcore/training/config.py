@@ -64,6 +64,10 @@ class TrainConfig:
     # on the training and validation rows together for the same share of the schedule, and save that model
     # (its recorded validation figures are the first run's: the refit has seen those rows)
     refit: bool = False
+    # single-label classification: blend in a logistic regression on the frozen base encoder's embeddings of
+    # the training rows, with a weight chosen on the validation rows (0 keeps the plain model; see
+    # textcore.frozen_view)
+    blend_frozen: bool = False
     # weight averaging (every task): evaluate, select and save an exponential moving average of the weights
     # with this decay per optimizer step instead of the weights themselves (0 turns it off; 0.99 averages
     # over about the last 100 steps; see textcore.training.averaging)
@@ -128,6 +132,18 @@ class TrainConfig:
             "refit",
             "false unless task is classification",
             self.refit,
+        )
+        _check(
+            not self.blend_frozen or (self.task == "classification" and not self.multi_label),
+            "blend_frozen",
+            "false unless task is single-label classification",
+            self.blend_frozen,
+        )
+        _check(
+            not (self.blend_frozen and self.refit),
+            "blend_frozen",
+            "false with refit (the blend weight is chosen on the validation rows a refit trains on)",
+            self.blend_frozen,
         )
         _check(0 <= self.ema < 1, "ema", "a number in [0, 1)", self.ema)
         _check(self.scale > 0, "scale", "a positive number", self.scale)

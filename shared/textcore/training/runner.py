@@ -22,8 +22,10 @@ from textcore.data import (
     stratified_split,
 )
 from textcore.errors import InvalidInput
+from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report, tagging_report
 from textcore.models import load_backbone
+from textcore.training.blending import blend_frozen_view
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
@@ -109,11 +111,13 @@ def train_classifier(
             )
     if not is_main_process():
         return worker_result(output, loop)
-    predicted = task.predicted_labels(task.val_ids)
+    blend = blend_frozen_view(task, train_data, val_data, config) if config.blend_frozen else None
+    predicted = blend.predicted if blend else task.predicted_labels(task.val_ids)
     scorer = multilabel_report if config.multi_label else classification_report
     report = scorer(val_data.labels, predicted, labels)
     metrics = report.to_dict()
     final.model.save(output, task.tokenizer, labels, config.multi_label)
+    replace_frozen_view(output, blend.view if blend else None)
     if not config.multi_label:
         plot_confusion(report.confusion, labels, run_dir / "confusion.png")  # type: ignore[arg-type]
     close_run(run_dir, metrics, config.selection_metric)
@@ -127,6 +131,7 @@ def train_classifier(
         labels=labels,
         **_classifier_record(train_data, val_data, report),
         **({"refit": refit} if refit else {}),
+        **({"frozen_view": blend.record} if blend else {}),
     )
 
 
