@@ -22,6 +22,7 @@ from customer_service.intents import (
     train_intents,
 )
 from textcore import InvalidInput, LabelledTexts, TrainConfig, load_predictor
+from textcore.frozen_view import has_frozen_view
 
 PHRASES = {
     "block_card": ["block my card", "freeze the card", "card was stolen block it", "lost card freeze"],
@@ -231,6 +232,29 @@ def test_train_intents_command_distils_from_a_teacher(
     assert refused.exit_code == 2
     assert "expected the labels ['block_card', 'oos', 'opening_hours']" in refused.output
     assert not (tmp_path / "refused" / "metadata.json").exists()
+
+
+def test_train_intents_command_blends_a_frozen_view_only_when_asked(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The intent recipe leaves the frozen view off; `--blend-frozen` fits one and records its weight, and the
+    threshold is then chosen on the blended probabilities the service will see."""
+    data = intent_data(8, seed=5)
+    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
+    (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
+    common = ["--data", tmp_path / "intents.csv", "--base-model", tiny_model_dir, "--epochs", "1",
+              "--precision", "fp32", "--device", "cpu"]  # fmt: skip
+    assert invoke("train-intents", *common, "--output", tmp_path / "plain").exit_code == 0
+    plain = json.loads((tmp_path / "plain" / "metadata.json").read_text(encoding="utf-8"))
+    assert plain["hyperparameters"]["blend_frozen"] is False and "frozen_view" not in plain
+    result = invoke("train-intents", *common, "--blend-frozen", "--output", tmp_path / "blended")
+    assert result.exit_code == 0, result.output
+    blended = json.loads((tmp_path / "blended" / "metadata.json").read_text(encoding="utf-8"))
+    assert blended["hyperparameters"]["blend_frozen"] is True
+    assert has_frozen_view(tmp_path / "blended") == (blended["frozen_view"]["blend_weight"] > 0)
+    assert json.loads(result.stdout.strip().splitlines()[-1])["threshold"] >= 0.0
+    refused = invoke("train-intents", *common, "--blend-frozen", "--refit", "--output", tmp_path / "refit")
+    assert refused.exit_code == 2 and "blend_frozen: expected false with refit" in refused.output
 
 
 def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTraining, tmp_path: Path) -> None:
