@@ -37,7 +37,6 @@ import torch
 from safetensors.torch import load_file, save_file
 from transformers import PreTrainedTokenizerBase
 
-from textcore.batching import Encoded, map_sorted
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput, NotFound
 from textcore.models import load_backbone, resolve_model
@@ -135,26 +134,30 @@ def check_same_tokenizer(view: PreTrainedTokenizerBase, classifier: PreTrainedTo
 
 def fit_frozen_view(
     base_model: str,
-    train_ids: Encoded,
+    train_texts: Sequence[str],
     train_labels: Sequence[str],
     labels: list[str],
     tokenizer: PreTrainedTokenizerBase,
     *,
+    max_length: int,
     weights: Sequence[float] | None = None,
     device: str = "auto",
     precision: str = "auto",
 ) -> FrozenView:
-    """Fit the linear model on the frozen encoder's embeddings of the (tokenised) training rows.
+    """Fit the linear model on the frozen encoder's embeddings of the training rows (cut at `max_length`
+    tokens, as training cut them).
 
-    `weights`: per-row sample weights, as training used them (a row of weight 0 is left out). The blend
-    weight starts at 0; `choose_blend_weight` sets it.
+    `tokenizer`: the classifier's, which the view must share. `weights`: per-row sample weights, as training
+    used them (a row of weight 0 is left out). The blend weight starts at 0; `choose_blend_weight` sets it.
     """
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 - only training needs sklearn
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
 
-    encoder = Encoder(load_backbone(frozen_base(base_model)), device=device, precision=precision)
+    encoder = Encoder(
+        load_backbone(frozen_base(base_model)), device=device, precision=precision, max_length=max_length
+    )
     check_same_tokenizer(encoder.tokenizer, tokenizer)
-    features = embed_ids(encoder, train_ids, int(tokenizer.pad_token_id or 0))
+    features = encoder.encode(train_texts)
     index = {label: i for i, label in enumerate(labels)}
     targets = np.array([index[label] for label in train_labels])
     sample_weight = None if weights is None else np.asarray(weights, dtype=np.float64)
@@ -179,18 +182,6 @@ def fit_frozen_view(
         0.0,
         labels,
     )
-
-
-def embed_ids(encoder: Encoder, encoded: Encoded, pad_id: int) -> np.ndarray:
-    """(n, dim) float32 embeddings of already tokenised texts."""
-    with torch.inference_mode():
-        return map_sorted(
-            encoded,
-            pad_id,
-            encoder.batch_size,
-            encoder.dim,
-            lambda batch: encoder.embed_batch(batch).float().cpu().numpy(),
-        )
 
 
 def choose_blend_weight(

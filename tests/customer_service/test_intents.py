@@ -237,8 +237,8 @@ def test_train_intents_command_distils_from_a_teacher(
 def test_train_intents_command_blends_a_frozen_view_only_when_asked(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The intent recipe leaves the frozen view off; `--blend-frozen` fits one and records its weight, and the
-    threshold is then chosen on the blended probabilities the service will see."""
+    """The intent recipe leaves the frozen view off; `--blend-frozen` fits one and records its weight; with
+    `--refit` it is refused with one line."""
     data = intent_data(8, seed=5)
     rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
     (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
@@ -252,7 +252,7 @@ def test_train_intents_command_blends_a_frozen_view_only_when_asked(
     blended = json.loads((tmp_path / "blended" / "metadata.json").read_text(encoding="utf-8"))
     assert blended["hyperparameters"]["blend_frozen"] is True
     assert has_frozen_view(tmp_path / "blended") == (blended["frozen_view"]["blend_weight"] > 0)
-    assert json.loads(result.stdout.strip().splitlines()[-1])["threshold"] >= 0.0
+    assert json.loads(result.stdout.strip().splitlines()[-1])["output"] == str(tmp_path / "blended")
     refused = invoke("train-intents", *common, "--blend-frozen", "--refit", "--output", tmp_path / "refit")
     assert refused.exit_code == 2 and "blend_frozen: expected false with refit" in refused.output
 

@@ -15,7 +15,6 @@ from sklearn.preprocessing import StandardScaler
 
 from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
-from textcore.batching import encode_texts
 from textcore.classifier import Classifier
 from textcore.data import LabelledTexts
 from textcore.embeddings import Encoder
@@ -61,9 +60,7 @@ def test_the_folded_regression_matches_sklearn_on_the_encoders_embeddings(
 ) -> None:
     labels = sorted(set(data.labels))
     tokenizer = load_tokenizer(tiny_model_dir)
-    view = fit_frozen_view(
-        str(tiny_model_dir), encode_texts(tokenizer, data.texts, 128), data.labels, labels, tokenizer
-    )
+    view = fit_frozen_view(str(tiny_model_dir), data.texts, data.labels, labels, tokenizer, max_length=128)
     encoder = Encoder.from_pretrained(tiny_model_dir)
     features = encoder.encode(data.texts)
     reference = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, max_iter=2000))
@@ -80,8 +77,9 @@ def test_rows_of_weight_0_are_left_out_of_the_regression(tiny_model_dir: Path) -
     labels = sorted(TOPICS)
 
     def fit(rows: LabelledTexts, weights: list[float] | None) -> FrozenView:
-        encoded = encode_texts(tokenizer, rows.texts, 128)
-        return fit_frozen_view(str(tiny_model_dir), encoded, rows.labels, labels, tokenizer, weights=weights)
+        return fit_frozen_view(
+            str(tiny_model_dir), rows.texts, rows.labels, labels, tokenizer, max_length=128, weights=weights
+        )
 
     both = LabelledTexts(data.texts + contradictions.texts, data.labels + contradictions.labels)
     weighted = fit(both, [1.0] * len(data) + [0.0] * len(contradictions))
@@ -125,11 +123,7 @@ def test_a_classifier_with_a_frozen_view_predicts_the_blend_of_both(
     plain = Classifier.load(tmp_path / "m")
     assert plain.frozen_view is None
     view = fit_frozen_view(
-        str(tiny_model_dir),
-        encode_texts(plain.tokenizer, data.texts, 128),
-        data.labels,
-        plain.labels,
-        plain.tokenizer,
+        str(tiny_model_dir), data.texts, data.labels, plain.labels, plain.tokenizer, max_length=128
     )
     view.blend_weight = 0.3
     replace_frozen_view(tmp_path / "m", view)

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from textcore.batching import encode_texts, map_sorted
+from textcore.batching import map_sorted
 from textcore.data import LabelledTexts
 from textcore.frozen_view import FrozenView, choose_blend_weight, fit_frozen_view, frozen_base
 from textcore.training.classification import ClassificationTask
@@ -36,10 +36,11 @@ def blend_frozen_view(
     labels = task.labels
     view = fit_frozen_view(
         config.base_model,
-        encode_texts(task.tokenizer, train_data.texts, config.max_length),
+        train_data.texts,
         train_data.labels,
         labels,
         task.tokenizer,
+        max_length=config.max_length,
         weights=train_data.weights,
         device=config.device,
         precision=config.precision,
