@@ -19,11 +19,13 @@ from textcore.batching import encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput
-from textcore.frozen_view import FrozenView, has_frozen_view
+from textcore.frozen_view import Embed, FrozenView, has_frozen_view, same_encoder
 from textcore.models import load_backbone
 
 if TYPE_CHECKING:
     from peft import PeftModel
+
+    from textcore.embeddings import Encoder
 
 
 class TextClassifier(nn.Module):
@@ -151,6 +153,7 @@ class Classifier(LabelPredictor):
         self.max_length = max_length
         self.batch_size = batch_size
         self.frozen_view = frozen_view
+        self._view_embed: Embed | None = None  # see share_frozen_encoder
 
     @classmethod
     def load(
@@ -182,14 +185,43 @@ class Classifier(LabelPredictor):
             frozen_view=view,
         )
 
+    def share_frozen_encoder(self, encoder: Encoder, embed: Embed) -> bool:
+        """Let the frozen view read its embeddings from `embed` rather than run its own encoder, when
+        `encoder` is that same encoder (equal weights, vocabulary, device and precision).
+
+        For a service that embeds the same texts anyway (the chatbot embeds each message for dense
+        retrieval): `embed` is that service's own (cached) way to `encoder.encode` a list of texts, so the
+        view costs no second encoder pass. The view then sees a text cut at `encoder.max_length` tokens
+        rather than this classifier's `max_length`, which changes nothing for texts shorter than both.
+
+        Returns:
+            Whether the view now reads from `embed` (False without a view or for another encoder).
+        """
+        if self.frozen_view is None or not same_encoder(self.frozen_view.encoder, encoder):
+            return False
+        self._view_embed = embed
+        return True
+
+    def logits(self, texts: Sequence[str]) -> np.ndarray:
+        """(len(texts), n_labels) float32 logits in input order; with a frozen view, the log of the blended
+        probabilities (whose softmax is those probabilities)."""
+        logits = super().logits(texts)
+        if self.frozen_view is None or self._view_embed is None or not len(logits):
+            return logits  # blended batch by batch in _forward when there is a view
+        embedded = torch.from_numpy(np.asarray(self._view_embed(texts), dtype=np.float32))
+        view = self.frozen_view
+        blended = view.blend(torch.from_numpy(logits), view.probabilities_of(embedded))
+        result: np.ndarray = torch.log(blended.clamp_min(1e-30)).numpy()
+        return result
+
     @torch.inference_mode()
     def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        """One batch's logits; with a frozen view, the log of the blended probabilities (whose softmax is
-        those probabilities)."""
+        """One batch's logits; with a frozen view that runs its own encoder, blended (see `logits`)."""
         inputs = {k: v.to(self.device) for k, v in batch.items()}
         with autocast(self.device, self.bf16):
             logits = self.model(**inputs).float()
-        if self.frozen_view is not None:
-            logits = torch.log(self.frozen_view.blend(logits, batch).clamp_min(1e-30))
+        if self.frozen_view is not None and self._view_embed is None:
+            frozen = self.frozen_view.probabilities(batch)
+            logits = torch.log(self.frozen_view.blend(logits, frozen).clamp_min(1e-30))
         result: np.ndarray = logits.cpu().numpy()
         return result

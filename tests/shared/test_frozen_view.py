@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -144,6 +145,49 @@ def test_a_classifier_with_a_frozen_view_predicts_the_blend_of_both(
     np.testing.assert_allclose(
         Classifier.load(tmp_path / "m").predict_proba(texts), plain.predict_proba(texts)
     )
+
+
+def test_the_view_reads_a_shared_encoders_embeddings_and_predicts_the_same(
+    tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    data = topic_data(60)
+    train_classifier(data, tiny_config(tiny_model_dir, epochs=1), tmp_path / "m", progress=False)
+    labels = Classifier.load(tmp_path / "m").labels
+    view = fit_frozen_view(
+        str(tiny_model_dir), data.texts, data.labels, labels, load_tokenizer(tiny_model_dir), max_length=128
+    )
+    view.blend_weight = 0.4
+    replace_frozen_view(tmp_path / "m", view)
+    own = Classifier.load(tmp_path / "m", device="cpu", precision="fp32")
+    shared = Classifier.load(tmp_path / "m", device="cpu", precision="fp32")
+    texts = topic_data(12, seed=5).texts
+
+    # an encoder with other weights, or a classifier without a view: nothing is shared
+    changed = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
+    with torch.no_grad():
+        next(changed.model.parameters()).add_(0.01)
+    assert not shared.share_frozen_encoder(changed, changed.encode)
+    plain = Classifier.load(tmp_path / "m", device="cpu", precision="fp32")
+    plain.frozen_view = None
+    same = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
+    assert not plain.share_frozen_encoder(same, same.encode)
+
+    asked: list[list[str]] = []
+
+    def embed(batch: list[str]) -> np.ndarray:
+        asked.append(list(batch))
+        return same.encode(batch)
+
+    assert shared.share_frozen_encoder(same, embed)
+    assert shared.frozen_view is not None
+
+    def no_second_pass(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        raise AssertionError("the view ran its own encoder")
+
+    monkeypatch.setattr(shared.frozen_view.encoder, "embed_batch", no_second_pass)
+    np.testing.assert_allclose(shared.predict_proba(texts), own.predict_proba(texts), atol=1e-5)
+    assert asked == [texts]
+    assert shared.predict_proba([]).shape == (0, len(labels))
 
 
 def test_training_takes_the_frozen_view_when_fine_tuning_learnt_nothing(
