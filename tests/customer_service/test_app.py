@@ -14,9 +14,16 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from customer_service import create_app
+from customer_service.intents import IntentModel
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings
 from tests.conftest import problem, serve_app
 from tests.customer_service.test_generation import CITED, completions
+from tests.shared.test_frozen_view import topic_data
+from tests.shared.test_training import tiny_config
+from textcore.classifier import Classifier
+from textcore.frozen_view import fit_frozen_view, replace_frozen_view
+from textcore.models import load_tokenizer
+from textcore.training import train_classifier
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "customer_service"
 
@@ -188,6 +195,29 @@ def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServ
     problem(client.get("/v1/knowledge/search", params={"q": "card", "mode": "rerank"}), 422)  # no re-ranker
     problem(client.get("/v1/sessions/unknown"), 404)
     assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
+
+
+def test_an_intent_models_frozen_view_reads_the_retrieval_embeddings(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """An intent model whose frozen view is the retrieval encoder (MiniLM here) reuses the message's
+    retrieval embedding, and predicts what the model folder predicts on its own."""
+    data = topic_data(60)
+    folder = tmp_path / "intents"
+    train_classifier(data, tiny_config(tiny_model_dir, epochs=1), folder, progress=False)
+    labels = Classifier.load(folder).labels
+    view = fit_frozen_view("minilm", data.texts, data.labels, labels, load_tokenizer(folder), max_length=128)
+    view.blend_weight = 0.5
+    replace_frozen_view(folder, view)
+
+    message = "my card payment failed in a shop"
+    alone = IntentModel.load(folder, max_length=64).predict([message])[0]
+    with TestClient(create_app(cs_settings(tmp_path, sqlite_url, intent_model_path=folder))) as client:
+        checks = client.get("/readyz").json()["checks"]
+        assert checks["intents"] == "trained model (its frozen view reads the retrieval embeddings)"
+        reply = chat(client, message)
+    assert reply["intent"]["name"] == alone.name
+    assert reply["intent"]["confidence"] == pytest.approx(alone.confidence, abs=1e-4)
 
 
 def test_feedback_is_stored_and_counted(client: TestClient) -> None:

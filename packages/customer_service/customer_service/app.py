@@ -53,6 +53,14 @@ async def _ready(app: FastAPI) -> dict[str, str]:
         "database": service.db.engine.dialect.name,
         "knowledge": f"{service.kb.count()} entries, version {service.kb.version}",
         "retrieval": service.retriever.default_mode,
-        "intents": "trained model" if service.intents is not None else "none (retrieval only)",
+        "intents": _intents_state(service),
         "generator": service.generator,
     }
+
+
+def _intents_state(service: CustomerService) -> str:
+    if service.intents is None:
+        return "none (retrieval only)"
+    if service.intents.frozen_view_shared:
+        return "trained model (its frozen view reads the retrieval embeddings)"
+    return "trained model"

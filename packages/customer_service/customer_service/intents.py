@@ -42,7 +42,10 @@ import numpy as np
 
 from textcore import InvalidInput, LabelledTexts, LabelPredictor, TrainConfig, TrainResult, load_predictor
 from textcore.artifacts import read_json, write_json_atomic
+from textcore.classifier import Classifier
 from textcore.data import stratified_split
+from textcore.embeddings import Encoder
+from textcore.frozen_view import Embed
 from textcore.metrics import classification_report
 from textcore.training import train_classifier
 
@@ -335,6 +338,7 @@ class IntentModel:
         self.intents = [label for label in predictor.labels if label != oos_label]
         if not self.intents:
             raise InvalidInput(f"expected in-scope intents besides {oos_label!r}; found {predictor.labels}")
+        self.frozen_view_shared = False  # see share_frozen_encoder
 
     @classmethod
     def load(
@@ -371,6 +375,14 @@ class IntentModel:
                 f"found {oos_label!r} and {threshold!r}"
             )
         return cls(predictor, oos_label=oos_label, threshold=float(threshold))
+
+    def share_frozen_encoder(self, encoder: Encoder, embed: Embed) -> bool:
+        """Let a classifier's frozen view read `embed`'s embeddings when `encoder` is its encoder (see
+        `textcore.Classifier.share_frozen_encoder`); whether it does (False for a model without a view)."""
+        predictor = self.predictor
+        shared = isinstance(predictor, Classifier) and predictor.share_frozen_encoder(encoder, embed)
+        self.frozen_view_shared = self.frozen_view_shared or shared
+        return shared
 
     def predict(self, texts: Sequence[str]) -> list[IntentResult]:
         """The intent of each text, in input order."""

@@ -187,6 +187,12 @@ class KnowledgeBase:
         """The `k` passages nearest to `query` in embedding space, best first, scored by cosine."""
         return self._index.dense(self._query_vector(_query(query)), k)
 
+    def query_vectors(self, queries: Sequence[str]) -> np.ndarray:
+        """(len(queries), dim) float32 L2-normalised embeddings of queries, through the cache `dense` and
+        `similarities` use (a query embedded here is not embedded again to search for it)."""
+        rows = [self._query_vector(_query(q)) for q in queries]
+        return np.stack(rows) if rows else np.zeros((0, self.encoder.dim), dtype=np.float32)
+
     def similarities(self, query: str, ids: Sequence[str]) -> builtins.list[float]:
         """The cosine similarity of `query` with each passage, in order (0.0 for an id not indexed)."""
         return self._index.similarities(self._query_vector(_query(query)), ids)

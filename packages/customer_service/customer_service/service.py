@@ -8,6 +8,7 @@ the event loop stays free while the service starts.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from customer_service.sentiment import load_sentiment
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings
 from customer_service.templates import TemplateStore
 from textcore import Encoder, HttpClientConfig, Reranker, make_http_client
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,9 @@ def _load_models(
         if settings.intent_model_path is not None
         else None
     )
+    if intents is not None and intents.share_frozen_encoder(kb.encoder, kb.query_vectors):
+        # the intent model's frozen view reads the retrieval embedding of each message: no second pass
+        logger.info("intents: the frozen view reads the retrieval encoder's query embeddings")
     return kb, Retriever(kb, reranker, candidates=settings.rerank_candidates), intents
 
 
