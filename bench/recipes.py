@@ -29,7 +29,9 @@ standard error. Paired differences pair the same fold and seed.
 
 A variant is `NAME=FIELD:VALUE[,FIELD:VALUE...]` over `textcore.training.TrainConfig` fields, and
 `weights:COLUMN`, which trains on the same rows with per-row loss weights read from COLUMN of the data file
-(PhraseBank: `weights:agreement`, the share of annotators who agreed on the label).
+(PhraseBank: `weights:agreement`, the share of annotators who agreed on the label). `--set FIELD:VALUE,...`
+changes the base recipe itself (`--recipe intents --set blend_frozen:false`: the intent recipe without its
+frozen view, as it was before that was on).
 
 Results: bench/results/recipes.json and bench/results/recipes.md (`--name` changes the stem).
 """
@@ -93,6 +95,11 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
     name, sep, spec = text.partition("=")
     if not sep or not name or not spec or name == BASE:
         raise argparse.ArgumentTypeError(f"expected NAME=FIELD:VALUE[,FIELD:VALUE...] (NAME not {BASE!r})")
+    return name, parse_changes(spec)
+
+
+def parse_changes(spec: str) -> dict[str, Any]:
+    """`FIELD:VALUE,...` -> {FIELD: typed VALUE}; the types are TrainConfig's."""
     changes: dict[str, Any] = {}
     for item in spec.split(","):
         field, sep, value = item.partition(":")
@@ -111,7 +118,7 @@ def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
             changes[field] = value
         else:
             raise argparse.ArgumentTypeError(f"{field}: not settable here (type {kind})")
-    return name, changes
+    return changes
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -126,6 +133,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=[],
         help="NAME=FIELD:VALUE[,FIELD:VALUE...], changes to the base recipe (FIELD: a TrainConfig field, or "
         f"{WEIGHTS} with a column of per-row loss weights); repeat for more",
+    )
+    parser.add_argument(
+        "--set",
+        type=parse_changes,
+        default={},
+        metavar="FIELD:VALUE[,FIELD:VALUE...]",
+        help="changes to the base recipe itself (e.g. blend_frozen:false for the intent recipe as it was "
+        "before it had a frozen view)",
     )
     parser.add_argument("--seeds", default="42,1,2", help="training seeds, comma-separated (default: 42,1,2)")
     parser.add_argument("--split-seed", type=int, default=42, help="the validation split (default: 42)")
@@ -162,7 +177,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def base_recipe(args: argparse.Namespace) -> TrainConfig:
-    return recipe_config(args.recipe, args.epochs)
+    base = recipe_config(args.recipe, args.epochs)
+    if WEIGHTS in args.set:
+        raise SystemExit(f"--set: {WEIGHTS} is a variant's change, not the base recipe's")
+    return base.replace(**args.set)
 
 
 def train_one(

@@ -234,26 +234,30 @@ def test_train_intents_command_distils_from_a_teacher(
     assert not (tmp_path / "refused" / "metadata.json").exists()
 
 
-def test_train_intents_command_blends_a_frozen_view_only_when_asked(
+def test_train_intents_command_blends_a_frozen_view_unless_told_not_to(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The intent recipe leaves the frozen view off; `--blend-frozen` fits one and records its weight; with
-    `--refit` it is refused with one line."""
+    """The intent recipe fits a frozen view and records its weight; `--no-blend-frozen` leaves it off;
+    `--refit --blend-frozen` is refused with one line."""
     data = intent_data(8, seed=5)
     rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
     (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
     common = ["--data", tmp_path / "intents.csv", "--base-model", tiny_model_dir, "--epochs", "1",
               "--precision", "fp32", "--device", "cpu"]  # fmt: skip
-    assert invoke("train-intents", *common, "--output", tmp_path / "plain").exit_code == 0
-    plain = json.loads((tmp_path / "plain" / "metadata.json").read_text(encoding="utf-8"))
-    assert plain["hyperparameters"]["blend_frozen"] is False and "frozen_view" not in plain
-    result = invoke("train-intents", *common, "--blend-frozen", "--output", tmp_path / "blended")
+    result = invoke("train-intents", *common, "--output", tmp_path / "blended")
     assert result.exit_code == 0, result.output
     blended = json.loads((tmp_path / "blended" / "metadata.json").read_text(encoding="utf-8"))
     assert blended["hyperparameters"]["blend_frozen"] is True
     assert has_frozen_view(tmp_path / "blended") == (blended["frozen_view"]["blend_weight"] > 0)
     assert json.loads(result.stdout.strip().splitlines()[-1])["output"] == str(tmp_path / "blended")
-    refused = invoke("train-intents", *common, "--blend-frozen", "--refit", "--output", tmp_path / "refit")
+    without = invoke("train-intents", *common, "--no-blend-frozen", "--output", tmp_path / "plain")
+    assert without.exit_code == 0, without.output
+    plain = json.loads((tmp_path / "plain" / "metadata.json").read_text(encoding="utf-8"))
+    assert plain["hyperparameters"]["blend_frozen"] is False and "frozen_view" not in plain
+    assert not has_frozen_view(tmp_path / "plain")
+
+    # --refit without the flag leaves the view off (see the refit test); asked for, it is refused
+    refused = invoke("train-intents", *common, "--refit", "--blend-frozen", "--output", tmp_path / "refit")
     assert refused.exit_code == 2 and "blend_frozen: expected false with refit" in refused.output
 
 
@@ -313,6 +317,7 @@ def test_train_intents_refit_keeps_the_first_runs_figures_and_is_refused_with_oo
     metadata = json.loads((tmp_path / "refit" / "metadata.json").read_text(encoding="utf-8"))
     assert (printed["threshold"], printed["selection"], stored["refit"]) == (0.0, "none", True)
     assert metadata["refit"]["train_rows"] == len(rows)
+    assert metadata["hyperparameters"]["blend_frozen"] is False  # the recipe's frozen view cannot follow
     first_run = metadata["validation_metrics"]
     assert stored["validation"]["at_zero"]["accuracy"] == first_run["accuracy"]
     assert printed["validation"]["at_threshold"]["n"] == first_run["n"]
