@@ -169,7 +169,9 @@ class Classifier(LabelPredictor):
         path = Path(folder)
         model, tokenizer, labels, multi_label = TextClassifier.load(path)
         view = (
-            FrozenView.load(path, labels, device=device, precision=precision)
+            FrozenView.load(
+                path, labels, device=device, precision=precision, max_length=max_length, batch_size=batch_size
+            )
             if has_frozen_view(path)
             else None
         )
@@ -202,26 +204,27 @@ class Classifier(LabelPredictor):
         self._view_embed = embed
         return True
 
+    @property
+    def frozen_view_shared(self) -> bool:
+        """Whether the frozen view reads another encoder's embeddings (see `share_frozen_encoder`)."""
+        return self._view_embed is not None
+
     def logits(self, texts: Sequence[str]) -> np.ndarray:
         """(len(texts), n_labels) float32 logits in input order; with a frozen view, the log of the blended
         probabilities (whose softmax is those probabilities)."""
         logits = super().logits(texts)
-        if self.frozen_view is None or self._view_embed is None or not len(logits):
-            return logits  # blended batch by batch in _forward when there is a view
-        embedded = torch.from_numpy(np.asarray(self._view_embed(texts), dtype=np.float32))
         view = self.frozen_view
-        blended = view.blend(torch.from_numpy(logits), view.probabilities_of(embedded))
-        result: np.ndarray = torch.log(blended.clamp_min(1e-30)).numpy()
+        if view is None or not len(logits):
+            return logits
+        embedded = (self._view_embed or view.encoder.encode)(texts)
+        frozen = view.probabilities_of(torch.from_numpy(np.asarray(embedded, dtype=np.float32)))
+        result: np.ndarray = torch.log(view.blend(torch.from_numpy(logits), frozen).clamp_min(1e-30)).numpy()
         return result
 
     @torch.inference_mode()
     def _forward(self, batch: dict[str, torch.Tensor]) -> np.ndarray:
-        """One batch's logits; with a frozen view that runs its own encoder, blended (see `logits`)."""
+        """One batch's logits from the fine-tuned model (the frozen view is blended in `logits`)."""
         inputs = {k: v.to(self.device) for k, v in batch.items()}
         with autocast(self.device, self.bf16):
-            logits = self.model(**inputs).float()
-        if self.frozen_view is not None and self._view_embed is None:
-            frozen = self.frozen_view.probabilities(batch)
-            logits = torch.log(self.frozen_view.blend(logits, frozen).clamp_min(1e-30))
-        result: np.ndarray = logits.cpu().numpy()
+            result: np.ndarray = self.model(**inputs).float().cpu().numpy()
         return result

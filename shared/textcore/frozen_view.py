@@ -10,10 +10,11 @@ predicts
 On a BANKING77 holdout (77 intents, 1,003 rows no run saw) the blend chose w = 0.45, 0.5 and 0.05 on three
 training seeds and added 0.5, 1.4 and 0.1 points of accuracy (median 0.929 to 0.934;
 `bench/results/recipes-banking77-frozen-view.md`); on PhraseBank, where the frozen view is much the weaker,
-it chose w = 0 on two seeds (nothing is saved). The view shares the classifier's tokenizer (the same batches
-feed both encoders); it costs a second encoder pass per batch and the base encoder's weights in the model
-folder. A service that already embeds its texts with that same base encoder (the chatbot's dense retrieval)
-can hand those embeddings to the view instead (`Classifier.share_frozen_encoder`), and the second pass is
+it chose w = 0 on two seeds (nothing is saved). The view shares the classifier's tokenizer (training feeds
+the same validation batches to both encoders); it costs a second encoder pass per prediction and the base
+encoder's weights in the model folder. A service that already embeds its texts with that same base encoder
+(the chatbot's dense retrieval) can hand those embeddings to the view instead
+(`Classifier.share_frozen_encoder`), and the second pass is
 gone: the chat service then took 22.6 requests/s with the view against 24.4 without it, and 16.9 when the
 view ran its own encoder (bench/README.md).
 
@@ -111,9 +112,17 @@ class FrozenView:
 
     @classmethod
     def load(
-        cls, folder: Path, labels: list[str], *, device: str = "auto", precision: str = "auto"
+        cls,
+        folder: Path,
+        labels: list[str],
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_length: int = 256,
+        batch_size: int = 64,
     ) -> FrozenView:
-        """Load the view of a classifier folder whose labels are `labels`."""
+        """Load the view of a classifier folder whose labels are `labels`; its encoder cuts texts at
+        `max_length` tokens (the classifier's)."""
         target = folder / FROZEN_DIR
         try:
             config = json.loads((target / VIEW_CONFIG).read_text(encoding="utf-8"))
@@ -123,7 +132,13 @@ class FrozenView:
             raise InvalidInput(f"{target}: expected a frozen view written by textcore ({exc})") from None
         if config.get("labels") != labels or tuple(weight.shape[:1]) != (len(labels),):
             raise InvalidInput(f"{target}: expected the frozen view to have the classifier's labels {labels}")
-        encoder = Encoder(load_backbone(target), device=device, precision=precision)
+        encoder = Encoder(
+            load_backbone(target),
+            device=device,
+            precision=precision,
+            max_length=max_length,
+            batch_size=batch_size,
+        )
         return cls(encoder, weight, bias, blend_weight, labels)
 
 

@@ -338,7 +338,6 @@ class IntentModel:
         self.intents = [label for label in predictor.labels if label != oos_label]
         if not self.intents:
             raise InvalidInput(f"expected in-scope intents besides {oos_label!r}; found {predictor.labels}")
-        self.frozen_view_shared = False  # see share_frozen_encoder
 
     @classmethod
     def load(
@@ -380,9 +379,12 @@ class IntentModel:
         """Let a classifier's frozen view read `embed`'s embeddings when `encoder` is its encoder (see
         `textcore.Classifier.share_frozen_encoder`); whether it does (False for a model without a view)."""
         predictor = self.predictor
-        shared = isinstance(predictor, Classifier) and predictor.share_frozen_encoder(encoder, embed)
-        self.frozen_view_shared = self.frozen_view_shared or shared
-        return shared
+        return isinstance(predictor, Classifier) and predictor.share_frozen_encoder(encoder, embed)
+
+    @property
+    def frozen_view_shared(self) -> bool:
+        """Whether the classifier's frozen view reads another encoder's embeddings."""
+        return isinstance(self.predictor, Classifier) and self.predictor.frozen_view_shared
 
     def predict(self, texts: Sequence[str]) -> list[IntentResult]:
         """The intent of each text, in input order."""
