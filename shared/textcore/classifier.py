@@ -194,13 +194,16 @@ class Classifier(LabelPredictor):
         For a service that embeds the same texts anyway (the chatbot embeds each message for dense
         retrieval): `embed` is that service's own (cached) way to `encoder.encode` a list of texts, so the
         view costs no second encoder pass. The view then sees a text cut at `encoder.max_length` tokens
-        rather than this classifier's `max_length`, which changes nothing for texts shorter than both.
+        rather than this classifier's `max_length`, which changes nothing for texts shorter than both. It
+        also holds `encoder` in place of its own copy of the same weights, which is released.
 
         Returns:
             Whether the view now reads from `embed` (False without a view or for another encoder).
         """
-        if self.frozen_view is None or not same_encoder(self.frozen_view.encoder, encoder):
+        view = self.frozen_view
+        if view is None or not same_encoder(view.encoder, encoder):
             return False
+        view.encoder = encoder
         self._view_embed = embed
         return True
 

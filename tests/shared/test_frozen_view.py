@@ -3,8 +3,10 @@ prediction through `Classifier`, and bad combinations refused."""
 
 from __future__ import annotations
 
+import gc
 import json
 import random
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -173,18 +175,24 @@ def test_the_view_reads_a_shared_encoders_embeddings_and_predicts_the_same(
     assert not plain.share_frozen_encoder(same, same.encode)
 
     asked: list[list[str]] = []
+    encode = same.encode
 
     def embed(batch: list[str]) -> np.ndarray:
         asked.append(list(batch))
-        return same.encode(batch)
+        return encode(batch)
 
-    assert shared.share_frozen_encoder(same, embed)
     assert shared.frozen_view is not None
+    own_encoder = weakref.ref(shared.frozen_view.encoder)
+    assert shared.share_frozen_encoder(same, embed)
+    # the view holds the shared encoder now; its own copy of the same weights is released
+    assert shared.frozen_view.encoder is same
+    gc.collect()
+    assert own_encoder() is None
 
-    def no_second_pass(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        raise AssertionError("the view ran its own encoder")
+    def no_second_pass(batch: list[str]) -> np.ndarray:
+        raise AssertionError("the view ran an encoder pass of its own")
 
-    monkeypatch.setattr(shared.frozen_view.encoder, "embed_batch", no_second_pass)
+    monkeypatch.setattr(same, "encode", no_second_pass)
     np.testing.assert_allclose(shared.predict_proba(texts), own.predict_proba(texts), atol=1e-5)
     assert asked == [texts]
     assert shared.predict_proba([]).shape == (0, len(labels))
