@@ -14,9 +14,8 @@ it chose w = 0 on two seeds (nothing is saved). The view shares the classifier's
 the same validation batches to both encoders); it costs a second encoder pass per prediction and the base
 encoder's weights in the model folder. A service that already embeds its texts with that same base encoder
 (the chatbot's dense retrieval) can hand those embeddings to the view instead
-(`Classifier.share_frozen_encoder`), and the second pass is
-gone: the chat service then took 22.6 requests/s with the view against 24.4 without it, and 16.9 when the
-view ran its own encoder (bench/README.md).
+(`Classifier.share_frozen_encoder`), and the second pass is gone: the chat service then took 22.6 requests/s
+with the view against 24.4 without it, and 16.9 when the view ran its own encoder (bench/README.md).
 
 On disk, in the classifier folder (see `textcore.artifacts`):
 
@@ -43,7 +42,7 @@ from transformers import PreTrainedTokenizerBase
 
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput, NotFound
-from textcore.models import load_backbone, resolve_model
+from textcore.models import resolve_model
 
 FROZEN_DIR = "frozen"
 VIEW_WEIGHTS = "view.safetensors"
@@ -132,12 +131,8 @@ class FrozenView:
             raise InvalidInput(f"{target}: expected a frozen view written by textcore ({exc})") from None
         if config.get("labels") != labels or tuple(weight.shape[:1]) != (len(labels),):
             raise InvalidInput(f"{target}: expected the frozen view to have the classifier's labels {labels}")
-        encoder = Encoder(
-            load_backbone(target),
-            device=device,
-            precision=precision,
-            max_length=max_length,
-            batch_size=batch_size,
+        encoder = Encoder.from_pretrained(
+            target, device=device, precision=precision, max_length=max_length, batch_size=batch_size
         )
         return cls(encoder, weight, bias, blend_weight, labels)
 
@@ -189,8 +184,8 @@ def fit_frozen_view(
     from sklearn.linear_model import LogisticRegression  # noqa: PLC0415 - only training needs sklearn
     from sklearn.preprocessing import StandardScaler  # noqa: PLC0415
 
-    encoder = Encoder(
-        load_backbone(frozen_base(base_model)), device=device, precision=precision, max_length=max_length
+    encoder = Encoder.from_pretrained(
+        frozen_base(base_model), device=device, precision=precision, max_length=max_length
     )
     check_same_tokenizer(encoder.tokenizer, tokenizer)
     features = encoder.encode(train_texts)
