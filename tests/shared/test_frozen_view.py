@@ -174,12 +174,13 @@ def test_the_view_reads_a_shared_encoders_embeddings_and_predicts_the_same(
     same = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
     assert not plain.share_frozen_encoder(same, same.encode)
 
+    # the service's own way to embed (an equal encoder of its own, so that `same` can be guarded whole)
+    service = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
     asked: list[list[str]] = []
-    encode = same.encode
 
     def embed(batch: list[str]) -> np.ndarray:
         asked.append(list(batch))
-        return encode(batch)
+        return service.encode(batch)
 
     assert shared.frozen_view is not None
     own_encoder = weakref.ref(shared.frozen_view.encoder)
@@ -189,10 +190,11 @@ def test_the_view_reads_a_shared_encoders_embeddings_and_predicts_the_same(
     gc.collect()
     assert own_encoder() is None
 
-    def no_second_pass(batch: list[str]) -> np.ndarray:
+    def no_second_pass(*args: object) -> np.ndarray:
         raise AssertionError("the view ran an encoder pass of its own")
 
     monkeypatch.setattr(same, "encode", no_second_pass)
+    monkeypatch.setattr(same, "embed_batch", no_second_pass)
     np.testing.assert_allclose(shared.predict_proba(texts), own.predict_proba(texts), atol=1e-5)
     assert asked == [texts]
     assert shared.predict_proba([]).shape == (0, len(labels))
