@@ -517,8 +517,12 @@ def report(
         markdown += (
             f"\nLogistic regression on the frozen embeddings of {frozen['model']} (standardised, "
             f"max length {frozen['max_length']}), same split: accuracy {frozen['accuracy']:.4f}, macro-F1 "
-            f"{frozen['macro_f1']:.4f}.\n"
+            f"{frozen['macro_f1']:.4f}"
         )
+        if folds:
+            per_fold = " / ".join(f"{r['accuracy']:.4f}" for r in frozen["per_split"])
+            markdown += f" (accuracy per fold: {per_fold})"
+        markdown += ".\n"
     if not complete:
         markdown += (
             f"\n**Partial**: {len(runs)} runs done when this was written; the benchmark did not finish.\n"
