@@ -66,8 +66,9 @@ def make_http_client(
 ) -> httpx.AsyncClient:
     """Build an `httpx.AsyncClient` with the configured timeouts, pool limits, user agent and size bound.
 
-    Response bodies larger than ``config.max_response_bytes`` (counted as received, before decompression)
-    raise `UpstreamError` instead of filling memory.
+    Response bodies larger than ``config.max_response_bytes`` raise `UpstreamError` instead of filling memory.
+    The bound counts decoded bytes: a compressed body is decompressed as it arrives and cut off at the bound,
+    so a small gzip body that inflates to gigabytes is refused too.
 
     Args:
         config: Client settings; defaults to `HttpClientConfig()`.
@@ -87,7 +88,11 @@ def make_http_client(
 
 
 class _BoundedTransport(httpx.AsyncBaseTransport):
-    """Wraps a transport so every response body is cut off at ``max_bytes``."""
+    """Wraps a transport so every response body is cut off at ``max_bytes`` of decoded content.
+
+    The returned response carries the decoded body, without ``Content-Encoding`` and ``Content-Length``
+    headers that would describe the bytes on the wire instead.
+    """
 
     def __init__(self, inner: httpx.AsyncBaseTransport, max_bytes: int) -> None:
         self._inner = inner
@@ -99,9 +104,13 @@ class _BoundedTransport(httpx.AsyncBaseTransport):
         if declared.isdigit() and int(declared) > self._max_bytes:
             await response.aclose()
             raise UpstreamError(_too_large(request, self._max_bytes, f"{declared} bytes declared"))
-        stream = _BoundedStream(response.stream, request, self._max_bytes)
+        headers = response.headers.copy()
+        if "Content-Encoding" in headers:  # decoded here as it arrives, so the bound counts what we keep
+            del headers["Content-Encoding"]
+            headers.pop("Content-Length", None)
+        stream = _BoundedStream(response, request, self._max_bytes)
         return httpx.Response(
-            response.status_code, headers=response.headers, stream=stream, extensions=response.extensions
+            response.status_code, headers=headers, stream=stream, extensions=response.extensions
         )
 
     async def aclose(self) -> None:
@@ -109,17 +118,16 @@ class _BoundedTransport(httpx.AsyncBaseTransport):
 
 
 class _BoundedStream(httpx.AsyncByteStream):
-    def __init__(
-        self, inner: httpx.SyncByteStream | httpx.AsyncByteStream, request: httpx.Request, max_bytes: int
-    ) -> None:
+    """The inner response's decoded body (httpx's own decoders for its ``Content-Encoding``), bounded."""
+
+    def __init__(self, inner: httpx.Response, request: httpx.Request, max_bytes: int) -> None:
         self._inner = inner
         self._request = request
         self._max_bytes = max_bytes
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        assert isinstance(self._inner, httpx.AsyncByteStream)  # an async transport gives async streams
         size = 0
-        async for chunk in self._inner:
+        async for chunk in self._inner.aiter_bytes():
             size += len(chunk)
             if size > self._max_bytes:
                 raise UpstreamError(
@@ -128,8 +136,7 @@ class _BoundedStream(httpx.AsyncByteStream):
             yield chunk
 
     async def aclose(self) -> None:
-        if isinstance(self._inner, httpx.AsyncByteStream):
-            await self._inner.aclose()
+        await self._inner.aclose()
 
 
 def _too_large(request: httpx.Request, max_bytes: int, found: str) -> str:

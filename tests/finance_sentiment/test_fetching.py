@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -115,6 +116,10 @@ def make_app(recorder: Recorder) -> Starlette:
 
         return StreamingResponse(chunks())
 
+    async def gzip_bomb(request: Request) -> Response:
+        recorder.record(request)  # 20 KB on the wire, 20 MB once decompressed
+        return Response(gzip.compress(b" " * 20_000_000), headers={"Content-Encoding": "gzip"})
+
     async def drip(request: Request) -> Response:
         recorder.record(request)
 
@@ -139,6 +144,7 @@ def make_app(recorder: Recorder) -> Starlette:
             Route("/status/{code:int}", status),
             Route("/big", big),
             Route("/big-chunked", big_chunked),
+            Route("/gzip-bomb", gzip_bomb),
             Route("/drip", drip),
         ]
     )
@@ -299,10 +305,10 @@ async def test_410_is_returned_as_gone(site: Site) -> None:
     assert site.recorder.count("/status/410") == 1
 
 
-@pytest.mark.parametrize("path", ["/big", "/big-chunked"])
+@pytest.mark.parametrize("path", ["/big", "/big-chunked", "/gzip-bomb"])
 async def test_too_large_body_fails_without_retry(site: Site, path: str) -> None:
-    async with fetcher(max_response_bytes=1_000) as f:
-        with pytest.raises(FetchError, match=r"too large.*at most 1000 bytes"):
+    async with fetcher(max_response_bytes=1_000 if path != "/gzip-bomb" else 100_000) as f:
+        with pytest.raises(FetchError, match=r"too large.*at most (1000|100000) bytes"):
             await f.fetch(site.base + path)
     assert site.recorder.count(path) == 1
 

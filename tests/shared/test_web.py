@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import logging
 import threading
 from collections.abc import AsyncIterator, Iterator
@@ -198,6 +199,24 @@ async def test_http_client_bounds_response_size() -> None:
         for path in ("/declared", "/streamed"):
             with pytest.raises(UpstreamError, match="at most 50 bytes"):
                 await client.get(f"http://upstream.test{path}")
+
+
+async def test_http_client_bounds_the_decoded_size_of_a_compressed_body() -> None:
+    bomb = gzip.compress(b" " * 1_000_000)  # about 1 KB on the wire
+    small = gzip.compress(b"fine")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        body = bomb if request.url.path == "/bomb" else small
+        return httpx.Response(200, headers={"Content-Encoding": "gzip"}, content=body)
+
+    config = HttpClientConfig(max_response_bytes=10_000)
+    async with make_http_client(config, transport=httpx.MockTransport(handler)) as client:
+        assert len(bomb) < config.max_response_bytes
+        with pytest.raises(UpstreamError, match="at most 10000 bytes"):
+            await client.get("http://upstream.test/bomb")
+        response = await client.get("http://upstream.test/small")
+    assert response.content == b"fine"
+    assert "Content-Encoding" not in response.headers  # what the caller gets is the decoded body
 
 
 async def test_http_client_default_transport_on_loopback() -> None:
