@@ -21,10 +21,38 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from textcore.errors import InvalidInput
 
+# The range a time given by a caller (a query bound, a cursor) must fall in: outside it the value is a
+# mistake, and near the ends of `datetime`'s range the arithmetic on it overflows.
+EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
 
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(UTC)
+
+
+def aware_utc(name: str, moment: datetime) -> datetime:
+    """A caller's time in UTC, checked to be timezone-aware and within [`EARLIEST`, `LATEST`).
+
+    Args:
+        name: What to call the value in the error message (e.g. ``"since"``).
+        moment: The time.
+
+    Raises:
+        InvalidInput: If ``moment`` is naive or out of range.
+    """
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        raise InvalidInput(f"expected a timezone-aware {name}, found naive {moment.isoformat()}")
+    try:
+        utc: datetime | None = moment.astimezone(UTC)
+    except OverflowError:  # e.g. 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        utc = None
+    if utc is None or not EARLIEST <= utc < LATEST:
+        raise InvalidInput(
+            f"expected {name} from {EARLIEST.date()} to before {LATEST.date()}, found {moment.isoformat()}"
+        )
+    return utc
 
 
 class UtcDateTime(TypeDecorator[datetime]):

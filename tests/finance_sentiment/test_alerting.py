@@ -311,6 +311,25 @@ async def test_a_wrong_secret_or_a_transport_error_is_a_failure_with_backoff(
     assert message.last_error == "ConnectError: connection refused"
 
 
+async def test_a_webhook_url_the_client_cannot_use_fails_only_its_own_message(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    # A rule stored before URLs were checked (the API refuses this port now): its message fails and is
+    # retried later; the other rule's message is still delivered in the same pass.
+    state, url = receiver
+    add_rule(database, name="broken-hook", webhook_url="http://127.0.0.1:99999/hook")
+    add_rule(database, name="good-hook", webhook_url=url)
+    add_calm(database, "Acme")
+    add_burst(database, "Acme")
+    assert len(evaluate_rules(database, now=NOW)) == 2
+    async with httpx.AsyncClient(timeout=5) as client:
+        report = await deliver_pending(database, client, now=NOW)
+    assert (report.delivered, report.failed) == (1, 1)
+    assert len(state.received) == 1
+    broken = next(m for m in outbox(database) if m.url.endswith(":99999/hook"))
+    assert broken.delivered_at is None and broken.attempts == 1 and broken.last_error
+
+
 async def test_an_undeliverable_message_expires_after_a_day(
     database: Database, receiver: tuple[Receiver, str]
 ) -> None:

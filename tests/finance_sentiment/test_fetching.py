@@ -415,7 +415,18 @@ async def test_redirect_to_a_blocked_address_is_refused(site: Site) -> None:
             await f.fetch(f"{site.base}/to-blocked")
 
 
-@pytest.mark.parametrize("url", ["ftp://x", "garbage", "http://", "http://a b/", "file:///etc/passwd"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "ftp://x",
+        "garbage",
+        "http://",
+        "http://a b/",
+        "file:///etc/passwd",
+        "http://example.com:99999/",
+        "http://example.com:0/",
+    ],
+)
 async def test_malformed_or_non_http_urls_are_invalid_input(url: str) -> None:
     async with make_http_client() as client:
         fetcher_ = Fetcher(client, FetchPolicy())

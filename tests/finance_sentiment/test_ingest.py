@@ -327,6 +327,56 @@ async def test_list_page_links_deferred_by_the_page_limit_are_not_lost(
             assert len(documents(monitor)) == 3
 
 
+async def test_list_page_links_without_articles_do_not_starve_the_rest(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # Three links to pages without text come first; with two pages a run, the articles behind them must
+    # still be read, and no page without text is fetched twice.
+    links = "".join(f"<li><a href='/articles/{i}'>Story {i}</a></li>" for i in range(1, 6))
+    web = Site({"/markets": Page(f"<html><body><ul>{links}</ul></body></html>".encode())})
+    for i in (1, 2, 3):
+        web.pages[f"/articles/{i}"] = Page(NAV_ONLY)
+    web.pages["/articles/4"] = Page(article(*STORIES[0]))
+    web.pages["/articles/5"] = Page(article(*STORIES[1]))
+    with serve_app(web.app()) as base:
+        async with open_monitor(
+            settings(tmp_path, sqlite_url, finance_model_dir, max_pages_per_run=2)
+        ) as monitor:
+            source_id = add_source(
+                monitor, "markets", f"{base}/markets", kind="html", link_pattern=r"/articles/\d+"
+            )
+            stored = [(await monitor.run_source(source_id)).stored for _ in range(3)]
+            assert stored == [0, 1, 1]
+            assert [web.hits(f"/articles/{i}") for i in range(1, 6)] == [1, 1, 1, 1, 1]
+            assert [d.url for d in documents(monitor)] == [f"{base}/articles/4", f"{base}/articles/5"]
+
+
+async def test_one_unusable_link_or_header_costs_nothing_else(
+    tmp_path: Path, finance_model_dir: Path, database_url: str
+) -> None:
+    # A link with an impossible port, a link too long to store, and an ETag too long to store: on both
+    # databases the good stories are stored and the run succeeds; the ETag is dropped, not the run.
+    items = [
+        ("/news/1", *STORIES[0]),
+        ("http://example.com:99999/story", "Bad port", "A link no client can open."),
+        ("/news/" + "x" * 2100, "Too long", "A link longer than any stored URL."),
+        ("/news/2", *STORIES[1]),
+    ]
+    web = Site({"/feed.xml": Page(rss(items), RSS, etag='"' + "e" * 600 + '"')})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, database_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml")
+            first = await monitor.run_source(source_id)
+            assert (first.status, first.items, first.stored, first.skipped) == ("ok", 4, 2, 2)
+            row = source_row(monitor, source_id)
+            assert row.last_status == "ok" and row.etag is None and row.consecutive_failures == 0
+            assert [d.url for d in documents(monitor)] == [f"{base}/news/1", f"{base}/news/2"]
+
+            second = await monitor.run_source(source_id)  # unconditional, since no ETag was kept
+            assert (second.status, second.stored, second.duplicates, second.skipped) == ("ok", 0, 2, 2)
+            assert "if-none-match" not in web.headers_of("/feed.xml")[1]
+
+
 @pytest.mark.parametrize(("href", "path"), [("/go/1", "/articles/1"), ("/articles/café", "/articles/café")])
 async def test_list_page_does_not_refetch_stored_articles_whatever_the_link_spelling(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str, href: str, path: str

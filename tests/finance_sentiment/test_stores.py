@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -355,6 +355,8 @@ def test_a_cursor_walk_returns_every_document_exactly_once(database: Database, l
         "WyJub3QgYSB0aW1lIiwxXQ",  # ["not a time",1]
         "WyIyMDI2LTAzLTAyVDA5OjAwOjAwIiwxXQ",  # naive time
         "WyIyMDI2LTAzLTAyVDA5OjAwOjAwKzAwOjAwIiwiMSJd",  # id as a string
+        encode_cursor(T0, 2**70),  # an id no row can have
+        encode_cursor(datetime(1, 1, 1, tzinfo=UTC), 1),  # a time no row can have
         "A" * 400,
     ],
 )
@@ -371,6 +373,13 @@ def test_document_filters_check_themselves() -> None:
         DocumentFilter(limit=501)
     with pytest.raises(InvalidInput, match="timezone-aware since"):
         DocumentFilter(since=datetime(2026, 1, 1))
+    with pytest.raises(InvalidInput, match="expected since from 1900-01-01"):
+        DocumentFilter(since=datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5))))
+    with pytest.raises(InvalidInput, match=r"source_id in 1\.\."):
+        DocumentFilter(source_id=2**63)
+    assert DocumentFilter(
+        since=datetime(2026, 1, 1, 5, tzinfo=timezone(timedelta(hours=5)))
+    ).since == T0.replace(month=1, day=1, hour=0)  # kept in UTC
     with pytest.raises(InvalidInput, match="since before until"):
         DocumentFilter(since=T0, until=T0)
 

@@ -194,10 +194,14 @@ def test_default_range_is_48_buckets_ending_now(database: Database) -> None:
             {"since": T0, "until": T0 + timedelta(days=MAX_POINTS + 1), "bucket": "1d"},
             f"at most {MAX_POINTS}",
         ),
-        ({"since": datetime(2026, 1, 1)}, "expected since to be timezone-aware"),
+        ({"since": datetime(2026, 1, 1)}, "expected a timezone-aware since"),
+        ({"since": datetime(1, 1, 1, tzinfo=timezone(timedelta(hours=5)))}, "expected since from 1900-01-01"),
+        ({"until": datetime(1, 1, 2, tzinfo=UTC)}, "expected until from 1900-01-01"),
+        ({"until": datetime(9999, 12, 31, 23, tzinfo=timezone(-timedelta(hours=5)))}, "before 9000-01-01"),
         ({"names": ("acme",)}, "expected no names for kind 'all'"),
         ({"kind": "entity", "max_series": 0}, "expected max_series between 1 and"),
-        ({"kind": "topic", "names": ("rates", "")}, "non-empty names, found 2"),
+        ({"kind": "topic", "names": ("rates", "")}, "names of 1 to 200 characters, found 2"),
+        ({"kind": "topic", "names": ("r" * 201,)}, "names of 1 to 200 characters, found 1"),
     ],
 )
 def test_invalid_queries_are_refused(kwargs: dict[str, object], message: str) -> None:

@@ -31,7 +31,6 @@ from sqlalchemy.orm import Session, aliased
 
 from finance_sentiment.database import Database
 from finance_sentiment.tables import AlertRule, OutboxMessage
-from textcore.errors import CoreError
 from textcore.sql import utcnow
 
 SIGNATURE_HEADER = "X-Signature-256"
@@ -253,7 +252,9 @@ async def _post(client: httpx.AsyncClient, message: _Claimed) -> str | None:
         headers[SIGNATURE_HEADER] = sign(message.secret, body)
     try:
         response = await client.post(message.url, content=body, headers=headers)
-    except (httpx.HTTPError, CoreError) as exc:  # CoreError: textcore's client refuses oversized answers
+    except Exception as exc:
+        # Transport errors, an oversized answer, a URL the client cannot send to: each is recorded on the
+        # message and retried later; one bad message never stops the others.
         return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
     if response.is_success:
         return None

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 
 from finance_sentiment.monitor import Monitor
 from finance_sentiment.scheduling import MonitorScheduler
+from finance_sentiment.tables import MAX_ID
 from textcore import ModelNotReady
 from textcore.web import CapacityLimiter
 
@@ -35,3 +36,5 @@ def get_limiter(request: Request) -> CapacityLimiter:
 MonitorDep = Annotated[Monitor, Depends(get_monitor)]
 SchedulerDep = Annotated[MonitorScheduler | None, Depends(get_scheduler)]
 LimiterDep = Annotated[CapacityLimiter, Depends(get_limiter)]
+RowId = Annotated[int, Path(ge=1, le=MAX_ID, description="The row's id.")]
+RowIdFilter = Annotated[int | None, Query(ge=1, le=MAX_ID, description="Only rows of this id.")]

@@ -18,8 +18,9 @@ from sqlalchemy import ColumnElement, and_, or_, select
 from sqlalchemy.orm import Session
 
 from finance_sentiment.schemas import DocumentOut, DocumentPage
-from finance_sentiment.tables import Document, DocumentTag
+from finance_sentiment.tables import MAX_ID, Document, DocumentTag
 from textcore.errors import InvalidInput
+from textcore.sql import aware_utc
 
 MAX_LIMIT = 500
 _MAX_CURSOR_CHARS = 200
@@ -52,10 +53,12 @@ class DocumentFilter:
     def __post_init__(self) -> None:
         if not 1 <= self.limit <= MAX_LIMIT:
             raise InvalidInput(f"expected a limit in 1..{MAX_LIMIT}, found {self.limit}")
+        if self.source_id is not None and not 1 <= self.source_id <= MAX_ID:
+            raise InvalidInput(f"expected a source_id in 1..{MAX_ID}, found {self.source_id}")
         for name in ("since", "until"):
             value = getattr(self, name)
-            if value is not None and value.tzinfo is None:
-                raise InvalidInput(f"expected a timezone-aware {name}, found naive {value.isoformat()}")
+            if value is not None:
+                object.__setattr__(self, name, aware_utc(name, value))
         if self.since is not None and self.until is not None and self.since >= self.until:
             raise InvalidInput(
                 f"expected since before until, found since={self.since.isoformat()} "
@@ -131,9 +134,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         seen_at = datetime.fromisoformat(seen_text)
     except (binascii.Error, ValueError, TypeError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise InvalidInput(problem) from None
-    if seen_at.tzinfo is None or type(document_id) is not int:
+    if type(document_id) is not int or not 1 <= document_id <= MAX_ID:
         raise InvalidInput(problem)
-    return seen_at, document_id
+    try:
+        return aware_utc("time", seen_at), document_id
+    except InvalidInput:  # naive or out of range: no page ever gave it
+        raise InvalidInput(problem) from None
 
 
 def document_out(document: Document) -> DocumentOut:

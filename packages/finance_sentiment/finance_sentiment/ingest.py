@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -31,9 +32,16 @@ from finance_sentiment.parsing import (
     parse_json,
 )
 from finance_sentiment.sentiment import Sentiment, SentimentSource
-from finance_sentiment.tables import Document, DocumentTag, Source
+from finance_sentiment.tables import (
+    ETAG_CHARS,
+    LAST_MODIFIED_CHARS,
+    URL_CHARS,
+    Document,
+    DocumentTag,
+    Source,
+)
 from finance_sentiment.tagging import Tagger, Tags
-from textcore import Conflict, CoreError, NotFound
+from textcore import Conflict, CoreError, InvalidInput, NotFound
 from textcore.sql import utcnow
 
 log = logging.getLogger(__name__)
@@ -41,6 +49,12 @@ log = logging.getLogger(__name__)
 # Characters of a story given to the classifier and to the tagger (the model truncates to its own limit).
 CLASSIFY_CHARS = 1_000
 TAG_CHARS = 5_000
+ERROR_CHARS = 2_000  # of a run's error message kept on the source
+# A list page's link that gave no article is not fetched again for a while, so that links to pages without
+# text cannot keep the articles behind them from ever being read.
+NO_ARTICLE_RETRY_S = 24 * 3600.0
+FAILED_LINK_RETRY_S = 3600.0
+MAX_REMEMBERED_LINKS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +67,7 @@ class RunReport:
     stored: int = 0  # new documents stored
     duplicates: int = 0  # stories already stored (this run, an earlier one, or another feed)
     error: str | None = None
+    skipped: int = 0  # stories left out because their link is not a usable URL (malformed, too long)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +119,7 @@ class Ingestor:
         self.tagger = tagger
         self.max_pages_per_run = max_pages_per_run
         self._locks: dict[int, asyncio.Lock] = {}
+        self._skip_links_until: dict[str, float] = {}  # canonical link -> time.monotonic() to try it again
 
     async def run(self, source_id: int, *, wait: bool = True) -> RunReport:
         """Run one source now.
@@ -137,14 +153,20 @@ class Ingestor:
             items, complete = await self._items(source, result)
             if not complete:  # forget the validators: the next run must see the list page's remaining links
                 result = replace(result, validators=Validators())
-            stories, duplicates = await asyncio.to_thread(self._unseen, items)
+            stories, duplicates, skipped = await asyncio.to_thread(self._unseen, items)
             version = await asyncio.to_thread(self._analyse, stories, source)
             stored = await asyncio.to_thread(self._finish, source_id, result, stories, "ok", version)
         except CoreError as exc:  # fetch, parse, model and input errors: recorded on the source
             log.warning("source %s failed: %s", source_id, exc.message)
-            await asyncio.to_thread(self._fail, source_id, exc.message)
-            return RunReport(source_id, "failed", error=exc.message)
-        return RunReport(source_id, "ok", len(items), stored, duplicates + len(stories) - stored)
+            await asyncio.to_thread(self._fail, source_id, exc.message[:ERROR_CHARS])
+            return RunReport(source_id, "failed", error=exc.message[:ERROR_CHARS])
+        except Exception as exc:  # anything else (a database error, a defect): recorded the same way
+            message = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
+            log.exception("source %s failed", source_id)
+            await asyncio.to_thread(self._fail, source_id, message)
+            return RunReport(source_id, "failed", error=message)
+        duplicates += len(stories) - stored
+        return RunReport(source_id, "ok", len(items), stored, duplicates, skipped=skipped)
 
     async def _items(self, source: _SourceView, result: FetchResult) -> tuple[list[RawItem], bool]:
         """The stories in the fetched content, and whether all were read (a list page may be capped)."""
@@ -157,17 +179,24 @@ class Ingestor:
             article = parse_article(result.content, result.url, charset)
             return ([article] if article else []), True
         links = {
-            link: canonical_url(link)
+            link: canonical
             for link in extract_links(result.content, result.url, source.link_pattern, charset)
+            if (canonical := _canonical(link)) is not None
         }
         known = await asyncio.to_thread(self._known_urls, list(links.values()))
-        fresh = [link for link, canonical in links.items() if canonical not in known]
+        now = time.monotonic()
+        fresh = [
+            link
+            for link, canonical in links.items()
+            if canonical not in known and self._skip_links_until.get(canonical, 0.0) <= now
+        ]
         items: list[RawItem] = []
         for link in fresh[: self.max_pages_per_run]:
             try:
                 page = await self.fetcher.fetch(link)
-            except FetchError as exc:  # one broken article does not fail the list page
+            except (FetchError, InvalidInput) as exc:  # one broken article does not fail the list page
                 log.info("article %s skipped: %s", link, exc.message)
+                self._skip_link(links[link], FAILED_LINK_RETRY_S)
                 continue
             # Stored under the link the list page gives (not where it redirects), so that the next run
             # recognises the link as read without fetching it again.
@@ -178,7 +207,16 @@ class Ingestor:
             )
             if article is not None:
                 items.append(article)
+            else:
+                self._skip_link(links[link], NO_ARTICLE_RETRY_S)
         return items, len(fresh) <= self.max_pages_per_run
+
+    def _skip_link(self, canonical: str, seconds: float) -> None:
+        """Leave a list page's link out of the runs of the next ``seconds`` (the oldest entries go first)."""
+        self._skip_links_until.pop(canonical, None)
+        self._skip_links_until[canonical] = time.monotonic() + seconds
+        while len(self._skip_links_until) > MAX_REMEMBERED_LINKS:
+            del self._skip_links_until[next(iter(self._skip_links_until))]
 
     def _analyse(self, stories: list[_Story], source: _SourceView) -> str:
         """Classify and tag the stories in place; returns the model version used."""
@@ -218,17 +256,24 @@ class Ingestor:
         with self.db.session() as session:
             return set(session.scalars(select(Document.url).where(Document.url.in_(set(urls)))))
 
-    def _unseen(self, items: Sequence[RawItem]) -> tuple[list[_Story], int]:
-        """Stories not stored yet, each once; and how many were dropped as duplicates."""
+    def _unseen(self, items: Sequence[RawItem]) -> tuple[list[_Story], int, int]:
+        """Stories not stored yet, each once; how many were dropped as duplicates, and how many skipped for
+        a link that is no usable URL (one bad item does not cost the others)."""
         batch: dict[str, _Story] = {}
         hashes: set[str] = set()
+        skipped = 0
         for item in items:
-            story = _Story(item, canonical_url(item.url), content_hash(item.title, item.text))
+            url = _canonical(item.url)
+            if url is None:
+                log.info("story %r skipped: its link %.200r is not a usable URL", item.title[:200], item.url)
+                skipped += 1
+                continue
+            story = _Story(item, url, content_hash(item.title, item.text))
             if story.url not in batch and story.digest not in hashes:
                 batch[story.url] = story
                 hashes.add(story.digest)
         if not batch:
-            return [], len(items)
+            return [], len(items) - skipped, skipped
         with self.db.session() as session:
             seen = session.execute(
                 select(Document.url, Document.content_hash).where(
@@ -237,7 +282,7 @@ class Ingestor:
             ).all()
         known = {url for url, _ in seen} | {digest for _, digest in seen}
         fresh = [s for s in batch.values() if s.url not in known and s.digest not in known]
-        return fresh, len(items) - len(fresh)
+        return fresh, len(items) - skipped - len(fresh), skipped
 
     def _finish(
         self, source_id: int, result: FetchResult, stories: list[_Story], status: str, version: str = ""
@@ -248,9 +293,11 @@ class Ingestor:
             stored = _store(session, stories, source_id, now, version)
             source = session.get(Source, source_id)
             if source is not None:
-                if result.permanent_url:
+                if result.permanent_url and len(result.permanent_url) <= URL_CHARS:
                     source.url = result.permanent_url
-                source.etag, source.last_modified = result.validators.etag, result.validators.last_modified
+                # Validators too long to store are dropped: the next fetch is then unconditional.
+                source.etag = _within(result.validators.etag, ETAG_CHARS)
+                source.last_modified = _within(result.validators.last_modified, LAST_MODIFIED_CHARS)
                 source.last_run_at, source.last_status, source.last_error = now, status, None
                 source.consecutive_failures = 0
         return stored
@@ -268,6 +315,19 @@ class Ingestor:
             if source is not None:
                 source.enabled, source.disabled_reason = False, reason
                 source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+
+
+def _canonical(url: str) -> str | None:
+    """The canonical form of a story's link, or None when it is malformed or too long to store."""
+    try:
+        canonical = canonical_url(url)
+    except InvalidInput:
+        return None
+    return canonical if len(canonical) <= URL_CHARS else None
+
+
+def _within(value: str | None, max_chars: int) -> str | None:
+    return value if value is not None and len(value) <= max_chars else None
 
 
 def _classify_text(item: RawItem) -> str:

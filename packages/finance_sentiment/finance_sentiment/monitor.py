@@ -21,14 +21,14 @@ from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, apply_config, load_config
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import DeliveryReport, deliver_pending
-from finance_sentiment.fetching import Fetcher, FetchPolicy
-from finance_sentiment.ingest import Ingestor, RunReport
+from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
+from finance_sentiment.ingest import ERROR_CHARS, Ingestor, RunReport
 from finance_sentiment.sentiment import SentimentSource
 from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Source
 from finance_sentiment.tagging import Embed, Tagger
 from finance_sentiment.telemetry import MonitorMetrics
-from textcore import CoreError, Encoder, HttpClientConfig, make_http_client
+from textcore import CoreError, Encoder, HttpClientConfig, InvalidInput, make_http_client
 
 log = logging.getLogger(__name__)
 
@@ -77,19 +77,43 @@ class Monitor:
         return report
 
     async def run_all(self) -> list[RunReport]:
-        """Run every enabled source once (sources in parallel; the fetcher keeps each host polite)."""
+        """Run every enabled source once (sources in parallel; the fetcher keeps each host polite).
+
+        A source that cannot run (deleted meanwhile, the database gone) gives a failed report; the others
+        still run, and the rules are judged on what they stored.
+        """
         reports = await asyncio.gather(
-            *(self.ingestor.run(source_id) for source_id in await asyncio.to_thread(self.enabled_sources))
+            *(self._run_one(source_id) for source_id in await asyncio.to_thread(self.enabled_sources))
         )
         await self.evaluate_alerts()
         await self.deliver()
         return [self._count(report) for report in reports]
+
+    async def _run_one(self, source_id: int) -> RunReport:
+        try:
+            return await self.ingestor.run(source_id)
+        except CoreError as exc:
+            return RunReport(source_id, "failed", error=exc.message)
+        except Exception as exc:
+            log.exception("source %s could not run", source_id)
+            return RunReport(source_id, "failed", error=f"{type(exc).__name__}: {exc}"[:ERROR_CHARS])
 
     def _count(self, report: RunReport) -> RunReport:
         self.metrics.runs.labels(report.status).inc()
         self.metrics.stored.inc(report.stored)
         self.metrics.duplicates.inc(report.duplicates)
         return report
+
+    async def admit_url(self, url: str, what: str) -> None:
+        """Check a URL an operator gives (a source's, a webhook's) against the address guard.
+
+        Raises:
+            InvalidInput: If the URL is malformed, does not resolve, or is on a blocked address.
+        """
+        try:
+            await self.fetcher.check_url(url)
+        except FetchError as exc:
+            raise InvalidInput(f"{what}: {exc.message}") from exc
 
     def enabled_sources(self) -> list[int]:
         """Ids of the enabled sources."""

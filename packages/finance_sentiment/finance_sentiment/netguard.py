@@ -50,7 +50,7 @@ def parse_http_url(url: str) -> httpx.URL:
         The parsed URL, without its fragment (never sent to a server).
 
     Raises:
-        InvalidInput: If the URL is malformed, not http/https, or has no valid host.
+        InvalidInput: If the URL is malformed, not http/https, or has no valid host or port.
     """
     try:
         parsed = httpx.URL(url)
@@ -61,6 +61,8 @@ def parse_http_url(url: str) -> httpx.URL:
     host = host_of(parsed)
     if not host or (ip_literal(host) is None and not _HOSTNAME.match(host)):
         raise InvalidInput(f"expected a URL with a valid host name or IP address, found {url!r}")
+    if parsed.port is not None and not 0 < parsed.port < 65536:
+        raise InvalidInput(f"expected a URL with a port from 1 to 65535, found {url!r}")
     return parsed.copy_with(fragment=None)
 
 

@@ -33,6 +33,12 @@ def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL with a host, found {value!r}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0  # not a number, or out of range
+    if port is not None and not 0 < port < 65536:
+        raise ValueError(f"expected a URL with a port from 1 to 65535, found {value!r}")
     return value
 
 

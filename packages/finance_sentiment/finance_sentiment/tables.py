@@ -40,6 +40,14 @@ class Base(DeclarativeBase):
     }
 
 
+# Bounds of the columns that hold what remote sites and callers send: longer values are never stored.
+URL_CHARS = 2048
+ETAG_CHARS = 500
+LAST_MODIFIED_CHARS = 100
+TAG_CHARS = 200
+MAX_ID = 2**63 - 1  # the largest id a BigId column holds (PostgreSQL bigint, SQLite INTEGER)
+
+
 class Source(Base):
     """A configured feed, page or JSON API, with its fetch state."""
 
@@ -47,7 +55,7 @@ class Source(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
-    url: Mapped[str] = mapped_column(String(2048))
+    url: Mapped[str] = mapped_column(String(URL_CHARS))
     kind: Mapped[str] = mapped_column(String(16))  # rss | html | json
     interval_seconds: Mapped[int | None] = mapped_column(Integer)
     cron: Mapped[str | None] = mapped_column(String(120))
@@ -57,8 +65,8 @@ class Source(Base):
     json_fields: Mapped[dict[str, Any] | None] = mapped_column()
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
-    etag: Mapped[str | None] = mapped_column(String(500))
-    last_modified: Mapped[str | None] = mapped_column(String(100))
+    etag: Mapped[str | None] = mapped_column(String(ETAG_CHARS))
+    last_modified: Mapped[str | None] = mapped_column(String(LAST_MODIFIED_CHARS))
     last_run_at: Mapped[datetime | None] = mapped_column()
     last_status: Mapped[str | None] = mapped_column(String(40))
     last_error: Mapped[str | None] = mapped_column(Text)
@@ -75,7 +83,7 @@ class Document(Base):
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
-    url: Mapped[str] = mapped_column(String(2048), unique=True)  # canonical URL
+    url: Mapped[str] = mapped_column(String(URL_CHARS), unique=True)  # canonical URL
     content_hash: Mapped[str] = mapped_column(String(64), unique=True)
     title: Mapped[str] = mapped_column(Text)
     text: Mapped[str] = mapped_column(Text)
@@ -100,7 +108,7 @@ class DocumentTag(Base):
 
     document_id: Mapped[int] = mapped_column(ForeignKey("documents.id", ondelete="CASCADE"), primary_key=True)
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # topic | entity
-    name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    name: Mapped[str] = mapped_column(String(TAG_CHARS), primary_key=True)
     document: Mapped[Document] = relationship(back_populates="tags")
 
 

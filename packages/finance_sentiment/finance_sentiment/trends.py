@@ -26,8 +26,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
-from finance_sentiment.tables import Document, DocumentTag
+from finance_sentiment.tables import TAG_CHARS, Document, DocumentTag
 from textcore.errors import InvalidInput
+from textcore.sql import aware_utc
 
 BUCKETS: dict[str, int] = {"15m": 900, "1h": 3600, "1d": 86400}
 KINDS: tuple[str, ...] = ("topic", "entity", "all")
@@ -117,16 +118,18 @@ class TrendQuery:
         names = tuple(dict.fromkeys(self.names))  # callers may pass a list or repeat a name
         if self.kind == "all" and names:
             raise InvalidInput(f"expected no names for kind 'all', found {list(names)}")
-        if len(names) > MAX_SERIES or any(not name for name in names):
+        if len(names) > MAX_SERIES or any(not name or len(name) > TAG_CHARS for name in names):
+            shown = [name[:40] for name in list(names)[:5]]
             raise InvalidInput(
-                f"expected at most {MAX_SERIES} non-empty names, found {len(names)}: {list(names)[:5]}"
+                f"expected at most {MAX_SERIES} names of 1 to {TAG_CHARS} characters, "
+                f"found {len(names)}: {shown}"
             )
         seconds = BUCKETS[self.bucket]
-        until = datetime.now(UTC) if self.until is None else _aware("until", self.until)
+        until = datetime.now(UTC) if self.until is None else aware_utc("until", self.until)
         if self.since is None:
             since = bucket_start(bucket_index(until - _MICROSECOND, seconds) - DEFAULT_POINTS + 1, seconds)
         else:
-            since = _aware("since", self.since)
+            since = aware_utc("since", self.since)
         if since >= until:
             raise InvalidInput(
                 f"expected since before until, found {since.isoformat()} >= {until.isoformat()}"
@@ -281,9 +284,3 @@ def _bucket_expression(session: Session, seconds: int) -> ColumnElement[int]:
 
 def _empty(start: datetime) -> TrendPoint:
     return TrendPoint(start=start, count=0, negative=0, negative_share=0.0, mean_sentiment=0.0)
-
-
-def _aware(field: str, moment: datetime) -> datetime:
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise InvalidInput(f"expected {field} to be timezone-aware, found naive {moment.isoformat()}")
-    return moment.astimezone(UTC)

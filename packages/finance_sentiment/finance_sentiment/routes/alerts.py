@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
 
 from finance_sentiment import rules
-from finance_sentiment.deps import MonitorDep
+from finance_sentiment.deps import MonitorDep, RowId, RowIdFilter
+from finance_sentiment.monitor import Monitor
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch
 
 router = APIRouter(tags=["alerts"])
@@ -21,28 +23,29 @@ def list_rules(monitor: MonitorDep) -> list[AlertRuleOut]:
 
 
 @router.post("/v1/alert-rules", status_code=status.HTTP_201_CREATED)
-def create_rule(body: AlertRuleIn, monitor: MonitorDep) -> AlertRuleOut:
-    """Add a rule; it is judged from the next evaluation on."""
-    with monitor.db.session() as session:
-        return AlertRuleOut.model_validate(rules.create_rule(session, body))
+async def create_rule(body: AlertRuleIn, monitor: MonitorDep) -> AlertRuleOut:
+    """Add a rule; its webhook URL must pass the address guard. It is judged from the next evaluation on."""
+    await monitor.admit_url(body.webhook_url, "webhook_url")
+    return await asyncio.to_thread(_create, monitor, body)
 
 
 @router.get("/v1/alert-rules/{rule_id}")
-def get_rule(rule_id: int, monitor: MonitorDep) -> AlertRuleOut:
+def get_rule(rule_id: RowId, monitor: MonitorDep) -> AlertRuleOut:
     """One rule."""
     with monitor.db.session() as session:
         return AlertRuleOut.model_validate(rules.get_rule(session, rule_id))
 
 
 @router.patch("/v1/alert-rules/{rule_id}")
-def update_rule(rule_id: int, body: AlertRulePatch, monitor: MonitorDep) -> AlertRuleOut:
-    """Change some fields of a rule."""
-    with monitor.db.session() as session:
-        return AlertRuleOut.model_validate(rules.update_rule(session, rule_id, body))
+async def update_rule(rule_id: RowId, body: AlertRulePatch, monitor: MonitorDep) -> AlertRuleOut:
+    """Change some fields of a rule; a new webhook URL must pass the address guard."""
+    if body.webhook_url is not None:
+        await monitor.admit_url(body.webhook_url, "webhook_url")
+    return await asyncio.to_thread(_update, monitor, rule_id, body)
 
 
 @router.delete("/v1/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_rule(rule_id: int, monitor: MonitorDep) -> Response:
+def delete_rule(rule_id: RowId, monitor: MonitorDep) -> Response:
     """Remove a rule with its alerts and undelivered notifications."""
     with monitor.db.session() as session:
         rules.delete_rule(session, rule_id)
@@ -53,10 +56,20 @@ def delete_rule(rule_id: int, monitor: MonitorDep) -> Response:
 def list_alerts(
     monitor: MonitorDep,
     status: Literal["firing", "resolved"] | None = None,
-    rule_id: int | None = None,
+    rule_id: RowIdFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> list[AlertOut]:
     """Alerts, newest first, with their evidence and delivery state."""
     with monitor.db.session() as session:
         found = rules.list_alerts(session, status=status, rule_id=rule_id, limit=limit)
         return rules.alerts_out(session, found)
+
+
+def _create(monitor: Monitor, body: AlertRuleIn) -> AlertRuleOut:
+    with monitor.db.session() as session:
+        return AlertRuleOut.model_validate(rules.create_rule(session, body))
+
+
+def _update(monitor: Monitor, rule_id: int, body: AlertRulePatch) -> AlertRuleOut:
+    with monitor.db.session() as session:
+        return AlertRuleOut.model_validate(rules.update_rule(session, rule_id, body))

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from finance_sentiment import documents
-from finance_sentiment.deps import MonitorDep
+from finance_sentiment.deps import MonitorDep, RowId, RowIdFilter
 from finance_sentiment.schemas import DocumentOut, DocumentPage
 from finance_sentiment.tables import Document
 from textcore import NotFound
@@ -20,7 +20,7 @@ Name = Annotated[str | None, Query(max_length=200)]
 @router.get("")
 def list_documents(
     monitor: MonitorDep,
-    source_id: int | None = None,
+    source_id: RowIdFilter = None,
     topic: Name = None,
     entity: Name = None,
     label: Annotated[str | None, Query(max_length=40)] = None,
@@ -37,7 +37,7 @@ def list_documents(
 
 
 @router.get("/{document_id}")
-def get_document(document_id: int, monitor: MonitorDep) -> DocumentOut:
+def get_document(document_id: RowId, monitor: MonitorDep) -> DocumentOut:
     """One stored story."""
     with monitor.db.session() as session:
         row = session.get(Document, document_id)

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Response, status
 
 from finance_sentiment import sources
-from finance_sentiment.deps import MonitorDep, SchedulerDep
+from finance_sentiment.deps import MonitorDep, RowId, SchedulerDep
 from finance_sentiment.monitor import Monitor
 from finance_sentiment.schemas import SourceIn, SourceOut, SourcePatch
 
@@ -26,7 +26,7 @@ def list_sources(monitor: MonitorDep) -> list[SourceOut]:
 @router.post("", status_code=status.HTTP_201_CREATED)
 async def create_source(body: SourceIn, monitor: MonitorDep, scheduler: SchedulerDep) -> SourceOut:
     """Add a source; its URL must pass the address guard. Its first run is scheduled at once."""
-    await monitor.fetcher.check_url(body.url)
+    await monitor.admit_url(body.url, "url")
     created = await asyncio.to_thread(_create, monitor, body)
     if scheduler is not None:
         await scheduler.sync()
@@ -34,7 +34,7 @@ async def create_source(body: SourceIn, monitor: MonitorDep, scheduler: Schedule
 
 
 @router.get("/{source_id}")
-def get_source(source_id: int, monitor: MonitorDep) -> SourceOut:
+def get_source(source_id: RowId, monitor: MonitorDep) -> SourceOut:
     """One source."""
     with monitor.db.session() as session:
         return SourceOut.model_validate(sources.get_source(session, source_id))
@@ -42,11 +42,11 @@ def get_source(source_id: int, monitor: MonitorDep) -> SourceOut:
 
 @router.patch("/{source_id}")
 async def update_source(
-    source_id: int, body: SourcePatch, monitor: MonitorDep, scheduler: SchedulerDep
+    source_id: RowId, body: SourcePatch, monitor: MonitorDep, scheduler: SchedulerDep
 ) -> SourceOut:
     """Change some fields of a source; ``enabled: true`` re-enables one that was disabled."""
     if body.url is not None:
-        await monitor.fetcher.check_url(body.url)
+        await monitor.admit_url(body.url, "url")
     updated = await asyncio.to_thread(_update, monitor, source_id, body)
     if scheduler is not None:
         await scheduler.sync()
@@ -54,7 +54,7 @@ async def update_source(
 
 
 @router.delete("/{source_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_source(source_id: int, monitor: MonitorDep, scheduler: SchedulerDep) -> Response:
+async def delete_source(source_id: RowId, monitor: MonitorDep, scheduler: SchedulerDep) -> Response:
     """Remove a source; its documents stay."""
     await asyncio.to_thread(_delete, monitor, source_id)
     if scheduler is not None:
@@ -63,7 +63,7 @@ async def delete_source(source_id: int, monitor: MonitorDep, scheduler: Schedule
 
 
 @router.post("/{source_id}/run")
-async def run_source(source_id: int, monitor: MonitorDep, scheduler: SchedulerDep) -> dict[str, Any]:
+async def run_source(source_id: RowId, monitor: MonitorDep, scheduler: SchedulerDep) -> dict[str, Any]:
     """Fetch one source now (409 while a run of it is in progress) and report what it did."""
     report = await monitor.run_source(source_id, wait=False, alerts=scheduler is not None)
     return asdict(report)
