@@ -95,6 +95,14 @@ def read_metadata(folder: str | os.PathLike[str]) -> dict[str, Any]:
     return data
 
 
+def trained_max_length(folder: str | os.PathLike[str], default: int = 256) -> int:
+    """The tokens per text a model folder was trained with (``hyperparameters.max_length`` in its metadata),
+    so that serving cuts texts where training and validation did; ``default`` for a folder without one."""
+    hyperparameters = read_metadata(folder).get("hyperparameters")
+    value = hyperparameters.get("max_length") if isinstance(hyperparameters, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else default
+
+
 def trained_head(folder: str | os.PathLike[str], task: str, what: str) -> Path:
     """The head weights of a trained `task` folder, after checking its metadata names that task.
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from textcore.artifacts import HEAD_FILE, read_labels, write_labels
+from textcore.artifacts import HEAD_FILE, read_labels, trained_max_length, write_labels
 from textcore.batching import encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
@@ -162,11 +162,16 @@ class Classifier(LabelPredictor):
         *,
         device: str = "auto",
         precision: str = "auto",
-        max_length: int = 256,
+        max_length: int | None = None,
         batch_size: int = 64,
     ) -> Classifier:
-        """Load a trained classifier folder (see `textcore.artifacts`), with its frozen view if it has one."""
+        """Load a trained classifier folder (see `textcore.artifacts`), with its frozen view if it has one.
+
+        `max_length`: tokens per text; by default the length the model was trained with, so that a loaded
+        model gives the predictions its validation figures were measured on.
+        """
         path = Path(folder)
+        max_length = max_length or trained_max_length(path)
         model, tokenizer, labels, multi_label = TextClassifier.load(path)
         view = (
             FrozenView.load(

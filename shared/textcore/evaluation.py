@@ -68,9 +68,12 @@ def load_predictor(
     device: str = "auto",
     precision: str = "auto",
     batch_size: int = 64,
-    max_length: int = 256,
+    max_length: int | None = None,
 ) -> LabelPredictor:
-    """Load a classifier folder with PyTorch (`torch`, any device) or ONNX Runtime (`onnx`, CPU, fp32)."""
+    """Load a classifier folder with PyTorch (`torch`, any device) or ONNX Runtime (`onnx`, CPU, fp32).
+
+    `max_length`: tokens per text; by default the length the model was trained with.
+    """
     task = read_metadata(folder).get("task")
     if task == "cross-encoder":
         raise InvalidInput(

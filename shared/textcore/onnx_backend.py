@@ -19,7 +19,7 @@ import torch
 from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PreTrainedTokenizerBase
 
-from textcore.artifacts import HEAD_FILE, read_labels
+from textcore.artifacts import HEAD_FILE, read_labels, trained_max_length
 from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
@@ -128,7 +128,7 @@ class OnnxClassifier(LabelPredictor):
         cls,
         folder: str | os.PathLike[str],
         *,
-        max_length: int = 256,
+        max_length: int | None = None,
         batch_size: int = 64,
         threads: int | None = None,
         device: str = "cpu",
@@ -137,7 +137,8 @@ class OnnxClassifier(LabelPredictor):
 
         Args:
             folder: a classifier folder written by `TextClassifier.save`.
-            max_length: tokens per text (longer texts are truncated).
+            max_length: tokens per text (longer texts are truncated); by default the length the model was
+                trained with.
             batch_size: texts per forward pass.
             threads: intra-op threads (default: every CPU).
             device: `cpu` or `auto` (which means the CPU here); accepted so that callers of
@@ -169,7 +170,7 @@ class OnnxClassifier(LabelPredictor):
             load_tokenizer(path),
             labels,
             multi_label=multi_label,
-            max_length=max_length,
+            max_length=max_length or trained_max_length(path),
             batch_size=batch_size,
         )
 

@@ -16,7 +16,7 @@ from tests.conftest import shared_data
 from textcore.classifier import Classifier
 from textcore.data import LabelledTexts, read_labelled
 from textcore.errors import InvalidInput
-from textcore.evaluation import evaluate_classifier
+from textcore.evaluation import evaluate_classifier, load_predictor
 from textcore.models import load_backbone
 from textcore.training import TrainConfig, train_classifier
 from textcore.training.classification import ClassificationTask
@@ -192,6 +192,35 @@ def test_recorded_validation_figures_match_the_saved_model(tiny_model_dir: Path,
     report = evaluate_classifier(Classifier.load(tmp_path / "m", precision="fp32"), validation)
     assert result.metadata["validation_metrics"]["accuracy"] == report["accuracy"]
     assert result.metrics["confusion"] == report["confusion"]
+
+
+def test_a_loaded_model_cuts_texts_where_its_training_did(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # Trained on 8 tokens per text, with the telling words after the filler: served on more tokens, the
+    # model would see words it never saw in training, and disagree with its own validation figures.
+    def late_keywords(n: int, seed: int) -> LabelledTexts:
+        rng = random.Random(seed)
+        labels = ["positive" if i % 2 else "negative" for i in range(n)]
+        texts = [
+            "in the quarter " * rng.randint(0, 4) + rng.choice(POSITIVE if y == "positive" else NEGATIVE)
+            for y in labels
+        ]
+        return LabelledTexts(texts, labels)
+
+    data, validation = late_keywords(80, 0), late_keywords(30, 5)
+    config = tiny_config(tiny_model_dir, epochs=2, max_length=8)
+    result = train_classifier(data, config, tmp_path / "m", validation=validation, progress=False)
+    loaded = Classifier.load(tmp_path / "m", precision="fp32")
+    assert loaded.max_length == 8 and loaded_predictor_length(tmp_path / "m") == 8
+    assert Classifier.load(tmp_path / "m", max_length=32).max_length == 32  # an explicit length still wins
+    report = evaluate_classifier(loaded, validation)
+    assert result.metadata["validation_metrics"]["accuracy"] == report["accuracy"]
+    assert result.metrics["confusion"] == report["confusion"]
+
+
+def loaded_predictor_length(folder: Path) -> int:
+    predictor = load_predictor(folder)
+    assert isinstance(predictor, Classifier)
+    return predictor.max_length
 
 
 def test_a_step_with_an_inf_gradient_is_skipped_and_counted(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -247,7 +247,7 @@ def calibrate_intents(
         from textcore import read_labelled  # noqa: PLC0415
 
         rows = read_labelled(validation, text_column, label_column)
-        loaded = IntentModel.load(model, device=device, precision=precision, max_length=64)
+        loaded = IntentModel.load(model, device=device, precision=precision)
         threshold, selection, figures = calibrate(
             loaded, model, rows, oos_label=oos_label, rule=threshold_rule,
             max_in_scope_drop=max_in_scope_drop, in_scope_rejection=in_scope_rejection,
@@ -275,7 +275,7 @@ def evaluate_intents(
         from textcore import read_labelled  # noqa: PLC0415
 
         rows = read_labelled(data, text_column, label_column)
-        loaded = IntentModel.load(model, device=device, precision=precision, max_length=64)
+        loaded = IntentModel.load(model, device=device, precision=precision)
         return {**evaluate(loaded, rows, oos_label), "threshold": loaded.threshold}
 
     _print(core_cli.run_or_exit(action))

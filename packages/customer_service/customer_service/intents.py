@@ -346,7 +346,7 @@ class IntentModel:
         *,
         device: str = "auto",
         precision: str = "auto",
-        max_length: int = 256,
+        max_length: int | None = None,
         batch_size: int = 64,
         backend: str = "torch",
     ) -> IntentModel:

@@ -73,7 +73,7 @@ def load_sentiment(path: Path | None) -> SentimentScorer:
     """The classifier at `path`, or the built-in phrase list when there is none."""
     if path is None:
         return PhraseSentiment()
-    return ModelSentiment(load_predictor(path, max_length=128))
+    return ModelSentiment(load_predictor(path))
 
 
 def _shouting(text: str) -> bool:

@@ -77,9 +77,7 @@ def _load_models(
         else None
     )
     intents = (
-        IntentModel.load(
-            settings.intent_model_path, device=enc.device, precision=enc.precision, max_length=64
-        )
+        IntentModel.load(settings.intent_model_path, device=enc.device, precision=enc.precision)
         if settings.intent_model_path is not None
         else None
     )

@@ -72,8 +72,7 @@ def _load(folder: Path, version: str, encoder: EncoderSettings, backend: str) ->
         device=encoder.device,
         precision=encoder.precision,
         batch_size=encoder.batch_size,
-        max_length=encoder.max_length,
-    )
+    )  # texts are cut where the model's training cut them
     return SentimentModel(predictor, version)
 
 
