@@ -12,8 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
 from starlette.routing import Route
+from typer.testing import CliRunner
 
 from customer_service import create_app
+from customer_service.cli import app as cli_app
 from customer_service.intents import IntentModel
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings
 from tests.conftest import problem, serve_app
@@ -97,6 +99,35 @@ def test_knowledge_edits_are_visible_to_the_next_request(client: TestClient) -> 
     hits = client.get("/v1/knowledge/search", params={"q": question, "k": 5}).json()
     assert "saturday-hours" not in [h["id"] for h in hits]
     assert client.get("/v1/knowledge").json()["version"] > version
+
+
+def test_knowledge_changes_from_the_cli_are_visible_to_the_next_request(
+    client: TestClient, settings: CustomerServiceSettings, tmp_path: Path
+) -> None:
+    # The CLI is another process on the same database and index folder: the running service must serve
+    # its changes from the next request on, with no restart.
+    where = ["--database-url", settings.database_url, "--index-dir", str(settings.index_dir)]
+    question = "How do I freeze or block my debit card?"
+    assert chat(client, question)["sources"][0]["id"] == "lock-card"
+
+    deleted = CliRunner().invoke(cli_app, ["delete", "lock-card", *where])
+    assert deleted.exit_code == 0, deleted.output
+    assert "lock-card" not in [s["id"] for s in chat(client, question)["sources"]]
+    hits = client.get("/v1/knowledge/search", params={"q": question, "k": 5}).json()
+    assert "lock-card" not in [h["id"] for h in hits]
+
+    faqs = tmp_path / "new.csv"
+    faqs.write_text(
+        "id,question,answer,category\n"
+        "pet-insurance,Do you sell pet insurance?,"
+        "Yes: cover for cats and dogs from 8 weeks old; quote in the app under Insurance.,insurance\n"
+    )
+    added = CliRunner().invoke(cli_app, ["ingest", str(faqs), *where])
+    assert added.exit_code == 0, added.output
+    reply = chat(client, "Can I insure my dog with you?")
+    assert reply["sources"][0]["id"] == "pet-insurance", reply
+    cli_version = json.loads(added.output.splitlines()[-1])["version"]
+    assert client.get("/v1/knowledge").json()["version"] == cli_version
 
 
 def test_documents_are_chunked_and_cited(client: TestClient) -> None:

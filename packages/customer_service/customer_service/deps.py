@@ -29,3 +29,13 @@ def get_limiter(request: Request) -> CapacityLimiter:
 
 ServiceDep = Annotated[CustomerService, Depends(get_service)]
 LimiterDep = Annotated[CapacityLimiter, Depends(get_limiter)]
+
+
+async def get_current_service(service: ServiceDep, limiter: LimiterDep) -> CustomerService:
+    """The service, its knowledge base first brought up to date with changes made elsewhere (the CLI,
+    another replica): one version read per request, a sync only when the version moved."""
+    await limiter.run(service.kb.refresh)
+    return service
+
+
+CurrentServiceDep = Annotated[CustomerService, Depends(get_current_service)]

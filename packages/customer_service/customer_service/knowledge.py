@@ -151,6 +151,19 @@ class KnowledgeBase:
                 return 0
             return self._sync(progress, load=not self._loaded)
 
+    def refresh(self) -> int:
+        """Catch up with changes another process made (the CLI, another replica on the same database).
+
+        One read of the database's version; a `sync` only when it differs from the index's. Run before each
+        request that reads the knowledge base, so such changes are visible to the next request.
+
+        Returns:
+            How many passages were embedded.
+        """
+        if self._loaded and _database_version(self.db) == self._index.version:
+            return 0
+        return self.sync()
+
     # ------------------------------------------------------------------------------------------ reads
 
     def get(self, entry_id: str) -> Entry:

@@ -7,7 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
-from customer_service.deps import LimiterDep, ServiceDep
+from customer_service.deps import CurrentServiceDep, LimiterDep, ServiceDep
 from customer_service.knowledge import FaqIn
 from customer_service.retrieval_eval import faq_id
 from customer_service.schemas import (
@@ -28,7 +28,7 @@ AnyIdPath = Annotated[str, Path(min_length=1, max_length=210)]
 
 @router.get("")
 async def list_entries(
-    service: ServiceDep,
+    service: CurrentServiceDep,
     limiter: LimiterDep,
     offset: Annotated[int, Query(ge=0)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -75,7 +75,7 @@ async def put_document(
 
 @router.get("/search")
 async def search(
-    service: ServiceDep,
+    service: CurrentServiceDep,
     limiter: LimiterDep,
     q: Annotated[str, Query(min_length=1, max_length=2_000)],
     k: Annotated[int, Query(ge=1, le=50)] = 5,
@@ -87,7 +87,7 @@ async def search(
 
 
 @router.get("/{entry_id}")
-async def get_entry(entry_id: AnyIdPath, service: ServiceDep, limiter: LimiterDep) -> EntryOut:
+async def get_entry(entry_id: AnyIdPath, service: CurrentServiceDep, limiter: LimiterDep) -> EntryOut:
     """One FAQ or chunk."""
     return EntryOut(**asdict(await limiter.run(service.kb.get, entry_id)))
 
