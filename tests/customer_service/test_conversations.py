@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 from customer_service.analytics import analytics
@@ -19,7 +22,7 @@ def test_sessions_turns_and_states(database: Database) -> None:
     session = conversations.start(None)
     assert session.state == "open" and len(session.id) == 32
     assert conversations.start(session.id).id == session.id  # the same session continues
-    first = conversations.record(session.id, _turn("hello", intent="greeting", confidence=0.9),
+    first, _ = conversations.record(session.id, _turn("hello", intent="greeting", confidence=0.9),
                                  state="open", fallback_streak=0, handoff_reason=None)  # fmt: skip
     conversations.record(session.id, _turn("???", "fallback"), state="open", fallback_streak=1,
                          handoff_reason=None)  # fmt: skip
@@ -40,6 +43,43 @@ def test_sessions_turns_and_states(database: Database) -> None:
     assert (reopened.state, reopened.fallback_streak) == ("open", 0)
 
 
+def test_a_state_change_made_while_a_turn_was_composed_wins(database: Database) -> None:
+    conversations = Conversations(database)
+    sid = conversations.start(None).id  # the bot plans its turn on an open session ...
+    conversations.hand_off(sid, "taken over by an agent")  # ... an agent takes it meanwhile ...
+    turn, state = conversations.record(  # ... and the bot's turn is stored after that
+        sid, _turn("hello"), state="open", fallback_streak=0, handoff_reason=None, seen_state="open"
+    )
+    stored = conversations.get(sid)
+    assert state == stored.state == "waiting_for_agent"
+    assert stored.handoff_reason == "taken over by an agent" and stored.turns[-1].id == turn.id
+
+    conversations.resolve(sid)  # closed while a turn planned on the waiting session is composed
+    _, state = conversations.record(
+        sid,
+        _turn("still there?", "handoff"),
+        state="waiting_for_agent",
+        fallback_streak=0,
+        handoff_reason=None,
+        seen_state="waiting_for_agent",
+    )
+    assert state == conversations.get(sid).state == "closed"
+
+
+def test_first_messages_of_one_new_session_racing_all_get_that_session(database: Database) -> None:
+    conversations = Conversations(database)
+    barrier = threading.Barrier(8)
+
+    def first_message() -> str:
+        barrier.wait()  # all eight look the session up before any has created it
+        return conversations.start("widget-7:new").id
+
+    with ThreadPoolExecutor(8) as pool:
+        ids = list(pool.map(lambda _: first_message(), range(8)))
+    assert ids == ["widget-7:new"] * 8
+    assert conversations.get("widget-7:new").state == "open"
+
+
 def test_client_chosen_ids_and_unknown_ids(database: Database) -> None:
     conversations = Conversations(database)
     assert conversations.start("widget-42:abc").id == "widget-42:abc"
@@ -56,7 +96,7 @@ def test_client_chosen_ids_and_unknown_ids(database: Database) -> None:
 def test_feedback_and_analytics(database: Database) -> None:
     conversations = Conversations(database)
     sid = conversations.start(None).id
-    answered = conversations.record(
+    answered, _ = conversations.record(
         sid, _turn("card fees"), state="open", fallback_streak=0, handoff_reason=None
     )
     for message in ("Where is the moon?", "where is the   MOON?", "weather today"):

@@ -180,7 +180,7 @@ class Bot:
         shown = _shown_sources(plan, self.settings.sources_per_answer)
         waiting = plan.session.state == "waiting_for_agent"
         state = "waiting_for_agent" if action == "handoff" else plan.session.state
-        stored = self.conversations.record(
+        stored, state = self.conversations.record(
             plan.session.id,
             NewTurn(
                 message=plan.message,
@@ -195,6 +195,7 @@ class Bot:
             state=state,
             fallback_streak=plan.decision.fallback_streak,
             handoff_reason=None if waiting or action != "handoff" else plan.decision.reason,
+            seen_state=plan.session.state,
         )
         return Reply(
             session_id=plan.session.id,

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from customer_service.database import Database
@@ -97,8 +98,12 @@ class Conversations:
         with self.db.session() as s:
             row = s.get(ChatSession, sid)
             if row is None:
-                row = ChatSession(id=sid, state="open", fallback_streak=0)
-                s.add(row)
+                try:
+                    with s.begin_nested():  # two first messages of one new session may race here
+                        s.add(ChatSession(id=sid, state="open", fallback_streak=0))
+                except IntegrityError:
+                    pass  # the other request created it: continue with its row
+                row = _existing(s, sid)
             elif row.state == "closed":
                 row.state, row.fallback_streak, row.handoff_reason = "open", 0, None
             s.flush()
@@ -115,9 +120,21 @@ class Conversations:
             return [_turn(r) for r in reversed(rows)]
 
     def record(
-        self, session_id: str, turn: NewTurn, *, state: str, fallback_streak: int, handoff_reason: str | None
-    ) -> TurnRecord:
-        """Store a turn and the session's new state in one transaction."""
+        self,
+        session_id: str,
+        turn: NewTurn,
+        *,
+        state: str,
+        fallback_streak: int,
+        handoff_reason: str | None,
+        seen_state: str | None = None,
+    ) -> tuple[TurnRecord, str]:
+        """Store a turn and the session's new state in one transaction; returns the turn and the state.
+
+        `seen_state`: the state the turn was planned under. When the session's state changed since (an
+        agent took it over or closed it while the bot composed its answer), that newer change wins and
+        `state` and `handoff_reason` are not applied.
+        """
         if turn.action not in ACTIONS or state not in SESSION_STATES:
             raise InvalidInput(
                 f"expected an action in {ACTIONS} and a state in {SESSION_STATES}; found "
@@ -146,12 +163,13 @@ class Conversations:
                 created_at=utcnow(),
             )
             s.add(stored)
-            row.state, row.fallback_streak = state, fallback_streak
-            if handoff_reason is not None:
-                row.handoff_reason = handoff_reason
-            row.updated_at = utcnow()
+            if seen_state is None or row.state == seen_state:
+                row.state = state
+                if handoff_reason is not None:
+                    row.handoff_reason = handoff_reason
+            row.fallback_streak, row.updated_at = fallback_streak, utcnow()
             s.flush()
-            return _turn(stored)
+            return _turn(stored), row.state
 
     def get(self, session_id: str) -> SessionRecord:
         """A session with all its turns.
