@@ -228,6 +228,16 @@ def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServ
     assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
 
 
+@pytest.mark.postgres
+def test_text_postgresql_cannot_store_is_refused_clearly(tmp_path: Path, postgres_url: str) -> None:
+    # PostgreSQL text holds no NUL character: the caller gets a 422 problem, and the service goes on.
+    with TestClient(create_app(cs_settings(tmp_path, postgres_url))) as client:
+        body = problem(client.post("/v1/chat", json={"message": "card\u0000 declined"}), 422)
+        assert "NUL" in body["detail"]
+        problem(client.get("/v1/knowledge", params={"category": "a\x00b"}), 422)
+        assert chat(client, "Why was my card declined?")["action"] == "answer"
+
+
 def test_an_intent_models_frozen_view_reads_the_retrieval_embeddings(
     tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
 ) -> None:

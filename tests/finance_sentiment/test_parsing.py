@@ -123,6 +123,11 @@ def test_atom_prefers_full_content_strips_scripts_and_converts_offsets() -> None
     assert item.published_at == datetime(2024, 5, 1, 15, 0, tzinfo=UTC)
 
 
+def test_nul_characters_are_dropped_from_items() -> None:
+    item = RawItem(url="https://example.com/a\x00", title="Acme\x00 falls", text="\x00", published_at=None)
+    assert (item.url, item.title, item.text) == ("https://example.com/a", "Acme falls", "")
+
+
 def test_valid_feed_without_entries_is_empty_not_an_error() -> None:
     empty = b'<?xml version="1.0"?><rss version="2.0"><channel><title>Quiet</title></channel></rss>'
     assert parse_feed(empty, "https://example.com/rss") == []

@@ -13,8 +13,9 @@ import pytest
 from fastapi import FastAPI, Request
 from fastapi.testclient import TestClient
 from pydantic import BaseModel
+from sqlalchemy.exc import DataError, IntegrityError
 
-from tests.conftest import serve_app
+from tests.conftest import problem, serve_app
 from textcore.errors import ALL_ERRORS, CoreError, Overloaded, UpstreamError
 from textcore.http import HttpClientConfig, make_http_client
 from textcore.web import BodySizeLimit, CapacityLimiter, install_problem_handlers
@@ -49,6 +50,13 @@ def make_app() -> FastAPI:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("secret internals")
+
+    @app.get("/database/{what}")
+    async def database(what: str) -> None:
+        driver_error = ValueError("secret driver message")
+        if what == "data":
+            raise DataError("INSERT INTO t VALUES (%s)", ("a\x00b",), driver_error)
+        raise IntegrityError("INSERT INTO t VALUES (%s)", ("k",), driver_error)
 
     return app
 
@@ -182,6 +190,13 @@ async def test_http_client_sets_timeouts_and_user_agent() -> None:
     assert response.json() == {"ua": "probe/1"}
     assert client.timeout == httpx.Timeout(connect=1.5, read=2.5, write=30.0, pool=5.0)
     assert config.limits == httpx.Limits(max_connections=20, max_keepalive_connections=10)
+
+
+def test_values_the_database_refuses_are_422_and_a_lost_race_409(client: TestClient) -> None:
+    refused = problem(client.get("/database/data"), 422)
+    assert "NUL" in refused["detail"] and "secret" not in refused["detail"]
+    conflict = problem(client.get("/database/integrity"), 409)
+    assert "retry" in conflict["detail"] and "secret" not in conflict["detail"]
 
 
 async def test_http_client_bounds_response_size() -> None:

@@ -52,6 +52,13 @@ class RawItem:
     text: str
     published_at: datetime | None
 
+    def __post_init__(self) -> None:
+        # NUL characters carry nothing readable, and PostgreSQL cannot store them in text.
+        for name in ("url", "title", "text"):
+            value = getattr(self, name)
+            if "\x00" in value:
+                object.__setattr__(self, name, value.replace("\x00", ""))
+
 
 @dataclass(frozen=True)
 class JsonFields:

@@ -1,9 +1,10 @@
 """Map every error a service can raise to an RFC 9457 ``application/problem+json`` response.
 
-``install_problem_handlers`` registers three handlers on an app: ``CoreError`` subclasses keep their own
-``status`` and ``title``; request validation failures become 422 with an ``errors`` list; anything else
-becomes a generic 500 whose traceback goes to the log, never to the caller. Starlette's own HTTP errors
-(unknown route, wrong method) are rendered the same way so every error body has one shape.
+``install_problem_handlers`` registers the handlers on an app: ``CoreError`` subclasses keep their own
+``status`` and ``title``; request validation failures become 422 with an ``errors`` list; values the database
+refuses (SQLAlchemy ``DataError``) 422 and a uniqueness race lost to a concurrent request (``IntegrityError``)
+409; anything else becomes a generic 500 whose traceback goes to the log, never to the caller. Starlette's own
+HTTP errors (unknown route, wrong method) are rendered the same way so every error body has one shape.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from textcore.errors import CoreError, InvalidInput
+from textcore.errors import Conflict, CoreError, InvalidInput
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -94,6 +96,21 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return problem_response(exc.status_code, title, str(exc.detail), request.url.path, headers=exc.headers)
 
 
+async def _database_refused_values(request: Request, exc: Exception) -> JSONResponse:
+    # A value the schema let through that the database cannot hold (PostgreSQL: a NUL character in
+    # text, a number out of range): the caller's input, so 422; the driver's message goes to the log only.
+    logger.info("database refused the values of %s %s: %s", request.method, request.url.path, exc)
+    detail = "expected values the database can store (no NUL characters, numbers in range); it refused these"
+    return problem_response(422, InvalidInput.title, detail, request.url.path)
+
+
+async def _database_conflict(request: Request, exc: Exception) -> JSONResponse:
+    # A uniqueness or reference rule broken by a concurrent request (both checked, then both wrote).
+    logger.warning("database conflict on %s %s: %s", request.method, request.url.path, exc)
+    detail = "a concurrent change conflicted with this request; retry it"
+    return problem_response(409, Conflict.title, detail, request.url.path)
+
+
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     detail = "the server failed to handle this request; the error has been logged"
@@ -108,5 +125,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     """
     app.add_exception_handler(CoreError, _core_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(DataError, _database_refused_values)
+    app.add_exception_handler(IntegrityError, _database_conflict)
     app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _unexpected_error)
