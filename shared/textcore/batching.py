@@ -84,7 +84,13 @@ def length_grouped_batches(
 
 
 def sorted_batches(lengths: np.ndarray, batch_size: int) -> Iterator[np.ndarray]:
-    """Batches of row indices in descending length order (for inference; callers restore the order)."""
+    """Batches of row indices in descending length order (for inference; callers restore the order).
+
+    Raises:
+        InvalidInput: `batch_size` is below 1 (no batch would run, and every row would stay unset).
+    """
+    if batch_size < 1:
+        raise InvalidInput(f"expected batch_size >= 1; found {batch_size}")
     order = np.argsort(-lengths, kind="stable")
     for start in range(0, len(order), batch_size):
         yield order[start : start + batch_size]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -66,7 +67,13 @@ class TextClassifier(nn.Module):
         head_path = folder / HEAD_FILE
         if not head_path.is_file():
             raise InvalidInput(f"expected {HEAD_FILE} in {folder}; it is not a trained classifier")
-        model.head.load_state_dict(load_file(str(head_path)))
+        try:
+            model.head.load_state_dict(load_file(str(head_path)))
+        except (SafetensorError, RuntimeError) as exc:  # a damaged file, or a head for other labels
+            raise InvalidInput(
+                f"{head_path}: expected the head of a classifier of {len(labels)} labels; cannot load it: "
+                f"{str(exc)[:300]}"
+            ) from exc
         return model, backbone.tokenizer, labels, multi_label
 
 

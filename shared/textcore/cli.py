@@ -191,6 +191,8 @@ def train(
 
     def action() -> None:
         # Check the data before importing torch, so that a bad file fails in a fraction of a second.
+        if output.exists() and not output.is_dir():
+            raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
         columns = (text_column, label_column, negative_column, passage_column)
         _check_training_data(task, data, columns, multi_label, weight_column)
         for extra in filter(None, [validation]):
@@ -423,8 +425,14 @@ def print_report(report: dict[str, Any]) -> None:
 
 
 def _stdin_lines() -> Iterator[str]:
-    for line in sys.stdin:
-        text = line.rstrip("\n")
+    for number, raw in enumerate(sys.stdin.buffer, start=1):
+        try:
+            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"standard input, line {number}: expected UTF-8 text; byte {exc.start} is not valid UTF-8"
+            ) from exc
+        text = line.rstrip("\r\n")
         if text.strip():
             yield text
 

@@ -197,12 +197,17 @@ def _weights(path: str | os.PathLike[str], values: list[str], column: str) -> li
 
 
 def _require_columns(path: str | os.PathLike[str], rows: list[dict[str, str]], columns: list[str]) -> None:
+    """Every row has every column (a JSON Lines row may leave one out where the first row has it)."""
     if not rows:
         raise InvalidInput(f"{path}: expected at least one data row; found none")
     present = list(rows[0])
     missing = [c for c in columns if c not in present]
     if missing:
         raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(present)}")
+    for number, row in enumerate(rows, start=1):
+        missing = [c for c in columns if c not in row]
+        if missing:
+            raise InvalidInput(f"{path}: row {number} has no {missing[0]!r}; expected it in every row")
 
 
 def _require_non_empty(path: str | os.PathLike[str], values: list[str], column: str) -> None:
@@ -348,12 +353,8 @@ def read_pairs(
 ) -> Pairs:
     """Read pairs (and optional negatives) from a CSV/JSONL file; refuses empty cells."""
     rows = read_table(path)
-    if not rows:
-        raise InvalidInput(f"{path}: expected at least one data row; found none")
     wanted = [c for c in (anchor, positive, negative) if c]
-    missing = [c for c in wanted if c not in rows[0]]
-    if missing:
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
+    _require_columns(path, rows, wanted)
     for number, row in enumerate(rows, start=1):
         empty = [c for c in wanted if not row[c].strip()]
         if empty:

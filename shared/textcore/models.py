@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from textcore.errors import InvalidInput, NotFound
@@ -132,6 +133,6 @@ def load_backbone(name: str | os.PathLike[str] = DEFAULT_MODEL) -> Backbone:
         )
     try:
         model = AutoModel.from_pretrained(str(folder), use_safetensors=True, dtype=torch.float32)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a damaged weights file
         raise InvalidInput(f"cannot load an encoder from {folder}: {exc}") from exc
     return Backbone(model=model, tokenizer=load_tokenizer(folder), path=folder)

@@ -86,6 +86,8 @@ class ModelRegistry:
 
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
+        if self.root.exists() and not self.root.is_dir():
+            raise InvalidInput(f"registry root {self.root}: expected a folder; found a file")
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _dir(self, name: str, *, must_exist: bool = True) -> Path:

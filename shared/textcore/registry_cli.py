@@ -67,7 +67,7 @@ def list_versions(root: RootOpt, name: NameOpt) -> None:
     """Show every version of a model and which one is active."""
     from textcore.cli import run_or_exit  # noqa: PLC0415
 
-    registry = ModelRegistry(root)
+    registry = run_or_exit(lambda: ModelRegistry(root))
     versions = run_or_exit(lambda: registry.versions(name))
     active = registry.active(name).version if _has_active(registry, name) else None
     table = Table(title=f"{name} in {root}")

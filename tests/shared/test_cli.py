@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import traceback
@@ -448,6 +449,30 @@ def _unknown_base_model(tmp: Path, model: Path, out: Path) -> tuple[list[object]
     return _train_args(data, tmp / "no-such-model", out), "cannot find model"
 
 
+def _jsonl_row_without_label(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = tmp / "ragged.jsonl"
+    rows = [{"review": "good", "sentiment": "pos"}, {"review": "bad"}, {"review": "ok", "sentiment": "neg"}]
+    data.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return _train_args(data, model, out), "row 2 has no 'sentiment'"
+
+
+def _too_few_rows_to_validate(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")])  # one row a class: none to spare
+    return _train_args(data, model, out), "expected enough rows to carve a validation split"
+
+
+def _negative_seed(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    return [*_train_args(data, model, out), "--seed", -1], "seed: expected an integer in [0, 2**32)"
+
+
+def _output_is_a_file(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    taken = tmp / "taken"
+    taken.write_text("not a folder")
+    return _train_args(data, model, taken), "expected a folder to write the model to; found a file"
+
+
 ERROR_CASES: dict[str, ErrorCase] = {
     "missing-file": _missing_file,
     "missing-text-column": _missing_text_column,
@@ -456,6 +481,10 @@ ERROR_CASES: dict[str, ErrorCase] = {
     "single-class": _single_class,
     "not-utf8": _not_utf8,
     "unknown-base-model": _unknown_base_model,
+    "jsonl-row-without-label": _jsonl_row_without_label,
+    "too-few-rows-to-validate": _too_few_rows_to_validate,
+    "negative-seed": _negative_seed,
+    "output-is-a-file": _output_is_a_file,
 }
 
 
@@ -478,6 +507,34 @@ def test_train_errors_exit_2_with_one_line(case: str, tmp_path: Path, tiny_model
     assert_clean_failure(result, expected)
     assert result.stdout == ""
     assert not output.exists(), "a failed run must not leave a model folder behind"
+
+
+@pytest.mark.parametrize("batch_size", [0, -3])
+def test_predict_refuses_a_batch_size_below_one(trained: Trained, batch_size: int) -> None:
+    result = run_cli("predict", "--model", trained.model, "--batch-size", batch_size, stdin="great\n")
+    assert_clean_failure(result, f"expected batch_size >= 1; found {batch_size}")
+    assert result.stdout == ""
+
+
+def test_predict_refuses_stdin_that_is_not_utf8(trained: Trained) -> None:
+    result = subprocess.run(
+        [str(TEXTCORE), "predict", "--model", str(trained.model)],
+        input=b"fine\ncaf\xe9 prices rose\n",
+        capture_output=True,
+        timeout=300,
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+        check=False,
+    )
+    outcome = InProcess(result.returncode, result.stdout.decode(), result.stderr.decode())
+    assert_clean_failure(outcome, "standard input, line 2: expected UTF-8 text")
+
+
+def test_predict_with_a_damaged_model_folder_fails_clearly(trained: Trained, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged"
+    shutil.copytree(trained.model, damaged)
+    (damaged / "head.safetensors").write_bytes(b"not a safetensors file")
+    result = run_cli("predict", "--model", damaged, stdin="great\n")
+    assert_clean_failure(result, "head.safetensors: expected the head of a classifier of 2 labels")
 
 
 def test_evaluate_with_labels_the_model_does_not_know(trained: Trained, tmp_path: Path) -> None:

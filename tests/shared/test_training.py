@@ -159,9 +159,22 @@ def test_validation_labels_unknown_to_training_are_refused(tiny_model_dir: Path,
         )
 
 
+def test_a_single_label_with_a_bar_in_it_is_one_label(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # "|" separates labels only for multi-label data; here "positive|strong" is one label of its own.
+    data = keyword_data(20)
+    data = LabelledTexts(data.texts, [y.replace("positive", "positive|strong") for y in data.labels])
+    validation = LabelledTexts(["profit rose", "profit fell"], ["positive|strong", "negative"])
+    config = tiny_config(tiny_model_dir, epochs=1)
+    result = train_classifier(data, config, tmp_path / "m", validation=validation, progress=False)
+    assert Classifier.load(tmp_path / "m").labels == ["negative", "positive|strong"]
+    assert result.metrics["per_label"].keys() == {"negative", "positive|strong"}
+
+
 def test_config_explains_bad_values() -> None:
     with pytest.raises(InvalidInput, match=r"epochs: expected an integer >= 1; found 0"):
         TrainConfig(epochs=0)
+    with pytest.raises(InvalidInput, match=r"seed: expected an integer in \[0, 2\*\*32\); found -1"):
+        TrainConfig(seed=-1)
     with pytest.raises(InvalidInput, match="metric"):
         TrainConfig(metric="recall@1")
 

@@ -104,6 +104,7 @@ class TrainConfig:
         object.__setattr__(self, "teachers", tuple(self.teachers))  # a list when read back from metadata
         _check(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
         _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
+        _check(0 <= self.seed < 2**32, "seed", "an integer in [0, 2**32)", self.seed)
         _check(self.batch_size >= 2, "batch_size", "an integer >= 2", self.batch_size)
         _check(0 < self.learning_rate < 1, "learning_rate", "a number in (0, 1)", self.learning_rate)
         _check(

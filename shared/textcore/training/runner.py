@@ -54,9 +54,19 @@ def _validation_for(
     train_data: LabelledTexts, validation: LabelledTexts | None, config: TrainConfig, labels: list[str]
 ) -> tuple[LabelledTexts, LabelledTexts]:
     if validation is None:
-        return stratified_split(train_data, config.validation_fraction, config.seed)
+        train_part, validation_part = stratified_split(train_data, config.validation_fraction, config.seed)
+        if not validation_part.texts or not train_part.texts:
+            raise InvalidInput(
+                f"expected enough rows to carve a validation split ({config.validation_fraction:.0%}) and "
+                f"keep training rows; found {len(train_data.texts)} rows: give more, or --validation FILE"
+            )
+        return train_part, validation_part
     known = set(labels)
-    unknown = sorted({x for value in validation.labels for x in value.split("|")} - known)
+    if config.multi_label:  # "a|b" names two labels; a single-label "a|b" is one label of its own
+        given = {x.strip() for value in validation.labels for x in value.split("|")}
+    else:
+        given = set(validation.labels)
+    unknown = sorted(given - known)
     if unknown:
         raise InvalidInput(f"validation labels {unknown} do not occur in the training data; known: {labels}")
     return train_data, validation
