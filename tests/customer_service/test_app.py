@@ -148,6 +148,20 @@ def test_documents_are_chunked_and_cited(client: TestClient) -> None:
     assert client.get("/v1/knowledge", params={"kind": "chunk"}).json()["total"] == 0
 
 
+def test_document_ids_with_slashes_are_reachable(client: TestClient) -> None:
+    # Files ingested from a folder keep their relative path as id ("guides/travel.md").
+    text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
+    body = {"title": "Using your card abroad", "text": text, "format": "markdown"}
+    stored = client.put("/v1/knowledge/documents/guides/travel.md", json=body)
+    assert stored.status_code == 200, stored.text
+    first = stored.json()["ids"][0]
+    assert first == "guides/travel.md#0"
+    assert client.get("/v1/knowledge/guides/travel.md%230").json()["id"] == first
+    assert client.get("/v1/knowledge/guides%2Ftravel.md%230").json()["id"] == first  # encoded "/" too
+    assert client.delete("/v1/knowledge/guides/travel.md").status_code == 204
+    problem(client.get("/v1/knowledge/guides/travel.md%230"), 404)
+
+
 def test_handoff_flow(client: TestClient) -> None:
     first = chat(client, "How do I open a savings account?")
     sid = first["session_id"]
@@ -163,12 +177,14 @@ def test_handoff_flow(client: TestClient) -> None:
 
     resolved = client.post(f"/v1/sessions/{sid}/resolve")
     assert resolved.json()["state"] == "closed"
+    assert [t["action"] for t in resolved.json()["turns"]] == ["answer", "handoff", "handoff"]
     again = chat(client, "How do I cancel a direct debit?", sid)  # the customer comes back
     assert again["action"] == "answer" and again["state"] == "open"
 
     # an agent can take a session over from the console
     taken = client.post(f"/v1/sessions/{sid}/handoff", json={"reason": "VIP customer"})
     assert taken.json()["state"] == "waiting_for_agent"
+    assert len(taken.json()["turns"]) == 4  # the agent sees the conversation so far
     problem(client.post("/v1/sessions/no-such-session/handoff"), 404)
 
 

@@ -178,9 +178,7 @@ class Conversations:
             NotFound: If there is no such session.
         """
         with self.db.session() as s:
-            row = _existing(s, session_id)
-            turns = s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.position)).all()
-            return _session(row, [_turn(t) for t in turns])
+            return _session(_existing(s, session_id), _turns(s, session_id))
 
     def hand_off(self, session_id: str, reason: str) -> SessionRecord:
         """Put a session in the agents' queue (from the agent console or the bot's policy)."""
@@ -190,7 +188,7 @@ class Conversations:
                 raise Conflict(f"expected an open session to hand off; session {session_id!r} is closed")
             row.state, row.handoff_reason, row.updated_at = "waiting_for_agent", reason, utcnow()
             s.flush()
-            return _session(row)
+            return _session(row, _turns(s, session_id))
 
     def resolve(self, session_id: str) -> SessionRecord:
         """Close a session (an agent has dealt with it)."""
@@ -198,7 +196,7 @@ class Conversations:
             row = _locked_session(s, session_id)
             row.state, row.fallback_streak, row.updated_at = "closed", 0, utcnow()
             s.flush()
-            return _session(row)
+            return _session(row, _turns(s, session_id))
 
     def feedback(self, turn_id: str, rating: str, comment: str | None) -> None:
         """Rate a turn (a later rating of the same turn replaces the earlier one).
@@ -232,6 +230,11 @@ def _locked_session(s: Session, session_id: str) -> ChatSession:
     if row is None:
         raise NotFound(f"expected an existing session id; found no session {session_id!r:.80}")
     return row
+
+
+def _turns(s: Session, session_id: str) -> list[TurnRecord]:
+    rows = s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.position)).all()
+    return [_turn(t) for t in rows]
 
 
 def _session(row: ChatSession, turns: list[TurnRecord] | None = None) -> SessionRecord:

@@ -61,7 +61,7 @@ async def put_faq(
     return ChangeOut(stored=stored, ids=[entry_id], version=service.kb.version)
 
 
-@router.put("/documents/{document_id}")
+@router.put("/documents/{document_id:path}")  # ids of ingested files hold "/"
 async def put_document(
     document_id: EntryIdPath, body: DocumentIn, service: ServiceDep, limiter: LimiterDep
 ) -> ChangeOut:
@@ -86,13 +86,13 @@ async def search(
     return [PassageOut(**asdict(p)) for p in passages]
 
 
-@router.get("/{entry_id}")
+@router.get("/{entry_id:path}")
 async def get_entry(entry_id: AnyIdPath, service: CurrentServiceDep, limiter: LimiterDep) -> EntryOut:
     """One FAQ or chunk."""
     return EntryOut(**asdict(await limiter.run(service.kb.get, entry_id)))
 
 
-@router.delete("/{entry_id}", status_code=204)
+@router.delete("/{entry_id:path}", status_code=204)
 async def delete_entry(entry_id: AnyIdPath, service: ServiceDep, limiter: LimiterDep) -> Response:
     """Remove an FAQ, a chunk, or a whole document (by its id)."""
     removed = await limiter.run(service.kb.delete, [entry_id])
