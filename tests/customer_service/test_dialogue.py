@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from customer_service.followup import is_follow_up, rewrite
+from customer_service.followup import CARRIED_WORDS, is_follow_up, rewrite
 from customer_service.policy import asks_for_person, decide
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
@@ -33,12 +33,20 @@ def test_follow_ups_are_recognised(message: str, expected: bool) -> None:
 def test_a_follow_up_is_read_with_the_previous_query() -> None:
     previous = ["How do I open a savings account?"]
     assert rewrite("and for business accounts?", previous) == (
-        "How do I open a savings account, for business accounts?"
+        "How do I open a savings account, business accounts?"  # the longest connective goes whole
     )
     assert rewrite("is it free?", previous) == "How do I open a savings account, is it free?"
     # a question that stands on its own, or the first turn, is left alone (whitespace normalised)
     assert rewrite("How do I order a new   card?", previous) == "How do I order a new card?"
     assert rewrite("and for business accounts?", []) == "and for business accounts?"
+
+
+def test_a_chain_of_follow_ups_stays_bounded() -> None:
+    queries = ["How do I open a savings account for my daughter who is twelve years old this spring?"]
+    for _ in range(20):
+        queries.append(rewrite("and what about the interest on it?", queries))
+    assert len(queries[-1].split()) <= CARRIED_WORDS + 4  # and the four words of the follow-up
+    assert queries[-1].endswith(", the interest on it?")
 
 
 @pytest.mark.parametrize(
@@ -49,13 +57,27 @@ def test_a_follow_up_is_read_with_the_previous_query() -> None:
         "agent please",
         "connect me to an agent",
         "transfer me to a representative",
+        "I need a human",
+        "I want a human",
+        "get me a human",
+        "representative please",
+        "put me through to an agent",
+        "let me talk to customer service",
     ],
 )
 def test_explicit_requests_for_a_person(message: str) -> None:
     assert asks_for_person(message)
 
 
-@pytest.mark.parametrize("message", ["How do I add a person to my account?", "human resources contact"])
+@pytest.mark.parametrize(
+    "message",
+    [
+        "How do I add a person to my account?",
+        "human resources contact",
+        "I need a human resources contact",
+        "Does the card need an agent to activate it?",
+    ],
+)
 def test_mentions_of_people_are_not_requests(message: str) -> None:
     assert not asks_for_person(message)
 

@@ -27,6 +27,7 @@ from customer_service.generation import (
     OpenAICompatibleGenerator,
     build_prompt,
     citations,
+    dangling_citations,
 )
 from customer_service.knowledge import Passage
 from customer_service.templates import TemplateStore
@@ -35,7 +36,14 @@ from textcore import InvalidInput, UpstreamError
 from textcore.http import make_http_client
 
 CITED = "You can block your card in the app under Cards [1]. Or call us [2]."
-REPLIES = {"cite": CITED, "nocite": "Please call us, I think.", "empty": "", "slow": CITED, "stall": CITED}
+REPLIES = {
+    "cite": CITED,
+    "nocite": "Please call us, I think.",
+    "madeup": "Block it in the app [1], or see our fees page [7].",  # no passage [7] was given
+    "empty": "",
+    "slow": CITED,
+    "stall": CITED,
+}
 FAQ = Passage(
     "faq-1", "faq", "How do I block my card?", "Open the app and tap Cards > Block.", "cards", None, 0.9
 )
@@ -109,6 +117,7 @@ def test_prompt_numbers_the_passages_after_the_history() -> None:
 def test_citations_are_read_back_in_range_and_once() -> None:
     assert citations("See [2] and [1, 2]; not [7] or [0] or [x].", 3) == [2, 1]
     assert citations("no citations", 3) == []
+    assert dangling_citations("See [2] and [1, 2]; not [7] or [0] or [x].", 3) == [7, 0]
 
 
 async def test_generate_sends_the_prompt_and_returns_the_answer(
@@ -163,7 +172,7 @@ async def test_answer_generated_with_citations(client: httpx.AsyncClient, server
     assert (answer.text, answer.mode, answer.cited) == (CITED, "generated", [0, 1])
 
 
-@pytest.mark.parametrize("kind", ["fail", "garbage", "nocite", "empty", "slow"])
+@pytest.mark.parametrize("kind", ["fail", "garbage", "nocite", "madeup", "empty", "slow"])
 async def test_answer_falls_back_to_the_extract(client: httpx.AsyncClient, server: str, kind: str) -> None:
     answerer = Answerer(None, generator(client, server, kind), generation_timeout_s=0.5)
     started = time.monotonic()

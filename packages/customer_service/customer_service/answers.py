@@ -4,7 +4,8 @@ In order:
 
 1. template: the operator's template for the top passage's FAQ id, else for the intent (`templates`);
 2. generated: the generator's answer to the numbered passages, within `generation_timeout_s`, when it cites
-   at least one passage (errors, timeouts, empty or uncited output fall through);
+   at least one passage and no passage it was not given (errors, timeouts, empty or uncited output, and
+   made-up sources fall through);
 3. extractive: the top passage itself (an FAQ's answer whole, a document chunk cut to its first sentences),
    followed by the citation " [1]".
 
@@ -21,7 +22,13 @@ from collections.abc import AsyncGenerator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, Protocol
 
-from customer_service.generation import Generator, PassageText, build_prompt, citations
+from customer_service.generation import (
+    Generator,
+    PassageText,
+    build_prompt,
+    citations,
+    dangling_citations,
+)
 from customer_service.templates import TemplateStore
 from textcore import InvalidInput
 
@@ -150,6 +157,9 @@ class Answerer:
         cited = citations(text, len(passages))
         if not cited:
             logger.info("generated answer cites no passage, answering extractively: %r", text[:200])
+            return self.extractive(passages)
+        if made_up := dangling_citations(text, len(passages)):
+            logger.info("generated answer cites missing sources %s, answering extractively", made_up)
             return self.extractive(passages)
         return Answer(text, "generated", [number - 1 for number in cited])
 

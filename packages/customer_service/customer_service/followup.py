@@ -3,8 +3,9 @@
 "How do I open a savings account?" then "and for business accounts?" should retrieve what the second message
 means, not what its few words say. A message is a follow-up when it opens with a connective ("and", "what
 about", "how about", "also", "what if", ...) or is short and points back with a pronoun ("is it free?"). It is
-then rewritten as the previous turn's query followed by the message without its connective; everything else
-(intent, retrieval) works on the rewritten query. A message that stands on its own is left as it is.
+then rewritten as the previous turn's query (its last `CARRIED_WORDS` words) followed by the message without
+its connective; everything else (intent, retrieval) works on the rewritten query. A message that stands on its
+own is left as it is.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ import re
 from collections.abc import Sequence
 
 CONNECTIVE = re.compile(
-    r"^\s*(?:and|but|also|plus|so|or|what about|how about|what if|same for|and what about|and how about|"
-    r"and if|and for|and with|then)\b[\s,]*",
+    r"^\s*(?:and what about|and how about|and if|and for|and with|what about|how about|what if|same for|"
+    r"and|but|also|plus|so|or|then)\b[\s,]*",  # longest first: "and what about" goes whole
     re.IGNORECASE,
 )
 POINTER = re.compile(r"\b(?:it|its|that|this|those|these|they|them|there|one|ones)\b", re.IGNORECASE)
 WORD = re.compile(r"[A-Za-z0-9']+")
 SHORT = 6  # words: a shorter message with a pronoun leans on the previous turn
+CARRIED_WORDS = 30  # of the previous query carried into a rewrite, its last ones: a chain of follow-ups
+# would otherwise grow the query with every turn
 
 
 def is_follow_up(message: str) -> bool:
@@ -41,4 +44,5 @@ def rewrite(message: str, previous_queries: Sequence[str]) -> str:
     if not previous_queries or not is_follow_up(text):
         return text
     rest = CONNECTIVE.sub("", text, count=1).strip() or text
-    return f"{previous_queries[-1].rstrip(' ?.!')}, {rest}"
+    carried = " ".join(previous_queries[-1].split()[-CARRIED_WORDS:]).rstrip(" ?.!")
+    return f"{carried}, {rest}"

@@ -98,11 +98,20 @@ def build_prompt(
 def citations(text: str, n_passages: int) -> list[int]:
     """The 1-based passage numbers cited in `text` as [n] or [n, m], within 1..n_passages, in first-seen
     order."""
+    return [number for number in _cited_numbers(text) if 1 <= number <= n_passages]
+
+
+def dangling_citations(text: str, n_passages: int) -> list[int]:
+    """Numbers cited in `text` that name no passage (outside 1..n_passages): sources made up."""
+    return [number for number in _cited_numbers(text) if not 1 <= number <= n_passages]
+
+
+def _cited_numbers(text: str) -> list[int]:
     found: list[int] = []
     for match in _CITATION.finditer(text):
         for part in match.group(1).split(","):
             number = int(part)
-            if 1 <= number <= n_passages and number not in found:
+            if number not in found:
                 found.append(number)
     return found
 

@@ -26,7 +26,11 @@ HANDOFF_REQUEST = re.compile(
     r"\b(?:(?:talk|speak|chat|connect|transfer)(?: me)? (?:to|with) (?:a |an |the |some )?"
     r"(?:real |live |actual )?"
     r"(?:person|human|agent|representative|rep|operator|someone|somebody|people|advisor|adviser|staff)|"
-    r"(?:real|live|actual) (?:person|human|agent)|human (?:please|agent)|agent please|"
+    r"(?:real|live|actual) (?:person|human|agent)|human (?:please|agent)|"
+    r"(?:agent|representative|operator) please|"
+    r"(?:i (?:need|want)|get me|give me) (?:a |an )?(?:human|agent|representative|operator)(?! resources)|"
+    r"put me (?:through|over) to (?:a |an |the )?(?:person|human|agent|representative|operator|someone)|"
+    r"(?:talk|speak|chat) (?:to|with) (?:your )?customer (?:service|support|care)|"
     r"customer (?:service|support) (?:representative|agent))\b",
     re.IGNORECASE,
 )
