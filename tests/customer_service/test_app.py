@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from customer_service import create_app
 from customer_service.cli import app as cli_app
 from customer_service.intents import IntentModel
-from customer_service.settings import CustomerServiceSettings, GeneratorSettings
+from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
 from tests.conftest import problem, serve_app
 from tests.customer_service.test_generation import CITED, completions
 from tests.shared.test_frozen_view import topic_data
@@ -275,6 +275,28 @@ def test_an_intent_models_frozen_view_reads_the_retrieval_embeddings(
         reply = chat(client, message)
     assert reply["intent"]["name"] == alone.name
     assert reply["intent"]["confidence"] == pytest.approx(alone.confidence, abs=1e-4)
+
+
+def test_an_intents_template_answers_when_no_passage_is_relevant(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    folder = tmp_path / "intents"
+    train_classifier(topic_data(150), tiny_config(tiny_model_dir, epochs=6), folder, progress=False)
+    asked, other = "repay my loan early", "my card was declined"
+    intent, other_intent = (r.name for r in IntentModel.load(folder).predict([asked, other]))
+    assert intent != other_intent, "the tiny model tells these topics apart"
+    templates = tmp_path / "templates.toml"
+    templates.write_text(f'{intent} = "Our {intent} desk will help you: {{{{ message }}}}"\n')
+    # No passage of the knowledge base counts as relevant here, and any in-scope intent is confident enough.
+    policy = PolicySettings(min_similarity=0.99, strong_similarity=0.999, template_intent_confidence=0.0)
+    settings = cs_settings(
+        tmp_path, sqlite_url, intent_model_path=folder, templates_file=templates, policy=policy
+    )
+    with TestClient(create_app(settings)) as client:
+        reply = chat(client, asked)
+        assert (reply["action"], reply["mode"], reply["sources"]) == ("answer", "template", [])
+        assert reply["answer"] == f"Our {intent} desk will help you: {asked}"
+        assert chat(client, other)["action"] == "fallback"  # its intent has no template
 
 
 def test_feedback_is_stored_and_counted(client: TestClient) -> None:

@@ -106,6 +106,9 @@ def test_policy_precedence() -> None:
     assert _decide(out_of_scope=True, relevance=[0.95, 0.3]) == ("answer", 0)
     assert _decide(out_of_scope=True, relevance=[0.8, 0.1], reranked=False) == ("answer", 0)
     assert _decide(relevance=[0.3, 0.2]) == ("fallback", 1)
+    # nothing relevant, but the intent has its own template: that answers (the streak ends)
+    assert _decide(relevance=[0.3, 0.2], intent_template=True, fallback_streak=1) == ("answer", 0)
+    assert _decide(out_of_scope=True, relevance=[0.3], intent_template=True) == ("fallback", 1)
     assert _decide(relevance=[]) == ("fallback", 1)
     # close candidates from different entries: offer both; the same document's chunks: just answer
     assert _decide(relevance=[0.81, 0.78]) == ("clarify", 0)

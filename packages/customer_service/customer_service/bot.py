@@ -171,8 +171,22 @@ class Bot:
             fallback_streak=session.fallback_streak,
             reranked=self.retriever.reranker is not None,
             settings=self.settings.policy,
+            intent_template=self._intent_template_renders(intent, message, context),
         )
+        if decision.template_only:  # the passages found are not relevant: neither cited nor templated
+            passages = []
         return Plan(session, message, query, intent, passages, decision, history, context, started)
+
+    def _intent_template_renders(
+        self, intent: IntentResult | None, message: str, context: dict[str, str]
+    ) -> bool:
+        """A confident in-scope intent whose template renders with what is known without a passage."""
+        templates = self.answerer.templates
+        if templates is None or intent is None or intent.out_of_scope or intent.name is None:
+            return False
+        if intent.confidence < self.settings.policy.template_intent_confidence:
+            return False
+        return templates.render(intent.name, {**context, "message": message}) is not None
 
     def record(self, plan: Plan, answer: Answer) -> Reply:
         """Store the turn and the session's new state; the reply as stored (blocking)."""

@@ -43,6 +43,7 @@ class Decision:
     action: str  # answer | clarify | fallback | handoff
     reason: str
     fallback_streak: int  # fallbacks in a row after this turn
+    template_only: bool = False  # answer with the intent's template alone: no passage was relevant
 
 
 def asks_for_person(message: str) -> bool:
@@ -60,6 +61,7 @@ def decide(
     fallback_streak: int,
     reranked: bool,
     settings: PolicySettings,
+    intent_template: bool = False,
 ) -> Decision:
     """Choose the action for one message.
 
@@ -72,11 +74,17 @@ def decide(
         fallback_streak: fallbacks in a row before this message.
         reranked: whether `relevance` comes from the re-ranker (else cosine similarity).
         settings: the thresholds.
+        intent_template: a confident in-scope intent has a template that renders for this message: it
+            answers when no passage is relevant ("hello", "thanks", an order lookup the knowledge base
+            does not hold).
     """
-    if asks_for_person(message):
-        return Decision("handoff", "customer asked for a person", 0)
-    if negativity >= settings.negative_sentiment:
-        return Decision("handoff", f"strongly negative message ({negativity:.2f})", 0)
+    if asks_for_person(message) or negativity >= settings.negative_sentiment:
+        why = (
+            "customer asked for a person"
+            if asks_for_person(message)
+            else f"strongly negative message ({negativity:.2f})"
+        )
+        return Decision("handoff", why, 0)
     threshold = settings.min_answer_score if reranked else settings.min_similarity
     strong = settings.strong_answer_score if reranked else settings.strong_similarity
     reason = ""
@@ -84,6 +92,8 @@ def decide(
         reason = "out of scope"
     elif not relevance or relevance[0] < threshold:
         best = f"{relevance[0]:.2f}" if relevance else "none"
+        if intent_template:
+            return Decision("answer", f"the intent's template (best passage {best})", 0, template_only=True)
         reason = f"no relevant passage (best {best} < {threshold:.2f})"
     if reason:
         streak = fallback_streak + 1

@@ -48,6 +48,13 @@ class PolicySettings(BaseModel):
         0.08, ge=0, le=1, description="Two candidates closer than this, from different entries: offer both."
     )
     fallbacks_before_handoff: int = Field(2, ge=1, le=20, description="Fallbacks in a row, then a person.")
+    template_intent_confidence: float = Field(
+        0.7,
+        ge=0,
+        le=1,
+        description="An in-scope intent at least this confident answers with its own template when no "
+        "passage is relevant.",
+    )
     negative_sentiment: float = Field(
         0.8, ge=0, le=1, description="Hand off when the message's negative-sentiment score reaches this."
     )
