@@ -351,6 +351,29 @@ async def test_list_page_links_without_articles_do_not_starve_the_rest(
             assert [d.url for d in documents(monitor)] == [f"{base}/articles/4", f"{base}/articles/5"]
 
 
+async def test_a_list_pages_article_that_failed_is_read_once_it_recovers(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    links = "".join(f"<li><a href='/articles/{i}'>Story {i}</a></li>" for i in (1, 2))
+    web = Site({"/markets": Page(f"<html><body><ul>{links}</ul></body></html>".encode(), etag='"list-1"')})
+    web.pages["/articles/1"] = Page(b"busy", status=503)
+    web.pages["/articles/2"] = Page(article(*STORIES[1]))
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            monitor.ingestor.failed_link_retry_s = 0.0  # try a failed article again at the next run
+            source_id = add_source(
+                monitor, "markets", f"{base}/markets", kind="html", link_pattern=r"/articles/\d+"
+            )
+            assert (await monitor.run_source(source_id)).stored == 1
+            # The failed article keeps the list page unread: no validator is kept that would hide it.
+            assert source_row(monitor, source_id).etag is None
+            web.pages["/articles/1"] = Page(article(*STORIES[0]))
+            assert (await monitor.run_source(source_id)).stored == 1
+            assert "if-none-match" not in web.headers_of("/markets")[1]
+            assert source_row(monitor, source_id).etag == '"list-1"'  # read in full now
+            assert len(documents(monitor)) == 2
+
+
 async def test_one_unusable_link_or_header_costs_nothing_else(
     tmp_path: Path, finance_model_dir: Path, database_url: str
 ) -> None:

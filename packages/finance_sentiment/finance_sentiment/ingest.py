@@ -50,11 +50,11 @@ log = logging.getLogger(__name__)
 CLASSIFY_CHARS = 1_000
 TAG_CHARS = 5_000
 ERROR_CHARS = 2_000  # of a run's error message kept on the source
-# A list page's link that gave no article is not fetched again for a while, so that links to pages without
-# text cannot keep the articles behind them from ever being read.
+# A list page's link that gave no article, or failed, is not fetched again for a while, so that such links
+# cannot keep the articles behind them from ever being read; one that failed is tried again after that.
 NO_ARTICLE_RETRY_S = 24 * 3600.0
 FAILED_LINK_RETRY_S = 3600.0
-MAX_REMEMBERED_LINKS = 10_000
+MAX_REMEMBERED_LINKS = 10_000  # per kind, the oldest forgotten first
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,7 +119,10 @@ class Ingestor:
         self.tagger = tagger
         self.max_pages_per_run = max_pages_per_run
         self._locks: dict[int, asyncio.Lock] = {}
-        self._skip_links_until: dict[str, float] = {}  # canonical link -> time.monotonic() to try it again
+        # canonical link -> time.monotonic() from which it is fetched again
+        self._no_article: dict[str, float] = {}
+        self._failed: dict[str, float] = {}  # until fetched: its list page counts as not fully read
+        self.failed_link_retry_s = FAILED_LINK_RETRY_S
 
     async def run(self, source_id: int, *, wait: bool = True) -> RunReport:
         """Run one source now.
@@ -185,19 +188,22 @@ class Ingestor:
         }
         known = await asyncio.to_thread(self._known_urls, list(links.values()))
         now = time.monotonic()
+        unread = {link: canonical for link, canonical in links.items() if canonical not in known}
         fresh = [
             link
-            for link, canonical in links.items()
-            if canonical not in known and self._skip_links_until.get(canonical, 0.0) <= now
+            for link, canonical in unread.items()
+            if self._no_article.get(canonical, 0.0) <= now and self._failed.get(canonical, 0.0) <= now
         ]
         items: list[RawItem] = []
         for link in fresh[: self.max_pages_per_run]:
+            canonical = links[link]
             try:
                 page = await self.fetcher.fetch(link)
             except (FetchError, InvalidInput) as exc:  # one broken article does not fail the list page
                 log.info("article %s skipped: %s", link, exc.message)
-                self._skip_link(links[link], FAILED_LINK_RETRY_S)
+                _remember(self._failed, canonical, self.failed_link_retry_s)
                 continue
+            self._failed.pop(canonical, None)
             # Stored under the link the list page gives (not where it redirects), so that the next run
             # recognises the link as read without fetching it again.
             article = (
@@ -208,15 +214,10 @@ class Ingestor:
             if article is not None:
                 items.append(article)
             else:
-                self._skip_link(links[link], NO_ARTICLE_RETRY_S)
-        return items, len(fresh) <= self.max_pages_per_run
-
-    def _skip_link(self, canonical: str, seconds: float) -> None:
-        """Leave a list page's link out of the runs of the next ``seconds`` (the oldest entries go first)."""
-        self._skip_links_until.pop(canonical, None)
-        self._skip_links_until[canonical] = time.monotonic() + seconds
-        while len(self._skip_links_until) > MAX_REMEMBERED_LINKS:
-            del self._skip_links_until[next(iter(self._skip_links_until))]
+                _remember(self._no_article, canonical, NO_ARTICLE_RETRY_S)
+        # Read in full when no link is left for later: none beyond the page limit, none still failing.
+        pending = any(canonical in self._failed for canonical in unread.values())
+        return items, len(fresh) <= self.max_pages_per_run and not pending
 
     def _analyse(self, stories: list[_Story], source: _SourceView) -> str:
         """Classify and tag the stories in place; returns the model version used."""
@@ -315,6 +316,14 @@ class Ingestor:
             if source is not None:
                 source.enabled, source.disabled_reason = False, reason
                 source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+
+
+def _remember(links: dict[str, float], canonical: str, seconds: float) -> None:
+    """Note a link to leave out for the next ``seconds``, forgetting the oldest beyond the bound."""
+    links.pop(canonical, None)
+    links[canonical] = time.monotonic() + seconds
+    while len(links) > MAX_REMEMBERED_LINKS:
+        del links[next(iter(links))]
 
 
 def _canonical(url: str) -> str | None:
