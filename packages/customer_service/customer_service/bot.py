@@ -154,6 +154,7 @@ class Bot:
         limit = self.settings.max_message_chars
         if len(message) > limit:
             raise PayloadTooLarge(f"expected a message of at most {limit} characters; found {len(message)}")
+        self.retriever.kb.refresh()  # changes made by the CLI or another replica: visible from this turn on
         session = self.conversations.start(session_id)
         history = self.conversations.history(session.id, self.settings.history_turns)
         if session.state == "waiting_for_agent":

@@ -10,21 +10,21 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 
 from customer_service.bot import reply_json
-from customer_service.deps import CurrentServiceDep, LimiterDep
+from customer_service.deps import LimiterDep, ServiceDep
 from customer_service.schemas import ChatIn, ChatOut
 
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 
 @router.post("/chat")
-async def chat(body: ChatIn, service: CurrentServiceDep) -> ChatOut:
+async def chat(body: ChatIn, service: ServiceDep) -> ChatOut:
     """Answer a message: action (answer | clarify | fallback | handoff), intent, cited sources."""
     reply = await service.bot.chat(body.session_id, body.message, body.context)
     return ChatOut.model_validate(reply_json(reply))
 
 
 @router.post("/chat/stream", response_class=StreamingResponse)
-async def chat_stream(body: ChatIn, service: CurrentServiceDep, limiter: LimiterDep) -> StreamingResponse:
+async def chat_stream(body: ChatIn, service: ServiceDep, limiter: LimiterDep) -> StreamingResponse:
     """The same reply as server-sent events: `meta`, then `delta` pieces of the answer, then `done`."""
     plan = await limiter.run(service.bot.plan, body.session_id, body.message, body.context)
     return StreamingResponse(
