@@ -193,6 +193,10 @@ def train(
         # Check the data before importing torch, so that a bad file fails in a fraction of a second.
         if output.exists() and not output.is_dir():
             raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
+        if negative_column and task != "embedding":
+            raise InvalidInput(f"--negative-column: hard negatives apply to --task embedding; found {task}")
+        if passage_column and task != "cross-encoder":
+            raise InvalidInput(f"--passage-column applies to --task cross-encoder; found {task}")
         columns = (text_column, label_column, negative_column, passage_column)
         _check_training_data(task, data, columns, multi_label, weight_column)
         for extra in filter(None, [validation]):

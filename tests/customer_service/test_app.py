@@ -207,7 +207,7 @@ def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:
     assert first["sources"][0]["id"] == "transfer-fees"
     follow = chat(client, "and for business accounts?", first["session_id"])
     turn = client.get(f"/v1/sessions/{first['session_id']}").json()["turns"][1]
-    assert turn["query"] == "What are the fees for international transfers, for business accounts?"
+    assert turn["query"] == "What are the fees for international transfers, business accounts?"
     assert follow["sources"][0]["id"] == "business-fees"
 
 

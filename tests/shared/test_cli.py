@@ -473,6 +473,18 @@ def _output_is_a_file(tmp: Path, model: Path, out: Path) -> tuple[list[object], 
     return _train_args(data, model, taken), "expected a folder to write the model to; found a file"
 
 
+def _flag_of_another_task(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    args = [*_train_args(data, model, out), "--negative-column", "sentiment"]
+    return args, "--negative-column: hard negatives apply to --task embedding; found classification"
+
+
+def _class_weights_with_multi_label(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg|pos")] * 4)
+    args = [*_train_args(data, model, out), "--class-weights", "--multi-label"]
+    return args, "class_weights: expected false for multi-label"
+
+
 ERROR_CASES: dict[str, ErrorCase] = {
     "missing-file": _missing_file,
     "missing-text-column": _missing_text_column,
@@ -485,6 +497,8 @@ ERROR_CASES: dict[str, ErrorCase] = {
     "too-few-rows-to-validate": _too_few_rows_to_validate,
     "negative-seed": _negative_seed,
     "output-is-a-file": _output_is_a_file,
+    "flag-of-another-task": _flag_of_another_task,
+    "class-weights-with-multi-label": _class_weights_with_multi_label,
 }
 
 

@@ -95,9 +95,7 @@ class ClassificationTask:
         self.val_ids = encode_texts(self.tokenizer, validation.texts, config.max_length)
         self.validation = validation
         self.class_weights = (
-            balanced_class_weights([index[x.split("|")[0]] for x in train.labels], len(labels)).to(
-                self.device
-            )
+            balanced_class_weights([index[x] for x in train.labels], len(labels)).to(self.device)
             if config.class_weights
             else None
         )

@@ -10,6 +10,7 @@ from textcore.devices import PRECISIONS
 from textcore.errors import InvalidInput
 
 TASKS = ("classification", "embedding", "cross-encoder", "token-classification", "mlm", "setfit")
+CLASS_WEIGHTED_TASKS = ("classification", "cross-encoder", "token-classification")  # single-label losses
 METRICS = {
     "classification": ("accuracy", "macro_f1"),
     "embedding": ("mrr@10", "recall@1"),
@@ -105,6 +106,12 @@ class TrainConfig:
         _check(self.task in TASKS, "task", f"one of {', '.join(TASKS)}", self.task)
         _check(self.epochs >= 1, "epochs", "an integer >= 1", self.epochs)
         _check(0 <= self.seed < 2**32, "seed", "an integer in [0, 2**32)", self.seed)
+        _check(
+            not self.class_weights or (self.task in CLASS_WEIGHTED_TASKS and not self.multi_label),
+            "class_weights",
+            "false for multi-label, embedding, mlm and setfit training (their losses do not weight classes)",
+            f"true with task {self.task!r}" + (" and multi_label" if self.multi_label else ""),
+        )
         _check(self.batch_size >= 2, "batch_size", "an integer >= 2", self.batch_size)
         _check(0 < self.learning_rate < 1, "learning_rate", "a number in (0, 1)", self.learning_rate)
         _check(
