@@ -20,7 +20,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from customer_service.answers import Answer, Answerer
 from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
-from customer_service.followup import rewrite
+from customer_service.followup import own_words, rewrite
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
 from customer_service.policy import Decision, decide
@@ -176,7 +176,26 @@ class Bot:
         )
         if decision.template_only:  # the passages found are not relevant: neither cited nor templated
             passages = []
+        if decision.action == "clarify" and query != " ".join(message.split()):
+            decision, passages = self._settle_follow_up(message, decision, passages)
         return Plan(session, message, query, intent, passages, decision, history, context, started)
+
+    def _settle_follow_up(
+        self, message: str, decision: Decision, passages: list[Passage]
+    ) -> tuple[Decision, list[Passage]]:
+        """A rewritten follow-up torn between two candidates: its own words choose, when they clearly do.
+
+        "and for business accounts?" after a question on savings accounts retrieves both accounts' FAQs
+        about equally; "business accounts?" alone is much closer to one of them, which is then answered.
+        """
+        first, second = self.retriever.similarities(own_words(message), [p.id for p in passages[:2]])
+        margin = self.settings.policy.clarify_margin
+        if abs(first - second) < margin:
+            return decision, passages
+        if second > first:
+            passages = [passages[1], passages[0], *passages[2:]]
+        reason = f"follow-up: its own words pick one of two close candidates ({max(first, second):.2f})"
+        return Decision("answer", reason, 0), passages
 
     def _intent_template_renders(
         self, intent: IntentResult | None, message: str, context: dict[str, str]

@@ -33,6 +33,12 @@ def is_follow_up(message: str) -> bool:
     return 0 < len(words) <= SHORT and bool(POINTER.search(message))
 
 
+def own_words(message: str) -> str:
+    """What a follow-up says by itself: the message without its opening connective ("business accounts?")."""
+    text = " ".join(message.split())
+    return CONNECTIVE.sub("", text, count=1).strip() or text
+
+
 def rewrite(message: str, previous_queries: Sequence[str]) -> str:
     """The query to understand `message` by: itself, or with the previous turn's query when it is a follow-up.
 
@@ -43,6 +49,5 @@ def rewrite(message: str, previous_queries: Sequence[str]) -> str:
     text = " ".join(message.split())
     if not previous_queries or not is_follow_up(text):
         return text
-    rest = CONNECTIVE.sub("", text, count=1).strip() or text
     carried = " ".join(previous_queries[-1].split()[-CARRIED_WORDS:]).rstrip(" ?.!")
-    return f"{carried}, {rest}"
+    return f"{carried}, {own_words(text)}"
