@@ -176,7 +176,7 @@ class Bot:
         )
         if decision.template_only:  # the passages found are not relevant: neither cited nor templated
             passages = []
-        if decision.action == "clarify" and query != " ".join(message.split()):
+        if decision.action == "clarify" and query != " ".join(message.split()):  # a rewritten follow-up
             decision, passages = self._settle_follow_up(message, decision, passages)
         return Plan(session, message, query, intent, passages, decision, history, context, started)
 

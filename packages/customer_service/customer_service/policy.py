@@ -51,6 +51,15 @@ def asks_for_person(message: str) -> bool:
     return bool(HANDOFF_REQUEST.search(message))
 
 
+def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -> str | None:
+    """Why the message goes to a person at once (an explicit request, strong negativity), or None."""
+    if asks_for_person(message):
+        return "customer asked for a person"
+    if negativity >= settings.negative_sentiment:
+        return f"strongly negative message ({negativity:.2f})"
+    return None
+
+
 def decide(
     message: str,
     *,
@@ -78,13 +87,8 @@ def decide(
             answers when no passage is relevant ("hello", "thanks", an order lookup the knowledge base
             does not hold).
     """
-    if asks_for_person(message) or negativity >= settings.negative_sentiment:
-        why = (
-            "customer asked for a person"
-            if asks_for_person(message)
-            else f"strongly negative message ({negativity:.2f})"
-        )
-        return Decision("handoff", why, 0)
+    if (urgent := _urgent_handoff(message, negativity, settings)) is not None:
+        return Decision("handoff", urgent, 0)
     threshold = settings.min_answer_score if reranked else settings.min_similarity
     strong = settings.strong_answer_score if reranked else settings.strong_similarity
     reason = ""
