@@ -447,7 +447,9 @@ def predict(
     data: Annotated[
         Path | None, typer.Option("--data", help="file to label (else one text per stdin line)")
     ] = None,
-    text_column: TextCol = "text",
+    text_column: Annotated[
+        str | None, typer.Option("--text-column", help="column with the text, with --data (default: text)")
+    ] = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     batch_size: Annotated[int, typer.Option(help="texts per forward pass")] = 64,
@@ -462,7 +464,11 @@ def predict(
     from textcore.evaluation import load_predictor  # noqa: PLC0415
 
     def action() -> None:
-        texts = read_texts(data, text_column) if data is not None else list(_stdin_lines())
+        if data is None and text_column is not None:
+            raise InvalidInput(
+                "expected --text-column only with --data (without --data, each stdin line is one text)"
+            )
+        texts = read_texts(data, text_column or "text") if data is not None else list(_stdin_lines())
         if not texts:
             raise InvalidInput("expected at least one text to label; found none")
         if read_metadata(model).get("task") == TAGGER:

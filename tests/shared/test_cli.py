@@ -530,6 +530,12 @@ def test_predict_refuses_a_batch_size_below_one(trained: Trained, batch_size: in
     assert result.stdout == ""
 
 
+def test_predict_refuses_a_text_column_without_data(trained: Trained) -> None:
+    result = run_cli("predict", "--model", trained.model, "--text-column", "review", stdin="great\n")
+    assert_clean_failure(result, "expected --text-column only with --data")
+    assert result.stdout == ""
+
+
 def test_predict_refuses_stdin_that_is_not_utf8(trained: Trained) -> None:
     result = subprocess.run(
         [str(TEXTCORE), "predict", "--model", str(trained.model)],
