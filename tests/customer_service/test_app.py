@@ -160,6 +160,9 @@ def test_document_ids_with_slashes_are_reachable(client: TestClient) -> None:
     assert client.get("/v1/knowledge/guides%2Ftravel.md%230").json()["id"] == first  # encoded "/" too
     assert client.delete("/v1/knowledge/guides/travel.md").status_code == 204
     problem(client.get("/v1/knowledge/guides/travel.md%230"), 404)
+    # an id that GET /v1/knowledge/<id> could never reach is refused when it is written
+    refused = problem(client.put("/v1/knowledge/faqs/search", json={"question": "q?", "answer": "a"}), 422)
+    assert "reserved" in refused["detail"]
 
 
 def test_handoff_flow(client: TestClient) -> None:

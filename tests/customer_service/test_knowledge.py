@@ -145,6 +145,7 @@ def test_bad_input_is_refused_and_changes_nothing(
         [FaqIn("a", "q", "  ")],
         [FaqIn("a", "", "a")],
         [FaqIn("a", "q", "a"), FaqIn("a", "q2", "a2")],
+        [FaqIn("search", "q", "a")],  # GET /v1/knowledge/search is the search route
     ]
     for rows in bad:
         with pytest.raises(InvalidInput):
@@ -153,6 +154,8 @@ def test_bad_input_is_refused_and_changes_nothing(
         kb.upsert_faqs([FaqIn("guide", "q", "a")])  # a document's id
     with pytest.raises(Conflict, match="password"):
         kb.put_document("password", "t", "text", "text")  # an FAQ's id
+    with pytest.raises(InvalidInput, match="reserved"):
+        kb.put_document("search", "t", "text", "text")
     with pytest.raises(InvalidInput, match="format"):
         kb.put_document("doc", "t", "text", "pdf")
     with pytest.raises(InvalidInput, match="has none"):

@@ -39,6 +39,7 @@ from textcore import Conflict, Encoder, InvalidInput, NotFound
 __all__ = ["Entry", "FaqIn", "KnowledgeBase", "Passage"]
 
 _MAX_IDS_PER_QUERY = 500  # bounded IN lists
+RESERVED_IDS = frozenset({"search"})  # GET /v1/knowledge/<id> would reach the route, not the entry
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -451,6 +452,11 @@ def _check_id(value: str, field: str, longest: int = ID_LENGTH) -> None:
         raise InvalidInput(
             f"{field}: expected a non-empty id of at most {longest} characters, without '#'; "
             f"found {value!r:.80}"
+        )
+    if value in RESERVED_IDS:
+        raise InvalidInput(
+            f"{field}: {value!r} is reserved (GET /v1/knowledge/{value} is the API's own route); "
+            "choose another id"
         )
 
 
