@@ -177,6 +177,13 @@ def test_handoff_flow(client: TestClient) -> None:
     assert session["state"] == "waiting_for_agent"
     assert session["handoff_reason"] == "customer asked for a person"
     assert [t["action"] for t in session["turns"]] == ["answer", "handoff", "handoff"]
+    # the agent sees why the bot acted, and which messages came while the customer waited
+    assert session["turns"][1]["reason"] == "customer asked for a person"
+    assert [t["awaiting_agent"] for t in session["turns"]] == [False, False, True]
+    figures = client.get("/v1/analytics").json()
+    assert figures["turns"] == 3 and figures["awaiting_agent"] == 1
+    assert figures["actions"]["handoff"] == 1 and figures["rates"]["handoff"] == 0.5
+    assert "hello? anyone there?" not in {u["question"] for u in figures["top_unanswered"]}
 
     resolved = client.post(f"/v1/sessions/{sid}/resolve")
     assert resolved.json()["state"] == "closed"

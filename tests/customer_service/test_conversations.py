@@ -4,13 +4,23 @@ from __future__ import annotations
 
 import threading
 from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
 
 import pytest
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import text
 
 from customer_service.analytics import analytics
+from customer_service.bot import HANDOFF, WAITING
 from customer_service.conversations import Conversations, NewTurn
 from customer_service.database import Database
+from customer_service.tables import Base
 from textcore import Conflict, InvalidInput, NotFound
+
+VERSION_TABLE = "customer_service_alembic_version"  # the name migrations/env.py gives alembic's table
 
 
 def _turn(message: str, action: str = "answer", **more: object) -> NewTurn:
@@ -103,18 +113,63 @@ def test_feedback_and_analytics(database: Database) -> None:
         conversations.record(
             sid, _turn(message, "fallback"), state="open", fallback_streak=1, handoff_reason=None
         )
-    conversations.record(sid, _turn("a person please", "handoff"), state="waiting_for_agent",
-                         fallback_streak=0, handoff_reason="customer asked for a person")  # fmt: skip
+    conversations.record(sid, _turn("a person please", "handoff", reason="customer asked for a person"),
+                         state="waiting_for_agent", fallback_streak=0,
+                         handoff_reason="customer asked for a person")  # fmt: skip
+    for message in ("hello?", "Where is the moon?"):  # kept for the agent, only acknowledged
+        conversations.record(sid, _turn(message, "handoff", awaiting_agent=True), state="waiting_for_agent",
+                             fallback_streak=0, handoff_reason=None)  # fmt: skip
     conversations.feedback(answered.id, "down", "not what I asked")
     conversations.feedback(answered.id, "up", None)  # replaces the first rating
     with pytest.raises(InvalidInput):
         conversations.feedback(answered.id, "meh", None)
 
     figures = analytics(database, days=1)
-    assert figures.turns == 5 and figures.sessions == 1
+    assert figures.turns == 7 and figures.sessions == 1 and figures.awaiting_agent == 2
+    # rates are of the messages the bot handled: the two sent to the agents' queue are not hand-offs
     assert figures.actions == {"answer": 1, "clarify": 0, "fallback": 3, "handoff": 1}
     assert figures.rates["fallback"] == pytest.approx(0.6)
+    assert figures.rates["handoff"] == pytest.approx(0.2)
     assert figures.top_unanswered[0].question == "where is the moon?"
-    assert figures.top_unanswered[0].count == 2
+    assert figures.top_unanswered[0].count == 2  # not the agent's copy
+    assert "hello?" not in {u.question for u in figures.top_unanswered}
+    turns = conversations.get(sid).turns
+    assert turns[4].reason == "customer asked for a person" and not turns[4].awaiting_agent
+    assert [t.awaiting_agent for t in turns[5:]] == [True, True] and turns[5].reason is None
     assert figures.feedback == {"up": 1, "down": 0}
     assert conversations.get(sid).handoff_reason == "customer asked for a person"
+
+
+def test_migrations_build_exactly_the_models(database: Database) -> None:
+    database.migrate()  # a second upgrade is a no-op
+    with database.engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"version_table": VERSION_TABLE})
+        assert compare_metadata(context, Base.metadata) == []
+
+
+def test_upgrading_marks_earlier_messages_to_the_agents_queue(database_url: str) -> None:
+    # a database at the first schema, holding a hand-off and a message acknowledged while waiting
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(database.migrations))
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0001")
+            now = datetime(2026, 11, 30)
+            connection.execute(text("INSERT INTO sessions VALUES ('s', 'waiting_for_agent', 0, 'asked', "
+                                    ":now, :now)"), {"now": now})  # fmt: skip
+            for position, answer in enumerate((HANDOFF, WAITING)):
+                connection.execute(
+                    text("INSERT INTO turns VALUES (:id, 's', :position, 'm', 'm', :answer, 'handoff', "
+                         "NULL, NULL, '[]', 0.0, :now)"),
+                    {"id": f"t{position}", "position": position, "answer": answer, "now": now},
+                )  # fmt: skip
+        database.migrate()
+        turns = Conversations(database).get("s").turns
+        assert [(t.action, t.awaiting_agent, t.reason) for t in turns] == [
+            ("handoff", False, None),
+            ("handoff", True, None),
+        ]
+    finally:
+        database.dispose()

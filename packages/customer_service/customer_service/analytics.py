@@ -1,9 +1,12 @@
 """What the operator wants to know: volume, how turns ended, what the bot could not answer, and feedback.
 
 Everything is computed in SQL over a time window (the last `days` days), so it works the same on SQLite and
-PostgreSQL and costs one query per figure. "Top unanswered" groups fallback and hand-off turns by their
-lower-cased, whitespace-normalised message (SQL groups by the lower-cased, trimmed text; Python merges what
-differs only in inner spaces): the questions the knowledge base is missing.
+PostgreSQL and costs one query per figure. Actions and their rates count the messages the bot handled:
+messages sent while a session waited for an agent (`awaiting_agent`) were only acknowledged and are counted
+apart, so a customer writing to the agents' queue does not inflate the hand-off rate. "Top unanswered"
+groups the bot's fallback and hand-off turns by their lower-cased, whitespace-normalised message (SQL groups
+by the lower-cased, trimmed text; Python merges what differs only in inner spaces): the questions the
+knowledge base is missing.
 """
 
 from __future__ import annotations
@@ -34,9 +37,10 @@ class Analytics:
 
     days: int
     sessions: int
-    turns: int
-    actions: dict[str, int]
-    rates: dict[str, float]  # answer / clarify / fallback / handoff share of turns
+    turns: int  # every message
+    awaiting_agent: int  # messages sent while their session waited for an agent
+    actions: dict[str, int]  # of the messages the bot handled (the others)
+    rates: dict[str, float]  # answer / clarify / fallback / handoff share of the messages the bot handled
     top_unanswered: list[Unanswered]
     feedback: dict[str, int]  # up / down
     mean_latency_ms: float
@@ -52,13 +56,16 @@ def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
                 func.count(Turn.id), func.count(distinct(Turn.session_id)), func.avg(Turn.latency_ms)
             ).where(in_window)
         ).one()
+        handled = Turn.awaiting_agent.is_(False)
         by_action = dict(
-            s.execute(select(Turn.action, func.count(Turn.id)).where(in_window).group_by(Turn.action)).all()
+            s.execute(
+                select(Turn.action, func.count(Turn.id)).where(in_window, handled).group_by(Turn.action)
+            ).all()
         )
         question = func.lower(func.trim(Turn.message))
         missed = s.execute(
             select(question, func.count(Turn.id))
-            .where(in_window, Turn.action.in_(("fallback", "handoff")))
+            .where(in_window, handled, Turn.action.in_(("fallback", "handoff")))
             .group_by(question)
         ).all()
         ratings = dict(
@@ -70,12 +77,14 @@ def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
             ).all()
         )
     actions = {a: int(by_action.get(a, 0)) for a in ACTIONS}
+    bot_turns = sum(actions.values())
     return Analytics(
         days=days,
         sessions=int(sessions),
         turns=int(turns),
+        awaiting_agent=int(turns) - bot_turns,
         actions=actions,
-        rates={a: (n / turns if turns else 0.0) for a, n in actions.items()},
+        rates={a: (n / bot_turns if bot_turns else 0.0) for a, n in actions.items()},
         top_unanswered=_top(missed, top),
         feedback={"up": int(ratings.get("up", 0)), "down": int(ratings.get("down", 0))},
         mean_latency_ms=round(float(latency or 0.0), 2),

@@ -221,6 +221,8 @@ class Bot:
                 query=plan.query,
                 answer=answer.text,
                 action=action,
+                reason=plan.decision.reason,
+                awaiting_agent=waiting,
                 intent=plan.intent.name if plan.intent else None,
                 confidence=plan.intent.confidence if plan.intent else None,
                 sources=[s.__dict__ for s in shown],

@@ -37,6 +37,8 @@ class TurnRecord:
     query: str
     answer: str
     action: str
+    reason: str | None
+    awaiting_agent: bool
     intent: str | None
     confidence: float | None
     sources: list[dict[str, Any]]
@@ -65,6 +67,8 @@ class NewTurn:
     query: str
     answer: str
     action: str
+    reason: str | None = None  # the policy's
+    awaiting_agent: bool = False  # sent while the session waited for an agent: kept for the agent
     intent: str | None = None
     confidence: float | None = None
     sources: list[dict[str, Any]] = field(default_factory=list)
@@ -156,6 +160,8 @@ class Conversations:
                 query=turn.query,
                 answer=turn.answer,
                 action=turn.action,
+                reason=turn.reason,
+                awaiting_agent=turn.awaiting_agent,
                 intent=turn.intent,
                 confidence=turn.confidence,
                 sources=turn.sources,
@@ -258,6 +264,8 @@ def _turn(row: Turn) -> TurnRecord:
         query=row.query,
         answer=row.answer,
         action=row.action,
+        reason=row.reason,
+        awaiting_agent=row.awaiting_agent,
         intent=row.intent,
         confidence=row.confidence,
         sources=list(row.sources),

@@ -93,6 +93,10 @@ class TurnOut(BaseModel):
     query: str
     answer: str
     action: str
+    reason: str | None = Field(description="Why the bot chose its action (for agents)")
+    awaiting_agent: bool = Field(
+        description="Sent while the session waited for an agent: the bot only acknowledged it"
+    )
     intent: str | None
     confidence: float | None
     sources: list[dict[str, Any]]
@@ -128,9 +132,10 @@ class AnalyticsOut(BaseModel):
 
     days: int
     sessions: int
-    turns: int
-    actions: dict[str, int]
-    rates: dict[str, float]
+    turns: int = Field(description="Every message in the window")
+    awaiting_agent: int = Field(description="Messages sent while their session waited for an agent")
+    actions: dict[str, int] = Field(description="Of the messages the bot handled (all but awaiting_agent)")
+    rates: dict[str, float] = Field(description="Each action's share of the messages the bot handled")
     top_unanswered: list[UnansweredOut]
     feedback: dict[str, int]
     mean_latency_ms: float

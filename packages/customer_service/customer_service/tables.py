@@ -4,7 +4,9 @@
     knowledge_state  one row: the knowledge base's version, bumped by every change (the saved index carries
                      the version it was built from, so a stale index is rebuilt at start)
     sessions         one conversation: its state (open | waiting_for_agent | closed) and fallback streak
-    turns            one user message and the bot's reply: action, intent, sources, latency
+    turns            one user message and the bot's reply: action and why, intent, sources, latency; a
+                     message sent while the session waited for an agent is kept for the agent
+                     (`awaiting_agent`): the bot only acknowledged it
     feedback         a rating (up | down) of a turn by the user or an agent
 
 A document's chunks share its `document_id`; re-ingesting a document replaces all its chunks. Times are
@@ -16,7 +18,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text, false
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from textcore.sql import UtcDateTime, utcnow
@@ -90,6 +92,8 @@ class Turn(Base):
     query: Mapped[str] = mapped_column(Text)  # the message rewritten with the context of earlier turns
     answer: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(16))  # answer | clarify | fallback | handoff
+    reason: Mapped[str | None] = mapped_column(Text)  # the policy's reason, for agents and analytics
+    awaiting_agent: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     intent: Mapped[str | None] = mapped_column(String(ID_LENGTH))
     confidence: Mapped[float | None] = mapped_column(Float)
     sources: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
