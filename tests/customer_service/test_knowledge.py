@@ -212,11 +212,35 @@ def test_a_stale_index_is_brought_up_to_date(sqlite_db: Database, encoder: Encod
     assert (restarted.version, len(restarted)) == (2, 4)
     assert restarted.keyword("freeze", 1)[0].id == "card"
 
-    assert first.sync() == 2 and first.version == 2  # the running one catches up on sync
+    # the running one catches up on sync, with the vectors `restarted` saved for version 2 in its folder
+    assert first.sync() == 0 and first.version == 2
+    assert first.keyword("freeze", 1)[0].id == "card"
     other.delete(["new"])
     first.upsert_faqs([FaqIn("late", "q2", "a late answer")])  # its write notices the missed change
     assert first.version == 4
     assert sorted(_ids(first.dense("x", 10))) == ["card", "hours", "late", "password"]
+
+
+def test_vectors_another_process_saved_for_this_version_are_adopted(
+    sqlite_db: Database, encoder: Encoder, tmp_path: Path
+) -> None:
+    service = KnowledgeBase.open(sqlite_db, encoder, tmp_path / "index")
+    service.upsert_faqs(FAQS)
+    # the CLI ingests into the same database and index folder; it embeds and saves what it adds
+    cli = KnowledgeBase.open(sqlite_db, encoder, tmp_path / "index")
+    cli.upsert_faqs([FaqIn("new", "Do you sell pet insurance?", "Yes, for cats and dogs.", "insurance")])
+    assert service.refresh() == 0  # the running service adopts the CLI's vectors: nothing embedded again
+    assert service.version == cli.version and len(service) == 4
+    assert service.keyword("pet insurance", 1)[0].id == "new"
+    assert [(p.id, round(p.score, 5)) for p in service.dense("pets", 4)] == [
+        (p.id, round(p.score, 5)) for p in cli.dense("pets", 4)
+    ]
+    # a change whose vectors were not saved for that version (another index folder) is embedded here
+    KnowledgeBase.open(sqlite_db, encoder, tmp_path / "elsewhere").delete(["card"])
+    KnowledgeBase.open(sqlite_db, encoder, tmp_path / "elsewhere").upsert_faqs([FaqIn("late", "q", "a")])
+    assert service.refresh() == 1 and sorted(_ids(service.dense("x", 10))) == [
+        "hours", "late", "new", "password"
+    ]  # fmt: skip
 
 
 @pytest.mark.parametrize("change", ["model", "questions", "corrupt"])

@@ -363,12 +363,16 @@ class KnowledgeBase:
                 self._index.save()
 
     def _sync(self, progress: Progress | None, *, load: bool) -> int:
-        """Re-read every entry; embed the passages whose text the vectors do not hold yet."""
-        loaded = self._index.load() if load else True
-        self._loaded = True
+        """Re-read every entry; embed the passages whose text the vectors do not hold yet.
+
+        Vectors saved for exactly the database's version by another process sharing the index folder (the
+        CLI after an ingest) are adopted rather than embedded again.
+        """
         with self.db.session() as session:
             version = _version_in(session)
             rows = builtins.list(session.scalars(select(KnowledgeEntry)))
+        loaded = self._index.load() if load or self._index.saved_version() == version else True
+        self._loaded = True
         records = [self._record(r.kind, r.id, r.title, r.text, r.category, r.document_id) for r in rows]
         embedded = self._index.to_embed(records)
         vectors = self._embed([r.indexed for r in embedded], progress)
