@@ -19,6 +19,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, RedirectResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from finance_sentiment import netguard
+from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
 from finance_sentiment.fetching import (
     BlockedAddress,
     Fetcher,
@@ -185,8 +187,11 @@ def policy(**overrides: Any) -> FetchPolicy:
 
 @asynccontextmanager
 async def fetcher(max_response_bytes: int = 1_000_000, **overrides: Any) -> AsyncIterator[Fetcher]:
-    async with make_http_client(HttpClientConfig(max_response_bytes=max_response_bytes)) as client:
-        yield Fetcher(client, policy(**overrides))
+    """A fetcher whose client checks addresses when it connects, as the monitor's does."""
+    config, rules = HttpClientConfig(max_response_bytes=max_response_bytes), policy(**overrides)
+    backend = GuardedNetworkBackend(netguard.parse_networks(rules.allowed_networks))
+    async with make_http_client(config, transport=guarded_transport(backend, config.limits)) as client:
+        yield Fetcher(client, rules)
 
 
 async def test_200_captures_validators_and_sends_the_user_agent(site: Site) -> None:
@@ -378,6 +383,52 @@ async def test_loopback_is_blocked_without_allowed_networks(site: Site) -> None:
         with pytest.raises(BlockedAddress, match=r"loopback address 127.0.0.1"):
             await Fetcher(client, FetchPolicy()).fetch(f"{site.base}/page")
     assert site.recorder.hits == []
+
+
+class Rebinding:
+    """A name server that answers with a public address `honest` times, then with loopback."""
+
+    def __init__(self, honest: int) -> None:
+        self.honest, self.asked = honest, 0
+
+    async def __call__(self, host: str, port: int) -> list[netguard.IPAddress]:
+        self.asked += 1
+        answer = "93.184.216.34" if self.asked <= self.honest else "127.0.0.1"
+        return [netguard.ip_literal(answer)]  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize("robots", [False, True])
+async def test_dns_rebinding_between_the_check_and_the_connection_is_refused(
+    site: Site, robots: bool
+) -> None:
+    url = f"http://localhost:{httpx.URL(site.base).port}/page"  # localhost: loopback to the system resolver
+    rules = policy(allowed_networks=(), respect_robots=robots)
+    checks = 2 if robots else 1  # the page's URL, then robots.txt's, are checked before any connection
+    # A plain client resolves the name again to connect: the checks saw a public address, the requests
+    # reached loopback. This is the gap the connection guard closes.
+    async with make_http_client() as client:
+        assert (await Fetcher(client, rules, resolver=Rebinding(checks)).fetch(url)).status == 200
+    assert [hit[0] for hit in site.recorder.hits] == ["/robots.txt", "/page"][0 if robots else 1 :]
+    site.recorder.hits.clear()
+
+    resolver = Rebinding(checks)
+    transport = guarded_transport(GuardedNetworkBackend(resolver=resolver), httpx.Limits())
+    async with make_http_client(transport=transport) as client:
+        with pytest.raises(BlockedAddress, match=r"when connecting, found loopback address 127\.0\.0\.1"):
+            await Fetcher(client, rules, resolver=resolver).fetch(url)
+    assert resolver.asked == checks + 1 and site.recorder.hits == []  # checked, then refused when connecting
+
+
+async def test_the_connection_guard_connects_to_the_address_it_checked(site: Site) -> None:
+    async def resolve(host: str, port: int) -> list[netguard.IPAddress]:
+        assert host == "feeds.example"  # a name no system resolver knows: only this answer can be used
+        return [netguard.ip_literal("127.0.0.1")]  # type: ignore[list-item]
+
+    allowed = netguard.parse_networks(["127.0.0.0/8"])
+    transport = guarded_transport(GuardedNetworkBackend(allowed, resolver=resolve), httpx.Limits())
+    async with make_http_client(transport=transport) as client:
+        response = await client.get(f"http://feeds.example:{httpx.URL(site.base).port}/page")
+    assert response.status_code == 200 and [hit[0] for hit in site.recorder.hits] == ["/page"]
 
 
 @pytest.mark.parametrize(

@@ -20,6 +20,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from finance_sentiment.fetching import BlockedAddress
 from finance_sentiment.monitor import Monitor, open_monitor
 from finance_sentiment.schemas import SourceIn, SourceKind
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
@@ -167,6 +168,18 @@ async def test_etag_then_not_modified(tmp_path: Path, finance_model_dir: Path, s
             row = source_row(monitor, source_id)
             assert row.last_status == "not_modified" and row.etag == '"v1"' and row.consecutive_failures == 0
             assert len(documents(monitor)) == 3
+
+
+async def test_the_monitors_client_checks_addresses_when_it_connects(tmp_path: Path, sqlite_url: str) -> None:
+    # Sources and webhooks share this client: past the fetcher's own check, a connection to an address
+    # outside allowed_networks is refused too (a name that resolved elsewhere a moment earlier included).
+    web = Site({"/feed.xml": Page(feed_of(STORIES), RSS)})
+    fetch = FetchSettings(allowed_networks=("10.0.0.0/8",))
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, None, fetch=fetch)) as monitor:
+            with pytest.raises(BlockedAddress, match=r"when connecting, found loopback address 127\.0\.0\.1"):
+                await monitor.http.get(f"{base}/feed.xml")
+    assert web.hits("/feed.xml") == 0
 
 
 async def test_the_same_story_in_two_feeds_is_stored_once(

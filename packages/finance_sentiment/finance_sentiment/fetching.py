@@ -149,13 +149,22 @@ class Fetcher:
     """Fetches URLs through one shared client, politely (robots, rate limit) and safely (address guard).
 
     Args:
-        client: The client every request goes through; owned by the caller.
+        client: The client every request goes through; owned by the caller. The monitor's client checks
+            addresses again when it connects (`connect_guard`).
         policy: Politeness and safety settings; defaults to `FetchPolicy()`.
+        resolver: Host name to addresses for the address guard; `netguard.resolve` by default.
     """
 
-    def __init__(self, client: httpx.AsyncClient, policy: FetchPolicy | None = None) -> None:
+    def __init__(
+        self,
+        client: httpx.AsyncClient,
+        policy: FetchPolicy | None = None,
+        *,
+        resolver: netguard.Resolver = netguard.resolve,
+    ) -> None:
         self._client = client
         self._policy = policy or FetchPolicy()
+        self._resolve = resolver
         self._allowed = netguard.parse_networks(self._policy.allowed_networks)
         self._hosts: dict[str, _HostSlot] = {}
         self._robots: dict[str, _Robots] = {}
@@ -207,7 +216,7 @@ class Fetcher:
         host = netguard.host_of(url)
         port = url.port or (443 if url.scheme == "https" else 80)
         try:
-            addresses = await netguard.resolve(host, port)
+            addresses = await self._resolve(host, port)
         except OSError as exc:
             raise FetchError(f"expected host {host!r} of {url} to resolve, found {exc}") from exc
         if not addresses:
@@ -302,6 +311,8 @@ class Fetcher:
             raise FetchError(
                 f"expected a readable response from {url}, found {type(exc).__name__}: {exc}"
             ) from exc
+        except BlockedAddress:  # refused when connecting (`connect_guard`): not retried
+            raise
         except UpstreamError as exc:
             # The client's size bound: not retried, a retry would only fetch the same bytes again.
             raise FetchError(f"response too large: {exc.message}") from exc
@@ -341,6 +352,8 @@ class Fetcher:
         expires_at = time.monotonic() + self._policy.robots_ttl_s
         try:
             raw, _ = await self._follow(httpx.URL(f"{origin}/robots.txt"), {}, robots=False)
+        except BlockedAddress:
+            raise
         except FetchError:  # unreachable (RFC 9309 2.3.1.4): assume complete disallow for now
             return _Robots(None, allow_all=False, expires_at=expires_at)
         if 400 <= raw.status < 500:  # unavailable (RFC 9309 2.3.1.3): no restrictions

@@ -17,8 +17,10 @@ import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
+from finance_sentiment import netguard
 from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, apply_config, load_config
+from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import DeliveryReport, deliver_pending
 from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
@@ -189,8 +191,11 @@ async def open_monitor(
         backend=settings.backend,
     )
     tagger = await asyncio.to_thread(_tagger, settings, config)
-    async with make_http_client(http_config) as http:
-        fetcher = Fetcher(http, _fetch_policy(settings))
+    policy = _fetch_policy(settings)
+    connections = GuardedNetworkBackend(netguard.parse_networks(policy.allowed_networks))
+    transport = guarded_transport(connections, http_config.limits)
+    async with make_http_client(http_config, transport=transport) as http:
+        fetcher = Fetcher(http, policy)
         ingestor = Ingestor(db, fetcher, models, tagger, max_pages_per_run=settings.max_pages_per_run)
         try:
             metrics = MonitorMetrics.create(registry)

@@ -5,9 +5,9 @@ be pointed at the cloud metadata service (169.254.169.254), the database on loop
 private network (server-side request forgery). The guard refuses a host when ANY address it resolves to falls
 in a blocked class, unless the operator allowed that address's network explicitly.
 
-Known limit: the addresses are checked here, and httpx resolves the name again when it connects, so a name
-server that answers differently the second time (DNS rebinding) can slip past. Closing that gap needs a check
-at the connection layer of the HTTP client.
+The fetcher checks a URL before each request; the monitor's HTTP client checks again when it connects,
+with the addresses it then connects to (`connect_guard`), so a name server that answers differently the
+second time (DNS rebinding) cannot slip past.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import asyncio
 import ipaddress
 import re
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
@@ -24,6 +24,7 @@ from textcore.errors import InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]  # (host, port) -> every address
 
 _HOSTNAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
 
