@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -30,3 +30,24 @@ def test_a_step_keeps_its_number() -> None:
 def test_bad_expressions_are_refused(expression: str) -> None:
     with pytest.raises(ValueError):
         crontab_trigger(expression)
+
+
+def _fires(expression: str, count: int) -> list[str]:
+    trigger, previous, now, fires = crontab_trigger(expression), None, SATURDAY, []
+    for _ in range(count):
+        fire = trigger.get_next_fire_time(previous, now)
+        assert fire is not None
+        fires.append(fire.strftime("%a %d %b"))
+        previous, now = fire, fire + timedelta(minutes=1)
+    return fires
+
+
+def test_both_day_fields_restricted_fire_on_either() -> None:
+    # crontab: the 1st of the month OR a Monday (APScheduler alone would wait for a Monday the 1st)
+    assert _fires("0 9 1 * 1", 4) == ["Mon 30 Nov", "Tue 01 Dec", "Mon 07 Dec", "Mon 14 Dec"]
+    assert _fires("0 9 1,15 * sat", 3) == ["Tue 01 Dec", "Sat 05 Dec", "Sat 12 Dec"]  # from Saturday noon
+
+
+def test_a_day_field_starting_with_a_star_keeps_both_fields_required() -> None:
+    assert _fires("0 9 */2 * 1", 2) == ["Mon 07 Dec", "Mon 21 Dec"]  # odd days of month that are Mondays
+    assert _fires("0 9 1 * *", 2) == ["Tue 01 Dec", "Fri 01 Jan"]
