@@ -212,6 +212,29 @@ def test_out_of_scope_gets_fallback_then_a_person(client: TestClient) -> None:
     }
 
 
+def test_a_clarifying_question_is_answered_by_choosing(client: TestClient) -> None:
+    asked = chat(client, "How do I open an account?")
+    assert asked["action"] == "clarify", asked
+    offered = [s["id"] for s in asked["sources"]]
+    assert set(offered) == {"open-savings", "open-business"}
+    sid = asked["session_id"]
+    chosen = chat(client, "the second one", sid)
+    assert (chosen["action"], chosen["sources"][0]["id"]) == ("answer", offered[1]), chosen
+    turn = client.get(f"/v1/sessions/{sid}").json()["turns"][1]
+    assert turn["query"] == asked["sources"][1]["title"]  # what the customer meant
+    assert turn["reason"] == f"chosen from the clarifying question: {offered[1]}"
+    # a chat widget's quick-reply button sends the option's title back
+    again = chat(client, "How do I open an account?")
+    assert chat(client, again["sources"][0]["title"], again["session_id"])["sources"][0]["id"] == offered[0]
+    # a new question after a clarifying one is read as it is
+    moved_on = chat(
+        client,
+        "Are there fees for international transfers?",
+        chat(client, "How do I open an account?")["session_id"],
+    )
+    assert (moved_on["action"], moved_on["sources"][0]["id"]) == ("answer", "transfer-fees")
+
+
 def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:
     first = chat(client, "What are the fees for international transfers?")
     assert first["sources"][0]["id"] == "transfer-fees"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, rewrite
 from customer_service.policy import asks_for_person, decide
 from customer_service.sentiment import PhraseSentiment
@@ -95,6 +96,29 @@ def _decide(message: str = "how do I block my card", **changes: object) -> tuple
     args.update(changes)
     decision = decide(message, **args)  # type: ignore[arg-type]
     return decision.action, decision.fallback_streak
+
+
+OFFERED = ["How do I open a savings account?", "How do I open a business account?"]
+
+
+@pytest.mark.parametrize(
+    ("reply", "choice"),
+    [("1", 0), ("[2]", 1), ("the second one", 1), ("The first one please.", 0), ("second", 1),
+     ("option 2", 1), ("number one", 0), ("#2", 1), ("yes, the first", 0), ("no, the second one", 1),
+     ("I meant the second", 1), ("the former", 0), ("the latter!", 1), ("2nd", 1),
+     ("how do I open a business account", 1), ("How do I open a savings account?", 0)],
+)  # fmt: skip
+def test_a_reply_picks_an_offered_option(reply: str, choice: int) -> None:
+    assert chosen_option(reply, OFFERED) == choice
+
+
+@pytest.mark.parametrize(
+    "reply",
+    ["I have two accounts", "one more question: what are your fees?", "the first time I tried it failed",
+     "neither", "business", "and for a joint account?", "I want to talk to a person", ""],
+)  # fmt: skip
+def test_other_replies_pick_nothing(reply: str) -> None:
+    assert chosen_option(reply, OFFERED) is None
 
 
 def test_policy_precedence() -> None:

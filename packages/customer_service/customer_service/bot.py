@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from customer_service.answers import Answer, Answerer
+from customer_service.clarification import chosen_option
 from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
 from customer_service.followup import own_words, rewrite
 from customer_service.intents import IntentModel, IntentResult
@@ -160,6 +161,11 @@ class Bot:
         if session.state == "waiting_for_agent":
             waiting = Decision("handoff", "waiting for an agent", session.fallback_streak)
             return Plan(session, message, message, None, [], waiting, history, context, started)
+        if (chosen := self._chosen(message, history)) is not None:  # "the second one"
+            query = chosen[0].title  # what the customer meant
+            intent = self.intents.predict([query])[0] if self.intents is not None else None
+            decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
+            return Plan(session, message, query, intent, chosen, decision, history, context, started)
         query = rewrite(message, [t.query for t in history])
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
@@ -179,6 +185,21 @@ class Bot:
         if decision.action == "clarify" and query != " ".join(message.split()):  # a rewritten follow-up
             decision, passages = self._settle_follow_up(message, decision, passages)
         return Plan(session, message, query, intent, passages, decision, history, context, started)
+
+    def _chosen(self, message: str, history: list[TurnRecord]) -> list[Passage] | None:
+        """The two passages the last turn offered, the chosen one first, when `message` picks one of them."""
+        if not history or history[-1].action != "clarify":
+            return None
+        offered = history[-1].sources[:2]
+        choice = chosen_option(message, [str(source.get("title", "")) for source in offered])
+        if choice is None:
+            return None
+        scores = {str(source["id"]): float(source.get("score", 0.0)) for source in offered}
+        chosen = str(offered[choice]["id"])
+        found = self.retriever.kb.passages([chosen, *(i for i in scores if i != chosen)])
+        if not found or found[0].id != chosen:  # deleted since it was offered: read the message afresh
+            return None
+        return [replace(p, score=scores[p.id]) for p in found]
 
     def _settle_follow_up(
         self, message: str, decision: Decision, passages: list[Passage]

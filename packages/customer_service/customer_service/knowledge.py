@@ -215,6 +215,11 @@ class KnowledgeBase:
         """Up to `k` passages sharing terms with `query`, best first, scored by BM25."""
         return self._index.keyword(_query(query), k)
 
+    def passages(self, ids: Sequence[str]) -> builtins.list[Passage]:
+        """The indexed passages with these ids, in order, scored 0 (ids no longer indexed are left out)."""
+        records = (self._index.record(passage_id) for passage_id in ids)
+        return [record.passage for record in records if record is not None]
+
     def passage_text(self, passage: Passage) -> str:
         """The text indexed for a passage (what a re-ranker should read)."""
         record = self._index.record(passage.id)
