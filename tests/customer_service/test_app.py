@@ -184,9 +184,17 @@ def test_handoff_flow(client: TestClient) -> None:
     assert figures["turns"] == 3 and figures["awaiting_agent"] == 1
     assert figures["actions"]["handoff"] == 1 and figures["rates"]["handoff"] == 0.5
     assert "hello? anyone there?" not in {u["question"] for u in figures["top_unanswered"]}
+    # the agents find it in their queue, with what the customer said last
+    queue = client.get("/v1/sessions", params={"state": "waiting_for_agent"}).json()
+    assert queue["total"] == 1 and queue["items"][0]["id"] == sid
+    assert queue["items"][0]["last_message"] == "hello? anyone there?" and queue["items"][0]["turns"] == 3
+    assert queue["items"][0]["handed_off_at"] == session["handed_off_at"] is not None
+    problem(client.get("/v1/sessions", params={"state": "lost"}), 422)
+    problem(client.get("/v1/sessions", params={"limit": 501}), 422)
 
     resolved = client.post(f"/v1/sessions/{sid}/resolve")
     assert resolved.json()["state"] == "closed"
+    assert client.get("/v1/sessions", params={"state": "waiting_for_agent"}).json()["items"] == []
     assert [t["action"] for t in resolved.json()["turns"]] == ["answer", "handoff", "handoff"]
     again = chat(client, "How do I cancel a direct debit?", sid)  # the customer comes back
     assert again["action"] == "answer" and again["state"] == "open"

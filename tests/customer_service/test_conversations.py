@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
@@ -140,6 +141,37 @@ def test_feedback_and_analytics(database: Database) -> None:
     assert conversations.get(sid).handoff_reason == "customer asked for a person"
 
 
+def test_the_agents_queue_lists_waiting_sessions_longest_waiting_first(database: Database) -> None:
+    conversations = Conversations(database)
+    first, second, idle = (conversations.start(sid).id for sid in ("first", "second", "idle"))
+    conversations.record(idle, _turn("hello"), state="open", fallback_streak=0, handoff_reason=None)
+    conversations.record(second, _turn("a person please", "handoff"), state="waiting_for_agent",
+                         fallback_streak=0, handoff_reason="customer asked for a person")  # fmt: skip
+    time.sleep(0.01)
+    conversations.hand_off(first, "VIP customer")  # from the agent console
+    time.sleep(0.01)
+    conversations.record(second, _turn("anyone there?", "handoff", awaiting_agent=True),
+                         state="waiting_for_agent", fallback_streak=0, handoff_reason=None)  # fmt: skip
+    conversations.hand_off(second, "escalated")  # already queued: keeps its place
+
+    queue, total = conversations.sessions("waiting_for_agent")
+    assert total == 2 and [q.id for q in queue] == [second, first]
+    oldest, newest = queue
+    assert (oldest.turns, oldest.last_message, oldest.handoff_reason) == (2, "anyone there?", "escalated")
+    assert (newest.turns, newest.last_message) == (0, None)
+    assert oldest.handed_off_at is not None and newest.handed_off_at is not None
+    assert oldest.handed_off_at < newest.handed_off_at
+    page, everything = conversations.sessions(None, offset=1, limit=1)
+    assert everything == 3 and len(page) == 1
+
+    conversations.resolve(second)
+    assert [q.id for q in conversations.sessions("waiting_for_agent")[0]] == [first]
+    assert conversations.start(second).handed_off_at is None  # the customer is back with the bot
+    for bad in ({"state": "lost"}, {"offset": -1}, {"limit": 0}):
+        with pytest.raises(InvalidInput):
+            conversations.sessions(**bad)  # type: ignore[arg-type]
+
+
 def test_migrations_build_exactly_the_models(database: Database) -> None:
     database.migrate()  # a second upgrade is a no-op
     with database.engine.connect() as connection:
@@ -147,7 +179,7 @@ def test_migrations_build_exactly_the_models(database: Database) -> None:
         assert compare_metadata(context, Base.metadata) == []
 
 
-def test_upgrading_marks_earlier_messages_to_the_agents_queue(database_url: str) -> None:
+def test_upgrading_marks_earlier_messages_and_sessions_of_the_agents_queue(database_url: str) -> None:
     # a database at the first schema, holding a hand-off and a message acknowledged while waiting
     database = Database(database_url)
     config = Config()
@@ -159,6 +191,8 @@ def test_upgrading_marks_earlier_messages_to_the_agents_queue(database_url: str)
             now = datetime(2026, 11, 30)
             connection.execute(text("INSERT INTO sessions VALUES ('s', 'waiting_for_agent', 0, 'asked', "
                                     ":now, :now)"), {"now": now})  # fmt: skip
+            connection.execute(text("INSERT INTO sessions VALUES ('o', 'open', 0, NULL, :now, :now)"),
+                               {"now": now})  # fmt: skip
             for position, answer in enumerate((HANDOFF, WAITING)):
                 connection.execute(
                     text("INSERT INTO turns VALUES (:id, 's', :position, 'm', 'm', :answer, 'handoff', "
@@ -166,10 +200,13 @@ def test_upgrading_marks_earlier_messages_to_the_agents_queue(database_url: str)
                     {"id": f"t{position}", "position": position, "answer": answer, "now": now},
                 )  # fmt: skip
         database.migrate()
-        turns = Conversations(database).get("s").turns
-        assert [(t.action, t.awaiting_agent, t.reason) for t in turns] == [
+        session = Conversations(database).get("s")
+        assert [(t.action, t.awaiting_agent, t.reason) for t in session.turns] == [
             ("handoff", False, None),
             ("handoff", True, None),
         ]
+        # a session already waiting joins the queue at its last change; others have no hand-off time
+        assert session.handed_off_at == session.updated_at
+        assert Conversations(database).get("o").handed_off_at is None
     finally:
         database.dispose()

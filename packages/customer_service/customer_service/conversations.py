@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -54,9 +54,24 @@ class SessionRecord:
     state: str
     fallback_streak: int
     handoff_reason: str | None
+    handed_off_at: datetime | None
     created_at: datetime
     updated_at: datetime
     turns: list[TurnRecord] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class SessionSummary:
+    """A session as the agents' queue lists it."""
+
+    id: str
+    state: str
+    handoff_reason: str | None
+    handed_off_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    turns: int
+    last_message: str | None
 
 
 @dataclass(frozen=True)
@@ -109,7 +124,7 @@ class Conversations:
                     pass  # the other request created it: continue with its row
                 row = _existing(s, sid)
             elif row.state == "closed":
-                row.state, row.fallback_streak, row.handoff_reason = "open", 0, None
+                row.state, row.fallback_streak, row.handoff_reason, row.handed_off_at = "open", 0, None, None
             s.flush()
             return _session(row)
 
@@ -170,6 +185,8 @@ class Conversations:
             )
             s.add(stored)
             if seen_state is None or row.state == seen_state:
+                if state == "waiting_for_agent" and row.state != state:
+                    row.handed_off_at = utcnow()
                 row.state = state
                 if handoff_reason is not None:
                     row.handoff_reason = handoff_reason
@@ -186,12 +203,46 @@ class Conversations:
         with self.db.session() as s:
             return _session(_existing(s, session_id), _turns(s, session_id))
 
+    def sessions(
+        self, state: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[list[SessionSummary], int]:
+        """A page of sessions and how many match: the agents' queue (``waiting_for_agent``) longest waiting
+        first, any other selection most recently active first.
+
+        Raises:
+            InvalidInput: If the state is unknown, offset < 0 or limit < 1.
+        """
+        if state is not None and state not in SESSION_STATES:
+            raise InvalidInput(f"expected a state in {SESSION_STATES}; found {state!r:.40}")
+        if offset < 0 or limit < 1:
+            raise InvalidInput(f"expected offset >= 0 and limit >= 1; found {offset}, {limit}")
+        of_session = Turn.session_id == ChatSession.id
+        turns = select(func.count(Turn.id)).where(of_session).correlate(ChatSession).scalar_subquery()
+        last = (
+            select(Turn.message).where(of_session).order_by(Turn.position.desc()).limit(1)
+            .correlate(ChatSession).scalar_subquery()
+        )  # fmt: skip
+        chosen = [] if state is None else [ChatSession.state == state]
+        order = (
+            (ChatSession.handed_off_at, ChatSession.id)
+            if state == "waiting_for_agent"
+            else (ChatSession.updated_at.desc(), ChatSession.id)
+        )
+        with self.db.session() as s:
+            total = int(s.scalar(select(func.count(ChatSession.id)).where(*chosen)) or 0)
+            rows = s.execute(
+                select(ChatSession, turns, last).where(*chosen).order_by(*order).offset(offset).limit(limit)
+            ).all()
+            return [_summary(row, int(count), message) for row, count, message in rows], total
+
     def hand_off(self, session_id: str, reason: str) -> SessionRecord:
         """Put a session in the agents' queue (from the agent console or the bot's policy)."""
         with self.db.session() as s:
             row = _locked_session(s, session_id)
             if row.state == "closed":
                 raise Conflict(f"expected an open session to hand off; session {session_id!r} is closed")
+            if row.state != "waiting_for_agent":  # one already queued keeps its place
+                row.handed_off_at = utcnow()
             row.state, row.handoff_reason, row.updated_at = "waiting_for_agent", reason, utcnow()
             s.flush()
             return _session(row, _turns(s, session_id))
@@ -243,12 +294,26 @@ def _turns(s: Session, session_id: str) -> list[TurnRecord]:
     return [_turn(t) for t in rows]
 
 
+def _summary(row: ChatSession, turns: int, last_message: str | None) -> SessionSummary:
+    return SessionSummary(
+        id=row.id,
+        state=row.state,
+        handoff_reason=row.handoff_reason,
+        handed_off_at=row.handed_off_at,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        turns=turns,
+        last_message=last_message,
+    )
+
+
 def _session(row: ChatSession, turns: list[TurnRecord] | None = None) -> SessionRecord:
     return SessionRecord(
         id=row.id,
         state=row.state,
         fallback_streak=row.fallback_streak,
         handoff_reason=row.handoff_reason,
+        handed_off_at=row.handed_off_at,
         created_at=row.created_at,
         updated_at=row.updated_at,
         turns=turns or [],

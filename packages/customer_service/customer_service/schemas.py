@@ -13,7 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from customer_service.analytics import Analytics
-from customer_service.conversations import SessionRecord
+from customer_service.conversations import SessionRecord, SessionSummary
 
 _INPUT = ConfigDict(extra="forbid")
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
@@ -111,6 +111,7 @@ class SessionOut(BaseModel):
     state: str
     fallback_streak: int
     handoff_reason: str | None
+    handed_off_at: datetime | None = Field(description="When the session last went to the agents' queue")
     created_at: datetime
     updated_at: datetime
     turns: list[TurnOut]
@@ -118,6 +119,29 @@ class SessionOut(BaseModel):
     @classmethod
     def of(cls, session: SessionRecord) -> SessionOut:
         return cls.model_validate(session)
+
+
+class SessionSummaryOut(BaseModel):
+    model_config = _RECORD
+
+    id: str
+    state: str
+    handoff_reason: str | None
+    handed_off_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    turns: int = Field(description="How many messages the session holds")
+    last_message: str | None = Field(description="The customer's latest message")
+
+
+class SessionPage(BaseModel):
+    items: list[SessionSummaryOut]
+    total: int = Field(description="Sessions matching the filter, on every page")
+
+    @classmethod
+    def of(cls, page: tuple[list[SessionSummary], int]) -> SessionPage:
+        items, total = page
+        return cls(items=[SessionSummaryOut.model_validate(item) for item in items], total=total)
 
 
 class UnansweredOut(BaseModel):

@@ -3,7 +3,8 @@
     knowledge        the knowledge base: FAQ entries and document chunks, one row per retrievable passage
     knowledge_state  one row: the knowledge base's version, bumped by every change (the saved index carries
                      the version it was built from, so a stale index is rebuilt at start)
-    sessions         one conversation: its state (open | waiting_for_agent | closed) and fallback streak
+    sessions         one conversation: its state (open | waiting_for_agent | closed), fallback streak and
+                     last hand-off (why, when: the agents' queue is served oldest first)
     turns            one user message and the bot's reply: action and why, intent, sources, latency; a
                      message sent while the session waited for an agent is kept for the agent
                      (`awaiting_agent`): the bot only acknowledged it
@@ -70,11 +71,13 @@ class ChatSession(Base):
     """One conversation with one customer."""
 
     __tablename__ = "sessions"
+    __table_args__ = (Index("ix_sessions_state_handed_off_at", "state", "handed_off_at"),)
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     state: Mapped[str] = mapped_column(String(24), default="open")
     fallback_streak: Mapped[int] = mapped_column(Integer, default=0)  # fallbacks in a row
     handoff_reason: Mapped[str | None] = mapped_column(Text)
+    handed_off_at: Mapped[datetime | None] = mapped_column()  # the last hand-off: the agents' queue order
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Path, Response
+from fastapi import APIRouter, Path, Query, Response
 
 from customer_service.deps import LimiterDep, ServiceDep
-from customer_service.schemas import FeedbackIn, HandoffIn, SessionOut
+from customer_service.schemas import FeedbackIn, HandoffIn, SessionOut, SessionPage
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 SessionIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+
+
+@router.get("/sessions")
+async def list_sessions(
+    service: ServiceDep,
+    limiter: LimiterDep,
+    state: Literal["open", "waiting_for_agent", "closed"] | None = None,
+    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> SessionPage:
+    """Sessions a page at a time; `state=waiting_for_agent` is the agents' queue, longest waiting first
+    (others: most recently active first)."""
+    return SessionPage.of(await limiter.run(service.conversations.sessions, state, offset, limit))
 
 
 @router.get("/sessions/{session_id}")
