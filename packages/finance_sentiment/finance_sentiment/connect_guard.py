@@ -63,13 +63,12 @@ class GuardedNetworkBackend(httpcore.AsyncNetworkBackend):
             raise httpcore.ConnectError(f"{host!r} does not resolve: {exc}") from exc
         if not addresses:
             raise httpcore.ConnectError(f"{host!r} resolves to no address")
-        for address in addresses:
-            blocked = netguard.blocked_class(address, self._allowed)
-            if blocked is not None:
-                raise BlockedAddress(
-                    f"expected {host} to resolve only to public addresses or allowed_networks when "
-                    f"connecting, found {blocked} address {address}"
-                )
+        if (found := netguard.first_blocked(addresses, self._allowed)) is not None:
+            address, blocked = found
+            raise BlockedAddress(
+                f"expected {host} to resolve only to public addresses or allowed_networks when "
+                f"connecting, found {blocked} address {address}"
+            )
         failure = httpcore.ConnectError(f"no address of {host!r} accepted a connection")
         for address in addresses:
             try:

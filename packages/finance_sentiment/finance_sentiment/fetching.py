@@ -221,13 +221,12 @@ class Fetcher:
             raise FetchError(f"expected host {host!r} of {url} to resolve, found {exc}") from exc
         if not addresses:
             raise FetchError(f"expected host {host!r} of {url} to resolve, found no addresses")
-        for address in addresses:
-            blocked = netguard.blocked_class(address, self._allowed)
-            if blocked is not None:
-                raise BlockedAddress(
-                    f"expected {url} to resolve only to public addresses or allowed_networks, "
-                    f"found {blocked} address {address}"
-                )
+        if (found := netguard.first_blocked(addresses, self._allowed)) is not None:
+            address, blocked = found
+            raise BlockedAddress(
+                f"expected {url} to resolve only to public addresses or allowed_networks, "
+                f"found {blocked} address {address}"
+            )
 
     async def _follow(
         self, url: httpx.URL, headers: dict[str, str], *, robots: bool

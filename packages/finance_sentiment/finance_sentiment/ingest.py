@@ -159,13 +159,12 @@ class Ingestor:
             stories, duplicates, skipped = await asyncio.to_thread(self._unseen, items)
             version = await asyncio.to_thread(self._analyse, stories, source)
             stored = await asyncio.to_thread(self._finish, source_id, result, stories, "ok", version)
-        except CoreError as exc:  # fetch, parse, model and input errors: recorded on the source
-            log.warning("source %s failed: %s", source_id, exc.message)
-            await asyncio.to_thread(self._fail, source_id, exc.message[:ERROR_CHARS])
-            return RunReport(source_id, "failed", error=exc.message[:ERROR_CHARS])
-        except Exception as exc:  # anything else (a database error, a defect): recorded the same way
-            message = f"{type(exc).__name__}: {exc}"[:ERROR_CHARS]
-            log.exception("source %s failed", source_id)
+        except Exception as exc:  # fetch, parse, model, input errors, and defects: recorded on the source
+            message = run_error(exc)
+            if isinstance(exc, CoreError):
+                log.warning("source %s failed: %s", source_id, message)
+            else:  # a database error or a defect: the traceback goes to the log
+                log.exception("source %s failed", source_id)
             await asyncio.to_thread(self._fail, source_id, message)
             return RunReport(source_id, "failed", error=message)
         duplicates += len(stories) - stored
@@ -316,6 +315,12 @@ class Ingestor:
             if source is not None:
                 source.enabled, source.disabled_reason = False, reason
                 source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+
+
+def run_error(exc: Exception) -> str:
+    """What a failed run reports and keeps on its source: the error's message, bounded."""
+    message = exc.message if isinstance(exc, CoreError) else f"{type(exc).__name__}: {exc}"
+    return message[:ERROR_CHARS]
 
 
 def _remember(links: dict[str, float], canonical: str, seconds: float) -> None:

@@ -24,7 +24,7 @@ from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_trans
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import DeliveryReport, deliver_pending
 from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
-from finance_sentiment.ingest import ERROR_CHARS, Ingestor, RunReport
+from finance_sentiment.ingest import Ingestor, RunReport, run_error
 from finance_sentiment.sentiment import SentimentSource
 from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Source
@@ -94,11 +94,10 @@ class Monitor:
     async def _run_one(self, source_id: int) -> RunReport:
         try:
             return await self.ingestor.run(source_id)
-        except CoreError as exc:
-            return RunReport(source_id, "failed", error=exc.message)
         except Exception as exc:
-            log.exception("source %s could not run", source_id)
-            return RunReport(source_id, "failed", error=f"{type(exc).__name__}: {exc}"[:ERROR_CHARS])
+            if not isinstance(exc, CoreError):
+                log.exception("source %s could not run", source_id)
+            return RunReport(source_id, "failed", error=run_error(exc))
 
     def _count(self, report: RunReport) -> RunReport:
         self.metrics.runs.labels(report.status).inc()

@@ -116,6 +116,18 @@ def blocked_class(address: IPAddress, allowed: Iterable[IPNetwork] = ()) -> str 
     return None
 
 
+def first_blocked(
+    addresses: Iterable[IPAddress], allowed: Iterable[IPNetwork] = ()
+) -> tuple[IPAddress, str] | None:
+    """The first of a host's addresses that may not be contacted, with its class; None when all may."""
+    allowed = tuple(allowed)
+    for address in addresses:
+        blocked = blocked_class(address, allowed)
+        if blocked is not None:
+            return address, blocked
+    return None
+
+
 def _embedded_ipv4(address: IPAddress) -> ipaddress.IPv4Address | None:
     if not isinstance(address, ipaddress.IPv6Address):
         return None
