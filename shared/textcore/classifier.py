@@ -29,15 +29,51 @@ if TYPE_CHECKING:
     from textcore.embeddings import Encoder
 
 
-class TextClassifier(nn.Module):
-    """A transformer encoder with a mean-pooled linear classification head."""
+HEADS = ("linear", "cosine")
 
-    def __init__(self, encoder: PreTrainedModel, n_labels: int, dropout: float = 0.1) -> None:
+
+class CosineHead(nn.Module):
+    """Logits = `scale` x the cosine of the pooled vector and each label's weight vector (normalised softmax).
+
+    Every label's logit lies in [-scale, scale], so no label can win by the length of its weight vector alone;
+    `scale` is a buffer, saved with the weights, which is how a saved head says it is a cosine one.
+    """
+
+    def __init__(self, hidden: int, n_labels: int, scale: float = 20.0) -> None:
         super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_labels, hidden))
+        nn.init.normal_(self.weight, std=0.02)
+        self.scale: torch.Tensor
+        self.register_buffer("scale", torch.tensor(float(scale)))
+
+    def forward(self, pooled: torch.Tensor) -> torch.Tensor:
+        weight = nn.functional.normalize(self.weight, dim=-1).to(pooled.dtype)
+        cosine = nn.functional.normalize(pooled, dim=-1) @ weight.T
+        return cosine * self.scale.to(pooled.dtype)
+
+
+class TextClassifier(nn.Module):
+    """A transformer encoder with a mean-pooled classification head: linear, or cosine (`CosineHead`)."""
+
+    def __init__(
+        self,
+        encoder: PreTrainedModel,
+        n_labels: int,
+        dropout: float = 0.1,
+        *,
+        head: str = "linear",
+        scale: float = 20.0,
+    ) -> None:
+        super().__init__()
+        if head not in HEADS:
+            raise InvalidInput(f"head: expected one of {', '.join(HEADS)}; found {head!r}")
         # while an adapter trains, the peft wrapper of `encoder` (see `textcore.adapters`)
         self.encoder: PreTrainedModel | PeftModel = encoder
         self.dropout = nn.Dropout(dropout)
-        self.head = nn.Linear(int(encoder.config.hidden_size), n_labels)
+        hidden = int(encoder.config.hidden_size)
+        self.head: nn.Linear | CosineHead = (
+            nn.Linear(hidden, n_labels) if head == "linear" else CosineHead(hidden, n_labels, scale)
+        )
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """(batch, tokens) ids and mask -> (batch, n_labels) float32 logits."""
@@ -63,12 +99,14 @@ class TextClassifier(nn.Module):
         """Load a classifier folder written by `save`."""
         labels, multi_label = read_labels(folder)
         backbone = load_backbone(folder)
-        model = cls(backbone.model, len(labels))
         head_path = folder / HEAD_FILE
         if not head_path.is_file():
             raise InvalidInput(f"expected {HEAD_FILE} in {folder}; it is not a trained classifier")
         try:
-            model.head.load_state_dict(load_file(str(head_path)))
+            state = load_file(str(head_path))
+            head, scale = ("cosine", float(state["scale"])) if "scale" in state else ("linear", 20.0)
+            model = cls(backbone.model, len(labels), head=head, scale=scale)
+            model.head.load_state_dict(state)
         except (SafetensorError, RuntimeError) as exc:  # a damaged file, or a head for other labels
             raise InvalidInput(
                 f"{head_path}: expected the head of a classifier of {len(labels)} labels; cannot load it: "

@@ -134,6 +134,10 @@ def train(
         ),
     ] = None,
     multi_label: Annotated[bool, typer.Option(help="labels separated by '|'; one sigmoid per label")] = False,
+    head: Annotated[
+        str | None,
+        typer.Option(help="classification: linear, or cosine (scaled cosine of the text and each label)"),
+    ] = None,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     seed: Annotated[int, typer.Option()] = 42,
@@ -175,6 +179,7 @@ def train(
         "max_length": max_length,
         "dropout": dropout,
         "rdrop": rdrop,
+        "head": head,
         "ema": ema,
         "adversarial": adversarial,
         "adversarial_epsilon": adversarial_epsilon,

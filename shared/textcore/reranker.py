@@ -48,10 +48,9 @@ class Reranker:
         batch_size: int = 64,
     ) -> None:
         check_batch_settings(max_length, batch_size)
-        if model.head.out_features != 1:
-            raise InvalidInput(
-                f"expected a one-output relevance head; found {model.head.out_features} outputs"
-            )
+        outputs = int(model.head.weight.shape[0])
+        if outputs != 1:
+            raise InvalidInput(f"expected a one-output relevance head; found {outputs} outputs")
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
         self.model = model.to(self.device).eval()

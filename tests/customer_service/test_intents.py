@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from safetensors.torch import load_file
 from typer.testing import CliRunner, Result
 
 from customer_service.cli import app as cli_app
@@ -22,6 +23,7 @@ from customer_service.intents import (
     train_intents,
 )
 from textcore import InvalidInput, LabelledTexts, TrainConfig, load_predictor
+from textcore.artifacts import HEAD_FILE
 from textcore.frozen_view import has_frozen_view
 
 PHRASES = {
@@ -259,6 +261,25 @@ def test_train_intents_command_blends_a_frozen_view_unless_told_not_to(
     # --refit without the flag leaves the view off (see the refit test); asked for, it is refused
     refused = invoke("train-intents", *common, "--refit", "--blend-frozen", "--output", tmp_path / "refit")
     assert refused.exit_code == 2 and "blend_frozen: expected false with refit" in refused.output
+
+
+def test_train_intents_command_trains_a_cosine_head_that_evaluates(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    data = intent_data(8, seed=5)
+    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
+    (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
+    common = ["--base-model", tiny_model_dir, "--precision", "fp32", "--device", "cpu"]
+    result = invoke("train-intents", "--data", tmp_path / "intents.csv", "--epochs", "1", "--head", "cosine",
+                    "--output", tmp_path / "cos", *common)  # fmt: skip
+    assert result.exit_code == 0, result.output
+    recorded = json.loads((tmp_path / "cos" / "metadata.json").read_text(encoding="utf-8"))
+    assert recorded["hyperparameters"]["head"] == "cosine"
+    assert "scale" in load_file(str(tmp_path / "cos" / HEAD_FILE))
+    evaluated = invoke("evaluate-intents", "--model", tmp_path / "cos", "--data", tmp_path / "intents.csv",
+                       "--device", "cpu", "--precision", "fp32")  # fmt: skip
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.output.strip().splitlines()[-1])["n"] == len(rows)
 
 
 def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTraining, tmp_path: Path) -> None:

@@ -29,13 +29,14 @@ TEXTS = [
 ]
 
 
-@pytest.fixture
-def classifier_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
+@pytest.fixture(params=["linear", "cosine"])
+def classifier_dir(tiny_model_dir: Path, tmp_path: Path, request: pytest.FixtureRequest) -> Path:
     backbone = load_backbone(tiny_model_dir)
     torch.manual_seed(0)
-    model = TextClassifier(backbone.model, len(LABELS))
-    with torch.no_grad():
-        model.head.weight.mul_(20.0)  # spread the logits so that the argmax is not decided by rounding
+    model = TextClassifier(backbone.model, len(LABELS), head=request.param)
+    if request.param == "linear":
+        with torch.no_grad():
+            model.head.weight.mul_(20.0)  # spread the logits so that the argmax is not decided by rounding
     folder = tmp_path / "classifier"
     model.save(folder, backbone.tokenizer, LABELS, False)
     return folder

@@ -186,6 +186,10 @@ def train_intents(
             "message when its retrieval encoder is that base model (on, except with --refit)",
         ),
     ] = None,
+    head: Annotated[
+        str | None,
+        typer.Option("--head", help="linear, or cosine (scaled cosine of the message and each intent)"),
+    ] = None,
 ) -> None:
     """Train the intent classifier; the out-of-scope threshold is chosen on validation data and saved.
 
@@ -211,6 +215,7 @@ def train_intents(
             distill_weight=distill_weight,
             refit=refit,
             blend_frozen=False if blend_frozen is None and refit else blend_frozen,
+            head=head,
         )
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None

@@ -83,7 +83,9 @@ class ClassificationTask:
         self.tokenizer = backbone.tokenizer
         self.pad_id = int(self.tokenizer.pad_token_id or 0)
         self.n_layers = int(backbone.model.config.num_hidden_layers)
-        self.model = TextClassifier(backbone.model, len(labels), dropout=config.dropout).to(self.device)
+        self.model = TextClassifier(
+            backbone.model, len(labels), dropout=config.dropout, head=config.head, scale=config.scale
+        ).to(self.device)
         index = {label: i for i, label in enumerate(labels)}
         expected = (len(train.texts), len(labels))
         if soft_targets is not None and tuple(soft_targets.shape) != expected:

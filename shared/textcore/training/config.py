@@ -6,6 +6,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
+from textcore.classifier import HEADS
 from textcore.devices import PRECISIONS
 from textcore.errors import InvalidInput
 
@@ -59,6 +60,10 @@ class TrainConfig:
     rdrop: float = 0.0
     class_weights: bool = False
     multi_label: bool = False
+    # classification: `linear`, or `cosine` (logits = scale x cosine of the text and each label's weights;
+    # textcore.classifier.CosineHead)
+    head: str = "linear"
+    # the logit scale of the contrastive losses (embedding, setfit) and of the cosine head
     scale: float = 20.0
     validation_fraction: float = 0.1
     # classification: once the run has chosen its best step on the validation rows, train again from the start
@@ -155,6 +160,12 @@ class TrainConfig:
         )
         _check(0 <= self.ema < 1, "ema", "a number in [0, 1)", self.ema)
         _check(self.scale > 0, "scale", "a positive number", self.scale)
+        _check(
+            self.head == "linear" or (self.head in HEADS and self.task == "classification"),
+            "head",
+            f"one of {', '.join(HEADS)} for classification; linear for {self.task}",
+            self.head,
+        )
         _check(
             0 < self.validation_fraction < 1,
             "validation_fraction",
