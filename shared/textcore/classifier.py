@@ -104,8 +104,11 @@ class TextClassifier(nn.Module):
             raise InvalidInput(f"expected {HEAD_FILE} in {folder}; it is not a trained classifier")
         try:
             state = load_file(str(head_path))
-            head, scale = ("cosine", float(state["scale"])) if "scale" in state else ("linear", 20.0)
-            model = cls(backbone.model, len(labels), head=head, scale=scale)
+            model = (
+                cls(backbone.model, len(labels), head="cosine", scale=float(state["scale"]))
+                if "scale" in state  # only a cosine head saves a scale
+                else cls(backbone.model, len(labels))
+            )
             model.head.load_state_dict(state)
         except (SafetensorError, RuntimeError) as exc:  # a damaged file, or a head for other labels
             raise InvalidInput(

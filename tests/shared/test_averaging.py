@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_labelled_csv
 from tests.shared.test_refit import LABELS, new_task
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
@@ -87,9 +87,7 @@ def test_ema_is_validated() -> None:
 
 def test_cli_records_the_decay_and_refuses_a_bad_one(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = keyword_data(40, seed=5)
-    train_csv = write_csv(
-        tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
-    )
+    train_csv = write_labelled_csv(tmp_path / "train.csv", data)
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
     ok(invoke_cli(*common, "--ema", "0.9", "--output", tmp_path / "m"))
     metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())

@@ -33,6 +33,7 @@ from typer.testing import CliRunner
 
 from textcore.classifier import Classifier
 from textcore.cli import full_app
+from textcore.data import LabelledTexts
 from textcore.embeddings import Encoder
 
 TEXTCORE = Path(sys.executable).parent / "textcore"
@@ -133,6 +134,11 @@ def write_csv(
         writer.writerow(header)
         writer.writerows(rows)
     return path
+
+
+def write_labelled_csv(path: Path, data: LabelledTexts) -> Path:
+    """`data` as a CSV file with the columns `textcore train` reads by default (`text`, `label`)."""
+    return write_csv(path, list(zip(data.texts, data.labels, strict=True)), ("text", "label"))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_labelled_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.artifacts import HEAD_FILE
 from textcore.classifier import Classifier, CosineHead, TextClassifier
@@ -72,9 +72,7 @@ def test_the_head_is_refused_where_it_has_no_meaning() -> None:
 
 def test_cli_trains_a_cosine_head_and_refuses_an_unknown_one(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = keyword_data(32, seed=5)
-    train_csv = write_csv(
-        tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
-    )
+    train_csv = write_labelled_csv(tmp_path / "train.csv", data)
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
     ok(invoke_cli(*common, "--output", tmp_path / "m", "--head", "cosine"))
     recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["hyperparameters"]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_labelled_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
@@ -73,9 +73,7 @@ def test_rdrop_is_refused_where_it_has_no_meaning() -> None:
 
 def test_cli_trains_with_rdrop_and_refuses_it_for_multi_label(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = keyword_data(32, seed=5)
-    train_csv = write_csv(
-        tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
-    )
+    train_csv = write_labelled_csv(tmp_path / "train.csv", data)
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
     ok(invoke_cli(*common, "--output", tmp_path / "m", "--rdrop", "0.5"))
     recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["hyperparameters"]

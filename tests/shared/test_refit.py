@@ -10,7 +10,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_labelled_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.errors import InvalidInput
 from textcore.models import load_backbone
@@ -91,9 +91,7 @@ def test_refit_is_refused_outside_classification() -> None:
 
 def test_cli_refits_on_request_and_refuses_it_for_other_tasks(tiny_model_dir: Path, tmp_path: Path) -> None:
     data = keyword_data(40, seed=3)
-    train_csv = write_csv(
-        tmp_path / "train.csv", list(zip(data.texts, data.labels, strict=True)), ("text", "label")
-    )
+    train_csv = write_labelled_csv(tmp_path / "train.csv", data)
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1", "--refit"]
     report = json.loads(ok(invoke_cli(*common, "--output", tmp_path / "m")).stdout.strip().splitlines()[-1])
     metadata = json.loads((tmp_path / "m" / "metadata.json").read_text())
