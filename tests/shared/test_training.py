@@ -105,10 +105,16 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     config = tiny_config(
         tiny_model_dir, epochs=3, evals_per_epoch=1, validation_fraction=0.25, ema=ema, adapter=adapter
     )
-    reference = _keyword_task(tiny_model_dir, config)
+    check_resume_matches_an_uninterrupted_run(tiny_model_dir, config, tmp_path)
+
+
+def check_resume_matches_an_uninterrupted_run(model_dir: Path, config: TrainConfig, tmp_path: Path) -> None:
+    """A run that crashes after its first checkpoint and is resumed ends with the uninterrupted run's weights
+    (dropout is on: the random generators must be restored too)."""
+    reference = _keyword_task(model_dir, config)
     train(reference, config, tmp_path / "reference", progress=False)
 
-    crashing = _keyword_task(tiny_model_dir, config)
+    crashing = _keyword_task(model_dir, config)
     calls = {"n": 0}
     original_loss = crashing.loss
 
@@ -123,7 +129,7 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
         train(crashing, config, tmp_path / "run", progress=False)
     assert (tmp_path / "run" / "checkpoint" / "state.json").is_file()
 
-    resumed = _keyword_task(tiny_model_dir, config)
+    resumed = _keyword_task(model_dir, config)
     result = train(resumed, config, tmp_path / "run", resume=True, progress=False)
     assert result.steps == 15
     for (name, a), (_, b) in zip(

@@ -1,5 +1,5 @@
-"""Resumable checkpoints: model weights (safetensors) plus optimizer, RNG and loop state (and the weight
-average of a run that keeps one, and the rank allocator's state of an AdaLoRA run).
+"""Resumable checkpoints: model weights (safetensors) plus optimizer, RNG (CPU and GPU) and loop state (and
+the weight average of a run that keeps one, and the rank allocator's state of an AdaLoRA run).
 
 A checkpoint is written to a temp folder and renamed over the previous one, so an interrupted write never
 leaves a broken checkpoint behind.
@@ -59,7 +59,7 @@ def save_checkpoint(
     if allocator is not None:
         save_file(allocator[0], str(tmp / ALLOCATOR_FILES[0]))
         (tmp / ALLOCATOR_FILES[1]).write_text(json.dumps(allocator[1]), encoding="utf-8")
-    torch.save({"optimizer": optimizer.state_dict(), "rng": torch.get_rng_state()}, tmp / "optimizer.pt")
+    torch.save({"optimizer": optimizer.state_dict(), **_rng_states(model)}, tmp / "optimizer.pt")
     (tmp / "state.json").write_text(json.dumps(dataclasses.asdict(state)), encoding="utf-8")
     old = run_dir / f".{CHECKPOINT_DIR}.old"
     shutil.rmtree(old, ignore_errors=True)
@@ -79,7 +79,7 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     extra = torch.load(folder / "optimizer.pt", weights_only=True)
     optimizer.load_state_dict(extra["optimizer"])
-    torch.set_rng_state(extra["rng"])
+    _restore_rng_states(model, extra)
     state = LoopState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
     tensors, extras = (folder / name for name in ALLOCATOR_FILES)
     if tensors.is_file():
@@ -87,6 +87,27 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     average = folder / AVERAGE_FILE
     averaged = load_file(str(average)) if average.is_file() else None
     return Restored(state, load_file(str(folder / "best.safetensors")), averaged)
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _rng_states(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The generators that draw the run's randomness: the CPU's, and the model's GPU's (dropout on CUDA)."""
+    states = {"rng": torch.get_rng_state()}
+    device = _model_device(model)
+    if device.type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state(device)
+    return states
+
+
+def _restore_rng_states(model: nn.Module, saved: dict[str, torch.Tensor]) -> None:
+    """Put the generators back as `_rng_states` found them (a GPU's state only when resuming on a GPU)."""
+    torch.set_rng_state(saved["rng"])
+    device = _model_device(model)
+    if device.type == "cuda" and "cuda_rng" in saved:
+        torch.cuda.set_rng_state(saved["cuda_rng"], device)
 
 
 def remove_checkpoint(run_dir: Path) -> None:
