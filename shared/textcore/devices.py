@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Literal
 
 import torch
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 from textcore.errors import InvalidInput
 
@@ -93,11 +94,25 @@ def use_bf16(precision: str, device: torch.device) -> bool:
     return supported
 
 
+# Attention kernels for bf16 on CUDA. cuDNN's is left out: it builds an execution plan for every new
+# (batch, length) shape, and with dynamic padding nearly every batch has a new shape; on an H200 that held
+# bf16 fine-tuning of MiniLM to less than half its fp32 speed (bench/results/finetune-cuda*.md). Flash and
+# memory-efficient attention need no plans.
+CUDA_BF16_ATTENTION = (SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH)
+
+
+def attention_kernels(device: torch.device) -> contextlib.AbstractContextManager[None]:
+    """While active, scaled-dot-product attention on `device` picks among `CUDA_BF16_ATTENTION` (on CUDA)."""
+    if device.type != "cuda":
+        return contextlib.nullcontext()
+    return sdpa_kernel(list(CUDA_BF16_ATTENTION))
+
+
 @contextlib.contextmanager
 def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
-    """bf16 autocast on `device` when `enabled`, else a no-op."""
+    """bf16 autocast on `device` when `enabled` (on CUDA with the attention kernels above), else a no-op."""
     if not enabled:
         yield
         return
-    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16), attention_kernels(device):
         yield

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from textcore.devices import resolve_device, use_bf16
+from textcore.devices import attention_kernels, resolve_device, use_bf16
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput
 
@@ -98,6 +98,17 @@ def test_auto_device_is_cpu_here() -> None:
     assert resolve_device("auto") == torch.device("cpu")
     with pytest.raises(InvalidInput, match="no CUDA device"):
         resolve_device("cuda")
+
+
+def test_attention_on_cuda_leaves_cudnn_out_and_elsewhere_changes_nothing() -> None:
+    before = torch.backends.cuda.cudnn_sdp_enabled()
+    with attention_kernels(torch.device("cuda")):
+        assert not torch.backends.cuda.cudnn_sdp_enabled()
+        assert torch.backends.cuda.flash_sdp_enabled()
+        assert torch.backends.cuda.mem_efficient_sdp_enabled()
+    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+    with attention_kernels(torch.device("cpu")):
+        assert torch.backends.cuda.cudnn_sdp_enabled() == before
 
 
 def test_resolve_device_names() -> None:
