@@ -77,7 +77,8 @@ def load_checkpoint(run_dir: Path, model: nn.Module, optimizer: torch.optim.Opti
     if not (folder / "state.json").is_file():
         return None
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
-    extra = torch.load(folder / "optimizer.pt", weights_only=True)
+    # on the CPU first: the optimizer moves its state to its parameters, so a GPU run can resume anywhere
+    extra = torch.load(folder / "optimizer.pt", map_location="cpu", weights_only=True)
     optimizer.load_state_dict(extra["optimizer"])
     _restore_rng_states(model, extra)
     state = LoopState(**json.loads((folder / "state.json").read_text(encoding="utf-8")))
