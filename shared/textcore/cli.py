@@ -138,6 +138,10 @@ def train(
         str | None,
         typer.Option(help="classification: linear, or cosine (scaled cosine of the text and each label)"),
     ] = None,
+    scale: Annotated[
+        float | None,
+        typer.Option(help="logit scale of the cosine head and of the contrastive losses (embedding, setfit)"),
+    ] = None,
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     seed: Annotated[int, typer.Option()] = 42,
@@ -180,6 +184,7 @@ def train(
         "dropout": dropout,
         "rdrop": rdrop,
         "head": head,
+        "scale": scale,
         "ema": ema,
         "adversarial": adversarial,
         "adversarial_epsilon": adversarial_epsilon,

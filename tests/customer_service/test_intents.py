@@ -271,11 +271,11 @@ def test_train_intents_command_trains_a_cosine_head_that_evaluates(
     (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
     common = ["--base-model", tiny_model_dir, "--precision", "fp32", "--device", "cpu"]
     result = invoke("train-intents", "--data", tmp_path / "intents.csv", "--epochs", "1", "--head", "cosine",
-                    "--output", tmp_path / "cos", *common)  # fmt: skip
+                    "--scale", "16", "--output", tmp_path / "cos", *common)  # fmt: skip
     assert result.exit_code == 0, result.output
     recorded = json.loads((tmp_path / "cos" / "metadata.json").read_text(encoding="utf-8"))
-    assert recorded["hyperparameters"]["head"] == "cosine"
-    assert "scale" in load_file(str(tmp_path / "cos" / HEAD_FILE))
+    assert (recorded["hyperparameters"]["head"], recorded["hyperparameters"]["scale"]) == ("cosine", 16.0)
+    assert float(load_file(str(tmp_path / "cos" / HEAD_FILE))["scale"]) == 16.0
     evaluated = invoke("evaluate-intents", "--model", tmp_path / "cos", "--data", tmp_path / "intents.csv",
                        "--device", "cpu", "--precision", "fp32")  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output

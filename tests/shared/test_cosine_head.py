@@ -70,14 +70,19 @@ def test_the_head_is_refused_where_it_has_no_meaning() -> None:
         TrainConfig(task="embedding", head="cosine")
 
 
-def test_cli_trains_a_cosine_head_and_refuses_an_unknown_one(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_cli_trains_a_cosine_head_at_its_scale_and_refuses_bad_settings(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
     data = keyword_data(32, seed=5)
     train_csv = write_labelled_csv(tmp_path / "train.csv", data)
     common = ["train", "--data", train_csv, "--base-model", tiny_model_dir, "--epochs", "1"]
-    ok(invoke_cli(*common, "--output", tmp_path / "m", "--head", "cosine"))
+    ok(invoke_cli(*common, "--output", tmp_path / "m", "--head", "cosine", "--scale", "12.5"))
     recorded = json.loads((tmp_path / "m" / "metadata.json").read_text())["hyperparameters"]
-    assert recorded["head"] == "cosine"
-    assert "scale" in load_file(str(tmp_path / "m" / HEAD_FILE))
+    assert (recorded["head"], recorded["scale"]) == ("cosine", 12.5)
+    assert float(load_file(str(tmp_path / "m" / HEAD_FILE))["scale"]) == 12.5
     failed = invoke_cli(*common, "--output", tmp_path / "x", "--head", "arcface")
     assert_clean_failure(failed, "head: expected one of linear, cosine")
     assert not (tmp_path / "x").exists()
+    failed = invoke_cli(*common, "--output", tmp_path / "y", "--head", "cosine", "--scale", "0")
+    assert_clean_failure(failed, "scale")
+    assert not (tmp_path / "y").exists()

@@ -190,6 +190,9 @@ def train_intents(
         str | None,
         typer.Option("--head", help="linear, or cosine (scaled cosine of the message and each intent)"),
     ] = None,
+    scale: Annotated[
+        float | None, typer.Option("--scale", help="logit scale of the cosine head (default 20)")
+    ] = None,
 ) -> None:
     """Train the intent classifier; the out-of-scope threshold is chosen on validation data and saved.
 
@@ -216,6 +219,7 @@ def train_intents(
             refit=refit,
             blend_frozen=False if blend_frozen is None and refit else blend_frozen,
             head=head,
+            scale=scale,
         )
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None
