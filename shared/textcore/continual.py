@@ -231,24 +231,35 @@ def _label_set(data: LabelledTexts, multi_label: bool) -> list[str]:
     return sorted(set(data.labels))
 
 
-def warm_head(folder: Path, labels: list[str]) -> tuple[dict[str, torch.Tensor], int]:
-    """Head weights for `labels` from a trained classifier folder: known labels keep their rows, new ones
-    start at zero (logit 0, so they learn from the data alone).
+def warm_head(folder: Path, labels: list[str], head: str) -> tuple[dict[str, torch.Tensor] | None, int]:
+    """Head rows for `labels` from a trained classifier folder: known labels keep their rows, new ones start
+    at zero (logit 0, so they learn from the data alone).
+
+    Args:
+        folder: the classifier folder to start from.
+        labels: the new head's labels, in its row order.
+        head: the kind of head the new run trains (`linear` or `cosine`); from a folder with another kind
+            nothing is carried over.
 
     Returns:
-        The state dict (`weight` (n_labels, hidden), `bias` (n_labels,)) and how many rows were copied.
+        The per-label tensors (`weight` (n_labels, hidden), and `bias` (n_labels,) for a linear head), or
+        None when the kinds differ; and how many rows were copied.
     """
     old_labels, _ = read_labels(folder)
     state = load_file(str(folder / HEAD_FILE))
-    weight = torch.zeros((len(labels), state["weight"].shape[1]), dtype=torch.float32)
-    bias = torch.zeros(len(labels), dtype=torch.float32)
+    if ("cosine" if "scale" in state else "linear") != head:
+        return None, 0
     index = {label: i for i, label in enumerate(old_labels)}
-    copied = 0
-    for row, label in enumerate(labels):
-        if label in index:
-            weight[row], bias[row] = state["weight"][index[label]], state["bias"][index[label]]
-            copied += 1
-    return {"weight": weight, "bias": bias}, copied
+    rows: dict[str, torch.Tensor] = {}
+    for key, saved in state.items():
+        if saved.dim() == 0:  # a setting of the head (the cosine head's scale): the new recipe sets it
+            continue
+        tensor = torch.zeros((len(labels), *saved.shape[1:]), dtype=torch.float32)
+        for row, label in enumerate(labels):
+            if label in index:
+                tensor[row] = saved[index[label]]
+        rows[key] = tensor
+    return rows, sum(label in index for label in labels)
 
 
 def _old_rows(active: ModelVersion, old_data: Source | None, columns: tuple[str, str]) -> LabelledTexts:
@@ -317,7 +328,7 @@ def retrain(
     recipe = (config or recorded_config(active)).replace(
         task="classification", base_model=str(active.path), multi_label=multi_label
     )
-    head, copied = warm_head(active.path, _label_set(data, multi_label))
+    head, copied = warm_head(active.path, _label_set(data, multi_label), recipe.head)
     with tempfile.TemporaryDirectory(prefix=".retrain-", dir=registry.root) as work:
         output = Path(work) / "model"
         _write_rows(output / DATA_FILE, data)

@@ -161,6 +161,33 @@ def test_retrain_maps_head_rows_when_a_label_is_added(
     assert read_metadata(result.version.path)["continual"]["head_rows_copied"] == 2
 
 
+def test_retrain_carries_a_cosine_head_over_and_a_changed_kind_of_head_starts_fresh(
+    files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    first = tmp_path / "cosine-v1"
+    config = tiny_config(tiny_model_dir, head="cosine", **FAST)
+    train_classifier_from_files(files["train"], *COLUMNS, config, first, progress=False)
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.register("clf", first, promote=True)
+    fresh = LabelledTexts([f"results were flat case {i}" for i in range(6)], ["neutral"] * 6)
+    new_file = write_rows(tmp_path / "new.csv", fresh)
+    columns = {"text_column": COLUMNS[0], "label_column": COLUMNS[1]}
+    retrain_with = partial(retrain, registry, "clf", new_file, eval_data=files["eval"], **columns)
+
+    cosine = retrain_with(tiny_config(tiny_model_dir, head="cosine", scale=8.0, **FROZEN))
+    before = load_file(str(first / "head.safetensors"))
+    after = load_file(str(cosine.version.path / "head.safetensors"))
+    assert set(after) == {"weight", "scale"}
+    assert float(after["scale"]) == 8.0  # the new recipe's, not the first version's 20
+    assert torch.allclose(after["weight"][[0, 2]], before["weight"], atol=1e-6)
+    assert torch.allclose(after["weight"][1], torch.zeros_like(after["weight"][1]), atol=1e-6)
+    assert read_metadata(cosine.version.path)["continual"]["head_rows_copied"] == 2
+
+    linear = retrain_with(tiny_config(tiny_model_dir, **FROZEN))
+    assert set(load_file(str(linear.version.path / "head.safetensors"))) == {"weight", "bias"}
+    assert read_metadata(linear.version.path)["continual"]["head_rows_copied"] == 0
+
+
 def test_gate_refuses_a_worse_candidate(
     registry: ModelRegistry, files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -95,8 +95,9 @@ def train_classifier(
         sources: where the data came from (recorded in metadata).
         resume: continue from the checkpoint of an interrupted run in `output/training`.
         progress: show a progress bar.
-        head_init: starting weights of the head (`weight` (n_labels, hidden), `bias` (n_labels,), rows in
-            sorted label order), e.g. to warm-start from an earlier version (`textcore.continual`).
+        head_init: starting rows of the head (`weight` (n_labels, hidden), and `bias` (n_labels,) for a
+            linear head; rows in sorted label order), e.g. to warm-start from an earlier version
+            (`textcore.continual`).
     """
     if config.task != "classification":
         raise InvalidInput(f"expected task classification; found {config.task!r}")
@@ -218,12 +219,15 @@ def _classifier_record(
     }
 
 
-def _load_head(task: ClassificationTask, state: dict[str, torch.Tensor]) -> None:
-    expected = {k: tuple(v.shape) for k, v in task.model.head.state_dict().items()}
-    found = {k: tuple(v.shape) for k, v in state.items()}
+def _load_head(task: ClassificationTask, rows: dict[str, torch.Tensor]) -> None:
+    """Start the head from `rows`, its per-label tensors; its settings (a cosine head's scale) stay the
+    recipe's."""
+    fresh = task.model.head.state_dict()
+    expected = {k: tuple(v.shape) for k, v in fresh.items() if v.dim() > 0}
+    found = {k: tuple(v.shape) for k, v in rows.items()}
     if found != expected:
         raise InvalidInput(f"head_init: expected tensors {expected} for labels {task.labels}; found {found}")
-    task.model.head.load_state_dict(state)
+    task.model.head.load_state_dict({**fresh, **rows})
 
 
 def train_few_shot(
