@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -50,6 +50,11 @@ class CosineHead(nn.Module):
         weight = nn.functional.normalize(self.weight, dim=-1).to(pooled.dtype)
         cosine = nn.functional.normalize(pooled, dim=-1) @ weight.T
         return cosine * self.scale.to(pooled.dtype)
+
+
+def saved_head_kind(state: Mapping[str, torch.Tensor]) -> str:
+    """The kind of head (`linear` or `cosine`) a saved head state holds: only a cosine head saves a scale."""
+    return "cosine" if "scale" in state else "linear"
 
 
 class TextClassifier(nn.Module):
@@ -106,7 +111,7 @@ class TextClassifier(nn.Module):
             state = load_file(str(head_path))
             model = (
                 cls(backbone.model, len(labels), head="cosine", scale=float(state["scale"]))
-                if "scale" in state  # only a cosine head saves a scale
+                if saved_head_kind(state) == "cosine"
                 else cls(backbone.model, len(labels))
             )
             model.head.load_state_dict(state)

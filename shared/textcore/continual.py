@@ -32,6 +32,7 @@ from textcore.artifacts import (
     recorded_training_data,
     write_json_atomic,
 )
+from textcore.classifier import saved_head_kind
 from textcore.data import LabelledTexts, file_sha256, read_labelled
 from textcore.errors import Conflict, InvalidInput, NotFound
 from textcore.evaluation import evaluate_classifier, load_predictor
@@ -247,7 +248,7 @@ def warm_head(folder: Path, labels: list[str], head: str) -> tuple[dict[str, tor
     """
     old_labels, _ = read_labels(folder)
     state = load_file(str(folder / HEAD_FILE))
-    if ("cosine" if "scale" in state else "linear") != head:
+    if saved_head_kind(state) != head:
         return None, 0
     index = {label: i for i, label in enumerate(old_labels)}
     rows: dict[str, torch.Tensor] = {}

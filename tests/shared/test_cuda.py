@@ -10,7 +10,6 @@ labels as on the GPU within the bf16 rounding of the logits.
 
 from __future__ import annotations
 
-import csv
 import os
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import pytest
 import torch
 
 from tests.conftest import shared_data
+from tests.shared.test_cli import write_labelled_csv
 from tests.shared.test_training import check_resume_matches_an_uninterrupted_run, keyword_data, tiny_config
 from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier
@@ -96,10 +96,7 @@ def test_minilm_fine_tuned_on_the_gpu_beats_the_majority_class_on_phrasebank(tmp
 
 
 def test_a_torchrun_launch_on_the_gpu_trains_over_nccl(tiny_model_dir: Path, tmp_path: Path) -> None:
-    data = keyword_data(64)
-    path = tmp_path / "train.csv"
-    with path.open("w", newline="", encoding="utf-8") as handle:
-        csv.writer(handle).writerows([("text", "label"), *zip(data.texts, data.labels, strict=True)])
+    path = write_labelled_csv(tmp_path / "train.csv", keyword_data(64))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=1"]
     args = ["--data", path, "--output", tmp_path / "ddp", "--base-model", tiny_model_dir, "--device", "cuda"]
     run = subprocess.run(
