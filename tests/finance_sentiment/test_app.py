@@ -301,3 +301,29 @@ def test_the_real_scheduler_runs_sources(
         source = http.get(f"/v1/sources/{created.json()['id']}").json()
         assert source["last_status"] in ("ok", "not_modified") and source["consecutive_failures"] == 0
         assert f"finance_documents_stored_total {float(len(CALM))}" in http.get("/metrics").text
+
+
+def test_a_new_schedule_takes_effect_without_a_restart(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
+) -> None:
+    feed, feed_url = site
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, scheduler=True)
+    with (
+        serve_app(create_app(settings)) as api,
+        httpx.Client(base_url=api, trust_env=False, timeout=30) as http,
+    ):
+        created = http.post(
+            "/v1/sources",
+            json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss", "interval_seconds": 3600},
+        )
+        assert created.status_code == 201
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and feed.hits < 1:
+            time.sleep(0.1)
+        assert feed.hits == 1  # the first run at once; the next is an hour away
+        patched = http.patch(f"/v1/sources/{created.json()['id']}", json={"interval_seconds": 1})
+        assert patched.status_code == 200, patched.text
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and feed.hits < 3:
+            time.sleep(0.1)
+        assert feed.hits >= 3  # the source now runs every second instead of never again

@@ -71,15 +71,21 @@ class MonitorScheduler:
         for source_id, plan in wanted.items():
             if self._plans.get(source_id) == plan:
                 continue
-            self.scheduler.add_job(
-                self._run_source,
-                plan.trigger(),
-                args=[source_id],
-                id=f"{SOURCE_JOB}{source_id}",
-                name=f"source {source_id}",
-                replace_existing=True,
-                next_run_time=None if source_id in self._plans else datetime.now(UTC),
-            )
+            job_id = f"{SOURCE_JOB}{source_id}"
+            if source_id in self._plans:
+                # A new trigger for a scheduled source: its next run follows the new plan. (Re-adding the job
+                # with next_run_time=None would pause it for good.)
+                self.scheduler.reschedule_job(job_id, trigger=plan.trigger())
+            else:
+                self.scheduler.add_job(
+                    self._run_source,
+                    plan.trigger(),
+                    args=[source_id],
+                    id=job_id,
+                    name=f"source {source_id}",
+                    replace_existing=True,
+                    next_run_time=datetime.now(UTC),
+                )
             self._plans[source_id] = plan
 
     @property
