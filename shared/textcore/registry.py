@@ -11,11 +11,13 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import shutil
 import tempfile
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -27,6 +29,7 @@ from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
 __all__ = ["ActiveModelWatcher", "ModelRegistry", "ModelVersion"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 _VERSION_DIR_RE = re.compile(r"v([0-9]{4,})")
@@ -322,9 +325,18 @@ class ActiveModelWatcher(Generic[T]):
         registry: The registry to watch.
         name: The model name.
         loader: Turns a version into the object the app serves (called outside the swap lock).
+        retry_s: How long a promotion that failed to load waits before it is tried again (unless ``active``
+            changes first): a broken version is not reloaded on every request.
     """
 
-    def __init__(self, registry: ModelRegistry, name: str, loader: Callable[[ModelVersion], T]) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        name: str,
+        loader: Callable[[ModelVersion], T],
+        *,
+        retry_s: float = 60.0,
+    ) -> None:
         self._registry = registry
         self._name = name
         self._model_dir = registry._dir(name, must_exist=False)
@@ -333,6 +345,9 @@ class ActiveModelWatcher(Generic[T]):
         self._lock = threading.Lock()  # guards the swap of the state below
         self._state: tuple[int, T] | None = None
         self._stamp: tuple[int, int, int] | None = None
+        self._retry_s = retry_s
+        # a promotion that did not load: its stamp, why, and when (time.monotonic)
+        self._failed: tuple[tuple[int, int, int], str, float] | None = None
 
     @property
     def version(self) -> int | None:
@@ -351,8 +366,35 @@ class ActiveModelWatcher(Generic[T]):
         with self._lock:
             state = self._state
         if state is None:
+            failed = self._failed
+            if failed is not None:
+                raise ModelNotReady(f"the active version of {self._name!r} could not be loaded: {failed[1]}")
             raise ModelNotReady(f"no active version of {self._name!r} in {self._registry.root} yet")
         return state[1]
+
+    def latest(self) -> T:
+        """Returns the loaded model after picking up a newly promoted version.
+
+        A promotion whose version fails to load is logged, and tried again only after ``retry_s`` or when
+        ``active`` changes; the model already loaded keeps serving meanwhile.
+
+        Raises:
+            ModelNotReady: No version is active, or none could be loaded (the message says why).
+        """
+        try:
+            self.refresh()
+        except Exception as exc:  # whatever the loader raised: a broken promotion must not stop serving
+            if self.version is None:
+                reason = self._failed[1] if self._failed is not None else str(exc)
+                raise ModelNotReady(
+                    f"the active version of {self._name!r} could not be loaded: {reason}"
+                ) from exc
+            log.exception(
+                "%s: a newly promoted version failed to load; still serving version %s",
+                self._name,
+                self.version,
+            )
+        return self.current()
 
     def refresh(self) -> bool:
         """Loads the active version if it changed; readers keep the old model until the new one is loaded.
@@ -361,7 +403,8 @@ class ActiveModelWatcher(Generic[T]):
             True if a new version was loaded and swapped in.
 
         Raises:
-            Exception: Whatever ``loader`` raised; the old model stays in place.
+            Exception: Whatever ``loader`` raised; the old model stays in place, and the same promotion is not
+                loaded again (nor raised again) for ``retry_s`` unless ``active`` changes.
         """
         with self._refresh_lock:
             try:
@@ -369,7 +412,7 @@ class ActiveModelWatcher(Generic[T]):
             except FileNotFoundError:
                 return False
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
-            if stamp == self._stamp:
+            if stamp == self._stamp or self._waiting_to_retry(stamp):
                 return False
             version = _read_active_version(self._model_dir)
             if version is None:
@@ -377,8 +420,16 @@ class ActiveModelWatcher(Generic[T]):
             if version == self.version:
                 self._stamp = stamp
                 return False
-            model = self._loader(self._registry.get(self._name, version))
+            try:
+                model = self._loader(self._registry.get(self._name, version))
+            except Exception as exc:
+                self._failed = (stamp, f"version {version}: {exc}", time.monotonic())
+                raise
             with self._lock:
                 self._state = (version, model)
-            self._stamp = stamp
+            self._stamp, self._failed = stamp, None
             return True
+
+    def _waiting_to_retry(self, stamp: tuple[int, int, int]) -> bool:
+        failed = self._failed
+        return failed is not None and failed[0] == stamp and time.monotonic() - failed[2] < self._retry_s

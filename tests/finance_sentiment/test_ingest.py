@@ -7,6 +7,7 @@ and checks the reports, the stored documents and the sources' fetch state.
 from __future__ import annotations
 
 import json
+import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -498,6 +499,31 @@ async def test_no_model_yet_then_promoted_without_restart(
             assert "if-none-match" not in web.headers_of("/feed.xml")[1]
             assert {d.model_version for d in documents(monitor)} == {"finance-sentiment@1"}
             assert source_row(monitor, source_id).etag == '"v1"'
+
+
+async def test_a_promoted_version_that_cannot_load_leaves_the_loaded_one_classifying(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.register("finance-sentiment", finance_model_dir, promote=True)
+    broken = tmp_path / "broken"
+    shutil.copytree(finance_model_dir, broken)
+    (broken / "model.safetensors").unlink()  # e.g. a folder damaged after training
+    web = Site(
+        {
+            "/a.xml": Page(feed_of(STORIES[:2]), RSS),
+            "/b.xml": Page(feed_of(STORIES[2:], prefix="/more"), RSS),
+        }
+    )
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, None)) as monitor:
+            first = await monitor.run_source(add_source(monitor, "a", f"{base}/a.xml"))
+            assert (first.status, first.stored) == ("ok", 2)
+            registry.register("finance-sentiment", broken, promote=True)
+            second = await monitor.run_source(add_source(monitor, "b", f"{base}/b.xml"))
+            assert (second.status, second.stored) == ("ok", len(STORIES) - 2)
+            assert {d.model_version for d in documents(monitor)} == {"finance-sentiment@1"}
+            assert monitor.model_status() == "finance-sentiment@1"
 
 
 async def test_robots_txt_disallowing_the_feed_fails_the_run(

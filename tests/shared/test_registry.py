@@ -237,7 +237,7 @@ def test_watcher_keeps_the_old_model_while_loading_and_when_the_loader_fails(
                 raise RuntimeError("corrupt weights")
         return tag_loader(version)
 
-    watcher: ActiveModelWatcher[str] = ActiveModelWatcher(registry, "clf", loader)
+    watcher: ActiveModelWatcher[str] = ActiveModelWatcher(registry, "clf", loader, retry_s=0)
     registry.register("clf", make_model(tmp_path, "a"), promote=True)
     assert watcher.current() == "a@1"
 
@@ -248,10 +248,50 @@ def test_watcher_keeps_the_old_model_while_loading_and_when_the_loader_fails(
     assert watcher.version == 1
     assert seen_during_load == ["a@1"]
 
-    fail = False  # the next refresh retries the same promotion
+    fail = False  # with retry_s=0 the next refresh retries the same promotion
     assert watcher.refresh() is True
     assert watcher.current() == "b@2"
     assert seen_during_load == ["a@1", "a@1"]
+
+
+def test_a_broken_promotion_is_loaded_once_and_the_loaded_version_keeps_serving(
+    registry: ModelRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    loads: list[int] = []
+
+    def loader(version: ModelVersion) -> str:
+        loads.append(version.version)
+        if version.metadata["tag"] == "broken":
+            raise InvalidInput("expected labels negative and positive")
+        return tag_loader(version)
+
+    watcher: ActiveModelWatcher[str] = ActiveModelWatcher(registry, "clf", loader)
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    assert watcher.latest() == "a@1"
+
+    registry.register("clf", make_model(tmp_path, "broken"), promote=True)
+    with caplog.at_level("ERROR", logger="textcore.registry"):
+        assert [watcher.latest() for _ in range(5)] == ["a@1"] * 5
+    assert loads == [1, 2]  # tried once, not on every call
+    assert len([r for r in caplog.records if "still serving version 1" in r.getMessage()]) == 1
+
+    registry.register("clf", make_model(tmp_path, "c"), promote=True)  # a new promotion is tried at once
+    assert watcher.latest() == "c@3"
+    assert loads == [1, 2, 3]
+
+
+def test_a_first_version_that_cannot_load_is_not_ready_with_the_reason(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    def loader(version: ModelVersion) -> str:
+        raise InvalidInput("expected labels negative and positive")
+
+    watcher: ActiveModelWatcher[str] = ActiveModelWatcher(registry, "clf", loader)
+    registry.register("clf", make_model(tmp_path, "broken"), promote=True)
+    for _ in range(2):  # the first call tries the load; the second reports the same reason without it
+        with pytest.raises(ModelNotReady, match="version 1: expected labels negative and positive"):
+            watcher.latest()
+    assert watcher.version is None
 
 
 def test_watcher_serves_readers_from_other_threads(registry: ModelRegistry, tmp_path: Path) -> None:

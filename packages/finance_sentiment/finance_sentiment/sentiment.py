@@ -107,13 +107,13 @@ class SentimentSource:
             self._watcher = ActiveModelWatcher(ModelRegistry(registry), model_name, loader)
 
     def current(self) -> SentimentModel:
-        """The model to classify with; picks up a newly promoted version first.
+        """The model to classify with; picks up a newly promoted version first (one that fails to load is
+        logged, and the loaded version keeps classifying).
 
         Raises:
-            ModelNotReady: No version is active in the registry yet.
+            ModelNotReady: No version is active in the registry yet, or none could be loaded.
         """
         if self._fixed is not None:
             return self._fixed
         assert self._watcher is not None
-        self._watcher.refresh()
-        return self._watcher.current()
+        return self._watcher.latest()
