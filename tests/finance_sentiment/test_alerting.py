@@ -18,7 +18,7 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import event, func, select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -328,6 +328,61 @@ async def test_a_webhook_url_the_client_cannot_use_fails_only_its_own_message(
     assert len(state.received) == 1
     broken = next(m for m in outbox(database) if m.url.endswith(":99999/hook"))
     assert broken.delivered_at is None and broken.attempts == 1 and broken.last_error
+
+
+async def test_a_corrected_webhook_url_reaches_the_messages_already_waiting(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    fire(database, webhook_url="http://127.0.0.1:9/hook")  # a typo: nothing listens there
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).failed == 1
+        with database.session() as session:
+            session.execute(update(AlertRule).values(webhook_url=url))  # the operator fixes the rule
+        report = await deliver_pending(database, client, now=NOW + 5 * SECOND)
+    assert (report.delivered, report.failed) == (1, 0)
+    assert len(state.received) == 1
+    (message,) = outbox(database)
+    assert (message.url, message.delivered_at) == (url, NOW + 5 * SECOND)  # where it went
+
+
+async def test_the_alerts_of_one_pass_are_sent_at_once(database: Database) -> None:
+    in_flight, most = 0, 0
+
+    async def slow_hook(request: Request) -> Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.3)
+        in_flight -= 1
+        return Response(status_code=200)
+
+    add_rule(database, webhook_url="http://127.0.0.1:9/hook")
+    for entity in ("Acme", "Globex", "Initech", "Umbrella"):
+        add_calm(database, entity)
+        add_burst(database, entity)
+    assert len(evaluate_rules(database, now=NOW)) == 4
+    with serve_app(Starlette(routes=[Route("/hook", slow_hook, methods=["POST"])])) as base:
+        with database.session() as session:
+            session.execute(update(AlertRule).values(webhook_url=f"{base}/hook"))
+        async with httpx.AsyncClient(timeout=5) as client:
+            report = await deliver_pending(database, client, now=NOW)
+    assert report.delivered == 4
+    assert most > 1  # each alert has its own order; different alerts need not wait for each other
+
+
+async def test_messages_not_started_within_the_send_window_are_handed_back(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    fire(database, webhook_url=url)
+    async with httpx.AsyncClient(timeout=5) as client:
+        late = await deliver_pending(database, client, now=NOW, send_window_s=0)
+        assert (late.delivered, late.failed) == (0, 0)
+        (message,) = outbox(database)
+        assert (message.attempts, message.next_attempt_at) == (0, NOW)  # due again, not leased for 5 min
+        report = await deliver_pending(database, client, now=NOW + SECOND)
+    assert report.delivered == 1 and len(state.received) == 1
 
 
 async def test_an_undeliverable_message_expires_after_a_day(

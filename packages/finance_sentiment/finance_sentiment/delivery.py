@@ -6,8 +6,12 @@ Notifications are written to the outbox in the same transaction as the alert cha
     claim    one short transaction: mark expired messages, pick due ones, push their next_attempt_at a lease
              ahead (FOR UPDATE SKIP LOCKED on PostgreSQL; a conditional UPDATE everywhere) so no other
              replica sends them meanwhile
-    POST     outside any transaction, with an Idempotency-Key that stays the same on every retry
-    record   one short transaction per message: delivered_at, or attempts + 1 and an exponential backoff
+    POST     outside any transaction, to the rule's webhook URL as it is now (a corrected URL reaches the
+             messages already waiting), with an Idempotency-Key that stays the same on every retry; several
+             at once (the claimed messages belong to different alerts), none started once half the lease is
+             gone (those are handed back)
+    record   one short transaction per message: delivered_at and the URL it went to, or attempts + 1 and an
+             exponential backoff
 
 A message is only picked once every older message of the same alert is delivered or expired, so a
 receiver never sees "resolved" before "firing". A crash between POST and record resends after the lease;
@@ -20,6 +24,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,6 +44,8 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 ZERO_TIME = "0001-01-01T00:00:00Z"
 # How long a claimed message is hidden from other senders; longer than any sane webhook timeout.
 CLAIM_LEASE = timedelta(minutes=5)
+SEND_WINDOW_S = CLAIM_LEASE.total_seconds() / 2  # no POST starts later than this after the claim
+CONCURRENT_POSTS = 8
 MAX_ERROR_CHARS = 500
 
 
@@ -142,6 +149,7 @@ async def deliver_pending(
     limit: int = 50,
     backoff_base_s: float = 5.0,
     backoff_max_s: float = 900.0,
+    send_window_s: float = SEND_WINDOW_S,
 ) -> DeliveryReport:
     """Send due outbox messages once, oldest first, and record each outcome.
 
@@ -154,25 +162,37 @@ async def deliver_pending(
         limit: Most messages sent by this call.
         backoff_base_s: Delay before the first retry, in seconds; doubled after every failure.
         backoff_max_s: Longest delay between retries, in seconds.
+        send_window_s: No POST starts later than this after the claim (well inside the lease, so no other
+            sender can claim the same message meanwhile); the messages left are handed back, due at once.
 
     Returns:
         How many messages were delivered, failed and expired.
     """
     now = now or utcnow()
     expired, claimed = await asyncio.to_thread(_claim, db, now, limit)
-    delivered = failed = 0
-    for message in claimed:
-        error = await _post(client, message)
+    deadline = time.monotonic() + send_window_s
+    slots = asyncio.Semaphore(CONCURRENT_POSTS)
+
+    async def send(message: _Claimed) -> bool | None:
+        """True delivered, False failed, None not sent (handed back for the next call)."""
+        async with slots:
+            if time.monotonic() >= deadline:
+                await asyncio.to_thread(_release, db, message.id, now)
+                return None
+            error = await _post(client, message)
         if error is None:
-            delivered += 1
-            await asyncio.to_thread(_record_delivered, db, message.id, now)
-        else:
-            failed += 1
-            attempts = message.attempts + 1
-            delay = min(backoff_base_s * 2 ** (attempts - 1), backoff_max_s)
-            retry_at = now + timedelta(seconds=delay)
-            await asyncio.to_thread(_record_failure, db, message.id, attempts, retry_at, error)
-    return DeliveryReport(delivered=delivered, failed=failed, expired=expired)
+            await asyncio.to_thread(_record_delivered, db, message.id, message.url, now)
+            return True
+        attempts = message.attempts + 1
+        delay = min(backoff_base_s * 2 ** (attempts - 1), backoff_max_s)
+        retry_at = now + timedelta(seconds=delay)
+        await asyncio.to_thread(_record_failure, db, message.id, attempts, retry_at, error)
+        return False
+
+    outcomes = await asyncio.gather(*(send(message) for message in claimed))
+    return DeliveryReport(
+        delivered=sum(o is True for o in outcomes), failed=sum(o is False for o in outcomes), expired=expired
+    )
 
 
 def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]]:
@@ -189,7 +209,7 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
             .values(expired=True),
         )
         claimed = []
-        for message, secret in session.execute(_due(now, limit)).all():
+        for message, secret, url in session.execute(_due(now, limit)).all():
             # Conditional, so two senders that both read the row (SQLite has no row locks) claim it once.
             lease = (
                 update(OutboxMessage)
@@ -204,7 +224,7 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
                 claimed.append(
                     _Claimed(
                         id=message.id,
-                        url=message.url,
+                        url=url,
                         payload=message.payload,
                         idempotency_key=message.idempotency_key,
                         attempts=message.attempts,
@@ -214,8 +234,9 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
         return expired, claimed
 
 
-def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None]:
-    """Due, undelivered, unexpired messages with their rule's secret, oldest first, in order per alert."""
+def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
+    """Due, undelivered, unexpired messages with their rule's secret and webhook URL, oldest first, at most
+    one per alert (the oldest waiting), so the messages of one call can be sent at once."""
     earlier = aliased(OutboxMessage)
     blocked = exists().where(  # an older message of the same alert still waits: keep the order
         earlier.alert_id == OutboxMessage.alert_id,
@@ -224,7 +245,7 @@ def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None]:
         earlier.expired.is_(False),
     )
     return (
-        select(OutboxMessage, AlertRule.secret)
+        select(OutboxMessage, AlertRule.secret, AlertRule.webhook_url)
         .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
         .where(
             OutboxMessage.delivered_at.is_(None),
@@ -261,13 +282,24 @@ async def _post(client: httpx.AsyncClient, message: _Claimed) -> str | None:
     return f"HTTP {response.status_code}: {response.text}"[:MAX_ERROR_CHARS]
 
 
-def _record_delivered(db: Database, message_id: int, now: datetime) -> None:
+def _record_delivered(db: Database, message_id: int, url: str, now: datetime) -> None:
     with db.session() as session:
         _rowcount(
             session,
             update(OutboxMessage)
             .where(OutboxMessage.id == message_id)
-            .values(delivered_at=now, last_error=None),
+            .values(delivered_at=now, url=url, last_error=None),
+        )
+
+
+def _release(db: Database, message_id: int, now: datetime) -> None:
+    """Hand a claimed message that was not sent back: due again at once, its attempts unchanged."""
+    with db.session() as session:
+        _rowcount(
+            session,
+            update(OutboxMessage)
+            .where(OutboxMessage.id == message_id, OutboxMessage.delivered_at.is_(None))
+            .values(next_attempt_at=now),
         )
 
 
