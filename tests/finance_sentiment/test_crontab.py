@@ -26,7 +26,9 @@ def test_a_step_keeps_its_number() -> None:
     assert fire == datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("expression", ["0 9 * *", "0 9 * * 8", "61 * * * *", "0 9 * * mon tue"])
+@pytest.mark.parametrize(
+    "expression", ["0 9 * *", "0 9 * * 8", "61 * * * *", "0 9 * * mon tue", "0 9 * * 3-1", "0 9 * * */0"]
+)
 def test_bad_expressions_are_refused(expression: str) -> None:
     with pytest.raises(ValueError):
         crontab_trigger(expression)
@@ -51,3 +53,16 @@ def test_both_day_fields_restricted_fire_on_either() -> None:
 def test_a_day_field_starting_with_a_star_keeps_both_fields_required() -> None:
     assert _fires("0 9 */2 * 1", 2) == ["Mon 07 Dec", "Mon 21 Dec"]  # odd days of month that are Mondays
     assert _fires("0 9 1 * *", 2) == ["Tue 01 Dec", "Fri 01 Jan"]
+
+
+@pytest.mark.parametrize(
+    ("weekday", "fires"),
+    [("0-6", ["Sun 29 Nov", "Mon 30 Nov", "Tue 01 Dec"]),
+     ("0-2", ["Sun 29 Nov", "Mon 30 Nov", "Tue 01 Dec"]),
+     ("*/2", ["Sun 29 Nov", "Tue 01 Dec", "Thu 03 Dec"]),
+     ("mon-fri/2", ["Mon 30 Nov", "Wed 02 Dec", "Fri 04 Dec"]),
+     ("5-7", ["Sun 29 Nov", "Fri 04 Dec", "Sat 05 Dec"]),
+     ("fri-sun", ["Sun 29 Nov", "Fri 04 Dec", "Sat 05 Dec"])],
+)  # fmt: skip
+def test_day_ranges_and_steps_count_from_sunday_like_crontab(weekday: str, fires: list[str]) -> None:
+    assert _fires(f"0 9 * * {weekday}", 3) == fires
