@@ -206,6 +206,24 @@ def test_handoff_flow(client: TestClient) -> None:
     problem(client.post("/v1/sessions/no-such-session/handoff"), 404)
 
 
+def test_banking_questions_about_leaving_complaining_or_paying_someone_stay_with_the_bot(
+    client: TestClient,
+) -> None:
+    # Topics are not anger, and a payment to someone is no request for a person: the knowledge base answers
+    # (or the bot asks to rephrase); the customer is not queued for an agent.
+    closing = chat(client, "How do I close my account?")
+    assert (closing["action"], closing["sources"][0]["id"]) == ("answer", "close-account"), closing
+    for message in [
+        "Can I switch banks and keep my direct debits?",
+        "How do I make a complaint?",
+        "How do I transfer to someone abroad?",
+        "Can I transfer to a person without their IBAN?",
+    ]:
+        reply = chat(client, message)
+        assert reply["action"] != "handoff" and reply["state"] == "open", (message, reply)
+    assert client.get("/v1/analytics").json()["actions"]["handoff"] == 0
+
+
 def test_out_of_scope_gets_fallback_then_a_person(client: TestClient) -> None:
     first = chat(client, "Who won the football world cup in 1998?")
     assert first["action"] == "fallback" and first["sources"] == []

@@ -77,6 +77,8 @@ def test_explicit_requests_for_a_person(message: str) -> None:
         "human resources contact",
         "I need a human resources contact",
         "Does the card need an agent to activate it?",
+        "How do I transfer to someone abroad?",  # a payment, not a call transfer
+        "Can I transfer to a person without their IBAN?",
     ],
 )
 def test_mentions_of_people_are_not_requests(message: str) -> None:
@@ -153,10 +155,26 @@ def test_phrase_sentiment_scores_only_unmistakable_anger() -> None:
     scores = PhraseSentiment().negativity(
         [
             "This is unacceptable, I am furious about these fees",
-            "I'm closing my account and switching banks",
             "WHY IS MY CARD BLOCKED AGAIN!!",
+            "Worst bank ever, I'm sick of your useless app",
             "I have a problem with my card",
             "What is the fee for a wire transfer?",
         ]
     )
     assert scores == [1.0, 1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "How do I close my account?",
+        "I'm closing my account and switching banks",
+        "Can I switch banks and keep my direct debits?",
+        "How do I make a complaint?",
+        "I think I've been scammed, what should I do?",
+        "Can the ombudsman look at my case?",
+    ],
+)
+def test_phrase_sentiment_leaves_topics_alone(message: str) -> None:
+    # closing an account, switching, complaints and scams are questions the knowledge base answers
+    assert PhraseSentiment().negativity([message]) == [0.0]

@@ -22,14 +22,21 @@ from dataclasses import dataclass
 
 from customer_service.settings import PolicySettings
 
+_PERSON = (
+    r"(?:a |an |the |some |your )?(?:real |live |actual )?"
+    r"(?:person|human|agent|representative|rep|operator|someone|somebody|advisor|adviser|staff)"
+)
+# A request for a person names one as the object of a talk/speak/connect verb: "talk to a person", "connect me
+# with an agent". "transfer" and "put" route a call only with "me" ("transfer me to a representative"):
+# "How do I transfer to someone abroad?" is a question about payments.
 HANDOFF_REQUEST = re.compile(
-    r"\b(?:(?:talk|speak|chat|connect|transfer)(?: me)? (?:to|with) (?:a |an |the |some )?"
-    r"(?:real |live |actual )?"
-    r"(?:person|human|agent|representative|rep|operator|someone|somebody|people|advisor|adviser|staff)|"
+    r"\b(?:"
+    rf"(?:talk|speak|chat) (?:to|with) {_PERSON}|"
+    rf"connect(?: me)? (?:to|with) {_PERSON}|"
+    rf"(?:transfer|put|pass) me (?:through |over |on )?(?:to|with) {_PERSON}|"
     r"(?:real|live|actual) (?:person|human|agent)|human (?:please|agent)|"
     r"(?:agent|representative|operator) please|"
     r"(?:i (?:need|want)|get me|give me) (?:a |an )?(?:human|agent|representative|operator)(?! resources)|"
-    r"put me (?:through|over) to (?:a |an |the )?(?:person|human|agent|representative|operator|someone)|"
     r"(?:talk|speak|chat) (?:to|with) (?:your )?customer (?:service|support|care)|"
     r"customer (?:service|support) (?:representative|agent))\b",
     re.IGNORECASE,

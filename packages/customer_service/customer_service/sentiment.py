@@ -2,8 +2,10 @@
 
 Two sources: a trained classifier (any textcore classification model with a `negative` label, e.g. one
 trained with `textcore train` on the operator's own labelled messages), or, without one, a short built-in
-list of strongly negative phrases: anger, threats to leave, complaints. The list errs on the side of silence:
-it scores only unmistakable phrases, so the bot hands off on fury, not on the word "problem".
+list of strongly negative phrases: anger and abuse. The list errs on the side of silence: it scores only
+unmistakable phrases, so the bot hands off on fury, not on the word "problem". Topics are not anger: closing
+an account, switching banks, making a complaint or reporting a scam are questions the knowledge base answers
+("How do I close my account?"), so they are not in the list.
 """
 
 from __future__ import annotations
@@ -30,15 +32,11 @@ STRONGLY_NEGATIVE = (
     r"sick of",
     r"sick and tired",
     r"hate (?:this|you)",
-    r"scam(?:med)?",
     r"rip(?:ped)? ?off",
-    r"(?:close|closing) my account",
-    r"switch(?:ing)? banks?",
-    r"(?:file|make|lodge) a (?:formal )?complaint",
     r"this is a joke",
     r"waste of (?:my )?time",
     r"never again",
-    r"(?:lawyer|ombudsman|sue you)",
+    r"sue you",
 )
 _PATTERN = re.compile(r"\b(?:" + "|".join(STRONGLY_NEGATIVE) + r")\b", re.IGNORECASE)
 
