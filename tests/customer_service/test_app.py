@@ -19,6 +19,7 @@ from customer_service.cli import app as cli_app
 from customer_service.intents import IntentModel
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
 from tests.conftest import problem, serve_app
+from tests.customer_service.test_chunking import XHTML
 from tests.customer_service.test_generation import CITED, completions
 from tests.shared.test_frozen_view import topic_data
 from tests.shared.test_training import tiny_config
@@ -146,6 +147,22 @@ def test_documents_are_chunked_and_cited(client: TestClient) -> None:
     # deleting the document removes all its chunks
     assert client.delete("/v1/knowledge/travel").status_code == 204
     assert client.get("/v1/knowledge", params={"kind": "chunk"}).json()["total"] == 0
+
+
+def test_an_xhtml_page_is_answered_from_its_text_not_its_markup(client: TestClient) -> None:
+    # an XML declaration once kept the whole page, script and nav included, as the chunk: the bot's answer
+    stored = client.put(
+        "/v1/knowledge/documents/boxes.html",
+        json={"title": "Safe deposit boxes", "text": XHTML, "format": "html"},
+    )
+    assert stored.status_code == 200, stored.text
+    assert (
+        client.get("/v1/knowledge/boxes.html%230").json()["text"]
+        == "A safe deposit box costs 80 euros a year."
+    )
+    reply = chat(client, "How much does a safe deposit box cost?")
+    assert reply["sources"][0]["id"] == "boxes.html#0"
+    assert reply["answer"] == "A safe deposit box costs 80 euros a year. [1]"
 
 
 def test_document_ids_with_slashes_are_reachable(client: TestClient) -> None:

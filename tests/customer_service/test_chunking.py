@@ -70,6 +70,36 @@ def test_html_drops_script_style_and_nav_and_uses_headings() -> None:
         assert junk not in text
 
 
+XHTML = """<?xml version="1.0" encoding="UTF-8"?>
+<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0 Strict//EN" "http://www.w3.org/TR/xhtml1/DTD/xhtml1-strict.dtd">
+<html xmlns="http://www.w3.org/1999/xhtml"><head><title>Fees</title><style>.x{color:red}</style></head>
+<body><nav>Home | Login</nav><h1>Safe deposit boxes</h1><p>A safe deposit box costs 80 euros a year.</p>
+<script>window.dataLayer=[];gtag('config','UA-123');</script></body></html>"""
+
+
+def test_xhtml_with_an_xml_declaration_is_read_as_html() -> None:
+    # lxml refuses a str that declares its encoding; the page must still be parsed, not kept as markup
+    chunks = chunk_document(XHTML, format="html", title="Boxes")
+    assert [(c.title, c.text) for c in chunks] == [
+        ("Boxes > Safe deposit boxes", "A safe deposit box costs 80 euros a year.")
+    ]
+
+
+@pytest.mark.parametrize(
+    ("html", "expected"),
+    [
+        ("<!-- nothing but a comment -->", []),
+        (
+            '<?xml version="1.0" encoding="UTF-8"?><?xml version="1.0" encoding="UTF-8"?>\n'
+            "<nav>Home</nav><p>Boxes cost 80 &euro; a year.</p><script>gtag('x')</script>",
+            ["Boxes cost 80 \u20ac a year."],
+        ),
+    ],
+)
+def test_html_lxml_refuses_is_read_as_its_text_never_as_markup(html: str, expected: list[str]) -> None:
+    assert [c.text for c in chunk_document(html, format="html", title="t")] == expected
+
+
 def test_plain_text_paragraphs_are_packed_without_splitting_them() -> None:
     paragraphs = [_words(30, 100 * i) for i in range(7)]  # 7 paragraphs of 30 words
     chunks = chunk_document(

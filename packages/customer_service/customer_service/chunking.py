@@ -11,6 +11,7 @@ passage cut at a boundary is still found whole in one of them. A chunk's title i
 
 from __future__ import annotations
 
+import html as html_entities
 import re
 from dataclasses import dataclass
 from itertools import groupby
@@ -41,6 +42,12 @@ _BLOCKS = frozenset({
     "details", "summary", "address", "hr",
 })  # fmt: skip
 _CELLS = frozenset({"td", "th"})
+# lxml refuses a str that declares its encoding (XHTML pages open with one): the text is already decoded
+_XML_DECLARATION = re.compile(r"^\ufeff?\s*<\?xml\b[^>]*\?>", re.IGNORECASE)
+_DROPPED_ELEMENTS = re.compile(
+    r"<(" + "|".join(sorted(_DROPPED)) + r")\b.*?</\1\s*>", re.IGNORECASE | re.DOTALL
+)  # with their content
+_MARKUP = re.compile(r"<!--.*?-->|<!\[CDATA\[.*?\]\]>|<[!?/]?[A-Za-z][^>]*>|<\?[^>]*>", re.DOTALL)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _MARKDOWN = MarkdownIt("commonmark").enable("table")
 
@@ -167,21 +174,30 @@ def _inline_text(token: Token) -> str:
 
 def _html_fragment_text(html: str) -> str:
     try:
-        root = lxml.html.fragment_fromstring(html, create_parent="div")
+        root = lxml.html.fragment_fromstring(_XML_DECLARATION.sub("", html, count=1), create_parent="div")
     except (etree.ParserError, ValueError):
-        return _normalise(html)
+        return _strip_tags(html)
     return _normalise(" ".join(b.text for b in _walk_html(root)))
 
 
 def _html_blocks(html: str) -> list[_Block]:
+    html = _XML_DECLARATION.sub("", html, count=1)
     if not html.strip():
         return []
     try:
         root = lxml.html.document_fromstring(html)
     except (etree.ParserError, ValueError):
-        # lxml refuses a few inputs outright (e.g. an XML declaration in a str): read them as plain text
-        return [_Block((), p) for p in [_normalise(html)] if p]
+        # what lxml still refuses (e.g. a page of comments only: "Document is empty") is read as the text
+        # between its tags, never as markup: a chunk's text may become the bot's answer
+        return [_Block((), p) for p in [_strip_tags(html)] if p]
     return _walk_html(root)
+
+
+def _strip_tags(html: str) -> str:
+    """The text of markup lxml could not parse: dropped elements (script, style, nav...) with their content,
+    comments and tags removed, character references decoded."""
+    text = _MARKUP.sub(" ", _DROPPED_ELEMENTS.sub(" ", html))
+    return _normalise(html_entities.unescape(text))
 
 
 def _walk_html(root: lxml.html.HtmlElement) -> list[_Block]:
