@@ -3,7 +3,10 @@ all or nothing, histories; and the in-memory co-occurrence, checked against the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import hashlib
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -113,6 +116,61 @@ def test_catalog_index_follows_the_database_across_restarts(
     assert rebuilt.sync() == 19  # vectors of another model are never mixed in
     catalog.index_path.write_bytes(b"not an index")
     assert ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8).sync() == 19
+
+
+class GatedVectors:
+    """An item tower of unit vectors seeded by each text; a batch with a text containing "SLOW" waits for
+    `release` (a long embedding in flight) after setting `waiting`."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.waiting, self.release = threading.Event(), threading.Event()
+
+    def vector(self, text: str) -> np.ndarray:
+        seed = int(hashlib.sha256(text.encode()).hexdigest()[:8], 16)
+        row = np.random.default_rng(seed).standard_normal(self.dim)
+        return (row / np.linalg.norm(row)).astype(np.float32)
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        if any("SLOW" in text for text in texts):
+            self.waiting.set()
+            assert self.release.wait(10)
+        return np.stack([self.vector(text) for text in texts]).reshape(len(texts), self.dim)
+
+
+def test_an_upsert_racing_a_delete_or_another_upsert_leaves_the_index_in_step(
+    database: Database, tmp_path: Path
+) -> None:
+    embed = GatedVectors(8)
+    catalog = ItemCatalog(database, embed, 8, tmp_path / "idx" / "items.npz", "gated", 8)
+    catalog.sync()
+    catalog.upsert([ItemRecord("x", "Old title"), ItemRecord("z", "Cheap red shoes")])
+
+    def race(items: list[ItemRecord], meanwhile: Callable[[], object]) -> None:
+        """Upsert `items` (one slow to embed) in a thread and run `meanwhile` while that embedding runs."""
+        embed.waiting.clear()
+        embed.release.clear()
+        with ThreadPoolExecutor(1) as pool:
+            upsert = pool.submit(catalog.upsert, items)
+            assert embed.waiting.wait(10)
+            meanwhile()
+            embed.release.set()
+            upsert.result(timeout=10)
+
+    # x is sent again unchanged while a delete removes it: the upsert stores it, so it needs its vector back
+    race([ItemRecord("x", "Old title"), ItemRecord("y", "SLOW new item")], lambda: catalog.delete("x"))
+    # z is sent unchanged while another upsert changes its text: the last write wins in both places
+    race(
+        [ItemRecord("z", "Cheap red shoes"), ItemRecord("w", "SLOW other item")],
+        lambda: catalog.upsert([ItemRecord("z", "Quantum physics textbook")]),
+    )
+    for item in ("x", "y", "z", "w"):
+        stored = catalog.get(item)
+        text = ItemRecord(item, stored.title, stored.text).encoder_text
+        np.testing.assert_allclose(catalog.vectors([item])[0], embed.vector(text), atol=1e-6)
+    assert catalog.get("z").title == "Cheap red shoes"
+    restarted = ItemCatalog(database, embed, 8, catalog.index_path, "gated", 8)
+    assert restarted.sync() == 0 and len(restarted) == 4  # the saved file agrees with the database too
 
 
 def test_events_are_all_or_nothing_and_histories_ordered(catalog: ItemCatalog, database: Database) -> None:

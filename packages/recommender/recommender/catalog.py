@@ -4,8 +4,10 @@ The database is the source of truth. The index file (``index_path``) and a sidec
 fingerprint and a hash of each item's encoder text) let a restart re-embed only what changed; when the file is
 missing, was built by another model, or disagrees with its sidecar, the index is rebuilt from the database.
 
-Writes (upsert, delete) hold one lock, so the database, the index and the file change in the same order;
-embedding happens before the lock is taken. Reads go through the index's own readers-writer lock.
+Writes (upsert, delete) hold one lock, so the database, the index and the file change in the same order.
+An upsert embeds before it takes the lock, then decides under it again which items need a vector (a delete or
+another upsert may have run meanwhile) and embeds any it missed, so the index always holds the vector of the
+text the database holds. Reads go through the index's own readers-writer lock.
 """
 
 from __future__ import annotations
@@ -141,15 +143,21 @@ class ItemCatalog:
             InvalidInput: If an id appears twice in `items`.
         """
         _require_unique([item.id for item in items])
-        changed = [item for item in items if self._hashes.get(item.id) != text_hash(item.encoder_text)]
-        vectors = self._vectors_of(changed, progress)  # outside the lock: the slow part
+        early = self._stale(items)
+        ready = dict(zip([item.id for item in early], self._vectors_of(early, progress), strict=True))
         with self._write:
+            # A delete or another upsert may have changed the index while the slow part ran outside the
+            # lock: what needs a vector is decided again, and anything it left stale is embedded now.
+            stale = self._stale(items)
+            late = [item for item in stale if item.id not in ready]
+            ready.update(zip([item.id for item in late], self._vectors_of(late, None), strict=True))
+            vectors = np.stack([ready[item.id] for item in stale]) if stale else self._no_vectors()
             created = self._store(items)
-            self._apply(changed, vectors, [])
+            self._apply(stale, vectors, [])
             self._titles.update((item.id, item.title) for item in items)
             self._save()
             self.version += 1
-        return UpsertReport(created=created, updated=len(items) - created, embedded=len(changed))
+        return UpsertReport(created=created, updated=len(items) - created, embedded=len(stale))
 
     def delete(self, item_id: str) -> None:
         """Remove an item from the database and the index.
@@ -163,7 +171,7 @@ class ItemCatalog:
                 if row is None:
                     raise NotFound(f"expected an existing item id, found no item {item_id!r}")
                 session.delete(row)
-            self._apply([], np.zeros((0, self.dim), np.float32), [item_id])
+            self._apply([], self._no_vectors(), [item_id])
             self._titles.pop(item_id, None)
             self._save()
             self.version += 1
@@ -222,9 +230,16 @@ class ItemCatalog:
 
     # Internals.
 
+    def _stale(self, items: Sequence[ItemRecord]) -> list[ItemRecord]:
+        """The items whose vector the index lacks or holds for another text (read without the lock)."""
+        return [item for item in items if self._hashes.get(item.id) != text_hash(item.encoder_text)]
+
+    def _no_vectors(self) -> np.ndarray:
+        return np.zeros((0, self.dim), dtype=np.float32)
+
     def _vectors_of(self, items: Sequence[ItemRecord], progress: Progress | None) -> np.ndarray:
         texts = [item.encoder_text for item in items]
-        parts = [np.zeros((0, self.dim), dtype=np.float32)]
+        parts = [self._no_vectors()]
         for start in range(0, len(texts), self.batch_size):
             parts.append(np.asarray(self._embed(texts[start : start + self.batch_size]), dtype=np.float32))
             if progress is not None:
