@@ -4,10 +4,14 @@ the real MiniLM (retrieval zero-shot), a real SQLite database and faiss index on
 from __future__ import annotations
 
 import json
+import sqlite3
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
@@ -75,6 +79,42 @@ def test_ask_and_get_the_answer_with_its_source(client: TestClient) -> None:
     assert session["turns"][0]["sources"][0]["id"] == "reset-password"
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready"
+
+
+def test_readiness_waits_for_the_database_off_the_event_loop(settings: CustomerServiceSettings) -> None:
+    # Another process (the CLI mid-ingest, a backup) holds SQLite's write lock for a few seconds: /readyz
+    # waits for it, and every other request (/healthz here) is served meanwhile.
+    with serve_app(create_app(settings)) as base_url:
+        holder = sqlite3.connect(_sqlite_file(settings), isolation_level=None, check_same_thread=False)
+        holder.execute("BEGIN IMMEDIATE")
+        threading.Timer(4.0, holder.execute, ["COMMIT"]).start()
+        ready: list[httpx.Response] = []
+        waiting = threading.Thread(target=lambda: ready.append(httpx.get(f"{base_url}/readyz", timeout=60)))
+        waiting.start()
+        time.sleep(0.5)  # /readyz is waiting for the lock by now
+        started = time.perf_counter()
+        assert httpx.get(f"{base_url}/healthz", timeout=60).status_code == 200
+        took = time.perf_counter() - started
+        assert took < 2.0, f"/healthz took {took:.1f} s while /readyz waited for the database"
+        assert waiting.is_alive()  # the lock was still held while /healthz was served
+        waiting.join(timeout=60)
+        holder.close()
+    assert ready[0].status_code == 200 and ready[0].json()["status"] == "ready"
+
+
+def test_a_failing_database_makes_readiness_a_503_problem(
+    client: TestClient, settings: CustomerServiceSettings
+) -> None:
+    broken = sqlite3.connect(_sqlite_file(settings), isolation_level=None)
+    broken.execute("DROP TABLE knowledge")
+    broken.close()
+    body = problem(client.get("/readyz"), 503)
+    assert "database" in body["detail"] and "no such table: knowledge" in body["detail"]
+    assert client.get("/healthz").status_code == 200
+
+
+def _sqlite_file(settings: CustomerServiceSettings) -> str:
+    return settings.database_url.removeprefix("sqlite:///")
 
 
 def test_knowledge_edits_are_visible_to_the_next_request(client: TestClient) -> None:

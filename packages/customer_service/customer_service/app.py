@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
+from sqlalchemy.exc import SQLAlchemyError
 
 from customer_service.routes import analytics, chat, knowledge, sessions
 from customer_service.service import CustomerService, open_service
@@ -46,9 +48,26 @@ def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
 
 
 async def _ready(app: FastAPI) -> dict[str, str]:
+    """The service's readiness; its database read runs in a thread, so a slow or locked database delays
+    `/readyz` alone, not every request the event loop serves (`/healthz` among them).
+
+    Raises:
+        ModelNotReady: the lifespan has not built the service, or the database fails (503, not 500).
+    """
     service: CustomerService | None = getattr(app.state, "service", None)
     if service is None:
         raise ModelNotReady("expected the service to be built by the lifespan; it is not")
+    try:
+        return await anyio.to_thread.run_sync(_checks, service)
+    except SQLAlchemyError as exc:
+        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ModelNotReady(
+            f"expected the database to answer; it failed: {type(exc).__name__}: {cause}"
+        ) from exc
+
+
+def _checks(service: CustomerService) -> dict[str, str]:
+    """One status line per resource (blocking: reads the database)."""
     return {
         "database": service.db.engine.dialect.name,
         "knowledge": f"{service.kb.count()} entries, version {service.kb.version}",
