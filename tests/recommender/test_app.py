@@ -209,6 +209,35 @@ def test_new_item_is_recommendable_without_restart(client: TestClient) -> None:
     assert "astro-new" not in {r["item_id"] for r in results}
 
 
+def test_a_replica_serves_what_another_wrote_to_the_shared_database(
+    database_url: str, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Two services on one database, each with its own index: what one writes, the other serves at once."""
+    one = rec_settings(tmp_path / "one", database_url, tiny_model_dir, refresh_s=0)
+    other = rec_settings(tmp_path / "other", database_url, tiny_model_dir, refresh_s=0)
+    ids = [item["id"] for item in catalog_items()]
+
+    def scores(client: TestClient, **who: Any) -> dict[str, float]:
+        response = client.post("/v1/score", json={**who, "items": ids})
+        assert response.status_code == 200, response.text
+        return {r["item_id"]: r["score"] for r in response.json()}
+
+    with TestClient(create_app(one)) as writer, TestClient(create_app(other)) as reader:
+        assert reader.get("/readyz").json()["checks"]["items"] == "0"  # started on an empty catalog
+        stocked(writer)  # the catalog and the behaviour, through the first replica only
+        for who in ({"history": ["astro-0", "lab-1"]}, {"user_id": "garden-user-2"}):
+            assert scores(reader, **who) == pytest.approx(scores(writer, **who), rel=1e-5)
+        body = {"title": "Solar telescope", "text": "Watch the sun safely."}
+        assert writer.put("/v1/items/kitchen-3", json=body).status_code == 200
+        assert writer.delete("/v1/items/lab-0").status_code == 204
+        ids.remove("lab-0")
+        interests = {"interests": "Solar telescope. Watch the sun safely."}
+        assert scores(reader, **interests) == pytest.approx(scores(writer, **interests), rel=1e-5)
+        detail = problem(reader.post("/v1/score", json={"interests": "x", "items": ["lab-0"]}), 404)["detail"]
+        assert "'lab-0'" in detail
+        assert reader.get("/readyz").json()["checks"]["items"] == "19"
+
+
 def test_index_survives_a_restart_and_follows_the_model(
     settings: RecommenderSettings, tmp_path: Path, trained_model_dir: Path
 ) -> None:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from typer.testing import Result
@@ -93,6 +94,32 @@ def test_ingest_files_then_serve_them(tmp_path: Path, sqlite_url: str, tiny_mode
             theme_of(r["item_id"]) != "lab" for r in results
         )  # all lab items seen
     assert settings.index_path.stat().st_mtime_ns == saved  # the CLI's index was current: no rebuild
+
+
+def test_a_running_service_serves_what_the_cli_ingests(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, refresh_s=0)
+    env = tiny_env(tiny_model_dir)
+    items = ["ingest-items", write_catalog(tmp_path / "items.csv"), "--database-url", sqlite_url,
+             "--index-path", settings.index_path]  # fmt: skip
+    events = ["ingest-events", write_interactions(tmp_path / "events.csv"), "--database-url", sqlite_url]
+    body = {"history": ["astro-0", "lab-1"], "items": [item["id"] for item in catalog_items()]}
+
+    def scores(client: TestClient) -> dict[str, float]:
+        response = client.post("/v1/score", json=body)
+        assert response.status_code == 200, response.text
+        return {r["item_id"]: r["score"] for r in response.json()}
+
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/readyz").json()["checks"]["items"] == "0"
+        assert last_json(invoke(*items, env=env))["created"] == 20
+        before_events = scores(client)  # the new items are served
+        assert last_json(invoke(*events)) == {"stored": 80}
+        served = scores(client)
+    with TestClient(create_app(settings)) as restarted:
+        assert served == pytest.approx(scores(restarted), rel=1e-5)  # as a fresh start counts the events
+    assert served != pytest.approx(before_events, rel=1e-3)  # and they changed the scores
 
 
 def test_ingest_items_errors_are_one_line(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:

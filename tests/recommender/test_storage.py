@@ -58,7 +58,7 @@ def event_count(db: Database) -> int:
 def test_migrations_create_the_schema_and_are_idempotent(database: Database) -> None:
     database.migrate()
     tables = set(inspect(database.engine).get_table_names())
-    assert {"items", "events", "recommender_alembic_version"} <= tables
+    assert {"items", "events", "change_counters", "recommender_alembic_version"} <= tables
     indexes = {ix["name"] for ix in inspect(database.engine).get_indexes("events")}
     assert "ix_events_user_ts" in indexes
 

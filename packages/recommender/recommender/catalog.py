@@ -8,6 +8,10 @@ Writes (upsert, delete) hold one lock, so the database, the index and the file c
 An upsert embeds before it takes the lock, then decides under it again which items need a vector (a delete or
 another upsert may have run meanwhile) and embeds any it missed, so the index always holds the vector of the
 text the database holds. Reads go through the index's own readers-writer lock.
+
+Other processes may write the items table too (`recommender ingest-items`, another replica): each write bumps
+the items change counter (`recommender.changes`), and `refresh` brings the index in line with the database
+when the counter moved past what this catalog has taken in (the catalog's own writes move it along).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import select
 
+from recommender.changes import ITEMS, bump, counter
 from recommender.data import item_text
 from recommender.database import Database
 from recommender.tables import Item
@@ -103,6 +108,7 @@ class ItemCatalog:
         self._titles: dict[str, str] = {}  # id -> title, for explanations without a query
         self._write = threading.Lock()
         self.version = 0  # bumped by every change, so caches of catalog samples know to refresh
+        self._seen = -1  # the items change counter the index reflects (-1: not synced yet)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -122,19 +128,25 @@ class ItemCatalog:
     def sync(self, progress: Progress | None = None) -> int:
         """Load the index file and bring it in line with the database; returns how many were embedded."""
         with self._write:
-            stale = self._load_file()
-            with self.db.session() as session:
-                rows = session.execute(select(Item.id, Item.title, Item.text)).all()
-            records = [ItemRecord(r.id, r.title, r.text) for r in rows]
-            changed = [r for r in records if self._hashes.get(r.id) != text_hash(r.encoder_text)]
-            vectors = self._vectors_of(changed, progress)
-            gone = set(self._hashes) - {r.id for r in records}
-            self._apply(changed, vectors, sorted(gone))
-            self._titles = {r.id: r.title for r in records}
-            if stale or changed or gone:
-                self._save()
-            self.version += 1
-            return len(changed)
+            return self._reconcile(progress, save=self._load_file())
+
+    def refresh(self, items_counter: int, progress: Progress | None = None) -> int:
+        """Take in what other processes changed since the index last matched the database.
+
+        Args:
+            items_counter: The items change counter as just read (`recommender.changes.read_counters`); when
+                the index already reflects it, nothing is read.
+            progress: Told of the embedding of new and changed items.
+
+        Returns:
+            How many items were embedded.
+        """
+        if items_counter <= self._seen:
+            return 0
+        with self._write:
+            if items_counter <= self._seen:  # another thread took it in meanwhile
+                return 0
+            return self._reconcile(progress, save=False)
 
     def upsert(self, items: Sequence[ItemRecord], progress: Progress | None = None) -> UpsertReport:
         """Create or replace items; only items whose encoder text changed are embedded again.
@@ -152,7 +164,8 @@ class ItemCatalog:
             late = [item for item in stale if item.id not in ready]
             ready.update(zip([item.id for item in late], self._vectors_of(late, None), strict=True))
             vectors = np.stack([ready[item.id] for item in stale]) if stale else self._no_vectors()
-            created = self._store(items)
+            created, before = self._store(items)
+            self._took_in(before)
             self._apply(stale, vectors, [])
             self._titles.update((item.id, item.title) for item in items)
             self._save()
@@ -167,10 +180,12 @@ class ItemCatalog:
         """
         with self._write:
             with self.db.session() as session:
+                before = bump(session, ITEMS)
                 row = session.get(Item, item_id)
                 if row is None:
                     raise NotFound(f"expected an existing item id, found no item {item_id!r}")
                 session.delete(row)
+            self._took_in(before)
             self._apply([], self._no_vectors(), [item_id])
             self._titles.pop(item_id, None)
             self._save()
@@ -230,8 +245,30 @@ class ItemCatalog:
 
     # Internals.
 
+    def _reconcile(self, progress: Progress | None, *, save: bool) -> int:
+        """Embed what the database holds and the index lacks; drop what the database lost (under the lock)."""
+        with self.db.session() as session:
+            seen = counter(session, ITEMS)  # read first: the rows are at least as new
+            rows = session.execute(select(Item.id, Item.title, Item.text)).all()
+        records = [ItemRecord(r.id, r.title, r.text) for r in rows]
+        changed = self._stale(records)
+        vectors = self._vectors_of(changed, progress)
+        gone = set(self._hashes) - {r.id for r in records}
+        self._apply(changed, vectors, sorted(gone))
+        self._titles = {r.id: r.title for r in records}
+        if save or changed or gone:
+            self._save()
+        self._seen = seen
+        self.version += 1
+        return len(changed)
+
+    def _took_in(self, before: int) -> None:
+        """After this catalog's own write moved the items counter on from `before` (under the lock)."""
+        if before == self._seen:  # nobody else wrote in between: the index reflects the new value
+            self._seen = before + 1
+
     def _stale(self, items: Sequence[ItemRecord]) -> list[ItemRecord]:
-        """The items whose vector the index lacks or holds for another text (read without the lock)."""
+        """The items whose vector the index lacks or holds for another text."""
         return [item for item in items if self._hashes.get(item.id) != text_hash(item.encoder_text)]
 
     def _no_vectors(self) -> np.ndarray:
@@ -246,9 +283,11 @@ class ItemCatalog:
                 progress(min(start + self.batch_size, len(texts)), len(texts))
         return np.concatenate(parts)  # (n, dim) float32
 
-    def _store(self, items: Sequence[ItemRecord]) -> int:
+    def _store(self, items: Sequence[ItemRecord]) -> tuple[int, int]:
+        """Write the items; returns how many were created and the items counter before this write."""
         created = 0
         with self.db.session() as session:
+            before = bump(session, ITEMS)
             existing = {}
             for start in range(0, len(items), 500):  # bounded IN lists
                 chunk = [item.id for item in items[start : start + 500]]
@@ -262,7 +301,7 @@ class ItemCatalog:
                     created += 1
                 row.title, row.text = item.title, item.text
                 row.categories, row.meta = list(item.categories), dict(item.metadata)
-        return created
+        return created, before
 
     def _apply(self, items: Sequence[ItemRecord], vectors: np.ndarray, removed: Sequence[str]) -> None:
         if items:

@@ -4,6 +4,10 @@ An event is one interaction: a click, a purchase, or a rating with its value. Cl
 positives; a rating is a positive when it reaches the configured ``min_rating`` (every rating does when there
 is none). A batch is checked completely before anything is written: a malformed event raises `InvalidInput`,
 an item id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
+
+Each batch bumps the events change counter first (`recommender.changes`), so batches commit in id order and a
+service can count what other processes stored by reading the events after the last id it counted
+(`positives_after`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from datetime import datetime
 from sqlalchemy import insert, select
 
 from recommender.catalog import id_listing
+from recommender.changes import EVENTS, bump
 from recommender.database import Database
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item
 from textcore import InvalidInput, NotFound, PayloadTooLarge
@@ -82,6 +87,7 @@ def ingest_events(db: Database, events: Sequence[EventRecord], max_events: int |
     check_events(events, max_events)
     wanted = sorted({e.item_id for e in events})
     with db.session() as session:
+        bump(session, EVENTS)  # first: batches commit one after another, their ids in that order
         known: set[str] = set()
         for start in range(0, len(wanted), 500):  # bounded IN lists
             chunk = wanted[start : start + 500]
@@ -114,8 +120,31 @@ def positive_history(events: Sequence[EventRecord], min_rating: float | None) ->
 
 def all_positives(db: Database, min_rating: float | None, chunk: int = 10_000) -> Iterator[tuple[str, str]]:
     """Every (user_id, item_id) positive pair in the events table, streamed."""
-    query = select(Event.user_id, Event.item_id, Event.type, Event.value).execution_options(yield_per=chunk)
+    return positives_after(db, EventCursor(), min_rating, chunk)
+
+
+@dataclass
+class EventCursor:
+    """How far a reader of the events table has got: the id of the last event it read (0: none yet)."""
+
+    last_id: int = 0
+
+
+def positives_after(
+    db: Database, cursor: EventCursor, min_rating: float | None, chunk: int = 10_000
+) -> Iterator[tuple[str, str]]:
+    """The (user_id, item_id) positive pairs of the events stored after `cursor`, in id order, streamed.
+
+    The cursor moves past every event read, positive or not, so the next call reads only newer ones.
+    """
+    query = (
+        select(Event.id, Event.user_id, Event.item_id, Event.type, Event.value)
+        .where(Event.id > cursor.last_id)
+        .order_by(Event.id)
+        .execution_options(yield_per=chunk)
+    )
     with db.session() as session:
         for row in session.execute(query):
+            cursor.last_id = row.id
             if is_positive(row.type, row.value, min_rating):
                 yield row.user_id, row.item_id

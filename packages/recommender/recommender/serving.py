@@ -17,6 +17,12 @@ When the model has a rescorer fitted to help (`recommender.rescoring`), the blen
 request with a history are then re-ordered by it: their texts come from the database and each (history,
 item) pair is one cross-encoder pass, which costs far more than the rest of the request (bench/rescoring.py).
 
+Other processes may write the same database (`recommender ingest-items` / `ingest-events`, another replica on
+PostgreSQL). Before a score or recommend request, at most every ``refresh_s`` seconds, the service reads the
+change counters (`recommender.changes`, one small query); when they moved, it embeds the items changed
+elsewhere (re-reading the catalog's texts to find them) and counts the new events into co-occurrence and
+popularity, so such writes are served without a restart.
+
 Threads: the service answers requests in a pool of worker threads (``max_workers``), so the small numpy/BLAS
 and torch calls of a request are best left single-threaded. On a 2-core machine with the other core busy, a
 multi-threaded call spins waiting for it, far longer than the call itself takes: a score request took 40 ms
@@ -32,8 +38,10 @@ default.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -44,13 +52,14 @@ import torch
 
 from recommender.behaviour import Behaviour, BehaviourSnapshot
 from recommender.catalog import ItemCatalog, ItemRecord, Progress, UpsertReport, id_listing
+from recommender.changes import EVENTS, ITEMS, counter, read_counters
 from recommender.database import Database
 from recommender.events import (
+    EventCursor,
     EventRecord,
-    all_positives,
     ingest_events,
-    is_positive,
     positive_history,
+    positives_after,
     user_events,
 )
 from recommender.model import MODEL_FILE, TextInterestModel, max_similarities
@@ -126,7 +135,8 @@ class Recommender:
         db: The migrated database.
         model: The text-interest model.
         catalog: Items and their vectors.
-        behaviour: Co-occurrence and popularity, filled from the events table.
+        behaviour: Co-occurrence and popularity; `refresh` counts the stored events into it (every one the
+            first time, then those stored since).
         min_rating: Ratings at or above count as positives (None: all).
         candidates: Items taken from the vector index and from co-occurrence per recommendation.
         max_items: Most candidates per score request.
@@ -134,6 +144,8 @@ class Recommender:
         torch_threads: torch threads of the encoder calls answering a request (None: as the thread has them).
         embed_threads: torch threads of catalog embedding in `upsert_items` (None: as the thread has them).
         rescorer: Re-scores the blend's top candidates of requests with a history (None: the blend alone).
+        refresh_s: How often, at most, a request looks for items and events other processes wrote (0: before
+            every request).
     """
 
     def __init__(
@@ -150,6 +162,7 @@ class Recommender:
         torch_threads: int | None = None,
         embed_threads: int | None = None,
         rescorer: Rescorer | None = None,
+        refresh_s: float = 1.0,
     ) -> None:
         self.db, self.model, self.catalog, self.behaviour = db, model, catalog, behaviour
         self.rescorer = rescorer
@@ -158,13 +171,40 @@ class Recommender:
         self.torch_threads, self.embed_threads = torch_threads, embed_threads
         self._reference: tuple[int, list[str], np.ndarray] | None = None  # (catalog version, ids, vectors)
         self._reference_lock = threading.Lock()
+        self.refresh_s = refresh_s
+        self._looked_at = -math.inf  # time.monotonic() of the last look at the change counters
+        self._events = EventCursor()  # the last event counted into `behaviour`
+        self._events_seen = -1  # the events change counter `behaviour` reflects
+        self._events_lock = threading.Lock()
+
+    def refresh(self, *, now: bool = False) -> None:
+        """Take in the items and events other processes wrote, once `refresh_s` passed since the last look.
+
+        Args:
+            now: Look whatever the time since the last look.
+        """
+        moment = time.monotonic()
+        if not now and moment - self._looked_at < self.refresh_s:
+            return
+        self._looked_at = moment
+        counters = read_counters(self.db)
+        with intra_op_threads(self.embed_threads):
+            self.catalog.refresh(counters[ITEMS])
+        if counters[EVENTS] > self._events_seen:
+            self._count_events()
+
+    def _count_events(self) -> None:
+        """Count the positives of the events stored since the last count into co-occurrence and popularity."""
+        with self._events_lock:
+            with self.db.session() as session:
+                seen = counter(session, EVENTS)  # read first: the events read next are at least as new
+            self.behaviour.add(positives_after(self.db, self._events, self.min_rating))
+            self._events_seen = seen
 
     def ingest(self, events: Sequence[EventRecord]) -> int:
         """Store a batch of events (all or nothing), then count its positives into co-occurrence."""
         stored = ingest_events(self.db, events, self.max_events)
-        self.behaviour.add(
-            (e.user_id, e.item_id) for e in events if is_positive(e.type, e.value, self.min_rating)
-        )
+        self._count_events()  # read back from the database: whatever else was stored meanwhile counts too
         return stored
 
     def upsert_items(self, items: Sequence[ItemRecord]) -> UpsertReport:
@@ -191,6 +231,7 @@ class Recommender:
             raise PayloadTooLarge(f"expected at most {self.max_items} items per request, found {len(items)}")
         if not items:
             raise InvalidInput("expected at least one item id to score, found none")
+        self.refresh()
         if len(set(items)) != len(items):
             repeated = sorted(i for i, n in Counter(items).items() if n > 1)
             raise InvalidInput(f"expected each item id once; repeated: {id_listing(repeated)}")
@@ -199,6 +240,7 @@ class Recommender:
 
     def recommend(self, query: Query, k: int, *, exclude_seen: bool = True) -> list[ScoredItem]:
         """The `k` best catalog items for the query (without the user's own items when `exclude_seen`)."""
+        self.refresh()
         profile = self.profile(query)
         excluded = profile.seen if exclude_seen else frozenset()
         wanted = max(self.candidates, k)
@@ -457,9 +499,8 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
         with intra_op_threads(settings.embed_threads or None):
             catalog = open_catalog(settings, db, model)
         behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
-        behaviour.add(all_positives(db, settings.min_rating))
         rescorer = load_rescorer(settings)
-        yield Recommender(
+        recommender = Recommender(
             db,
             model,
             catalog,
@@ -471,6 +512,9 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
             torch_threads=settings.torch_threads or None,
             embed_threads=settings.embed_threads or None,
             rescorer=rescorer,
+            refresh_s=settings.refresh_s,
         )
+        recommender.refresh(now=True)  # counts the stored events (the catalog is in line already)
+        yield recommender
     finally:
         db.dispose()

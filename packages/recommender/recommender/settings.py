@@ -41,6 +41,13 @@ class RecommenderSettings(ServiceSettings):
         description="Re-score the top candidates with the model's rescorer when it has one fitted to help "
         "(`recommender train-rescorer`); False: the blend alone.",
     )
+    refresh_s: float = Field(
+        1.0,
+        ge=0,
+        le=3600,
+        description="How often, at most, a score or recommend request looks for items and events that other "
+        "processes wrote (`recommender ingest-*`, other replicas); 0: before every request.",
+    )
     candidates: int = Field(
         200, ge=1, le=10_000, description="Items taken from the vector index (and co-occurrence) per request."
     )

@@ -1,7 +1,9 @@
 """The recommender's SQL schema (SQLAlchemy 2 declarative); alembic migrations in `migrations/` create it.
 
-    items     the catalog: id, title, text, categories, metadata
-    events    behaviour: (user_id, item_id, ts, type, value), one row per interaction
+    items            the catalog: id, title, text, categories, metadata
+    events           behaviour: (user_id, item_id, ts, type, value), one row per interaction
+    change_counters  one counter per table above, bumped by every transaction that writes it
+                     (`recommender.changes`: how running services see other processes' writes)
 
 Events name items by id without a foreign key: behaviour is a log, and it outlives an item deleted from the
 catalog (serving skips items that are no longer there). Times are stored as naive UTC and read back
@@ -59,3 +61,12 @@ class Event(Base):
     ts: Mapped[datetime] = mapped_column()
     type: Mapped[str] = mapped_column(String(16))  # click | rating | purchase
     value: Mapped[float | None] = mapped_column(Float)
+
+
+class ChangeCounter(Base):
+    """How many transactions have written a table ("items" or "events"); see `recommender.changes`."""
+
+    __tablename__ = "change_counters"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger)
