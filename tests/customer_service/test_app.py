@@ -366,13 +366,35 @@ def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServ
     assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
 
 
+def test_control_characters_in_stored_text_are_refused_at_the_schema(client: TestClient) -> None:
+    # PostgreSQL cannot store NUL, and a stream is under way when its turn is stored: text that is kept
+    # (message, template slots, feedback comment, hand-off reason) is refused with a 422 naming the field.
+    for path in ("/v1/chat", "/v1/chat/stream"):
+        body = problem(client.post(path, json={"message": "How do I reset my password?\u0000"}), 422)
+        assert body["errors"][0]["loc"] == ["body", "message"] and "U+0000 (NUL)" in body["errors"][0]["msg"]
+    slot = {"message": "opening hours", "context": {"first_name": "Ana\x1b[2J"}}
+    body = problem(client.post("/v1/chat", json=slot), 422)
+    assert body["errors"][0]["loc"] == ["body", "context", "first_name"]
+    assert client.get("/v1/sessions").json()["total"] == 0  # nothing refused opened a session
+    # tab, newline and carriage return are ordinary text
+    reply = chat(client, "How do I reset\tmy password?\r\nI forgot it.")
+    assert reply["action"] == "answer"
+    comment = {"turn_id": reply["turn_id"], "rating": "down", "comment": "bad\x00"}
+    assert problem(client.post("/v1/feedback", json=comment), 422)["errors"][0]["loc"] == ["body", "comment"]
+    handoff = client.post(f"/v1/sessions/{reply['session_id']}/handoff", json={"reason": "VIP\x07"})
+    assert problem(handoff, 422)["errors"][0]["loc"] == ["body", "reason"]
+    assert client.get("/v1/analytics").json()["feedback"] == {"up": 0, "down": 0}
+
+
 @pytest.mark.postgres
 def test_text_postgresql_cannot_store_is_refused_clearly(tmp_path: Path, postgres_url: str) -> None:
     # PostgreSQL text holds no NUL character: the caller gets a 422 problem, and the service goes on.
     with TestClient(create_app(cs_settings(tmp_path, postgres_url))) as client:
-        body = problem(client.post("/v1/chat", json={"message": "card\u0000 declined"}), 422)
-        assert "NUL" in body["detail"]
+        for path in ("/v1/chat", "/v1/chat/stream"):  # the stream, too, before it begins
+            body = problem(client.post(path, json={"message": "card\u0000 declined"}), 422)
+            assert body["errors"][0]["loc"] == ["body", "message"] and "NUL" in body["errors"][0]["msg"]
         problem(client.get("/v1/knowledge", params={"category": "a\x00b"}), 422)
+        assert client.get("/v1/sessions").json()["total"] == 0  # no session was opened for them
         assert chat(client, "Why was my card declined?")["action"] == "answer"
 
 
@@ -453,6 +475,41 @@ def test_streaming_reply_as_server_sent_events(client: TestClient) -> None:
     assert done["answer"] == text.strip() and done["turn_id"]
     session = client.get(f"/v1/sessions/{done['session_id']}").json()
     assert session["turns"][0]["answer"] == done["answer"]
+
+
+def test_a_stream_that_cannot_store_its_turn_ends_with_an_error_event(
+    tmp_path: Path, sqlite_url: str, fake_llm: str
+) -> None:
+    # The status line and the first deltas are sent before the turn is stored: when storing fails (here
+    # the session is deleted, as a retention job would, while the generator pauses), the client is told by
+    # an `error` event carrying the problem document, not by a connection cut mid-stream.
+    generator = GeneratorSettings(kind="openai", base_url=fake_llm, model="stall", timeout_s=5)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    events: list[tuple[str, dict[str, Any]]] = []
+    with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+        message = {"message": "How can I freeze my debit card?"}
+        with http.stream("POST", "/v1/chat/stream", json=message) as response:
+            assert response.status_code == 200
+            name = ""
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    name = line.removeprefix("event: ")
+                elif line.startswith("data: "):
+                    events.append((name, json.loads(line.removeprefix("data: "))))
+                    if [n for n, _ in events] == ["meta", "delta"]:  # the generator pauses after this
+                        _delete_session(settings, events[0][1]["session_id"])
+    names = [n for n, _ in events]
+    assert names[0] == "meta" and "delta" in names and "done" not in names
+    assert names[-1] == "error", names
+    error = events[-1][1]
+    assert (error["status"], error["title"], error["instance"]) == (404, "Not found", "/v1/chat/stream")
+    assert "no session" in error["detail"]
+
+
+def _delete_session(settings: CustomerServiceSettings, session_id: str) -> None:
+    connection = sqlite3.connect(_sqlite_file(settings), isolation_level=None)
+    connection.execute("DELETE FROM sessions WHERE id = ?", (session_id,))
+    connection.close()
 
 
 def test_the_index_survives_a_restart_and_stays_in_step(settings: CustomerServiceSettings) -> None:

@@ -2,11 +2,14 @@
 
 Inputs forbid unknown fields and bound every string, list and mapping. The message length the operator
 configures (``max_message_chars``) is checked by the bot with a 413 that says the limit; the bounds here are
-the hard ceilings.
+the hard ceilings. The free text of chat, feedback and hand-off bodies is stored with the turn or session, so
+it holds no control characters but tab, newline and carriage return: PostgreSQL cannot store NUL, and a
+streamed reply is already under way when its turn is stored, too late to refuse the message with a 422.
 """
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -16,10 +19,29 @@ from customer_service.analytics import Analytics
 from customer_service.conversations import SessionRecord, SessionSummary
 
 _INPUT = ConfigDict(extra="forbid")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 but tab, newline, CR
+
+
+def _printable(value: str) -> str:
+    """`value` unchanged when it holds no control character other than tab, newline and carriage return."""
+    if (found := _CONTROL.search(value)) is not None:
+        code = ord(found.group())
+        name = " (NUL)" if code == 0 else ""
+        raise ValueError(
+            "expected text without control characters other than tab, newline and carriage return; "
+            f"found U+{code:04X}{name} at character {found.start()}"
+        )
+    return value
+
+
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
-Message = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000)]
+Message = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000),
+    AfterValidator(_printable),
+]
 SlotName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")]
-SlotValue = Annotated[str, StringConstraints(max_length=500)]
+SlotValue = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
 
 
 def _few(value: dict[str, str]) -> dict[str, str]:
@@ -70,15 +92,17 @@ class FeedbackIn(BaseModel):
 
     turn_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rating: Literal["up", "down"]
-    comment: Annotated[str, StringConstraints(max_length=2_000)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_printable)] | None = None
 
 
 class HandoffIn(BaseModel):
     model_config = _INPUT
 
-    reason: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)] = (
-        "requested by an agent"
-    )
+    reason: Annotated[
+        str,
+        StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
+        AfterValidator(_printable),
+    ] = "requested by an agent"
 
 
 _RECORD = ConfigDict(from_attributes=True)  # built from the domain's dataclasses, field by field

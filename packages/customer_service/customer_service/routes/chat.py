@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
+from sqlalchemy.exc import DataError
 
 from customer_service.bot import reply_json
 from customer_service.deps import LimiterDep, ServiceDep
 from customer_service.schemas import ChatIn, ChatOut
+from textcore import CoreError, InvalidInput
+from textcore.web import problem_body
 
+logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 
@@ -24,16 +29,44 @@ async def chat(body: ChatIn, service: ServiceDep) -> ChatOut:
 
 
 @router.post("/chat/stream", response_class=StreamingResponse)
-async def chat_stream(body: ChatIn, service: ServiceDep, limiter: LimiterDep) -> StreamingResponse:
-    """The same reply as server-sent events: `meta`, then `delta` pieces of the answer, then `done`."""
+async def chat_stream(
+    body: ChatIn, request: Request, service: ServiceDep, limiter: LimiterDep
+) -> StreamingResponse:
+    """The same reply as server-sent events: `meta`, then `delta` pieces of the answer, then `done`.
+
+    When the turn fails once the stream has begun (storing it), `error` with the problem document ends the
+    stream instead of `done`."""
     plan = await limiter.run(service.bot.plan, body.session_id, body.message, body.context)
     return StreamingResponse(
-        _events(service.bot.stream(plan)),
+        _events(service.bot.stream(plan), request.url.path),
         media_type="text/event-stream",
         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
     )
 
 
-async def _events(events: AsyncIterator[tuple[str, dict[str, Any]]]) -> AsyncIterator[str]:
-    async for name, data in events:
-        yield f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+async def _events(events: AsyncIterator[tuple[str, dict[str, Any]]], instance: str) -> AsyncIterator[str]:
+    """The events as SSE; a failure mid-stream ends it with an `error` event (the status is already sent)."""
+    try:
+        async for name, data in events:
+            yield _event(name, data)
+    except Exception as exc:  # the status line is gone: the client learns of the failure from this event
+        yield _event("error", _problem(exc, instance))
+
+
+def _event(name: str, data: dict[str, Any]) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+def _problem(exc: Exception, instance: str) -> dict[str, Any]:
+    """The problem document `POST /v1/chat` answers the same error with (the details of others are logged)."""
+    if isinstance(exc, CoreError):
+        return problem_body(exc.status, exc.title, exc.message, instance)
+    if isinstance(exc, DataError):
+        logger.info("database refused the values of a streamed turn: %s", exc)
+        detail = (
+            "expected values the database can store (no NUL characters, numbers in range); it refused these"
+        )
+        return problem_body(422, InvalidInput.title, detail, instance)
+    logger.error("streamed reply failed on %s", instance, exc_info=exc)
+    detail = "the server failed to handle this request; the error has been logged"
+    return problem_body(500, CoreError.title, detail, instance)
