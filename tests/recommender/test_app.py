@@ -152,6 +152,20 @@ def test_behaviour_flow_on_each_backend(database_url: str, tmp_path: Path, tiny_
             assert all(m["title"] == titles[m["item_id"]] for m in because)
 
 
+@pytest.mark.parametrize(
+    "when",
+    ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "1850-06-01T00:00:00Z", -5_000_000_000],
+)
+def test_event_times_out_of_range_are_422_and_store_nothing(
+    client: TestClient, settings: RecommenderSettings, when: str | int
+) -> None:
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    events = [{"user_id": "u", "item_id": "lab-0"}, {"user_id": "u", "item_id": "lab-1", "timestamp": when}]
+    detail = problem(client.post("/v1/events", json={"events": events}), 422)["detail"]
+    assert "events[1]" in detail and "timestamp from 1900-01-01 to before 9000-01-01" in detail
+    assert stored_events(settings.database_url) == 0
+
+
 def test_score_by_user_history_and_interests(client: TestClient) -> None:
     stocked(client)
     candidates = [item_id("astro", 1), item_id("lab", 0), item_id("garden", 2)]

@@ -122,6 +122,22 @@ def test_a_running_service_serves_what_the_cli_ingests(
     assert served != pytest.approx(before_events, rel=1e-3)  # and they changed the scores
 
 
+def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    db = Database(sqlite_url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            session.add(Item(id="astro-0", title="Telescope"))
+    finally:
+        db.dispose()
+    for when in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "-62135596800"):
+        events = tmp_path / "events.csv"
+        events.write_text(f"user_id,item_id,timestamp\nu,astro-0,1700000000\nu,astro-0,{when}\n", "utf-8")
+        line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url))
+        assert "row 2 column 'timestamp'" in line and "from 1900-01-01 to before 9000-01-01" in line
+    assert counts(sqlite_url) == (1, 0)
+
+
 def test_ingest_items_errors_are_one_line(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:
     no_title = tmp_path / "items.csv"
     no_title.write_text("item_id,name\na,Alpha\n", encoding="utf-8")

@@ -24,6 +24,7 @@ from recommender.changes import EVENTS, bump
 from recommender.database import Database
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item
 from textcore import InvalidInput, NotFound, PayloadTooLarge
+from textcore.sql import aware_utc
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ def _problem(event: EventRecord) -> str | None:
             return f"expected {name} to be 1-{ID_LENGTH} characters, found {value!r:.80}"
     if event.type not in EVENT_TYPES:
         return f"expected type one of {', '.join(EVENT_TYPES)}, found {event.type!r:.40}"
-    if event.ts.tzinfo is None:
-        return f"expected a timezone-aware timestamp, found {event.ts.isoformat()}"
+    try:
+        aware_utc("timestamp", event.ts)  # naive, or out of the range the database and its arithmetic take
+    except InvalidInput as exc:
+        return exc.message
     if event.value is not None and not math.isfinite(event.value):
         return f"expected a finite value, found {event.value}"
     if event.type == "rating" and event.value is None:

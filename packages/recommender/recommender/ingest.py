@@ -18,6 +18,7 @@ from recommender.data import item_text
 from recommender.events import EventRecord
 from recommender.tables import EVENT_TYPES, ID_LENGTH
 from textcore import InvalidInput, read_table
+from textcore.sql import aware_utc
 
 
 @dataclass(frozen=True)
@@ -135,11 +136,18 @@ def _number(where: str, column: str, raw: str) -> float | None:
 def _time(where: str, column: str, raw: str) -> datetime:
     text = raw.strip()
     try:
-        return datetime.fromtimestamp(float(text), UTC)
+        moment = datetime.fromtimestamp(float(text), UTC)
     except (ValueError, OverflowError, OSError):
-        pass
+        moment = _iso_time(where, column, raw)
     try:
-        moment = datetime.fromisoformat(text)
+        return aware_utc("a time", moment)
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where} column {column!r}: {exc.message}") from None
+
+
+def _iso_time(where: str, column: str, raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw.strip())
     except ValueError:
         raise InvalidInput(
             f"{where} column {column!r}: expected Unix seconds or an ISO 8601 time; found {raw!r:.40}"
