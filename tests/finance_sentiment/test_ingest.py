@@ -365,6 +365,31 @@ async def test_list_page_links_without_articles_do_not_starve_the_rest(
             assert [d.url for d in documents(monitor)] == [f"{base}/articles/4", f"{base}/articles/5"]
 
 
+async def test_list_page_links_to_copies_of_stored_stories_do_not_starve_the_rest(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # /amp/ copies of stored articles are duplicates by content and never stored under their own link: each
+    # is fetched once, and the new article behind them is still read.
+    paths = ["/articles/1", "/articles/2", "/amp/articles/1", "/amp/articles/2", "/articles/9"]
+    links = "".join(f"<li><a href='{path}'>{path}</a></li>" for path in paths)
+    web = Site({"/markets": Page(f"<html><body><ul>{links}</ul></body></html>".encode())})
+    for i, (title, lead) in enumerate(STORIES[:2], start=1):
+        web.pages[f"/articles/{i}"] = web.pages[f"/amp/articles/{i}"] = Page(article(title, lead))
+    web.pages["/articles/9"] = Page(article(*STORIES[2]))
+    with serve_app(web.app()) as base:
+        async with open_monitor(
+            settings(tmp_path, sqlite_url, finance_model_dir, max_pages_per_run=2)
+        ) as monitor:
+            source_id = add_source(
+                monitor, "markets", f"{base}/markets", kind="html", link_pattern="articles"
+            )
+            reports = [await monitor.run_source(source_id) for _ in range(4)]
+            assert [(r.status, r.stored) for r in reports] == [("ok", 2), ("ok", 0), ("ok", 1), ("ok", 0)]
+            assert reports[1].duplicates == 2
+            assert [web.hits(path) for path in paths] == [1] * len(paths)
+            assert len(documents(monitor)) == 3
+
+
 async def test_a_list_pages_article_that_failed_is_read_once_it_recovers(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str
 ) -> None:

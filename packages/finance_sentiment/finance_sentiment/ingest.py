@@ -50,8 +50,9 @@ log = logging.getLogger(__name__)
 CLASSIFY_CHARS = 1_000
 TAG_CHARS = 5_000
 ERROR_CHARS = 2_000  # of a run's error message kept on the source
-# A list page's link that gave no article, or failed, is not fetched again for a while, so that such links
-# cannot keep the articles behind them from ever being read; one that failed is tried again after that.
+# A list page's link that gave no article, only a copy of a story already stored (an /amp/ or print
+# version, a syndicated copy), or failed, is not fetched again for a while, so that such links cannot keep
+# the articles behind them from ever being read; one that failed is tried again sooner.
 NO_ARTICLE_RETRY_S = 24 * 3600.0
 FAILED_LINK_RETRY_S = 3600.0
 MAX_REMEMBERED_LINKS = 10_000  # per kind, the oldest forgotten first
@@ -157,6 +158,8 @@ class Ingestor:
             if not complete:  # forget the validators: the next run must see the list page's remaining links
                 result = replace(result, validators=Validators())
             stories, duplicates, skipped = await asyncio.to_thread(self._unseen, items)
+            if source.link_pattern and source.kind == "html":
+                self._remember_copies(items, stories)
             version = await asyncio.to_thread(self._analyse, stories, source)
             stored = await asyncio.to_thread(self._finish, source_id, result, stories, "ok", version)
         except Exception as exc:  # fetch, parse, model, input errors, and defects: recorded on the source
@@ -172,19 +175,21 @@ class Ingestor:
 
     async def _items(self, source: _SourceView, result: FetchResult) -> tuple[list[RawItem], bool]:
         """The stories in the fetched content, and whether all were read (a list page may be capped)."""
+        # Parsing runs in worker threads, as the database steps do: a large feed or page (and the source's
+        # link pattern) must not stall the event loop, which serves the API and the other sources meanwhile.
         charset = charset_of(result.content_type)
         if source.kind == "rss":
-            return parse_feed(result.content, result.url), True
+            return await asyncio.to_thread(parse_feed, result.content, result.url), True
         if source.kind == "json":
-            return parse_json(result.content, JsonFields(**(source.json_fields or {})), result.url), True
+            fields = JsonFields(**(source.json_fields or {}))
+            return await asyncio.to_thread(parse_json, result.content, fields, result.url), True
         if not source.link_pattern:
-            article = parse_article(result.content, result.url, charset)
+            article = await asyncio.to_thread(parse_article, result.content, result.url, charset)
             return ([article] if article else []), True
-        links = {
-            link: canonical
-            for link in extract_links(result.content, result.url, source.link_pattern, charset)
-            if (canonical := _canonical(link)) is not None
-        }
+        found = await asyncio.to_thread(
+            extract_links, result.content, result.url, source.link_pattern, charset
+        )
+        links = {link: canonical for link in found if (canonical := _canonical(link)) is not None}
         known = await asyncio.to_thread(self._known_urls, list(links.values()))
         now = time.monotonic()
         unread = {link: canonical for link, canonical in links.items() if canonical not in known}
@@ -206,7 +211,7 @@ class Ingestor:
             # Stored under the link the list page gives (not where it redirects), so that the next run
             # recognises the link as read without fetching it again.
             article = (
-                parse_article(page.content, link, charset_of(page.content_type))
+                await asyncio.to_thread(parse_article, page.content, link, charset_of(page.content_type))
                 if page.status == 200
                 else None
             )
@@ -217,6 +222,15 @@ class Ingestor:
         # Read in full when no link is left for later: none beyond the page limit, none still failing.
         pending = any(canonical in self._failed for canonical in unread.values())
         return items, len(fresh) <= self.max_pages_per_run and not pending
+
+    def _remember_copies(self, items: Sequence[RawItem], stories: Sequence[_Story]) -> None:
+        """Leave out, for a while, the list page's links whose article was a story already stored: they are
+        never stored under their own URL, so the stored URLs alone would have them fetched on every run."""
+        new = {story.url for story in stories}
+        for item in items:
+            canonical = _canonical(item.url)
+            if canonical is not None and canonical not in new:
+                _remember(self._no_article, canonical, NO_ARTICLE_RETRY_S)
 
     def _analyse(self, stories: list[_Story], source: _SourceView) -> str:
         """Classify and tag the stories in place; returns the model version used."""
