@@ -214,6 +214,38 @@ def test_evaluate_and_train_errors_are_one_line(tmp_path: Path, trained_model_di
     assert not (trained_model_dir / "rescorer").exists()
 
 
+def test_a_row_missing_a_column_is_one_line_naming_file_row_and_column(
+    tmp_path: Path, sqlite_url: str, trained_model_dir: Path
+) -> None:
+    items, events = tmp_path / "items.jsonl", tmp_path / "events.jsonl"
+    items.write_text('{"item_id": "a", "title": "Alpha"}\n{"item_id": "b", "text": "No title"}\n', "utf-8")
+    events.write_text(
+        '{"user_id": "u", "item_id": "a", "timestamp": 1}\n{"user_id": "u", "item_id": "b"}\n', "utf-8"
+    )
+    good_items = write_catalog(tmp_path / "items.csv")
+    good_events = write_interactions(tmp_path / "events.csv")
+    amazon = tmp_path / "amazon"
+    amazon.mkdir()
+    (amazon / "items.csv").write_text("asin,text\nA1,Alpha. The first\n", encoding="utf-8")
+    (amazon / "valid.jsonl").write_text(
+        '{"user": "u", "history": [], "target": "A1"}\n{"user": "v", "history": []}\n', "utf-8"
+    )
+    model, train = ["--model", trained_model_dir], ["train", "--output", tmp_path / "m"]
+    cases = [
+        (events, "timestamp", ["ingest-events", events, "--database-url", sqlite_url]),
+        (items, "title", ["ingest-items", items, "--database-url", sqlite_url]),
+        (events, "timestamp", [*train, "--interactions", events, "--items", good_items]),
+        (items, "title", [*train, "--interactions", good_events, "--items", items]),
+        (events, "timestamp", ["evaluate", *model, "--interactions", events, "--items", good_items]),
+        (items, "title", ["train-rescorer", *model, "--interactions", good_events, "--items", items]),
+        (amazon / "valid.jsonl", "target", ["convert", "amazon", amazon, "--output", tmp_path / "out"]),
+    ]
+    for path, column, args in cases:
+        line = one_error_line(invoke(*args))
+        assert f"{path}: row 2 has no {column!r}" in line, (args[0], line)
+    assert not (tmp_path / "m").exists()
+
+
 def test_convert_datasets(tmp_path: Path) -> None:
     movielens = tmp_path / "ml"
     movielens.mkdir()

@@ -90,6 +90,19 @@ def test_read_interactions_jsonl_iso_times_and_custom_columns(tmp_path: Path) ->
     assert data.sequences() == {"u1": ["b", "a"]}
 
 
+def test_jsonl_rows_may_leave_out_optional_columns(tmp_path: Path) -> None:
+    events = [
+        {"user_id": "u1", "item_id": "a", "timestamp": 1, "rating": 4},
+        {"user_id": "u1", "item_id": "b", "timestamp": 2},
+    ]
+    path = _write(tmp_path, "events.jsonl", "\n".join(json.dumps(r) for r in events) + "\n")
+    data = read_interactions(path)
+    assert data.values[0] == 4.0 and math.isnan(data.values[1])  # no rating: a plain interaction
+    items = [{"item_id": "a", "title": "Red kettle", "text": "Boils water"}, {"item_id": "b", "title": "Mug"}]
+    path = _write(tmp_path, "items.jsonl", "\n".join(json.dumps(r) for r in items) + "\n")
+    assert read_catalog(path).texts == ["Red kettle. Boils water", "Mug"]
+
+
 def test_read_interactions_tsv_in_row_order_without_times(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.tsv", "user_id\titem_id\nu1\tb\nu1\ta\n")
     data = read_interactions(path, time_column=None)

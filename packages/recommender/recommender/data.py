@@ -21,6 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from textcore import InvalidInput, read_table
+from textcore.data import _require_columns as require_columns
 
 _T = TypeVar("_T")
 
@@ -113,10 +114,7 @@ def read_interactions(
     if not rows:
         raise InvalidInput(f"{path}: expected at least one interaction row; found none")
     present = list(rows[0])
-    required = [c for c in (user_column, item_column, time_column) if c is not None]
-    missing = [c for c in required if c not in present]
-    if missing:
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(present)}")
+    require_columns(path, rows, [c for c in (user_column, item_column, time_column) if c is not None])
     rating = rating_column if rating_column in present else None
     if min_rating is not None and rating is None:
         raise InvalidInput(
@@ -139,11 +137,15 @@ def read_interactions(
 def _parsed(
     path: str | os.PathLike[str], rows: list[dict[str, str]], column: str, parse: Callable[[str], _T]
 ) -> list[_T]:
-    """Parse one column; a ValueError from `parse` becomes InvalidInput naming the file, row and column."""
+    """Parse one column; a ValueError from `parse` becomes InvalidInput naming the file, row and column.
+
+    A row without the column (JSON Lines may leave one out) reads as an empty cell: required columns are
+    checked in every row before (`require_columns`), so only an optional one can be missing here.
+    """
     values: list[_T] = []
     for number, row in enumerate(rows, start=1):
         try:
-            values.append(parse(row[column]))
+            values.append(parse(row.get(column, "")))
         except ValueError as exc:
             raise InvalidInput(f"{path}: row {number} column {column!r}: {exc}") from None
     return values
@@ -205,16 +207,14 @@ def read_catalog(
     if not rows:
         raise InvalidInput(f"{path}: expected at least one item row; found none")
     present = list(rows[0])
-    missing = [c for c in (id_column, title_column) if c not in present]
-    if missing:
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(present)}")
+    require_columns(path, rows, [id_column, title_column])
     columns = [c for c in text_columns if c in present and c != title_column]
     ids = _parsed(path, rows, id_column, _required_id)
     titles: list[str] = []
     texts: list[str] = []
     for number, row in enumerate(rows, start=1):
         title = row[title_column].strip()
-        text = item_text(title, [row[c] for c in columns])
+        text = item_text(title, [row.get(c, "") for c in columns])
         if not text:
             raise InvalidInput(f"{path}: row {number} (item {ids[number - 1]!r}): expected a title or text")
         titles.append(title or text)
@@ -267,10 +267,7 @@ def convert_amazon(folder: Path, output: Path) -> tuple[Path, Path]:
 
 def _table(path: Path, columns: list[str]) -> list[dict[str, str]]:
     rows = read_table(path)
-    missing = [c for c in columns if not rows or c not in rows[0]]
-    if missing:
-        found = ", ".join(rows[0]) if rows else "no rows"
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {found}")
+    require_columns(path, rows, columns)
     return rows
 
 

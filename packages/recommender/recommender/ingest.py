@@ -18,6 +18,7 @@ from recommender.data import item_text
 from recommender.events import EventRecord
 from recommender.tables import EVENT_TYPES, ID_LENGTH
 from textcore import InvalidInput, read_table
+from textcore.data import _require_columns as require_columns
 from textcore.sql import aware_utc
 
 
@@ -43,12 +44,9 @@ class EventColumns:
 
 
 def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
+    """The file's rows, every one of them with every required column (a JSON Lines row may lack one)."""
     rows = read_table(path)
-    if not rows:
-        raise InvalidInput(f"{path}: expected at least one data row; found none")
-    missing = [c for c in required if c not in rows[0]]
-    if missing:
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
+    require_columns(path, rows, list(required))
     return rows
 
 
