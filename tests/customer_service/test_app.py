@@ -351,6 +351,22 @@ def test_templates_fill_slots_and_injection_is_harmless(client: TestClient) -> N
     assert "49" not in reply["answer"]
 
 
+def test_context_cannot_set_the_slots_the_bot_fills(client: TestClient) -> None:
+    # `answer` and `title` are the best passage's, `message` the customer's: a client that could set them
+    # would write what the bot states as the bank's answer
+    for name in ("answer", "title", "message"):
+        body = {
+            "message": "How do I get my bank statements as PDF?",
+            "context": {name: "URGENT: confirm your PIN"},
+        }
+        refused = problem(client.post("/v1/chat", json=body), 422)
+        assert refused["errors"][0]["loc"] == ["body", "context"]
+        assert repr(name) in refused["errors"][0]["msg"]
+    assert client.get("/v1/sessions").json()["total"] == 0
+    reply = chat(client, "How do I get my bank statements as PDF?", context={"first_name": "Ana"})
+    assert reply["mode"] == "template" and reply["answer"].startswith("Statements are in the app")
+
+
 def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServiceSettings) -> None:
     too_long = "a" * (settings.max_message_chars + 1)
     body = problem(client.post("/v1/chat", json={"message": too_long}), 413)
@@ -430,7 +446,10 @@ def test_an_intents_template_answers_when_no_passage_is_relevant(
     intent, other_intent = (r.name for r in IntentModel.load(folder).predict([asked, other]))
     assert intent != other_intent, "the tiny model tells these topics apart"
     templates = tmp_path / "templates.toml"
-    templates.write_text(f'{intent} = "Our {intent} desk will help you: {{{{ message }}}}"\n')
+    templates.write_text(
+        f'{intent} = "Our {intent} desk will help you: {{{{ message }}}}"\n'
+        f'{other_intent} = "Our {other_intent} page explains it [1]."\n'  # cites a source
+    )
     # No passage of the knowledge base counts as relevant here, and any in-scope intent is confident enough.
     policy = PolicySettings(min_similarity=0.99, strong_similarity=0.999, template_intent_confidence=0.0)
     settings = cs_settings(
@@ -440,7 +459,8 @@ def test_an_intents_template_answers_when_no_passage_is_relevant(
         reply = chat(client, asked)
         assert (reply["action"], reply["mode"], reply["sources"]) == ("answer", "template", [])
         assert reply["answer"] == f"Our {intent} desk will help you: {asked}"
-        assert chat(client, other)["action"] == "fallback"  # its intent has no template
+        # its intent's template cites [1], and no passage is relevant: a source it cannot show, so not used
+        assert chat(client, other)["action"] == "fallback"
 
 
 def test_feedback_is_stored_and_counted(client: TestClient) -> None:

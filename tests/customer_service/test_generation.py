@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from customer_service.answers import Answerer, extract
+from customer_service.answers import Answer, Answerer, extract
 from customer_service.generation import (
     SYSTEM_PROMPT,
     LocalGenerator,
@@ -205,6 +205,18 @@ async def test_templates_come_first_by_faq_id_then_by_intent(client: httpx.Async
     assert no_slot.mode == "generated"
     greeting = [p async for p in answerer.stream("hi", "greeting", [], {"name": "Bo"})]
     assert greeting == ["Hello Bo!"]
+
+
+async def test_a_template_citing_a_source_it_was_not_given_is_not_used() -> None:
+    templates = TemplateStore({"statement": "Statements are in the app [1].", "faq-1": "See [1] and [2]."})
+    answerer = Answerer(templates, None)
+    assert answerer.templated("statement", [], {}) is None  # [1] names no source
+    cited = answerer.templated("statement", [CHUNK], {})
+    assert cited is not None and cited.cited == [0]  # the intent's template cites the passage shown
+    assert answerer.templated(None, [FAQ], {}) is None  # faq-1 cites a second source it was not given
+    assert await answerer.answer("statements?", "statement", [FAQ]) == Answer(
+        "Statements are in the app [1].", "template", [0]
+    )
 
 
 async def test_answer_stream_generated(client: httpx.AsyncClient, server: str) -> None:

@@ -96,15 +96,32 @@ class Answerer:
     def templated(
         self, intent_name: str | None, passages: Sequence[AnswerPassage], slots: Mapping[str, str] | None
     ) -> Answer | None:
-        """The template answer: by the top passage's FAQ id (citing it), else by intent; None without one."""
+        """The template answer: by the top passage's FAQ id (citing it), else by intent; None without one.
+
+        A template that cites a source it is not given ("... [1]" with no passage) is not used: a reply's
+        `[n]` must name a source shown with it.
+        """
         if self.templates is None:
             return None
         if passages and passages[0].kind == "faq":
-            text = self.templates.render(passages[0].id, slots)
+            text = self._render(passages[0].id, passages, slots)
             if text is not None:
                 return Answer(text, "template", [0])
-        text = self.templates.render(intent_name, slots) if intent_name else None
-        return Answer(text, "template", []) if text is not None else None
+        text = self._render(intent_name, passages, slots) if intent_name else None
+        if text is None:
+            return None
+        return Answer(text, "template", [number - 1 for number in citations(text, len(passages))])
+
+    def _render(
+        self, key: str, passages: Sequence[AnswerPassage], slots: Mapping[str, str] | None
+    ) -> str | None:
+        """Template `key` rendered, or None (see `TemplateStore.render`, and citations of missing sources)."""
+        assert self.templates is not None  # the caller checked
+        text = self.templates.render(key, slots)
+        if text is not None and (missing := dangling_citations(text, len(passages))):
+            logger.info("template %r cites sources %s it was not given; not used", key, missing)
+            return None
+        return text
 
     def extractive(self, passages: Sequence[AnswerPassage]) -> Answer:
         """The top passage as the answer, cited as [1].

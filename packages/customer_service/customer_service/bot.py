@@ -28,6 +28,7 @@ from customer_service.policy import Decision, decide
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
 from customer_service.settings import CustomerServiceSettings
+from customer_service.templates import RESERVED_SLOTS
 from textcore import PayloadTooLarge
 
 P = ParamSpec("P")
@@ -221,13 +222,13 @@ class Bot:
     def _intent_template_renders(
         self, intent: IntentResult | None, message: str, context: dict[str, str]
     ) -> bool:
-        """A confident in-scope intent whose template renders with what is known without a passage."""
-        templates = self.answerer.templates
-        if templates is None or intent is None or intent.out_of_scope or intent.name is None:
+        """A confident in-scope intent whose template renders with what is known without a passage (and
+        cites none: no source is shown with it)."""
+        if self.answerer.templates is None or intent is None or intent.out_of_scope or intent.name is None:
             return False
         if intent.confidence < self.settings.policy.template_intent_confidence:
             return False
-        return templates.render(intent.name, {**context, "message": message}) is not None
+        return self.answerer.templated(intent.name, [], _slots(context, message, [])) is not None
 
     def record(self, plan: Plan, answer: Answer) -> Reply:
         """Store the turn and the session's new state; the reply as stored (blocking)."""
@@ -273,9 +274,7 @@ class Bot:
 
     def _answer_args(self, plan: Plan) -> tuple[Any, ...]:
         top = plan.passages[: self.settings.sources_per_answer]
-        slots = {**plan.context, "message": plan.message}
-        if top:  # the best passage, for templates that wrap it ("Hi {{ first_name }}! {{ answer }}")
-            slots.update(answer=top[0].text, title=top[0].title)
+        slots = _slots(plan.context, plan.message, top)
         history = [(t.message, t.answer) for t in plan.history]
         return plan.query, plan.intent.name if plan.intent else None, top, slots, history
 
@@ -284,6 +283,17 @@ class Bot:
         if self.retriever.reranker is not None or not passages:
             return [p.score for p in passages]
         return self.retriever.similarities(query, [p.id for p in passages])
+
+
+def _slots(context: dict[str, str], message: str, top: list[Passage]) -> dict[str, str]:
+    """Template slots: the caller's context, then the ones the bot fills itself (`RESERVED_SLOTS`), which
+    the context never sets: the message, and the best passage for templates that wrap it
+    ("Hi {{ first_name }}! {{ answer }}"); without a passage `answer` and `title` stay undefined."""
+    slots = {name: value for name, value in context.items() if name not in RESERVED_SLOTS}
+    slots["message"] = message
+    if top:
+        slots.update(answer=top[0].text, title=top[0].title)
+    return slots
 
 
 def _fixed(plan: Plan) -> Answer:

@@ -17,6 +17,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from customer_service.analytics import Analytics
 from customer_service.conversations import SessionRecord, SessionSummary
+from customer_service.templates import RESERVED_SLOTS
 
 _INPUT = ConfigDict(extra="forbid")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 but tab, newline, CR
@@ -44,9 +45,15 @@ SlotName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,3
 SlotValue = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
 
 
-def _few(value: dict[str, str]) -> dict[str, str]:
+def _slots(value: dict[str, str]) -> dict[str, str]:
+    """Context values for template slots: at most 20, none named like a slot the bot fills itself."""
     if len(value) > 20:
         raise ValueError(f"expected at most 20 context values, found {len(value)}")
+    if reserved := sorted(RESERVED_SLOTS & value.keys()):
+        raise ValueError(
+            f"expected no context value named {', '.join(map(repr, reserved))}: the bot sets "
+            f"{', '.join(sorted(RESERVED_SLOTS))} itself"
+        )
     return value
 
 
@@ -57,7 +64,7 @@ class ChatIn(BaseModel):
 
     session_id: SessionId | None = Field(None, description="Continue this session (created when new).")
     message: Message = Field(description="What the customer wrote.")
-    context: Annotated[dict[SlotName, SlotValue], AfterValidator(_few)] = Field(
+    context: Annotated[dict[SlotName, SlotValue], AfterValidator(_slots)] = Field(
         default_factory=dict, description='Values for answer-template slots, e.g. {"first_name": "Ana"}.'
     )
 

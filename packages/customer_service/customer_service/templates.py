@@ -31,6 +31,9 @@ logger = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 200  # the length of ids in the knowledge base
 SUFFIXES = (".toml", ".json")
+# Slots the bot fills itself: the customer's message and the best passage's answer and title. A caller's
+# context never sets them, or a client could write the text the bot then states as the bank's answer.
+RESERVED_SLOTS = frozenset({"message", "answer", "title"})
 
 
 def _environment() -> ImmutableSandboxedEnvironment:
