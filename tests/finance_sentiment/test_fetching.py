@@ -337,6 +337,19 @@ async def test_robots_disallow_is_honoured_and_cached(site: Site) -> None:
     assert site.recorder.count("/private/page") == 0
 
 
+@pytest.mark.parametrize("path", ["/private/page", "/page?sessionid=1", "/files/report.pdf"])
+async def test_robots_rules_match_as_rfc_9309_says(site: Site, path: str) -> None:
+    # The longest matching rule wins whatever its place in the file, and paths may use * and $.
+    site.recorder.robots_status = 200
+    site.recorder.robots_body = (
+        "User-agent: *\nAllow: /\nDisallow: /private/\nDisallow: /*?sessionid=\nDisallow: /*.pdf$\n"
+    )
+    async with fetcher() as f:
+        with pytest.raises(RobotsDisallowed):
+            await f.fetch(f"{site.base}{path}")
+        assert (await f.fetch(f"{site.base}/page?id=1")).status == 200
+
+
 async def test_robots_rules_for_our_user_agent_apply_to_us_only(site: Site) -> None:
     site.recorder.robots_status = 200
     site.recorder.robots_body = "User-agent: finance-sentiment\nDisallow: /\n\nUser-agent: *\nAllow: /\n"

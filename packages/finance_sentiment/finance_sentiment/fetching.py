@@ -16,9 +16,9 @@ import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from urllib.robotparser import RobotFileParser
 
 import httpx
+from protego import Protego
 
 from finance_sentiment import netguard
 from textcore.errors import InvalidInput, UpstreamError
@@ -136,7 +136,7 @@ class _HostSlot:
 
 @dataclass(frozen=True)
 class _Robots:
-    parser: RobotFileParser | None  # None: the verdict below applies to every path
+    parser: Protego | None  # None: the verdict below applies to every path
     allow_all: bool
     expires_at: float
 
@@ -342,7 +342,7 @@ class Fetcher:
         allowed = (
             rules.allow_all
             if rules.parser is None
-            else rules.parser.can_fetch(self._policy.user_agent, str(url))
+            else rules.parser.can_fetch(str(url), self._policy.user_agent)
         )
         if not allowed:
             raise RobotsDisallowed(f"expected robots.txt of {origin} to allow {url}, found it disallowed")
@@ -359,8 +359,8 @@ class Fetcher:
             return _Robots(None, allow_all=True, expires_at=expires_at)
         if not 200 <= raw.status < 300:
             return _Robots(None, allow_all=False, expires_at=expires_at)
-        parser = RobotFileParser()
-        parser.parse(raw.content.decode("utf-8", errors="replace").splitlines())
+        # RFC 9309 matching (the longest rule wins; `*` and `$` in paths), which urllib's parser lacks
+        parser = Protego.parse(raw.content.decode("utf-8", errors="replace"))
         delay = parser.crawl_delay(self._policy.user_agent)
         if delay is not None:
             slot = self._slot(host)
