@@ -112,6 +112,25 @@ def test_items_crud_and_bounds(client: TestClient, settings: RecommenderSettings
     assert stored_events(settings.database_url) == 0
 
 
+def test_item_ids_follow_one_rule_in_paths_and_bodies(client: TestClient) -> None:
+    """Ids are stripped of surrounding whitespace everywhere, and one with a '/' is reachable by its path."""
+    items = [{"id": "books/123", "title": "A telescope book"}, {"id": " b ", "title": "Star atlas"}]
+    assert client.post("/v1/items", json={"items": items}).json()["created"] == 2
+    for path in ("/v1/items/books%2F123", "/v1/items/books/123"):
+        assert client.get(path).json()["id"] == "books/123"
+    replaced = client.put("/v1/items/books%2F123", json={"title": "A moon book"}).json()
+    assert replaced["id"] == "books/123" and replaced["title"] == "A moon book"
+    assert client.put("/v1/items/%20c%20", json={"title": "Moon map"}).json()["id"] == "c"
+    assert client.get("/v1/items/c").status_code == 200 and client.get("/v1/items/%20b").json()["id"] == "b"
+    scored = client.post("/v1/score", json={"history": [" c"], "items": ["books/123", " b"]})
+    assert {r["item_id"] for r in scored.json()} == {"books/123", "b"}
+    assert client.post("/v1/events", json={"events": [{"user_id": "u", "item_id": " c "}]}).status_code == 201
+    problem(client.put("/v1/items/%20", json={"title": "Nothing"}), 422)
+    assert client.delete("/v1/items/books/123").status_code == 204
+    problem(client.get("/v1/items/books%2F123"), 404)
+    assert [item["id"] for item in client.get("/v1/items").json()["items"]] == ["b", "c"]
+
+
 def test_behaviour_flow_on_each_backend(database_url: str, tmp_path: Path, tiny_model_dir: Path) -> None:
     settings = rec_settings(tmp_path, database_url, tiny_model_dir)
     with TestClient(create_app(settings)) as client:

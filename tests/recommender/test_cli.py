@@ -138,6 +138,30 @@ def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sq
     assert counts(sqlite_url) == (1, 0)
 
 
+def test_delete_items_by_id_or_file_while_serving(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, refresh_s=0)
+    places = ["--database-url", sqlite_url]
+    catalog = write_catalog(tmp_path / "items.csv")
+    ingest = ["ingest-items", catalog, *places, "--index-path", settings.index_path]
+    assert last_json(invoke(*ingest, env=tiny_env(tiny_model_dir)))["created"] == 20
+    doomed = tmp_path / "doomed.jsonl"
+    doomed.write_text('{"item_id": "garden-0", "title": "x"}\n{"item_id": " garden-1"}\n', encoding="utf-8")
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/score", json={"interests": "sky", "items": ["astro-0"]}).status_code == 200
+        assert last_json(invoke("delete-items", "astro-0", " lab-1 ", *places)) == {"deleted": 2}
+        assert last_json(invoke("delete-items", "--file", doomed, *places)) == {"deleted": 2}
+        line = one_error_line(invoke("delete-items", "astro-2", "ghost-1", *places))
+        assert "'ghost-1'" in line and "'astro-2'" not in line and "nothing was deleted" in line
+        assert "--file" in one_error_line(invoke("delete-items", *places))
+        for gone in ("astro-0", "lab-1", "garden-0", "garden-1"):
+            assert client.get(f"/v1/items/{gone}").status_code == 404
+            assert client.post("/v1/score", json={"interests": "sky", "items": [gone]}).status_code == 404
+        assert client.get("/readyz").json()["checks"]["items"] == "16"
+    assert counts(sqlite_url) == (16, 0)
+
+
 def test_ingest_items_errors_are_one_line(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:
     no_title = tmp_path / "items.csv"
     no_title.write_text("item_id,name\na,Alpha\n", encoding="utf-8")

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from recommender.changes import ITEMS, bump, counter
 from recommender.data import item_text
@@ -179,13 +179,7 @@ class ItemCatalog:
             NotFound: If no item has this id.
         """
         with self._write:
-            with self.db.session() as session:
-                before = bump(session, ITEMS)
-                row = session.get(Item, item_id)
-                if row is None:
-                    raise NotFound(f"expected an existing item id, found no item {item_id!r}")
-                session.delete(row)
-            self._took_in(before)
+            self._took_in(delete_items(self.db, [item_id]))
             self._apply([], self._no_vectors(), [item_id])
             self._titles.pop(item_id, None)
             self._save()
@@ -339,6 +333,35 @@ class ItemCatalog:
         self.index.save(self.index_path)
         meta = {"version": _SIDECAR_VERSION, "model": self.fingerprint, "hashes": self._hashes}
         _write_atomically(self._sidecar(), json.dumps(meta))
+
+
+def delete_items(db: Database, ids: Sequence[str]) -> int:
+    """Remove items from the database, all or nothing (their events stay).
+
+    Catalogs over the database drop their vectors when they next sync or refresh (`ItemCatalog.refresh`).
+
+    Returns:
+        The items change counter before this deletion (`recommender.changes`).
+
+    Raises:
+        InvalidInput: No ids.
+        NotFound: Listing the ids that are not stored; then nothing is deleted.
+    """
+    wanted = list(dict.fromkeys(ids))
+    if not wanted:
+        raise InvalidInput("expected at least one item id to delete, found none")
+    chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]  # bounded IN lists
+    with db.session() as session:
+        before = bump(session, ITEMS)
+        found: set[str] = set()
+        for chunk in chunks:
+            found.update(session.scalars(select(Item.id).where(Item.id.in_(chunk))))
+        missing = [i for i in wanted if i not in found]
+        if missing:
+            raise NotFound(f"expected stored item ids; nothing was deleted; unknown: {id_listing(missing)}")
+        for chunk in chunks:
+            session.execute(delete(Item).where(Item.id.in_(chunk)))
+    return before
 
 
 def _stored(row: Item) -> StoredItem:

@@ -151,6 +151,39 @@ def ingest_items(
     _print_json(core_cli.run_or_exit(action))
 
 
+@app.command("delete-items")
+def delete_items(
+    ids: Annotated[list[str] | None, typer.Argument(help="item ids", show_default=False)] = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", help="CSV, TSV or JSONL file with the ids (e.g. a catalog file)")
+    ] = None,
+    id_column: IdCol = "item_id",
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Delete catalog items, all or nothing (their events stay); a running service stops serving them.
+
+    Item vectors in an index file are dropped by the next `ingest-items` or service start.
+    """
+    from recommender import catalog  # noqa: PLC0415 - heavy imports
+    from recommender.database import Database  # noqa: PLC0415
+    from recommender.ingest import clean_id, read_item_ids  # noqa: PLC0415
+
+    def action() -> int:
+        wanted = [clean_id(raw, f"item id {raw!r}") for raw in ids or []]
+        wanted += read_item_ids(file, id_column) if file is not None else []
+        if not wanted:
+            raise InvalidInput("expected item ids as arguments or --file FILE; found neither")
+        db = Database(_settings(database_url=database_url).database_url)
+        try:
+            db.migrate()
+            catalog.delete_items(db, wanted)
+        finally:
+            db.dispose()
+        return len(set(wanted))
+
+    _print_json({"deleted": core_cli.run_or_exit(action)})
+
+
 @app.command("ingest-events")
 def ingest_events(
     file: FileArg,

@@ -51,12 +51,24 @@ def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
 
 
 def _id(path: Path, number: int, column: str, raw: str) -> str:
+    return clean_id(raw, f"{path}: row {number} column {column!r}")
+
+
+def clean_id(raw: str, where: str) -> str:
+    """An id as the API takes it: surrounding whitespace stripped, then 1-200 characters.
+
+    Raises:
+        InvalidInput: Naming `where` when the id is empty or too long.
+    """
     value = raw.strip()
     if not value or len(value) > ID_LENGTH:
-        raise InvalidInput(
-            f"{path}: row {number} column {column!r}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}"
-        )
+        raise InvalidInput(f"{where}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}")
     return value
+
+
+def read_item_ids(path: Path, column: str = "item_id") -> list[str]:
+    """The item ids in one column of a file (a catalog file will do: its other columns are ignored)."""
+    return [_id(path, number, column, row[column]) for number, row in enumerate(_rows(path, [column]), 1)]
 
 
 def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRecord]:

@@ -1,4 +1,9 @@
-"""`/v1/items`: the catalog. Upserts embed the items (in the worker pool) and are recommendable at once."""
+"""`/v1/items`: the catalog. Upserts embed the items (in the worker pool) and are recommendable at once.
+
+An item id in a path follows the rule of ids in bodies (`recommender.schemas.ItemId`): surrounding whitespace
+is stripped, and it may hold ``/`` (sent as is or as ``%2F``), so every stored item can be read, replaced and
+deleted by its id.
+"""
 
 from __future__ import annotations
 
@@ -8,11 +13,11 @@ from fastapi import APIRouter, Path, Query, Response
 
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
-from recommender.schemas import ItemBody, ItemOut, ItemPage, ItemsIn, UpsertOut
+from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, UpsertOut
 from recommender.serving import Recommender
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
-ItemIdPath = Annotated[str, Path(min_length=1, max_length=200)]
+ItemIdPath = Annotated[ItemId, Path(description="The item's id (1-200 characters; may contain '/').")]
 
 
 @router.post("")
@@ -33,13 +38,13 @@ def list_items(
     return ItemPage(items=[ItemOut.of(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{item_id}")
+@router.get("/{item_id:path}")
 def get_item(item_id: ItemIdPath, recommender: RecommenderDep) -> ItemOut:
     """One item."""
     return ItemOut.of(recommender.catalog.get(item_id))
 
 
-@router.put("/{item_id}")
+@router.put("/{item_id:path}")
 async def put_item(
     item_id: ItemIdPath, body: ItemBody, recommender: RecommenderDep, limiter: LimiterDep
 ) -> ItemOut:
@@ -52,7 +57,7 @@ def _replace(recommender: Recommender, item: ItemRecord) -> StoredItem:
     return recommender.catalog.get(item.id)
 
 
-@router.delete("/{item_id}", status_code=204)
+@router.delete("/{item_id:path}", status_code=204)
 def delete_item(item_id: ItemIdPath, recommender: RecommenderDep) -> Response:
     """Remove an item from the catalog (its past events stay)."""
     recommender.catalog.delete(item_id)
