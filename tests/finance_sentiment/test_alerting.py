@@ -150,6 +150,19 @@ def test_a_burst_fires_once_repeats_after_the_interval_and_resolves_later(databa
     assert evaluate_rules(database, now=NOW + 2 * HOUR + MINUTE) == []
 
 
+def test_a_rule_asking_for_a_sentiment_drop_fires_only_when_the_mean_falls_that_far(
+    database: Database,
+) -> None:
+    # The last hour's mean score is -0.356 (the burst and that hour's calm stories) against a baseline
+    # mean of -0.0375: a drop of about 0.32.
+    add_rule(database, name="mild", min_sentiment_drop=0.25)
+    add_rule(database, name="strict", min_sentiment_drop=0.4)
+    add_calm(database, "Acme")
+    add_burst(database, "Acme")
+    (transition,) = evaluate_rules(database, now=NOW)
+    assert (transition.rule, transition.status) == ("mild", "firing")
+
+
 def test_only_the_bursting_entity_fires_and_match_restricts_a_rule(database: Database) -> None:
     add_rule(database)
     add_rule(database, name="acme-only", match=["Acme"])

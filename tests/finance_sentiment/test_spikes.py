@@ -118,3 +118,23 @@ def test_unusable_parameters_are_refused(overrides: dict[str, object], message: 
 def test_a_window_with_more_negatives_than_stories_is_refused() -> None:
     with pytest.raises(InvalidInput, match="expected 0 <= negative <= count, found negative=3, count=2"):
         WindowStats(2, 3, 0.0)
+
+
+def test_a_rule_may_also_require_the_mean_sentiment_to_fall() -> None:
+    # Baseline mean -0.1. A burst of mildly negative stories (mean -0.25, a drop of 0.15) against one of
+    # strongly negative stories (mean -0.5, a drop of 0.4).
+    mild, strong = WindowStats(40, 28, -0.25 * 40), WindowStats(40, 28, -0.5 * 40)
+    params = _params(min_sentiment_drop=0.3)
+    assert detect(mild, CALM, _params(), was_firing=False).firing  # the share alone fires
+    quiet = detect(mild, CALM, params, was_firing=False)
+    assert not quiet.firing
+    assert quiet.reason.endswith("(a drop of 0.15); below the required drop of 0.3")
+    fired = detect(strong, CALM, params, was_firing=False)
+    assert fired.firing and fired.reason.startswith("negative spike: mean sentiment -0.50")
+    assert detect(mild, CALM, params, was_firing=True).firing  # held above half the drop
+    assert not detect(WindowStats(40, 28, -0.2 * 40), CALM, params, was_firing=True).firing
+
+
+def test_an_impossible_sentiment_drop_is_refused() -> None:
+    with pytest.raises(InvalidInput, match="min_sentiment_drop"):
+        _params(min_sentiment_drop=2.5)

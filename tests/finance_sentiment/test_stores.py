@@ -199,12 +199,24 @@ def test_rule_crud_keeps_the_secret_write_only(database: Database) -> None:
         assert [rule.name for rule in list_rules(session)] == ["tech"]
 
 
+def test_a_rules_sentiment_drop_is_optional_set_and_cleared(database: Database) -> None:
+    with database.session() as session:
+        rule_id = create_rule(session, AlertRuleIn(name="banks", webhook_url=HOOK)).id
+        assert AlertRuleOut.model_validate(get_rule(session, rule_id)).min_sentiment_drop is None
+        update_rule(session, rule_id, AlertRulePatch(min_sentiment_drop=0.3))
+    with database.session() as session:
+        assert AlertRuleOut.model_validate(get_rule(session, rule_id)).min_sentiment_drop == 0.3
+        update_rule(session, rule_id, AlertRulePatch.model_validate({"min_sentiment_drop": None}))
+        assert get_rule(session, rule_id).min_sentiment_drop is None
+
+
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
         ({"webhook_url": "ftp://127.0.0.1/x"}, "expected an http:// or https:// URL"),
         ({"min_negative_share": 1.5}, "less than or equal to 1"),
         ({"z_threshold": 0}, "greater than 0"),
+        ({"min_sentiment_drop": 2.5}, "less than or equal to 2"),
         ({"method": "mean"}, "'ewma' or 'robust_z'"),
         ({"match": ["x"] * 101}, "at most 100 items"),
         ({"secret": "s" * 501}, "at most 500 characters"),

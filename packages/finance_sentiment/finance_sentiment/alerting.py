@@ -103,6 +103,7 @@ def rule_params(rule: AlertRule) -> SpikeParams:
         min_negative_share=rule.min_negative_share,
         z_threshold=rule.z_threshold,
         method=rule.method,
+        min_sentiment_drop=rule.min_sentiment_drop,
     )
 
 

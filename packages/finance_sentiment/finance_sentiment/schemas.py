@@ -223,6 +223,10 @@ RULE_DOCS = {
     "min_count": "Documents a window needs before it can fire.",
     "min_negative_share": "Share of negative documents (0..1) a window needs before it can fire.",
     "z_threshold": "How many baseline deviations above the baseline a window must be (0 < z <= 100).",
+    "min_sentiment_drop": (
+        "How far (0..2) the window's mean sentiment score must fall below the baseline's mean before it can"
+        " fire; null leaves the mean score out."
+    ),
     "method": "Baseline: ewma (exponentially weighted mean and variance) or robust_z (median and MAD).",
     "repeat_interval_seconds": "Notify again about a still-firing alert after this many seconds.",
     "webhook_url": "Where notifications are POSTed (http or https).",
@@ -238,6 +242,8 @@ BaselineWindows = Annotated[int, Field(ge=1, le=1000)]
 MinCount = Annotated[int, Field(ge=1, le=1_000_000)]
 Share = Annotated[float, Field(ge=0.0, le=1.0)]
 ZThreshold = Annotated[float, Field(gt=0.0, le=100.0)]
+SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0)]
+NULLABLE_RULE_FIELDS = ("secret", "min_sentiment_drop")  # a patch may clear these with null
 RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
 
@@ -261,6 +267,7 @@ class AlertRuleIn(BaseModel):
     min_count: MinCount = Field(5, description=RULE_DOCS["min_count"])
     min_negative_share: Share = Field(0.5, description=RULE_DOCS["min_negative_share"])
     z_threshold: ZThreshold = Field(3.0, description=RULE_DOCS["z_threshold"])
+    min_sentiment_drop: SentimentDrop | None = Field(None, description=RULE_DOCS["min_sentiment_drop"])
     method: Method = Field("ewma", description=RULE_DOCS["method"])
     repeat_interval_seconds: RepeatSeconds = Field(14400, description=RULE_DOCS["repeat_interval_seconds"])
     webhook_url: HttpUrl = Field(description=RULE_DOCS["webhook_url"])
@@ -275,7 +282,8 @@ class AlertRuleIn(BaseModel):
 
 
 class AlertRulePatch(BaseModel):
-    """Changes to a rule: only the fields sent change; `"secret": null` removes the secret."""
+    """Changes to a rule: only the fields sent change; `"secret": null` removes the secret and
+    `"min_sentiment_drop": null` the mean-score test."""
 
     model_config = _INPUT
 
@@ -287,6 +295,7 @@ class AlertRulePatch(BaseModel):
     min_count: MinCount | None = Field(None, description=RULE_DOCS["min_count"])
     min_negative_share: Share | None = Field(None, description=RULE_DOCS["min_negative_share"])
     z_threshold: ZThreshold | None = Field(None, description=RULE_DOCS["z_threshold"])
+    min_sentiment_drop: SentimentDrop | None = Field(None, description=RULE_DOCS["min_sentiment_drop"])
     method: Method | None = Field(None, description=RULE_DOCS["method"])
     repeat_interval_seconds: RepeatSeconds | None = Field(
         None, description=RULE_DOCS["repeat_interval_seconds"]
@@ -298,7 +307,7 @@ class AlertRulePatch(BaseModel):
 
     @model_validator(mode="after")
     def _field_rules(self) -> AlertRulePatch:
-        _refuse_nulls(self, tuple(name for name in RULE_DOCS if name != "secret"))
+        _refuse_nulls(self, tuple(name for name in RULE_DOCS if name not in NULLABLE_RULE_FIELDS))
         return self
 
 
@@ -316,6 +325,7 @@ class AlertRuleOut(BaseModel):
     min_count: int
     min_negative_share: float
     z_threshold: float
+    min_sentiment_drop: float | None
     method: Method
     repeat_interval_seconds: int
     webhook_url: str

@@ -9,6 +9,10 @@ the current window is compared with the previous ones (the baseline, oldest firs
 
 The binomial term ``mu * (1 - mu) / count`` is the noise of a share measured on ``count`` stories, so two
 negative stories out of three are not a crisis. Without baseline data, ``mu`` is ``prior_negative_share``.
+
+A rule may also ask the mean sentiment score to fall: ``min_sentiment_drop`` is how far the window's mean
+score must lie below the baseline's mean (scores are in [-1, 1]), so a burst of mildly negative stories
+that leaves the mean where it was does not fire such a rule.
 """
 
 from __future__ import annotations
@@ -67,6 +71,8 @@ class SpikeParams:
         ewma_alpha: EWMA weight of the newest baseline window, in (0, 1].
         prior_negative_share: Baseline mean used when the baseline holds no stories.
         sigma_floor: Smallest baseline spread, so a perfectly flat history does not make any blip a spike.
+        min_sentiment_drop: How far (0..2) the mean sentiment must lie below the baseline's mean for the
+            window to fire (a firing series resolves below half of it); None leaves the mean out.
     """
 
     min_count: int
@@ -76,6 +82,7 @@ class SpikeParams:
     ewma_alpha: float = 0.3
     prior_negative_share: float = 0.2
     sigma_floor: float = 0.05
+    min_sentiment_drop: float | None = None
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -85,6 +92,8 @@ class SpikeParams:
         for name in ("min_negative_share", "prior_negative_share"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise InvalidInput(f"expected {name} in [0, 1], found {getattr(self, name)}")
+        if self.min_sentiment_drop is not None and not 0.0 <= self.min_sentiment_drop <= 2.0:
+            raise InvalidInput(f"expected min_sentiment_drop in [0, 2], found {self.min_sentiment_drop}")
         if not 0.0 < self.ewma_alpha <= 1.0:
             raise InvalidInput(f"expected ewma_alpha in (0, 1], found {self.ewma_alpha}")
         if self.z_threshold <= 0 or self.sigma_floor <= 0:
@@ -118,9 +127,11 @@ def detect(
 ) -> SpikeVerdict:
     """Decide whether the current window is a negative spike.
 
-    A quiet series fires when ``count >= min_count``, ``share >= min_negative_share`` and
-    ``z >= z_threshold``. A firing series stays firing until one of: ``share < min_negative_share``,
-    ``count < min_count`` or ``z < z_threshold / 2`` (hysteresis, so it does not flap at the threshold).
+    A quiet series fires when ``count >= min_count``, ``share >= min_negative_share``, ``z >= z_threshold``
+    and, when the rule sets it, the mean sentiment lies at least ``min_sentiment_drop`` below the baseline's.
+    A firing series stays firing until one of: ``share < min_negative_share``, ``count < min_count``,
+    ``z < z_threshold / 2`` or a drop under ``min_sentiment_drop / 2`` (hysteresis, so it does not flap at
+    the threshold).
 
     Args:
         current: The window being judged.
@@ -148,6 +159,8 @@ def detect(
     else:
         z = 0.0
     firing, reason = _decide(current, share, mu, z, params, was_firing)
+    if firing and params.min_sentiment_drop is not None:
+        firing, reason = _decide_mean(current, baseline_sentiment, params.min_sentiment_drop, was_firing)
     return SpikeVerdict(
         firing=firing, z=z, baseline_share=mu, baseline_sentiment=baseline_sentiment, reason=reason
     )
@@ -167,6 +180,20 @@ def _decide(
     threshold = params.z_threshold / 2 if was_firing else params.z_threshold
     if z < threshold:
         return False, f"{numbers}; below the z threshold {threshold:g}"
+    return True, f"negative spike: {numbers}"
+
+
+def _decide_mean(
+    current: WindowStats, baseline_sentiment: float, min_drop: float, was_firing: bool
+) -> tuple[bool, str]:
+    drop = baseline_sentiment - current.mean_sentiment
+    numbers = (
+        f"mean sentiment {current.mean_sentiment:+.2f} against a baseline of {baseline_sentiment:+.2f} "
+        f"(a drop of {drop:.2f})"
+    )
+    threshold = min_drop / 2 if was_firing else min_drop
+    if drop < threshold:
+        return False, f"{numbers}; below the required drop of {threshold:g}"
     return True, f"negative spike: {numbers}"
 
 

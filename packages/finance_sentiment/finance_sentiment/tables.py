@@ -126,6 +126,7 @@ class AlertRule(Base):
     min_count: Mapped[int] = mapped_column(Integer)
     min_negative_share: Mapped[float] = mapped_column(Float)
     z_threshold: Mapped[float] = mapped_column(Float)
+    min_sentiment_drop: Mapped[float | None] = mapped_column(Float)  # None: the mean score is not tested
     method: Mapped[str] = mapped_column(String(20))  # ewma | robust_z
     repeat_interval_seconds: Mapped[int] = mapped_column(Integer)
     webhook_url: Mapped[str] = mapped_column(String(2048))
