@@ -270,6 +270,22 @@ def test_a_row_missing_a_column_is_one_line_naming_file_row_and_column(
     assert not (tmp_path / "m").exists()
 
 
+def test_serve_and_train_misconfigurations_are_one_line(tmp_path: Path) -> None:
+    line = one_error_line(invoke("serve", "--port", 0, env={"REC_CANDIDATES": "0"}))
+    assert "candidates (REC_CANDIDATES): Input should be greater than or equal to 1; found '0'" in line
+    line = one_error_line(invoke("serve", "--port", 0, "--database-url", "notaurl"))
+    assert "database_url (REC_DATABASE_URL)" in line and "'notaurl'" in line
+    line = one_error_line(invoke("serve", "--port", 0, "--model-path", tmp_path / "nothing"))
+    assert "found no recommender.json" in line
+    afile = tmp_path / "afile"
+    afile.write_text("", encoding="utf-8")
+    data = ["--interactions", write_interactions(tmp_path / "events.csv"), "--items",
+            write_catalog(tmp_path / "items.csv"), "--epochs", 0]  # fmt: skip
+    for output in (afile, afile / "model"):
+        line = one_error_line(invoke("train", *data, "--output", output))
+        assert f"--output {output}: expected a folder for the model; {afile} is a file" in line
+
+
 def test_convert_datasets(tmp_path: Path) -> None:
     movielens = tmp_path / "ml"
     movielens.mkdir()

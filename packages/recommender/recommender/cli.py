@@ -21,6 +21,8 @@ from textcore import InvalidInput
 from textcore import cli as core_cli
 
 if TYPE_CHECKING:
+    from pydantic import ValidationError
+
     from recommender.data import Catalog, Interactions
     from recommender.settings import RecommenderSettings
 
@@ -55,10 +57,47 @@ PrecisionOpt = Annotated[str, typer.Option(help="auto, bf16 or fp32")]
 
 
 def _settings(**overrides: Any) -> RecommenderSettings:
+    """The service settings: ``REC_*`` environment variables, then the options given (None: not given).
+
+    Raises:
+        InvalidInput: Naming every bad setting and its environment variable.
+    """
     # Imported here: the settings pull in torch (through textcore.settings), which --help does not need.
+    from pydantic import ValidationError  # noqa: PLC0415
+
     from recommender.settings import RecommenderSettings  # noqa: PLC0415
 
-    return RecommenderSettings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return RecommenderSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise InvalidInput(f"settings: {_setting_errors(exc)}") from None
+
+
+def _setting_errors(exc: ValidationError) -> str:
+    """A pydantic ValidationError of the settings in one line: each field, its variable, what was wrong."""
+    parts = []
+    for error in exc.errors(include_url=False):
+        loc = [str(part) for part in error["loc"]]
+        where = f"{'.'.join(loc)} (REC_{'__'.join(loc).upper()})" if loc else "settings"
+        parts.append(f"{where}: {error['msg']}; found {error.get('input')!r:.80}")
+    return "; ".join(parts)
+
+
+def _require_output_folder(output: Path) -> None:
+    """Refuse an --output that is a file, or lies inside one, before any work is done."""
+    existing = next((path for path in (output, *output.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InvalidInput(f"--output {output}: expected a folder for the model; {existing} is a file")
+
+
+def _require_model_folder(folder: Path) -> None:
+    """Refuse a model path without a model before the service starts loading it."""
+    from recommender.model import MODEL_FILE  # noqa: PLC0415 - imports torch
+
+    if not (folder / MODEL_FILE).is_file():
+        raise InvalidInput(
+            f"model path {folder}: expected a folder written by `recommender train`; found no {MODEL_FILE}"
+        )
 
 
 def _print_json(report: dict[str, Any]) -> None:
@@ -227,9 +266,13 @@ def serve(
 
     from recommender.app import create_app  # noqa: PLC0415
 
-    settings = core_cli.run_or_exit(
-        lambda: _settings(database_url=database_url, model_path=model_path, index_path=index_path)
-    )
+    def checked() -> RecommenderSettings:
+        settings = _settings(database_url=database_url, model_path=model_path, index_path=index_path)
+        if settings.model_path is not None:
+            _require_model_folder(settings.model_path)
+        return settings
+
+    settings = core_cli.run_or_exit(checked)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 
@@ -267,6 +310,7 @@ def train(
     def action() -> dict[str, Any]:
         from recommender.training import RecTrainConfig, train_model  # noqa: PLC0415 - heavy imports
 
+        _require_output_folder(output)
         data, catalog = _read_data(
             interactions,
             items,

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from textcore.settings import ServiceSettings
 
@@ -75,3 +77,15 @@ class RecommenderSettings(ServiceSettings):
     )
     # A full batch of 10,000 events or 1,000 items with their text is a few megabytes of JSON.
     max_body_bytes: int = Field(8_000_000, ge=1, description="Largest accepted request body, in bytes.")
+
+    @field_validator("database_url")
+    @classmethod
+    def _parsable_url(cls, url: str) -> str:
+        """Refuse a URL SQLAlchemy cannot read with the settings, not when the service starts on it."""
+        try:
+            make_url(url)
+        except (ArgumentError, ValueError):
+            raise ValueError(
+                "expected a SQLAlchemy URL such as sqlite:///FILE or postgresql+psycopg://USER@HOST/DB"
+            ) from None
+        return url
