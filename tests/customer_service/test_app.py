@@ -333,6 +333,26 @@ def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:
     assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business")
 
 
+def test_a_short_question_with_a_pronoun_and_a_topic_of_its_own_is_not_answered_as_the_old_one(
+    client: TestClient,
+) -> None:
+    # "that" points back, but "mortgage rate" names a new topic: read with the password question the
+    # rewritten query finds the password FAQ, read alone the mortgage one; both are offered, its own first
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    asked = chat(client, "Is that mortgage rate fixed?", sid)
+    assert asked["action"] == "clarify", asked
+    assert [s["id"] for s in asked["sources"]] == ["mortgage-rates", "reset-password"]
+    chosen = chat(client, "the first one", sid)
+    assert (chosen["action"], chosen["sources"][0]["id"]) == ("answer", "mortgage-rates")
+    # a pronoun that only points back is still read with the previous turn
+    sid = chat(client, "What is the daily cash withdrawal limit?")["session_id"]
+    free = chat(client, "Is it free?", sid)
+    assert (free["action"], free["sources"][0]["id"]) == ("answer", "atm-limit")
+    sid = chat(client, "What are your mortgage rates?")["session_id"]
+    fixed = chat(client, "Is that rate fixed?", sid)
+    assert (fixed["action"], fixed["sources"][0]["id"]) == ("answer", "mortgage-rates")
+
+
 def test_templates_fill_slots_and_injection_is_harmless(client: TestClient) -> None:
     reply = chat(client, "What are your opening hours?", context={"first_name": "Ana"})
     assert reply["answer"].startswith("Hi Ana! Branches are open") and reply["mode"] == "template"

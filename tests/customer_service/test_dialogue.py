@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from customer_service.clarification import chosen_option
-from customer_service.followup import CARRIED_WORDS, is_follow_up, rewrite
+from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
 from customer_service.policy import asks_for_person, decide
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
@@ -29,6 +29,20 @@ POLICY = PolicySettings(
 )
 def test_follow_ups_are_recognised(message: str, expected: bool) -> None:
     assert is_follow_up(message) is expected
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("is it free?", True),
+        ("Is that mortgage rate fixed?", True),
+        ("and for business accounts?", False),  # a connective leans on the previous turn for sure
+        ("what about it?", False),
+        ("How do I reset my online banking password?", False),
+    ],
+)
+def test_follow_ups_by_a_pronoun_alone_are_told_apart(message: str, expected: bool) -> None:
+    assert points_back_only(message) is expected
 
 
 def test_a_follow_up_is_read_with_the_previous_query() -> None:

@@ -21,7 +21,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from customer_service.answers import Answer, Answerer
 from customer_service.clarification import chosen_option
 from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
-from customer_service.followup import own_words, rewrite
+from customer_service.followup import own_words, points_back_only, rewrite
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
 from customer_service.policy import Decision, decide
@@ -183,8 +183,11 @@ class Bot:
         )
         if decision.template_only:  # the passages found are not relevant: neither cited nor templated
             passages = []
-        if decision.action == "clarify" and query != " ".join(message.split()):  # a rewritten follow-up
+        rewritten = query != " ".join(message.split())
+        if decision.action == "clarify" and rewritten:
             decision, passages = self._settle_follow_up(message, decision, passages)
+        elif decision.action == "answer" and passages and rewritten and points_back_only(message):
+            decision, passages = self._weigh_own_reading(message, decision, passages)
         return Plan(session, message, query, intent, passages, decision, history, context, started)
 
     def _chosen(self, message: str, history: list[TurnRecord]) -> list[Passage] | None:
@@ -218,6 +221,30 @@ class Bot:
             passages = [passages[1], passages[0], *passages[2:]]
         reason = f"follow-up: its own words pick one of two close candidates ({max(first, second):.2f})"
         return Decision("answer", reason, 0), passages
+
+    def _weigh_own_reading(
+        self, message: str, decision: Decision, passages: list[Passage]
+    ) -> tuple[Decision, list[Passage]]:
+        """A short message that points back may name a topic of its own: when it finds a relevant passage by
+        itself and the rewritten query's answer is not among those, the two readings disagree, and the
+        customer is offered both (its own first) rather than answered on the previous topic.
+
+        "Is that mortgage rate fixed?" after a password question: read with that question it finds the
+        password FAQ, read alone the mortgage one. "Is it free?" alone finds nothing relevant: the rewrite
+        stands.
+        """
+        alone = self.retriever.search(message, k=max(2, self.settings.sources_per_answer))
+        threshold = self.settings.policy.min_answer_score
+        if self.retriever.reranker is None:
+            threshold = self.settings.policy.min_similarity
+        relevance = self._relevance(message, alone)
+        relevant = [p for p, score in zip(alone, relevance, strict=True) if score >= threshold]
+        entry = passages[0].document_id or passages[0].id
+        if not relevant or entry in {p.document_id or p.id for p in relevant}:
+            return decision, passages
+        own = relevant[0]
+        reason = f"follow-up or a new topic: alone it finds {own.id}, with the previous turn {passages[0].id}"
+        return Decision("clarify", reason, 0), [own, passages[0]]
 
     def _intent_template_renders(
         self, intent: IntentResult | None, message: str, context: dict[str, str]

@@ -5,7 +5,9 @@ means, not what its few words say. A message is a follow-up when it opens with a
 about", "how about", "also", "what if", ...) or is short and points back with a pronoun ("is it free?"). It is
 then rewritten as the previous turn's query (its last `CARRIED_WORDS` words) followed by the message without
 its connective; everything else (intent, retrieval) works on the rewritten query. A message that stands on its
-own is left as it is.
+own is left as it is. A short message with a pronoun but no connective may name a topic of its own ("Is that
+mortgage rate fixed?" after a question on passwords): `points_back_only` tells the bot to check how it reads
+alone.
 """
 
 from __future__ import annotations
@@ -31,6 +33,11 @@ def is_follow_up(message: str) -> bool:
         return True
     words = WORD.findall(message)
     return 0 < len(words) <= SHORT and bool(POINTER.search(message))
+
+
+def points_back_only(message: str) -> bool:
+    """Whether `message` is a follow-up by a pronoun alone ("is it free?"), with no connective ("and...")."""
+    return is_follow_up(message) and not CONNECTIVE.match(message)
 
 
 def own_words(message: str) -> str:
