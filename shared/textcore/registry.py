@@ -84,13 +84,21 @@ class ModelRegistry:
     Safe for concurrent writers (threads or processes) on one local filesystem.
 
     Args:
-        root: The registry folder; created if missing.
+        root: The registry folder; created if missing when `create` is true.
+        create: False for a registry that must exist already (reading, promoting): a mistyped root is then
+            an error instead of a new empty folder.
+
+    Raises:
+        InvalidInput: `root` is a file.
+        NotFound: `root` does not exist and `create` is false.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str], *, create: bool = True) -> None:
         self.root = Path(root)
         if self.root.exists() and not self.root.is_dir():
             raise InvalidInput(f"registry root {self.root}: expected a folder; found a file")
+        if not create and not self.root.is_dir():
+            raise NotFound(f"registry root {self.root}: expected an existing folder; it does not exist")
         self.root.mkdir(parents=True, exist_ok=True)
 
     def _dir(self, name: str, *, must_exist: bool = True) -> Path:

@@ -1,4 +1,8 @@
-"""`textcore registry ...`: keep trained model folders as numbered versions with an `active` alias."""
+"""`textcore registry ...`: keep trained model folders as numbered versions with an `active` alias.
+
+Only `register` creates a missing registry root; every other command needs the registry to exist, so a
+mistyped ``--root`` is one error line (exit 2), not a new empty folder.
+"""
 
 from __future__ import annotations
 
@@ -58,7 +62,7 @@ def promote(
     """Make a version the active one (atomic; running apps pick it up on their next refresh)."""
     from textcore.cli import run_or_exit  # noqa: PLC0415
 
-    chosen = run_or_exit(lambda: ModelRegistry(root).promote(name, version, note=note))
+    chosen = run_or_exit(lambda: ModelRegistry(root, create=False).promote(name, version, note=note))
     print(json.dumps({**_summary(chosen), "active": True}))
 
 
@@ -67,7 +71,7 @@ def list_versions(root: RootOpt, name: NameOpt) -> None:
     """Show every version of a model and which one is active."""
     from textcore.cli import run_or_exit  # noqa: PLC0415
 
-    registry = run_or_exit(lambda: ModelRegistry(root))
+    registry = run_or_exit(lambda: ModelRegistry(root, create=False))
     versions = run_or_exit(lambda: registry.versions(name))
     active = registry.active(name).version if _has_active(registry, name) else None
     table = Table(title=f"{name} in {root}")
@@ -129,7 +133,7 @@ def gate_command(
 
     decision = run_or_exit(
         lambda: gate(
-            ModelRegistry(root),
+            ModelRegistry(root, create=False),
             name,
             version,
             eval_data,
@@ -168,7 +172,7 @@ def retrain_command(
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "device": device}
 
     def action() -> RetrainResult:
-        registry = ModelRegistry(root)
+        registry = ModelRegistry(root, create=False)
         config = recorded_config(registry.active(name)).replace(
             **{k: v for k, v in overrides.items() if v is not None}
         )
