@@ -126,7 +126,7 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
 def read_texts(path: str | os.PathLike[str], text_column: str) -> list[str]:
     """Read one text column (rows with an empty text are refused, not skipped)."""
     rows = read_table(path)
-    _require_columns(path, rows, [text_column])
+    require_columns(path, rows, [text_column])
     texts = [row[text_column] for row in rows]
     _require_non_empty(path, texts, text_column)
     return texts
@@ -170,7 +170,7 @@ def read_labelled(
             not a finite number >= 0 (or no weight above 0).
     """
     rows = read_table(path)
-    _require_columns(path, rows, [text_column, label_column, *([weight_column] if weight_column else [])])
+    require_columns(path, rows, [text_column, label_column, *([weight_column] if weight_column else [])])
     texts = [row[text_column] for row in rows]
     labels = [row[label_column].strip() for row in rows]
     _require_non_empty(path, texts, text_column)
@@ -196,8 +196,13 @@ def _weights(path: str | os.PathLike[str], values: list[str], column: str) -> li
     return weights
 
 
-def _require_columns(path: str | os.PathLike[str], rows: list[dict[str, str]], columns: list[str]) -> None:
-    """Every row has every column (a JSON Lines row may leave one out where the first row has it)."""
+def require_columns(path: str | os.PathLike[str], rows: list[dict[str, str]], columns: list[str]) -> None:
+    """Refuse rows without every one of `columns` (a JSON Lines row may leave one out where the first row has
+    it), naming the file, the row and the column.
+
+    Raises:
+        InvalidInput: No rows, a column missing from the first row, or from a later one.
+    """
     if not rows:
         raise InvalidInput(f"{path}: expected at least one data row; found none")
     present = list(rows[0])
@@ -354,7 +359,7 @@ def read_pairs(
     """Read pairs (and optional negatives) from a CSV/JSONL file; refuses empty cells."""
     rows = read_table(path)
     wanted = [c for c in (anchor, positive, negative) if c]
-    _require_columns(path, rows, wanted)
+    require_columns(path, rows, wanted)
     for number, row in enumerate(rows, start=1):
         empty = [c for c in wanted if not row[c].strip()]
         if empty:
@@ -457,7 +462,7 @@ def read_scored_pairs(
             number in [0, 1].
     """
     rows = read_table(path)
-    _require_columns(path, rows, [query_column, passage_column, label_column])
+    require_columns(path, rows, [query_column, passage_column, label_column])
     queries = [row[query_column] for row in rows]
     passages = [row[passage_column] for row in rows]
     _require_non_empty(path, queries, query_column)

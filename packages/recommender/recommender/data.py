@@ -21,7 +21,7 @@ from typing import TypeVar
 import numpy as np
 
 from textcore import InvalidInput, read_table
-from textcore.data import _require_columns as require_columns
+from textcore.data import require_columns
 
 _T = TypeVar("_T")
 

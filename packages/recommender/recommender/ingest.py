@@ -18,7 +18,7 @@ from recommender.data import item_text
 from recommender.events import EventRecord
 from recommender.tables import EVENT_TYPES, ID_LENGTH
 from textcore import InvalidInput, read_table
-from textcore.data import _require_columns as require_columns
+from textcore.data import require_columns
 from textcore.sql import aware_utc
 
 
