@@ -306,6 +306,25 @@ def test_trained_model_recommends_from_the_users_theme(
     )
 
 
+def test_service_counts_as_positive_the_ratings_the_model_was_trained_on(
+    tmp_path: Path, sqlite_url: str, trained_model_dir: Path
+) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(trained_model_dir, folder)
+    saved = json.loads((folder / MODEL_FILE).read_text())
+    saved["meta"]["sources"]["min_rating"] = 4.0  # as `recommender train --min-rating 4` records it
+    (folder / MODEL_FILE).write_text(json.dumps(saved))
+    with open_recommender(rec_settings(tmp_path, sqlite_url, "unused", model_path=folder)) as service:
+        assert service.min_rating == 4.0
+    explicit = rec_settings(tmp_path, sqlite_url, "unused", model_path=folder, min_rating=None)
+    with open_recommender(explicit) as service:  # the operator's setting wins, even "every rating"
+        assert service.min_rating is None
+    with open_recommender(
+        rec_settings(tmp_path, sqlite_url, "unused", model_path=trained_model_dir)
+    ) as service:
+        assert service.min_rating is None  # trained without a threshold
+
+
 def test_service_counts_cooccurrence_as_the_model_was_fitted(
     tmp_path: Path, sqlite_url: str, trained_model_dir: Path
 ) -> None:

@@ -452,6 +452,16 @@ def load_model(settings: RecommenderSettings) -> TextInterestModel:
     return TextInterestModel.from_base(encoder.model, device=encoder.device, precision=encoder.precision)
 
 
+def serving_min_rating(settings: RecommenderSettings, model: TextInterestModel) -> float | None:
+    """The rating that makes an event a positive: ``REC_MIN_RATING`` when it is set, else the one the model
+    was trained with (`recommender train --min-rating`), so that served histories and co-occurrence count the
+    positives the model learned from; None: every rating counts."""
+    if "min_rating" in settings.model_fields_set:
+        return settings.min_rating
+    trained = model.meta.get("sources", {}).get("min_rating")
+    return None if trained is None else float(trained)
+
+
 def load_rescorer(settings: RecommenderSettings) -> Rescorer | None:
     """The model's rescorer when re-scoring is on and its fitted weight is above 0, else None."""
     if settings.model_path is None or not settings.rescore:
@@ -505,7 +515,7 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
             model,
             catalog,
             behaviour,
-            min_rating=settings.min_rating,
+            min_rating=serving_min_rating(settings, model),
             candidates=settings.candidates,
             max_items=settings.max_items_per_request,
             max_events=settings.max_events_per_request,

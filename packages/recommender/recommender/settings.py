@@ -36,7 +36,9 @@ class RecommenderSettings(ServiceSettings):
     max_items_per_request: int = Field(1000, ge=1, le=100_000, description="Candidates per score request.")
     max_events_per_request: int = Field(10_000, ge=1, le=1_000_000, description="Events per ingest batch.")
     min_rating: float | None = Field(
-        None, description="Ratings at or above this count as positives; None: every rating does."
+        None,
+        description="Ratings at or above this count as positives; unset: the threshold the model was trained "
+        "with (`recommender train --min-rating`), or every rating for a model trained without one.",
     )
     rescore: bool = Field(
         True,
