@@ -171,6 +171,28 @@ def test_knowledge_changes_from_the_cli_are_visible_to_the_next_request(
     assert client.get("/v1/knowledge").json()["version"] == cli_version
 
 
+def test_an_ingest_with_a_bad_file_stores_nothing_and_names_the_file(
+    client: TestClient, settings: CustomerServiceSettings, tmp_path: Path
+) -> None:
+    where = ["--database-url", settings.database_url, "--index-dir", str(settings.index_dir)]
+    folder = tmp_path / "kb"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Savings\n\nOur easy-access saver pays 3% a year.\n")
+    (folder / "b.md").write_text("   \n")  # no text: refused
+    (folder / "c.md").write_text("# Loans\n\nPersonal loans from 1,000 to 25,000 euros.\n")
+    before = client.get("/v1/knowledge").json()
+    failed = CliRunner().invoke(cli_app, ["ingest", str(folder), *where])
+    assert failed.exit_code == 2, failed.output
+    assert "'b.md' (markdown) has none" in failed.output and "nothing from" in failed.output
+    assert client.get("/v1/knowledge").json() == before  # a.md was not stored ahead of the bad file
+
+    (folder / "b.md").write_text("# Mortgages\n\nFixed rates for 2, 5 or 10 years.\n")
+    stored = CliRunner().invoke(cli_app, ["ingest", str(folder), *where])
+    assert stored.exit_code == 0, stored.output
+    chunks = client.get("/v1/knowledge", params={"kind": "chunk"}).json()["items"]
+    assert sorted({c["document_id"] for c in chunks}) == ["a.md", "b.md", "c.md"]
+
+
 def test_documents_are_chunked_and_cited(client: TestClient) -> None:
     text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
     stored = client.put(
@@ -220,6 +242,8 @@ def test_document_ids_with_slashes_are_reachable(client: TestClient) -> None:
     # an id that GET /v1/knowledge/<id> could never reach is refused when it is written
     refused = problem(client.put("/v1/knowledge/faqs/search", json={"question": "q?", "answer": "a"}), 422)
     assert "reserved" in refused["detail"]
+    for offset in (10_000_001, 2**63, 10**20):  # a listing offset no database integer holds: 422, not 500
+        problem(client.get("/v1/knowledge", params={"offset": offset}), 422)
 
 
 def test_handoff_flow(client: TestClient) -> None:

@@ -2,7 +2,10 @@
 
 A path may be one file or a folder, read recursively in name order. A table file's rows are FAQs; any other
 supported file is a document whose id is its path relative to the folder (or its name), whose title is its
-first heading (else its file name) and whose chunks replace the document's earlier ones.
+first heading (else its file name) and whose chunks replace the document's earlier ones. An ingest is all or
+nothing: every file is read and checked before anything is written, and all of it is written in one
+transaction, so a bad file (an empty page, an id the knowledge base refuses) leaves the knowledge base as it
+was and names the file.
 """
 
 from __future__ import annotations
@@ -12,9 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from customer_service.chunking import format_of
-from customer_service.knowledge import KnowledgeBase
+from customer_service.knowledge import DocumentIn, FaqIn, KnowledgeBase
 from customer_service.retrieval_eval import read_faqs
-from textcore import InvalidInput
+from textcore import Conflict, InvalidInput
 
 TABLES = (".csv", ".tsv", ".jsonl", ".ndjson")
 DOCUMENTS = (".md", ".markdown", ".html", ".htm", ".txt")
@@ -46,22 +49,29 @@ def ingest_path(kb: KnowledgeBase, path: Path, *, category: str = "") -> IngestR
     )
     if not files:
         raise InvalidInput(f"expected {', '.join((*TABLES, *DOCUMENTS))} files under {path}; found none")
-    report = IngestReport()
+    faqs: list[FaqIn] = []
+    documents: list[DocumentIn] = []
     for file in files:
         if file.suffix.lower() in TABLES:
-            report.faqs += kb.upsert_faqs(read_faqs(file))
+            faqs += read_faqs(file)
         elif file.suffix.lower() in DOCUMENTS:
             document_id = file.relative_to(path).as_posix() if path.is_dir() else file.name
             text = file.read_text(encoding="utf-8", errors="replace")
-            chunks = kb.put_document(
-                document_id, _title(text, file), text, format_of(file.name), category, source=str(file)
+            documents.append(
+                DocumentIn(document_id, _title(text, file), text, format_of(file.name), category, str(file))
             )
-            report.documents += 1
-            report.chunks += len(chunks)
         else:
             raise InvalidInput(f"expected one of {', '.join((*TABLES, *DOCUMENTS))}; found {file.name}")
-        report.files.append(str(file))
-    return report
+    try:
+        chunks = kb.put_many(faqs, documents)
+    except (InvalidInput, Conflict) as exc:
+        raise type(exc)(f"{exc.message} (nothing from {path} was stored)") from exc
+    return IngestReport(
+        faqs=len(faqs),
+        documents=len(documents),
+        chunks=sum(len(ids) for ids in chunks.values()),
+        files=[str(file) for file in files],
+    )
 
 
 def _title(text: str, file: Path) -> str:

@@ -36,7 +36,9 @@ from customer_service.search_index import Passage, Record, SearchIndex, encoder_
 from customer_service.tables import ID_LENGTH, KINDS, KnowledgeEntry, KnowledgeState
 from textcore import Conflict, Encoder, InvalidInput, NotFound
 
-__all__ = ["Entry", "FaqIn", "KnowledgeBase", "Passage"]
+__all__ = ["MAX_OFFSET", "DocumentIn", "Entry", "FaqIn", "KnowledgeBase", "Passage"]
+
+MAX_OFFSET = 10_000_000  # of a listing: beyond any knowledge base, and within every database's integers
 
 _MAX_IDS_PER_QUERY = 500  # bounded IN lists
 RESERVED_IDS = frozenset({"search"})  # GET /v1/knowledge/<id> would reach the route, not the entry
@@ -51,6 +53,27 @@ class FaqIn:
     question: str
     answer: str
     category: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class DocumentIn:
+    """A document to store as chunks (`KnowledgeBase.put_document` / `put_many`)."""
+
+    document_id: str
+    title: str
+    text: str
+    format: str
+    category: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class _Change:
+    """A checked write, not applied yet: the records to index, the SQL to run, the ids it stores."""
+
+    records: builtins.list[Record]
+    write: Callable[[Session], builtins.list[str]]
+    ids: builtins.list[str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,8 +206,10 @@ class KnowledgeBase:
         self, offset: int = 0, limit: int = 50, kind: str | None = None, category: str | None = None
     ) -> builtins.list[Entry]:
         """Entries in order of document (an FAQ is its own), then chunk position; optionally filtered."""
-        if offset < 0 or limit < 1:
-            raise InvalidInput(f"expected offset >= 0 and limit >= 1; found {offset}, {limit}")
+        if not 0 <= offset <= MAX_OFFSET or limit < 1:
+            raise InvalidInput(
+                f"expected 0 <= offset <= {MAX_OFFSET} and limit >= 1; found {offset}, {limit}"
+            )
         group = func.coalesce(KnowledgeEntry.document_id, KnowledgeEntry.id)
         query = _filtered(select(KnowledgeEntry), kind, category)
         query = query.order_by(group, KnowledgeEntry.position, KnowledgeEntry.id).offset(offset).limit(limit)
@@ -239,6 +264,50 @@ class KnowledgeBase:
             InvalidInput: On an empty field, an overlong or '#'-containing id, or an id given twice.
             Conflict: If an id is a document chunk's id or a document's id.
         """
+        if rows:
+            self._apply([self._faq_change(rows)])
+        return len(rows)
+
+    def put_document(
+        self, document_id: str, title: str, text: str, format: str, category: str = "", source: str = ""
+    ) -> builtins.list[str]:
+        """Store a document as chunks, replacing its earlier chunks.
+
+        Returns:
+            The chunk ids, f"{document_id}#{position}", in order.
+
+        Raises:
+            InvalidInput: On a bad id, an unknown format or a document without text.
+            Conflict: If `document_id` is an FAQ's id.
+        """
+        change = self._document_change(DocumentIn(document_id, title, text, format, category, source))
+        self._apply([change])
+        return change.ids
+
+    def put_many(
+        self, faqs: Sequence[FaqIn], documents: Sequence[DocumentIn]
+    ) -> dict[str, builtins.list[str]]:
+        """Store FAQs and documents together, all or nothing: every one is checked (ids, text, clashes)
+        before anything is written, and they are written in one transaction.
+
+        Returns:
+            Each document's chunk ids, by document id.
+
+        Raises:
+            InvalidInput: As `upsert_faqs` and `put_document`, naming the first bad FAQ or document; also a
+                document id given twice.
+            Conflict: As `upsert_faqs` and `put_document`.
+        """
+        repeats = sorted(i for i, n in Counter(d.document_id for d in documents).items() if n > 1)
+        if repeats:
+            raise InvalidInput(f"expected each document id once; repeated: {repeats[:10]!r}")
+        stored = [self._document_change(document) for document in documents]
+        changes = ([self._faq_change(faqs)] if faqs else []) + stored
+        if changes:
+            self._apply(changes)
+        return {d.document_id: change.ids for d, change in zip(documents, stored, strict=True)}
+
+    def _faq_change(self, rows: Sequence[FaqIn]) -> _Change:
         for row in rows:
             _check_faq(row)
         repeats = sorted(i for i, n in Counter(r.id for r in rows).items() if n > 1)
@@ -260,28 +329,20 @@ class KnowledgeBase:
                 session.add(entry)
             return []
 
-        if rows:
-            self._change(records, write)
-        return len(rows)
+        return _Change(records, write, [r.id for r in rows])
 
-    def put_document(
-        self, document_id: str, title: str, text: str, format: str, category: str = "", source: str = ""
-    ) -> builtins.list[str]:
-        """Store a document as chunks, replacing its earlier chunks.
-
-        Returns:
-            The chunk ids, f"{document_id}#{position}", in order.
-
-        Raises:
-            InvalidInput: On a bad id, an unknown format or a document without text.
-            Conflict: If `document_id` is an FAQ's id.
-        """
+    def _document_change(self, document: DocumentIn) -> _Change:
+        document_id, category = document.document_id, document.category
         _check_id(document_id, "document_id", ID_LENGTH - 10)
         chunks = chunk_document(
-            text, format=format, title=title, max_words=self.max_words, overlap_words=self.overlap_words
+            document.text,
+            format=document.format,
+            title=document.title,
+            max_words=self.max_words,
+            overlap_words=self.overlap_words,
         )
         if not chunks:
-            raise InvalidInput(f"expected a document with text; {document_id!r} ({format}) has none")
+            raise InvalidInput(f"expected a document with text; {document_id!r} ({document.format}) has none")
         ids = [f"{document_id}#{chunk.position}" for chunk in chunks]
         records = [
             self._record("chunk", i, c.title, c.text, category, document_id)
@@ -298,13 +359,24 @@ class KnowledgeBase:
             for i, c in zip(ids, chunks, strict=True):
                 entry = KnowledgeEntry(id=i, kind="chunk", title=c.title, question=None, text=c.text)
                 entry.category, entry.document_id, entry.position, entry.source = (
-                    category, document_id, c.position, source,
+                    category, document_id, c.position, document.source,
                 )  # fmt: skip
                 session.add(entry)
             return [e.id for e in old if e.id not in set(ids)]
 
-        self._change(records, write)
-        return ids
+        return _Change(records, write, ids)
+
+    def _apply(self, changes: Sequence[_Change]) -> None:
+        """Write prepared changes in one transaction (see `_change`)."""
+
+        def write(session: Session) -> builtins.list[str]:
+            removed: builtins.list[str] = []
+            for change in changes:
+                removed += change.write(session)
+                session.flush()  # the next change's clash checks see this one's rows
+            return removed
+
+        self._change([r for change in changes for r in change.records], write)
 
     def delete(self, ids: Sequence[str]) -> int:
         """Remove entries: an FAQ or chunk id removes that entry, a document id all its chunks.

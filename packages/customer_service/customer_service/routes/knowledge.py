@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from customer_service.deps import CurrentServiceDep, LimiterDep, ServiceDep
-from customer_service.knowledge import FaqIn
+from customer_service.knowledge import MAX_OFFSET, FaqIn
 from customer_service.retrieval_eval import faq_id
 from customer_service.schemas import (
     ChangeOut,
@@ -30,12 +30,12 @@ AnyIdPath = Annotated[str, Path(min_length=1, max_length=210)]
 async def list_entries(
     service: CurrentServiceDep,
     limiter: LimiterDep,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     kind: Literal["faq", "chunk"] | None = None,
     category: Annotated[str | None, Query(max_length=200)] = None,
 ) -> EntryPage:
-    """FAQs and document chunks, a page at a time."""
+    """FAQs and document chunks, a page at a time (`offset` at most 10,000,000)."""
     kb = service.kb
     rows = await limiter.run(kb.list, offset, limit, kind, category)
     total = await limiter.run(kb.count, kind, category)
