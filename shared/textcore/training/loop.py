@@ -154,6 +154,7 @@ def train(
     resume: bool = False,
     progress: bool = True,
     stop_fraction: float | None = None,
+    identity: dict[str, Any] | None = None,
 ) -> LoopResult:
     """Optimise `task.model` and leave it holding the best evaluated weights.
 
@@ -166,13 +167,23 @@ def train(
         stop_fraction: train a fixed share of the schedule instead (the same warmup and decay, cut after
             that share of its steps), with no evaluation until the end and the final weights kept; for
             refitting on all the data once an earlier run has chosen when to stop.
+        identity: what the run is made from (`textcore.training.checkpoint.run_identity`), kept with its
+            checkpoints; resuming from a checkpoint that recorded another one raises InvalidInput.
 
     Under `torchrun` the ranks train data-parallel (see `textcore.training.distributed`): a step of W ranks
     is a step of one process with W times the gradient accumulation, and only the main process writes
     metrics and checkpoints.
     """
     with process_group(task.device):
-        return _train(task, config, run_dir, resume=resume, progress=progress, stop_fraction=stop_fraction)
+        return _train(
+            task,
+            config,
+            run_dir,
+            resume=resume,
+            progress=progress,
+            stop_fraction=stop_fraction,
+            identity=identity,
+        )
 
 
 def _train(
@@ -183,6 +194,7 @@ def _train(
     resume: bool,
     progress: bool,
     stop_fraction: float | None,
+    identity: dict[str, Any] | None,
 ) -> LoopResult:
     model = task.model
     world, main = world_size(), is_main_process()
@@ -196,7 +208,7 @@ def _train(
         optimizer.register_step_post_hook(lambda *_: task.after_step(state.step + 1))
     schedule = linear_schedule(int(config.warmup_ratio * total), total)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
-    state, best_weights, average = _start(model, optimizer, config, run_dir, resume)
+    state, best_weights, average = _start(model, optimizer, config, run_dir, resume, identity)
     samples, started = 0, time.perf_counter()
     batches = _dealt(_batches_forever(task, config, state), rank(), world)
     model.train()
@@ -243,7 +255,7 @@ def _train(
             state.stopped_early = not fixed and state.bad_evals >= config.patience
             if main and (due and not last if fixed else evaluate):
                 averaged = average.state_dict() if average is not None else None
-                save_checkpoint(run_dir, model, optimizer, state, best_weights, averaged)
+                save_checkpoint(run_dir, model, optimizer, state, best_weights, averaged, identity)
             if state.stopped_early:
                 break
     elapsed = time.perf_counter() - started
@@ -268,14 +280,20 @@ def _train(
 
 
 def _start(
-    model: nn.Module, optimizer: torch.optim.Optimizer, config: TrainConfig, run_dir: Path, resume: bool
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    config: TrainConfig,
+    run_dir: Path,
+    resume: bool,
+    identity: dict[str, Any] | None,
 ) -> tuple[LoopState, dict[str, torch.Tensor], WeightAverage | None]:
-    """The loop state, best weights and weight average to start from: new, or a checkpoint's.
+    """The loop state, best weights and weight average to start from: new, or a checkpoint's (of the run
+    `identity` names).
 
     Every rank ends up with the main process's weights.
     """
     state, best_weights = LoopState(), _cpu_copy(model)
-    restored = load_checkpoint(run_dir, model, optimizer) if resume else None
+    restored = load_checkpoint(run_dir, model, optimizer, identity) if resume else None
     if restored is not None:
         state, best_weights = restored.state, restored.best_weights
     broadcast_parameters(model)

@@ -26,6 +26,7 @@ from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report, tagging_report
 from textcore.models import load_backbone
 from textcore.training.blending import blend_frozen_view
+from textcore.training.checkpoint import run_identity
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask
@@ -115,7 +116,8 @@ def train_classifier(
     # one process group for both runs of a refit under torchrun (a second group on the same rendezvous
     # store could read the first one's stale addresses)
     with process_group(task.device):
-        loop = train(task, config, run_dir, resume=resume, progress=progress)
+        identity = run_identity(config, labels, train_data, val_data)
+        loop = train(task, config, run_dir, resume=resume, progress=progress, identity=identity)
         if config.refit:  # every rank takes part
             final, refit = _refit(
                 train_data, val_data, labels, config, head_init, loop, run_dir, resume, progress
@@ -193,7 +195,10 @@ def _refit(
     task = _classification_task(every, val_data, labels, config, head_init)
     share = selection.best_step / max(1, selection.scheduled_steps)
     refit_dir = run_dir / REFIT_DIR
-    loop = train(task, config, refit_dir, resume=resume, progress=progress, stop_fraction=share)
+    identity = run_identity(config, labels, every, val_data)
+    loop = train(
+        task, config, refit_dir, resume=resume, progress=progress, stop_fraction=share, identity=identity
+    )
     if is_main_process():
         close_run(refit_dir, {"fit_on_validation_rows": loop.best_eval}, config.selection_metric)
     record = {
@@ -268,7 +273,8 @@ def train_few_shot(
     run_dir = output / RUN_DIR
     task.model.eval()
     before = task.evaluate()  # the untuned encoder with the same head: what the contrastive phase adds
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    identity = run_identity(config, labels, train_data, val_data)
+    loop = train(task, config, run_dir, resume=resume, progress=progress, identity=identity)
     if not is_main_process():
         return worker_result(output, loop)
     model = task.classifier_with_head()
@@ -321,7 +327,8 @@ def train_embedder(
     task = EmbeddingTask(backbone, train_pairs, val_pairs, config)
     run_dir = output / RUN_DIR
     baseline = task.evaluate()
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    identity = run_identity(config, [], train_pairs, val_pairs)
+    loop = train(task, config, run_dir, resume=resume, progress=progress, identity=identity)
     if not is_main_process():
         return worker_result(output, loop)
     task.model.eval()
@@ -384,7 +391,8 @@ def train_mlm(
     run_dir = output / RUN_DIR
     task.model.eval()
     before = task.evaluate()
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    identity = run_identity(config, [], train_texts, val_texts)
+    loop = train(task, config, run_dir, resume=resume, progress=progress, identity=identity)
     if not is_main_process():
         return worker_result(output, loop)
     metrics = task.evaluate()  # the restored best weights, dropout off
@@ -453,7 +461,8 @@ def train_reranker(
     seed_everything(config.seed)
     task = CrossEncoderTask(load_backbone(config.base_model), train_pairs, val_pairs, config)
     run_dir = output / RUN_DIR
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    identity = run_identity(config, [RELEVANT], train_pairs, val_pairs)
+    loop = train(task, config, run_dir, resume=resume, progress=progress, identity=identity)
     if not is_main_process():
         return worker_result(output, loop)
     metrics = task.evaluate()  # the restored best weights, dropout off
@@ -516,7 +525,8 @@ def train_tagger(
     seed_everything(config.seed)
     task = TokenClassificationTask(load_backbone(config.base_model), train_data, val_data, labels, config)
     run_dir = output / RUN_DIR
-    loop = train(task, config, run_dir, resume=resume, progress=progress)
+    identity = run_identity(config, labels, train_data, val_data)
+    loop = train(task, config, run_dir, resume=resume, progress=progress, identity=identity)
     if not is_main_process():
         return worker_result(output, loop)
     report = tagging_report(val_data.tags, task.predicted_tags(task.probabilities()))  # best weights
