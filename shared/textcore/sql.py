@@ -17,9 +17,10 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from textcore.errors import InvalidInput
+from textcore.errors import InvalidInput, UpstreamError
 
 # The range a time given by a caller (a query bound, a cursor) must fall in: outside it the value is a
 # mistake, and near the ends of `datetime`'s range the arithmetic on it overflows.
@@ -94,16 +95,31 @@ class Database:
             raise InvalidInput(f"expected a SQLAlchemy database URL, found {url!r}: {exc}") from exc
         self.url = url
         self.migrations = migrations
-        self.engine: Engine = _create_engine(parsed.drivername, url, parsed.database)
+        try:
+            self.engine: Engine = _create_engine(parsed.drivername, url, parsed.database)
+        except (ArgumentError, ImportError) as exc:  # an unknown dialect, or its driver is not installed
+            raise InvalidInput(
+                f"expected a database URL of an installed SQLAlchemy dialect, found "
+                f"{parsed.render_as_string(hide_password=True)!r}: {exc}"
+            ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
 
     def migrate(self) -> None:
-        """Bring the schema to the latest alembic revision (idempotent)."""
+        """Bring the schema to the latest alembic revision (idempotent).
+
+        Raises:
+            UpstreamError: The database cannot be reached (refused, unknown host, bad credentials).
+        """
         config = Config()
         config.set_main_option("script_location", str(self.migrations))
-        with self.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.upgrade(config, "head")
+        try:
+            with self.engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except (OperationalError, InterfaceError) as exc:
+            where = self.engine.url.render_as_string(hide_password=True)
+            reason = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UpstreamError(f"cannot open the database {where}: {reason}") from exc
 
     @contextmanager
     def session(self) -> Iterator[Session]:

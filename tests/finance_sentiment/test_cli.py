@@ -106,3 +106,21 @@ def test_run_once_reports_a_bad_config_in_one_line(tmp_path: Path) -> None:
         invoke("run-once", "--config", missing, "--database-url", f"sqlite:///{tmp_path / 'm.db'}")
     )
     assert str(missing) in line
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "run-once"])
+def test_a_bad_config_or_database_stops_every_command_in_one_line(tmp_path: Path, command: str) -> None:
+    # Checked before anything starts: a config error once surfaced as a traceback from the worker, and from
+    # serve only when the app was starting; a database that cannot be opened, from every command.
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[[sources]]\nname = "wire"\nurl = "https://example.com/feed"\nkind = "rss"\nbogus = 1\n'
+    )
+    sqlite = f"sqlite:///{tmp_path / 'm.db'}"
+    line = one_error_line(invoke(command, "--config", config, "--database-url", sqlite))
+    assert "sources[0].bogus" in line
+    line = one_error_line(invoke(command, "--database-url", "bogus://"))
+    assert "installed SQLAlchemy dialect" in line and "'bogus://'" in line
+    line = one_error_line(invoke(command, "--database-url", "postgresql://monitor:s3cret@127.0.0.1:1/x"))
+    assert line.startswith("error: cannot open the database postgresql://monitor:***@127.0.0.1:1/x: ")
+    assert "s3cret" not in line

@@ -61,8 +61,21 @@ def _require_finance_labels(path: Path, label_column: str) -> None:
 
 
 def _settings(config: Path | None, database_url: str | None, **more: Any) -> FinanceSentimentSettings:
+    """The settings, after the checks that would otherwise stop the service mid-start with a traceback: the
+    config file reads and validates, and the database opens (and is migrated, as the service does first)."""
+    from finance_sentiment.config import load_config  # noqa: PLC0415
+    from finance_sentiment.database import Database  # noqa: PLC0415
+
     overrides = {"config_file": config, "database_url": database_url, **more}
-    return FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
+    settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
+    if settings.config_file:
+        load_config(settings.config_file)
+    db = Database(settings.database_url)
+    try:
+        db.migrate()
+    finally:
+        db.dispose()
+    return settings
 
 
 @app.command()
@@ -89,7 +102,7 @@ def worker(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
     """Only schedule: fetch sources, judge rules and deliver webhooks, for API replicas run --no-scheduler."""
     settings = core_cli.run_or_exit(lambda: _settings(config, database_url))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(_work(settings))
+    core_cli.run_or_exit(lambda: asyncio.run(_work(settings)))
 
 
 async def _work(settings: FinanceSentimentSettings) -> None:
