@@ -14,7 +14,7 @@ from torch import nn
 from textcore.batching import check_batch_settings, encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
-from textcore.models import DEFAULT_MODEL, Backbone, load_backbone
+from textcore.models import DEFAULT_MODEL, Backbone, fit_max_length, load_backbone
 
 
 def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
@@ -37,7 +37,8 @@ class Encoder:
 
     Texts are sorted by length into batches so that little compute is spent on padding; the output keeps the
     input order. On hardware with bf16 support (CUDA, AMX CPUs) the forward pass autocasts to bf16 unless
-    `precision="fp32"`.
+    `precision="fp32"`. A `max_length` above what the model takes (its position embeddings) is lowered to
+    that, with a logged warning.
     """
 
     def __init__(
@@ -58,7 +59,7 @@ class Encoder:
         self.model.to(self.device)
         self.model.eval()
         self.tokenizer = backbone.tokenizer
-        self.max_length = max_length
+        self.max_length = fit_max_length(max_length, backbone.model.config, self.tokenizer)
         self.batch_size = batch_size
 
     @classmethod

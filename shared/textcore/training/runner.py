@@ -24,7 +24,7 @@ from textcore.data import (
 from textcore.errors import InvalidInput
 from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report, tagging_report
-from textcore.models import load_backbone
+from textcore.models import load_backbone, model_max_length
 from textcore.training.blending import blend_frozen_view
 from textcore.training.checkpoint import run_identity
 from textcore.training.classification import ClassificationTask
@@ -49,6 +49,13 @@ from textcore.training.setfit import HEAD_C, SetFitTask, few_shot_split
 from textcore.training.token_classification import TokenClassificationTask
 
 REFIT_DIR = "refit"  # inside the run's records: the refit's own metrics and curves
+
+
+def _fitted(config: TrainConfig) -> TrainConfig:
+    """`config` with `max_length` lowered to what the base model takes (so its metadata records the length
+    trained with); a longer input would overrun the position embeddings."""
+    fitted = model_max_length(config.base_model, config.max_length)
+    return config if fitted == config.max_length else config.replace(max_length=fitted)
 
 
 def _validation_for(
@@ -102,6 +109,7 @@ def train_classifier(
     """
     if config.task != "classification":
         raise InvalidInput(f"expected task classification; found {config.task!r}")
+    config = _fitted(config)
     split_labels = (
         [x.strip() for value in data.labels for x in value.split("|")] if config.multi_label else None
     )
@@ -264,6 +272,7 @@ def train_few_shot(
     """
     if config.task != "setfit":
         raise InvalidInput(f"expected task setfit; found {config.task!r}")
+    config = _fitted(config)
     if data.weights is not None or (validation is not None and validation.weights is not None):
         raise InvalidInput("task setfit: row weights apply to classification only; found weighted data")
     labels = require_classes(data, "training data")
@@ -319,6 +328,7 @@ def train_embedder(
     """Fine-tune an encoder on (anchor, positive[, negative]) pairs and save it in `output`."""
     if config.task != "embedding":
         raise InvalidInput(f"expected task embedding; found {config.task!r}")
+    config = _fitted(config)
     train_pairs, val_pairs = (
         (pairs, validation) if validation else pairs.split(config.validation_fraction, config.seed)
     )
@@ -379,6 +389,7 @@ def train_mlm(
     """
     if config.task != "mlm":
         raise InvalidInput(f"expected task mlm; found {config.task!r}")
+    config = _fitted(config)
     if validation is not None and not validation:
         raise InvalidInput("validation texts: expected at least one text; found none")
     train_texts, val_texts = (
@@ -450,6 +461,7 @@ def train_reranker(
     """
     if config.task != "cross-encoder":
         raise InvalidInput(f"expected task cross-encoder; found {config.task!r}")
+    config = _fitted(config)
     require_relevance_mix(pairs, "training pairs")
     train_pairs, val_pairs = (
         (pairs, validation)
@@ -512,6 +524,7 @@ def train_tagger(
     """
     if config.task != "token-classification":
         raise InvalidInput(f"expected task token-classification; found {config.task!r}")
+    config = _fitted(config)
     types = require_entities(data, "training data")
     unknown = sorted(set(validation.entity_counts()) - set(types)) if validation is not None else []
     if unknown:

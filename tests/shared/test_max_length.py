@@ -1,0 +1,39 @@
+"""A `max_length` above what the model takes (its position embeddings) is lowered to that limit."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.shared.test_cli import _train_args, assert_quiet_stderr, ok, run_cli, write_csv
+from textcore.embeddings import Encoder
+
+LONG_TEXT = "revenue " * 400  # far more tokens than the tiny model's 128 positions
+
+
+def test_cli_training_with_max_length_above_the_model_limit_trains_at_the_limit(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    rows = [(LONG_TEXT, "pos"), ("great service", "pos"), ("awful service", "neg"), ("rude staff", "neg")]
+    data = write_csv(tmp_path / "long.csv", rows * 4)
+    output = tmp_path / "out"
+    result = ok(run_cli(*_train_args(data, tiny_model_dir, output), "--max-length", 1024))
+    assert_quiet_stderr(result.stderr)
+    metadata = json.loads((output / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["hyperparameters"]["max_length"] == 128  # the tiny model's max_position_embeddings
+
+
+def test_embedding_encoder_with_max_length_above_the_model_limit_encodes_long_texts(
+    tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING):
+        encoder = Encoder.from_pretrained(tiny_model_dir, precision="fp32", max_length=1024)
+    assert encoder.max_length == 128
+    assert "max_length 1024 is more than the model takes (128 tokens)" in caplog.text
+    vectors = encoder.encode([LONG_TEXT, "short"])
+    assert vectors.shape == (2, 32)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
