@@ -117,6 +117,15 @@ def fire(db: Database, entity: str = "Acme", **rule: object) -> Transition:
     return transition
 
 
+def fire_four(db: Database, **rule: object) -> None:
+    """One rule, and a burst about each of four entities: four alerts at NOW, one message each."""
+    add_rule(db, **rule)
+    for entity in ("Acme", "Globex", "Initech", "Umbrella"):
+        add_calm(db, entity)
+        add_burst(db, entity)
+    assert len(evaluate_rules(db, now=NOW)) == 4
+
+
 def test_a_calm_period_raises_nothing(database: Database) -> None:
     add_rule(database)
     add_calm(database, "Acme")
@@ -370,11 +379,7 @@ async def test_the_alerts_of_one_pass_are_sent_at_once(database: Database) -> No
         in_flight -= 1
         return Response(status_code=200)
 
-    add_rule(database, webhook_url="http://127.0.0.1:9/hook")
-    for entity in ("Acme", "Globex", "Initech", "Umbrella"):
-        add_calm(database, entity)
-        add_burst(database, entity)
-    assert len(evaluate_rules(database, now=NOW)) == 4
+    fire_four(database, webhook_url="http://127.0.0.1:9/hook")
     with serve_app(Starlette(routes=[Route("/hook", slow_hook, methods=["POST"])])) as base:
         with database.session() as session:
             session.execute(update(AlertRule).values(webhook_url=f"{base}/hook"))
@@ -444,11 +449,7 @@ async def test_two_senders_at_once_deliver_each_message_once(
     database: Database, database_url: str, receiver: tuple[Receiver, str]
 ) -> None:
     state, url = receiver
-    add_rule(database, webhook_url=url)
-    for entity in ("Acme", "Globex", "Initech", "Umbrella"):
-        add_calm(database, entity)
-        add_burst(database, entity)
-    assert len(evaluate_rules(database, now=NOW)) == 4
+    fire_four(database, webhook_url=url)
     other = Database(database_url)
     try:
         async with httpx.AsyncClient(timeout=5) as client:

@@ -8,6 +8,7 @@ import hmac
 import json
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import format_datetime
 from pathlib import Path
@@ -279,26 +280,45 @@ def test_ssrf_guard_refuses_private_sources_unless_allowed(
         assert client.get("/v1/sources").json() == [] and client.get("/v1/alert-rules").json() == []
 
 
-def test_the_real_scheduler_runs_sources(
-    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
-) -> None:
-    feed, feed_url = site
-    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, scheduler=True)
+@contextmanager
+def scheduled_api(tmp_path: Path, model_dir: Path, database_url: str) -> Iterator[httpx.Client]:
+    """The served app with its real scheduler, and a client of it."""
+    settings = settings_for(tmp_path, model_dir, database_url, scheduler=True)
     with (
         serve_app(create_app(settings)) as api,
         httpx.Client(base_url=api, trust_env=False, timeout=30) as http,
     ):
-        created = http.post(
-            "/v1/sources",
-            json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss", "interval_seconds": 1},
-        )
-        assert created.status_code == 201
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and feed.hits < 2:
-            time.sleep(0.1)
+        yield http
+
+
+def add_feed(http: httpx.Client, feed_url: str, interval_seconds: int) -> int:
+    body = {
+        "name": "wire",
+        "url": f"{feed_url}/feed.xml",
+        "kind": "rss",
+        "interval_seconds": interval_seconds,
+    }
+    created = http.post("/v1/sources", json=body)
+    assert created.status_code == 201, created.text
+    return int(created.json()["id"])
+
+
+def wait_for_hits(feed: FeedSite, hits: int) -> None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and feed.hits < hits:
+        time.sleep(0.1)
+
+
+def test_the_real_scheduler_runs_sources(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
+) -> None:
+    feed, feed_url = site
+    with scheduled_api(tmp_path, finance_model_dir, sqlite_url) as http:
+        source_id = add_feed(http, feed_url, 1)
+        wait_for_hits(feed, 2)
         assert feed.hits >= 2  # the first run at once, then on the interval
         assert len(http.get("/v1/documents").json()["items"]) == len(CALM)
-        source = http.get(f"/v1/sources/{created.json()['id']}").json()
+        source = http.get(f"/v1/sources/{source_id}").json()
         assert source["last_status"] in ("ok", "not_modified") and source["consecutive_failures"] == 0
         assert f"finance_documents_stored_total {float(len(CALM))}" in http.get("/metrics").text
 
@@ -307,23 +327,11 @@ def test_a_new_schedule_takes_effect_without_a_restart(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
 ) -> None:
     feed, feed_url = site
-    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, scheduler=True)
-    with (
-        serve_app(create_app(settings)) as api,
-        httpx.Client(base_url=api, trust_env=False, timeout=30) as http,
-    ):
-        created = http.post(
-            "/v1/sources",
-            json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss", "interval_seconds": 3600},
-        )
-        assert created.status_code == 201
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and feed.hits < 1:
-            time.sleep(0.1)
+    with scheduled_api(tmp_path, finance_model_dir, sqlite_url) as http:
+        source_id = add_feed(http, feed_url, 3600)
+        wait_for_hits(feed, 1)
         assert feed.hits == 1  # the first run at once; the next is an hour away
-        patched = http.patch(f"/v1/sources/{created.json()['id']}", json={"interval_seconds": 1})
+        patched = http.patch(f"/v1/sources/{source_id}", json={"interval_seconds": 1})
         assert patched.status_code == 200, patched.text
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline and feed.hits < 3:
-            time.sleep(0.1)
+        wait_for_hits(feed, 3)
         assert feed.hits >= 3  # the source now runs every second instead of never again
