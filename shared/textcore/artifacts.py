@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import stat
 import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -52,11 +53,35 @@ def utc_now() -> str:
     return datetime.now(UTC).replace(microsecond=0).isoformat()
 
 
+def _umask() -> int:
+    """The process's umask: from /proc where there is one (reading it by setting it is not thread-safe)."""
+    status = Path("/proc/self/status")
+    if status.is_file():
+        for line in status.read_text(encoding="ascii", errors="replace").splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def give_plain_mode(fd: int, target: Path) -> None:
+    """Give a temp file from `tempfile.mkstemp` (mode 0600) the mode of the file it will replace: that of
+    `target` when it exists (a mode an operator chose is kept), else the one a plain `open()` would create
+    (0666 less the umask), so that a service running as another user can read it."""
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o666 & ~_umask()
+    os.fchmod(fd, mode)
+
+
 def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON to a temp file beside `path`, then rename it into place."""
+    """Write JSON to a temp file beside `path`, then rename it into place (with `give_plain_mode`'s mode)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        give_plain_mode(fd, path)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(payload, handle, indent=2, sort_keys=True, default=str)
             handle.write("\n")

@@ -24,6 +24,7 @@ import faiss
 import numpy as np
 import numpy.typing as npt
 
+from textcore.artifacts import give_plain_mode
 from textcore.errors import Conflict, InvalidInput, NotFound
 
 __all__ = ["SearchHit", "VectorIndex"]
@@ -254,6 +255,8 @@ class VectorIndex:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to one `.npz` file at `path` atomically (temp file in its directory, then replace).
 
+        The file gets the mode of the one it replaces, or that of a plain `open()` (0666 less the umask).
+
         Raises:
             OSError: If the directory is missing or not writable (no temp file is left behind).
         """
@@ -265,6 +268,7 @@ class VectorIndex:
         final = Path(path)
         fd, tmp = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
         try:
+            give_plain_mode(fd, final)  # mkstemp's 0600 would lock out a service running as another user
             with os.fdopen(fd, "wb") as f:
                 np.savez(f, header=_bytes(json.dumps(header)), ids=_bytes(ids), vectors=vectors)
                 f.flush()
