@@ -2,34 +2,54 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
 
-from tests.shared.test_cli import TEXTCORE, _train_args, assert_clean_failure, invoke_cli, write_csv
+from tests.shared.test_cli import TEXTCORE, _train_args, assert_clean_failure, invoke_cli, ok, write_csv
+from textcore.training.tracking import read_metrics
 
+EPOCHS = 20
 ROWS = [("great service", "pos"), ("awful service", "neg"), ("lovely staff", "pos"), ("rude staff", "neg")]
 
 
-def interrupted_run(data: Path, model: Path, output: Path) -> Path:
-    """Start `textcore train` on `data` and kill it once it has written its first checkpoint, as a crash
-    or Ctrl-C would; return the checkpoint folder."""
-    args = [*_train_args(data, model, output), "--epochs", 200]
+def interrupted_run(data: Path, model: Path, output: Path, *, past_checkpoint: bool = False) -> Path:
+    """Start `textcore train` on `data` and kill it once it has written its first checkpoint (with
+    `past_checkpoint`, once it has also logged a step after its latest one), as a crash or Ctrl-C would;
+    return the checkpoint folder."""
+    args = [*_train_args(data, model, output), "--epochs", EPOCHS]
     state = output / "training" / "checkpoint" / "state.json"
     process = subprocess.Popen(
         [str(TEXTCORE), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )
     try:
         deadline = time.monotonic() + 120
-        while not state.is_file() and process.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.02)
+        while process.poll() is None and time.monotonic() < deadline:
+            if state.is_file() and (not past_checkpoint or logged_past_checkpoint(output)):
+                break
+            time.sleep(0.01)
     finally:
         process.kill()
         process.wait()
     assert state.is_file(), "expected the run to write a checkpoint before it was stopped"
     return state.parent
+
+
+def training_steps(output: Path) -> list[int]:
+    """The steps of the training records (not the evaluations) in the run's metrics.jsonl."""
+    return [int(r["step"]) for r in read_metrics(output / "training" / "metrics.jsonl") if "loss" in r]
+
+
+def logged_past_checkpoint(output: Path) -> bool:
+    """Whether metrics.jsonl holds a training step after the checkpoint's step."""
+    try:
+        saved = json.loads((output / "training" / "checkpoint" / "state.json").read_text(encoding="utf-8"))
+        return max(training_steps(output), default=0) > int(saved["step"])
+    except (OSError, ValueError):  # a file being replaced, a line being written
+        return False
 
 
 @pytest.fixture
@@ -45,7 +65,7 @@ def test_resume_refuses_a_checkpoint_made_with_other_labels(
 ) -> None:
     output, _ = checkpointed
     other = write_csv(tmp_path / "b.csv", [*ROWS, ("fine service", "mixed"), ("so-so staff", "mixed")] * 4)
-    result = invoke_cli(*_train_args(other, tiny_model_dir, output), "--epochs", 200, "--resume")
+    result = invoke_cli(*_train_args(other, tiny_model_dir, output), "--epochs", EPOCHS, "--resume")
     assert_clean_failure(result, f"the checkpoint in {output / 'training' / 'checkpoint'} was made with")
     assert "labels ['neg', 'pos']" in result.stderr
     assert "found" in result.stderr and "labels ['mixed', 'neg', 'pos']" in result.stderr
@@ -57,7 +77,7 @@ def test_resume_refuses_a_checkpoint_made_from_another_data_file(
 ) -> None:
     output, _ = checkpointed
     other = write_csv(tmp_path / "b.csv", [(f"{text} again", label) for text, label in ROWS] * 4)
-    result = invoke_cli(*_train_args(other, tiny_model_dir, output), "--epochs", 200, "--resume")
+    result = invoke_cli(*_train_args(other, tiny_model_dir, output), "--epochs", EPOCHS, "--resume")
     assert_clean_failure(result, "was made with training data sha256")
     assert not (output / "metadata.json").exists()
     assert (output / "training" / "checkpoint" / "state.json").is_file(), "the checkpoint must be kept"
@@ -67,6 +87,19 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(
     checkpointed: tuple[Path, Path], tiny_model_dir: Path
 ) -> None:
     output, data = checkpointed
-    args = [*_train_args(data, tiny_model_dir, output), "--epochs", 200, "--resume", "--max-length", 64]
+    args = [*_train_args(data, tiny_model_dir, output), "--epochs", EPOCHS, "--resume", "--max-length", 64]
     result = invoke_cli(*args)
     assert_clean_failure(result, "was made with max_length 128; found max_length 64")
+
+
+def test_resume_after_a_checkpoint_logs_each_step_once(tmp_path: Path, tiny_model_dir: Path) -> None:
+    """The steps a killed run logged after its last checkpoint are not kept twice in metrics.jsonl."""
+    data = write_csv(tmp_path / "a.csv", ROWS * 12)
+    output = tmp_path / "out"
+    interrupted_run(data, tiny_model_dir, output, past_checkpoint=True)
+    assert logged_past_checkpoint(output), "expected the killed run to have logged past its checkpoint"
+    ok(invoke_cli(*_train_args(data, tiny_model_dir, output), "--epochs", EPOCHS, "--resume"))
+    steps = training_steps(output)
+    assert steps == list(range(1, len(steps) + 1)), steps
+    evaluated = [r["step"] for r in read_metrics(output / "training" / "metrics.jsonl") if "loss" not in r]
+    assert evaluated == sorted(set(evaluated)), evaluated

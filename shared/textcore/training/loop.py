@@ -38,7 +38,7 @@ from textcore.training.distributed import (
     rank,
     world_size,
 )
-from textcore.training.tracking import MetricsLog, RunLog, tensorboard_folder
+from textcore.training.tracking import MetricsLog, RunLog, drop_records_after, tensorboard_folder
 
 Batch = dict[str, torch.Tensor]
 
@@ -209,6 +209,8 @@ def _train(
     schedule = linear_schedule(int(config.warmup_ratio * total), total)
     base_lrs = [group["lr"] for group in optimizer.param_groups]
     state, best_weights, average = _start(model, optimizer, config, run_dir, resume, identity)
+    if resume and main:  # the steps a crashed run logged after its checkpoint are about to be logged again
+        drop_records_after(run_dir / "metrics.jsonl", state.step)
     samples, started = 0, time.perf_counter()
     batches = _dealt(_batches_forever(task, config, state), rank(), world)
     model.train()

@@ -91,6 +91,20 @@ def tensorboard_folder(root: str, run_dir: Path) -> Path | None:
     return Path(root) / run_dir.resolve().parent.name
 
 
+def drop_records_after(path: Path, step: int) -> None:
+    """Remove the records of `path` past `step`: those a crashed run logged after its last checkpoint, which
+    the resumed run logs again from that step on. Written atomically (temp file, then rename)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    if len(kept) == len(lines):
+        return
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(kept), encoding="utf-8")
+    tmp.replace(path)
+
+
 def read_metrics(path: Path) -> list[dict[str, Any]]:
     """Read back every record of a metrics.jsonl file."""
     if not path.is_file():
