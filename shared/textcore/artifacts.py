@@ -76,19 +76,26 @@ def give_plain_mode(fd: int, target: Path) -> None:
     os.fchmod(fd, mode)
 
 
-def write_json_atomic(path: Path, payload: object) -> None:
-    """Write JSON to a temp file beside `path`, then rename it into place (with `give_plain_mode`'s mode)."""
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temp file beside `path`, flush it to disk, then rename it into place (with
+    `give_plain_mode`'s mode): readers see the old file or the new one, never a part."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         give_plain_mode(fd, path)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            json.dump(payload, handle, indent=2, sort_keys=True, default=str)
-            handle.write("\n")
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
         Path(tmp).replace(path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def write_json_atomic(path: Path, payload: object) -> None:
+    """Write JSON (indented, sorted keys) atomically, as `write_text_atomic` does."""
+    write_text_atomic(path, json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
 
 
 def write_metadata(folder: Path, metadata: dict[str, Any]) -> dict[str, Any]:

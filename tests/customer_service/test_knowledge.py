@@ -6,6 +6,8 @@ through what the vector index holds); retrieval quality with the real MiniLM is 
 
 from __future__ import annotations
 
+import os
+import stat
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -195,6 +197,18 @@ def test_restart_loads_the_saved_index_without_embedding(
         (p.id, round(p.score, 5)) for p in kb.dense("card", 6)
     ]
     assert again.sync() == 0  # a later sync with no change is a no-op too
+
+
+def test_the_saved_index_can_be_read_by_a_service_running_as_another_user(
+    sqlite_db: Database, encoder: Encoder, tmp_path: Path
+) -> None:
+    old = os.umask(0o022)
+    try:
+        KnowledgeBase.open(sqlite_db, encoder, tmp_path / "index").upsert_faqs(FAQS)
+    finally:
+        os.umask(old)
+    for name in (INDEX_FILE, SIDECAR_FILE):  # a plain file's mode, not mkstemp's 0600
+        assert stat.S_IMODE((tmp_path / "index" / name).stat().st_mode) == 0o644, name
 
 
 def test_a_stale_index_is_brought_up_to_date(sqlite_db: Database, encoder: Encoder, tmp_path: Path) -> None:

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -28,6 +26,7 @@ import numpy as np
 
 from customer_service.keyword import KeywordIndex
 from textcore import CoreError, Encoder, NotFound, VectorIndex
+from textcore.artifacts import write_text_atomic
 
 INDEX_FILE, SIDECAR_FILE = "knowledge.index", "knowledge.json"
 _SIDECAR_FORMAT = 1
@@ -205,21 +204,8 @@ class SearchIndex:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._vectors.save(self.folder / INDEX_FILE)
         meta = {**self.settings, "version": self.version, "hashes": self._hashes}
-        _write_atomically(self.folder / SIDECAR_FILE, json.dumps(meta))
+        write_text_atomic(self.folder / SIDECAR_FILE, json.dumps(meta))
 
 
 def _scored(snapshot: _Snapshot, passage_id: str, score: float) -> Passage:
     return replace(snapshot.records[passage_id].passage, score=score)
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

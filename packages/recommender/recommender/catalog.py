@@ -16,11 +16,8 @@ when the counter moved past what this catalog has taken in (the catalog's own wr
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -37,6 +34,7 @@ from recommender.data import item_text
 from recommender.database import Database
 from recommender.tables import Item
 from textcore import CoreError, InvalidInput, NotFound, VectorIndex
+from textcore.artifacts import write_text_atomic
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> (n, dim) float32, L2-normalised
 Progress = Callable[[int, int], None]  # (done, total)
@@ -332,7 +330,7 @@ class ItemCatalog:
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
         self.index.save(self.index_path)
         meta = {"version": _SIDECAR_VERSION, "model": self.fingerprint, "hashes": self._hashes}
-        _write_atomically(self._sidecar(), json.dumps(meta))
+        write_text_atomic(self._sidecar(), json.dumps(meta))
 
 
 def delete_items(db: Database, ids: Sequence[str]) -> int:
@@ -380,17 +378,3 @@ def id_listing(ids: Sequence[str], shown: int = 20) -> str:
     """The ids for an error message: at most `shown` of them, then how many more."""
     text = ", ".join(repr(i) for i in ids[:shown])
     return f"{text} (and {len(ids) - shown} more)" if len(ids) > shown else text
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        Path(tmp).replace(path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            Path(tmp).unlink()
-        raise
