@@ -1,7 +1,8 @@
 """The embedding task: (anchor, positive[, negative]) pairs -> an encoder for retrieval and recommendation.
 
 Loss: multiple-negatives ranking. Within a batch every other positive (and every hard negative) is a negative
-for an anchor; cross-entropy over scaled cosine similarities.
+for an anchor; cross-entropy over scaled cosine similarities. Validation ranks each anchor's positive among
+the distinct positive texts: a text shared by several anchors (two questions, one answer) is right for each.
 """
 
 from __future__ import annotations
@@ -89,7 +90,11 @@ class EmbeddingTask:
         return loss + adapter_penalty(self.model)
 
     def evaluate(self) -> dict[str, float]:
-        """Each validation anchor retrieves among all validation positives."""
+        """Each validation anchor retrieves among the distinct validation positives (a text shared by several
+        anchors is one candidate, the right one for each of them)."""
+        texts = list(dict.fromkeys(self.validation.positives))
+        position = {text: i for i, text in enumerate(texts)}
+        targets = np.array([position[text] for text in self.validation.positives])  # (queries,) int
         queries = self.encoder.encode(self.validation.anchors)
-        docs = self.encoder.encode(self.validation.positives)
-        return retrieval_metrics(queries @ docs.T, np.arange(len(queries)), k=10)
+        docs = self.encoder.encode(texts)
+        return retrieval_metrics(queries @ docs.T, targets, k=10)
