@@ -2,8 +2,15 @@
 
 The numpy store (ids in row order plus an (n, dim) float32 matrix) is the source of truth; the faiss structure
 is derived from it: exact `IndexFlatIP` in an `IndexIDMap2` up to `approximate_threshold` vectors, HNSW above.
-faiss labels are row positions. Appends are added to a built index in place; anything else (remove, overwrite,
-a change of kind) marks the index dirty and the next search rebuilds it.
+
+Exact: faiss labels are row positions. Appends are added in place; a remove or an overwrite marks the index
+dirty and the next search rebuilds it (a flat copy of the vectors: quick at this size).
+
+HNSW: faiss labels are slots, one per vector ever added since the last build. A graph is slow to build
+(seconds at tens of thousands of vectors), so writes never wait for one: an append adds new slots, an
+overwrite retires the id's slot and adds a new one, a remove retires its slot, and searches skip retired
+slots (a faiss ID selector) instead of finding them. Only when retired slots pass `RETIRED_REBUILD_SHARE` of
+the graph does the next search rebuild it.
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from textcore.errors import Conflict, InvalidInput, NotFound
 __all__ = ["SearchHit", "VectorIndex"]
 
 _FORMAT_VERSION = 1
+RETIRED_REBUILD_SHARE = 0.25  # an HNSW graph with this share of retired slots is rebuilt at the next search
 Kind = Literal["exact", "hnsw"]
 
 
@@ -108,8 +116,11 @@ class VectorIndex:
         self._ids: list[str] = []  # row -> id
         self._rows: dict[str, int] = {}  # id -> row
         self._vectors = np.empty((0, dim), dtype=np.float32)  # (n, dim) float32
-        self._faiss: faiss.Index | None = None  # built lazily; labels are row positions
+        self._faiss: faiss.Index | None = None  # built lazily; labels: rows (exact) or slots (HNSW)
         self._faiss_kind: Kind | None = None
+        self._slots: list[str | None] = []  # HNSW: slot -> id, None once retired
+        self._slot_of: dict[str, int] = {}  # HNSW: id -> its live slot
+        self._live = np.empty(0, dtype=bool)  # HNSW: (slots,) bool, False for a retired slot
         self._dirty = True
         self._lock = _RWLock()
         self._build_lock = threading.Lock()
@@ -197,7 +208,11 @@ class VectorIndex:
             old = [j for j, i in enumerate(all_ids) if i in self._rows]
             if old:
                 self._vectors[[self._rows[all_ids[j]] for j in old]] = rows[old]
-                self._dirty = True
+                if self._graph_in_use():  # retire the old slots, add the new vectors as new ones
+                    self._retire([all_ids[j] for j in old])
+                    self._add_slots([all_ids[j] for j in old], rows[old])
+                else:
+                    self._dirty = True
             new = [j for j, i in enumerate(all_ids) if i not in self._rows]
             self._append([all_ids[j] for j in new], rows[new])
 
@@ -211,12 +226,17 @@ class VectorIndex:
             drop = {self._rows[i] for i in ids if i in self._rows}
             if not drop:
                 return 0
+            if self._graph_in_use():  # slots are keyed by id, not row: only the removed ones change
+                self._retire([self._ids[r] for r in drop])
+            else:
+                self._dirty = True
             keep = np.ones(len(self._ids), dtype=bool)  # (n,) bool
             keep[list(drop)] = False
             self._vectors = self._vectors[keep]
             self._ids = [i for r, i in enumerate(self._ids) if r not in drop]
             self._rows = {i: r for r, i in enumerate(self._ids)}
-            self._dirty = True
+            if self._faiss_kind != self._kind_for(len(self._ids)):
+                self._dirty = True
             return len(drop)
 
     def search(self, query: npt.NDArray[np.float32], k: int) -> list[SearchHit]:
@@ -243,14 +263,33 @@ class VectorIndex:
                 assert self._faiss is not None
                 index = self._faiss
             k = min(k, len(self._ids))
-            params = None  # faiss does not raise HNSW's efSearch to k by itself
-            if self._faiss_kind == "hnsw":
-                params = faiss.SearchParametersHNSW(efSearch=max(self._ef_search, k))  # type: ignore[attr-defined]
-            scores, labels = index.search(qs, k, params=params)  # (n, k) float32, (n, k) int64
+            if self._faiss_kind != "hnsw":
+                scores, labels = index.search(qs, k)  # (n, k) float32, (n, k) int64: rows
+                names: Sequence[str | None] = self._ids
+            else:
+                scores, labels = self._search_graph(index, qs, k)  # labels: slots
+                names = self._slots
             return [
-                [SearchHit(self._ids[int(r)], float(s)) for s, r in zip(srow, lrow, strict=True) if r >= 0]
+                [
+                    SearchHit(name, float(s))
+                    for s, r in zip(srow, lrow, strict=True)
+                    if r >= 0 and (name := names[r]) is not None
+                ]
                 for srow, lrow in zip(scores.tolist(), labels.tolist(), strict=True)
             ]
+
+    def _search_graph(
+        self, index: faiss.Index, queries: npt.NDArray[np.float32], k: int
+    ) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64]]:
+        """HNSW search that skips retired slots; efSearch at least k (faiss does not raise it itself)."""
+        bits = selector = None
+        if not self._live.all():
+            bits = np.packbits(self._live, bitorder="little")  # bit i of byte i >> 3: slot i is live
+            selector = faiss.IDSelectorBitmap(len(self._live), faiss.swig_ptr(bits))
+        params = faiss.SearchParametersHNSW(efSearch=max(self._ef_search, k), sel=selector)  # type: ignore[attr-defined]
+        scores, labels = index.search(queries, k, params=params)  # (n, k) float32, (n, k) int64
+        del bits  # kept alive until the search is done: the selector points into it
+        return scores, labels
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to one `.npz` file at `path` atomically (temp file in its directory, then replace).
@@ -346,10 +385,30 @@ class VectorIndex:
         self._rows.update((i, start + j) for j, i in enumerate(ids))
         if self._dirty or self._faiss_kind != self._kind_for(len(self._ids)):
             self._dirty = True
-        elif self._faiss_kind == "hnsw" and self._faiss is not None:
-            self._faiss.add(vectors)  # labels continue at `start`
+        elif self._graph_in_use():
+            self._add_slots(ids, vectors)
         elif self._faiss is not None:
             self._faiss.add_with_ids(vectors, np.arange(start, len(self._ids), dtype=np.int64))
+
+    def _graph_in_use(self) -> bool:
+        """Whether a built HNSW graph serves searches (writes then update it by slots, not by a rebuild)."""
+        return self._faiss_kind == "hnsw" and self._faiss is not None and not self._dirty
+
+    def _add_slots(self, ids: list[str], vectors: npt.NDArray[np.float32]) -> None:
+        assert self._faiss is not None
+        start = len(self._slots)
+        self._faiss.add(vectors)  # labels continue at `start`
+        self._slots.extend(ids)
+        self._slot_of.update((i, start + j) for j, i in enumerate(ids))
+        self._live = np.concatenate([self._live, np.ones(len(ids), dtype=bool)])
+
+    def _retire(self, ids: list[str]) -> None:
+        for id in ids:
+            slot = self._slot_of.pop(id)
+            self._slots[slot] = None
+            self._live[slot] = False
+        if (~self._live).sum() > RETIRED_REBUILD_SHARE * len(self._live):
+            self._dirty = True
 
     def _rebuild(self) -> None:
         kind = self._kind_for(len(self._ids))
@@ -359,6 +418,9 @@ class VectorIndex:
             hnsw.hnsw.efSearch = self._ef_search
             hnsw.add(self._vectors)
             index = hnsw
+            self._slots = list(self._ids)
+            self._slot_of = dict(self._rows)
+            self._live = np.ones(len(self._ids), dtype=bool)
         else:
             index = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
             index.add_with_ids(self._vectors, np.arange(len(self._ids), dtype=np.int64))

@@ -292,3 +292,32 @@ def test_concurrent_searches_while_writing(threshold: int) -> None:
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert set(index.ids()) <= existed
+
+
+def brute_force(index: VectorIndex, query: npt.NDArray[np.float32], k: int) -> list[str]:
+    ids = index.ids()
+    scores = index.get_many(ids) @ query  # (n,) float32
+    return [ids[i] for i in np.argsort(-scores, kind="stable")[:k]]
+
+
+def test_hnsw_updates_and_removals_are_searched_without_rebuilding_the_graph() -> None:
+    # Rebuilding an HNSW graph takes seconds at tens of thousands of vectors and stalls every search: an
+    # overwrite or a remove retires the old slot instead, and only a graph with a quarter of its slots
+    # retired is rebuilt.
+    index = filled(n=400, approximate_threshold=50, ef_search=400)
+    index.search(unit(1, seed=1)[0], 1)  # builds the graph
+    graph = index._faiss
+    moved = unit(20, seed=7)
+    index.upsert([f"d{i}" for i in range(20)], moved)  # 20 overwrites
+    index.remove([f"d{i}" for i in range(20, 60)])  # 40 removals
+    index.add(["n0", "n1"], unit(2, seed=8))
+    for row, query in enumerate(moved[:5]):
+        hits = index.search(query, 10)
+        assert hits[0] == SearchHit(f"d{row}", pytest.approx(1.0, abs=1e-5))  # found by its new vector
+        assert [h.id for h in hits] == brute_force(index, query, 10)
+        assert not {h.id for h in hits} & {f"d{i}" for i in range(20, 60)}
+    assert index._faiss is graph  # 60 of 422 slots retired: no rebuild
+    index.remove([f"d{i}" for i in range(60, 120)])  # 120 of 422 retired: past a quarter
+    query = unit(1, seed=9)[0]
+    assert [h.id for h in index.search(query, 10)] == brute_force(index, query, 10)
+    assert index._faiss is not graph
