@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.shared.test_cli import TEXTCORE, _train_args, assert_clean_failure, invoke_cli, ok, write_csv
-from textcore.training.tracking import read_metrics
+from textcore.training.tracking import drop_records_after, read_metrics
 
 EPOCHS = 20
 ROWS = [("great service", "pos"), ("awful service", "neg"), ("lovely staff", "pos"), ("rude staff", "neg")]
@@ -103,3 +103,14 @@ def test_resume_after_a_checkpoint_logs_each_step_once(tmp_path: Path, tiny_mode
     assert steps == list(range(1, len(steps) + 1)), steps
     evaluated = [r["step"] for r in read_metrics(output / "training" / "metrics.jsonl") if "loss" not in r]
     assert evaluated == sorted(set(evaluated)), evaluated
+
+
+def test_records_past_the_checkpoint_and_a_line_cut_short_are_dropped(tmp_path: Path) -> None:
+    # A crash can cut the last line of metrics.jsonl short: the resume drops it instead of failing on it.
+    path = tmp_path / "metrics.jsonl"
+    lines = [json.dumps({"step": step, "loss": 1.0 / step}) + "\n" for step in (1, 2, 3, 4)]
+    path.write_text("".join(lines) + '{"step": 5, "lo', encoding="utf-8")
+    drop_records_after(path, 3)
+    assert [record["step"] for record in read_metrics(path)] == [1, 2, 3]
+    drop_records_after(path, 3)  # nothing past the step: the file is left as it is
+    assert path.read_text(encoding="utf-8") == "".join(lines[:3])

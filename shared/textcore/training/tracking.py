@@ -7,6 +7,8 @@ import math
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from textcore.artifacts import write_text_atomic
+
 if TYPE_CHECKING:
     from torch.utils.tensorboard import SummaryWriter
 
@@ -93,16 +95,23 @@ def tensorboard_folder(root: str, run_dir: Path) -> Path | None:
 
 def drop_records_after(path: Path, step: int) -> None:
     """Remove the records of `path` past `step`: those a crashed run logged after its last checkpoint, which
-    the resumed run logs again from that step on. Written atomically (temp file, then rename)."""
+    the resumed run logs again from that step on; also a last line the crash cut short. Written atomically."""
     if not path.is_file():
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for line in lines if line.strip() and json.loads(line).get("step", 0) <= step]
+    kept = [line for line in lines if (logged := _step_of(line)) is not None and logged <= step]
     if len(kept) == len(lines):
         return
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(kept), encoding="utf-8")
-    tmp.replace(path)
+    write_text_atomic(path, "".join(kept))
+
+
+def _step_of(line: str) -> int | None:
+    """The step of one metrics.jsonl line; None for a blank or broken one (a write the crash cut short)."""
+    try:
+        record = json.loads(line)
+        return int(record.get("step", 0))
+    except (ValueError, TypeError, AttributeError):
+        return None
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
