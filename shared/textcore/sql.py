@@ -131,6 +131,14 @@ class Database:
         """Close every pooled connection."""
         self.engine.dispose()
 
+    def check(self) -> None:
+        """Migrate, then close the connections: a command's start-up check, so that a database it cannot open
+        is one error (`UpstreamError`) before a server starts, not a traceback from inside it."""
+        try:
+            self.migrate()
+        finally:
+            self.dispose()
+
 
 def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
     """The body of a service's alembic ``env.py``: migrate the connection `Database.migrate` hands in.

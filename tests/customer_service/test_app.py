@@ -193,6 +193,13 @@ def test_an_ingest_with_a_bad_file_stores_nothing_and_names_the_file(
     assert sorted({c["document_id"] for c in chunks}) == ["a.md", "b.md", "c.md"]
 
 
+def test_serve_stops_in_one_line_on_a_database_it_cannot_open() -> None:
+    refused = CliRunner().invoke(cli_app, ["serve", "--database-url", "postgresql://u:pw@127.0.0.1:1/x"])
+    assert refused.exit_code == 2, refused.output
+    assert refused.output.startswith("error: cannot open the database postgresql://u:***@127.0.0.1:1/x: ")
+    assert "Traceback" not in refused.output
+
+
 def test_documents_are_chunked_and_cited(client: TestClient) -> None:
     text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
     stored = client.put(

@@ -277,6 +277,8 @@ def test_serve_and_train_misconfigurations_are_one_line(tmp_path: Path) -> None:
     assert "database_url (REC_DATABASE_URL)" in line and "'notaurl'" in line
     line = one_error_line(invoke("serve", "--port", 0, "--model-path", tmp_path / "nothing"))
     assert "found no recommender.json" in line
+    line = one_error_line(invoke("serve", "--port", 0, "--database-url", "postgresql://u:pw@127.0.0.1:1/x"))
+    assert line.startswith("error: cannot open the database postgresql://u:***@127.0.0.1:1/x: ")
     afile = tmp_path / "afile"
     afile.write_text("", encoding="utf-8")
     data = ["--interactions", write_interactions(tmp_path / "events.csv"), "--items",

@@ -452,10 +452,14 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from customer_service.app import create_app  # noqa: PLC0415
+    from customer_service.database import Database  # noqa: PLC0415
 
-    settings = core_cli.run_or_exit(
-        lambda: _settings(database_url=database_url, index_dir=index_dir, knowledge_file=knowledge)
-    )
+    def checked() -> CustomerServiceSettings:
+        settings = _settings(database_url=database_url, index_dir=index_dir, knowledge_file=knowledge)
+        Database(settings.database_url).check()  # one error line, not a traceback from the app's start-up
+        return settings
+
+    settings = core_cli.run_or_exit(checked)
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
 
 

@@ -70,11 +70,7 @@ def _settings(config: Path | None, database_url: str | None, **more: Any) -> Fin
     settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
     if settings.config_file:
         load_config(settings.config_file)
-    db = Database(settings.database_url)
-    try:
-        db.migrate()
-    finally:
-        db.dispose()
+    Database(settings.database_url).check()
     return settings
 
 

@@ -265,11 +265,13 @@ def serve(
     import uvicorn  # noqa: PLC0415
 
     from recommender.app import create_app  # noqa: PLC0415
+    from recommender.database import Database  # noqa: PLC0415
 
     def checked() -> RecommenderSettings:
         settings = _settings(database_url=database_url, model_path=model_path, index_path=index_path)
         if settings.model_path is not None:
             _require_model_folder(settings.model_path)
+        Database(settings.database_url).check()  # one error line, not a traceback from the app's start-up
         return settings
 
     settings = core_cli.run_or_exit(checked)
