@@ -21,7 +21,7 @@ from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput
 from textcore.frozen_view import Embed, FrozenView, has_frozen_view, same_encoder
-from textcore.models import load_backbone
+from textcore.models import fit_max_length, load_backbone
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -203,7 +203,7 @@ class Classifier(LabelPredictor):
         self.tokenizer = tokenizer
         self.labels = labels
         self.multi_label = multi_label
-        self.max_length = max_length
+        self.max_length = fit_max_length(max_length, model.encoder.config, tokenizer)
         self.batch_size = batch_size
         self.frozen_view = frozen_view
         self._view_embed: Embed | None = None  # see share_frozen_encoder

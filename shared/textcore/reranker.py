@@ -24,7 +24,7 @@ from textcore.data import ScoredPairs, read_scored_pairs
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
 from textcore.metrics import reranking_metrics
-from textcore.models import load_backbone
+from textcore.models import fit_max_length, load_backbone
 
 TASK = "cross-encoder"
 
@@ -55,7 +55,7 @@ class Reranker:
         self.bf16 = use_bf16(precision, self.device)
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
-        self.max_length = max_length
+        self.max_length = fit_max_length(max_length, model.encoder.config, tokenizer)
         self.batch_size = batch_size
         self._pad_id = int(tokenizer.pad_token_id or 0)
         self._tokenizer_lock = threading.Lock()

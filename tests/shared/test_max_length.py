@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from tests.shared.test_cli import _train_args, assert_quiet_stderr, ok, run_cli, write_csv
+from textcore.classifier import Classifier, TextClassifier
 from textcore.embeddings import Encoder
+from textcore.models import load_backbone
+from textcore.reranker import Reranker
 
 LONG_TEXT = "revenue " * 400  # far more tokens than the tiny model's 128 positions
 
@@ -25,6 +28,19 @@ def test_cli_training_with_max_length_above_the_model_limit_trains_at_the_limit(
     assert_quiet_stderr(result.stderr)
     metadata = json.loads((output / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["hyperparameters"]["max_length"] == 128  # the tiny model's max_position_embeddings
+    # a longer length asked of the loaded model is lowered too, not a crash on a long text
+    classifier = Classifier.load(output, precision="fp32", max_length=1024)
+    assert classifier.max_length == 128
+    (prediction,) = classifier.predict([LONG_TEXT])
+    assert prediction.label in {"pos", "neg"}
+
+
+def test_reranker_with_max_length_above_the_model_limit_scores_long_pairs(tiny_model_dir: Path) -> None:
+    backbone = load_backbone(tiny_model_dir)
+    model = TextClassifier(backbone.model, 1)
+    reranker = Reranker(model, backbone.tokenizer, precision="fp32", max_length=1024)
+    assert reranker.max_length == 128
+    assert reranker.score("revenue", [LONG_TEXT, "short"]).shape == (2,)
 
 
 def test_embedding_encoder_with_max_length_above_the_model_limit_encodes_long_texts(
