@@ -17,7 +17,7 @@ from alembic import command, context
 from alembic.config import Config
 from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError
+from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from textcore.errors import InvalidInput, UpstreamError
@@ -118,8 +118,7 @@ class Database:
                 command.upgrade(config, "head")
         except (OperationalError, InterfaceError) as exc:
             where = self.engine.url.render_as_string(hide_password=True)
-            reason = (str(exc.orig or exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise UpstreamError(f"cannot open the database {where}: {reason}") from exc
+            raise UpstreamError(f"cannot open the database {where}: {error_summary(exc)}") from exc
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -138,6 +137,13 @@ class Database:
             self.migrate()
         finally:
             self.dispose()
+
+
+def error_summary(exc: SQLAlchemyError) -> str:
+    """The first line of what the database driver said (SQLAlchemy's own message adds the statement and a
+    link), or the error's class name when it said nothing."""
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
 
 
 def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version") -> None:

@@ -18,6 +18,7 @@ from customer_service.routes import analytics, chat, knowledge, sessions
 from customer_service.service import CustomerService, open_service
 from customer_service.settings import CustomerServiceSettings
 from textcore import ModelNotReady
+from textcore.sql import error_summary
 from textcore.web import service_app
 
 
@@ -60,9 +61,8 @@ async def _ready(app: FastAPI) -> dict[str, str]:
     try:
         return await anyio.to_thread.run_sync(_checks, service)
     except SQLAlchemyError as exc:
-        cause = str(getattr(exc, "orig", None) or exc).splitlines()[0]
         raise ModelNotReady(
-            f"expected the database to answer; it failed: {type(exc).__name__}: {cause}"
+            f"expected the database to answer; it failed: {type(exc).__name__}: {error_summary(exc)}"
         ) from exc
 
 
