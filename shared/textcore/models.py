@@ -13,6 +13,7 @@ Loading an adapter folder loads the base model it names, applies the adapter and
 from __future__ import annotations
 
 import importlib
+import json
 import logging
 import os
 from dataclasses import dataclass
@@ -76,13 +77,24 @@ def fit_max_length(
 
 def model_max_length(name: str | os.PathLike[str], max_length: int) -> int:
     """`fit_max_length` for the model `name` resolves to, read from its config and tokenizer files (no
-    weights loaded); `max_length` unchanged when the folder has no config of its own (an adapter's)."""
+    weights loaded); an adapter folder's config is its base model's. `max_length` unchanged when no config
+    is found."""
     folder = resolve_model(name)
     try:
-        config = AutoConfig.from_pretrained(str(folder))
-    except (OSError, ValueError):
+        config = AutoConfig.from_pretrained(str(_config_folder(folder)))
+    except (OSError, ValueError, NotFound):
         return max_length
     return fit_max_length(max_length, config, load_tokenizer(folder))
+
+
+def _config_folder(folder: Path) -> Path:
+    """The folder whose `config.json` describes the encoder of `folder`: its own, or an adapter's base model's
+    (named by `base_model_name_or_path` in its adapter config)."""
+    if (folder / "config.json").is_file() or not (folder / ADAPTER_CONFIG).is_file():
+        return folder
+    adapter = json.loads((folder / ADAPTER_CONFIG).read_text(encoding="utf-8"))
+    reference = adapter.get("base_model_name_or_path") if isinstance(adapter, dict) else None
+    return resolve_model(reference) if isinstance(reference, str) and reference else folder
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,7 +24,7 @@ from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
 from textcore.frozen_view import has_frozen_view
-from textcore.models import load_tokenizer
+from textcore.models import load_tokenizer, model_max_length
 
 ONNX_FILE = "model.onnx"
 WEIGHT_FILES = ("model.safetensors", "adapter_model.safetensors", HEAD_FILE)  # an adapter merges on load
@@ -138,7 +138,7 @@ class OnnxClassifier(LabelPredictor):
         Args:
             folder: a classifier folder written by `TextClassifier.save`.
             max_length: tokens per text (longer texts are truncated); by default the length the model was
-                trained with.
+                trained with. One above the model's position limit is lowered to it (`fit_max_length`).
             batch_size: texts per forward pass.
             threads: intra-op threads (default: every CPU).
             device: `cpu` or `auto` (which means the CPU here); accepted so that callers of
@@ -170,7 +170,7 @@ class OnnxClassifier(LabelPredictor):
             load_tokenizer(path),
             labels,
             multi_label=multi_label,
-            max_length=max_length or trained_max_length(path),
+            max_length=model_max_length(path, max_length or trained_max_length(path)),
             batch_size=batch_size,
         )
 

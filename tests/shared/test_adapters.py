@@ -25,7 +25,7 @@ from textcore.classifier import Classifier
 from textcore.data import Pairs
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput, NotFound
-from textcore.models import load_backbone, resolve_model
+from textcore.models import load_backbone, model_max_length, resolve_model
 from textcore.reranker import Reranker
 from textcore.tagger import Tagger
 from textcore.training import TrainConfig, TrainResult, train_classifier, train_embedder
@@ -123,6 +123,19 @@ def test_onnx_export_of_an_adapter_folder_matches_torch(lora_run: TrainResult) -
     texts = keyword_data(12, seed=3).texts
     expected = Classifier.load(lora_run.output, precision="fp32").logits(texts)
     np.testing.assert_allclose(OnnxClassifier.load(lora_run.output).logits(texts), expected, atol=1e-4)
+
+
+def test_a_max_length_above_the_base_model_limit_is_lowered_for_an_adapter_folder(
+    lora_run: TrainResult,
+) -> None:
+    pytest.importorskip("onnxruntime", reason="the onnx backend needs onnxruntime")
+    from textcore.onnx_backend import OnnxClassifier  # noqa: PLC0415 - optional dependency
+
+    # the adapter folder has no config.json: the limit is its base's 128 positions (its tokenizer says 512)
+    assert model_max_length(lora_run.output, 1024) == 128
+    classifier = OnnxClassifier.load(lora_run.output, max_length=1024)
+    assert classifier.max_length == 128
+    assert classifier.logits(["good " * 300]).shape == (1, len(LABELS))
 
 
 # embedding and cross-encoder

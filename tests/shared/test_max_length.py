@@ -43,6 +43,23 @@ def test_reranker_with_max_length_above_the_model_limit_scores_long_pairs(tiny_m
     assert reranker.score("revenue", [LONG_TEXT, "short"]).shape == (2,)
 
 
+def test_onnx_classifier_with_max_length_above_the_model_limit_predicts_long_texts(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime")
+    from textcore.onnx_backend import OnnxClassifier  # noqa: PLC0415 - optional dependency
+
+    backbone = load_backbone(tiny_model_dir)
+    folder = tmp_path / "classifier"
+    TextClassifier(backbone.model, 2).save(folder, backbone.tokenizer, ["neg", "pos"], False)
+    with caplog.at_level(logging.WARNING):
+        classifier = OnnxClassifier.load(folder, max_length=1024, threads=1)
+    assert classifier.max_length == 128
+    assert "max_length 1024 is more than the model takes (128 tokens)" in caplog.text
+    expected = Classifier.load(folder, precision="fp32", max_length=1024).logits([LONG_TEXT, "short"])
+    np.testing.assert_allclose(classifier.logits([LONG_TEXT, "short"]), expected, atol=1e-4)
+
+
 def test_embedding_encoder_with_max_length_above_the_model_limit_encodes_long_texts(
     tiny_model_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
