@@ -14,16 +14,19 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import event, func, select, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from finance_sentiment import create_app
 from finance_sentiment.alerting import Transition, evaluate_rules, fingerprint
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import (
@@ -33,8 +36,12 @@ from finance_sentiment.delivery import (
     DeliveryReport,
     deliver_pending,
 )
+from finance_sentiment.rules import create_rule, delete_rule, list_rules
+from finance_sentiment.schemas import AlertRuleIn
+from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
 from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage
 from tests.conftest import serve_app
+from textcore.sql import utcnow
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SECOND = timedelta(seconds=1)
@@ -73,13 +80,13 @@ def add_calm(db: Database, entity: str, *, hours: int = 7, end: datetime = NOW) 
                 session.add(_story(seen_at, label, sentiment, tags, f"{entity} calm {k}/{i}"))
 
 
-def add_burst(db: Database, entity: str, *, count: int = 15) -> None:
-    """``count`` negative stories a minute apart from NOW - 30 min; the i-th has sentiment -0.3 - 0.04 i."""
+def add_burst(db: Database, entity: str, *, count: int = 15, end: datetime = NOW) -> None:
+    """``count`` negative stories a minute apart from ``end`` - 30 min; sentiment -0.3 - 0.04 i (i from 0)."""
     with db.session() as session:
         for i in range(count):
             tags = {"entity": entity, "topic": "fraud"}
             title = f"{entity} accused of fraud, part {i}"
-            session.add(_story(NOW - 30 * MINUTE + i * MINUTE, "negative", -0.3 - 0.04 * i, tags, title))
+            session.add(_story(end - 30 * MINUTE + i * MINUTE, "negative", -0.3 - 0.04 * i, tags, title))
 
 
 def add_rule(db: Database, **overrides: object) -> None:
@@ -493,3 +500,71 @@ async def test_on_postgresql_a_second_sender_skips_the_rows_the_first_has_locked
         second.dispose()
     assert (meanwhile[0].delivered, report.delivered) == (0, 1)
     assert len(state.received) == 1
+
+
+def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiver(
+    tmp_path: Path, database: Database, database_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    # A receiver that opened an incident for the alert (PagerDuty, Grafana OnCall) closes it only on a
+    # "resolved" notification; deleting the rule must not leave that incident open forever.
+    state, url = receiver
+    state.secret = "s3cret"
+    now = utcnow()
+    add_calm(database, "Acme", end=now)
+    add_burst(database, "Acme", end=now)
+    fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, fetch=fetch, registry=tmp_path / "registry"
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        portal = client.portal
+        assert portal is not None
+        body = {"name": "entity-spike", "window_seconds": 3600, "baseline_windows": 6, "min_count": 5,
+                "min_negative_share": 0.4, "webhook_url": url, "secret": "s3cret"}  # fmt: skip
+        created = client.post("/v1/alert-rules", json=body)
+        assert created.status_code == 201, created.text
+        rule_id = created.json()["id"]
+        portal.call(app.state.monitor.evaluate_alerts)  # fires, and sends "firing"
+        (firing,) = client.get("/v1/alerts", params={"status": "firing"}).json()
+
+        assert client.delete(f"/v1/alert-rules/{rule_id}").status_code == 204
+        assert client.get(f"/v1/alert-rules/{rule_id}").status_code == 404
+        assert client.get("/v1/alert-rules").json() == []
+        (alert,) = client.get("/v1/alerts").json()
+        assert (alert["id"], alert["status"], alert["rule"]) == (firing["id"], "resolved", "entity-spike")
+        assert alert["deliveries"] == {"pending": 1, "delivered": 1, "expired": 0}
+        again = client.post("/v1/alert-rules", json=body | {"webhook_url": "http://127.0.0.1:9/hook"})
+        assert again.status_code == 201, again.text  # the name is free at once
+
+        assert portal.call(app.state.monitor.deliver).delivered == 1  # the outbox job's next pass
+        assert portal.call(app.state.monitor.deliver).delivered == 0
+        assert client.get("/v1/alerts").json() == []  # everything sent: the old rule is gone for good
+    sent = [json.loads(raw) for _, raw in state.received]
+    assert [payload["status"] for payload in sent] == ["firing", "resolved"]  # both signed (checked above)
+    resolved = sent[1]["alerts"][0]
+    assert resolved["fingerprint"] == firing["fingerprint"] and resolved["labels"] == firing["labels"]
+    assert resolved["endsAt"] != ZERO_TIME
+
+
+async def test_a_rule_deleted_before_its_firing_notification_went_out_sends_both_in_order(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    state.secret, state.statuses = "s3cret", [503]
+    fire(database, webhook_url=url, secret="s3cret")
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).failed == 1  # the receiver is down
+        with database.session() as session:
+            (resolved,) = delete_rule(session, session.scalars(select(AlertRule.id)).one(), now=NOW + MINUTE)
+        assert resolved.status == "resolved"
+        with database.session() as session:
+            assert list_rules(session) == []
+            create_rule(session, AlertRuleIn(name="entity-spike", webhook_url=url))  # the name is free
+        reports = [await deliver_pending(database, client, now=NOW + k * MINUTE) for k in (2, 3, 4)]
+    assert [report.delivered for report in reports] == [1, 1, 0]  # firing, then resolved, then nothing
+    assert [json.loads(body)["status"] for _, body in state.received] == ["firing", "firing", "resolved"]
+    with database.session() as session:  # the deleted rule is gone with its alert; the new one stays
+        assert session.scalars(select(AlertRule.name)).all() == ["entity-spike"]
+        assert session.scalars(select(Alert)).all() == []
+    assert outbox(database) == []

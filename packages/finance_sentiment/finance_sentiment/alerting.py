@@ -3,6 +3,7 @@
     no open alert + firing verdict                      -> new Alert (firing)       + outbox "firing"
     open alert    + firing verdict, repeat interval due -> annotations refreshed    + outbox "firing" (repeat)
     open alert    + quiet verdict                       -> Alert resolved (ends_at) + outbox "resolved"
+    open alert    + rule disabled or deleted            -> Alert resolved (ends_at) + outbox "resolved"
 
 Windows are ``[now - (k + 1) * window, now - k * window)`` by `Document.seen_at`: k = 0 is the current
 window, k = 1..baseline_windows the baseline. Everything one rule changes is written in one transaction, so an
@@ -75,11 +76,8 @@ def evaluate_rules(
     with db.session() as session:
         # Disabled rules too, while they have open alerts: those are resolved rather than left firing.
         firing = select(Alert.rule_id).where(Alert.status == "firing")
-        rule_ids = list(
-            session.scalars(
-                select(AlertRule.id).where(AlertRule.enabled.is_(True) | AlertRule.id.in_(firing))
-            )
-        )
+        judged = AlertRule.enabled.is_(True) | AlertRule.id.in_(firing)
+        rule_ids = list(session.scalars(select(AlertRule.id).where(judged, AlertRule.deleted_at.is_(None))))
     transitions: list[Transition] = []
     for rule_id in rule_ids:
         try:
@@ -110,11 +108,10 @@ def rule_params(rule: AlertRule) -> SpikeParams:
 def _evaluate_rule(session: Session, rule_id: int, now: datetime, external_url: str) -> list[Transition]:
     # Row lock on PostgreSQL: two evaluators of one rule run one after the other, never both opening an alert.
     rule = session.scalars(select(AlertRule).where(AlertRule.id == rule_id).with_for_update()).one_or_none()
-    if rule is None:
+    if rule is None or rule.deleted_at is not None:
         return []
     if not rule.enabled:
-        left = session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.status == "firing"))
-        return [_resolve(session, rule, alert, now, external_url) for alert in left]
+        return resolve_firing(session, rule, now, external_url)
     if rule.group_by not in GROUPS or rule.window_seconds < 1 or rule.baseline_windows < 0:
         raise InvalidInput(
             f"expected group_by in {GROUPS}, window_seconds >= 1 and baseline_windows >= 0, found "
@@ -224,6 +221,13 @@ def _apply(session: Session, series: _Series, alert: Alert | None, external_url:
         return None
     session.add(_outbox_message(rule, alert, now, external_url))
     return Transition(alert_id=alert.id, rule=rule.name, labels=dict(series.labels), status=status)
+
+
+def resolve_firing(session: Session, rule: AlertRule, now: datetime, external_url: str) -> list[Transition]:
+    """Resolve every firing alert of ``rule`` at ``now``, each with a "resolved" notification in the outbox
+    (a disabled rule's alerts, and a deleted rule's)."""
+    firing = session.scalars(select(Alert).where(Alert.rule_id == rule.id, Alert.status == "firing"))
+    return [_resolve(session, rule, alert, now, external_url) for alert in firing]
 
 
 def _resolve(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> Transition:

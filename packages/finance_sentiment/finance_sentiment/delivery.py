@@ -16,6 +16,9 @@ Notifications are written to the outbox in the same transaction as the alert cha
 A message is only picked once every older message of the same alert is delivered or expired, so a
 receiver never sees "resolved" before "firing". A crash between POST and record resends after the lease;
 the receiver drops the duplicate by its Idempotency-Key.
+
+The claim also removes the rules deleted while their notifications waited (`rules.delete_rule`), with
+their alerts, once none waits any more.
 """
 
 from __future__ import annotations
@@ -31,7 +34,18 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 import httpx
-from sqlalchemy import CursorResult, Select, Update, exists, select, update
+from sqlalchemy import (
+    CursorResult,
+    Delete,
+    Exists,
+    Select,
+    SQLColumnExpression,
+    Update,
+    delete,
+    exists,
+    select,
+    update,
+)
 from sqlalchemy.orm import Session, aliased
 
 from finance_sentiment.database import Database
@@ -208,6 +222,8 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
             )
             .values(expired=True),
         )
+        deleted = delete(AlertRule).where(AlertRule.deleted_at.is_not(None), ~waiting_for(AlertRule.id))
+        _rowcount(session, deleted)  # their alerts and delivered messages go with them (ON DELETE CASCADE)
         claimed = []
         for message, secret, url in session.execute(_due(now, limit)).all():
             # Conditional, so two senders that both read the row (SQLite has no row locks) claim it once.
@@ -232,6 +248,15 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
                     )
                 )
         return expired, claimed
+
+
+def waiting_for(rule_id: int | SQLColumnExpression[int]) -> Exists:
+    """Whether any notification of the rule is still to be sent (neither delivered nor expired)."""
+    return exists().where(
+        OutboxMessage.rule_id == rule_id,
+        OutboxMessage.delivered_at.is_(None),
+        OutboxMessage.expired.is_(False),
+    )
 
 
 def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
@@ -259,8 +284,8 @@ def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
     )
 
 
-def _rowcount(session: Session, statement: Update) -> int:
-    """Rows an UPDATE changed (ORM session sync is off: these rows are not loaded as objects here)."""
+def _rowcount(session: Session, statement: Update | Delete) -> int:
+    """Rows an UPDATE or DELETE changed (ORM session sync is off: these rows are not loaded as objects)."""
     result = session.execute(statement.execution_options(synchronize_session=False))
     return cast(CursorResult[Any], result).rowcount
 

@@ -17,7 +17,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from finance_sentiment import netguard
+from finance_sentiment import netguard, rules
 from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, apply_config, load_config
 from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
@@ -64,12 +64,32 @@ class Monitor:
             transitions = await asyncio.to_thread(
                 evaluate_rules, self.db, external_url=self.settings.external_url
             )
+        self._note(transitions)
+        if transitions:
+            await self.deliver()
+        return transitions
+
+    async def delete_rule(self, rule_id: int) -> list[Transition]:
+        """Delete an alert rule, resolving its firing alerts (`rules.delete_rule`); the outbox job sends
+        their "resolved" notifications.
+
+        Raises:
+            NotFound: No rule has this id.
+        """
+        async with self._alert_lock:
+            transitions = await asyncio.to_thread(self._delete_rule, rule_id)
+        self._note(transitions)
+        return transitions
+
+    def _delete_rule(self, rule_id: int) -> list[Transition]:
+        with self.db.session() as session:
+            return rules.delete_rule(session, rule_id, external_url=self.settings.external_url)
+
+    def _note(self, transitions: list[Transition]) -> None:
         for transition in transitions:
             self.metrics.transitions.labels(transition.status).inc()
         if transitions:
             log.info("alerts: %s", ", ".join(f"{t.rule} {t.labels} {t.status}" for t in transitions))
-            await self.deliver()
-        return transitions
 
     async def deliver(self) -> DeliveryReport:
         """Send due webhook notifications from the outbox."""

@@ -1,11 +1,17 @@
 """Alert rules: create, read, change and delete them; list the alerts they raised.
 
 Every function works inside the caller's session (one transaction, `Database.session()`); none commits.
+
+A rule deleted while notifications of it wait in the outbox (always so when it had a firing alert: that
+alert gets a "resolved" one) stays behind as a hidden row (`AlertRule.deleted_at`) so that the outbox can
+still send them to its webhook, signed with its secret; `delivery` removes it, with its alerts, once none
+waits. Every function here but `list_alerts` sees such a rule as gone.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
@@ -13,11 +19,15 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from finance_sentiment.alerting import Transition, resolve_firing
+from finance_sentiment.delivery import waiting_for
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRulePatch, describe_errors
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from textcore.errors import Conflict, InvalidInput, NotFound
+from textcore.sql import utcnow
 
 ALERT_STATUSES = ("firing", "resolved")
+_LIVE = AlertRule.deleted_at.is_(None)
 MAX_ALERTS = 1000
 _ALERT_COLUMNS = (
     "id",
@@ -34,16 +44,17 @@ _ALERT_COLUMNS = (
 
 def list_rules(session: Session) -> list[AlertRule]:
     """Every rule, oldest first."""
-    return list(session.scalars(select(AlertRule).order_by(AlertRule.id)))
+    return list(session.scalars(select(AlertRule).where(_LIVE).order_by(AlertRule.id)))
 
 
-def get_rule(session: Session, rule_id: int) -> AlertRule:
-    """The rule with this id.
+def get_rule(session: Session, rule_id: int, *, lock: bool = False) -> AlertRule:
+    """The rule with this id; with ``lock``, its row is locked until the transaction ends (PostgreSQL).
 
     Raises:
         NotFound: No rule has this id.
     """
-    rule = session.get(AlertRule, rule_id)
+    query = select(AlertRule).where(AlertRule.id == rule_id, _LIVE)
+    rule = session.scalars(query.with_for_update() if lock else query).one_or_none()
     if rule is None:
         raise NotFound(f"expected an existing alert rule id, found no rule with id {rule_id}")
     return rule
@@ -86,19 +97,49 @@ def update_rule(session: Session, rule_id: int, patch: AlertRulePatch) -> AlertR
     return rule
 
 
-def delete_rule(session: Session, rule_id: int) -> None:
-    """Delete a rule with its alerts and their undelivered notifications.
+def delete_rule(
+    session: Session,
+    rule_id: int,
+    *,
+    external_url: str = "http://127.0.0.1:8000",
+    now: datetime | None = None,
+) -> list[Transition]:
+    """Delete a rule, resolving its firing alerts first: each gets a "resolved" notification.
+
+    A receiver that opened an incident for an alert (PagerDuty, Grafana OnCall) closes it only when told
+    the alert resolved. The outbox sends those notifications like any other, after the alert's earlier
+    ones, to the rule's webhook with its secret. A rule with no notification waiting is deleted with its
+    alerts at once; otherwise it is hidden (gone from the API, its name free, never judged) and removed
+    with its alerts once every notification is delivered or expired. Its id is answered 404 from now on.
+
+    Args:
+        session: The caller's transaction.
+        rule_id: The rule to delete.
+        external_url: Where this monitor is reachable, for the notifications' links.
+        now: The deletion time (timezone-aware); defaults to the clock.
+
+    Returns:
+        The alerts resolved.
 
     Raises:
         NotFound: No rule has this id.
     """
-    session.delete(get_rule(session, rule_id))
+    now = now or utcnow()
+    rule = get_rule(session, rule_id, lock=True)  # an evaluation of the rule finishes first, or waits
+    resolved = resolve_firing(session, rule, now, external_url)
     session.flush()
+    if session.scalar(select(waiting_for(rule.id))):
+        # Names are stripped of surrounding spaces on input, so this one is never a live rule's.
+        rule.name, rule.enabled, rule.deleted_at = f" deleted rule {rule.id}", False, now
+    else:
+        session.delete(rule)
+    session.flush()
+    return resolved
 
 
 def upsert_rule(session: Session, data: AlertRuleIn) -> AlertRule:
     """Create the rule named `data.name`, or make the stored one match `data` (for the config file)."""
-    rule = session.scalars(select(AlertRule).where(AlertRule.name == data.name)).one_or_none()
+    rule = session.scalars(select(AlertRule).where(AlertRule.name == data.name, _LIVE)).one_or_none()
     if rule is None:
         return create_rule(session, data)
     _assign(rule, data)
@@ -130,7 +171,7 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
     """The response bodies of `alerts`, with their rule's name and notification counts (two queries)."""
     ids = [alert.id for alert in alerts]
     rule_ids = {alert.rule_id for alert in alerts}
-    named = session.execute(select(AlertRule.id, AlertRule.name).where(AlertRule.id.in_(rule_ids)))
+    named = session.execute(select(AlertRule.id, AlertRule.name).where(AlertRule.id.in_(rule_ids), _LIVE))
     names: dict[int, str] = dict(named.all())
     counts: dict[int, dict[str, int]] = {alert_id: {} for alert_id in ids}
     delivered = OutboxMessage.delivered_at.is_not(None)
@@ -146,7 +187,8 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
     return [
         AlertOut.model_validate(
             {field: getattr(alert, field) for field in _ALERT_COLUMNS}
-            | {"rule": names.get(alert.rule_id, ""), "deliveries": counts[alert.id]}
+            # A deleted rule's alerts (listed until their last notifications are sent) keep its name.
+            | {"rule": names.get(alert.rule_id, alert.labels.get("rule", "")), "deliveries": counts[alert.id]}
         )
         for alert in alerts
     ]

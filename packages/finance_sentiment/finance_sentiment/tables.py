@@ -133,6 +133,9 @@ class AlertRule(Base):
     receiver: Mapped[str] = mapped_column(String(200))
     secret: Mapped[str | None] = mapped_column(String(500))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # Set when the rule was deleted while notifications of it still waited (see `rules.delete_rule`): the
+    # row stays, hidden and renamed, only so those are delivered to its webhook, then the outbox removes it.
+    deleted_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 

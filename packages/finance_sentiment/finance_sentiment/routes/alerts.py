@@ -45,10 +45,12 @@ async def update_rule(rule_id: RowId, body: AlertRulePatch, monitor: MonitorDep)
 
 
 @router.delete("/v1/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-def delete_rule(rule_id: RowId, monitor: MonitorDep) -> Response:
-    """Remove a rule with its alerts and undelivered notifications."""
-    with monitor.db.session() as session:
-        rules.delete_rule(session, rule_id)
+async def delete_rule(rule_id: RowId, monitor: MonitorDep) -> Response:
+    """Remove a rule. Its firing alerts are resolved first, and each gets a "resolved" notification, sent
+    by the outbox to the rule's webhook (signed with its secret) after the alert's earlier ones, so the
+    receiver closes what it opened. The rule is gone at once (404, its name free); its alerts stay listed
+    until their notifications are delivered or expired."""
+    await monitor.delete_rule(rule_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
