@@ -35,7 +35,8 @@ class BaselineReport:
     Attributes:
         model: The base model's name as recorded (an alias such as `minilm`, or a folder).
         accuracy: Share of evaluation rows labelled correctly.
-        macro_f1: F1 averaged over the labels present in the evaluation data.
+        macro_f1: F1 averaged over the labels true or predicted for some evaluation row (see
+            `textcore.metrics.ClassificationReport`).
         n: Evaluation rows.
         train_rows: Rows the linear head was fitted on.
         excluded_overlap: Training rows left out because their text is in the evaluation data.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -10,7 +11,6 @@ import numpy as np
 from sklearn.metrics import (
     accuracy_score,
     confusion_matrix,
-    f1_score,
     multilabel_confusion_matrix,
     precision_recall_fscore_support,
 )
@@ -28,7 +28,14 @@ class LabelScores:
 
 @dataclass(frozen=True, slots=True)
 class ClassificationReport:
-    """Accuracy, macro-F1, per-label scores and the confusion matrix (rows = true, columns = predicted)."""
+    """Accuracy, macro-F1, per-label scores and the confusion matrix (rows = true, columns = predicted).
+
+    `macro_f1` is the unweighted mean of the per-label F1 over the labels that occur, as a true or as a
+    predicted label, in at least one example. A label the model predicted but no example has counts with
+    F1 0; a label of `labels` that is neither true nor predicted anywhere is left out (its F1 is undefined,
+    not 0). 0.0 when no label occurs. For single-label data this is scikit-learn's default
+    `f1_score(y_true, y_pred, average="macro")`.
+    """
 
     accuracy: float
     macro_f1: float
@@ -57,10 +64,26 @@ def vars_of(scores: LabelScores) -> dict[str, float | int]:
     }
 
 
+def _macro_f1(f1: np.ndarray, true_counts: np.ndarray, predicted_counts: np.ndarray) -> float:
+    """The mean of per-label F1 over the labels with at least one true or one predicted example.
+
+    Args:
+        f1: (labels,) F1 of each label (0 where it is undefined).
+        true_counts: (labels,) examples that have each label.
+        predicted_counts: (labels,) examples predicted to have each label.
+
+    Returns:
+        The macro-F1; 0.0 when no label occurs at all.
+    """
+    occurring = (np.asarray(true_counts) > 0) | (np.asarray(predicted_counts) > 0)
+    return float(np.mean(np.asarray(f1)[occurring])) if occurring.any() else 0.0
+
+
 def classification_report(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> ClassificationReport:
-    """Score predicted labels against true ones over a fixed label order."""
+    """Score predicted labels against true ones over a fixed label order (macro-F1: see
+    `ClassificationReport`); labels outside `labels` are not scored."""
     label_list = list(labels)
     precision, recall, f1, support = precision_recall_fscore_support(
         y_true, y_pred, labels=label_list, zero_division=0
@@ -69,10 +92,11 @@ def classification_report(
         label: LabelScores(float(p), float(r), float(f), int(s))
         for label, p, r, f, s in zip(label_list, precision, recall, f1, support, strict=True)
     }
-    present = [lab for lab in label_list if lab in set(y_true)]
+    predicted = Counter(y_pred)
+    predicted_counts = np.array([predicted[label] for label in label_list])
     return ClassificationReport(
         accuracy=float(accuracy_score(y_true, y_pred)),
-        macro_f1=float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        macro_f1=_macro_f1(f1, support, predicted_counts),
         n=len(y_true),
         labels=label_list,
         per_label=per_label,
@@ -83,8 +107,9 @@ def classification_report(
 def multilabel_report(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str], separator: str = "|"
 ) -> ClassificationReport:
-    """Score label sets written as `a|b`: accuracy is exact-set match, F1 is per label; `confusion` holds one
-    [[tn, fp], [fn, tp]] matrix per label."""
+    """Score label sets written as `a|b`: accuracy is exact-set match, F1 is per label and macro-F1 averages
+    it over the labels some example has or is predicted to have (see `ClassificationReport`); `confusion`
+    holds one [[tn, fp], [fn, tp]] matrix per label."""
     label_list = list(labels)
 
     def indicator(values: Sequence[str]) -> np.ndarray:
@@ -99,7 +124,7 @@ def multilabel_report(
     precision, recall, f1, support = precision_recall_fscore_support(truth, predicted, zero_division=0)
     return ClassificationReport(
         accuracy=float(np.mean(np.all(truth == predicted, axis=1))),
-        macro_f1=float(np.mean(f1)),
+        macro_f1=_macro_f1(f1, truth.sum(axis=0), predicted.sum(axis=0)),
         n=len(y_true),
         labels=label_list,
         per_label={
