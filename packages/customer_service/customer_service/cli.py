@@ -99,11 +99,25 @@ def _print(report: dict[str, Any]) -> None:
 def ingest(
     path: Annotated[Path, typer.Argument(help="FAQ table, document, or a folder of them")],
     category: Annotated[str, typer.Option(help="category of the documents")] = "",
+    document_id: Annotated[
+        str | None,
+        typer.Option(
+            "--id", help="id of the document when PATH is one document file (default: its file name)"
+        ),
+    ] = None,
+    id_prefix: Annotated[
+        str, typer.Option("--id-prefix", help="put before each document id, e.g. 'branch-a/'")
+    ] = "",
     database_url: DatabaseOpt = None,
     index_dir: IndexOpt = None,
     retriever: RetrieverOpt = None,
 ) -> None:
-    """Add FAQs (CSV/TSV/JSONL) and documents (Markdown, HTML, text) to the knowledge base."""
+    """Add FAQs (CSV/TSV/JSONL) and documents (Markdown, HTML, text) to the knowledge base.
+
+    A document's id is its path relative to PATH when PATH is a folder, else its file name (or --id); a
+    document stored under the same id is replaced. The summary counts documents added and replaced; a
+    replacement from another source file, or a file stored again under a new id, is also a warning on stderr.
+    """
 
     def action() -> dict[str, Any]:
         from customer_service.ingest import ingest_path  # noqa: PLC0415
@@ -113,7 +127,9 @@ def ingest(
         db = open_database(settings)
         try:
             kb = open_knowledge(settings, db)
-            report = ingest_path(kb, path, category=category)
+            report = ingest_path(kb, path, category=category, document_id=document_id, id_prefix=id_prefix)
+            for warning in report.warnings:
+                core_cli.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
             return {**report.__dict__, "entries": kb.count(), "version": kb.version}
         finally:
             db.dispose()

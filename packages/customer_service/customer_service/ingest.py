@@ -1,11 +1,19 @@
 """Files into the knowledge base: FAQ tables (CSV, TSV, JSON Lines) and documents (Markdown, HTML, text).
 
 A path may be one file or a folder, read recursively in name order. A table file's rows are FAQs; any other
-supported file is a document whose id is its path relative to the folder (or its name), whose title is its
-first heading (else its file name) and whose chunks replace the document's earlier ones. An ingest is all or
-nothing: every file is read and checked before anything is written, and all of it is written in one
-transaction, so a bad file (an empty page, an id the knowledge base refuses) leaves the knowledge base as it
-was and names the file.
+supported file is a document whose title is its first heading (else its file name) and whose chunks replace
+the earlier ones of the document with the same id. An ingest is all or nothing: every file is read and
+checked before anything is written, and all of it is written in one transaction, so a bad file (an empty
+page, an id the knowledge base refuses) leaves the knowledge base as it was and names the file.
+
+Document ids:
+- a folder's documents: their path relative to the folder ("guides/travel.md");
+- a single file: its file name ("travel.md"), so that ingesting it again updates it; or the id given
+  (`document_id`), e.g. the one its folder's ingest gave it;
+- `id_prefix` goes before either ("branch-a/" + "faq.md").
+A file name is no unique key: /a/faq.md and then /b/faq.md are one id, and the second replaces the first. The
+report tells documents added from documents replaced and warns when a document is replaced from another
+source than it was stored from, or when a file already stored under another id is stored again.
 """
 
 from __future__ import annotations
@@ -32,16 +40,40 @@ class IngestReport:
     documents: int = 0
     chunks: int = 0
     files: list[str] = field(default_factory=list)
+    documents_added: int = 0
+    documents_replaced: int = 0
+    replaced: list[str] = field(default_factory=list)  # ids of the documents replaced
+    warnings: list[str] = field(default_factory=list)  # replacements from another source, files stored twice
 
 
-def ingest_path(kb: KnowledgeBase, path: Path, *, category: str = "") -> IngestReport:
+def ingest_path(
+    kb: KnowledgeBase,
+    path: Path,
+    *,
+    category: str = "",
+    document_id: str | None = None,
+    id_prefix: str = "",
+) -> IngestReport:
     """Ingest a file or every supported file under a folder.
 
+    Args:
+        kb: The knowledge base.
+        path: A table or document file, or a folder of them.
+        category: The documents' category.
+        document_id: The id of the document when `path` is one document file (default: its file name).
+        id_prefix: Put before every document id.
+
     Raises:
-        InvalidInput: If the path does not exist, holds no supported file, or a file cannot be read.
+        InvalidInput: If the path does not exist, holds no supported file, or a file cannot be read; if
+            `document_id` is given for anything but one document file.
     """
     if not path.exists():
         raise InvalidInput(f"expected a knowledge file or folder; found nothing at {path}")
+    if document_id is not None and (path.is_dir() or path.suffix.lower() not in DOCUMENTS):
+        raise InvalidInput(
+            f"document id: expected one document file ({', '.join(DOCUMENTS)}) to give it to; found "
+            f"{'the folder' if path.is_dir() else 'the file'} {path} (use the id prefix for several)"
+        )
     files = (
         sorted(p for p in path.rglob("*") if p.suffix.lower() in (*TABLES, *DOCUMENTS))
         if path.is_dir()
@@ -55,23 +87,57 @@ def ingest_path(kb: KnowledgeBase, path: Path, *, category: str = "") -> IngestR
         if file.suffix.lower() in TABLES:
             faqs += read_faqs(file)
         elif file.suffix.lower() in DOCUMENTS:
-            document_id = file.relative_to(path).as_posix() if path.is_dir() else file.name
+            key = document_id or (file.relative_to(path).as_posix() if path.is_dir() else file.name)
             text = file.read_text(encoding="utf-8", errors="replace")
+            source = str(file.resolve())
             documents.append(
-                DocumentIn(document_id, _title(text, file), text, format_of(file.name), category, str(file))
+                DocumentIn(id_prefix + key, _title(text, file), text, format_of(file.name), category, source)
             )
         else:
             raise InvalidInput(f"expected one of {', '.join((*TABLES, *DOCUMENTS))}; found {file.name}")
+    stored = kb.document_sources() if documents else {}
     try:
         chunks = kb.put_many(faqs, documents)
     except (InvalidInput, Conflict) as exc:
         raise type(exc)(f"{exc.message} (nothing from {path} was stored)") from exc
+    replaced = [d.document_id for d in documents if d.document_id in stored]
     return IngestReport(
         faqs=len(faqs),
         documents=len(documents),
         chunks=sum(len(ids) for ids in chunks.values()),
         files=[str(file) for file in files],
+        documents_added=len(documents) - len(replaced),
+        documents_replaced=len(replaced),
+        replaced=replaced,
+        warnings=_warnings(documents, stored),
     )
+
+
+def _warnings(documents: list[DocumentIn], stored: dict[str, str]) -> list[str]:
+    """Replacements from another source than the stored one; files already stored under another id."""
+    ids_by_source: dict[str, list[str]] = {}
+    for stored_id, source in stored.items():
+        ids_by_source.setdefault(_same_file(source), []).append(stored_id)
+    found = []
+    for document in documents:
+        before = stored.get(document.document_id)
+        if before is not None and _same_file(before) != document.source:
+            found.append(
+                f"document {document.document_id!r} from {before} was replaced by {document.source} "
+                "(a single file is keyed by its file name: give --id or --id-prefix to keep both)"
+            )
+        others = [i for i in ids_by_source.get(document.source, []) if i != document.document_id]
+        if before is None and others:
+            found.append(
+                f"{document.source} is stored already as document {others[0]!r}; it is now stored as "
+                f"{document.document_id!r} too (give --id {others[0]} to replace that one instead)"
+            )
+    return found
+
+
+def _same_file(source: str) -> str:
+    """A stored source as an absolute path (URLs and other names unchanged)."""
+    return str(Path(source).resolve()) if source and "://" not in source else source
 
 
 def _title(text: str, file: Path) -> str:

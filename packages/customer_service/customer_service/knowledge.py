@@ -222,6 +222,14 @@ class KnowledgeBase:
         with self.db.session() as session:
             return int(session.scalar(query) or 0)
 
+    def document_sources(self) -> dict[str, str]:
+        """Each stored document's id and the source (file or URL) its chunks came from."""
+        query = select(KnowledgeEntry.document_id, KnowledgeEntry.source).where(
+            KnowledgeEntry.kind == "chunk"
+        )
+        with self.db.session() as session:
+            return {str(i): source for i, source in session.execute(query.distinct()) if i is not None}
+
     def dense(self, query: str, k: int) -> builtins.list[Passage]:
         """The `k` passages nearest to `query` in embedding space, best first, scored by cosine."""
         return self._index.dense(self._query_vector(_query(query)), k)

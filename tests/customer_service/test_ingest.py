@@ -1,0 +1,122 @@
+"""Ingesting files: which id each document gets, and what an ingest reports when it replaces a document.
+
+The library tests use the tiny random BERT (ids and reports do not depend on the vectors); the command-line
+test runs `customer-service ingest` with its default encoder on a SQLite knowledge base.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from customer_service.cli import app as cli_app
+from customer_service.database import Database
+from customer_service.ingest import ingest_path
+from customer_service.knowledge import KnowledgeBase
+from tests.conftest import migrated
+from textcore import Encoder, InvalidInput
+from textcore.models import load_backbone
+
+
+@pytest.fixture
+def kb(sqlite_url: str, tiny_model_dir: Path, tmp_path: Path) -> Iterator[KnowledgeBase]:
+    encoder = Encoder(load_backbone(tiny_model_dir), device="cpu", precision="fp32")
+    with migrated(Database(sqlite_url)) as db:
+        yield KnowledgeBase.open(db, encoder, tmp_path / "index")
+
+
+@pytest.fixture
+def files(tmp_path: Path) -> Path:
+    """Two branches' faq.md (same file name, different pages) and a folder with guides/travel.md."""
+    root = tmp_path / "files"
+    for branch, text in (
+        ("a", "Branch A opens at nine on weekdays."),
+        ("b", "Call the hotline to block a card."),
+    ):
+        (root / branch).mkdir(parents=True)
+        (root / branch / "faq.md").write_text(f"# Branch {branch.upper()}\n\n{text}\n")
+    (root / "docs" / "guides").mkdir(parents=True)
+    (root / "docs" / "guides" / "travel.md").write_text("# Travel\n\nTell us before you travel abroad.\n")
+    return root
+
+
+def _texts(kb: KnowledgeBase) -> dict[str, str]:
+    return {e.document_id or e.id: e.text for e in kb.list(kind="chunk")}
+
+
+def test_a_file_of_the_same_name_elsewhere_replaces_the_document_and_says_so(
+    kb: KnowledgeBase, files: Path
+) -> None:
+    first = ingest_path(kb, files / "a" / "faq.md")
+    assert (first.documents_added, first.documents_replaced, first.warnings) == (1, 0, [])
+    again = ingest_path(kb, files / "a" / "faq.md")  # the same file again: an update, no warning
+    assert (again.documents_added, again.documents_replaced, again.replaced, again.warnings) == (
+        0, 1, ["faq.md"], [],
+    )  # fmt: skip
+
+    second = ingest_path(kb, files / "b" / "faq.md")
+    assert (second.documents_added, second.documents_replaced, second.replaced) == (0, 1, ["faq.md"])
+    [warning] = second.warnings
+    assert str(files / "a" / "faq.md") in warning and str(files / "b" / "faq.md") in warning
+    assert _texts(kb) == {"faq.md": "Call the hotline to block a card."}
+
+    # an explicit id or prefix keeps both
+    kept = ingest_path(kb, files / "a" / "faq.md", id_prefix="branch-a/")
+    assert (kept.documents_added, kept.documents_replaced, kept.warnings) == (1, 0, [])
+    named = ingest_path(kb, files / "b" / "faq.md", document_id="branch-b/faq.md")
+    assert named.documents_added == 1
+    assert sorted(_texts(kb)) == ["branch-a/faq.md", "branch-b/faq.md", "faq.md"]
+    assert kb.document_sources()["branch-a/faq.md"] == str((files / "a" / "faq.md").resolve())
+
+
+def test_a_file_stored_from_its_folder_and_again_alone_is_named_in_a_warning(
+    kb: KnowledgeBase, files: Path
+) -> None:
+    folder = ingest_path(kb, files / "docs")
+    assert folder.documents_added == 1 and sorted(_texts(kb)) == ["guides/travel.md"]
+    alone = ingest_path(kb, files / "docs" / "guides" / "travel.md")
+    [warning] = alone.warnings
+    assert "stored already as document 'guides/travel.md'" in warning
+    assert sorted(_texts(kb)) == ["guides/travel.md", "travel.md"]
+
+    kb.delete(["travel.md"])
+    updated = ingest_path(kb, files / "docs" / "guides" / "travel.md", document_id="guides/travel.md")
+    assert (updated.documents_added, updated.replaced, updated.warnings) == (0, ["guides/travel.md"], [])
+    assert sorted(_texts(kb)) == ["guides/travel.md"]
+
+
+def test_a_document_id_is_for_one_document_file(kb: KnowledgeBase, files: Path, tmp_path: Path) -> None:
+    with pytest.raises(InvalidInput, match="one document file"):
+        ingest_path(kb, files / "docs", document_id="x")
+    table = tmp_path / "faqs.csv"
+    table.write_text("question,answer\nWhen are you open?,Nine to five.\n")
+    with pytest.raises(InvalidInput, match="one document file"):
+        ingest_path(kb, table, document_id="x")
+    assert kb.count() == 0
+
+
+def test_the_ingest_command_reports_added_and_replaced_documents(files: Path, tmp_path: Path) -> None:
+    where = ["--database-url", f"sqlite:///{tmp_path / 'kb.db'}", "--index-dir", str(tmp_path / "index")]
+    runner = CliRunner()
+    first = runner.invoke(cli_app, ["ingest", str(files / "a" / "faq.md"), *where])
+    assert first.exit_code == 0, first.output
+    report = json.loads(first.stdout.splitlines()[-1])
+    assert (report["documents_added"], report["documents_replaced"], report["entries"]) == (1, 0, 1)
+
+    second = runner.invoke(cli_app, ["ingest", str(files / "b" / "faq.md"), *where])
+    assert second.exit_code == 0, second.output
+    report = json.loads(second.stdout.splitlines()[-1])
+    assert (report["documents_added"], report["documents_replaced"], report["replaced"]) == (0, 1, ["faq.md"])
+    assert "warning: document 'faq.md' from" in second.stderr and report["entries"] == 1
+
+    kept = runner.invoke(cli_app, ["ingest", str(files / "a" / "faq.md"), "--id", "a/faq.md", *where])
+    assert kept.exit_code == 0, kept.output
+    report = json.loads(kept.stdout.splitlines()[-1])
+    assert (report["documents_added"], report["entries"]) == (1, 2)
+
+    refused = runner.invoke(cli_app, ["ingest", str(files / "docs"), "--id", "x", *where])
+    assert refused.exit_code == 2 and "error: document id: expected one document file" in refused.output
