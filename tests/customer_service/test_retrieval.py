@@ -9,7 +9,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from typer.testing import CliRunner
 
+from customer_service.cli import app as cli_app
 from customer_service.database import Database
 from customer_service.knowledge import FaqIn, KnowledgeBase
 from customer_service.reranking import (
@@ -200,6 +202,29 @@ def test_evaluate_retrieval_scores_each_mode(kb: KnowledgeBase) -> None:
     assert seen[-1] == ("keyword", len(queries), len(queries))
     with pytest.raises(InvalidInput, match="expected"):
         evaluate_retrieval(Retriever(kb), queries, expected[:2], ["dense"])
+
+
+def test_evaluate_retrieval_command_states_whether_questions_were_indexed(tmp_path: Path) -> None:
+    kb_file, queries = tmp_path / "kb.csv", tmp_path / "queries.csv"
+    with kb_file.open("w", newline="") as f:
+        csv.writer(f).writerows([("id", "question", "answer"), *((x.id, x.question, x.answer) for x in FAQS)])
+    with queries.open("w", newline="") as f:
+        csv.writer(f).writerows([("query", "id"), *PARAPHRASES])
+    runner = CliRunner()
+    base = ["evaluate-retrieval", "--kb", str(kb_file), "--queries", str(queries), "--device", "cpu"]
+    reports = {}
+    for flag in ("--index-questions", "--no-index-questions", None):
+        result = runner.invoke(cli_app, [*base, flag] if flag else base)
+        assert result.exit_code == 0, result.output
+        reports[flag] = json.loads(result.stdout.splitlines()[-1])
+    assert reports[None]["index_questions"] is True  # the default, as the app indexes
+    assert reports["--index-questions"]["index_questions"] is True
+    assert reports["--no-index-questions"]["index_questions"] is False
+    assert reports[None]["n"] == len(PARAPHRASES)
+    shown = runner.invoke(cli_app, ["evaluate-retrieval", "--help"], terminal_width=200)
+    help_text = " ".join(shown.output.replace("│", " ").split())
+    assert "--no-index-questions indexes the answers alone" in help_text
+    assert "index_questions" in help_text
 
 
 def test_ranking_metrics() -> None:
