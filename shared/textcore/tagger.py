@@ -28,7 +28,7 @@ from textcore.bio import OUTSIDE, TaggedSentences, check_tags, read_tagged, spli
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
 from textcore.metrics import entity_spans, tagging_report
-from textcore.models import load_backbone
+from textcore.models import fit_max_length, load_backbone
 
 if TYPE_CHECKING:
     from peft import PeftModel
@@ -169,7 +169,8 @@ class Tagger:
     """Tags words with BIO tags and finds entities in raw text; batched, length-sorted, bf16 where fast.
 
     Safe to call from several threads at once: tokenisation is serialised (the fast tokenizer is not
-    re-entrant), the forward passes run concurrently under `torch.inference_mode`.
+    re-entrant), the forward passes run concurrently under `torch.inference_mode`. A `max_length` above the
+    model's position limit is lowered to it (`textcore.models.fit_max_length`).
     """
 
     def __init__(
@@ -195,7 +196,7 @@ class Tagger:
         self.model = model.to(self.device).eval()
         self.tokenizer = tokenizer
         self.labels = labels
-        self.max_length = max_length
+        self.max_length = fit_max_length(max_length, model.encoder.config, tokenizer)
         self.batch_size = batch_size
         self._pad_id = int(tokenizer.pad_token_id or 0)
         self._tokenizer_lock = threading.Lock()

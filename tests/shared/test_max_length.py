@@ -14,6 +14,7 @@ from textcore.classifier import Classifier, TextClassifier
 from textcore.embeddings import Encoder
 from textcore.models import load_backbone
 from textcore.reranker import Reranker
+from textcore.tagger import Tagger, TokenTagger
 
 LONG_TEXT = "revenue " * 400  # far more tokens than the tiny model's 128 positions
 
@@ -58,6 +59,19 @@ def test_onnx_classifier_with_max_length_above_the_model_limit_predicts_long_tex
     assert "max_length 1024 is more than the model takes (128 tokens)" in caplog.text
     expected = Classifier.load(folder, precision="fp32", max_length=1024).logits([LONG_TEXT, "short"])
     np.testing.assert_allclose(classifier.logits([LONG_TEXT, "short"]), expected, atol=1e-4)
+
+
+def test_tagger_with_max_length_above_the_model_limit_tags_long_texts(tiny_model_dir: Path) -> None:
+    backbone = load_backbone(tiny_model_dir)
+    tagger = Tagger(
+        TokenTagger(backbone.model, 3),
+        backbone.tokenizer,
+        ["O", "B-ORG", "I-ORG"],
+        precision="fp32",
+        max_length=1024,
+    )
+    assert tagger.max_length == 128
+    assert len(tagger.tag([LONG_TEXT, "short"])) == 2
 
 
 def test_embedding_encoder_with_max_length_above_the_model_limit_encodes_long_texts(
