@@ -26,6 +26,7 @@ from starlette.routing import Route
 from finance_sentiment import create_app
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
 from tests.conftest import serve_app
+from textcore import InvalidInput
 from textcore.sql import utcnow
 
 PROBLEM = "application/problem+json"
@@ -278,6 +279,18 @@ def test_ssrf_guard_refuses_private_sources_unless_allowed(
             assert response.status_code == 422, response.text
             assert "webhook_url" in response.json()["detail"], response.text
         assert client.get("/v1/sources").json() == [] and client.get("/v1/alert-rules").json() == []
+
+
+def test_a_config_file_url_on_a_blocked_address_stops_the_start(tmp_path: Path, sqlite_url: str) -> None:
+    settings = settings_for(tmp_path, tmp_path, sqlite_url, model_path=None, fetch=FetchSettings())
+    assert settings.config_file is not None
+    settings.config_file.write_text('[[alert_rules]]\nname = "banks"\nwebhook_url = "http://127.0.0.1:9/h"\n')
+    refused = r"alert_rules\[0\]\.webhook_url of 'banks' is refused: expected http://127.0.0.1:9/h to resolve"
+    with pytest.raises(InvalidInput, match=refused), TestClient(create_app(settings)):
+        pass
+    allowed = settings.model_copy(update={"fetch": FetchSettings(allowed_networks=("127.0.0.0/8",))})
+    with TestClient(create_app(allowed)) as client:
+        assert [rule["name"] for rule in client.get("/v1/alert-rules").json()] == ["banks"]
 
 
 @contextmanager

@@ -124,3 +124,26 @@ def test_a_bad_config_or_database_stops_every_command_in_one_line(tmp_path: Path
     line = one_error_line(invoke(command, "--database-url", "postgresql://monitor:s3cret@127.0.0.1:1/x"))
     assert line.startswith("error: cannot open the database postgresql://monitor:***@127.0.0.1:1/x: ")
     assert "s3cret" not in line
+
+
+@pytest.mark.parametrize("command", ["serve", "worker", "run-once"])
+def test_a_config_url_the_address_guard_refuses_stops_every_command_in_one_line(
+    tmp_path: Path, command: str
+) -> None:
+    # The API refuses such URLs; from the config file they were stored, and the webhook was refused only
+    # when each notification was sent (the source at each run), so the operator learnt of it late or never.
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[[sources]]\nname = "wire"\nurl = "http://127.0.0.1:8/feed.xml"\nkind = "rss"\n\n'
+        '[[alert_rules]]\nname = "banks"\nwebhook_url = "http://10.0.0.7/hooks/risk"\n'
+    )
+    database = tmp_path / "m.db"
+    env = {"FIN_FETCH__ALLOWED_NETWORKS": '["127.0.0.0/8"]'}  # the source's network only
+    line = one_error_line(
+        invoke(command, "--config", config, "--database-url", f"sqlite:///{database}", env=env)
+    )
+    assert line.startswith(
+        f"error: config file '{config}': alert_rules[0].webhook_url of 'banks' is refused: "
+    )
+    assert "http://10.0.0.7/hooks/risk" in line and "private address 10.0.0.7" in line
+    assert not database.exists()  # refused before anything was stored

@@ -62,14 +62,16 @@ def _require_finance_labels(path: Path, label_column: str) -> None:
 
 def _settings(config: Path | None, database_url: str | None, **more: Any) -> FinanceSentimentSettings:
     """The settings, after the checks that would otherwise stop the service mid-start with a traceback: the
-    config file reads and validates, and the database opens (and is migrated, as the service does first)."""
-    from finance_sentiment.config import load_config  # noqa: PLC0415
+    config file reads and validates, its URLs pass the address guard, and the database opens (and is
+    migrated, as the service does first)."""
+    from finance_sentiment.config import admit_urls, load_config  # noqa: PLC0415
     from finance_sentiment.database import Database  # noqa: PLC0415
 
     overrides = {"config_file": config, "database_url": database_url, **more}
     settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
     if settings.config_file:
-        load_config(settings.config_file)
+        loaded = load_config(settings.config_file)
+        asyncio.run(admit_urls(loaded, settings.config_file, settings.fetch.allowed_networks))
     Database(settings.database_url).check()
     return settings
 

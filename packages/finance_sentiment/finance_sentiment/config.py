@@ -20,24 +20,33 @@
     aliases = ["Tesla Motors"]
 
 Sources and rules are upserted by name into the database (`apply_config`); ones only in the database are
-left alone. Topics and entities configure the tagger and are not stored.
+left alone. Topics and entities configure the tagger and are not stored. Before that, every source URL and
+webhook URL passes the address guard the API applies to them (`admit_urls`), so a private or loopback
+address the operator did not allow stops the start instead of failing each fetch or delivery later.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
+from finance_sentiment import netguard
+from finance_sentiment.fetching import BlockedAddress, guard_address
 from finance_sentiment.rules import upsert_rule
 from finance_sentiment.schemas import AlertRuleIn, Name, SourceIn, Tag, describe_errors
 from finance_sentiment.sources import upsert_source
 from finance_sentiment.tagging import EntitySpec, TopicSpec
-from textcore.errors import InvalidInput
+from textcore.errors import CoreError, InvalidInput
+
+log = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 5_000_000
 _INPUT = ConfigDict(extra="forbid")
@@ -174,6 +183,49 @@ def _parse(path: Path, raw: bytes, suffix: str) -> dict[str, Any]:
             f"config file {str(path)!r}: expected a {fmt} object at the top, found {type(data).__name__}"
         )
     return data
+
+
+async def admit_urls(
+    config: MonitorConfig,
+    path: str | Path,
+    allowed_networks: Sequence[str],
+    resolve: netguard.Resolver = netguard.resolve,
+) -> None:
+    """Check every source and webhook URL of the config file with the address guard (`guard_address`).
+
+    A host that does not resolve now is only logged: the guard checks it again before every request, and
+    a passing name-server failure should not keep the monitor from starting.
+
+    Args:
+        config: The loaded config file.
+        path: Its path, for the message.
+        allowed_networks: The CIDRs the operator allowed (``FIN_FETCH__ALLOWED_NETWORKS``).
+        resolve: Host name to addresses.
+
+    Raises:
+        InvalidInput: A URL is on an address the guard refuses; the message names the file, the entry (as
+            ``alert_rules[0].webhook_url``, with its name) and the URL.
+    """
+    entries = [(f"sources[{i}].url", item.name, item.url) for i, item in enumerate(config.sources)]
+    entries += [
+        (f"alert_rules[{i}].webhook_url", item.name, item.webhook_url)
+        for i, item in enumerate(config.alert_rules)
+    ]
+    allowed = netguard.parse_networks(allowed_networks)
+    outcomes = await asyncio.gather(
+        *(guard_address(netguard.parse_http_url(url), allowed, resolve) for _, _, url in entries),
+        return_exceptions=True,
+    )
+    for (where, name, _), outcome in zip(entries, outcomes, strict=True):
+        if isinstance(outcome, BlockedAddress):
+            raise InvalidInput(
+                f"config file {str(path)!r}: {where} of {name!r} is refused: {outcome.message} "
+                "(add its network to FIN_FETCH__ALLOWED_NETWORKS to allow it)"
+            )
+        if isinstance(outcome, CoreError):
+            log.warning("config file %s: %s of %r not checked: %s", path, where, name, outcome.message)
+        elif isinstance(outcome, BaseException):
+            raise outcome
 
 
 def apply_config(session: Session, config: MonitorConfig) -> None:

@@ -119,6 +119,34 @@ class TooManyRedirects(FetchError):
     """More redirects than ``max_redirects``, or a redirect loop."""
 
 
+async def guard_address(
+    url: httpx.URL, allowed: tuple[netguard.IPNetwork, ...], resolve: netguard.Resolver = netguard.resolve
+) -> None:
+    """The address guard: refuse ``url`` when its host resolves to any blocked address outside ``allowed``.
+
+    `Fetcher` applies it before every request (and so `Fetcher.check_url` to what the API is sent); the
+    config file's URLs are checked with it at start (`config.admit_urls`).
+
+    Raises:
+        BlockedAddress: If the host resolves to a blocked address.
+        FetchError: If the host does not resolve.
+    """
+    host = netguard.host_of(url)
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        addresses = await resolve(host, port)
+    except OSError as exc:
+        raise FetchError(f"expected host {host!r} of {url} to resolve, found {exc}") from exc
+    if not addresses:
+        raise FetchError(f"expected host {host!r} of {url} to resolve, found no addresses")
+    if (found := netguard.first_blocked(addresses, allowed)) is not None:
+        address, blocked = found
+        raise BlockedAddress(
+            f"expected {url} to resolve only to public addresses or allowed_networks, "
+            f"found {blocked} address {address}"
+        )
+
+
 @dataclass(frozen=True)
 class _Raw:
     status: int
@@ -213,20 +241,7 @@ class Fetcher:
         raise FetchError(f"expected a 2xx, 304 or 410 response from {raw.url}, found HTTP {raw.status}")
 
     async def _guard(self, url: httpx.URL) -> None:
-        host = netguard.host_of(url)
-        port = url.port or (443 if url.scheme == "https" else 80)
-        try:
-            addresses = await self._resolve(host, port)
-        except OSError as exc:
-            raise FetchError(f"expected host {host!r} of {url} to resolve, found {exc}") from exc
-        if not addresses:
-            raise FetchError(f"expected host {host!r} of {url} to resolve, found no addresses")
-        if (found := netguard.first_blocked(addresses, self._allowed)) is not None:
-            address, blocked = found
-            raise BlockedAddress(
-                f"expected {url} to resolve only to public addresses or allowed_networks, "
-                f"found {blocked} address {address}"
-            )
+        await guard_address(url, self._allowed, self._resolve)
 
     async def _follow(
         self, url: httpx.URL, headers: dict[str, str], *, robots: bool

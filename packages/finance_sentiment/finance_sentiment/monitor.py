@@ -19,7 +19,7 @@ from sqlalchemy import select
 
 from finance_sentiment import netguard, rules
 from finance_sentiment.alerting import Transition, evaluate_rules
-from finance_sentiment.config import MonitorConfig, apply_config, load_config
+from finance_sentiment.config import MonitorConfig, admit_urls, apply_config, load_config
 from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import DeliveryReport, deliver_pending
@@ -184,14 +184,18 @@ def _tagger(settings: FinanceSentimentSettings, config: MonitorConfig | None) ->
 async def open_monitor(
     settings: FinanceSentimentSettings, registry: CollectorRegistry | None = None
 ) -> AsyncIterator[Monitor]:
-    """Build the monitor: migrate the database, apply the config file, open the HTTP client.
+    """Build the monitor: check the config file (its URLs too), migrate the database, apply the config file,
+    open the HTTP client.
 
     Its counters go on ``registry`` (the app's, served at /metrics), or a private one.
 
     The sentiment model is loaded on first use, so the API serves sources and documents before a model is
     trained; runs fail with "model not ready" (and fetch again later) until one is active.
     """
-    config = load_config(settings.config_file) if settings.config_file else None
+    config = None
+    if settings.config_file:
+        config = load_config(settings.config_file)
+        await admit_urls(config, settings.config_file, settings.fetch.allowed_networks)
     db = Database(settings.database_url)
     await asyncio.to_thread(db.migrate)
     if config is not None:
