@@ -1,6 +1,6 @@
 """Helpers shared by the benchmarks: the data and its split, machine facts, peak memory, result files.
 
-Not a benchmark itself; `finetune.py` and `inference.py` import it (as `common` when run as scripts).
+Not a benchmark itself; every benchmark imports it (as `common` when run as scripts).
 """
 
 from __future__ import annotations
