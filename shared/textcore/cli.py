@@ -316,7 +316,8 @@ def evaluate(
         typer.Option(help="--compare-base: rows to fit the base model's head on (default: recorded file)"),
     ] = None,
 ) -> None:
-    """Score a classifier (a cross-encoder: mrr@10 and accuracy); the last stdout line is one JSON object."""
+    """Score a classifier, a tagger (entity F1) or a cross-encoder (mrr@10 and accuracy); the last stdout
+    line is one JSON object."""
     from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.evaluation import evaluate_classifier_file  # noqa: PLC0415
 

@@ -36,7 +36,10 @@ DatabaseOpt = Annotated[
 ]
 
 
-@app.command(help=core_cli.train.__doc__)
+@app.command(
+    help=f"{core_cli.train.__doc__}\n\nFor classification the labels must be negative, neutral and positive "
+    "(negative and positive present); map others first, or use `textcore train`."
+)
 @functools.wraps(core_cli.train)
 def train(**options: Any) -> None:
     if options.get("task", "classification") == "classification":
