@@ -3,6 +3,7 @@ database and a webhook receiver, all on loopback."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -348,3 +349,37 @@ def test_a_new_schedule_takes_effect_without_a_restart(
         assert patched.status_code == 200, patched.text
         wait_for_hits(feed, 3)
         assert feed.hits >= 3  # the source now runs every second instead of never again
+
+
+def test_a_start_with_many_sources_due_at_once_keeps_their_fetches_within_the_http_pool(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # Every source's first run is due at start. Unbounded, 100 sources on slow sites held more requests
+    # than the client's 20 pooled connections, and runs that waited over 5 s for one failed (PoolTimeout).
+    sources, in_flight, most = 30, 0, 0
+
+    async def feed(request: Request) -> Response:
+        nonlocal in_flight, most
+        in_flight += 1
+        most = max(most, in_flight)
+        await asyncio.sleep(0.5)  # a slow site
+        in_flight -= 1
+        name = request.path_params["name"]
+        return Response(FeedSite([f"Acme story {name}"]).rss(), media_type="application/rss+xml")
+
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, scheduler=True)
+    assert settings.config_file is not None and settings.max_concurrent_runs < sources
+    with serve_app(Starlette(routes=[Route("/feed/{name}.xml", feed)])) as site:
+        entries = "".join(
+            f'[[sources]]\nname = "s{i}"\nurl = "{site}/feed/{i}.xml"\nkind = "rss"\n' for i in range(sources)
+        )
+        settings.config_file.write_text(entries)
+        with serve_app(create_app(settings)) as api, httpx.Client(base_url=api, timeout=30) as http:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                rows = http.get("/v1/sources").json()
+                if all(row["last_run_at"] for row in rows):
+                    break
+                time.sleep(0.2)
+    assert [row["last_status"] for row in rows] == ["ok"] * sources
+    assert 1 < most <= settings.max_concurrent_runs

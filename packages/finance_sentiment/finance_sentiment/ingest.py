@@ -95,7 +95,8 @@ class _Story:
 
 
 class Ingestor:
-    """Runs sources; at most one run of a source at a time in this process.
+    """Runs sources; at most one run of a source at a time in this process, and at most
+    ``max_concurrent_runs`` runs at once (the others wait their turn: at start every source is due).
 
     Args:
         db: Where sources live and documents go.
@@ -103,6 +104,7 @@ class Ingestor:
         models: Gives the sentiment model to use for each batch.
         tagger: Finds configured topics and company mentions.
         max_pages_per_run: Articles followed from one list page per run.
+        max_concurrent_runs: Runs at once; a run makes one request at a time.
     """
 
     def __init__(
@@ -113,12 +115,14 @@ class Ingestor:
         tagger: Tagger,
         *,
         max_pages_per_run: int = 20,
+        max_concurrent_runs: int = 12,
     ) -> None:
         self.db = db
         self.fetcher = fetcher
         self.models = models
         self.tagger = tagger
         self.max_pages_per_run = max_pages_per_run
+        self._slots = asyncio.Semaphore(max_concurrent_runs)
         self._locks: dict[int, asyncio.Lock] = {}
         # canonical link -> time.monotonic() from which it is fetched again
         self._no_article: dict[str, float] = {}
@@ -139,7 +143,7 @@ class Ingestor:
         lock = self._locks.setdefault(source_id, asyncio.Lock())
         if lock.locked() and not wait:
             raise Conflict(f"expected no run of source {source_id} in progress; found one running")
-        async with lock:
+        async with lock, self._slots:
             return await self._run(source_id)
 
     async def _run(self, source_id: int) -> RunReport:

@@ -22,7 +22,7 @@ from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, admit_urls, apply_config, load_config
 from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
 from finance_sentiment.database import Database
-from finance_sentiment.delivery import DeliveryReport, deliver_pending
+from finance_sentiment.delivery import CONCURRENT_POSTS, DeliveryReport, deliver_pending
 from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
 from finance_sentiment.ingest import Ingestor, RunReport, run_error
 from finance_sentiment.sentiment import SentimentSource
@@ -201,7 +201,12 @@ async def open_monitor(
     if config is not None:
         with db.session() as session:
             apply_config(session, config)
+    # A run makes one request at a time: with a connection for every run and every webhook post, nothing
+    # waits for a pooled connection (a wait over the pool timeout fails the request).
+    pool = settings.max_concurrent_runs + CONCURRENT_POSTS
     http_config = HttpClientConfig(
+        max_connections=pool,
+        max_keepalive=min(pool, 10),
         user_agent=settings.fetch.user_agent,
         max_response_bytes=settings.fetch.max_response_bytes,
         read_timeout=settings.fetch.timeout_s,
@@ -219,7 +224,14 @@ async def open_monitor(
     transport = guarded_transport(connections, http_config.limits)
     async with make_http_client(http_config, transport=transport) as http:
         fetcher = Fetcher(http, policy)
-        ingestor = Ingestor(db, fetcher, models, tagger, max_pages_per_run=settings.max_pages_per_run)
+        ingestor = Ingestor(
+            db,
+            fetcher,
+            models,
+            tagger,
+            max_pages_per_run=settings.max_pages_per_run,
+            max_concurrent_runs=settings.max_concurrent_runs,
+        )
         try:
             metrics = MonitorMetrics.create(registry)
             yield Monitor(settings, db, http, fetcher, models, tagger, ingestor, metrics)

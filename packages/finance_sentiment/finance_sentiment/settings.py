@@ -61,3 +61,10 @@ class FinanceSentimentSettings(ServiceSettings):
     delivery_interval_s: int = Field(5, ge=1, le=3600, description="Pending webhooks are retried this often.")
     sync_interval_s: int = Field(30, ge=1, le=3600, description="Other replicas' source edits seen.")
     max_pages_per_run: int = Field(20, ge=1, le=500, description="Articles read per list page run.")
+    max_concurrent_runs: int = Field(
+        12,
+        ge=1,
+        le=500,
+        description="Source runs at once; more wait their turn (at start every source is due). The HTTP "
+        "client's pool holds one connection per run plus the webhook posts.",
+    )
