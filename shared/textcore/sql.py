@@ -113,9 +113,10 @@ class Database:
         config = Config()
         config.set_main_option("script_location", str(self.migrations))
         try:
-            with self.engine.begin() as connection:
+            with self.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
+                _require_foreign_keys_kept(connection)
         except (OperationalError, InterfaceError) as exc:
             where = self.engine.url.render_as_string(hide_password=True)
             raise UpstreamError(f"cannot open the database {where}: {error_summary(exc)}") from exc
@@ -144,6 +145,44 @@ def error_summary(exc: SQLAlchemyError) -> str:
     link), or the error's class name when it said nothing."""
     lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+@contextmanager
+def _foreign_keys_off(connection: Connection) -> Iterator[None]:
+    """SQLite: foreign-key enforcement off on `connection` while it migrates, back on after.
+
+    SQLite alters most of a table by copying it into a new one and dropping the old (alembic's batch mode);
+    with enforcement on, dropping a table that others reference runs their ON DELETE CASCADE, so such a
+    migration of a parent table would empty its child tables. The pragma is a no-op inside a transaction, so
+    it is set before the migration's transaction begins.
+    """
+    if connection.dialect.name != "sqlite":
+        yield
+        return
+    raw = connection.connection.dbapi_connection
+    assert raw is not None  # a connection just checked out of the pool
+    raw.execute("PRAGMA foreign_keys=OFF")
+    try:
+        yield
+    finally:
+        raw.execute("PRAGMA foreign_keys=ON")
+
+
+def _require_foreign_keys_kept(connection: Connection) -> None:
+    """SQLite: refuse (and so roll back) a migration that left a row pointing at no row.
+
+    Raises:
+        RuntimeError: If `PRAGMA foreign_key_check` finds such rows (a defect of the migration).
+    """
+    if connection.dialect.name != "sqlite":
+        return
+    broken = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+    if broken:
+        tables = sorted({f"{row[0]} -> {row[2]}" for row in broken})
+        raise RuntimeError(
+            f"expected a migration to keep every reference between rows; found {len(broken)} rows pointing "
+            f"at no row ({', '.join(tables)}); the migration was rolled back"
+        )
 
 
 def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version") -> None:
