@@ -453,6 +453,57 @@ def test_control_characters_in_stored_text_are_refused_at_the_schema(client: Tes
     assert client.get("/v1/analytics").json()["feedback"] == {"up": 0, "down": 0}
 
 
+def test_control_characters_in_knowledge_entries_are_refused_naming_where(
+    client: TestClient, settings: CustomerServiceSettings, tmp_path: Path
+) -> None:
+    # An FAQ or document is stored and shown to customers and agents: a control character other than tab,
+    # newline and carriage return is refused, never cleaned away, with the field and its place (API) or the
+    # file and its row or line (ingest), and nothing is stored.
+    before = client.get("/v1/knowledge").json()
+    put = client.put("/v1/knowledge/faqs/hours", json={"question": "When?", "answer": "At nine.\x00"})
+    error = problem(put, 422)["errors"][0]
+    assert error["loc"] == ["body", "answer"] and "U+0000 (NUL) at character 9" in error["msg"]
+    bulk = [{"question": "Open?", "answer": "Yes."}, {"question": "\x0bOpen today?", "answer": "Yes."}]
+    error = problem(client.post("/v1/knowledge/faqs", json={"items": bulk}), 422)["errors"][0]
+    assert error["loc"] == ["body", "items", 1, "question"]  # checked as sent: not stripped away
+    assert "U+000B at character 1" in error["msg"]
+    bulk = [{"question": "Open?", "answer": "Yes.", "category": "hours\x7f"}]
+    error = problem(client.post("/v1/knowledge/faqs", json={"items": bulk}), 422)["errors"][0]
+    assert error["loc"] == ["body", "items", 0, "category"] and "U+007F at character 6" in error["msg"]
+    document = {"title": "Travel", "text": "# Travel\n\nTell us\x1b[31m before you travel.\n"}
+    error = problem(client.put("/v1/knowledge/documents/travel.md", json=document), 422)["errors"][0]
+    assert error["loc"] == ["body", "text"] and "U+001B at character 18 (line 3, column 8)" in error["msg"]
+    title = {"title": "Travel\x08", "text": "Tell us before you travel."}
+    error = problem(client.put("/v1/knowledge/documents/travel.md", json=title), 422)["errors"][0]
+    assert error["loc"] == ["body", "title"]
+    # the id in the path is checked by the knowledge base itself
+    body = problem(client.put("/v1/knowledge/faqs/hours%01", json={"question": "Q?", "answer": "A."}), 422)
+    assert body["detail"].startswith("id of FAQ 'hours\\x01': ") and "U+0001 at character 6" in body["detail"]
+    assert client.get("/v1/knowledge").json() == before  # nothing refused was stored
+
+    # tab, newline and carriage return are ordinary text
+    fees = {"title": "Fees", "text": "Fee\tAmount\r\nTransfer\t1 EUR\r\n"}
+    assert client.put("/v1/knowledge/documents/fees.txt", json=fees).status_code == 200
+    stored = client.get("/v1/knowledge").json()
+
+    where = ["--database-url", settings.database_url, "--index-dir", str(settings.index_dir)]
+    table = tmp_path / "faqs.csv"
+    table.write_text("id,question,answer\nopen,Are you open?,Yes.\nbell,Ring?,Ding\x07 dong\n")
+    failed = CliRunner().invoke(cli_app, ["ingest", str(table), *where])
+    assert failed.exit_code == 2, failed.output
+    assert failed.output.startswith(f"error: {table}: row 2, column 'answer': expected text without")
+    assert failed.output.endswith("found U+0007 at character 5\n")
+    folder = tmp_path / "guides"
+    folder.mkdir()
+    (folder / "a.md").write_text("# Savings\n\nOur saver pays 3% a year.\n")
+    (folder / "b.md").write_text("# Guide\n\nPage one.\n\x0cPage two.\n")  # a form feed: a page break
+    failed = CliRunner().invoke(cli_app, ["ingest", str(folder), *where])
+    assert failed.exit_code == 2, failed.output
+    assert failed.output.startswith(f"error: {folder / 'b.md'}: expected text without control characters")
+    assert failed.output.endswith("found U+000C at character 20 (line 4, column 1)\n")
+    assert client.get("/v1/knowledge").json() == stored  # not even a.md
+
+
 @pytest.mark.postgres
 def test_text_postgresql_cannot_store_is_refused_clearly(tmp_path: Path, postgres_url: str) -> None:
     # PostgreSQL text holds no NUL character: the caller gets a 422 problem, and the service goes on.
@@ -461,6 +512,10 @@ def test_text_postgresql_cannot_store_is_refused_clearly(tmp_path: Path, postgre
             body = problem(client.post(path, json={"message": "card\u0000 declined"}), 422)
             assert body["errors"][0]["loc"] == ["body", "message"] and "NUL" in body["errors"][0]["msg"]
         problem(client.get("/v1/knowledge", params={"category": "a\x00b"}), 422)
+        faq = {"question": "Do you lend?", "answer": "Yes\x00"}  # named, not a 422 from the database
+        assert problem(client.put("/v1/knowledge/faqs/nul", json=faq), 422)["errors"][0]["loc"] == [
+            "body", "answer",
+        ]  # fmt: skip
         assert client.get("/v1/sessions").json()["total"] == 0  # no session was opened for them
         assert chat(client, "Why was my card declined?")["action"] == "answer"
 

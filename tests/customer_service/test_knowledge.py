@@ -162,6 +162,13 @@ def test_bad_input_is_refused_and_changes_nothing(
         kb.put_document("doc", "t", "text", "pdf")
     with pytest.raises(InvalidInput, match="has none"):
         kb.put_document("doc", "t", "<script>x()</script>", "html")
+    # control characters, whoever stores the text (the CLI's --category and file names reach these)
+    with pytest.raises(InvalidInput, match=r"^answer of FAQ 'bell': .* found U\+0007 at character 5$"):
+        kb.upsert_faqs([FaqIn("bell", "Ring?", "Ding\x07")])
+    with pytest.raises(InvalidInput, match=r"^category of document 'doc': .* U\+001B at character 1$"):
+        kb.put_document("doc", "t", "text", "text", category="\x1b[2J")
+    with pytest.raises(InvalidInput, match=r"^source of document 'doc': .* U\+0000 \(NUL\) at character 3$"):
+        kb.put_document("doc", "t", "text", "text", source="a/\x00")
     with pytest.raises(InvalidInput, match="kind"):
         kb.list(kind="video")
     with pytest.raises(InvalidInput, match="query"):

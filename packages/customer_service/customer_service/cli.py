@@ -117,6 +117,8 @@ def ingest(
     A document's id is its path relative to PATH when PATH is a folder, else its file name (or --id); a
     document stored under the same id is replaced. The summary counts documents added and replaced; a
     replacement from another source file, or a file stored again under a new id, is also a warning on stderr.
+    Text with a control character other than tab, newline and carriage return is refused, naming the file
+    and its row or line, and nothing is stored.
     """
 
     def action() -> dict[str, Any]:

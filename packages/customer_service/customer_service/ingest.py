@@ -4,7 +4,10 @@ A path may be one file or a folder, read recursively in name order. A table file
 supported file is a document whose title is its first heading (else its file name) and whose chunks replace
 the earlier ones of the document with the same id. An ingest is all or nothing: every file is read and
 checked before anything is written, and all of it is written in one transaction, so a bad file (an empty
-page, an id the knowledge base refuses) leaves the knowledge base as it was and names the file.
+page, an id the knowledge base refuses) leaves the knowledge base as it was and names the file. Text with a
+control character other than tab, newline and carriage return (NUL, escape, form feed, ...) is such a bad
+file: it is refused, naming the file and the row and column (tables) or the line and column (documents),
+rather than cleaned, as the API refuses it (`customer_service.printable`).
 
 Document ids:
 - a folder's documents: their path relative to the folder ("guides/travel.md");
@@ -24,6 +27,7 @@ from pathlib import Path
 
 from customer_service.chunking import format_of
 from customer_service.knowledge import DocumentIn, FaqIn, KnowledgeBase
+from customer_service.printable import RULE, control_character
 from customer_service.retrieval_eval import read_faqs
 from textcore import Conflict, InvalidInput
 
@@ -64,8 +68,8 @@ def ingest_path(
         id_prefix: Put before every document id.
 
     Raises:
-        InvalidInput: If the path does not exist, holds no supported file, or a file cannot be read; if
-            `document_id` is given for anything but one document file.
+        InvalidInput: If the path does not exist, holds no supported file, or a file cannot be read or
+            holds a control character; if `document_id` is given for anything but one document file.
     """
     if not path.exists():
         raise InvalidInput(f"expected a knowledge file or folder; found nothing at {path}")
@@ -89,6 +93,8 @@ def ingest_path(
         elif file.suffix.lower() in DOCUMENTS:
             key = document_id or (file.relative_to(path).as_posix() if path.is_dir() else file.name)
             text = file.read_text(encoding="utf-8", errors="replace")
+            if (found := control_character(text)) is not None:
+                raise InvalidInput(f"{file}: {RULE}; found {found}")
             source = str(file.resolve())
             documents.append(
                 DocumentIn(id_prefix + key, _title(text, file), text, format_of(file.name), category, source)

@@ -32,6 +32,7 @@ from sqlalchemy.orm import Session
 
 from customer_service.chunking import chunk_document
 from customer_service.database import Database
+from customer_service.printable import check_printable
 from customer_service.search_index import Passage, Record, SearchIndex, encoder_fingerprint
 from customer_service.tables import ID_LENGTH, KINDS, KnowledgeEntry, KnowledgeState
 from textcore import Conflict, Encoder, InvalidInput, NotFound
@@ -269,7 +270,8 @@ class KnowledgeBase:
             How many FAQs were stored (created or replaced).
 
         Raises:
-            InvalidInput: On an empty field, an overlong or '#'-containing id, or an id given twice.
+            InvalidInput: On an empty field, an overlong or '#'-containing id, an id given twice, or a
+                control character other than tab, newline and carriage return (`printable`).
             Conflict: If an id is a document chunk's id or a document's id.
         """
         if rows:
@@ -285,7 +287,8 @@ class KnowledgeBase:
             The chunk ids, f"{document_id}#{position}", in order.
 
         Raises:
-            InvalidInput: On a bad id, an unknown format or a document without text.
+            InvalidInput: On a bad id, an unknown format, a document without text, or a control character
+                other than tab, newline and carriage return in any field (`printable`).
             Conflict: If `document_id` is an FAQ's id.
         """
         change = self._document_change(DocumentIn(document_id, title, text, format, category, source))
@@ -342,6 +345,8 @@ class KnowledgeBase:
     def _document_change(self, document: DocumentIn) -> _Change:
         document_id, category = document.document_id, document.category
         _check_id(document_id, "document_id", ID_LENGTH - 10)
+        for name in ("document_id", "title", "text", "category", "source"):
+            check_printable(getattr(document, name), f"{name} of document {document_id!r:.80}")
         chunks = chunk_document(
             document.text,
             format=document.format,
@@ -559,3 +564,5 @@ def _check_faq(row: FaqIn) -> None:
         raise InvalidInput(
             f"category: expected text of at most {ID_LENGTH} characters; found {row.category!r:.80}"
         )
+    for name in ("id", "question", "answer", "category"):
+        check_printable(getattr(row, name), f"{name} of FAQ {row.id!r:.80}")

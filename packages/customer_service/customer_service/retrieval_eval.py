@@ -14,6 +14,7 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from customer_service.knowledge import FaqIn, Passage
+from customer_service.printable import RULE, control_character
 from textcore import InvalidInput, read_table
 
 METRICS = ("recall@1", "recall@5", "mrr@10")
@@ -98,7 +99,8 @@ def read_faqs(
 
     Raises:
         InvalidInput: On a missing file or question/answer column, no rows, an empty question or answer,
-            or a repeated id.
+            a repeated id, or a control character other than tab, newline and carriage return in any of
+            the four columns (named with the row, as `customer_service.printable` words it).
     """
     rows = read_table(path)
     if not rows:
@@ -108,6 +110,9 @@ def read_faqs(
         raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
     faqs: dict[str, FaqIn] = {}
     for number, row in enumerate(rows, start=1):
+        for column in (id_column, question_column, answer_column, category_column):
+            if (found := control_character(row.get(column, ""))) is not None:
+                raise InvalidInput(f"{path}: row {number}, column {column!r}: {RULE}; found {found}")
         question, answer = row[question_column].strip(), row[answer_column].strip()
         if not question or not answer:
             empty = question_column if not question else answer_column

@@ -2,47 +2,47 @@
 
 Inputs forbid unknown fields and bound every string, list and mapping. The message length the operator
 configures (``max_message_chars``) is checked by the bot with a 413 that says the limit; the bounds here are
-the hard ceilings. The free text of chat, feedback and hand-off bodies is stored with the turn or session, so
-it holds no control characters but tab, newline and carriage return: PostgreSQL cannot store NUL, and a
-streamed reply is already under way when its turn is stored, too late to refuse the message with a 422.
+the hard ceilings. Every text that is stored (chat messages and context values, feedback comments, hand-off
+reasons, knowledge-base entries and documents) holds no control characters but tab, newline and carriage
+return (`customer_service.printable`), checked as sent, before surrounding whitespace is stripped: PostgreSQL
+cannot store NUL, and a streamed reply is already under way when its turn is stored, too late to refuse the
+message with a 422.
 """
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
 
 from customer_service.analytics import Analytics
 from customer_service.conversations import SessionRecord, SessionSummary
+from customer_service.printable import RULE, control_character
 from customer_service.templates import RESERVED_SLOTS
 
 _INPUT = ConfigDict(extra="forbid")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")  # C0 and C1 but tab, newline, CR
 
 
-def _printable(value: str) -> str:
-    """`value` unchanged when it holds no control character other than tab, newline and carriage return."""
-    if (found := _CONTROL.search(value)) is not None:
-        code = ord(found.group())
-        name = " (NUL)" if code == 0 else ""
-        raise ValueError(
-            "expected text without control characters other than tab, newline and carriage return; "
-            f"found U+{code:04X}{name} at character {found.start()}"
-        )
+def _printable(value: object) -> object:
+    """`value` unchanged unless it is text holding a control character other than tab, newline and carriage
+    return (a value that is no text is left to the type's own check)."""
+    if isinstance(value, str) and (found := control_character(value)) is not None:
+        raise ValueError(f"{RULE}; found {found}")
     return value
+
+
+Printable = BeforeValidator(_printable)  # before stripping: nothing is dropped, positions are as sent
 
 
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
 Message = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000),
-    AfterValidator(_printable),
+    Printable,
 ]
 SlotName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,39}$")]
-SlotValue = Annotated[str, StringConstraints(max_length=500), AfterValidator(_printable)]
+SlotValue = Annotated[str, StringConstraints(max_length=500), Printable]
 
 
 def _slots(value: dict[str, str]) -> dict[str, str]:
@@ -99,7 +99,7 @@ class FeedbackIn(BaseModel):
 
     turn_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rating: Literal["up", "down"]
-    comment: Annotated[str, StringConstraints(max_length=2_000), AfterValidator(_printable)] | None = None
+    comment: Annotated[str, StringConstraints(max_length=2_000), Printable] | None = None
 
 
 class HandoffIn(BaseModel):
@@ -108,7 +108,7 @@ class HandoffIn(BaseModel):
     reason: Annotated[
         str,
         StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-        AfterValidator(_printable),
+        Printable,
     ] = "requested by an agent"
 
 
@@ -201,9 +201,11 @@ class AnalyticsOut(BaseModel):
 
 
 EntryId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^#]+$")
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=200, pattern=r"^[^#]+$"),
+    Printable,
 ]
-Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Short = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200), Printable]
 
 
 class FaqBody(BaseModel):
@@ -211,8 +213,12 @@ class FaqBody(BaseModel):
 
     model_config = _INPUT
 
-    question: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
-    answer: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000)]
+    question: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000), Printable
+    ]
+    answer: Annotated[
+        str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), Printable
+    ]
     category: Short = ""
 
 
@@ -233,11 +239,11 @@ class DocumentIn(BaseModel):
 
     model_config = _INPUT
 
-    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
-    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000_000)]
+    title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Printable]
+    text: Annotated[str, StringConstraints(min_length=1, max_length=2_000_000), Printable]
     format: Literal["markdown", "html", "text"] = "text"
     category: Short = ""
-    source: Annotated[str, StringConstraints(max_length=2_000)] = ""
+    source: Annotated[str, StringConstraints(max_length=2_000), Printable] = ""
 
 
 class ChangeOut(BaseModel):
