@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import itertools
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -30,12 +31,14 @@ from finance_sentiment import create_app
 from finance_sentiment.alerting import Transition, evaluate_rules, fingerprint
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import (
+    CONCURRENT_POSTS,
     IDEMPOTENCY_HEADER,
     SIGNATURE_HEADER,
     ZERO_TIME,
     DeliveryReport,
     deliver_pending,
 )
+from finance_sentiment.monitor import open_monitor
 from finance_sentiment.rules import create_rule, delete_rule, list_rules
 from finance_sentiment.schemas import AlertRuleIn
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
@@ -568,3 +571,51 @@ async def test_a_rule_deleted_before_its_firing_notification_went_out_sends_both
         assert session.scalars(select(AlertRule.name)).all() == ["entity-spike"]
         assert session.scalars(select(Alert)).all() == []
     assert outbox(database) == []
+
+
+async def test_one_process_runs_one_delivery_pass_at_a_time(
+    tmp_path: Path, database: Database, database_url: str
+) -> None:
+    # The outbox job and the pass that follows a judgement could overlap: each sent CONCURRENT_POSTS at
+    # once, so twice that many POSTs were in flight (and the HTTP pool, sized for one pass, ran short).
+    in_flight, most, received = 0, 0, 0
+    first_batch, more, release = threading.Event(), threading.Event(), threading.Event()
+
+    async def held_hook(request: Request) -> Response:
+        nonlocal in_flight, most, received
+        in_flight, received = in_flight + 1, received + 1
+        most = max(most, in_flight)
+        if received >= CONCURRENT_POSTS:
+            (more if received > CONCURRENT_POSTS else first_batch).set()
+        await asyncio.to_thread(release.wait)  # held until the test lets go
+        in_flight -= 1
+        return Response(status_code=200)
+
+    now = utcnow()
+    entities = [f"Firm {k}" for k in range(CONCURRENT_POSTS)]
+    for entity in entities:
+        add_calm(database, entity, end=now)
+        add_burst(database, entity, end=now)
+    fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, fetch=fetch, registry=tmp_path / "registry"
+    )
+    with serve_app(Starlette(routes=[Route("/hook", held_hook, methods=["POST"])])) as base:
+        add_rule(database, name="first", webhook_url=f"{base}/hook")
+        assert len(evaluate_rules(database, now=now)) == CONCURRENT_POSTS
+        async with open_monitor(settings) as monitor:
+            scheduled = asyncio.create_task(monitor.deliver())  # the outbox job's pass
+            assert await asyncio.to_thread(first_batch.wait, 30)
+            add_rule(database, name="second", webhook_url=f"{base}/hook")
+            judged = asyncio.create_task(monitor.evaluate_alerts())  # fires 8 more, then delivers
+            # A second pass would post its 8 at once; give it the chance before letting the first go.
+            await asyncio.to_thread(more.wait, 2)
+            release.set()
+            first, transitions = await asyncio.gather(scheduled, judged)
+            assert (first.delivered, len(transitions)) == (CONCURRENT_POSTS, CONCURRENT_POSTS)
+            assert (await monitor.deliver()).delivered == 0  # the judged pass sent the new ones
+    assert most == CONCURRENT_POSTS
+    assert received == 2 * CONCURRENT_POSTS
+    with database.session() as session:
+        undelivered = select(func.count()).where(OutboxMessage.delivered_at.is_(None))
+        assert session.scalar(undelivered) == 0

@@ -2,7 +2,9 @@
 worker and `run-once`): database, HTTP client, fetcher, sentiment model, tagger, ingestor.
 
 Rule evaluation runs under one lock per process: an ingest job and the periodic evaluation never judge the
-same window at once, so a spike opens exactly one alert.
+same window at once, so a spike opens exactly one alert. Webhook delivery runs under another: one outbox pass
+at a time (the HTTP pool holds connections for one pass's posts); a pass asked for while one runs waits for
+it, then runs, so what was stored meanwhile is still sent.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ class Monitor:
 
     def __post_init__(self) -> None:
         self._alert_lock = asyncio.Lock()
+        self._delivery_lock = asyncio.Lock()
 
     async def run_source(self, source_id: int, *, wait: bool = True, alerts: bool = True) -> RunReport:
         """Run one source now; then, when it stored something and ``alerts`` is set, judge the rules."""
@@ -92,8 +95,9 @@ class Monitor:
             log.info("alerts: %s", ", ".join(f"{t.rule} {t.labels} {t.status}" for t in transitions))
 
     async def deliver(self) -> DeliveryReport:
-        """Send due webhook notifications from the outbox."""
-        report = await deliver_pending(self.db, self.http)
+        """Send due webhook notifications from the outbox, after the pass already running here, if any."""
+        async with self._delivery_lock:
+            report = await deliver_pending(self.db, self.http)
         for result in ("delivered", "failed", "expired"):
             self.metrics.deliveries.labels(result).inc(getattr(report, result))
         return report
