@@ -37,6 +37,7 @@ if TYPE_CHECKING:
         NotFound,
         Overloaded,
         PayloadTooLarge,
+        Unauthorized,
         UpstreamError,
     )
     from textcore.evaluation import evaluate_classifier, load_predictor
@@ -96,6 +97,7 @@ _EXPORTS: dict[str, str] = {
     "TextClassifier": "textcore.classifier",
     "TrainConfig": "textcore.training",
     "TrainResult": "textcore.training",
+    "Unauthorized": "textcore.errors",
     "UpstreamError": "textcore.errors",
     "VectorIndex": "textcore.index",
     "add_typos": "textcore.noise",
@@ -158,6 +160,7 @@ __all__ = [
     "TextClassifier",
     "TrainConfig",
     "TrainResult",
+    "Unauthorized",
     "UpstreamError",
     "VectorIndex",
     "add_typos",

@@ -3,6 +3,7 @@
     CoreError                 500  base class; never raised directly
     ├── InvalidInput          422  the caller sent something we cannot use (bad file, column, label, size)
     │   └── PayloadTooLarge   413  the input is larger than the configured bound
+    ├── Unauthorized          401  the service wants an API key and the request carried none, or a wrong one
     ├── NotFound              404  a named thing (model, version, document, id) does not exist
     ├── Conflict              409  the request contradicts the current state
     ├── ModelNotReady         503  no model is loaded yet, or it is being replaced
@@ -44,6 +45,13 @@ class PayloadTooLarge(InvalidInput):
     title = "Payload too large"
 
 
+class Unauthorized(CoreError):
+    """The request did not carry a key the service accepts."""
+
+    status = 401
+    title = "Unauthorized"
+
+
 class NotFound(CoreError):
     """A named resource does not exist."""
 
@@ -83,6 +91,7 @@ ALL_ERRORS: tuple[type[CoreError], ...] = (
     CoreError,
     InvalidInput,
     PayloadTooLarge,
+    Unauthorized,
     NotFound,
     Conflict,
     ModelNotReady,

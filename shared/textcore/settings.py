@@ -6,10 +6,14 @@ A service reads them from its environment prefix with `__` as the nesting delimi
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 from textcore.devices import PRECISIONS
+
+MIN_API_KEY_LENGTH = 16
 
 
 class EncoderSettings(BaseModel):
@@ -34,7 +38,8 @@ class EncoderSettings(BaseModel):
 class ServiceSettings(BaseSettings):
     """Settings every service has; each service subclasses it with its own `env_prefix`."""
 
-    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore")
+    # Errors name the setting and the problem, never echo the value: it may be a key or a password in a URL.
+    model_config = SettingsConfigDict(env_nested_delimiter="__", extra="ignore", hide_input_in_errors=True)
 
     encoder: EncoderSettings = Field(
         default_factory=EncoderSettings, description="The model and how it runs."
@@ -42,3 +47,29 @@ class ServiceSettings(BaseSettings):
     max_workers: int = Field(2, ge=1, description="Blocking model calls allowed to run at once.")
     max_queue: int = Field(8, ge=0, description="Further calls allowed to wait before answering 429.")
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest accepted request body, in bytes.")
+    api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description=(
+            "Keys a request must carry as 'Authorization: Bearer KEY' or 'X-API-Key: KEY', each at least "
+            f"{MIN_API_KEY_LENGTH} characters; comma-separated in the environment (several, so that keys "
+            "can be rotated). None (the default): the API is open, for a service behind a gateway that "
+            "authenticates."
+        ),
+    )
+
+    @field_validator("api_keys", mode="before")
+    @classmethod
+    def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(key.strip() for key in value.split(",") if key.strip())
+        return value
+
+    @field_validator("api_keys")
+    @classmethod
+    def _long_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+        for position, key in enumerate(keys, start=1):
+            length = len(key.get_secret_value())
+            if length < MIN_API_KEY_LENGTH:
+                expected = f"expected API keys of at least {MIN_API_KEY_LENGTH} characters"
+                raise ValueError(f"{expected}; key {position} has {length}")
+        return keys

@@ -42,6 +42,7 @@ PUBLIC_NAMES = [
     "TextClassifier",
     "TrainConfig",
     "TrainResult",
+    "Unauthorized",
     "UpstreamError",
     "VectorIndex",
     "add_typos",

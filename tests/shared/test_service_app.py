@@ -18,7 +18,7 @@ import recommender
 from customer_service.settings import CustomerServiceSettings
 from finance_sentiment.settings import FinanceSentimentSettings
 from recommender.settings import RecommenderSettings
-from tests.conftest import serve_app
+from tests.conftest import problem, serve_app
 from textcore import TextClassifier
 from textcore.models import load_tokenizer
 
@@ -134,3 +134,56 @@ def test_metrics_count_requests_by_route_template(
     assert 'http_requests_total{method="GET",route="/healthz",status="200"} 1.0' in response.text
     assert 'http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in response.text
     assert 'http_request_duration_seconds_count{method="GET",route="/healthz"} 1.0' in response.text
+
+
+KEYS = ("first-key-0123456789", "second-key-0123456789")
+
+
+@each_service
+def test_api_keys_guard_every_route_but_probes_and_docs(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{prefix}API_KEYS", f" {KEYS[0]} ,{KEYS[1]}")  # rotation: two keys, both valid
+    with (
+        serve_app(create_app()) as base_url,
+        httpx.Client(base_url=base_url, trust_env=False, timeout=10) as http,
+    ):
+        assert http.get("/healthz").status_code == 200
+        assert http.get("/readyz").status_code == 200
+        openapi = http.get("/openapi.json")
+        missing = http.get("/metrics")
+        wrong = http.get("/metrics", headers={"Authorization": f"Bearer {KEYS[0]}x"})
+        # A refused request's body is read and dropped: the client gets the 401, not a reset connection.
+        refused_post = http.post("/metrics", content=b"x" * 200_000)
+        bearer = http.get("/metrics", headers={"Authorization": f"bearer {KEYS[0]}"})
+        header = http.get("/metrics", headers={"X-API-Key": KEYS[1]})
+    assert problem(missing, 401)["detail"].endswith("found no key")
+    assert missing.headers["www-authenticate"].startswith("Bearer realm=")
+    assert problem(wrong, 401)["detail"].endswith("found a key it does not know")
+    assert KEYS[0] not in wrong.text
+    assert problem(refused_post, 401)["instance"] == "/metrics"
+    assert bearer.status_code == 200
+    assert header.status_code == 200
+    # Refused before routing: counted, under the route label of requests no route matched.
+    assert 'http_requests_total{method="GET",route="unmatched",status="401"} 2.0' in header.text
+    schema = openapi.json()
+    assert set(schema["components"]["securitySchemes"]) == {"bearer", "apiKeyHeader"}
+    assert schema["security"] == [{"bearer": []}, {"apiKeyHeader": []}]
+    assert schema["paths"]["/healthz"]["get"]["security"] == []
+
+
+@each_service
+def test_no_api_keys_leaves_the_api_open(create_app: AppFactory, settings_class: Any, prefix: str) -> None:
+    with TestClient(create_app()) as client:
+        assert client.get("/metrics").status_code == 200
+        assert "securitySchemes" not in client.get("/openapi.json").json().get("components", {})
+
+
+@each_service
+def test_short_api_key_is_refused_without_echoing_it(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{prefix}API_KEYS", f"{KEYS[0]},short-secret")
+    with pytest.raises(ValueError, match="at least 16 characters; key 2 has 12") as refused:
+        create_app()
+    assert "short-secret" not in str(refused.value)

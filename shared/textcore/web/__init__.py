@@ -1,8 +1,9 @@
-"""FastAPI glue shared by every service: problem+json errors, capacity limits, health, body limits.
+"""FastAPI glue shared by every service: problem+json errors, capacity limits, health, body limits, API keys.
 
 This is the only part of `textcore` that imports FastAPI or Starlette.
 """
 
+from textcore.web.auth import ApiKeyAuth
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import Health, Readiness, ReadyCheck, health_router
@@ -11,6 +12,7 @@ from textcore.web.service import Resources, ServiceReadyCheck, service_app
 
 __all__ = [
     "PROBLEM_MEDIA_TYPE",
+    "ApiKeyAuth",
     "BodySizeLimit",
     "CapacityLimiter",
     "Health",

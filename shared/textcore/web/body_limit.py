@@ -44,8 +44,8 @@ class BodySizeLimit:
         declared = _content_length(scope)
         if declared is not None and declared > self.max_bytes:
             # A client waiting for "100 Continue" has sent nothing yet; reading would invite the body.
-            if declared <= self.max_bytes + DRAIN_BYTES and not _expects_continue(scope):
-                await _drain(receive)
+            if declared <= self.max_bytes + DRAIN_BYTES and not expects_continue(scope):
+                await discard_body(receive)
             await self._refuse(scope, send, f"{declared} bytes declared")
             return
         chunks: list[bytes] = []
@@ -60,7 +60,7 @@ class BodySizeLimit:
             size += len(chunk)
             if size > self.max_bytes:
                 if message.get("more_body", False):
-                    await _drain(receive)
+                    await discard_body(receive)
                 await self._refuse(scope, send, f"more than {self.max_bytes} bytes sent")
                 return
             chunks.append(chunk)
@@ -81,7 +81,8 @@ class BodySizeLimit:
         await send({"type": "http.response.body", "body": payload})
 
 
-async def _drain(receive: Receive) -> None:
+async def discard_body(receive: Receive) -> None:
+    """Read and drop the rest of a refused request's body, up to `DRAIN_BYTES`."""
     drained = 0
     while drained <= DRAIN_BYTES:
         message = await receive()
@@ -103,7 +104,8 @@ def _content_length(scope: Scope) -> int | None:
     return int(value) if value is not None and value.isdigit() else None
 
 
-def _expects_continue(scope: Scope) -> bool:
+def expects_continue(scope: Scope) -> bool:
+    """Whether the client waits for "100 Continue" before sending its body (reading it would invite it)."""
     return (_header(scope, b"expect") or b"").lower() == b"100-continue"
 
 

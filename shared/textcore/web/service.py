@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 
 from textcore.errors import ModelNotReady
 from textcore.settings import ServiceSettings
+from textcore.web.auth import ApiKeyAuth, document_api_keys
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
@@ -48,6 +49,9 @@ def service_app(
         ready: the service's own readiness checks, run after the worker-pool check; it returns one status
             line per resource or raises a `CoreError` (e.g. `ModelNotReady`) while the service cannot serve.
 
+    With `settings.api_keys` set, every request but the health probes and the API docs must carry one of
+    the keys (`textcore.web.auth`).
+
     Returns:
         The app. `app.state.limiter` is the `CapacityLimiter` that runs blocking model calls;
         `app.state.metrics` is the Prometheus registry.
@@ -79,7 +83,12 @@ def service_app(
 
     app.state.metrics = registry = registry or CollectorRegistry(auto_describe=True)
     install_problem_handlers(app)
+    # The last added runs first: requests are counted, then their key checked, then their body bounded.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    if settings.api_keys:
+        keys = [key.get_secret_value() for key in settings.api_keys]
+        app.add_middleware(ApiKeyAuth, keys=keys, realm=title)
+        document_api_keys(app)
     app.add_middleware(RequestMetrics, registry=registry)
     app.include_router(health_router(ready_check))
     app.include_router(metrics_router(registry))
