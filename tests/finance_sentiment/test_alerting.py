@@ -619,3 +619,47 @@ async def test_one_process_runs_one_delivery_pass_at_a_time(
     with database.session() as session:
         undelivered = select(func.count()).where(OutboxMessage.delivered_at.is_(None))
         assert session.scalar(undelivered) == 0
+
+
+async def test_a_recreated_rule_fires_only_after_the_deleted_rule_resolved(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    # A rule deleted and created again under its name gives its alerts the fingerprint and groupKey of the
+    # old ones, which receivers key their incidents on: the old alert's "resolved", still being retried,
+    # must reach the receiver before the new alert's "firing", never after it (it would close the new one).
+    state, url = receiver
+    fire(database, webhook_url=url)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).delivered == 1
+        with database.session() as session:
+            delete_rule(session, session.scalars(select(AlertRule.id)).one(), now=NOW + MINUTE)
+        state.statuses = [503]  # the receiver is briefly down: "resolved" is retried a minute later
+        failed = await deliver_pending(database, client, now=NOW + MINUTE, backoff_base_s=60)
+        assert failed.failed == 1
+        add_rule(database, webhook_url=url)  # the same rule again, under a new id
+        (refired,) = evaluate_rules(database, now=NOW + MINUTE + SECOND)
+        assert refired.status == "firing"
+        moments = (MINUTE + SECOND, 2 * MINUTE, 2 * MINUTE + SECOND, 3 * MINUTE)
+        reports = [await deliver_pending(database, client, now=NOW + moment) for moment in moments]
+    assert [report.delivered for report in reports] == [0, 1, 1, 0]
+    sent = [json.loads(body) for _, body in state.received]
+    assert [payload["status"] for payload in sent] == ["firing", "resolved", "resolved", "firing"]
+    assert {payload["alerts"][0]["fingerprint"] for payload in sent} == {fingerprint(refired.labels)}
+    assert {payload["groupKey"] for payload in sent} == {'{}:{alertname="entity-spike",entity="Acme"}'}
+
+
+async def test_a_recreated_rule_with_another_webhook_does_not_wait_for_the_deleted_one(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    # The old "resolved" goes to the old webhook only: a new receiver never sees it, so it need not wait.
+    state, url = receiver
+    fire(database, webhook_url="http://127.0.0.1:9/hook")  # nothing listens there
+    with database.session() as session:
+        delete_rule(session, session.scalars(select(AlertRule.id)).one(), now=NOW + MINUTE)
+    add_rule(database, webhook_url=url)
+    (refired,) = evaluate_rules(database, now=NOW + MINUTE)
+    async with httpx.AsyncClient(timeout=5) as client:
+        report = await deliver_pending(database, client, now=NOW + MINUTE)
+    assert (report.delivered, report.failed) == (1, 1)  # the new firing; the old firing (its resolved waits)
+    ((_, body),) = state.received
+    assert json.loads(body)["alerts"][0]["fingerprint"] == fingerprint(refired.labels)

@@ -1,21 +1,23 @@
 """Webhook delivery: Alertmanager-v4 bodies, HMAC signatures and the outbox worker.
 
 Notifications are written to the outbox in the same transaction as the alert change (see `alerting`), and
-`deliver_pending` sends them later, at least once, in order per alert:
+`deliver_pending` sends them later, at least once, in order per alert fingerprint and webhook:
 
     claim    one short transaction: mark expired messages, pick due ones, push their next_attempt_at a lease
              ahead (FOR UPDATE SKIP LOCKED on PostgreSQL; a conditional UPDATE everywhere) so no other
              replica sends them meanwhile
     POST     outside any transaction, to the rule's webhook URL as it is now (a corrected URL reaches the
              messages already waiting), with an Idempotency-Key that stays the same on every retry; several
-             at once (the claimed messages belong to different alerts), none started once half the lease is
+             at once (the claimed messages are about different alerts), none started once half the lease is
              gone (those are handed back)
     record   one short transaction per message: delivered_at and the URL it went to, or attempts + 1 and an
              exponential backoff
 
-A message is only picked once every older message of the same alert is delivered or expired, so a
-receiver never sees "resolved" before "firing". A crash between POST and record resends after the lease;
-the receiver drops the duplicate by its Idempotency-Key.
+A message is only picked once every older message with the same fingerprint for the same webhook URL is
+delivered or expired, so a receiver never sees an alert's "resolved" before its "firing", nor, for a rule
+deleted and created again under its name (same labels: same fingerprint and groupKey, the receiver's
+incident), the old alert's "resolved" after the new one's "firing". A crash between POST and record resends
+after the lease; the receiver drops the duplicate by its Idempotency-Key.
 
 The claim also removes the rules deleted while their notifications waited (`rules.delete_rule`), with
 their alerts, once none waits any more.
@@ -49,7 +51,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 
 from finance_sentiment.database import Database
-from finance_sentiment.tables import AlertRule, OutboxMessage
+from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from textcore.sql import utcnow
 
 SIGNATURE_HEADER = "X-Signature-256"
@@ -261,17 +263,30 @@ def waiting_for(rule_id: int | SQLColumnExpression[int]) -> Exists:
 
 def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
     """Due, undelivered, unexpired messages with their rule's secret and webhook URL, oldest first, at most
-    one per alert (the oldest waiting), so the messages of one call can be sent at once."""
-    earlier = aliased(OutboxMessage)
-    blocked = exists().where(  # an older message of the same alert still waits: keep the order
-        earlier.alert_id == OutboxMessage.alert_id,
+    one per alert fingerprint and webhook (the oldest waiting), so the messages of one call can be sent at
+    once."""
+    alert, earlier, earlier_alert, earlier_rule = (
+        aliased(Alert),
+        aliased(OutboxMessage),
+        aliased(Alert),
+        aliased(AlertRule),
+    )
+    # An older message about the same fingerprint still waits to go to the same webhook: keep the order.
+    # Not only one alert's: a rule deleted and created again under its name raises alerts with the old
+    # fingerprint, and the old alert's "resolved" must not reach the receiver after the new one's "firing".
+    blocked = exists().where(
         earlier.id < OutboxMessage.id,
         earlier.delivered_at.is_(None),
         earlier.expired.is_(False),
+        earlier_alert.id == earlier.alert_id,
+        earlier_alert.fingerprint == alert.fingerprint,
+        earlier_rule.id == earlier.rule_id,
+        earlier_rule.webhook_url == AlertRule.webhook_url,
     )
     return (
         select(OutboxMessage, AlertRule.secret, AlertRule.webhook_url)
         .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
+        .join(alert, alert.id == OutboxMessage.alert_id)
         .where(
             OutboxMessage.delivered_at.is_(None),
             OutboxMessage.expired.is_(False),
