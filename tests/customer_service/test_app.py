@@ -20,6 +20,8 @@ from typer.testing import CliRunner
 
 from customer_service import create_app
 from customer_service.cli import app as cli_app
+from customer_service.conversations import Conversations, NewTurn
+from customer_service.database import Database
 from customer_service.intents import IntentModel
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
 from tests.conftest import problem, serve_app
@@ -292,6 +294,58 @@ def test_handoff_flow(client: TestClient) -> None:
     assert taken.json()["state"] == "waiting_for_agent"
     assert len(taken.json()["turns"]) == 4  # the agent sees the conversation so far
     problem(client.post("/v1/sessions/no-such-session/handoff"), 404)
+
+
+def test_a_long_sessions_turns_come_a_page_at_a_time(
+    client: TestClient, settings: CustomerServiceSettings
+) -> None:
+    # An agent console reads a session, and polls it: the body stays bounded however long the session
+    # grows. It shows the latest turns first; next_cursor reads back through older ones, `after` what came
+    # since the last turn seen.
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    db = Database(settings.database_url)  # 149 more turns, stored as the bot stores them
+    try:
+        for n in range(1, 150):
+            turn = NewTurn(message=f"message {n}", query=f"message {n}", answer="ok", action="answer")
+            Conversations(db).record(sid, turn, state="open", fallback_streak=0, handoff_reason=None)
+    finally:
+        db.dispose()
+    url = f"/v1/sessions/{sid}"
+
+    def positions(page: dict[str, Any]) -> list[int]:
+        return [t["position"] for t in page["turns"]]
+
+    latest = client.get(url).json()
+    assert positions(latest) == list(range(50, 150)) and latest["turn_count"] == 150  # oldest first
+    older = client.get(url, params={"cursor": latest["next_cursor"], "limit": 30}).json()
+    assert positions(older) == list(range(20, 50)) and older["turn_count"] == 150
+    first = client.get(url, params={"cursor": older["next_cursor"], "limit": 30}).json()
+    assert positions(first) == list(range(20)) and first["next_cursor"] is None
+    assert first["turns"][0]["message"] == "How do I open a savings account?"
+
+    assert client.get(url, params={"after": 149}).json()["turns"] == []  # nothing new yet
+    chat(client, "And what interest does it pay?", sid)
+    since = client.get(url, params={"after": 149}).json()
+    assert [t["message"] for t in since["turns"]] == ["And what interest does it pay?"]
+    assert since["next_cursor"] is None
+    ahead = client.get(url, params={"after": 139, "limit": 6}).json()
+    assert positions(ahead) == list(range(140, 146))
+    rest = client.get(url, params={"cursor": ahead["next_cursor"], "limit": 6}).json()
+    assert positions(rest) == list(range(146, 151)) and rest["next_cursor"] is None
+
+    taken = client.post(f"{url}/handoff").json()  # the console's actions answer with the latest page too
+    assert positions(taken) == list(range(51, 151)) and taken["turn_count"] == 151
+    assert positions(client.get(url, params={"limit": 500}).json()) == list(range(151))
+    for bad in (
+        {"limit": 0},
+        {"limit": 501},
+        {"after": -1},
+        {"cursor": "yesterday"},
+        {"cursor": "before:99999999999"},
+        {"cursor": latest["next_cursor"], "after": 3},
+    ):
+        problem(client.get(url, params=bad), 422)
+    problem(client.get("/v1/sessions/no-such-session", params={"limit": 5}), 404)
 
 
 def test_banking_questions_about_leaving_complaining_or_paying_someone_stay_with_the_bot(

@@ -16,7 +16,7 @@ from sqlalchemy import text
 
 from customer_service.analytics import analytics
 from customer_service.bot import HANDOFF, WAITING
-from customer_service.conversations import Conversations, NewTurn
+from customer_service.conversations import Conversations, NewTurn, TurnWindow
 from customer_service.database import Database
 from customer_service.tables import Base
 from textcore import Conflict, InvalidInput, NotFound
@@ -52,6 +52,35 @@ def test_sessions_turns_and_states(database: Database) -> None:
     # a new message opens a closed session again, with a fresh streak
     reopened = conversations.start(session.id)
     assert (reopened.state, reopened.fallback_streak) == ("open", 0)
+
+
+def test_turns_are_read_a_page_at_a_time(database: Database) -> None:
+    conversations = Conversations(database)
+    sid = conversations.start(None).id
+    for n in range(7):
+        conversations.record(sid, _turn(f"m{n}"), state="open", fallback_streak=0, handoff_reason=None)
+    page = conversations.get(sid, TurnWindow(limit=3))  # the latest, oldest first
+    assert [t.message for t in page.turns] == ["m4", "m5", "m6"] and page.turn_count == 7
+    page = conversations.get(sid, TurnWindow.of(3, page.next_cursor))
+    assert [t.position for t in page.turns] == [1, 2, 3] and page.next_cursor is not None
+    page = conversations.get(sid, TurnWindow.of(3, page.next_cursor))
+    assert [t.position for t in page.turns] == [0] and page.next_cursor is None
+    page = conversations.get(sid, TurnWindow.of(2, after=2))  # forward from a position
+    assert [t.position for t in page.turns] == [3, 4] and page.next_cursor is not None
+    page = conversations.get(sid, TurnWindow.of(2, page.next_cursor))
+    assert [t.position for t in page.turns] == [5, 6] and page.next_cursor is None
+    assert len(conversations.get(sid).turns) == 7 and len(conversations.resolve(sid).turns) == 7
+    for bad in (
+        lambda: TurnWindow(limit=0),
+        lambda: TurnWindow(limit=501),
+        lambda: TurnWindow(after=-1),
+        lambda: TurnWindow(before=1, after=1),
+        lambda: TurnWindow.of(3, "before:x"),
+        lambda: TurnWindow.of(3, "after:2147483648"),
+        lambda: TurnWindow.of(3, "before:2", after=1),
+    ):
+        with pytest.raises(InvalidInput):
+            bad()
 
 
 def test_a_state_change_made_while_a_turn_was_composed_wins(database: Database) -> None:

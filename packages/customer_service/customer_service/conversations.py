@@ -4,13 +4,18 @@ A session is `open` while the bot serves it, `waiting_for_agent` once handed off
 acknowledges; an agent takes over through the agent console), and `closed` when an agent resolves it. A new
 message to a closed session opens it again. Every turn is written, with the session's new state, in one
 transaction, so what a client was answered is always what is stored.
+
+A session is read with one page of its turns (`TurnWindow`), oldest first: by default its latest 100, which
+is what an agent console shows first; the page's `next_cursor` reads the turns before it, and `after` a
+turn's position reads those that came later (an agent console polling for new messages). Turns are only ever
+appended, so a position is a stable place to continue from.
 """
 
 from __future__ import annotations
 
 import re
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -24,6 +29,10 @@ from textcore import Conflict, InvalidInput, NotFound
 from textcore.sql import utcnow
 
 SESSION_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+TURN_PAGE = 100  # turns a session is read with unless asked for another number
+MAX_TURN_PAGE = 500
+MAX_POSITION = 2**31 - 1  # turn positions are 32-bit integers in every database
+_CURSOR = re.compile(r"^(before|after):(\d{1,10})$")
 
 
 @dataclass(frozen=True)
@@ -47,8 +56,56 @@ class TurnRecord:
 
 
 @dataclass(frozen=True)
+class TurnWindow:
+    """Which turns of a session to read: at most `limit` of them; with neither bound the latest ones, with
+    `before` the latest of those before that position, with `after` the earliest of those after it.
+
+    Raises:
+        InvalidInput: If `limit` is outside 1..MAX_TURN_PAGE, a position outside 0..MAX_POSITION, or both
+            bounds are given.
+    """
+
+    limit: int = TURN_PAGE
+    before: int | None = None
+    after: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.limit <= MAX_TURN_PAGE:
+            raise InvalidInput(f"limit: expected 1 to {MAX_TURN_PAGE} turns; found {self.limit}")
+        for name, position in (("before", self.before), ("after", self.after)):
+            if position is not None and not 0 <= position <= MAX_POSITION:
+                raise InvalidInput(f"{name}: expected a turn position, 0 to {MAX_POSITION}; found {position}")
+        if self.before is not None and self.after is not None:
+            raise InvalidInput(f"expected one of before and after; found both ({self.before}, {self.after})")
+
+    @classmethod
+    def of(cls, limit: int = TURN_PAGE, cursor: str | None = None, after: int | None = None) -> TurnWindow:
+        """The window a request asks for: `cursor` from an earlier page's `next_cursor`, or `after`."""
+        if cursor is None:
+            return cls(limit, after=after)
+        if after is not None:
+            raise InvalidInput(f"expected a cursor or after, not both; found {cursor!r:.40} and {after}")
+        found = _CURSOR.match(cursor)
+        if found is None or int(found.group(2)) > MAX_POSITION:
+            raise InvalidInput(f"cursor: expected the next_cursor of an earlier page; found {cursor!r:.40}")
+        position = int(found.group(2))
+        return cls(limit, before=position) if found.group(1) == "before" else cls(limit, after=position)
+
+    def next_cursor(self, page: list[TurnRecord]) -> str:
+        """The cursor of the page after `page`, further in this window's direction."""
+        if self.after is not None:
+            return f"after:{page[-1].position}"
+        return f"before:{page[0].position}"
+
+
+@dataclass(frozen=True)
 class SessionRecord:
-    """A session and (when asked for) its turns, oldest first."""
+    """A session and (when asked for) a page of its turns, oldest first.
+
+    `turn_count` is how many turns the session holds; `next_cursor` reads the next page further in the same
+    direction (`TurnWindow.of`), None when the page reached the session's first turn (or, read `after` a
+    position, its latest).
+    """
 
     id: str
     state: str
@@ -58,6 +115,8 @@ class SessionRecord:
     created_at: datetime
     updated_at: datetime
     turns: list[TurnRecord] = field(default_factory=list)
+    turn_count: int = 0
+    next_cursor: str | None = None
 
 
 @dataclass(frozen=True)
@@ -194,14 +253,14 @@ class Conversations:
             s.flush()
             return _turn(stored), row.state
 
-    def get(self, session_id: str) -> SessionRecord:
-        """A session with all its turns.
+    def get(self, session_id: str, window: TurnWindow | None = None) -> SessionRecord:
+        """A session with a page of its turns (default: its latest `TURN_PAGE`).
 
         Raises:
             NotFound: If there is no such session.
         """
         with self.db.session() as s:
-            return _session(_existing(s, session_id), _turns(s, session_id))
+            return _with_turns(s, _existing(s, session_id), window or TurnWindow())
 
     def sessions(
         self, state: str | None = None, offset: int = 0, limit: int = 50
@@ -236,7 +295,8 @@ class Conversations:
             return [_summary(row, int(count), message) for row, count, message in rows], total
 
     def hand_off(self, session_id: str, reason: str) -> SessionRecord:
-        """Put a session in the agents' queue (from the agent console or the bot's policy)."""
+        """Put a session in the agents' queue (from the agent console or the bot's policy); returns it with
+        its latest turns, as `get` does."""
         with self.db.session() as s:
             row = _locked_session(s, session_id)
             if row.state == "closed":
@@ -245,15 +305,15 @@ class Conversations:
                 row.handed_off_at = utcnow()
             row.state, row.handoff_reason, row.updated_at = "waiting_for_agent", reason, utcnow()
             s.flush()
-            return _session(row, _turns(s, session_id))
+            return _with_turns(s, row, TurnWindow())
 
     def resolve(self, session_id: str) -> SessionRecord:
-        """Close a session (an agent has dealt with it)."""
+        """Close a session (an agent has dealt with it); returns it with its latest turns, as `get` does."""
         with self.db.session() as s:
             row = _locked_session(s, session_id)
             row.state, row.fallback_streak, row.updated_at = "closed", 0, utcnow()
             s.flush()
-            return _session(row, _turns(s, session_id))
+            return _with_turns(s, row, TurnWindow())
 
     def feedback(self, turn_id: str, rating: str, comment: str | None) -> None:
         """Rate a turn (a later rating of the same turn replaces the earlier one).
@@ -289,9 +349,21 @@ def _locked_session(s: Session, session_id: str) -> ChatSession:
     return row
 
 
-def _turns(s: Session, session_id: str) -> list[TurnRecord]:
-    rows = s.scalars(select(Turn).where(Turn.session_id == session_id).order_by(Turn.position)).all()
-    return [_turn(t) for t in rows]
+def _with_turns(s: Session, row: ChatSession, window: TurnWindow) -> SessionRecord:
+    """The session with the window's page of turns, oldest first, its turn count and the next cursor."""
+    query = select(Turn).where(Turn.session_id == row.id)
+    if window.after is not None:  # the earliest after the position
+        query = query.where(Turn.position > window.after).order_by(Turn.position)
+    else:  # the latest (before the position)
+        bounded = query.where(Turn.position < window.before) if window.before is not None else query
+        query = bounded.order_by(Turn.position.desc())
+    rows = s.scalars(query.limit(window.limit + 1)).all()  # one more: is there a next page?
+    page = [_turn(t) for t in rows[: window.limit]]
+    if window.after is None:
+        page.reverse()
+    count = int(s.scalar(select(func.count(Turn.id)).where(Turn.session_id == row.id)) or 0)
+    more = window.next_cursor(page) if len(rows) > window.limit else None
+    return replace(_session(row, page), turn_count=count, next_cursor=more)
 
 
 def _summary(row: ChatSession, turns: int, last_message: str | None) -> SessionSummary:

@@ -145,7 +145,14 @@ class SessionOut(BaseModel):
     handed_off_at: datetime | None = Field(description="When the session last went to the agents' queue")
     created_at: datetime
     updated_at: datetime
-    turns: list[TurnOut]
+    turns: list[TurnOut] = Field(
+        description="A page of the session's turns, oldest first: by default its latest `limit` (100)"
+    )
+    turn_count: int = Field(description="How many turns the session holds")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page, further in the same direction (earlier turns; "
+        "with `after`, later ones); null when there is nothing further. Opaque"
+    )
 
     @classmethod
     def of(cls, session: SessionRecord) -> SessionOut:

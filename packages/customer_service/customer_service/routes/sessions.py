@@ -6,6 +6,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
+from customer_service.conversations import MAX_POSITION, MAX_TURN_PAGE, TURN_PAGE, TurnWindow
 from customer_service.deps import LimiterDep, ServiceDep
 from customer_service.schemas import FeedbackIn, HandoffIn, SessionOut, SessionPage
 
@@ -27,23 +28,41 @@ async def list_sessions(
 
 
 @router.get("/sessions/{session_id}")
-async def get_session(session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep) -> SessionOut:
-    """A session, its state and every turn."""
-    return SessionOut.of(await limiter.run(service.conversations.get, session_id))
+async def get_session(
+    session_id: SessionIdPath,
+    service: ServiceDep,
+    limiter: LimiterDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_TURN_PAGE, description="Turns per page")] = TURN_PAGE,
+    cursor: Annotated[
+        str | None, Query(min_length=1, max_length=40, description="An earlier page's `next_cursor`")
+    ] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_POSITION, description="Only turns after this turn `position`")
+    ] = None,
+) -> SessionOut:
+    """A session, its state and a page of its turns, oldest first: by default the latest `limit` (100).
+
+    `next_cursor`, passed back as `cursor`, reads the turns before the page; `after` (a turn's `position`)
+    reads those after it instead, earliest first (poll with the last position seen), and `next_cursor` then
+    continues forward. `next_cursor` is null when there is nothing further."""
+    window = TurnWindow.of(limit, cursor, after)
+    return SessionOut.of(await limiter.run(service.conversations.get, session_id, window))
 
 
 @router.post("/sessions/{session_id}/handoff")
 async def hand_off(
     session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep, body: HandoffIn | None = None
 ) -> SessionOut:
-    """Put a session in the agents' queue; the bot stops answering it."""
+    """Put a session in the agents' queue; the bot stops answering it. Answers the session with its
+    latest turns, as `GET /v1/sessions/{id}` does."""
     reason = body.reason if body is not None else HandoffIn().reason
     return SessionOut.of(await limiter.run(service.conversations.hand_off, session_id, reason))
 
 
 @router.post("/sessions/{session_id}/resolve")
 async def resolve(session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep) -> SessionOut:
-    """Close a session; the customer's next message opens it again with the bot."""
+    """Close a session; the customer's next message opens it again with the bot. Answers the session with
+    its latest turns, as `GET /v1/sessions/{id}` does."""
     return SessionOut.of(await limiter.run(service.conversations.resolve, session_id))
 
 
