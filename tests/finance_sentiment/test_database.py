@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
+from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError, StatementError
 
 from finance_sentiment.database import Database
-from finance_sentiment.tables import Base, Document, Source
+from finance_sentiment.schemas import AlertRuleIn
+from finance_sentiment.tables import Alert, AlertRule, Base, Document, Source
 from textcore.errors import InvalidInput
 
 
@@ -80,3 +85,71 @@ def test_a_session_is_one_transaction_savepoints_included(database: Database) ->
         raise RuntimeError("fail after the savepoint was released")
     with database.session() as session:
         assert session.scalars(select(Source)).all() == []
+
+
+def _rule(name: str) -> AlertRule:
+    return AlertRule(**AlertRuleIn(name=name, webhook_url="http://127.0.0.1:9/hook").model_dump())
+
+
+def _alert(rule_id: int) -> Alert:
+    now = datetime(2026, 3, 1, tzinfo=UTC)
+    return Alert(rule_id=rule_id, fingerprint="f", labels={}, annotations={}, status="firing", starts_at=now)
+
+
+def test_an_id_named_outside_the_database_is_never_given_twice(database: Database) -> None:
+    # Rule ids are in webhook links (generatorURL) and, like source and alert ids, in API paths: SQLite gave
+    # a deleted newest row's id to the next row, so an old link led to another rule.
+    with database.session() as session:
+        rule = _rule("keep")
+        session.add(rule)
+        session.flush()
+        rows: dict[str, Callable[[int], Any]] = {
+            "sources": lambda k: Source(name=f"s{k}", url="http://127.0.0.1/feed", kind="rss"),
+            "alert_rules": lambda k: _rule(f"r{k}"),
+            "alerts": lambda k: _alert(rule.id),
+        }
+    for table, make in rows.items():
+        ids = []
+        for k in range(3):
+            with database.session() as session:
+                row = make(k)
+                session.add(row)
+                session.flush()
+                ids.append(row.id)
+                if k == 1:
+                    session.delete(row)  # the newest row goes
+        assert ids[2] > ids[1] > ids[0], table
+
+
+def test_upgrading_keeps_every_row_and_link_and_stops_reusing_ids(sqlite_url: str) -> None:
+    # An SQLite table takes AUTOINCREMENT only by being rebuilt: rows, and the rows that refer to them,
+    # stay as they were.
+    database = Database(sqlite_url)
+    config = Config()
+    config.set_main_option("script_location", str(database.migrations))
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")
+        with database.session() as session:
+            session.add_all([_rule("first"), _rule("second")])
+            session.add(Source(id=4, name="wire", url="http://127.0.0.1/feed", kind="rss"))
+            session.flush()
+            session.add(_alert(2))
+            session.add(_document("http://a/1", "h1", source_id=4))
+        database.migrate()
+        with database.session() as session:
+            assert session.scalars(select(AlertRule.name).order_by(AlertRule.id)).all() == ["first", "second"]
+            assert session.scalars(select(Alert.rule_id)).all() == [2]
+            assert session.scalars(select(Document.source_id)).all() == [4]
+            session.delete(session.get(AlertRule, 2))  # the newest rule, with its alert (ON DELETE CASCADE)
+            session.delete(session.get(Source, 4))  # its documents stay, unlinked (ON DELETE SET NULL)
+        with database.session() as session:
+            assert session.scalars(select(Alert)).all() == []
+            assert session.scalars(select(Document.source_id)).all() == [None]
+            rule, source = _rule("third"), Source(name="wire", url="http://127.0.0.1/feed", kind="rss")
+            session.add_all([rule, source])
+            session.flush()
+            assert (rule.id, source.id) == (3, 5)
+    finally:
+        database.dispose()

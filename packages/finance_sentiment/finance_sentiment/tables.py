@@ -30,6 +30,9 @@ from textcore.sql import UtcDateTime, utcnow
 
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
+# For the tables whose ids are named outside the database (API paths, a webhook's generatorURL): SQLite gives
+# a deleted newest row's id to the next row unless the table is AUTOINCREMENT. PostgreSQL never reuses ids.
+NEVER_REUSED: dict[str, Any] = {"sqlite_autoincrement": True}
 
 
 class Base(DeclarativeBase):
@@ -52,6 +55,7 @@ class Source(Base):
     """A configured feed, page or JSON API, with its fetch state."""
 
     __tablename__ = "sources"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -116,6 +120,7 @@ class AlertRule(Base):
     """When a topic's or entity's negative share spikes against its own baseline, notify a webhook."""
 
     __tablename__ = "alert_rules"
+    __table_args__ = NEVER_REUSED
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     name: Mapped[str] = mapped_column(String(200), unique=True)
@@ -144,7 +149,7 @@ class Alert(Base):
     """One episode of a rule firing for one label set, from start to resolution."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_fingerprint_status", "fingerprint", "status"),)
+    __table_args__ = (Index("ix_alerts_fingerprint_status", "fingerprint", "status"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"), index=True)
