@@ -8,6 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import os
+import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -147,3 +152,46 @@ def test_a_config_url_the_address_guard_refuses_stops_every_command_in_one_line(
     )
     assert "http://10.0.0.7/hooks/risk" in line and "private address 10.0.0.7" in line
     assert not database.exists()  # refused before anything was stored
+
+
+def _unresolvable_hook_config(tmp_path: Path) -> Path:
+    config = tmp_path / "monitor.toml"
+    config.write_text('[[alert_rules]]\nname = "banks"\nwebhook_url = "http://hooks.invalid/risk"\n')
+    return config
+
+
+NOT_CHECKED = "alert_rules[0].webhook_url of 'banks' not checked"
+
+
+def test_run_once_checks_the_config_file_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The command's own start-up checks (for one error line, exit 2) were then made again by the monitor:
+    # every warning came twice, and the database was migrated twice.
+    config = _unresolvable_hook_config(tmp_path)
+    database = f"sqlite:///{tmp_path / 'm.db'}"
+    with caplog.at_level(logging.WARNING, logger="finance_sentiment"):
+        report = last_json(invoke("run-once", "--config", config, "--database-url", database))
+    assert report["sources"] == 0
+    assert sum(NOT_CHECKED in record.getMessage() for record in caplog.records) == 1, caplog.text
+
+
+@pytest.mark.parametrize(("command", "started"), [("serve", "Application startup complete"),
+                                                  ("worker", "Scheduler started")])  # fmt: skip
+def test_serve_and_worker_check_the_config_file_once(tmp_path: Path, command: str, started: str) -> None:
+    config = _unresolvable_hook_config(tmp_path)
+    options = ["--port", "0", "--no-scheduler"] if command == "serve" else []
+    args = [command, *options, "--config", config, "--database-url", f"sqlite:///{tmp_path / 'm.db'}"]
+    env = os.environ | {"FIN_REGISTRY": str(tmp_path / "registry")}
+    program = "from finance_sentiment.cli import main; main()"
+    with subprocess.Popen(
+        [sys.executable, "-c", program, *map(str, args)], stderr=subprocess.PIPE, text=True, env=env
+    ) as process:
+        assert process.stderr is not None
+        lines = []
+        for line in process.stderr:  # until it has started (or stopped)
+            lines.append(line)
+            if started in line:
+                break
+        process.send_signal(signal.SIGINT)
+        lines += process.communicate(timeout=60)[1].splitlines(keepends=True)
+    assert any(started in line for line in lines), "".join(lines)
+    assert sum(NOT_CHECKED in line for line in lines) == 1, "".join(lines)

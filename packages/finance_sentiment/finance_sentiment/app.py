@@ -13,7 +13,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from finance_sentiment.monitor import Monitor, open_monitor
+from finance_sentiment.monitor import Monitor, Prepared, open_monitor
 from finance_sentiment.routes import alerts, classify, documents, sources, trends
 from finance_sentiment.scheduling import MonitorScheduler
 from finance_sentiment.settings import FinanceSentimentSettings
@@ -21,13 +21,17 @@ from textcore import ModelNotReady
 from textcore.web import service_app
 
 
-def create_app(settings: FinanceSentimentSettings | None = None) -> FastAPI:
-    """Build the finance monitor; settings are read from ``FIN_*`` environment variables when omitted."""
+def create_app(settings: FinanceSentimentSettings | None = None, prepared: Prepared | None = None) -> FastAPI:
+    """Build the finance monitor; settings are read from ``FIN_*`` environment variables when omitted.
+
+    ``prepared``: the start-up checks (config file, database) already made (`monitor.prepare`, by the
+    command line before it starts the server), so the lifespan does not make them again.
+    """
     settings = settings or FinanceSentimentSettings()
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
-        async with open_monitor(settings, app.state.metrics) as monitor:
+        async with open_monitor(settings, app.state.metrics, prepared) as monitor:
             app.state.monitor = monitor
             scheduler = MonitorScheduler(monitor) if settings.scheduler else None
             if scheduler is not None:

@@ -14,13 +14,16 @@ import logging
 import signal
 from dataclasses import asdict
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from finance_sentiment.settings import FinanceSentimentSettings
 from textcore import InvalidInput
 from textcore import cli as core_cli
+
+if TYPE_CHECKING:
+    from finance_sentiment.monitor import Prepared
 
 app = typer.Typer(
     help="Finance opinion monitor: scheduled scraping, sentiment, trends and spike alerts.",
@@ -63,20 +66,17 @@ def _require_finance_labels(path: Path, label_column: str) -> None:
         )
 
 
-def _settings(config: Path | None, database_url: str | None, **more: Any) -> FinanceSentimentSettings:
-    """The settings, after the checks that would otherwise stop the service mid-start with a traceback: the
-    config file reads and validates, its URLs pass the address guard, and the database opens (and is
-    migrated, as the service does first)."""
-    from finance_sentiment.config import admit_urls, load_config  # noqa: PLC0415
-    from finance_sentiment.database import Database  # noqa: PLC0415
+def _prepare(
+    config: Path | None, database_url: str | None, **more: Any
+) -> tuple[FinanceSentimentSettings, Prepared]:
+    """The settings, and the start-up checks that would otherwise stop the service mid-start with a
+    traceback (`monitor.prepare`: the config file and its URLs, the database and its migration), made here
+    once; the service is handed what they found and does not repeat them."""
+    from finance_sentiment.monitor import prepare  # noqa: PLC0415
 
     overrides = {"config_file": config, "database_url": database_url, **more}
     settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
-    if settings.config_file:
-        loaded = load_config(settings.config_file)
-        asyncio.run(admit_urls(loaded, settings.config_file, settings.fetch.allowed_networks))
-    Database(settings.database_url).check()
-    return settings
+    return settings, asyncio.run(prepare(settings))
 
 
 @app.command()
@@ -94,19 +94,19 @@ def serve(
 
     from finance_sentiment.app import create_app  # noqa: PLC0415
 
-    settings = core_cli.run_or_exit(lambda: _settings(config, database_url, scheduler=scheduler))
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url, scheduler=scheduler))
+    uvicorn.run(create_app(settings, prepared), host=host, port=port, log_level="info")
 
 
 @app.command()
 def worker(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
     """Only schedule: fetch sources, judge rules and deliver webhooks, for API replicas run --no-scheduler."""
-    settings = core_cli.run_or_exit(lambda: _settings(config, database_url))
+    settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    core_cli.run_or_exit(lambda: asyncio.run(_work(settings)))
+    core_cli.run_or_exit(lambda: asyncio.run(_work(settings, prepared)))
 
 
-async def _work(settings: FinanceSentimentSettings) -> None:
+async def _work(settings: FinanceSentimentSettings, prepared: Prepared) -> None:
     from finance_sentiment.monitor import open_monitor  # noqa: PLC0415
     from finance_sentiment.scheduling import MonitorScheduler  # noqa: PLC0415
 
@@ -114,7 +114,7 @@ async def _work(settings: FinanceSentimentSettings) -> None:
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
-    async with open_monitor(settings) as monitor:
+    async with open_monitor(settings, prepared=prepared) as monitor:
         scheduler = MonitorScheduler(monitor)
         await scheduler.start()
         try:
@@ -129,17 +129,17 @@ def run_once(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None
 
     The last stdout line is one JSON object: per-source reports and totals.
     """
-    settings = core_cli.run_or_exit(lambda: _settings(config, database_url))
-    summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings)))
+    settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
+    summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings, prepared)))
     print(json.dumps(summary))
     if summary["sources"] and summary["failed"] == summary["sources"]:
         raise typer.Exit(1)
 
 
-async def _once(settings: FinanceSentimentSettings) -> dict[str, Any]:
+async def _once(settings: FinanceSentimentSettings, prepared: Prepared) -> dict[str, Any]:
     from finance_sentiment.monitor import open_monitor  # noqa: PLC0415
 
-    async with open_monitor(settings) as monitor:
+    async with open_monitor(settings, prepared=prepared) as monitor:
         reports = await monitor.run_all()
     return {
         "sources": len(reports),

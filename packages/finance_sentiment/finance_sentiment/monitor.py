@@ -184,24 +184,46 @@ def _tagger(settings: FinanceSentimentSettings, config: MonitorConfig | None) ->
     return Tagger(topics, [entity.spec() for entity in config.entities], embed)
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What `prepare` checked before a start: the config file, loaded (None without one)."""
+
+    config: MonitorConfig | None
+
+
+async def prepare(settings: FinanceSentimentSettings) -> Prepared:
+    """The checks before a start, each made once: the config file reads and validates, its URLs pass the
+    address guard (a host that does not resolve now is only logged), and the database opens and is migrated.
+
+    Raises:
+        InvalidInput: The config file is unreadable or invalid, or names a URL the guard refuses.
+        UpstreamError: The database cannot be opened.
+    """
+    config = None
+    if settings.config_file:
+        config = load_config(settings.config_file)
+        await admit_urls(config, settings.config_file, settings.fetch.allowed_networks)
+    await asyncio.to_thread(Database(settings.database_url).check)
+    return Prepared(config)
+
+
 @asynccontextmanager
 async def open_monitor(
-    settings: FinanceSentimentSettings, registry: CollectorRegistry | None = None
+    settings: FinanceSentimentSettings,
+    registry: CollectorRegistry | None = None,
+    prepared: Prepared | None = None,
 ) -> AsyncIterator[Monitor]:
-    """Build the monitor: check the config file (its URLs too), migrate the database, apply the config file,
-    open the HTTP client.
+    """Build the monitor: `prepare` (unless the caller did: ``prepared``), apply the config file, open the
+    HTTP client.
 
     Its counters go on ``registry`` (the app's, served at /metrics), or a private one.
 
     The sentiment model is loaded on first use, so the API serves sources and documents before a model is
     trained; runs fail with "model not ready" (and fetch again later) until one is active.
     """
-    config = None
-    if settings.config_file:
-        config = load_config(settings.config_file)
-        await admit_urls(config, settings.config_file, settings.fetch.allowed_networks)
+    prepared = prepared or await prepare(settings)
+    config = prepared.config
     db = Database(settings.database_url)
-    await asyncio.to_thread(db.migrate)
     if config is not None:
         with db.session() as session:
             apply_config(session, config)
