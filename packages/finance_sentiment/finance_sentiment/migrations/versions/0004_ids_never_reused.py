@@ -12,7 +12,7 @@ may be given once more.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-05 09:00:00.000000
+Create Date: 2026-12-01 08:05:00.000000
 """
 
 from __future__ import annotations
