@@ -159,6 +159,7 @@ def test_api_keys_guard_every_route_but_probes_and_docs(
         header = http.get("/metrics", headers={"X-API-Key": KEYS[1]})
     assert problem(missing, 401)["detail"].endswith("found no key")
     assert missing.headers["www-authenticate"].startswith("Bearer realm=")
+    assert len(missing.headers["x-request-id"]) == 32  # refused requests have an id too
     assert problem(wrong, 401)["detail"].endswith("found a key it does not know")
     assert KEYS[0] not in wrong.text
     assert problem(refused_post, 401)["instance"] == "/metrics"

@@ -18,7 +18,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from tests.conftest import problem, serve_app
 from textcore.errors import ALL_ERRORS, CoreError, Overloaded, UpstreamError
 from textcore.http import HttpClientConfig, make_http_client
-from textcore.web import BodySizeLimit, CapacityLimiter, install_problem_handlers
+from textcore.settings import ServiceSettings
+from textcore.web import BodySizeLimit, CapacityLimiter, install_problem_handlers, service_app
 
 PROBLEM = "application/problem+json"
 MAX_BODY = 1_000
@@ -252,3 +253,47 @@ def test_http_client_config_validates() -> None:
         HttpClientConfig(max_connections=2, max_keepalive=3)
     with pytest.raises(ValueError, match="read_timeout"):
         HttpClientConfig(read_timeout=0)
+
+
+def request_id_app() -> FastAPI:
+    app = service_app(title="t", distribution="textcore", description="d", settings=ServiceSettings())
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("secret internals")
+
+    return app
+
+
+def test_every_response_carries_a_request_id_the_callers_when_plausible() -> None:
+    with TestClient(request_id_app(), raise_server_exceptions=False) as client:
+        fresh = [client.get("/healthz").headers["x-request-id"] for _ in range(2)]
+        kept = client.get("/nowhere", headers={"X-Request-ID": "gateway-7f3a.42:1"})
+        oversized = client.get("/healthz", headers={"X-Request-ID": "a" * 129})
+        injected = client.get("/healthz", headers={"X-Request-ID": 'x y" level=CRITICAL'})
+        refused = client.post("/healthz", content=b"x" * 2_000_000)  # 413 from the body limit
+    assert all(len(value) == 32 and int(value, 16) >= 0 for value in fresh)
+    assert fresh[0] != fresh[1]
+    assert problem(kept, 404) and kept.headers["x-request-id"] == "gateway-7f3a.42:1"
+    for response in (oversized, injected):
+        assert len(response.headers["x-request-id"]) == 32  # replaced, not echoed
+    assert problem(refused, 413) and len(refused.headers["x-request-id"]) == 32
+
+
+def test_a_500_names_its_request_id_in_the_problem_and_the_log(caplog: pytest.LogCaptureFixture) -> None:
+    with (
+        TestClient(request_id_app(), raise_server_exceptions=False) as client,
+        caplog.at_level(logging.ERROR, logger="textcore.web.problems"),
+    ):
+        response = client.get("/boom", headers={"X-Request-ID": "front-end.42"})
+        generated = client.get("/boom")
+    assert problem(response, 500)["detail"].endswith("logged with request id front-end.42")
+    assert response.headers["x-request-id"] == "front-end.42"
+    assert "secret" not in response.text
+    request_id = generated.headers["x-request-id"]
+    assert problem(generated, 500)["detail"].endswith(f"request id {request_id}")
+    logged = [r.getMessage() for r in caplog.records if r.exc_info]
+    assert logged == [
+        "unhandled error on GET /boom (request front-end.42)",
+        f"unhandled error on GET /boom (request {request_id})",
+    ]

@@ -1,4 +1,5 @@
-"""FastAPI glue shared by every service: problem+json errors, capacity limits, health, body limits, API keys.
+"""FastAPI glue shared by every service: problem+json errors, capacity limits, health, body limits, API keys,
+request ids.
 
 This is the only part of `textcore` that imports FastAPI or Starlette.
 """
@@ -8,6 +9,7 @@ from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import Health, Readiness, ReadyCheck, health_router
 from textcore.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_body, problem_response
+from textcore.web.request_id import RequestId
 from textcore.web.service import Resources, ServiceReadyCheck, service_app
 
 __all__ = [
@@ -18,6 +20,7 @@ __all__ = [
     "Health",
     "Readiness",
     "ReadyCheck",
+    "RequestId",
     "Resources",
     "ServiceReadyCheck",
     "health_router",

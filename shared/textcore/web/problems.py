@@ -21,6 +21,8 @@ from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from textcore.errors import Conflict, CoreError, InvalidInput
+from textcore.web.request_id import HEADER as REQUEST_ID_HEADER
+from textcore.web.request_id import request_id_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -112,9 +114,14 @@ async def _database_conflict(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-    logger.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    detail = "the server failed to handle this request; the error has been logged"
-    return problem_response(500, CoreError.title, detail, request.url.path)
+    # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so the request id is set here.
+    request_id = request_id_of(request)
+    method, path = request.method, request.url.path
+    logger.error("unhandled error on %s %s (request %s)", method, path, request_id or "-", exc_info=exc)
+    logged = f"logged with request id {request_id}" if request_id else "logged"
+    detail = f"the server failed to handle this request; the error has been {logged}"
+    headers = {REQUEST_ID_HEADER: request_id} if request_id else None
+    return problem_response(500, CoreError.title, detail, path, headers=headers)
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -20,6 +20,7 @@ from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
 from textcore.web.problems import install_problem_handlers
+from textcore.web.request_id import RequestId
 from textcore.web.telemetry import RequestMetrics, metrics_router
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -49,7 +50,8 @@ def service_app(
         ready: the service's own readiness checks, run after the worker-pool check; it returns one status
             line per resource or raises a `CoreError` (e.g. `ModelNotReady`) while the service cannot serve.
 
-    With `settings.api_keys` set, every request but the health probes and the API docs must carry one of
+    Every response carries the request's id in ``X-Request-ID`` (`textcore.web.request_id`). With
+    `settings.api_keys` set, every request but the health probes and the API docs must carry one of
     the keys (`textcore.web.auth`).
 
     Returns:
@@ -83,13 +85,15 @@ def service_app(
 
     app.state.metrics = registry = registry or CollectorRegistry(auto_describe=True)
     install_problem_handlers(app)
-    # The last added runs first: requests are counted, then their key checked, then their body bounded.
+    # The last added runs first: requests get their id, are counted, then their key is checked, then their
+    # body bounded.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.api_keys:
         keys = [key.get_secret_value() for key in settings.api_keys]
         app.add_middleware(ApiKeyAuth, keys=keys, realm=title)
         document_api_keys(app)
     app.add_middleware(RequestMetrics, registry=registry)
+    app.add_middleware(RequestId)
     app.include_router(health_router(ready_check))
     app.include_router(metrics_router(registry))
     return app
