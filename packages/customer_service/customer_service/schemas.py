@@ -14,25 +14,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from customer_service.analytics import Analytics
 from customer_service.conversations import SessionRecord, SessionSummary
-from customer_service.printable import RULE, control_character
+from customer_service.printable import Printable
 from customer_service.templates import RESERVED_SLOTS
 
 _INPUT = ConfigDict(extra="forbid")
-
-
-def _printable(value: object) -> object:
-    """`value` unchanged unless it is text holding a control character other than tab, newline and carriage
-    return (a value that is no text is left to the type's own check)."""
-    if isinstance(value, str) and (found := control_character(value)) is not None:
-        raise ValueError(f"{RULE}; found {found}")
-    return value
-
-
-Printable = BeforeValidator(_printable)  # before stripping: nothing is dropped, positions are as sent
 
 
 SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
