@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -162,6 +163,45 @@ def delete(
     _print(core_cli.run_or_exit(action))
 
 
+@app.command()
+def export(
+    output: Annotated[
+        Path, typer.Argument(help="file to write: .csv (FAQs) or .jsonl (FAQs and document chunks)")
+    ],
+    kind: Annotated[str, typer.Option(help="faq, document or all")] = "all",
+    category: Annotated[str | None, typer.Option(help="only the entries of this category")] = None,
+    force: Annotated[bool, typer.Option("--force", help="replace OUTPUT if it exists")] = False,
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Write the knowledge base to a file that `ingest` reads back: a backup, a review, a move, a diff.
+
+    FAQs go to CSV or JSON Lines with the columns ingest reads (id, question, answer, category). Documents go
+    to JSON Lines only, one row per stored chunk (their original text is not stored, only their chunks):
+    ingest stores such rows as they are, with the same ids and text. The file is written under a temporary
+    name and renamed when complete; an existing file is refused unless --force. A one-line summary goes to
+    stderr, the counts as JSON to stdout.
+    """
+
+    def action() -> dict[str, Any]:
+        from customer_service.export import check_output, export_knowledge  # noqa: PLC0415
+        from customer_service.service import open_database  # noqa: PLC0415
+
+        check_output(output, kind, force)  # before the database is opened (and migrated)
+        settings = _settings(database_url=database_url)
+        _require_sqlite_file(settings.database_url)
+        db = open_database(settings)
+        try:
+            report = export_knowledge(db, output, kind=kind, category=category, force=force)
+        finally:
+            db.dispose()
+        for warning in report.warnings:
+            core_cli.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+        core_cli.err.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+        return {**asdict(report), "warnings": list(report.warnings)}
+
+    _print(core_cli.run_or_exit(action))
+
+
 @app.command("train-intents")
 def train_intents(
     data: Annotated[Path, typer.Option("--data", help="CSV/TSV/JSONL of labelled messages")],
@@ -306,6 +346,19 @@ def evaluate_intents(
         return {**evaluate(loaded, rows, oos_label), "threshold": loaded.threshold}
 
     _print(core_cli.run_or_exit(action))
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Refuse a SQLite URL naming no file, which opening would create empty (a mistyped path)."""
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # sqlalchemy raises several kinds; opening the database words a bad URL
+        return
+    name = parsed.database
+    if parsed.get_backend_name() == "sqlite" and name and name != ":memory:" and not Path(name).is_file():
+        raise InvalidInput(f"expected an existing SQLite database to export; found no file {name}")
 
 
 def _faqs(kb: Path) -> list[Any]:

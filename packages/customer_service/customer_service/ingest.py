@@ -2,18 +2,23 @@
 
 A path may be one file or a folder, read recursively in name order. A table file's rows are FAQs; any other
 supported file is a document whose title is its first heading (else its file name) and whose chunks replace
-the earlier ones of the document with the same id. An ingest is all or nothing: every file is read and
-checked before anything is written, and all of it is written in one transaction, so a bad file (an empty
-page, an id the knowledge base refuses) leaves the knowledge base as it was and names the file. Text with a
-control character other than tab, newline and carriage return (NUL, escape, form feed, ...) is such a bad
-file: it is refused, naming the file and the row and column (tables) or the line and column (documents),
-rather than cleaned, as the API refuses it (`customer_service.printable`).
+the earlier ones of the document with the same id. A table row whose `kind` is "chunk" (as
+`customer-service export` writes a document: one row per stored chunk, with document_id, position, title,
+text, category and source) is a document chunk, stored as it is rather than cut again: a document's exported
+chunks replace its earlier ones and come back with the same ids and text (`category` is for documents cut
+from files; such a chunk keeps its own). An ingest is all or nothing: every file is read and checked before
+anything is written, and all of it is written in one transaction, so a bad file (an empty page, an id the
+knowledge base refuses) leaves the knowledge base as it was and names the file. Text with a control character
+other than tab, newline and carriage return (NUL, escape, form feed, ...) is such a bad file: it is refused,
+naming the file and the row and column (tables) or the line and column (documents), rather than cleaned, as
+the API refuses it (`customer_service.printable`).
 
 Document ids:
 - a folder's documents: their path relative to the folder ("guides/travel.md");
 - a single file: its file name ("travel.md"), so that ingesting it again updates it; or the id given
   (`document_id`), e.g. the one its folder's ingest gave it;
-- `id_prefix` goes before either ("branch-a/" + "faq.md").
+- a stored chunk's row (an export's): its document_id;
+- `id_prefix` goes before any of them ("branch-a/" + "faq.md").
 A file name is no unique key: /a/faq.md and then /b/faq.md are one id, and the second replaces the first. The
 report tells documents added from documents replaced and warns when a document is replaced from another
 source than it was stored from, or when a file already stored under another id is stored again.
@@ -26,13 +31,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from customer_service.chunking import format_of
-from customer_service.knowledge import DocumentIn, FaqIn, KnowledgeBase
+from customer_service.knowledge import ChunkIn, DocumentIn, FaqIn, KnowledgeBase
 from customer_service.printable import RULE, control_character
-from customer_service.retrieval_eval import read_faqs
-from textcore import Conflict, InvalidInput
+from customer_service.retrieval_eval import faqs_from_rows
+from textcore import Conflict, InvalidInput, read_table
 
 TABLES = (".csv", ".tsv", ".jsonl", ".ndjson")
 DOCUMENTS = (".md", ".markdown", ".html", ".htm", ".txt")
+CHUNK_COLUMNS = ("document_id", "position", "title", "text", "category", "source")  # and "id", "kind"
 HEADING = re.compile(r"^\s*#\s+(.+?)\s*#*\s*$|<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
@@ -87,9 +93,12 @@ def ingest_path(
         raise InvalidInput(f"expected {', '.join((*TABLES, *DOCUMENTS))} files under {path}; found none")
     faqs: list[FaqIn] = []
     documents: list[DocumentIn] = []
+    chunks: list[ChunkIn] = []
     for file in files:
         if file.suffix.lower() in TABLES:
-            faqs += read_faqs(file)
+            file_faqs, file_chunks = _table(file, id_prefix)
+            faqs += file_faqs
+            chunks += file_chunks
         elif file.suffix.lower() in DOCUMENTS:
             key = document_id or (file.relative_to(path).as_posix() if path.is_dir() else file.name)
             text = file.read_text(encoding="utf-8", errors="replace")
@@ -101,22 +110,58 @@ def ingest_path(
             )
         else:
             raise InvalidInput(f"expected one of {', '.join((*TABLES, *DOCUMENTS))}; found {file.name}")
-    stored = kb.document_sources() if documents else {}
+    stored = kb.document_sources() if documents or chunks else {}
     try:
-        chunks = kb.put_many(faqs, documents)
+        chunk_ids = kb.put_many(faqs, documents, chunks)
     except (InvalidInput, Conflict) as exc:
         raise type(exc)(f"{exc.message} (nothing from {path} was stored)") from exc
-    replaced = [d.document_id for d in documents if d.document_id in stored]
+    replaced = [document_id for document_id in chunk_ids if document_id in stored]
     return IngestReport(
         faqs=len(faqs),
-        documents=len(documents),
-        chunks=sum(len(ids) for ids in chunks.values()),
+        documents=len(chunk_ids),
+        chunks=sum(len(ids) for ids in chunk_ids.values()),
         files=[str(file) for file in files],
-        documents_added=len(documents) - len(replaced),
+        documents_added=len(chunk_ids) - len(replaced),
         documents_replaced=len(replaced),
         replaced=replaced,
         warnings=_warnings(documents, stored),
     )
+
+
+def _table(file: Path, id_prefix: str) -> tuple[list[FaqIn], list[ChunkIn]]:
+    """A table file's FAQs, and its stored chunks (rows of kind "chunk"), their document ids prefixed."""
+    faq_rows: list[tuple[int, dict[str, str]]] = []
+    chunks: list[ChunkIn] = []
+    for number, row in enumerate(read_table(file), start=1):
+        if row.get("kind", "").strip() == "chunk":
+            chunks.append(_chunk(file, number, row, id_prefix))
+        else:
+            faq_rows.append((number, row))
+    faqs = faqs_from_rows(file, faq_rows) if faq_rows or not chunks else []  # chunks alone: no FAQ
+    return faqs, chunks
+
+
+def _chunk(file: Path, number: int, row: dict[str, str], id_prefix: str) -> ChunkIn:
+    """A stored chunk from a table row (an export's), its text checked as an FAQ row's is."""
+    for column in ("id", *CHUNK_COLUMNS):
+        if (found := control_character(row.get(column, ""))) is not None:
+            raise InvalidInput(f"{file}: row {number}, column {column!r}: {RULE}; found {found}")
+    document_id, position = row.get("document_id", ""), row.get("position", "").strip()
+    if not document_id or not (position.isascii() and position.isdigit()):
+        raise InvalidInput(
+            f"{file}: row {number} is a chunk: expected its document_id and a whole-number position; found "
+            f"{document_id!r:.80} and {position!r:.20}"
+        )
+    given = row.get("id", "")
+    if given and given != f"{document_id}#{int(position)}":
+        raise InvalidInput(
+            f"{file}: row {number}: expected the chunk id {document_id}#{int(position)} (its document_id, "
+            f"'#', its position); found {given!r:.80}"
+        )
+    return ChunkIn(
+        id_prefix + document_id, int(position), row.get("title", ""), row.get("text", ""),
+        row.get("category", ""), row.get("source", ""),
+    )  # fmt: skip
 
 
 def _warnings(documents: list[DocumentIn], stored: dict[str, str]) -> list[str]:

@@ -37,9 +37,11 @@ from customer_service.search_index import Passage, Record, SearchIndex, encoder_
 from customer_service.tables import ID_LENGTH, KINDS, KnowledgeEntry, KnowledgeState
 from textcore import Conflict, Encoder, InvalidInput, NotFound
 
-__all__ = ["MAX_OFFSET", "DocumentIn", "Entry", "FaqIn", "KnowledgeBase", "Passage"]
+__all__ = ["MAX_OFFSET", "ChunkIn", "DocumentIn", "Entry", "FaqIn", "KnowledgeBase", "Passage"]
 
 MAX_OFFSET = 10_000_000  # of a listing: beyond any knowledge base, and within every database's integers
+# of a chunk: "#" and 9 digits are the 10 characters a chunk id may add to its document's id
+MAX_POSITION = 999_999_999
 
 _MAX_IDS_PER_QUERY = 500  # bounded IN lists
 RESERVED_IDS = frozenset({"search"})  # GET /v1/knowledge/<id> would reach the route, not the entry
@@ -64,6 +66,20 @@ class DocumentIn:
     title: str
     text: str
     format: str
+    category: str = ""
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkIn:
+    """A document chunk as it is stored (a row of `customer-service export`), to store again as it is: not
+    cut from a document's text, so its id (f"{document_id}#{position}"), title and text come back as they
+    were."""
+
+    document_id: str
+    position: int
+    title: str
+    text: str
     category: str = ""
     source: str = ""
 
@@ -296,27 +312,36 @@ class KnowledgeBase:
         return change.ids
 
     def put_many(
-        self, faqs: Sequence[FaqIn], documents: Sequence[DocumentIn]
+        self, faqs: Sequence[FaqIn], documents: Sequence[DocumentIn], chunks: Sequence[ChunkIn] = ()
     ) -> dict[str, builtins.list[str]]:
         """Store FAQs and documents together, all or nothing: every one is checked (ids, text, clashes)
         before anything is written, and they are written in one transaction.
 
+        `chunks` are documents given as their stored chunks (`ChunkIn`, an export's rows): each document's
+        chunks replace its earlier ones, as a document's do, and are stored as given rather than cut again.
+
         Returns:
-            Each document's chunk ids, by document id.
+            Each document's chunk ids, by document id (the documents', then those of `chunks`).
 
         Raises:
-            InvalidInput: As `upsert_faqs` and `put_document`, naming the first bad FAQ or document; also a
-                document id given twice.
+            InvalidInput: As `upsert_faqs` and `put_document`, naming the first bad FAQ, document or chunk;
+                also a document id given twice (as a document, or as a document and chunks), a chunk
+                position given twice in one document, or a chunk position outside 0 to 999,999,999.
             Conflict: As `upsert_faqs` and `put_document`.
         """
-        repeats = sorted(i for i, n in Counter(d.document_id for d in documents).items() if n > 1)
+        restored: dict[str, builtins.list[ChunkIn]] = {}
+        for chunk in chunks:
+            restored.setdefault(chunk.document_id, []).append(chunk)
+        given = [d.document_id for d in documents] + builtins.list(restored)
+        repeats = sorted(i for i, n in Counter(given).items() if n > 1)
         if repeats:
             raise InvalidInput(f"expected each document id once; repeated: {repeats[:10]!r}")
         stored = [self._document_change(document) for document in documents]
+        stored += [self._restore_change(document_id, rows) for document_id, rows in restored.items()]
         changes = ([self._faq_change(faqs)] if faqs else []) + stored
         if changes:
             self._apply(changes)
-        return {d.document_id: change.ids for d, change in zip(documents, stored, strict=True)}
+        return {document_id: change.ids for document_id, change in zip(given, stored, strict=True)}
 
     def _faq_change(self, rows: Sequence[FaqIn]) -> _Change:
         for row in rows:
@@ -343,7 +368,7 @@ class KnowledgeBase:
         return _Change(records, write, [r.id for r in rows])
 
     def _document_change(self, document: DocumentIn) -> _Change:
-        document_id, category = document.document_id, document.category
+        document_id = document.document_id
         _check_id(document_id, "document_id", ID_LENGTH - 10)
         for name in ("document_id", "title", "text", "category", "source"):
             check_printable(getattr(document, name), f"{name} of document {document_id!r:.80}")
@@ -356,9 +381,45 @@ class KnowledgeBase:
         )
         if not chunks:
             raise InvalidInput(f"expected a document with text; {document_id!r} ({document.format}) has none")
+        return self._chunks_change(
+            document_id,
+            [
+                ChunkIn(document_id, c.position, c.title, c.text, document.category, document.source)
+                for c in chunks
+            ],
+        )
+
+    def _restore_change(self, document_id: str, chunks: Sequence[ChunkIn]) -> _Change:
+        _check_id(document_id, "document_id", ID_LENGTH - 10)
+        repeats = sorted(p for p, n in Counter(c.position for c in chunks).items() if n > 1)
+        if repeats:
+            raise InvalidInput(
+                f"expected each chunk position once per document; document {document_id!r:.80} repeats "
+                f"{repeats[:10]!r}"
+            )
+        for chunk in chunks:
+            where = f"chunk {document_id!r:.80}#{chunk.position}"
+            if not isinstance(chunk.position, int) or not 0 <= chunk.position <= MAX_POSITION:
+                raise InvalidInput(
+                    f"position: expected a whole number from 0 to {MAX_POSITION}; found "
+                    f"{chunk.position!r:.80} in document {document_id!r:.80}"
+                )
+            if not isinstance(chunk.text, str) or not chunk.text.strip():
+                raise InvalidInput(f"text: expected non-empty text for {where}; found {chunk.text!r:.80}")
+            if not isinstance(chunk.category, str) or len(chunk.category) > ID_LENGTH:
+                raise InvalidInput(
+                    f"category: expected text of at most {ID_LENGTH} characters for {where}; found "
+                    f"{chunk.category!r:.80}"
+                )
+            for name in ("title", "text", "category", "source"):
+                check_printable(getattr(chunk, name), f"{name} of {where}")
+        return self._chunks_change(document_id, sorted(chunks, key=lambda c: c.position))
+
+    def _chunks_change(self, document_id: str, chunks: Sequence[ChunkIn]) -> _Change:
+        """Store `chunks` (checked) as the document's, in place of its earlier chunks."""
         ids = [f"{document_id}#{chunk.position}" for chunk in chunks]
         records = [
-            self._record("chunk", i, c.title, c.text, category, document_id)
+            self._record("chunk", i, c.title, c.text, c.category, document_id)
             for i, c in zip(ids, chunks, strict=True)
         ]
 
@@ -372,7 +433,7 @@ class KnowledgeBase:
             for i, c in zip(ids, chunks, strict=True):
                 entry = KnowledgeEntry(id=i, kind="chunk", title=c.title, question=None, text=c.text)
                 entry.category, entry.document_id, entry.position, entry.source = (
-                    category, document_id, c.position, document.source,
+                    c.category, document_id, c.position, c.source,
                 )  # fmt: skip
                 session.add(entry)
             return [e.id for e in old if e.id not in set(ids)]

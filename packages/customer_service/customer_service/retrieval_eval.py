@@ -105,15 +105,42 @@ def read_faqs(
     rows = read_table(path)
     if not rows:
         raise InvalidInput(f"{path}: expected at least one FAQ row; found none")
-    missing = [c for c in (question_column, answer_column) if c not in rows[0]]
+    return faqs_from_rows(
+        path,
+        list(enumerate(rows, start=1)),
+        id_column=id_column,
+        question_column=question_column,
+        answer_column=answer_column,
+        category_column=category_column,
+    )
+
+
+def faqs_from_rows(
+    path: str | os.PathLike[str],
+    rows: Sequence[tuple[int, dict[str, str]]],
+    *,
+    id_column: str = "id",
+    question_column: str = "question",
+    answer_column: str = "answer",
+    category_column: str = "category",
+) -> list[FaqIn]:
+    """FAQs from rows of a table file, each with its 1-based row number (see `read_faqs`).
+
+    Raises:
+        InvalidInput: As `read_faqs`, naming `path` and the row's number.
+    """
+    if not rows:
+        raise InvalidInput(f"{path}: expected at least one FAQ row; found none")
+    first = rows[0][1]
+    missing = [c for c in (question_column, answer_column) if c not in first]
     if missing:
-        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(rows[0])}")
+        raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(first)}")
     faqs: dict[str, FaqIn] = {}
-    for number, row in enumerate(rows, start=1):
+    for number, row in rows:
         for column in (id_column, question_column, answer_column, category_column):
             if (found := control_character(row.get(column, ""))) is not None:
                 raise InvalidInput(f"{path}: row {number}, column {column!r}: {RULE}; found {found}")
-        question, answer = row[question_column].strip(), row[answer_column].strip()
+        question, answer = row.get(question_column, "").strip(), row.get(answer_column, "").strip()
         if not question or not answer:
             empty = question_column if not question else answer_column
             raise InvalidInput(f"{path}: row {number} has an empty {empty!r}; expected text in every row")
