@@ -16,7 +16,7 @@ from sqlalchemy.exc import IntegrityError, StatementError
 
 from finance_sentiment.database import Database
 from finance_sentiment.schemas import AlertRuleIn
-from finance_sentiment.tables import Alert, AlertRule, Base, Document, Source
+from finance_sentiment.tables import Alert, AlertRule, Base, Document, DocumentTag, Source
 from textcore.errors import InvalidInput
 
 
@@ -107,6 +107,8 @@ def test_an_id_named_outside_the_database_is_never_given_twice(database: Databas
             "sources": lambda k: Source(name=f"s{k}", url="http://127.0.0.1/feed", kind="rss"),
             "alert_rules": lambda k: _rule(f"r{k}"),
             "alerts": lambda k: _alert(rule.id),
+            # Stories are deleted by the retention, the newest too after a long silence.
+            "documents": lambda k: _document(f"http://a/{k}", f"h{k}"),
         }
     for table, make in rows.items():
         ids = []
@@ -151,5 +153,34 @@ def test_upgrading_keeps_every_row_and_link_and_stops_reusing_ids(sqlite_url: st
             session.add_all([rule, source])
             session.flush()
             assert (rule.id, source.id) == (3, 5)
+    finally:
+        database.dispose()
+
+
+def test_upgrading_to_the_retention_keeps_stories_and_tags_and_stops_reusing_their_ids(
+    sqlite_url: str,
+) -> None:
+    database = Database(sqlite_url)
+    config = Config()
+    config.set_main_option("script_location", str(database.migrations))
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0004")
+        with database.session() as session:
+            for k in (1, 2):
+                document = _document(f"http://a/{k}", f"h{k}")
+                document.tags = [DocumentTag(kind="entity", name=f"E{k}")]
+                session.add(document)
+        database.migrate()
+        with database.session() as session:
+            assert session.scalars(select(DocumentTag.name).order_by(DocumentTag.name)).all() == ["E1", "E2"]
+            session.delete(session.get(Document, 2))  # the newest story, with its tag (ON DELETE CASCADE)
+        with database.session() as session:
+            assert session.scalars(select(DocumentTag.name)).all() == ["E1"]
+            document = _document("http://a/3", "h3")
+            session.add(document)
+            session.flush()
+            assert document.id == 3
     finally:
         database.dispose()

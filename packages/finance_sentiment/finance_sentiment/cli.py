@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from pydantic import ValidationError
 
 from finance_sentiment.settings import FinanceSentimentSettings
 from textcore import InvalidInput
@@ -75,8 +76,19 @@ def _prepare(
     from finance_sentiment.monitor import prepare  # noqa: PLC0415
 
     overrides = {"config_file": config, "database_url": database_url, **more}
-    settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise InvalidInput(_settings_errors(exc)) from None
     return settings, asyncio.run(prepare(settings))
+
+
+def _settings_errors(exc: ValidationError) -> str:
+    """One line naming each refused setting by its environment variable, e.g. ``FIN_RETENTION_DAYS: ...``."""
+    return "; ".join(
+        f"FIN_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors(include_url=False)
+    )
 
 
 @app.command()
@@ -125,9 +137,10 @@ async def _work(settings: FinanceSentimentSettings, prepared: Prepared) -> None:
 
 @app.command("run-once")
 def run_once(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
-    """Fetch every enabled source once, judge the rules, deliver webhooks, and exit (for cron).
+    """Fetch every enabled source once, judge the rules, deliver webhooks, delete the stories older than
+    FIN_RETENTION_DAYS when it is set, and exit (for cron).
 
-    The last stdout line is one JSON object: per-source reports and totals.
+    The last stdout line is one JSON object: per-source reports and totals (``pruned``: stories deleted).
     """
     settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
     summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings, prepared)))
@@ -141,11 +154,14 @@ async def _once(settings: FinanceSentimentSettings, prepared: Prepared) -> dict[
 
     async with open_monitor(settings, prepared=prepared) as monitor:
         reports = await monitor.run_all()
+        # Cron users have no scheduler: each pass keeps the retention (a quick query when nothing is due).
+        pruned = await monitor.prune()
     return {
         "sources": len(reports),
         "stored": sum(r.stored for r in reports),
         "duplicates": sum(r.duplicates for r in reports),
         "failed": sum(r.status == "failed" for r in reports),
+        "pruned": pruned.pruned if pruned is not None else 0,
         "reports": [asdict(r) for r in reports],
     }
 

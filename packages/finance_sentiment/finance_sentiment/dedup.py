@@ -2,7 +2,8 @@
 
 The same story reaches the monitor through several feeds and pages, with tracking parameters, fragments,
 default ports and differently spelled hosts; `canonical_url` maps those spellings to one string, and
-`content_hash` catches copies of a story published under different URLs.
+`content_hash` catches copies of a story published under different URLs. `url_key` stands for a canonical URL
+where the URL itself is not kept (the dedup keys of the stories the retention deleted).
 """
 
 from __future__ import annotations
@@ -117,3 +118,8 @@ def content_hash(title: str, text: str) -> str:
     """
     normalised = " ".join(title.casefold().split()) + "\n" + " ".join(text.casefold().split())
     return hashlib.sha256(normalised.encode("utf-8")).hexdigest()
+
+
+def url_key(canonical: str) -> str:
+    """The SHA-256 hex digest of a canonical URL (`canonical_url`), to recognise it without storing it."""
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()

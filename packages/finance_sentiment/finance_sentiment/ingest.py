@@ -3,7 +3,8 @@
 Nothing is lost and nothing is stored twice: conditional-GET validators are saved only in the transaction
 that stores the run's documents, so a run that fails after fetching (parse error, no model yet, database
 down) fetches the same content again next time; a story is unique by canonical URL and by content hash, and
-a concurrent run that stored it first simply wins.
+a concurrent run that stored it first simply wins. A story the retention deleted counts as stored while its
+dedup keys are kept (`finance_sentiment.retention`), so a source still listing it does not bring it back.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from finance_sentiment.database import Database
-from finance_sentiment.dedup import canonical_url, content_hash
+from finance_sentiment.dedup import canonical_url, content_hash, url_key
 from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validators
 from finance_sentiment.parsing import (
     JsonFields,
@@ -38,6 +39,7 @@ from finance_sentiment.tables import (
     URL_CHARS,
     Document,
     DocumentTag,
+    PrunedStory,
     Source,
 )
 from finance_sentiment.tagging import Tagger, Tags
@@ -269,10 +271,14 @@ class Ingestor:
             )
 
     def _known_urls(self, urls: Sequence[str]) -> set[str]:
+        """The canonical URLs already stored, or pruned by the retention."""
         if not urls:
             return set()
+        keys = {url_key(url): url for url in urls}
         with self.db.session() as session:
-            return set(session.scalars(select(Document.url).where(Document.url.in_(set(urls)))))
+            known = set(session.scalars(select(Document.url).where(Document.url.in_(set(urls)))))
+            pruned = session.scalars(select(PrunedStory.url_key).where(PrunedStory.url_key.in_(keys)))
+            return known | {keys[key] for key in pruned}
 
     def _unseen(self, items: Sequence[RawItem]) -> tuple[list[_Story], int, int]:
         """Stories not stored yet, each once; how many were dropped as duplicates, and how many skipped for
@@ -292,13 +298,20 @@ class Ingestor:
                 hashes.add(story.digest)
         if not batch:
             return [], len(items) - skipped, skipped
+        keys = {url_key(url): url for url in batch}
         with self.db.session() as session:
             seen = session.execute(
                 select(Document.url, Document.content_hash).where(
                     or_(Document.url.in_(batch), Document.content_hash.in_(hashes))
                 )
             ).all()
+            pruned = session.execute(
+                select(PrunedStory.url_key, PrunedStory.content_hash).where(
+                    or_(PrunedStory.url_key.in_(keys), PrunedStory.content_hash.in_(hashes))
+                )
+            ).all()
         known = {url for url, _ in seen} | {digest for _, digest in seen}
+        known |= {keys[key] for key, _ in pruned if key in keys} | {digest for _, digest in pruned}
         fresh = [s for s in batch.values() if s.url not in known and s.digest not in known]
         return fresh, len(items) - skipped - len(fresh), skipped
 

@@ -1,6 +1,8 @@
 """The monitor's stateful parts in one place, built and torn down together (by the app's lifespan, the
 worker and `run-once`): database, HTTP client, fetcher, sentiment model, tagger, ingestor.
 
+With ``FIN_RETENTION_DAYS`` set, `Monitor.prune` deletes old stories (`finance_sentiment.retention`).
+
 Rule evaluation runs under one lock per process: an ingest job and the periodic evaluation never judge the
 same window at once, so a spike opens exactly one alert. Webhook delivery runs under another: one outbox pass
 at a time (the HTTP pool holds connections for one pass's posts); a pass asked for while one runs waits for
@@ -14,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 from prometheus_client import CollectorRegistry
@@ -27,6 +30,7 @@ from finance_sentiment.database import Database
 from finance_sentiment.delivery import CONCURRENT_POSTS, DeliveryReport, deliver_pending
 from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
 from finance_sentiment.ingest import Ingestor, RunReport, run_error
+from finance_sentiment.retention import PruneReport, prune
 from finance_sentiment.sentiment import SentimentSource
 from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Source
@@ -100,6 +104,18 @@ class Monitor:
             report = await deliver_pending(self.db, self.http)
         for result in ("delivered", "failed", "expired"):
             self.metrics.deliveries.labels(result).inc(getattr(report, result))
+        return report
+
+    async def prune(self) -> PruneReport | None:
+        """Delete the stories older than the retention (`retention.prune`); None when no retention is set
+        (``FIN_RETENTION_DAYS`` unset: every story is kept)."""
+        days = self.settings.retention_days
+        if days is None:
+            return None
+        report = await asyncio.to_thread(prune, self.db, timedelta(days=days))
+        self.metrics.pruned.inc(report.pruned)
+        if report.pruned:
+            log.info("retention: %d stories first seen before %s deleted", report.pruned, report.cutoff)
         return report
 
     async def run_all(self) -> list[RunReport]:

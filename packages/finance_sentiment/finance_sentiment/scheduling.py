@@ -1,4 +1,6 @@
-"""APScheduler wiring: one job per enabled source, plus rule evaluation, webhook delivery and a resync.
+"""APScheduler wiring: one job per enabled source, plus rule evaluation, webhook delivery, a resync and, with
+``FIN_RETENTION_DAYS`` set, the hourly deletion of old stories (due at start too, so a service restarted more
+often than hourly still prunes).
 
 The scheduler only wires triggers to plain ``async def`` jobs of `Monitor` (tests call those directly).
 ``max_instances=1`` keeps runs of one source from overlapping; ``coalesce`` folds missed runs into one.
@@ -25,6 +27,7 @@ from finance_sentiment.tables import Source
 
 log = logging.getLogger(__name__)
 SOURCE_JOB = "source:"
+RETENTION_INTERVAL_S = 3600
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +57,8 @@ class MonitorScheduler:
         self._every(settings.alert_interval_s, "alerts", self.monitor.evaluate_alerts)
         self._every(settings.delivery_interval_s, "outbox", self.monitor.deliver)
         self._every(settings.sync_interval_s, "sources", self.sync)
+        if settings.retention_days is not None:
+            self._every(RETENTION_INTERVAL_S, "retention", self.monitor.prune, first=datetime.now(UTC))
         self.scheduler.start()
         await self.sync()
 
@@ -101,8 +106,20 @@ class MonitorScheduler:
         report = await self.monitor.run_source(source_id)
         log.info("source %s: %s, %s new, %s seen", source_id, report.status, report.stored, report.duplicates)
 
-    def _every(self, seconds: int, job_id: str, job: Callable[[], Awaitable[object]]) -> None:
-        self.scheduler.add_job(job, IntervalTrigger(seconds=seconds, timezone="UTC"), id=job_id, name=job_id)
+    def _every(
+        self,
+        seconds: int,
+        job_id: str,
+        job: Callable[[], Awaitable[object]],
+        *,
+        first: datetime | None = None,
+    ) -> None:
+        """Run ``job`` every ``seconds``: first at ``first``, else one interval from now."""
+        trigger = IntervalTrigger(seconds=seconds, timezone="UTC")
+        if first is None:  # (APScheduler reads an explicit next_run_time=None as "paused")
+            self.scheduler.add_job(job, trigger, id=job_id, name=job_id)
+        else:
+            self.scheduler.add_job(job, trigger, id=job_id, name=job_id, next_run_time=first)
 
     def _enabled_plans(self) -> dict[int, _Plan]:
         with self.monitor.db.session() as session:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from textcore.settings import ServiceSettings
+
+MAX_RETENTION_DAYS = 36_500  # a century: longer is "forever", which is the default
 
 
 class FetchSettings(BaseModel):
@@ -68,3 +70,20 @@ class FinanceSentimentSettings(ServiceSettings):
         description="Source runs at once; more wait their turn (at start every source is due). The HTTP "
         "client's pool holds one connection per run plus the webhook posts.",
     )
+    retention_days: int | None = Field(
+        None,
+        description="Delete stories first seen more than this many days ago, hourly (and at the end of "
+        "run-once); unset (the default) keeps every story. Never shorter than the history an alert rule "
+        "reads (window x (baseline + 1)): a longer rule holds the deletions back, with a warning. A story "
+        "a firing alert or a waiting notification cites is kept until it no longer does.",
+    )
+
+    @field_validator("retention_days")
+    @classmethod
+    def _whole_days(cls, value: int | None) -> int | None:
+        if value is not None and not 1 <= value <= MAX_RETENTION_DAYS:
+            raise ValueError(
+                f"expected a retention of 1 to {MAX_RETENTION_DAYS} days (unset keeps every story), "
+                f"found {value}"
+            )
+        return value

@@ -4,6 +4,8 @@
              │
     alert_rules ─< alerts ─< outbox                (what fired, and every notification until delivered)
 
+    pruned_stories                                 (dedup keys of the stories the retention deleted)
+
 Times are stored as naive UTC and read back timezone-aware (`textcore.sql.UtcDateTime`), identically on
 SQLite and PostgreSQL.
 """
@@ -83,7 +85,8 @@ class Document(Base):
     """One story, stored once however many feeds or runs carried it, with its classification."""
 
     __tablename__ = "documents"
-    __table_args__ = (Index("ix_documents_seen_at", "seen_at"),)
+    # Ids are in API paths, and the retention deletes stories (the newest too, after a long silence).
+    __table_args__ = (Index("ix_documents_seen_at", "seen_at"), NEVER_REUSED)
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     source_id: Mapped[int | None] = mapped_column(ForeignKey("sources.id", ondelete="SET NULL"), index=True)
@@ -114,6 +117,18 @@ class DocumentTag(Base):
     kind: Mapped[str] = mapped_column(String(10), primary_key=True)  # topic | entity
     name: Mapped[str] = mapped_column(String(TAG_CHARS), primary_key=True)
     document: Mapped[Document] = relationship(back_populates="tags")
+
+
+class PrunedStory(Base):
+    """The dedup keys of a story the retention deleted (`finance_sentiment.retention`), so that a source
+    still listing it does not store it again as new; no title, text or URL, only hashes."""
+
+    __tablename__ = "pruned_stories"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    url_key: Mapped[str] = mapped_column(String(64), index=True)  # `dedup.url_key` of the canonical URL
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    pruned_at: Mapped[datetime] = mapped_column(index=True)
 
 
 class AlertRule(Base):

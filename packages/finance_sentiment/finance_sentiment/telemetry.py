@@ -9,13 +9,14 @@ from prometheus_client import CollectorRegistry, Counter
 
 @dataclass(frozen=True)
 class MonitorMetrics:
-    """Counters of source runs, stored stories, alert transitions and webhook deliveries."""
+    """Counters of source runs, stored and pruned stories, alert transitions and webhook deliveries."""
 
     runs: Counter
     stored: Counter
     duplicates: Counter
     transitions: Counter
     deliveries: Counter
+    pruned: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> MonitorMetrics:
@@ -32,5 +33,8 @@ class MonitorMetrics:
             ),
             deliveries=Counter(
                 "finance_webhook_deliveries", "Webhook attempts by result.", ["result"], registry=registry
+            ),
+            pruned=Counter(
+                "finance_documents_pruned", "Stories deleted by the retention policy.", registry=registry
             ),
         )
