@@ -11,8 +11,6 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
-from textcore.devices import PRECISIONS
-
 MIN_API_KEY_LENGTH = 16
 
 
@@ -30,6 +28,9 @@ class EncoderSettings(BaseModel):
     @field_validator("precision")
     @classmethod
     def _known_precision(cls, value: str) -> str:
+        # Imported here: textcore.devices imports torch, and a command's --help reads no setting.
+        from textcore.devices import PRECISIONS  # noqa: PLC0415
+
         if value not in PRECISIONS:
             raise ValueError(f"expected one of {', '.join(PRECISIONS)}; found {value!r}")
         return value
