@@ -1,9 +1,11 @@
 """Request and response bodies of the monitor's API (pydantic v2); the config file reuses the input models.
 
 Inputs forbid unknown fields and bound every string and list, so a request cannot smuggle in a typo or a
-megabyte of tags. Cross-field rules of a source (one schedule; a link pattern only for HTML pages; JSON
-field paths only for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the stored row
-when it is applied (`finance_sentiment.sources.update_source`).
+megabyte of tags. No string that is stored may hold a control character but tab, newline and carriage return
+(`textcore.printable`), so such a request is refused alike on SQLite and on PostgreSQL, which cannot store
+NUL. Cross-field rules of a source (one schedule; a link pattern only for HTML pages; JSON field paths only
+for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the stored row when it is applied
+(`finance_sentiment.sources.update_source`).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from pydantic import (
 )
 
 from finance_sentiment.crontab import crontab_trigger
+from textcore.printable import Printable
 
 DEFAULT_INTERVAL_SECONDS = 900
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # a week
@@ -61,12 +64,16 @@ def _regex(value: str) -> str:
     return value
 
 
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-HttpUrl = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2048), AfterValidator(_http_url)]
-Cron = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120), AfterValidator(_crontab)]
-Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500), AfterValidator(_regex)]
-DottedPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^.\s]+(\.[^.\s]+)*$")]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Printable]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Printable]
+HttpUrl = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=2048), Printable, AfterValidator(_http_url)
+]
+Cron = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=120), Printable, AfterValidator(_crontab)
+]
+Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable, AfterValidator(_regex)]
+DottedPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^.\s]+(\.[^.\s]+)*$"), Printable]
 SourceKind = Literal["rss", "html", "json"]
 IntervalSeconds = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS)]
 Tags = Annotated[list[Tag], Field(max_length=50)]
@@ -92,9 +99,9 @@ class JsonFieldsIn(BaseModel):
 
     model_config = _INPUT
 
-    items: Annotated[str, StringConstraints(max_length=200, pattern=r"^([^.\s]+(\.[^.\s]+)*)?$")] = Field(
-        "", description='Path to the list of items; "" when the response itself is the list.'
-    )
+    items: Annotated[
+        str, StringConstraints(max_length=200, pattern=r"^([^.\s]+(\.[^.\s]+)*)?$"), Printable
+    ] = Field("", description='Path to the list of items; "" when the response itself is the list.')
     title: DottedPath = Field("title", description="Path to the headline inside an item.")
     text: DottedPath = Field("text", description="Path to the body inside an item (falls back to the title).")
     url: DottedPath = Field("url", description="Path to the item's absolute or relative link.")
@@ -245,7 +252,7 @@ ZThreshold = Annotated[float, Field(gt=0.0, le=100.0)]
 SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0)]
 NULLABLE_RULE_FIELDS = ("secret", "min_sentiment_drop")  # a patch may clear these with null
 RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600)]
-Secret = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+Secret = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable]
 
 
 def check_rule(group_by: str, match: list[str]) -> None:

@@ -1,7 +1,9 @@
 """Request and response bodies of the recommender's API (pydantic v2).
 
 Inputs forbid unknown fields and bound every string, list and mapping, so one request cannot smuggle in a
-typo or megabytes of text. The per-request counts the operator configures (``max_items_per_request``,
+typo or megabytes of text. No id, title, text or category may hold a control character but tab, newline and
+carriage return (`textcore.printable`), so such a request is refused alike on SQLite and on PostgreSQL, which
+cannot store NUL. The per-request counts the operator configures (``max_items_per_request``,
 ``max_events_per_request``) are checked by the service; the bounds here are the hard ceilings.
 """
 
@@ -26,13 +28,18 @@ from recommender.catalog import ItemRecord, StoredItem
 from recommender.events import EventRecord
 from recommender.serving import ScoredItem
 from recommender.tables import ID_LENGTH
+from textcore.printable import Printable
 
 MAX_METADATA_CHARS = 10_000
-ItemId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000)]
-Text = Annotated[str, StringConstraints(max_length=20_000)]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Interests = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000)]
+ItemId = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH), Printable
+]
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000), Printable]
+Text = Annotated[str, StringConstraints(max_length=20_000), Printable]
+Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Printable]
+Interests = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000), Printable
+]
 _INPUT = ConfigDict(extra="forbid")
 
 
