@@ -2,7 +2,9 @@
 
 Run with ``uvicorn --factory customer_service.app:create_app`` or ``customer-service serve``. The lifespan
 builds the service (`customer_service.service.open_service`): database, knowledge base and its index,
-models, generator, bot.
+models, generator, bot; with ``CS_SESSION_RETENTION_DAYS`` set it also runs the retention limit
+(`customer_service.retention`) until shutdown, counting the sessions it erases on ``/metrics``
+(``customer_service_sessions_expired_total``).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from contextlib import asynccontextmanager
 
 import anyio.to_thread
 from fastapi import FastAPI
+from prometheus_client import Counter
 from sqlalchemy.exc import SQLAlchemyError
 
+from customer_service.retention import running_retention
 from customer_service.routes import analytics, chat, knowledge, sessions
 from customer_service.service import CustomerService, open_service
 from customer_service.settings import CustomerServiceSettings
@@ -28,7 +32,10 @@ def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
-        async with open_service(settings, app.state.limiter) as service:
+        async with (
+            open_service(settings, app.state.limiter) as service,
+            running_retention(service.conversations, settings.session_retention_days, expired),
+        ):
             app.state.service = service
             try:
                 yield
@@ -42,6 +49,11 @@ def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
         settings=settings,
         resources=resources,
         ready=_ready,
+    )
+    expired = Counter(
+        "customer_service_sessions_expired",
+        "Sessions erased by the retention limit (CS_SESSION_RETENTION_DAYS).",
+        registry=app.state.metrics,
     )
     for module in (chat, sessions, knowledge, analytics):
         app.include_router(module.router)

@@ -9,6 +9,14 @@ A session is read with one page of its turns (`TurnWindow`), oldest first: by de
 is what an agent console shows first; the page's `next_cursor` reads the turns before it, and `after` a
 turn's position reads those that came later (an agent console polling for new messages). Turns are only ever
 appended, so a position is a stable place to continue from.
+
+Transcripts are personal data. `erase` deletes one session with its turns and their feedback (an erasure
+request; a session waiting for an agent too: the request is the customer's right, and the agents' console
+then finds it gone), and `erase_inactive` a batch of sessions inactive since a time (the retention limit,
+`customer_service.retention`), never one waiting for an agent, who still needs it. Nothing else holds their
+text: analytics reads the turns, so its figures of the past drop with them. On SQLite the write-ahead log is
+then emptied (`Database.checkpoint`), so the text leaves the files too. A message sent later with an erased
+session's id starts a new, empty session.
 """
 
 from __future__ import annotations
@@ -17,9 +25,9 @@ import re
 import uuid
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import CursorResult, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -315,6 +323,36 @@ class Conversations:
             s.flush()
             return _with_turns(s, row, TurnWindow())
 
+    def erase(self, session_id: str) -> None:
+        """Delete a session, its turns and their feedback, whatever its state; then empty SQLite's log.
+
+        Raises:
+            NotFound: If there is no such session (never was, or already erased).
+        """
+        with self.db.session() as s:
+            _locked_session(s, session_id)  # a turn being stored meanwhile is stored first, then erased
+            _erase(s, [session_id])
+        self.db.checkpoint()
+
+    def erase_inactive(self, before: datetime, limit: int) -> int:
+        """Delete at most `limit` sessions last active before `before`, not waiting for an agent, with their
+        turns and feedback, in one transaction (least recently active first); returns how many.
+
+        On PostgreSQL sessions another transaction holds are skipped (``SKIP LOCKED``): two replicas share
+        the work, and a session being written to is left for the next pass.
+        """
+        with self.db.session() as s:
+            ids = list(
+                s.scalars(
+                    select(ChatSession.id)
+                    .where(ChatSession.updated_at < before, ChatSession.state != "waiting_for_agent")
+                    .order_by(ChatSession.updated_at, ChatSession.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            return _erase(s, ids)
+
     def feedback(self, turn_id: str, rating: str, comment: str | None) -> None:
         """Rate a turn (a later rating of the same turn replaces the earlier one).
 
@@ -347,6 +385,19 @@ def _locked_session(s: Session, session_id: str) -> ChatSession:
     if row is None:
         raise NotFound(f"expected an existing session id; found no session {session_id!r:.80}")
     return row
+
+
+def _erase(s: Session, session_ids: list[str]) -> int:
+    """Delete the sessions with their turns and feedback; returns how many sessions. Each table is deleted
+    from explicitly, not left to ``ON DELETE CASCADE``, which SQLite applies only with its foreign keys on."""
+    if not session_ids:
+        return 0
+    turns = select(Turn.id).where(Turn.session_id.in_(session_ids))
+    plain = {"synchronize_session": False}  # no loaded objects to keep in step: the transaction ends here
+    s.execute(delete(Feedback).where(Feedback.turn_id.in_(turns)), execution_options=plain)
+    s.execute(delete(Turn).where(Turn.session_id.in_(session_ids)), execution_options=plain)
+    deleted = s.execute(delete(ChatSession).where(ChatSession.id.in_(session_ids)), execution_options=plain)
+    return cast(CursorResult[Any], deleted).rowcount
 
 
 def _with_turns(s: Session, row: ChatSession, window: TurnWindow) -> SessionRecord:

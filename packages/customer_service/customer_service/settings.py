@@ -9,6 +9,8 @@ from pydantic_settings import SettingsConfigDict
 
 from textcore.settings import ServiceSettings
 
+MAX_RETENTION_DAYS = 36_500  # a century: longer is keeping every session, the default
+
 
 class GeneratorSettings(BaseModel):
     """Grounded generation (``CS_GENERATOR__<FIELD>``): off, local SmolLM2, or an OpenAI-compatible server."""
@@ -104,3 +106,10 @@ class CustomerServiceSettings(ServiceSettings):
     sources_per_answer: int = Field(3, ge=1, le=20, description="Passages returned with an answer.")
     history_turns: int = Field(4, ge=0, le=50, description="Earlier turns used to understand follow-ups.")
     max_body_bytes: int = Field(4_000_000, ge=1, description="Largest accepted request body, in bytes.")
+    session_retention_days: int | None = Field(
+        None,
+        ge=1,
+        le=MAX_RETENTION_DAYS,
+        description="Erase sessions (turns and feedback with them) inactive for more than this many days, at "
+        "start and hourly; a session waiting for an agent is kept. None (the default) keeps every session.",
+    )

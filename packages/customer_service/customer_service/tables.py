@@ -4,7 +4,8 @@
     knowledge_state  one row: the knowledge base's version, bumped by every change (the saved index carries
                      the version it was built from, so a stale index is rebuilt at start)
     sessions         one conversation: its state (open | waiting_for_agent | closed), fallback streak and
-                     last hand-off (why, when: the agents' queue is served oldest first)
+                     last hand-off (why, when: the agents' queue is served oldest first); erasing one
+                     (`Conversations.erase`, the retention limit) deletes its turns and their feedback too
     turns            one user message and the bot's reply: action and why, intent, sources, latency; a
                      message sent while the session waited for an agent is kept for the agent
                      (`awaiting_agent`): the bot only acknowledged it
@@ -79,7 +80,8 @@ class ChatSession(Base):
     handoff_reason: Mapped[str | None] = mapped_column(Text)
     handed_off_at: Mapped[datetime | None] = mapped_column()  # the last hand-off: the agents' queue order
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    # the last activity: the retention limit erases by it, the session list orders by it
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
 
 
 class Turn(Base):

@@ -49,6 +49,16 @@ async def get_session(
     return SessionOut.of(await limiter.run(service.conversations.get, session_id, window))
 
 
+@router.delete("/sessions/{session_id}", status_code=204)
+async def erase_session(session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep) -> Response:
+    """Erase a session, its turns and their feedback (a data-protection erasure request), whatever its
+    state: a session waiting for an agent leaves the agents' queue. Nothing of it is kept, analytics'
+    figures included; a second DELETE, like one of an unknown id, is a 404 problem. A later message with
+    the same id starts a new, empty session."""
+    await limiter.run(service.conversations.erase, session_id)
+    return Response(status_code=204)
+
+
 @router.post("/sessions/{session_id}/handoff")
 async def hand_off(
     session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep, body: HandoffIn | None = None
