@@ -72,6 +72,18 @@ def quiet_libraries() -> None:
     transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
 
 
+LOG_FORMAT_HELP = "text (readable lines) or json (one object per line, for a log pipeline)"
+LOG_LEVEL_HELP = "debug, info, warning or error"
+
+
+def log_config(log_format: str, level: str) -> dict[str, Any]:
+    """The `logging.config.dictConfig` of a long-running command (uvicorn applies it as its ``log_config``):
+    every record to stderr in `log_format` at `level`. A bad format or level ends in one line and exit 2."""
+    from textcore.logs import logging_config  # noqa: PLC0415
+
+    return run_or_exit(lambda: logging_config(log_format, level))
+
+
 def run_or_exit(action: Callable[[], T]) -> T:
     """Run `action`, turning a CoreError into one stderr line and exit code 2."""
     quiet_libraries()

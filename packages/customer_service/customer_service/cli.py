@@ -52,6 +52,8 @@ InScopeRejection = Annotated[
     ),
 ]
 Device = Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")]
+LogFormatOpt = Annotated[str, typer.Option(help=core_cli.LOG_FORMAT_HELP, envvar="CS_LOG_FORMAT")]
+LogLevelOpt = Annotated[str, typer.Option(help=core_cli.LOG_LEVEL_HELP, envvar="CS_LOG_LEVEL")]
 Precision = Annotated[str, typer.Option(help="auto, bf16 or fp32")]
 Seed = Annotated[int, typer.Option()]
 Teachers = Annotated[
@@ -531,6 +533,8 @@ def serve(
     knowledge: Annotated[
         Path | None, typer.Option(help="FAQ file or folder ingested into an empty KB")
     ] = None,
+    log_format: LogFormatOpt = "text",
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Serve the chat API (settings from CS_* environment variables, these options first)."""
     import uvicorn  # noqa: PLC0415
@@ -543,8 +547,9 @@ def serve(
         Database(settings.database_url).check()  # one error line, not a traceback from the app's start-up
         return settings
 
+    log_config = core_cli.log_config(log_format, log_level)
     settings = core_cli.run_or_exit(checked)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
 
 
 def main() -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import json
-import logging
+import logging.config
 import signal
 from dataclasses import asdict
 from pathlib import Path
@@ -32,6 +32,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
+LogFormatOpt = Annotated[str, typer.Option(help=core_cli.LOG_FORMAT_HELP, envvar="FIN_LOG_FORMAT")]
+LogLevelOpt = Annotated[str, typer.Option(help=core_cli.LOG_LEVEL_HELP, envvar="FIN_LOG_LEVEL")]
 ConfigOpt = Annotated[
     Path | None, typer.Option("--config", help="TOML/JSON file of sources, topics, entities and rules")
 ]
@@ -100,21 +102,30 @@ def serve(
     ] = True,
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
+    log_format: LogFormatOpt = "text",
+    log_level: LogLevelOpt = "info",
 ) -> None:
     """Serve the HTTP API (and, unless --no-scheduler, the scheduled jobs)."""
     import uvicorn  # noqa: PLC0415
 
     from finance_sentiment.app import create_app  # noqa: PLC0415
 
+    log_config = core_cli.log_config(log_format, log_level)
     settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url, scheduler=scheduler))
-    uvicorn.run(create_app(settings, prepared), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings, prepared), host=host, port=port, log_config=log_config)
 
 
 @app.command()
-def worker(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
+def worker(
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    log_format: LogFormatOpt = "text",
+    log_level: LogLevelOpt = "info",
+) -> None:
     """Only schedule: fetch sources, judge rules and deliver webhooks, for API replicas run --no-scheduler."""
+    log_config = core_cli.log_config(log_format, log_level)
     settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.config.dictConfig(log_config)
     core_cli.run_or_exit(lambda: asyncio.run(_work(settings, prepared)))
 
 

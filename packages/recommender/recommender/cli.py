@@ -260,6 +260,8 @@ def serve(
     database_url: DatabaseOpt = None,
     model_path: ModelOpt = None,
     index_path: IndexOpt = None,
+    log_format: Annotated[str, typer.Option(help=core_cli.LOG_FORMAT_HELP, envvar="REC_LOG_FORMAT")] = "text",
+    log_level: Annotated[str, typer.Option(help=core_cli.LOG_LEVEL_HELP, envvar="REC_LOG_LEVEL")] = "info",
 ) -> None:
     """Serve the HTTP API."""
     import uvicorn  # noqa: PLC0415
@@ -274,8 +276,9 @@ def serve(
         Database(settings.database_url).check()  # one error line, not a traceback from the app's start-up
         return settings
 
+    log_config = core_cli.log_config(log_format, log_level)
     settings = core_cli.run_or_exit(checked)
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info")
+    uvicorn.run(create_app(settings), host=host, port=port, log_config=log_config)
 
 
 @app.command()

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from textcore import logs
 from textcore.errors import Conflict, CoreError, InvalidInput
 from textcore.web.request_id import HEADER as REQUEST_ID_HEADER
 from textcore.web.request_id import request_id_of
@@ -117,7 +118,11 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     # Sent from outside every middleware (Starlette's ServerErrorMiddleware), so the request id is set here.
     request_id = request_id_of(request)
     method, path = request.method, request.url.path
-    logger.error("unhandled error on %s %s (request %s)", method, path, request_id or "-", exc_info=exc)
+    token = logs.request_id.set(request_id)  # the middleware that set it for the request has returned
+    try:
+        logger.error("unhandled error on %s %s (request %s)", method, path, request_id or "-", exc_info=exc)
+    finally:
+        logs.request_id.reset(token)
     logged = f"logged with request id {request_id}" if request_id else "logged"
     detail = f"the server failed to handle this request; the error has been {logged}"
     headers = {REQUEST_ID_HEADER: request_id} if request_id else None

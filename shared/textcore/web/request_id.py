@@ -4,7 +4,8 @@ A caller's own ``X-Request-ID`` (a gateway's, a front end's) is kept when it is 
 characters of letters, digits and ``._:-``; anything else is replaced by a fresh one, so a log line never
 carries what a client chose to inject. The id is on every response, errors included (the 500 handler adds it
 to the response it builds outside this middleware, and names it in its log line and in the problem's detail),
-so a customer or front end quoting it leads support to the one log line about their request.
+so a customer or front end quoting it leads support to the one log line about their request. While the
+request is served, `textcore.logs.request_id` holds the id, so JSON log lines name it.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from textcore import logs
 
 HEADER = "X-Request-ID"
 _PLAUSIBLE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
@@ -44,7 +47,11 @@ class RequestId:
                 MutableHeaders(scope=message)[HEADER] = request_id
             await send(message)
 
-        await self.app(scope, receive, send_with_id)
+        token = logs.request_id.set(request_id)  # log records of this request name it (`textcore.logs`)
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            logs.request_id.reset(token)
 
 
 def request_id_of(request: Request) -> str | None:
