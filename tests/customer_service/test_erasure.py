@@ -173,8 +173,11 @@ def test_delete_erases_a_session_through_the_api(client: TestClient, sqlite_url:
     assert client.get("/v1/analytics").json()["turns"] == 3
     path = Path(sqlite_url.removeprefix("sqlite:///"))
     assert any(SECRET.encode() in p.read_bytes().lower() for p in _files(path))
+    recent_queries = client.app.state.service.kb._query_vector  # type: ignore[attr-defined]
+    assert recent_queries.cache_info().currsize > 0  # the messages, kept in memory with their vectors
 
     assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+    assert recent_queries.cache_info().currsize == 0
 
     problem(client.get(f"/v1/sessions/{sid}"), 404)
     problem(client.delete(f"/v1/sessions/{sid}"), 404)  # a second erasure: nothing left to erase

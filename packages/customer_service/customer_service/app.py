@@ -34,7 +34,12 @@ def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
     async def resources(app: FastAPI) -> AsyncIterator[None]:
         async with (
             open_service(settings, app.state.limiter) as service,
-            running_retention(service.conversations, settings.session_retention_days, expired),
+            running_retention(
+                service.conversations,
+                settings.session_retention_days,
+                expired,
+                after_erasure=service.kb.forget_queries,
+            ),
         ):
             app.state.service = service
             try:

@@ -144,6 +144,11 @@ class KnowledgeBase:
         self._write = threading.Lock()
         self._loaded = False  # whether the saved index was read (the first sync does it)
 
+    def forget_queries(self) -> None:
+        """Drop the recent queries kept with their vectors (after a conversation is erased: its messages
+        were queries, and nothing of it may stay, in memory either)."""
+        self._query_vector.cache_clear()  # type: ignore[attr-defined]
+
     @classmethod
     def open(
         cls,

@@ -73,9 +73,11 @@ async def retention_loop(
     *,
     interval_s: float = INTERVAL_S,
     batch_size: int = BATCH_SIZE,
+    after_erasure: Callable[[], None] | None = None,
 ) -> None:
     """`erase_expired` now and every `interval_s` seconds until cancelled; a cancelled pass ends after its
-    batch in progress. A failing pass (the database unreachable) is logged, and tried again next time."""
+    batch in progress. A failing pass (the database unreachable) is logged, and tried again next time.
+    `after_erasure` is called after a pass that erased sessions (to forget what memory holds of them)."""
     stop = threading.Event()
     work = partial(erase_expired, conversations, days, batch_size=batch_size, erased=erased, stop=stop)
     while True:
@@ -86,18 +88,26 @@ async def retention_loop(
         else:
             if total:
                 logger.info("retention: %d sessions inactive for over %d days erased", total, days)
+                if after_erasure is not None:
+                    after_erasure()
         await anyio.sleep(interval_s)
 
 
 @asynccontextmanager
 async def running_retention(
-    conversations: Conversations, days: int | None, erased: Counter, *, interval_s: float = INTERVAL_S
+    conversations: Conversations,
+    days: int | None,
+    erased: Counter,
+    *,
+    interval_s: float = INTERVAL_S,
+    after_erasure: Callable[[], None] | None = None,
 ) -> AsyncIterator[None]:
     """`retention_loop` while the context is open (nothing when `days` is None); cancelled on leaving it."""
     if days is None:
         yield
         return
-    task = asyncio.create_task(retention_loop(conversations, days, erased, interval_s=interval_s))
+    loop = retention_loop(conversations, days, erased, interval_s=interval_s, after_erasure=after_erasure)
+    task = asyncio.create_task(loop)
     try:
         yield
     finally:

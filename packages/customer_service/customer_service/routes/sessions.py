@@ -56,6 +56,7 @@ async def erase_session(session_id: SessionIdPath, service: ServiceDep, limiter:
     figures included; a second DELETE, like one of an unknown id, is a 404 problem. A later message with
     the same id starts a new, empty session."""
     await limiter.run(service.conversations.erase, session_id)
+    service.kb.forget_queries()  # its messages, kept in memory as recent queries
     return Response(status_code=204)
 
 
