@@ -41,6 +41,7 @@ from tests.recommender.conftest import (
     theme_of,
     user_histories,
 )
+from textcore import InvalidInput
 
 
 @pytest.fixture
@@ -183,6 +184,31 @@ def test_event_times_out_of_range_are_422_and_store_nothing(
     detail = problem(client.post("/v1/events", json={"events": events}), 422)["detail"]
     assert "events[1]" in detail and "timestamp from 1900-01-01 to before 9000-01-01" in detail
     assert stored_events(settings.database_url) == 0
+
+
+@pytest.mark.parametrize("value", [1e30, -1e30, 1_000_000.5, float("nan"), float("inf")])
+def test_event_values_beyond_a_million_or_not_finite_are_422_and_store_nothing(
+    client: TestClient, settings: RecommenderSettings, value: float
+) -> None:
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    events: list[dict[str, Any]] = [
+        {"user_id": "u", "item_id": item, "type": "rating", "value": v}
+        for item, v in (("lab-0", 5), ("lab-1", value))
+    ]
+    body = json.dumps({"events": events})  # NaN and Infinity as Python's JSON writes them
+    sent = client.post("/v1/events", content=body, headers={"content-type": "application/json"})
+    errors = problem(sent, 422)["errors"]
+    assert [e["loc"] for e in errors] == [["body", "events", 1, "value"]]
+    assert stored_events(settings.database_url) == 0
+    with pytest.raises(
+        InvalidInput, match=r"events\[1\]: value: expected a finite number from -1,000,000 to "
+    ):
+        client.app.state.recommender.ingest(  # type: ignore[attr-defined]
+            [EventRecord(e["user_id"], e["item_id"], datetime.now(UTC), "rating", e["value"]) for e in events]
+        )  # the rule of every caller of the service, the CLI's ingest too
+    assert stored_events(settings.database_url) == 0
+    bounds = [{"user_id": "u", "item_id": "lab-0", "type": "rating", "value": v} for v in (-1e6, 0, 1e6)]
+    assert client.post("/v1/events", json={"events": bounds}).json() == {"stored": 3}
 
 
 def test_score_by_user_history_and_interests(client: TestClient) -> None:

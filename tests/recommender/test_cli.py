@@ -136,6 +136,18 @@ def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sq
     assert counts(sqlite_url) == (1, 0)
 
 
+def test_ingest_events_refuses_ratings_beyond_a_million(tmp_path: Path, sqlite_url: str) -> None:
+    Database(sqlite_url).check()  # migrated
+    events = tmp_path / "events.csv"
+    for rating in ("1e30", "-1000001", "nan", "inf"):
+        events.write_text(f"user_id,item_id,timestamp,rating\nu,a,1,5\nu,a,2,{rating}\n", encoding="utf-8")
+        line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url))
+        assert (
+            f"{events}: row 2 column 'rating': expected a finite number from -1,000,000 to 1,000,000" in line
+        )
+    assert counts(sqlite_url) == (0, 0)
+
+
 def test_delete_items_by_id_or_file_while_serving(
     tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
 ) -> None:

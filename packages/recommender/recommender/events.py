@@ -5,6 +5,9 @@ positives; a rating is a positive when it reaches the configured ``min_rating`` 
 is none). A batch is checked completely before anything is written: a malformed event raises `InvalidInput`,
 an item id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
 
+An event's value is a rating (or whatever number the caller keeps with a click or purchase): finite and at
+most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number is a mistake.
+
 Each batch bumps the events change counter first (`recommender.changes`), so batches commit in id order and a
 service can count what other processes stored by reading the events after the last id it counted
 (`positives_after`).
@@ -25,6 +28,8 @@ from recommender.database import Database
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 from textcore.sql import aware_utc
+
+MAX_VALUE = 1e6  # largest |value| of an event: any rating scale fits; beyond it a number is a mistake
 
 
 @dataclass(frozen=True)
@@ -72,10 +77,17 @@ def _problem(event: EventRecord) -> str | None:
         aware_utc("timestamp", event.ts)  # naive, or out of the range the database and its arithmetic take
     except InvalidInput as exc:
         return exc.message
-    if event.value is not None and not math.isfinite(event.value):
-        return f"expected a finite value, found {event.value}"
+    if event.value is not None and (problem := value_problem(event.value)):
+        return f"value: {problem}"
     if event.type == "rating" and event.value is None:
         return "expected a value for a rating, found none"
+    return None
+
+
+def value_problem(value: float) -> str | None:
+    """What is wrong with an event's value (not finite, or beyond `MAX_VALUE` from 0); None when nothing."""
+    if not math.isfinite(value) or abs(value) > MAX_VALUE:
+        return f"expected a finite number from {-MAX_VALUE:,.0f} to {MAX_VALUE:,.0f}; found {value!r}"
     return None
 
 

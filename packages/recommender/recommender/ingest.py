@@ -7,7 +7,6 @@ expected and what was found; nothing is stored from a file with a bad row.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,7 +14,7 @@ from pathlib import Path
 
 from recommender.catalog import ItemRecord
 from recommender.data import item_text
-from recommender.events import EventRecord
+from recommender.events import EventRecord, value_problem
 from recommender.tables import EVENT_TYPES, ID_LENGTH
 from textcore import InvalidInput, read_table
 from textcore.data import require_columns
@@ -138,8 +137,8 @@ def _number(where: str, column: str, raw: str) -> float | None:
         raise InvalidInput(
             f"{where} column {column!r}: expected a number or nothing; found {raw!r:.40}"
         ) from None
-    if not math.isfinite(value):
-        raise InvalidInput(f"{where} column {column!r}: expected a finite number; found {raw!r:.40}")
+    if (problem := value_problem(value)) is not None:
+        raise InvalidInput(f"{where} column {column!r}: {problem}")
     return value
 
 

@@ -25,7 +25,7 @@ from pydantic import (
 )
 
 from recommender.catalog import ItemRecord, StoredItem
-from recommender.events import EventRecord
+from recommender.events import MAX_VALUE, EventRecord
 from recommender.serving import ScoredItem
 from recommender.tables import ID_LENGTH
 from textcore.printable import Printable
@@ -133,7 +133,14 @@ class EventIn(BaseModel):
         None, description="ISO 8601 with an offset, or Unix seconds; the time of arrival when omitted."
     )
     type: Literal["click", "rating", "purchase"] = "click"
-    value: float | None = Field(None, allow_inf_nan=False, description="The rating (required for ratings).")
+    value: float | None = Field(
+        None,
+        ge=-MAX_VALUE,
+        le=MAX_VALUE,
+        allow_inf_nan=False,
+        description="The rating (required for ratings), or a number kept with another event; finite, at most "
+        "1,000,000 from 0.",
+    )
 
     def record(self, now: datetime) -> EventRecord:
         """The domain record of this event (`now` when it has no timestamp)."""
