@@ -136,6 +136,36 @@ def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sq
     assert counts(sqlite_url) == (1, 0)
 
 
+CONTROL_CASES = [  # (file name, its text, the row and column named, the character found)
+    ("items.csv", "item_id,title\na,Alpha\nb\x00,Beta\n", "row 2 column 'item_id'", "U+0000 (NUL)"),
+    ("items.jsonl", '{"item_id": "a", "title": "Alpha"}\n{"item_id": "b", "title": "Be\\u0000ta"}\n',
+     "row 2 column 'title'", "U+0000 (NUL) at character 3"),
+    ("items.csv", "item_id,title,text\na,Alpha,ok\nb,Beta,bell\x07\n", "row 2 column 'text'", "U+0007"),
+    ("items.csv", 'item_id,title,categories\na,Alpha,x\nb,Beta,"[""ok"", ""a\\u001bb""]"\n',
+     "row 2 column 'categories'", "U+001B"),
+    ("items.tsv", "item_id\ttitle\tcategories\na\tAlpha\tx|\x1c\n", "row 1 column 'categories'", "U+001C"),
+    ("events.csv", "user_id,item_id,timestamp\nu,a,1\nu\x00v,a,2\n", "row 2 column 'user_id'", "U+0000"),
+    ("events.jsonl", '{"user_id": "u", "item_id": "a\\u009b", "timestamp": 1}\n', "row 1 column 'item_id'",
+     "U+009B"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("name", "text", "where", "found"), CONTROL_CASES)
+def test_ingest_refuses_control_characters_as_the_api_does(
+    tmp_path: Path, database: Database, tiny_model_dir: Path, name: str, text: str, where: str, found: str
+) -> None:
+    path = tmp_path / name
+    path.write_text(text, encoding="utf-8")
+    places = ["--database-url", database.url]
+    if name.startswith("items"):
+        ingest = ["ingest-items", path, *places, "--index-path", tmp_path / "index.npz"]
+    else:
+        ingest = ["ingest-events", path, *places]
+    line = one_error_line(invoke(*ingest, env=tiny_env(tiny_model_dir)))
+    assert f"{path}: {where}: expected text without control characters" in line and found in line
+    assert counts(database.url) == (0, 0)
+
+
 def test_ingest_events_refuses_ratings_beyond_a_million(tmp_path: Path, sqlite_url: str) -> None:
     Database(sqlite_url).check()  # migrated
     events = tmp_path / "events.csv"

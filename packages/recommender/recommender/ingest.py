@@ -1,7 +1,9 @@
 """Catalog and event files (CSV, TSV or JSON Lines) read into records for the catalog and the events table.
 
 Every problem names the file, the data row (1-based, header excluded) and the column, and says what was
-expected and what was found; nothing is stored from a file with a bad row.
+expected and what was found; nothing is stored from a file with a bad row. The rules are the API's: ids of
+1-200 characters, and no control character but tab, newline and carriage return in an id, title, text or
+category (`textcore.printable`: PostgreSQL cannot store NUL), nor a rating beyond 1,000,000 from 0.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from recommender.events import EventRecord, value_problem
 from recommender.tables import EVENT_TYPES, ID_LENGTH
 from textcore import InvalidInput, read_table
 from textcore.data import require_columns
+from textcore.printable import check_printable
 from textcore.sql import aware_utc
 
 
@@ -54,11 +57,13 @@ def _id(path: Path, number: int, column: str, raw: str) -> str:
 
 
 def clean_id(raw: str, where: str) -> str:
-    """An id as the API takes it: surrounding whitespace stripped, then 1-200 characters.
+    """An id as the API takes it: surrounding whitespace stripped, then 1-200 characters, no control character
+    but tab, newline and carriage return.
 
     Raises:
-        InvalidInput: Naming `where` when the id is empty or too long.
+        InvalidInput: Naming `where` when the id is empty, too long or holds a control character.
     """
+    check_printable(raw, where)
     value = raw.strip()
     if not value or len(value) > ID_LENGTH:
         raise InvalidInput(f"{where}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}")
@@ -81,6 +86,8 @@ def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRec
     items = []
     for number, row in enumerate(rows, start=1):
         item_id = _id(path, number, columns.id, row[columns.id])
+        for column in (columns.title, *columns.texts, columns.categories):
+            check_printable(row.get(column, ""), f"{path}: row {number} column {column!r}")
         text = item_text("", [row.get(c, "") for c in columns.texts])
         title = row[columns.title].strip() or text[:200]
         if not title:
@@ -88,6 +95,8 @@ def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRec
                 f"{path}: row {number} (item {item_id!r}): expected a title or text; found neither"
             )
         categories = _categories(row.get(columns.categories, ""))
+        for category in categories:  # a JSON list's escapes (\u0000) become characters only now
+            check_printable(category, f"{path}: row {number} column {columns.categories!r}")
         metadata = {k: v for k, v in row.items() if k not in used and v != ""}
         items.append(ItemRecord(item_id, title, text, categories, metadata))
     return items
