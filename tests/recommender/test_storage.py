@@ -273,3 +273,25 @@ def test_behaviour_counts_batches_incrementally_like_a_full_recount(alpha: float
         rows = snapshot.similarity_rows(np.arange(len(snapshot.ids))).toarray()
         np.testing.assert_allclose(rows, full, rtol=1e-6)
     assert behaviour.add([]) == 0 and behaviour.snapshot() is earlier[-1][0]
+
+
+def test_a_recount_replaces_what_was_counted_and_counting_goes_on_from_it() -> None:
+    histories = user_histories()
+    pairs = [(user, item) for user, items in histories.items() for item in items]
+    kept = [(user, item) for user, item in pairs if user != "astro-user-0"]
+    behaviour = Behaviour(shrink=3.0)
+    behaviour.add([*pairs, ("gone", "astro-0"), ("gone", "lab-0")])  # the only astro-lab pair
+    before = behaviour.snapshot()
+    assert behaviour.recount(kept) == len(kept)
+    assert before.pair_similarity(["astro-0"], ["lab-0"])[0, 0] > 0  # a snapshot taken never changes
+    late = [("late", "astro-0"), ("late", "garden-0")]
+    behaviour.add(late)
+    fresh = Behaviour(shrink=3.0)
+    fresh.add(kept + late)
+    now, expected = behaviour.snapshot(), fresh.snapshot()
+    assert now.ids == expected.ids and now.pair_similarity(["astro-0"], ["lab-0"])[0, 0] == 0
+    everything = np.arange(len(now.ids))
+    np.testing.assert_array_equal(
+        now.similarity_rows(everything).toarray(), expected.similarity_rows(everything).toarray()
+    )
+    np.testing.assert_array_equal(now.counts, expected.counts)

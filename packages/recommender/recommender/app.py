@@ -17,7 +17,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from threadpoolctl import ThreadpoolController
 
-from recommender.routes import events, items, scoring
+from recommender.routes import events, items, scoring, users
 from recommender.serving import Recommender, open_recommender
 from recommender.settings import RecommenderSettings
 from textcore import ModelNotReady
@@ -55,7 +55,7 @@ def create_app(settings: RecommenderSettings | None = None) -> FastAPI:
         resources=resources,
         ready=_ready,
     )
-    for module in (items, events, scoring):
+    for module in (items, events, users, scoring):
         app.include_router(module.router)
     return app
 

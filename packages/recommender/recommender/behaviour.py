@@ -11,6 +11,9 @@ A batch updates the counts incrementally: only the users in the batch are looked
 ``c`` is added to the previous matrix, so ingest costs what the batch changes (plus one copy of the sparse
 counts), not a recount of every event so far. Similarities are divided out when a request reads the rows
 it needs, so a new liker of an item does not mean rewriting every similarity of that item.
+
+Events also go away (a user's erasure): `recount` then builds the counts anew from every remaining positive
+and swaps them in at once, so nothing of the erased events, their user ids included, stays in memory.
 """
 
 from __future__ import annotations
@@ -104,7 +107,8 @@ class BehaviourSnapshot:
 class Behaviour:
     """Accumulates positive (user, item) pairs and serves snapshots of co-occurrence and popularity.
 
-    Thread-safe: `add` updates the counts under a lock; `snapshot` returns the current immutable view.
+    Thread-safe: `add` and `recount` update the counts under a lock; `snapshot` returns the current immutable
+    view.
 
     Args:
         shrink: Shrinks the similarity of items with few users in common towards 0.
@@ -149,6 +153,17 @@ class Behaviour:
             if columns:
                 self._snapshot = self._refresh(columns, fresh)
             return len(columns)
+
+    def recount(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """Replace everything counted so far by the counts of `pairs` (every positive there is now); returns
+        how many. Requests go on reading the previous snapshot until the new one is complete."""
+        fresh = Behaviour(self.shrink, self.alpha)
+        with self._lock:  # an `add` meanwhile waits, then counts on top of the new counts
+            counted = fresh.add(pairs)
+            self._users, self._items, self._item_ids = fresh._users, fresh._items, fresh._item_ids
+            self._liked, self._likers, self._counts = fresh._liked, fresh._likers, fresh._counts
+            self._snapshot = fresh._snapshot
+        return counted
 
     def _refresh(self, columns: list[int], fresh: list[tuple[int, int]]) -> BehaviourSnapshot:
         n = len(self._item_ids)

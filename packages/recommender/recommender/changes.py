@@ -1,10 +1,13 @@
-"""Change counters: how a running service learns that another process wrote items or events.
+"""Change counters: how a running service learns that another process wrote items or events, or erased events.
 
 The catalog's vectors and the co-occurrence counts live in each service's memory, filled from the database at
 start. Another process may write the same database meanwhile: `recommender ingest-items` or `ingest-events`,
 or a second replica sharing PostgreSQL. Every transaction that writes items or events therefore first adds one
 to its table's counter (`bump`), and a service compares the counters with the values it has taken in
 (`read_counters`, one small query) before it serves from memory.
+
+Erasing a user's events (`recommender.events.erase_user`) bumps a third counter, `ERASURES`: deleted events
+leave nothing to read after an id, so a service that sees it move counts every stored event again.
 
 Bumping first also orders the writers: the row lock it takes (PostgreSQL; SQLite writers queue on the
 database lock anyway) is held until commit, so writes of one table commit one after another in counter order.
@@ -22,6 +25,7 @@ from recommender.tables import ChangeCounter
 
 ITEMS = "items"
 EVENTS = "events"
+ERASURES = "erasures"
 
 
 def bump(session: Session, name: str) -> int:
@@ -43,7 +47,7 @@ def counter(session: Session, name: str) -> int:
 
 
 def read_counters(db: Database) -> dict[str, int]:
-    """Every counter by name (`ITEMS`, `EVENTS`)."""
+    """Every counter by name (`ITEMS`, `EVENTS`, `ERASURES`)."""
     query = select(ChangeCounter.name, ChangeCounter.version)
     with db.session() as session:
         return {row.name: row.version for row in session.execute(query)}

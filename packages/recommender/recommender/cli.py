@@ -253,6 +253,32 @@ def ingest_events(
     _print_json({"stored": core_cli.run_or_exit(action)})
 
 
+@app.command("erase-user")
+def erase_user(
+    user_id: Annotated[str, typer.Argument(help="the user's id", show_default=False)],
+    database_url: DatabaseOpt = None,
+) -> None:
+    """Delete every stored event of a user (an erasure request); a running service stops counting them.
+
+    Prints {"user_id": ID, "deleted": N}. A user with no stored events (never had, or already erased) is an
+    error. A trained model keeps what it learned from the user until it is trained again without them.
+    """
+    from recommender import events  # noqa: PLC0415 - heavy imports
+    from recommender.database import Database  # noqa: PLC0415
+    from recommender.ingest import clean_id  # noqa: PLC0415
+
+    def action() -> dict[str, Any]:
+        wanted = clean_id(user_id, f"user id {user_id!r:.80}")
+        db = Database(_settings(database_url=database_url).database_url)
+        try:
+            db.migrate()
+            return {"user_id": wanted, "deleted": events.erase_user(db, wanted)}
+        finally:
+            db.dispose()
+
+    _print_json(core_cli.run_or_exit(action))
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",

@@ -11,6 +11,9 @@ most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number 
 Each batch bumps the events change counter first (`recommender.changes`), so batches commit in id order and a
 service can count what other processes stored by reading the events after the last id it counted
 (`positives_after`).
+
+Behaviour is personal data: `erase_user` deletes every event of one user (an erasure request) and bumps the
+erasures counter, so that every service over the database counts the events again without them.
 """
 
 from __future__ import annotations
@@ -19,11 +22,12 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any, cast
 
-from sqlalchemy import insert, select
+from sqlalchemy import CursorResult, delete, insert, select
 
 from recommender.catalog import id_listing
-from recommender.changes import EVENTS, bump
+from recommender.changes import ERASURES, EVENTS, bump
 from recommender.database import Database
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item
 from textcore import InvalidInput, NotFound, PayloadTooLarge
@@ -124,6 +128,28 @@ def user_events(db: Database, user_id: str) -> list[EventRecord]:
     query = select(Event).where(Event.user_id == user_id).order_by(Event.ts, Event.id)
     with db.session() as session:
         return [EventRecord(r.user_id, r.item_id, r.ts, r.type, r.value) for r in session.scalars(query)]
+
+
+def erase_user(db: Database, user_id: str) -> int:
+    """Delete every stored event of one user, then empty SQLite's write-ahead log; returns how many.
+
+    Bumps the erasures counter in the same transaction, so that services over the database count their
+    behaviour again without the user (`recommender.changes`). On SQLite the log is emptied after the commit
+    (`Database.checkpoint`), so the deleted rows leave the files too.
+
+    Raises:
+        NotFound: If the user has no stored events (never had, or already erased); nothing changes.
+    """
+    with db.session() as session:
+        bump(session, ERASURES)
+        deleted = session.execute(
+            delete(Event).where(Event.user_id == user_id), execution_options={"synchronize_session": False}
+        )
+        erased = cast(CursorResult[Any], deleted).rowcount
+        if not erased:
+            raise NotFound(f"expected a user with stored events; found none for user_id {user_id!r:.80}")
+    db.checkpoint()
+    return erased
 
 
 def positive_history(events: Sequence[EventRecord], min_rating: float | None) -> list[str]:

@@ -2,8 +2,9 @@
 
     items            the catalog: id, title, text, categories, metadata
     events           behaviour: (user_id, item_id, ts, type, value), one row per interaction
-    change_counters  one counter per table above, bumped by every transaction that writes it
-                     (`recommender.changes`: how running services see other processes' writes)
+    change_counters  one counter per table above, bumped by every transaction that writes it, and one
+                     bumped by every erasure of a user's events (`recommender.changes`: how running
+                     services see other processes' writes)
 
 Events name items by id without a foreign key: behaviour is a log, and it outlives an item deleted from the
 catalog (serving skips items that are no longer there). Times are stored as naive UTC and read back

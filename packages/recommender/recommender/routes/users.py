@@ -1,0 +1,24 @@
+"""`/v1/users/{user_id}`: erasure of a user's behaviour (their personal data).
+
+A user id in the path follows the rule of ids in event bodies (`recommender.schemas.ItemId`): surrounding
+whitespace is stripped, and it may hold ``/``, so every user who has events can be erased.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Path, Response
+
+from recommender.deps import RecommenderDep
+from recommender.schemas import ItemId
+
+router = APIRouter(prefix="/v1/users", tags=["users"])
+UserIdPath = Annotated[ItemId, Path(description="The user's id (1-200 characters; may contain '/').")]
+
+
+@router.delete("/{user_id:path}", status_code=204)
+def erase_user(user_id: UserIdPath, recommender: RecommenderDep) -> Response:
+    """Delete every stored event of the user; recommendations stop counting them at once."""
+    recommender.erase_user(user_id)
+    return Response(status_code=204)
