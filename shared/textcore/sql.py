@@ -7,6 +7,7 @@ migrations folder and subclasses `Database` with it.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,8 +25,11 @@ from textcore.errors import InvalidInput, UpstreamError
 
 # The range a time given by a caller (a query bound, a cursor) must fall in: outside it the value is a
 # mistake, and near the ends of `datetime`'s range the arithmetic on it overflows.
+CHECKPOINT_WAIT_MS = 2_000  # how long `Database.checkpoint` waits for readers of an older snapshot to finish
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+logger = logging.getLogger(__name__)
 
 
 def utcnow() -> datetime:
@@ -83,12 +87,18 @@ class Database:
             ``postgresql+psycopg://postgres@127.0.0.1:5432/test``. A SQLite file's folder is created.
         migrations: The service's alembic folder (``env.py`` reads the connection from
             ``config.attributes["connection"]``).
+        erasable: The database holds personal data that must leave its files once deleted: on SQLite
+            every connection sets ``secure_delete`` (deleted rows are overwritten with zeros rather than left
+            in free pages: some SQLite builds default to it, others do not), and `checkpoint` empties the
+            write-ahead log, which still holds the pages from before a deletion. (PostgreSQL keeps a deleted
+            row in its files until (auto)vacuum reuses the space, and in its WAL and backups as long as those
+            are kept.)
 
     Raises:
         InvalidInput: If ``url`` is not a SQLAlchemy URL.
     """
 
-    def __init__(self, url: str, migrations: Path) -> None:
+    def __init__(self, url: str, migrations: Path, *, erasable: bool = False) -> None:
         try:
             parsed = make_url(url)
         except Exception as exc:  # sqlalchemy raises ArgumentError and ValueError variants
@@ -103,6 +113,8 @@ class Database:
                 f"{parsed.render_as_string(hide_password=True)!r}: {exc}"
             ) from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if erasable and self.engine.dialect.name == "sqlite":
+            event.listen(self.engine, "connect", _secure_delete)
 
     def migrate(self) -> None:
         """Bring the schema to the latest alembic revision (idempotent).
@@ -130,6 +142,30 @@ class Database:
     def dispose(self) -> None:
         """Close every pooled connection."""
         self.engine.dispose()
+
+    def checkpoint(self) -> bool:
+        """SQLite: copy the write-ahead log into the database file and truncate the log, so that the pages
+        it held from before a deletion leave the disk; waits at most `CHECKPOINT_WAIT_MS` for readers of an
+        older snapshot. A no-op on PostgreSQL.
+
+        Returns:
+            False when readers kept the log from being emptied (the next checkpoint does it: SQLite runs one
+            every 1000 pages written, and at the last connection's close), True otherwise.
+        """
+        if self.engine.dialect.name != "sqlite":
+            return True
+        with self.engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None  # a connection just checked out of the pool
+            waited = raw.execute("PRAGMA busy_timeout").fetchone()[0]
+            raw.execute(f"PRAGMA busy_timeout={CHECKPOINT_WAIT_MS}")
+            try:
+                busy, _, _ = raw.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            finally:
+                raw.execute(f"PRAGMA busy_timeout={int(waited)}")
+        if busy:
+            logger.warning("checkpoint: readers kept the write-ahead log from being emptied, for now")
+        return not busy
 
     def check(self) -> None:
         """Migrate, then close the connections: a command's start-up check, so that a database it cannot open
@@ -227,4 +263,10 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: object) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")  # ON DELETE CASCADE / SET NULL need it
     cursor.execute("PRAGMA journal_mode=WAL")  # readers do not block the writer
     cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _secure_delete(dbapi_connection: Any, _record: object) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
     cursor.close()
