@@ -6,6 +6,7 @@ A service reads them from its environment prefix with `__` as the nesting delimi
 
 from __future__ import annotations
 
+import json
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
@@ -52,15 +53,20 @@ class ServiceSettings(BaseSettings):
         (),
         description=(
             "Keys a request must carry as 'Authorization: Bearer KEY' or 'X-API-Key: KEY', each at least "
-            f"{MIN_API_KEY_LENGTH} characters; comma-separated in the environment (several, so that keys "
-            "can be rotated). None (the default): the API is open, for a service behind a gateway that "
-            "authenticates."
+            f"{MIN_API_KEY_LENGTH} characters; comma-separated or a JSON list in the environment (several, "
+            "so that keys can be rotated). None (the default): the API is open, for a service behind a "
+            "gateway that authenticates."
         ),
     )
 
     @field_validator("api_keys", mode="before")
     @classmethod
     def _split_keys(cls, value: object) -> object:
+        if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list, as other list settings
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                raise ValueError("expected a JSON list of keys or comma-separated keys") from None
         if isinstance(value, str):
             return tuple(key.strip() for key in value.split(",") if key.strip())
         return value

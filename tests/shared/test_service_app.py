@@ -184,7 +184,10 @@ def test_no_api_keys_leaves_the_api_open(create_app: AppFactory, settings_class:
 def test_short_api_key_is_refused_without_echoing_it(
     create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv(f"{prefix}API_KEYS", f"{KEYS[0]},short-secret")
+    monkeypatch.setenv(f"{prefix}API_KEYS", f'["{KEYS[0]}", "short-secret"]')  # a JSON list, as other lists
     with pytest.raises(ValueError, match="at least 16 characters; key 2 has 12") as refused:
         create_app()
     assert "short-secret" not in str(refused.value)
+    monkeypatch.setenv(f"{prefix}API_KEYS", f'["{KEYS[0]}", ')
+    with pytest.raises(ValueError, match="expected a JSON list of keys or comma-separated keys"):
+        create_app()
