@@ -7,12 +7,14 @@ A service reads them from its environment prefix with `__` as the nesting delimi
 from __future__ import annotations
 
 import json
+import re
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_API_KEY_LENGTH = 16
+ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a web origin: scheme, host, port
 
 
 class EncoderSettings(BaseModel):
@@ -59,17 +61,36 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
-    @field_validator("api_keys", mode="before")
+    cors_origins: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        max_length=100,
+        description=(
+            "Web origins whose pages may call the API from a browser (a chat widget on the bank's site), "
+            "e.g. 'https://www.example.com'; '*' for any; comma-separated or a JSON list. None (the "
+            "default): no cross-origin browser calls."
+        ),
+    )
+
+    @field_validator("api_keys", "cors_origins", mode="before")
     @classmethod
-    def _split_keys(cls, value: object) -> object:
+    def _split_list(cls, value: object) -> object:
         if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list, as other list settings
             try:
                 value = json.loads(value)
             except json.JSONDecodeError:
-                raise ValueError("expected a JSON list of keys or comma-separated keys") from None
+                raise ValueError("expected a JSON list or comma-separated values") from None
         if isinstance(value, str):
-            return tuple(key.strip() for key in value.split(",") if key.strip())
+            return tuple(part.strip() for part in value.split(",") if part.strip())
         return value
+
+    @field_validator("cors_origins")
+    @classmethod
+    def _origins(cls, origins: tuple[str, ...]) -> tuple[str, ...]:
+        for origin in origins:
+            if origin != "*" and not ORIGIN.fullmatch(origin):
+                expected = "expected origins as scheme://host[:port] (no path) or '*'"
+                raise ValueError(f"{expected}; found {origin!r}")
+        return origins
 
     @field_validator("api_keys")
     @classmethod

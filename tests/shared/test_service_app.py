@@ -189,5 +189,44 @@ def test_short_api_key_is_refused_without_echoing_it(
         create_app()
     assert "short-secret" not in str(refused.value)
     monkeypatch.setenv(f"{prefix}API_KEYS", f'["{KEYS[0]}", ')
-    with pytest.raises(ValueError, match="expected a JSON list of keys or comma-separated keys"):
+    with pytest.raises(ValueError, match="expected a JSON list or comma-separated values"):
+        create_app()
+
+
+SITE = "https://www.example-bank.com"
+
+
+@each_service
+def test_cors_lets_the_configured_sites_pages_call_the_api_with_a_key(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(f"{prefix}API_KEYS", KEYS[0])
+    monkeypatch.setenv(f"{prefix}CORS_ORIGINS", f"{SITE},http://localhost:3000")
+    preflight = {"Origin": SITE, "Access-Control-Request-Method": "GET"}
+    with TestClient(create_app()) as client:
+        # a browser's preflight carries no key: answered before the key is checked
+        allowed = client.options(
+            "/metrics", headers=preflight | {"Access-Control-Request-Headers": "x-api-key"}
+        )
+        foreign = client.options("/metrics", headers=preflight | {"Origin": "https://evil.example"})
+        refused = client.get("/metrics", headers={"Origin": SITE})  # no key: the page can read the 401
+        keyed = client.get("/metrics", headers={"Origin": SITE, "X-API-Key": KEYS[0]})
+    assert allowed.status_code == 200
+    assert allowed.headers["access-control-allow-origin"] == SITE
+    assert "x-api-key" in allowed.headers["access-control-allow-headers"].lower()
+    assert foreign.status_code == 400 and "access-control-allow-origin" not in foreign.headers
+    assert problem(refused, 401) and refused.headers["access-control-allow-origin"] == SITE
+    assert keyed.status_code == 200 and keyed.headers["access-control-allow-origin"] == SITE
+    assert "x-request-id" in keyed.headers["access-control-expose-headers"].lower()
+
+
+@each_service
+def test_without_cors_origins_no_page_may_call_the_api(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with TestClient(create_app()) as client:
+        response = client.get("/healthz", headers={"Origin": SITE})
+    assert "access-control-allow-origin" not in response.headers
+    monkeypatch.setenv(f"{prefix}CORS_ORIGINS", f'["{SITE}/chat"]')
+    with pytest.raises(ValueError, match=r"scheme://host\[:port\] \(no path\) or '\*'; found"):
         create_app()

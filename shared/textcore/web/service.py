@@ -11,6 +11,7 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import version
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from textcore.errors import ModelNotReady
@@ -20,6 +21,7 @@ from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
 from textcore.web.problems import install_problem_handlers
+from textcore.web.request_id import HEADER as REQUEST_ID_HEADER
 from textcore.web.request_id import RequestId
 from textcore.web.telemetry import RequestMetrics, metrics_router
 
@@ -51,6 +53,7 @@ def service_app(
             line per resource or raises a `CoreError` (e.g. `ModelNotReady`) while the service cannot serve.
 
     Every response carries the request's id in ``X-Request-ID`` (`textcore.web.request_id`). With
+    `settings.cors_origins` set, pages of those origins may call it from a browser. With
     `settings.api_keys` set, every request but the health probes and the API docs must carry one of
     the keys (`textcore.web.auth`).
 
@@ -85,13 +88,22 @@ def service_app(
 
     app.state.metrics = registry = registry or CollectorRegistry(auto_describe=True)
     install_problem_handlers(app)
-    # The last added runs first: requests get their id, are counted, then their key is checked, then their
-    # body bounded.
+    # The last added runs first: requests get their id, are counted, answered if they are a browser's CORS
+    # preflight (which carries no key), then their key is checked, then their body bounded.
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
     if settings.api_keys:
         keys = [key.get_secret_value() for key in settings.api_keys]
         app.add_middleware(ApiKeyAuth, keys=keys, realm=title)
         document_api_keys(app)
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=list(settings.cors_origins),
+            allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
+            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Last-Event-ID"],
+            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+            max_age=600,
+        )
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(RequestId)
     app.include_router(health_router(ready_check))
