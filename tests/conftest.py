@@ -60,7 +60,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @contextmanager
-def serve_app(app: ASGIApp, *, start_timeout: float = 10.0) -> Iterator[str]:
+def serve_app(app: ASGIApp, *, start_timeout: float = 10.0, root_path: str = "") -> Iterator[str]:
     """Serve ``app`` with uvicorn on a free loopback port in a background thread.
 
     The socket is bound here and handed to uvicorn, so no other process can take the port in between.
@@ -68,6 +68,7 @@ def serve_app(app: ASGIApp, *, start_timeout: float = 10.0) -> Iterator[str]:
     Args:
         app: The ASGI application to serve; its lifespan runs.
         start_timeout: Seconds to wait for the server to start.
+        root_path: The prefix a proxy serves the app under (uvicorn's ``--root-path``).
 
     Yields:
         The base URL, for example ``http://127.0.0.1:54321``.
@@ -75,7 +76,7 @@ def serve_app(app: ASGIApp, *, start_timeout: float = 10.0) -> Iterator[str]:
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False)
+    config = uvicorn.Config(app, lifespan="on", log_level="warning", access_log=False, root_path=root_path)
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()

@@ -5,7 +5,9 @@ A key travels as ``Authorization: Bearer KEY`` (what OpenAPI clients and Prometh
 liveness check carries no key, and the schema describes the API without exposing any of its data. Every
 other path, ``/metrics`` included, answers 401 problem+json with a ``WWW-Authenticate: Bearer`` challenge
 when the key is missing or wrong. Keys are compared by their SHA-256 digests in constant time, so neither
-a key's content nor its length leaks through the response time.
+a key's content nor its length leaks through the response time. An open path is matched exactly as the
+router matches it (below a proxy's ``root_path`` too): another spelling (a trailing slash, another case, a
+dot segment) is not open, and the router would not take it to the open route either.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI
+from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textcore.errors import Unauthorized
@@ -47,7 +50,9 @@ class ApiKeyAuth:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
-        if scope["type"] != "http" or scope["path"] in OPEN_PATHS:
+        # The path as the router matches it: behind a proxy prefix (``root_path``, e.g. uvicorn --root-path
+        # /api) the server's path carries the prefix, which the router strips, and so must this check.
+        if scope["type"] != "http" or get_route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         presented = _presented_key(scope)

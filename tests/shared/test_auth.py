@@ -1,0 +1,57 @@
+"""The API-key middleware on a real loopback server: which paths are open, and how other spellings fare."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from tests.conftest import serve_app
+from textcore.settings import ServiceSettings
+from textcore.web import service_app
+
+KEY = "a-key-of-twenty-chars"
+# Other spellings of open paths, and open paths leading elsewhere: none is open.
+NOT_OPEN = ("/healthz/", "/HEALTHZ", "/healthz/../metrics", "/healthz%2F..%2Fmetrics", "/docs/../metrics")
+
+
+def _app() -> FastAPI:
+    return service_app(
+        title="t", distribution="textcore", description="d", settings=ServiceSettings(api_keys=(KEY,))
+    )
+
+
+@pytest.mark.parametrize("root_path", ["", "/api"])
+def test_probes_and_docs_are_open_under_a_root_path(root_path: str) -> None:
+    # Behind a proxy that serves the app under /api and strips the prefix (uvicorn --root-path /api), the
+    # server puts the prefix back into the request's path; a probe of /api/healthz, with no key, must
+    # still get its 200, not a 401.
+    with (
+        serve_app(_app(), root_path=root_path) as base_url,
+        httpx.Client(base_url=base_url, trust_env=False, timeout=10) as http,
+    ):
+        health = http.get("/healthz")
+        schema = http.get("/openapi.json")
+        metrics = http.get("/metrics")
+        with_key = http.get("/metrics", headers={"X-API-Key": KEY})
+        # Sent as they are (httpx would resolve the dot segments itself).
+        other_spellings = {
+            path: http.get("/", extensions={"target": path.encode()}).status_code for path in NOT_OPEN
+        }
+        percent_encoded = http.get("/heal%74hz")  # the same path as the router sees it: open, and health
+    assert health.status_code == 200
+    assert schema.status_code == 200
+    assert metrics.status_code == 401
+    assert with_key.status_code == 200
+    assert other_spellings == dict.fromkeys(NOT_OPEN, 401)
+    assert percent_encoded.json() == {"status": "ok"}
+
+
+def test_a_prefix_named_like_an_open_path_opens_nothing_below_it() -> None:
+    with (
+        serve_app(_app(), root_path="/healthz") as base_url,
+        httpx.Client(base_url=base_url, trust_env=False, timeout=10) as http,
+    ):
+        assert http.get("/").status_code == 401  # the server's path /healthz/, the router's /
+        assert http.get("/metrics").status_code == 401  # /healthz/metrics, the router's /metrics
+        assert http.get("/healthz").status_code == 200
