@@ -65,6 +65,7 @@ def logging_config(log_format: str = "text", level: str = "INFO") -> dict[str, A
     Raises:
         InvalidInput: For another format or level.
     """
+    log_format = log_format.lower()
     if log_format not in LOG_FORMATS:
         raise InvalidInput(f"expected a log format of {' or '.join(LOG_FORMATS)}; found {log_format!r}")
     if level.upper() not in LOG_LEVELS:

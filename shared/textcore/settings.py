@@ -80,7 +80,11 @@ class ServiceSettings(BaseSettings):
             except json.JSONDecodeError:
                 raise ValueError("expected a JSON list or comma-separated values") from None
         if isinstance(value, str):
-            return tuple(part.strip() for part in value.split(",") if part.strip())
+            parts = tuple(part.strip() for part in value.split(",") if part.strip())
+            # Set but empty (a secret that came out blank): refused, rather than a silently open API.
+            if not parts:
+                raise ValueError("expected at least one value; found none (unset it to leave it off)")
+            return parts
         return value
 
     @field_validator("cors_origins")

@@ -45,6 +45,7 @@ def test_a_json_line_holds_the_record_its_request_and_its_traceback() -> None:
 def test_a_bad_format_or_level_is_refused() -> None:
     with pytest.raises(InvalidInput, match="log format of text or json; found 'xml'"):
         logging_config("xml")
+    assert logging_config("JSON") == logging_config("json")  # as the level, any case
     with pytest.raises(InvalidInput, match="log level of DEBUG, INFO, WARNING, ERROR; found 'loud'"):
         logging_config("json", "loud")
 

@@ -136,6 +136,30 @@ def test_metrics_count_requests_by_route_template(
     assert 'http_request_duration_seconds_count{method="GET",route="/healthz"} 1.0' in response.text
 
 
+@each_service
+def test_metrics_count_made_up_methods_under_one_label(
+    create_app: AppFactory, settings_class: Any, prefix: str
+) -> None:
+    with TestClient(create_app()) as client:
+        for method in ("FOO1", "FOO2", "BREW"):
+            client.request(method, "/healthz")
+        response = client.get("/metrics")
+    assert 'http_requests_total{method="OTHER",route="/healthz",status="405"} 3.0' in response.text
+    assert "FOO1" not in response.text
+
+
+@each_service
+def test_api_keys_or_origins_set_but_empty_are_refused(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("API_KEYS", "CORS_ORIGINS"):
+        for blank in ("", " , "):
+            monkeypatch.setenv(f"{prefix}{name}", blank)
+            with pytest.raises(ValueError, match=r"expected at least one value; found none \(unset it"):
+                create_app()
+        monkeypatch.delenv(f"{prefix}{name}")
+
+
 KEYS = ("first-key-0123456789", "second-key-0123456789")
 
 

@@ -12,6 +12,9 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+# Methods counted under their own name; any other (a client may send anything) is counted as "OTHER", so
+# that no client can add label values, hence series, without bound.
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # Seconds; covers a 1 ms health check up to a slow batch classification.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -20,7 +23,7 @@ class RequestMetrics:
     """Pure-ASGI middleware counting requests and timing them by method, route template and status.
 
     The route template (``/v1/sources/{source_id}``) rather than the raw path keeps label cardinality bounded;
-    requests no route matched are counted under ``unmatched``.
+    requests no route matched are counted under ``unmatched``, and methods outside `METHODS` as ``OTHER``.
     """
 
     def __init__(self, app: ASGIApp, registry: CollectorRegistry) -> None:
@@ -56,6 +59,7 @@ class RequestMetrics:
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
             method = str(scope.get("method", ""))
+            method = method if method in METHODS else "OTHER"
             self.requests.labels(method, template, str(status)).inc()
             self.latency.labels(method, template).observe(time.perf_counter() - started)
 
