@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import httpx
 import pytest
-from fastapi import FastAPI
+from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi.testclient import TestClient
 
 from tests.conftest import serve_app
 from textcore.settings import ServiceSettings
@@ -55,3 +56,21 @@ def test_a_prefix_named_like_an_open_path_opens_nothing_below_it() -> None:
         assert http.get("/").status_code == 401  # the server's path /healthz/, the router's /
         assert http.get("/metrics").status_code == 401  # /healthz/metrics, the router's /metrics
         assert http.get("/healthz").status_code == 200
+
+
+def test_a_websocket_wants_a_key_too() -> None:
+    # No service has a websocket route yet; one added later must not be open by default.
+    app = _app()
+
+    @app.websocket("/v1/live")
+    async def live(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.send_text("hello")
+        await socket.close()
+
+    with TestClient(app) as client:
+        with pytest.raises(WebSocketDisconnect) as refused, client.websocket_connect("/v1/live"):
+            pass
+        assert refused.value.code == 1008
+        with client.websocket_connect("/v1/live", headers={"X-API-Key": KEY}) as socket:
+            assert socket.receive_text() == "hello"

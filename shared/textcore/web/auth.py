@@ -4,10 +4,11 @@ A key travels as ``Authorization: Bearer KEY`` (what OpenAPI clients and Prometh
 ``X-API-Key: KEY``. Health probes and the API documentation stay open (`OPEN_PATHS`): an orchestrator's
 liveness check carries no key, and the schema describes the API without exposing any of its data. Every
 other path, ``/metrics`` included, answers 401 problem+json with a ``WWW-Authenticate: Bearer`` challenge
-when the key is missing or wrong. Keys are compared by their SHA-256 digests in constant time, so neither
-a key's content nor its length leaks through the response time. An open path is matched exactly as the
-router matches it (below a proxy's ``root_path`` too): another spelling (a trailing slash, another case, a
-dot segment) is not open, and the router would not take it to the open route either.
+when the key is missing or wrong; a websocket without one is closed (1008) before its handshake. Keys are
+compared by their SHA-256 digests in constant time, so neither a key's content nor its length leaks through
+the response time. An open path is matched exactly as the router matches it (below a proxy's ``root_path``
+too): another spelling (a trailing slash, another case, a dot segment) is not open, and the router would not
+take it to the open route either.
 """
 
 from __future__ import annotations
@@ -52,12 +53,15 @@ class ApiKeyAuth:
         """Handle one ASGI connection."""
         # The path as the router matches it: behind a proxy prefix (``root_path``, e.g. uvicorn --root-path
         # /api) the server's path carries the prefix, which the router strips, and so must this check.
-        if scope["type"] != "http" or get_route_path(scope) in OPEN_PATHS:
+        if scope["type"] not in ("http", "websocket") or get_route_path(scope) in OPEN_PATHS:
             await self.app(scope, receive, send)
             return
         presented = _presented_key(scope)
         if presented is not None and self._accepts(presented):
             await self.app(scope, receive, send)
+            return
+        if scope["type"] == "websocket":  # refused before the handshake is accepted (policy violation)
+            await send({"type": "websocket.close", "code": 1008})
             return
         # The body of a refused request is read and dropped (bounded), so a client still sending it gets the
         # 401 rather than a connection reset; one waiting for "100 Continue" has sent nothing yet.
