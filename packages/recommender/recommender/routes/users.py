@@ -10,7 +10,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Response
 
-from recommender.deps import RecommenderDep
+from recommender.deps import LimiterDep, RecommenderDep
 from recommender.schemas import ItemId
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
@@ -18,7 +18,9 @@ UserIdPath = Annotated[ItemId, Path(description="The user's id (1-200 characters
 
 
 @router.delete("/{user_id:path}", status_code=204)
-def erase_user(user_id: UserIdPath, recommender: RecommenderDep) -> Response:
+async def erase_user(user_id: UserIdPath, recommender: RecommenderDep, limiter: LimiterDep) -> Response:
     """Delete every stored event of the user; recommendations stop counting them at once."""
-    recommender.erase_user(user_id)
+    # Counting the remaining events again takes seconds on millions of them: one of the worker slots
+    # (429 when all are busy), like the model calls.
+    await limiter.run(recommender.erase_user, user_id)
     return Response(status_code=204)
