@@ -351,6 +351,13 @@ def test_service_counts_as_positive_the_ratings_the_model_was_trained_on(
         assert service.min_rating is None  # trained without a threshold
 
 
+@pytest.mark.parametrize("value", ["nan", "inf", "2e6"])
+def test_a_min_rating_no_event_can_reach_is_refused(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("REC_MIN_RATING", value)
+    with pytest.raises(ValueError, match="min_rating"):
+        RecommenderSettings()
+
+
 def test_service_counts_cooccurrence_as_the_model_was_fitted(
     tmp_path: Path, sqlite_url: str, trained_model_dir: Path
 ) -> None:

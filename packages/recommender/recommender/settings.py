@@ -9,6 +9,7 @@ from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from recommender.events import MAX_VALUE
 from textcore.settings import ServiceSettings
 
 
@@ -37,6 +38,9 @@ class RecommenderSettings(ServiceSettings):
     max_events_per_request: int = Field(10_000, ge=1, le=1_000_000, description="Events per ingest batch.")
     min_rating: float | None = Field(
         None,
+        ge=-MAX_VALUE,
+        le=MAX_VALUE,
+        allow_inf_nan=False,
         description="Ratings at or above this count as positives; unset: the threshold the model was trained "
         "with (`recommender train --min-rating`), or every rating for a model trained without one.",
     )
