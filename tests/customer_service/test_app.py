@@ -26,7 +26,7 @@ from customer_service.intents import IntentModel
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
 from tests.conftest import problem, serve_app
 from tests.customer_service.test_chunking import XHTML
-from tests.customer_service.test_generation import CITED, completions
+from tests.customer_service.test_generation import CITED, SEEN, completions
 from tests.shared.test_frozen_view import topic_data
 from tests.shared.test_training import tiny_config
 from textcore.classifier import Classifier
@@ -720,10 +720,13 @@ def test_grounded_generation_through_an_openai_compatible_server(
 ) -> None:
     generator = GeneratorSettings(kind="openai", base_url=fake_llm, model=model, timeout_s=5)
     settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    SEEN.clear()
     with TestClient(create_app(settings)) as client:
-        reply = chat(client, "How can I freeze my debit card?")
+        message = {"message": "How can I freeze my debit card?"}
+        reply = client.post("/v1/chat", json=message, headers={"X-Request-ID": "widget-77"}).json()
         assert client.get("/readyz").json()["checks"]["generator"] == "openai"
     assert reply["action"] == "answer" and reply["mode"] == mode
+    assert [seen["request_id"] for seen in SEEN] == ["widget-77"]  # the server's logs can name the chat
     assert reply["sources"][0]["id"] == "lock-card"
     if mode == "generated":
         assert reply["answer"] == CITED  # [1] and [2] cite sources[0] and sources[1]

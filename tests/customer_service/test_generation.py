@@ -61,7 +61,13 @@ SEEN: list[dict[str, Any]] = []
 
 async def completions(request: Request) -> Response:
     body = await request.json()
-    SEEN.append({"body": body, "authorization": request.headers.get("authorization")})
+    SEEN.append(
+        {
+            "body": body,
+            "authorization": request.headers.get("authorization"),
+            "request_id": request.headers.get("x-request-id"),
+        }
+    )
     kind = body["model"]
     if kind == "fail":
         return Response("model crashed", status_code=500)

@@ -26,7 +26,8 @@ from typing import Any, Protocol
 import httpx
 import torch
 
-from textcore import InvalidInput, UpstreamError
+from textcore import InvalidInput, UpstreamError, logs
+from textcore.logs import REQUEST_ID_HEADER
 
 SYSTEM_PROMPT = (
     "You are a customer-service assistant. Answer the customer's question using only the numbered passages "
@@ -163,6 +164,11 @@ class OpenAICompatibleGenerator:
         self.timeout = httpx.Timeout(timeout_s)
         self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
 
+    def _headers(self) -> dict[str, str]:
+        """The key, and the id of the chat request being answered, so the server's logs name it too."""
+        request_id = logs.request_id.get()
+        return self.headers | ({REQUEST_ID_HEADER: request_id} if request_id else {})
+
     def _body(self, prompt: Prompt, stream: bool) -> dict[str, Any]:
         return {
             "model": self.model,
@@ -180,7 +186,7 @@ class OpenAICompatibleGenerator:
         """
         try:
             response = await self.client.post(
-                self.url, json=self._body(prompt, False), headers=self.headers, timeout=self.timeout
+                self.url, json=self._body(prompt, False), headers=self._headers(), timeout=self.timeout
             )
         except httpx.HTTPError as exc:
             raise UpstreamError(f"expected an answer from {self.url}; {type(exc).__name__}: {exc}") from exc
@@ -201,7 +207,7 @@ class OpenAICompatibleGenerator:
         """
         try:
             async with self.client.stream(
-                "POST", self.url, json=self._body(prompt, True), headers=self.headers, timeout=self.timeout
+                "POST", self.url, json=self._body(prompt, True), headers=self._headers(), timeout=self.timeout
             ) as response:
                 if response.status_code >= 400:
                     await response.aread()

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from textcore import logs
 
-HEADER = "X-Request-ID"
+HEADER = logs.REQUEST_ID_HEADER
 _PLAUSIBLE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
