@@ -9,13 +9,16 @@ import json
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from textcore.errors import CoreError, InvalidInput
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
 
 app = typer.Typer(
     help="Fine-tune small pretrained encoders on your own labelled text.",
@@ -70,6 +73,16 @@ def quiet_libraries() -> None:
     disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
     transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
+
+
+def settings_errors(exc: ValidationError, prefix: str) -> str:
+    """A service's refused settings in one line, each by its environment variable, e.g.
+    ``FIN_RETENTION_DAYS: Input should be a valid integer``; never the value (it may be a key or a
+    password)."""
+    return "; ".join(
+        f"{prefix}{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
+        for error in exc.errors(include_url=False, include_input=False)
+    )
 
 
 LOG_FORMAT_HELP = "text (readable lines) or json (one object per line, for a log pipeline)"

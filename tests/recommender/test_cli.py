@@ -312,9 +312,10 @@ def test_a_row_missing_a_column_is_one_line_naming_file_row_and_column(
 
 def test_serve_and_train_misconfigurations_are_one_line(tmp_path: Path) -> None:
     line = one_error_line(invoke("serve", "--port", 0, env={"REC_CANDIDATES": "0"}))
-    assert "candidates (REC_CANDIDATES): Input should be greater than or equal to 1; found '0'" in line
+    assert "REC_CANDIDATES: Input should be greater than or equal to 1" in line
     line = one_error_line(invoke("serve", "--port", 0, "--database-url", "notaurl"))
-    assert "database_url (REC_DATABASE_URL)" in line and "'notaurl'" in line
+    assert "REC_DATABASE_URL: Value error, expected a SQLAlchemy URL" in line
+    assert "notaurl" not in line  # a settings error never echoes the value: a URL may hold a password
     line = one_error_line(invoke("serve", "--port", 0, "--model-path", tmp_path / "nothing"))
     assert "found no recommender.json" in line
     line = one_error_line(invoke("serve", "--port", 0, "--database-url", "postgresql://u:pw@127.0.0.1:1/x"))

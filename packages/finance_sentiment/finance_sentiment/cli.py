@@ -81,16 +81,8 @@ def _prepare(
     try:
         settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise InvalidInput(_settings_errors(exc)) from None
+        raise InvalidInput(core_cli.settings_errors(exc, "FIN_")) from None
     return settings, asyncio.run(prepare(settings))
-
-
-def _settings_errors(exc: ValidationError) -> str:
-    """One line naming each refused setting by its environment variable, e.g. ``FIN_RETENTION_DAYS: ...``."""
-    return "; ".join(
-        f"FIN_{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-        for error in exc.errors(include_url=False)
-    )
 
 
 @app.command()

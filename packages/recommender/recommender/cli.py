@@ -21,8 +21,6 @@ from textcore import InvalidInput
 from textcore import cli as core_cli
 
 if TYPE_CHECKING:
-    from pydantic import ValidationError
-
     from recommender.data import Catalog, Interactions
     from recommender.settings import RecommenderSettings
 
@@ -70,17 +68,7 @@ def _settings(**overrides: Any) -> RecommenderSettings:
     try:
         return RecommenderSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
-        raise InvalidInput(f"settings: {_setting_errors(exc)}") from None
-
-
-def _setting_errors(exc: ValidationError) -> str:
-    """A pydantic ValidationError of the settings in one line: each field, its variable, what was wrong."""
-    parts = []
-    for error in exc.errors(include_url=False):
-        loc = [str(part) for part in error["loc"]]
-        where = f"{'.'.join(loc)} (REC_{'__'.join(loc).upper()})" if loc else "settings"
-        parts.append(f"{where}: {error['msg']}; found {error.get('input')!r:.80}")
-    return "; ".join(parts)
+        raise InvalidInput(f"settings: {core_cli.settings_errors(exc, 'REC_')}") from None
 
 
 def _require_output_folder(output: Path) -> None:
