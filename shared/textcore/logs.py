@@ -66,23 +66,23 @@ def logging_config(log_format: str = "text", level: str = "INFO") -> dict[str, A
     Raises:
         InvalidInput: For another format or level.
     """
-    log_format = log_format.lower()
+    log_format, given, level = log_format.lower(), level, level.upper()
     if log_format not in LOG_FORMATS:
         raise InvalidInput(f"expected a log format of {' or '.join(LOG_FORMATS)}; found {log_format!r}")
-    if level.upper() not in LOG_LEVELS:
-        raise InvalidInput(f"expected a log level of {', '.join(LOG_LEVELS)}; found {level!r}")
+    if level not in LOG_LEVELS:
+        raise InvalidInput(f"expected a log level of {', '.join(LOG_LEVELS)}; found {given!r}")
     formatter = {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
     # uvicorn's loggers get no handler of their own: their records reach the root's, like every other one.
-    uvicorn = {"handlers": [], "level": level.upper(), "propagate": True}
+    uvicorn = {"handlers": [], "level": level, "propagate": True}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
         "handlers": {"default": {"class": "textcore.logs.StderrHandler", "formatter": "default"}},
-        "root": {"handlers": ["default"], "level": level.upper()},
+        "root": {"handlers": ["default"], "level": level},
         "loggers": {
             **{name: dict(uvicorn) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
             # alembic tells of every migration context at INFO (the services migrate at each start)
-            "alembic": {"level": "DEBUG" if level.upper() == "DEBUG" else "WARNING"},
+            "alembic": {"level": "DEBUG" if level == "DEBUG" else "WARNING"},
         },
     }

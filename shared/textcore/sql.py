@@ -25,9 +25,9 @@ from textcore.errors import InvalidInput, UpstreamError
 
 # The range a time given by a caller (a query bound, a cursor) must fall in: outside it the value is a
 # mistake, and near the ends of `datetime`'s range the arithmetic on it overflows.
-CHECKPOINT_WAIT_MS = 2_000  # how long `Database.checkpoint` waits for readers of an older snapshot to finish
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+CHECKPOINT_WAIT_MS = 2_000  # how long `Database.checkpoint` waits for readers of an older snapshot to finish
 
 logger = logging.getLogger(__name__)
 

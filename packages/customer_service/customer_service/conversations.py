@@ -388,14 +388,11 @@ def _locked_session(s: Session, session_id: str) -> ChatSession:
 
 
 def _erase(s: Session, session_ids: list[str]) -> int:
-    """Delete the sessions with their turns and feedback; returns how many sessions. Each table is deleted
-    from explicitly, not left to ``ON DELETE CASCADE``, which SQLite applies only with its foreign keys on."""
+    """Delete the sessions; the database deletes their turns and the turns' feedback with them (``ON DELETE
+    CASCADE``; `textcore.sql` turns SQLite's foreign keys on for every connection). Returns how many."""
     if not session_ids:
         return 0
-    turns = select(Turn.id).where(Turn.session_id.in_(session_ids))
     plain = {"synchronize_session": False}  # no loaded objects to keep in step: the transaction ends here
-    s.execute(delete(Feedback).where(Feedback.turn_id.in_(turns)), execution_options=plain)
-    s.execute(delete(Turn).where(Turn.session_id.in_(session_ids)), execution_options=plain)
     deleted = s.execute(delete(ChatSession).where(ChatSession.id.in_(session_ids)), execution_options=plain)
     return cast(CursorResult[Any], deleted).rowcount
 

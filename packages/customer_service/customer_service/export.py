@@ -33,7 +33,8 @@ from typing import IO, Any
 from sqlalchemy import Row, func, select, tuple_
 
 from customer_service.database import Database
-from customer_service.tables import KnowledgeEntry, KnowledgeState
+from customer_service.knowledge import database_version
+from customer_service.tables import KnowledgeEntry
 from textcore import Conflict, InvalidInput
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
@@ -102,14 +103,14 @@ def export_knowledge(
         raise InvalidInput(f"page size: expected at least 1; found {page_size}")
     versions = []
     for _ in range(TRIES):
-        version = _version(db)
+        version = database_version(db)
         handle, temporary = _temporary(output)
         try:
             with handle:
                 written = _write(handle, db, form, kind, category, page_size, progress)
                 handle.flush()
                 os.fsync(handle.fileno())
-            if _version(db) == version:
+            if database_version(db) == version:
                 _place(temporary, output, force)
                 counts, warnings = written.counts, _warning(written.padded)
                 return ExportReport(str(output), form, kind, *counts, version, warnings)
@@ -234,15 +235,8 @@ def _faq_pages(db: Database, category: str | None, size: int) -> Iterator[Sequen
     """FAQs (id, question, answer, category) in order of id, `size` at a time."""
     entry = KnowledgeEntry
     query = _of(select(entry.id, func.coalesce(entry.question, entry.title), entry.text, entry.category),
-                "faq", category).order_by(entry.id).limit(size)  # fmt: skip
-    last: str | None = None
-    while True:
-        with db.session() as session:
-            page = session.execute(query if last is None else query.where(entry.id > last)).all()
-        if not page:
-            return
-        yield page
-        last = page[-1][0]
+                "faq", category)  # fmt: skip
+    return _pages(db, query, (entry.id,), size)
 
 
 def _chunk_pages(db: Database, category: str | None, size: int) -> Iterator[Sequence[Row[Any]]]:
@@ -250,16 +244,21 @@ def _chunk_pages(db: Database, category: str | None, size: int) -> Iterator[Sequ
     entry = KnowledgeEntry
     columns = (entry.id, entry.document_id, entry.position, entry.title, entry.text, entry.category,
                entry.source)  # fmt: skip
-    key = tuple_(entry.document_id, entry.position)
-    query = _of(select(*columns), "chunk", category).order_by(entry.document_id, entry.position).limit(size)
-    last: tuple[str, int] | None = None
+    return _pages(db, _of(select(*columns), "chunk", category), (entry.document_id, entry.position), size)
+
+
+def _pages(db: Database, query: Any, key: tuple[Any, ...], size: int) -> Iterator[Sequence[Row[Any]]]:
+    """The rows of `query` in order of `key` (selected columns, unique together), `size` per short
+    transaction; each page starts after the last row of the one before (keyset, not offset)."""
+    query = query.order_by(*key).limit(size)
+    last: tuple[Any, ...] | None = None
     while True:
         with db.session() as session:
-            page = session.execute(query if last is None else query.where(key > tuple_(*last))).all()
+            page = session.execute(query if last is None else query.where(tuple_(*key) > tuple_(*last))).all()
         if not page:
             return
         yield page
-        last = (page[-1].document_id, page[-1].position)
+        last = tuple(page[-1]._mapping[column] for column in key)
 
 
 def _of(query: Any, kind: str, category: str | None) -> Any:
@@ -270,11 +269,6 @@ def _of(query: Any, kind: str, category: str | None) -> Any:
 def _count(db: Database, kind: str, category: str | None) -> int:
     with db.session() as session:
         return int(session.scalar(_of(select(func.count()).select_from(KnowledgeEntry), kind, category)) or 0)
-
-
-def _version(db: Database) -> int:
-    with db.session() as session:
-        return int(session.scalar(select(KnowledgeState.version).where(KnowledgeState.id == 1)) or 0)
 
 
 def _warning(padded: list[str]) -> tuple[str, ...]:

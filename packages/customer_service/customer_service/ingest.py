@@ -11,7 +11,7 @@ anything is written, and all of it is written in one transaction, so a bad file 
 knowledge base refuses) leaves the knowledge base as it was and names the file. Text with a control character
 other than tab, newline and carriage return (NUL, escape, form feed, ...) is such a bad file: it is refused,
 naming the file and the row and column (tables) or the line and column (documents), rather than cleaned, as
-the API refuses it (`customer_service.printable`).
+the API refuses it (`textcore.printable`).
 
 Document ids:
 - a folder's documents: their path relative to the folder ("guides/travel.md");
@@ -32,9 +32,9 @@ from pathlib import Path
 
 from customer_service.chunking import format_of
 from customer_service.knowledge import ChunkIn, DocumentIn, FaqIn, KnowledgeBase
-from customer_service.printable import RULE, control_character
 from customer_service.retrieval_eval import faqs_from_rows
 from textcore import Conflict, InvalidInput, read_table
+from textcore.printable import RULE, control_character
 
 TABLES = (".csv", ".tsv", ".jsonl", ".ndjson")
 DOCUMENTS = (".md", ".markdown", ".html", ".htm", ".txt")

@@ -32,10 +32,10 @@ from sqlalchemy.orm import Session
 
 from customer_service.chunking import chunk_document
 from customer_service.database import Database
-from customer_service.printable import check_printable
 from customer_service.search_index import Passage, Record, SearchIndex, encoder_fingerprint
 from customer_service.tables import ID_LENGTH, KINDS, KnowledgeEntry, KnowledgeState
 from textcore import Conflict, Encoder, InvalidInput, NotFound
+from textcore.printable import check_printable
 
 __all__ = ["MAX_OFFSET", "ChunkIn", "DocumentIn", "Entry", "FaqIn", "KnowledgeBase", "Passage"]
 
@@ -193,7 +193,7 @@ class KnowledgeBase:
             How many passages were embedded.
         """
         with self._write:
-            if self._loaded and _database_version(self.db) == self._index.version:
+            if self._loaded and database_version(self.db) == self._index.version:
                 return 0
             return self._sync(progress, load=not self._loaded)
 
@@ -206,7 +206,7 @@ class KnowledgeBase:
         Returns:
             How many passages were embedded.
         """
-        if self._loaded and _database_version(self.db) == self._index.version:
+        if self._loaded and database_version(self.db) == self._index.version:
             return 0
         return self.sync()
 
@@ -560,7 +560,8 @@ def _version_in(session: Session) -> int:
     return int(session.scalar(select(KnowledgeState.version).where(KnowledgeState.id == 1)) or 0)
 
 
-def _database_version(db: Database) -> int:
+def database_version(db: Database) -> int:
+    """The knowledge base's version as stored (one short read)."""
     with db.session() as session:
         return _version_in(session)
 

@@ -14,8 +14,8 @@ from collections.abc import Callable, Collection, Sequence
 from typing import Protocol
 
 from customer_service.knowledge import FaqIn, Passage
-from customer_service.printable import RULE, control_character
 from textcore import InvalidInput, read_table
+from textcore.printable import RULE, control_character
 
 METRICS = ("recall@1", "recall@5", "mrr@10")
 DEPTH = 10
@@ -100,7 +100,7 @@ def read_faqs(
     Raises:
         InvalidInput: On a missing file or question/answer column, no rows, an empty question or answer,
             a repeated id, or a control character other than tab, newline and carriage return in any of
-            the four columns (named with the row, as `customer_service.printable` words it).
+            the four columns (named with the row, as `textcore.printable` words it).
     """
     rows = read_table(path)
     if not rows:

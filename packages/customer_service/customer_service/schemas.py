@@ -4,7 +4,7 @@ Inputs forbid unknown fields and bound every string, list and mapping. The messa
 configures (``max_message_chars``) is checked by the bot with a 413 that says the limit; the bounds here are
 the hard ceilings. Every text that is stored (chat messages and context values, feedback comments, hand-off
 reasons, knowledge-base entries and documents) holds no control characters but tab, newline and carriage
-return (`customer_service.printable`), checked as sent, before surrounding whitespace is stripped: PostgreSQL
+return (`textcore.printable`), checked as sent, before surrounding whitespace is stripped: PostgreSQL
 cannot store NUL, and a streamed reply is already under way when its turn is stored, too late to refuse the
 message with a 422.
 """
@@ -18,8 +18,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from customer_service.analytics import Analytics
 from customer_service.conversations import SessionRecord, SessionSummary
-from customer_service.printable import Printable
 from customer_service.templates import RESERVED_SLOTS
+from textcore.printable import Printable
 
 _INPUT = ConfigDict(extra="forbid")
 

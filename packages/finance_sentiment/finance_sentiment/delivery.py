@@ -37,18 +37,21 @@ from typing import Any, cast
 
 import httpx
 from sqlalchemy import (
+    ColumnElement,
     CursorResult,
     Delete,
     Exists,
     Select,
     SQLColumnExpression,
     Update,
+    and_,
     delete,
     exists,
     select,
     update,
 )
 from sqlalchemy.orm import Session, aliased
+from sqlalchemy.orm.util import AliasedClass
 
 from finance_sentiment.database import Database
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
@@ -252,13 +255,16 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
         return expired, claimed
 
 
+def pending(
+    message: type[OutboxMessage] | AliasedClass[OutboxMessage] = OutboxMessage,
+) -> ColumnElement[bool]:
+    """Whether `message` (the table, or an alias of it) is still to be sent: neither delivered nor expired."""
+    return and_(message.delivered_at.is_(None), message.expired.is_(False))
+
+
 def waiting_for(rule_id: int | SQLColumnExpression[int]) -> Exists:
     """Whether any notification of the rule is still to be sent (neither delivered nor expired)."""
-    return exists().where(
-        OutboxMessage.rule_id == rule_id,
-        OutboxMessage.delivered_at.is_(None),
-        OutboxMessage.expired.is_(False),
-    )
+    return exists().where(OutboxMessage.rule_id == rule_id, pending())
 
 
 def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
@@ -276,8 +282,7 @@ def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
     # fingerprint, and the old alert's "resolved" must not reach the receiver after the new one's "firing".
     blocked = exists().where(
         earlier.id < OutboxMessage.id,
-        earlier.delivered_at.is_(None),
-        earlier.expired.is_(False),
+        pending(earlier),
         earlier_alert.id == earlier.alert_id,
         earlier_alert.fingerprint == alert.fingerprint,
         earlier_rule.id == earlier.rule_id,
@@ -288,8 +293,7 @@ def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
         .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
         .join(alert, alert.id == OutboxMessage.alert_id)
         .where(
-            OutboxMessage.delivered_at.is_(None),
-            OutboxMessage.expired.is_(False),
+            pending(),
             OutboxMessage.next_attempt_at <= now,
             ~blocked,
         )

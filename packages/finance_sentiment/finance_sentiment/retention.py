@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from finance_sentiment.database import Database
 from finance_sentiment.dedup import url_key
+from finance_sentiment.delivery import pending
 from finance_sentiment.tables import Alert, AlertRule, Document, OutboxMessage, PrunedStory
 from textcore.sql import utcnow
 
@@ -130,11 +131,7 @@ def cited_urls(session: Session) -> set[str]:
     """The URLs of the stories cited as evidence by the firing alerts and by the notifications neither
     delivered nor expired (whose evidence may be an earlier firing's)."""
     firing = session.scalars(select(Alert.annotations).where(Alert.status == "firing"))
-    waiting = session.scalars(
-        select(OutboxMessage.payload).where(
-            OutboxMessage.delivered_at.is_(None), OutboxMessage.expired.is_(False)
-        )
-    )
+    waiting = session.scalars(select(OutboxMessage.payload).where(pending()))
     annotations = list(firing)
     for payload in waiting:
         entries = payload.get("alerts") if isinstance(payload, dict) else None

@@ -160,9 +160,8 @@ class Behaviour:
         fresh = Behaviour(self.shrink, self.alpha)
         with self._lock:  # an `add` meanwhile waits, then counts on top of the new counts
             counted = fresh.add(pairs)
-            self._users, self._items, self._item_ids = fresh._users, fresh._items, fresh._item_ids
-            self._liked, self._likers, self._counts = fresh._liked, fresh._likers, fresh._counts
-            self._snapshot = fresh._snapshot
+            # Every field but the lock: one added to __init__ later cannot go on holding erased users' data.
+            vars(self).update((name, value) for name, value in vars(fresh).items() if name != "_lock")
         return counted
 
     def _refresh(self, columns: list[int], fresh: list[tuple[int, int]]) -> BehaviourSnapshot:

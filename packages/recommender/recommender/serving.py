@@ -61,7 +61,7 @@ import torch
 
 from recommender.behaviour import Behaviour, BehaviourSnapshot
 from recommender.catalog import ItemCatalog, ItemRecord, Progress, UpsertReport, id_listing
-from recommender.changes import ERASURES, EVENTS, ITEMS, counter, read_counters
+from recommender.changes import ERASURES, EVENTS, ITEMS, read_counters
 from recommender.database import Database
 from recommender.events import (
     EventCursor,
@@ -215,8 +215,8 @@ class Recommender:
         if not self._events_lock.acquire(blocking=wait):
             return
         try:
-            with self.db.session() as session:  # read first: the events read next are at least as new
-                seen, erased = counter(session, EVENTS), counter(session, ERASURES)
+            counters = read_counters(self.db)  # read first: the events read next are at least as new
+            seen, erased = counters[EVENTS], counters[ERASURES]
             if erased == self._erasures_seen:
                 self.behaviour.add(positives_after(self.db, self._events, self.min_rating))
             else:

@@ -22,7 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from textcore import logs
 from textcore.errors import Conflict, CoreError, InvalidInput
-from textcore.web.request_id import HEADER as REQUEST_ID_HEADER
+from textcore.logs import REQUEST_ID_HEADER
 from textcore.web.request_id import request_id_of
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

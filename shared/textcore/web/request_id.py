@@ -19,7 +19,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from textcore import logs
 
-HEADER = logs.REQUEST_ID_HEADER
 _PLAUSIBLE = re.compile(rb"[A-Za-z0-9._:-]{1,128}")
 
 
@@ -37,14 +36,14 @@ class RequestId:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        given = dict(scope.get("headers", [])).get(HEADER.lower().encode())
+        given = dict(scope.get("headers", [])).get(logs.REQUEST_ID_HEADER.lower().encode())
         request_id = given.decode() if given and _PLAUSIBLE.fullmatch(given) else uuid.uuid4().hex
         scope.setdefault("state", {})["request_id"] = request_id
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 message.setdefault("headers", [])
-                MutableHeaders(scope=message)[HEADER] = request_id
+                MutableHeaders(scope=message)[logs.REQUEST_ID_HEADER] = request_id
             await send(message)
 
         token = logs.request_id.set(request_id)  # log records of this request name it (`textcore.logs`)

@@ -15,13 +15,13 @@ from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
 from textcore.errors import ModelNotReady
+from textcore.logs import REQUEST_ID_HEADER
 from textcore.settings import ServiceSettings
 from textcore.web.auth import ApiKeyAuth, document_api_keys
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
 from textcore.web.problems import install_problem_handlers
-from textcore.web.request_id import HEADER as REQUEST_ID_HEADER
 from textcore.web.request_id import RequestId
 from textcore.web.telemetry import RequestMetrics, metrics_router
 
