@@ -175,6 +175,32 @@ async def test_capacity_limiter_refuses_when_saturated() -> None:
     assert await asyncio.wait_for(limiter.run(hold), timeout=10) == "done"
 
 
+async def test_capacity_limiter_finishes_admitted_work_when_saturated() -> None:
+    # `finish` waits for the worker where `run` refuses: the end of work that was let in is not thrown away
+    limiter = CapacityLimiter(max_workers=1, max_queue=0)
+    release = threading.Event()
+    running = threading.Semaphore(0)
+
+    def hold() -> str:
+        running.release()
+        assert release.wait(timeout=10)
+        return "held"
+
+    holder = asyncio.create_task(limiter.run(hold))
+    try:
+        assert await asyncio.to_thread(running.acquire, timeout=10)
+        with pytest.raises(Overloaded):
+            await limiter.run(hold)
+        finishing = asyncio.create_task(limiter.finish(lambda a, b: a + b, 1, b=2))
+        await asyncio.sleep(0)
+        assert limiter.in_flight == 2  # counted while it waits: new calls see the load
+    finally:
+        release.set()
+    assert await asyncio.wait_for(holder, timeout=10) == "held"
+    assert await asyncio.wait_for(finishing, timeout=10) == 3
+    assert limiter.in_flight == 0
+
+
 @pytest.mark.parametrize(("workers", "queue"), [(0, 0), (1, -1)])
 def test_capacity_limiter_rejects_bad_bounds(workers: int, queue: int) -> None:
     with pytest.raises(ValueError, match="expected"):

@@ -4,7 +4,9 @@
              recognise the intent, retrieve and re-rank passages, score negativity, let the policy decide
     compose  (async) the answer: a template, grounded generation with citations, or the extractive answer;
              fixed replies for clarify, fallback and hand-off
-    record   (blocking) store the turn with the session's new state in one transaction
+    record   (blocking) store the turn with the session's new state in one transaction; once a message is
+             planned its turn is stored even when the worker pool is full (`Runner.finish`): refusing it
+             then would throw the composed answer away, after a stream had shown it
 
 `Bot.chat` does the three for `POST /v1/chat`; `Bot.stream` does the same for `POST /v1/chat/stream`,
 yielding the answer's text as it is generated. A session waiting for an agent gets an acknowledgement and
@@ -44,6 +46,10 @@ class Runner(Protocol):
     """Runs blocking calls off the event loop under a capacity limit (`textcore.web.CapacityLimiter`)."""
 
     def run(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]: ...
+
+    def finish(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> Awaitable[T]:
+        """As `run`, but waits for a worker rather than refusing: for the end of a turn already under way."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -114,7 +120,7 @@ class Bot:
         """Answer one message."""
         plan = await self.runner.run(self.plan, session_id, message, context or {})
         answer = await self._compose(plan)
-        return await self.runner.run(self.record, plan, answer)
+        return await self.runner.finish(self.record, plan, answer)
 
     async def stream(self, plan: Plan) -> AsyncIterator[tuple[str, dict[str, Any]]]:
         """The reply to a planned message as server-sent events: `meta`, `delta`..., then `done`.
@@ -143,7 +149,7 @@ class Bot:
             if stream.answer is None:  # closed before the end: nothing is stored
                 return
             answer = stream.answer
-        reply = await self.runner.run(self.record, plan, answer)
+        reply = await self.runner.finish(self.record, plan, answer)
         yield "done", reply_json(reply)
 
     def plan(self, session_id: str | None, message: str, context: dict[str, str]) -> Plan:

@@ -74,6 +74,21 @@ class CapacityLimiter:
             raise Overloaded(
                 f"expected at most {limit} calls in flight, found {self._in_flight}; retry later"
             )
+        return await self.finish(fn, *args, **kwargs)
+
+    async def finish(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        """Run ``fn(*args, **kwargs)`` in a worker thread, waiting for a free worker however many calls are
+        in flight: the last step of work `run` already admitted (storing what a request computed), which
+        refusing would waste, or leave half done. It counts in `in_flight`, so new calls see the load.
+
+        Args:
+            fn: A blocking callable.
+            *args: Positional arguments for ``fn``.
+            **kwargs: Keyword arguments for ``fn``.
+
+        Returns:
+            Whatever ``fn`` returns.
+        """
         self._in_flight += 1
         try:
             return await anyio.to_thread.run_sync(

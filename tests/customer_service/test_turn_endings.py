@@ -1,0 +1,136 @@
+"""How a chat turn ends once it is under way, through the real app served by uvicorn on loopback and an
+OpenAI-compatible generator on loopback whose replies the tests hold back or break off."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import create_engine, text
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from customer_service import create_app
+from customer_service.settings import GeneratorSettings
+from tests.conftest import serve_app
+from tests.customer_service.test_app import cs_settings
+
+ANSWER = "Freeze your card in the app under Cards [1]."
+ASKED, GATE = threading.Event(), threading.Event()  # the generator was asked; it may answer
+
+
+async def completions(request: Request) -> Response:
+    """`gated` answers once GATE is set; `breaks` streams two words, then the connection drops."""
+    body = await request.json()
+    if body["model"] == "gated":
+        ASKED.set()
+        await asyncio.to_thread(GATE.wait, 60)
+        if not body.get("stream"):
+            return JSONResponse({"choices": [{"message": {"role": "assistant", "content": ANSWER}}]})
+
+    async def events() -> AsyncIterator[bytes]:
+        for number, word in enumerate(ANSWER.split(" ")):
+            if body["model"] == "breaks" and number == 2:
+                raise ConnectionResetError("the model server died")
+            piece = word if number == 0 else f" {word}"
+            yield f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode()
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+@pytest.fixture(scope="module")
+def llm() -> Iterator[str]:
+    with serve_app(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])) as url:
+        yield url
+
+
+def turn(http: httpx.Client, path: str, body: dict[str, Any]) -> tuple[int, list[tuple[str, Any]]]:
+    """The status and, for a stream, its events; for `/v1/chat` one event: ("reply", the JSON body)."""
+    if path == "/v1/chat":
+        response = http.post(path, json=body)
+        return response.status_code, [("reply", response.json())]
+    events: list[tuple[str, Any]] = []
+    with http.stream("POST", path, json=body) as response:
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+        return response.status_code, events
+
+
+def wait_for(condition: Callable[[], bool], what: str) -> None:
+    deadline = time.monotonic() + 60
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"expected {what} within 60 s")
+        time.sleep(0.02)
+
+
+@contextmanager
+def sessions_locked(url: str) -> Iterator[None]:
+    """Another transaction holds the sessions table: whatever reads it waits (a slow database)."""
+    engine = create_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("LOCK TABLE sessions IN ACCESS EXCLUSIVE MODE"))
+            try:
+                yield
+            finally:
+                connection.rollback()
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("path", ["/v1/chat", "/v1/chat/stream"])
+def test_a_turn_under_way_is_stored_when_every_worker_is_busy(
+    tmp_path: Path, postgres_url: str, llm: str, path: str
+) -> None:
+    # One worker and no queue: a new message while it is busy is refused with a 429, before anything is
+    # done. A message already planned and answered is not: refusing it then would throw the generated
+    # answer away (a stream would end with an error after the customer read the whole answer) and lose
+    # the turn.
+    ASKED.clear(), GATE.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model="gated", timeout_s=120)
+    settings = cs_settings(
+        tmp_path, postgres_url, generator=generator, templates_file=None, max_workers=1, max_queue=0
+    )
+    with (
+        serve_app(create_app(settings)) as base_url,
+        httpx.Client(base_url=base_url, timeout=120) as http,
+        ThreadPoolExecutor(2) as pool,
+    ):
+
+        def workers() -> str:
+            return str(http.get("/readyz").json()["checks"]["workers"])
+
+        first = pool.submit(turn, http, path, {"message": "How can I freeze my debit card?"})
+        assert ASKED.wait(60), "the first message was not planned"
+        with sessions_locked(postgres_url):
+            second = pool.submit(turn, http, "/v1/chat", {"message": "What is the daily withdrawal limit?"})
+            wait_for(lambda: workers() == "1 of 1 busy", "the second message to hold the only worker")
+            assert http.post("/v1/chat", json={"message": "hello"}).status_code == 429  # a new one is refused
+            GATE.set()  # the first message's answer comes; storing it needs the worker the second holds
+            wait_for(lambda: first.done() or workers() == "2 of 1 busy", "the first turn to wait or end")
+        status, events = first.result(timeout=120)
+        assert second.result(timeout=120)[0] == 200
+        assert status == 200
+        name, reply = events[-1]
+        assert name in ("reply", "done"), events[-1]
+        assert (reply["action"], reply["mode"], reply["answer"]) == ("answer", "generated", ANSWER)
+        stored = http.get(f"/v1/sessions/{reply['session_id']}").json()["turns"]
+        assert [(t["id"], t["answer"]) for t in stored] == [(reply["turn_id"], ANSWER)]
