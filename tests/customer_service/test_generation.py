@@ -249,16 +249,18 @@ async def test_answer_stream_falls_back_before_the_first_delta(
     assert stream.answer is not None and stream.answer.mode == "extractive"
 
 
-async def test_answer_stream_ends_at_a_stall_after_the_first_delta(
+async def test_answer_stream_completes_a_stall_after_the_first_delta_with_the_extract(
     client: httpx.AsyncClient, server: str
 ) -> None:
+    # "You can" is already shown and stays; the extract follows it, so the reply does not end mid-sentence
     stream = Answerer(None, generator(client, server, "stall"), generation_timeout_s=0.5).stream(
         "q", None, [FAQ]
     )
     pieces = [p async for p in stream]
-    assert "".join(pieces) == "You can"
+    whole = "You can\n\nOpen the app and tap Cards > Block. [1]"
+    assert pieces == ["You", " can", "\n\nOpen the app and tap Cards > Block. [1]"]
     assert stream.answer is not None
-    assert (stream.answer.text, stream.answer.mode, stream.answer.cited) == ("You can", "generated", [])
+    assert (stream.answer.text, stream.answer.mode, stream.answer.cited) == (whole, "extractive", [0])
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
-"""How a chat turn ends once it is under way, through the real app served by uvicorn on loopback and an
-OpenAI-compatible generator on loopback whose replies the tests hold back or break off."""
+"""How a chat turn ends once it is under way, through the real app (served by uvicorn on loopback where a
+test acts while a request runs) and an OpenAI-compatible generator on loopback whose replies the tests hold
+back or break off."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -134,3 +136,25 @@ def test_a_turn_under_way_is_stored_when_every_worker_is_busy(
         assert (reply["action"], reply["mode"], reply["answer"]) == ("answer", "generated", ANSWER)
         stored = http.get(f"/v1/sessions/{reply['session_id']}").json()["turns"]
         assert [(t["id"], t["answer"]) for t in stored] == [(reply["turn_id"], ANSWER)]
+
+
+def test_a_generator_that_breaks_off_mid_stream_is_followed_by_the_extract(
+    tmp_path: Path, sqlite_url: str, llm: str
+) -> None:
+    # The model server dies two words into the answer: those words are on the customer's screen and cannot
+    # be taken back, but the reply does not end there. The extractive answer follows them, and the turn
+    # stores what was shown.
+    generator = GeneratorSettings(kind="openai", base_url=llm, model="breaks", timeout_s=30)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    with TestClient(create_app(settings)) as client:
+        status, events = turn(client, "/v1/chat/stream", {"message": "How can I freeze my debit card?"})
+        names = [name for name, _ in events]
+        assert (status, names[0], names[-1]) == (200, "meta", "done"), names
+        shown = "".join(data["text"] for name, data in events if name == "delta")
+        done = events[-1][1]
+        assert events[0][1]["sources"][0]["id"] == done["sources"][0]["id"] == "lock-card"
+        extract = " ".join(client.get("/v1/knowledge/lock-card").json()["text"].split())
+        assert shown.startswith("Freeze your") and shown.endswith(f"\n\n{extract} [1]"), shown
+        assert (done["answer"], done["mode"]) == (shown.strip(), "extractive")
+        stored = client.get(f"/v1/sessions/{done['session_id']}").json()["turns"]
+        assert [(t["id"], t["answer"]) for t in stored] == [(done["turn_id"], done["answer"])]

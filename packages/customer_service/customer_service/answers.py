@@ -7,7 +7,8 @@ In order:
    at least one passage and no passage it was not given (errors, timeouts, empty or uncited output, and
    made-up sources fall through);
 3. extractive: the top passage itself (an FAQ's answer whole, a document chunk cut to its first sentences),
-   followed by the citation " [1]".
+   followed by the citation " [1]". A streamed generation that fails or stalls after its first words
+   cannot take them back: the extract follows them after a blank line, and the whole is the answer.
 
 Citations in an `Answer` are 0-based indices into the passages the caller gave; generated and extractive
 texts mark them as [1], [2] (1-based), matching the order of those passages.
@@ -192,8 +193,9 @@ class Answerer:
 
         Templates and extracts come in one piece. A generator that fails or is silent for
         `generation_timeout_s` before its first delta gives way to the extract in one piece; one that fails or
-        stalls later ends the stream with what it said so far (then `mode` is "generated" even when nothing
-        was cited: streamed text cannot be taken back). Arguments as `answer`.
+        stalls later is followed by the extract, after a blank line (streamed text cannot be taken back, and
+        a half-said answer is no answer): the answer is then both, in mode "extractive". A generation that
+        ends normally is the answer in mode "generated", even when it cites nothing. Arguments as `answer`.
 
         Raises:
             InvalidInput: while iterating, when no template applies and there are no passages.
@@ -246,6 +248,7 @@ class AnswerStream:
         assert answerer.generator is not None  # the branch above returned otherwise
         deltas = answerer.generator.stream(build_prompt(question, passages, history))
         parts: list[str] = []
+        failed = False
         try:
             while True:
                 try:
@@ -255,6 +258,7 @@ class AnswerStream:
                     break
                 except Exception as exc:  # failure or stall of the generator
                     logger.warning("generation stream failed: %s: %s", type(exc).__name__, exc)
+                    failed = True
                     break
                 parts.append(delta)
                 yield delta
@@ -267,4 +271,12 @@ class AnswerStream:
             self.answer = answerer.extractive(passages)
             yield self.answer.text
             return
-        self.answer = Answer(text, "generated", [n - 1 for n in citations(text, len(passages))])
+        cited = [n - 1 for n in citations(text, len(passages))]
+        if failed:  # cut off: what it said stays, the extract completes the reply
+            extract = answerer.extractive(passages)
+            tail = f"\n\n{extract.text}"
+            whole = ("".join(parts) + tail).strip()
+            self.answer = Answer(whole, "extractive", list(dict.fromkeys([*cited, *extract.cited])))
+            yield tail
+            return
+        self.answer = Answer(text, "generated", cited)
