@@ -7,6 +7,7 @@ from __future__ import annotations
 import gc
 import json
 import shutil
+import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -266,6 +267,40 @@ def test_new_item_is_recommendable_without_restart(client: TestClient) -> None:
     assert client.delete("/v1/items/astro-new").status_code == 204
     results = client.get("/v1/recommend", params={"interests": interests, "k": 21}).json()
     assert "astro-new" not in {r["item_id"] for r in results}
+
+
+def test_items_deleted_while_requests_run_never_fail_the_requests(client: TestClient) -> None:
+    """A user's history item and a candidate deleted and put back again and again while the user's requests
+    run: each request answers from the items there, never 404 for an id its caller did not send."""
+    stocked(client)
+    churned = item_id("astro", 1)  # in astro-user-0's history, and a candidate of every astro reader
+    body = {"title": THEMES["astro"][1][0], "text": THEMES["astro"][1][1]}
+    stop = threading.Event()
+
+    def churn() -> None:
+        while not stop.is_set():
+            assert client.delete(f"/v1/items/{churned}").status_code == 204
+            assert client.put(f"/v1/items/{churned}", json=body).status_code == 200
+
+    writer = threading.Thread(target=churn)
+    writer.start()
+    answers = []
+    try:
+        for _ in range(150):
+            params = {"user_id": "astro-user-0", "k": 5, "exclude_seen": "false"}
+            answers.append(client.get("/v1/recommend", params=params))
+            score = {"user_id": "astro-user-0", "items": [item_id("astro", 0), item_id("lab", 0)]}
+            answers.append(client.post("/v1/score", json=score))
+    finally:
+        stop.set()
+        writer.join()
+    failed = [(r.status_code, r.text) for r in answers if r.status_code != 200]
+    assert not failed, failed[:3]
+    assert client.delete(f"/v1/items/{churned}").status_code == 204  # once the delete has returned
+    params = {"user_id": "astro-user-0", "k": 20, "exclude_seen": "false"}
+    results = client.get("/v1/recommend", params=params).json()
+    assert len(results) == 19 and churned not in {r["item_id"] for r in results}
+    assert churned not in {m["item_id"] for r in results for m in r["explanation"]["because"]}
 
 
 def test_a_replica_serves_what_another_wrote_to_the_shared_database(

@@ -235,6 +235,20 @@ class ItemCatalog:
                 return self.index.get_many(ids)
             raise NotFound(f"expected catalog item ids; unknown: {id_listing(unknown)}") from None
 
+    def present(self, ids: Sequence[str]) -> tuple[list[str], np.ndarray]:
+        """The ids still in the catalog, in order, and their (n, dim) float32 vectors.
+
+        For the items a request found itself (candidates, a stored user's history): one deleted while the
+        request runs is left out, where `vectors` would refuse the request for an id its caller never sent.
+        """
+        kept = list(ids)
+        while True:
+            kept = [i for i in kept if i in self.index]
+            try:
+                return kept, self.index.get_many(kept)
+            except NotFound:  # removed between the check and the read: check again (kept only shrinks)
+                continue
+
     # Internals.
 
     def _reconcile(self, progress: Progress | None, *, save: bool) -> int:

@@ -289,10 +289,10 @@ class Recommender:
         pool.extend(snapshot.top(snapshot.counts, min(wanted, 50) + len(excluded)))
         if not pool:  # no profile and no behaviour at all: any items, so the answer is not empty
             pool = self.catalog.index.ids()[: wanted + len(excluded)]
-        ids = [i for i in dict.fromkeys(pool) if i not in excluded and i in self.catalog]
+        ids, vectors = self.catalog.present([i for i in dict.fromkeys(pool) if i not in excluded])
         if not ids:
             return []
-        return self._rank(profile, ids, self.catalog.vectors(ids), k)
+        return self._rank(profile, ids, vectors, k)
 
     def profile(self, query: Query) -> Profile:
         """The profile of a query.
@@ -308,8 +308,9 @@ class Recommender:
         history, seen = self._history(query)
         parts = []
         config = self.model.config
-        recent = history[-max(config.history_items, config.text_history_items) :]
-        recent_vectors = self.catalog.vectors(recent) if recent else np.zeros((0, self.model.dim), np.float32)
+        recent, recent_vectors = self.catalog.present(
+            history[-max(config.history_items, config.text_history_items) :]
+        )
         with intra_op_threads(self.torch_threads):  # a text profile and interests run the encoder
             if history:
                 parts.append(self.model.profile(recent_vectors, self.catalog.titles(recent)))
@@ -390,10 +391,11 @@ class Recommender:
         self, history: list[str], snapshot: BehaviourSnapshot, ids: list[str], vectors: np.ndarray
     ) -> list[list[HistoryMatch]]:
         """Per item, the (up to REASONS) history items most similar to it, strongest first."""
+        history, history_vectors = self.catalog.present(history)  # one deleted meanwhile is no reason
         if not history:
             return [[] for _ in ids]
         # content cosine plus co-occurrence similarity: both in [-1, 1], both reasons to show an item
-        strength = self.catalog.vectors(history) @ vectors.T  # (h, n)
+        strength = history_vectors @ vectors.T  # (h, n)
         strength += snapshot.pair_similarity(history, ids)
         place = {item: row for row, item in enumerate(history)}
         itself = np.fromiter((place.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))  # (n,)
@@ -425,9 +427,7 @@ class Recommender:
                 ids = self.catalog.index.ids()
                 rng = np.random.default_rng(0)
                 chosen = sorted(rng.choice(len(ids), size=min(REFERENCE_ITEMS, len(ids)), replace=False))
-                sample = [ids[int(i)] for i in chosen]
-                present = [i for i in sample if i in self.catalog]
-                self._reference = (version, present, self.catalog.vectors(present))
+                self._reference = (version, *self.catalog.present([ids[int(i)] for i in chosen]))
             return self._reference[1], self._reference[2]
 
 
