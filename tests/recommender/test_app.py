@@ -256,6 +256,22 @@ def test_score_errors_are_clear(client: TestClient) -> None:
     problem(client.get("/v1/recommend"), 422)
 
 
+def test_a_user_without_events_who_sends_interests_is_scored_on_them(client: TestClient) -> None:
+    """A new user's id with their interests (say, picked at sign-up): the interests alone, not 404."""
+    stocked(client)
+    interests = "tomato seeds, compost"
+    alone = client.get("/v1/recommend", params={"interests": interests, "k": 5})
+    with_id = client.get("/v1/recommend", params={"user_id": "newcomer", "interests": interests, "k": 5})
+    assert with_id.status_code == 200, with_id.text
+    assert with_id.json() == alone.json() and len(alone.json()) == 5
+    body = {"interests": interests, "items": [item_id("garden", 2), item_id("lab", 0)]}
+    scored = client.post("/v1/score", json={"user_id": "newcomer", **body})
+    assert scored.status_code == 200, scored.text
+    assert scored.json() == client.post("/v1/score", json=body).json()
+    detail = problem(client.get("/v1/recommend", params={"user_id": "newcomer"}), 404)["detail"]
+    assert "'newcomer'" in detail  # no events and nothing else to go on
+
+
 def test_new_item_is_recommendable_without_restart(client: TestClient) -> None:
     stocked(client)
     text = "Handheld spectroscope for observing the spectra of stars"

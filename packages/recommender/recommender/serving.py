@@ -1,11 +1,12 @@
 """Online scoring and recommendation: profiles from stored behaviour, candidates, the model's blend, reasons.
 
 A request's profile comes from a user's stored events (their positives, oldest first), from a history of item
-ids, or from free-text interests (cold start), or from interests together with either. Each candidate gets a
-content score (its vector against the profile), a co-occurrence score (item-kNN against the history) and its
-popularity; `TextInterestModel.blend` standardises each component and weighs them. The components are
-standardised over the candidates together with a fixed sample of the catalog, so a score does not depend
-much on which other candidates were sent (and a single candidate still gets a meaningful score).
+ids, or from free-text interests (cold start), or from interests together with either (a user with no stored
+events yet is then scored on the interests alone). Each candidate gets a content score (its vector against
+the profile), a co-occurrence score (item-kNN against the history) and its popularity;
+`TextInterestModel.blend` standardises each component and weighs them. The components are standardised over
+the candidates together with a fixed sample of the catalog, so a score does not depend much on which other
+candidates were sent (and a single candidate still gets a meaningful score).
 
 `recommend` takes its candidates from the vector index (nearest items to the profile), the history's
 co-occurrence neighbours and the most popular items. Every result explains itself: the history items most
@@ -261,7 +262,8 @@ class Recommender:
         Raises:
             PayloadTooLarge: More than `max_items` items.
             InvalidInput: No items, or an id repeated.
-            NotFound: Listing the item ids (or history ids) not in the catalog, or a user with no events.
+            NotFound: Listing the item ids (or history ids) not in the catalog, or a user with no events and
+                no interests sent.
         """
         if len(items) > self.max_items:
             raise PayloadTooLarge(f"expected at most {self.max_items} items per request, found {len(items)}")
@@ -299,7 +301,7 @@ class Recommender:
 
         Raises:
             InvalidInput: Neither a user, a history nor interests; or both a user and a history.
-            NotFound: A user without events, or history ids not in the catalog.
+            NotFound: A user without events and without interests, or history ids not in the catalog.
         """
         if query.user_id is not None and query.history is not None:
             raise InvalidInput("expected user_id or history, not both")
@@ -335,6 +337,8 @@ class Recommender:
         if query.user_id is None:
             return [], set()
         events = user_events(self.db, query.user_id)
+        if not events and (query.interests or "").strip():
+            return [], set()  # a new user who told their interests: scored on those alone
         if not events:
             raise NotFound(
                 f"expected a user with events, found none for user_id {query.user_id!r} "
