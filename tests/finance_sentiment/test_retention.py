@@ -1,7 +1,8 @@
 """The retention (``FIN_RETENTION_DAYS``) against a real database, through the monitor's job
 (`Monitor.prune`), the app's scheduler and `run-once`.
 
-Stories are inserted with their ``seen_at`` days in the past; nothing waits on the clock.
+Stories are inserted with their ``seen_at`` days in the past, alerts and notifications with their times;
+nothing waits on the clock.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -25,13 +27,14 @@ from finance_sentiment import create_app
 from finance_sentiment.alerting import evaluate_rules
 from finance_sentiment.cli import app as cli
 from finance_sentiment.database import Database
+from finance_sentiment.delivery import deliver_pending, rfc3339
 from finance_sentiment.monitor import open_monitor
 from finance_sentiment.retention import BATCH_SIZE, KEY_MEMORY, prune
-from finance_sentiment.rules import delete_rule
+from finance_sentiment.rules import alerts_out, delete_rule, list_alerts
 from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage, PrunedStory
 from tests.conftest import serve_app
-from tests.finance_sentiment.test_alerting import HOUR, add_burst, add_calm, add_rule
+from tests.finance_sentiment.test_alerting import HOUR, NOW, add_burst, add_calm, add_rule, outbox
 from tests.finance_sentiment.test_cli import last_json, one_error_line
 from tests.finance_sentiment.test_ingest import RSS, STORIES, Page, Site, add_source, article, feed_of, rss
 from tests.finance_sentiment.test_ingest import settings as monitor_settings
@@ -177,7 +180,8 @@ async def test_evidence_of_a_live_alert_stays_until_its_notifications_are_sent(
         assert stored_urls(database) == set(recent) | evidence
         assert_no_orphans(database)
 
-        resolved = evaluate_rules(database, now=then + 2 * HOUR)
+        # Resolved an hour ago: the alert itself is kept (resolved within the retention).
+        resolved = evaluate_rules(database, now=now - HOUR)
         assert [t.status for t in resolved] == ["resolved"]
         report = await monitor.prune()  # resolved, but both notifications still wait
         assert report is not None and (report.pruned, report.cited) == (0, 5)
@@ -292,7 +296,9 @@ def test_run_once_prunes_when_a_retention_is_set(sqlite_url: str) -> None:
     database = Database(sqlite_url)
     try:
         assert stored_urls(database) == set(old + new)
-        assert run_once({"FIN_RETENTION_DAYS": "30"})["pruned"] == len(old)
+        summary = run_once({"FIN_RETENTION_DAYS": "30"})
+        counts = [summary[key] for key in ("pruned", "notifications_pruned", "alerts_pruned")]
+        assert counts == [len(old), 0, 0]
         assert stored_urls(database) == set(new)
     finally:
         database.dispose()
@@ -310,3 +316,173 @@ def test_the_apps_scheduler_prunes_at_start_and_counts_it(tmp_path: Path, sqlite
             time.sleep(0.1)
         assert [item["url"] for item in items] == new
         assert f"finance_documents_pruned_total {float(len(old))}" in http.get("/metrics").text
+
+
+def add_alert(
+    db: Database, *, status: str, starts_at: datetime, ends_at: datetime | None = None, name: str = "Acme"
+) -> int:
+    """An alert of the (only) rule, about entity ``name``; returns its id."""
+    with db.session() as session:
+        rule_id = session.scalars(select(AlertRule.id)).one()
+        alert = Alert(
+            rule_id=rule_id, fingerprint=name, labels={"entity": name}, annotations={}, status=status,
+            starts_at=starts_at, ends_at=ends_at, last_sent_at=ends_at or starts_at,
+        )  # fmt: skip
+        session.add(alert)
+        session.flush()
+        return alert.id
+
+
+def notify(
+    db: Database,
+    alert_id: int,
+    created: datetime,
+    *,
+    delivered: datetime | None = None,
+    expired: bool = False,
+) -> int:
+    """A notification of the alert stored at ``created`` (expiring a day later), delivered or expired or
+    still to be sent; returns its id."""
+    with db.session() as session:
+        alert = session.get_one(Alert, alert_id)
+        message = OutboxMessage(
+            alert_id=alert_id, rule_id=alert.rule_id, idempotency_key=uuid.uuid4().hex,
+            url="http://127.0.0.1:9/hook", payload={"status": alert.status, "alerts": []}, attempts=0,
+            next_attempt_at=created, created_at=created, expires_at=created + DAY, delivered_at=delivered,
+            expired=expired,
+        )  # fmt: skip
+        session.add(message)
+        session.flush()
+        return message.id
+
+
+def outbox_ids(db: Database) -> set[int]:
+    with db.session() as session:
+        return set(session.scalars(select(OutboxMessage.id)))
+
+
+def alert_ids(db: Database) -> set[int]:
+    with db.session() as session:
+        return set(session.scalars(select(Alert.id)))
+
+
+async def test_finished_notifications_older_than_the_retention_go_and_those_to_send_stay(
+    tmp_path: Path, database: Database, database_url: str
+) -> None:
+    now = utcnow()
+    add_rule(database)
+    alert = add_alert(database, status="firing", starts_at=now - 400 * DAY)  # fires still: stays
+    gone = [
+        notify(database, alert, now - 10 * DAY, delivered=now - 10 * DAY),
+        notify(database, alert, now - 10 * DAY, expired=True),  # expired 9 days ago
+    ]
+    kept = [
+        notify(database, alert, now - 10 * DAY),  # past its expiry, but no delivery pass marked it yet
+        notify(database, alert, now - 2 * DAY, delivered=now - 2 * DAY),
+        notify(database, alert, now - 7 * DAY, expired=True),  # expired 6 days ago
+        notify(database, alert, now - HOUR),  # waiting
+    ]
+    registry = CollectorRegistry()
+    async with open_monitor(retention(tmp_path, database_url), registry) as monitor:
+        report = await monitor.prune()
+        assert report is not None and (report.notifications_pruned, report.alerts_pruned) == (2, 0)
+        assert outbox_ids(database) == set(kept)
+        again = await monitor.prune()
+        assert again is not None and (again.notifications_pruned, again.alerts_pruned) == (0, 0)
+    assert alert_ids(database) == {alert}
+    assert registry.get_sample_value("finance_notifications_pruned_total") == len(gone)
+    assert registry.get_sample_value("finance_alerts_pruned_total") == 0
+
+
+def assert_no_orphan_notifications(db: Database) -> None:
+    with db.session() as session:
+        orphans = select(func.count()).where(OutboxMessage.alert_id.not_in(select(Alert.id)))
+        assert session.scalar(orphans) == 0
+    if db.engine.dialect.name == "sqlite":
+        with db.engine.connect() as connection:
+            assert connection.exec_driver_sql("PRAGMA foreign_key_check").all() == []
+
+
+async def test_resolved_alerts_older_than_the_retention_go_with_their_notifications(
+    tmp_path: Path, database: Database, database_url: str
+) -> None:
+    now = utcnow()
+    add_rule(database)
+    old = add_alert(database, status="resolved", starts_at=now - 12 * DAY, ends_at=now - 10 * DAY)
+    notify(database, old, now - 12 * DAY, delivered=now - 12 * DAY)
+    notify(database, old, now - 10 * DAY, delivered=now - 10 * DAY)
+    firing = add_alert(database, status="firing", starts_at=now - 400 * DAY, name="Globex")
+    notify(database, firing, now - 400 * DAY, delivered=now - 400 * DAY)
+    recent = add_alert(
+        database, status="resolved", starts_at=now - 20 * DAY, ends_at=now - 2 * DAY, name="Hooli"
+    )
+    notify(database, recent, now - 20 * DAY, delivered=now - 20 * DAY)
+    last_sent = notify(database, recent, now - 2 * DAY, delivered=now - 2 * DAY)
+    # Resolved long ago, its "resolved" never sent and past its expiry, but not marked expired yet.
+    unsent = add_alert(
+        database, status="resolved", starts_at=now - 11 * DAY, ends_at=now - 10 * DAY, name="Initech"
+    )
+    waiting = notify(database, unsent, now - 10 * DAY)
+
+    registry = CollectorRegistry()
+    async with open_monitor(retention(tmp_path, database_url), registry) as monitor:
+        report = await monitor.prune()
+        assert report is not None and (report.alerts_pruned, report.notifications_pruned) == (1, 4)
+        assert alert_ids(database) == {firing, recent, unsent}
+        assert outbox_ids(database) == {last_sent, waiting}
+        assert_no_orphan_notifications(database)
+        with database.session() as session:  # what GET /v1/alerts answers: the episodes kept
+            listed = alerts_out(session, list_alerts(session))
+        # Newest start first; the firing alert's notification of 400 days ago is no longer counted.
+        assert [(a.id, a.deliveries.delivered, a.deliveries.pending) for a in listed] == [
+            (unsent, 0, 1), (recent, 1, 0), (firing, 0, 0)
+        ]  # fmt: skip
+
+        def unreachable(request: httpx.Request) -> httpx.Response:
+            raise AssertionError(f"nothing is due to be sent, found a POST to {request.url}")
+
+        async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as client:
+            assert (await deliver_pending(database, client, now=now)).expired == 1
+        report = await monitor.prune()  # now that nothing of it waits
+        assert report is not None and (report.alerts_pruned, report.notifications_pruned) == (1, 1)
+    assert alert_ids(database) == {firing, recent}
+    assert outbox_ids(database) == {last_sent}
+    assert_no_orphan_notifications(database)
+    assert registry.get_sample_value("finance_alerts_pruned_total") == 2
+    assert registry.get_sample_value("finance_notifications_pruned_total") == 5
+
+
+async def test_a_notification_behind_a_pruned_one_of_its_fingerprint_is_still_sent_in_order(
+    database: Database,
+) -> None:
+    sent: list[dict[str, Any]] = []
+
+    def receive(request: httpx.Request) -> httpx.Response:
+        sent.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    add_rule(database)
+    add_calm(database, "Acme", end=NOW)
+    add_burst(database, "Acme", end=NOW)
+    assert [t.status for t in evaluate_rules(database, now=NOW)] == ["firing"]
+    async with httpx.AsyncClient(transport=httpx.MockTransport(receive)) as client:
+        assert (await deliver_pending(database, client, now=NOW)).delivered == 1
+        # A week later the episode resolves, and its "resolved" cannot be sent at once (the receiver is
+        # down, say); hours later a new burst opens a new alert with the same fingerprint.
+        later = NOW + 8 * DAY
+        assert [t.status for t in evaluate_rules(database, now=later)] == ["resolved"]
+        then = later + 8 * HOUR
+        add_calm(database, "Acme", end=then)
+        add_burst(database, "Acme", end=then)
+        assert [t.status for t in evaluate_rules(database, now=then)] == ["firing"]
+
+        report = prune(database, 7 * DAY, now=then)  # the first "firing", delivered 8 days ago, goes
+        assert (report.notifications_pruned, report.alerts_pruned) == (1, 0)
+        assert [m.payload["status"] for m in outbox(database)] == ["resolved", "firing"]
+        for _ in range(3):
+            await deliver_pending(database, client, now=then)
+    # The old episode's "resolved" first, then the new one's "firing": never the other way round.
+    assert [(body["status"], body["alerts"][0]["startsAt"]) for body in sent[1:]] == [
+        ("resolved", rfc3339(NOW)), ("firing", rfc3339(then))
+    ]  # fmt: skip
+    assert len({body["alerts"][0]["fingerprint"] for body in sent}) == 1

@@ -140,10 +140,12 @@ async def _work(settings: FinanceSentimentSettings, prepared: Prepared) -> None:
 
 @app.command("run-once")
 def run_once(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
-    """Fetch every enabled source once, judge the rules, deliver webhooks, delete the stories older than
-    FIN_RETENTION_DAYS when it is set, and exit (for cron).
+    """Fetch every enabled source once, judge the rules, deliver webhooks, delete the stories (and the
+    finished notifications and resolved alerts) older than FIN_RETENTION_DAYS when it is set, and exit (for
+    cron).
 
-    The last stdout line is one JSON object: per-source reports and totals (``pruned``: stories deleted).
+    The last stdout line is one JSON object: per-source reports and totals (``pruned``: stories deleted;
+    ``notifications_pruned``, ``alerts_pruned``: finished notifications and resolved alerts deleted).
     """
     settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
     summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings, prepared)))
@@ -165,6 +167,8 @@ async def _once(settings: FinanceSentimentSettings, prepared: Prepared) -> dict[
         "duplicates": sum(r.duplicates for r in reports),
         "failed": sum(r.status == "failed" for r in reports),
         "pruned": pruned.pruned if pruned is not None else 0,
+        "notifications_pruned": pruned.notifications_pruned if pruned is not None else 0,
+        "alerts_pruned": pruned.alerts_pruned if pruned is not None else 0,
         "reports": [asdict(r) for r in reports],
     }
 

@@ -1,7 +1,8 @@
 """The monitor's stateful parts in one place, built and torn down together (by the app's lifespan, the
 worker and `run-once`): database, HTTP client, fetcher, sentiment model, tagger, ingestor.
 
-With ``FIN_RETENTION_DAYS`` set, `Monitor.prune` deletes old stories (`finance_sentiment.retention`).
+With ``FIN_RETENTION_DAYS`` set, `Monitor.prune` deletes old stories, notifications and resolved alerts
+(`finance_sentiment.retention`).
 
 Rule evaluation runs under one lock per process: an ingest job and the periodic evaluation never judge the
 same window at once, so a spike opens exactly one alert. Webhook delivery runs under another: one outbox pass
@@ -107,15 +108,25 @@ class Monitor:
         return report
 
     async def prune(self) -> PruneReport | None:
-        """Delete the stories older than the retention (`retention.prune`); None when no retention is set
-        (``FIN_RETENTION_DAYS`` unset: every story is kept)."""
+        """Delete the stories, the finished notifications and the resolved alerts older than the retention
+        (`retention.prune`); None when no retention is set (``FIN_RETENTION_DAYS`` unset: all are kept)."""
         days = self.settings.retention_days
         if days is None:
             return None
         report = await asyncio.to_thread(prune, self.db, timedelta(days=days))
         self.metrics.pruned.inc(report.pruned)
+        self.metrics.notifications_pruned.inc(report.notifications_pruned)
+        self.metrics.alerts_pruned.inc(report.alerts_pruned)
         if report.pruned:
             log.info("retention: %d stories first seen before %s deleted", report.pruned, report.cutoff)
+        if report.notifications_pruned or report.alerts_pruned:
+            log.info(
+                "retention: %d notifications delivered or expired, and %d alerts resolved, more than %d days "
+                "ago deleted",
+                report.notifications_pruned,
+                report.alerts_pruned,
+                days,
+            )
         return report
 
     async def run_all(self) -> list[RunReport]:

@@ -1,4 +1,5 @@
-"""Retention: delete the stories first seen longer ago than ``FIN_RETENTION_DAYS`` (unset: keep every story).
+"""Retention: delete the stories first seen longer ago than ``FIN_RETENTION_DAYS`` (unset: keep every story),
+and the webhook notifications and resolved alerts finished that long ago.
 
 Which time: a story's age is counted from ``seen_at``, when the monitor first stored it, never from the
 ``published_at`` the source claims. Every story has one; the windows of the alert rules and the trend buckets
@@ -24,7 +25,25 @@ Its dedup keys stay (`PrunedStory`: hashes of its canonical URL and of its text,
 would count it in the current window of every rule as if it were news. A story listed again after that is
 stored again, once more as new.
 
-Deletions go in batches of `BATCH_SIZE` stories, one short transaction each (``FOR UPDATE SKIP LOCKED`` on
+Notifications and alerts go too, by the retention alone (a rule's history holds back only the stories), so
+neither the outbox nor the alert history grows for good, nor keeps its copies of the evidence (headlines and
+URLs, in annotations and webhook bodies) for ever:
+
+    notification  delivered before the cutoff, or expired (``expires_at``) before it; never one still to be
+                  sent (`delivery.pending`), however old: past its expiry time, it waits for a delivery pass
+                  to mark it expired
+    alert         resolved (``ends_at``) before the cutoff, with its notifications, once none of them is
+                  still to be sent; never a firing alert, however long it has fired (its own annotations are
+                  the latest evidence; its older notifications go as above)
+
+The webhook order holds: a message waits only for the older messages of its fingerprint still to be sent
+(`delivery`), and those are never deleted. Alerting finds an open alert by its status (firing), never a
+resolved one, so re-firing and repeat intervals are untouched. What changes: ``GET /v1/alerts`` no longer
+lists the deleted episodes, and an alert's ``deliveries`` counts only its notifications kept (a long-firing
+alert's count of old repeats falls); the counters at ``/metrics`` count events and never go back. Outbox ids
+are named nowhere outside the database (SQLite may give a deleted newest id again: still above every id kept).
+
+Deletions go in batches of `BATCH_SIZE` rows, one short transaction each (``FOR UPDATE SKIP LOCKED`` on
 PostgreSQL, so two replicas share the work), so a first pass over millions of rows never holds a long lock.
 """
 
@@ -37,7 +56,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, and_, delete, insert, or_, select
+from sqlalchemy import ColumnElement, CursorResult, Delete, and_, delete, exists, insert, or_, select
 from sqlalchemy.orm import Session
 
 from finance_sentiment.database import Database
@@ -62,6 +81,9 @@ class PruneReport:
         cited: Stories due but kept, cited by a firing alert or a waiting notification.
         keys_forgotten: Dedup keys of stories pruned long ago (`KEY_MEMORY`) deleted.
         held_by: The rule whose history moved the cutoff back, when one did.
+        notifications_pruned: Webhook notifications deleted, delivered or expired before ``now -
+            retention`` (those of the alerts deleted included).
+        alerts_pruned: Alerts deleted, resolved before ``now - retention`` with nothing left to send.
     """
 
     cutoff: datetime
@@ -69,19 +91,23 @@ class PruneReport:
     cited: int
     keys_forgotten: int
     held_by: str | None = None
+    notifications_pruned: int = 0
+    alerts_pruned: int = 0
 
 
 def prune(
     db: Database, retention: timedelta, *, now: datetime | None = None, batch_size: int = BATCH_SIZE
 ) -> PruneReport:
     """Delete the stories first seen before ``now - retention`` (or before the oldest window a rule reads,
-    when that is earlier), except those alerts still cite, in batches of ``batch_size``.
+    when that is earlier), except those alerts still cite; then the notifications delivered or expired, and
+    the alerts resolved, before ``now - retention``; in batches of ``batch_size``.
 
     Args:
         db: The monitor's database.
-        retention: How long a story is kept after it was first seen.
+        retention: How long a story is kept after it was first seen, and a notification or a resolved
+            alert after it was finished.
         now: The time of the pass (timezone-aware); defaults to the clock.
-        batch_size: Stories deleted per transaction.
+        batch_size: Rows deleted per transaction.
 
     Returns:
         What was deleted and kept.
@@ -105,10 +131,13 @@ def prune(
         held_by = None
     cutoff = now - horizon
     pruned, kept = _prune_documents(db, cutoff, cited, now, batch_size)
-    forgotten = _forget_keys(db, now - KEY_MEMORY, batch_size)
+    forgotten = _in_batches(db, PrunedStory, PrunedStory.pruned_at < now - KEY_MEMORY, batch_size)
     if kept:
         log.info("retention: %d stories past the cutoff kept, cited by live alerts", kept)
-    return PruneReport(cutoff, pruned, kept, forgotten, held_by)
+    finished = now - retention
+    notifications = _in_batches(db, OutboxMessage, _finished_before(finished), batch_size)
+    alerts, theirs = _prune_alerts(db, finished, batch_size)
+    return PruneReport(cutoff, pruned, kept, forgotten, held_by, notifications + theirs, alerts)
 
 
 def longest_history(session: Session) -> tuple[str | None, timedelta]:
@@ -202,18 +231,58 @@ def _delete(session: Session, rows: Sequence[Any], now: datetime) -> int:
     return cast(CursorResult[Any], deleted).rowcount
 
 
-def _forget_keys(db: Database, before: datetime, batch_size: int) -> int:
-    """Delete the dedup keys of stories pruned before ``before``, one batch per transaction."""
-    forgotten = 0
+def _finished_before(cutoff: datetime) -> ColumnElement[bool]:
+    """Whether a notification was delivered, or expired, before ``cutoff`` (so is not `pending`)."""
+    return or_(
+        OutboxMessage.delivered_at < cutoff,
+        and_(OutboxMessage.expired.is_(True), OutboxMessage.expires_at < cutoff),
+    )
+
+
+def _prune_alerts(db: Database, cutoff: datetime, batch_size: int) -> tuple[int, int]:
+    """Delete the alerts resolved before ``cutoff`` with no notification still to be sent, and their
+    notifications (all finished), one batch per transaction; returns how many alerts and notifications."""
+    waiting = exists().where(OutboxMessage.alert_id == Alert.id, pending())
+    done = and_(Alert.status == "resolved", Alert.ends_at < cutoff, ~waiting)
+    alerts = notifications = 0
     while True:
         with db.session() as session:
-            ids = list(
-                session.scalars(
-                    select(PrunedStory.id).where(PrunedStory.pruned_at < before).limit(batch_size)
-                )
-            )
+            ids = _batch(session, Alert, done, batch_size)
             if ids:
-                session.execute(delete(PrunedStory).where(PrunedStory.id.in_(ids)))
-        forgotten += len(ids)
+                # Deleted here rather than by ON DELETE CASCADE, so that they are counted.
+                theirs = delete(OutboxMessage).where(OutboxMessage.alert_id.in_(ids), ~pending())
+                notifications += _rowcount(session, theirs)
+                alerts += _rowcount(session, delete(Alert).where(Alert.id.in_(ids), done))
         if len(ids) < batch_size:
-            return forgotten
+            return alerts, notifications
+
+
+def _in_batches(
+    db: Database, table: type[OutboxMessage | PrunedStory], where: ColumnElement[bool], batch_size: int
+) -> int:
+    """Delete the rows of ``table`` matching ``where``, one batch per transaction; returns how many."""
+    deleted = 0
+    while True:
+        with db.session() as session:
+            ids = _batch(session, table, where, batch_size)
+            if ids:
+                deleted += _rowcount(session, delete(table).where(table.id.in_(ids)))
+        if len(ids) < batch_size:
+            return deleted
+
+
+def _batch(
+    session: Session,
+    table: type[Alert | OutboxMessage | PrunedStory],
+    where: ColumnElement[bool],
+    batch_size: int,
+) -> list[int]:
+    # PostgreSQL only (SQLite omits it): a replica pruning at the same time takes other rows instead.
+    query = select(table.id).where(where).limit(batch_size).with_for_update(skip_locked=True)
+    return list(session.scalars(query))
+
+
+def _rowcount(session: Session, statement: Delete) -> int:
+    """Rows a DELETE removed (no ORM session sync: these rows are not loaded as objects)."""
+    result = session.execute(statement.execution_options(synchronize_session=False))
+    return cast(CursorResult[Any], result).rowcount

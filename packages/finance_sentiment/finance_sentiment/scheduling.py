@@ -1,6 +1,6 @@
 """APScheduler wiring: one job per enabled source, plus rule evaluation, webhook delivery, a resync and, with
-``FIN_RETENTION_DAYS`` set, the hourly deletion of old stories (due at start too, so a service restarted more
-often than hourly still prunes).
+``FIN_RETENTION_DAYS`` set, the hourly deletion of old stories, notifications and resolved alerts (due at
+start too, so a service restarted more often than hourly still prunes).
 
 The scheduler only wires triggers to plain ``async def`` jobs of `Monitor` (tests call those directly).
 ``max_instances=1`` keeps runs of one source from overlapping; ``coalesce`` folds missed runs into one.

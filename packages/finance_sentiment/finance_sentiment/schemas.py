@@ -381,7 +381,8 @@ class DocumentPage(BaseModel):
 
 
 class Deliveries(BaseModel):
-    """Notifications of one alert by delivery state."""
+    """Notifications of one alert by delivery state: those kept (with ``FIN_RETENTION_DAYS`` set, the ones
+    delivered or expired longer ago are deleted and no longer counted)."""
 
     pending: int = 0
     delivered: int = 0

@@ -75,7 +75,9 @@ class FinanceSentimentSettings(ServiceSettings):
         description="Delete stories first seen more than this many days ago, hourly (and at the end of "
         "run-once); unset (the default) keeps every story. Never shorter than the history an alert rule "
         "reads (window x (baseline + 1)): a longer rule holds the deletions back, with a warning. A story "
-        "a firing alert or a waiting notification cites is kept until it no longer does.",
+        "a firing alert or a waiting notification cites is kept until it no longer does. Webhook "
+        "notifications delivered or expired, and alerts resolved, more than this many days ago go too; "
+        "never a notification still to be sent nor a firing alert.",
     )
 
     @field_validator("retention_days")

@@ -2,7 +2,7 @@
 
     sources ─┬─< documents ─< document_tags        (what was read, classified and tagged)
              │
-    alert_rules ─< alerts ─< outbox                (what fired, and every notification until delivered)
+    alert_rules ─< alerts ─< outbox                (what fired, and every notification, sent or waiting)
 
     pruned_stories                                 (dedup keys of the stories the retention deleted)
 
@@ -164,7 +164,11 @@ class Alert(Base):
     """One episode of a rule firing for one label set, from start to resolution."""
 
     __tablename__ = "alerts"
-    __table_args__ = (Index("ix_alerts_fingerprint_status", "fingerprint", "status"), NEVER_REUSED)
+    __table_args__ = (
+        Index("ix_alerts_fingerprint_status", "fingerprint", "status"),
+        Index("ix_alerts_ends_at", "ends_at"),  # the retention finds the episodes resolved long ago
+        NEVER_REUSED,
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"), index=True)
@@ -182,7 +186,10 @@ class OutboxMessage(Base):
     """A webhook notification stored before delivery, retried until delivered or expired."""
 
     __tablename__ = "outbox"
-    __table_args__ = (Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),)
+    __table_args__ = (
+        Index("ix_outbox_pending", "delivered_at", "next_attempt_at"),
+        Index("ix_outbox_expires_at", "expires_at"),  # the retention finds the messages expired long ago
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)

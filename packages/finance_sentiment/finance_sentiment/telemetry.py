@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry, Counter
 
 @dataclass(frozen=True)
 class MonitorMetrics:
-    """Counters of source runs, stored and pruned stories, alert transitions and webhook deliveries."""
+    """Counters of source runs, stored and pruned stories, alert transitions, webhook deliveries, and the
+    notifications and alerts the retention deleted."""
 
     runs: Counter
     stored: Counter
@@ -17,6 +18,8 @@ class MonitorMetrics:
     transitions: Counter
     deliveries: Counter
     pruned: Counter
+    notifications_pruned: Counter
+    alerts_pruned: Counter
 
     @classmethod
     def create(cls, registry: CollectorRegistry | None = None) -> MonitorMetrics:
@@ -36,5 +39,15 @@ class MonitorMetrics:
             ),
             pruned=Counter(
                 "finance_documents_pruned", "Stories deleted by the retention policy.", registry=registry
+            ),
+            notifications_pruned=Counter(
+                "finance_notifications_pruned",
+                "Delivered or expired webhook notifications deleted by the retention policy.",
+                registry=registry,
+            ),
+            alerts_pruned=Counter(
+                "finance_alerts_pruned",
+                "Resolved alerts deleted by the retention policy, with their notifications.",
+                registry=registry,
             ),
         )
