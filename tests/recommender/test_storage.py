@@ -17,6 +17,7 @@ from sqlalchemy import func, inspect, select
 from recommender.baselines import ItemKNN, Popularity
 from recommender.behaviour import Behaviour
 from recommender.catalog import ItemCatalog, ItemRecord
+from recommender.changes import ITEMS, read_counters
 from recommender.data import Catalog
 from recommender.database import Database
 from recommender.events import (
@@ -171,6 +172,42 @@ def test_an_upsert_racing_a_delete_or_another_upsert_leaves_the_index_in_step(
     assert catalog.get("z").title == "Cheap red shoes"
     restarted = ItemCatalog(database, embed, 8, catalog.index_path, "gated", 8)
     assert restarted.sync() == 0 and len(restarted) == 4  # the saved file agrees with the database too
+
+
+def test_two_processes_saving_one_index_file_at_once_leave_it_in_step(
+    database: Database, tmp_path: Path
+) -> None:
+    """A service and `recommender ingest-items` (here two catalogs on the same files) each change an item and
+    save at the same moment: a restart then holds the vector of every item's stored text, never the other
+    writer's stale vector under a hash of the new text."""
+    embed = GatedVectors(8)
+    path = tmp_path / "idx" / "items.npz"
+    service = ItemCatalog(database, embed, 8, path, "gated", 256)
+    service.sync()
+    service.upsert([ItemRecord(f"i{n}", f"Item {n}") for n in range(2000)])
+    command = ItemCatalog(database, embed, 8, path, "gated", 256)
+    command.sync()
+
+    def write(start: threading.Barrier, catalog: ItemCatalog, item: ItemRecord) -> None:
+        start.wait()
+        catalog.upsert([item])
+
+    for round in range(30):
+        start = threading.Barrier(2)
+        with ThreadPoolExecutor(2) as pool:
+            done = [
+                pool.submit(write, start, service, ItemRecord("i0", f"Service text {round}")),
+                pool.submit(write, start, command, ItemRecord("i1", f"Command text {round}")),
+            ]
+            for future in done:
+                future.result(timeout=30)
+        restarted = ItemCatalog(database, embed, 8, path, "gated", 256)
+        restarted.sync()
+        for item in ("i0", "i1"):
+            text = restarted.get(item).title
+            np.testing.assert_allclose(restarted.vectors([item])[0], embed.vector(text), atol=1e-6)
+        for catalog in (service, command):
+            catalog.refresh(read_counters(database)[ITEMS])  # each takes in the other's write
 
 
 def test_events_are_all_or_nothing_and_histories_ordered(catalog: ItemCatalog, database: Database) -> None:

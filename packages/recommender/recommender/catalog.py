@@ -3,6 +3,9 @@
 The database is the source of truth. The index file (``index_path``) and a sidecar JSON beside it (the model
 fingerprint and a hash of each item's encoder text) let a restart re-embed only what changed; when the file is
 missing, was built by another model, or disagrees with its sidecar, the index is rebuilt from the database.
+The pair is written and read under a file lock beside them (``.lock``): another process writing the same files
+(`recommender ingest-items` beside a running service) would otherwise leave one writer's index with the
+other's sidecar, whose hashes then vouch for vectors of texts the index does not hold.
 
 Writes (upsert, delete) hold one lock, so the database, the index and the file change in the same order.
 An upsert embeds before it takes the lock, then decides under it again which items need a vector (a delete or
@@ -16,11 +19,14 @@ when the counter moved past what this catalog has taken in (the catalog's own wr
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import os
 import threading
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -324,8 +330,9 @@ class ItemCatalog:
     def _load_file(self) -> bool:
         """Adopt the saved index when it matches this model; returns whether it had to be discarded."""
         try:
-            meta = json.loads(self._sidecar().read_text(encoding="utf-8"))
-            index = VectorIndex.load(self.index_path)
+            with self._files_locked(fcntl.LOCK_SH):
+                meta = json.loads(self._sidecar().read_text(encoding="utf-8"))
+                index = VectorIndex.load(self.index_path)
         except (OSError, ValueError, CoreError):
             return True
         hashes = meta.get("hashes") if isinstance(meta, dict) else None
@@ -342,9 +349,22 @@ class ItemCatalog:
 
     def _save(self) -> None:
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
-        self.index.save(self.index_path)
         meta = {"version": _SIDECAR_VERSION, "model": self.fingerprint, "hashes": self._hashes}
-        write_text_atomic(self._sidecar(), json.dumps(meta))
+        with self._files_locked(fcntl.LOCK_EX):  # the index first: a crash before its sidecar only re-embeds
+            self.index.save(self.index_path)
+            write_text_atomic(self._sidecar(), json.dumps(meta))
+
+    @contextmanager
+    def _files_locked(self, operation: int) -> Iterator[None]:
+        """Hold the lock of the index files (`fcntl.LOCK_SH` to read them, `LOCK_EX` to write), which other
+        processes on them take too."""
+        # Read-only is enough for flock, so a service and a command run as other users share the file.
+        fd = os.open(self.index_path.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, operation)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
 
 
 def delete_items(db: Database, ids: Sequence[str]) -> int:
