@@ -154,7 +154,17 @@ def trained_head(folder: str | os.PathLike[str], task: str, what: str) -> Path:
 
 
 def read_labels(folder: Path) -> tuple[list[str], bool]:
-    """Read the label list and multi-label flag of a classifier folder."""
+    """Read the label list and multi-label flag of a classifier folder.
+
+    Raises:
+        NotFound: `folder` is not a folder, or holds no `labels.json` (it is not a trained classifier).
+        InvalidInput: `labels.json` is broken.
+    """
+    if not folder.is_dir():
+        found = "found a file" if folder.exists() else "it does not exist"
+        raise NotFound(f"{folder}: expected a trained model folder; {found}")
+    if not (folder / LABELS_FILE).is_file():
+        raise NotFound(f"expected {LABELS_FILE} in {folder}; it is not a trained classifier folder")
     data = read_json(folder / LABELS_FILE)
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) < 2:

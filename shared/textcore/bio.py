@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from textcore.data import read_table
+from textcore.data import read_table, require_file
 from textcore.errors import InvalidInput
 
 OUTSIDE = "O"
@@ -202,8 +202,7 @@ def _sequence(value: str, where: str) -> list[str]:
 
 
 def _read_conll(file: Path) -> TaggedSentences:
-    if not file.is_file():
-        raise InvalidInput(f"{file}: expected a readable data file; it does not exist")
+    require_file(file, "data file")
     try:
         text = file.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:

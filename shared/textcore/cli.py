@@ -6,6 +6,7 @@ Every expected failure (bad file, column, label, model) ends with one line on st
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -226,8 +227,7 @@ def train(
 
     def action() -> None:
         # Check the data before importing torch, so that a bad file fails in a fraction of a second.
-        if output.exists() and not output.is_dir():
-            raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
+        require_new_output(output, resume)
         if negative_column and task != "embedding":
             raise InvalidInput(f"--negative-column: hard negatives apply to --task embedding; found {task}")
         if passage_column and task != "cross-encoder":
@@ -270,6 +270,26 @@ def train(
         print(json.dumps({"output": str(result.output), "validation": figures}))
 
     run_or_exit(action)
+
+
+def require_new_output(output: Path, resume: bool = False) -> None:
+    """Refuse to train into a file, or into a folder that already holds files (an earlier model would be
+    overwritten, or mixed with the new one) unless `resume` continues an interrupted run there.
+
+    Only the main process looks into the folder: under `torchrun` the other ranks may start after it has
+    begun writing.
+    """
+    if output.exists() and not output.is_dir():
+        raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
+    if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():
+        return
+    entries = sorted(entry.name for entry in output.iterdir())
+    if entries:
+        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+        raise InvalidInput(
+            f"--output {output}: expected a new or empty folder; it holds {shown} (an earlier model?). "
+            "Choose another folder or remove this one (--resume continues an interrupted run in it)"
+        )
 
 
 def _check_training_data(

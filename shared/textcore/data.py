@@ -98,6 +98,17 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
         }
 
 
+def require_file(file: Path, kind: str) -> None:
+    """Refuse a path that is not a regular file, saying whether nothing or a folder is there.
+
+    Raises:
+        InvalidInput: `file` does not exist or is not a file (a folder, say).
+    """
+    if not file.is_file():
+        found = "found a folder" if file.is_dir() else "it does not exist"
+        raise InvalidInput(f"{file}: expected a readable {kind}; {found}")
+
+
 def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
     """Read every row of a CSV, TSV or JSON Lines file as a dict of strings.
 
@@ -105,8 +116,7 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         InvalidInput: the file is missing, not UTF-8, malformed or of an unknown kind.
     """
     file = Path(path)
-    if not file.is_file():
-        raise InvalidInput(f"{file}: expected a readable data file; it does not exist")
+    require_file(file, "data file")
     suffix = file.suffix.lower()
     if suffix not in TABLE_SUFFIXES:
         raise InvalidInput(
@@ -147,8 +157,7 @@ def read_corpus(path: str | os.PathLike[str], text_column: str = "text") -> list
             kinds = ", ".join((".txt", *TABLE_SUFFIXES))
             raise InvalidInput(f"{file}: expected one of {kinds}; found {file.suffix or 'no suffix'}")
         return read_texts(file, text_column)
-    if not file.is_file():
-        raise InvalidInput(f"{file}: expected a readable text file; it does not exist")
+    require_file(file, "text file")
     try:
         text = file.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as exc:

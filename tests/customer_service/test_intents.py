@@ -354,3 +354,37 @@ def test_train_intents_refit_keeps_the_first_runs_figures_and_is_refused_with_oo
     assert refused.exit_code == 2
     assert "refit: the out-of-scope threshold is chosen on the validation rows" in refused.output
     assert not (tmp_path / "refused").exists()
+
+
+@pytest.mark.parametrize("command", ["train-intents", "train-retriever", "train-reranker"])
+@pytest.mark.parametrize("taken", ["a-file", "a-folder-with-files"])
+def test_training_commands_refuse_an_output_that_is_taken(
+    command: str, taken: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """An --output that is a file ended in a traceback; a folder holding files was written into, over or
+    beside what it held. Both are refused in one line, before any training, and the path is left as it was."""
+    data = intent_data(4, seed=6)
+    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
+    (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
+    faqs = [f"how do I reset my {thing},open settings and choose {thing}" for thing in ("pin", "card", "app")]
+    (tmp_path / "faq.csv").write_text("\n".join(["question,answer", *faqs * 2]), encoding="utf-8")
+    source = (
+        ["--data", tmp_path / "intents.csv"] if command == "train-intents" else ["--kb", tmp_path / "faq.csv"]
+    )
+    output = tmp_path / "out"
+    if taken == "a-file":
+        output.write_text("not a folder", encoding="utf-8")
+        expected = f"--output {output}: expected a folder to write the model to; found a file"
+    else:
+        output.mkdir()
+        (output / "notes.txt").write_text("keep me", encoding="utf-8")
+        expected = f"--output {output}: expected a new or empty folder; it holds notes.txt"
+    result = invoke(command, *source, "--output", output, "--base-model", tiny_model_dir, "--epochs", "1",
+                    "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0], result.stderr
+    if taken == "a-file":
+        assert output.read_text(encoding="utf-8") == "not a folder"
+    else:
+        assert [p.name for p in output.iterdir()] == ["notes.txt"]

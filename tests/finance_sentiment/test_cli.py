@@ -57,6 +57,27 @@ def test_train_refuses_labels_the_monitor_does_not_score(tmp_path: Path) -> None
     assert not (tmp_path / "model").exists()
 
 
+@pytest.mark.parametrize(
+    ("rows", "columns", "expected"),
+    [
+        ([("text", "label"), ("Shares soar", "positive")], ("text", "stars"), "expected column(s) stars"),
+        ([("text", "label")], ("text", "label"), "expected at least one data row; found none"),
+    ],
+)
+def test_train_names_a_missing_label_column_or_an_empty_file(
+    tmp_path: Path, rows: list[tuple[str, str]], columns: tuple[str, str], expected: str
+) -> None:
+    # The finance label check ran first and spoke of labels: "expected 'stars' labels among ...; found ['']"
+    data = tmp_path / "market.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows(rows)
+    text, label = columns
+    args = ("--text-column", text, "--label-column", label, "--output", tmp_path / "model")
+    line = one_error_line(invoke("train", "--data", data, *args))
+    assert f"{data}: {expected}" in line
+    assert not (tmp_path / "model").exists()
+
+
 def test_train_on_the_demo_data_with_the_tiny_model(tmp_path: Path, tiny_model_dir: Path) -> None:
     output = tmp_path / "model"
     result = invoke(

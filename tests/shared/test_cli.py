@@ -479,6 +479,23 @@ def _output_is_a_file(tmp: Path, model: Path, out: Path) -> tuple[list[object], 
     return _train_args(data, model, taken), "expected a folder to write the model to; found a file"
 
 
+def _data_is_a_folder(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    (tmp / "d.csv").mkdir()
+    return _train_args(
+        tmp / "d.csv", model, out
+    ), f"{tmp / 'd.csv'}: expected a readable data file; found a folder"
+
+
+def _output_holds_files(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    taken = tmp / "taken"
+    taken.mkdir()
+    (taken / "notes.txt").write_text("keep me")
+    return _train_args(
+        data, model, taken
+    ), f"--output {taken}: expected a new or empty folder; it holds notes.txt"
+
+
 def _flag_of_another_task(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
     data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
     args = [*_train_args(data, model, out), "--negative-column", "sentiment"]
@@ -503,6 +520,8 @@ ERROR_CASES: dict[str, ErrorCase] = {
     "too-few-rows-to-validate": _too_few_rows_to_validate,
     "negative-seed": _negative_seed,
     "output-is-a-file": _output_is_a_file,
+    "output-holds-files": _output_holds_files,
+    "data-is-a-folder": _data_is_a_folder,
     "flag-of-another-task": _flag_of_another_task,
     "class-weights-with-multi-label": _class_weights_with_multi_label,
 }
@@ -527,6 +546,75 @@ def test_train_errors_exit_2_with_one_line(case: str, tmp_path: Path, tiny_model
     assert_clean_failure(result, expected)
     assert result.stdout == ""
     assert not output.exists(), "a failed run must not leave a model folder behind"
+
+
+def test_training_into_a_folder_that_holds_a_model_leaves_it_untouched(
+    trained: Trained, tmp_path: Path
+) -> None:
+    # A second run into the folder of the first used to overwrite its model, or, for another task, leave a
+    # mix (an encoder beside the first run's classifier head and labels).
+    kept = tmp_path / "kept"
+    shutil.copytree(trained.model, kept)
+    before = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+    pairs = tmp_path / "pairs.csv"
+    write_csv(pairs, [(f"question {i}", f"answer {i}") for i in range(8)], ("review", "sentiment"))
+    args = ["--text-column", "review", "--label-column", "sentiment", "--epochs", 1, "--output", kept]
+    for task, data in (("classification", trained.data), ("embedding", pairs)):
+        result = invoke_cli("train", "--task", task, "--data", data, *args)
+        assert_clean_failure(result, f"--output {kept}: expected a new or empty folder; it holds config.json")
+        assert "--resume" in result.stderr
+    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
+
+
+NOT_A_MODEL: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
+    "missing": (
+        lambda tmp, _: tmp / "absent",
+        "{tmp}/absent: expected a trained model folder; it does not exist",
+    ),
+    "a-file": (
+        lambda tmp, _: write_csv(tmp / "m.csv", [("good", "pos")]),
+        "{tmp}/m.csv: expected a trained model folder; found a file",
+    ),
+    "a-base-model": (
+        lambda _, base: base,
+        "expected labels.json in {base}; it is not a trained classifier folder",
+    ),
+}
+
+
+@pytest.mark.parametrize("command", ["predict", "evaluate"])
+@pytest.mark.parametrize("case", list(NOT_A_MODEL))
+def test_a_model_folder_that_is_not_a_classifier_is_named(
+    command: str, case: str, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    make, expected = NOT_A_MODEL[case]
+    data = write_csv(tmp_path / "eval.csv", [("good", "pos"), ("bad", "neg")])
+    args = ["--data", data, "--text-column", "review"]
+    if command == "evaluate":
+        args += ["--label-column", "sentiment"]
+    result = invoke_cli(command, "--model", make(tmp_path, tiny_model_dir), *args)
+    assert_clean_failure(result, expected.format(tmp=tmp_path, base=tiny_model_dir))
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize(
+    ("args", "name"),
+    [
+        (["predict", "--model", "{model}", "--data", "{folder}"], "texts.csv"),
+        (["train", "--task", "mlm", "--data", "{folder}", "--output", "{out}"], "corpus.txt"),
+        (["train", "--task", "token-classification", "--data", "{folder}", "--output", "{out}"], "ner.conll"),
+    ],
+)
+def test_a_folder_given_as_a_data_file_is_named_a_folder(
+    trained: Trained, tmp_path: Path, args: list[str], name: str
+) -> None:
+    folder = tmp_path / name
+    folder.mkdir()
+    values = {"model": trained.model, "folder": folder, "out": tmp_path / "out"}
+    result = invoke_cli(*(arg.format(**values) for arg in args))
+    assert_clean_failure(result, f"{folder}: expected a readable")
+    assert "found a folder" in result.stderr
+    assert not (tmp_path / "out").exists()
 
 
 @pytest.mark.parametrize("batch_size", [0, -3])

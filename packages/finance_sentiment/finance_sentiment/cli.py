@@ -49,18 +49,20 @@ DatabaseOpt = Annotated[
 @functools.wraps(core_cli.train)
 def train(**options: Any) -> None:
     if options.get("task", "classification") == "classification":
-        core_cli.run_or_exit(lambda: _require_finance_labels(options["data"], options["label_column"]))
+        columns = (options["text_column"], options["label_column"])
+        core_cli.run_or_exit(lambda: _require_finance_labels(options["data"], *columns))
     core_cli.train(**options)
 
 
 app.command(help=core_cli.evaluate.__doc__)(core_cli.evaluate)
 
 
-def _require_finance_labels(path: Path, label_column: str) -> None:
+def _require_finance_labels(path: Path, text_column: str, label_column: str) -> None:
     from finance_sentiment.sentiment import FINANCE_LABELS  # noqa: PLC0415 - imports torch
-    from textcore import read_table  # noqa: PLC0415
+    from textcore import read_labelled  # noqa: PLC0415
 
-    found = {str(row.get(label_column, "")) for row in read_table(path)}
+    # read as training will, so that a missing column or an empty file is named as such
+    found = set(read_labelled(path, text_column, label_column).labels)
     unknown = sorted(found - set(FINANCE_LABELS))
     if unknown or not {"negative", "positive"} <= found:
         raise InvalidInput(
