@@ -169,6 +169,21 @@ def test_a_burst_fires_once_repeats_after_the_interval_and_resolves_later(databa
     assert evaluate_rules(database, now=NOW + 2 * HOUR + MINUTE) == []
 
 
+def test_a_burst_about_a_company_rarely_in_the_news_fires(database: Database) -> None:
+    # Over the day before, one negative story and two neutral ones: too few to set the baseline's share.
+    add_rule(database, baseline_windows=24)
+    with database.session() as session:
+        for hours, label, sentiment in ((15, "neutral", 0.0), (9, "neutral", 0.1), (5, "negative", -0.4)):
+            tags = {"entity": "Initech"}
+            session.add(_story(NOW - hours * HOUR, label, sentiment, tags, f"Initech story {hours}h ago"))
+    add_burst(database, "Initech")
+    (transition,) = evaluate_rules(database, now=NOW)
+    assert (transition.labels["entity"], transition.status) == ("Initech", "firing")
+    with database.session() as session:
+        annotations = session.get_one(Alert, transition.alert_id).annotations
+    assert (annotations["count"], annotations["baseline_negative_share"]) == ("15", "0.200")
+
+
 def test_a_rule_asking_for_a_sentiment_drop_fires_only_when_the_mean_falls_that_far(
     database: Database,
 ) -> None:

@@ -88,6 +88,40 @@ def test_empty_windows_are_skipped_and_no_history_means_the_prior() -> None:
     assert with_gaps == detect(WindowStats(20, 12, -8.0), CALM, params, was_firing=False)
 
 
+@pytest.mark.parametrize("method", ["ewma", "robust_z"])
+def test_a_few_stories_in_the_baseline_are_no_baseline(method: str) -> None:
+    # A company rarely in the news: one negative story and two neutral ones over the day, then a burst.
+    empty = WindowStats(0, 0, 0.0)
+    sparse = [
+        *[empty] * 5,
+        WindowStats(1, 1, -0.8),
+        *[empty] * 4,
+        WindowStats(1, 0, 0.0),
+        WindowStats(1, 0, 0.0),
+    ]
+    burst = WindowStats(15, 15, -0.6 * 15)
+    verdict = detect(burst, sparse, _params(method, min_sentiment_drop=0.5), was_firing=False)
+    assert (verdict.baseline_share, verdict.baseline_sentiment) == (0.2, 0.0)  # the prior, a neutral mean
+    assert verdict.firing
+    lone = detect(burst, [WindowStats(1, 1, -0.8)], _params(method), was_firing=False)
+    assert lone.firing  # one negative story the day before is not a 100 % norm
+
+
+@pytest.mark.parametrize("method", ["ewma", "robust_z"])
+def test_small_baseline_windows_are_pooled_until_they_hold_min_count_stories(method: str) -> None:
+    small = [WindowStats(2, 1, -0.2), WindowStats(3, 2, -0.9), WindowStats(1, 0, 0.1), WindowStats(4, 1, 0.0)]
+    leftover = WindowStats(2, 2, -1.0)  # too few for a pool of its own: joins the last one
+    pooled = [WindowStats(5, 3, -1.1), WindowStats(7, 3, -0.9)]
+    current = WindowStats(12, 9, -5.0)
+    params = _params(method, min_count=5, min_negative_share=0.1, z_threshold=0.5)
+    verdict = detect(current, [*small, leftover], params, was_firing=False)
+    assert verdict == detect(current, pooled, params, was_firing=False)
+    assert verdict.baseline_sentiment == pytest.approx(-2.0 / 12)
+    assert detect(current, CALM, params, was_firing=False) == detect(
+        current, CALM, _params(method, min_count=1, min_negative_share=0.1, z_threshold=0.5), was_firing=False
+    )  # windows of 40 stories are pools of their own
+
+
 def test_an_empty_current_window_has_z_zero() -> None:
     verdict = detect(WindowStats(0, 0, 0.0), CALM, _params(), was_firing=True)
     assert (verdict.firing, verdict.z) == (False, 0.0)

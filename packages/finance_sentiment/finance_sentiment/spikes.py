@@ -8,7 +8,12 @@ the current window is compared with the previous ones (the baseline, oldest firs
     z            (share - mu) / sigma
 
 The binomial term ``mu * (1 - mu) / count`` is the noise of a share measured on ``count`` stories, so two
-negative stories out of three are not a crisis. Without baseline data, ``mu`` is ``prior_negative_share``.
+negative stories out of three are not a crisis. Nor are they a norm: in the baseline too, a share is only
+taken over at least ``min_count`` stories, so consecutive baseline windows (oldest first) are pooled until
+they hold that many, and the stories left at the newest end join the last pool. A baseline of fewer than
+``min_count`` stories in all (a company rarely in the news, or new) counts as no baseline data: ``mu`` is
+then ``prior_negative_share`` and the baseline mean score 0.0. Otherwise one negative story the day before
+would set ``mu`` to 100 % and hide a burst of fifteen.
 
 A rule may also ask the mean sentiment score to fall: ``min_sentiment_drop`` is how far the window's mean
 score must lie below the baseline's mean (scores are in [-1, 1]), so a burst of mildly negative stories
@@ -110,8 +115,10 @@ class SpikeVerdict:
     Attributes:
         firing: Whether the series is (still) spiking.
         z: The current negative share's z-score against the baseline.
-        baseline_share: Baseline mean negative share (the prior when the baseline is empty).
-        baseline_sentiment: Mean sentiment over every baseline story (0.0 when there are none).
+        baseline_share: Baseline mean negative share (the prior when it has fewer than ``min_count``
+            stories).
+        baseline_sentiment: Mean sentiment over every baseline story (0.0 when there are fewer than
+            ``min_count``).
         reason: A short sentence saying why.
     """
 
@@ -135,14 +142,15 @@ def detect(
 
     Args:
         current: The window being judged.
-        baseline: Previous windows, oldest first; empty windows are skipped.
+        baseline: Previous windows, oldest first; empty windows are skipped and windows with fewer than
+            ``min_count`` stories pooled with their neighbours (see the module docstring).
         params: The rule's thresholds.
         was_firing: Whether the series has an open alert.
 
     Returns:
         The verdict, with the z-score, the baseline numbers and a reason.
     """
-    windows = [w for w in baseline if w.count > 0]
+    windows = _pooled(baseline, params.min_count)
     shares = [w.negative_share for w in windows]
     if not shares:
         mu, spread = params.prior_negative_share, 0.0
@@ -195,6 +203,25 @@ def _decide_mean(
     if drop < threshold:
         return False, f"{numbers}; below the required drop of {threshold:g}"
     return True, f"negative spike: {numbers}"
+
+
+def _pooled(baseline: Sequence[WindowStats], min_count: int) -> list[WindowStats]:
+    """Consecutive windows (oldest first) merged into pools of at least ``min_count`` stories; the stories
+    left over at the newest end join the last pool, and are dropped only when no pool fills."""
+    pools: list[WindowStats] = []
+    count, negative, sentiment_sum = 0, 0, 0.0
+    for window in baseline:
+        count, negative = count + window.count, negative + window.negative
+        sentiment_sum += window.sentiment_sum
+        if count >= min_count:
+            pools.append(WindowStats(count, negative, sentiment_sum))
+            count, negative, sentiment_sum = 0, 0, 0.0
+    if count and pools:
+        last = pools.pop()
+        pools.append(
+            WindowStats(last.count + count, last.negative + negative, last.sentiment_sum + sentiment_sum)
+        )
+    return pools
 
 
 def _ewma(values: Sequence[float], alpha: float) -> tuple[float, float]:
