@@ -267,6 +267,23 @@ def test_annotations_carry_the_numbers_and_the_most_negative_headlines(database:
     assert all(line.endswith(e["url"]) for line, e in zip(lines, evidence, strict=True))
 
 
+def test_a_story_with_a_whole_article_as_its_title_is_quoted_short(database: Database) -> None:
+    # A JSON source whose title path points at the body: a 60,000-character headline, the most negative.
+    title = "Acme auditors resign " + "and the board says nothing " * 2220
+    with database.session() as session:
+        session.add(_story(NOW - 20 * MINUTE, "negative", -0.99, {"entity": "Acme"}, title))
+    transition = fire(database)
+    with database.session() as session:
+        annotations = session.get_one(Alert, transition.alert_id).annotations
+    (quoted, *_) = json.loads(annotations["evidence"])
+    assert len(quoted["title"]) <= 300
+    assert quoted["title"].startswith("Acme auditors resign and the board says nothing")
+    assert quoted["title"].endswith("…")
+    assert annotations["top_negative"].splitlines()[0] == f"{quoted['title']} — {quoted['url']}"
+    (message,) = outbox(database)
+    assert len(json.dumps(message.payload)) < 20_000  # the payload carries the evidence twice
+
+
 def test_the_payload_is_alertmanager_v4(database: Database) -> None:
     transition = fire(database)
     evaluate_rules(database, now=NOW + 2 * HOUR)

@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 OUTBOX_TTL = timedelta(hours=24)
 SEVERITY = "warning"
 TOP_NEGATIVE = 5  # headlines quoted as evidence per alert
+# Characters of each quoted headline: a feed may carry a whole article as its title, and receivers cap a
+# message (a Teams webhook refuses one over 28 KB), so one such story must not make the alert undeliverable.
+EVIDENCE_TITLE_CHARS = 300
 GROUPS = ("entity", "topic", "all")
 
 
@@ -292,7 +295,7 @@ def _annotations(session: Session, series: _Series) -> dict[str, str]:
 
 
 def _top_negative(session: Session, series: _Series) -> list[dict[str, Any]]:
-    """Up to `TOP_NEGATIVE` negative stories of the current window, most negative first."""
+    """Up to `TOP_NEGATIVE` negative stories of the current window, most negative first, titles clipped."""
     query = select(Document.title, Document.url, Document.sentiment, Document.seen_at).where(
         Document.seen_at >= series.start, Document.seen_at < series.end, Document.label == "negative"
     )
@@ -302,6 +305,13 @@ def _top_negative(session: Session, series: _Series) -> list[dict[str, Any]]:
         )
     query = query.order_by(Document.sentiment, Document.seen_at.desc(), Document.id).limit(TOP_NEGATIVE)
     return [
-        {"title": title, "url": url, "sentiment": round(sentiment, 4), "seen_at": rfc3339(seen_at)}
+        {"title": _clip(title), "url": url, "sentiment": round(sentiment, 4), "seen_at": rfc3339(seen_at)}
         for title, url, sentiment, seen_at in session.execute(query)
     ]
+
+
+def _clip(title: str) -> str:
+    """The headline, cut to `EVIDENCE_TITLE_CHARS` characters (an ellipsis included) when longer."""
+    if len(title) <= EVIDENCE_TITLE_CHARS:
+        return title
+    return title[: EVIDENCE_TITLE_CHARS - 1].rstrip() + "…"
