@@ -21,6 +21,7 @@ from textcore.models import load_backbone
 from textcore.training import TrainConfig, train_classifier
 from textcore.training.classification import ClassificationTask
 from textcore.training.loop import train
+from textcore.training.tracking import read_metrics
 
 POSITIVE = ["profit rose", "sales grew strongly", "record revenue", "shares jumped", "margin improved"]
 NEGATIVE = ["profit fell", "sales dropped", "heavy losses", "shares plunged", "margin shrank"]
@@ -136,6 +137,43 @@ def check_resume_matches_an_uninterrupted_run(model_dir: Path, config: TrainConf
         reference.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
     ):
         assert torch.allclose(a, b, atol=1e-6), name
+
+
+def test_accumulation_trains_each_row_once_per_epoch_with_a_short_last_step(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # 36 rows in batches of 8: 5 batches an epoch, so steps of 2 batches leave 1 at each epoch's end. That
+    # one makes a short step of its own (its loss the mean of its batches, as a full step's is); a step
+    # never takes batches of the next epoch, which trained some rows 3 times and others 2 in 2 epochs.
+    config = tiny_config(tiny_model_dir, epochs=2, grad_accum_steps=2)
+    data = keyword_data(36)
+    data = LabelledTexts([f"{text} row {i}" for i, text in enumerate(data.texts)], data.labels)
+    torch.manual_seed(config.seed)
+    task = ClassificationTask(
+        load_backbone(tiny_model_dir), data, data.subset(range(4)), ["negative", "positive"], config
+    )
+    rows_seen: list[int] = []
+    batch_losses: list[float] = []
+    original_loss = task.loss
+
+    def recorded_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        texts = task.tokenizer.batch_decode(batch["input_ids"], skip_special_tokens=True)
+        rows_seen.extend(int(text.split()[-1]) for text in texts)
+        loss = original_loss(batch)
+        batch_losses.append(float(loss.detach()))
+        return loss
+
+    task.loss = recorded_loss  # type: ignore[method-assign]
+    result = train(task, config, tmp_path / "run", progress=False)
+    assert result.steps == result.scheduled_steps == 6  # 3 steps an epoch: 2 + 2 + 1 batches
+    assert sorted(rows_seen[:36]) == list(range(36)) and sorted(rows_seen[36:]) == list(range(36))
+    records = read_metrics(tmp_path / "run" / "metrics.jsonl")
+    logged = [(r["epoch"], r["loss"]) for r in records if "loss" in r]
+    sizes = [2, 2, 1] * 2
+    ends = np.cumsum(sizes)
+    means = [float(np.mean(batch_losses[end - size : end])) for size, end in zip(sizes, ends, strict=True)]
+    assert [epoch for epoch, _ in logged] == [0, 0, 0, 1, 1, 1]
+    assert [loss for _, loss in logged] == pytest.approx(means, rel=1e-5)
 
 
 def test_class_weights_and_multi_label_train(tiny_model_dir: Path, tmp_path: Path) -> None:

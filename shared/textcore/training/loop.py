@@ -124,26 +124,35 @@ def make_optimizer(
     )
 
 
-def _batches_forever(task: Task, config: TrainConfig, state: LoopState) -> Iterator[Batch]:
-    """Batches from the (possibly resumed) position on; each epoch's order derives from (seed, epoch)."""
+def _steps_forever(task: Task, config: TrainConfig, state: LoopState, per_step: int) -> Iterator[list[Batch]]:
+    """The batches of each optimizer step from the (possibly resumed) position on; each epoch's order derives
+    from (seed, epoch).
+
+    A step takes `per_step` batches, or the ones left at the end of an epoch: a step never reaches into the
+    next epoch, so every row is trained on once per epoch and a run of N epochs is N epochs of data (the
+    schedule counts ceil(batches / per_step) steps per epoch).
+    """
     while True:
         batches = task.epoch_batches(np.random.default_rng([config.seed, state.epoch]))
         while state.batch_in_epoch < len(batches):
-            state.batch_in_epoch += 1
-            yield batches[state.batch_in_epoch - 1]
+            start = state.batch_in_epoch
+            state.batch_in_epoch = min(start + per_step, len(batches))
+            yield batches[start : state.batch_in_epoch]
         state.epoch += 1
         state.batch_in_epoch = 0
 
 
-def _dealt(batches: Iterator[Batch], rank: int, world_size: int) -> Iterator[Batch]:
-    """This rank's share of the batch stream: of each `world_size` consecutive batches, the `rank`-th.
+def _dealt(steps: Iterator[list[Batch]], rank: int, world_size: int) -> Iterator[tuple[list[Batch], float]]:
+    """This rank's share of each step's batches (the `rank`-th of each `world_size` in a row), with what to
+    divide each batch's loss by so that the gradient averaged over the ranks is the mean over all the
+    step's batches (`grad_accum_steps` for a full step; fewer in the short step at the end of an epoch).
 
     Every rank draws the whole stream (so `LoopState` advances alike everywhere), and one step of all ranks
     covers the same batches as one step of a single process accumulating over `world_size` times as many.
+    A rank left without a batch in a short step adds a zero gradient (`average_gradients`).
     """
-    while True:
-        dealt = [next(batches) for _ in range(world_size)]
-        yield dealt[rank]
+    for step in steps:
+        yield step[rank::world_size], len(step) / world_size
 
 
 def train(
@@ -212,7 +221,7 @@ def _train(
     if resume and main:  # the steps a crashed run logged after its checkpoint are about to be logged again
         drop_records_after(run_dir / "metrics.jsonl", state.step)
     samples, started = 0, time.perf_counter()
-    batches = _dealt(_batches_forever(task, config, state), rank(), world)
+    steps = _dealt(_steps_forever(task, config, state, batches_per_step), rank(), world)
     model.train()
     with (
         RunLog(
@@ -230,7 +239,7 @@ def _train(
             for group, base in zip(optimizer.param_groups, base_lrs, strict=True):
                 group["lr"] = base * schedule(state.step)
             # forward/backward, clip, step
-            loss, grad_norm, n = _optimisation_step(task, optimizer, batches, config)
+            loss, grad_norm, n = _optimisation_step(task, optimizer, steps, config)
             _count_nonfinite(state, grad_norm, loss)
             if average is not None:
                 average.update()
@@ -311,22 +320,26 @@ def _last_step(total: int, stop_fraction: float | None) -> int:
 
 
 def _optimisation_step(
-    task: Task, optimizer: torch.optim.Optimizer, batches: Iterator[Batch], config: TrainConfig
+    task: Task,
+    optimizer: torch.optim.Optimizer,
+    steps: Iterator[tuple[list[Batch], float]],
+    config: TrainConfig,
 ) -> tuple[float, float, int]:
-    """Accumulate gradients over `grad_accum_steps` batches, clip, step. Returns (loss, grad norm, rows).
+    """Accumulate gradients over this rank's batches of the next step, clip, step. Returns (loss, grad norm,
+    rows).
 
     With `config.adversarial` set, each batch's adversarial loss (FGM/PGD on the word embeddings) is
     backpropagated after its clean loss, so their gradients add up; the loss reported stays the clean one.
     """
     adversary = adversary_for(task.model, config)
     loss_sum, rows = 0.0, 0
-    for _ in range(config.grad_accum_steps):
-        batch = next(batches)
+    batches, divisor = next(steps)
+    for batch in batches:
         with adversary.recording() if adversary is not None else nullcontext():
-            loss = _scaled_loss(task, batch, config.grad_accum_steps)
+            loss = _scaled_loss(task, batch, divisor)
         loss.backward()  # type: ignore[no-untyped-call]
         if adversary is not None:
-            adversary.attack(partial(_scaled_loss, task, batch, config.grad_accum_steps))
+            adversary.attack(partial(_scaled_loss, task, batch, divisor))
         loss_sum += float(loss.detach())
         rows += int(batch["input_ids"].shape[0])
     average_gradients(task.model)  # over the ranks of a distributed run, before clipping
@@ -355,10 +368,10 @@ def _count_nonfinite(state: LoopState, grad_norm: float, loss: float) -> None:
         )
 
 
-def _scaled_loss(task: Task, batch: Batch, accum_steps: int) -> torch.Tensor:
+def _scaled_loss(task: Task, batch: Batch, divisor: float) -> torch.Tensor:
     """The batch's loss under the task's autocast, divided for gradient accumulation."""
     with autocast(task.device, task.bf16):
-        return task.loss(batch) / accum_steps
+        return task.loss(batch) / divisor
 
 
 def _cpu_copy(model: nn.Module) -> dict[str, torch.Tensor]:
