@@ -109,6 +109,44 @@ def test_resume_after_a_crash_matches_an_uninterrupted_run(
     check_resume_matches_an_uninterrupted_run(tiny_model_dir, config, tmp_path)
 
 
+def test_resume_after_a_crash_between_the_checkpoint_renames(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A new checkpoint is renamed in after the previous one is moved aside: a crash between the two renames
+    # leaves only the previous one, under its temporary name. The run resumes from it, not from scratch.
+    config = tiny_config(tiny_model_dir, epochs=2, evals_per_epoch=1)
+    reference = _keyword_task(tiny_model_dir, config)
+    train(reference, config, tmp_path / "reference", progress=False)
+    crashing = _keyword_task(tiny_model_dir, config)
+    original_loss = crashing.loss
+    calls = {"n": 0}
+
+    def loss_that_crashes(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        calls["n"] += 1
+        if calls["n"] == 8:  # after the first epoch's checkpoint (5 steps per epoch)
+            raise CrashError
+        return original_loss(batch)
+
+    crashing.loss = loss_that_crashes  # type: ignore[method-assign]
+    with pytest.raises(CrashError):
+        train(crashing, config, tmp_path / "run", progress=False)
+    (tmp_path / "run" / "checkpoint").rename(tmp_path / "run" / ".checkpoint.old")
+
+    resumed = _keyword_task(tiny_model_dir, config)
+    resumed_loss, batches_trained = resumed.loss, []
+
+    def counted_loss(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batches_trained.append(batch)
+        return resumed_loss(batch)
+
+    resumed.loss = counted_loss  # type: ignore[method-assign]
+    result = train(resumed, config, tmp_path / "run", resume=True, progress=False)
+    assert (result.steps, len(batches_trained)) == (10, 5)  # steps 6 to 10, not 1 to 10
+    for (name, a), (_, b) in zip(
+        reference.model.state_dict().items(), resumed.model.state_dict().items(), strict=True
+    ):
+        assert torch.allclose(a, b, atol=1e-6), name
+    assert (tmp_path / "run" / "checkpoint").is_dir() and not (tmp_path / "run" / ".checkpoint.old").exists()
+
+
 def check_resume_matches_an_uninterrupted_run(model_dir: Path, config: TrainConfig, tmp_path: Path) -> None:
     """A run that crashes after its first checkpoint and is resumed ends with the uninterrupted run's weights
     (dropout is on: the random generators must be restored too)."""

@@ -1,8 +1,9 @@
 """Resumable checkpoints: model weights (safetensors) plus optimizer, RNG (CPU and GPU) and loop state (and
 the weight average of a run that keeps one, and the rank allocator's state of an AdaLoRA run).
 
-A checkpoint is written to a temp folder and renamed over the previous one, so an interrupted write never
-leaves a broken checkpoint behind. It also records what the run was made from (`run_identity`: a digest of the
+A checkpoint is written to a temp folder and renamed in place of the previous one (moved aside first, and
+read from there if a crash comes between the two renames), so an interrupted write never leaves a broken
+checkpoint behind, nor none. It also records what the run was made from (`run_identity`: a digest of the
 data, the labels, the settings), and a resume from a checkpoint of another run is refused before any weight is
 loaded.
 """
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from textcore.training.loop import LoopState
 
 CHECKPOINT_DIR = "checkpoint"
+OLD_CHECKPOINT_DIR = f".{CHECKPOINT_DIR}.old"  # the previous checkpoint while a new one is renamed in
 AVERAGE_FILE = "average.safetensors"
 ALLOCATOR_FILES = ("allocator.safetensors", "allocator.json")  # AdaLoRA's importance estimates, rank pattern
 IDENTITY_FILE = "run.json"  # what the run was made from: data digest, labels, settings
@@ -83,9 +85,11 @@ def save_checkpoint(
     (tmp / "state.json").write_text(json.dumps(dataclasses.asdict(state)), encoding="utf-8")
     if identity is not None:
         (tmp / IDENTITY_FILE).write_text(json.dumps(identity), encoding="utf-8")
-    old = run_dir / f".{CHECKPOINT_DIR}.old"
-    shutil.rmtree(old, ignore_errors=True)
+    # the previous checkpoint is moved aside, not deleted, until the new one is in place: a crash between the
+    # two renames leaves it whole under its `.old` name, and `load_checkpoint` reads it from there
+    old = run_dir / OLD_CHECKPOINT_DIR
     if final.exists():
+        shutil.rmtree(old, ignore_errors=True)
         final.rename(old)
     tmp.rename(final)
     shutil.rmtree(old, ignore_errors=True)
@@ -107,7 +111,9 @@ def load_checkpoint(
 
     folder = run_dir / CHECKPOINT_DIR
     if not (folder / "state.json").is_file():
-        return None
+        folder = run_dir / OLD_CHECKPOINT_DIR  # a save stopped between its renames: the previous checkpoint
+        if not (folder / "state.json").is_file():
+            return None
     _require_same_run(folder, identity)
     model.load_state_dict(load_file(str(folder / "model.safetensors")))
     # on the CPU first: the optimizer moves its state to its parameters, so a GPU run can resume anywhere
@@ -176,3 +182,4 @@ def _restore_rng_states(model: nn.Module, saved: dict[str, torch.Tensor]) -> Non
 def remove_checkpoint(run_dir: Path) -> None:
     """Delete the resumable state once a run has finished."""
     shutil.rmtree(run_dir / CHECKPOINT_DIR, ignore_errors=True)
+    shutil.rmtree(run_dir / OLD_CHECKPOINT_DIR, ignore_errors=True)
