@@ -31,6 +31,7 @@ from textcore.data import LabelledTexts, file_sha256, read_labelled
 from textcore.errors import InvalidInput, NotFound
 
 METADATA_FILE = "metadata.json"
+RUN_DIR = "training"  # inside a model folder: metrics.jsonl, curves, report, the resumable checkpoint
 LABELS_FILE = "labels.json"
 HEAD_FILE = "head.safetensors"
 FORMAT_VERSION = 1

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -227,7 +228,7 @@ def train(
 
     def action() -> None:
         # Check the data before importing torch, so that a bad file fails in a fraction of a second.
-        require_new_output(output, resume)
+        prepare_output(output, resume)
         if negative_column and task != "embedding":
             raise InvalidInput(f"--negative-column: hard negatives apply to --task embedding; found {task}")
         if passage_column and task != "cross-encoder":
@@ -272,24 +273,40 @@ def train(
     run_or_exit(action)
 
 
-def require_new_output(output: Path, resume: bool = False) -> None:
-    """Refuse to train into a file, or into a folder that already holds files (an earlier model would be
-    overwritten, or mixed with the new one) unless `resume` continues an interrupted run there.
+def prepare_output(output: Path, resume: bool = False) -> None:
+    """Make `output` ready for a training run: a new folder, an empty one, or the folder of an earlier run of
+    this project (a model, or a run cut short), whose contents the new run replaces whole, so that nothing of
+    the earlier model (a classifier's head and labels beside a new encoder, its curves) mixes with the new
+    one. `resume` keeps them, to continue an interrupted run there.
 
     Only the main process looks into the folder: under `torchrun` the other ranks may start after it has
     begun writing.
+
+    Raises:
+        InvalidInput: If `output` is a file, or a folder holding files no run of this project wrote.
     """
     if output.exists() and not output.is_dir():
         raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
     if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():
         return
-    entries = sorted(entry.name for entry in output.iterdir())
-    if entries:
-        shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    entries = sorted(output.iterdir())
+    if not entries:
+        return
+    from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
+
+    if not ((output / METADATA_FILE).is_file() or (output / RUN_DIR).is_dir()):
+        names = [entry.name for entry in entries]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
         raise InvalidInput(
-            f"--output {output}: expected a new or empty folder; it holds {shown} (an earlier model?). "
-            "Choose another folder or remove this one (--resume continues an interrupted run in it)"
+            f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
+            "which no training run wrote. Choose another folder"
         )
+    err.print(f"replacing the earlier model in {output}", markup=False, highlight=False, soft_wrap=True)
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
 
 
 def _check_training_data(

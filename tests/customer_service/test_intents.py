@@ -361,8 +361,9 @@ def test_train_intents_refit_keeps_the_first_runs_figures_and_is_refused_with_oo
 def test_training_commands_refuse_an_output_that_is_taken(
     command: str, taken: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """An --output that is a file ended in a traceback; a folder holding files was written into, over or
-    beside what it held. Both are refused in one line, before any training, and the path is left as it was."""
+    """An --output that is a file ended in a traceback; a folder holding files no training run wrote was
+    written into, beside what it held. Both are refused in one line, before any training, and the path is left
+    as it was."""
     data = intent_data(4, seed=6)
     rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
     (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
@@ -378,7 +379,7 @@ def test_training_commands_refuse_an_output_that_is_taken(
     else:
         output.mkdir()
         (output / "notes.txt").write_text("keep me", encoding="utf-8")
-        expected = f"--output {output}: expected a new or empty folder; it holds notes.txt"
+        expected = f"--output {output}: expected a new or empty folder, or an earlier model's; it holds notes"
     result = invoke(command, *source, "--output", output, "--base-model", tiny_model_dir, "--epochs", "1",
                     "--device", "cpu")  # fmt: skip
     assert result.exit_code == 2, result.output

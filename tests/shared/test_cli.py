@@ -31,6 +31,7 @@ import pytest
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier
 from textcore.cli import full_app
 from textcore.data import LabelledTexts
@@ -493,7 +494,7 @@ def _output_holds_files(tmp: Path, model: Path, out: Path) -> tuple[list[object]
     (taken / "notes.txt").write_text("keep me")
     return _train_args(
         data, model, taken
-    ), f"--output {taken}: expected a new or empty folder; it holds notes.txt"
+    ), f"--output {taken}: expected a new or empty folder, or an earlier model's; it holds notes.txt"
 
 
 def _flag_of_another_task(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
@@ -548,22 +549,31 @@ def test_train_errors_exit_2_with_one_line(case: str, tmp_path: Path, tiny_model
     assert not output.exists(), "a failed run must not leave a model folder behind"
 
 
-def test_training_into_a_folder_that_holds_a_model_leaves_it_untouched(
-    trained: Trained, tmp_path: Path
+def test_training_into_an_earlier_models_folder_replaces_it_whole(
+    trained: Trained, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
-    # A second run into the folder of the first used to overwrite its model, or, for another task, leave a
-    # mix (an encoder beside the first run's classifier head and labels).
-    kept = tmp_path / "kept"
-    shutil.copytree(trained.model, kept)
-    before = {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()}
+    # A second run into the folder of the first used to write over its files, and for another task leave a
+    # mix: an encoder beside the first run's classifier head and labels, which `predict` then served.
+    folder = tmp_path / "model"
+    shutil.copytree(trained.model, folder)
+    (folder / "notes.txt").write_text("the first run's folder")
     pairs = tmp_path / "pairs.csv"
     write_csv(pairs, [(f"question {i}", f"answer {i}") for i in range(8)], ("review", "sentiment"))
-    args = ["--text-column", "review", "--label-column", "sentiment", "--epochs", 1, "--output", kept]
-    for task, data in (("classification", trained.data), ("embedding", pairs)):
-        result = invoke_cli("train", "--task", task, "--data", data, *args)
-        assert_clean_failure(result, f"--output {kept}: expected a new or empty folder; it holds config.json")
-        assert "--resume" in result.stderr
-    assert {p.relative_to(kept): p.read_bytes() for p in kept.rglob("*") if p.is_file()} == before
+    args = ["--text-column", "review", "--label-column", "sentiment", "--epochs", 1, "--output", folder,
+            "--base-model", tiny_model_dir]  # fmt: skip
+    result = invoke_cli("train", "--task", "embedding", "--data", pairs, *args)
+    assert result.returncode == 0, result.stderr
+    assert f"replacing the earlier model in {folder}" in result.stderr
+    assert read_metadata(folder)["task"] == "embedding"
+    left = {"labels.json", "head.safetensors", "notes.txt"} & {p.name for p in folder.iterdir()}
+    assert not left, f"the earlier classifier's files stayed beside the new encoder: {left}"
+
+    again = invoke_cli("train", "--task", "classification", "--data", trained.data, *args)
+    assert again.returncode == 0, again.stderr
+    assert read_metadata(folder)["task"] == "classification"
+    predicted = invoke_cli("predict", "--model", folder, stdin="good\n")
+    assert predicted.returncode == 0, predicted.stderr
+    assert json.loads(predicted.stdout.splitlines()[-1])["label"] in {"pos", "neg"}
 
 
 NOT_A_MODEL: dict[str, tuple[Callable[[Path, Path], Path], str]] = {

@@ -264,7 +264,7 @@ def train_intents(
         from customer_service.intents import train_intents as train  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
-        core_cli.require_new_output(output)
+        core_cli.prepare_output(output)
         config = _config(
             "classification",
             base_model,
@@ -390,7 +390,7 @@ def train_retriever(
         from customer_service.reranking import train_retriever_from_faqs  # noqa: PLC0415
         from textcore import Encoder  # noqa: PLC0415
 
-        core_cli.require_new_output(output)
+        core_cli.prepare_output(output)
         config = _config(
             "embedding",
             base_model,
@@ -435,7 +435,7 @@ def train_reranker(
         from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415
         from textcore import Encoder  # noqa: PLC0415
 
-        core_cli.require_new_output(output)
+        core_cli.prepare_output(output)
         config = _config(
             "cross-encoder",
             base_model,

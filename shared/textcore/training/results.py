@@ -19,8 +19,6 @@ from textcore.training.loop import LoopResult
 from textcore.training.plots import plot_curves
 from textcore.training.tracking import read_metrics
 
-RUN_DIR = "training"  # inside a model folder: metrics.jsonl, curves, report, the resumable checkpoint
-
 
 @dataclass(frozen=True)
 class TrainResult:

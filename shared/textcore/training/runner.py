@@ -12,6 +12,7 @@ from typing import Any
 import torch
 
 from textcore.adapters import is_adapter, save_encoder
+from textcore.artifacts import RUN_DIR
 from textcore.bio import TaggedSentences, require_entities, tag_labels
 from textcore.data import (
     LabelledTexts,
@@ -37,7 +38,6 @@ from textcore.training.loop import LoopResult, train
 from textcore.training.mlm import MaskedLMTask, split_texts
 from textcore.training.plots import plot_confusion
 from textcore.training.results import (
-    RUN_DIR,
     TrainResult,
     close_run,
     data_info,
