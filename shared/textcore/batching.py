@@ -123,5 +123,7 @@ def map_sorted(
 
 def check_batch_settings(max_length: int, batch_size: int) -> None:
     """Refuse serving settings that cannot work: fewer than 8 tokens per text, or empty batches."""
-    if max_length < 8 or batch_size < 1:
-        raise InvalidInput(f"expected max_length >= 8 and batch_size >= 1; found {max_length}, {batch_size}")
+    if max_length < 8:
+        raise InvalidInput(f"expected max_length >= 8; found {max_length}")
+    if batch_size < 1:
+        raise InvalidInput(f"expected batch_size >= 1; found {batch_size}")

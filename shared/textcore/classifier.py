@@ -16,7 +16,7 @@ from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from textcore.artifacts import HEAD_FILE, read_labels, trained_max_length, write_labels
-from textcore.batching import encode_texts, map_sorted
+from textcore.batching import check_batch_settings, encode_texts, map_sorted
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput
@@ -197,6 +197,7 @@ class Classifier(LabelPredictor):
         """`frozen_view`: blended into every prediction (see `textcore.frozen_view`; single-label only)."""
         if frozen_view is not None and multi_label:
             raise InvalidInput("expected a single-label classifier with a frozen view; found multi_label")
+        check_batch_settings(max_length, batch_size)
         self.device = resolve_device(device)
         self.bf16 = use_bf16(precision, self.device)
         self.model = model.to(self.device).eval()
@@ -224,7 +225,7 @@ class Classifier(LabelPredictor):
         model gives the predictions its validation figures were measured on.
         """
         path = Path(folder)
-        max_length = max_length or trained_max_length(path)
+        max_length = trained_max_length(path) if max_length is None else max_length
         model, tokenizer, labels, multi_label = TextClassifier.load(path)
         view = (
             FrozenView.load(

@@ -97,11 +97,21 @@ class Encoder:
     def encode(self, texts: Sequence[str], batch_size: int | None = None) -> np.ndarray:
         """Embed texts.
 
+        Args:
+            texts: the texts to embed.
+            batch_size: texts per forward pass; None: the encoder's own.
+
         Returns:
             (len(texts), dim) float32, L2-normalised, in input order.
+
+        Raises:
+            InvalidInput: a single string instead of a list, or a `batch_size` below 1.
         """
         if isinstance(texts, str):
             raise InvalidInput("expected a list of texts; found a single string")
+        size = self.batch_size if batch_size is None else batch_size
+        if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+            raise InvalidInput(f"expected batch_size >= 1 (or None: the encoder's own); found {batch_size!r}")
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
         encoded = encode_texts(self.tokenizer, texts, self.max_length)
@@ -109,7 +119,7 @@ class Encoder:
         return map_sorted(
             encoded,
             pad_id,
-            batch_size or self.batch_size,
+            size,
             self.dim,
             lambda batch: self.embed_batch(batch).float().cpu().numpy(),
         )

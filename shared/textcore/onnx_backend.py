@@ -20,6 +20,7 @@ from onnxruntime.transformers.optimizer import optimize_model
 from transformers import PreTrainedTokenizerBase
 
 from textcore.artifacts import HEAD_FILE, read_labels, trained_max_length
+from textcore.batching import check_batch_settings
 from textcore.classifier import LabelPredictor, TextClassifier
 from textcore.devices import resolve_device
 from textcore.errors import InvalidInput
@@ -116,6 +117,7 @@ class OnnxClassifier(LabelPredictor):
         max_length: int = 256,
         batch_size: int = 64,
     ) -> None:
+        check_batch_settings(max_length, batch_size)
         self.session = session
         self.tokenizer = tokenizer
         self.labels = labels
@@ -170,7 +172,7 @@ class OnnxClassifier(LabelPredictor):
             load_tokenizer(path),
             labels,
             multi_label=multi_label,
-            max_length=model_max_length(path, max_length or trained_max_length(path)),
+            max_length=model_max_length(path, trained_max_length(path) if max_length is None else max_length),
             batch_size=batch_size,
         )
 

@@ -36,6 +36,8 @@ from textcore.classifier import Classifier
 from textcore.cli import full_app
 from textcore.data import LabelledTexts
 from textcore.embeddings import Encoder
+from textcore.errors import InvalidInput
+from textcore.evaluation import load_predictor
 
 TEXTCORE = Path(sys.executable).parent / "textcore"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -632,6 +634,15 @@ def test_predict_refuses_a_batch_size_below_one(trained: Trained, batch_size: in
     result = run_cli("predict", "--model", trained.model, "--batch-size", batch_size, stdin="great\n")
     assert_clean_failure(result, f"expected batch_size >= 1; found {batch_size}")
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx"])
+def test_loading_a_classifier_refuses_a_max_length_of_zero(trained: Trained, backend: str) -> None:
+    # 0 used to stand for "the trained length" without a word, where every other size below 8 is refused
+    with pytest.raises(InvalidInput, match="expected max_length >= 8; found 0"):
+        load_predictor(trained.model, backend=backend, device="cpu", max_length=0)
+    with pytest.raises(InvalidInput, match="expected batch_size >= 1; found 0"):
+        load_predictor(trained.model, backend=backend, device="cpu", batch_size=0)
 
 
 def test_predict_refuses_a_text_column_without_data(trained: Trained) -> None:

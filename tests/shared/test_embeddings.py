@@ -85,6 +85,14 @@ def test_bad_encoder_settings_are_refused(encoder: Encoder) -> None:
         Encoder(encoder.backbone, device="cpu", precision="fp16")
 
 
+@pytest.mark.parametrize("batch_size", [0, -1])
+def test_encode_refuses_a_batch_size_below_one(encoder: Encoder, batch_size: int) -> None:
+    # 0 used to fall back to the encoder's default batch size without a word
+    with pytest.raises(InvalidInput, match=rf"expected batch_size >= 1\b.*found {batch_size}"):
+        encoder.encode(TEXTS, batch_size=batch_size)
+    np.testing.assert_allclose(encoder.encode(TEXTS, batch_size=1), encoder.encode(TEXTS), atol=1e-5)
+
+
 def test_use_bf16_choices() -> None:
     cpu = torch.device("cpu")
     with pytest.raises(InvalidInput, match=r"expected precision one of auto, bf16, fp32; found 'nope'"):
