@@ -367,10 +367,19 @@ class ActiveModelWatcher(Generic[T]):
         """Returns the loaded model, loading the active version on first use.
 
         Raises:
-            ModelNotReady: No version of the model is active.
+            ModelNotReady: No version of the model is active, or none could be loaded (the message says why;
+                the loader's own exception is its cause). A later call loads the active version once it
+                loads: after ``retry_s``, or at once when ``active`` changes.
         """
         if self._state is None:
-            self.refresh()
+            try:
+                self.refresh()
+            except Exception as exc:  # whatever the loader raised: callers see one error, the service a 503
+                if self.version is None:
+                    reason = self._failed[1] if self._failed is not None else str(exc)
+                    raise ModelNotReady(
+                        f"the active version of {self._name!r} could not be loaded: {reason}"
+                    ) from exc
         with self._lock:
             state = self._state
         if state is None:

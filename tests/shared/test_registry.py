@@ -294,6 +294,29 @@ def test_a_first_version_that_cannot_load_is_not_ready_with_the_reason(
     assert watcher.version is None
 
 
+def test_current_reports_a_first_load_that_fails_as_not_ready_and_recovers(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    fail = True
+
+    def loader(version: ModelVersion) -> str:
+        if fail:
+            raise RuntimeError("weights half copied")
+        return tag_loader(version)
+
+    watcher: ActiveModelWatcher[str] = ActiveModelWatcher(registry, "clf", loader, retry_s=0)
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    # the loader's own exception used to escape current() (a 500 in a service) on the first try
+    with pytest.raises(ModelNotReady, match="version 1: weights half copied") as raised:
+        watcher.current()
+    assert isinstance(raised.value.__cause__, RuntimeError)
+    assert watcher.version is None
+
+    fail = False  # the next call after retry_s loads the same promotion
+    assert watcher.current() == "a@1"
+    assert watcher.version == 1
+
+
 def test_watcher_serves_readers_from_other_threads(registry: ModelRegistry, tmp_path: Path) -> None:
     registry.register("clf", make_model(tmp_path, "a"), promote=True)
     watcher = ActiveModelWatcher(registry, "clf", tag_loader)
