@@ -24,16 +24,19 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from customer_service import create_app
+from customer_service.bot import CUT_SHORT
 from customer_service.settings import GeneratorSettings
 from tests.conftest import serve_app
 from tests.customer_service.test_app import cs_settings
 
 ANSWER = "Freeze your card in the app under Cards [1]."
 ASKED, GATE = threading.Event(), threading.Event()  # the generator was asked; it may answer
+PAUSED = threading.Event()  # `pauses` has sent its first words
 
 
 async def completions(request: Request) -> Response:
-    """`gated` answers once GATE is set; `breaks` streams two words, then the connection drops."""
+    """`gated` answers once GATE is set; `breaks` streams two words, then the connection drops; `pauses`
+    streams two words, then waits for GATE."""
     body = await request.json()
     if body["model"] == "gated":
         ASKED.set()
@@ -45,6 +48,9 @@ async def completions(request: Request) -> Response:
         for number, word in enumerate(ANSWER.split(" ")):
             if body["model"] == "breaks" and number == 2:
                 raise ConnectionResetError("the model server died")
+            if body["model"] == "pauses" and number == 2:
+                PAUSED.set()
+                await asyncio.to_thread(GATE.wait, 60)
             piece = word if number == 0 else f" {word}"
             yield f"data: {json.dumps({'choices': [{'delta': {'content': piece}}]})}\n\n".encode()
         yield b"data: [DONE]\n\n"
@@ -158,3 +164,49 @@ def test_a_generator_that_breaks_off_mid_stream_is_followed_by_the_extract(
         assert (done["answer"], done["mode"]) == (shown.strip(), "extractive")
         stored = client.get(f"/v1/sessions/{done['session_id']}").json()["turns"]
         assert [(t["id"], t["answer"]) for t in stored] == [(done["turn_id"], done["answer"])]
+
+
+@pytest.mark.parametrize(("model", "seen"), [("pauses", "Freeze your"), ("gated", "")])
+def test_a_stream_the_customer_leaves_early_stores_the_turn_with_what_was_sent(
+    tmp_path: Path, sqlite_url: str, llm: str, model: str, seen: str
+) -> None:
+    # The customer closes the page while the answer is generated: two words in (`pauses`), or before the
+    # first (`gated`). The message was received and the words may have been read: the turn is stored with
+    # them, marked as cut short, for the agent console and analytics; the generation stops.
+    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model=model, timeout_s=60)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    message = "How can I freeze my debit card?"
+    try:
+        with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+            events: list[tuple[str, Any]] = []
+            with http.stream("POST", "/v1/chat/stream", json={"message": message}) as response:
+                name = ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        name = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        events.append((name, json.loads(line.removeprefix("data: "))))
+                    if events and "".join(d["text"] for n, d in events if n == "delta") == seen:
+                        assert (PAUSED if seen else ASKED).wait(30)
+                        break  # the customer leaves: the connection closes
+            names = [n for n, _ in events]
+            assert names[0] == "meta" and "done" not in names
+            sid = events[0][1]["session_id"]
+
+            def stored() -> list[dict[str, Any]]:
+                found = http.get(f"/v1/sessions/{sid}")
+                return list(found.json()["turns"]) if found.status_code == 200 else []
+
+            deadline = time.monotonic() + 20
+            while not stored() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            turns = stored()
+            assert len(turns) == 1, "expected the turn of the stream the customer left to be stored"
+            turn_ = turns[0]
+            assert (turn_["message"], turn_["answer"], turn_["action"]) == (message, seen, "answer")
+            assert turn_["reason"].endswith(f"; {CUT_SHORT}"), turn_["reason"]
+            assert turn_["sources"][0]["id"] == events[0][1]["sources"][0]["id"] == "lock-card"
+            assert http.get("/v1/analytics").json()["turns"] == 1
+    finally:
+        GATE.set()

@@ -9,14 +9,15 @@
              then would throw the composed answer away, after a stream had shown it
 
 `Bot.chat` does the three for `POST /v1/chat`; `Bot.stream` does the same for `POST /v1/chat/stream`,
-yielding the answer's text as it is generated. A session waiting for an agent gets an acknowledgement and
-its message is kept for the agent: the bot does not talk over a person.
+yielding the answer's text as it is generated (a stream that ends early still stores its turn:
+`TurnStream`). A session waiting for an agent gets an acknowledgement and its message is kept for the
+agent: the bot does not talk over a person.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
@@ -40,6 +41,8 @@ FALLBACK = "I'm not sure I understood that. Could you rephrase it, or tell me a 
 HANDOFF = "I'm passing you to a member of our team; a person will reply here shortly."
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
 SNIPPET_CHARS = 240
+# how a turn whose stream ended before its reply did is marked in its reason
+CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"
 
 
 class Runner(Protocol):
@@ -122,35 +125,9 @@ class Bot:
         answer = await self._compose(plan)
         return await self.runner.finish(self.record, plan, answer)
 
-    async def stream(self, plan: Plan) -> AsyncIterator[tuple[str, dict[str, Any]]]:
-        """The reply to a planned message as server-sent events: `meta`, `delta`..., then `done`.
-
-        `meta` carries the action, intent and sources before any text; `done` carries the stored reply.
-        """
-        yield (
-            "meta",
-            {
-                "session_id": plan.session.id,
-                "action": plan.decision.action,
-                "intent": _intent_json(plan.intent),
-                "sources": [s.__dict__ for s in _shown_sources(plan, self.settings.sources_per_answer)],
-            },
-        )
-        if plan.decision.action != "answer":
-            answer = _fixed(plan)
-            yield "delta", {"text": answer.text}
-        else:
-            stream = self.answerer.stream(*self._answer_args(plan))
-            try:
-                async for piece in stream:
-                    yield "delta", {"text": piece}
-            finally:
-                await stream.aclose()  # the client went away: stop generating
-            if stream.answer is None:  # closed before the end: nothing is stored
-                return
-            answer = stream.answer
-        reply = await self.runner.finish(self.record, plan, answer)
-        yield "done", reply_json(reply)
+    def stream(self, plan: Plan) -> TurnStream:
+        """The reply to a planned message as server-sent events (`TurnStream`); the caller closes it."""
+        return TurnStream(self, plan)
 
     def plan(self, session_id: str | None, message: str, context: dict[str, str]) -> Plan:
         """Understand a message and decide what to do (blocking: database and models).
@@ -316,6 +293,84 @@ class Bot:
         if self.retriever.reranker is not None or not passages:
             return [p.score for p in passages]
         return self.retriever.similarities(query, [p.id for p in passages])
+
+
+class TurnStream:
+    """The reply to a planned message as server-sent events: `meta`, `delta`..., then `done`.
+
+    `meta` carries the action, intent and sources before any text; `done` carries the stored reply. The
+    stream is closed with `aclose` however it ended. One that ended before its reply did (the customer
+    closed the page, the connection dropped, the server stops) still stores its turn there: the message
+    was received and part of the reply may have been read. The turn stores what was sent (nothing, when
+    the customer left before the first words), with the session's new state as planned (a request for a
+    person still reaches the agents' queue), and its `reason` says the stream ended early
+    (`CUT_SHORT`). Generation stops at once, as a stream broken off by its generator keeps its words; a
+    turn that failed (an `error` event) is not stored again.
+    """
+
+    def __init__(self, bot: Bot, plan: Plan) -> None:
+        self._bot, self._plan = bot, plan
+        self._sent: list[str] = []  # the answer's text handed to the client so far
+        self._ended = False  # stored, or failed with an error the client is told of
+        self._events = self._run()
+
+    def __aiter__(self) -> AsyncIterator[tuple[str, dict[str, Any]]]:
+        return self._events
+
+    async def aclose(self) -> Reply | None:
+        """End the stream; the turn stored now, when it ended before its reply did, else None."""
+        await self._events.aclose()  # a generator still running stops here
+        if self._ended:
+            return None
+        self._ended = True
+        plan = self._plan
+        decision = replace(plan.decision, reason=f"{plan.decision.reason}; {CUT_SHORT}")
+        # what was sent, however it was made (a turn stores no mode)
+        answer = Answer(text="".join(self._sent).strip(), mode="fixed", cited=[])
+        return await self._bot.runner.finish(self._bot.record, replace(plan, decision=decision), answer)
+
+    async def _run(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+        try:
+            async for event in self._reply():
+                yield event
+        except Exception:  # the route ends the stream with an error event: this turn is not stored
+            self._ended = True
+            raise
+
+    async def _reply(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
+        bot, plan = self._bot, self._plan
+        yield (
+            "meta",
+            {
+                "session_id": plan.session.id,
+                "action": plan.decision.action,
+                "intent": _intent_json(plan.intent),
+                "sources": [s.__dict__ for s in _shown_sources(plan, bot.settings.sources_per_answer)],
+            },
+        )
+        if plan.decision.action != "answer":
+            answer = _fixed(plan)
+            self._sent.append(answer.text)
+            yield "delta", {"text": answer.text}
+        else:
+            stream = bot.answerer.stream(*bot._answer_args(plan))
+            try:
+                async for piece in stream:
+                    self._sent.append(piece)
+                    yield "delta", {"text": piece}
+            finally:
+                await stream.aclose()  # the client went away: stop generating
+            assert stream.answer is not None  # an exhausted stream holds its answer
+            answer = stream.answer
+        reply = await bot.runner.finish(self._store, answer)
+        yield "done", reply_json(reply)
+
+    def _store(self, answer: Answer) -> Reply:
+        """Store the whole turn (blocking); marked stored in the worker, so a stream cancelled meanwhile
+        is not stored twice."""
+        reply = self._bot.record(self._plan, answer)
+        self._ended = True
+        return reply
 
 
 def _slots(context: dict[str, str], message: str, top: list[Passage]) -> dict[str, str]:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
+import anyio
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 from sqlalchemy.exc import DataError
+from starlette.types import Receive, Scope, Send
 
-from customer_service.bot import reply_json
+from customer_service.bot import TurnStream, reply_json
 from customer_service.deps import LimiterDep, ServiceDep
 from customer_service.schemas import ChatIn, ChatOut
 from textcore import CoreError, InvalidInput
@@ -35,19 +37,44 @@ async def chat_stream(
     """The same reply as server-sent events: `meta`, then `delta` pieces of the answer, then `done`.
 
     When the turn fails once the stream has begun (storing it), `error` with the problem document ends the
-    stream instead of `done`."""
+    stream instead of `done`. A client that leaves before `done` still has its turn stored, with the part
+    of the reply sent to it (`TurnStream`)."""
     plan = await limiter.run(service.bot.plan, body.session_id, body.message, body.context)
-    return StreamingResponse(
-        _events(service.bot.stream(plan), request.url.path),
-        media_type="text/event-stream",
-        headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-    )
+    return _TurnResponse(service.bot.stream(plan), request.url.path)
 
 
-async def _events(events: AsyncIterator[tuple[str, dict[str, Any]]], instance: str) -> AsyncIterator[str]:
+class _TurnResponse(StreamingResponse):
+    """A turn's events as SSE; once the response ends, however it ends, the turn's stream is closed.
+
+    A client gone mid-stream leaves the events generator where it was (Starlette cancels the response and
+    leaves the generator to the garbage collector): closing it here is what stores a turn cut short, and
+    stops its generation."""
+
+    def __init__(self, turn: TurnStream, instance: str) -> None:
+        self._turn = turn
+        self._sse = _events(turn, instance)
+        super().__init__(
+            self._sse,
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            with anyio.CancelScope(shield=True):  # the request may be cancelled: the turn is stored anyway
+                await self._sse.aclose()
+                try:
+                    await self._turn.aclose()
+                except Exception:
+                    logger.exception("could not store a streamed turn that ended before its reply")
+
+
+async def _events(turn: TurnStream, instance: str) -> AsyncGenerator[str, None]:
     """The events as SSE; a failure mid-stream ends it with an `error` event (the status is already sent)."""
     try:
-        async for name, data in events:
+        async for name, data in turn:
             yield _event(name, data)
     except Exception as exc:  # the status line is gone: the client learns of the failure from this event
         yield _event("error", _problem(exc, instance))
