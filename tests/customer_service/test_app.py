@@ -487,6 +487,30 @@ def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServ
     assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
 
 
+def test_session_ids_a_url_path_cannot_carry_are_refused_everywhere(client: TestClient) -> None:
+    # "." and ".." are dot segments: /v1/sessions/.. is /v1 to every client, so such a session could be
+    # neither read, resolved nor erased. They are refused wherever a session id comes in, naming the rule;
+    # other ids of those characters (dots among others included) stay valid.
+    for bad in (".", ".."):
+        for stream in ("/v1/chat", "/v1/chat/stream"):
+            body = problem(client.post(stream, json={"message": "hi", "session_id": bad}), 422)
+            assert body["errors"][0]["loc"] == ["body", "session_id"]
+            assert "other than '.' or '..'" in body["errors"][0]["msg"]
+        encoded = bad.replace(".", "%2E")  # how a client that does not normalise the path could send it
+        for method, path in (
+            ("GET", f"/v1/sessions/{encoded}"),
+            ("DELETE", f"/v1/sessions/{encoded}"),
+            ("POST", f"/v1/sessions/{encoded}/handoff"),
+            ("POST", f"/v1/sessions/{encoded}/resolve"),
+        ):
+            body = problem(client.request(method, path), 422)
+            assert body["errors"][0]["loc"] == ["path", "session_id"], (method, path)
+    assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
+    for good in ("...", "a.b", "widget-42:abc", "_x-1."):
+        assert chat(client, "How do I block my debit card?", good)["session_id"] == good
+        assert client.get(f"/v1/sessions/{good}").json()["id"] == good
+
+
 def test_control_characters_in_stored_text_are_refused_at_the_schema(client: TestClient) -> None:
     # PostgreSQL cannot store NUL, and a stream is under way when its turn is stored: text that is kept
     # (message, template slots, feedback comment, hand-off reason) is refused with a 422 naming the field.

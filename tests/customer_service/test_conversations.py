@@ -125,6 +125,10 @@ def test_client_chosen_ids_and_unknown_ids(database: Database) -> None:
     assert conversations.start("widget-42:abc").id == "widget-42:abc"
     with pytest.raises(InvalidInput, match="session id"):
         conversations.start("bad id with spaces")
+    for dots in (".", ".."):  # a URL path cannot carry them: the session could not be read or erased
+        with pytest.raises(InvalidInput, match=r"other than '\.' or '\.\.'"):
+            conversations.start(dots)
+    assert conversations.start("...").id == "..."
     with pytest.raises(NotFound):
         conversations.get("nope")
     with pytest.raises(NotFound):

@@ -163,12 +163,26 @@ def new_session_id() -> str:
     return uuid.uuid4().hex
 
 
+def session_id_error(session_id: str) -> str | None:
+    """Why a client-chosen session id is refused, or None: it must be 1-64 letters, digits, `.`, `_`, `:` or
+    `-`, and not `.` or `..` alone, which a URL path cannot carry (`/v1/sessions/..` is `/v1`), so the
+    session could be neither read nor erased."""
+    if SESSION_ID.match(session_id) and session_id not in (".", ".."):
+        return None
+    return (
+        "expected a session id of 1-64 letters, digits, '.', '_', ':' or '-', other than '.' or '..' "
+        f"(a URL path cannot hold those); found {session_id!r:.80}"
+    )
+
+
 def check_session_id(session_id: str) -> str:
-    """A client-chosen session id: 1-64 letters, digits, `.`, `_`, `:` or `-`."""
-    if not SESSION_ID.match(session_id):
-        raise InvalidInput(
-            f"expected a session id of 1-64 letters, digits, '.', '_', ':' or '-'; found {session_id!r:.80}"
-        )
+    """A client-chosen session id (`session_id_error`).
+
+    Raises:
+        InvalidInput: If the id is refused.
+    """
+    if (error := session_id_error(session_id)) is not None:
+        raise InvalidInput(error)
     return session_id
 
 

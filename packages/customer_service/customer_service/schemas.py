@@ -14,17 +14,30 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
 
 from customer_service.analytics import Analytics
-from customer_service.conversations import SessionRecord, SessionSummary
+from customer_service.conversations import SESSION_ID, SessionRecord, SessionSummary, session_id_error
 from customer_service.templates import RESERVED_SLOTS
 from textcore.printable import Printable
 
 _INPUT = ConfigDict(extra="forbid")
 
 
-SessionId = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+def _session_id(value: str) -> str:
+    if (error := session_id_error(value)) is not None:
+        raise ValueError(error)
+    return value
+
+
+# a client-chosen session id: refused with a 422 naming the rule (`conversations.session_id_error`)
+SessionId = Annotated[
+    str,
+    AfterValidator(_session_id),
+    WithJsonSchema(
+        {"type": "string", "pattern": SESSION_ID.pattern, "not": {"enum": [".", ".."]}, "maxLength": 64}
+    ),
+]
 Message = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=100_000),

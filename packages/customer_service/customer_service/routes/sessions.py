@@ -8,10 +8,10 @@ from fastapi import APIRouter, Path, Query, Response
 
 from customer_service.conversations import MAX_POSITION, MAX_TURN_PAGE, TURN_PAGE, TurnWindow
 from customer_service.deps import LimiterDep, ServiceDep
-from customer_service.schemas import FeedbackIn, HandoffIn, SessionOut, SessionPage
+from customer_service.schemas import FeedbackIn, HandoffIn, SessionId, SessionOut, SessionPage
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
-SessionIdPath = Annotated[str, Path(pattern=r"^[A-Za-z0-9._:-]{1,64}$")]
+SessionIdPath = Annotated[SessionId, Path()]
 
 
 @router.get("/sessions")
