@@ -11,6 +11,7 @@ import hashlib
 import json
 import logging
 import time
+import tracemalloc
 import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -29,7 +30,7 @@ from finance_sentiment.cli import app as cli
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import deliver_pending, rfc3339
 from finance_sentiment.monitor import open_monitor
-from finance_sentiment.retention import BATCH_SIZE, KEY_MEMORY, prune
+from finance_sentiment.retention import BATCH_SIZE, KEY_MEMORY, cited_urls, prune
 from finance_sentiment.rules import alerts_out, delete_rule, list_alerts
 from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage, PrunedStory
@@ -486,3 +487,34 @@ async def test_a_notification_behind_a_pruned_one_of_its_fingerprint_is_still_se
         ("resolved", rfc3339(NOW)), ("firing", rfc3339(then))
     ]  # fmt: skip
     assert len({body["alerts"][0]["fingerprint"] for body in sent}) == 1
+
+
+def test_waiting_notifications_are_read_for_their_evidence_a_batch_at_a_time(database: Database) -> None:
+    # A receiver down for a day leaves every repeat of every firing series waiting, each payload up to tens
+    # of KB. The retention read them all into memory at once to find the stories they cite (50 to 100 MB
+    # here, at its peak); it now keeps only their URLs, reading a batch at a time.
+    now = utcnow()
+    add_rule(database)
+    messages, padding, hook = 3_000, "x" * 16_000, "http://127.0.0.1:9/hook"
+    with database.session() as session:
+        rule_id = session.scalars(select(AlertRule.id)).one()
+        alert = Alert(rule_id=rule_id, fingerprint="f", labels={}, annotations={}, status="firing",
+                      starts_at=now - DAY)  # fmt: skip
+        session.add(alert)
+        session.flush()
+        rows = []
+        for k in range(messages):
+            evidence = json.dumps([{"title": "t", "url": f"https://news.example/{k % 7}"}])
+            payload = {"alerts": [{"annotations": {"evidence": evidence, "description": padding}}]}
+            rows.append({"alert_id": alert.id, "rule_id": rule_id, "idempotency_key": uuid.uuid4().hex,
+                         "url": hook, "payload": payload, "expires_at": now + DAY})  # fmt: skip
+        session.execute(insert(OutboxMessage), rows)
+    with database.session() as session:
+        tracemalloc.start()
+        try:
+            cited = cited_urls(session)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+    assert cited == {f"https://news.example/{k}" for k in range(7)}
+    assert peak < 20_000_000, f"peak {peak / 1e6:.0f} MB while reading {messages} notifications"

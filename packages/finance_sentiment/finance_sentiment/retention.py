@@ -69,6 +69,7 @@ log = logging.getLogger(__name__)
 
 BATCH_SIZE = 1_000
 KEY_MEMORY = timedelta(days=365)  # how long the dedup keys of a pruned story are kept
+CITED_BATCH = 100  # alerts or notifications read per fetch when finding the stories they cite
 
 
 @dataclass(frozen=True)
@@ -158,14 +159,21 @@ def longest_history(session: Session) -> tuple[str | None, timedelta]:
 
 def cited_urls(session: Session) -> set[str]:
     """The URLs of the stories cited as evidence by the firing alerts and by the notifications neither
-    delivered nor expired (whose evidence may be an earlier firing's)."""
-    firing = session.scalars(select(Alert.annotations).where(Alert.status == "firing"))
-    waiting = session.scalars(select(OutboxMessage.payload).where(pending()))
-    annotations = list(firing)
-    for payload in waiting:
+    delivered nor expired (whose evidence may be an earlier firing's).
+
+    The rows are read `CITED_BATCH` at a time and only their URLs kept: a receiver down for a day leaves a
+    day of notifications waiting (every repeat of every firing series, each up to tens of KB), which read
+    whole at once held them all in memory.
+    """
+    cited: set[str] = set()
+    firing = select(Alert.annotations).where(Alert.status == "firing")
+    for alert_annotations in session.scalars(firing.execution_options(yield_per=CITED_BATCH)):
+        cited.update(_evidence_urls([alert_annotations]))
+    waiting = select(OutboxMessage.payload).where(pending())
+    for payload in session.scalars(waiting.execution_options(yield_per=CITED_BATCH)):
         entries = payload.get("alerts") if isinstance(payload, dict) else None
-        annotations += [e.get("annotations") for e in entries or [] if isinstance(e, dict)]
-    return set(_evidence_urls(annotations))
+        cited.update(_evidence_urls(e.get("annotations") for e in entries or [] if isinstance(e, dict)))
+    return cited
 
 
 def _evidence_urls(annotations: Iterable[Any]) -> Iterable[str]:
