@@ -380,6 +380,22 @@ def test_out_of_scope_gets_fallback_then_a_person(client: TestClient) -> None:
     }
 
 
+def test_requests_for_a_person_and_angry_messages_are_not_unanswered_questions(client: TestClient) -> None:
+    # "Top unanswered" is what the knowledge base is missing: the messages the bot could not answer. A
+    # customer asking for a person, or handed to one for their anger, asked the bot nothing it failed at.
+    assert chat(client, "Can I talk to a real person please?")["action"] == "handoff"
+    assert chat(client, "Worst bank ever, I'm sick of your useless app")["action"] == "handoff"
+    first = chat(client, "Who won the football world cup in 1998?")
+    again = chat(client, "What is the best recipe for banana bread?", first["session_id"])
+    assert again["action"] == "handoff"  # two fallbacks in a row: this one counts
+    analytics = client.get("/v1/analytics").json()
+    assert analytics["actions"]["handoff"] == 3 and analytics["actions"]["fallback"] == 1
+    assert [(u["question"], u["count"]) for u in analytics["top_unanswered"]] == [
+        ("what is the best recipe for banana bread?", 1),
+        ("who won the football world cup in 1998?", 1),
+    ]
+
+
 def test_a_clarifying_question_is_answered_by_choosing(client: TestClient) -> None:
     asked = chat(client, "How do I open an account?")
     assert asked["action"] == "clarify", asked

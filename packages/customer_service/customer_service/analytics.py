@@ -4,9 +4,11 @@ Everything is computed in SQL over a time window (the last `days` days), so it w
 PostgreSQL and costs one query per figure. Actions and their rates count the messages the bot handled:
 messages sent while a session waited for an agent (`awaiting_agent`) were only acknowledged and are counted
 apart, so a customer writing to the agents' queue does not inflate the hand-off rate. "Top unanswered"
-groups the bot's fallback and hand-off turns by their lower-cased, whitespace-normalised message (SQL groups
-by the lower-cased, trimmed text; Python merges what differs only in inner spaces): the questions the
-knowledge base is missing.
+groups the messages the bot could not answer, its fallbacks and its hand-offs after repeated fallback, by
+their lower-cased, whitespace-normalised text (SQL groups by the lower-cased, trimmed text; Python merges
+what differs only in inner spaces): the questions the knowledge base is missing. A hand-off the customer
+asked for ("talk to a person") or a strongly negative message caused is no such question: the bot did not
+try to answer it.
 """
 
 from __future__ import annotations
@@ -16,16 +18,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import distinct, func, select
+from sqlalchemy import and_, distinct, func, or_, select
 
 from customer_service.database import Database
+from customer_service.policy import REPEATED_FALLBACK
 from customer_service.tables import ACTIONS, Feedback, Turn
 from textcore.sql import utcnow
 
 
 @dataclass(frozen=True)
 class Unanswered:
-    """A question the bot fell back on (or handed off), and how often it was asked."""
+    """A question the bot fell back on (or handed off after repeated fallback), and how often it was asked."""
 
     question: str
     count: int
@@ -63,10 +66,10 @@ def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
             ).all()
         )
         question = func.lower(func.trim(Turn.message))
+        gave_up = and_(Turn.action == "handoff", Turn.reason.contains(REPEATED_FALLBACK, autoescape=True))
+        unanswered = or_(Turn.action == "fallback", gave_up)
         missed = s.execute(
-            select(question, func.count(Turn.id))
-            .where(in_window, handled, Turn.action.in_(("fallback", "handoff")))
-            .group_by(question)
+            select(question, func.count(Turn.id)).where(in_window, handled, unanswered).group_by(question)
         ).all()
         ratings = dict(
             s.execute(

@@ -42,6 +42,10 @@ HANDOFF_REQUEST = re.compile(
     re.IGNORECASE,
 )
 
+# in the reason of a hand-off after repeated fallback, the one hand-off of a message the bot could not answer
+# (analytics counts those among the unanswered questions, not a request for a person or an angry message)
+REPEATED_FALLBACK = "fallbacks in a row"
+
 
 @dataclass(frozen=True)
 class Decision:
@@ -109,7 +113,7 @@ def decide(
     if reason:
         streak = fallback_streak + 1
         if streak >= settings.fallbacks_before_handoff:
-            return Decision("handoff", f"{streak} fallbacks in a row ({reason})", 0)
+            return Decision("handoff", f"{streak} {REPEATED_FALLBACK} ({reason})", 0)
         return Decision("fallback", reason, streak)
     if (
         len(relevance) > 1
