@@ -527,6 +527,25 @@ def test_session_ids_a_url_path_cannot_carry_are_refused_everywhere(client: Test
         assert client.get(f"/v1/sessions/{good}").json()["id"] == good
 
 
+def test_knowledge_ids_a_url_path_cannot_carry_are_refused(client: TestClient) -> None:
+    # An entry stored as ".." or "guides/../x" could be neither read nor deleted: every client resolves
+    # /v1/knowledge/.. to /v1 and /v1/knowledge/guides/../x to /v1/knowledge/x.
+    version = client.get("/v1/knowledge").json()["version"]
+    for bad in (".", "..", "guides/../x"):
+        faq = {"id": bad, "question": "Can I bring my dog?", "answer": "Guide dogs are welcome."}
+        body = problem(client.post("/v1/knowledge/faqs", json={"items": [faq]}), 422)
+        assert "'.' or '..' between slashes" in body["detail"] and repr(bad) in body["detail"]
+    encoded = "guides/%2E%2E/x"  # as a client that does not resolve the path would send it
+    problem(client.put(f"/v1/knowledge/documents/{encoded}", json={"title": "t", "text": "Some text."}), 422)
+    problem(client.put("/v1/knowledge/faqs/%2E%2E", json={"question": "q?", "answer": "a."}), 422)
+    assert client.get("/v1/knowledge").json()["version"] == version  # nothing was stored
+    for good in ("...", "v1.2", "guides/cards.md"):  # dots within a part are ordinary
+        faq = {"id": good, "question": "Can I bring my dog?", "answer": "Guide dogs are welcome."}
+        assert client.post("/v1/knowledge/faqs", json={"items": [faq]}).status_code == 200
+        assert client.get(f"/v1/knowledge/{good}").json()["id"] == good
+        assert client.delete(f"/v1/knowledge/{good}").status_code == 204
+
+
 def test_control_characters_in_stored_text_are_refused_at_the_schema(client: TestClient) -> None:
     # PostgreSQL cannot store NUL, and a stream is under way when its turn is stored: text that is kept
     # (message, template slots, feedback comment, hand-off reason) is refused with a 422 naming the field.

@@ -148,6 +148,8 @@ def test_bad_input_is_refused_and_changes_nothing(
         [FaqIn("a", "", "a")],
         [FaqIn("a", "q", "a"), FaqIn("a", "q2", "a2")],
         [FaqIn("search", "q", "a")],  # GET /v1/knowledge/search is the search route
+        # a URL path cannot carry dot segments: GET /v1/knowledge/.. is /v1, .../a/../b is .../b
+        *([FaqIn(dots, "q", "a")] for dots in (".", "..", "guides/../x", "./x", "x/.")),
     ]
     for rows in bad:
         with pytest.raises(InvalidInput):
@@ -158,6 +160,8 @@ def test_bad_input_is_refused_and_changes_nothing(
         kb.put_document("password", "t", "text", "text")  # an FAQ's id
     with pytest.raises(InvalidInput, match="reserved"):
         kb.put_document("search", "t", "text", "text")
+    with pytest.raises(InvalidInput, match=r"without '\.' or '\.\.' between slashes"):
+        kb.put_document("guides/../cards.md", "t", "text", "text")
     with pytest.raises(InvalidInput, match="format"):
         kb.put_document("doc", "t", "text", "pdf")
     with pytest.raises(InvalidInput, match="has none"):

@@ -45,6 +45,7 @@ MAX_POSITION = 999_999_999
 
 _MAX_IDS_PER_QUERY = 500  # bounded IN lists
 RESERVED_IDS = frozenset({"search"})  # GET /v1/knowledge/<id> would reach the route, not the entry
+# nor may an id hold a "." or ".." part between slashes: clients resolve them away in the URL's path
 Progress = Callable[[int, int], None]  # (done, total)
 
 
@@ -618,6 +619,11 @@ def _check_id(value: str, field: str, longest: int = ID_LENGTH) -> None:
         raise InvalidInput(
             f"{field}: {value!r} is reserved (GET /v1/knowledge/{value} is the API's own route); "
             "choose another id"
+        )
+    if any(part in (".", "..") for part in value.split("/")):
+        raise InvalidInput(
+            f"{field}: expected an id without '.' or '..' between slashes, which a URL path cannot carry "
+            f"(GET /v1/knowledge/{{id}} would not reach the entry); found {value!r:.80}"
         )
 
 
