@@ -82,6 +82,8 @@ def test_ingest_files_then_serve_them(tmp_path: Path, sqlite_url: str, tiny_mode
     bad.write_text("user_id,item_id,timestamp\nu,astro-0,1\nu,astro-1,yesterday\n", encoding="utf-8")
     line = one_error_line(invoke("ingest-events", bad, *places))
     assert "row 2" in line and "'timestamp'" in line and "yesterday" in line
+    # the same file again (a rerun after a crash, say) stores nothing twice
+    assert last_json(invoke("ingest-events", events, *places)) == {"stored": 0}
     assert counts(sqlite_url) == (20, 80)
 
     saved = settings.index_path.stat().st_mtime_ns

@@ -7,19 +7,21 @@ import hashlib
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 import pytest
-from sqlalchemy import func, inspect, select
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Float, String, column, func, insert, inspect, select, table
 
 from recommender.baselines import ItemKNN, Popularity
 from recommender.behaviour import Behaviour
 from recommender.catalog import ItemCatalog, ItemRecord
-from recommender.changes import ITEMS, read_counters
+from recommender.changes import ERASURES, ITEMS, read_counters
 from recommender.data import Catalog
-from recommender.database import Database
+from recommender.database import MIGRATIONS, Database
 from recommender.events import (
     EventRecord,
     all_positives,
@@ -27,9 +29,10 @@ from recommender.events import (
     positive_history,
     user_events,
 )
-from recommender.tables import Event
+from recommender.tables import Event, event_fingerprint
 from tests.recommender.conftest import catalog_items, user_histories
 from textcore import Encoder, InvalidInput, NotFound, PayloadTooLarge
+from textcore.sql import UtcDateTime
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 
@@ -249,6 +252,66 @@ def test_events_are_all_or_nothing_and_histories_ordered(catalog: ItemCatalog, d
         [("u1", "astro-0"), ("u1", "astro-2"), ("u1", "astro-3"), ("u2", "lab-0"), ("u1", "astro-2")]
     )
     assert user_events(database, "nobody") == []
+
+
+def test_an_event_stored_before_is_not_stored_or_counted_again(
+    catalog: ItemCatalog, database: Database
+) -> None:
+    catalog.upsert(records())
+    batch = [
+        EventRecord("u1", "astro-0", T0),
+        EventRecord("u1", "astro-1", T0, "rating", 4.0),
+        EventRecord("u2", "lab-0", T0, "purchase"),
+    ]
+    assert ingest_events(database, batch) == 3
+    assert ingest_events(database, batch) == 0  # a retried request
+    same_instant = T0.astimezone(timezone(timedelta(hours=2)))
+    again = [EventRecord("u1", "astro-0", same_instant), EventRecord("u1", "astro-1", T0, "rating", 4)]
+    assert ingest_events(database, again) == 0
+    other = [
+        EventRecord("u1", "astro-0", T0 + timedelta(microseconds=1)),  # a repeat at another time
+        EventRecord("u1", "astro-1", T0, "rating", 5.0),  # another value
+        EventRecord("u1", "astro-0", T0, "purchase"),  # another type
+        EventRecord("u3", "lab-1", T0),
+        EventRecord("u3", "lab-1", T0),  # twice in one batch
+    ]
+    assert ingest_events(database, other) == 4
+    assert event_count(database) == 7
+    assert sorted(all_positives(database, None)).count(("u2", "lab-0")) == 1
+    assert sorted(all_positives(database, None)).count(("u3", "lab-1")) == 1
+
+
+def test_the_fingerprint_migration_keeps_one_copy_of_each_event(database_url: str) -> None:
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    events = table(
+        "events",
+        column("user_id", String), column("item_id", String), column("ts", UtcDateTime),
+        column("type", String), column("value", Float),
+    )  # fmt: skip
+    rows = [
+        {"user_id": "u1", "item_id": "astro-0", "ts": T0, "type": "click", "value": None},
+        {"user_id": "u1", "item_id": "astro-1", "ts": T0, "type": "rating", "value": 4.0},
+        {"user_id": "u1", "item_id": "astro-0", "ts": T0, "type": "click", "value": None},  # a copy
+        {"user_id": "u1", "item_id": "astro-1", "ts": T0, "type": "rating", "value": 5.0},
+    ]
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0003")  # the schema before fingerprints, with copies stored
+            connection.execute(insert(events), rows)
+        before = read_counters(database)[ERASURES]
+        database.migrate()
+        with database.session() as session:
+            kept = session.execute(select(Event.id, Event.fingerprint).order_by(Event.id)).all()
+        assert [row.id for row in kept] == [1, 2, 4]  # the later copy goes
+        written = [event_fingerprint(r["user_id"], r["item_id"], r["ts"], r["type"], r["value"])
+                   for r in rows]  # fmt: skip
+        assert [row.fingerprint for row in kept] == [written[0], written[1], written[3]]  # as ingest does
+        assert read_counters(database)[ERASURES] == before + 1  # running services count again
+    finally:
+        database.dispose()
 
 
 def test_behaviour_matches_the_offline_baselines() -> None:

@@ -5,6 +5,10 @@ positives; a rating is a positive when it reaches the configured ``min_rating`` 
 is none). A batch is checked completely before anything is written: a malformed event raises `InvalidInput`,
 an item id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
 
+An event identical to one already stored (same user, item, time, type and value: `event_fingerprint`) is
+not stored again, nor counted again: a retried request, or a file ingested twice, adds nothing. Repeats at
+other times (buying an item again) are events of their own.
+
 An event's value is a rating (or whatever number the caller keeps with a click or purchase): finite and at
 most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number is a mistake.
 
@@ -25,11 +29,12 @@ from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, insert, select
+from sqlalchemy.orm import Session
 
 from recommender.catalog import id_listing
 from recommender.changes import ERASURES, EVENTS, bump
 from recommender.database import Database
-from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item
+from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item, event_fingerprint
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 from textcore.sql import aware_utc
 
@@ -98,6 +103,9 @@ def value_problem(value: float) -> str | None:
 def ingest_events(db: Database, events: Sequence[EventRecord], max_events: int | None = None) -> int:
     """Store a batch of events in one transaction; returns how many were stored.
 
+    An event identical to a stored one, or to an earlier one of the batch, is left out (it is already
+    there) and not counted in the result.
+
     Raises:
         PayloadTooLarge: If the batch is larger than `max_events`.
         InvalidInput: If an event is malformed (nothing is stored).
@@ -114,13 +122,30 @@ def ingest_events(db: Database, events: Sequence[EventRecord], max_events: int |
         unknown = [i for i in wanted if i not in known]
         if unknown:
             raise NotFound(f"expected catalog item ids; nothing was stored; unknown: {id_listing(unknown)}")
-        rows = [
-            {"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type, "value": e.value}
-            for e in events
-        ]
+        rows = _new_rows(session, events)
         for start in range(0, len(rows), 5000):
             session.execute(insert(Event), rows[start : start + 5000])
-    return len(events)
+    return len(rows)
+
+
+def _new_rows(session: Session, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
+    """The rows of the events not stored yet, each once, in batch order. The caller's `bump` holds the
+    writers' lock, so no other batch stores one of them before this transaction commits (and the unique
+    index on `fingerprint` would refuse it)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for e in events:
+        key = event_fingerprint(e.user_id, e.item_id, e.ts, e.type, e.value)
+        rows.setdefault(
+            key,
+            {"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type, "value": e.value,
+             "fingerprint": key},
+        )  # fmt: skip
+    keys = list(rows)
+    for start in range(0, len(keys), 500):  # bounded IN lists
+        query = select(Event.fingerprint).where(Event.fingerprint.in_(keys[start : start + 500]))
+        for stored in session.scalars(query):
+            del rows[stored]
+    return list(rows.values())
 
 
 def user_events(db: Database, user_id: str) -> list[EventRecord]:

@@ -1,7 +1,8 @@
 """The recommender's SQL schema (SQLAlchemy 2 declarative); alembic migrations in `migrations/` create it.
 
     items            the catalog: id, title, text, categories, metadata
-    events           behaviour: (user_id, item_id, ts, type, value), one row per interaction
+    events           behaviour: (user_id, item_id, ts, type, value), one row per interaction; `fingerprint`
+                     (unique) identifies the interaction, so the same one sent twice is stored once
     change_counters  one counter per table above, bumped by every transaction that writes it, and one
                      bumped by every erasure of a user's events (`recommender.changes`: how running
                      services see other processes' writes)
@@ -13,7 +14,9 @@ timezone-aware (`textcore.sql.UtcDateTime`), identically on SQLite and PostgreSQ
 
 from __future__ import annotations
 
-from datetime import datetime
+import hashlib
+import json
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 from sqlalchemy import JSON, BigInteger, Float, Index, Integer, String, Text
@@ -54,7 +57,10 @@ class Event(Base):
     """One interaction of a user with an item."""
 
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_user_ts", "user_id", "ts"),)
+    __table_args__ = (
+        Index("ix_events_user_ts", "user_id", "ts"),
+        Index("uq_events_fingerprint", "fingerprint", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     user_id: Mapped[str] = mapped_column(String(ID_LENGTH))
@@ -62,6 +68,21 @@ class Event(Base):
     ts: Mapped[datetime] = mapped_column()
     type: Mapped[str] = mapped_column(String(16))  # click | rating | purchase
     value: Mapped[float | None] = mapped_column(Float)
+    fingerprint: Mapped[str] = mapped_column(String(64))  # event_fingerprint of the columns above
+
+
+def event_fingerprint(user_id: str, item_id: str, ts: datetime, event_type: str, value: float | None) -> str:
+    """What makes two events one and the same interaction: user, item, time (to the microsecond, in UTC),
+    type and value; 64 hex digits (SHA-256).
+
+    Stored in `Event.fingerprint` under a unique index, so a retried request or a file ingested again adds
+    nothing. Migration 0004 wrote it for the events stored before; a change of this function needs a migration
+    that writes it again.
+    """
+    moment = ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    number = None if value is None else float(value)
+    identity = json.dumps([user_id, item_id, moment, event_type, number], ensure_ascii=False)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
 
 
 class ChangeCounter(Base):
