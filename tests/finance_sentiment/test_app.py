@@ -116,6 +116,7 @@ def settings_for(tmp_path: Path, model: Path, database_url: str, **more: Any) ->
         "scheduler": False,
         "fetch": fetch,
         "registry": tmp_path / "registry",
+        "alert_interval_s": 2,  # the rules below use 2 s windows
     }
     return FinanceSentimentSettings(**(values | more))
 
@@ -264,6 +265,38 @@ def test_bad_input_is_refused_and_changes_nothing(
             assert response.status_code == 422, (path, params, response.text)
             assert response.headers["content-type"] == PROBLEM
         assert client.get("/v1/sources").json() == [] and client.get("/v1/alert-rules").json() == []
+
+
+def test_a_rule_window_shorter_than_the_evaluation_interval_is_refused(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # Each evaluation judges the window ending at its own time: with a 10 s window evaluated every 30 s,
+    # two thirds of the stories fell in no judged window, so a burst among them raised nothing.
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, alert_interval_s=30)
+    hook = "http://127.0.0.1:9/hook"
+    with TestClient(create_app(settings)) as client:
+        short = client.post("/v1/alert-rules", json=rule(hook, window_seconds=10))
+        assert short.status_code == 422, short.text
+        assert short.headers["content-type"] == PROBLEM
+        assert "FIN_ALERT_INTERVAL_S = 30 s), found 10" in short.json()["detail"]
+        assert client.get("/v1/alert-rules").json() == []
+        created = client.post("/v1/alert-rules", json=rule(hook, window_seconds=30))
+        assert created.status_code == 201, created.text
+        path = f"/v1/alert-rules/{created.json()['id']}"
+        assert client.patch(path, json={"window_seconds": 29}).status_code == 422
+        assert client.get(path).json()["window_seconds"] == 30
+        # A disabled rule is never judged: it may keep a short window (so a rule can always be switched off).
+        off = client.patch(path, json={"enabled": False, "window_seconds": 5})
+        assert off.status_code == 200, off.text
+        assert client.patch(path, json={"enabled": True}).status_code == 422
+    assert settings.config_file is not None
+    with settings.config_file.open("a") as config:
+        config.write(
+            '[[alert_rules]]\nname = "fast"\nwindow_seconds = 10\nwebhook_url = "http://127.0.0.1:9/hook"\n'
+        )
+    refused = r"monitor\.toml'.*'fast'.*found 10"
+    with pytest.raises(InvalidInput, match=refused), TestClient(create_app(settings)):
+        pass
 
 
 def test_ssrf_guard_refuses_private_sources_unless_allowed(

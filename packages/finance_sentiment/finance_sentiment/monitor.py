@@ -211,6 +211,22 @@ def _tagger(settings: FinanceSentimentSettings, config: MonitorConfig | None) ->
     return Tagger(topics, [entity.spec() for entity in config.entities], embed)
 
 
+def _warn_unjudged_windows(db: Database, interval_s: int) -> None:
+    """Log the stored enabled rules whose window is shorter than the evaluation interval (stored before
+    ``FIN_ALERT_INTERVAL_S`` was raised): stories between two evaluations escape them until they change."""
+    with db.session() as session:
+        for rule in rules.list_rules(session):
+            if rule.enabled and rule.window_seconds < interval_s:
+                log.warning(
+                    "alert rule %r: its window of %d s is shorter than the evaluation interval "
+                    "(FIN_ALERT_INTERVAL_S = %d s), so stories seen between two evaluations fall in no "
+                    "judged window; lengthen the window or evaluate more often",
+                    rule.name,
+                    rule.window_seconds,
+                    interval_s,
+                )
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What `prepare` checked before a start: the config file, loaded (None without one)."""
@@ -219,8 +235,9 @@ class Prepared:
 
 
 async def prepare(settings: FinanceSentimentSettings) -> Prepared:
-    """The checks before a start, each made once: the config file reads and validates, its URLs pass the
-    address guard (a host that does not resolve now is only logged), and the database opens and is migrated.
+    """The checks before a start, each made once: the config file reads and validates (an enabled rule's
+    window is no shorter than the evaluation interval), its URLs pass the address guard (a host that does
+    not resolve now is only logged), and the database opens and is migrated.
 
     Raises:
         InvalidInput: The config file is unreadable or invalid, or names a URL the guard refuses.
@@ -229,6 +246,11 @@ async def prepare(settings: FinanceSentimentSettings) -> Prepared:
     config = None
     if settings.config_file:
         config = load_config(settings.config_file)
+        for rule in config.alert_rules:
+            try:
+                rules.require_judged_window(rule, settings.alert_interval_s)
+            except InvalidInput as exc:
+                raise InvalidInput(f"config file {str(settings.config_file)!r}: {exc.message}") from None
         await admit_urls(config, settings.config_file, settings.fetch.allowed_networks)
     await asyncio.to_thread(Database(settings.database_url).check)
     return Prepared(config)
@@ -254,6 +276,7 @@ async def open_monitor(
     if config is not None:
         with db.session() as session:
             apply_config(session, config)
+    await asyncio.to_thread(_warn_unjudged_windows, db, settings.alert_interval_s)
     # A run makes one request at a time: with a connection for every run and every webhook post, nothing
     # waits for a pooled connection (a wait over the pool timeout fails the request).
     pool = settings.max_concurrent_runs + CONCURRENT_POSTS

@@ -60,12 +60,37 @@ def get_rule(session: Session, rule_id: int, *, lock: bool = False) -> AlertRule
     return rule
 
 
-def create_rule(session: Session, data: AlertRuleIn) -> AlertRule:
+def require_judged_window(data: AlertRuleIn, interval_s: int) -> None:
+    """Refuse an enabled rule whose window is shorter than the interval between two evaluations.
+
+    Each evaluation judges the window that ends at its own time, so with a shorter window the stories first
+    seen between the end of one evaluation's window and the next evaluation would never be in any judged
+    window: a burst among them would raise nothing.
+
+    Raises:
+        InvalidInput: The rule is enabled and ``data.window_seconds < interval_s``.
+    """
+    if data.enabled and data.window_seconds < interval_s:
+        raise InvalidInput(
+            f"alert rule {data.name!r}: expected window_seconds of at least the rule evaluation interval "
+            f"(FIN_ALERT_INTERVAL_S = {interval_s} s), found {data.window_seconds}; stories seen between "
+            "two evaluations would fall in no judged window. Lengthen the window or evaluate more often"
+        )
+
+
+def create_rule(session: Session, data: AlertRuleIn, *, min_window_s: int = 1) -> AlertRule:
     """Store a new rule.
+
+    Args:
+        session: The caller's transaction.
+        data: The rule.
+        min_window_s: The rule evaluation interval: an enabled rule's window may not be shorter.
 
     Raises:
         Conflict: Another rule already has this name.
+        InvalidInput: The rule is enabled and its window is shorter than ``min_window_s``.
     """
+    require_judged_window(data, min_window_s)
     _require_free_name(session, data.name)
     rule = AlertRule()
     _assign(rule, data)
@@ -74,13 +99,14 @@ def create_rule(session: Session, data: AlertRuleIn) -> AlertRule:
     return rule
 
 
-def update_rule(session: Session, rule_id: int, patch: AlertRulePatch) -> AlertRule:
+def update_rule(session: Session, rule_id: int, patch: AlertRulePatch, *, min_window_s: int = 1) -> AlertRule:
     """Apply the fields sent in `patch` (`secret: null` removes the secret) and check the result as a whole.
 
     Raises:
         NotFound: No rule has this id.
         Conflict: The new name belongs to another rule.
-        InvalidInput: The patched rule breaks a cross-field rule (a match list with ``group_by = "all"``).
+        InvalidInput: The patched rule breaks a cross-field rule (a match list with ``group_by = "all"``), or
+            is enabled with a window shorter than ``min_window_s`` (see `create_rule`).
     """
     rule = get_rule(session, rule_id)
     values: dict[str, Any] = {field: getattr(rule, field) for field in AlertRuleIn.model_fields}
@@ -90,6 +116,7 @@ def update_rule(session: Session, rule_id: int, patch: AlertRulePatch) -> AlertR
         raise InvalidInput(
             f"cannot apply the change to alert rule {rule.id} ({rule.name!r}): {describe_errors(exc, 'rule')}"
         ) from None
+    require_judged_window(data, min_window_s)
     if data.name != rule.name:
         _require_free_name(session, data.name)
     _assign(rule, data)

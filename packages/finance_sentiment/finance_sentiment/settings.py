@@ -59,7 +59,12 @@ class FinanceSentimentSettings(ServiceSettings):
         "http://127.0.0.1:8000", max_length=500, description="Base URL of this API, for links in alerts."
     )
     fetch: FetchSettings = Field(default_factory=FetchSettings)
-    alert_interval_s: int = Field(30, ge=1, le=3600, description="Rules are evaluated at least this often.")
+    alert_interval_s: int = Field(
+        30,
+        ge=1,
+        le=3600,
+        description="Rules are evaluated at least this often; an enabled rule's window may not be shorter.",
+    )
     delivery_interval_s: int = Field(5, ge=1, le=3600, description="Pending webhooks are retried this often.")
     sync_interval_s: int = Field(30, ge=1, le=3600, description="Other replicas' source edits seen.")
     max_pages_per_run: int = Field(20, ge=1, le=500, description="Articles read per list page run.")

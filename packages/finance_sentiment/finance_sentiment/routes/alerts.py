@@ -24,7 +24,9 @@ def list_rules(monitor: MonitorDep) -> list[AlertRuleOut]:
 
 @router.post("/v1/alert-rules", status_code=status.HTTP_201_CREATED)
 async def create_rule(body: AlertRuleIn, monitor: MonitorDep) -> AlertRuleOut:
-    """Add a rule; its webhook URL must pass the address guard. It is judged from the next evaluation on."""
+    """Add a rule; its webhook URL must pass the address guard, and an enabled rule's window may not be
+    shorter than the evaluation interval (`FIN_ALERT_INTERVAL_S`). It is judged from the next evaluation
+    on."""
     await monitor.admit_url(body.webhook_url, "webhook_url")
     return await asyncio.to_thread(_create, monitor, body)
 
@@ -69,9 +71,12 @@ def list_alerts(
 
 def _create(monitor: Monitor, body: AlertRuleIn) -> AlertRuleOut:
     with monitor.db.session() as session:
-        return AlertRuleOut.model_validate(rules.create_rule(session, body))
+        rule = rules.create_rule(session, body, min_window_s=monitor.settings.alert_interval_s)
+        return AlertRuleOut.model_validate(rule)
 
 
 def _update(monitor: Monitor, rule_id: int, body: AlertRulePatch) -> AlertRuleOut:
     with monitor.db.session() as session:
-        return AlertRuleOut.model_validate(rules.update_rule(session, rule_id, body))
+        return AlertRuleOut.model_validate(
+            rules.update_rule(session, rule_id, body, min_window_s=monitor.settings.alert_interval_s)
+        )
