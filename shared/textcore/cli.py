@@ -9,7 +9,7 @@ import json
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -501,19 +501,6 @@ def print_report(report: dict[str, Any]) -> None:
     out.print(table)
 
 
-def _stdin_lines() -> Iterator[str]:
-    for number, raw in enumerate(sys.stdin.buffer, start=1):
-        try:
-            line = raw.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidInput(
-                f"standard input, line {number}: expected UTF-8 text; byte {exc.start} is not valid UTF-8"
-            ) from exc
-        text = line.rstrip("\r\n")
-        if text.strip():
-            yield text
-
-
 @app.command()
 def predict(
     model: Annotated[Path, typer.Option("--model", help="trained model folder")],
@@ -530,46 +517,76 @@ def predict(
 ) -> None:
     """Label texts; prints one JSON object per text: label, confidence and every label's probability.
 
-    A tagger prints the text's entities instead: text, label, character offsets and score of each.
+    A tagger prints the text's entities instead: text, label, character offsets and score of each. Read from
+    stdin, texts are labelled in batches of what has arrived (at most --batch-size lines), each batch's lines
+    printed before the next is read: a pipe that stays open gets each line's answer as it comes.
     """
     from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.data import read_texts  # noqa: PLC0415
-    from textcore.evaluation import load_predictor  # noqa: PLC0415
+    from textcore.line_input import line_batches, stdin_lines  # noqa: PLC0415
 
     def action() -> None:
         if data is None and text_column is not None:
             raise InvalidInput(
                 "expected --text-column only with --data (without --data, each stdin line is one text)"
             )
-        texts = read_texts(data, text_column or "text") if data is not None else list(_stdin_lines())
-        if not texts:
+        if data is not None:
+            texts = read_texts(data, text_column or "text")
+            if not texts:
+                raise InvalidInput("expected at least one text to label; found none")
+        label = _entity_rows if read_metadata(model).get("task") == TAGGER else _label_rows
+        rows = label(model, device, precision, batch_size, backend)
+        batches = [texts] if data is not None else line_batches(stdin_lines(), batch_size)
+        labelled = 0
+        for batch in batches:
+            for row in rows(batch):
+                print(json.dumps(row, ensure_ascii=False))
+            sys.stdout.flush()  # a reader at the other end of a pipe sees the batch now
+            labelled += len(batch)
+        if not labelled:
             raise InvalidInput("expected at least one text to label; found none")
-        if read_metadata(model).get("task") == TAGGER:
-            _print_entities(model, texts, device, precision, batch_size, backend)
-            return
-        classifier = load_predictor(
-            model, backend=backend, device=device, precision=precision, batch_size=batch_size
-        )
-        for text, p in zip(texts, classifier.predict(texts), strict=True):
-            row = {"text": text, "label": p.label, "confidence": p.confidence, "probabilities": p.scores}
-            if classifier.multi_label:
-                row["labels"] = list(p.labels)
-            print(json.dumps(row, ensure_ascii=False))
 
     run_or_exit(action)
 
 
-def _print_entities(
-    model: Path, texts: list[str], device: str, precision: str, batch_size: int, backend: str
-) -> None:
+Rows = Callable[[list[str]], list[dict[str, Any]]]
+
+
+def _label_rows(model: Path, device: str, precision: str, batch_size: int, backend: str) -> Rows:
+    """What `predict` prints of a classifier's predictions of some texts, one row per text."""
+    from textcore.evaluation import load_predictor  # noqa: PLC0415
+
+    classifier = load_predictor(
+        model, backend=backend, device=device, precision=precision, batch_size=batch_size
+    )
+
+    def rows(texts: list[str]) -> list[dict[str, Any]]:
+        out = []
+        for text, p in zip(texts, classifier.predict(texts), strict=True):
+            row = {"text": text, "label": p.label, "confidence": p.confidence, "probabilities": p.scores}
+            if classifier.multi_label:
+                row["labels"] = list(p.labels)
+            out.append(row)
+        return out
+
+    return rows
+
+
+def _entity_rows(model: Path, device: str, precision: str, batch_size: int, backend: str) -> Rows:
+    """What `predict` prints of a tagger's entities in some texts, one row per text."""
     if backend != "torch":
         raise InvalidInput(f"expected backend torch for a tagger; found {backend!r}")
     from textcore.tagger import Tagger  # noqa: PLC0415
 
     tagger = Tagger.load(model, device=device, precision=precision, batch_size=batch_size)
-    for text, entities in zip(texts, tagger.tag(texts), strict=True):
-        row = {"text": text, "entities": [entity.to_dict() for entity in entities]}
-        print(json.dumps(row, ensure_ascii=False))
+
+    def rows(texts: list[str]) -> list[dict[str, Any]]:
+        return [
+            {"text": text, "entities": [entity.to_dict() for entity in entities]}
+            for text, entities in zip(texts, tagger.tag(texts), strict=True)
+        ]
+
+    return rows
 
 
 def full_app() -> typer.Typer:

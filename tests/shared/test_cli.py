@@ -16,6 +16,7 @@ import hashlib
 import json
 import math
 import os
+import select
 import shutil
 import subprocess
 import sys
@@ -348,6 +349,37 @@ def test_predict_from_stdin_skips_blank_lines(trained: Trained) -> None:
     )
     assert_quiet_stderr(result.stderr)
     parse_predictions(result.stdout, ["great, I love it", "café ☕ was awful"])
+
+
+def test_predict_answers_each_stdin_line_while_the_pipe_stays_open(trained: Trained) -> None:
+    # stdin used to be read to its end before anything was labelled: a producer keeping the pipe open got
+    # no answer at all
+    with subprocess.Popen(
+        [str(TEXTCORE), "predict", "--model", str(trained.model), "--device", "cpu"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"},
+    ) as process:
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            answers = []
+            for text in ("great, I love it", "awful service, very slow"):
+                process.stdin.write(text + "\n")
+                process.stdin.flush()
+                ready, _, _ = select.select([process.stdout], [], [], 120)
+                assert ready, f"no answer to {text!r} within 120 s while stdin stays open"
+                answers.append(process.stdout.readline())
+            rest, stderr = process.communicate("cheap and unreliable\n", timeout=120)
+        finally:
+            if process.poll() is None:
+                process.kill()
+    assert process.returncode == 0, stderr
+    rows = parse_predictions("".join(answers) + rest, ["great, I love it", "awful service, very slow",
+                                                        "cheap and unreliable"])  # fmt: skip
+    assert len(rows) == 3
 
 
 def test_predict_from_a_file_matches_the_saved_model_loaded_twice(trained: Trained) -> None:
