@@ -115,7 +115,7 @@ def test_predictions_follow_the_rejection_rule(trained: IntentTraining) -> None:
 def test_evaluation_figures(trained: IntentTraining) -> None:
     model = IntentModel.load(trained.output, device="cpu", precision="fp32")
     figures = evaluate_intents(model, intent_data(6, seed=5))
-    assert figures["n"] == 24
+    assert figures["n"] == 24 and type(figures["n"]) is int
     for key in ("accuracy", "macro_f1", "in_scope_accuracy", "oos_recall", "oos_precision"):
         assert 0.0 <= figures[key] <= 1.0
     assert figures["accuracy"] > 0.25  # better than always one class on a keyword task
@@ -279,7 +279,8 @@ def test_train_intents_command_trains_a_cosine_head_that_evaluates(
     evaluated = invoke("evaluate-intents", "--model", tmp_path / "cos", "--data", tmp_path / "intents.csv",
                        "--device", "cpu", "--precision", "fp32")  # fmt: skip
     assert evaluated.exit_code == 0, evaluated.output
-    assert json.loads(evaluated.output.strip().splitlines()[-1])["n"] == len(rows)
+    printed = json.loads(evaluated.output.strip().splitlines()[-1])
+    assert printed["n"] == len(rows) and type(printed["n"]) is int  # a count, never 24.0
 
 
 def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTraining, tmp_path: Path) -> None:

@@ -312,11 +312,11 @@ def test_evaluate_prints_one_json_report_last(trained: Trained) -> None:
     )
     assert_quiet_stderr(result.stderr)
     report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["n"] == 8
+    assert report["n"] == 8 and type(report["n"]) is int  # counts are integers in the JSON
     assert set(report["per_label"]) == set(LABELS)
     for scores in report["per_label"].values():
         assert set(scores) >= {"precision", "recall", "f1", "support"}
-        assert scores["support"] == 4
+        assert scores["support"] == 4 and type(scores["support"]) is int
         assert all(0.0 <= scores[k] <= 1.0 for k in ("precision", "recall", "f1"))
     confusion = np.array(report["confusion"])
     assert confusion.shape == (2, 2)

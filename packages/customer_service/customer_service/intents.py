@@ -124,7 +124,7 @@ def intent_figures(
         "in_scope_accuracy": share(correct, ~truth_oos),
         "oos_recall": share(pred_oos, truth_oos),
         "oos_precision": share(truth_oos, pred_oos),
-        "n": float(len(truth)),
+        "n": len(truth),  # a count: an integer in the JSON, as textcore evaluate's
     }
 
 
@@ -264,7 +264,7 @@ def _refit_training(output: Path, oos_label: str, result: TrainResult) -> Intent
         "in_scope_accuracy": float(measured["accuracy"]),  # no out-of-scope rows: every row is in scope
         "oos_recall": 0.0,
         "oos_precision": 0.0,
-        "n": float(measured["n"]),
+        "n": int(measured["n"]),
     }
     validation = {"at_threshold": figures, "at_zero": figures}
     write_json_atomic(
