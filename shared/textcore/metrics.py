@@ -15,6 +15,8 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
+from textcore.errors import InvalidInput
+
 
 @dataclass(frozen=True, slots=True)
 class LabelScores:
@@ -135,6 +137,12 @@ def multilabel_report(
     )
 
 
+def _require_cutoff(k: int) -> None:
+    """A ranking cut-off counts positions from 1: k = 0 or below would score every query 0."""
+    if k < 1:
+        raise InvalidInput(f"expected a cut-off k >= 1; found k={k}")
+
+
 def retrieval_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> dict[str, float]:
     """Recall@1, recall@k and MRR@k of a query-by-candidate score matrix.
 
@@ -142,7 +150,11 @@ def retrieval_metrics(scores: np.ndarray, targets: np.ndarray, k: int = 10) -> d
         scores: (queries, candidates) similarity; higher is better.
         targets: (queries,) index of each query's correct candidate.
         k: cut-off for recall@k and MRR@k.
+
+    Raises:
+        InvalidInput: If `k` is below 1.
     """
+    _require_cutoff(k)
     target_scores = scores[np.arange(len(targets)), targets][:, None]
     # rank 1 = best; ties count against the target so a constant scorer does not look perfect
     ranks = (scores >= target_scores).sum(axis=1)
@@ -167,7 +179,11 @@ def reranking_metrics(
         labels: (n,) relevance in [0, 1]; >= 0.5 counts as relevant.
         scores: (n,) relevance probabilities in [0, 1]; accuracy counts score > 0.5 as a relevant prediction.
         k: cut-off of MRR@k.
+
+    Raises:
+        InvalidInput: If `k` is below 1.
     """
+    _require_cutoff(k)
     relevant = np.asarray(labels, dtype=np.float64) >= 0.5
     values = np.asarray(scores, dtype=np.float64)
     groups: dict[str, list[int]] = {}

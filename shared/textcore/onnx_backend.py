@@ -161,6 +161,8 @@ class OnnxClassifier(LabelPredictor):
                 f"expected backend torch for {path}: it blends a frozen view (frozen/), which the ONNX "
                 "export leaves out"
             )
+        wanted = trained_max_length(path) if max_length is None else max_length
+        check_batch_settings(wanted, batch_size)  # before the export, which takes seconds
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.intra_op_num_threads = threads or os.cpu_count() or 1
@@ -172,7 +174,7 @@ class OnnxClassifier(LabelPredictor):
             load_tokenizer(path),
             labels,
             multi_label=multi_label,
-            max_length=model_max_length(path, trained_max_length(path) if max_length is None else max_length),
+            max_length=model_max_length(path, wanted),
             batch_size=batch_size,
         )
 

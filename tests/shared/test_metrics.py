@@ -1,11 +1,14 @@
-"""Macro-F1 averages over the labels that occur as a true or a predicted label, in both report kinds."""
+"""Macro-F1 averages over the labels that occur as a true or a predicted label, in both report kinds; the
+ranking metrics refuse a cut-off below 1."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from textcore.metrics import classification_report, multilabel_report
+from textcore.errors import InvalidInput
+from textcore.metrics import classification_report, multilabel_report, reranking_metrics, retrieval_metrics
 
 
 def test_a_label_predicted_but_never_true_counts_as_f1_0() -> None:
@@ -43,3 +46,13 @@ def test_both_reports_agree_on_single_label_data() -> None:
     # a: p 1/2 r 1/2 F1 1/2; b: p 1 r 2/3 F1 4/5; c: F1 0; d left out
     assert single.macro_f1 == pytest.approx((1 / 2 + 4 / 5 + 0) / 3)
     assert multi.macro_f1 == pytest.approx(single.macro_f1)
+
+
+@pytest.mark.parametrize("k", [0, -1])
+def test_ranking_metrics_refuse_a_cut_off_below_1(k: int) -> None:
+    # k = 0 scored every query 0 (recall@0, mrr@0) instead of saying the cut-off was wrong
+    scores = np.array([[0.9, 0.1], [0.2, 0.8]])
+    with pytest.raises(InvalidInput, match=f"k >= 1; found k={k}"):
+        retrieval_metrics(scores, np.array([0, 1]), k=k)
+    with pytest.raises(InvalidInput, match=f"k >= 1; found k={k}"):
+        reranking_metrics(["q", "q"], [1.0, 0.0], np.array([0.9, 0.1]), k=k)

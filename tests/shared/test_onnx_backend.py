@@ -1,4 +1,5 @@
-"""The ONNX Runtime backend gives PyTorch's fp32 logits, in input order, from a cached export."""
+"""The ONNX Runtime backend gives PyTorch's fp32 logits, in input order, from a cached export, and refuses
+bad serving settings before exporting."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 
 from textcore.classifier import Classifier, TextClassifier
+from textcore.errors import InvalidInput
 from textcore.models import load_backbone
 
 pytest.importorskip("onnxruntime", reason="onnxruntime is not installed: the ONNX backend is optional")
@@ -68,3 +70,15 @@ def test_export_is_cached_until_the_weights_change(classifier_dir: Path) -> None
     os.utime(head, ns=(later, later))
     assert export_onnx(classifier_dir).stat().st_mtime_ns != first
     assert not list(classifier_dir.glob(".onnx-export.*"))  # the staging folder is gone
+
+
+@pytest.mark.parametrize(
+    ("settings", "message"),
+    [({"max_length": 4}, "max_length >= 8; found 4"), ({"batch_size": 0}, "batch_size >= 1; found 0")],
+)
+def test_bad_serving_settings_are_refused_before_the_export(
+    classifier_dir: Path, settings: dict[str, int], message: str
+) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        OnnxClassifier.load(classifier_dir, **settings)  # type: ignore[arg-type]
+    assert not (classifier_dir / "model.onnx").exists()  # no export was paid for
