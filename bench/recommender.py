@@ -89,8 +89,9 @@ from common import (  # noqa: E402
 
 from recommender.catalog import ItemCatalog, ItemRecord  # noqa: E402
 from recommender.database import Database  # noqa: E402
-from recommender.serving import Query, model_fingerprint, open_recommender  # noqa: E402
+from recommender.serving import Query  # noqa: E402
 from recommender.settings import RecommenderSettings  # noqa: E402
+from recommender.startup import model_fingerprint, open_recommender  # noqa: E402
 from textcore import CoreError, EncoderSettings, VectorIndex  # noqa: E402
 from textcore.models import resolve_model  # noqa: E402
 

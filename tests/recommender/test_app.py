@@ -29,8 +29,8 @@ from recommender.database import Database
 from recommender.events import EventRecord
 from recommender.model import MODEL_FILE
 from recommender.schemas import ScoredOut
-from recommender.serving import open_recommender
 from recommender.settings import RecommenderSettings
+from recommender.startup import open_recommender
 from recommender.tables import Event
 from tests.conftest import problem, serve_app
 from tests.recommender.conftest import (

@@ -16,9 +16,10 @@ from pydantic import TypeAdapter
 from recommender.behaviour import Behaviour
 from recommender.catalog import ItemCatalog, ItemRecord
 from recommender.database import Database
+from recommender.explanations import best_rows, matched_phrases
 from recommender.model import TextInterestModel
 from recommender.schemas import ScoredOut, scored_json
-from recommender.serving import Query, Recommender, ScoredItem, best_rows, intra_op_threads, matched_phrases
+from recommender.serving import Query, Recommender, ScoredItem, intra_op_threads
 
 ITEMS = [f"it-{k}" for k in range(60)]
 

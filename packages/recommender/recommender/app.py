@@ -18,8 +18,9 @@ from fastapi import FastAPI
 from threadpoolctl import ThreadpoolController
 
 from recommender.routes import events, items, scoring, users
-from recommender.serving import Recommender, open_recommender
+from recommender.serving import Recommender
 from recommender.settings import RecommenderSettings
+from recommender.startup import open_recommender
 from textcore import ModelNotReady
 from textcore.web import service_app
 

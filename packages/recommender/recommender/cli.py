@@ -154,7 +154,7 @@ def ingest_items(
     """Create or replace catalog items from a file and embed them; other columns are kept as metadata."""
     from recommender.database import Database  # noqa: PLC0415 - heavy imports
     from recommender.ingest import ItemColumns, read_items  # noqa: PLC0415
-    from recommender.serving import load_model, open_catalog  # noqa: PLC0415
+    from recommender.startup import load_model, open_catalog  # noqa: PLC0415
 
     def action() -> dict[str, Any]:
         texts = tuple(text_column or ["text"])

@@ -47,7 +47,6 @@ default.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import re
 import threading
@@ -61,7 +60,7 @@ import numpy as np
 import torch
 
 from recommender.behaviour import Behaviour, BehaviourSnapshot
-from recommender.catalog import ItemCatalog, ItemRecord, Progress, UpsertReport, id_listing
+from recommender.catalog import ItemCatalog, ItemRecord, UpsertReport, id_listing
 from recommender.changes import ERASURES, EVENTS, ITEMS, read_counters
 from recommender.database import Database
 from recommender.events import (
@@ -73,15 +72,12 @@ from recommender.events import (
     positives_after,
     user_events,
 )
-from recommender.model import MODEL_FILE, TextInterestModel, max_similarities
+from recommender.explanations import EXPLAINED_HISTORY, Explanation, history_reasons, matched_phrases
+from recommender.model import TextInterestModel, max_similarities
 from recommender.rescoring import Rescorer
-from recommender.settings import RecommenderSettings
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 
 REFERENCE_ITEMS = 256  # catalog sample that scores are standardised against
-EXPLAINED_HISTORY = 50  # newest history items an explanation may name
-REASONS = 3  # history items / interest phrases named per result
-MIN_PHRASE_SIMILARITY = 0.2  # below this cosine a phrase did not match (unrelated MiniLM texts score ~0-0.15)
 _PHRASE_SPLIT = re.compile(r"[,;\n]|\band\b", re.IGNORECASE)
 
 
@@ -92,23 +88,6 @@ class Query:
     user_id: str | None = None
     history: tuple[str, ...] | None = None
     interests: str | None = None
-
-
-@dataclass(frozen=True)
-class HistoryMatch:
-    """A history item that speaks for a result, with its similarity to it."""
-
-    item_id: str
-    title: str
-    similarity: float
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """Why an item scored as it did."""
-
-    because: list[HistoryMatch]
-    matched_interests: list[str]
 
 
 @dataclass(frozen=True)
@@ -387,41 +366,9 @@ class Recommender:
     def _explain(
         self, profile: Profile, snapshot: BehaviourSnapshot, ids: list[str], vectors: np.ndarray
     ) -> list[Explanation]:
-        because = self._because(profile.history[-EXPLAINED_HISTORY:], snapshot, ids, vectors)
+        because = history_reasons(self.catalog, profile.history[-EXPLAINED_HISTORY:], snapshot, ids, vectors)
         matched = matched_phrases(profile.phrases, profile.phrase_vectors, vectors)
         return list(map(Explanation, because, matched))
-
-    def _because(
-        self, history: list[str], snapshot: BehaviourSnapshot, ids: list[str], vectors: np.ndarray
-    ) -> list[list[HistoryMatch]]:
-        """Per item, the (up to REASONS) history items most similar to it, strongest first."""
-        history, history_vectors = self.catalog.present(history)  # one deleted meanwhile is no reason
-        if not history:
-            return [[] for _ in ids]
-        # content cosine plus co-occurrence similarity: both in [-1, 1], both reasons to show an item
-        strength = history_vectors @ vectors.T  # (h, n)
-        strength += snapshot.pair_similarity(history, ids)
-        place = {item: row for row, item in enumerate(history)}
-        itself = np.fromiter((place.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))  # (n,)
-        named = np.flatnonzero(itself >= 0)
-        strength[itself[named], named] = -np.inf  # an item is no reason for itself
-        rows, values = best_rows(strength, REASONS)  # (r, n) each, r = min(REASONS, h)
-        # item-major flat lists, turned into objects by one `map` (a nested comprehension costs twice as much)
-        flat = rows.T.ravel()
-        matches = list(
-            map(
-                HistoryMatch,
-                np.asarray(history, dtype=object)[flat].tolist(),
-                np.asarray(self.catalog.titles(history), dtype=object)[flat].tolist(),
-                np.round(values.T.ravel(), 4).tolist(),
-            )
-        )
-        r = len(rows)
-        if named.size and r == len(history):  # every history item named: an item's own entry is among them
-            return [
-                [m for m in matches[i : i + r] if m.similarity > -np.inf] for i in range(0, len(matches), r)
-            ]
-        return [matches[i : i + r] for i in range(0, len(matches), r)]
 
     def _reference_sample(self) -> tuple[list[str], np.ndarray]:
         """A fixed random sample of the catalog (re-drawn when the catalog changes) and its vectors."""
@@ -433,37 +380,6 @@ class Recommender:
                 chosen = sorted(rng.choice(len(ids), size=min(REFERENCE_ITEMS, len(ids)), replace=False))
                 self._reference = (version, *self.catalog.present([ids[int(i)] for i in chosen]))
             return self._reference[1], self._reference[2]
-
-
-def best_rows(strength: np.ndarray, count: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per column of an (h, n) matrix, the rows of the `count` largest entries, largest first.
-
-    Returns:
-        (min(count, h), n) int64 rows and their float values; equal values keep the earlier row first.
-    """
-    count = min(count, len(strength))
-    if count < len(strength):  # a partition (O(h) per column) instead of sorting every column
-        rows = np.argpartition(-strength, count - 1, axis=0)[:count]
-    else:
-        rows = np.broadcast_to(np.arange(count)[:, None], strength.shape)
-    values = np.take_along_axis(strength, rows, axis=0)
-    order = np.lexsort((rows, -values), axis=0)
-    return np.take_along_axis(rows, order, axis=0), np.take_along_axis(values, order, axis=0)
-
-
-def matched_phrases(phrases: list[str], phrase_vectors: np.ndarray, vectors: np.ndarray) -> list[list[str]]:
-    """Per item vector, the interest phrases it matched: up to REASONS close to its best one, best first."""
-    if not phrases:
-        return [[] for _ in range(len(vectors))]
-    similarity = vectors @ phrase_vectors.T  # (n, n_phrases)
-    order = np.argsort(-similarity, axis=1, kind="stable")[:, :REASONS]  # (n, <= REASONS)
-    # phrases close to the best one and similar enough at all
-    floor = np.maximum(similarity.max(axis=1) - 0.05, MIN_PHRASE_SIMILARITY)
-    good = np.take_along_axis(similarity, order, axis=1) >= floor[:, None]
-    return [
-        [phrases[p] for p, ok in zip(ps, oks, strict=True) if ok]
-        for ps, oks in zip(order.tolist(), good.tolist(), strict=True)
-    ]
 
 
 @contextmanager
@@ -482,89 +398,3 @@ def intra_op_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(previous)
-
-
-def load_model(settings: RecommenderSettings) -> TextInterestModel:
-    """The trained model of `settings.model_path`, or the base encoder zero-shot when there is none."""
-    encoder = settings.encoder
-    if settings.model_path is not None:
-        return TextInterestModel.load(settings.model_path, device=encoder.device, precision=encoder.precision)
-    return TextInterestModel.from_base(encoder.model, device=encoder.device, precision=encoder.precision)
-
-
-def serving_min_rating(settings: RecommenderSettings, model: TextInterestModel) -> float | None:
-    """The rating that makes an event a positive: ``REC_MIN_RATING`` when it is set, else the one the model
-    was trained with (`recommender train --min-rating`), so that served histories and co-occurrence count the
-    positives the model learned from; None: every rating counts."""
-    if "min_rating" in settings.model_fields_set:
-        return settings.min_rating
-    trained = model.meta.get("sources", {}).get("min_rating")
-    return None if trained is None else float(trained)
-
-
-def load_rescorer(settings: RecommenderSettings) -> Rescorer | None:
-    """The model's rescorer when re-scoring is on and its fitted weight is above 0, else None."""
-    if settings.model_path is None or not settings.rescore:
-        return None
-    encoder = settings.encoder
-    rescorer = Rescorer.load(settings.model_path, device=encoder.device, precision=encoder.precision)
-    return rescorer if rescorer is not None and rescorer.active else None
-
-
-def model_fingerprint(settings: RecommenderSettings) -> str:
-    """Identifies the model whose vectors an index holds: a retrained or other model invalidates it."""
-    if settings.model_path is None:
-        return f"base:{settings.encoder.model}"
-    folder = settings.model_path.resolve()
-    digest = hashlib.sha256((folder / MODEL_FILE).read_bytes())
-    for weights in sorted(folder.glob("*.safetensors")):
-        stat = weights.stat()
-        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
-    return f"trained:{folder}:{digest.hexdigest()[:16]}"
-
-
-def open_catalog(
-    settings: RecommenderSettings, db: Database, model: TextInterestModel, progress: Progress | None = None
-) -> ItemCatalog:
-    """The catalog over `db`, its index loaded and brought up to date with the database."""
-    catalog = ItemCatalog(
-        db,
-        model.item_vectors,
-        model.dim,
-        settings.index_path,
-        model_fingerprint(settings),
-        batch_size=settings.encoder.batch_size,
-    )
-    catalog.sync(progress)
-    return catalog
-
-
-@contextmanager
-def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
-    """Build the database (migrated), model, catalog and behaviour; dispose of the database afterwards."""
-    db = Database(settings.database_url)
-    try:
-        db.migrate()
-        model = load_model(settings)
-        with intra_op_threads(settings.embed_threads or None):
-            catalog = open_catalog(settings, db, model)
-        behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
-        rescorer = load_rescorer(settings)
-        recommender = Recommender(
-            db,
-            model,
-            catalog,
-            behaviour,
-            min_rating=serving_min_rating(settings, model),
-            candidates=settings.candidates,
-            max_items=settings.max_items_per_request,
-            max_events=settings.max_events_per_request,
-            torch_threads=settings.torch_threads or None,
-            embed_threads=settings.embed_threads or None,
-            rescorer=rescorer,
-            refresh_s=settings.refresh_s,
-        )
-        recommender.refresh(now=True)  # counts the stored events (the catalog is in line already)
-        yield recommender
-    finally:
-        db.dispose()

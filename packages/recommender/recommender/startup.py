@@ -1,0 +1,101 @@
+"""Building the service's `Recommender` from its settings: model, rescorer, catalog and index, behaviour."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from recommender.behaviour import Behaviour
+from recommender.catalog import ItemCatalog, Progress
+from recommender.database import Database
+from recommender.model import MODEL_FILE, TextInterestModel
+from recommender.rescoring import Rescorer
+from recommender.serving import Recommender, intra_op_threads
+from recommender.settings import RecommenderSettings
+
+
+def load_model(settings: RecommenderSettings) -> TextInterestModel:
+    """The trained model of `settings.model_path`, or the base encoder zero-shot when there is none."""
+    encoder = settings.encoder
+    if settings.model_path is not None:
+        return TextInterestModel.load(settings.model_path, device=encoder.device, precision=encoder.precision)
+    return TextInterestModel.from_base(encoder.model, device=encoder.device, precision=encoder.precision)
+
+
+def serving_min_rating(settings: RecommenderSettings, model: TextInterestModel) -> float | None:
+    """The rating that makes an event a positive: ``REC_MIN_RATING`` when it is set, else the one the model
+    was trained with (`recommender train --min-rating`), so that served histories and co-occurrence count the
+    positives the model learned from; None: every rating counts."""
+    if "min_rating" in settings.model_fields_set:
+        return settings.min_rating
+    trained = model.meta.get("sources", {}).get("min_rating")
+    return None if trained is None else float(trained)
+
+
+def load_rescorer(settings: RecommenderSettings) -> Rescorer | None:
+    """The model's rescorer when re-scoring is on and its fitted weight is above 0, else None."""
+    if settings.model_path is None or not settings.rescore:
+        return None
+    encoder = settings.encoder
+    rescorer = Rescorer.load(settings.model_path, device=encoder.device, precision=encoder.precision)
+    return rescorer if rescorer is not None and rescorer.active else None
+
+
+def model_fingerprint(settings: RecommenderSettings) -> str:
+    """Identifies the model whose vectors an index holds: a retrained or other model invalidates it."""
+    if settings.model_path is None:
+        return f"base:{settings.encoder.model}"
+    folder = settings.model_path.resolve()
+    digest = hashlib.sha256((folder / MODEL_FILE).read_bytes())
+    for weights in sorted(folder.glob("*.safetensors")):
+        stat = weights.stat()
+        digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
+    return f"trained:{folder}:{digest.hexdigest()[:16]}"
+
+
+def open_catalog(
+    settings: RecommenderSettings, db: Database, model: TextInterestModel, progress: Progress | None = None
+) -> ItemCatalog:
+    """The catalog over `db`, its index loaded and brought up to date with the database."""
+    catalog = ItemCatalog(
+        db,
+        model.item_vectors,
+        model.dim,
+        settings.index_path,
+        model_fingerprint(settings),
+        batch_size=settings.encoder.batch_size,
+    )
+    catalog.sync(progress)
+    return catalog
+
+
+@contextmanager
+def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
+    """Build the database (migrated), model, catalog and behaviour; dispose of the database afterwards."""
+    db = Database(settings.database_url)
+    try:
+        db.migrate()
+        model = load_model(settings)
+        with intra_op_threads(settings.embed_threads or None):
+            catalog = open_catalog(settings, db, model)
+        behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
+        rescorer = load_rescorer(settings)
+        recommender = Recommender(
+            db,
+            model,
+            catalog,
+            behaviour,
+            min_rating=serving_min_rating(settings, model),
+            candidates=settings.candidates,
+            max_items=settings.max_items_per_request,
+            max_events=settings.max_events_per_request,
+            torch_threads=settings.torch_threads or None,
+            embed_threads=settings.embed_threads or None,
+            rescorer=rescorer,
+            refresh_s=settings.refresh_s,
+        )
+        recommender.refresh(now=True)  # counts the stored events (the catalog is in line already)
+        yield recommender
+    finally:
+        db.dispose()
