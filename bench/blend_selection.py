@@ -33,6 +33,13 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(
 from common import RESULTS_DIR, command_line, machine_info, write_results  # noqa: E402
 
 from recommender.baselines import ItemKNN, Popularity  # noqa: E402
+from recommender.blend_selection import (  # noqa: E402
+    ContentKey,
+    Weights,
+    choose_cell,
+    content_variants,
+    weight_grid,
+)
 from recommender.data import Catalog, read_catalog, read_interactions  # noqa: E402
 from recommender.model import ModelConfig, TextInterestModel, zscore  # noqa: E402
 from recommender.protocol import (  # noqa: E402
@@ -40,13 +47,6 @@ from recommender.protocol import (  # noqa: E402
     history_positions,
     leave_last_out,
     target_ranks,
-)
-from recommender.training import (  # noqa: E402
-    ContentKey,
-    Weights,
-    choose_cell,
-    content_variants,
-    weight_grid,
 )
 
 Table = dict[tuple[ContentKey, Weights], np.ndarray]  # cell -> per-user NDCG@10 gains
@@ -74,7 +74,7 @@ def grid_table(
     histories: list[list[int]],
     targets: np.ndarray,
 ) -> Table:
-    """Every cell's per-user gains, the components built as `recommender.training.fit_blend` builds them."""
+    """Every cell's per-user gains, the components built as in `recommender.blend_selection.fit_blend`."""
     config = model.config
     knn_model = ItemKNN(train, catalog, shrink=config.knn_shrink, alpha=config.knn_alpha)
     knn = zscore(knn_model(histories, None if config.knn_decay == 1 else config.knn_decay))

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from recommender.blend_selection import KNN_SIMILARITIES, choose_cell, weight_grid, weight_neighbours
 from recommender.data import Catalog, Interactions
 from recommender.model import (
     MODEL_FILE,
@@ -19,18 +20,8 @@ from recommender.model import (
     zscore,
 )
 from recommender.protocol import evaluate, leave_last_out
-from recommender.training import (
-    KNN_SIMILARITIES,
-    RecTrainConfig,
-    behaviour_pairs,
-    choose_cell,
-    interactions_sha256,
-    leaked_test_users,
-    train_model,
-    trained_on,
-    weight_grid,
-    weight_neighbours,
-)
+from recommender.provenance import interactions_sha256, leaked_test_users, trained_on
+from recommender.training import RecTrainConfig, behaviour_pairs, train_model
 from textcore import Encoder, InvalidInput, NotFound
 
 THEMES = {

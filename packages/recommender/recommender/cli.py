@@ -391,8 +391,8 @@ def evaluate(
         from recommender.baselines import ItemKNN, Popularity  # noqa: PLC0415 - heavy imports
         from recommender.model import TextInterestModel  # noqa: PLC0415
         from recommender.protocol import Scorer, evaluate, leave_last_out  # noqa: PLC0415
+        from recommender.provenance import leaked_test_users  # noqa: PLC0415
         from recommender.rescoring import Rescorer  # noqa: PLC0415
-        from recommender.training import leaked_test_users  # noqa: PLC0415
 
         data, catalog = _read_data(
             interactions,

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from recommender.blend_selection import validation_users
 from recommender.data import Catalog, Interactions
 from recommender.model import TextInterestModel, history_text
 from recommender.protocol import (
@@ -36,6 +37,7 @@ from recommender.protocol import (
     rank_metrics,
     target_ranks,
 )
+from recommender.provenance import trained_on
 from recommender.rescoring import (
     RESCORER_DIR,
     Rescoring,
@@ -44,7 +46,6 @@ from recommender.rescoring import (
     top_relevance,
     write_settings,
 )
-from recommender.training import trained_on, validation_users
 from textcore import InvalidInput, Reranker, TrainConfig, train_reranker
 from textcore.artifacts import utc_now
 from textcore.data import ScoredPairs
