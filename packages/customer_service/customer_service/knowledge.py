@@ -12,6 +12,9 @@ What is embedded and keyword-indexed per passage: an FAQ's answer (preceded by i
 
 Threads: searches run concurrently with a writer (see `search_index`). Writers are serialised by one lock;
 embedding happens under it, before the SQL transaction, so a failed embedding writes nothing.
+
+What is given and stored, and the rules ids and fields must pass: `entries`. How each write is checked and
+prepared before it is applied here: `knowledge_changes`.
 """
 
 from __future__ import annotations
@@ -21,8 +24,6 @@ import functools
 import threading
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -30,85 +31,23 @@ import numpy as np
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from customer_service.chunking import chunk_document
 from customer_service.database import Database
+from customer_service.entries import ChunkIn, DocumentIn, Entry, FaqIn, entry_of
+from customer_service.knowledge_changes import (
+    Change,
+    document_change,
+    faq_change,
+    restore_change,
+    stored_rows,
+)
 from customer_service.search_index import Passage, Record, SearchIndex, encoder_fingerprint
-from customer_service.tables import ID_LENGTH, KINDS, KnowledgeEntry, KnowledgeState
-from textcore import Conflict, Encoder, InvalidInput, NotFound
-from textcore.printable import check_printable
+from customer_service.tables import KINDS, KnowledgeEntry, KnowledgeState
+from textcore import Encoder, InvalidInput, NotFound
 
 __all__ = ["MAX_OFFSET", "ChunkIn", "DocumentIn", "Entry", "FaqIn", "KnowledgeBase", "Passage"]
 
 MAX_OFFSET = 10_000_000  # of a listing: beyond any knowledge base, and within every database's integers
-# of a chunk: "#" and 9 digits are the 10 characters a chunk id may add to its document's id
-MAX_POSITION = 999_999_999
-
-_MAX_IDS_PER_QUERY = 500  # bounded IN lists
-RESERVED_IDS = frozenset({"search"})  # GET /v1/knowledge/<id> would reach the route, not the entry
-# nor may an id hold a "." or ".." part between slashes: clients resolve them away in the URL's path
 Progress = Callable[[int, int], None]  # (done, total)
-
-
-@dataclass(frozen=True, slots=True)
-class FaqIn:
-    """An FAQ as given to the knowledge base (ids must not contain '#', which marks chunk ids)."""
-
-    id: str
-    question: str
-    answer: str
-    category: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class DocumentIn:
-    """A document to store as chunks (`KnowledgeBase.put_document` / `put_many`)."""
-
-    document_id: str
-    title: str
-    text: str
-    format: str
-    category: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ChunkIn:
-    """A document chunk as it is stored (a row of `customer-service export`), to store again as it is: not
-    cut from a document's text, so its id (f"{document_id}#{position}"), title and text come back as they
-    were."""
-
-    document_id: str
-    position: int
-    title: str
-    text: str
-    category: str = ""
-    source: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class _Change:
-    """A checked write, not applied yet: the records to index, the SQL to run, the ids it stores."""
-
-    records: builtins.list[Record]
-    write: Callable[[Session], builtins.list[str]]
-    ids: builtins.list[str]
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    """A stored knowledge-base row: an FAQ or a document chunk."""
-
-    id: str
-    kind: str  # faq | chunk
-    title: str  # the FAQ's question, or "Doc title > Section"
-    question: str | None
-    text: str  # the FAQ's answer or the chunk's text
-    category: str
-    document_id: str | None
-    position: int
-    source: str
-    created_at: datetime
-    updated_at: datetime
 
 
 class KnowledgeBase:
@@ -223,7 +162,7 @@ class KnowledgeBase:
             row = session.get(KnowledgeEntry, entry_id)
             if row is None:
                 raise NotFound(f"expected an existing knowledge entry id; found no entry {entry_id!r}")
-            return _entry(row)
+            return entry_of(row)
 
     def list(
         self, offset: int = 0, limit: int = 50, kind: str | None = None, category: str | None = None
@@ -237,7 +176,7 @@ class KnowledgeBase:
         query = _filtered(select(KnowledgeEntry), kind, category)
         query = query.order_by(group, KnowledgeEntry.position, KnowledgeEntry.id).offset(offset).limit(limit)
         with self.db.session() as session:
-            return [_entry(row) for row in session.scalars(query)]
+            return [entry_of(row) for row in session.scalars(query)]
 
     def count(self, kind: str | None = None, category: str | None = None) -> int:
         """How many entries are stored, optionally of one kind and/or category."""
@@ -297,7 +236,7 @@ class KnowledgeBase:
             Conflict: If an id is a document chunk's id or a document's id.
         """
         if rows:
-            self._apply([self._faq_change(rows)])
+            self._apply([faq_change(rows, self._record)])
         return len(rows)
 
     def put_document(
@@ -313,7 +252,8 @@ class KnowledgeBase:
                 other than tab, newline and carriage return in any field (`printable`).
             Conflict: If `document_id` is an FAQ's id.
         """
-        change = self._document_change(DocumentIn(document_id, title, text, format, category, source))
+        document = DocumentIn(document_id, title, text, format, category, source)
+        change = document_change(document, self._record, self.max_words, self.overlap_words)
         self._apply([change])
         return change.ids
 
@@ -342,111 +282,17 @@ class KnowledgeBase:
         repeats = sorted(i for i, n in Counter(given).items() if n > 1)
         if repeats:
             raise InvalidInput(f"expected each document id once; repeated: {repeats[:10]!r}")
-        stored = [self._document_change(document) for document in documents]
-        stored += [self._restore_change(document_id, rows) for document_id, rows in restored.items()]
-        changes = ([self._faq_change(faqs)] if faqs else []) + stored
+        stored = [
+            document_change(document, self._record, self.max_words, self.overlap_words)
+            for document in documents
+        ]
+        stored += [restore_change(i, rows, self._record) for i, rows in restored.items()]
+        changes = ([faq_change(faqs, self._record)] if faqs else []) + stored
         if changes:
             self._apply(changes)
         return {document_id: change.ids for document_id, change in zip(given, stored, strict=True)}
 
-    def _faq_change(self, rows: Sequence[FaqIn]) -> _Change:
-        for row in rows:
-            _check_faq(row)
-        repeats = sorted(i for i, n in Counter(r.id for r in rows).items() if n > 1)
-        if repeats:
-            raise InvalidInput(f"expected each FAQ id once; repeated: {repeats[:10]!r}")
-        records = [self._record("faq", f.id, f.question, f.answer, f.category, None) for f in rows]
-
-        def write(session: Session) -> builtins.list[str]:
-            ids = [row.id for row in rows]
-            existing = {e.id: e for e in _rows(session, KnowledgeEntry.id, ids)}
-            clash = [e.id for e in existing.values() if e.kind != "faq"]
-            clash += sorted({e.document_id or "" for e in _rows(session, KnowledgeEntry.document_id, ids)})
-            if clash:
-                raise Conflict(f"expected FAQ ids not used by documents or chunks; found {clash[:10]!r}")
-            for row in rows:
-                entry = existing.get(row.id) or KnowledgeEntry(id=row.id, kind="faq", position=0, source="")
-                entry.title, entry.question, entry.text = row.question, row.question, row.answer
-                entry.category = row.category
-                session.add(entry)
-            return []
-
-        return _Change(records, write, [r.id for r in rows])
-
-    def _document_change(self, document: DocumentIn) -> _Change:
-        document_id = document.document_id
-        _check_id(document_id, "document_id", ID_LENGTH - 10)
-        for name in ("document_id", "title", "text", "category", "source"):
-            check_printable(getattr(document, name), f"{name} of document {document_id!r:.80}")
-        chunks = chunk_document(
-            document.text,
-            format=document.format,
-            title=document.title,
-            max_words=self.max_words,
-            overlap_words=self.overlap_words,
-        )
-        if not chunks:
-            raise InvalidInput(f"expected a document with text; {document_id!r} ({document.format}) has none")
-        return self._chunks_change(
-            document_id,
-            [
-                ChunkIn(document_id, c.position, c.title, c.text, document.category, document.source)
-                for c in chunks
-            ],
-        )
-
-    def _restore_change(self, document_id: str, chunks: Sequence[ChunkIn]) -> _Change:
-        _check_id(document_id, "document_id", ID_LENGTH - 10)
-        repeats = sorted(p for p, n in Counter(c.position for c in chunks).items() if n > 1)
-        if repeats:
-            raise InvalidInput(
-                f"expected each chunk position once per document; document {document_id!r:.80} repeats "
-                f"{repeats[:10]!r}"
-            )
-        for chunk in chunks:
-            where = f"chunk {document_id!r:.80}#{chunk.position}"
-            if not isinstance(chunk.position, int) or not 0 <= chunk.position <= MAX_POSITION:
-                raise InvalidInput(
-                    f"position: expected a whole number from 0 to {MAX_POSITION}; found "
-                    f"{chunk.position!r:.80} in document {document_id!r:.80}"
-                )
-            if not isinstance(chunk.text, str) or not chunk.text.strip():
-                raise InvalidInput(f"text: expected non-empty text for {where}; found {chunk.text!r:.80}")
-            if not isinstance(chunk.category, str) or len(chunk.category) > ID_LENGTH:
-                raise InvalidInput(
-                    f"category: expected text of at most {ID_LENGTH} characters for {where}; found "
-                    f"{chunk.category!r:.80}"
-                )
-            for name in ("title", "text", "category", "source"):
-                check_printable(getattr(chunk, name), f"{name} of {where}")
-        return self._chunks_change(document_id, sorted(chunks, key=lambda c: c.position))
-
-    def _chunks_change(self, document_id: str, chunks: Sequence[ChunkIn]) -> _Change:
-        """Store `chunks` (checked) as the document's, in place of its earlier chunks."""
-        ids = [f"{document_id}#{chunk.position}" for chunk in chunks]
-        records = [
-            self._record("chunk", i, c.title, c.text, c.category, document_id)
-            for i, c in zip(ids, chunks, strict=True)
-        ]
-
-        def write(session: Session) -> builtins.list[str]:
-            if session.get(KnowledgeEntry, document_id) is not None:
-                raise Conflict(f"expected a document id not used by an FAQ; found FAQ {document_id!r}")
-            old = _rows(session, KnowledgeEntry.document_id, [document_id])
-            for entry in old:
-                session.delete(entry)
-            session.flush()  # the DELETEs before the INSERTs of the same ids
-            for i, c in zip(ids, chunks, strict=True):
-                entry = KnowledgeEntry(id=i, kind="chunk", title=c.title, question=None, text=c.text)
-                entry.category, entry.document_id, entry.position, entry.source = (
-                    c.category, document_id, c.position, c.source,
-                )  # fmt: skip
-                session.add(entry)
-            return [e.id for e in old if e.id not in set(ids)]
-
-        return _Change(records, write, ids)
-
-    def _apply(self, changes: Sequence[_Change]) -> None:
+    def _apply(self, changes: Sequence[Change]) -> None:
         """Write prepared changes in one transaction (see `_change`)."""
 
         def write(session: Session) -> builtins.list[str]:
@@ -470,8 +316,8 @@ class KnowledgeBase:
         removed: builtins.list[str] = []
 
         def write(session: Session) -> builtins.list[str]:
-            entries = {e.id: e for e in _rows(session, KnowledgeEntry.id, wanted)}
-            entries.update((e.id, e) for e in _rows(session, KnowledgeEntry.document_id, wanted))
+            entries = {e.id: e for e in stored_rows(session, KnowledgeEntry.id, wanted)}
+            entries.update((e.id, e) for e in stored_rows(session, KnowledgeEntry.document_id, wanted))
             for entry in entries.values():
                 session.delete(entry)
             removed.extend(entries)
@@ -578,14 +424,6 @@ def _bump(session: Session) -> tuple[int, int]:
     return previous, previous + 1
 
 
-def _rows(session: Session, column: Any, values: Sequence[str]) -> builtins.list[KnowledgeEntry]:
-    found: builtins.list[KnowledgeEntry] = []
-    for start in range(0, len(values), _MAX_IDS_PER_QUERY):
-        part = builtins.list(values[start : start + _MAX_IDS_PER_QUERY])
-        found.extend(session.scalars(select(KnowledgeEntry).where(column.in_(part))))
-    return found
-
-
 def _filtered(query: Any, kind: str | None, category: str | None) -> Any:
     if kind is not None:
         if kind not in KINDS:
@@ -596,46 +434,7 @@ def _filtered(query: Any, kind: str | None, category: str | None) -> Any:
     return query
 
 
-def _entry(row: KnowledgeEntry) -> Entry:
-    return Entry(
-        row.id, row.kind, row.title, row.question, row.text, row.category, row.document_id, row.position,
-        row.source, row.created_at, row.updated_at,
-    )  # fmt: skip
-
-
 def _query(query: str) -> str:
     if not isinstance(query, str) or not query.strip():
         raise InvalidInput(f"query: expected non-empty text; found {query!r:.80}")
     return query
-
-
-def _check_id(value: str, field: str, longest: int = ID_LENGTH) -> None:
-    if not isinstance(value, str) or not value.strip() or len(value) > longest or "#" in value:
-        raise InvalidInput(
-            f"{field}: expected a non-empty id of at most {longest} characters, without '#'; "
-            f"found {value!r:.80}"
-        )
-    if value in RESERVED_IDS:
-        raise InvalidInput(
-            f"{field}: {value!r} is reserved (GET /v1/knowledge/{value} is the API's own route); "
-            "choose another id"
-        )
-    if any(part in (".", "..") for part in value.split("/")):
-        raise InvalidInput(
-            f"{field}: expected an id without '.' or '..' between slashes, which a URL path cannot carry "
-            f"(GET /v1/knowledge/{{id}} would not reach the entry); found {value!r:.80}"
-        )
-
-
-def _check_faq(row: FaqIn) -> None:
-    _check_id(row.id, "id")
-    for name in ("question", "answer"):
-        value = getattr(row, name)
-        if not isinstance(value, str) or not value.strip():
-            raise InvalidInput(f"{name}: expected non-empty text for FAQ {row.id!r}; found {value!r:.80}")
-    if not isinstance(row.category, str) or len(row.category) > ID_LENGTH:
-        raise InvalidInput(
-            f"category: expected text of at most {ID_LENGTH} characters; found {row.category!r:.80}"
-        )
-    for name in ("id", "question", "answer", "category"):
-        check_printable(getattr(row, name), f"{name} of FAQ {row.id!r:.80}")
