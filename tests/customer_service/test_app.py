@@ -546,6 +546,24 @@ def test_knowledge_ids_a_url_path_cannot_carry_are_refused(client: TestClient) -
         assert client.delete(f"/v1/knowledge/{good}").status_code == 204
 
 
+def test_an_faq_id_in_the_path_is_stripped_as_one_in_a_body_is(client: TestClient) -> None:
+    # POST /v1/knowledge/faqs strips the ids in its body; PUT stored "%20sp%20" as " sp ", an id no POST
+    # could write again and that GET /v1/knowledge/sp did not reach.
+    faq = {"question": "Do you open on Sundays?", "answer": "No, we are closed on Sundays."}
+    put = client.put("/v1/knowledge/faqs/%20sp%20", json=faq)
+    assert put.status_code == 200 and put.json()["ids"] == ["sp"]
+    assert client.get("/v1/knowledge/sp").json()["id"] == "sp"
+    problem(client.get("/v1/knowledge/%20sp%20"), 404)
+    posted = client.post("/v1/knowledge/faqs", json={"items": [{**faq, "id": " sp "}]})
+    assert posted.json()["ids"] == ["sp"]
+    listed = client.get("/v1/knowledge", params={"kind": "faq", "limit": 500}).json()
+    ids = [entry["id"] for entry in listed["items"]]
+    assert listed["total"] == len(ids) and ids.count("sp") == 1 and " sp " not in ids
+    version = client.get("/v1/knowledge").json()["version"]
+    problem(client.put("/v1/knowledge/faqs/%20%20", json=faq), 422)  # nothing but spaces: no id
+    assert client.get("/v1/knowledge").json()["version"] == version
+
+
 def test_control_characters_in_stored_text_are_refused_at_the_schema(client: TestClient) -> None:
     # PostgreSQL cannot store NUL, and a stream is under way when its turn is stored: text that is kept
     # (message, template slots, feedback comment, hand-off reason) is refused with a 422 naming the field.

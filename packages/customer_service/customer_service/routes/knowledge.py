@@ -6,6 +6,7 @@ from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import StringConstraints
 
 from customer_service.deps import CurrentServiceDep, LimiterDep, ServiceDep
 from customer_service.knowledge import MAX_OFFSET, FaqIn
@@ -20,10 +21,18 @@ from customer_service.schemas import (
     PassageOut,
 )
 from textcore import NotFound
+from textcore.printable import Printable
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 EntryIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^#]+$")]
 AnyIdPath = Annotated[str, Path(min_length=1, max_length=210)]
+# an FAQ id is taken from the path as from a body (`schemas.EntryId`): surrounding whitespace stripped
+FaqIdPath = Annotated[
+    str,
+    StringConstraints(strip_whitespace=True),
+    Path(min_length=1, max_length=200, pattern=r"^[^#]+$"),
+    Printable,
+]
 
 
 @router.get("")
@@ -51,9 +60,7 @@ async def upsert_faqs(body: FaqsIn, service: ServiceDep, limiter: LimiterDep) ->
 
 
 @router.put("/faqs/{entry_id}")
-async def put_faq(
-    entry_id: EntryIdPath, body: FaqBody, service: ServiceDep, limiter: LimiterDep
-) -> ChangeOut:
+async def put_faq(entry_id: FaqIdPath, body: FaqBody, service: ServiceDep, limiter: LimiterDep) -> ChangeOut:
     """Create or replace one FAQ."""
     stored = await limiter.run(
         service.kb.upsert_faqs, [FaqIn(entry_id, body.question, body.answer, body.category)]
