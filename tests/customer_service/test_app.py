@@ -564,6 +564,19 @@ def test_an_faq_id_in_the_path_is_stripped_as_one_in_a_body_is(client: TestClien
     assert client.get("/v1/knowledge").json()["version"] == version
 
 
+def test_a_feedback_comment_of_whitespace_alone_is_no_comment(
+    client: TestClient, settings: CustomerServiceSettings
+) -> None:
+    # Other stored free text (messages, reasons, titles) is stripped; a blank comment was stored as sent.
+    turns = [chat(client, "How long does a replacement card take?")["turn_id"] for _ in range(2)]
+    for turn_id, comment in zip(turns, (" \n\t ", "  thanks  "), strict=True):
+        sent = {"turn_id": turn_id, "rating": "up", "comment": comment}
+        assert client.post("/v1/feedback", json=sent).status_code == 204
+    with sqlite3.connect(_sqlite_file(settings)) as db:
+        stored = dict(db.execute("SELECT turn_id, comment FROM feedback").fetchall())
+    assert stored == {turns[0]: None, turns[1]: "thanks"}
+
+
 def test_control_characters_in_stored_text_are_refused_at_the_schema(client: TestClient) -> None:
     # PostgreSQL cannot store NUL, and a stream is under way when its turn is stored: text that is kept
     # (message, template slots, feedback comment, hand-off reason) is refused with a 422 naming the field.

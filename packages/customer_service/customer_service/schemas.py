@@ -14,7 +14,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from customer_service.analytics import Analytics
 from customer_service.conversations import SESSION_ID, SessionRecord, SessionSummary, session_id_error
@@ -96,12 +104,20 @@ class ChatOut(BaseModel):
     mode: str = Field(description="template | generated | extractive | fixed")
 
 
+Comment = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000), Printable]
+
+
 class FeedbackIn(BaseModel):
     model_config = _INPUT
 
     turn_id: Annotated[str, StringConstraints(min_length=1, max_length=64)]
     rating: Literal["up", "down"]
-    comment: Annotated[str, StringConstraints(max_length=2_000), Printable] | None = None
+    comment: Comment | None = None
+
+    @field_validator("comment")
+    @classmethod
+    def _blank_is_no_comment(cls, comment: str | None) -> str | None:
+        return comment or None  # stripped: a comment of whitespace alone is none
 
 
 class HandoffIn(BaseModel):
