@@ -1,26 +1,40 @@
 """`textcore`: train, evaluate and run models from the command line.
 
-Every expected failure (bad file, column, label, model) ends with one line on stderr and exit code 2.
+Every expected failure (bad file, column, label, model) ends with one line on stderr and exit code 2
+(`textcore.console`). The checks before training live in `textcore.preflight`, the readable report tables in
+`textcore.report_tables`, and what `predict` prints per text in `textcore.prediction_rows`.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from textcore.errors import CoreError, InvalidInput
+from textcore.console import LOG_FORMAT_HELP, LOG_LEVEL_HELP, err, log_config, run_or_exit, settings_errors
+from textcore.errors import InvalidInput
+from textcore.preflight import check_training_data, prepare_output
+from textcore.report_tables import print_comparison, print_report, print_tagging_report
 
-if TYPE_CHECKING:
-    from pydantic import ValidationError
+# the commands, and what the services' command lines reach through this module (`core_cli.run_or_exit`, ...)
+__all__ = [
+    "LOG_FORMAT_HELP",
+    "LOG_LEVEL_HELP",
+    "app",
+    "err",
+    "evaluate",
+    "full_app",
+    "log_config",
+    "main",
+    "predict",
+    "prepare_output",
+    "run_or_exit",
+    "settings_errors",
+    "train",
+]
 
 app = typer.Typer(
     help="Fine-tune small pretrained encoders on your own labelled text.",
@@ -28,8 +42,6 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     add_completion=False,
 )
-err = Console(stderr=True)
-T = TypeVar("T")
 TAGGER = "token-classification"  # the metadata task of a tagger folder
 
 TaskOpt = Annotated[
@@ -62,51 +74,6 @@ LabelCol = Annotated[
 PassageCol = Annotated[
     str | None, typer.Option("--passage-column", help="cross-encoder: column with the passage")
 ]
-
-
-def quiet_libraries() -> None:
-    """Keep stderr for our own messages: no hub/transformers progress bars or load reports.
-
-    Called inside the commands (which import transformers anyway) so that `--help` stays fast.
-    """
-    import transformers.utils.logging  # noqa: PLC0415
-    from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # noqa: PLC0415
-
-    disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()  # type: ignore[no-untyped-call]
-    transformers.utils.logging.set_verbosity_error()  # type: ignore[no-untyped-call]
-
-
-def settings_errors(exc: ValidationError, prefix: str) -> str:
-    """A service's refused settings in one line, each by its environment variable, e.g.
-    ``FIN_RETENTION_DAYS: Input should be a valid integer``; never the value (it may be a key or a
-    password)."""
-    return "; ".join(
-        f"{prefix}{'__'.join(str(part) for part in error['loc']).upper()}: {error['msg']}"
-        for error in exc.errors(include_url=False, include_input=False)
-    )
-
-
-LOG_FORMAT_HELP = "text (readable lines) or json (one object per line, for a log pipeline)"
-LOG_LEVEL_HELP = "debug, info, warning or error"
-
-
-def log_config(log_format: str, level: str) -> dict[str, Any]:
-    """The `logging.config.dictConfig` of a long-running command (uvicorn applies it as its ``log_config``):
-    every record to stderr in `log_format` at `level`. A bad format or level ends in one line and exit 2."""
-    from textcore.logs import logging_config  # noqa: PLC0415
-
-    return run_or_exit(lambda: logging_config(log_format, level))
-
-
-def run_or_exit(action: Callable[[], T]) -> T:
-    """Run `action`, turning a CoreError into one stderr line and exit code 2."""
-    quiet_libraries()
-    try:
-        return action()
-    except CoreError as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
 
 
 @app.command()
@@ -234,9 +201,9 @@ def train(
         if passage_column and task != "cross-encoder":
             raise InvalidInput(f"--passage-column applies to --task cross-encoder; found {task}")
         columns = (text_column, label_column, negative_column, passage_column)
-        _check_training_data(task, data, columns, multi_label, weight_column)
+        check_training_data(task, data, columns, multi_label, weight_column)
         for extra in filter(None, [validation]):
-            _check_training_data(task, extra, columns, True, weight_column)
+            check_training_data(task, extra, columns, True, weight_column)
         from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - heavy import
 
         config = TrainConfig(
@@ -271,93 +238,6 @@ def train(
         print(json.dumps({"output": str(result.output), "validation": figures}))
 
     run_or_exit(action)
-
-
-def prepare_output(output: Path, resume: bool = False) -> None:
-    """Make `output` ready for a training run: a new folder, an empty one, or the folder of an earlier run of
-    this project (a model, or a run cut short), whose contents the new run replaces whole, so that nothing of
-    the earlier model (a classifier's head and labels beside a new encoder, its curves) mixes with the new
-    one. `resume` keeps them, to continue an interrupted run there.
-
-    Only the main process looks into the folder: under `torchrun` the other ranks may start after it has
-    begun writing.
-
-    Raises:
-        InvalidInput: If `output` is a file, or a folder holding files no run of this project wrote.
-    """
-    if output.exists() and not output.is_dir():
-        raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
-    if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():
-        return
-    entries = sorted(output.iterdir())
-    if not entries:
-        return
-    from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
-
-    if not ((output / METADATA_FILE).is_file() or (output / RUN_DIR).is_dir()):
-        names = [entry.name for entry in entries]
-        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
-        raise InvalidInput(
-            f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
-            "which no training run wrote. Choose another folder"
-        )
-    err.print(f"replacing the earlier model in {output}", markup=False, highlight=False, soft_wrap=True)
-    for entry in entries:
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry)
-        else:
-            entry.unlink()
-
-
-def _check_training_data(
-    task: str,
-    path: Path,
-    columns: tuple[str, str, str | None, str | None],
-    multi_label: bool,
-    weight_column: str | None = None,
-) -> None:
-    """Read the data file as the task will; `multi_label` also stands for "skip the class checks"."""
-    if weight_column and task != "classification":
-        raise InvalidInput(f"--weight-column: row weights apply to --task classification only; found {task}")
-    from textcore.data import (  # noqa: PLC0415
-        read_corpus,
-        read_labelled,
-        read_pairs,
-        read_scored_pairs,
-        require_classes,
-        require_relevance_mix,
-    )
-
-    text_column, label_column, negative, passage = columns
-    if task == "mlm":  # unlabelled: only the text column (or a .txt file, one text per line)
-        read_corpus(path, text_column)
-        return
-    if task == "token-classification":
-        from textcore.bio import read_tagged, require_entities  # noqa: PLC0415
-
-        sentences = read_tagged(path, text_column, label_column)
-        if not multi_label:
-            require_entities(sentences, str(path))
-        return
-    if task == "cross-encoder":
-        if not passage:
-            raise InvalidInput("--task cross-encoder: expected --passage-column naming the passage column")
-        pairs = read_scored_pairs(path, text_column, passage, label_column)
-        if not multi_label:
-            require_relevance_mix(pairs, str(path))
-        return
-    if task == "embedding":
-        read_pairs(path, text_column, label_column, negative)
-        return
-    data = read_labelled(path, text_column, label_column, weight_column)
-    if not multi_label:
-        require_classes(data, str(path))
-    if task == "setfit" and not multi_label:
-        single = [label for label, n in data.label_counts().items() if n < 2]
-        if single:
-            raise InvalidInput(
-                f"{path}: task setfit expects at least 2 examples of every class; found 1 of {single[:5]}"
-            )
 
 
 @app.command()
@@ -432,22 +312,6 @@ def _with_base(
     return {**report, "base": base.to_dict(), "delta": delta}
 
 
-def print_comparison(report: dict[str, Any]) -> None:
-    """Before and after fine-tuning: the untuned base model beside the fine-tuned one."""
-    base, delta = report["base"], report["delta"]
-    table = Table(title=f"before and after fine-tuning ({report['n']} rows)")
-    for column in ("model", "accuracy", "macro-F1"):
-        table.add_column(column, justify="left" if column == "model" else "right")
-    table.add_row(f"base: frozen {base['model']} + logistic regression", *_pair(base))
-    table.add_row("fine-tuned", *_pair(report))
-    table.add_row("difference", f"{delta['accuracy']:+.4f}", f"{delta['macro_f1']:+.4f}")
-    Console().print(table)
-
-
-def _pair(figures: dict[str, Any]) -> tuple[str, str]:
-    return f"{figures['accuracy']:.4f}", f"{figures['macro_f1']:.4f}"
-
-
 def _evaluate_reranker(
     model: Path, data: Path, columns: tuple[str, str | None, str], device: str, precision: str, backend: str
 ) -> dict[str, Any]:
@@ -469,36 +333,6 @@ def _evaluate_tagger(
     from textcore.tagger import evaluate_tagger_file  # noqa: PLC0415
 
     return evaluate_tagger_file(model, data, *columns, device=device, precision=precision)
-
-
-def print_tagging_report(report: dict[str, Any]) -> None:
-    """A readable table of per-type entity scores and the headline figures of a tagger."""
-    table = Table(
-        title=f"{report['n']} sentences, {report['entities']} entities: precision {report['precision']:.4f}, "
-        f"recall {report['recall']:.4f}, F1 {report['f1']:.4f}, token accuracy {report['accuracy']:.4f}"
-    )
-    for column in ("type", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "type" else "right")
-    for kind, s in report["per_type"].items():
-        table.add_row(
-            kind, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", str(s["support"])
-        )
-    Console().print(table)
-
-
-def print_report(report: dict[str, Any]) -> None:
-    """A readable table of per-label scores and the headline figures."""
-    out = Console()
-    table = Table(
-        title=f"{report['n']} rows: accuracy {report['accuracy']:.4f}, macro-F1 {report['macro_f1']:.4f}"
-    )
-    for column in ("label", "precision", "recall", "f1", "support"):
-        table.add_column(column, justify="left" if column == "label" else "right")
-    for label, s in report["per_label"].items():
-        table.add_row(
-            label, f"{s['precision']:.4f}", f"{s['recall']:.4f}", f"{s['f1']:.4f}", str(s["support"])
-        )
-    out.print(table)
 
 
 @app.command()
@@ -524,6 +358,7 @@ def predict(
     from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.data import read_texts  # noqa: PLC0415
     from textcore.line_input import line_batches, stdin_lines  # noqa: PLC0415
+    from textcore.prediction_rows import entity_rows, label_rows  # noqa: PLC0415
 
     def action() -> None:
         if data is None and text_column is not None:
@@ -534,7 +369,7 @@ def predict(
             texts = read_texts(data, text_column or "text")
             if not texts:
                 raise InvalidInput("expected at least one text to label; found none")
-        label = _entity_rows if read_metadata(model).get("task") == TAGGER else _label_rows
+        label = entity_rows if read_metadata(model).get("task") == TAGGER else label_rows
         rows = label(model, device, precision, batch_size, backend)
         batches = [texts] if data is not None else line_batches(stdin_lines(), batch_size)
         labelled = 0
@@ -547,46 +382,6 @@ def predict(
             raise InvalidInput("expected at least one text to label; found none")
 
     run_or_exit(action)
-
-
-Rows = Callable[[list[str]], list[dict[str, Any]]]
-
-
-def _label_rows(model: Path, device: str, precision: str, batch_size: int, backend: str) -> Rows:
-    """What `predict` prints of a classifier's predictions of some texts, one row per text."""
-    from textcore.evaluation import load_predictor  # noqa: PLC0415
-
-    classifier = load_predictor(
-        model, backend=backend, device=device, precision=precision, batch_size=batch_size
-    )
-
-    def rows(texts: list[str]) -> list[dict[str, Any]]:
-        out = []
-        for text, p in zip(texts, classifier.predict(texts), strict=True):
-            row = {"text": text, "label": p.label, "confidence": p.confidence, "probabilities": p.scores}
-            if classifier.multi_label:
-                row["labels"] = list(p.labels)
-            out.append(row)
-        return out
-
-    return rows
-
-
-def _entity_rows(model: Path, device: str, precision: str, batch_size: int, backend: str) -> Rows:
-    """What `predict` prints of a tagger's entities in some texts, one row per text."""
-    if backend != "torch":
-        raise InvalidInput(f"expected backend torch for a tagger; found {backend!r}")
-    from textcore.tagger import Tagger  # noqa: PLC0415
-
-    tagger = Tagger.load(model, device=device, precision=precision, batch_size=batch_size)
-
-    def rows(texts: list[str]) -> list[dict[str, Any]]:
-        return [
-            {"text": text, "entities": [entity.to_dict() for entity in entities]}
-            for text, entities in zip(texts, tagger.tag(texts), strict=True)
-        ]
-
-    return rows
 
 
 def full_app() -> typer.Typer:

@@ -1,0 +1,99 @@
+"""Checks before a training run loads any model: the output folder is one the run may write, and the data
+files read as the task will read them, so that a bad file fails in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+from textcore.console import err
+from textcore.errors import InvalidInput
+
+
+def prepare_output(output: Path, resume: bool = False) -> None:
+    """Make `output` ready for a training run: a new folder, an empty one, or the folder of an earlier run of
+    this project (a model, or a run cut short), whose contents the new run replaces whole, so that nothing of
+    the earlier model (a classifier's head and labels beside a new encoder, its curves) mixes with the new
+    one. `resume` keeps them, to continue an interrupted run there.
+
+    Only the main process looks into the folder: under `torchrun` the other ranks may start after it has
+    begun writing.
+
+    Raises:
+        InvalidInput: If `output` is a file, or a folder holding files no run of this project wrote.
+    """
+    if output.exists() and not output.is_dir():
+        raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
+    if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():
+        return
+    entries = sorted(output.iterdir())
+    if not entries:
+        return
+    from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
+
+    if not ((output / METADATA_FILE).is_file() or (output / RUN_DIR).is_dir()):
+        names = [entry.name for entry in entries]
+        shown = ", ".join(names[:5]) + (", ..." if len(names) > 5 else "")
+        raise InvalidInput(
+            f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
+            "which no training run wrote. Choose another folder"
+        )
+    err.print(f"replacing the earlier model in {output}", markup=False, highlight=False, soft_wrap=True)
+    for entry in entries:
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry)
+        else:
+            entry.unlink()
+
+
+def check_training_data(
+    task: str,
+    path: Path,
+    columns: tuple[str, str, str | None, str | None],
+    multi_label: bool,
+    weight_column: str | None = None,
+) -> None:
+    """Read the data file as the task will; `multi_label` also stands for "skip the class checks"."""
+    if weight_column and task != "classification":
+        raise InvalidInput(f"--weight-column: row weights apply to --task classification only; found {task}")
+    from textcore.data import (  # noqa: PLC0415
+        read_corpus,
+        read_labelled,
+        read_pairs,
+        read_scored_pairs,
+        require_classes,
+        require_relevance_mix,
+    )
+
+    text_column, label_column, negative, passage = columns
+    if task == "mlm":  # unlabelled: only the text column (or a .txt file, one text per line)
+        read_corpus(path, text_column)
+        return
+    if task == "token-classification":
+        from textcore.bio import read_tagged, require_entities  # noqa: PLC0415
+
+        sentences = read_tagged(path, text_column, label_column)
+        if not multi_label:
+            require_entities(sentences, str(path))
+        return
+    if task == "cross-encoder":
+        if not passage:
+            raise InvalidInput("--task cross-encoder: expected --passage-column naming the passage column")
+        pairs = read_scored_pairs(path, text_column, passage, label_column)
+        if not multi_label:
+            require_relevance_mix(pairs, str(path))
+        return
+    if task == "embedding":
+        read_pairs(path, text_column, label_column, negative)
+        return
+    data = read_labelled(path, text_column, label_column, weight_column)
+    if not multi_label:
+        require_classes(data, str(path))
+    if task == "setfit" and not multi_label:
+        single = [label for label, n in data.label_counts().items() if n < 2]
+        if single:
+            raise InvalidInput(
+                f"{path}: task setfit expects at least 2 examples of every class; found 1 of {single[:5]}"
+            )
