@@ -87,7 +87,7 @@ def add_recipe_arguments(parser: argparse.ArgumentParser) -> None:
 
 def recipe_config(recipe: str, epochs: int | None) -> TrainConfig:
     """TrainConfig's defaults (`default`) or the bot's intent recipe measured on BANKING77 (`intents`)."""
-    from customer_service.cli import RECIPES  # noqa: PLC0415 - only the benchmarks that train need it
+    from customer_service.training_recipes import RECIPES  # noqa: PLC0415 - only training benchmarks need it
 
     values: dict[str, Any] = dict(RECIPES["classification"]) if recipe == "intents" else {}
     if epochs is not None:

@@ -1,0 +1,189 @@
+"""`customer-service` commands for retrieval over an FAQ file: train-retriever, train-reranker,
+evaluate-retrieval."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from customer_service.command_options import (
+    BaseModel,
+    BatchSize,
+    Device,
+    Epochs,
+    KbOpt,
+    LearningRate,
+    MaxLength,
+    OutputOpt,
+    Precision,
+    RetrieverOpt,
+    Seed,
+    print_report,
+)
+from customer_service.training_recipes import train_config
+from textcore import InvalidInput
+from textcore import cli as core_cli
+
+
+def _faqs(kb: Path) -> list[Any]:
+    from customer_service.retrieval_eval import read_faqs  # noqa: PLC0415
+
+    return read_faqs(kb)
+
+
+def train_retriever(
+    kb: KbOpt,
+    output: OutputOpt,
+    hard_negatives: Annotated[bool, typer.Option(help="mine one hard negative per question")] = True,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    max_length: MaxLength = None,
+    base_model: BaseModel = "minilm",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    seed: Seed = 42,
+) -> None:
+    """Fine-tune the retrieval encoder on the FAQ's question -> answer pairs (contrastive)."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.reranking import train_retriever_from_faqs  # noqa: PLC0415
+        from textcore import Encoder  # noqa: PLC0415
+
+        core_cli.prepare_output(output)
+        config = train_config(
+            "embedding",
+            base_model,
+            device,
+            precision,
+            seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+        )
+        encoder = (
+            Encoder.from_pretrained(base_model, device=device, precision=precision)
+            if hard_negatives
+            else None
+        )
+        result = train_retriever_from_faqs(_faqs(kb), output, config, encoder=encoder,
+                                           sources={"kb": str(kb)}, progress=sys.stderr.isatty())  # fmt: skip
+        return {"output": str(output), "validation": result.metrics}
+
+    print_report(core_cli.run_or_exit(action))
+
+
+def train_reranker(
+    kb: KbOpt,
+    output: OutputOpt,
+    retriever: RetrieverOpt = None,
+    negatives: Annotated[int, typer.Option(help="hard negatives per question")] = 3,
+    epochs: Epochs = None,
+    batch_size: BatchSize = None,
+    learning_rate: LearningRate = None,
+    max_length: MaxLength = None,
+    base_model: BaseModel = "minilm",
+    device: Device = "auto",
+    precision: Precision = "auto",
+    seed: Seed = 42,
+) -> None:
+    """Train the re-ranker (cross-encoder) on the FAQ's own pairs, hard negatives mined by the retriever."""
+
+    def action() -> dict[str, Any]:
+        from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415
+        from textcore import Encoder  # noqa: PLC0415
+
+        core_cli.prepare_output(output)
+        config = train_config(
+            "cross-encoder",
+            base_model,
+            device,
+            precision,
+            seed,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+        )
+        encoder = Encoder.from_pretrained(retriever or base_model, device=device, precision=precision)
+        result = train_reranker_from_faqs(_faqs(kb), output, config, encoder=encoder, per_query=negatives,
+                                          sources={"kb": str(kb)}, progress=sys.stderr.isatty())  # fmt: skip
+        return {"output": str(output), "validation": result.metrics}
+
+    print_report(core_cli.run_or_exit(action))
+
+
+def evaluate_retrieval(
+    kb: KbOpt,
+    queries: Annotated[Path, typer.Option("--queries", help="CSV/TSV/JSONL: a query and its expected id")],
+    query_column: Annotated[str, typer.Option("--query-column")] = "query",
+    expected_column: Annotated[str, typer.Option("--expected-column", help="the expected entry id")] = "id",
+    retriever: RetrieverOpt = None,
+    reranker: Annotated[Path | None, typer.Option("--reranker", help="folder from train-reranker")] = None,
+    mode: Annotated[
+        str | None, typer.Option(help="dense, keyword, hybrid or rerank (default: the best)")
+    ] = None,
+    index_questions: Annotated[
+        bool,
+        typer.Option(
+            help="index each FAQ's question with its answer, as the app does (the default); "
+            "--no-index-questions indexes the answers alone, as the project's reference figure "
+            "(bench/retrieval.py) does. The JSON's index_questions says which was used",
+        ),
+    ] = True,
+    device: Device = "auto",
+    precision: Precision = "auto",
+) -> None:
+    """recall@1, recall@5 and mrr@10 of retrieval over a KB file (last line: JSON, every mode too).
+
+    By default the FAQs' questions are indexed with their answers: queries worded like a stored question
+    then find it word for word, and the figures are not comparable with ones measured on answers alone
+    (--no-index-questions). The JSON states the choice ("index_questions").
+    """
+
+    def action() -> dict[str, Any]:
+        return _evaluate_retrieval(kb, queries, query_column, expected_column, retriever, reranker, mode,
+                                   index_questions, device, precision)  # fmt: skip
+
+    print_report(core_cli.run_or_exit(action))
+
+
+def _evaluate_retrieval(
+    kb_file: Path, queries_file: Path, query_column: str, expected_column: str, retriever_path: Path | None,
+    reranker_path: Path | None, mode: str | None, index_questions: bool, device: str, precision: str,
+) -> dict[str, Any]:  # fmt: skip
+    from customer_service.database import Database  # noqa: PLC0415
+    from customer_service.knowledge import KnowledgeBase  # noqa: PLC0415
+    from customer_service.retrieval import Retriever  # noqa: PLC0415
+    from customer_service.retrieval_eval import evaluate_retrieval as evaluate  # noqa: PLC0415
+    from textcore import Encoder, Reranker, read_table  # noqa: PLC0415
+
+    rows = read_table(queries_file)
+    missing = [c for c in (query_column, expected_column) if rows and c not in rows[0]]
+    if not rows or missing:
+        raise InvalidInput(f"{queries_file}: expected rows with columns {missing or [query_column]}; "
+                           f"found {sorted(rows[0]) if rows else 'no rows'}")  # fmt: skip
+    encoder = Encoder.from_pretrained(retriever_path or "minilm", device=device, precision=precision)
+    ranker = Reranker.load(reranker_path, device=device, precision=precision) if reranker_path else None
+    with tempfile.TemporaryDirectory(prefix="cs-eval-") as tmp:
+        db = Database(f"sqlite:///{tmp}/kb.db")
+        db.migrate()
+        try:
+            kb = KnowledgeBase(db, encoder, Path(tmp) / "index", index_questions=index_questions)
+            kb.upsert_faqs(_faqs(kb_file))
+            search = Retriever(kb, ranker)
+            modes = list(search.modes)
+            chosen = mode or search.default_mode
+            if chosen not in modes:
+                raise InvalidInput(f"mode: expected one of {', '.join(modes)}; found {chosen!r}")
+            texts, expected = [r[query_column] for r in rows], [r[expected_column] for r in rows]
+            figures = evaluate(search, texts, expected, modes)
+        finally:
+            db.dispose()
+    report = {**figures[chosen], "mode": chosen, "n": len(rows), "index_questions": index_questions}
+    return {**report, "modes": figures}
