@@ -1,0 +1,285 @@
+"""`recommender` commands that train and evaluate models: train, evaluate, train-rescorer."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from recommender.command_options import (
+    DeviceOpt,
+    IdCol,
+    InteractionsOpt,
+    ItemCol,
+    ItemsOpt,
+    MinRating,
+    PrecisionOpt,
+    RatingCol,
+    TextCols,
+    TimeCol,
+    TitleCol,
+    UserCol,
+    print_report,
+)
+from textcore import InvalidInput
+from textcore import cli as core_cli
+
+if TYPE_CHECKING:
+    from recommender.data import Catalog, Interactions
+
+
+def _require_output_folder(output: Path) -> None:
+    """Refuse an --output that is a file, or lies inside one, before any work is done."""
+    existing = next((path for path in (output, *output.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InvalidInput(f"--output {output}: expected a folder for the model; {existing} is a file")
+
+
+def _read_data(
+    interactions: Path,
+    items: Path,
+    event_columns: tuple[str, str, str, str, float | None],
+    item_columns: tuple[str, str, list[str] | None],
+) -> tuple[Interactions, Catalog]:
+    """Interactions (user, item, time, rating columns and the rating threshold) and the item catalog."""
+    from recommender.data import read_catalog, read_interactions  # noqa: PLC0415 - imports numpy
+
+    user, item, time, rating, min_rating = event_columns
+    data = read_interactions(
+        interactions,
+        user_column=user,
+        item_column=item,
+        time_column=time,
+        rating_column=rating,
+        min_rating=min_rating,
+    )
+    id_column, title, texts = item_columns
+    catalog = read_catalog(
+        items, id_column=id_column, title_column=title, text_columns=tuple(texts or ["text"])
+    )
+    return data, catalog
+
+
+def _sources(interactions: Path, items: Path, min_rating: float | None) -> dict[str, Any]:
+    """Where training data came from, for a model's metadata: the paths and their files' SHA-256."""
+    from textcore.data import file_sha256  # noqa: PLC0415 - imports numpy
+
+    return {
+        "interactions": str(interactions),
+        "interactions_file_sha256": file_sha256(interactions),
+        "items": str(items),
+        "items_file_sha256": file_sha256(items),
+        "min_rating": min_rating,
+    }
+
+
+def train(
+    interactions: InteractionsOpt,
+    items: ItemsOpt,
+    output: Annotated[Path, typer.Option("--output", help="model folder to write")],
+    user_column: UserCol = "user_id",
+    item_column: ItemCol = "item_id",
+    time_column: TimeCol = "timestamp",
+    rating_column: RatingCol = "rating",
+    min_rating: MinRating = None,
+    id_column: IdCol = "item_id",
+    title_column: TitleCol = "title",
+    text_column: TextCols = None,
+    base_model: Annotated[str, typer.Option(help="alias, local folder or trained model")] = "minilm",
+    epochs: Annotated[int, typer.Option(help="passes over the behaviour pairs (0: no fine-tuning)")] = 1,
+    max_pairs: Annotated[int, typer.Option(help="behaviour pairs to fine-tune on")] = 20_000,
+    batch_size: Annotated[int, typer.Option()] = 32,
+    learning_rate: Annotated[float, typer.Option()] = 5e-5,
+    max_length: Annotated[int, typer.Option(help="tokens per text")] = 96,
+    hold_out_last: Annotated[
+        bool, typer.Option(help="leave each user's last interaction out (--no-hold-out-last: serve-only)")
+    ] = True,
+    max_validation_users: Annotated[
+        int, typer.Option(help="users the blend is fitted on (memory grows with users x items)")
+    ] = 6000,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Fine-tune the text-interest model on behaviour, fit its blend on validation users, and save it."""
+
+    def action() -> dict[str, Any]:
+        from recommender.training import RecTrainConfig, train_model  # noqa: PLC0415 - heavy imports
+
+        _require_output_folder(output)
+        data, catalog = _read_data(
+            interactions,
+            items,
+            (user_column, item_column, time_column, rating_column, min_rating),
+            (id_column, title_column, text_column),
+        )
+        config = RecTrainConfig(
+            base_model=base_model,
+            epochs=epochs,
+            max_pairs=max_pairs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+            seed=seed,
+            hold_out_last=hold_out_last,
+            max_validation_users=max_validation_users,
+            device=device,
+            precision=precision,
+        )
+        sources = _sources(interactions, items, min_rating)
+        _, report = train_model(data, catalog, output, config, progress=sys.stderr.isatty(), sources=sources)
+        return report
+
+    report = core_cli.run_or_exit(action)
+    print(f"saved {output}")
+    print_report({"output": str(output), **report})
+
+
+def evaluate(
+    model: Annotated[Path, typer.Option("--model", help="trained model folder")],
+    interactions: InteractionsOpt,
+    items: ItemsOpt,
+    protocol: Annotated[str, typer.Option(help="leave-last-out (the only one)")] = "leave-last-out",
+    user_column: UserCol = "user_id",
+    item_column: ItemCol = "item_id",
+    time_column: TimeCol = "timestamp",
+    rating_column: RatingCol = "rating",
+    min_rating: MinRating = None,
+    id_column: IdCol = "item_id",
+    title_column: TitleCol = "title",
+    text_column: TextCols = None,
+    rescorer: Annotated[
+        bool, typer.Option(help="re-score with the model's rescorer when it has an active one")
+    ] = True,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+) -> None:
+    """Leave-last-out: rank each user's last item among all they have not seen, for the model and baselines.
+
+    The last stdout line is one JSON object: {"model": {"hr@10", "ndcg@10", "mrr"}, "popularity": {...},
+    "item_knn": {...}, "n_users": N}. When the model's rescorer re-scores, "model" is the re-scored ranking,
+    "blend" the model without it, and "rescorer" its settings.
+    """
+
+    def action() -> dict[str, Any]:
+        if protocol != "leave-last-out":
+            raise InvalidInput(f"--protocol: expected leave-last-out; found {protocol!r}")
+        from recommender.baselines import ItemKNN, Popularity  # noqa: PLC0415 - heavy imports
+        from recommender.model import TextInterestModel  # noqa: PLC0415
+        from recommender.protocol import Scorer, evaluate, leave_last_out  # noqa: PLC0415
+        from recommender.provenance import leaked_test_users  # noqa: PLC0415
+        from recommender.rescoring import Rescorer  # noqa: PLC0415
+
+        data, catalog = _read_data(
+            interactions,
+            items,
+            (user_column, item_column, time_column, rating_column, min_rating),
+            (id_column, title_column, text_column),
+        )
+        loaded = TextInterestModel.load(model, device=device, precision=precision)
+        found = Rescorer.load(model, device=device, precision=precision) if rescorer else None
+        active = found if found is not None and found.active else None
+        split = leave_last_out(data.sequences())
+        records = [loaded.meta] + ([active.meta] if active is not None else [])
+        leaked = max(leaked_test_users(meta, data) for meta in records)
+        if leaked:
+            core_cli.err.print(
+                f"warning: the model saw the test interactions of {leaked} of {len(split.test)} tested users "
+                "(it was trained on them: train with --hold-out-last on these interactions); the model's "
+                "figures below overstate how it does on unseen behaviour",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
+        blend = loaded.scorer(catalog, split.train)
+        scorers: dict[str, Scorer] = {
+            "model": active.scorer(blend, catalog) if active is not None else blend,
+            "popularity": Popularity(split.train, catalog),
+            "item_knn": ItemKNN(split.train, catalog),
+        }
+        if active is not None:
+            scorers["blend"] = blend
+        results = {name: evaluate(scorer, split, catalog) for name, scorer in scorers.items()}
+        n_users = int(results["model"]["n_users"])
+        extra = {"rescorer": dataclasses.asdict(active.rescoring)} if active is not None else {}
+        return {
+            **{
+                name: {k: v for k, v in figures.items() if k != "n_users"}
+                for name, figures in results.items()
+            },
+            **extra,
+            "n_users": n_users,
+        }
+
+    print_report(core_cli.run_or_exit(action))
+
+
+def train_rescorer(
+    model: Annotated[Path, typer.Option("--model", help="model folder from `recommender train`")],
+    interactions: InteractionsOpt,
+    items: ItemsOpt,
+    user_column: UserCol = "user_id",
+    item_column: ItemCol = "item_id",
+    time_column: TimeCol = "timestamp",
+    rating_column: RatingCol = "rating",
+    min_rating: MinRating = None,
+    id_column: IdCol = "item_id",
+    title_column: TitleCol = "title",
+    text_column: TextCols = None,
+    base_model: Annotated[
+        str, typer.Option(help="cross-encoder start (default: the model's own fine-tuned encoder)")
+    ] = "",
+    max_queries: Annotated[int, typer.Option(help="(history, next item) queries to train on")] = 2000,
+    negatives: Annotated[int, typer.Option(help="hard negatives per query")] = 3,
+    candidates: Annotated[int, typer.Option(help="the model's top items negatives are drawn from")] = 30,
+    epochs: Annotated[int, typer.Option()] = 1,
+    batch_size: Annotated[int, typer.Option()] = 16,
+    learning_rate: Annotated[float, typer.Option()] = 5e-5,
+    max_length: Annotated[int, typer.Option(help="tokens of a (history, item) pair")] = 192,
+    max_validation_users: Annotated[
+        int, typer.Option(help="users the re-scored count and weight are fitted on")
+    ] = 1000,
+    device: DeviceOpt = "auto",
+    precision: PrecisionOpt = "auto",
+    seed: Annotated[int, typer.Option()] = 42,
+) -> None:
+    """Train the optional cross-encoder that re-scores the model's top candidates; saved in MODEL/rescorer.
+
+    Its weight beside the blend is fitted on the model's validation users; 0 (saved, but never used) when
+    re-scoring does not improve their NDCG@10.
+    """
+
+    def action() -> dict[str, Any]:
+        from recommender.rescorer_training import (  # noqa: PLC0415 - heavy imports
+            RescorerTrainConfig,
+        )
+        from recommender.rescorer_training import train_rescorer as train  # noqa: PLC0415
+
+        data, catalog = _read_data(
+            interactions,
+            items,
+            (user_column, item_column, time_column, rating_column, min_rating),
+            (id_column, title_column, text_column),
+        )
+        config = RescorerTrainConfig(
+            base_model=base_model,
+            max_queries=max_queries,
+            negatives=negatives,
+            candidates=candidates,
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            max_length=max_length,
+            max_validation_users=max_validation_users,
+            seed=seed,
+            device=device,
+            precision=precision,
+        )
+        sources = _sources(interactions, items, min_rating)
+        rescoring, report = train(model, data, catalog, config, progress=sys.stderr.isatty(), sources=sources)
+        return {"output": str(model / "rescorer"), "rescoring": dataclasses.asdict(rescoring), **report}
+
+    print_report(core_cli.run_or_exit(action))
