@@ -6,7 +6,6 @@ from dataclasses import asdict
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
-from pydantic import StringConstraints
 
 from customer_service.deps import CurrentServiceDep, LimiterDep, ServiceDep
 from customer_service.knowledge import MAX_OFFSET, FaqIn
@@ -21,18 +20,11 @@ from customer_service.schemas import (
     PassageOut,
 )
 from textcore import NotFound
-from textcore.printable import Printable
+from textcore.printable import check_printable
 
 router = APIRouter(prefix="/v1/knowledge", tags=["knowledge"])
 EntryIdPath = Annotated[str, Path(min_length=1, max_length=200, pattern=r"^[^#]+$")]
 AnyIdPath = Annotated[str, Path(min_length=1, max_length=210)]
-# an FAQ id is taken from the path as from a body (`schemas.EntryId`): surrounding whitespace stripped
-FaqIdPath = Annotated[
-    str,
-    StringConstraints(strip_whitespace=True),
-    Path(min_length=1, max_length=200, pattern=r"^[^#]+$"),
-    Printable,
-]
 
 
 @router.get("")
@@ -60,12 +52,22 @@ async def upsert_faqs(body: FaqsIn, service: ServiceDep, limiter: LimiterDep) ->
 
 
 @router.put("/faqs/{entry_id}")
-async def put_faq(entry_id: FaqIdPath, body: FaqBody, service: ServiceDep, limiter: LimiterDep) -> ChangeOut:
+async def put_faq(
+    entry_id: EntryIdPath, body: FaqBody, service: ServiceDep, limiter: LimiterDep
+) -> ChangeOut:
     """Create or replace one FAQ."""
+    faq_id = _faq_id(entry_id)
     stored = await limiter.run(
-        service.kb.upsert_faqs, [FaqIn(entry_id, body.question, body.answer, body.category)]
+        service.kb.upsert_faqs, [FaqIn(faq_id, body.question, body.answer, body.category)]
     )
-    return ChangeOut(stored=stored, ids=[entry_id], version=service.kb.version)
+    return ChangeOut(stored=stored, ids=[faq_id], version=service.kb.version)
+
+
+def _faq_id(entry_id: str) -> str:
+    """The FAQ id of the path, taken as one in a body is: refused with a control character (checked as
+    sent, worded as the knowledge base words it), then stripped of surrounding whitespace."""
+    check_printable(entry_id, f"id of FAQ {entry_id!r:.80}")
+    return entry_id.strip()
 
 
 @router.put("/documents/{document_id:path}")  # ids of ingested files hold "/"
