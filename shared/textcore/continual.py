@@ -316,7 +316,7 @@ def retrain(
         NotFound: Unknown name, or no active version.
         InvalidInput: The active version is not a classifier, old data cannot be found, or bad data.
     """
-    from textcore.training.runner import train_classifier  # noqa: PLC0415 - heavy import
+    from textcore.training.classifier_runner import train_classifier  # noqa: PLC0415 - heavy import
 
     active = registry.active(name)
     task = active.metadata.get("task", "classification")

@@ -13,16 +13,10 @@ from typing import Any
 from textcore.bio import read_tagged
 from textcore.data import read_corpus, read_labelled, read_pairs, read_scored_pairs, require_classes
 from textcore.errors import InvalidInput
+from textcore.training.classifier_runner import train_classifier, train_few_shot
 from textcore.training.config import TrainConfig
 from textcore.training.results import TrainResult, data_info, file_info
-from textcore.training.runner import (
-    train_classifier,
-    train_embedder,
-    train_few_shot,
-    train_mlm,
-    train_reranker,
-    train_tagger,
-)
+from textcore.training.runner import train_embedder, train_mlm, train_reranker, train_tagger
 
 
 def _require_weights_fit(config: TrainConfig, weight_column: str | None) -> None:
