@@ -1,7 +1,10 @@
 """The embedding task: (anchor, positive[, negative]) pairs -> an encoder for retrieval and recommendation.
 
 Loss: multiple-negatives ranking. Within a batch every other positive (and every hard negative) is a negative
-for an anchor; cross-entropy over scaled cosine similarities. Validation ranks each anchor's positive among
+for an anchor; cross-entropy over scaled cosine similarities. A candidate whose text is the anchor's own
+positive (two questions with one answer, two users whose next item is the same popular one, in one batch) is
+left out of that anchor's negatives: scored as a negative, the same text would be pushed down and pulled up
+at once, and the loss could not go below ln 2 for either row. Validation ranks each anchor's positive among
 the distinct positive texts: a text shared by several anchors (two questions, one answer) is right for each.
 """
 
@@ -40,6 +43,11 @@ class EmbeddingTask:
         self.anchors = encode_texts(tok, train.anchors, config.max_length)
         self.positives = encode_texts(tok, train.positives, config.max_length)
         self.negatives = encode_texts(tok, train.negatives, config.max_length) if train.negatives else None
+        # one number per distinct candidate text, so that a batch can tell a copy of an anchor's own positive
+        numbers: dict[str, int] = {}
+        texts = [*train.positives, *(train.negatives or [])]
+        keys = np.fromiter((numbers.setdefault(t, len(numbers)) for t in texts), np.int64, len(texts))
+        self.positive_keys, self.negative_keys = keys[: len(train.positives)], keys[len(train.positives) :]
         self.validation = validation
         steps = planned_steps(len(self.epoch_batches(np.random.default_rng(0))), config)
         self.encoder.model = wrap_encoder(backbone.model, config, total_steps=steps)
@@ -66,10 +74,12 @@ class EmbeddingTask:
                 "attention_mask": anchor["attention_mask"],
                 "pos_ids": positive["input_ids"],
                 "pos_mask": positive["attention_mask"],
+                "pos_key": torch.from_numpy(self.positive_keys[idx]),
             }
             if self.negatives is not None:
                 negative = self._pad(self.negatives, idx)
                 batch.update(neg_ids=negative["input_ids"], neg_mask=negative["attention_mask"])
+                batch["neg_key"] = torch.from_numpy(self.negative_keys[idx])
             batches.append(batch)
         return batches
 
@@ -86,6 +96,11 @@ class EmbeddingTask:
             )
         # (batch, batch * (1 + has_negatives)) cosine similarities; the diagonal holds the positives
         scores = anchors @ torch.cat(candidates).T * self.config.scale
+        keys = torch.cat([batch["pos_key"], batch["neg_key"]]) if "neg_key" in batch else batch["pos_key"]
+        # candidates with the text of the row's own positive, but for the positive itself
+        own = batch["pos_key"][:, None] == keys[None, :]
+        own.fill_diagonal_(False)
+        scores = scores.masked_fill(own.to(scores.device), float("-inf"))
         loss = F.cross_entropy(scores, torch.arange(len(anchors), device=scores.device))
         return loss + adapter_penalty(self.model)
 
