@@ -114,6 +114,22 @@ def test_items_crud_and_bounds(client: TestClient, settings: RecommenderSettings
     assert stored_events(settings.database_url) == 0
 
 
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_metadata_numbers_that_are_no_json_are_422_alike_on_each_backend(
+    database_url: str, tmp_path: Path, tiny_model_dir: Path, number: str
+) -> None:
+    """Python's JSON parser takes NaN and Infinity: SQLite stored them as null, PostgreSQL refused them."""
+    with TestClient(create_app(rec_settings(tmp_path, database_url, tiny_model_dir))) as client:
+        item = f'{{"title": "t", "metadata": {{"price": [1, {number}]}}}}'
+        headers = {"content-type": "application/json"}
+        posted = client.post("/v1/items", content=f'{{"items": [{{"id": "n", {item[1:]}]}}', headers=headers)
+        [error] = problem(posted, 422)["errors"]
+        assert error["loc"] == ["body", "items", 0, "metadata"] and "NaN or Infinity" in error["msg"]
+        [error] = problem(client.put("/v1/items/n", content=item, headers=headers), 422)["errors"]
+        assert error["loc"] == ["body", "metadata"] and "NaN or Infinity" in error["msg"]
+        assert client.get("/v1/items").json()["items"] == []  # nothing stored
+
+
 def test_item_ids_follow_one_rule_in_paths_and_bodies(client: TestClient) -> None:
     """Ids are stripped of surrounding whitespace everywhere, and one with a '/' is reachable by its path."""
     items = [{"id": "books/123", "title": "A telescope book"}, {"id": " b ", "title": "Star atlas"}]

@@ -44,7 +44,12 @@ _INPUT = ConfigDict(extra="forbid")
 
 
 def _small_json(value: dict[str, Any]) -> dict[str, Any]:
-    size = len(json.dumps(value))
+    # NaN and Infinity are no JSON (Python's parser takes them): SQLite would keep them as null and
+    # PostgreSQL refuse them, so they are refused here, alike on both.
+    try:
+        size = len(json.dumps(value, allow_nan=False))
+    except ValueError:
+        raise ValueError("expected metadata of finite numbers, found NaN or Infinity") from None
     if size > MAX_METADATA_CHARS:
         raise ValueError(f"expected metadata of at most {MAX_METADATA_CHARS} JSON characters, found {size}")
     return value
