@@ -272,6 +272,16 @@ def test_score_errors_are_clear(client: TestClient) -> None:
     problem(client.get("/v1/recommend"), 422)
 
 
+def test_an_empty_history_alone_is_nobody_to_score_for(client: TestClient) -> None:
+    """It gave every candidate the score 0 in the order sent, as if it were a ranking."""
+    stocked(client)
+    body: dict[str, Any] = {"history": [], "items": ["astro-1", "lab-0"]}
+    assert "empty history" in problem(client.post("/v1/score", json=body), 422)["detail"]
+    with_interests = client.post("/v1/score", json=body | {"interests": "telescopes"})
+    alone = client.post("/v1/score", json={"interests": "telescopes", "items": body["items"]})
+    assert with_interests.status_code == 200 and with_interests.json() == alone.json()
+
+
 def test_a_user_without_events_who_sends_interests_is_scored_on_them(client: TestClient) -> None:
     """A new user's id with their interests (say, picked at sign-up): the interests alone, not 404."""
     stocked(client)

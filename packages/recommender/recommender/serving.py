@@ -279,13 +279,18 @@ class Recommender:
         """The profile of a query.
 
         Raises:
-            InvalidInput: Neither a user, a history nor interests; or both a user and a history.
+            InvalidInput: Neither a user, a history of at least one item nor interests; or both a user and
+                a history.
             NotFound: A user without events and without interests, or history ids not in the catalog.
         """
         if query.user_id is not None and query.history is not None:
             raise InvalidInput("expected user_id or history, not both")
-        if query.user_id is None and query.history is None and not (query.interests or "").strip():
-            raise InvalidInput("expected user_id, history or interests; found none")
+        if query.user_id is None and not query.history and not (query.interests or "").strip():
+            # An empty history tells nothing either: every candidate would score 0 in the order sent.
+            found = "an empty history" if query.history is not None else "none"
+            raise InvalidInput(
+                f"expected user_id, a history of at least one item id, or interests; found {found}"
+            )
         history, seen = self._history(query)
         parts = []
         config = self.model.config
