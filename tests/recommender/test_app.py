@@ -260,6 +260,8 @@ def test_score_errors_are_clear(client: TestClient) -> None:
     detail = score(404, user_id="astro-user-0", items=["astro-1", "ghost-1", "ghost-2"])
     assert "'ghost-1'" in detail and "'ghost-2'" in detail and "'astro-1'" not in detail
     assert "'ghost-3'" in score(404, history=["ghost-3"], items=["astro-1"])
+    detail = score(404, history=["astro-0", "ghost-4"], items=["astro-1", "ghost-5"])
+    assert "'ghost-4'" in detail and "'ghost-5'" in detail and "'astro-0'" not in detail  # both in one answer
     detail = score(404, user_id="nobody", items=["astro-1"])
     assert "'nobody'" in detail and "interests" in detail
     score(422, items=["astro-1"])  # nobody to score for

@@ -252,7 +252,13 @@ class Recommender:
         if len(set(items)) != len(items):
             repeated = sorted(i for i, n in Counter(items).items() if n > 1)
             raise InvalidInput(f"expected each item id once; repeated: {id_listing(repeated)}")
-        vectors = self.catalog.vectors(items)  # (n, dim); raises NotFound listing unknown ids
+        try:
+            vectors = self.catalog.vectors(items)  # (n, dim); raises NotFound listing unknown ids
+        except NotFound as exc:  # the history's unknown ids too, so that one answer names all to fix
+            in_history = [i for i in dict.fromkeys(query.history or ()) if i not in self.catalog]
+            if not in_history:
+                raise
+            raise NotFound(f"{exc.message}; in history, unknown: {id_listing(in_history)}") from None
         return self._rank(self.profile(query), list(items), vectors, len(items))
 
     def recommend(self, query: Query, k: int, *, exclude_seen: bool = True) -> list[ScoredItem]:
