@@ -130,6 +130,18 @@ def test_metadata_numbers_that_are_no_json_are_422_alike_on_each_backend(
         assert client.get("/v1/items").json()["items"] == []  # nothing stored
 
 
+def test_a_cursor_with_a_control_character_is_422_alike_on_each_backend(
+    database_url: str, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """No item id holds one, so no page starts after it: SQLite listed from the start, PostgreSQL refused
+    the NUL only through the generic database error."""
+    with TestClient(create_app(rec_settings(tmp_path, database_url, tiny_model_dir))) as client:
+        assert client.post("/v1/items", json={"items": catalog_items()[:2]}).status_code == 200
+        for cursor in ("\x00", "astro-0\x01"):
+            [error] = problem(client.get("/v1/items", params={"cursor": cursor}), 422)["errors"]
+            assert error["loc"] == ["query", "cursor"] and "control characters" in error["msg"]
+
+
 def test_item_ids_follow_one_rule_in_paths_and_bodies(client: TestClient) -> None:
     """Ids are stripped of surrounding whitespace everywhere, and one with a '/' is reachable by its path."""
     items = [{"id": "books/123", "title": "A telescope book"}, {"id": " b ", "title": "Star atlas"}]

@@ -15,6 +15,7 @@ from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
 from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, UpsertOut
 from recommender.serving import Recommender
+from textcore.printable import Printable
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemIdPath = Annotated[ItemId, Path(description="The item's id (1-200 characters; may contain '/').")]
@@ -31,7 +32,7 @@ async def upsert_items(body: ItemsIn, recommender: RecommenderDep, limiter: Limi
 def list_items(
     recommender: RecommenderDep,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    cursor: Annotated[str | None, Query(max_length=200), Printable] = None,
 ) -> ItemPage:
     """Items in id order; pass `next_cursor` back as `cursor` for the next page."""
     rows, next_cursor = recommender.catalog.page(limit, cursor)
