@@ -37,8 +37,10 @@ from finance_sentiment.delivery import (
     ZERO_TIME,
     DeliveryReport,
     deliver_pending,
+    pending,
 )
 from finance_sentiment.monitor import open_monitor
+from finance_sentiment.retention import cited_urls
 from finance_sentiment.rules import create_rule, delete_rule, list_rules
 from finance_sentiment.schemas import AlertRuleIn
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
@@ -658,7 +660,8 @@ async def test_a_recreated_rule_fires_only_after_the_deleted_rule_resolved(
 ) -> None:
     # A rule deleted and created again under its name gives its alerts the fingerprint and groupKey of the
     # old ones, which receivers key their incidents on: the old alert's "resolved", still being retried,
-    # must reach the receiver before the new alert's "firing", never after it (it would close the new one).
+    # must never reach the receiver after the new alert's "firing" (it would close the new one). It is
+    # superseded by that "firing" (only the latest state of a group waits), so it is not sent at all.
     state, url = receiver
     fire(database, webhook_url=url)
     async with httpx.AsyncClient(timeout=5) as client:
@@ -673,9 +676,11 @@ async def test_a_recreated_rule_fires_only_after_the_deleted_rule_resolved(
         assert refired.status == "firing"
         moments = (MINUTE + SECOND, 2 * MINUTE, 2 * MINUTE + SECOND, 3 * MINUTE)
         reports = [await deliver_pending(database, client, now=NOW + moment) for moment in moments]
-    assert [report.delivered for report in reports] == [0, 1, 1, 0]
+    assert [report.delivered for report in reports] == [1, 0, 0, 0]
     sent = [json.loads(body) for _, body in state.received]
-    assert [payload["status"] for payload in sent] == ["firing", "resolved", "resolved", "firing"]
+    assert [payload["status"] for payload in sent] == ["firing", "resolved", "firing"]  # the 2nd refused
+    with database.session() as session:  # nothing of the deleted rule waits: it is gone with its alert
+        assert session.scalars(select(Alert.id)).all() == [refired.alert_id]
     assert {payload["alerts"][0]["fingerprint"] for payload in sent} == {fingerprint(refired.labels)}
     assert {payload["groupKey"] for payload in sent} == {'{}:{alertname="entity-spike",entity="Acme"}'}
 
@@ -695,3 +700,111 @@ async def test_a_recreated_rule_with_another_webhook_does_not_wait_for_the_delet
     assert (report.delivered, report.failed) == (1, 1)  # the new firing; the old firing (its resolved waits)
     ((_, body),) = state.received
     assert json.loads(body)["alerts"][0]["fingerprint"] == fingerprint(refired.labels)
+
+
+def pending_messages(db: Database) -> list[OutboxMessage]:
+    with db.session() as session:
+        query = select(OutboxMessage).where(pending()).order_by(OutboxMessage.id)
+        return list(session.scalars(query))
+
+
+async def test_while_the_receiver_is_down_only_the_latest_state_of_each_alert_group_waits(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    # Every repeat of a firing alert added a message: a receiver down for a day (repeat interval 1 s) found
+    # tens of thousands waiting for one alert, all sent in a burst on its return. Now only the latest waits.
+    state, url = receiver
+    state.statuses = [503, 503]  # down for the first pass
+    add_rule(database, webhook_url=url, repeat_interval_seconds=1)
+    add_rule(database, name="other-hook", webhook_url="http://127.0.0.1:9/hook", repeat_interval_seconds=1)
+    for entity in ("Acme", "Globex"):
+        add_calm(database, entity)
+        add_burst(database, entity)
+    assert len(evaluate_rules(database, now=NOW)) == 4  # two groups, two rules (webhooks)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).failed == 4
+        repeats = [evaluate_rules(database, now=NOW + k * SECOND) for k in range(1, 31)]
+        assert all([t.status for t in transitions] == ["repeat"] * 4 for transitions in repeats)
+        waiting = pending_messages(database)
+        assert len(waiting) == 4  # one per group and webhook, the latest
+        assert all([t.superseded for t in transitions] == [1] * 4 for transitions in repeats)
+        assert {m.created_at for m in waiting} == {NOW + 30 * SECOND}
+        report = await deliver_pending(database, client, now=NOW + MINUTE)
+        assert (report.delivered, report.failed) == (2, 2)
+        assert (await deliver_pending(database, client, now=NOW + 2 * MINUTE)).delivered == 0
+    sent = [json.loads(body) for _, body in state.received]
+    latest = sent[2:]  # after the two refused at NOW
+    assert sorted(p["alerts"][0]["labels"]["entity"] for p in latest) == ["Acme", "Globex"]
+    assert {p["alerts"][0]["annotations"]["window_end"] for p in latest} == {"2026-03-02T12:00:30.000Z"}
+    assert {p["groupKey"] for p in latest} == {
+        '{}:{alertname="entity-spike",entity="Acme"}',
+        '{}:{alertname="entity-spike",entity="Globex"}',
+    }
+    superseded = [m for m in outbox(database) if m.expired]
+    assert len(superseded) == 4 * 30
+    assert {m.last_error for m in superseded} - {"HTTP 503: ", None} == {
+        "superseded by a newer notification of its alert group"
+    }
+
+
+async def test_a_resolved_notification_still_follows_the_firing_one_it_supersedes_the_repeats_of(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    state.statuses = [503]
+    fire(database, webhook_url=url, repeat_interval_seconds=1)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).failed == 1  # "firing" waits
+        for k in range(1, 6):
+            evaluate_rules(database, now=NOW + k * SECOND)
+        (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)
+        waiting = pending_messages(database)
+        assert [(m.payload["status"], m.created_at) for m in waiting] == [
+            ("firing", NOW + 5 * SECOND),
+            ("resolved", NOW + 2 * HOUR),
+        ]
+        assert (resolved.status, resolved.superseded) == ("resolved", 0)  # the latest firing stays
+        reports = [await deliver_pending(database, client, now=NOW + 2 * HOUR + k * SECOND) for k in range(3)]
+    assert [report.delivered for report in reports] == [1, 1, 0]
+    assert [json.loads(body)["status"] for _, body in state.received] == ["firing", "firing", "resolved"]
+
+
+async def test_the_superseded_notifications_are_counted_at_metrics(
+    tmp_path: Path, database: Database, database_url: str
+) -> None:
+    now = utcnow()
+    add_calm(database, "Acme", end=now)
+    add_burst(database, "Acme", end=now)
+    add_rule(database, repeat_interval_seconds=1)  # nothing listens at its webhook
+    fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, fetch=fetch, registry=tmp_path / "registry"
+    )
+    async with open_monitor(settings) as monitor:
+        assert [t.status for t in await monitor.evaluate_alerts()] == ["firing"]
+        await asyncio.sleep(1.1)
+        assert [t.superseded for t in await monitor.evaluate_alerts()] == [1]
+        (family,) = monitor.metrics.superseded.collect()
+        total = next(s for s in family.samples if s.name == "finance_notifications_superseded_total")
+        assert total.value == 1
+
+
+def test_the_evidence_of_a_superseded_notification_is_no_longer_held_by_the_retention(
+    database: Database,
+) -> None:
+    fire(database, repeat_interval_seconds=1)  # nothing listens at its webhook: the "firing" waits
+    with database.session() as session:
+        (first,) = session.scalars(select(OutboxMessage.payload)).all()
+        session.add(_story(NOW, "negative", -0.99, {"entity": "Acme"}, "Acme collapses"))  # most negative
+    before = {item["url"] for item in json.loads(first["alerts"][0]["annotations"]["evidence"])}
+    (repeat,) = evaluate_rules(database, now=NOW + SECOND)
+    assert repeat.superseded == 1
+    (latest,) = pending_messages(database)
+    after = {item["url"] for item in json.loads(latest.payload["alerts"][0]["annotations"]["evidence"])}
+    assert len(before - after) == 1  # the least negative of the first five made way
+    with database.session() as session:
+        assert cited_urls(session) == after
+    (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)  # keeps the latest "firing" waiting
+    assert resolved.superseded == 0
+    with database.session() as session:
+        assert cited_urls(session) == after

@@ -5,6 +5,13 @@
     open alert    + quiet verdict                       -> Alert resolved (ends_at) + outbox "resolved"
     open alert    + rule disabled or deleted            -> Alert resolved (ends_at) + outbox "resolved"
 
+Only the latest state of an alert group waits for its receiver (as in Alertmanager): a notification queued
+for a fingerprint (its group: the labels the group key is made of come from the rule and the series alone)
+supersedes the older ones of that fingerprint still to be sent to the same webhook URL, which are marked
+expired (``last_error`` says why), so a receiver down for a day gets one notification per alert when it
+returns, not every repeat of the day. A "resolved" keeps the newest notification of its own alert still
+waiting (the firing state the receiver may not have had yet), so it still follows a "firing".
+
 Windows are ``[now - (k + 1) * window, now - k * window)`` by `Document.seen_at`: k = 0 is the current
 window, k = 1..baseline_windows the baseline. Everything one rule changes is written in one transaction, so an
 alert never exists without its notification; the webhooks themselves are sent by `delivery.deliver_pending`.
@@ -19,13 +26,13 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, case, func, literal, select
+from sqlalchemy import ColumnElement, CursorResult, case, func, literal, select, update
 from sqlalchemy.orm import Session
 
 from finance_sentiment.database import Database
-from finance_sentiment.delivery import alertmanager_alert, alertmanager_payload, rfc3339
+from finance_sentiment.delivery import alertmanager_alert, alertmanager_payload, pending, rfc3339
 from finance_sentiment.spikes import SpikeParams, SpikeVerdict, WindowStats, detect
 from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage
 from textcore.errors import InvalidInput
@@ -40,6 +47,7 @@ TOP_NEGATIVE = 5  # headlines quoted as evidence per alert
 # Characters of each quoted headline: a feed may carry a whole article as its title, and receivers cap a
 # message (a Teams webhook refuses one over 28 KB), so one such story must not make the alert undeliverable.
 EVIDENCE_TITLE_CHARS = 300
+SUPERSEDED = "superseded by a newer notification of its alert group"
 GROUPS = ("entity", "topic", "all")
 
 
@@ -52,12 +60,15 @@ class Transition:
         rule: The rule's name.
         labels: The alert's labels.
         status: ``"firing"`` (new), ``"repeat"`` (still firing, notified again) or ``"resolved"``.
+        superseded: Older notifications of the same group and webhook, still to be sent, that this one
+            replaced (marked expired).
     """
 
     alert_id: int
     rule: str
     labels: dict[str, str]
     status: str
+    superseded: int = 0
 
 
 def evaluate_rules(
@@ -222,8 +233,10 @@ def _apply(session: Session, series: _Series, alert: Alert | None, external_url:
         return _resolve(session, rule, alert, now, external_url)
     else:
         return None
-    session.add(_outbox_message(rule, alert, now, external_url))
-    return Transition(alert_id=alert.id, rule=rule.name, labels=dict(series.labels), status=status)
+    superseded = _queue(session, rule, alert, now, external_url)
+    return Transition(
+        alert_id=alert.id, rule=rule.name, labels=dict(series.labels), status=status, superseded=superseded
+    )
 
 
 def resolve_firing(session: Session, rule: AlertRule, now: datetime, external_url: str) -> list[Transition]:
@@ -236,8 +249,37 @@ def resolve_firing(session: Session, rule: AlertRule, now: datetime, external_ur
 def _resolve(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> Transition:
     # The annotations stay those of the last firing notification: the evidence of the episode.
     alert.status, alert.ends_at, alert.last_sent_at = "resolved", now, now
+    superseded = _queue(session, rule, alert, now, external_url)
+    return Transition(
+        alert_id=alert.id, rule=rule.name, labels=dict(alert.labels), status="resolved", superseded=superseded
+    )
+
+
+def _queue(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> int:
+    """Put the alert's notification (its current state) in the outbox, superseding the older ones of its
+    group still to be sent to the same webhook URL (a "resolved" keeps the newest of its own alert); returns
+    how many it superseded."""
+    same_group = (
+        select(OutboxMessage.id)
+        .join(Alert, Alert.id == OutboxMessage.alert_id)
+        .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
+        .where(pending(), Alert.fingerprint == alert.fingerprint, AlertRule.webhook_url == rule.webhook_url)
+    )
+    if alert.status == "resolved":
+        # Every earlier message of a resolved alert is a "firing" one: the newest still waiting goes first.
+        newest = select(func.max(OutboxMessage.id)).where(OutboxMessage.alert_id == alert.id, pending())
+        kept = session.scalar(newest)
+        if kept is not None:
+            same_group = same_group.where(OutboxMessage.id != kept)
+    older = (
+        update(OutboxMessage)
+        .where(OutboxMessage.id.in_(same_group.correlate(None).scalar_subquery()))
+        .values(expired=True, last_error=SUPERSEDED)
+        .execution_options(synchronize_session=False)
+    )
+    superseded = cast(CursorResult[Any], session.execute(older)).rowcount
     session.add(_outbox_message(rule, alert, now, external_url))
-    return Transition(alert_id=alert.id, rule=rule.name, labels=dict(alert.labels), status="resolved")
+    return superseded
 
 
 def _outbox_message(rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> OutboxMessage:

@@ -96,6 +96,7 @@ class Monitor:
     def _note(self, transitions: list[Transition]) -> None:
         for transition in transitions:
             self.metrics.transitions.labels(transition.status).inc()
+            self.metrics.superseded.inc(transition.superseded)
         if transitions:
             log.info("alerts: %s", ", ".join(f"{t.rule} {t.labels} {t.status}" for t in transitions))
 

@@ -161,9 +161,9 @@ def cited_urls(session: Session) -> set[str]:
     """The URLs of the stories cited as evidence by the firing alerts and by the notifications neither
     delivered nor expired (whose evidence may be an earlier firing's).
 
-    The rows are read `CITED_BATCH` at a time and only their URLs kept: a receiver down for a day leaves a
-    day of notifications waiting (every repeat of every firing series, each up to tens of KB), which read
-    whole at once held them all in memory.
+    The rows are read `CITED_BATCH` at a time and only their URLs kept: each payload may be tens of KB, and
+    the outbox may hold many waiting (one or two per alert group and webhook, as a newer notification
+    supersedes the older ones of its group, but over many groups, and any written before that rule).
     """
     cited: set[str] = set()
     firing = select(Alert.annotations).where(Alert.status == "firing")

@@ -382,7 +382,8 @@ class DocumentPage(BaseModel):
 
 class Deliveries(BaseModel):
     """Notifications of one alert by delivery state: those kept (with ``FIN_RETENTION_DAYS`` set, the ones
-    delivered or expired longer ago are deleted and no longer counted)."""
+    delivered or expired longer ago are deleted and no longer counted). ``expired`` counts too the ones
+    superseded, still unsent, by a newer notification of their alert group."""
 
     pending: int = 0
     delivered: int = 0

@@ -9,14 +9,16 @@ from prometheus_client import CollectorRegistry, Counter
 
 @dataclass(frozen=True)
 class MonitorMetrics:
-    """Counters of source runs, stored and pruned stories, alert transitions, webhook deliveries, and the
-    notifications and alerts the retention deleted."""
+    """Counters of source runs, stored and pruned stories, alert transitions, webhook deliveries, the
+    notifications superseded by newer ones of their alert group, and the notifications and alerts the
+    retention deleted."""
 
     runs: Counter
     stored: Counter
     duplicates: Counter
     transitions: Counter
     deliveries: Counter
+    superseded: Counter
     pruned: Counter
     notifications_pruned: Counter
     alerts_pruned: Counter
@@ -36,6 +38,12 @@ class MonitorMetrics:
             ),
             deliveries=Counter(
                 "finance_webhook_deliveries", "Webhook attempts by result.", ["result"], registry=registry
+            ),
+            superseded=Counter(
+                "finance_notifications_superseded",
+                "Webhook notifications dropped while still to be sent, superseded by a newer one of their "
+                "alert group for the same webhook.",
+                registry=registry,
             ),
             pruned=Counter(
                 "finance_documents_pruned", "Stories deleted by the retention policy.", registry=registry
