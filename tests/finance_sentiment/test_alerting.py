@@ -747,6 +747,22 @@ async def test_while_the_receiver_is_down_only_the_latest_state_of_each_alert_gr
     }
 
 
+def test_a_notification_waiting_for_a_rules_former_webhook_is_not_superseded_by_one_for_its_new_one(
+    database: Database,
+) -> None:
+    # The receiver a waiting message was addressed to (its own url) decides its group, not the url the rule
+    # has now: a notification owed to the former receiver is no older state of one the new receiver gets.
+    fire(database, webhook_url="http://127.0.0.1:9/former", repeat_interval_seconds=1)
+    with database.session() as session:
+        session.execute(update(AlertRule).values(webhook_url="http://127.0.0.1:9/current"))
+    (repeat,) = evaluate_rules(database, now=NOW + SECOND)
+    assert (repeat.status, repeat.superseded) == ("repeat", 0)
+    assert [m.url for m in pending_messages(database)] == [
+        "http://127.0.0.1:9/former",
+        "http://127.0.0.1:9/current",
+    ]
+
+
 async def test_a_resolved_notification_still_follows_the_firing_one_it_supersedes_the_repeats_of(
     database: Database, receiver: tuple[Receiver, str]
 ) -> None:

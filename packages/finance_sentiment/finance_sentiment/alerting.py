@@ -262,8 +262,7 @@ def _queue(session: Session, rule: AlertRule, alert: Alert, now: datetime, exter
     same_group = (
         select(OutboxMessage.id)
         .join(Alert, Alert.id == OutboxMessage.alert_id)
-        .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
-        .where(pending(), Alert.fingerprint == alert.fingerprint, AlertRule.webhook_url == rule.webhook_url)
+        .where(pending(), Alert.fingerprint == alert.fingerprint, OutboxMessage.url == rule.webhook_url)
     )
     if alert.status == "resolved":
         # Every earlier message of a resolved alert is a "firing" one: the newest still waiting goes first.
