@@ -174,6 +174,43 @@ def test_feedback_and_analytics(database: Database) -> None:
     assert conversations.get(sid).handoff_reason == "customer asked for a person"
 
 
+def test_unanswered_questions_are_grouped_alike_whatever_their_case(database: Database) -> None:
+    # SQLite's lower() folds ASCII letters only: grouping in SQL listed "ÉPARGNE?" apart from "épargne?"
+    # there, and not on PostgreSQL; the figures must not depend on the backend
+    conversations = Conversations(database)
+    sid = conversations.start(None).id
+    for message in ("ÉPARGNE?", "épargne?", " Épargne? ", "Überweisung", "überweisung", "ÜBERWEISUNG",
+                    "straße", "STRASSE", "où  est   MA carte", "OÙ EST MA CARTE"):  # fmt: skip
+        conversations.record(sid, _turn(message, "fallback"), state="open", fallback_streak=1,
+                             handoff_reason=None)  # fmt: skip
+    figures = analytics(database, days=1)
+    assert [(u.question, u.count) for u in figures.top_unanswered] == [
+        ("épargne?", 3),
+        ("überweisung", 3),
+        ("où est ma carte", 2),
+        ("strasse", 2),
+    ]
+
+
+def test_mean_latency_is_of_the_messages_the_bot_handled(database: Database) -> None:
+    # a message to the agents' queue is only acknowledged, at once: counting it diluted the bot's latency
+    conversations = Conversations(database)
+    sid = conversations.start(None).id
+    for latency in (100.0, 200.0):
+        conversations.record(sid, _turn("card fees", latency_ms=latency), state="open", fallback_streak=0,
+                             handoff_reason=None)  # fmt: skip
+    for _ in range(3):
+        conversations.record(sid, _turn("hello?", "handoff", awaiting_agent=True, latency_ms=1.0),
+                             state="waiting_for_agent", fallback_streak=0, handoff_reason=None)  # fmt: skip
+    figures = analytics(database, days=1)
+    assert figures.turns == 5 and figures.awaiting_agent == 3
+    assert figures.mean_latency_ms == 150.0
+    only_waiting = Conversations(database).start(None).id
+    conversations.record(only_waiting, _turn("anyone?", "handoff", awaiting_agent=True, latency_ms=1.0),
+                         state="waiting_for_agent", fallback_streak=0, handoff_reason=None)  # fmt: skip
+    assert analytics(database, days=1).mean_latency_ms == 150.0
+
+
 def test_the_agents_queue_lists_waiting_sessions_longest_waiting_first(database: Database) -> None:
     conversations = Conversations(database)
     first, second, idle = (conversations.start(sid).id for sid in ("first", "second", "idle"))

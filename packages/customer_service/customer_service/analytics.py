@@ -3,12 +3,15 @@
 Everything is computed in SQL over a time window (the last `days` days), so it works the same on SQLite and
 PostgreSQL and costs one query per figure. Actions and their rates count the messages the bot handled:
 messages sent while a session waited for an agent (`awaiting_agent`) were only acknowledged and are counted
-apart, so a customer writing to the agents' queue does not inflate the hand-off rate. "Top unanswered"
-groups the messages the bot could not answer, its fallbacks and its hand-offs after repeated fallback, by
-their lower-cased, whitespace-normalised text (SQL groups by the lower-cased, trimmed text; Python merges
-what differs only in inner spaces): the questions the knowledge base is missing. A hand-off the customer
-asked for ("talk to a person") or a strongly negative message caused is no such question: the bot did not
-try to answer it.
+apart, so a customer writing to the agents' queue does not inflate the hand-off rate, nor its quick
+acknowledgements dilute the mean latency, which is that of the bot's replies to the messages it handled.
+"Top unanswered" groups the messages the bot could not answer, its fallbacks and its hand-offs after
+repeated fallback, by their case-folded, whitespace-normalised text: the questions the knowledge base is
+missing. SQL groups by the trimmed text only and Python folds case (`str.casefold`) and inner whitespace,
+merging the counts, because SQL's lower() is not the same on each backend (SQLite's folds ASCII letters
+only, so "ÉPARGNE?" and "épargne?" stayed apart there). A question is shown lower-cased as it was most
+often written. A hand-off the customer asked for ("talk to a person") or a strongly negative message caused
+is no such question: the bot did not try to answer it.
 """
 
 from __future__ import annotations
@@ -54,18 +57,17 @@ def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
     since = utcnow() - timedelta(days=days)
     in_window = Turn.created_at >= since
     with db.session() as s:
-        turns, sessions, latency = s.execute(
-            select(
-                func.count(Turn.id), func.count(distinct(Turn.session_id)), func.avg(Turn.latency_ms)
-            ).where(in_window)
+        turns, sessions = s.execute(
+            select(func.count(Turn.id), func.count(distinct(Turn.session_id))).where(in_window)
         ).one()
         handled = Turn.awaiting_agent.is_(False)
+        latency = s.execute(select(func.avg(Turn.latency_ms)).where(in_window, handled)).scalar_one()
         by_action = dict(
             s.execute(
                 select(Turn.action, func.count(Turn.id)).where(in_window, handled).group_by(Turn.action)
             ).all()
         )
-        question = func.lower(func.trim(Turn.message))
+        question = func.trim(Turn.message)
         gave_up = and_(Turn.action == "handoff", Turn.reason.contains(REPEATED_FALLBACK, autoescape=True))
         unanswered = or_(Turn.action == "fallback", gave_up)
         missed = s.execute(
@@ -95,9 +97,18 @@ def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
 
 
 def _top(grouped: Sequence[tuple[str, int]], top: int) -> list[Unanswered]:
-    """Merge SQL's lower-cased, trimmed groups by whitespace-normalised text; the `top` most asked."""
+    """Merge SQL's trimmed groups by case-folded, whitespace-normalised text; the `top` most asked, each
+    shown lower-cased as it was most often written (the smallest such text on a tie)."""
     counts: Counter[str] = Counter()
+    spellings: dict[str, Counter[str]] = {}
     for question, n in grouped:
-        counts[" ".join(str(question).split())] += int(n)
+        words = str(question).split()
+        key = " ".join(words).casefold()
+        counts[key] += int(n)
+        spellings.setdefault(key, Counter())[" ".join(words).lower()] += int(n)
     ranked = sorted(counts.items(), key=lambda qn: (-qn[1], qn[0]))[:top]
-    return [Unanswered(q, n) for q, n in ranked]
+    return [Unanswered(_most_written(spellings[q]), n) for q, n in ranked]
+
+
+def _most_written(spellings: Counter[str]) -> str:
+    return min(spellings.items(), key=lambda sn: (-sn[1], sn[0]))[0]
