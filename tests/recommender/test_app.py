@@ -215,6 +215,38 @@ def test_event_times_out_of_range_are_422_and_store_nothing(
     assert stored_events(settings.database_url) == 0
 
 
+def stored_times(url: str) -> list[datetime]:
+    db = Database(url)
+    try:
+        with db.session() as session:
+            return [t.astimezone(UTC) for t in session.scalars(select(Event.ts).order_by(Event.id))]
+    finally:
+        db.dispose()
+
+
+@pytest.mark.parametrize("when", [1e11, 100_000_000_000, "1e11", 1_767_520_121_000, 7_258_118_400])
+def test_numeric_event_times_are_unix_seconds_and_milliseconds_are_refused(
+    client: TestClient, settings: RecommenderSettings, when: float | str
+) -> None:
+    # pydantic alone read numbers above 2e10 as milliseconds (1e11 stored as 1973), the CLI as seconds
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    events = [{"user_id": "u", "item_id": "lab-0"}, {"user_id": "u", "item_id": "lab-1", "timestamp": when}]
+    errors = problem(client.post("/v1/events", json={"events": events}), 422)["errors"]
+    assert [e["loc"] for e in errors] == [["body", "events", 1, "timestamp"]]
+    assert "Unix seconds, before 2200-01-01" in errors[0]["msg"] and "milliseconds" in errors[0]["msg"]
+    assert stored_events(settings.database_url) == 0
+    times = [1_767_520_121, 1_767_520_121.5, "1767520122", "2026-01-04T10:00:00+02:00", 7_258_118_399]
+    events = [{"user_id": "u", "item_id": "lab-0", "timestamp": t} for t in times]
+    assert client.post("/v1/events", json={"events": events}).json() == {"stored": 5}
+    assert stored_times(settings.database_url) == [
+        datetime(2026, 1, 4, 9, 48, 41, tzinfo=UTC),
+        datetime(2026, 1, 4, 9, 48, 41, 500_000, tzinfo=UTC),
+        datetime(2026, 1, 4, 9, 48, 42, tzinfo=UTC),
+        datetime(2026, 1, 4, 8, 0, tzinfo=UTC),
+        datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ]
+
+
 @pytest.mark.parametrize("value", [1e30, -1e30, 1_000_000.5, float("nan"), float("inf")])
 def test_event_values_beyond_a_million_or_not_finite_are_422_and_store_nothing(
     client: TestClient, settings: RecommenderSettings, value: float

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -166,6 +167,42 @@ def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sq
         line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url))
         assert "row 2 column 'timestamp'" in line and "from 1900-01-01 to before 9000-01-01" in line
     assert counts(sqlite_url) == (1, 0)
+
+
+def test_ingest_events_reads_numbers_as_unix_seconds_and_refuses_milliseconds(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    # the API reads numbers as Unix seconds too; before, a file's 1e11 was stored as the year 5138
+    db = Database(sqlite_url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            session.add(Item(id="astro-0", title="Telescope"))
+    finally:
+        db.dispose()
+    events = tmp_path / "events.csv"
+    for when in ("1e11", "100000000000", "1767520121000", "7258118400", "inf"):
+        events.write_text(f"user_id,item_id,timestamp\nu,astro-0,1700000000\nu,astro-0,{when}\n", "utf-8")
+        line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url))
+        assert f"{events}: row 2 column 'timestamp': expected a timestamp in Unix seconds" in line
+        assert when == "inf" or ("before 2200-01-01 (7,258,118,400)" in line and "milliseconds" in line)
+    assert counts(sqlite_url) == (1, 0)
+    times = ("1767520121", "1767520121.5", "2026-01-04T10:00:00+02:00", "2026-01-04 08:00:01", "7258118399")
+    events.write_text("user_id,item_id,timestamp\n" + "".join(f"u,astro-0,{t}\n" for t in times), "utf-8")
+    assert last_json(invoke("ingest-events", events, "--database-url", sqlite_url)) == {"stored": 5}
+    db = Database(sqlite_url)
+    try:
+        with db.session() as session:
+            stored = [t.astimezone(UTC) for t in session.scalars(select(Event.ts).order_by(Event.id))]
+    finally:
+        db.dispose()
+    assert stored == [
+        datetime(2026, 1, 4, 9, 48, 41, tzinfo=UTC),
+        datetime(2026, 1, 4, 9, 48, 41, 500_000, tzinfo=UTC),
+        datetime(2026, 1, 4, 8, 0, tzinfo=UTC),
+        datetime(2026, 1, 4, 8, 0, 1, tzinfo=UTC),
+        datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC),
+    ]
 
 
 CONTROL_CASES = [  # (file name, its text, the row and column named, the character found)

@@ -12,6 +12,10 @@ other times (buying an item again) are events of their own.
 An event's value is a rating (or whatever number the caller keeps with a click or purchase): finite and at
 most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number is a mistake.
 
+An event's time given as a number is Unix seconds, alike through the API and the files (`unix_seconds`). A
+number at or beyond `LATEST_UNIX_SECONDS` (2200-01-01) is refused rather than guessed at: it is most likely
+milliseconds (1e11 is 1973 in milliseconds and year 5138 in seconds).
+
 Each batch bumps the events change counter first (`recommender.changes`), so batches commit in id order and a
 service can count what other processes stored by reading the events after the last id it counted
 (`positives_after`).
@@ -25,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, insert, select
@@ -36,9 +40,11 @@ from recommender.changes import ERASURES, EVENTS, bump
 from recommender.database import Database
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item, event_fingerprint
 from textcore import InvalidInput, NotFound, PayloadTooLarge
-from textcore.sql import aware_utc
+from textcore.sql import EARLIEST, aware_utc
 
 MAX_VALUE = 1e6  # largest |value| of an event: any rating scale fits; beyond it a number is a mistake
+LATEST_UNIX = datetime(2200, 1, 1, tzinfo=UTC)  # a time as a number is seconds before this, or a mistake
+LATEST_UNIX_SECONDS = int(LATEST_UNIX.timestamp())  # 7,258,118,400; 1e11 is 1973 in milliseconds
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,29 @@ def _problem(event: EventRecord) -> str | None:
     if event.type == "rating" and event.value is None:
         return "expected a value for a rating, found none"
     return None
+
+
+def unix_seconds(seconds: float) -> datetime:
+    """An event time given as a number: Unix seconds, timezone-aware UTC, never read as milliseconds.
+
+    Raises:
+        InvalidInput: If the number is not finite, is at or beyond `LATEST_UNIX_SECONDS` (it looks like
+            milliseconds), or is before year 1. A time before 1900 is returned: `aware_utc` refuses it, as
+            `check_events` does for every event.
+    """
+    if isinstance(seconds, float) and not math.isfinite(seconds):
+        raise InvalidInput(f"expected a timestamp in Unix seconds, a finite number; found {seconds!r}")
+    if seconds >= LATEST_UNIX_SECONDS:
+        raise InvalidInput(
+            f"expected a timestamp in Unix seconds, before {LATEST_UNIX.date()} ({LATEST_UNIX_SECONDS:,}); "
+            f"found {seconds!r:.40}, which looks like milliseconds (divide by 1,000) or a mistake"
+        )
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):  # before year 1
+        raise InvalidInput(
+            f"expected a timestamp in Unix seconds from {EARLIEST.date()}; found {seconds!r:.40}"
+        ) from None
 
 
 def value_problem(value: float) -> str | None:

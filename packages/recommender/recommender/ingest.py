@@ -16,7 +16,7 @@ from pathlib import Path
 
 from recommender.catalog import ItemRecord
 from recommender.data import item_text
-from recommender.events import EventRecord, value_problem
+from recommender.events import EventRecord, unix_seconds, value_problem
 from recommender.tables import EVENT_TYPES, ID_LENGTH
 from textcore import InvalidInput, read_table
 from textcore.data import require_columns
@@ -117,7 +117,8 @@ def _categories(raw: str) -> list[str]:
 def read_events(path: Path, columns: EventColumns = EventColumns()) -> list[EventRecord]:
     """Events of an interactions file.
 
-    Times are Unix seconds or ISO 8601 (UTC when no offset is given). A row's type comes from the type
+    Times are Unix seconds (a number from 2200-01-01 on is refused: it looks like milliseconds) or ISO 8601
+    (UTC when no offset is given). A row's type comes from the type
     column when the file has one, else it is a rating when the rating cell is filled and a click otherwise.
     """
     rows = _rows(path, [columns.user, columns.item, columns.time])
@@ -154,9 +155,14 @@ def _number(where: str, column: str, raw: str) -> float | None:
 def _time(where: str, column: str, raw: str) -> datetime:
     text = raw.strip()
     try:
-        moment = datetime.fromtimestamp(float(text), UTC)
-    except (ValueError, OverflowError, OSError):
+        seconds = float(text)
+    except ValueError:
         moment = _iso_time(where, column, raw)
+    else:  # a number is Unix seconds, as the API reads it
+        try:
+            moment = unix_seconds(seconds)
+        except InvalidInput as exc:
+            raise InvalidInput(f"{where} column {column!r}: {exc.message}") from None
     try:
         return aware_utc("a time", moment)
     except InvalidInput as exc:

@@ -18,6 +18,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -25,9 +26,10 @@ from pydantic import (
 )
 
 from recommender.catalog import ItemRecord, StoredItem
-from recommender.events import MAX_VALUE, EventRecord
+from recommender.events import MAX_VALUE, EventRecord, unix_seconds
 from recommender.serving import ScoredItem
 from recommender.tables import ID_LENGTH
+from textcore import InvalidInput
 from textcore.printable import Printable
 
 MAX_METADATA_CHARS = 10_000
@@ -56,6 +58,27 @@ def _small_json(value: dict[str, Any]) -> dict[str, Any]:
 
 
 Metadata = Annotated[dict[str, Any], AfterValidator(_small_json)]
+
+
+def _seconds(value: object) -> object:
+    # pydantic reads a number above 2e10 as milliseconds (1e11 -> 1973); the README, and `ingest-events`,
+    # read every number as Unix seconds, and one too large to be seconds is refused, not guessed at.
+    if isinstance(value, bool):
+        raise ValueError("expected ISO 8601 text or Unix seconds; found a boolean")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            return value  # ISO 8601 text, for pydantic to read
+    if isinstance(value, int | float):
+        try:
+            return unix_seconds(value)
+        except InvalidInput as exc:
+            raise ValueError(exc.message) from None
+    return value
+
+
+EventTime = Annotated[AwareDatetime, BeforeValidator(_seconds)]
 
 
 class ItemBody(BaseModel):
@@ -134,8 +157,10 @@ class EventIn(BaseModel):
 
     user_id: ItemId
     item_id: ItemId
-    timestamp: AwareDatetime | None = Field(
-        None, description="ISO 8601 with an offset, or Unix seconds; the time of arrival when omitted."
+    timestamp: EventTime | None = Field(
+        None,
+        description="ISO 8601 with an offset, or Unix seconds (a number from 2200-01-01 on is refused: it "
+        "looks like milliseconds); the time of arrival when omitted.",
     )
     type: Literal["click", "rating", "purchase"] = "click"
     value: float | None = Field(
