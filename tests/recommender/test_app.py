@@ -272,6 +272,24 @@ def test_event_values_beyond_a_million_or_not_finite_are_422_and_store_nothing(
     assert client.post("/v1/events", json={"events": bounds}).json() == {"stored": 3}
 
 
+@pytest.mark.parametrize("value", [True, False, "5"])
+def test_event_values_that_are_no_numbers_are_422_and_store_nothing(
+    client: TestClient, settings: RecommenderSettings, value: object
+) -> None:
+    # before, true was stored as the rating 1.0 (and "5" as 5.0)
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    events = [{"user_id": "u", "item_id": item, "type": "rating", "value": v} for item, v in
+              (("lab-0", 5), ("lab-1", value))]  # fmt: skip
+    errors = problem(client.post("/v1/events", json={"events": events}), 422)["errors"]
+    assert [e["loc"] for e in errors] == [["body", "events", 1, "value"]]
+    assert stored_events(settings.database_url) == 0
+    if isinstance(value, bool):  # the rule of every caller of the service
+        record = EventRecord("u", "lab-1", datetime.now(UTC), "rating", value)
+        with pytest.raises(InvalidInput, match=r"events\[0\]: value: expected a number, found the boolean"):
+            client.app.state.recommender.ingest([record])  # type: ignore[attr-defined]
+    assert stored_events(settings.database_url) == 0
+
+
 def test_score_by_user_history_and_interests(client: TestClient) -> None:
     stocked(client)
     candidates = [item_id("astro", 1), item_id("lab", 0), item_id("garden", 2)]

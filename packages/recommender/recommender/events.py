@@ -123,7 +123,10 @@ def unix_seconds(seconds: float) -> datetime:
 
 
 def value_problem(value: float) -> str | None:
-    """What is wrong with an event's value (not finite, or beyond `MAX_VALUE` from 0); None when nothing."""
+    """What is wrong with an event's value (a boolean, not finite, or beyond `MAX_VALUE` from 0); None when
+    nothing."""
+    if isinstance(value, bool):  # a bool is an int to Python, and True would be kept as 1.0
+        return f"expected a number, found the boolean {value!r}"
     if not math.isfinite(value) or abs(value) > MAX_VALUE:
         return f"expected a finite number from {-MAX_VALUE:,.0f} to {MAX_VALUE:,.0f}; found {value!r}"
     return None

@@ -165,11 +165,12 @@ class EventIn(BaseModel):
     type: Literal["click", "rating", "purchase"] = "click"
     value: float | None = Field(
         None,
+        strict=True,  # a JSON number: lax mode took true as 1.0 (and "5" as 5.0)
         ge=-MAX_VALUE,
         le=MAX_VALUE,
         allow_inf_nan=False,
-        description="The rating (required for ratings), or a number kept with another event; finite, at most "
-        "1,000,000 from 0.",
+        description="The rating (required for ratings), or a number kept with another event: a JSON number "
+        "(not a boolean or a string), finite, at most 1,000,000 from 0.",
     )
 
     def record(self, now: datetime) -> EventRecord:
