@@ -79,6 +79,7 @@ from textcore import InvalidInput, NotFound, PayloadTooLarge
 
 REFERENCE_ITEMS = 256  # catalog sample that scores are standardised against
 _PHRASE_SPLIT = re.compile(r"[,;\n]|\band\b", re.IGNORECASE)
+MAX_INTEREST_PHRASES = 20  # each phrase is encoded for the explanations: 400 of them took 0.47 s a request
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,19 @@ class Profile:
 
 
 def interest_phrases(interests: str) -> list[str]:
-    """Free text split into phrases on commas, semicolons, line breaks and the word "and"."""
+    """Free text split into phrases on commas, semicolons, line breaks and the word "and" (each once).
+
+    Raises:
+        InvalidInput: More than `MAX_INTEREST_PHRASES` different phrases.
+    """
     phrases = (p.strip(" .\t") for p in _PHRASE_SPLIT.split(interests))
-    return list(dict.fromkeys(p for p in phrases if p))
+    unique = list(dict.fromkeys(p for p in phrases if p))
+    if len(unique) > MAX_INTEREST_PHRASES:
+        raise InvalidInput(
+            f"expected interests of at most {MAX_INTEREST_PHRASES} phrases (split on commas, semicolons, "
+            f'line breaks and "and"); found {len(unique)}'
+        )
+    return unique
 
 
 class Recommender:
@@ -297,6 +308,8 @@ class Recommender:
             raise InvalidInput(
                 f"expected user_id, a history of at least one item id, or interests; found {found}"
             )
+        interests = (query.interests or "").strip()
+        phrases = (interest_phrases(interests) or [interests]) if interests else []  # refused before any work
         history, seen = self._history(query)
         parts = []
         config = self.model.config
@@ -306,11 +319,9 @@ class Recommender:
         with intra_op_threads(self.torch_threads):  # a text profile and interests run the encoder
             if history:
                 parts.append(self.model.profile(recent_vectors, self.catalog.titles(recent)))
-            phrases: list[str] = []
             phrase_vectors = np.zeros((0, self.model.dim), dtype=np.float32)
-            if query.interests and query.interests.strip():
-                parts.append(self.model.interest_vector(query.interests))
-                phrases = interest_phrases(query.interests) or [query.interests.strip()]
+            if interests:
+                parts.append(self.model.interest_vector(interests))
                 phrase_vectors = self.model.encoder.encode(phrases)
         vector = np.sum(parts, axis=0) if parts else np.zeros(self.model.dim, dtype=np.float32)
         norm = float(np.linalg.norm(vector))
