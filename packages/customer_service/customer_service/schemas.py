@@ -218,7 +218,10 @@ class AnalyticsOut(BaseModel):
     rates: dict[str, float] = Field(description="Each action's share of the messages the bot handled")
     top_unanswered: list[UnansweredOut]
     feedback: dict[str, int]
-    mean_latency_ms: float
+    mean_latency_ms: float = Field(
+        description="Mean latency of the bot's replies to the messages it handled (the acknowledgements of "
+        "messages to the agents' queue, awaiting_agent, are left out)"
+    )
 
     @classmethod
     def of(cls, analytics: Analytics) -> AnalyticsOut:
