@@ -42,15 +42,15 @@ def _now(timestamp: float | None = None) -> str:
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
-def _loads(text: str) -> object:
+def _loads(text: str | bytes) -> object:
     try:
         return json.loads(text)
-    except ValueError:
+    except ValueError:  # UnicodeDecodeError included: bytes that are not text read as no JSON
         return None
 
 
 def _read_json(path: Path) -> object:
-    return _loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    return _loads(path.read_bytes()) if path.is_file() else None
 
 
 def _read_active_version(model_dir: Path) -> int | None:
@@ -139,8 +139,9 @@ class ModelRegistry:
     @staticmethod
     def _read_history(model_dir: Path) -> list[dict[str, object]]:
         path = model_dir / "history.jsonl"
-        lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
-        return [e for e in map(_loads, lines) if isinstance(e, dict)]  # skips a line torn by a crash
+        lines = path.read_bytes().splitlines() if path.is_file() else []
+        # skips a line torn by a crash, even one cut inside a multi-byte character
+        return [e for e in map(_loads, lines) if isinstance(e, dict)]
 
     @staticmethod
     def _load(name: str, version: int, path: Path) -> ModelVersion:

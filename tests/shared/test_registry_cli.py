@@ -54,3 +54,33 @@ def test_a_registry_that_must_exist_is_not_created(tmp_path: Path) -> None:
     assert not (tmp_path / "missing").exists()
     ModelRegistry(tmp_path / "made").register("clf", make_model(tmp_path, "a"))
     assert ModelRegistry(tmp_path / "made", create=False).names() == ["clf"]
+
+
+def test_bytes_that_are_not_utf8_in_the_registry_or_the_source_are_no_traceback(tmp_path: Path) -> None:
+    root = tmp_path / "registry"
+    assert (
+        registry_cli(
+            "register", root, "--model", make_model(tmp_path, "a"), "--note", "Überprüfung"
+        ).exit_code
+        == 0
+    )
+    history = root / "clf" / "history.jsonl"
+    # a crash in the middle of an append: the line ends inside the two bytes of "Ü", with no newline
+    torn = '{"ts": "2026-01-01T00:00:00Z", "event": "note", "note": "Ü'.encode()[:-1]
+    history.write_bytes(history.read_bytes() + torn)
+    registered = registry_cli("register", root, "--model", make_model(tmp_path, "b"))
+    assert registered.exit_code == 0, registered.output
+    assert '"version": 2' in registered.stdout
+    (root / "clf" / "v0001" / "metadata.json").write_bytes(b"\xff\xfe not json")
+    assert registry_cli("promote", root, "--version", 1).exit_code == 0
+    listing = registry_cli("list", root)
+    assert listing.exit_code == 0 and "yes" in listing.stdout, listing.output
+
+    source = make_model(tmp_path, "c")
+    (source / "metadata.json").write_bytes(b"\xff{}")
+    result = registry_cli("register", root, "--model", source)
+    assert result.exit_code == 2, result.output
+    assert result.stderr.strip().splitlines() == [
+        f"error: {source}/metadata.json must hold a JSON object; found something else"
+    ]
+    assert sorted(p.name for p in (root / "clf").iterdir() if p.name.startswith("v")) == ["v0001", "v0002"]
