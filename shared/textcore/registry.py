@@ -59,6 +59,19 @@ def _read_active_version(model_dir: Path) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
+def _copy_model(source: Path, target: Path) -> None:
+    """Copies a model folder, turning a file that cannot be copied into one InvalidInput naming it."""
+    try:
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    except shutil.Error as exc:  # one (source, target, why) per file that failed
+        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        if not failures:
+            raise InvalidInput(f"could not copy the model folder {source}: {exc}") from exc
+        path, _, why = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise InvalidInput(f"could not copy {path} from the model folder {source}: {why}{more}") from exc
+
+
 @dataclass(frozen=True, slots=True)
 class ModelVersion:
     """One registered version of a model.
@@ -166,7 +179,8 @@ class ModelRegistry:
             The new version.
 
         Raises:
-            InvalidInput: Bad name, or the folder is not a model folder.
+            InvalidInput: Bad name, the folder is not a model folder, or a file in it cannot be copied
+                (a dangling link, a named pipe).
             NotFound: ``source_dir`` does not exist or is not a folder.
         """
         model_dir = self._dir(name, must_exist=False)
@@ -187,7 +201,7 @@ class ModelRegistry:
         model_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
         try:
-            shutil.copytree(source, tmp, dirs_exist_ok=True)
+            _copy_model(source, tmp)
             created = _now()
             stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
             (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")

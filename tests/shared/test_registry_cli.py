@@ -3,6 +3,7 @@ root; the others need it to exist, so a mistyped --root is one error line and le
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -84,3 +85,24 @@ def test_bytes_that_are_not_utf8_in_the_registry_or_the_source_are_no_traceback(
         f"error: {source}/metadata.json must hold a JSON object; found something else"
     ]
     assert sorted(p.name for p in (root / "clf").iterdir() if p.name.startswith("v")) == ["v0001", "v0002"]
+
+
+@pytest.mark.parametrize("odd_file", ["dangling link", "named pipe"])
+def test_a_model_folder_with_a_file_that_cannot_be_copied_is_one_error_line(
+    tmp_path: Path, odd_file: str
+) -> None:
+    root = tmp_path / "registry"
+    assert registry_cli("register", root, "--model", make_model(tmp_path, "a")).exit_code == 0
+    source = make_model(tmp_path, "b")
+    odd = source / "model-2.safetensors"
+    if odd_file == "dangling link":
+        odd.symlink_to(tmp_path / "blob-never-written")
+    else:
+        os.mkfifo(odd)
+    result = registry_cli("register", root, "--model", source)
+    assert result.exit_code == 2, result.output
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"error: could not copy {odd} from the model folder {source}: ")
+    assert sorted(p.name for p in (root / "clf").iterdir()) == [".lock", "history.jsonl", "v0001"]
+    again = registry_cli("register", root, "--model", make_model(tmp_path, "c"))
+    assert again.exit_code == 0 and '"version": 2' in again.stdout, again.output
