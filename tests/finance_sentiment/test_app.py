@@ -416,3 +416,26 @@ def test_a_start_with_many_sources_due_at_once_keeps_their_fetches_within_the_ht
                 time.sleep(0.2)
     assert [row["last_status"] for row in rows] == ["ok"] * sources
     assert 1 < most <= settings.max_concurrent_runs
+
+
+def test_a_control_character_in_a_filter_is_refused_alike_on_both_databases(
+    tmp_path: Path, finance_model_dir: Path, database_url: str
+) -> None:
+    # SQLite answered an empty page for a NUL in a topic, entity, label or trend name; PostgreSQL refused the
+    # query itself, with a generic message naming no parameter.
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, database_url))) as client:
+        cases = [
+            ("/v1/documents", {"topic": "rates\x00"}, "topic"),
+            ("/v1/documents", {"entity": "Ac\x00me"}, "entity"),
+            ("/v1/documents", {"label": "negative\x00"}, "label"),
+            ("/v1/trends", {"kind": "topic", "name": ["rates", "ra\x00tes"]}, "name"),
+            ("/v1/trends/chart.png", {"kind": "entity", "name": "Acme\x1b"}, "name"),
+        ]
+        for path, params, field_name in cases:
+            response = client.get(path, params=params)
+            assert response.status_code == 422, (path, params, response.text)
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["detail"].startswith(f"{field_name}: expected text without control"), (
+                response.text
+            )
+        assert client.get("/v1/documents", params={"topic": "rates\tbonds"}).status_code == 200

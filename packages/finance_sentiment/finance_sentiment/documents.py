@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from finance_sentiment.schemas import DocumentOut, DocumentPage
 from finance_sentiment.tables import MAX_ID, Document, DocumentTag
 from textcore.errors import InvalidInput
+from textcore.printable import check_printable
 from textcore.sql import aware_utc
 
 MAX_LIMIT = 500
@@ -55,6 +56,11 @@ class DocumentFilter:
             raise InvalidInput(f"expected a limit in 1..{MAX_LIMIT}, found {self.limit}")
         if self.source_id is not None and not 1 <= self.source_id <= MAX_ID:
             raise InvalidInput(f"expected a source_id in 1..{MAX_ID}, found {self.source_id}")
+        # No stored name holds a control character; PostgreSQL would refuse a NUL in the query itself.
+        for name in ("topic", "entity", "label"):
+            value = getattr(self, name)
+            if value is not None:
+                check_printable(value, name)
         for name in ("since", "until"):
             value = getattr(self, name)
             if value is not None:

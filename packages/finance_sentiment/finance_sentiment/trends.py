@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from finance_sentiment.tables import TAG_CHARS, Document, DocumentTag
 from textcore.errors import InvalidInput
+from textcore.printable import check_printable
 from textcore.sql import aware_utc
 
 BUCKETS: dict[str, int] = {"15m": 900, "1h": 3600, "1d": 86400}
@@ -124,6 +125,8 @@ class TrendQuery:
                 f"expected at most {MAX_SERIES} names of 1 to {TAG_CHARS} characters, "
                 f"found {len(names)}: {shown}"
             )
+        for name in names:  # no stored tag holds one; PostgreSQL would refuse a NUL in the query itself
+            check_printable(name, "name")
         seconds = BUCKETS[self.bucket]
         until = datetime.now(UTC) if self.until is None else aware_utc("until", self.until)
         if self.since is None:
