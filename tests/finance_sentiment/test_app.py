@@ -439,3 +439,20 @@ def test_a_control_character_in_a_filter_is_refused_alike_on_both_databases(
                 response.text
             )
         assert client.get("/v1/documents", params={"topic": "rates\tbonds"}).status_code == 200
+
+
+def test_a_boolean_is_no_fetch_interval(tmp_path: Path, finance_model_dir: Path, sqlite_url: str) -> None:
+    # Pydantic's lax mode read `"interval_seconds": true` as 1: the source was fetched every second.
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        feed = {"name": "wire", "url": "http://127.0.0.1:9/feed.xml", "kind": "rss"}
+        for value in (True, False, "60"):
+            response = client.post("/v1/sources", json=feed | {"interval_seconds": value})
+            assert response.status_code == 422, (value, response.text)
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["errors"][0]["loc"] == ["body", "interval_seconds"]
+        assert client.get("/v1/sources").json() == []
+        created = client.post("/v1/sources", json=feed | {"interval_seconds": 60})
+        assert created.status_code == 201, created.text
+        path = f"/v1/sources/{created.json()['id']}"
+        assert client.patch(path, json={"interval_seconds": True}).status_code == 422
+        assert client.get(path).json()["interval_seconds"] == 60

@@ -75,7 +75,8 @@ Cron = Annotated[
 Pattern = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable, AfterValidator(_regex)]
 DottedPath = Annotated[str, StringConstraints(max_length=200, pattern=r"^[^.\s]+(\.[^.\s]+)*$"), Printable]
 SourceKind = Literal["rss", "html", "json"]
-IntervalSeconds = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS)]
+# Strict: lax mode read `true` as 1 (a fetch every second) and `false` as 0.
+IntervalSeconds = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS, strict=True)]
 Tags = Annotated[list[Tag], Field(max_length=50)]
 _INPUT = ConfigDict(extra="forbid")
 
