@@ -441,6 +441,38 @@ def test_a_control_character_in_a_filter_is_refused_alike_on_both_databases(
         assert client.get("/v1/documents", params={"topic": "rates\tbonds"}).status_code == 200
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "window_seconds",
+        "baseline_windows",
+        "min_count",
+        "min_negative_share",
+        "z_threshold",
+        "min_sentiment_drop",
+        "repeat_interval_seconds",
+    ],
+)
+def test_a_boolean_is_no_number_of_an_alert_rule(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, field: str
+) -> None:
+    # Pydantic's lax mode read `true` as 1: a repeat every second, a negative share of 1, a window of 1 s.
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url, alert_interval_s=1)
+    with TestClient(create_app(settings)) as client:
+        for value in (True, "60"):
+            response = client.post("/v1/alert-rules", json=rule("http://127.0.0.1:9/hook") | {field: value})
+            assert response.status_code == 422, (value, response.text)
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["errors"][0]["loc"] == ["body", field]
+        assert client.get("/v1/alert-rules").json() == []
+        created = client.post("/v1/alert-rules", json=rule("http://127.0.0.1:9/hook"))
+        assert created.status_code == 201, created.text
+        path = f"/v1/alert-rules/{created.json()['id']}"
+        before = client.get(path).json()
+        assert client.patch(path, json={field: True}).status_code == 422
+        assert client.get(path).json() == before
+
+
 def test_a_boolean_is_no_fetch_interval(tmp_path: Path, finance_model_dir: Path, sqlite_url: str) -> None:
     # Pydantic's lax mode read `"interval_seconds": true` as 1: the source was fetched every second.
     with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:

@@ -245,14 +245,15 @@ RULE_DOCS = {
 GroupBy = Literal["entity", "topic", "all"]
 Method = Literal["ewma", "robust_z"]
 Match = Annotated[list[Tag], Field(max_length=100)]
-Window = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS)]
-BaselineWindows = Annotated[int, Field(ge=1, le=1000)]
-MinCount = Annotated[int, Field(ge=1, le=1_000_000)]
-Share = Annotated[float, Field(ge=0.0, le=1.0)]
-ZThreshold = Annotated[float, Field(gt=0.0, le=100.0)]
-SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0)]
+# Numbers of a rule are JSON numbers (strict): lax mode read `true` as 1 (a repeat every second, a share of 1)
+Window = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS, strict=True)]
+BaselineWindows = Annotated[int, Field(ge=1, le=1000, strict=True)]
+MinCount = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
+Share = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
+ZThreshold = Annotated[float, Field(gt=0.0, le=100.0, strict=True)]
+SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0, strict=True)]
 NULLABLE_RULE_FIELDS = ("secret", "min_sentiment_drop")  # a patch may clear these with null
-RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600)]
+RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable]
 
 
