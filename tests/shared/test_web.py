@@ -95,6 +95,35 @@ def test_validation_error_is_422_problem_without_input_echo(client: TestClient) 
     assert secret not in response.text
 
 
+@pytest.mark.parametrize(
+    ("body", "reason"),
+    [
+        (b"[" * 10_000 + b"]" * 10_000, "nested too deeply to read"),
+        (b'{"a":' * 10_000 + b"1" + b"}" * 10_000, "nested too deeply to read"),
+        (b'{"name": "\xff", "count": 1}', "expected UTF-8, found byte b'\\xff' at 10"),
+        (b'{"name": "n", "count": ' + b"1" * 5_000 + b"}", "a value too large to read"),
+    ],
+    ids=["deep lists", "deep objects", "not UTF-8", "5,000 digits"],
+)
+def test_json_the_parser_gives_up_on_is_422_as_malformed_json_is(body: bytes, reason: str) -> None:
+    # FastAPI answers these with a bare 400 "There was an error parsing the body"; malformed JSON with 422
+    app = FastAPI()
+    install_problem_handlers(app)
+
+    @app.post("/items")
+    async def create_item(item: Item) -> Item:
+        return item
+
+    headers = {"content-type": "application/json"}
+    with TestClient(app) as unbounded:  # no body limit: 10,000 levels take 20 kB
+        malformed = problem(unbounded.post("/items", content=b"{not json", headers=headers), 422)
+        refused = problem(unbounded.post("/items", content=body, headers=headers), 422)
+    assert malformed["errors"] == [{"loc": ["body", 1], "msg": "JSON decode error", "type": "json_invalid"}]
+    assert refused == malformed | {
+        "errors": [{"loc": ["body"], "msg": f"JSON decode error: {reason}", "type": "json_invalid"}]
+    }
+
+
 def test_unexpected_error_is_generic_500_problem(
     client: TestClient, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -5,6 +5,10 @@
 refuses (SQLAlchemy ``DataError``) 422 and a uniqueness race lost to a concurrent request (``IntegrityError``)
 409; anything else becomes a generic 500 whose traceback goes to the log, never to the caller. Starlette's own
 HTTP errors (unknown route, wrong method) are rendered the same way so every error body has one shape.
+
+A JSON body that cannot be read is the caller's input too: FastAPI answers malformed JSON with a validation
+error (422, ``json_invalid``) but JSON its parser gives up on otherwise (nested too deeply, not UTF-8, a
+number of over 4,300 digits) with a bare 400; both are answered as the same 422 here.
 """
 
 from __future__ import annotations
@@ -95,8 +99,25 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)  # registered for HTTPException only
+    if exc.status_code == 400 and (reason := _unreadable_json(exc.__cause__)) is not None:
+        # FastAPI's 400 for a body json.loads raised on other than JSONDecodeError: answered as malformed
+        # JSON is (its 422 `json_invalid`), so every unreadable body gets one status and shape
+        errors = [{"loc": ["body"], "msg": f"JSON decode error: {reason}", "type": "json_invalid"}]
+        detail = f"expected a request matching the schema, found {len(errors)} validation error(s)"
+        return problem_response(422, InvalidInput.title, detail, request.url.path, errors=errors)
     title = _PHRASES.get(exc.status_code, "Error")
     return problem_response(exc.status_code, title, str(exc.detail), request.url.path, headers=exc.headers)
+
+
+def _unreadable_json(cause: BaseException | None) -> str | None:
+    """Why the JSON parser refused a body, when `cause` is its error (None: not a parser's refusal)."""
+    if isinstance(cause, RecursionError):
+        return "nested too deeply to read"
+    if isinstance(cause, UnicodeDecodeError):
+        return f"expected UTF-8, found byte {cause.object[cause.start : cause.start + 1]!r} at {cause.start}"
+    if isinstance(cause, ValueError):  # an integer of over 4,300 digits (sys.get_int_max_str_digits)
+        return "a value too large to read"
+    return None
 
 
 async def _database_refused_values(request: Request, exc: Exception) -> JSONResponse:
