@@ -365,6 +365,23 @@ def test_interests_of_more_than_twenty_phrases_are_422(client: TestClient) -> No
     assert client.get("/v1/recommend", params={"interests": twenty, "k": 3}).status_code == 200
 
 
+def test_interest_phrases_differing_only_in_case_are_one_phrase_kept_as_first_written(
+    client: TestClient,
+) -> None:
+    """Before, "Optics" and "optics" were two phrases: counted twice towards the 20, named twice."""
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    items = [item_id("astro", 0), item_id("lab", 0)]
+    both = ", ".join(f"Topic {n}, topic  {n}, TOPIC {n}" for n in range(20))  # 20 phrases, 60 spellings
+    for sent in (
+        client.post("/v1/score", json={"interests": both, "items": items}),
+        client.get("/v1/recommend", params={"interests": both, "k": 3}),
+    ):
+        assert sent.status_code == 200, sent.text
+    body = {"interests": "Telescope; telescope and TELESCOPE, telescope.", "items": items}
+    scored = client.post("/v1/score", json=body).json()
+    assert [r["explanation"]["matched_interests"] for r in scored] == [["Telescope"], ["Telescope"]]
+
+
 def test_a_user_without_events_who_sends_interests_is_scored_on_them(client: TestClient) -> None:
     """A new user's id with their interests (say, picked at sign-up): the interests alone, not 404."""
     stocked(client)

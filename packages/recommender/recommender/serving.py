@@ -116,11 +116,18 @@ class Profile:
 def interest_phrases(interests: str) -> list[str]:
     """Free text split into phrases on commas, semicolons, line breaks and the word "and" (each once).
 
+    A phrase repeated in another case or spacing ("Optics", "optics", "OPTICS") is one phrase, kept as first
+    written: the encoder reads it alike, and it would be named twice in an explanation.
+
     Raises:
         InvalidInput: More than `MAX_INTEREST_PHRASES` different phrases.
     """
     phrases = (p.strip(" .\t") for p in _PHRASE_SPLIT.split(interests))
-    unique = list(dict.fromkeys(p for p in phrases if p))
+    first: dict[str, str] = {}  # casefolded, whitespace-normalised phrase -> its first spelling
+    for phrase in phrases:
+        if phrase:
+            first.setdefault(" ".join(phrase.split()).casefold(), phrase)
+    unique = list(first.values())
     if len(unique) > MAX_INTEREST_PHRASES:
         raise InvalidInput(
             f"expected interests of at most {MAX_INTEREST_PHRASES} phrases (split on commas, semicolons, "
