@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from sqlalchemy.orm import Session
 
 from finance_sentiment import netguard
+from finance_sentiment.credentials import redact
 from finance_sentiment.fetching import BlockedAddress, guard_address
 from finance_sentiment.rules import upsert_rule
 from finance_sentiment.schemas import AlertRuleIn, Name, SourceIn, Tag, describe_errors
@@ -219,11 +220,13 @@ async def admit_urls(
     for (where, name, _), outcome in zip(entries, outcomes, strict=True):
         if isinstance(outcome, BlockedAddress):
             raise InvalidInput(
-                f"config file {str(path)!r}: {where} of {name!r} is refused: {outcome.message} "
+                f"config file {str(path)!r}: {where} of {name!r} is refused: {redact(outcome.message)} "
                 "(add its network to FIN_FETCH__ALLOWED_NETWORKS to allow it)"
             )
         if isinstance(outcome, CoreError):
-            log.warning("config file %s: %s of %r not checked: %s", path, where, name, outcome.message)
+            log.warning(
+                "config file %s: %s of %r not checked: %s", path, where, name, redact(outcome.message)
+            )
         elif isinstance(outcome, BaseException):
             raise outcome
 

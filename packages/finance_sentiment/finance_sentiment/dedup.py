@@ -34,11 +34,11 @@ _PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 def canonical_url(url: str) -> str:
     """The canonical spelling of an absolute URL, for spotting the same article under different links.
 
-    Lowercases scheme and host, drops a default port, the fragment and tracking query parameters (`utm_*`,
-    `fbclid`, `gclid`, `ref`, ...), sorts the remaining parameters, resolves ``.``/``..`` path segments,
-    percent-encodes characters outside the URL alphabet,
-    uppercases percent escapes and removes a trailing slash except from the root path. Applying it twice gives
-    the same result as applying it once.
+    Lowercases scheme and host, drops any user and password, a default port, the fragment and tracking
+    query parameters (`utm_*`, `fbclid`, `gclid`, `ref`, ...), sorts the remaining parameters, resolves
+    ``.``/``..`` path segments, percent-encodes characters outside the URL alphabet, uppercases percent
+    escapes and removes a trailing slash except from the root path. Applying it twice gives the same result
+    as applying it once.
 
     Args:
         url: An absolute URL.
@@ -62,8 +62,9 @@ def canonical_url(url: str) -> str:
         host = f"[{host}]"
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         host = f"{host}:{port}"
-    userinfo = parts.netloc.rpartition("@")[0]
-    netloc = f"{userinfo}@{host}" if userinfo else host
+    # No user or password: they do not name the article, and a story's link is shown to people and cited in
+    # webhooks, where a feed's credentials (carried by links relative to it) must not appear.
+    netloc = host
     path = _upper_escapes(quote(_remove_dot_segments(parts.path or "/"), safe=_PATH_SAFE))
     if path != "/":
         path = path.rstrip("/") or "/"

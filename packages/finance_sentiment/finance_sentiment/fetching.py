@@ -169,6 +169,12 @@ class _Robots:
     expires_at: float
 
 
+def _basic_auth(url: httpx.URL) -> httpx.BasicAuth | None:
+    """The URL's user and password as HTTP Basic credentials, sent apart from the URL so that no request
+    line or client log holds them (`finance_sentiment.credentials`)."""
+    return httpx.BasicAuth(url.username, url.password) if url.userinfo else None
+
+
 class _Transient(Exception):
     """A failure worth retrying (transport error, timeout); carries the reason for the final message."""
 
@@ -315,7 +321,9 @@ class Fetcher:
         try:
             async with asyncio.timeout(self._policy.timeout_s):
                 response = await self._client.get(
-                    url, headers={**headers, "User-Agent": self._policy.user_agent}
+                    url.copy_with(userinfo=b""),
+                    headers={**headers, "User-Agent": self._policy.user_agent},
+                    auth=_basic_auth(url),
                 )
         except TimeoutError as exc:
             raise _Transient(f"no complete response within {self._policy.timeout_s} s") from exc

@@ -20,6 +20,7 @@ from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from finance_sentiment.credentials import redact
 from finance_sentiment.database import Database
 from finance_sentiment.dedup import canonical_url, content_hash, url_key
 from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validators
@@ -155,8 +156,9 @@ class Ingestor:
         try:
             result = await self.fetcher.fetch(source.url, source.validators)
             if result.gone:
-                await asyncio.to_thread(self._disable, source_id, f"{result.url} answered 410 Gone")
-                return RunReport(source_id, "gone", error=f"{result.url} answered 410 Gone")
+                reason = redact(f"{result.url} answered 410 Gone")
+                await asyncio.to_thread(self._disable, source_id, reason)
+                return RunReport(source_id, "gone", error=reason)
             if result.not_modified:
                 await asyncio.to_thread(self._finish, source_id, result, [], "not_modified")
                 return RunReport(source_id, "not_modified")
@@ -210,7 +212,7 @@ class Ingestor:
             try:
                 page = await self.fetcher.fetch(link)
             except (FetchError, InvalidInput) as exc:  # one broken article does not fail the list page
-                log.info("article %s skipped: %s", link, exc.message)
+                log.info("article %s skipped: %s", redact(link), redact(exc.message))
                 _remember(self._failed, canonical, self.failed_link_retry_s)
                 continue
             self._failed.pop(canonical, None)
@@ -289,7 +291,11 @@ class Ingestor:
         for item in items:
             url = _canonical(item.url)
             if url is None:
-                log.info("story %r skipped: its link %.200r is not a usable URL", item.title[:200], item.url)
+                log.info(
+                    "story %r skipped: its link %.200r is not a usable URL",
+                    item.title[:200],
+                    redact(item.url),
+                )
                 skipped += 1
                 continue
             story = _Story(item, url, content_hash(item.title, item.text))
@@ -349,9 +355,9 @@ class Ingestor:
 
 
 def run_error(exc: Exception) -> str:
-    """What a failed run reports and keeps on its source: the error's message, bounded."""
+    """What a failed run reports and keeps on its source: the error's message, passwords masked, bounded."""
     message = exc.message if isinstance(exc, CoreError) else f"{type(exc).__name__}: {exc}"
-    return message[:ERROR_CHARS]
+    return redact(message)[:ERROR_CHARS]
 
 
 def _remember(links: dict[str, float], canonical: str, seconds: float) -> None:

@@ -27,6 +27,7 @@ from finance_sentiment import netguard, rules
 from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, admit_urls, apply_config, load_config
 from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
+from finance_sentiment.credentials import redact
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import CONCURRENT_POSTS, DeliveryReport, deliver_pending
 from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
@@ -166,7 +167,7 @@ class Monitor:
         try:
             await self.fetcher.check_url(url)
         except FetchError as exc:
-            raise InvalidInput(f"{what}: {exc.message}") from exc
+            raise InvalidInput(f"{what}: {redact(exc.message)}") from exc
 
     def enabled_sources(self) -> list[int]:
         """Ids of the enabled sources."""

@@ -22,9 +22,11 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    field_validator,
     model_validator,
 )
 
+from finance_sentiment.credentials import redact, refuse_mask
 from finance_sentiment.crontab import crontab_trigger
 from textcore.printable import Printable
 
@@ -69,6 +71,8 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 HttpUrl = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=2048), Printable, AfterValidator(_http_url)
 ]
+# A source's URL may hold a password, but not the listings' mask of one (`finance_sentiment.credentials`)
+SourceUrl = Annotated[HttpUrl, AfterValidator(refuse_mask)]
 Cron = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=120), Printable, AfterValidator(_crontab)
 ]
@@ -82,7 +86,8 @@ _INPUT = ConfigDict(extra="forbid")
 
 
 def describe_errors(exc: ValidationError, root: str = "input") -> str:
-    """A one-line summary of a pydantic error, e.g. ``sources[1].url: Value error, expected ...; ...``.
+    """A one-line summary of a pydantic error, e.g. ``sources[1].url: Value error, expected ...; ...``,
+    with the password of any URL it quotes masked.
 
     Args:
         exc: The error.
@@ -92,7 +97,7 @@ def describe_errors(exc: ValidationError, root: str = "input") -> str:
     for error in exc.errors(include_url=False):
         where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
         parts.append(f"{where.lstrip('.') or root}: {error['msg']}")
-    return "; ".join(parts)
+    return redact("; ".join(parts))
 
 
 class JsonFieldsIn(BaseModel):
@@ -113,7 +118,8 @@ class JsonFieldsIn(BaseModel):
 
 SOURCE_DOCS = {
     "name": "Unique name of the source (1-200 characters).",
-    "url": "The feed, page or API to fetch (http or https).",
+    "url": "The feed, page or API to fetch (http or https); a password in it is listed masked as '****', "
+    "and this masked URL sent back keeps the stored password.",
     "kind": "rss: an RSS/Atom feed; html: a page whose links lead to articles; json: a JSON API.",
     "interval_seconds": f"Fetch every this many seconds (1..{MAX_INTERVAL_SECONDS}); excludes cron. "
     f"Without either, {DEFAULT_INTERVAL_SECONDS}.",
@@ -132,7 +138,7 @@ class SourceIn(BaseModel):
     model_config = _INPUT
 
     name: Name = Field(description=SOURCE_DOCS["name"])
-    url: HttpUrl = Field(description=SOURCE_DOCS["url"])
+    url: SourceUrl = Field(description=SOURCE_DOCS["url"])
     kind: SourceKind = Field(description=SOURCE_DOCS["kind"])
     interval_seconds: IntervalSeconds | None = Field(None, description=SOURCE_DOCS["interval_seconds"])
     cron: Cron | None = Field(None, description=SOURCE_DOCS["cron"])
@@ -220,6 +226,11 @@ class SourceOut(BaseModel):
     consecutive_failures: int
     created_at: datetime
     updated_at: datetime
+
+    @field_validator("url", "last_error", "disabled_reason")
+    @classmethod
+    def _mask_passwords(cls, value: str | None) -> str | None:
+        return None if value is None else redact(value)
 
 
 RULE_DOCS = {

@@ -14,6 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from finance_sentiment.credentials import unmasked
 from finance_sentiment.schemas import SourceIn, SourcePatch, describe_errors
 from finance_sentiment.tables import Source
 from textcore.errors import Conflict, InvalidInput, NotFound
@@ -53,8 +54,10 @@ def create_source(session: Session, data: SourceIn) -> Source:
 def update_source(session: Session, source_id: int, patch: SourcePatch) -> Source:
     """Apply the fields sent in `patch` and check the result as a whole.
 
-    Setting `cron` clears `interval_seconds` and the other way round (unless both are sent). Re-enabling
-    clears `disabled_reason` and `consecutive_failures`; a new URL clears the stored ETag/Last-Modified.
+    Setting `cron` clears `interval_seconds` and the other way round (unless both are sent). The source's
+    URL as listed (its password masked) keeps the stored URL; the mask in any other URL is refused.
+    Re-enabling clears `disabled_reason` and `consecutive_failures`; a new URL clears the stored
+    ETag/Last-Modified.
 
     Raises:
         NotFound: No source has this id.
@@ -102,6 +105,8 @@ def _patched(source: Source, patch: SourcePatch) -> SourceIn:
     """The stored source's settings with the patch applied, checked by `SourceIn`."""
     values: dict[str, Any] = {field: getattr(source, field) for field in SourceIn.model_fields}
     changes = patch.model_dump(exclude_unset=True)
+    if changes.get("url") is not None:  # the URL as listed, password masked, keeps the stored password
+        changes["url"] = unmasked(changes["url"], source.url)
     # One schedule at a time: switching to the other kind replaces the stored one.
     if changes.get("cron") is not None and "interval_seconds" not in changes:
         values["interval_seconds"] = None
