@@ -3,7 +3,8 @@
 Layout: ``root/<name>/v0001/`` (a model folder), ``root/<name>/active`` (JSON ``{"version", "promoted_at",
 "note"}``), ``root/<name>/history.jsonl`` (append-only event log) and ``root/<name>/.lock`` (flock target for
 writers). Versions are copied to a hidden temp folder then renamed into place, and ``active`` is swapped with
-``os.replace``, so readers never see half-written state. Version numbers are never reused.
+``os.replace``, so readers never see half-written state. Version numbers are never reused. A history line torn
+by a crash is skipped (and logged) when read, and the next event starts on a line of its own.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
+from textcore.registry_files import append_event, copy_model, read_active_version, read_history, read_json
 
 __all__ = ["ActiveModelWatcher", "ModelRegistry", "ModelVersion"]
 
@@ -40,36 +42,6 @@ _STAMP_FILE = ".registry.json"  # written inside each version folder: when and f
 def _now(timestamp: float | None = None) -> str:
     moment = datetime.now(UTC) if timestamp is None else datetime.fromtimestamp(timestamp, UTC)
     return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-def _loads(text: str | bytes) -> object:
-    try:
-        return json.loads(text)
-    except ValueError:  # UnicodeDecodeError included: bytes that are not text read as no JSON
-        return None
-
-
-def _read_json(path: Path) -> object:
-    return _loads(path.read_bytes()) if path.is_file() else None
-
-
-def _read_active_version(model_dir: Path) -> int | None:
-    data = _read_json(model_dir / "active")
-    version = data.get("version") if isinstance(data, dict) else None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
-
-
-def _copy_model(source: Path, target: Path) -> None:
-    """Copies a model folder, turning a file that cannot be copied into one InvalidInput naming it."""
-    try:
-        shutil.copytree(source, target, dirs_exist_ok=True)
-    except shutil.Error as exc:  # one (source, target, why) per file that failed
-        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
-        if not failures:
-            raise InvalidInput(f"could not copy the model folder {source}: {exc}") from exc
-        path, _, why = failures[0]
-        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
-        raise InvalidInput(f"could not copy {path} from the model folder {source}: {why}{more}") from exc
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,29 +111,11 @@ class ModelRegistry:
         return dict(sorted((int(m.group(1)), p) for m, p in found if m))
 
     @staticmethod
-    def _append(model_dir: Path, entry: Mapping[str, object]) -> None:
-        try:
-            line = json.dumps(entry, ensure_ascii=False) + "\n"
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(f"history events must be JSON-serialisable; got {entry!r} ({exc})") from exc
-        with (model_dir / "history.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    @staticmethod
-    def _read_history(model_dir: Path) -> list[dict[str, object]]:
-        path = model_dir / "history.jsonl"
-        lines = path.read_bytes().splitlines() if path.is_file() else []
-        # skips a line torn by a crash, even one cut inside a multi-byte character
-        return [e for e in map(_loads, lines) if isinstance(e, dict)]
-
-    @staticmethod
     def _load(name: str, version: int, path: Path) -> ModelVersion:
-        stamp = _read_json(path / _STAMP_FILE)
+        stamp = read_json(path / _STAMP_FILE)
         created = stamp.get("created_at") if isinstance(stamp, dict) else None
         created = created if isinstance(created, str) else _now(path.stat().st_mtime)
-        meta = _read_json(path / "metadata.json")
+        meta = read_json(path / "metadata.json")
         return ModelVersion(name, version, path, created, meta if isinstance(meta, dict) else {})
 
     def register(
@@ -194,25 +148,25 @@ class ModelRegistry:
             raise InvalidInput(
                 f"{source} must hold metadata.json or config.json; found {listing or 'nothing'}"
             )
-        if meta.is_file() and not isinstance(_read_json(meta), dict):
+        if meta.is_file() and not isinstance(read_json(meta), dict):
             raise InvalidInput(f"{meta} must hold a JSON object; found something else")
         if model_dir.resolve().is_relative_to(source.resolve()):
             raise InvalidInput(f"source_dir {source} must not contain the registry folder {model_dir}")
         model_dir.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
         try:
-            _copy_model(source, tmp)
+            copy_model(source, tmp)
             created = _now()
             stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
             (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
             with self._locked(model_dir):
-                history = self._read_history(model_dir)
+                history = read_history(model_dir)
                 logged = [e.get("version") for e in history if e.get("event") == "register"]
                 used = [*self._version_dirs(model_dir), *(v for v in logged if isinstance(v, int))]
                 version = max(used, default=0) + 1
                 tmp.rename(model_dir / f"v{version:04d}")
                 entry = {"ts": created, "event": "register", "version": version, "source": stamp["source"]}
-                self._append(model_dir, {**entry, "note": note})
+                append_event(model_dir, {**entry, "note": note})
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
@@ -237,7 +191,7 @@ class ModelRegistry:
         model_dir = self._dir(name)
         with self._locked(model_dir):
             chosen = self.get(name, version)
-            previous = _read_active_version(model_dir)
+            previous = read_active_version(model_dir)
             if if_active not in ("any", previous):
                 raise Conflict(f"expected version {if_active} of {name!r} to be active; found {previous}")
             alias = {"version": chosen.version, "promoted_at": _now(), "note": note}
@@ -254,7 +208,7 @@ class ModelRegistry:
                 tmp.unlink(missing_ok=True)
                 raise
             entry = {"ts": alias["promoted_at"], "event": "promote", "version": chosen.version}
-            self._append(model_dir, {**entry, "previous": previous, "note": note})
+            append_event(model_dir, {**entry, "previous": previous, "note": note})
         return chosen
 
     def record(self, name: str, event: Mapping[str, object]) -> None:
@@ -266,11 +220,11 @@ class ModelRegistry:
         """
         model_dir = self._dir(name)
         with self._locked(model_dir):
-            self._append(model_dir, {"ts": _now(), **event})
+            append_event(model_dir, {"ts": _now(), **event})
 
     def history(self, name: str) -> list[dict[str, object]]:
         """Returns the history of ``name``, oldest first."""
-        return self._read_history(self._dir(name))
+        return read_history(self._dir(name))
 
     def active(self, name: str) -> ModelVersion:
         """Returns the active version of ``name``.
@@ -279,7 +233,7 @@ class ModelRegistry:
             NotFound: Unknown name, or no version has been promoted.
         """
         model_dir = self._dir(name)
-        version = _read_active_version(model_dir)
+        version = read_active_version(model_dir)
         if version is None:
             known = list(self._version_dirs(model_dir))
             raise NotFound(f"model {name!r} has no active version; promote one of {known or 'none'} first")
@@ -318,11 +272,11 @@ class ModelRegistry:
         model_dir = self._dir(name)
         with self._locked(model_dir):
             doomed = self.get(name, version)
-            if _read_active_version(model_dir) == doomed.version:
+            if read_active_version(model_dir) == doomed.version:
                 raise Conflict(f"version {version} of {name!r} is active; promote another before deleting it")
             trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=model_dir))
             doomed.path.rename(trash / doomed.path.name)
-            self._append(model_dir, {"ts": _now(), "event": "delete", "version": doomed.version})
+            append_event(model_dir, {"ts": _now(), "event": "delete", "version": doomed.version})
         shutil.rmtree(trash, ignore_errors=True)
 
     def resolve(self, ref: str) -> Path:
@@ -446,7 +400,7 @@ class ActiveModelWatcher(Generic[T]):
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
             if stamp == self._stamp or self._waiting_to_retry(stamp):
                 return False
-            version = _read_active_version(self._model_dir)
+            version = read_active_version(self._model_dir)
             if version is None:
                 return False
             if version == self.version:

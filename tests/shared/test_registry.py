@@ -132,6 +132,32 @@ def test_bad_sources_and_refs_are_rejected(registry: ModelRegistry, tmp_path: Pa
         registry.get("clf", 0)
 
 
+def test_a_torn_history_line_is_skipped_and_logged_and_the_next_event_kept(
+    registry: ModelRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"))
+    history = registry.root / "clf" / "history.jsonl"
+    with history.open("ab") as fh:  # a crash in the middle of an append: no newline after it
+        fh.write(b'{"ts": "2026-01-01T00:00:00Z", "event": "gate", "cand')
+    registry.promote("clf", 1)
+    registry.register("clf", make_model(tmp_path, "b"))
+    registry.record("clf", {"event": "note"})
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="textcore.registry"):
+        events = registry.history("clf")
+    assert [(e["event"], e.get("version")) for e in events] == [
+        ("register", 1),
+        ("promote", 1),
+        ("register", 2),
+        ("note", None),
+    ]
+    assert history.read_bytes().splitlines()[1] == b'{"ts": "2026-01-01T00:00:00Z", "event": "gate", "cand'
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{history}: skipped line 2, which is not a JSON object (torn by a crash?)"
+    ]
+
+
 def test_delete_refuses_the_active_version_and_never_reuses_numbers(
     registry: ModelRegistry, tmp_path: Path
 ) -> None:

@@ -1,0 +1,83 @@
+"""The model registry's files on disk (`textcore.registry` keeps the rules): JSON read without ever raising
+on bad bytes, the append-only ``history.jsonl`` log, and copying a model folder in.
+
+A history line torn by a crash (no newline, perhaps cut inside a character) is skipped and logged when read,
+and the next event is written on a line of its own, so one crash loses at most the event it interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from collections.abc import Mapping
+from pathlib import Path
+
+from textcore.errors import InvalidInput
+
+log = logging.getLogger("textcore.registry")
+
+HISTORY_FILE = "history.jsonl"
+
+
+def loads(text: str | bytes) -> object:
+    """The JSON value of `text`, or None when it is not JSON (or bytes that are not UTF-8)."""
+    try:
+        return json.loads(text)
+    except ValueError:  # UnicodeDecodeError included: bytes that are not text read as no JSON
+        return None
+
+
+def read_json(path: Path) -> object:
+    """The JSON value of the file at `path`, or None when it is no file or holds no JSON."""
+    return loads(path.read_bytes()) if path.is_file() else None
+
+
+def read_active_version(model_dir: Path) -> int | None:
+    """The version the ``active`` alias of a name names, or None."""
+    data = read_json(model_dir / "active")
+    version = data.get("version") if isinstance(data, dict) else None
+    return version if isinstance(version, int) and not isinstance(version, bool) else None
+
+
+def append_event(model_dir: Path, entry: Mapping[str, object]) -> None:
+    """Appends one event to the history, flushed to disk; the caller holds the name's lock."""
+    try:
+        line = json.dumps(entry, ensure_ascii=False) + "\n"
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(f"history events must be JSON-serialisable; got {entry!r} ({exc})") from exc
+    with (model_dir / HISTORY_FILE).open("ab+") as fh:
+        if fh.seek(0, os.SEEK_END) > 0:
+            fh.seek(-1, os.SEEK_END)
+            if fh.read(1) != b"\n":  # the last line was torn by a crash: keep this event off it
+                line = "\n" + line
+        fh.write(line.encode("utf-8"))
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def read_history(model_dir: Path) -> list[dict[str, object]]:
+    """The events of the history, oldest first; a line that is not a JSON object is skipped and logged."""
+    path = model_dir / HISTORY_FILE
+    events = []
+    for number, line in enumerate(path.read_bytes().splitlines() if path.is_file() else [], 1):
+        event = loads(line)  # None for a line torn by a crash, even one cut inside a character
+        if isinstance(event, dict):
+            events.append(event)
+        elif line.strip():
+            log.warning("%s: skipped line %d, which is not a JSON object (torn by a crash?)", path, number)
+    return events
+
+
+def copy_model(source: Path, target: Path) -> None:
+    """Copies a model folder, turning a file that cannot be copied into one InvalidInput naming it."""
+    try:
+        shutil.copytree(source, target, dirs_exist_ok=True)
+    except shutil.Error as exc:  # one (source, target, why) per file that failed
+        failures = exc.args[0] if exc.args and isinstance(exc.args[0], list) else []
+        if not failures:
+            raise InvalidInput(f"could not copy the model folder {source}: {exc}") from exc
+        path, _, why = failures[0]
+        more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
+        raise InvalidInput(f"could not copy {path} from the model folder {source}: {why}{more}") from exc
