@@ -3,8 +3,9 @@
 Layout: ``root/<name>/v0001/`` (a model folder), ``root/<name>/active`` (JSON ``{"version", "promoted_at",
 "note"}``), ``root/<name>/history.jsonl`` (append-only event log) and ``root/<name>/.lock`` (flock target for
 writers). Versions are copied to a hidden temp folder then renamed into place, and ``active`` is swapped with
-``os.replace``, so readers never see half-written state. Version numbers are never reused. A history line torn
-by a crash is skipped (and logged) when read, and the next event starts on a line of its own.
+``os.replace``, so readers never see half-written state. Version numbers are never reused. A version holds
+safetensors weights: a folder without them is refused at register (a version without them, at promote). A
+history line torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
 """
 
 from __future__ import annotations
@@ -26,7 +27,14 @@ from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
 from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
-from textcore.registry_files import append_event, copy_model, read_active_version, read_history, read_json
+from textcore.registry_files import (
+    append_event,
+    copy_model,
+    read_active_version,
+    read_history,
+    read_json,
+    require_weights,
+)
 
 __all__ = ["ActiveModelWatcher", "ModelRegistry", "ModelVersion"]
 
@@ -125,7 +133,7 @@ class ModelRegistry:
 
         Args:
             name: The model name (``^[a-z0-9][a-z0-9._-]{0,63}$``).
-            source_dir: A folder holding ``metadata.json`` or ``config.json``.
+            source_dir: A folder holding ``metadata.json`` or ``config.json``, and safetensors weights.
             promote: Also make the new version active.
             note: Free text kept in the history.
 
@@ -133,8 +141,8 @@ class ModelRegistry:
             The new version.
 
         Raises:
-            InvalidInput: Bad name, the folder is not a model folder, or a file in it cannot be copied
-                (a dangling link, a named pipe).
+            InvalidInput: Bad name, the folder is not a model folder (no metadata.json or config.json, or no
+                safetensors weights), or a file in it cannot be copied (a dangling link, a named pipe).
             NotFound: ``source_dir`` does not exist or is not a folder.
         """
         model_dir = self._dir(name, must_exist=False)
@@ -150,6 +158,7 @@ class ModelRegistry:
             )
         if meta.is_file() and not isinstance(read_json(meta), dict):
             raise InvalidInput(f"{meta} must hold a JSON object; found something else")
+        require_weights(source, str(source))
         if model_dir.resolve().is_relative_to(source.resolve()):
             raise InvalidInput(f"source_dir {source} must not contain the registry folder {model_dir}")
         model_dir.mkdir(parents=True, exist_ok=True)
@@ -186,11 +195,13 @@ class ModelRegistry:
 
         Raises:
             NotFound: Unknown name or version.
+            InvalidInput: The version holds no safetensors weights (registered before they were required).
             Conflict: ``if_active`` is not the active version any more.
         """
         model_dir = self._dir(name)
         with self._locked(model_dir):
             chosen = self.get(name, version)
+            require_weights(chosen.path, f"version {chosen.version} of {name!r} ({chosen.path})")
             previous = read_active_version(model_dir)
             if if_active not in ("any", previous):
                 raise Conflict(f"expected version {if_active} of {name!r} to be active; found {previous}")

@@ -1,5 +1,5 @@
 """The model registry's files on disk (`textcore.registry` keeps the rules): JSON read without ever raising
-on bad bytes, the append-only ``history.jsonl`` log, and copying a model folder in.
+on bad bytes, the append-only ``history.jsonl`` log, and checking and copying a model folder in.
 
 A history line torn by a crash (no newline, perhaps cut inside a character) is skipped and logged when read,
 and the next event is written on a line of its own, so one crash loses at most the event it interrupted.
@@ -19,6 +19,7 @@ from textcore.errors import InvalidInput
 log = logging.getLogger("textcore.registry")
 
 HISTORY_FILE = "history.jsonl"
+WEIGHTS = "*.safetensors"  # model.safetensors, its shards, adapter_model.safetensors: what the loaders read
 
 
 def loads(text: str | bytes) -> object:
@@ -68,6 +69,16 @@ def read_history(model_dir: Path) -> list[dict[str, object]]:
         elif line.strip():
             log.warning("%s: skipped line %d, which is not a JSON object (torn by a crash?)", path, number)
     return events
+
+
+def require_weights(folder: Path, what: str) -> None:
+    """Refuses a folder with no safetensors weights: every loader of the project reads those only."""
+    if not any(p.is_file() for p in folder.glob(WEIGHTS)):
+        listing = sorted(p.name for p in folder.iterdir())[:10]
+        raise InvalidInput(
+            f"{what} must hold safetensors weights (model.safetensors, adapter_model.safetensors, ...; "
+            f"pickle weights such as pytorch_model.bin are refused); found {listing or 'nothing'}"
+        )
 
 
 def copy_model(source: Path, target: Path) -> None:

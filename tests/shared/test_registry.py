@@ -54,6 +54,7 @@ def test_register_accepts_config_json_and_reads_empty_metadata(
     src = tmp_path / "hf"
     src.mkdir()
     (src / "config.json").write_text("{}", encoding="utf-8")
+    (src / "model.safetensors").write_bytes(b"weights")
     assert registry.register("hf-model", src).metadata == {}
 
 
@@ -130,6 +131,26 @@ def test_bad_sources_and_refs_are_rejected(registry: ModelRegistry, tmp_path: Pa
         registry.resolve("clf@latest")
     with pytest.raises(InvalidInput, match="positive integer"):
         registry.get("clf", 0)
+
+
+def test_a_model_folder_without_safetensors_weights_is_refused_and_never_promoted(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    source = make_model(tmp_path, "a")
+    (source / "model.safetensors").rename(source / "pytorch_model.bin")  # pickle: no loader reads it
+    with pytest.raises(InvalidInput, match=r"must hold safetensors weights .*found \['metadata.json', 'pyt"):
+        registry.register("clf", source, promote=True)
+    assert list(registry.root.iterdir()) == []  # refused before copying: not even the name's folder
+    (source / "pytorch_model.bin").rename(source / "adapter_model.safetensors")  # a peft adapter counts
+    assert registry.register("clf", source).version == 1
+
+    older = registry.register("clf", make_model(tmp_path, "b"))  # as if registered before the check
+    (older.path / "model.safetensors").unlink()
+    with pytest.raises(InvalidInput, match=r"version 2 of 'clf' .* must hold safetensors weights"):
+        registry.promote("clf", 2)
+    with pytest.raises(NotFound, match="no active version"):
+        registry.active("clf")
+    assert [e["event"] for e in registry.history("clf")] == ["register", "register"]
 
 
 def test_a_torn_history_line_is_skipped_and_logged_and_the_next_event_kept(
