@@ -2,10 +2,11 @@
 
 Layout: ``root/<name>/v0001/`` (a model folder), ``root/<name>/active`` (JSON ``{"version", "promoted_at",
 "note"}``), ``root/<name>/history.jsonl`` (append-only event log) and ``root/<name>/.lock`` (flock target for
-writers). Versions are copied to a hidden temp folder then renamed into place, and ``active`` is swapped with
-``os.replace``, so readers never see half-written state. Version numbers are never reused. A version holds
-safetensors weights: a folder without them is refused at register (a version without them, at promote). A
-history line torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
+writers). Versions are copied to a hidden temp folder in ``root`` then renamed into place, and ``active`` is
+swapped with ``os.replace``, so readers never see half-written state; a register that fails leaves nothing
+behind, not even the folder of a new name. Version numbers are never reused. A version holds safetensors
+weights: a folder without them is refused at register (a version without them, at promote). A history line
+torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from textcore.registry_files import (
     read_active_version,
     read_history,
     read_json,
+    remove_if_unused,
     require_weights,
 )
 
@@ -144,9 +146,25 @@ class ModelRegistry:
             InvalidInput: Bad name, the folder is not a model folder (no metadata.json or config.json, or no
                 safetensors weights), or a file in it cannot be copied (a dangling link, a named pipe).
             NotFound: ``source_dir`` does not exist or is not a folder.
+            OSError: The registry cannot be written; nothing of this version is left behind.
         """
         model_dir = self._dir(name, must_exist=False)
         source = Path(source_dir)
+        self._check_source(source, model_dir)
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
+        try:
+            copy_model(source, tmp)
+            created = _now()
+            stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
+            (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+            version = self._place(model_dir, tmp, stamp)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return self.promote(name, version, note=note) if promote else self.get(name, version)
+
+    @staticmethod
+    def _check_source(source: Path, model_dir: Path) -> None:
         if not source.is_dir():
             found = "a file" if source.exists() else "nothing"
             raise NotFound(f"source_dir must be an existing model folder; found {found} at {source}")
@@ -161,25 +179,31 @@ class ModelRegistry:
         require_weights(source, str(source))
         if model_dir.resolve().is_relative_to(source.resolve()):
             raise InvalidInput(f"source_dir {source} must not contain the registry folder {model_dir}")
-        model_dir.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=model_dir))
+
+    def _place(self, model_dir: Path, tmp: Path, stamp: Mapping[str, str]) -> int:
+        """Renames the copied folder ``tmp`` in as the next version and logs its register event; on failure
+        renames it back, and removes the folder of the name if this was its first version."""
+        made = not model_dir.is_dir()
+        model_dir.mkdir(exist_ok=True)
         try:
-            copy_model(source, tmp)
-            created = _now()
-            stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
-            (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
             with self._locked(model_dir):
                 history = read_history(model_dir)
                 logged = [e.get("version") for e in history if e.get("event") == "register"]
                 used = [*self._version_dirs(model_dir), *(v for v in logged if isinstance(v, int))]
                 version = max(used, default=0) + 1
-                tmp.rename(model_dir / f"v{version:04d}")
-                entry = {"ts": created, "event": "register", "version": version, "source": stamp["source"]}
-                append_event(model_dir, {**entry, "note": note})
+                target = model_dir / f"v{version:04d}"
+                tmp.rename(target)
+                try:
+                    entry = {"ts": stamp["created_at"], "event": "register", "version": version}
+                    append_event(model_dir, {**entry, "source": stamp["source"], "note": stamp["note"]})
+                except BaseException:  # a version the history does not know would be half-made
+                    target.rename(tmp)
+                    raise
         except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
+            if made:
+                remove_if_unused(model_dir)
             raise
-        return self.promote(name, version, note=note) if promote else self.get(name, version)
+        return version
 
     def promote(
         self, name: str, version: int, *, note: str = "", if_active: int | Literal["any"] | None = "any"

@@ -7,6 +7,7 @@ and the next event is written on a line of its own, so one crash loses at most t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -92,3 +93,11 @@ def copy_model(source: Path, target: Path) -> None:
         path, _, why = failures[0]
         more = f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""
         raise InvalidInput(f"could not copy {path} from the model folder {source}: {why}{more}") from exc
+
+
+def remove_if_unused(model_dir: Path) -> None:
+    """Removes the folder of a name whose first register failed, if it holds nothing but the lock file."""
+    with contextlib.suppress(OSError):
+        if {p.name for p in model_dir.iterdir()} <= {".lock"}:
+            (model_dir / ".lock").unlink(missing_ok=True)
+            model_dir.rmdir()

@@ -44,6 +44,7 @@ def test_register_assigns_increasing_versions_and_copies_files(
     assert [v.version for v in registry.versions("sentiment")] == [1, 2]
     assert registry.get("sentiment", 2) == second
     assert registry.names() == ["sentiment"]
+    assert sorted(p.name for p in registry.root.iterdir()) == ["sentiment"]  # no .incoming-* left
     leftovers = [p.name for p in (registry.root / "sentiment").iterdir() if p.name.startswith(".incoming")]
     assert leftovers == []
 
@@ -153,6 +154,39 @@ def test_a_model_folder_without_safetensors_weights_is_refused_and_never_promote
     assert [e["event"] for e in registry.history("clf")] == ["register", "register"]
 
 
+@pytest.mark.parametrize("failure", ["file that cannot be copied", "no weights", "metadata not an object"])
+def test_a_failed_first_register_of_a_name_leaves_nothing_behind(
+    registry: ModelRegistry, tmp_path: Path, failure: str
+) -> None:
+    source = make_model(tmp_path, "a")
+    if failure == "file that cannot be copied":
+        (source / "model-2.safetensors").symlink_to(tmp_path / "blob-never-written")
+    elif failure == "no weights":
+        (source / "model.safetensors").unlink()
+    else:
+        (source / "metadata.json").write_text("[]", encoding="utf-8")
+    with pytest.raises(InvalidInput):
+        registry.register("clf", source)
+    assert list(registry.root.iterdir()) == []
+    assert registry.names() == []
+    with pytest.raises(NotFound, match="no model named 'clf'"):
+        registry.versions("clf")
+
+
+def test_a_register_whose_event_cannot_be_logged_leaves_no_version_behind(
+    registry: ModelRegistry, tmp_path: Path
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"))
+    history = registry.root / "clf" / "history.jsonl"
+    history.unlink()
+    history.mkdir()  # appending to it fails after the copy was renamed into place
+    with pytest.raises(IsADirectoryError):
+        registry.register("clf", make_model(tmp_path, "b"))
+    assert [v.version for v in registry.versions("clf")] == [1]
+    assert sorted(p.name for p in registry.root.iterdir()) == ["clf"]
+    assert sorted(p.name for p in (registry.root / "clf").iterdir()) == [".lock", "history.jsonl", "v0001"]
+
+
 def test_a_torn_history_line_is_skipped_and_logged_and_the_next_event_kept(
     registry: ModelRegistry, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -242,6 +276,7 @@ def test_concurrent_registrations_get_distinct_complete_versions(
     assert len(registry.versions("busy")) == count
     assert sum(e["event"] == "register" for e in registry.history("busy")) == count
     assert not [p for p in (registry.root / "busy").iterdir() if p.name.startswith(".incoming")]
+    assert [p.name for p in registry.root.iterdir()] == ["busy"]
 
 
 def tag_loader(version: ModelVersion) -> str:
