@@ -3,7 +3,9 @@ all or nothing, histories; and the in-memory co-occurrence, checked against the 
 
 from __future__ import annotations
 
+import ast
 import hashlib
+import importlib.util
 import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -312,6 +314,35 @@ def test_the_fingerprint_migration_keeps_one_copy_of_each_event(database_url: st
         assert read_counters(database)[ERASURES] == before + 1  # running services count again
     finally:
         database.dispose()
+
+
+FINGERPRINT_MIGRATION = MIGRATIONS / "versions" / "0004_event_fingerprints.py"
+
+
+def test_the_fingerprint_migration_does_not_import_the_live_function() -> None:
+    # A migration is frozen in time: what it imports from the package may change after it was written.
+    tree = ast.parse(FINGERPRINT_MIGRATION.read_text(encoding="utf-8"))
+    nodes = list(ast.walk(tree))
+    imported = [node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)]
+    imported += [alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names]
+    assert not [name for name in imported if name.split(".")[0] == "recommender"]
+
+
+def test_the_fingerprint_migration_copy_equals_the_live_function_today() -> None:
+    spec = importlib.util.spec_from_file_location("fingerprint_migration_0004", FINGERPRINT_MIGRATION)
+    assert spec is not None and spec.loader is not None
+    migration = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(migration)
+    paris = timezone(timedelta(hours=2))
+    cases = [
+        ("u1", "astro-0", T0, "click", None),
+        ("u1", "astro-1", T0 + timedelta(microseconds=7), "rating", 4.5),
+        ("ü-ser", "Überweisung 東京", datetime(2024, 5, 1, 14, 0, tzinfo=paris), "purchase", 3),
+        ('u"2', "item,\n1", datetime(1970, 1, 1, tzinfo=UTC), "rating", -0.0),
+        ("u3", "x" * 200, datetime(2199, 12, 31, 23, 59, 59, 999999, tzinfo=UTC), "rating", 1e-300),
+    ]
+    for case in cases:
+        assert migration._fingerprint(*case) == event_fingerprint(*case), case
 
 
 def test_behaviour_matches_the_offline_baselines() -> None:

@@ -76,8 +76,8 @@ def event_fingerprint(user_id: str, item_id: str, ts: datetime, event_type: str,
     type and value; 64 hex digits (SHA-256).
 
     Stored in `Event.fingerprint` under a unique index, so a retried request or a file ingested again adds
-    nothing. Migration 0004 wrote it for the events stored before; a change of this function needs a migration
-    that writes it again.
+    nothing. Migration 0004 wrote it for the events stored before, with its own frozen copy of this function;
+    a change of this function needs a migration that writes it again (carrying its own copy too).
     """
     moment = ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
     number = None if value is None else float(value)

@@ -1,10 +1,11 @@
 """event fingerprints: the same interaction sent twice is stored once
 
-Every event gets `fingerprint` (`recommender.tables.event_fingerprint`: user, item, time, type and value)
-under a unique index. Events stored twice before (a retried request, a file ingested again) are kept once,
-the copy with the lowest id; when any copy was deleted the erasures counter moves, so that running services
-count the events again without them (`recommender.changes`). A downgrade drops the column and index; the
-deleted copies do not come back.
+Every event gets `fingerprint` (user, item, time, type and value) under a unique index, computed by
+`_fingerprint`: this migration's own copy of `recommender.tables.event_fingerprint` as it was when written,
+so that running it later writes the same keys whatever the live function has become. Events stored twice
+before (a retried request, a file ingested again) are kept once, the copy with the lowest id; when any copy
+was deleted the erasures counter moves, so that running services count the events again without them
+(`recommender.changes`). A downgrade drops the column and index; the deleted copies do not come back.
 
 Revision ID: 0004
 Revises: 0003
@@ -13,10 +14,13 @@ Create Date: 2026-12-01 14:40:00.000000
 
 from __future__ import annotations
 
+import hashlib
+import json
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from alembic import op
 
-from recommender.tables import event_fingerprint
 from textcore.sql import UtcDateTime
 
 revision = "0004"
@@ -66,7 +70,7 @@ def _fill_fingerprints(connection: sa.Connection) -> int:
         last = rows[-1].id
         updates, copies = [], []
         for row in rows:
-            key = event_fingerprint(row.user_id, row.item_id, row.ts, row.type, row.value)
+            key = _fingerprint(row.user_id, row.item_id, row.ts, row.type, row.value)
             if key in seen:
                 copies.append(row.id)
             else:
@@ -78,6 +82,15 @@ def _fill_fingerprints(connection: sa.Connection) -> int:
             connection.execute(events.delete().where(events.c.id.in_(copies[start : start + 500])))
         deleted += len(copies)
     return deleted
+
+
+def _fingerprint(user_id: str, item_id: str, ts: datetime, event_type: str, value: float | None) -> str:
+    """`recommender.tables.event_fingerprint` as of this revision, frozen here: a migration must write the
+    same keys whenever it runs, even after the live function changes (such a change brings a migration)."""
+    moment = ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
+    number = None if value is None else float(value)
+    identity = json.dumps([user_id, item_id, moment, event_type, number], ensure_ascii=False)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
 
 
 def downgrade() -> None:
