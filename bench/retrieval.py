@@ -15,10 +15,11 @@ question must be matched to its answer text. The distinct questions are split, s
    one mined hard negative each), the answers are embedded again, and dense/hybrid/rerank are measured on the
    held-out questions with it.
 
-With `--index-questions` each answer is indexed after its question, as the app indexes FAQs (and the re-ranker
-reads what the app gives it). A held-out question then appears word for word among the indexed texts, so those
-figures are an upper bound for the first stage: they show how each mode copes with the app's passage format,
-not how it generalises to new wordings. The default (answers alone) is the project's reference figure.
+With `--index-questions` each answer is indexed after its question, as the app indexes FAQs (the re-ranker
+reads the answer alone either way, as it was trained: `customer_service.retrieval.reranker_passage`). A
+held-out question then appears word for word among the indexed texts, so those figures are an upper bound
+for the first stage: they show how each mode copes with the app's passage format, not how it generalises
+to new wordings. The default (answers alone) is the project's reference figure.
 
 A question counts as answered when any of the answers stored for that question text comes back (a few
 questions appear with two answers). Figures on held-out questions are the fair ones for trained models.

@@ -20,7 +20,7 @@ from customer_service.reranking import (
     train_reranker_from_faqs,
     train_retriever_from_faqs,
 )
-from customer_service.retrieval import Retriever, reciprocal_rank_fusion
+from customer_service.retrieval import Retriever, reciprocal_rank_fusion, reranker_passage
 from customer_service.retrieval_eval import evaluate_retrieval, faq_id, ranking_metrics, read_faqs
 from tests.conftest import migrated, shared_data
 from textcore import Encoder, InvalidInput, Reranker, TrainConfig
@@ -172,7 +172,7 @@ def test_rerank_rescores_the_hybrid_candidates(kb: KnowledgeBase, reranker_dir: 
     found = retriever.search(query, 4)  # default mode: rerank
     assert len(found) == 4
     assert {p.id for p in found} <= {p.id for p in candidates}
-    probabilities = reranker.score(query, [kb.passage_text(p) for p in candidates])
+    probabilities = reranker.score(query, [reranker_passage(p.kind, p.title, p.text) for p in candidates])
     expected = sorted(
         zip([p.id for p in candidates], probabilities.tolist(), strict=True), key=lambda x: -x[1]
     )
@@ -180,6 +180,23 @@ def test_rerank_rescores_the_hybrid_candidates(kb: KnowledgeBase, reranker_dir: 
         (i, pytest.approx(s, abs=1e-6)) for i, s in expected[:4]
     ]
     assert all(0.0 <= p.score <= 1.0 for p in found)
+
+
+def test_the_reranker_reads_each_faq_at_answer_time_as_in_training(
+    kb: KnowledgeBase, reranker_dir: Path, minilm: Encoder
+) -> None:
+    # The app indexes each FAQ's question with its answer; the re-ranker must still be given the passage
+    # in the format of its training rows, or it judges texts unlike any it learned from.
+    reranker = Reranker.load(reranker_dir, device="cpu", precision="fp32")
+    retriever = Retriever(kb, reranker, fuse_rerank=False)
+    pairs = reranker_pairs([f.question for f in FAQS], [f.answer for f in FAQS], minilm, per_query=2)
+    trained = {q: p for q, p, y in zip(pairs.queries, pairs.passages, pairs.labels, strict=True) if y == 1.0}
+    for faq in FAQS:
+        served = {p.id: p.score for p in retriever.search(faq.question, 20)}  # every passage, re-scored
+        expected = float(reranker.score(faq.question, [trained[faq.question]])[0])
+        assert served[faq.id] == pytest.approx(expected, abs=1e-5), faq.id
+    assert reranker_passage("faq", FAQS[0].question, FAQS[0].answer) == FAQS[0].answer
+    assert reranker_passage("chunk", "Travel tips > Cash", "Withdraw.") == "Travel tips > Cash\nWithdraw."
 
 
 def test_evaluate_retrieval_scores_each_mode(kb: KnowledgeBase) -> None:

@@ -216,7 +216,8 @@ class KnowledgeBase:
         return [record.passage for record in records if record is not None]
 
     def passage_text(self, passage: Passage) -> str:
-        """The text indexed for a passage (what a re-ranker should read)."""
+        """The text indexed for a passage (embedded and keyword-indexed; the re-ranker reads
+        `retrieval.reranker_passage` instead)."""
         record = self._index.record(passage.id)
         return (
             record.indexed if record is not None else self._indexed(passage.kind, passage.title, passage.text)

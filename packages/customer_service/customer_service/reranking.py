@@ -2,7 +2,8 @@
 
 - The re-ranker (a cross-encoder, `textcore.Reranker`) learns from (question, answer, 1.0) rows and
   (question, hard negative, 0.0) rows, the negatives being the answers the current encoder ranks near the
-  top for the question without them being its answer (`textcore.mine_hard_negatives`).
+  top for the question without them being its answer (`textcore.mine_hard_negatives`). Each answer is
+  written by `retrieval.reranker_passage`, as the retriever hands passages to the re-ranker at answer time.
 - The retriever (the bi-encoder that embeds passages and queries) is fine-tuned contrastively on
   (question, answer[, hard negative]) triples with in-batch negatives (`textcore.train_embedder`).
 
@@ -20,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from customer_service.knowledge import FaqIn
+from customer_service.retrieval import reranker_passage
 from textcore import (
     Encoder,
     InvalidInput,
@@ -45,11 +47,14 @@ def reranker_pairs(
 ) -> ScoredPairs:
     """Re-ranker training rows: each question with its answer (1.0) and up to `per_query` hard negatives.
 
+    Every answer is written as the re-ranker reads an FAQ at answer time (`retrieval.reranker_passage`).
+
     Args:
         questions: The FAQ questions.
         answers: Each question's answer.
         encoder: Ranks the candidate negatives (the retriever's encoder).
-        corpus: More passages to draw negatives from (e.g. the whole knowledge base); answers are included.
+        corpus: More passages to draw negatives from (e.g. the whole knowledge base), each already as the
+            re-ranker reads it (`reranker_passage`); answers are included.
         per_query: Negatives per question.
         candidates: Negatives are drawn from the encoder's top this many passages.
         seed: Seeds the draw.
@@ -57,6 +62,21 @@ def reranker_pairs(
     Raises:
         InvalidInput: If the lengths differ or there are fewer than two distinct passages.
     """
+    _check_faqs(questions, answers)
+    passages = [reranker_passage("faq", q, a) for q, a in zip(questions, answers, strict=True)]
+    return _mined_pairs(questions, passages, encoder, corpus, per_query, candidates, seed)
+
+
+def _mined_pairs(
+    questions: Sequence[str],
+    answers: Sequence[str],
+    encoder: Encoder,
+    corpus: Sequence[str],
+    per_query: int,
+    candidates: int,
+    seed: int,
+) -> ScoredPairs:
+    """(question, answer, 1.0) and hard-negative rows, no answer of a question used as its negative."""
     passages, positives = _corpus(questions, answers, corpus)
     mined = mine_hard_negatives(
         encoder, list(questions), passages, positives, per_query=per_query, candidates=candidates, seed=seed
@@ -86,9 +106,7 @@ def retriever_pairs(
     passages, _ = _corpus(questions, answers, corpus)
     if encoder is None:
         return Pairs(list(questions), list(answers))
-    mined = reranker_pairs(
-        questions, answers, encoder, corpus=corpus, per_query=2, candidates=max(candidates, 2), seed=seed
-    )
+    mined = _mined_pairs(questions, answers, encoder, corpus, 2, max(candidates, 2), seed)
     first_negative: dict[str, str] = {}
     for q, p, label in zip(mined.queries, mined.passages, mined.labels, strict=True):
         if label < 0.5:
@@ -173,15 +191,19 @@ def _corpus(
     questions: Sequence[str], answers: Sequence[str], corpus: Sequence[str]
 ) -> tuple[list[str], list[int]]:
     """The distinct passages (answers first) and the index of each question's answer among them."""
+    _check_faqs(questions, answers)
+    passages = list(dict.fromkeys([*answers, *corpus]))
+    where = {p: i for i, p in enumerate(passages)}
+    return passages, [where[a] for a in answers]
+
+
+def _check_faqs(questions: Sequence[str], answers: Sequence[str]) -> None:
     if isinstance(questions, str) or isinstance(answers, str) or len(questions) != len(answers):
         raise InvalidInput(
             f"expected one answer per question; found {len(questions)} questions and {len(answers)} answers"
         )
     if not questions:
         raise InvalidInput("expected at least one question and answer; found none")
-    passages = list(dict.fromkeys([*answers, *corpus]))
-    where = {p: i for i, p in enumerate(passages)}
-    return passages, [where[a] for a in answers]
 
 
 def _answers_by_question(questions: Sequence[str], answers: Sequence[str]) -> dict[str, set[str]]:

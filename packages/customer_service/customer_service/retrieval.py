@@ -10,7 +10,9 @@
              few thousand pairs is a useful second opinion but, alone, ranks worse than the first stage
              (bench/retrieval.py); `fuse_rerank=False` orders by its probability alone
 
-The default mode is "rerank" when a re-ranker is given, else "hybrid".
+The default mode is "rerank" when a re-ranker is given, else "hybrid". The re-ranker reads each passage as
+`reranker_passage` writes it, the function its training rows are written with too
+(`customer_service.reranking`): what it judges at answer time is what it learned to judge.
 """
 
 from __future__ import annotations
@@ -27,6 +29,19 @@ if TYPE_CHECKING:
 
 Mode = Literal["dense", "keyword", "hybrid", "rerank"]
 MODES: tuple[str, ...] = get_args(Mode)
+
+
+def reranker_passage(kind: str, title: str, text: str) -> str:
+    """A passage as the re-ranker reads it, in training and at answer time: an FAQ's answer alone (`title`,
+    its question, left out), a document chunk's title ("Doc title > Section") then its text.
+
+    The question is left out even where the knowledge base indexes it with the answer: the re-ranker is
+    trained with the FAQ questions as queries, and a passage holding its own query word for word would teach
+    it to spot the copy rather than to judge whether the answer answers.
+    """
+    if kind == "faq" or not title:
+        return text
+    return f"{title}\n{text}"
 
 
 def reciprocal_rank_fusion(rankings: Sequence[Sequence[str]], rrf_k: int = 60) -> list[tuple[str, float]]:
@@ -124,7 +139,7 @@ class Retriever:
     def _rerank(self, query: str, passages: list[Passage]) -> list[Passage]:
         if not passages or self.reranker is None:
             return passages
-        texts = [self.kb.passage_text(p) for p in passages]
+        texts = [reranker_passage(p.kind, p.title, p.text) for p in passages]
         probabilities = self.reranker.score(query, texts)  # (n,) float32 in [0, 1], input order
         scored = [replace(p, score=float(s)) for p, s in zip(passages, probabilities.tolist(), strict=True)]
         ranked = sorted(scored, key=lambda p: -p.score)  # stable: ties keep the hybrid order
