@@ -533,7 +533,7 @@ async def test_a_promoted_version_that_cannot_load_leaves_the_loaded_one_classif
     registry.register("finance-sentiment", finance_model_dir, promote=True)
     broken = tmp_path / "broken"
     shutil.copytree(finance_model_dir, broken)
-    (broken / "model.safetensors").unlink()  # e.g. a folder damaged after training
+    (broken / "model.safetensors").write_bytes(b"not safetensors")  # e.g. a file damaged after training
     web = Site(
         {
             "/a.xml": Page(feed_of(STORIES[:2]), RSS),

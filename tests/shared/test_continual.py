@@ -252,6 +252,7 @@ def test_gate_and_retrain_refuse_bad_input(
     embedder = tmp_path / "embedder"
     embedder.mkdir()
     (embedder / "metadata.json").write_text(json.dumps({"task": "embedding"}), encoding="utf-8")
+    (embedder / "model.safetensors").write_bytes(b"weights")  # never read: the task is checked first
     registry.register("clf", embedder)
     with pytest.raises(InvalidInput, match="found task 'embedding'"):
         gate(registry, "clf", 2, files["eval"], text_column=COLUMNS[0], label_column=COLUMNS[1])
