@@ -82,6 +82,8 @@ SourceKind = Literal["rss", "html", "json"]
 # Strict: lax mode read `true` as 1 (a fetch every second) and `false` as 0.
 IntervalSeconds = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS, strict=True)]
 Tags = Annotated[list[Tag], Field(max_length=50)]
+# Strict: lax mode read "yes", "true", 1 (and "off", 0) as booleans, enabling or disabling without a word.
+Flag = Annotated[bool, Field(strict=True)]
 _INPUT = ConfigDict(extra="forbid")
 
 
@@ -128,7 +130,7 @@ SOURCE_DOCS = {
     "entities": "Entities every document of this source is tagged with (at most 50).",
     "link_pattern": "kind html only: a regular expression that article links must match.",
     "json_fields": "kind json only: where the items and their fields sit in the response.",
-    "enabled": "Whether the source is fetched.",
+    "enabled": "Whether the source is fetched (a JSON boolean).",
 }
 
 
@@ -146,7 +148,7 @@ class SourceIn(BaseModel):
     entities: Tags = Field(default_factory=list, description=SOURCE_DOCS["entities"])
     link_pattern: Pattern | None = Field(None, description=SOURCE_DOCS["link_pattern"])
     json_fields: JsonFieldsIn | None = Field(None, description=SOURCE_DOCS["json_fields"])
-    enabled: bool = Field(True, description=SOURCE_DOCS["enabled"])
+    enabled: Flag = Field(True, description=SOURCE_DOCS["enabled"])
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> SourceIn:
@@ -182,7 +184,7 @@ class SourcePatch(BaseModel):
     entities: Tags | None = Field(None, description=SOURCE_DOCS["entities"])
     link_pattern: Pattern | None = Field(None, description=SOURCE_DOCS["link_pattern"])
     json_fields: JsonFieldsIn | None = Field(None, description=SOURCE_DOCS["json_fields"])
-    enabled: bool | None = Field(None, description=SOURCE_DOCS["enabled"])
+    enabled: Flag | None = Field(None, description=SOURCE_DOCS["enabled"])
 
     @model_validator(mode="after")
     def _field_rules(self) -> SourcePatch:
@@ -251,7 +253,7 @@ RULE_DOCS = {
     "webhook_url": "Where notifications are POSTed (http or https).",
     "receiver": "Receiver name put in the webhook payload.",
     "secret": "Key signing each notification (HMAC); write-only, never returned.",
-    "enabled": "Whether the rule is evaluated.",
+    "enabled": "Whether the rule is evaluated (a JSON boolean).",
 }
 GroupBy = Literal["entity", "topic", "all"]
 Method = Literal["ewma", "robust_z"]
@@ -293,7 +295,7 @@ class AlertRuleIn(BaseModel):
     webhook_url: HttpUrl = Field(description=RULE_DOCS["webhook_url"])
     receiver: Name = Field("finance-sentiment", description=RULE_DOCS["receiver"])
     secret: Secret | None = Field(None, description=RULE_DOCS["secret"])
-    enabled: bool = Field(True, description=RULE_DOCS["enabled"])
+    enabled: Flag = Field(True, description=RULE_DOCS["enabled"])
 
     @model_validator(mode="after")
     def _cross_field_rules(self) -> AlertRuleIn:
@@ -323,7 +325,7 @@ class AlertRulePatch(BaseModel):
     webhook_url: HttpUrl | None = Field(None, description=RULE_DOCS["webhook_url"])
     receiver: Name | None = Field(None, description=RULE_DOCS["receiver"])
     secret: Secret | None = Field(None, description=RULE_DOCS["secret"])
-    enabled: bool | None = Field(None, description=RULE_DOCS["enabled"])
+    enabled: Flag | None = Field(None, description=RULE_DOCS["enabled"])
 
     @model_validator(mode="after")
     def _field_rules(self) -> AlertRulePatch:

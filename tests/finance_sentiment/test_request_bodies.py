@@ -1,0 +1,42 @@
+"""Request bodies of the monitor's API take JSON values as they are: no lax conversion, no blank text."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from finance_sentiment import create_app
+from tests.finance_sentiment.test_app import PROBLEM, rule, settings_for
+
+SOURCE = {"name": "wire", "url": "http://127.0.0.1:9/feed.xml", "kind": "rss"}
+NOT_BOOLEANS: list[Any] = ["yes", "true", "false", 1, 0, "on", "1"]
+
+
+@pytest.mark.parametrize(("path", "body"), [("/v1/sources", SOURCE), ("/v1/alert-rules", None)])
+def test_enabled_is_a_json_boolean(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, path: str, body: dict[str, Any] | None
+) -> None:
+    # Pydantic's lax mode read "yes", "true", 1 (and "off", 0) as booleans: a typo enabled or disabled a
+    # source or an alert rule without a word.
+    body = body or rule("http://127.0.0.1:9/hook")
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        for value in NOT_BOOLEANS:
+            response = client.post(path, json=body | {"enabled": value})
+            assert response.status_code == 422, (value, response.text)
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["errors"][0]["loc"] == ["body", "enabled"]
+        assert client.get(path).json() == []
+        created = client.post(path, json=body | {"enabled": False})
+        assert created.status_code == 201, created.text
+        one = f"{path}/{created.json()['id']}"
+        before = client.get(one).json()
+        assert before["enabled"] is False
+        for value in NOT_BOOLEANS:
+            response = client.patch(one, json={"enabled": value})
+            assert response.status_code == 422, (value, response.text)
+            assert response.json()["errors"][0]["loc"] == ["body", "enabled"]
+        assert client.get(one).json() == before
+        assert client.patch(one, json={"enabled": True}).json()["enabled"] is True
