@@ -1,15 +1,19 @@
 """`textcore registry ...`: keep trained model folders as numbered versions with an `active` alias.
 
 Only `register` creates a missing registry root; every other command needs the registry to exist, so a
-mistyped ``--root`` is one error line (exit 2), not a new empty folder.
+mistyped ``--root`` is one error line (exit 2), not a new empty folder. A registry the operating system will
+not let us read or write (permission denied, a file where a folder belongs or the reverse, a full disk) is
+one error line and exit 2 too, naming the path and the problem.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 from rich.console import Console
@@ -20,11 +24,40 @@ from textcore.registry import ModelRegistry, ModelVersion
 if TYPE_CHECKING:
     from textcore.continual import GateDecision, RetrainResult
 
+T = TypeVar("T")
 registry_app = typer.Typer(
     help="Versioned model folders with an atomically promoted `active` version.", no_args_is_help=True
 )
 RootOpt = Annotated[Path, typer.Option("--root", help="registry folder")]
 NameOpt = Annotated[str, typer.Option("--name", help="model name, e.g. finance-sentiment")]
+
+
+# what the OS error means at the path it names, in the words of the other error lines
+_PROBLEMS = {
+    errno.EISDIR: "expected a file; found a folder",
+    errno.EEXIST: "expected a folder; found a file",
+    errno.ENOTDIR: "expected a folder; found a file at some part of that path",
+}
+
+_TEMP_NAMES = (".incoming-", ".active-", ".deleting-")  # the registry's temp files and folders
+
+
+def _run(root: Path, doing: str, action: Callable[[], T]) -> T:
+    """`run_or_exit`, also turning an OSError into one line naming the path and exit code 2."""
+    from textcore.cli import err, run_or_exit  # noqa: PLC0415 - cli imports this module
+
+    try:
+        return run_or_exit(action)
+    except OSError as exc:
+        # a rename onto a folder names the folder second: that is the path worth naming
+        path = exc.filename2 if exc.errno == errno.EISDIR and exc.filename2 else exc.filename
+        if isinstance(path, str) and Path(path).name.startswith(_TEMP_NAMES):  # a temp name: name its folder
+            path = str(Path(path).parent)
+        problem = _PROBLEMS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
+        where = f"{path}: " if path is not None else ""
+        message = f"error: could not {doing} in the registry {root}: {where}{problem}"
+        err.print(message, markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(2) from None
 
 
 def _summary(version: ModelVersion) -> dict[str, object]:
@@ -46,9 +79,11 @@ def register(
     note: Annotated[str, typer.Option(help="free text kept in the history")] = "",
 ) -> None:
     """Copy a trained model folder in as the next version; prints it as JSON."""
-    from textcore.cli import run_or_exit  # noqa: PLC0415 - cli imports this module
-
-    version = run_or_exit(lambda: ModelRegistry(root).register(name, model, promote=promote, note=note))
+    version = _run(
+        root,
+        f"register {name}",
+        lambda: ModelRegistry(root).register(name, model, promote=promote, note=note),
+    )
     print(json.dumps({**_summary(version), "active": promote}))
 
 
@@ -60,20 +95,24 @@ def promote(
     note: Annotated[str, typer.Option(help="free text kept in the history")] = "",
 ) -> None:
     """Make a version the active one (atomic; running apps pick it up on their next refresh)."""
-    from textcore.cli import run_or_exit  # noqa: PLC0415
-
-    chosen = run_or_exit(lambda: ModelRegistry(root, create=False).promote(name, version, note=note))
+    chosen = _run(
+        root,
+        f"promote version {version} of {name}",
+        lambda: ModelRegistry(root, create=False).promote(name, version, note=note),
+    )
     print(json.dumps({**_summary(chosen), "active": True}))
 
 
 @registry_app.command("list")
 def list_versions(root: RootOpt, name: NameOpt) -> None:
     """Show every version of a model and which one is active."""
-    from textcore.cli import run_or_exit  # noqa: PLC0415
 
-    registry = run_or_exit(lambda: ModelRegistry(root, create=False))
-    versions = run_or_exit(lambda: registry.versions(name))
-    active = registry.active(name).version if _has_active(registry, name) else None
+    def action() -> tuple[list[ModelVersion], int | None]:
+        registry = ModelRegistry(root, create=False)
+        versions = registry.versions(name)
+        return versions, registry.active(name).version if _has_active(registry, name) else None
+
+    versions, active = _run(root, f"list {name}", action)
     table = Table(title=f"{name} in {root}")
     for column in ("version", "active", "created", "validation"):
         table.add_column(column)
@@ -128,10 +167,11 @@ def gate_command(
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
 ) -> None:
     """Promote a version only if it scores at least the active one on a fixed evaluation set."""
-    from textcore.cli import run_or_exit  # noqa: PLC0415
     from textcore.continual import gate  # noqa: PLC0415 - loads torch
 
-    decision = run_or_exit(
+    decision = _run(
+        root,
+        f"gate version {version} of {name}",
         lambda: gate(
             ModelRegistry(root, create=False),
             name,
@@ -142,7 +182,7 @@ def gate_command(
             text_column=text_column,
             label_column=label_column,
             device=device,
-        )
+        ),
     )
     _print_decision(decision)
 
@@ -166,7 +206,6 @@ def retrain_command(
     note: Annotated[str, typer.Option(help="free text kept in the history")] = "",
 ) -> None:
     """Retrain the active version on old + new labels, register it and run the promotion gate."""
-    from textcore.cli import run_or_exit  # noqa: PLC0415
     from textcore.continual import recorded_config, retrain  # noqa: PLC0415 - loads torch
 
     overrides = {"epochs": epochs, "learning_rate": learning_rate, "device": device}
@@ -194,5 +233,5 @@ def retrain_command(
         print(f"registered v{result.version.version} ({rows} rows)")
         return result
 
-    result = run_or_exit(action)
+    result = _run(root, f"retrain {name}", action)
     _print_decision(result.decision, rows=dict(result.rows), path=str(result.version.path))

@@ -4,6 +4,7 @@ root; the others need it to exist, so a mistyped --root is one error line and le
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -106,3 +107,84 @@ def test_a_model_folder_with_a_file_that_cannot_be_copied_is_one_error_line(
     assert sorted(p.name for p in (root / "clf").iterdir()) == [".lock", "history.jsonl", "v0001"]
     again = registry_cli("register", root, "--model", make_model(tmp_path, "c"))
     assert again.exit_code == 0 and '"version": 2' in again.stdout, again.output
+
+
+# each damages a registry holding version 1 of clf; returns the command and what its error line names
+Damage = Callable[[Path], tuple[list[object], str]]
+
+
+def _active_is_a_folder(root: Path) -> tuple[list[object], str]:
+    (root / "clf" / "active").mkdir()
+    return ["promote", "--version", 1], f"{root / 'clf' / 'active'}: expected a file; found a folder"
+
+
+def _history_is_a_folder(root: Path) -> tuple[list[object], str]:
+    history = root / "clf" / "history.jsonl"
+    history.unlink()
+    history.mkdir()
+    return [
+        "register",
+        "--model",
+        make_model(root.parent, "b"),
+    ], f"{history}: expected a file; found a folder"
+
+
+def _lock_is_a_folder(root: Path) -> tuple[list[object], str]:
+    lock = root / "clf" / ".lock"
+    lock.unlink()
+    lock.mkdir()
+    return ["promote", "--version", 1], f"{lock}: expected a file; found a folder"
+
+
+def _root_not_writable(root: Path) -> tuple[list[object], str]:
+    root.chmod(0o555)
+    return ["register", "--model", make_model(root.parent, "b")], f"{root}: permission denied"
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        _active_is_a_folder,
+        _history_is_a_folder,
+        _lock_is_a_folder,
+        pytest.param(
+            _root_not_writable,
+            marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes to a folder of mode 0555"),
+        ),
+    ],
+)
+def test_os_errors_in_the_registry_are_one_error_line(tmp_path: Path, damage: Damage) -> None:
+    root = tmp_path / "registry"
+    assert registry_cli("register", root, "--model", make_model(tmp_path, "a")).exit_code == 0
+    (command, *more), problem = damage(root)
+    before = sorted(root.rglob("*"))
+    try:
+        result = registry_cli(str(command), root, *more)
+    finally:
+        root.chmod(0o755)
+    assert result.exit_code == 2, result.output
+    doing = "register clf" if command == "register" else "promote version 1 of clf"
+    expected = f"error: could not {doing} in the registry {root}: {problem}"
+    assert result.stderr.strip().splitlines() == [expected]
+    assert sorted(root.rglob("*")) == before  # no v0002, no .incoming-*, no .active-* left behind
+
+
+@pytest.mark.parametrize("where", ["root", "name"])
+def test_a_file_where_the_registry_needs_a_folder_is_one_error_line(tmp_path: Path, where: str) -> None:
+    (tmp_path / "a-file").write_text("", encoding="utf-8")
+    root = tmp_path / "a-file" / "registry" if where == "root" else tmp_path / "registry"
+    args = ["registry", "register", "--root", str(root), "--name", "a-file", "--model"]
+    if where == "name":
+        root.mkdir()
+        (root / "a-file").write_text("", encoding="utf-8")
+    result = CliRunner().invoke(full_app(), [*args, str(make_model(tmp_path, "a"))])
+    assert result.exit_code == 2, result.output
+    problem = (
+        f"{root}: expected a folder; found a file at some part of that path"
+        if where == "root"
+        else f"{root / 'a-file'}: expected a folder; found a file"
+    )
+    expected = f"error: could not register a-file in the registry {root}: {problem}"
+    assert result.stderr.strip().splitlines() == [expected]
+    if where == "name":
+        assert sorted(p.name for p in root.iterdir()) == ["a-file"]
