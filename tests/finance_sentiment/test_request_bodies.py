@@ -40,3 +40,18 @@ def test_enabled_is_a_json_boolean(
             assert response.json()["errors"][0]["loc"] == ["body", "enabled"]
         assert client.get(one).json() == before
         assert client.patch(one, json={"enabled": True}).json()["enabled"] is True
+
+
+def test_classify_refuses_a_text_of_whitespace_alone(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # A blank text was classified (200, a label for nothing), where the project's other texts (a chat
+    # message, a knowledge-base entry) are refused when blank.
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        for blank in (" ", "\n\t \r\n", "\u00a0\u2003"):
+            response = client.post("/v1/classify", json={"texts": ["Acme raises its dividend", blank]})
+            assert response.status_code == 422, (blank, response.text)
+            assert response.headers["content-type"] == PROBLEM
+            assert response.json()["errors"][0]["loc"] == ["body", "texts", 1]
+        answered = client.post("/v1/classify", json={"texts": ["  Acme raises its dividend \n"]})
+        assert answered.status_code == 200 and len(answered.json()) == 1

@@ -426,10 +426,11 @@ class ClassifyIn(BaseModel):
 
     model_config = _INPUT
 
+    # Stripped, as a chat message is: a text of whitespace alone is refused (422 naming texts[n]).
     texts: Annotated[
-        list[Annotated[str, StringConstraints(min_length=1, max_length=10_000)]],
+        list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]],
         Field(min_length=1, max_length=256),
-    ] = Field(description="1 to 256 texts of 1 to 10000 characters.")
+    ] = Field(description="1 to 256 texts of 1 to 10000 characters, not counting surrounding whitespace.")
 
 
 class ClassifyOut(BaseModel):
