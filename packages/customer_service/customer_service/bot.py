@@ -3,7 +3,7 @@
     plan     (blocking, in the worker pool) open the session, read the last turns, rewrite a follow-up,
              recognise the intent, retrieve and re-rank passages, score negativity, let the policy decide
     compose  (async) the answer: a template, grounded generation with citations, or the extractive answer;
-             fixed replies for clarify, fallback and hand-off
+             fixed replies for clarify, fallback, hand-off and a message that only thanks or agrees
     record   (blocking) store the turn with the session's new state in one transaction; once a message is
              planned its turn is stored even when the worker pool is full (`Runner.finish`): refusing it
              then would throw the composed answer away, after a stream had shown it
@@ -40,6 +40,7 @@ T = TypeVar("T")
 FALLBACK = "I'm not sure I understood that. Could you rephrase it, or tell me a little more?"
 HANDOFF = "I'm passing you to a member of our team; a person will reply here shortly."
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
+ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
 SNIPPET_CHARS = 240
 # how a turn whose stream ended before its reply did is marked in its reason
 CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"
@@ -278,7 +279,7 @@ class Bot:
         )
 
     async def _compose(self, plan: Plan) -> Answer:
-        if plan.decision.action != "answer":
+        if _is_fixed(plan.decision):
             return _fixed(plan)
         return await self.answerer.answer(*self._answer_args(plan))
 
@@ -348,7 +349,7 @@ class TurnStream:
                 "sources": [s.__dict__ for s in _shown_sources(plan, bot.settings.sources_per_answer)],
             },
         )
-        if plan.decision.action != "answer":
+        if _is_fixed(plan.decision):
             answer = _fixed(plan)
             self._sent.append(answer.text)
             yield "delta", {"text": answer.text}
@@ -384,8 +385,15 @@ def _slots(context: dict[str, str], message: str, top: list[Passage]) -> dict[st
     return slots
 
 
+def _is_fixed(decision: Decision) -> bool:
+    """Whether the reply is one of the bot's own (clarify, fallback, hand-off, an acknowledgement's)."""
+    return decision.action != "answer" or decision.acknowledgement
+
+
 def _fixed(plan: Plan) -> Answer:
     action = plan.decision.action
+    if plan.decision.acknowledgement:
+        return Answer(text=ACKNOWLEDGEMENT, mode="fixed", cited=[])
     if action == "handoff":
         waiting = plan.session.state == "waiting_for_agent"
         return Answer(text=WAITING if waiting else HANDOFF, mode="fixed", cited=[])

@@ -3,12 +3,14 @@
 In order of precedence:
 1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
    strongly negative (the sentiment score reaches `negative_sentiment`);
-2. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
+2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
+   "👍"): it asks nothing, so it is no failed question (an intent's template answers it when one renders);
+3. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
    model calls the message out of scope and the best passage is not a strong match either (an intent model
    knows its training intents; the knowledge base may answer more than they cover);
-3. clarify when the two best passages are both relevant, come from different entries and are closer than
+4. clarify when the two best passages are both relevant, come from different entries and are closer than
    `clarify_margin`: the customer is offered both;
-4. answer otherwise.
+5. answer otherwise.
 A fallback that makes `fallbacks_before_handoff` in a row becomes a hand-off: the customer is not asked to
 rephrase forever. Relevance is the re-ranker's probability when there is a re-ranker, else the cosine
 similarity of the query and the passage (`min_answer_score` and `min_similarity` are their thresholds).
@@ -17,6 +19,7 @@ similarity of the query and the passage (`min_answer_score` and `min_similarity`
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -42,6 +45,19 @@ HANDOFF_REQUEST = re.compile(
     re.IGNORECASE,
 )
 
+# A message that only thanks, agrees or says goodbye: every word is one of these, with at most punctuation and
+# friendly emoji around them ("Thanks a lot!", "ok, got it", "great, bye 👍", "🙏"). Any other word makes it a
+# message to read ("thanks, and how do I close my account?").
+_ACK_WORDS = frozenset(
+    ["thanks", "thank", "thx", "ty", "cheers", "ta", "ok", "okay", "k", "kk", "great", "perfect", "cool",
+     "nice", "good", "fine", "awesome", "excellent", "brilliant", "super", "lovely", "got", "understood",
+     "noted", "alright", "sure", "bye", "goodbye", "helps", "helped", "helpful", "appreciated"]
+)  # fmt: skip
+# never an acknowledgement alone
+_ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
+_ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
+ACKNOWLEDGED = "an acknowledgement (thanks, ok, bye): nothing to answer"
+
 # in the reason of a hand-off after repeated fallback, the one hand-off of a message the bot could not answer
 # (analytics counts those among the unanswered questions, not a request for a person or an angry message)
 REPEATED_FALLBACK = "fallbacks in a row"
@@ -55,11 +71,23 @@ class Decision:
     reason: str
     fallback_streak: int  # fallbacks in a row after this turn
     template_only: bool = False  # answer with the intent's template alone: no passage was relevant
+    acknowledgement: bool = False  # the message only thanks or agrees: the bot replies in kind
 
 
 def asks_for_person(message: str) -> bool:
     """Whether the customer explicitly asks for a human."""
     return bool(HANDOFF_REQUEST.search(message))
+
+
+def acknowledges(message: str) -> bool:
+    """Whether the message only thanks, agrees or says goodbye (`_ACK_WORDS`, friendly emoji)."""
+    text = message.casefold()
+    friendly = any(ch in _ACK_EMOJI for ch in text)
+    rest = "".join(" " if ch in _ACK_EMOJI or unicodedata.category(ch)[0] in "PZ" else ch for ch in text)
+    words = rest.split()
+    if not all(word in _ACK_WORDS or word in _ACK_FILLERS for word in words):
+        return False
+    return friendly or any(word in _ACK_WORDS for word in words)
 
 
 def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -> str | None:
@@ -69,6 +97,26 @@ def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -
     if negativity >= settings.negative_sentiment:
         return f"strongly negative message ({negativity:.2f})"
     return None
+
+
+def _by_its_words(
+    message: str, negativity: float, fallback_streak: int, intent_template: bool, settings: PolicySettings
+) -> Decision | None:
+    """What the message's own words settle whatever the passages: a hand-off (`_urgent_handoff`), or the
+    reply to an acknowledgement (no question the bot failed at: no fallback, no step towards a hand-off)."""
+    if (urgent := _urgent_handoff(message, negativity, settings)) is not None:
+        return Decision("handoff", urgent, 0)
+    return _acknowledgement(message, fallback_streak, intent_template)
+
+
+def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) -> Decision | None:
+    """When the message only thanks or agrees, the reply: the intent's template when one renders, else the
+    bot's own; the fallback streak stays as it was (neither a failed question nor an answered one)."""
+    if not acknowledges(message):
+        return None
+    if intent_template:
+        return Decision("answer", f"the intent's template ({ACKNOWLEDGED})", 0, template_only=True)
+    return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, acknowledgement=True)
 
 
 def decide(
@@ -98,8 +146,9 @@ def decide(
             answers when no passage is relevant ("hello", "thanks", an order lookup the knowledge base
             does not hold).
     """
-    if (urgent := _urgent_handoff(message, negativity, settings)) is not None:
-        return Decision("handoff", urgent, 0)
+    settled = _by_its_words(message, negativity, fallback_streak, intent_template, settings)
+    if settled is not None:
+        return settled
     threshold = settings.min_answer_score if reranked else settings.min_similarity
     strong = settings.strong_answer_score if reranked else settings.strong_similarity
     reason = ""

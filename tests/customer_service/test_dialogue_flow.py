@@ -1,0 +1,56 @@
+"""Conversations as a bank's customers hold them, through the real app and its lifespan: the project's demo
+knowledge base and templates, the real MiniLM, a real SQLite database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from customer_service import create_app
+from tests.customer_service.test_app import cs_settings
+
+
+@pytest.fixture
+def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
+    with TestClient(create_app(cs_settings(tmp_path, sqlite_url))) as test_client:
+        yield test_client
+
+
+def chat(client: TestClient, message: str, session_id: str | None = None) -> dict[str, Any]:
+    body: dict[str, Any] = {"message": message}
+    if session_id is not None:
+        body["session_id"] = session_id
+    response = client.post("/v1/chat", json=body)
+    assert response.status_code == 200, response.text
+    reply: dict[str, Any] = response.json()
+    return reply
+
+
+def test_thanks_and_ok_are_acknowledged_not_handed_to_a_person(client: TestClient) -> None:
+    # a satisfied customer says thanks, then ok: neither is a question the bot failed at, so neither asks
+    # them to rephrase, nor do two of them put the customer in the agents' queue
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    replies = [chat(client, message, sid) for message in ("Thanks a lot!", "ok", "👍")]
+    for reply in replies:
+        assert (reply["action"], reply["state"], reply["sources"]) == ("answer", "open", []), reply
+        assert reply["mode"] == "fixed" and "anything else" in reply["answer"]
+    streamed = client.post("/v1/chat/stream", json={"session_id": sid, "message": "great, bye"}).text
+    assert "anything else" in streamed and "event: done" in streamed
+    assert client.get("/v1/sessions", params={"state": "waiting_for_agent"}).json()["total"] == 0
+    # a fallback before still counts: an acknowledgement neither resets nor extends the streak
+    other = chat(client, "Who won the football world cup in 1998?")
+    assert chat(client, "ok thanks", other["session_id"])["action"] == "answer"
+    again = chat(client, "What is the best recipe for banana bread?", other["session_id"])
+    assert again["action"] == "handoff"
+    # thanks followed by a question is a question
+    asked = chat(client, "thanks, and how do I freeze my debit card?", sid)
+    assert asked["sources"][0]["id"] == "lock-card"
+    unanswered = {u["question"] for u in client.get("/v1/analytics").json()["top_unanswered"]}
+    assert unanswered == {
+        "who won the football world cup in 1998?",
+        "what is the best recipe for banana bread?",
+    }
