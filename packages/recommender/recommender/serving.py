@@ -6,7 +6,8 @@ events yet is then scored on the interests alone). Each candidate gets a content
 the profile), a co-occurrence score (item-kNN against the history) and its popularity;
 `TextInterestModel.blend` standardises each component and weighs them. The components are standardised over
 the candidates together with a fixed sample of the catalog, so a score does not depend much on which other
-candidates were sent (and a single candidate still gets a meaningful score).
+candidates were sent (and a single candidate still gets a meaningful score); the sample is drawn from the ids
+in id order, so every replica and restart over one catalog draws the same.
 
 `recommend` takes its candidates from the vector index (nearest items to the profile), the history's
 co-occurrence neighbours and the most popular items. Every result explains itself: the history items most
@@ -400,11 +401,16 @@ class Recommender:
         return list(map(Explanation, because, matched))
 
     def _reference_sample(self) -> tuple[list[str], np.ndarray]:
-        """A fixed random sample of the catalog (re-drawn when the catalog changes) and its vectors."""
+        """A fixed random sample of the catalog (re-drawn when the catalog changes) and its vectors.
+
+        Drawn from the ids in id order, not the index's storage order: that order is how this service came
+        to hold the items (a replica started later reads them in the database's order, which PostgreSQL
+        changes when a row is updated), and every replica and restart must standardise against one sample.
+        """
         with self._reference_lock:
             version = self.catalog.version
             if self._reference is None or self._reference[0] != version:
-                ids = self.catalog.index.ids()
+                ids = sorted(self.catalog.index.ids())
                 rng = np.random.default_rng(0)
                 chosen = sorted(rng.choice(len(ids), size=min(REFERENCE_ITEMS, len(ids)), replace=False))
                 self._reference = (version, *self.catalog.present([ids[int(i)] for i in chosen]))
