@@ -54,3 +54,24 @@ def test_thanks_and_ok_are_acknowledged_not_handed_to_a_person(client: TestClien
         "who won the football world cup in 1998?",
         "what is the best recipe for banana bread?",
     }
+
+
+def test_a_clarifying_question_quotes_its_options_as_written(client: TestClient) -> None:
+    # the options are shown as the knowledge base holds them: an apostrophe, a quotation mark or a line break
+    # in a question is no backslash escape in front of the customer
+    savings = client.get("/v1/knowledge/open-savings").json()
+    question = 'How do I open a "savings" account\nin the bank\'s app?'
+    changed = client.put(
+        "/v1/knowledge/faqs/open-savings",
+        json={"question": question, "answer": savings["text"], "category": savings["category"]},
+    )
+    assert changed.status_code == 200, changed.text
+    asked = chat(client, "How do I open an account?")
+    assert asked["action"] == "clarify", asked
+    assert asked["answer"] == (
+        'Did you mean “How do I open a "savings" account in the bank\'s app?” [1] '
+        "or “How do I open a business account?” [2]?"
+    )
+    # the quick-reply button sends the title back, and picks that option
+    chosen = chat(client, asked["sources"][0]["title"], asked["session_id"])
+    assert (chosen["action"], chosen["sources"][0]["id"]) == ("answer", "open-savings")

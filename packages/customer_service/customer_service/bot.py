@@ -399,7 +399,7 @@ def _fixed(plan: Plan) -> Answer:
         return Answer(text=WAITING if waiting else HANDOFF, mode="fixed", cited=[])
     if action == "clarify":
         first, second = plan.passages[0], plan.passages[1]
-        text = f"Did you mean {_title(first)!r} [1] or {_title(second)!r} [2]?"
+        text = f"Did you mean {_quoted(first)} [1] or {_quoted(second)} [2]?"
         return Answer(text=text, mode="fixed", cited=[0, 1])
     return Answer(text=FALLBACK, mode="fixed", cited=[])
 
@@ -419,6 +419,12 @@ def _sources(passages: list[Passage], limit: int) -> list[Source]:
         Source(id=p.id, title=_title(p), snippet=_snippet(p.text), score=round(float(p.score), 4))
         for p in passages[:limit]
     ]
+
+
+def _quoted(passage: Passage) -> str:
+    """An option of a clarifying question as the customer reads it: its title on one line in quotation marks
+    (not Python's repr, which escaped an apostrophe or a line break with a backslash)."""
+    return f"“{' '.join(_title(passage).split())}”"
 
 
 def _title(passage: Passage) -> str:

@@ -1,4 +1,4 @@
-"""Answers to a clarifying question: "Did you mean 'A' [1] or 'B' [2]?" then "the second one".
+"""Answers to a clarifying question: "Did you mean “A” [1] or “B” [2]?" then "the second one".
 
 A reply picks an option when it is, as a whole, a choice between the two: a number or ordinal ("2",
 "[2]", "the second one", "option 1", "the former", "yes, the first"), or one option's title exactly as
