@@ -1,5 +1,6 @@
-"""Answers that do not depend on how a service came to hold its catalog: replicas and restarts over one
-database score alike, through the real app and its lifespan on a real database."""
+"""What score and recommend answer, through the real app and its lifespan on a real database: the same on
+every replica and restart over one database, and as many recommendations as asked for while the catalog
+has them."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from recommender import create_app
 from recommender.serving import REFERENCE_ITEMS
-from tests.recommender.conftest import rec_settings
+from tests.recommender.conftest import catalog_items, rec_settings
 
 
 def numbered_items(count: int) -> list[dict[str, Any]]:
@@ -43,3 +44,32 @@ def test_replicas_standardise_scores_against_the_same_catalog_sample(
         assert first.put("/v1/items/item-000", json=changed).status_code == 200
         with TestClient(create_app(other)) as second:
             assert scores(second, body) == pytest.approx(scores(first, body), rel=1e-6)
+
+
+def test_a_user_without_usable_positives_gets_k_recommendations(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """A user whose events say nothing of what they like (only ratings below the threshold, or only items
+    since deleted) has no profile, so the candidates were the items others liked: 2 of the 10 asked for,
+    from a catalog of 20."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, min_rating=4.0)
+    start = 1_700_000_000
+    events = [
+        {"user_id": "fan", "item_id": "astro-0", "timestamp": start},
+        {"user_id": "fan", "item_id": "lab-0", "timestamp": start + 60},
+        {"user_id": "fan", "item_id": "astro-0", "timestamp": start + 120},
+        {"user_id": "critic", "item_id": "garden-0", "timestamp": start, "type": "rating", "value": 1},
+        {"user_id": "leaver", "item_id": "kitchen-0", "timestamp": start},
+    ]
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+        assert client.post("/v1/events", json={"events": events}).json() == {"stored": 5}
+        assert client.delete("/v1/items/kitchen-0").status_code == 204
+        for user, seen, unseen in (("critic", "garden-0", 18), ("leaver", "kitchen-0", 19)):
+            response = client.get("/v1/recommend", params={"user_id": user, "k": 10})
+            assert response.status_code == 200, response.text
+            ids = [r["item_id"] for r in response.json()]
+            assert len(ids) == 10 and len(set(ids)) == 10 and seen not in ids, ids
+            assert ids[:2] == ["astro-0", "lab-0"]  # the items others liked, most liked first
+            everything = client.get("/v1/recommend", params={"user_id": user, "k": 50}).json()
+            assert len(everything) == unseen  # the rest of the catalog: 19 items once kitchen-0 is deleted

@@ -48,6 +48,7 @@ default.
 
 from __future__ import annotations
 
+import heapq
 import math
 import re
 import threading
@@ -292,13 +293,23 @@ class Recommender:
             hits = self.catalog.index.search(profile.vector, wanted + len(excluded))
             pool.extend(hit.id for hit in hits)
         pool.extend(snapshot.top(snapshot.knn_row(profile.history), wanted + len(excluded)))
-        pool.extend(snapshot.top(snapshot.counts, min(wanted, 50) + len(excluded)))
-        if not pool:  # no profile and no behaviour at all: any items, so the answer is not empty
-            pool = self.catalog.index.ids()[: wanted + len(excluded)]
-        ids, vectors = self.catalog.present([i for i in dict.fromkeys(pool) if i not in excluded])
+        pool.extend(snapshot.top(snapshot.counts, max(k, min(wanted, 50)) + len(excluded)))
+        chosen = [i for i in dict.fromkeys(pool) if i not in excluded and i in self.catalog]
+        if len(chosen) < k:
+            chosen += self._unliked(k - len(chosen), excluded.union(chosen))
+        ids, vectors = self.catalog.present(chosen)
         if not ids:
             return []
         return self._rank(profile, ids, vectors, k)
+
+    def _unliked(self, count: int, excluded: frozenset[str]) -> list[str]:
+        """`count` catalog items not in `excluded`, in id order: when a recommendation found too few.
+
+        Only a request without a profile (a user whose events say nothing of what they like: ratings below
+        `min_rating`, items since deleted) finds fewer than `k` candidates while the catalog has more: it
+        takes the items others liked, all of them when fewer than `k`, and every other item scores alike.
+        """
+        return heapq.nsmallest(count, (i for i in self.catalog.index.ids() if i not in excluded))
 
     def profile(self, query: Query) -> Profile:
         """The profile of a query.
