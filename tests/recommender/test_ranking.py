@@ -73,3 +73,19 @@ def test_a_user_without_usable_positives_gets_k_recommendations(
             assert ids[:2] == ["astro-0", "lab-0"]  # the items others liked, most liked first
             everything = client.get("/v1/recommend", params={"user_id": user, "k": 50}).json()
             assert len(everything) == unseen  # the rest of the catalog: 19 items once kitchen-0 is deleted
+
+
+def test_recommendations_that_score_alike_come_in_id_order(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """Items with the same text score alike; they came in the order the vector index happened to return
+    them (tie-c, tie-a, tie-b), which differs between replicas and after a restart that re-embeds."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir)
+    same = {"title": "Quantum widget", "text": "A widget of the quantum kind."}
+    ties = [{"id": i, **same} for i in ("tie-c", "tie-a", "tie-b")]
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/items", json={"items": catalog_items() + ties}).status_code == 200
+        params = {"interests": "Quantum widget. A widget of the quantum kind.", "k": 3}
+        results = client.get("/v1/recommend", params=params).json()
+    assert [r["item_id"] for r in results] == ["tie-a", "tie-b", "tie-c"]
+    assert len({r["score"] for r in results}) == 1

@@ -282,7 +282,8 @@ class Recommender:
         return self._rank(self.profile(query), list(items), vectors, len(items))
 
     def recommend(self, query: Query, k: int, *, exclude_seen: bool = True) -> list[ScoredItem]:
-        """The `k` best catalog items for the query (without the user's own items when `exclude_seen`)."""
+        """The `k` best catalog items for the query (without the user's own items when `exclude_seen`);
+        items that score alike in id order."""
         self.refresh()
         profile = self.profile(query)
         excluded = profile.seen if exclude_seen else frozenset()
@@ -297,7 +298,9 @@ class Recommender:
         chosen = [i for i in dict.fromkeys(pool) if i not in excluded and i in self.catalog]
         if len(chosen) < k:
             chosen += self._unliked(k - len(chosen), excluded.union(chosen))
-        ids, vectors = self.catalog.present(chosen)
+        # In id order: `_rank` keeps equal scores in the order given, and the pool's order is the index's
+        # (how this service came to hold the items), which differs between replicas and restarts.
+        ids, vectors = self.catalog.present(sorted(chosen))
         if not ids:
             return []
         return self._rank(profile, ids, vectors, k)
