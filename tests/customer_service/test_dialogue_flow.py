@@ -75,3 +75,27 @@ def test_a_clarifying_question_quotes_its_options_as_written(client: TestClient)
     # the quick-reply button sends the title back, and picks that option
     chosen = chat(client, asked["sources"][0]["title"], asked["session_id"])
     assert (chosen["action"], chosen["sources"][0]["id"]) == ("answer", "open-savings")
+
+
+def test_a_session_resolved_by_an_agent_starts_afresh_with_the_bot(client: TestClient) -> None:
+    # what the bot said before a hand-off is not the context of the customer's next message once an agent
+    # has resolved the session: the conversation went on with the person in between
+    asked = chat(client, "How do I open an account?")
+    sid = asked["session_id"]
+    assert asked["action"] == "clarify", asked
+    assert client.post(f"/v1/sessions/{sid}/handoff", json={"reason": "VIP"}).status_code == 200
+    assert client.post(f"/v1/sessions/{sid}/resolve").json()["state"] == "closed"
+    back = chat(client, "2", sid)  # not an answer to the clarifying question of before the hand-off
+    assert back["state"] == "open" and back["action"] == "fallback", back
+    # nor is a message that reads as a follow-up glued to a question asked before a hand-off
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    assert chat(client, "I want to talk to a real person", sid)["state"] == "waiting_for_agent"
+    client.post(f"/v1/sessions/{sid}/resolve")
+    chat(client, "and for business accounts?", sid)
+    after = chat(client, "is it free?", sid)  # the bot's context is again what it handled since
+    turns = client.get(f"/v1/sessions/{sid}").json()["turns"]
+    assert [t["query"] for t in turns[2:]] == [
+        "and for business accounts?",
+        "and for business accounts, is it free?",
+    ]
+    assert after["state"] == "open"

@@ -142,7 +142,8 @@ class Bot:
             raise PayloadTooLarge(f"expected a message of at most {limit} characters; found {len(message)}")
         self.retriever.kb.refresh()  # changes made by the CLI or another replica: visible from this turn on
         session = self.conversations.start(session_id)
-        history = self.conversations.history(session.id, self.settings.history_turns)
+        # the turns since the session was last opened again: an agent had resolved it
+        history = self.conversations.history(session.id, self.settings.history_turns, session.reopened_at)
         if session.state == "waiting_for_agent":
             waiting = Decision("handoff", "waiting for an agent", session.fallback_streak)
             return Plan(session, message, message, None, [], waiting, history, context, started)

@@ -2,8 +2,9 @@
 
 A session is `open` while the bot serves it, `waiting_for_agent` once handed off (the bot then only
 acknowledges; an agent takes over through the agent console), and `closed` when an agent resolves it. A new
-message to a closed session opens it again. Every turn is written, with the session's new state, in one
-transaction, so what a client was answered is always what is stored.
+message to a closed session opens it again, and the bot reads it afresh (`history` starts at `reopened_at`:
+the conversation went on with a person in between). Every turn is written, with the session's new state, in
+one transaction, so what a client was answered is always what is stored.
 
 A session is read with one page of its turns (`TurnWindow`), oldest first: by default its latest 100, which
 is what an agent console shows first; the page's `next_cursor` reads the turns before it, and `after` a
@@ -123,6 +124,7 @@ class SessionRecord:
     created_at: datetime
     updated_at: datetime
     turns: list[TurnRecord] = field(default_factory=list)
+    reopened_at: datetime | None = None  # last opened again after its resolution: the bot's context starts
     turn_count: int = 0
     next_cursor: str | None = None
 
@@ -206,17 +208,24 @@ class Conversations:
                 row = _existing(s, sid)
             elif row.state == "closed":
                 row.state, row.fallback_streak, row.handoff_reason, row.handed_off_at = "open", 0, None, None
+                row.reopened_at = utcnow()  # what the bot said before is not the context of what follows
             s.flush()
             return _session(row)
 
-    def history(self, session_id: str, last: int) -> list[TurnRecord]:
-        """The session's last `last` turns, oldest first."""
+    def history(self, session_id: str, last: int, since: datetime | None = None) -> list[TurnRecord]:
+        """The session's last `last` turns after `since`, oldest first.
+
+        `since`: when the session was last opened again (`SessionRecord.reopened_at`). An agent resolved it
+        before (and the messages sent while it waited were theirs), so the bot starts afresh: the next
+        message is neither a follow-up of nor an answer to what the bot said before.
+        """
         if last <= 0:
             return []
+        chosen = [Turn.session_id == session_id]
+        if since is not None:
+            chosen.append(Turn.created_at > since)
         with self.db.session() as s:
-            rows = s.scalars(
-                select(Turn).where(Turn.session_id == session_id).order_by(Turn.position.desc()).limit(last)
-            ).all()
+            rows = s.scalars(select(Turn).where(*chosen).order_by(Turn.position.desc()).limit(last)).all()
             return [_turn(r) for r in reversed(rows)]
 
     def record(
@@ -451,6 +460,7 @@ def _session(row: ChatSession, turns: list[TurnRecord] | None = None) -> Session
         created_at=row.created_at,
         updated_at=row.updated_at,
         turns=turns or [],
+        reopened_at=row.reopened_at,
     )
 
 

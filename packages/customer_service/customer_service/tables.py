@@ -79,6 +79,8 @@ class ChatSession(Base):
     fallback_streak: Mapped[int] = mapped_column(Integer, default=0)  # fallbacks in a row
     handoff_reason: Mapped[str | None] = mapped_column(Text)
     handed_off_at: Mapped[datetime | None] = mapped_column()  # the last hand-off: the agents' queue order
+    # when the customer last opened the session again after its resolution: the bot's context starts there
+    reopened_at: Mapped[datetime | None] = mapped_column()
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     # the last activity: the retention limit erases by it, the session list orders by it
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow, index=True)
