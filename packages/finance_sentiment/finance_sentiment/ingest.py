@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -59,6 +59,8 @@ ERROR_CHARS = 2_000  # of a run's error message kept on the source
 NO_ARTICLE_RETRY_S = 24 * 3600.0
 FAILED_LINK_RETRY_S = 3600.0
 MAX_REMEMBERED_LINKS = 10_000  # per kind, the oldest forgotten first
+# PostgreSQL advisory lock key of the transactions that stamp stories (`seen_stamp`): "fin.seen" in ASCII.
+SEEN_AT_LOCK = 0x66696E2E7365656E
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,8 +327,8 @@ class Ingestor:
         self, source_id: int, result: FetchResult, stories: list[_Story], status: str, version: str = ""
     ) -> int:
         """Store the stories and the source's new fetch state in one transaction; returns how many are new."""
-        now = utcnow()
         with self.db.session() as session:
+            now = seen_stamp(session)
             stored = _store(session, stories, source_id, now, version)
             source = session.get(Source, source_id)
             if source is not None:
@@ -352,6 +354,23 @@ class Ingestor:
             if source is not None:
                 source.enabled, source.disabled_reason = False, reason
                 source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+
+
+def seen_stamp(session: Session) -> datetime:
+    """The ``seen_at`` of the stories this transaction stores: taken under a lock that runs storing
+    transactions one at a time, so that stamps follow the order of the commits, and never before the latest
+    stamp stored (the clock may step back).
+
+    A stamp taken before another run's commit but committed after it would sort before stories already
+    listed: a client asking for ``since=<the latest seen_at it has>`` would miss those for good. SQLite's
+    write lock (``BEGIN IMMEDIATE``, taken at the transaction's first statement) serialises them already;
+    on PostgreSQL a transaction-scoped advisory lock does, released at commit or rollback.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SEEN_AT_LOCK})
+    latest = session.scalar(select(func.max(Document.seen_at)))
+    now = utcnow()
+    return now if latest is None or latest < now else latest
 
 
 def run_error(exc: Exception) -> str:
