@@ -16,8 +16,10 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from finance_sentiment import create_app
-from tests.conftest import serve_app
-from tests.finance_sentiment.test_app import CALM, PROBLEM, FeedSite, settings_for
+from finance_sentiment.database import Database
+from finance_sentiment.tables import AlertRule, Source
+from tests.conftest import migrated, serve_app
+from tests.finance_sentiment.test_app import CALM, PROBLEM, FeedSite, rule, settings_for
 
 PASSWORD = "pa55-Risk-Team"
 MASKED = "****"
@@ -98,3 +100,70 @@ def test_a_source_password_is_masked_everywhere_and_kept_for_fetching(
         assert PASSWORD not in client.get("/v1/documents").text
         assert PASSWORD not in client.get("/metrics").text
     assert PASSWORD not in caplog.text
+
+
+TOKEN = "tok-7f3a9c1e5b"
+
+
+def stored_url(database_url: str, table: type[Source] | type[AlertRule], row_id: int) -> str:
+    """The URL a row holds in the database itself (credentials included)."""
+    with migrated(Database(database_url)) as db, db.session() as session:
+        row = session.get(table, row_id)
+        assert row is not None
+        return row.url if isinstance(row, Source) else row.webhook_url
+
+
+def test_a_token_as_user_name_or_query_parameter_of_a_source_is_masked_and_kept(
+    tmp_path: Path, sqlite_url: str
+) -> None:
+    given = f"http://{TOKEN}@127.0.0.1:9/feed.xml?token={TOKEN}1&page=2"
+    shown = f"http://{MASKED}@127.0.0.1:9/feed.xml?token={MASKED}&page=2"
+    with TestClient(create_app(settings_for(tmp_path, None, sqlite_url))) as client:  # type: ignore[arg-type]
+        created = client.post("/v1/sources", json={"name": "api", "url": given, "kind": "rss"})
+        assert created.status_code == 201, created.text
+        path = f"/v1/sources/{created.json()['id']}"
+        assert created.json()["url"] == shown and client.get(path).json()["url"] == shown
+        assert TOKEN not in client.get("/v1/sources").text
+        # Sent back as listed: the stored token stays; the mask as anyone's token is refused.
+        assert client.patch(path, json={"url": shown, "topics": ["risk"]}).status_code == 200
+        assert stored_url(sqlite_url, Source, created.json()["id"]) == given
+        for url in (f"http://{MASKED}@127.0.0.1:9/a.xml?token={TOKEN}", f"http://127.0.0.1:9/a?key={MASKED}"):
+            refused = client.patch(path, json={"url": url})
+            assert refused.status_code == 422 and "url" in refused.json()["detail"], refused.text
+            assert TOKEN not in refused.text
+        assert stored_url(sqlite_url, Source, created.json()["id"]) == given
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        (f"http://hooks:{PASSWORD}@127.0.0.1:9/hook", f"http://hooks:{MASKED}@127.0.0.1:9/hook"),
+        (f"http://{TOKEN}@127.0.0.1:9/hook", f"http://{MASKED}@127.0.0.1:9/hook"),
+        (
+            f"http://127.0.0.1:9/hook?team=risk&token={TOKEN}&key={PASSWORD}&sig={TOKEN}2",
+            f"http://127.0.0.1:9/hook?team=risk&token={MASKED}&key={MASKED}&sig={MASKED}",
+        ),
+    ],
+)
+def test_webhook_credentials_and_the_signing_secret_are_never_listed(
+    tmp_path: Path, sqlite_url: str, given: str, shown: str
+) -> None:
+    secret = "hmac-signing-key-0042"
+    with TestClient(create_app(settings_for(tmp_path, None, sqlite_url))) as client:  # type: ignore[arg-type]
+        created = client.post("/v1/alert-rules", json=rule(given, secret=secret))
+        assert created.status_code == 201, created.text
+        path = f"/v1/alert-rules/{created.json()['id']}"
+        assert created.json()["webhook_url"] == shown and client.get(path).json()["webhook_url"] == shown
+        assert client.get(path).json()["has_secret"] is True
+        for listing in (created.text, client.get(path).text, client.get("/v1/alert-rules").text):
+            assert TOKEN not in listing and PASSWORD not in listing and secret not in listing
+        # Sent back as listed: the stored credentials stay; the mask in another URL or a new rule is refused.
+        patched = client.patch(path, json={"webhook_url": shown, "min_count": 4})
+        assert patched.status_code == 200 and patched.json()["webhook_url"] == shown, patched.text
+        assert stored_url(sqlite_url, AlertRule, created.json()["id"]) == given
+        other = shown.replace("/hook", "/other")
+        refused = client.patch(path, json={"webhook_url": other})
+        assert refused.status_code == 422 and "webhook_url" in refused.json()["detail"], refused.text
+        copy = client.post("/v1/alert-rules", json=rule(shown) | {"name": "copy"})
+        assert copy.status_code == 422 and copy.json()["errors"][0]["loc"] == ["body", "webhook_url"]
+        assert stored_url(sqlite_url, AlertRule, created.json()["id"]) == given

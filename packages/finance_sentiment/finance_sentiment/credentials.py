@@ -1,27 +1,46 @@
-"""Credentials in URLs (``https://user:password@host/feed``): kept for fetching, never shown.
+"""Credentials in URLs: kept for fetching and posting, never shown.
 
-A source's URL is stored as given, password included, and the fetcher sends the user and password as HTTP
-Basic credentials (never in the request line, so no client log shows them). Every output shows the password
-as `MASK`: the API's source listings (URL, last error, why it was disabled), run reports, log lines and error
-messages (`redact`); stories are stored under their link without any user or password
-(`finance_sentiment.dedup.canonical_url`), so neither the documents nor the alert payloads citing them carry
-one. A client that reads a source and sends its masked URL back keeps the stored password (`unmasked`);
-the mask anywhere else is refused, as it is no password (`refuse_mask`).
+A URL may carry a credential three ways: a user and password (``https://user:password@host/feed``), a user
+name alone, which services use for an API token (``https://TOKEN@host/feed``), or a query parameter named
+for one (``?token=``, ``?key=``, ``?sig=``, ``?api_key=``, ``?access_token=``, ``?signature=``, ...). A
+source's URL and an alert rule's webhook URL are stored as given; the fetcher sends a source's user and
+password as HTTP Basic credentials (never in the request line, so no client log shows them). Every output
+shows the credential as `MASK` (`redact`): the API's source and alert-rule listings (URL, last error, why it
+was disabled), run reports, log lines and error messages; stories are stored under their link without any
+user or password (`finance_sentiment.dedup.canonical_url`), so neither the documents nor the alert payloads
+citing them carry one. A client that reads a source or a rule and sends its masked URL back keeps the stored
+credentials (`unmasked`); the mask anywhere else is refused, as it is no credential (`refuse_mask`).
 """
 
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
 
 MASK = "****"
-# `scheme://user:password@`; the password runs to the last `@` before the path, as urlsplit reads it.
-_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^/?#\s:@]*):(?P<password>[^/?#\s]*)@")
+# `scheme://userinfo@`; the userinfo runs to the last `@` before the path, as urlsplit reads it.
+_USERINFO = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<userinfo>[^/?#\s]*)@")
+# A query parameter whose name says it holds a credential: `token`, `access_token`, `key`, `apikey`,
+# `sig`, `X-Amz-Signature`, `client_secret`, `password`, `auth` ... (not `monkey`); its value runs to the
+# next `&` or `#`.
+_SECRET_PARAM = re.compile(
+    r"(?P<head>[?&](?:[A-Za-z0-9_.-]*[_.-]|api|access|auth|app|client)?"
+    r"(?:token|key|sig|signature|secret|password|passwd|pwd|auth|credentials?)=)(?P<value>[^&#\s]*)",
+    re.IGNORECASE,
+)
+
+
+def _masked_userinfo(match: re.Match[str]) -> str:
+    user, colon, _ = match["userinfo"].partition(":")
+    # A user with a password keeps its name; a user name alone is the credential (an API token).
+    return f"{match['head']}{user}:{MASK}@" if colon else f"{match['head']}{MASK}@"
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by `MASK` (the user name is kept)."""
-    return _USERINFO.sub(lambda match: f"{match['head']}:{MASK}@", text)
+    """``text`` with the credentials of every URL in it replaced by `MASK`: the password (the user name
+    is kept), a user name given without a password, and the value of a query parameter named for a
+    credential."""
+    text = _USERINFO.sub(_masked_userinfo, text)
+    return _SECRET_PARAM.sub(lambda match: f"{match['head']}{MASK}" if match["value"] else match[0], text)
 
 
 def unmasked(sent: str, stored: str | None) -> str:
@@ -36,18 +55,24 @@ def unmasked(sent: str, stored: str | None) -> str:
 
 
 def refuse_mask(url: str) -> str:
-    """``url`` unchanged unless its password is `MASK`, which is the listing's mask and no password.
+    """``url`` unchanged unless a credential in it (see `redact`) is `MASK`, which is the listings' mask
+    and no credential.
 
     Raises:
-        ValueError: The password is the mask.
+        ValueError: A credential of the URL is the mask.
     """
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        return url  # malformed: left to the URL's own check
-    if password == MASK:
+    if MASK in _credentials(url):
         raise ValueError(
-            f"expected the password itself, found the masked password {MASK!r} in {url!r}; send the "
-            "source's URL exactly as listed to keep its stored password, or the new password"
+            f"expected the credential itself, found the masked one {MASK!r} in {redact(url)!r}; send the URL "
+            "exactly as listed to keep its stored credentials, or the new ones"
         )
     return url
+
+
+def _credentials(text: str) -> list[str]:
+    """The credentials `redact` masks in ``text``."""
+    found = []
+    for match in _USERINFO.finditer(text):
+        user, colon, password = match["userinfo"].partition(":")
+        found.append(password if colon else user)
+    return found + [match["value"] for match in _SECRET_PARAM.finditer(text)]

@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from finance_sentiment.alerting import Transition, resolve_firing
+from finance_sentiment.credentials import unmasked
 from finance_sentiment.delivery import waiting_for
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRulePatch, describe_errors
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
@@ -102,6 +103,9 @@ def create_rule(session: Session, data: AlertRuleIn, *, min_window_s: int = 1) -
 def update_rule(session: Session, rule_id: int, patch: AlertRulePatch, *, min_window_s: int = 1) -> AlertRule:
     """Apply the fields sent in `patch` (`secret: null` removes the secret) and check the result as a whole.
 
+    The rule's webhook URL as listed (its credentials masked) keeps the stored URL; the mask in any other
+    URL is refused.
+
     Raises:
         NotFound: No rule has this id.
         Conflict: The new name belongs to another rule.
@@ -110,8 +114,11 @@ def update_rule(session: Session, rule_id: int, patch: AlertRulePatch, *, min_wi
     """
     rule = get_rule(session, rule_id)
     values: dict[str, Any] = {field: getattr(rule, field) for field in AlertRuleIn.model_fields}
+    changes = patch.model_dump(exclude_unset=True)
+    if changes.get("webhook_url") is not None:  # the URL as listed, credentials masked, keeps them
+        changes["webhook_url"] = unmasked(changes["webhook_url"], rule.webhook_url)
     try:
-        data = AlertRuleIn.model_validate(values | patch.model_dump(exclude_unset=True))
+        data = AlertRuleIn.model_validate(values | changes)
     except ValidationError as exc:
         raise InvalidInput(
             f"cannot apply the change to alert rule {rule.id} ({rule.name!r}): {describe_errors(exc, 'rule')}"

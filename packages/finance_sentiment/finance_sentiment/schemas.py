@@ -71,8 +71,10 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_
 HttpUrl = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=2048), Printable, AfterValidator(_http_url)
 ]
-# A source's URL may hold a password, but not the listings' mask of one (`finance_sentiment.credentials`)
+# A source's or a webhook's URL may hold credentials, but not the listings' mask of one
+# (`finance_sentiment.credentials`)
 SourceUrl = Annotated[HttpUrl, AfterValidator(refuse_mask)]
+WebhookUrl = SourceUrl
 Cron = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=120), Printable, AfterValidator(_crontab)
 ]
@@ -120,8 +122,9 @@ class JsonFieldsIn(BaseModel):
 
 SOURCE_DOCS = {
     "name": "Unique name of the source (1-200 characters).",
-    "url": "The feed, page or API to fetch (http or https); a password in it is listed masked as '****', "
-    "and this masked URL sent back keeps the stored password.",
+    "url": "The feed, page or API to fetch (http or https); its credentials (a password, a user name alone, "
+    "a token, key or signature query parameter) are listed masked as '****', and this masked URL sent back "
+    "keeps the stored ones.",
     "kind": "rss: an RSS/Atom feed; html: a page whose links lead to articles; json: a JSON API.",
     "interval_seconds": f"Fetch every this many seconds (1..{MAX_INTERVAL_SECONDS}); excludes cron. "
     f"Without either, {DEFAULT_INTERVAL_SECONDS}.",
@@ -250,7 +253,9 @@ RULE_DOCS = {
     ),
     "method": "Baseline: ewma (exponentially weighted mean and variance) or robust_z (median and MAD).",
     "repeat_interval_seconds": "Notify again about a still-firing alert after this many seconds.",
-    "webhook_url": "Where notifications are POSTed (http or https).",
+    "webhook_url": "Where notifications are POSTed (http or https); its credentials (a password, a user "
+    "name alone, a token, key or signature query parameter) are listed masked as '****', and this masked "
+    "URL sent back keeps the stored ones.",
     "receiver": "Receiver name put in the webhook payload.",
     "secret": "Key signing each notification (HMAC); write-only, never returned.",
     "enabled": "Whether the rule is evaluated (a JSON boolean).",
@@ -292,7 +297,7 @@ class AlertRuleIn(BaseModel):
     min_sentiment_drop: SentimentDrop | None = Field(None, description=RULE_DOCS["min_sentiment_drop"])
     method: Method = Field("ewma", description=RULE_DOCS["method"])
     repeat_interval_seconds: RepeatSeconds = Field(14400, description=RULE_DOCS["repeat_interval_seconds"])
-    webhook_url: HttpUrl = Field(description=RULE_DOCS["webhook_url"])
+    webhook_url: WebhookUrl = Field(description=RULE_DOCS["webhook_url"])
     receiver: Name = Field("finance-sentiment", description=RULE_DOCS["receiver"])
     secret: Secret | None = Field(None, description=RULE_DOCS["secret"])
     enabled: Flag = Field(True, description=RULE_DOCS["enabled"])
@@ -368,6 +373,11 @@ class AlertRuleOut(BaseModel):
         values = {name: getattr(data, name) for name in cls.model_fields if name != "has_secret"}
         values["has_secret"] = getattr(data, "secret", None) is not None
         return values
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _mask_credentials(cls, value: str) -> str:
+        return redact(value)
 
 
 class DocumentOut(BaseModel):
