@@ -167,3 +167,28 @@ def test_webhook_credentials_and_the_signing_secret_are_never_listed(
         copy = client.post("/v1/alert-rules", json=rule(shown) | {"name": "copy"})
         assert copy.status_code == 422 and copy.json()["errors"][0]["loc"] == ["body", "webhook_url"]
         assert stored_url(sqlite_url, AlertRule, created.json()["id"]) == given
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"ftp://risk:{PASSWORD}@127.0.0.1/feed.xml",  # not http(s)
+        f"http://risk:{PASSWORD}@/feed.xml",  # no host
+        f"http://risk:{PASSWORD}@127.0.0.1:99999/feed.xml",  # no such port
+        f"https://{TOKEN}@127.0.0.1:0/feed.xml",
+        f"http://127.0.0.1:99999/hook?token={TOKEN}",
+    ],
+)
+def test_a_malformed_url_is_refused_without_quoting_its_credentials(
+    tmp_path: Path, sqlite_url: str, url: str
+) -> None:
+    with TestClient(create_app(settings_for(tmp_path, None, sqlite_url))) as client:  # type: ignore[arg-type]
+        for path, body, field in (
+            ("/v1/sources", {"name": "api", "url": url, "kind": "rss"}, "url"),
+            ("/v1/alert-rules", rule(url), "webhook_url"),
+        ):
+            refused = client.post(path, json=body)
+            assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM
+            (error,) = refused.json()["errors"]
+            assert error["loc"] == ["body", field] and MASKED in error["msg"], error
+            assert PASSWORD not in refused.text and TOKEN not in refused.text

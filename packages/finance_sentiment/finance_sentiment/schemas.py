@@ -37,13 +37,13 @@ MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # a week
 def _http_url(value: str) -> str:
     parts = urlsplit(value)
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
-        raise ValueError(f"expected an http:// or https:// URL with a host, found {value!r}")
+        raise ValueError(f"expected an http:// or https:// URL with a host, found {redact(value)!r}")
     try:
         port = parts.port
     except ValueError:
         port = 0  # not a number, or out of range
     if port is not None and not 0 < port < 65536:
-        raise ValueError(f"expected a URL with a port from 1 to 65535, found {value!r}")
+        raise ValueError(f"expected a URL with a port from 1 to 65535, found {redact(value)!r}")
     return value
 
 
