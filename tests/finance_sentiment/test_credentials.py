@@ -192,3 +192,33 @@ def test_a_malformed_url_is_refused_without_quoting_its_credentials(
             (error,) = refused.json()["errors"]
             assert error["loc"] == ["body", field] and MASKED in error["msg"], error
             assert PASSWORD not in refused.text and TOKEN not in refused.text
+
+
+def test_the_http_clients_log_lines_mask_feed_and_webhook_credentials(
+    tmp_path: Path,
+    finance_model_dir: Path,
+    sqlite_url: str,
+    private_feed: tuple[FeedSite, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # httpx logs every request's URL at INFO: a token in a feed's query string, and a webhook URL's password
+    # and token (the webhook post goes through the monitor's client as the outbox worker sends it).
+    _, base_url = private_feed
+    host = base_url.removeprefix("http://")
+    caplog.set_level(logging.INFO)
+    app = create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))
+    with TestClient(app) as client:
+        feed = f"http://risk:{PASSWORD}@{host}/feed.xml?token={TOKEN}"
+        created = client.post("/v1/sources", json={"name": "risk", "url": feed, "kind": "rss"})
+        assert created.status_code == 201, created.text
+        assert client.post(f"/v1/sources/{created.json()['id']}/run").json()["status"] == "ok"
+        hook = f"http://hooks:{PASSWORD}@{host}/hook?team=risk&sig={TOKEN}"
+
+        async def post() -> int:
+            return (await app.state.monitor.http.post(hook, json={"ping": 1})).status_code
+
+        assert client.portal.call(post) == 404  # reached the site; the site has no /hook
+    requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert any("/feed.xml?token=****" in line for line in requests), requests
+    assert any(f"hooks:****@{host}/hook?team=risk&sig=****" in line for line in requests), requests
+    assert PASSWORD not in caplog.text and TOKEN not in caplog.text

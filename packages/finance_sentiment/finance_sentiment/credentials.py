@@ -8,12 +8,15 @@ password as HTTP Basic credentials (never in the request line, so no client log 
 shows the credential as `MASK` (`redact`): the API's source and alert-rule listings (URL, last error, why it
 was disabled), run reports, log lines and error messages; stories are stored under their link without any
 user or password (`finance_sentiment.dedup.canonical_url`), so neither the documents nor the alert payloads
-citing them carry one. A client that reads a source or a rule and sends its masked URL back keeps the stored
+citing them carry one. The HTTP client's own log lines (httpx writes each request's URL at INFO) pass through
+`RedactingFilter` too, so a webhook URL's password or a token in a query string never reaches the log
+(`protect_client_logs`). A client that reads a source or a rule and sends its masked URL back keeps the stored
 credentials (`unmasked`); the mask anywhere else is refused, as it is no credential (`refuse_mask`).
 """
 
 from __future__ import annotations
 
+import logging
 import re
 
 MASK = "****"
@@ -76,3 +79,26 @@ def _credentials(text: str) -> list[str]:
         user, colon, password = match["userinfo"].partition(":")
         found.append(password if colon else user)
     return found + [match["value"] for match in _SECRET_PARAM.finditer(text)]
+
+
+# the loggers of the HTTP client stack, which write request URLs as they are
+CLIENT_LOGGERS = ("httpx", "httpcore")
+
+
+class RedactingFilter(logging.Filter):
+    """Masks the credentials of every URL in a log record's message (`redact`); drops no record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, None
+        return True
+
+
+def protect_client_logs() -> None:
+    """Puts a `RedactingFilter` on the HTTP client's loggers (once, however often called)."""
+    for name in CLIENT_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())

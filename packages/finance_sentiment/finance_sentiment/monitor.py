@@ -27,7 +27,7 @@ from finance_sentiment import netguard, rules
 from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, admit_urls, apply_config, load_config
 from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
-from finance_sentiment.credentials import redact
+from finance_sentiment.credentials import protect_client_logs, redact
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import CONCURRENT_POSTS, DeliveryReport, deliver_pending
 from finance_sentiment.fetching import Fetcher, FetchError, FetchPolicy
@@ -300,6 +300,7 @@ async def open_monitor(
     policy = _fetch_policy(settings)
     connections = GuardedNetworkBackend(netguard.parse_networks(policy.allowed_networks))
     transport = guarded_transport(connections, http_config.limits)
+    protect_client_logs()  # httpx logs each request's URL: a webhook's or a feed's credentials are masked
     async with make_http_client(http_config, transport=transport) as http:
         fetcher = Fetcher(http, policy)
         ingestor = Ingestor(
