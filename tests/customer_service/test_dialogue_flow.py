@@ -99,3 +99,19 @@ def test_a_session_resolved_by_an_agent_starts_afresh_with_the_bot(client: TestC
         "and for business accounts, is it free?",
     ]
     assert after["state"] == "open"
+
+
+def test_a_follow_up_after_thanks_or_a_fallback_leans_on_the_last_topic(client: TestClient) -> None:
+    # "thanks" and a message the bot could not read name no topic: a follow-up after them continues the
+    # question before them, not "thanks"
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    assert chat(client, "Thanks a lot!", sid)["mode"] == "fixed"
+    business = chat(client, "and for business accounts?", sid)
+    assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business"), business
+    sid = chat(client, "What are the fees for international transfers?")["session_id"]
+    assert chat(client, "What is the best recipe for banana bread?", sid)["action"] == "fallback"
+    assert chat(client, "ok", sid)["mode"] == "fixed"
+    fees = chat(client, "and for business accounts?", sid)
+    assert (fees["action"], fees["sources"][0]["id"]) == ("answer", "business-fees"), fees
+    queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
+    assert queries[-1] == "What are the fees for international transfers, business accounts?"

@@ -24,7 +24,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from customer_service.answers import Answer, Answerer
 from customer_service.clarification import chosen_option
 from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
-from customer_service.followup import own_words, points_back_only, rewrite
+from customer_service.followup import own_words, points_back_only, rewrite, topical_queries
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
 from customer_service.policy import Decision, decide
@@ -152,7 +152,7 @@ class Bot:
             intent = self.intents.predict([query])[0] if self.intents is not None else None
             decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
-        query = rewrite(message, [t.query for t in history])
+        query = rewrite(message, topical_queries(history))
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
         decision = decide(

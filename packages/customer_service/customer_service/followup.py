@@ -14,6 +14,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from customer_service.policy import acknowledges
+
+if TYPE_CHECKING:
+    from customer_service.conversations import TurnRecord
 
 CONNECTIVE = re.compile(
     r"^\s*(?:and what about|and how about|and if|and for|and with|what about|how about|what if|same for|"
@@ -44,6 +50,13 @@ def own_words(message: str) -> str:
     """What a follow-up says by itself: the message without its opening connective ("business accounts?")."""
     text = " ".join(message.split())
     return CONNECTIVE.sub("", text, count=1).strip() or text
+
+
+def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
+    """The queries of the turns a follow-up can lean on, oldest first: those the bot answered or asked to
+    clarify, less a message that only thanked or agreed ("thanks", "ok"), which names no topic. A fallback
+    (or a hand-off) found no topic in its message either."""
+    return [t.query for t in turns if t.action in ("answer", "clarify") and not acknowledges(t.message)]
 
 
 def rewrite(message: str, previous_queries: Sequence[str]) -> str:
