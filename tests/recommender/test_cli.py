@@ -272,6 +272,7 @@ def test_delete_items_by_id_or_file_while_serving(
 
 
 def test_ingest_items_errors_are_one_line(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:
+    Database(sqlite_url).check()  # migrated: a repeated id is refused before the database is opened
     no_title = tmp_path / "items.csv"
     no_title.write_text("item_id,name\na,Alpha\n", encoding="utf-8")
     line = one_error_line(invoke("ingest-items", no_title, "--database-url", sqlite_url))

@@ -2,8 +2,10 @@
 
 Every problem names the file, the data row (1-based, header excluded) and the column, and says what was
 expected and what was found; nothing is stored from a file with a bad row. The rules are the API's: ids of
-1-200 characters, and no control character but tab, newline and carriage return in an id, title, text or
-category (`textcore.printable`: PostgreSQL cannot store NUL), nor a rating beyond 1,000,000 from 0.
+1-200 characters (an item id once in a file), titles of at most 1,000 characters, texts of at most 20,000
+(the text columns joined), at most 50 categories of at most 200 characters, metadata of at most 10,000 JSON
+characters, no control character but tab, newline and carriage return in an id, title, text or category
+(`textcore.printable`: PostgreSQL cannot store NUL), nor a rating beyond 1,000,000 from 0.
 """
 
 from __future__ import annotations
@@ -17,7 +19,15 @@ from pathlib import Path
 from recommender.catalog import ItemRecord
 from recommender.data import item_text
 from recommender.events import EventRecord, unix_seconds, value_problem
-from recommender.tables import EVENT_TYPES, ID_LENGTH
+from recommender.tables import (
+    CATEGORY_LENGTH,
+    EVENT_TYPES,
+    ID_LENGTH,
+    MAX_CATEGORIES,
+    MAX_METADATA_CHARS,
+    TEXT_LENGTH,
+    TITLE_LENGTH,
+)
 from textcore import InvalidInput, read_table
 from textcore.data import require_columns
 from textcore.printable import check_printable
@@ -79,7 +89,8 @@ def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRec
     """Items of a catalog file: title (or, without one, the start of the text), text fields, categories.
 
     Categories are a JSON list or ``|``-separated. Raises `InvalidInput` for a missing id or title column,
-    an empty id, or a row with neither title nor text.
+    an empty id, a row with neither title nor text, a row beyond the API's limits (`_check_limits`), or an id
+    that appears in more than one row (naming them all).
     """
     rows = _rows(path, [columns.id, columns.title])
     used = {columns.id, columns.title, columns.categories, *columns.texts}
@@ -98,8 +109,60 @@ def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRec
         for category in categories:  # a JSON list's escapes (\u0000) become characters only now
             check_printable(category, f"{path}: row {number} column {columns.categories!r}")
         metadata = {k: v for k, v in row.items() if k not in used and v != ""}
-        items.append(ItemRecord(item_id, title, text, categories, metadata))
+        item = ItemRecord(item_id, title, text, categories, metadata)
+        _check_limits(f"{path}: row {number}", columns, item)
+        items.append(item)
+    _require_unique_ids(path, [item.id for item in items])
     return items
+
+
+def _check_limits(where: str, columns: ItemColumns, item: ItemRecord) -> None:
+    """The API's limits of an item (`recommender.schemas.ItemIn`), checked on a row of a file."""
+    texts = ", ".join(repr(c) for c in columns.texts)
+    problems = [
+        (f"column {columns.title!r}", _too_long(item.title, TITLE_LENGTH)),
+        (f"column{'s' if len(columns.texts) > 1 else ''} {texts}", _too_long(item.text, TEXT_LENGTH)),
+        (f"column {columns.categories!r}", _categories_problem(item.categories)),
+    ]
+    for label, problem in problems:
+        if problem:
+            raise InvalidInput(f"{where} {label}: {problem}")
+    size = len(json.dumps(item.metadata))
+    if size > MAX_METADATA_CHARS:
+        raise InvalidInput(
+            f"{where}: expected metadata (the other columns) of at most {MAX_METADATA_CHARS:,} JSON "
+            f"characters; found {size:,}"
+        )
+
+
+def _too_long(value: str, limit: int) -> str | None:
+    return f"expected at most {limit:,} characters; found {len(value):,}" if len(value) > limit else None
+
+
+def _categories_problem(categories: list[str]) -> str | None:
+    if len(categories) > MAX_CATEGORIES:
+        return f"expected at most {MAX_CATEGORIES} categories; found {len(categories)}"
+    longest = max((len(c) for c in categories), default=0)
+    if longest > CATEGORY_LENGTH:
+        return f"expected categories of at most {CATEGORY_LENGTH} characters; found one of {longest:,}"
+    return None
+
+
+def _require_unique_ids(path: Path, ids: list[str]) -> None:
+    """Every id once in a file; a repeated one is named with its rows (1-based, header excluded)."""
+    rows: dict[str, list[int]] = {}
+    for number, item_id in enumerate(ids, start=1):
+        rows.setdefault(item_id, []).append(number)
+    repeats = [(item_id, numbers) for item_id, numbers in rows.items() if len(numbers) > 1]
+    if repeats:
+        shown = ", ".join(f"{item_id!r:.80} in rows {_numbers(numbers)}" for item_id, numbers in repeats[:20])
+        more = f" (and {len(repeats) - 20} more ids)" if len(repeats) > 20 else ""
+        raise InvalidInput(f"{path}: expected each item id once; found {shown}{more}")
+
+
+def _numbers(numbers: list[int]) -> str:
+    listed = [str(n) for n in numbers[:10]] + ([f"{len(numbers) - 10} more"] if len(numbers) > 10 else [])
+    return f"{', '.join(listed[:-1])} and {listed[-1]}"
 
 
 def _categories(raw: str) -> list[str]:

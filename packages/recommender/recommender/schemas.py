@@ -28,17 +28,27 @@ from pydantic import (
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.events import MAX_VALUE, EventRecord, unix_seconds
 from recommender.serving import ScoredItem
-from recommender.tables import ID_LENGTH
+from recommender.tables import (
+    CATEGORY_LENGTH,
+    ID_LENGTH,
+    MAX_CATEGORIES,
+    MAX_METADATA_CHARS,
+    TEXT_LENGTH,
+    TITLE_LENGTH,
+)
 from textcore import InvalidInput
 from textcore.printable import Printable
 
-MAX_METADATA_CHARS = 10_000
 ItemId = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH), Printable
 ]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=1_000), Printable]
-Text = Annotated[str, StringConstraints(max_length=20_000), Printable]
-Category = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), Printable]
+Title = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_LENGTH), Printable
+]
+Text = Annotated[str, StringConstraints(max_length=TEXT_LENGTH), Printable]
+Category = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=CATEGORY_LENGTH), Printable
+]
 Interests = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=2_000), Printable
 ]
@@ -88,7 +98,7 @@ class ItemBody(BaseModel):
 
     title: Title = Field(description="Short name shown in explanations; the model reads it first.")
     text: Text = Field("", description="Description, body or other text the model reads after the title.")
-    categories: list[Category] = Field(default_factory=list, max_length=50)
+    categories: list[Category] = Field(default_factory=list, max_length=MAX_CATEGORIES)
     metadata: Metadata = Field(default_factory=dict, description="Free JSON kept with the item.")
 
     def record(self, item_id: str) -> ItemRecord:

@@ -27,6 +27,12 @@ from textcore.sql import UtcDateTime, utcnow
 # SQLite only auto-increments INTEGER PRIMARY KEY; PostgreSQL gets a 64-bit key.
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 ID_LENGTH = 200
+# The limits of an item, alike in the API (`recommender.schemas`) and in catalog files (`recommender.ingest`).
+TITLE_LENGTH = 1_000
+TEXT_LENGTH = 20_000
+CATEGORY_LENGTH = 200
+MAX_CATEGORIES = 50
+MAX_METADATA_CHARS = 10_000  # of the metadata as JSON
 EVENT_TYPES = ("click", "rating", "purchase")
 
 

@@ -1,0 +1,65 @@
+"""`recommender ingest-items` holds a catalog file to the API's limits: a title of at most 1,000
+characters, a text of at most 20,000, at most 50 categories of at most 200 characters and metadata of at most
+10,000 JSON characters; a bad row or an id repeated in the file is one error line naming the file and the
+rows, exit 2, and nothing from the file is stored."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from recommender.database import Database
+from tests.recommender.conftest import invoke, last_json
+from tests.recommender.test_cli import counts, one_error_line, tiny_env
+
+LIMIT_CASES = [
+    ({"title": "t" * 1_001}, "row 2 column 'title': expected at most 1,000 characters; found 1,001"),
+    ({"text": "x" * 20_001}, "row 2 column 'text': expected at most 20,000 characters; found 20,001"),
+    ({"text": "x" * 12_000, "body": "y" * 8_000},
+     "row 2 columns 'text', 'body': expected at most 20,000 characters; found 20,002"),
+    ({"categories": "|".join(["c"] * 51)},
+     "row 2 column 'categories': expected at most 50 categories; found 51"),
+    ({"categories": "a|" + "c" * 201},
+     "row 2 column 'categories': expected categories of at most 200 characters; found one of 201"),
+    ({"brand": "b" * 10_000},
+     "row 2: expected metadata (the other columns) of at most 10,000 JSON characters; found 10,013"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("row", "message"), LIMIT_CASES)
+def test_an_item_file_beyond_the_api_limits_is_refused_in_one_line(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path, row: dict[str, str], message: str
+) -> None:
+    Database(sqlite_url).check()  # migrated
+    path = tmp_path / "items.jsonl"
+    good = {"item_id": "a", "title": "Alpha", "text": "first"}
+    path.write_text(f"{json.dumps(good)}\n{json.dumps({'item_id': 'b', 'title': 'Beta', **row})}\n", "utf-8")
+    args = ["ingest-items", path, "--database-url", sqlite_url, "--index-path", tmp_path / "index.npz"]
+    texts = ["--text-column", "text", "--text-column", "body"] if "body" in row else []
+    line = one_error_line(invoke(*args, *texts, env=tiny_env(tiny_model_dir)))
+    assert f"{path}: {message}" in line
+    assert counts(sqlite_url) == (0, 0)
+
+
+def test_an_item_file_at_the_api_limits_is_stored(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    path = tmp_path / "items.jsonl"
+    row = {"item_id": "a", "title": f" {'t' * 1_000} ", "text": "x" * 20_000, "categories": ["c" * 200] * 50}
+    path.write_text(f"{json.dumps(row)}\n", "utf-8")
+    args = ["ingest-items", path, "--database-url", sqlite_url, "--index-path", tmp_path / "index.npz"]
+    assert last_json(invoke(*args, env=tiny_env(tiny_model_dir)))["created"] == 1
+
+
+def test_repeated_ids_in_an_item_file_are_named_with_their_rows(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    Database(sqlite_url).check()  # migrated
+    path = tmp_path / "twice.csv"
+    path.write_text("item_id,title\na,Alpha\nb,Beta\n a ,Again\nb,Bis\nc,Gamma\na,Third\n", encoding="utf-8")
+    args = ["ingest-items", path, "--database-url", sqlite_url, "--index-path", tmp_path / "index.npz"]
+    line = one_error_line(invoke(*args, env=tiny_env(tiny_model_dir)))
+    assert f"{path}: expected each item id once; found 'a' in rows 1, 3 and 6, 'b' in rows 2 and 4" in line
+    assert counts(sqlite_url) == (0, 0)
