@@ -69,7 +69,8 @@ def test_turns_are_read_a_page_at_a_time(database: Database) -> None:
     assert [t.position for t in page.turns] == [3, 4] and page.next_cursor is not None
     page = conversations.get(sid, TurnWindow.of(2, page.next_cursor))
     assert [t.position for t in page.turns] == [5, 6] and page.next_cursor is None
-    assert len(conversations.get(sid).turns) == 7 and len(conversations.resolve(sid).turns) == 7
+    assert len(conversations.get(sid).turns) == 7 and len(conversations.hand_off(sid, "agent").turns) == 7
+    assert len(conversations.resolve(sid).turns) == 7
     for bad in (
         lambda: TurnWindow(limit=0),
         lambda: TurnWindow(limit=501),

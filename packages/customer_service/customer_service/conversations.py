@@ -1,10 +1,11 @@
 """Conversations: sessions, their turns and the feedback on them, kept in SQL.
 
 A session is `open` while the bot serves it, `waiting_for_agent` once handed off (the bot then only
-acknowledges; an agent takes over through the agent console), and `closed` when an agent resolves it. A new
-message to a closed session opens it again, and the bot reads it afresh (`history` starts at `reopened_at`:
-the conversation went on with a person in between). Every turn is written, with the session's new state, in
-one transaction, so what a client was answered is always what is stored.
+acknowledges; an agent takes over through the agent console), and `closed` when an agent resolves it (only a
+session handed off is resolved; resolving a closed one again changes nothing). A new message to a closed
+session opens it again, and the bot reads it afresh (`history` starts at `reopened_at`: the conversation went
+on with a person in between). Every turn is written, with the session's new state, in one transaction, so
+what a client was answered is always what is stored.
 
 A session is read with one page of its turns (`TurnWindow`), oldest first: by default its latest 100, which
 is what an agent console shows first; the page's `next_cursor` reads the turns before it, and `after` a
@@ -339,11 +340,25 @@ class Conversations:
             return _with_turns(s, row, TurnWindow())
 
     def resolve(self, session_id: str) -> SessionRecord:
-        """Close a session (an agent has dealt with it); returns it with its latest turns, as `get` does."""
+        """Close a session waiting for an agent (who has dealt with it); returns it with its latest turns, as
+        `get` does. A closed session is returned as it is (a retried resolve changes nothing: its last
+        activity, which retention erases by, stays).
+
+        Raises:
+            NotFound: If there is no such session.
+            Conflict: If the session is open: the bot serves it, no agent was asked (or the customer has
+                opened it again since it was resolved).
+        """
         with self.db.session() as s:
             row = _locked_session(s, session_id)
-            row.state, row.fallback_streak, row.updated_at = "closed", 0, utcnow()
-            s.flush()
+            if row.state == "open":
+                raise Conflict(
+                    f"expected a session waiting for an agent to resolve; session {session_id!r} is open "
+                    "(the bot is serving it: hand it off first)"
+                )
+            if row.state != "closed":
+                row.state, row.fallback_streak, row.updated_at = "closed", 0, utcnow()
+                s.flush()
             return _with_turns(s, row, TurnWindow())
 
     def erase(self, session_id: str) -> None:

@@ -72,8 +72,9 @@ async def hand_off(
 
 @router.post("/sessions/{session_id}/resolve")
 async def resolve(session_id: SessionIdPath, service: ServiceDep, limiter: LimiterDep) -> SessionOut:
-    """Close a session; the customer's next message opens it again with the bot. Answers the session with
-    its latest turns, as `GET /v1/sessions/{id}` does."""
+    """Close a session waiting for an agent; the customer's next message opens it again with the bot.
+    Answers the session with its latest turns, as `GET /v1/sessions/{id}` does; a closed session as it is
+    (a retry changes nothing), an open one (no agent was asked) is a 409 problem."""
     return SessionOut.of(await limiter.run(service.conversations.resolve, session_id))
 
 
