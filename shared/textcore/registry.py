@@ -4,7 +4,8 @@ Layout: ``root/<name>/v0001/`` (a model folder), ``root/<name>/active`` (JSON ``
 "note"}``), ``root/<name>/history.jsonl`` (append-only event log) and ``root/<name>/.lock`` (flock target for
 writers). Versions are copied to a hidden temp folder in ``root`` then renamed into place, and ``active`` is
 swapped with ``os.replace``, so readers never see half-written state; a register that fails leaves nothing
-behind, not even the folder of a new name. Version numbers are never reused. A version holds safetensors
+behind, not even the folder of a new name, and the copy a killed one left in root is removed by a later
+writer (`registry_files.remove_stale_staging`). Version numbers are never reused. A version holds safetensors
 weights: a folder without them is refused at register (a version without them, at promote). A history line
 torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
 """
@@ -35,7 +36,9 @@ from textcore.registry_files import (
     read_history,
     read_json,
     remove_if_unused,
+    remove_stale_staging,
     require_weights,
+    staging_folder,
 )
 
 __all__ = ["ActiveModelWatcher", "ModelRegistry", "ModelVersion"]
@@ -151,16 +154,17 @@ class ModelRegistry:
         model_dir = self._dir(name, must_exist=False)
         source = Path(source_dir)
         self._check_source(source, model_dir)
-        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
-        try:
-            copy_model(source, tmp)
-            created = _now()
-            stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
-            (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
-            version = self._place(model_dir, tmp, stamp)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        remove_stale_staging(self.root)
+        with staging_folder(self.root) as tmp:
+            try:
+                copy_model(source, tmp)
+                created = _now()
+                stamp = {"created_at": created, "source": str(source.resolve()), "note": note}
+                (tmp / _STAMP_FILE).write_text(json.dumps(stamp), encoding="utf-8")
+                version = self._place(model_dir, tmp, stamp)
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
         return self.promote(name, version, note=note) if promote else self.get(name, version)
 
     @staticmethod
@@ -223,6 +227,7 @@ class ModelRegistry:
             Conflict: ``if_active`` is not the active version any more.
         """
         model_dir = self._dir(name)
+        remove_stale_staging(self.root)
         with self._locked(model_dir):
             chosen = self.get(name, version)
             require_weights(chosen.path, f"version {chosen.version} of {name!r} ({chosen.path})")
@@ -254,6 +259,7 @@ class ModelRegistry:
             InvalidInput: The event is not JSON-serialisable.
         """
         model_dir = self._dir(name)
+        remove_stale_staging(self.root)
         with self._locked(model_dir):
             append_event(model_dir, {"ts": _now(), **event})
 
@@ -305,6 +311,7 @@ class ModelRegistry:
             NotFound: Unknown name or version.
         """
         model_dir = self._dir(name)
+        remove_stale_staging(self.root)
         with self._locked(model_dir):
             doomed = self.get(name, version)
             if read_active_version(model_dir) == doomed.version:

@@ -3,16 +3,22 @@ on bad bytes, the append-only ``history.jsonl`` log, and checking and copying a 
 
 A history line torn by a crash (no newline, perhaps cut inside a character) is skipped and logged when read,
 and the next event is written on a line of its own, so one crash loses at most the event it interrupted.
+A register stages its copy in a hidden ``.incoming-*`` folder of the registry root, locked (``flock``) while
+the register runs; one a killed register left is removed by a later writer once it is an hour old and no
+register holds its lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import logging
 import os
 import shutil
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from textcore.errors import InvalidInput
@@ -21,6 +27,8 @@ log = logging.getLogger("textcore.registry")
 
 HISTORY_FILE = "history.jsonl"
 WEIGHTS = "*.safetensors"  # model.safetensors, its shards, adapter_model.safetensors: what the loaders read
+STAGING_PREFIX = ".incoming-"
+STALE_STAGING_S = 3600.0  # a staging folder unchanged this long, and unlocked, was left by a killed register
 
 
 def loads(text: str | bytes) -> object:
@@ -101,3 +109,60 @@ def remove_if_unused(model_dir: Path) -> None:
         if {p.name for p in model_dir.iterdir()} <= {".lock"}:
             (model_dir / ".lock").unlink(missing_ok=True)
             model_dir.rmdir()
+
+
+@contextlib.contextmanager
+def staging_folder(root: Path) -> Iterator[Path]:
+    """A new hidden folder in `root` to stage a copy in, locked until the caller is done with it.
+
+    The caller renames it into place or removes it; the lock tells `remove_stale_staging` that it is in use
+    however old its time is (a large model may take long to copy), and it ends with the process.
+    """
+    path = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield path
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def remove_stale_staging(root: Path, older_than_s: float = STALE_STAGING_S) -> list[Path]:
+    """Removes the staging folders in `root` that killed registers left: unchanged for `older_than_s` and
+    locked by no register. Never raises: one that cannot be removed now is tried again by the next writer.
+
+    Returns:
+        The folders removed.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        candidates = [p for p in root.iterdir() if p.name.startswith(STAGING_PREFIX)]
+        for path in candidates:
+            if _remove_if_abandoned(path, time.time() - older_than_s):
+                log.warning("removed %s, a copy left by a register that did not finish", path)
+                removed.append(path)
+    return removed
+
+
+def _remove_if_abandoned(path: Path, cutoff: float) -> bool:
+    try:
+        # O_NOFOLLOW: a link named like a staging folder is not followed (nor removed)
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError:  # gone already, a file, a link, or not ours to open
+        return False
+    try:
+        if os.fstat(fd).st_mtime > cutoff:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a register is writing into it right now
+            return False
+        if path.lstat().st_ino != os.fstat(fd).st_ino:
+            return False  # renamed into place before the lock was ours; the name is another folder now
+        shutil.rmtree(path)
+        return True
+    except OSError as exc:
+        log.warning("could not remove %s, a copy left by a register that did not finish: %s", path, exc)
+        return False
+    finally:
+        os.close(fd)
