@@ -225,18 +225,19 @@ def test_the_agents_queue_lists_waiting_sessions_longest_waiting_first(database:
                          state="waiting_for_agent", fallback_streak=0, handoff_reason=None)  # fmt: skip
     conversations.hand_off(second, "escalated")  # already queued: keeps its place
 
-    queue, total = conversations.sessions("waiting_for_agent")
+    listed = conversations.sessions("waiting_for_agent")
+    queue, total = listed.items, listed.total
     assert total == 2 and [q.id for q in queue] == [second, first]
     oldest, newest = queue
     assert (oldest.turns, oldest.last_message, oldest.handoff_reason) == (2, "anyone there?", "escalated")
     assert (newest.turns, newest.last_message) == (0, None)
     assert oldest.handed_off_at is not None and newest.handed_off_at is not None
     assert oldest.handed_off_at < newest.handed_off_at
-    page, everything = conversations.sessions(None, offset=1, limit=1)
-    assert everything == 3 and len(page) == 1
+    page = conversations.sessions(None, offset=1, limit=1)
+    assert page.total == 3 and len(page.items) == 1
 
     conversations.resolve(second)
-    assert [q.id for q in conversations.sessions("waiting_for_agent")[0]] == [first]
+    assert [q.id for q in conversations.sessions("waiting_for_agent").items] == [first]
     assert conversations.start(second).handed_off_at is None  # the customer is back with the bot
     for bad in ({"state": "lost"}, {"offset": -1}, {"limit": 0}):
         with pytest.raises(InvalidInput):

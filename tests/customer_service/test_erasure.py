@@ -127,14 +127,14 @@ def test_retention_erases_sessions_inactive_too_long_batch_by_batch(database: Da
 
     assert erase_expired(conversations, 30, batch_size=2) == 5  # three batches: 2, 2 and 1
 
-    sessions, total = conversations.sessions()
-    assert total == 3 and {s.id for s in sessions} == {"waiting", "recent", "closing"}
+    listed = conversations.sessions()
+    assert listed.total == 3 and {s.id for s in listed.items} == {"waiting", "recent", "closing"}
     rows = _every_row(database)
     assert _mentions(rows, SECRET, "old-") == []
     assert len(rows["turns"]) == 9 and len(rows["feedback"]) == 3
     assert erase_expired(conversations, 30, batch_size=2) == 0  # nothing more is due
     assert erase_expired(conversations, 1, now=utcnow() + timedelta(days=30), batch_size=2) == 2
-    assert [s.id for s in conversations.sessions()[0]] == ["waiting"]
+    assert [s.id for s in conversations.sessions().items] == ["waiting"]
     stop = threading.Event()
     stop.set()  # a pass asked to stop starts no batch
     conversations.resolve("waiting")
@@ -149,7 +149,7 @@ def test_a_batch_erases_at_most_its_size_least_recently_active_first(database: D
         conversations.resolve(f"s{n}")
         _aged(database, [f"s{n}"], days=10 + n)
     assert conversations.erase_inactive(utcnow() - timedelta(days=5), 3) == 3
-    assert [s.id for s in conversations.sessions()[0]] == ["s0"]  # the most recently active stays
+    assert [s.id for s in conversations.sessions().items] == ["s0"]  # the most recently active stays
     with database.session() as s:
         assert s.scalar(select(func.count(Turn.id))) == 3
 

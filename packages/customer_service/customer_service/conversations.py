@@ -34,6 +34,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from customer_service.database import Database
+from customer_service.session_list import SessionList, list_sessions
 from customer_service.tables import ACTIONS, RATINGS, SESSION_STATES, ChatSession, Feedback, Turn
 from textcore import Conflict, InvalidInput, NotFound
 from textcore.sql import utcnow
@@ -128,20 +129,6 @@ class SessionRecord:
     reopened_at: datetime | None = None  # last opened again after its resolution: the bot's context starts
     turn_count: int = 0
     next_cursor: str | None = None
-
-
-@dataclass(frozen=True)
-class SessionSummary:
-    """A session as the agents' queue lists it."""
-
-    id: str
-    state: str
-    handoff_reason: str | None
-    handed_off_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
-    turns: int
-    last_message: str | None
 
 
 @dataclass(frozen=True)
@@ -295,36 +282,17 @@ class Conversations:
             return _with_turns(s, _existing(s, session_id), window or TurnWindow())
 
     def sessions(
-        self, state: str | None = None, offset: int = 0, limit: int = 50
-    ) -> tuple[list[SessionSummary], int]:
-        """A page of sessions and how many match: the agents' queue (``waiting_for_agent``) longest waiting
-        first, any other selection most recently active first.
+        self, state: str | None = None, offset: int | None = None, limit: int = 50, cursor: str | None = None
+    ) -> SessionList:
+        """A page of sessions, how many match and the next page's cursor: the agents' queue
+        (``waiting_for_agent``) longest waiting first, any other selection most recently active first;
+        from `offset`, or after an earlier page's `next_cursor` (`customer_service.session_list`).
 
         Raises:
-            InvalidInput: If the state is unknown, offset < 0 or limit < 1.
+            InvalidInput: If the state is unknown, offset < 0, limit < 1, the cursor is malformed, or both
+                offset and cursor are given.
         """
-        if state is not None and state not in SESSION_STATES:
-            raise InvalidInput(f"expected a state in {SESSION_STATES}; found {state!r:.40}")
-        if offset < 0 or limit < 1:
-            raise InvalidInput(f"expected offset >= 0 and limit >= 1; found {offset}, {limit}")
-        of_session = Turn.session_id == ChatSession.id
-        turns = select(func.count(Turn.id)).where(of_session).correlate(ChatSession).scalar_subquery()
-        last = (
-            select(Turn.message).where(of_session).order_by(Turn.position.desc()).limit(1)
-            .correlate(ChatSession).scalar_subquery()
-        )  # fmt: skip
-        chosen = [] if state is None else [ChatSession.state == state]
-        order = (
-            (ChatSession.handed_off_at, ChatSession.id)
-            if state == "waiting_for_agent"
-            else (ChatSession.updated_at.desc(), ChatSession.id)
-        )
-        with self.db.session() as s:
-            total = int(s.scalar(select(func.count(ChatSession.id)).where(*chosen)) or 0)
-            rows = s.execute(
-                select(ChatSession, turns, last).where(*chosen).order_by(*order).offset(offset).limit(limit)
-            ).all()
-            return [_summary(row, int(count), message) for row, count, message in rows], total
+        return list_sessions(self.db, state, offset, limit, cursor)
 
     def hand_off(self, session_id: str, reason: str) -> SessionRecord:
         """Put a session in the agents' queue (from the agent console or the bot's policy); returns it with
@@ -450,19 +418,6 @@ def _with_turns(s: Session, row: ChatSession, window: TurnWindow) -> SessionReco
     count = int(s.scalar(select(func.count(Turn.id)).where(Turn.session_id == row.id)) or 0)
     more = window.next_cursor(page) if len(rows) > window.limit else None
     return replace(_session(row, page), turn_count=count, next_cursor=more)
-
-
-def _summary(row: ChatSession, turns: int, last_message: str | None) -> SessionSummary:
-    return SessionSummary(
-        id=row.id,
-        state=row.state,
-        handoff_reason=row.handoff_reason,
-        handed_off_at=row.handed_off_at,
-        created_at=row.created_at,
-        updated_at=row.updated_at,
-        turns=turns,
-        last_message=last_message,
-    )
 
 
 def _session(row: ChatSession, turns: list[TurnRecord] | None = None) -> SessionRecord:

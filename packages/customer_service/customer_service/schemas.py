@@ -25,7 +25,8 @@ from pydantic import (
 )
 
 from customer_service.analytics import Analytics
-from customer_service.conversations import SESSION_ID, SessionRecord, SessionSummary, session_id_error
+from customer_service.conversations import SESSION_ID, SessionRecord, session_id_error
+from customer_service.session_list import SessionList
 from customer_service.templates import RESERVED_SLOTS
 from textcore.printable import Printable
 
@@ -191,13 +192,18 @@ class SessionSummaryOut(BaseModel):
 
 
 class SessionPage(BaseModel):
+    model_config = _RECORD
+
     items: list[SessionSummaryOut]
     total: int = Field(description="Sessions matching the filter, on every page")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` (with the same `state`) for the next page, which continues right after "
+        "this one's last session however the list changed meanwhile; null on the last page. Opaque"
+    )
 
     @classmethod
-    def of(cls, page: tuple[list[SessionSummary], int]) -> SessionPage:
-        items, total = page
-        return cls(items=[SessionSummaryOut.model_validate(item) for item in items], total=total)
+    def of(cls, page: SessionList) -> SessionPage:
+        return cls.model_validate(page)
 
 
 class UnansweredOut(BaseModel):

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Path, Query, Response
 from customer_service.conversations import MAX_POSITION, MAX_TURN_PAGE, TURN_PAGE, TurnWindow
 from customer_service.deps import LimiterDep, ServiceDep
 from customer_service.schemas import FeedbackIn, HandoffIn, SessionId, SessionOut, SessionPage
+from customer_service.session_list import MAX_CURSOR_CHARS
 
 router = APIRouter(prefix="/v1", tags=["sessions"])
 SessionIdPath = Annotated[SessionId, Path()]
@@ -19,12 +20,19 @@ async def list_sessions(
     service: ServiceDep,
     limiter: LimiterDep,
     state: Literal["open", "waiting_for_agent", "closed"] | None = None,
-    offset: Annotated[int, Query(ge=0, le=1_000_000)] = 0,
+    offset: Annotated[int | None, Query(ge=0, le=1_000_000, description="Sessions to skip")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    cursor: Annotated[
+        str | None,
+        Query(min_length=1, max_length=MAX_CURSOR_CHARS, description="An earlier page's `next_cursor`"),
+    ] = None,
 ) -> SessionPage:
     """Sessions a page at a time; `state=waiting_for_agent` is the agents' queue, longest waiting first
-    (others: most recently active first)."""
-    return SessionPage.of(await limiter.run(service.conversations.sessions, state, offset, limit))
+    (others: most recently active first). `next_cursor`, passed back as `cursor` with the same `state`,
+    continues right after the page's last session: none repeats or is skipped when sessions join or leave
+    the list meanwhile (as they do with `offset`, which is kept for existing clients; not both)."""
+    page = await limiter.run(service.conversations.sessions, state, offset, limit, cursor)
+    return SessionPage.of(page)
 
 
 @router.get("/sessions/{session_id}")
