@@ -32,6 +32,7 @@ from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
 from textcore.registry_files import (
     append_event,
     copy_model,
+    read_active,
     read_active_version,
     read_history,
     read_json,
@@ -274,10 +275,13 @@ class ModelRegistry:
             NotFound: Unknown name, or no version has been promoted.
         """
         model_dir = self._dir(name)
-        version = read_active_version(model_dir)
+        version, problem = read_active(model_dir)
         if version is None:
             known = list(self._version_dirs(model_dir))
-            raise NotFound(f"model {name!r} has no active version; promote one of {known or 'none'} first")
+            why = f": {problem}" if problem else ""
+            raise NotFound(
+                f"model {name!r} has no active version{why}; promote one of {known or 'none'} first"
+            )
         return self.get(name, version)
 
     def get(self, name: str, version: int) -> ModelVersion:
@@ -367,6 +371,8 @@ class ActiveModelWatcher(Generic[T]):
         self._retry_s = retry_s
         # a promotion that did not load: its stamp, why, and when (time.monotonic)
         self._failed: tuple[tuple[int, int, int], str, float] | None = None
+        # an alias that names no version (a folder, unreadable, no version in it): its stamp and why
+        self._unusable: tuple[tuple[int, int, int] | None, str] | None = None
 
     @property
     def version(self) -> int | None:
@@ -397,6 +403,8 @@ class ActiveModelWatcher(Generic[T]):
             failed = self._failed
             if failed is not None:
                 raise ModelNotReady(f"the active version of {self._name!r} could not be loaded: {failed[1]}")
+            if (unusable := self._unusable) is not None:
+                raise ModelNotReady(f"no active version of {self._name!r}: {unusable[1]}")
             raise ModelNotReady(f"no active version of {self._name!r} in {self._registry.root} yet")
         return state[1]
 
@@ -435,16 +443,20 @@ class ActiveModelWatcher(Generic[T]):
                 loaded again (nor raised again) for ``retry_s`` unless ``active`` changes.
         """
         with self._refresh_lock:
+            alias = self._model_dir / "active"
             try:
-                st = (self._model_dir / "active").stat()
+                st = alias.stat()
             except FileNotFoundError:
-                return False
+                return self._no_version(None, None)
+            except OSError as exc:  # a name that is a file, a folder this process may not search
+                return self._no_version(None, f"{alias}: could not be read: {exc.strerror}")
             stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
             if stamp == self._stamp or self._waiting_to_retry(stamp):
                 return False
-            version = read_active_version(self._model_dir)
+            version, problem = read_active(self._model_dir)
             if version is None:
-                return False
+                return self._no_version(stamp, problem)
+            self._unusable = None
             if version == self.version:
                 self._stamp = stamp
                 return False
@@ -457,6 +469,14 @@ class ActiveModelWatcher(Generic[T]):
                 self._state = (version, model)
             self._stamp, self._failed = stamp, None
             return True
+
+    def _no_version(self, stamp: tuple[int, int, int] | None, problem: str | None) -> bool:
+        """Notes an alias that names no version (logging why, once while it stays so); returns False."""
+        if problem is not None and self._unusable != (stamp, problem):
+            serving = f"still serving version {self.version}" if self.version is not None else "serving none"
+            log.warning("%s: the active alias names no version: %s; %s", self._name, problem, serving)
+        self._unusable = None if problem is None else (stamp, problem)
+        return False
 
     def _waiting_to_retry(self, stamp: tuple[int, int, int]) -> bool:
         failed = self._failed

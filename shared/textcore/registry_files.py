@@ -51,6 +51,26 @@ def read_active_version(model_dir: Path) -> int | None:
     return version if isinstance(version, int) and not isinstance(version, bool) else None
 
 
+def read_active(model_dir: Path) -> tuple[int | None, str | None]:
+    """The version the ``active`` alias of a name names, and if it names none, why: None when there is no
+    alias, else the path and what is wrong with it (a folder, unreadable, no JSON object with a version)."""
+    path = model_dir / "active"
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None, None
+    except IsADirectoryError:
+        return None, f"{path}: expected a file; found a folder"
+    except OSError as exc:  # permission denied, a name that is a file (not a directory), ...
+        return None, f"{path}: could not be read: {exc.strerror or exc}"
+    data = loads(raw)
+    version = data.get("version") if isinstance(data, dict) else None
+    if isinstance(version, int) and not isinstance(version, bool):
+        return version, None
+    found = raw[:80].decode("utf-8", "replace")
+    return None, f"{path}: expected a JSON object with an integer version; found {found!r}"
+
+
 def append_event(model_dir: Path, entry: Mapping[str, object]) -> None:
     """Appends one event to the history, flushed to disk; the caller holds the name's lock."""
     try:
