@@ -14,7 +14,15 @@ from typing import Annotated, Any
 
 import typer
 
-from textcore.console import LOG_FORMAT_HELP, LOG_LEVEL_HELP, err, log_config, run_or_exit, settings_errors
+from textcore.console import (
+    LOG_FORMAT_HELP,
+    LOG_LEVEL_HELP,
+    err,
+    log_config,
+    run_app,
+    run_or_exit,
+    settings_errors,
+)
 from textcore.errors import InvalidInput
 from textcore.preflight import check_training_data, prepare_output
 from textcore.report_tables import print_comparison, print_report, print_tagging_report
@@ -31,6 +39,7 @@ __all__ = [
     "main",
     "predict",
     "prepare_output",
+    "run_app",
     "run_or_exit",
     "settings_errors",
     "train",
@@ -394,8 +403,8 @@ def full_app() -> typer.Typer:
 
 
 def main() -> None:
-    """Console entry point."""
-    full_app()()
+    """Console entry point: usage errors as one line and exit code 2 (`textcore.console.run_app`)."""
+    run_app(full_app())
 
 
 if __name__ == "__main__":

@@ -1,13 +1,13 @@
-"""How every command line talks to its user: one stderr console, a CoreError as one line and exit code 2,
-quiet libraries, refused settings and the logging of long-running commands.
+"""How every command line talks to its user: one stderr console, a CoreError or a usage error (`run_app`) as
+one line and exit code 2, quiet libraries, refused settings and the logging of long-running commands.
 
 Shared by `textcore` and the services' command lines.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
@@ -16,6 +16,11 @@ from textcore.errors import CoreError
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
+    from typer._click.exceptions import ClickException
+else:
+    # The click that typer runs on: its own copy in recent typer, the click package in older ones. typer
+    # re-exports that click's BadParameter, a ClickException, either way.
+    ClickException = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "ClickException")
 
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -64,3 +69,32 @@ def run_or_exit(action: Callable[[], T]) -> T:
     except CoreError as exc:
         err.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
+
+
+def run_app(app: typer.Typer, args: Sequence[str] | None = None) -> NoReturn:
+    """Run a command line as its console script, `args` or else ``sys.argv[1:]``.
+
+    click's usage errors (a value that is not an integer, a missing or unknown option, a bad choice, a path
+    that does not exist) end, like a CoreError, with one stderr line, e.g. ``error: invalid value for
+    '--epochs': ...`` (click's message on one line), and their exit code (2) instead of typer's boxed
+    usage text. ``--help``, a command's own exit code, Ctrl-C and a bug's traceback are as typer gives them.
+    """
+    try:
+        result = app(args=args, standalone_mode=False)
+    except ClickException as exc:
+        if type(exc).__name__ != "NoArgsIsHelpError":  # no arguments: its help is already on stdout
+            err.print(
+                f"error: {usage_line(exc.format_message())}", markup=False, highlight=False, soft_wrap=True
+            )
+        raise SystemExit(exc.exit_code) from None
+    except typer.Abort:
+        err.print("Aborted!", markup=False, highlight=False)
+        raise SystemExit(1) from None
+    # without standalone mode click returns the exit code of a typer.Exit, else the command's return value
+    raise SystemExit(result if isinstance(result, int) else 0)
+
+
+def usage_line(message: str) -> str:
+    """click's message as one line in the style of our own (``Invalid value`` -> ``invalid value``)."""
+    line = " ".join(part.strip() for part in message.splitlines() if part.strip())
+    return line[:1].lower() + line[1:] if line[:2].istitle() else line

@@ -75,5 +75,5 @@ def serve(
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: usage errors as one line and exit code 2 (`textcore.console.run_app`)."""
+    core_cli.run_app(app)

@@ -176,5 +176,5 @@ async def _once(settings: FinanceSentimentSettings, prepared: Prepared) -> dict[
 
 
 def main() -> None:
-    """Console entry point."""
-    app()
+    """Console entry point: usage errors as one line and exit code 2 (`textcore.console.run_app`)."""
+    core_cli.run_app(app)
