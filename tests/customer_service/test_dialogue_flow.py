@@ -115,3 +115,31 @@ def test_a_follow_up_after_thanks_or_a_fallback_leans_on_the_last_topic(client: 
     assert (fees["action"], fees["sources"][0]["id"]) == ("answer", "business-fees"), fees
     queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
     assert queries[-1] == "What are the fees for international transfers, business accounts?"
+
+
+def test_a_message_without_a_letter_or_digit_is_asked_what_it_needs(client: TestClient) -> None:
+    # "?", "...", "—" ask nothing the bot could fail at: it asks what the customer needs, and none of them is
+    # a fallback, a step towards a hand-off or an unanswered question; a friendly emoji is still thanked for
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    for message in ("?", "???", "...", " — ", "?!🤔"):
+        reply = chat(client, message, sid)
+        assert (reply["action"], reply["state"], reply["sources"]) == ("answer", "open", []), reply
+        assert (reply["mode"], reply["answer"]) == ("fixed", "What can I help you with?"), reply
+    streamed = client.post("/v1/chat/stream", json={"session_id": sid, "message": "…"}).text
+    assert "What can I help you with?" in streamed and "event: done" in streamed
+    assert "anything else" in chat(client, "👍", sid)["answer"]
+    # nor does one name a topic: a follow-up after it continues the question before it
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    assert chat(client, "?", sid)["mode"] == "fixed"
+    business = chat(client, "and for business accounts?", sid)
+    assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business"), business
+    assert client.get("/v1/sessions", params={"state": "waiting_for_agent"}).json()["total"] == 0
+    # a fallback before still counts: the prompt neither resets nor extends the streak
+    other = chat(client, "Who won the football world cup in 1998?")["session_id"]
+    assert chat(client, "??", other)["action"] == "answer"
+    assert chat(client, "What is the best recipe for banana bread?", other)["action"] == "handoff"
+    unanswered = {u["question"] for u in client.get("/v1/analytics").json()["top_unanswered"]}
+    assert unanswered == {
+        "who won the football world cup in 1998?",
+        "what is the best recipe for banana bread?",
+    }

@@ -3,7 +3,8 @@
     plan     (blocking, in the worker pool) open the session, read the last turns, rewrite a follow-up,
              recognise the intent, retrieve and re-rank passages, score negativity, let the policy decide
     compose  (async) the answer: a template, grounded generation with citations, or the extractive answer;
-             fixed replies for clarify, fallback, hand-off and a message that only thanks or agrees
+             fixed replies for clarify, fallback, hand-off, a message that only thanks or agrees and one
+             without a letter or digit
     record   (blocking) store the turn with the session's new state in one transaction; once a message is
              planned its turn is stored even when the worker pool is full (`Runner.finish`): refusing it
              then would throw the composed answer away, after a stream had shown it
@@ -41,6 +42,7 @@ FALLBACK = "I'm not sure I understood that. Could you rephrase it, or tell me a 
 HANDOFF = "I'm passing you to a member of our team; a person will reply here shortly."
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
 ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
+PROMPT = "What can I help you with?"
 SNIPPET_CHARS = 240
 # how a turn whose stream ended before its reply did is marked in its reason
 CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"
@@ -387,14 +389,16 @@ def _slots(context: dict[str, str], message: str, top: list[Passage]) -> dict[st
 
 
 def _is_fixed(decision: Decision) -> bool:
-    """Whether the reply is one of the bot's own (clarify, fallback, hand-off, an acknowledgement's)."""
-    return decision.action != "answer" or decision.acknowledgement
+    """Whether the reply is one of the bot's own (clarify, fallback, hand-off, acknowledgement, prompt)."""
+    return decision.action != "answer" or decision.acknowledgement or decision.prompt
 
 
 def _fixed(plan: Plan) -> Answer:
     action = plan.decision.action
     if plan.decision.acknowledgement:
         return Answer(text=ACKNOWLEDGEMENT, mode="fixed", cited=[])
+    if plan.decision.prompt:
+        return Answer(text=PROMPT, mode="fixed", cited=[])
     if action == "handoff":
         waiting = plan.session.state == "waiting_for_agent"
         return Answer(text=WAITING if waiting else HANDOFF, mode="fixed", cited=[])

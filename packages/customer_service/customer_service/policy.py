@@ -5,12 +5,14 @@ In order of precedence:
    strongly negative (the sentiment score reaches `negative_sentiment`);
 2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
    "👍"): it asks nothing, so it is no failed question (an intent's template answers it when one renders);
-3. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
+3. a short prompt (what can the bot help with?) when the message holds no letter or digit at all ("?", "...",
+   "—", "🤔") and is not such an emoji: there is nothing to read, so it is no failed question either;
+4. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
    model calls the message out of scope and the best passage is not a strong match either (an intent model
    knows its training intents; the knowledge base may answer more than they cover);
-4. clarify when the two best passages are both relevant, come from different entries and are closer than
+5. clarify when the two best passages are both relevant, come from different entries and are closer than
    `clarify_margin`: the customer is offered both;
-5. answer otherwise.
+6. answer otherwise.
 A fallback that makes `fallbacks_before_handoff` in a row becomes a hand-off: the customer is not asked to
 rephrase forever. Relevance is the re-ranker's probability when there is a re-ranker, else the cosine
 similarity of the query and the passage (`min_answer_score` and `min_similarity` are their thresholds).
@@ -57,6 +59,7 @@ _ACK_WORDS = frozenset(
 _ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
 _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
 ACKNOWLEDGED = "an acknowledgement (thanks, ok, bye): nothing to answer"
+PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
 
 # in the reason of a hand-off after repeated fallback, the one hand-off of a message the bot could not answer
 # (analytics counts those among the unanswered questions, not a request for a person or an angry message)
@@ -72,6 +75,7 @@ class Decision:
     fallback_streak: int  # fallbacks in a row after this turn
     template_only: bool = False  # answer with the intent's template alone: no passage was relevant
     acknowledgement: bool = False  # the message only thanks or agrees: the bot replies in kind
+    prompt: bool = False  # the message holds no letter or digit: the bot asks what the customer needs
 
 
 def asks_for_person(message: str) -> bool:
@@ -90,6 +94,11 @@ def acknowledges(message: str) -> bool:
     return friendly or any(word in _ACK_WORDS for word in words)
 
 
+def says_nothing(message: str) -> bool:
+    """Whether the message holds no letter or digit at all ("?", "...", "—", "🤔"): nothing to read."""
+    return not any(unicodedata.category(ch)[0] in "LN" for ch in message)
+
+
 def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -> str | None:
     """Why the message goes to a person at once (an explicit request, strong negativity), or None."""
     if asks_for_person(message):
@@ -102,11 +111,16 @@ def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -
 def _by_its_words(
     message: str, negativity: float, fallback_streak: int, intent_template: bool, settings: PolicySettings
 ) -> Decision | None:
-    """What the message's own words settle whatever the passages: a hand-off (`_urgent_handoff`), or the
-    reply to an acknowledgement (no question the bot failed at: no fallback, no step towards a hand-off)."""
+    """What the message's own words settle whatever the passages: a hand-off (`_urgent_handoff`), the reply
+    to an acknowledgement, or a prompt for a message without a letter or digit (neither is a question the bot
+    failed at: no fallback, no step towards a hand-off; the fallback streak stays as it was)."""
     if (urgent := _urgent_handoff(message, negativity, settings)) is not None:
         return Decision("handoff", urgent, 0)
-    return _acknowledgement(message, fallback_streak, intent_template)
+    if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
+        return acknowledged
+    if says_nothing(message):  # no intent's template either: there are no words it could have read
+        return Decision("answer", PROMPTED, fallback_streak, template_only=True, prompt=True)
+    return None
 
 
 def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) -> Decision | None:
