@@ -50,6 +50,19 @@ CASES = {
         ["finance-sentiment", "train", "--data", "d.csv", "--output", "out", "--seed", "x"],
         "error: invalid value for '--seed': ",
     ),
+    # a port outside 0-65535 ended in uvicorn's OverflowError traceback (exit 1) once the app had started
+    "customer-service-port-out-of-range": (
+        ["customer-service", "serve", "--port", "-5"],
+        "error: invalid value for '--port': ",
+    ),
+    "finance-sentiment-port-out-of-range": (
+        ["finance-sentiment", "serve", "--port", "65536"],
+        "error: invalid value for '--port': ",
+    ),
+    "recommender-port-out-of-range": (
+        ["recommender", "serve", "--port", "99999999999999999999"],
+        "error: invalid value for '--port': ",
+    ),
     "recommender-missing-argument": (
         ["recommender", "convert", "amazon"],
         "error: missing argument 'folder'",

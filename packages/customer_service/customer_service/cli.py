@@ -49,7 +49,7 @@ app.command("evaluate-retrieval")(retrieval_commands.evaluate_retrieval)
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     database_url: DatabaseOpt = None,
     index_dir: IndexOpt = None,
     knowledge: Annotated[

@@ -90,7 +90,7 @@ def _prepare(
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     scheduler: Annotated[
         bool, typer.Option(help="run the jobs here (--no-scheduler: API-only replica)")
     ] = True,

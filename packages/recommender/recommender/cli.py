@@ -48,7 +48,7 @@ def _require_model_folder(folder: Path) -> None:
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="interface to listen on")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(help="TCP port", min=0, max=65535)] = 8000,
     database_url: DatabaseOpt = None,
     model_path: ModelOpt = None,
     index_path: IndexOpt = None,
