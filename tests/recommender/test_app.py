@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gc
 import json
+import re
 import shutil
 import threading
 from collections.abc import Iterator
@@ -235,7 +236,7 @@ def test_numeric_event_times_are_unix_seconds_and_milliseconds_are_refused(
     assert [e["loc"] for e in errors] == [["body", "events", 1, "timestamp"]]
     assert "Unix seconds, before 2200-01-01" in errors[0]["msg"] and "milliseconds" in errors[0]["msg"]
     assert stored_events(settings.database_url) == 0
-    times = [1_767_520_121, 1_767_520_121.5, "1767520122", "2026-01-04T10:00:00+02:00", 7_258_118_399]
+    times = [1_767_520_121, 1_767_520_121.5, "1767520122", "2026-01-04T10:00:00+02:00", 1_000_000_000]
     events = [{"user_id": "u", "item_id": "lab-0", "timestamp": t} for t in times]
     assert client.post("/v1/events", json={"events": events}).json() == {"stored": 5}
     assert stored_times(settings.database_url) == [
@@ -243,8 +244,42 @@ def test_numeric_event_times_are_unix_seconds_and_milliseconds_are_refused(
         datetime(2026, 1, 4, 9, 48, 41, 500_000, tzinfo=UTC),
         datetime(2026, 1, 4, 9, 48, 42, tzinfo=UTC),
         datetime(2026, 1, 4, 8, 0, tzinfo=UTC),
-        datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC),
     ]
+
+
+def server_time_in(message: str) -> datetime:
+    """The server's time a future timestamp's error names."""
+    found = re.search(r"the server's time \(([^)]+)\)", message)
+    assert found is not None, message
+    return datetime.fromisoformat(found.group(1))
+
+
+def test_event_times_more_than_a_day_ahead_of_the_server_are_422_and_store_nothing(
+    client: TestClient, settings: RecommenderSettings
+) -> None:
+    # a client whose clock is years ahead (or a typo) stored an event that then counted as the newest for good
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    now = datetime.now(UTC)
+    ahead = [
+        (now + timedelta(days=1, minutes=5)).isoformat(),
+        "2199-06-01T00:00:00Z",
+        int((now + timedelta(days=3650)).timestamp()),
+    ]
+    expected = "events[1]: expected timestamp at most 86,400 seconds (1 day) after the server's time"
+    for when in ahead:
+        events = [
+            {"user_id": "u", "item_id": "lab-0"},
+            {"user_id": "u", "item_id": "lab-1", "timestamp": when},
+        ]
+        detail = problem(client.post("/v1/events", json={"events": events}), 422)["detail"]
+        assert expected in detail
+        assert abs(server_time_in(detail) - datetime.now(UTC)) < timedelta(minutes=1), detail
+    assert stored_events(settings.database_url) == 0
+    # a clock a little ahead is within the tolerance
+    soon = (now + timedelta(hours=23)).isoformat()
+    events = [{"user_id": "u", "item_id": "lab-0", "timestamp": soon}]
+    assert client.post("/v1/events", json={"events": events}).json() == {"stored": 1}
 
 
 @pytest.mark.parametrize("value", [1e30, -1e30, 1_000_000.5, float("nan"), float("inf")])

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -187,7 +187,7 @@ def test_ingest_events_reads_numbers_as_unix_seconds_and_refuses_milliseconds(
         assert f"{events}: row 2 column 'timestamp': expected a timestamp in Unix seconds" in line
         assert when == "inf" or ("before 2200-01-01 (7,258,118,400)" in line and "milliseconds" in line)
     assert counts(sqlite_url) == (1, 0)
-    times = ("1767520121", "1767520121.5", "2026-01-04T10:00:00+02:00", "2026-01-04 08:00:01", "7258118399")
+    times = ("1767520121", "1767520121.5", "2026-01-04T10:00:00+02:00", "2026-01-04 08:00:01", "1000000000")
     events.write_text("user_id,item_id,timestamp\n" + "".join(f"u,astro-0,{t}\n" for t in times), "utf-8")
     assert last_json(invoke("ingest-events", events, "--database-url", sqlite_url)) == {"stored": 5}
     db = Database(sqlite_url)
@@ -201,8 +201,34 @@ def test_ingest_events_reads_numbers_as_unix_seconds_and_refuses_milliseconds(
         datetime(2026, 1, 4, 9, 48, 41, 500_000, tzinfo=UTC),
         datetime(2026, 1, 4, 8, 0, tzinfo=UTC),
         datetime(2026, 1, 4, 8, 0, 1, tzinfo=UTC),
-        datetime(2199, 12, 31, 23, 59, 59, tzinfo=UTC),
+        datetime(2001, 9, 9, 1, 46, 40, tzinfo=UTC),
     ]
+
+
+def test_ingest_events_refuses_times_ahead_of_the_clock_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
+    # a row stamped years ahead (a wrong clock, a typo) would count as the newest event for good
+    db = Database(sqlite_url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            session.add(Item(id="astro-0", title="Telescope"))
+    finally:
+        db.dispose()
+    events = tmp_path / "events.csv"
+    now = datetime.now(UTC)
+    for when in ((now + timedelta(days=1, minutes=5)).isoformat(), "2150-01-01", "4102444800"):
+        events.write_text(f"user_id,item_id,timestamp\nu,astro-0,1700000000\nu,astro-0,{when}\n", "utf-8")
+        line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url))
+        assert f"{events}: row 2 column 'timestamp': expected a time at most 86,400 seconds (1 day)" in line
+        assert "after the server's time (" in line
+    assert counts(sqlite_url) == (1, 0)
+    # the tolerance is a setting; within it a row is stored
+    hour = (now + timedelta(hours=1)).isoformat()
+    events.write_text(f"user_id,item_id,timestamp\nu,astro-0,{hour}\n", "utf-8")
+    strict = {"REC_EVENT_FUTURE_TOLERANCE_S": "60"}
+    line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url, env=strict))
+    assert "row 1 column 'timestamp': expected a time at most 60 seconds after the server's time" in line
+    assert last_json(invoke("ingest-events", events, "--database-url", sqlite_url)) == {"stored": 1}
 
 
 CONTROL_CASES = [  # (file name, its text, the row and column named, the character found)

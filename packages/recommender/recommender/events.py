@@ -14,7 +14,10 @@ most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number 
 
 An event's time given as a number is Unix seconds, alike through the API and the files (`unix_seconds`). A
 number at or beyond `LATEST_UNIX_SECONDS` (2200-01-01) is refused rather than guessed at: it is most likely
-milliseconds (1e11 is 1973 in milliseconds and year 5138 in seconds).
+milliseconds (1e11 is 1973 in milliseconds and year 5138 in seconds). A time more than a tolerance
+(`FUTURE_TOLERANCE` by default, the `event_future_tolerance_s` setting) after the server's clock is refused
+too (`future_problem`): a client whose clock is wrong, or a typo, would store an event that counts as the
+user's newest in recency weighting until that time, years on.
 
 Each batch bumps the events change counter first (`recommender.changes`), so batches commit in id order and a
 service can count what other processes stored by reading the events after the last id it counted
@@ -29,7 +32,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, insert, select
@@ -40,11 +43,13 @@ from recommender.changes import ERASURES, EVENTS, bump
 from recommender.database import Database
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item, event_fingerprint
 from textcore import InvalidInput, NotFound, PayloadTooLarge
-from textcore.sql import EARLIEST, aware_utc
+from textcore.sql import EARLIEST, aware_utc, utcnow
 
 MAX_VALUE = 1e6  # largest |value| of an event: any rating scale fits; beyond it a number is a mistake
 LATEST_UNIX = datetime(2200, 1, 1, tzinfo=UTC)  # a time as a number is seconds before this, or a mistake
 LATEST_UNIX_SECONDS = int(LATEST_UNIX.timestamp())  # 7,258,118,400; 1e11 is 1973 in milliseconds
+# how far an event's time may be after the server's clock: clients' clocks disagree a little, not by years
+FUTURE_TOLERANCE = timedelta(days=1)
 
 
 @dataclass(frozen=True)
@@ -65,8 +70,18 @@ def is_positive(event_type: str, value: float | None, min_rating: float | None) 
     return min_rating is None or (value is not None and value >= min_rating)
 
 
-def check_events(events: Sequence[EventRecord], max_events: int | None = None) -> None:
+def check_events(
+    events: Sequence[EventRecord],
+    max_events: int | None = None,
+    *,
+    future_tolerance: timedelta = FUTURE_TOLERANCE,
+) -> None:
     """Check every event of a batch.
+
+    Args:
+        events: The batch.
+        max_events: Most events per batch (None: no limit).
+        future_tolerance: How far an event's time may be after the server's clock now.
 
     Raises:
         PayloadTooLarge: If the batch has more than `max_events` events.
@@ -74,29 +89,37 @@ def check_events(events: Sequence[EventRecord], max_events: int | None = None) -
     """
     if max_events is not None and len(events) > max_events:
         raise PayloadTooLarge(f"expected at most {max_events} events per batch, found {len(events)}")
-    problems = [f"events[{n}]: {p}" for n, e in enumerate(events) if (p := _problem(e))]
+    now = utcnow()
+    found = ((n, _problem(e, now, future_tolerance)) for n, e in enumerate(events))
+    problems = [f"events[{n}]: {p}" for n, p in found if p]
     if problems:
         shown = "; ".join(problems[:10])
         more = f" (and {len(problems) - 10} more)" if len(problems) > 10 else ""
         raise InvalidInput(f"expected well-formed events; nothing was stored: {shown}{more}")
 
 
-def _problem(event: EventRecord) -> str | None:
+def _problem(event: EventRecord, now: datetime, future_tolerance: timedelta) -> str | None:
     for name in ("user_id", "item_id"):
         value = getattr(event, name)
         if not isinstance(value, str) or not value.strip() or len(value) > ID_LENGTH:
             return f"expected {name} to be 1-{ID_LENGTH} characters, found {value!r:.80}"
     if event.type not in EVENT_TYPES:
         return f"expected type one of {', '.join(EVENT_TYPES)}, found {event.type!r:.40}"
-    try:
-        aware_utc("timestamp", event.ts)  # naive, or out of the range the database and its arithmetic take
-    except InvalidInput as exc:
-        return exc.message
+    if problem := _time_problem(event.ts, now, future_tolerance):
+        return problem
     if event.value is not None and (problem := value_problem(event.value)):
         return f"value: {problem}"
     if event.type == "rating" and event.value is None:
         return "expected a value for a rating, found none"
     return None
+
+
+def _time_problem(moment: datetime, now: datetime, future_tolerance: timedelta) -> str | None:
+    try:
+        aware_utc("timestamp", moment)  # naive, or out of the range the database and its arithmetic take
+    except InvalidInput as exc:
+        return exc.message
+    return future_problem("timestamp", moment, now, future_tolerance)
 
 
 def unix_seconds(seconds: float) -> datetime:
@@ -122,6 +145,25 @@ def unix_seconds(seconds: float) -> datetime:
         ) from None
 
 
+def future_problem(name: str, moment: datetime, now: datetime, tolerance: timedelta) -> str | None:
+    """What is wrong with an (aware) event time more than `tolerance` after the server's time `now`; None
+    when nothing. Such a time is a wrong clock or a typo, and would count as the newest event for years."""
+    if moment <= now + tolerance:
+        return None
+    return (
+        f"expected {name} at most {_span(tolerance)} after the server's time "
+        f"({now.isoformat(timespec='seconds')}); found {moment.isoformat()}"
+    )
+
+
+def _span(tolerance: timedelta) -> str:
+    """A tolerance in whole seconds, and in days when it is whole days: '86,400 seconds (1 day)'."""
+    seconds = int(tolerance.total_seconds())
+    days, rest = divmod(seconds, 86_400)
+    in_days = f" ({days} day{'s' if days > 1 else ''})" if days and not rest else ""
+    return f"{seconds:,} seconds{in_days}"
+
+
 def value_problem(value: float) -> str | None:
     """What is wrong with an event's value (a boolean, not finite, or beyond `MAX_VALUE` from 0); None when
     nothing."""
@@ -132,7 +174,13 @@ def value_problem(value: float) -> str | None:
     return None
 
 
-def ingest_events(db: Database, events: Sequence[EventRecord], max_events: int | None = None) -> int:
+def ingest_events(
+    db: Database,
+    events: Sequence[EventRecord],
+    max_events: int | None = None,
+    *,
+    future_tolerance: timedelta = FUTURE_TOLERANCE,
+) -> int:
     """Store a batch of events in one transaction; returns how many were stored.
 
     An event identical to a stored one, or to an earlier one of the batch, is left out (it is already
@@ -143,7 +191,7 @@ def ingest_events(db: Database, events: Sequence[EventRecord], max_events: int |
         InvalidInput: If an event is malformed (nothing is stored).
         NotFound: Listing the item ids that are not in the catalog (nothing is stored).
     """
-    check_events(events, max_events)
+    check_events(events, max_events, future_tolerance=future_tolerance)
     wanted = sorted({e.item_id for e in events})
     with db.session() as session:
         bump(session, EVENTS)  # first: batches commit one after another, their ids in that order

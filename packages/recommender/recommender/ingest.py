@@ -13,12 +13,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recommender.catalog import ItemRecord
 from recommender.data import item_text
-from recommender.events import EventRecord, unix_seconds, value_problem
+from recommender.events import FUTURE_TOLERANCE, EventRecord, future_problem, unix_seconds, value_problem
 from recommender.tables import (
     CATEGORY_LENGTH,
     EVENT_TYPES,
@@ -31,7 +31,7 @@ from recommender.tables import (
 from textcore import InvalidInput, read_table
 from textcore.data import require_columns
 from textcore.printable import check_printable
-from textcore.sql import aware_utc
+from textcore.sql import aware_utc, utcnow
 
 
 @dataclass(frozen=True)
@@ -177,14 +177,18 @@ def _categories(raw: str) -> list[str]:
     return [part.strip() for part in text.split("|") if part.strip()]
 
 
-def read_events(path: Path, columns: EventColumns = EventColumns()) -> list[EventRecord]:
+def read_events(
+    path: Path, columns: EventColumns = EventColumns(), *, future_tolerance: timedelta = FUTURE_TOLERANCE
+) -> list[EventRecord]:
     """Events of an interactions file.
 
     Times are Unix seconds (a number from 2200-01-01 on is refused: it looks like milliseconds) or ISO 8601
-    (UTC when no offset is given). A row's type comes from the type
+    (UTC when no offset is given), and at most `future_tolerance` after the clock now (a later one is a wrong
+    clock or a typo). A row's type comes from the type
     column when the file has one, else it is a rating when the rating cell is filled and a click otherwise.
     """
     rows = _rows(path, [columns.user, columns.item, columns.time])
+    now = utcnow()
     events = []
     for number, row in enumerate(rows, start=1):
         where = f"{path}: row {number}"
@@ -197,7 +201,10 @@ def read_events(path: Path, columns: EventColumns = EventColumns()) -> list[Even
             )
         user = _id(path, number, columns.user, row[columns.user])
         item = _id(path, number, columns.item, row[columns.item])
-        events.append(EventRecord(user, item, _time(where, columns.time, row[columns.time]), kind, rating))
+        moment = _time(where, columns.time, row[columns.time])
+        if problem := future_problem("a time", moment, now, future_tolerance):
+            raise InvalidInput(f"{where} column {columns.time!r}: {problem}")
+        events.append(EventRecord(user, item, moment, kind, rating))
     return events
 
 

@@ -170,7 +170,8 @@ class EventIn(BaseModel):
     timestamp: EventTime | None = Field(
         None,
         description="ISO 8601 with an offset, or Unix seconds (a number from 2200-01-01 on is refused: it "
-        "looks like milliseconds); the time of arrival when omitted.",
+        "looks like milliseconds), at most REC_EVENT_FUTURE_TOLERANCE_S (1 day) after the server's clock; "
+        "the time of arrival when omitted.",
     )
     type: Literal["click", "rating", "purchase"] = "click"
     value: float | None = Field(

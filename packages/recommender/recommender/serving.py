@@ -57,6 +57,7 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 
 import numpy as np
 import torch
@@ -66,6 +67,7 @@ from recommender.catalog import ItemCatalog, ItemRecord, UpsertReport, id_listin
 from recommender.changes import ERASURES, EVENTS, ITEMS, read_counters
 from recommender.database import Database
 from recommender.events import (
+    FUTURE_TOLERANCE,
     EventCursor,
     EventRecord,
     erase_user,
@@ -156,6 +158,7 @@ class Recommender:
         rescorer: Re-scores the blend's top candidates of requests with a history (None: the blend alone).
         refresh_s: How often, at most, a request looks for items and events other processes wrote (0: before
             every request).
+        future_tolerance: How far an ingested event's time may be after the server's clock.
     """
 
     def __init__(
@@ -173,11 +176,13 @@ class Recommender:
         embed_threads: int | None = None,
         rescorer: Rescorer | None = None,
         refresh_s: float = 1.0,
+        future_tolerance: timedelta = FUTURE_TOLERANCE,
     ) -> None:
         self.db, self.model, self.catalog, self.behaviour = db, model, catalog, behaviour
         self.rescorer = rescorer
         self.min_rating, self.candidates = min_rating, candidates
         self.max_items, self.max_events = max_items, max_events
+        self.future_tolerance = future_tolerance
         self.torch_threads, self.embed_threads = torch_threads, embed_threads
         self._reference: tuple[int, list[str], np.ndarray] | None = None  # (catalog version, ids, vectors)
         self._reference_lock = threading.Lock()
@@ -229,7 +234,7 @@ class Recommender:
 
     def ingest(self, events: Sequence[EventRecord]) -> int:
         """Store a batch of events (all or nothing), then count its positives into co-occurrence."""
-        stored = ingest_events(self.db, events, self.max_events)
+        stored = ingest_events(self.db, events, self.max_events, future_tolerance=self.future_tolerance)
         self._count_events()  # read back from the database: whatever else was stored meanwhile counts too
         return stored
 

@@ -81,6 +81,14 @@ class RecommenderSettings(ServiceSettings):
         le=1024,
         description="torch threads of catalog embedding (upserts, start-up); 0: torch's own.",
     )
+    event_future_tolerance_s: int = Field(
+        86_400,
+        ge=0,
+        le=31_536_000,
+        description="How far, in seconds, an event's timestamp may be after the server's clock (clients' "
+        "clocks run a little ahead); a later one is refused (422; a wrong clock or a typo would count as the "
+        "newest event for years). Also read by `recommender ingest-events`.",
+    )
     # A full batch of 10,000 events or 1,000 items with their text is a few megabytes of JSON.
     max_body_bytes: int = Field(8_000_000, ge=1, description="Largest accepted request body, in bytes.")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 
 from recommender.behaviour import Behaviour
 from recommender.catalog import ItemCatalog, Progress
@@ -94,6 +95,7 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
             embed_threads=settings.embed_threads or None,
             rescorer=rescorer,
             refresh_s=settings.refresh_s,
+            future_tolerance=timedelta(seconds=settings.event_future_tolerance_s),
         )
         recommender.refresh(now=True)  # counts the stored events (the catalog is in line already)
         yield recommender

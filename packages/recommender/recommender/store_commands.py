@@ -8,6 +8,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -129,11 +130,13 @@ def ingest_events(
 
     def action() -> int:
         columns = EventColumns(user_column, item_column, time_column, rating_column, type_column)
-        records = read_events(file, columns)
-        db = Database(settings_from(database_url=database_url).database_url)
+        settings = settings_from(database_url=database_url)
+        tolerance = timedelta(seconds=settings.event_future_tolerance_s)
+        records = read_events(file, columns, future_tolerance=tolerance)
+        db = Database(settings.database_url)
         try:
             db.migrate()
-            return events.ingest_events(db, records)
+            return events.ingest_events(db, records, future_tolerance=tolerance)
         finally:
             db.dispose()
 
