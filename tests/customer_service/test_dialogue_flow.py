@@ -5,29 +5,18 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
 from customer_service import create_app
-from tests.customer_service.test_app import cs_settings
+from tests.customer_service.test_app import chat, cs_settings
 
 
 @pytest.fixture
 def client(tmp_path: Path, sqlite_url: str) -> Iterator[TestClient]:
     with TestClient(create_app(cs_settings(tmp_path, sqlite_url))) as test_client:
         yield test_client
-
-
-def chat(client: TestClient, message: str, session_id: str | None = None) -> dict[str, Any]:
-    body: dict[str, Any] = {"message": message}
-    if session_id is not None:
-        body["session_id"] = session_id
-    response = client.post("/v1/chat", json=body)
-    assert response.status_code == 200, response.text
-    reply: dict[str, Any] = response.json()
-    return reply
 
 
 def test_thanks_and_ok_are_acknowledged_not_handed_to_a_person(client: TestClient) -> None:
