@@ -132,3 +132,15 @@ def test_a_message_without_a_letter_or_digit_is_asked_what_it_needs(client: Test
         "who won the football world cup in 1998?",
         "what is the best recipe for banana bread?",
     }
+
+
+def test_a_follow_up_reaches_past_several_turns_without_a_topic(client: TestClient) -> None:
+    # four prompts and thanks in a row (history_turns is 4) do not push the question out of reach: the
+    # rewriting looks back over the last topical turns, not the last turns of any kind
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    for message in ("?", "thanks", "ok", "??"):
+        assert chat(client, message, sid)["mode"] == "fixed"
+    business = chat(client, "and for business accounts?", sid)
+    assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business"), business
+    queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
+    assert queries[-1] == "How do I open a savings account, business accounts?"

@@ -25,7 +25,7 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 from customer_service.answers import Answer, Answerer
 from customer_service.clarification import chosen_option
 from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
-from customer_service.followup import own_words, points_back_only, rewrite, topical_queries
+from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
 from customer_service.policy import Decision, decide
@@ -144,8 +144,11 @@ class Bot:
             raise PayloadTooLarge(f"expected a message of at most {limit} characters; found {len(message)}")
         self.retriever.kb.refresh()  # changes made by the CLI or another replica: visible from this turn on
         session = self.conversations.start(session_id)
-        # the turns since the session was last opened again: an agent had resolved it
-        history = self.conversations.history(session.id, self.settings.history_turns, session.reopened_at)
+        # the turns since the session was last opened again: an agent had resolved it; read further back
+        # than history_turns, so that prompts and thanks in between do not push the last topic out of reach
+        turns = self.settings.history_turns
+        recent = self.conversations.history(session.id, LOOKBACK * turns, session.reopened_at)
+        history = recent[-turns:] if turns else []
         if session.state == "waiting_for_agent":
             waiting = Decision("handoff", "waiting for an agent", session.fallback_streak)
             return Plan(session, message, message, None, [], waiting, history, context, started)
@@ -154,7 +157,7 @@ class Bot:
             intent = self.intents.predict([query])[0] if self.intents is not None else None
             decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
-        query = rewrite(message, topical_queries(history))
+        query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
         decision = decide(

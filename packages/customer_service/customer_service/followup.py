@@ -31,6 +31,9 @@ WORD = re.compile(r"[A-Za-z0-9']+")
 SHORT = 6  # words: a shorter message with a pronoun leans on the previous turn
 CARRIED_WORDS = 30  # of the previous query carried into a rewrite, its last ones: a chain of follow-ups
 # would otherwise grow the query with every turn
+LOOKBACK = 4  # times history_turns: the turns read to find the last history_turns topical ones, so that a few
+# prompts and thanks in a row ("?", "thanks", "ok") do not push the question out of reach, yet a long
+# session is not read whole for each message
 
 
 def is_follow_up(message: str) -> bool:

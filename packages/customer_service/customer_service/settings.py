@@ -104,7 +104,13 @@ class CustomerServiceSettings(ServiceSettings):
     )
     max_message_chars: int = Field(2000, ge=1, le=100_000, description="Longest accepted chat message.")
     sources_per_answer: int = Field(3, ge=1, le=20, description="Passages returned with an answer.")
-    history_turns: int = Field(4, ge=0, le=50, description="Earlier turns used to understand follow-ups.")
+    history_turns: int = Field(
+        4,
+        ge=0,
+        le=50,
+        description="Earlier turns the generator sees; also the topical turns (of at most 4 times as many "
+        "turns) a follow-up can lean on.",
+    )
     max_body_bytes: int = Field(4_000_000, ge=1, description="Largest accepted request body, in bytes.")
     session_retention_days: int | None = Field(
         None,
