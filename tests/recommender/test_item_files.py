@@ -9,9 +9,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from recommender import create_app
 from recommender.database import Database
-from tests.recommender.conftest import invoke, last_json
+from tests.recommender.conftest import invoke, last_json, rec_settings
 from tests.recommender.test_cli import counts, one_error_line, tiny_env
 
 LIMIT_CASES = [
@@ -63,3 +65,28 @@ def test_repeated_ids_in_an_item_file_are_named_with_their_rows(
     line = one_error_line(invoke(*args, env=tiny_env(tiny_model_dir)))
     assert f"{path}: expected each item id once; found 'a' in rows 1, 3 and 6, 'b' in rows 2 and 4" in line
     assert counts(sqlite_url) == (0, 0)
+
+
+def test_an_item_through_the_api_and_the_cli_is_stored_alike(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    # surrounding whitespace is stripped from a text as from a title and categories, by both paths: a text
+    # at the limit once stripped is stored, and the same item is stored the same way
+    texts = {"short": "  A 70 mm telescope.\n ", "long": f"  {'x' * 20_000}\t"}
+    rows = [
+        {"item_id": f"cli-{name}", "title": " Scope ", "text": text, "categories": [" astro "]}
+        for name, text in texts.items()
+    ]
+    path = tmp_path / "items.jsonl"
+    path.write_text("".join(f"{json.dumps(row)}\n" for row in rows), "utf-8")
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir)
+    args = ["ingest-items", path, "--database-url", sqlite_url, "--index-path", settings.index_path]
+    assert last_json(invoke(*args, env=tiny_env(tiny_model_dir)))["created"] == 2
+    with TestClient(create_app(settings)) as client:
+        for name, text in texts.items():
+            body = {"title": " Scope ", "text": text, "categories": [" astro "]}
+            response = client.put(f"/v1/items/api-{name}", json=body)
+            assert response.status_code in (200, 201), response.text
+            fields = ("title", "text", "categories")
+            api, cli = (client.get(f"/v1/items/{way}-{name}").json() for way in ("api", "cli"))
+            assert [api[f] for f in fields] == [cli[f] for f in fields] == ["Scope", text.strip(), ["astro"]]

@@ -3,8 +3,10 @@
 Inputs forbid unknown fields and bound every string, list and mapping, so one request cannot smuggle in a
 typo or megabytes of text. No id, title, text or category may hold a control character but tab, newline and
 carriage return (`textcore.printable`), so such a request is refused alike on SQLite and on PostgreSQL, which
-cannot store NUL. The per-request counts the operator configures (``max_items_per_request``,
-``max_events_per_request``) are checked by the service; the bounds here are the hard ceilings.
+cannot store NUL. Ids, titles, texts and categories are stripped of surrounding whitespace before their
+length is checked, as `recommender ingest-items` reads them from a file. The per-request counts the operator
+configures (``max_items_per_request``, ``max_events_per_request``) are checked by the service; the bounds
+here are the hard ceilings.
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ ItemId = Annotated[
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_LENGTH), Printable
 ]
-Text = Annotated[str, StringConstraints(max_length=TEXT_LENGTH), Printable]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, max_length=TEXT_LENGTH), Printable]
 Category = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=CATEGORY_LENGTH), Printable
 ]
