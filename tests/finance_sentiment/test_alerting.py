@@ -186,6 +186,34 @@ def test_a_burst_about_a_company_rarely_in_the_news_fires(database: Database) ->
     assert (annotations["count"], annotations["baseline_negative_share"]) == ("15", "0.200")
 
 
+def test_an_alert_at_the_negative_share_floor_does_not_flap(database: Database) -> None:
+    # A calm history, then 20 stories in the last hour, 8 negative: 40 %, the rule's floor, and z about 1.4.
+    add_rule(database, min_negative_share=0.4, z_threshold=1.0)
+    add_calm(database, "Acme", end=NOW - HOUR)
+    with database.session() as session:
+        for i in range(20):
+            label, sentiment = ("negative", -0.4) if i < 8 else ("neutral", 0.05)
+            seen_at = NOW - 40 * MINUTE + i * MINUTE
+            session.add(_story(seen_at, label, sentiment, {"entity": "Acme"}, f"Acme now {i}"))
+    (fired,) = evaluate_rules(database, now=NOW)
+    assert fired.status == "firing"
+    # One neutral story more (8 of 21: 38 %), then one negative more (9 of 22: 41 %): the same episode
+    # goes on, not resolved and fired again with each story.
+    with database.session() as session:
+        session.add(_story(NOW + 10 * SECOND, "neutral", 0.05, {"entity": "Acme"}, "Acme neutral"))
+    assert evaluate_rules(database, now=NOW + 30 * SECOND) == []
+    with database.session() as session:
+        session.add(_story(NOW + 40 * SECOND, "negative", -0.4, {"entity": "Acme"}, "Acme negative"))
+    assert evaluate_rules(database, now=NOW + MINUTE) == []
+    assert [m.payload["status"] for m in outbox(database)] == ["firing"]
+    with database.session() as session:
+        alerts = list(session.scalars(select(Alert)))
+    assert [(a.id, a.status) for a in alerts] == [(fired.alert_id, "firing")]
+    # Once the share is back near the baseline, the alert resolves.
+    (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)
+    assert (resolved.alert_id, resolved.status) == (fired.alert_id, "resolved")
+
+
 def test_a_rule_asking_for_a_sentiment_drop_fires_only_when_the_mean_falls_that_far(
     database: Database,
 ) -> None:

@@ -60,7 +60,10 @@ def test_a_firing_series_stays_firing_until_z_falls_below_half_the_threshold() -
     assert not quiet.firing
     assert held.firing
     below_floor = detect(WindowStats(40, 15, -6.0), CALM, params, was_firing=True)  # 37.5 % < 40 %
-    assert not below_floor.firing
+    assert below_floor.firing  # the floor holds a firing series down to half of it, as z does
+    under_half = detect(WindowStats(40, 7, -6.0), CALM, _params(z_threshold=0.1), was_firing=True)
+    assert not under_half.firing  # 17.5 % < 20 %
+    assert "below the 20% negative-share floor" in under_half.reason
     still_high = detect(WindowStats(40, 20, -6.0), CALM, _params(min_negative_share=0.1), was_firing=True)
     assert still_high.firing  # 50 %: still well above the baseline
     assert not detect(CALM[0], CALM, params, was_firing=True).firing

@@ -70,7 +70,8 @@ class SpikeParams:
 
     Attributes:
         min_count: Fewest stories in the current window for it to fire.
-        min_negative_share: Lowest negative share (0..1) for it to fire.
+        min_negative_share: Lowest negative share (0..1) for it to fire; a firing series resolves below half
+            of it.
         z_threshold: Lowest z-score for it to fire; a firing series resolves below half of it.
         method: ``"ewma"`` or ``"robust_z"``.
         ewma_alpha: EWMA weight of the newest baseline window, in (0, 1].
@@ -136,9 +137,10 @@ def detect(
 
     A quiet series fires when ``count >= min_count``, ``share >= min_negative_share``, ``z >= z_threshold``
     and, when the rule sets it, the mean sentiment lies at least ``min_sentiment_drop`` below the baseline's.
-    A firing series stays firing until one of: ``share < min_negative_share``, ``count < min_count``,
+    A firing series stays firing until one of: ``share < min_negative_share / 2``, ``count < min_count``,
     ``z < z_threshold / 2`` or a drop under ``min_sentiment_drop / 2`` (hysteresis, so it does not flap at
-    the threshold).
+    a threshold: one neutral story more, or one negative story leaving the sliding window, would otherwise
+    resolve an alert that the next negative story opens again).
 
     Args:
         current: The window being judged.
@@ -183,8 +185,9 @@ def _decide(
     )
     if current.count < params.min_count:
         return False, f"too few stories to judge: {current.count} < {params.min_count}"
-    if share < params.min_negative_share:
-        return False, f"{numbers}; below the {params.min_negative_share:.0%} negative-share floor"
+    floor = params.min_negative_share / 2 if was_firing else params.min_negative_share
+    if share < floor:
+        return False, f"{numbers}; below the {floor:.0%} negative-share floor"
     threshold = params.z_threshold / 2 if was_firing else params.z_threshold
     if z < threshold:
         return False, f"{numbers}; below the z threshold {threshold:g}"
