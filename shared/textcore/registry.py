@@ -33,11 +33,11 @@ from textcore.registry_files import (
     append_event,
     copy_model,
     read_active,
-    read_active_version,
     read_history,
     read_json,
     remove_if_unused,
     remove_stale_staging,
+    require_active,
     require_weights,
     staging_folder,
 )
@@ -148,13 +148,16 @@ class ModelRegistry:
 
         Raises:
             InvalidInput: Bad name, the folder is not a model folder (no metadata.json or config.json, or no
-                safetensors weights), or a file in it cannot be copied (a dangling link, a named pipe).
+                safetensors weights), or a file in it cannot be copied (a dangling link, a named pipe); with
+                ``promote``, the ``active`` alias names no version (`registry_files.require_active`).
             NotFound: ``source_dir`` does not exist or is not a folder.
             OSError: The registry cannot be written; nothing of this version is left behind.
         """
         model_dir = self._dir(name, must_exist=False)
         source = Path(source_dir)
         self._check_source(source, model_dir)
+        if promote:  # refused before the copy, not after it (promote checks again under the lock)
+            require_active(model_dir, f"register and promote a version of {name}")
         remove_stale_staging(self.root)
         with staging_folder(self.root) as tmp:
             try:
@@ -224,7 +227,8 @@ class ModelRegistry:
 
         Raises:
             NotFound: Unknown name or version.
-            InvalidInput: The version holds no safetensors weights (registered before they were required).
+            InvalidInput: The version holds no safetensors weights (registered before they were required),
+                or the ``active`` alias names no version (`registry_files.require_active`).
             Conflict: ``if_active`` is not the active version any more.
         """
         model_dir = self._dir(name)
@@ -232,7 +236,7 @@ class ModelRegistry:
         with self._locked(model_dir):
             chosen = self.get(name, version)
             require_weights(chosen.path, f"version {chosen.version} of {name!r} ({chosen.path})")
-            previous = read_active_version(model_dir)
+            previous = require_active(model_dir, f"promote version {chosen.version} of {name}")
             if if_active not in ("any", previous):
                 raise Conflict(f"expected version {if_active} of {name!r} to be active; found {previous}")
             alias = {"version": chosen.version, "promoted_at": _now(), "note": note}
@@ -312,13 +316,14 @@ class ModelRegistry:
 
         Raises:
             Conflict: ``version`` is the active version.
+            InvalidInput: The ``active`` alias names no version (`registry_files.require_active`).
             NotFound: Unknown name or version.
         """
         model_dir = self._dir(name)
         remove_stale_staging(self.root)
         with self._locked(model_dir):
             doomed = self.get(name, version)
-            if read_active_version(model_dir) == doomed.version:
+            if require_active(model_dir, f"delete version {doomed.version} of {name}") == doomed.version:
                 raise Conflict(f"version {version} of {name!r} is active; promote another before deleting it")
             trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=model_dir))
             doomed.path.rename(trash / doomed.path.name)

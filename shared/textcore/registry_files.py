@@ -44,13 +44,6 @@ def read_json(path: Path) -> object:
     return loads(path.read_bytes()) if path.is_file() else None
 
 
-def read_active_version(model_dir: Path) -> int | None:
-    """The version the ``active`` alias of a name names, or None."""
-    data = read_json(model_dir / "active")
-    version = data.get("version") if isinstance(data, dict) else None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
-
-
 def read_active(model_dir: Path) -> tuple[int | None, str | None]:
     """The version the ``active`` alias of a name names, and if it names none, why: None when there is no
     alias, else the path and what is wrong with it (a folder, unreadable, no JSON object with a version)."""
@@ -69,6 +62,23 @@ def read_active(model_dir: Path) -> tuple[int | None, str | None]:
         return version, None
     found = raw[:80].decode("utf-8", "replace")
     return None, f"{path}: expected a JSON object with an integer version; found {found!r}"
+
+
+def require_active(model_dir: Path, doing: str) -> int | None:
+    """The version the ``active`` alias of a name names, None when there is no alias; a writer's check.
+
+    An alias that names no version (`read_active`'s reason) may still mean one (a torn or hand-edited file,
+    one we may not read): `doing` (e.g. ``"delete version 2 of clf"``) is refused rather than taking it for
+    "nothing active" and deleting or writing over the version it meant.
+
+    Raises:
+        InvalidInput: The alias names no version, naming its path and what is wrong with it.
+    """
+    version, problem = read_active(model_dir)
+    if problem is not None:
+        where = f"in the registry {model_dir.parent}: {problem}"
+        raise InvalidInput(f"could not {doing} {where}; repair or remove the alias first")
+    return version
 
 
 def append_event(model_dir: Path, entry: Mapping[str, object]) -> None:

@@ -4,13 +4,14 @@ a file) serves nothing new, and the ModelNotReady message and the log say which 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from pathlib import Path
 
 import pytest
 
 from tests.shared.test_registry import make_model, tag_loader
-from textcore.errors import ModelNotReady, NotFound
+from textcore.errors import InvalidInput, ModelNotReady, NotFound
 from textcore.registry import ActiveModelWatcher, ModelRegistry
 
 
@@ -71,3 +72,44 @@ def test_a_loaded_version_keeps_serving_when_the_alias_breaks_and_the_log_says_w
     shutil.rmtree(alias)
     registry.register("clf", make_model(tmp_path, "b"), promote=True)  # a new alias is taken in at once
     assert watcher.latest() == "b@2"
+
+
+@pytest.mark.parametrize("how", ["folder", "no json", "no version", "link loop", "unreadable"])
+def test_promote_and_delete_refuse_while_the_alias_names_no_version(
+    registry: ModelRegistry, tmp_path: Path, how: str
+) -> None:
+    # the alias may still mean a version (a torn or hand-edited file, one we may not read): neither guess that
+    # nothing is active (and delete the version it meant) nor write over it; name the path and what is wrong
+    if how == "unreadable" and os.geteuid() == 0:
+        pytest.skip("root reads a file of mode 0000")
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    registry.register("clf", make_model(tmp_path, "b"))
+    alias = registry.root / "clf" / "active"
+    if how == "link loop":
+        alias.unlink()
+        alias.symlink_to(alias)
+        said = f"{alias}: could not be read: Too many levels of symbolic links"
+    elif how == "unreadable":
+        alias.chmod(0)
+        said = f"{alias}: could not be read: Permission denied"
+    else:
+        said = break_alias(alias, how)
+    history = registry.history("clf")
+    where = f"in the registry {registry.root}: {said}"
+    try:
+        for version in (1, 2):
+            with pytest.raises(InvalidInput) as refused:
+                registry.delete("clf", version)
+            assert refused.value.message.startswith(f"could not delete version {version} of clf {where}")
+        with pytest.raises(InvalidInput) as refused:
+            registry.promote("clf", 2)
+        assert refused.value.message.startswith(f"could not promote version 2 of clf {where}")
+        with pytest.raises(InvalidInput) as refused:
+            registry.register("clf", make_model(tmp_path, "c"), promote=True)
+        assert refused.value.message.startswith(f"could not register and promote a version of clf {where}")
+    finally:
+        if how == "unreadable":
+            alias.chmod(0o644)
+    assert [v.version for v in registry.versions("clf")] == [1, 2]
+    assert alias.is_symlink() if how == "link loop" else alias.is_dir() == (how == "folder")
+    assert registry.history("clf") == history

@@ -115,7 +115,15 @@ Damage = Callable[[Path], tuple[list[object], str]]
 
 def _active_is_a_folder(root: Path) -> tuple[list[object], str]:
     (root / "clf" / "active").mkdir()
-    return ["promote", "--version", 1], f"{root / 'clf' / 'active'}: expected a file; found a folder"
+    problem = f"{root / 'clf' / 'active'}: expected a file; found a folder"
+    return ["promote", "--version", 1], f"{problem}; repair or remove the alias first"
+
+
+def _active_names_no_version(root: Path) -> tuple[list[object], str]:
+    (root / "clf" / "active").write_text('{"version": "1"}', encoding="utf-8")  # hand-edited: a string
+    found = """'{"version": "1"}'"""
+    problem = f"{root / 'clf' / 'active'}: expected a JSON object with an integer version; found {found}"
+    return ["promote", "--version", 1], f"{problem}; repair or remove the alias first"
 
 
 def _history_is_a_folder(root: Path) -> tuple[list[object], str]:
@@ -145,6 +153,7 @@ def _root_not_writable(root: Path) -> tuple[list[object], str]:
     "damage",
     [
         _active_is_a_folder,
+        _active_names_no_version,
         _history_is_a_folder,
         _lock_is_a_folder,
         pytest.param(
