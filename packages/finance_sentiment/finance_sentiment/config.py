@@ -41,10 +41,11 @@ from sqlalchemy.orm import Session
 from finance_sentiment import netguard
 from finance_sentiment.credentials import redact
 from finance_sentiment.fetching import BlockedAddress, guard_address
-from finance_sentiment.rules import upsert_rule
+from finance_sentiment.rules import rule_out, upsert_rule
 from finance_sentiment.schemas import AlertRuleIn, Name, SourceIn, Tag, describe_errors
 from finance_sentiment.sources import upsert_source
 from finance_sentiment.tagging import EntitySpec, TopicSpec
+from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import CoreError, InvalidInput
 
 log = logging.getLogger(__name__)
@@ -232,8 +233,16 @@ async def admit_urls(
 
 
 def apply_config(session: Session, config: MonitorConfig) -> None:
-    """Upsert the config's sources and alert rules by name (idempotent: a second run changes nothing)."""
+    """Upsert the config's sources and alert rules by name (idempotent: a second run changes nothing).
+
+    A rule's `match` is resolved with the file's topics and entities and the sources' tags (an alias,
+    ticker or other case of a configured name is stored as the canonical name); a name no story is
+    tagged with now is kept and logged as a warning, since a source or a cashtag may bring it later.
+    """
     for source in config.sources:
         upsert_source(session, source)
-    for rule in config.alert_rules:
-        upsert_rule(session, rule)
+    session.flush()
+    names = NameIndex.read(session, Vocabulary(config.topic_specs(), config.entity_specs()))
+    for data in config.alert_rules:
+        for warning in rule_out(upsert_rule(session, data, names), names).warnings:
+            log.warning("config file: alert rule %r: %s", data.name, warning)

@@ -38,6 +38,7 @@ from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Source
 from finance_sentiment.tagging import Embed, Tagger
 from finance_sentiment.telemetry import MonitorMetrics
+from finance_sentiment.vocabulary import Vocabulary
 from textcore import CoreError, Encoder, HttpClientConfig, InvalidInput, make_http_client
 
 log = logging.getLogger(__name__)
@@ -57,6 +58,8 @@ class Monitor:
     metrics: MonitorMetrics
 
     def __post_init__(self) -> None:
+        # What typed names (a rule's match, a filter) mean: the tagger's configured topics and entities.
+        self.vocabulary = Vocabulary(self.tagger.topics, self.tagger.entities)
         self._alert_lock = asyncio.Lock()
         self._delivery_lock = asyncio.Lock()
 

@@ -22,8 +22,9 @@ from sqlalchemy.orm import Session
 from finance_sentiment.alerting import Transition, resolve_firing
 from finance_sentiment.credentials import unmasked
 from finance_sentiment.delivery import waiting_for
-from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRulePatch, describe_errors
+from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch, describe_errors
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
+from finance_sentiment.vocabulary import NameIndex
 from textcore.errors import Conflict, InvalidInput, NotFound
 from textcore.sql import utcnow
 
@@ -79,13 +80,17 @@ def require_judged_window(data: AlertRuleIn, interval_s: int) -> None:
         )
 
 
-def create_rule(session: Session, data: AlertRuleIn, *, min_window_s: int = 1) -> AlertRule:
-    """Store a new rule.
+def create_rule(
+    session: Session, data: AlertRuleIn, *, min_window_s: int = 1, names: NameIndex | None = None
+) -> AlertRule:
+    """Store a new rule, its `match` resolved to the names stories are tagged with (`resolve_match`).
 
     Args:
         session: The caller's transaction.
         data: The rule.
         min_window_s: The rule evaluation interval: an enabled rule's window may not be shorter.
+        names: The known names (the configured topics and entities and the sources' tags); without it,
+            the sources' tags only.
 
     Raises:
         Conflict: Another rule already has this name.
@@ -93,6 +98,7 @@ def create_rule(session: Session, data: AlertRuleIn, *, min_window_s: int = 1) -
     """
     require_judged_window(data, min_window_s)
     _require_free_name(session, data.name)
+    data = resolve_match(session, data, names)
     rule = AlertRule()
     _assign(rule, data)
     session.add(rule)
@@ -100,8 +106,16 @@ def create_rule(session: Session, data: AlertRuleIn, *, min_window_s: int = 1) -
     return rule
 
 
-def update_rule(session: Session, rule_id: int, patch: AlertRulePatch, *, min_window_s: int = 1) -> AlertRule:
-    """Apply the fields sent in `patch` (`secret: null` removes the secret) and check the result as a whole.
+def update_rule(
+    session: Session,
+    rule_id: int,
+    patch: AlertRulePatch,
+    *,
+    min_window_s: int = 1,
+    names: NameIndex | None = None,
+) -> AlertRule:
+    """Apply the fields sent in `patch` (`secret: null` removes the secret) and check the result as a whole;
+    its `match` is resolved again for its `group_by` (`resolve_match`, with `names` as in `create_rule`).
 
     The rule's webhook URL as listed (its credentials masked) keeps the stored URL; the mask in any other
     URL is refused.
@@ -126,7 +140,7 @@ def update_rule(session: Session, rule_id: int, patch: AlertRulePatch, *, min_wi
     require_judged_window(data, min_window_s)
     if data.name != rule.name:
         _require_free_name(session, data.name)
-    _assign(rule, data)
+    _assign(rule, resolve_match(session, data, names))
     _flush(session, data.name)
     return rule
 
@@ -171,14 +185,32 @@ def delete_rule(
     return resolved
 
 
-def upsert_rule(session: Session, data: AlertRuleIn) -> AlertRule:
-    """Create the rule named `data.name`, or make the stored one match `data` (for the config file)."""
+def upsert_rule(session: Session, data: AlertRuleIn, names: NameIndex | None = None) -> AlertRule:
+    """Create the rule named `data.name`, or make the stored one match `data` (for the config file); its
+    `match` is resolved as in `create_rule`."""
     rule = session.scalars(select(AlertRule).where(AlertRule.name == data.name, _LIVE)).one_or_none()
     if rule is None:
-        return create_rule(session, data)
-    _assign(rule, data)
+        return create_rule(session, data, names=names)
+    _assign(rule, resolve_match(session, data, names))
     _flush(session, data.name)
     return rule
+
+
+def resolve_match(session: Session, data: AlertRuleIn, names: NameIndex | None = None) -> AlertRuleIn:
+    """`data` with each `match` name replaced by the tag names it means: an alias, a ticker or another case
+    of a configured entity or topic by its canonical name (see `finance_sentiment.vocabulary`). A name no
+    story is tagged with now is kept as given: a source or a cashtag may bring it later (`rule_out` warns).
+    """
+    if data.group_by == "all" or not data.match:
+        return data
+    index = names or NameIndex.read(session)
+    return data.model_copy(update={"match": index.resolve(data.group_by, data.match).names})
+
+
+def rule_out(rule: AlertRule, names: NameIndex) -> AlertRuleOut:
+    """The response body of a rule, with a warning for each name of its `match` no story is tagged with."""
+    warnings = names.resolve(rule.group_by, rule.match).warnings if rule.group_by != "all" else []
+    return AlertRuleOut.model_validate(rule).model_copy(update={"warnings": warnings})
 
 
 def list_alerts(

@@ -241,7 +241,8 @@ class SourceOut(BaseModel):
 RULE_DOCS = {
     "name": "Unique name of the rule (1-200 characters).",
     "group_by": "Watch each entity, each topic, or all documents together.",
-    "match": "Entity or topic names to watch (at most 100); empty watches every one.",
+    "match": "Entity or topic names to watch (at most 100); empty watches every one. An alias, a ticker "
+    "($TSLA or TSLA) or another case of a configured entity or topic is stored as its canonical name.",
     "window_seconds": "Length of the window whose negative share is tested, in seconds.",
     "baseline_windows": "How many earlier windows form the baseline.",
     "min_count": "Documents a window needs before it can fire.",
@@ -338,6 +339,9 @@ class AlertRulePatch(BaseModel):
         return self
 
 
+_DERIVED = ("has_secret", "warnings")  # fields of AlertRuleOut that are not columns of the row
+
+
 class AlertRuleOut(BaseModel):
     """A rule as stored, with `has_secret` in place of the secret."""
 
@@ -361,6 +365,12 @@ class AlertRuleOut(BaseModel):
     enabled: bool
     created_at: datetime
     updated_at: datetime
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="One line per name of match that no story is tagged with now (no configured entity, "
+        "alias, ticker or topic, no source's tag, no cashtag), with the close known names; such a name is "
+        "kept, as a source or a cashtag may bring it later.",
+    )
 
     @model_validator(mode="before")
     @classmethod
@@ -370,7 +380,7 @@ class AlertRuleOut(BaseModel):
             values = {key: value for key, value in data.items() if key != "secret"}
             values.setdefault("has_secret", data.get("secret") is not None)
             return values
-        values = {name: getattr(data, name) for name in cls.model_fields if name != "has_secret"}
+        values = {name: getattr(data, name) for name in cls.model_fields if name not in _DERIVED}
         values["has_secret"] = getattr(data, "secret", None) is not None
         return values
 

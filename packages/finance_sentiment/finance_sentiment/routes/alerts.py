@@ -11,22 +11,26 @@ from finance_sentiment import rules
 from finance_sentiment.deps import MonitorDep, RowId, RowIdFilter
 from finance_sentiment.monitor import Monitor
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch
+from finance_sentiment.vocabulary import NameIndex
 
 router = APIRouter(tags=["alerts"])
 
 
 @router.get("/v1/alert-rules")
 def list_rules(monitor: MonitorDep) -> list[AlertRuleOut]:
-    """Every alert rule (secrets are never returned)."""
+    """Every alert rule (secrets are never returned), each with a warning per watched name no story is
+    tagged with now."""
     with monitor.db.session() as session:
-        return [AlertRuleOut.model_validate(rule) for rule in rules.list_rules(session)]
+        names = NameIndex.read(session, monitor.vocabulary)
+        return [rules.rule_out(rule, names) for rule in rules.list_rules(session)]
 
 
 @router.post("/v1/alert-rules", status_code=status.HTTP_201_CREATED)
 async def create_rule(body: AlertRuleIn, monitor: MonitorDep) -> AlertRuleOut:
     """Add a rule; its webhook URL must pass the address guard, and an enabled rule's window may not be
-    shorter than the evaluation interval (`FIN_ALERT_INTERVAL_S`). It is judged from the next evaluation
-    on."""
+    shorter than the evaluation interval (`FIN_ALERT_INTERVAL_S`). An alias, ticker or other case of a
+    configured entity or topic in `match` is stored as its canonical name; a name no story is tagged with
+    now is kept and answered with a warning. It is judged from the next evaluation on."""
     await monitor.admit_url(body.webhook_url, "webhook_url")
     return await asyncio.to_thread(_create, monitor, body)
 
@@ -35,12 +39,13 @@ async def create_rule(body: AlertRuleIn, monitor: MonitorDep) -> AlertRuleOut:
 def get_rule(rule_id: RowId, monitor: MonitorDep) -> AlertRuleOut:
     """One rule."""
     with monitor.db.session() as session:
-        return AlertRuleOut.model_validate(rules.get_rule(session, rule_id))
+        return rules.rule_out(rules.get_rule(session, rule_id), NameIndex.read(session, monitor.vocabulary))
 
 
 @router.patch("/v1/alert-rules/{rule_id}")
 async def update_rule(rule_id: RowId, body: AlertRulePatch, monitor: MonitorDep) -> AlertRuleOut:
-    """Change some fields of a rule; a new webhook URL must pass the address guard."""
+    """Change some fields of a rule; a new webhook URL must pass the address guard; `match` is resolved
+    as on creation."""
     if body.webhook_url is not None:
         await monitor.admit_url(body.webhook_url, "webhook_url")
     return await asyncio.to_thread(_update, monitor, rule_id, body)
@@ -71,12 +76,14 @@ def list_alerts(
 
 def _create(monitor: Monitor, body: AlertRuleIn) -> AlertRuleOut:
     with monitor.db.session() as session:
-        rule = rules.create_rule(session, body, min_window_s=monitor.settings.alert_interval_s)
-        return AlertRuleOut.model_validate(rule)
+        names = NameIndex.read(session, monitor.vocabulary)
+        window = monitor.settings.alert_interval_s
+        return rules.rule_out(rules.create_rule(session, body, min_window_s=window, names=names), names)
 
 
 def _update(monitor: Monitor, rule_id: int, body: AlertRulePatch) -> AlertRuleOut:
     with monitor.db.session() as session:
-        return AlertRuleOut.model_validate(
-            rules.update_rule(session, rule_id, body, min_window_s=monitor.settings.alert_interval_s)
-        )
+        names = NameIndex.read(session, monitor.vocabulary)
+        window = monitor.settings.alert_interval_s
+        rule = rules.update_rule(session, rule_id, body, min_window_s=window, names=names)
+        return rules.rule_out(rule, names)
