@@ -137,3 +137,27 @@ def test_a_rule_watching_a_lower_case_name_fires_on_the_tagged_stories(client: T
         ("from the file", "Acme"),
         ("watch", "Acme"),
     ]
+
+
+def test_the_documents_and_trends_filters_resolve_names_like_a_rule(client: TestClient) -> None:
+    # entity=ACME or topic=Earnings answered nothing: stories are tagged "Acme" and "earnings".
+    monitor = client.app.state.monitor  # type: ignore[attr-defined]
+    now = utcnow()
+    add_calm(monitor.db, "Acme", hours=1, end=now)  # ten stories tagged Acme and earnings
+    add_burst(monitor.db, "Hooli", count=3, end=now)  # three tagged Hooli (a source's entity) and fraud
+    for entity in ("Acme", "ACME", "acme corp", "$acme"):
+        page = client.get("/v1/documents", params={"entity": entity, "limit": 500}).json()
+        assert len(page["items"]) == 10, entity
+    for topic in ("earnings", "Earnings", "EARNINGS"):
+        assert len(client.get("/v1/documents", params={"topic": topic}).json()["items"]) == 10, topic
+    assert len(client.get("/v1/documents", params={"entity": "HOOLI"}).json()["items"]) == 3
+    assert client.get("/v1/documents", params={"entity": "Acmee"}).json()["items"] == []
+
+    series = client.get("/v1/trends", params={"kind": "entity", "name": ["ACME", "hooli", "Acme Corp"]})
+    assert series.status_code == 200, series.text
+    assert [(s["name"], sum(p["count"] for p in s["points"])) for s in series.json()] == [
+        ("Acme", 10),
+        ("Hooli", 3),
+    ]
+    (topic,) = client.get("/v1/trends", params={"kind": "topic", "name": "Earnings"}).json()
+    assert (topic["name"], sum(p["count"] for p in topic["points"])) == ("earnings", 10)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from finance_sentiment.schemas import DocumentOut, DocumentPage
 from finance_sentiment.tables import MAX_ID, Document, DocumentTag
+from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import InvalidInput
 from textcore.printable import check_printable
 from textcore.sql import aware_utc
@@ -72,8 +73,14 @@ class DocumentFilter:
             )
 
 
-def list_documents(session: Session, where: DocumentFilter) -> tuple[list[Document], str | None]:
+def list_documents(
+    session: Session, where: DocumentFilter, vocabulary: Vocabulary | None = None
+) -> tuple[list[Document], str | None]:
     """One page of documents matching `where`, newest first by ``(seen_at, id)``.
+
+    The `topic` and `entity` filters are resolved like a rule's match (`finance_sentiment.vocabulary`): an
+    alias, a ticker or another case of a configured entity or topic (of `vocabulary`), or another case of
+    a source's tag, finds the stories tagged with its canonical name.
 
     Returns:
         The page (at most `where.limit` documents, tags loaded) and the cursor of the next page, or None
@@ -85,7 +92,7 @@ def list_documents(session: Session, where: DocumentFilter) -> tuple[list[Docume
     # One row more than asked tells whether another page exists without a COUNT.
     query = (
         select(Document)
-        .where(*_conditions(where))
+        .where(*_conditions(where, _tag_names(session, where, vocabulary)))
         .order_by(Document.seen_at.desc(), Document.id.desc())
         .limit(where.limit + 1)
     )
@@ -95,7 +102,18 @@ def list_documents(session: Session, where: DocumentFilter) -> tuple[list[Docume
     return page, next_cursor
 
 
-def _conditions(where: DocumentFilter) -> list[ColumnElement[bool]]:
+def _tag_names(
+    session: Session, where: DocumentFilter, vocabulary: Vocabulary | None
+) -> dict[str, list[str]]:
+    """Each tag filter's kind -> the stored names it means."""
+    wanted = {kind: name for kind, name in (("topic", where.topic), ("entity", where.entity)) if name}
+    if not wanted:
+        return {}
+    index = NameIndex.read(session, vocabulary)
+    return {kind: index.resolve(kind, [name]).names for kind, name in wanted.items()}
+
+
+def _conditions(where: DocumentFilter, tag_names: dict[str, list[str]]) -> list[ColumnElement[bool]]:
     conditions: list[ColumnElement[bool]] = []
     if where.source_id is not None:
         conditions.append(Document.source_id == where.source_id)
@@ -105,12 +123,11 @@ def _conditions(where: DocumentFilter) -> list[ColumnElement[bool]]:
         conditions.append(Document.seen_at >= where.since)
     if where.until is not None:
         conditions.append(Document.seen_at < where.until)
-    for kind, name in (("topic", where.topic), ("entity", where.entity)):
-        if name is not None:
-            tagged = select(DocumentTag.document_id).where(
-                DocumentTag.document_id == Document.id, DocumentTag.kind == kind, DocumentTag.name == name
-            )
-            conditions.append(tagged.exists())
+    for kind, names in tag_names.items():
+        tagged = select(DocumentTag.document_id).where(
+            DocumentTag.document_id == Document.id, DocumentTag.kind == kind, DocumentTag.name.in_(names)
+        )
+        conditions.append(tagged.exists())
     if where.cursor is not None:
         seen_at, last_id = decode_cursor(where.cursor)
         conditions.append(

@@ -27,6 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from finance_sentiment.tables import TAG_CHARS, Document, DocumentTag
+from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import InvalidInput
 from textcore.printable import check_printable
 from textcore.sql import aware_utc
@@ -163,12 +164,15 @@ def bucket_start(index: int, seconds: int) -> datetime:
     return _EPOCH + timedelta(seconds=index * seconds)
 
 
-def trends(session: Session, query: TrendQuery) -> list[TrendSeries]:
+def trends(session: Session, query: TrendQuery, vocabulary: Vocabulary | None = None) -> list[TrendSeries]:
     """Per-bucket counts, negative shares and mean sentiment for each series the query asks for.
 
     Args:
         session: An open session on the monitor's database (SQLite or PostgreSQL).
         query: A validated query.
+        vocabulary: The configured topics and entities: a name given as an alias, a ticker or another
+            case of one (or another case of a source's tag) is charted under its canonical name, as a
+            rule's match is resolved (`finance_sentiment.vocabulary`).
 
     Returns:
         One series per name (one named ``all`` for kind ``all``), each with a point for every bucket of the
@@ -179,8 +183,10 @@ def trends(session: Session, query: TrendQuery) -> list[TrendSeries]:
     """
     if query.kind == "all":
         names: Sequence[str] = ["all"]
+    elif query.names:
+        names = NameIndex.read(session, vocabulary).resolve(query.kind, query.names, "name").names
     else:
-        names = query.names or _busiest(session, query)
+        names = _busiest(session, query)
     seconds = BUCKETS[query.bucket]
     found = _aggregates(session, query, names)
     since, until = query.window

@@ -29,10 +29,11 @@ def list_documents(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> DocumentPage:
-    """Stories, newest first; pass `next_cursor` back as `cursor` for the next page."""
+    """Stories, newest first; pass `next_cursor` back as `cursor` for the next page. `topic` and `entity`
+    may be an alias, a ticker or another case of the tag's name."""
     query = documents.DocumentFilter(source_id, topic, entity, label, since, until, limit, cursor)
     with monitor.db.session() as session:
-        rows, next_cursor = documents.list_documents(session, query)
+        rows, next_cursor = documents.list_documents(session, query, monitor.vocabulary)
         return DocumentPage(items=[documents.document_out(row) for row in rows], next_cursor=next_cursor)
 
 

@@ -19,7 +19,10 @@ PNG: dict[int | str, dict[str, Any]] = {
 
 def trend_query(
     kind: Literal["all", "topic", "entity"] = "all",
-    name: Annotated[list[str] | None, Query(max_length=100, description="Topic or entity; repeat.")] = None,
+    name: Annotated[
+        list[str] | None,
+        Query(max_length=100, description="Topic or entity (an alias, ticker or other case too); repeat."),
+    ] = None,
     bucket: Literal["15m", "1h", "1d"] = "1h",
     since: Annotated[datetime | None, Query(description="Start (inclusive), with a time zone.")] = None,
     until: Annotated[datetime | None, Query(description="End (exclusive), with a time zone.")] = None,
@@ -41,7 +44,7 @@ def get_trends(
     `format=png` returns the chart instead.
     """
     with monitor.db.session() as session:
-        series = trends(session, query)
+        series = trends(session, query, monitor.vocabulary)
     if format == "png":
         return _png(series, query)
     return series
@@ -51,7 +54,7 @@ def get_trends(
 def get_trend_chart(monitor: MonitorDep, query: TrendQueryDep) -> Response:
     """The same series as a PNG: negative share above, volume below."""
     with monitor.db.session() as session:
-        return _png(trends(session, query), query)
+        return _png(trends(session, query, monitor.vocabulary), query)
 
 
 def _png(series: list[TrendSeries], query: TrendQuery) -> Response:
