@@ -533,8 +533,8 @@ def test_trained_model_recommends_from_the_users_theme(
     settings = rec_settings(tmp_path, sqlite_url, "unused", model_path=trained_model_dir)
     with TestClient(create_app(settings)) as client:
         stocked(client)
-        new_user = [{"user_id": "newbie", "item_id": "garden-0", "timestamp": 1_800_000_000},
-                    {"user_id": "newbie", "item_id": "garden-3", "timestamp": 1_800_000_060}]  # fmt: skip
+        new_user = [{"user_id": "newbie", "item_id": "garden-0", "timestamp": 1_750_000_000},
+                    {"user_id": "newbie", "item_id": "garden-3", "timestamp": 1_750_000_060}]  # fmt: skip
         assert client.post("/v1/events", json={"events": new_user}).status_code == 201
         results = client.get("/v1/recommend", params={"user_id": "newbie", "k": 3}).json()
     assert [theme_of(r["item_id"]) for r in results] == ["garden"] * 3
