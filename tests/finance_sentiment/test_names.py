@@ -13,7 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from finance_sentiment import create_app
+from finance_sentiment.schemas import AlertRuleIn
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
+from finance_sentiment.tables import AlertRule
 from tests.finance_sentiment.test_alerting import add_burst, add_calm
 from textcore.sql import utcnow
 
@@ -161,3 +163,16 @@ def test_the_documents_and_trends_filters_resolve_names_like_a_rule(client: Test
     ]
     (topic,) = client.get("/v1/trends", params={"kind": "topic", "name": "Earnings"}).json()
     assert (topic["name"], sum(p["count"] for p in topic["points"])) == ("earnings", 10)
+
+
+def test_a_rule_stored_before_names_were_resolved_is_answered_with_a_warning(client: TestClient) -> None:
+    monitor = client.app.state.monitor  # type: ignore[attr-defined]
+    with monitor.db.session() as session:  # as the API stored it before: the names as typed
+        old = AlertRuleIn(name="old", match=["acme", "Hooli"], webhook_url=HOOK)
+        session.add(AlertRule(**old.model_dump()))
+    listed = {rule["name"]: rule for rule in client.get("/v1/alert-rules").json()}
+    assert listed["old"]["warnings"] == [
+        "match[0]: stories are tagged 'Acme', not 'acme'; send the match again to watch them"
+    ]
+    fixed = client.patch(f"/v1/alert-rules/{listed['old']['id']}", json={"match": listed["old"]["match"]})
+    assert (fixed.json()["match"], fixed.json()["warnings"]) == (["Acme", "Hooli"], [])

@@ -208,8 +208,10 @@ def resolve_match(session: Session, data: AlertRuleIn, names: NameIndex | None =
 
 
 def rule_out(rule: AlertRule, names: NameIndex) -> AlertRuleOut:
-    """The response body of a rule, with a warning for each name of its `match` no story is tagged with."""
-    warnings = names.resolve(rule.group_by, rule.match).warnings if rule.group_by != "all" else []
+    """The response body of a rule, with a warning for each name of its `match` no story is tagged with (or,
+    stored before names were resolved, that stories are tagged under another name)."""
+    checked = [names.check(rule.group_by, name, f"match[{i}]") for i, name in enumerate(rule.match)]
+    warnings = [line for line in checked if line] if rule.group_by != "all" else []
     return AlertRuleOut.model_validate(rule).model_copy(update={"warnings": warnings})
 
 

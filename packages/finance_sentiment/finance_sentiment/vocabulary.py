@@ -136,6 +136,17 @@ class NameIndex:
             resolved.update(dict.fromkeys(found))
         return Resolution(list(resolved), warnings)
 
+    def check(self, kind: str, name: str, where: str) -> str | None:
+        """A warning when stories are not tagged with `name` itself: no name it resolves to is tagged, or it
+        resolves to other names (a name stored before names were resolved); None when it is a tag name."""
+        found = self._one(kind, name)
+        if not found:
+            return self._unknown(kind, name, where)
+        if found != (name,):
+            tagged = ", ".join(map(repr, found))
+            return f"{where}: stories are tagged {tagged}, not {name!r}; send the match again to watch them"
+        return None
+
     def _one(self, kind: str, name: str) -> tuple[str, ...]:
         canonical = self.vocabulary.canonical(kind, name)
         if canonical:
