@@ -57,6 +57,17 @@ def counts(url: str) -> tuple[int, int]:
         db.dispose()
 
 
+def with_one_item(url: str) -> None:
+    """A migrated database holding the item astro-0, for the event files the tests ingest."""
+    db = Database(url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            session.add(Item(id="astro-0", title="Telescope"))
+    finally:
+        db.dispose()
+
+
 def test_ingest_files_then_serve_them(tmp_path: Path, sqlite_url: str, tiny_model_dir: Path) -> None:
     settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir)
     places = ["--database-url", sqlite_url]
@@ -154,13 +165,7 @@ def test_the_demo_catalog_and_behaviour_ingest_and_serve(
 
 
 def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
-    db = Database(sqlite_url)
-    try:
-        db.migrate()
-        with db.session() as session:
-            session.add(Item(id="astro-0", title="Telescope"))
-    finally:
-        db.dispose()
+    with_one_item(sqlite_url)
     for when in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "-62135596800"):
         events = tmp_path / "events.csv"
         events.write_text(f"user_id,item_id,timestamp\nu,astro-0,1700000000\nu,astro-0,{when}\n", "utf-8")
@@ -173,13 +178,7 @@ def test_ingest_events_reads_numbers_as_unix_seconds_and_refuses_milliseconds(
     tmp_path: Path, sqlite_url: str
 ) -> None:
     # the API reads numbers as Unix seconds too; before, a file's 1e11 was stored as the year 5138
-    db = Database(sqlite_url)
-    try:
-        db.migrate()
-        with db.session() as session:
-            session.add(Item(id="astro-0", title="Telescope"))
-    finally:
-        db.dispose()
+    with_one_item(sqlite_url)
     events = tmp_path / "events.csv"
     for when in ("1e11", "100000000000", "1767520121000", "7258118400", "inf"):
         events.write_text(f"user_id,item_id,timestamp\nu,astro-0,1700000000\nu,astro-0,{when}\n", "utf-8")
@@ -207,13 +206,7 @@ def test_ingest_events_reads_numbers_as_unix_seconds_and_refuses_milliseconds(
 
 def test_ingest_events_refuses_times_ahead_of_the_clock_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
     # a row stamped years ahead (a wrong clock, a typo) would count as the newest event for good
-    db = Database(sqlite_url)
-    try:
-        db.migrate()
-        with db.session() as session:
-            session.add(Item(id="astro-0", title="Telescope"))
-    finally:
-        db.dispose()
+    with_one_item(sqlite_url)
     events = tmp_path / "events.csv"
     now = datetime.now(UTC)
     for when in ((now + timedelta(days=1, minutes=5)).isoformat(), "2150-01-01", "4102444800"):
