@@ -7,7 +7,12 @@ an item id that is not in the catalog raises `NotFound` listing them, and then n
 
 An event identical to one already stored (same user, item, time, type and value: `event_fingerprint`) is
 not stored again, nor counted again: a retried request, or a file ingested twice, adds nothing. Repeats at
-other times (buying an item again) are events of their own.
+other times (buying an item again) are events of their own. An event may carry the client's own `event_id`
+(1-200 characters, like other ids): an event whose id is already stored, or earlier in the batch, is not
+stored or counted again either, whatever its time, so a retry of events sent without a time (each gets the
+time of arrival) adds nothing. A unique index holds each id once: two writers storing the same id at once
+queue on the events counter's lock (`bump`), and one that meets the index anyway (a writer that did not
+take the lock) reads the stored ids again and stores the rest (`ingest_events`).
 
 An event's value is a rating (or whatever number the caller keeps with a click or purchase): finite and at
 most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number is a mistake.
@@ -36,7 +41,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, delete, insert, select
-from sqlalchemy.orm import Session
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from recommender.catalog import id_listing
 from recommender.changes import ERASURES, EVENTS, bump
@@ -50,6 +56,7 @@ LATEST_UNIX = datetime(2200, 1, 1, tzinfo=UTC)  # a time as a number is seconds 
 LATEST_UNIX_SECONDS = int(LATEST_UNIX.timestamp())  # 7,258,118,400; 1e11 is 1973 in milliseconds
 # how far an event's time may be after the server's clock: clients' clocks disagree a little, not by years
 FUTURE_TOLERANCE = timedelta(days=1)
+ATTEMPTS = 3  # stores of a batch that meets events another writer stored meanwhile, before giving up
 
 
 @dataclass(frozen=True)
@@ -61,6 +68,7 @@ class EventRecord:
     ts: datetime
     type: str = "click"
     value: float | None = None
+    event_id: str | None = None  # the client's own id of the event: stored once
 
 
 def is_positive(event_type: str, value: float | None, min_rating: float | None) -> bool:
@@ -99,8 +107,10 @@ def check_events(
 
 
 def _problem(event: EventRecord, now: datetime, future_tolerance: timedelta) -> str | None:
-    for name in ("user_id", "item_id"):
+    for name in ("user_id", "item_id", "event_id"):
         value = getattr(event, name)
+        if name == "event_id" and value is None:
+            continue
         if not isinstance(value, str) or not value.strip() or len(value) > ID_LENGTH:
             return f"expected {name} to be 1-{ID_LENGTH} characters, found {value!r:.80}"
     if event.type not in EVENT_TYPES:
@@ -183,8 +193,10 @@ def ingest_events(
 ) -> int:
     """Store a batch of events in one transaction; returns how many were stored.
 
-    An event identical to a stored one, or to an earlier one of the batch, is left out (it is already
-    there) and not counted in the result.
+    An event identical to a stored one, or to an earlier one of the batch, or with an `event_id` stored
+    or earlier in the batch, is left out (it is already there) and not counted in the result. When the
+    unique indexes refuse an event another writer stored meanwhile, the batch is rolled back and stored
+    again without it (up to `ATTEMPTS` times in all).
 
     Raises:
         PayloadTooLarge: If the batch is larger than `max_events`.
@@ -192,6 +204,17 @@ def ingest_events(
         NotFound: Listing the item ids that are not in the catalog (nothing is stored).
     """
     check_events(events, max_events, future_tolerance=future_tolerance)
+    for attempt in range(1, ATTEMPTS + 1):
+        try:
+            return _store(db, events)
+        except IntegrityError:  # another writer stored one of these events after `_new_rows` looked
+            if attempt == ATTEMPTS:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _store(db: Database, events: Sequence[EventRecord]) -> int:
+    """Store the new events of a checked batch in one transaction; returns how many."""
     wanted = sorted({e.item_id for e in events})
     with db.session() as session:
         bump(session, EVENTS)  # first: batches commit one after another, their ids in that order
@@ -209,30 +232,39 @@ def ingest_events(
 
 
 def _new_rows(session: Session, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
-    """The rows of the events not stored yet, each once, in batch order. The caller's `bump` holds the
-    writers' lock, so no other batch stores one of them before this transaction commits (and the unique
-    index on `fingerprint` would refuse it)."""
+    """The rows of the events not stored yet, each once (by fingerprint and by event id), in batch order.
+    The caller's `bump` holds the writers' lock, so no other batch stores one of them before this
+    transaction commits (and the unique indexes on `fingerprint` and `event_id` would refuse it)."""
     rows: dict[str, dict[str, Any]] = {}
+    ids: set[str] = set()
     for e in events:
         key = event_fingerprint(e.user_id, e.item_id, e.ts, e.type, e.value)
-        rows.setdefault(
-            key,
-            {"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type, "value": e.value,
-             "fingerprint": key},
-        )  # fmt: skip
-    keys = list(rows)
+        if key in rows or (e.event_id is not None and e.event_id in ids):
+            continue
+        if e.event_id is not None:
+            ids.add(e.event_id)
+        rows[key] = {"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type,
+                     "value": e.value, "fingerprint": key, "event_id": e.event_id}  # fmt: skip
+    for stored in _stored(session, Event.fingerprint, list(rows)):
+        del rows[stored]
+    stored_ids = set(_stored(session, Event.event_id, sorted(ids)))
+    return [row for row in rows.values() if row["event_id"] not in stored_ids]
+
+
+def _stored(session: Session, column: InstrumentedAttribute[Any], keys: Sequence[str]) -> Iterator[str]:
+    """Which of `keys` the events table holds in `column`."""
     for start in range(0, len(keys), 500):  # bounded IN lists
-        query = select(Event.fingerprint).where(Event.fingerprint.in_(keys[start : start + 500]))
-        for stored in session.scalars(query):
-            del rows[stored]
-    return list(rows.values())
+        yield from session.scalars(select(column).where(column.in_(keys[start : start + 500])))
 
 
 def user_events(db: Database, user_id: str) -> list[EventRecord]:
     """Every event of one user, oldest first (ties in arrival order)."""
     query = select(Event).where(Event.user_id == user_id).order_by(Event.ts, Event.id)
     with db.session() as session:
-        return [EventRecord(r.user_id, r.item_id, r.ts, r.type, r.value) for r in session.scalars(query)]
+        return [
+            EventRecord(r.user_id, r.item_id, r.ts, r.type, r.value, r.event_id)
+            for r in session.scalars(query)
+        ]
 
 
 def erase_user(db: Database, user_id: str) -> int:

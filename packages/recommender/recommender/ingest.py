@@ -53,6 +53,7 @@ class EventColumns:
     time: str = "timestamp"
     rating: str = "rating"
     type: str = "type"
+    event_id: str = "event_id"  # optional in the file, and an empty cell: no id
 
 
 def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
@@ -186,6 +187,7 @@ def read_events(
     (UTC when no offset is given), and at most `future_tolerance` after the clock now (a later one is a wrong
     clock or a typo). A row's type comes from the type
     column when the file has one, else it is a rating when the rating cell is filled and a click otherwise.
+    An event id column (optional; an empty cell is no id) gives each row the client's own id of the event.
     """
     rows = _rows(path, [columns.user, columns.item, columns.time])
     now = utcnow()
@@ -204,7 +206,9 @@ def read_events(
         moment = _time(where, columns.time, row[columns.time])
         if problem := future_problem("a time", moment, now, future_tolerance):
             raise InvalidInput(f"{where} column {columns.time!r}: {problem}")
-        events.append(EventRecord(user, item, moment, kind, rating))
+        raw_id = row.get(columns.event_id, "")
+        event_id = _id(path, number, columns.event_id, raw_id) if raw_id.strip() else None
+        events.append(EventRecord(user, item, moment, kind, rating, event_id))
     return events
 
 

@@ -186,9 +186,17 @@ class EventIn(BaseModel):
         "(not a boolean or a string), finite, at most 1,000,000 from 0.",
     )
 
+    event_id: ItemId | None = Field(
+        None,
+        description="Your id of the event (1-200 characters), so that a retried request is stored once: an "
+        "event whose event_id is already stored, or earlier in the request, is not stored or counted again.",
+    )
+
     def record(self, now: datetime) -> EventRecord:
         """The domain record of this event (`now` when it has no timestamp)."""
-        return EventRecord(self.user_id, self.item_id, self.timestamp or now, self.type, self.value)
+        return EventRecord(
+            self.user_id, self.item_id, self.timestamp or now, self.type, self.value, self.event_id
+        )
 
 
 class EventsIn(BaseModel):
@@ -200,7 +208,7 @@ class EventsIn(BaseModel):
 
 
 class EventsOut(BaseModel):
-    """How many events were stored."""
+    """How many events were stored (events already stored, by content or by event_id, are not counted)."""
 
     stored: int
 

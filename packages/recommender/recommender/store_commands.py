@@ -121,6 +121,9 @@ def ingest_events(
     type_column: Annotated[
         str, typer.Option(help="click, rating or purchase; optional in the file")
     ] = "type",
+    event_id_column: Annotated[
+        str, typer.Option(help="your id of each event, stored once; optional in the file")
+    ] = "event_id",
     database_url: DatabaseOpt = None,
 ) -> None:
     """Store interactions from a file, all or nothing (every item must be in the catalog already)."""
@@ -129,7 +132,9 @@ def ingest_events(
     from recommender.ingest import EventColumns, read_events  # noqa: PLC0415
 
     def action() -> int:
-        columns = EventColumns(user_column, item_column, time_column, rating_column, type_column)
+        columns = EventColumns(
+            user_column, item_column, time_column, rating_column, type_column, event_id_column
+        )
         settings = settings_from(database_url=database_url)
         tolerance = timedelta(seconds=settings.event_future_tolerance_s)
         records = read_events(file, columns, future_tolerance=tolerance)

@@ -2,7 +2,9 @@
 
     items            the catalog: id, title, text, categories, metadata
     events           behaviour: (user_id, item_id, ts, type, value), one row per interaction; `fingerprint`
-                     (unique) identifies the interaction, so the same one sent twice is stored once
+                     (unique) identifies the interaction, so the same one sent twice is stored once;
+                     `event_id` (unique, optional) is the client's own id of the event, so a retry whose
+                     time differs (an event sent without one gets the time of arrival) is stored once too
     change_counters  one counter per table above, bumped by every transaction that writes it, and one
                      bumped by every erasure of a user's events (`recommender.changes`: how running
                      services see other processes' writes)
@@ -66,6 +68,7 @@ class Event(Base):
     __table_args__ = (
         Index("ix_events_user_ts", "user_id", "ts"),
         Index("uq_events_fingerprint", "fingerprint", unique=True),
+        Index("uq_events_event_id", "event_id", unique=True),  # NULLs are distinct: events without ids
     )
 
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
@@ -75,6 +78,7 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(16))  # click | rating | purchase
     value: Mapped[float | None] = mapped_column(Float)
     fingerprint: Mapped[str] = mapped_column(String(64))  # event_fingerprint of the columns above
+    event_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))  # the client's id of the event, if any
 
 
 def event_fingerprint(user_id: str, item_id: str, ts: datetime, event_type: str, value: float | None) -> str:
