@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import math
 from collections.abc import Sequence
-from datetime import UTC, timedelta
+from datetime import UTC, timedelta, tzinfo
 
 from matplotlib import dates as mdates
 from matplotlib.axes import Axes
@@ -25,7 +25,7 @@ MAX_CHART_SERIES = 10  # more lines than this are unreadable; series arrive busi
 EMPTY_MESSAGE = "no documents in range"
 
 
-def trend_chart(series: Sequence[TrendSeries], *, title: str) -> bytes:
+def trend_chart(series: Sequence[TrendSeries], *, title: str, zone: tzinfo = UTC) -> bytes:
     """Render series as a PNG of ``FIGSIZE`` inches at ``DPI``.
 
     The top panel draws each series' negative share per bucket (gaps where a bucket is empty, since a share of
@@ -36,6 +36,7 @@ def trend_chart(series: Sequence[TrendSeries], *, title: str) -> bytes:
         series: Series from `finance_sentiment.trends.trends`, busiest first; empty, or all without documents,
             gives a chart saying "no documents in range".
         title: The chart's title.
+        zone: The time zone the dates are drawn in (the query's; the points' starts are in it).
 
     Returns:
         The PNG file's bytes.
@@ -48,7 +49,7 @@ def trend_chart(series: Sequence[TrendSeries], *, title: str) -> bytes:
         shown = list(series[:MAX_CHART_SERIES])
         if len(series) > len(shown):
             title = f"{title} (busiest {len(shown)} of {len(series)})"
-        _draw_series(figure, shown, title)
+        _draw_series(figure, shown, title, zone)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=DPI)
     return buffer.getvalue()
@@ -61,7 +62,7 @@ def _draw_empty(figure: Figure, title: str) -> None:
     axes.text(0.5, 0.5, EMPTY_MESSAGE, ha="center", va="center", fontsize="large", color="0.4")
 
 
-def _draw_series(figure: Figure, series: list[TrendSeries], title: str) -> None:
+def _draw_series(figure: Figure, series: list[TrendSeries], title: str, zone: tzinfo) -> None:
     share_axes, volume_axes = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
     step = timedelta(seconds=BUCKETS[series[0].bucket])
     for item in series:
@@ -82,15 +83,15 @@ def _draw_series(figure: Figure, series: list[TrendSeries], title: str) -> None:
     volume_axes.set_ylim(bottom=0)
     volume_axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     volume_axes.grid(alpha=0.3)
-    volume_axes.set_xlabel("UTC")
-    _date_axis(volume_axes, float(edges[0]), float(edges[-1]))
+    volume_axes.set_xlabel(str(zone))
+    _date_axis(volume_axes, float(edges[0]), float(edges[-1]), zone)
     figure.legend(loc="outside right upper", fontsize="small", title=series[0].kind)
 
 
-def _date_axis(axes: Axes, left: float, right: float) -> None:
-    """Concise UTC date ticks over exactly the charted range."""
-    locator = mdates.AutoDateLocator(tz=UTC, minticks=3)  # type: ignore[no-untyped-call]
+def _date_axis(axes: Axes, left: float, right: float, zone: tzinfo) -> None:
+    """Concise date ticks in ``zone`` over exactly the charted range."""
+    locator = mdates.AutoDateLocator(tz=zone, minticks=3)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_locator(locator)
-    formatter = mdates.ConciseDateFormatter(locator, tz=UTC)  # type: ignore[no-untyped-call]
+    formatter = mdates.ConciseDateFormatter(locator, tz=zone)  # type: ignore[no-untyped-call]
     axes.xaxis.set_major_formatter(formatter)
     axes.set_xlim(left, right)

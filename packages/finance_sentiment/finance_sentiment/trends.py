@@ -1,16 +1,20 @@
 """Sentiment over time: documents per topic, entity or overall, bucketed into regular intervals by SQL.
 
-A bucket is a half-open interval ``[k * n, (k + 1) * n)`` of epoch seconds, ``n`` being the bucket length, so
-buckets line up across queries and backends. The database computes the bucket index and the aggregates (count,
-negatives, mean sentiment) with ``GROUP BY``; Python only fills the empty buckets with zero points so every
-series is regular.
+A 15m or 1h bucket is a half-open interval ``[k * n, (k + 1) * n)`` of epoch seconds, ``n`` being the bucket
+length, so buckets line up across queries, backends and time zones. A 1d bucket is a calendar day in the
+query's time zone (``tz``, an IANA name; UTC by default), from one local midnight to the next: 23 or 25 hours
+on a day the clocks change (`finance_sentiment.local_days`). The time zone only moves 15m and 1h buckets'
+timestamps into its offset, never their instants: in a zone whose offset is not a whole number of hours
+(Asia/Kolkata, +05:30) a 1h bucket starts at half past a local hour. The database computes the bucket index
+and the aggregates (count, negatives, mean sentiment) with ``GROUP BY``; Python only fills the empty buckets
+with zero points so every series is regular.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta, tzinfo
 
 from sqlalchemy import (
     BigInteger,
@@ -26,6 +30,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session
 
+from finance_sentiment.local_days import day_expression, day_of, day_runs, day_start, time_zone
 from finance_sentiment.tables import TAG_CHARS, Document, DocumentTag
 from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import InvalidInput
@@ -47,7 +52,7 @@ class TrendPoint:
     """The documents seen in one bucket.
 
     Attributes:
-        start: The bucket's first instant (timezone-aware UTC).
+        start: The bucket's first instant, in the query's time zone (`datetime.UTC` for ``UTC``).
         count: Documents seen in the bucket.
         negative: How many of them are labelled ``negative``.
         negative_share: ``negative / count``; 0.0 for an empty bucket.
@@ -85,7 +90,7 @@ class TrendSeries:
 
 @dataclass(frozen=True)
 class TrendQuery:
-    """What to chart: which tags, how finely, over which range ``[since, until)``.
+    """What to chart: which tags, how finely, over which range ``[since, until)``, on which calendar.
 
     Validates itself on construction and fills the defaults: ``until`` is now, ``since`` is the start of the
     bucket 47 buckets before ``until``'s, so a default series has 48 points, the last one the current bucket.
@@ -97,10 +102,13 @@ class TrendQuery:
         since: First instant included (timezone-aware).
         until: First instant excluded (timezone-aware).
         max_series: How many busiest names to return when ``names`` is empty.
+        tz: An IANA time zone name: 1d buckets are its calendar days, and every bucket's start is given in
+            its offset; 15m and 1h buckets are the same instants in every zone.
+        zone: ``tz``'s zone, filled on construction.
 
     Raises:
-        InvalidInput: An unknown kind or bucket, naive or inverted times, a range of more than ``MAX_POINTS``
-            buckets, or names or ``max_series`` out of bounds.
+        InvalidInput: An unknown kind, bucket or time zone, naive or inverted times, a range of more than
+            ``MAX_POINTS`` buckets, or names or ``max_series`` out of bounds.
     """
 
     kind: str = "all"
@@ -109,6 +117,8 @@ class TrendQuery:
     since: datetime | None = None
     until: datetime | None = None
     max_series: int = 20
+    tz: str = "UTC"
+    zone: tzinfo = field(default=UTC, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -128,17 +138,17 @@ class TrendQuery:
             )
         for name in names:  # no stored tag holds one; PostgreSQL would refuse a NUL in the query itself
             check_printable(name, "name")
-        seconds = BUCKETS[self.bucket]
+        object.__setattr__(self, "zone", time_zone(self.tz))
         until = datetime.now(UTC) if self.until is None else aware_utc("until", self.until)
         if self.since is None:
-            since = bucket_start(bucket_index(until - _MICROSECOND, seconds) - DEFAULT_POINTS + 1, seconds)
+            since = self.start(self.index(until - _MICROSECOND) - DEFAULT_POINTS + 1).astimezone(UTC)
         else:
             since = aware_utc("since", self.since)
         if since >= until:
             raise InvalidInput(
                 f"expected since before until, found {since.isoformat()} >= {until.isoformat()}"
             )
-        points = bucket_index(until - _MICROSECOND, seconds) - bucket_index(since, seconds) + 1
+        points = self.index(until - _MICROSECOND) - self.index(since) + 1
         if points > MAX_POINTS:
             raise InvalidInput(
                 f"expected at most {MAX_POINTS} {self.bucket} buckets between since and until, found {points}"
@@ -152,6 +162,24 @@ class TrendQuery:
         """The validated ``(since, until)``, both timezone-aware UTC."""
         assert self.since is not None and self.until is not None  # filled by __post_init__
         return self.since, self.until
+
+    @property
+    def indexes(self) -> range:
+        """The indexes of the buckets of the range, in order."""
+        since, until = self.window
+        return range(self.index(since), self.index(until - _MICROSECOND) + 1)
+
+    def index(self, moment: datetime) -> int:
+        """The index of the bucket holding ``moment``: a local day number for 1d, else `bucket_index`."""
+        if self.bucket == "1d":
+            return day_of(moment, self.zone)
+        return bucket_index(moment, BUCKETS[self.bucket])
+
+    def start(self, index: int) -> datetime:
+        """The first instant of bucket ``index``, in the query's time zone."""
+        if self.bucket == "1d":
+            return day_start(index, self.zone)
+        return bucket_start(index, BUCKETS[self.bucket]).astimezone(self.zone)
 
 
 def bucket_index(moment: datetime, seconds: int) -> int:
@@ -187,16 +215,13 @@ def trends(session: Session, query: TrendQuery, vocabulary: Vocabulary | None = 
         names = NameIndex.read(session, vocabulary).resolve(query.kind, query.names, "name").names
     else:
         names = _busiest(session, query)
-    seconds = BUCKETS[query.bucket]
     found = _aggregates(session, query, names)
-    since, until = query.window
-    indexes = range(bucket_index(since, seconds), bucket_index(until - _MICROSECOND, seconds) + 1)
     series = [
         TrendSeries(
             kind=query.kind,
             name=name,
             bucket=query.bucket,
-            points=tuple(found.get((name, i)) or _empty(bucket_start(i, seconds)) for i in indexes),
+            points=tuple(found.get((name, i)) or _empty(query.start(i)) for i in query.indexes),
         )
         for name in names
     ]
@@ -207,8 +232,7 @@ def _aggregates(
     session: Session, query: TrendQuery, names: Sequence[str]
 ) -> dict[tuple[str, int], TrendPoint]:
     """The non-empty buckets of each name, keyed by (name, bucket index), from one GROUP BY query."""
-    seconds = BUCKETS[query.bucket]
-    index = _bucket_expression(session, seconds)
+    index = _bucket_expression(session, query)
     aggregates = (
         func.count(),
         func.sum(case((Document.label == "negative", 1), else_=0)),
@@ -233,7 +257,7 @@ def _aggregates(
     for name, bucket, count, negative, mean in session.execute(statement):
         # PostgreSQL's SUM of integers is a bigint and its AVG a double; normalise both backends' types.
         found[str(name), int(bucket)] = TrendPoint(
-            start=bucket_start(int(bucket), seconds),
+            start=query.start(int(bucket)),
             count=int(count),
             negative=int(negative),
             negative_share=int(negative) / int(count),
@@ -273,22 +297,32 @@ def _filters(query: TrendQuery) -> list[ColumnElement[bool]]:
     return filters
 
 
-def _bucket_expression(session: Session, seconds: int) -> ColumnElement[int]:
-    """SQL for ``floor(epoch seconds of seen_at / seconds)``.
+def _bucket_expression(session: Session, query: TrendQuery) -> ColumnElement[int]:
+    """SQL for the bucket index of ``seen_at``: ``floor(epoch seconds / bucket seconds)``, or its local day.
 
     ``seen_at`` is naive UTC on both backends; PostgreSQL's ``extract(epoch ...)`` of a ``timestamp without
     time zone`` counts from 1970-01-01 00:00 in that same naive clock, i.e. UTC, whatever the session's
     TimeZone. The divisor is inlined (a trusted constant of ``BUCKETS``) so the grouped expression is
-    textually identical in SELECT and GROUP BY.
+    textually identical in SELECT and GROUP BY. A day is numbered from whole epoch seconds over the
+    range's local days (`finance_sentiment.local_days.day_expression`); their bounds are whole seconds.
     """
-    divisor = literal_column(str(int(seconds)), Integer)
     dialect = session.get_bind().dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise InvalidInput(f"expected a sqlite or postgresql database for trends, found {dialect!r}")
+    if query.bucket == "1d":
+        days = query.indexes
+        return day_expression(_epoch_seconds(dialect), day_runs(days[0], days[-1], query.zone))
+    divisor = literal_column(str(BUCKETS[query.bucket]), Integer)
+    if dialect == "sqlite":  # both integers: SQLite divides exactly, rounding down for positive times
+        return _epoch_seconds(dialect) // divisor
+    return cast(func.floor(extract("epoch", Document.seen_at) / divisor), BigInteger)
+
+
+def _epoch_seconds(dialect: str) -> ColumnElement[int]:
+    """SQL for the whole epoch seconds of ``seen_at`` (rounded down for times after 1970)."""
     if dialect == "sqlite":
-        epoch = cast(func.strftime(literal_column("'%s'"), Document.seen_at), Integer)
-        return epoch // divisor  # both integers: SQLite divides exactly, rounding down for positive times
-    if dialect == "postgresql":
-        return cast(func.floor(extract("epoch", Document.seen_at) / divisor), BigInteger)
-    raise InvalidInput(f"expected a sqlite or postgresql database for trends, found {dialect!r}")
+        return cast(func.strftime(literal_column("'%s'"), Document.seen_at), Integer)
+    return cast(func.floor(extract("epoch", Document.seen_at)), BigInteger)
 
 
 def _empty(start: datetime) -> TrendPoint:

@@ -11,6 +11,10 @@ from finance_sentiment.charts import trend_chart
 from finance_sentiment.deps import MonitorDep
 from finance_sentiment.trends import TrendQuery, TrendSeries, trends
 
+TZ = (
+    "IANA time zone (e.g. Europe/London): 1d buckets are its calendar days (23 or 25 hours when the clocks "
+    "change); bucket starts carry its offset. 15m and 1h buckets are the same instants in every zone."
+)
 router = APIRouter(prefix="/v1/trends", tags=["trends"])
 PNG: dict[int | str, dict[str, Any]] = {
     200: {"content": {"image/png": {}}, "description": "A PNG chart of the same series."}
@@ -27,9 +31,10 @@ def trend_query(
     since: Annotated[datetime | None, Query(description="Start (inclusive), with a time zone.")] = None,
     until: Annotated[datetime | None, Query(description="End (exclusive), with a time zone.")] = None,
     max_series: Annotated[int, Query(ge=1, le=100, description="Busiest names shown when none given.")] = 20,
+    tz: Annotated[str, Query(description=TZ)] = "UTC",
 ) -> TrendQuery:
     """The query parameters of both trend endpoints, validated by `TrendQuery`."""
-    return TrendQuery(kind, tuple(name or ()), bucket, since, until, max_series)
+    return TrendQuery(kind, tuple(name or ()), bucket, since, until, max_series, tz=tz)
 
 
 TrendQueryDep = Annotated[TrendQuery, Depends(trend_query)]
@@ -59,4 +64,4 @@ def get_trend_chart(monitor: MonitorDep, query: TrendQueryDep) -> Response:
 
 def _png(series: list[TrendSeries], query: TrendQuery) -> Response:
     title = f"Negative share and volume per {query.kind if query.kind != 'all' else 'story'}, {query.bucket}"
-    return Response(trend_chart(series, title=title), media_type="image/png")
+    return Response(trend_chart(series, title=title, zone=query.zone), media_type="image/png")
