@@ -321,6 +321,28 @@ async def test_list_page_follows_article_links_once(
             assert len(documents(monitor)) == 2
 
 
+async def test_a_link_the_pattern_backtracks_on_is_skipped_and_the_run_says_why(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # '(a|aa)+$' backtracks exponentially on a run of a's that does not end the link: re took seconds on
+    # this one link (hours with a few more a's), holding a worker thread and the GIL meanwhile.
+    slow = "/" + "a" * 34 + "!"
+    page = f"<html><body><a href='/articles/1'>1</a><a href='{slow}'>x</a></body></html>"
+    web = Site({"/markets": Page(page.encode()), "/articles/1": Page(article(*STORIES[0]))})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            pattern = r"/articles/\d+|(a|aa)+$"
+            source_id = add_source(monitor, "markets", f"{base}/markets", kind="html", link_pattern=pattern)
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.stored) == ("ok", 1)
+            assert report.warnings == (
+                f"link pattern {pattern!r} took too long on 1 link(s) of {base}/markets (over 0.05 s each, "
+                "or 1 s for the page); they were skipped: simplify the pattern (nested repetition such as "
+                "'(a+)+' backtracks for ever)",
+            )
+            assert source_row(monitor, source_id).last_status == "ok"
+
+
 async def test_list_page_links_deferred_by_the_page_limit_are_not_lost(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str
 ) -> None:

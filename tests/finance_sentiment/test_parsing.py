@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+import textwrap
 from datetime import UTC, datetime
 
 import pytest
@@ -219,6 +222,33 @@ def test_list_page_honours_base_href_and_pattern_sees_absolute_urls() -> None:
 def test_bad_link_pattern_is_invalid_input() -> None:
     with pytest.raises(InvalidInput, match="expected a valid regular expression"):
         extract_links(LIST_PAGE, "https://news.example.com/", "(unclosed")
+
+
+def test_a_backtracking_link_pattern_cannot_hang_the_list_page_scan() -> None:
+    # In a child process, so that a scan that hangs (re holds the GIL while it backtracks) is killed at the
+    # timeout instead of hanging the test run: with re, '(a+)+$' takes hours on the 40 a's.
+    child = textwrap.dedent(
+        """
+        import json
+        from finance_sentiment.parsing import extract_links
+        page = b"<a href='/a/1/a'>1</a><a href='/" + b"a" * 40 + b"!'>x</a>"
+        page += b"<a href='/" + b"b" * 5000 + b"'>y</a>"
+        found = {p: extract_links(page, "https://news.example.com/", p) for p in ["(a+)+$", "(a|aa)+$", "b$"]}
+        print(json.dumps(found))
+        """
+    )
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", child], capture_output=True, text=True, timeout=30, check=True
+        )
+    except subprocess.TimeoutExpired:
+        pytest.fail("the list page scan was still matching a link pattern after 30 s")
+    # The long link timed out or matched nothing; the one over MAX_LINK_CHARS is not matched at all.
+    assert json.loads(done.stdout) == {
+        "(a+)+$": ["https://news.example.com/a/1/a"],
+        "(a|aa)+$": ["https://news.example.com/a/1/a"],
+        "b$": [],
+    }
 
 
 def test_json_items_from_nested_path_with_epoch_and_iso_times() -> None:

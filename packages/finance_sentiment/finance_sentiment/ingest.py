@@ -25,13 +25,15 @@ from finance_sentiment.database import Database
 from finance_sentiment.dedup import canonical_url, content_hash, url_key
 from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validators
 from finance_sentiment.parsing import (
+    LINK_MATCH_TIMEOUT_S,
+    PAGE_MATCH_BUDGET_S,
     JsonFields,
     RawItem,
     charset_of,
-    extract_links,
     parse_article,
     parse_feed,
     parse_json,
+    scan_links,
 )
 from finance_sentiment.sentiment import Sentiment, SentimentSource
 from finance_sentiment.tables import (
@@ -74,6 +76,7 @@ class RunReport:
     duplicates: int = 0  # stories already stored (this run, an earlier one, or another feed)
     error: str | None = None
     skipped: int = 0  # stories left out because their link is not a usable URL (malformed, too long)
+    warnings: tuple[str, ...] = ()  # what it left out and why (links the link pattern timed out on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +167,7 @@ class Ingestor:
             if result.not_modified:
                 await asyncio.to_thread(self._finish, source_id, result, [], "not_modified")
                 return RunReport(source_id, "not_modified")
-            items, complete = await self._items(source, result)
+            items, complete, warnings = await self._items(source, result)
             if not complete:  # forget the validators: the next run must see the list page's remaining links
                 result = replace(result, validators=Validators())
             stories, duplicates, skipped = await asyncio.to_thread(self._unseen, items)
@@ -181,25 +184,27 @@ class Ingestor:
             await asyncio.to_thread(self._fail, source_id, message)
             return RunReport(source_id, "failed", error=message)
         duplicates += len(stories) - stored
-        return RunReport(source_id, "ok", len(items), stored, duplicates, skipped=skipped)
+        return RunReport(source_id, "ok", len(items), stored, duplicates, skipped=skipped, warnings=warnings)
 
-    async def _items(self, source: _SourceView, result: FetchResult) -> tuple[list[RawItem], bool]:
-        """The stories in the fetched content, and whether all were read (a list page may be capped)."""
+    async def _items(
+        self, source: _SourceView, result: FetchResult
+    ) -> tuple[list[RawItem], bool, tuple[str, ...]]:
+        """The stories in the fetched content, whether all were read (a list page may be capped), and what
+        was left out and why."""
         # Parsing runs in worker threads, as the database steps do: a large feed or page (and the source's
         # link pattern) must not stall the event loop, which serves the API and the other sources meanwhile.
         charset = charset_of(result.content_type)
         if source.kind == "rss":
-            return await asyncio.to_thread(parse_feed, result.content, result.url), True
+            return await asyncio.to_thread(parse_feed, result.content, result.url), True, ()
         if source.kind == "json":
             fields = JsonFields(**(source.json_fields or {}))
-            return await asyncio.to_thread(parse_json, result.content, fields, result.url), True
+            return await asyncio.to_thread(parse_json, result.content, fields, result.url), True, ()
         if not source.link_pattern:
             article = await asyncio.to_thread(parse_article, result.content, result.url, charset)
-            return ([article] if article else []), True
-        found = await asyncio.to_thread(
-            extract_links, result.content, result.url, source.link_pattern, charset
-        )
-        links = {link: canonical for link in found if (canonical := _canonical(link)) is not None}
+            return ([article] if article else []), True, ()
+        scan = await asyncio.to_thread(scan_links, result.content, result.url, source.link_pattern, charset)
+        warnings = _timeout_warnings(scan.timed_out, source.link_pattern, result.url)
+        links = {link: canonical for link in scan.links if (canonical := _canonical(link)) is not None}
         known = await asyncio.to_thread(self._known_urls, list(links.values()))
         now = time.monotonic()
         unread = {link: canonical for link, canonical in links.items() if canonical not in known}
@@ -231,7 +236,7 @@ class Ingestor:
                 _remember(self._no_article, canonical, NO_ARTICLE_RETRY_S)
         # Read in full when no link is left for later: none beyond the page limit, none still failing.
         pending = any(canonical in self._failed for canonical in unread.values())
-        return items, len(fresh) <= self.max_pages_per_run and not pending
+        return items, len(fresh) <= self.max_pages_per_run and not pending, warnings
 
     def _remember_copies(self, items: Sequence[RawItem], stories: Sequence[_Story]) -> None:
         """Leave out, for a while, the list page's links whose article was a story already stored: they are
@@ -377,6 +382,19 @@ def run_error(exc: Exception) -> str:
     """What a failed run reports and keeps on its source: the error's message, passwords masked, bounded."""
     message = exc.message if isinstance(exc, CoreError) else f"{type(exc).__name__}: {exc}"
     return redact(message)[:ERROR_CHARS]
+
+
+def _timeout_warnings(timed_out: int, pattern: str, url: str) -> tuple[str, ...]:
+    """The run's warning (also logged) when the link pattern could not judge some links in time."""
+    if not timed_out:
+        return ()
+    message = redact(
+        f"link pattern {pattern!r} took too long on {timed_out} link(s) of {url} "
+        f"(over {LINK_MATCH_TIMEOUT_S:g} s each, or {PAGE_MATCH_BUDGET_S:g} s for the page); they were "
+        "skipped: simplify the pattern (nested repetition such as '(a+)+' backtracks for ever)"
+    )
+    log.warning("%s", message)
+    return (message,)
 
 
 def _remember(links: dict[str, float], canonical: str, seconds: float) -> None:

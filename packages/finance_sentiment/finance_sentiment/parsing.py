@@ -11,6 +11,7 @@ import codecs
 import io
 import json
 import re
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -18,6 +19,7 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import feedparser
 import lxml.html  # type: ignore[import-untyped]
+import regex
 import trafilatura
 from lxml import etree
 from trafilatura.settings import Document, set_date_params
@@ -25,6 +27,12 @@ from trafilatura.settings import Document, set_date_params
 from textcore.errors import InvalidInput
 
 MAX_ITEMS = 500
+# A link pattern is the operator's regular expression, applied to every link of every list page: one with
+# catastrophic backtracking ('(a|aa)+$') could hold a worker thread for hours on one long link. Each match
+# may take this long (seconds) and a page's matches this long in all; a link over the limit is skipped.
+LINK_MATCH_TIMEOUT_S = 0.05
+PAGE_MATCH_BUDGET_S = 1.0
+MAX_LINK_CHARS = 2048  # as tables.URL_CHARS: a longer link could not be stored anyway
 # Extracted "main text" shorter than this is a menu, a cookie banner or a caption, not an article.
 MIN_ARTICLE_CHARS = 40
 _WEB_SCHEMES = ("http", "https")
@@ -190,30 +198,60 @@ def parse_article(content: bytes, url: str, charset: str | None = None) -> RawIt
     return RawItem(url=url, title=title, text=text, published_at=_parse_time(document.date))
 
 
+@dataclass(frozen=True)
+class LinkScan:
+    """The article links of a list page, and how many links the pattern could not judge in time.
+
+    Attributes:
+        links: Matching absolute http(s) links, in first-seen order, without duplicates.
+        timed_out: Links skipped because matching them took longer than `LINK_MATCH_TIMEOUT_S`, or came
+            after the page's `PAGE_MATCH_BUDGET_S` was spent.
+    """
+
+    links: list[str]
+    timed_out: int = 0
+
+
+def compile_link_pattern(pattern: str) -> regex.Pattern[str]:
+    """Compile a link pattern as the list-page scan applies it (the `regex` engine, `re` syntax).
+
+    Raises:
+        InvalidInput: `pattern` is not a valid regular expression.
+    """
+    try:
+        return regex.compile(pattern)
+    except regex.error as exc:
+        raise InvalidInput(
+            f"expected a valid regular expression for the link pattern; found {pattern!r} ({exc})"
+        ) from exc
+
+
 def extract_links(content: bytes, base_url: str, pattern: str, charset: str | None = None) -> list[str]:
+    """The article links of a list page (`scan_links` without the count of links skipped)."""
+    return scan_links(content, base_url, pattern, charset).links
+
+
+def scan_links(content: bytes, base_url: str, pattern: str, charset: str | None = None) -> LinkScan:
     """Collect the article links of a list page.
 
     Args:
         content: The HTML page as fetched.
         base_url: The page's URL; relative links resolve against it (or against its ``<base href>``).
-        pattern: Regular expression an absolute link must match (`re.search`) to be kept.
+        pattern: Regular expression an absolute link must match (search) to be kept; a link it cannot
+            judge within `LINK_MATCH_TIMEOUT_S` (or once the page's `PAGE_MATCH_BUDGET_S` is spent) is
+            skipped and counted, as is one longer than `MAX_LINK_CHARS` is skipped.
         charset: The encoding the server declared (Content-Type); else the page's own declaration or a guess.
 
     Returns:
-        Up to `MAX_ITEMS` absolute http(s) links without fragments, in first-seen order, without duplicates.
+        Up to `MAX_ITEMS` absolute http(s) links without fragments, and the count of links timed out.
 
     Raises:
         InvalidInput: `pattern` is not a valid regular expression.
         ParseError: The page cannot be parsed as HTML.
     """
-    try:
-        wanted = re.compile(pattern)
-    except re.error as exc:
-        raise InvalidInput(
-            f"expected a valid regular expression for the link pattern; found {pattern!r} ({exc})"
-        ) from exc
+    wanted = compile_link_pattern(pattern)
     if not content.strip():
-        return []
+        return LinkScan([])
     try:
         root = lxml.html.document_fromstring(_decoded(content, charset))
     except (etree.ParserError, ValueError) as exc:
@@ -223,13 +261,29 @@ def extract_links(content: bytes, base_url: str, pattern: str, charset: str | No
     base_tag = root.find(".//base[@href]")
     base = urljoin(base_url, base_tag.get("href").strip()) if base_tag is not None else base_url
     links: dict[str, None] = {}  # an insertion-ordered set
+    timed_out, deadline = 0, time.monotonic() + PAGE_MATCH_BUDGET_S
     for anchor in root.iter("a"):
         url = _absolute_web_url(anchor.get("href") or "", base)
-        if url is not None and wanted.search(url):
+        if url is None or len(url) > MAX_LINK_CHARS or url in links:
+            continue
+        if (matched := _search(wanted, url, deadline)) is None:
+            timed_out += 1
+        elif matched:
             links.setdefault(url)
             if len(links) >= MAX_ITEMS:
                 break
-    return list(links)
+    return LinkScan(list(links), timed_out)
+
+
+def _search(wanted: regex.Pattern[str], url: str, deadline: float) -> bool | None:
+    """Whether `wanted` finds a match in `url`; None when it cannot tell in time."""
+    left = min(LINK_MATCH_TIMEOUT_S, deadline - time.monotonic())
+    if left <= 0:
+        return None
+    try:
+        return wanted.search(url, timeout=left) is not None
+    except TimeoutError:
+        return None
 
 
 def charset_of(content_type: str) -> str | None:

@@ -10,11 +10,11 @@ for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the sto
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
+import regex
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -59,9 +59,10 @@ def _crontab(value: str) -> str:
 
 
 def _regex(value: str) -> str:
+    # Compiled by the engine that applies it to list pages' links (`parsing.scan_links`), re's syntax.
     try:
-        re.compile(value)
-    except re.error as exc:
+        regex.compile(value)
+    except regex.error as exc:
         raise ValueError(f"expected a Python regular expression, found {value!r} ({exc})") from None
     return value
 
