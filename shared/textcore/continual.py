@@ -34,9 +34,10 @@ from textcore.artifacts import (
 )
 from textcore.classifier import saved_head_kind
 from textcore.data import LabelledTexts, file_sha256, read_labelled
-from textcore.errors import Conflict, InvalidInput, NotFound
+from textcore.errors import Conflict, InvalidInput
 from textcore.evaluation import evaluate_classifier, load_predictor
 from textcore.registry import ModelRegistry, ModelVersion
+from textcore.registry_files import require_active
 from textcore.training.config import TrainConfig
 
 GATE_TASKS = ("classification", "setfit")  # folders with the classifier layout (encoder + head + labels)
@@ -113,12 +114,14 @@ def _figures(version: ModelVersion, data: LabelledTexts, device: str, precision:
     return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], "n": report["n"]}
 
 
-def _active_or_none(registry: ModelRegistry, name: str) -> ModelVersion | None:
-    """The active version, or None when none was promoted (call after checking that `name` exists)."""
-    try:
-        return registry.active(name)
-    except NotFound:
-        return None
+def _active_or_none(registry: ModelRegistry, name: str, doing: str) -> ModelVersion | None:
+    """The active version, or None when none was promoted (call after checking that `name` exists).
+
+    An alias that names no version (a folder, a torn or hand-edited file) is refused here, before minutes of
+    evaluation, rather than at the promotion that would refuse it anyway (`registry_files.require_active`).
+    """
+    version = require_active(registry.root / name, doing)
+    return registry.get(name, version) if version is not None else None
 
 
 def gate(
@@ -153,14 +156,14 @@ def gate(
         precision: auto, bf16 or fp32.
 
     Raises:
-        InvalidInput: Unknown metric, a non-classifier version, bad evaluation data, or the candidate is the
-            active version already.
-        NotFound: Unknown name or version.
+        InvalidInput: Unknown metric, a non-classifier version, bad evaluation data, the candidate is the
+            active version already, or the active alias names no version (checked before evaluating).
+        NotFound: Unknown name or version, or the active alias names a version that does not exist.
     """
     if metric not in GATE_METRICS:
         raise InvalidInput(f"metric: expected one of {', '.join(GATE_METRICS)}; found {metric!r}")
     candidate = registry.get(name, candidate_version)
-    active = _active_or_none(registry, name)
+    active = _active_or_none(registry, name, f"gate version {candidate_version} of {name}")
     if active is not None and active.version == candidate.version:
         raise InvalidInput(
             f"candidate: expected a version other than the active one; v{active.version} is active"

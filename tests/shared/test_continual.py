@@ -258,6 +258,28 @@ def test_gate_and_retrain_refuse_bad_input(
         gate(registry, "clf", 2, files["eval"], text_column=COLUMNS[0], label_column=COLUMNS[1])
 
 
+def test_registry_cli_gate_checks_the_active_alias_before_evaluating(
+    registry: ModelRegistry, first_model: Path, files: dict[str, Path]
+) -> None:
+    registry.register("clf", first_model)  # the candidate, v2
+    alias = registry.root / "clf" / "active"
+    alias.unlink()
+    alias.mkdir()  # a broken alias: the promotion would refuse it, so evaluating first is wasted
+    result = invoke_cli(
+        "registry",
+        "gate",
+        *("--root", registry.root, "--name", "clf", "--version", 2, "--eval-data", files["eval"]),
+        *("--text-column", COLUMNS[0], "--label-column", COLUMNS[1]),
+    )
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"error: could not gate version 2 of clf in the registry {registry.root}: {alias}: expected a file; "
+        "found a folder; repair or remove the alias first"
+    ]
+    assert result.stdout == "" and alias.is_dir()
+    assert '"gate"' not in (registry.root / "clf" / "history.jsonl").read_text(encoding="utf-8")
+
+
 def test_retrain_without_old_data_says_to_pass_it(
     registry: ModelRegistry, first_model: Path, files: dict[str, Path], tmp_path: Path, tiny_model_dir: Path
 ) -> None:
