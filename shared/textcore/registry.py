@@ -280,12 +280,13 @@ class ModelRegistry:
         """
         model_dir = self._dir(name)
         version, problem = read_active(model_dir)
+        if problem is not None:  # promoting would be refused too: the alias itself needs repair
+            raise NotFound(
+                f"model {name!r} has no usable active version: {problem}; repair or remove the alias"
+            )
         if version is None:
             known = list(self._version_dirs(model_dir))
-            why = f": {problem}" if problem else ""
-            raise NotFound(
-                f"model {name!r} has no active version{why}; promote one of {known or 'none'} first"
-            )
+            raise NotFound(f"model {name!r} has no active version; promote one of {known or 'none'} first")
         return self.get(name, version)
 
     def get(self, name: str, version: int) -> ModelVersion:

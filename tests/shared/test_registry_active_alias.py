@@ -45,6 +45,8 @@ def test_an_unusable_active_alias_is_not_ready_naming_the_path_and_the_problem(
     with pytest.raises(NotFound) as missing:
         registry.active("clf")
     assert said in missing.value.message
+    # what to do about it: repair the alias (a promote would be refused while it is broken), not "promote one"
+    assert missing.value.message.endswith("repair or remove the alias"), missing.value.message
 
 
 def test_a_name_that_is_a_file_is_not_ready_naming_it(registry: ModelRegistry) -> None:
