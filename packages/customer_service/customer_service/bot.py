@@ -43,6 +43,7 @@ HANDOFF = "I'm passing you to a member of our team; a person will reply here sho
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
 ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
 PROMPT = "What can I help you with?"
+OWN_REPLIES = {"acknowledgement": ACKNOWLEDGEMENT, "prompt": PROMPT}  # by `Decision.own_reply`
 SNIPPET_CHARS = 240
 # how a turn whose stream ended before its reply did is marked in its reason
 CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"
@@ -393,15 +394,13 @@ def _slots(context: dict[str, str], message: str, top: list[Passage]) -> dict[st
 
 def _is_fixed(decision: Decision) -> bool:
     """Whether the reply is one of the bot's own (clarify, fallback, hand-off, acknowledgement, prompt)."""
-    return decision.action != "answer" or decision.acknowledgement or decision.prompt
+    return decision.action != "answer" or decision.own_reply is not None
 
 
 def _fixed(plan: Plan) -> Answer:
     action = plan.decision.action
-    if plan.decision.acknowledgement:
-        return Answer(text=ACKNOWLEDGEMENT, mode="fixed", cited=[])
-    if plan.decision.prompt:
-        return Answer(text=PROMPT, mode="fixed", cited=[])
+    if plan.decision.own_reply is not None:
+        return Answer(text=OWN_REPLIES[plan.decision.own_reply], mode="fixed", cited=[])
     if action == "handoff":
         waiting = plan.session.state == "waiting_for_agent"
         return Answer(text=WAITING if waiting else HANDOFF, mode="fixed", cited=[])

@@ -24,6 +24,7 @@ import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 from customer_service.settings import PolicySettings
 
@@ -66,6 +67,9 @@ PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
 REPEATED_FALLBACK = "fallbacks in a row"
 
 
+OwnReply = Literal["acknowledgement", "prompt"]
+
+
 @dataclass(frozen=True)
 class Decision:
     """The policy's choice for one message; `reason` is shown to agents and analytics."""
@@ -74,8 +78,9 @@ class Decision:
     reason: str
     fallback_streak: int  # fallbacks in a row after this turn
     template_only: bool = False  # answer with the intent's template alone: no passage was relevant
-    acknowledgement: bool = False  # the message only thanks or agrees: the bot replies in kind
-    prompt: bool = False  # the message holds no letter or digit: the bot asks what the customer needs
+    # the bot's own reply instead of an answer: "acknowledgement" (the message only thanks or agrees: the bot
+    # replies in kind) or "prompt" (it holds no letter or digit: the bot asks what the customer needs)
+    own_reply: OwnReply | None = None
 
 
 def asks_for_person(message: str) -> bool:
@@ -119,7 +124,7 @@ def _by_its_words(
     if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
         return acknowledged
     if says_nothing(message):  # no intent's template either: there are no words it could have read
-        return Decision("answer", PROMPTED, fallback_streak, template_only=True, prompt=True)
+        return Decision("answer", PROMPTED, fallback_streak, template_only=True, own_reply="prompt")
     return None
 
 
@@ -130,7 +135,7 @@ def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) 
         return None
     if intent_template:
         return Decision("answer", f"the intent's template ({ACKNOWLEDGED})", 0, template_only=True)
-    return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, acknowledgement=True)
+    return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, own_reply="acknowledgement")
 
 
 def decide(

@@ -151,10 +151,9 @@ class NameIndex:
         canonical = self.vocabulary.canonical(kind, name)
         if canonical:
             return canonical
-        tags = self.source_tags[kind]
-        if name in tags:
+        if name in self.source_tags[kind]:
             return (name,)
-        same = tuple(sorted(tag for tag in tags if _key(tag) == _key(name)))
+        same = self._source_tag(kind, name)
         if same or kind != "entity":
             return same
         cashtag = _CASHTAG.fullmatch(name.strip())

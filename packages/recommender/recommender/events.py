@@ -204,13 +204,12 @@ def ingest_events(
         NotFound: Listing the item ids that are not in the catalog (nothing is stored).
     """
     check_events(events, max_events, future_tolerance=future_tolerance)
-    for attempt in range(1, ATTEMPTS + 1):
+    for _ in range(ATTEMPTS - 1):
         try:
             return _store(db, events)
         except IntegrityError:  # another writer stored one of these events after `_new_rows` looked
-            if attempt == ATTEMPTS:
-                raise
-    raise AssertionError("unreachable")
+            continue
+    return _store(db, events)  # the last attempt: its IntegrityError goes to the caller
 
 
 def _store(db: Database, events: Sequence[EventRecord]) -> int:
