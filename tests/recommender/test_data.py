@@ -69,6 +69,26 @@ def test_read_interactions_keeps_ratings_and_thresholds_them(tmp_path: Path) -> 
     assert kept.sequences() == {"u1": ["a"], "u2": ["a", "c"]}
 
 
+def test_a_users_latest_rating_outweighs_their_clicks_in_interactions(tmp_path: Path) -> None:
+    rows = [
+        "u1,a,1,",  # a click on a, then a 1-star rating of a: a is no positive of u1
+        "u1,a,2,1",
+        "u1,b,3,",
+        "u1,b,5,",  # a click after the low rating of b at time 4: still no positive
+        "u1,b,4,2",
+        "u1,c,6,2",  # c rated low, then well: the latest rating decides
+        "u1,c,7,5",
+        "u1,c,8,",
+        "u1,d,9,5",  # d rated well, then low at the same time: row order breaks the tie
+        "u1,d,9,1",
+        "u2,a,1,",  # another user's click on a stays
+    ]
+    path = _write(tmp_path, "events.csv", "user_id,item_id,timestamp,rating\n" + "\n".join(rows) + "\n")
+    assert read_interactions(path, min_rating=4).sequences() == {"u1": ["c", "c"], "u2": ["a"]}
+    every = read_interactions(path).sequences()  # no threshold: every row, as before
+    assert every["u1"] == ["a", "a", "b", "b", "b", "c", "c", "c", "d", "d"]
+
+
 def test_read_interactions_without_a_rating_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.csv", "user_id,item_id,timestamp\nu1,a,1\n")
     data = read_interactions(path)

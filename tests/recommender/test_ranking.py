@@ -75,6 +75,48 @@ def test_a_user_without_usable_positives_gets_k_recommendations(
             assert len(everything) == unseen  # the rest of the catalog: 19 items once kitchen-0 is deleted
 
 
+def test_an_item_the_user_rated_low_leaves_their_profile_whatever_they_clicked(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """A click counted as a like whatever rating came after it: a user who clicked astro-0 and then rated
+    it 1 star was still served astro-0 in their profile (named in every explanation as a reason)."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, min_rating=4.0, refresh_s=0)
+    start = 1_700_000_000
+    events = [
+        {"user_id": "fan", "item_id": "astro-0", "timestamp": start},
+        {"user_id": "fan", "item_id": "lab-0", "timestamp": start + 60},
+        {"user_id": "fan", "item_id": "astro-0", "timestamp": start + 120, "type": "rating", "value": 1},
+    ]
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+        assert client.post("/v1/events", json={"events": events}).json() == {"stored": 3}
+        for _ in range(2):
+            scored = client.post("/v1/score", json={"user_id": "fan", "items": ["astro-1", "garden-0"]})
+            assert scored.status_code == 200, scored.text
+            for result in scored.json():
+                assert [m["item_id"] for m in result["explanation"]["because"]] == ["lab-0"], result
+            response = client.get("/v1/recommend", params={"user_id": "fan", "k": 30})
+            assert response.status_code == 200, response.text
+            ids = [r["item_id"] for r in response.json()]
+            assert len(ids) == 18 and "astro-0" not in ids and "lab-0" not in ids  # still seen
+            reasons = {m["item_id"] for r in response.json() for m in r["explanation"]["because"]}
+            assert reasons == {"lab-0"}
+            # a click after the rating changes nothing: the latest rating decides
+            later = {"user_id": "fan", "item_id": "astro-0", "timestamp": start + 180}
+            assert client.post("/v1/events", json={"events": [later]}).status_code == 201
+        # a rating at the threshold, later still, makes astro-0 a like again
+        liked = {
+            "user_id": "fan",
+            "item_id": "astro-0",
+            "timestamp": start + 240,
+            "type": "rating",
+            "value": 4,
+        }
+        assert client.post("/v1/events", json={"events": [liked]}).status_code == 201
+        scored = client.post("/v1/score", json={"user_id": "fan", "items": ["astro-1"]}).json()
+        assert {m["item_id"] for m in scored[0]["explanation"]["because"]} == {"lab-0", "astro-0"}
+
+
 def test_recommendations_that_score_alike_come_in_id_order(
     tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
 ) -> None:

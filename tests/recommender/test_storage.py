@@ -25,10 +25,13 @@ from recommender.changes import ERASURES, ITEMS, read_counters
 from recommender.data import Catalog
 from recommender.database import MIGRATIONS, Database
 from recommender.events import (
+    EventCursor,
     EventRecord,
     all_positives,
+    disliked,
     ingest_events,
     positive_history,
+    positives_after,
     user_events,
 )
 from recommender.tables import Event, event_fingerprint
@@ -254,6 +257,45 @@ def test_events_are_all_or_nothing_and_histories_ordered(catalog: ItemCatalog, d
         [("u1", "astro-0"), ("u1", "astro-2"), ("u1", "astro-3"), ("u2", "lab-0"), ("u1", "astro-2")]
     )
     assert user_events(database, "nobody") == []
+
+
+def test_a_users_latest_rating_of_an_item_outweighs_their_clicks(
+    catalog: ItemCatalog, database: Database
+) -> None:
+    catalog.upsert(records())
+    hour = timedelta(hours=1)
+    batch = [
+        EventRecord("u1", "astro-0", T0),  # clicked, then rated 1 star: no like
+        EventRecord("u1", "astro-0", T0 + hour, "rating", 1.0),
+        EventRecord("u1", "astro-1", T0 + 3 * hour),  # a click after a low rating: still no like
+        EventRecord("u1", "astro-1", T0 + 2 * hour, "rating", 2.0),
+        EventRecord("u1", "astro-2", T0, "rating", 2.0),  # rated low, then well: a like
+        EventRecord("u1", "astro-2", T0 + hour, "purchase"),
+        EventRecord("u1", "astro-2", T0 + 2 * hour, "rating", 5.0),
+        EventRecord("u1", "astro-3", T0),  # only clicked: a like, as before
+        EventRecord("u2", "astro-0", T0),  # another user's click on astro-0 stays theirs
+    ]
+    assert ingest_events(database, batch) == 9
+    events = user_events(database, "u1")
+    assert disliked(events, 4.0) == {"astro-0", "astro-1"} and disliked(events, None) == set()
+    assert positive_history(events, 4.0) == ["astro-3", "astro-2"]
+    assert positive_history(events, None) == ["astro-3", "astro-0", "astro-2", "astro-1"]  # no threshold
+    assert sorted(all_positives(database, 4.0)) == [
+        ("u1", "astro-2"), ("u1", "astro-2"), ("u1", "astro-3"), ("u2", "astro-0")
+    ]  # fmt: skip
+    assert len(list(all_positives(database, None))) == 9
+
+    # A later read: a click on an item the user rated low before is no like either.
+    cursor = EventCursor()
+    list(positives_after(database, cursor, 4.0))
+    later = [EventRecord("u1", "astro-0", T0 + 4 * hour), EventRecord("u1", "lab-0", T0 + 4 * hour)]
+    ingest_events(database, later)
+    assert list(positives_after(database, cursor, 4.0)) == [("u1", "lab-0")]
+    # A low rating of an item counted before is not taken back by a later read; one from the start is exact.
+    ingest_events(database, [EventRecord("u1", "lab-0", T0 + 5 * hour, "rating", 1.0)])
+    assert list(positives_after(database, cursor, 4.0)) == []
+    assert ("u1", "lab-0") not in set(all_positives(database, 4.0))
+    assert positive_history(user_events(database, "u1"), 4.0) == ["astro-3", "astro-2"]
 
 
 def test_an_event_stored_before_is_not_stored_or_counted_again(

@@ -12,6 +12,11 @@ A batch updates the counts incrementally: only the users in the batch are looked
 counts), not a recount of every event so far. Similarities are divided out when a request reads the rows
 it needs, so a new liker of an item does not mean rewriting every similarity of that item.
 
+Which interactions are positive is `recommender.events`'s rule: a user's latest rating of an item below
+``min_rating`` makes it no like, whatever they clicked. A batch's pairs come from `positives_after`, which
+leaves such pairs out as they arrive but cannot take back a pair counted before a later low rating came;
+`recount`, from every stored event, is exact.
+
 Events also go away (a user's erasure): `recount` then builds the counts anew from every remaining positive
 and swaps them in at once, so nothing of the erased events, their user ids included, stays in memory.
 """

@@ -32,7 +32,14 @@ UserCol = Annotated[str, typer.Option("--user-column")]
 ItemCol = Annotated[str, typer.Option("--item-column")]
 TimeCol = Annotated[str, typer.Option("--time-column", help="Unix seconds or ISO 8601 times")]
 RatingCol = Annotated[str, typer.Option("--rating-column", help="optional in the file")]
-MinRating = Annotated[float | None, typer.Option("--min-rating", help="keep ratings >= this as positives")]
+MinRating = Annotated[
+    float | None,
+    typer.Option(
+        "--min-rating",
+        help="keep ratings >= this as positives; a user's latest rating of an item below it drops their rows "
+        "of the item",
+    ),
+]
 IdCol = Annotated[str, typer.Option("--id-column", help="items: the id column")]
 TitleCol = Annotated[str, typer.Option("--title-column", help="items: the title column")]
 TextCols = Annotated[

@@ -105,7 +105,10 @@ def read_interactions(
         time_column: Column of times: numbers (e.g. Unix seconds) or ISO 8601 datetimes. None uses row order.
         rating_column: Optional column of ratings; when the file lacks it every value is NaN.
         min_rating: Keep only rows rated at least this (ratings thresholded into positives). Rows with an
-            empty rating are kept: an interaction without a rating (a click, a purchase) is a positive.
+            empty rating are kept: an interaction without a rating (a click, a purchase) is a positive;
+            but when the user's latest rating of the item (by time, ties in row order) is below
+            `min_rating`, every row of theirs with the item is left out, as the service leaves the item
+            out of the user's likes.
 
     Raises:
         InvalidInput: Missing file or required column, an empty id, or a time or rating that is not a number.
@@ -130,8 +133,22 @@ def read_interactions(
     )
     if min_rating is None:
         return data
-    keep = np.isnan(data.values) | (data.values >= min_rating)
+    keep = (np.isnan(data.values) | (data.values >= min_rating)) & ~_rated_below(data, min_rating)
     return Interactions(data.users[keep], data.items[keep], data.times[keep], data.values[keep])
+
+
+def _rated_below(data: Interactions, min_rating: float) -> np.ndarray:
+    """(n,) bool: the rows of a (user, item) pair whose latest rating (by time, ties in row order) is below
+    `min_rating`, whatever else the row is: the user's explicit judgement outweighs their clicks."""
+    rated = np.flatnonzero(~np.isnan(data.values))
+    latest: dict[tuple[str, str], float] = {}
+    for row in rated[np.lexsort((rated, data.times[rated]))].tolist():  # by time, ties in row order
+        latest[data.users[row], data.items[row]] = float(data.values[row])
+    low = {pair for pair, value in latest.items() if value < min_rating}
+    if not low:
+        return np.zeros(len(data), dtype=bool)
+    pairs = zip(data.users.tolist(), data.items.tolist(), strict=True)
+    return np.fromiter((pair in low for pair in pairs), dtype=bool, count=len(data))
 
 
 def _parsed(

@@ -2,8 +2,13 @@
 
 An event is one interaction: a click, a purchase, or a rating with its value. Clicks and purchases are
 positives; a rating is a positive when it reaches the configured ``min_rating`` (every rating does when there
-is none). A batch is checked completely before anything is written: a malformed event raises `InvalidInput`,
-an item id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
+is none). A user's explicit judgement outweighs their implicit signals: when the user rated an item, their
+latest rating (by time, ties in arrival order) decides whether they like it, whatever clicks or purchases came
+before or after it, so an item rated below ``min_rating`` is no like at all (`positive_history`,
+`positives_after`); it is still an item the user has seen.
+
+A batch is checked completely before anything is written: a malformed event raises `InvalidInput`, an item
+id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
 
 An event identical to one already stored (same user, item, time, type and value: `event_fingerprint`) is
 not stored again, nor counted again: a retried request, or a file ingested twice, adds nothing. Repeats at
@@ -40,7 +45,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, delete, insert, select
+from sqlalchemy import CursorResult, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
@@ -72,10 +77,23 @@ class EventRecord:
 
 
 def is_positive(event_type: str, value: float | None, min_rating: float | None) -> bool:
-    """Whether an interaction counts as the user liking the item."""
+    """Whether one interaction, on its own, counts as the user liking the item.
+
+    The user's latest rating of the item outweighs it (`disliked`): a click on an item the user rated
+    below `min_rating` is no like.
+    """
     if event_type != "rating":
         return True
     return min_rating is None or (value is not None and value >= min_rating)
+
+
+def disliked(events: Sequence[EventRecord], min_rating: float | None) -> set[str]:
+    """The items whose latest rating among a user's `events` (oldest first) is below `min_rating`: no likes,
+    whatever other interactions the user had with them (none with no threshold)."""
+    if min_rating is None:
+        return set()
+    latest = {e.item_id: e.value for e in events if e.type == "rating"}  # the last one of each item stays
+    return {item for item, value in latest.items() if value is None or value < min_rating}
 
 
 def check_events(
@@ -289,8 +307,12 @@ def erase_user(db: Database, user_id: str) -> int:
 
 
 def positive_history(events: Sequence[EventRecord], min_rating: float | None) -> list[str]:
-    """The items a user liked, oldest first, each once at its latest position."""
-    liked = [e.item_id for e in events if is_positive(e.type, e.value, min_rating)]
+    """The items a user liked, oldest first, each once at its latest position: those of their positive
+    events (`is_positive`) that their latest rating does not put below `min_rating` (`disliked`)."""
+    vetoed = disliked(events, min_rating)
+    liked = [
+        e.item_id for e in events if is_positive(e.type, e.value, min_rating) and e.item_id not in vetoed
+    ]
     latest = {item: n for n, item in enumerate(liked)}
     return [item for n, item in enumerate(liked) if latest[item] == n]
 
@@ -312,16 +334,51 @@ def positives_after(
 ) -> Iterator[tuple[str, str]]:
     """The (user_id, item_id) positive pairs of the events stored after `cursor`, in id order, streamed.
 
+    A positive event of a pair whose latest rating, among every event stored up to the newest one this call
+    reads, is below `min_rating` is left out, as `positive_history` leaves it out. A read from the start
+    (a new cursor) is therefore exact. A later read cannot take back what an earlier one yielded: when a
+    low rating arrives after the clicks of its pair were counted, they stay counted until the next read from
+    the start (a service counts from the start when it starts and after an erasure); and when a pair's
+    later rating reaches `min_rating` again, only its positive events read from then on count.
+
     The cursor moves past every event read, positive or not, so the next call reads only newer ones.
     """
-    query = (
-        select(Event.id, Event.user_id, Event.item_id, Event.type, Event.value)
-        .where(Event.id > cursor.last_id)
-        .order_by(Event.id)
-        .execution_options(yield_per=chunk)
-    )
     with db.session() as session:
+        # Batches commit in id order (`bump`), so every event up to the newest id is committed: the
+        # ratings and the events read below are the same set, whatever is stored meanwhile.
+        newest = session.scalar(select(func.max(Event.id)))
+        if newest is None or newest <= cursor.last_id:
+            return
+        vetoed = _disliked_pairs(session, cursor.last_id, newest, min_rating)
+        query = (
+            select(Event.id, Event.user_id, Event.item_id, Event.type, Event.value)
+            .where(Event.id > cursor.last_id, Event.id <= newest)
+            .order_by(Event.id)
+            .execution_options(yield_per=chunk)
+        )
         for row in session.execute(query):
             cursor.last_id = row.id
-            if is_positive(row.type, row.value, min_rating):
-                yield row.user_id, row.item_id
+            pair = (row.user_id, row.item_id)
+            if is_positive(row.type, row.value, min_rating) and pair not in vetoed:
+                yield pair
+
+
+def _disliked_pairs(
+    session: Session, after: int, newest: int, min_rating: float | None
+) -> set[tuple[str, str]]:
+    """The (user_id, item_id) pairs whose latest rating (by time, ties by id) among the events up to id
+    `newest` is below `min_rating`, of the users with events after id `after` (none with no threshold)."""
+    if min_rating is None:
+        return set()
+    order = (Event.ts.desc(), Event.id.desc())
+    latest = func.row_number().over(partition_by=(Event.user_id, Event.item_id), order_by=order)
+    ratings = select(Event.user_id, Event.item_id, Event.value, latest.label("latest")).where(
+        Event.type == "rating", Event.id <= newest
+    )
+    if after > 0:  # only the users whose events are read: the others' pairs are not asked about
+        users = select(Event.user_id).where(Event.id > after, Event.id <= newest)
+        ratings = ratings.where(Event.user_id.in_(users))
+    ranked = ratings.subquery()
+    low = or_(ranked.c.value.is_(None), ranked.c.value < min_rating)
+    query = select(ranked.c.user_id, ranked.c.item_id).where(ranked.c.latest == 1, low)
+    return {(user, item) for user, item in session.execute(query)}

@@ -41,7 +41,8 @@ class RecommenderSettings(ServiceSettings):
         ge=-MAX_VALUE,
         le=MAX_VALUE,
         allow_inf_nan=False,
-        description="Ratings at or above this count as positives; unset: the threshold the model was trained "
+        description="Ratings at or above this count as positives, and a user's latest rating of an item "
+        "below it makes the item no like whatever they clicked; unset: the threshold the model was trained "
         "with (`recommender train --min-rating`), or every rating for a model trained without one.",
     )
     rescore: bool = Field(
