@@ -794,6 +794,28 @@ def test_the_index_survives_a_restart_and_stays_in_step(settings: CustomerServic
         assert hits[0]["id"] == "pets"
 
 
+def test_a_knowledge_base_its_operator_emptied_is_not_seeded_again(
+    settings: CustomerServiceSettings, tmp_path: Path
+) -> None:
+    # The knowledge file seeds a knowledge base never written to. Once the operator has deleted every entry
+    # (to replace the demo FAQs with their own), neither a restart nor a CLI command brings them back.
+    with TestClient(create_app(settings)) as client:
+        for entry in client.get("/v1/knowledge", params={"limit": 500}).json()["items"]:
+            assert client.delete(f"/v1/knowledge/{entry['id']}").status_code == 204
+        assert client.get("/v1/knowledge").json()["total"] == 0
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/knowledge").json()["total"] == 0
+        assert chat(client, "How do I reset my online banking password?")["sources"] == []
+
+    where = ["--database-url", settings.database_url, "--index-dir", str(settings.index_dir)]
+    faqs = tmp_path / "own.csv"
+    faqs.write_text("id,question,answer,category\nhours,When are you open?,Nine to five.,branches\n")
+    configured = {"CS_KNOWLEDGE_FILE": str(settings.knowledge_file)}  # as the service is configured
+    added = CliRunner().invoke(cli_app, ["ingest", str(faqs), *where], env=configured)
+    assert added.exit_code == 0, added.output
+    assert json.loads(added.output.splitlines()[-1])["entries"] == 1
+
+
 @pytest.fixture(scope="module")
 def fake_llm() -> Iterator[str]:
     """An OpenAI-compatible server on loopback (its replies are chosen by the requested model name)."""

@@ -53,7 +53,7 @@ def serve(
     database_url: DatabaseOpt = None,
     index_dir: IndexOpt = None,
     knowledge: Annotated[
-        Path | None, typer.Option(help="FAQ file or folder ingested into an empty KB")
+        Path | None, typer.Option(help="FAQ file or folder ingested into a KB never written to")
     ] = None,
     log_format: LogFormatOpt = "text",
     log_level: LogLevelOpt = "info",

@@ -1,9 +1,9 @@
 """Everything the customer service runs on, built once at start and closed at the end.
 
 `open_service` migrates the database, loads the retrieval encoder and the knowledge base's index (rebuilt
-when stale), ingests `knowledge_file` into an empty knowledge base, loads the optional re-ranker, intent
-model, sentiment model, templates and generator, and wires the bot. Blocking loads run in a thread so that
-the event loop stays free while the service starts.
+when stale), ingests `knowledge_file` into a knowledge base never written to (one emptied by its operator
+stays empty), loads the optional re-ranker, intent model, sentiment model, templates and generator, and
+wires the bot. Blocking loads run in a thread so that the event loop stays free while the service starts.
 """
 
 from __future__ import annotations
@@ -54,14 +54,18 @@ def open_database(settings: CustomerServiceSettings) -> Database:
 
 
 def open_knowledge(settings: CustomerServiceSettings, db: Database) -> KnowledgeBase:
-    """The knowledge base with the retrieval encoder; `knowledge_file` ingested when it is empty."""
+    """The knowledge base with the retrieval encoder; `knowledge_file` ingested when it was never written to.
+
+    A knowledge base that is empty because its entries were deleted (version above 0) stays empty: the
+    operator emptied it, and seeding it again at the next start or CLI command would bring back every entry
+    they removed."""
     enc = settings.encoder
     encoder = Encoder.from_pretrained(
         settings.retriever_path or enc.model, device=enc.device, precision=enc.precision,
         max_length=enc.max_length, batch_size=enc.batch_size,
     )  # fmt: skip
     kb = KnowledgeBase.open(db, encoder, settings.index_dir)
-    if settings.knowledge_file is not None and kb.count() == 0:
+    if settings.knowledge_file is not None and kb.version == 0 and kb.count() == 0:
         ingest_path(kb, settings.knowledge_file)
     return kb
 

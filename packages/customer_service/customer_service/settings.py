@@ -95,7 +95,9 @@ class CustomerServiceSettings(ServiceSettings):
         None, description="TOML or JSON answer templates per intent / FAQ id."
     )
     knowledge_file: Path | None = Field(
-        None, description="FAQ CSV/JSONL (or a folder of documents) ingested at start when the KB is empty."
+        None,
+        description="FAQ CSV/JSONL (or a folder of documents) ingested at start into a KB never "
+        "written to (one whose entries were all deleted stays empty).",
     )
     generator: GeneratorSettings = Field(default_factory=GeneratorSettings)
     policy: PolicySettings = Field(default_factory=PolicySettings)
