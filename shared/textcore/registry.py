@@ -5,9 +5,10 @@ Layout: ``root/<name>/v0001/`` (a model folder), ``root/<name>/active`` (JSON ``
 writers). Versions are copied to a hidden temp folder in ``root`` then renamed into place, and ``active`` is
 swapped with ``os.replace``, so readers never see half-written state; a register that fails leaves nothing
 behind, not even the folder of a new name, and the copy a killed one left in root is removed by a later
-writer (`registry_files.remove_stale_staging`). Version numbers are never reused. A version holds safetensors
-weights: a folder without them is refused at register (a version without them, at promote). A history line
-torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
+writer (`registry_files.remove_stale_staging`), as are the temporaries a crashed promote or delete left in
+a name's folder (`registry_files.remove_leftovers`). Version numbers are never reused. A version holds
+safetensors weights: a folder without them is refused at register (a version without them, at promote). A
+history line torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
 """
 
 from __future__ import annotations
@@ -30,12 +31,15 @@ from typing import Generic, Literal, TypeVar
 
 from textcore.errors import Conflict, InvalidInput, ModelNotReady, NotFound
 from textcore.registry_files import (
+    ALIAS_TEMP_PREFIX,
+    TRASH_PREFIX,
     append_event,
     copy_model,
     read_active,
     read_history,
     read_json,
     remove_if_unused,
+    remove_leftovers,
     remove_stale_staging,
     require_active,
     require_weights,
@@ -115,6 +119,7 @@ class ModelRegistry:
         fd = os.open(model_dir / ".lock", os.O_RDWR | os.O_CREAT, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
+            remove_leftovers(model_dir)
             yield
         finally:
             os.close(fd)  # closing the descriptor releases the lock
@@ -240,7 +245,7 @@ class ModelRegistry:
             if if_active not in ("any", previous):
                 raise Conflict(f"expected version {if_active} of {name!r} to be active; found {previous}")
             alias = {"version": chosen.version, "promoted_at": _now(), "note": note}
-            fd, tmp_name = tempfile.mkstemp(prefix=".active-", dir=model_dir)
+            fd, tmp_name = tempfile.mkstemp(prefix=ALIAS_TEMP_PREFIX, dir=model_dir)
             tmp = Path(tmp_name)
             try:
                 os.fchmod(fd, 0o644)
@@ -326,7 +331,7 @@ class ModelRegistry:
             doomed = self.get(name, version)
             if require_active(model_dir, f"delete version {doomed.version} of {name}") == doomed.version:
                 raise Conflict(f"version {version} of {name!r} is active; promote another before deleting it")
-            trash = Path(tempfile.mkdtemp(prefix=".deleting-", dir=model_dir))
+            trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=model_dir))
             doomed.path.rename(trash / doomed.path.name)
             append_event(model_dir, {"ts": _now(), "event": "delete", "version": doomed.version})
         shutil.rmtree(trash, ignore_errors=True)

@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.table import Table
 
 from textcore.registry import ModelRegistry, ModelVersion
+from textcore.registry_files import ALIAS_TEMP_PREFIX, STAGING_PREFIX, TRASH_PREFIX
 
 if TYPE_CHECKING:
     from textcore.continual import GateDecision, RetrainResult
@@ -39,7 +40,7 @@ _PROBLEMS = {
     errno.ENOTDIR: "expected a folder; found a file at some part of that path",
 }
 
-_TEMP_NAMES = (".incoming-", ".active-", ".deleting-")  # the registry's temp files and folders
+_TEMP_NAMES = (STAGING_PREFIX, ALIAS_TEMP_PREFIX, TRASH_PREFIX)  # the registry's temp files and folders
 
 
 def _run(root: Path, doing: str, action: Callable[[], T]) -> T:

@@ -5,7 +5,9 @@ A history line torn by a crash (no newline, perhaps cut inside a character) is s
 and the next event is written on a line of its own, so one crash loses at most the event it interrupted.
 A register stages its copy in a hidden ``.incoming-*`` folder of the registry root, locked (``flock``) while
 the register runs; one a killed register left is removed by a later writer once it is an hour old and no
-register holds its lock.
+register holds its lock. A promote or delete that crashed leaves its temporary inside the name's folder (an
+``.active-*`` file, a ``.deleting-*`` folder holding a whole version); the next writer of that name, holding
+its lock, removes them.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ log = logging.getLogger("textcore.registry")
 HISTORY_FILE = "history.jsonl"
 WEIGHTS = "*.safetensors"  # model.safetensors, its shards, adapter_model.safetensors: what the loaders read
 STAGING_PREFIX = ".incoming-"
+ALIAS_TEMP_PREFIX = ".active-"  # a new alias, written then renamed over ``active`` under the name's lock
+TRASH_PREFIX = ".deleting-"  # a deleted version, renamed here under the name's lock, removed after it
 STALE_STAGING_S = 3600.0  # a staging folder unchanged this long, and unlocked, was left by a killed register
 
 
@@ -196,3 +200,32 @@ def _remove_if_abandoned(path: Path, cutoff: float) -> bool:
         return False
     finally:
         os.close(fd)
+
+
+def remove_leftovers(model_dir: Path) -> list[Path]:
+    """Removes what a crashed promote or delete of this name left in its folder: ``.active-*`` files and
+    ``.deleting-*`` folders. The caller holds the name's lock, so no promote is writing an alias temp now; a
+    delete removes its trash after releasing the lock, and removing it twice at once is harmless. Links are
+    left alone. Never raises: what cannot be removed now is tried again by the next writer.
+
+    Returns:
+        The paths removed.
+    """
+    removed = []
+    with contextlib.suppress(OSError):
+        for path in list(model_dir.iterdir()):
+            if path.is_symlink():
+                continue
+            if path.name.startswith(ALIAS_TEMP_PREFIX) and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+            elif path.name.startswith(TRASH_PREFIX) and path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                continue
+            if path.exists():
+                log.warning("could not remove %s, left by a promote or delete that did not finish", path)
+            else:
+                log.warning("removed %s, left by a promote or delete that did not finish", path)
+                removed.append(path)
+    return removed

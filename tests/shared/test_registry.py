@@ -402,6 +402,9 @@ def test_current_reports_a_first_load_that_fails_as_not_ready_and_recovers(
 def test_watcher_serves_readers_from_other_threads(registry: ModelRegistry, tmp_path: Path) -> None:
     registry.register("clf", make_model(tmp_path, "a"), promote=True)
     watcher = ActiveModelWatcher(registry, "clf", tag_loader)
+    # loaded before the readers start: else a reader slow to start may make the first load after the
+    # promotion below, and the refresh then rightly finds nothing new
+    assert watcher.current() == "a@1"
     stop = threading.Event()
     seen: set[str] = set()
 

@@ -75,3 +75,47 @@ def test_a_staging_name_that_is_not_a_folder_is_left_alone(registry: ModelRegist
     registry.register("clf", make_model(tmp_path, "a"))
     assert stray.read_text(encoding="utf-8") == "not ours"
     assert (target / "model.safetensors").exists()
+
+
+def crashed_promote_and_delete(model_dir: Path) -> tuple[Path, Path]:
+    """What a promote killed before its rename and a delete killed before removing its trash leave behind."""
+    alias_temp = model_dir / ".active-killed"
+    alias_temp.write_text('{"version": 1', encoding="utf-8")
+    trash = model_dir / ".deleting-killed"
+    (trash / "v0002" / "tokenizer").mkdir(parents=True)
+    (trash / "v0002" / "model.safetensors").write_bytes(b"a whole deleted version")
+    return alias_temp, trash
+
+
+@pytest.mark.parametrize("writer", ["register", "promote", "delete", "record"])
+def test_the_next_writer_of_a_name_removes_what_a_crashed_promote_or_delete_left(
+    registry: ModelRegistry, tmp_path: Path, writer: str
+) -> None:
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    registry.register("clf", make_model(tmp_path, "b"))
+    model_dir = registry.root / "clf"
+    alias_temp, trash = crashed_promote_and_delete(model_dir)
+    if writer == "register":
+        registry.register("clf", make_model(tmp_path, "c"))
+    elif writer == "promote":
+        registry.promote("clf", 2)
+    elif writer == "delete":
+        registry.delete("clf", 2)
+    else:
+        registry.record("clf", {"event": "note"})
+    assert not alias_temp.exists() and not trash.exists()
+    assert sorted(p.name for p in model_dir.iterdir() if p.name.startswith(".")) == [".lock"]
+    assert registry.active("clf").version in (1, 2)
+
+
+def test_leftovers_of_another_name_and_links_are_left_alone(registry: ModelRegistry, tmp_path: Path) -> None:
+    registry.register("clf", make_model(tmp_path, "a"), promote=True)
+    registry.register("other", make_model(tmp_path, "b"), promote=True)
+    alias_temp, trash = crashed_promote_and_delete(registry.root / "other")
+    target = tmp_path / "elsewhere"
+    (target / "v0001").mkdir(parents=True)
+    link = registry.root / "clf" / ".deleting-link"
+    link.symlink_to(target)
+    registry.promote("clf", 1)
+    assert alias_temp.exists() and trash.exists()  # only the name being written is swept
+    assert link.is_symlink() and (target / "v0001").is_dir()
