@@ -175,6 +175,26 @@ def test_feedback_and_analytics(database: Database) -> None:
     assert conversations.get(sid).handoff_reason == "customer asked for a person"
 
 
+def test_ratings_of_one_turn_sent_at_once_all_succeed_and_the_turn_keeps_one(database: Database) -> None:
+    # A double click or a retried request rates a turn twice at once: each rating replaces the other, none
+    # fails on the feedback's key (on PostgreSQL both inserted and one got a 409 "retry it").
+    conversations = Conversations(database)
+    sid = conversations.start(None).id
+    for round_ in range(4):
+        turn, _ = conversations.record(
+            sid, _turn(f"card fees {round_}"), state="open", fallback_streak=0, handoff_reason=None
+        )
+        barrier = threading.Barrier(8)
+
+        def rate(n: int, turn_id: str = turn.id, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()  # all eight find no rating before any has stored one
+            conversations.feedback(turn_id, ("up", "down")[n % 2], f"click {n}")
+
+        with ThreadPoolExecutor(8) as pool:
+            list(pool.map(rate, range(8)))  # re-raises a rating that failed
+    assert sum(analytics(database, days=1).feedback.values()) == 4  # one rating per turn
+
+
 def test_unanswered_questions_are_grouped_alike_whatever_their_case(database: Database) -> None:
     # SQLite's lower() folds ASCII letters only: grouping in SQL listed "ÉPARGNE?" apart from "épargne?"
     # there, and not on PostgreSQL; the figures must not depend on the backend

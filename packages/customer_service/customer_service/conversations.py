@@ -362,6 +362,10 @@ class Conversations:
     def feedback(self, turn_id: str, rating: str, comment: str | None) -> None:
         """Rate a turn (a later rating of the same turn replaces the earlier one).
 
+        Ratings of one turn sent at once (a double click, a retry, two replicas) take turns on the turn's row
+        (``FOR UPDATE`` on PostgreSQL; SQLite: BEGIN IMMEDIATE), so the later one replaces the earlier one
+        rather than both inserting and one failing on the feedback's key.
+
         Raises:
             InvalidInput: If the rating is not up or down.
             NotFound: If there is no such turn.
@@ -369,7 +373,7 @@ class Conversations:
         if rating not in RATINGS:
             raise InvalidInput(f"expected rating one of {', '.join(RATINGS)}; found {rating!r:.40}")
         with self.db.session() as s:
-            if s.get(Turn, turn_id) is None:
+            if s.scalar(select(Turn.id).where(Turn.id == turn_id).with_for_update()) is None:
                 raise NotFound(f"expected an existing turn id; found no turn {turn_id!r:.80}")
             row = s.get(Feedback, turn_id)
             if row is None:
