@@ -117,6 +117,36 @@ def test_an_item_the_user_rated_low_leaves_their_profile_whatever_they_clicked(
         assert {m["item_id"] for m in scored[0]["explanation"]["because"]} == {"lab-0", "astro-0"}
 
 
+def test_a_low_rating_takes_back_co_occurrence_counted_from_earlier_clicks(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """Clicks counted into co-occurrence stayed counted when the user then rated the item 1 star: the
+    service went on showing astro-0 as similar to lab-0 for everyone, until a restart counted again."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, min_rating=4.0, refresh_s=0)
+    start = 1_700_000_000
+    clicks = [
+        {"user_id": user, "item_id": item, "timestamp": start}
+        for user in ("fan", "peer")
+        for item in ("astro-0", "lab-0", "garden-0")
+    ]
+    low = {"user_id": "fan", "item_id": "astro-0", "timestamp": start + 60, "type": "rating", "value": 1}
+    body = {"history": ["lab-0"], "items": ["astro-0", "garden-0"]}
+
+    def reasons(client: TestClient) -> list[Any]:
+        response = client.post("/v1/score", json=body)
+        assert response.status_code == 200, response.text
+        return sorted((r["item_id"], r["score"], r["explanation"]["because"]) for r in response.json())
+
+    with TestClient(create_app(settings)) as client:
+        assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+        assert client.post("/v1/events", json={"events": clicks}).json() == {"stored": 6}
+        counted = reasons(client)
+        assert client.post("/v1/events", json={"events": [low]}).json() == {"stored": 1}
+        live = reasons(client)
+    with TestClient(create_app(settings)) as restarted:  # counts every stored event from the start
+        assert reasons(restarted) == live != counted
+
+
 def test_recommendations_that_score_alike_come_in_id_order(
     tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
 ) -> None:

@@ -291,9 +291,11 @@ def test_a_users_latest_rating_of_an_item_outweighs_their_clicks(
     later = [EventRecord("u1", "astro-0", T0 + 4 * hour), EventRecord("u1", "lab-0", T0 + 4 * hour)]
     ingest_events(database, later)
     assert list(positives_after(database, cursor, 4.0)) == [("u1", "lab-0")]
-    # A low rating of an item counted before is not taken back by a later read; one from the start is exact.
+    # A low rating of an item counted before: the later read names the pair, for the caller to take back.
     ingest_events(database, [EventRecord("u1", "lab-0", T0 + 5 * hour, "rating", 1.0)])
-    assert list(positives_after(database, cursor, 4.0)) == []
+    low: set[tuple[str, str]] = set()
+    assert list(positives_after(database, cursor, 4.0, disliked_out=low)) == []
+    assert low == {("u1", "lab-0"), ("u1", "astro-0"), ("u1", "astro-1")}  # the pairs of the users read
     assert ("u1", "lab-0") not in set(all_positives(database, 4.0))
     assert positive_history(user_events(database, "u1"), 4.0) == ["astro-3", "astro-2"]
 
@@ -385,6 +387,38 @@ def test_the_fingerprint_migration_copy_equals_the_live_function_today() -> None
     ]
     for case in cases:
         assert migration._fingerprint(*case) == event_fingerprint(*case), case
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.7])
+def test_likes_taken_back_leave_the_counts_of_the_likes_that_remain(alpha: float) -> None:
+    rng = np.random.default_rng(3)
+    users, items = rng.integers(0, 12, 200), rng.zipf(1.3, 200) % 25
+    pairs = [(f"u{int(u)}", f"i{int(i)}") for u, i in zip(users, items, strict=True)]
+    behaviour = Behaviour(shrink=3.0, alpha=alpha)
+    behaviour.add(pairs)
+    before = behaviour.snapshot()
+    gone = {pairs[0], pairs[5], pairs[17], ("u0", "never-liked"), ("nobody", pairs[0][1])}
+    taken = behaviour.retract([*gone, pairs[0]])
+    assert taken == 3 and behaviour.retract(gone) == 0  # each pair once; pairs not counted are left alone
+    kept = [pair for pair in pairs if pair not in gone]
+    expected = Behaviour(shrink=3.0, alpha=alpha)
+    expected.add(kept)
+    now, fresh = behaviour.snapshot(), expected.snapshot()
+    order = now.positions(fresh.ids)
+    everything = np.arange(len(fresh.ids))
+    np.testing.assert_allclose(
+        now.similarity_rows(order).toarray()[:, order], fresh.similarity_rows(everything).toarray(), rtol=1e-6
+    )
+    np.testing.assert_array_equal(now.popularity(fresh.ids), fresh.popularity(fresh.ids))
+    assert before.popularity([pairs[0][1]])[0] > now.popularity([pairs[0][1]])[0]  # snapshots never change
+    behaviour.add([pairs[0], ("late", pairs[5][1])])  # liked again, and counting goes on
+    expected.add([pairs[0], ("late", pairs[5][1])])
+    now, fresh = behaviour.snapshot(), expected.snapshot()
+    order = now.positions(fresh.ids)
+    np.testing.assert_allclose(
+        now.pair_similarity(fresh.ids, fresh.ids), fresh.pair_similarity(fresh.ids, fresh.ids), rtol=1e-6
+    )
+    np.testing.assert_array_equal(now.popularity(fresh.ids), fresh.popularity(fresh.ids))
 
 
 def test_behaviour_matches_the_offline_baselines() -> None:

@@ -14,8 +14,10 @@ it needs, so a new liker of an item does not mean rewriting every similarity of 
 
 Which interactions are positive is `recommender.events`'s rule: a user's latest rating of an item below
 ``min_rating`` makes it no like, whatever they clicked. A batch's pairs come from `positives_after`, which
-leaves such pairs out as they arrive but cannot take back a pair counted before a later low rating came;
-`recount`, from every stored event, is exact.
+leaves such pairs out as they arrive, and names those of its users, so that `retract` takes back a pair
+counted before a later low rating came (the same change of ``c`` as adding it, subtracted). A pair rated
+well again counts its interactions from then on; `recount`, from every stored event, counts its earlier
+ones too.
 
 Events also go away (a user's erasure): `recount` then builds the counts anew from every remaining positive
 and swaps them in at once, so nothing of the erased events, their user ids included, stays in memory.
@@ -126,7 +128,7 @@ class Behaviour:
         self._users: dict[str, int] = {}
         self._items: dict[str, int] = {}
         self._item_ids: list[str] = []
-        self._liked: list[set[int]] = []  # user code -> the distinct items they liked
+        self._liked: list[dict[int, int]] = []  # user code -> item liked -> its positive interactions
         self._likers = np.zeros(0, dtype=np.int64)  # (n,) distinct users per item
         self._counts = np.zeros(0, dtype=np.int64)  # (n,) positive interactions per item, repeats count
         empty = sp.csr_matrix((0, 0), dtype=np.float32)
@@ -146,18 +148,35 @@ class Behaviour:
                 u = self._users.get(user)
                 if u is None:
                     u = self._users[user] = len(self._liked)
-                    self._liked.append(set())
+                    self._liked.append({})
                 column = self._items.get(item)
                 if column is None:
                     column = self._items[item] = len(self._item_ids)
                     self._item_ids.append(item)
                 columns.append(column)
                 if column not in self._liked[u]:
-                    self._liked[u].add(column)
                     fresh.append((u, column))
+                self._liked[u][column] = self._liked[u].get(column, 0) + 1
             if columns:
                 self._snapshot = self._refresh(columns, fresh)
             return len(columns)
+
+    def retract(self, pairs: Iterable[tuple[str, str]]) -> int:
+        """Take back the likes of (user_id, item_id) `pairs` counted so far (a user's later low rating):
+        their positive interactions leave popularity, and the users who liked each item, co-occurrence
+        included, no longer hold them; a pair not counted is left alone. Returns how many were taken back."""
+        with self._lock:
+            gone: list[tuple[int, int]] = []  # (user, item) taken back
+            taken: list[int] = []  # the item of each interaction taken back
+            for user, item in dict.fromkeys(pairs):
+                u, column = self._users.get(user), self._items.get(item)
+                if u is None or column is None or column not in self._liked[u]:
+                    continue
+                gone.append((u, column))
+                taken.extend([column] * self._liked[u][column])
+            if gone:
+                self._snapshot = self._withdrawn(gone, taken)
+            return len(gone)
 
     def recount(self, pairs: Iterable[tuple[str, str]]) -> int:
         """Replace everything counted so far by the counts of `pairs` (every positive there is now); returns
@@ -194,8 +213,34 @@ class Behaviour:
             self.alpha,
         )
 
+    def _withdrawn(self, gone: list[tuple[int, int]], taken: list[int]) -> BehaviourSnapshot:
+        """The snapshot without the likes `gone` (still in `_liked`, removed here) and the interactions
+        `taken`: per user, with R the items taken back and A every item liked before, the pairs lost are
+        R x A and (A - R) x R, the gains of `_change` the other way round."""
+        n = len(self._item_ids)
+        lost = -self._change(gone, n)
+        for u, column in gone:
+            del self._liked[u][column]
+        self._counts = self._counts - np.bincount(taken, minlength=n)
+        self._likers = _grown(self._likers, n) - np.bincount([c for _, c in gone], minlength=n)
+        old = self._snapshot
+        together = old.together + lost
+        together.eliminate_zeros()
+        history_norms, candidate_norms = liker_norms(self._likers, self.alpha)
+        return BehaviourSnapshot(
+            old.columns,
+            old.ids,
+            together.tocsr(),
+            history_norms,
+            candidate_norms,
+            self._counts.astype(np.float32),
+            self.shrink,
+            self.alpha,
+        )
+
     def _change(self, fresh: list[tuple[int, int]], n: int) -> sp.csr_matrix:
-        """(n, n) float32 change of c from the batch's first-time likes (`_liked` already holds them).
+        """(n, n) float32 change of c from the batch's first-time likes (`_liked` already holds them); also
+        what taking likes back loses, with `_liked` still holding them (`_withdrawn`).
 
         Per user in the batch, with O the items liked before and F the new ones (all = O + F), the pairs
         gained are F x all and O x F: ``N.T @ A + (A - N).T @ N`` over the batch's users, diagonal removed.

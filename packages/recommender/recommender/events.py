@@ -330,16 +330,21 @@ class EventCursor:
 
 
 def positives_after(
-    db: Database, cursor: EventCursor, min_rating: float | None, chunk: int = 10_000
+    db: Database,
+    cursor: EventCursor,
+    min_rating: float | None,
+    chunk: int = 10_000,
+    *,
+    disliked_out: set[tuple[str, str]] | None = None,
 ) -> Iterator[tuple[str, str]]:
     """The (user_id, item_id) positive pairs of the events stored after `cursor`, in id order, streamed.
 
     A positive event of a pair whose latest rating, among every event stored up to the newest one this call
-    reads, is below `min_rating` is left out, as `positive_history` leaves it out. A read from the start
-    (a new cursor) is therefore exact. A later read cannot take back what an earlier one yielded: when a
-    low rating arrives after the clicks of its pair were counted, they stay counted until the next read from
-    the start (a service counts from the start when it starts and after an erasure); and when a pair's
-    later rating reaches `min_rating` again, only its positive events read from then on count.
+    reads, is below `min_rating` is left out, as `positive_history` leaves it out; a read from the start
+    (a new cursor) is therefore exact. A later read cannot take back what an earlier one yielded: it adds
+    such pairs of the users it read (a low rating that came after their clicks were counted, say) to
+    `disliked_out`, for the caller to take back (`Behaviour.retract`). When a pair's later rating reaches
+    `min_rating` again, only its positive events read from then on are yielded.
 
     The cursor moves past every event read, positive or not, so the next call reads only newer ones.
     """
@@ -350,6 +355,8 @@ def positives_after(
         if newest is None or newest <= cursor.last_id:
             return
         vetoed = _disliked_pairs(session, cursor.last_id, newest, min_rating)
+        if disliked_out is not None:
+            disliked_out.update(vetoed)
         query = (
             select(Event.id, Event.user_id, Event.item_id, Event.type, Event.value)
             .where(Event.id > cursor.last_id, Event.id <= newest)

@@ -210,8 +210,9 @@ class Recommender:
             self._count_events(wait=now)
 
     def _count_events(self, *, wait: bool = True) -> None:
-        """Count the positives of the events stored since the last count into co-occurrence and popularity;
-        after an erasure, those of every stored event instead of the counts so far.
+        """Count the positives of the events stored since the last count into co-occurrence and popularity,
+        and take back the likes their users' later low ratings undid; after an erasure, count those of every
+        stored event instead of the counts so far.
 
         Args:
             wait: Wait for a count under way in another thread, then count; else leave it to that one (a
@@ -223,7 +224,9 @@ class Recommender:
             counters = read_counters(self.db)  # read first: the events read next are at least as new
             seen, erased = counters[EVENTS], counters[ERASURES]
             if erased == self._erasures_seen:
-                self.behaviour.add(positives_after(self.db, self._events, self.min_rating))
+                low: set[tuple[str, str]] = set()  # a later low rating takes back what was counted before
+                self.behaviour.add(positives_after(self.db, self._events, self.min_rating, disliked_out=low))
+                self.behaviour.retract(low)
             else:
                 cursor = EventCursor()
                 self.behaviour.recount(positives_after(self.db, cursor, self.min_rating))
