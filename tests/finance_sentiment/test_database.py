@@ -11,11 +11,15 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import select
+from sqlalchemy import MetaData, Table, insert, select
 from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.orm import Session
 
+from finance_sentiment.config import MonitorConfig, apply_config
 from finance_sentiment.database import Database
-from finance_sentiment.schemas import AlertRuleIn
+from finance_sentiment.rules import list_rules
+from finance_sentiment.schemas import AlertRuleIn, SourceIn
+from finance_sentiment.sources import list_sources
 from finance_sentiment.tables import Alert, AlertRule, Base, Document, DocumentTag, Source
 from textcore.errors import InvalidInput
 
@@ -123,6 +127,29 @@ def test_an_id_named_outside_the_database_is_never_given_twice(database: Databas
         assert ids[2] > ids[1] > ids[0], table
 
 
+def _old_row(session: Session, table: str, **values: Any) -> None:
+    """Insert a row as the schema of an older revision stores it (the models may have columns it lacks)."""
+    columns = Table(table, MetaData(), autoload_with=session.connection())
+    stamp = datetime(2026, 3, 1)  # stored as naive UTC
+    session.execute(insert(columns).values({"created_at": stamp, "updated_at": stamp} | values))
+
+
+def _old_rule(session: Session, name: str) -> None:
+    rule = AlertRuleIn(name=name, webhook_url="http://127.0.0.1:9/hook").model_dump()
+    _old_row(session, "alert_rules", **rule)
+
+
+def _old_source(session: Session, **values: Any) -> None:
+    source = {
+        "url": "http://127.0.0.1/feed",
+        "kind": "rss",
+        "interval_seconds": 60,
+        "topics": [],
+        "entities": [],
+    }
+    _old_row(session, "sources", **(source | {"enabled": True, "consecutive_failures": 0} | values))
+
+
 def test_upgrading_keeps_every_row_and_link_and_stops_reusing_ids(sqlite_url: str) -> None:
     # An SQLite table takes AUTOINCREMENT only by being rebuilt: rows, and the rows that refer to them,
     # stay as they were.
@@ -134,9 +161,9 @@ def test_upgrading_keeps_every_row_and_link_and_stops_reusing_ids(sqlite_url: st
             config.attributes["connection"] = connection
             command.upgrade(config, "0003")
         with database.session() as session:
-            session.add_all([_rule("first"), _rule("second")])
-            session.add(Source(id=4, name="wire", url="http://127.0.0.1/feed", kind="rss"))
-            session.flush()
+            _old_rule(session, "first")
+            _old_rule(session, "second")
+            _old_source(session, id=4, name="wire")
             session.add(_alert(2))
             session.add(_document("http://a/1", "h1", source_id=4))
         database.migrate()
@@ -182,5 +209,48 @@ def test_upgrading_to_the_retention_keeps_stories_and_tags_and_stops_reusing_the
             session.add(document)
             session.flush()
             assert document.id == 3
+    finally:
+        database.dispose()
+
+
+def test_rows_stored_before_managed_by_read_as_api_until_the_config_file_claims_them(
+    database_url: str,
+) -> None:
+    # Nothing recorded which rows the config file made: none is taken for the file's, so none is disabled
+    # for missing from it; the next start claims the ones the file declares, by name.
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(database.migrations))
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0006")
+        with database.session() as session:
+            _old_source(session, name="wire")
+            _old_source(session, name="desk", url="http://127.0.0.1/desk")
+            _old_rule(session, "banks")
+        database.migrate()
+        with database.session() as session:
+            assert [(s.name, s.managed_by) for s in list_sources(session)] == [
+                ("wire", "api"),
+                ("desk", "api"),
+            ]
+            (rule,) = list_rules(session)
+            assert (rule.managed_by, rule.enabled, rule.disabled_reason) == ("api", True, None)
+        declared = MonitorConfig(sources=[SourceIn(name="wire", url="http://127.0.0.1/feed", kind="rss")])
+        with database.session() as session:
+            apply_config(session, declared)
+        with database.session() as session:
+            rows = [(s.name, s.managed_by, s.enabled) for s in list_sources(session)]
+            assert rows == [("wire", "config", True), ("desk", "api", True)]
+            assert [(r.name, r.managed_by, r.enabled) for r in list_rules(session)] == [
+                ("banks", "api", True)
+            ]
+        with database.engine.begin() as connection:  # and back down, then up again
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0006")
+        database.migrate()
+        with database.session() as session:
+            assert {s.managed_by for s in list_sources(session)} == {"api"}
     finally:
         database.dispose()

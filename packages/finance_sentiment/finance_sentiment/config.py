@@ -19,7 +19,10 @@
     ticker = "TSLA"
     aliases = ["Tesla Motors"]
 
-Sources and rules are upserted by name into the database (`apply_config`); ones only in the database are
+Sources and rules are upserted by name into the database (`apply_config`) and are then managed by the file
+(``managed_by = "config"``, one created through the API too once the file declares its name): at each start
+the file's settings replace changes made through the API, and one the file no longer declares is disabled
+(never deleted: its documents and alerts stay) and handed back to the API. Ones the file never declared are
 left alone. Topics and entities configure the tagger and are not stored. Before that, every source URL and
 webhook URL passes the address guard the API applies to them (`admit_urls`), so a private or loopback
 address the operator did not allow stops the start instead of failing each fetch or delivery later.
@@ -38,7 +41,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 from sqlalchemy.orm import Session
 
-from finance_sentiment import netguard
+from finance_sentiment import netguard, rules, sources
 from finance_sentiment.credentials import redact
 from finance_sentiment.fetching import BlockedAddress, guard_address
 from finance_sentiment.rules import rule_out, upsert_rule
@@ -233,7 +236,15 @@ async def admit_urls(
 
 
 def apply_config(session: Session, config: MonitorConfig) -> None:
-    """Upsert the config's sources and alert rules by name (idempotent: a second run changes nothing).
+    """Upsert the config's sources and alert rules by name, and disable the ones it provisioned before but
+    no longer declares (idempotent: a second run changes nothing).
+
+    The file is the source of truth for what it provisions: a source or rule it declares is marked
+    ``managed_by = "config"`` (one created through the API too), and one so marked that the file no longer
+    declares is disabled with a `disabled_reason`, logged by name, and marked ``"api"`` again
+    (`sources.release_undeclared`, `rules.release_undeclared`): its documents, alerts and history stay, and
+    a later start leaves it alone unless the file declares it again. Its firing alerts are resolved at the
+    next evaluation, as when a rule is disabled through the API.
 
     A rule's `match` is resolved with the file's topics and entities and the sources' tags (an alias,
     ticker or other case of a configured name is stored as the canonical name); a name no story is
@@ -246,3 +257,18 @@ def apply_config(session: Session, config: MonitorConfig) -> None:
     for data in config.alert_rules:
         for warning in rule_out(upsert_rule(session, data, names), names).warnings:
             log.warning("config file: alert rule %r: %s", data.name, warning)
+    for row in sources.release_undeclared(session, {source.name for source in config.sources}):
+        log.warning(
+            "config file: source %r (id %d) is no longer declared: disabled, its documents kept, and managed "
+            "through the API from now on (disabled_reason: %s)",
+            row.name,
+            row.id,
+            redact(row.disabled_reason or ""),
+        )
+    for rule in rules.release_undeclared(session, {data.name for data in config.alert_rules}):
+        log.warning(
+            "config file: alert rule %r (id %d) is no longer declared: it is disabled (its alerts are kept, "
+            "firing ones are resolved at the next evaluation) and managed through the API from now on",
+            rule.name,
+            rule.id,
+        )

@@ -10,7 +10,7 @@ waits. Every function here but `list_alerts` sees such a rule as gone.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -31,6 +31,11 @@ from textcore.sql import utcnow
 ALERT_STATUSES = ("firing", "resolved")
 _LIVE = AlertRule.deleted_at.is_(None)
 MAX_ALERTS = 1000
+# Why a rule the config file provisioned is disabled once the file no longer declares it.
+DROPPED_RULE = (
+    "removed from the config file that provisioned it: disabled at start, its alerts kept; add it back to "
+    "the file, or enable it through the API to keep it without the file"
+)
 _ALERT_COLUMNS = (
     "id",
     "rule_id",
@@ -187,13 +192,39 @@ def delete_rule(
 
 def upsert_rule(session: Session, data: AlertRuleIn, names: NameIndex | None = None) -> AlertRule:
     """Create the rule named `data.name`, or make the stored one match `data` (for the config file); its
-    `match` is resolved as in `create_rule`."""
+    `match` is resolved as in `create_rule`. Either way the config file manages it from now on
+    (``managed_by = "config"``), one created through the API too; one the file had dropped
+    (`release_undeclared`) follows the file again, `enabled` included."""
     rule = session.scalars(select(AlertRule).where(AlertRule.name == data.name, _LIVE)).one_or_none()
     if rule is None:
-        return create_rule(session, data, names=names)
-    _assign(rule, resolve_match(session, data, names))
+        rule = create_rule(session, data, names=names)
+    else:
+        _assign(rule, resolve_match(session, data, names))
+        if rule.disabled_reason is not None:  # only the file's dropping sets one: declared again, it goes
+            rule.disabled_reason = None
+    if rule.managed_by != "config":
+        rule.managed_by = "config"
     _flush(session, data.name)
     return rule
+
+
+def release_undeclared(session: Session, declared: Collection[str]) -> list[AlertRule]:
+    """Disable the rules the config file provisioned but no longer declares (names not in `declared`), and
+    hand them to the API (``managed_by = "api"``): kept with their alerts, never judged again until enabled
+    through the API or declared again. Their firing alerts are resolved at the next evaluation, each with a
+    "resolved" notification, as when a rule is disabled through the API (`alerting.evaluate_rules`).
+
+    Returns:
+        The rules released, oldest first.
+    """
+    query = select(AlertRule).where(AlertRule.managed_by == "config", _LIVE).order_by(AlertRule.id)
+    released = [rule for rule in session.scalars(query) if rule.name not in declared]
+    for rule in released:
+        if rule.enabled or rule.disabled_reason is None:
+            rule.enabled, rule.disabled_reason = False, DROPPED_RULE
+        rule.managed_by = "api"
+    session.flush()
+    return released
 
 
 def resolve_match(session: Session, data: AlertRuleIn, names: NameIndex | None = None) -> AlertRuleIn:
@@ -263,7 +294,10 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
 
 
 def _assign(rule: AlertRule, data: AlertRuleIn) -> None:
-    """Copy the settings onto the row, touching only what changed (so an unchanged row is not updated)."""
+    """Copy the settings onto the row, touching only what changed (so an unchanged row is not updated);
+    re-enabling forgets why the rule was disabled."""
+    if data.enabled and not rule.enabled:
+        rule.disabled_reason = None
     for field, value in data.model_dump().items():
         if getattr(rule, field) != value:
             setattr(rule, field, value)

@@ -209,6 +209,15 @@ def _refuse_nulls(model: BaseModel, fields: tuple[str, ...]) -> None:
             )
 
 
+ManagedBy = Literal["config", "api"]
+MANAGED_BY_DOC = (
+    "Read-only. config: the config file declares it, and at each start the file's settings replace any "
+    "change made through the API (removed from the file, it is disabled at the next start); api: created "
+    "through the API (or released by the config file), never touched by the config file unless it comes "
+    "to declare this name."
+)
+
+
 class SourceOut(BaseModel):
     """A source with its fetch state."""
 
@@ -225,7 +234,11 @@ class SourceOut(BaseModel):
     link_pattern: str | None
     json_fields: JsonFieldsIn | None
     enabled: bool
-    disabled_reason: str | None = Field(description="Why the monitor disabled the source, if it did.")
+    disabled_reason: str | None = Field(
+        description="Why the monitor disabled the source, if it did (the site answered 410 Gone, or the "
+        "config file that provisioned it no longer declares it)."
+    )
+    managed_by: ManagedBy = Field(description=MANAGED_BY_DOC)
     last_run_at: datetime | None
     last_status: str | None
     last_error: str | None
@@ -364,6 +377,11 @@ class AlertRuleOut(BaseModel):
     receiver: str
     has_secret: bool = Field(description="Whether notifications are signed.")
     enabled: bool
+    disabled_reason: str | None = Field(
+        description="Why the monitor disabled the rule, if it did (the config file that provisioned it no "
+        "longer declares it)."
+    )
+    managed_by: ManagedBy = Field(description=MANAGED_BY_DOC)
     created_at: datetime
     updated_at: datetime
     warnings: list[str] = Field(

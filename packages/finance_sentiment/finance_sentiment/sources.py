@@ -7,6 +7,7 @@ changed URL forgets its HTTP validators and re-enabling a source forgets why it 
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +19,13 @@ from finance_sentiment.credentials import unmasked
 from finance_sentiment.schemas import SourceIn, SourcePatch, describe_errors
 from finance_sentiment.tables import Source
 from textcore.errors import Conflict, InvalidInput, NotFound
+
+# Why a source the config file provisioned is disabled once the file no longer declares it.
+DROPPED_FROM_CONFIG = "removed from the config file that provisioned it"
+DROPPED_SOURCE = (
+    f"{DROPPED_FROM_CONFIG}: disabled at start, its documents kept; add it back to the file, or enable it "
+    "through the API to keep it without the file"
+)
 
 
 def list_sources(session: Session) -> list[Source]:
@@ -84,21 +92,52 @@ def delete_source(session: Session, source_id: int) -> None:
 
 
 def upsert_source(session: Session, data: SourceIn) -> Source:
-    """Create the source named `data.name`, or make the stored one match `data` (for the config file).
+    """Create the source named `data.name`, or make the stored one match `data` (for the config file); either
+    way the config file manages it from now on (``managed_by = "config"``), one created through the API too.
 
     A source the monitor disabled itself (it has a `disabled_reason`) stays disabled when the config says
     `enabled = true` but its URL and kind are unchanged, so that a restart does not resume hammering a
-    failing feed; fixing the URL in the file, or re-enabling through the API, resumes it.
+    failing feed; fixing the URL in the file, or re-enabling through the API, resumes it. One disabled
+    because the file had dropped it (`release_undeclared`) follows the file again, `enabled` included.
     """
     source = session.scalars(select(Source).where(Source.name == data.name)).one_or_none()
     if source is None:
-        return create_source(session, data)
-    auto_disabled = not source.enabled and source.disabled_reason is not None
-    if auto_disabled and data.enabled and (data.url, data.kind) == (source.url, source.kind):
-        data = data.model_copy(update={"enabled": False})
-    _assign(source, data)
+        source = create_source(session, data)
+    else:
+        if dropped_by_config(source.disabled_reason):
+            source.disabled_reason = None  # declared again: the file decides, as for any source it declares
+        auto_disabled = not source.enabled and source.disabled_reason is not None
+        if auto_disabled and data.enabled and (data.url, data.kind) == (source.url, source.kind):
+            data = data.model_copy(update={"enabled": False})
+        _assign(source, data)
+    if source.managed_by != "config":
+        source.managed_by = "config"
     _flush(session, data.name)
     return source
+
+
+def release_undeclared(session: Session, declared: Collection[str]) -> list[Source]:
+    """Disable the sources the config file provisioned but no longer declares (names not in `declared`), and
+    hand them to the API (``managed_by = "api"``): kept with their documents, never fetched until enabled
+    through the API or declared again. An enabled one gets `DROPPED_SOURCE` as its `disabled_reason`; one
+    already disabled keeps its reason (a 410 stays a 410), or gets that one if it had none.
+
+    Returns:
+        The sources released, oldest first.
+    """
+    query = select(Source).where(Source.managed_by == "config").order_by(Source.id)
+    released = [source for source in session.scalars(query) if source.name not in declared]
+    for source in released:
+        if source.enabled or source.disabled_reason is None:
+            source.enabled, source.disabled_reason = False, DROPPED_SOURCE
+        source.managed_by = "api"
+    session.flush()
+    return released
+
+
+def dropped_by_config(reason: str | None) -> bool:
+    """Whether a `disabled_reason` says the config file dropped the row (see `release_undeclared`)."""
+    return reason is not None and reason.startswith(DROPPED_FROM_CONFIG)
 
 
 def _patched(source: Source, patch: SourcePatch) -> SourceIn:

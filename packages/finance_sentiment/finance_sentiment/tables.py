@@ -6,6 +6,9 @@
 
     pruned_stories                                 (dedup keys of the stories the retention deleted)
 
+`managed_by` on sources and alert rules says who owns a row: "config" for the ones the config file
+declares (`finance_sentiment.config.apply_config`), "api" for the others.
+
 Times are stored as naive UTC and read back timezone-aware (`textcore.sql.UtcDateTime`), identically on
 SQLite and PostgreSQL.
 """
@@ -51,6 +54,7 @@ ETAG_CHARS = 500
 LAST_MODIFIED_CHARS = 100
 TAG_CHARS = 200
 MAX_ID = 2**63 - 1  # the largest id a BigId column holds (PostgreSQL bigint, SQLite INTEGER)
+MANAGED_BY_CHARS = 10  # "config" | "api"
 
 
 class Source(Base):
@@ -71,6 +75,7 @@ class Source(Base):
     json_fields: Mapped[dict[str, Any] | None] = mapped_column()
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
+    managed_by: Mapped[str] = mapped_column(String(MANAGED_BY_CHARS), default="api", server_default="api")
     etag: Mapped[str | None] = mapped_column(String(ETAG_CHARS))
     last_modified: Mapped[str | None] = mapped_column(String(LAST_MODIFIED_CHARS))
     last_run_at: Mapped[datetime | None] = mapped_column()
@@ -153,6 +158,8 @@ class AlertRule(Base):
     receiver: Mapped[str] = mapped_column(String(200))
     secret: Mapped[str | None] = mapped_column(String(500))
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    disabled_reason: Mapped[str | None] = mapped_column(Text)  # set when the config file dropped the rule
+    managed_by: Mapped[str] = mapped_column(String(MANAGED_BY_CHARS), default="api", server_default="api")
     # Set when the rule was deleted while notifications of it still waited (see `rules.delete_rule`): the
     # row stays, hidden and renamed, only so those are delivered to its webhook, then the outbox removes it.
     deleted_at: Mapped[datetime | None] = mapped_column()
