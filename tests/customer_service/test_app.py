@@ -144,6 +144,19 @@ def test_knowledge_edits_are_visible_to_the_next_request(client: TestClient) -> 
     assert client.get("/v1/knowledge").json()["version"] > version
 
 
+def test_an_faq_posted_again_without_an_id_and_a_new_answer_replaces_the_old(client: TestClient) -> None:
+    question = "Can I bring my dog to a branch?"
+    first = client.post("/v1/knowledge/faqs", json={"items": [{"question": question, "answer": "No."}]})
+    total = client.get("/v1/knowledge").json()["total"]
+    edited = {"items": [{"question": question, "answer": "Yes: dogs are welcome in every branch."}]}
+    again = client.post("/v1/knowledge/faqs", json=edited)
+    assert again.status_code == 200, again.text
+    assert again.json()["ids"] == first.json()["ids"]  # the stored FAQ, not one beside it
+    assert client.get("/v1/knowledge").json()["total"] == total
+    reply = chat(client, "Can I bring my dog into a branch?")
+    assert reply["action"] == "answer" and "dogs are welcome" in reply["answer"], reply
+
+
 def test_knowledge_changes_from_the_cli_are_visible_to_the_next_request(
     client: TestClient, settings: CustomerServiceSettings, tmp_path: Path
 ) -> None:

@@ -89,6 +89,27 @@ def test_a_file_stored_from_its_folder_and_again_alone_is_named_in_a_warning(
     assert sorted(_texts(kb)) == ["guides/travel.md"]
 
 
+def test_an_faq_without_an_id_whose_answer_was_edited_replaces_the_stored_one(
+    kb: KnowledgeBase, tmp_path: Path
+) -> None:
+    # A sheet without an id column: each FAQ's id is derived from its question and answer, so an edited
+    # answer had a new id and was stored beside the old one (the bot then offered "the daily ATM limit" or
+    # "the daily ATM limit", or answered with the old limit).
+    atm, phone = "What is the daily ATM limit?", "Can I pay by phone?"
+    sheet = tmp_path / "faqs.csv"
+    sheet.write_text(f"question,answer\n{atm},500 euros a day.\n{phone},In the app.\n")
+    ingest_path(kb, sheet)
+    before = {e.question: e.id for e in kb.list()}
+    sheet.write_text(f"question,answer\n{atm},1000 euros a day.\n{phone},In the app.\nAny branches?,Forty.\n")
+    ingest_path(kb, sheet)
+    entries = {e.question: (e.id, e.text) for e in kb.list()}
+    assert len(entries) == kb.count() == 3
+    assert entries[atm] == (before[atm], "1000 euros a day.")
+    assert entries[phone] == (before[phone], "In the app.")
+    hits = kb.keyword("daily ATM limit", 5)
+    assert [h.text for h in hits if "euros a day" in h.text] == ["1000 euros a day."]
+
+
 def test_a_document_id_is_for_one_document_file(kb: KnowledgeBase, files: Path, tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="one document file"):
         ingest_path(kb, files / "docs", document_id="x")

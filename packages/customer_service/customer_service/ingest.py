@@ -27,12 +27,12 @@ source than it was stored from, or when a file already stored under another id i
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from customer_service.chunking import format_of
 from customer_service.knowledge import ChunkIn, DocumentIn, FaqIn, KnowledgeBase
-from customer_service.retrieval_eval import faqs_from_rows
+from customer_service.retrieval_eval import faq_id, faqs_from_rows
 from textcore import Conflict, InvalidInput, read_table
 from textcore.printable import RULE, control_character
 
@@ -110,6 +110,7 @@ def ingest_path(
             )
         else:
             raise InvalidInput(f"expected one of {', '.join((*TABLES, *DOCUMENTS))}; found {file.name}")
+    faqs = with_stored_ids(kb, faqs)
     stored = kb.document_sources() if documents or chunks else {}
     try:
         chunk_ids = kb.put_many(faqs, documents, chunks)
@@ -139,6 +140,26 @@ def _table(file: Path, id_prefix: str) -> tuple[list[FaqIn], list[ChunkIn]]:
             faq_rows.append((number, row))
     faqs = faqs_from_rows(file, faq_rows) if faq_rows or not chunks else []  # chunks alone: no FAQ
     return faqs, chunks
+
+
+def with_stored_ids(kb: KnowledgeBase, faqs: list[FaqIn]) -> list[FaqIn]:
+    """FAQs given without an id (theirs derived from question and answer, `faq_id`) take the id of the one
+    stored FAQ asking the same question, so that a row whose answer was edited replaces the stored answer
+    rather than being stored beside it (both found for the question, offered side by side or the old one
+    answered). With no such FAQ, or several, the derived id stays."""
+    no_ids = [faq.id == faq_id(faq.question, faq.answer) for faq in faqs]
+    questions = [faq.question for faq, no_id_given in zip(faqs, no_ids, strict=True) if no_id_given]
+    stored = kb.faq_ids_by_question(questions) if questions else {}
+    taken = {faq.id for faq in faqs}
+    kept = []
+    for faq, no_id_given in zip(faqs, no_ids, strict=True):
+        ids = stored.get(faq.question, []) if no_id_given else []
+        if len(ids) == 1 and ids[0] != faq.id and ids[0] not in taken:
+            taken.add(ids[0])
+            kept.append(replace(faq, id=ids[0]))
+        else:
+            kept.append(faq)
+    return kept
 
 
 def _chunk(file: Path, number: int, row: dict[str, str], id_prefix: str) -> ChunkIn:

@@ -192,6 +192,15 @@ class KnowledgeBase:
         with self.db.session() as session:
             return {str(i): source for i, source in session.execute(query.distinct()) if i is not None}
 
+    def faq_ids_by_question(self, questions: Sequence[str]) -> dict[str, builtins.list[str]]:
+        """The ids of the stored FAQs asking each of these questions (exactly as stored), by question."""
+        found: dict[str, builtins.list[str]] = {}
+        with self.db.session() as session:
+            for row in stored_rows(session, KnowledgeEntry.question, builtins.list(dict.fromkeys(questions))):
+                if row.kind == "faq" and row.question is not None:
+                    found.setdefault(row.question, []).append(row.id)
+        return found
+
     def dense(self, query: str, k: int) -> builtins.list[Passage]:
         """The `k` passages nearest to `query` in embedding space, best first, scored by cosine."""
         return self._index.dense(self._query_vector(_query(query)), k)

@@ -257,7 +257,8 @@ class FaqBody(BaseModel):
 
 
 class FaqItem(FaqBody):
-    """An FAQ to create or replace; without an id one is derived from its question and answer."""
+    """An FAQ to create or replace; without an id it replaces the one stored FAQ with its question, else
+    gets an id derived from its question and answer."""
 
     id: EntryId | None = None
 

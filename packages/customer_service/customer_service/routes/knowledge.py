@@ -8,6 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Path, Query, Response
 
 from customer_service.deps import CurrentServiceDep, LimiterDep, ServiceDep
+from customer_service.ingest import with_stored_ids
 from customer_service.knowledge import MAX_OFFSET, FaqIn
 from customer_service.retrieval_eval import faq_id
 from customer_service.schemas import (
@@ -45,8 +46,10 @@ async def list_entries(
 
 @router.post("/faqs")
 async def upsert_faqs(body: FaqsIn, service: ServiceDep, limiter: LimiterDep) -> ChangeOut:
-    """Create or replace FAQs in bulk (all or nothing)."""
+    """Create or replace FAQs in bulk (all or nothing); one without an id replaces the stored FAQ with its
+    question (`with_stored_ids`)."""
     rows = [FaqIn(f.id or faq_id(f.question, f.answer), f.question, f.answer, f.category) for f in body.items]
+    rows = await limiter.run(with_stored_ids, service.kb, rows)
     stored = await limiter.run(service.kb.upsert_faqs, rows)
     return ChangeOut(stored=stored, ids=[r.id for r in rows], version=service.kb.version)
 
