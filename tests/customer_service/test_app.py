@@ -556,7 +556,12 @@ def test_knowledge_ids_a_url_path_cannot_carry_are_refused(client: TestClient) -
         faq = {"id": good, "question": "Can I bring my dog?", "answer": "Guide dogs are welcome."}
         assert client.post("/v1/knowledge/faqs", json={"items": [faq]}).status_code == 200
         assert client.get(f"/v1/knowledge/{good}").json()["id"] == good
+        edited = {"question": "Can I bring my dog?", "answer": "Pets are welcome."}
+        put = client.put(f"/v1/knowledge/faqs/{good}", json=edited)  # "guides/cards.md" was a 405
+        assert put.status_code == 200 and put.json()["ids"] == [good], put.text
+        assert client.get(f"/v1/knowledge/{good}").json()["text"] == "Pets are welcome."
         assert client.delete(f"/v1/knowledge/{good}").status_code == 204
+    problem(client.put("/v1/knowledge/faqs/guides/%2E%2E/x", json={"question": "q?", "answer": "a."}), 422)
 
 
 def test_an_faq_id_in_the_path_is_stripped_as_one_in_a_body_is(client: TestClient) -> None:

@@ -54,7 +54,7 @@ async def upsert_faqs(body: FaqsIn, service: ServiceDep, limiter: LimiterDep) ->
     return ChangeOut(stored=stored, ids=[r.id for r in rows], version=service.kb.version)
 
 
-@router.put("/faqs/{entry_id}")
+@router.put("/faqs/{entry_id:path}")  # FAQ ids may hold "/" too (POST and ingest store them)
 async def put_faq(
     entry_id: EntryIdPath, body: FaqBody, service: ServiceDep, limiter: LimiterDep
 ) -> ChangeOut:
