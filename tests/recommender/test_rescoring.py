@@ -199,3 +199,27 @@ def test_the_app_reorders_its_top_candidates_by_the_rescorer(
     assert [r["item_id"] for r in rescored[4:]] == [r["item_id"] for r in blend[4:]]  # the rest as before
     assert all(a["score"] >= b["score"] for a, b in itertools.pairwise(rescored))
     assert rescored[0]["explanation"]["because"]  # still explained by history items
+
+
+@pytest.mark.parametrize("epochs", [0, 1])
+def test_training_a_model_again_into_its_folder_removes_its_rescorer(
+    rescored_model: Trained, tmp_path: Path, tiny_model_dir: Path, sqlite_url: str, epochs: int
+) -> None:
+    model = tmp_path / "model"
+    shutil.copytree(rescored_model[0], model)
+    forced(model, 2.0)
+    (model / f".{RESCORER_DIR}.tmp").mkdir()  # as a train-rescorer stopped midway leaves it
+    interactions, items = write_interactions(tmp_path / "i.csv"), write_catalog(tmp_path / "c.csv")
+    data = ["--interactions", interactions, "--items", items]
+    last_json(invoke(
+        "train", *data, "--output", model, "--base-model", tiny_model_dir, "--epochs", epochs,
+        "--batch-size", 8, "--max-pairs", 64, "--max-length", 48, *CPU,
+    ))  # fmt: skip
+    # the rescorer was fitted on the previous encoder and blend: neither evaluate nor the service uses it
+    assert not (model / RESCORER_DIR).exists() and not (model / f".{RESCORER_DIR}.tmp").exists()
+    assert set(last_json(invoke("evaluate", "--model", model, *data, *CPU))) == {
+        "model", "popularity", "item_knn", "n_users",
+    }  # fmt: skip
+    settings = rec_settings(tmp_path, sqlite_url, "unused", model_path=model)
+    with TestClient(create_app(settings)) as client:
+        assert "rescorer" not in client.get("/readyz").json()["checks"]

@@ -79,7 +79,7 @@ def _sources(interactions: Path, items: Path, min_rating: float | None) -> dict[
 def train(
     interactions: InteractionsOpt,
     items: ItemsOpt,
-    output: Annotated[Path, typer.Option("--output", help="model folder to write")],
+    output: Annotated[Path, typer.Option("--output", help="model folder to write (its rescorer is removed)")],
     user_column: UserCol = "user_id",
     item_column: ItemCol = "item_id",
     time_column: TimeCol = "timestamp",

@@ -25,6 +25,7 @@ from recommender.data import Catalog, Interactions
 from recommender.model import BlendWeights, ModelConfig, TextInterestModel, history_text
 from recommender.protocol import history_positions, leave_last_out
 from recommender.provenance import trained_on
+from recommender.rescoring import RESCORER_DIR
 from textcore import Encoder, InvalidInput, TrainConfig, train_embedder
 from textcore.artifacts import utc_now, write_metadata
 from textcore.data import Pairs
@@ -100,11 +101,21 @@ def _validation_pairs(
     return Pairs(anchors, [catalog.texts[i] for i in targets])
 
 
+def _drop_rescorer(output: Path) -> None:
+    """Remove the rescorer of a model trained into `output` before (and one `train-rescorer` left half
+    written): it was fitted on that model's encoder and blend, and the service and `evaluate` would use it
+    beside the new model, at a weight nothing validated for it."""
+    for name in (RESCORER_DIR, f".{RESCORER_DIR}.tmp"):
+        shutil.rmtree(output / name, ignore_errors=True)
+
+
 def _save_encoder(
     pairs: Pairs, validation: Pairs | None, cfg: RecTrainConfig, output: Path, progress: bool
 ) -> dict[str, Any]:
-    """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0."""
+    """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0; a rescorer
+    the folder holds is removed first (`_drop_rescorer`)."""
     if cfg.epochs == 0:
+        _drop_rescorer(output)
         shutil.copytree(
             resolve_model(cfg.base_model),
             output,
@@ -130,6 +141,7 @@ def _save_encoder(
         precision=cfg.precision,
     )
     sources = {"behaviour_pairs": len(pairs), "history_items": cfg.history_items}
+    _drop_rescorer(output)
     result = train_embedder(pairs, config, output, validation=validation, sources=sources, progress=progress)
     return {
         "trained": True,
