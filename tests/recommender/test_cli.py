@@ -254,6 +254,15 @@ def test_ingest_refuses_control_characters_as_the_api_does(
     assert counts(database.url) == (0, 0)
 
 
+def test_ingest_events_names_the_row_of_a_rating_without_one(tmp_path: Path, sqlite_url: str) -> None:
+    with_one_item(sqlite_url)
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp,type,rating\nu,astro-0,1,click,\nu,astro-0,2,rating, \n")
+    line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url))
+    assert f"{events}: row 2 column 'rating': expected a number, as the row is a rating; found none" in line
+    assert counts(sqlite_url) == (1, 0)
+
+
 def test_ingest_events_refuses_ratings_beyond_a_million(tmp_path: Path, sqlite_url: str) -> None:
     Database(sqlite_url).check()  # migrated
     events = tmp_path / "events.csv"

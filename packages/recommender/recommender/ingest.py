@@ -201,6 +201,10 @@ def read_events(
                 f"{where} column {columns.type!r}: expected one of {', '.join(EVENT_TYPES)}; "
                 f"found {kind!r:.40}"
             )
+        if kind == "rating" and rating is None:  # else `check_events` would name events[n], not the row
+            raise InvalidInput(
+                f"{where} column {columns.rating!r}: expected a number, as the row is a rating; found none"
+            )
         user = _id(path, number, columns.user, row[columns.user])
         item = _id(path, number, columns.item, row[columns.item])
         moment = _time(where, columns.time, row[columns.time])
