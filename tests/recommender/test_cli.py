@@ -19,10 +19,12 @@ from recommender.database import Database
 from recommender.tables import Event, Item
 from tests.recommender.conftest import (
     catalog_items,
+    event_bodies,
     invoke,
     last_json,
     rec_settings,
     theme_of,
+    user_histories,
     write_catalog,
     write_interactions,
 )
@@ -457,3 +459,44 @@ def test_help_lists_every_command() -> None:  # and imports nothing heavy: tests
         name in result.stdout for name in ("ingest-items", "ingest-events", "serve", "train", "evaluate")
     )
     assert catalog_items()  # the fixtures' catalog is what the other tests ingest
+
+
+def test_evaluate_and_train_rescorer_read_ratings_with_the_models_threshold(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """A model trained with --min-rating 4 is evaluated (and its rescorer trained) on the positives it learned
+    from, without --min-rating given again: every user's newest rating, 1 star on another theme's item, is
+    no held-out item to find."""
+    ratings = tmp_path / "ratings.csv"
+    with ratings.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["user_id", "item_id", "timestamp", "rating"])
+        for event in event_bodies():
+            writer.writerow([event["user_id"], event["item_id"], event["timestamp"], 5])
+        for user in user_histories():
+            disliked = {"astro": "lab-0", "lab": "garden-0", "garden": "kitchen-0", "kitchen": "astro-0"}
+            writer.writerow([user, disliked[user.split("-")[0]], 1_800_000_000, 1])
+    cpu = ["--device", "cpu", "--precision", "fp32"]
+    data = ["--interactions", ratings, "--items", write_catalog(tmp_path / "items.csv")]
+    model = tmp_path / "model"
+    last_json(invoke(
+        "train", *data, "--output", model, "--base-model", tiny_model_dir, "--epochs", 0, "--min-rating", 4,
+        "--max-length", 48, *cpu,
+    ))  # fmt: skip
+
+    inherited = invoke("evaluate", "--model", model, *data, *cpu)
+    given = last_json(invoke("evaluate", "--model", model, *data, "--min-rating", 4, *cpu))
+    assert last_json(inherited) == given and given["model"]["hr@10"] == 1.0
+    assert "trained with --min-rating 4" in inherited.stderr
+    every = last_json(invoke("evaluate", "--model", model, *data, "--min-rating", 0, *cpu))
+    assert every["model"]["hr@10"] == 0.0  # the 1-star items held out instead
+    clicks = ["--interactions", write_interactions(tmp_path / "clicks.csv"), *data[2:]]
+    assert last_json(invoke("evaluate", "--model", model, *clicks, *cpu))["n_users"] == 16  # no rating column
+
+    report = last_json(invoke(
+        "train-rescorer", "--model", model, *data, "--negatives", 2, "--candidates", 6, "--batch-size", 8,
+        "--max-length", 64, *cpu,
+    ))  # fmt: skip
+    assert report["n_queries"] == 32  # 16 users of 5 liked items, as without the 1-star ratings
+    meta = json.loads((model / "rescorer" / "rescoring.json").read_text(encoding="utf-8"))["meta"]
+    assert meta["sources"]["min_rating"] == 4.0

@@ -40,6 +40,14 @@ MinRating = Annotated[
         "of the item",
     ),
 ]
+ModelMinRating = Annotated[
+    float | None,
+    typer.Option(
+        "--min-rating",
+        help="keep ratings >= this as positives, as --min-rating of train does; default: the threshold the "
+        "model was trained with",
+    ),
+]
 IdCol = Annotated[str, typer.Option("--id-column", help="items: the id column")]
 TitleCol = Annotated[str, typer.Option("--title-column", help="items: the title column")]
 TextCols = Annotated[

@@ -95,6 +95,7 @@ def read_interactions(
     time_column: str | None = "timestamp",
     rating_column: str | None = "rating",
     min_rating: float | None = None,
+    min_rating_if_rated: bool = False,
 ) -> Interactions:
     """Read interactions from a CSV, TSV or JSON Lines file.
 
@@ -109,6 +110,8 @@ def read_interactions(
             but when the user's latest rating of the item (by time, ties in row order) is below
             `min_rating`, every row of theirs with the item is left out, as the service leaves the item
             out of the user's likes.
+        min_rating_if_rated: Apply `min_rating` only when the file has the rating column (a threshold
+            taken from a model, not asked for): a file without ratings is every row a positive.
 
     Raises:
         InvalidInput: Missing file or required column, an empty id, or a time or rating that is not a number.
@@ -119,6 +122,8 @@ def read_interactions(
     present = list(rows[0])
     require_columns(path, rows, [c for c in (user_column, item_column, time_column) if c is not None])
     rating = rating_column if rating_column in present else None
+    if min_rating_if_rated and rating is None:
+        min_rating = None
     if min_rating is not None and rating is None:
         raise InvalidInput(
             f"{path}: min_rating {min_rating} needs the rating column {rating_column!r}; "

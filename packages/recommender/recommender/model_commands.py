@@ -16,6 +16,7 @@ from recommender.command_options import (
     ItemCol,
     ItemsOpt,
     MinRating,
+    ModelMinRating,
     PrecisionOpt,
     RatingCol,
     TextCols,
@@ -24,7 +25,7 @@ from recommender.command_options import (
     UserCol,
     print_report,
 )
-from textcore import InvalidInput
+from textcore import CoreError, InvalidInput
 from textcore import cli as core_cli
 
 if TYPE_CHECKING:
@@ -43,11 +44,25 @@ def _read_data(
     items: Path,
     event_columns: tuple[str, str, str, str, float | None],
     item_columns: tuple[str, str, list[str] | None],
-) -> tuple[Interactions, Catalog]:
-    """Interactions (user, item, time, rating columns and the rating threshold) and the item catalog."""
+    *,
+    model: Path | None = None,
+) -> tuple[Interactions, Catalog, float | None]:
+    """Interactions (user, item, time, rating columns and the rating threshold), the item catalog, and the
+    threshold applied: without one given, that of `model` (`trained_min_rating`), as the service does."""
     from recommender.data import read_catalog, read_interactions  # noqa: PLC0415 - imports numpy
 
     user, item, time, rating, min_rating = event_columns
+    inherited = min_rating is None and model is not None
+    if inherited and model is not None:
+        min_rating = trained_min_rating(model)
+        if min_rating is not None:
+            core_cli.err.print(
+                f"the model was trained with --min-rating {min_rating:g}: a rating below it is no positive "
+                "here either (give --min-rating to choose another threshold)",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
     data = read_interactions(
         interactions,
         user_column=user,
@@ -55,12 +70,26 @@ def _read_data(
         time_column=time,
         rating_column=rating,
         min_rating=min_rating,
+        min_rating_if_rated=inherited,
     )
     id_column, title, texts = item_columns
     catalog = read_catalog(
         items, id_column=id_column, title_column=title, text_columns=tuple(texts or ["text"])
     )
-    return data, catalog
+    return data, catalog, min_rating
+
+
+def trained_min_rating(model: Path) -> float | None:
+    """The --min-rating the model in `model` was trained with (its `recommender.json`); None when it had none,
+    or when the folder holds no readable model (loading it then says what is wrong)."""
+    from recommender.model import MODEL_FILE  # noqa: PLC0415 - imports torch
+    from textcore.artifacts import read_json  # noqa: PLC0415
+
+    try:
+        trained = read_json(model / MODEL_FILE)["meta"]["sources"]["min_rating"]
+        return None if trained is None else float(trained)
+    except (CoreError, KeyError, TypeError, ValueError):
+        return None
 
 
 def _sources(interactions: Path, items: Path, min_rating: float | None) -> dict[str, Any]:
@@ -110,7 +139,7 @@ def train(
         from recommender.training import RecTrainConfig, train_model  # noqa: PLC0415 - heavy imports
 
         _require_output_folder(output)
-        data, catalog = _read_data(
+        data, catalog, _ = _read_data(
             interactions,
             items,
             (user_column, item_column, time_column, rating_column, min_rating),
@@ -147,7 +176,7 @@ def evaluate(
     item_column: ItemCol = "item_id",
     time_column: TimeCol = "timestamp",
     rating_column: RatingCol = "rating",
-    min_rating: MinRating = None,
+    min_rating: ModelMinRating = None,
     id_column: IdCol = "item_id",
     title_column: TitleCol = "title",
     text_column: TextCols = None,
@@ -173,11 +202,12 @@ def evaluate(
         from recommender.provenance import leaked_test_users  # noqa: PLC0415
         from recommender.rescoring import Rescorer  # noqa: PLC0415
 
-        data, catalog = _read_data(
+        data, catalog, _ = _read_data(
             interactions,
             items,
             (user_column, item_column, time_column, rating_column, min_rating),
             (id_column, title_column, text_column),
+            model=model,
         )
         loaded = TextInterestModel.load(model, device=device, precision=precision)
         found = Rescorer.load(model, device=device, precision=precision) if rescorer else None
@@ -225,7 +255,7 @@ def train_rescorer(
     item_column: ItemCol = "item_id",
     time_column: TimeCol = "timestamp",
     rating_column: RatingCol = "rating",
-    min_rating: MinRating = None,
+    min_rating: ModelMinRating = None,
     id_column: IdCol = "item_id",
     title_column: TitleCol = "title",
     text_column: TextCols = None,
@@ -258,11 +288,12 @@ def train_rescorer(
         )
         from recommender.rescorer_training import train_rescorer as train  # noqa: PLC0415
 
-        data, catalog = _read_data(
+        data, catalog, threshold = _read_data(
             interactions,
             items,
             (user_column, item_column, time_column, rating_column, min_rating),
             (id_column, title_column, text_column),
+            model=model,
         )
         config = RescorerTrainConfig(
             base_model=base_model,
@@ -278,7 +309,7 @@ def train_rescorer(
             device=device,
             precision=precision,
         )
-        sources = _sources(interactions, items, min_rating)
+        sources = _sources(interactions, items, threshold)
         rescoring, report = train(model, data, catalog, config, progress=sys.stderr.isatty(), sources=sources)
         return {"output": str(model / "rescorer"), "rescoring": dataclasses.asdict(rescoring), **report}
 
