@@ -461,6 +461,29 @@ async def test_one_unusable_link_or_header_costs_nothing_else(
             assert "if-none-match" not in web.headers_of("/feed.xml")[1]
 
 
+async def test_feed_entries_without_a_usable_link_are_counted_as_skipped_and_named(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # A press-release feed whose entries carry no <link> (or a mailto: one, or a guid that is no permalink)
+    # was read as an empty feed: a run said "ok, 0 items" and the operator never learnt why nothing came.
+    entries = (
+        f"<item><title>{escape(STORIES[0][0])}</title><link>/news/1</link></item>"
+        f"<item><title>{escape(STORIES[1][0])}</title><description>No link at all.</description></item>"
+        "<item><title>Globex opens a new office</title><link>mailto:press@example.com</link></item>"
+        '<item><title>Hooli names a new chair</title><guid isPermaLink="false">pr-1234</guid></item>'
+    )
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>PR</title>{entries}</channel></rss>'
+    web = Site({"/feed.xml": Page(feed.encode(), RSS)})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "press", f"{base}/feed.xml")
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.items, report.stored, report.skipped) == ("ok", 4, 1, 3)
+            assert len(report.warnings) == 1
+            assert report.warnings[0].startswith(f"3 entries of {base}/feed.xml had no link"), report.warnings
+            assert [d.url for d in documents(monitor)] == [f"{base}/news/1"]
+
+
 @pytest.mark.parametrize(("href", "path"), [("/go/1", "/articles/1"), ("/articles/café", "/articles/café")])
 async def test_list_page_does_not_refetch_stored_articles_whatever_the_link_spelling(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str, href: str, path: str
@@ -509,7 +532,11 @@ async def test_json_api_source(tmp_path: Path, finance_model_dir: Path, sqlite_u
         async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
             source_id = add_source(monitor, "api", f"{base}/api/news", kind="json", json_fields=fields)
             report = await monitor.run_source(source_id)
-            assert (report.status, report.items, report.stored) == ("ok", 2, 2)
+            assert (report.status, report.items, report.stored, report.skipped) == ("ok", 3, 2, 1)
+            assert report.warnings == (
+                f"1 entry of {base}/api/news had no link, or none that is an absolute http(s) URL: skipped, "
+                "as a story is stored under its link",
+            )
             first, second = documents(monitor)
             assert (first.url, first.title, first.text) == (
                 f"{base}/a/1",

@@ -27,12 +27,13 @@ from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validat
 from finance_sentiment.parsing import (
     LINK_MATCH_TIMEOUT_S,
     PAGE_MATCH_BUDGET_S,
+    ItemScan,
     JsonFields,
     RawItem,
     charset_of,
     parse_article,
-    parse_feed,
-    parse_json,
+    read_feed,
+    read_json,
     scan_links,
 )
 from finance_sentiment.sentiment import Sentiment, SentimentSource
@@ -75,8 +76,8 @@ class RunReport:
     stored: int = 0  # new documents stored
     duplicates: int = 0  # stories already stored (this run, an earlier one, or another feed)
     error: str | None = None
-    skipped: int = 0  # stories left out because their link is not a usable URL (malformed, too long)
-    warnings: tuple[str, ...] = ()  # what it left out and why (links the link pattern timed out on)
+    skipped: int = 0  # stories left out for a missing or unusable link (not http(s), malformed, too long)
+    warnings: tuple[str, ...] = ()  # what it left out and why (entries without links, pattern timeouts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,10 +168,11 @@ class Ingestor:
             if result.not_modified:
                 await asyncio.to_thread(self._finish, source_id, result, [], "not_modified")
                 return RunReport(source_id, "not_modified")
-            items, complete, warnings = await self._items(source, result)
+            items, complete, warnings, unlinked = await self._items(source, result)
             if not complete:  # forget the validators: the next run must see the list page's remaining links
                 result = replace(result, validators=Validators())
             stories, duplicates, skipped = await asyncio.to_thread(self._unseen, items)
+            skipped += unlinked
             if source.link_pattern and source.kind == "html":
                 self._remember_copies(items, stories)
             version = await asyncio.to_thread(self._analyse, stories, source)
@@ -184,27 +186,28 @@ class Ingestor:
             await asyncio.to_thread(self._fail, source_id, message)
             return RunReport(source_id, "failed", error=message)
         duplicates += len(stories) - stored
-        return RunReport(source_id, "ok", len(items), stored, duplicates, skipped=skipped, warnings=warnings)
+        found = len(items) + unlinked
+        return RunReport(source_id, "ok", found, stored, duplicates, skipped=skipped, warnings=warnings)
 
     async def _items(
         self, source: _SourceView, result: FetchResult
-    ) -> tuple[list[RawItem], bool, tuple[str, ...]]:
-        """The stories in the fetched content, whether all were read (a list page may be capped), and what
-        was left out and why."""
+    ) -> tuple[list[RawItem], bool, tuple[str, ...], int]:
+        """The stories in the fetched content, whether all were read (a list page may be capped), what was
+        left out and why, and how many feed or JSON entries were left out for want of a link."""
         # Parsing runs in worker threads, as the database steps do: a large feed or page (and the source's
         # link pattern) must not stall the event loop, which serves the API and the other sources meanwhile.
         charset = charset_of(result.content_type)
-        if source.kind == "rss":
-            return await asyncio.to_thread(parse_feed, result.content, result.url), True, ()
-        if source.kind == "json":
-            fields = JsonFields(**(source.json_fields or {}))
-            return await asyncio.to_thread(parse_json, result.content, fields, result.url), True, ()
+        if source.kind in ("rss", "json"):
+            read = await asyncio.to_thread(_read_items, source, result)
+            return read.items, True, _unlinked_warnings(read.unlinked, result.url), read.unlinked
         if not source.link_pattern:
             article = await asyncio.to_thread(parse_article, result.content, result.url, charset)
-            return ([article] if article else []), True, ()
-        scan = await asyncio.to_thread(scan_links, result.content, result.url, source.link_pattern, charset)
-        warnings = _timeout_warnings(scan.timed_out, source.link_pattern, result.url)
-        links = {link: canonical for link in scan.links if (canonical := _canonical(link)) is not None}
+            return ([article] if article else []), True, (), 0
+        links_scan = await asyncio.to_thread(
+            scan_links, result.content, result.url, source.link_pattern, charset
+        )
+        warnings = _timeout_warnings(links_scan.timed_out, source.link_pattern, result.url)
+        links = {link: canonical for link in links_scan.links if (canonical := _canonical(link)) is not None}
         known = await asyncio.to_thread(self._known_urls, list(links.values()))
         now = time.monotonic()
         unread = {link: canonical for link, canonical in links.items() if canonical not in known}
@@ -236,7 +239,7 @@ class Ingestor:
                 _remember(self._no_article, canonical, NO_ARTICLE_RETRY_S)
         # Read in full when no link is left for later: none beyond the page limit, none still failing.
         pending = any(canonical in self._failed for canonical in unread.values())
-        return items, len(fresh) <= self.max_pages_per_run and not pending, warnings
+        return items, len(fresh) <= self.max_pages_per_run and not pending, warnings, 0
 
     def _remember_copies(self, items: Sequence[RawItem], stories: Sequence[_Story]) -> None:
         """Leave out, for a while, the list page's links whose article was a story already stored: they are
@@ -382,6 +385,25 @@ def run_error(exc: Exception) -> str:
     """What a failed run reports and keeps on its source: the error's message, passwords masked, bounded."""
     message = exc.message if isinstance(exc, CoreError) else f"{type(exc).__name__}: {exc}"
     return redact(message)[:ERROR_CHARS]
+
+
+def _read_items(source: _SourceView, result: FetchResult) -> ItemScan:
+    """The stories of a feed or JSON API source's fetched content."""
+    if source.kind == "json":
+        return read_json(result.content, JsonFields(**(source.json_fields or {})), result.url)
+    return read_feed(result.content, result.url)
+
+
+def _unlinked_warnings(unlinked: int, url: str) -> tuple[str, ...]:
+    """The run's warning (also logged) when entries of a feed or JSON API had no usable link."""
+    if not unlinked:
+        return ()
+    message = redact(
+        f"{unlinked} entr{'y' if unlinked == 1 else 'ies'} of {url} had no link, or none that is an "
+        "absolute http(s) URL: skipped, as a story is stored under its link"
+    )
+    log.warning("%s", message)
+    return (message,)
 
 
 def _timeout_warnings(timed_out: int, pattern: str, url: str) -> tuple[str, ...]:

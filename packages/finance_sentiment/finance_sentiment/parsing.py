@@ -122,6 +122,25 @@ def html_to_text(html: str) -> str:
 
 
 def parse_feed(content: bytes, base_url: str) -> list[RawItem]:
+    """Read an RSS or Atom feed (`read_feed` without the count of entries left out for want of a link)."""
+    return read_feed(content, base_url).items
+
+
+@dataclass(frozen=True)
+class ItemScan:
+    """The stories of a feed or JSON document, and how many of its entries were left out for want of a link.
+
+    Attributes:
+        items: The stories, in document order.
+        unlinked: Entries with no link, or one that is no absolute http(s) URL (``mailto:``, ``ftp:``, a
+            non-permalink guid alone): a story is stored under its link, so these cannot be.
+    """
+
+    items: list[RawItem]
+    unlinked: int = 0
+
+
+def read_feed(content: bytes, base_url: str) -> ItemScan:
     """Read an RSS or Atom feed.
 
     Args:
@@ -129,7 +148,7 @@ def parse_feed(content: bytes, base_url: str) -> list[RawItem]:
         base_url: The feed's URL; relative entry links resolve against it (or against the feed's xml:base).
 
     Returns:
-        Up to `MAX_ITEMS` items in feed order; entries without a web link are skipped.
+        Up to `MAX_ITEMS` items in feed order, and how many entries were left out for want of a web link.
 
     Raises:
         ParseError: The document is not a feed, or is malformed and yields no usable entry.
@@ -139,20 +158,24 @@ def parse_feed(content: bytes, base_url: str) -> list[RawItem]:
         io.BytesIO(content),
         response_headers={"content-location": base_url, "content-type": "application/xml"},
     )
-    items = [item for entry in parsed.get("entries", [])[:MAX_ITEMS] if (item := _feed_item(entry, base_url))]
+    items: list[RawItem] = []
+    unlinked = 0
+    for entry in parsed.get("entries", [])[:MAX_ITEMS]:
+        # dict.get bypasses FeedParserDict's key aliases, which emit DeprecationWarnings on access.
+        url = _absolute_web_url(dict.get(entry, "link") or "", base_url)
+        if url is None:
+            unlinked += 1
+        elif item := _feed_item(entry, url):
+            items.append(item)
     if not items and (parsed.get("bozo") or not parsed.get("version")):
         problem = parsed.get("bozo_exception") or "no RSS or Atom root element"
         raise ParseError(
             f"expected an RSS or Atom feed at {base_url}; found an unreadable document ({problem})"
         )
-    return items
+    return ItemScan(items, unlinked)
 
 
-def _feed_item(entry: dict[str, Any], base_url: str) -> RawItem | None:
-    # dict.get bypasses FeedParserDict's key aliases, which emit DeprecationWarnings on access.
-    url = _absolute_web_url(dict.get(entry, "link") or "", base_url)
-    if url is None:
-        return None
+def _feed_item(entry: dict[str, Any], url: str) -> RawItem | None:
     title = html_to_text(dict.get(entry, "title") or "")
     contents = dict.get(entry, "content") or []
     body = contents[0].get("value", "") if contents else dict.get(entry, "summary") or ""
@@ -306,6 +329,12 @@ def _decoded(content: bytes, charset: str | None) -> bytes | str:
 
 
 def parse_json(content: bytes, fields: JsonFields, base_url: str) -> list[RawItem]:
+    """Read items from a JSON API response (`read_json` without the count of items left out for want of a
+    link)."""
+    return read_json(content, fields, base_url).items
+
+
+def read_json(content: bytes, fields: JsonFields, base_url: str) -> ItemScan:
     """Read items from a JSON API response.
 
     Args:
@@ -314,7 +343,8 @@ def parse_json(content: bytes, fields: JsonFields, base_url: str) -> list[RawIte
         base_url: The API URL; relative item links resolve against it.
 
     Returns:
-        Up to `MAX_ITEMS` items in document order; items lacking a url or a title are skipped.
+        Up to `MAX_ITEMS` items in document order (items lacking a title are skipped), and how many items
+        were left out for want of a web link.
 
     Raises:
         ParseError: The document is not JSON, or `fields.items` does not lead to a list.
@@ -328,17 +358,21 @@ def parse_json(content: bytes, fields: JsonFields, base_url: str) -> list[RawIte
         where = repr(fields.items) if fields.items else "the document root"
         raise ParseError(f"expected a list at {where} in {base_url}; found {type(entries).__name__}")
     items = []
+    unlinked = 0
     for entry in entries[:MAX_ITEMS]:
         url, title = _lookup(entry, fields.url), _lookup(entry, fields.title)
         absolute = _absolute_web_url(url, base_url) if isinstance(url, str) else None
         title = html_to_text(title) if isinstance(title, str) else ""
-        if absolute is None or not title:
+        if absolute is None:
+            unlinked += 1
+            continue
+        if not title:
             continue
         text = _lookup(entry, fields.text)
         text = (html_to_text(text) if isinstance(text, str) else "") or title
         published = _parse_time(_lookup(entry, fields.time))
         items.append(RawItem(url=absolute, title=title, text=text, published_at=published))
-    return items
+    return ItemScan(items, unlinked)
 
 
 def _lookup(value: Any, path: str) -> Any:
