@@ -233,6 +233,29 @@ def test_documents_are_chunked_and_cited(client: TestClient) -> None:
     assert client.get("/v1/knowledge", params={"kind": "chunk"}).json()["total"] == 0
 
 
+def test_a_documents_chunks_are_listed_by_its_id_and_its_id_alone_names_them(client: TestClient) -> None:
+    text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
+    body = {"title": "Using your card abroad", "text": text, "format": "markdown"}
+    ids = client.put("/v1/knowledge/documents/guides/travel.md", json=body).json()["ids"]
+    other = client.put("/v1/knowledge/documents/guides/other.md", json=body).json()["ids"]
+    assert len(ids) > 1 and len(other) == len(ids)
+    listed = client.get("/v1/knowledge", params={"document": "guides/travel.md"}).json()
+    assert [e["id"] for e in listed["items"]] == ids and listed["total"] == len(ids)
+    params = {"document": "guides/travel.md", "offset": 1, "limit": 1}
+    page = client.get("/v1/knowledge", params=params).json()
+    assert [e["id"] for e in page["items"]] == ids[1:2] and page["total"] == len(ids)
+    assert client.get("/v1/knowledge", params={"document": "nothing"}).json() == {
+        "items": [],
+        "total": 0,
+        "version": listed["version"],
+    }
+    problem(client.get("/v1/knowledge", params={"document": ""}), 422)
+    # the document's own id is no entry: the 404 says what it is and how to read it
+    detail = problem(client.get("/v1/knowledge/guides/travel.md"), 404)["detail"]
+    assert f"document of {len(ids)} chunk(s)" in detail and "?document=" in detail
+    assert "no entry" in problem(client.get("/v1/knowledge/guides/none.md"), 404)["detail"]
+
+
 def test_an_xhtml_page_is_answered_from_its_text_not_its_markup(client: TestClient) -> None:
     # an XML declaration once kept the whole page, script and nav included, as the chunk: the bot's answer
     stored = client.put(

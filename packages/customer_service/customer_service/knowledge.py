@@ -161,26 +161,38 @@ class KnowledgeBase:
         with self.db.session() as session:
             row = session.get(KnowledgeEntry, entry_id)
             if row is None:
+                chunks = session.scalar(_filtered(select(func.count()), None, None, entry_id))
+                if chunks:  # a document's id: its chunks are the entries
+                    raise NotFound(
+                        f"{entry_id!r} is a document of {chunks} chunk(s), not one entry: list them with GET "
+                        f"/v1/knowledge?document=<its id>, or read one by its chunk id ({entry_id}#0, ...)"
+                    )
                 raise NotFound(f"expected an existing knowledge entry id; found no entry {entry_id!r}")
             return entry_of(row)
 
     def list(
-        self, offset: int = 0, limit: int = 50, kind: str | None = None, category: str | None = None
+        self,
+        offset: int = 0,
+        limit: int = 50,
+        kind: str | None = None,
+        category: str | None = None,
+        document: str | None = None,
     ) -> builtins.list[Entry]:
-        """Entries in order of document (an FAQ is its own), then chunk position; optionally filtered."""
+        """Entries in order of document (an FAQ is its own), then chunk position; optionally filtered by kind,
+        category and the document whose chunks they are."""
         if not 0 <= offset <= MAX_OFFSET or limit < 1:
             raise InvalidInput(
                 f"expected 0 <= offset <= {MAX_OFFSET} and limit >= 1; found {offset}, {limit}"
             )
         group = func.coalesce(KnowledgeEntry.document_id, KnowledgeEntry.id)
-        query = _filtered(select(KnowledgeEntry), kind, category)
+        query = _filtered(select(KnowledgeEntry), kind, category, document)
         query = query.order_by(group, KnowledgeEntry.position, KnowledgeEntry.id).offset(offset).limit(limit)
         with self.db.session() as session:
             return [entry_of(row) for row in session.scalars(query)]
 
-    def count(self, kind: str | None = None, category: str | None = None) -> int:
-        """How many entries are stored, optionally of one kind and/or category."""
-        query = _filtered(select(func.count()).select_from(KnowledgeEntry), kind, category)
+    def count(self, kind: str | None = None, category: str | None = None, document: str | None = None) -> int:
+        """How many entries are stored, optionally of one kind, category and/or document."""
+        query = _filtered(select(func.count()).select_from(KnowledgeEntry), kind, category, document)
         with self.db.session() as session:
             return int(session.scalar(query) or 0)
 
@@ -434,13 +446,15 @@ def _bump(session: Session) -> tuple[int, int]:
     return previous, previous + 1
 
 
-def _filtered(query: Any, kind: str | None, category: str | None) -> Any:
+def _filtered(query: Any, kind: str | None, category: str | None, document: str | None = None) -> Any:
     if kind is not None:
         if kind not in KINDS:
             raise InvalidInput(f"kind: expected one of {', '.join(KINDS)}; found {kind!r}")
         query = query.where(KnowledgeEntry.kind == kind)
     if category is not None:
         query = query.where(KnowledgeEntry.category == category)
+    if document is not None:
+        query = query.where(KnowledgeEntry.document_id == document)
     return query
 
 

@@ -36,11 +36,13 @@ async def list_entries(
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
     kind: Literal["faq", "chunk"] | None = None,
     category: Annotated[str | None, Query(max_length=200)] = None,
+    document: Annotated[str | None, Query(min_length=1, max_length=200)] = None,
 ) -> EntryPage:
-    """FAQs and document chunks, a page at a time (`offset` at most 10,000,000)."""
+    """FAQs and document chunks, a page at a time (`offset` at most 10,000,000); `document` lists the chunks
+    of one document, in order."""
     kb = service.kb
-    rows = await limiter.run(kb.list, offset, limit, kind, category)
-    total = await limiter.run(kb.count, kind, category)
+    rows = await limiter.run(kb.list, offset, limit, kind, category, document)
+    total = await limiter.run(kb.count, kind, category, document)
     return EntryPage(items=[EntryOut(**asdict(r)) for r in rows], total=total, version=kb.version)
 
 
@@ -100,7 +102,7 @@ async def search(
 
 @router.get("/{entry_id:path}")
 async def get_entry(entry_id: AnyIdPath, service: CurrentServiceDep, limiter: LimiterDep) -> EntryOut:
-    """One FAQ or chunk."""
+    """One FAQ or chunk (a document's id: 404 naming how to list its chunks)."""
     return EntryOut(**asdict(await limiter.run(service.kb.get, entry_id)))
 
 
