@@ -5,6 +5,7 @@ the ones created through the API are never touched."""
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -267,3 +268,33 @@ def test_the_api_says_which_rows_the_file_manages_and_why_one_was_disabled(
         # Read-only: the file alone makes a row its own.
         refused = client.patch("/v1/sources/2", json={"managed_by": "config"})
         assert refused.status_code == 422 and "managed_by" in refused.text
+
+
+def test_processes_started_together_with_the_same_file_all_start(database: Database) -> None:
+    # API replicas and the worker start at once with one config file. On PostgreSQL each looked the file's
+    # new names up, found none, and inserted them: all but the first stopped their start with a Conflict
+    # ("expected a new source name, found 's0-0' already used").
+    failures: list[str] = []
+    for round_ in range(3):  # each start adds names to the file
+        config = _config(
+            {f"s{k}-{i}": {} for k in range(round_ + 1) for i in range(20)},
+            {f"r{k}-{i}": {} for k in range(round_ + 1) for i in range(5)},
+        )
+        barrier = threading.Barrier(4)
+
+        def start(config: MonitorConfig = config, barrier: threading.Barrier = barrier) -> None:
+            barrier.wait()
+            try:
+                _apply(database, config)
+            except Exception as exc:  # every failure is the finding
+                failures.append(f"{type(exc).__name__}: {exc}")
+
+        threads = [threading.Thread(target=start) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert failures == []
+    assert len(_sources(database)) == 60 and len(_rules(database)) == 15
+    assert {managed for _, _, managed in _sources(database).values()} == {"config"}
+    assert {managed for _, _, managed in _rules(database).values()} == {"config"}

@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
+from sqlalchemy import text
 from sqlalchemy.orm import Session
 
 from finance_sentiment import netguard, rules, sources
@@ -54,6 +55,10 @@ from textcore.errors import CoreError, InvalidInput
 log = logging.getLogger(__name__)
 
 MAX_CONFIG_BYTES = 5_000_000
+# PostgreSQL advisory lock key of the transaction that applies the config file: "fin.conf" in ASCII. API
+# replicas and the worker start together with the same file; one at a time, the later ones find the rows the
+# first created instead of inserting the same names again (a unique-name error that stopped their start).
+CONFIG_LOCK = 0x66696E2E636F6E66
 _INPUT = ConfigDict(extra="forbid")
 
 
@@ -249,7 +254,12 @@ def apply_config(session: Session, config: MonitorConfig) -> None:
     A rule's `match` is resolved with the file's topics and entities and the sources' tags (an alias,
     ticker or other case of a configured name is stored as the canonical name); a name no story is
     tagged with now is kept and logged as a warning, since a source or a cashtag may bring it later.
+
+    On PostgreSQL the transaction first takes an advisory lock (`CONFIG_LOCK`), so processes started together
+    with the same file apply it one after the other (SQLite already serialises writers).
     """
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CONFIG_LOCK})
     for source in config.sources:
         upsert_source(session, source)
     session.flush()
