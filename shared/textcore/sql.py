@@ -16,7 +16,17 @@ from typing import Any
 
 from alembic import command, context
 from alembic.config import Config
-from sqlalchemy import Connection, DateTime, Dialect, Engine, MetaData, TypeDecorator, create_engine, event
+from sqlalchemy import (
+    Connection,
+    DateTime,
+    Dialect,
+    Engine,
+    MetaData,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
@@ -27,6 +37,9 @@ from textcore.errors import InvalidInput, UpstreamError
 # mistake, and near the ends of `datetime`'s range the arithmetic on it overflows.
 EARLIEST = datetime(1900, 1, 1, tzinfo=UTC)
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+# PostgreSQL advisory lock key held by a migration's transaction ("txt.migr" in ASCII): the replicas of a
+# service started together migrate one after the other, the later ones finding the schema at head.
+MIGRATION_LOCK = 0x7478742E6D696772
 CHECKPOINT_WAIT_MS = 2_000  # how long `Database.checkpoint` waits for readers of an older snapshot to finish
 
 logger = logging.getLogger(__name__)
@@ -117,7 +130,8 @@ class Database:
             event.listen(self.engine, "connect", _secure_delete)
 
     def migrate(self) -> None:
-        """Bring the schema to the latest alembic revision (idempotent).
+        """Bring the schema to the latest alembic revision (idempotent). On PostgreSQL the migration holds an
+        advisory lock (`MIGRATION_LOCK`), so processes started together migrate one after the other.
 
         Raises:
             UpstreamError: The database cannot be reached (refused, unknown host, bad credentials).
@@ -126,6 +140,8 @@ class Database:
         config.set_main_option("script_location", str(self.migrations))
         try:
             with self.engine.connect() as connection, _foreign_keys_off(connection), connection.begin():
+                if connection.dialect.name == "postgresql":  # SQLite serialises writers already
+                    connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK})
                 config.attributes["connection"] = connection
                 command.upgrade(config, "head")
                 _require_foreign_keys_kept(connection)

@@ -3,6 +3,8 @@ rebuilds a table others reference, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -109,4 +111,39 @@ def test_a_sqlite_migration_that_leaves_rows_pointing_nowhere_is_rolled_back(
             assert connection.execute(text("SELECT count(*) FROM parents")).scalar_one() == 1
         assert _children(database) == 1
     finally:
+        database.dispose()
+
+
+MIGRATE = (
+    "import sys, pathlib\n"
+    "from textcore.sql import Database\n"
+    "Database(sys.argv[1], pathlib.Path(sys.argv[2])).migrate()\n"
+)
+
+
+def test_processes_started_together_on_a_new_postgresql_database_all_migrate(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # The API replicas and the worker of a service start at once on a new database (a first deployment, or
+    # one bringing a migration). Each created alembic_version and the tables; all but one stopped with
+    # DuplicateTable (2 of 4 here), so a fresh deployment needed restarts to come up.
+    folder = _migrations(tmp_path / "migrations", CREATE)
+    for _ in range(3):
+        starts = [
+            subprocess.Popen(
+                [sys.executable, "-c", MIGRATE, postgres_url, str(folder)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for _ in range(4)
+        ]
+        errors = [start.communicate(timeout=120)[1] for start in starts]
+        failures = [line for error in errors for line in error.splitlines() if "Error:" in line]
+        assert [start.returncode for start in starts] == [0] * 4, failures
+        database = Database(postgres_url, folder)
+        with database.engine.begin() as connection:  # a new database again for the next round
+            versions = connection.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
+            assert versions == ["0001"]
+            connection.execute(text("DROP TABLE alembic_version, children, parents"))
         database.dispose()
