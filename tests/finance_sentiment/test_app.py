@@ -209,6 +209,11 @@ def test_documents_trends_and_classify(
         )
         titles = {d["title"] for d in page["items"] + rest.json()["items"]}
         assert titles == set(BURST)
+        # a label in another case finds the same stories, as topic and entity do
+        shouted = client.get(
+            "/v1/documents", params={"entity": "Acme", "label": "NEGATIVE", "limit": 4}
+        ).json()
+        assert [d["id"] for d in shouted["items"]] == [d["id"] for d in page["items"]]
         first = page["items"][0]
         assert "wire" in first["topics"] and first["sentiment"] == pytest.approx(
             first["scores"]["positive"] - first["scores"]["negative"], abs=1e-5

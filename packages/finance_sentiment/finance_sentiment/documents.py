@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.orm import Session
 
 from finance_sentiment.schemas import DocumentOut, DocumentPage
@@ -36,7 +36,7 @@ class DocumentFilter:
         source_id: Only documents of this source.
         topic: Only documents tagged with this topic.
         entity: Only documents tagged with this entity.
-        label: Only documents classified with this label (e.g. "negative").
+        label: Only documents classified with this label (e.g. "negative"), in any case.
         since: Only documents first seen at or after this time (timezone-aware).
         until: Only documents first seen before this time (timezone-aware).
         limit: Page size, 1..500.
@@ -117,8 +117,8 @@ def _conditions(where: DocumentFilter, tag_names: dict[str, list[str]]) -> list[
     conditions: list[ColumnElement[bool]] = []
     if where.source_id is not None:
         conditions.append(Document.source_id == where.source_id)
-    if where.label is not None:
-        conditions.append(Document.label == where.label)
+    if where.label is not None:  # in any case: the labels of one model differ by more than case
+        conditions.append(func.lower(Document.label) == func.lower(where.label))
     if where.since is not None:
         conditions.append(Document.seen_at >= where.since)
     if where.until is not None:
