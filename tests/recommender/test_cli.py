@@ -378,6 +378,38 @@ def test_evaluate_and_train_errors_are_one_line(tmp_path: Path, trained_model_di
     assert not (trained_model_dir / "rescorer").exists()
 
 
+def test_interactions_whose_items_are_not_in_the_items_file_are_counted_then_refused_when_all(
+    tmp_path: Path, tiny_model_dir: Path, trained_model_dir: Path
+) -> None:
+    """Before, such rows were left out without a word: interactions naming SKUs beside a catalog of internal
+    ids trained a model on what little matched, or on nothing."""
+    items = write_catalog(tmp_path / "items.csv")
+    skus = {"shopper-0": ["SKU-1", "SKU-2", "SKU-3", "SKU-4", "SKU-1"]}  # 5 rows, 4 distinct ids
+    some = write_interactions(tmp_path / "some.csv", user_histories() | skus)
+    options = ["--items", items, "--device", "cpu", "--precision", "fp32"]
+    trained = invoke("train", "--interactions", some, *options, "--output", tmp_path / "m",
+                     "--base-model", tiny_model_dir, "--epochs", 0, "--max-length", 48,
+                     "--max-validation-users", 5)  # fmt: skip
+    report = last_json(trained)
+    assert report["n_interactions"] == 85 and report["n_interactions_outside_catalog"] == 5
+    evaluated = invoke("evaluate", "--model", trained_model_dir, "--interactions", some, *options)
+    assert set(last_json(evaluated)) == {"model", "popularity", "item_knn", "n_users"}
+    for result in (trained, evaluated):
+        (warning,) = result.stderr.strip().splitlines()
+        assert warning.startswith(f"warning: left out 5 of 85 interaction rows of {some}: "), warning
+        assert "4 distinct item ids ('SKU-1', 'SKU-2', 'SKU-3', ...)" in warning and str(items) in warning
+    none = write_interactions(tmp_path / "none.csv", {"u": ["SKU-1", "SKU-2"], "v": ["SKU-3"]})
+    for args in (
+        ["train", "--output", tmp_path / "n", "--base-model", tiny_model_dir, "--epochs", 0],
+        ["evaluate", "--model", trained_model_dir],
+        ["train-rescorer", "--model", trained_model_dir],
+    ):
+        line = one_error_line(invoke(*args, "--interactions", none, *options))
+        assert line.startswith(f"error: {none}: expected interactions with items in the items file"), line
+        assert "all 3 rows name 3 distinct item ids ('SKU-1', 'SKU-2', 'SKU-3')" in line, line
+    assert not (tmp_path / "n").exists() and not (trained_model_dir / "rescorer").exists()
+
+
 def test_a_row_missing_a_column_is_one_line_naming_file_row_and_column(
     tmp_path: Path, sqlite_url: str, trained_model_dir: Path
 ) -> None:

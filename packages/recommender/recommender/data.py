@@ -87,6 +87,14 @@ class Catalog:
         return cls(list(ids), list(titles), list(texts), index)
 
 
+def outside_catalog(interactions: Interactions, catalog: Catalog) -> tuple[int, list[str]]:
+    """The interaction rows whose item is not in the catalog (every use of them leaves such rows out):
+    their count and their distinct item ids, in order of first appearance."""
+    known = catalog.index
+    outside = np.fromiter((item not in known for item in interactions.items.tolist()), dtype=bool)
+    return int(outside.sum()), [str(item) for item in dict.fromkeys(interactions.items[outside].tolist())]
+
+
 def read_interactions(
     path: str | os.PathLike[str],
     *,

@@ -76,7 +76,37 @@ def _read_data(
     catalog = read_catalog(
         items, id_column=id_column, title_column=title, text_columns=tuple(texts or ["text"])
     )
+    _report_outside_catalog(data, catalog, (interactions, item), (items, id_column))
     return data, catalog, min_rating
+
+
+def _report_outside_catalog(
+    data: Interactions, catalog: Catalog, interactions: tuple[Path, str], items: tuple[Path, str]
+) -> None:
+    """Say on stderr how many interaction rows are left out because their item is not in the items file
+    (e.g. the interactions name SKUs and the catalog internal ids); refuse when that leaves none."""
+    from recommender.data import outside_catalog  # noqa: PLC0415 - imports numpy
+
+    rows, ids = outside_catalog(data, catalog)
+    if rows == 0:
+        return
+    (interactions_path, item_column), (items_path, id_column) = interactions, items
+    examples = ", ".join(repr(i) for i in ids[:3]) + (", ..." if len(ids) > 3 else "")
+    which = (
+        f"{len(ids)} distinct item id{'s' if len(ids) != 1 else ''} ({examples}) in column {item_column!r} "
+        f"not among the ids of {items_path} (column {id_column!r})"
+    )
+    if rows == len(data):
+        raise InvalidInput(
+            f"{interactions_path}: expected interactions with items in the items file; found none: "
+            f"all {rows} rows name {which}"
+        )
+    core_cli.err.print(
+        f"warning: left out {rows} of {len(data)} interaction rows of {interactions_path}: they name {which}",
+        markup=False,
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def trained_min_rating(model: Path) -> float | None:

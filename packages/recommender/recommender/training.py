@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from recommender.blend_selection import fit_blend, validation_users
-from recommender.data import Catalog, Interactions
+from recommender.data import Catalog, Interactions, outside_catalog
 from recommender.model import BlendWeights, ModelConfig, TextInterestModel, history_text
 from recommender.protocol import history_positions, leave_last_out
 from recommender.provenance import trained_on
@@ -195,6 +195,7 @@ def train_model(
     config, weights, validation = fit_blend(base, catalog, split.train, split.test, cfg, vectors)
     report = {
         "n_interactions": len(interactions),
+        "n_interactions_outside_catalog": outside_catalog(interactions, catalog)[0],  # left out
         "n_users": len(sequences),
         "n_items": len(catalog),
         "n_pairs": len(pairs),
