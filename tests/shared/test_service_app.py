@@ -106,6 +106,12 @@ def test_oversized_body_is_413_problem(create_app: AppFactory, settings_class: A
         response = client.post("/healthz", content=b"x" * 11)
     assert response.status_code == 413
     assert response.headers["content-type"] == PROBLEM
+    # the bound and the setting that raises it, for the operator the client shows it to
+    detail = response.json()["detail"]
+    assert (
+        detail.startswith("expected a request body of at most 10 bytes")
+        and f"{prefix}MAX_BODY_BYTES" in detail
+    )
 
 
 @each_service

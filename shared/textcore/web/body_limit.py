@@ -25,16 +25,19 @@ class BodySizeLimit:
     Args:
         app: The ASGI application to protect.
         max_bytes: Largest accepted body, in bytes (at least 0).
+        setting: The setting that sets ``max_bytes`` (e.g. ``FIN_MAX_BODY_BYTES``), named in the 413's
+            detail for the operator who may raise it; None names none.
 
     Raises:
         ValueError: If ``max_bytes`` is negative.
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int, setting: str | None = None) -> None:
         if max_bytes < 0:
             raise ValueError(f"expected max_bytes >= 0, found {max_bytes}")
         self.app = app
         self.max_bytes = max_bytes
+        self.setting = setting
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -70,6 +73,8 @@ class BodySizeLimit:
 
     async def _refuse(self, scope: Scope, send: Send, found: str) -> None:
         detail = f"expected a request body of at most {self.max_bytes} bytes, found {found}"
+        if self.setting:
+            detail += f" (the service's {self.setting} sets the bound)"
         problem = problem_body(413, PayloadTooLarge.title, detail, str(scope.get("path", "")))
         payload = json.dumps(problem).encode()
         headers = [

@@ -90,7 +90,8 @@ def service_app(
     install_problem_handlers(app)
     # The last added runs first: requests get their id, are counted, answered if they are a browser's CORS
     # preflight (which carries no key), then their key is checked, then their body bounded.
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes)
+    prefix = settings.model_config.get("env_prefix", "")
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, setting=f"{prefix}MAX_BODY_BYTES")
     if settings.api_keys:
         keys = [key.get_secret_value() for key in settings.api_keys]
         app.add_middleware(ApiKeyAuth, keys=keys, realm=title)
