@@ -231,7 +231,9 @@ class HistoryMatchOut(BaseModel):
 
     item_id: str
     title: str
-    similarity: float
+    similarity: float = Field(
+        description="Content cosine plus co-occurrence similarity to the result, each in [-1, 1]: up to 2."
+    )
 
 
 class ExplanationOut(BaseModel):
