@@ -400,6 +400,27 @@ def test_interests_of_more_than_twenty_phrases_are_422(client: TestClient) -> No
     assert client.get("/v1/recommend", params={"interests": twenty, "k": 3}).status_code == 200
 
 
+def test_interests_naming_nothing_are_422_alone_or_beside_a_user_or_history(client: TestClient) -> None:
+    """Before, text that splits into no phrase was encoded as it was and named as the matched interest
+    ("matched_interests": ["and"])."""
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    assert client.post("/v1/events", json={"events": event_bodies()}).status_code == 201
+    items = [item_id("astro", 0), item_id("lab", 0)]
+    for text in ("and", ", ,", " ; AND\n, ...", "- and ?!"):
+        for sent in (
+            client.get("/v1/recommend", params={"interests": text}),
+            client.get("/v1/recommend", params={"user_id": "astro-user-0", "interests": text}),
+            client.post("/v1/score", json={"interests": text, "items": items}),
+            client.post("/v1/score", json={"user_id": "nobody", "interests": text, "items": items}),
+            client.post("/v1/score", json={"history": [items[0]], "interests": text, "items": items}),
+        ):
+            detail = problem(sent, 422)["detail"]
+            assert detail.startswith("expected interests naming at least one thing; found only separators")
+            assert repr(text.strip()) in detail, detail
+    scored = client.post("/v1/score", json={"interests": "and telescopes, ?!", "items": items}).json()
+    assert [r["explanation"]["matched_interests"] for r in scored] == [["telescopes"], ["telescopes"]]
+
+
 def test_interest_phrases_differing_only_in_case_are_one_phrase_kept_as_first_written(
     client: TestClient,
 ) -> None:

@@ -53,6 +53,7 @@ import math
 import re
 import threading
 import time
+import unicodedata
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -121,17 +122,25 @@ def interest_phrases(interests: str) -> list[str]:
     """Free text split into phrases on commas, semicolons, line breaks and the word "and" (each once).
 
     A phrase repeated in another case or spacing ("Optics", "optics", "OPTICS") is one phrase, kept as first
-    written: the encoder reads it alike, and it would be named twice in an explanation.
+    written: the encoder reads it alike, and it would be named twice in an explanation. A phrase of
+    punctuation only ("-", "...", "?!") names nothing and is no phrase.
 
     Raises:
-        InvalidInput: More than `MAX_INTEREST_PHRASES` different phrases.
+        InvalidInput: No phrase (the text is only separators and punctuation), or more than
+            `MAX_INTEREST_PHRASES` different phrases.
     """
     phrases = (p.strip(" .\t") for p in _PHRASE_SPLIT.split(interests))
     first: dict[str, str] = {}  # casefolded, whitespace-normalised phrase -> its first spelling
     for phrase in phrases:
-        if phrase:
+        if any(not c.isspace() and not unicodedata.category(c).startswith("P") for c in phrase):
             first.setdefault(" ".join(phrase.split()).casefold(), phrase)
     unique = list(first.values())
+    if not unique:
+        shown = interests if len(interests) <= 80 else f"{interests[:80]}..."
+        raise InvalidInput(
+            "expected interests naming at least one thing; found only separators (commas, semicolons, "
+            f'line breaks, "and") and punctuation: {shown!r}'
+        )
     if len(unique) > MAX_INTEREST_PHRASES:
         raise InvalidInput(
             f"expected interests of at most {MAX_INTEREST_PHRASES} phrases (split on commas, semicolons, "
@@ -327,7 +336,7 @@ class Recommender:
 
         Raises:
             InvalidInput: Neither a user, a history of at least one item nor interests; or both a user and
-                a history.
+                a history; or interests naming nothing or too many phrases (`interest_phrases`).
             NotFound: A user without events and without interests, or history ids not in the catalog.
         """
         if query.user_id is not None and query.history is not None:
@@ -339,7 +348,7 @@ class Recommender:
                 f"expected user_id, a history of at least one item id, or interests; found {found}"
             )
         interests = (query.interests or "").strip()
-        phrases = (interest_phrases(interests) or [interests]) if interests else []  # refused before any work
+        phrases = interest_phrases(interests) if interests else []  # refused before any work
         history, seen = self._history(query)
         parts = []
         config = self.model.config
