@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ class Recorder:
     hits: list[tuple[str, float, dict[str, str]]] = field(default_factory=list)
     robots_status: int = 404
     robots_body: str = ""
+    robots_hang: bool = False  # accept robots.txt requests and never answer them
 
     def record(self, request: Request) -> None:
         self.hits.append((request.url.path, time.monotonic(), dict(request.headers)))
@@ -62,6 +64,8 @@ class Recorder:
 
 def make_app(recorder: Recorder) -> Starlette:
     async def robots(request: Request) -> Response:
+        if recorder.robots_hang:
+            return await hang(request)
         recorder.record(request)
         return PlainTextResponse(recorder.robots_body, status_code=recorder.robots_status)
 
@@ -132,6 +136,12 @@ def make_app(recorder: Recorder) -> Starlette:
 
         return StreamingResponse(slowly())
 
+    async def hang(request: Request) -> Response:
+        recorder.record(request)  # accepts the request, then never answers while the client waits
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        return Response(status_code=204)
+
     return Starlette(
         routes=[
             Route("/robots.txt", robots),
@@ -148,6 +158,7 @@ def make_app(recorder: Recorder) -> Starlette:
             Route("/big-chunked", big_chunked),
             Route("/gzip-bomb", gzip_bomb),
             Route("/drip", drip),
+            Route("/hang", hang),
         ]
     )
 
@@ -169,6 +180,7 @@ def server() -> Iterator[Site]:
 def site(server: Site) -> Site:
     server.recorder.hits.clear()
     server.recorder.robots_status, server.recorder.robots_body = 404, ""
+    server.recorder.robots_hang = False
     return server
 
 
@@ -324,6 +336,47 @@ async def test_slow_drip_response_is_cut_off_by_the_deadline(site: Site) -> None
         with pytest.raises(FetchError, match=r"no complete response within 0.5 s"):
             await f.fetch(f"{site.base}/drip")
     assert time.monotonic() - started < 2.5  # the drip alone would take 3 s
+
+
+async def test_a_server_that_never_answers_is_given_up_at_the_fetch_deadline(site: Site) -> None:
+    # Eleven tries of 0.4 s each would be allowed; the deadline ends the fetch before they run out.
+    async with fetcher(timeout_s=0.4, deadline_s=1.0, max_retries=10, backoff_base_s=0.0) as f:
+        with pytest.raises(FetchError) as caught:
+            await f.fetch(f"{site.base}/hang")
+    found = re.fullmatch(
+        rf"gave up on {re.escape(site.base)}/hang after (\d+) tr(?:y|ies) within the 1 s fetch deadline "
+        r"\(deadline_s\): no complete response .*",
+        caught.value.message,
+    )
+    assert found is not None, caught.value.message
+    assert 1 <= int(found[1]) < 11
+    assert 1 <= site.recorder.count("/hang") <= int(found[1])
+
+
+async def test_a_retry_after_past_the_fetch_deadline_is_not_waited_for(site: Site) -> None:
+    # 120 s is within max_retry_after_s (300 s), so without a deadline the fetch would wait for it.
+    async with fetcher(deadline_s=5.0, max_retries=3) as f:
+        with pytest.raises(FetchError) as caught:
+            await f.fetch(f"{site.base}/retry-after/120")
+    assert caught.value.message.startswith(
+        f"gave up on {site.base}/retry-after/120 after 1 try within the 5 s fetch deadline (deadline_s): "
+        "HTTP 429 with Retry-After of 120 s, past the deadline"
+    )
+    assert caught.value.message.endswith("not waited for")
+    assert site.recorder.count("/retry-after/120") == 1
+
+
+async def test_a_robots_txt_that_never_answers_takes_the_fetch_deadline_and_says_so(site: Site) -> None:
+    # robots.txt is read within the page's deadline; unreachable, it disallows everything (RFC 9309).
+    site.recorder.robots_hang = True
+    async with fetcher(timeout_s=0.3, deadline_s=0.5, max_retries=5, backoff_base_s=0.0) as f:
+        with pytest.raises(
+            RobotsDisallowed,
+            match=r"robots\.txt unreachable.*: gave up on .*/robots\.txt after \d+ tr(y|ies) within the 0\.5",
+        ):
+            await f.fetch(f"{site.base}/page")
+    assert 1 <= site.recorder.count("/robots.txt") < 6
+    assert site.recorder.count("/page") == 0
 
 
 async def test_robots_disallow_is_honoured_and_cached(site: Site) -> None:
@@ -504,6 +557,7 @@ async def test_malformed_or_non_http_urls_are_invalid_input(url: str) -> None:
     "overrides",
     [
         {"timeout_s": 0},
+        {"deadline_s": 0},
         {"max_retries": -1},
         {"max_redirects": -1},
         {"min_host_interval_s": -0.1},

@@ -7,6 +7,7 @@ and checks the reports, the stored documents and the sources' fetch state.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,6 +49,7 @@ class Page:
     status: int = 200
     etag: str | None = None
     location: str | None = None
+    hang: bool = False  # accept the request and never answer it
 
 
 @dataclass
@@ -73,6 +75,9 @@ class Site:
             page = self.pages.get(path)
             if page is None:
                 return Response("not found", status_code=404)
+            if page.hang:
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
             headers = {"ETag": page.etag} if page.etag else {}
             if page.etag and request.headers.get("if-none-match") == page.etag:
                 return Response(status_code=304, headers=headers)
@@ -250,6 +255,40 @@ async def test_malformed_feed_fails_keeps_no_validators_and_loses_nothing(
             assert (fixed.status, fixed.stored) == ("ok", len(STORIES))
             row = source_row(monitor, source_id)
             assert row.consecutive_failures == 0 and row.last_error is None and row.etag == '"broken"'
+
+
+async def test_a_source_that_never_answers_fails_at_the_fetch_deadline_and_runs_again_next_time(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    feed = Page(feed_of(STORIES), RSS, hang=True)
+    web = Site({"/feed.xml": feed})
+    fetch = FetchSettings(
+        allowed_networks=("127.0.0.0/8",),
+        min_host_interval_s=0.0,
+        backoff_base_s=0.0,
+        timeout_s=0.4,
+        deadline_s=1.0,
+        max_retries=10,
+    )
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir, fetch=fetch)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml")
+            failed = await monitor.run_source(source_id)
+            assert failed.status == "failed" and failed.error
+            found = re.fullmatch(
+                rf"gave up on {re.escape(base)}/feed\.xml after (\d+) tr(?:y|ies) within the 1 s fetch "
+                r"deadline \(deadline_s\): no complete response .*",
+                failed.error,
+            )
+            assert found is not None, failed.error
+            assert 1 <= int(found[1]) < 11  # the deadline, not the retries, ended the run
+            row = source_row(monitor, source_id)
+            assert row.enabled and row.consecutive_failures == 1 and row.last_error == failed.error
+
+            feed.hang = False  # the next run tries again, as after any failure
+            recovered = await monitor.run_source(source_id)
+            assert (recovered.status, recovered.stored) == ("ok", len(STORIES))
+            assert source_row(monitor, source_id).consecutive_failures == 0
 
 
 async def test_gone_disables_the_source_for_good(

@@ -3,8 +3,10 @@
 One injected `httpx.AsyncClient` (bounded in size by `textcore.http.make_http_client`) carries every request.
 Around it the fetcher adds: the address guard of `finance_sentiment.netguard` before each hop, robots.txt
 (RFC 9309) cached per origin, a per-host rate limit, conditional GET, manual redirects that report a permanent
-move, retries with exponential backoff and jitter that honour Retry-After, and one deadline per request that
-covers the body too (so a slow-drip server cannot hold a worker forever).
+move, retries with exponential backoff and jitter that honour Retry-After, one deadline per request that
+covers the body too (so a slow-drip server cannot hold a worker forever), and one deadline per fetch that
+bounds its tries, backoff and Retry-After waits together (so a server that accepts and never answers costs a
+run ``deadline_s``, not ``(max_retries + 1) * timeout_s`` plus the waits).
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ class FetchPolicy:
 
     user_agent: str = "finance-sentiment/0.1 (+https://github.com/textcore-suite)"
     timeout_s: float = 20.0
+    deadline_s: float = 45.0  # one fetch: its tries and waits to retry (not its waits for the host's turn)
     max_redirects: int = 5
     max_retries: int = 3
     backoff_base_s: float = 0.5
@@ -54,7 +57,7 @@ class FetchPolicy:
     def __post_init__(self) -> None:
         if not self.user_agent.strip() or any(c in self.user_agent for c in "\r\n"):
             raise ValueError(f"expected a non-empty one-line user_agent, found {self.user_agent!r}")
-        for name in ("timeout_s", "robots_ttl_s"):
+        for name in ("timeout_s", "deadline_s", "robots_ttl_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"expected {name} > 0, found {getattr(self, name)}")
         non_negative = ("max_redirects", "max_retries", "backoff_base_s", "max_retry_after_s")
@@ -167,6 +170,7 @@ class _Robots:
     parser: Protego | None  # None: the verdict below applies to every path
     allow_all: bool
     expires_at: float
+    why: str = ""  # why everything is disallowed, when robots.txt could not be read
 
 
 def _basic_auth(url: httpx.URL) -> httpx.BasicAuth | None:
@@ -177,6 +181,31 @@ def _basic_auth(url: httpx.URL) -> httpx.BasicAuth | None:
 
 class _Transient(Exception):
     """A failure worth retrying (transport error, timeout); carries the reason for the final message."""
+
+
+@dataclass
+class _Budget:
+    """One fetch's time (``deadline_s``): what its requests and its waits to retry have spent, and its tries.
+
+    Waiting for the host's turn (the rate limit, a robots.txt Crawl-delay) or for another fetch's robots.txt
+    is politeness, not this fetch's trying, so it is not counted: a source that answers behaves as before.
+    """
+
+    seconds: float
+    spent: float = 0.0
+    tries: int = 0  # of the URL being fetched (the page, its robots.txt, a redirect's target)
+    last_error: str = ""
+
+    @property
+    def left(self) -> float:
+        return self.seconds - self.spent
+
+    def give_up(self, url: httpx.URL, why: str | None = None) -> FetchError:
+        tries = f"{self.tries} {'try' if self.tries == 1 else 'tries'}"
+        return FetchError(
+            f"gave up on {url} after {tries} within the {self.seconds:g} s fetch deadline (deadline_s): "
+            f"{why or self.last_error}"
+        )
 
 
 class Fetcher:
@@ -226,7 +255,8 @@ class Fetcher:
             RobotsDisallowed: If robots.txt forbids a URL in the chain.
             TooManyRedirects: On a redirect loop or more than ``max_redirects`` hops.
             FetchError: On any other status, a too-large body, a timeout or transport failure after the
-                retries, or a Retry-After longer than ``max_retry_after_s``.
+                retries, a Retry-After longer than ``max_retry_after_s``, or when the fetch's ``deadline_s``
+                runs out (at once when a wait to retry, a Retry-After included, would end past it).
         """
         validators = validators or Validators()
         headers: dict[str, str] = {}
@@ -234,7 +264,8 @@ class Fetcher:
             headers["If-None-Match"] = validators.etag
         if validators.last_modified:
             headers["If-Modified-Since"] = validators.last_modified
-        raw, permanent_url = await self._follow(netguard.parse_http_url(url), headers, robots=True)
+        budget = _Budget(self._policy.deadline_s)
+        raw, permanent_url = await self._follow(netguard.parse_http_url(url), headers, budget, robots=True)
         if raw.status == 304:
             return FetchResult(
                 304, str(raw.url), b"", "", _validators(raw.headers, validators), permanent_url
@@ -250,7 +281,7 @@ class Fetcher:
         await guard_address(url, self._allowed, self._resolve)
 
     async def _follow(
-        self, url: httpx.URL, headers: dict[str, str], *, robots: bool
+        self, url: httpx.URL, headers: dict[str, str], budget: _Budget, *, robots: bool
     ) -> tuple[_Raw, str | None]:
         """Send GETs along the redirect chain; returns the last response and the permanent URL, if any."""
         seen = {str(url)}
@@ -259,8 +290,8 @@ class Fetcher:
         for hop in range(self._policy.max_redirects + 1):
             await self._guard(url)
             if robots and self._policy.respect_robots:
-                await self._check_robots(url)
-            raw = await self._send_with_retries(url, headers)
+                await self._check_robots(url, budget)
+            raw = await self._send_with_retries(url, headers, budget)
             if raw.status not in REDIRECT_STATUSES:
                 return raw, permanent_url
             target = _redirect_target(raw)
@@ -277,27 +308,32 @@ class Fetcher:
             f"expected at most {self._policy.max_redirects} redirects, found more (last to {target})"
         )
 
-    async def _send_with_retries(self, url: httpx.URL, headers: dict[str, str]) -> _Raw:
+    async def _send_with_retries(self, url: httpx.URL, headers: dict[str, str], budget: _Budget) -> _Raw:
         attempts = self._policy.max_retries + 1
+        budget.tries, budget.last_error = 0, "no time left to try it"
         for attempt in range(attempts):
+            if budget.left <= 0:
+                raise budget.give_up(url)
             retry_after: float | None = None
             try:
-                raw = await self._send_once(url, headers)
+                raw = await self._send_once(url, headers, budget)
             except _Transient as exc:
-                reason = str(exc)
+                reason = budget.last_error = str(exc)
             else:
                 if raw.status not in RETRY_STATUSES:
                     return raw
-                reason = f"HTTP {raw.status}"
+                reason = budget.last_error = f"HTTP {raw.status}"
                 retry_after = _parse_retry_after(raw.headers.get("Retry-After"))
             if attempt + 1 < attempts:
-                await self._wait_before_retry(url, attempt, retry_after, reason)
+                await self._wait_before_retry(url, attempt, retry_after, reason, budget)
+        if budget.left <= 0:
+            raise budget.give_up(url)
         raise FetchError(
             f"expected a usable response from {url} within {attempts} attempt(s), found {reason}"
         )
 
     async def _wait_before_retry(
-        self, url: httpx.URL, attempt: int, retry_after: float | None, reason: str
+        self, url: httpx.URL, attempt: int, retry_after: float | None, reason: str, budget: _Budget
     ) -> None:
         policy = self._policy
         if retry_after is not None and retry_after > policy.max_retry_after_s:
@@ -311,21 +347,36 @@ class Fetcher:
             delay = step / 2 + random.uniform(0, step / 2)  # noqa: S311  (jitter, not cryptography)
         else:
             delay = retry_after
+        if delay >= budget.left:  # the next try could not start in time: end now, not after a pointless wait
+            if retry_after is None:
+                raise budget.give_up(url)
+            raise budget.give_up(
+                url,
+                f"{reason} with Retry-After of {retry_after:.0f} s, past the deadline "
+                f"({max(budget.left, 0):.0f} s left); not waited for",
+            )
+        budget.spent += delay
         # Push the host's next start too, so concurrent fetches to it honour the server's wish as well.
         slot = self._slot(netguard.host_of(url))
         slot.next_start = max(slot.next_start, time.monotonic() + delay)
         await asyncio.sleep(delay)
 
-    async def _send_once(self, url: httpx.URL, headers: dict[str, str]) -> _Raw:
+    async def _send_once(self, url: httpx.URL, headers: dict[str, str], budget: _Budget) -> _Raw:
         await self._wait_turn(netguard.host_of(url))
+        # The per-request timeout, cut to what is left of the fetch's deadline.
+        timeout = min(self._policy.timeout_s, budget.left)
+        started = time.monotonic()
+        budget.tries += 1
         try:
-            async with asyncio.timeout(self._policy.timeout_s):
+            async with asyncio.timeout(timeout):
                 response = await self._client.get(
                     url.copy_with(userinfo=b""),
                     headers={**headers, "User-Agent": self._policy.user_agent},
                     auth=_basic_auth(url),
                 )
         except TimeoutError as exc:
+            if timeout < self._policy.timeout_s:
+                raise _Transient(f"no complete response in the {timeout:.1f} s left of the deadline") from exc
             raise _Transient(f"no complete response within {self._policy.timeout_s} s") from exc
         except httpx.TransportError as exc:
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
@@ -338,6 +389,8 @@ class Fetcher:
         except UpstreamError as exc:
             # The client's size bound: not retried, a retry would only fetch the same bytes again.
             raise FetchError(f"response too large: {exc.message}") from exc
+        finally:
+            budget.spent += time.monotonic() - started
         return _Raw(response.status_code, url, response.headers, response.content)
 
     def _slot(self, host: str) -> _HostSlot:
@@ -355,29 +408,33 @@ class Fetcher:
                 await asyncio.sleep(delay)
             slot.next_start = time.monotonic() + slot.interval
 
-    async def _check_robots(self, url: httpx.URL) -> None:
+    async def _check_robots(self, url: httpx.URL, budget: _Budget) -> None:
         origin = f"{url.scheme}://{url.netloc.decode('ascii')}"
         lock = self._robots_locks.setdefault(origin, asyncio.Lock())
         async with lock:  # one robots.txt fetch per origin even when many fetches start at once
             rules = self._robots.get(origin)
             if rules is None or rules.expires_at <= time.monotonic():
-                rules = self._robots[origin] = await self._load_robots(origin, netguard.host_of(url))
+                rules = self._robots[origin] = await self._load_robots(origin, netguard.host_of(url), budget)
         allowed = (
             rules.allow_all
             if rules.parser is None
             else rules.parser.can_fetch(str(url), self._policy.user_agent)
         )
         if not allowed:
-            raise RobotsDisallowed(f"expected robots.txt of {origin} to allow {url}, found it disallowed")
+            why = f" ({rules.why})" if rules.why else ""
+            raise RobotsDisallowed(
+                f"expected robots.txt of {origin} to allow {url}, found it disallowed{why}"
+            )
 
-    async def _load_robots(self, origin: str, host: str) -> _Robots:
+    async def _load_robots(self, origin: str, host: str, budget: _Budget) -> _Robots:
         expires_at = time.monotonic() + self._policy.robots_ttl_s
         try:
-            raw, _ = await self._follow(httpx.URL(f"{origin}/robots.txt"), {}, robots=False)
+            raw, _ = await self._follow(httpx.URL(f"{origin}/robots.txt"), {}, budget, robots=False)
         except BlockedAddress:
             raise
-        except FetchError:  # unreachable (RFC 9309 2.3.1.4): assume complete disallow for now
-            return _Robots(None, allow_all=False, expires_at=expires_at)
+        except FetchError as exc:  # unreachable (RFC 9309 2.3.1.4): assume complete disallow for now
+            why = f"robots.txt unreachable, so all is disallowed for now: {exc.message}"
+            return _Robots(None, allow_all=False, expires_at=expires_at, why=why)
         if 400 <= raw.status < 500:  # unavailable (RFC 9309 2.3.1.3): no restrictions
             return _Robots(None, allow_all=True, expires_at=expires_at)
         if not 200 <= raw.status < 300:

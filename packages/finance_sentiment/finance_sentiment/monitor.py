@@ -190,6 +190,7 @@ def _fetch_policy(settings: FinanceSentimentSettings) -> FetchPolicy:
     return FetchPolicy(
         user_agent=fetch.user_agent,
         timeout_s=fetch.timeout_s,
+        deadline_s=fetch.deadline_s,
         max_redirects=fetch.max_redirects,
         max_retries=fetch.max_retries,
         backoff_base_s=fetch.backoff_base_s,

@@ -19,6 +19,14 @@ class FetchSettings(BaseModel):
 
     user_agent: str = Field("finance-sentiment/0.1", max_length=200, description="Sent with every request.")
     timeout_s: float = Field(20.0, gt=0, le=600, description="Deadline for one request, body included.")
+    deadline_s: float = Field(
+        45.0,
+        gt=0,
+        le=3600,
+        description="Deadline for one fetch: all its tries, backoff and Retry-After waits together (not "
+        "waits for the host's turn). A try gets at most what is left; a Retry-After ending past it is not "
+        "waited for. The default lets a manual run answer within a 60 s proxy timeout.",
+    )
     max_response_bytes: int = Field(5_000_000, ge=1024, description="Larger responses are refused.")
     max_redirects: int = Field(5, ge=0, le=20)
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429, 5xx and transport errors.")
