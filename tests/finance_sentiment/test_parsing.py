@@ -268,7 +268,7 @@ def test_json_items_from_nested_path_with_epoch_and_iso_times() -> None:
                 },
                 {"headline": "Millis story", "link": "/a/3", "body": "three", "ts": 1714560000123},
                 {"headline": "No link", "body": "skipped"},
-                {"link": "/a/5", "body": "no title, skipped"},
+                {"link": "/a/5", "body": "<p>A story without a headline</p>"},
                 {"headline": "", "link": "/a/6"},
                 {"headline": "Naive time, bad link type", "link": 42},
                 "not an object",
@@ -284,6 +284,7 @@ def test_json_items_from_nested_path_with_epoch_and_iso_times() -> None:
         "https://example.com/a/1",
         "https://example.com/a/2",
         "https://example.com/a/3",
+        "https://example.com/a/5",
         "https://example.com/a/8",
         "https://example.com/a/9",
     ]
@@ -292,8 +293,10 @@ def test_json_items_from_nested_path_with_epoch_and_iso_times() -> None:
     assert items[1].text == "ISO story"  # missing text falls back to the title
     assert items[1].published_at == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert items[2].published_at == datetime(2024, 5, 1, 10, 40, 0, 123000, tzinfo=UTC)
-    assert items[3].published_at == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
-    assert items[4].published_at is None
+    # no headline: headed by the start of its text, as a feed entry is; no headline nor text: skipped
+    assert (items[3].title, items[3].text) == ("A story without a headline", "A story without a headline")
+    assert items[4].published_at == datetime(2024, 5, 1, 9, 30, tzinfo=UTC)
+    assert items[5].published_at is None
 
 
 def test_json_root_list_with_default_fields() -> None:

@@ -343,8 +343,8 @@ def read_json(content: bytes, fields: JsonFields, base_url: str) -> ItemScan:
         base_url: The API URL; relative item links resolve against it.
 
     Returns:
-        Up to `MAX_ITEMS` items in document order (items lacking a title are skipped), and how many items
-        were left out for want of a web link.
+        Up to `MAX_ITEMS` items in document order (one without a title is headed by the start of its text,
+        as a feed entry is; one with neither is skipped), and how many were left out for want of a web link.
 
     Raises:
         ParseError: The document is not JSON, or `fields.items` does not lead to a list.
@@ -366,10 +366,12 @@ def read_json(content: bytes, fields: JsonFields, base_url: str) -> ItemScan:
         if absolute is None:
             unlinked += 1
             continue
+        text = _lookup(entry, fields.text)
+        text = html_to_text(text) if isinstance(text, str) else ""
+        title = title or _clip(text)  # as a feed entry without a title is headed by its text
         if not title:
             continue
-        text = _lookup(entry, fields.text)
-        text = (html_to_text(text) if isinstance(text, str) else "") or title
+        text = text or title
         published = _parse_time(_lookup(entry, fields.time))
         items.append(RawItem(url=absolute, title=title, text=text, published_at=published))
     return ItemScan(items, unlinked)
