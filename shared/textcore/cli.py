@@ -21,6 +21,7 @@ from textcore.console import (
     log_config,
     run_app,
     run_or_exit,
+    say,
     settings_errors,
 )
 from textcore.errors import InvalidInput
@@ -41,6 +42,7 @@ __all__ = [
     "prepare_output",
     "run_app",
     "run_or_exit",
+    "say",
     "settings_errors",
     "train",
 ]

@@ -26,6 +26,11 @@ err = Console(stderr=True)
 T = TypeVar("T")
 
 
+def say(message: str) -> None:
+    """One line to the user on stderr, as sent: no markup, no highlighting, no wrapping."""
+    err.print(message, markup=False, highlight=False, soft_wrap=True)
+
+
 def quiet_libraries() -> None:
     """Keep stderr for our own messages: no hub/transformers progress bars or load reports.
 
@@ -67,7 +72,7 @@ def run_or_exit(action: Callable[[], T]) -> T:
     try:
         return action()
     except CoreError as exc:
-        err.print(f"error: {exc.message}", markup=False, highlight=False, soft_wrap=True)
+        say(f"error: {exc.message}")
         raise typer.Exit(2) from None
 
 
@@ -83,9 +88,7 @@ def run_app(app: typer.Typer, args: Sequence[str] | None = None) -> NoReturn:
         result = app(args=args, standalone_mode=False)
     except ClickException as exc:
         if type(exc).__name__ != "NoArgsIsHelpError":  # no arguments: its help is already on stdout
-            err.print(
-                f"error: {usage_line(exc.format_message())}", markup=False, highlight=False, soft_wrap=True
-            )
+            say(f"error: {usage_line(exc.format_message())}")
         raise SystemExit(exc.exit_code) from None
     except typer.Abort:
         err.print("Aborted!", markup=False, highlight=False)

@@ -8,7 +8,7 @@ import os
 import shutil
 from pathlib import Path
 
-from textcore.console import err
+from textcore.console import say
 from textcore.errors import InvalidInput
 
 
@@ -40,7 +40,7 @@ def prepare_output(output: Path, resume: bool = False) -> None:
             f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
             "which no training run wrote. Choose another folder"
         )
-    err.print(f"replacing the earlier model in {output}", markup=False, highlight=False, soft_wrap=True)
+    say(f"replacing the earlier model in {output}")
     for entry in entries:
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)

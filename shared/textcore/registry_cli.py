@@ -45,7 +45,7 @@ _TEMP_NAMES = (STAGING_PREFIX, ALIAS_TEMP_PREFIX, TRASH_PREFIX)  # the registry'
 
 def _run(root: Path, doing: str, action: Callable[[], T]) -> T:
     """`run_or_exit`, also turning an OSError into one line naming the path and exit code 2."""
-    from textcore.cli import err, run_or_exit  # noqa: PLC0415 - cli imports this module
+    from textcore.cli import run_or_exit, say  # noqa: PLC0415 - cli imports this module
 
     try:
         return run_or_exit(action)
@@ -57,7 +57,7 @@ def _run(root: Path, doing: str, action: Callable[[], T]) -> T:
         problem = _PROBLEMS.get(exc.errno or 0) or (exc.strerror or str(exc)).lower()
         where = f"{path}: " if path is not None else ""
         message = f"error: could not {doing} in the registry {root}: {where}{problem}"
-        err.print(message, markup=False, highlight=False, soft_wrap=True)
+        say(message)
         raise typer.Exit(2) from None
 
 

@@ -48,7 +48,7 @@ def ingest(
             kb = open_knowledge(settings, db)
             report = ingest_path(kb, path, category=category, document_id=document_id, id_prefix=id_prefix)
             for warning in report.warnings:
-                core_cli.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
+                core_cli.say(f"warning: {warning}")
             return {**report.__dict__, "entries": kb.count(), "version": kb.version}
         finally:
             db.dispose()
@@ -109,8 +109,8 @@ def export(
         finally:
             db.dispose()
         for warning in report.warnings:
-            core_cli.err.print(f"warning: {warning}", markup=False, highlight=False, soft_wrap=True)
-        core_cli.err.print(report.summary(), markup=False, highlight=False, soft_wrap=True)
+            core_cli.say(f"warning: {warning}")
+        core_cli.say(report.summary())
         return {**asdict(report), "warnings": list(report.warnings)}
 
     print_report(core_cli.run_or_exit(action))

@@ -56,12 +56,9 @@ def _read_data(
     if inherited and model is not None:
         min_rating = trained_min_rating(model)
         if min_rating is not None:
-            core_cli.err.print(
+            core_cli.say(
                 f"the model was trained with --min-rating {min_rating:g}: a rating below it is no positive "
-                "here either (give --min-rating to choose another threshold)",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                "here either (give --min-rating to choose another threshold)"
             )
     data = read_interactions(
         interactions,
@@ -101,11 +98,8 @@ def _report_outside_catalog(
             f"{interactions_path}: expected interactions with items in the items file; found none: "
             f"all {rows} rows name {which}"
         )
-    core_cli.err.print(
-        f"warning: left out {rows} of {len(data)} interaction rows of {interactions_path}: they name {which}",
-        markup=False,
-        highlight=False,
-        soft_wrap=True,
+    core_cli.say(
+        f"warning: left out {rows} of {len(data)} interaction rows of {interactions_path}: they name {which}"
     )
 
 
@@ -246,13 +240,10 @@ def evaluate(
         records = [loaded.meta] + ([active.meta] if active is not None else [])
         leaked = max(leaked_test_users(meta, data) for meta in records)
         if leaked:
-            core_cli.err.print(
+            core_cli.say(
                 f"warning: the model saw the test interactions of {leaked} of {len(split.test)} tested users "
                 "(it was trained on them: train with --hold-out-last on these interactions); the model's "
-                "figures below overstate how it does on unseen behaviour",
-                markup=False,
-                highlight=False,
-                soft_wrap=True,
+                "figures below overstate how it does on unseen behaviour"
             )
         blend = loaded.scorer(catalog, split.train)
         scorers: dict[str, Scorer] = {
