@@ -26,7 +26,7 @@ from customer_service.intents import IntentModel
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
 from tests.conftest import problem, serve_app
 from tests.customer_service.test_chunking import XHTML
-from tests.customer_service.test_generation import CITED, SEEN, completions
+from tests.customer_service.test_generation import CITED, REPLIES, SEEN, completions
 from tests.shared.test_frozen_view import topic_data
 from tests.shared.test_training import tiny_config
 from textcore.classifier import Classifier
@@ -886,3 +886,24 @@ def test_grounded_generation_through_an_openai_compatible_server(
         assert len(reply["sources"]) >= 2
     else:
         assert reply["answer"].startswith("Freeze the card instantly") and reply["answer"].endswith("[1]")
+
+
+def test_a_streamed_generation_that_cites_nothing_is_completed_with_the_extract(
+    tmp_path: Path, sqlite_url: str, fake_llm: str
+) -> None:
+    # /v1/chat answers an uncited generation with the extract; the stream used to end the reply with the
+    # uncited text alone, stored as "generated", so the same question got a grounded answer in one API and
+    # an ungrounded one in the other. The shown words stay; the cited extract follows and is stored with them.
+    generator = GeneratorSettings(kind="openai", base_url=fake_llm, model="nocite", timeout_s=5)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    with TestClient(create_app(settings)) as client:
+        message = {"message": "How can I freeze my debit card?"}
+        with client.stream("POST", "/v1/chat/stream", json=message) as response:
+            lines = [line for line in response.iter_lines() if line.startswith("data: ")]
+        done = json.loads(lines[-1].removeprefix("data: "))
+        shown = "".join(json.loads(line.removeprefix("data: ")).get("text", "") for line in lines[1:-1])
+        extract = " ".join(client.get("/v1/knowledge/lock-card").json()["text"].split())
+        assert shown == f"{REPLIES['nocite']}\n\n{extract} [1]", shown
+        assert (done["answer"], done["mode"], done["sources"][0]["id"]) == (shown, "extractive", "lock-card")
+        stored = client.get(f"/v1/sessions/{done['session_id']}").json()["turns"]
+        assert [t["answer"] for t in stored] == [shown]

@@ -263,6 +263,30 @@ async def test_answer_stream_completes_a_stall_after_the_first_delta_with_the_ex
     assert (stream.answer.text, stream.answer.mode, stream.answer.cited) == (whole, "extractive", [0])
 
 
+@pytest.mark.parametrize(
+    ("kind", "said", "cited"),
+    [("nocite", REPLIES["nocite"], [0]), ("madeup", REPLIES["madeup"], [0])],
+)
+async def test_answer_stream_that_ends_ungrounded_is_completed_with_the_extract(
+    client: httpx.AsyncClient, server: str, kind: str, said: str, cited: list[int]
+) -> None:
+    # `answer` replaces a generation citing nothing, or citing a source it was not given, by the extract;
+    # a stream has already shown it and cannot take it back, but it does not end the reply ungrounded:
+    # the extract, citing [1], follows, and the whole is the answer, as after a generator that broke off
+    stream = Answerer(None, generator(client, server, kind)).stream("q", None, [FAQ])
+    pieces = [p async for p in stream]
+    extract = "Open the app and tap Cards > Block. [1]"
+    assert "".join(pieces) == f"{said}\n\n{extract}"
+    assert stream.answer is not None
+    assert (stream.answer.text, stream.answer.mode, stream.answer.cited) == (
+        f"{said}\n\n{extract}",
+        "extractive",
+        cited,
+    )
+    whole = await Answerer(None, generator(client, server, kind)).answer("q", None, [FAQ])
+    assert (whole.text, whole.mode) == (extract, "extractive")  # what /v1/chat answers the same with
+
+
 @pytest.mark.slow
 async def test_local_generator_writes_a_few_tokens() -> None:
     local = await asyncio.to_thread(LocalGenerator.load, max_new_tokens=6, device="cpu")

@@ -7,8 +7,9 @@ In order:
    at least one passage and no passage it was not given (errors, timeouts, empty or uncited output, and
    made-up sources fall through);
 3. extractive: the top passage itself (an FAQ's answer whole, a document chunk cut to its first sentences),
-   followed by the citation " [1]". A streamed generation that fails or stalls after its first words
-   cannot take them back: the extract follows them after a blank line, and the whole is the answer.
+   followed by the citation " [1]". A streamed generation that fails or stalls after its first words, or
+   ends citing no passage or one it was not given, cannot take its words back: the extract follows them
+   after a blank line, and the whole is the answer.
 
 Citations in an `Answer` are 0-based indices into the passages the caller gave; generated and extractive
 texts mark them as [1], [2] (1-based), matching the order of those passages.
@@ -194,8 +195,10 @@ class Answerer:
         Templates and extracts come in one piece. A generator that fails or is silent for
         `generation_timeout_s` before its first delta gives way to the extract in one piece; one that fails or
         stalls later is followed by the extract, after a blank line (streamed text cannot be taken back, and
-        a half-said answer is no answer): the answer is then both, in mode "extractive". A generation that
-        ends normally is the answer in mode "generated", even when it cites nothing. Arguments as `answer`.
+        a half-said answer is no answer): the answer is then both, in mode "extractive". So is one that ends
+        citing no passage, or citing a passage it was not given (`answer` would have returned the extract
+        instead: an ungrounded reply does not end the turn). A generation that ends normally citing only
+        passages it was given is the answer in mode "generated". Arguments as `answer`.
 
         Raises:
             InvalidInput: while iterating, when no template applies and there are no passages.
@@ -272,7 +275,11 @@ class AnswerStream:
             yield self.answer.text
             return
         cited = [n - 1 for n in citations(text, len(passages))]
-        if failed:  # cut off: what it said stays, the extract completes the reply
+        # cut off, or ended without grounding (no source cited, or one it was not given): what it said
+        # stays, and the extract, citing [1], completes the reply, as `answer` would have replaced it
+        if failed or not cited or dangling_citations(text, len(passages)):
+            if not failed:
+                logger.info("streamed answer cites no passage or a missing one: %r", text[:200])
             extract = answerer.extractive(passages)
             tail = f"\n\n{extract.text}"
             whole = ("".join(parts) + tail).strip()
