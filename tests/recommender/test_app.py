@@ -400,6 +400,27 @@ def test_interests_of_more_than_twenty_phrases_are_422(client: TestClient) -> No
     assert client.get("/v1/recommend", params={"interests": twenty, "k": 3}).status_code == 200
 
 
+def test_interests_named_late_in_a_long_text_change_the_scores(client: TestClient) -> None:
+    """Before, the encoder read the first 128 tokens (about 500 characters) of the 2,000 allowed: what a new
+    user named after them changed no score, in /v1/score as in /v1/recommend."""
+    assert client.post("/v1/items", json={"items": catalog_items()}).status_code == 200
+    start = ", ".join(f"watering tomato seeds in the garden (tip number {n})" for n in range(19))
+    items = [item_id(theme, 0) for theme in THEMES]
+
+    def scores(interests: str) -> list[dict[str, float]]:
+        """The scores of /v1/score and of /v1/recommend, by item id."""
+        sent = [
+            client.post("/v1/score", json={"interests": interests, "items": items}),
+            client.get("/v1/recommend", params={"interests": interests, "k": 20}),
+        ]
+        assert all(r.status_code == 200 for r in sent), [r.text for r in sent]
+        return [{r["item_id"]: r["score"] for r in response.json()} for response in sent]
+
+    before = scores(start)
+    for named, unnamed in zip(scores(f"{start}; telescopes for astronomy"), before, strict=True):
+        assert named.keys() == unnamed.keys() and named != pytest.approx(unnamed, abs=1e-4)
+
+
 def test_interests_naming_nothing_are_422_alone_or_beside_a_user_or_history(client: TestClient) -> None:
     """Before, text that splits into no phrase was encoded as it was and named as the matched interest
     ("matched_interests": ["and"])."""

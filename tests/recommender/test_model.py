@@ -17,6 +17,7 @@ from recommender.model import (
     TextInterestModel,
     history_text,
     mean_profiles,
+    reading_windows,
     zscore,
 )
 from recommender.protocol import evaluate, leave_last_out
@@ -297,6 +298,31 @@ def test_too_few_pairs_to_fine_tune_is_a_clear_error(tiny_model_dir: Path, tmp_p
     empty = Interactions(*(np.array([], dtype=dtype) for dtype in (object, object, float, float)))
     with pytest.raises(InvalidInput, match=r"expected at least one interaction"):
         train_model(empty, themed_catalog(), tmp_path / "m", tiny_config(tiny_model_dir))
+
+
+def test_interests_longer_than_the_encoder_reads_count_to_their_end(tiny_model_dir: Path) -> None:
+    """Before, the encoder read the first 128 tokens (about 500 characters) of the 2,000 allowed and dropped
+    the rest: interests named after that changed nothing, though the explanations named them."""
+    model = TextInterestModel.from_base(tiny_model_dir, device="cpu", precision="fp32")
+    tokenizer, limit = model.encoder.tokenizer, model.encoder.max_length
+    short = "astronomy and telescopes"
+    np.testing.assert_allclose(model.interest_vector(short), model.encoder.encode([short])[0], atol=1e-6)
+    assert reading_windows(tokenizer, short, limit) == [(short, 3)]
+    start = ", ".join(f"watering tomato seeds in the garden (tip number {n})" for n in range(19))
+    assert len(tokenizer(start)["input_ids"]) > limit  # the end lies beyond what the encoder reads at once
+    longer = f"{start}; telescopes for astronomy"
+    vector = model.interest_vector(longer)
+    assert np.linalg.norm(vector) == pytest.approx(1.0, rel=1e-5)
+    assert not np.allclose(vector, model.interest_vector(start), atol=1e-4)
+    windows = reading_windows(tokenizer, longer, limit)
+    assert len(windows) > 1 and windows[-1][0].endswith("telescopes for astronomy")
+    assert sum(n for _, n in windows) == len(tokenizer(longer, add_special_tokens=False)["input_ids"])
+    for text, tokens in windows:  # each read whole, cut between phrases, nothing left out
+        assert len(tokenizer(text)["input_ids"]) == tokens + 2 <= limit
+        assert text.startswith("watering") or text.startswith("telescopes"), text
+    lengths = np.array([n for _, n in windows], dtype=np.float32)
+    expected = lengths @ model.encoder.encode([t for t, _ in windows])
+    np.testing.assert_allclose(vector, expected / np.linalg.norm(expected), atol=1e-5)
 
 
 def test_profiles_cold_start_and_blend(tiny_model_dir: Path, tmp_path: Path) -> None:

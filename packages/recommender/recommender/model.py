@@ -13,10 +13,11 @@ holding the profile configuration, the blend weights and metadata (what it saw, 
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -25,6 +26,9 @@ from recommender.data import Catalog
 from recommender.protocol import Scorer
 from textcore import DEFAULT_MODEL, Encoder, InvalidInput, NotFound
 from textcore.artifacts import read_json, write_json_atomic
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 MODEL_FILE = "recommender.json"
 FORMAT_VERSION = 1
@@ -90,6 +94,47 @@ def history_text(titles: Sequence[str], limit: int) -> str:
     text profiles both use this, so serving reads histories exactly as the encoder was trained to.
     """
     return HISTORY_SEPARATOR.join(reversed([t.strip() for t in titles[-limit:]]))
+
+
+_PHRASE_END = re.compile(r"[,;\n]")  # what ends a phrase of interests (with the word "and")
+
+
+def reading_windows(tokenizer: PreTrainedTokenizerBase, text: str, max_length: int) -> list[tuple[str, int]]:
+    """`text` in pieces the encoder reads whole, in order, each with its number of tokens.
+
+    The encoder reads `max_length` tokens of a text and drops the rest, so free-text interests longer than
+    that (128 tokens, about 500 characters) would be scored on their start alone. A text that fits is one
+    piece, as given; a longer one is cut into pieces of at most `max_length` tokens (special tokens
+    included), each cut at the last phrase boundary before the limit (a comma, semicolon, line break or
+    the word "and"), else at the last space, else where the limit falls.
+    """
+    room = max_length - tokenizer.num_special_tokens_to_add()
+    if not tokenizer.is_fast:  # no character offsets to cut at: the encoder reads what fits
+        return [(text, room)]
+    tokens = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    offsets: list[tuple[int, int]] = tokens["offset_mapping"]
+    if len(offsets) <= room:
+        return [(text, len(offsets))]
+
+    def phrase_starts(j: int) -> bool:  # token j begins a phrase
+        between = text[offsets[j - 1][0] : offsets[j][0]]
+        return bool(_PHRASE_END.search(between)) or text[offsets[j][0] : offsets[j][1]].lower() == "and"
+
+    def word_starts(j: int) -> bool:
+        return offsets[j - 1][1] < offsets[j][0]
+
+    windows = []
+    start = 0
+    while start < len(offsets):
+        end = min(start + room, len(offsets))
+        if end < len(offsets):
+            span = range(end, start, -1)
+            end = next((j for j in span if phrase_starts(j)), None) or next(
+                (j for j in span if word_starts(j)), end
+            )
+        windows.append((text[offsets[start][0] : offsets[end - 1][1]], end - start))
+        start = end
+    return windows
 
 
 def zscore(scores: np.ndarray) -> np.ndarray:
@@ -269,13 +314,23 @@ class TextInterestModel:
     def interest_vector(self, interests: str) -> np.ndarray:
         """Cold start: free-text interests -> (dim,) float32, L2-normalised.
 
+        Every part of the text counts: one longer than the encoder reads at once is read in pieces
+        (`reading_windows`), and their vectors are averaged, each weighing its number of tokens, as the
+        encoder's mean pooling weighs the tokens of one text.
+
         Raises:
             InvalidInput: The text is empty.
         """
         if not interests.strip():
             raise InvalidInput("expected interests as non-empty free text; found an empty string")
-        vector: np.ndarray = self.encoder.encode([interests.strip()])[0]
-        return vector
+        windows = reading_windows(self.encoder.tokenizer, interests.strip(), self.encoder.max_length)
+        if len(windows) == 1:
+            vector: np.ndarray = self.encoder.encode([windows[0][0]])[0]
+            return vector
+        vectors = self.encoder.encode([text for text, _ in windows])  # (w, dim)
+        weights = np.array([tokens for _, tokens in windows], dtype=np.float32)
+        mean: np.ndarray = weights @ vectors
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
 
     def blend(self, content: np.ndarray, knn: np.ndarray | None, popularity: np.ndarray | None) -> np.ndarray:
         """Weighted sum of the per-row z-normalised components (missing ones count as zero).
