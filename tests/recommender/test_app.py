@@ -371,6 +371,27 @@ def test_score_errors_are_clear(client: TestClient) -> None:
     problem(client.get("/v1/recommend"), 422)
 
 
+def test_recommend_pages_through_one_ranking_with_offset(client: TestClient) -> None:
+    """Before, `offset` was ignored: a front end asking for the next page got the first one again."""
+    stocked(client)
+
+    def recommend(**params: Any) -> list[dict[str, Any]]:
+        response = client.get("/v1/recommend", params=params)
+        assert response.status_code == 200, response.text
+        result: list[dict[str, Any]] = response.json()
+        return result
+
+    for who in ({"user_id": "astro-user-0"}, {"interests": "telescopes, garden tools"}):
+        whole = recommend(**who, k=20)  # astro-user-0: the 15 items they have not seen
+        pages = [recommend(**who, k=4, offset=offset) for offset in range(0, 24, 4)]
+        assert [r for page in pages for r in page] == whole and pages[0] == recommend(**who, k=4)
+        assert recommend(**who, k=3, offset=len(whole) - 1) == whole[-1:]
+        assert recommend(**who, k=3, offset=len(whole)) == []
+    for offset in (-1, 10_001, "two"):
+        detail = problem(client.get("/v1/recommend", params={"interests": "x", "offset": offset}), 422)
+        assert detail["errors"][0]["loc"] == ["query", "offset"], detail
+
+
 def test_an_empty_history_alone_is_nobody_to_score_for(client: TestClient) -> None:
     """It gave every candidate the score 0 in the order sent, as if it were a ranking."""
     stocked(client)

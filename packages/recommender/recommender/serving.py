@@ -298,29 +298,39 @@ class Recommender:
             raise NotFound(f"{exc.message}; in history, unknown: {id_listing(in_history)}") from None
         return self._rank(self.profile(query), list(items), vectors, len(items))
 
-    def recommend(self, query: Query, k: int, *, exclude_seen: bool = True) -> list[ScoredItem]:
+    def recommend(
+        self, query: Query, k: int, *, exclude_seen: bool = True, offset: int = 0
+    ) -> list[ScoredItem]:
         """The `k` best catalog items for the query (without the user's own items when `exclude_seen`);
-        items that score alike in id order."""
+        items that score alike in id order.
+
+        Args:
+            offset: How many of the best to skip first: places `offset + 1` to `offset + k` of the ranking
+                that the same request with `k = offset + k` and no offset returns (pages of a ranking shown
+                `k` at a time). The candidates are drawn for the last place, so a page past the 50 best
+                may rank among them a popular item that the earlier pages did not draw.
+        """
         self.refresh()
         profile = self.profile(query)
         excluded = profile.seen if exclude_seen else frozenset()
-        wanted = max(self.candidates, k)
+        places = offset + k  # the pool holds everything up to the page's last place
+        wanted = max(self.candidates, places)
         snapshot = self.behaviour.snapshot()
         pool: list[str] = []
         if np.any(profile.vector):
             hits = self.catalog.index.search(profile.vector, wanted + len(excluded))
             pool.extend(hit.id for hit in hits)
         pool.extend(snapshot.top(snapshot.knn_row(profile.history), wanted + len(excluded)))
-        pool.extend(snapshot.top(snapshot.counts, max(k, min(wanted, 50)) + len(excluded)))
+        pool.extend(snapshot.top(snapshot.counts, max(places, min(wanted, 50)) + len(excluded)))
         chosen = [i for i in dict.fromkeys(pool) if i not in excluded and i in self.catalog]
-        if len(chosen) < k:
-            chosen += self._unliked(k - len(chosen), excluded.union(chosen))
+        if len(chosen) < places:
+            chosen += self._unliked(places - len(chosen), excluded.union(chosen))
         # In id order: `_rank` keeps equal scores in the order given, and the pool's order is the index's
         # (how this service came to hold the items), which differs between replicas and restarts.
         ids, vectors = self.catalog.present(sorted(chosen))
         if not ids:
             return []
-        return self._rank(profile, ids, vectors, k)
+        return self._rank(profile, ids, vectors, k, skip=offset)
 
     def _unliked(self, count: int, excluded: frozenset[str]) -> list[str]:
         """`count` catalog items not in `excluded`, in id order: when a recommendation found too few.
@@ -387,7 +397,10 @@ class Recommender:
         liked = positive_history(events, self.min_rating)
         return [i for i in liked if i in self.catalog], {e.item_id for e in events}
 
-    def _rank(self, profile: Profile, ids: list[str], vectors: np.ndarray, k: int) -> list[ScoredItem]:
+    def _rank(
+        self, profile: Profile, ids: list[str], vectors: np.ndarray, k: int, *, skip: int = 0
+    ) -> list[ScoredItem]:
+        """The best `k` of `ids` after the `skip` best, best first, with their reasons."""
         snapshot = self.behaviour.snapshot()
         ref_ids, ref_vectors = self._reference_sample()
         all_ids = ids + ref_ids
@@ -403,7 +416,7 @@ class Recommender:
                 scores = self.rescorer.rescore(
                     scores, query, lambda top: self.catalog.encoder_texts([ids[i] for i in top])
                 )
-        order = np.argsort(-scores, kind="stable")[:k]  # best first, ties in given order
+        order = np.argsort(-scores, kind="stable")[skip : skip + k]  # best first, ties in given order
         chosen = [ids[i] for i in order.tolist()]
         reasons = self._explain(profile, snapshot, chosen, vectors[order])
         return list(map(ScoredItem, chosen, self.catalog.titles(chosen), scores[order].tolist(), reasons))

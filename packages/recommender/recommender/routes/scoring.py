@@ -11,6 +11,7 @@ from recommender.schemas import Interests, ItemId, ScoredOut, ScoreIn, scored_js
 from recommender.serving import Query as Who
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
+MAX_OFFSET = 10_000  # places skipped at most: every one of them is ranked too
 
 
 # The bodies are written by `scored_json` straight from the results (response_model documents them).
@@ -31,8 +32,20 @@ async def recommend(
     interests: Annotated[Interests | None, Query()] = None,
     k: Annotated[int, Query(ge=1, le=1000)] = 10,
     exclude_seen: bool = True,
+    offset: Annotated[
+        int,
+        Query(
+            ge=0,
+            le=MAX_OFFSET,
+            description="How many of the best items to skip: `offset=20&k=10` is places 21-30 of the "
+            "ranking `k=30` returns, the page after `offset=10&k=10` (empty past the end). Pages agree "
+            "while the user's events and the catalog stay as they were; with `exclude_seen`, an item "
+            "the user interacted with since leaves the ranking and the later ones move up a place.",
+        ),
+    ] = 0,
 ) -> Response:
-    """The `k` best items for a stored user (or free-text interests), best first, with reasons."""
+    """The `k` best items for a stored user (or free-text interests) after the `offset` best, best first,
+    with reasons."""
     who = Who(user_id=user_id, interests=interests)
-    results = await limiter.run(recommender.recommend, who, k, exclude_seen=exclude_seen)
+    results = await limiter.run(recommender.recommend, who, k, exclude_seen=exclude_seen, offset=offset)
     return Response(scored_json(results), media_type="application/json")
