@@ -6,7 +6,7 @@ import pytest
 
 from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
-from customer_service.policy import asks_for_person, decide
+from customer_service.policy import asks_for_person, decide, relevant_first
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
 
@@ -156,6 +156,29 @@ def test_policy_precedence() -> None:
     # without a re-ranker the cosine threshold applies
     assert _decide(relevance=[0.47, 0.1], reranked=False) == ("answer", 0)
     assert _decide(relevance=[0.47, 0.1], reranked=True) == ("fallback", 1)
+
+
+def test_a_fallback_names_the_most_relevant_passage_found() -> None:
+    # passages come in the order of rank fusion, not of relevance: the reason agents and analytics read
+    # names the best relevance among them, not the first passage's
+    decision = decide(
+        "how do I block my card",
+        relevance=[0.2, 0.4, 0.1],
+        entry_ids=["a", "b", "c"],
+        out_of_scope=False,
+        negativity=0.0,
+        fallback_streak=0,
+        reranked=False,
+        settings=POLICY,
+    )
+    assert (decision.action, decision.reason) == ("fallback", "no relevant passage (best 0.40 < 0.45)")
+
+
+def test_a_relevant_passage_leads_when_the_first_retrieved_is_not_relevant() -> None:
+    assert relevant_first([0.4, 0.3, 0.5, 0.6], 0.45) == [3, 0, 1, 2]  # the most relevant, then as retrieved
+    assert relevant_first([0.5, 0.3, 0.9], 0.45) == [0, 1, 2]  # the first is relevant: the order stands
+    assert relevant_first([0.4, 0.3], 0.45) == [0, 1]  # none is: a fallback, as retrieved
+    assert relevant_first([], 0.45) == []
 
 
 def test_repeated_fallback_becomes_a_handoff() -> None:

@@ -28,7 +28,7 @@ from customer_service.conversations import Conversations, NewTurn, SessionRecord
 from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
-from customer_service.policy import Decision, decide
+from customer_service.policy import Decision, decide, relevant_first
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
 from customer_service.settings import CustomerServiceSettings
@@ -161,9 +161,12 @@ class Bot:
         query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
+        relevance = self._relevance(query, passages)
+        order = relevant_first(relevance, self._threshold())  # a relevant passage is no cause to fall back
+        passages, relevance = [passages[i] for i in order], [relevance[i] for i in order]
         decision = decide(
             message,
-            relevance=self._relevance(query, passages),
+            relevance=relevance,
             entry_ids=[p.document_id or p.id for p in passages],
             out_of_scope=bool(intent and intent.out_of_scope),
             negativity=self.sentiment.negativity([message])[0],
@@ -225,9 +228,7 @@ class Bot:
         stands.
         """
         alone = self.retriever.search(message, k=max(2, self.settings.sources_per_answer))
-        threshold = self.settings.policy.min_answer_score
-        if self.retriever.reranker is None:
-            threshold = self.settings.policy.min_similarity
+        threshold = self._threshold()
         relevance = self._relevance(message, alone)
         relevant = [p for p, score in zip(alone, relevance, strict=True) if score >= threshold]
         entry = passages[0].document_id or passages[0].id
@@ -295,6 +296,11 @@ class Bot:
         slots = _slots(plan.context, plan.message, top)
         history = [(t.message, t.answer) for t in plan.history]
         return plan.query, plan.intent.name if plan.intent else None, top, slots, history
+
+    def _threshold(self) -> float:
+        """The least relevance that answers: a re-ranker probability, else a cosine similarity."""
+        policy = self.settings.policy
+        return policy.min_answer_score if self.retriever.reranker is not None else policy.min_similarity
 
     def _relevance(self, query: str, passages: list[Passage]) -> list[float]:
         """Re-ranker probabilities as they are; else the cosine similarity of query and passage."""

@@ -138,6 +138,24 @@ def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) 
     return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, own_reply="acknowledgement")
 
 
+def relevant_first(relevance: Sequence[float], threshold: float) -> list[int]:
+    """The order in which `decide` reads the retrieved passages (indices): as retrieved, unless the first is
+    less relevant than `threshold` while another passage reaches it; then the most relevant one leads, the
+    others following as retrieved.
+
+    Without a re-ranker the passages come in the order of rank fusion, and their relevance is the cosine
+    similarity: the first fused passage need not be the most relevant. `decide` reads the first as the best,
+    so a relevant passage behind an irrelevant one would otherwise end in a fallback.
+    """
+    order = list(range(len(relevance)))
+    if not relevance or relevance[0] >= threshold:
+        return order
+    best = max(order, key=lambda i: relevance[i])  # the first of equals
+    if relevance[best] < threshold:
+        return order
+    return [best, *(i for i in order if i != best)]
+
+
 def decide(
     message: str,
     *,
@@ -174,7 +192,7 @@ def decide(
     if out_of_scope and not (relevance and relevance[0] >= strong):
         reason = "out of scope"
     elif not relevance or relevance[0] < threshold:
-        best = f"{relevance[0]:.2f}" if relevance else "none"
+        best = f"{max(relevance):.2f}" if relevance else "none"  # the passages need not be in its order
         if intent_template:
             return Decision("answer", f"the intent's template (best passage {best})", 0, template_only=True)
         reason = f"no relevant passage (best {best} < {threshold:.2f})"
