@@ -90,3 +90,37 @@ def test_an_item_through_the_api_and_the_cli_is_stored_alike(
             fields = ("title", "text", "categories")
             api, cli = (client.get(f"/v1/items/{way}-{name}").json() for way in ("api", "cli"))
             assert [api[f] for f in fields] == [cli[f] for f in fields] == ["Scope", text.strip(), ["astro"]]
+
+
+def test_a_column_named_by_an_option_and_missing_from_the_file_is_refused(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """Before, a text, categories, rating, type or event id column that the file lacks read as empty cells:
+    `--text-column description` on a file whose text is in `text` replaced every stored item's text with
+    nothing (the model then read titles alone), `--rating-column score` stored every rating as a click."""
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title,text,categories\na,Alpha,Refractor telescope,astro|optics\n", "utf-8")
+    places = ["--database-url", sqlite_url, "--index-path", tmp_path / "index.npz"]
+    env = tiny_env(tiny_model_dir)
+    assert last_json(invoke("ingest-items", items, *places, env=env))["created"] == 1
+    for options, named in (
+        (["--text-column", "description"], "'description' (--text-column)"),
+        (["--text-column", "text", "--text-column", "body", "--categories-column", "tags"],
+         "'body' (--text-column), 'tags' (--categories-column)"),
+    ):  # fmt: skip
+        line = one_error_line(invoke("ingest-items", items, *places, *options, env=env))
+        assert f"{items}: expected the column(s) named by the options, {named}; found 'item_id'" in line
+    with TestClient(create_app(rec_settings(tmp_path, sqlite_url, tiny_model_dir))) as client:
+        kept = client.get("/v1/items/a").json()  # as the first ingest stored it
+    assert (kept["text"], kept["categories"]) == ("Refractor telescope", ["astro", "optics"])
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp,rating\nu1,a,1700000000,2\n", "utf-8")
+    for option, column in (
+        ("--rating-column", "score"),
+        ("--type-column", "kind"),
+        ("--event-id-column", "eid"),
+    ):
+        line = one_error_line(invoke("ingest-events", events, "--database-url", sqlite_url, option, column))
+        assert f"'{column}' ({option}); found 'user_id', 'item_id', 'timestamp', 'rating'" in line
+    assert counts(sqlite_url) == (1, 0)
+    assert last_json(invoke("ingest-events", events, "--database-url", sqlite_url)) == {"stored": 1}
