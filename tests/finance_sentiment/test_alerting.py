@@ -41,8 +41,8 @@ from finance_sentiment.delivery import (
 )
 from finance_sentiment.monitor import open_monitor
 from finance_sentiment.retention import cited_urls
-from finance_sentiment.rules import create_rule, delete_rule, list_rules
-from finance_sentiment.schemas import AlertRuleIn
+from finance_sentiment.rules import create_rule, delete_rule, list_rules, update_rule
+from finance_sentiment.schemas import AlertRuleIn, AlertRulePatch
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
 from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage
 from tests.conftest import serve_app
@@ -438,6 +438,37 @@ async def test_a_corrected_webhook_url_reaches_the_messages_already_waiting(
     assert len(state.received) == 1
     (message,) = outbox(database)
     assert (message.url, message.delivered_at) == (url, NOW + 5 * SECOND)  # where it went
+
+
+async def test_a_firing_alert_reaches_a_rules_new_webhook_at_the_next_evaluation(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    # The alert's "firing" went to the former receiver; the operator then moves the rule to another one
+    # (a new on-call channel). That receiver used to hear nothing of the spike for a whole repeat interval
+    # (4 hours by default), then perhaps only its "resolved"; now it is told at the next evaluation.
+    former, former_url = receiver
+    fire(database, webhook_url=former_url)  # repeat interval 600 s
+    new = Receiver()
+    with serve_app(Starlette(routes=[Route("/hook", new.hook, methods=["POST"])])) as base:
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await deliver_pending(database, client, now=NOW)).delivered == 1
+            assert evaluate_rules(database, now=NOW + MINUTE) == []  # same webhook: no repeat yet
+            with database.session() as session:
+                (rule_id,) = session.scalars(select(AlertRule.id)).all()
+                update_rule(session, rule_id, AlertRulePatch(webhook_url=f"{base}/hook"))
+            (told,) = evaluate_rules(database, now=NOW + 2 * MINUTE)
+            assert told.status == "repeat"
+            assert (await deliver_pending(database, client, now=NOW + 2 * MINUTE)).delivered == 1
+            assert evaluate_rules(database, now=NOW + 3 * MINUTE) == []  # told: back to the repeat interval
+            (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)
+            assert resolved.status == "resolved"
+            assert (await deliver_pending(database, client, now=NOW + 2 * HOUR)).delivered == 1
+    assert [json.loads(body)["status"] for _, body in former.received] == ["firing"]
+    sent = [json.loads(body)["alerts"][0] for _, body in new.received]
+    assert [(alert["status"], alert["labels"]["entity"]) for alert in sent] == [
+        ("firing", "Acme"),
+        ("resolved", "Acme"),
+    ]
 
 
 async def test_the_alerts_of_one_pass_are_sent_at_once(database: Database) -> None:

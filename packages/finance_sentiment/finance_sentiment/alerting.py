@@ -2,6 +2,8 @@
 
     no open alert + firing verdict                      -> new Alert (firing)       + outbox "firing"
     open alert    + firing verdict, repeat interval due -> annotations refreshed    + outbox "firing" (repeat)
+      (or the rule's webhook changed since the alert's latest notification went out: the new receiver is told
+      at once, not a repeat interval later)
     open alert    + quiet verdict                       -> Alert resolved (ends_at) + outbox "resolved"
     open alert    + rule disabled or deleted            -> Alert resolved (ends_at) + outbox "resolved"
 
@@ -224,7 +226,8 @@ def _apply(session: Session, series: _Series, alert: Alert | None, external_url:
         status = "firing"
     elif series.verdict.firing and alert is not None:
         last_sent = alert.last_sent_at or alert.starts_at
-        if now - last_sent < timedelta(seconds=rule.repeat_interval_seconds):
+        repeat_due = now - last_sent >= timedelta(seconds=rule.repeat_interval_seconds)
+        if not repeat_due and not _webhook_changed(session, rule, alert):
             return None
         alert.annotations = _annotations(session, series)
         alert.last_sent_at = now
@@ -237,6 +240,19 @@ def _apply(session: Session, series: _Series, alert: Alert | None, external_url:
     return Transition(
         alert_id=alert.id, rule=rule.name, labels=dict(series.labels), status=status, superseded=superseded
     )
+
+
+def _webhook_changed(session: Session, rule: AlertRule, alert: Alert) -> bool:
+    """Whether the rule's webhook URL changed since the alert's latest notification was sent or given up on
+    (so its receiver has not heard of the alert); a notification still waiting goes to the URL as it is now.
+    """
+    latest = session.execute(
+        select(OutboxMessage.url, pending())
+        .where(OutboxMessage.alert_id == alert.id)
+        .order_by(OutboxMessage.id.desc())
+        .limit(1)
+    ).first()
+    return latest is not None and not latest[1] and latest[0] != rule.webhook_url
 
 
 def resolve_firing(session: Session, rule: AlertRule, now: datetime, external_url: str) -> list[Transition]:
