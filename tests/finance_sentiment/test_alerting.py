@@ -629,7 +629,7 @@ def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiv
         assert client.get("/v1/alert-rules").json() == []
         (alert,) = client.get("/v1/alerts").json()
         assert (alert["id"], alert["status"], alert["rule"]) == (firing["id"], "resolved", "entity-spike")
-        assert alert["deliveries"] == {"pending": 1, "delivered": 1, "expired": 0}
+        assert alert["deliveries"] == {"pending": 1, "delivered": 1, "expired": 0, "last_error": None}
         again = client.post("/v1/alert-rules", json=body | {"webhook_url": "http://127.0.0.1:9/hook"})
         assert again.status_code == 201, again.text  # the name is free at once
 
@@ -641,6 +641,49 @@ def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiv
     resolved = sent[1]["alerts"][0]
     assert resolved["fingerprint"] == firing["fingerprint"] and resolved["labels"] == firing["labels"]
     assert resolved["endsAt"] != ZERO_TIME
+
+
+def test_why_a_webhook_refuses_an_alert_is_shown_with_the_alert_and_logged(
+    tmp_path: Path,
+    database: Database,
+    database_url: str,
+    receiver: tuple[Receiver, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The receiver refuses every notification (its secret was rotated, the rule's was not): the operator
+    # used to see only "pending": 1 in GET /v1/alerts, the reason nowhere but in the database.
+    state, url = receiver
+    state.secret = "rotated"
+    now = utcnow()
+    add_calm(database, "Acme", end=now)
+    add_burst(database, "Acme", end=now)
+    add_rule(database, webhook_url=url, secret="s3cret")
+    fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, fetch=fetch, registry=tmp_path / "registry"
+    )
+    app = create_app(settings)
+    with TestClient(app) as client, caplog.at_level("WARNING", logger="finance_sentiment.delivery"):
+        portal = client.portal
+        assert portal is not None
+        portal.call(app.state.monitor.evaluate_alerts)  # fires, and tries to send "firing"
+        (alert,) = client.get("/v1/alerts").json()
+        assert alert["deliveries"] == {
+            "pending": 1,
+            "delivered": 0,
+            "expired": 0,
+            "last_error": "HTTP 401: bad signature",
+        }
+        assert any(
+            "failed (try 1)" in record.getMessage() and "HTTP 401: bad signature" in record.getMessage()
+            for record in caplog.records
+        )
+        with database.session() as session:  # the operator puts the new secret on the rule
+            session.execute(update(AlertRule).values(secret="rotated"))
+            session.execute(update(OutboxMessage).values(next_attempt_at=now))  # the retry is due
+        assert portal.call(app.state.monitor.deliver).delivered == 1
+        (alert,) = client.get("/v1/alerts").json()
+    assert alert["deliveries"] == {"pending": 0, "delivered": 1, "expired": 0, "last_error": None}
 
 
 async def test_a_rule_deleted_before_its_firing_notification_went_out_sends_both_in_order(

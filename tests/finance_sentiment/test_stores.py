@@ -277,7 +277,12 @@ def test_alerts_are_listed_newest_first_with_rule_names_and_deliveries(database:
             1,
             1,
         )
-        assert out[1].deliveries.model_dump() == {"pending": 0, "delivered": 0, "expired": 0}
+        assert out[1].deliveries.model_dump() == {
+            "pending": 0,
+            "delivered": 0,
+            "expired": 0,
+            "last_error": None,
+        }
         with pytest.raises(InvalidInput, match="expected status 'firing' or 'resolved', found 'open'"):
             list_alerts(session, status="open")
         with pytest.raises(InvalidInput, match=r"limit in 1\.\.1000"):

@@ -29,6 +29,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -53,9 +54,12 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session, aliased
 from sqlalchemy.orm.util import AliasedClass
 
+from finance_sentiment.credentials import redact
 from finance_sentiment.database import Database
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from textcore.sql import utcnow
+
+logger = logging.getLogger(__name__)
 
 SIGNATURE_HEADER = "X-Signature-256"
 IDEMPOTENCY_HEADER = "Idempotency-Key"
@@ -189,6 +193,8 @@ async def deliver_pending(
     """
     now = now or utcnow()
     expired, claimed = await asyncio.to_thread(_claim, db, now, limit)
+    if expired:
+        logger.warning("%d webhook notification(s) given up on: still undelivered at their expiry", expired)
     deadline = time.monotonic() + send_window_s
     slots = asyncio.Semaphore(CONCURRENT_POSTS)
 
@@ -206,6 +212,13 @@ async def deliver_pending(
         delay = min(backoff_base_s * 2 ** (attempts - 1), backoff_max_s)
         retry_at = now + timedelta(seconds=delay)
         await asyncio.to_thread(_record_failure, db, message.id, attempts, retry_at, error)
+        logger.warning(
+            "%s",
+            redact(
+                f"webhook notification {message.id} to {message.url} failed (try {attempts}), retried at "
+                f"{rfc3339(retry_at)}: {error}"
+            ),
+        )
         return False
 
     outcomes = await asyncio.gather(*(send(message) for message in claimed))

@@ -20,8 +20,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from finance_sentiment.alerting import Transition, resolve_firing
-from finance_sentiment.credentials import unmasked
-from finance_sentiment.delivery import waiting_for
+from finance_sentiment.credentials import redact, unmasked
+from finance_sentiment.delivery import pending, waiting_for
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch, describe_errors
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from finance_sentiment.vocabulary import NameIndex
@@ -267,12 +267,13 @@ def list_alerts(
 
 
 def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
-    """The response bodies of `alerts`, with their rule's name and notification counts (two queries)."""
+    """The response bodies of `alerts`, with their rule's name, notification counts and why the notification
+    being tried failed, if it did (three queries)."""
     ids = [alert.id for alert in alerts]
     rule_ids = {alert.rule_id for alert in alerts}
     named = session.execute(select(AlertRule.id, AlertRule.name).where(AlertRule.id.in_(rule_ids), _LIVE))
     names: dict[int, str] = dict(named.all())
-    counts: dict[int, dict[str, int]] = {alert_id: {} for alert_id in ids}
+    counts: dict[int, dict[str, Any]] = {alert_id: {} for alert_id in ids}
     delivered = OutboxMessage.delivered_at.is_not(None)
     # Grouping by plain boolean expressions (no bound literals) keeps PostgreSQL's GROUP BY check happy.
     query = (
@@ -283,6 +284,8 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
     for alert_id, is_delivered, is_expired, count in session.execute(query):
         state = "delivered" if is_delivered else "expired" if is_expired else "pending"
         counts[alert_id][state] = counts[alert_id].get(state, 0) + count
+    for alert_id, error in _waiting_errors(session, ids).items():
+        counts[alert_id]["last_error"] = redact(error)
     return [
         AlertOut.model_validate(
             {field: getattr(alert, field) for field in _ALERT_COLUMNS}
@@ -291,6 +294,20 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
         )
         for alert in alerts
     ]
+
+
+def _waiting_errors(session: Session, alert_ids: Collection[int]) -> dict[int, str]:
+    """Alert id -> the last error of its oldest notification still to be sent (the one the outbox tries:
+    the later ones wait for it), for the alerts whose one has failed."""
+    first = (
+        select(func.min(OutboxMessage.id))
+        .where(OutboxMessage.alert_id.in_(alert_ids), pending())
+        .group_by(OutboxMessage.alert_id)
+    )
+    query = select(OutboxMessage.alert_id, OutboxMessage.last_error).where(
+        OutboxMessage.id.in_(first), OutboxMessage.last_error.is_not(None)
+    )
+    return {alert_id: error for alert_id, error in session.execute(query) if error is not None}
 
 
 def _assign(rule: AlertRule, data: AlertRuleIn) -> None:

@@ -442,6 +442,12 @@ class Deliveries(BaseModel):
     pending: int = 0
     delivered: int = 0
     expired: int = 0
+    last_error: str | None = Field(
+        None,
+        description="Why the notification now being tried (the oldest still to be sent) failed at its last "
+        "try, e.g. 'HTTP 401: bad signature' or 'ConnectError: ...' (credentials masked); null when none "
+        "waits or it has not failed yet.",
+    )
 
 
 class AlertOut(BaseModel):
