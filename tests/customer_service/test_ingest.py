@@ -141,3 +141,23 @@ def test_the_ingest_command_reports_added_and_replaced_documents(files: Path, tm
 
     refused = runner.invoke(cli_app, ["ingest", str(files / "docs"), "--id", "x", *where])
     assert refused.exit_code == 2 and "error: document id: expected one document file" in refused.output
+
+
+def test_the_delete_command_names_the_ids_that_named_nothing(files: Path, tmp_path: Path) -> None:
+    # It printed {"removed": 0, ...} for a mistyped id, exit 0, without naming it
+    where = ["--database-url", f"sqlite:///{tmp_path / 'kb.db'}", "--index-dir", str(tmp_path / "index")]
+    runner = CliRunner()
+    ingested = runner.invoke(cli_app, ["ingest", str(files), *where])
+    assert ingested.exit_code == 0, ingested.output
+    assert json.loads(ingested.stdout.splitlines()[-1])["entries"] == 3
+
+    deleted = runner.invoke(cli_app, ["delete", "a/faq.md", "docs/guides/travle.md", "b/faq.md", *where])
+    assert deleted.exit_code == 0, deleted.output
+    report = json.loads(deleted.stdout.splitlines()[-1])
+    assert (report["removed"], report["not_found"], report["entries"]) == (2, ["docs/guides/travle.md"], 1)
+    assert "warning: 1 of 3 ids named no FAQ, chunk or document" in deleted.stderr
+    assert "'docs/guides/travle.md'" in deleted.stderr
+
+    again = runner.invoke(cli_app, ["delete", "a/faq.md", *where])
+    assert again.exit_code == 0, again.output
+    assert json.loads(again.stdout.splitlines()[-1])["not_found"] == ["a/faq.md"]

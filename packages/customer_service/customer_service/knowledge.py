@@ -332,22 +332,30 @@ class KnowledgeBase:
         Returns:
             How many entries were removed (unknown ids are ignored).
         """
+        return len(self.delete_reporting(ids)[0])
+
+    def delete_reporting(self, ids: Sequence[str]) -> tuple[builtins.list[str], builtins.list[str]]:
+        """`delete`, saying what it did: the ids of the entries removed, and the given ids that named no
+        entry or document (in the order given)."""
         if isinstance(ids, str):
             raise InvalidInput(f"ids: expected a sequence of ids; found the string {ids!r:.80}")
         wanted = builtins.list(dict.fromkeys(ids))
         removed: builtins.list[str] = []
+        unknown: builtins.list[str] = builtins.list(wanted)
 
         def write(session: Session) -> builtins.list[str]:
             entries = {e.id: e for e in stored_rows(session, KnowledgeEntry.id, wanted)}
             entries.update((e.id, e) for e in stored_rows(session, KnowledgeEntry.document_id, wanted))
             for entry in entries.values():
                 session.delete(entry)
-            removed.extend(entries)
+            named = set(entries).union(e.document_id for e in entries.values() if e.document_id)
+            removed[:] = entries
+            unknown[:] = [i for i in wanted if i not in named]
             return removed
 
         if wanted:
             self._change([], write, only_if=lambda: bool(removed))
-        return len(removed)
+        return removed, unknown
 
     # -------------------------------------------------------------------------------------- internals
 

@@ -62,7 +62,11 @@ def delete(
     index_dir: IndexOpt = None,
     retriever: RetrieverOpt = None,
 ) -> None:
-    """Remove FAQs, chunks or whole documents from the knowledge base."""
+    """Remove FAQs, chunks or whole documents from the knowledge base.
+
+    An id that names no FAQ, chunk or document is a warning on stderr and listed under `not_found`; the
+    others are removed all the same, and the exit status is 0 (a delete run again finds nothing to remove).
+    """
 
     def action() -> dict[str, Any]:
         from customer_service.service import open_database, open_knowledge  # noqa: PLC0415
@@ -71,7 +75,15 @@ def delete(
         db = open_database(settings)
         try:
             kb = open_knowledge(settings, db)
-            return {"removed": kb.delete(ids), "entries": kb.count(), "version": kb.version}
+            removed, unknown = kb.delete_reporting(ids)
+            if unknown:
+                listing = ", ".join(repr(i) for i in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
+                core_cli.say(
+                    f"warning: {len(unknown)} of {len(dict.fromkeys(ids))} ids named no FAQ, chunk or "
+                    f"document, so nothing was removed for them: {listing}"
+                )
+            report = {"removed": len(removed), "not_found": unknown}
+            return {**report, "entries": kb.count(), "version": kb.version}
         finally:
             db.dispose()
 
