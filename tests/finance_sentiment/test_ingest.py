@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,13 +21,13 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
 
 from finance_sentiment.fetching import BlockedAddress
 from finance_sentiment.monitor import Monitor, open_monitor
-from finance_sentiment.schemas import SourceIn, SourceKind
+from finance_sentiment.schemas import SourceIn, SourceKind, SourcePatch
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
-from finance_sentiment.sources import create_source
+from finance_sentiment.sources import create_source, update_source
 from finance_sentiment.tables import Document, DocumentTag, Source
 from tests.conftest import serve_app
 from textcore import ModelRegistry
@@ -324,6 +325,82 @@ async def test_permanent_redirect_moves_the_source(
 
             await monitor.run_source(source_id)
             assert (web.hits("/old.xml"), web.hits("/new.xml")) == (1, 2)
+
+
+def editing_while_answering(web: Site, path: str, edit: Callable[[], None]) -> Starlette:
+    """`web`'s app, but a request for `path` first runs `edit` (an operator's change made while the run
+    that asked for it is in flight), then is answered as usual."""
+    inner = web.app()
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == path:
+            edit()
+        await inner(scope, receive, send)
+
+    return Starlette(routes=[Mount("/", app=app)])
+
+
+async def test_a_url_changed_while_the_source_runs_is_kept_and_fetched_unconditionally(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # The run of the old URL, answered with a permanent move and an ETag, used to write both over the URL
+    # the operator had just set: the edit was silently undone (or, without the move, the new URL was
+    # fetched with the old one's validators, and a server answering 304 to them hid its stories).
+    fresh = [("Initech wins a large defence contract", "The deal runs for ten years.")]
+    web = Site(
+        {
+            "/moved.xml": Page(feed_of(STORIES), RSS, etag='"moved-1"'),
+            "/new.xml": Page(feed_of(fresh, prefix="/fresh"), RSS, etag='"new-1"'),
+        }
+    )
+    box: dict[str, Any] = {}
+
+    def edit() -> None:
+        with box["monitor"].db.session() as session:
+            update_source(session, box["id"], SourcePatch(url=f"{box['base']}/new.xml"))
+
+    with serve_app(editing_while_answering(web, "/old.xml", edit)) as base:
+        web.pages["/old.xml"] = Page(status=301, location=f"{base}/moved.xml")
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/old.xml")
+            box.update(monitor=monitor, id=source_id, base=base)
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.stored) == ("ok", len(STORIES))  # what the old URL gave is kept
+            row = source_row(monitor, source_id)
+            assert (row.url, row.etag, row.last_status) == (f"{base}/new.xml", None, "ok")
+
+            again = await monitor.run_source(source_id)
+            assert (again.status, again.stored) == ("ok", 1)
+            assert "if-none-match" not in web.headers_of("/new.xml")[0]
+            assert source_row(monitor, source_id).etag == '"new-1"'
+
+
+async def test_a_410_of_the_url_a_source_had_before_an_edit_does_not_disable_it(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    web = Site({"/old.xml": Page(b"gone", status=410), "/new.xml": Page(feed_of(STORIES), RSS)})
+    box: dict[str, Any] = {}
+
+    def edit() -> None:  # the operator moves the source to the feed's new address as the old one goes
+        with box["monitor"].db.session() as session:
+            update_source(session, box["id"], SourcePatch(url=f"{box['base']}/new.xml"))
+
+    with serve_app(editing_while_answering(web, "/old.xml", edit)) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "wire", f"{base}/old.xml")
+            box.update(monitor=monitor, id=source_id, base=base)
+            gone = await monitor.run_source(source_id)
+            assert gone.status == "gone"
+            assert (
+                gone.error
+                == f"{base}/old.xml answered 410 Gone; not disabled: its URL was changed during the run"
+            )
+            row = source_row(monitor, source_id)
+            assert (row.enabled, row.disabled_reason, row.url) == (True, None, f"{base}/new.xml")
+            assert monitor.enabled_sources() == [source_id]
+
+            recovered = await monitor.run_source(source_id)
+            assert (recovered.status, recovered.stored) == ("ok", len(STORIES))
 
 
 async def test_list_page_follows_article_links_once(

@@ -71,7 +71,7 @@ def hold(ingestor: Ingestor, when: str, first: threading.Thread, go_on: threadin
 def finish(ingestor: Ingestor, source_id: int, url: str) -> None:
     """Store one story of ``source_id``, as a run does once it has classified it."""
     result = FetchResult(200, "http://127.0.0.1/feed.xml", b"", "application/rss+xml", Validators())
-    ingestor._finish(source_id, result, [story(url)], "ok", "v1")
+    ingestor._finish(source_id, result.url, result, [story(url)], "ok", "v1")
 
 
 def stamps_of(ingestor: Ingestor) -> dict[str, datetime]:

@@ -163,10 +163,10 @@ class Ingestor:
             result = await self.fetcher.fetch(source.url, source.validators)
             if result.gone:
                 reason = redact(f"{result.url} answered 410 Gone")
-                await asyncio.to_thread(self._disable, source_id, reason)
+                reason = await asyncio.to_thread(self._disable, source_id, source.url, reason)
                 return RunReport(source_id, "gone", error=reason)
             if result.not_modified:
-                await asyncio.to_thread(self._finish, source_id, result, [], "not_modified")
+                await asyncio.to_thread(self._finish, source_id, source.url, result, [], "not_modified")
                 return RunReport(source_id, "not_modified")
             items, complete, warnings, unlinked = await self._items(source, result)
             if not complete:  # forget the validators: the next run must see the list page's remaining links
@@ -176,7 +176,9 @@ class Ingestor:
             if source.link_pattern and source.kind == "html":
                 self._remember_copies(items, stories)
             version = await asyncio.to_thread(self._analyse, stories, source)
-            stored = await asyncio.to_thread(self._finish, source_id, result, stories, "ok", version)
+            stored = await asyncio.to_thread(
+                self._finish, source_id, source.url, result, stories, "ok", version
+            )
         except Exception as exc:  # fetch, parse, model, input errors, and defects: recorded on the source
             message = run_error(exc)
             if isinstance(exc, CoreError):
@@ -332,19 +334,31 @@ class Ingestor:
         return fresh, len(items) - skipped - len(fresh), skipped
 
     def _finish(
-        self, source_id: int, result: FetchResult, stories: list[_Story], status: str, version: str = ""
+        self,
+        source_id: int,
+        fetched_url: str,
+        result: FetchResult,
+        stories: list[_Story],
+        status: str,
+        version: str = "",
     ) -> int:
-        """Store the stories and the source's new fetch state in one transaction; returns how many are new."""
+        """Store the stories and the source's new fetch state in one transaction; returns how many are new.
+
+        The state that belongs to the URL fetched (a permanent move, the HTTP validators) is kept only while
+        the source still has that URL: one changed during the run (a PATCH, a config start) stays as set, its
+        validators forgotten, so its first fetch is unconditional.
+        """
         with self.db.session() as session:
             now = seen_stamp(session)
             stored = _store(session, stories, source_id, now, version)
             source = session.get(Source, source_id)
             if source is not None:
-                if result.permanent_url and len(result.permanent_url) <= URL_CHARS:
-                    source.url = result.permanent_url
-                # Validators too long to store are dropped: the next fetch is then unconditional.
-                source.etag = _within(result.validators.etag, ETAG_CHARS)
-                source.last_modified = _within(result.validators.last_modified, LAST_MODIFIED_CHARS)
+                if source.url == fetched_url:
+                    if result.permanent_url and len(result.permanent_url) <= URL_CHARS:
+                        source.url = result.permanent_url
+                    # Validators too long to store are dropped: the next fetch is then unconditional.
+                    source.etag = _within(result.validators.etag, ETAG_CHARS)
+                    source.last_modified = _within(result.validators.last_modified, LAST_MODIFIED_CHARS)
                 source.last_run_at, source.last_status, source.last_error = now, status, None
                 source.consecutive_failures = 0
         return stored
@@ -356,12 +370,19 @@ class Ingestor:
                 source.last_run_at, source.last_status, source.last_error = utcnow(), "failed", message
                 source.consecutive_failures += 1
 
-    def _disable(self, source_id: int, reason: str) -> None:
+    def _disable(self, source_id: int, fetched_url: str, reason: str) -> str:
+        """Disable the source for good after a 410, unless its URL changed during the run (the new one is
+        fetched at its next run); returns the reason as recorded."""
         with self.db.session() as session:
             source = session.get(Source, source_id)
-            if source is not None:
+            if source is None:
+                return reason
+            if source.url != fetched_url:
+                reason = f"{reason}; not disabled: its URL was changed during the run"
+            else:
                 source.enabled, source.disabled_reason = False, reason
-                source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+            source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
+            return reason
 
 
 def seen_stamp(session: Session) -> datetime:
