@@ -20,7 +20,9 @@ from alembic.config import Config
 from sqlalchemy import inspect, select, text
 
 from recommender import create_app
+from recommender.behaviour import Behaviour
 from recommender.database import MIGRATIONS, Database
+from recommender.events import all_positives
 from recommender.tables import Event
 from tests.conftest import problem, serve_app
 from tests.recommender.conftest import catalog_items, invoke, last_json, rec_settings
@@ -85,6 +87,44 @@ def test_an_event_sent_again_under_its_event_id_is_stored_once(
         ("u1", None),
         ("u2", "e-3"),
     ]
+
+
+def test_events_with_different_ids_and_the_same_content_are_all_stored(
+    database_url: str, replicas: list[str]
+) -> None:
+    """Two order lines buying one item in one second are two purchases; an id identifies its event, content
+    identifies an event without one (a copy of any stored event), as if a batch's events came one by one."""
+    first, second = replicas
+    line = {"user_id": "u1", "item_id": "astro-0", "timestamp": 1_700_000_000, "type": "purchase"}
+    batch = [
+        line | {"event_id": "order-1/line-1"},
+        line | {"event_id": "order-1/line-2"},
+        line | {"event_id": "order-1/line-1"},  # the same id twice: once
+        line,  # no id, the content of a stored event: a copy
+    ]
+    assert post(first, batch).json() == {"stored": 2}
+    assert post(second, batch).json() == {"stored": 0}  # a retry, on another replica
+    assert post(first, [line | {"event_id": "order-2/line-1"}]).json() == {"stored": 1}
+    # without an id first, the event with an id after it is stored too; the other way round, not the copy
+    rating = {"user_id": "u2", "item_id": "lab-0", "timestamp": 1_700_000_000, "type": "rating", "value": 4}
+    later = rating | {"timestamp": 1_700_000_060}
+    mixed = [rating, rating | {"event_id": "r-1"}, later | {"event_id": "r-2"}, later]
+    assert post(second, mixed).json() == {"stored": 3}
+    assert stored_ids(database_url) == [
+        ("u1", "order-1/line-1"),
+        ("u1", "order-1/line-2"),
+        ("u1", "order-2/line-1"),
+        ("u2", None),
+        ("u2", "r-1"),
+        ("u2", "r-2"),
+    ]
+    db = Database(database_url)
+    try:
+        counts = Behaviour()
+        counts.add(all_positives(db, min_rating=3))
+    finally:
+        db.dispose()
+    assert counts.snapshot().popularity(["astro-0", "lab-0"]).tolist() == [3, 3]  # each one an interaction
 
 
 def test_two_replicas_posting_the_same_event_ids_at_once_store_them_once(
@@ -186,6 +226,25 @@ def test_ingest_events_reads_an_optional_event_id_column(tmp_path: Path, databas
     line = one_error_line(invoke("ingest-events", bad, *places))
     assert "row 2" in line and "'event_id'" in line and "1-200 characters" in line
     assert len(stored_ids(database_url)) == 3
+
+
+def test_ingest_events_stores_rows_with_different_ids_and_the_same_content(
+    tmp_path: Path, database_url: str
+) -> None:
+    with_one_item(database_url)
+    places = ["--database-url", database_url]
+    lines = tmp_path / "lines.csv"
+    lines.write_text(
+        "user_id,item_id,timestamp,type,event_id\n"
+        "u,astro-0,100,purchase,order-1/line-1\nu,astro-0,100,purchase,order-1/line-2\n"
+        "u,astro-0,100,purchase,order-1/line-1\n"
+    )
+    assert last_json(invoke("ingest-events", lines, *places)) == {"stored": 2}
+    assert last_json(invoke("ingest-events", lines, *places)) == {"stored": 0}  # the file again
+    without_ids = tmp_path / "without-ids.csv"
+    without_ids.write_text("user_id,item_id,timestamp,type\nu,astro-0,100,purchase\n")
+    assert last_json(invoke("ingest-events", without_ids, *places)) == {"stored": 0}  # a copy
+    assert stored_ids(database_url) == [("u", "order-1/line-1"), ("u", "order-1/line-2")]
 
 
 def test_migration_0005_keeps_stored_events_without_ids_and_downgrades(database_url: str) -> None:

@@ -10,14 +10,18 @@ before or after it, so an item rated below ``min_rating`` is no like at all (`po
 A batch is checked completely before anything is written: a malformed event raises `InvalidInput`, an item
 id that is not in the catalog raises `NotFound` listing them, and then nothing is stored.
 
-An event identical to one already stored (same user, item, time, type and value: `event_fingerprint`) is
-not stored again, nor counted again: a retried request, or a file ingested twice, adds nothing. Repeats at
-other times (buying an item again) are events of their own. An event may carry the client's own `event_id`
-(1-200 characters, like other ids): an event whose id is already stored, or earlier in the batch, is not
-stored or counted again either, whatever its time, so a retry of events sent without a time (each gets the
-time of arrival) adds nothing. A unique index holds each id once: two writers storing the same id at once
-queue on the events counter's lock (`bump`), and one that meets the index anyway (a writer that did not
-take the lock) reads the stored ids again and stores the rest (`ingest_events`).
+An event may carry the client's own `event_id` (1-200 characters, like other ids), and is then identified
+by it: an event whose id is already stored, or earlier in the batch, is not stored or counted again, whatever
+its time or content, so a retry of events sent without a time (each gets the time of arrival) adds nothing;
+an event with a new id is stored even when an event of the same content is there (two order lines buying
+one item in one second are two purchases). An event without an id is identified by its content: one
+identical to an event already stored, or earlier in the batch, with an id or without (same user, item,
+time, type and value: `event_fingerprint`), is not stored again, nor counted again, so a retried request,
+or a file ingested twice (with its ids or without), adds nothing. Repeats at other times (buying an item
+again) are events of their own. A batch stores what its events would store sent one by one, in order.
+Unique indexes hold each id and each key once (`recommender.tables`): two writers storing the same event at
+once queue on the events counter's lock (`bump`), and one that meets an index anyway (a writer that did not
+take the lock) reads the stored events again and stores the rest (`ingest_events`).
 
 An event's value is a rating (or whatever number the caller keeps with a click or purchase): finite and at
 most `MAX_VALUE` from 0, which any rating scale fits, and beyond which a number is a mistake.
@@ -52,7 +56,7 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from recommender.catalog import id_listing
 from recommender.changes import ERASURES, EVENTS, bump
 from recommender.database import Database
-from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item, event_fingerprint
+from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item, event_fingerprint, id_fingerprint
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 from textcore.sql import EARLIEST, aware_utc, utcnow
 
@@ -211,8 +215,9 @@ def ingest_events(
 ) -> int:
     """Store a batch of events in one transaction; returns how many were stored.
 
-    An event identical to a stored one, or to an earlier one of the batch, or with an `event_id` stored
-    or earlier in the batch, is left out (it is already there) and not counted in the result. When the
+    An event whose `event_id` is stored or earlier in the batch, or without an id and identical to a stored
+    event or an earlier one of the batch, is left out (it is already there) and not counted in the result;
+    events with distinct ids are all stored, whatever their content. When the
     unique indexes refuse an event another writer stored meanwhile, the batch is rolled back and stored
     again without it (up to `ATTEMPTS` times in all).
 
@@ -249,23 +254,31 @@ def _store(db: Database, events: Sequence[EventRecord]) -> int:
 
 
 def _new_rows(session: Session, events: Sequence[EventRecord]) -> list[dict[str, Any]]:
-    """The rows of the events not stored yet, each once (by fingerprint and by event id), in batch order.
-    The caller's `bump` holds the writers' lock, so no other batch stores one of them before this
-    transaction commits (and the unique indexes on `fingerprint` and `event_id` would refuse it)."""
-    rows: dict[str, dict[str, Any]] = {}
-    ids: set[str] = set()
-    for e in events:
-        key = event_fingerprint(e.user_id, e.item_id, e.ts, e.type, e.value)
-        if key in rows or (e.event_id is not None and e.event_id in ids):
-            continue
-        if e.event_id is not None:
+    """The rows of the events not stored yet, in batch order, as if the batch's events came one by one.
+
+    An event with an id is new when its id is neither stored nor earlier in the batch, whatever its content;
+    it takes its content's key when no event holds that key, its id's key (`id_fingerprint`) otherwise. An
+    event without an id is new when no event of its content (with an id or without) is stored or earlier
+    in the batch. The caller's `bump` holds the writers' lock, so no other batch stores one of them before
+    this transaction commits (and the unique indexes on `fingerprint` and `event_id` would refuse it)."""
+    contents = [event_fingerprint(e.user_id, e.item_id, e.ts, e.type, e.value) for e in events]
+    taken = set(_stored(session, Event.fingerprint, sorted(set(contents))))
+    ids = set(_stored(session, Event.event_id, sorted({e.event_id for e in events if e.event_id})))
+    rows: list[dict[str, Any]] = []
+    for e, content in zip(events, contents, strict=True):
+        if e.event_id is None:
+            if content in taken:
+                continue
+            key = content
+        else:
+            if e.event_id in ids:
+                continue
             ids.add(e.event_id)
-        rows[key] = {"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type,
-                     "value": e.value, "fingerprint": key, "event_id": e.event_id}  # fmt: skip
-    for stored in _stored(session, Event.fingerprint, list(rows)):
-        del rows[stored]
-    stored_ids = set(_stored(session, Event.event_id, sorted(ids)))
-    return [row for row in rows.values() if row["event_id"] not in stored_ids]
+            key = id_fingerprint(e.event_id) if content in taken else content
+        taken.add(key)
+        rows.append({"user_id": e.user_id, "item_id": e.item_id, "ts": e.ts, "type": e.type,
+                     "value": e.value, "fingerprint": key, "event_id": e.event_id})  # fmt: skip
+    return rows
 
 
 def _stored(session: Session, column: InstrumentedAttribute[Any], keys: Sequence[str]) -> Iterator[str]:

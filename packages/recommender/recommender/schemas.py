@@ -189,7 +189,9 @@ class EventIn(BaseModel):
     event_id: ItemId | None = Field(
         None,
         description="Your id of the event (1-200 characters), so that a retried request is stored once: an "
-        "event whose event_id is already stored, or earlier in the request, is not stored or counted again.",
+        "event whose event_id is already stored, or earlier in the request, is not stored or counted again. "
+        "Events with different event_ids are all stored, even when they are otherwise identical (two order "
+        "lines of one item in one second); an event without one is not stored when an identical event is.",
     )
 
     def record(self, now: datetime) -> EventRecord:

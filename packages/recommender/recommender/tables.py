@@ -1,10 +1,16 @@
 """The recommender's SQL schema (SQLAlchemy 2 declarative); alembic migrations in `migrations/` create it.
 
     items            the catalog: id, title, text, categories, metadata
-    events           behaviour: (user_id, item_id, ts, type, value), one row per interaction; `fingerprint`
-                     (unique) identifies the interaction, so the same one sent twice is stored once;
-                     `event_id` (unique, optional) is the client's own id of the event, so a retry whose
-                     time differs (an event sent without one gets the time of arrival) is stored once too
+    events           behaviour: (user_id, item_id, ts, type, value), one row per interaction; `event_id`
+                     (unique, optional) is the client's own id of the event: an event with one is that
+                     event, stored once whatever its time or content (an event sent without a time gets
+                     the time of arrival); `fingerprint` (unique) identifies an event without one by its
+                     content, so the same one sent twice is stored once. The first event of a content holds
+                     its `event_fingerprint`; another event with an id and the same content (two order
+                     lines of one item, in one second) holds its id's `id_fingerprint` instead, so every
+                     content stored keeps its key (events are deleted only with all of their user's), rows
+                     stored before stay as they are, and an event without an id finds any stored event of
+                     its content under that key
     change_counters  one counter per table above, bumped by every transaction that writes it, and one
                      bumped by every erasure of a user's events (`recommender.changes`: how running
                      services see other processes' writes)
@@ -77,7 +83,8 @@ class Event(Base):
     ts: Mapped[datetime] = mapped_column()
     type: Mapped[str] = mapped_column(String(16))  # click | rating | purchase
     value: Mapped[float | None] = mapped_column(Float)
-    fingerprint: Mapped[str] = mapped_column(String(64))  # event_fingerprint of the columns above
+    # event_fingerprint of the columns above, or id_fingerprint(event_id) when another row holds that
+    fingerprint: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))  # the client's id of the event, if any
 
 
@@ -86,12 +93,20 @@ def event_fingerprint(user_id: str, item_id: str, ts: datetime, event_type: str,
     type and value; 64 hex digits (SHA-256).
 
     Stored in `Event.fingerprint` under a unique index, so a retried request or a file ingested again adds
-    nothing. Migration 0004 wrote it for the events stored before, with its own frozen copy of this function;
-    a change of this function needs a migration that writes it again (carrying its own copy too).
+    nothing (an event with an id is identified by the id instead; see the module's docstring). Migration
+    0004 wrote it for the events stored before, with its own frozen copy of this function; a change of this
+    function needs a migration that writes it again (carrying its own copy too).
     """
     moment = ts.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds")
     number = None if value is None else float(value)
     identity = json.dumps([user_id, item_id, moment, event_type, number], ensure_ascii=False)
+    return hashlib.sha256(identity.encode("utf-8")).hexdigest()
+
+
+def id_fingerprint(event_id: str) -> str:
+    """The key of an event with the client's id whose content another stored event holds: derived from the
+    id alone, 64 hex digits (SHA-256); never a content's key (`event_fingerprint` hashes five fields)."""
+    identity = json.dumps(["event_id", event_id], ensure_ascii=False)
     return hashlib.sha256(identity.encode("utf-8")).hexdigest()
 
 
