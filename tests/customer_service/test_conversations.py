@@ -13,13 +13,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import text
+from sqlalchemy.exc import IntegrityError
 
 from customer_service.analytics import analytics
 from customer_service.bot import HANDOFF, WAITING
 from customer_service.conversations import Conversations, NewTurn, TurnWindow
 from customer_service.database import Database
-from customer_service.tables import Base
+from customer_service.tables import Base, Turn
 from textcore import Conflict, InvalidInput, NotFound
+from textcore.sql import utcnow
 
 VERSION_TABLE = "customer_service_alembic_version"  # the name migrations/env.py gives alembic's table
 
@@ -262,6 +264,32 @@ def test_the_agents_queue_lists_waiting_sessions_longest_waiting_first(database:
     for bad in ({"state": "lost"}, {"offset": -1}, {"limit": 0}):
         with pytest.raises(InvalidInput):
             conversations.sessions(**bad)  # type: ignore[arg-type]
+
+
+def test_a_turn_is_found_by_its_idempotency_key_which_its_session_holds_once(database: Database) -> None:
+    conversations = Conversations(database)
+    sid, other = conversations.start("widget-1").id, conversations.start("widget-2").id
+    kept = {"state": "open", "fallback_streak": 0, "handoff_reason": None}
+    first, _ = conversations.record(sid, _turn("hello", idempotency_key="k-1", mode="generated"), **kept)  # type: ignore[arg-type]
+    for _ in range(2):  # turns without a key never clash
+        conversations.record(sid, _turn("no key"), **kept)  # type: ignore[arg-type]
+    found = conversations.keyed_turn(sid, "k-1")
+    assert found is not None
+    assert (found[0].id, found[0].message, found[0].mode, found[1]) == (
+        first.id,
+        "hello",
+        "generated",
+        "open",
+    )
+    assert conversations.keyed_turn(other, "k-1") is None  # a key belongs to its session
+    assert conversations.keyed_turn("no-such-session", "k-1") is None
+    with pytest.raises(Conflict, match="already has a turn for 'k-1'"):  # another replica's try, meanwhile
+        conversations.record(sid, _turn("hello", idempotency_key="k-1"), **kept)  # type: ignore[arg-type]
+    conversations.record(other, _turn("hello", idempotency_key="k-1"), **kept)  # type: ignore[arg-type]
+    assert (conversations.get(sid).turn_count, conversations.get(other).turn_count) == (3, 1)
+    with pytest.raises(IntegrityError), database.session() as s:  # the database holds it too
+        s.add(Turn(id="dup", session_id=sid, position=9, message="m", query="m", answer="a", action="answer",
+                   sources=[], latency_ms=0.0, created_at=utcnow(), idempotency_key="k-1"))  # fmt: skip
 
 
 def test_migrations_build_exactly_the_models(database: Database) -> None:

@@ -12,7 +12,8 @@
 `Bot.chat` does the three for `POST /v1/chat`; `Bot.stream` does the same for `POST /v1/chat/stream`,
 yielding the answer's text as it is generated (a stream that ends early still stores its turn:
 `TurnStream`). A session waiting for an agent gets an acknowledgement and its message is kept for the
-agent: the bot does not talk over a person.
+agent: the bot does not talk over a person. A message sent with an idempotency key is stored with it, and a
+retry with the key is answered with that turn (`replay`; `customer_service.idempotency`).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from customer_service.answers import Answer, Answerer
 from customer_service.clarification import chosen_option
 from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
 from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
+from customer_service.idempotency import Claims, mismatch, needs_session
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
 from customer_service.policy import Decision, decide, relevant_first
@@ -82,6 +84,7 @@ class Plan:
     history: list[TurnRecord]
     context: dict[str, str]
     started: float = field(default_factory=time.perf_counter)
+    idempotency_key: str | None = None  # the client's, stored with the turn
 
 
 @dataclass(frozen=True)
@@ -120,25 +123,81 @@ class Bot:
         self.sentiment = sentiment
         self.answerer = answerer
         self.runner = runner
+        self.claims = Claims()  # the idempotency keys of the messages being answered
 
     async def chat(
-        self, session_id: str | None, message: str, context: dict[str, str] | None = None
+        self,
+        session_id: str | None,
+        message: str,
+        context: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
     ) -> Reply:
-        """Answer one message."""
-        plan = await self.runner.run(self.plan, session_id, message, context or {})
+        """Answer one message; a retry of a message with an idempotency key gets the turn stored for it.
+
+        Raises:
+            InvalidInput: If a key comes without a session id, or the key's turn holds another message.
+            Conflict: If the message with this key is still being answered.
+        """
+        if idempotency_key is None:
+            return await self._chat(session_id, message, context or {})
+        needs_session(session_id, idempotency_key)
+        assert session_id is not None
+        with self.claims.hold(session_id, idempotency_key):
+            stored = await self.runner.run(self.replay, session_id, idempotency_key, message)
+            return stored or await self._chat(session_id, message, context or {}, idempotency_key)
+
+    async def _chat(
+        self, session_id: str | None, message: str, context: dict[str, str], key: str | None = None
+    ) -> Reply:
+        plan = await self.runner.run(self.plan, session_id, message, context, key)
         answer = await self._compose(plan)
         return await self.runner.finish(self.record, plan, answer)
+
+    def replay(self, session_id: str, key: str, message: str) -> Reply | None:
+        """The reply stored for this key in this session (with the session's state now), or None when none
+        is stored (blocking).
+
+        Raises:
+            InvalidInput: If the key's turn holds another message.
+        """
+        found = self.conversations.keyed_turn(session_id, key)
+        if found is None:
+            return None
+        turn, state = found
+        if turn.message != message:
+            raise mismatch(key, turn.message)
+        return Reply(
+            session_id=session_id,
+            turn_id=turn.id,
+            answer=turn.answer,
+            action=turn.action,
+            intent=turn.intent,
+            confidence=turn.confidence,
+            sources=[Source(**source) for source in turn.sources],
+            state=state,
+            mode=turn.mode or "fixed",
+        )
 
     def stream(self, plan: Plan) -> TurnStream:
         """The reply to a planned message as server-sent events (`TurnStream`); the caller closes it."""
         return TurnStream(self, plan)
 
-    def plan(self, session_id: str | None, message: str, context: dict[str, str]) -> Plan:
-        """Understand a message and decide what to do (blocking: database and models).
+    def plan(
+        self,
+        session_id: str | None,
+        message: str,
+        context: dict[str, str],
+        idempotency_key: str | None = None,
+    ) -> Plan:
+        """Understand a message and decide what to do (blocking: database and models); the turn is to be
+        stored with `idempotency_key`.
 
         Raises:
             PayloadTooLarge: If the message is longer than `max_message_chars` (nothing is stored).
         """
+        return replace(self._plan(session_id, message, context), idempotency_key=idempotency_key)
+
+    def _plan(self, session_id: str | None, message: str, context: dict[str, str]) -> Plan:
         started = time.perf_counter()
         limit = self.settings.max_message_chars
         if len(message) > limit:
@@ -268,6 +327,8 @@ class Bot:
                 confidence=plan.intent.confidence if plan.intent else None,
                 sources=[s.__dict__ for s in shown],
                 latency_ms=round((time.perf_counter() - plan.started) * 1000, 2),
+                idempotency_key=plan.idempotency_key,
+                mode=answer.mode,
             ),
             state=state,
             fallback_streak=plan.decision.fallback_streak,
@@ -453,6 +514,17 @@ def _intent_json(intent: IntentResult | None) -> dict[str, Any]:
     if intent is None:
         return {"name": None, "confidence": None}
     return {"name": intent.name, "confidence": round(float(intent.confidence), 4)}
+
+
+def replay_events(reply: Reply) -> list[tuple[str, dict[str, Any]]]:
+    """A stored reply as the events of a stream: `meta`, one `delta` with the whole answer, `done`."""
+    meta = {
+        "session_id": reply.session_id,
+        "action": reply.action,
+        "intent": reply_json(reply)["intent"],
+        "sources": [s.__dict__ for s in reply.sources],
+    }
+    return [("meta", meta), ("delta", {"text": reply.answer}), ("done", reply_json(reply))]
 
 
 def reply_json(reply: Reply) -> dict[str, Any]:

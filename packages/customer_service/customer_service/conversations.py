@@ -64,6 +64,8 @@ class TurnRecord:
     sources: list[dict[str, Any]]
     latency_ms: float
     created_at: datetime
+    idempotency_key: str | None = None  # the client's, for its retries (`customer_service.idempotency`)
+    mode: str | None = None  # how the reply was made; None for turns stored before it was kept
 
 
 @dataclass(frozen=True)
@@ -146,6 +148,8 @@ class NewTurn:
     sources: list[dict[str, Any]] = field(default_factory=list)
     latency_ms: float = 0.0
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    idempotency_key: str | None = None  # unique within the session
+    mode: str | None = None  # template | generated | extractive | fixed
 
 
 def new_session_id() -> str:
@@ -231,6 +235,10 @@ class Conversations:
         `seen_state`: the state the turn was planned under. When the session's state changed since (an
         agent took it over or closed it while the bot composed its answer), that newer change wins and
         `state` and `handoff_reason` are not applied.
+
+        Raises:
+            Conflict: If the session already has a turn with the turn's idempotency key (another replica
+                answered a try of the same message meanwhile).
         """
         if turn.action not in ACTIONS or state not in SESSION_STATES:
             raise InvalidInput(
@@ -239,6 +247,12 @@ class Conversations:
             )
         with self.db.session() as s:
             row = _locked_session(s, session_id)
+            if turn.idempotency_key is not None and _keyed(s, session_id, turn.idempotency_key) is not None:
+                raise Conflict(
+                    f"expected one answer per Idempotency-Key; session {session_id!r} already has a turn for "
+                    f"{turn.idempotency_key!r} (another try of the message was answered meanwhile): send "
+                    "the message again with the key to get that turn"
+                )
             last = s.scalar(
                 select(Turn.position)
                 .where(Turn.session_id == session_id)
@@ -260,6 +274,8 @@ class Conversations:
                 sources=turn.sources,
                 latency_ms=turn.latency_ms,
                 created_at=utcnow(),
+                idempotency_key=turn.idempotency_key,
+                mode=turn.mode,
             )
             s.add(stored)
             if seen_state is None or row.state == seen_state:
@@ -271,6 +287,14 @@ class Conversations:
             row.fallback_streak, row.updated_at = fallback_streak, utcnow()
             s.flush()
             return _turn(stored), row.state
+
+    def keyed_turn(self, session_id: str, key: str) -> tuple[TurnRecord, str] | None:
+        """The session's turn stored with this idempotency key and the session's state now, or None (no such
+        turn, or no such session)."""
+        with self.db.session() as s:
+            row = _keyed(s, session_id, key)
+            state = s.scalar(select(ChatSession.state).where(ChatSession.id == session_id))
+            return None if row is None or state is None else (_turn(row), state)
 
     def get(self, session_id: str, window: TurnWindow | None = None) -> SessionRecord:
         """A session with a page of its turns (default: its latest `TURN_PAGE`).
@@ -389,6 +413,10 @@ def _existing(s: Session, session_id: str) -> ChatSession:
     return row
 
 
+def _keyed(s: Session, session_id: str, key: str) -> Turn | None:
+    return s.scalar(select(Turn).where(Turn.session_id == session_id, Turn.idempotency_key == key))
+
+
 def _locked_session(s: Session, session_id: str) -> ChatSession:
     # FOR UPDATE on PostgreSQL: replicas writing turns of one session take turns (SQLite: BEGIN IMMEDIATE).
     row = s.scalar(select(ChatSession).where(ChatSession.id == session_id).with_for_update())
@@ -454,4 +482,6 @@ def _turn(row: Turn) -> TurnRecord:
         sources=list(row.sources),
         latency_ms=row.latency_ms,
         created_at=row.created_at,
+        idempotency_key=row.idempotency_key,
+        mode=row.mode,
     )

@@ -8,7 +8,8 @@
                      (`Conversations.erase`, the retention limit) deletes its turns and their feedback too
     turns            one user message and the bot's reply: action and why, intent, sources, latency; a
                      message sent while the session waited for an agent is kept for the agent
-                     (`awaiting_agent`): the bot only acknowledged it
+                     (`awaiting_agent`): the bot only acknowledged it; the client's idempotency key of
+                     the message, unique within the session
     feedback         a rating (up | down) of a turn by the user or an agent
 
 A document's chunks share its `document_id`; re-ingesting a document replaces all its chunks. Times are
@@ -26,6 +27,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from textcore.sql import UtcDateTime, utcnow
 
 ID_LENGTH = 200
+IDEMPOTENCY_KEY_LENGTH = 128
 KINDS = ("faq", "chunk")
 SESSION_STATES = ("open", "waiting_for_agent", "closed")
 ACTIONS = ("answer", "clarify", "fallback", "handoff")
@@ -90,7 +92,11 @@ class Turn(Base):
     """One user message and the reply."""
 
     __tablename__ = "turns"
-    __table_args__ = (Index("ix_turns_session_position", "session_id", "position", unique=True),)
+    __table_args__ = (
+        Index("ix_turns_session_position", "session_id", "position", unique=True),
+        # a client's retry of a message finds its turn by the key (NULLs, turns without one, never clash)
+        Index("ix_turns_session_idempotency_key", "session_id", "idempotency_key", unique=True),
+    )
 
     id: Mapped[str] = mapped_column(String(64), primary_key=True)
     session_id: Mapped[str] = mapped_column(ForeignKey("sessions.id", ondelete="CASCADE"))
@@ -106,6 +112,10 @@ class Turn(Base):
     sources: Mapped[list[dict[str, Any]]] = mapped_column(default=list)
     latency_ms: Mapped[float] = mapped_column(Float, default=0.0)
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    # the client's Idempotency-Key of the message (`customer_service.idempotency`), and how the reply was
+    # made (template | generated | extractive | fixed), which a retry is answered with; null before 0006
+    idempotency_key: Mapped[str | None] = mapped_column(String(IDEMPOTENCY_KEY_LENGTH))
+    mode: Mapped[str | None] = mapped_column(String(16))
 
 
 class Feedback(Base):

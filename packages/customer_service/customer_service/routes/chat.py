@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import AsyncGenerator
-from typing import Any
+from collections.abc import AsyncGenerator, Callable
+from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Header, Request
 from fastapi.responses import StreamingResponse
+from pydantic import AfterValidator, WithJsonSchema
 from sqlalchemy.exc import DataError
 from starlette.types import Receive, Scope, Send
 
-from customer_service.bot import TurnStream, reply_json
+from customer_service.bot import TurnStream, replay_events, reply_json
 from customer_service.deps import LimiterDep, ServiceDep
+from customer_service.idempotency import HEADER, KEY, MAX_KEY_CHARS, key_error, needs_session
 from customer_service.schemas import ChatIn, ChatOut
 from textcore import CoreError, InvalidInput
 from textcore.web import problem_body
@@ -23,24 +25,78 @@ logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"])
 
 
+def _key(value: str) -> str:
+    if (error := key_error(value)) is not None:
+        raise ValueError(error)
+    return value
+
+
+IdempotencyKey = Annotated[
+    str | None,
+    AfterValidator(lambda value: None if value is None else _key(value)),
+    WithJsonSchema({"type": "string", "pattern": KEY.pattern, "maxLength": MAX_KEY_CHARS}),
+    Header(
+        alias=HEADER,
+        description=(
+            "Makes retries of this message safe: send the same key (a UUID, for instance; 1-128 letters, "
+            "digits or ._:+/=-) with every try of one message, with its session_id. The first try's turn is "
+            "stored with the key; a retry in the same session is answered with that turn (same turn_id, "
+            "answer, sources; the session's state now) without asking the bot again or storing anything. "
+            "409 while the first try is still being answered (try again after it); 422 for the key with "
+            "another message, without a session_id, or malformed. Without it every request is a new turn."
+        ),
+    ),
+]
+
+
 @router.post("/chat")
-async def chat(body: ChatIn, service: ServiceDep) -> ChatOut:
-    """Answer a message: action (answer | clarify | fallback | handoff), intent, cited sources."""
-    reply = await service.bot.chat(body.session_id, body.message, body.context)
+async def chat(body: ChatIn, service: ServiceDep, idempotency_key: IdempotencyKey = None) -> ChatOut:
+    """Answer a message: action (answer | clarify | fallback | handoff), intent, cited sources.
+
+    With an `Idempotency-Key`, a retry of the message gets the turn its first try stored."""
+    reply = await service.bot.chat(body.session_id, body.message, body.context, idempotency_key)
     return ChatOut.model_validate(reply_json(reply))
 
 
 @router.post("/chat/stream", response_class=StreamingResponse)
 async def chat_stream(
-    body: ChatIn, request: Request, service: ServiceDep, limiter: LimiterDep
+    body: ChatIn,
+    request: Request,
+    service: ServiceDep,
+    limiter: LimiterDep,
+    idempotency_key: IdempotencyKey = None,
 ) -> StreamingResponse:
     """The same reply as server-sent events: `meta`, then `delta` pieces of the answer, then `done`.
 
     When the turn fails once the stream has begun (storing it), `error` with the problem document ends the
     stream instead of `done`. A client that leaves before `done` still has its turn stored, with the part
-    of the reply sent to it (`TurnStream`)."""
-    plan = await limiter.run(service.bot.plan, body.session_id, body.message, body.context)
-    return _TurnResponse(service.bot.stream(plan), request.url.path)
+    of the reply sent to it (`TurnStream`). With an `Idempotency-Key`, a retry of the message gets the turn
+    its first try stored as `meta`, one `delta` with its whole answer, and `done`."""
+    bot, key = service.bot, idempotency_key
+    if key is None:
+        plan = await limiter.run(bot.plan, body.session_id, body.message, body.context)
+        return _TurnResponse(bot.stream(plan), request.url.path)
+    needs_session(body.session_id, key)
+    assert body.session_id is not None
+    session_id = body.session_id
+    bot.claims.claim(session_id, key)
+    try:
+        stored = await limiter.run(bot.replay, session_id, key, body.message)
+        if stored is None:
+            plan = await limiter.run(bot.plan, session_id, body.message, body.context, key)
+    except BaseException:
+        bot.claims.release(session_id, key)
+        raise
+    if stored is not None:
+        bot.claims.release(session_id, key)
+        return StreamingResponse(iter([_event(name, data) for name, data in replay_events(stored)]), **_SSE)
+    return _TurnResponse(bot.stream(plan), request.url.path, lambda: bot.claims.release(session_id, key))
+
+
+_SSE: dict[str, Any] = {
+    "media_type": "text/event-stream",
+    "headers": {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+}
 
 
 class _TurnResponse(StreamingResponse):
@@ -50,14 +106,11 @@ class _TurnResponse(StreamingResponse):
     leaves the generator to the garbage collector): closing it here is what stores a turn cut short, and
     stops its generation."""
 
-    def __init__(self, turn: TurnStream, instance: str) -> None:
+    def __init__(self, turn: TurnStream, instance: str, ended: Callable[[], None] | None = None) -> None:
         self._turn = turn
         self._sse = _events(turn, instance)
-        super().__init__(
-            self._sse,
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        self._ended = ended  # called once the turn is stored (or failed): its idempotency key is free
+        super().__init__(self._sse, **_SSE)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         try:
@@ -69,6 +122,9 @@ class _TurnResponse(StreamingResponse):
                     await self._turn.aclose()
                 except Exception:
                     logger.exception("could not store a streamed turn that ended before its reply")
+                finally:
+                    if self._ended is not None:
+                        self._ended()
 
 
 async def _events(turn: TurnStream, instance: str) -> AsyncGenerator[str, None]:
