@@ -922,3 +922,29 @@ def test_a_relevant_passage_behind_a_less_relevant_one_is_answered(client: TestC
     assert reply["answer"].startswith("Freeze the card in the app first.")
     turn = client.get(f"/v1/sessions/{reply['session_id']}").json()["turns"][0]
     assert turn["reason"].startswith("relevance 0.5")
+
+
+def test_each_source_carries_the_relevance_the_policy_judged_it_by(client: TestClient) -> None:
+    # sources[].score is the rank-fusion score (about 0.03), while the reasons and thresholds speak of the
+    # cosine relevance (0.45 answers): a front end had no figure to show or filter by that matched them.
+    reply = chat(client, "I forgot my password for online banking, how can I reset it?")
+    best = reply["sources"][0]
+    reason = client.get(f"/v1/sessions/{reply['session_id']}").json()["turns"][0]["reason"]
+    assert reason == f"relevance {best['relevance']:.2f}" and best["relevance"] >= 0.45
+    assert best["score"] < 0.1  # the contract stays: the retrieval's score
+    with client.stream(
+        "POST", "/v1/chat/stream", json={"message": "How do I block my debit card?"}
+    ) as response:
+        meta = json.loads(next(line for line in response.iter_lines() if line.startswith("data: "))[6:])
+    assert all(0.0 < source["relevance"] <= 1.0 for source in meta["sources"]), meta
+    # a clarifying question offers two close candidates; the chosen one keeps the relevance it was offered
+    asked = chat(client, "How do I open an account?")
+    first, second = (s["relevance"] for s in asked["sources"])
+    assert client.get(f"/v1/sessions/{asked['session_id']}").json()["turns"][0]["reason"] == (
+        f"two close candidates ({first:.2f}, {second:.2f})"
+    )
+    chosen = chat(client, "the second one", asked["session_id"])
+    assert chosen["sources"][0]["relevance"] == second
+    described = client.get("/openapi.json").json()["components"]["schemas"]["SourceOut"]["properties"]
+    assert "cosine similarity" in described["relevance"]["description"]
+    assert "rank-fusion" in described["score"]["description"]

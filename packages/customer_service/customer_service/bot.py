@@ -68,7 +68,8 @@ class Source:
     id: str
     title: str
     snippet: str
-    score: float
+    score: float  # the retrieval's: rank fusion (RRF), or the re-ranker's probability
+    relevance: float | None = None  # the policy's figure (`Bot._relevance`); None in turns stored before it
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,7 @@ class Bot:
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
         relevance = self._relevance(query, passages)
+        passages = _judged(passages, relevance)
         order = relevant_first(relevance, self._threshold())  # a relevant passage is no cause to fall back
         passages, relevance = [passages[i] for i in order], [relevance[i] for i in order]
         decision = decide(
@@ -252,11 +254,13 @@ class Bot:
         if choice is None:
             return None
         scores = {str(source["id"]): float(source.get("score", 0.0)) for source in offered}
+        # the relevance each was offered with (absent from turns stored before it was kept)
+        judged = {str(source["id"]): source.get("relevance") for source in offered}
         chosen = str(offered[choice]["id"])
         found = self.retriever.kb.passages([chosen, *(i for i in scores if i != chosen)])
         if not found or found[0].id != chosen:  # deleted since it was offered: read the message afresh
             return None
-        return [replace(p, score=scores[p.id]) for p in found]
+        return [replace(p, score=scores[p.id], relevance=judged[p.id]) for p in found]
 
     def _settle_follow_up(
         self, message: str, decision: Decision, passages: list[Passage]
@@ -289,7 +293,8 @@ class Bot:
         alone = self.retriever.search(message, k=max(2, self.settings.sources_per_answer))
         threshold = self._threshold()
         relevance = self._relevance(message, alone)
-        relevant = [p for p, score in zip(alone, relevance, strict=True) if score >= threshold]
+        judged = _judged(alone, relevance)
+        relevant = [p for p, score in zip(judged, relevance, strict=True) if score >= threshold]
         entry = passages[0].document_id or passages[0].id
         if not relevant or entry in {p.document_id or p.id for p in relevant}:
             return decision, passages
@@ -490,9 +495,20 @@ def _shown_sources(plan: Plan, limit: int) -> list[Source]:
 
 def _sources(passages: list[Passage], limit: int) -> list[Source]:
     return [
-        Source(id=p.id, title=_title(p), snippet=_snippet(p.text), score=round(float(p.score), 4))
+        Source(
+            id=p.id,
+            title=_title(p),
+            snippet=_snippet(p.text),
+            score=round(float(p.score), 4),
+            relevance=None if p.relevance is None else round(float(p.relevance), 4),
+        )
         for p in passages[:limit]
     ]
+
+
+def _judged(passages: list[Passage], relevance: list[float]) -> list[Passage]:
+    """The passages with the relevance the policy judges them by."""
+    return [replace(p, relevance=float(r)) for p, r in zip(passages, relevance, strict=True)]
 
 
 def _quoted(passage: Passage) -> str:

@@ -89,7 +89,18 @@ class SourceOut(BaseModel):
     id: str
     title: str
     snippet: str
-    score: float
+    score: float = Field(
+        description="The retrieval's score, for ordering: the rank-fusion (RRF) score (about 0.01-0.03) "
+        "without a re-ranker, the re-ranker's probability with one; not comparable to the policy's thresholds"
+    )
+    relevance: float | None = Field(
+        None,
+        description="How relevant the policy judged the passage: the re-ranker's probability (0-1) with one, "
+        "else the cosine similarity of the question and the passage (about 0.3-0.9; the bot answers from "
+        "CS_POLICY__MIN_ANSWER_SCORE, 0.5, or CS_POLICY__MIN_SIMILARITY, 0.45): the figure the reasons of "
+        "answers and fallbacks name. Null for an option chosen from a clarifying question asked before "
+        "relevance was kept",
+    )
 
 
 class ChatOut(BaseModel):

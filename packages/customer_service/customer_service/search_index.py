@@ -34,7 +34,10 @@ _SIDECAR_FORMAT = 1
 
 @dataclass(frozen=True, slots=True)
 class Passage:
-    """A search result: a passage and its score (cosine, BM25, RRF or re-ranker probability by mode)."""
+    """A search result: a passage and its score (cosine, BM25, RRF or re-ranker probability by mode).
+
+    `relevance`: what the chat policy judged the passage by (re-ranker probability, else the cosine similarity
+    of query and passage), set by the bot; None elsewhere."""
 
     id: str
     kind: str  # faq | chunk
@@ -43,6 +46,7 @@ class Passage:
     category: str
     document_id: str | None
     score: float
+    relevance: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
