@@ -113,6 +113,7 @@ def test_malformed_keys_and_keys_without_a_session_are_refused(
         header = client.get("/openapi.json").json()["paths"][path]["post"]["parameters"][0]
         assert (header["name"], header["in"]) == ("Idempotency-Key", "header")
         assert "a retry in the same session is answered with that turn" in header["description"]
+        assert "A stream that drops before `done` is answered to its end" in header["description"]
 
 
 @pytest.fixture(scope="module")

@@ -210,3 +210,151 @@ def test_a_stream_the_customer_leaves_early_stores_the_turn_with_what_was_sent(
             assert http.get("/v1/analytics").json()["turns"] == 1
     finally:
         GATE.set()
+
+
+def leave_after_first_words(
+    http: httpx.Client, body: dict[str, Any], key: str | None
+) -> list[tuple[str, Any]]:
+    """Stream `body` until the `pauses` generator has sent its first two words, then drop the connection."""
+    headers = {} if key is None else {"Idempotency-Key": key}
+    events: list[tuple[str, Any]] = []
+    with http.stream("POST", "/v1/chat/stream", json=body, headers=headers) as response:
+        assert response.status_code == 200
+        name = ""
+        for line in response.iter_lines():
+            if line.startswith("event: "):
+                name = line.removeprefix("event: ")
+            elif line.startswith("data: "):
+                events.append((name, json.loads(line.removeprefix("data: "))))
+            if "".join(d["text"] for n, d in events if n == "delta") == "Freeze your":
+                assert PAUSED.wait(30)
+                break  # the connection drops
+    assert "done" not in [n for n, _ in events]
+    return events
+
+
+def stored_turns(http: httpx.Client, session_id: str) -> list[dict[str, Any]]:
+    found = http.get(f"/v1/sessions/{session_id}")
+    return list(found.json()["turns"]) if found.status_code == 200 else []
+
+
+def test_a_keyed_stream_that_drops_is_answered_whole_for_its_retry(
+    tmp_path: Path, sqlite_url: str, llm: str
+) -> None:
+    # A fetch-event-source client re-posts a stream that dropped, with the same Idempotency-Key. The turn
+    # used to be stored cut short with the two words sent (its generation stopped), and the retry replayed
+    # them: the customer could never get the rest of the reply. It is now answered to its end and stored
+    # whole; the retry gets a 409 while that goes on, then the whole reply.
+    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    body = {"session_id": "widget-3", "message": "How can I freeze my debit card?"}
+    headers = {"Idempotency-Key": "msg-1"}
+    try:
+        with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+            first = leave_after_first_words(http, body, "msg-1")
+            busy = http.post("/v1/chat/stream", json=body, headers=headers)
+            assert busy.status_code == 409, busy.text  # still being answered
+            GATE.set()  # the generator goes on
+            wait_for(lambda: bool(stored_turns(http, "widget-3")), "the dropped turn to be stored")
+            status, events = turn(http, "/v1/chat/stream", body)  # without the key: a new turn
+            assert status == 200 and events[-1][0] == "done"
+            retried: list[tuple[str, Any]] = []
+            with http.stream("POST", "/v1/chat/stream", json=body, headers=headers) as response:
+                assert response.status_code == 200
+                name = ""
+                for line in response.iter_lines():
+                    if line.startswith("event: "):
+                        name = line.removeprefix("event: ")
+                    elif line.startswith("data: "):
+                        retried.append((name, json.loads(line.removeprefix("data: "))))
+            assert [n for n, _ in retried] == ["meta", "delta", "done"]
+            done = retried[-1][1]
+            assert (done["answer"], done["mode"], done["action"]) == (ANSWER, "generated", "answer")
+            assert retried[1][1]["text"] == ANSWER and retried[0][1] == first[0][1]
+            # the fresh turn's generated answer is the same: what the generator produces for this message
+            assert events[-1][1]["answer"] == ANSWER
+            turns = stored_turns(http, "widget-3")
+            assert [(t["id"], t["answer"]) for t in turns] == [
+                (done["turn_id"], ANSWER),
+                (events[-1][1]["turn_id"], ANSWER),
+            ]
+            assert not turns[0]["reason"].endswith(CUT_SHORT), turns[0]["reason"]
+    finally:
+        GATE.set()
+
+
+def test_an_unkeyed_stream_that_drops_stores_what_was_sent_though_its_generator_could_go_on(
+    tmp_path: Path, sqlite_url: str, llm: str
+) -> None:
+    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    body = {"session_id": "widget-4", "message": "How can I freeze my debit card?"}
+    try:
+        with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+            leave_after_first_words(http, body, None)
+            GATE.set()  # the generator could answer the rest: the stream that dropped does not ask it to
+            wait_for(lambda: bool(stored_turns(http, "widget-4")), "the dropped turn to be stored")
+            turns = stored_turns(http, "widget-4")
+            assert [t["answer"] for t in turns] == ["Freeze your"]
+            assert turns[0]["reason"].endswith(f"; {CUT_SHORT}"), turns[0]["reason"]
+    finally:
+        GATE.set()
+
+
+def test_a_keyed_turn_still_being_answered_when_the_server_stops_is_stored_with_what_it_has(
+    tmp_path: Path, sqlite_url: str, llm: str
+) -> None:
+    # The generator holds back the rest of the reply; the server stops meanwhile. Completing the turn does
+    # not hold up the shutdown: it is stored with what was generated, and its key is free for the retry.
+    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    body = {"session_id": "widget-5", "message": "How can I freeze my debit card?"}
+    try:
+        with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+            leave_after_first_words(http, body, "msg-1")
+            assert stored_turns(http, "widget-5") == []  # still being answered
+        # the server has stopped (its lifespan ended) while the generator still held back its words
+        assert not GATE.is_set()
+        with TestClient(create_app(settings)) as client:
+            turns = client.get("/v1/sessions/widget-5").json()["turns"]
+            assert [t["answer"] for t in turns] == ["Freeze your"]
+            assert turns[0]["reason"].endswith(f"; {CUT_SHORT}"), turns[0]["reason"]
+            retried = client.post("/v1/chat", json=body, headers={"Idempotency-Key": "msg-1"})
+            assert retried.status_code == 200 and retried.json()["turn_id"] == turns[0]["id"]
+    finally:
+        GATE.set()
+
+
+def test_a_keyed_turn_that_fails_while_completed_is_logged_and_frees_its_key(
+    tmp_path: Path, sqlite_url: str, llm: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The session is erased while its dropped turn is still being answered: storing the turn fails. That
+    # is logged, and the key is not held forever: the retry is answered (in a new session of that id).
+    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
+    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    body = {"session_id": "widget-6", "message": "How can I freeze my debit card?"}
+    headers = {"Idempotency-Key": "msg-1"}
+    try:
+        with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
+            leave_after_first_words(http, body, "msg-1")
+            assert http.delete("/v1/sessions/widget-6").status_code == 204
+            GATE.set()
+            tries: list[httpx.Response] = []
+
+            def retry() -> bool:
+                tries.append(http.post("/v1/chat/stream", json=body, headers=headers))
+                return tries[-1].status_code != 409
+
+            wait_for(retry, "the key to be free once the failed turn ended")
+            assert tries[-1].status_code == 200
+            done = json.loads(tries[-1].text.strip().split("\n\n")[-1].split("data: ", 1)[1])
+            assert done["answer"] == ANSWER
+            assert [t["id"] for t in stored_turns(http, "widget-6")] == [done["turn_id"]]
+        failures = [r for r in caplog.records if "could not complete a keyed turn" in r.getMessage()]
+        assert failures and "expected an existing session id" in str(failures[0].exc_info[1])
+    finally:
+        GATE.set()

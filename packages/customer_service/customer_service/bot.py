@@ -385,7 +385,9 @@ class TurnStream:
     the customer left before the first words), with the session's new state as planned (a request for a
     person still reaches the agents' queue), and its `reason` says the stream ended early
     (`CUT_SHORT`). Generation stops at once, as a stream broken off by its generator keeps its words; a
-    turn that failed (an `error` event) is not stored again.
+    turn that failed (an `error` event) is not stored again. (`POST /v1/chat/stream` reads a turn with an
+    idempotency key to its end even when its client leaves, so that the retry gets the whole reply; only a
+    server shutdown closes such a turn early, and it then holds what was generated.)
     """
 
     def __init__(self, bot: Bot, plan: Plan) -> None:

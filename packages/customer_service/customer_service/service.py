@@ -4,6 +4,8 @@
 when stale), ingests `knowledge_file` into a knowledge base never written to (one emptied by its operator
 stays empty), loads the optional re-ranker, intent model, sentiment model, templates and generator, and
 wires the bot. Blocking loads run in a thread so that the event loop stays free while the service starts.
+It also holds `background`, the tasks that outlive a request (a keyed stream's turn completed after its client
+left): they are cancelled when the service closes, before the generator and the database are.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 
+import anyio
 import anyio.to_thread
+from anyio.abc import TaskGroup
 
 from customer_service.answers import Answerer
 from customer_service.bot import Bot, Runner
@@ -44,6 +48,7 @@ class CustomerService:
     conversations: Conversations
     bot: Bot
     generator: str  # off | local | openai
+    background: TaskGroup  # work that outlives its request; cancelled when the service closes
 
 
 def open_database(settings: CustomerServiceSettings) -> Database:
@@ -123,7 +128,10 @@ async def open_service(settings: CustomerServiceSettings, runner: Runner) -> Asy
             settings=settings, conversations=conversations, retriever=retriever, intents=intents,
             sentiment=sentiment, answerer=answerer, runner=runner,
         )  # fmt: skip
+        background = await stack.enter_async_context(anyio.create_task_group())
+        # at shutdown the tasks still running are cancelled (each stores what it has), then awaited
+        stack.callback(background.cancel_scope.cancel)
         yield CustomerService(
             settings=settings, db=db, kb=kb, retriever=retriever, intents=intents,
-            conversations=conversations, bot=bot, generator=settings.generator.kind,
+            conversations=conversations, bot=bot, generator=settings.generator.kind, background=background,
         )  # fmt: skip
