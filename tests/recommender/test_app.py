@@ -590,6 +590,25 @@ def test_index_survives_a_restart_and_follows_the_model(
     assert settings.index_path.stat().st_mtime_ns > saved
 
 
+def test_item_edits_leave_saving_the_index_file_to_shutdown(settings: RecommenderSettings) -> None:
+    deferred = settings.model_copy(update={"index_save_s": 3600})
+    with TestClient(create_app(deferred)) as client:
+        stocked(client)
+        saved = settings.index_path.read_bytes()
+        edit = {"title": "Carbon steel wok", "text": "For stir frying.", "categories": ["kitchen"]}
+        assert client.put("/v1/items/garden-0", json=edit).status_code == 200
+        assert client.delete("/v1/items/lab-4").status_code == 204
+        new = {"items": [{"id": "new-1", "title": "Rain barrel"}]}
+        assert client.post("/v1/items", json=new).status_code == 200
+        assert settings.index_path.read_bytes() == saved  # no edit rewrote every vector
+        before = client.get("/v1/recommend", params={"user_id": "kitchen-user-2", "k": 5}).json()
+    flushed = settings.index_path.stat().st_mtime_ns
+    with TestClient(create_app(settings)) as client:  # shutdown saved the edits: the restart embeds nothing
+        assert client.get("/readyz").json()["checks"]["items"] == "20"
+        assert client.get("/v1/recommend", params={"user_id": "kitchen-user-2", "k": 5}).json() == before
+    assert settings.index_path.stat().st_mtime_ns == flushed  # nothing to embed or drop, nothing rewritten
+
+
 def test_trained_model_recommends_from_the_users_theme(
     tmp_path: Path, sqlite_url: str, trained_model_dir: Path
 ) -> None:

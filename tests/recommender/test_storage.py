@@ -7,6 +7,7 @@ import ast
 import hashlib
 import importlib.util
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
@@ -125,6 +126,52 @@ def test_catalog_index_follows_the_database_across_restarts(
     assert rebuilt.sync() == 19  # vectors of another model are never mixed in
     catalog.index_path.write_bytes(b"not an index")
     assert ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8).sync() == 19
+
+
+def test_a_deferred_save_leaves_the_file_to_later_and_a_crash_meanwhile_loses_nothing(
+    catalog: ItemCatalog, database: Database, encoder: Encoder
+) -> None:
+    catalog.upsert(records())  # saved before it returns (save_after_s 0)
+    files = (catalog.index_path, catalog.index_path.with_suffix(".json"))
+    saved = [f.read_bytes() for f in files]
+    path = catalog.index_path
+    service = ItemCatalog(database, encoder.encode, encoder.dim, path, "tiny", 8, save_after_s=3600)
+    assert service.sync() == 0
+    service.upsert([ItemRecord("kitchen-1", "Carbon steel wok", "For stir frying.")])
+    service.delete("lab-4")
+    assert "lab-4" not in service and len(service) == 19
+    assert [f.read_bytes() for f in files] == saved  # neither write rewrote the files
+
+    # the service dies here: a restart re-embeds the item changed since the save and drops the deleted one
+    crashed = ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8)
+    assert crashed.sync() == 1 and "lab-4" not in crashed and len(crashed) == 19
+    np.testing.assert_allclose(crashed.vectors(["kitchen-1"]), service.vectors(["kitchen-1"]), atol=1e-6)
+
+    service.upsert([ItemRecord("garden-2", "Rain barrel", "Collects rain water.")])
+    assert service.flush() and not service.flush()  # a flush saves what the files lack, once
+    restarted = ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8)
+    assert restarted.sync() == 0 and len(restarted) == 19
+    np.testing.assert_allclose(restarted.vectors(["garden-2"]), service.vectors(["garden-2"]), atol=1e-6)
+    with pytest.raises(InvalidInput, match="save_after_s"):
+        ItemCatalog(database, encoder.encode, encoder.dim, catalog.index_path, "tiny", 8, save_after_s=-1)
+
+
+def test_a_deferred_save_runs_in_the_background(database: Database, tmp_path: Path) -> None:
+    embed = GatedVectors(8)
+    path = tmp_path / "idx" / "items.npz"
+    catalog = ItemCatalog(database, embed, 8, path, "gated", 8, save_after_s=0.05)
+    catalog.sync()
+    catalog.upsert([ItemRecord(f"i{n}", f"Item {n}") for n in range(5)])
+    catalog.delete("i3")
+    deadline = time.monotonic() + 30
+    while True:  # no flush, no close: the background save writes both changes
+        restarted = ItemCatalog(database, embed, 8, path, "gated", 8)
+        if restarted.sync() == 0 and len(restarted) == 4:
+            break
+        assert time.monotonic() < deadline, "expected the background save to write the index file"
+        time.sleep(0.05)
+    np.testing.assert_allclose(restarted.vectors(["i4"])[0], embed.vector("Item 4"), atol=1e-6)
+    assert not catalog.flush()  # nothing left to save
 
 
 class GatedVectors:

@@ -12,6 +12,13 @@ An upsert embeds before it takes the lock, then decides under it again which ite
 another upsert may have run meanwhile) and embeds any it missed, so the index always holds the vector of the
 text the database holds. Reads go through the index's own readers-writer lock.
 
+Saving the files rewrites every vector (300 MB for 200,000 items of 384 floats). With ``save_after_s`` above
+0 (the service's ``REC_INDEX_SAVE_S``) a write does not save them itself: it leaves that to a background save
+at most that many seconds later, which takes in every write made meanwhile, and to `close` (the service's
+shutdown). Nothing is lost by a crash in between: the database already holds the writes, and the next start
+re-embeds the items whose text changed since the files were last saved (their sidecar hashes differ) and
+drops the deleted ones, exactly as after another process's writes.
+
 Other processes may write the items table too (`recommender ingest-items`, another replica): each write bumps
 the items change counter (`recommender.changes`), and `refresh` brings the index in line with the database
 when the counter moved past what this catalog has taken in (the catalog's own writes move it along).
@@ -22,6 +29,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import json
+import logging
 import os
 import threading
 from collections import Counter
@@ -45,6 +53,7 @@ from textcore.artifacts import write_text_atomic
 Embed = Callable[[list[str]], np.ndarray]  # texts -> (n, dim) float32, L2-normalised
 Progress = Callable[[int, int], None]  # (done, total)
 _SIDECAR_VERSION = 1
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -100,11 +109,23 @@ class ItemCatalog:
         index_path: The index file; its folder is created.
         fingerprint: Identifies the model that produced the vectors; an index built by another is discarded.
         batch_size: Texts per `embed` call.
+        save_after_s: 0: every write saves the files before it returns. Above 0: a write leaves the save to
+            a background thread at most this many seconds later (one save for every write made meanwhile)
+            and to `flush` / `close`.
     """
 
     def __init__(
-        self, db: Database, embed: Embed, dim: int, index_path: Path, fingerprint: str, batch_size: int = 256
+        self,
+        db: Database,
+        embed: Embed,
+        dim: int,
+        index_path: Path,
+        fingerprint: str,
+        batch_size: int = 256,
+        save_after_s: float = 0.0,
     ) -> None:
+        if not save_after_s >= 0:
+            raise InvalidInput(f"expected save_after_s of 0 or more seconds, found {save_after_s!r}")
         self.db, self._embed, self.dim = db, embed, dim
         self.index_path, self.fingerprint, self.batch_size = index_path, fingerprint, batch_size
         self.index = VectorIndex(dim)
@@ -113,6 +134,9 @@ class ItemCatalog:
         self._write = threading.Lock()
         self.version = 0  # bumped by every change, so caches of catalog samples know to refresh
         self._seen = -1  # the items change counter the index reflects (-1: not synced yet)
+        self.save_after_s = save_after_s
+        self._unsaved = False  # the index holds writes its files do not (under `_write`)
+        self._saver: threading.Timer | None = None  # the pending background save (under `_write`)
 
     def __len__(self) -> int:
         return len(self.index)
@@ -172,7 +196,7 @@ class ItemCatalog:
             self._took_in(before)
             self._apply(stale, vectors, [])
             self._titles.update((item.id, item.title) for item in items)
-            self._save()
+            self._changed()
             self.version += 1
         return UpsertReport(created=created, updated=len(items) - created, embedded=len(stale))
 
@@ -186,8 +210,23 @@ class ItemCatalog:
             self._took_in(delete_items(self.db, [item_id]))
             self._apply([], self._no_vectors(), [item_id])
             self._titles.pop(item_id, None)
-            self._save()
+            self._changed()
             self.version += 1
+
+    def flush(self) -> bool:
+        """Save the index files now if they lack writes (`save_after_s`); returns whether it saved."""
+        with self._write:
+            if self._saver is not None:
+                self._saver.cancel()
+                self._saver = None
+            if not self._unsaved:
+                return False
+            self._save()
+            return True
+
+    def close(self) -> None:
+        """Save what the files lack (the service's shutdown); later writes save or schedule again as usual."""
+        self.flush()
 
     def get(self, item_id: str) -> StoredItem:
         """One stored item.
@@ -268,8 +307,10 @@ class ItemCatalog:
         gone = set(self._hashes) - {r.id for r in records}
         self._apply(changed, vectors, sorted(gone))
         self._titles = {r.id: r.title for r in records}
-        if save or changed or gone:
+        if save:  # the file was missing or unusable: write it now
             self._save()
+        elif changed or gone:
+            self._changed()
         self._seen = seen
         self.version += 1
         return len(changed)
@@ -347,12 +388,38 @@ class ItemCatalog:
             self.index, self._hashes = index, {str(k): str(v) for k, v in hashes.items()}
         return not usable
 
+    def _changed(self) -> None:
+        """After a write to the index (under the lock): save the files now, or have them saved shortly."""
+        if self.save_after_s == 0:
+            self._save()
+            return
+        self._unsaved = True
+        if self._saver is None:
+            self._saver = threading.Timer(self.save_after_s, self._save_later)
+            self._saver.daemon = True  # `close` saves at shutdown; a crash loses nothing (see the module)
+            self._saver.start()
+
+    def _save_later(self) -> None:
+        """The background save: every write made since the last save, in one (the writes wait meanwhile)."""
+        with self._write:
+            if self._saver is not threading.current_thread():  # flushed, or rescheduled, meanwhile
+                return
+            self._saver = None
+            if not self._unsaved:
+                return
+            try:
+                self._save()
+            except OSError:  # the next write schedules another save; a restart re-embeds meanwhile
+                logger.exception("could not save the item index to %s; it stays unsaved", self.index_path)
+
     def _save(self) -> None:
+        """Write the index and its sidecar (under `_write`, so the pair holds one moment of the index)."""
         self.index_path.parent.mkdir(parents=True, exist_ok=True)
         meta = {"version": _SIDECAR_VERSION, "model": self.fingerprint, "hashes": self._hashes}
         with self._files_locked(fcntl.LOCK_EX):  # the index first: a crash before its sidecar only re-embeds
             self.index.save(self.index_path)
             write_text_atomic(self._sidecar(), json.dumps(meta))
+        self._unsaved = False
 
     @contextmanager
     def _files_locked(self, operation: int) -> Iterator[None]:

@@ -34,6 +34,15 @@ class RecommenderSettings(ServiceSettings):
         Path("var/recommender/items.index.npz"),
         description="Where the item vectors are kept between runs (rebuilt from the database when stale).",
     )
+    index_save_s: float = Field(
+        10.0,
+        ge=0,
+        le=3600,
+        description="An item write (PUT, DELETE, POST /v1/items) leaves saving the index file, which "
+        "rewrites every vector, to a background save at most this many seconds later (and to shutdown); "
+        "a crash meanwhile loses nothing: the next start re-embeds the items changed since. 0: every "
+        "write saves.",
+    )
     max_items_per_request: int = Field(1000, ge=1, le=100_000, description="Candidates per score request.")
     max_events_per_request: int = Field(10_000, ge=1, le=1_000_000, description="Events per ingest batch.")
     min_rating: float | None = Field(

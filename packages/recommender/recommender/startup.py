@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from datetime import timedelta
 
 from recommender.behaviour import Behaviour
@@ -56,9 +56,17 @@ def model_fingerprint(settings: RecommenderSettings) -> str:
 
 
 def open_catalog(
-    settings: RecommenderSettings, db: Database, model: TextInterestModel, progress: Progress | None = None
+    settings: RecommenderSettings,
+    db: Database,
+    model: TextInterestModel,
+    progress: Progress | None = None,
+    *,
+    save_after_s: float = 0.0,
 ) -> ItemCatalog:
-    """The catalog over `db`, its index loaded and brought up to date with the database."""
+    """The catalog over `db`, its index loaded and brought up to date with the database.
+
+    `save_after_s`: see `ItemCatalog` (a command saves at every write; the service defers its saves).
+    """
     catalog = ItemCatalog(
         db,
         model.item_vectors,
@@ -66,6 +74,7 @@ def open_catalog(
         settings.index_path,
         model_fingerprint(settings),
         batch_size=settings.encoder.batch_size,
+        save_after_s=save_after_s,
     )
     catalog.sync(progress)
     return catalog
@@ -79,25 +88,32 @@ def open_recommender(settings: RecommenderSettings) -> Iterator[Recommender]:
         db.migrate()
         model = load_model(settings)
         with intra_op_threads(settings.embed_threads or None):
-            catalog = open_catalog(settings, db, model)
-        behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
-        rescorer = load_rescorer(settings)
-        recommender = Recommender(
-            db,
-            model,
-            catalog,
-            behaviour,
-            min_rating=serving_min_rating(settings, model),
-            candidates=settings.candidates,
-            max_items=settings.max_items_per_request,
-            max_events=settings.max_events_per_request,
-            torch_threads=settings.torch_threads or None,
-            embed_threads=settings.embed_threads or None,
-            rescorer=rescorer,
-            refresh_s=settings.refresh_s,
-            future_tolerance=timedelta(seconds=settings.event_future_tolerance_s),
-        )
-        recommender.refresh(now=True)  # counts the stored events (the catalog is in line already)
-        yield recommender
+            catalog = open_catalog(settings, db, model, save_after_s=settings.index_save_s)
+        with closing(catalog):  # saves what the index file lacks at shutdown
+            yield serving(settings, db, model, catalog)
     finally:
         db.dispose()
+
+
+def serving(
+    settings: RecommenderSettings, db: Database, model: TextInterestModel, catalog: ItemCatalog
+) -> Recommender:
+    """The service's `Recommender` over an opened catalog, its behaviour counted from the stored events."""
+    behaviour = Behaviour(shrink=model.config.knn_shrink, alpha=model.config.knn_alpha)
+    recommender = Recommender(
+        db,
+        model,
+        catalog,
+        behaviour,
+        min_rating=serving_min_rating(settings, model),
+        candidates=settings.candidates,
+        max_items=settings.max_items_per_request,
+        max_events=settings.max_events_per_request,
+        torch_threads=settings.torch_threads or None,
+        embed_threads=settings.embed_threads or None,
+        rescorer=load_rescorer(settings),
+        refresh_s=settings.refresh_s,
+        future_tolerance=timedelta(seconds=settings.event_future_tolerance_s),
+    )
+    recommender.refresh(now=True)  # counts the stored events (the catalog is in line already)
+    return recommender
