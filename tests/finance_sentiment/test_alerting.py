@@ -21,7 +21,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import event, func, select, update
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+from pydantic import ValidationError
+from sqlalchemy import event, func, select, text, update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -49,6 +52,8 @@ from tests.conftest import serve_app
 from textcore.sql import utcnow
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+PENDING = "finance_notifications_pending"
+OLDEST = "finance_notifications_oldest_pending_age_seconds"
 SECOND = timedelta(seconds=1)
 MINUTE = timedelta(minutes=1)
 HOUR = timedelta(hours=1)
@@ -516,6 +521,147 @@ async def test_an_undeliverable_message_expires_after_a_day(
     assert (report.delivered, report.failed, report.expired) == (0, 0, 1)
     assert state.received == []
     assert outbox(database)[0].expired
+
+
+async def test_a_resolved_whose_firing_was_delivered_outlasts_the_day_the_others_keep(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    # The receiver got Acme's "firing" and opened an incident (PagerDuty, Grafana OnCall), then was down for
+    # more than a day: the "resolved" used to expire with the day, and the incident stayed open for good.
+    state, url = receiver
+    add_rule(database, webhook_url=url)
+    for entity, end in (("Acme", NOW), ("Globex", NOW + HOUR)):
+        add_calm(database, entity, end=end)
+        add_burst(database, entity, end=end)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert [t.status for t in evaluate_rules(database, now=NOW)] == ["firing"]  # Acme
+        assert (await deliver_pending(database, client, now=NOW)).delivered == 1
+        state.statuses = [503] * 100  # the receiver goes down
+        later = evaluate_rules(database, now=NOW + HOUR)
+        changes = sorted((t.labels["entity"], t.status) for t in later)
+        assert changes == [("Acme", "resolved"), ("Globex", "firing")]
+        assert [t.status for t in evaluate_rules(database, now=NOW + 2 * HOUR)] == ["resolved"]  # Globex
+        assert (await deliver_pending(database, client, now=NOW + HOUR)).failed == 2
+        # A day on: Globex's "firing" (never delivered) and its "resolved" expire, Acme's "resolved" is tried.
+        report = await deliver_pending(database, client, now=NOW + 26 * HOUR)
+        assert (report.delivered, report.failed, report.expired) == (0, 1, 2)
+        state.statuses.clear()  # back after six days
+        back = await deliver_pending(database, client, now=NOW + HOUR + 7 * 24 * HOUR - MINUTE)
+    assert (back.delivered, back.failed, back.expired) == (1, 0, 0)
+    last = json.loads(state.received[-1][1])
+    assert (last["status"], last["alerts"][0]["labels"]["entity"]) == ("resolved", "Acme")
+    assert pending_messages(database) == []
+
+
+async def test_a_resolved_refused_for_a_week_is_given_up_on(
+    database: Database, receiver: tuple[Receiver, str]
+) -> None:
+    state, url = receiver
+    fire(database, webhook_url=url)
+    async with httpx.AsyncClient(timeout=5) as client:
+        assert (await deliver_pending(database, client, now=NOW)).delivered == 1
+        evaluate_rules(database, now=NOW + 2 * HOUR)
+        state.statuses = [503] * 100
+        kept = await deliver_pending(database, client, now=NOW + 2 * HOUR + 7 * 24 * HOUR - SECOND)
+        gone = await deliver_pending(database, client, now=NOW + 2 * HOUR + 7 * 24 * HOUR)
+    assert (kept.failed, kept.expired) == (1, 0)
+    assert (gone.delivered, gone.failed, gone.expired) == (0, 0, 1)
+    (firing, resolved) = outbox(database)
+    assert firing.delivered_at == NOW and resolved.expired
+    assert resolved.expires_at == NOW + 2 * HOUR + 7 * 24 * HOUR
+
+
+async def test_fin_resolved_expiry_days_sets_how_long_a_resolved_is_tried(
+    tmp_path: Path, database: Database, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Acme's and Globex's "firing" reached the receiver; it refuses every "resolved" since. With a 4-day
+    # expiry, Acme's (queued 5 days ago) is given up on and Globex's (3 days ago) tried again.
+    async def hook(request: Request) -> Response:
+        return Response(status_code=503 if json.loads(await request.body())["status"] == "resolved" else 200)
+
+    now = utcnow()
+    acme, globex = now - 5 * 24 * HOUR, now - 3 * 24 * HOUR
+    with serve_app(Starlette(routes=[Route("/hook", hook, methods=["POST"])])) as base:
+        add_rule(database, webhook_url=f"{base}/hook")
+        async with httpx.AsyncClient(timeout=5) as client:
+            for entity, end in (("Acme", acme), ("Globex", globex)):
+                add_calm(database, entity, end=end)
+                add_burst(database, entity, end=end)
+                assert [t.status for t in evaluate_rules(database, now=end)] == ["firing"]
+                assert (await deliver_pending(database, client, now=end)).delivered >= 1
+                assert [t.status for t in evaluate_rules(database, now=end + HOUR)] == ["resolved"]
+        monkeypatch.setenv("FIN_RESOLVED_EXPIRY_DAYS", "4")
+        fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
+        settings = FinanceSentimentSettings(
+            database_url=database_url, scheduler=False, fetch=fetch, registry=tmp_path / "registry"
+        )
+        assert settings.resolved_expiry_days == 4
+        async with open_monitor(settings) as monitor:
+            report = await monitor.deliver()
+    assert (report.delivered, report.failed, report.expired) == (0, 1, 1)
+    monkeypatch.setenv("FIN_RESOLVED_EXPIRY_DAYS", "0")
+    with pytest.raises(ValidationError, match="resolved_expiry_days"):
+        FinanceSentimentSettings()
+
+
+async def test_the_outbox_is_measured_at_metrics_from_the_database(
+    tmp_path: Path, database: Database, database_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    # Only a counter of failed tries existed: no rule could say "the outbox is stuck". The API replica
+    # serving /metrics here delivers nothing itself (no scheduler): the gauges read the shared database.
+    state, url = receiver
+    state.statuses = [503]  # refuses once, then accepts
+    queued = utcnow() - 2 * HOUR
+    add_calm(database, "Acme", end=queued)
+    add_burst(database, "Acme", end=queued)
+    add_rule(database, webhook_url=url)
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, registry=tmp_path / "registry"
+    )
+    with serve_app(create_app(settings)) as api:
+        async with (
+            httpx.AsyncClient(base_url=api, timeout=30, trust_env=False) as http,
+            httpx.AsyncClient(timeout=5) as client,
+        ):
+
+            async def gauges() -> dict[str, float]:
+                response = await http.get("/metrics")
+                assert response.status_code == 200, response.text
+                return {
+                    sample.name: sample.value
+                    for family in text_string_to_metric_families(response.text)
+                    for sample in family.samples
+                    if sample.name in (PENDING, OLDEST)
+                }
+
+            assert await gauges() == {PENDING: 0, OLDEST: 0}
+            assert [t.status for t in evaluate_rules(database, now=queued)] == ["firing"]
+            assert (await deliver_pending(database, client, now=utcnow())).failed == 1
+            stuck = await gauges()
+            assert stuck[PENDING] == 1
+            assert 2 * 3600 <= stuck[OLDEST] < 3 * 3600  # queued two hours ago
+            assert (await deliver_pending(database, client, now=utcnow() + MINUTE)).delivered == 1
+            assert await gauges() == {PENDING: 0, OLDEST: 0}
+    assert len(state.received) == 2
+
+
+async def test_a_scrape_that_cannot_read_the_outbox_leaves_its_gauges_out_and_says_why(
+    tmp_path: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    settings = FinanceSentimentSettings(
+        database_url=sqlite_url, scheduler=False, registry=tmp_path / "registry"
+    )
+    async with open_monitor(settings, registry) as monitor:
+        assert registry.get_sample_value(PENDING) == 0
+        with monitor.db.session() as session:
+            session.execute(text("DROP TABLE outbox"))  # the database can no longer answer the query
+        with caplog.at_level("WARNING", logger="finance_sentiment.telemetry"):
+            exposed = generate_latest(registry).decode()
+    assert PENDING not in exposed and OLDEST not in exposed
+    assert "finance_webhook_deliveries_total" in exposed  # the other metrics are still served
+    assert any("outbox gauges left out of /metrics" in record.getMessage() for record in caplog.records)
+    assert registry.get_sample_value(PENDING) is None  # the closed monitor's gauges are gone
 
 
 async def test_resolved_is_only_sent_after_firing_is_delivered(

@@ -19,6 +19,12 @@ deleted and created again under its name (same labels: same fingerprint and grou
 incident), the old alert's "resolved" after the new one's "firing". A crash between POST and record resends
 after the lease; the receiver drops the duplicate by its Idempotency-Key.
 
+A message is given up on (marked expired) once past its ``expires_at``, 24 hours after it was queued, except
+a "resolved" whose alert's "firing" (or a repeat) reached the receiver: the receiver then holds an incident
+open (PagerDuty, Grafana OnCall) that only this message closes, so, as Alertmanager keeps retrying resolved
+notifications, it is tried until ``resolved_ttl`` after it was queued (7 days by default; the setting as
+it is at each pass).
+
 The claim also removes the rules deleted while their notifications waited (`rules.delete_rule`), with
 their alerts, once none waits any more.
 """
@@ -70,6 +76,8 @@ CLAIM_LEASE = timedelta(minutes=5)
 SEND_WINDOW_S = CLAIM_LEASE.total_seconds() / 2  # no POST starts later than this after the claim
 CONCURRENT_POSTS = 8
 MAX_ERROR_CHARS = 500
+# How long a "resolved" whose alert's "firing" was delivered is tried, from when it was queued.
+RESOLVED_TTL = timedelta(days=7)
 
 
 @dataclass(frozen=True)
@@ -173,6 +181,7 @@ async def deliver_pending(
     backoff_base_s: float = 5.0,
     backoff_max_s: float = 900.0,
     send_window_s: float = SEND_WINDOW_S,
+    resolved_ttl: timedelta = RESOLVED_TTL,
 ) -> DeliveryReport:
     """Send due outbox messages once, oldest first, and record each outcome.
 
@@ -187,12 +196,14 @@ async def deliver_pending(
         backoff_max_s: Longest delay between retries, in seconds.
         send_window_s: No POST starts later than this after the claim (well inside the lease, so no other
             sender can claim the same message meanwhile); the messages left are handed back, due at once.
+        resolved_ttl: How long a "resolved" whose alert's "firing" was delivered is tried, from when it was
+            queued (the others expire at their ``expires_at``, 24 hours after they were queued).
 
     Returns:
         How many messages were delivered, failed and expired.
     """
     now = now or utcnow()
-    expired, claimed = await asyncio.to_thread(_claim, db, now, limit)
+    expired, claimed = await asyncio.to_thread(_claim, db, now, limit, resolved_ttl)
     if expired:
         logger.warning("%d webhook notification(s) given up on: still undelivered at their expiry", expired)
     deadline = time.monotonic() + send_window_s
@@ -227,19 +238,10 @@ async def deliver_pending(
     )
 
 
-def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]]:
+def _claim(db: Database, now: datetime, limit: int, resolved_ttl: timedelta) -> tuple[int, list[_Claimed]]:
     """Mark expired messages and lease up to ``limit`` due ones to this sender, in one transaction."""
     with db.session() as session:
-        expired = _rowcount(
-            session,
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.delivered_at.is_(None),
-                OutboxMessage.expired.is_(False),
-                OutboxMessage.expires_at <= now,
-            )
-            .values(expired=True),
-        )
+        expired = _expire(session, now, resolved_ttl)
         deleted = delete(AlertRule).where(AlertRule.deleted_at.is_not(None), ~waiting_for(AlertRule.id))
         _rowcount(session, deleted)  # their alerts and delivered messages go with them (ON DELETE CASCADE)
         claimed = []
@@ -266,6 +268,36 @@ def _claim(db: Database, now: datetime, limit: int) -> tuple[int, list[_Claimed]
                     )
                 )
         return expired, claimed
+
+
+def _expire(session: Session, now: datetime, resolved_ttl: timedelta) -> int:
+    """Mark the messages past their expiry expired; a "resolved" whose alert's "firing" was delivered only
+    ``resolved_ttl`` after it was queued (its ``expires_at`` then says when it was given up on)."""
+    kept = _closes_an_incident()
+    expired = _rowcount(
+        session,
+        update(OutboxMessage).where(pending(), OutboxMessage.expires_at <= now, ~kept).values(expired=True),
+    )
+    # Read, then written one by one: a portable SQL sum of a time and an interval there is not.
+    over = select(OutboxMessage.id, OutboxMessage.created_at).where(
+        pending(), OutboxMessage.expires_at <= now, OutboxMessage.created_at <= now - resolved_ttl, kept
+    )
+    for message_id, created_at in session.execute(over).all():
+        given_up = update(OutboxMessage).where(OutboxMessage.id == message_id, pending())
+        expired += _rowcount(session, given_up.values(expired=True, expires_at=created_at + resolved_ttl))
+    return expired
+
+
+def _closes_an_incident() -> ColumnElement[bool]:
+    """Whether the message is a "resolved" (the latest message of a resolved alert: none is queued after it)
+    whose alert had a notification (a "firing" or a repeat) delivered, so its receiver holds an incident
+    open that only this message closes."""
+    alert, newer, delivered = aliased(Alert), aliased(OutboxMessage), aliased(OutboxMessage)
+    return and_(
+        exists().where(alert.id == OutboxMessage.alert_id, alert.status == "resolved"),
+        ~exists().where(newer.alert_id == OutboxMessage.alert_id, newer.id > OutboxMessage.id),
+        exists().where(delivered.alert_id == OutboxMessage.alert_id, delivered.delivered_at.is_not(None)),
+    )
 
 
 def pending(

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -37,7 +37,7 @@ from finance_sentiment.sentiment import SentimentSource
 from finance_sentiment.settings import FinanceSentimentSettings
 from finance_sentiment.tables import Source
 from finance_sentiment.tagging import Embed, Tagger
-from finance_sentiment.telemetry import MonitorMetrics
+from finance_sentiment.telemetry import MonitorMetrics, outbox_gauges
 from finance_sentiment.vocabulary import Vocabulary
 from textcore import CoreError, Encoder, HttpClientConfig, InvalidInput, make_http_client
 
@@ -107,7 +107,8 @@ class Monitor:
     async def deliver(self) -> DeliveryReport:
         """Send due webhook notifications from the outbox, after the pass already running here, if any."""
         async with self._delivery_lock:
-            report = await deliver_pending(self.db, self.http)
+            resolved_ttl = timedelta(days=self.settings.resolved_expiry_days)
+            report = await deliver_pending(self.db, self.http, resolved_ttl=resolved_ttl)
         for result in ("delivered", "failed", "expired"):
             self.metrics.deliveries.labels(result).inc(getattr(report, result))
         return report
@@ -271,7 +272,8 @@ async def open_monitor(
     """Build the monitor: `prepare` (unless the caller did: ``prepared``), apply the config file, open the
     HTTP client.
 
-    Its counters go on ``registry`` (the app's, served at /metrics), or a private one.
+    Its counters go on ``registry`` (the app's, served at /metrics), or a private one; the outbox gauges,
+    read from the database at each collection, go on ``registry`` while the monitor is open.
 
     The sentiment model is loaded on first use, so the API serves sources and documents before a model is
     trained; runs fail with "model not ready" (and fetch again later) until one is active.
@@ -317,6 +319,7 @@ async def open_monitor(
         )
         try:
             metrics = MonitorMetrics.create(registry)
-            yield Monitor(settings, db, http, fetcher, models, tagger, ingestor, metrics)
+            with outbox_gauges(registry, db) if registry is not None else nullcontext():
+                yield Monitor(settings, db, http, fetcher, models, tagger, ingestor, metrics)
         finally:
             db.dispose()

@@ -74,6 +74,14 @@ class FinanceSentimentSettings(ServiceSettings):
         description="Rules are evaluated at least this often; an enabled rule's window may not be shorter.",
     )
     delivery_interval_s: int = Field(5, ge=1, le=3600, description="Pending webhooks are retried this often.")
+    resolved_expiry_days: int = Field(
+        7,
+        ge=1,
+        le=365,
+        description="A resolved notification whose alert's firing reached the webhook is tried this many "
+        "days after it was queued (its receiver holds an incident open that only it closes); every other "
+        "notification is given up on 24 hours after it was queued.",
+    )
     sync_interval_s: int = Field(30, ge=1, le=3600, description="Other replicas' source edits seen.")
     max_pages_per_run: int = Field(20, ge=1, le=500, description="Articles read per list page run.")
     max_concurrent_runs: int = Field(
