@@ -29,6 +29,14 @@ from transformers import BertConfig, BertModel
 from textcore.models import load_tokenizer, resolve_model
 from textcore.sql import Database as SqlDatabase
 
+# One intra-op thread for the tests and the commands they start, unless OMP_NUM_THREADS says otherwise. The
+# tiny models' operations gain nothing from a second thread, and where the cores are shared with other work
+# each parallel region waits for a descheduled thread: on a 2-core machine under load a 6-epoch tiny-BERT
+# training took 16-44 s with two threads and 3 s with one, the real MiniLM fine-tuning 137-153 s and 27-29 s.
+if "OMP_NUM_THREADS" not in os.environ:
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
+
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
