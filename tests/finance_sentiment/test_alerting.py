@@ -467,13 +467,66 @@ async def test_a_firing_alert_reaches_a_rules_new_webhook_at_the_next_evaluation
             assert evaluate_rules(database, now=NOW + 3 * MINUTE) == []  # told: back to the repeat interval
             (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)
             assert resolved.status == "resolved"
-            assert (await deliver_pending(database, client, now=NOW + 2 * HOUR)).delivered == 1
-    assert [json.loads(body)["status"] for _, body in former.received] == ["firing"]
+            assert (await deliver_pending(database, client, now=NOW + 2 * HOUR)).delivered == 2
+    assert [json.loads(body)["status"] for _, body in former.received] == ["firing", "resolved"]
     sent = [json.loads(body)["alerts"][0] for _, body in new.received]
     assert [(alert["status"], alert["labels"]["entity"]) for alert in sent] == [
         ("firing", "Acme"),
         ("resolved", "Acme"),
     ]
+
+
+async def test_every_former_webhook_told_an_alert_fires_is_told_once_it_resolved(
+    database: Database, receiver: tuple[Receiver, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    # Receiver A is told the alert fires and opens an incident; the rule is moved to a webhook where
+    # nothing listens, then (that notification still waiting) to B, which is told. When the burst ends, A
+    # and B are each told "resolved" once, signed with the rule's secret, each under its own key; A's is
+    # retried at A while A is down. The dead webhook was never told anything, so it is owed nothing. A's
+    # incident used to stay open for good: only the rule's webhook as it was at the end was told.
+    a, url = receiver
+    a_url = f"{url}?token=a-secret-token"
+    b = Receiver(secret="s3cret")
+    a.secret = "s3cret"
+    fire(database, webhook_url=a_url, secret="s3cret")
+    with serve_app(Starlette(routes=[Route("/hook", b.hook, methods=["POST"])])) as base:
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await deliver_pending(database, client, now=NOW)).delivered == 1  # A: firing
+            with database.session() as session:
+                (rule_id,) = session.scalars(select(AlertRule.id)).all()
+                update_rule(session, rule_id, AlertRulePatch(webhook_url="http://127.0.0.1:9/hook"))
+            assert [t.status for t in evaluate_rules(database, now=NOW + MINUTE)] == ["repeat"]
+            assert (await deliver_pending(database, client, now=NOW + MINUTE)).failed == 1  # nobody there
+            with database.session() as session:
+                update_rule(session, rule_id, AlertRulePatch(webhook_url=f"{base}/hook"))
+            assert (await deliver_pending(database, client, now=NOW + 2 * MINUTE)).delivered == 1  # B
+            (resolved,) = evaluate_rules(database, now=NOW + 2 * HOUR)
+            assert resolved.status == "resolved"
+            a.statuses = [503]  # A is down for the first try
+            first = await deliver_pending(database, client, now=NOW + 2 * HOUR)
+            assert (first.delivered, first.failed) == (1, 1)
+            reports = [
+                await deliver_pending(database, client, now=NOW + 3 * HOUR + k * MINUTE) for k in (0, 1)
+            ]
+            assert [report.delivered for report in reports] == [1, 0]
+    a_sent = [json.loads(body) for _, body in a.received]
+    b_sent = [json.loads(body) for _, body in b.received]
+    assert [p["status"] for p in a_sent] == ["firing", "resolved", "resolved"]  # the first refused (503)
+    assert [p["status"] for p in b_sent] == ["firing", "resolved"]
+    assert a_sent[2] == b_sent[1]  # the same Alertmanager v4 body
+    assert a_sent[2]["alerts"][0]["endsAt"] == "2026-03-02T14:00:00.000Z"
+    assert a.keys[1] == a.keys[2] != b.keys[1]  # one key per receiver, kept on the retry
+    with database.session() as session:
+        resolved_urls = select(OutboxMessage.url).where(OutboxMessage.delivered_at.is_not(None))
+        assert session.scalars(resolved_urls.order_by(OutboxMessage.id)).all() == [
+            a_url,
+            f"{base}/hook",
+            f"{base}/hook",
+            a_url,
+        ]
+        assert session.scalar(select(func.count()).select_from(OutboxMessage).where(pending())) == 0
+    assert "a-secret-token" not in caplog.text
+    assert "token=****" in caplog.text  # A's refusal was logged, masked
 
 
 async def test_the_alerts_of_one_pass_are_sent_at_once(database: Database) -> None:

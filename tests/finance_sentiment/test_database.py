@@ -20,7 +20,7 @@ from finance_sentiment.database import Database
 from finance_sentiment.rules import list_rules
 from finance_sentiment.schemas import AlertRuleIn, SourceIn
 from finance_sentiment.sources import list_sources
-from finance_sentiment.tables import Alert, AlertRule, Base, Document, DocumentTag, Source
+from finance_sentiment.tables import Alert, AlertRule, Base, Document, DocumentTag, OutboxMessage, Source
 from textcore.errors import InvalidInput
 
 
@@ -252,5 +252,64 @@ def test_rows_stored_before_managed_by_read_as_api_until_the_config_file_claims_
         database.migrate()
         with database.session() as session:
             assert {s.managed_by for s in list_sources(session)} == {"api"}
+    finally:
+        database.dispose()
+
+
+def test_notifications_stored_before_fixed_url_still_go_to_their_rules_webhook(database_url: str) -> None:
+    # Every notification stored before the revision was sent to its rule's webhook as it was then: it
+    # reads as not fixed to its own URL, and the revision goes down and up again.
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(database.migrations))
+    stamp = datetime(2026, 3, 1)  # stored as naive UTC
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0007")
+        with database.session() as session:
+            _old_rule(session, "banks")
+            rule_id = session.scalars(
+                select(Table("alert_rules", MetaData(), autoload_with=session.connection()).c.id)
+            ).one()
+            alerts = Table("alerts", MetaData(), autoload_with=session.connection())
+            session.execute(
+                insert(alerts).values(
+                    id=1,
+                    rule_id=rule_id,
+                    fingerprint="f",
+                    labels={},
+                    annotations={},
+                    status="firing",
+                    starts_at=stamp,
+                    updated_at=stamp,
+                )
+            )
+            outbox = Table("outbox", MetaData(), autoload_with=session.connection())
+            session.execute(
+                insert(outbox).values(
+                    id=1,
+                    alert_id=1,
+                    rule_id=rule_id,
+                    idempotency_key="k",
+                    url="http://127.0.0.1:9/hook",
+                    payload={},
+                    attempts=0,
+                    next_attempt_at=stamp,
+                    created_at=stamp,
+                    expires_at=stamp,
+                    expired=False,
+                )
+            )
+        database.migrate()
+        with database.session() as session:
+            message = session.get_one(OutboxMessage, 1)
+            assert (message.url, message.fixed_url) == ("http://127.0.0.1:9/hook", False)
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.downgrade(config, "0007")
+        database.migrate()
+        with database.session() as session:
+            assert session.get_one(OutboxMessage, 1).fixed_url is False
     finally:
         database.dispose()

@@ -7,6 +7,11 @@
     open alert    + quiet verdict                       -> Alert resolved (ends_at) + outbox "resolved"
     open alert    + rule disabled or deleted            -> Alert resolved (ends_at) + outbox "resolved"
 
+A "resolved" goes to the rule's webhook, and to every former webhook of the rule that was delivered a
+"firing" of the alert (or a repeat) before the rule was moved: as in Alertmanager, a receiver told an alert
+fires is told when it resolves, so the incident it opened is closed. Not when the webhook changes: the alert
+still fires then, and the former receiver's incident stays open as long as the alert does.
+
 Only the latest state of an alert group waits for its receiver (as in Alertmanager): a notification queued
 for a fingerprint (its group: the labels the group key is made of come from the rule and the series alone)
 supersedes the older ones of that fingerprint still to be sent to the same webhook URL, which are marked
@@ -265,10 +270,29 @@ def resolve_firing(session: Session, rule: AlertRule, now: datetime, external_ur
 def _resolve(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> Transition:
     # The annotations stay those of the last firing notification: the evidence of the episode.
     alert.status, alert.ends_at, alert.last_sent_at = "resolved", now, now
+    former = _former_webhooks(session, rule, alert)
     superseded = _queue(session, rule, alert, now, external_url)
+    # Queued after the rule's own, so that one stays the latest of the alert's messages for its webhook.
+    session.add_all(_outbox_message(rule, alert, now, external_url, fixed_url=url) for url in former)
     return Transition(
         alert_id=alert.id, rule=rule.name, labels=dict(alert.labels), status="resolved", superseded=superseded
     )
+
+
+def _former_webhooks(session: Session, rule: AlertRule, alert: Alert) -> list[str]:
+    """The webhook URLs other than the rule's own now that were delivered a notification of the alert (each
+    a "firing" or a repeat: the alert fired until now), in order.
+
+    A message records the URL it was delivered to; one still waiting goes to the rule's URL as it is now, so
+    a "firing" that never reached a former webhook owes it nothing. A URL that differs from the rule's only
+    in its credentials counts as another webhook: a token or routing key may name another receiver.
+    """
+    delivered = select(OutboxMessage.url).where(
+        OutboxMessage.alert_id == alert.id,
+        OutboxMessage.delivered_at.is_not(None),
+        OutboxMessage.url != rule.webhook_url,
+    )
+    return sorted(set(session.scalars(delivered)))
 
 
 def _queue(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> int:
@@ -297,7 +321,11 @@ def _queue(session: Session, rule: AlertRule, alert: Alert, now: datetime, exter
     return superseded
 
 
-def _outbox_message(rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> OutboxMessage:
+def _outbox_message(
+    rule: AlertRule, alert: Alert, now: datetime, external_url: str, *, fixed_url: str | None = None
+) -> OutboxMessage:
+    """The alert's notification for the rule's webhook, or for ``fixed_url`` (a former webhook of the rule)
+    when given; each with its own idempotency key."""
     entry = alertmanager_alert(
         status=alert.status,
         labels=alert.labels,
@@ -319,7 +347,8 @@ def _outbox_message(rule: AlertRule, alert: Alert, now: datetime, external_url: 
         alert_id=alert.id,
         rule_id=rule.id,
         idempotency_key=uuid.uuid4().hex,
-        url=rule.webhook_url,
+        url=fixed_url if fixed_url is not None else rule.webhook_url,
+        fixed_url=fixed_url is not None,
         payload=payload,
         attempts=0,
         next_attempt_at=now,

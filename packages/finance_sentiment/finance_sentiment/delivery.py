@@ -7,17 +7,18 @@ Notifications are written to the outbox in the same transaction as the alert cha
              ahead (FOR UPDATE SKIP LOCKED on PostgreSQL; a conditional UPDATE everywhere) so no other
              replica sends them meanwhile
     POST     outside any transaction, to the rule's webhook URL as it is now (a corrected URL reaches the
-             messages already waiting), with an Idempotency-Key that stays the same on every retry; several
-             at once (the claimed messages are about different alerts), none started once half the lease is
-             gone (those are handed back)
+             messages already waiting; a "resolved" owed to a former webhook, `fixed_url`, goes to its own),
+             with an Idempotency-Key that stays the same on every retry; several at once (the claimed
+             messages are about different alerts), none started once half the lease is gone (those are
+             handed back)
     record   one short transaction per message: delivered_at and the URL it went to, or attempts + 1 and an
              exponential backoff
 
-A message is only picked once every older message with the same fingerprint for the same webhook URL is
-delivered or expired, so a receiver never sees an alert's "resolved" before its "firing", nor, for a rule
-deleted and created again under its name (same labels: same fingerprint and groupKey, the receiver's
-incident), the old alert's "resolved" after the new one's "firing". A crash between POST and record resends
-after the lease; the receiver drops the duplicate by its Idempotency-Key.
+A message is only picked once every older message with the same fingerprint for the same webhook URL (the
+one it is sent to) is delivered or expired, so a receiver never sees an alert's "resolved" before its
+"firing", nor, for a rule deleted and created again under its name (same labels: same fingerprint and
+groupKey, the receiver's incident), the old alert's "resolved" after the new one's "firing". A crash
+between POST and record resends after the lease; the receiver drops the duplicate by its Idempotency-Key.
 
 A message is given up on (marked expired) once past its ``expires_at``, 24 hours after it was queued, except
 a "resolved" whose alert's "firing" (or a repeat) reached the receiver: the receiver then holds an incident
@@ -52,6 +53,7 @@ from sqlalchemy import (
     SQLColumnExpression,
     Update,
     and_,
+    case,
     delete,
     exists,
     select,
@@ -289,13 +291,15 @@ def _expire(session: Session, now: datetime, resolved_ttl: timedelta) -> int:
 
 
 def _closes_an_incident() -> ColumnElement[bool]:
-    """Whether the message is a "resolved" (the latest message of a resolved alert: none is queued after it)
-    whose alert had a notification (a "firing" or a repeat) delivered, so its receiver holds an incident
-    open that only this message closes."""
+    """Whether the message is a "resolved" (of a resolved alert, and none but those owed to its former
+    webhooks is queued after it; those are all "resolved" ones) whose alert had a notification (a "firing"
+    or a repeat) delivered, so its receiver holds an incident open that only this message closes."""
     alert, newer, delivered = aliased(Alert), aliased(OutboxMessage), aliased(OutboxMessage)
     return and_(
         exists().where(alert.id == OutboxMessage.alert_id, alert.status == "resolved"),
-        ~exists().where(newer.alert_id == OutboxMessage.alert_id, newer.id > OutboxMessage.id),
+        ~exists().where(
+            newer.alert_id == OutboxMessage.alert_id, newer.id > OutboxMessage.id, newer.fixed_url.is_(False)
+        ),
         exists().where(delivered.alert_id == OutboxMessage.alert_id, delivered.delivered_at.is_not(None)),
     )
 
@@ -312,10 +316,19 @@ def waiting_for(rule_id: int | SQLColumnExpression[int]) -> Exists:
     return exists().where(OutboxMessage.rule_id == rule_id, pending())
 
 
+def destination(
+    message: type[OutboxMessage] | AliasedClass[OutboxMessage],
+    rule: type[AlertRule] | AliasedClass[AlertRule],
+) -> ColumnElement[str]:
+    """Where `message` (the table, or an alias) goes: its own URL when fixed (a "resolved" owed to a former
+    webhook of the rule), otherwise `rule`'s webhook URL as it is now."""
+    return case((message.fixed_url.is_(True), message.url), else_=rule.webhook_url)
+
+
 def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
-    """Due, undelivered, unexpired messages with their rule's secret and webhook URL, oldest first, at most
-    one per alert fingerprint and webhook (the oldest waiting), so the messages of one call can be sent at
-    once."""
+    """Due, undelivered, unexpired messages with their rule's secret and the URL they go to, oldest first,
+    at most one per alert fingerprint and destination (the oldest waiting), so the messages of one call can
+    be sent at once."""
     alert, earlier, earlier_alert, earlier_rule = (
         aliased(Alert),
         aliased(OutboxMessage),
@@ -331,10 +344,10 @@ def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
         earlier_alert.id == earlier.alert_id,
         earlier_alert.fingerprint == alert.fingerprint,
         earlier_rule.id == earlier.rule_id,
-        earlier_rule.webhook_url == AlertRule.webhook_url,
+        destination(earlier, earlier_rule) == destination(OutboxMessage, AlertRule),
     )
     return (
-        select(OutboxMessage, AlertRule.secret, AlertRule.webhook_url)
+        select(OutboxMessage, AlertRule.secret, destination(OutboxMessage, AlertRule))
         .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
         .join(alert, alert.id == OutboxMessage.alert_id)
         .where(

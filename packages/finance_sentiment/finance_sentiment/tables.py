@@ -28,6 +28,7 @@ from sqlalchemy import (
     Integer,
     String,
     Text,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -202,7 +203,12 @@ class OutboxMessage(Base):
     alert_id: Mapped[int] = mapped_column(ForeignKey("alerts.id", ondelete="CASCADE"), index=True)
     rule_id: Mapped[int] = mapped_column(ForeignKey("alert_rules.id", ondelete="CASCADE"))
     idempotency_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # Where it was delivered; until then where it was queued for, which is not where it goes unless
+    # `fixed_url` is set: a waiting message goes to its rule's webhook URL as it is when it is sent.
     url: Mapped[str] = mapped_column(String(2048))
+    # Sent to `url`, not to the rule's webhook: a "resolved" owed to a former webhook of the rule, which was
+    # delivered the alert's "firing" (`alerting`).
+    fixed_url: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     payload: Mapped[dict[str, Any]] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
