@@ -161,3 +161,20 @@ def test_the_delete_command_names_the_ids_that_named_nothing(files: Path, tmp_pa
     again = runner.invoke(cli_app, ["delete", "a/faq.md", *where])
     assert again.exit_code == 0, again.output
     assert json.loads(again.stdout.splitlines()[-1])["not_found"] == ["a/faq.md"]
+
+
+def test_a_bad_setting_is_one_error_line_naming_its_variable(tmp_path: Path) -> None:
+    # It was a pydantic traceback and exit 1 (the recommender's and the monitor's commands said one line)
+    database = tmp_path / "kb.db"
+    where = ["--database-url", f"sqlite:///{database}"]
+    runner = CliRunner()
+    env = {"CS_SESSION_RETENTION_DAYS": "a week"}
+    for args in (["export", str(tmp_path / "kb.csv"), *where], ["serve", "--port", "1", *where]):
+        result = runner.invoke(cli_app, args, env=env)
+        assert result.exit_code == 2, f"{args[0]}: exit {result.exit_code}\n{result.output}"
+        assert result.stderr.strip().splitlines() == [
+            "error: settings: CS_SESSION_RETENTION_DAYS: Input should be a valid integer, unable to parse "
+            "string as an integer"
+        ], result.stderr
+        assert "a week" not in result.stderr
+    assert not database.exists()  # refused before anything was opened

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from textcore import InvalidInput
 from textcore import cli as core_cli
 
 if TYPE_CHECKING:
@@ -54,10 +55,20 @@ DistillWeight = Annotated[
 
 
 def settings_from(**overrides: Any) -> CustomerServiceSettings:
-    """The service settings (CS_* environment variables), the options given (not None) first."""
+    """The service settings (CS_* environment variables), the options given (not None) first.
+
+    Raises:
+        InvalidInput: Naming every bad setting and its environment variable (one error line, exit 2,
+            as the other services' commands), never the value.
+    """
+    from pydantic import ValidationError  # noqa: PLC0415
+
     from customer_service.settings import CustomerServiceSettings  # noqa: PLC0415 - pulls in torch
 
-    return CustomerServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    try:
+        return CustomerServiceSettings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        raise InvalidInput(f"settings: {core_cli.settings_errors(exc, 'CS_')}") from None
 
 
 def print_report(report: dict[str, Any]) -> None:
