@@ -294,8 +294,11 @@ def test_an_unkeyed_stream_that_drops_stores_what_was_sent_though_its_generator_
     try:
         with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
             leave_after_first_words(http, body, None)
-            GATE.set()  # the generator could answer the rest: the stream that dropped does not ask it to
+            # Stored once the server has seen the client go (released before that, the generator's next
+            # words could still reach the socket and count as sent: they were never read)
             wait_for(lambda: bool(stored_turns(http, "widget-4")), "the dropped turn to be stored")
+            GATE.set()  # the generator could answer the rest: the stream that dropped does not ask it to
+            time.sleep(0.5)
             turns = stored_turns(http, "widget-4")
             assert [t["answer"] for t in turns] == ["Freeze your"]
             assert turns[0]["reason"].endswith(f"; {CUT_SHORT}"), turns[0]["reason"]
