@@ -378,6 +378,33 @@ def test_evaluate_and_train_errors_are_one_line(tmp_path: Path, trained_model_di
     assert not (trained_model_dir / "rescorer").exists()
 
 
+def test_train_and_evaluate_refuse_a_column_named_by_an_option_and_missing_from_the_file(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """Before, `--text-column description` on an items file whose text is in `text` trained and evaluated on
+    the titles alone, and a `--rating-column` the file lacks read every rating as a plain interaction (a
+    model's --min-rating then left out nothing), without a word. Under their default names both stay
+    optional: the interactions here have no `rating` column."""
+    items = write_catalog(tmp_path / "items.csv")
+    interactions = write_interactions(tmp_path / "interactions.csv")
+    data = ["--interactions", interactions, "--items", items]
+    expected = "expected the column(s) named by the options,"
+    found_items = "found 'item_id', 'title', 'text', 'categories', 'brand'"
+    found_events = "found 'user_id', 'item_id', 'timestamp'"
+    for command in (
+        ["train", "--output", tmp_path / "m"],
+        ["evaluate", "--model", trained_model_dir],
+        ["train-rescorer", "--model", trained_model_dir],
+    ):
+        line = one_error_line(invoke(*command, *data, "--text-column", "description"))
+        assert line == f"error: {items}: {expected} 'description' (--text-column); {found_items}"
+        line = one_error_line(invoke(*command, *data, "--text-column", "text", "--text-column", "body"))
+        assert line == f"error: {items}: {expected} 'body' (--text-column); {found_items}"
+        line = one_error_line(invoke(*command, *data, "--rating-column", "score"))
+        assert line == f"error: {interactions}: {expected} 'score' (--rating-column); {found_events}"
+    assert not (tmp_path / "m").exists() and not (trained_model_dir / "rescorer").exists()
+
+
 def test_interactions_whose_items_are_not_in_the_items_file_are_counted_then_refused_when_all(
     tmp_path: Path, tiny_model_dir: Path, trained_model_dir: Path
 ) -> None:

@@ -123,6 +123,20 @@ def test_jsonl_rows_may_leave_out_optional_columns(tmp_path: Path) -> None:
     assert read_catalog(path).texts == ["Red kettle. Boils water", "Mug"]
 
 
+def test_an_optional_column_is_read_when_the_first_jsonl_row_leaves_it_out(tmp_path: Path) -> None:
+    """Before, only the first row's keys counted: its leaving out the rating or text dropped the column from
+    every row (ratings read as plain interactions, items as their titles alone)."""
+    events = [
+        {"user_id": "u1", "item_id": "a", "timestamp": 1},
+        {"user_id": "u1", "item_id": "b", "timestamp": 2, "rating": 2},
+    ]
+    path = _write(tmp_path, "events.jsonl", "\n".join(json.dumps(r) for r in events) + "\n")
+    assert read_interactions(path, min_rating=3.0).sequences() == {"u1": ["a"]}
+    items = [{"item_id": "a", "title": "Mug"}, {"item_id": "b", "title": "Red kettle", "text": "Boils water"}]
+    path = _write(tmp_path, "items.jsonl", "\n".join(json.dumps(r) for r in items) + "\n")
+    assert read_catalog(path).texts == ["Mug", "Red kettle. Boils water"]
+
+
 def test_read_interactions_tsv_in_row_order_without_times(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.tsv", "user_id\titem_id\nu1\tb\nu1\ta\n")
     data = read_interactions(path, time_column=None)
@@ -157,7 +171,7 @@ def test_read_catalog_builds_texts_from_title_and_fields(tmp_path: Path) -> None
         "c,Green tea,Green tea. Loose leaf,,1\n"
         "d,,Only text here,,1\n",
     )
-    catalog = read_catalog(path, text_columns=("text", "brand", "missing"))
+    catalog = read_catalog(path, text_columns=("text", "brand"))
     assert catalog.ids == ["a", "b", "c", "d"]
     assert catalog.index == {"a": 0, "b": 1, "c": 2, "d": 3}
     assert catalog.titles == ["Red kettle", "Blue mug", "Green tea", "Only text here"]
@@ -169,6 +183,12 @@ def test_read_catalog_builds_texts_from_title_and_fields(tmp_path: Path) -> None
         "Only text here",
     ]
     assert len(catalog) == 4
+    with pytest.raises(
+        InvalidInput, match=r"named by the options, 'missing' \(--text-column\); found 'item_id'"
+    ):
+        read_catalog(path, text_columns=("text", "brand", "missing"))  # a typo: no longer left out unsaid
+    untexted = _write(tmp_path, "untexted.csv", "item_id,title\na,Red kettle\n")
+    assert read_catalog(untexted).texts == ["Red kettle"]  # `text` is optional under its default name
 
 
 def test_item_text_joins_parts_once() -> None:

@@ -87,6 +87,30 @@ class Catalog:
         return cls(list(ids), list(titles), list(texts), index)
 
 
+def require_named_columns(
+    path: str | os.PathLike[str], rows: list[dict[str, str]], chosen: Sequence[tuple[str, str]]
+) -> None:
+    """Refuse a file without a column that an option named instead of its default (`(option, column)`
+    pairs): the column is optional, but a name given and not found is a typo or the wrong file, and reading
+    its cells as empty would take every row without its text, categories, rating, type or event id.
+
+    Raises:
+        InvalidInput: Naming the file, each missing column with its option, and the columns found.
+    """
+    present = columns_of(rows)
+    missing = [f"{column!r} ({option})" for option, column in chosen if column not in present]
+    if missing:
+        raise InvalidInput(
+            f"{path}: expected the column(s) named by the options, {', '.join(missing)}; "
+            f"found {', '.join(repr(c) for c in present)}"
+        )
+
+
+def columns_of(rows: list[dict[str, str]]) -> list[str]:
+    """The columns of a file's rows in order of first appearance (JSON Lines rows may each leave one out)."""
+    return list(dict.fromkeys(column for row in rows for column in row))
+
+
 def outside_catalog(interactions: Interactions, catalog: Catalog) -> tuple[int, list[str]]:
     """The interaction rows whose item is not in the catalog (every use of them leaves such rows out):
     their count and their distinct item ids, in order of first appearance."""
@@ -112,7 +136,8 @@ def read_interactions(
         user_column: Column of user ids.
         item_column: Column of item ids.
         time_column: Column of times: numbers (e.g. Unix seconds) or ISO 8601 datetimes. None uses row order.
-        rating_column: Optional column of ratings; when the file lacks it every value is NaN.
+        rating_column: Column of ratings, optional under its default name ``rating`` (when the file lacks
+            it every value is NaN); one named otherwise must be in the file (`require_named_columns`).
         min_rating: Keep only rows rated at least this (ratings thresholded into positives). Rows with an
             empty rating are kept: an interaction without a rating (a click, a purchase) is a positive;
             but when the user's latest rating of the item (by time, ties in row order) is below
@@ -122,13 +147,16 @@ def read_interactions(
             taken from a model, not asked for): a file without ratings is every row a positive.
 
     Raises:
-        InvalidInput: Missing file or required column, an empty id, or a time or rating that is not a number.
+        InvalidInput: Missing file or required column, a rating column so named and missing, an empty id,
+            or a time or rating that is not a number.
     """
     rows = read_table(path)
     if not rows:
         raise InvalidInput(f"{path}: expected at least one interaction row; found none")
-    present = list(rows[0])
+    present = columns_of(rows)
     require_columns(path, rows, [c for c in (user_column, item_column, time_column) if c is not None])
+    if rating_column is not None and rating_column != "rating":
+        require_named_columns(path, rows, [("--rating-column", rating_column)])
     rating = rating_column if rating_column in present else None
     if min_rating_if_rated and rating is None:
         min_rating = None
@@ -226,18 +254,20 @@ def read_catalog(
 ) -> Catalog:
     """Read an item catalog; the encoder text is the title, then the non-empty text fields.
 
-    Extra columns are ignored and text columns the file lacks are tolerated. When a text field already starts
-    with the title (as converted datasets' full texts do), the title is not repeated.
+    Extra columns are ignored. The text column is optional under its default name ``text``; one named
+    otherwise must be in the file (`require_named_columns`). When a text field already starts with the title
+    (as converted datasets' full texts do), the title is not repeated.
 
     Raises:
-        InvalidInput: Missing file, id or title column; an empty id; an item with neither title nor text;
-            an id that appears twice.
+        InvalidInput: Missing file, id or title column; a text column so named and missing; an empty id; an
+            item with neither title nor text; an id that appears twice.
     """
     rows = read_table(path)
     if not rows:
         raise InvalidInput(f"{path}: expected at least one item row; found none")
-    present = list(rows[0])
+    present = columns_of(rows)
     require_columns(path, rows, [id_column, title_column])
+    require_named_columns(path, rows, [("--text-column", c) for c in text_columns if c != "text"])
     columns = [c for c in text_columns if c in present and c != title_column]
     ids = _parsed(path, rows, id_column, _required_id)
     titles: list[str] = []

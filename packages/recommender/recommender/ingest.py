@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recommender.catalog import ItemRecord
-from recommender.data import item_text
+from recommender.data import item_text, require_named_columns
 from recommender.events import FUTURE_TOLERANCE, EventRecord, future_problem, unix_seconds, value_problem
 from recommender.tables import (
     CATEGORY_LENGTH,
@@ -63,20 +63,6 @@ def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     return rows
 
 
-def _require_chosen(path: Path, rows: list[dict[str, str]], chosen: Sequence[tuple[str, str]]) -> None:
-    """Refuse a file without a column that an option named instead of its default (`(option, column)`
-    pairs): the column is optional, but a name given and not found is a typo or the wrong file, and reading
-    its cells as empty would store every row without its text, categories, rating, type or event id (and
-    replace a stored item's with nothing)."""
-    present = list(dict.fromkeys(column for row in rows for column in row))
-    missing = [f"{column!r} ({option})" for option, column in chosen if column not in present]
-    if missing:
-        raise InvalidInput(
-            f"{path}: expected the column(s) named by the options, {', '.join(missing)}; "
-            f"found {', '.join(repr(c) for c in present)}"
-        )
-
-
 def _id(path: Path, number: int, column: str, raw: str) -> str:
     return clean_id(raw, f"{path}: row {number} column {column!r}")
 
@@ -105,16 +91,16 @@ def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRec
 
     Categories are a JSON list or ``|``-separated. The text and categories columns are optional, under
     their default names: one named otherwise must be in the file. Raises `InvalidInput` for a missing id
-    or title column, a missing text or categories column so named (`_require_chosen`), an empty id, a row
-    with neither title nor text, a row beyond the API's limits (`_check_limits`), or an id that appears in
-    more than one row (naming them all).
+    or title column, a missing text or categories column so named (`require_named_columns`), an empty id,
+    a row with neither title nor text, a row beyond the API's limits (`_check_limits`), or an id that
+    appears in more than one row (naming them all).
     """
     rows = _rows(path, [columns.id, columns.title])
     default = ItemColumns()
     chosen = [("--text-column", c) for c in columns.texts if c not in default.texts]
     if columns.categories != default.categories:
         chosen.append(("--categories-column", columns.categories))
-    _require_chosen(path, rows, chosen)
+    require_named_columns(path, rows, chosen)
     used = {columns.id, columns.title, columns.categories, *columns.texts}
     items = []
     for number, row in enumerate(rows, start=1):
@@ -210,7 +196,7 @@ def read_events(
     column when the file has one, else it is a rating when the rating cell is filled and a click otherwise.
     An event id column (optional; an empty cell is no id) gives each row the client's own id of the event.
     The rating, type and event id columns may be absent under their default names; one named otherwise must
-    be in the file (`_require_chosen`).
+    be in the file (`require_named_columns`).
     """
     rows = _rows(path, [columns.user, columns.item, columns.time])
     default = EventColumns()
@@ -219,7 +205,9 @@ def read_events(
         ("--type-column", columns.type, default.type),
         ("--event-id-column", columns.event_id, default.event_id),
     )
-    _require_chosen(path, rows, [(option, column) for option, column, usual in options if column != usual])
+    require_named_columns(
+        path, rows, [(option, column) for option, column, usual in options if column != usual]
+    )
     now = utcnow()
     events = []
     for number, row in enumerate(rows, start=1):
