@@ -64,13 +64,15 @@ def llm() -> Iterator[str]:
         yield url
 
 
-def turn(http: httpx.Client, path: str, body: dict[str, Any]) -> tuple[int, list[tuple[str, Any]]]:
+def turn(
+    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> tuple[int, list[tuple[str, Any]]]:
     """The status and, for a stream, its events; for `/v1/chat` one event: ("reply", the JSON body)."""
     if path == "/v1/chat":
-        response = http.post(path, json=body)
+        response = http.post(path, json=body, headers=headers)
         return response.status_code, [("reply", response.json())]
     events: list[tuple[str, Any]] = []
-    with http.stream("POST", path, json=body) as response:
+    with http.stream("POST", path, json=body, headers=headers) as response:
         name = ""
         for line in response.iter_lines():
             if line.startswith("event: "):
@@ -259,16 +261,8 @@ def test_a_keyed_stream_that_drops_is_answered_whole_for_its_retry(
             wait_for(lambda: bool(stored_turns(http, "widget-3")), "the dropped turn to be stored")
             status, events = turn(http, "/v1/chat/stream", body)  # without the key: a new turn
             assert status == 200 and events[-1][0] == "done"
-            retried: list[tuple[str, Any]] = []
-            with http.stream("POST", "/v1/chat/stream", json=body, headers=headers) as response:
-                assert response.status_code == 200
-                name = ""
-                for line in response.iter_lines():
-                    if line.startswith("event: "):
-                        name = line.removeprefix("event: ")
-                    elif line.startswith("data: "):
-                        retried.append((name, json.loads(line.removeprefix("data: "))))
-            assert [n for n, _ in retried] == ["meta", "delta", "done"]
+            status, retried = turn(http, "/v1/chat/stream", body, headers)
+            assert status == 200 and [n for n, _ in retried] == ["meta", "delta", "done"]
             done = retried[-1][1]
             assert (done["answer"], done["mode"], done["action"]) == (ANSWER, "generated", "answer")
             assert retried[1][1]["text"] == ANSWER and retried[0][1] == first[0][1]
