@@ -25,7 +25,7 @@ from starlette.routing import Route
 
 from customer_service import create_app
 from customer_service.bot import CUT_SHORT
-from customer_service.settings import GeneratorSettings
+from customer_service.settings import CustomerServiceSettings, GeneratorSettings
 from tests.conftest import serve_app
 from tests.customer_service.test_app import cs_settings
 
@@ -62,6 +62,13 @@ async def completions(request: Request) -> Response:
 def llm() -> Iterator[str]:
     with serve_app(Starlette(routes=[Route("/v1/chat/completions", completions, methods=["POST"])])) as url:
         yield url
+
+
+def held_back(tmp_path: Path, sqlite_url: str, llm: str, model: str) -> CustomerServiceSettings:
+    """Settings whose generator is the loopback `model` (`completions`), its gates reset."""
+    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    generator = GeneratorSettings(kind="openai", base_url=llm, model=model, timeout_s=60)
+    return cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
 
 
 def turn(
@@ -175,9 +182,7 @@ def test_a_stream_the_customer_leaves_early_stores_the_turn_with_what_was_sent(
     # The customer closes the page while the answer is generated: two words in (`pauses`), or before the
     # first (`gated`). The message was received and the words may have been read: the turn is stored with
     # them, marked as cut short, for the agent console and analytics; the generation stops.
-    ASKED.clear(), GATE.clear(), PAUSED.clear()
-    generator = GeneratorSettings(kind="openai", base_url=llm, model=model, timeout_s=60)
-    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    settings = held_back(tmp_path, sqlite_url, llm, model)
     message = "How can I freeze my debit card?"
     try:
         with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
@@ -247,9 +252,7 @@ def test_a_keyed_stream_that_drops_is_answered_whole_for_its_retry(
     # used to be stored cut short with the two words sent (its generation stopped), and the retry replayed
     # them: the customer could never get the rest of the reply. It is now answered to its end and stored
     # whole; the retry gets a 409 while that goes on, then the whole reply.
-    ASKED.clear(), GATE.clear(), PAUSED.clear()
-    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
-    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    settings = held_back(tmp_path, sqlite_url, llm, "pauses")
     body = {"session_id": "widget-3", "message": "How can I freeze my debit card?"}
     headers = {"Idempotency-Key": "msg-1"}
     try:
@@ -281,9 +284,7 @@ def test_a_keyed_stream_that_drops_is_answered_whole_for_its_retry(
 def test_an_unkeyed_stream_that_drops_stores_what_was_sent_though_its_generator_could_go_on(
     tmp_path: Path, sqlite_url: str, llm: str
 ) -> None:
-    ASKED.clear(), GATE.clear(), PAUSED.clear()
-    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
-    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    settings = held_back(tmp_path, sqlite_url, llm, "pauses")
     body = {"session_id": "widget-4", "message": "How can I freeze my debit card?"}
     try:
         with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
@@ -305,9 +306,7 @@ def test_a_keyed_turn_still_being_answered_when_the_server_stops_is_stored_with_
 ) -> None:
     # The generator holds back the rest of the reply; the server stops meanwhile. Completing the turn does
     # not hold up the shutdown: it is stored with what was generated, and its key is free for the retry.
-    ASKED.clear(), GATE.clear(), PAUSED.clear()
-    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
-    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    settings = held_back(tmp_path, sqlite_url, llm, "pauses")
     body = {"session_id": "widget-5", "message": "How can I freeze my debit card?"}
     try:
         with serve_app(create_app(settings)) as base_url, httpx.Client(base_url=base_url, timeout=30) as http:
@@ -330,9 +329,7 @@ def test_a_keyed_turn_that_fails_while_completed_is_logged_and_frees_its_key(
 ) -> None:
     # The session is erased while its dropped turn is still being answered: storing the turn fails. That
     # is logged, and the key is not held forever: the retry is answered (in a new session of that id).
-    ASKED.clear(), GATE.clear(), PAUSED.clear()
-    generator = GeneratorSettings(kind="openai", base_url=llm, model="pauses", timeout_s=60)
-    settings = cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
+    settings = held_back(tmp_path, sqlite_url, llm, "pauses")
     body = {"session_id": "widget-6", "message": "How can I freeze my debit card?"}
     headers = {"Idempotency-Key": "msg-1"}
     try:
