@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -486,6 +487,23 @@ def test_serve_and_train_misconfigurations_are_one_line(tmp_path: Path) -> None:
     for output in (afile, afile / "model"):
         line = one_error_line(invoke("train", *data, "--output", output))
         assert f"--output {output}: expected a folder for the model; {afile} is a file" in line
+
+
+def test_train_without_fine_tuning_into_a_fine_tuned_models_folder_leaves_no_run_of_it(
+    tmp_path: Path, tiny_model_dir: Path, trained_model_dir: Path
+) -> None:
+    """Before, `train --epochs 0` into the folder of a fine-tuned model left that run's `training/` folder
+    (metrics, curves, report) beside the new model, which was never fine-tuned."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    assert (model / "training").is_dir()
+    data = ["--interactions", write_interactions(tmp_path / "events.csv"), "--items",
+            write_catalog(tmp_path / "items.csv"), "--device", "cpu", "--precision", "fp32"]  # fmt: skip
+    report = last_json(invoke("train", *data, "--output", model, "--base-model", tiny_model_dir,
+                              "--epochs", 0, "--max-length", 48, "--max-validation-users", 5))  # fmt: skip
+    assert report["encoder"] == {"trained": False}
+    assert not (model / "training").exists()
+    assert json.loads((model / "metadata.json").read_text(encoding="utf-8"))["training"] is None
 
 
 def test_convert_datasets(tmp_path: Path) -> None:
