@@ -31,6 +31,7 @@ from tests.recommender.conftest import (
 )
 
 METRICS = {"hr@10", "ndcg@10", "mrr"}
+EVALUATED = {"model", "popularity", "item_knn", "n_users", "n_held_out_outside_catalog"}  # evaluate's JSON
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples" / "recommender"
 
 
@@ -328,7 +329,8 @@ def test_evaluate_a_model_trained_by_the_cli(trained_model_dir: Path, tmp_path: 
         "--interactions", interactions, "--items", items, "--device", "cpu", "--precision", "fp32",
     )  # fmt: skip
     report = last_json(result)
-    assert set(report) == {"model", "popularity", "item_knn", "n_users"} and report["n_users"] == 16
+    assert set(report) == EVALUATED and report["n_users"] == 16
+    assert report["n_held_out_outside_catalog"] == 0
     assert all(set(report[name]) == METRICS for name in ("model", "popularity", "item_knn"))
     # users stay within their theme, so co-occurrence beats popularity by far
     assert report["item_knn"]["ndcg@10"] > report["popularity"]["ndcg@10"]
@@ -350,7 +352,7 @@ def test_evaluate_warns_when_the_model_saw_the_test_interactions(
     assert last_json(trained)["n_interactions"] == 80
     assert last_json(trained)["validation"]["n_users"] == 5  # of 16 users with a validation item
     result = invoke("evaluate", "--model", tmp_path / "m", *data)
-    assert set(last_json(result)) == {"model", "popularity", "item_knn", "n_users"}
+    assert set(last_json(result)) == EVALUATED
     warning = result.stderr.strip()
     assert warning.startswith("warning:") and "16 of 16 tested users" in warning
 
@@ -421,7 +423,10 @@ def test_interactions_whose_items_are_not_in_the_items_file_are_counted_then_ref
     report = last_json(trained)
     assert report["n_interactions"] == 85 and report["n_interactions_outside_catalog"] == 5
     evaluated = invoke("evaluate", "--model", trained_model_dir, "--interactions", some, *options)
-    assert set(last_json(evaluated)) == {"model", "popularity", "item_knn", "n_users"}
+    assert set(last_json(evaluated)) == EVALUATED
+    # shopper-0's held-out (last) item is SKU-1: not ranked, and counted apart from the 16 users ranked
+    assert last_json(evaluated)["n_users"] == 16
+    assert last_json(evaluated)["n_held_out_outside_catalog"] == 1
     for result in (trained, evaluated):
         (warning,) = result.stderr.strip().splitlines()
         assert warning.startswith(f"warning: left out 5 of 85 interaction rows of {some}: "), warning

@@ -159,12 +159,13 @@ def test_evaluate_reports_the_blend_beside_the_rescored_model(
     interactions, items = write_interactions(tmp_path / "i.csv"), write_catalog(tmp_path / "c.csv")
     data = ["--interactions", interactions, "--items", items]
     report = last_json(invoke("evaluate", "--model", model, *data, *CPU))
-    assert set(report) == {"model", "blend", "popularity", "item_knn", "rescorer", "n_users"}
+    plain_keys = {"model", "popularity", "item_knn", "n_users", "n_held_out_outside_catalog"}
+    assert set(report) == plain_keys | {"blend", "rescorer"}
     assert report["rescorer"]["weight"] == 2.0 and report["rescorer"]["top_n"] == 5
     # re-scoring only re-orders each user's top 5: a target outside it keeps its rank
     assert report["model"]["hr@10"] == report["blend"]["hr@10"]
     plain = last_json(invoke("evaluate", "--model", model, *data, "--no-rescorer", *CPU))
-    assert set(plain) == {"model", "popularity", "item_knn", "n_users"}
+    assert set(plain) == plain_keys
     assert plain["model"] == report["blend"]
     off = last_json(invoke("evaluate", "--model", forced(model, 0.0), *data, *CPU))
     assert "rescorer" not in off and off["model"] == report["blend"]  # weight 0: never used
@@ -218,7 +219,7 @@ def test_training_a_model_again_into_its_folder_removes_its_rescorer(
     # the rescorer was fitted on the previous encoder and blend: neither evaluate nor the service uses it
     assert not (model / RESCORER_DIR).exists() and not (model / f".{RESCORER_DIR}.tmp").exists()
     assert set(last_json(invoke("evaluate", "--model", model, *data, *CPU))) == {
-        "model", "popularity", "item_knn", "n_users",
+        "model", "popularity", "item_knn", "n_users", "n_held_out_outside_catalog",
     }  # fmt: skip
     settings = rec_settings(tmp_path, sqlite_url, "unused", model_path=model)
     with TestClient(create_app(settings)) as client:

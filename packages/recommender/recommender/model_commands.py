@@ -213,8 +213,9 @@ def evaluate(
     """Leave-last-out: rank each user's last item among all they have not seen, for the model and baselines.
 
     The last stdout line is one JSON object: {"model": {"hr@10", "ndcg@10", "mrr"}, "popularity": {...},
-    "item_knn": {...}, "n_users": N}. When the model's rescorer re-scores, "model" is the re-scored ranking,
-    "blend" the model without it, and "rescorer" its settings.
+    "item_knn": {...}, "n_users": N, "n_held_out_outside_catalog": M}: N users ranked, M more whose held-out
+    item is not in the items file (so cannot be ranked). When the model's rescorer re-scores, "model" is
+    the re-scored ranking, "blend" the model without it, and "rescorer" its settings.
     """
 
     def action() -> dict[str, Any]:
@@ -263,6 +264,8 @@ def evaluate(
             },
             **extra,
             "n_users": n_users,
+            # tested users whose held-out item is not in the items file: not ranked, not in n_users
+            "n_held_out_outside_catalog": sum(item not in catalog.index for item in split.test.values()),
         }
 
     print_report(core_cli.run_or_exit(action))
