@@ -168,6 +168,45 @@ def test_the_demo_catalog_and_behaviour_ingest_and_serve(
     assert picks[0] in co_read - read  # the tiny random model knows no words: the behaviour speaks
 
 
+def test_ingest_items_without_a_model_embeds_with_the_model_the_index_was_built_with(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path, trained_model_dir: Path
+) -> None:
+    """Before, `ingest-items` without --model-path (nor REC_MODEL_PATH) embedded with the base encoder beside
+    an index a trained model built: it discarded that index, embedded the whole catalog again with the base
+    encoder and saved those vectors in its place, which the service then embedded again at its next start."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, model_path=model)
+    env = tiny_env(tiny_model_dir)
+    places = ["--database-url", sqlite_url, "--index-path", settings.index_path]
+    catalog = write_catalog(tmp_path / "items.csv")
+    assert (
+        last_json(invoke("ingest-items", catalog, *places, "--model-path", model, env=env))["embedded"] == 20
+    )
+    sidecar = settings.index_path.with_suffix(".json")
+    built = json.loads(sidecar.read_text(encoding="utf-8"))["model"]
+    assert built.startswith(f"trained:{model.resolve()}:")
+    one = tmp_path / "one.csv"
+    one.write_text("item_id,title,text\nastro-9,Solar filter,For watching the sun.\n", encoding="utf-8")
+    result = invoke("ingest-items", one, *places, env=env)
+    assert last_json(result) == {"items": 1, "created": 1, "updated": 0, "embedded": 1}
+    assert json.loads(sidecar.read_text(encoding="utf-8"))["model"] == built  # not the base encoder's
+    assert result.stderr.strip() == f"embedding with {model.resolve()}, the model the index was built with"
+
+    saved = settings.index_path.stat().st_mtime_ns
+    with TestClient(create_app(settings)) as client:  # the service on that model finds its index current
+        assert client.get("/readyz").json()["checks"]["items"] == "21"
+    assert settings.index_path.stat().st_mtime_ns == saved
+
+    model.rename(tmp_path / "moved")  # the model is gone: refused, rather than embedded with another
+    two = tmp_path / "two.csv"
+    two.write_text("item_id,title\nastro-10,Red torch\n", encoding="utf-8")
+    line = one_error_line(invoke("ingest-items", two, *places, env=env))
+    assert f"holds the vectors of the trained model {model.resolve()}, which has no recommender.json" in line
+    assert "--model-path" in line
+    assert counts(sqlite_url) == (21, 0) and json.loads(sidecar.read_text(encoding="utf-8"))["model"] == built
+
+
 def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
     with_one_item(sqlite_url)
     for when in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "-62135596800"):

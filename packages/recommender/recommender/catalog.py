@@ -34,7 +34,7 @@ import os
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -421,17 +421,36 @@ class ItemCatalog:
             write_text_atomic(self._sidecar(), json.dumps(meta))
         self._unsaved = False
 
-    @contextmanager
-    def _files_locked(self, operation: int) -> Iterator[None]:
-        """Hold the lock of the index files (`fcntl.LOCK_SH` to read them, `LOCK_EX` to write), which other
-        processes on them take too."""
-        # Read-only is enough for flock, so a service and a command run as other users share the file.
-        fd = os.open(self.index_path.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, operation)
-            yield
-        finally:
-            os.close(fd)  # closing the descriptor releases the lock
+    def _files_locked(self, operation: int) -> AbstractContextManager[None]:
+        return files_locked(self.index_path, operation)
+
+
+@contextmanager
+def files_locked(index_path: Path, operation: int) -> Iterator[None]:
+    """Hold the lock of the index files at `index_path` (`fcntl.LOCK_SH` to read them, `LOCK_EX` to write),
+    which other processes on them take too."""
+    # Read-only is enough for flock, so a service and a command run as other users share the file.
+    fd = os.open(index_path.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o666)
+    try:
+        fcntl.flock(fd, operation)
+        yield
+    finally:
+        os.close(fd)  # closing the descriptor releases the lock
+
+
+def indexed_model(index_path: Path) -> str | None:
+    """The fingerprint of the model whose vectors the index file at `index_path` holds, as its sidecar
+    records it (`ItemCatalog`'s `fingerprint`); None when there is no readable sidecar."""
+    sidecar = index_path.with_suffix(".json")
+    if not sidecar.is_file():
+        return None
+    try:
+        with files_locked(index_path, fcntl.LOCK_SH):
+            meta = json.loads(sidecar.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    model = meta.get("model") if isinstance(meta, dict) else None
+    return model if isinstance(model, str) else None
 
 
 def delete_items(db: Database, ids: Sequence[str]) -> int:

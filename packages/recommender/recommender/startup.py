@@ -6,14 +6,16 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from datetime import timedelta
+from pathlib import Path
 
 from recommender.behaviour import Behaviour
-from recommender.catalog import ItemCatalog, Progress
+from recommender.catalog import ItemCatalog, Progress, indexed_model
 from recommender.database import Database
 from recommender.model import MODEL_FILE, TextInterestModel
 from recommender.rescoring import Rescorer
 from recommender.serving import Recommender, intra_op_threads
 from recommender.settings import RecommenderSettings
+from textcore import InvalidInput
 
 
 def load_model(settings: RecommenderSettings) -> TextInterestModel:
@@ -53,6 +55,40 @@ def model_fingerprint(settings: RecommenderSettings) -> str:
         stat = weights.stat()
         digest.update(f"{weights.name}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     return f"trained:{folder}:{digest.hexdigest()[:16]}"
+
+
+def model_of_index(settings: RecommenderSettings) -> RecommenderSettings:
+    """`settings` that embed with the model whose vectors the index file holds, for a command given no model.
+
+    Without a model path, a command would embed with the base encoder: beside an index built by a trained
+    model (the service's ``REC_MODEL_PATH``) it would discard the index, embed the whole catalog again with
+    the other model and save that in place of the service's vectors. Its sidecar names the model
+    (`model_fingerprint`): a trained model's folder is taken from there.
+
+    Raises:
+        InvalidInput: The index was built by a trained model whose folder holds no model now, or by another
+            base encoder than the settings name.
+    """
+    recorded = indexed_model(settings.index_path)
+    if settings.model_path is not None or recorded is None or recorded == model_fingerprint(settings):
+        return settings
+    fix = (
+        "give --model-path (the service's REC_MODEL_PATH), or remove the index file to embed every item again"
+    )
+    if recorded.startswith("trained:"):
+        folder = Path(recorded.removeprefix("trained:").rsplit(":", 1)[0])
+        if not (folder / MODEL_FILE).is_file():
+            raise InvalidInput(
+                f"index {settings.index_path} holds the vectors of the trained model {folder}, which has no "
+                f"{MODEL_FILE} now; no model path was given, and the base encoder's vectors would replace "
+                f"them: {fix}"
+            )
+        return settings.model_copy(update={"model_path": folder})
+    raise InvalidInput(
+        f"index {settings.index_path} holds the vectors of the base encoder "
+        f"{recorded.removeprefix('base:')!r}, not of {settings.encoder.model!r} (REC_ENCODER__MODEL): set "
+        f"REC_ENCODER__MODEL as the service has it, {fix}"
+    )
 
 
 def open_catalog(

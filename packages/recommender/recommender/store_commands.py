@@ -53,15 +53,22 @@ def ingest_items(
     model_path: ModelOpt = None,
     index_path: IndexOpt = None,
 ) -> None:
-    """Create or replace catalog items from a file and embed them; other columns are kept as metadata."""
+    """Create or replace catalog items from a file and embed them; other columns are kept as metadata.
+
+    Without --model-path (or REC_MODEL_PATH) the items are embedded with the model whose vectors the index
+    file holds, as its sidecar records it (the base encoder when there is no index yet).
+    """
     from recommender.database import Database  # noqa: PLC0415 - heavy imports
     from recommender.ingest import ItemColumns, read_items  # noqa: PLC0415
-    from recommender.startup import load_model, open_catalog  # noqa: PLC0415
+    from recommender.startup import load_model, model_of_index, open_catalog  # noqa: PLC0415
 
     def action() -> dict[str, Any]:
         texts = tuple(text_column or ["text"])
         records = read_items(file, ItemColumns(id_column, title_column, texts, categories_column))
-        settings = settings_from(database_url=database_url, model_path=model_path, index_path=index_path)
+        given = settings_from(database_url=database_url, model_path=model_path, index_path=index_path)
+        settings = model_of_index(given)  # without a model: the one whose vectors the index holds
+        if settings.model_path != given.model_path:
+            core_cli.say(f"embedding with {settings.model_path}, the model the index was built with")
         db = Database(settings.database_url)
         try:
             db.migrate()
