@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import PurePosixPath, PureWindowsPath
 
 from customer_service.tables import ID_LENGTH, KnowledgeEntry
 from textcore import InvalidInput
@@ -35,7 +36,8 @@ class DocumentIn:
     text: str
     format: str
     category: str = ""
-    source: str = ""
+    source: str = ""  # where it came from, as clients may see it (a file name, a URL)
+    origin: str = ""  # the server file ingest read it from, never shown (`ingest`'s warnings compare it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +52,7 @@ class ChunkIn:
     text: str
     category: str = ""
     source: str = ""
+    origin: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,3 +112,24 @@ def check_faq(row: FaqIn) -> None:
         )
     for name in ("id", "question", "answer", "category"):
         check_printable(getattr(row, name), f"{name} of FAQ {row.id!r:.80}")
+
+
+def shown_source(source: str, document_id: str) -> str | None:
+    """An absolute file path as a client may see a document's source: its trailing components that the
+    document id ends with ("guides/travel.md" of /srv/kb/guides/travel.md), at least its file name; None for a
+    URL or a name that is no absolute path, which is shown as it is.
+
+    Ingest stored each document's server path as its source before it kept it apart (`origin`): a knowledge
+    base or an export of then holds such paths, and a source given through the API may be one too."""
+    if "://" in source:
+        return None
+    path: PurePosixPath | PureWindowsPath = PurePosixPath(source)
+    if not path.is_absolute():
+        path = PureWindowsPath(source)
+        if not (path.drive and path.root):
+            return None
+    parts, named = path.parts[1:], PurePosixPath(document_id).parts
+    shared = 1
+    while shared < min(len(parts), len(named)) and parts[-shared - 1] == named[-shared - 1]:
+        shared += 1
+    return "/".join(parts[-shared:]) if parts else None

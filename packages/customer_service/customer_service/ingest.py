@@ -21,7 +21,13 @@ Document ids:
 - `id_prefix` goes before any of them ("branch-a/" + "faq.md").
 A file name is no unique key: /a/faq.md and then /b/faq.md are one id, and the second replaces the first. The
 report tells documents added from documents replaced and warns when a document is replaced from another
-source than it was stored from, or when a file already stored under another id is stored again.
+file than it was stored from, or when a file already stored under another id is stored again.
+
+A document's `source`, which clients see (`GET /v1/knowledge`), is the file as the operator named it: its path
+relative to the folder ingested ("guides/travel.md"), or the file's name; never a server path. The server
+file it was read from is kept apart (`origin`, shown nowhere) for those warnings. A source that is an
+absolute path all the same (a chunk row of an export written before this was so) is cut when stored
+(`entries.shown_source`).
 """
 
 from __future__ import annotations
@@ -100,14 +106,16 @@ def ingest_path(
             faqs += file_faqs
             chunks += file_chunks
         elif file.suffix.lower() in DOCUMENTS:
-            key = document_id or (file.relative_to(path).as_posix() if path.is_dir() else file.name)
+            named = file.relative_to(path).as_posix() if path.is_dir() else file.name
             text = file.read_text(encoding="utf-8", errors="replace")
             if (found := control_character(text)) is not None:
                 raise InvalidInput(f"{file}: {RULE}; found {found}")
-            source = str(file.resolve())
             documents.append(
-                DocumentIn(id_prefix + key, _title(text, file), text, format_of(file.name), category, source)
-            )
+                DocumentIn(
+                    id_prefix + (document_id or named), _title(text, file), text, format_of(file.name),
+                    category, source=named, origin=str(file.resolve()),
+                )
+            )  # fmt: skip
         else:
             raise InvalidInput(f"expected one of {', '.join((*TABLES, *DOCUMENTS))}; found {file.name}")
     faqs = with_stored_ids(kb, faqs)
@@ -186,30 +194,37 @@ def _chunk(file: Path, number: int, row: dict[str, str], id_prefix: str) -> Chun
 
 
 def _warnings(documents: list[DocumentIn], stored: dict[str, str]) -> list[str]:
-    """Replacements from another source than the stored one; files already stored under another id."""
-    ids_by_source: dict[str, list[str]] = {}
-    for stored_id, source in stored.items():
-        ids_by_source.setdefault(_same_file(source), []).append(stored_id)
+    """Replacements from another file than the stored one; files already stored under another id (`stored`:
+    where each stored document came from, `KnowledgeBase.document_sources`; the documents' `origin`)."""
+    ids_by_origin: dict[str, list[str]] = {}
+    for stored_id, origin in stored.items():
+        if (file := _same_file(origin)) is not None:
+            ids_by_origin.setdefault(file, []).append(stored_id)
     found = []
     for document in documents:
         before = stored.get(document.document_id)
-        if before is not None and _same_file(before) != document.source:
+        file = None if before is None else _same_file(before)
+        if file is not None and file != document.origin:
             found.append(
-                f"document {document.document_id!r} from {before} was replaced by {document.source} "
+                f"document {document.document_id!r} from {before} was replaced by {document.origin} "
                 "(a single file is keyed by its file name: give --id or --id-prefix to keep both)"
             )
-        others = [i for i in ids_by_source.get(document.source, []) if i != document.document_id]
+        others = [i for i in ids_by_origin.get(document.origin, []) if i != document.document_id]
         if before is None and others:
             found.append(
-                f"{document.source} is stored already as document {others[0]!r}; it is now stored as "
+                f"{document.origin} is stored already as document {others[0]!r}; it is now stored as "
                 f"{document.document_id!r} too (give --id {others[0]} to replace that one instead)"
             )
     return found
 
 
-def _same_file(source: str) -> str:
-    """A stored source as an absolute path (URLs and other names unchanged)."""
-    return str(Path(source).resolve()) if source and "://" not in source else source
+def _same_file(source: str) -> str | None:
+    """A stored origin or source as an absolute path (URLs and "" unchanged); None for a relative name (a
+    chunk restored from an export, which keeps no server path): which file it was is not known."""
+    if not source or "://" in source:
+        return source
+    path = Path(source)
+    return str(path.resolve()) if path.is_absolute() else None
 
 
 def _title(text: str, file: Path) -> str:

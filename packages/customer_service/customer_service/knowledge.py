@@ -197,12 +197,14 @@ class KnowledgeBase:
             return int(session.scalar(query) or 0)
 
     def document_sources(self) -> dict[str, str]:
-        """Each stored document's id and the source (file or URL) its chunks came from."""
-        query = select(KnowledgeEntry.document_id, KnowledgeEntry.source).where(
+        """Each stored document's id and where its chunks came from: the server file ingest read (`origin`),
+        else their source (a URL or name given with the document)."""
+        query = select(KnowledgeEntry.document_id, KnowledgeEntry.origin, KnowledgeEntry.source).where(
             KnowledgeEntry.kind == "chunk"
         )
         with self.db.session() as session:
-            return {str(i): source for i, source in session.execute(query.distinct()) if i is not None}
+            found = session.execute(query.distinct())
+            return {str(i): origin or source for i, origin, source in found if i is not None}
 
     def faq_ids_by_question(self, questions: Sequence[str]) -> dict[str, builtins.list[str]]:
         """The ids of the stored FAQs asking each of these questions (exactly as stored), by question."""

@@ -15,7 +15,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from customer_service.chunking import chunk_document
-from customer_service.entries import MAX_POSITION, ChunkIn, DocumentIn, FaqIn, check_faq, check_id
+from customer_service.entries import (
+    MAX_POSITION,
+    ChunkIn,
+    DocumentIn,
+    FaqIn,
+    check_faq,
+    check_id,
+    shown_source,
+)
 from customer_service.search_index import Record
 from customer_service.tables import ID_LENGTH, KnowledgeEntry
 from textcore import Conflict, InvalidInput
@@ -52,7 +60,9 @@ def faq_change(rows: Sequence[FaqIn], record: RecordOf) -> Change:
         if clash:
             raise Conflict(f"expected FAQ ids not used by documents or chunks; found {clash[:10]!r}")
         for row in rows:
-            entry = existing.get(row.id) or KnowledgeEntry(id=row.id, kind="faq", position=0, source="")
+            entry = existing.get(row.id) or KnowledgeEntry(
+                id=row.id, kind="faq", position=0, source="", origin=""
+            )
             entry.title, entry.question, entry.text = row.question, row.question, row.answer
             entry.category = row.category
             session.add(entry)
@@ -79,7 +89,9 @@ def document_change(document: DocumentIn, record: RecordOf, max_words: int, over
     return chunks_change(
         document_id,
         [
-            ChunkIn(document_id, c.position, c.title, c.text, document.category, document.source)
+            ChunkIn(
+                document_id, c.position, c.title, c.text, document.category, document.source, document.origin
+            )
             for c in chunks
         ],
         record,
@@ -130,13 +142,19 @@ def chunks_change(document_id: str, chunks: Sequence[ChunkIn], record: RecordOf)
         session.flush()  # the DELETEs before the INSERTs of the same ids
         for i, c in zip(ids, chunks, strict=True):
             entry = KnowledgeEntry(id=i, kind="chunk", title=c.title, question=None, text=c.text)
-            entry.category, entry.document_id, entry.position, entry.source = (
-                c.category, document_id, c.position, c.source,
-            )  # fmt: skip
+            entry.category, entry.document_id, entry.position = c.category, document_id, c.position
+            entry.source, entry.origin = _source_and_origin(c, document_id)
             session.add(entry)
         return [e.id for e in old if e.id not in set(ids)]
 
     return Change(records, write, ids)
+
+
+def _source_and_origin(chunk: ChunkIn, document_id: str) -> tuple[str, str]:
+    """The chunk's source as clients see it and its origin: a source that is an absolute server path is
+    shown cut (`shown_source`), the path kept as its origin."""
+    shown = shown_source(chunk.source, document_id)
+    return (chunk.source, chunk.origin) if shown is None else (shown, chunk.origin or chunk.source)
 
 
 def stored_rows(session: Session, column: Any, values: Sequence[str]) -> list[KnowledgeEntry]:

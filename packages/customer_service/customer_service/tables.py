@@ -55,7 +55,9 @@ class KnowledgeEntry(Base):
     category: Mapped[str] = mapped_column(String(ID_LENGTH), default="")
     document_id: Mapped[str | None] = mapped_column(String(ID_LENGTH), index=True)  # chunks only
     position: Mapped[int] = mapped_column(Integer, default=0)  # chunk number within its document
-    source: Mapped[str] = mapped_column(Text, default="")  # file name or URL it came from
+    source: Mapped[str] = mapped_column(Text, default="")  # file name or URL it came from, as clients see it
+    # the server file an ingested document was read from (absolute): ingest's warnings compare it; never shown
+    origin: Mapped[str] = mapped_column(Text, default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
