@@ -20,6 +20,11 @@ Side by side on the same catalog (`--modes`): `every-write`, the catalog saving 
 `--save-after`, 10 s as the service's default): the edits leave the save to a background thread, whose
 saves during the timed edits and the final `flush` are recorded in the JSON.
 
+Then, on the same catalog, "PUT during a save": `--edits` PUTs each made while a background save runs (a
+PUT schedules a save 1 ms later; once it has begun, a second PUT is timed), side by side in one run with the
+save as it was before (`save-holds-lock`: the write lock held while the files are written, so the PUT waits
+for the disk) and as it is (`save-outside-lock`: the index copied under the lock, the copy written outside).
+
     python bench/item_edits.py                                   # 1k, 20k, 100k items
     python bench/item_edits.py --sizes 1000 --edits 5 --out /tmp/bench-smoke
 
@@ -47,7 +52,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
-from collections.abc import Sequence  # noqa: E402
+from collections.abc import Iterator, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -70,6 +75,8 @@ from recommender.database import Database  # noqa: E402
 from recommender.model import TextInterestModel  # noqa: E402
 
 NAME = "item_edits"
+EDITS = {"put": "PUT", "delete": "DELETE", "put-during-save": "PUT during a save"}
+SAVE_SOON = 0.001  # save_after_s of `during_saves`: the save begins right after the first PUT
 MODES = {  # how the catalog saves its index files: every write (the behaviour before), or deferred
     "every-write": lambda args: 0.0,
     "deferred": lambda args: args.save_after,
@@ -103,11 +110,38 @@ class Tower:
 
 
 class TimedCatalog(ItemCatalog):
-    """The service's catalog, with the seconds spent in embedding, the database and the file save added up."""
+    """The service's catalog, with the seconds spent in embedding, the database and the file save added up.
+
+    `hold_lock`: its background save as it was before, holding the write lock while it writes the files
+    (the writes made meanwhile wait for the disk), for the side by side of `during_saves`.
+    """
 
     seconds: defaultdict[str, float]
 
     background: list[float]
+
+    hold_lock = False
+
+    def _save_later(self) -> None:
+        if not self.hold_lock:
+            super()._save_later()
+            return
+        with self._write:  # the background save before: the snapshot and the files' writing under the lock
+            if self._saver is not threading.current_thread():
+                return
+            self._saver = None
+            if self._changes != self._saved:
+                self._write_files(self._snapshot())
+
+    def _write_files(self, snapshot: Any, *, force: bool = False) -> None:
+        if threading.current_thread() is threading.main_thread():  # timed within `_save` (or a flush)
+            super()._write_files(snapshot, force=force)
+            return
+        began = time.perf_counter()
+        try:
+            super()._write_files(snapshot, force=force)
+        finally:
+            self.background.append(time.perf_counter() - began)
 
     def timed(self, part: str, began: float) -> None:
         if threading.current_thread() is threading.main_thread():
@@ -129,7 +163,7 @@ class TimedCatalog(ItemCatalog):
         finally:
             self.timed("database", began)
 
-    def _save(self) -> None:
+    def _save(self) -> None:  # a save at every write, in the edit's thread
         began = time.perf_counter()
         try:
             super()._save()
@@ -181,8 +215,7 @@ def measure(
                 catalog.seconds = defaultdict(float)
                 began = time.perf_counter()
                 if kind == "put":
-                    edited = ItemRecord(item_id, f"Edited product {n}", f"New description {n} of {item_id}.")
-                    catalog.upsert([edited])
+                    catalog.upsert([edited(int(i), n)])
                 else:
                     catalog.delete(item_id)
                 total = time.perf_counter() - began
@@ -193,9 +226,45 @@ def measure(
             row = summary(size, kind, samples, catalog.index_path.stat().st_size, fill_s)
             saving = {"mode": mode, "save_after_s": catalog.save_after_s}
             rows.append(row | saving | {"background_saves_s": catalog.background, "final_flush_s": flush_s})
-        return rows
+        return rows + during_saves(catalog, size, args, picks, fill_s)
     finally:
         db.dispose()
+
+
+def during_saves(
+    catalog: TimedCatalog, size: int, args: argparse.Namespace, picks: Iterator[Any], fill_s: float
+) -> list[dict[str, Any]]:
+    """`args.edits` PUTs each made while a background save runs, with the save holding the write lock while
+    it writes the files (as before) and with it writing a copy outside the lock; one row each.
+
+    Each sample: a PUT schedules a save `SAVE_SOON` seconds later; once that save has begun, a second PUT is
+    timed; then a flush waits for the saves in flight, so the next sample starts with the files current.
+    """
+    rows = []
+    for mode, hold in (("save-holds-lock", True), ("save-outside-lock", False)):
+        catalog.flush()
+        catalog.hold_lock, catalog.save_after_s, catalog.background = hold, SAVE_SOON, []
+        samples: list[dict[str, float]] = []
+        for n, first, second in zip(range(args.edits), picks, picks, strict=False):
+            catalog.upsert([edited(int(first), n)])
+            while catalog._saver is not None:  # the save has begun: it holds the lock, or copies, or writes
+                time.sleep(0.0005)
+            catalog.seconds = defaultdict(float)
+            began = time.perf_counter()
+            catalog.upsert([edited(int(second), n)])
+            samples.append({"total": time.perf_counter() - began, **catalog.seconds})
+            catalog.flush()
+        row = summary(size, "put-during-save", samples, catalog.index_path.stat().st_size, fill_s)
+        saving = {"mode": mode, "save_after_s": SAVE_SOON, "background_saves_s": catalog.background}
+        rows.append(row | saving | {"final_flush_s": None})
+    catalog.hold_lock = False
+    return rows
+
+
+def edited(i: int, n: int) -> ItemRecord:
+    """Item `i` with a new title and text (a PUT that embeds it)."""
+    item_id = f"item-{i:06d}"
+    return ItemRecord(item_id, f"Edited product {n}", f"New description {n} of {item_id}.")
 
 
 def summary(
@@ -227,7 +296,7 @@ def table_rows(rows: list[dict[str, Any]]) -> list[list[str]]:
     return [
         [
             f"{r['items']:,}",
-            "PUT" if r["edit"] == "put" else "DELETE",
+            EDITS[r["edit"]],
             r["mode"],
             fmt(r["index_file_bytes"] / 1e6),
             fmt(r["median_ms"]),
@@ -262,9 +331,10 @@ def main(argv: list[str] | None = None) -> int:
     unknown = set(args.modes.split(",")) - set(MODES)
     if unknown:
         parser.error(f"expected --modes among {', '.join(MODES)}; found {', '.join(sorted(unknown))}")
-    edited = 2 * len(args.modes.split(",")) * args.edits  # each edit takes an item no other edit took
-    if min(sizes) <= edited:
-        parser.error(f"expected every size above {edited} (the items edited); found {args.sizes}")
+    # each edit takes an item no other edit took; `during_saves` edits two items a sample, in two modes
+    changed = 2 * len(args.modes.split(",")) * args.edits + 4 * args.edits
+    if min(sizes) <= changed:
+        parser.error(f"expected every size above {changed} (the items edited); found {args.sizes}")
     warn_if_busy()
     quiet_transformers()
     machine = machine_info()

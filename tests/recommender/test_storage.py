@@ -4,8 +4,10 @@ all or nothing, histories; and the in-memory co-occurrence, checked against the 
 from __future__ import annotations
 
 import ast
+import fcntl
 import hashlib
 import importlib.util
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -172,6 +174,39 @@ def test_a_deferred_save_runs_in_the_background(database: Database, tmp_path: Pa
         time.sleep(0.05)
     np.testing.assert_allclose(restarted.vectors(["i4"])[0], embed.vector("Item 4"), atol=1e-6)
     assert not catalog.flush()  # nothing left to save
+
+
+def test_writes_do_not_wait_while_a_background_save_writes_the_files(
+    database: Database, tmp_path: Path
+) -> None:
+    """Before, the background save held the catalog's write lock while it wrote the files (a second and more
+    at 100,000 items, bench/item_edits.py), so every item write meanwhile waited for the disk. Here the save
+    is held at the files' lock, as another process writing them would hold it; a write still goes through,
+    and once the save can go on, the files hold every write."""
+    embed = GatedVectors(8)
+    path = tmp_path / "idx" / "items.npz"
+    catalog = ItemCatalog(database, embed, 8, path, "gated", 8, save_after_s=0.01)
+    catalog.sync()
+    writer = threading.Thread(target=lambda: (catalog.delete("a"), catalog.upsert([ItemRecord("c", "C")])))
+    other = os.open(path.with_suffix(".lock"), os.O_RDONLY)
+    fcntl.flock(other, fcntl.LOCK_EX)
+    try:
+        catalog.upsert([ItemRecord("a", "Item a"), ItemRecord("b", "Item b")])
+        deadline = time.monotonic() + 30
+        while catalog._saver is not None:  # the save began (it waits at the files' lock now)
+            assert time.monotonic() < deadline, "expected the background save to start"
+            time.sleep(0.01)
+        writer.start()
+        writer.join(timeout=10)
+        assert not writer.is_alive(), "expected the writes to go on while the save waits to write the files"
+    finally:
+        os.close(other)  # releases the lock: the saves go on
+        if writer.ident is not None:
+            writer.join()
+    catalog.flush()
+    restarted = ItemCatalog(database, embed, 8, path, "gated", 8)
+    assert restarted.sync() == 0 and sorted(restarted.index.ids()) == ["b", "c"]  # nothing lost
+    np.testing.assert_allclose(restarted.vectors(["c"])[0], embed.vector("C"), atol=1e-6)
 
 
 class GatedVectors:
