@@ -548,6 +548,13 @@ def test_train_without_fine_tuning_into_a_fine_tuned_models_folder_leaves_no_run
     assert report["encoder"] == {"trained": False}
     assert not (model / "training").exists()
     assert json.loads((model / "metadata.json").read_text(encoding="utf-8"))["training"] is None
+    # a folder no model was trained into keeps a `training/` folder of its own
+    mine = tmp_path / "mine"
+    (mine / "training").mkdir(parents=True)
+    (mine / "training" / "notes.txt").write_text("mine", encoding="utf-8")
+    last_json(invoke("train", *data, "--output", mine, "--base-model", tiny_model_dir, "--epochs", 0,
+                     "--max-length", 48, "--max-validation-users", 5))  # fmt: skip
+    assert (mine / "training" / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
 def test_convert_datasets(tmp_path: Path) -> None:

@@ -27,7 +27,7 @@ from recommender.protocol import history_positions, leave_last_out
 from recommender.provenance import trained_on
 from recommender.rescoring import RESCORER_DIR
 from textcore import Encoder, InvalidInput, TrainConfig, train_embedder
-from textcore.artifacts import RUN_DIR, utc_now, write_metadata
+from textcore.artifacts import METADATA_FILE, RUN_DIR, utc_now, write_metadata
 from textcore.data import Pairs
 from textcore.models import resolve_model
 
@@ -113,18 +113,19 @@ def _save_encoder(
     pairs: Pairs, validation: Pairs | None, cfg: RecTrainConfig, output: Path, progress: bool
 ) -> dict[str, Any]:
     """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0 (removing the
-    `training/` run folder a fine-tuning into `output` before left); a rescorer the folder holds is removed
-    first (`_drop_rescorer`)."""
+    `training/` run folder of the model trained into `output` before, if any); a rescorer the folder holds is
+    removed first (`_drop_rescorer`)."""
     if cfg.epochs == 0:
+        earlier_model = (output / METADATA_FILE).is_file()  # a folder no model was trained into keeps all
         _drop_rescorer(output)
-        # A fine-tuning run before left its curves and metrics there: they would pass for this model's.
-        shutil.rmtree(output / RUN_DIR, ignore_errors=True)
         shutil.copytree(
             resolve_model(cfg.base_model),
             output,
             dirs_exist_ok=True,
             ignore=shutil.ignore_patterns("training", "recommender.json", "metadata.json"),
         )
+        if earlier_model:  # its fine-tuning run's curves and metrics would pass for this model's
+            shutil.rmtree(output / RUN_DIR, ignore_errors=True)
         write_metadata(output, {"task": "embedding", "base_model": cfg.base_model, "training": None})
         return {"trained": False}
     if len(pairs) < 4:
