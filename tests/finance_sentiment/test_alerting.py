@@ -219,6 +219,45 @@ def test_an_alert_at_the_negative_share_floor_does_not_flap(database: Database) 
     assert (resolved.alert_id, resolved.status) == (fired.alert_id, "resolved")
 
 
+def _hovering_volume(db: Database) -> list[list[str]]:
+    """A company rarely in the news: five negative stories in the last hour (the rule's minimum volume),
+    then evaluations as the oldest slides out of the window (4 left) and a new one comes (5 again), twice;
+    the statuses of each evaluation."""
+    with db.session() as session:
+        for minutes in (50, 40, 30, 20, 10):
+            title = f"Initech story {minutes} min ago"
+            session.add(_story(NOW - minutes * MINUTE, "negative", -0.5, {"entity": "Initech"}, title))
+    statuses = [[t.status for t in evaluate_rules(db, now=NOW)]]
+    for k in range(2):
+        start = NOW + 11 * MINUTE + k * 10 * MINUTE  # the story 50 (then 40) minutes before NOW has left
+        statuses.append([t.status for t in evaluate_rules(db, now=start)])
+        with db.session() as session:
+            title = f"Initech story {k}"
+            session.add(_story(start + MINUTE, "negative", -0.5, {"entity": "Initech"}, title))
+        statuses.append([t.status for t in evaluate_rules(db, now=start + 2 * MINUTE)])
+    return statuses
+
+
+def test_an_alert_at_the_minimum_volume_does_not_flap(database: Database) -> None:
+    # The window's volume hovers at min_count (5, 4, 5, 4, 5 stories, every one negative): one episode,
+    # one "firing", not a "resolved" and a new "firing" with each story leaving and coming.
+    add_rule(database, z_threshold=1.5, repeat_interval_seconds=14400)
+    assert _hovering_volume(database) == [["firing"], [], [], [], []]
+    with database.session() as session:
+        (alert,) = session.scalars(select(Alert)).all()
+    assert alert.status == "firing"
+    # Below half the minimum volume (2 stories of 5 left in the window), it resolves.
+    (resolved,) = evaluate_rules(database, now=NOW + 55 * MINUTE)
+    assert (resolved.alert_id, resolved.status) == (alert.id, "resolved")
+    assert [m.payload["status"] for m in outbox(database)] == ["firing", "resolved"]
+
+
+def test_a_rule_resolving_at_its_thresholds_has_no_hysteresis(database: Database) -> None:
+    # resolve_fraction 1.0: the alert resolves as soon as the window misses the minimum volume.
+    add_rule(database, z_threshold=1.5, repeat_interval_seconds=14400, resolve_fraction=1.0)
+    assert _hovering_volume(database) == [["firing"], ["resolved"], ["firing"], ["resolved"], ["firing"]]
+
+
 def test_a_rule_asking_for_a_sentiment_drop_fires_only_when_the_mean_falls_that_far(
     database: Database,
 ) -> None:
@@ -527,6 +566,34 @@ async def test_every_former_webhook_told_an_alert_fires_is_told_once_it_resolved
         assert session.scalar(select(func.count()).select_from(OutboxMessage).where(pending())) == 0
     assert "a-secret-token" not in caplog.text
     assert "token=****" in caplog.text  # A's refusal was logged, masked
+
+
+@pytest.mark.parametrize("old_secret", ["a-key", None])
+async def test_a_former_webhook_is_told_it_resolved_under_the_secret_that_went_with_it(
+    database: Database, receiver: tuple[Receiver, str], old_secret: str | None
+) -> None:
+    # The rule moves from A to B with a new secret in one change (B is another receiver, with its own
+    # key). A's "resolved" was signed with B's secret, which A never had: A refused it (401) for a week
+    # and its incident stayed open. It goes signed with A's own secret now, or unsigned if A had none.
+    a, a_url = receiver
+    a.secret = old_secret
+    b = Receiver(secret="b-key")
+    fire(database, webhook_url=a_url, secret=old_secret)
+    with serve_app(Starlette(routes=[Route("/hook", b.hook, methods=["POST"])])) as base:
+        async with httpx.AsyncClient(timeout=5) as client:
+            assert (await deliver_pending(database, client, now=NOW)).delivered == 1  # A: firing
+            with database.session() as session:
+                (rule_id,) = session.scalars(select(AlertRule.id)).all()
+                update_rule(session, rule_id, AlertRulePatch(webhook_url=f"{base}/hook", secret="b-key"))
+            assert [t.status for t in evaluate_rules(database, now=NOW + MINUTE)] == ["repeat"]
+            assert (await deliver_pending(database, client, now=NOW + MINUTE)).delivered == 1  # B: firing
+            assert [t.status for t in evaluate_rules(database, now=NOW + 2 * HOUR)] == ["resolved"]
+            report = await deliver_pending(database, client, now=NOW + 2 * HOUR)
+            assert (report.delivered, report.failed) == (2, 0)
+    assert [json.loads(body)["status"] for _, body in a.received] == ["firing", "resolved"]
+    assert [json.loads(body)["status"] for _, body in b.received] == ["firing", "resolved"]
+    signed = [SIGNATURE_HEADER.lower() in headers for headers, _ in a.received]
+    assert signed == [old_secret is not None] * 2
 
 
 async def test_the_alerts_of_one_pass_are_sent_at_once(database: Database) -> None:

@@ -230,6 +230,29 @@ def test_documents_trends_and_classify(
         assert -1 <= classified[0]["sentiment"] < 0 < classified[1]["sentiment"] <= 1
 
 
+def test_the_app_starts_again_in_the_same_process_and_its_counters_count_on(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
+) -> None:
+    # Each start registered the monitor's counters on the app's registry again: a second start of the
+    # same app (a test client entered twice, an in-process server restarted) failed with "Duplicated
+    # timeseries in CollectorRegistry".
+    _, feed_url = site  # the five calm headlines
+    app = create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))
+    with TestClient(app) as client:
+        source = {"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss"}
+        source_id = client.post("/v1/sources", json=source).json()["id"]
+        assert client.post(f"/v1/sources/{source_id}/run").json()["stored"] == len(CALM)
+    with TestClient(app) as client:
+        assert client.get("/readyz").status_code == 200
+        client.post(f"/v1/sources/{source_id}/run")
+        metrics = client.get("/metrics").text
+    assert "finance_documents_stored_total 5.0" in metrics  # the first start's, kept
+    assert "finance_documents_duplicate_total 5.0" in metrics
+    assert 'finance_source_runs_total{status="ok"} 2.0' in metrics
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        assert "finance_documents_stored_total 0.0" in client.get("/metrics").text  # another app's own
+
+
 def test_bad_input_is_refused_and_changes_nothing(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str
 ) -> None:

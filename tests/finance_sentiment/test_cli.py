@@ -216,3 +216,22 @@ def test_serve_and_worker_check_the_config_file_once(tmp_path: Path, command: st
         lines += process.communicate(timeout=60)[1].splitlines(keepends=True)
     assert any(started in line for line in lines), "".join(lines)
     assert sum(NOT_CHECKED in line for line in lines) == 1, "".join(lines)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("FIN_FETCH__MAX_RETRY_AFTER_S", "-1", "greater than or equal to 0"),
+        ("FIN_FETCH__MAX_RETRY_AFTER_S", "soon", "valid number"),
+        ("FIN_FETCH__ROBOTS_TTL_S", "0", "greater than or equal to 1"),
+        ("FIN_FETCH__ROBOTS_TTL_S", "100000", "less than or equal to 86400"),
+    ],
+)
+def test_a_bad_retry_after_cap_or_robots_ttl_is_one_error_line(
+    tmp_path: Path, name: str, value: str, expected: str
+) -> None:
+    line = one_error_line(
+        invoke("run-once", "--database-url", f"sqlite:///{tmp_path / 'm.db'}", env={name: value})
+    )
+    assert line.startswith(f"error: {name}: "), line  # as every other FIN_* setting's
+    assert expected in line and not (tmp_path / "m.db").exists()

@@ -135,7 +135,10 @@ def _old_row(session: Session, table: str, **values: Any) -> None:
 
 
 def _old_rule(session: Session, name: str) -> None:
-    rule = AlertRuleIn(name=name, webhook_url="http://127.0.0.1:9/hook").model_dump()
+    # resolve_fraction came with revision 0009: the older schemas these rows go into lack it.
+    rule = AlertRuleIn(name=name, webhook_url="http://127.0.0.1:9/hook").model_dump(
+        exclude={"resolve_fraction"}
+    )
     _old_row(session, "alert_rules", **rule)
 
 
@@ -237,6 +240,7 @@ def test_rows_stored_before_managed_by_read_as_api_until_the_config_file_claims_
             ]
             (rule,) = list_rules(session)
             assert (rule.managed_by, rule.enabled, rule.disabled_reason) == ("api", True, None)
+            assert rule.resolve_fraction == 0.5  # the hysteresis its share and z thresholds had
         declared = MonitorConfig(sources=[SourceIn(name="wire", url="http://127.0.0.1/feed", kind="rss")])
         with database.session() as session:
             apply_config(session, declared)
@@ -305,9 +309,19 @@ def test_notifications_stored_before_fixed_url_still_go_to_their_rules_webhook(d
         with database.session() as session:
             message = session.get_one(OutboxMessage, 1)
             assert (message.url, message.fixed_url) == ("http://127.0.0.1:9/hook", False)
-        with database.engine.begin() as connection:
-            config.attributes["connection"] = connection
-            command.downgrade(config, "0007")
+        # Down through the later revisions too, with SQLite's foreign keys off as `Database.migrate` has them:
+        # a parent table rebuilt (alert_rules, 0009) would otherwise run its ON DELETE CASCADE.
+        with database.engine.connect() as connection:
+            raw = connection.connection.dbapi_connection
+            assert raw is not None
+            sqlite = connection.dialect.name == "sqlite"
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=OFF")
+            with connection.begin():
+                config.attributes["connection"] = connection
+                command.downgrade(config, "0007")
+            if sqlite:
+                raw.execute("PRAGMA foreign_keys=ON")
         database.migrate()
         with database.session() as session:
             assert session.get_one(OutboxMessage, 1).fixed_url is False

@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -32,6 +33,8 @@ from finance_sentiment.fetching import (
     TooManyRedirects,
     Validators,
 )
+from finance_sentiment.monitor import open_monitor
+from finance_sentiment.settings import FinanceSentimentSettings
 from tests.conftest import serve_app
 from textcore.errors import InvalidInput
 from textcore.http import HttpClientConfig, make_http_client
@@ -572,3 +575,31 @@ async def test_malformed_or_non_http_urls_are_invalid_input(url: str) -> None:
 def test_policy_rejects_bad_values(overrides: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"expected .* found"):
         FetchPolicy(**overrides)
+
+
+async def test_the_retry_after_cap_and_the_robots_ttl_are_fin_settings(
+    site: Site, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both were fixed (300 s, an hour): an operator could not shorten the wait a slow host asks for, nor
+    # have a site's new robots.txt read sooner.
+    env = {
+        "FIN_DATABASE_URL": f"sqlite:///{tmp_path / 'monitor.db'}",
+        "FIN_REGISTRY": str(tmp_path / "registry"),
+        "FIN_SCHEDULER": "false",
+        "FIN_FETCH__ALLOWED_NETWORKS": '["127.0.0.0/8"]',
+        "FIN_FETCH__MIN_HOST_INTERVAL_S": "0",
+        "FIN_FETCH__MAX_RETRY_AFTER_S": "2",
+        "FIN_FETCH__ROBOTS_TTL_S": "1",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    async with open_monitor(FinanceSentimentSettings()) as monitor:
+        with pytest.raises(
+            FetchError, match=r"to ask for a retry within 2\.0 s, found HTTP 429 with Retry-After"
+        ):
+            await monitor.fetcher.fetch(f"{site.base}/retry-after/3")  # waited for under the default 300 s
+        assert site.recorder.count("/robots.txt") == 1
+        await asyncio.sleep(1.2)  # past the robots.txt TTL of 1 s (an hour by default)
+        assert (await monitor.fetcher.fetch(f"{site.base}/page")).status == 200
+    assert site.recorder.count("/retry-after/3") == 1
+    assert site.recorder.count("/robots.txt") == 2

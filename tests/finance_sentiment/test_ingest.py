@@ -17,6 +17,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -598,6 +599,45 @@ async def test_feed_entries_without_a_usable_link_are_counted_as_skipped_and_nam
             assert len(report.warnings) == 1
             assert report.warnings[0].startswith(f"3 entries of {base}/feed.xml had no link"), report.warnings
             assert [d.url for d in documents(monitor)] == [f"{base}/news/1"]
+
+
+async def test_entries_without_title_or_text_are_counted_as_skipped_and_named(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # Entries with a link but no words (an empty <item>, a JSON item whose headline and body are blank)
+    # were dropped without a trace: the run said "ok, 1 item" of a feed of three.
+    entries = (
+        f"<item><title>{escape(STORIES[0][0])}</title><link>/news/1</link></item>"
+        "<item><link>/news/2</link></item>"
+        "<item><title> </title><description></description><link>/news/3</link></item>"
+    )
+    feed = f'<?xml version="1.0"?><rss version="2.0"><channel><title>PR</title>{entries}</channel></rss>'
+    items = [
+        {"headline": "Acme beats estimates", "link": "/a/1"},
+        {"headline": "", "body": "", "link": "/a/2"},
+    ]
+    web = Site(
+        {
+            "/feed.xml": Page(feed.encode(), RSS),
+            "/api/news": Page(json.dumps({"data": items}).encode(), "application/json"),
+        }
+    )
+    registry = CollectorRegistry()
+    fields = {"items": "data", "title": "headline", "text": "body", "url": "link"}
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir), registry) as monitor:
+            feed_id = add_source(monitor, "press", f"{base}/feed.xml")
+            report = await monitor.run_source(feed_id)
+            assert (report.status, report.items, report.stored, report.skipped) == ("ok", 3, 1, 2)
+            assert report.warnings == (
+                f"2 entries of {base}/feed.xml had neither a title nor a text: skipped, as there is nothing "
+                "to classify",
+            )
+            api_id = add_source(monitor, "api", f"{base}/api/news", kind="json", json_fields=fields)
+            report = await monitor.run_source(api_id)
+            assert (report.status, report.items, report.stored, report.skipped) == ("ok", 2, 1, 1)
+            assert report.warnings[0].startswith(f"1 entry of {base}/api/news had neither a title nor a text")
+    assert registry.get_sample_value("finance_documents_skipped_total") == 3
 
 
 @pytest.mark.parametrize(("href", "path"), [("/go/1", "/articles/1"), ("/articles/café", "/articles/café")])

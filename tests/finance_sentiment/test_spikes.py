@@ -46,9 +46,21 @@ def test_two_negatives_out_of_three_are_noise_but_the_same_share_of_thirty_is_no
 
 
 def test_too_few_stories_never_fire_whatever_the_share() -> None:
-    verdict = detect(WindowStats(4, 4, -4.0), CALM, _params(min_count=5), was_firing=True)
+    verdict = detect(WindowStats(4, 4, -4.0), CALM, _params(min_count=5), was_firing=False)
     assert not verdict.firing
     assert verdict.reason == "too few stories to judge: 4 < 5"
+
+
+def test_a_firing_series_stays_firing_until_its_volume_falls_below_half_the_minimum() -> None:
+    params = _params(min_count=5)
+    assert detect(WindowStats(4, 4, -4.0), CALM, params, was_firing=True).firing  # one story left the window
+    resolved = detect(WindowStats(2, 2, -2.0), CALM, params, was_firing=True)
+    assert not resolved.firing
+    assert resolved.reason == "too few stories to judge: 2 < 2.5"
+    at_thresholds = _params(min_count=5, resolve_fraction=1.0)
+    assert not detect(WindowStats(4, 4, -4.0), CALM, at_thresholds, was_firing=True).firing
+    with pytest.raises(InvalidInput, match="resolve_fraction"):
+        _params(resolve_fraction=0.0)
 
 
 def test_a_firing_series_stays_firing_until_z_falls_below_half_the_threshold() -> None:

@@ -8,8 +8,9 @@
     open alert    + rule disabled or deleted            -> Alert resolved (ends_at) + outbox "resolved"
 
 A "resolved" goes to the rule's webhook, and to every former webhook of the rule that was delivered a
-"firing" of the alert (or a repeat) before the rule was moved: as in Alertmanager, a receiver told an alert
-fires is told when it resolves, so the incident it opened is closed. Not when the webhook changes: the alert
+"firing" of the alert (or a repeat) before the rule was moved, signed with the secret the rule had when it
+left that webhook: as in Alertmanager, a receiver told an alert fires is told when it resolves, so the
+incident it opened is closed. Not when the webhook changes: the alert
 still fires then, and the former receiver's incident stays open as long as the alert does.
 
 Only the latest state of an alert group waits for its receiver (as in Alertmanager): a notification queued
@@ -123,6 +124,7 @@ def rule_params(rule: AlertRule) -> SpikeParams:
         z_threshold=rule.z_threshold,
         method=rule.method,
         min_sentiment_drop=rule.min_sentiment_drop,
+        resolve_fraction=rule.resolve_fraction,
     )
 
 
@@ -273,26 +275,34 @@ def _resolve(session: Session, rule: AlertRule, alert: Alert, now: datetime, ext
     former = _former_webhooks(session, rule, alert)
     superseded = _queue(session, rule, alert, now, external_url)
     # Queued after the rule's own, so that one stays the latest of the alert's messages for its webhook.
-    session.add_all(_outbox_message(rule, alert, now, external_url, fixed_url=url) for url in former)
+    session.add_all(
+        _outbox_message(rule, alert, now, external_url, fixed_url=url, secret=secret)
+        for url, secret in former.items()
+    )
     return Transition(
         alert_id=alert.id, rule=rule.name, labels=dict(alert.labels), status="resolved", superseded=superseded
     )
 
 
-def _former_webhooks(session: Session, rule: AlertRule, alert: Alert) -> list[str]:
+def _former_webhooks(session: Session, rule: AlertRule, alert: Alert) -> dict[str, str | None]:
     """The webhook URLs other than the rule's own now that were delivered a notification of the alert (each
-    a "firing" or a repeat: the alert fired until now), in order.
+    a "firing" or a repeat: the alert fired until now), in order, each with the secret that went with it
+    when the rule left it ("" when unsigned; None for messages delivered before that was kept: the rule's).
 
     A message records the URL it was delivered to; one still waiting goes to the rule's URL as it is now, so
     a "firing" that never reached a former webhook owes it nothing. A URL that differs from the rule's only
     in its credentials counts as another webhook: a token or routing key may name another receiver.
     """
-    delivered = select(OutboxMessage.url).where(
+    delivered = select(OutboxMessage.url, OutboxMessage.secret).where(
         OutboxMessage.alert_id == alert.id,
         OutboxMessage.delivered_at.is_not(None),
         OutboxMessage.url != rule.webhook_url,
     )
-    return sorted(set(session.scalars(delivered)))
+    secrets: dict[str, str | None] = {}
+    for url, secret in session.execute(delivered.order_by(OutboxMessage.id)):
+        if secret is not None or url not in secrets:
+            secrets[url] = secret
+    return {url: secrets[url] for url in sorted(secrets)}
 
 
 def _queue(session: Session, rule: AlertRule, alert: Alert, now: datetime, external_url: str) -> int:
@@ -322,10 +332,17 @@ def _queue(session: Session, rule: AlertRule, alert: Alert, now: datetime, exter
 
 
 def _outbox_message(
-    rule: AlertRule, alert: Alert, now: datetime, external_url: str, *, fixed_url: str | None = None
+    rule: AlertRule,
+    alert: Alert,
+    now: datetime,
+    external_url: str,
+    *,
+    fixed_url: str | None = None,
+    secret: str | None = None,
 ) -> OutboxMessage:
-    """The alert's notification for the rule's webhook, or for ``fixed_url`` (a former webhook of the rule)
-    when given; each with its own idempotency key."""
+    """The alert's notification for the rule's webhook, or for ``fixed_url`` (a former webhook of the rule,
+    signed with ``secret``, the one that went with it, when known) when given; each with its own
+    idempotency key."""
     entry = alertmanager_alert(
         status=alert.status,
         labels=alert.labels,
@@ -349,6 +366,7 @@ def _outbox_message(
         idempotency_key=uuid.uuid4().hex,
         url=fixed_url if fixed_url is not None else rule.webhook_url,
         fixed_url=fixed_url is not None,
+        secret=secret if fixed_url is not None else None,
         payload=payload,
         attempts=0,
         next_attempt_at=now,

@@ -17,6 +17,7 @@ from finance_sentiment.monitor import Monitor, Prepared, open_monitor
 from finance_sentiment.routes import alerts, classify, documents, sources, trends
 from finance_sentiment.scheduling import MonitorScheduler
 from finance_sentiment.settings import FinanceSentimentSettings
+from finance_sentiment.telemetry import MonitorMetrics
 from textcore import ModelNotReady
 from textcore.web import service_app
 
@@ -31,7 +32,7 @@ def create_app(settings: FinanceSentimentSettings | None = None, prepared: Prepa
 
     @asynccontextmanager
     async def resources(app: FastAPI) -> AsyncIterator[None]:
-        async with open_monitor(settings, app.state.metrics, prepared) as monitor:
+        async with open_monitor(settings, app.state.metrics, prepared, metrics) as monitor:
             app.state.monitor = monitor
             scheduler = MonitorScheduler(monitor) if settings.scheduler else None
             if scheduler is not None:
@@ -52,6 +53,9 @@ def create_app(settings: FinanceSentimentSettings | None = None, prepared: Prepa
         resources=resources,
         ready=_ready,
     )
+    # Once per app, not per lifespan: a second start of the same app (a test client entered twice, a server
+    # restarted in process) would register them on its registry again, and the counters never go back.
+    metrics = MonitorMetrics.create(app.state.metrics)
     for module in (sources, documents, classify, trends, alerts):
         app.include_router(module.router)
     return app

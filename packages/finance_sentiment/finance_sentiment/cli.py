@@ -167,6 +167,7 @@ async def _once(settings: FinanceSentimentSettings, prepared: Prepared) -> dict[
         "sources": len(reports),
         "stored": sum(r.stored for r in reports),
         "duplicates": sum(r.duplicates for r in reports),
+        "skipped": sum(r.skipped for r in reports),
         "failed": sum(r.status == "failed" for r in reports),
         "pruned": pruned.pruned if pruned is not None else 0,
         "notifications_pruned": pruned.notifications_pruned if pruned is not None else 0,

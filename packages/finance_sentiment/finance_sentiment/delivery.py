@@ -325,10 +325,20 @@ def destination(
     return case((message.fixed_url.is_(True), message.url), else_=rule.webhook_url)
 
 
+def signing_secret(
+    message: type[OutboxMessage] | AliasedClass[OutboxMessage],
+    rule: type[AlertRule] | AliasedClass[AlertRule],
+) -> ColumnElement[str | None]:
+    """What `message` is signed with: for a "resolved" owed to a former webhook, the secret that went with
+    that webhook ("" for none) when it was kept; otherwise `rule`'s secret as it is now."""
+    own = and_(message.fixed_url.is_(True), message.secret.is_not(None))
+    return case((own, message.secret), else_=rule.secret)
+
+
 def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
-    """Due, undelivered, unexpired messages with their rule's secret and the URL they go to, oldest first,
-    at most one per alert fingerprint and destination (the oldest waiting), so the messages of one call can
-    be sent at once."""
+    """Due, undelivered, unexpired messages with the secret they are signed with and the URL they go to,
+    oldest first, at most one per alert fingerprint and destination (the oldest waiting), so the messages of
+    one call can be sent at once."""
     alert, earlier, earlier_alert, earlier_rule = (
         aliased(Alert),
         aliased(OutboxMessage),
@@ -347,7 +357,7 @@ def _due(now: datetime, limit: int) -> Select[OutboxMessage, str | None, str]:
         destination(earlier, earlier_rule) == destination(OutboxMessage, AlertRule),
     )
     return (
-        select(OutboxMessage, AlertRule.secret, destination(OutboxMessage, AlertRule))
+        select(OutboxMessage, signing_secret(OutboxMessage, AlertRule), destination(OutboxMessage, AlertRule))
         .join(AlertRule, AlertRule.id == OutboxMessage.rule_id)
         .join(alert, alert.id == OutboxMessage.alert_id)
         .where(

@@ -76,8 +76,10 @@ class RunReport:
     stored: int = 0  # new documents stored
     duplicates: int = 0  # stories already stored (this run, an earlier one, or another feed)
     error: str | None = None
-    skipped: int = 0  # stories left out for a missing or unusable link (not http(s), malformed, too long)
-    warnings: tuple[str, ...] = ()  # what it left out and why (entries without links, pattern timeouts)
+    # stories left out for a missing or unusable link (not http(s), malformed, too long), or for having
+    # neither a title nor a text
+    skipped: int = 0
+    warnings: tuple[str, ...] = ()  # what it left out and why (entries without links or words, timeouts)
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,11 +170,11 @@ class Ingestor:
             if result.not_modified:
                 await asyncio.to_thread(self._finish, source_id, source.url, result, [], "not_modified")
                 return RunReport(source_id, "not_modified")
-            items, complete, warnings, unlinked = await self._items(source, result)
+            items, complete, warnings, left_out = await self._items(source, result)
             if not complete:  # forget the validators: the next run must see the list page's remaining links
                 result = replace(result, validators=Validators())
             stories, duplicates, skipped = await asyncio.to_thread(self._unseen, items)
-            skipped += unlinked
+            skipped += left_out
             if source.link_pattern and source.kind == "html":
                 self._remember_copies(items, stories)
             version = await asyncio.to_thread(self._analyse, stories, source)
@@ -188,20 +190,21 @@ class Ingestor:
             await asyncio.to_thread(self._fail, source_id, message)
             return RunReport(source_id, "failed", error=message)
         duplicates += len(stories) - stored
-        found = len(items) + unlinked
+        found = len(items) + left_out
         return RunReport(source_id, "ok", found, stored, duplicates, skipped=skipped, warnings=warnings)
 
     async def _items(
         self, source: _SourceView, result: FetchResult
     ) -> tuple[list[RawItem], bool, tuple[str, ...], int]:
         """The stories in the fetched content, whether all were read (a list page may be capped), what was
-        left out and why, and how many feed or JSON entries were left out for want of a link."""
+        left out and why, and how many feed or JSON entries were left out for want of a link or of words."""
         # Parsing runs in worker threads, as the database steps do: a large feed or page (and the source's
         # link pattern) must not stall the event loop, which serves the API and the other sources meanwhile.
         charset = charset_of(result.content_type)
         if source.kind in ("rss", "json"):
             read = await asyncio.to_thread(_read_items, source, result)
-            return read.items, True, _unlinked_warnings(read.unlinked, result.url), read.unlinked
+            warnings = _unlinked_warnings(read.unlinked, result.url) + _empty_warnings(read.empty, result.url)
+            return read.items, True, warnings, read.unlinked + read.empty
         if not source.link_pattern:
             article = await asyncio.to_thread(parse_article, result.content, result.url, charset)
             return ([article] if article else []), True, (), 0
@@ -422,6 +425,18 @@ def _unlinked_warnings(unlinked: int, url: str) -> tuple[str, ...]:
     message = redact(
         f"{unlinked} entr{'y' if unlinked == 1 else 'ies'} of {url} had no link, or none that is an "
         "absolute http(s) URL: skipped, as a story is stored under its link"
+    )
+    log.warning("%s", message)
+    return (message,)
+
+
+def _empty_warnings(empty: int, url: str) -> tuple[str, ...]:
+    """The run's warning (also logged) when entries of a feed or JSON API had neither a title nor a text."""
+    if not empty:
+        return ()
+    message = redact(
+        f"{empty} entr{'y' if empty == 1 else 'ies'} of {url} had neither a title nor a text: skipped, "
+        "as there is nothing to classify"
     )
     log.warning("%s", message)
     return (message,)

@@ -160,6 +160,7 @@ class Monitor:
         self.metrics.runs.labels(report.status).inc()
         self.metrics.stored.inc(report.stored)
         self.metrics.duplicates.inc(report.duplicates)
+        self.metrics.skipped.inc(report.skipped)
         return report
 
     async def admit_url(self, url: str, what: str) -> None:
@@ -195,8 +196,10 @@ def _fetch_policy(settings: FinanceSentimentSettings) -> FetchPolicy:
         max_redirects=fetch.max_redirects,
         max_retries=fetch.max_retries,
         backoff_base_s=fetch.backoff_base_s,
+        max_retry_after_s=fetch.max_retry_after_s,
         min_host_interval_s=fetch.min_host_interval_s,
         respect_robots=fetch.respect_robots,
+        robots_ttl_s=fetch.robots_ttl_s,
         allowed_networks=tuple(fetch.allowed_networks),
     )
 
@@ -268,12 +271,14 @@ async def open_monitor(
     settings: FinanceSentimentSettings,
     registry: CollectorRegistry | None = None,
     prepared: Prepared | None = None,
+    metrics: MonitorMetrics | None = None,
 ) -> AsyncIterator[Monitor]:
     """Build the monitor: `prepare` (unless the caller did: ``prepared``), apply the config file, open the
     HTTP client.
 
-    Its counters go on ``registry`` (the app's, served at /metrics), or a private one; the outbox gauges,
-    read from the database at each collection, go on ``registry`` while the monitor is open.
+    Its counters are ``metrics`` (an app's, made once on its registry, so a second start of the app counts on)
+    or new ones on ``registry`` (served at /metrics), or on a private one; the outbox gauges, read from the
+    database at each collection, go on ``registry`` while the monitor is open.
 
     The sentiment model is loaded on first use, so the API serves sources and documents before a model is
     trained; runs fail with "model not ready" (and fetch again later) until one is active.
@@ -318,7 +323,7 @@ async def open_monitor(
             max_concurrent_runs=settings.max_concurrent_runs,
         )
         try:
-            metrics = MonitorMetrics.create(registry)
+            metrics = metrics or MonitorMetrics.create(registry)
             with outbox_gauges(registry, db) if registry is not None else nullcontext():
                 yield Monitor(settings, db, http, fetcher, models, tagger, ingestor, metrics)
         finally:

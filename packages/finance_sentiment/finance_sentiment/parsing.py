@@ -128,16 +128,19 @@ def parse_feed(content: bytes, base_url: str) -> list[RawItem]:
 
 @dataclass(frozen=True)
 class ItemScan:
-    """The stories of a feed or JSON document, and how many of its entries were left out for want of a link.
+    """The stories of a feed or JSON document, and how many of its entries were left out for want of a link
+    or of any words.
 
     Attributes:
         items: The stories, in document order.
         unlinked: Entries with no link, or one that is no absolute http(s) URL (``mailto:``, ``ftp:``, a
             non-permalink guid alone): a story is stored under its link, so these cannot be.
+        empty: Entries with a usable link but neither a title nor a text: nothing to classify.
     """
 
     items: list[RawItem]
     unlinked: int = 0
+    empty: int = 0
 
 
 def read_feed(content: bytes, base_url: str) -> ItemScan:
@@ -148,7 +151,8 @@ def read_feed(content: bytes, base_url: str) -> ItemScan:
         base_url: The feed's URL; relative entry links resolve against it (or against the feed's xml:base).
 
     Returns:
-        Up to `MAX_ITEMS` items in feed order, and how many entries were left out for want of a web link.
+        Up to `MAX_ITEMS` items in feed order, and how many entries were left out for want of a web link or
+        of both a title and a text.
 
     Raises:
         ParseError: The document is not a feed, or is malformed and yields no usable entry.
@@ -159,7 +163,7 @@ def read_feed(content: bytes, base_url: str) -> ItemScan:
         response_headers={"content-location": base_url, "content-type": "application/xml"},
     )
     items: list[RawItem] = []
-    unlinked = 0
+    unlinked = empty = 0
     for entry in parsed.get("entries", [])[:MAX_ITEMS]:
         # dict.get bypasses FeedParserDict's key aliases, which emit DeprecationWarnings on access.
         url = _absolute_web_url(dict.get(entry, "link") or "", base_url)
@@ -167,12 +171,14 @@ def read_feed(content: bytes, base_url: str) -> ItemScan:
             unlinked += 1
         elif item := _feed_item(entry, url):
             items.append(item)
+        else:
+            empty += 1
     if not items and (parsed.get("bozo") or not parsed.get("version")):
         problem = parsed.get("bozo_exception") or "no RSS or Atom root element"
         raise ParseError(
             f"expected an RSS or Atom feed at {base_url}; found an unreadable document ({problem})"
         )
-    return ItemScan(items, unlinked)
+    return ItemScan(items, unlinked, empty)
 
 
 def _feed_item(entry: dict[str, Any], url: str) -> RawItem | None:
@@ -344,7 +350,8 @@ def read_json(content: bytes, fields: JsonFields, base_url: str) -> ItemScan:
 
     Returns:
         Up to `MAX_ITEMS` items in document order (one without a title is headed by the start of its text,
-        as a feed entry is; one with neither is skipped), and how many were left out for want of a web link.
+        as a feed entry is; one with neither is skipped), and how many were left out for want of a web link
+        and for want of both a title and a text.
 
     Raises:
         ParseError: The document is not JSON, or `fields.items` does not lead to a list.
@@ -358,7 +365,7 @@ def read_json(content: bytes, fields: JsonFields, base_url: str) -> ItemScan:
         where = repr(fields.items) if fields.items else "the document root"
         raise ParseError(f"expected a list at {where} in {base_url}; found {type(entries).__name__}")
     items = []
-    unlinked = 0
+    unlinked = empty = 0
     for entry in entries[:MAX_ITEMS]:
         url, title = _lookup(entry, fields.url), _lookup(entry, fields.title)
         absolute = _absolute_web_url(url, base_url) if isinstance(url, str) else None
@@ -370,11 +377,12 @@ def read_json(content: bytes, fields: JsonFields, base_url: str) -> ItemScan:
         text = html_to_text(text) if isinstance(text, str) else ""
         title = title or _clip(text)  # as a feed entry without a title is headed by its text
         if not title:
+            empty += 1
             continue
         text = text or title
         published = _parse_time(_lookup(entry, fields.time))
         items.append(RawItem(url=absolute, title=title, text=text, published_at=published))
-    return ItemScan(items, unlinked)
+    return ItemScan(items, unlinked, empty)
 
 
 def _lookup(value: Any, path: str) -> Any:

@@ -15,9 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, object_session
 
 from finance_sentiment.alerting import Transition, resolve_firing
 from finance_sentiment.credentials import redact, unmasked
@@ -315,9 +315,27 @@ def _assign(rule: AlertRule, data: AlertRuleIn) -> None:
     re-enabling forgets why the rule was disabled."""
     if data.enabled and not rule.enabled:
         rule.disabled_reason = None
+    if rule.id is not None and data.webhook_url != rule.webhook_url:
+        _keep_former_secret(rule)
     for field, value in data.model_dump().items():
         if getattr(rule, field) != value:
             setattr(rule, field, value)
+
+
+def _keep_former_secret(rule: AlertRule) -> None:
+    """Before the rule moves to another webhook: keep the secret that goes with the one it leaves ("" when
+    none) on the messages delivered there, so that a "resolved" owed to it later (`alerting`) is signed as
+    its receiver expects, not with a secret it may never have been given."""
+    session = object_session(rule)
+    if session is None:
+        return
+    delivered = update(OutboxMessage).where(
+        OutboxMessage.rule_id == rule.id,
+        OutboxMessage.url == rule.webhook_url,
+        OutboxMessage.delivered_at.is_not(None),
+        OutboxMessage.fixed_url.is_(False),
+    )
+    session.execute(delivered.values(secret=rule.secret or "").execution_options(synchronize_session=False))
 
 
 def _require_free_name(session: Session, name: str) -> None:

@@ -266,6 +266,12 @@ RULE_DOCS = {
         "How far (0..2) the window's mean sentiment score must fall below the baseline's mean before it can"
         " fire; null leaves the mean score out."
     ),
+    "resolve_fraction": (
+        "Hysteresis (0 < f <= 1): a firing alert resolves only when its window falls below this fraction of"
+        " min_count, of min_negative_share, of z_threshold or of min_sentiment_drop, so a volume or a share"
+        " hovering at a threshold does not resolve the alert and fire it again; 1 resolves as soon as one"
+        " threshold is missed."
+    ),
     "method": "Baseline: ewma (exponentially weighted mean and variance) or robust_z (median and MAD).",
     "repeat_interval_seconds": "Notify again about a still-firing alert after this many seconds.",
     "webhook_url": "Where notifications are POSTed (http or https); its credentials (a password, a user "
@@ -285,6 +291,7 @@ MinCount = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
 ZThreshold = Annotated[float, Field(gt=0.0, le=100.0, strict=True)]
 SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0, strict=True)]
+ResolveFraction = Annotated[float, Field(gt=0.0, le=1.0, strict=True)]
 NULLABLE_RULE_FIELDS = ("secret", "min_sentiment_drop")  # a patch may clear these with null
 RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable]
@@ -310,6 +317,7 @@ class AlertRuleIn(BaseModel):
     min_negative_share: Share = Field(0.5, description=RULE_DOCS["min_negative_share"])
     z_threshold: ZThreshold = Field(3.0, description=RULE_DOCS["z_threshold"])
     min_sentiment_drop: SentimentDrop | None = Field(None, description=RULE_DOCS["min_sentiment_drop"])
+    resolve_fraction: ResolveFraction = Field(0.5, description=RULE_DOCS["resolve_fraction"])
     method: Method = Field("ewma", description=RULE_DOCS["method"])
     repeat_interval_seconds: RepeatSeconds = Field(14400, description=RULE_DOCS["repeat_interval_seconds"])
     webhook_url: WebhookUrl = Field(description=RULE_DOCS["webhook_url"])
@@ -338,6 +346,7 @@ class AlertRulePatch(BaseModel):
     min_negative_share: Share | None = Field(None, description=RULE_DOCS["min_negative_share"])
     z_threshold: ZThreshold | None = Field(None, description=RULE_DOCS["z_threshold"])
     min_sentiment_drop: SentimentDrop | None = Field(None, description=RULE_DOCS["min_sentiment_drop"])
+    resolve_fraction: ResolveFraction | None = Field(None, description=RULE_DOCS["resolve_fraction"])
     method: Method | None = Field(None, description=RULE_DOCS["method"])
     repeat_interval_seconds: RepeatSeconds | None = Field(
         None, description=RULE_DOCS["repeat_interval_seconds"]
@@ -371,6 +380,7 @@ class AlertRuleOut(BaseModel):
     min_negative_share: float
     z_threshold: float
     min_sentiment_drop: float | None
+    resolve_fraction: float
     method: Method
     repeat_interval_seconds: int
     webhook_url: str

@@ -31,8 +31,22 @@ class FetchSettings(BaseModel):
     max_redirects: int = Field(5, ge=0, le=20)
     max_retries: int = Field(3, ge=0, le=10, description="Retries on 429, 5xx and transport errors.")
     backoff_base_s: float = Field(0.5, ge=0, le=60, description="First retry delay; doubles each retry.")
+    max_retry_after_s: float = Field(
+        300.0,
+        ge=0,
+        le=86_400,
+        description="Longest Retry-After (of a 429 or 503) waited for; a longer one fails the fetch, which "
+        "is tried again at the source's next run. A wait also ends within deadline_s.",
+    )
     min_host_interval_s: float = Field(1.0, ge=0, le=3600, description="Least gap between hits on a host.")
     respect_robots: bool = Field(True, description="Honour robots.txt (turn off only for your own sites).")
+    robots_ttl_s: float = Field(
+        3600.0,
+        ge=1,
+        le=86_400,
+        description="How long a site's robots.txt is kept before it is read again (RFC 9309 asks for at "
+        "most a day); an unreachable robots.txt disallows the site this long.",
+    )
     allowed_networks: tuple[str, ...] = Field(
         (),
         description="CIDRs of private, loopback or link-local addresses that sources may resolve to, "

@@ -69,16 +69,21 @@ class SpikeParams:
     """Thresholds of one alert rule.
 
     Attributes:
-        min_count: Fewest stories in the current window for it to fire.
-        min_negative_share: Lowest negative share (0..1) for it to fire; a firing series resolves below half
-            of it.
-        z_threshold: Lowest z-score for it to fire; a firing series resolves below half of it.
+        min_count: Fewest stories in the current window for it to fire; a firing series resolves below
+            ``resolve_fraction`` of it.
+        min_negative_share: Lowest negative share (0..1) for it to fire; a firing series resolves below
+            ``resolve_fraction`` of it.
+        z_threshold: Lowest z-score for it to fire; a firing series resolves below ``resolve_fraction`` of
+            it.
         method: ``"ewma"`` or ``"robust_z"``.
         ewma_alpha: EWMA weight of the newest baseline window, in (0, 1].
         prior_negative_share: Baseline mean used when the baseline holds no stories.
         sigma_floor: Smallest baseline spread, so a perfectly flat history does not make any blip a spike.
         min_sentiment_drop: How far (0..2) the mean sentiment must lie below the baseline's mean for the
-            window to fire (a firing series resolves below half of it); None leaves the mean out.
+            window to fire (a firing series resolves below ``resolve_fraction`` of it); None leaves the mean
+            out.
+        resolve_fraction: The hysteresis, in (0, 1]: the share of each threshold a firing series must fall
+            below to resolve (1.0 resolves as soon as one threshold is missed).
     """
 
     min_count: int
@@ -89,6 +94,7 @@ class SpikeParams:
     prior_negative_share: float = 0.2
     sigma_floor: float = 0.05
     min_sentiment_drop: float | None = None
+    resolve_fraction: float = 0.5
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -100,6 +106,8 @@ class SpikeParams:
                 raise InvalidInput(f"expected {name} in [0, 1], found {getattr(self, name)}")
         if self.min_sentiment_drop is not None and not 0.0 <= self.min_sentiment_drop <= 2.0:
             raise InvalidInput(f"expected min_sentiment_drop in [0, 2], found {self.min_sentiment_drop}")
+        if not 0.0 < self.resolve_fraction <= 1.0:
+            raise InvalidInput(f"expected resolve_fraction in (0, 1], found {self.resolve_fraction}")
         if not 0.0 < self.ewma_alpha <= 1.0:
             raise InvalidInput(f"expected ewma_alpha in (0, 1], found {self.ewma_alpha}")
         if self.z_threshold <= 0 or self.sigma_floor <= 0:
@@ -137,10 +145,11 @@ def detect(
 
     A quiet series fires when ``count >= min_count``, ``share >= min_negative_share``, ``z >= z_threshold``
     and, when the rule sets it, the mean sentiment lies at least ``min_sentiment_drop`` below the baseline's.
-    A firing series stays firing until one of: ``share < min_negative_share / 2``, ``count < min_count``,
-    ``z < z_threshold / 2`` or a drop under ``min_sentiment_drop / 2`` (hysteresis, so it does not flap at
-    a threshold: one neutral story more, or one negative story leaving the sliding window, would otherwise
-    resolve an alert that the next negative story opens again).
+    A firing series stays firing until one of, with ``f = resolve_fraction`` (0.5 by default):
+    ``count < f * min_count``, ``share < f * min_negative_share``, ``z < f * z_threshold`` or a drop under
+    ``f * min_sentiment_drop`` (hysteresis, so it does not flap at a threshold: one neutral story more, or one
+    story leaving the sliding window, would otherwise resolve an alert that the next negative story opens
+    again).
 
     Args:
         current: The window being judged.
@@ -170,7 +179,8 @@ def detect(
         z = 0.0
     firing, reason = _decide(current, share, mu, z, params, was_firing)
     if firing and params.min_sentiment_drop is not None:
-        firing, reason = _decide_mean(current, baseline_sentiment, params.min_sentiment_drop, was_firing)
+        fraction = params.resolve_fraction if was_firing else 1.0
+        firing, reason = _decide_mean(current, baseline_sentiment, params.min_sentiment_drop * fraction)
     return SpikeVerdict(
         firing=firing, z=z, baseline_share=mu, baseline_sentiment=baseline_sentiment, reason=reason
     )
@@ -183,26 +193,25 @@ def _decide(
         f"{current.negative} of {current.count} stories negative ({share:.0%}) "
         f"against a baseline of {mu:.0%}, z = {z:.1f}"
     )
-    if current.count < params.min_count:
-        return False, f"too few stories to judge: {current.count} < {params.min_count}"
-    floor = params.min_negative_share / 2 if was_firing else params.min_negative_share
+    fraction = params.resolve_fraction if was_firing else 1.0
+    least = params.min_count * fraction
+    if current.count < least:
+        return False, f"too few stories to judge: {current.count} < {least:g}"
+    floor = params.min_negative_share * fraction
     if share < floor:
         return False, f"{numbers}; below the {floor:.0%} negative-share floor"
-    threshold = params.z_threshold / 2 if was_firing else params.z_threshold
+    threshold = params.z_threshold * fraction
     if z < threshold:
         return False, f"{numbers}; below the z threshold {threshold:g}"
     return True, f"negative spike: {numbers}"
 
 
-def _decide_mean(
-    current: WindowStats, baseline_sentiment: float, min_drop: float, was_firing: bool
-) -> tuple[bool, str]:
+def _decide_mean(current: WindowStats, baseline_sentiment: float, threshold: float) -> tuple[bool, str]:
     drop = baseline_sentiment - current.mean_sentiment
     numbers = (
         f"mean sentiment {current.mean_sentiment:+.2f} against a baseline of {baseline_sentiment:+.2f} "
         f"(a drop of {drop:.2f})"
     )
-    threshold = min_drop / 2 if was_firing else min_drop
     if drop < threshold:
         return False, f"{numbers}; below the required drop of {threshold:g}"
     return True, f"negative spike: {numbers}"

@@ -153,6 +153,8 @@ class AlertRule(Base):
     min_negative_share: Mapped[float] = mapped_column(Float)
     z_threshold: Mapped[float] = mapped_column(Float)
     min_sentiment_drop: Mapped[float | None] = mapped_column(Float)  # None: the mean score is not tested
+    # Hysteresis: a firing alert resolves below this fraction of a threshold (min_count, share, z, drop).
+    resolve_fraction: Mapped[float] = mapped_column(Float, default=0.5, server_default="0.5")
     method: Mapped[str] = mapped_column(String(20))  # ewma | robust_z
     repeat_interval_seconds: Mapped[int] = mapped_column(Integer)
     webhook_url: Mapped[str] = mapped_column(String(2048))
@@ -209,6 +211,10 @@ class OutboxMessage(Base):
     # Sent to `url`, not to the rule's webhook: a "resolved" owed to a former webhook of the rule, which was
     # delivered the alert's "firing" (`alerting`).
     fixed_url: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The secret that went with `url` when the rule moved to another webhook ("" when unsigned): kept on the
+    # messages delivered there, and on a "resolved" owed to it (signed with it, not the rule's new secret).
+    # None: the rule's secret as it is when the message is sent.
+    secret: Mapped[str | None] = mapped_column(String(500))
     payload: Mapped[dict[str, Any]] = mapped_column()
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -86,13 +86,15 @@ def outbox_gauges(registry: CollectorRegistry, db: Database) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class MonitorMetrics:
-    """Counters of source runs, stored and pruned stories, alert transitions, webhook deliveries, the
+    """Counters of source runs, stored, duplicate, skipped and pruned stories, alert transitions, webhook
+    deliveries, the
     notifications superseded by newer ones of their alert group, and the notifications and alerts the
     retention deleted."""
 
     runs: Counter
     stored: Counter
     duplicates: Counter
+    skipped: Counter
     transitions: Counter
     deliveries: Counter
     superseded: Counter
@@ -109,6 +111,11 @@ class MonitorMetrics:
             stored=Counter("finance_documents_stored", "New stories stored.", registry=registry),
             duplicates=Counter(
                 "finance_documents_duplicate", "Stories skipped as already stored.", registry=registry
+            ),
+            skipped=Counter(
+                "finance_documents_skipped",
+                "Entries of a source left out: no usable link, or neither a title nor a text.",
+                registry=registry,
             ),
             transitions=Counter(
                 "finance_alert_transitions", "Alert notifications queued.", ["status"], registry=registry
