@@ -864,6 +864,29 @@ async def test_on_postgresql_a_second_sender_skips_the_rows_the_first_has_locked
     assert len(state.received) == 1
 
 
+def test_every_alert_can_be_listed_page_by_page(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    # GET /v1/alerts answered the newest `limit` (at most 1000) alerts and nothing older: after months of
+    # operation the earlier episodes could not be listed at all. Four alerts opened by one evaluation share
+    # their start, so paging by time alone would skip some at a page's edge.
+    fire_four(database)
+    settings = FinanceSentimentSettings(database_url=database_url, scheduler=False, registry=tmp_path / "r")
+    with TestClient(create_app(settings)) as client:
+        first = client.get("/v1/alerts", params={"status": "firing", "limit": 3})
+        assert first.status_code == 200, first.text
+        assert len(first.json()) == 3
+        following = first.links["next"]["url"]
+        assert "status=firing" in following and "limit=3" in following
+        second = client.get(following)
+        assert len(second.json()) == 1 and "link" not in second.headers
+        ids = [alert["id"] for alert in first.json() + second.json()]
+        assert ids == sorted(ids, reverse=True) and len(set(ids)) == 4
+        assert "link" not in client.get("/v1/alerts").headers  # all on one page
+        bad = client.get("/v1/alerts", params={"cursor": "not-a-cursor"})
+        assert bad.status_code == 422 and "cursor" in bad.text
+
+
 def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiver(
     tmp_path: Path, database: Database, database_url: str, receiver: tuple[Receiver, str]
 ) -> None:

@@ -15,13 +15,14 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from finance_sentiment.alerting import Transition, resolve_firing
 from finance_sentiment.credentials import redact, unmasked
 from finance_sentiment.delivery import pending, waiting_for
+from finance_sentiment.documents import decode_cursor, encode_cursor
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch, describe_errors
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from finance_sentiment.vocabulary import NameIndex
@@ -249,21 +250,49 @@ def rule_out(rule: AlertRule, names: NameIndex) -> AlertRuleOut:
 def list_alerts(
     session: Session, *, status: str | None = None, rule_id: int | None = None, limit: int = 100
 ) -> list[Alert]:
-    """Alerts, newest first (by start), optionally of one status or one rule.
+    """Alerts, newest first (by start), optionally of one status or one rule: the first page of
+    `alerts_page`.
 
     Raises:
         InvalidInput: `status` is not "firing" or "resolved", or `limit` is outside 1..1000.
+    """
+    return alerts_page(session, status=status, rule_id=rule_id, limit=limit)[0]
+
+
+def alerts_page(
+    session: Session,
+    *,
+    status: str | None = None,
+    rule_id: int | None = None,
+    limit: int = 100,
+    cursor: str | None = None,
+) -> tuple[list[Alert], str | None]:
+    """One page of alerts, newest first by ``(starts_at, id)``, optionally of one status or one rule, and
+    the cursor of the next page (None on the last). A cursor neither skips nor repeats an alert (the alerts
+    one evaluation opens share their start), and new alerts, being newer, never shift the pages after it.
+
+    Raises:
+        InvalidInput: `status` is not "firing" or "resolved", `limit` is outside 1..1000, or the cursor was
+            not given by an earlier page.
     """
     if status is not None and status not in ALERT_STATUSES:
         raise InvalidInput(f"expected status 'firing' or 'resolved', found {status!r}")
     if not 1 <= limit <= MAX_ALERTS:
         raise InvalidInput(f"expected a limit in 1..{MAX_ALERTS}, found {limit}")
-    query = select(Alert).order_by(Alert.starts_at.desc(), Alert.id.desc()).limit(limit)
+    query = select(Alert).order_by(Alert.starts_at.desc(), Alert.id.desc()).limit(limit + 1)
     if status is not None:
         query = query.where(Alert.status == status)
     if rule_id is not None:
         query = query.where(Alert.rule_id == rule_id)
-    return list(session.scalars(query))
+    if cursor is not None:
+        starts_at, last_id = decode_cursor(cursor)
+        query = query.where(
+            or_(Alert.starts_at < starts_at, and_(Alert.starts_at == starts_at, Alert.id < last_id))
+        )
+    rows = list(session.scalars(query))
+    page = rows[:limit]
+    next_cursor = encode_cursor(page[-1].starts_at, page[-1].id) if len(rows) > limit else None
+    return page, next_cursor
 
 
 def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:

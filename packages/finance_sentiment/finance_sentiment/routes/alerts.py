@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Query, Request, Response, status
 
 from finance_sentiment import rules
 from finance_sentiment.deps import MonitorDep, RowId, RowIdFilter
@@ -63,15 +63,27 @@ async def delete_rule(rule_id: RowId, monitor: MonitorDep) -> Response:
 
 @router.get("/v1/alerts")
 def list_alerts(
+    request: Request,
+    response: Response,
     monitor: MonitorDep,
     status: Literal["firing", "resolved"] | None = None,
     rule_id: RowIdFilter = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[
+        str | None,
+        Query(max_length=200, description="The next page: the cursor of the previous page's Link header."),
+    ] = None,
 ) -> list[AlertOut]:
-    """Alerts, newest first, with their evidence and delivery state."""
+    """Alerts, newest first, with their evidence and delivery state. When more match, the response has a
+    `Link: <...?cursor=...>; rel="next"` header: the URL of the next page (same filters)."""
     with monitor.db.session() as session:
-        found = rules.list_alerts(session, status=status, rule_id=rule_id, limit=limit)
-        return rules.alerts_out(session, found)
+        found, next_cursor = rules.alerts_page(
+            session, status=status, rule_id=rule_id, limit=limit, cursor=cursor
+        )
+        listed = rules.alerts_out(session, found)
+    if next_cursor is not None:
+        response.headers["Link"] = f'<{request.url.include_query_params(cursor=next_cursor)}>; rel="next"'
+    return listed
 
 
 def _create(monitor: Monitor, body: AlertRuleIn) -> AlertRuleOut:
