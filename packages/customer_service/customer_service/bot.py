@@ -25,12 +25,12 @@ from typing import Any, ParamSpec, Protocol, TypeVar
 
 from customer_service.answers import Answer, Answerer
 from customer_service.clarification import chosen_option
-from customer_service.conversations import Conversations, NewTurn, SessionRecord, TurnRecord
+from customer_service.conversations import Conversations, NewTurn, Outcome, SessionRecord, TurnRecord
 from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
 from customer_service.idempotency import Claims, mismatch, needs_session
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
-from customer_service.policy import Decision, decide, relevant_first
+from customer_service.policy import Decision, decide, recounted, relevant_first
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
 from customer_service.settings import CustomerServiceSettings
@@ -211,7 +211,7 @@ class Bot:
         recent = self.conversations.history(session.id, LOOKBACK * turns, session.reopened_at)
         history = recent[-turns:] if turns else []
         if session.state == "waiting_for_agent":
-            waiting = Decision("handoff", "waiting for an agent", session.fallback_streak)
+            waiting = Decision("handoff", "waiting for an agent", session.fallback_streak, streak="keep")
             return Plan(session, message, message, None, [], waiting, history, context, started)
         if (chosen := self._chosen(message, history)) is not None:  # "the second one"
             query = chosen[0].title  # what the customer meant
@@ -313,20 +313,29 @@ class Bot:
             return False
         return self.answerer.templated(intent.name, [], _slots(context, message, [])) is not None
 
-    def record(self, plan: Plan, answer: Answer) -> Reply:
-        """Store the turn and the session's new state; the reply as stored (blocking)."""
-        action = plan.decision.action
+    def record(self, plan: Plan, answer: Answer, *, cut_short: bool = False) -> Reply:
+        """Store the turn and the session's new state; the reply as stored (blocking).
+
+        The fallback streak is the one stored when the turn is (`policy.recounted`): a fallback may become a
+        hand-off there (another message of the session failed meanwhile), or a hand-off after repeated
+        fallback a fallback (one was answered meanwhile), with the fixed reply of that action. `cut_short`:
+        the stream ended before the reply did; the turn keeps `answer`, what was sent, and says so."""
         shown = _shown_sources(plan, self.settings.sources_per_answer)
         waiting = plan.session.state == "waiting_for_agent"
-        state = "waiting_for_agent" if action == "handoff" else plan.session.state
-        stored, state = self.conversations.record(
-            plan.session.id,
-            NewTurn(
+
+        def settle(stored_streak: int) -> Outcome:
+            decision = recounted(plan.decision, stored_streak, self.settings.policy)
+            reason = f"{decision.reason}; {CUT_SHORT}" if cut_short else decision.reason
+            text = answer.text
+            if decision.action != plan.decision.action and not cut_short:
+                text = _fixed(replace(plan, decision=decision)).text
+            handoff = decision.action == "handoff"
+            turn = NewTurn(
                 message=plan.message,
                 query=plan.query,
-                answer=answer.text,
-                action=action,
-                reason=plan.decision.reason,
+                answer=text,
+                action=decision.action,
+                reason=reason,
                 awaiting_agent=waiting,
                 intent=plan.intent.name if plan.intent else None,
                 confidence=plan.intent.confidence if plan.intent else None,
@@ -334,17 +343,19 @@ class Bot:
                 latency_ms=round((time.perf_counter() - plan.started) * 1000, 2),
                 idempotency_key=plan.idempotency_key,
                 mode=answer.mode,
-            ),
-            state=state,
-            fallback_streak=plan.decision.fallback_streak,
-            handoff_reason=None if waiting or action != "handoff" else plan.decision.reason,
-            seen_state=plan.session.state,
+            )
+            state = "waiting_for_agent" if handoff else plan.session.state
+            handoff_reason = None if waiting or not handoff else decision.reason
+            return Outcome(turn, state, decision.fallback_streak, handoff_reason)
+
+        stored, state = self.conversations.record_settled(
+            plan.session.id, settle, seen_state=plan.session.state
         )
         return Reply(
             session_id=plan.session.id,
             turn_id=stored.id,
-            answer=answer.text,
-            action=action,
+            answer=stored.answer,
+            action=stored.action,
             intent=stored.intent,
             confidence=stored.confidence,
             sources=shown,
@@ -387,7 +398,9 @@ class TurnStream:
     (`CUT_SHORT`). Generation stops at once, as a stream broken off by its generator keeps its words; a
     turn that failed (an `error` event) is not stored again. (`POST /v1/chat/stream` reads a turn with an
     idempotency key to its end even when its client leaves, so that the retry gets the whole reply; only a
-    server shutdown closes such a turn early, and it then holds what was generated.)
+    server shutdown closes such a turn early, and it then holds what was generated.) A fallback, and the
+    hand-off it may become, is stored first and then sent as stored: whether it makes the fallbacks in a row
+    that hand the customer to a person is known only where the turn is stored (`Bot.record`).
     """
 
     def __init__(self, bot: Bot, plan: Plan) -> None:
@@ -405,11 +418,9 @@ class TurnStream:
         if self._ended:
             return None
         self._ended = True
-        plan = self._plan
-        decision = replace(plan.decision, reason=f"{plan.decision.reason}; {CUT_SHORT}")
         # what was sent, however it was made (a turn stores no mode)
         answer = Answer(text="".join(self._sent).strip(), mode="fixed", cited=[])
-        return await self._bot.runner.finish(self._bot.record, replace(plan, decision=decision), answer)
+        return await self._bot.runner.finish(self._bot.record, self._plan, answer, cut_short=True)
 
     async def _run(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         try:
@@ -421,6 +432,11 @@ class TurnStream:
 
     async def _reply(self) -> AsyncGenerator[tuple[str, dict[str, Any]], None]:
         bot, plan = self._bot, self._plan
+        if plan.decision.streak == "count":  # fallback or hand-off: settled when stored, then sent as stored
+            stored = await bot.runner.finish(self._store, _fixed(plan))
+            for event in replay_events(stored):
+                yield event
+            return
         yield (
             "meta",
             {

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, cast
@@ -152,6 +153,16 @@ class NewTurn:
     mode: str | None = None  # template | generated | extractive | fixed
 
 
+@dataclass(frozen=True)
+class Outcome:
+    """A turn to store with the session's new state (`Conversations.record_settled`)."""
+
+    turn: NewTurn
+    state: str
+    fallback_streak: int
+    handoff_reason: str | None
+
+
 def new_session_id() -> str:
     """A fresh random session id."""
     return uuid.uuid4().hex
@@ -230,23 +241,37 @@ class Conversations:
         handoff_reason: str | None,
         seen_state: str | None = None,
     ) -> tuple[TurnRecord, str]:
+        """Store a turn and the session's new state in one transaction; returns the turn and the state
+        (`record_settled`, with the outcome settled beforehand)."""
+        outcome = Outcome(turn, state, fallback_streak, handoff_reason)
+        return self.record_settled(session_id, lambda _streak: outcome, seen_state=seen_state)
+
+    def record_settled(
+        self, session_id: str, settle: Callable[[int], Outcome], *, seen_state: str | None = None
+    ) -> tuple[TurnRecord, str]:
         """Store a turn and the session's new state in one transaction; returns the turn and the state.
 
+        `settle`: the outcome, given the session's fallback streak as it stands under the session's lock
+        (turns of one session stored at once take turns there, so each counts from the one before it).
+
         `seen_state`: the state the turn was planned under. When the session's state changed since (an
-        agent took it over or closed it while the bot composed its answer), that newer change wins and
-        `state` and `handoff_reason` are not applied.
+        agent took it over or closed it while the bot composed its answer), that newer change wins and the
+        outcome's state and hand-off reason are not applied.
 
         Raises:
+            InvalidInput: If the outcome's action or state is unknown.
             Conflict: If the session already has a turn with the turn's idempotency key (another replica
                 answered a try of the same message meanwhile).
         """
-        if turn.action not in ACTIONS or state not in SESSION_STATES:
-            raise InvalidInput(
-                f"expected an action in {ACTIONS} and a state in {SESSION_STATES}; found "
-                f"{turn.action!r}, {state!r}"
-            )
         with self.db.session() as s:
             row = _locked_session(s, session_id)
+            outcome = settle(row.fallback_streak)
+            turn, state = outcome.turn, outcome.state
+            if turn.action not in ACTIONS or state not in SESSION_STATES:
+                raise InvalidInput(
+                    f"expected an action in {ACTIONS} and a state in {SESSION_STATES}; found "
+                    f"{turn.action!r}, {state!r}"
+                )
             if turn.idempotency_key is not None and _keyed(s, session_id, turn.idempotency_key) is not None:
                 raise Conflict(
                     f"expected one answer per Idempotency-Key; session {session_id!r} already has a turn for "
@@ -282,9 +307,9 @@ class Conversations:
                 if state == "waiting_for_agent" and row.state != state:
                     row.handed_off_at = utcnow()
                 row.state = state
-                if handoff_reason is not None:
-                    row.handoff_reason = handoff_reason
-            row.fallback_streak, row.updated_at = fallback_streak, utcnow()
+                if outcome.handoff_reason is not None:
+                    row.handoff_reason = outcome.handoff_reason
+            row.fallback_streak, row.updated_at = outcome.fallback_streak, utcnow()
             s.flush()
             return _turn(stored), row.state
 

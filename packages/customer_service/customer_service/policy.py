@@ -14,8 +14,11 @@ In order of precedence:
    `clarify_margin`: the customer is offered both;
 6. answer otherwise.
 A fallback that makes `fallbacks_before_handoff` in a row becomes a hand-off: the customer is not asked to
-rephrase forever. Relevance is the re-ranker's probability when there is a re-ranker, else the cosine
-similarity of the query and the passage (`min_answer_score` and `min_similarity` are their thresholds).
+rephrase forever. The streak is counted when the turn is stored (`recounted`, under the session's lock): two
+messages of one session answered at once both read the streak before either is stored, and each would
+otherwise count from the same number. Relevance is the re-ranker's probability when there is a re-ranker,
+else the cosine similarity of the query and the passage (`min_answer_score` and `min_similarity` are their
+thresholds).
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Literal
 
 from customer_service.settings import PolicySettings
@@ -68,6 +71,8 @@ REPEATED_FALLBACK = "fallbacks in a row"
 
 
 OwnReply = Literal["acknowledgement", "prompt"]
+# how a turn moves the session's fallback streak: to 0, not at all, or one more (a question the bot failed)
+StreakStep = Literal["reset", "keep", "count"]
 
 
 @dataclass(frozen=True)
@@ -81,6 +86,11 @@ class Decision:
     # the bot's own reply instead of an answer: "acknowledgement" (the message only thanks or agrees: the bot
     # replies in kind) or "prompt" (it holds no letter or digit: the bot asks what the customer needs)
     own_reply: OwnReply | None = None
+    # how the turn moves the streak, applied to the streak as stored when the turn is (`recounted`): "reset"
+    # (an answer, a clarifying question, a hand-off), "keep" (an acknowledgement, a prompt, a message to the
+    # agents' queue) or "count" (a fallback, or the hand-off it becomes: `failed` says why it failed)
+    streak: StreakStep = "reset"
+    failed: str | None = None
 
 
 def asks_for_person(message: str) -> bool:
@@ -124,7 +134,9 @@ def _by_its_words(
     if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
         return acknowledged
     if says_nothing(message):  # no intent's template either: there are no words it could have read
-        return Decision("answer", PROMPTED, fallback_streak, template_only=True, own_reply="prompt")
+        return Decision(
+            "answer", PROMPTED, fallback_streak, template_only=True, own_reply="prompt", streak="keep"
+        )
     return None
 
 
@@ -135,7 +147,8 @@ def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) 
         return None
     if intent_template:
         return Decision("answer", f"the intent's template ({ACKNOWLEDGED})", 0, template_only=True)
-    return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, own_reply="acknowledgement")
+    own: OwnReply = "acknowledgement"
+    return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, own_reply=own, streak="keep")
 
 
 def relevant_first(relevance: Sequence[float], threshold: float) -> list[int]:
@@ -197,10 +210,7 @@ def decide(
             return Decision("answer", f"the intent's template (best passage {best})", 0, template_only=True)
         reason = f"no relevant passage (best {best} < {threshold:.2f})"
     if reason:
-        streak = fallback_streak + 1
-        if streak >= settings.fallbacks_before_handoff:
-            return Decision("handoff", f"{streak} {REPEATED_FALLBACK} ({reason})", 0)
-        return Decision("fallback", reason, streak)
+        return failed(reason, fallback_streak + 1, settings)
     if (
         len(relevance) > 1
         and relevance[1] >= threshold
@@ -209,3 +219,24 @@ def decide(
     ):
         return Decision("clarify", f"two close candidates ({relevance[0]:.2f}, {relevance[1]:.2f})", 0)
     return Decision("answer", f"relevance {relevance[0]:.2f}", 0)
+
+
+def failed(reason: str, streak: int, settings: PolicySettings) -> Decision:
+    """A message the bot could not answer (`reason`), the `streak`-th in a row: a fallback, or a hand-off once
+    the streak reaches `fallbacks_before_handoff`."""
+    if streak >= settings.fallbacks_before_handoff:
+        handoff = f"{streak} {REPEATED_FALLBACK} ({reason})"
+        return Decision("handoff", handoff, 0, streak="count", failed=reason)
+    return Decision("fallback", reason, streak, streak="count", failed=reason)
+
+
+def recounted(decision: Decision, stored_streak: int, settings: PolicySettings) -> Decision:
+    """The decision with the session's fallback streak as it stands when the turn is stored (read under the
+    session's lock, in the transaction that stores the turn): a fallback counts from there, and becomes a
+    hand-off when that makes `fallbacks_before_handoff` in a row (or stays a fallback when an answer stored
+    meanwhile started the streak again); a turn that keeps the streak keeps that one."""
+    if decision.streak == "keep":
+        return replace(decision, fallback_streak=stored_streak)
+    if decision.streak == "count" and decision.failed is not None:
+        return failed(decision.failed, stored_streak + 1, settings)
+    return decision
