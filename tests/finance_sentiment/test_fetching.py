@@ -282,6 +282,7 @@ async def test_retry_after_beyond_the_cap_fails_at_once(site: Site) -> None:
     async with fetcher(max_retry_after_s=10.0) as f:
         with pytest.raises(FetchError, match="Retry-After of 3600 s"):
             await f.fetch(f"{site.base}/retry-after/3600")
+    async with fetcher(max_retry_after_s=10.0) as f:
         with pytest.raises(FetchError, match="HTTP 503 with Retry-After"):  # an HTTP-date an hour ahead
             await f.fetch(f"{site.base}/retry-after-date")
     assert site.recorder.count("/retry-after/3600") == 1
@@ -367,6 +368,30 @@ async def test_a_retry_after_past_the_fetch_deadline_is_not_waited_for(site: Sit
     )
     assert caught.value.message.endswith("not waited for")
     assert site.recorder.count("/retry-after/120") == 1
+
+
+@pytest.mark.parametrize(
+    ("path", "options"),
+    [
+        ("/retry-after/3600", {"max_retry_after_s": 10.0}),  # over the cap
+        ("/retry-after/120", {"deadline_s": 5.0}),  # past the fetch deadline
+        ("/retry-after-date", {"max_retries": 0}),  # after the last try (an HTTP-date an hour ahead)
+    ],
+)
+async def test_a_host_whose_retry_after_was_not_waited_for_is_left_alone_until_it_passes(
+    site: Site, path: str, options: dict[str, float]
+) -> None:
+    # The fetch failed and the host's wish was forgotten: the source's next run (every minute, say) and
+    # every other source on the host asked again at once, however long the server had asked to be spared.
+    async with fetcher(**options) as f:
+        with pytest.raises(FetchError):
+            await f.fetch(f"{site.base}{path}")
+        with pytest.raises(FetchError) as caught:
+            await f.fetch(f"{site.base}/page")
+    assert caught.value.message.startswith("expected 127.0.0.1 to take requests, found it asked for none")
+    assert "Retry-After of" in caught.value.message and "not fetched" in caught.value.message
+    assert site.recorder.count(path) == 1
+    assert site.recorder.count("/page") == 0
 
 
 async def test_a_robots_txt_that_never_answers_takes_the_fetch_deadline_and_says_so(site: Site) -> None:
@@ -594,12 +619,11 @@ async def test_the_retry_after_cap_and_the_robots_ttl_are_fin_settings(
     for name, value in env.items():
         monkeypatch.setenv(name, value)
     async with open_monitor(FinanceSentimentSettings()) as monitor:
+        assert (await monitor.fetcher.fetch(f"{site.base}/page")).status == 200
+        await asyncio.sleep(1.2)  # past the robots.txt TTL of 1 s (an hour by default)
         with pytest.raises(
             FetchError, match=r"to ask for a retry within 2\.0 s, found HTTP 429 with Retry-After"
         ):
             await monitor.fetcher.fetch(f"{site.base}/retry-after/3")  # waited for under the default 300 s
-        assert site.recorder.count("/robots.txt") == 1
-        await asyncio.sleep(1.2)  # past the robots.txt TTL of 1 s (an hour by default)
-        assert (await monitor.fetcher.fetch(f"{site.base}/page")).status == 200
     assert site.recorder.count("/retry-after/3") == 1
     assert site.recorder.count("/robots.txt") == 2

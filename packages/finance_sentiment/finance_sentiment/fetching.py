@@ -3,7 +3,9 @@
 One injected `httpx.AsyncClient` (bounded in size by `textcore.http.make_http_client`) carries every request.
 Around it the fetcher adds: the address guard of `finance_sentiment.netguard` before each hop, robots.txt
 (RFC 9309) cached per origin, a per-host rate limit, conditional GET, manual redirects that report a permanent
-move, retries with exponential backoff and jitter that honour Retry-After, one deadline per request that
+move, retries with exponential backoff and jitter that honour Retry-After (one it does not wait for, longer
+than ``max_retry_after_s``, past the deadline or after the last try, keeps every fetch from that host until
+it has passed, so the next scheduled run does not ask again sooner), one deadline per request that
 covers the body too (so a slow-drip server cannot hold a worker forever), and one deadline per fetch that
 bounds its tries, backoff and Retry-After waits together (so a server that accepts and never answers costs a
 run ``deadline_s``, not ``(max_retries + 1) * timeout_s`` plus the waits).
@@ -16,7 +18,7 @@ import math
 import random
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 
 import httpx
@@ -28,6 +30,8 @@ from textcore.errors import InvalidInput, UpstreamError
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PERMANENT_REDIRECTS = frozenset({301, 308})
+# Longest a host's Retry-After keeps every fetch from it (a day: a longer one is more likely a mistake).
+MAX_HOST_CLOSED_S = 86_400.0
 
 
 @dataclass(frozen=True)
@@ -163,6 +167,10 @@ class _HostSlot:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     next_start: float = 0.0  # time.monotonic() before which no request to the host may start
     interval: float = 0.0
+    # A Retry-After the fetch did not wait for (over max_retry_after_s, past the deadline, after the last
+    # try): time.monotonic() until which no fetch asks the host anything, and why (for the error).
+    closed_until: float = 0.0
+    closed_why: str = ""
 
 
 @dataclass(frozen=True)
@@ -288,6 +296,7 @@ class Fetcher:
         permanent_url: str | None = None
         only_permanent = True
         for hop in range(self._policy.max_redirects + 1):
+            self._require_open(url)
             await self._guard(url)
             if robots and self._policy.respect_robots:
                 await self._check_robots(url, budget)
@@ -326,6 +335,8 @@ class Fetcher:
                 retry_after = _parse_retry_after(raw.headers.get("Retry-After"))
             if attempt + 1 < attempts:
                 await self._wait_before_retry(url, attempt, retry_after, reason, budget)
+        if retry_after is not None:  # the last try was asked to wait: so is the next fetch of the host
+            self._close_host(url, retry_after, reason)
         if budget.left <= 0:
             raise budget.give_up(url)
         raise FetchError(
@@ -337,6 +348,7 @@ class Fetcher:
     ) -> None:
         policy = self._policy
         if retry_after is not None and retry_after > policy.max_retry_after_s:
+            self._close_host(url, retry_after, reason)
             raise FetchError(
                 f"expected {url} to ask for a retry within {policy.max_retry_after_s} s, "
                 f"found {reason} with Retry-After of {retry_after:.0f} s"
@@ -350,6 +362,7 @@ class Fetcher:
         if delay >= budget.left:  # the next try could not start in time: end now, not after a pointless wait
             if retry_after is None:
                 raise budget.give_up(url)
+            self._close_host(url, retry_after, reason)
             raise budget.give_up(
                 url,
                 f"{reason} with Retry-After of {retry_after:.0f} s, past the deadline "
@@ -392,6 +405,32 @@ class Fetcher:
         finally:
             budget.spent += time.monotonic() - started
         return _Raw(response.status_code, url, response.headers, response.content)
+
+    def _close_host(self, url: httpx.URL, retry_after: float, reason: str) -> None:
+        """Leave the host alone for the Retry-After it sent (at most `MAX_HOST_CLOSED_S`) when the fetch does
+        not wait for it: the next run of its sources, or another source on it, must not ask sooner."""
+        seconds = min(retry_after, MAX_HOST_CLOSED_S)
+        until = datetime.now(UTC) + timedelta(seconds=seconds)
+        slot = self._slot(netguard.host_of(url))
+        if time.monotonic() + seconds > slot.closed_until:
+            slot.closed_until = time.monotonic() + seconds
+            stamp = until.isoformat(timespec="seconds").replace("+00:00", "Z")
+            slot.closed_why = (
+                f"{reason} with Retry-After of {retry_after:.0f} s from {url}, so not before {stamp}"
+            )
+
+    def _require_open(self, url: httpx.URL) -> None:
+        """Refuse, without a request, a URL of a host that asked to be left alone for now (`_close_host`).
+
+        Raises:
+            FetchError: The host's Retry-After has not passed.
+        """
+        slot = self._hosts.get(netguard.host_of(url))
+        if slot is not None and slot.closed_until > time.monotonic():
+            raise FetchError(
+                f"expected {url.host} to take requests, found it asked for none for now ({slot.closed_why}): "
+                "not fetched, tried again at a later run"
+            )
 
     def _slot(self, host: str) -> _HostSlot:
         slot = self._hosts.get(host)
