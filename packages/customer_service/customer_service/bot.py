@@ -30,7 +30,7 @@ from customer_service.followup import LOOKBACK, own_words, points_back_only, rew
 from customer_service.idempotency import Claims, mismatch, needs_session
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
-from customer_service.policy import Decision, decide, recounted, relevant_first
+from customer_service.policy import Decision, by_its_words, decide, recounted, relevant_first
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
 from customer_service.settings import CustomerServiceSettings
@@ -220,6 +220,12 @@ class Bot:
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
         query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
         intent = self.intents.predict([query])[0] if self.intents is not None else None
+        negativity = self.sentiment.negativity([message])[0]
+        intent_template = self._intent_template_renders(intent, message, context)
+        policy = self.settings.policy
+        settled = by_its_words(message, negativity, session.fallback_streak, intent_template, policy)
+        if settled is not None:  # a request for a person, thanks, a prompt: no passage is read or shown
+            return Plan(session, message, query, intent, [], settled, history, context, started)
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
         relevance = self._relevance(query, passages)
         passages = _judged(passages, relevance)
@@ -230,11 +236,11 @@ class Bot:
             relevance=relevance,
             entry_ids=[p.document_id or p.id for p in passages],
             out_of_scope=bool(intent and intent.out_of_scope),
-            negativity=self.sentiment.negativity([message])[0],
+            negativity=negativity,
             fallback_streak=session.fallback_streak,
             reranked=self.retriever.reranker is not None,
-            settings=self.settings.policy,
-            intent_template=self._intent_template_renders(intent, message, context),
+            settings=policy,
+            intent_template=intent_template,
         )
         if decision.template_only:  # the passages found are not relevant: neither cited nor templated
             passages = []

@@ -123,7 +123,7 @@ def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -
     return None
 
 
-def _by_its_words(
+def by_its_words(
     message: str, negativity: float, fallback_streak: int, intent_template: bool, settings: PolicySettings
 ) -> Decision | None:
     """What the message's own words settle whatever the passages: a hand-off (`_urgent_handoff`), the reply
@@ -196,7 +196,7 @@ def decide(
             answers when no passage is relevant ("hello", "thanks", an order lookup the knowledge base
             does not hold).
     """
-    settled = _by_its_words(message, negativity, fallback_streak, intent_template, settings)
+    settled = by_its_words(message, negativity, fallback_streak, intent_template, settings)
     if settled is not None:
         return settled
     threshold = settings.min_answer_score if reranked else settings.min_similarity
