@@ -78,7 +78,7 @@ from recommender.events import (
     user_events,
 )
 from recommender.explanations import EXPLAINED_HISTORY, Explanation, history_reasons, matched_phrases
-from recommender.model import TextInterestModel, max_similarities
+from recommender.model import TextInterestModel, max_similarities, zscore
 from recommender.rescoring import Rescorer
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 
@@ -337,7 +337,8 @@ class Recommender:
 
         Only a request without a profile (a user whose events say nothing of what they like: ratings below
         `min_rating`, items since deleted) finds fewer than `k` candidates while the catalog has more: it
-        takes the items others liked, all of them when fewer than `k`, and every other item scores alike.
+        takes the items others liked, all of them when fewer than `k`, most liked first (`_rank`), and every
+        other item scores alike.
         """
         return heapq.nsmallest(count, (i for i in self.catalog.index.ids() if i not in excluded))
 
@@ -408,7 +409,12 @@ class Recommender:
         positions = snapshot.positions(all_ids)
         decay = self.model.config.knn_decay
         knn = snapshot.at(snapshot.knn_row(profile.history, decay), positions) if profile.history else None
-        scores = self.model.blend(content, knn, snapshot.at(snapshot.counts, positions))[: len(ids)]
+        popularity = snapshot.at(snapshot.counts, positions)
+        if profile.history or np.any(profile.vector):
+            scores = self.model.blend(content, knn, popularity)[: len(ids)]
+        else:  # nothing known of what they like: the items others liked most first, whatever weight the
+            # blend, fitted on users with a profile, gives popularity (a trained model's may be 0)
+            scores = zscore(popularity)[: len(ids)]
         if self.rescorer is not None and profile.history:
             recent = profile.history[-self.rescorer.rescoring.history_items :]  # all the query reads
             query = self.rescorer.query(self.catalog.titles(recent))
