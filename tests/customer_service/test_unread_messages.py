@@ -19,8 +19,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from customer_service import create_app
-from customer_service.bot import ACKNOWLEDGEMENT, HANDOFF, PROMPT
-from customer_service.policy import ACKNOWLEDGED, PROMPTED
+from customer_service.bot import ACKNOWLEDGEMENT, GREETING, HANDOFF, PROMPT
+from customer_service.policy import ACKNOWLEDGED, GREETED, PROMPTED
 from tests.customer_service.test_app import chat, cs_settings
 
 
@@ -69,3 +69,27 @@ def test_thanks_prompts_and_requests_for_a_person_search_nothing(client: TestCli
         "handoff", HANDOFF, [], "waiting_for_agent",
     )  # fmt: skip
     assert not searched
+
+
+def test_greetings_are_greeted_not_failed_questions(client: TestClient) -> None:
+    # "hello" fell back ("I'm not sure I understood that"), and a "hi" after it made two fallbacks in a row:
+    # the customer went to the agents' queue before asking anything, and both counted as unanswered.
+    session_id = "greeted"
+    for message in ("hello", "hi", "Good morning!", "hey there 👋"):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"], reply["state"]) == (
+            "answer", GREETING, [], "open",
+        ), message  # fmt: skip
+        assert not searched
+    session = client.get(f"/v1/sessions/{session_id}").json()
+    assert {t["reason"] for t in session["turns"]} == {GREETED}
+    assert session["fallback_streak"] == 0
+    unanswered = client.get("/v1/analytics").json()["top_unanswered"]
+    assert not {u["question"] for u in unanswered} & {"hello", "hi"}
+
+    reply = chat(client, "hi, how do I reset my online banking password?", session_id)  # a question: read
+    assert reply["action"] == "answer" and reply["sources"][0]["id"] == "reset-password"
+    assert chat(client, "hello", session_id)["answer"] == GREETING
+    follow_up = chat(client, "and what if I forgot my username too?", session_id)
+    turn = client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]
+    assert turn["id"] == follow_up["turn_id"] and "password" in turn["query"]  # not read with "hello"

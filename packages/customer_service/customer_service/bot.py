@@ -45,7 +45,8 @@ HANDOFF = "I'm passing you to a member of our team; a person will reply here sho
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
 ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
 PROMPT = "What can I help you with?"
-OWN_REPLIES = {"acknowledgement": ACKNOWLEDGEMENT, "prompt": PROMPT}  # by `Decision.own_reply`
+GREETING = "Hello! What can I help you with?"
+OWN_REPLIES = {"acknowledgement": ACKNOWLEDGEMENT, "greeting": GREETING, "prompt": PROMPT}  # by `own_reply`
 SNIPPET_CHARS = 240
 # how a turn whose stream ended before its reply did is marked in its reason
 CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"

@@ -4,7 +4,8 @@ In order of precedence:
 1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
    strongly negative (the sentiment score reaches `negative_sentiment`);
 2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
-   "👍"): it asks nothing, so it is no failed question (an intent's template answers it when one renders);
+   "👍"), or only greets ("hi", "good morning"): it asks nothing, so it is no failed question (an intent's
+   template answers it when one renders);
 3. a short prompt (what can the bot help with?) when the message holds no letter or digit at all ("?", "...",
    "—", "🤔") and is not such an emoji: there is nothing to read, so it is no failed question either;
 4. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
@@ -62,7 +63,16 @@ _ACK_WORDS = frozenset(
 # never an acknowledgement alone
 _ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
 _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
+# A message that only greets: "hi", "Hello there!", "good morning", "hey 👋". It opens most chats: no question
+# yet, so no failed one either (two of them were two fallbacks in a row, and the customer went to a person).
+_GREETING_WORDS = frozenset(
+    ["hi", "hello", "hey", "heya", "hiya", "howdy", "hallo", "greetings", "morning", "afternoon", "evening"]
+)
+_GREETING_FILLERS = frozenset(
+    ["there", "good", "all", "everyone", "anyone", "anybody", "again", "team", "folks"]
+)
 ACKNOWLEDGED = "an acknowledgement (thanks, ok, bye): nothing to answer"
+GREETED = "a greeting: nothing to answer yet, asked what the customer needs"
 PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
 
 # in the reason of a hand-off after repeated fallback, the one hand-off of a message the bot could not answer
@@ -70,7 +80,7 @@ PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
 REPEATED_FALLBACK = "fallbacks in a row"
 
 
-OwnReply = Literal["acknowledgement", "prompt"]
+OwnReply = Literal["acknowledgement", "greeting", "prompt"]
 # how a turn moves the session's fallback streak: to 0, not at all, or one more (a question the bot failed)
 StreakStep = Literal["reset", "keep", "count"]
 
@@ -109,6 +119,15 @@ def acknowledges(message: str) -> bool:
     return friendly or any(word in _ACK_WORDS for word in words)
 
 
+def greets(message: str) -> bool:
+    """Whether the message only greets (`_GREETING_WORDS`, with punctuation, emoji and a few words around
+    them: "hi there!", "good morning 👋")."""
+    text = message.casefold()
+    words = "".join(" " if unicodedata.category(ch)[0] in "PZS" else ch for ch in text).split()
+    known = all(word in _GREETING_WORDS or word in _GREETING_FILLERS for word in words)
+    return known and any(word in _GREETING_WORDS for word in words)
+
+
 def says_nothing(message: str) -> bool:
     """Whether the message holds no letter or digit at all ("?", "...", "—", "🤔"): nothing to read."""
     return not any(unicodedata.category(ch)[0] in "LN" for ch in message)
@@ -133,6 +152,12 @@ def by_its_words(
         return Decision("handoff", urgent, 0)
     if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
         return acknowledged
+    if greets(message):
+        if intent_template:
+            return Decision("answer", f"the intent's template ({GREETED})", 0, template_only=True)
+        return Decision(
+            "answer", GREETED, fallback_streak, template_only=True, own_reply="greeting", streak="keep"
+        )
     if says_nothing(message):  # no intent's template either: there are no words it could have read
         return Decision(
             "answer", PROMPTED, fallback_streak, template_only=True, own_reply="prompt", streak="keep"
