@@ -557,6 +557,24 @@ def test_train_without_fine_tuning_into_a_fine_tuned_models_folder_leaves_no_run
     assert (mine / "training" / "notes.txt").read_text(encoding="utf-8") == "mine"
 
 
+def test_train_without_fine_tuning_into_its_own_base_model_is_one_line_and_changes_nothing(
+    tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """Before, `--base-model M --output M --epochs 0` (fit the blend again on a model's own encoder) copied
+    the folder onto itself: a traceback (shutil.Error, exit 1) after the model's rescorer was removed."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    (model / "rescorer").mkdir()
+    (model / "rescorer" / "rescorer.json").write_text("{}", encoding="utf-8")
+    before = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    data = ["--interactions", write_interactions(tmp_path / "events.csv"), "--items",
+            write_catalog(tmp_path / "items.csv"), "--device", "cpu", "--precision", "fp32"]  # fmt: skip
+    line = one_error_line(invoke("train", *data, "--output", model, "--base-model", model, "--epochs", 0,
+                                 "--max-length", 48))  # fmt: skip
+    assert f"--base-model {model}: expected a model folder other than --output {model}" in line
+    assert {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+
+
 def test_convert_datasets(tmp_path: Path) -> None:
     movielens = tmp_path / "ml"
     movielens.mkdir()

@@ -116,10 +116,16 @@ def _save_encoder(
     `training/` run folder of the model trained into `output` before, if any); a rescorer the folder holds is
     removed first (`_drop_rescorer`)."""
     if cfg.epochs == 0:
+        base = resolve_model(cfg.base_model)
+        if base.resolve() == output.resolve():  # copying it onto itself failed half-way, with a traceback
+            raise InvalidInput(
+                f"--base-model {cfg.base_model}: expected a model folder other than --output {output}: "
+                "--epochs 0 copies the base encoder into --output; give another --output"
+            )
         earlier_model = (output / METADATA_FILE).is_file()  # a folder no model was trained into keeps all
         _drop_rescorer(output)
         shutil.copytree(
-            resolve_model(cfg.base_model),
+            base,
             output,
             dirs_exist_ok=True,
             ignore=shutil.ignore_patterns("training", "recommender.json", "metadata.json"),
