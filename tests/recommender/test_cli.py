@@ -207,6 +207,23 @@ def test_ingest_items_without_a_model_embeds_with_the_model_the_index_was_built_
     assert counts(sqlite_url) == (21, 0) and json.loads(sidecar.read_text(encoding="utf-8"))["model"] == built
 
 
+def test_ingest_items_refuses_to_replace_an_index_of_another_base_encoder(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """An index built zero-shot by one base encoder, and a command run with another (REC_ENCODER__MODEL set
+    for the service, not for the command): it embedded the whole catalog again with the other encoder."""
+    places = ["--database-url", sqlite_url, "--index-path", tmp_path / "index" / "items.npz"]
+    assert last_json(invoke("ingest-items", write_catalog(tmp_path / "items.csv"), *places,
+                            env=tiny_env(tiny_model_dir)))["embedded"] == 20  # fmt: skip
+    other = tmp_path / "other-encoder"
+    shutil.copytree(tiny_model_dir, other)
+    one = tmp_path / "one.csv"
+    one.write_text("item_id,title\nastro-9,Solar filter\n", encoding="utf-8")
+    line = one_error_line(invoke("ingest-items", one, *places, env=tiny_env(other)))
+    assert f"holds the vectors of the base encoder {str(tiny_model_dir)!r}, not of {str(other)!r}" in line
+    assert counts(sqlite_url) == (20, 0)
+
+
 def test_ingest_events_refuses_times_out_of_range_in_one_line(tmp_path: Path, sqlite_url: str) -> None:
     with_one_item(sqlite_url)
     for when in ("0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "-62135596800"):
