@@ -351,3 +351,21 @@ def test_fused_rerank_orders_by_both_rankings(kb: KnowledgeBase, reranker_dir: P
     assert [p.id for p in fused] == expected
     # each passage keeps its re-ranker probability as its score
     assert {p.id: p.score for p in fused} == pytest.approx({p.id: p.score for p in alone})
+
+
+def test_evaluate_retrieval_command_refuses_expected_ids_the_kb_lacks(tmp_path: Path) -> None:
+    # A typo or an id of another version of the FAQ file was scored as a miss without a word: the figures
+    # dropped and nothing said why.
+    kb_file, queries = tmp_path / "kb.csv", tmp_path / "queries.csv"
+    with kb_file.open("w", newline="") as f:
+        csv.writer(f).writerows([("id", "question", "answer"), *((x.id, x.question, x.answer) for x in FAQS)])
+    query, expected = PARAPHRASES[0]
+    with queries.open("w", newline="") as f:
+        csv.writer(f).writerows([("query", "id"), (query, expected), (query, f"{expected}-old"), (query, "")])
+    result = CliRunner().invoke(
+        cli_app, ["evaluate-retrieval", "--kb", str(kb_file), "--queries", str(queries)]
+    )
+    assert result.exit_code == 2, result.output
+    [line] = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert f"2 of 3 rows name none (row 2: '{expected}-old', row 3: '')" in line
+    assert "'id'" in line and str(queries) in line

@@ -168,6 +168,8 @@ def _evaluate_retrieval(
     if not rows or missing:
         raise InvalidInput(f"{queries_file}: expected rows with columns {missing or [query_column]}; "
                            f"found {sorted(rows[0]) if rows else 'no rows'}")  # fmt: skip
+    faqs = _faqs(kb_file)
+    _check_expected(queries_file, [r[expected_column] for r in rows], expected_column, {f.id for f in faqs})
     encoder = Encoder.from_pretrained(retriever_path or "minilm", device=device, precision=precision)
     ranker = Reranker.load(reranker_path, device=device, precision=precision) if reranker_path else None
     with tempfile.TemporaryDirectory(prefix="cs-eval-") as tmp:
@@ -175,7 +177,7 @@ def _evaluate_retrieval(
         db.migrate()
         try:
             kb = KnowledgeBase(db, encoder, Path(tmp) / "index", index_questions=index_questions)
-            kb.upsert_faqs(_faqs(kb_file))
+            kb.upsert_faqs(faqs)
             search = Retriever(kb, ranker)
             modes = list(search.modes)
             chosen = mode or search.default_mode
@@ -187,3 +189,20 @@ def _evaluate_retrieval(
             db.dispose()
     report = {**figures[chosen], "mode": chosen, "n": len(rows), "index_questions": index_questions}
     return {**report, "modes": figures}
+
+
+def _check_expected(queries_file: Path, expected: list[str], column: str, ids: set[str]) -> None:
+    """Refuse rows whose expected id is no FAQ of the knowledge-base file: such a query cannot be found, and
+    was scored as a miss without a word (a typo, or ids of another version of the file, lowered every
+    figure).
+
+    Raises:
+        InvalidInput: Naming the file, the column, how many rows and the first of them.
+    """
+    unknown = [(number, value) for number, value in enumerate(expected, start=1) if value not in ids]
+    if unknown:
+        named = ", ".join(f"row {number}: {value!r:.60}" for number, value in unknown[:5])
+        raise InvalidInput(
+            f"{queries_file}: expected the id of an FAQ of --kb in column {column!r} of every row; "
+            f"{len(unknown)} of {len(expected)} rows name none ({named}{', ...' if len(unknown) > 5 else ''})"
+        )
