@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from finance_sentiment.config import MonitorConfig, apply_config, load_config
 from finance_sentiment.database import Database
@@ -338,6 +338,19 @@ def test_documents_filter_by_source_tag_label_and_time(database: Database) -> No
         ["Tesla"],
         True,
     )
+
+
+def test_a_misspelt_label_is_refused_rather_than_answered_with_no_stories(database: Database) -> None:
+    # label=neg answered an empty page, which reads as "no negative stories"; a label no stored story has
+    # and that is none of the finance labels is a 422 naming the field. A finance label no story has yet,
+    # and a label a stored story has (a model with labels of its own), are answered as before.
+    _seed_documents(database)
+    with database.session() as session, pytest.raises(InvalidInput, match="expected label to be one of"):
+        list_documents(session, DocumentFilter(label="neg"))
+    assert _titles(database, DocumentFilter(label="Positive")) == []
+    with database.session() as session:
+        session.execute(update(Document).where(Document.title == "title 3").values(label="mixed"))
+    assert _titles(database, DocumentFilter(label="MIXED")) == ["title 3"]
 
 
 @pytest.mark.parametrize("limit", [1, 2, 3])

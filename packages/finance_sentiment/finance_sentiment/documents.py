@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from finance_sentiment.schemas import DocumentOut, DocumentPage
+from finance_sentiment.sentiment import FINANCE_LABELS
 from finance_sentiment.tables import MAX_ID, Document, DocumentTag
 from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import InvalidInput
@@ -87,8 +88,10 @@ def list_documents(
         when this page is the last.
 
     Raises:
-        InvalidInput: The cursor was not produced by this function.
+        InvalidInput: The cursor was not produced by this function, or the label is unknown (none of the
+            finance labels, and no stored story has it).
     """
+    _require_known_label(session, where.label)
     # One row more than asked tells whether another page exists without a COUNT.
     query = (
         select(Document)
@@ -100,6 +103,22 @@ def list_documents(
     page = rows[: where.limit]
     next_cursor = encode_cursor(page[-1].seen_at, page[-1].id) if len(rows) > where.limit else None
     return page, next_cursor
+
+
+def _require_known_label(session: Session, label: str | None) -> None:
+    """Refuse a label that is none of the finance labels and that no stored story has: a misspelt one
+    (``neg``) would otherwise answer an empty page, read as "no such stories".
+
+    Raises:
+        InvalidInput: The label is unknown.
+    """
+    if label is None or label.lower() in FINANCE_LABELS:
+        return
+    if not session.scalar(select(exists().where(func.lower(Document.label) == label.lower()))):
+        raise InvalidInput(
+            f"expected label to be one of {', '.join(FINANCE_LABELS)} (in any case) or the label of a stored "
+            f"story, found {label!r}"
+        )
 
 
 def _tag_names(
