@@ -89,6 +89,23 @@ def test_a_users_latest_rating_outweighs_their_clicks_in_interactions(tmp_path: 
     assert every["u1"] == ["a", "a", "b", "b", "b", "c", "c", "c", "d", "d"]
 
 
+def test_the_number_of_a_click_or_purchase_is_no_rating_in_a_file_with_types(tmp_path: Path) -> None:
+    """`ingest-events` reads a row's kind from the `type` column and keeps a purchase's number (a quantity,
+    say) as its value, a like; training read every number in the rating column as a rating, so under
+    --min-rating 4 the purchase of b was dropped, and the user's earlier click on it too."""
+    rows = [
+        "u1,a,1,rating,5",
+        "u1,b,2,click,",
+        "u1,b,3,purchase,1",  # one unit bought: no rating
+        "u1,c,4,rating,2",  # rated low: not liked, nor its click before
+        "u1,c,5,,",
+        "u1,d,6,,5",  # no type, a number: a rating, as ingest-events reads it
+    ]
+    path = _write(tmp_path, "events.csv", "user_id,item_id,timestamp,type,rating\n" + "\n".join(rows) + "\n")
+    assert read_interactions(path, min_rating=4).sequences() == {"u1": ["a", "b", "b", "d"]}
+    assert math.isnan(read_interactions(path).values[2])
+
+
 def test_read_interactions_without_a_rating_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.csv", "user_id,item_id,timestamp\nu1,a,1\n")
     data = read_interactions(path)

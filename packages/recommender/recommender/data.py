@@ -24,6 +24,9 @@ from textcore import InvalidInput, read_table
 from textcore.data import require_columns
 
 _T = TypeVar("_T")
+TYPE_COLUMN = (
+    "type"  # an interaction's kind (click, rating, purchase), as `recommender ingest-events` reads it
+)
 
 
 @dataclass(frozen=True)
@@ -146,6 +149,10 @@ def read_interactions(
         min_rating_if_rated: Apply `min_rating` only when the file has the rating column (a threshold
             taken from a model, not asked for): a file without ratings is every row a positive.
 
+    A file with a ``type`` column (as `recommender ingest-events` reads it) has ratings only in its rows of
+    type ``rating`` (or of no type): the number of a click or a purchase is no rating, so it is neither held
+    to `min_rating` nor outweighs the user's other rows of the item.
+
     Raises:
         InvalidInput: Missing file or required column, a rating column so named and missing, an empty id,
             or a time or rating that is not a number.
@@ -172,6 +179,12 @@ def read_interactions(
         np.array(_parsed(path, rows, time_column, _time) if time_column else range(n), dtype=np.float64),
         np.array(_parsed(path, rows, rating, _rating) if rating else [math.nan] * n, dtype=np.float64),
     )
+    if rating is not None and TYPE_COLUMN in present:
+        # As `ingest-events` reads the file: the number of a click or a purchase is kept with it, no rating.
+        kinds = (str(row.get(TYPE_COLUMN) or "").strip() for row in rows)
+        data.values[np.fromiter((kind not in ("", "rating") for kind in kinds), dtype=bool, count=n)] = (
+            math.nan
+        )
     if min_rating is None:
         return data
     keep = (np.isnan(data.values) | (data.values >= min_rating)) & ~_rated_below(data, min_rating)
