@@ -19,7 +19,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from customer_service import create_app
-from customer_service.bot import ACKNOWLEDGEMENT, GREETING, HANDOFF, PROMPT
+from customer_service.bot import ACKNOWLEDGEMENT, CLOSING, GREETING, HANDOFF, PROMPT
 from customer_service.policy import ACKNOWLEDGED, GREETED, PROMPTED
 from tests.customer_service.test_app import chat, cs_settings
 
@@ -93,3 +93,23 @@ def test_greetings_are_greeted_not_failed_questions(client: TestClient) -> None:
     follow_up = chat(client, "and what if I forgot my username too?", session_id)
     turn = client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]
     assert turn["id"] == follow_up["turn_id"] and "password" in turn["query"]  # not read with "hello"
+
+
+def test_declining_more_help_closes_and_is_no_failed_question(client: TestClient) -> None:
+    # The bot asks "Is there anything else I can help you with?"; "no thanks" fell back ("I'm not sure I
+    # understood that"), a "nope" after it handed the customer to a person, and "that's all" was read as a
+    # follow-up of the last question and answered with its answer again.
+    session_id = chat(client, "How do I reset my online banking password?")["session_id"]
+    assert chat(client, "thanks!", session_id)["answer"] == ACKNOWLEDGEMENT
+    for message in ("no thanks", "nope", "No, that’s all", "that's all", "nothing else, thanks!"):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"], reply["state"]) == (
+            "answer", CLOSING, [], "open",
+        ), message  # fmt: skip
+        assert not searched
+    session = client.get(f"/v1/sessions/{session_id}").json()
+    assert session["fallback_streak"] == 0
+    assert {t["reason"] for t in session["turns"][2:]} == {ACKNOWLEDGED}
+    follow_up = chat(client, "and what if I forgot my username too?", session_id)  # still the password topic
+    assert "password" in client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]["query"]
+    assert follow_up["action"] != "fallback"

@@ -46,7 +46,9 @@ WAITING = "Thanks, I've added that for our team; a person will be with you short
 ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
 PROMPT = "What can I help you with?"
 GREETING = "Hello! What can I help you with?"
-OWN_REPLIES = {"acknowledgement": ACKNOWLEDGEMENT, "greeting": GREETING, "prompt": PROMPT}  # by `own_reply`
+CLOSING = "Alright! If anything else comes up, just write here."
+# by `Decision.own_reply`
+OWN_REPLIES = {"acknowledgement": ACKNOWLEDGEMENT, "closing": CLOSING, "greeting": GREETING, "prompt": PROMPT}
 SNIPPET_CHARS = 240
 # how a turn whose stream ended before its reply did is marked in its reason
 CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"

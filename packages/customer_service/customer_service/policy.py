@@ -4,8 +4,8 @@ In order of precedence:
 1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
    strongly negative (the sentiment score reaches `negative_sentiment`);
 2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
-   "👍"), or only greets ("hi", "good morning"): it asks nothing, so it is no failed question (an intent's
-   template answers it when one renders);
+   "👍"), declines more help ("no thanks", "nope", "that's all"), or only greets ("hi", "good morning"): it
+   asks nothing, so it is no failed question (an intent's template answers it when one renders);
 3. a short prompt (what can the bot help with?) when the message holds no letter or digit at all ("?", "...",
    "—", "🤔") and is not such an emoji: there is nothing to read, so it is no failed question either;
 4. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
@@ -63,6 +63,12 @@ _ACK_WORDS = frozenset(
 # never an acknowledgement alone
 _ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
 _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
+# A message that closes the conversation, the answer to "Is there anything else I can help you with?": "no
+# thanks", "nope", "no, that's all", "nothing else". It fell back ("I'm not sure I understood that"), and a
+# second one went to a person; "that's all" was even read as a follow-up and answered with the last answer.
+_CLOSING_WORDS = frozenset(["no", "nope", "nah", "nothing"])
+_CLOSING_FILLERS = frozenset(["else", "for", "now", "s"])  # "s": of "that's", split at its apostrophe
+_CLOSING_PHRASES = frozenset(["that s all", "thats all", "that s it", "thats it"])
 # A message that only greets: "hi", "Hello there!", "good morning", "hey 👋". It opens most chats: no question
 # yet, so no failed one either (two of them were two fallbacks in a row, and the customer went to a person).
 _GREETING_WORDS = frozenset(
@@ -80,7 +86,7 @@ PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
 REPEATED_FALLBACK = "fallbacks in a row"
 
 
-OwnReply = Literal["acknowledgement", "greeting", "prompt"]
+OwnReply = Literal["acknowledgement", "closing", "greeting", "prompt"]
 # how a turn moves the session's fallback streak: to 0, not at all, or one more (a question the bot failed)
 StreakStep = Literal["reset", "keep", "count"]
 
@@ -109,14 +115,32 @@ def asks_for_person(message: str) -> bool:
 
 
 def acknowledges(message: str) -> bool:
-    """Whether the message only thanks, agrees or says goodbye (`_ACK_WORDS`, friendly emoji)."""
+    """Whether the message only thanks, agrees or says goodbye (`_ACK_WORDS`, friendly emoji), or closes the
+    conversation (`closes`)."""
+    friendly, words = _ack_words(message)
+    known = _ACK_WORDS | _ACK_FILLERS | _CLOSING_WORDS | _CLOSING_FILLERS
+    if not all(word in known for word in words):
+        return False
+    return friendly or any(w in _ACK_WORDS or w in _CLOSING_WORDS for w in words) or _closing_phrase(words)
+
+
+def closes(message: str) -> bool:
+    """Whether the message only declines more help: "no thanks", "nope", "no, that's all", "that's it"."""
+    _, words = _ack_words(message)
+    return acknowledges(message) and (any(w in _CLOSING_WORDS for w in words) or _closing_phrase(words))
+
+
+def _ack_words(message: str) -> tuple[bool, list[str]]:
+    """Whether the message holds a friendly emoji, and its words (split at punctuation, spaces, emoji)."""
     text = message.casefold()
     friendly = any(ch in _ACK_EMOJI for ch in text)
     rest = "".join(" " if ch in _ACK_EMOJI or unicodedata.category(ch)[0] in "PZ" else ch for ch in text)
-    words = rest.split()
-    if not all(word in _ACK_WORDS or word in _ACK_FILLERS for word in words):
-        return False
-    return friendly or any(word in _ACK_WORDS for word in words)
+    return friendly, rest.split()
+
+
+def _closing_phrase(words: list[str]) -> bool:
+    joined = " ".join(words)
+    return any(phrase in joined for phrase in _CLOSING_PHRASES)
 
 
 def greets(message: str) -> bool:
@@ -172,7 +196,7 @@ def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) 
         return None
     if intent_template:
         return Decision("answer", f"the intent's template ({ACKNOWLEDGED})", 0, template_only=True)
-    own: OwnReply = "acknowledgement"
+    own: OwnReply = "closing" if closes(message) else "acknowledgement"
     return Decision("answer", ACKNOWLEDGED, fallback_streak, template_only=True, own_reply=own, streak="keep")
 
 
