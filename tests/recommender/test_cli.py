@@ -565,13 +565,64 @@ def test_train_without_fine_tuning_into_a_fine_tuned_models_folder_leaves_no_run
     assert report["encoder"] == {"trained": False}
     assert not (model / "training").exists()
     assert json.loads((model / "metadata.json").read_text(encoding="utf-8"))["training"] is None
-    # a folder no model was trained into keeps a `training/` folder of its own
+    # a folder no model was trained into keeps a `training/` folder of its own: it is refused
     mine = tmp_path / "mine"
     (mine / "training").mkdir(parents=True)
     (mine / "training" / "notes.txt").write_text("mine", encoding="utf-8")
-    last_json(invoke("train", *data, "--output", mine, "--base-model", tiny_model_dir, "--epochs", 0,
-                     "--max-length", 48, "--max-validation-users", 5))  # fmt: skip
+    line = one_error_line(invoke("train", *data, "--output", mine, "--base-model", tiny_model_dir,
+                                 "--epochs", 0, "--max-length", 48, "--max-validation-users", 5))  # fmt: skip
+    assert (
+        f"--output {mine}: expected a new or empty folder, or an earlier model's; it holds training" in line
+    )
+    assert [p.relative_to(mine) for p in mine.rglob("*")] == [Path("training"), Path("training/notes.txt")]
     assert (mine / "training" / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_train_refuses_a_folder_of_the_operators_own_and_replaces_an_earlier_model_whole(
+    tmp_path: Path, tiny_model_dir: Path, trained_model_dir: Path
+) -> None:
+    """Before, `train` copied the model into any --output folder: files of the operator's own got model files
+    beside them, and an earlier model's folder kept the files the new base model does not have (a tokenizer's
+    merges, a rescorer), so the folder mixed two models. Now, as `textcore train`: a folder holding files no
+    training run wrote is one error line, exit 2, before anything is read or written; an earlier model's
+    folder (or a run cut short) is emptied before the new model is written."""
+    data = ["--interactions", write_interactions(tmp_path / "events.csv"), "--items",
+            write_catalog(tmp_path / "items.csv"), "--device", "cpu", "--precision", "fp32",
+            "--base-model", tiny_model_dir, "--max-length", 48, "--max-validation-users", 5]  # fmt: skip
+    mine = tmp_path / "reports"
+    mine.mkdir()
+    (mine / "q3.csv").write_text("a,b\n", encoding="utf-8")
+    (mine / "notes.txt").write_text("mine", encoding="utf-8")
+    for epochs in (0, 1):
+        line = one_error_line(invoke("train", *data, "--output", mine, "--epochs", epochs))
+        assert line == (
+            f"error: --output {mine}: expected a new or empty folder, or an earlier model's; it holds "
+            "notes.txt, q3.csv, which no training run wrote. Choose another folder"
+        )
+        assert sorted(p.name for p in mine.iterdir()) == ["notes.txt", "q3.csv"]
+
+    stale = ("merges.txt", "spiece.model", "rescorer/rescorer.json")
+    for epochs in (0, 1):
+        model = tmp_path / f"model-{epochs}"
+        shutil.copytree(trained_model_dir, model)
+        for name in stale:  # an earlier model of another base (another tokenizer), with a rescorer
+            (model / name).parent.mkdir(exist_ok=True)
+            (model / name).write_text("{}", encoding="utf-8")
+        result = invoke("train", *data, "--output", model, "--epochs", epochs, "--batch-size", 8)
+        assert last_json(result)["encoder"]["trained"] is (epochs == 1)
+        assert f"replacing the earlier model in {model}" in result.stderr
+        assert not any((model / name).exists() for name in stale), epochs
+        assert not (model / "rescorer").exists()
+        assert (model / "training").is_dir() is (epochs == 1)
+        fresh = tmp_path / f"fresh-{epochs}"
+        last_json(invoke("train", *data, "--output", fresh, "--epochs", epochs, "--batch-size", 8))
+        assert sorted(p.name for p in model.iterdir()) == sorted(p.name for p in fresh.iterdir())
+
+    cut_short = tmp_path / "cut-short"  # a fine-tuning run stopped before it saved a model
+    (cut_short / "training").mkdir(parents=True)
+    (cut_short / "training" / "metrics.jsonl").write_text("{}\n", encoding="utf-8")
+    last_json(invoke("train", *data, "--output", cut_short, "--epochs", 0))
+    assert not (cut_short / "training").exists() and (cut_short / "recommender.json").is_file()
 
 
 def test_train_without_fine_tuning_into_its_own_base_model_is_one_line_and_changes_nothing(

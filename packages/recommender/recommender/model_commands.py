@@ -32,13 +32,6 @@ if TYPE_CHECKING:
     from recommender.data import Catalog, Interactions
 
 
-def _require_output_folder(output: Path) -> None:
-    """Refuse an --output that is a file, or lies inside one, before any work is done."""
-    existing = next((path for path in (output, *output.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise InvalidInput(f"--output {output}: expected a folder for the model; {existing} is a file")
-
-
 def _read_data(
     interactions: Path,
     items: Path,
@@ -132,7 +125,12 @@ def _sources(interactions: Path, items: Path, min_rating: float | None) -> dict[
 def train(
     interactions: InteractionsOpt,
     items: ItemsOpt,
-    output: Annotated[Path, typer.Option("--output", help="model folder to write (its rescorer is removed)")],
+    output: Annotated[
+        Path,
+        typer.Option(
+            "--output", help="model folder to write (new, empty, or an earlier model's, replaced whole)"
+        ),
+    ],
     user_column: UserCol = "user_id",
     item_column: ItemCol = "item_id",
     time_column: TimeCol = "timestamp",
@@ -160,9 +158,13 @@ def train(
     """Fine-tune the text-interest model on behaviour, fit its blend on validation users, and save it."""
 
     def action() -> dict[str, Any]:
-        from recommender.training import RecTrainConfig, train_model  # noqa: PLC0415 - heavy imports
+        from recommender.training import (  # noqa: PLC0415 - heavy imports
+            RecTrainConfig,
+            check_model_folder,
+            train_model,
+        )
 
-        _require_output_folder(output)
+        check_model_folder(output)  # before the data is read; train_model empties it before writing
         data, catalog, _ = _read_data(
             interactions,
             items,

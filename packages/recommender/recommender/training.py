@@ -30,6 +30,10 @@ from textcore import Encoder, InvalidInput, TrainConfig, train_embedder
 from textcore.artifacts import METADATA_FILE, RUN_DIR, utc_now, write_metadata
 from textcore.data import Pairs
 from textcore.models import resolve_model
+from textcore.preflight import prepare_output
+
+# what a fine-tuning run writes into `training/` first: a folder holding one is a run cut short
+_RUN_FILES = ("metrics.jsonl", "checkpoint", ".checkpoint.old", ".checkpoint.tmp", "report.json")
 
 
 @dataclass(frozen=True)
@@ -101,37 +105,63 @@ def _validation_pairs(
     return Pairs(anchors, [catalog.texts[i] for i in targets])
 
 
-def _drop_rescorer(output: Path) -> None:
-    """Remove the rescorer of a model trained into `output` before (and one `train-rescorer` left half
-    written): it was fitted on that model's encoder and blend, and the service and `evaluate` would use it
-    beside the new model, at a weight nothing validated for it."""
-    for name in (RESCORER_DIR, f".{RESCORER_DIR}.tmp"):
-        shutil.rmtree(output / name, ignore_errors=True)
+def check_model_folder(output: Path) -> None:
+    """Refuse an `output` that `train` may not write a model into: a file (or a folder inside one), or a
+    folder that holds files no training run wrote. A new or empty folder, an earlier model's (with
+    `metadata.json`) and a run cut short (a `training/` folder with its metrics or checkpoint, or empty) may
+    be written; `prepare_model_folder` then empties them.
+
+    Raises:
+        InvalidInput: As above, naming a few of the folder's entries.
+    """
+    existing = next((path for path in (output, *output.parents) if path.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise InvalidInput(f"--output {output}: expected a folder for the model; {existing} is a file")
+    if not output.is_dir():
+        return
+    entries = sorted(entry.name for entry in output.iterdir())
+    run = output / RUN_DIR
+    cut_short = run.is_dir() and (not any(run.iterdir()) or any((run / name).exists() for name in _RUN_FILES))
+    if not entries or (output / METADATA_FILE).is_file() or cut_short:
+        return
+    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
+    raise InvalidInput(
+        f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
+        "which no training run wrote. Choose another folder"
+    )
+
+
+def prepare_model_folder(output: Path) -> None:
+    """Empty the folder of an earlier model (its encoder, tokenizer, blend, rescorer and run) before a new one
+    is written there, as `textcore train` does, so that no file of it (a vocabulary the new base model has no
+    use for, a rescorer fitted on the old blend, the old run's curves) stays beside the new model; refuse a
+    folder `check_model_folder` refuses."""
+    check_model_folder(output)
+    prepare_output(output)
 
 
 def _save_encoder(
     pairs: Pairs, validation: Pairs | None, cfg: RecTrainConfig, output: Path, progress: bool
 ) -> dict[str, Any]:
-    """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0 (removing the
-    `training/` run folder of the model trained into `output` before, if any); a rescorer the folder holds is
-    removed first (`_drop_rescorer`)."""
+    """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0; whatever
+    `output` held (an earlier model) is removed first (`prepare_model_folder`), once the run is known to
+    start."""
+    base = resolve_model(cfg.base_model)
+    if base.resolve() == output.resolve():  # the base would be removed (or copied onto itself) first
+        raise InvalidInput(
+            f"--base-model {cfg.base_model}: expected a model folder other than --output {output}: "
+            "train replaces what --output holds with the new model; give another --output"
+        )
     if cfg.epochs == 0:
-        base = resolve_model(cfg.base_model)
-        if base.resolve() == output.resolve():  # copying it onto itself failed half-way, with a traceback
-            raise InvalidInput(
-                f"--base-model {cfg.base_model}: expected a model folder other than --output {output}: "
-                "--epochs 0 copies the base encoder into --output; give another --output"
-            )
-        earlier_model = (output / METADATA_FILE).is_file()  # a folder no model was trained into keeps all
-        _drop_rescorer(output)
+        prepare_model_folder(output)
         shutil.copytree(
             base,
             output,
             dirs_exist_ok=True,
-            ignore=shutil.ignore_patterns("training", "recommender.json", "metadata.json"),
+            ignore=shutil.ignore_patterns(
+                RUN_DIR, RESCORER_DIR, f".{RESCORER_DIR}.tmp", "recommender.json", METADATA_FILE
+            ),
         )
-        if earlier_model:  # its fine-tuning run's curves and metrics would pass for this model's
-            shutil.rmtree(output / RUN_DIR, ignore_errors=True)
         write_metadata(output, {"task": "embedding", "base_model": cfg.base_model, "training": None})
         return {"trained": False}
     if len(pairs) < 4:
@@ -151,7 +181,7 @@ def _save_encoder(
         precision=cfg.precision,
     )
     sources = {"behaviour_pairs": len(pairs), "history_items": cfg.history_items}
-    _drop_rescorer(output)
+    prepare_model_folder(output)
     result = train_embedder(pairs, config, output, validation=validation, sources=sources, progress=progress)
     return {
         "trained": True,
