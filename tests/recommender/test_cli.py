@@ -499,6 +499,32 @@ def test_interactions_whose_items_are_not_in_the_items_file_are_counted_then_ref
     assert not (tmp_path / "n").exists() and not (trained_model_dir / "rescorer").exists()
 
 
+def test_a_row_of_type_rating_without_a_rating_is_one_line_in_every_command_that_reads_it(
+    tmp_path: Path, sqlite_url: str, trained_model_dir: Path
+) -> None:
+    """`ingest-events` refused a row of type rating with an empty rating; `train`, `evaluate` and
+    `train-rescorer` read the same row as a plain interaction, a like whatever the threshold."""
+    good = write_interactions(tmp_path / "good.csv").read_text(encoding="utf-8").splitlines()
+    events = tmp_path / "events.csv"
+    rows = [line + ",click," for line in good[1:]]
+    rows.insert(4, good[1] + ",rating,")  # data row 5: rated, with no rating
+    events.write_text("\n".join([good[0] + ",type,rating", *rows]) + "\n", encoding="utf-8")
+    items = write_catalog(tmp_path / "items.csv")
+    data = ["--interactions", events, "--items", items, "--device", "cpu", "--precision", "fp32"]
+    expected = (
+        f"error: {events}: row 5 column 'rating': expected a number, as the row is a rating; found none"
+    )
+    for args in (
+        ["ingest-events", events, "--database-url", sqlite_url],
+        ["train", *data, "--output", tmp_path / "m", "--epochs", 0, "--min-rating", 4],
+        ["train", *data, "--output", tmp_path / "m", "--epochs", 0],
+        ["evaluate", "--model", trained_model_dir, *data],
+        ["train-rescorer", "--model", trained_model_dir, *data],
+    ):
+        assert one_error_line(invoke(*args)) == expected, args[0]
+    assert not (tmp_path / "m").exists() and not (trained_model_dir / "rescorer").exists()
+
+
 def test_a_row_missing_a_column_is_one_line_naming_file_row_and_column(
     tmp_path: Path, sqlite_url: str, trained_model_dir: Path
 ) -> None:

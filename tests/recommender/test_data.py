@@ -106,6 +106,24 @@ def test_the_number_of_a_click_or_purchase_is_no_rating_in_a_file_with_types(tmp
     assert math.isnan(read_interactions(path).values[2])
 
 
+def test_a_row_of_type_rating_without_a_rating_is_refused_as_ingest_events_refuses_it(tmp_path: Path) -> None:
+    """`ingest-events` refuses a row of type rating with an empty rating cell; training read it as a plain
+    interaction, a like whatever the threshold, so a file it refused trained a model liking the item."""
+    header = "user_id,item_id,timestamp,type,rating\n"
+    path = _write(tmp_path, "events.csv", header + "u1,a,1,click,\nu1,b,2,rating,5\nu1,c,3, rating ,\n")
+    expected = r"events.csv: row 3 column 'rating': expected a number, as the row is a rating; found none"
+    for min_rating in (None, 4.0):
+        with pytest.raises(InvalidInput, match=expected):
+            read_interactions(path, min_rating=min_rating)
+    # no rating column at all: a row of type rating has none either
+    path = _write(tmp_path, "typed.csv", "user_id,item_id,timestamp,type\nu1,a,1,click\nu1,b,2,rating\n")
+    with pytest.raises(InvalidInput, match=r"typed.csv: row 2 column 'rating': expected a number"):
+        read_interactions(path)
+    path = _write(tmp_path, "score.csv", "u,i,t,type,score\nu1,a,1,rating,\n")
+    with pytest.raises(InvalidInput, match=r"score.csv: row 1 column 'score': expected a number"):
+        read_interactions(path, user_column="u", item_column="i", time_column="t", rating_column="score")
+
+
 def test_read_interactions_without_a_rating_column(tmp_path: Path) -> None:
     path = _write(tmp_path, "events.csv", "user_id,item_id,timestamp\nu1,a,1\n")
     data = read_interactions(path)

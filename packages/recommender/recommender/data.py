@@ -151,11 +151,12 @@ def read_interactions(
 
     A file with a ``type`` column (as `recommender ingest-events` reads it) has ratings only in its rows of
     type ``rating`` (or of no type): the number of a click or a purchase is no rating, so it is neither held
-    to `min_rating` nor outweighs the user's other rows of the item.
+    to `min_rating` nor outweighs the user's other rows of the item; a row of type ``rating`` without one is
+    refused, as `ingest-events` refuses it.
 
     Raises:
         InvalidInput: Missing file or required column, a rating column so named and missing, an empty id,
-            or a time or rating that is not a number.
+            a time or rating that is not a number, or a row of type rating without a rating.
     """
     rows = read_table(path)
     if not rows:
@@ -179,9 +180,18 @@ def read_interactions(
         np.array(_parsed(path, rows, time_column, _time) if time_column else range(n), dtype=np.float64),
         np.array(_parsed(path, rows, rating, _rating) if rating else [math.nan] * n, dtype=np.float64),
     )
-    if rating is not None and TYPE_COLUMN in present:
-        # As `ingest-events` reads the file: the number of a click or a purchase is kept with it, no rating.
-        kinds = (str(row.get(TYPE_COLUMN) or "").strip() for row in rows)
+    if TYPE_COLUMN in present:
+        # As `ingest-events` reads the file: the number of a click or a purchase is kept with it, no rating,
+        # and a row of type rating without one is refused (read as a plain interaction, it was a like).
+        kinds = [str(row.get(TYPE_COLUMN) or "").strip() for row in rows]
+        unrated = next(
+            (i for i, kind in enumerate(kinds) if kind == "rating" and np.isnan(data.values[i])), None
+        )
+        if unrated is not None:
+            raise InvalidInput(
+                f"{path}: row {unrated + 1} column {rating_column!r}: expected a number, as the row is a "
+                "rating; found none"
+            )
         data.values[np.fromiter((kind not in ("", "rating") for kind in kinds), dtype=bool, count=n)] = (
             math.nan
         )
