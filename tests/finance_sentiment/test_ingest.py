@@ -11,7 +11,7 @@ import re
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import escape
@@ -599,6 +599,38 @@ async def test_feed_entries_without_a_usable_link_are_counted_as_skipped_and_nam
             assert len(report.warnings) == 1
             assert report.warnings[0].startswith(f"3 entries of {base}/feed.xml had no link"), report.warnings
             assert [d.url for d in documents(monitor)] == [f"{base}/news/1"]
+
+
+async def test_a_source_that_keeps_failing_is_spared_by_the_schedule_not_by_a_manual_run(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # A feed answering 500 for months was asked at its interval (say every minute), each run with its
+    # retries, for as long as it failed. From the third failure in a row, scheduled runs wait 60 s after the
+    # last one, doubled with each further failure (at most an hour); a manual run fetches at once.
+    web = Site({"/feed.xml": Page(status=500)})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(monitor, "broken", f"{base}/feed.xml")
+            for _ in range(3):  # run-once's runs
+                assert [report.status for report in await monitor.run_all()] == ["failed"]
+            hits = web.hits("/feed.xml")
+            (held,) = await monitor.run_all()
+            assert held.status == "backoff"
+            assert held.error is not None and held.error.startswith("not fetched: its last 3 runs failed")
+            scheduler_run = await monitor.run_source(source_id, scheduled=True)
+            assert scheduler_run.status == "backoff"
+            assert web.hits("/feed.xml") == hits
+            assert source_row(monitor, source_id).consecutive_failures == 3  # not counted as a failure
+            assert (await monitor.run_source(source_id)).status == "failed"  # manual: fetched
+            assert web.hits("/feed.xml") > hits
+            with monitor.db.session() as session:  # the 120 s after the fourth failure have passed
+                row = session.get_one(Source, source_id)
+                assert row.last_run_at is not None
+                row.last_run_at -= timedelta(seconds=121)
+            assert (await monitor.run_source(source_id, scheduled=True)).status == "failed"
+            web.pages["/feed.xml"] = Page(feed_of(STORIES[:1]), RSS)
+            assert (await monitor.run_source(source_id)).status == "ok"  # recovered: back to its schedule
+            assert (await monitor.run_source(source_id, scheduled=True)).status in ("ok", "not_modified")
 
 
 async def test_entries_without_title_or_text_are_counted_as_skipped_and_named(

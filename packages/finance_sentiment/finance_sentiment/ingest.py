@@ -14,7 +14,7 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError
@@ -56,6 +56,12 @@ log = logging.getLogger(__name__)
 CLASSIFY_CHARS = 1_000
 TAG_CHARS = 5_000
 ERROR_CHARS = 2_000  # of a run's error message kept on the source
+# A source that keeps failing is spared: from its FAILURES_BEFORE_BACKOFF-th failed run in a row on, a
+# scheduled run (the scheduler's, run-once's) waits FAILURE_BACKOFF_S after the last one, doubled with each
+# further failure, at most MAX_FAILURE_BACKOFF_S; a manual run is never held back.
+FAILURES_BEFORE_BACKOFF = 3
+FAILURE_BACKOFF_S = 60.0
+MAX_FAILURE_BACKOFF_S = 3600.0
 # A list page's link that gave no article, only a copy of a story already stored (an /amp/ or print
 # version, a syndicated copy), or failed, is not fetched again for a while, so that such links cannot keep
 # the articles behind them from ever being read; one that failed is tried again sooner.
@@ -71,7 +77,9 @@ class RunReport:
     """What one run of a source did."""
 
     source_id: int
-    status: str  # ok | not_modified | gone | failed | disabled
+    status: (
+        str  # ok | not_modified | gone | failed | disabled | backoff (a failing source spared; not fetched)
+    )
     items: int = 0  # stories found in the fetched content
     stored: int = 0  # new documents stored
     duplicates: int = 0  # stories already stored (this run, an earlier one, or another feed)
@@ -93,6 +101,8 @@ class _SourceView:
     topics: tuple[str, ...]
     entities: tuple[str, ...]
     validators: Validators
+    consecutive_failures: int = 0
+    last_run_at: datetime | None = None
 
 
 @dataclass(slots=True)
@@ -140,12 +150,15 @@ class Ingestor:
         self._failed: dict[str, float] = {}  # until fetched: its list page counts as not fully read
         self.failed_link_retry_s = FAILED_LINK_RETRY_S
 
-    async def run(self, source_id: int, *, wait: bool = True) -> RunReport:
+    async def run(self, source_id: int, *, wait: bool = True, scheduled: bool = False) -> RunReport:
         """Run one source now.
 
         Args:
             source_id: The source to run.
             wait: Wait for a run already in progress to finish (the scheduler); otherwise raise `Conflict`.
+            scheduled: A run of the schedule (the scheduler's, run-once's), not one asked for: a source that
+                keeps failing is then not fetched until its backoff has passed (`failure_backoff_s`); the
+                report says so (status ``backoff``).
 
         Raises:
             NotFound: No source has this id.
@@ -155,12 +168,14 @@ class Ingestor:
         if lock.locked() and not wait:
             raise Conflict(f"expected no run of source {source_id} in progress; found one running")
         async with lock, self._slots:
-            return await self._run(source_id)
+            return await self._run(source_id, scheduled)
 
-    async def _run(self, source_id: int) -> RunReport:
+    async def _run(self, source_id: int, scheduled: bool = False) -> RunReport:
         source = await asyncio.to_thread(self._load, source_id)
         if not source.enabled:
             return RunReport(source_id, "disabled")
+        if scheduled and (held := _held_back(source)) is not None:
+            return RunReport(source_id, "backoff", error=held)
         try:
             result = await self.fetcher.fetch(source.url, source.validators)
             if result.gone:
@@ -285,6 +300,8 @@ class Ingestor:
                 tuple(row.topics),
                 tuple(row.entities),
                 Validators(row.etag, row.last_modified),
+                row.consecutive_failures,
+                row.last_run_at,
             )
 
     def _known_urls(self, urls: Sequence[str]) -> set[str]:
@@ -386,6 +403,30 @@ class Ingestor:
                 source.enabled, source.disabled_reason = False, reason
             source.last_run_at, source.last_status, source.last_error = utcnow(), "gone", reason
             return reason
+
+
+def failure_backoff_s(failures: int) -> float:
+    """How long after its last run a source with ``failures`` failed runs in a row is spared by the
+    schedule: nothing before `FAILURES_BEFORE_BACKOFF` of them, then `FAILURE_BACKOFF_S`, doubled with each
+    further failure, at most `MAX_FAILURE_BACKOFF_S`."""
+    if failures < FAILURES_BEFORE_BACKOFF:
+        return 0.0
+    return min(FAILURE_BACKOFF_S * 2.0 ** min(failures - FAILURES_BEFORE_BACKOFF, 32), MAX_FAILURE_BACKOFF_S)
+
+
+def _held_back(source: _SourceView) -> str | None:
+    """Why a scheduled run of the source is not fetched now (it keeps failing), or None when it may run."""
+    pause = failure_backoff_s(source.consecutive_failures)
+    if not pause or source.last_run_at is None:
+        return None
+    until = source.last_run_at + timedelta(seconds=pause)
+    if utcnow() >= until:
+        return None
+    stamp = until.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return (
+        f"not fetched: its last {source.consecutive_failures} runs failed, so scheduled runs wait until "
+        f"{stamp} ({pause:.0f} s after the last one); a manual run fetches it at once"
+    )
 
 
 def seen_stamp(session: Session) -> datetime:

@@ -63,9 +63,12 @@ class Monitor:
         self._alert_lock = asyncio.Lock()
         self._delivery_lock = asyncio.Lock()
 
-    async def run_source(self, source_id: int, *, wait: bool = True, alerts: bool = True) -> RunReport:
-        """Run one source now; then, when it stored something and ``alerts`` is set, judge the rules."""
-        report = self._count(await self.ingestor.run(source_id, wait=wait))
+    async def run_source(
+        self, source_id: int, *, wait: bool = True, alerts: bool = True, scheduled: bool = False
+    ) -> RunReport:
+        """Run one source now; then, when it stored something and ``alerts`` is set, judge the rules.
+        ``scheduled``: a run of the schedule, held back while the source keeps failing (`Ingestor.run`)."""
+        report = self._count(await self.ingestor.run(source_id, wait=wait, scheduled=scheduled))
         if alerts and report.stored:
             await self.evaluate_alerts()
         return report
@@ -139,7 +142,8 @@ class Monitor:
         """Run every enabled source once (sources in parallel; the fetcher keeps each host polite).
 
         A source that cannot run (deleted meanwhile, the database gone) gives a failed report; the others
-        still run, and the rules are judged on what they stored.
+        still run, and the rules are judged on what they stored. These are scheduled runs: a source that keeps
+        failing is held back (``backoff``) as the scheduler's runs are.
         """
         reports = await asyncio.gather(
             *(self._run_one(source_id) for source_id in await asyncio.to_thread(self.enabled_sources))
@@ -150,7 +154,7 @@ class Monitor:
 
     async def _run_one(self, source_id: int) -> RunReport:
         try:
-            return await self.ingestor.run(source_id)
+            return await self.ingestor.run(source_id, scheduled=True)
         except Exception as exc:
             if not isinstance(exc, CoreError):
                 log.exception("source %s could not run", source_id)

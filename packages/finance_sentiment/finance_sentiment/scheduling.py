@@ -103,7 +103,7 @@ class MonitorScheduler:
         }
 
     async def _run_source(self, source_id: int) -> None:
-        report = await self.monitor.run_source(source_id)
+        report = await self.monitor.run_source(source_id, scheduled=True)
         log.info("source %s: %s, %s new, %s seen", source_id, report.status, report.stored, report.duplicates)
 
     def _every(
