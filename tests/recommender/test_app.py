@@ -202,6 +202,51 @@ def test_behaviour_flow_on_each_backend(database_url: str, tmp_path: Path, tiny_
             assert all(m["title"] == titles[m["item_id"]] for m in because)
 
 
+def test_an_item_the_user_rated_low_is_never_recommended_back(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """Before, `exclude_seen=false` (show the user's own items too, to buy again) offered an item the user
+    had rated below the threshold, even first: the service knew they did not like it."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, min_rating=4.0)
+    with TestClient(create_app(settings)) as client:
+        stocked(client)
+        history = user_histories()["astro-user-0"]
+        ratings = [
+            {
+                "user_id": "astro-user-0",
+                "item_id": history[0],
+                "type": "rating",
+                "value": 1,
+            },  # after its click
+            {"user_id": "astro-user-0", "item_id": "lab-0", "type": "rating", "value": 2},  # never clicked
+            {"user_id": "astro-user-0", "item_id": history[1], "type": "rating", "value": 5},  # liked
+            {"user_id": "new-user", "item_id": "lab-1", "type": "rating", "value": 1},  # likes nothing
+        ]
+        assert client.post("/v1/events", json={"events": ratings}).status_code == 201
+        low = {history[0], "lab-0"}
+        for params in (
+            {"user_id": "astro-user-0", "k": 20, "exclude_seen": "false"},
+            {"user_id": "astro-user-0", "k": 20},
+        ):
+            ids = [r["item_id"] for r in client.get("/v1/recommend", params=params).json()]
+            assert low.isdisjoint(ids), params
+            assert len(ids) == (18 if params.get("exclude_seen") == "false" else 14)
+        shown = client.get(
+            "/v1/recommend", params={"user_id": "astro-user-0", "k": 20, "exclude_seen": False}
+        )
+        assert set(history) - {history[0]} <= {r["item_id"] for r in shown.json()}  # liked: shown again
+        pages = [
+            client.get(
+                "/v1/recommend",
+                params={"user_id": "astro-user-0", "k": 6, "offset": offset, "exclude_seen": "false"},
+            ).json()
+            for offset in (0, 6, 12)
+        ]
+        assert [r["item_id"] for page in pages for r in page] == [r["item_id"] for r in shown.json()]
+        cold = client.get("/v1/recommend", params={"user_id": "new-user", "k": 20, "exclude_seen": "false"})
+        assert len(cold.json()) == 19 and "lab-1" not in {r["item_id"] for r in cold.json()}
+
+
 @pytest.mark.parametrize(
     "when",
     ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "1850-06-01T00:00:00Z", -5_000_000_000],

@@ -71,6 +71,7 @@ from recommender.events import (
     FUTURE_TOLERANCE,
     EventCursor,
     EventRecord,
+    disliked,
     erase_user,
     ingest_events,
     positive_history,
@@ -116,6 +117,7 @@ class Profile:
     seen: frozenset[str]  # every item the user interacted with
     phrases: list[str]
     phrase_vectors: np.ndarray  # (n_phrases, dim) float32
+    disliked: frozenset[str] = frozenset()  # the user's items whose latest rating is below the threshold
 
 
 def interest_phrases(interests: str) -> list[str]:
@@ -301,8 +303,8 @@ class Recommender:
     def recommend(
         self, query: Query, k: int, *, exclude_seen: bool = True, offset: int = 0
     ) -> list[ScoredItem]:
-        """The `k` best catalog items for the query (without the user's own items when `exclude_seen`);
-        items that score alike in id order.
+        """The `k` best catalog items for the query (without the user's own items when `exclude_seen`, and
+        never an item the user's latest rating puts below `min_rating`); items that score alike in id order.
 
         Args:
             offset: How many of the best to skip first: places `offset + 1` to `offset + k` of the ranking
@@ -312,7 +314,7 @@ class Recommender:
         """
         self.refresh()
         profile = self.profile(query)
-        excluded = profile.seen if exclude_seen else frozenset()
+        excluded = profile.seen if exclude_seen else profile.disliked  # a disliked item is not offered again
         places = offset + k  # the pool holds everything up to the page's last place
         wanted = max(self.candidates, places)
         snapshot = self.behaviour.snapshot()
@@ -360,7 +362,7 @@ class Recommender:
             )
         interests = (query.interests or "").strip()
         phrases = interest_phrases(interests) if interests else []  # refused before any work
-        history, seen = self._history(query)
+        history, seen, vetoed = self._history(query)
         parts = []
         config = self.model.config
         recent, recent_vectors = self.catalog.present(
@@ -376,27 +378,31 @@ class Recommender:
         vector = np.sum(parts, axis=0) if parts else np.zeros(self.model.dim, dtype=np.float32)
         norm = float(np.linalg.norm(vector))
         vector = (vector / norm if norm > 0 else vector).astype(np.float32)
-        return Profile(vector, history, recent_vectors, frozenset(seen), phrases, phrase_vectors)
+        return Profile(
+            vector, history, recent_vectors, frozenset(seen), phrases, phrase_vectors, frozenset(vetoed)
+        )
 
-    def _history(self, query: Query) -> tuple[list[str], set[str]]:
+    def _history(self, query: Query) -> tuple[list[str], set[str], set[str]]:
+        """The liked items (oldest first), every item interacted with, and the disliked items of a query."""
         if query.history is not None:
             unknown = [i for i in dict.fromkeys(query.history) if i not in self.catalog]
             if unknown:
                 raise NotFound(f"expected catalog item ids in history; unknown: {id_listing(unknown)}")
             history = list(dict.fromkeys(reversed(query.history)))[::-1]  # each once, at its latest place
-            return history, set(history)
+            return history, set(history), set()
         if query.user_id is None:
-            return [], set()
+            return [], set(), set()
         events = user_events(self.db, query.user_id)
         if not events and (query.interests or "").strip():
-            return [], set()  # a new user who told their interests: scored on those alone
+            return [], set(), set()  # a new user who told their interests: scored on those alone
         if not events:
             raise NotFound(
                 f"expected a user with events, found none for user_id {query.user_id!r} "
                 "(send history or interests for a new user)"
             )
         liked = positive_history(events, self.min_rating)
-        return [i for i in liked if i in self.catalog], {e.item_id for e in events}
+        seen = {e.item_id for e in events}
+        return [i for i in liked if i in self.catalog], seen, disliked(events, self.min_rating)
 
     def _rank(
         self, profile: Profile, ids: list[str], vectors: np.ndarray, k: int, *, skip: int = 0
