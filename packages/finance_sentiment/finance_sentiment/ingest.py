@@ -47,7 +47,7 @@ from finance_sentiment.tables import (
     Source,
 )
 from finance_sentiment.tagging import Tagger, Tags
-from textcore import Conflict, CoreError, InvalidInput, NotFound
+from textcore import Conflict, CoreError, InvalidInput, ModelNotReady, NotFound
 from textcore.sql import utcnow
 
 log = logging.getLogger(__name__)
@@ -202,7 +202,10 @@ class Ingestor:
                 log.warning("source %s failed: %s", source_id, message)
             else:  # a database error or a defect: the traceback goes to the log
                 log.exception("source %s failed", source_id)
-            await asyncio.to_thread(self._fail, source_id, message)
+            # No active model is the service's failure, not the source's: it does not count towards the
+            # source's failures in a row, so the schedule does not back off a healthy site meanwhile.
+            counted = not isinstance(exc, ModelNotReady)
+            await asyncio.to_thread(self._fail, source_id, message, counted)
             return RunReport(source_id, "failed", error=message)
         duplicates += len(stories) - stored
         found = len(items) + left_out
@@ -383,12 +386,13 @@ class Ingestor:
                 source.consecutive_failures = 0
         return stored
 
-    def _fail(self, source_id: int, message: str) -> None:
+    def _fail(self, source_id: int, message: str, counted: bool = True) -> None:
         with self.db.session() as session:
             source = session.get(Source, source_id)
             if source is not None:
                 source.last_run_at, source.last_status, source.last_error = utcnow(), "failed", message
-                source.consecutive_failures += 1
+                if counted:
+                    source.consecutive_failures += 1
 
     def _disable(self, source_id: int, fetched_url: str, reason: str) -> str:
         """Disable the source for good after a 410, unless its URL changed during the run (the new one is
