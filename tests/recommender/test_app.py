@@ -437,6 +437,37 @@ def test_recommend_pages_through_one_ranking_with_offset(client: TestClient) -> 
         assert detail["errors"][0]["loc"] == ["query", "offset"], detail
 
 
+def test_an_unknown_query_parameter_of_recommend_is_a_422_naming_it(client: TestClient) -> None:
+    """A guessed filter (`category=`) or a misspelt `exclude-seen` was ignored without a word: a 200 with the
+    ranking unfiltered, the user's own items in it. Now, as an unknown field of a body, a problem+json 422
+    whose errors name each such parameter; every documented one works as before."""
+    stocked(client)
+    base = {"user_id": "astro-user-0", "k": 20}
+    cases = [
+        ({"category": "lab"}, ["category"]),
+        ({"exclude-seen": "false"}, ["exclude-seen"]),
+        ({"excludeSeen": "false", "limit": 5}, ["excludeSeen", "limit"]),
+    ]
+    for extra, names in cases:
+        body = problem(client.get("/v1/recommend", params=base | extra), 422)
+        assert body["title"] == "Invalid input" and body["instance"] == "/v1/recommend", body
+        assert [(e["loc"], e["type"]) for e in body["errors"]] == [
+            (["query", name], "extra_forbidden") for name in names
+        ], body
+    unseen = client.get("/v1/recommend", params=base)
+    assert unseen.status_code == 200 and len(unseen.json()) == 15
+    everything = client.get("/v1/recommend", params=base | {"exclude_seen": "false", "offset": 2})
+    assert everything.status_code == 200 and len(everything.json()) == 18
+    cold = client.get("/v1/recommend", params={"interests": "telescopes", "k": 3})
+    assert cold.status_code == 200 and len(cold.json()) == 3
+    assert problem(client.get("/v1/recommend", params=base | {"k": 0}), 422)["errors"][0]["loc"] == [
+        "query",
+        "k",
+    ]
+    documented = client.get("/openapi.json").json()["paths"]["/v1/recommend"]["get"]["parameters"]
+    assert [p["name"] for p in documented] == ["user_id", "interests", "k", "exclude_seen", "offset"]
+
+
 def test_an_empty_history_alone_is_nobody_to_score_for(client: TestClient) -> None:
     """It gave every candidate the score 0 in the order sent, as if it were a ranking."""
     stocked(client)

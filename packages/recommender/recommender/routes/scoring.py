@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.deps import LimiterDep, RecommenderDep
 from recommender.schemas import Interests, ItemId, ScoredOut, ScoreIn, scored_json
@@ -24,28 +25,39 @@ async def score(body: ScoreIn, recommender: RecommenderDep, limiter: LimiterDep)
     return Response(scored_json(results), media_type="application/json")
 
 
+class RecommendQuery(BaseModel):
+    """The query of `GET /v1/recommend`; any other parameter (a guessed `category=`, a misspelt
+    `exclude-seen`) is a 422 naming it, not a page that silently ignored it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: ItemId | None = None
+    interests: Interests | None = None
+    k: int = Field(10, ge=1, le=1000)
+    exclude_seen: bool = Field(
+        True,
+        description="Leave out the items the user interacted with (false: offer again the ones they liked; "
+        "an item their latest rating puts below the threshold is never offered).",
+    )
+    offset: int = Field(
+        0,
+        ge=0,
+        le=MAX_OFFSET,
+        description="How many of the best items to skip: `offset=20&k=10` is places 21-30 of the "
+        "ranking `k=30` returns, the page after `offset=10&k=10` (empty past the end). Pages agree "
+        "while the user's events and the catalog stay as they were; with `exclude_seen`, an item "
+        "the user interacted with since leaves the ranking and the later ones move up a place.",
+    )
+
+
 @router.get("/recommend", response_model=list[ScoredOut])
 async def recommend(
-    recommender: RecommenderDep,
-    limiter: LimiterDep,
-    user_id: Annotated[ItemId | None, Query()] = None,
-    interests: Annotated[Interests | None, Query()] = None,
-    k: Annotated[int, Query(ge=1, le=1000)] = 10,
-    exclude_seen: bool = True,
-    offset: Annotated[
-        int,
-        Query(
-            ge=0,
-            le=MAX_OFFSET,
-            description="How many of the best items to skip: `offset=20&k=10` is places 21-30 of the "
-            "ranking `k=30` returns, the page after `offset=10&k=10` (empty past the end). Pages agree "
-            "while the user's events and the catalog stay as they were; with `exclude_seen`, an item "
-            "the user interacted with since leaves the ranking and the later ones move up a place.",
-        ),
-    ] = 0,
+    recommender: RecommenderDep, limiter: LimiterDep, query: Annotated[RecommendQuery, Query()]
 ) -> Response:
     """The `k` best items for a stored user (or free-text interests) after the `offset` best, best first,
-    with reasons."""
-    who = Who(user_id=user_id, interests=interests)
-    results = await limiter.run(recommender.recommend, who, k, exclude_seen=exclude_seen, offset=offset)
+    with reasons. An unknown query parameter is a 422 naming it."""
+    who = Who(user_id=query.user_id, interests=query.interests)
+    results = await limiter.run(
+        recommender.recommend, who, query.k, exclude_seen=query.exclude_seen, offset=query.offset
+    )
     return Response(scored_json(results), media_type="application/json")
