@@ -887,6 +887,32 @@ def test_every_alert_can_be_listed_page_by_page(
         assert bad.status_code == 422 and "cursor" in bad.text
 
 
+def test_a_dashboard_on_another_origin_can_read_the_link_to_the_next_page(
+    database: Database, database_url: str, tmp_path: Path
+) -> None:
+    # The browser hides every response header a CORS response does not expose: a dashboard page paging
+    # GET /v1/alerts saw no Link, so it could never get past the first page.
+    fire_four(database)
+    site = "https://dashboard.example.com"
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, registry=tmp_path / "r", cors_origins=(site,)
+    )
+    with TestClient(create_app(settings)) as client:
+        preflight = client.options(
+            "/v1/alerts",
+            headers={
+                "Origin": site,
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "authorization",
+            },
+        )
+        first = client.get("/v1/alerts", params={"limit": 3}, headers={"Origin": site})
+    assert preflight.status_code == 200 and preflight.headers["access-control-allow-origin"] == site
+    assert first.status_code == 200 and first.headers["access-control-allow-origin"] == site
+    exposed = {name.strip().lower() for name in first.headers["access-control-expose-headers"].split(",")}
+    assert "link" in exposed and "cursor=" in first.links["next"]["url"]
+
+
 def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiver(
     tmp_path: Path, database: Database, database_url: str, receiver: tuple[Receiver, str]
 ) -> None:

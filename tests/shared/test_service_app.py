@@ -251,6 +251,32 @@ def test_cors_lets_the_configured_sites_pages_call_the_api_with_a_key(
 
 
 @each_service
+def test_cors_lets_pages_send_and_read_the_services_own_headers(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A chat widget retrying a message sends an Idempotency-Key (customer service); a dashboard paging alerts
+    # reads the Link header (finance monitor). The preflight refused the first ("Disallowed CORS headers"),
+    # and the second was not exposed, so the browser hid it from the page.
+    monkeypatch.setenv(f"{prefix}CORS_ORIGINS", SITE)
+    asked = "content-type, idempotency-key, x-request-id"
+    preflight = {
+        "Origin": SITE,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": asked,
+    }
+    with TestClient(create_app()) as client:
+        allowed = client.options("/v1/chat", headers=preflight)
+        answered = client.get("/healthz", headers={"Origin": SITE})
+    assert allowed.status_code == 200, allowed.text
+    allowed_headers = {
+        name.strip().lower() for name in allowed.headers["access-control-allow-headers"].split(",")
+    }
+    assert {"content-type", "idempotency-key", "x-request-id"} <= allowed_headers
+    exposed = {name.strip().lower() for name in answered.headers["access-control-expose-headers"].split(",")}
+    assert {"x-request-id", "retry-after", "link"} <= exposed
+
+
+@each_service
 def test_without_cors_origins_no_page_may_call_the_api(
     create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

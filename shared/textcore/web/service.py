@@ -28,6 +28,20 @@ from textcore.web.telemetry import RequestMetrics, metrics_router
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
 ServiceReadyCheck = Callable[[FastAPI], Awaitable[dict[str, str]]]
 
+# What a page of an allowed origin may send: the key, JSON bodies, its own request id, the last event id of a
+# resumed stream, and the customer service's Idempotency-Key of a chat message (its retries).
+CORS_REQUEST_HEADERS = [
+    "Authorization",
+    "X-API-Key",
+    "Content-Type",
+    REQUEST_ID_HEADER,
+    "Last-Event-ID",
+    "Idempotency-Key",
+]
+# What such a page may read beyond the headers every browser shows (Content-Type, Cache-Control, ...): the
+# request id, a Retry-After, and the Link rel="next" of a paged list (the finance monitor's GET /v1/alerts).
+CORS_RESPONSE_HEADERS = [REQUEST_ID_HEADER, "Retry-After", "Link"]
+
 
 def service_app(
     *,
@@ -101,8 +115,8 @@ def service_app(
             CORSMiddleware,
             allow_origins=list(settings.cors_origins),
             allow_methods=["GET", "POST", "PUT", "PATCH", "DELETE"],
-            allow_headers=["Authorization", "X-API-Key", "Content-Type", "X-Request-ID", "Last-Event-ID"],
-            expose_headers=[REQUEST_ID_HEADER, "Retry-After"],
+            allow_headers=CORS_REQUEST_HEADERS,
+            expose_headers=CORS_RESPONSE_HEADERS,
             max_age=600,
         )
     app.add_middleware(RequestMetrics, registry=registry)
