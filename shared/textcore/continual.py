@@ -33,7 +33,7 @@ from textcore.artifacts import (
     write_json_atomic,
 )
 from textcore.classifier import saved_head_kind
-from textcore.data import LabelledTexts, file_sha256, read_labelled
+from textcore.data import LabelledTexts, file_sha256, read_labelled, split_labels
 from textcore.errors import Conflict, InvalidInput
 from textcore.evaluation import evaluate_classifier, load_predictor
 from textcore.registry import ModelRegistry, ModelVersion
@@ -231,7 +231,7 @@ def merge_labelled(old: LabelledTexts, new: LabelledTexts) -> tuple[LabelledText
 
 def _label_set(data: LabelledTexts, multi_label: bool) -> list[str]:
     if multi_label:  # the same order `train_classifier` gives its head rows
-        return sorted({x.strip() for value in data.labels for x in value.split("|")})
+        return sorted({x for value in data.labels for x in split_labels(value)})
     return sorted(set(data.labels))
 
 

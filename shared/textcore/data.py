@@ -13,7 +13,7 @@ import json
 import math
 import os
 from collections import Counter
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,6 +22,7 @@ import numpy as np
 from textcore.errors import InvalidInput
 
 TABLE_SUFFIXES = (".csv", ".tsv", ".jsonl", ".ndjson")
+LABEL_SEPARATOR = "|"  # between the labels of one multi-label row
 csv.field_size_limit(16 * 1024 * 1024)
 
 
@@ -81,7 +82,26 @@ def _csv_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
         yield {key: value or "" for key, value in row.items() if key is not None}
 
 
-def _jsonl_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
+def split_labels(value: str) -> list[str]:
+    """The labels of a multi-label cell `a|b`, stripped; empty parts (`a|`, `a||b`) name no label."""
+    return [part for part in (x.strip() for x in value.split(LABEL_SEPARATOR)) if part]
+
+
+def _label_list(path: Path, number: int, column: str, value: list[object]) -> str:
+    """A JSON array of labels as the `a|b` cell a CSV file would hold."""
+    labels = []
+    for item in value:
+        if isinstance(item, bool) or not isinstance(item, str | int | float) or LABEL_SEPARATOR in str(item):
+            found = json.dumps(item, ensure_ascii=False)[:60]
+            raise InvalidInput(
+                f"{path}:{number}: {column!r} holds {found} in its list; "
+                f"expected label strings or numbers without {LABEL_SEPARATOR!r}"
+            )
+        labels.append(str(item).strip())
+    return LABEL_SEPARATOR.join(labels)
+
+
+def _jsonl_rows(path: Path, text: str, label_lists: Collection[str] = ()) -> Iterator[dict[str, str]]:
     # JSON Lines end at "\n" only; str.splitlines would also split strings at U+2028, U+0085 and others
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -92,10 +112,17 @@ def _jsonl_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
             raise InvalidInput(f"{path}:{number}: expected one JSON object per line; {exc.msg}") from exc
         if not isinstance(record, dict):
             raise InvalidInput(f"{path}:{number}: expected a JSON object; found {type(record).__name__}")
-        yield {
-            str(k): "" if v is None else (v if isinstance(v, str) else json.dumps(v))
-            for k, v in record.items()
-        }
+        yield {str(k): _jsonl_cell(path, number, k, v, label_lists) for k, v in record.items()}
+
+
+def _jsonl_cell(path: Path, number: int, column: str, value: object, label_lists: Collection[str]) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if column in label_lists and isinstance(value, list):
+        return _label_list(path, number, column, value)
+    return json.dumps(value)
 
 
 def require_file(file: Path, kind: str) -> None:
@@ -109,8 +136,11 @@ def require_file(file: Path, kind: str) -> None:
         raise InvalidInput(f"{file}: expected a readable {kind}; {found}")
 
 
-def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
+def read_table(path: str | os.PathLike[str], label_lists: Collection[str] = ()) -> list[dict[str, str]]:
     """Read every row of a CSV, TSV or JSON Lines file as a dict of strings.
+
+    A JSON Lines value that is not a string becomes its JSON text; in a `label_lists` column a JSON array of
+    labels (`["a", "b"]`) becomes `a|b`, as a CSV cell writes it.
 
     Raises:
         InvalidInput: the file is missing, not UTF-8, malformed or of an unknown kind.
@@ -126,7 +156,7 @@ def read_table(path: str | os.PathLike[str]) -> list[dict[str, str]]:
         text = file.read_bytes().decode("utf-8-sig")  # no newline translation; the readers handle line ends
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{file}: expected UTF-8 text; byte {exc.start} is not valid UTF-8") from exc
-    rows = _jsonl_rows(file, text) if suffix in (".jsonl", ".ndjson") else _csv_rows(file, text)
+    rows = _jsonl_rows(file, text, label_lists) if suffix in (".jsonl", ".ndjson") else _csv_rows(file, text)
     try:
         return list(rows)
     except csv.Error as exc:
@@ -174,11 +204,13 @@ def read_labelled(
 ) -> LabelledTexts:
     """Read text and label columns (and a numeric per-row weight column) from a data file.
 
+    Several labels of one row (multi-label) are written `a|b`, or in JSON Lines also as a list `["a", "b"]`.
+
     Raises:
         InvalidInput: missing file or column, no rows, a row with an empty text or label, or a weight that is
             not a finite number >= 0 (or no weight above 0).
     """
-    rows = read_table(path)
+    rows = read_table(path, label_lists=(label_column,))
     require_columns(path, rows, [text_column, label_column, *([weight_column] if weight_column else [])])
     texts = [row[text_column] for row in rows]
     labels = [row[label_column].strip() for row in rows]

@@ -7,7 +7,7 @@ from typing import Any
 
 from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier, LabelPredictor
-from textcore.data import LabelledTexts, read_labelled
+from textcore.data import LabelledTexts, read_labelled, split_labels
 from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report
 
@@ -27,7 +27,7 @@ def evaluate_classifier(
         InvalidInput: the data holds labels the model was not trained on (unless they count as errors).
     """
     given = (
-        {x.strip() for value in data.labels for x in value.split("|")}
+        {x for value in data.labels for x in split_labels(value)}
         if classifier.multi_label
         else set(data.labels)
     )

@@ -235,3 +235,28 @@ def test_stratified_folds_are_deterministic_per_seed() -> None:
 def test_stratified_folds_refuse_a_count_outside_2_to_the_rows(k: int) -> None:
     with pytest.raises(InvalidInput, match=r"folds: expected an integer in \[2, 10\]"):
         stratified_folds(labelled({"a": 5, "b": 5}), k, seed=0)
+
+
+def test_read_labelled_takes_a_jsonl_list_of_labels_as_a_multi_label_cell(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    rows = [
+        {"text": "rates rose", "label": ["finance", " macro "], "tags": ["x", "y"]},
+        {"text": "shares fell", "label": ["finance"]},
+        {"text": "code 7", "label": [7, "ops"]},
+        {"text": "plain", "label": "finance|ops"},
+    ]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    data = read_labelled(path, "text", "label")
+    assert data.labels == ["finance|macro", "finance", "7|ops", "finance|ops"]
+    assert read_table(path)[0]["tags"] == '["x", "y"]'  # other columns keep their JSON text
+    assert read_table(path)[0]["label"] == '["finance", " macro "]'  # as does read_table unless asked
+
+
+@pytest.mark.parametrize("item", [["nested"], {"a": 1}, None, True, "a|b"])
+def test_read_labelled_refuses_a_list_label_it_cannot_write_as_one_cell(tmp_path: Path, item: object) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "t", "label": ["ok", item]}) + "\n", encoding="utf-8")
+    with pytest.raises(
+        InvalidInput, match=r"d\.jsonl:1: 'label' holds .* in its list; expected label strings"
+    ):
+        read_labelled(path, "text", "label")

@@ -11,7 +11,7 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, length_grouped_batches, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
-from textcore.data import LabelledTexts
+from textcore.data import LabelledTexts, split_labels
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
 from textcore.metrics import classification_report, multilabel_report
@@ -113,8 +113,8 @@ class ClassificationTask:
             return torch.tensor([index[x] for x in labels], dtype=torch.long)
         targets = torch.zeros((len(labels), len(index)), dtype=torch.float32)
         for row, value in enumerate(labels):
-            for label in value.split("|"):
-                targets[row, index[label.strip()]] = 1.0
+            for label in split_labels(value):
+                targets[row, index[label]] = 1.0
         return targets
 
     def param_groups(self) -> list[dict[str, Any]]:
@@ -210,8 +210,8 @@ class ClassificationTask:
         if self.config.multi_label:
             targets = torch.zeros_like(scores)
             for row, value in enumerate(truth):
-                for label in value.split("|"):
-                    if label.strip() in index:
-                        targets[row, index[label.strip()]] = 1.0
+                for label in split_labels(value):
+                    if label in index:
+                        targets[row, index[label]] = 1.0
             return float(F.binary_cross_entropy_with_logits(scores, targets))
         return float(F.cross_entropy(scores, torch.tensor([index[label] for label in truth])))

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from textcore.artifacts import RUN_DIR
-from textcore.data import LabelledTexts, require_classes, stratified_split
+from textcore.data import LabelledTexts, require_classes, split_labels, stratified_split
 from textcore.errors import InvalidInput
 from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report
@@ -51,7 +51,7 @@ def _validation_for(
         return train_part, validation_part
     known = set(labels)
     if config.multi_label:  # "a|b" names two labels; a single-label "a|b" is one label of its own
-        given = {x.strip() for value in validation.labels for x in value.split("|")}
+        given = {x for value in validation.labels for x in split_labels(value)}
     else:
         given = set(validation.labels)
     unknown = sorted(given - known)
@@ -90,10 +90,8 @@ def train_classifier(
     if config.task != "classification":
         raise InvalidInput(f"expected task classification; found {config.task!r}")
     config = fitted_to_base(config)
-    split_labels = (
-        [x.strip() for value in data.labels for x in value.split("|")] if config.multi_label else None
-    )
-    labels = sorted(set(split_labels)) if split_labels else require_classes(data, "training data")
+    every_label = [x for value in data.labels for x in split_labels(value)] if config.multi_label else None
+    labels = sorted(set(every_label)) if every_label else require_classes(data, "training data")
     if len(labels) < 2:
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
     train_data, val_data = _validation_for(data, validation, config, labels)
