@@ -7,6 +7,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -410,6 +411,40 @@ def test_a_new_schedule_takes_effect_without_a_restart(
         assert patched.status_code == 200, patched.text
         wait_for_hits(feed, 3)
         assert feed.hits >= 3  # the source now runs every second instead of never again
+
+
+def test_a_scheduled_source_deleted_through_another_replica_is_dropped_quietly(
+    tmp_path: Path,
+    finance_model_dir: Path,
+    sqlite_url: str,
+    site: tuple[FeedSite, str],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A worker keeps the job of a source an API replica deleted until its next sync: each run in between
+    # raised NotFound, which the scheduler logged as an error with a traceback, and the job stayed.
+    feed, feed_url = site
+    caplog.set_level(logging.INFO)
+    worker_settings = settings_for(
+        tmp_path, finance_model_dir, sqlite_url, scheduler=True, sync_interval_s=3600
+    )
+    worker = create_app(worker_settings)
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as replica:
+        source_id = add_feed(replica, feed_url, 1)
+        with serve_app(worker):
+            wait_for_hits(feed, 1)  # the worker's first run of the source
+            scheduler = worker.state.scheduler
+            assert source_id in scheduler.source_jobs
+            assert replica.delete(f"/v1/sources/{source_id}").status_code == 204
+            deadline = time.monotonic() + 20  # its next run is due within a second; the sync an hour away
+            while time.monotonic() < deadline and source_id in scheduler.source_jobs:
+                time.sleep(0.1)
+            assert source_id not in scheduler.source_jobs
+    tracebacks = [record for record in caplog.records if record.exc_info]
+    assert tracebacks == [], [record.getMessage() for record in tracebacks]
+    assert not [record for record in caplog.records if record.levelno >= logging.ERROR]
+    scheduling = [r.getMessage() for r in caplog.records if r.name == "finance_sentiment.scheduling"]
+    dropped = [message for message in scheduling if "deleted" in message]
+    assert dropped == [f"source {source_id}: deleted since the scheduler last read the sources; job dropped"]
 
 
 def test_a_start_with_many_sources_due_at_once_keeps_their_fetches_within_the_http_pool(

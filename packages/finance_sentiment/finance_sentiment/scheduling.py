@@ -5,17 +5,20 @@ start too, so a service restarted more often than hourly still prunes).
 The scheduler only wires triggers to plain ``async def`` jobs of `Monitor` (tests call those directly).
 ``max_instances=1`` keeps runs of one source from overlapping; ``coalesce`` folds missed runs into one.
 Source edits made through any replica's API reach the jobs by the periodic resync (and at once in the
-process that made them).
+process that made them); a job whose source another replica deleted meanwhile is dropped at its next run,
+with one info line.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from apscheduler.jobstores.base import JobLookupError
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
@@ -24,6 +27,7 @@ from sqlalchemy import select
 from finance_sentiment.crontab import crontab_trigger
 from finance_sentiment.monitor import Monitor
 from finance_sentiment.tables import Source
+from textcore.errors import NotFound
 
 log = logging.getLogger(__name__)
 SOURCE_JOB = "source:"
@@ -71,8 +75,7 @@ class MonitorScheduler:
         """Make the source jobs match the enabled sources in the database."""
         wanted = await asyncio.to_thread(self._enabled_plans)
         for source_id in set(self._plans) - set(wanted):
-            self.scheduler.remove_job(f"{SOURCE_JOB}{source_id}")
-            del self._plans[source_id]
+            self._drop(source_id)
         for source_id, plan in wanted.items():
             if self._plans.get(source_id) == plan:
                 continue
@@ -103,8 +106,21 @@ class MonitorScheduler:
         }
 
     async def _run_source(self, source_id: int) -> None:
-        report = await self.monitor.run_source(source_id, scheduled=True)
+        try:
+            report = await self.monitor.run_source(source_id, scheduled=True)
+        except NotFound:
+            # Deleted through another replica's API since the last sync: expected, and its job goes now
+            # rather than failing every run until the sync would have removed it.
+            log.info("source %s: deleted since the scheduler last read the sources; job dropped", source_id)
+            self._drop(source_id)
+            return
         log.info("source %s: %s, %s new, %s seen", source_id, report.status, report.stored, report.duplicates)
+
+    def _drop(self, source_id: int) -> None:
+        """Remove a source's job, if it is still scheduled."""
+        self._plans.pop(source_id, None)
+        with contextlib.suppress(JobLookupError):
+            self.scheduler.remove_job(f"{SOURCE_JOB}{source_id}")
 
     def _every(
         self,
