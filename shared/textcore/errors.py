@@ -98,3 +98,11 @@ ALL_ERRORS: tuple[type[CoreError], ...] = (
     Overloaded,
     UpstreamError,
 )
+
+
+def some_of(values: list[str], limit: int = 10) -> str:
+    """`values` for one line of a message: the list itself, or its first `limit` and how many there are in all
+    (a wrong column at evaluation can make every one of thousands of texts an unknown label)."""
+    if len(values) <= limit:
+        return repr(values)
+    return f"{values[:limit]!r} and {len(values) - limit} more ({len(values)} in all)"

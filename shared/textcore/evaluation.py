@@ -8,7 +8,7 @@ from typing import Any
 from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier, LabelPredictor
 from textcore.data import LabelledTexts, read_labelled, split_labels
-from textcore.errors import InvalidInput
+from textcore.errors import InvalidInput, some_of
 from textcore.metrics import classification_report, multilabel_report
 
 
@@ -33,7 +33,9 @@ def evaluate_classifier(
     )
     unknown = sorted(given - set(classifier.labels))
     if unknown and not unknown_labels_count_as_errors:
-        raise InvalidInput(f"labels {unknown} are not known to the model; it knows {classifier.labels}")
+        raise InvalidInput(
+            f"labels {some_of(unknown)} are not known to the model; it knows {some_of(classifier.labels)}"
+        )
     labels = [*classifier.labels, *unknown]
     predictions = classifier.predict(data.texts)
     if classifier.multi_label:

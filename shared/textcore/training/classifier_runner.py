@@ -12,7 +12,7 @@ import torch
 
 from textcore.artifacts import RUN_DIR
 from textcore.data import LabelledTexts, require_classes, split_labels, stratified_split
-from textcore.errors import InvalidInput
+from textcore.errors import InvalidInput, some_of
 from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report
 from textcore.models import load_backbone
@@ -56,7 +56,10 @@ def _validation_for(
         given = set(validation.labels)
     unknown = sorted(given - known)
     if unknown:
-        raise InvalidInput(f"validation labels {unknown} do not occur in the training data; known: {labels}")
+        raise InvalidInput(
+            f"validation labels {some_of(unknown)} do not occur in the training data; "
+            f"known: {some_of(labels)}"
+        )
     return train_data, validation
 
 

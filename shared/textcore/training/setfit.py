@@ -41,7 +41,7 @@ from textcore.classifier import TextClassifier
 from textcore.data import LabelledTexts, stratified_split
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
-from textcore.errors import InvalidInput
+from textcore.errors import InvalidInput, some_of
 from textcore.metrics import classification_report
 from textcore.models import Backbone
 from textcore.training.config import TrainConfig
@@ -274,7 +274,8 @@ def few_shot_split(
         unknown = sorted(set(validation.labels) - set(labels))
         if unknown:
             raise InvalidInput(
-                f"validation labels {unknown} do not occur in the training data; known: {labels}"
+                f"validation labels {some_of(unknown)} do not occur in the training data; "
+                f"known: {some_of(labels)}"
             )
         train, held_out = data, validation
         need = "2 examples of every class to pair"
