@@ -78,7 +78,15 @@ def _csv_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     if not reader.fieldnames:
         raise InvalidInput(f"{path}: expected a header row; the file is empty")
-    for row in reader:
+    columns = len(reader.fieldnames)
+    for number, row in enumerate(reader, start=1):
+        extra: list[str] = row.get(None) or []  # type: ignore[assignment]  # fields past the header's
+        if any(value.strip() for value in extra):  # empty ones (a trailing delimiter) hold nothing to lose
+            held = "a tab needs quotes" if delimiter == "\t" else 'a comma needs quotes: "like, this"'
+            raise InvalidInput(
+                f"{path}: row {number} (line {reader.line_num}) has {columns + len(extra)} fields, "
+                f"the header {columns}; expected one field per column (a text holding {held})"
+            )
         yield {key: value or "" for key, value in row.items() if key is not None}
 
 

@@ -260,3 +260,26 @@ def test_read_labelled_refuses_a_list_label_it_cannot_write_as_one_cell(tmp_path
         InvalidInput, match=r"d\.jsonl:1: 'label' holds .* in its list; expected label strings"
     ):
         read_labelled(path, "text", "label")
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv"])
+def test_a_row_with_more_fields_than_the_header_is_refused(tmp_path: Path, suffix: str) -> None:
+    # "profits rose, strongly,pos" was read as text "profits rose" with label " strongly" and 'pos' dropped:
+    # a wrong label, learnt without a word.
+    sep = "\t" if suffix == ".tsv" else ","
+    path = write_csv(
+        tmp_path / f"d{suffix}",
+        f'text{sep}label\nsales fell{sep}neg\n"a\nb"{sep}x\nprofits rose{sep} strongly{sep}pos\n',
+    )
+    with pytest.raises(
+        InvalidInput, match=r"row 3 \(line 5\) has 3 fields, the header 2; expected one field"
+    ):
+        read_labelled(path, "text", "label")
+
+
+def test_empty_fields_past_the_header_are_no_loss(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", "text,label\nsales fell,neg,\nprofits rose,pos,,\n")
+    assert read_table(path) == [
+        {"text": "sales fell", "label": "neg"},
+        {"text": "profits rose", "label": "pos"},
+    ]
