@@ -25,7 +25,7 @@ from textcore.console import (
     settings_errors,
 )
 from textcore.errors import InvalidInput
-from textcore.preflight import check_training_data, prepare_output
+from textcore.preflight import check_training_data, prepare_output, replacing_output
 from textcore.report_tables import print_comparison, print_report, print_tagging_report
 
 # the commands, and what the services' command lines reach through this module (`core_cli.run_or_exit`, ...)
@@ -40,6 +40,7 @@ __all__ = [
     "main",
     "predict",
     "prepare_output",
+    "replacing_output",
     "run_app",
     "run_or_exit",
     "say",
@@ -205,8 +206,8 @@ def train(
     }
 
     def action() -> None:
-        # Check the data before importing torch, so that a bad file fails in a fraction of a second.
-        prepare_output(output, resume)
+        # Check the data before importing torch, so that a bad file fails in a fraction of a second; then
+        # set an earlier model in --output aside (not removed) until the run succeeds.
         if negative_column and task != "embedding":
             raise InvalidInput(f"--negative-column: hard negatives apply to --task embedding; found {task}")
         if passage_column and task != "cross-encoder":
@@ -215,6 +216,10 @@ def train(
         check_training_data(task, data, columns, multi_label, weight_column)
         for extra in filter(None, [validation]):
             check_training_data(task, extra, columns, True, weight_column)
+        with replacing_output(output, resume, (data, validation, base_model, *(teacher or ()))):
+            train_and_report()
+
+    def train_and_report() -> None:
         from textcore.training import TrainConfig, train_from_files  # noqa: PLC0415 - heavy import
 
         config = TrainConfig(

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from textcore.console import say
@@ -16,7 +18,8 @@ def prepare_output(output: Path, resume: bool = False) -> None:
     """Make `output` ready for a training run: a new folder, an empty one, or the folder of an earlier run of
     this project (a model, or a run cut short), whose contents the new run replaces whole, so that nothing of
     the earlier model (a classifier's head and labels beside a new encoder, its curves) mixes with the new
-    one. `resume` keeps them, to continue an interrupted run there.
+    one. `resume` keeps them, to continue an interrupted run there. A command that can still fail after this
+    (it reads its data next) uses `replacing_output`, which removes the earlier model only once it succeeds.
 
     Only the main process looks into the folder: under `torchrun` the other ranks may start after it has
     begun writing.
@@ -24,13 +27,70 @@ def prepare_output(output: Path, resume: bool = False) -> None:
     Raises:
         InvalidInput: If `output` is a file, or a folder holding files no run of this project wrote.
     """
+    if _holds_earlier_model(output, resume):
+        say(f"replacing the earlier model in {output}")
+        _empty(output)
+
+
+@contextmanager
+def replacing_output(
+    output: Path, resume: bool = False, inputs: Iterable[str | os.PathLike[str] | None] = ()
+) -> Iterator[None]:
+    """`prepare_output` around the whole of a training command: the earlier model in `output` is set aside
+    (renamed to a hidden sibling folder) rather than removed, put back when the command fails or is stopped,
+    and removed once it has succeeded; so a misspelt column, a missing file or an interrupted run leaves the
+    earlier model as it was.
+
+    Args:
+        output: The folder the model is written to.
+        resume: Continue an interrupted run in `output`: nothing is set aside.
+        inputs: What the run reads (data files, a base model or teacher folder; names such as ``minilm``
+            are passed over): none may lie inside `output`, which the run empties.
+
+    Raises:
+        InvalidInput: As `prepare_output`, or an input lies inside `output`; before anything is moved.
+    """
+    for given in (item for item in inputs if item):
+        path = Path(given)
+        if path.exists() and output.exists() and path.resolve().is_relative_to(output.resolve()):
+            raise InvalidInput(
+                f"--output {output}: the run would empty it, yet it reads {given} from it; "
+                "choose another output folder"
+            )
+    if not _holds_earlier_model(output, resume):
+        yield
+        return
+    aside = output.with_name(f".{output.name}.earlier-{os.getpid()}")
+    try:
+        output.rename(aside)
+        output.mkdir()
+    except OSError:  # a mount point, a parent folder that cannot be written: replaced in place, as before
+        if aside.is_dir() and not output.exists():
+            aside.rename(output)
+        say(f"replacing the earlier model in {output}")
+        _empty(output)
+        yield
+        return
+    say(f"replacing the earlier model in {output} (kept as {aside.name} until this run succeeds)")
+    try:
+        yield
+    except BaseException:
+        shutil.rmtree(output, ignore_errors=True)
+        aside.rename(output)
+        say(f"the run did not finish: the earlier model is back in {output}")
+        raise
+    shutil.rmtree(aside, ignore_errors=True)
+
+
+def _holds_earlier_model(output: Path, resume: bool) -> bool:
+    """Whether the run replaces an earlier model in `output`; refuses a folder it may not write."""
     if output.exists() and not output.is_dir():
         raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
     if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():
-        return
+        return False
     entries = sorted(output.iterdir())
     if not entries:
-        return
+        return False
     from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
 
     if not ((output / METADATA_FILE).is_file() or (output / RUN_DIR).is_dir()):
@@ -40,8 +100,11 @@ def prepare_output(output: Path, resume: bool = False) -> None:
             f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
             "which no training run wrote. Choose another folder"
         )
-    say(f"replacing the earlier model in {output}")
-    for entry in entries:
+    return True
+
+
+def _empty(folder: Path) -> None:
+    for entry in folder.iterdir():
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry)
         else:

@@ -390,3 +390,29 @@ def test_training_commands_refuse_an_output_that_is_taken(
         assert output.read_text(encoding="utf-8") == "not a folder"
     else:
         assert [p.name for p in output.iterdir()] == ["notes.txt"]
+
+
+@pytest.mark.parametrize("command", ["train-intents", "train-retriever", "train-reranker"])
+def test_a_failed_training_run_leaves_the_earlier_model_in_its_output(
+    command: str, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """The earlier model in --output was emptied out before the run, which then failed (here: a base model
+    that is not there) and left an empty folder: the bot's intent model, retriever or re-ranker was gone. It
+    is now set aside until the run succeeds and put back when it fails."""
+    data = intent_data(4, seed=6)
+    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
+    (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
+    faqs = [f"how do I reset my {thing},open settings and choose {thing}" for thing in ("pin", "card", "app")]
+    (tmp_path / "faq.csv").write_text("\n".join(["question,answer", *faqs * 2]), encoding="utf-8")
+    source = (
+        ["--data", tmp_path / "intents.csv"] if command == "train-intents" else ["--kb", tmp_path / "faq.csv"]
+    )
+    output = shutil.copytree(tiny_model_dir, tmp_path / "earlier")
+    (output / "metadata.json").write_text('{"task": "classification"}', encoding="utf-8")
+    before = {p.name: p.read_bytes() for p in output.iterdir() if p.is_file()}
+    result = invoke(command, *source, "--output", output, "--base-model", tmp_path / "no-such-model",
+                    "--epochs", "1", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert f"the earlier model is back in {output}" in result.stderr, result.stderr
+    assert {p.name: p.read_bytes() for p in output.iterdir() if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".earlier")] == []

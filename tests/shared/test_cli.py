@@ -609,6 +609,47 @@ def test_training_into_an_earlier_models_folder_replaces_it_whole(
     assert predicted.returncode == 0, predicted.stderr
     assert json.loads(predicted.stdout.splitlines()[-1])["label"] in {"pos", "neg"}
 
+    assert not list(tmp_path.glob(".model.earlier-*")), "the set-aside earlier model was not removed"
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def test_a_failed_run_into_an_earlier_models_folder_leaves_that_model_as_it_was(
+    trained: Trained, tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # The earlier model was emptied out of --output first, then the run failed (a misspelt column, a base
+    # model that cannot load, the run stopped) and left nothing: a typo cost the model. It is now set aside
+    # until the run succeeds, and put back when it fails.
+    folder = tmp_path / "model"
+    shutil.copytree(trained.model, folder)
+    before = snapshot(folder)
+    common = ["--task", "classification", "--data", trained.data, "--label-column", "sentiment",
+              "--output", folder, "--epochs", 1]  # fmt: skip
+    typo = run_cli("train", *common, "--text-column", "txt", "--base-model", tiny_model_dir)
+    assert_clean_failure(typo, "expected column(s) txt")  # found before anything is moved: one line
+    no_base = invoke_cli("train", *common, "--text-column", "review", "--base-model", tmp_path / "nothing")
+    assert no_base.returncode == 2, no_base.stderr
+    assert f"the run did not finish: the earlier model is back in {folder}" in no_base.stderr
+    assert no_base.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert snapshot(folder) == before
+    assert not list(tmp_path.glob(".model.earlier-*"))
+
+    # A run that would read its data or base model from the folder it empties is refused up front.
+    inside = tmp_path / "model" / "train.csv"
+    shutil.copy(trained.data, inside)
+    before = snapshot(folder)
+    columns = ["--text-column", "review", "--label-column", "sentiment", "--output", folder]
+    for args in (["--data", inside], ["--data", trained.data, "--base-model", folder]):
+        reads_it = run_cli("train", "--task", "classification", *args, *columns)
+        assert_clean_failure(reads_it, f"--output {folder}: the run would empty it, yet it reads")
+    assert snapshot(folder) == before
+
 
 NOT_A_MODEL: dict[str, tuple[Callable[[Path, Path], Path], str]] = {
     "missing": (

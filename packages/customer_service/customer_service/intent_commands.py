@@ -88,33 +88,42 @@ def train_intents(
         from customer_service.intents import train_intents as train  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
-        core_cli.prepare_output(output)
-        config = train_config(
-            "classification",
-            base_model,
-            device,
-            precision,
-            seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            max_length=max_length,
-            teachers=tuple(teacher) if teacher else None,
-            distill_weight=distill_weight,
-            refit=refit,
-            blend_frozen=False if blend_frozen is None and refit else blend_frozen,
-            head=head,
-            scale=scale,
-        )
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None
-        sources = {"file": str(data), "validation_file": str(validation) if validation else None}
-        result = train(rows, output, config, validation=held_out, oos_label=oos_label, rule=threshold_rule,
-                       max_in_scope_drop=max_in_scope_drop, in_scope_rejection=in_scope_rejection,
-                       sources=sources,
-                       progress=sys.stderr.isatty())  # fmt: skip
-        return {"output": str(output), "threshold": result.threshold, "oos_label": result.oos_label,
-                "selection": result.selection, "validation": result.validation}  # fmt: skip
+        # an earlier model in --output is kept until the run succeeds
+        with core_cli.replacing_output(output, inputs=(data, validation, base_model, *(teacher or ()))):
+            config = train_config(
+                "classification",
+                base_model,
+                device,
+                precision,
+                seed,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                max_length=max_length,
+                teachers=tuple(teacher) if teacher else None,
+                distill_weight=distill_weight,
+                refit=refit,
+                blend_frozen=False if blend_frozen is None and refit else blend_frozen,
+                head=head,
+                scale=scale,
+            )
+            sources = {"file": str(data), "validation_file": str(validation) if validation else None}
+            result = train(
+                rows,
+                output,
+                config,
+                validation=held_out,
+                oos_label=oos_label,
+                rule=threshold_rule,
+                max_in_scope_drop=max_in_scope_drop,
+                in_scope_rejection=in_scope_rejection,
+                sources=sources,
+                progress=sys.stderr.isatty(),
+            )
+            return {"output": str(output), "threshold": result.threshold, "oos_label": result.oos_label,
+                    "selection": result.selection, "validation": result.validation}  # fmt: skip
 
     print_report(core_cli.run_or_exit(action))
 

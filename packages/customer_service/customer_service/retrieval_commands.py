@@ -54,26 +54,34 @@ def train_retriever(
         from customer_service.reranking import train_retriever_from_faqs  # noqa: PLC0415
         from textcore import Encoder  # noqa: PLC0415
 
-        core_cli.prepare_output(output)
-        config = train_config(
-            "embedding",
-            base_model,
-            device,
-            precision,
-            seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            max_length=max_length,
-        )
-        encoder = (
-            Encoder.from_pretrained(base_model, device=device, precision=precision)
-            if hard_negatives
-            else None
-        )
-        result = train_retriever_from_faqs(_faqs(kb), output, config, encoder=encoder,
-                                           sources={"kb": str(kb)}, progress=sys.stderr.isatty())  # fmt: skip
-        return {"output": str(output), "validation": result.metrics}
+        faqs = _faqs(kb)
+        # an earlier model in --output is kept until the run succeeds
+        with core_cli.replacing_output(output, inputs=(kb, base_model)):
+            config = train_config(
+                "embedding",
+                base_model,
+                device,
+                precision,
+                seed,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                max_length=max_length,
+            )
+            encoder = (
+                Encoder.from_pretrained(base_model, device=device, precision=precision)
+                if hard_negatives
+                else None
+            )
+            result = train_retriever_from_faqs(
+                faqs,
+                output,
+                config,
+                encoder=encoder,
+                sources={"kb": str(kb)},
+                progress=sys.stderr.isatty(),
+            )
+            return {"output": str(output), "validation": result.metrics}
 
     print_report(core_cli.run_or_exit(action))
 
@@ -98,22 +106,31 @@ def train_reranker(
         from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415
         from textcore import Encoder  # noqa: PLC0415
 
-        core_cli.prepare_output(output)
-        config = train_config(
-            "cross-encoder",
-            base_model,
-            device,
-            precision,
-            seed,
-            epochs=epochs,
-            batch_size=batch_size,
-            learning_rate=learning_rate,
-            max_length=max_length,
-        )
-        encoder = Encoder.from_pretrained(retriever or base_model, device=device, precision=precision)
-        result = train_reranker_from_faqs(_faqs(kb), output, config, encoder=encoder, per_query=negatives,
-                                          sources={"kb": str(kb)}, progress=sys.stderr.isatty())  # fmt: skip
-        return {"output": str(output), "validation": result.metrics}
+        faqs = _faqs(kb)
+        # an earlier model in --output is kept until the run succeeds
+        with core_cli.replacing_output(output, inputs=(kb, base_model, retriever)):
+            config = train_config(
+                "cross-encoder",
+                base_model,
+                device,
+                precision,
+                seed,
+                epochs=epochs,
+                batch_size=batch_size,
+                learning_rate=learning_rate,
+                max_length=max_length,
+            )
+            encoder = Encoder.from_pretrained(retriever or base_model, device=device, precision=precision)
+            result = train_reranker_from_faqs(
+                faqs,
+                output,
+                config,
+                encoder=encoder,
+                per_query=negatives,
+                sources={"kb": str(kb)},
+                progress=sys.stderr.isatty(),
+            )
+            return {"output": str(output), "validation": result.metrics}
 
     print_report(core_cli.run_or_exit(action))
 
