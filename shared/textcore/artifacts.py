@@ -29,6 +29,7 @@ from typing import Any
 
 from textcore.data import LabelledTexts, file_sha256, read_labelled
 from textcore.errors import InvalidInput, NotFound
+from textcore.registry_files import read_active
 
 METADATA_FILE = "metadata.json"
 RUN_DIR = "training"  # inside a model folder: metrics.jsonl, curves, report, the resumable checkpoint
@@ -165,12 +166,29 @@ def read_labels(folder: Path) -> tuple[list[str], bool]:
         found = "found a file" if folder.exists() else "it does not exist"
         raise NotFound(f"{folder}: expected a trained model folder; {found}")
     if not (folder / LABELS_FILE).is_file():
-        raise NotFound(f"expected {LABELS_FILE} in {folder}; it is not a trained classifier folder")
+        raise NotFound(
+            f"expected {LABELS_FILE} in {folder}; it is not a trained classifier folder"
+            + _registry_hint(folder)
+        )
     data = read_json(folder / LABELS_FILE)
     labels = data.get("labels") if isinstance(data, dict) else None
     if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels) or len(labels) < 2:
         raise InvalidInput(f"{folder / LABELS_FILE}: expected a list of at least two label strings")
     return labels, bool(data.get("multi_label", False))
+
+
+def _registry_hint(folder: Path) -> str:
+    """For a registry's folder of one model name given as a model folder: which folder to give instead."""
+    version, _ = read_active(folder)
+    if version is not None and (folder / f"v{version:04d}").is_dir():
+        return f"; it is a registry model name, whose active version is {folder / f'v{version:04d}'}"
+    versions = sorted(p.name for p in folder.glob("v[0-9][0-9][0-9][0-9]") if p.is_dir())
+    if versions:
+        latest = folder / versions[-1]
+        return (
+            f"; it is a registry model name with no active version: give one of its versions, e.g. {latest}"
+        )
+    return ""
 
 
 def write_labels(folder: Path, labels: list[str], multi_label: bool) -> None:
