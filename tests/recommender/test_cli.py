@@ -669,6 +669,26 @@ def test_train_without_fine_tuning_into_its_own_base_model_is_one_line_and_chang
     assert {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
 
 
+def test_a_failed_train_leaves_the_earlier_model_in_its_output(
+    tmp_path: Path, tiny_model_dir: Path, trained_model_dir: Path
+) -> None:
+    """The earlier model in --output was emptied out once the data was read, and a run failing after that
+    (here: too few behaviour pairs to fine-tune on; as well a stopped run) left an empty folder, the model the
+    service was serving gone. It is now set aside until the run succeeds and put back when it fails."""
+    model = tmp_path / "model"
+    shutil.copytree(trained_model_dir, model)
+    before = {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()}
+    few = {"u1": ["astro-0", "astro-1", "astro-2"], "u2": ["lab-0", "lab-1", "lab-2"]}
+    result = invoke("train", "--interactions", write_interactions(tmp_path / "events.csv", few), "--items",
+                    write_catalog(tmp_path / "items.csv"), "--device", "cpu", "--precision", "fp32",
+                    "--base-model", tiny_model_dir, "--epochs", 1, "--output", model)  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "expected at least 4 behaviour pairs" in result.stderr.strip().splitlines()[-1]
+    assert f"the earlier model is back in {model}" in result.stderr
+    assert {p.relative_to(model): p.read_bytes() for p in model.rglob("*") if p.is_file()} == before
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.earlier")] == []
+
+
 def test_convert_datasets(tmp_path: Path) -> None:
     movielens = tmp_path / "ml"
     movielens.mkdir()

@@ -160,11 +160,13 @@ def train(
     def action() -> dict[str, Any]:
         from recommender.training import (  # noqa: PLC0415 - heavy imports
             RecTrainConfig,
+            check_base_model,
             check_model_folder,
             train_model,
         )
 
         check_model_folder(output)  # before the data is read; train_model empties it before writing
+        check_base_model(base_model, output)
         data, catalog, _ = _read_data(
             interactions,
             items,
@@ -185,7 +187,11 @@ def train(
             precision=precision,
         )
         sources = _sources(interactions, items, min_rating)
-        _, report = train_model(data, catalog, output, config, progress=sys.stderr.isatty(), sources=sources)
+        # an earlier model in --output is set aside until the run succeeds, and put back when it fails
+        with core_cli.replacing_output(output, inputs=(interactions, items)):
+            _, report = train_model(
+                data, catalog, output, config, progress=sys.stderr.isatty(), sources=sources
+            )
         return report
 
     report = core_cli.run_or_exit(action)

@@ -131,6 +131,18 @@ def check_model_folder(output: Path) -> None:
     )
 
 
+def check_base_model(base_model: str, output: Path) -> Path:
+    """The base model's folder, refused when it is `output`: train empties `output` before it writes (the base
+    would be removed, or copied onto itself)."""
+    base = resolve_model(base_model)
+    if base.resolve() == output.resolve():
+        raise InvalidInput(
+            f"--base-model {base_model}: expected a model folder other than --output {output}: "
+            "train replaces what --output holds with the new model; give another --output"
+        )
+    return base
+
+
 def prepare_model_folder(output: Path) -> None:
     """Empty the folder of an earlier model (its encoder, tokenizer, blend, rescorer and run) before a new one
     is written there, as `textcore train` does, so that no file of it (a vocabulary the new base model has no
@@ -146,12 +158,7 @@ def _save_encoder(
     """Fine-tune the base encoder into `output`, or copy it there unchanged when `epochs` is 0; whatever
     `output` held (an earlier model) is removed first (`prepare_model_folder`), once the run is known to
     start."""
-    base = resolve_model(cfg.base_model)
-    if base.resolve() == output.resolve():  # the base would be removed (or copied onto itself) first
-        raise InvalidInput(
-            f"--base-model {cfg.base_model}: expected a model folder other than --output {output}: "
-            "train replaces what --output holds with the new model; give another --output"
-        )
+    base = check_base_model(cfg.base_model, output)
     if cfg.epochs == 0:
         prepare_model_folder(output)
         shutil.copytree(
