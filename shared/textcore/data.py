@@ -95,6 +95,19 @@ def split_labels(value: str) -> list[str]:
     return [part for part in (x.strip() for x in value.split(LABEL_SEPARATOR)) if part]
 
 
+def require_label_sets(data: LabelledTexts, where: str) -> None:
+    """Refuse a multi-label row whose cell names no label (only separators: `|`).
+
+    Raises:
+        InvalidInput: naming the first such row.
+    """
+    for number, value in enumerate(data.labels, start=1):
+        if not split_labels(value):
+            raise InvalidInput(
+                f"{where}: row {number} has the labels {value!r}, which name none; expected one or more (a|b)"
+            )
+
+
 def _label_list(path: Path, number: int, column: str, value: list[object]) -> str:
     """A JSON array of labels as the `a|b` cell a CSV file would hold."""
     labels = []

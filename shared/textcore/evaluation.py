@@ -7,7 +7,7 @@ from typing import Any
 
 from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier, LabelPredictor
-from textcore.data import LabelledTexts, read_labelled, split_labels
+from textcore.data import LabelledTexts, read_labelled, require_label_sets, split_labels
 from textcore.errors import InvalidInput, some_of
 from textcore.metrics import classification_report, multilabel_report
 
@@ -26,6 +26,8 @@ def evaluate_classifier(
     Raises:
         InvalidInput: the data holds labels the model was not trained on (unless they count as errors).
     """
+    if classifier.multi_label:
+        require_label_sets(data, "evaluation data")
     given = (
         {x for value in data.labels for x in split_labels(value)}
         if classifier.multi_label

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.shared.test_cli import invoke_cli, ok, write_labelled_csv
+from tests.shared.test_cli import assert_clean_failure, invoke_cli, ok, write_labelled_csv
 from tests.shared.test_training import keyword_data
 from textcore.data import LabelledTexts
 
@@ -44,3 +44,25 @@ def test_a_jsonl_row_may_list_its_labels(tiny_model_dir: Path, tmp_path: Path) -
         ok(invoke_cli("evaluate", "--model", tmp_path / "m", "--data", validation)).stdout.splitlines()[-1]
     )
     assert report["n"] == 6 and report["per_label"]["finance"]["support"] == 6
+
+
+def test_a_row_whose_labels_name_none_is_refused(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # "|" names no label now that empty parts are dropped: the row is refused, as an empty cell is.
+    data = keyword_data(24)
+    marked = [f"{y}|finance" for y in data.labels]
+    validation = write_labelled_csv(tmp_path / "val.csv", LabelledTexts(data.texts[:6], marked[:6]))
+    bare = write_labelled_csv(
+        tmp_path / "bare.csv", LabelledTexts(data.texts, [*marked[:4], " | ", *marked[5:]])
+    )
+    failed = invoke_cli("train", "--data", bare, "--validation", validation, "--multi-label", "--base-model",
+                        tiny_model_dir, "--epochs", 1, "--output", tmp_path / "m")  # fmt: skip
+    assert_clean_failure(
+        failed, "training data: row 5 has the labels '|', which name none; expected one or more"
+    )
+    _train(write_labelled_csv(tmp_path / "train.csv", LabelledTexts(data.texts, marked)), validation,
+           tiny_model_dir, tmp_path / "m")  # fmt: skip
+    bare_eval = write_labelled_csv(
+        tmp_path / "bare_eval.csv", LabelledTexts(data.texts[:2], ["finance", "|"])
+    )
+    failed = invoke_cli("evaluate", "--model", tmp_path / "m", "--data", bare_eval)
+    assert_clean_failure(failed, "evaluation data: row 2 has the labels '|', which name none")

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from textcore.artifacts import RUN_DIR
-from textcore.data import LabelledTexts, require_classes, split_labels, stratified_split
+from textcore.data import LabelledTexts, require_classes, require_label_sets, split_labels, stratified_split
 from textcore.errors import InvalidInput, some_of
 from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report
@@ -93,6 +93,10 @@ def train_classifier(
     if config.task != "classification":
         raise InvalidInput(f"expected task classification; found {config.task!r}")
     config = fitted_to_base(config)
+    if config.multi_label:
+        require_label_sets(data, "training data")
+        if validation is not None:
+            require_label_sets(validation, "validation data")
     every_label = [x for value in data.labels for x in split_labels(value)] if config.multi_label else None
     labels = sorted(set(every_label)) if every_label else require_classes(data, "training data")
     if len(labels) < 2:
