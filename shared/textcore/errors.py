@@ -25,6 +25,8 @@ class CoreError(Exception):
 
     status: ClassVar[int] = 500
     title: ClassVar[str] = "Internal error"
+    # seconds a client should wait before it retries, sent as the response's Retry-After (None: no header)
+    retry_after_s: ClassVar[int | None] = None
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -78,6 +80,7 @@ class Overloaded(CoreError):
 
     status = 429
     title = "Too many requests"
+    retry_after_s = 1  # a worker slot frees within a model call or two
 
 
 class UpstreamError(CoreError):

@@ -140,7 +140,10 @@ def test_a_turn_under_way_is_stored_when_every_worker_is_busy(
         with sessions_locked(postgres_url):
             second = pool.submit(turn, http, "/v1/chat", {"message": "What is the daily withdrawal limit?"})
             wait_for(lambda: workers() == "1 of 1 busy", "the second message to hold the only worker")
-            assert http.post("/v1/chat", json={"message": "hello"}).status_code == 429  # a new one is refused
+            refused = http.post(
+                "/v1/chat", json={"message": "hello"}
+            )  # a new one is refused, told when to retry
+            assert (refused.status_code, refused.headers.get("retry-after")) == (429, "1")
             GATE.set()  # the first message's answer comes; storing it needs the worker the second holds
             wait_for(lambda: first.done() or workers() == "2 of 1 busy", "the first turn to wait or end")
         status, events = first.result(timeout=120)

@@ -80,6 +80,8 @@ def test_every_core_error_maps_to_its_status(client: TestClient, cls: type[CoreE
         "detail": f"expected nothing to go wrong, found {cls.__name__}",
         "instance": f"/raise/{cls.__name__}",
     }
+    # a client told "too many requests" is told when to come back (RFC 9110 Retry-After); no other is
+    assert response.headers.get("retry-after") == ("1" if cls is Overloaded else None)
 
 
 def test_validation_error_is_422_problem_without_input_echo(client: TestClient) -> None:

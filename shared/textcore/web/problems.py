@@ -86,7 +86,9 @@ def problem_response(
 
 async def _core_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, CoreError)  # registered for CoreError only
-    return problem_response(exc.status, exc.title, exc.message, request.url.path)
+    wait = exc.retry_after_s
+    headers = {"Retry-After": str(wait)} if wait is not None else None
+    return problem_response(exc.status, exc.title, exc.message, request.url.path, headers=headers)
 
 
 async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
