@@ -122,7 +122,9 @@ def _label_list(path: Path, number: int, column: str, value: list[object]) -> st
     return LABEL_SEPARATOR.join(labels)
 
 
-def _jsonl_rows(path: Path, text: str, label_lists: Collection[str] = ()) -> Iterator[dict[str, str]]:
+def _jsonl_rows(
+    path: Path, text: str, label_lists: Collection[str] = (), texts: Collection[str] = ()
+) -> Iterator[dict[str, str]]:
     # JSON Lines end at "\n" only; str.splitlines would also split strings at U+2028, U+0085 and others
     for number, line in enumerate(text.split("\n"), start=1):
         if not line.strip():
@@ -133,16 +135,21 @@ def _jsonl_rows(path: Path, text: str, label_lists: Collection[str] = ()) -> Ite
             raise InvalidInput(f"{path}:{number}: expected one JSON object per line; {exc.msg}") from exc
         if not isinstance(record, dict):
             raise InvalidInput(f"{path}:{number}: expected a JSON object; found {type(record).__name__}")
-        yield {str(k): _jsonl_cell(path, number, k, v, label_lists) for k, v in record.items()}
+        yield {str(k): _jsonl_cell(path, number, k, v, label_lists, texts) for k, v in record.items()}
 
 
-def _jsonl_cell(path: Path, number: int, column: str, value: object, label_lists: Collection[str]) -> str:
+def _jsonl_cell(
+    path: Path, number: int, column: str, value: object, label_lists: Collection[str], texts: Collection[str]
+) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
         return value
     if column in label_lists and isinstance(value, list):
         return _label_list(path, number, column, value)
+    if column in texts and isinstance(value, list | dict):
+        kind = "a list" if isinstance(value, list) else "an object"
+        raise InvalidInput(f"{path}:{number}: {column!r} holds {kind}; expected a text (one string)")
     return json.dumps(value)
 
 
@@ -157,11 +164,14 @@ def require_file(file: Path, kind: str) -> None:
         raise InvalidInput(f"{file}: expected a readable {kind}; {found}")
 
 
-def read_table(path: str | os.PathLike[str], label_lists: Collection[str] = ()) -> list[dict[str, str]]:
+def read_table(
+    path: str | os.PathLike[str], label_lists: Collection[str] = (), texts: Collection[str] = ()
+) -> list[dict[str, str]]:
     """Read every row of a CSV, TSV or JSON Lines file as a dict of strings.
 
     A JSON Lines value that is not a string becomes its JSON text; in a `label_lists` column a JSON array of
-    labels (`["a", "b"]`) becomes `a|b`, as a CSV cell writes it.
+    labels (`["a", "b"]`) becomes `a|b`, as a CSV cell writes it, and in a `texts` column a list or an object
+    is refused (its JSON text is no text to learn from).
 
     Raises:
         InvalidInput: the file is missing, not UTF-8, malformed or of an unknown kind.
@@ -177,7 +187,8 @@ def read_table(path: str | os.PathLike[str], label_lists: Collection[str] = ()) 
         text = file.read_bytes().decode("utf-8-sig")  # no newline translation; the readers handle line ends
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{file}: expected UTF-8 text; byte {exc.start} is not valid UTF-8") from exc
-    rows = _jsonl_rows(file, text, label_lists) if suffix in (".jsonl", ".ndjson") else _csv_rows(file, text)
+    jsonl = suffix in (".jsonl", ".ndjson")
+    rows = _jsonl_rows(file, text, label_lists, texts) if jsonl else _csv_rows(file, text)
     try:
         return list(rows)
     except csv.Error as exc:
@@ -186,7 +197,7 @@ def read_table(path: str | os.PathLike[str], label_lists: Collection[str] = ()) 
 
 def read_texts(path: str | os.PathLike[str], text_column: str) -> list[str]:
     """Read one text column (rows with an empty text are refused, not skipped)."""
-    rows = read_table(path)
+    rows = read_table(path, texts=(text_column,))
     require_columns(path, rows, [text_column])
     texts = [row[text_column] for row in rows]
     _require_non_empty(path, texts, text_column)
@@ -231,7 +242,7 @@ def read_labelled(
         InvalidInput: missing file or column, no rows, a row with an empty text or label, or a weight that is
             not a finite number >= 0 (or no weight above 0).
     """
-    rows = read_table(path, label_lists=(label_column,))
+    rows = read_table(path, label_lists=(label_column,), texts=(text_column,))
     require_columns(path, rows, [text_column, label_column, *([weight_column] if weight_column else [])])
     texts = [row[text_column] for row in rows]
     labels = [row[label_column].strip() for row in rows]
@@ -419,8 +430,8 @@ def read_pairs(
     path: str | os.PathLike[str], anchor: str, positive: str, negative: str | None = None
 ) -> Pairs:
     """Read pairs (and optional negatives) from a CSV/JSONL file; refuses empty cells."""
-    rows = read_table(path)
     wanted = [c for c in (anchor, positive, negative) if c]
+    rows = read_table(path, texts=wanted)
     require_columns(path, rows, wanted)
     for number, row in enumerate(rows, start=1):
         empty = [c for c in wanted if not row[c].strip()]
@@ -523,7 +534,7 @@ def read_scored_pairs(
         InvalidInput: missing file or column, no rows, an empty query or passage, or a label that is not a
             number in [0, 1].
     """
-    rows = read_table(path)
+    rows = read_table(path, texts=(query_column, passage_column))
     require_columns(path, rows, [query_column, passage_column, label_column])
     queries = [row[query_column] for row in rows]
     passages = [row[passage_column] for row in rows]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,8 @@ from textcore.data import (
     LabelledTexts,
     file_sha256,
     read_labelled,
+    read_pairs,
+    read_scored_pairs,
     read_table,
     read_texts,
     require_classes,
@@ -283,3 +286,24 @@ def test_empty_fields_past_the_header_are_no_loss(tmp_path: Path) -> None:
         {"text": "sales fell", "label": "neg"},
         {"text": "profits rose", "label": "pos"},
     ]
+
+
+@pytest.mark.parametrize(
+    ("read", "row"),
+    [
+        (lambda p: read_labelled(p, "text", "label"), {"text": {"title": "t", "body": "b"}, "label": "a"}),
+        (lambda p: read_texts(p, "text"), {"text": ["first", "second"]}),
+        (lambda p: read_pairs(p, "text", "positive"), {"text": "q", "positive": ["p1", "p2"]}),
+        (lambda p: read_scored_pairs(p, "text", "passage", "label"), {"text": ["q"], "passage": "p"}),
+    ],
+    ids=["labelled-object", "texts-list", "pairs-list-of-positives", "scored-pairs-list"],
+)
+def test_a_jsonl_text_that_is_a_list_or_object_is_refused(
+    tmp_path: Path, read: Callable[[Path], object], row: dict[str, object]
+) -> None:
+    # Its JSON text ('["p1", "p2"]') was learnt from as if it were a text, without a word.
+    path = tmp_path / "d.jsonl"
+    first = {"text": "fine", "label": "1", "positive": "p", "passage": "p"}
+    path.write_text(json.dumps(first) + "\n" + json.dumps({**first, **row}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"d\.jsonl:2: '\w+' holds an? (list|object); expected a text"):
+        read(path)
