@@ -180,7 +180,7 @@ class ModelRegistry:
     def _check_source(source: Path, model_dir: Path) -> None:
         if not source.is_dir():
             found = "a file" if source.exists() else "nothing"
-            raise NotFound(f"source_dir must be an existing model folder; found {found} at {source}")
+            raise NotFound(f"{source}: expected a model folder to register; found {found} there")
         meta = source / "metadata.json"
         if not (meta.is_file() or (source / "config.json").is_file()):
             listing = sorted(p.name for p in source.iterdir())[:10]

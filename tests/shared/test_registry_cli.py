@@ -50,6 +50,15 @@ def test_register_creates_the_root_and_the_others_then_use_it(tmp_path: Path) ->
     assert listing.exit_code == 0 and "clf in" in listing.stdout and "yes" in listing.stdout
 
 
+def test_register_names_a_missing_model_folder_as_the_command_line_gave_it(tmp_path: Path) -> None:
+    # It said "source_dir must be an existing model folder": a parameter of the Python API, not --model.
+    missing = tmp_path / "no-such-model"
+    result = registry_cli("register", tmp_path / "registry", "--model", missing)
+    assert result.exit_code == 2, result.output
+    expected = f"error: {missing}: expected a model folder to register; found nothing there"
+    assert result.stderr.strip().splitlines() == [expected]
+
+
 def test_a_registry_that_must_exist_is_not_created(tmp_path: Path) -> None:
     with pytest.raises(NotFound, match="expected an existing folder"):
         ModelRegistry(tmp_path / "missing", create=False)
