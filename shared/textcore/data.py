@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,11 +76,13 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
 def _csv_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
     delimiter = "\t" if path.suffix.lower() == ".tsv" else ","
     # newline="" lets the csv module see the real line ends, so quoted fields keep their line breaks
-    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
+    # strict: a quoted field that does not end where a field can ('"a "b" c",x', or a quote never closed)
+    # is an error instead of text the reader made up (a quote never closed swallowed every row after it)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     if not reader.fieldnames:
         raise InvalidInput(f"{path}: expected a header row; the file is empty")
     columns = len(reader.fieldnames)
-    for number, row in enumerate(reader, start=1):
+    for number, row in enumerate(_records(path, reader), start=1):
         extra: list[str] = row.get(None) or []  # type: ignore[assignment]  # fields past the header's
         if any(value.strip() for value in extra):  # empty ones (a trailing delimiter) hold nothing to lose
             held = "a tab needs quotes" if delimiter == "\t" else 'a comma needs quotes: "like, this"'
@@ -88,6 +91,24 @@ def _csv_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
                 f"the header {columns}; expected one field per column (a text holding {held})"
             )
         yield {key: value or "" for key, value in row.items() if key is not None}
+
+
+def _records(path: Path, reader: csv.DictReader[str]) -> Iterator[dict[str | Any, str | Any]]:
+    """The reader's rows; a malformed one is an error naming its row and the line it starts on."""
+    number = 0
+    while True:
+        start = reader.line_num + 1
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            raise InvalidInput(
+                f"{path}: row {number + 1} (from line {start}): malformed CSV: {exc}; a field that starts "
+                'with a quote ends with one, and a quote inside it is written twice: "said ""hi"""'
+            ) from exc
+        number += 1
+        yield row
 
 
 def split_labels(value: str) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -307,3 +308,26 @@ def test_a_jsonl_text_that_is_a_list_or_object_is_refused(
     path.write_text(json.dumps(first) + "\n" + json.dumps({**first, **row}) + "\n", encoding="utf-8")
     with pytest.raises(InvalidInput, match=r"d\.jsonl:2: '\w+' holds an? (list|object); expected a text"):
         read(path)
+
+
+@pytest.mark.parametrize(
+    ("body", "where", "problem"),
+    [
+        ('a,pos\n"Shares rose on "good" news,pos\nb,neg\n', "row 2 (from line 3)", "',' expected after"),
+        ('a,pos\n"two\nlines",neg\n"unclosed,pos\nb,neg\nc,pos\n', "row 3 (from line 5)", "unexpected end"),
+    ],
+    ids=["quote-inside-a-quoted-field", "quote-never-closed"],
+)
+def test_a_malformed_quoted_field_is_refused_naming_its_row(
+    tmp_path: Path, body: str, where: str, problem: str
+) -> None:
+    # The reader made text up: 'Shares rose on good" news', or one text of every row after an
+    # unclosed quote (the rows it swallowed were lost without a word).
+    path = write_csv(tmp_path / "d.csv", "text,label\n" + body)
+    with pytest.raises(InvalidInput, match=rf"d\.csv: {re.escape(where)}: malformed CSV: {problem}"):
+        read_labelled(path, "text", "label")
+
+
+def test_quotes_inside_an_unquoted_field_are_kept(tmp_path: Path) -> None:
+    path = write_csv(tmp_path / "d.csv", 'text,label\nhe said "hi" there,a\n"said ""hi""",b\n')
+    assert read_labelled(path, "text", "label").texts == ['he said "hi" there', 'said "hi"']
