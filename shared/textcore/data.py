@@ -168,6 +168,8 @@ def _jsonl_cell(
         return value
     if column in label_lists and isinstance(value, list):
         return _label_list(path, number, column, value)
+    if column in label_lists and isinstance(value, dict):
+        raise InvalidInput(f"{path}:{number}: {column!r} holds an object; expected a label or a list of them")
     if column in texts and isinstance(value, list | dict):
         kind = "a list" if isinstance(value, list) else "an object"
         raise InvalidInput(f"{path}:{number}: {column!r} holds {kind}; expected a text (one string)")

@@ -256,6 +256,14 @@ def test_read_labelled_takes_a_jsonl_list_of_labels_as_a_multi_label_cell(tmp_pa
     assert read_table(path)[0]["label"] == '["finance", " macro "]'  # as does read_table unless asked
 
 
+def test_read_labelled_refuses_an_object_for_a_label(tmp_path: Path) -> None:
+    # Its JSON text ('{"name": "pos"}') was taken for the label.
+    path = tmp_path / "d.jsonl"
+    path.write_text(json.dumps({"text": "t", "label": {"name": "pos"}}) + "\n", encoding="utf-8")
+    with pytest.raises(InvalidInput, match=r"d\.jsonl:1: 'label' holds an object; expected a label or a"):
+        read_labelled(path, "text", "label")
+
+
 @pytest.mark.parametrize("item", [["nested"], {"a": 1}, None, True, "a|b"])
 def test_read_labelled_refuses_a_list_label_it_cannot_write_as_one_cell(tmp_path: Path, item: object) -> None:
     path = tmp_path / "d.jsonl"
