@@ -81,7 +81,13 @@ def _csv_rows(path: Path, text: str) -> Iterator[dict[str, str]]:
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
     if not reader.fieldnames:
         raise InvalidInput(f"{path}: expected a header row; the file is empty")
-    columns = len(reader.fieldnames)
+    names = reader.fieldnames
+    repeated = next((name for name in names if name and names.count(name) > 1), None)
+    if repeated is not None:  # a row would keep only the last of its fields: the others' values are lost
+        raise InvalidInput(
+            f"{path}: the header names {repeated!r} {names.count(repeated)} times; expected each column once"
+        )
+    columns = len(names)
     for number, row in enumerate(_records(path, reader), start=1):
         extra: list[str] = row.get(None) or []  # type: ignore[assignment]  # fields past the header's
         if any(value.strip() for value in extra):  # empty ones (a trailing delimiter) hold nothing to lose

@@ -339,3 +339,11 @@ def test_a_malformed_quoted_field_is_refused_naming_its_row(
 def test_quotes_inside_an_unquoted_field_are_kept(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "d.csv", 'text,label\nhe said "hi" there,a\n"said ""hi""",b\n')
     assert read_labelled(path, "text", "label").texts == ['he said "hi" there', 'said "hi"']
+
+
+def test_a_header_that_names_a_column_twice_is_refused(tmp_path: Path) -> None:
+    # Each row kept the last 'label' field only: the first column's labels were dropped without a word.
+    path = write_csv(tmp_path / "d.csv", "text,label,label\nhello,pos,neg\nbye,neg,pos\n")
+    with pytest.raises(InvalidInput, match=r"d\.csv: the header names 'label' 2 times; expected each"):
+        read_labelled(path, "text", "label")
+    assert read_table(write_csv(tmp_path / "e.csv", "text,,\nhello,,\n")) == [{"text": "hello", "": ""}]
