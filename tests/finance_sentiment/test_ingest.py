@@ -28,7 +28,7 @@ from finance_sentiment.fetching import BlockedAddress
 from finance_sentiment.monitor import Monitor, open_monitor
 from finance_sentiment.schemas import SourceIn, SourceKind, SourcePatch
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
-from finance_sentiment.sources import create_source, update_source
+from finance_sentiment.sources import create_source, delete_source, update_source
 from finance_sentiment.tables import Document, DocumentTag, Source
 from tests.conftest import serve_app
 from textcore import ModelRegistry
@@ -847,3 +847,31 @@ async def test_config_topics_and_entities_tag_documents(
                 "2": {("topic", "newswire"), ("entity", "Acme"), ("entity", "XYZ")},
                 "3": {("topic", "newswire")},
             }
+
+
+async def test_a_source_deleted_during_its_run_stores_nothing_and_logs_no_traceback(
+    tmp_path: Path, finance_model_dir: Path, database_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The operator deletes a source (through the API, another replica) while its run is fetching: the run
+    # reported "ok" with its new stories counted as duplicates (their insert under the deleted source's id
+    # failed), though nothing was stored. The run now finds the source gone and fails saying so.
+    holder: dict[str, Monitor] = {}
+
+    async def feed(request: Request) -> Response:
+        with holder["monitor"].db.session() as session:  # deleted while its feed is being fetched
+            delete_source(session, int(request.query_params["id"]))
+        return Response(feed_of(STORIES), media_type=RSS)
+
+    site = Starlette(routes=[Route("/robots.txt", lambda _: Response("")), Route("/feed.xml", feed)])
+    with serve_app(site) as base:
+        async with open_monitor(settings(tmp_path, database_url, finance_model_dir)) as monitor:
+            holder["monitor"] = monitor
+            source_id = add_source(monitor, "wire", f"{base}/feed.xml?id=0")
+            with monitor.db.session() as session:
+                session.get_one(Source, source_id).url = f"{base}/feed.xml?id={source_id}"
+            with caplog.at_level("WARNING"):
+                report = await monitor.run_source(source_id)
+            assert report.status == "failed" and report.stored == 0, report
+            assert report.error is not None and f"no source {source_id}" in report.error, report.error
+            assert documents(monitor) == []
+            assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]

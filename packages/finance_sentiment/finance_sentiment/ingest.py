@@ -373,17 +373,20 @@ class Ingestor:
         """
         with self.db.session() as session:
             now = seen_stamp(session)
+            # locked until the commit, so that a delete waits for the stories or comes before and is seen
+            source = session.get(Source, source_id, with_for_update=True)
+            if source is None:  # deleted during the run (the API, another replica): its stories go with it
+                raise NotFound(f"expected source {source_id} to exist; found no source {source_id}: deleted "
+                               f"during its run, its {len(stories)} new stories not stored")  # fmt: skip
             stored = _store(session, stories, source_id, now, version)
-            source = session.get(Source, source_id)
-            if source is not None:
-                if source.url == fetched_url:
-                    if result.permanent_url and len(result.permanent_url) <= URL_CHARS:
-                        source.url = result.permanent_url
-                    # Validators too long to store are dropped: the next fetch is then unconditional.
-                    source.etag = _within(result.validators.etag, ETAG_CHARS)
-                    source.last_modified = _within(result.validators.last_modified, LAST_MODIFIED_CHARS)
-                source.last_run_at, source.last_status, source.last_error = now, status, None
-                source.consecutive_failures = 0
+            if source.url == fetched_url:
+                if result.permanent_url and len(result.permanent_url) <= URL_CHARS:
+                    source.url = result.permanent_url
+                # Validators too long to store are dropped: the next fetch is then unconditional.
+                source.etag = _within(result.validators.etag, ETAG_CHARS)
+                source.last_modified = _within(result.validators.last_modified, LAST_MODIFIED_CHARS)
+            source.last_run_at, source.last_status, source.last_error = now, status, None
+            source.consecutive_failures = 0
         return stored
 
     def _fail(self, source_id: int, message: str, counted: bool = True) -> None:
