@@ -25,7 +25,8 @@ def prepare_output(output: Path, resume: bool = False) -> None:
     begun writing.
 
     Raises:
-        InvalidInput: If `output` is a file, or a folder holding files no run of this project wrote.
+        InvalidInput: If `output` is a file, or a folder holding files no run of this project wrote, or
+            `resume` is asked of a finished model that has no checkpoint left to continue.
     """
     if _holds_earlier_model(output, resume):
         say(f"replacing the earlier model in {output}")
@@ -86,6 +87,8 @@ def _holds_earlier_model(output: Path, resume: bool) -> bool:
     """Whether the run replaces an earlier model in `output`; refuses a folder it may not write."""
     if output.exists() and not output.is_dir():
         raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
+    if resume:
+        _require_checkpoint_to_resume(output)
     if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():
         return False
     entries = sorted(output.iterdir())
@@ -101,6 +104,26 @@ def _holds_earlier_model(output: Path, resume: bool) -> bool:
             "which no training run wrote. Choose another folder"
         )
     return True
+
+
+def _require_checkpoint_to_resume(output: Path) -> None:
+    """Refuse `--resume` into a finished model's folder: a run that succeeded removed its checkpoint, so
+    the run would start from the beginning and write over the model (a folder with no model yet, or a run
+    cut short before its first checkpoint, has nothing to lose: that run starts afresh)."""
+    from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
+
+    if not (output / METADATA_FILE).is_file():
+        return
+    # a checkpoint of the run or of its refit, or the previous one kept while a new one was renamed in
+    # (textcore.training.checkpoint's CHECKPOINT_DIR and OLD_CHECKPOINT_DIR; that module imports torch)
+    records = output / RUN_DIR
+    names = ("checkpoint", ".checkpoint.old", "*/checkpoint", "*/.checkpoint.old")
+    if any(path.is_dir() for name in names for path in records.glob(name)):
+        return
+    raise InvalidInput(
+        f"--resume: {output} holds a finished model and no checkpoint to resume; drop --resume to train "
+        "again (replacing it)"
+    )
 
 
 def _empty(folder: Path) -> None:

@@ -9,7 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.shared.test_cli import TEXTCORE, _train_args, assert_clean_failure, invoke_cli, ok, write_csv
+from tests.shared.test_cli import (
+    TEXTCORE,
+    _train_args,
+    assert_clean_failure,
+    invoke_cli,
+    ok,
+    snapshot,
+    write_csv,
+)
 from textcore.training.tracking import drop_records_after, read_metrics
 
 EPOCHS = 20
@@ -103,6 +111,26 @@ def test_resume_after_a_checkpoint_logs_each_step_once(tmp_path: Path, tiny_mode
     assert steps == list(range(1, len(steps) + 1)), steps
     evaluated = [r["step"] for r in read_metrics(output / "training" / "metrics.jsonl") if "loss" not in r]
     assert evaluated == sorted(set(evaluated)), evaluated
+
+
+def test_resume_into_a_finished_model_is_refused_and_leaves_it_as_it_was(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # A finished run removes its checkpoint, so `--resume` there used to train again from the first step
+    # and write over the model, saying nothing of it (exit 0).
+    data = write_csv(tmp_path / "a.csv", ROWS * 4)
+    output = tmp_path / "out"
+    ok(invoke_cli(*_train_args(data, tiny_model_dir, output)))
+    before = snapshot(output)
+    result = invoke_cli(*_train_args(data, tiny_model_dir, output), "--resume")
+    assert_clean_failure(
+        result, f"--resume: {output} holds a finished model and no checkpoint to resume; drop --resume"
+    )
+    assert result.stdout == ""
+    assert snapshot(output) == before
+    # without --resume the same command trains again, replacing the model as before
+    again = ok(invoke_cli(*_train_args(data, tiny_model_dir, output)))
+    assert f"replacing the earlier model in {output}" in again.stderr
 
 
 def test_records_past_the_checkpoint_and_a_line_cut_short_are_dropped(tmp_path: Path) -> None:
