@@ -25,7 +25,12 @@ from textcore.console import (
     settings_errors,
 )
 from textcore.errors import InvalidInput
-from textcore.preflight import check_training_data, prepare_output, replacing_output
+from textcore.preflight import (
+    check_training_data,
+    prepare_output,
+    replacing_output,
+    require_distinct_columns,
+)
 from textcore.report_tables import print_comparison, print_report, print_tagging_report
 
 # the commands, and what the services' command lines reach through this module (`core_cli.run_or_exit`, ...)
@@ -208,6 +213,7 @@ def train(
     def action() -> None:
         # Check the data before importing torch, so that a bad file fails in a fraction of a second; then
         # set an earlier model in --output aside (not removed) until the run succeeds.
+        require_distinct_columns(text_column, label_column, task)
         if negative_column and task != "embedding":
             raise InvalidInput(f"--negative-column: hard negatives apply to --task embedding; found {task}")
         if passage_column and task != "cross-encoder":
@@ -283,6 +289,8 @@ def evaluate(
         from textcore.baseline import require_classifier_folder  # noqa: PLC0415
 
         run_or_exit(lambda: require_classifier_folder(model))
+    task = run_or_exit(lambda: read_metadata(model)).get("task")
+    run_or_exit(lambda: require_distinct_columns(text_column, label_column, task))
     if run_or_exit(lambda: read_metadata(model)).get("task") == TAGGER:
         figures = run_or_exit(
             lambda: _evaluate_tagger(model, data, (text_column, label_column), device, precision, backend)

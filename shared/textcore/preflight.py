@@ -134,6 +134,35 @@ def _empty(folder: Path) -> None:
             entry.unlink()
 
 
+# what the label column holds, by task (mlm reads no label column)
+LABEL_COLUMN_HOLDS = {
+    "classification": "labels",
+    "setfit": "labels",
+    "token-classification": "tags",
+    "cross-encoder": "relevance scores",
+    "embedding": "positives",
+}
+
+
+def require_distinct_columns(
+    text_column: str, label_column: str, task: str | None = "classification"
+) -> None:
+    """Refuse a label column that is the text column: every text would be its own label (one class per
+    text), and training or scoring would run on, meaning nothing. A task that reads no label column (mlm)
+    passes; any other task (or none known) is taken to read labels.
+
+    Raises:
+        InvalidInput: If `label_column` is `text_column`, for a task that reads a label column.
+    """
+    if task == "mlm" or text_column != label_column:
+        return
+    holds = LABEL_COLUMN_HOLDS.get(task or "", "labels")
+    raise InvalidInput(
+        f"--label-column {label_column!r} is also the --text-column: the {holds} would be the texts "
+        f"themselves; name the column that holds the {holds}"
+    )
+
+
 def check_training_data(
     task: str,
     path: Path,

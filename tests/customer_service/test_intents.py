@@ -321,6 +321,41 @@ def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTrainin
     assert refused.exit_code == 2 and "in_scope_rejection" in refused.output
 
 
+@pytest.mark.parametrize("command", ["train-intents", "calibrate-intents", "evaluate-intents"])
+def test_intent_commands_refuse_a_label_column_that_is_the_text_column(
+    command: str, trained: IntentTraining, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Every message was its own intent: training ran on (one class per text), scoring found all unknown.
+    path = tmp_path / "intents.csv"
+    data = intent_data(4, seed=3)
+    path.write_text(
+        "\n".join(["text,intent", *(f"{t},{x}" for t, x in zip(data.texts, data.labels, strict=True))])
+    )
+    source = {
+        "train-intents": [
+            "--data",
+            path,
+            "--output",
+            tmp_path / "out",
+            "--epochs",
+            "1",
+            "--base-model",
+            tiny_model_dir,
+        ],
+        "calibrate-intents": ["--model", trained.output, "--validation", path],
+        "evaluate-intents": ["--model", trained.output, "--data", path],
+    }[command]
+    result = invoke(command, *source, "--label-column", "text")
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert (
+        "--label-column 'text' is also the --text-column: the labels would be the texts themselves"
+        in lines[0]
+    )
+    assert not (tmp_path / "out").exists()
+
+
 def test_train_intents_refit_keeps_the_first_runs_figures_and_is_refused_with_oos_validation(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -57,6 +57,16 @@ def test_train_refuses_labels_the_monitor_does_not_score(tmp_path: Path) -> None
     assert not (tmp_path / "model").exists()
 
 
+def test_train_refuses_a_label_column_that_is_the_text_column(tmp_path: Path) -> None:
+    data = tmp_path / "market.csv"
+    with data.open("w", newline="", encoding="utf-8") as handle:
+        csv.writer(handle).writerows([("text", "label"), ("positive", "negative"), ("negative", "x")] * 4)
+    args = ["--data", data, "--label-column", "text", "--output", tmp_path / "model"]
+    line = one_error_line(invoke("train", *args))
+    assert "--label-column 'text' is also the --text-column: the labels would be the texts themselves" in line
+    assert not (tmp_path / "model").exists()
+
+
 @pytest.mark.parametrize(
     ("rows", "columns", "expected"),
     [

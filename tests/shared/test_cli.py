@@ -543,6 +543,13 @@ def _class_weights_with_multi_label(tmp: Path, model: Path, out: Path) -> tuple[
     return args, "class_weights: expected false for multi-label"
 
 
+def _label_column_is_the_text_column(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    # every text was its own class: the run trained and reported accuracy near 0, without a word
+    data = write_csv(tmp / "d.csv", [("good", "pos"), ("bad", "neg")] * 4)
+    args = _train_args(data, model, out, text="review", label="review")
+    return args, "--label-column 'review' is also the --text-column: the labels would be the texts themselves"
+
+
 ERROR_CASES: dict[str, ErrorCase] = {
     "missing-file": _missing_file,
     "missing-text-column": _missing_text_column,
@@ -559,6 +566,7 @@ ERROR_CASES: dict[str, ErrorCase] = {
     "data-is-a-folder": _data_is_a_folder,
     "flag-of-another-task": _flag_of_another_task,
     "class-weights-with-multi-label": _class_weights_with_multi_label,
+    "label-column-is-the-text-column": _label_column_is_the_text_column,
 }
 
 
@@ -581,6 +589,26 @@ def test_train_errors_exit_2_with_one_line(case: str, tmp_path: Path, tiny_model
     assert_clean_failure(result, expected)
     assert result.stdout == ""
     assert not output.exists(), "a failed run must not leave a model folder behind"
+
+
+def test_evaluate_refuses_a_label_column_that_is_the_text_column(trained: Trained, tmp_path: Path) -> None:
+    # Every text was its own label: with texts the model knew as labels, it scored them as if they were.
+    data = write_csv(tmp_path / "same.csv", [("pos", "x"), ("neg", "y")])
+    result = invoke_cli(
+        "evaluate",
+        "--model",
+        trained.model,
+        "--data",
+        data,
+        "--text-column",
+        "review",
+        "--label-column",
+        "review",
+    )
+    assert_clean_failure(
+        result, "--label-column 'review' is also the --text-column: the labels would be the texts themselves"
+    )
+    assert result.stdout == ""
 
 
 def test_training_into_an_earlier_models_folder_replaces_it_whole(

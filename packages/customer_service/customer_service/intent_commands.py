@@ -27,6 +27,7 @@ from customer_service.command_options import (
 )
 from customer_service.training_recipes import train_config
 from textcore import cli as core_cli
+from textcore.preflight import require_distinct_columns
 
 
 def train_intents(
@@ -88,6 +89,7 @@ def train_intents(
         from customer_service.intents import train_intents as train  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
+        require_distinct_columns(text_column, label_column)
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None
         # an earlier model in --output is kept until the run succeeds
@@ -148,6 +150,7 @@ def calibrate_intents(
         from customer_service.intents import IntentModel, calibrate  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
+        require_distinct_columns(text_column, label_column)
         rows = read_labelled(validation, text_column, label_column)
         loaded = IntentModel.load(model, device=device, precision=precision)
         threshold, selection, figures = calibrate(
@@ -175,6 +178,7 @@ def evaluate_intents(
         from customer_service.intents import evaluate_intents as evaluate  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
+        require_distinct_columns(text_column, label_column)
         rows = read_labelled(data, text_column, label_column)
         loaded = IntentModel.load(model, device=device, precision=precision)
         return {**evaluate(loaded, rows, oos_label), "threshold": loaded.threshold}

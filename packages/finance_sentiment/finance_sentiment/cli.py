@@ -22,6 +22,7 @@ from pydantic import ValidationError
 from finance_sentiment.settings import FinanceSentimentSettings
 from textcore import InvalidInput
 from textcore import cli as core_cli
+from textcore.preflight import require_distinct_columns
 
 if TYPE_CHECKING:
     from finance_sentiment.monitor import Prepared
@@ -48,8 +49,10 @@ DatabaseOpt = Annotated[
 )
 @functools.wraps(core_cli.train)
 def train(**options: Any) -> None:
-    if options.get("task", "classification") == "classification":
-        columns = (options["text_column"], options["label_column"])
+    columns = (options["text_column"], options["label_column"])
+    task = options.get("task", "classification")
+    core_cli.run_or_exit(lambda: require_distinct_columns(*columns, task))
+    if task == "classification":
         core_cli.run_or_exit(lambda: _require_finance_labels(options["data"], *columns))
     core_cli.train(**options)
 
