@@ -26,7 +26,7 @@ from textcore.artifacts import HEAD_FILE, read_labels, trained_head, write_label
 from textcore.batching import Encoded, check_batch_settings, pad_batch, sorted_batches
 from textcore.bio import OUTSIDE, TaggedSentences, check_tags, read_tagged, split_words, to_iob2
 from textcore.devices import autocast, resolve_device, use_bf16
-from textcore.errors import InvalidInput
+from textcore.errors import InvalidInput, some_of
 from textcore.metrics import entity_spans, tagging_report
 from textcore.models import fit_max_length, load_backbone
 
@@ -286,7 +286,8 @@ def evaluate_tagger(tagger: Tagger, data: TaggedSentences) -> dict[str, Any]:
     unknown = sorted(set(data.entity_counts()) - set(tagger.entity_types))
     if unknown:
         raise InvalidInput(
-            f"entity types {unknown} are not known to the model; it knows {tagger.entity_types}"
+            f"entity types {some_of(unknown)} are not known to the model; "
+            f"it knows {some_of(tagger.entity_types)}"
         )
     return tagging_report(data.tags, tagger.tag_tokens(data.tokens)).to_dict()
 

@@ -123,6 +123,17 @@ def test_evaluation_figures(trained: IntentTraining) -> None:
         evaluate_intents(model, LabelledTexts(["a mortgage please"], ["mortgage"]))
 
 
+def test_unknown_intents_are_named_by_their_first_ten_and_a_count(trained: IntentTraining) -> None:
+    # Every unknown intent was listed: --label-column naming another column made each of a file's texts one.
+    model = IntentModel.load(trained.output, device="cpu", precision="fp32")
+    texts = [f"message {i:02d}" for i in range(30)]
+    with pytest.raises(InvalidInput) as refused:
+        evaluate_intents(model, LabelledTexts(texts, texts))
+    message = str(refused.value)
+    assert f"intents {texts[:10]!r} and 20 more (30 in all) are not known to the model" in message
+    assert "message 10" not in message
+
+
 def test_a_folder_without_intents_json_works_with_threshold_zero(
     trained: IntentTraining, tmp_path: Path
 ) -> None:

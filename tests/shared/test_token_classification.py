@@ -363,6 +363,23 @@ def test_training_refuses_the_wrong_task_and_data_without_entities(
     assert not (tmp_path / "m").exists()
 
 
+def test_unknown_entity_types_are_named_by_their_first_ten_and_a_count(
+    tiny_tagger: TrainResult, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # Every unknown type was listed: a tags column of another scheme named hundreds of them in one line.
+    types = [f"T{i:02d}" for i in range(25)]
+    many = TaggedSentences([[f"w{i}"] for i in range(25)], [[f"B-{t}"] for t in types])
+    expected = f"{types[:10]!r} and 15 more (25 in all)"
+    with pytest.raises(InvalidInput) as refused:
+        evaluate_tagger(Tagger.load(tiny_tagger.output), many)
+    assert expected in str(refused.value) and "T10" not in str(refused.value)
+    config = tiny_config(tiny_model_dir)
+    with pytest.raises(InvalidInput) as refused:
+        train_tagger(tagged(TEMPLATES), config, tmp_path / "m", validation=many)
+    assert expected in str(refused.value) and "T10" not in str(refused.value)
+    assert not (tmp_path / "m").exists()
+
+
 # command line
 
 

@@ -45,6 +45,7 @@ from textcore.artifacts import read_json, write_json_atomic
 from textcore.classifier import Classifier
 from textcore.data import stratified_split
 from textcore.embeddings import Encoder
+from textcore.errors import some_of
 from textcore.frozen_view import Embed
 from textcore.metrics import classification_report
 from textcore.training import train_classifier
@@ -425,7 +426,8 @@ def evaluate_intents(
     unknown = sorted(set(data.labels) - set(model.intents) - {oos})
     if unknown:
         raise InvalidInput(
-            f"intents {unknown} are not known to the model; it knows {model.intents} and {oos!r}"
+            f"intents {some_of(unknown)} are not known to the model; it knows {some_of(model.intents)} "
+            f"and {oos!r}"
         )
     predicted = [oos if r.out_of_scope else str(r.name) for r in model.predict(data.texts)]
     return intent_figures(data.labels, predicted, model.intents, oos)

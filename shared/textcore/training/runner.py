@@ -14,7 +14,7 @@ from textcore.adapters import is_adapter, save_encoder
 from textcore.artifacts import RUN_DIR
 from textcore.bio import TaggedSentences, require_entities, tag_labels
 from textcore.data import Pairs, ScoredPairs, require_relevance_mix
-from textcore.errors import InvalidInput
+from textcore.errors import InvalidInput, some_of
 from textcore.metrics import tagging_report
 from textcore.models import load_backbone, model_max_length
 from textcore.training.checkpoint import run_identity
@@ -258,7 +258,8 @@ def train_tagger(
     unknown = sorted(set(validation.entity_counts()) - set(types)) if validation is not None else []
     if unknown:
         raise InvalidInput(
-            f"validation entity types {unknown} do not occur in the training data; known: {types}"
+            f"validation entity types {some_of(unknown)} do not occur in the training data; "
+            f"known: {some_of(types)}"
         )
     labels = tag_labels(types)
     train_data, val_data = (
