@@ -403,6 +403,19 @@ def test_train_intents_refit_keeps_the_first_runs_figures_and_is_refused_with_oo
     assert not (tmp_path / "refused").exists()
 
 
+def training_source(command: str, tmp_path: Path) -> list[object]:
+    """The data options of a training command: a small intents file for train-intents, a small FAQ for the
+    retriever and the re-ranker (written into `tmp_path`)."""
+    if command == "train-intents":
+        data = intent_data(4, seed=6)
+        rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
+        (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
+        return ["--data", tmp_path / "intents.csv"]
+    faqs = [f"how do I reset my {thing},open settings and choose {thing}" for thing in ("pin", "card", "app")]
+    (tmp_path / "faq.csv").write_text("\n".join(["question,answer", *faqs * 2]), encoding="utf-8")
+    return ["--kb", tmp_path / "faq.csv"]
+
+
 @pytest.mark.parametrize("command", ["train-intents", "train-retriever", "train-reranker"])
 @pytest.mark.parametrize("taken", ["a-file", "a-folder-with-files"])
 def test_training_commands_refuse_an_output_that_is_taken(
@@ -411,14 +424,7 @@ def test_training_commands_refuse_an_output_that_is_taken(
     """An --output that is a file ended in a traceback; a folder holding files no training run wrote was
     written into, beside what it held. Both are refused in one line, before any training, and the path is left
     as it was."""
-    data = intent_data(4, seed=6)
-    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
-    (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
-    faqs = [f"how do I reset my {thing},open settings and choose {thing}" for thing in ("pin", "card", "app")]
-    (tmp_path / "faq.csv").write_text("\n".join(["question,answer", *faqs * 2]), encoding="utf-8")
-    source = (
-        ["--data", tmp_path / "intents.csv"] if command == "train-intents" else ["--kb", tmp_path / "faq.csv"]
-    )
+    source = training_source(command, tmp_path)
     output = tmp_path / "out"
     if taken == "a-file":
         output.write_text("not a folder", encoding="utf-8")
@@ -445,14 +451,7 @@ def test_a_failed_training_run_leaves_the_earlier_model_in_its_output(
     """The earlier model in --output was emptied out before the run, which then failed (here: a base model
     that is not there) and left an empty folder: the bot's intent model, retriever or re-ranker was gone. It
     is now set aside until the run succeeds and put back when it fails."""
-    data = intent_data(4, seed=6)
-    rows = [f"{text},{label}" for text, label in zip(data.texts, data.labels, strict=True)]
-    (tmp_path / "intents.csv").write_text("\n".join(["text,intent", *rows]), encoding="utf-8")
-    faqs = [f"how do I reset my {thing},open settings and choose {thing}" for thing in ("pin", "card", "app")]
-    (tmp_path / "faq.csv").write_text("\n".join(["question,answer", *faqs * 2]), encoding="utf-8")
-    source = (
-        ["--data", tmp_path / "intents.csv"] if command == "train-intents" else ["--kb", tmp_path / "faq.csv"]
-    )
+    source = training_source(command, tmp_path)
     output = shutil.copytree(tiny_model_dir, tmp_path / "earlier")
     (output / "metadata.json").write_text('{"task": "classification"}', encoding="utf-8")
     before = {p.name: p.read_bytes() for p in output.iterdir() if p.is_file()}
