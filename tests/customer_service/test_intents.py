@@ -332,6 +332,27 @@ def test_calibrate_and_evaluate_commands_on_in_scope_rows(trained: IntentTrainin
     assert refused.exit_code == 2 and "in_scope_rejection" in refused.output
 
 
+def test_calibrate_refuses_validation_intents_the_model_does_not_know(
+    trained: IntentTraining, tmp_path: Path
+) -> None:
+    """`calibrate-intents` chose a threshold on rows of intents the model never learnt (a newer file, another
+    bank's intents), counting each as an error, and saved it over the model's own; `evaluate-intents` refused
+    the same file. Now both refuse it in one line, and the model's threshold file is left as it was."""
+    model = tmp_path / "model"
+    shutil.copytree(trained.output, model)
+    before = (model / INTENTS_FILE).read_bytes()
+    data = intent_data(6, seed=7)
+    rows = [*zip(data.texts, data.labels, strict=True), ("can I get a mortgage", "mortgage")]
+    path = tmp_path / "newer.csv"
+    path.write_text("\n".join(["text,intent", *(f"{t},{label}" for t, label in rows)]), encoding="utf-8")
+    for command, option in (("calibrate-intents", "--validation"), ("evaluate-intents", "--data")):
+        result = invoke(command, "--model", model, option, path, "--device", "cpu", "--precision", "fp32")
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: intents ['mortgage'] are not known"), lines
+    assert (model / INTENTS_FILE).read_bytes() == before
+
+
 @pytest.mark.parametrize("command", ["train-intents", "calibrate-intents", "evaluate-intents"])
 def test_intent_commands_refuse_a_label_column_that_is_the_text_column(
     command: str, trained: IntentTraining, tiny_model_dir: Path, tmp_path: Path

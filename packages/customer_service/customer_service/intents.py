@@ -295,7 +295,11 @@ def calibrate(
 
     Returns:
         (threshold, selection, {"at_threshold": figures, "at_zero": figures}).
+
+    Raises:
+        InvalidInput: `validation` holds intents the model does not know (`require_known_intents`).
     """
+    require_known_intents(model, validation.labels, oos_label)
     probabilities = model.predictor.predict_proba(validation.texts)
     labels = model.predictor.labels
     threshold, selection = choose_threshold(
@@ -423,11 +427,17 @@ def evaluate_intents(
     oos = model.oos_label if oos_label is None else oos_label
     if len(data) == 0:
         raise InvalidInput("expected labelled rows to evaluate the intent model on; found none")
-    unknown = sorted(set(data.labels) - set(model.intents) - {oos})
+    require_known_intents(model, data.labels, oos)
+    predicted = [oos if r.out_of_scope else str(r.name) for r in model.predict(data.texts)]
+    return intent_figures(data.labels, predicted, model.intents, oos)
+
+
+def require_known_intents(model: IntentModel, labels: Sequence[str], oos_label: str) -> None:
+    """Refuse labelled rows whose intent the model does not know (nor is `oos_label`): no threshold or
+    figure can be right on them, as each such row counts as an error whatever the model answers."""
+    unknown = sorted(set(labels) - set(model.intents) - {oos_label})
     if unknown:
         raise InvalidInput(
             f"intents {some_of(unknown)} are not known to the model; it knows {some_of(model.intents)} "
-            f"and {oos!r}"
+            f"and {oos_label!r}"
         )
-    predicted = [oos if r.out_of_scope else str(r.name) for r in model.predict(data.texts)]
-    return intent_figures(data.labels, predicted, model.intents, oos)
