@@ -10,7 +10,6 @@ Real HTTP on loopback through the real app (the demo FAQs, MiniLM), on SQLite an
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -26,6 +25,7 @@ from sqlalchemy import create_engine, text
 from customer_service import create_app
 from tests.conftest import serve_app
 from tests.customer_service.test_app import cs_settings
+from tests.customer_service.test_turn_endings import turn
 
 UNANSWERABLE = ("What is the airspeed of a swallow?", "Recommend me a pizza topping")
 
@@ -39,17 +39,10 @@ def _chat(base_url: str, session_id: str, message: str) -> str:
 
 def _stream(base_url: str, session_id: str, message: str) -> str:
     """The action of a streamed reply, checked to be the same in `meta` and `done`."""
-    events: dict[str, dict[str, Any]] = {}
     with httpx.Client(base_url=base_url, timeout=60) as http:
-        body = {"session_id": session_id, "message": message}
-        with http.stream("POST", "/v1/chat/stream", json=body) as response:
-            assert response.status_code == 200
-            name = ""
-            for line in response.iter_lines():
-                if line.startswith("event: "):
-                    name = line.removeprefix("event: ")
-                elif line.startswith("data: "):
-                    events[name] = json.loads(line.removeprefix("data: "))
+        status, received = turn(http, "/v1/chat/stream", {"session_id": session_id, "message": message})
+    assert status == 200
+    events = dict(received)
     assert events["meta"]["action"] == events["done"]["action"], events
     return str(events["done"]["action"])
 
