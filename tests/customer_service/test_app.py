@@ -754,6 +754,32 @@ def test_an_intents_template_answers_when_no_passage_is_relevant(
         assert chat(client, other)["action"] == "fallback"
 
 
+def test_an_intents_template_does_not_answer_over_a_passage_on_a_guess(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    # "How do I block my debit card?" finds its FAQ; an intent model guessing below
+    # template_intent_confidence does not answer it with that intent's template instead (a bank's
+    # "To activate your card ..." for a question on the card's validity). A confident one still does.
+    folder = tmp_path / "intents"
+    train_classifier(topic_data(60), tiny_config(tiny_model_dir, epochs=1), folder, progress=False)
+    asked = "How do I block my debit card?"
+    (guess,) = IntentModel.load(folder).predict([asked])
+    assert guess.name is not None and guess.confidence < 0.99
+    templates = tmp_path / "templates.toml"
+    templates.write_text(f'{guess.name} = "Our {guess.name} desk will help you."\n')
+    for least, mode in ((guess.confidence + 0.005, "extractive"), (guess.confidence - 0.005, "template")):
+        policy = PolicySettings(template_intent_confidence=least)
+        settings = cs_settings(
+            tmp_path, sqlite_url, intent_model_path=folder, templates_file=templates, policy=policy
+        )
+        with TestClient(create_app(settings)) as client:
+            reply = chat(client, asked)
+        assert (reply["action"], reply["mode"]) == ("answer", mode), least
+        assert reply["sources"][0]["id"] == "lock-card"
+        if mode == "extractive":
+            assert reply["answer"].startswith("Freeze the card instantly") and reply["answer"].endswith("[1]")
+
+
 def test_feedback_is_stored_and_counted(client: TestClient) -> None:
     reply = chat(client, "How long does a replacement card take?")
     assert (

@@ -316,11 +316,10 @@ class Bot:
     ) -> bool:
         """A confident in-scope intent whose template renders with what is known without a passage (and
         cites none: no source is shown with it)."""
-        if self.answerer.templates is None or intent is None or intent.out_of_scope or intent.name is None:
+        name = self._template_intent(intent)
+        if self.answerer.templates is None or name is None:
             return False
-        if intent.confidence < self.settings.policy.template_intent_confidence:
-            return False
-        return self.answerer.templated(intent.name, [], _slots(context, message, [])) is not None
+        return self.answerer.templated(name, [], _slots(context, message, [])) is not None
 
     def record(self, plan: Plan, answer: Answer, *, cut_short: bool = False) -> Reply:
         """Store the turn and the session's new state; the reply as stored (blocking).
@@ -381,7 +380,15 @@ class Bot:
         top = plan.passages[: self.settings.sources_per_answer]
         slots = _slots(plan.context, plan.message, top)
         history = [(t.message, t.answer) for t in plan.history]
-        return plan.query, plan.intent.name if plan.intent else None, top, slots, history
+        return plan.query, self._template_intent(plan.intent), top, slots, history
+
+    def _template_intent(self, intent: IntentResult | None) -> str | None:
+        """The intent whose template may answer: an in-scope one at least `template_intent_confidence`
+        confident. A guess (0.35 among ten intents) does not put its template over the passage found."""
+        if intent is None or intent.out_of_scope:
+            return None
+        confident = intent.confidence >= self.settings.policy.template_intent_confidence
+        return intent.name if confident else None
 
     def _threshold(self) -> float:
         """The least relevance that answers: a re-ranker probability, else a cosine similarity."""

@@ -54,8 +54,8 @@ class PolicySettings(BaseModel):
         0.7,
         ge=0,
         le=1,
-        description="An in-scope intent at least this confident answers with its own template when no "
-        "passage is relevant.",
+        description="Least confidence of an in-scope intent for its own template to answer, with the "
+        "passages found or, when none is relevant, alone.",
     )
     negative_sentiment: float = Field(
         0.8, ge=0, le=1, description="Hand off when the message's negative-sentiment score reaches this."
