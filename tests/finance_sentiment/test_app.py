@@ -190,6 +190,30 @@ def test_calm_then_burst_fires_once_then_resolves(
         assert client.get("/v1/alerts").json()[0]["status"] == "resolved"
 
 
+def test_a_manual_run_on_an_api_replica_judges_the_rules(
+    tmp_path: Path,
+    finance_model_dir: Path,
+    database_url: str,
+    site: tuple[FeedSite, str],
+    receiver: tuple[Receiver, str],
+) -> None:
+    # serve --no-scheduler with no worker: the run asked for is the only one, so it must judge the rules
+    feed, feed_url = site
+    hook, hook_url = receiver
+    feed.headlines += BURST
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, database_url))) as client:
+        source_id = client.post(
+            "/v1/sources", json={"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss"}
+        ).json()["id"]
+        webhook = f"{hook_url}/hooks/risk"
+        assert client.post("/v1/alert-rules", json=rule(webhook, window_seconds=60)).status_code == 201
+
+        assert client.post(f"/v1/sources/{source_id}/run").json()["stored"] == len(CALM + BURST)
+        firing = client.get("/v1/alerts", params={"status": "firing"}).json()
+        assert [alert["labels"]["entity"] for alert in firing] == ["Acme"]
+        assert [body["status"] for body in hook.bodies()] == ["firing"]
+
+
 def test_documents_trends_and_classify(
     tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
 ) -> None:

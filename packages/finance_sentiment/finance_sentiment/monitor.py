@@ -63,13 +63,12 @@ class Monitor:
         self._alert_lock = asyncio.Lock()
         self._delivery_lock = asyncio.Lock()
 
-    async def run_source(
-        self, source_id: int, *, wait: bool = True, alerts: bool = True, scheduled: bool = False
-    ) -> RunReport:
-        """Run one source now; then, when it stored something and ``alerts`` is set, judge the rules.
+    async def run_source(self, source_id: int, *, wait: bool = True, scheduled: bool = False) -> RunReport:
+        """Run one source now; then, when it stored something, judge the rules: in every process, an API
+        replica's included, where no worker may run (evaluation and delivery are safe across processes).
         ``scheduled``: a run of the schedule, held back while the source keeps failing (`Ingestor.run`)."""
         report = self._count(await self.ingestor.run(source_id, wait=wait, scheduled=scheduled))
-        if alerts and report.stored:
+        if report.stored:
             await self.evaluate_alerts()
         return report
 

@@ -63,9 +63,10 @@ async def delete_source(source_id: RowId, monitor: MonitorDep, scheduler: Schedu
 
 
 @router.post("/{source_id}/run")
-async def run_source(source_id: RowId, monitor: MonitorDep, scheduler: SchedulerDep) -> dict[str, Any]:
-    """Fetch one source now (409 while a run of it is in progress) and report what it did."""
-    report = await monitor.run_source(source_id, wait=False, alerts=scheduler is not None)
+async def run_source(source_id: RowId, monitor: MonitorDep) -> dict[str, Any]:
+    """Fetch one source now (409 while a run of it is in progress) and report what it did; when it stored
+    stories, judge the rules, on an API replica run with --no-scheduler too (no worker may be running)."""
+    report = await monitor.run_source(source_id, wait=False)
     return asdict(report)
 
 
