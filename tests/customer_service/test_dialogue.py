@@ -78,6 +78,14 @@ def test_a_chain_of_follow_ups_stays_bounded() -> None:
         "representative please",
         "put me through to an agent",
         "let me talk to customer service",
+        # these fell back ("Could you rephrase it?"): the customer had to fail twice to reach a person
+        "I want a person",
+        "I need a person",
+        "give me a person",
+        "agent",
+        "Human?",
+        "operator!!",
+        "can I speak to a manager",
     ],
 )
 def test_explicit_requests_for_a_person(message: str) -> None:
@@ -93,6 +101,8 @@ def test_explicit_requests_for_a_person(message: str) -> None:
         "Does the card need an agent to activate it?",
         "How do I transfer to someone abroad?",  # a payment, not a call transfer
         "Can I transfer to a person without their IBAN?",
+        "Who is my relationship manager?",
+        "agent banking",
     ],
 )
 def test_mentions_of_people_are_not_requests(message: str) -> None:

@@ -34,7 +34,8 @@ from customer_service.settings import PolicySettings
 
 _PERSON = (
     r"(?:a |an |the |some |your )?(?:real |live |actual )?"
-    r"(?:person|human|agent|representative|rep|operator|someone|somebody|advisor|adviser|staff)"
+    r"(?:person|human|agent|representative|rep|operator|someone|somebody|advisor|adviser|staff|manager|"
+    r"supervisor)"
 )
 # A request for a person names one as the object of a talk/speak/connect verb: "talk to a person", "connect me
 # with an agent". "transfer" and "put" route a call only with "me" ("transfer me to a representative"):
@@ -46,7 +47,8 @@ HANDOFF_REQUEST = re.compile(
     rf"(?:transfer|put|pass) me (?:through |over |on )?(?:to|with) {_PERSON}|"
     r"(?:real|live|actual) (?:person|human|agent)|human (?:please|agent)|"
     r"(?:agent|representative|operator) please|"
-    r"(?:i (?:need|want)|get me|give me) (?:a |an )?(?:human|agent|representative|operator)(?! resources)|"
+    r"(?:i (?:need|want)|get me|give me) (?:a |an )?(?:human|agent|representative|operator|person)"
+    r"(?! resources)|"
     r"(?:talk|speak|chat) (?:to|with) (?:your )?customer (?:service|support|care)|"
     r"customer (?:service|support) (?:representative|agent))\b",
     re.IGNORECASE,
@@ -109,9 +111,15 @@ class Decision:
     failed: str | None = None
 
 
+# A message that is only the word, as typed into a chat widget: "agent", "Human?", "operator!!"
+PERSON_ALONE = re.compile(
+    r"\W*(?:an? |the )?(?:human|agent|person|representative|operator)s?\W*", re.IGNORECASE
+)
+
+
 def asks_for_person(message: str) -> bool:
     """Whether the customer explicitly asks for a human."""
-    return bool(HANDOFF_REQUEST.search(message))
+    return bool(HANDOFF_REQUEST.search(message) or PERSON_ALONE.fullmatch(message))
 
 
 def acknowledges(message: str) -> bool:
