@@ -66,6 +66,24 @@ def test_a_clarifying_question_quotes_its_options_as_written(client: TestClient)
     assert (chosen["action"], chosen["sources"][0]["id"]) == ("answer", "open-savings")
 
 
+def test_two_close_answers_to_one_question_are_no_choice_to_offer(client: TestClient) -> None:
+    # An FAQ file may hold one question twice, with an answer per product (the bank FAQs of the shared data
+    # do). Offering both read "Did you mean “How do I open an account?” [1] or “How do I open an account?”
+    # [2]?", a choice the customer cannot make: the first answers, the other is among its sources.
+    for entry in ("open-savings", "open-business"):
+        stored = client.get(f"/v1/knowledge/{entry}").json()
+        changed = client.put(
+            f"/v1/knowledge/faqs/{entry}",
+            json={"question": "How do I open an account?", "answer": stored["text"]},
+        )
+        assert changed.status_code == 200, changed.text
+    asked = chat(client, "How do I open an account?")
+    assert (asked["action"], asked["mode"]) == ("answer", "extractive"), asked
+    assert asked["answer"].endswith("[1]") and "Did you mean" not in asked["answer"]
+    assert {s["id"] for s in asked["sources"][:2]} == {"open-savings", "open-business"}
+    assert "of one question" in client.get(f"/v1/sessions/{asked['session_id']}").json()["turns"][0]["reason"]
+
+
 def test_a_session_resolved_by_an_agent_starts_afresh_with_the_bot(client: TestClient) -> None:
     # what the bot said before a hand-off is not the context of the customer's next message once an agent
     # has resolved the session: the conversation went on with the person in between

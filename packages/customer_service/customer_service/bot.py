@@ -252,6 +252,9 @@ class Bot:
             decision, passages = self._settle_follow_up(message, decision, passages)
         elif decision.action == "answer" and passages and rewritten and points_back_only(message):
             decision, passages = self._weigh_own_reading(message, decision, passages)
+        if decision.action == "clarify" and _same_question(passages[0], passages[1]):
+            reason = f"{decision.reason}, of one question: the first answers"
+            decision = Decision("answer", reason, 0)
         return Plan(session, message, query, intent, passages, decision, history, context, started)
 
     def _chosen(self, message: str, history: list[TurnRecord]) -> list[Passage] | None:
@@ -543,6 +546,12 @@ def _sources(passages: list[Passage], limit: int) -> list[Source]:
 def _judged(passages: list[Passage], relevance: list[float]) -> list[Passage]:
     """The passages with the relevance the policy judges them by."""
     return [replace(p, relevance=float(r)) for p, r in zip(passages, relevance, strict=True)]
+
+
+def _same_question(first: Passage, second: Passage) -> bool:
+    """Whether two passages read as the same option (an FAQ file may hold one question with two answers,
+    one per product): a clarifying question offering both would read "Did you mean “A” [1] or “A” [2]?"."""
+    return _quoted(first).casefold() == _quoted(second).casefold()
 
 
 def _quoted(passage: Passage) -> str:
