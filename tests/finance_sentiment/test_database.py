@@ -243,7 +243,7 @@ def test_rows_stored_before_managed_by_read_as_api_until_the_config_file_claims_
             assert rule.resolve_fraction == 0.5  # the hysteresis its share and z thresholds had
         declared = MonitorConfig(sources=[SourceIn(name="wire", url="http://127.0.0.1/feed", kind="rss")])
         with database.session() as session:
-            apply_config(session, declared)
+            apply_config(session, declared, "monitor.toml")
         with database.session() as session:
             rows = [(s.name, s.managed_by, s.enabled) for s in list_sources(session)]
             assert rows == [("wire", "config", True), ("desk", "api", True)]

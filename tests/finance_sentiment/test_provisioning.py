@@ -35,9 +35,9 @@ def _config(sources: dict[str, dict[str, Any]], rules: dict[str, dict[str, Any]]
     )
 
 
-def _apply(database: Database, config: MonitorConfig) -> None:
+def _apply(database: Database, config: MonitorConfig, file: str = "monitor.toml") -> None:
     with database.session() as session:
-        apply_config(session, config)
+        apply_config(session, config, file)
 
 
 def _sources(database: Database) -> dict[str, tuple[bool, str | None, str]]:
@@ -206,8 +206,10 @@ def test_a_dropped_rules_firing_alert_is_resolved_as_when_disabled_through_the_a
         assert session.scalars(select(AlertRule.enabled)).all() == [False]
 
 
-def _settings(tmp_path: Path, database_url: str, config: str) -> FinanceSentimentSettings:
-    path = tmp_path / "monitor.toml"
+def _settings(
+    tmp_path: Path, database_url: str, config: str, name: str = "monitor.toml"
+) -> FinanceSentimentSettings:
+    path = tmp_path / name
     path.write_text(config)
     fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
     return FinanceSentimentSettings(
@@ -268,6 +270,76 @@ def test_the_api_says_which_rows_the_file_manages_and_why_one_was_disabled(
         # Read-only: the file alone makes a row its own.
         refused = client.patch("/v1/sources/2", json={"managed_by": "config"})
         assert refused.status_code == 422 and "managed_by" in refused.text
+
+
+def test_a_file_leaves_the_sources_and_rules_of_another_file_alone(database: Database) -> None:
+    # Two desks' files (or two cron jobs) on one database: each start disabled what the other file declared.
+    _apply(database, _config({"rates wire": {}}, {"rates": {}}), "/etc/monitor/rates.toml")
+    _apply(database, _config({"equities wire": {}}, {"equities": {}}), "/etc/monitor/equities.toml")
+    _apply(database, _config({"rates wire": {}}, {"rates": {}}), "/etc/monitor/rates.toml")
+    assert _sources(database) == {
+        "rates wire": (True, None, "config"),
+        "equities wire": (True, None, "config"),
+    }
+    assert _rules(database) == {"rates": (True, None, "config"), "equities": (True, None, "config")}
+
+    _apply(database, MonitorConfig(), "/etc/monitor/rates.toml")  # the rates desk empties its own file
+    assert _sources(database) == {
+        "rates wire": (False, DROPPED_SOURCE, "api"),
+        "equities wire": (True, None, "config"),
+    }
+    assert _rules(database) == {"rates": (False, DROPPED_RULE, "api"), "equities": (True, None, "config")}
+
+
+def test_a_file_is_known_by_its_absolute_path(
+    database: Database, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _apply(database, _config({"wire": {}}, {}), str(tmp_path / "monitor.toml"))
+    monkeypatch.chdir(tmp_path)
+    _apply(database, _config({}, {}), "monitor.toml")  # the same file, named from its folder
+    assert _sources(database) == {"wire": (False, DROPPED_SOURCE, "api")}
+
+
+def test_a_name_two_files_declare_follows_the_last_one_applied_with_a_warning(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    _apply(database, _config({"wire": {}}, {"banks": {}}), "/etc/monitor/a.toml")
+    with caplog.at_level(logging.WARNING, logger="finance_sentiment.config"):
+        _apply(database, _config({"wire": {"enabled": False}}, {"banks": {}}), "/etc/monitor/b.toml")
+    claimed = [r.getMessage() for r in caplog.records if "was provisioned by config file" in r.getMessage()]
+    assert len(claimed) == 2 and all("/etc/monitor/a.toml" in line for line in claimed), claimed
+    assert _sources(database) == {"wire": (False, None, "config")}
+    _apply(database, MonitorConfig(), "/etc/monitor/a.toml")  # no longer a's: a does not drop it
+    assert _rules(database) == {"banks": (True, None, "config")}
+
+
+def test_a_row_provisioned_before_its_file_was_recorded_counts_as_the_next_files(database: Database) -> None:
+    _apply(database, _config({"wire": {}, "desk": {}}, {}))
+    with database.session() as session:  # as stored before the file's path was recorded
+        for source in list_sources(session):
+            source.config_file = None
+    _apply(database, _config({"desk": {}}, {}), "/etc/monitor/other.toml")
+    assert _sources(database) == {"wire": (False, DROPPED_SOURCE, "api"), "desk": (True, None, "config")}
+
+
+def test_a_second_service_started_with_another_file_keeps_the_first_files_sources(
+    tmp_path: Path, database_url: str
+) -> None:
+    rates = _settings(tmp_path, database_url, BOTH, "rates.toml")
+    equities = BOTH.replace('"wire"', '"equities wire"').replace('"banks"', '"equities"')
+    with TestClient(create_app(rates)) as client:
+        assert [s["name"] for s in client.get("/v1/sources").json()] == ["wire"]
+    with TestClient(create_app(_settings(tmp_path, database_url, equities, "equities.toml"))) as client:
+        listed = client.get("/v1/sources").json()
+        assert [(s["name"], s["enabled"], s["managed_by"]) for s in listed] == [
+            ("wire", True, "config"),
+            ("equities wire", True, "config"),
+        ]
+        rules = client.get("/v1/alert-rules").json()
+        assert [(r["name"], r["enabled"], r["disabled_reason"]) for r in rules] == [
+            ("banks", True, None),
+            ("equities", True, None),
+        ]
 
 
 def test_processes_started_together_with_the_same_file_all_start(database: Database) -> None:

@@ -494,7 +494,7 @@ def test_json_config_matches_toml(tmp_path: Path) -> None:
 def test_apply_config_is_idempotent_and_upserts_by_name(database: Database) -> None:
     config = load_config(EXAMPLE)
     with database.session() as session:
-        apply_config(session, config)
+        apply_config(session, config, EXAMPLE)
     with database.session() as session:
         before = {s.name: s.updated_at for s in list_sources(session)} | {
             r.name: r.updated_at for r in list_rules(session)
@@ -503,7 +503,7 @@ def test_apply_config_is_idempotent_and_upserts_by_name(database: Database) -> N
         wire = session.scalars(select(Source).where(Source.name == "markets wire")).one()
         wire.enabled, wire.disabled_reason = False, "HTTP 410 Gone"
     with database.session() as session:
-        apply_config(session, config)
+        apply_config(session, config, EXAMPLE)
     with database.session() as session:
         after = {s.name: s.updated_at for s in list_sources(session)} | {
             r.name: r.updated_at for r in list_rules(session)
@@ -521,7 +521,7 @@ def test_apply_config_is_idempotent_and_upserts_by_name(database: Database) -> N
         }
     )
     with database.session() as session:
-        apply_config(session, changed)
+        apply_config(session, changed, EXAMPLE)
     with database.session() as session:
         wire = session.scalars(select(Source).where(Source.name == "markets wire")).one()
         assert (wire.url, wire.enabled, wire.disabled_reason) == (
@@ -538,9 +538,13 @@ def test_apply_config_is_idempotent_and_upserts_by_name(database: Database) -> N
 
 def test_upsert_creates_then_updates_in_place(database: Database) -> None:
     with database.session() as session:
-        first = upsert_source(session, SourceIn(name="wire", url=FEED, kind="rss"))
-        again = upsert_source(session, SourceIn(name="wire", url=FEED, kind="rss", cron="0 * * * *"))
-        rule = upsert_rule(session, AlertRuleIn(name="r", webhook_url=HOOK))
-        rule_again = upsert_rule(session, AlertRuleIn(name="r", webhook_url=HOOK, method="robust_z"))
+        first = upsert_source(session, SourceIn(name="wire", url=FEED, kind="rss"), "monitor.toml")
+        again = upsert_source(
+            session, SourceIn(name="wire", url=FEED, kind="rss", cron="0 * * * *"), "monitor.toml"
+        )
+        rule = upsert_rule(session, AlertRuleIn(name="r", webhook_url=HOOK), "monitor.toml")
+        rule_again = upsert_rule(
+            session, AlertRuleIn(name="r", webhook_url=HOOK, method="robust_z"), "monitor.toml"
+        )
         assert (first.id, again.cron, again.interval_seconds) == (again.id, "0 * * * *", None)
         assert (rule.id, rule_again.method) == (rule_again.id, "robust_z")

@@ -20,12 +20,14 @@
     aliases = ["Tesla Motors"]
 
 Sources and rules are upserted by name into the database (`apply_config`) and are then managed by the file
-(``managed_by = "config"``, one created through the API too once the file declares its name): at each start
-the file's settings replace changes made through the API, and one the file no longer declares is disabled
-(never deleted: its documents and alerts stay) and handed back to the API. Ones the file never declared are
-left alone. Topics and entities configure the tagger and are not stored. Before that, every source URL and
-webhook URL passes the address guard the API applies to them (`admit_urls`), so a private or loopback
-address the operator did not allow stops the start instead of failing each fetch or delivery later.
+(``managed_by = "config"``, one created through the API too once the file declares its name), which is known
+by its absolute path (`config_key`): at each start the file's settings replace changes made through the
+API, and one the file no longer declares is disabled (never deleted: its documents and alerts stay) and
+handed back to the API. Ones the file never declared are left alone, another config file's included (two
+desks' files, or two cron jobs, on one database). Topics and entities configure the tagger and are not
+stored. Before that, every source URL and webhook URL passes the address guard the API applies to them
+(`admit_urls`), so a private or loopback address the operator did not allow stops the start instead of
+failing each fetch or delivery later.
 """
 
 from __future__ import annotations
@@ -33,13 +35,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import tomllib
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
-from sqlalchemy import text
+from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from finance_sentiment import netguard, rules, sources
@@ -48,6 +51,7 @@ from finance_sentiment.fetching import BlockedAddress, guard_address
 from finance_sentiment.rules import rule_out, upsert_rule
 from finance_sentiment.schemas import AlertRuleIn, Name, SourceIn, Tag, describe_errors
 from finance_sentiment.sources import upsert_source
+from finance_sentiment.tables import AlertRule, Source
 from finance_sentiment.tagging import EntitySpec, TopicSpec
 from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import CoreError, InvalidInput
@@ -240,16 +244,25 @@ async def admit_urls(
             raise outcome
 
 
-def apply_config(session: Session, config: MonitorConfig) -> None:
+def config_key(path: str | Path) -> str:
+    """How a config file is known in the database: its absolute path, symbolic links not followed (a
+    Kubernetes ConfigMap mount points its file at a new folder at each update; its name stays)."""
+    return os.path.abspath(path)  # noqa: PTH100 - Path.resolve follows the links
+
+
+def apply_config(session: Session, config: MonitorConfig, path: str | Path) -> None:
     """Upsert the config's sources and alert rules by name, and disable the ones it provisioned before but
     no longer declares (idempotent: a second run changes nothing).
 
-    The file is the source of truth for what it provisions: a source or rule it declares is marked
-    ``managed_by = "config"`` (one created through the API too), and one so marked that the file no longer
-    declares is disabled with a `disabled_reason`, logged by name, and marked ``"api"`` again
+    The file (`path`, known by `config_key`) is the source of truth for what it provisions: a source or rule
+    it declares is marked ``managed_by = "config"`` and as this file's (one created through the API, or
+    provisioned by another file, too: the other file's claim is logged), and one marked as this file's that
+    it no longer declares is disabled with a `disabled_reason`, logged by name, and marked ``"api"`` again
     (`sources.release_undeclared`, `rules.release_undeclared`): its documents, alerts and history stay, and
-    a later start leaves it alone unless the file declares it again. Its firing alerts are resolved at the
-    next evaluation, as when a rule is disabled through the API.
+    a later start leaves it alone unless a file declares it again. Its firing alerts are resolved at the
+    next evaluation, as when a rule is disabled through the API. Another file's sources and rules are left
+    alone, so several files can provision one database; a row stored before the file was recorded counts as
+    the file's that starts next.
 
     A rule's `match` is resolved with the file's topics and entities and the sources' tags (an alias,
     ticker or other case of a configured name is stored as the canonical name); a name no story is
@@ -260,25 +273,56 @@ def apply_config(session: Session, config: MonitorConfig) -> None:
     """
     if session.get_bind().dialect.name == "postgresql":
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": CONFIG_LOCK})
+    key = config_key(path)
+    _warn_claims(session, config, key)
     for source in config.sources:
-        upsert_source(session, source)
+        upsert_source(session, source, key)
     session.flush()
     names = NameIndex.read(session, Vocabulary(config.topic_specs(), config.entity_specs()))
     for data in config.alert_rules:
-        for warning in rule_out(upsert_rule(session, data, names), names).warnings:
-            log.warning("config file: alert rule %r: %s", data.name, warning)
-    for row in sources.release_undeclared(session, {source.name for source in config.sources}):
+        for warning in rule_out(upsert_rule(session, data, key, names), names).warnings:
+            log.warning("config file %s: alert rule %r: %s", key, data.name, warning)
+    for row in sources.release_undeclared(session, {source.name for source in config.sources}, key):
         log.warning(
-            "config file: source %r (id %d) is no longer declared: disabled, its documents kept, and managed "
-            "through the API from now on (disabled_reason: %s)",
+            "config file %s: source %r (id %d) is no longer declared: disabled, its documents kept, and "
+            "managed through the API from now on (disabled_reason: %s)",
+            key,
             row.name,
             row.id,
             redact(row.disabled_reason or ""),
         )
-    for rule in rules.release_undeclared(session, {data.name for data in config.alert_rules}):
+    for rule in rules.release_undeclared(session, {data.name for data in config.alert_rules}, key):
         log.warning(
-            "config file: alert rule %r (id %d) is no longer declared: it is disabled (its alerts are kept, "
-            "firing ones are resolved at the next evaluation) and managed through the API from now on",
+            "config file %s: alert rule %r (id %d) is no longer declared: it is disabled (its alerts are "
+            "kept, firing ones are resolved at the next evaluation) and managed through the API from now on",
+            key,
             rule.name,
             rule.id,
         )
+
+
+def _warn_claims(session: Session, config: MonitorConfig, key: str) -> None:
+    """Log each source and rule the file declares that another config file provisioned: from now on it
+    follows this file (whichever file starts last sets it), which two files should not both want."""
+    claims = {
+        "source": select(Source.name, Source.config_file).where(
+            Source.managed_by == "config",
+            Source.config_file != key,
+            Source.name.in_([source.name for source in config.sources]),
+        ),
+        "alert rule": select(AlertRule.name, AlertRule.config_file).where(
+            AlertRule.managed_by == "config",
+            AlertRule.config_file != key,
+            AlertRule.name.in_([rule.name for rule in config.alert_rules]),
+        ),
+    }
+    for what, query in claims.items():
+        for name, other in session.execute(query):
+            log.warning(
+                "config file %s: %s %r was provisioned by config file %s; this file declares it too and "
+                "manages it from now on (declare each name in one file only)",
+                key,
+                what,
+                name,
+                other,
+            )

@@ -289,9 +289,9 @@ async def open_monitor(
     prepared = prepared or await prepare(settings)
     config = prepared.config
     db = Database(settings.database_url)
-    if config is not None:
+    if config is not None and settings.config_file is not None:
         with db.session() as session:
-            apply_config(session, config)
+            apply_config(session, config, settings.config_file)
     await asyncio.to_thread(_warn_unjudged_windows, db, settings.alert_interval_s)
     # A run makes one request at a time: with a connection for every run and every webhook post, nothing
     # waits for a pooled connection (a wait over the pool timeout fails the request).

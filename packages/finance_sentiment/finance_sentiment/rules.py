@@ -191,11 +191,14 @@ def delete_rule(
     return resolved
 
 
-def upsert_rule(session: Session, data: AlertRuleIn, names: NameIndex | None = None) -> AlertRule:
+def upsert_rule(
+    session: Session, data: AlertRuleIn, config_file: str, names: NameIndex | None = None
+) -> AlertRule:
     """Create the rule named `data.name`, or make the stored one match `data` (for the config file); its
     `match` is resolved as in `create_rule`. Either way the config file manages it from now on
-    (``managed_by = "config"``), one created through the API too; one the file had dropped
-    (`release_undeclared`) follows the file again, `enabled` included."""
+    (``managed_by = "config"``, `config_file` its path), one created through the API or provisioned by
+    another file too; one a file had dropped (`release_undeclared`) follows the file again, `enabled`
+    included."""
     rule = session.scalars(select(AlertRule).where(AlertRule.name == data.name, _LIVE)).one_or_none()
     if rule is None:
         rule = create_rule(session, data, names=names)
@@ -203,27 +206,30 @@ def upsert_rule(session: Session, data: AlertRuleIn, names: NameIndex | None = N
         _assign(rule, resolve_match(session, data, names))
         if rule.disabled_reason is not None:  # only the file's dropping sets one: declared again, it goes
             rule.disabled_reason = None
-    if rule.managed_by != "config":
-        rule.managed_by = "config"
+    if (rule.managed_by, rule.config_file) != ("config", config_file):
+        rule.managed_by, rule.config_file = "config", config_file
     _flush(session, data.name)
     return rule
 
 
-def release_undeclared(session: Session, declared: Collection[str]) -> list[AlertRule]:
-    """Disable the rules the config file provisioned but no longer declares (names not in `declared`), and
-    hand them to the API (``managed_by = "api"``): kept with their alerts, never judged again until enabled
-    through the API or declared again. Their firing alerts are resolved at the next evaluation, each with a
-    "resolved" notification, as when a rule is disabled through the API (`alerting.evaluate_rules`).
+def release_undeclared(session: Session, declared: Collection[str], config_file: str) -> list[AlertRule]:
+    """Disable the rules the config file `config_file` provisioned but no longer declares (names not in
+    `declared`), and hand them to the API (``managed_by = "api"``): kept with their alerts, never judged
+    again until enabled through the API or declared again. Their firing alerts are resolved at the next
+    evaluation, each with a "resolved" notification, as when a rule is disabled through the API
+    (`alerting.evaluate_rules`). Another file's rules are left alone; one stored before the file was
+    recorded counts as this one's.
 
     Returns:
         The rules released, oldest first.
     """
-    query = select(AlertRule).where(AlertRule.managed_by == "config", _LIVE).order_by(AlertRule.id)
+    mine = or_(AlertRule.config_file == config_file, AlertRule.config_file.is_(None))
+    query = select(AlertRule).where(AlertRule.managed_by == "config", mine, _LIVE).order_by(AlertRule.id)
     released = [rule for rule in session.scalars(query) if rule.name not in declared]
     for rule in released:
         if rule.enabled or rule.disabled_reason is None:
             rule.enabled, rule.disabled_reason = False, DROPPED_RULE
-        rule.managed_by = "api"
+        rule.managed_by, rule.config_file = "api", None
     session.flush()
     return released
 

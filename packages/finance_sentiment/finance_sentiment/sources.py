@@ -11,7 +11,7 @@ from collections.abc import Collection
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -91,9 +91,10 @@ def delete_source(session: Session, source_id: int) -> None:
     session.flush()
 
 
-def upsert_source(session: Session, data: SourceIn) -> Source:
+def upsert_source(session: Session, data: SourceIn, config_file: str) -> Source:
     """Create the source named `data.name`, or make the stored one match `data` (for the config file); either
-    way the config file manages it from now on (``managed_by = "config"``), one created through the API too.
+    way the config file manages it from now on (``managed_by = "config"``, `config_file` its path), one
+    created through the API or provisioned by another file too.
 
     A source the monitor disabled itself (it has a `disabled_reason`) stays disabled when the config says
     `enabled = true` but its URL and kind are unchanged, so that a restart does not resume hammering a
@@ -110,27 +111,29 @@ def upsert_source(session: Session, data: SourceIn) -> Source:
         if auto_disabled and data.enabled and (data.url, data.kind) == (source.url, source.kind):
             data = data.model_copy(update={"enabled": False})
         _assign(source, data)
-    if source.managed_by != "config":
-        source.managed_by = "config"
+    if (source.managed_by, source.config_file) != ("config", config_file):
+        source.managed_by, source.config_file = "config", config_file
     _flush(session, data.name)
     return source
 
 
-def release_undeclared(session: Session, declared: Collection[str]) -> list[Source]:
-    """Disable the sources the config file provisioned but no longer declares (names not in `declared`), and
-    hand them to the API (``managed_by = "api"``): kept with their documents, never fetched until enabled
-    through the API or declared again. An enabled one gets `DROPPED_SOURCE` as its `disabled_reason`; one
-    already disabled keeps its reason (a 410 stays a 410), or gets that one if it had none.
+def release_undeclared(session: Session, declared: Collection[str], config_file: str) -> list[Source]:
+    """Disable the sources the config file `config_file` provisioned but no longer declares (names not in
+    `declared`), and hand them to the API (``managed_by = "api"``): kept with their documents, never fetched
+    until enabled through the API or declared again. An enabled one gets `DROPPED_SOURCE` as its
+    `disabled_reason`; one already disabled keeps its reason (a 410 stays a 410), or gets that one if it had
+    none. Another file's sources are left alone; one stored before the file was recorded counts as this one's.
 
     Returns:
         The sources released, oldest first.
     """
-    query = select(Source).where(Source.managed_by == "config").order_by(Source.id)
+    mine = or_(Source.config_file == config_file, Source.config_file.is_(None))
+    query = select(Source).where(Source.managed_by == "config", mine).order_by(Source.id)
     released = [source for source in session.scalars(query) if source.name not in declared]
     for source in released:
         if source.enabled or source.disabled_reason is None:
             source.enabled, source.disabled_reason = False, DROPPED_SOURCE
-        source.managed_by = "api"
+        source.managed_by, source.config_file = "api", None
     session.flush()
     return released
 

@@ -7,7 +7,8 @@
     pruned_stories                                 (dedup keys of the stories the retention deleted)
 
 `managed_by` on sources and alert rules says who owns a row: "config" for the ones the config file
-declares (`finance_sentiment.config.apply_config`), "api" for the others.
+declares (`finance_sentiment.config.apply_config`), "api" for the others; `config_file` says which file (its
+absolute path; null for the API's rows and for the file's rows stored before it was recorded).
 
 Times are stored as naive UTC and read back timezone-aware (`textcore.sql.UtcDateTime`), identically on
 SQLite and PostgreSQL.
@@ -77,6 +78,7 @@ class Source(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)
     managed_by: Mapped[str] = mapped_column(String(MANAGED_BY_CHARS), default="api", server_default="api")
+    config_file: Mapped[str | None] = mapped_column(Text)  # the file that provisions it
     etag: Mapped[str | None] = mapped_column(String(ETAG_CHARS))
     last_modified: Mapped[str | None] = mapped_column(String(LAST_MODIFIED_CHARS))
     last_run_at: Mapped[datetime | None] = mapped_column()
@@ -163,6 +165,7 @@ class AlertRule(Base):
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     disabled_reason: Mapped[str | None] = mapped_column(Text)  # set when the config file dropped the rule
     managed_by: Mapped[str] = mapped_column(String(MANAGED_BY_CHARS), default="api", server_default="api")
+    config_file: Mapped[str | None] = mapped_column(Text)  # the file that provisions it
     # Set when the rule was deleted while notifications of it still waited (see `rules.delete_rule`): the
     # row stays, hidden and renamed, only so those are delivered to its webhook, then the outbox removes it.
     deleted_at: Mapped[datetime | None] = mapped_column()
