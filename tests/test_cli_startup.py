@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -26,3 +27,18 @@ def test_help_lists_the_commands(module: str) -> None:
     assert shown.returncode == 0, shown.stderr
     expected = ("train", "evaluate") if module == "textcore.cli" else ("train", "evaluate", "serve")
     assert all(name in shown.stdout for name in expected), shown.stdout
+
+
+def test_a_training_run_refusing_its_data_file_imports_no_model_library(tmp_path: Path) -> None:
+    # The refusal of a misspelt column came after seconds of importing transformers, only to quiet it.
+    data = tmp_path / "d.csv"
+    data.write_text("review,sentiment\ngood,pos\nbad,neg\n", encoding="utf-8")
+    argv = ["textcore", "train", "--data", str(data), "--text-column", "body", "--label-column", "sentiment"]
+    code = (
+        f"import sys; sys.argv = {[*argv, '--output', str(tmp_path / 'out')]!r}; import textcore.cli\n"
+        "try:\n    textcore.cli.main()\nexcept SystemExit as exit:\n    code = exit.code\n"
+        f"print(code, sorted(m for m in {HEAVY[:2]!r} + ('huggingface_hub',) if m in sys.modules))"
+    )
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "expected column(s) body; found review, sentiment" in probe.stderr
+    assert probe.stdout.strip() == "2 []", probe.stdout

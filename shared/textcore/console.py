@@ -6,6 +6,8 @@ Shared by `textcore` and the services' command lines.
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
@@ -34,8 +36,14 @@ def say(message: str) -> None:
 def quiet_libraries() -> None:
     """Keep stderr for our own messages: no hub/transformers progress bars or load reports.
 
-    Called inside the commands (which import transformers anyway) so that `--help` stays fast.
+    Before transformers and the hub client are imported, their environment settings do it, so that a command
+    refusing its input at once (a missing file, a misspelt column) does not first spend seconds importing
+    them; once imported, their own switches do.
     """
+    if "transformers" not in sys.modules and "huggingface_hub" not in sys.modules:
+        os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+        os.environ["TRANSFORMERS_VERBOSITY"] = "error"
+        return
     import transformers.utils.logging  # noqa: PLC0415
     from huggingface_hub.utils import disable_progress_bars  # type: ignore[attr-defined]  # noqa: PLC0415
 
