@@ -125,6 +125,21 @@ def test_keyword_finds_shared_terms(kb: KnowledgeBase) -> None:
     assert retriever.search("zebra", 3, "keyword") == []
 
 
+def test_a_knowledge_base_without_a_keyword_term_is_searched_by_meaning(
+    sqlite_url: str, minilm: Encoder, tmp_path: Path
+) -> None:
+    # Its only FAQ is stopwords and one-letter words: storing it crashed in bm25s ("max() arg is an empty
+    # sequence": a 500, and a traceback from `customer-service ingest`), and nothing was stored.
+    with migrated(Database(sqlite_url)) as db:
+        kb = KnowledgeBase.open(db, minilm, tmp_path / "index")
+        kb.upsert_faqs([FaqIn("is-it", "Is it?", "It is.", "misc"), FaqIn("a", "A?", "5", "misc")])
+        retriever = Retriever(kb)
+        assert retriever.search("is it", 3, "keyword") == []
+        assert {p.id for p in retriever.search("is it", 3, "hybrid")} == {"is-it", "a"}
+        kb.upsert_faqs([FaqIn("hours", "When do branches open?", "At nine.", "branches")])  # terms now
+        assert retriever.search("branches", 3, "keyword")[0].id == "hours"
+
+
 def test_hybrid_is_the_rrf_of_dense_and_keyword(kb: KnowledgeBase) -> None:
     retriever = Retriever(kb, candidates=5, rrf_k=10)
     query = "card payments declined abroad"

@@ -61,10 +61,13 @@ class KeywordIndex:
         if len(set(ids)) != len(ids):
             raise InvalidInput("expected unique ids; found repeats")
         self._ids = list(ids)
-        self._bm25: Any = None  # bm25s.BM25; None while empty (bm25s cannot index nothing)
-        if self._ids:
+        # bm25s.BM25; None while no passage holds a term (bm25s cannot index nothing): an empty knowledge
+        # base, or one whose only FAQ is "Is it?" / "It is." (stopwords) or "A?" / "5" (one letter or digit)
+        self._bm25: Any = None
+        tokens = tokenize(texts) if self._ids else []
+        if any(tokens):
             self._bm25 = bm25s.BM25()
-            self._bm25.index(tokenize(texts), show_progress=False)
+            self._bm25.index(tokens, show_progress=False)
 
     def __len__(self) -> int:
         return len(self._ids)
