@@ -12,6 +12,7 @@ import io
 import json
 import math
 import os
+import unicodedata
 from collections import Counter
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -339,8 +340,58 @@ def _rows_by_label(labels: list[str]) -> dict[str, list[int]]:
     return rows
 
 
+def text_key(text: str) -> str:
+    """The form in which two texts count as the same one: Unicode NFKC, case-folded, whitespace collapsed.
+
+    `"\\nWhere can I withdraw money from?"` and `"where can I  withdraw money from?"` are one text: the
+    default base model lower-cases its input, so a text that differs from another only in case or spacing
+    is the same input to it.
+    """
+    return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
+
+
+def _groups_by_label(data: LabelledTexts) -> dict[str, list[list[int]]]:
+    """The row indices of each distinct text (`text_key`), filed under the label most of its rows carry (the
+    first in sorted order on a tie); each label's groups in the order of their first row."""
+    rows: dict[str, list[int]] = {}
+    for index, text in enumerate(data.texts):
+        rows.setdefault(text_key(text), []).append(index)
+    groups: dict[str, list[list[int]]] = {}
+    for group in rows.values():
+        counts = Counter(data.labels[i] for i in group)
+        groups.setdefault(min(counts, key=lambda label: (-counts[label], label)), []).append(group)
+    return groups
+
+
+def _held_out(sizes: list[int], fraction: float) -> set[int]:
+    """Which of one class's groups (their sizes, in drawn order) go to validation.
+
+    In drawn order, each group that brings the validation rows nearer `fraction` of the class's rows (at
+    least one row), but never the last group left; the smallest group when none does. A class with a single
+    text gives none.
+    """
+    if len(sizes) < 2:
+        return set()
+    target = max(1, round(sum(sizes) * fraction))
+    held: set[int] = set()
+    rows = 0
+    for position, size in enumerate(sizes):
+        if len(held) == len(sizes) - 1:
+            break
+        if abs(rows + size - target) < abs(rows - target):
+            held.add(position)
+            rows += size
+    return held or {sizes.index(min(sizes))}
+
+
 def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[LabelledTexts, LabelledTexts]:
-    """Split off `fraction` of each class (at least one row of any class with two or more) for validation.
+    """Split off about `fraction` of each class for validation, keeping all rows of one text on one side.
+
+    Rows whose texts are the same (`text_key`: case and spacing aside) form one group, filed under the label
+    most of them carry (a multi-label row's `a|b` counts as one label here). Each class with two or more
+    distinct texts gives at least one text to validation and keeps at least one for training; a class with a
+    single text stays in training. Without repeated texts each class gives `round(fraction * rows)` rows (at
+    least one, at most all but one).
 
     Returns:
         (train, validation), both in a seeded random order.
@@ -348,19 +399,24 @@ def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[L
     if not 0.0 < fraction < 1.0:
         raise InvalidInput(f"expected a validation fraction in (0, 1); found {fraction}")
     rng = np.random.default_rng(seed)
-    by_label = _rows_by_label(data.labels)
+    by_label = _groups_by_label(data)
     train_idx: list[int] = []
     val_idx: list[int] = []
     for label in sorted(by_label):
-        indices = by_label[label]
-        order = rng.permutation(len(indices))
-        n_val = round(len(indices) * fraction) if len(indices) > 1 else 0
-        n_val = max(n_val, 1) if len(indices) > 1 else 0
-        val_idx.extend(indices[i] for i in order[:n_val])
-        train_idx.extend(indices[i] for i in order[n_val:])
+        groups = by_label[label]
+        order = rng.permutation(len(groups))
+        held = _held_out([len(groups[i]) for i in order], fraction)
+        for position, i in enumerate(order):
+            (val_idx if position in held else train_idx).extend(groups[i])
     rng.shuffle(train_idx)
     rng.shuffle(val_idx)
     return data.subset(train_idx), data.subset(val_idx)
+
+
+def texts_in_common(train: LabelledTexts, validation: LabelledTexts) -> int:
+    """How many validation rows have a text (`text_key`) that is also a training text."""
+    seen = {text_key(text) for text in train.texts}
+    return sum(text_key(text) in seen for text in validation.texts)
 
 
 def stratified_folds(data: LabelledTexts, k: int, seed: int) -> list[tuple[LabelledTexts, LabelledTexts]]:

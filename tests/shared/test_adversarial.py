@@ -138,10 +138,12 @@ def test_a_peft_wrapped_encoder_is_perturbed_too(tiny_model_dir: Path) -> None:
 def test_adversarial_training_still_learns_the_keyword_task(
     method: str, steps: int, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
+    # the size of test_tiny_model_learns_a_keyword_task: on 80 rows and 4 epochs the tiny model scored 0.5 on
+    # validation texts it had not seen (0.85 and more only while the split put copies of training texts there)
     config = tiny_config(
-        tiny_model_dir, epochs=4, adversarial=method, adversarial_epsilon=EPSILON, adversarial_steps=steps
+        tiny_model_dir, epochs=6, adversarial=method, adversarial_epsilon=EPSILON, adversarial_steps=steps
     )
-    result = train_classifier(keyword_data(80), config, tmp_path / "m", progress=False)
+    result = train_classifier(keyword_data(160), config, tmp_path / "m", progress=False)
     assert not result.loop.stopped_early
     assert result.metadata["hyperparameters"]["adversarial"] == method
     assert result.metrics["accuracy"] >= 0.85

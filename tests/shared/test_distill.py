@@ -21,7 +21,7 @@ LABELS = ["negative", "positive"]
 
 @pytest.fixture(scope="module")
 def teachers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """Two classifiers trained on the keyword task with different seeds."""
+    """Two classifiers trained on the keyword task with different seeds, each right on most new rows."""
     folder = tmp_path_factory.mktemp("teachers")
     data = keyword_data(160)
     paths = []
@@ -29,7 +29,8 @@ def teachers(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         result = train_classifier(
             data, tiny_config(tiny_model_dir, epochs=6, seed=seed), folder / f"t{seed}", progress=False
         )
-        assert result.metrics["accuracy"] >= 0.85
+        # judged on rows of their own: the carved validation split holds only a few distinct texts
+        assert accuracy(result.output, keyword_data(40, seed=99)) >= 0.85
         paths.append(result.output)
     return paths
 

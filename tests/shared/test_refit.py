@@ -62,7 +62,8 @@ def test_refit_trains_every_row_for_the_selected_share_and_keeps_the_first_runs_
     assert refit.metadata["validation_metrics"] == plain.metadata["validation_metrics"]
     assert refit.metadata["training"]["best_step"] == plain.metadata["training"]["best_step"]
     record = refit.metadata["refit"]
-    assert record["train_rows"] == len(data) == plain.metadata["data"]["train"]["rows"] + 12
+    rows = plain.metadata["data"]["train"]["rows"] + plain.metadata["data"]["validation"]["rows"]
+    assert record["train_rows"] == len(data) == rows
     share = record["selection_best_step"] / record["selection_scheduled_steps"]
     assert record["steps"] == math.ceil(share * record["scheduled_steps"])
     assert record["scheduled_steps"] > record["selection_scheduled_steps"]  # more rows, more steps per epoch

@@ -5,13 +5,21 @@ warm-started head) and the few-shot `train_few_shot`. The other tasks' runners a
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from textcore.artifacts import RUN_DIR
-from textcore.data import LabelledTexts, require_classes, require_label_sets, split_labels, stratified_split
+from textcore.data import (
+    LabelledTexts,
+    require_classes,
+    require_label_sets,
+    split_labels,
+    stratified_split,
+    texts_in_common,
+)
 from textcore.errors import InvalidInput, some_of
 from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report
@@ -37,6 +45,8 @@ from textcore.training.setfit import HEAD_C, SetFitTask, few_shot_split
 
 REFIT_DIR = "refit"  # inside the run's records: the refit's own metrics and curves
 
+log = logging.getLogger(__name__)
+
 
 def _validation_for(
     train_data: LabelledTexts, validation: LabelledTexts | None, config: TrainConfig, labels: list[str]
@@ -46,7 +56,8 @@ def _validation_for(
         if not validation_part.texts or not train_part.texts:
             raise InvalidInput(
                 f"expected enough rows to carve a validation split ({config.validation_fraction:.0%}) and "
-                f"keep training rows; found {len(train_data.texts)} rows: give more, or --validation FILE"
+                f"keep training rows (all rows of one text stay on one side); found {len(train_data.texts)} "
+                "rows: give more, or --validation FILE"
             )
         return train_part, validation_part
     known = set(labels)
@@ -60,6 +71,7 @@ def _validation_for(
             f"validation labels {some_of(unknown)} do not occur in the training data; "
             f"known: {some_of(labels)}"
         )
+    warn_of_shared_texts(train_data, validation)
     return train_data, validation
 
 
@@ -207,12 +219,27 @@ def _refit(
     return task, record
 
 
+def warn_of_shared_texts(train_data: LabelledTexts, validation: LabelledTexts) -> None:
+    """Log a warning when given validation rows have texts the training rows also have (case and spacing
+    aside): their figures are optimistic. A split carved here never has any."""
+    shared = texts_in_common(train_data, validation)
+    if shared:
+        log.warning(
+            "%d of %d validation rows have a text that is also in the training data (case and spacing "
+            "aside); their figures are optimistic",
+            shared,
+            len(validation),
+        )
+
+
 def _classifier_record(
     train_data: LabelledTexts, val_data: LabelledTexts, report: ClassificationReport
 ) -> dict[str, Any]:
-    """The data and validation figures every classifier folder's metadata records."""
+    """The data and validation figures every classifier folder's metadata records (`texts_in_training`: the
+    validation rows whose text is also a training text)."""
+    validation = {**data_info(None, val_data), "texts_in_training": texts_in_common(train_data, val_data)}
     return {
-        "data": {"train": data_info(None, train_data), "validation": data_info(None, val_data)},
+        "data": {"train": data_info(None, train_data), "validation": validation},
         "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
     }
 
@@ -262,6 +289,8 @@ def train_few_shot(
         raise InvalidInput("task setfit: row weights apply to classification only; found weighted data")
     labels = require_classes(data, "training data")
     train_data, val_data = few_shot_split(data, validation, labels, config)
+    if validation is not None:
+        warn_of_shared_texts(train_data, val_data)
     seed_everything(config.seed)
     task = SetFitTask(load_backbone(config.base_model), train_data, val_data, labels, config)
     run_dir = output / RUN_DIR

@@ -1,0 +1,118 @@
+"""Repeated texts and validation: a carved split keeps every row of one text on one side, and given validation
+rows whose texts are also training texts are counted (metadata) and warned about."""
+
+from __future__ import annotations
+
+import logging
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import shared_data
+from tests.shared.test_training import tiny_config
+from textcore.data import LabelledTexts, read_labelled, stratified_split, text_key
+from textcore.training import train_classifier
+
+
+def repeated(counts: dict[str, int], copies: int) -> LabelledTexts:
+    """`counts[label]` distinct texts of each label, each written `copies` times in varied case and spacing,
+    the copies spread over the file (as a file that was appended to would hold them)."""
+    texts, labels = [], []
+    for copy in range(copies):
+        for label, n in counts.items():
+            for i in range(n):
+                text = f"{label} text number {i}"
+                texts.append([text, f"  {text.upper()}", text.replace(" ", "\n  ")][copy % 3])
+                labels.append(label)
+    return LabelledTexts(texts, labels)
+
+
+def shared_keys(train: LabelledTexts, validation: LabelledTexts) -> set[str]:
+    return {text_key(t) for t in train.texts} & {text_key(t) for t in validation.texts}
+
+
+def test_text_key_ignores_case_and_spacing_only() -> None:
+    assert text_key("\nWhere can I  withdraw money?\u00a0") == text_key("where can i withdraw money?")
+    assert text_key("profit rose") != text_key("profit rose.")
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_copy_of_a_text_lands_on_one_side(seed: int) -> None:
+    data = repeated({"big": 40, "mid": 10, "small": 2}, copies=3)
+    train, validation = stratified_split(data, 0.1, seed)
+    assert shared_keys(train, validation) == set()
+    assert sorted(train.texts + validation.texts) == sorted(data.texts)
+    # stratified as before: a tenth of each class's texts (at least one), all three copies of each
+    assert validation.label_counts() == {"big": 12, "mid": 3, "small": 3}
+
+
+def test_the_split_with_repeated_texts_is_reproducible_per_seed() -> None:
+    data = repeated({"a": 30, "b": 30}, copies=2)
+    first = stratified_split(data, 0.2, seed=7)
+    assert stratified_split(data, 0.2, seed=7) == first
+    other = stratified_split(data, 0.2, seed=8)
+    assert other != first
+    assert shared_keys(*first) == shared_keys(*other) == set()
+    assert other[1].label_counts() == first[1].label_counts() == {"a": 12, "b": 12}
+
+
+def test_a_text_with_two_labels_stays_on_one_side_under_its_majority_label() -> None:
+    texts = ["shares flat", "shares flat", "SHARES FLAT", *[f"up {i}" for i in range(9)], "down 0", "down 1"]
+    labels = ["neutral", "neutral", "positive", *["positive"] * 9, "negative", "negative"]
+    for seed in range(10):
+        train, validation = stratified_split(LabelledTexts(texts, labels), 0.3, seed)
+        assert shared_keys(train, validation) == set()
+        assert len(train) + len(validation) == len(texts)
+
+
+def test_small_classes_keep_their_guarantees() -> None:
+    # one text however often: training only; two texts: one each side; a single row: training
+    texts = ["hello"] * 4 + ["bye", "BYE", "see you", "see you"] + ["once"]
+    labels = ["greet"] * 4 + ["leave"] * 4 + ["odd"]
+    for seed in range(10):
+        train, validation = stratified_split(LabelledTexts(texts, labels), 0.1, seed)
+        assert validation.label_counts() == {"leave": 2}
+        assert train.label_counts() == {"greet": 4, "leave": 2, "odd": 1}
+
+
+def test_multi_label_rows_are_split_by_text_too() -> None:
+    data = repeated({"a|b": 10, "a": 10, "b": 10}, copies=2)
+    train, validation = stratified_split(data, 0.2, seed=3)
+    assert shared_keys(train, validation) == set()
+    assert validation.label_counts() == {"a": 4, "a|b": 4, "b": 4}
+
+
+def test_no_phrasebank_sentence_is_on_both_sides_of_the_default_split() -> None:
+    data = read_labelled(shared_data("financial_phrasebank/train.csv"), "sentence", "label")
+    assert len({text_key(t) for t in data.texts}) < len(data)  # the file repeats sentences
+    train, validation = stratified_split(data, 0.1, 42)
+    assert shared_keys(train, validation) == set()
+    assert len(validation) == 388
+    share = {k: v / len(data) for k, v in data.label_counts().items()}
+    assert all(abs(v / len(validation) - share[k]) < 0.01 for k, v in validation.label_counts().items())
+
+
+def test_a_carved_split_has_no_training_text_in_validation(tiny_model_dir: Path, tmp_path: Path) -> None:
+    data = repeated({"pos": 8, "neg": 8}, copies=3)
+    result = train_classifier(data, tiny_config(tiny_model_dir, epochs=1), tmp_path / "m", progress=False)
+    assert result.metadata["data"]["validation"]["texts_in_training"] == 0
+
+
+def test_given_validation_rows_seen_in_training_are_counted_and_warned_about(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    data = repeated({"pos": 6, "neg": 6}, copies=1)
+    validation = LabelledTexts(
+        ["POS text number 0", "neg  text number 1", "neg text number 1", "pos brand new", "neg brand new"],
+        ["pos", "neg", "neg", "pos", "neg"],
+    )
+    with caplog.at_level(logging.WARNING):
+        result = train_classifier(
+            data, tiny_config(tiny_model_dir, epochs=1), tmp_path / "m", validation=validation, progress=False
+        )
+    assert result.metadata["data"]["validation"]["rows"] == 5  # the user's split is kept whole
+    assert result.metadata["data"]["validation"]["texts_in_training"] == 3
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    expected = "3 of 5 validation rows have a text that is also in the training data"
+    assert Counter(expected in line for line in warnings)[True] == 1, warnings
