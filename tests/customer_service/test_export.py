@@ -155,6 +155,13 @@ def kb(database_url: str, tiny_model_dir: Path, tmp_path: Path) -> Iterator[Know
         yield KnowledgeBase.open(db, encoder, tmp_path / "index")
 
 
+def test_a_csv_export_refused_for_one_chunk_says_one_chunk(tmp_path: Path, kb: KnowledgeBase) -> None:
+    kb.put_document("note.txt", "Note", "Branches close at noon on Christmas Eve.", "text")
+    refused = CliRunner().invoke(cli_app, ["export", str(tmp_path / "new.csv"), "--database-url", kb.db.url])
+    assert refused.exit_code == 2, refused.output
+    assert "the knowledge base holds 1 document chunk; expected a .jsonl file" in refused.stderr
+
+
 def test_an_export_reads_pages_in_order_and_is_a_copy_of_one_version(
     kb: KnowledgeBase, tmp_path: Path
 ) -> None:

@@ -96,8 +96,8 @@ def export_knowledge(
     form = check_output(output, kind, force)
     if form == "csv" and kind == "all" and (held := _count(db, "chunk", category)):
         raise InvalidInput(
-            f"{output}: a CSV file holds FAQs only, and the knowledge base holds {held} document chunks; "
-            "expected a .jsonl file for them too, or --kind faq"
+            f"{output}: a CSV file holds FAQs only, and the knowledge base holds "
+            f"{_many(held, 'document chunk')}; expected a .jsonl file for them too, or --kind faq"
         )
     if page_size < 1:
         raise InvalidInput(f"page size: expected at least 1; found {page_size}")
