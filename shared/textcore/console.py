@@ -6,6 +6,7 @@ Shared by `textcore` and the services' command lines.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -74,9 +75,27 @@ def log_config(log_format: str, level: str) -> dict[str, Any]:
     return run_or_exit(lambda: logging_config(log_format, level))
 
 
+class _ConsoleWarnings(logging.Handler):
+    """Warnings the library logs, on the command's stderr as its own: ``warning: max_length 1024 is ...``."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        say(f"{record.levelname.lower()}: {record.getMessage()}")
+
+
+def console_warnings() -> None:
+    """Show logged warnings as the command's own lines, unless logging is already set up (a long-running
+    command's `log_config` replaces this handler with its own; a test runner's capture keeps its)."""
+    if not logging.getLogger().handlers:
+        logging.getLogger().addHandler(_ConsoleWarnings())
+
+
 def run_or_exit(action: Callable[[], T]) -> T:
     """Run `action`, turning a CoreError into one stderr line and exit code 2."""
     quiet_libraries()
+    console_warnings()
     try:
         return action()
     except CoreError as exc:

@@ -27,6 +27,8 @@ def test_cli_training_with_max_length_above_the_model_limit_trains_at_the_limit(
     output = tmp_path / "out"
     result = ok(run_cli(*_train_args(data, tiny_model_dir, output), "--max-length", 1024))
     assert_quiet_stderr(result.stderr)
+    # the library's warning reads as the command's own, not as a bare line of unknown standing
+    assert "warning: max_length 1024 is more than the model takes (128 tokens)" in result.stderr
     metadata = json.loads((output / "metadata.json").read_text(encoding="utf-8"))
     assert metadata["hyperparameters"]["max_length"] == 128  # the tiny model's max_position_embeddings
     # a longer length asked of the loaded model is lowered too, not a crash on a long text
