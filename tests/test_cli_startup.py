@@ -29,16 +29,37 @@ def test_help_lists_the_commands(module: str) -> None:
     assert all(name in shown.stdout for name in expected), shown.stdout
 
 
-def test_a_training_run_refusing_its_data_file_imports_no_model_library(tmp_path: Path) -> None:
-    # The refusal of a misspelt column came after seconds of importing transformers, only to quiet it.
+@pytest.mark.parametrize(
+    ("options", "expected"),
+    [
+        (["--text-column", "body"], "expected column(s) body; found review, sentiment"),
+        (["--base-model", "no-such-model"], "cannot find model 'no-such-model'"),
+    ],
+)
+def test_a_training_run_refusing_its_data_or_base_model_imports_no_model_library(
+    tmp_path: Path, options: list[str], expected: str
+) -> None:
+    # The refusal of a misspelt column came after seconds of importing transformers, only to quiet it; that
+    # of a misspelt base model after importing the whole trainer (about 8 s on two cores).
     data = tmp_path / "d.csv"
     data.write_text("review,sentiment\ngood,pos\nbad,neg\n", encoding="utf-8")
-    argv = ["textcore", "train", "--data", str(data), "--text-column", "body", "--label-column", "sentiment"]
+    argv = [
+        "textcore",
+        "train",
+        "--data",
+        str(data),
+        "--text-column",
+        "review",
+        "--label-column",
+        "sentiment",
+    ]
+    argv += [*options, "--output", str(tmp_path / "out")]
     code = (
-        f"import sys; sys.argv = {[*argv, '--output', str(tmp_path / 'out')]!r}; import textcore.cli\n"
+        f"import sys; sys.argv = {argv!r}; import textcore.cli\n"
         "try:\n    textcore.cli.main()\nexcept SystemExit as exit:\n    code = exit.code\n"
         f"print(code, sorted(m for m in {HEAVY[:2]!r} + ('huggingface_hub',) if m in sys.modules))"
     )
     probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert "expected column(s) body; found review, sentiment" in probe.stderr
+    assert expected in probe.stderr
     assert probe.stdout.strip() == "2 []", probe.stdout
+    assert not (tmp_path / "out").exists()

@@ -25,6 +25,7 @@ from textcore.console import (
     settings_errors,
 )
 from textcore.errors import InvalidInput
+from textcore.model_names import resolve_model
 from textcore.preflight import (
     check_training_data,
     prepare_output,
@@ -211,8 +212,9 @@ def train(
     }
 
     def action() -> None:
-        # Check the data before importing torch, so that a bad file fails in a fraction of a second; then
-        # set an earlier model in --output aside (not removed) until the run succeeds.
+        # Check the data and the base model's name before importing torch, so that a bad file or a misspelt
+        # model fails in a fraction of a second; then set an earlier model in --output aside (not removed)
+        # until the run succeeds.
         require_distinct_columns(text_column, label_column, task)
         if negative_column and task != "embedding":
             raise InvalidInput(f"--negative-column: hard negatives apply to --task embedding; found {task}")
@@ -222,6 +224,7 @@ def train(
         check_training_data(task, data, columns, multi_label, weight_column)
         for extra in filter(None, [validation]):
             check_training_data(task, extra, columns, True, weight_column)
+        resolve_model(base_model)
         with replacing_output(output, resume, (data, validation, base_model, *(teacher or ()))):
             train_and_report()
 
