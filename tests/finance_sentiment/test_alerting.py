@@ -939,17 +939,17 @@ def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiv
         portal.call(app.state.monitor.evaluate_alerts)  # fires, and sends "firing"
         (firing,) = client.get("/v1/alerts", params={"status": "firing"}).json()
 
+        # The "resolved" is sent by this process right after the answer (the test client waits for it).
         assert client.delete(f"/v1/alert-rules/{rule_id}").status_code == 204
         assert client.get(f"/v1/alert-rules/{rule_id}").status_code == 404
         assert client.get("/v1/alert-rules").json() == []
         (alert,) = client.get("/v1/alerts").json()
         assert (alert["id"], alert["status"], alert["rule"]) == (firing["id"], "resolved", "entity-spike")
-        assert alert["deliveries"] == {"pending": 1, "delivered": 1, "expired": 0, "last_error": None}
+        assert alert["deliveries"] == {"pending": 0, "delivered": 2, "expired": 0, "last_error": None}
         again = client.post("/v1/alert-rules", json=body | {"webhook_url": "http://127.0.0.1:9/hook"})
         assert again.status_code == 201, again.text  # the name is free at once
 
-        assert portal.call(app.state.monitor.deliver).delivered == 1  # the outbox job's next pass
-        assert portal.call(app.state.monitor.deliver).delivered == 0
+        assert portal.call(app.state.monitor.deliver).delivered == 0  # nothing left for the outbox job
         assert client.get("/v1/alerts").json() == []  # everything sent: the old rule is gone for good
     sent = [json.loads(raw) for _, raw in state.received]
     assert [payload["status"] for payload in sent] == ["firing", "resolved"]  # both signed (checked above)
@@ -1241,3 +1241,45 @@ def test_the_evidence_of_a_superseded_notification_is_no_longer_held_by_the_rete
     assert resolved.superseded == 0
     with database.session() as session:
         assert cited_urls(session) == after
+
+
+@pytest.mark.parametrize("change", ["delete", "disable"])
+async def test_an_api_replica_sends_the_resolved_its_own_rule_change_queued(
+    tmp_path: Path, database: Database, database_url: str, receiver: tuple[Receiver, str], change: str
+) -> None:
+    # serve --no-scheduler and no worker running: a DELETE queued the "resolved" in the outbox and nothing
+    # ever sent it; a PATCH disabling the rule left its alert firing until an evaluation that never came.
+    state, url = receiver
+    now = utcnow()
+    add_rule(database, webhook_url=url)
+    add_calm(database, "Acme", end=now)
+    add_burst(database, "Acme", end=now)
+    assert [t.status for t in evaluate_rules(database, now=now)] == ["firing"]
+    async with httpx.AsyncClient(timeout=5) as client:  # the worker that ran earlier sent the firing
+        assert (await deliver_pending(database, client)).delivered == 1
+    settings = FinanceSentimentSettings(
+        database_url=database_url,
+        scheduler=False,
+        fetch=FetchSettings(allowed_networks=("127.0.0.0/8",)),
+        registry=tmp_path / "registry",
+    )
+    with serve_app(create_app(settings)) as api:
+        async with httpx.AsyncClient(base_url=api, timeout=30, trust_env=False) as http:
+            if change == "delete":
+                answer = await http.delete("/v1/alert-rules/1")
+                assert answer.status_code == 204, answer.text
+            else:
+                answer = await http.patch("/v1/alert-rules/1", json={"enabled": False})
+                assert answer.status_code == 200 and answer.json()["enabled"] is False, answer.text
+            for _ in range(200):  # sent after the answer: up to 10 s
+                if len(state.received) >= 2:
+                    break
+                await asyncio.sleep(0.05)
+            if change == "disable":
+                (alert,) = (await http.get("/v1/alerts")).json()
+                assert (alert["status"], alert["deliveries"]["delivered"]) == ("resolved", 2)
+    statuses = [json.loads(body)["status"] for _, body in state.received]
+    assert statuses == ["firing", "resolved"]
+    async with httpx.AsyncClient(timeout=5) as client:  # a worker's pass afterwards: nothing left to send
+        assert (await deliver_pending(database, client)).delivered == 0
+    assert len(state.received) == 2

@@ -32,6 +32,7 @@ import json
 import logging
 import uuid
 from collections import defaultdict
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
@@ -80,7 +81,11 @@ class Transition:
 
 
 def evaluate_rules(
-    db: Database, *, now: datetime | None = None, external_url: str = "http://127.0.0.1:8000"
+    db: Database,
+    *,
+    now: datetime | None = None,
+    external_url: str = "http://127.0.0.1:8000",
+    rule_ids: Collection[int] | None = None,
 ) -> list[Transition]:
     """Evaluate every enabled rule at ``now`` and record the resulting alert changes and notifications.
 
@@ -90,6 +95,7 @@ def evaluate_rules(
         db: The monitor's database.
         now: The evaluation time (timezone-aware); defaults to the clock.
         external_url: Where this monitor is reachable; used for ``externalURL`` and ``generatorURL``.
+        rule_ids: Judge only these rules (one just changed through the API); every rule when None.
 
     Returns:
         The transitions made, rule by rule.
@@ -99,9 +105,12 @@ def evaluate_rules(
         # Disabled rules too, while they have open alerts: those are resolved rather than left firing.
         firing = select(Alert.rule_id).where(Alert.status == "firing")
         judged = AlertRule.enabled.is_(True) | AlertRule.id.in_(firing)
-        rule_ids = list(session.scalars(select(AlertRule.id).where(judged, AlertRule.deleted_at.is_(None))))
+        query = select(AlertRule.id).where(judged, AlertRule.deleted_at.is_(None))
+        if rule_ids is not None:
+            query = query.where(AlertRule.id.in_(rule_ids))
+        judged_ids = list(session.scalars(query))
     transitions: list[Transition] = []
-    for rule_id in rule_ids:
+    for rule_id in judged_ids:
         try:
             with db.session() as session:
                 transitions += _evaluate_rule(session, rule_id, now, external_url)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import timedelta
@@ -72,20 +72,36 @@ class Monitor:
             await self.evaluate_alerts()
         return report
 
-    async def evaluate_alerts(self) -> list[Transition]:
-        """Judge every rule against the current window and send what that produced."""
+    async def evaluate_alerts(self, rule_ids: Collection[int] | None = None) -> list[Transition]:
+        """Judge every rule (or only ``rule_ids``) against the current window and send what that produced."""
         async with self._alert_lock:
             transitions = await asyncio.to_thread(
-                evaluate_rules, self.db, external_url=self.settings.external_url
+                evaluate_rules, self.db, external_url=self.settings.external_url, rule_ids=rule_ids
             )
         self._note(transitions)
         if transitions:
             await self.deliver()
         return transitions
 
+    async def settle(self, *, rule_id: int | None = None) -> None:
+        """What a change to a rule through the API leaves to do, done by the process that made it (an API
+        replica run with --no-scheduler too, where no worker may run), after its answer: with ``rule_id``
+        (changed), judge that rule now, so that disabling or regrouping it resolves its firing alerts at
+        once, not at the next periodic evaluation; without (deleted), send the outbox's due notifications,
+        its "resolved" ones among them. Evaluation and delivery are safe across processes (row locks, claimed
+        outbox rows), so a worker's passes meanwhile send nothing twice. A failure is logged: what is left
+        stays in the outbox for the next pass of any process."""
+        try:
+            if rule_id is not None:
+                await self.evaluate_alerts([rule_id])
+            else:
+                await self.deliver()
+        except Exception:
+            log.exception("alert rule change: judging or delivering after it failed; left to the next pass")
+
     async def delete_rule(self, rule_id: int) -> list[Transition]:
-        """Delete an alert rule, resolving its firing alerts (`rules.delete_rule`); the outbox job sends
-        their "resolved" notifications.
+        """Delete an alert rule, resolving its firing alerts (`rules.delete_rule`); `settle` (or any
+        process's outbox pass) sends their "resolved" notifications.
 
         Raises:
             NotFound: No rule has this id.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from finance_sentiment import rules
 from finance_sentiment.deps import MonitorDep, RowId, RowIdFilter
@@ -43,21 +43,29 @@ def get_rule(rule_id: RowId, monitor: MonitorDep) -> AlertRuleOut:
 
 
 @router.patch("/v1/alert-rules/{rule_id}")
-async def update_rule(rule_id: RowId, body: AlertRulePatch, monitor: MonitorDep) -> AlertRuleOut:
+async def update_rule(
+    rule_id: RowId, body: AlertRulePatch, monitor: MonitorDep, background: BackgroundTasks
+) -> AlertRuleOut:
     """Change some fields of a rule; a new webhook URL must pass the address guard; `match` is resolved
-    as on creation."""
+    as on creation. The rule is then judged at once by this process, after the answer (on an API replica
+    run with --no-scheduler too): disabled or regrouped, its firing alerts resolve now, each with its
+    "resolved" webhook."""
     if body.webhook_url is not None:
         await monitor.admit_url(body.webhook_url, "webhook_url")
-    return await asyncio.to_thread(_update, monitor, rule_id, body)
+    updated = await asyncio.to_thread(_update, monitor, rule_id, body)
+    background.add_task(monitor.settle, rule_id=rule_id)
+    return updated
 
 
 @router.delete("/v1/alert-rules/{rule_id}", status_code=status.HTTP_204_NO_CONTENT)
-async def delete_rule(rule_id: RowId, monitor: MonitorDep) -> Response:
+async def delete_rule(rule_id: RowId, monitor: MonitorDep, background: BackgroundTasks) -> Response:
     """Remove a rule. Its firing alerts are resolved first, and each gets a "resolved" notification, sent
     by the outbox to the rule's webhook (signed with its secret) after the alert's earlier ones, so the
-    receiver closes what it opened. The rule is gone at once (404, its name free); its alerts stay listed
-    until their notifications are delivered or expired."""
-    await monitor.delete_rule(rule_id)
+    receiver closes what it opened: by this process, after the answer (on an API replica run with
+    --no-scheduler too), or, if that fails, by a later outbox pass. The rule is gone at once (404, its name
+    free); its alerts stay listed until their notifications are delivered or expired."""
+    if await monitor.delete_rule(rule_id):
+        background.add_task(monitor.settle)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
