@@ -151,7 +151,11 @@ def _label_list(path: Path, number: int, column: str, value: list[object]) -> st
 
 
 def _jsonl_rows(
-    path: Path, text: str, label_lists: Collection[str] = (), texts: Collection[str] = ()
+    path: Path,
+    text: str,
+    label_lists: Collection[str] = (),
+    texts: Collection[str] = (),
+    strings: Collection[str] = (),
 ) -> Iterator[dict[str, str]]:
     # JSON Lines end at "\n" only; str.splitlines would also split strings at U+2028, U+0085 and others
     for number, line in enumerate(text.split("\n"), start=1):
@@ -163,7 +167,20 @@ def _jsonl_rows(
             raise InvalidInput(f"{path}:{number}: expected one JSON object per line; {exc.msg}") from exc
         if not isinstance(record, dict):
             raise InvalidInput(f"{path}:{number}: expected a JSON object; found {type(record).__name__}")
+        for column in strings:
+            if (value := record.get(column)) is not None and not isinstance(value, str):
+                raise InvalidInput(
+                    f"{path}:{number}: {column!r} holds {_json_kind(value)}; expected a string"
+                )
         yield {str(k): _jsonl_cell(path, number, k, v, label_lists, texts) for k, v in record.items()}
+
+
+def _json_kind(value: object) -> str:
+    if isinstance(value, bool):
+        return f"{json.dumps(value)} (a boolean)"
+    if isinstance(value, int | float):
+        return f"the number {json.dumps(value)}"
+    return "a list" if isinstance(value, list) else "an object"
 
 
 def _jsonl_cell(
@@ -195,13 +212,17 @@ def require_file(file: Path, kind: str) -> None:
 
 
 def read_table(
-    path: str | os.PathLike[str], label_lists: Collection[str] = (), texts: Collection[str] = ()
+    path: str | os.PathLike[str],
+    label_lists: Collection[str] = (),
+    texts: Collection[str] = (),
+    strings: Collection[str] = (),
 ) -> list[dict[str, str]]:
     """Read every row of a CSV, TSV or JSON Lines file as a dict of strings.
 
     A JSON Lines value that is not a string becomes its JSON text; in a `label_lists` column a JSON array of
-    labels (`["a", "b"]`) becomes `a|b`, as a CSV cell writes it, and in a `texts` column a list or an object
-    is refused (its JSON text is no text to learn from).
+    labels (`["a", "b"]`) becomes `a|b`, as a CSV cell writes it, in a `texts` column a list or an object
+    is refused (its JSON text is no text to learn from), and in a `strings` column any value but a string
+    or null (a number, true/false, a list, an object: an answer of 5 is more likely a mistake than a text).
 
     Raises:
         InvalidInput: the file is missing, not UTF-8, malformed or of an unknown kind.
@@ -218,7 +239,7 @@ def read_table(
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{file}: expected UTF-8 text; byte {exc.start} is not valid UTF-8") from exc
     jsonl = suffix in (".jsonl", ".ndjson")
-    rows = _jsonl_rows(file, text, label_lists, texts) if jsonl else _csv_rows(file, text)
+    rows = _jsonl_rows(file, text, label_lists, texts, strings) if jsonl else _csv_rows(file, text)
     try:
         return list(rows)
     except csv.Error as exc:

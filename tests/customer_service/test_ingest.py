@@ -178,3 +178,28 @@ def test_a_bad_setting_is_one_error_line_naming_its_variable(tmp_path: Path) -> 
         ], result.stderr
         assert "a week" not in result.stderr
     assert not database.exists()  # refused before anything was opened
+
+
+def test_a_json_lines_faq_whose_question_or_answer_is_no_string_is_refused_naming_the_line(
+    tmp_path: Path,
+) -> None:
+    # {"answer": 5} was stored as the answer "5", and ["red", "blue"] as its JSON text, with no word; the API
+    # refuses both (422), and a JSON Lines file now does too, in one line, storing nothing
+    where = ["--database-url", f"sqlite:///{tmp_path / 'kb.db'}", "--index-dir", str(tmp_path / "index")]
+    runner = CliRunner()
+    good = '{"id": 7, "question": "When do you open?", "answer": "At nine.", "category": null}\n'
+    for bad, found in (
+        ('{"question": "How many branches?", "answer": 5}', "'answer' holds the number 5; expected a string"),
+        ('{"question": 12, "answer": "Twelve."}', "'question' holds the number 12; expected a string"),
+        ('{"question": "Colours?", "answer": ["red", "blue"]}', "'answer' holds a list; expected a string"),
+        ('{"question": "Open?", "answer": true}', "'answer' holds true (a boolean); expected a string"),
+    ):
+        file = tmp_path / "faqs.jsonl"
+        file.write_text(good + bad + "\n", encoding="utf-8")
+        refused = runner.invoke(cli_app, ["ingest", str(file), *where])
+        assert refused.exit_code == 2, refused.output
+        assert refused.stderr.splitlines() == [f"error: {file}:2: {found}"], refused.stderr
+    file.write_text(good, encoding="utf-8")  # a number as the id stays an id, null an empty category
+    stored = runner.invoke(cli_app, ["ingest", str(file), *where])
+    assert stored.exit_code == 0, stored.output
+    assert json.loads(stored.stdout.splitlines()[-1])["entries"] == 1

@@ -45,6 +45,7 @@ from textcore.printable import RULE, control_character
 TABLES = (".csv", ".tsv", ".jsonl", ".ndjson")
 DOCUMENTS = (".md", ".markdown", ".html", ".htm", ".txt")
 CHUNK_COLUMNS = ("document_id", "position", "title", "text", "category", "source")  # and "id", "kind"
+FAQ_TEXTS = ("question", "answer")  # a JSON Lines row's must be strings, as the API's are
 HEADING = re.compile(r"^\s*#\s+(.+?)\s*#*\s*$|<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 
@@ -141,7 +142,7 @@ def _table(file: Path, id_prefix: str) -> tuple[list[FaqIn], list[ChunkIn]]:
     """A table file's FAQs, and its stored chunks (rows of kind "chunk"), their document ids prefixed."""
     faq_rows: list[tuple[int, dict[str, str]]] = []
     chunks: list[ChunkIn] = []
-    for number, row in enumerate(read_table(file), start=1):
+    for number, row in enumerate(read_table(file, strings=FAQ_TEXTS), start=1):
         if row.get("kind", "").strip() == "chunk":
             chunks.append(_chunk(file, number, row, id_prefix))
         else:

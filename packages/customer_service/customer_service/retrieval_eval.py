@@ -102,7 +102,7 @@ def read_faqs(
             a repeated id, or a control character other than tab, newline and carriage return in any of
             the four columns (named with the row, as `textcore.printable` words it).
     """
-    rows = read_table(path)
+    rows = read_table(path, strings=(question_column, answer_column))
     if not rows:
         raise InvalidInput(f"{path}: expected at least one FAQ row; found none")
     return faqs_from_rows(
