@@ -306,11 +306,38 @@ def test_a_name_two_files_declare_follows_the_last_one_applied_with_a_warning(
     _apply(database, _config({"wire": {}}, {"banks": {}}), "/etc/monitor/a.toml")
     with caplog.at_level(logging.WARNING, logger="finance_sentiment.config"):
         _apply(database, _config({"wire": {"enabled": False}}, {"banks": {}}), "/etc/monitor/b.toml")
-    claimed = [r.getMessage() for r in caplog.records if "was provisioned by config file" in r.getMessage()]
-    assert len(claimed) == 2 and all("/etc/monitor/a.toml" in line for line in claimed), claimed
+    claimed = [r.getMessage() for r in caplog.records if "takes over" in r.getMessage()]
+    assert claimed == [
+        "config file /etc/monitor/b.toml: takes over 1 source and 1 alert rule of config file "
+        "/etc/monitor/a.toml ('wire', 'banks'), which it declares too, and manages them from now on "
+        "(declare each name in one file only; a file is known by its path, so give every process the same "
+        "one)"
+    ]
     assert _sources(database) == {"wire": (False, None, "config")}
     _apply(database, MonitorConfig(), "/etc/monitor/a.toml")  # no longer a's: a does not drop it
     assert _rules(database) == {"banks": (True, None, "config")}
+
+
+def test_a_file_moved_to_a_new_path_says_what_it_claims_in_one_line(
+    database: Database, caplog: pytest.LogCaptureFixture
+) -> None:
+    # One warning per row: a 50-source file moved (or mounted at two paths by two replicas) logged 55 lines
+    # at each start.
+    config = _config({f"wire {i}": {} for i in range(50)}, {f"rule {i}": {} for i in range(5)})
+    _apply(database, config, "/etc/monitor/monitor.toml")
+    for path in ("/srv/config/monitor.toml", "/etc/monitor/monitor.toml"):  # moved; another replica's mount
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="finance_sentiment.config"):
+            _apply(database, config, path)
+        other = "/srv/config/monitor.toml" if path.startswith("/etc") else "/etc/monitor/monitor.toml"
+        assert [r.getMessage() for r in caplog.records] == [
+            f"config file {path}: takes over 50 sources and 5 alert rules of config file {other} "
+            "('wire 0', 'wire 1', 'wire 2', 'wire 3', 'wire 4' and 50 more), which it declares too, and "
+            "manages them from now on (declare each name in one file only; a file is known by its path, so "
+            "give every process the same one)"
+        ]
+    assert {managed for _, _, managed in _sources(database).values()} == {"config"}
+    assert len(_rules(database)) == 5
 
 
 def test_a_row_provisioned_before_its_file_was_recorded_counts_as_the_next_files(database: Database) -> None:
@@ -340,6 +367,33 @@ def test_a_second_service_started_with_another_file_keeps_the_first_files_source
             ("banks", True, None),
             ("equities", True, None),
         ]
+
+
+def test_the_listings_name_the_file_that_owns_each_row(tmp_path: Path, database_url: str) -> None:
+    # managed_by said "config" but not which file: a desk running several files could only tell from logs.
+    equities = BOTH.replace('"wire"', '"equities wire"').replace('"banks"', '"equities"')
+    with TestClient(create_app(_settings(tmp_path, database_url, BOTH, "rates.toml"))):
+        pass
+    with TestClient(create_app(_settings(tmp_path, database_url, equities, "equities.toml"))) as client:
+        client.post("/v1/sources", json={"name": "by hand", "url": FEED, "kind": "rss"}).raise_for_status()
+        client.post("/v1/alert-rules", json={"name": "by hand", "webhook_url": HOOK}).raise_for_status()
+        rates, desk = str(tmp_path / "rates.toml"), str(tmp_path / "equities.toml")
+        listed = client.get("/v1/sources").json()
+        assert [(s["name"], s["managed_by"], s["config_file"]) for s in listed] == [
+            ("wire", "config", rates),
+            ("equities wire", "config", desk),
+            ("by hand", "api", None),
+        ]
+        rules = client.get("/v1/alert-rules").json()
+        assert [(r["name"], r["managed_by"], r["config_file"]) for r in rules] == [
+            ("banks", "config", rates),
+            ("equities", "config", desk),
+            ("by hand", "api", None),
+        ]
+        assert client.get("/v1/sources/1").json()["config_file"] == rates
+        assert client.get("/v1/alert-rules/2").json()["config_file"] == desk
+        refused = client.patch("/v1/sources/3", json={"config_file": desk})  # read-only, as managed_by
+        assert refused.status_code == 422 and "config_file" in refused.text
 
 
 def test_processes_started_together_with_the_same_file_all_start(database: Database) -> None:

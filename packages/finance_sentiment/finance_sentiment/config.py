@@ -302,27 +302,51 @@ def apply_config(session: Session, config: MonitorConfig, path: str | Path) -> N
 
 
 def _warn_claims(session: Session, config: MonitorConfig, key: str) -> None:
-    """Log each source and rule the file declares that another config file provisioned: from now on it
-    follows this file (whichever file starts last sets it), which two files should not both want."""
+    """Log, in one line, the sources and rules the file declares that another config file provisioned: from
+    now on they follow this file (whichever file starts last sets them), which two files should not both
+    want. One line per start, not one per row: a file moved to a new path, or mounted at different paths by
+    replicas, claims every row it declares."""
     claims = {
-        "source": select(Source.name, Source.config_file).where(
+        "source": select(Source.name, Source.config_file)
+        .where(
             Source.managed_by == "config",
             Source.config_file != key,
             Source.name.in_([source.name for source in config.sources]),
-        ),
-        "alert rule": select(AlertRule.name, AlertRule.config_file).where(
+        )
+        .order_by(Source.id),
+        "alert rule": select(AlertRule.name, AlertRule.config_file)
+        .where(
             AlertRule.managed_by == "config",
             AlertRule.config_file != key,
             AlertRule.name.in_([rule.name for rule in config.alert_rules]),
-        ),
+        )
+        .order_by(AlertRule.id),
     }
+    claimed: dict[str, dict[str, list[str]]] = {}
     for what, query in claims.items():
         for name, other in session.execute(query):
-            log.warning(
-                "config file %s: %s %r was provisioned by config file %s; this file declares it too and "
-                "manages it from now on (declare each name in one file only)",
-                key,
-                what,
-                name,
-                other,
-            )
+            claimed.setdefault(str(other), {}).setdefault(what, []).append(name)
+    if not claimed:
+        return
+    parts = []
+    for other, rows in sorted(claimed.items()):
+        counts = " and ".join(_counted(len(names), what) for what, names in rows.items())
+        parts.append(
+            f"{counts} of config file {other} ({_some([n for names in rows.values() for n in names])})"
+        )
+    log.warning(
+        "config file %s: takes over %s, which it declares too, and manages them from now on (declare each "
+        "name in one file only; a file is known by its path, so give every process the same one)",
+        key,
+        "; ".join(parts),
+    )
+
+
+def _counted(count: int, what: str) -> str:
+    return f"{count} {what}" + ("" if count == 1 else "s")
+
+
+def _some(names: list[str], shown: int = 5) -> str:
+    """The first `shown` names, quoted, and how many more."""
+    listed = ", ".join(repr(name) for name in names[:shown])
+    return listed + (f" and {len(names) - shown} more" if len(names) > shown else "")

@@ -216,6 +216,11 @@ MANAGED_BY_DOC = (
     "through the API (or released by the config file), never touched by the config file unless it comes "
     "to declare this name."
 )
+CONFIG_FILE_DOC = (
+    "Read-only. The config file that provisions it, by its absolute path as the process that applied it "
+    "was given it (symbolic links not followed); null when managed_by is api, or for a row provisioned "
+    "before the path was recorded, until the next start of a file declaring it."
+)
 
 
 class SourceOut(BaseModel):
@@ -239,6 +244,7 @@ class SourceOut(BaseModel):
         "config file that provisioned it no longer declares it)."
     )
     managed_by: ManagedBy = Field(description=MANAGED_BY_DOC)
+    config_file: str | None = Field(description=CONFIG_FILE_DOC)
     last_run_at: datetime | None
     last_status: str | None
     last_error: str | None
@@ -392,6 +398,7 @@ class AlertRuleOut(BaseModel):
         "longer declares it)."
     )
     managed_by: ManagedBy = Field(description=MANAGED_BY_DOC)
+    config_file: str | None = Field(description=CONFIG_FILE_DOC)
     created_at: datetime
     updated_at: datetime
     warnings: list[str] = Field(
