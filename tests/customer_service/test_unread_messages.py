@@ -113,3 +113,23 @@ def test_declining_more_help_closes_and_is_no_failed_question(client: TestClient
     follow_up = chat(client, "and what if I forgot my username too?", session_id)  # still the password topic
     assert "password" in client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]["query"]
     assert follow_up["action"] != "fallback"
+
+
+def test_a_goodbye_closes_rather_than_asks_for_more(client: TestClient) -> None:
+    # "ok thanks, bye" was answered "Glad to help! Is there anything else I can help you with?": a question
+    # to a customer who had just said goodbye.
+    session_id = chat(client, "How do I reset my online banking password?")["session_id"]
+    for message in (
+        "ok thanks, bye",
+        "thanks, bye",
+        "great, that's all, bye",
+        "Bye!",
+        "goodbye",
+        "ok bye 👍",
+    ):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"]) == ("answer", CLOSING, []), message
+        assert not searched
+    for message in ("thanks!", "ok, got it", "great 👍"):  # thanks alone still offer more help
+        assert _reply(client, message, session_id)[0]["answer"] == ACKNOWLEDGEMENT, message
+    assert client.get(f"/v1/sessions/{session_id}").json()["fallback_streak"] == 0

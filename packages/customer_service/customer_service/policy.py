@@ -60,7 +60,7 @@ HANDOFF_REQUEST = re.compile(
 _ACK_WORDS = frozenset(
     ["thanks", "thank", "thx", "ty", "cheers", "ta", "ok", "okay", "k", "kk", "great", "perfect", "cool",
      "nice", "good", "fine", "awesome", "excellent", "brilliant", "super", "lovely", "got", "understood",
-     "noted", "alright", "sure", "bye", "goodbye", "helps", "helped", "helpful", "appreciated"]
+     "noted", "alright", "sure", "helps", "helped", "helpful", "appreciated"]
 )  # fmt: skip
 # never an acknowledgement alone
 _ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
@@ -69,6 +69,9 @@ _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U000
 # thanks", "nope", "no, that's all", "nothing else". It fell back ("I'm not sure I understood that"), and a
 # second one went to a person; "that's all" was even read as a follow-up and answered with the last answer.
 _CLOSING_WORDS = frozenset(["no", "nope", "nah", "nothing"])
+# A goodbye closes it too ("ok thanks, bye", "bye!"): asking "anything else?" of a customer who is leaving
+# reads as if the bot had not heard them.
+_GOODBYE_WORDS = frozenset(["bye", "goodbye", "byebye", "cya"])
 _CLOSING_FILLERS = frozenset(["else", "for", "now", "s"])  # "s": of "that's", split at its apostrophe
 _CLOSING_PHRASES = frozenset(["that s all", "thats all", "that s it", "thats it"])
 # A message that only greets: "hi", "Hello there!", "good morning", "hey 👋". It opens most chats: no question
@@ -126,16 +129,19 @@ def acknowledges(message: str) -> bool:
     """Whether the message only thanks, agrees or says goodbye (`_ACK_WORDS`, friendly emoji), or closes the
     conversation (`closes`)."""
     friendly, words = _ack_words(message)
-    known = _ACK_WORDS | _ACK_FILLERS | _CLOSING_WORDS | _CLOSING_FILLERS
+    known = _ACK_WORDS | _ACK_FILLERS | _CLOSING_WORDS | _CLOSING_FILLERS | _GOODBYE_WORDS
     if not all(word in known for word in words):
         return False
-    return friendly or any(w in _ACK_WORDS or w in _CLOSING_WORDS for w in words) or _closing_phrase(words)
+    said = any(w in _ACK_WORDS or w in _CLOSING_WORDS or w in _GOODBYE_WORDS for w in words)
+    return friendly or said or _closing_phrase(words)
 
 
 def closes(message: str) -> bool:
-    """Whether the message only declines more help: "no thanks", "nope", "no, that's all", "that's it"."""
+    """Whether the message only declines more help or says goodbye: "no thanks", "nope", "no, that's all",
+    "that's it", "ok thanks, bye"."""
     _, words = _ack_words(message)
-    return acknowledges(message) and (any(w in _CLOSING_WORDS for w in words) or _closing_phrase(words))
+    ending = any(w in _CLOSING_WORDS or w in _GOODBYE_WORDS for w in words)
+    return acknowledges(message) and (ending or _closing_phrase(words))
 
 
 def _ack_words(message: str) -> tuple[bool, list[str]]:
