@@ -233,6 +233,36 @@ def test_documents_are_chunked_and_cited(client: TestClient) -> None:
     assert client.get("/v1/knowledge", params={"kind": "chunk"}).json()["total"] == 0
 
 
+MORTGAGE = (
+    "# Mortgage guide\n\n## Fixed rates\n\nOur fixed-rate mortgages keep the same interest rate for two, "
+    "five or ten years. You can overpay up to 10% a year without a fee.\n\n## Variable rates\n\n"
+    "Variable-rate mortgages follow the base rate.\n"
+)
+
+
+def test_a_markdown_document_sent_without_its_format_is_read_as_markdown(client: TestClient) -> None:
+    # The format defaulted to "text": the "#" markers were kept and answered ("# Mortgage guide ## Fixed
+    # rates Our fixed-rate mortgages...")
+    def chunks(document: str, body: dict[str, str]) -> list[tuple[str, str]]:
+        stored = client.put(f"/v1/knowledge/documents/{document}", json={"title": "Mortgage guide", **body})
+        assert stored.status_code == 200, stored.text
+        listed = client.get("/v1/knowledge", params={"document": document}).json()["items"]
+        return [(item["title"], item["text"]) for item in listed]
+
+    read = chunks("mortgage", {"text": MORTGAGE})
+    assert [title for title, _ in read] == ["Mortgage guide > Fixed rates", "Mortgage guide > Variable rates"]
+    assert not any("#" in text for _, text in read)
+    reply = chat(client, "Can I overpay my fixed-rate mortgage?")
+    assert reply["sources"][0]["id"] == "mortgage#0" and not reply["answer"].startswith("#"), reply
+    # plain text is read as it always was, and a format given is kept
+    plain = "Call us on 0800 123 or write to #help on our forum.\n\nC# and F# developers: see the API page."
+    assert chunks("plain", {"text": plain}) == chunks("plain", {"text": plain, "format": "text"})
+    assert [text for _, text in chunks("plain", {"text": plain})] == [plain.replace("\n\n", "\n")]
+    assert chunks("as-text", {"text": MORTGAGE, "format": "text"})[0][1].startswith(
+        "# Mortgage guide\n## Fixed"
+    )
+
+
 def test_a_documents_chunks_are_listed_by_its_id_and_its_id_alone_names_them(client: TestClient) -> None:
     text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
     body = {"title": "Using your card abroad", "text": text, "format": "markdown"}

@@ -83,6 +83,17 @@ def format_of(filename: str) -> Format:
     return found
 
 
+# A Markdown heading line ("# Mortgage guide", "## Fixed rates"): a document sent without its format that
+# holds one is Markdown, not text whose "#" markers would be answered as words
+_ATX_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
+
+
+def guess_format(text: str) -> Format:
+    """The format of a document sent without one: "markdown" when a line is a Markdown heading (one to six
+    "#", a space, text), else "text" (plain text without such a line is read as it always was)."""
+    return "markdown" if _ATX_HEADING.search(text) else "text"
+
+
 def chunk_document(
     text: str, *, format: str, title: str, max_words: int = 180, overlap_words: int = 40
 ) -> list[Chunk]:

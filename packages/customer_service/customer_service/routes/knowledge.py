@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Path, Query, Response
 
+from customer_service.chunking import guess_format
 from customer_service.deps import CurrentServiceDep, LimiterDep, ServiceDep
 from customer_service.ingest import with_stored_ids
 from customer_service.knowledge import MAX_OFFSET, FaqIn
@@ -79,10 +80,12 @@ def _faq_id(entry_id: str) -> str:
 async def put_document(
     document_id: EntryIdPath, body: DocumentIn, service: ServiceDep, limiter: LimiterDep
 ) -> ChangeOut:
-    """Store a document (Markdown, HTML or text) as overlapping chunks, replacing its earlier chunks."""
+    """Store a document (Markdown, HTML or text) as overlapping chunks, replacing its earlier chunks; one
+    sent without its format is Markdown when a line is a Markdown heading, else text."""
     kb = service.kb
+    form = body.format or guess_format(body.text)
     ids = await limiter.run(
-        kb.put_document, document_id, body.title, body.text, body.format, body.category, body.source
+        kb.put_document, document_id, body.title, body.text, form, body.category, body.source
     )
     return ChangeOut(stored=len(ids), ids=ids, version=kb.version)
 
