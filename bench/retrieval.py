@@ -26,8 +26,21 @@ questions appear with two answers). Figures on held-out questions are the fair o
 
     python bench/retrieval.py                    # full run (about 10-15 minutes on 2 cores)
     python bench/retrieval.py --quick --out /tmp/bench-smoke
+    python bench/retrieval.py --lead             # which passage leads an answer (no training, 1-2 minutes)
 
 Results: bench/results/retrieval.json and bench/results/retrieval.md.
+
+`--lead` trains nothing: it measures which of the bot's passages should lead an answer without a re-ranker.
+The bot reads the hybrid top `--lead-k` (its `sources_per_answer`, default 3), judges each by the cosine
+similarity of query and passage, and cites the first. Rules, each scored by recall@1 of the passage it puts
+first, on every question and on the held-out ones: "as retrieved" (RRF order), "fused" (RRF order, the
+first passage below `min_similarity` giving way to one that reaches it: `customer_service.policy.
+relevant_first` without a margin, the bot's rule until it took its `clarify_margin`), "most relevant" (the
+highest cosine among the k) and "fused unless +m" (`relevant_first` with margin m: the most relevant
+passage leads when its cosine exceeds the first's by more than m; the bot's rule with m = 0.08). "won" and
+"lost" count the questions a rule leads rightly where "fused" does not, and the reverse; "any of k" is the
+ceiling. Results: bench/results/retrieval-lead.{json,md} (retrieval-lead-questions.{json,md} with
+`--index-questions`).
 """
 
 from __future__ import annotations
@@ -67,9 +80,11 @@ from common import (  # noqa: E402
 
 from customer_service.database import Database  # noqa: E402
 from customer_service.knowledge import FaqIn, KnowledgeBase  # noqa: E402
+from customer_service.policy import relevant_first  # noqa: E402
 from customer_service.reranking import train_reranker_from_faqs, train_retriever_from_faqs  # noqa: E402
 from customer_service.retrieval import Retriever  # noqa: E402
 from customer_service.retrieval_eval import METRICS, evaluate_retrieval, read_faqs  # noqa: E402
+from customer_service.settings import PolicySettings  # noqa: E402
 from textcore import Encoder, Reranker, TrainConfig  # noqa: E402
 
 NAME = "retrieval"
@@ -77,6 +92,8 @@ DEFAULT_DATA = REPO_ROOT / "../shared/data/bank_faqs/faqs.csv"
 UNTRAINED = ("dense", "keyword", "hybrid")
 QUICK_FAQS = 80  # --quick: this many FAQs, 1 hard negative each, pairs of at most 96 tokens
 HEADERS = ["retriever", "mode", "questions", "n", *METRICS, "ms/query"]
+LEAD_HEADERS = ["lead rule", "questions", "n", "recall@1 of the lead", "won", "lost"]
+FUSED = "fused"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -105,6 +122,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="index each answer after its question, as the app does (held-out questions are then indexed)",
     )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_FAQS} FAQs, 1 short epoch")
+    parser.add_argument(
+        "--lead",
+        action="store_true",
+        help="only compare rules for the passage that leads an answer (hybrid, cosine; nothing trained)",
+    )
+    parser.add_argument("--lead-k", type=int, default=3, help="passages the bot reads (default: %(default)s)")
+    parser.add_argument(
+        "--lead-margins",
+        type=lambda text: [float(m) for m in text.split(",")],
+        default=[0.02, 0.05, 0.08, 0.12],
+        help="margins m of the rule 'fused unless +m' (comma-separated; default 0.02,0.05,0.08,0.12)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.epochs, args.retriever_epochs, args.max_length, args.per_query = 1, 1, 96, 1
@@ -165,6 +194,87 @@ def measure(
             + ", ".join(f"{m} {figures[m]:.3f}" for m in METRICS)
         )
     return rows
+
+
+def lead_rules(relevance: list[float], threshold: float, margins: list[float]) -> dict[str, int]:
+    """Rule name -> the index of the passage it leads with (relevance: cosine, in fused order)."""
+    best = max(range(len(relevance)), key=lambda i: relevance[i])  # the first of equals
+    rules = {"as retrieved": 0, FUSED: relevant_first(relevance, threshold)[0], "most relevant": best}
+    for m in margins:
+        rules[f"fused unless +{m:g}"] = relevant_first(relevance, threshold, m)[0]
+    return rules
+
+
+def measure_lead(
+    retriever: Retriever,
+    questions: list[str],
+    gold: dict[str, set[str]],
+    split: str,
+    args: argparse.Namespace,
+) -> list[dict[str, Any]]:
+    """recall@1 of the passage each rule puts first among the hybrid top `--lead-k`, and the leads it
+    changes from the bot's rule: right where that was wrong (won) and wrong where that was right (lost)."""
+    threshold = PolicySettings().min_similarity
+    hits: dict[str, int] = defaultdict(int)
+    won: dict[str, int] = defaultdict(int)
+    lost: dict[str, int] = defaultdict(int)
+    for question in questions:
+        passages = retriever.search(question, args.lead_k, "hybrid")
+        relevance = retriever.similarities(question, [p.id for p in passages])
+        right = [p.id in gold[question] for p in passages]
+        rules = lead_rules(relevance, threshold, args.lead_margins)
+        now = right[rules[FUSED]]
+        for name, lead in rules.items():
+            hits[name] += right[lead]
+            won[name] += right[lead] and not now
+            lost[name] += now and not right[lead]
+        hits[f"any of {args.lead_k}"] += any(right)
+    rows = [
+        {"rule": name, "questions": split, "n": len(questions), "recall@1": count / len(questions),
+         "won": won.get(name), "lost": lost.get(name)}
+        for name, count in hits.items()
+    ]  # fmt: skip
+    for r in rows:
+        print(
+            f"  {r['rule']:>24} {split:>8}: recall@1 {r['recall@1']:.3f} (won {r['won']}, lost {r['lost']})"
+        )
+    return rows
+
+
+def run_lead(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    faqs, passages, held_out = load(args)
+    gold = relevant(faqs, passages)
+    everyone = sorted(gold)
+    kb, index_seconds = open_kb(
+        work / "base", Encoder.from_pretrained("minilm"), passages, faqs, args.index_questions
+    )
+    retriever = Retriever(kb)
+    rows = measure_lead(retriever, everyone, gold, "all", args)
+    rows += measure_lead(retriever, held_out, gold, "held-out", args)
+    data = {"faqs": len(faqs), "passages": len(passages), "questions": len(everyone)}
+    return {"rows": rows, "index_seconds": round(index_seconds, 1), "data": data}
+
+
+def lead_table(payload: dict[str, Any]) -> list[list[str]]:
+    def count(value: int | None) -> str:
+        return "-" if value is None else str(value)
+
+    return [
+        [r["rule"], r["questions"], str(r["n"]), fmt(r["recall@1"], 3), count(r["won"]), count(r["lost"])]
+        for r in payload["rows"]
+    ]
+
+
+def lead_markdown(payload: dict[str, Any]) -> str:
+    s, d = payload["settings"], payload["data"]
+    where = "after their questions" if s.get("index_questions") else "without their questions"
+    settings = (
+        f"{d['faqs']} FAQs ({d['passages']} distinct answers indexed {where}), {d['questions']} questions; "
+        f"the hybrid top {s['lead_k']} judged by cosine similarity, base MiniLM, no re-ranker"
+        + (" (QUICK smoke run: not representative)" if s["quick"] else "")
+    )
+    title = "Which passage leads an answer (bank FAQs)"
+    return markdown_header(title, payload, settings) + markdown_table(LEAD_HEADERS, lead_table(payload))
 
 
 def open_kb(
@@ -350,8 +460,14 @@ def main(argv: list[str] | None = None) -> int:
     }
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="bench-retrieval-") as work:
-        payload.update(run(args, Path(work)))
+        payload.update((run_lead if args.lead else run)(args, Path(work)))
     payload["wall_seconds"] = round(time.perf_counter() - start, 1)
+    if args.lead:
+        print_table("Which passage leads an answer", LEAD_HEADERS, lead_table(payload))
+        name = f"{NAME}-lead" + ("-questions" if args.index_questions else "")
+        json_path, md_path = write_results(name, payload, lead_markdown(payload), args.out)
+        print(f"wrote {json_path} and {md_path} ({payload['wall_seconds']} s)")
+        return 0
     print_table("Retrieval on the bank FAQs", HEADERS, table(payload))
     json_path, md_path = write_results(NAME, payload, markdown(payload), args.out)
     print(f"wrote {json_path} and {md_path} ({payload['wall_seconds']} s)")

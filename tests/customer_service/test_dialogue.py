@@ -168,6 +168,16 @@ def test_policy_precedence() -> None:
     assert _decide(relevance=[0.47, 0.1], reranked=True) == ("fallback", 1)
 
 
+def test_a_much_more_relevant_second_passage_is_no_close_candidate() -> None:
+    # without a re-ranker the passages come in the order of rank fusion: the second may be the more relevant
+    # one, by far (a live bank FAQ turn read "two close candidates (0.51, 0.61)")
+    assert _decide(relevance=[0.506, 0.607], reranked=False) == ("answer", 0)
+    assert _decide(relevance=[0.505, 0.618], reranked=False) == ("answer", 0)
+    # close either way round: both are offered
+    assert _decide(relevance=[0.50, 0.55], reranked=False) == ("clarify", 0)
+    assert _decide(relevance=[0.55, 0.50], reranked=False) == ("clarify", 0)
+
+
 def test_a_fallback_names_the_most_relevant_passage_found() -> None:
     # passages come in the order of rank fusion, not of relevance: the reason agents and analytics read
     # names the best relevance among them, not the first passage's
@@ -189,6 +199,18 @@ def test_a_relevant_passage_leads_when_the_first_retrieved_is_not_relevant() -> 
     assert relevant_first([0.5, 0.3, 0.9], 0.45) == [0, 1, 2]  # the first is relevant: the order stands
     assert relevant_first([0.4, 0.3], 0.45) == [0, 1]  # none is: a fallback, as retrieved
     assert relevant_first([], 0.45) == []
+
+
+def test_a_clearly_more_relevant_passage_leads_given_a_margin() -> None:
+    # the bot passes its clarify_margin without a re-ranker: the fused order stands unless another passage is
+    # more relevant than the first by more than the margin (bench/retrieval.py --lead: 28 leads won, 11 lost
+    # on the bank FAQs); then the most relevant leads, and the two are no close candidates either
+    assert relevant_first([0.506, 0.607, 0.4], 0.45, 0.08) == [1, 0, 2]
+    assert relevant_first([0.5, 0.3, 0.9], 0.45, 0.08) == [2, 0, 1]
+    assert relevant_first([0.47, 0.3, 0.51], 0.45, 0.08) == [0, 1, 2]  # within the margin: as retrieved
+    assert relevant_first([0.4, 0.3, 0.44], 0.45, 0.08) == [0, 1, 2]  # none is relevant: a fallback
+    assert relevant_first([0.4, 0.3, 0.46], 0.45, 0.08) == [2, 0, 1]  # the first is not relevant
+    assert relevant_first([0.5, 0.3, 0.9], 0.45, None) == [0, 1, 2]  # no margin (a re-ranker's order)
 
 
 def test_repeated_fallback_becomes_a_handoff() -> None:

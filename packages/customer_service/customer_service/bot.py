@@ -232,7 +232,9 @@ class Bot:
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
         relevance = self._relevance(query, passages)
         passages = _judged(passages, relevance)
-        order = relevant_first(relevance, self._threshold())  # a relevant passage is no cause to fall back
+        # a relevant passage is no cause to fall back; without a re-ranker, a clearly more relevant one leads
+        margin = None if self.retriever.reranker is not None else policy.clarify_margin
+        order = relevant_first(relevance, self._threshold(), margin)
         passages, relevance = [passages[i] for i in order], [relevance[i] for i in order]
         decision = decide(
             message,
