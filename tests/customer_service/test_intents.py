@@ -469,9 +469,10 @@ def test_training_commands_refuse_an_output_that_is_taken(
 def test_a_failed_training_run_leaves_the_earlier_model_in_its_output(
     command: str, tiny_model_dir: Path, tmp_path: Path
 ) -> None:
-    """The earlier model in --output was emptied out before the run, which then failed (here: a base model
-    that is not there) and left an empty folder: the bot's intent model, retriever or re-ranker was gone. It
-    is now set aside until the run succeeds and put back when it fails."""
+    """The earlier model in --output was emptied out before the run, which then failed (a base model that is
+    not there, a setting out of range) and left an empty folder: the bot's intent model, retriever or
+    re-ranker was gone. It is now set aside until the run succeeds and put back when it fails; a base model
+    that is not there is refused before anything is moved."""
     source = training_source(command, tmp_path)
     output = shutil.copytree(tiny_model_dir, tmp_path / "earlier")
     (output / "metadata.json").write_text('{"task": "classification"}', encoding="utf-8")
@@ -479,6 +480,13 @@ def test_a_failed_training_run_leaves_the_earlier_model_in_its_output(
     result = invoke(command, *source, "--output", output, "--base-model", tmp_path / "no-such-model",
                     "--epochs", "1", "--device", "cpu")  # fmt: skip
     assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: cannot find model"), result.stderr
+    assert {p.name: p.read_bytes() for p in output.iterdir() if p.is_file()} == before
+    result = invoke(command, *source, "--output", output, "--base-model", tiny_model_dir,
+                    "--learning-rate", "5", "--epochs", "1", "--device", "cpu")  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "learning_rate: expected a number in (0, 1)" in result.stderr, result.stderr
     assert f"the earlier model is back in {output}" in result.stderr, result.stderr
     assert {p.name: p.read_bytes() for p in output.iterdir() if p.is_file()} == before
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".earlier")] == []

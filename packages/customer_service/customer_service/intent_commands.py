@@ -27,6 +27,7 @@ from customer_service.command_options import (
 )
 from customer_service.training_recipes import train_config
 from textcore import cli as core_cli
+from textcore.model_names import resolve_model
 from textcore.preflight import require_distinct_columns
 
 
@@ -86,12 +87,16 @@ def train_intents(
     """
 
     def action() -> dict[str, Any]:
-        from customer_service.intents import train_intents as train  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
+        # the data and the base model's name are checked before torch is imported, so that a bad one fails
+        # in about a second
         require_distinct_columns(text_column, label_column)
         rows = read_labelled(data, text_column, label_column)
         held_out = read_labelled(validation, text_column, label_column) if validation else None
+        resolve_model(base_model)
+        from customer_service.intents import train_intents as train  # noqa: PLC0415 - heavy import
+
         # an earlier model in --output is kept until the run succeeds
         with core_cli.replacing_output(output, inputs=(data, validation, base_model, *(teacher or ()))):
             config = train_config(
@@ -147,11 +152,13 @@ def calibrate_intents(
     """Choose a trained intent model's out-of-scope threshold again, on new validation data (no training)."""
 
     def action() -> dict[str, Any]:
-        from customer_service.intents import IntentModel, calibrate  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
         require_distinct_columns(text_column, label_column)
         rows = read_labelled(validation, text_column, label_column)
+        _require_classifier_folder(model)
+        from customer_service.intents import IntentModel, calibrate  # noqa: PLC0415 - heavy import
+
         loaded = IntentModel.load(model, device=device, precision=precision)
         threshold, selection, figures = calibrate(
             loaded, model, rows, oos_label=oos_label, rule=threshold_rule,
@@ -174,13 +181,25 @@ def evaluate_intents(
     """Accuracy, macro-F1, in-scope accuracy and out-of-scope recall/precision (last line: JSON)."""
 
     def action() -> dict[str, Any]:
-        from customer_service.intents import IntentModel  # noqa: PLC0415
-        from customer_service.intents import evaluate_intents as evaluate  # noqa: PLC0415
         from textcore import read_labelled  # noqa: PLC0415
 
         require_distinct_columns(text_column, label_column)
         rows = read_labelled(data, text_column, label_column)
+        _require_classifier_folder(model)
+        from customer_service.intents import IntentModel  # noqa: PLC0415 - heavy import
+        from customer_service.intents import evaluate_intents as evaluate  # noqa: PLC0415
+
         loaded = IntentModel.load(model, device=device, precision=precision)
         return {**evaluate(loaded, rows, oos_label), "threshold": loaded.threshold}
 
     print_report(core_cli.run_or_exit(action))
+
+
+def _require_classifier_folder(model: Path) -> None:
+    """Refuse a --model that is no folder, or a folder holding no classifier's labels, before torch is
+    imported, in the words loading it uses (`textcore.artifacts.read_labels`). The folder of a re-ranker or
+    a tagger is left to the loader, which says what it holds."""
+    from textcore.artifacts import read_labels, read_metadata  # noqa: PLC0415 - numpy: not for --help
+
+    if read_metadata(model).get("task") not in ("cross-encoder", "token-classification"):
+        read_labels(model)

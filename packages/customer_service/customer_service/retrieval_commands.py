@@ -27,6 +27,7 @@ from customer_service.command_options import (
 from customer_service.training_recipes import train_config
 from textcore import InvalidInput
 from textcore import cli as core_cli
+from textcore.model_names import resolve_model
 
 
 def _faqs(kb: Path) -> list[Any]:
@@ -51,10 +52,13 @@ def train_retriever(
     """Fine-tune the retrieval encoder on the FAQ's question -> answer pairs (contrastive)."""
 
     def action() -> dict[str, Any]:
-        from customer_service.reranking import train_retriever_from_faqs  # noqa: PLC0415
+        # the FAQ file and the base model's name are checked before torch is imported, so that a bad one
+        # fails in about a second
+        faqs = _faqs(kb)
+        resolve_model(base_model)
+        from customer_service.reranking import train_retriever_from_faqs  # noqa: PLC0415 - heavy import
         from textcore import Encoder  # noqa: PLC0415
 
-        faqs = _faqs(kb)
         # an earlier model in --output is kept until the run succeeds
         with core_cli.replacing_output(output, inputs=(kb, base_model)):
             config = train_config(
@@ -103,10 +107,14 @@ def train_reranker(
     """Train the re-ranker (cross-encoder) on the FAQ's own pairs, hard negatives mined by the retriever."""
 
     def action() -> dict[str, Any]:
-        from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415
+        # the FAQ file and the models' names are checked before torch is imported (the retriever mining
+        # the negatives is loaded first)
+        faqs = _faqs(kb)
+        resolve_model(retriever or base_model)
+        resolve_model(base_model)
+        from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415 - heavy import
         from textcore import Encoder  # noqa: PLC0415
 
-        faqs = _faqs(kb)
         # an earlier model in --output is kept until the run succeeds
         with core_cli.replacing_output(output, inputs=(kb, base_model, retriever)):
             config = train_config(
@@ -174,12 +182,11 @@ def _evaluate_retrieval(
     kb_file: Path, queries_file: Path, query_column: str, expected_column: str, retriever_path: Path | None,
     reranker_path: Path | None, mode: str | None, index_questions: bool, device: str, precision: str,
 ) -> dict[str, Any]:  # fmt: skip
-    from customer_service.database import Database  # noqa: PLC0415
-    from customer_service.knowledge import KnowledgeBase  # noqa: PLC0415
-    from customer_service.retrieval import Retriever  # noqa: PLC0415
-    from customer_service.retrieval_eval import evaluate_retrieval as evaluate  # noqa: PLC0415
-    from textcore import Encoder, Reranker, read_table  # noqa: PLC0415
+    from textcore import read_table  # noqa: PLC0415
+    from textcore.artifacts import trained_head  # noqa: PLC0415
 
+    # the files and the models' folders are checked before torch is imported, so that a bad one fails in
+    # about a second
     rows = read_table(queries_file)
     missing = [c for c in (query_column, expected_column) if rows and c not in rows[0]]
     if not rows or missing:
@@ -187,6 +194,15 @@ def _evaluate_retrieval(
                            f"found {sorted(rows[0]) if rows else 'no rows'}")  # fmt: skip
     faqs = _faqs(kb_file)
     _check_expected(queries_file, [r[expected_column] for r in rows], expected_column, {f.id for f in faqs})
+    resolve_model(retriever_path or "minilm")
+    if reranker_path:
+        trained_head(reranker_path, "cross-encoder", "cross-encoder")  # as Reranker.load refuses another
+    from customer_service.database import Database  # noqa: PLC0415 - heavy imports
+    from customer_service.knowledge import KnowledgeBase  # noqa: PLC0415
+    from customer_service.retrieval import Retriever  # noqa: PLC0415
+    from customer_service.retrieval_eval import evaluate_retrieval as evaluate  # noqa: PLC0415
+    from textcore import Encoder, Reranker  # noqa: PLC0415
+
     encoder = Encoder.from_pretrained(retriever_path or "minilm", device=device, precision=precision)
     ranker = Reranker.load(reranker_path, device=device, precision=precision) if reranker_path else None
     with tempfile.TemporaryDirectory(prefix="cs-eval-") as tmp:

@@ -11,11 +11,14 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable, Collection, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
-from customer_service.knowledge import FaqIn, Passage
+from customer_service.entries import FaqIn
 from textcore import InvalidInput, read_table
 from textcore.printable import RULE, control_character
+
+if TYPE_CHECKING:  # the search index imports torch: reading an FAQ file does not need it
+    from customer_service.search_index import Passage
 
 METRICS = ("recall@1", "recall@5", "mrr@10")
 DEPTH = 10

@@ -61,7 +61,7 @@ app.command(help=core_cli.evaluate.__doc__)(core_cli.evaluate)
 
 
 def _require_finance_labels(path: Path, text_column: str, label_column: str) -> None:
-    from finance_sentiment.sentiment import FINANCE_LABELS  # noqa: PLC0415 - imports torch
+    from finance_sentiment.labels import FINANCE_LABELS  # noqa: PLC0415
     from textcore import read_labelled  # noqa: PLC0415
 
     # read as training will, so that a missing column or an empty file is named as such

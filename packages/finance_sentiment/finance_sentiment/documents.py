@@ -17,8 +17,8 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
+from finance_sentiment.labels import FINANCE_LABELS
 from finance_sentiment.schemas import DocumentOut, DocumentPage
-from finance_sentiment.sentiment import FINANCE_LABELS
 from finance_sentiment.tables import MAX_ID, Document, DocumentTag
 from finance_sentiment.vocabulary import NameIndex, Vocabulary
 from textcore.errors import InvalidInput

@@ -20,8 +20,6 @@ from textcore import (
     load_predictor,
 )
 
-FINANCE_LABELS = ("negative", "neutral", "positive")
-
 
 @dataclass(frozen=True, slots=True)
 class Sentiment:

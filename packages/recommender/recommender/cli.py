@@ -37,7 +37,7 @@ app.command("erase-user")(store_commands.erase_user)
 
 def _require_model_folder(folder: Path) -> None:
     """Refuse a model path without a model before the service starts loading it."""
-    from recommender.model import MODEL_FILE  # noqa: PLC0415 - imports torch
+    from recommender.model_folders import MODEL_FILE  # noqa: PLC0415
 
     if not (folder / MODEL_FILE).is_file():
         raise InvalidInput(

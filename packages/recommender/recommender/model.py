@@ -23,14 +23,14 @@ import numpy as np
 
 from recommender.baselines import ItemKNN, Popularity
 from recommender.data import Catalog
+from recommender.model_folders import MODEL_FILE, require_model_file
 from recommender.protocol import Scorer
-from textcore import DEFAULT_MODEL, Encoder, InvalidInput, NotFound
+from textcore import DEFAULT_MODEL, Encoder, InvalidInput
 from textcore.artifacts import read_json, write_json_atomic
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-MODEL_FILE = "recommender.json"
 FORMAT_VERSION = 1
 PROFILES = ("mean", "text")
 HISTORY_SEPARATOR = " | "
@@ -183,11 +183,7 @@ class TextInterestModel:
             NotFound: The folder has no `recommender.json` (it is not a recommender model).
             InvalidInput: The file is malformed.
         """
-        path = Path(folder) / MODEL_FILE
-        if not path.is_file():
-            raise NotFound(
-                f"expected a recommender model folder with {MODEL_FILE} in {folder}; it is not there"
-            )
+        path = require_model_file(folder)
         data = read_json(path)
         try:
             config = ModelConfig(**data["config"])

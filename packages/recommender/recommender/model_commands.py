@@ -25,6 +25,7 @@ from recommender.command_options import (
     UserCol,
     print_report,
 )
+from recommender.model_folders import MODEL_FILE, check_base_model, check_model_folder, require_model_file
 from textcore import CoreError, InvalidInput
 from textcore import cli as core_cli
 
@@ -99,7 +100,6 @@ def _report_outside_catalog(
 def trained_min_rating(model: Path) -> float | None:
     """The --min-rating the model in `model` was trained with (its `recommender.json`); None when it had none,
     or when the folder holds no readable model (loading it then says what is wrong)."""
-    from recommender.model import MODEL_FILE  # noqa: PLC0415 - imports torch
     from textcore.artifacts import read_json  # noqa: PLC0415
 
     try:
@@ -158,13 +158,8 @@ def train(
     """Fine-tune the text-interest model on behaviour, fit its blend on validation users, and save it."""
 
     def action() -> dict[str, Any]:
-        from recommender.training import (  # noqa: PLC0415 - heavy imports
-            RecTrainConfig,
-            check_base_model,
-            check_model_folder,
-            train_model,
-        )
-
+        # the output folder, the base model's name and the data are checked before torch is imported, so
+        # that a bad one fails in about a second
         check_model_folder(output)  # before the data is read; train_model empties it before writing
         check_base_model(base_model, output)
         data, catalog, _ = _read_data(
@@ -173,6 +168,8 @@ def train(
             (user_column, item_column, time_column, rating_column, min_rating),
             (id_column, title_column, text_column),
         )
+        from recommender.training import RecTrainConfig, train_model  # noqa: PLC0415 - heavy imports
+
         config = RecTrainConfig(
             base_model=base_model,
             epochs=epochs,
@@ -229,12 +226,6 @@ def evaluate(
     def action() -> dict[str, Any]:
         if protocol != "leave-last-out":
             raise InvalidInput(f"--protocol: expected leave-last-out; found {protocol!r}")
-        from recommender.baselines import ItemKNN, Popularity  # noqa: PLC0415 - heavy imports
-        from recommender.model import TextInterestModel  # noqa: PLC0415
-        from recommender.protocol import Scorer, evaluate, leave_last_out  # noqa: PLC0415
-        from recommender.provenance import leaked_test_users  # noqa: PLC0415
-        from recommender.rescoring import Rescorer  # noqa: PLC0415
-
         data, catalog, _ = _read_data(
             interactions,
             items,
@@ -242,6 +233,13 @@ def evaluate(
             (id_column, title_column, text_column),
             model=model,
         )
+        require_model_file(model)  # before torch is imported: a wrong --model fails in about a second
+        from recommender.baselines import ItemKNN, Popularity  # noqa: PLC0415 - heavy imports
+        from recommender.model import TextInterestModel  # noqa: PLC0415
+        from recommender.protocol import Scorer, evaluate, leave_last_out  # noqa: PLC0415
+        from recommender.provenance import leaked_test_users  # noqa: PLC0415
+        from recommender.rescoring import Rescorer  # noqa: PLC0415
+
         loaded = TextInterestModel.load(model, device=device, precision=precision)
         found = Rescorer.load(model, device=device, precision=precision) if rescorer else None
         active = found if found is not None and found.active else None
@@ -315,11 +313,6 @@ def train_rescorer(
     """
 
     def action() -> dict[str, Any]:
-        from recommender.rescorer_training import (  # noqa: PLC0415 - heavy imports
-            RescorerTrainConfig,
-        )
-        from recommender.rescorer_training import train_rescorer as train  # noqa: PLC0415
-
         data, catalog, threshold = _read_data(
             interactions,
             items,
@@ -327,6 +320,12 @@ def train_rescorer(
             (id_column, title_column, text_column),
             model=model,
         )
+        require_model_file(model)  # before torch is imported: a wrong --model fails in about a second
+        from recommender.rescorer_training import (  # noqa: PLC0415 - heavy imports
+            RescorerTrainConfig,
+        )
+        from recommender.rescorer_training import train_rescorer as train  # noqa: PLC0415
+
         config = RescorerTrainConfig(
             base_model=base_model,
             max_queries=max_queries,

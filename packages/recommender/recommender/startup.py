@@ -11,7 +11,8 @@ from pathlib import Path
 from recommender.behaviour import Behaviour
 from recommender.catalog import ItemCatalog, Progress, indexed_model
 from recommender.database import Database
-from recommender.model import MODEL_FILE, TextInterestModel
+from recommender.model import TextInterestModel
+from recommender.model_folders import MODEL_FILE
 from recommender.rescoring import Rescorer
 from recommender.serving import Recommender, intra_op_threads
 from recommender.settings import RecommenderSettings

@@ -23,17 +23,14 @@ import numpy as np
 from recommender.blend_selection import fit_blend, validation_users
 from recommender.data import Catalog, Interactions, outside_catalog
 from recommender.model import BlendWeights, ModelConfig, TextInterestModel, history_text
+from recommender.model_folders import check_base_model, check_model_folder
 from recommender.protocol import history_positions, leave_last_out
 from recommender.provenance import trained_on
 from recommender.rescoring import RESCORER_DIR
 from textcore import Encoder, InvalidInput, TrainConfig, train_embedder
 from textcore.artifacts import METADATA_FILE, RUN_DIR, utc_now, write_metadata
 from textcore.data import Pairs
-from textcore.models import resolve_model
 from textcore.preflight import prepare_output
-
-# what a fine-tuning run writes into `training/` first: a folder holding one is a run cut short
-_RUN_FILES = ("metrics.jsonl", "checkpoint", ".checkpoint.old", ".checkpoint.tmp", "report.json")
 
 
 @dataclass(frozen=True)
@@ -103,44 +100,6 @@ def _validation_pairs(
         return None  # the embedding task then carves its own validation split from the training pairs
     anchors = [history_text([catalog.titles[i] for i in h], cfg.history_items) for h in histories]
     return Pairs(anchors, [catalog.texts[i] for i in targets])
-
-
-def check_model_folder(output: Path) -> None:
-    """Refuse an `output` that `train` may not write a model into: a file (or a folder inside one), or a
-    folder that holds files no training run wrote. A new or empty folder, an earlier model's (with
-    `metadata.json`) and a run cut short (a `training/` folder with its metrics or checkpoint, or empty) may
-    be written; `prepare_model_folder` then empties them.
-
-    Raises:
-        InvalidInput: As above, naming a few of the folder's entries.
-    """
-    existing = next((path for path in (output, *output.parents) if path.exists()), None)
-    if existing is not None and not existing.is_dir():
-        raise InvalidInput(f"--output {output}: expected a folder for the model; {existing} is a file")
-    if not output.is_dir():
-        return
-    entries = sorted(entry.name for entry in output.iterdir())
-    run = output / RUN_DIR
-    cut_short = run.is_dir() and (not any(run.iterdir()) or any((run / name).exists() for name in _RUN_FILES))
-    if not entries or (output / METADATA_FILE).is_file() or cut_short:
-        return
-    shown = ", ".join(entries[:5]) + (", ..." if len(entries) > 5 else "")
-    raise InvalidInput(
-        f"--output {output}: expected a new or empty folder, or an earlier model's; it holds {shown}, "
-        "which no training run wrote. Choose another folder"
-    )
-
-
-def check_base_model(base_model: str, output: Path) -> Path:
-    """The base model's folder, refused when it is `output`: train empties `output` before it writes (the base
-    would be removed, or copied onto itself)."""
-    base = resolve_model(base_model)
-    if base.resolve() == output.resolve():
-        raise InvalidInput(
-            f"--base-model {base_model}: expected a model folder other than --output {output}: "
-            "train replaces what --output holds with the new model; give another --output"
-        )
-    return base
 
 
 def prepare_model_folder(output: Path) -> None:
