@@ -659,7 +659,8 @@ def test_a_failed_run_into_an_earlier_models_folder_leaves_that_model_as_it_was(
 ) -> None:
     # The earlier model was emptied out of --output first, then the run failed (a misspelt column, a base
     # model that cannot load, the run stopped) and left nothing: a typo cost the model. It is now set aside
-    # until the run succeeds, and put back when it fails.
+    # until the run succeeds, and put back when it fails; a misspelt column or base model name is refused
+    # before anything is moved.
     folder = tmp_path / "model"
     shutil.copytree(trained.model, folder)
     before = snapshot(folder)
@@ -667,10 +668,13 @@ def test_a_failed_run_into_an_earlier_models_folder_leaves_that_model_as_it_was(
               "--output", folder, "--epochs", 1]  # fmt: skip
     typo = run_cli("train", *common, "--text-column", "txt", "--base-model", tiny_model_dir)
     assert_clean_failure(typo, "expected column(s) txt")  # found before anything is moved: one line
-    no_base = invoke_cli("train", *common, "--text-column", "review", "--base-model", tmp_path / "nothing")
-    assert no_base.returncode == 2, no_base.stderr
-    assert f"the run did not finish: the earlier model is back in {folder}" in no_base.stderr
-    assert no_base.stderr.strip().splitlines()[-1].startswith("error: ")
+    unloadable = tmp_path / "unloadable"  # found by name, so the run starts; then its weights are missing
+    unloadable.mkdir()
+    shutil.copy(tiny_model_dir / "config.json", unloadable / "config.json")
+    broken = invoke_cli("train", *common, "--text-column", "review", "--base-model", unloadable)
+    assert broken.returncode == 2, broken.stderr
+    assert f"the run did not finish: the earlier model is back in {folder}" in broken.stderr
+    assert broken.stderr.strip().splitlines()[-1].startswith("error: expected safetensors weights")
     assert snapshot(folder) == before
     assert not list(tmp_path.glob(".model.earlier-*"))
 
