@@ -101,6 +101,16 @@ ITEMS = "item_id,title,text\na,A,aa\nb,B,bb\n"
             "error: kb.csv: expected rows with columns ['query']",
         ),
         (
+            "textcore.cli",
+            ["evaluate", "--model", "nomodel", "--data", "i.csv", "--label-column", "intent"],
+            "error: nomodel: expected a trained model folder; it does not exist",
+        ),
+        (
+            "finance_sentiment.cli",
+            ["evaluate", "--model", "nomodel", "--data", "i.csv", "--label-column", "intent"],
+            "error: nomodel: expected a trained model folder; it does not exist",
+        ),
+        (
             "finance_sentiment.cli",
             ["train", "--data", "i.csv", "--label-column", "intent", "--output", "out"],
             "error: expected 'intent' labels among negative, neutral, positive",

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from textcore.artifacts import read_metadata
-from textcore.classifier import Classifier, LabelPredictor
+from textcore.artifacts import read_labels, read_metadata
 from textcore.data import LabelledTexts, read_labelled, require_label_sets, split_labels
 from textcore.errors import InvalidInput, some_of
-from textcore.metrics import classification_report, multilabel_report
+
+if TYPE_CHECKING:
+    from textcore.classifier import LabelPredictor
 
 
 def evaluate_classifier(
@@ -26,6 +28,8 @@ def evaluate_classifier(
     Raises:
         InvalidInput: the data holds labels the model was not trained on (unless they count as errors).
     """
+    from textcore.metrics import classification_report, multilabel_report  # noqa: PLC0415 - scikit-learn
+
     if classifier.multi_label:
         require_label_sets(data, "evaluation data")
     given = (
@@ -88,6 +92,9 @@ def load_predictor(
             f"{folder} holds a token-classification model (tagger), not a classifier; load it with Tagger"
         )
     if backend == "torch":
+        read_labels(Path(folder))  # a folder that is no classifier is named before torch loads
+        from textcore.classifier import Classifier  # noqa: PLC0415 - torch, once a model is loaded
+
         return Classifier.load(
             folder, device=device, precision=precision, batch_size=batch_size, max_length=max_length
         )
