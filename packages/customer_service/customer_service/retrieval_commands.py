@@ -110,7 +110,8 @@ def train_reranker(
         # the FAQ file and the models' names are checked before torch is imported (the retriever mining
         # the negatives is loaded first)
         faqs = _faqs(kb)
-        resolve_model(retriever or base_model)
+        if retriever:
+            resolve_model(retriever)
         resolve_model(base_model)
         from customer_service.reranking import train_reranker_from_faqs  # noqa: PLC0415 - heavy import
         from textcore import Encoder  # noqa: PLC0415
