@@ -133,3 +133,46 @@ def test_a_goodbye_closes_rather_than_asks_for_more(client: TestClient) -> None:
     for message in ("thanks!", "ok, got it", "great 👍"):  # thanks alone still offer more help
         assert _reply(client, message, session_id)[0]["answer"] == ACKNOWLEDGEMENT, message
     assert client.get(f"/v1/sessions/{session_id}").json()["fallback_streak"] == 0
+
+
+def test_a_goodbye_with_emoji_or_trailing_symbols_closes_as_a_plain_one_does(client: TestClient) -> None:
+    # "goodbye 👋" fell back ("I'm not sure I understood that"): only a few emoji were read as punctuation
+    session_id = chat(client, "How do I reset my online banking password?")["session_id"]
+    for message in (
+        "goodbye 👋",
+        "bye!!",
+        "thanks, bye 🙂",
+        "Bye 👋🏽",
+        "ok bye ✌️",
+        "bye~",
+        "thx, cya <3",
+        "bye 😉",
+    ):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"]) == ("answer", CLOSING, []), message
+        assert not searched
+    assert chat(client, "thanks ✨", session_id)["answer"] == ACKNOWLEDGEMENT
+    assert client.get(f"/v1/sessions/{session_id}").json()["fallback_streak"] == 0
+    # a question that holds such words is read, and an unfriendly emoji is no thanks
+    for message in ("how do I say goodbye to my old card and close the account?", "ok 😡", "thanks 🙄"):
+        reply, searched = _reply(client, message, session_id)
+        assert reply["answer"] not in (CLOSING, ACKNOWLEDGEMENT, GREETING), message
+        assert searched
+
+
+def test_a_greeting_with_thanks_is_greeted_and_with_a_goodbye_closes(client: TestClient) -> None:
+    # "hi, thanks" and "thanks, hello" fell back, and a second such message handed the customer to a person
+    session_id = "mixed"
+    for message in ("hi, thanks", "thanks, hello", "Hello, thank you! 🙂", "hey there, thanks a lot"):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"], reply["state"]) == (
+            "answer", GREETING, [], "open",
+        ), message  # fmt: skip
+        assert not searched
+    for message in ("hi, bye", "thanks, bye, good evening 👋"):
+        assert _reply(client, message, session_id)[0]["answer"] == CLOSING, message
+    session = client.get(f"/v1/sessions/{session_id}").json()
+    assert session["fallback_streak"] == 0 and session["state"] == "open"
+    assert {t["reason"] for t in session["turns"][:4]} == {GREETED}
+    reply = chat(client, "hi, thanks, how do I reset my online banking password?", session_id)  # a question
+    assert reply["action"] == "answer" and reply["sources"][0]["id"] == "reset-password"

@@ -4,8 +4,9 @@ In order of precedence:
 1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
    strongly negative (the sentiment score reaches `negative_sentiment`);
 2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
-   "👍"), declines more help ("no thanks", "nope", "that's all"), or only greets ("hi", "good morning"): it
-   asks nothing, so it is no failed question (an intent's template answers it when one renders);
+   "👍", "goodbye 👋"), declines more help ("no thanks", "nope", "that's all"), or only greets ("hi", "good
+   morning", "hi, thanks"): it asks nothing, so it is no failed question (an intent's template answers it when
+   one renders);
 3. a short prompt (what can the bot help with?) when the message holds no letter or digit at all ("?", "...",
    "—", "🤔") and is not such an emoji: there is nothing to read, so it is no failed question either;
 4. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
@@ -65,6 +66,9 @@ _ACK_WORDS = frozenset(
 # never an acknowledgement alone
 _ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
 _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
+# Other emoji and symbols around such words are read as punctuation ("goodbye 👋", "bye!! 😉", "thanks ✨"),
+# except these, which make the message a complaint to read rather than a thanks ("ok 😡", "thanks 🙄")
+_UNFRIENDLY_EMOJI = frozenset("👎😠😡🤬😤😒🙄💢😞😟😢😥😭😩😫☹🙁😕😑😐🤨🖕")
 # A message that closes the conversation, the answer to "Is there anything else I can help you with?": "no
 # thanks", "nope", "no, that's all", "nothing else". It fell back ("I'm not sure I understood that"), and a
 # second one went to a person; "that's all" was even read as a follow-up and answered with the last answer.
@@ -82,6 +86,8 @@ _GREETING_WORDS = frozenset(
 _GREETING_FILLERS = frozenset(
     ["there", "good", "all", "everyone", "anyone", "anybody", "again", "team", "folks"]
 )
+# A greeting with a thanks ("hi, thanks", "thanks, hello!") is greeted; with a goodbye ("hi, thanks, bye")
+# it closes: either read as a question fell back, and two in a row went to a person.
 ACKNOWLEDGED = "an acknowledgement (thanks, ok, bye): nothing to answer"
 GREETED = "a greeting: nothing to answer yet, asked what the customer needs"
 PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
@@ -125,12 +131,16 @@ def asks_for_person(message: str) -> bool:
     return bool(HANDOFF_REQUEST.search(message) or PERSON_ALONE.fullmatch(message))
 
 
+_ENDING_KNOWN = _ACK_WORDS | _ACK_FILLERS | _CLOSING_WORDS | _CLOSING_FILLERS | _GOODBYE_WORDS
+_GREETING_KNOWN = _GREETING_WORDS | _GREETING_FILLERS
+
+
 def acknowledges(message: str) -> bool:
     """Whether the message only thanks, agrees or says goodbye (`_ACK_WORDS`, friendly emoji), or closes the
-    conversation (`closes`)."""
+    conversation (`closes`), with a greeting or not ("hi, thanks", "thanks, bye 👋"). Emoji and symbols other
+    than unfriendly ones count as punctuation."""
     friendly, words = _ack_words(message)
-    known = _ACK_WORDS | _ACK_FILLERS | _CLOSING_WORDS | _CLOSING_FILLERS | _GOODBYE_WORDS
-    if not all(word in known for word in words):
+    if not all(word in _ENDING_KNOWN or word in _GREETING_KNOWN for word in words):
         return False
     said = any(w in _ACK_WORDS or w in _CLOSING_WORDS or w in _GOODBYE_WORDS for w in words)
     return friendly or said or _closing_phrase(words)
@@ -145,11 +155,20 @@ def closes(message: str) -> bool:
 
 
 def _ack_words(message: str) -> tuple[bool, list[str]]:
-    """Whether the message holds a friendly emoji, and its words (split at punctuation, spaces, emoji)."""
-    text = message.casefold()
+    """Whether the message holds a friendly emoji, and its words (split at punctuation, spaces, emoji and
+    other symbols, "<3" among them; an unfriendly emoji stays, a word no acknowledgement holds)."""
+    text = message.casefold().replace("<3", " ❤ ")
     friendly = any(ch in _ACK_EMOJI for ch in text)
-    rest = "".join(" " if ch in _ACK_EMOJI or unicodedata.category(ch)[0] in "PZ" else ch for ch in text)
+    rest = "".join(" " if ch in _ACK_EMOJI or _punctuation(ch) else ch for ch in text)
     return friendly, rest.split()
+
+
+def _punctuation(ch: str) -> bool:
+    """Punctuation, a space, a symbol (an emoji) or an emoji's joiner or modifier, unless unfriendly."""
+    category = unicodedata.category(ch)
+    return category[0] in "PZ" or (
+        category in ("So", "Sk", "Sm", "Sc", "Cf", "Mn") and ch not in _UNFRIENDLY_EMOJI
+    )
 
 
 def _closing_phrase(words: list[str]) -> bool:
@@ -159,11 +178,14 @@ def _closing_phrase(words: list[str]) -> bool:
 
 def greets(message: str) -> bool:
     """Whether the message only greets (`_GREETING_WORDS`, with punctuation, emoji and a few words around
-    them: "hi there!", "good morning 👋")."""
+    them: "hi there!", "good morning 👋"), or greets and thanks ("hi, thanks") without closing (`closes`)."""
     text = message.casefold()
     words = "".join(" " if unicodedata.category(ch)[0] in "PZS" else ch for ch in text).split()
-    known = all(word in _GREETING_WORDS or word in _GREETING_FILLERS for word in words)
-    return known and any(word in _GREETING_WORDS for word in words)
+    if not any(word in _GREETING_WORDS for word in words):
+        return False
+    if all(word in _GREETING_KNOWN for word in words):
+        return True
+    return acknowledges(message) and not closes(message)
 
 
 def says_nothing(message: str) -> bool:
@@ -188,14 +210,14 @@ def by_its_words(
     failed at: no fallback, no step towards a hand-off; the fallback streak stays as it was)."""
     if (urgent := _urgent_handoff(message, negativity, settings)) is not None:
         return Decision("handoff", urgent, 0)
-    if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
-        return acknowledged
-    if greets(message):
+    if greets(message):  # before an acknowledgement: "hi, thanks" asks what the customer needs
         if intent_template:
             return Decision("answer", f"the intent's template ({GREETED})", 0, template_only=True)
         return Decision(
             "answer", GREETED, fallback_streak, template_only=True, own_reply="greeting", streak="keep"
         )
+    if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
+        return acknowledged
     if says_nothing(message):  # no intent's template either: there are no words it could have read
         return Decision(
             "answer", PROMPTED, fallback_streak, template_only=True, own_reply="prompt", streak="keep"
