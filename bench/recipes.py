@@ -15,9 +15,10 @@ validation rows from them (`validation_fraction`, its training seed), and is sco
 never saw. That is the protocol for a change that uses the validation rows differently, such as `refit`.
 
 With `--folds K` the split is K-fold cross-validation instead: `stratified_folds(data, K, --split-seed)` holds
-each row out once, every variant and seed trains once per fold (fold by fold), and the pooled accuracy over
-all folds is scored on every row of the file: ten times the rows of the 10% split, so about a third of its
-standard error. Paired differences pair the same fold and seed.
+each row out once (all rows of one text, case and spacing aside, in the same fold), every variant and seed
+trains once per fold (fold by fold), and the pooled accuracy over all folds is scored on every row of the
+file: ten times the rows of the 10% split, so about a third of its standard error. Paired differences pair
+the same fold and seed.
 
     python bench/recipes.py --variant no-decay=layer_lr_decay:1.0         # PhraseBank, TrainConfig defaults
     python bench/recipes.py --recipe intents --data ../shared/data/banking77/train.csv --text-column text \\

@@ -441,28 +441,38 @@ def texts_in_common(train: LabelledTexts, validation: LabelledTexts) -> int:
 
 
 def stratified_folds(data: LabelledTexts, k: int, seed: int) -> list[tuple[LabelledTexts, LabelledTexts]]:
-    """Cross-validation: `k` disjoint held-out parts that together hold every row once, stratified by label.
+    """Cross-validation: `k` disjoint held-out parts that together hold every row once, stratified by label,
+    with every row of one text (`text_key`: case and spacing aside) in the same part.
 
-    Each class's rows are permuted by one seeded generator (labels in sorted order) and dealt to the parts in
-    turn, the deal going on where the previous class stopped, so part sizes differ by at most one row.
+    Rows are grouped by text and each group filed under its majority label, as `stratified_split` does. Each
+    class's groups, in an order drawn by one seeded generator (labels in sorted order), largest first, go one
+    by one to the part holding the fewest rows of that class, on a tie the part holding the fewest rows in
+    all (then the first). Without repeated texts this deals the rows in turn, so each class's count and the
+    part sizes differ by at most one row between parts; a repeated text moves its rows as one.
 
     Returns:
         for each part, (the other rows, that part), both in a seeded random order.
 
     Raises:
-        InvalidInput: `k` is below 2 or above the number of rows.
+        InvalidInput: `k` is below 2 or above the number of distinct texts.
     """
-    if not 2 <= k <= len(data):
-        raise InvalidInput(f"folds: expected an integer in [2, {len(data)}] (the rows); found {k!r}")
+    by_label = _groups_by_label(data)
+    distinct = sum(len(groups) for groups in by_label.values())
+    if not 2 <= k <= distinct:
+        found = "the rows" if distinct == len(data) else f"the distinct texts of the {len(data)} rows"
+        raise InvalidInput(f"folds: expected an integer in [2, {distinct}] ({found}); found {k!r}")
     rng = np.random.default_rng(seed)
-    by_label = _rows_by_label(data.labels)
     part_of = [0] * len(data)
-    dealt = 0
+    sizes = [0] * k
     for label in sorted(by_label):
-        indices = by_label[label]
-        for i in rng.permutation(len(indices)):
-            part_of[indices[i]] = dealt % k
-            dealt += 1
+        groups = [by_label[label][i] for i in rng.permutation(len(by_label[label]))]
+        of_class = [0] * k
+        for group in sorted(groups, key=len, reverse=True):  # stable: equal sizes keep the drawn order
+            part = min(range(k), key=lambda p: (of_class[p], sizes[p], p))
+            for i in group:
+                part_of[i] = part
+            of_class[part] += len(group)
+            sizes[part] += len(group)
     folds = []
     for part in range(k):
         held = [i for i in range(len(data)) if part_of[i] == part]

@@ -1,5 +1,6 @@
-"""Repeated texts and validation: a carved split keeps every row of one text on one side, and given validation
-rows whose texts are also training texts are counted (metadata) and warned about."""
+"""Repeated texts and validation: a carved split and cross-validation folds keep every row of one text on
+one side, and given validation rows whose texts are also training texts are counted (metadata) and warned
+about."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ import pytest
 
 from tests.conftest import shared_data
 from tests.shared.test_training import tiny_config
-from textcore.data import LabelledTexts, read_labelled, stratified_split, text_key
+from textcore.data import LabelledTexts, read_labelled, stratified_folds, stratified_split, text_key
+from textcore.errors import InvalidInput
 from textcore.training import train_classifier
 
 
@@ -91,6 +93,59 @@ def test_no_phrasebank_sentence_is_on_both_sides_of_the_default_split() -> None:
     assert len(validation) == 388
     share = {k: v / len(data) for k, v in data.label_counts().items()}
     assert all(abs(v / len(validation) - share[k]) < 0.01 for k, v in validation.label_counts().items())
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_every_copy_of_a_text_is_held_out_in_one_fold(seed: int) -> None:
+    data = repeated({"big": 40, "mid": 10, "small": 3}, copies=3)
+    folds = stratified_folds(data, 5, seed)
+    held_out = [text for _, held in folds for text in held.texts]
+    assert sorted(held_out) == sorted(data.texts)  # every row scored exactly once over the folds
+    for rest, held in folds:
+        assert shared_keys(rest, held) == set()
+        assert sorted(rest.texts + held.texts) == sorted(data.texts)
+        # stratified by text: a fifth of each class's texts, all three copies of each
+        assert {k: v for k, v in held.label_counts().items() if k != "small"} == {"big": 24, "mid": 6}
+    assert sorted(held.label_counts().get("small", 0) for _, held in folds) == [0, 0, 3, 3, 3]
+
+
+def test_folds_of_texts_repeated_unevenly_stay_stratified_and_balanced() -> None:
+    # texts written 1 to 4 times, two of them with a second label
+    texts, labels = [], []
+    for label, n in {"a": 30, "b": 12}.items():
+        for i in range(n):
+            texts += [f"{label} {i}"] * (1 + i % 4)
+            labels += [label] * (1 + i % 4)
+    texts += ["A 0", "b 1"]
+    labels += ["b", "a"]
+    data = LabelledTexts(texts, labels)
+    for seed in range(5):
+        folds = stratified_folds(data, 4, seed)
+        assert sorted(t for _, held in folds for t in held.texts) == sorted(texts)
+        sizes = [len(held) for _, held in folds]
+        assert max(sizes) - min(sizes) <= 4  # at most one text's copies apart
+        for rest, held in folds:
+            assert shared_keys(rest, held) == set()
+            assert 17 <= held.label_counts()["a"] <= 20 and 6 <= held.label_counts()["b"] <= 9
+        assert stratified_folds(data, 4, seed) == folds
+
+
+def test_folds_count_the_distinct_texts() -> None:
+    data = repeated({"a": 2, "b": 2}, copies=3)  # 12 rows, 4 texts
+    assert [len(held) for _, held in stratified_folds(data, 4, seed=0)] == [3, 3, 3, 3]
+    with pytest.raises(InvalidInput, match=r"folds: expected an integer in \[2, 4\] \(the distinct texts"):
+        stratified_folds(data, 5, seed=0)
+
+
+def test_no_phrasebank_sentence_is_on_both_sides_of_a_fold() -> None:
+    data = read_labelled(shared_data("financial_phrasebank/train.csv"), "sentence", "label")
+    folds = stratified_folds(data, 5, 42)
+    assert sorted(t for _, held in folds for t in held.texts) == sorted(data.texts)
+    share = {k: v / len(data) for k, v in data.label_counts().items()}
+    for rest, held in folds:
+        assert shared_keys(rest, held) == set()
+        assert abs(len(held) - len(data) / 5) <= 2
+        assert all(abs(v / len(held) - share[k]) < 0.01 for k, v in held.label_counts().items())
 
 
 def test_a_carved_split_has_no_training_text_in_validation(tiny_model_dir: Path, tmp_path: Path) -> None:
