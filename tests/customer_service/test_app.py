@@ -263,6 +263,46 @@ def test_a_markdown_document_sent_without_its_format_is_read_as_markdown(client:
     )
 
 
+SAVINGS_PAGE = (
+    "<!DOCTYPE html>\n<html><head><title>Savings</title><style>p { color: red }</style></head><body>"
+    "<h1>Savings accounts</h1><h2>Interest</h2><p>Our easy-access saver pays 3.1% a year, paid "
+    "monthly.</p><h2>Withdrawals</h2><p>You can withdraw up to <b>four</b> times a year without notice.</p>"
+    "</body></html>"
+)
+
+
+def test_an_html_document_sent_without_its_format_is_read_as_html(client: TestClient) -> None:
+    # Read as plain text, the tags (and the style sheet) were stored in the passages and answered as words
+    def chunks(document: str, text: str) -> list[tuple[str, str]]:
+        stored = client.put(f"/v1/knowledge/documents/{document}", json={"title": "Savings", "text": text})
+        assert stored.status_code == 200, stored.text
+        listed = client.get("/v1/knowledge", params={"document": document}).json()["items"]
+        return [(item["title"], item["text"]) for item in listed]
+
+    explicit = client.put(
+        "/v1/knowledge/documents/explicit",
+        json={"title": "Savings", "text": SAVINGS_PAGE, "format": "html"},
+    )
+    assert explicit.status_code == 200, explicit.text
+    as_html = client.get("/v1/knowledge", params={"document": "explicit"}).json()["items"]
+    read = chunks("savings", SAVINGS_PAGE)
+    assert read == [(item["title"], item["text"]) for item in as_html]
+    assert [title for title, _ in read] == [
+        "Savings > Savings accounts > Interest",
+        "Savings > Savings accounts > Withdrawals",
+    ]
+    assert not any("<" in text or "color" in text for _, text in read)
+    fragment = "<h2>Overdrafts</h2>\n<p>An arranged overdraft costs 39.9% EAR.</p>"
+    assert chunks("fragment", fragment) == [
+        ("Savings > Overdrafts", "An arranged overdraft costs 39.9% EAR.")
+    ]
+    # text that merely names a tag, and Markdown with inline HTML, are read as before
+    plain = "To start a paragraph, type <p> in the editor.\n\nThen write 2 < 3 > 1."
+    assert [text for _, text in chunks("plain", plain)] == [plain.replace("\n\n", "\n")]
+    markdown = "# Cards\n\n## Limits\n\nThe daily limit is <b>500</b> euros.\n"
+    assert [title for title, _ in chunks("cards", markdown)] == ["Savings > Cards > Limits"]
+
+
 def test_a_documents_chunks_are_listed_by_its_id_and_its_id_alone_names_them(client: TestClient) -> None:
     text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
     body = {"title": "Using your card abroad", "text": text, "format": "markdown"}

@@ -88,10 +88,31 @@ def format_of(filename: str) -> Format:
 _ATX_HEADING = re.compile(r"^ {0,3}#{1,6}[ \t]+\S", re.MULTILINE)
 
 
+# An HTML page: one that opens (after an XML declaration, comments and white space) with its doctype or
+# <html>, <head> or <body>; or a fragment holding a block element, opened and closed ("<p>...</p>",
+# "<h2>Fees</h2>", "<li>...</li>"). Read as text, its tags were stored in the passages and answered as words.
+_HTML_PAGE = re.compile(
+    r"^\ufeff?\s*(?:<\?xml\b[^>]*\?>\s*)?(?:<!--.*?-->\s*)*<(?:!doctype\s+html|html|head|body)\b",
+    re.IGNORECASE | re.DOTALL,
+)
+_BLOCK_NAMES = (
+    r"(?:p|div|h[1-6]|ul|ol|li|table|tr|td|th|section|article|main|header|footer|blockquote|dl|dd|pre)"
+)
+_HTML_BLOCK_OPENS = re.compile(rf"<{_BLOCK_NAMES}(?:\s[^<>]*)?>", re.IGNORECASE)
+_HTML_BLOCK_CLOSES = re.compile(rf"</{_BLOCK_NAMES}\s*>", re.IGNORECASE)
+
+
 def guess_format(text: str) -> Format:
-    """The format of a document sent without one: "markdown" when a line is a Markdown heading (one to six
-    "#", a space, text), else "text" (plain text without such a line is read as it always was)."""
-    return "markdown" if _ATX_HEADING.search(text) else "text"
+    """The format of a document sent without one: "html" for an HTML page (`_HTML_PAGE`); else "markdown"
+    when a line is a Markdown heading (one to six "#", a space, text); else "html" when it holds an HTML
+    block element, opened and closed (`_HTML_BLOCK_OPENS`, `_HTML_BLOCK_CLOSES`); else "text" (plain text
+    without any of these is read as it always was)."""
+    if _HTML_PAGE.match(text):
+        return "html"
+    if _ATX_HEADING.search(text):
+        return "markdown"
+    fragment = _HTML_BLOCK_OPENS.search(text) and _HTML_BLOCK_CLOSES.search(text)
+    return "html" if fragment else "text"
 
 
 def chunk_document(

@@ -287,7 +287,8 @@ class DocumentIn(BaseModel):
 
     title: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500), Printable]
     text: Annotated[str, StringConstraints(min_length=1, max_length=2_000_000), Printable]
-    # None (not given): "markdown" when a line is a Markdown heading, else "text" (`chunking.guess_format`)
+    # None (not given): "html" for an HTML page, "markdown" when a line is a Markdown heading, "html" for
+    # text with an HTML block element, else "text" (`chunking.guess_format`)
     format: Literal["markdown", "html", "text"] | None = None
     category: Short = ""
     source: Annotated[str, StringConstraints(max_length=2_000), Printable] = ""

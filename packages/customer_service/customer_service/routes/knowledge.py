@@ -81,7 +81,8 @@ async def put_document(
     document_id: EntryIdPath, body: DocumentIn, service: ServiceDep, limiter: LimiterDep
 ) -> ChangeOut:
     """Store a document (Markdown, HTML or text) as overlapping chunks, replacing its earlier chunks; one
-    sent without its format is Markdown when a line is a Markdown heading, else text."""
+    sent without its format is HTML when it is an HTML page, else Markdown when a line is a Markdown heading,
+    else HTML when it holds an HTML block element (`guess_format`), else text."""
     kb = service.kb
     form = body.format or guess_format(body.text)
     ids = await limiter.run(
