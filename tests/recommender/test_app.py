@@ -468,6 +468,35 @@ def test_an_unknown_query_parameter_of_recommend_is_a_422_naming_it(client: Test
     assert [p["name"] for p in documented] == ["user_id", "interests", "k", "exclude_seen", "offset"]
 
 
+def test_an_unknown_query_parameter_of_the_item_reads_is_a_422_naming_it(client: TestClient) -> None:
+    """`GET /v1/items?limt=5` (a typo) or `?category=lab` (a guessed filter) answered the first 100 items
+    unfiltered, and `GET /v1/items/{id}?fields=title` the whole item: a 200 a caller takes for the page or
+    filter asked for. Now each is a problem+json 422 whose errors name the parameter; the documented
+    `limit` and `cursor` work as before."""
+    stocked(client)
+    cases = [
+        ("/v1/items", {"limt": 5}, ["limt"]),
+        ("/v1/items", {"limit": 5, "category": "lab", "user": "x"}, ["category", "user"]),
+        ("/v1/items/astro-0", {"fields": "title"}, ["fields"]),
+    ]
+    for path, params, names in cases:
+        body = problem(client.get(path, params=params), 422)
+        assert body["title"] == "Invalid input" and body["instance"] == path, body
+        assert [(e["loc"], e["type"]) for e in body["errors"]] == [
+            (["query", name], "extra_forbidden") for name in names
+        ], body
+    first = client.get("/v1/items", params={"limit": 5}).json()
+    assert [item["id"] for item in first["items"]] == ["astro-0", "astro-1", "astro-2", "astro-3", "astro-4"]
+    rest = client.get("/v1/items", params={"limit": 5, "cursor": first["next_cursor"]}).json()
+    assert rest["items"][0]["id"] == "garden-0"
+    assert client.get("/v1/items/astro-0").json()["id"] == "astro-0"
+    for bad in ({"limit": 0}, {"limit": 1001}, {"cursor": "x" * 201}):
+        assert problem(client.get("/v1/items", params=bad), 422)["errors"][0]["loc"] == ["query", *bad]
+    paths = client.get("/openapi.json").json()["paths"]
+    assert [p["name"] for p in paths["/v1/items"]["get"]["parameters"]] == ["limit", "cursor"]
+    assert [p["name"] for p in paths["/v1/items/{item_id}"]["get"]["parameters"]] == ["item_id"]
+
+
 def test_an_empty_history_alone_is_nobody_to_score_for(client: TestClient) -> None:
     """It gave every candidate the score 0 in the order sent, as if it were a ranking."""
     stocked(client)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Response
+from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
@@ -28,20 +29,33 @@ async def upsert_items(body: ItemsIn, recommender: RecommenderDep, limiter: Limi
     return UpsertOut(created=report.created, updated=report.updated, embedded=report.embedded)
 
 
+class ItemsQuery(BaseModel):
+    """The query of `GET /v1/items`; any other parameter (a misspelt `limt=`, a guessed filter) is a 422
+    naming it, not the first page unfiltered."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(100, ge=1, le=1000)
+    cursor: Annotated[str | None, Field(max_length=200), Printable] = None
+
+
+class NoQuery(BaseModel):
+    """The query of an endpoint that takes no parameters: any parameter is a 422 naming it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
 @router.get("")
-def list_items(
-    recommender: RecommenderDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200), Printable] = None,
-) -> ItemPage:
-    """Items in id order; pass `next_cursor` back as `cursor` for the next page."""
-    rows, next_cursor = recommender.catalog.page(limit, cursor)
+def list_items(recommender: RecommenderDep, query: Annotated[ItemsQuery, Query()]) -> ItemPage:
+    """Items in id order; pass `next_cursor` back as `cursor` for the next page. An unknown query parameter
+    is a 422 naming it."""
+    rows, next_cursor = recommender.catalog.page(query.limit, query.cursor)
     return ItemPage(items=[ItemOut.of(row) for row in rows], next_cursor=next_cursor)
 
 
 @router.get("/{item_id:path}")
-def get_item(item_id: ItemIdPath, recommender: RecommenderDep) -> ItemOut:
-    """One item."""
+def get_item(item_id: ItemIdPath, recommender: RecommenderDep, query: Annotated[NoQuery, Query()]) -> ItemOut:
+    """One item. It takes no query parameter: one sent is a 422 naming it."""
     return ItemOut.of(recommender.catalog.get(item_id))
 
 
