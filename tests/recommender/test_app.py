@@ -115,6 +115,40 @@ def test_items_crud_and_bounds(client: TestClient, settings: RecommenderSettings
     assert stored_events(settings.database_url) == 0
 
 
+def test_an_id_sent_composed_or_decomposed_is_one_id(
+    client: TestClient, settings: RecommenderSettings
+) -> None:
+    """ "café" typed on one keyboard is U+00E9, on another (or a macOS file name) "e" + U+0301: the same
+    visible id was two items, two users and two events, and a read in the other form a 404. Ids are now
+    brought to NFC wherever they enter, so either form names the one stored in NFC."""
+    nfc, nfd = "caf\u00e9-1", "cafe\u0301-1"
+    user_nfc, user_nfd = "jos\u00e9", "jose\u0301"
+    stocked(client)
+    created = client.post("/v1/items", json={"items": [{"id": nfd, "title": "Espresso cup"}]}).json()
+    assert created == {"created": 1, "updated": 0, "embedded": 1}
+    replaced = client.put(f"/v1/items/{nfc}", json={"title": "Espresso cups"})
+    assert replaced.status_code == 200 and replaced.json()["id"] == nfc
+    assert client.get(f"/v1/items/{nfd}").json() == replaced.json()
+    assert client.get("/readyz").json()["checks"]["items"] == "21"
+    events = [
+        {"user_id": user_nfd, "item_id": nfc, "timestamp": 1_700_000_000, "event_id": "ord\u00e9r"},
+        {"user_id": user_nfc, "item_id": nfd, "timestamp": 1_700_000_060},
+    ]
+    assert client.post("/v1/events", json={"events": events}).json() == {"stored": 2}
+    retried = {"user_id": user_nfc, "item_id": nfc, "timestamp": 1_700_000_000, "event_id": "orde\u0301r"}
+    assert client.post("/v1/events", json={"events": [retried]}).json() == {"stored": 0}
+    for user in (user_nfc, user_nfd):
+        response = client.get("/v1/recommend", params={"user_id": user, "k": 30, "exclude_seen": "false"})
+        assert response.status_code == 200, response.text
+        assert nfc in {r["item_id"] for r in response.json()}
+    scored = client.post("/v1/score", json={"history": [nfd], "items": [nfd, "astro-0"]})
+    assert scored.status_code == 200 and {r["item_id"] for r in scored.json()} == {nfc, "astro-0"}
+    assert client.delete(f"/v1/users/{user_nfd}").status_code == 204  # both events: one user
+    assert problem(client.get("/v1/recommend", params={"user_id": user_nfc}), 404)
+    assert client.delete(f"/v1/items/{nfd}").status_code == 204
+    assert problem(client.get(f"/v1/items/{nfc}"), 404)
+
+
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
 def test_metadata_numbers_that_are_no_json_are_422_alike_on_each_backend(
     database_url: str, tmp_path: Path, tiny_model_dir: Path, number: str

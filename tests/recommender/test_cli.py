@@ -335,6 +335,29 @@ def test_ingest_events_refuses_ratings_beyond_a_million(tmp_path: Path, sqlite_u
     assert counts(sqlite_url) == (0, 0)
 
 
+def test_ids_in_files_and_arguments_are_one_id_whether_composed_or_decomposed(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """An id written decomposed in a file ("e" + U+0301) was stored as such, so the API's composed "é" (or
+    another file's) named another item or user. Files and arguments now bring ids to NFC, as the API does."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, refresh_s=0)
+    places = ["--database-url", sqlite_url]
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\ncafe\u0301-1,Espresso cup\nastro-0,Telescope\n", encoding="utf-8")
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp\njose\u0301,caf\u00e9-1,1700000000\n", encoding="utf-8")
+    ingest = ["ingest-items", items, *places, "--index-path", settings.index_path]
+    assert last_json(invoke(*ingest, env=tiny_env(tiny_model_dir)))["created"] == 2
+    assert last_json(invoke("ingest-events", events, *places)) == {"stored": 1}
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/items/caf\u00e9-1").json()["title"] == "Espresso cup"
+        response = client.get("/v1/recommend", params={"user_id": "jos\u00e9", "exclude_seen": "false"})
+        assert response.status_code == 200 and "caf\u00e9-1" in {r["item_id"] for r in response.json()}
+    assert last_json(invoke("erase-user", "jos\u00e9", *places)) == {"user_id": "jos\u00e9", "deleted": 1}
+    assert last_json(invoke("delete-items", "cafe\u0301-1", *places)) == {"deleted": 1}
+    assert counts(sqlite_url) == (1, 0)
+
+
 def test_delete_items_by_id_or_file_while_serving(
     tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
 ) -> None:

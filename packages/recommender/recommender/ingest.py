@@ -11,6 +11,7 @@ characters, no control character but tab, newline and carriage return in an id, 
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -68,14 +69,14 @@ def _id(path: Path, number: int, column: str, raw: str) -> str:
 
 
 def clean_id(raw: str, where: str) -> str:
-    """An id as the API takes it: surrounding whitespace stripped, then 1-200 characters, no control character
-    but tab, newline and carriage return.
+    """An id as the API takes it: surrounding whitespace stripped, in Unicode NFC (an id written composed or
+    decomposed is one id), then 1-200 characters, no control character but tab, newline and carriage return.
 
     Raises:
         InvalidInput: Naming `where` when the id is empty, too long or holds a control character.
     """
     check_printable(raw, where)
-    value = raw.strip()
+    value = unicodedata.normalize("NFC", raw.strip())
     if not value or len(value) > ID_LENGTH:
         raise InvalidInput(f"{where}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}")
     return value

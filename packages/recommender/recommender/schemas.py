@@ -4,7 +4,9 @@ Inputs forbid unknown fields and bound every string, list and mapping, so one re
 typo or megabytes of text. No id, title, text or category may hold a control character but tab, newline and
 carriage return (`textcore.printable`), so such a request is refused alike on SQLite and on PostgreSQL, which
 cannot store NUL. Ids, titles, texts and categories are stripped of surrounding whitespace before their
-length is checked, as `recommender ingest-items` reads them from a file. The per-request counts the operator
+length is checked, as `recommender ingest-items` reads them from a file. Ids (of items, users and events) are
+also brought to Unicode NFC, as the files' are (`recommender.ingest.clean_id`): "café" sent composed or
+decomposed is one id. The per-request counts the operator
 configures (``max_items_per_request``, ``max_events_per_request``) are checked by the service; the bounds
 here are the hard ceilings.
 """
@@ -12,6 +14,7 @@ here are the hard ceilings.
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -41,8 +44,17 @@ from recommender.tables import (
 from textcore import InvalidInput
 from textcore.printable import Printable
 
+
+def _nfc(value: object) -> object:
+    # The same visible id is one id, whichever Unicode form a client's keyboard or file system sent.
+    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+
+
 ItemId = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH), Printable
+    str,
+    StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH),
+    Printable,
+    BeforeValidator(_nfc),
 ]
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_LENGTH), Printable
