@@ -35,6 +35,7 @@ import json
 import logging
 import os
 import threading
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -44,12 +45,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
 
-from recommender.changes import ITEMS, bump, counter
+from recommender.changes import ERASURES, EVENTS, ITEMS, bump, counter
 from recommender.data import item_text
 from recommender.database import Database
-from recommender.tables import Item
+from recommender.tables import Event, Item, event_fingerprint
 from textcore import CoreError, InvalidInput, NotFound, VectorIndex
 from textcore.artifacts import write_text_atomic
 
@@ -494,9 +496,13 @@ def indexed_model(index_path: Path) -> str | None:
 
 
 def delete_items(db: Database, ids: Sequence[str]) -> int:
-    """Remove items from the database, all or nothing (their events stay).
+    """Remove items from the database, all or nothing; their events stay, detached from the id.
 
     Catalogs over the database drop their vectors when they next sync or refresh (`ItemCatalog.refresh`).
+    The items' events are kept (a user who interacted with them is still known) but name the item by a
+    tombstone id that no request can send (`detached_id`), so an item created later under the same id starts
+    with no behaviour. When there were any, the erasures counter moves, so every service counts the events
+    again (`recommender.changes`), the tombstones apart from the id.
 
     Returns:
         The items change counter before this deletion (`recommender.changes`).
@@ -519,7 +525,46 @@ def delete_items(db: Database, ids: Sequence[str]) -> int:
             raise NotFound(f"expected stored item ids; nothing was deleted; unknown: {id_listing(missing)}")
         for chunk in chunks:
             session.execute(delete(Item).where(Item.id.in_(chunk)))
+        _detach_events(session, chunks)
     return before
+
+
+def detached_id() -> str:
+    """An item id for the events of a deleted item to hold instead of its own: new at each call, and never an
+    id a request or a file can send (those are stripped of surrounding whitespace; this one starts with a
+    space)."""
+    return f" deleted {uuid.uuid4().hex}"
+
+
+def _detach_events(session: Session, chunks: Sequence[Sequence[str]]) -> None:
+    """Give the events of the deleted ids in `chunks` a `detached_id` each, in the deleting transaction.
+
+    The events counter is bumped first, so an ingest storing events of these items at the same time commits
+    before (and its events are detached here) or finds them gone (and stores nothing).
+    """
+    bump(session, EVENTS)
+    with_events: list[str] = []
+    for chunk in chunks:
+        with_events += session.scalars(select(Event.item_id).where(Event.item_id.in_(chunk)).distinct())
+    if not with_events:
+        return
+    bump(session, ERASURES)
+    for item_id in with_events:
+        detached = detached_id()
+        columns = (Event.id, Event.user_id, Event.ts, Event.type, Event.value, Event.fingerprint)
+        rows = []
+        for key, user_id, ts, event_type, value, held in session.execute(
+            select(*columns).where(Event.item_id == item_id)
+        ):
+            # An event that held its content's key takes the content's key under the detached id, so an
+            # event of that content is new to an item created later under the id; one that held its event
+            # id's key keeps it.
+            fingerprint = held
+            if held == event_fingerprint(user_id, item_id, ts, event_type, value):
+                fingerprint = event_fingerprint(user_id, detached, ts, event_type, value)
+            rows.append({"id": key, "item_id": detached, "fingerprint": fingerprint})
+        for start in range(0, len(rows), 5000):
+            session.execute(update(Event), rows[start : start + 5000])  # by primary key
 
 
 def _stored(row: Item) -> StoredItem:

@@ -262,6 +262,16 @@ class Recommender:
         self._count_events()  # sees the erasure: counts the remaining events again
         return erased
 
+    def delete_item(self, item_id: str) -> None:
+        """Remove an item from the catalog and detach its events from the id (`catalog.delete_items`):
+        they stop counting for it at once, and an item created later under the id starts with none.
+
+        Raises:
+            NotFound: If no item has this id.
+        """
+        self.catalog.delete(item_id)
+        self._count_events()  # sees the erasures counter moved when the item had events: counts them again
+
     def upsert_items(self, items: Sequence[ItemRecord]) -> UpsertReport:
         """Create or replace catalog items; they are recommendable as soon as this returns.
 

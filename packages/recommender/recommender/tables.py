@@ -16,7 +16,9 @@
                      services see other processes' writes)
 
 Events name items by id without a foreign key: behaviour is a log, and it outlives an item deleted from the
-catalog (serving skips items that are no longer there). Times are stored as naive UTC and read back
+catalog (serving skips items that are no longer there). Deleting an item gives its events an id of their own
+that no request can send (`recommender.catalog.detached_id`, their content keys following), so an item
+created later under the same id starts with no behaviour. Times are stored as naive UTC and read back
 timezone-aware (`textcore.sql.UtcDateTime`), identically on SQLite and PostgreSQL.
 """
 

@@ -74,6 +74,7 @@ def _replace(recommender: Recommender, item: ItemRecord) -> StoredItem:
 
 @router.delete("/{item_id:path}", status_code=204)
 def delete_item(item_id: ItemIdPath, recommender: RecommenderDep) -> Response:
-    """Remove an item from the catalog (its past events stay)."""
-    recommender.catalog.delete(item_id)
+    """Remove an item from the catalog. Its past events stay, detached from the id: their users are still
+    known, and an item created later under the same id starts with no behaviour."""
+    recommender.delete_item(item_id)
     return Response(status_code=204)
