@@ -371,14 +371,19 @@ def text_key(text: str) -> str:
     return " ".join(unicodedata.normalize("NFKC", text).casefold().split())
 
 
+def _rows_by_text(texts: list[str]) -> list[list[int]]:
+    """The row indices of each distinct text (`text_key`), in the order of their first row."""
+    rows: dict[str, list[int]] = {}
+    for index, text in enumerate(texts):
+        rows.setdefault(text_key(text), []).append(index)
+    return list(rows.values())
+
+
 def _groups_by_label(data: LabelledTexts) -> dict[str, list[list[int]]]:
     """The row indices of each distinct text (`text_key`), filed under the label most of its rows carry (the
     first in sorted order on a tie); each label's groups in the order of their first row."""
-    rows: dict[str, list[int]] = {}
-    for index, text in enumerate(data.texts):
-        rows.setdefault(text_key(text), []).append(index)
     groups: dict[str, list[list[int]]] = {}
-    for group in rows.values():
+    for group in _rows_by_text(data.texts):
         counts = Counter(data.labels[i] for i in group)
         groups.setdefault(min(counts, key=lambda label: (-counts[label], label)), []).append(group)
     return groups
@@ -432,6 +437,26 @@ def stratified_split(data: LabelledTexts, fraction: float, seed: int) -> tuple[L
     rng.shuffle(train_idx)
     rng.shuffle(val_idx)
     return data.subset(train_idx), data.subset(val_idx)
+
+
+def label_conflicts(data: LabelledTexts, multi_label: bool = False) -> list[tuple[str, list[str]]]:
+    """The texts (`text_key`: case and spacing aside) whose rows carry more than one label: each as its first
+    row writes it, with its distinct labels in row order, in the order of their first row.
+
+    Single-label data compares labels as written: `a|b` is a label of its own. Multi-label data compares
+    each row's set of labels: `a|b`, `b|a` and `a||b` are one set, so a row (or a text repeated with the same
+    labels in another order) never conflicts with itself, while `a|b` against `a` does (one row says `b`
+    applies, the other that it does not).
+    """
+    conflicts = []
+    for rows in _rows_by_text(data.texts):
+        labels: dict[object, str] = {}
+        for i in rows:
+            value = data.labels[i]
+            labels.setdefault(frozenset(split_labels(value)) if multi_label else value, value)
+        if len(labels) > 1:
+            conflicts.append((data.texts[rows[0]], list(labels.values())))
+    return conflicts
 
 
 def texts_in_common(train: LabelledTexts, validation: LabelledTexts) -> int:

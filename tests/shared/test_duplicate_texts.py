@@ -1,9 +1,10 @@
 """Repeated texts and validation: a carved split and cross-validation folds keep every row of one text on
-one side, and given validation rows whose texts are also training texts are counted (metadata) and warned
-about."""
+one side, given validation rows whose texts are also training texts are counted (metadata) and warned about,
+and so are training texts that carry more than one label."""
 
 from __future__ import annotations
 
+import json
 import logging
 from collections import Counter
 from pathlib import Path
@@ -11,8 +12,16 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import shared_data
+from tests.shared.test_cli import _train_args, assert_quiet_stderr, ok, run_cli, write_csv
 from tests.shared.test_training import tiny_config
-from textcore.data import LabelledTexts, read_labelled, stratified_folds, stratified_split, text_key
+from textcore.data import (
+    LabelledTexts,
+    label_conflicts,
+    read_labelled,
+    stratified_folds,
+    stratified_split,
+    text_key,
+)
 from textcore.errors import InvalidInput
 from textcore.training import train_classifier
 
@@ -148,10 +157,62 @@ def test_no_phrasebank_sentence_is_on_both_sides_of_a_fold() -> None:
         assert all(abs(v / len(held) - share[k]) < 0.01 for k, v in held.label_counts().items())
 
 
-def test_a_carved_split_has_no_training_text_in_validation(tiny_model_dir: Path, tmp_path: Path) -> None:
+def test_a_carved_split_has_no_training_text_in_validation(
+    tiny_model_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     data = repeated({"pos": 8, "neg": 8}, copies=3)
-    result = train_classifier(data, tiny_config(tiny_model_dir, epochs=1), tmp_path / "m", progress=False)
+    with caplog.at_level(logging.WARNING):
+        result = train_classifier(data, tiny_config(tiny_model_dir, epochs=1), tmp_path / "m", progress=False)
     assert result.metadata["data"]["validation"]["texts_in_training"] == 0
+    # repeated with the same label: no conflict, counted or warned about
+    assert result.metadata["data"]["train"]["conflicting_texts"] == 0
+    assert result.metadata["data"]["validation"]["conflicting_texts"] == 0
+    assert not [r.getMessage() for r in caplog.records if "more than one label" in r.getMessage()]
+
+
+def test_texts_with_more_than_one_label_are_found_case_and_spacing_aside() -> None:
+    texts = ["Shares flat", "shares  FLAT", "up", "Profit steady", "down", "profit steady", "shares flat"]
+    labels = ["neutral", "positive", "positive", "positive", "negative", "neutral", "neutral"]
+    assert label_conflicts(LabelledTexts(texts, labels)) == [
+        ("Shares flat", ["neutral", "positive"]),
+        ("Profit steady", ["positive", "neutral"]),
+    ]
+    assert label_conflicts(LabelledTexts(texts, ["neutral"] * 7)) == []
+
+
+def test_multi_label_rows_conflict_only_with_a_different_set_of_labels() -> None:
+    # a single-label "a|b" is a label of its own; as multi-label sets "a|b", "b|a" and "a||b" are one
+    same = LabelledTexts(["gold up", "Gold up", "GOLD UP", "oil"], ["a|b", "b|a", "a||b", "a"])
+    assert label_conflicts(same, multi_label=True) == []
+    assert label_conflicts(same) == [("gold up", ["a|b", "b|a", "a||b"])]
+    other = LabelledTexts(["gold up", "gold up", "oil"], ["a|b", "a", "a|b"])
+    assert label_conflicts(other, multi_label=True) == [("gold up", ["a|b", "a"])]
+
+
+def test_cli_training_counts_and_warns_of_texts_with_more_than_one_label(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    rows = [(f"good service {i}", "pos") for i in range(8)] + [(f"bad service {i}", "neg") for i in range(8)]
+    rows += [
+        ("Delivery was on time", "pos"),
+        ("delivery was on  TIME", "neg"),
+        ("delivery was on time", "pos"),
+    ]
+    rows += [("okay I guess", "neg"), ("Okay I guess", "pos")]
+    data = write_csv(tmp_path / "train.csv", rows)
+    validation = write_csv(tmp_path / "val.csv", [("great staff", "pos"), ("rude staff", "neg")])
+    output = tmp_path / "out"
+    result = ok(run_cli(*_train_args(data, tiny_model_dir, output), "--validation", validation))
+    assert_quiet_stderr(result.stderr)
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: 2 texts of the training data carry more than one label (case and spacing aside), "
+        'e.g. "Delivery was on time" (pos, neg); training learns from every row as given'
+    ]
+    metadata = json.loads((output / "metadata.json").read_text(encoding="utf-8"))
+    assert metadata["data"]["train"]["rows"] == 21  # every row trained on, as given
+    assert metadata["data"]["train"]["conflicting_texts"] == 2
+    assert metadata["data"]["validation"]["conflicting_texts"] == 0
 
 
 def test_given_validation_rows_seen_in_training_are_counted_and_warned_about(

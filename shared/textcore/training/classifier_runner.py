@@ -6,6 +6,7 @@ warm-started head) and the few-shot `train_few_shot`. The other tasks' runners a
 from __future__ import annotations
 
 import logging
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ import torch
 from textcore.artifacts import RUN_DIR
 from textcore.data import (
     LabelledTexts,
+    label_conflicts,
     require_classes,
     require_label_sets,
     split_labels,
@@ -114,6 +116,7 @@ def train_classifier(
     if len(labels) < 2:
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
     train_data, val_data = _validation_for(data, validation, config, labels)
+    warn_of_label_conflicts(data, config.multi_label)
     run_dir = output / RUN_DIR
     task = _classification_task(train_data, val_data, labels, config, head_init)
     final = task
@@ -147,7 +150,7 @@ def train_classifier(
         sources=sources,
         metrics=metrics,
         labels=labels,
-        **_classifier_record(train_data, val_data, report),
+        **_classifier_record(train_data, val_data, report, config.multi_label),
         **({"refit": refit} if refit else {}),
         **({"frozen_view": blend.record} if blend else {}),
     )
@@ -232,16 +235,48 @@ def warn_of_shared_texts(train_data: LabelledTexts, validation: LabelledTexts) -
         )
 
 
+def warn_of_label_conflicts(data: LabelledTexts, multi_label: bool) -> None:
+    """Log one warning when texts of the training data (case and spacing aside) carry more than one label
+    (multi-label: more than one set of labels), naming the first; training goes on with every row as given."""
+    conflicts = label_conflicts(data, multi_label)
+    if conflicts:
+        text, labels = conflicts[0]
+        count = (
+            f"{len(conflicts)} texts of the training data carry"
+            if len(conflicts) > 1
+            else "1 text of the training data carries"
+        )
+        log.warning(
+            '%s more than one label (case and spacing aside), e.g. "%s" (%s); training learns from every row '
+            "as given",
+            count,
+            textwrap.shorten(text, 60, placeholder="..."),
+            ", ".join(labels),
+        )
+
+
 def _classifier_record(
-    train_data: LabelledTexts, val_data: LabelledTexts, report: ClassificationReport
+    train_data: LabelledTexts, val_data: LabelledTexts, report: ClassificationReport, multi_label: bool
 ) -> dict[str, Any]:
     """The data and validation figures every classifier folder's metadata records (`texts_in_training`: the
-    validation rows whose text is also a training text)."""
+    validation rows whose text is also a training text; `conflicting_texts`: the texts of each side that carry
+    more than one label, see `label_conflicts`; a carved split keeps each text on one side, so the two add up
+    to the training data's)."""
     validation = {**data_info(None, val_data), "texts_in_training": texts_in_common(train_data, val_data)}
     return {
-        "data": {"train": data_info(None, train_data), "validation": validation},
+        "data": {
+            "train": {
+                **data_info(None, train_data),
+                "conflicting_texts": _conflicts(train_data, multi_label),
+            },
+            "validation": {**validation, "conflicting_texts": _conflicts(val_data, multi_label)},
+        },
         "validation_metrics": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
     }
+
+
+def _conflicts(data: LabelledTexts, multi_label: bool) -> int:
+    return len(label_conflicts(data, multi_label))
 
 
 def _load_head(task: ClassificationTask, rows: dict[str, torch.Tensor]) -> None:
@@ -291,6 +326,7 @@ def train_few_shot(
     train_data, val_data = few_shot_split(data, validation, labels, config)
     if validation is not None:
         warn_of_shared_texts(train_data, val_data)
+    warn_of_label_conflicts(data, multi_label=False)
     seed_everything(config.seed)
     task = SetFitTask(load_backbone(config.base_model), train_data, val_data, labels, config)
     run_dir = output / RUN_DIR
@@ -314,7 +350,7 @@ def train_few_shot(
         sources=sources,
         metrics=metrics,
         labels=labels,
-        **_classifier_record(train_data, val_data, report),
+        **_classifier_record(train_data, val_data, report, multi_label=False),
         validation_metrics_before={k: before[k] for k in ("accuracy", "macro_f1")},
         head={"kind": "logistic-regression", "C": HEAD_C, "features": "mean-pooled, standardised"},
     )
