@@ -6,7 +6,7 @@ import pytest
 
 from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
-from customer_service.policy import asks_for_person, decide, relevant_first
+from customer_service.policy import COMPLAINED, asks_for_person, decide, relevant_first
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
 
@@ -86,6 +86,16 @@ def test_a_chain_of_follow_ups_stays_bounded() -> None:
         "Human?",
         "operator!!",
         "can I speak to a manager",
+        # these fell back too: a call transfer to customer service, and requests to be called back
+        "transfer me to customer service",
+        "put me through to the customer support team",
+        "connect me with customer care",
+        "call me back please",
+        "Can someone call me?",
+        "I want an advisor to phone me",
+        "I'd like a callback",
+        "can I get a call back",
+        "callback",
     ],
 )
 def test_explicit_requests_for_a_person(message: str) -> None:
@@ -103,23 +113,46 @@ def test_explicit_requests_for_a_person(message: str) -> None:
         "Can I transfer to a person without their IBAN?",
         "Who is my relationship manager?",
         "agent banking",
+        "Will you call me if my card is used abroad?",
+        "How do I stop callbacks from the sales team?",
+        "Who do I call back if I miss your call?",
     ],
 )
 def test_mentions_of_people_are_not_requests(message: str) -> None:
     assert not asks_for_person(message)
 
 
+_ARGS: dict[str, object] = {
+    "relevance": [0.9, 0.3],
+    "entry_ids": ["a", "b"],
+    "out_of_scope": False,
+    "negativity": 0.0,
+    "fallback_streak": 0,
+    "reranked": True,
+    "settings": POLICY,
+}
+
+
+@pytest.mark.parametrize(
+    ("message", "complains"),
+    [("I want to make a complaint", True), ("I'd like to file a formal complaint about my mortgage", True),
+     ("I wish to complain about the fees", True), ("i would like to complain", True), ("Complaint!", True),
+     ("I'm making an official complaint", True), ("I want to raise a complaint", True),
+     ("How long does a complaint take to resolve?", False), ("Where is your complaints policy?", False),
+     ("my complaint reference is 1234, any news?", False)],
+)  # fmt: skip
+def test_a_customer_who_wants_to_complain_goes_to_a_person(message: str, complains: bool) -> None:
+    # "I want to make a complaint" fell back ("Could you rephrase it?"), and a second try went to a person
+    # only as a failed question: a bank handles a complaint through a person
+    decision = decide(message, **{**_ARGS, "relevance": [0.2], "entry_ids": ["a"]})  # type: ignore[arg-type]
+    if complains:
+        assert (decision.action, decision.reason) == ("handoff", COMPLAINED)
+    else:
+        assert decision.action == "fallback"
+
+
 def _decide(message: str = "how do I block my card", **changes: object) -> tuple[str, int]:
-    args: dict[str, object] = {
-        "relevance": [0.9, 0.3],
-        "entry_ids": ["a", "b"],
-        "out_of_scope": False,
-        "negativity": 0.0,
-        "fallback_streak": 0,
-        "reranked": True,
-        "settings": POLICY,
-    }
-    args.update(changes)
+    args = {**_ARGS, **changes}
     decision = decide(message, **args)  # type: ignore[arg-type]
     return decision.action, decision.fallback_streak
 

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from customer_service import create_app
 from customer_service.bot import ACKNOWLEDGEMENT, CLOSING, GREETING, HANDOFF, PROMPT
-from customer_service.policy import ACKNOWLEDGED, GREETED, PROMPTED
+from customer_service.policy import ACKNOWLEDGED, COMPLAINED, GREETED, PROMPTED
 from tests.customer_service.test_app import chat, cs_settings
 
 
@@ -176,3 +176,19 @@ def test_a_greeting_with_thanks_is_greeted_and_with_a_goodbye_closes(client: Tes
     assert {t["reason"] for t in session["turns"][:4]} == {GREETED}
     reply = chat(client, "hi, thanks, how do I reset my online banking password?", session_id)  # a question
     assert reply["action"] == "answer" and reply["sources"][0]["id"] == "reset-password"
+
+
+def test_a_complaint_or_a_callback_request_goes_to_a_person(client: TestClient) -> None:
+    # each fell back ("I'm not sure I understood that"): the customer reached a person only by failing twice
+    for message, reason in (
+        ("I want to make a complaint", COMPLAINED),
+        ("transfer me to customer service", "customer asked for a person"),
+        ("call me back please", "customer asked for a person"),
+    ):
+        reply, searched = _reply(client, message, message.replace(" ", "-"))
+        assert (reply["action"], reply["answer"], reply["sources"], reply["state"]) == (
+            "handoff", HANDOFF, [], "waiting_for_agent",
+        ), message  # fmt: skip
+        assert not searched
+        assert client.get(f"/v1/sessions/{reply['session_id']}").json()["handoff_reason"] == reason
+    assert chat(client, "How long does a complaint take to resolve?")["action"] != "handoff"

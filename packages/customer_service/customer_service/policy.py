@@ -1,8 +1,9 @@
 """The dialogue policy: for each message, answer | clarify | fallback | hand-off, and why.
 
 In order of precedence:
-1. hand-off when the customer asks for a person ("talk to a human", "an agent please"), or the message is
-   strongly negative (the sentiment score reaches `negative_sentiment`);
+1. hand-off when the customer asks for a person ("talk to a human", "an agent please", "call me back") or
+   says they want to make a complaint, or the message is strongly negative (the sentiment score reaches
+   `negative_sentiment`);
 2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
    "👍", "goodbye 👋"), declines more help ("no thanks", "nope", "that's all"), or only greets ("hi", "good
    morning", "hi, thanks"): it asks nothing, so it is no failed question (an intent's template answers it when
@@ -38,14 +39,21 @@ _PERSON = (
     r"(?:person|human|agent|representative|rep|operator|someone|somebody|advisor|adviser|staff|manager|"
     r"supervisor)"
 )
+_SERVICE = r"(?:your |the )?customer (?:service|support|care)"
 # A request for a person names one as the object of a talk/speak/connect verb: "talk to a person", "connect me
-# with an agent". "transfer" and "put" route a call only with "me" ("transfer me to a representative"):
-# "How do I transfer to someone abroad?" is a question about payments.
+# with an agent". "transfer" and "put" route a call only with "me" ("transfer me to a representative", "put
+# me through to customer service"): "How do I transfer to someone abroad?" is a question about payments. A
+# request to be called back is one for a person too ("call me back", "can someone call me", "I'd like a
+# callback"); "Will you call me if my card is used abroad?" asks about notifications.
 HANDOFF_REQUEST = re.compile(
     r"\b(?:"
     rf"(?:talk|speak|chat) (?:to|with) {_PERSON}|"
-    rf"connect(?: me)? (?:to|with) {_PERSON}|"
-    rf"(?:transfer|put|pass) me (?:through |over |on )?(?:to|with) {_PERSON}|"
+    rf"connect(?: me)? (?:to|with) (?:{_PERSON}|{_SERVICE})|"
+    rf"(?:transfer|put|pass) me (?:through |over |on )?(?:to|with) (?:{_PERSON}|{_SERVICE})|"
+    r"(?:call|phone|ring) me back|"
+    rf"(?:someone|somebody|{_PERSON}) (?:to |please |could |can )?(?:call|phone|ring) me|"
+    r"(?:please|pls) (?:call|phone|ring) me|"
+    r"(?:a|request|arrange|book|schedule) call[- ]?back|call[- ]?back (?:please|pls)|"
     r"(?:real|live|actual) (?:person|human|agent)|human (?:please|agent)|"
     r"(?:agent|representative|operator) please|"
     r"(?:i (?:need|want)|get me|give me) (?:a |an )?(?:human|agent|representative|operator|person)"
@@ -120,14 +128,26 @@ class Decision:
     failed: str | None = None
 
 
-# A message that is only the word, as typed into a chat widget: "agent", "Human?", "operator!!"
+# A message that is only the word, as typed into a chat widget: "agent", "Human?", "operator!!", "callback"
 PERSON_ALONE = re.compile(
-    r"\W*(?:an? |the )?(?:human|agent|person|representative|operator)s?\W*", re.IGNORECASE
+    r"\W*(?:(?:an? |the )?(?:human|agent|person|representative|operator)s?|call[- ]?back)\W*", re.IGNORECASE
 )
+# A customer who says they want to complain goes to a person, as a bank's complaint handling asks: "I want to
+# make a complaint", "I'd like to file a formal complaint", "I wish to complain about the fees", "complaint".
+# A question about complaints ("how long does a complaint take?") is read as any other.
+COMPLAINT = re.compile(
+    r"\bi(?:['’]d| would| want| wish| need)(?: like| want)? to (?:make|file|raise|lodge|submit|log|register) "
+    r"an? (?:formal |official )?complaint\b|"
+    r"\bi(?:['’]d| would| want| wish| need)(?: like| want)? to complain\b|"
+    r"\bi(?:['’]m| am) (?:making|filing|raising|lodging|submitting) an? (?:formal |official )?complaint\b|"
+    r"^\W*(?:an? |formal |official )*complaint\W*$",
+    re.IGNORECASE,
+)
+COMPLAINED = "customer wants to make a complaint"
 
 
 def asks_for_person(message: str) -> bool:
-    """Whether the customer explicitly asks for a human."""
+    """Whether the customer explicitly asks for a human (or to be called back)."""
     return bool(HANDOFF_REQUEST.search(message) or PERSON_ALONE.fullmatch(message))
 
 
@@ -197,6 +217,8 @@ def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -
     """Why the message goes to a person at once (an explicit request, strong negativity), or None."""
     if asks_for_person(message):
         return "customer asked for a person"
+    if COMPLAINT.search(message):
+        return COMPLAINED
     if negativity >= settings.negative_sentiment:
         return f"strongly negative message ({negativity:.2f})"
     return None
