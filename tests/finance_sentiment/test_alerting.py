@@ -950,12 +950,55 @@ def test_deleting_a_rule_through_the_api_resolves_its_firing_alert_at_the_receiv
         assert again.status_code == 201, again.text  # the name is free at once
 
         assert portal.call(app.state.monitor.deliver).delivered == 0  # nothing left for the outbox job
-        assert client.get("/v1/alerts").json() == []  # everything sent: the old rule is gone for good
+        (kept,) = client.get("/v1/alerts").json()  # everything sent: the alert stays as history
+        assert (kept["id"], kept["rule"], kept["rule_deleted"]) == (firing["id"], "entity-spike", True)
     sent = [json.loads(raw) for _, raw in state.received]
     assert [payload["status"] for payload in sent] == ["firing", "resolved"]  # both signed (checked above)
     resolved = sent[1]["alerts"][0]
     assert resolved["fingerprint"] == firing["fingerprint"] and resolved["labels"] == firing["labels"]
     assert resolved["endsAt"] != ZERO_TIME
+
+
+def test_a_deleted_rules_resolved_alerts_stay_listed_as_history(
+    tmp_path: Path, database: Database, database_url: str, receiver: tuple[Receiver, str]
+) -> None:
+    # A rule whose alert had resolved and been notified was deleted with its alerts at once, while one
+    # deleted with a notification still to send kept its alerts listed until the next delivery pass: the
+    # record of what fired, and who was told, depended on the outbox's timing. A desk auditing its alerts
+    # needs them all, marked as a deleted rule's, until the retention deletes them as any resolved alert.
+    state, url = receiver
+    now = utcnow()
+    add_calm(database, "Acme", end=now)
+    add_burst(database, "Acme", end=now)
+    add_rule(database, webhook_url=url, secret="s3cret")
+    state.secret = "s3cret"
+    fetch = FetchSettings(allowed_networks=("127.0.0.0/8",))
+    settings = FinanceSentimentSettings(
+        database_url=database_url, scheduler=False, fetch=fetch, registry=tmp_path / "registry"
+    )
+    app = create_app(settings)
+    with TestClient(app) as client:
+        portal = client.portal
+        assert portal is not None
+        portal.call(app.state.monitor.evaluate_alerts)  # fires, and sends "firing"
+        disabled = client.patch("/v1/alert-rules/1", json={"enabled": False})  # resolves, sends "resolved"
+        assert disabled.status_code == 200, disabled.text
+        (before,) = client.get("/v1/alerts").json()
+        assert (before["status"], before["deliveries"]["delivered"]) == ("resolved", 2)
+
+        assert client.delete("/v1/alert-rules/1").status_code == 204
+        listings = [client.get("/v1/alerts").json()]
+        assert portal.call(app.state.monitor.deliver).delivered == 0  # a later outbox pass
+        listings.append(client.get("/v1/alerts").json())
+        listings.append(client.get("/v1/alerts", params={"rule_id": 1, "status": "resolved"}).json())
+        assert client.get("/v1/alert-rules/1").status_code == 404
+    assert [[alert["id"] for alert in listed] for listed in listings] == [[before["id"]]] * 3
+    assert before["rule_deleted"] is False
+    for listed in listings:
+        assert listed == [before | {"rule_deleted": True}]
+    with database.session() as session:  # its secret is no longer needed: nothing of it waits
+        assert session.scalars(select(AlertRule.secret)).all() == [None]
+    assert [json.loads(raw)["status"] for _, raw in state.received] == ["firing", "resolved"]
 
 
 def test_why_a_webhook_refuses_an_alert_is_shown_with_the_alert_and_logged(
@@ -1018,10 +1061,12 @@ async def test_a_rule_deleted_before_its_firing_notification_went_out_sends_both
         reports = [await deliver_pending(database, client, now=NOW + k * MINUTE) for k in (2, 3, 4)]
     assert [report.delivered for report in reports] == [1, 1, 0]  # firing, then resolved, then nothing
     assert [json.loads(body)["status"] for _, body in state.received] == ["firing", "firing", "resolved"]
-    with database.session() as session:  # the deleted rule is gone with its alert; the new one stays
-        assert session.scalars(select(AlertRule.name)).all() == ["entity-spike"]
-        assert session.scalars(select(Alert)).all() == []
-    assert outbox(database) == []
+    with database.session() as session:  # the deleted rule stays hidden with its alert, the history
+        names = session.scalars(select(AlertRule.name).order_by(AlertRule.id)).all()
+        assert names == [" deleted rule 1", "entity-spike"]
+        assert session.scalars(select(AlertRule.secret).order_by(AlertRule.id)).all() == [None, None]
+        assert session.scalars(select(Alert.status)).all() == ["resolved"]
+    assert all(message.delivered_at is not None for message in outbox(database))  # its delivery record
 
 
 async def test_one_process_runs_one_delivery_pass_at_a_time(
@@ -1096,8 +1141,8 @@ async def test_a_recreated_rule_fires_only_after_the_deleted_rule_resolved(
     assert [report.delivered for report in reports] == [1, 0, 0, 0]
     sent = [json.loads(body) for _, body in state.received]
     assert [payload["status"] for payload in sent] == ["firing", "resolved", "firing"]  # the 2nd refused
-    with database.session() as session:  # nothing of the deleted rule waits: it is gone with its alert
-        assert session.scalars(select(Alert.id)).all() == [refired.alert_id]
+    with database.session() as session:  # nothing of the deleted rule waits; its alert stays as history
+        assert session.scalars(select(Alert.id).order_by(Alert.id)).all() == [1, refired.alert_id]
     assert {payload["alerts"][0]["fingerprint"] for payload in sent} == {fingerprint(refired.labels)}
     assert {payload["groupKey"] for payload in sent} == {'{}:{alertname="entity-spike",entity="Acme"}'}
 

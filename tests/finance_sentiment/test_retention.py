@@ -21,7 +21,7 @@ import httpx
 import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from typer.testing import CliRunner
 
 from finance_sentiment import create_app
@@ -519,3 +519,38 @@ def test_waiting_notifications_are_read_for_their_evidence_a_batch_at_a_time(dat
             tracemalloc.stop()
     assert cited == {f"https://news.example/{k}" for k in range(7)}
     assert peak < 20_000_000, f"peak {peak / 1e6:.0f} MB while reading {messages} notifications"
+
+
+async def test_a_deleted_rules_alerts_stay_until_the_retention_and_the_rule_goes_after_them(
+    tmp_path: Path, database: Database, database_url: str
+) -> None:
+    # A deleted rule's alerts are the history of what fired: kept (and listed) as long as any resolved
+    # alert is, then the hidden rule they belonged to goes at the next delivery pass.
+    now = utcnow()
+    add_rule(database)
+    old = add_alert(database, status="resolved", starts_at=now - 12 * DAY, ends_at=now - 10 * DAY)
+    notify(database, old, now - 10 * DAY, delivered=now - 10 * DAY)
+    recent = add_alert(
+        database, status="resolved", starts_at=now - 3 * DAY, ends_at=now - 2 * DAY, name="Hooli"
+    )
+    with database.session() as session:
+        delete_rule(session, session.scalars(select(AlertRule.id)).one())
+
+    def unreachable(request: httpx.Request) -> httpx.Response:
+        raise AssertionError(f"nothing is due to be sent, found a POST to {request.url}")
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(unreachable)) as client:
+        await deliver_pending(database, client, now=now)
+        assert alert_ids(database) == {old, recent}
+        async with open_monitor(retention(tmp_path, database_url)) as monitor:
+            report = await monitor.prune()
+        assert report is not None and report.alerts_pruned == 1
+        assert alert_ids(database) == {recent}
+        with database.session() as session:
+            assert [(a.id, a.rule_deleted) for a in alerts_out(session, list_alerts(session))] == [
+                (recent, True)
+            ]
+            session.execute(delete(Alert))  # the retention reaches the last one too
+        await deliver_pending(database, client, now=now)
+    with database.session() as session:
+        assert session.scalars(select(AlertRule.id)).all() == []

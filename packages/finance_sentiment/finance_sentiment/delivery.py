@@ -26,8 +26,8 @@ open (PagerDuty, Grafana OnCall) that only this message closes, so, as Alertmana
 notifications, it is tried until ``resolved_ttl`` after it was queued (7 days by default; the setting as
 it is at each pass).
 
-The claim also removes the rules deleted while their notifications waited (`rules.delete_rule`), with
-their alerts, once none waits any more.
+The claim also clears the secret of each rule deleted (`rules.delete_rule`) once none of its notifications
+waits, and removes the deleted rule once the retention has deleted its alerts, which stay listed till then.
 """
 
 from __future__ import annotations
@@ -244,8 +244,7 @@ def _claim(db: Database, now: datetime, limit: int, resolved_ttl: timedelta) -> 
     """Mark expired messages and lease up to ``limit`` due ones to this sender, in one transaction."""
     with db.session() as session:
         expired = _expire(session, now, resolved_ttl)
-        deleted = delete(AlertRule).where(AlertRule.deleted_at.is_not(None), ~waiting_for(AlertRule.id))
-        _rowcount(session, deleted)  # their alerts and delivered messages go with them (ON DELETE CASCADE)
+        _forget_deleted_rules(session)
         claimed = []
         for message, secret, url in session.execute(_due(now, limit)).all():
             # Conditional, so two senders that both read the row (SQLite has no row locks) claim it once.
@@ -309,6 +308,14 @@ def pending(
 ) -> ColumnElement[bool]:
     """Whether `message` (the table, or an alias of it) is still to be sent: neither delivered nor expired."""
     return and_(message.delivered_at.is_(None), message.expired.is_(False))
+
+
+def _forget_deleted_rules(session: Session) -> None:
+    """Clear the secret of each deleted rule with no notification left to sign, and remove the ones whose
+    alerts the retention has deleted (their alerts are history, listed until then)."""
+    done = and_(AlertRule.deleted_at.is_not(None), ~waiting_for(AlertRule.id))
+    session.execute(update(AlertRule).where(done, AlertRule.secret.is_not(None)).values(secret=None))
+    _rowcount(session, delete(AlertRule).where(done, ~exists().where(Alert.rule_id == AlertRule.id)))
 
 
 def waiting_for(rule_id: int | SQLColumnExpression[int]) -> Exists:

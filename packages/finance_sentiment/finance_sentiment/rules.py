@@ -2,10 +2,12 @@
 
 Every function works inside the caller's session (one transaction, `Database.session()`); none commits.
 
-A rule deleted while notifications of it wait in the outbox (always so when it had a firing alert: that
-alert gets a "resolved" one) stays behind as a hidden row (`AlertRule.deleted_at`) so that the outbox can
-still send them to its webhook, signed with its secret; `delivery` removes it, with its alerts, once none
-waits. Every function here but `list_alerts` sees such a rule as gone.
+A rule deleted after it raised alerts stays behind as a hidden row (`AlertRule.deleted_at`): its alerts are
+the desk's record of what fired and who was told, so they stay listed (`rule_deleted`) until the retention
+deletes them as any resolved alert, and the outbox can still send the notifications of it that wait (a
+firing alert resolved by the deletion gets a "resolved" one) to its webhook, signed with its secret.
+`delivery` clears its secret once none waits and removes the row once no alert of it is left. Every function
+here but `list_alerts` sees such a rule as gone.
 """
 
 from __future__ import annotations
@@ -15,13 +17,13 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, exists, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, object_session
 
 from finance_sentiment.alerting import Transition, resolve_firing
 from finance_sentiment.credentials import redact, unmasked
-from finance_sentiment.delivery import pending, waiting_for
+from finance_sentiment.delivery import pending
 from finance_sentiment.documents import decode_cursor, encode_cursor
 from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch, describe_errors
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
@@ -162,9 +164,9 @@ def delete_rule(
 
     A receiver that opened an incident for an alert (PagerDuty, Grafana OnCall) closes it only when told
     the alert resolved. The outbox sends those notifications like any other, after the alert's earlier
-    ones, to the rule's webhook with its secret. A rule with no notification waiting is deleted with its
-    alerts at once; otherwise it is hidden (gone from the API, its name free, never judged) and removed
-    with its alerts once every notification is delivered or expired. Its id is answered 404 from now on.
+    ones, to the rule's webhook with its secret. A rule that never raised an alert is deleted at once;
+    otherwise it is hidden (gone from the API, its name free, never judged), its alerts kept as history,
+    and removed once the retention has deleted them. Its id is answered 404 from now on.
 
     Args:
         session: The caller's transaction.
@@ -182,7 +184,7 @@ def delete_rule(
     rule = get_rule(session, rule_id, lock=True)  # an evaluation of the rule finishes first, or waits
     resolved = resolve_firing(session, rule, now, external_url)
     session.flush()
-    if session.scalar(select(waiting_for(rule.id))):
+    if session.scalar(select(exists().where(Alert.rule_id == rule.id))):
         # Names are stripped of surrounding spaces on input, so this one is never a live rule's.
         rule.name, rule.enabled, rule.deleted_at = f" deleted rule {rule.id}", False, now
     else:
@@ -307,7 +309,7 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
     ids = [alert.id for alert in alerts]
     rule_ids = {alert.rule_id for alert in alerts}
     named = session.execute(select(AlertRule.id, AlertRule.name).where(AlertRule.id.in_(rule_ids), _LIVE))
-    names: dict[int, str] = dict(named.all())
+    names: dict[int, str] = dict(named.all())  # the live rules: an alert of any other is a deleted rule's
     counts: dict[int, dict[str, Any]] = {alert_id: {} for alert_id in ids}
     delivered = OutboxMessage.delivered_at.is_not(None)
     # Grouping by plain boolean expressions (no bound literals) keeps PostgreSQL's GROUP BY check happy.
@@ -324,8 +326,12 @@ def alerts_out(session: Session, alerts: Sequence[Alert]) -> list[AlertOut]:
     return [
         AlertOut.model_validate(
             {field: getattr(alert, field) for field in _ALERT_COLUMNS}
-            # A deleted rule's alerts (listed until their last notifications are sent) keep its name.
-            | {"rule": names.get(alert.rule_id, alert.labels.get("rule", "")), "deliveries": counts[alert.id]}
+            # A deleted rule's alerts keep the name it had when they fired.
+            | {
+                "rule": names.get(alert.rule_id, alert.labels.get("rule", "")),
+                "rule_deleted": alert.rule_id not in names,
+                "deliveries": counts[alert.id],
+            }
         )
         for alert in alerts
     ]

@@ -473,6 +473,11 @@ class AlertOut(BaseModel):
     id: int
     rule_id: int
     rule: str = Field(description="Name of the rule that fired.")
+    rule_deleted: bool = Field(
+        False,
+        description="The rule was deleted since: the alert stays listed as history, under the name the rule "
+        "had when it fired, until the retention deletes it.",
+    )
     fingerprint: str
     labels: dict[str, Any]
     annotations: dict[str, Any]

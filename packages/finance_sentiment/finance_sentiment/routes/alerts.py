@@ -63,7 +63,7 @@ async def delete_rule(rule_id: RowId, monitor: MonitorDep, background: Backgroun
     by the outbox to the rule's webhook (signed with its secret) after the alert's earlier ones, so the
     receiver closes what it opened: by this process, after the answer (on an API replica run with
     --no-scheduler too), or, if that fails, by a later outbox pass. The rule is gone at once (404, its name
-    free); its alerts stay listed until their notifications are delivered or expired."""
+    free); its alerts stay listed as history, marked `rule_deleted`, until the retention deletes them."""
     if await monitor.delete_rule(rule_id):
         background.add_task(monitor.settle)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -82,7 +82,8 @@ def list_alerts(
         Query(max_length=200, description="The next page: the cursor of the previous page's Link header."),
     ] = None,
 ) -> list[AlertOut]:
-    """Alerts, newest first, with their evidence and delivery state. When more match, the response has a
+    """Alerts, newest first, with their evidence and delivery state; a deleted rule's too (`rule_deleted`,
+    under the name the rule had, `rule_id` filtering them still). When more match, the response has a
     `Link: <...?cursor=...>; rel="next"` header: the URL of the next page (same filters)."""
     with monitor.db.session() as session:
         found, next_cursor = rules.alerts_page(
