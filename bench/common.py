@@ -20,13 +20,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import huggingface_hub.utils
 import torch
 import transformers
-import transformers.utils.logging
 from rich.console import Console
 from rich.table import Table
 
+from textcore.console import quiet_libraries
 from textcore.data import LabelledTexts, read_labelled, stratified_split
 from textcore.devices import cpu_supports_bf16
 from textcore.training import TrainConfig
@@ -155,9 +154,7 @@ def utc_now() -> str:
 
 def quiet_transformers() -> None:
     """No load reports or weight-loading progress bars from transformers and the hub."""
-    huggingface_hub.utils.disable_progress_bars()
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
+    quiet_libraries()
 
 
 def fmt(value: float | None, digits: int = 1) -> str:

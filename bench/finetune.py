@@ -237,7 +237,7 @@ def _time_loop_overheads() -> dict[str, float]:
         return wrapper
 
     loop_module._evaluate = timed("evaluate", loop_module._evaluate)
-    loop_module.save_checkpoint = timed("checkpoint", loop_module.save_checkpoint)
+    loop_module.save_checkpoint = timed("checkpoint", loop_module.save_checkpoint)  # type: ignore[attr-defined]
     return spent
 
 
@@ -396,6 +396,7 @@ def run_trainer(args: argparse.Namespace) -> dict[str, Any]:
             processing_class=tokenizer,
         )
         output = trainer.train()
+        arguments: dict[str, Any] = training_args.to_dict()  # type: ignore[no-untyped-call]
         predicted = trainer.predict(val_rows)  # type: ignore[arg-type]
     logits = predicted.predictions[0] if isinstance(predicted.predictions, tuple) else predicted.predictions
     report = classification_report(
@@ -412,7 +413,7 @@ def run_trainer(args: argparse.Namespace) -> dict[str, Any]:
         "train_samples_per_second": metrics["train_samples_per_second"],
         "steps": output.global_step,
         "validation": {"accuracy": report.accuracy, "macro_f1": report.macro_f1, "n": report.n},
-        "training_arguments": {k: v for k, v in training_args.to_dict().items() if k in RECORDED_ARGUMENTS},
+        "training_arguments": {k: v for k, v in arguments.items() if k in RECORDED_ARGUMENTS},
         "max_length": args.max_length,
     }
 

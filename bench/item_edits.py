@@ -52,7 +52,7 @@ import tempfile  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from collections import defaultdict  # noqa: E402
-from collections.abc import Iterator, Sequence  # noqa: E402
+from collections.abc import Callable, Iterator, Sequence  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
@@ -77,7 +77,9 @@ from recommender.model import TextInterestModel  # noqa: E402
 NAME = "item_edits"
 EDITS = {"put": "PUT", "delete": "DELETE", "put-during-save": "PUT during a save"}
 SAVE_SOON = 0.001  # save_after_s of `during_saves`: the save begins right after the first PUT
-MODES = {  # how the catalog saves its index files: every write (the behaviour before), or deferred
+MODES: dict[
+    str, Callable[[argparse.Namespace], float]
+] = {  # how the catalog saves its index files: every write (the behaviour before), or deferred
     "every-write": lambda args: 0.0,
     "deferred": lambda args: args.save_after,
 }
@@ -346,8 +348,8 @@ def main(argv: list[str] | None = None) -> int:
             folder.mkdir()
             rows += measure(size, args, model, folder)
             print_table(NAME, HEADERS, table_rows([r for r in rows if r["items"] == size]))
-    payload = {"created_at": utc_now(), "command": command_line(), "machine": machine, "settings": vars(args)}
-    payload["results"] = rows
+    payload: dict[str, Any] = {"created_at": utc_now(), "command": command_line(), "machine": machine}
+    payload |= {"settings": vars(args), "results": rows}
     settings = (
         f"{args.edits} edits per size and kind, SQLite in a temp folder; catalog vectors random unit vectors "
         f"written through `ItemCatalog.upsert`, the edited items embedded by {args.model} (fp32, CPU)"

@@ -236,7 +236,7 @@ def frozen_baseline(config: TrainConfig, splits: list[Split]) -> dict[str, Any]:
     """The base model untouched: its embeddings of each split's training rows fit a logistic regression,
     scored on that split's rows (over folds: accuracy pooled, macro-F1 the mean)."""
     encoder = Encoder.from_pretrained(config.base_model, max_length=config.max_length)
-    per_split = []
+    per_split: list[dict[str, Any]] = []
     for split in splits:
         report = frozen_embedding_baseline(encoder, split.train, split.scored)
         per_split.append(
@@ -263,7 +263,8 @@ def paired_key(record: dict[str, Any]) -> tuple[int | None, int]:
 
 def pooled_accuracy(runs: list[dict[str, Any]]) -> float:
     """Right answers over scored rows, all runs together: over K folds, the accuracy on every row."""
-    return sum(r["accuracy"] * r["scored_rows"] for r in runs) / sum(r["scored_rows"] for r in runs)
+    right = sum(float(r["accuracy"]) * int(r["scored_rows"]) for r in runs)
+    return right / sum(int(r["scored_rows"]) for r in runs)
 
 
 def summarise(runs: list[dict[str, Any]], variants: list[str]) -> dict[str, dict[str, Any]]:
