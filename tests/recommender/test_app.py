@@ -115,6 +115,47 @@ def test_items_crud_and_bounds(client: TestClient, settings: RecommenderSettings
     assert stored_events(settings.database_url) == 0
 
 
+def test_a_query_parameter_a_write_does_not_take_or_one_sent_twice_is_a_422_that_changes_nothing(
+    client: TestClient, settings: RecommenderSettings
+) -> None:
+    """`POST /v1/items?dry_run=true` stored the items, `DELETE /v1/items/{id}?soft=true` deleted the item for
+    good, `DELETE /v1/users/{id}?confirm=false` erased the user: the parameter was ignored and the write
+    done. And `?k=5&k=50` (a URL built by appending) served the last value. Each is now a problem+json 422
+    naming the parameter, and nothing is written."""
+    stocked(client)
+    events = stored_events(settings.database_url)
+    new_item = {"items": [{"id": "new-1", "title": "Rain barrel"}]}
+    event = {"events": [{"user_id": "astro-user-0", "item_id": "lab-0"}]}
+    writes = [
+        ("POST", "/v1/items", {"dry_run": "true"}, new_item),
+        ("PUT", "/v1/items/astro-0", {"upsert": "false"}, {"title": "Solar telescope"}),
+        ("DELETE", "/v1/items/astro-1", {"soft": "true"}, None),
+        ("POST", "/v1/events", {"async": "1"}, event),
+        ("DELETE", "/v1/users/astro-user-0", {"confirm": "false"}, None),
+        ("POST", "/v1/score", {"k": "2"}, {"interests": "sky", "items": ["astro-1"]}),
+    ]
+    for method, path, params, body in writes:
+        response = client.request(method, path, params=params, json=body)
+        errors = problem(response, 422)["errors"]
+        assert [(e["loc"], e["type"]) for e in errors] == [(["query", *params], "extra_forbidden")], errors
+    assert problem(client.get("/v1/items/new-1"), 404)
+    assert client.get("/v1/items/astro-0").json()["title"] == THEMES["astro"][0][0]
+    assert client.get("/v1/items/astro-1").status_code == 200
+    assert stored_events(settings.database_url) == events
+    twice = [
+        ("/v1/recommend?user_id=astro-user-0&k=5&k=50", {"k": 2}),
+        ("/v1/recommend?user_id=astro-user-0&user_id=lab-user-0&k=1&k=2", {"user_id": 2, "k": 2}),
+        ("/v1/items?limit=1&limit=1", {"limit": 2}),
+    ]
+    for url, counts in twice:
+        errors = problem(client.get(url), 422)["errors"]
+        assert [(e["loc"][-1], e["msg"], e["type"]) for e in errors] == [
+            (name, f"expected one value, found {n}", "repeated") for name, n in counts.items()
+        ], errors
+    assert len(client.get("/v1/recommend?user_id=astro-user-0&k=5").json()) == 5
+    assert client.delete("/v1/items/astro-1").status_code == 204
+
+
 def test_an_id_sent_composed_or_decomposed_is_one_id(
     client: TestClient, settings: RecommenderSettings
 ) -> None:

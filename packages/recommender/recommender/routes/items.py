@@ -1,8 +1,8 @@
 """`/v1/items`: the catalog. Upserts embed the items (in the worker pool) and are recommendable at once.
 
-An item id in a path follows the rule of ids in bodies (`recommender.schemas.ItemId`): surrounding whitespace
-is stripped, and it may hold ``/`` (sent as is or as ``%2F``), so every stored item can be read, replaced and
-deleted by its id.
+Query parameters follow `recommender.routes.query`: only the documented ones, each once. An item id in a path
+follows the rule of ids in bodies (`recommender.schemas.ItemId`): surrounding whitespace is stripped, and it
+may hold ``/`` (sent as is or as ``%2F``), so every stored item can be read, replaced and deleted by its id.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
+from recommender.routes.query import EACH_ONCE, NO_QUERY
 from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, UpsertOut
 from recommender.serving import Recommender
 from textcore.printable import Printable
@@ -22,7 +23,7 @@ router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemIdPath = Annotated[ItemId, Path(description="The item's id (1-200 characters; may contain '/').")]
 
 
-@router.post("")
+@router.post("", dependencies=[NO_QUERY])
 async def upsert_items(body: ItemsIn, recommender: RecommenderDep, limiter: LimiterDep) -> UpsertOut:
     """Create or replace items in bulk (all or nothing)."""
     report = await limiter.run(recommender.upsert_items, [item.record(item.id) for item in body.items])
@@ -39,27 +40,21 @@ class ItemsQuery(BaseModel):
     cursor: Annotated[str | None, Field(max_length=200), Printable] = None
 
 
-class NoQuery(BaseModel):
-    """The query of an endpoint that takes no parameters: any parameter is a 422 naming it."""
-
-    model_config = ConfigDict(extra="forbid")
-
-
-@router.get("")
+@router.get("", dependencies=[EACH_ONCE])
 def list_items(recommender: RecommenderDep, query: Annotated[ItemsQuery, Query()]) -> ItemPage:
-    """Items in id order; pass `next_cursor` back as `cursor` for the next page. An unknown query parameter
-    is a 422 naming it."""
+    """Items in id order; pass `next_cursor` back as `cursor` for the next page. An unknown query parameter,
+    or one sent twice, is a 422 naming it."""
     rows, next_cursor = recommender.catalog.page(query.limit, query.cursor)
     return ItemPage(items=[ItemOut.of(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{item_id:path}")
-def get_item(item_id: ItemIdPath, recommender: RecommenderDep, query: Annotated[NoQuery, Query()]) -> ItemOut:
+@router.get("/{item_id:path}", dependencies=[NO_QUERY])
+def get_item(item_id: ItemIdPath, recommender: RecommenderDep) -> ItemOut:
     """One item. It takes no query parameter: one sent is a 422 naming it."""
     return ItemOut.of(recommender.catalog.get(item_id))
 
 
-@router.put("/{item_id:path}")
+@router.put("/{item_id:path}", dependencies=[NO_QUERY])
 async def put_item(
     item_id: ItemIdPath, body: ItemBody, recommender: RecommenderDep, limiter: LimiterDep
 ) -> ItemOut:
@@ -72,7 +67,7 @@ def _replace(recommender: Recommender, item: ItemRecord) -> StoredItem:
     return recommender.catalog.get(item.id)
 
 
-@router.delete("/{item_id:path}", status_code=204)
+@router.delete("/{item_id:path}", status_code=204, dependencies=[NO_QUERY])
 def delete_item(item_id: ItemIdPath, recommender: RecommenderDep) -> Response:
     """Remove an item from the catalog. Its past events stay, detached from the id: their users are still
     known, and an item created later under the same id starts with no behaviour."""

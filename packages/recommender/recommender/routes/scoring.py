@@ -8,6 +8,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.deps import LimiterDep, RecommenderDep
+from recommender.routes.query import EACH_ONCE, NO_QUERY
 from recommender.schemas import Interests, ItemId, ScoredOut, ScoreIn, scored_json
 from recommender.serving import Query as Who
 
@@ -16,7 +17,7 @@ MAX_OFFSET = 10_000  # places skipped at most: every one of them is ranked too
 
 
 # The bodies are written by `scored_json` straight from the results (response_model documents them).
-@router.post("/score", response_model=list[ScoredOut])
+@router.post("/score", response_model=list[ScoredOut], dependencies=[NO_QUERY])
 async def score(body: ScoreIn, recommender: RecommenderDep, limiter: LimiterDep) -> Response:
     """Score candidate items for a user, a history or free-text interests; best first, with reasons."""
     history = tuple(body.history) if body.history is not None else None
@@ -50,12 +51,12 @@ class RecommendQuery(BaseModel):
     )
 
 
-@router.get("/recommend", response_model=list[ScoredOut])
+@router.get("/recommend", response_model=list[ScoredOut], dependencies=[EACH_ONCE])
 async def recommend(
     recommender: RecommenderDep, limiter: LimiterDep, query: Annotated[RecommendQuery, Query()]
 ) -> Response:
     """The `k` best items for a stored user (or free-text interests) after the `offset` best, best first,
-    with reasons. An unknown query parameter is a 422 naming it."""
+    with reasons. An unknown query parameter, or one sent twice, is a 422 naming it."""
     who = Who(user_id=query.user_id, interests=query.interests)
     results = await limiter.run(
         recommender.recommend, who, query.k, exclude_seen=query.exclude_seen, offset=query.offset

@@ -11,13 +11,14 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from recommender.deps import LimiterDep, RecommenderDep
+from recommender.routes.query import NO_QUERY
 from recommender.schemas import ItemId
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[ItemId, Path(description="The user's id (1-200 characters; may contain '/').")]
 
 
-@router.delete("/{user_id:path}", status_code=204)
+@router.delete("/{user_id:path}", status_code=204, dependencies=[NO_QUERY])
 async def erase_user(user_id: UserIdPath, recommender: RecommenderDep, limiter: LimiterDep) -> Response:
     """Delete every stored event of the user; recommendations stop counting them at once."""
     # Counting the remaining events again takes seconds on millions of them: one of the worker slots
