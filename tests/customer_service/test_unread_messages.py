@@ -192,3 +192,27 @@ def test_a_complaint_or_a_callback_request_goes_to_a_person(client: TestClient) 
         assert not searched
         assert client.get(f"/v1/sessions/{reply['session_id']}").json()["handoff_reason"] == reason
     assert chat(client, "How long does a complaint take to resolve?")["action"] != "handoff"
+
+
+def test_farewells_and_stretched_words_are_answered_in_kind(client: TestClient) -> None:
+    # "Thanks a lot, have a nice day", "see you later", "hiii" fell back ("I'm not sure I understood that"),
+    # and a second such message handed the customer to a person
+    session_id = chat(client, "How do I reset my online banking password?")["session_id"]
+    for message, answer in (
+        ("Thanks a lot, have a nice day", CLOSING),
+        ("see you later!", CLOSING),
+        ("good night 👋", CLOSING),
+        ("talk soon", CLOSING),
+        ("take care", CLOSING),
+        ("byeee", CLOSING),
+        ("cheers mate", ACKNOWLEDGEMENT),
+        ("thankss", ACKNOWLEDGEMENT),
+        ("hiii", GREETING),
+        ("hellooo there", GREETING),
+    ):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"]) == ("answer", answer, []), message
+        assert not searched
+    assert client.get(f"/v1/sessions/{session_id}").json()["fallback_streak"] == 0
+    for message in ("Can I see you at the branch tomorrow?", "god"):  # read, as before
+        assert _reply(client, message, session_id)[1], message

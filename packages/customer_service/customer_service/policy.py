@@ -72,7 +72,9 @@ _ACK_WORDS = frozenset(
      "noted", "alright", "sure", "helps", "helped", "helpful", "appreciated"]
 )  # fmt: skip
 # never an acknowledgement alone
-_ACK_FILLERS = frozenset(["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that"])
+_ACK_FILLERS = frozenset(
+    ["you", "very", "much", "so", "a", "lot", "many", "it", "all", "right", "that", "mate", "guys"]
+)
 _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
 # Other emoji and symbols around such words are read as punctuation ("goodbye 👋", "bye!! 😉", "thanks ✨"),
 # except these, which make the message a complaint to read rather than a thanks ("ok 😡", "thanks 🙄")
@@ -153,6 +155,22 @@ def asks_for_person(message: str) -> bool:
 
 _ENDING_KNOWN = _ACK_WORDS | _ACK_FILLERS | _CLOSING_WORDS | _CLOSING_FILLERS | _GOODBYE_WORDS
 _GREETING_KNOWN = _GREETING_WORDS | _GREETING_FILLERS
+_KNOWN_WORDS = _ENDING_KNOWN | _GREETING_KNOWN
+# A word typed with a letter held down ("hiii", "byeee", "thankss", "goood") is the known word it stretches:
+# both read alike with each run of a letter as one ("good" and "goood" as "god"); a word without a repeated
+# letter is taken as typed ("god" is no "good")
+_REPEATS = re.compile(r"(.)\1+")
+_STRETCHED = {_REPEATS.sub(r"\1", word): word for word in sorted(_KNOWN_WORDS) if _REPEATS.search(word)} | {
+    word: word for word in _KNOWN_WORDS
+}
+# A farewell of more than one word is read as "bye": "see you later", "talk soon", "have a nice day", "good
+# night", "take care" ("Thanks a lot, have a nice day" fell back)
+_FAREWELL = re.compile(
+    r"\b(?:see (?:you|ya|u)(?: (?:later|soon|tomorrow|around))?|"
+    r"(?:talk|speak|chat) (?:to you )?(?:later|soon)|"
+    r"(?:have|enjoy) (?:a |the |your )?(?:nice|good|great|lovely|wonderful) "
+    r"(?:day|evening|weekend|night|afternoon|morning|one)|good ?night|take care)\b"
+)
 
 
 def acknowledges(message: str) -> bool:
@@ -180,7 +198,14 @@ def _ack_words(message: str) -> tuple[bool, list[str]]:
     text = message.casefold().replace("<3", " ❤ ")
     friendly = any(ch in _ACK_EMOJI for ch in text)
     rest = "".join(" " if ch in _ACK_EMOJI or _punctuation(ch) else ch for ch in text)
-    return friendly, rest.split()
+    return friendly, _FAREWELL.sub("bye", " ".join(map(_spelled, rest.split()))).split()
+
+
+def _spelled(word: str) -> str:
+    """The word, or the known word it stretches ("hiii", "byeee", "thankss", "helloooo", "goood")."""
+    if word in _KNOWN_WORDS or not _REPEATS.search(word):
+        return word
+    return _STRETCHED.get(_REPEATS.sub(r"\1", word), word)
 
 
 def _punctuation(ch: str) -> bool:
@@ -200,7 +225,10 @@ def greets(message: str) -> bool:
     """Whether the message only greets (`_GREETING_WORDS`, with punctuation, emoji and a few words around
     them: "hi there!", "good morning 👋"), or greets and thanks ("hi, thanks") without closing (`closes`)."""
     text = message.casefold()
-    words = "".join(" " if unicodedata.category(ch)[0] in "PZS" else ch for ch in text).split()
+    words = [
+        _spelled(w)
+        for w in "".join(" " if unicodedata.category(ch)[0] in "PZS" else ch for ch in text).split()
+    ]
     if not any(word in _GREETING_WORDS for word in words):
         return False
     if all(word in _GREETING_KNOWN for word in words):
