@@ -33,7 +33,7 @@ from textcore.artifacts import (
     write_json_atomic,
 )
 from textcore.classifier import saved_head_kind
-from textcore.data import LabelledTexts, file_sha256, read_labelled, split_labels
+from textcore.data import LabelledTexts, file_sha256, read_labelled, split_labels, text_key
 from textcore.errors import Conflict, InvalidInput
 from textcore.evaluation import evaluate_classifier, load_predictor
 from textcore.registry import ModelRegistry, ModelVersion
@@ -204,8 +204,8 @@ def recorded_config(version: ModelVersion) -> TrainConfig:
 
 
 def merge_labelled(old: LabelledTexts, new: LabelledTexts) -> tuple[LabelledTexts, dict[str, int]]:
-    """Old rows then new rows, one row per text (ignoring surrounding spaces): the first spelling of a text
-    with the latest label, so new labels correct old ones.
+    """Old rows then new rows, one row per text (`text_key`: case and spacing aside, as in the validation
+    split): the first spelling of a text with the latest label, so new labels correct old ones.
 
     Returns:
         The merged rows and counts: `old`, `new`, `corrected` (old texts whose label the new data changed),
@@ -213,10 +213,11 @@ def merge_labelled(old: LabelledTexts, new: LabelledTexts) -> tuple[LabelledText
     """
     merged: dict[str, tuple[str, str]] = {}
     for text, label in zip(old.texts, old.labels, strict=True):
-        merged[text.strip()] = (text, label)
+        merged[text_key(text)] = (text, label)
     before = dict(merged)
     for text, label in zip(new.texts, new.labels, strict=True):
-        merged[text.strip()] = (merged.get(text.strip(), (text, ""))[0], label)
+        key = text_key(text)
+        merged[key] = (merged.get(key, (text, ""))[0], label)
     corrected = sum(merged[key][1] != label for key, (_, label) in before.items())
     rows = list(merged.values())
     counts = {

@@ -82,6 +82,17 @@ def test_merge_lets_new_labels_correct_old_ones() -> None:
     assert counts == {"old": 3, "new": 2, "corrected": 1, "duplicates": 2, "total": 3}
 
 
+def test_merge_matches_texts_as_the_split_does_case_and_spacing_aside() -> None:
+    """A correction typed in another case or with other spacing replaces the old row: training never sees
+    both labels for one text."""
+    old = LabelledTexts(["Profit rose", "sales fell"], ["negative", "negative"])
+    new = LabelledTexts(["profit  ROSE", "Sales fell\n"], ["positive", "negative"])
+    merged, counts = merge_labelled(old, new)
+    assert merged.texts == ["Profit rose", "sales fell"]
+    assert merged.labels == ["positive", "negative"]
+    assert counts == {"old": 2, "new": 2, "corrected": 1, "duplicates": 2, "total": 2}
+
+
 def test_retrain_starts_from_the_active_version(
     registry: ModelRegistry, files: dict[str, Path], tiny_model_dir: Path, tmp_path: Path
 ) -> None:
