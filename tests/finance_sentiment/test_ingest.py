@@ -221,6 +221,22 @@ async def test_the_same_story_in_two_feeds_is_stored_once(
             assert stored[0].title == title
 
 
+async def test_headlines_are_stored_as_plain_text_whatever_control_characters_a_feed_carries(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # One entry whose description held a control character inside markup failed the whole feed's run; one
+    # whose title held one was stored with its entities as written ("AT&amp;T", "&#8217;").
+    entries = [("/news/0", "AT&amp;T\x0b shares fall", "<p>AT&amp;T\x1b cut its outlook.</p>")]
+    entries += [(f"/news/{i}", title, text) for i, (title, text) in enumerate(STORIES, start=1)]
+    web = Site({"/feed.xml": Page(rss(entries), RSS)})
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            report = await monitor.run_source(add_source(monitor, "wire", f"{base}/feed.xml"))
+            assert (report.status, report.stored) == ("ok", len(entries)), report.error
+            first = documents(monitor)[0]
+    assert (first.title, first.text) == ("AT&T shares fall", "AT&T cut its outlook.")
+
+
 async def test_parallel_runs_of_overlapping_feeds_store_each_story_once(
     tmp_path: Path, finance_model_dir: Path, database_url: str
 ) -> None:

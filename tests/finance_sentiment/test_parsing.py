@@ -327,3 +327,28 @@ def test_html_to_text_separates_blocks_and_drops_scripts() -> None:
     assert html_to_text("Tes<b>la</b> &amp; co<script>x()</script><style>p {}</style>") == "Tesla & co"
     assert html_to_text("  plain\u00a0 text \n") == "plain text"
     assert html_to_text("P/E < 10 & rising") == "P/E < 10 & rising"
+
+
+def test_entities_are_decoded_beside_control_characters_and_one_entry_cannot_sink_a_feed() -> None:
+    # A vertical tab or form feed pasted from a word processor, a BEL or an ANSI escape: lxml refuses a
+    # string holding one, so the headline was kept as written ("AT&amp;T", "&#8217;"), and an entry whose
+    # description held one inside markup raised a ValueError that failed the whole feed.
+    feed = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>'
+        b"<item><title>AT&amp;amp;T\x0b shares fall</title><link>https://a.example/1</link>"
+        b"<description>&lt;p&gt;AT&amp;amp;T\x1b cut its&lt;/p&gt;&lt;p&gt;outlook&lt;/p&gt;"
+        b"</description></item>"
+        b"<item><title>Bank&amp;#8217;s\x0c profit</title><link>https://a.example/2</link></item>"
+        b"</channel></rss>"
+    )
+    items = parse_feed(feed, "https://a.example/rss")
+    assert [(item.title, item.text) for item in items] == [
+        ("AT&T shares fall", "AT&T cut its outlook"),
+        ("Bank\u2019s profit", "Bank\u2019s profit"),
+    ]
+    document = (
+        b'[{"title": "AT&amp;T\\u000b falls \\ud800", "text": "Bank&#8217;s \\u0007 view", "url": "/1"}]'
+    )
+    (item,) = parse_json(document, JsonFields(), "https://x.example/api")
+    assert (item.title, item.text) == ("AT&T falls", "Bank\u2019s view")
+    assert html_to_text("&lt;b&gt; AT&amp;amp;T") == "<b> AT&amp;T"  # decoded once, never twice

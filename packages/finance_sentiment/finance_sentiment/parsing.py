@@ -14,6 +14,7 @@ import re
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from html import unescape
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
@@ -91,6 +92,14 @@ class ParseError(InvalidInput):
     """A fetched document cannot be read as the format its source declares."""
 
 
+# What lxml (XML 1.0) refuses in text: C0 control characters but tab, newline and carriage return (feeds carry
+# a vertical tab or a form feed pasted from a word processor, a BEL, an ANSI escape), the two noncharacters
+# U+FFFE and U+FFFF, and lone surrogates (a JSON "\ud800" decodes to one; UTF-8, and so PostgreSQL, has none).
+# None of them is readable: each becomes a space, so the markup around it is still parsed and its entities
+# decoded (lxml refused the whole string, whose entities were then stored as written: "AT&amp;T").
+_UNREADABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+
+
 def normalise_space(text: str) -> str:
     """Collapse every run of whitespace (including non-breaking spaces) to one space and trim the ends."""
     return " ".join(text.split())
@@ -103,16 +112,18 @@ def html_to_text(html: str) -> str:
         html: Markup, or plain text (returned with its whitespace normalised).
 
     Returns:
-        The visible text with whitespace normalised; "" for empty input.
+        The visible text with whitespace normalised, entities decoded once (``AT&amp;T`` is ``AT&T``) and
+        unreadable control characters dropped; "" for empty input.
     """
+    html = _UNREADABLE.sub(" ", html)
     if "<" not in html and "&" not in html:
         return normalise_space(html)
     try:
         root = lxml.html.fragment_fromstring(html, create_parent="div")
     except (etree.ParserError, ValueError):
-        # lxml refuses some inputs outright (e.g. a string with an XML encoding declaration); they hold no
-        # markup worth keeping, so the raw string is the best text we have.
-        return normalise_space(html)
+        # lxml refuses some inputs outright; they hold no markup worth keeping, but their entities are
+        # still decoded, so that the text is plain.
+        return normalise_space(unescape(html))
     for junk in list(root.iter("script", "style", "noscript", "template")):
         junk.drop_tree()
     for block in root.iter(*_BLOCK_TAGS):
