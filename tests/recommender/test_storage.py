@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Float, String, column, func, insert, inspect, select, table
+from sqlalchemy import JSON, Float, String, column, func, insert, inspect, select, table
 
 from recommender.baselines import ItemKNN, Popularity
 from recommender.behaviour import Behaviour
@@ -438,6 +438,65 @@ def test_the_fingerprint_migration_keeps_one_copy_of_each_event(database_url: st
                    for r in rows]  # fmt: skip
         assert [row.fingerprint for row in kept] == [written[0], written[1], written[3]]  # as ingest does
         assert read_counters(database)[ERASURES] == before + 1  # running services count again
+    finally:
+        database.dispose()
+
+
+def test_the_nfc_migration_brings_stored_ids_to_the_form_requests_now_name_them_in(database_url: str) -> None:
+    """Ids stored decomposed ("e" + U+0301) before requests and files were brought to NFC could no longer be
+    read, replaced, deleted or named by an event: migration 0006 brings them to NFC, keeping one item of a
+    visible id and one copy of each event, their keys as ingest writes them."""
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    items = table("items", column("id", String), column("title", String), column("text", String),
+                  column("categories", JSON), column("metadata", JSON),
+                  column("created_at", UtcDateTime), column("updated_at", UtcDateTime))  # fmt: skip
+    events = table("events", column("user_id", String), column("item_id", String), column("ts", UtcDateTime),
+                   column("type", String), column("value", Float), column("fingerprint", String),
+                   column("event_id", String))  # fmt: skip
+    cafe, the = ("caf\u00e9", "cafe\u0301"), ("th\u00e9", "the\u0301")  # (NFC, NFD)
+    jose = ("jos\u00e9", "jose\u0301")
+
+    def item(item_id: str) -> dict[str, object]:
+        return {"id": item_id, "title": item_id, "text": "", "categories": [], "metadata": {},
+                "created_at": T0, "updated_at": T0}  # fmt: skip
+
+    def event(user: str, item_id: str, seconds: int, event_id: str | None = None) -> dict[str, object]:
+        ts = T0 + timedelta(seconds=seconds)
+        key = event_fingerprint(user, item_id, ts, "click", None)
+        return {"user_id": user, "item_id": item_id, "ts": ts, "type": "click", "value": None,
+                "fingerprint": key, "event_id": event_id}  # fmt: skip
+
+    rows = [
+        event(jose[1], cafe[1], 0),  # 1: NFD ids: kept, in NFC
+        event(jose[0], cafe[0], 60),  # 2: NFC already
+        event(jose[1], cafe[1], 60),  # 3: a copy of 2 once in NFC: goes
+        event(jose[1], the[1], 120, "ord\u00e9r"),  # 4: NFC event id
+        event(jose[0], the[0], 180, "orde\u0301r"),  # 5: the same event id as 4 once in NFC: goes
+        event("u", "astro-0", 0),  # 6: left alone
+    ]
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0005")
+            connection.execute(insert(items), [item(cafe[1]), item(the[0]), item(the[1]), item("astro-0")])
+            connection.execute(insert(events), rows)
+        before = read_counters(database)
+        database.migrate()
+        with database.session() as session:
+            kept = session.execute(select(Event).order_by(Event.id)).scalars().all()
+            stored_items = sorted(session.scalars(select(column("id")).select_from(table("items"))))
+        assert stored_items == sorted(["astro-0", cafe[0], the[0]])
+        assert [(e.id, e.user_id, e.item_id, e.event_id) for e in kept] == [
+            (1, jose[0], cafe[0], None), (2, jose[0], cafe[0], None),
+            (4, jose[0], the[0], "ord\u00e9r"), (6, "u", "astro-0", None),
+        ]  # fmt: skip
+        assert [e.fingerprint for e in kept] == [
+            event_fingerprint(e.user_id, e.item_id, e.ts, e.type, e.value) for e in kept
+        ]
+        after = read_counters(database)
+        assert {name: after[name] - before[name] for name in after} == {ITEMS: 1, "events": 1, ERASURES: 1}
     finally:
         database.dispose()
 
