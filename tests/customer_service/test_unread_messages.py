@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from customer_service import create_app
 from customer_service.bot import ACKNOWLEDGEMENT, CLOSING, GREETING, HANDOFF, PROMPT
-from customer_service.policy import ACKNOWLEDGED, COMPLAINED, GREETED, PROMPTED
+from customer_service.policy import ACKNOWLEDGED, ASKED_FOR_HELP, COMPLAINED, GREETED, PROMPTED
 from tests.customer_service.test_app import chat, cs_settings
 
 
@@ -216,3 +216,22 @@ def test_farewells_and_stretched_words_are_answered_in_kind(client: TestClient) 
     assert client.get(f"/v1/sessions/{session_id}").json()["fallback_streak"] == 0
     for message in ("Can I see you at the branch tomorrow?", "god"):  # read, as before
         assert _reply(client, message, session_id)[1], message
+
+
+def test_a_request_for_help_naming_no_topic_is_asked_what_it_is(client: TestClient) -> None:
+    # "help", "I need help" fell back ("I'm not sure I understood that"), and a second one handed the customer
+    # to a person before they had said what they needed; "yes" to "anything else?" fell back too
+    session_id = chat(client, "How do I reset my online banking password?")["session_id"]
+    for message in ("help", "I need help!", "hey, can you help me?", "I have a question", "yes please"):
+        reply, searched = _reply(client, message, session_id)
+        assert (reply["action"], reply["answer"], reply["sources"], reply["state"]) == (
+            "answer", PROMPT, [], "open",
+        ), message  # fmt: skip
+        assert not searched
+    session = client.get(f"/v1/sessions/{session_id}").json()
+    assert session["fallback_streak"] == 0
+    assert {t["reason"] for t in session["turns"][1:]} == {ASKED_FOR_HELP}
+    chat(client, "and what if I forgot my username too?", session_id)  # continues the question before them
+    assert "password" in client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]["query"]
+    reply, searched = _reply(client, "I need help with my debit card, it was stolen", session_id)
+    assert searched and reply["sources"]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from customer_service.policy import acknowledges, greets, says_nothing
+from customer_service.policy import acknowledges, asks_for_help, greets, says_nothing
 
 if TYPE_CHECKING:
     from customer_service.conversations import TurnRecord
@@ -57,13 +57,19 @@ def own_words(message: str) -> str:
 
 def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
     """The queries of the turns a follow-up can lean on, oldest first: those the bot answered or asked to
-    clarify, less a message that only thanked or agreed ("thanks", "ok"), greeted ("hi") or held no letter
-    or digit ("?"), which names no topic. A fallback (or a hand-off) found no topic in its message either."""
+    clarify, less a message that only thanked or agreed ("thanks", "ok"), greeted ("hi"), asked for help
+    ("can you help me?") or held no letter or digit ("?"), which names no topic. A fallback (or a hand-off)
+    found no topic in its message either."""
     return [
         t.query
         for t in turns
         if t.action in ("answer", "clarify")
-        and not (acknowledges(t.message) or greets(t.message) or says_nothing(t.message))
+        and not (
+            acknowledges(t.message)
+            or greets(t.message)
+            or asks_for_help(t.message)
+            or says_nothing(t.message)
+        )
     ]
 
 

@@ -8,8 +8,9 @@ In order of precedence:
    "👍", "goodbye 👋"), declines more help ("no thanks", "nope", "that's all"), or only greets ("hi", "good
    morning", "hi, thanks"): it asks nothing, so it is no failed question (an intent's template answers it when
    one renders);
-3. a short prompt (what can the bot help with?) when the message holds no letter or digit at all ("?", "...",
-   "—", "🤔") and is not such an emoji: there is nothing to read, so it is no failed question either;
+3. a short prompt (what can the bot help with?) when the message only asks for help or says yes, naming no
+   topic ("help", "can you help me?", "yes please"), or holds no letter or digit at all ("?", "...", "—",
+   "🤔") and is not such an emoji: there is nothing to answer yet, so it is no failed question either;
 4. fallback when no passage is relevant enough (the best relevance is under the threshold), or the intent
    model calls the message out of scope and the best passage is not a strong match either (an intent model
    knows its training intents; the knowledge base may answer more than they cover);
@@ -98,6 +99,21 @@ _GREETING_FILLERS = frozenset(
 )
 # A greeting with a thanks ("hi, thanks", "thanks, hello!") is greeted; with a goodbye ("hi, thanks, bye")
 # it closes: either read as a question fell back, and two in a row went to a person.
+# A message that only asks for help, or says yes to "Is there anything else I can help you with?", without
+# naming a topic: "help", "I need help", "hey, can you help me?", "I have a question", "yes please". It fell
+# back ("I'm not sure I understood that"), and a second one went to a person before the customer had said
+# what they needed: the bot asks what that is instead. Any other word makes it a question to read ("I need
+# help with my card").
+_HELP_WORDS = frozenset(
+    ["help", "assist", "assistance", "support", "question", "questions", "query", "problem"]
+)
+_YES_WORDS = frozenset(["yes", "yeah", "yep", "yup", "ya", "yea"])
+_HELP_FILLERS = frozenset(
+    ["i", "need", "want", "would", "like", "some", "please", "pls", "can", "could", "you", "u", "me", "a",
+     "an", "have", "got", "with", "something", "ask", "quick", "small", "one", "more", "another", "do", "may",
+     "to", "im", "m", "d", "there", "anyone", "someone", "is", "are", "still", "again", "thanks", "thank"]
+)  # fmt: skip
+ASKED_FOR_HELP = "a request for help naming no topic: asked what the customer needs"
 ACKNOWLEDGED = "an acknowledgement (thanks, ok, bye): nothing to answer"
 GREETED = "a greeting: nothing to answer yet, asked what the customer needs"
 PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
@@ -236,6 +252,15 @@ def greets(message: str) -> bool:
     return acknowledges(message) and not closes(message)
 
 
+def asks_for_help(message: str) -> bool:
+    """Whether the message only asks for help or says yes, naming no topic (`_HELP_WORDS`, `_YES_WORDS`)."""
+    _, words = _ack_words(message)
+    known = all(
+        w in _HELP_WORDS or w in _YES_WORDS or w in _HELP_FILLERS or w in _GREETING_KNOWN for w in words
+    )
+    return known and any(w in _HELP_WORDS or w in _YES_WORDS for w in words)
+
+
 def says_nothing(message: str) -> bool:
     """Whether the message holds no letter or digit at all ("?", "...", "—", "🤔"): nothing to read."""
     return not any(unicodedata.category(ch)[0] in "LN" for ch in message)
@@ -256,23 +281,28 @@ def by_its_words(
     message: str, negativity: float, fallback_streak: int, intent_template: bool, settings: PolicySettings
 ) -> Decision | None:
     """What the message's own words settle whatever the passages: a hand-off (`_urgent_handoff`), the reply
-    to an acknowledgement, or a prompt for a message without a letter or digit (neither is a question the bot
-    failed at: no fallback, no step towards a hand-off; the fallback streak stays as it was)."""
+    to a greeting or an acknowledgement, or a prompt for a request for help naming no topic or a message
+    without a letter or digit (none is a question the bot failed at: no fallback, no step towards a hand-off;
+    the fallback streak stays as it was)."""
     if (urgent := _urgent_handoff(message, negativity, settings)) is not None:
         return Decision("handoff", urgent, 0)
     if greets(message):  # before an acknowledgement: "hi, thanks" asks what the customer needs
-        if intent_template:
-            return Decision("answer", f"the intent's template ({GREETED})", 0, template_only=True)
-        return Decision(
-            "answer", GREETED, fallback_streak, template_only=True, own_reply="greeting", streak="keep"
-        )
+        return _in_kind(GREETED, "greeting", fallback_streak, intent_template)
     if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
         return acknowledged
+    if asks_for_help(message):
+        return _in_kind(ASKED_FOR_HELP, "prompt", fallback_streak, intent_template)
     if says_nothing(message):  # no intent's template either: there are no words it could have read
-        return Decision(
-            "answer", PROMPTED, fallback_streak, template_only=True, own_reply="prompt", streak="keep"
-        )
+        return _in_kind(PROMPTED, "prompt", fallback_streak, intent_template=False)
     return None
+
+
+def _in_kind(reason: str, own: OwnReply, fallback_streak: int, intent_template: bool) -> Decision:
+    """The reply to a message that asks nothing yet: the intent's template when one renders, else the bot's
+    own; the fallback streak stays as it was."""
+    if intent_template:
+        return Decision("answer", f"the intent's template ({reason})", 0, template_only=True)
+    return Decision("answer", reason, fallback_streak, template_only=True, own_reply=own, streak="keep")
 
 
 def _acknowledgement(message: str, fallback_streak: int, intent_template: bool) -> Decision | None:
