@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from pydantic import ValidationError
 
 from finance_sentiment.crontab import crontab_trigger
+from finance_sentiment.schemas import SourceIn, SourcePatch
 
 SATURDAY = datetime(2026, 11, 28, 12, 0, tzinfo=UTC)
 
@@ -66,3 +68,15 @@ def test_a_day_field_starting_with_a_star_keeps_both_fields_required() -> None:
 )  # fmt: skip
 def test_day_ranges_and_steps_count_from_sunday_like_crontab(weekday: str, fires: list[str]) -> None:
     assert _fires(f"0 9 * * {weekday}", 3) == fires
+
+
+@pytest.mark.parametrize("expression", ["0 0 31 2 *", "0 0 30 2 *", "15 8 31 4,6,9,11 *"])
+def test_a_schedule_naming_a_date_that_never_exists_is_refused(expression: str) -> None:
+    # The scheduler was handed a trigger with no next time: the source was never fetched, and nothing said
+    # so (no run, no error, no last_status).
+    with pytest.raises(ValidationError, match="never fires"):
+        SourceIn(name="wire", url="https://news.example.com/feed", kind="rss", cron=expression)
+    with pytest.raises(ValidationError, match="never fires"):
+        SourcePatch(cron=expression)
+    leap = SourceIn(name="wire", url="https://news.example.com/feed", kind="rss", cron="0 0 29 2 *")
+    assert leap.cron == "0 0 29 2 *"  # every fourth year is still a date

@@ -10,7 +10,7 @@ for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the sto
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -49,12 +49,19 @@ def _http_url(value: str) -> str:
 
 def _crontab(value: str) -> str:
     try:
-        crontab_trigger(value)
+        trigger = crontab_trigger(value)
     except ValueError as exc:
         raise ValueError(
             "expected a 5-field crontab expression 'minute hour day month day_of_week' "
             f"such as '*/15 * * * *', found {value!r} ({exc})"
         ) from None
+    # A day that no month has ('0 0 31 2 *', '0 0 31 4,6 *'): the scheduler would never fetch the source
+    # and nothing would say so.
+    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+        raise ValueError(
+            f"expected a crontab expression naming a date that exists, found {value!r}, which never "
+            "fires (no month it names has that day)"
+        )
     return value
 
 
