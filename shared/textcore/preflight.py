@@ -13,6 +13,8 @@ from pathlib import Path
 from textcore.console import say
 from textcore.errors import InvalidInput
 
+ASIDE_PREFIX = ".{}.earlier-"  # then the id of the process that set the earlier model aside
+
 
 def prepare_output(output: Path, resume: bool = False) -> None:
     """Make `output` ready for a training run: a new folder, an empty one, or the folder of an earlier run of
@@ -40,7 +42,7 @@ def replacing_output(
     """`prepare_output` around the whole of a training command: the earlier model in `output` is set aside
     (renamed to a hidden sibling folder) rather than removed, put back when the command fails or is stopped,
     and removed once it has succeeded; so a misspelt column, a missing file or an interrupted run leaves the
-    earlier model as it was.
+    earlier model as it was. What a run killed hard left set aside is settled first (`settle_stale_asides`).
 
     Args:
         output: The folder the model is written to.
@@ -58,10 +60,12 @@ def replacing_output(
                 f"--output {output}: the run would empty it, yet it reads {given} from it; "
                 "choose another output folder"
             )
+    settle_stale_asides(output, restore=not resume)
     if not _holds_earlier_model(output, resume):
         yield
+        settle_stale_asides(output, restore=False)  # a resumed run is complete now: its aside goes
         return
-    aside = output.with_name(f".{output.name}.earlier-{os.getpid()}")
+    aside = output.with_name(f"{ASIDE_PREFIX.format(output.name)}{os.getpid()}")
     try:
         output.rename(aside)
         output.mkdir()
@@ -81,6 +85,55 @@ def replacing_output(
         say(f"the run did not finish: the earlier model is back in {output}")
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def settle_stale_asides(output: Path, restore: bool = True) -> None:
+    """Settle the earlier models that runs into `output` set aside and could not put back, being killed
+    (SIGKILL, the OOM killer, a power cut): each is put back in place of the partial run it left when
+    `output` holds no complete model (no metadata.json, written last) but an empty folder or a partial run,
+    and `restore` is set (a resumed run keeps its partial run); removed when `output` holds a complete
+    model, newer than it. The asides of a run still alive are left alone, and so is everything under
+    torchrun's worker ranks.
+    """
+    if os.environ.get("RANK", "0") != "0" or not output.parent.is_dir() or output.is_file():
+        return
+    from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
+
+    for aside in _stale_asides(output):
+        if (output / METADATA_FILE).is_file():
+            shutil.rmtree(aside, ignore_errors=True)
+            say(f"removed {aside.name}: {output} holds a newer model than the one a killed run set aside")
+        elif restore and (not output.exists() or (output / RUN_DIR).is_dir() or not any(output.iterdir())):
+            shutil.rmtree(output, ignore_errors=True)
+            aside.rename(output)
+            say(
+                f"a run into {output} was killed before it finished: put back the earlier model it had set "
+                f"aside ({aside.name}) in place of its partial run"
+            )
+
+
+def _stale_asides(output: Path) -> list[Path]:
+    """The folders set aside for `output` (`.NAME.earlier-PID`) by processes no longer running, oldest
+    first."""
+    prefix = ASIDE_PREFIX.format(output.name)
+    found = []
+    for entry in output.parent.iterdir():
+        pid = entry.name.removeprefix(prefix)
+        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not _is_running(int(pid)):
+            found.append(entry)
+    return sorted(found, key=lambda entry: entry.stat().st_mtime)
+
+
+def _is_running(pid: int) -> bool:
+    if pid == os.getpid():  # this run has set nothing aside yet: an earlier process had this id
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 def _holds_earlier_model(output: Path, resume: bool) -> bool:
