@@ -724,18 +724,18 @@ def test_items_deleted_while_requests_run_never_fail_the_requests(client: TestCl
 
 
 def test_an_item_created_again_under_a_deleted_id_starts_with_no_behaviour(
-    settings: RecommenderSettings, tmp_path: Path, tiny_model_dir: Path
+    database_url: str, tmp_path: Path, tiny_model_dir: Path
 ) -> None:
     """Deleting an item kept its events under its id, so an item created later under that id inherited
     the clicks of the old one: a seen item for those users (left out of their recommendations), its
     co-occurrence and popularity, and a retried event of the old one's content was taken as stored. The
     events now stay detached from the id: their users are still known, the new item starts clean, and
     a replica over the same database serves it alike."""
-    replica = rec_settings(tmp_path / "replica", settings.database_url, tiny_model_dir, refresh_s=0)
-    live = settings.model_copy(update={"refresh_s": 0})
+    live = rec_settings(tmp_path, database_url, tiny_model_dir, refresh_s=0)
+    replica = rec_settings(tmp_path / "replica", database_url, tiny_model_dir, refresh_s=0)
     with TestClient(create_app(live)) as client, TestClient(create_app(replica)) as reader:
         stocked(client)
-        total = stored_events(settings.database_url)
+        total = stored_events(database_url)
 
         def offered(service: TestClient, user: str) -> list[str]:
             response = service.get("/v1/recommend", params={"user_id": user, "k": 50})
@@ -749,7 +749,7 @@ def test_an_item_created_again_under_a_deleted_id_starts_with_no_behaviour(
         for service in (client, reader):
             ids = offered(service, "astro-user-0")  # still a known user: 4 astro items seen, 16 unseen
             assert len(ids) == 16 and "astro-0" in ids, ids
-        assert stored_events(settings.database_url) == total  # the events stay
+        assert stored_events(database_url) == total  # the events stay
         old = next(e for e in event_bodies() if e["user_id"] == "astro-user-0" and e["item_id"] == "astro-0")
         assert client.post("/v1/events", json={"events": [old]}).json() == {"stored": 1}
         assert client.post("/v1/events", json={"events": [old]}).json() == {"stored": 0}
@@ -758,7 +758,7 @@ def test_an_item_created_again_under_a_deleted_id_starts_with_no_behaviour(
         assert client.delete("/v1/items/astro-0").status_code == 204  # a second deletion detaches again
         assert client.post("/v1/items", json={"items": [{"id": "astro-0", **body}]}).status_code == 200
         assert "astro-0" in offered(reader, "astro-user-0")
-    assert stored_events(settings.database_url) == total + 1
+    assert stored_events(database_url) == total + 1
 
 
 def test_a_replica_serves_what_another_wrote_to_the_shared_database(
