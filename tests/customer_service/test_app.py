@@ -19,6 +19,7 @@ from starlette.routing import Route
 from typer.testing import CliRunner
 
 from customer_service import create_app
+from customer_service.bot import DECLINED_OPTIONS, FALLBACK
 from customer_service.cli import app as cli_app
 from customer_service.conversations import Conversations, NewTurn
 from customer_service.database import Database
@@ -523,6 +524,30 @@ def test_a_clarifying_question_is_answered_by_choosing(client: TestClient) -> No
         chat(client, "How do I open an account?")["session_id"],
     )
     assert (moved_on["action"], moved_on["sources"][0]["id"]) == ("answer", "transfer-fees")
+
+
+def test_declining_both_options_of_a_clarifying_question_asks_for_more(client: TestClient) -> None:
+    # "none of them" was read as a follow-up of "How do I open an account?" and answered with the first
+    # option the customer had just declined; "no" closed the conversation ("Alright! If anything else...")
+    for reply in ("none of them", "Neither of those.", "no", "nope, something else"):
+        asked = chat(client, "How do I open an account?")
+        assert asked["action"] == "clarify", asked
+        declined = chat(client, reply, asked["session_id"])
+        assert (declined["action"], declined["answer"], declined["sources"]) == ("fallback", FALLBACK, []), (
+            reply
+        )
+        session = client.get(f"/v1/sessions/{asked['session_id']}").json()
+        assert session["turns"][-1]["reason"] == DECLINED_OPTIONS and session["fallback_streak"] == 1
+    # declined again: repeated fallback goes to a person
+    assert chat(client, "neither", asked["session_id"])["action"] == "handoff"
+    # a choice, a new question and a thanks are read as before
+    asked = chat(client, "How do I open an account?")
+    assert (
+        chat(client, "no, the second one", asked["session_id"])["sources"][0]["id"]
+        == asked["sources"][1]["id"]
+    )
+    asked = chat(client, "How do I open an account?")
+    assert chat(client, "no thanks", asked["session_id"])["action"] == "answer"
 
 
 def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:

@@ -24,13 +24,13 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from customer_service.answers import Answer, Answerer
-from customer_service.clarification import chosen_option
+from customer_service.clarification import chosen_option, declines_options
 from customer_service.conversations import Conversations, NewTurn, Outcome, SessionRecord, TurnRecord
 from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
 from customer_service.idempotency import Claims, mismatch, needs_session
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
-from customer_service.policy import Decision, by_its_words, decide, recounted, relevant_first
+from customer_service.policy import Decision, by_its_words, decide, failed, recounted, relevant_first
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
 from customer_service.settings import CustomerServiceSettings
@@ -41,6 +41,8 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 FALLBACK = "I'm not sure I understood that. Could you rephrase it, or tell me a little more?"
+# the reason of a fallback on a reply declining both options of a clarifying question (`declines_options`)
+DECLINED_OPTIONS = "neither option of the clarifying question"
 HANDOFF = "I'm passing you to a member of our team; a person will reply here shortly."
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
 ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
@@ -221,6 +223,9 @@ class Bot:
             intent = self.intents.predict([query])[0] if self.intents is not None else None
             decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
+        if history and history[-1].action == "clarify" and declines_options(message):  # "neither"
+            declined = failed(DECLINED_OPTIONS, session.fallback_streak + 1, self.settings.policy)
+            return Plan(session, message, message, None, [], declined, history, context, started)
         query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         negativity = self.sentiment.negativity([message])[0]

@@ -23,6 +23,24 @@ CHOICE = re.compile(
 )
 
 
+# A reply that declines both options: "neither", "none of them", "no", "nope, neither of those", "something
+# else". "none of them" was read as a follow-up of the question before it and answered with the first
+# option, and "no" closed the conversation ("Alright! If anything else comes up, just write here.").
+DECLINED = re.compile(
+    r"(?:(?:no|nope|nah|sorry|oh|hmm|um)\W+)*"
+    r"(?:no|nope|nah|neither|none|not (?:really|quite|those|these|them|either|that)|"
+    r"(?:neither|none) (?:one|of (?:them|those|these|the above|the two|both|it|that))|"
+    r"(?:it'?s |i mean |i meant |i want |i need )?something else(?: entirely)?)"
+    r"(?:\W+sorry)?\W*",  # "no thanks" closes, as it does anywhere
+    re.IGNORECASE,
+)
+
+
+def declines_options(message: str) -> bool:
+    """Whether the reply to a clarifying question declines both options ("neither", "none of them", "no")."""
+    return DECLINED.fullmatch(" ".join(message.split())) is not None
+
+
 def chosen_option(message: str, titles: Sequence[str]) -> int | None:
     """Which of the offered options (0-based, in the order offered) `message` picks, or None.
 
