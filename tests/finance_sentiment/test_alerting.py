@@ -449,6 +449,26 @@ async def test_a_wrong_secret_or_a_transport_error_is_a_failure_with_backoff(
     assert message.last_error == "ConnectError: connection refused"
 
 
+async def test_a_receivers_error_page_with_control_characters_is_recorded_readable(
+    database: Database,
+) -> None:
+    # A receiver (or a proxy before it) answering a binary or garbled error page: its NUL could not be stored
+    # as the message's last_error on PostgreSQL, so the pass raised, the message stayed leased with no
+    # backoff and no error shown, and every later pass failed the same way; an escape sequence reached the
+    # API and the log as it was.
+    async def garbled(request: Request) -> Response:
+        return Response(b"bad\x00gateway \x1b[31mdown\x1b[0m\x07", status_code=502)
+
+    with serve_app(Starlette(routes=[Route("/hook", garbled, methods=["POST"])])) as base:
+        fire(database, webhook_url=f"{base}/hook")
+        async with httpx.AsyncClient(timeout=5) as client:
+            report = await deliver_pending(database, client, now=NOW)
+    assert (report.delivered, report.failed) == (0, 1)
+    (message,) = outbox(database)
+    assert (message.attempts, message.next_attempt_at) == (1, NOW + 5 * SECOND)
+    assert message.last_error == "HTTP 502: bad gateway [31mdown [0m"
+
+
 async def test_a_webhook_url_the_client_cannot_use_fails_only_its_own_message(
     database: Database, receiver: tuple[Receiver, str]
 ) -> None:

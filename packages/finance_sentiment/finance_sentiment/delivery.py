@@ -65,6 +65,7 @@ from sqlalchemy.orm.util import AliasedClass
 from finance_sentiment.credentials import redact
 from finance_sentiment.database import Database
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
+from textcore.printable import CONTROL
 from textcore.sql import utcnow
 
 logger = logging.getLogger(__name__)
@@ -395,10 +396,16 @@ async def _post(client: httpx.AsyncClient, message: _Claimed) -> str | None:
     except Exception as exc:
         # Transport errors, an oversized answer, a URL the client cannot send to: each is recorded on the
         # message and retried later; one bad message never stops the others.
-        return f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+        return f"{type(exc).__name__}: {_one_line(str(exc))}"[:MAX_ERROR_CHARS]
     if response.is_success:
         return None
-    return f"HTTP {response.status_code}: {response.text}"[:MAX_ERROR_CHARS]
+    return f"HTTP {response.status_code}: {_one_line(response.text)}"[:MAX_ERROR_CHARS]
+
+
+def _one_line(text: str) -> str:
+    """A receiver's answer as one readable line: control characters (a NUL, which PostgreSQL cannot store,
+    an escape sequence that would garble the log) and line breaks become single spaces."""
+    return " ".join(CONTROL.sub(" ", text).split())
 
 
 def _record_delivered(db: Database, message_id: int, url: str, now: datetime) -> None:
