@@ -204,9 +204,9 @@ class RecordedData:
     text_column: str
     label_column: str
 
-    def read(self) -> LabelledTexts:
-        """The file's text and label columns."""
-        return read_labelled(self.path, self.text_column, self.label_column)
+    def read(self, multi_label: bool = False) -> LabelledTexts:
+        """The file's text and label columns (`multi_label`: sets of labels, an empty cell naming none)."""
+        return read_labelled(self.path, self.text_column, self.label_column, multi_label=multi_label)
 
 
 def recorded_training_data(folder: str | os.PathLike[str], *, hint: str) -> RecordedData:

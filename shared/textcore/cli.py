@@ -221,9 +221,9 @@ def train(
         if passage_column and task != "cross-encoder":
             raise InvalidInput(f"--passage-column applies to --task cross-encoder; found {task}")
         columns = (text_column, label_column, negative_column, passage_column)
-        check_training_data(task, data, columns, multi_label, weight_column)
+        check_training_data(task, data, columns, multi_label, weight_column, label_sets=multi_label)
         for extra in filter(None, [validation]):
-            check_training_data(task, extra, columns, True, weight_column)
+            check_training_data(task, extra, columns, True, weight_column, label_sets=multi_label)
         resolve_model(base_model)
         with replacing_output(output, resume, (data, validation, base_model, *(teacher or ()))):
             train_and_report()

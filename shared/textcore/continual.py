@@ -35,7 +35,7 @@ from textcore.artifacts import (
 from textcore.classifier import saved_head_kind
 from textcore.data import LabelledTexts, file_sha256, read_labelled, split_labels, text_key
 from textcore.errors import Conflict, InvalidInput
-from textcore.evaluation import evaluate_classifier, load_predictor
+from textcore.evaluation import evaluate_classifier, holds_label_sets, load_predictor
 from textcore.registry import ModelRegistry, ModelVersion
 from textcore.registry_files import require_active
 from textcore.training.config import TrainConfig
@@ -94,11 +94,13 @@ class RetrainResult:
     decision: GateDecision
 
 
-def _data_identity(data: Source, text_column: str, label_column: str) -> tuple[LabelledTexts, dict[str, Any]]:
+def _data_identity(
+    data: Source, text_column: str, label_column: str, multi_label: bool
+) -> tuple[LabelledTexts, dict[str, Any]]:
     if isinstance(data, LabelledTexts):
         digest = hashlib.sha256(json.dumps([data.texts, data.labels]).encode()).hexdigest()
         return data, {"path": None, "sha256": digest, "rows": len(data)}
-    rows = read_labelled(data, text_column, label_column)
+    rows = read_labelled(data, text_column, label_column, multi_label=multi_label)
     return rows, {"path": str(Path(data).resolve()), "sha256": file_sha256(data), "rows": len(rows)}
 
 
@@ -168,7 +170,7 @@ def gate(
         raise InvalidInput(
             f"candidate: expected a version other than the active one; v{active.version} is active"
         )
-    data, identity = _data_identity(eval_data, text_column, label_column)
+    data, identity = _data_identity(eval_data, text_column, label_column, holds_label_sets(candidate.path))
     new = _figures(candidate, data, device, precision)
     old = _figures(active, data, device, precision) if active is not None else None
     if old is None:
@@ -267,13 +269,15 @@ def warm_head(folder: Path, labels: list[str], head: str) -> tuple[dict[str, tor
     return rows, sum(label in index for label in labels)
 
 
-def _old_rows(active: ModelVersion, old_data: Source | None, columns: tuple[str, str]) -> LabelledTexts:
+def _old_rows(
+    active: ModelVersion, old_data: Source | None, columns: tuple[str, str], multi_label: bool
+) -> LabelledTexts:
     if isinstance(old_data, LabelledTexts):
         return old_data
     if old_data is not None:
-        return read_labelled(old_data, *columns)
+        return read_labelled(old_data, *columns, multi_label=multi_label)
     hint = "pass the old training data (--old-data)"
-    return recorded_training_data(active.path, hint=hint).read()
+    return recorded_training_data(active.path, hint=hint).read(multi_label)
 
 
 def _write_rows(path: Path, data: LabelledTexts) -> None:
@@ -326,10 +330,10 @@ def retrain(
     task = active.metadata.get("task", "classification")
     if task not in GATE_TASKS:
         raise InvalidInput(f"{name} v{active.version}: retrain expects a classifier; found task {task!r}")
-    old = _old_rows(active, old_data, (text_column, label_column))
-    new, new_info = _data_identity(new_data, text_column, label_column)
-    data, rows = merge_labelled(old, new)
     _, multi_label = read_labels(active.path)
+    old = _old_rows(active, old_data, (text_column, label_column), multi_label)
+    new, new_info = _data_identity(new_data, text_column, label_column, multi_label)
+    data, rows = merge_labelled(old, new)
     recipe = (config or recorded_config(active)).replace(
         task="classification", base_model=str(active.path), multi_label=multi_label
     )

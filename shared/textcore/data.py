@@ -124,15 +124,17 @@ def split_labels(value: str) -> list[str]:
 
 
 def require_label_sets(data: LabelledTexts, where: str) -> None:
-    """Refuse a multi-label row whose cell names no label (only separators: `|`).
+    """Refuse a multi-label row whose cell holds only separators (`|`); an empty cell is a row with none of
+    the labels.
 
     Raises:
         InvalidInput: naming the first such row.
     """
     for number, value in enumerate(data.labels, start=1):
-        if not split_labels(value):
+        if value.strip() and not split_labels(value):
             raise InvalidInput(
-                f"{where}: row {number} has the labels {value!r}, which name none; expected one or more (a|b)"
+                f"{where}: row {number} has the labels {value!r}, which name none; expected one or more "
+                "(a|b), or an empty cell for a row with none of the labels"
             )
 
 
@@ -283,22 +285,29 @@ def read_corpus(path: str | os.PathLike[str], text_column: str = "text") -> list
 
 
 def read_labelled(
-    path: str | os.PathLike[str], text_column: str, label_column: str, weight_column: str | None = None
+    path: str | os.PathLike[str],
+    text_column: str,
+    label_column: str,
+    weight_column: str | None = None,
+    *,
+    multi_label: bool = False,
 ) -> LabelledTexts:
     """Read text and label columns (and a numeric per-row weight column) from a data file.
 
-    Several labels of one row (multi-label) are written `a|b`, or in JSON Lines also as a list `["a", "b"]`.
+    Several labels of one row (`multi_label`) are written `a|b`, or in JSON Lines also as a list
+    `["a", "b"]`; an empty cell (or `[]`) is a row that has none of the labels.
 
     Raises:
-        InvalidInput: missing file or column, no rows, a row with an empty text or label, or a weight that is
-            not a finite number >= 0 (or no weight above 0).
+        InvalidInput: missing file or column, no rows, a row with an empty text or (single-label) label, or
+            a weight that is not a finite number >= 0 (or no weight above 0).
     """
     rows = read_table(path, label_lists=(label_column,), texts=(text_column,))
     require_columns(path, rows, [text_column, label_column, *([weight_column] if weight_column else [])])
     texts = [row[text_column] for row in rows]
     labels = [row[label_column].strip() for row in rows]
     _require_non_empty(path, texts, text_column)
-    _require_non_empty(path, labels, label_column)
+    if not multi_label:
+        _require_non_empty(path, labels, label_column)
     weights = _weights(path, [row[weight_column] for row in rows], weight_column) if weight_column else None
     return LabelledTexts(texts, labels, weights)
 

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from textcore.artifacts import read_labels, read_metadata
+from textcore.artifacts import LABELS_FILE, read_labels, read_metadata
 from textcore.data import LabelledTexts, read_labelled, require_label_sets, split_labels
 from textcore.errors import InvalidInput, some_of
 
@@ -61,9 +61,16 @@ def evaluate_classifier_file(
     backend: str = "torch",
 ) -> dict[str, Any]:
     """`evaluate_classifier` on a model folder and a CSV/JSONL file."""
-    rows = read_labelled(data, text_column, label_column)
+    rows = read_labelled(data, text_column, label_column, multi_label=holds_label_sets(model))
     classifier = load_predictor(model, backend=backend, device=device, precision=precision)
     return evaluate_classifier(classifier, rows)
+
+
+def holds_label_sets(folder: str | os.PathLike[str]) -> bool:
+    """Whether `folder` holds a multi-label classifier, whose data rows may name none of its labels (False
+    for a folder that is no classifier: loading it says what it is)."""
+    path = Path(folder)
+    return (path / LABELS_FILE).is_file() and read_labels(path)[1]
 
 
 BACKENDS = ("torch", "onnx")

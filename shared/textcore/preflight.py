@@ -222,8 +222,12 @@ def check_training_data(
     columns: tuple[str, str, str | None, str | None],
     multi_label: bool,
     weight_column: str | None = None,
+    *,
+    label_sets: bool = False,
 ) -> None:
-    """Read the data file as the task will; `multi_label` also stands for "skip the class checks"."""
+    """Read the data file as the task will; `multi_label` also stands for "skip the class checks";
+    `label_sets`: the rows hold sets of labels (multi-label classification), where an empty cell is a row
+    with none of them."""
     if weight_column and task != "classification":
         raise InvalidInput(f"--weight-column: row weights apply to --task classification only; found {task}")
     from textcore.data import (  # noqa: PLC0415
@@ -256,7 +260,7 @@ def check_training_data(
     if task == "embedding":
         read_pairs(path, text_column, label_column, negative)
         return
-    data = read_labelled(path, text_column, label_column, weight_column)
+    data = read_labelled(path, text_column, label_column, weight_column, multi_label=label_sets)
     if not multi_label:
         require_classes(data, str(path))
     if task == "setfit" and not multi_label:

@@ -426,3 +426,28 @@ def test_a_retrain_keeps_the_recipe_but_not_the_distillation_teachers(tmp_path: 
     recorded = recorded_config(version)
     assert (recorded.epochs, recorded.learning_rate, recorded.distill_weight) == (3, 5e-5, 0.8)
     assert recorded.teachers == ()
+
+
+def test_retrain_and_gate_a_multi_label_model_whose_rows_may_name_no_label(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    # A multi-label row with an empty cell has none of the labels: retrain read the recorded training
+    # file, the new rows and the evaluation set as single-label data and refused that row.
+    def tagged(n: int, start: int) -> LabelledTexts:
+        data = unique_rows(n, start)
+        return LabelledTexts(
+            data.texts, ["" if i % 3 == 0 else f"{y}|news" for i, y in enumerate(data.labels)]
+        )
+
+    train = write_rows(tmp_path / "train.csv", tagged(32, 0))
+    new = write_rows(tmp_path / "new.csv", tagged(4, 500))
+    held_out = write_rows(tmp_path / "eval.csv", tagged(12, 1000))
+    config = tiny_config(tiny_model_dir, **{**FROZEN, "multi_label": True})
+    train_classifier_from_files(train, *COLUMNS, config, tmp_path / "model", progress=False)
+    registry = ModelRegistry(tmp_path / "registry")
+    registry.register("tags", tmp_path / "model", promote=True)
+    columns = {"text_column": COLUMNS[0], "label_column": COLUMNS[1]}
+    for _ in range(2):  # the second one reads the merged rows the first kept in its version
+        result = retrain(registry, "tags", new, config, eval_data=held_out, **columns)
+        assert read_labels(result.version.path) == (["negative", "news", "positive"], True)
+    assert result.rows["old"] == 36 and result.rows["total"] == 36

@@ -66,3 +66,32 @@ def test_a_row_whose_labels_name_none_is_refused(tiny_model_dir: Path, tmp_path:
     )
     failed = invoke_cli("evaluate", "--model", tmp_path / "m", "--data", bare_eval)
     assert_clean_failure(failed, "evaluation data: row 2 has the labels '|', which name none")
+
+
+def test_a_row_with_an_empty_cell_has_none_of_the_labels(tiny_model_dir: Path, tmp_path: Path) -> None:
+    # A support ticket with no tags, a headline of no topic: the empty cell was refused ("row 3 has an
+    # empty 'label'"), so a multi-label data set could not say "none of these applies". In single-label
+    # data it still is refused.
+    data = keyword_data(24)
+    marked = ["" if i % 4 == 2 else f"{y}|finance" for i, y in enumerate(data.labels)]
+    train = write_labelled_csv(tmp_path / "train.csv", LabelledTexts(data.texts, marked))
+    validation = write_labelled_csv(tmp_path / "val.csv", LabelledTexts(data.texts[:6], marked[:6]))
+    _train(train, validation, tiny_model_dir, tmp_path / "m")
+    labels = json.loads((tmp_path / "m" / "labels.json").read_text())
+    assert labels == {"labels": ["finance", "negative", "positive"], "multi_label": True}
+    listed = tmp_path / "val.jsonl"  # in JSON Lines, an empty list: the negative rows name no label here
+    rows = [
+        {"text": t, "label": [y] if y == "positive" else []}
+        for t, y in zip(data.texts[:6], data.labels[:6], strict=True)
+    ]
+    listed.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    for held_out, finance in ((validation, 5), (listed, 0)):
+        report = json.loads(
+            ok(invoke_cli("evaluate", "--model", tmp_path / "m", "--data", held_out)).stdout.splitlines()[-1]
+        )
+        assert report["n"] == 6 and report["per_label"]["finance"]["support"] == finance
+    assert report["per_label"]["positive"]["support"] == 3 and report["per_label"]["negative"]["support"] == 0
+
+    single = invoke_cli("train", "--data", train, "--base-model", tiny_model_dir, "--epochs", 1,
+                        "--output", tmp_path / "single")  # fmt: skip
+    assert_clean_failure(single, f"{train}: row 3 has an empty 'label'; expected text in every row")

@@ -111,8 +111,10 @@ def train_classifier(
         require_label_sets(data, "training data")
         if validation is not None:
             require_label_sets(validation, "validation data")
-    every_label = [x for value in data.labels for x in split_labels(value)] if config.multi_label else None
-    labels = sorted(set(every_label)) if every_label else require_classes(data, "training data")
+    if config.multi_label:  # a row may have none of the labels
+        labels = sorted({x for value in data.labels for x in split_labels(value)})
+    else:
+        labels = require_classes(data, "training data")
     if len(labels) < 2:
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
     train_data, val_data = _validation_for(data, validation, config, labels)

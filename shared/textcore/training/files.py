@@ -41,11 +41,14 @@ def train_classifier_from_files(
     hashes in the metadata. `weight_column` names per-row loss weights (classification only), read from the
     validation file too, whose rows a refit trains on."""
     _require_weights_fit(config, weight_column)
-    data = read_labelled(data_path, text_column, label_column, weight_column)
-    if not config.multi_label:
+    multi = config.multi_label
+    data = read_labelled(data_path, text_column, label_column, weight_column, multi_label=multi)
+    if not multi:
         require_classes(data, str(data_path))
     validation = (
-        read_labelled(validation_path, text_column, label_column, weight_column) if validation_path else None
+        read_labelled(validation_path, text_column, label_column, weight_column, multi_label=multi)
+        if validation_path
+        else None
     )
     sources: dict[str, Any] = {
         "file": data_info(data_path, data),
