@@ -24,6 +24,7 @@ from customer_service.cli import app as cli_app
 from customer_service.conversations import Conversations, NewTurn
 from customer_service.database import Database
 from customer_service.intents import IntentModel
+from customer_service.policy import NOT_HELPED
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
 from tests.conftest import problem, serve_app
 from tests.customer_service.test_chunking import XHTML
@@ -548,6 +549,26 @@ def test_declining_both_options_of_a_clarifying_question_asks_for_more(client: T
     )
     asked = chat(client, "How do I open an account?")
     assert chat(client, "no thanks", asked["session_id"])["action"] == "answer"
+
+
+def test_saying_an_answer_did_not_help_is_no_follow_up_answered_again(client: TestClient) -> None:
+    # "it didn't work" and "that didn't help" were read as follow-ups of the question before ("How do I reset
+    # my online banking password, it didn't work") and answered again with the answer they said did not help
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    for reply in ("it didn't work", "thanks, but that's not what I asked"):
+        declined = chat(client, reply, sid)
+        assert (declined["action"], declined["answer"], declined["sources"]) == ("fallback", FALLBACK, []), (
+            reply
+        )
+        assert client.get(f"/v1/sessions/{sid}").json()["turns"][-1]["reason"] == NOT_HELPED
+        assert chat(client, "How do I reset my online banking password?", sid)["action"] == "answer"
+    assert chat(client, "that didn't help", sid)["action"] == "fallback"
+    assert chat(client, "still not working", sid)["action"] == "handoff"  # twice in a row: to a person
+    # a question of its own, or a request for a person, is read as before
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    chat(client, "My card doesn't work abroad", sid)
+    assert client.get(f"/v1/sessions/{sid}").json()["turns"][-1]["reason"] != NOT_HELPED
+    assert chat(client, "it didn't work, I want to talk to a person", sid)["action"] == "handoff"
 
 
 def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:

@@ -6,7 +6,7 @@ import pytest
 
 from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
-from customer_service.policy import COMPLAINED, asks_for_person, decide, relevant_first
+from customer_service.policy import COMPLAINED, asks_for_person, decide, relevant_first, says_not_helped
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
 
@@ -280,3 +280,16 @@ def test_phrase_sentiment_scores_only_unmistakable_anger() -> None:
 def test_phrase_sentiment_leaves_topics_alone(message: str) -> None:
     # closing an account, switching, complaints and scams are questions the knowledge base answers
     assert PhraseSentiment().negativity([message]) == [0.0]
+
+
+@pytest.mark.parametrize(
+    ("message", "not_helped"),
+    [("it didn't work", True), ("that didn't help", True), ("still not working", True),
+     ("this is not helpful", True), ("no, that's wrong", True), ("that does not answer my question", True),
+     ("I tried that, it still doesn't work", True), ("the link doesn't work", True),
+     ("not what I asked", True),
+     ("My card doesn't work abroad", False), ("why doesn't my card work?", False),
+     ("it didn't work, what else can I do?", False), ("what's wrong with my card?", False)],
+)  # fmt: skip
+def test_a_reply_saying_the_answer_did_not_help_is_told_apart(message: str, not_helped: bool) -> None:
+    assert says_not_helped(message) is not_helped

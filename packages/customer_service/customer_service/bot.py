@@ -30,7 +30,16 @@ from customer_service.followup import LOOKBACK, own_words, points_back_only, rew
 from customer_service.idempotency import Claims, mismatch, needs_session
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
-from customer_service.policy import Decision, by_its_words, decide, failed, recounted, relevant_first
+from customer_service.policy import (
+    NOT_HELPED,
+    Decision,
+    by_its_words,
+    decide,
+    failed,
+    recounted,
+    relevant_first,
+    says_not_helped,
+)
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
 from customer_service.settings import CustomerServiceSettings
@@ -223,15 +232,16 @@ class Bot:
             intent = self.intents.predict([query])[0] if self.intents is not None else None
             decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
-        if history and history[-1].action == "clarify" and declines_options(message):  # "neither"
-            declined = failed(DECLINED_OPTIONS, session.fallback_streak + 1, self.settings.policy)
-            return Plan(session, message, message, None, [], declined, history, context, started)
         query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         negativity = self.sentiment.negativity([message])[0]
         intent_template = self._intent_template_renders(intent, message, context)
         policy = self.settings.policy
         settled = by_its_words(message, negativity, session.fallback_streak, intent_template, policy)
+        unhelped = _declined(message, history)  # "neither", "that didn't help": not read as a follow-up
+        if unhelped is not None and not (settled is not None and settled.action == "handoff"):
+            declined = failed(unhelped, session.fallback_streak + 1, policy)
+            return Plan(session, message, message, None, [], declined, history, context, started)
         if settled is not None:  # a request for a person, thanks, a prompt: no passage is read or shown
             return Plan(session, message, query, intent, [], settled, history, context, started)
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
@@ -553,6 +563,18 @@ def _sources(passages: list[Passage], limit: int) -> list[Source]:
 def _judged(passages: list[Passage], relevance: list[float]) -> list[Passage]:
     """The passages with the relevance the policy judges them by."""
     return [replace(p, relevance=float(r)) for p, r in zip(passages, relevance, strict=True)]
+
+
+def _declined(message: str, history: list[TurnRecord]) -> str | None:
+    """Why `message` is a failed turn by its words alone: it declines both options of the clarifying question
+    just asked ("neither"), or says the last answer or question did not help ("that didn't help"), which
+    would otherwise be read as a follow-up and answered again with what the customer had just declined."""
+    last = history[-1].action if history else None
+    if last == "clarify" and declines_options(message):
+        return DECLINED_OPTIONS
+    if last in ("answer", "clarify") and says_not_helped(message):
+        return NOT_HELPED
+    return None
 
 
 def _same_question(first: Passage, second: Passage) -> bool:

@@ -261,6 +261,32 @@ def asks_for_help(message: str) -> bool:
     return known and any(w in _HELP_WORDS or w in _YES_WORDS for w in words)
 
 
+# A reply that says the bot's last answer did not help: "it didn't work", "that didn't help", "this is not
+# what I asked", "still not working", "thanks but that's wrong". "it" and "that" made it a follow-up of the
+# question before, answered again with the answer the customer had just said did not help.
+_NEG = r"(?:did|does|do|has|have|is|was|will|would|can|could)(?:n[’']?t| not)|won[’']?t|can[’']?t|cannot"
+_NOT_HELPED = re.compile(
+    r"(?:(?:thanks|thank you|ok|okay|sorry|but|hmm|no|nope|well|unfortunately|i tried that|tried that|"
+    r"i did that|already did that|i did)\W+)*"
+    r"(?:(?:it|that|this|the answer|your answer|that answer|the link|the steps|nothing|you)\s+)?"
+    r"(?:(?:still|just|really)\s+)?"
+    r"(?:(?:is|was)\s+)?"
+    rf"(?:(?:{_NEG}) (?:work|help|answer (?:my|the) question|solve (?:it|anything|my problem)|"
+    r"fix (?:it|anything)|be right|right|helpful|working|what i (?:asked|meant|need|needed|wanted))|"
+    r"(?:not|no) (?:working|helpful|help|use|right|what i (?:asked|meant|need|needed|wanted))|"
+    r"wrong|useless|unhelpful)"
+    r"(?:\W+(?:again|either|at all|for me|sorry|still|unfortunately|though))*\W*",
+    re.IGNORECASE,
+)
+NOT_HELPED = "the customer said the last answer did not help"
+
+
+def says_not_helped(message: str) -> bool:
+    """Whether the message only says the last answer did not help (`_NOT_HELPED`)."""
+    text = re.sub(r"[’']s\b", " is", message)  # "that's wrong"
+    return _NOT_HELPED.fullmatch(" ".join(text.split())) is not None
+
+
 def says_nothing(message: str) -> bool:
     """Whether the message holds no letter or digit at all ("?", "...", "—", "🤔"): nothing to read."""
     return not any(unicodedata.category(ch)[0] in "LN" for ch in message)
