@@ -322,6 +322,43 @@ def test_an_item_the_user_rated_low_is_never_recommended_back(
         assert len(cold.json()) == 19 and "lab-1" not in {r["item_id"] for r in cold.json()}
 
 
+def test_score_ranks_an_item_the_user_rated_low_last_and_says_why(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """Before, `/v1/score` for a user ranked a popular item they had rated below the threshold (which
+    `/v1/recommend` never offers them) first, far ahead (3.2 against -0.3 for a user who likes nothing else),
+    with nothing in the answer to tell it apart."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir, min_rating=4.0)
+    with TestClient(create_app(settings)) as client:
+        stocked(client)
+        fans = [{"user_id": f"fan-{n}", "item_id": "lab-0", "type": "click"} for n in range(40)]
+        ratings = [
+            {"user_id": user, "item_id": "lab-0", "type": "rating", "value": 1}
+            for user in ("astro-user-0", "critic")  # "critic" likes nothing: scored on popularity alone
+        ]
+        ratings.append({"user_id": "bystander", "item_id": "garden-0", "type": "rating", "value": 1})
+        assert client.post("/v1/events", json={"events": [*fans, *ratings]}).status_code == 201
+        candidates = ["garden-0", "kitchen-1", "lab-0", "lab-1", "astro-1"]
+        for user in ("critic", "astro-user-0"):
+            for sent in (candidates, candidates[::-1]):
+                rows = client.post("/v1/score", json={"user_id": user, "items": sent}).json()
+                assert [r["item_id"] for r in rows][-1] == "lab-0", rows
+                assert [r["rated_below_threshold"] for r in rows] == [False] * 4 + [True]
+                others = [r["score"] for r in rows[:-1]]
+                assert others == sorted(others, reverse=True)
+        # the popular item still ranks first for another user who likes nothing, one who did not rate it
+        rows = client.post("/v1/score", json={"user_id": "bystander", "items": candidates}).json()
+        assert rows[0]["item_id"] == "lab-0" and rows[0]["score"] > 3 and rows[-1]["item_id"] == "garden-0"
+        assert [r["rated_below_threshold"] for r in rows] == [False] * 4 + [True]
+        # a later rating at or above the threshold makes it a like again
+        again = {"user_id": "critic", "item_id": "lab-0", "type": "rating", "value": 5}
+        assert client.post("/v1/events", json={"events": [again]}).status_code == 201
+        rows = client.post("/v1/score", json={"user_id": "critic", "items": candidates}).json()
+        assert not any(r["rated_below_threshold"] for r in rows)
+        shown = client.get("/v1/recommend", params={"user_id": "astro-user-0", "k": 20}).json()
+        assert shown and not any(r["rated_below_threshold"] for r in shown)
+
+
 @pytest.mark.parametrize(
     "when",
     ["0001-01-01T00:00:00+05:00", "9999-12-31T23:00:00-05:00", "1850-06-01T00:00:00Z", -5_000_000_000],

@@ -264,6 +264,11 @@ class ScoredOut(BaseModel):
     title: str
     score: float
     explanation: ExplanationOut
+    rated_below_threshold: bool = Field(
+        False,
+        description="The user's latest rating of the item is below the threshold: /v1/score ranks it after "
+        "every other item, its score left as the model gave it (/v1/recommend never offers one).",
+    )
 
 
 # The scored items' dataclasses have the fields of `ScoredOut` (a test holds them to it), so pydantic writes

@@ -105,6 +105,8 @@ class ScoredItem:
     title: str
     score: float
     explanation: Explanation
+    # the user's latest rating of the item is below the threshold: `score` ranks it after every other item
+    rated_below_threshold: bool = False
 
 
 @dataclass(frozen=True)
@@ -285,7 +287,9 @@ class Recommender:
             return self.catalog.upsert(items)
 
     def score(self, query: Query, items: Sequence[str]) -> list[ScoredItem]:
-        """Score the given catalog items for the query, best first.
+        """Score the given catalog items for the query, best first; but an item the user's latest rating puts
+        below `min_rating` goes after every other one (`recommend` never offers it), its score the model's,
+        flagged `rated_below_threshold`.
 
         Raises:
             PayloadTooLarge: More than `max_items` items.
@@ -431,17 +435,24 @@ class Recommender:
         else:  # nothing known of what they like: the items others liked most first, whatever weight the
             # blend, fitted on users with a profile, gives popularity (a trained model's may be 0)
             scores = zscore(popularity)[: len(ids)]
+        # an item the user rated below the threshold (only `score` is sent one) goes after every other item
+        low = np.fromiter((i in profile.disliked for i in ids), dtype=bool, count=len(ids))
         if self.rescorer is not None and profile.history:
             recent = profile.history[-self.rescorer.rescoring.history_items :]  # all the query reads
             query = self.rescorer.query(self.catalog.titles(recent))
-            with intra_op_threads(self.torch_threads):
-                scores = self.rescorer.rescore(
-                    scores, query, lambda top: self.catalog.encoder_texts([ids[i] for i in top])
+            with intra_op_threads(self.torch_threads):  # -inf: a low-rated item takes no re-scored place
+                rescored = self.rescorer.rescore(
+                    np.where(low, -np.inf, scores),
+                    query,
+                    lambda top: self.catalog.encoder_texts([ids[i] for i in top]),
                 )
-        order = np.argsort(-scores, kind="stable")[skip : skip + k]  # best first, ties in given order
+            scores = np.where(low, scores, rescored)
+        # best first, ties in given order (lexsort is stable; its last key, the low ones last, is primary)
+        order = np.lexsort((-scores, low))[skip : skip + k]
         chosen = [ids[i] for i in order.tolist()]
         reasons = self._explain(profile, snapshot, chosen, vectors[order])
-        return list(map(ScoredItem, chosen, self.catalog.titles(chosen), scores[order].tolist(), reasons))
+        titles = self.catalog.titles(chosen)
+        return list(map(ScoredItem, chosen, titles, scores[order].tolist(), reasons, low[order].tolist()))
 
     def _content(self, profile: Profile, candidates: np.ndarray) -> np.ndarray:
         """(m,) content scores: profile cosine, sharing with the closest history item as the model chose."""
