@@ -16,6 +16,7 @@ from recommender.data import (
     convert_amazon,
     convert_movielens,
     item_text,
+    outside_catalog,
     read_catalog,
     read_interactions,
 )
@@ -224,6 +225,37 @@ def test_read_catalog_builds_texts_from_title_and_fields(tmp_path: Path) -> None
         read_catalog(path, text_columns=("text", "brand", "missing"))  # a typo: no longer left out unsaid
     untexted = _write(tmp_path, "untexted.csv", "item_id,title\na,Red kettle\n")
     assert read_catalog(untexted).texts == ["Red kettle"]  # `text` is optional under its default name
+
+
+def test_ids_in_either_unicode_form_are_one_id_as_the_service_reads_them(tmp_path: Path) -> None:
+    """Ids were read as written, so "café" composed in one row or file and decomposed (e + U+0301) in another
+    were two users or items here, one for the API, ingest and the database: an interaction missed its catalog
+    item, a user's rows and a low rating of theirs missed each other."""
+    composed, decomposed = "caf\u00e9", "cafe\u0301"
+    events = _write(
+        tmp_path,
+        "events.csv",
+        "user_id,item_id,timestamp,rating\n"
+        f"jos\u00e9,{decomposed}-1,1,\n"  # a click, outweighed by the user's later low rating below
+        f"jose\u0301,{composed}-2,2,5\n"
+        f"jos\u00e9,{composed}-1,3,1\n"
+        f"ana,{decomposed}-2,4,\n",
+    )
+    catalog = read_catalog(
+        _write(tmp_path, "items.csv", f"item_id,title\n{decomposed}-1,Cup\n{composed}-2,Pot\n")
+    )
+    assert catalog.ids == [f"{composed}-1", f"{composed}-2"]
+    data = read_interactions(events)
+    assert data.sequences() == {
+        "ana": [f"{composed}-2"],
+        "jos\u00e9": [f"{composed}-1", f"{composed}-2", f"{composed}-1"],
+    }
+    assert outside_catalog(data, catalog) == (0, [])
+    liked = read_interactions(events, min_rating=4)
+    assert liked.sequences() == {"ana": [f"{composed}-2"], "jos\u00e9": [f"{composed}-2"]}
+    both = _write(tmp_path, "both.csv", f"item_id,title\n{composed}-1,Cup\n{decomposed}-1,Mug\n")
+    with pytest.raises(InvalidInput, match=rf"both.csv: expected unique item ids; '{composed}-1' appears"):
+        read_catalog(both)
 
 
 def test_item_text_joins_parts_once() -> None:

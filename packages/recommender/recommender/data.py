@@ -11,6 +11,7 @@ import csv
 import json
 import math
 import os
+import unicodedata
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -232,8 +233,14 @@ def _parsed(
     return values
 
 
+def nfc_id(value: str) -> str:
+    """An id in Unicode NFC: "café" written composed or decomposed (e + U+0301) is one id, wherever it enters
+    (API bodies, paths and queries; ingest files and command arguments; training and evaluation files)."""
+    return unicodedata.normalize("NFC", value)
+
+
 def _required_id(raw: str) -> str:
-    value = raw.strip()
+    value = nfc_id(raw.strip())
     if not value:
         raise ValueError("expected an id; found an empty cell")
     return value

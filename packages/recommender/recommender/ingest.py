@@ -11,14 +11,13 @@ characters, no control character but tab, newline and carriage return in an id, 
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recommender.catalog import ItemRecord
-from recommender.data import item_text, require_named_columns
+from recommender.data import item_text, nfc_id, require_named_columns
 from recommender.events import FUTURE_TOLERANCE, EventRecord, future_problem, unix_seconds, value_problem
 from recommender.tables import (
     CATEGORY_LENGTH,
@@ -76,7 +75,7 @@ def clean_id(raw: str, where: str) -> str:
         InvalidInput: Naming `where` when the id is empty, too long or holds a control character.
     """
     check_printable(raw, where)
-    value = unicodedata.normalize("NFC", raw.strip())
+    value = nfc_id(raw.strip())
     if not value or len(value) > ID_LENGTH:
         raise InvalidInput(f"{where}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}")
     return value

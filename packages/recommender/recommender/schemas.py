@@ -5,7 +5,7 @@ typo or megabytes of text. No id, title, text or category may hold a control cha
 carriage return (`textcore.printable`), so such a request is refused alike on SQLite and on PostgreSQL, which
 cannot store NUL. Ids, titles, texts and categories are stripped of surrounding whitespace before their
 length is checked, as `recommender ingest-items` reads them from a file. Ids (of items, users and events) are
-also brought to Unicode NFC, as the files' are (`recommender.ingest.clean_id`): "café" sent composed or
+also brought to Unicode NFC, as the files' are (`recommender.data.nfc_id`): "café" sent composed or
 decomposed is one id. The per-request counts the operator
 configures (``max_items_per_request``, ``max_events_per_request``) are checked by the service; the bounds
 here are the hard ceilings.
@@ -14,7 +14,6 @@ here are the hard ceilings.
 from __future__ import annotations
 
 import json
-import unicodedata
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any, Literal
@@ -31,6 +30,7 @@ from pydantic import (
 )
 
 from recommender.catalog import ItemRecord, StoredItem
+from recommender.data import nfc_id
 from recommender.events import MAX_VALUE, EventRecord, unix_seconds
 from recommender.serving import ScoredItem
 from recommender.tables import (
@@ -47,7 +47,7 @@ from textcore.printable import Printable
 
 def _nfc(value: object) -> object:
     # The same visible id is one id, whichever Unicode form a client's keyboard or file system sent.
-    return unicodedata.normalize("NFC", value) if isinstance(value, str) else value
+    return nfc_id(value) if isinstance(value, str) else value
 
 
 ItemId = Annotated[
