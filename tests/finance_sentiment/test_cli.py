@@ -245,3 +245,25 @@ def test_a_bad_retry_after_cap_or_robots_ttl_is_one_error_line(
     )
     assert line.startswith(f"error: {name}: "), line  # as every other FIN_* setting's
     assert expected in line and not (tmp_path / "m.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ('["300.0.0.0/8"]', "error: FIN_FETCH__ALLOWED_NETWORKS: Value error, expected allowed_networks "),
+        ('["10.0.0.1/8"]', "error: FIN_FETCH__ALLOWED_NETWORKS: Value error, expected allowed_networks "),
+        ("127.0.0.0/8", """a list takes a JSON array, e.g. FIN_FETCH__ALLOWED_NETWORKS='["127.0.0.0/8"]'"""),
+    ],
+)
+def test_a_bad_allowed_networks_setting_is_one_error_line(tmp_path: Path, value: str, expected: str) -> None:
+    # A network that is none, or a CIDR written without the JSON array a list setting takes, ended the
+    # command in a traceback (exit 1) rather than one line naming the setting.
+    for command in ("run-once", "worker"):
+        result = invoke(
+            command,
+            "--database-url",
+            f"sqlite:///{tmp_path / 'm.db'}",
+            env={"FIN_FETCH__ALLOWED_NETWORKS": value},
+        )
+        assert expected in one_error_line(result)
+    assert not (tmp_path / "m.db").exists()

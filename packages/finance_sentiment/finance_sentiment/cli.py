@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 
 from finance_sentiment.settings import FinanceSentimentSettings
 from textcore import InvalidInput
@@ -87,6 +88,11 @@ def _prepare(
         settings = FinanceSentimentSettings(**{k: v for k, v in overrides.items() if v is not None})
     except ValidationError as exc:
         raise InvalidInput(core_cli.settings_errors(exc, "FIN_")) from None
+    except SettingsError as exc:  # a value that is no JSON where a list or an object is expected
+        raise InvalidInput(
+            f"FIN_* settings: {exc}; a list takes a JSON array, e.g. "
+            """FIN_FETCH__ALLOWED_NETWORKS='["127.0.0.0/8"]'"""
+        ) from None
     return settings, asyncio.run(prepare(settings))
 
 

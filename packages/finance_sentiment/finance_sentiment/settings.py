@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from finance_sentiment import netguard
 from textcore.settings import ServiceSettings
 
 MAX_RETENTION_DAYS = 36_500  # a century: longer is "forever", which is the default
@@ -52,6 +53,13 @@ class FetchSettings(BaseModel):
         description="CIDRs of private, loopback or link-local addresses that sources may resolve to, "
         'e.g. ["127.0.0.0/8"]; every other non-public address is refused (SSRF guard).',
     )
+
+    @field_validator("allowed_networks")
+    @classmethod
+    def _cidrs(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Checked here, not first when the fetcher is built, so a typo is one settings error at start.
+        netguard.parse_networks(value)
+        return value
 
 
 class FinanceSentimentSettings(ServiceSettings):
