@@ -735,6 +735,29 @@ def test_convert_datasets(tmp_path: Path) -> None:
     assert "amazon or movielens" in line
 
 
+def test_convert_refuses_an_output_that_is_a_file_or_the_datasets_own_folder(tmp_path: Path) -> None:
+    """An output naming a file was a traceback (FileExistsError, exit 1); the dataset's own folder had its
+    items.csv overwritten by the converted one, the source's genres lost."""
+    movielens = tmp_path / "ml"
+    movielens.mkdir()
+    (movielens / "ratings.csv").write_text("user_id,item_id,rating,timestamp\n1,10,5,1\n", encoding="utf-8")
+    source = "item_id,title,genres\n10,Toy Story (1995),Animation|Comedy\n"
+    (movielens / "items.csv").write_text(source, encoding="utf-8")
+    taken = tmp_path / "taken.csv"
+    taken.write_text("mine\n", encoding="utf-8")
+    for output, expected in (
+        (taken, "expected a folder for interactions.csv and items.csv; found a file"),
+        (movielens, "expected a folder other than the dataset's"),
+        (movielens / ".." / "ml", "expected a folder other than the dataset's"),
+        (taken / "out", "cannot create the output folder: Not a directory"),
+    ):
+        result = invoke("convert", "movielens", movielens, "--output", output)
+        assert result.exit_code == 2 and expected in one_error_line(result), result.output
+    assert (movielens / "items.csv").read_text(encoding="utf-8") == source
+    assert taken.read_text(encoding="utf-8") == "mine\n"
+    assert sorted(p.name for p in movielens.iterdir()) == ["items.csv", "ratings.csv"]
+
+
 def test_help_lists_every_command() -> None:  # and imports nothing heavy: tests/test_cli_startup.py
     result = invoke("--help")
     assert result.exit_code == 0

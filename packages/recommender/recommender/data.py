@@ -339,9 +339,10 @@ def convert_amazon(folder: Path, output: Path) -> tuple[Path, Path]:
     Returns:
         The paths of the written interactions.csv and items.csv.
     """
+    _check_output(folder, output)
     items = _table(folder / "items.csv", ["asin", "text"])
     sequences = _table(folder / "valid.jsonl", ["user", "history", "target"])
-    output.mkdir(parents=True, exist_ok=True)
+    _make_output(output)
     items_path = output / "items.csv"
     with _writer(items_path, ["item_id", "title", "text"]) as write:
         for row in items:
@@ -353,6 +354,29 @@ def convert_amazon(folder: Path, output: Path) -> tuple[Path, Path]:
             for position, item in enumerate([*_item_list(folder, row, number), row["target"]]):
                 write([row["user"], item, str(position)])
     return interactions_path, items_path
+
+
+def _check_output(folder: Path, output: Path) -> None:
+    """Refuse an output that is a file, or the dataset's own folder: its items.csv would be overwritten by
+    the converted one, and the source lost (a second conversion would then read the converted file).
+
+    Raises:
+        InvalidInput: Naming the output and what it is.
+    """
+    if output.exists() and not output.is_dir():
+        raise InvalidInput(f"{output}: expected a folder for interactions.csv and items.csv; found a file")
+    if (output / "items.csv").resolve() == (folder / "items.csv").resolve():
+        raise InvalidInput(
+            f"{output}: expected a folder other than the dataset's {folder}; "
+            "its items.csv would be overwritten"
+        )
+
+
+def _make_output(output: Path) -> None:
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInput(f"{output}: cannot create the output folder: {exc.strerror}") from None
 
 
 def _table(path: Path, columns: list[str]) -> list[dict[str, str]]:
@@ -379,9 +403,10 @@ def convert_movielens(folder: Path, output: Path) -> tuple[Path, Path]:
     Returns:
         The paths of the written interactions.csv and items.csv.
     """
+    _check_output(folder, output)
     ratings = _table(folder / "ratings.csv", ["user_id", "item_id", "rating", "timestamp"])
     items = _table(folder / "items.csv", ["item_id", "title"])
-    output.mkdir(parents=True, exist_ok=True)
+    _make_output(output)
     interactions_path = output / "interactions.csv"
     with _writer(interactions_path, ["user_id", "item_id", "rating", "timestamp"]) as write:
         for row in ratings:
