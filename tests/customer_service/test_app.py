@@ -586,6 +586,19 @@ def test_follow_up_questions_use_the_previous_turn(client: TestClient) -> None:
     assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business")
 
 
+def test_a_follow_up_after_an_ok_or_a_thanks_still_uses_the_previous_turn(client: TestClient) -> None:
+    # "thanks! and for business accounts?" and "ok and how do I unfreeze it?" were read alone: the connective
+    # was no longer first, and "ok" made the pronoun question longer than a short one
+    savings = chat(client, "How do I open a savings account?")
+    business = chat(client, "thanks! and for business accounts?", savings["session_id"])
+    assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business")
+    sid = chat(client, "How do I freeze or block my debit card?")["session_id"]
+    chat(client, "ok and how do I unfreeze it then?", sid)
+    turn = client.get(f"/v1/sessions/{sid}").json()["turns"][-1]
+    assert turn["query"] == "How do I freeze or block my debit card, how do I unfreeze it then?"
+    assert turn["sources"][0]["id"] == "lock-card"
+
+
 def test_a_short_question_with_a_pronoun_and_a_topic_of_its_own_is_not_answered_as_the_old_one(
     client: TestClient,
 ) -> None:

@@ -26,6 +26,15 @@ CONNECTIVE = re.compile(
     r"and|but|also|plus|so|or|then)\b[\s,]*",  # longest first: "and what about" goes whole
     re.IGNORECASE,
 )
+# What a customer puts before a follow-up and that says nothing of its topic: "ok and how do I unfreeze it?",
+# "thanks! and for business accounts?" (those were read alone: the connective was no longer first, and the
+# words counted towards the length of a short message)
+LEAD = re.compile(
+    r"^\s*(?:(?:ok|okay|k|thanks|thank you|thx|ty|great|cool|right|alright|perfect|got it|i see|sure|nice|"
+    r"understood|hmm|oh|ah)\b[\s,.!;:-]*)+",
+    re.IGNORECASE,
+)
+_BARE = frozenset(["and", "but", "also", "plus", "so", "or", "then"])  # connectives that name no other case
 POINTER = re.compile(r"\b(?:it|its|that|this|those|these|they|them|there|one|ones)\b", re.IGNORECASE)
 WORD = re.compile(r"[A-Za-z0-9']+")
 SHORT = 6  # words: a shorter message with a pronoun leans on the previous turn
@@ -37,22 +46,31 @@ LOOKBACK = 4  # times history_turns: the turns read to find the last history_tur
 
 
 def is_follow_up(message: str) -> bool:
-    """Whether `message` reads as a continuation of the previous turn."""
+    """Whether `message` reads as a continuation of the previous turn. After a `LEAD` ("thanks, ..."), a
+    connective that asks about another case ("what about", "and for") still makes one, and a bare one ("and")
+    counts as no word of a short message that points back ("ok and how do I unfreeze it?"); "thanks, and how
+    do I freeze my card?" is a question of its own."""
     if CONNECTIVE.match(message):
         return True
+    message = LEAD.sub("", message, count=1)
+    if (connective := CONNECTIVE.match(message)) is not None:
+        if connective.group().strip(" ,").lower() not in _BARE:
+            return True
+        message = message[connective.end() :]
     words = WORD.findall(message)
     return 0 < len(words) <= SHORT and bool(POINTER.search(message))
 
 
 def points_back_only(message: str) -> bool:
     """Whether `message` is a follow-up by a pronoun alone ("is it free?"), with no connective ("and...")."""
-    return is_follow_up(message) and not CONNECTIVE.match(message)
+    return is_follow_up(message) and not CONNECTIVE.match(LEAD.sub("", message, count=1))
 
 
 def own_words(message: str) -> str:
-    """What a follow-up says by itself: the message without its opening connective ("business accounts?")."""
+    """What a follow-up says by itself: the message without its `LEAD` and opening connective ("business
+    accounts?")."""
     text = " ".join(message.split())
-    return CONNECTIVE.sub("", text, count=1).strip() or text
+    return CONNECTIVE.sub("", LEAD.sub("", text, count=1), count=1).strip() or text
 
 
 def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
