@@ -60,18 +60,15 @@ def replacing_output(
                 f"--output {output}: the run would empty it, yet it reads {given} from it; "
                 "choose another output folder"
             )
-    settle_stale_asides(output, restore=not resume)
+    folder = output.resolve()  # `--output .` or `..` names no folder to set aside beside; a link its target
+    settle_stale_asides(folder, restore=not resume)
     if not _holds_earlier_model(output, resume):
         yield
-        settle_stale_asides(output, restore=False)  # a resumed run is complete now: its aside goes
+        settle_stale_asides(folder, restore=False)  # a resumed run is complete now: its aside goes
         return
-    aside = output.with_name(f"{ASIDE_PREFIX.format(output.name)}{os.getpid()}")
-    try:
-        output.rename(aside)
-        output.mkdir()
-    except OSError:  # a mount point, a parent folder that cannot be written: replaced in place, as before
-        if aside.is_dir() and not output.exists():
-            aside.rename(output)
+    aside = folder.with_name(f"{ASIDE_PREFIX.format(folder.name)}{os.getpid()}")
+    # the current folder, or one above it: the run, writing through a relative path, would follow the rename
+    if Path.cwd().is_relative_to(folder) or not _set_aside(folder, aside):
         say(f"replacing the earlier model in {output}")
         _empty(output)
         yield
@@ -80,11 +77,24 @@ def replacing_output(
     try:
         yield
     except BaseException:
-        shutil.rmtree(output, ignore_errors=True)
-        aside.rename(output)
+        shutil.rmtree(folder, ignore_errors=True)
+        aside.rename(folder)
         say(f"the run did not finish: the earlier model is back in {output}")
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _set_aside(folder: Path, aside: Path) -> bool:
+    """Rename `folder` to `aside` and make it anew; False, with nothing moved, where it cannot be (a mount
+    point, a parent folder that cannot be written: the run replaces the earlier model in place, as before)."""
+    try:
+        folder.rename(aside)
+        folder.mkdir()
+    except OSError:
+        if aside.is_dir() and not folder.exists():
+            aside.rename(folder)
+        return False
+    return True
 
 
 def settle_stale_asides(output: Path, restore: bool = True) -> None:
