@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -55,3 +56,24 @@ def test_classify_refuses_a_text_of_whitespace_alone(
             assert response.json()["errors"][0]["loc"] == ["body", "texts", 1]
         answered = client.post("/v1/classify", json={"texts": ["  Acme raises its dividend \n"]})
         assert answered.status_code == 200 and len(answered.json()) == 1
+
+
+@pytest.mark.parametrize(
+    "field", ["z_threshold", "min_negative_share", "min_sentiment_drop", "resolve_fraction"]
+)
+def test_a_rules_threshold_that_is_not_a_finite_number_is_refused_as_such(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, field: str
+) -> None:
+    # Python's JSON reader takes NaN and Infinity: the 422 named a bound the value does not break
+    # ("less than or equal to 100"), leaving the operator to guess.
+    body = json.dumps(rule("http://127.0.0.1:9/hook")).rstrip("}")
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        for value in ("NaN", "Infinity", "-Infinity"):
+            sent = f'{body}, "{field}": {value}}}'
+            response = client.post(
+                "/v1/alert-rules", content=sent, headers={"content-type": "application/json"}
+            )
+            assert response.status_code == 422, (value, response.text)
+            (error,) = response.json()["errors"]
+            assert (error["loc"], error["msg"]) == (["body", field], "Input should be a finite number")
+        assert client.get("/v1/alert-rules").json() == []

@@ -301,10 +301,12 @@ Match = Annotated[list[Tag], Field(max_length=100)]
 Window = Annotated[int, Field(ge=1, le=MAX_INTERVAL_SECONDS, strict=True)]
 BaselineWindows = Annotated[int, Field(ge=1, le=1000, strict=True)]
 MinCount = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
-Share = Annotated[float, Field(ge=0.0, le=1.0, strict=True)]
-ZThreshold = Annotated[float, Field(gt=0.0, le=100.0, strict=True)]
-SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0, strict=True)]
-ResolveFraction = Annotated[float, Field(gt=0.0, le=1.0, strict=True)]
+# Finite: a JSON NaN (Python's reader takes it) or a TOML nan was refused as "less than or equal to 100",
+# naming a bound it does not break.
+Share = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)]
+ZThreshold = Annotated[float, Field(gt=0.0, le=100.0, strict=True, allow_inf_nan=False)]
+SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0, strict=True, allow_inf_nan=False)]
+ResolveFraction = Annotated[float, Field(gt=0.0, le=1.0, strict=True, allow_inf_nan=False)]
 NULLABLE_RULE_FIELDS = ("secret", "min_sentiment_drop")  # a patch may clear these with null
 RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable]
