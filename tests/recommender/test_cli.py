@@ -712,6 +712,26 @@ def test_a_failed_train_leaves_the_earlier_model_in_its_output(
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".model.earlier")] == []
 
 
+def test_a_min_rating_that_is_no_rating_is_refused(tmp_path: Path, trained_model_dir: Path) -> None:
+    """--min-rating nan (or inf, or beyond a million, where REC_MIN_RATING and an event's value stop) was
+    taken: every rating was then below it, so the rated rows were left out without a word, and a file of
+    ratings alone stopped on 'no interaction to train on'."""
+    interactions = tmp_path / "interactions.csv"
+    interactions.write_text(
+        "user_id,item_id,timestamp,rating\nu1,astro-0,1,5\nu1,astro-1,2,\nu2,lab-0,1,4\nu2,lab-1,2,\n",
+        encoding="utf-8",
+    )
+    data = ["--interactions", interactions, "--items", write_catalog(tmp_path / "items.csv")]
+    for value in ("nan", "inf", "-inf", "2e6"):
+        for command in (
+            ["train", *data, "--output", tmp_path / "m", "--epochs", 0],
+            ["evaluate", "--model", trained_model_dir, *data],
+        ):
+            line = one_error_line(invoke(*command, "--min-rating", value))
+            assert "--min-rating: expected a number from -1000000 to 1000000" in line, line
+    assert not (tmp_path / "m").exists()
+
+
 def test_convert_datasets(tmp_path: Path) -> None:
     movielens = tmp_path / "ml"
     movielens.mkdir()

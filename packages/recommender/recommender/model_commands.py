@@ -44,8 +44,14 @@ def _read_data(
     """Interactions (user, item, time, rating columns and the rating threshold), the item catalog, and the
     threshold applied: without one given, that of `model` (`trained_min_rating`), as the service does."""
     from recommender.data import read_catalog, read_interactions  # noqa: PLC0415 - imports numpy
+    from recommender.events import MAX_VALUE  # noqa: PLC0415 - imports sqlalchemy
 
     user, item, time, rating, min_rating = event_columns
+    if min_rating is not None and not abs(min_rating) <= MAX_VALUE:  # NaN too: every rating below it
+        raise InvalidInput(
+            f"--min-rating: expected a number from {-MAX_VALUE:.0f} to {MAX_VALUE:.0f}, as a rating and "
+            f"REC_MIN_RATING are; found {min_rating}"
+        )
     inherited = min_rating is None and model is not None
     if inherited and model is not None:
         min_rating = trained_min_rating(model)
