@@ -159,6 +159,21 @@ def test_read_labelled_checks_columns_and_empty_cells(tmp_path: Path) -> None:
         read_texts(path, "body")
 
 
+def test_a_missing_column_error_shows_a_header_read_as_one_column_or_spaced_names(tmp_path: Path) -> None:
+    # A spreadsheet's ";"-separated export was refused with "found text;label", and a header " text ,label"
+    # with "found  text , label": the cause was left to guess.
+    semicolons = write_csv(tmp_path / "semi.csv", "text;label\nhello;a\nworld;b\n")
+    with pytest.raises(InvalidInput) as info:
+        read_labelled(semicolons, "text", "label")
+    assert info.value.message.endswith(
+        "expected column(s) text, label; found text;label (one column holding ';': a .csv file is read "
+        "comma-separated, a .tsv file tab-separated)"
+    )
+    spaced = write_csv(tmp_path / "spaced.csv", " text ,label\nhello,a\n")
+    with pytest.raises(InvalidInput, match=r"expected column\(s\) text; found ' text ', label$"):
+        read_labelled(spaced, "text", "label")
+
+
 def test_file_sha256_is_the_hash_of_the_bytes(tmp_path: Path) -> None:
     path = write_csv(tmp_path / "d.csv", "abc")  # the FIPS 180-2 test vector
     assert file_sha256(path) == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
