@@ -6,6 +6,7 @@ Every problem with a user's file (missing, unreadable encoding, missing column, 
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import io
@@ -236,10 +237,14 @@ def read_table(
         raise InvalidInput(
             f"{file}: expected one of {', '.join(TABLE_SUFFIXES)}; found {suffix or 'no suffix'}"
         )
+    data = file.read_bytes()
     try:
-        text = file.read_bytes().decode("utf-8-sig")  # no newline translation; the readers handle line ends
+        text = data.decode("utf-8-sig")  # no newline translation; the readers handle line ends
     except UnicodeDecodeError as exc:
-        raise InvalidInput(f"{file}: expected UTF-8 text; byte {exc.start} is not valid UTF-8") from exc
+        found = f"byte {exc.start} is not valid UTF-8"
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):  # a spreadsheet's "Unicode text"
+            found = "it is UTF-16 (it starts with a UTF-16 byte order mark); save it as UTF-8"
+        raise InvalidInput(f"{file}: expected UTF-8 text; {found}") from exc
     jsonl = suffix in (".jsonl", ".ndjson")
     rows = _jsonl_rows(file, text, label_lists, texts, strings) if jsonl else _csv_rows(file, text)
     try:

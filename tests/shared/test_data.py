@@ -132,6 +132,11 @@ def test_missing_file_unknown_suffix_and_bad_encoding(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="UTF-8") as info:
         read_table(latin)
     assert str(latin) in info.value.message
+    # a spreadsheet's "Unicode text" export was answered "byte 0 is not valid UTF-8"
+    wide = tmp_path / "wide.tsv"
+    wide.write_bytes("text\tlabel\ncafé\ta\n".encode("utf-16"))
+    with pytest.raises(InvalidInput, match=r"expected UTF-8 text; it is UTF-16 .*; save it as UTF-8"):
+        read_table(wide)
 
 
 def test_empty_file_and_header_only(tmp_path: Path) -> None:
