@@ -352,3 +352,26 @@ def test_entities_are_decoded_beside_control_characters_and_one_entry_cannot_sin
     (item,) = parse_json(document, JsonFields(), "https://x.example/api")
     assert (item.title, item.text) == ("AT&T falls", "Bank\u2019s view")
     assert html_to_text("&lt;b&gt; AT&amp;amp;T") == "<b> AT&amp;T"  # decoded once, never twice
+
+
+def test_a_plain_text_title_keeps_its_angle_brackets_and_is_decoded_once() -> None:
+    # feedparser hands back a plain-text title (Atom type="text", an RSS title without markup) already
+    # decoded; read as HTML again, a Reuters-style "<AAPL.O>" vanished and a quoted "&amp;" became "&".
+    atom = (
+        b'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        b'<entry><title type="text">Apple &lt;AAPL.O&gt; beats; its memo says &amp;amp;</title>'
+        b'<link href="https://b.example/1"/><summary type="text">Apple &lt;AAPL.O&gt; rose</summary></entry>'
+        b'<entry><title type="html">AT&amp;amp;T &lt;b&gt;cuts&lt;/b&gt; jobs</title>'
+        b'<link href="https://b.example/2"/></entry></feed>'
+    )
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>'
+        b"<item><title>Apple &lt;AAPL.O&gt; beats estimates</title><link>https://a.example/1</link></item>"
+        b"</channel></rss>"
+    )
+    items = parse_feed(atom, "https://b.example/feed") + parse_feed(rss, "https://a.example/rss")
+    assert [(item.title, item.text) for item in items] == [
+        ("Apple <AAPL.O> beats; its memo says &amp;", "Apple <AAPL.O> rose"),
+        ("AT&T cuts jobs", "AT&T cuts jobs"),  # markup is still flattened
+        ("Apple <AAPL.O> beats estimates", "Apple <AAPL.O> beats estimates"),
+    ]

@@ -193,10 +193,13 @@ def read_feed(content: bytes, base_url: str) -> ItemScan:
 
 
 def _feed_item(entry: dict[str, Any], url: str) -> RawItem | None:
-    title = html_to_text(dict.get(entry, "title") or "")
+    title = _feed_text(dict.get(entry, "title") or "", dict.get(entry, "title_detail"))
     contents = dict.get(entry, "content") or []
-    body = contents[0].get("value", "") if contents else dict.get(entry, "summary") or ""
-    text = html_to_text(body) or title
+    if contents:
+        text = _feed_text(contents[0].get("value", ""), contents[0])
+    else:
+        text = _feed_text(dict.get(entry, "summary") or "", dict.get(entry, "summary_detail"))
+    text = text or title
     title = title or _clip(text)
     if not title:
         return None
@@ -204,6 +207,20 @@ def _feed_item(entry: dict[str, Any], url: str) -> RawItem | None:
     # feedparser hands back struct_time already converted to UTC.
     published = datetime.fromtimestamp(calendar.timegm(stamp), tz=UTC) if stamp else None
     return RawItem(url=url, title=title, text=text, published_at=published)
+
+
+def _feed_text(value: str, detail: dict[str, Any] | None) -> str:
+    """A feed element's value as plain text. feedparser hands back plain text (Atom ``type="text"``, an RSS
+    title without markup) already decoded, and says so: read as HTML again, ``Apple <AAPL.O> beats`` lost
+    its ticker and a headline quoting ``&amp;`` was decoded twice. Markup (html, xhtml) is flattened."""
+    if (detail or {}).get("type") == "text/plain":
+        return plain_text(value)
+    return html_to_text(value)
+
+
+def plain_text(text: str) -> str:
+    """`text` (no markup) with unreadable control characters dropped and whitespace normalised."""
+    return normalise_space(_UNREADABLE.sub(" ", text))
 
 
 def parse_article(content: bytes, url: str, charset: str | None = None) -> RawItem | None:
