@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 
 from customer_service import create_app
 from customer_service.bot import ACKNOWLEDGEMENT, CLOSING, GREETING, HANDOFF, PROMPT
-from customer_service.policy import ACKNOWLEDGED, ASKED_FOR_HELP, COMPLAINED, GREETED, PROMPTED
+from customer_service.policy import ACKNOWLEDGED, ASKED_FOR_HELP, COMPLAINED, GREETED, NOT_HELPED, PROMPTED
 from tests.customer_service.test_app import chat, cs_settings
 
 
@@ -235,3 +235,14 @@ def test_a_request_for_help_naming_no_topic_is_asked_what_it_is(client: TestClie
     assert "password" in client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]["query"]
     reply, searched = _reply(client, "I need help with my debit card, it was stolen", session_id)
     assert searched and reply["sources"]
+
+
+def test_thanks_for_nothing_is_no_thanks(client: TestClient) -> None:
+    # "thanks for nothing" was answered "Alright! If anything else comes up, just write here.", as a polite
+    # "nothing else, thanks" is: after an answer it says the answer did not help
+    for message in ("thanks for nothing", "great, thanks for nothing 🙄"):
+        session_id = chat(client, "How do I reset my online banking password?")["session_id"]
+        reply = chat(client, message, session_id)
+        assert (reply["action"], reply["sources"]) == ("fallback", []), message
+        assert client.get(f"/v1/sessions/{session_id}").json()["turns"][-1]["reason"] == NOT_HELPED
+    assert chat(client, "nothing else, thanks", "polite")["answer"] == CLOSING

@@ -79,6 +79,9 @@ _ACK_FILLERS = frozenset(
 _ACK_EMOJI = "👍👌🙏🙂😊😀😃😄🤝✅❤♥\ufe0f\U0001f3fb\U0001f3fc\U0001f3fd\U0001f3fe\U0001f3ff"
 # Other emoji and symbols around such words are read as punctuation ("goodbye 👋", "bye!! 😉", "thanks ✨"),
 # except these, which make the message a complaint to read rather than a thanks ("ok 😡", "thanks 🙄")
+# "thanks for nothing" is no thanks, nor a polite "nothing else": it was answered "Alright! If anything else
+# comes up, just write here." After an answer it says the answer did not help (`says_not_helped`).
+_SARCASM = re.compile(r"\b(?:thanks|thank you|thx|cheers) (?:a lot |very much )?for nothing\b")
 _UNFRIENDLY_EMOJI = frozenset("👎😠😡🤬😤😒🙄💢😞😟😢😥😭😩😫☹🙁😕😑😐🤨🖕")
 # A message that closes the conversation, the answer to "Is there anything else I can help you with?": "no
 # thanks", "nope", "no, that's all", "nothing else". It fell back ("I'm not sure I understood that"), and a
@@ -211,7 +214,7 @@ def closes(message: str) -> bool:
 def _ack_words(message: str) -> tuple[bool, list[str]]:
     """Whether the message holds a friendly emoji, and its words (split at punctuation, spaces, emoji and
     other symbols, "<3" among them; an unfriendly emoji stays, a word no acknowledgement holds)."""
-    text = message.casefold().replace("<3", " ❤ ")
+    text = _SARCASM.sub(" 🙄 ", message.casefold().replace("<3", " ❤ "))  # no thanks: an unfriendly word
     friendly = any(ch in _ACK_EMOJI for ch in text)
     rest = "".join(" " if ch in _ACK_EMOJI or _punctuation(ch) else ch for ch in text)
     return friendly, _FAREWELL.sub("bye", " ".join(map(_spelled, rest.split()))).split()
@@ -266,15 +269,15 @@ def asks_for_help(message: str) -> bool:
 # question before, answered again with the answer the customer had just said did not help.
 _NEG = r"(?:did|does|do|has|have|is|was|will|would|can|could)(?:n[’']?t| not)|won[’']?t|can[’']?t|cannot"
 _NOT_HELPED = re.compile(
-    r"(?:(?:thanks|thank you|ok|okay|sorry|but|hmm|no|nope|well|unfortunately|i tried that|tried that|"
-    r"i did that|already did that|i did)\W+)*"
+    r"(?:(?:thanks|thank you|ok|okay|sorry|but|hmm|no|nope|well|great|wow|unfortunately|i tried that|"
+    r"tried that|i did that|already did that|i did)\W+)*"
     r"(?:(?:it|that|this|the answer|your answer|that answer|the link|the steps|nothing|you)\s+)?"
     r"(?:(?:still|just|really)\s+)?"
     r"(?:(?:is|was)\s+)?"
     rf"(?:(?:{_NEG}) (?:work|help|answer (?:my|the) question|solve (?:it|anything|my problem)|"
     r"fix (?:it|anything)|be right|right|helpful|working|what i (?:asked|meant|need|needed|wanted))|"
     r"(?:not|no) (?:working|helpful|help|use|right|what i (?:asked|meant|need|needed|wanted))|"
-    r"wrong|useless|unhelpful)"
+    r"wrong|useless|unhelpful|(?:thanks|thank you|thx|cheers) (?:a lot |very much )?for nothing)"
     r"(?:\W+(?:again|either|at all|for me|sorry|still|unfortunately|though))*\W*",
     re.IGNORECASE,
 )
