@@ -17,8 +17,9 @@ import dataclasses
 import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Mapping
+import shutil
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,7 +38,7 @@ from textcore.data import LabelledTexts, file_sha256, read_labelled, split_label
 from textcore.errors import Conflict, InvalidInput
 from textcore.evaluation import evaluate_classifier, holds_label_sets, load_predictor
 from textcore.registry import ModelRegistry, ModelVersion
-from textcore.registry_files import require_active
+from textcore.registry_files import require_active, staging_folder
 from textcore.training.config import TrainConfig
 
 GATE_TASKS = ("classification", "setfit")  # folders with the classifier layout (encoder + head + labels)
@@ -287,6 +288,14 @@ def _write_rows(path: Path, data: LabelledTexts) -> None:
             handle.write(json.dumps({"text": text, "label": label}, ensure_ascii=False) + "\n")
 
 
+@contextmanager
+def _removed_after(folder: Path) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def retrain(
     registry: ModelRegistry,
     name: str,
@@ -338,8 +347,10 @@ def retrain(
         task="classification", base_model=str(active.path), multi_label=multi_label
     )
     head, copied = warm_head(active.path, _label_set(data, multi_label), recipe.head)
-    with tempfile.TemporaryDirectory(prefix=".retrain-", dir=registry.root) as work:
-        output = Path(work) / "model"
+    # a staging folder, as a register's: locked while this runs, removed by a later writer once a killed
+    # retrain has left it an hour
+    with staging_folder(registry.root) as work, _removed_after(work):
+        output = work / "model"
         _write_rows(output / DATA_FILE, data)
         file = {"path": DATA_FILE, "sha256": file_sha256(output / DATA_FILE), "rows": len(data)}
         sources = {"file": file, "text_column": "text", "label_column": "label", "new_data": new_info}

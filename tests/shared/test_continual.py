@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import time
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -12,7 +15,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from tests.shared.test_cli import invoke_cli, ok, write_csv
+from tests.shared.test_cli import TEXTCORE, invoke_cli, ok, write_csv
 from tests.shared.test_training import keyword_data, tiny_config
 from textcore.artifacts import read_labels
 from textcore.baseline import evaluate_base_model, untuned_base_model
@@ -451,3 +454,35 @@ def test_retrain_and_gate_a_multi_label_model_whose_rows_may_name_no_label(
         result = retrain(registry, "tags", new, config, eval_data=held_out, **columns)
         assert read_labels(result.version.path) == (["negative", "news", "positive"], True)
     assert result.rows["old"] == 36 and result.rows["total"] == 36
+
+
+def test_a_killed_retrain_leaves_nothing_a_later_writer_does_not_remove(
+    registry: ModelRegistry, files: dict[str, Path], tmp_path: Path
+) -> None:
+    # Its work folder (".retrain-*": the merged rows and the model being trained) stayed in the registry
+    # root for ever; it is now a staging folder, swept as a killed register's is once an hour old.
+    new_file = write_rows(tmp_path / "new.csv", unique_rows(8, 4000))
+    args = ["registry", "retrain", "--root", registry.root, "--name", "clf", "--data", new_file,
+            "--eval-data", files["eval"], "--text-column", COLUMNS[0], "--label-column", COLUMNS[1],
+            "--epochs", 200]  # fmt: skip
+    process = subprocess.Popen([str(TEXTCORE), *map(str, args)], stderr=subprocess.DEVNULL)
+
+    def hidden() -> list[Path]:
+        return [p for p in registry.root.iterdir() if p.name.startswith(".")]
+
+    try:
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if any((p / "model" / "training" / "metrics.jsonl").is_file() for p in hidden()):
+                break
+            time.sleep(0.01)
+    finally:
+        process.kill()
+        process.wait()
+    (left,) = hidden()
+    assert (left / "model" / "training").is_dir(), "expected the retrain to be killed while training"
+    moment = time.time() - 2 * 3600
+    os.utime(left, (moment, moment))
+    registry.promote("clf", 1)  # any writer sweeps
+    assert hidden() == []
+    assert [v.version for v in registry.versions("clf")] == [1]
