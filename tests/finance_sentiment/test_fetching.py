@@ -570,6 +570,8 @@ async def test_redirect_to_a_blocked_address_is_refused(site: Site) -> None:
         "file:///etc/passwd",
         "http://example.com:99999/",
         "http://example.com:0/",
+        f"http://{'a' * 64}.example.com/feed",  # a DNS label is at most 63 characters
+        f"http://{'a.' * 127}com/feed",  # a DNS name at most 253
     ],
 )
 async def test_malformed_or_non_http_urls_are_invalid_input(url: str) -> None:

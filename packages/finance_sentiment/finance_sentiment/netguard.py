@@ -26,7 +26,9 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Awaitable[list[IPAddress]]]  # (host, port) -> every address
 
-_HOSTNAME = re.compile(r"^[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?$")
+# DNS limits too (RFC 1035): labels of 1 to 63 characters, 253 in all; the resolver's IDNA codec raised
+# UnicodeError on a longer label, a 500 from the API and a traceback at start from a config file.
+_HOSTNAME = re.compile(r"^(?=.{1,253}\.?$)[a-z0-9_-]{1,63}(\.[a-z0-9_-]{1,63})*\.?$")
 
 # Order matters only for the message: the most specific class is named.
 _BLOCKED_CLASSES: tuple[tuple[str, Callable[[IPAddress], bool]], ...] = (
