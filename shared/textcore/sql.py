@@ -257,6 +257,23 @@ def run_migrations(metadata: MetaData, *, version_table: str = "alembic_version"
         context.run_migrations()
 
 
+def require_existing_sqlite(url: str, doing: str) -> None:
+    """Refuse a SQLite URL naming no file, which opening would create empty: a command that only reads,
+    removes or erases what is stored (export, delete, erase) would report on an empty database made of a
+    mistyped path. Other URLs, and one that does not parse (opening the database words that), pass.
+
+    Raises:
+        InvalidInput: ``expected an existing SQLite database to {doing}; found no file PATH``.
+    """
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):  # ValueError: a port that is no number
+        return
+    name = parsed.database
+    if parsed.get_backend_name() == "sqlite" and name and name != ":memory:" and not Path(name).is_file():
+        raise InvalidInput(f"expected an existing SQLite database to {doing}; found no file {name}")
+
+
 def _create_engine(driver: str, url: str, database: str | None) -> Engine:
     if not driver.startswith("sqlite"):
         return create_engine(url, pool_pre_ping=True)

@@ -163,6 +163,18 @@ def test_the_delete_command_names_the_ids_that_named_nothing(files: Path, tmp_pa
     assert json.loads(again.stdout.splitlines()[-1])["not_found"] == ["a/faq.md"]
 
 
+def test_delete_refuses_a_sqlite_path_that_holds_no_database_and_creates_none(tmp_path: Path) -> None:
+    # A mistyped path made an empty knowledge base (and its folders), then warned that no id named anything
+    typo = tmp_path / "missing" / "kb.db"
+    where = ["--database-url", f"sqlite:///{typo}", "--index-dir", str(tmp_path / "index")]
+    refused = CliRunner().invoke(cli_app, ["delete", "a/faq.md", *where])
+    assert refused.exit_code == 2, refused.output
+    assert refused.stderr.splitlines() == [
+        f"error: expected an existing SQLite database to delete from; found no file {typo}"
+    ]
+    assert not typo.parent.exists()
+
+
 def test_a_bad_setting_is_one_error_line_naming_its_variable(tmp_path: Path) -> None:
     # It was a pydantic traceback and exit 1 (the recommender's and the monitor's commands said one line)
     database = tmp_path / "kb.db"

@@ -358,6 +358,20 @@ def test_ids_in_files_and_arguments_are_one_id_whether_composed_or_decomposed(
     assert counts(sqlite_url) == (1, 0)
 
 
+def test_delete_and_erase_refuse_a_sqlite_path_that_holds_no_database_and_create_none(tmp_path: Path) -> None:
+    # A mistyped path made an empty database (and its folders): delete-items then said no item was found, and
+    # erase-user that the user had no events, as if the erasure had been done before
+    typo = tmp_path / "missing" / "rec.db"
+    places = ["--database-url", f"sqlite:///{typo}"]
+    for args, doing in (
+        (("delete-items", "astro-0"), "delete items from"),
+        (("erase-user", "u1"), "erase a user from"),
+    ):
+        line = one_error_line(invoke(*args, *places))
+        assert line == f"error: expected an existing SQLite database to {doing}; found no file {typo}"
+    assert not typo.parent.exists()
+
+
 def test_delete_items_by_id_or_file_while_serving(
     tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
 ) -> None:

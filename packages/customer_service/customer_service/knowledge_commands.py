@@ -9,7 +9,6 @@ from typing import Annotated, Any
 import typer
 
 from customer_service.command_options import DatabaseOpt, IndexOpt, RetrieverOpt, print_report, settings_from
-from textcore import InvalidInput
 from textcore import cli as core_cli
 
 
@@ -70,8 +69,10 @@ def delete(
 
     def action() -> dict[str, Any]:
         from customer_service.service import open_database, open_knowledge  # noqa: PLC0415
+        from textcore.sql import require_existing_sqlite  # noqa: PLC0415
 
         settings = settings_from(database_url=database_url, index_dir=index_dir, retriever_path=retriever)
+        require_existing_sqlite(settings.database_url, "delete from")
         db = open_database(settings)
         try:
             kb = open_knowledge(settings, db)
@@ -111,10 +112,11 @@ def export(
     def action() -> dict[str, Any]:
         from customer_service.export import check_output, export_knowledge  # noqa: PLC0415
         from customer_service.service import open_database  # noqa: PLC0415
+        from textcore.sql import require_existing_sqlite  # noqa: PLC0415
 
         check_output(output, kind, force)  # before the database is opened (and migrated)
         settings = settings_from(database_url=database_url)
-        _require_sqlite_file(settings.database_url)
+        require_existing_sqlite(settings.database_url, "export")
         db = open_database(settings)
         try:
             report = export_knowledge(db, output, kind=kind, category=category, force=force)
@@ -126,16 +128,3 @@ def export(
         return {**asdict(report), "warnings": list(report.warnings)}
 
     print_report(core_cli.run_or_exit(action))
-
-
-def _require_sqlite_file(url: str) -> None:
-    """Refuse a SQLite URL naming no file, which opening would create empty (a mistyped path)."""
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-
-    try:
-        parsed = make_url(url)
-    except Exception:  # sqlalchemy raises several kinds; opening the database words a bad URL
-        return
-    name = parsed.database
-    if parsed.get_backend_name() == "sqlite" and name and name != ":memory:" and not Path(name).is_file():
-        raise InvalidInput(f"expected an existing SQLite database to export; found no file {name}")

@@ -102,13 +102,16 @@ def delete_items(
     from recommender import catalog  # noqa: PLC0415 - heavy imports
     from recommender.database import Database  # noqa: PLC0415
     from recommender.ingest import clean_id, read_item_ids  # noqa: PLC0415
+    from textcore.sql import require_existing_sqlite  # noqa: PLC0415
 
     def action() -> int:
         wanted = [clean_id(raw, f"item id {raw!r}") for raw in ids or []]
         wanted += read_item_ids(file, id_column) if file is not None else []
         if not wanted:
             raise InvalidInput("expected item ids as arguments or --file FILE; found neither")
-        db = Database(settings_from(database_url=database_url).database_url)
+        url = settings_from(database_url=database_url).database_url
+        require_existing_sqlite(url, "delete items from")
+        db = Database(url)
         try:
             db.migrate()
             catalog.delete_items(db, wanted)
@@ -167,10 +170,13 @@ def erase_user(
     from recommender import events  # noqa: PLC0415 - heavy imports
     from recommender.database import Database  # noqa: PLC0415
     from recommender.ingest import clean_id  # noqa: PLC0415
+    from textcore.sql import require_existing_sqlite  # noqa: PLC0415
 
     def action() -> dict[str, Any]:
         wanted = clean_id(user_id, f"user id {user_id!r:.80}")
-        db = Database(settings_from(database_url=database_url).database_url)
+        url = settings_from(database_url=database_url).database_url
+        require_existing_sqlite(url, "erase a user from")
+        db = Database(url)
         try:
             db.migrate()
             return {"user_id": wanted, "deleted": events.erase_user(db, wanted)}
