@@ -20,6 +20,7 @@ from recommender.data import (
     read_catalog,
     read_interactions,
 )
+from recommender.ingest import read_events, read_items
 from recommender.protocol import leave_last_out
 from tests.conftest import shared_data
 from textcore import InvalidInput
@@ -195,6 +196,29 @@ def test_read_interactions_refuses_bad_files(tmp_path: Path, body: str, message:
     path = _write(tmp_path, "events.csv", body)
     with pytest.raises(InvalidInput, match=message):
         read_interactions(path)
+
+
+def test_a_json_lines_list_or_object_where_an_id_or_title_goes_is_refused(tmp_path: Path) -> None:
+    """It was read as its JSON text: a user '["u1"]', an item titled '{"en": "Sky"}'. A number is an id."""
+    events = _write(tmp_path, "events.jsonl", '{"user_id": 7, "item_id": "a", "timestamp": 1}\n'
+                    '{"user_id": ["u1"], "item_id": "a", "timestamp": 2}\n')  # fmt: skip
+    items = _write(
+        tmp_path,
+        "items.jsonl",
+        '{"item_id": 5, "title": "Stars"}\n{"item_id": "b", "title": {"en": "Sky"}}\n',
+    )
+    refused = r"{}:2: '{}' holds (a list|an object); expected a text"
+    for read in (read_interactions, read_events):
+        with pytest.raises(InvalidInput, match=refused.format("events.jsonl", "user_id")):
+            read(events)
+    for read in (read_catalog, read_items):
+        with pytest.raises(InvalidInput, match=refused.format("items.jsonl", "title")):
+            read(items)
+    _write(tmp_path, "events.jsonl", '{"user_id": 7, "item_id": "a", "timestamp": 1}\n')
+    assert read_interactions(events).sequences() == {"7": ["a"]}
+    assert [e.user_id for e in read_events(events)] == ["7"]
+    _write(tmp_path, "items.jsonl", '{"item_id": 5, "title": "Stars"}\n')
+    assert read_catalog(items).ids == ["5"] and [i.id for i in read_items(items)] == ["5"]
 
 
 def test_read_catalog_builds_texts_from_title_and_fields(tmp_path: Path) -> None:

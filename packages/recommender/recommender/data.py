@@ -159,7 +159,7 @@ def read_interactions(
         InvalidInput: Missing file or required column, a rating column so named and missing, an empty id,
             a time or rating that is not a number, or a row of type rating without a rating.
     """
-    rows = read_table(path)
+    rows = read_table(path, texts=(user_column, item_column))
     if not rows:
         raise InvalidInput(f"{path}: expected at least one interaction row; found none")
     present = columns_of(rows)
@@ -292,7 +292,7 @@ def read_catalog(
         InvalidInput: Missing file, id or title column; a text column so named and missing; an empty id; an
             item with neither title nor text; an id that appears twice.
     """
-    rows = read_table(path)
+    rows = read_table(path, texts=(id_column, title_column, *text_columns))
     if not rows:
         raise InvalidInput(f"{path}: expected at least one item row; found none")
     present = columns_of(rows)

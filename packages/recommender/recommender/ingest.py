@@ -57,8 +57,9 @@ class EventColumns:
 
 
 def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
-    """The file's rows, every one of them with every required column (a JSON Lines row may lack one)."""
-    rows = read_table(path)
+    """The file's rows, every one of them with every required column (a JSON Lines row may lack one); a
+    JSON Lines list or object in one of them is refused (a number is read as its digits)."""
+    rows = read_table(path, texts=required)
     require_columns(path, rows, list(required))
     return rows
 
