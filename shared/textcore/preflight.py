@@ -150,6 +150,9 @@ def _holds_earlier_model(output: Path, resume: bool) -> bool:
     """Whether the run replaces an earlier model in `output`; refuses a folder it may not write."""
     if output.exists() and not output.is_dir():
         raise InvalidInput(f"--output {output}: expected a folder to write the model to; found a file")
+    nearest = next((folder for folder in output.absolute().parents if folder.exists()), None)
+    if nearest is not None and not nearest.is_dir():
+        raise InvalidInput(f"--output {output}: expected a folder to write the model to; {nearest} is a file")
     if resume:
         _require_checkpoint_to_resume(output)
     if resume or os.environ.get("RANK", "0") != "0" or not output.is_dir():

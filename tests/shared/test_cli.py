@@ -514,6 +514,14 @@ def _output_is_a_file(tmp: Path, model: Path, out: Path) -> tuple[list[object], 
     return _train_args(data, model, taken), "expected a folder to write the model to; found a file"
 
 
+def _output_under_a_file(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
+    # a traceback (NotADirectoryError) once the model was loaded and the run made its records folder
+    data = write_csv(
+        tmp / "d.csv", [row for i in range(8) for row in ((f"good {i}", "pos"), (f"bad {i}", "neg"))]
+    )
+    return _train_args(data, model, data / "model"), f"to write the model to; {data} is a file"
+
+
 def _data_is_a_folder(tmp: Path, model: Path, out: Path) -> tuple[list[object], str]:
     (tmp / "d.csv").mkdir()
     return _train_args(
@@ -563,6 +571,7 @@ ERROR_CASES: dict[str, ErrorCase] = {
     "negative-seed": _negative_seed,
     "output-is-a-file": _output_is_a_file,
     "output-holds-files": _output_holds_files,
+    "output-under-a-file": _output_under_a_file,
     "data-is-a-folder": _data_is_a_folder,
     "flag-of-another-task": _flag_of_another_task,
     "class-weights-with-multi-label": _class_weights_with_multi_label,
