@@ -204,13 +204,15 @@ def _jsonl_cell(
 
 
 def require_file(file: Path, kind: str) -> None:
-    """Refuse a path that is not a regular file, saying whether nothing or a folder is there.
+    """Refuse a path that is not a regular file, saying whether nothing, a folder or another kind is there.
 
     Raises:
         InvalidInput: `file` does not exist or is not a file (a folder, say).
     """
     if not file.is_file():
         found = "found a folder" if file.is_dir() else "it does not exist"
+        if file.exists() and not file.is_dir():
+            found = "found a device, a pipe or a socket, not a regular file"
         raise InvalidInput(f"{file}: expected a readable {kind}; {found}")
 
 

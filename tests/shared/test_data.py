@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -123,6 +124,12 @@ def test_jsonl_line_that_is_not_an_object_is_refused(tmp_path: Path) -> None:
 def test_missing_file_unknown_suffix_and_bad_encoding(tmp_path: Path) -> None:
     with pytest.raises(InvalidInput, match="does not exist"):
         read_table(tmp_path / "absent.csv")
+    pipe = tmp_path / "pipe.csv"  # was "it does not exist"
+    os.mkfifo(pipe)
+    with pytest.raises(
+        InvalidInput, match="expected a readable data file; found a device, a pipe or a socket"
+    ):
+        read_table(pipe)
     odd = tmp_path / "data.xlsx"
     odd.write_bytes(b"x")
     with pytest.raises(InvalidInput, match=r"found \.xlsx"):
