@@ -267,3 +267,16 @@ def test_a_bad_allowed_networks_setting_is_one_error_line(tmp_path: Path, value:
         )
         assert expected in one_error_line(result)
     assert not (tmp_path / "m.db").exists()
+
+
+def test_a_config_files_unreadable_url_is_named_with_its_entry_and_masked(tmp_path: Path) -> None:
+    # The address guard parsed every URL of the file before checking any: a malformed one ended the start
+    # with a message naming neither the entry nor the file, and quoting the URL's password as written.
+    config = tmp_path / "monitor.toml"
+    url = "https://risk:pa55-Risk-Team@bad!host.example/feed.xml"
+    config.write_text(f'[[sources]]\nname = "wire"\nurl = "{url}"\nkind = "rss"\n')
+    line = one_error_line(
+        invoke("run-once", "--config", config, "--database-url", f"sqlite:///{tmp_path / 'm.db'}")
+    )
+    assert f"config file {str(config)!r}: sources[0].url of 'wire' is refused: expected a URL with" in line
+    assert "pa55-Risk-Team" not in line and "****" in line

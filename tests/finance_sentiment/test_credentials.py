@@ -194,6 +194,31 @@ def test_a_malformed_url_is_refused_without_quoting_its_credentials(
             assert PASSWORD not in refused.text and TOKEN not in refused.text
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"http://risk:{PASSWORD}@bad!host.example/feed.xml",  # a character no host name has
+        f"https://{TOKEN}@{'a' * 64}.example.com/feed.xml",  # a DNS label over 63 characters
+        f"http://bad_host!.example/hook?token={TOKEN}",
+    ],
+)
+def test_a_url_the_address_guard_cannot_read_is_refused_without_quoting_its_credentials(
+    tmp_path: Path, sqlite_url: str, url: str
+) -> None:
+    # These pass the schema's check and are refused by the address guard, whose message quoted the URL as
+    # given: the password or token was in the 422's detail (and in the access log's error line).
+    with TestClient(create_app(settings_for(tmp_path, None, sqlite_url))) as client:  # type: ignore[arg-type]
+        for path, body, field in (
+            ("/v1/sources", {"name": "api", "url": url, "kind": "rss"}, "url"),
+            ("/v1/alert-rules", rule(url), "webhook_url"),
+        ):
+            refused = client.post(path, json=body)
+            assert refused.status_code == 422 and refused.headers["content-type"] == PROBLEM
+            detail = refused.json()["detail"]
+            assert detail.startswith(f"{field}: expected a URL with a valid host name"), detail
+            assert MASKED in detail and PASSWORD not in refused.text and TOKEN not in refused.text
+
+
 def test_the_http_clients_log_lines_mask_feed_and_webhook_credentials(
     tmp_path: Path,
     finance_model_dir: Path,

@@ -226,11 +226,16 @@ async def admit_urls(
         for i, item in enumerate(config.alert_rules)
     ]
     allowed = netguard.parse_networks(allowed_networks)
-    outcomes = await asyncio.gather(
-        *(guard_address(netguard.parse_http_url(url), allowed, resolve) for _, _, url in entries),
-        return_exceptions=True,
-    )
+
+    async def guard(url: str) -> None:  # parsed here, so a malformed URL is named with its entry
+        await guard_address(netguard.parse_http_url(url), allowed, resolve)
+
+    outcomes = await asyncio.gather(*(guard(url) for _, _, url in entries), return_exceptions=True)
     for (where, name, _), outcome in zip(entries, outcomes, strict=True):
+        if isinstance(outcome, InvalidInput):
+            raise InvalidInput(
+                f"config file {str(path)!r}: {where} of {name!r} is refused: {outcome.message}"
+            )
         if isinstance(outcome, BlockedAddress):
             raise InvalidInput(
                 f"config file {str(path)!r}: {where} of {name!r} is refused: {redact(outcome.message)} "

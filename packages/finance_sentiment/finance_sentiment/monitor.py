@@ -190,7 +190,7 @@ class Monitor:
         """
         try:
             await self.fetcher.check_url(url)
-        except FetchError as exc:
+        except (FetchError, InvalidInput) as exc:
             raise InvalidInput(f"{what}: {redact(exc.message)}") from exc
 
     def enabled_sources(self) -> list[int]:

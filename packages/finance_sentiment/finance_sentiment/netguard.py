@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 import httpx
 
+from finance_sentiment.credentials import redact
 from textcore.errors import InvalidInput
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -55,17 +56,18 @@ def parse_http_url(url: str) -> httpx.URL:
     Raises:
         InvalidInput: If the URL is malformed, not http/https, or has no valid host or port.
     """
+    shown = redact(url)  # the URL may carry a password or a token: the messages show it masked
     try:
         parsed = httpx.URL(url)
     except (httpx.InvalidURL, TypeError) as exc:
-        raise InvalidInput(f"expected an absolute http(s) URL, found {url!r} ({exc})") from exc
+        raise InvalidInput(f"expected an absolute http(s) URL, found {shown!r} ({redact(str(exc))})") from exc
     if parsed.scheme not in {"http", "https"}:
-        raise InvalidInput(f"expected an http or https URL, found {url!r} (scheme {parsed.scheme!r})")
+        raise InvalidInput(f"expected an http or https URL, found {shown!r} (scheme {parsed.scheme!r})")
     host = host_of(parsed)
     if not host or (ip_literal(host) is None and not _HOSTNAME.match(host)):
-        raise InvalidInput(f"expected a URL with a valid host name or IP address, found {url!r}")
+        raise InvalidInput(f"expected a URL with a valid host name or IP address, found {shown!r}")
     if parsed.port is not None and not 0 < parsed.port < 65536:
-        raise InvalidInput(f"expected a URL with a port from 1 to 65535, found {url!r}")
+        raise InvalidInput(f"expected a URL with a port from 1 to 65535, found {shown!r}")
     return parsed.copy_with(fragment=None)
 
 
