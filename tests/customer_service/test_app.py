@@ -1068,11 +1068,11 @@ def test_a_relevant_passage_behind_a_less_relevant_one_is_answered(client: TestC
     # Rank fusion puts the FAQ on freezing a card first for a card stolen abroad (its words match), but the
     # guide's section on a card lost abroad is the one close enough to answer (cosine 0.50, the FAQ 0.40,
     # threshold 0.45). The policy read the first passage as the best and fell back, "best 0.40 < 0.45",
-    # with a relevant passage in hand.
+    # with a relevant passage in hand. (Asked about the case: "My card was stolen" goes to a person at once.)
     text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
     guide = {"title": "Using your card abroad", "text": text, "format": "markdown"}
     assert client.put("/v1/knowledge/documents/travel-and-cards.md", json=guide).status_code == 200
-    reply = chat(client, "My card was stolen in Spain, what now?")
+    reply = chat(client, "If my card is stolen in Spain, what now?")
     assert (reply["action"], reply["sources"][0]["id"]) == ("answer", "travel-and-cards.md#2"), reply
     assert reply["answer"].startswith("Freeze the card in the app first.")
     turn = client.get(f"/v1/sessions/{reply['session_id']}").json()["turns"][0]

@@ -3,10 +3,17 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
 from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
-from customer_service.policy import COMPLAINED, asks_for_person, decide, relevant_first, says_not_helped
+from customer_service.policy import (
+    COMPLAINED,
+    asks_for_person,
+    decide,
+    relevant_first,
+    says_not_helped,
+)
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
 
@@ -149,6 +156,44 @@ def test_a_customer_who_wants_to_complain_goes_to_a_person(message: str, complai
         assert (decision.action, decision.reason) == ("handoff", COMPLAINED)
     else:
         assert decision.action == "fallback"
+
+
+@pytest.mark.parametrize(
+    ("message", "topic"),
+    [("I want to report fraud", "possible fraud"), ("someone hacked my account", "account compromise"),
+     ("there's a transaction I didn't make", "possible fraud"), ("my card was stolen", "stolen card"),
+     ("You stole my money", "possible fraud"),
+     ("I need to report a fraudulent transaction", "possible fraud"),
+     ("There’s a payment I don't recognise on my account", "possible fraud"),
+     ("my online banking account has been hacked!", "account compromise"),
+     ("I've been scammed", "possible fraud"),
+     ("I had my wallet stolen", "stolen card"),
+     ("How do I report a lost card?", None), ("What is your fraud protection policy?", None),
+     ("How do I report fraud?", None), ("What should I do if my card is stolen?", None),
+     ("Whom should I contact if my card is lost or stolen", None), ("What if my card was stolen?", None),
+     ("How do you protect my account from being hacked?", None), ("they charged my account twice", None),
+     ("I lost my card", None)],
+)  # fmt: skip
+def test_a_report_of_fraud_or_a_compromised_account_goes_to_a_person_at_once(
+    message: str, topic: str | None
+) -> None:
+    # "I want to report fraud" or "someone hacked my account" fell back ("Could you rephrase it?"): for a
+    # bank these are urgent. A question about the topic, which an FAQ answers, is read as any other.
+    decision = decide(message, **_ARGS)  # type: ignore[arg-type]
+    if topic is None:
+        assert decision.action == "answer", message
+    else:
+        assert (decision.action, decision.reason) == ("handoff", f"urgent: {topic}"), message
+
+
+def test_the_urgent_topics_are_a_setting() -> None:
+    own = POLICY.model_copy(update={"urgent_topics": {"sanctions": (r"\bfrozen by sanctions\b",)}})
+    assert decide("My account was FROZEN by sanctions", **{**_ARGS, "settings": own}).reason == (  # type: ignore[arg-type]
+        "urgent: sanctions"
+    )
+    assert decide("my card was stolen", **{**_ARGS, "settings": own}).action == "answer"  # type: ignore[arg-type]
+    with pytest.raises(ValidationError, match="no regular expression"):
+        PolicySettings(urgent_topics={"fraud": ("(unclosed",)})
 
 
 def _decide(message: str = "how do I block my card", **changes: object) -> tuple[str, int]:

@@ -162,3 +162,34 @@ def test_a_follow_up_reaches_past_several_turns_without_a_topic(client: TestClie
     assert (business["action"], business["sources"][0]["id"]) == ("answer", "open-business"), business
     queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
     assert queries[-1] == "How do I open a savings account, business accounts?"
+
+
+def test_a_report_of_fraud_goes_to_a_person_at_once(client: TestClient) -> None:
+    # each fell back ("Could you rephrase it?"): one reporting fraud had to fail twice to reach a person
+    for message, topic in [
+        ("I want to report fraud", "possible fraud"),
+        ("someone hacked my account", "account compromise"),
+        ("there's a transaction I didn't make", "possible fraud"),
+        ("my card was stolen", "stolen card"),
+        ("You stole my money", "possible fraud"),
+    ]:
+        reply = chat(client, message)
+        assert (reply["action"], reply["state"], reply["sources"]) == ("handoff", "waiting_for_agent", []), (
+            message
+        )
+        session = client.get(f"/v1/sessions/{reply['session_id']}").json()
+        assert session["handoff_reason"] == f"urgent: {topic}", session
+    # a question about the topic is read as any other: the knowledge base answers it (or offers two answers)
+    asked = chat(client, "How do I report a lost card?")
+    assert asked["action"] in ("answer", "clarify") and asked["state"] == "open", asked
+    assert "lock-card" in {source["id"] for source in asked["sources"]}
+
+
+def test_the_urgent_topics_are_read_from_the_environment(
+    tmp_path: Path, sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CS_POLICY__URGENT_TOPICS", '{"sanctions": ["\\\\bfrozen by sanctions\\\\b"]}')
+    with TestClient(create_app(cs_settings(tmp_path, sqlite_url))) as test_client:
+        reply = chat(test_client, "my account was frozen by sanctions")
+        assert reply["action"] == "handoff"
+        assert chat(test_client, "my card was stolen")["action"] != "handoff"

@@ -1,9 +1,10 @@
 """The dialogue policy: for each message, answer | clarify | fallback | hand-off, and why.
 
 In order of precedence:
-1. hand-off when the customer asks for a person ("talk to a human", "an agent please", "call me back") or
-   says they want to make a complaint, or the message is strongly negative (the sentiment score reaches
-   `negative_sentiment`);
+1. hand-off when the message reports an urgent incident (`urgent_topics`: by default possible fraud, a
+   hacked account, a stolen card: "I want to report fraud", "someone hacked my account"), the customer asks
+   for a person ("talk to a human", "an agent please", "call me back") or says they want to make a
+   complaint, or the message is strongly negative (the sentiment score reaches `negative_sentiment`);
 2. a short reply in kind when the message only thanks, agrees or says goodbye ("thanks!", "ok", "great, bye",
    "👍", "goodbye 👋"), declines more help ("no thanks", "nope", "that's all"), or only greets ("hi", "good
    morning", "hi, thanks"): it asks nothing, so it is no failed question (an intent's template answers it when
@@ -295,8 +296,24 @@ def says_nothing(message: str) -> bool:
     return not any(unicodedata.category(ch)[0] in "LN" for ch in message)
 
 
+URGENT = "urgent"  # the reason of a hand-off on an urgent topic: "urgent: possible fraud"
+
+
+def urgent_topic(message: str, topics: dict[str, tuple[str, ...]]) -> str | None:
+    """The first of `topics` (`PolicySettings.urgent_topics`) one of whose patterns is found in the message
+    (case-insensitive, curly apostrophes read as straight ones), or None."""
+    text = " ".join(message.replace("’", "'").split())
+    for topic, patterns in topics.items():
+        if any(re.search(pattern, text, re.IGNORECASE) for pattern in patterns):
+            return topic
+    return None
+
+
 def _urgent_handoff(message: str, negativity: float, settings: PolicySettings) -> str | None:
-    """Why the message goes to a person at once (an explicit request, strong negativity), or None."""
+    """Why the message goes to a person at once (an urgent topic such as possible fraud, an explicit
+    request, a complaint, strong negativity), or None."""
+    if (topic := urgent_topic(message, settings.urgent_topics)) is not None:
+        return f"{URGENT}: {topic}"
     if asks_for_person(message):
         return "customer asked for a person"
     if COMPLAINT.search(message):

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
 from textcore.settings import ServiceSettings
@@ -26,6 +27,57 @@ class GeneratorSettings(BaseModel):
     max_tokens: int = Field(200, ge=1, le=4096, description="Longest generated answer, in tokens.")
     temperature: float = Field(0.0, ge=0, le=2)
     timeout_s: float = Field(8.0, gt=0, le=300, description="Past this the extractive answer is returned.")
+
+
+# First-person reports of an incident happening now, which a bank answers with a person at once (the hand-off
+# reason is "urgent: <topic>"): "I want to report fraud", "there's a transaction I didn't make", "You stole my
+# money", "someone hacked my account", "my card was stolen". A question about these topics, which an FAQ
+# answers, is read as any other: "How do I report a lost card?", "What is your fraud protection policy?",
+# "What should I do if my card is stolen?". Case-insensitive regular expressions, searched in the message
+# with its curly apostrophes made straight.
+_ITEM = r"(?:transaction|payment|charge|withdrawal|purchase|debit|transfer)s?"
+_SOMEONE = r"(?:someone|somebody|some ?one|a stranger|a scammer|a fraudster|they|you|the bank)"
+_MINE = r"(?:my|our|all my|all our)"
+_NOT_IF = r"(?<!\bif )(?<!\bwhen )(?<!\bcase )"  # "what if my card was stolen?" asks about the case
+URGENT_TOPICS: dict[str, tuple[str, ...]] = {
+    "possible fraud": (
+        r"\bi(?:'d| would| want| wish| need| have| must|'m| am)(?: like| want| trying| going)?(?: to)? "
+        r"report(?:ing)? (?:a |an |some |the )?(?:fraud|scam|theft|stolen|unauthori[sz]ed|suspicious|"
+        r"unrecogni[sz]ed)",
+        r"^\W*report(?:ing)? (?:a |an )?(?:fraud|scam|theft)\W*$",
+        rf"\b{_ITEM} (?:that |which )?(?:i|we) (?:did ?n'?t|did not|never|do ?n'?t recogni[sz]e|do not "
+        r"recogni[sz]e|have ?n'?t|have not|did ?n'?t authori[sz]e|never authori[sz]ed)",
+        r"\b(?:i|we) (?:did ?n'?t|did not|never|have ?n'?t|have not) "
+        r"(?:make|made|authori[sz]e|authori[sz]ed|do|done) "
+        rf"(?:this|that|these|those|the|a|an|any|some) {_ITEM}",
+        r"\b(?:there(?:'s| is| are| was| were| have been)|i (?:see|found|have|noticed|got|can see)|"
+        r"i've (?:got|found|noticed|seen)) (?:an? |some |two |several |many )?(?:unauthori[sz]ed|"
+        rf"fraudulent|unrecogni[sz]ed|unknown) {_ITEM}",
+        rf"\b{_SOMEONE} (?:has |have |had |just |is |are )?(?:stole|stolen|taken|took|used|withdrew|spent|"
+        rf"is using|are using)\b[^.?!]{{0,12}}\b{_MINE} (?:money|savings|funds|card|account|details|"
+        r"identity|pin|password)",
+        rf"\b{_NOT_IF}{_MINE} (?:money|savings|funds|identity) (?:has been|have been|was|were|got|'s been) "
+        r"(?:stolen|taken)",
+        rf"\bstolen from {_MINE} (?:account|card)",
+        r"\bi(?:'ve| have|'m| am)? ?(?:been|was|got|being|think i(?:'ve| have) been) (?:scammed|defrauded|"
+        r"conned|phished|robbed)",
+    ),
+    "account compromise": (
+        rf"\b{_SOMEONE} (?:has |have |just |is |are )?(?:hacked|hacked into|broke into|broken into|got into|"
+        rf"accessed|logged into|logged in to|has access to|took over|taken over) {_MINE} (?:online banking |"
+        r"bank |banking )?(?:account|app|online banking|profile|email|password|login)",
+        rf"\b{_NOT_IF}{_MINE} (?:online banking |bank |banking )?(?:account|app|online banking|profile|email|"
+        r"password|login|card details|details|pin)s? (?:has been|have been|was|were|got|'s been|is being) "
+        r"(?:hacked|compromised|breached|stolen|leaked|taken over|accessed)",
+        r"\bi(?:'ve| have)? (?:been|got|was) hacked\b",
+    ),
+    "stolen card": (
+        rf"\b{_NOT_IF}{_MINE} (?:debit |credit |bank )?(?:card|cards|wallet|purse|bag|phone|cheque ?book|"
+        r"checkbook) (?:has been|have been|was|were|got|'s been|has just been) stolen",
+        r"\bi(?:'ve| have)? (?:had|got|just had) my (?:debit |credit |bank )?(?:card|wallet|purse|bag|phone) "
+        r"stolen",
+    ),
+}
 
 
 class PolicySettings(BaseModel):
@@ -60,6 +112,27 @@ class PolicySettings(BaseModel):
     negative_sentiment: float = Field(
         0.8, ge=0, le=1, description="Hand off when the message's negative-sentiment score reaches this."
     )
+    urgent_topics: dict[str, tuple[str, ...]] = Field(
+        default_factory=lambda: dict(URGENT_TOPICS),
+        description="Hand off at once, with the reason 'urgent: <topic>', a message in which one of a "
+        "topic's patterns (case-insensitive regular expressions) is found; the default: first-person "
+        "reports of possible fraud, account compromise and a stolen card. {} turns the rule off.",
+    )
+
+    @field_validator("urgent_topics")
+    @classmethod
+    def _patterns_compile(cls, topics: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+        for topic, patterns in topics.items():
+            if not topic.strip():
+                raise ValueError("expected a topic name (the hand-off reason) that is not empty")
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as error:
+                    raise ValueError(
+                        f"topic {topic!r}: {pattern!r} is no regular expression ({error})"
+                    ) from None
+        return topics
 
 
 class CustomerServiceSettings(ServiceSettings):
