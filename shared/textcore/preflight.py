@@ -126,8 +126,12 @@ def _stale_asides(output: Path) -> list[Path]:
     """The folders set aside for `output` (`.NAME.earlier-PID`) by processes no longer running, oldest
     first."""
     prefix = ASIDE_PREFIX.format(output.name)
+    try:
+        entries = list(output.parent.iterdir())
+    except OSError:  # a parent folder this user may enter but not list: nothing to settle that can be seen
+        return []
     found = []
-    for entry in output.parent.iterdir():
+    for entry in entries:
         pid = entry.name.removeprefix(prefix)
         if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not _is_running(int(pid)):
             found.append(entry)
