@@ -1103,3 +1103,25 @@ def test_each_source_carries_the_relevance_the_policy_judged_it_by(client: TestC
     described = client.get("/openapi.json").json()["components"]["schemas"]["SourceOut"]["properties"]
     assert "cosine similarity" in described["relevance"]["description"]
     assert "rank-fusion" in described["score"]["description"]
+
+
+def test_a_citation_carries_its_documents_source(client: TestClient) -> None:
+    # sources[] named a passage's id, title and snippet, but not the page it came from: a front end could not
+    # link a citation to it. A document's source (its URL) now comes with each citation, in a stream's meta
+    # and in the stored turn too; an FAQ has none.
+    text = (EXAMPLES / "documents" / "travel-and-cards.md").read_text()
+    url = "https://bank.example/help/travel-and-cards"
+    guide = {"title": "Using your card abroad", "text": text, "format": "markdown", "source": url}
+    assert client.put("/v1/knowledge/documents/travel-and-cards.md", json=guide).status_code == 200
+    reply = chat(client, "If my card is stolen in Spain, what now?")
+    linked = {s["id"]: s["source"] for s in reply["sources"]}
+    assert linked["travel-and-cards.md#2"] == url and linked["lock-card"] is None, reply
+    stored = client.get(f"/v1/sessions/{reply['session_id']}").json()["turns"][0]["sources"]
+    assert {s["id"]: s["source"] for s in stored} == linked
+    with client.stream(
+        "POST", "/v1/chat/stream", json={"message": "If my card is stolen in Spain, what now?"}
+    ) as response:
+        meta = json.loads(next(line for line in response.iter_lines() if line.startswith("data: "))[6:])
+    assert {s["id"]: s["source"] for s in meta["sources"]} == linked
+    described = client.get("/openapi.json").json()["components"]["schemas"]["SourceOut"]["properties"]
+    assert "URL" in described["source"]["description"]

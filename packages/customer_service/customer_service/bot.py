@@ -84,6 +84,9 @@ class Source:
     snippet: str
     score: float  # the retrieval's: rank fusion (RRF), or the re-ranker's probability
     relevance: float | None = None  # the policy's figure (`Bot._relevance`); None in turns stored before it
+    # where the passage comes from, as the knowledge base shows it (a document's URL or file name), for a
+    # front end to link the citation to; None for an FAQ, a document given without one, or older turns
+    source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -100,6 +103,9 @@ class Plan:
     context: dict[str, str]
     started: float = field(default_factory=time.perf_counter)
     idempotency_key: str | None = None  # the client's, stored with the turn
+    links: dict[str, str] = field(
+        default_factory=dict
+    )  # the passages' sources, by id (`KnowledgeBase.sources_of`)
 
 
 @dataclass(frozen=True)
@@ -210,7 +216,9 @@ class Bot:
         Raises:
             PayloadTooLarge: If the message is longer than `max_message_chars` (nothing is stored).
         """
-        return replace(self._plan(session_id, message, context), idempotency_key=idempotency_key)
+        planned = self._plan(session_id, message, context)
+        links = self.retriever.kb.sources_of([p.id for p in planned.passages])
+        return replace(planned, idempotency_key=idempotency_key, links=links)
 
     def _plan(self, session_id: str | None, message: str, context: dict[str, str]) -> Plan:
         started = time.perf_counter()
@@ -543,11 +551,11 @@ def _shown_sources(plan: Plan, limit: int) -> list[Source]:
     if action in ("fallback", "handoff"):
         return []
     if action == "clarify":
-        return _sources(plan.passages[:2], 2)
-    return _sources(plan.passages, limit)
+        return _sources(plan.passages[:2], 2, plan.links)
+    return _sources(plan.passages, limit, plan.links)
 
 
-def _sources(passages: list[Passage], limit: int) -> list[Source]:
+def _sources(passages: list[Passage], limit: int, links: dict[str, str]) -> list[Source]:
     return [
         Source(
             id=p.id,
@@ -555,6 +563,7 @@ def _sources(passages: list[Passage], limit: int) -> list[Source]:
             snippet=_snippet(p.text),
             score=round(float(p.score), 4),
             relevance=None if p.relevance is None else round(float(p.relevance), 4),
+            source=links.get(p.id),
         )
         for p in passages[:limit]
     ]

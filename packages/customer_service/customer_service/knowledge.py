@@ -206,6 +206,17 @@ class KnowledgeBase:
             found = session.execute(query.distinct())
             return {str(i): origin or source for i, origin, source in found if i is not None}
 
+    def sources_of(self, ids: Sequence[str]) -> dict[str, str]:
+        """The source (a URL or name, as clients see it) of each of these entries that has one, by id: a
+        document's chunks carry the document's; an FAQ has none."""
+        if not ids:
+            return {}
+        query = select(KnowledgeEntry.id, KnowledgeEntry.source).where(
+            KnowledgeEntry.id.in_(builtins.list(dict.fromkeys(ids))), KnowledgeEntry.source != ""
+        )
+        with self.db.session() as session:
+            return {str(i): str(source) for i, source in session.execute(query)}
+
     def faq_ids_by_question(self, questions: Sequence[str]) -> dict[str, builtins.list[str]]:
         """The ids of the stored FAQs asking each of these questions (exactly as stored), by question."""
         found: dict[str, builtins.list[str]] = {}

@@ -101,6 +101,12 @@ class SourceOut(BaseModel):
         "answers and fallbacks name. Null for an option chosen from a clarifying question asked before "
         "relevance was kept",
     )
+    source: str | None = Field(
+        None,
+        description="Where the passage comes from, as GET /v1/knowledge/{id} shows it: the URL or file name "
+        "given with its document, for linking the citation to its page. Null for an FAQ, a document stored "
+        "without a source, and turns stored before sources were kept",
+    )
 
 
 class ChatOut(BaseModel):
