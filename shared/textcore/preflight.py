@@ -51,7 +51,8 @@ def replacing_output(
             are passed over): none may lie inside `output`, which the run empties.
 
     Raises:
-        InvalidInput: As `prepare_output`, or an input lies inside `output`; before anything is moved.
+        InvalidInput: As `prepare_output`, an input lies inside `output`, or another run is training into
+            it; before anything is moved.
     """
     for given in (item for item in inputs if item):
         path = Path(given)
@@ -61,6 +62,7 @@ def replacing_output(
                 "choose another output folder"
             )
     folder = output.resolve()  # `--output .` or `..` names no folder to set aside beside; a link its target
+    _refuse_a_running_run(folder, output)
     settle_stale_asides(folder, restore=not resume)
     if not _holds_earlier_model(output, resume):
         yield
@@ -122,9 +124,28 @@ def settle_stale_asides(output: Path, restore: bool = True) -> None:
             )
 
 
+def _refuse_a_running_run(folder: Path, output: Path) -> None:
+    """Refuse `output` while another run trains into it (its earlier model set aside by a live process): the
+    two would write one folder, and each set the other's partial run aside as the earlier model."""
+    if os.environ.get("RANK", "0") != "0":  # torchrun's main process has set aside; the ranks follow it
+        return
+    for aside, pid in _asides(folder):
+        if _is_running(pid):
+            raise InvalidInput(
+                f"--output {output}: another run (process {pid}) is training into it, its earlier model set "
+                f"aside as {aside.name}; wait for it to end or choose another folder (remove {aside.name} "
+                "if no such run goes on)"
+            )
+
+
 def _stale_asides(output: Path) -> list[Path]:
-    """The folders set aside for `output` (`.NAME.earlier-PID`) by processes no longer running, oldest
-    first."""
+    """The folders set aside for `output` by processes no longer running, oldest first."""
+    return [aside for aside, pid in _asides(output) if not _is_running(pid)]
+
+
+def _asides(output: Path) -> list[tuple[Path, int]]:
+    """The folders set aside for `output` (`.NAME.earlier-PID`) and the ids of the processes that did it,
+    oldest first."""
     prefix = ASIDE_PREFIX.format(output.name)
     try:
         entries = list(output.parent.iterdir())
@@ -133,9 +154,9 @@ def _stale_asides(output: Path) -> list[Path]:
     found = []
     for entry in entries:
         pid = entry.name.removeprefix(prefix)
-        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir() and not _is_running(int(pid)):
-            found.append(entry)
-    return sorted(found, key=lambda entry: entry.stat().st_mtime)
+        if entry.name.startswith(prefix) and pid.isdigit() and entry.is_dir():
+            found.append((entry, int(pid)))
+    return sorted(found, key=lambda item: item[0].stat().st_mtime)
 
 
 def _is_running(pid: int) -> bool:

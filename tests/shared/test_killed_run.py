@@ -5,13 +5,12 @@ partial run, or removes the aside once the folder holds a complete newer model; 
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from pathlib import Path
 
 from tests.shared.test_checkpoint import EPOCHS, ROWS, interrupted_run
-from tests.shared.test_cli import _train_args, invoke_cli, ok, snapshot, write_csv
+from tests.shared.test_cli import _train_args, assert_clean_failure, invoke_cli, ok, snapshot, write_csv
 
 
 def asides(output: Path) -> list[str]:
@@ -61,9 +60,27 @@ def test_a_stale_aside_beside_a_complete_model_is_removed(tmp_path: Path, tiny_m
     gone = subprocess.Popen(["true"])
     gone.wait()
     stale = output.with_name(f".out.earlier-{gone.pid}")
-    live = output.with_name(f".out.earlier-{os.getppid()}")  # a run still going: left alone
-    for aside in (stale, live):
-        shutil.copytree(output, aside)
+    shutil.copytree(output, stale)
     again = ok(invoke_cli(*_train_args(data, tiny_model_dir, output)))
     assert f"removed {stale.name}: {output} holds a newer model" in again.stderr
-    assert asides(output) == [live.name]
+    assert asides(output) == []
+
+
+def test_a_run_into_a_folder_another_run_trains_into_is_refused(tmp_path: Path, tiny_model_dir: Path) -> None:
+    # Both ran: the second set the first one's partial run aside as "the earlier model" and trained into
+    # the folder the first was writing.
+    data = write_csv(tmp_path / "a.csv", ROWS * 4)
+    output = tmp_path / "out"
+    ok(invoke_cli(*_train_args(data, tiny_model_dir, output)))
+    before = snapshot(output)
+    with subprocess.Popen(["sleep", "60"]) as running:  # stands for the run that set the earlier model aside
+        try:
+            aside = output.with_name(f".out.earlier-{running.pid}")
+            shutil.copytree(output, aside)
+            refused = invoke_cli(*_train_args(data, tiny_model_dir, output))
+        finally:
+            running.kill()
+    assert_clean_failure(
+        refused, f"--output {output}: another run (process {running.pid}) is training into it"
+    )
+    assert snapshot(output) == before and aside.is_dir()
