@@ -280,3 +280,57 @@ def test_a_config_files_unreadable_url_is_named_with_its_entry_and_masked(tmp_pa
     )
     assert f"config file {str(config)!r}: sources[0].url of 'wire' is refused: expected a URL with" in line
     assert "pa55-Risk-Team" not in line and "****" in line
+
+
+def _feeds_config(tmp_path: Path, base_url: str, names: tuple[str, ...]) -> Path:
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        "".join(f'[[sources]]\nname = "{n}"\nurl = "{base_url}/{n}.xml"\nkind = "rss"\n' for n in names)
+    )
+    return config
+
+
+def test_run_once_exits_1_when_every_source_run_failed_even_with_one_held_back(tmp_path: Path) -> None:
+    # A cron job whose sources all failed saw exit 0 once the schedule held one back (backoff, from its
+    # third failure in a row): 'failed' then counted 1 of 2 sources, and the job never reported a failure.
+    site = Site({})  # /wire.xml and /desk.xml answer 404
+    database = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {"FIN_FETCH__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "FIN_FETCH__MIN_HOST_INTERVAL_S": "0",
+           "FIN_REGISTRY": str(tmp_path / "registry")}  # fmt: skip
+    with serve_app(site.app()) as base_url:
+        config = _feeds_config(tmp_path, base_url, ("wire",))
+        runs = [invoke("run-once", "--config", config, "--database-url", database, env=env) for _ in range(3)]
+        assert [(r.exit_code, json.loads(r.stdout.splitlines()[-1])["failed"]) for r in runs] == [(1, 1)] * 3
+        config = _feeds_config(tmp_path, base_url, ("wire", "desk"))
+        result = invoke("run-once", "--config", config, "--database-url", database, env=env)
+        report = json.loads(result.stdout.strip().splitlines()[-1])
+        assert [r["status"] for r in report["reports"]] == ["backoff", "failed"]
+        assert (report["sources"], report["failed"]) == (2, 1)  # the JSON report is as it was
+        assert result.exit_code == 1, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "error: 1 of 1 sources run failed, 1 held back after failing (backoff): every source run failed "
+            "(see the reports)"
+        ]
+        assert (
+            runs[0].stderr.strip()
+            == "error: 1 of 1 sources run failed: every source run failed (see the reports)"
+        )
+
+
+def test_run_once_warns_of_a_failed_source_and_strict_exits_1(tmp_path: Path) -> None:
+    # One of two sources failing: exit 0 with one warning line, as a partial outage; --strict exits 1.
+    site = Site({"/ok.xml": Page(feed_of([]), RSS)})  # a feed with nothing new needs no model
+    database = f"sqlite:///{tmp_path / 'm.db'}"
+    env = {"FIN_FETCH__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "FIN_FETCH__MIN_HOST_INTERVAL_S": "0",
+           "FIN_REGISTRY": str(tmp_path / "registry")}  # fmt: skip
+    with serve_app(site.app()) as base_url:
+        config = _feeds_config(tmp_path, base_url, ("ok", "wire"))
+        result = invoke("run-once", "--config", config, "--database-url", database, env=env)
+        assert result.exit_code == 0, result.stderr
+        assert result.stderr.strip().splitlines() == [
+            "warning: 1 of 2 sources run failed (--strict exits 1 on any)"
+        ]
+        strict = invoke("run-once", "--strict", "--config", config, "--database-url", database, env=env)
+        assert strict.exit_code == 1, strict.stderr
+        assert strict.stderr.strip().splitlines() == ["error: 1 of 2 sources run failed (--strict)"]
+        assert json.loads(strict.stdout.strip().splitlines()[-1])["failed"] == 1

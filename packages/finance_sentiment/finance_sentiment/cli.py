@@ -150,19 +150,52 @@ async def _work(settings: FinanceSentimentSettings, prepared: Prepared) -> None:
 
 
 @app.command("run-once")
-def run_once(config: ConfigOpt = None, database_url: DatabaseOpt = None) -> None:
+def run_once(
+    config: ConfigOpt = None,
+    database_url: DatabaseOpt = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="exit 1 when any source failed (or is held back after failing)")
+    ] = False,
+) -> None:
     """Fetch every enabled source once, judge the rules, deliver webhooks, delete the stories (and the
     finished notifications and resolved alerts) older than FIN_RETENTION_DAYS when it is set, and exit (for
     cron).
 
     The last stdout line is one JSON object: per-source reports and totals (``pruned``: stories deleted;
-    ``notifications_pruned``, ``alerts_pruned``: finished notifications and resolved alerts deleted).
+    ``notifications_pruned``, ``alerts_pruned``: finished notifications and resolved alerts deleted). The exit
+    code is 1 when at least one source ran and every one that ran failed (with --strict: when any source
+    failed or was held back after failing), with one stderr line saying how many; 0 otherwise.
     """
     settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
     summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings, prepared)))
     print(json.dumps(summary))
-    if summary["sources"] and summary["failed"] == summary["sources"]:
-        raise typer.Exit(1)
+    verdict = run_verdict([report["status"] for report in summary["reports"]], strict=strict)
+    if verdict is not None:
+        failing, line = verdict
+        core_cli.say(line)
+        if failing:
+            raise typer.Exit(1)
+
+
+def run_verdict(statuses: list[str], *, strict: bool) -> tuple[bool, str] | None:
+    """Whether a run-once pass of these report statuses fails its cron job, and the stderr line saying why.
+
+    A source held back (``backoff``: failing, not fetched this time) did not run; it counts as a failure
+    only with ``strict``. None when no source failed or was held back.
+    """
+    failed = statuses.count("failed")
+    held = statuses.count("backoff")
+    ran = len(statuses) - held - statuses.count("disabled")
+    if not failed and not held:
+        return None
+    counts = f"{failed} of {ran} sources run failed" + (
+        f", {held} held back after failing (backoff)" if held else ""
+    )
+    if ran and failed == ran:
+        return True, f"error: {counts}: every source run failed (see the reports)"
+    if strict:
+        return True, f"error: {counts} (--strict)"
+    return False, f"warning: {counts} (--strict exits 1 on any)"
 
 
 async def _once(settings: FinanceSentimentSettings, prepared: Prepared) -> dict[str, Any]:
