@@ -193,3 +193,23 @@ def test_the_urgent_topics_are_read_from_the_environment(
         reply = chat(test_client, "my account was frozen by sanctions")
         assert reply["action"] == "handoff"
         assert chat(test_client, "my card was stolen")["action"] != "handoff"
+
+
+def test_a_greeting_before_a_question_is_passed_over(client: TestClient) -> None:
+    # "Hi! 👋 I lost my card" fell back: the greeting's words were searched with the question's and diluted it
+    alone = chat(client, "I lost my card")  # read as the question alone
+    for message in (
+        "Hi! 👋 I lost my card",
+        "hello there, thanks! I lost my card",
+        "Good morning, I lost my card",
+    ):
+        reply = chat(client, message)
+        assert reply["action"] in ("answer", "clarify"), (message, reply)
+        assert [s["id"] for s in reply["sources"]] == [s["id"] for s in alone["sources"]], message
+        turn = client.get(f"/v1/sessions/{reply['session_id']}").json()["turns"][0]
+        assert (turn["message"], turn["query"]) == (message, "I lost my card")
+    # a greeting alone is still greeted, and thanks before a new question is still no follow-up
+    assert chat(client, "hi there 👋")["answer"] == "Hello! What can I help you with?"
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    asked = chat(client, "thanks, and how do I freeze my debit card?", sid)
+    assert asked["sources"][0]["id"] == "lock-card"

@@ -39,6 +39,7 @@ from customer_service.policy import (
     recounted,
     relevant_first,
     says_not_helped,
+    without_opening,
 )
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer
@@ -241,6 +242,9 @@ class Bot:
             decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
         query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
+        rewritten = query != " ".join(message.split())
+        if not rewritten:  # "Hi! 👋 I lost my card": the greeting says nothing of the topic
+            query = " ".join(without_opening(message).split())
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         negativity = self.sentiment.negativity([message])[0]
         intent_template = self._intent_template_renders(intent, message, context)
@@ -272,7 +276,6 @@ class Bot:
         )
         if decision.template_only:  # the passages found are not relevant: neither cited nor templated
             passages = []
-        rewritten = query != " ".join(message.split())
         if decision.action == "clarify" and rewritten:
             decision, passages = self._settle_follow_up(message, decision, passages)
         elif decision.action == "answer" and passages and rewritten and points_back_only(message):

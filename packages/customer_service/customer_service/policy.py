@@ -256,6 +256,27 @@ def greets(message: str) -> bool:
     return acknowledges(message) and not closes(message)
 
 
+# A greeting or a thanks before a question ("Hi! 👋 I lost my card", "hello there, thanks: how do I close my
+# account?") says nothing of its topic, yet its words were searched with the question's and diluted it: the
+# message fell back. They are passed over to read the question (`without_opening`).
+_OPENERS = _GREETING_WORDS | frozenset(["thanks", "thank", "thx", "ty", "cheers"])
+_OPENING_FILLERS = _GREETING_FILLERS | frozenset(["you", "so", "very", "much", "a", "lot"])
+
+
+def without_opening(message: str) -> str:
+    """The message from its first word past a leading greeting or thanks (`_OPENERS`, with `_OPENING_FILLERS`
+    among them: "hi there", "good morning", "thank you so much"), or the message as it is when it opens with
+    none or holds nothing else (a greeting alone is `greets`)."""
+    opened = False
+    for word in re.finditer(r"\w+", message):
+        spelled = _spelled(word.group().casefold())
+        if spelled in _OPENERS:
+            opened = True
+        elif spelled not in _OPENING_FILLERS:
+            return message[word.start() :] if opened else message
+    return message
+
+
 def asks_for_help(message: str) -> bool:
     """Whether the message only asks for help or says yes, naming no topic (`_HELP_WORDS`, `_YES_WORDS`)."""
     _, words = _ack_words(message)
