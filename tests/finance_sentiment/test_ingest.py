@@ -891,3 +891,41 @@ async def test_a_source_deleted_during_its_run_stores_nothing_and_logs_no_traceb
             assert report.error is not None and f"no source {source_id}" in report.error, report.error
             assert documents(monitor) == []
             assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+
+
+LONG_TITLE = "Acme shares plunge " + "after the probe widens " * 9000  # about 207,000 characters
+
+
+@pytest.mark.parametrize("kind", ["rss", "json", "html"])
+async def test_a_huge_headline_is_stored_cut_at_a_word_and_its_copies_still_found(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, kind: SourceKind
+) -> None:
+    # A 200,000-character feed title was stored and served whole (only an alert's evidence clipped it).
+    web = Site(
+        {
+            "/feed.xml": Page(rss([("/news/1", LONG_TITLE, "Investors fled.")]), RSS),
+            "/api": Page(
+                json.dumps([{"title": LONG_TITLE, "text": "Investors fled.", "url": "/news/1"}]).encode()
+            ),
+            "/news/1": Page(
+                article(LONG_TITLE, "Acme lost a third of its value as investors fled the stock.")
+            ),
+        }
+    )
+    path = {"rss": "/feed.xml", "json": "/api", "html": "/news/1"}[kind]
+    more: dict[str, Any] = {"json_fields": {"items": "", "title": "title", "text": "text", "url": "url"}}
+    with serve_app(web.app()) as base:
+        async with open_monitor(settings(tmp_path, sqlite_url, finance_model_dir)) as monitor:
+            source_id = add_source(
+                monitor, "wire", f"{base}{path}", kind=kind, **(more if kind == "json" else {})
+            )
+            report = await monitor.run_source(source_id)
+            assert (report.status, report.stored) == ("ok", 1), report.error
+            (stored,) = documents(monitor)
+            assert len(stored.title) <= 300 and stored.title.endswith("widens…"), stored.title[-40:]
+            assert LONG_TITLE.startswith(stored.title.removesuffix("…"))
+            # the same story under another link is still a duplicate: the hash is of the story as found
+            web.pages["/feed.xml"] = Page(rss([("/mirror/9", LONG_TITLE, "Investors fled.")]), RSS)
+            if kind == "rss":
+                again = await monitor.run_source(source_id)
+                assert (again.stored, again.duplicates) == (0, 1)

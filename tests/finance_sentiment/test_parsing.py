@@ -15,6 +15,7 @@ from finance_sentiment.parsing import (
     JsonFields,
     ParseError,
     RawItem,
+    clip_words,
     extract_links,
     html_to_text,
     parse_article,
@@ -375,3 +376,18 @@ def test_a_plain_text_title_keeps_its_angle_brackets_and_is_decoded_once() -> No
         ("AT&T cuts jobs", "AT&T cuts jobs"),  # markup is still flattened
         ("Apple <AAPL.O> beats estimates", "Apple <AAPL.O> beats estimates"),
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("Acme shares fall", "Acme shares fall"),  # within the bound: as it is
+        ("Acme shares plunge after the probe", "Acme shares plunge…"),  # the last whole word that fits
+        ("Acme shares plunged  again", "Acme shares plunged…"),  # a space right at the cut: every word kept
+        ("A" * 40, "A" * 19 + "…"),  # no word boundary: cut hard
+        ("Acme " + "x" * 40, "Acme " + "x" * 14 + "…"),  # the only boundary too early: cut hard
+    ],
+)
+def test_clip_words_keeps_whole_words_within_the_bound(text: str, expected: str) -> None:
+    clipped = clip_words(text, 20)
+    assert clipped == expected and len(clipped) <= 20

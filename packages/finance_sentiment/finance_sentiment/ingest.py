@@ -31,6 +31,7 @@ from finance_sentiment.parsing import (
     JsonFields,
     RawItem,
     charset_of,
+    clip_words,
     parse_article,
     read_feed,
     read_json,
@@ -54,6 +55,11 @@ log = logging.getLogger(__name__)
 
 # Characters of a story given to the classifier and to the tagger (the model truncates to its own limit).
 CLASSIFY_CHARS = 1_000
+# A story's headline and text are stored and served at most this long (cut at a word boundary, with an
+# ellipsis): a feed's 200,000-character "title" was stored and served whole. The content hash is of the
+# story as found, so a copy of a story stored whole before this is still recognised.
+TITLE_CHARS = 300
+TEXT_CHARS = 100_000
 TAG_CHARS = 5_000
 ERROR_CHARS = 2_000  # of a run's error message kept on the source
 # A source that keeps failing is spared: from its FAILURES_BEFORE_BACKOFF-th failed run in a row on, a
@@ -333,7 +339,7 @@ class Ingestor:
                 )
                 skipped += 1
                 continue
-            story = _Story(item, url, content_hash(item.title, item.text))
+            story = _Story(_bounded(item), url, content_hash(item.title, item.text))
             if story.url not in batch and story.digest not in hashes:
                 batch[story.url] = story
                 hashes.add(story.digest)
@@ -524,9 +530,15 @@ def _within(value: str | None, max_chars: int) -> str | None:
     return value if value is not None and len(value) <= max_chars else None
 
 
+def _bounded(item: RawItem) -> RawItem:
+    """The item with its headline and text cut to `TITLE_CHARS` and `TEXT_CHARS` (`clip_words`)."""
+    title, text = clip_words(item.title, TITLE_CHARS), clip_words(item.text, TEXT_CHARS)
+    return item if (title, text) == (item.title, item.text) else replace(item, title=title, text=text)
+
+
 def _classify_text(item: RawItem) -> str:
     """The headline, plus the body when it says more than the headline."""
-    if not item.text or item.text.startswith(item.title):
+    if not item.text or item.text.startswith(item.title.removesuffix("…")):
         return (item.text or item.title)[:CLASSIFY_CHARS]
     return f"{item.title}. {item.text}"[:CLASSIFY_CHARS]
 

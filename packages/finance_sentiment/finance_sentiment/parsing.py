@@ -457,6 +457,19 @@ def _absolute_web_url(href: str, base: str) -> str | None:
     return url
 
 
+def clip_words(text: str, limit: int) -> str:
+    """`text` when at most `limit` characters, else its start cut at a word boundary (a hard cut when the
+    first half holds none) with an ellipsis, `limit` characters at most in all."""
+    if len(text) <= limit:
+        return text
+    head = text[: limit - 1]
+    if not text[limit - 1].isspace():
+        boundary = max(head.rfind(" "), head.rfind("\n"))
+        if boundary >= limit // 2:
+            head = head[:boundary]
+    return head.rstrip() + "…"
+
+
 def _clip(text: str, limit: int = 120) -> str:
     """A headline stand-in: the start of `text`, cut at a word boundary."""
     if len(text) <= limit:
