@@ -9,6 +9,7 @@ from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
 from customer_service.policy import (
     COMPLAINED,
+    asks_about_bot,
     asks_for_person,
     decide,
     relevant_first,
@@ -338,3 +339,14 @@ def test_phrase_sentiment_leaves_topics_alone(message: str) -> None:
 )  # fmt: skip
 def test_a_reply_saying_the_answer_did_not_help_is_told_apart(message: str, not_helped: bool) -> None:
     assert says_not_helped(message) is not_helped
+
+
+@pytest.mark.parametrize(
+    ("message", "asks"),
+    [("are you a bot?", True), ("Am I talking to a human?", True), ("is anyone there??", True),
+     ("hi, are you a real person?", True), ("is this automated?", True), ("who am I talking to?", True),
+     ("are you open on Sundays?", False), ("are you a bank?", False),
+     ("is there anyone who can help with my mortgage?", False), ("is this account free?", False)],
+)  # fmt: skip
+def test_a_question_whether_the_bot_is_a_person_is_told_apart(message: str, asks: bool) -> None:
+    assert asks_about_bot(message) is asks

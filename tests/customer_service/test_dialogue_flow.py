@@ -10,6 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 
 from customer_service import create_app
+from customer_service.bot import IDENTITY, WAITING, WAITING_GOODBYE
+from customer_service.policy import ABOUT_BOT
 from tests.customer_service.test_app import chat, cs_settings
 
 
@@ -213,3 +215,42 @@ def test_a_greeting_before_a_question_is_passed_over(client: TestClient) -> None
     sid = chat(client, "How do I reset my online banking password?")["session_id"]
     asked = chat(client, "thanks, and how do I freeze my debit card?", sid)
     assert asked["sources"][0]["id"] == "lock-card"
+
+
+def test_a_customer_asking_whether_the_bot_is_a_person_is_told_and_offered_one(client: TestClient) -> None:
+    # "are you a bot?" fell back ("I'm not sure I understood that"), and a second such question handed the
+    # customer to a person as a failed one
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    for message in (
+        "are you a bot?",
+        "am I talking to a human?",
+        "is anyone there?",
+        "hi, who am I talking to?",
+    ):
+        reply = chat(client, message, sid)
+        assert (reply["action"], reply["answer"], reply["sources"], reply["state"]) == (
+            "answer", IDENTITY, [], "open",
+        ), message  # fmt: skip
+    session = client.get(f"/v1/sessions/{sid}").json()
+    assert session["fallback_streak"] == 0 and {t["reason"] for t in session["turns"][1:]} == {ABOUT_BOT}
+    # such a question names no topic a follow-up continues, and a question about the bank is read as one
+    chat(client, "and what if I forgot my username too?", sid)
+    assert "password" in client.get(f"/v1/sessions/{sid}").json()["turns"][-1]["query"]
+    assert chat(client, "are you open on sundays?")["answer"] != IDENTITY
+
+
+def test_a_goodbye_while_waiting_for_an_agent_is_answered_as_one(client: TestClient) -> None:
+    # "bye" sent while waiting for a person was answered "a person will be with you shortly"
+    sid = chat(client, "I want to talk to a person")["session_id"]
+    other = chat(client, "my card number ends in 1234", sid)
+    assert (other["action"], other["answer"], other["state"]) == ("handoff", WAITING, "waiting_for_agent")
+    for message in ("bye", "ok thanks, bye 👋"):
+        reply = chat(client, message, sid)
+        assert (reply["action"], reply["answer"], reply["state"]) == (
+            "handoff", WAITING_GOODBYE, "waiting_for_agent",
+        ), message  # fmt: skip
+    streamed = client.post("/v1/chat/stream", json={"session_id": sid, "message": "goodbye"}).text
+    assert "our team: a person will reply here if you come back" in streamed
+    # the agent still sees every message
+    messages = [t["message"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
+    assert messages[-3:] == ["bye", "ok thanks, bye 👋", "goodbye"]

@@ -34,6 +34,7 @@ from customer_service.policy import (
     NOT_HELPED,
     Decision,
     by_its_words,
+    closes,
     decide,
     failed,
     recounted,
@@ -59,8 +60,20 @@ ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"
 PROMPT = "What can I help you with?"
 GREETING = "Hello! What can I help you with?"
 CLOSING = "Alright! If anything else comes up, just write here."
+IDENTITY = (
+    "I'm the bank's automated assistant, not a person. I can answer questions about your accounts, cards and "
+    'banking; if you\'d rather talk to a member of our team, just say "talk to a person".'
+)
+# a goodbye while waiting for an agent: "a person will be with you shortly" read as if the bot had not heard
+WAITING_GOODBYE = "Goodbye! Your conversation stays with our team: a person will reply here if you come back."
 # by `Decision.own_reply`
-OWN_REPLIES = {"acknowledgement": ACKNOWLEDGEMENT, "closing": CLOSING, "greeting": GREETING, "prompt": PROMPT}
+OWN_REPLIES = {
+    "acknowledgement": ACKNOWLEDGEMENT,
+    "closing": CLOSING,
+    "greeting": GREETING,
+    "prompt": PROMPT,
+    "identity": IDENTITY,
+}
 SNIPPET_CHARS = 240
 # how a turn whose stream ended before its reply did is marked in its reason
 CUT_SHORT = "the stream ended before the reply did: the answer holds what was sent"
@@ -539,8 +552,9 @@ def _fixed(plan: Plan) -> Answer:
     if plan.decision.own_reply is not None:
         return Answer(text=OWN_REPLIES[plan.decision.own_reply], mode="fixed", cited=[])
     if action == "handoff":
-        waiting = plan.session.state == "waiting_for_agent"
-        return Answer(text=WAITING if waiting else HANDOFF, mode="fixed", cited=[])
+        if plan.session.state != "waiting_for_agent":
+            return Answer(text=HANDOFF, mode="fixed", cited=[])
+        return Answer(text=WAITING_GOODBYE if closes(plan.message) else WAITING, mode="fixed", cited=[])
     if action == "clarify":
         first, second = plan.passages[0], plan.passages[1]
         text = f"Did you mean {_quoted(first)} [1] or {_quoted(second)} [2]?"

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from customer_service.policy import acknowledges, asks_for_help, greets, says_nothing
+from customer_service.policy import acknowledges, asks_about_bot, asks_for_help, greets, says_nothing
 
 if TYPE_CHECKING:
     from customer_service.conversations import TurnRecord
@@ -76,7 +76,8 @@ def own_words(message: str) -> str:
 def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
     """The queries of the turns a follow-up can lean on, oldest first: those the bot answered or asked to
     clarify, less a message that only thanked or agreed ("thanks", "ok"), greeted ("hi"), asked for help
-    ("can you help me?") or held no letter or digit ("?"), which names no topic. A fallback (or a hand-off)
+    ("can you help me?"), asked whether the bot is a person ("are you a bot?") or held no letter or digit
+    ("?"), which names no topic. A fallback (or a hand-off)
     found no topic in its message either."""
     return [
         t.query
@@ -86,6 +87,7 @@ def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
             acknowledges(t.message)
             or greets(t.message)
             or asks_for_help(t.message)
+            or asks_about_bot(t.message)
             or says_nothing(t.message)
         )
     ]

@@ -127,7 +127,7 @@ PROMPTED = "no letter or digit: nothing to read, asked what the customer needs"
 REPEATED_FALLBACK = "fallbacks in a row"
 
 
-OwnReply = Literal["acknowledgement", "closing", "greeting", "prompt"]
+OwnReply = Literal["acknowledgement", "closing", "greeting", "prompt", "identity"]
 # how a turn moves the session's fallback streak: to 0, not at all, or one more (a question the bot failed)
 StreakStep = Literal["reset", "keep", "count"]
 
@@ -277,6 +277,38 @@ def without_opening(message: str) -> str:
     return message
 
 
+# A question whether the customer is talking to a person or a bot, or whether anyone is there: "are you a
+# bot?", "am I talking to a human?", "is this automated?", "is anyone there?", "who am I talking to?". It fell
+# back ("I'm not sure I understood that"), and a second one handed the customer to a person: the bot says it
+# is an automated assistant and how to reach a person (`asks_about_bot`). A request for a person ("can I talk
+# to a human?") goes to one as before.
+_AGENT = (
+    r"(?:a |an |the |some )?(?:real |live |actual )?(?:bot|robot|machine|ai|a\.i\.|human|human being|person|"
+    r"computer|chat ?bot|automated|automatic|real|program|virtual assistant|assistant)"
+)
+_ABOUT_BOT = re.compile(
+    r"\W*(?:(?:so|wait|hmm|ok|okay|sorry|just wondering|quick question)\W+)*(?:"
+    rf"(?:are|r) (?:you|u) (?:really |actually |even )?{_AGENT}|"
+    rf"am i (?:talking|speaking|chatting|writing) (?:to|with) (?:a |an )?{_AGENT}|"
+    rf"is (?:this|that|it) (?:really |actually )?{_AGENT}"
+    r"(?: (?:chat|service|response|reply|message|answer))?|"
+    r"(?:is )?(?:there )?(?:any|some)(?: ?one| ?body) "
+    r"(?:there|here|around|listening|real|human|available|online)|"
+    r"(?:are you|r u|you) (?:there|still there|real|a real one|listening|human)|"
+    r"who (?:am i|are you|is this|am i talking to|am i speaking to|am i chatting with|"
+    r"is (?:this|that) talking)(?: (?:talking|speaking|chatting) (?:to|with))?"
+    r")\W*(?:(?:or|or a|or an) \w+(?: \w+)?\W*)?",
+    re.IGNORECASE,
+)
+ABOUT_BOT = "asked whether the bot is a person: told it is an automated assistant and how to reach a person"
+
+
+def asks_about_bot(message: str) -> bool:
+    """Whether the message only asks if the customer is talking to a bot or a person, or if anyone is there
+    (`_ABOUT_BOT`), after a greeting or not ("hi, are you a bot?")."""
+    return _ABOUT_BOT.fullmatch(" ".join(without_opening(message).split())) is not None
+
+
 def asks_for_help(message: str) -> bool:
     """Whether the message only asks for help or says yes, naming no topic (`_HELP_WORDS`, `_YES_WORDS`)."""
     _, words = _ack_words(message)
@@ -357,6 +389,14 @@ def by_its_words(
         return _in_kind(GREETED, "greeting", fallback_streak, intent_template)
     if (acknowledged := _acknowledgement(message, fallback_streak, intent_template)) is not None:
         return acknowledged
+    return _prompted(message, fallback_streak, intent_template)
+
+
+def _prompted(message: str, fallback_streak: int, intent_template: bool) -> Decision | None:
+    """The bot's own reply to a question whether it is a person, a request for help naming no topic or a
+    message without a letter or digit, or None."""
+    if asks_about_bot(message):  # no intent's template: it would answer as if another question were asked
+        return _in_kind(ABOUT_BOT, "identity", fallback_streak, intent_template=False)
     if asks_for_help(message):
         return _in_kind(ASKED_FOR_HELP, "prompt", fallback_streak, intent_template)
     if says_nothing(message):  # no intent's template either: there are no words it could have read
