@@ -487,6 +487,25 @@ def label_conflicts(data: LabelledTexts, multi_label: bool = False) -> list[tupl
     return conflicts
 
 
+def look_alike_labels(labels: Collection[str]) -> list[list[str]]:
+    """Groups of distinct labels that differ only in case or surrounding spaces (`Positive`, `positive`), or
+    name one number (`1`, `1.0`, as a float column of a spreadsheet writes it): each is trained as a class of
+    its own, which is seldom what a file meant. Each group sorted; groups in the order of their first label.
+    """
+    groups: dict[object, list[str]] = {}
+    for label in sorted(set(labels)):
+        key: object = " ".join(label.casefold().split())
+        try:
+            number = float(label)
+        except ValueError:
+            pass
+        else:
+            if math.isfinite(number):
+                key = number
+        groups.setdefault(key, []).append(label)
+    return [group for group in groups.values() if len(group) > 1]
+
+
 def texts_in_common(train: LabelledTexts, validation: LabelledTexts) -> int:
     """How many validation rows have a text (`text_key`) that is also a training text."""
     seen = {text_key(text) for text in train.texts}

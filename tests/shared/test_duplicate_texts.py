@@ -17,6 +17,7 @@ from tests.shared.test_training import tiny_config
 from textcore.data import (
     LabelledTexts,
     label_conflicts,
+    look_alike_labels,
     read_labelled,
     stratified_folds,
     stratified_split,
@@ -213,6 +214,33 @@ def test_cli_training_counts_and_warns_of_texts_with_more_than_one_label(
     assert metadata["data"]["train"]["rows"] == 21  # every row trained on, as given
     assert metadata["data"]["train"]["conflicting_texts"] == 2
     assert metadata["data"]["validation"]["conflicting_texts"] == 0
+
+
+def test_labels_that_differ_only_in_case_spacing_or_number_form_are_found() -> None:
+    labels = ["Positive", "positive", " positive ", "neg", "1", "1.0", "01", "2", "nan", "NaN", "inf"]
+    assert look_alike_labels(labels) == [
+        [" positive ", "Positive", "positive"],
+        ["01", "1", "1.0"],
+        ["NaN", "nan"],
+    ]
+    assert look_alike_labels(["negative", "neutral", "positive"]) == []
+
+
+def test_cli_training_warns_of_labels_that_are_one_class_written_two_ways(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    # "Pos" and "pos" were two classes without a word: the model split one class's rows between them
+    rows = [(f"good service {i}", "pos") for i in range(6)] + [(f"fine staff {i}", "Pos") for i in range(3)]
+    rows += [(f"bad service {i}", "neg") for i in range(6)]
+    output = tmp_path / "out"
+    result = ok(run_cli(*_train_args(write_csv(tmp_path / "train.csv", rows), tiny_model_dir, output)))
+    warnings = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert warnings == [
+        "warning: labels that differ only in case, spacing or number form are trained as separate classes: "
+        "'Pos', 'pos'; write each class one way in the data if they are one"
+    ]
+    labels = json.loads((output / "labels.json").read_text(encoding="utf-8"))
+    assert sorted(labels if isinstance(labels, list) else labels["labels"]) == ["Pos", "neg", "pos"]
 
 
 def test_given_validation_rows_seen_in_training_are_counted_and_warned_about(

@@ -16,6 +16,7 @@ from textcore.artifacts import RUN_DIR
 from textcore.data import (
     LabelledTexts,
     label_conflicts,
+    look_alike_labels,
     require_classes,
     require_label_sets,
     split_labels,
@@ -119,6 +120,7 @@ def train_classifier(
         raise InvalidInput(f"training data: expected at least two distinct labels; found only {labels!r}")
     train_data, val_data = _validation_for(data, validation, config, labels)
     warn_of_label_conflicts(data, config.multi_label)
+    warn_of_look_alike_labels(labels)
     run_dir = output / RUN_DIR
     task = _classification_task(train_data, val_data, labels, config, head_init)
     final = task
@@ -237,6 +239,21 @@ def warn_of_shared_texts(train_data: LabelledTexts, validation: LabelledTexts) -
         )
 
 
+def warn_of_look_alike_labels(labels: list[str]) -> None:
+    """Log one warning naming the labels that differ only in case, spacing or number form
+    (`look_alike_labels`): each is a class of its own; training goes on."""
+    groups = look_alike_labels(labels)
+    if groups:
+        named = "; ".join(", ".join(repr(label) for label in group) for group in groups[:3])
+        more = f" and {len(groups) - 3} more groups" if len(groups) > 3 else ""
+        log.warning(
+            "labels that differ only in case, spacing or number form are trained as separate classes: %s%s; "
+            "write each class one way in the data if they are one",
+            named,
+            more,
+        )
+
+
 def warn_of_label_conflicts(data: LabelledTexts, multi_label: bool) -> None:
     """Log one warning when texts of the training data (case and spacing aside) carry more than one label
     (multi-label: more than one set of labels), naming the first; training goes on with every row as given."""
@@ -329,6 +346,7 @@ def train_few_shot(
     if validation is not None:
         warn_of_shared_texts(train_data, val_data)
     warn_of_label_conflicts(data, multi_label=False)
+    warn_of_look_alike_labels(labels)
     seed_everything(config.seed)
     task = SetFitTask(load_backbone(config.base_model), train_data, val_data, labels, config)
     run_dir = output / RUN_DIR
