@@ -334,3 +334,20 @@ def test_run_once_warns_of_a_failed_source_and_strict_exits_1(tmp_path: Path) ->
         assert strict.exit_code == 1, strict.stderr
         assert strict.stderr.strip().splitlines() == ["error: 1 of 2 sources run failed (--strict)"]
         assert json.loads(strict.stdout.strip().splitlines()[-1])["failed"] == 1
+
+
+def test_a_config_files_resolve_fraction_below_one_percent_is_one_error_line(tmp_path: Path) -> None:
+    # 1e-300 was provisioned: the rule's alerts in effect never resolved.
+    config = tmp_path / "monitor.toml"
+    config.write_text(
+        '[[alert_rules]]\nname = "banks"\nwebhook_url = "http://127.0.0.1:9/hook"\n'
+        "resolve_fraction = 1e-300\n"
+    )
+    line = one_error_line(
+        invoke("run-once", "--config", config, "--database-url", f"sqlite:///{tmp_path / 'm.db'}")
+    )
+    assert line == (
+        f"error: config file {str(config)!r}: alert_rules[0].resolve_fraction: "
+        "Input should be greater than or equal to 0.01"
+    )
+    assert not (tmp_path / "m.db").exists()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
 from finance_sentiment import create_app
+from finance_sentiment.database import Database
+from finance_sentiment.tables import AlertRule
 from tests.finance_sentiment.test_app import PROBLEM, rule, settings_for
 
 SOURCE = {"name": "wire", "url": "http://127.0.0.1:9/feed.xml", "kind": "rss"}
@@ -77,3 +81,51 @@ def test_a_rules_threshold_that_is_not_a_finite_number_is_refused_as_such(
             (error,) = response.json()["errors"]
             assert (error["loc"], error["msg"]) == (["body", field], "Input should be a finite number")
         assert client.get("/v1/alert-rules").json() == []
+
+
+def test_a_resolve_fraction_below_one_percent_is_refused_naming_the_field(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # 1e-300 was taken: a firing alert of the rule then resolved only once its window fell to nothing.
+    body = rule("http://127.0.0.1:9/hook")
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        for value in (1e-300, 0.009):
+            response = client.post("/v1/alert-rules", json=body | {"resolve_fraction": value})
+            assert response.status_code == 422, (value, response.text)
+            (error,) = response.json()["errors"]
+            assert error["loc"] == ["body", "resolve_fraction"]
+            assert error["msg"] == "Input should be greater than or equal to 0.01"
+        created = client.post("/v1/alert-rules", json=body | {"resolve_fraction": 0.01})
+        assert created.status_code == 201, created.text
+        patched = client.patch(f"/v1/alert-rules/{created.json()['id']}", json={"resolve_fraction": 1e-9})
+        assert patched.status_code == 422 and "resolve_fraction" in patched.text
+
+
+def test_a_rule_stored_with_a_tiny_resolve_fraction_still_works_and_is_warned_of(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A rule stored before the bound keeps its value and its alerts; the start logs it, its listing says so,
+    # and a patch that leaves resolve_fraction alone (disabling it, say) is not refused for it.
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url)
+    with TestClient(create_app(settings)) as client:
+        rule_id = client.post("/v1/alert-rules", json=rule("http://127.0.0.1:9/hook")).json()["id"]
+    with Database(sqlite_url).session() as session:
+        session.execute(update(AlertRule).values(resolve_fraction=1e-300))
+    with (
+        caplog.at_level(logging.WARNING, logger="finance_sentiment"),
+        TestClient(create_app(settings)) as client,
+    ):
+        logged = [r.getMessage() for r in caplog.records if "resolve_fraction" in r.getMessage()]
+        assert logged == [
+            "alert rule 'company-spike': resolve_fraction: 1e-300 is below 0.01, so a firing alert of this "
+            "rule resolves only when its window falls to almost nothing; set it to 0.01 or more "
+            "(0.5 by default)"
+        ]
+        listed = client.get(f"/v1/alert-rules/{rule_id}").json()
+        assert listed["resolve_fraction"] == 1e-300
+        assert [w for w in listed["warnings"] if w.startswith("resolve_fraction: 1e-300 is below 0.01")]
+        patched = client.patch(f"/v1/alert-rules/{rule_id}", json={"enabled": False})
+        assert patched.status_code == 200, patched.text
+        assert (patched.json()["enabled"], patched.json()["resolve_fraction"]) == (False, 1e-300)
+        fixed = client.patch(f"/v1/alert-rules/{rule_id}", json={"resolve_fraction": 0.5}).json()
+        assert (fixed["resolve_fraction"], fixed["warnings"]) == (0.5, [])

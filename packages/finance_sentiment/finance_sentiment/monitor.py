@@ -240,11 +240,14 @@ def _tagger(settings: FinanceSentimentSettings, config: MonitorConfig | None) ->
     return Tagger(topics, [entity.spec() for entity in config.entities], embed)
 
 
-def _warn_unjudged_windows(db: Database, interval_s: int) -> None:
+def _warn_stored_rules(db: Database, interval_s: int) -> None:
     """Log the stored enabled rules whose window is shorter than the evaluation interval (stored before
-    ``FIN_ALERT_INTERVAL_S`` was raised): stories between two evaluations escape them until they change."""
+    ``FIN_ALERT_INTERVAL_S`` was raised): stories between two evaluations escape them until they change;
+    and the rules whose ``resolve_fraction`` is below its bound (stored before it was kept)."""
     with db.session() as session:
         for rule in rules.list_rules(session):
+            if (fraction := rules.fraction_warning(rule)) is not None:
+                log.warning("alert rule %r: %s", rule.name, fraction)
             if rule.enabled and rule.window_seconds < interval_s:
                 log.warning(
                     "alert rule %r: its window of %d s is shorter than the evaluation interval "
@@ -308,7 +311,7 @@ async def open_monitor(
     if config is not None and settings.config_file is not None:
         with db.session() as session:
             apply_config(session, config, settings.config_file)
-    await asyncio.to_thread(_warn_unjudged_windows, db, settings.alert_interval_s)
+    await asyncio.to_thread(_warn_stored_rules, db, settings.alert_interval_s)
     # A run makes one request at a time: with a connection for every run and every webhook post, nothing
     # waits for a pooled connection (a wait over the pool timeout fails the request).
     pool = settings.max_concurrent_runs + CONCURRENT_POSTS

@@ -25,7 +25,14 @@ from finance_sentiment.alerting import Transition, resolve_firing
 from finance_sentiment.credentials import redact, unmasked
 from finance_sentiment.delivery import pending
 from finance_sentiment.documents import decode_cursor, encode_cursor
-from finance_sentiment.schemas import AlertOut, AlertRuleIn, AlertRuleOut, AlertRulePatch, describe_errors
+from finance_sentiment.schemas import (
+    MIN_RESOLVE_FRACTION,
+    AlertOut,
+    AlertRuleIn,
+    AlertRuleOut,
+    AlertRulePatch,
+    describe_errors,
+)
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from finance_sentiment.vocabulary import NameIndex
 from textcore.errors import Conflict, InvalidInput, NotFound
@@ -139,12 +146,19 @@ def update_rule(
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("webhook_url") is not None:  # the URL as listed, credentials masked, keeps them
         changes["webhook_url"] = unmasked(changes["webhook_url"], rule.webhook_url)
+    # A resolve_fraction stored before its lower bound stays until a patch sends one (`fraction_warning`).
+    stored_fraction = rule.resolve_fraction
+    kept = "resolve_fraction" not in changes and stored_fraction < MIN_RESOLVE_FRACTION
+    if kept:
+        values["resolve_fraction"] = MIN_RESOLVE_FRACTION
     try:
         data = AlertRuleIn.model_validate(values | changes)
     except ValidationError as exc:
         raise InvalidInput(
             f"cannot apply the change to alert rule {rule.id} ({rule.name!r}): {describe_errors(exc, 'rule')}"
         ) from None
+    if kept:
+        data = data.model_copy(update={"resolve_fraction": stored_fraction})
     require_judged_window(data, min_window_s)
     if data.name != rule.name:
         _require_free_name(session, data.name)
@@ -252,7 +266,22 @@ def rule_out(rule: AlertRule, names: NameIndex) -> AlertRuleOut:
     stored before names were resolved, that stories are tagged under another name)."""
     checked = [names.check(rule.group_by, name, f"match[{i}]") for i, name in enumerate(rule.match)]
     warnings = [line for line in checked if line] if rule.group_by != "all" else []
+    if (fraction := fraction_warning(rule)) is not None:
+        warnings.append(fraction)
     return AlertRuleOut.model_validate(rule).model_copy(update={"warnings": warnings})
+
+
+def fraction_warning(rule: AlertRule) -> str | None:
+    """The warning for a rule stored with a `resolve_fraction` below `MIN_RESOLVE_FRACTION` (before that
+    bound was kept): still judged as stored, but its alerts resolve only once the window falls almost to
+    nothing. None for any other rule."""
+    if rule.resolve_fraction >= MIN_RESOLVE_FRACTION:
+        return None
+    return (
+        f"resolve_fraction: {rule.resolve_fraction!r} is below {MIN_RESOLVE_FRACTION}, so a firing alert of "
+        f"this rule resolves only when its window falls to almost nothing; set it to {MIN_RESOLVE_FRACTION} "
+        "or more (0.5 by default)"
+    )
 
 
 def list_alerts(

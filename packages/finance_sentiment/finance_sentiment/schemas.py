@@ -280,10 +280,10 @@ RULE_DOCS = {
         " fire; null leaves the mean score out."
     ),
     "resolve_fraction": (
-        "Hysteresis (0 < f <= 1): a firing alert resolves only when its window falls below this fraction of"
-        " min_count, of min_negative_share, of z_threshold or of min_sentiment_drop, so a volume or a share"
-        " hovering at a threshold does not resolve the alert and fire it again; 1 resolves as soon as one"
-        " threshold is missed."
+        "Hysteresis (0.01 <= f <= 1): a firing alert resolves only when its window falls below this"
+        " fraction of min_count, of min_negative_share, of z_threshold or of min_sentiment_drop, so a volume"
+        " or a share hovering at a threshold does not resolve the alert and fire it again; 1 resolves as"
+        " soon as one threshold is missed."
     ),
     "method": "Baseline: ewma (exponentially weighted mean and variance) or robust_z (median and MAD).",
     "repeat_interval_seconds": "Notify again about a still-firing alert after this many seconds.",
@@ -306,7 +306,9 @@ MinCount = Annotated[int, Field(ge=1, le=1_000_000, strict=True)]
 Share = Annotated[float, Field(ge=0.0, le=1.0, strict=True, allow_inf_nan=False)]
 ZThreshold = Annotated[float, Field(gt=0.0, le=100.0, strict=True, allow_inf_nan=False)]
 SentimentDrop = Annotated[float, Field(ge=0.0, le=2.0, strict=True, allow_inf_nan=False)]
-ResolveFraction = Annotated[float, Field(gt=0.0, le=1.0, strict=True, allow_inf_nan=False)]
+# A hysteresis near 0 (1e-300 was taken) means an alert that in effect never resolves: at least 1 %.
+MIN_RESOLVE_FRACTION = 0.01
+ResolveFraction = Annotated[float, Field(ge=MIN_RESOLVE_FRACTION, le=1.0, strict=True, allow_inf_nan=False)]
 NULLABLE_RULE_FIELDS = ("secret", "min_sentiment_drop")  # a patch may clear these with null
 RepeatSeconds = Annotated[int, Field(ge=1, le=30 * 24 * 3600, strict=True)]
 Secret = Annotated[str, StringConstraints(min_length=1, max_length=500), Printable]
@@ -414,7 +416,8 @@ class AlertRuleOut(BaseModel):
         default_factory=list,
         description="One line per name of match that no story is tagged with now (no configured entity, "
         "alias, ticker or topic, no source's tag, no cashtag), with the close known names; such a name is "
-        "kept, as a source or a cashtag may bring it later.",
+        "kept, as a source or a cashtag may bring it later. A rule stored with a resolve_fraction below 0.01 "
+        "(taken before that bound) gets a line saying so.",
     )
 
     @model_validator(mode="before")
