@@ -504,6 +504,18 @@ def test_requests_for_a_person_and_angry_messages_are_not_unanswered_questions(c
     ]
 
 
+def test_a_reply_that_the_answer_did_not_help_is_no_unanswered_question(client: TestClient) -> None:
+    # the content team reads "top unanswered" for FAQs to write: "it didn't work" names none
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    assert chat(client, "it didn't work", sid)["action"] == "fallback"
+    assert chat(client, "What is the best recipe for banana bread?")["action"] == "fallback"
+    analytics = client.get("/v1/analytics").json()
+    assert analytics["actions"]["fallback"] == 2  # still a fallback
+    assert [u["question"] for u in analytics["top_unanswered"]] == [
+        "what is the best recipe for banana bread?"
+    ]
+
+
 def test_a_clarifying_question_is_answered_by_choosing(client: TestClient) -> None:
     asked = chat(client, "How do I open an account?")
     assert asked["action"] == "clarify", asked

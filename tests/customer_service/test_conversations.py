@@ -16,9 +16,10 @@ from sqlalchemy import text
 from sqlalchemy.exc import IntegrityError
 
 from customer_service.analytics import analytics
-from customer_service.bot import HANDOFF, WAITING
+from customer_service.bot import DECLINED_OPTIONS, HANDOFF, WAITING
 from customer_service.conversations import Conversations, NewTurn, TurnWindow
 from customer_service.database import Database
+from customer_service.policy import NOT_HELPED, REPEATED_FALLBACK
 from customer_service.tables import Base, Turn
 from textcore import Conflict, InvalidInput, NotFound
 from textcore.sql import utcnow
@@ -213,6 +214,30 @@ def test_unanswered_questions_are_grouped_alike_whatever_their_case(database: Da
         ("où est ma carte", 2),
         ("strasse", 2),
     ]
+
+
+def test_replies_to_the_last_answer_are_no_unanswered_questions(database: Database) -> None:
+    # "it didn't work", "neither", "none of them" are fallbacks no FAQ answers: they crowded the questions a
+    # content team should write FAQs for out of "top unanswered"; they still count as fallbacks
+    conversations = Conversations(database)
+    sid = conversations.start(None).id
+    replies = [
+        ("it didn't work", NOT_HELPED),
+        ("neither", DECLINED_OPTIONS),
+        ("none of them", DECLINED_OPTIONS),
+        ("thanks for nothing", "no relevant passage (best 0.12 < 0.35)"),  # sent before any answer
+        ("Where is the moon?", "out of scope"),
+        ("where is the moon?", "no relevant passage (best 0.20 < 0.35)"),
+    ]
+    for message, reason in replies:
+        turn = _turn(message, "fallback", reason=reason)
+        conversations.record(sid, turn, state="open", fallback_streak=1, handoff_reason=None)
+    gave_up = f"2 {REPEATED_FALLBACK} ({NOT_HELPED})"  # the second in a row goes to a person
+    turn = _turn("still not working", "handoff", reason=gave_up)
+    conversations.record(sid, turn, state="waiting_for_agent", fallback_streak=0, handoff_reason=gave_up)
+    figures = analytics(database, days=1)
+    assert figures.actions["fallback"] == 6 and figures.actions["handoff"] == 1
+    assert [(u.question, u.count) for u in figures.top_unanswered] == [("where is the moon?", 2)]
 
 
 def test_mean_latency_is_of_the_messages_the_bot_handled(database: Database) -> None:

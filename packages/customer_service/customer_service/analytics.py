@@ -11,7 +11,12 @@ missing. SQL groups by the trimmed text only and Python folds case (`str.casefol
 merging the counts, because SQL's lower() is not the same on each backend (SQLite's folds ASCII letters
 only, so "ÉPARGNE?" and "épargne?" stayed apart there). A question is shown lower-cased as it was most
 often written. A hand-off the customer asked for ("talk to a person") or a strongly negative message caused
-is no such question: the bot did not try to answer it.
+is no such question: the bot did not try to answer it. Nor is a reply that only says the last answer did not
+help ("it didn't work", "thanks for nothing") or declines both options of a clarifying question ("neither",
+"none of them"): no FAQ answers it, and such replies crowded out the questions to write FAQs for. They are
+left out by the reason the bot gave (a fallback, or the hand-off after repeated fallback it became) and by
+their words (one sent before any answer was searched as a question and fell back); they still count as
+fallbacks and hand-offs in the actions and rates.
 """
 
 from __future__ import annotations
@@ -23,8 +28,9 @@ from datetime import timedelta
 
 from sqlalchemy import and_, distinct, func, or_, select
 
+from customer_service.clarification import DECLINED_OPTIONS, declines_options
 from customer_service.database import Database
-from customer_service.policy import REPEATED_FALLBACK
+from customer_service.policy import NOT_HELPED, REPEATED_FALLBACK, says_not_helped
 from customer_service.tables import ACTIONS, Feedback, Turn
 from textcore.sql import utcnow
 
@@ -69,7 +75,11 @@ def analytics(db: Database, *, days: int = 7, top: int = 10) -> Analytics:
         )
         question = func.trim(Turn.message)
         gave_up = and_(Turn.action == "handoff", Turn.reason.contains(REPEATED_FALLBACK, autoescape=True))
-        unanswered = or_(Turn.action == "fallback", gave_up)
+        # a reply to the bot's last answer or question ("it didn't work", "neither") is no question
+        replied = or_(
+            *(Turn.reason.contains(reason, autoescape=True) for reason in (NOT_HELPED, DECLINED_OPTIONS))
+        )
+        unanswered = and_(or_(Turn.action == "fallback", gave_up), or_(Turn.reason.is_(None), ~replied))
         missed = s.execute(
             select(question, func.count(Turn.id)).where(in_window, handled, unanswered).group_by(question)
         ).all()
@@ -102,6 +112,8 @@ def _top(grouped: Sequence[tuple[str, int]], top: int) -> list[Unanswered]:
     counts: Counter[str] = Counter()
     spellings: dict[str, Counter[str]] = {}
     for question, n in grouped:
+        if not_a_question(str(question)):
+            continue
         words = str(question).split()
         key = " ".join(words).casefold()
         counts[key] += int(n)
@@ -112,3 +124,9 @@ def _top(grouped: Sequence[tuple[str, int]], top: int) -> list[Unanswered]:
 
 def _most_written(spellings: Counter[str]) -> str:
     return min(spellings.items(), key=lambda sn: (-sn[1], sn[0]))[0]
+
+
+def not_a_question(message: str) -> bool:
+    """Whether a message the bot could not answer only says the last answer did not help or declines the
+    options offered ("it didn't work", "none of them"): by its words, whatever the reason it was given."""
+    return says_not_helped(message) or declines_options(message)

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, ParamSpec, Protocol, TypeVar
 
 from customer_service.answers import Answer, Answerer
-from customer_service.clarification import chosen_option, declines_options
+from customer_service.clarification import DECLINED_OPTIONS, chosen_option, declines_options
 from customer_service.conversations import Conversations, NewTurn, Outcome, SessionRecord, TurnRecord
 from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
 from customer_service.idempotency import Claims, mismatch, needs_session
@@ -52,8 +52,6 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 FALLBACK = "I'm not sure I understood that. Could you rephrase it, or tell me a little more?"
-# the reason of a fallback on a reply declining both options of a clarifying question (`declines_options`)
-DECLINED_OPTIONS = "neither option of the clarifying question"
 HANDOFF = "I'm passing you to a member of our team; a person will reply here shortly."
 WAITING = "Thanks, I've added that for our team; a person will be with you shortly."
 ACKNOWLEDGEMENT = "Glad to help! Is there anything else I can help you with?"

@@ -34,6 +34,8 @@ DECLINED = re.compile(
     r"(?:\W+sorry)?\W*",  # "no thanks" closes, as it does anywhere
     re.IGNORECASE,
 )
+# the reason of a fallback on such a reply
+DECLINED_OPTIONS = "neither option of the clarifying question"
 
 
 def declines_options(message: str) -> bool:
