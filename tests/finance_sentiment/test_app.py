@@ -20,13 +20,16 @@ from xml.sax.saxutils import escape
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from finance_sentiment import create_app
+from finance_sentiment.database import Database
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
+from finance_sentiment.tables import Source
 from tests.conftest import serve_app
 from textcore import InvalidInput
 from textcore.sql import utcnow
@@ -575,3 +578,35 @@ def test_a_boolean_is_no_fetch_interval(tmp_path: Path, finance_model_dir: Path,
         path = f"/v1/sources/{created.json()['id']}"
         assert client.patch(path, json={"interval_seconds": True}).status_code == 422
         assert client.get(path).json()["interval_seconds"] == 60
+
+
+def test_a_source_stored_with_a_cron_that_never_fires_is_warned_of_at_start_and_in_its_listing(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # A source stored with '0 0 31 2 *' before such a cron was refused was never fetched, and nothing said so.
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url)
+    body = {"name": "wire", "url": "http://127.0.0.1:9/feed.xml", "kind": "rss", "cron": "*/15 * * * *"}
+    with TestClient(create_app(settings)) as client:
+        source_id = client.post("/v1/sources", json=body).json()["id"]
+    with Database(sqlite_url).session() as session:
+        session.execute(update(Source).values(cron="0 0 31 2 *"))
+    expected = (
+        "cron: '0 0 31 2 *' names a date that never exists (no month it names has that day), so the "
+        "scheduler never fetches this source; set a cron that fires, or interval_seconds"
+    )
+    with (
+        caplog.at_level(logging.WARNING, logger="finance_sentiment"),
+        TestClient(create_app(settings)) as client,
+    ):
+        assert [r.getMessage() for r in caplog.records if "cron" in r.getMessage()] == [
+            f"source 'wire': {expected}"
+        ]
+        (listed,) = client.get("/v1/sources").json()
+        assert (listed["cron"], listed["warnings"]) == ("0 0 31 2 *", [expected])
+        assert client.get(f"/v1/sources/{source_id}").json()["warnings"] == [expected]
+        # a change that leaves the schedule alone is not refused for it; a new schedule ends the warning
+        disabled = client.patch(f"/v1/sources/{source_id}", json={"enabled": False})
+        assert disabled.status_code == 200, disabled.text
+        assert (disabled.json()["cron"], disabled.json()["warnings"]) == ("0 0 31 2 *", [expected])
+        fixed = client.patch(f"/v1/sources/{source_id}", json={"cron": "0 6 * * *"}).json()
+        assert (fixed["cron"], fixed["warnings"]) == ("0 6 * * *", [])

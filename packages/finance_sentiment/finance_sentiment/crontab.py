@@ -13,6 +13,7 @@ both; such an expression becomes the union of two triggers, one per day field.
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 
 from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.combining import OrTrigger
@@ -41,6 +42,15 @@ def crontab_trigger(expression: str) -> BaseTrigger:
             CronTrigger.from_crontab(f"{minute} {hour} * {month} {days}", timezone="UTC"),
         ]
     )
+
+
+def never_fires(expression: str) -> bool:
+    """Whether a valid crontab expression names no date that exists ('0 0 31 2 *': no February has a 31st).
+
+    Raises:
+        ValueError: The expression is not valid (`crontab_trigger`).
+    """
+    return crontab_trigger(expression).get_next_fire_time(None, datetime.now(UTC)) is None
 
 
 def _weekdays(field: str) -> set[int]:

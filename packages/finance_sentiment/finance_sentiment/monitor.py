@@ -23,7 +23,7 @@ import httpx
 from prometheus_client import CollectorRegistry
 from sqlalchemy import select
 
-from finance_sentiment import netguard, rules
+from finance_sentiment import netguard, rules, sources
 from finance_sentiment.alerting import Transition, evaluate_rules
 from finance_sentiment.config import MonitorConfig, admit_urls, apply_config, load_config
 from finance_sentiment.connect_guard import GuardedNetworkBackend, guarded_transport
@@ -259,6 +259,15 @@ def _warn_stored_rules(db: Database, interval_s: int) -> None:
                 )
 
 
+def _warn_stored_sources(db: Database) -> None:
+    """Log the stored enabled sources whose cron never fires (stored before such a cron was refused): the
+    scheduler never fetches them."""
+    with db.session() as session:
+        for source in sources.list_sources(session):
+            if source.enabled and (warning := sources.cron_warning(source)) is not None:
+                log.warning("source %r: %s", source.name, warning)
+
+
 @dataclass(frozen=True)
 class Prepared:
     """What `prepare` checked before a start: the config file, loaded (None without one)."""
@@ -312,6 +321,7 @@ async def open_monitor(
         with db.session() as session:
             apply_config(session, config, settings.config_file)
     await asyncio.to_thread(_warn_stored_rules, db, settings.alert_interval_s)
+    await asyncio.to_thread(_warn_stored_sources, db)
     # A run makes one request at a time: with a connection for every run and every webhook post, nothing
     # waits for a pooled connection (a wait over the pool timeout fails the request).
     pool = settings.max_concurrent_runs + CONCURRENT_POSTS

@@ -10,7 +10,7 @@ for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the sto
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -27,7 +27,7 @@ from pydantic import (
 )
 
 from finance_sentiment.credentials import redact, refuse_mask
-from finance_sentiment.crontab import crontab_trigger
+from finance_sentiment.crontab import never_fires
 from textcore.printable import Printable
 
 DEFAULT_INTERVAL_SECONDS = 900
@@ -49,7 +49,7 @@ def _http_url(value: str) -> str:
 
 def _crontab(value: str) -> str:
     try:
-        trigger = crontab_trigger(value)
+        never = never_fires(value)
     except ValueError as exc:
         raise ValueError(
             "expected a 5-field crontab expression 'minute hour day month day_of_week' "
@@ -57,7 +57,7 @@ def _crontab(value: str) -> str:
         ) from None
     # A day that no month has ('0 0 31 2 *', '0 0 31 4,6 *'): the scheduler would never fetch the source
     # and nothing would say so.
-    if trigger.get_next_fire_time(None, datetime.now(UTC)) is None:
+    if never:
         raise ValueError(
             f"expected a crontab expression naming a date that exists, found {value!r}, which never "
             "fires (no month it names has that day)"
@@ -258,6 +258,12 @@ class SourceOut(BaseModel):
     consecutive_failures: int
     created_at: datetime
     updated_at: datetime
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="One line for a setting stored before it was refused that keeps the source from working "
+        "as meant: a cron naming a date that never exists (no fetch at all), taken before such a cron was "
+        "refused.",
+    )
 
     @field_validator("url", "last_error", "disabled_reason")
     @classmethod

@@ -16,16 +16,42 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from finance_sentiment.credentials import unmasked
-from finance_sentiment.schemas import SourceIn, SourcePatch, describe_errors
+from finance_sentiment.crontab import never_fires
+from finance_sentiment.schemas import SourceIn, SourceOut, SourcePatch, describe_errors
 from finance_sentiment.tables import Source
 from textcore.errors import Conflict, InvalidInput, NotFound
 
+VALID_CRON = "0 0 * * *"  # stands in for a stored cron that never fires while the rest of a patch is checked
 # Why a source the config file provisioned is disabled once the file no longer declares it.
 DROPPED_FROM_CONFIG = "removed from the config file that provisioned it"
 DROPPED_SOURCE = (
     f"{DROPPED_FROM_CONFIG}: disabled at start, its documents kept; add it back to the file, or enable it "
     "through the API to keep it without the file"
 )
+
+
+def source_out(source: Source) -> SourceOut:
+    """The response body of a source, with a warning for a stored setting that keeps it from running."""
+    warning = cron_warning(source)
+    return SourceOut.model_validate(source).model_copy(update={"warnings": [warning] if warning else []})
+
+
+def cron_warning(source: Source) -> str | None:
+    """The warning for a source whose stored cron never fires (taken before such a cron was refused): the
+    scheduler never fetches it. None for any other source."""
+    if not source.cron:
+        return None
+    try:
+        if not never_fires(source.cron):
+            return None
+    except ValueError as exc:
+        why = f"is no crontab expression ({exc})"
+    else:
+        why = "names a date that never exists (no month it names has that day)"
+    return (
+        f"cron: {source.cron!r} {why}, so the scheduler never fetches this source; set a cron that fires, "
+        "or interval_seconds"
+    )
 
 
 def list_sources(session: Session) -> list[Source]:
@@ -154,13 +180,18 @@ def _patched(source: Source, patch: SourcePatch) -> SourceIn:
         values["interval_seconds"] = None
     if changes.get("interval_seconds") is not None and "cron" not in changes:
         values["cron"] = None
+    # A cron stored before it was refused (`cron_warning`) stays until a patch changes the schedule.
+    kept = values["cron"] if values["cron"] and "cron" not in changes and cron_warning(source) else None
+    if kept is not None:
+        values["cron"] = VALID_CRON
     try:
-        return SourceIn.model_validate(values | changes)
+        data = SourceIn.model_validate(values | changes)
     except ValidationError as exc:
         problems = describe_errors(exc, "source")
         raise InvalidInput(
             f"cannot apply the change to source {source.id} ({source.name!r}): {problems}"
         ) from None
+    return data if kept is None else data.model_copy(update={"cron": kept})
 
 
 def _assign(source: Source, data: SourceIn) -> None:

@@ -20,7 +20,7 @@ router = APIRouter(prefix="/v1/sources", tags=["sources"])
 def list_sources(monitor: MonitorDep) -> list[SourceOut]:
     """Every configured source with its fetch state."""
     with monitor.db.session() as session:
-        return [SourceOut.model_validate(row) for row in sources.list_sources(session)]
+        return [sources.source_out(row) for row in sources.list_sources(session)]
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
@@ -37,7 +37,7 @@ async def create_source(body: SourceIn, monitor: MonitorDep, scheduler: Schedule
 def get_source(source_id: RowId, monitor: MonitorDep) -> SourceOut:
     """One source."""
     with monitor.db.session() as session:
-        return SourceOut.model_validate(sources.get_source(session, source_id))
+        return sources.source_out(sources.get_source(session, source_id))
 
 
 @router.patch("/{source_id}")
@@ -72,12 +72,12 @@ async def run_source(source_id: RowId, monitor: MonitorDep) -> dict[str, Any]:
 
 def _create(monitor: Monitor, body: SourceIn) -> SourceOut:
     with monitor.db.session() as session:
-        return SourceOut.model_validate(sources.create_source(session, body))
+        return sources.source_out(sources.create_source(session, body))
 
 
 def _update(monitor: Monitor, source_id: int, body: SourcePatch) -> SourceOut:
     with monitor.db.session() as session:
-        return SourceOut.model_validate(sources.update_source(session, source_id, body))
+        return sources.source_out(sources.update_source(session, source_id, body))
 
 
 def _delete(monitor: Monitor, source_id: int) -> None:
