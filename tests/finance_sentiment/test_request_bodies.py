@@ -62,6 +62,21 @@ def test_classify_refuses_a_text_of_whitespace_alone(
         assert answered.status_code == 200 and len(answered.json()) == 1
 
 
+def test_classify_refuses_a_text_of_control_or_format_characters_alone(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # A text of a BEL and an escape, a NUL, or zero-width spaces was labelled (200, a label for nothing).
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        for blank in ("\x07\x1b", "\x00", " \x01\n\x02 ", "\u200b\ufeff", "\x85\x9f"):
+            response = client.post("/v1/classify", json={"texts": ["Acme raises its dividend", blank]})
+            assert response.status_code == 422, (blank, response.text)
+            (error,) = response.json()["errors"]
+            assert error["loc"] == ["body", "texts", 1]
+            assert "expected a text with at least one visible character" in error["msg"]
+        answered = client.post("/v1/classify", json={"texts": ["Acme\x07 raises its dividend"]})
+        assert answered.status_code == 200 and len(answered.json()) == 1  # words around one: classified
+
+
 @pytest.mark.parametrize(
     "field", ["z_threshold", "min_negative_share", "min_sentiment_drop", "resolve_fraction"]
 )

@@ -10,6 +10,7 @@ for JSON APIs) live in `SourceIn`; a `SourcePatch` is re-checked against the sto
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
@@ -61,6 +62,17 @@ def _crontab(value: str) -> str:
         raise ValueError(
             f"expected a crontab expression naming a date that exists, found {value!r}, which never "
             "fires (no month it names has that day)"
+        )
+    return value
+
+
+def _visible(value: str) -> str:
+    """`value` unless it holds nothing but whitespace and control or format characters (a BEL, an escape, a
+    zero-width space): nothing to classify."""
+    if all(char.isspace() or unicodedata.category(char) in ("Cc", "Cf") for char in value):
+        raise ValueError(
+            "expected a text with at least one visible character, found only whitespace and control or "
+            f"format characters ({value[:20]!r})"
         )
     return value
 
@@ -511,11 +523,21 @@ class ClassifyIn(BaseModel):
 
     model_config = _INPUT
 
-    # Stripped, as a chat message is: a text of whitespace alone is refused (422 naming texts[n]).
+    # Stripped, as a chat message is: a text of whitespace alone, or of control and format characters, is
+    # refused (422 naming texts[n]).
     texts: Annotated[
-        list[Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000)]],
+        list[
+            Annotated[
+                str,
+                StringConstraints(strip_whitespace=True, min_length=1, max_length=10_000),
+                AfterValidator(_visible),
+            ]
+        ],
         Field(min_length=1, max_length=256),
-    ] = Field(description="1 to 256 texts of 1 to 10000 characters, not counting surrounding whitespace.")
+    ] = Field(
+        description="1 to 256 texts of 1 to 10000 characters, not counting surrounding whitespace; each with "
+        "at least one character that is no whitespace, control or format character."
+    )
 
 
 class ClassifyOut(BaseModel):
