@@ -225,7 +225,8 @@ def train(
         for extra in filter(None, [validation]):
             check_training_data(task, extra, columns, True, weight_column, label_sets=multi_label)
         resolve_model(base_model)
-        with replacing_output(output, resume, (data, validation, base_model, *(teacher or ()))):
+        inputs = (data, validation, base_model, *(teacher or ()))
+        with replacing_output(output, resume, inputs, resumable=True):
             train_and_report()
 
     def train_and_report() -> None:

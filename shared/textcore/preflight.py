@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,6 +16,7 @@ from textcore.console import say
 from textcore.errors import InvalidInput
 
 ASIDE_PREFIX = ".{}.earlier-"  # then the id of the process that set the earlier model aside
+INTERRUPTED = ".{}.interrupted"  # the partial run of a stopped run that replaced an earlier model
 
 
 def prepare_output(output: Path, resume: bool = False) -> None:
@@ -37,18 +40,27 @@ def prepare_output(output: Path, resume: bool = False) -> None:
 
 @contextmanager
 def replacing_output(
-    output: Path, resume: bool = False, inputs: Iterable[str | os.PathLike[str] | None] = ()
+    output: Path,
+    resume: bool = False,
+    inputs: Iterable[str | os.PathLike[str] | None] = (),
+    *,
+    resumable: bool = False,
 ) -> Iterator[None]:
     """`prepare_output` around the whole of a training command: the earlier model in `output` is set aside
     (renamed to a hidden sibling folder) rather than removed, put back when the command fails or is stopped,
     and removed once it has succeeded; so a misspelt column, a missing file or an interrupted run leaves the
     earlier model as it was. What a run killed hard left set aside is settled first (`settle_stale_asides`).
 
+    With `resumable` (a command that takes `--resume`), a run stopped (Ctrl-C, SIGTERM) after writing a
+    checkpoint keeps its partial run beside the earlier model as `.NAME.interrupted`: `resume` continues it
+    (the earlier model set aside again until it succeeds), a run without `resume` discards it.
+
     Args:
         output: The folder the model is written to.
-        resume: Continue an interrupted run in `output`: nothing is set aside.
+        resume: Continue an interrupted run in `output`, or the one kept beside it: nothing else is set aside.
         inputs: What the run reads (data files, a base model or teacher folder; names such as ``minilm``
             are passed over): none may lie inside `output`, which the run empties.
+        resumable: Keep the partial run of a stopped run for `resume`, as above.
 
     Raises:
         InvalidInput: As `prepare_output`, an input lies inside `output`, or another run is training into
@@ -64,26 +76,81 @@ def replacing_output(
     folder = output.resolve()  # `--output .` or `..` names no folder to set aside beside; a link its target
     _refuse_a_running_run(folder, output)
     settle_stale_asides(folder, restore=not resume)
-    if not _holds_earlier_model(output, resume):
+    aside = folder.with_name(f"{ASIDE_PREFIX.format(folder.name)}{os.getpid()}")
+    kept = folder.with_name(INTERRUPTED.format(folder.name))
+    main = os.environ.get("RANK", "0") == "0"  # torchrun's other ranks follow what its main process did
+    if main and resume and kept.is_dir():
+        replacing = _resume_kept_run(output, folder, kept, aside)
+    else:
+        replacing = _holds_earlier_model(output, resume)
+        if main and kept.is_dir():
+            shutil.rmtree(kept, ignore_errors=True)
+            say(f"discarded {kept.name}, the partial run a stopped run kept (--resume continues it)")
+        # the current folder, or one above it: the run, writing through a relative path, follows the rename
+        if replacing and (Path.cwd().is_relative_to(folder) or not _set_aside(folder, aside)):
+            say(f"replacing the earlier model in {output}")
+            _empty(output)
+            yield
+            return
+        if replacing:
+            say(f"replacing the earlier model in {output} (kept as {aside.name} until this run succeeds)")
+    if not replacing:
         yield
         settle_stale_asides(folder, restore=False)  # a resumed run is complete now: its aside goes
         return
-    aside = folder.with_name(f"{ASIDE_PREFIX.format(folder.name)}{os.getpid()}")
-    # the current folder, or one above it: the run, writing through a relative path, would follow the rename
-    if Path.cwd().is_relative_to(folder) or not _set_aside(folder, aside):
-        say(f"replacing the earlier model in {output}")
-        _empty(output)
-        yield
-        return
-    say(f"replacing the earlier model in {output} (kept as {aside.name} until this run succeeds)")
     try:
-        yield
-    except BaseException:
+        with _sigterm_stops():
+            yield
+    except BaseException as exc:
+        if resumable and isinstance(exc, KeyboardInterrupt) and _has_checkpoint(folder):
+            shutil.rmtree(kept, ignore_errors=True)
+            folder.rename(kept)
+            aside.rename(folder)
+            say(
+                f"the run was stopped: the earlier model is back in {output}, the partial run kept as "
+                f"{kept.name}; the same command with --resume continues it"
+            )
+            raise
         shutil.rmtree(folder, ignore_errors=True)
         aside.rename(folder)
         say(f"the run did not finish: the earlier model is back in {output}")
         raise
     shutil.rmtree(aside, ignore_errors=True)
+
+
+def _resume_kept_run(output: Path, folder: Path, kept: Path, aside: Path) -> bool:
+    """Move the partial run a stopped run kept (`kept`) into `folder` to be resumed, setting the earlier
+    model there aside as `aside`; whether one was (False: `folder` held none)."""
+    earlier = _holds_earlier_model(output, resume=False)
+    if Path.cwd().is_relative_to(folder) or (earlier and not _set_aside(folder, aside)):
+        raise InvalidInput(
+            f"--resume: cannot set the earlier model in {output} aside to continue the run kept as "
+            f"{kept.name}"
+        )
+    if folder.is_dir():
+        folder.rmdir()  # made anew by `_set_aside`, or an empty folder
+    kept.rename(folder)
+    held = f" (the earlier model kept as {aside.name} until it succeeds)" if earlier else ""
+    say(f"continuing the partial run kept as {kept.name} in {output}{held}")
+    return earlier
+
+
+@contextmanager
+def _sigterm_stops() -> Iterator[None]:
+    """SIGTERM (`kill`, a service manager stopping the run) stops the run as Ctrl-C does, so that it puts the
+    earlier model back; it ended the process at once, leaving the partial run in its place."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _set_aside(folder: Path, aside: Path) -> bool:
@@ -201,20 +268,24 @@ def _require_checkpoint_to_resume(output: Path) -> None:
     """Refuse `--resume` into a finished model's folder: a run that succeeded removed its checkpoint, so
     the run would start from the beginning and write over the model (a folder with no model yet, or a run
     cut short before its first checkpoint, has nothing to lose: that run starts afresh)."""
-    from textcore.artifacts import METADATA_FILE, RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
+    from textcore.artifacts import METADATA_FILE  # noqa: PLC0415  (numpy: not for --help)
 
-    if not (output / METADATA_FILE).is_file():
-        return
-    # a checkpoint of the run or of its refit, or the previous one kept while a new one was renamed in
-    # (textcore.training.checkpoint's CHECKPOINT_DIR and OLD_CHECKPOINT_DIR; that module imports torch)
-    records = output / RUN_DIR
-    names = ("checkpoint", ".checkpoint.old", "*/checkpoint", "*/.checkpoint.old")
-    if any(path.is_dir() for name in names for path in records.glob(name)):
+    if not (output / METADATA_FILE).is_file() or _has_checkpoint(output):
         return
     raise InvalidInput(
         f"--resume: {output} holds a finished model and no checkpoint to resume; drop --resume to train "
         "again (replacing it)"
     )
+
+
+def _has_checkpoint(output: Path) -> bool:
+    """Whether `output` holds a checkpoint of a run or of its refit, or the previous one kept while a new
+    one was renamed in (textcore.training.checkpoint's CHECKPOINT_DIR and OLD_CHECKPOINT_DIR; that module
+    imports torch)."""
+    from textcore.artifacts import RUN_DIR  # noqa: PLC0415  (numpy: not for --help)
+
+    names = ("checkpoint", ".checkpoint.old", "*/checkpoint", "*/.checkpoint.old")
+    return any(path.is_dir() for name in names for path in (output / RUN_DIR).glob(name))
 
 
 def _empty(folder: Path) -> None:
