@@ -166,6 +166,23 @@ def test_a_follow_up_reaches_past_several_turns_without_a_topic(client: TestClie
     assert queries[-1] == "How do I open a savings account, business accounts?"
 
 
+def test_a_chain_of_follow_ups_leans_on_the_question_not_on_the_follow_ups_before(client: TestClient) -> None:
+    # each follow-up was read with the query the one before was read by: the query snowballed ("How do I send
+    # money abroad, to the US, are there fees for that") and the transfer FAQ outweighed the fees one
+    sid = chat(client, "How do I send money abroad?")["session_id"]
+    assert chat(client, "and to the US?", sid)["sources"][0]["id"] == "international-transfer"
+    fees = chat(client, "and are there fees for that?", sid)
+    assert (fees["action"], fees["sources"][0]["id"]) == ("answer", "transfer-fees"), fees
+    chat(client, "and how much does it cost?", sid)
+    queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
+    assert queries == [
+        "How do I send money abroad?",
+        "How do I send money abroad, to the US?",
+        "How do I send money abroad, are there fees for that?",
+        "How do I send money abroad, how much does it cost?",
+    ]
+
+
 def test_a_report_of_fraud_goes_to_a_person_at_once(client: TestClient) -> None:
     # each fell back ("Could you rephrase it?"): one reporting fraud had to fail twice to reach a person
     for message, topic in [

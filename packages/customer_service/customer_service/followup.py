@@ -8,6 +8,12 @@ its connective; everything else (intent, retrieval) works on the rewritten query
 own is left as it is. A short message with a pronoun but no connective may name a topic of its own ("Is that
 mortgage rate fixed?" after a question on passwords): `points_back_only` tells the bot to check how it reads
 alone.
+
+A follow-up leans on the last topical *question*, not on the query the previous follow-up was read by: after
+"How do I send money abroad?" and "and to the US?", "and how much does it cost?" is read as "How do I send
+money abroad, how much does it cost?". Carrying the rewritten query made a chain of follow-ups snowball
+("How do I send money abroad, to the US, how much does it cost"), and the older words outweighed the new
+question's: it was answered with the transfer FAQ, not the fees one (`topic`).
 """
 
 from __future__ import annotations
@@ -78,9 +84,10 @@ def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
     clarify, less a message that only thanked or agreed ("thanks", "ok"), greeted ("hi"), asked for help
     ("can you help me?"), asked whether the bot is a person ("are you a bot?") or held no letter or digit
     ("?"), which names no topic. A fallback (or a hand-off)
-    found no topic in its message either."""
+    found no topic in its message either. A follow-up stands for the question it was read with (`topic`).
+    """
     return [
-        t.query
+        topic(t)
         for t in turns
         if t.action in ("answer", "clarify")
         and not (
@@ -93,12 +100,23 @@ def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
     ]
 
 
+def topic(turn: TurnRecord) -> str:
+    """The question a turn's query stands for, that a later follow-up is read with: its query, or for a
+    follow-up rewritten with an earlier question ("How do I send money abroad, to the US?") that question
+    alone ("How do I send money abroad"), so that a chain of follow-ups does not pile up their words."""
+    suffix = f", {own_words(turn.message)}"
+    if is_follow_up(turn.message) and turn.query.endswith(suffix) and len(turn.query) > len(suffix):
+        return turn.query[: -len(suffix)]
+    return turn.query
+
+
 def rewrite(message: str, previous_queries: Sequence[str]) -> str:
     """The query to understand `message` by: itself, or with the previous turn's query when it is a follow-up.
 
     Args:
         message: the new user message.
-        previous_queries: the queries of earlier turns, oldest first (each already rewritten).
+        previous_queries: the questions of earlier turns, oldest first (`topical_queries`: a follow-up's
+            is the question it was read with).
     """
     text = " ".join(message.split())
     if not previous_queries or not is_follow_up(text):
