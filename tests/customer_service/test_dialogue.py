@@ -104,6 +104,8 @@ def test_a_chain_of_follow_ups_stays_bounded() -> None:
         "I'd like a callback",
         "can I get a call back",
         "callback",
+        "I want a real person",
+        "are you a bot? I want a real person",
     ],
 )
 def test_explicit_requests_for_a_person(message: str) -> None:
@@ -124,6 +126,10 @@ def test_explicit_requests_for_a_person(message: str) -> None:
         "Will you call me if my card is used abroad?",
         "How do I stop callbacks from the sales team?",
         "Who do I call back if I miss your call?",
+        # a question whether the bot is a person asks for none: it is told what the bot is
+        "Are you a real person or a bot?",
+        "am I talking to a real person?",
+        "is this a real human?",
     ],
 )
 def test_mentions_of_people_are_not_requests(message: str) -> None:

@@ -256,6 +256,15 @@ def test_a_customer_asking_whether_the_bot_is_a_person_is_told_and_offered_one(c
     assert chat(client, "are you open on sundays?")["answer"] != IDENTITY
 
 
+def test_asking_whether_the_bot_is_a_real_person_is_no_request_for_one(client: TestClient) -> None:
+    # "real person" made it a request for a person: the customer was handed off instead of being told
+    for message in ("Are you a real person or a bot?", "am I talking to a real person?"):
+        reply = chat(client, message)
+        assert (reply["action"], reply["answer"], reply["state"]) == ("answer", IDENTITY, "open"), message
+    wants = chat(client, "I want a real person")
+    assert (wants["action"], wants["state"]) == ("handoff", "waiting_for_agent")
+
+
 def test_a_goodbye_while_waiting_for_an_agent_is_answered_as_one(client: TestClient) -> None:
     # "bye" sent while waiting for a person was answered "a person will be with you shortly"
     sid = chat(client, "I want to talk to a person")["session_id"]

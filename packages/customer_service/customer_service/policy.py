@@ -169,7 +169,11 @@ COMPLAINED = "customer wants to make a complaint"
 
 
 def asks_for_person(message: str) -> bool:
-    """Whether the customer explicitly asks for a human (or to be called back)."""
+    """Whether the customer explicitly asks for a human (or to be called back). A question whether the bot is
+    one ("Are you a real person or a bot?", `asks_about_bot`) asks for none: it was handed off for its "real
+    person", where "are you a bot?" is told what the bot is; "I want a real person" asks for one."""
+    if asks_about_bot(message):
+        return False
     return bool(HANDOFF_REQUEST.search(message) or PERSON_ALONE.fullmatch(message))
 
 
