@@ -13,7 +13,7 @@ from sqlalchemy import update
 
 from finance_sentiment import create_app
 from finance_sentiment.database import Database
-from finance_sentiment.tables import AlertRule
+from finance_sentiment.tables import AlertRule, Source
 from tests.finance_sentiment.test_app import PROBLEM, rule, settings_for
 
 SOURCE = {"name": "wire", "url": "http://127.0.0.1:9/feed.xml", "kind": "rss"}
@@ -144,3 +144,40 @@ def test_a_rule_stored_with_a_tiny_resolve_fraction_still_works_and_is_warned_of
         assert (patched.json()["enabled"], patched.json()["resolve_fraction"]) == (False, 1e-300)
         fixed = client.patch(f"/v1/alert-rules/{rule_id}", json={"resolve_fraction": 0.5}).json()
         assert (fixed["resolve_fraction"], fixed["warnings"]) == (0.5, [])
+
+
+def test_a_url_with_a_space_is_kept_percent_encoded_as_it_is_requested(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # 'http://.../my feed.xml' was stored and listed as written, though the request went to my%20feed.xml.
+    body = SOURCE | {"url": "http://127.0.0.1:9/market news/feed.xml?q=acme corp"}
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        created = client.post("/v1/sources", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["url"] == "http://127.0.0.1:9/market%20news/feed.xml?q=acme%20corp"
+        one = f"/v1/sources/{created.json()['id']}"
+        patched = client.patch(one, json={"url": 'http://127.0.0.1:9/a "b"/feed.xml'}).json()
+        assert patched["url"] == "http://127.0.0.1:9/a%20%22b%22/feed.xml"
+        hook = client.post("/v1/alert-rules", json=rule("http://127.0.0.1:9/risk hook"))
+        assert hook.status_code == 201, hook.text
+        assert hook.json()["webhook_url"] == "http://127.0.0.1:9/risk%20hook"
+
+
+def test_a_url_stored_with_a_space_and_a_password_keeps_them_when_sent_back_as_listed(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str
+) -> None:
+    # A source stored with a space before URLs were encoded: its listed (masked) URL sent back keeps the
+    # password, and the URL is kept encoded from then on.
+    settings = settings_for(tmp_path, finance_model_dir, sqlite_url)
+    with TestClient(create_app(settings)) as client:
+        source_id = client.post("/v1/sources", json=SOURCE).json()["id"]
+    with Database(sqlite_url).session() as session:
+        session.execute(update(Source).values(url="http://risk:pa55@127.0.0.1:9/my feed.xml"))
+    with TestClient(create_app(settings)) as client:
+        one = f"/v1/sources/{source_id}"
+        listed = client.get(one).json()["url"]
+        assert listed == "http://risk:****@127.0.0.1:9/my feed.xml"
+        patched = client.patch(one, json={"url": listed, "name": "wire-2"})
+        assert patched.status_code == 200, patched.text
+    with Database(sqlite_url).session() as session:
+        assert session.get_one(Source, source_id).url == "http://risk:pa55@127.0.0.1:9/my%20feed.xml"

@@ -32,6 +32,7 @@ from finance_sentiment.schemas import (
     AlertRuleOut,
     AlertRulePatch,
     describe_errors,
+    escape_url,
 )
 from finance_sentiment.tables import Alert, AlertRule, OutboxMessage
 from finance_sentiment.vocabulary import NameIndex
@@ -145,7 +146,7 @@ def update_rule(
     values: dict[str, Any] = {field: getattr(rule, field) for field in AlertRuleIn.model_fields}
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("webhook_url") is not None:  # the URL as listed, credentials masked, keeps them
-        changes["webhook_url"] = unmasked(changes["webhook_url"], rule.webhook_url)
+        changes["webhook_url"] = unmasked(changes["webhook_url"], escape_url(rule.webhook_url))
     # A resolve_fraction stored before its lower bound stays until a patch sends one (`fraction_warning`).
     stored_fraction = rule.resolve_fraction
     kept = "resolve_fraction" not in changes and stored_fraction < MIN_RESOLVE_FRACTION

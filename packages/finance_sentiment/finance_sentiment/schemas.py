@@ -35,7 +35,18 @@ DEFAULT_INTERVAL_SECONDS = 900
 MAX_INTERVAL_SECONDS = 7 * 24 * 3600  # a week
 
 
+# Characters no URL may hold as written, which the HTTP client percent-encodes when it sends the request.
+_UNSAFE_IN_URL = str.maketrans({char: f"%{ord(char):02X}" for char in ' "<>`{}'})
+
+
+def escape_url(url: str) -> str:
+    """`url` with the characters no URL holds as written (a space, ``"<>`{}``) percent-encoded, as the request
+    sends them: ``https://news.example.com/my feed.xml`` is kept as ``.../my%20feed.xml``."""
+    return url.translate(_UNSAFE_IN_URL)
+
+
 def _http_url(value: str) -> str:
+    value = escape_url(value)
     parts = urlsplit(value)
     if parts.scheme.lower() not in {"http", "https"} or not parts.hostname:
         raise ValueError(f"expected an http:// or https:// URL with a host, found {redact(value)!r}")

@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from finance_sentiment.credentials import unmasked
 from finance_sentiment.crontab import never_fires
-from finance_sentiment.schemas import SourceIn, SourceOut, SourcePatch, describe_errors
+from finance_sentiment.schemas import SourceIn, SourceOut, SourcePatch, describe_errors, escape_url
 from finance_sentiment.tables import Source
 from textcore.errors import Conflict, InvalidInput, NotFound
 
@@ -134,7 +134,8 @@ def upsert_source(session: Session, data: SourceIn, config_file: str) -> Source:
         if dropped_by_config(source.disabled_reason):
             source.disabled_reason = None  # declared again: the file decides, as for any source it declares
         auto_disabled = not source.enabled and source.disabled_reason is not None
-        if auto_disabled and data.enabled and (data.url, data.kind) == (source.url, source.kind):
+        unchanged = (data.url, data.kind) == (escape_url(source.url), source.kind)  # stored unescaped before
+        if auto_disabled and data.enabled and unchanged:
             data = data.model_copy(update={"enabled": False})
         _assign(source, data)
     if (source.managed_by, source.config_file) != ("config", config_file):
@@ -174,7 +175,7 @@ def _patched(source: Source, patch: SourcePatch) -> SourceIn:
     values: dict[str, Any] = {field: getattr(source, field) for field in SourceIn.model_fields}
     changes = patch.model_dump(exclude_unset=True)
     if changes.get("url") is not None:  # the URL as listed, password masked, keeps the stored password
-        changes["url"] = unmasked(changes["url"], source.url)
+        changes["url"] = unmasked(changes["url"], escape_url(source.url))
     # One schedule at a time: switching to the other kind replaces the stored one.
     if changes.get("cron") is not None and "interval_seconds" not in changes:
         values["interval_seconds"] = None
