@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -61,6 +62,9 @@ app = typer.Typer(
     add_completion=False,
 )
 TAGGER = "token-classification"  # the metadata task of a tagger folder
+# predict --data labels this many batches at a time: length-sorted together (little padding), printed as each
+# run is done, so the first lines come at once and the labels held do not grow with the file
+FILE_BATCHES_AT_ONCE = 16
 
 TaskOpt = Annotated[
     str,
@@ -381,7 +385,8 @@ def predict(
 
     A tagger prints the text's entities instead: text, label, character offsets and score of each. Read from
     stdin, texts are labelled in batches of what has arrived (at most --batch-size lines), each batch's lines
-    printed before the next is read: a pipe that stays open gets each line's answer as it comes.
+    printed before the next is read: a pipe that stays open gets each line's answer as it comes. A --data
+    file is read and checked whole first, then labelled and printed a few batches at a time, in its order.
     """
     from textcore.artifacts import read_metadata  # noqa: PLC0415
     from textcore.data import read_texts  # noqa: PLC0415
@@ -399,7 +404,11 @@ def predict(
                 raise InvalidInput("expected at least one text to label; found none")
         label = entity_rows if read_metadata(model).get("task") == TAGGER else label_rows
         rows = label(model, device, precision, batch_size, backend)
-        batches = [texts] if data is not None else line_batches(stdin_lines(), batch_size)
+        if data is not None:  # a run of batches at a time, length-sorted inside: printed as it is labelled
+            step = batch_size * FILE_BATCHES_AT_ONCE
+            batches: Iterable[list[str]] = (texts[i : i + step] for i in range(0, len(texts), step))
+        else:
+            batches = line_batches(stdin_lines(), batch_size)
         labelled = 0
         for batch in batches:
             for row in rows(batch):

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import json
 import math
 import os
@@ -35,6 +36,7 @@ from typer.testing import CliRunner
 from textcore.artifacts import read_metadata
 from textcore.classifier import Classifier
 from textcore.cli import full_app
+from textcore.console import run_app
 from textcore.data import LabelledTexts
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput
@@ -411,6 +413,37 @@ def test_predict_from_a_file_matches_the_saved_model_loaded_twice(trained: Train
     for row, expected, prediction in zip(cli_rows, probs, first.predict(texts), strict=True):
         assert row["label"] == prediction.label
         assert [row["probabilities"][label] for label in LABELS] == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+class FlushedLines(io.StringIO):
+    """A stdout that notes how many lines it held at each flush."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.at_flush: list[int] = []
+
+    def flush(self) -> None:
+        self.at_flush.append(self.getvalue().count("\n"))
+        super().flush()
+
+
+def test_predict_prints_a_file_as_it_is_labelled(
+    trained: Trained, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The whole file was labelled before the first line was printed: for a large file nothing came for
+    # minutes, and every row's labels were held at once.
+    texts = [f"review number {i}: {'great' if i % 2 else 'awful'} service" for i in range(40)]
+    data = write_csv(tmp_path / "texts.csv", [(text, "") for text in texts])
+    stdout = FlushedLines()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    args = ["predict", "--model", str(trained.model), "--data", str(data), "--text-column", "review"]
+    with pytest.raises(SystemExit) as ended:
+        run_app(full_app(), [*args, "--device", "cpu", "--batch-size", "1"])
+    assert ended.value.code == 0
+    assert 0 < stdout.at_flush[0] < len(texts), (
+        stdout.at_flush
+    )  # the first batches' lines, out before the rest
+    assert [row["text"] for row in parse_predictions(stdout.getvalue(), texts)] == texts
 
 
 def test_onnx_backend_predicts_like_torch(trained: Trained) -> None:
