@@ -1137,3 +1137,26 @@ def test_a_citation_carries_its_documents_source(client: TestClient) -> None:
     assert {s["id"]: s["source"] for s in meta["sources"]} == linked
     described = client.get("/openapi.json").json()["components"]["schemas"]["SourceOut"]["properties"]
     assert "URL" in described["source"]["description"]
+
+
+def test_an_faq_given_a_source_is_cited_with_it(client: TestClient) -> None:
+    # FAQs carried no source: a citation of one could link to no page, as a document's does
+    url = "https://bank.example/help/cheques"
+    answer = "Photograph both sides of the cheque in the app under Payments > Deposit a cheque."
+    cheque = {"question": "How do I deposit a cheque?", "answer": answer, "source": url}
+    posted = client.post("/v1/knowledge/faqs", json={"items": [{"id": "cheque", **cheque}]})
+    assert posted.status_code == 200, posted.text
+    assert client.get("/v1/knowledge/cheque").json()["source"] == url
+    reply = chat(client, "How can I deposit a cheque?")
+    assert (reply["sources"][0]["id"], reply["sources"][0]["source"]) == ("cheque", url), reply
+    moved = f"{url}/new"
+    assert client.put("/v1/knowledge/faqs/cheque", json=cheque | {"source": moved}).status_code == 200
+    assert client.get("/v1/knowledge/cheque").json()["source"] == moved
+    assert chat(client, "How can I deposit a cheque?")["sources"][0]["source"] == moved
+    unlinked = {k: v for k, v in cheque.items() if k != "source"}  # replaced without one: none
+    assert client.put("/v1/knowledge/faqs/cheque", json=unlinked).status_code == 200
+    assert chat(client, "How can I deposit a cheque?")["sources"][0]["source"] is None
+    problem(client.put("/v1/knowledge/faqs/cheque", json=cheque | {"source": "x" * 2_001}), 422)
+    problem(
+        client.put("/v1/knowledge/faqs/cheque", json=cheque | {"source": "https://a.example/\u0007"}), 422
+    )

@@ -103,7 +103,7 @@ def test_an_export_ingested_into_an_empty_knowledge_base_gives_back_every_entry(
         f"exported 4 FAQs and 2 documents (2 chunks) to {everything} (knowledge base version 6)"
     )
     _cli("export", str(faqs), "--kind", "faq", "--database-url", f"sqlite:///{source / 'kb.db'}")
-    assert faqs.read_text(encoding="utf-8").splitlines()[0] == "id,question,answer,category"
+    assert faqs.read_text(encoding="utf-8").splitlines()[0] == "id,question,answer,category,source"
 
     restored, from_csv = tmp_path / "restored", tmp_path / "from_csv"
     _cli("ingest", str(everything), *_where(restored))
@@ -144,7 +144,7 @@ def test_export_refuses_in_one_line_and_leaves_files_alone(tmp_path: Path, kb: K
 
     replaced = runner.invoke(cli_app, ["export", str(existing), "--kind", "faq", "--force", *url])
     assert replaced.exit_code == 0, replaced.output
-    assert existing.read_bytes() == b"id,question,answer,category\r\nhours,When?,Nine to five.,\r\n"
+    assert existing.read_bytes() == b"id,question,answer,category,source\r\nhours,When?,Nine to five.,,\r\n"
 
 
 @pytest.fixture
@@ -203,6 +203,26 @@ def test_an_exported_document_replaces_the_stored_one_as_it_was(kb: KnowledgeBas
 
     prefixed = ingest_path(kb, tmp_path / "guide.jsonl", id_prefix="copy/")
     assert prefixed.documents_added == 1 and kb.get("copy/guide.md#0").text == before[0][2]
+
+
+def test_an_faqs_source_is_ingested_exported_and_given_back(kb: KnowledgeBase, tmp_path: Path) -> None:
+    # an FAQ carried no source: its citation could link to no page, as a document's can
+    url = "https://bank.example/help/fees"
+    table = tmp_path / "faqs.csv"
+    table.write_text(f"id,question,answer,source\nfees,Any fees?,None.,{url}\nhours,When?,Nine to five.,\n")
+    ingest_path(kb, table)
+    assert {e.id: e.source for e in kb.list(kind="faq")} == {"fees": url, "hours": ""}
+    for name in ("kb.csv", "kb.jsonl"):
+        export_knowledge(kb.db, tmp_path / name)
+        kb.upsert_faqs([FaqIn("fees", "Any fees?", "None.")])  # replaced without one
+        assert kb.get("fees").source == ""
+        ingest_path(kb, tmp_path / name)
+        assert {e.id: e.source for e in kb.list(kind="faq")} == {"fees": url, "hours": ""}, name
+    lines = (tmp_path / "kb.jsonl").read_text().splitlines()
+    assert json.loads(lines[0]) == {"id": "fees", "question": "Any fees?", "answer": "None.", "category": "",
+                                    "source": url}  # fmt: skip
+    with pytest.raises(InvalidInput, match="source"):
+        kb.upsert_faqs([FaqIn("bell", "Ring?", "Ding.", source="https://bank.example/\x07")])
 
 
 def test_an_faq_an_ingest_would_not_give_back_as_stored_is_named(kb: KnowledgeBase, tmp_path: Path) -> None:

@@ -96,8 +96,8 @@ class Source:
     snippet: str
     score: float  # the retrieval's: rank fusion (RRF), or the re-ranker's probability
     relevance: float | None = None  # the policy's figure (`Bot._relevance`); None in turns stored before it
-    # where the passage comes from, as the knowledge base shows it (a document's URL or file name), for a
-    # front end to link the citation to; None for an FAQ, a document given without one, or older turns
+    # where the passage comes from, as the knowledge base shows it (a document's URL or file name, an FAQ's
+    # URL), for a front end to link the citation to; None for an entry given without one, or older turns
     source: str | None = None
 
 

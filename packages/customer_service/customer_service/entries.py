@@ -13,6 +13,7 @@ from textcore.printable import check_printable
 
 # of a chunk: "#" and 9 digits are the 10 characters a chunk id may add to its document's id
 MAX_POSITION = 999_999_999
+MAX_SOURCE = 2_000  # characters of a source (a URL), as the API takes a document's
 RESERVED_IDS = frozenset({"search"})  # GET /v1/knowledge/<id> would reach the route, not the entry
 # nor may an id hold a "." or ".." part between slashes: clients resolve them away in the URL's path
 
@@ -25,6 +26,7 @@ class FaqIn:
     question: str
     answer: str
     category: str = ""
+    source: str = ""  # the page it answers from, as clients may see it (a URL), for a citation to link to
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,11 @@ def check_faq(row: FaqIn) -> None:
         raise InvalidInput(
             f"category: expected text of at most {ID_LENGTH} characters; found {row.category!r:.80}"
         )
-    for name in ("id", "question", "answer", "category"):
+    if not isinstance(row.source, str) or len(row.source) > MAX_SOURCE:
+        raise InvalidInput(
+            f"source: expected text of at most {MAX_SOURCE} characters; found {row.source!r:.80}"
+        )
+    for name in ("id", "question", "answer", "category", "source"):
         check_printable(getattr(row, name), f"{name} of FAQ {row.id!r:.80}")
 
 

@@ -4,7 +4,7 @@ knowledge base gives back the same entries.
 
 What a file holds:
 - FAQs, as CSV or JSON Lines (by the file's suffix), with exactly the columns ingest reads: id, question,
-  answer, category; in order of id.
+  answer, category, source (the page an FAQ answers from, "" for none); in order of id.
 - Documents, in JSON Lines only. A document's own text is not stored: only its chunks, cut from it with
   about 40 words of overlap and without its Markdown or HTML markup, so the original file cannot be given
   back. What is exported is each chunk as stored, one row per chunk: kind ("chunk"), id, document_id,
@@ -39,7 +39,7 @@ from textcore import Conflict, InvalidInput
 
 FORMATS = {".csv": "csv", ".jsonl": "jsonl"}
 KINDS = ("faq", "document", "all")
-FAQ_COLUMNS = ("id", "question", "answer", "category")
+FAQ_COLUMNS = ("id", "question", "answer", "category", "source")
 CHUNK_COLUMNS = ("kind", "id", "document_id", "position", "title", "text", "category", "source")
 PAGE_SIZE = 1_000
 TRIES = 3
@@ -232,10 +232,10 @@ def _jsonl_writer(handle: IO[str]) -> Callable[[dict[str, Any]], None]:
 
 
 def _faq_pages(db: Database, category: str | None, size: int) -> Iterator[Sequence[Row[Any]]]:
-    """FAQs (id, question, answer, category) in order of id, `size` at a time."""
+    """FAQs (id, question, answer, category, source) in order of id, `size` at a time."""
     entry = KnowledgeEntry
-    query = _of(select(entry.id, func.coalesce(entry.question, entry.title), entry.text, entry.category),
-                "faq", category)  # fmt: skip
+    query = _of(select(entry.id, func.coalesce(entry.question, entry.title), entry.text, entry.category,
+                       entry.source), "faq", category)  # fmt: skip
     return _pages(db, query, (entry.id,), size)
 
 

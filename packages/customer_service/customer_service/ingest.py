@@ -45,7 +45,7 @@ from textcore.printable import RULE, control_character
 TABLES = (".csv", ".tsv", ".jsonl", ".ndjson")
 DOCUMENTS = (".md", ".markdown", ".html", ".htm", ".txt")
 CHUNK_COLUMNS = ("document_id", "position", "title", "text", "category", "source")  # and "id", "kind"
-FAQ_TEXTS = ("question", "answer")  # a JSON Lines row's must be strings, as the API's are
+FAQ_TEXTS = ("question", "answer", "source")  # a JSON Lines row's must be strings, as the API's are
 HEADING = re.compile(r"^\s*#\s+(.+?)\s*#*\s*$|<h1[^>]*>(.*?)</h1>", re.IGNORECASE | re.MULTILINE | re.DOTALL)
 
 

@@ -208,7 +208,7 @@ class KnowledgeBase:
 
     def sources_of(self, ids: Sequence[str]) -> dict[str, str]:
         """The source (a URL or name, as clients see it) of each of these entries that has one, by id: a
-        document's chunks carry the document's; an FAQ has none."""
+        document's chunks carry the document's; an FAQ its own, when given one."""
         if not ids:
             return {}
         query = select(KnowledgeEntry.id, KnowledgeEntry.source).where(

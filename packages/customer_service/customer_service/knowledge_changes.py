@@ -64,7 +64,7 @@ def faq_change(rows: Sequence[FaqIn], record: RecordOf) -> Change:
                 id=row.id, kind="faq", position=0, source="", origin=""
             )
             entry.title, entry.question, entry.text = row.question, row.question, row.answer
-            entry.category = row.category
+            entry.category, entry.source = row.category, row.source
             session.add(entry)
         return []
 

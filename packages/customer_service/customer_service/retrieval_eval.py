@@ -140,7 +140,7 @@ def faqs_from_rows(
         raise InvalidInput(f"{path}: expected column(s) {', '.join(missing)}; found {', '.join(first)}")
     faqs: dict[str, FaqIn] = {}
     for number, row in rows:
-        for column in (id_column, question_column, answer_column, category_column):
+        for column in (id_column, question_column, answer_column, category_column, "source"):
             if (found := control_character(row.get(column, ""))) is not None:
                 raise InvalidInput(f"{path}: row {number}, column {column!r}: {RULE}; found {found}")
         question, answer = row.get(question_column, "").strip(), row.get(answer_column, "").strip()
@@ -148,7 +148,8 @@ def faqs_from_rows(
             empty = question_column if not question else answer_column
             raise InvalidInput(f"{path}: row {number} has an empty {empty!r}; expected text in every row")
         given = row.get(id_column, "").strip()
-        faq = FaqIn(given or faq_id(question, answer), question, answer, row.get(category_column, "").strip())
+        category, source = row.get(category_column, "").strip(), row.get("source", "").strip()
+        faq = FaqIn(given or faq_id(question, answer), question, answer, category, source)
         if faq.id in faqs:
             if given:
                 raise InvalidInput(f"{path}: row {number} repeats the id {given!r}; expected unique ids")

@@ -104,8 +104,8 @@ class SourceOut(BaseModel):
     source: str | None = Field(
         None,
         description="Where the passage comes from, as GET /v1/knowledge/{id} shows it: the URL or file name "
-        "given with its document, for linking the citation to its page. Null for an FAQ, a document stored "
-        "without a source, and turns stored before sources were kept",
+        "given with its document or FAQ, for linking the citation to its page. Null for an FAQ or a document "
+        "stored without a source, and turns stored before sources were kept",
     )
 
 
@@ -271,6 +271,8 @@ class FaqBody(BaseModel):
         str, StringConstraints(strip_whitespace=True, min_length=1, max_length=20_000), Printable
     ]
     category: Short = ""
+    # the page the answer comes from (a URL), shown with a citation of the FAQ; "" for none
+    source: Annotated[str, StringConstraints(strip_whitespace=True, max_length=2_000), Printable] = ""
 
 
 class FaqItem(FaqBody):

@@ -51,7 +51,10 @@ async def list_entries(
 async def upsert_faqs(body: FaqsIn, service: ServiceDep, limiter: LimiterDep) -> ChangeOut:
     """Create or replace FAQs in bulk (all or nothing); one without an id replaces the stored FAQ with its
     question (`with_stored_ids`)."""
-    rows = [FaqIn(f.id or faq_id(f.question, f.answer), f.question, f.answer, f.category) for f in body.items]
+    rows = [
+        FaqIn(f.id or faq_id(f.question, f.answer), f.question, f.answer, f.category, f.source)
+        for f in body.items
+    ]
     rows = await limiter.run(with_stored_ids, service.kb, rows)
     stored = await limiter.run(service.kb.upsert_faqs, rows)
     return ChangeOut(stored=stored, ids=[r.id for r in rows], version=service.kb.version)
@@ -64,7 +67,7 @@ async def put_faq(
     """Create or replace one FAQ."""
     faq_id = _faq_id(entry_id)
     stored = await limiter.run(
-        service.kb.upsert_faqs, [FaqIn(faq_id, body.question, body.answer, body.category)]
+        service.kb.upsert_faqs, [FaqIn(faq_id, body.question, body.answer, body.category, body.source)]
     )
     return ChangeOut(stored=stored, ids=[faq_id], version=service.kb.version)
 
