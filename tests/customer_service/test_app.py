@@ -937,6 +937,7 @@ def test_streaming_reply_as_server_sent_events(client: TestClient) -> None:
     ) as response:
         assert response.status_code == 200
         assert response.headers["content-type"].startswith("text/event-stream")
+        assert response.headers["cache-control"] == "no-store"  # a turn is personal data: no cache keeps it
         raw = "".join(response.iter_text())
     events = [
         (

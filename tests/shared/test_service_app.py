@@ -204,6 +204,32 @@ def test_api_keys_guard_every_route_but_probes_and_docs(
 
 
 @each_service
+def test_every_response_carries_the_security_headers(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Replies carry personal data (chat turns, sessions): no cache may keep them, and no browser may read one
+    # as HTML. Errors answered by the middleware (401, 413) and by the router (404, 405) carry them too.
+    monkeypatch.setenv(f"{prefix}API_KEYS", KEYS[0])
+    monkeypatch.setenv(f"{prefix}MAX_BODY_BYTES", "10")
+    with TestClient(create_app()) as client:
+        answers = {
+            "ok": client.get("/metrics", headers={"X-API-Key": KEYS[0]}),
+            "probe": client.get("/healthz"),
+            "docs": client.get("/docs"),
+            "refused": client.get("/metrics"),
+            "too large": client.post("/metrics", content=b"x" * 11, headers={"X-API-Key": KEYS[0]}),
+            "unknown": client.get("/nowhere", headers={"X-API-Key": KEYS[0]}),
+            "method": client.delete("/metrics", headers={"X-API-Key": KEYS[0]}),
+        }
+    assert [answer.status_code for answer in answers.values()] == [200, 200, 200, 401, 413, 404, 405]
+    for what, answer in answers.items():
+        assert answer.headers["x-content-type-options"] == "nosniff", what
+        assert answer.headers["cache-control"] == "no-store", what
+        assert answer.headers["x-frame-options"] == "DENY", what
+        assert answer.headers["content-security-policy"] == "frame-ancestors 'none'", what
+
+
+@each_service
 def test_no_api_keys_leaves_the_api_open(create_app: AppFactory, settings_class: Any, prefix: str) -> None:
     with TestClient(create_app()) as client:
         assert client.get("/metrics").status_code == 200

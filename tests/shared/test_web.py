@@ -347,6 +347,9 @@ def test_a_500_names_its_request_id_in_the_problem_and_the_log(caplog: pytest.Lo
     assert problem(response, 500)["detail"].endswith("logged with request id front-end.42")
     assert response.headers["x-request-id"] == "front-end.42"
     assert "secret" not in response.text
+    # sent from outside every middleware, yet with the security headers
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
     request_id = generated.headers["x-request-id"]
     assert problem(generated, 500)["detail"].endswith(f"request id {request_id}")
     logged = [r.getMessage() for r in caplog.records if r.exc_info]

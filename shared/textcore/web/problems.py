@@ -28,6 +28,7 @@ from textcore import logs
 from textcore.errors import Conflict, CoreError, InvalidInput
 from textcore.logs import REQUEST_ID_HEADER
 from textcore.web.request_id import request_id_of
+from textcore.web.security_headers import add_security_headers
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 
@@ -149,7 +150,9 @@ async def _unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     logged = f"logged with request id {request_id}" if request_id else "logged"
     detail = f"the server failed to handle this request; the error has been {logged}"
     headers = {REQUEST_ID_HEADER: request_id} if request_id else None
-    return problem_response(500, CoreError.title, detail, path, headers=headers)
+    response = problem_response(500, CoreError.title, detail, path, headers=headers)
+    add_security_headers(response.headers)  # sent from outside the middleware that sets them too
+    return response
 
 
 def install_problem_handlers(app: FastAPI) -> None:

@@ -23,6 +23,7 @@ from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
 from textcore.web.problems import install_problem_handlers
 from textcore.web.request_id import RequestId
+from textcore.web.security_headers import SecurityHeaders
 from textcore.web.telemetry import RequestMetrics, metrics_router
 
 Resources = Callable[[FastAPI], AbstractAsyncContextManager[None]]
@@ -66,7 +67,8 @@ def service_app(
         ready: the service's own readiness checks, run after the worker-pool check; it returns one status
             line per resource or raises a `CoreError` (e.g. `ModelNotReady`) while the service cannot serve.
 
-    Every response carries the request's id in ``X-Request-ID`` (`textcore.web.request_id`). With
+    Every response carries the request's id in ``X-Request-ID`` (`textcore.web.request_id`) and the
+    security headers of `textcore.web.security_headers` (``nosniff``, ``Cache-Control: no-store``). With
     `settings.cors_origins` set, pages of those origins may call it from a browser. With
     `settings.api_keys` set, every request but the health probes and the API docs must carry one of
     the keys (`textcore.web.auth`).
@@ -102,8 +104,9 @@ def service_app(
 
     app.state.metrics = registry = registry or CollectorRegistry(auto_describe=True)
     install_problem_handlers(app)
-    # The last added runs first: requests get their id, are counted, answered if they are a browser's CORS
-    # preflight (which carries no key), then their key is checked, then their body bounded.
+    # The last added runs first: every response gets the security headers, requests get their id, are
+    # counted, answered if they are a browser's CORS preflight (which carries no key), then their key is
+    # checked, then their body bounded.
     prefix = settings.model_config.get("env_prefix", "")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, setting=f"{prefix}MAX_BODY_BYTES")
     if settings.api_keys:
@@ -121,6 +124,7 @@ def service_app(
         )
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(RequestId)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health_router(ready_check))
     app.include_router(metrics_router(registry))
     return app

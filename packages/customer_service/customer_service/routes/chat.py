@@ -105,7 +105,7 @@ async def chat_stream(
 
 _SSE: dict[str, Any] = {
     "media_type": "text/event-stream",
-    "headers": {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+    "headers": {"Cache-Control": "no-store", "X-Accel-Buffering": "no"},  # a turn is personal data
 }
 
 
