@@ -257,6 +257,21 @@ def test_values_the_database_refuses_are_422_and_a_lost_race_409(client: TestCli
     assert "retry" in conflict["detail"] and "secret" not in conflict["detail"]
 
 
+def test_database_errors_are_logged_without_statement_parameters_or_driver_message(
+    client: TestClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The parameters are what the caller sent (a customer's chat message) and the driver's message may quote
+    # a value: personal data, which the log at INFO must not carry.
+    with caplog.at_level(logging.INFO, logger="textcore.web.problems"):
+        client.get("/database/data")
+        client.get("/database/integrity")
+    logged = [record.getMessage() for record in caplog.records]
+    assert logged == [
+        "database refused the values of GET /database/data: ValueError",
+        "database conflict on GET /database/integrity: ValueError",
+    ]
+
+
 async def test_http_client_bounds_response_size() -> None:
     async def stream() -> AsyncIterator[bytes]:
         for _ in range(10):

@@ -8,7 +8,13 @@ from textcore.web.auth import ApiKeyAuth
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import Health, Readiness, ReadyCheck, health_router
-from textcore.web.problems import PROBLEM_MEDIA_TYPE, install_problem_handlers, problem_body, problem_response
+from textcore.web.problems import (
+    PROBLEM_MEDIA_TYPE,
+    database_error,
+    install_problem_handlers,
+    problem_body,
+    problem_response,
+)
 from textcore.web.request_id import RequestId
 from textcore.web.service import Resources, ServiceReadyCheck, service_app
 
@@ -23,6 +29,7 @@ __all__ = [
     "RequestId",
     "Resources",
     "ServiceReadyCheck",
+    "database_error",
     "health_router",
     "install_problem_handlers",
     "problem_body",

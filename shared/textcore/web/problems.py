@@ -123,17 +123,33 @@ def _unreadable_json(cause: BaseException | None) -> str | None:
     return None
 
 
+def database_error(exc: Exception) -> str:
+    """What a log line may say of a database error: the driver's error class and SQLSTATE, never its message.
+
+    SQLAlchemy's message holds the statement and its parameters (a customer's chat message), and the
+    driver's may quote a value (PostgreSQL's "Key (name)=(...) already exists"): personal data, which logs
+    must not carry.
+    """
+    orig = getattr(exc, "orig", None)
+    cause = orig if isinstance(orig, BaseException) else exc
+    name = f"{type(cause).__module__}.{type(cause).__qualname__}".removeprefix("builtins.")
+    sqlstate = getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)
+    return f"{name} (SQLSTATE {sqlstate})" if isinstance(sqlstate, str) else name
+
+
 async def _database_refused_values(request: Request, exc: Exception) -> JSONResponse:
     # A value the schema let through that the database cannot hold (PostgreSQL: a NUL character in
-    # text, a number out of range): the caller's input, so 422; the driver's message goes to the log only.
-    logger.info("database refused the values of %s %s: %s", request.method, request.url.path, exc)
+    # text, a number out of range): the caller's input, so 422; the error's class goes to the log only.
+    logger.info(
+        "database refused the values of %s %s: %s", request.method, request.url.path, database_error(exc)
+    )
     detail = "expected values the database can store (no NUL characters, numbers in range); it refused these"
     return problem_response(422, InvalidInput.title, detail, request.url.path)
 
 
 async def _database_conflict(request: Request, exc: Exception) -> JSONResponse:
     # A uniqueness or reference rule broken by a concurrent request (both checked, then both wrote).
-    logger.warning("database conflict on %s %s: %s", request.method, request.url.path, exc)
+    logger.warning("database conflict on %s %s: %s", request.method, request.url.path, database_error(exc))
     detail = "a concurrent change conflicted with this request; retry it"
     return problem_response(409, Conflict.title, detail, request.url.path)
 

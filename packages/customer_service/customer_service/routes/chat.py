@@ -22,7 +22,7 @@ from customer_service.deps import LimiterDep, ServiceDep
 from customer_service.idempotency import HEADER, KEY, MAX_KEY_CHARS, key_error, needs_session
 from customer_service.schemas import ChatIn, ChatOut
 from textcore import CoreError, InvalidInput
-from textcore.web import problem_body
+from textcore.web import database_error, problem_body
 
 logger = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1", tags=["chat"])
@@ -220,7 +220,7 @@ def _problem(exc: Exception, instance: str) -> dict[str, Any]:
     if isinstance(exc, CoreError):
         return problem_body(exc.status, exc.title, exc.message, instance)
     if isinstance(exc, DataError):
-        logger.info("database refused the values of a streamed turn: %s", exc)
+        logger.info("database refused the values of a streamed turn: %s", database_error(exc))
         detail = (
             "expected values the database can store (no NUL characters, numbers in range); it refused these"
         )
