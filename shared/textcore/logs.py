@@ -4,7 +4,8 @@
 included (the `serve` commands pass it to uvicorn as its ``log_config``): every record goes to stderr through
 one handler, at one level. In JSON, each line holds ``time`` (UTC, ISO 8601), ``level``, ``logger``,
 ``message``, the ``request_id`` of the HTTP request being served when there is one (`request_id`, set by
-`textcore.web.request_id`), and ``exception`` with the traceback when the record has one.
+`textcore.web.request_id`), and ``exception`` with the traceback when the record has one. uvicorn's access
+lines name the path without its query string (`QueryHidden`) unless the level is DEBUG.
 """
 
 from __future__ import annotations
@@ -56,6 +57,19 @@ class StderrHandler(logging.StreamHandler[TextIO]):
         super().emit(record)
 
 
+class QueryHidden(logging.Filter):
+    """Cut the query string from uvicorn's access lines: a query may carry personal data (a knowledge
+    search's ``q``, a recommendation's ``interests``), which a log at INFO must not hold. The path stays."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Keep `record`, its path without its query (``/v1/knowledge/search?...``)."""
+        args = record.args
+        # uvicorn's access record: client address, method, path with query, HTTP version, status
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (*args[:2], args[2].partition("?")[0] + "?...", *args[3:])
+        return True
+
+
 def logging_config(log_format: str = "text", level: str = "INFO") -> dict[str, Any]:
     """A `logging.config.dictConfig` dictionary: every logger, uvicorn's too, to stderr in `log_format`.
 
@@ -74,14 +88,18 @@ def logging_config(log_format: str = "text", level: str = "INFO") -> dict[str, A
     formatter = {"()": JsonFormatter} if log_format == "json" else {"format": TEXT_FORMAT}
     # uvicorn's loggers get no handler of their own: their records reach the root's, like every other one.
     uvicorn = {"handlers": [], "level": level, "propagate": True}
+    # Access lines keep their query string at DEBUG only (`QueryHidden`).
+    access = {**uvicorn, "filters": [] if level == "DEBUG" else ["query_hidden"]}
     return {
         "version": 1,
         "disable_existing_loggers": False,
         "formatters": {"default": formatter},
+        "filters": {"query_hidden": {"()": QueryHidden}},
         "handlers": {"default": {"class": "textcore.logs.StderrHandler", "formatter": "default"}},
         "root": {"handlers": ["default"], "level": level},
         "loggers": {
-            **{name: dict(uvicorn) for name in ("uvicorn", "uvicorn.error", "uvicorn.access")},
+            **{name: dict(uvicorn) for name in ("uvicorn", "uvicorn.error")},
+            "uvicorn.access": access,
             # alembic tells of every migration context at INFO (the services migrate at each start)
             "alembic": {"level": "DEBUG" if level == "DEBUG" else "WARNING"},
         },
