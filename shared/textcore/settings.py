@@ -79,6 +79,8 @@ class ServiceSettings(BaseSettings):
                 value = json.loads(value)
             except json.JSONDecodeError:
                 raise ValueError("expected a JSON list or comma-separated values") from None
+            if value == []:  # set to an empty list: refused as a blank value is, not a silently open API
+                raise ValueError("expected at least one value; found none (unset it to leave it off)")
         if isinstance(value, str):
             parts = tuple(part.strip() for part in value.split(",") if part.strip())
             # Set but empty (a secret that came out blank): refused, rather than a silently open API.

@@ -159,7 +159,7 @@ def test_api_keys_or_origins_set_but_empty_are_refused(
     create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for name in ("API_KEYS", "CORS_ORIGINS"):
-        for blank in ("", " , "):
+        for blank in ("", " , ", "[]", " [ ] "):
             monkeypatch.setenv(f"{prefix}{name}", blank)
             with pytest.raises(ValueError, match=r"expected at least one value; found none \(unset it"):
                 create_app()
