@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MIN_API_KEY_LENGTH = 16
+HOST = re.compile(r"(\*\.)?[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*|\[[0-9A-Fa-f:.]+\]")  # a name, *.name or [IPv6]
 ORIGIN = re.compile(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?")  # a web origin: scheme, host, port
 
 
@@ -71,7 +72,17 @@ class ServiceSettings(BaseSettings):
         ),
     )
 
-    @field_validator("api_keys", "cors_origins", mode="before")
+    allowed_hosts: Annotated[tuple[str, ...], NoDecode] = Field(
+        (),
+        max_length=100,
+        description=(
+            "Host names the service answers for (the requests' Host header), e.g. 'api.example.com', or "
+            "'*.example.com' for any below it; comma-separated or a JSON list. Another host is refused with "
+            "400, but the health probes answer any. None (the default): any host."
+        ),
+    )
+
+    @field_validator("api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
         if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list, as other list settings
@@ -97,6 +108,15 @@ class ServiceSettings(BaseSettings):
                 expected = "expected origins as scheme://host[:port] (no path) or '*'"
                 raise ValueError(f"{expected}; found {origin!r}")
         return origins
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _hosts(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        for host in hosts:
+            if not HOST.fullmatch(host):
+                expected = "expected host names such as api.example.com or *.example.com (no scheme, no port)"
+                raise ValueError(f"{expected}; found {host!r}")
+        return hosts
 
     @field_validator("api_keys")
     @classmethod

@@ -249,6 +249,32 @@ def test_short_api_key_is_refused_without_echoing_it(
         create_app()
 
 
+@each_service
+def test_allowed_hosts_refuse_a_forged_host_but_not_the_probes(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A response may carry the request's host (the finance monitor's Link rel="next"): a forged Host header
+    # would put another site there.
+    monkeypatch.setenv(f"{prefix}ALLOWED_HOSTS", "api.example-bank.com, *.internal.example-bank.com")
+    with TestClient(create_app(), base_url="http://api.example-bank.com") as client:
+        named = client.get("/metrics")
+        with_port = client.get("/metrics", headers={"Host": "API.example-bank.com:8443"})
+        below = client.get("/metrics", headers={"Host": "cs.internal.example-bank.com"})
+        forged = client.post("/metrics", headers={"Host": "evil.example"}, content=b"x" * 1000)
+        lookalike = client.get("/metrics", headers={"Host": "api.example-bank.com.evil.example"})
+        bare_suffix = client.get("/metrics", headers={"Host": "internal.example-bank.com"})
+        probes = [client.get(path, headers={"Host": "10.0.0.7:8000"}) for path in ("/healthz", "/readyz")]
+    assert [named.status_code, with_port.status_code, below.status_code] == [200, 200, 200]
+    for refused in (forged, lookalike, bare_suffix):
+        assert f"{prefix}ALLOWED_HOSTS" in problem(refused, 400)["detail"]
+        assert "evil" not in refused.text  # the forged host is not echoed
+    assert [probe.status_code for probe in probes] == [200, 200]
+    for bad in ("https://api.example-bank.com", "api.example-bank.com:8443", "[]"):
+        monkeypatch.setenv(f"{prefix}ALLOWED_HOSTS", bad)
+        with pytest.raises(ValueError, match=f"{prefix}ALLOWED_HOSTS|allowed_hosts"):
+            create_app()
+
+
 SITE = "https://www.example-bank.com"
 
 

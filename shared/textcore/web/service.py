@@ -21,6 +21,7 @@ from textcore.web.auth import ApiKeyAuth, document_api_keys
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
+from textcore.web.hosts import HostCheck
 from textcore.web.problems import install_problem_handlers
 from textcore.web.request_id import RequestId
 from textcore.web.security_headers import SecurityHeaders
@@ -71,7 +72,8 @@ def service_app(
     security headers of `textcore.web.security_headers` (``nosniff``, ``Cache-Control: no-store``). With
     `settings.cors_origins` set, pages of those origins may call it from a browser. With
     `settings.api_keys` set, every request but the health probes and the API docs must carry one of
-    the keys (`textcore.web.auth`).
+    the keys (`textcore.web.auth`). With `settings.allowed_hosts` set, every request but the health
+    probes must name one of them in its Host header (`textcore.web.hosts`).
 
     Returns:
         The app. `app.state.limiter` is the `CapacityLimiter` that runs blocking model calls;
@@ -105,8 +107,8 @@ def service_app(
     app.state.metrics = registry = registry or CollectorRegistry(auto_describe=True)
     install_problem_handlers(app)
     # The last added runs first: every response gets the security headers, requests get their id, are
-    # counted, answered if they are a browser's CORS preflight (which carries no key), then their key is
-    # checked, then their body bounded.
+    # counted, refused if they name another host, answered if they are a browser's CORS preflight (which
+    # carries no key), then their key is checked, then their body bounded.
     prefix = settings.model_config.get("env_prefix", "")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, setting=f"{prefix}MAX_BODY_BYTES")
     if settings.api_keys:
@@ -122,6 +124,8 @@ def service_app(
             expose_headers=CORS_RESPONSE_HEADERS,
             max_age=600,
         )
+    if settings.allowed_hosts:
+        app.add_middleware(HostCheck, hosts=settings.allowed_hosts, setting=f"{prefix}ALLOWED_HOSTS")
     app.add_middleware(RequestMetrics, registry=registry)
     app.add_middleware(RequestId)
     app.add_middleware(SecurityHeaders)
