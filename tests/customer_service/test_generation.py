@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -268,11 +269,17 @@ async def test_answer_stream_completes_a_stall_after_the_first_delta_with_the_ex
     [("nocite", REPLIES["nocite"], [0]), ("madeup", REPLIES["madeup"], [0])],
 )
 async def test_answer_stream_that_ends_ungrounded_is_completed_with_the_extract(
-    client: httpx.AsyncClient, server: str, kind: str, said: str, cited: list[int]
+    client: httpx.AsyncClient,
+    server: str,
+    kind: str,
+    said: str,
+    cited: list[int],
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     # `answer` replaces a generation citing nothing, or citing a source it was not given, by the extract;
     # a stream has already shown it and cannot take it back, but it does not end the reply ungrounded:
     # the extract, citing [1], follows, and the whole is the answer, as after a generator that broke off
+    caplog.set_level(logging.INFO, logger="customer_service.answers")
     stream = Answerer(None, generator(client, server, kind)).stream("q", None, [FAQ])
     pieces = [p async for p in stream]
     extract = "Open the app and tap Cards > Block. [1]"
@@ -285,6 +292,9 @@ async def test_answer_stream_that_ends_ungrounded_is_completed_with_the_extract(
     )
     whole = await Answerer(None, generator(client, server, kind)).answer("q", None, [FAQ])
     assert (whole.text, whole.mode) == (extract, "extractive")  # what /v1/chat answers the same with
+    # the fallbacks are logged, but not what the generator said: a reply may repeat the customer's words
+    logged = [record.getMessage() for record in caplog.records]
+    assert len(logged) == 2 and not any(said[:10] in message for message in logged)
 
 
 @pytest.mark.slow

@@ -175,7 +175,10 @@ class Answerer:
             return self.extractive(passages)
         cited = citations(text, len(passages))
         if not cited:
-            logger.info("generated answer cites no passage, answering extractively: %r", text[:200])
+            # its length, not its text: a reply may repeat what the customer wrote (personal data)
+            logger.info(
+                "generated answer (%d characters) cites no passage, answering extractively", len(text)
+            )
             return self.extractive(passages)
         if made_up := dangling_citations(text, len(passages)):
             logger.info("generated answer cites missing sources %s, answering extractively", made_up)
@@ -279,7 +282,7 @@ class AnswerStream:
         # stays, and the extract, citing [1], completes the reply, as `answer` would have replaced it
         if failed or not cited or dangling_citations(text, len(passages)):
             if not failed:
-                logger.info("streamed answer cites no passage or a missing one: %r", text[:200])
+                logger.info("streamed answer (%d characters) cites no passage or a missing one", len(text))
             extract = answerer.extractive(passages)
             tail = f"\n\n{extract.text}"
             whole = ("".join(parts) + tail).strip()
