@@ -275,12 +275,16 @@ def require_existing_sqlite(url: str, doing: str) -> None:
 
 
 def _create_engine(driver: str, url: str, database: str | None) -> Engine:
+    # hide_parameters: an error's message (logged with a 500's traceback) names the statement, not the values
+    # it was sent with, which are what the callers sent (a customer's message): personal data.
     if not driver.startswith("sqlite"):
-        return create_engine(url, pool_pre_ping=True)
+        return create_engine(url, pool_pre_ping=True, hide_parameters=True)
     if database and database != ":memory:":
         Path(database).parent.mkdir(parents=True, exist_ok=True)
     # Threads (API workers, the scheduler) share the engine; wait for the writer lock instead of failing.
-    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, hide_parameters=True
+    )
     event.listen(engine, "connect", _sqlite_pragmas)
     # pysqlite's own transaction handling commits on SAVEPOINT release; SQLAlchemy emits BEGIN itself instead,
     # so that a session is one transaction, savepoints included (the recipe of SQLAlchemy's SQLite docs).
