@@ -142,6 +142,10 @@ def train(
             "weighted as the validation rows choose (0: left out); a second encoder pass at prediction"
         ),
     ] = False,
+    patience: Annotated[
+        int | None,
+        typer.Option(help="evaluations without a better validation score before the run stops early"),
+    ] = None,
     ema: Annotated[
         float | None,
         typer.Option(
@@ -201,6 +205,7 @@ def train(
         "rdrop": rdrop,
         "head": head,
         "scale": scale,
+        "patience": patience,
         "ema": ema,
         "adversarial": adversarial,
         "adversarial_epsilon": adversarial_epsilon,

@@ -6,20 +6,26 @@ discards it.
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import time
 from pathlib import Path
 
-from tests.shared.test_checkpoint import EPOCHS, ROWS, training_steps
+from tests.shared.test_checkpoint import ROWS, training_steps
 from tests.shared.test_cli import TEXTCORE, _train_args, invoke_cli, ok, snapshot, write_csv
 from tests.shared.test_killed_run import asides
+
+# Long enough that the stop lands mid-training however busy the machine: no early stop (the tiny model's
+# validation score never improves, so the default patience ended the run 4 evaluations after its first
+# checkpoint, at times before the signal came).
+LONG = ("--epochs", "60", "--patience", "1000")
 
 
 def stopped_run(data: Path, model: Path, output: Path, stop: signal.Signals) -> str:
     """Start `textcore train` on `data` into `output`, send it `stop` once it has written its first
     checkpoint, and return its stderr once it has ended."""
-    args = [*_train_args(data, model, output), "--epochs", EPOCHS]
+    args = [*_train_args(data, model, output), *LONG]
     state = output / "training" / "checkpoint" / "state.json"
     process = subprocess.Popen(
         [str(TEXTCORE), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -61,7 +67,7 @@ def test_a_stopped_run_keeps_its_partial_run_for_resume(tmp_path: Path, tiny_mod
     assert (kept / "training" / "checkpoint" / "state.json").is_file()
     assert asides(output) == []
 
-    resumed = ok(invoke_cli(*_train_args(data, tiny_model_dir, output), "--epochs", EPOCHS, "--resume"))
+    resumed = ok(invoke_cli(*_train_args(data, tiny_model_dir, output), *LONG, "--resume"))
     assert f"continuing the partial run kept as {kept.name} in {output}" in resumed.stderr
     assert (output / "metadata.json").is_file() and snapshot(output) != before
     steps = training_steps(output)
@@ -82,3 +88,18 @@ def test_a_run_without_resume_discards_the_partial_run_of_a_stopped_one(
     assert f"discarded {kept.name}, the partial run a stopped run kept" in again.stderr
     assert not kept.exists() and asides(output) == []
     assert (output / "metadata.json").is_file()
+
+
+def test_patience_sets_how_long_a_run_waits_for_a_better_score(tmp_path: Path, tiny_model_dir: Path) -> None:
+    # The tiny model's validation score never improves: the default patience (4) stops it early
+    data = write_csv(tmp_path / "a.csv", ROWS * 4)
+    for patience, steps in (("100", 12), ("2", 3)):
+        output = tmp_path / f"p{patience}"
+        ok(invoke_cli(*_train_args(data, tiny_model_dir, output), "--epochs", "12", "--patience", patience))
+        metadata = json.loads((output / "metadata.json").read_text(encoding="utf-8"))
+        assert metadata["hyperparameters"]["patience"] == int(patience)
+        assert training_steps(output)[-1] == steps
+    refused = invoke_cli(*_train_args(data, tiny_model_dir, tmp_path / "p0"), "--patience", "0")
+    assert refused.returncode == 2 and refused.stderr.splitlines() == [
+        "error: patience: expected an integer >= 1; found 0"
+    ]
