@@ -20,7 +20,9 @@ from tests.shared.test_cli import (
 )
 from textcore.training.tracking import drop_records_after, read_metrics
 
-EPOCHS = 20
+# Long enough that a stop lands mid-training however busy the machine: no early stop (the tiny model's
+# validation score never improves: the default patience ends a run 4 evaluations after its first checkpoint)
+LONG_RUN = ("--epochs", "20", "--patience", "1000")
 ROWS = [("great service", "pos"), ("awful service", "neg"), ("lovely staff", "pos"), ("rude staff", "neg")]
 
 
@@ -28,7 +30,7 @@ def interrupted_run(data: Path, model: Path, output: Path, *, past_checkpoint: b
     """Start `textcore train` on `data` and kill it once it has written its first checkpoint (with
     `past_checkpoint`, once it has also logged a step after its latest one), as a crash or Ctrl-C would;
     return the checkpoint folder."""
-    args = [*_train_args(data, model, output), "--epochs", EPOCHS]
+    args = [*_train_args(data, model, output), *LONG_RUN]
     state = output / "training" / "checkpoint" / "state.json"
     process = subprocess.Popen(
         [str(TEXTCORE), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
@@ -73,7 +75,7 @@ def test_resume_refuses_a_checkpoint_made_with_other_labels(
 ) -> None:
     output, _ = checkpointed
     other = write_csv(tmp_path / "b.csv", [*ROWS, ("fine service", "mixed"), ("so-so staff", "mixed")] * 4)
-    result = invoke_cli(*_train_args(other, tiny_model_dir, output), "--epochs", EPOCHS, "--resume")
+    result = invoke_cli(*_train_args(other, tiny_model_dir, output), *LONG_RUN, "--resume")
     assert_clean_failure(result, f"the checkpoint in {output / 'training' / 'checkpoint'} was made with")
     assert "labels ['neg', 'pos']" in result.stderr
     assert "found" in result.stderr and "labels ['mixed', 'neg', 'pos']" in result.stderr
@@ -85,7 +87,7 @@ def test_resume_refuses_a_checkpoint_made_from_another_data_file(
 ) -> None:
     output, _ = checkpointed
     other = write_csv(tmp_path / "b.csv", [(f"{text} again", label) for text, label in ROWS] * 4)
-    result = invoke_cli(*_train_args(other, tiny_model_dir, output), "--epochs", EPOCHS, "--resume")
+    result = invoke_cli(*_train_args(other, tiny_model_dir, output), *LONG_RUN, "--resume")
     assert_clean_failure(result, "was made with training data sha256")
     assert not (output / "metadata.json").exists()
     assert (output / "training" / "checkpoint" / "state.json").is_file(), "the checkpoint must be kept"
@@ -95,7 +97,7 @@ def test_resume_refuses_a_checkpoint_made_with_other_settings(
     checkpointed: tuple[Path, Path], tiny_model_dir: Path
 ) -> None:
     output, data = checkpointed
-    args = [*_train_args(data, tiny_model_dir, output), "--epochs", EPOCHS, "--resume", "--max-length", 64]
+    args = [*_train_args(data, tiny_model_dir, output), *LONG_RUN, "--resume", "--max-length", 64]
     result = invoke_cli(*args)
     assert_clean_failure(result, "was made with max_length 128; found max_length 64")
 
@@ -106,7 +108,7 @@ def test_resume_after_a_checkpoint_logs_each_step_once(tmp_path: Path, tiny_mode
     output = tmp_path / "out"
     interrupted_run(data, tiny_model_dir, output, past_checkpoint=True)
     assert logged_past_checkpoint(output), "expected the killed run to have logged past its checkpoint"
-    ok(invoke_cli(*_train_args(data, tiny_model_dir, output), "--epochs", EPOCHS, "--resume"))
+    ok(invoke_cli(*_train_args(data, tiny_model_dir, output), *LONG_RUN, "--resume"))
     steps = training_steps(output)
     assert steps == list(range(1, len(steps) + 1)), steps
     evaluated = [r["step"] for r in read_metrics(output / "training" / "metrics.jsonl") if "loss" not in r]

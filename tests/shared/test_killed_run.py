@@ -9,7 +9,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from tests.shared.test_checkpoint import EPOCHS, ROWS, interrupted_run
+from tests.shared.test_checkpoint import LONG_RUN, ROWS, interrupted_run
 from tests.shared.test_cli import _train_args, assert_clean_failure, invoke_cli, ok, snapshot, write_csv
 
 
@@ -46,7 +46,7 @@ def test_a_run_after_a_killed_one_puts_the_earlier_model_back(tmp_path: Path, ti
 
 def test_a_resumed_run_removes_the_aside_once_it_has_finished(tmp_path: Path, tiny_model_dir: Path) -> None:
     output, data, _ = killed_over_a_model(tmp_path, tiny_model_dir)
-    resumed = ok(invoke_cli(*_train_args(data, tiny_model_dir, output), "--epochs", EPOCHS, "--resume"))
+    resumed = ok(invoke_cli(*_train_args(data, tiny_model_dir, output), *LONG_RUN, "--resume"))
     assert "holds a newer model than the one a killed run set aside" in resumed.stderr
     assert (output / "metadata.json").is_file()
     assert asides(output) == []

@@ -12,20 +12,15 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.shared.test_checkpoint import ROWS, training_steps
+from tests.shared.test_checkpoint import LONG_RUN, ROWS, training_steps
 from tests.shared.test_cli import TEXTCORE, _train_args, invoke_cli, ok, snapshot, write_csv
 from tests.shared.test_killed_run import asides
-
-# Long enough that the stop lands mid-training however busy the machine: no early stop (the tiny model's
-# validation score never improves, so the default patience ended the run 4 evaluations after its first
-# checkpoint, at times before the signal came).
-LONG = ("--epochs", "60", "--patience", "1000")
 
 
 def stopped_run(data: Path, model: Path, output: Path, stop: signal.Signals) -> str:
     """Start `textcore train` on `data` into `output`, send it `stop` once it has written its first
     checkpoint, and return its stderr once it has ended."""
-    args = [*_train_args(data, model, output), *LONG]
+    args = [*_train_args(data, model, output), *LONG_RUN]
     state = output / "training" / "checkpoint" / "state.json"
     process = subprocess.Popen(
         [str(TEXTCORE), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
@@ -67,7 +62,7 @@ def test_a_stopped_run_keeps_its_partial_run_for_resume(tmp_path: Path, tiny_mod
     assert (kept / "training" / "checkpoint" / "state.json").is_file()
     assert asides(output) == []
 
-    resumed = ok(invoke_cli(*_train_args(data, tiny_model_dir, output), *LONG, "--resume"))
+    resumed = ok(invoke_cli(*_train_args(data, tiny_model_dir, output), *LONG_RUN, "--resume"))
     assert f"continuing the partial run kept as {kept.name} in {output}" in resumed.stderr
     assert (output / "metadata.json").is_file() and snapshot(output) != before
     steps = training_steps(output)
