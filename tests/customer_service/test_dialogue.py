@@ -7,14 +7,8 @@ from pydantic import ValidationError
 
 from customer_service.clarification import chosen_option
 from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
-from customer_service.policy import (
-    COMPLAINED,
-    asks_about_bot,
-    asks_for_person,
-    decide,
-    relevant_first,
-    says_not_helped,
-)
+from customer_service.phrases import asks_about_bot, asks_for_person, says_not_helped
+from customer_service.policy import COMPLAINED, decide, relevant_first
 from customer_service.sentiment import PhraseSentiment
 from customer_service.settings import PolicySettings
 

@@ -30,7 +30,8 @@ from sqlalchemy import and_, distinct, func, or_, select
 
 from customer_service.clarification import DECLINED_OPTIONS, declines_options
 from customer_service.database import Database
-from customer_service.policy import NOT_HELPED, REPEATED_FALLBACK, says_not_helped
+from customer_service.phrases import says_not_helped
+from customer_service.policy import NOT_HELPED, REPEATED_FALLBACK
 from customer_service.tables import ACTIONS, Feedback, Turn
 from textcore.sql import utcnow
 

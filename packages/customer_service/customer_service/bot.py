@@ -30,17 +30,15 @@ from customer_service.followup import LOOKBACK, own_words, points_back_only, rew
 from customer_service.idempotency import Claims, mismatch, needs_session
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
+from customer_service.phrases import closes, says_not_helped, without_opening
 from customer_service.policy import (
     NOT_HELPED,
     Decision,
     by_its_words,
-    closes,
     decide,
     failed,
     recounted,
     relevant_first,
-    says_not_helped,
-    without_opening,
 )
 from customer_service.retrieval import Retriever
 from customer_service.sentiment import SentimentScorer

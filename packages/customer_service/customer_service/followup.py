@@ -22,7 +22,7 @@ import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from customer_service.policy import acknowledges, asks_about_bot, asks_for_help, greets, says_nothing
+from customer_service.phrases import acknowledges, asks_about_bot, asks_for_help, greets, says_nothing
 
 if TYPE_CHECKING:
     from customer_service.conversations import TurnRecord
