@@ -93,6 +93,10 @@ def tagger() -> Tagger:
         ("F is a letter, but $F is Ford", ("Ford",)),
         ("It costs $5 and US$20", ()),
         ("Ford and $GM, then $TSLA.", ("Ford", "GM", "Tesla")),
+        # Reuters-style ticker marks: the whole mark or its root before the exchange suffix
+        ("Tesla rival <TSLA.O> and <BRK.B> shares", ("Berkshire Hathaway", "Tesla")),
+        ("Carmaker <F.N> recalls trucks", ("Ford",)),
+        ("Unwatched <AAPL.O> beats", ()),
     ],
 )
 def test_entities(tagger: Tagger, text: str, entities: tuple[str, ...]) -> None:

@@ -22,6 +22,7 @@ from finance_sentiment.parsing import (
     parse_feed,
     parse_json,
 )
+from finance_sentiment.tagging import EntitySpec, Tagger
 from textcore.errors import InvalidInput
 
 RSS = b"""<?xml version="1.0" encoding="utf-8"?>
@@ -391,3 +392,42 @@ def test_a_plain_text_title_keeps_its_angle_brackets_and_is_decoded_once() -> No
 def test_clip_words_keeps_whole_words_within_the_bound(text: str, expected: str) -> None:
     clipped = clip_words(text, 20)
     assert clipped == expected and len(clipped) <= 20
+
+
+def test_ticker_marks_survive_html_feed_json_and_page_text_and_tag_the_story() -> None:
+    # feedparser's sanitizer dropped "<AAPL.O>" from an HTML description as an unknown element, an RSS title
+    # holding one and markup kept its tags, and a JSON title or an HTML page lost the mark as html_to_text
+    # and trafilatura read it as a tag: the ticker that links the story to a watched company was gone.
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title>'
+        b"<item><title>Barclays &lt;BARC.L&gt; shares &lt;b&gt;fall&lt;/b&gt;</title>"
+        b"<link>https://a.example/1</link>"
+        b"<description>&lt;p&gt;Apple &lt;AAPL.O&gt; beats &lt;B&gt;estimates&lt;/B&gt;&lt;/p&gt;"
+        b'&lt;a href="/more"&gt;more&lt;/a&gt;&lt;script&gt;track()&lt;/script&gt;</description></item>'
+        b"</channel></rss>"
+    )
+    atom = (
+        b'<?xml version="1.0" encoding="utf-8"?><feed xmlns="http://www.w3.org/2005/Atom"><title>t</title>'
+        b'<entry><title type="html">HSBC &lt;0005.HK&gt; &lt;em&gt;gains&lt;/em&gt;</title>'
+        b'<link href="https://b.example/1"/><summary type="html">HSBC &lt;0005.HK&gt; rose</summary></entry>'
+        b"</feed>"
+    )
+    items = parse_feed(rss, "https://a.example/rss") + parse_feed(atom, "https://b.example/feed")
+    assert [(item.title, item.text) for item in items] == [
+        ("Barclays <BARC.L> shares fall", "Apple <AAPL.O> beats estimates more"),
+        ("HSBC <0005.HK> gains", "HSBC <0005.HK> rose"),
+    ]
+    document = (
+        b'[{"title": "Apple <AAPL.O> beats", "text": "<p>Apple <AAPL.O> <b>rose</b></p>", "url": "/1"}]'
+    )
+    (item,) = parse_json(document, JsonFields(), "https://x.example/api")
+    assert (item.title, item.text) == ("Apple <AAPL.O> beats", "Apple <AAPL.O> rose")
+    page = ARTICLE.replace(b"raised its benchmark", b"<B>raised</B> its <BARC.L> benchmark")
+    article = parse_article(page, "https://news.example.com/economy/rates")
+    assert article is not None and "The central bank raised its <BARC.L> benchmark" in article.text
+
+    tagger = Tagger(
+        entities=[EntitySpec("Apple", ticker="AAPL"), EntitySpec("Barclays plc", ticker="BARC.L")]
+    )
+    tags = tagger.tag([f"{item.title} {item.text}" for item in items])
+    assert [t.entities for t in tags] == [("Apple", "Barclays plc"), ()]

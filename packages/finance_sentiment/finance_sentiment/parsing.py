@@ -20,8 +20,10 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import feedparser
 import lxml.html  # type: ignore[import-untyped]
+import lxml.html.defs  # type: ignore[import-untyped]
 import regex
 import trafilatura
+from feedparser.mixin import _FeedParserMixin
 from lxml import etree
 from trafilatura.settings import Document, set_date_params
 
@@ -99,10 +101,40 @@ class ParseError(InvalidInput):
 # decoded (lxml refused the whole string, whose entities were then stored as written: "AT&amp;T").
 _UNREADABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
+# A Reuters-style ticker mark, "Apple <AAPL.O> beats" or "Barclays <BARC.L>": upper-case letters and digits
+# with an optional exchange suffix. Read as HTML it was an unknown element and vanished, and with it what
+# links the story to a watched company. A mark without a suffix that names an HTML element (<B>, <P>, <BR>,
+# <TD>, <H1>: old pages write tags in upper case) is markup; lower-case tags never match.
+_TICKER_MARK = re.compile(r"<([A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?)>")
+_TICKER_MARK_BYTES = re.compile(rb"<([A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?)>")
+_HTML_TAGS = frozenset(lxml.html.defs.tags)
+
 
 def normalise_space(text: str) -> str:
     """Collapse every run of whitespace (including non-breaking spaces) to one space and trim the ends."""
     return " ".join(text.split())
+
+
+def _ticker_or_tag(mark: str) -> bool:
+    """Whether the inside of a `_TICKER_MARK` match is a ticker rather than an HTML element's name."""
+    return "." in mark or mark.lower() not in _HTML_TAGS
+
+
+def escape_ticker_marks(html: str) -> str:
+    """`html` with each Reuters-style ticker mark (``<AAPL.O>``) escaped, so that an HTML parser keeps it as
+    text; real tags (``<b>``, ``<P>``, ``<a href=...>``) are left as they are."""
+    return _TICKER_MARK.sub(
+        lambda m: f"&lt;{m[1]}&gt;" if _ticker_or_tag(m[1]) else m[0],
+        html,
+    )
+
+
+def _escape_ticker_marks_in_bytes(content: bytes) -> bytes:
+    """`escape_ticker_marks` on an undecoded page (any ASCII-compatible encoding; others hold no match)."""
+    return _TICKER_MARK_BYTES.sub(
+        lambda m: b"&lt;" + m[1] + b"&gt;" if _ticker_or_tag(m[1].decode("ascii")) else m[0],
+        content,
+    )
 
 
 def html_to_text(html: str) -> str:
@@ -112,10 +144,11 @@ def html_to_text(html: str) -> str:
         html: Markup, or plain text (returned with its whitespace normalised).
 
     Returns:
-        The visible text with whitespace normalised, entities decoded once (``AT&amp;T`` is ``AT&T``) and
-        unreadable control characters dropped; "" for empty input.
+        The visible text with whitespace normalised, entities decoded once (``AT&amp;T`` is ``AT&T``),
+        ticker marks kept as written (``Apple <AAPL.O> beats``) and unreadable control characters dropped;
+        "" for empty input.
     """
-    html = _UNREADABLE.sub(" ", html)
+    html = escape_ticker_marks(_UNREADABLE.sub(" ", html))
     if "<" not in html and "&" not in html:
         return normalise_space(html)
     try:
@@ -169,18 +202,23 @@ def read_feed(content: bytes, base_url: str) -> ItemScan:
         ParseError: The document is not a feed, or is malformed and yields no usable entry.
     """
     # A file object (not the bytes) keeps feedparser from treating the input as a path or URL to open.
+    # Its HTML sanitizer and URI resolver rewrite markup we only flatten to text (html_to_text drops scripts
+    # and styles), and dropped a ticker mark ("Apple <AAPL.O> beats") as an unknown element: values come raw.
     parsed = feedparser.parse(
         io.BytesIO(content),
         response_headers={"content-location": base_url, "content-type": "application/xml"},
+        sanitize_html=False,
+        resolve_relative_uris=False,
     )
     items: list[RawItem] = []
     unlinked = empty = 0
+    atom = str(parsed.get("version") or "").startswith("atom")
     for entry in parsed.get("entries", [])[:MAX_ITEMS]:
         # dict.get bypasses FeedParserDict's key aliases, which emit DeprecationWarnings on access.
         url = _absolute_web_url(dict.get(entry, "link") or "", base_url)
         if url is None:
             unlinked += 1
-        elif item := _feed_item(entry, url):
+        elif item := _feed_item(entry, url, atom):
             items.append(item)
         else:
             empty += 1
@@ -192,13 +230,13 @@ def read_feed(content: bytes, base_url: str) -> ItemScan:
     return ItemScan(items, unlinked, empty)
 
 
-def _feed_item(entry: dict[str, Any], url: str) -> RawItem | None:
-    title = _feed_text(dict.get(entry, "title") or "", dict.get(entry, "title_detail"))
+def _feed_item(entry: dict[str, Any], url: str, atom: bool) -> RawItem | None:
+    title = _feed_text(dict.get(entry, "title") or "", dict.get(entry, "title_detail"), atom)
     contents = dict.get(entry, "content") or []
     if contents:
-        text = _feed_text(contents[0].get("value", ""), contents[0])
+        text = _feed_text(contents[0].get("value", ""), contents[0], atom)
     else:
-        text = _feed_text(dict.get(entry, "summary") or "", dict.get(entry, "summary_detail"))
+        text = _feed_text(dict.get(entry, "summary") or "", dict.get(entry, "summary_detail"), atom)
     text = text or title
     title = title or _clip(text)
     if not title:
@@ -209,13 +247,23 @@ def _feed_item(entry: dict[str, Any], url: str) -> RawItem | None:
     return RawItem(url=url, title=title, text=text, published_at=published)
 
 
-def _feed_text(value: str, detail: dict[str, Any] | None) -> str:
+def _feed_text(value: str, detail: dict[str, Any] | None, atom: bool) -> str:
     """A feed element's value as plain text. feedparser hands back plain text (Atom ``type="text"``, an RSS
     title without markup) already decoded, and says so: read as HTML again, ``Apple <AAPL.O> beats`` lost
-    its ticker and a headline quoting ``&amp;`` was decoded twice. Markup (html, xhtml) is flattened."""
-    if (detail or {}).get("type") == "text/plain":
+    its ticker and a headline quoting ``&amp;`` was decoded twice. Markup (html, xhtml) is flattened, ticker
+    marks kept."""
+    plain = (detail or {}).get("type") == "text/plain"
+    if plain and (atom or not _rss_html_beside_ticker_marks(value)):
         return plain_text(value)
     return html_to_text(value)
+
+
+def _rss_html_beside_ticker_marks(value: str) -> bool:
+    """Whether an RSS value feedparser took for plain text is HTML but for its ticker marks. feedparser reads
+    an RSS element as HTML when it looks like HTML (an end tag or an entity, only tags it knows); a ticker
+    mark is no tag it knows, so ``AT&amp;T <T.N> <b>cuts</b>`` was taken for plain text, markup and all."""
+    masked = _TICKER_MARK.sub(lambda m: " " if _ticker_or_tag(m[1]) else m[0], value)
+    return masked != value and bool(_FeedParserMixin.looks_like_html(masked))
 
 
 def plain_text(text: str) -> str:
@@ -240,7 +288,7 @@ def parse_article(content: bytes, url: str, charset: str | None = None) -> RawIt
     date_params = {**set_date_params(True), "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
     # favor_precision keeps navigation and link lists out of the text: they would pollute the sentiment.
     document = trafilatura.bare_extraction(
-        _decoded(content, charset),
+        _decoded(_escape_ticker_marks_in_bytes(content), charset),
         url=url,
         with_metadata=True,
         favor_precision=True,

@@ -6,6 +6,8 @@ Matching rules:
   produce an entity: the configured entity whose ticker it is, else the ticker itself in uppercase.
 * A configured ticker also matches bare, case-sensitively and as a whole word (``TSLA`` but not ``tsla`` or
   ``TSLAQ``); single-letter tickers match only as cashtags, since a bare ``A`` or ``F`` is mostly prose.
+* A Reuters-style ticker mark (``<AAPL.O>``, ``<BARC.L>``, ``<F.N>``) names the entity whose ticker is the
+  whole mark (``AAPL.O``) or its root before the exchange suffix (``AAPL``), single letters included.
 * Entity names and aliases match as whole words, case-insensitively: ``Tesla`` and ``Tesla's`` mention
   Tesla, ``Teslaville`` does not. Whitespace inside a multi-word alias matches any run of whitespace.
 * A topic matches when one of its keywords does (whole word/phrase, case-insensitive) or, when an embed
@@ -28,6 +30,7 @@ Embed = Callable[[list[str]], np.ndarray]
 """Embeds texts as an (n, dim) float32 array of L2-normalised rows."""
 
 CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,5}(?:\.[A-Za-z])?)(?!\w)")
+TICKER_MARK = re.compile(r"<([A-Z0-9]{1,6})(?:\.([A-Z]{1,3}))?>")
 _TICKER = re.compile(r"[A-Za-z0-9]+(?:[.\-][A-Za-z0-9]+)*")
 MAX_TICKER_CHARS = 12
 
@@ -171,6 +174,10 @@ class Tagger:
         for match in CASHTAG.finditer(text):
             ticker = match.group(1).upper()
             entities.add(self._by_ticker.get(ticker, ticker))
+        for match in TICKER_MARK.finditer(text):
+            owner = self._by_ticker.get(match[0][1:-1]) or self._by_ticker.get(match[1])
+            if owner is not None:
+                entities.add(owner)
         return Tags(topics=topics, entities=tuple(sorted(entities)))
 
     def _similar_topics(self, texts: Sequence[str]) -> list[set[int]]:
