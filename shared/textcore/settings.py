@@ -85,20 +85,7 @@ class ServiceSettings(BaseSettings):
     @field_validator("api_keys", "cors_origins", "allowed_hosts", mode="before")
     @classmethod
     def _split_list(cls, value: object) -> object:
-        if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list, as other list settings
-            try:
-                value = json.loads(value)
-            except json.JSONDecodeError:
-                raise ValueError("expected a JSON list or comma-separated values") from None
-            if value == []:  # set to an empty list: refused as a blank value is, not a silently open API
-                raise ValueError("expected at least one value; found none (unset it to leave it off)")
-        if isinstance(value, str):
-            parts = tuple(part.strip() for part in value.split(",") if part.strip())
-            # Set but empty (a secret that came out blank): refused, rather than a silently open API.
-            if not parts:
-                raise ValueError("expected at least one value; found none (unset it to leave it off)")
-            return parts
-        return value
+        return split_list(value)
 
     @field_validator("cors_origins")
     @classmethod
@@ -121,9 +108,40 @@ class ServiceSettings(BaseSettings):
     @field_validator("api_keys")
     @classmethod
     def _long_keys(cls, keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
-        for position, key in enumerate(keys, start=1):
-            length = len(key.get_secret_value())
-            if length < MIN_API_KEY_LENGTH:
-                expected = f"expected API keys of at least {MIN_API_KEY_LENGTH} characters"
-                raise ValueError(f"{expected}; key {position} has {length}")
-        return keys
+        return long_keys(keys)
+
+
+def split_list(value: object) -> object:
+    """A list setting as given in the environment: a JSON list or comma-separated values, as a tuple.
+
+    Raises:
+        ValueError: it is set but empty (a secret that came out blank), or a malformed JSON list.
+    """
+    if isinstance(value, str) and value.lstrip().startswith("["):  # a JSON list, as other list settings
+        try:
+            value = json.loads(value)
+        except json.JSONDecodeError:
+            raise ValueError("expected a JSON list or comma-separated values") from None
+        if value == []:  # set to an empty list: refused as a blank value is, not a silently open API
+            raise ValueError("expected at least one value; found none (unset it to leave it off)")
+    if isinstance(value, str):
+        parts = tuple(part.strip() for part in value.split(",") if part.strip())
+        # Set but empty (a secret that came out blank): refused, rather than a silently open API.
+        if not parts:
+            raise ValueError("expected at least one value; found none (unset it to leave it off)")
+        return parts
+    return value
+
+
+def long_keys(keys: tuple[SecretStr, ...]) -> tuple[SecretStr, ...]:
+    """`keys`, each checked to be at least `MIN_API_KEY_LENGTH` characters (named by position, never shown).
+
+    Raises:
+        ValueError: a key is shorter.
+    """
+    for position, key in enumerate(keys, start=1):
+        length = len(key.get_secret_value())
+        if length < MIN_API_KEY_LENGTH:
+            expected = f"expected API keys of at least {MIN_API_KEY_LENGTH} characters"
+            raise ValueError(f"{expected}; key {position} has {length}")
+    return keys

@@ -7,9 +7,9 @@ import pytest
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.testclient import TestClient
 
-from tests.conftest import serve_app
+from tests.conftest import problem, serve_app
 from textcore.settings import ServiceSettings
-from textcore.web import service_app
+from textcore.web import KeyScope, service_app
 
 KEY = "a-key-of-twenty-chars"
 # Other spellings of open paths, and open paths leading elsewhere: none is open.
@@ -74,3 +74,67 @@ def test_a_websocket_wants_a_key_too() -> None:
         assert refused.value.code == 1008
         with client.websocket_connect("/v1/live", headers={"X-API-Key": KEY}) as socket:
             assert socket.receive_text() == "hello"
+
+
+SCOPED = "a-scoped-key-of-twenty"
+ITEMS_ONLY = "this key may read items only"
+
+
+def test_a_scoped_key_calls_its_routes_and_is_forbidden_the_others() -> None:
+    scope = KeyScope((SCOPED,), (("GET", "/v1/items/{item_id}"),), ITEMS_ONLY)
+    app = service_app(
+        title="t",
+        distribution="textcore",
+        description="d",
+        settings=ServiceSettings(api_keys=(KEY,)),
+        key_scope=scope,
+    )
+
+    @app.get("/v1/items/{item_id}")
+    async def item(item_id: str) -> dict[str, str]:
+        return {"id": item_id}
+
+    @app.websocket("/v1/items/{item_id}")
+    async def live(socket: WebSocket) -> None:
+        await socket.accept()
+        await socket.close()
+
+    scoped = {"X-API-Key": SCOPED}
+    with TestClient(app) as client:
+        read = client.get("/v1/items/a1", headers=scoped)
+        head = client.head("/v1/items/a1", headers=scoped)
+        other_method = client.delete("/v1/items/a1", headers=scoped)
+        below = client.get("/v1/items/a1/more", headers=scoped)
+        metrics = client.get("/metrics", headers=scoped)
+        full = client.get("/metrics", headers={"X-API-Key": KEY})
+        unknown = client.get("/v1/items/a1", headers={"X-API-Key": SCOPED + "x"})
+        with (
+            pytest.raises(WebSocketDisconnect) as closed,
+            client.websocket_connect("/v1/items/a1", headers=scoped),
+        ):
+            pass
+    assert read.json() == {"id": "a1"}
+    assert head.status_code == 405  # let through with GET (FastAPI declares no HEAD route; Starlette would)
+    for refused in (other_method, below, metrics):
+        assert problem(refused, 403) == {
+            "type": "about:blank",
+            "title": "Forbidden",
+            "status": 403,
+            "detail": ITEMS_ONLY,
+            "instance": refused.request.url.path,
+        }
+    assert full.status_code == 200
+    assert problem(unknown, 401)["detail"].endswith("a key it does not know")
+    assert closed.value.code == 1008
+
+
+def test_scoped_keys_without_keys_of_full_access_are_refused() -> None:
+    # Every route beyond the scope would be open to anyone.
+    with pytest.raises(ValueError, match="expected API_KEYS as well as keys of a narrower scope"):
+        service_app(
+            title="t",
+            distribution="textcore",
+            description="d",
+            settings=ServiceSettings(),
+            key_scope=KeyScope((SCOPED,), (("GET", "/v1/items/{item_id}"),), ITEMS_ONLY),
+        )

@@ -5,6 +5,8 @@ builds the service (`customer_service.service.open_service`): database, knowledg
 models, generator, bot; with ``CS_SESSION_RETENTION_DAYS`` set it also runs the retention limit
 (`customer_service.retention`) until shutdown, counting the sessions it erases on ``/metrics``
 (``customer_service_sessions_expired_total``).
+With ``CS_CHAT_API_KEYS`` set (and ``CS_API_KEYS``), keys a chat widget can ship in its page may call the
+chat endpoints (`CHAT_ROUTES`) and nothing else.
 """
 
 from __future__ import annotations
@@ -23,7 +25,13 @@ from customer_service.service import CustomerService, open_service
 from customer_service.settings import CustomerServiceSettings
 from textcore import ModelNotReady
 from textcore.sql import error_summary
-from textcore.web import service_app
+from textcore.web import KeyScope, service_app
+
+# What a customer's chat front end calls, and so all that a chat key (CS_CHAT_API_KEYS) may call. Reading a
+# session is not among them: session ids may be chosen by the client (a guessable one would show another
+# customer's turns), and the agent console reads them with an operator key.
+CHAT_ROUTES = (("POST", "/v1/chat"), ("POST", "/v1/chat/stream"), ("POST", "/v1/feedback"))
+CHAT_ONLY = "this key may call the chat endpoints only (POST /v1/chat, /v1/chat/stream and /v1/feedback)"
 
 
 def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
@@ -54,6 +62,9 @@ def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
         settings=settings,
         resources=resources,
         ready=_ready,
+        key_scope=KeyScope(
+            tuple(key.get_secret_value() for key in settings.chat_api_keys), CHAT_ROUTES, CHAT_ONLY
+        ),
     )
     expired = Counter(
         "customer_service_sessions_expired",

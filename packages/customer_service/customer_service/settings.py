@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
-from pydantic_settings import SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
-from textcore.settings import ServiceSettings
+from textcore.settings import MIN_API_KEY_LENGTH, ServiceSettings, long_keys, split_list
 
 MAX_RETENTION_DAYS = 36_500  # a century: longer is keeping every session, the default
 
@@ -194,3 +195,34 @@ class CustomerServiceSettings(ServiceSettings):
         description="Erase sessions (turns and feedback with them) inactive for more than this many days, at "
         "start and hourly; a session waiting for an agent is kept. None (the default) keeps every session.",
     )
+    chat_api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
+        (),
+        description=(
+            "Keys that may call the chat endpoints only (POST /v1/chat, /v1/chat/stream, /v1/feedback): the "
+            "key a chat widget ships in its page. Any other endpoint answers them 403. Carried and given as "
+            f"CS_API_KEYS are (each at least {MIN_API_KEY_LENGTH} characters), and only with CS_API_KEYS "
+            "set, which keep full access. None (the default): no such keys."
+        ),
+    )
+
+    @field_validator("chat_api_keys", mode="before")
+    @classmethod
+    def _split_chat_keys(cls, value: object) -> object:
+        return split_list(value)
+
+    @field_validator("chat_api_keys")
+    @classmethod
+    def _chat_keys(cls, keys: tuple[SecretStr, ...], info: ValidationInfo) -> tuple[SecretStr, ...]:
+        long_keys(keys)
+        if "api_keys" not in info.data:  # refused itself: that error is the one to read
+            return keys
+        operators = {key.get_secret_value() for key in info.data["api_keys"]}
+        if keys and not operators:
+            raise ValueError(
+                "expected CS_API_KEYS to be set too: without it the sessions, knowledge and analytics "
+                "endpoints would be open to anyone"
+            )
+        for position, key in enumerate(keys, start=1):
+            if key.get_secret_value() in operators:
+                raise ValueError(f"expected chat keys apart from CS_API_KEYS; key {position} is one of them")
+        return keys

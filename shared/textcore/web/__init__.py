@@ -4,7 +4,7 @@ request ids.
 This is the only part of `textcore` that imports FastAPI or Starlette.
 """
 
-from textcore.web.auth import ApiKeyAuth
+from textcore.web.auth import ApiKeyAuth, KeyScope
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import Health, Readiness, ReadyCheck, health_router
@@ -24,6 +24,7 @@ __all__ = [
     "BodySizeLimit",
     "CapacityLimiter",
     "Health",
+    "KeyScope",
     "Readiness",
     "ReadyCheck",
     "RequestId",

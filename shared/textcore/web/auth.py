@@ -9,6 +9,12 @@ compared by their SHA-256 digests in constant time, so neither a key's content n
 the response time. An open path is matched exactly as the router matches it (below a proxy's ``root_path``
 too): another spelling (a trailing slash, another case, a dot segment) is not open, and the router would not
 take it to the open route either.
+
+A service may also give keys of a narrower scope (`KeyScope`): such a key is accepted on the routes the scope
+names, by method and path template as the router declares them, and answered 403 problem+json (never 401:
+the key is known) everywhere else but `OPEN_PATHS`; a websocket is closed (1008). The customer service's
+chat keys, which a browser widget ships in its page, are one (``CS_CHAT_API_KEYS``). A presented key is
+compared with every key of either kind, whichever matches, as above.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import Enum
 from typing import Any
 
 from fastapi import FastAPI
 from starlette._utils import get_route_path
+from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textcore.errors import Unauthorized
@@ -28,6 +38,28 @@ from textcore.web.body_limit import discard_body, expects_continue
 from textcore.web.problems import PROBLEM_MEDIA_TYPE, problem_body
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+FORBIDDEN = "Forbidden"  # the title of a scoped key's refusal
+
+
+@dataclass(frozen=True)
+class KeyScope:
+    """Keys that may call only some routes.
+
+    Attributes:
+        keys: the scoped keys (none of them also a key of full access).
+        routes: what they may call, as ``(method, path template)`` pairs the way the routes are declared,
+            e.g. ``("POST", "/v1/chat")`` or ``("GET", "/v1/items/{item_id}")``; a GET allows HEAD too.
+        detail: the 403's detail for any other route, e.g. "this key may call the chat endpoints only".
+    """
+
+    keys: tuple[str, ...]
+    routes: tuple[tuple[str, str], ...]
+    detail: str
+
+
+class _Grant(Enum):
+    ALL = "all"
+    SCOPED = "scoped"
 
 
 class ApiKeyAuth:
@@ -35,19 +67,30 @@ class ApiKeyAuth:
 
     Args:
         app: The ASGI application to protect.
-        keys: The accepted keys (at least one).
+        keys: The accepted keys of full access (at least one).
         realm: Named in the ``WWW-Authenticate`` challenge.
+        scope: Keys accepted on some routes only (403 on the others), if any.
 
     Raises:
-        ValueError: If no key is given.
+        ValueError: If no key of full access is given, or a key is both of full access and scoped.
     """
 
-    def __init__(self, app: ASGIApp, keys: Iterable[str], realm: str = "api") -> None:
+    def __init__(
+        self, app: ASGIApp, keys: Iterable[str], realm: str = "api", scope: KeyScope | None = None
+    ) -> None:
         self.app = app
         self._digests = tuple(_digest(key.encode()) for key in keys)
         if not self._digests:
             raise ValueError("expected at least one API key, found none")
         self._challenge = f'Bearer realm="{realm}"'.encode()
+        self._scoped = tuple(_digest(key.encode()) for key in scope.keys) if scope is not None else ()
+        if set(self._scoped) & set(self._digests):
+            raise ValueError("expected scoped keys apart from the keys of full access; found one in both")
+        self._routes: tuple[tuple[str, re.Pattern[str]], ...] = ()
+        self._forbidden = ""
+        if scope is not None:
+            self._routes = tuple((method.upper(), compile_path(path)[0]) for method, path in scope.routes)
+            self._forbidden = scope.detail
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one ASGI connection."""
@@ -57,32 +100,63 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         presented = _presented_key(scope)
-        if presented is not None and self._accepts(presented):
+        grant = self._grant(presented) if presented is not None else None
+        if grant is _Grant.ALL or (grant is _Grant.SCOPED and self._in_scope(scope)):
             await self.app(scope, receive, send)
             return
         if scope["type"] == "websocket":  # refused before the handshake is accepted (policy violation)
             await send({"type": "websocket.close", "code": 1008})
             return
-        # The body of a refused request is read and dropped (bounded), so a client still sending it gets the
-        # 401 rather than a connection reset; one waiting for "100 Continue" has sent nothing yet.
-        if not expects_continue(scope):
-            await discard_body(receive)
+        if grant is _Grant.SCOPED:  # a known key, on a route beyond its scope
+            await _refuse(scope, receive, send, 403, FORBIDDEN, self._forbidden, [])
+            return
         found = "no key" if presented is None else "a key it does not know"
         detail = f"expected an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY', found {found}"
-        payload = json.dumps(problem_body(401, Unauthorized.title, detail, str(scope["path"]))).encode()
-        headers = [
-            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-            (b"content-length", str(len(payload)).encode()),
-            (b"www-authenticate", self._challenge),
-        ]
-        await send({"type": "http.response.start", "status": 401, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        challenge = [(b"www-authenticate", self._challenge)]
+        await _refuse(scope, receive, send, 401, Unauthorized.title, detail, challenge)
 
-    def _accepts(self, presented: bytes) -> bool:
+    def _grant(self, presented: bytes) -> _Grant | None:
         digest = _digest(presented)
         # Every key is compared, whichever matches, so the time taken says nothing about which one did.
-        matches = [hmac.compare_digest(digest, known) for known in self._digests]
-        return any(matches)
+        full = [hmac.compare_digest(digest, known) for known in self._digests]
+        scoped = [hmac.compare_digest(digest, known) for known in self._scoped]
+        if any(full):
+            return _Grant.ALL
+        return _Grant.SCOPED if any(scoped) else None
+
+    def _in_scope(self, scope: Scope) -> bool:
+        """Whether the request is one of the scoped keys' routes (matched as the router matches it)."""
+        if scope["type"] != "http":
+            return False
+        method, path = scope["method"], get_route_path(scope)
+        return any(
+            (method == allowed or (allowed == "GET" and method == "HEAD")) and pattern.match(path) is not None
+            for allowed, pattern in self._routes
+        )
+
+
+async def _refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]],
+) -> None:
+    """Answer a refused HTTP request with a problem document."""
+    # The body of a refused request is read and dropped (bounded), so a client still sending it gets the
+    # refusal rather than a connection reset; one waiting for "100 Continue" has sent nothing yet.
+    if not expects_continue(scope):
+        await discard_body(receive)
+    payload = json.dumps(problem_body(status, title, detail, str(scope["path"]))).encode()
+    headers = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(payload)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def _digest(key: bytes) -> bytes:

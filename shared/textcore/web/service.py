@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from textcore.errors import ModelNotReady
 from textcore.logs import REQUEST_ID_HEADER
 from textcore.settings import ServiceSettings
-from textcore.web.auth import ApiKeyAuth, document_api_keys
+from textcore.web.auth import ApiKeyAuth, KeyScope, document_api_keys
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
@@ -54,6 +54,7 @@ def service_app(
     resources: Resources | None = None,
     registry: CollectorRegistry | None = None,
     ready: ServiceReadyCheck | None = None,
+    key_scope: KeyScope | None = None,
 ) -> FastAPI:
     """Build a service app whose lifespan owns its state.
 
@@ -67,13 +68,19 @@ def service_app(
             metrics to the request metrics. A new one by default.
         ready: the service's own readiness checks, run after the worker-pool check; it returns one status
             line per resource or raises a `CoreError` (e.g. `ModelNotReady`) while the service cannot serve.
+        key_scope: keys of a narrower scope, which may call only the routes it names (403 elsewhere); they
+            need `settings.api_keys` set, else the other routes would be open.
 
     Every response carries the request's id in ``X-Request-ID`` (`textcore.web.request_id`) and the
     security headers of `textcore.web.security_headers` (``nosniff``, ``Cache-Control: no-store``). With
     `settings.cors_origins` set, pages of those origins may call it from a browser. With
     `settings.api_keys` set, every request but the health probes and the API docs must carry one of
-    the keys (`textcore.web.auth`). With `settings.allowed_hosts` set, every request but the health
-    probes must name one of them in its Host header (`textcore.web.hosts`).
+    the keys (`textcore.web.auth`), or one of `key_scope`'s on the routes it names. With
+    `settings.allowed_hosts` set, every request but the health probes must name one of them in its Host
+    header (`textcore.web.hosts`).
+
+    Raises:
+        ValueError: `key_scope` has keys but `settings.api_keys` is not set.
 
     Returns:
         The app. `app.state.limiter` is the `CapacityLimiter` that runs blocking model calls;
@@ -111,9 +118,15 @@ def service_app(
     # carries no key), then their key is checked, then their body bounded.
     prefix = settings.model_config.get("env_prefix", "")
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, setting=f"{prefix}MAX_BODY_BYTES")
+    scoped = key_scope if key_scope is not None and key_scope.keys else None
+    if scoped is not None and not settings.api_keys:
+        raise ValueError(
+            f"expected {prefix}API_KEYS as well as keys of a narrower scope: without it every other route "
+            "would be open to anyone"
+        )
     if settings.api_keys:
         keys = [key.get_secret_value() for key in settings.api_keys]
-        app.add_middleware(ApiKeyAuth, keys=keys, realm=title)
+        app.add_middleware(ApiKeyAuth, keys=keys, realm=title, scope=scoped)
         document_api_keys(app)
     if settings.cors_origins:
         app.add_middleware(
