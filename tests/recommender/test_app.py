@@ -23,6 +23,7 @@ from sqlalchemy import func, select
 from threadpoolctl import threadpool_info
 
 from recommender import create_app
+from recommender import events as events_module
 from recommender.baselines import ItemKNN
 from recommender.catalog import ItemRecord
 from recommender.data import Catalog
@@ -32,7 +33,7 @@ from recommender.model import MODEL_FILE
 from recommender.schemas import ScoredOut
 from recommender.settings import RecommenderSettings
 from recommender.startup import open_recommender
-from recommender.tables import Event
+from recommender.tables import Event, Item
 from tests.conftest import problem, serve_app
 from tests.recommender.conftest import (
     THEMES,
@@ -188,6 +189,61 @@ def test_an_id_sent_composed_or_decomposed_is_one_id(
     assert problem(client.get("/v1/recommend", params={"user_id": user_nfc}), 404)
     assert client.delete(f"/v1/items/{nfd}").status_code == 204
     assert problem(client.get(f"/v1/items/{nfc}"), 404)
+
+
+INVISIBLE = [
+    ("astro\u200b-0", "U+200B (ZERO WIDTH SPACE) at character 6"),
+    ("\ufeffastro-0", "U+FEFF (ZERO WIDTH NO-BREAK SPACE) at character 1"),
+    ("astro-0\u2060", "U+2060 (WORD JOINER) at character 8"),
+    ("astro\u200d-0", "U+200D (ZERO WIDTH JOINER) at character 6"),
+    ("ab\u202e0-ortsa", "U+202E (RIGHT-TO-LEFT OVERRIDE) at character 3"),
+    ("\u2066astro-0\u2069", "U+2066 (LEFT-TO-RIGHT ISOLATE) at character 1"),
+]
+
+
+def test_new_ids_with_invisible_format_characters_are_422_and_stored_ones_stay_reachable(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path
+) -> None:
+    """ "astro\u200b-0" (a zero-width space) showed as "astro-0" but was another item, and a bidirectional
+    override made an id display as a different one in an operator's console. Such an id is now refused where
+    it would be stored (item and event bodies, a PUT's path), naming the field, the character and its
+    position; an id stored before the rule can still be read, scored, erased and deleted."""
+    settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir)
+    legacy_item, legacy_user = "legacy\u200b-1", "ann\u202e"
+    db = Database(sqlite_url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            session.add(Item(id=legacy_item, title="Telescope mount"))
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        events_module.ingest_events(db, [EventRecord(legacy_user, legacy_item, moment)])
+    finally:
+        db.dispose()
+    with TestClient(create_app(settings)) as client:
+        stocked(client)
+        for bad, found in INVISIBLE:
+            response = client.post("/v1/items", json={"items": [{"id": bad, "title": "Spoof"}]})
+            (error,) = problem(response, 422)["errors"]
+            assert error["loc"] == ["body", "items", 0, "id"], error
+            assert "invisible format characters" in error["msg"] and found in error["msg"], error
+            response = client.put(f"/v1/items/{bad}", json={"title": "Spoof"})
+            (error,) = problem(response, 422)["errors"]
+            assert error["loc"] == ["path", "item_id"] and found in error["msg"], error
+            for field in ("user_id", "item_id", "event_id"):
+                event = {"user_id": "u1", "item_id": "astro-0", "timestamp": 1_700_000_000, field: bad}
+                (error,) = problem(client.post("/v1/events", json={"events": [event]}), 422)["errors"]
+                assert error["loc"] == ["body", "events", 0, field] and found in error["msg"], error
+        assert client.get("/readyz").json()["checks"]["items"] == "21"
+        assert stored_events(sqlite_url) == len(event_bodies()) + 1
+        assert client.get(f"/v1/items/{legacy_item}").json()["title"] == "Telescope mount"
+        response = client.get("/v1/recommend", params={"user_id": legacy_user, "exclude_seen": "false"})
+        assert response.status_code == 200, response.text
+        scored = client.post("/v1/score", json={"history": [legacy_item], "items": [legacy_item, "astro-0"]})
+        assert scored.status_code == 200 and {r["item_id"] for r in scored.json()} == {legacy_item, "astro-0"}
+        assert client.delete(f"/v1/users/{legacy_user}").status_code == 204
+        assert problem(client.get("/v1/recommend", params={"user_id": legacy_user}), 404)
+        assert client.delete(f"/v1/items/{legacy_item}").status_code == 204
+        assert problem(client.get(f"/v1/items/{legacy_item}"), 404)
 
 
 @pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])

@@ -16,7 +16,9 @@ from sqlalchemy import func, select
 from typer.testing import Result
 
 from recommender import create_app
+from recommender import events as events_module
 from recommender.database import Database
+from recommender.events import EventRecord
 from recommender.tables import Event, Item
 from tests.recommender.conftest import (
     catalog_items,
@@ -355,6 +357,60 @@ def test_ids_in_files_and_arguments_are_one_id_whether_composed_or_decomposed(
         assert response.status_code == 200 and "caf\u00e9-1" in {r["item_id"] for r in response.json()}
     assert last_json(invoke("erase-user", "jos\u00e9", *places)) == {"user_id": "jos\u00e9", "deleted": 1}
     assert last_json(invoke("delete-items", "cafe\u0301-1", *places)) == {"deleted": 1}
+    assert counts(sqlite_url) == (1, 0)
+
+
+def test_ids_with_invisible_format_characters_are_refused_in_files_and_stored_ones_can_be_deleted(
+    tmp_path: Path, sqlite_url: str, tiny_model_dir: Path, trained_model_dir: Path
+) -> None:
+    """A zero-width space or a bidirectional control in an id made it look like another id (or display as a
+    different one); ingest, train and evaluate files took such ids. They now refuse them in one line naming
+    the file, row, column, character and position, as the API does; delete-items and erase-user still take
+    an id stored before the rule."""
+    places = ["--database-url", sqlite_url]
+    items = tmp_path / "items.csv"
+    items.write_text("item_id,title\nastro-0,Telescope\nastro\u200b-0,Spoof\n", encoding="utf-8")
+    ingest = ["ingest-items", items, *places, "--index-path", tmp_path / "index.npz"]
+    line = one_error_line(invoke(*ingest, env=tiny_env(tiny_model_dir)))
+    assert f"{items}: row 2 column 'item_id': expected an id without invisible format characters" in line
+    assert "found U+200B (ZERO WIDTH SPACE) at character 6" in line
+    with_one_item(sqlite_url)
+    events = tmp_path / "events.csv"
+    events.write_text("user_id,item_id,timestamp\nu,astro-0,1\n\u202eu,astro-0,2\n", encoding="utf-8")
+    line = one_error_line(invoke("ingest-events", events, *places))
+    assert (
+        f"{events}: row 2 column 'user_id'" in line
+        and "U+202E (RIGHT-TO-LEFT OVERRIDE) at character 1" in line
+    )
+    assert counts(sqlite_url) == (1, 0)
+
+    catalog = write_catalog(tmp_path / "catalog.csv")
+    interactions = write_interactions(tmp_path / "interactions.csv")
+    rows = interactions.read_text(encoding="utf-8").splitlines()
+    rows[3] = "\ufeff" + rows[3]  # data row 3
+    interactions.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    data = ["--interactions", interactions, "--items", catalog]
+    for command in (
+        ["train", *data, "--output", tmp_path / "m"],
+        ["evaluate", "--model", trained_model_dir, *data],
+    ):
+        line = one_error_line(invoke(*command))
+        assert (
+            f"{interactions}: row 3 column 'user_id'" in line and "U+FEFF" in line and "character 1" in line
+        )
+    assert not (tmp_path / "m").exists()
+
+    legacy_item, legacy_user = "legacy\u2060-1", "ann\u200d"
+    db = Database(sqlite_url)
+    try:
+        with db.session() as session:
+            session.add(Item(id=legacy_item, title="Telescope mount"))
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        events_module.ingest_events(db, [EventRecord(legacy_user, legacy_item, moment)])
+    finally:
+        db.dispose()
+    assert last_json(invoke("erase-user", legacy_user, *places)) == {"user_id": legacy_user, "deleted": 1}
+    assert last_json(invoke("delete-items", legacy_item, *places)) == {"deleted": 1}
     assert counts(sqlite_url) == (1, 0)
 
 

@@ -239,7 +239,41 @@ def nfc_id(value: str) -> str:
     return unicodedata.normalize("NFC", value)
 
 
+FORMAT_RULE = (
+    "expected an id without invisible format characters (Unicode category Cf: zero-width spaces and joiners, "
+    "byte order marks, word joiners, bidirectional controls)"
+)
+
+
+def format_character(value: str) -> str | None:
+    """Where `value`'s first invisible format character (Unicode category Cf) is, e.g. "U+200B (ZERO WIDTH
+    SPACE) at character 4", counting from 1; None when it has none.
+
+    Such a character shows as nothing, or reorders what follows it (a bidirectional control), so an id
+    holding one looks like another id, or displays as a different one, in an operator's console: new ids
+    are refused with one (`check_new_id`). Ids that name what is already stored (reads, deletes, erasures,
+    scoring) still take them, so an item or user stored before this rule stays reachable.
+    """
+    for index, char in enumerate(value):
+        if unicodedata.category(char) == "Cf":
+            name = unicodedata.name(char, "")
+            return f"U+{ord(char):04X}{f' ({name})' if name else ''} at character {index + 1}"
+    return None
+
+
+def check_new_id(value: str, field: str) -> None:
+    """Refuse a new id holding an invisible format character (`format_character`).
+
+    Raises:
+        InvalidInput: Naming the field, the character and its position.
+    """
+    if (found := format_character(value)) is not None:
+        raise InvalidInput(f"{field}: {FORMAT_RULE}; found {found}")
+
+
 def _required_id(raw: str) -> str:
+    if (found := format_character(raw)) is not None:
+        raise ValueError(f"{FORMAT_RULE}; found {found}")
     value = nfc_id(raw.strip())
     if not value:
         raise ValueError("expected an id; found an empty cell")

@@ -5,7 +5,8 @@ expected and what was found; nothing is stored from a file with a bad row. The r
 1-200 characters (an item id once in a file), titles of at most 1,000 characters, texts of at most 20,000
 (the text columns joined), at most 50 categories of at most 200 characters, metadata of at most 10,000 JSON
 characters, no control character but tab, newline and carriage return in an id, title, text or category
-(`textcore.printable`: PostgreSQL cannot store NUL), nor a rating beyond 1,000,000 from 0.
+(`textcore.printable`: PostgreSQL cannot store NUL), no invisible format character (a zero-width space, a
+bidirectional control: `recommender.data.check_new_id`) in an id, nor a rating beyond 1,000,000 from 0.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from recommender.catalog import ItemRecord
-from recommender.data import item_text, nfc_id, require_named_columns
+from recommender.data import check_new_id, item_text, nfc_id, require_named_columns
 from recommender.events import FUTURE_TOLERANCE, EventRecord, future_problem, unix_seconds, value_problem
 from recommender.tables import (
     CATEGORY_LENGTH,
@@ -64,18 +65,24 @@ def _rows(path: Path, required: Sequence[str]) -> list[dict[str, str]]:
     return rows
 
 
-def _id(path: Path, number: int, column: str, raw: str) -> str:
-    return clean_id(raw, f"{path}: row {number} column {column!r}")
+def _id(path: Path, number: int, column: str, raw: str, *, new: bool = True) -> str:
+    return clean_id(raw, f"{path}: row {number} column {column!r}", new=new)
 
 
-def clean_id(raw: str, where: str) -> str:
+def clean_id(raw: str, where: str, *, new: bool = True) -> str:
     """An id as the API takes it: surrounding whitespace stripped, in Unicode NFC (an id written composed or
-    decomposed is one id), then 1-200 characters, no control character but tab, newline and carriage return.
+    decomposed is one id), then 1-200 characters, no control character but tab, newline and carriage return,
+    and, for a `new` id (one to store), no invisible format character (`recommender.data.check_new_id`). An
+    id that only names what is stored (an item to delete, a user to erase) may hold one, so an id stored
+    before that rule can still be deleted or erased.
 
     Raises:
-        InvalidInput: Naming `where` when the id is empty, too long or holds a control character.
+        InvalidInput: Naming `where` when the id is empty, too long or holds a control character (or, when
+            new, an invisible format character).
     """
     check_printable(raw, where)
+    if new:
+        check_new_id(raw, where)
     value = nfc_id(raw.strip())
     if not value or len(value) > ID_LENGTH:
         raise InvalidInput(f"{where}: expected 1-{ID_LENGTH} characters; found {raw!r:.80}")
@@ -83,8 +90,10 @@ def clean_id(raw: str, where: str) -> str:
 
 
 def read_item_ids(path: Path, column: str = "item_id") -> list[str]:
-    """The item ids in one column of a file (a catalog file will do: its other columns are ignored)."""
-    return [_id(path, number, column, row[column]) for number, row in enumerate(_rows(path, [column]), 1)]
+    """The item ids in one column of a file (a catalog file will do: its other columns are ignored), to name
+    stored items: an id holding an invisible format character is taken (`clean_id`)."""
+    rows = _rows(path, [column])
+    return [_id(path, number, column, row[column], new=False) for number, row in enumerate(rows, 1)]
 
 
 def read_items(path: Path, columns: ItemColumns = ItemColumns()) -> list[ItemRecord]:

@@ -6,7 +6,10 @@ carriage return (`textcore.printable`), so such a request is refused alike on SQ
 cannot store NUL. Ids, titles, texts and categories are stripped of surrounding whitespace before their
 length is checked, as `recommender ingest-items` reads them from a file. Ids (of items, users and events) are
 also brought to Unicode NFC, as the files' are (`recommender.data.nfc_id`): "café" sent composed or
-decomposed is one id. The per-request counts the operator
+decomposed is one id. An id to store (`ItemId`) may not hold an invisible format character (a zero-width
+space, a bidirectional control: `recommender.data.format_character`), which would make it look like another
+id; an id that names what is stored (`StoredId`: reads, deletes, scoring) may, so ids stored before that rule
+stay reachable. The per-request counts the operator
 configures (``max_items_per_request``, ``max_events_per_request``) are checked by the service; the bounds
 here are the hard ceilings.
 """
@@ -30,7 +33,7 @@ from pydantic import (
 )
 
 from recommender.catalog import ItemRecord, StoredItem
-from recommender.data import nfc_id
+from recommender.data import FORMAT_RULE, format_character, nfc_id
 from recommender.events import MAX_VALUE, EventRecord, unix_seconds
 from recommender.serving import ScoredItem
 from recommender.tables import (
@@ -50,12 +53,23 @@ def _nfc(value: object) -> object:
     return nfc_id(value) if isinstance(value, str) else value
 
 
-ItemId = Annotated[
+def _no_format_character(value: object) -> object:
+    # Checked as sent (before NFC and stripping), so the position is that of the id sent.
+    if isinstance(value, str) and (found := format_character(value)) is not None:
+        raise ValueError(f"{FORMAT_RULE}; found {found}")
+    return value
+
+
+# An id that names something stored (a read, a delete, an erasure, an item or user to score): it may hold an
+# invisible format character, so an item or user stored before ids were refused one stays reachable.
+StoredId = Annotated[
     str,
     StringConstraints(strip_whitespace=True, min_length=1, max_length=ID_LENGTH),
     Printable,
     BeforeValidator(_nfc),
 ]
+# An id to store (an item's, an event's user, item and event ids): no invisible format character either.
+ItemId = Annotated[StoredId, BeforeValidator(_no_format_character)]
 Title = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=TITLE_LENGTH), Printable
 ]
@@ -232,12 +246,12 @@ class ScoreIn(BaseModel):
 
     model_config = _INPUT
 
-    user_id: ItemId | None = Field(None, description="A user with stored events.")
-    history: list[ItemId] | None = Field(
+    user_id: StoredId | None = Field(None, description="A user with stored events.")
+    history: list[StoredId] | None = Field(
         None, max_length=1_000, description="Item ids the user liked, oldest first."
     )
     interests: Interests | None = Field(None, description='Free text, e.g. "telescopes, astronomy".')
-    items: list[ItemId] = Field(max_length=100_000, description="Candidate item ids to score.")
+    items: list[StoredId] = Field(max_length=100_000, description="Candidate item ids to score.")
 
 
 class HistoryMatchOut(BaseModel):

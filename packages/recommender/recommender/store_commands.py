@@ -105,7 +105,7 @@ def delete_items(
     from textcore.sql import require_existing_sqlite  # noqa: PLC0415
 
     def action() -> int:
-        wanted = [clean_id(raw, f"item id {raw!r}") for raw in ids or []]
+        wanted = [clean_id(raw, f"item id {raw!r}", new=False) for raw in ids or []]
         wanted += read_item_ids(file, id_column) if file is not None else []
         if not wanted:
             raise InvalidInput("expected item ids as arguments or --file FILE; found neither")
@@ -173,7 +173,7 @@ def erase_user(
     from textcore.sql import require_existing_sqlite  # noqa: PLC0415
 
     def action() -> dict[str, Any]:
-        wanted = clean_id(user_id, f"user id {user_id!r:.80}")
+        wanted = clean_id(user_id, f"user id {user_id!r:.80}", new=False)
         url = settings_from(database_url=database_url).database_url
         require_existing_sqlite(url, "erase a user from")
         db = Database(url)

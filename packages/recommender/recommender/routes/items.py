@@ -1,8 +1,10 @@
 """`/v1/items`: the catalog. Upserts embed the items (in the worker pool) and are recommendable at once.
 
 Query parameters follow `recommender.routes.query`: only the documented ones, each once. An item id in a path
-follows the rule of ids in bodies (`recommender.schemas.ItemId`): surrounding whitespace is stripped, and it
-may hold ``/`` (sent as is or as ``%2F``), so every stored item can be read, replaced and deleted by its id.
+follows the rule of ids in bodies: surrounding whitespace is stripped, and it may hold ``/`` (sent as is or
+as ``%2F``), so every stored item can be read, replaced and deleted by its id. A PUT's id is a new id
+(`recommender.schemas.ItemId`: no invisible format character); a GET's or DELETE's names a stored item
+(`StoredId`), so one stored before that rule can still be read and deleted.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
 from recommender.routes.query import EACH_ONCE, NO_QUERY
-from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, UpsertOut
+from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, StoredId, UpsertOut
 from recommender.serving import Recommender
 from textcore.printable import Printable
 
 router = APIRouter(prefix="/v1/items", tags=["items"])
 ItemIdPath = Annotated[ItemId, Path(description="The item's id (1-200 characters; may contain '/').")]
+StoredIdPath = Annotated[StoredId, Path(description="The item's id (1-200 characters; may contain '/').")]
 
 
 @router.post("", dependencies=[NO_QUERY])
@@ -49,7 +52,7 @@ def list_items(recommender: RecommenderDep, query: Annotated[ItemsQuery, Query()
 
 
 @router.get("/{item_id:path}", dependencies=[NO_QUERY])
-def get_item(item_id: ItemIdPath, recommender: RecommenderDep) -> ItemOut:
+def get_item(item_id: StoredIdPath, recommender: RecommenderDep) -> ItemOut:
     """One item. It takes no query parameter: one sent is a 422 naming it."""
     return ItemOut.of(recommender.catalog.get(item_id))
 
@@ -68,7 +71,7 @@ def _replace(recommender: Recommender, item: ItemRecord) -> StoredItem:
 
 
 @router.delete("/{item_id:path}", status_code=204, dependencies=[NO_QUERY])
-def delete_item(item_id: ItemIdPath, recommender: RecommenderDep) -> Response:
+def delete_item(item_id: StoredIdPath, recommender: RecommenderDep) -> Response:
     """Remove an item from the catalog. Its past events stay, detached from the id: their users are still
     known, and an item created later under the same id starts with no behaviour."""
     recommender.delete_item(item_id)

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.deps import LimiterDep, RecommenderDep
 from recommender.routes.query import EACH_ONCE, NO_QUERY
-from recommender.schemas import Interests, ItemId, ScoredOut, ScoreIn, scored_json
+from recommender.schemas import Interests, ScoredOut, ScoreIn, StoredId, scored_json
 from recommender.serving import Query as Who
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
@@ -32,7 +32,7 @@ class RecommendQuery(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user_id: ItemId | None = None
+    user_id: StoredId | None = None
     interests: Interests | None = None
     k: int = Field(10, ge=1, le=1000)
     exclude_seen: bool = Field(

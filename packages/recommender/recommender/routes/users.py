@@ -1,7 +1,9 @@
 """`/v1/users/{user_id}`: erasure of a user's behaviour (their personal data).
 
-A user id in the path follows the rule of ids in event bodies (`recommender.schemas.ItemId`): surrounding
-whitespace is stripped, and it may hold ``/``, so every user who has events can be erased.
+A user id in the path follows the rule of ids in event bodies: surrounding whitespace is stripped, and it may
+hold ``/``, so every user who has events can be erased. It names stored events
+(`recommender.schemas.StoredId`): a user id stored with an invisible format character, before such ids were
+refused, can still be erased.
 """
 
 from __future__ import annotations
@@ -12,10 +14,10 @@ from fastapi import APIRouter, Path, Response
 
 from recommender.deps import LimiterDep, RecommenderDep
 from recommender.routes.query import NO_QUERY
-from recommender.schemas import ItemId
+from recommender.schemas import StoredId
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
-UserIdPath = Annotated[ItemId, Path(description="The user's id (1-200 characters; may contain '/').")]
+UserIdPath = Annotated[StoredId, Path(description="The user's id (1-200 characters; may contain '/').")]
 
 
 @router.delete("/{user_id:path}", status_code=204, dependencies=[NO_QUERY])
