@@ -336,6 +336,38 @@ def test_run_once_warns_of_a_failed_source_and_strict_exits_1(tmp_path: Path) ->
         assert json.loads(strict.stdout.strip().splitlines()[-1])["failed"] == 1
 
 
+def test_run_once_strict_exits_1_naming_a_source_that_went_gone(tmp_path: Path) -> None:
+    # A source answering 410 Gone is disabled for good; the run counted it as no failure at all, so a cron
+    # job run with --strict exited 0 without a word while the feed had disappeared.
+    site = Site({"/ok.xml": Page(feed_of([]), RSS), "/wire.xml": Page(b"gone", status=410)})
+    env = {"FIN_FETCH__ALLOWED_NETWORKS": '["127.0.0.0/8"]', "FIN_FETCH__MIN_HOST_INTERVAL_S": "0",
+           "FIN_REGISTRY": str(tmp_path / "registry")}  # fmt: skip
+    with serve_app(site.app()) as base_url:
+        config = _feeds_config(tmp_path, base_url, ("ok", "wire"))
+        strict_db, plain_db = f"sqlite:///{tmp_path / 's.db'}", f"sqlite:///{tmp_path / 'p.db'}"
+        strict = invoke("run-once", "--strict", "--config", config, "--database-url", strict_db, env=env)
+        report = json.loads(strict.stdout.strip().splitlines()[-1])
+        assert [r["status"] for r in report["reports"]] == ["ok", "gone"]
+        assert report["failed"] == 0  # the JSON report is as it was
+        assert strict.exit_code == 1, strict.stderr
+        gone_id = report["reports"][1]["source_id"]
+        named = f"source {gone_id}: {base_url}/wire.xml answered 410 Gone"
+        assert strict.stderr.strip().splitlines() == [
+            f"error: 0 of 2 sources run failed, 1 gone and disabled ({named}) (--strict)"
+        ]
+        # once disabled, it is no longer gone in a later run
+        again = invoke("run-once", "--strict", "--config", config, "--database-url", strict_db, env=env)
+        assert again.exit_code == 0 and not again.stderr.strip(), again.stderr
+        # without --strict the exit stays 0, with a warning line naming it
+        plain = invoke("run-once", "--config", config, "--database-url", plain_db, env=env)
+        assert plain.exit_code == 0, plain.stderr
+        assert plain.stderr.strip().splitlines() == [
+            f"warning: 0 of 2 sources run failed, 1 gone and disabled ({named}) (--strict exits 1 on any)"
+        ]
+    help_text = invoke("run-once", "--help").stdout
+    assert "410" in help_text  # --strict says it counts a source gone
+
+
 def test_a_config_files_resolve_fraction_below_one_percent_is_one_error_line(tmp_path: Path) -> None:
     # 1e-300 was provisioned: the rule's alerts in effect never resolved.
     config = tmp_path / "monitor.toml"

@@ -154,7 +154,12 @@ def run_once(
     config: ConfigOpt = None,
     database_url: DatabaseOpt = None,
     strict: Annotated[
-        bool, typer.Option("--strict", help="exit 1 when any source failed (or is held back after failing)")
+        bool,
+        typer.Option(
+            "--strict",
+            help="exit 1 when any source failed, is held back after failing, or went gone in this run "
+            "(answered 410 Gone and was disabled)",
+        ),
     ] = False,
 ) -> None:
     """Fetch every enabled source once, judge the rules, deliver webhooks, delete the stories (and the
@@ -164,12 +169,13 @@ def run_once(
     The last stdout line is one JSON object: per-source reports and totals (``pruned``: stories deleted;
     ``notifications_pruned``, ``alerts_pruned``: finished notifications and resolved alerts deleted). The exit
     code is 1 when at least one source ran and every one that ran failed (with --strict: when any source
-    failed or was held back after failing), with one stderr line saying how many; 0 otherwise.
+    failed, was held back after failing, or went gone: answered 410 Gone and was disabled in this run), with
+    one stderr line saying how many and naming each gone source; 0 otherwise.
     """
     settings, prepared = core_cli.run_or_exit(lambda: _prepare(config, database_url))
     summary = core_cli.run_or_exit(lambda: asyncio.run(_once(settings, prepared)))
     print(json.dumps(summary))
-    verdict = run_verdict([report["status"] for report in summary["reports"]], strict=strict)
+    verdict = run_verdict(summary["reports"], strict=strict)
     if verdict is not None:
         failing, line = verdict
         core_cli.say(line)
@@ -177,20 +183,25 @@ def run_once(
             raise typer.Exit(1)
 
 
-def run_verdict(statuses: list[str], *, strict: bool) -> tuple[bool, str] | None:
-    """Whether a run-once pass of these report statuses fails its cron job, and the stderr line saying why.
+def run_verdict(reports: list[dict[str, Any]], *, strict: bool) -> tuple[bool, str] | None:
+    """Whether a run-once pass with these source reports fails its cron job, and the stderr line saying why.
 
-    A source held back (``backoff``: failing, not fetched this time) did not run; it counts as a failure
-    only with ``strict``. None when no source failed or was held back.
+    A source held back (``backoff``: failing, not fetched this time) did not run, and one that went gone
+    (answered 410 Gone, disabled for good) ran; each counts as a failure only with ``strict``, and each gone
+    source is named with its report's error. None when no source failed, was held back or went gone.
     """
+    statuses = [report["status"] for report in reports]
     failed = statuses.count("failed")
     held = statuses.count("backoff")
+    gone = [f"source {r['source_id']}: {r.get('error') or 'gone'}" for r in reports if r["status"] == "gone"]
     ran = len(statuses) - held - statuses.count("disabled")
-    if not failed and not held:
+    if not failed and not held and not gone:
         return None
     counts = f"{failed} of {ran} sources run failed" + (
         f", {held} held back after failing (backoff)" if held else ""
     )
+    if gone:
+        counts += f", {len(gone)} gone and disabled ({'; '.join(gone)})"
     if ran and failed == ran:
         return True, f"error: {counts}: every source run failed (see the reports)"
     if strict:
