@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -34,8 +33,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textcore.errors import Unauthorized
-from textcore.web.body_limit import discard_body, expects_continue
-from textcore.web.problems import PROBLEM_MEDIA_TYPE, problem_body
+from textcore.web.body_limit import refuse
 
 OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 FORBIDDEN = "Forbidden"  # the title of a scoped key's refusal
@@ -108,12 +106,12 @@ class ApiKeyAuth:
             await send({"type": "websocket.close", "code": 1008})
             return
         if grant is _Grant.SCOPED:  # a known key, on a route beyond its scope
-            await _refuse(scope, receive, send, 403, FORBIDDEN, self._forbidden, [])
+            await refuse(scope, receive, send, 403, FORBIDDEN, self._forbidden, [])
             return
         found = "no key" if presented is None else "a key it does not know"
         detail = f"expected an API key as 'Authorization: Bearer KEY' or 'X-API-Key: KEY', found {found}"
         challenge = [(b"www-authenticate", self._challenge)]
-        await _refuse(scope, receive, send, 401, Unauthorized.title, detail, challenge)
+        await refuse(scope, receive, send, 401, Unauthorized.title, detail, challenge)
 
     def _grant(self, presented: bytes) -> _Grant | None:
         digest = _digest(presented)
@@ -133,30 +131,6 @@ class ApiKeyAuth:
             (method == allowed or (allowed == "GET" and method == "HEAD")) and pattern.match(path) is not None
             for allowed, pattern in self._routes
         )
-
-
-async def _refuse(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    status: int,
-    title: str,
-    detail: str,
-    headers: list[tuple[bytes, bytes]],
-) -> None:
-    """Answer a refused HTTP request with a problem document."""
-    # The body of a refused request is read and dropped (bounded), so a client still sending it gets the
-    # refusal rather than a connection reset; one waiting for "100 Continue" has sent nothing yet.
-    if not expects_continue(scope):
-        await discard_body(receive)
-    payload = json.dumps(problem_body(status, title, detail, str(scope["path"]))).encode()
-    headers = [
-        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-        (b"content-length", str(len(payload)).encode()),
-        *headers,
-    ]
-    await send({"type": "http.response.start", "status": status, "headers": headers})
-    await send({"type": "http.response.body", "body": payload})
 
 
 def _digest(key: bytes) -> bytes:

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
+from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from textcore.errors import PayloadTooLarge
-from textcore.web.problems import PROBLEM_MEDIA_TYPE, problem_body
+from textcore.web.problems import send_problem
 
 # After refusing, up to this many further bytes are read and discarded so the client, still sending, gets
 # the 413 instead of a connection reset; beyond it the connection is simply closed.
@@ -75,15 +75,24 @@ class BodySizeLimit:
         detail = f"expected a request body of at most {self.max_bytes} bytes, found {found}"
         if self.setting:
             detail += f" (the service's {self.setting} sets the bound)"
-        problem = problem_body(413, PayloadTooLarge.title, detail, str(scope.get("path", "")))
-        payload = json.dumps(problem).encode()
-        headers = [
-            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-            (b"content-length", str(len(payload)).encode()),
-            (b"connection", b"close"),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await send_problem(scope, send, 413, PayloadTooLarge.title, detail, [(b"connection", b"close")])
+
+
+async def refuse(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Answer an HTTP request that middleware refuses (a key, a host) with a problem document. Its body is
+    read and dropped first (bounded), so a client still sending it gets the refusal rather than a connection
+    reset; one waiting for "100 Continue" has sent nothing yet."""
+    if not expects_continue(scope):
+        await discard_body(receive)
+    await send_problem(scope, send, status, title, detail, headers)
 
 
 async def discard_body(receive: Receive) -> None:

@@ -9,14 +9,12 @@ orchestrator probes a pod by its address).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 
 from starlette._utils import get_route_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from textcore.web.body_limit import discard_body, expects_continue
-from textcore.web.problems import PROBLEM_MEDIA_TYPE, problem_body
+from textcore.web.body_limit import refuse
 
 PROBE_PATHS = frozenset({"/healthz", "/readyz"})
 
@@ -60,17 +58,9 @@ class HostCheck:
         if scope["type"] == "websocket":  # refused before the handshake is accepted (policy violation)
             await send({"type": "websocket.close", "code": 1008})
             return
-        if not expects_continue(scope):
-            await discard_body(receive)
         # The host is not echoed: it is what the client forged.
         detail = f"expected a Host header naming this service (its {self.setting} setting), found another"
-        payload = json.dumps(problem_body(400, "Bad Request", detail, str(scope["path"]))).encode()
-        headers = [
-            (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
-            (b"content-length", str(len(payload)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 400, "headers": headers})
-        await send({"type": "http.response.body", "body": payload})
+        await refuse(scope, receive, send, 400, "Bad Request", detail)
 
 
 def _without_port(host: str) -> str:

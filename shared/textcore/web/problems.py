@@ -13,8 +13,9 @@ number of over 4,300 digits) with a bare 400; both are answered as the same 422 
 
 from __future__ import annotations
 
+import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -23,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import Scope, Send
 
 from textcore import logs
 from textcore.errors import Conflict, CoreError, InvalidInput
@@ -58,6 +60,26 @@ def problem_body(status: int, title: str, detail: str, instance: str, **extra: A
         "instance": instance,
         **extra,
     }
+
+
+async def send_problem(
+    scope: Scope,
+    send: Send,
+    status: int,
+    title: str,
+    detail: str,
+    headers: Sequence[tuple[bytes, bytes]] = (),
+) -> None:
+    """Send a problem document as the whole response of a request that pure-ASGI middleware answers before
+    the app does (a refused key, host or body size), with any further `headers`."""
+    payload = json.dumps(problem_body(status, title, detail, str(scope.get("path", "")))).encode()
+    start = [
+        (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+        (b"content-length", str(len(payload)).encode()),
+        *headers,
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": start})
+    await send({"type": "http.response.body", "body": payload})
 
 
 def problem_response(
