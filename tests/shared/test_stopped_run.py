@@ -9,12 +9,22 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 from tests.shared.test_checkpoint import LONG_RUN, ROWS, training_steps
 from tests.shared.test_cli import TEXTCORE, _train_args, invoke_cli, ok, snapshot, write_csv
 from tests.shared.test_killed_run import asides
+
+# Starts a command with Ctrl-C at its default, as in a terminal: a shell's background job (a CI runner's,
+# `cmd &`) ignores SIGINT, which its children inherit, and Python then never turns it into KeyboardInterrupt.
+CTRL_C_AS_IN_A_TERMINAL = [
+    sys.executable,
+    "-c",
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.argv[1], sys.argv[1:])",
+]
 
 
 def stopped_run(data: Path, model: Path, output: Path, stop: signal.Signals) -> str:
@@ -23,7 +33,10 @@ def stopped_run(data: Path, model: Path, output: Path, stop: signal.Signals) -> 
     args = [*_train_args(data, model, output), *LONG_RUN]
     state = output / "training" / "checkpoint" / "state.json"
     process = subprocess.Popen(
-        [str(TEXTCORE), *map(str, args)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        [*CTRL_C_AS_IN_A_TERMINAL, str(TEXTCORE), *map(str, args)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120
