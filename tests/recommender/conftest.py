@@ -10,15 +10,19 @@ from __future__ import annotations
 import csv
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner, Result
 
+from recommender import events as events_module
 from recommender.cli import app as cli_app
 from recommender.database import Database
+from recommender.events import EventRecord
 from recommender.settings import RecommenderSettings
+from recommender.tables import Item
 from tests.conftest import migrated
 from textcore import EncoderSettings
 
@@ -158,3 +162,17 @@ def trained_model_dir(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFac
     report = last_json(result)
     assert report["output"] == str(folder / "model")
     return folder / "model"
+
+
+def store_unchecked(url: str, item_id: str, user_id: str) -> None:
+    """Store an item and one event of a user under ids as an earlier version stored them, past the rules
+    requests and files are held to now (the migrated database, written directly)."""
+    db = Database(url)
+    try:
+        db.migrate()
+        with db.session() as session:
+            session.add(Item(id=item_id, title="Telescope mount"))
+        moment = datetime(2026, 1, 1, tzinfo=UTC)
+        events_module.ingest_events(db, [EventRecord(user_id, item_id, moment)])
+    finally:
+        db.dispose()

@@ -23,7 +23,6 @@ from sqlalchemy import func, select
 from threadpoolctl import threadpool_info
 
 from recommender import create_app
-from recommender import events as events_module
 from recommender.baselines import ItemKNN
 from recommender.catalog import ItemRecord
 from recommender.data import Catalog
@@ -33,7 +32,7 @@ from recommender.model import MODEL_FILE
 from recommender.schemas import ScoredOut
 from recommender.settings import RecommenderSettings
 from recommender.startup import open_recommender
-from recommender.tables import Event, Item
+from recommender.tables import Event
 from tests.conftest import problem, serve_app
 from tests.recommender.conftest import (
     THEMES,
@@ -41,6 +40,7 @@ from tests.recommender.conftest import (
     event_bodies,
     item_id,
     rec_settings,
+    store_unchecked,
     theme_of,
     user_histories,
 )
@@ -210,15 +210,7 @@ def test_new_ids_with_invisible_format_characters_are_422_and_stored_ones_stay_r
     position; an id stored before the rule can still be read, scored, erased and deleted."""
     settings = rec_settings(tmp_path, sqlite_url, tiny_model_dir)
     legacy_item, legacy_user = "legacy\u200b-1", "ann\u202e"
-    db = Database(sqlite_url)
-    try:
-        db.migrate()
-        with db.session() as session:
-            session.add(Item(id=legacy_item, title="Telescope mount"))
-        moment = datetime(2026, 1, 1, tzinfo=UTC)
-        events_module.ingest_events(db, [EventRecord(legacy_user, legacy_item, moment)])
-    finally:
-        db.dispose()
+    store_unchecked(sqlite_url, legacy_item, legacy_user)
     with TestClient(create_app(settings)) as client:
         stocked(client)
         for bad, found in INVISIBLE:

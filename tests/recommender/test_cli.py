@@ -16,9 +16,7 @@ from sqlalchemy import func, select
 from typer.testing import Result
 
 from recommender import create_app
-from recommender import events as events_module
 from recommender.database import Database
-from recommender.events import EventRecord
 from recommender.tables import Event, Item
 from tests.recommender.conftest import (
     catalog_items,
@@ -26,6 +24,7 @@ from tests.recommender.conftest import (
     invoke,
     last_json,
     rec_settings,
+    store_unchecked,
     theme_of,
     user_histories,
     write_catalog,
@@ -401,14 +400,7 @@ def test_ids_with_invisible_format_characters_are_refused_in_files_and_stored_on
     assert not (tmp_path / "m").exists()
 
     legacy_item, legacy_user = "legacy\u2060-1", "ann\u200d"
-    db = Database(sqlite_url)
-    try:
-        with db.session() as session:
-            session.add(Item(id=legacy_item, title="Telescope mount"))
-        moment = datetime(2026, 1, 1, tzinfo=UTC)
-        events_module.ingest_events(db, [EventRecord(legacy_user, legacy_item, moment)])
-    finally:
-        db.dispose()
+    store_unchecked(sqlite_url, legacy_item, legacy_user)
     assert last_json(invoke("erase-user", legacy_user, *places)) == {"user_id": legacy_user, "deleted": 1}
     assert last_json(invoke("delete-items", legacy_item, *places)) == {"deleted": 1}
     assert counts(sqlite_url) == (1, 0)
