@@ -8,6 +8,7 @@ name the parameter (`"loc": ["query", name]`), as an unknown or malformed field 
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
@@ -27,8 +28,8 @@ def _no_query(query: Annotated[NoQuery, Query()]) -> None:
 
 def _each_once(request: Request) -> None:
     """Refuse a query parameter sent more than once, naming each such parameter and its count."""
-    params = request.query_params
-    repeated = {name: len(params.getlist(name)) for name in params if len(params.getlist(name)) > 1}
+    counts = Counter(name for name, _ in request.query_params.multi_items())
+    repeated = {name: count for name, count in counts.items() if count > 1}
     if repeated:
         raise RequestValidationError(
             [
