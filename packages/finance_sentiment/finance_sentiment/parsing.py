@@ -505,6 +505,9 @@ def _absolute_web_url(href: str, base: str) -> str | None:
     return url
 
 
+STAND_IN_CHARS = 120  # a headline made of the start of an untitled story's text, ellipsis included
+
+
 def clip_words(text: str, limit: int) -> str:
     """`text` when at most `limit` characters, else its start cut at a word boundary (a hard cut when the
     first half holds none) with an ellipsis, `limit` characters at most in all."""
@@ -518,8 +521,6 @@ def clip_words(text: str, limit: int) -> str:
     return head.rstrip() + "…"
 
 
-def _clip(text: str, limit: int = 120) -> str:
-    """A headline stand-in: the start of `text`, cut at a word boundary."""
-    if len(text) <= limit:
-        return text
-    return text[:limit].rsplit(" ", 1)[0] + "…"
+def _clip(text: str) -> str:
+    """A headline stand-in: the start of `text`, cut at a word boundary (`clip_words`)."""
+    return clip_words(text, STAND_IN_CHARS)
