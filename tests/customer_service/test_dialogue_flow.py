@@ -4,14 +4,20 @@ knowledge base and templates, the real MiniLM, a real SQLite database."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
+from alembic.config import Config
 from fastapi.testclient import TestClient
+from sqlalchemy import select, text
 
 from customer_service import create_app
 from customer_service.bot import IDENTITY, WAITING, WAITING_GOODBYE
+from customer_service.database import Database
 from customer_service.policy import ABOUT_BOT
+from customer_service.tables import Turn
 from tests.customer_service.test_app import chat, cs_settings
 
 
@@ -181,6 +187,68 @@ def test_a_chain_of_follow_ups_leans_on_the_question_not_on_the_follow_ups_befor
         "How do I send money abroad, are there fees for that?",
         "How do I send money abroad, how much does it cost?",
     ]
+
+
+def test_a_first_question_opening_with_a_connective_is_the_topic_of_the_follow_ups(
+    client: TestClient,
+) -> None:
+    # "Also, how do I send money abroad?" reads as a follow-up, but nothing came before it: it is read alone.
+    # Its topic was cut out of its query as a follow-up's ("Also, <its own words>"), which left "Also": both
+    # follow-ups were read as "Also, to the US?" and "Also, are there fees for that?", fell back, and the
+    # second handed the customer to a person
+    sid = chat(client, "Also, how do I send money abroad?")["session_id"]
+    us = chat(client, "and to the US?", sid)
+    assert (us["action"], [s["id"] for s in us["sources"]][:1]) == ("answer", ["international-transfer"]), us
+    fees = chat(client, "and are there fees for that?", sid)
+    assert (fees["action"], [s["id"] for s in fees["sources"]][:1]) == ("answer", ["transfer-fees"]), fees
+    queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
+    assert queries == [
+        "Also, how do I send money abroad?",
+        "Also, how do I send money abroad, to the US?",
+        "Also, how do I send money abroad, are there fees for that?",
+    ]
+
+
+def test_a_follow_up_leans_on_turns_stored_before_their_topics_were(
+    tmp_path: Path, database_url: str
+) -> None:
+    # a session stored at revision 0007, whose turns hold no topic: the follow-up's is worked out from its
+    # query as before, and the turns stored from now on hold theirs
+    database = Database(database_url)
+    config = Config()
+    config.set_main_option("script_location", str(database.migrations))
+    stored = [
+        ("How do I send money abroad?", "How do I send money abroad?"),
+        ("and to the US?", "How do I send money abroad, to the US?"),
+    ]
+    then = {"now": datetime(2026, 12, 1)}
+    try:
+        with database.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "0007")
+            connection.execute(text("INSERT INTO sessions (id, state, fallback_streak, created_at, "
+                                    "updated_at) VALUES ('s', 'open', 0, :now, :now)"), then)  # fmt: skip
+            for position, (message, query) in enumerate(stored):
+                connection.execute(
+                    text("INSERT INTO turns (id, session_id, position, message, query, answer, action, "
+                         "awaiting_agent, sources, latency_ms, created_at) VALUES (:id, 's', :position, "
+                         ":message, :query, 'a', 'answer', false, '[]', 0.0, :now)"),
+                    {"id": f"t{position}", "position": position, "message": message, "query": query, **then},
+                )  # fmt: skip
+        with TestClient(create_app(cs_settings(tmp_path, database_url))) as client:
+            fees = chat(client, "and are there fees for that?", "s")
+            chat(client, "and how much does it cost?", "s")
+        assert (fees["action"], [s["id"] for s in fees["sources"]][:1]) == ("answer", ["transfer-fees"]), fees
+        with database.session() as s:
+            turns = s.execute(select(Turn.query, Turn.topic).order_by(Turn.position)).all()
+        assert [tuple(turn) for turn in turns] == [
+            ("How do I send money abroad?", None),
+            ("How do I send money abroad, to the US?", None),
+            ("How do I send money abroad, are there fees for that?", "How do I send money abroad"),
+            ("How do I send money abroad, how much does it cost?", "How do I send money abroad"),
+        ]
+    finally:
+        database.dispose()
 
 
 def test_a_report_of_fraud_goes_to_a_person_at_once(client: TestClient) -> None:

@@ -116,6 +116,7 @@ class Plan:
     links: dict[str, str] = field(
         default_factory=dict
     )  # the passages' sources, by id (`KnowledgeBase.sources_of`)
+    topic: str | None = None  # what a later follow-up is read with (`followup.topic`); None: the query
 
 
 @dataclass(frozen=True)
@@ -250,10 +251,12 @@ class Bot:
             intent = self.intents.predict([query])[0] if self.intents is not None else None
             decision = Decision("answer", f"chosen from the clarifying question: {chosen[0].id}", 0)
             return Plan(session, message, query, intent, chosen, decision, history, context, started)
-        query = rewrite(message, topical_queries(recent)[-turns:] if turns else [])
+        topics = topical_queries(recent)[-turns:] if turns else []
+        query = rewrite(message, topics)
         rewritten = query != " ".join(message.split())
         if not rewritten:  # "Hi! 👋 I lost my card": the greeting says nothing of the topic
             query = " ".join(without_opening(message).split())
+        topic = topics[-1] if rewritten else query  # a follow-up stands for the question it is read with
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         negativity = self.sentiment.negativity([message])[0]
         intent_template = self._intent_template_renders(intent, message, context)
@@ -264,7 +267,7 @@ class Bot:
             declined = failed(unhelped, session.fallback_streak + 1, policy)
             return Plan(session, message, message, None, [], declined, history, context, started)
         if settled is not None:  # a request for a person, thanks, a prompt: no passage is read or shown
-            return Plan(session, message, query, intent, [], settled, history, context, started)
+            return Plan(session, message, query, intent, [], settled, history, context, started, topic=topic)
         passages = self.retriever.search(query, k=max(2, self.settings.sources_per_answer))
         relevance = self._relevance(query, passages)
         passages = _judged(passages, relevance)
@@ -292,7 +295,9 @@ class Bot:
         if decision.action == "clarify" and _same_question(passages[0], passages[1]):
             reason = f"{decision.reason}, of one question: the first answers"
             decision = Decision("answer", reason, 0)
-        return Plan(session, message, query, intent, passages, decision, history, context, started)
+        return Plan(
+            session, message, query, intent, passages, decision, history, context, started, topic=topic
+        )
 
     def _chosen(self, message: str, history: list[TurnRecord]) -> list[Passage] | None:
         """The two passages the last turn offered, the chosen one first, when `message` picks one of them."""
@@ -391,6 +396,7 @@ class Bot:
                 latency_ms=round((time.perf_counter() - plan.started) * 1000, 2),
                 idempotency_key=plan.idempotency_key,
                 mode=answer.mode,
+                topic=plan.query if plan.topic is None else plan.topic,
             )
             state = "waiting_for_agent" if handoff else plan.session.state
             handoff_reason = None if waiting or not handoff else decision.reason

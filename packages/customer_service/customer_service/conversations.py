@@ -67,6 +67,7 @@ class TurnRecord:
     created_at: datetime
     idempotency_key: str | None = None  # the client's, for its retries (`customer_service.idempotency`)
     mode: str | None = None  # how the reply was made; None for turns stored before it was kept
+    topic: str | None = None  # the question it stands for (`customer_service.followup.topic`); None before
 
 
 @dataclass(frozen=True)
@@ -151,6 +152,7 @@ class NewTurn:
     id: str = field(default_factory=lambda: uuid.uuid4().hex)
     idempotency_key: str | None = None  # unique within the session
     mode: str | None = None  # template | generated | extractive | fixed
+    topic: str | None = None  # the question it stands for, that a later follow-up is read with
 
 
 @dataclass(frozen=True)
@@ -301,6 +303,7 @@ class Conversations:
                 created_at=utcnow(),
                 idempotency_key=turn.idempotency_key,
                 mode=turn.mode,
+                topic=turn.topic,
             )
             s.add(stored)
             if seen_state is None or row.state == seen_state:
@@ -509,4 +512,5 @@ def _turn(row: Turn) -> TurnRecord:
         created_at=row.created_at,
         idempotency_key=row.idempotency_key,
         mode=row.mode,
+        topic=row.topic,
     )

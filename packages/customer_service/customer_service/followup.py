@@ -13,7 +13,9 @@ A follow-up leans on the last topical *question*, not on the query the previous 
 "How do I send money abroad?" and "and to the US?", "and how much does it cost?" is read as "How do I send
 money abroad, how much does it cost?". Carrying the rewritten query made a chain of follow-ups snowball
 ("How do I send money abroad, to the US, how much does it cost"), and the older words outweighed the new
-question's: it was answered with the transfer FAQ, not the fees one (`topic`).
+question's: it was answered with the transfer FAQ, not the fees one. Each turn is stored with that question,
+its `topic`, rather than having it cut out of its query again: a session's first question that only reads
+as a follow-up ("Also, how do I send money abroad?", read alone) was taken to stand for "Also".
 """
 
 from __future__ import annotations
@@ -101,9 +103,15 @@ def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:
 
 
 def topic(turn: TurnRecord) -> str:
-    """The question a turn's query stands for, that a later follow-up is read with: its query, or for a
-    follow-up rewritten with an earlier question ("How do I send money abroad, to the US?") that question
-    alone ("How do I send money abroad"), so that a chain of follow-ups does not pile up their words."""
+    """The question a turn stands for, that a later follow-up is read with: the topic stored with it (a
+    follow-up's is the question it was read with, "How do I send money abroad?" for "and to the US?";
+    any other turn's is its query), so that a chain of follow-ups does not pile up their words.
+
+    A turn stored before topics were (revision 0008) has its topic worked out from its query as it was
+    then: a follow-up's query less its own words at the end ("How do I send money abroad, to the US?" ->
+    "How do I send money abroad")."""
+    if turn.topic is not None:
+        return turn.topic
     suffix = f", {own_words(turn.message)}"
     if is_follow_up(turn.message) and turn.query.endswith(suffix) and len(turn.query) > len(suffix):
         return turn.query[: -len(suffix)]

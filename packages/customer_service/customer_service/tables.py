@@ -9,7 +9,7 @@
     turns            one user message and the bot's reply: action and why, intent, sources, latency; a
                      message sent while the session waited for an agent is kept for the agent
                      (`awaiting_agent`): the bot only acknowledged it; the client's idempotency key of
-                     the message, unique within the session
+                     the message, unique within the session; the topic a later follow-up is read with
     feedback         a rating (up | down) of a turn by the user or an agent
 
 A document's chunks share its `document_id`; re-ingesting a document replaces all its chunks. Times are
@@ -105,6 +105,9 @@ class Turn(Base):
     position: Mapped[int] = mapped_column(Integer)  # 0, 1, ... within the session
     message: Mapped[str] = mapped_column(Text)
     query: Mapped[str] = mapped_column(Text)  # the message rewritten with the context of earlier turns
+    # the question the turn stands for, that a later follow-up is read with: for a follow-up the one it was
+    # read with ("How do I send money abroad?" for "and to the US?"), else its query; null before 0008
+    topic: Mapped[str | None] = mapped_column(Text)
     answer: Mapped[str] = mapped_column(Text)
     action: Mapped[str] = mapped_column(String(16))  # answer | clarify | fallback | handoff
     reason: Mapped[str | None] = mapped_column(Text)  # the policy's reason, for agents and analytics
