@@ -103,6 +103,36 @@ def test_entities(tagger: Tagger, text: str, entities: tuple[str, ...]) -> None:
     assert tagger.tag([text])[0].entities == entities
 
 
+@pytest.mark.parametrize(
+    ("text", "entities"),
+    [
+        ("Buffett's <BRKb.N> rises", ("Berkshire Hathaway",)),  # a lower-case share class
+        ("Buffett's <brk.b> rises", ("Berkshire Hathaway",)),  # a mark written in lower case
+        ("<RDSa.L> and <0700.HK> fall", ("Shell", "Tencent")),
+        ("Whiskey maker <BF-B.N> rises", ("Brown-Forman",)),
+        ("The <.SPX> fell as the <EUR=> firmed", ("Euro", "S&P 500")),
+        ("Cupertino's <aapl.o> beats", ("Apple",)),
+        # a mark naming no configured company tags nothing, as an upper-case one does
+        ("Unwatched <GOOGL.O>, <VOWG_p.DE>, <.DJI>, <JPY=> and <msft.o>", ()),
+    ],
+)
+def test_ticker_marks_of_every_wire_shape_name_the_configured_company(
+    text: str, entities: tuple[str, ...]
+) -> None:
+    tagger = Tagger(
+        entities=[
+            EntitySpec("Berkshire Hathaway", ticker="BRK.B"),
+            EntitySpec("Shell", ticker="RDSA"),
+            EntitySpec("Tencent", ticker="0700.HK"),
+            EntitySpec("Brown-Forman", ticker="BF.B"),
+            EntitySpec("S&P 500", ticker="SPX"),
+            EntitySpec("Euro", ticker="EUR"),
+            EntitySpec("Apple", ticker="AAPL"),
+        ]
+    )
+    assert tagger.tag([text])[0].entities == entities
+
+
 def test_single_letter_tickers_do_not_match_bare(tagger: Tagger) -> None:
     assert tagger.tag(["F shares rose"])[0].entities == ()
 

@@ -431,3 +431,34 @@ def test_ticker_marks_survive_html_feed_json_and_page_text_and_tag_the_story() -
     )
     tags = tagger.tag([f"{item.title} {item.text}" for item in items])
     assert [t.entities for t in tags] == [("Apple", "Barclays plc"), ()]
+
+
+def test_ticker_marks_of_every_wire_shape_are_kept_and_real_markup_is_still_flattened() -> None:
+    # Share classes (<BRKa.N>, <RDSa.L>, <BF-B.N>), indices (<.SPX>), quotes (<EUR=>) and marks written in
+    # lower case (<brk.a>) were read as tags and dropped, or kept an RSS title's markup as written.
+    marks = "Berkshire <BRKa.N>, Shell <RDSa.L>, Tencent <0700.HK>, <BF-B.N>, the <.SPX>, <EUR=> and <brk.a>"
+    escaped = marks.replace("<", "&lt;").replace(">", "&gt;").encode()
+    markup = b'&lt;br/&gt;&lt;b&gt;up&lt;/b&gt; &lt;img src="x.png"&gt;&lt;a href="/m"&gt;more&lt;/a&gt;'
+    rss = (
+        b'<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title><item>'
+        b"<title>Shell &lt;RDSa.L&gt; &lt;b&gt;falls&lt;/b&gt;</title><link>https://a.example/1</link>"
+        b"<description>&lt;p&gt;" + escaped + markup + b"&lt;/p&gt;</description></item></channel></rss>"
+    )
+    (item,) = parse_feed(rss, "https://a.example/rss")
+    assert (item.title, item.text) == ("Shell <RDSa.L> falls", f"{marks} up more")
+
+    document = json.dumps(
+        [
+            {
+                "title": "Tencent <0700.HK> and <brk.a> <b>up</b>",
+                "text": f"<p>{marks}<br/><img src=x></p>",
+                "url": "/1",
+            }
+        ]
+    ).encode()
+    (item,) = parse_json(document, JsonFields(), "https://x.example/api")
+    assert (item.title, item.text) == ("Tencent <0700.HK> and <brk.a> up", marks)
+
+    page = ARTICLE.replace(b"raised its benchmark", b"<b>raised</b> its <BRKa.N> <eur=> <.SPX> benchmark")
+    article = parse_article(page, "https://news.example.com/economy/rates")
+    assert article is not None and "raised its <BRKa.N> <eur=> <.SPX> benchmark" in article.text

@@ -20,13 +20,13 @@ from urllib.parse import urldefrag, urljoin, urlsplit
 
 import feedparser
 import lxml.html  # type: ignore[import-untyped]
-import lxml.html.defs  # type: ignore[import-untyped]
 import regex
 import trafilatura
 from feedparser.mixin import _FeedParserMixin
 from lxml import etree
 from trafilatura.settings import Document, set_date_params
 
+from finance_sentiment.tagging import blank_marks, escape_marks, escape_marks_in_bytes
 from textcore.errors import InvalidInput
 
 MAX_ITEMS = 500
@@ -101,40 +101,10 @@ class ParseError(InvalidInput):
 # decoded (lxml refused the whole string, whose entities were then stored as written: "AT&amp;T").
 _UNREADABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
-# A Reuters-style ticker mark, "Apple <AAPL.O> beats" or "Barclays <BARC.L>": upper-case letters and digits
-# with an optional exchange suffix. Read as HTML it was an unknown element and vanished, and with it what
-# links the story to a watched company. A mark without a suffix that names an HTML element (<B>, <P>, <BR>,
-# <TD>, <H1>: old pages write tags in upper case) is markup; lower-case tags never match.
-_TICKER_MARK = re.compile(r"<([A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?)>")
-_TICKER_MARK_BYTES = re.compile(rb"<([A-Z0-9]{1,6}(?:\.[A-Z]{1,3})?)>")
-_HTML_TAGS = frozenset(lxml.html.defs.tags)
-
 
 def normalise_space(text: str) -> str:
     """Collapse every run of whitespace (including non-breaking spaces) to one space and trim the ends."""
     return " ".join(text.split())
-
-
-def _ticker_or_tag(mark: str) -> bool:
-    """Whether the inside of a `_TICKER_MARK` match is a ticker rather than an HTML element's name."""
-    return "." in mark or mark.lower() not in _HTML_TAGS
-
-
-def escape_ticker_marks(html: str) -> str:
-    """`html` with each Reuters-style ticker mark (``<AAPL.O>``) escaped, so that an HTML parser keeps it as
-    text; real tags (``<b>``, ``<P>``, ``<a href=...>``) are left as they are."""
-    return _TICKER_MARK.sub(
-        lambda m: f"&lt;{m[1]}&gt;" if _ticker_or_tag(m[1]) else m[0],
-        html,
-    )
-
-
-def _escape_ticker_marks_in_bytes(content: bytes) -> bytes:
-    """`escape_ticker_marks` on an undecoded page (any ASCII-compatible encoding; others hold no match)."""
-    return _TICKER_MARK_BYTES.sub(
-        lambda m: b"&lt;" + m[1] + b"&gt;" if _ticker_or_tag(m[1].decode("ascii")) else m[0],
-        content,
-    )
 
 
 def html_to_text(html: str) -> str:
@@ -148,7 +118,7 @@ def html_to_text(html: str) -> str:
         ticker marks kept as written (``Apple <AAPL.O> beats``) and unreadable control characters dropped;
         "" for empty input.
     """
-    html = escape_ticker_marks(_UNREADABLE.sub(" ", html))
+    html = escape_marks(_UNREADABLE.sub(" ", html))
     if "<" not in html and "&" not in html:
         return normalise_space(html)
     try:
@@ -262,7 +232,7 @@ def _rss_html_beside_ticker_marks(value: str) -> bool:
     """Whether an RSS value feedparser took for plain text is HTML but for its ticker marks. feedparser reads
     an RSS element as HTML when it looks like HTML (an end tag or an entity, only tags it knows); a ticker
     mark is no tag it knows, so ``AT&amp;T <T.N> <b>cuts</b>`` was taken for plain text, markup and all."""
-    masked = _TICKER_MARK.sub(lambda m: " " if _ticker_or_tag(m[1]) else m[0], value)
+    masked = blank_marks(value)
     return masked != value and bool(_FeedParserMixin.looks_like_html(masked))
 
 
@@ -288,7 +258,7 @@ def parse_article(content: bytes, url: str, charset: str | None = None) -> RawIt
     date_params = {**set_date_params(True), "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
     # favor_precision keeps navigation and link lists out of the text: they would pollute the sentiment.
     document = trafilatura.bare_extraction(
-        _decoded(_escape_ticker_marks_in_bytes(content), charset),
+        _decoded(escape_marks_in_bytes(content), charset),
         url=url,
         with_metadata=True,
         favor_precision=True,

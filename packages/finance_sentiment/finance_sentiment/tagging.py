@@ -6,8 +6,11 @@ Matching rules:
   produce an entity: the configured entity whose ticker it is, else the ticker itself in uppercase.
 * A configured ticker also matches bare, case-sensitively and as a whole word (``TSLA`` but not ``tsla`` or
   ``TSLAQ``); single-letter tickers match only as cashtags, since a bare ``A`` or ``F`` is mostly prose.
-* A Reuters-style ticker mark (``<AAPL.O>``, ``<BARC.L>``, ``<F.N>``) names the entity whose ticker is the
-  whole mark (``AAPL.O``) or its root before the exchange suffix (``AAPL``), single letters included.
+* A Reuters-style ticker mark (``<AAPL.O>``, ``<BARC.L>``, ``<F.N>``, ``<BRKa.N>``, ``<brk.b>``, ``<.SPX>``,
+  ``<EUR=>``; the shapes are drawn at `MARK`) names the configured entity whose ticker is
+  the whole mark (``BARC.L``, ``BRK.B``), its root before the exchange suffix or quote (``AAPL``, ``SPX``,
+  ``EUR``, single letters included), its share class as tickers are written (``BRKa`` is ``BRK.A``, ``BRK-A``
+  or ``BRKA``) or the root without the class (``BRK``); a mark naming no configured entity tags nothing.
 * Entity names and aliases match as whole words, case-insensitively: ``Tesla`` and ``Tesla's`` mention
   Tesla, ``Teslaville`` does not. Whitespace inside a multi-word alias matches any run of whitespace.
 * A topic matches when one of its keywords does (whole word/phrase, case-insensitive) or, when an embed
@@ -22,6 +25,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
+import lxml.html.defs  # type: ignore[import-untyped]
 import numpy as np
 
 from textcore.errors import InvalidInput
@@ -30,9 +34,28 @@ Embed = Callable[[list[str]], np.ndarray]
 """Embeds texts as an (n, dim) float32 array of L2-normalised rows."""
 
 CASHTAG = re.compile(r"(?<![\w$])\$([A-Za-z]{1,5}(?:\.[A-Za-z])?)(?!\w)")
-TICKER_MARK = re.compile(r"<([A-Z0-9]{1,6})(?:\.([A-Z]{1,3}))?>")
 _TICKER = re.compile(r"[A-Za-z0-9]+(?:[.\-][A-Za-z0-9]+)*")
 MAX_TICKER_CHARS = 12
+
+# Reuters-style ticker marks, "Apple <AAPL.O> beats", "Berkshire <BRKa.N> rises", as the wires print
+# Reuters Instrument Codes. A mark is written like an HTML tag, so a parser reading the text as HTML takes it
+# for an unknown element and drops it (parsing escapes marks first, with `escape_marks`). Shapes:
+#   a root of up to six upper-case letters and digits: <AAPL.O>, <0700.HK>, <US10YT=RR>;
+#   an optional share class after a hyphen (<BF-B.N>) or in lower case (<BRKa.N>, <RDSa.L>, <VOWG_p.DE>, a
+#   futures contract <LCOc1>); an optional exchange suffix (.N, .L, .HK) or quote (<EUR=>, <EUR=EBS>);
+#   a leading dot for an index: <.SPX>, <.N225>;
+#   the same all in lower case (<brk.a>, <aapl.o>, <.spx>, <eur=>), but only with a suffix, a quote or the
+#   leading dot: a bare lower-case word in angle brackets is markup.
+# A mark whose inside names an HTML element (<B>, <P>, <BR>, <H1>, <Td>: old pages write tags in upper case)
+# is markup in HTML, as is anything with a space, a slash, a quote or an attribute (<br/>, </b>, <a href=x>).
+_UPPER = r"\.?[A-Z0-9]{1,6}(?:-[A-Z0-9]{1,2}|_?[a-z]{1,2}[0-9]{0,2})?(?:\.[A-Z]{1,3}|=[A-Z0-9]{0,4})?"
+_LOWER = r"\.[a-z0-9]{1,6}|[a-z0-9]{1,6}(?:-[a-z0-9]{1,2})?(?:\.[a-z]{1,3}|=[a-z0-9]{0,4})"
+MARK = re.compile(rf"<({_UPPER}|{_LOWER})>")
+"""A mark candidate; group 1 is its inside (``AAPL.O``). `is_mark` tells a mark from an upper-case tag."""
+_MARK_BYTES = re.compile(MARK.pattern.encode("ascii"))
+# A share class: BF-B, bf-b, BRKa, VOWG_p, LCOc1 -> (root, class).
+_CLASS = re.compile(r"([A-Za-z0-9]+)-([A-Za-z0-9]{1,2})|([A-Z0-9]+)_?([a-z]{1,2}[0-9]{0,2})")
+_HTML_TAGS = frozenset(lxml.html.defs.tags)
 
 
 @dataclass(frozen=True)
@@ -174,9 +197,10 @@ class Tagger:
         for match in CASHTAG.finditer(text):
             ticker = match.group(1).upper()
             entities.add(self._by_ticker.get(ticker, ticker))
-        for match in TICKER_MARK.finditer(text):
-            owner = self._by_ticker.get(match[0][1:-1]) or self._by_ticker.get(match[1])
-            if owner is not None:
+        # The text is plain by now: a mark shaped like a tag (Broadridge <BR>) is a mark here.
+        for match in MARK.finditer(text):
+            owners = (self._by_ticker.get(ticker) for ticker in mark_tickers(match[1]))
+            if owner := next((o for o in owners if o is not None), None):
                 entities.add(owner)
         return Tags(topics=topics, entities=tuple(sorted(entities)))
 
@@ -242,3 +266,40 @@ def _require_unique(what: str, values: Iterable[str]) -> None:
         if value in seen:
             raise InvalidInput(f"expected each {what} to be unique; found {value!r} twice")
         seen.add(value)
+
+
+def is_mark(inside: str) -> bool:
+    """Whether the inside of a `MARK` match is a ticker rather than an HTML element's name (``B``, ``Br``)."""
+    return inside.lower() not in _HTML_TAGS
+
+
+def escape_marks(html: str) -> str:
+    """`html` with each ticker mark escaped (``&lt;AAPL.O&gt;``), so that an HTML parser keeps it as text;
+    real tags (``<b>``, ``<P>``, ``<br/>``, ``<a href=...>``) are left as they are."""
+    return MARK.sub(lambda m: f"&lt;{m[1]}&gt;" if is_mark(m[1]) else m[0], html)
+
+
+def escape_marks_in_bytes(content: bytes) -> bytes:
+    """`escape_marks` on an undecoded page (any ASCII-compatible encoding; others hold no match)."""
+    return _MARK_BYTES.sub(
+        lambda m: b"&lt;" + m[1] + b"&gt;" if is_mark(m[1].decode("ascii")) else m[0], content
+    )
+
+
+def blank_marks(text: str) -> str:
+    """`text` with each ticker mark replaced by a space (to judge what remains)."""
+    return MARK.sub(lambda m: " " if is_mark(m[1]) else m[0], text)
+
+
+def mark_tickers(inside: str) -> list[str]:
+    """The tickers, in upper case, that a mark's inside may name, most specific first: the whole mark
+    (``BRK.B``), its root without exchange suffix or quote (``AAPL`` of ``AAPL.O``, ``EUR`` of ``EUR=``,
+    ``SPX`` of ``.SPX``), a share class spelled the ways tickers are configured (``BRKa`` as ``BRK.A``,
+    ``BRK-A``, ``BRKA``) and the root without its class (``BRK``)."""
+    name = inside.removeprefix(".")
+    root = re.split(r"[.=]", name, maxsplit=1)[0]
+    found = [name, root]
+    if split := _CLASS.fullmatch(root):
+        base, share = split[1] or split[3], split[2] or split[4]
+        found += [f"{base}.{share}", f"{base}-{share}", base + share, base]
+    return list(dict.fromkeys(ticker.upper() for ticker in found))
