@@ -100,6 +100,34 @@ def test_an_api_key_keeps_full_access_beside_chat_keys(tmp_path: Path, tiny_mode
     ]
 
 
+def test_the_api_documentation_says_what_a_chat_key_may_call(tmp_path: Path, tiny_model_dir: Path) -> None:
+    # A front end's developer read /docs (or /openapi.json) and could not tell which operations the widget's
+    # chat key may call: every operation asked for "a key" alike
+    settings = _settings(tmp_path, tiny_model_dir, api_keys=(OPERATOR,), chat_api_keys=(CHAT,))
+    with TestClient(create_app(settings)) as client:
+        schema = client.get("/openapi.json").json()
+        docs = client.get("/docs")
+    marked = {
+        (method.upper(), path): operation
+        for path, operations in schema["paths"].items()
+        for method, operation in operations.items()
+        if "x-api-key-scopes" in operation
+    }
+    assert set(marked) == {("POST", "/v1/chat"), ("POST", "/v1/chat/stream"), ("POST", "/v1/feedback")}
+    for operation in marked.values():
+        assert operation["description"].endswith("key may call this operation, as may a key of full access.")
+        assert len(operation["x-api-key-scopes"]) == 1
+    # their own descriptions stay, the line follows them
+    assert marked["POST", "/v1/chat"]["description"].index("**API keys:**") > 0
+    assert "POST /v1/chat, POST /v1/chat/stream and POST /v1/feedback only" in schema["info"]["description"]
+    assert docs.status_code == 200 and "/openapi.json" in docs.text
+    # without chat keys there is nothing to mark
+    with TestClient(create_app(_settings(tmp_path, tiny_model_dir, api_keys=(OPERATOR,)))) as client:
+        plain = client.get("/openapi.json").json()
+    assert "API keys" not in plain["info"]["description"]
+    assert not any("x-api-key-scopes" in op for ops in plain["paths"].values() for op in ops.values())
+
+
 def test_chat_keys_without_api_keys_are_refused_at_start(monkeypatch: pytest.MonkeyPatch) -> None:
     # Chat keys alone would leave every other endpoint (sessions, knowledge, analytics) open to anyone.
     monkeypatch.setenv("CS_CHAT_API_KEYS", CHAT)

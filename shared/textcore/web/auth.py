@@ -14,7 +14,8 @@ A service may also give keys of a narrower scope (`KeyScope`): such a key is acc
 names, by method and path template as the router declares them, and answered 403 problem+json (never 401:
 the key is known) everywhere else but `OPEN_PATHS`; a websocket is closed (1008). The customer service's
 chat keys, which a browser widget ships in its page, are one (``CS_CHAT_API_KEYS``). A presented key is
-compared with every key of either kind, whichever matches, as above.
+compared with every key of either kind, whichever matches, as above. The API documentation says which
+operations such a key may call (`document_api_keys`).
 """
 
 from __future__ import annotations
@@ -48,11 +49,28 @@ class KeyScope:
         routes: what they may call, as ``(method, path template)`` pairs the way the routes are declared,
             e.g. ``("POST", "/v1/chat")`` or ``("GET", "/v1/items/{item_id}")``; a GET allows HEAD too.
         detail: the 403's detail for any other route, e.g. "this key may call the chat endpoints only".
+        name: what the API documentation calls such a key ("chat": "a chat key may call this operation").
     """
 
     keys: tuple[str, ...]
     routes: tuple[tuple[str, str], ...]
     detail: str
+    name: str = "scoped"
+
+    def allows(self, method: str, path: str) -> bool:
+        """Whether the scope names this operation, given as the OpenAPI document lists it: its method (any
+        case) and its path template without converters ("/v1/items/{item_id}")."""
+        method = method.upper()
+        return any(
+            (method == allowed.upper() or (allowed.upper() == "GET" and method == "HEAD"))
+            and compile_path(template)[1] == path
+            for allowed, template in self.routes
+        )
+
+    def listed(self) -> str:
+        """The operations the scope names, for people: "POST /v1/chat and POST /v1/feedback"."""
+        named = [f"{method.upper()} {compile_path(template)[1]}" for method, template in self.routes]
+        return named[0] if len(named) == 1 else f"{', '.join(named[:-1])} and {named[-1]}"
 
 
 class _Grant(Enum):
@@ -152,7 +170,11 @@ def document_api_keys(app: FastAPI) -> None:
     """Declare the API keys in `app`'s OpenAPI document, so that its docs page can send one ("Authorize").
 
     Every operation requires a key, as a Bearer credential or an X-API-Key header, except those on
-    `OPEN_PATHS`.
+    `OPEN_PATHS`. When the app's `ApiKeyAuth` takes keys of a narrower scope (`KeyScope`), the document says
+    which operations those may call, for whoever builds a client with one (a chat widget): the API's
+    description names them, each of them says so in its own description ("**API keys:** a chat key may
+    call this operation, ...") and lists the scope in ``x-api-key-scopes`` (``["chat"]``); every other
+    operation needs a key of full access.
     """
     build = app.openapi
 
@@ -169,7 +191,36 @@ def document_api_keys(app: FastAPI) -> None:
                 if path in OPEN_PATHS:
                     for operation in operations.values():
                         operation["security"] = []
+            if (scope := _scope_of(app)) is not None:
+                _document_scope(schema, scope)
             app.openapi_schema = schema
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _scope_of(app: FastAPI) -> KeyScope | None:
+    """The narrower keys' scope the app's `ApiKeyAuth` was added with, if any."""
+    for middleware in app.user_middleware:
+        added: object = middleware.cls  # typed as a factory, which a class is
+        if added is ApiKeyAuth:
+            scope = middleware.kwargs.get("scope")
+            return scope if isinstance(scope, KeyScope) and scope.keys else None
+    return None
+
+
+def _document_scope(schema: dict[str, Any], scope: KeyScope) -> None:
+    """Mark the operations `scope` allows in an OpenAPI document, and name them in its description."""
+    info = schema.setdefault("info", {})
+    whole = (
+        f"**API keys:** a {scope.name} key may call {scope.listed()} only; every other operation needs a key "
+        f"of full access (a {scope.name} key is answered 403)."
+    )
+    info["description"] = "\n\n".join(filter(None, [info.get("description", ""), whole]))
+    line = f"**API keys:** a {scope.name} key may call this operation, as may a key of full access."
+    for path, operations in schema.get("paths", {}).items():
+        for method, operation in operations.items():
+            if path in OPEN_PATHS or not isinstance(operation, dict) or not scope.allows(method, path):
+                continue
+            operation["description"] = "\n\n".join(filter(None, [operation.get("description", ""), line]))
+            operation["x-api-key-scopes"] = [scope.name]
