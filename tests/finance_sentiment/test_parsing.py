@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
 import textwrap
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
+from finance_sentiment import parsing
 from finance_sentiment.parsing import (
     MAX_ITEMS,
     JsonFields,
@@ -18,6 +21,7 @@ from finance_sentiment.parsing import (
     clip_words,
     extract_links,
     html_to_text,
+    looks_like_html,
     parse_article,
     parse_feed,
     parse_json,
@@ -462,3 +466,68 @@ def test_ticker_marks_of_every_wire_shape_are_kept_and_real_markup_is_still_flat
     page = ARTICLE.replace(b"raised its benchmark", b"<b>raised</b> its <BRKa.N> <eur=> <.SPX> benchmark")
     article = parse_article(page, "https://news.example.com/economy/rates")
     assert article is not None and "raised its <BRKa.N> <eur=> <.SPX> benchmark" in article.text
+
+
+@pytest.mark.parametrize(
+    ("text", "html"),
+    [
+        ("<b>up</b>", True),
+        ("AT&amp;T", True),
+        ("Bank&#8217;s profit", True),
+        ('<p>Apple <a href="/x">beats</a><br/></p>', True),
+        ("EPS < 1.0", False),  # a comparison, no markup
+        ("EPS < 1.0 and P/E > 20, <b>up</b>", True),
+        ("AT&T", False),  # no entity reference
+        ("AT&T &bogus; cuts", False),  # an undefined entity
+        ("<custom>cuts</custom>", False),  # an element HTML does not know
+        ("<B>BOLD</B>", True),
+        ("", False),
+    ],
+)
+def test_looks_like_html_tells_markup_from_plain_text(text: str, html: bool) -> None:
+    assert looks_like_html(text) is html
+
+
+@pytest.mark.parametrize(
+    ("title", "stored"),
+    [
+        # feedparser took these RSS titles for plain text (the ticker mark is no tag it knows)
+        ("Apple &lt;AAPL.O&gt; EPS &lt; 1.0, &lt;b&gt;beats&lt;/b&gt;", "Apple <AAPL.O> EPS < 1.0, beats"),
+        ("AT&amp;amp;T &lt;T.N&gt; cuts", "AT&T <T.N> cuts"),
+        ("AT&amp;T &lt;T.N&gt; cuts", "AT&T <T.N> cuts"),
+        ("Q3: EPS &lt; 1.0 &lt;T.N&gt;", "Q3: EPS < 1.0 <T.N>"),
+        # not HTML by the rule, so stored as written
+        ("AT&amp;T &lt;T.N&gt; &amp;bogus; cuts", "AT&T <T.N> &bogus; cuts"),
+        ("AT&amp;T &lt;T.N&gt; &lt;custom&gt;cuts&lt;/custom&gt;", "AT&T <T.N> <custom>cuts</custom>"),
+        # feedparser took this one for HTML itself
+        ("EPS &lt; 1.0 &amp;amp; &lt;b&gt;AT&amp;amp;T&lt;/b&gt;", "EPS < 1.0 & AT&T"),
+    ],
+)
+def test_an_rss_title_beside_a_ticker_mark_is_read_as_html_only_when_it_is(title: str, stored: str) -> None:
+    rss = (
+        '<?xml version="1.0"?><rss version="2.0"><channel><title>Wire</title><item>'
+        f"<title>{title}</title><link>https://a.example/1</link></item></channel></rss>"
+    ).encode()
+    (item,) = parse_feed(rss, "https://a.example/rss")
+    assert item.title == stored
+
+
+def test_parsing_relies_on_no_private_feedparser_helper() -> None:
+    # A private helper (feedparser.mixin._FeedParserMixin.looks_like_html was one) may change or vanish in
+    # any feedparser release.
+    tree = ast.parse(Path(parsing.__file__).read_text(encoding="utf-8"))
+    private = [
+        alias.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "feedparser"
+        for alias in node.names
+        if alias.name.startswith("_")
+    ] + [
+        node.attr
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Attribute)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "feedparser"
+        if node.attr.startswith("_")
+    ]
+    assert private == []

@@ -15,14 +15,15 @@ import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import unescape
+from html.entities import entitydefs
 from typing import Any
 from urllib.parse import urldefrag, urljoin, urlsplit
 
 import feedparser
 import lxml.html  # type: ignore[import-untyped]
+import lxml.html.defs  # type: ignore[import-untyped]
 import regex
 import trafilatura
-from feedparser.mixin import _FeedParserMixin
 from lxml import etree
 from trafilatura.settings import Document, set_date_params
 
@@ -230,10 +231,30 @@ def _feed_text(value: str, detail: dict[str, Any] | None, atom: bool) -> str:
 
 def _rss_html_beside_ticker_marks(value: str) -> bool:
     """Whether an RSS value feedparser took for plain text is HTML but for its ticker marks. feedparser reads
-    an RSS element as HTML when it looks like HTML (an end tag or an entity, only tags it knows); a ticker
-    mark is no tag it knows, so ``AT&amp;T <T.N> <b>cuts</b>`` was taken for plain text, markup and all."""
+    an RSS element as HTML when it looks like HTML (`looks_like_html`); a ticker mark is no tag it knows, so
+    ``AT&amp;T <T.N> <b>cuts</b>`` was taken for plain text, markup and all."""
     masked = blank_marks(value)
-    return masked != value and bool(_FeedParserMixin.looks_like_html(masked))
+    return masked != value and looks_like_html(masked)
+
+
+# feedparser's rule for an RSS element that does not say what it holds (its own helper is private): HTML when
+# it has an end tag or an entity reference, every tag is a known HTML element and every named entity is
+# defined. Conservative on purpose: plain text read as HTML loses what looked like a tag ("x <y z> w").
+_END_TAG = re.compile(r"</(\w+)>")
+_ENTITY_REFERENCE = re.compile(r"&#?\w+;")
+_TAG_NAME = re.compile(r"</?(\w+)")
+_NAMED_ENTITY = re.compile(r"&(\w+);")
+_KNOWN_TAGS = frozenset(lxml.html.defs.tags)
+
+
+def looks_like_html(text: str) -> bool:
+    """Whether `text` is HTML rather than plain text, by feedparser's rule for RSS: ``<b>up</b>`` and
+    ``AT&amp;T`` are HTML; ``EPS < 1.0``, ``AT&T``, ``&bogus;`` and ``<custom>x</custom>`` are not."""
+    if not (_END_TAG.search(text) or _ENTITY_REFERENCE.search(text)):
+        return False
+    if any(name.lower() not in _KNOWN_TAGS for name in _TAG_NAME.findall(text)):
+        return False
+    return all(name in entitydefs for name in _NAMED_ENTITY.findall(text))
 
 
 def plain_text(text: str) -> str:
