@@ -358,6 +358,31 @@ def test_a_story_with_a_whole_article_as_its_title_is_quoted_short(database: Dat
     assert len(json.dumps(message.payload)) < 20_000  # the payload carries the evidence twice
 
 
+@pytest.mark.parametrize(
+    ("title", "quoted"),
+    [
+        # the cut falls inside "unquestionably": the quote ends at the word before it
+        (
+            "Acme auditors resign " + "unquestionably " * 40,
+            "Acme auditors resign" + " unquestionably" * 18 + "…",
+        ),
+        # no space in the first half: a hard cut, as for stored titles
+        ("Acme-" + "x" * 400, "Acme-" + "x" * 294 + "…"),
+    ],
+)
+def test_a_long_evidence_headline_is_cut_between_words_with_an_ellipsis(
+    database: Database, title: str, quoted: str
+) -> None:
+    with database.session() as session:
+        session.add(_story(NOW - 20 * MINUTE, "negative", -0.99, {"entity": "Acme"}, title))
+    transition = fire(database)
+    with database.session() as session:
+        annotations = session.get_one(Alert, transition.alert_id).annotations
+    (evidence, *_) = json.loads(annotations["evidence"])
+    assert evidence["title"] == quoted and len(quoted) <= 300
+    assert annotations["top_negative"].splitlines()[0] == f"{quoted} — {evidence['url']}"
+
+
 def test_the_payload_is_alertmanager_v4(database: Database) -> None:
     transition = fire(database)
     evaluate_rules(database, now=NOW + 2 * HOUR)

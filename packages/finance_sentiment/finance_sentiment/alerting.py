@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 
 from finance_sentiment.database import Database
 from finance_sentiment.delivery import alertmanager_alert, alertmanager_payload, pending, rfc3339
+from finance_sentiment.parsing import clip_words
 from finance_sentiment.spikes import SpikeParams, SpikeVerdict, WindowStats, detect
 from finance_sentiment.tables import Alert, AlertRule, Document, DocumentTag, OutboxMessage
 from textcore.errors import InvalidInput
@@ -53,8 +54,9 @@ logger = logging.getLogger(__name__)
 OUTBOX_TTL = timedelta(hours=24)
 SEVERITY = "warning"
 TOP_NEGATIVE = 5  # headlines quoted as evidence per alert
-# Characters of each quoted headline: a feed may carry a whole article as its title, and receivers cap a
-# message (a Teams webhook refuses one over 28 KB), so one such story must not make the alert undeliverable.
+# Characters of each quoted headline, its ellipsis included (cut between words by `clip_words`, as stored
+# titles are): a headline stored whole before titles were bounded at ingest may be a whole article, and
+# receivers cap a message (a Teams webhook refuses one over 28 KB): it must not make an alert undeliverable.
 EVIDENCE_TITLE_CHARS = 300
 SUPERSEDED = "superseded by a newer notification of its alert group"
 GROUPS = ("entity", "topic", "all")
@@ -418,13 +420,11 @@ def _top_negative(session: Session, series: _Series) -> list[dict[str, Any]]:
         )
     query = query.order_by(Document.sentiment, Document.seen_at.desc(), Document.id).limit(TOP_NEGATIVE)
     return [
-        {"title": _clip(title), "url": url, "sentiment": round(sentiment, 4), "seen_at": rfc3339(seen_at)}
+        {
+            "title": clip_words(title, EVIDENCE_TITLE_CHARS),
+            "url": url,
+            "sentiment": round(sentiment, 4),
+            "seen_at": rfc3339(seen_at),
+        }
         for title, url, sentiment, seen_at in session.execute(query)
     ]
-
-
-def _clip(title: str) -> str:
-    """The headline, cut to `EVIDENCE_TITLE_CHARS` characters (an ellipsis included) when longer."""
-    if len(title) <= EVIDENCE_TITLE_CHARS:
-        return title
-    return title[: EVIDENCE_TITLE_CHARS - 1].rstrip() + "…"
