@@ -6,7 +6,9 @@ writers). Versions are copied to a hidden temp folder in ``root`` then renamed i
 swapped with ``os.replace``, so readers never see half-written state; a register that fails leaves nothing
 behind, not even the folder of a new name, and the copy a killed one left in root is removed by a later
 writer (`registry_files.remove_stale_staging`), as are the temporaries a crashed promote or delete left in
-a name's folder (`registry_files.remove_leftovers`). Version numbers are never reused. A version holds
+a name's folder (`registry_files.remove_leftovers`). A delete or prune renames each version into a hidden
+``.deleting-*`` folder under the lock before removing it, and never touches the active version. Version
+numbers are never reused. A version holds
 safetensors weights: a folder without them is refused at register (a version without them, at promote). A
 history line torn by a crash is skipped (and logged) when read, and the next event starts on a new line.
 """
@@ -317,8 +319,8 @@ class ModelRegistry:
         """Returns every model name in the registry, sorted."""
         return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME_RE.fullmatch(p.name))
 
-    def delete(self, name: str, version: int) -> None:
-        """Deletes a version that is not active.
+    def delete(self, name: str, version: int) -> ModelVersion:
+        """Deletes a version that is not active; returns it (its folder gone).
 
         Raises:
             Conflict: ``version`` is the active version.
@@ -331,10 +333,43 @@ class ModelRegistry:
             doomed = self.get(name, version)
             if require_active(model_dir, f"delete version {doomed.version} of {name}") == doomed.version:
                 raise Conflict(f"version {version} of {name!r} is active; promote another before deleting it")
-            trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=model_dir))
-            doomed.path.rename(trash / doomed.path.name)
-            append_event(model_dir, {"ts": _now(), "event": "delete", "version": doomed.version})
+            trash = self._discard(model_dir, [doomed])
         shutil.rmtree(trash, ignore_errors=True)
+        return doomed
+
+    def prune(self, name: str, keep: int, *, dry_run: bool = False) -> list[ModelVersion]:
+        """Deletes every version of ``name`` but the active one and the ``keep`` newest others.
+
+        Returns:
+            The versions deleted (with ``dry_run``, that would be), oldest first.
+
+        Raises:
+            InvalidInput: ``keep`` is not an integer >= 0, or the ``active`` alias names no version.
+            NotFound: Unknown name.
+        """
+        if isinstance(keep, bool) or not isinstance(keep, int) or keep < 0:
+            raise InvalidInput(f"keep: expected an integer >= 0; found {keep!r}")
+        model_dir = self._dir(name)
+        remove_stale_staging(self.root)
+        with self._locked(model_dir):
+            active = require_active(model_dir, f"prune {name}")
+            others = [v for v in self._version_dirs(model_dir) if v != active]
+            doomed = [self.get(name, v) for v in others[: max(len(others) - keep, 0)]]
+            if dry_run or not doomed:
+                return doomed
+            trash = self._discard(model_dir, doomed)
+        shutil.rmtree(trash, ignore_errors=True)
+        return doomed
+
+    @staticmethod
+    def _discard(model_dir: Path, doomed: list[ModelVersion]) -> Path:
+        """Renames each version into one hidden trash folder (readers of a version see it whole or not at
+        all) and logs its delete; the caller holds the lock, and removes the trash after releasing it."""
+        trash = Path(tempfile.mkdtemp(prefix=TRASH_PREFIX, dir=model_dir))
+        for version in doomed:
+            version.path.rename(trash / version.path.name)
+            append_event(model_dir, {"ts": _now(), "event": "delete", "version": version.version})
+        return trash
 
     def resolve(self, ref: str) -> Path:
         """Returns the folder for ``"name"`` (active), ``"name@active"`` or ``"name@3"``.

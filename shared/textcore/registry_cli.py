@@ -104,6 +104,39 @@ def promote(
     print(json.dumps({**_summary(chosen), "active": True}))
 
 
+@registry_app.command("delete")
+def delete(
+    root: RootOpt,
+    name: NameOpt,
+    version: Annotated[int, typer.Option("--version", help="version number to delete (not the active one)")],
+) -> None:
+    """Delete one version that is not active; prints it as JSON."""
+    doomed = _run(
+        root,
+        f"delete version {version} of {name}",
+        lambda: ModelRegistry(root, create=False).delete(name, version),
+    )
+    print(json.dumps({"deleted": [_summary(doomed)]}))
+
+
+@registry_app.command("prune")
+def prune(
+    root: RootOpt,
+    name: NameOpt,
+    keep: Annotated[
+        int, typer.Option("--keep", min=0, help="how many versions to keep besides the active one")
+    ],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="only print what would be deleted")] = False,
+) -> None:
+    """Delete every version but the active one and the --keep newest others; prints them as JSON."""
+    doomed = _run(
+        root,
+        f"prune {name}",
+        lambda: ModelRegistry(root, create=False).prune(name, keep, dry_run=dry_run),
+    )
+    print(json.dumps({"deleted": [_summary(v) for v in doomed], "dry_run": dry_run}))
+
+
 @registry_app.command("list")
 def list_versions(root: RootOpt, name: NameOpt) -> None:
     """Show every version of a model and which one is active."""

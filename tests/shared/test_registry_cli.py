@@ -27,6 +27,8 @@ def registry_cli(command: str, root: Path, *more: object) -> Result:
     [
         ("list", []),
         ("promote", ["--version", 1]),
+        ("delete", ["--version", 1]),
+        ("prune", ["--keep", 1]),
         ("gate", ["--version", 1, "--eval-data", "eval.csv"]),
         ("retrain", ["--data", "new.csv", "--eval-data", "eval.csv"]),
     ],
