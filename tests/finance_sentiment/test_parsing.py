@@ -531,3 +531,17 @@ def test_parsing_relies_on_no_private_feedparser_helper() -> None:
         if node.attr.startswith("_")
     ]
     assert private == []
+
+
+def test_an_article_page_is_decoded_once_as_a_browser_shows_it() -> None:
+    # trafilatura decodes the text and title it extracts once more after the HTML parser did: a page
+    # showing "&amp;" as written (&amp;amp;) was stored as "&", and one quoting "&lt;b&gt;" as a tag.
+    page = ARTICLE.replace(
+        b"raised its benchmark",
+        b"raised (AT&amp;amp;T, &amp;lt;b&amp;gt;, AT&amp;T, R&D, 5 &lt; 6, caf&eacute;, &#8217;) its benchmark",
+    ).replace(b"<title>Central bank", b"<title>&amp;amp; Central bank")
+    page = page.replace(b'content="Central bank', b'content="&amp;amp; Central bank')
+    article = parse_article(page, "https://news.example.com/economy/rates")
+    assert article is not None
+    assert "raised (AT&amp;T, &lt;b&gt;, AT&T, R&D, 5 < 6, café, ’) its benchmark" in article.text
+    assert article.title == "&amp; Central bank raises rates again"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import calendar
 import codecs
+import functools
 import io
 import json
 import re
@@ -277,9 +278,14 @@ def parse_article(content: bytes, url: str, charset: str | None = None) -> RawIt
         return None
     # The default output format is date only; asking for time and offset keeps them when the page has them.
     date_params = {**set_date_params(True), "outputformat": "%Y-%m-%dT%H:%M:%S%z"}
+    tree = trafilatura.load_html(_decoded(escape_marks_in_bytes(content), charset))
+    if tree is None:
+        return None
+    if _extraction_decodes_again():
+        _escape_ampersands(tree)
     # favor_precision keeps navigation and link lists out of the text: they would pollute the sentiment.
     document = trafilatura.bare_extraction(
-        _decoded(escape_marks_in_bytes(content), charset),
+        tree,
         url=url,
         with_metadata=True,
         favor_precision=True,
@@ -292,6 +298,33 @@ def parse_article(content: bytes, url: str, charset: str | None = None) -> RawIt
         return None
     title = normalise_space(document.title or "") or _clip(text)
     return RawItem(url=url, title=title, text=text, published_at=_parse_time(document.date))
+
+
+@functools.cache
+def _extraction_decodes_again() -> bool:
+    """Whether trafilatura decodes entities once more in the title and text it extracts, after the HTML
+    parser did (2.3 runs both through html.unescape): a page showing "&amp;" as written came out "&"."""
+    shown = "A page shows &amp;amp; as written. "
+    probe = (
+        f"<html><head><title>{shown}</title></head><body><article><p>{shown * 4}</p></article></body></html>"
+    )
+    document = trafilatura.bare_extraction(probe, with_metadata=True)
+    found = [document.title, document.text] if isinstance(document, Document) else []
+    return bool(found) and all(field and "&" in field and "&amp;" not in field for field in found)
+
+
+def _escape_ampersands(tree: lxml.html.HtmlElement) -> None:
+    """Escape "&" once in the text and meta values of a parsed page, for trafilatura's second decoding to
+    undo. Scripts and styles stay as written: trafilatura reads JSON-LD metadata from them raw."""
+    for element in tree.iter():
+        raw = not isinstance(element.tag, str) or element.tag in ("script", "style")  # or a comment
+        if element.text and not raw:
+            element.text = element.text.replace("&", "&amp;")
+        if element.tag == "meta":
+            for name, value in element.attrib.items():
+                element.set(name, value.replace("&", "&amp;"))
+        if element.tail:
+            element.tail = element.tail.replace("&", "&amp;")
 
 
 @dataclass(frozen=True)
