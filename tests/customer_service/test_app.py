@@ -680,6 +680,62 @@ def test_bad_input_is_refused_clearly(client: TestClient, settings: CustomerServ
     assert client.get("/v1/analytics").json()["turns"] == 0  # nothing refused was stored
 
 
+def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_naming_it(
+    client: TestClient,
+) -> None:
+    """`GET /v1/knowledge?kindd=faq` (a typo) listed every entry unfiltered, `?kind=faq&kind=chunk` took the
+    last value, and `DELETE /v1/sessions/{id}?soft=true` or `POST /v1/chat?dry_run=true` wrote all the same:
+    each parameter was taken or dropped without a word. Now each is a problem+json 422 whose `errors` name
+    the parameter, and nothing is written; the documented parameters work as before."""
+    sid = chat(client, "How do I open a savings account?")["session_id"]
+    unknown = [
+        ("GET", "/v1/knowledge", [("kindd", "faq")], None, ["kindd"]),
+        (
+            "GET",
+            f"/v1/sessions/{sid}",
+            [("limit", "5"), ("fields", "turns"), ("sort", "desc")],
+            None,
+            ["fields", "sort"],
+        ),
+        ("DELETE", f"/v1/sessions/{sid}", [("soft", "true")], None, ["soft"]),
+        (
+            "POST",
+            "/v1/chat",
+            [("dry_run", "true")],
+            {"message": "And what interest does it pay?"},
+            ["dry_run"],
+        ),
+    ]
+    for method, path, params, body, names in unknown:
+        errors = problem(client.request(method, path, params=params, json=body), 422)["errors"]
+        assert [(e["loc"], e["type"]) for e in errors] == [(["query", n], "extra_forbidden") for n in names]
+    assert (
+        "expected one of category, document, kind, limit, offset"
+        in problem(client.get("/v1/knowledge", params={"kindd": "faq"}), 422)["errors"][0]["msg"]
+    )
+    twice = [
+        ("/v1/knowledge", [("kind", "faq"), ("kind", "chunk")], {"kind": 2}),
+        ("/v1/knowledge/search", [("q", "savings"), ("k", "1"), ("k", "50"), ("k", "2")], {"k": 3}),
+        (
+            "/v1/sessions",
+            [("state", "open"), ("state", "closed"), ("limit", "1"), ("limit", "1")],
+            {"state": 2, "limit": 2},
+        ),
+    ]
+    for path, params, counts in twice:
+        errors = problem(client.get(path, params=params), 422)["errors"]
+        assert [(e["loc"], e["msg"], e["type"]) for e in errors] == [
+            (["query", name], f"expected one value, found {n}", "repeated") for name, n in counts.items()
+        ]
+    session = client.get(f"/v1/sessions/{sid}", params={"limit": 5}).json()
+    assert [t["message"] for t in session["turns"]] == ["How do I open a savings account?"]
+    faqs = client.get("/v1/knowledge", params={"kind": "faq", "limit": 2})
+    assert faqs.status_code == 200 and [e["kind"] for e in faqs.json()["items"]] == ["faq", "faq"]
+    found = client.get("/v1/knowledge/search", params={"q": "savings account", "k": 2})
+    assert found.status_code == 200 and len(found.json()) == 2
+    assert client.delete(f"/v1/sessions/{sid}").status_code == 204
+
+
 def test_session_ids_a_url_path_cannot_carry_are_refused_everywhere(client: TestClient) -> None:
     # "." and ".." are dot segments: /v1/sessions/.. is /v1 to every client, so such a session could be
     # neither read, resolved nor erased. They are refused wherever a session id comes in, naming the rule;

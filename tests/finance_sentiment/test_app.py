@@ -30,7 +30,7 @@ from finance_sentiment import create_app
 from finance_sentiment.database import Database
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
 from finance_sentiment.tables import Source
-from tests.conftest import serve_app
+from tests.conftest import problem, serve_app
 from textcore import InvalidInput
 from textcore.sql import utcnow
 
@@ -256,6 +256,62 @@ def test_documents_trends_and_classify(
         classified = client.post("/v1/classify", json={"texts": [BURST[0], CALM[2]]}).json()
         assert [c["label"] for c in classified] == ["negative", "positive"]
         assert -1 <= classified[0]["sentiment"] < 0 < classified[1]["sentiment"] <= 1
+
+
+def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_naming_it(
+    tmp_path: Path, finance_model_dir: Path, sqlite_url: str, site: tuple[FeedSite, str]
+) -> None:
+    """`GET /v1/documents?lable=negative` (a typo) answered every story unfiltered, a risk analyst's
+    negative news mixed with the rest without a word; `?label=negative&label=positive` gave the positive
+    ones, and `DELETE /v1/sources/{id}?dry_run=true` deleted. Now each is a problem+json 422 whose `errors`
+    name the parameter, and nothing is changed; the documented filters, cursor pages and a repeated `name`
+    of the trends (a list) work as before."""
+    feed, feed_url = site
+    feed.headlines += BURST
+    with TestClient(create_app(settings_for(tmp_path, finance_model_dir, sqlite_url))) as client:
+        source = {"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss"}
+        source_id = client.post("/v1/sources", json=source).json()["id"]
+        client.post(f"/v1/sources/{source_id}/run")
+        unknown = [
+            ("GET", "/v1/documents", [("lable", "negative")], ["lable"]),
+            (
+                "GET",
+                "/v1/documents",
+                [("entity", "Acme"), ("sentiment", "neg"), ("sort", "asc")],
+                ["sentiment", "sort"],
+            ),
+            ("GET", "/v1/alerts", [("staus", "firing")], ["staus"]),
+            ("GET", f"/v1/sources/{source_id}", [("fields", "url")], ["fields"]),
+            ("DELETE", f"/v1/sources/{source_id}", [("dry_run", "true")], ["dry_run"]),
+        ]
+        for method, path, params, names in unknown:
+            errors = problem(client.request(method, path, params=params), 422)["errors"]
+            assert [(e["loc"], e["type"]) for e in errors] == [
+                (["query", n], "extra_forbidden") for n in names
+            ]
+        twice = [
+            ("/v1/documents", [("label", "negative"), ("label", "positive")], {"label": 2}),
+            ("/v1/documents", [("limit", "2"), ("entity", "Acme"), ("limit", "500")], {"limit": 2}),
+            ("/v1/trends", [("bucket", "1h"), ("bucket", "1d"), ("name", "Acme")], {"bucket": 2}),
+        ]
+        for path, params, counts in twice:
+            errors = problem(client.get(path, params=params), 422)["errors"]
+            assert [(e["loc"], e["msg"], e["type"]) for e in errors] == [
+                (["query", name], f"expected one value, found {n}", "repeated") for name, n in counts.items()
+            ]
+        assert client.get(f"/v1/sources/{source_id}").status_code == 200  # not deleted
+
+        negative = {"entity": "Acme", "label": "negative", "limit": 4}
+        page = client.get("/v1/documents", params=negative).json()
+        rest = client.get("/v1/documents", params=negative | {"cursor": page["next_cursor"]}).json()
+        stories = page["items"] + rest["items"]
+        assert {d["title"] for d in stories} == set(BURST) and {d["label"] for d in stories} == {"negative"}
+        series = client.get(
+            "/v1/trends", params=[("kind", "entity"), ("name", "Acme"), ("name", "ACME Corp")]
+        )
+        assert series.status_code == 200 and [s["name"] for s in series.json()] == ["Acme"]
+        both = client.get("/v1/trends", params=[("kind", "topic"), ("name", "a"), ("name", "b")])
+        assert both.status_code == 200 and [s["name"] for s in both.json()] == ["a", "b"]
 
 
 def test_the_app_starts_again_in_the_same_process_and_its_counters_count_on(

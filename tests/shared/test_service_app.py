@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -338,3 +340,49 @@ def test_without_cors_origins_no_page_may_call_the_api(
     monkeypatch.setenv(f"{prefix}CORS_ORIGINS", f'["{SITE}/chat"]')
     with pytest.raises(ValueError, match=r"scheme://host\[:port\] \(no path\) or '\*'; found"):
         create_app()
+
+
+# What probes, scrapers and the API docs send: each is answered alike whatever its query holds.
+ANY_QUERY = [
+    ("/healthz", [("probe", "1"), ("probe", "2")]),
+    ("/readyz", [("_", "1733140000")]),
+    ("/metrics", [("name[]", "http_requests_total"), ("name[]", "process_cpu_seconds_total")]),
+    ("/docs", [("x", "1")]),
+    ("/openapi.json", [("v", "2")]),
+    ("/docs/oauth2-redirect", [("code", "c"), ("state", "s")]),
+]
+
+
+@each_service
+def test_every_operation_takes_only_its_own_query_parameters_each_once(
+    create_app: AppFactory, settings_class: Any, prefix: str
+) -> None:
+    """A query parameter an operation does not take was ignored without a word, and one sent twice served
+    its last value, on every operation but the recommender's. Every operation the OpenAPI document lists
+    (any method, any router) now answers either with a 422 naming the parameter, before it reads or writes
+    anything; a list parameter may repeat. The probes, /metrics and the API docs take whatever they are
+    sent."""
+    with TestClient(create_app()) as client:
+        paths = client.get("/openapi.json").json()["paths"]
+        operations = [
+            (method, re.sub(r"\{[^}]+\}", "x1", template), operation)
+            for template, methods in paths.items()
+            if template not in {"/healthz", "/readyz", "/metrics"}
+            for method, operation in methods.items()
+        ]
+        assert len(operations) >= 9
+        for method, path, operation in operations:
+            errors = problem(client.request(method, path, params={"zz": "1"}), 422)["errors"]
+            assert [(e["loc"], e["type"]) for e in errors] == [(["query", "zz"], "extra_forbidden")]
+            for param in (p for p in operation.get("parameters", []) if p["in"] == "query"):
+                name, listed = param["name"], "array" in json.dumps(param["schema"])
+                once = [] if listed else [(["query", name], "expected one value, found 2")]
+                assert repeated(client.request(method, path, params=[(name, "1")] * 2)) == once, (path, name)
+        for path, params in ANY_QUERY:
+            assert client.get(path, params=params).status_code == 200, path
+
+
+def repeated(response: httpx.Response) -> list[tuple[list[str], str]]:
+    """The (loc, msg) of each error of type "repeated" a response names."""
+    errors = response.json().get("errors", []) if response.status_code == 422 else []
+    return [(e["loc"], e["msg"]) for e in errors if e["type"] == "repeated"]

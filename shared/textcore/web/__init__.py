@@ -1,5 +1,5 @@
 """FastAPI glue shared by every service: problem+json errors, capacity limits, health, body limits, API keys,
-request ids.
+request ids, the rule of query parameters (`textcore.web.query`).
 
 This is the only part of `textcore` that imports FastAPI or Starlette.
 """

@@ -11,6 +11,7 @@ from pydantic import BaseModel
 
 from textcore.errors import CoreError
 from textcore.web.problems import PROBLEM_MEDIA_TYPE, problem_response
+from textcore.web.query import any_query
 
 ReadyCheck = Callable[[], Awaitable[dict[str, str]]]
 
@@ -41,7 +42,9 @@ def health_router(ready_check: ReadyCheck | None = None) -> APIRouter:
     """
     router = APIRouter(tags=["health"])
 
+    # Probes are answered whatever query they carry (a monitor's cache-buster): there is nothing to filter.
     @router.get("/healthz")
+    @any_query
     async def healthz() -> Health:
         return Health()
 
@@ -50,6 +53,7 @@ def health_router(ready_check: ReadyCheck | None = None) -> APIRouter:
         response_model=Readiness,
         responses={503: {"description": "Not ready", "content": {PROBLEM_MEDIA_TYPE: {}}}},
     )
+    @any_query
     async def readyz(request: Request) -> Readiness | JSONResponse:
         try:
             checks = await ready_check() if ready_check is not None else {}

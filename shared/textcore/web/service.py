@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from importlib.metadata import version
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from prometheus_client import CollectorRegistry
 
@@ -23,6 +23,7 @@ from textcore.web.capacity import CapacityLimiter
 from textcore.web.health import health_router
 from textcore.web.hosts import HostCheck
 from textcore.web.problems import install_problem_handlers
+from textcore.web.query import KnownQuery
 from textcore.web.request_id import RequestId
 from textcore.web.security_headers import SecurityHeaders
 from textcore.web.telemetry import RequestMetrics, metrics_router
@@ -77,7 +78,8 @@ def service_app(
     `settings.api_keys` set, every request but the health probes and the API docs must carry one of
     the keys (`textcore.web.auth`), or one of `key_scope`'s on the routes it names. With
     `settings.allowed_hosts` set, every request but the health probes must name one of them in its Host
-    header (`textcore.web.hosts`).
+    header (`textcore.web.hosts`). Every route takes only the query parameters it declares, each once
+    unless it takes a list (`textcore.web.query`): any other, or one sent twice, is a 422 naming it.
 
     Raises:
         ValueError: `key_scope` has keys but `settings.api_keys` is not set.
@@ -100,7 +102,14 @@ def service_app(
         finally:
             del app.state.limiter
 
-    app = FastAPI(title=title, version=version(distribution), description=description, lifespan=lifespan)
+    # A dependency of the app is one of every route, present and future, whichever router it comes from.
+    app = FastAPI(
+        title=title,
+        version=version(distribution),
+        description=description,
+        lifespan=lifespan,
+        dependencies=[Depends(KnownQuery())],
+    )
 
     async def ready_check() -> dict[str, str]:
         limiter: CapacityLimiter | None = getattr(app.state, "limiter", None)

@@ -12,6 +12,8 @@ from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from textcore.web.query import any_query
+
 # Methods counted under their own name; any other (a client may send anything) is counted as "OTHER", so
 # that no client can add label values, hence series, without bound.
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -68,7 +70,9 @@ def metrics_router(registry: CollectorRegistry) -> APIRouter:
     """`GET /metrics` in the Prometheus text format."""
     router = APIRouter(tags=["health"])
 
+    # Whatever query a scrape carries (a scrape config's `params:`) gets every metric, as none does.
     @router.get("/metrics", response_class=Response, summary="Prometheus metrics")
+    @any_query
     def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from recommender.deps import RecommenderDep
-from recommender.routes.query import NO_QUERY
 from recommender.schemas import EventsIn, EventsOut
 from textcore.sql import utcnow
 
 router = APIRouter(prefix="/v1/events", tags=["events"])
 
 
-@router.post("", status_code=201, dependencies=[NO_QUERY])
+@router.post("", status_code=201)
 def post_events(body: EventsIn, recommender: RecommenderDep) -> EventsOut:
     """Store a batch of interactions; a malformed event or an unknown item id stores nothing."""
     now = utcnow()

@@ -1,6 +1,6 @@
 """`/v1/items`: the catalog. Upserts embed the items (in the worker pool) and are recommendable at once.
 
-Query parameters follow `recommender.routes.query`: only the documented ones, each once. An item id in a path
+Query parameters follow `textcore.web.query`: only the documented ones, each once. An item id in a path
 follows the rule of ids in bodies: surrounding whitespace is stripped, and it may hold ``/`` (sent as is or
 as ``%2F``), so every stored item can be read, replaced and deleted by its id. A PUT's id is a new id
 (`recommender.schemas.ItemId`: no invisible format character); a GET's or DELETE's names a stored item
@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
-from recommender.routes.query import EACH_ONCE, NO_QUERY
 from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, StoredId, UpsertOut
 from recommender.serving import Recommender
 from textcore.printable import Printable
@@ -26,7 +25,7 @@ ItemIdPath = Annotated[ItemId, Path(description="The item's id (1-200 characters
 StoredIdPath = Annotated[StoredId, Path(description="The item's id (1-200 characters; may contain '/').")]
 
 
-@router.post("", dependencies=[NO_QUERY])
+@router.post("")
 async def upsert_items(body: ItemsIn, recommender: RecommenderDep, limiter: LimiterDep) -> UpsertOut:
     """Create or replace items in bulk (all or nothing)."""
     report = await limiter.run(recommender.upsert_items, [item.record(item.id) for item in body.items])
@@ -43,7 +42,7 @@ class ItemsQuery(BaseModel):
     cursor: Annotated[str | None, Field(max_length=200), Printable] = None
 
 
-@router.get("", dependencies=[EACH_ONCE])
+@router.get("")
 def list_items(recommender: RecommenderDep, query: Annotated[ItemsQuery, Query()]) -> ItemPage:
     """Items in id order; pass `next_cursor` back as `cursor` for the next page. An unknown query parameter,
     or one sent twice, is a 422 naming it."""
@@ -51,13 +50,13 @@ def list_items(recommender: RecommenderDep, query: Annotated[ItemsQuery, Query()
     return ItemPage(items=[ItemOut.of(row) for row in rows], next_cursor=next_cursor)
 
 
-@router.get("/{item_id:path}", dependencies=[NO_QUERY])
+@router.get("/{item_id:path}")
 def get_item(item_id: StoredIdPath, recommender: RecommenderDep) -> ItemOut:
     """One item. It takes no query parameter: one sent is a 422 naming it."""
     return ItemOut.of(recommender.catalog.get(item_id))
 
 
-@router.put("/{item_id:path}", dependencies=[NO_QUERY])
+@router.put("/{item_id:path}")
 async def put_item(
     item_id: ItemIdPath, body: ItemBody, recommender: RecommenderDep, limiter: LimiterDep
 ) -> ItemOut:
@@ -70,7 +69,7 @@ def _replace(recommender: Recommender, item: ItemRecord) -> StoredItem:
     return recommender.catalog.get(item.id)
 
 
-@router.delete("/{item_id:path}", status_code=204, dependencies=[NO_QUERY])
+@router.delete("/{item_id:path}", status_code=204)
 def delete_item(item_id: StoredIdPath, recommender: RecommenderDep) -> Response:
     """Remove an item from the catalog. Its past events stay, detached from the id: their users are still
     known, and an item created later under the same id starts with no behaviour."""

@@ -8,7 +8,6 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.deps import LimiterDep, RecommenderDep
-from recommender.routes.query import EACH_ONCE, NO_QUERY
 from recommender.schemas import Interests, ScoredOut, ScoreIn, StoredId, scored_json
 from recommender.serving import Query as Who
 
@@ -17,7 +16,7 @@ MAX_OFFSET = 10_000  # places skipped at most: every one of them is ranked too
 
 
 # The bodies are written by `scored_json` straight from the results (response_model documents them).
-@router.post("/score", response_model=list[ScoredOut], dependencies=[NO_QUERY])
+@router.post("/score", response_model=list[ScoredOut])
 async def score(body: ScoreIn, recommender: RecommenderDep, limiter: LimiterDep) -> Response:
     """Score candidate items for a user, a history or free-text interests; best first, with reasons."""
     history = tuple(body.history) if body.history is not None else None
@@ -51,7 +50,7 @@ class RecommendQuery(BaseModel):
     )
 
 
-@router.get("/recommend", response_model=list[ScoredOut], dependencies=[EACH_ONCE])
+@router.get("/recommend", response_model=list[ScoredOut])
 async def recommend(
     recommender: RecommenderDep, limiter: LimiterDep, query: Annotated[RecommendQuery, Query()]
 ) -> Response:

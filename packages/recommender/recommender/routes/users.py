@@ -13,14 +13,13 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Response
 
 from recommender.deps import LimiterDep, RecommenderDep
-from recommender.routes.query import NO_QUERY
 from recommender.schemas import StoredId
 
 router = APIRouter(prefix="/v1/users", tags=["users"])
 UserIdPath = Annotated[StoredId, Path(description="The user's id (1-200 characters; may contain '/').")]
 
 
-@router.delete("/{user_id:path}", status_code=204, dependencies=[NO_QUERY])
+@router.delete("/{user_id:path}", status_code=204)
 async def erase_user(user_id: UserIdPath, recommender: RecommenderDep, limiter: LimiterDep) -> Response:
     """Delete every stored event of the user; recommendations stop counting them at once."""
     # Counting the remaining events again takes seconds on millions of them: one of the worker slots
