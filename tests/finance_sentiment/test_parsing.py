@@ -538,7 +538,8 @@ def test_an_article_page_is_decoded_once_as_a_browser_shows_it() -> None:
     # showing "&amp;" as written (&amp;amp;) was stored as "&", and one quoting "&lt;b&gt;" as a tag.
     page = ARTICLE.replace(
         b"raised its benchmark",
-        b"raised (AT&amp;amp;T, &amp;lt;b&amp;gt;, AT&amp;T, R&D, 5 &lt; 6, caf&eacute;, &#8217;) its benchmark",
+        b"raised (AT&amp;amp;T, &amp;lt;b&amp;gt;, AT&amp;T, R&D, 5 &lt; 6, caf&eacute;, &#8217;)"
+        b" its benchmark",
     ).replace(b"<title>Central bank", b"<title>&amp;amp; Central bank")
     page = page.replace(b'content="Central bank', b'content="&amp;amp; Central bank')
     article = parse_article(page, "https://news.example.com/economy/rates")
