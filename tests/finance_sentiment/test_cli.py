@@ -110,6 +110,25 @@ def test_evaluate_the_fine_tuned_model(finance_model_dir: Path) -> None:
     assert set(report["per_label"]) == {"negative", "neutral", "positive"}
 
 
+def test_evaluate_help_speaks_of_the_sentiment_model_and_keeps_the_textcore_flags() -> None:
+    import typer.main  # noqa: PLC0415
+
+    from textcore.cli import app as core_app  # noqa: PLC0415
+
+    def options(command: Any) -> list[tuple[tuple[str, ...], object]]:
+        return [(tuple(p.opts), p.default) for p in command.params]
+
+    core = typer.main.get_command(core_app).commands["evaluate"]
+    ours = typer.main.get_command(app).commands["evaluate"]
+    assert options(ours) == options(core)
+    result = CliRunner().invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "Score the sentiment model" in text
+    assert "negative, neutral and positive" in text
+    assert "finance-sentiment train" in text and "registry version folder" in text
+
+
 @pytest.fixture
 def feed() -> Iterator[tuple[Site, str]]:
     site = Site({"/feed.xml": Page(feed_of(STORIES), RSS)})

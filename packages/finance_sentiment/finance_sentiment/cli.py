@@ -58,7 +58,20 @@ def train(**options: Any) -> None:
     core_cli.train(**options)
 
 
-app.command(help=core_cli.evaluate.__doc__)(core_cli.evaluate)
+EVALUATE_HELP = (
+    "Score the sentiment model on labelled data. It prints precision, recall, F1 and support per label, "
+    "with the accuracy and macro-F1; the last stdout line is one JSON object (n, accuracy, macro_f1, labels, "
+    "per_label, and confusion: one row per true label, one column per predicted label, in the order of "
+    "labels).\n\n"
+    "--model is a `finance-sentiment train` output folder or a registry version folder "
+    "(var/registry/finance-sentiment/v0003; the name's folder is refused, naming the version to give). The "
+    "labels in --label-column are negative, neutral and positive; one the model was not trained on is "
+    "refused.\n\n"
+    "The flags and the output are those of `textcore evaluate`, which also scores taggers and "
+    "cross-encoders (hence --passage-column and the notes on other model kinds below)."
+)
+
+app.command(help=EVALUATE_HELP)(core_cli.evaluate)
 
 
 def _require_finance_labels(path: Path, text_column: str, label_column: str) -> None:
