@@ -52,6 +52,15 @@ class ServiceSettings(BaseSettings):
     max_workers: int = Field(2, ge=1, description="Blocking model calls allowed to run at once.")
     max_queue: int = Field(8, ge=0, description="Further calls allowed to wait before answering 429.")
     max_body_bytes: int = Field(1_000_000, ge=1, description="Largest accepted request body, in bytes.")
+    body_timeout: float = Field(
+        30.0,
+        gt=0,
+        le=3600,
+        description=(
+            "Seconds a client may take to send a whole request body once its headers are in; one still "
+            "incomplete then gets 408 and its connection is closed. The response is not bounded by it."
+        ),
+    )
     api_keys: Annotated[tuple[SecretStr, ...], NoDecode] = Field(
         (),
         description=(

@@ -126,7 +126,13 @@ def service_app(
     # counted, refused if they name another host, answered if they are a browser's CORS preflight (which
     # carries no key), then their key is checked, then their body bounded.
     prefix = settings.model_config.get("env_prefix", "")
-    app.add_middleware(BodySizeLimit, max_bytes=settings.max_body_bytes, setting=f"{prefix}MAX_BODY_BYTES")
+    app.add_middleware(
+        BodySizeLimit,
+        max_bytes=settings.max_body_bytes,
+        setting=f"{prefix}MAX_BODY_BYTES",
+        timeout=settings.body_timeout,
+        timeout_setting=f"{prefix}BODY_TIMEOUT",
+    )
     scoped = key_scope if key_scope is not None and key_scope.keys else None
     if scoped is not None and not settings.api_keys:
         raise ValueError(
