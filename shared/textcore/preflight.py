@@ -14,7 +14,11 @@ from pathlib import Path
 
 from textcore.console import say
 from textcore.errors import InvalidInput
+from textcore.run_lock import holding_output
 
+# 128 + the signal's number, the code shells and Kubernetes report for a process SIGTERM ended (Ctrl-C's is
+# 130, as typer gives it)
+EXIT_SIGTERM = 128 + signal.SIGTERM
 ASIDE_PREFIX = ".{}.earlier-"  # then the id of the process that set the earlier model aside
 INTERRUPTED = ".{}.interrupted"  # the partial run of a stopped run that replaced an earlier model
 
@@ -53,7 +57,11 @@ def replacing_output(
 
     With `resumable` (a command that takes `--resume`), a run stopped (Ctrl-C, SIGTERM) after writing a
     checkpoint keeps its partial run beside the earlier model as `.NAME.interrupted`: `resume` continues it
-    (the earlier model set aside again until it succeeds), a run without `resume` discards it.
+    (the earlier model set aside again until it succeeds), a run without `resume` discards it. A run
+    stopped by SIGTERM then ends by that signal (exit code 143 in a shell, `EXIT_SIGTERM`), one stopped by
+    Ctrl-C with exit code 130.
+
+    The run holds the folder's lock throughout (`textcore.run_lock`), so a second run into it is refused.
 
     Args:
         output: The folder the model is written to.
@@ -64,7 +72,7 @@ def replacing_output(
 
     Raises:
         InvalidInput: As `prepare_output`, an input lies inside `output`, or another run is training into
-            it; before anything is moved.
+            it (it holds the folder's lock, `textcore.run_lock`); before anything is moved.
     """
     for given in (item for item in inputs if item):
         path = Path(given)
@@ -74,7 +82,18 @@ def replacing_output(
                 "choose another output folder"
             )
     folder = output.resolve()  # `--output .` or `..` names no folder to set aside beside; a link its target
-    _refuse_a_running_run(folder, output)
+    try:
+        with holding_output(folder, output), _sigterm_stops(), _replacing(output, folder, resume, resumable):
+            yield
+    except Terminated:
+        _pass_on_sigterm()
+        raise SystemExit(EXIT_SIGTERM) from None
+
+
+@contextmanager
+def _replacing(output: Path, folder: Path, resume: bool, resumable: bool) -> Iterator[None]:
+    """`replacing_output` once the run holds the folder's lock."""
+    _refuse_a_running_run(folder, output)  # a run of an earlier version, which took no lock
     settle_stale_asides(folder, restore=not resume)
     aside = folder.with_name(f"{ASIDE_PREFIX.format(folder.name)}{os.getpid()}")
     kept = folder.with_name(INTERRUPTED.format(folder.name))
@@ -99,8 +118,7 @@ def replacing_output(
         settle_stale_asides(folder, restore=False)  # a resumed run is complete now: its aside goes
         return
     try:
-        with _sigterm_stops():
-            yield
+        yield
     except BaseException as exc:
         if resumable and isinstance(exc, KeyboardInterrupt) and _has_checkpoint(folder):
             shutil.rmtree(kept, ignore_errors=True)
@@ -135,6 +153,10 @@ def _resume_kept_run(output: Path, folder: Path, kept: Path, aside: Path) -> boo
     return earlier
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C raises KeyboardInterrupt: the same stop, then the signal passed on."""
+
+
 @contextmanager
 def _sigterm_stops() -> Iterator[None]:
     """SIGTERM (`kill`, a service manager stopping the run) stops the run as Ctrl-C does, so that it puts the
@@ -144,13 +166,21 @@ def _sigterm_stops() -> Iterator[None]:
         return
 
     def stop(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
+        raise Terminated
 
     previous = signal.signal(signal.SIGTERM, stop)
     try:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _pass_on_sigterm() -> None:
+    """End the stopped run by SIGTERM itself, where nothing else handles it: the code shells and Kubernetes
+    report (143), and a clean stop to systemd (an exit code of 143 is a failure there). As a container's
+    first process, which the signal does not end, the run exits with `EXIT_SIGTERM` instead."""
+    if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.raise_signal(signal.SIGTERM)
 
 
 def _set_aside(folder: Path, aside: Path) -> bool:
