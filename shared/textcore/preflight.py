@@ -14,7 +14,7 @@ from pathlib import Path
 
 from textcore.console import say
 from textcore.errors import InvalidInput
-from textcore.run_lock import holding_output
+from textcore.run_lock import holding_output, process_running
 
 # 128 + the signal's number, the code shells and Kubernetes report for a process SIGTERM ended (Ctrl-C's is
 # 130, as typer gives it)
@@ -257,15 +257,8 @@ def _asides(output: Path) -> list[tuple[Path, int]]:
 
 
 def _is_running(pid: int) -> bool:
-    if pid == os.getpid():  # this run has set nothing aside yet: an earlier process had this id
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # another user's process
-        return True
-    return True
+    # this run has set nothing aside yet when it finds its own id: an earlier process had it
+    return pid != os.getpid() and process_running(pid)
 
 
 def _holds_earlier_model(output: Path, resume: bool) -> bool:

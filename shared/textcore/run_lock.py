@@ -120,14 +120,15 @@ def _holder(fd: int) -> int | None:
     deadline = time.monotonic() + HOLDER_WAIT_S
     while True:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-        if text.isdigit() and _is_running(int(text)):  # not the id a run killed hard left in the file
+        if text.isdigit() and process_running(int(text)):  # not the id a run killed hard left in the file
             return int(text)
         if time.monotonic() > deadline:
             return None
         time.sleep(0.01)
 
 
-def _is_running(pid: int) -> bool:
+def process_running(pid: int) -> bool:
+    """Whether a process with id `pid` runs on this machine (another user's counts)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
