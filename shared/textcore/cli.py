@@ -96,6 +96,23 @@ LabelCol = Annotated[
 PassageCol = Annotated[
     str | None, typer.Option("--passage-column", help="cross-encoder: column with the passage")
 ]
+# evaluate scores classifiers, taggers and cross-encoders (an embedding model has no labels to score)
+EvalTextCol = Annotated[
+    str,
+    typer.Option(
+        "--text-column",
+        help="column with the text (cross-encoder: the query; token-classification: the tokens, `tokens` "
+        "when there is no `text`)",
+    ),
+]
+EvalLabelCol = Annotated[
+    str,
+    typer.Option(
+        "--label-column",
+        help="column with the label (cross-encoder: relevance in [0, 1]; token-classification: the BIO tags, "
+        "`tags` when there is no `label`)",
+    ),
+]
 
 
 @app.command()
@@ -279,8 +296,8 @@ def train(
 def evaluate(
     model: Annotated[Path, typer.Option("--model", help="trained model folder")],
     data: DataOpt,
-    text_column: TextCol = "text",
-    label_column: LabelCol = "label",
+    text_column: EvalTextCol = "text",
+    label_column: EvalLabelCol = "label",
     passage_column: PassageCol = None,
     device: Annotated[str, typer.Option(help="auto, cpu, cuda or cuda:N")] = "auto",
     precision: Annotated[str, typer.Option(help="auto, bf16 or fp32")] = "auto",
@@ -290,7 +307,10 @@ def evaluate(
     ] = False,
     base_train_data: Annotated[
         Path | None,
-        typer.Option(help="--compare-base: rows to fit the base model's head on (default: recorded file)"),
+        typer.Option(
+            help="--compare-base: rows to fit the base model's head on (default: the training file named in "
+            "the model's metadata.json)"
+        ),
     ] = None,
 ) -> None:
     """Score a classifier, a tagger (entity F1) or a cross-encoder (mrr@10 and accuracy); the last stdout
