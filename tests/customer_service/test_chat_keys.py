@@ -115,11 +115,16 @@ def test_the_api_documentation_says_what_a_chat_key_may_call(tmp_path: Path, tin
     }
     assert set(marked) == {("POST", "/v1/chat"), ("POST", "/v1/chat/stream"), ("POST", "/v1/feedback")}
     for operation in marked.values():
-        assert operation["description"].endswith("key may call this operation, as may a key of full access.")
-        assert len(operation["x-api-key-scopes"]) == 1
+        assert operation["description"].endswith(
+            "a chat key may call this operation, as may a key of full access."
+        )
+        assert operation["x-api-key-scopes"] == ["chat"]
     # their own descriptions stay, the line follows them
     assert marked["POST", "/v1/chat"]["description"].index("**API keys:**") > 0
-    assert "POST /v1/chat, POST /v1/chat/stream and POST /v1/feedback only" in schema["info"]["description"]
+    assert (
+        "a chat key may call POST /v1/chat, POST /v1/chat/stream and POST /v1/feedback only"
+        in schema["info"]["description"]
+    )
     assert docs.status_code == 200 and "/openapi.json" in docs.text
     # without chat keys there is nothing to mark
     with TestClient(create_app(_settings(tmp_path, tiny_model_dir, api_keys=(OPERATOR,)))) as client:

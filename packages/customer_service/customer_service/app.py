@@ -63,7 +63,10 @@ def create_app(settings: CustomerServiceSettings | None = None) -> FastAPI:
         resources=resources,
         ready=_ready,
         key_scope=KeyScope(
-            tuple(key.get_secret_value() for key in settings.chat_api_keys), CHAT_ROUTES, CHAT_ONLY
+            tuple(key.get_secret_value() for key in settings.chat_api_keys),
+            CHAT_ROUTES,
+            CHAT_ONLY,
+            name="chat",
         ),
     )
     expired = Counter(
