@@ -13,7 +13,15 @@ from textcore.web import KeyScope, service_app
 
 KEY = "a-key-of-twenty-chars"
 # Other spellings of open paths, and open paths leading elsewhere: none is open.
-NOT_OPEN = ("/healthz/", "/HEALTHZ", "/healthz/../metrics", "/healthz%2F..%2Fmetrics", "/docs/../metrics")
+NOT_OPEN = (
+    "/healthz/",
+    "/HEALTHZ",
+    "/healthz/../metrics",
+    "/healthz%2F..%2Fmetrics",
+    "/docs/../metrics",
+    "/docs/static/../../metrics",
+    "/docs/static/swagger-ui.css/../../../metrics",
+)
 
 
 def _app() -> FastAPI:
@@ -40,7 +48,13 @@ def test_probes_and_docs_are_open_under_a_root_path(root_path: str) -> None:
             path: http.get("/", extensions={"target": path.encode()}).status_code for path in NOT_OPEN
         }
         percent_encoded = http.get("/heal%74hz")  # the same path as the router sees it: open, and health
+        # The docs page names its files below the prefix, as a browser must fetch them through the proxy.
+        docs = http.get("/docs").text
+        stylesheet = http.get("/docs/static/swagger-ui.css")
     assert health.status_code == 200
+    assert f'href="{root_path}/docs/static/swagger-ui.css"' in docs
+    assert f'src="{root_path}/docs/static/swagger-ui-bundle.js"' in docs
+    assert stylesheet.status_code == 200
     assert schema.status_code == 200
     assert metrics.status_code == 401
     assert with_key.status_code == 200

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import re
 from collections.abc import Callable
@@ -228,7 +230,10 @@ def test_every_response_carries_the_security_headers(
         assert answer.headers["x-content-type-options"] == "nosniff", what
         assert answer.headers["cache-control"] == "no-store", what
         assert answer.headers["x-frame-options"] == "DENY", what
-        assert answer.headers["content-security-policy"] == "frame-ancestors 'none'", what
+        # The docs page has a policy of its own (test_api_docs_policy_allows_only_the_services_own_scripts).
+        policy = answer.headers["content-security-policy"]
+        expected = "; frame-ancestors 'none'" if what == "docs" else "frame-ancestors 'none'"
+        assert policy.endswith(expected) if what == "docs" else policy == expected, what
 
 
 @each_service
@@ -350,6 +355,7 @@ ANY_QUERY = [
     ("/docs", [("x", "1")]),
     ("/openapi.json", [("v", "2")]),
     ("/docs/oauth2-redirect", [("code", "c"), ("state", "s")]),
+    ("/docs/static/swagger-ui.css", [("v", "5")]),
 ]
 
 
@@ -386,3 +392,74 @@ def repeated(response: httpx.Response) -> list[tuple[list[str], str]]:
     """The (loc, msg) of each error of type "repeated" a response names."""
     errors = response.json().get("errors", []) if response.status_code == 422 else []
     return [(e["loc"], e["msg"]) for e in errors if e["type"] == "repeated"]
+
+
+def docs_urls(html: str) -> list[tuple[str, str]]:
+    """The (element, URL) of every script, stylesheet and icon a docs page names."""
+    return re.findall(r'<(script|link)\b[^>]*?\b(?:src|href)="([^"]*)"', html)
+
+
+def policy_of(response: httpx.Response) -> dict[str, list[str]]:
+    """A Content-Security-Policy header as {directive: sources}."""
+    directives = (part.split() for part in response.headers["content-security-policy"].split(";"))
+    return {words[0]: words[1:] for words in directives if words}
+
+
+@each_service
+def test_api_docs_load_only_the_services_own_files(
+    create_app: AppFactory, settings_class: Any, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A bank's network reaches no CDN: a docs page that names one is blank there. Every script, stylesheet and
+    # icon is a path of the service, open without a key like the page, answered with its own media type.
+    monkeypatch.setenv(f"{prefix}API_KEYS", KEYS[0])
+    with TestClient(create_app()) as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page)
+            assert html.status_code == 200, page
+            assert html.headers["content-type"].startswith("text/html")
+            named = docs_urls(html.text)
+            assert {element for element, _ in named} == {"script", "link"}, page
+            assert not re.search(r"https?://|//cdn|googleapis", html.text), page
+            for element, url in named:
+                assert url.startswith("/docs/static/"), (page, url)
+                asset = client.get(url)  # no key
+                assert asset.status_code == 200, url
+                assert len(asset.content) > 500, url
+                expected = "text/javascript" if element == "script" else ("text/css", "image/png")
+                assert asset.headers["content-type"].startswith(expected), url
+                assert asset.headers["x-content-type-options"] == "nosniff"
+            assert client.get("/openapi.json").status_code == 200
+        swagger = client.get("/docs").text
+        assert "/docs/static/swagger-ui-bundle.js" in swagger and "/docs/static/swagger-ui.css" in swagger
+        assert "/docs/static/redoc.standalone.js" in client.get("/redoc").text
+        # The open paths are exactly these files: a neighbour of theirs still needs the key.
+        assert client.get("/docs/static/swagger-ui.js").status_code == 401
+        assert client.get("/docs/static/").status_code == 401
+
+
+@each_service
+def test_api_docs_policy_allows_only_the_services_own_scripts(
+    create_app: AppFactory, settings_class: Any, prefix: str
+) -> None:
+    # The pages' Content-Security-Policy: scripts, styles and requests from the service alone; the one inline
+    # script of the Swagger UI page (which starts it) allowed by its hash, which the browser computes alike.
+    with TestClient(create_app()) as client:
+        docs, redirect, redoc = client.get("/docs"), client.get("/docs/oauth2-redirect"), client.get("/redoc")
+    for page in (docs, redirect):
+        policy = policy_of(page)
+        inline = re.findall(r"<script>(.*?)</script>", page.text, re.DOTALL)
+        assert len(inline) == 1
+        digest = base64.b64encode(hashlib.sha256(inline[0].encode()).digest()).decode()
+        assert policy["script-src"] == ["'self'", f"'sha256-{digest}'"]
+        assert policy["default-src"] == ["'none'"]
+        assert policy["style-src"] == ["'self'"]
+        assert policy["connect-src"] == ["'self'"]
+        assert policy["img-src"] == ["'self'", "data:"]  # the icons embedded in Swagger UI's stylesheet
+        assert policy["frame-ancestors"] == ["'none'"]
+    # ReDoc writes its styles as it renders and searches in a blob: worker; its scripts are the service's own.
+    policy = policy_of(redoc)
+    assert policy["script-src"] == ["'self'"]
+    assert policy["default-src"] == ["'none'"]
+    assert policy["connect-src"] == ["'self'"]
+    assert policy["frame-ancestors"] == ["'none'"]
+    assert "<script>" not in redoc.text

@@ -34,9 +34,11 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from textcore.errors import Unauthorized
+from textcore.web.api_docs import ASSET_PATHS, PAGE_PATHS
 from textcore.web.body_limit import refuse
 
-OPEN_PATHS = frozenset({"/healthz", "/readyz", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+# The probes, the OpenAPI document, and the docs pages with the files they load (`textcore.web.api_docs`).
+OPEN_PATHS = frozenset({"/healthz", "/readyz", "/openapi.json"}) | PAGE_PATHS | ASSET_PATHS
 FORBIDDEN = "Forbidden"  # the title of a scoped key's refusal
 
 

@@ -8,6 +8,7 @@ Every HTTP response (errors, 401s and 413s of the other middleware included) get
   sessions), which no shared or browser cache may keep;
 - ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors 'none'`` (unless the route set its
   own policy): no other site may frame a page of the service (the API docs) to trick a user into clicking.
+  The API docs pages set their own policy, which forbids framing too (`textcore.web.api_docs`).
 
 ``Strict-Transport-Security`` is left to the TLS-terminating proxy, which alone knows the scheme clients see.
 """

@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry
 from textcore.errors import ModelNotReady
 from textcore.logs import REQUEST_ID_HEADER
 from textcore.settings import ServiceSettings
+from textcore.web.api_docs import install_api_docs
 from textcore.web.auth import ApiKeyAuth, KeyScope, document_api_keys
 from textcore.web.body_limit import BodySizeLimit
 from textcore.web.capacity import CapacityLimiter
@@ -73,7 +74,8 @@ def service_app(
             need `settings.api_keys` set, else the other routes would be open.
 
     Every response carries the request's id in ``X-Request-ID`` (`textcore.web.request_id`) and the
-    security headers of `textcore.web.security_headers` (``nosniff``, ``Cache-Control: no-store``). With
+    security headers of `textcore.web.security_headers` (``nosniff``, ``Cache-Control: no-store``). Its API
+    docs (``/docs``, ``/redoc``) load nothing from another host (`textcore.web.api_docs`). With
     `settings.cors_origins` set, pages of those origins may call it from a browser. With
     `settings.api_keys` set, every request but the health probes and the API docs must carry one of
     the keys (`textcore.web.auth`), or one of `key_scope`'s on the routes it names. With
@@ -109,7 +111,11 @@ def service_app(
         description=description,
         lifespan=lifespan,
         dependencies=[Depends(KnownQuery())],
+        # The docs pages are the service's own, with their files (`textcore.web.api_docs`): none from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
+    install_api_docs(app)
 
     async def ready_check() -> dict[str, str]:
         limiter: CapacityLimiter | None = getattr(app.state, "limiter", None)
