@@ -406,6 +406,49 @@ def test_ids_with_invisible_format_characters_are_refused_in_files_and_stored_on
     assert counts(sqlite_url) == (1, 0)
 
 
+@pytest.mark.parametrize(
+    ("control", "found"),
+    [("\x00", "U+0000 (NUL)"), ("\x1b", "U+001B"), ("\x7f", "U+007F"), ("\x9b", "U+009B")],
+)
+def test_train_and_evaluate_refuse_ids_with_control_characters(
+    control: str, found: str, tmp_path: Path, trained_model_dir: Path
+) -> None:
+    """Training and evaluation files took an id holding a NUL, an escape, a DEL or a C1 control, which the
+    API and `ingest-items` / `ingest-events` refuse (`textcore.printable`): `train` learned an item or user
+    no request can name. They now refuse it in one line naming the file, row and column, in the API's
+    words, and exit 2; a tab inside an id is taken, as the API takes it."""
+    catalog = write_catalog(tmp_path / "catalog.csv")
+    interactions = write_interactions(tmp_path / "interactions.csv")
+    clean = interactions.read_text(encoding="utf-8").splitlines()
+    rows = list(clean)
+    rows[3] = "ast" + control + rows[3]  # data row 3, its user id
+    interactions.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    data = ["--interactions", interactions, "--items", catalog]
+    for command in (
+        ["train", *data, "--output", tmp_path / "m"],
+        ["evaluate", "--model", trained_model_dir, *data],
+    ):
+        line = one_error_line(invoke(*command))
+        assert line == (
+            f"error: {interactions}: row 3 column 'user_id': expected text without control characters other "
+            f"than tab, newline and carriage return; found {found} at character 4"
+        )
+    assert not (tmp_path / "m").exists()
+
+    interactions.write_text("\n".join(clean) + "\n", encoding="utf-8")
+    items = catalog.read_text(encoding="utf-8").splitlines()
+    items[2] = control + items[2]  # data row 2, its item id
+    catalog.write_text("\n".join(items) + "\n", encoding="utf-8")
+    line = one_error_line(invoke("evaluate", "--model", trained_model_dir, *data))
+    assert f"error: {catalog}: row 2 column 'item_id': expected text without control characters" in line
+    assert line.endswith(f"found {found} at character 1")
+
+    tabbed = tmp_path / "tabbed.csv"  # the first user id "x<TAB>y"
+    tabbed.write_text("\n".join([clean[0], "x\ty," + clean[1].split(",", 1)[1], *clean[2:]]) + "\n")
+    data = ["--interactions", tabbed, "--items", write_catalog(tmp_path / "clean.csv")]
+    assert set(last_json(invoke("evaluate", "--model", trained_model_dir, *data))) == EVALUATED
+
+
 def test_delete_and_erase_refuse_a_sqlite_path_that_holds_no_database_and_create_none(tmp_path: Path) -> None:
     # A mistyped path made an empty database (and its folders): delete-items then said no item was found, and
     # erase-user that the user had no events, as if the erasure had been done before

@@ -2,7 +2,9 @@
 
 An interactions file has one row per (user, item, time[, rating]); a catalog file has one row per item with an
 id, a title and optional text fields. Every problem with a file raises `InvalidInput` naming the file, the
-column and the data row (1-based, header excluded) and saying what was expected and what was found.
+column and the data row (1-based, header excluded) and saying what was expected and what was found. Ids
+follow the rule of the API and the ingest files: no control character but tab, newline and carriage return,
+no invisible format character (`format_character`), in Unicode NFC.
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ import numpy as np
 
 from textcore import InvalidInput, read_table
 from textcore.data import require_columns
+from textcore.printable import RULE as CONTROL_RULE
+from textcore.printable import control_character
 
 _T = TypeVar("_T")
 TYPE_COLUMN = (
@@ -156,8 +160,9 @@ def read_interactions(
     refused, as `ingest-events` refuses it.
 
     Raises:
-        InvalidInput: Missing file or required column, a rating column so named and missing, an empty id,
-            a time or rating that is not a number, or a row of type rating without a rating.
+        InvalidInput: Missing file or required column, a rating column so named and missing, an empty id
+            or one holding a control or invisible format character (`_required_id`), a time or rating
+            that is not a number, or a row of type rating without a rating.
     """
     rows = read_table(path, texts=(user_column, item_column))
     if not rows:
@@ -272,6 +277,11 @@ def check_new_id(value: str, field: str) -> None:
 
 
 def _required_id(raw: str) -> str:
+    """An id of a training or evaluation file, under the rule of the API and `recommender ingest-events`:
+    no control character but tab, newline and carriage return (`textcore.printable`: a NUL, an escape, a
+    C1 control), no invisible format character; then stripped, in NFC, not empty."""
+    if (found := control_character(raw)) is not None:
+        raise ValueError(f"{CONTROL_RULE}; found {found}")
     if (found := format_character(raw)) is not None:
         raise ValueError(f"{FORMAT_RULE}; found {found}")
     value = nfc_id(raw.strip())
@@ -323,8 +333,9 @@ def read_catalog(
     (as converted datasets' full texts do), the title is not repeated.
 
     Raises:
-        InvalidInput: Missing file, id or title column; a text column so named and missing; an empty id; an
-            item with neither title nor text; an id that appears twice.
+        InvalidInput: Missing file, id or title column; a text column so named and missing; an empty id or
+            one holding a control or invisible format character (`_required_id`); an item with neither
+            title nor text; an id that appears twice.
     """
     rows = read_table(path, texts=(id_column, title_column, *text_columns))
     if not rows:
