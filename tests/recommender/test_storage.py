@@ -23,8 +23,8 @@ from sqlalchemy import JSON, Float, String, column, func, insert, inspect, selec
 
 from recommender.baselines import ItemKNN, Popularity
 from recommender.behaviour import Behaviour
-from recommender.catalog import ItemCatalog, ItemRecord
-from recommender.changes import ERASURES, ITEMS, read_counters
+from recommender.catalog import ItemCatalog, ItemRecord, delete_items
+from recommender.changes import ERASURES, EVENTS, ITEMS, read_counters
 from recommender.data import Catalog
 from recommender.database import MIGRATIONS, Database
 from recommender.events import (
@@ -407,6 +407,50 @@ def test_an_event_stored_before_is_not_stored_or_counted_again(
     assert event_count(database) == 7
     assert sorted(all_positives(database, None)).count(("u2", "lab-0")) == 1
     assert sorted(all_positives(database, None)).count(("u3", "lab-1")) == 1
+
+
+def test_deleting_an_item_detaches_its_events_in_one_statement_and_leaves_the_others_as_they_were(
+    catalog: ItemCatalog, database: Database
+) -> None:
+    """Deleting an item read its events out and wrote each back with a key hashed in Python, holding the
+    database's write lock for seconds per 100,000 events of the item. One UPDATE now gives them the tombstone
+    id and a key of their own (`DETACHED_KEY` and the row id); the other items' events stay as they were,
+    and an item created again under the id starts with no behaviour."""
+    catalog.upsert(records())
+    gone = [
+        EventRecord("u1", "astro-0", T0),
+        EventRecord("u1", "astro-0", T0 + timedelta(minutes=1), "rating", 2.0, event_id="order-7"),
+        EventRecord("u2", "astro-0", T0, "purchase"),
+    ]
+    kept = [EventRecord("u1", "astro-1", T0), EventRecord("u2", "lab-0", T0, event_id="order-8")]
+    assert ingest_events(database, gone + kept) == 5
+
+    def rows() -> dict[int, tuple[object, ...]]:
+        columns = (Event.user_id, Event.item_id, Event.ts, Event.type, Event.value, Event.fingerprint,
+                   Event.event_id)  # fmt: skip
+        with database.session() as session:
+            return {
+                r.id: tuple(r[1:]) for r in session.execute(select(Event.id, *columns).order_by(Event.id))
+            }
+
+    before, counters = rows(), read_counters(database)
+    delete_items(database, ["astro-0"])
+    after = rows()
+    others = [n for n, r in before.items() if r[1] != "astro-0"]
+    assert len(others) == 2 and {n: after[n] for n in others} == {n: before[n] for n in others}
+    detached = {n: r for n, r in after.items() if before[n][1] == "astro-0"}
+    assert len(detached) == 3 and len({r[1] for r in detached.values()}) == 1
+    assert str(next(iter(detached.values()))[1]).startswith(" deleted ")
+    for n, (user, _, ts, kind, value, key, event_id) in detached.items():
+        assert (user, ts, kind, value, event_id) == before[n][:1] + before[n][2:5] + before[n][6:]
+        assert key == f"detached {n}"  # `recommender.catalog.DETACHED_KEY` and the row id
+    moved = {name: value - counters[name] for name, value in read_counters(database).items()}
+    assert moved == {ITEMS: 1, EVENTS: 1, ERASURES: 1}
+
+    catalog.upsert(records()[:1])  # astro-0 again: the old events are not its own
+    assert user_events(database, "u1")[-1].item_id != "astro-0"
+    assert ingest_events(database, [gone[0], gone[2]]) == 2  # new to the new item
+    assert ingest_events(database, [gone[1]]) == 0  # its event id still marks it as stored
 
 
 def test_the_fingerprint_migration_keeps_one_copy_of_each_event(database_url: str) -> None:

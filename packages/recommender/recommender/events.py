@@ -65,6 +65,9 @@ LATEST_UNIX = datetime(2200, 1, 1, tzinfo=UTC)  # a time as a number is seconds 
 LATEST_UNIX_SECONDS = int(LATEST_UNIX.timestamp())  # 7,258,118,400; 1e11 is 1973 in milliseconds
 # how far an event's time may be after the server's clock: clients' clocks disagree a little, not by years
 FUTURE_TOLERANCE = timedelta(days=1)
+# events deleted per transaction by `erase_user`: smaller batches hold the write lock for less time each,
+# but rewrite the same pages of the indexes more often (bench/behaviour_writes.py)
+ERASE_BATCH = 5_000
 ATTEMPTS = 3  # stores of a batch that meets events another writer stored meanwhile, before giving up
 
 
@@ -297,24 +300,39 @@ def user_events(db: Database, user_id: str) -> list[EventRecord]:
         ]
 
 
-def erase_user(db: Database, user_id: str) -> int:
+def erase_user(db: Database, user_id: str, batch: int = ERASE_BATCH) -> int:
     """Delete every stored event of one user, then empty SQLite's write-ahead log; returns how many.
 
-    Bumps the erasures counter in the same transaction, so that services over the database count their
-    behaviour again without the user (`recommender.changes`). On SQLite the log is emptied after the commit
-    (`Database.checkpoint`), so the deleted rows leave the files too.
+    The events are deleted `batch` per transaction, so the database's write lock is held for one batch at a
+    time rather than for all of a user's events (a second or more per 100,000 on SQLite), and the service's
+    event and item writes go on in between (bench/behaviour_writes.py: the whole erasure takes longer, as
+    each batch rewrites index pages the others rewrite too). Meanwhile a reader may find the user partly
+    erased, never an event of theirs changed. Every transaction bumps the erasures counter, so that
+    services over the database count their behaviour again without the events deleted so far
+    (`recommender.changes`); a failure part way leaves the rest for the request made again. Events of the
+    user stored while it runs are erased too, up to the last batch. On SQLite the log is emptied after the
+    last commit (`Database.checkpoint`), so the deleted rows leave the files too.
 
     Raises:
         NotFound: If the user has no stored events (never had, or already erased); nothing changes.
     """
-    with db.session() as session:
-        bump(session, ERASURES)
-        deleted = session.execute(
-            delete(Event).where(Event.user_id == user_id), execution_options={"synchronize_session": False}
-        )
-        erased = cast(CursorResult[Any], deleted).rowcount
-        if not erased:
-            raise NotFound(f"expected a user with stored events; found none for user_id {user_id!r:.80}")
+    if batch < 1:
+        raise InvalidInput(f"expected a batch of at least 1 event, found {batch!r}")
+    erased = 0
+    while True:
+        with db.session() as session:
+            # Any `batch` of them, as the index on (user_id, ts) finds them: no sort of all that are left.
+            ids = session.scalars(select(Event.id).where(Event.user_id == user_id).limit(batch)).all()
+            if not ids and not erased:
+                raise NotFound(f"expected a user with stored events; found none for user_id {user_id!r:.80}")
+            if ids:
+                bump(session, ERASURES)
+            for start in range(0, len(ids), 500):  # bounded IN lists
+                chunk = delete(Event).where(Event.id.in_(ids[start : start + 500]))
+                deleted = session.execute(chunk, execution_options={"synchronize_session": False})
+                erased += cast(CursorResult[Any], deleted).rowcount
+        if len(ids) < batch:
+            break
     db.checkpoint()
     return erased
 
