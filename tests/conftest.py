@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -157,6 +157,12 @@ def migrated(database: DB) -> Iterator[DB]:
 
 
 PROBLEM = "application/problem+json"
+
+# The query parameters httpx and the test client's httpx2 take (their own aliases are private): a mapping of
+# names to a value or a list of values, or (name, value) pairs in which a name may repeat.
+QueryValue = str | int | float | bool | None
+Query = Mapping[str, QueryValue | Sequence[QueryValue]]
+QueryPairs = list[tuple[str, QueryValue]]
 
 
 class Response(Protocol):

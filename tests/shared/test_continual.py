@@ -185,8 +185,15 @@ def test_retrain_carries_a_cosine_head_over_and_a_changed_kind_of_head_starts_fr
     registry.register("clf", first, promote=True)
     fresh = LabelledTexts([f"results were flat case {i}" for i in range(6)], ["neutral"] * 6)
     new_file = write_rows(tmp_path / "new.csv", fresh)
-    columns = {"text_column": COLUMNS[0], "label_column": COLUMNS[1]}
-    retrain_with = partial(retrain, registry, "clf", new_file, eval_data=files["eval"], **columns)
+    retrain_with = partial(
+        retrain,
+        registry,
+        "clf",
+        new_file,
+        eval_data=files["eval"],
+        text_column=COLUMNS[0],
+        label_column=COLUMNS[1],
+    )
 
     cosine = retrain_with(tiny_config(tiny_model_dir, head="cosine", scale=8.0, **FROZEN))
     before = load_file(str(first / "head.safetensors"))
@@ -449,9 +456,10 @@ def test_retrain_and_gate_a_multi_label_model_whose_rows_may_name_no_label(
     train_classifier_from_files(train, *COLUMNS, config, tmp_path / "model", progress=False)
     registry = ModelRegistry(tmp_path / "registry")
     registry.register("tags", tmp_path / "model", promote=True)
-    columns = {"text_column": COLUMNS[0], "label_column": COLUMNS[1]}
     for _ in range(2):  # the second one reads the merged rows the first kept in its version
-        result = retrain(registry, "tags", new, config, eval_data=held_out, **columns)
+        result = retrain(
+            registry, "tags", new, config, eval_data=held_out, text_column=COLUMNS[0], label_column=COLUMNS[1]
+        )
         assert read_labels(result.version.path) == (["negative", "news", "positive"], True)
     assert result.rows["old"] == 36 and result.rows["total"] == 36
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import cast
+
 import numpy as np
 import pytest
 import torch
@@ -108,15 +111,21 @@ def test_auto_device_is_cpu_here() -> None:
         resolve_device("cuda")
 
 
+# Whether each scaled-dot-product attention kernel may be picked (torch leaves these unannotated).
+cudnn_sdp_enabled = cast(Callable[[], bool], torch.backends.cuda.cudnn_sdp_enabled)
+flash_sdp_enabled = cast(Callable[[], bool], torch.backends.cuda.flash_sdp_enabled)
+mem_efficient_sdp_enabled = cast(Callable[[], bool], torch.backends.cuda.mem_efficient_sdp_enabled)
+
+
 def test_attention_on_cuda_leaves_cudnn_out_and_elsewhere_changes_nothing() -> None:
-    before = torch.backends.cuda.cudnn_sdp_enabled()
+    before = cudnn_sdp_enabled()
     with attention_kernels(torch.device("cuda")):
-        assert not torch.backends.cuda.cudnn_sdp_enabled()
-        assert torch.backends.cuda.flash_sdp_enabled()
-        assert torch.backends.cuda.mem_efficient_sdp_enabled()
-    assert torch.backends.cuda.cudnn_sdp_enabled() == before
+        assert not cudnn_sdp_enabled()
+        assert flash_sdp_enabled()
+        assert mem_efficient_sdp_enabled()
+    assert cudnn_sdp_enabled() == before
     with attention_kernels(torch.device("cpu")):
-        assert torch.backends.cuda.cudnn_sdp_enabled() == before
+        assert cudnn_sdp_enabled() == before
 
 
 def test_resolve_device_names() -> None:

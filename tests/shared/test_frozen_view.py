@@ -7,6 +7,7 @@ import gc
 import json
 import random
 import weakref
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -54,7 +55,8 @@ def topic_data(n: int, seed: int = 0) -> LabelledTexts:
 
 def softmax(logits: np.ndarray) -> np.ndarray:
     shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
-    return shifted / shifted.sum(axis=1, keepdims=True)
+    probabilities: np.ndarray = shifted / shifted.sum(axis=1, keepdims=True)  # (n, classes), rows sum to 1
+    return probabilities
 
 
 @pytest.mark.parametrize("data", [keyword_data(60), topic_data(60)], ids=["binary", "three-class"])
@@ -178,7 +180,7 @@ def test_the_view_reads_a_shared_encoders_embeddings_and_predicts_the_same(
     service = Encoder.from_pretrained(tiny_model_dir, device="cpu", precision="fp32")
     asked: list[list[str]] = []
 
-    def embed(batch: list[str]) -> np.ndarray:
+    def embed(batch: Sequence[str]) -> np.ndarray:
         asked.append(list(batch))
         return service.encode(batch)
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.testclient import TestClient
 from pydantic import BaseModel, ConfigDict, Field
 
-from tests.conftest import problem
+from tests.conftest import QueryPairs, problem
 from textcore.settings import ServiceSettings
 from textcore.web import service_app
 
@@ -68,13 +68,13 @@ def client() -> Iterator[TestClient]:
         yield test_client
 
 
-def errors(client: TestClient, path: str, params: list[tuple[str, str]], method: str = "GET") -> list[object]:
+def errors(client: TestClient, path: str, params: QueryPairs, method: str = "GET") -> list[object]:
     body = problem(client.request(method, path, params=params), 422)
     return [(e["loc"][-1], e["type"]) for e in body["errors"]]
 
 
 def test_the_parameters_a_route_declares_are_taken_and_a_list_may_repeat(client: TestClient) -> None:
-    params = [("page-size", "5"), ("tag", "a"), ("tag", "b"), ("order", "desc"), ("region", "us")]
+    params: QueryPairs = [("page-size", "5"), ("tag", "a"), ("tag", "b"), ("order", "desc"), ("region", "us")]
     assert client.get("/v1/pages", params=params).json() == {
         "size": 5,
         "tag": ["a", "b"],
@@ -93,7 +93,14 @@ def test_any_other_parameter_or_one_sent_twice_is_a_422_naming_it(client: TestCl
     assert errors(client, "/v1/pages", [("order", "asc"), ("order", "desc"), ("region", "eu")]) == [
         ("order", "repeated")
     ]
-    mixed = [("tag", "a"), ("page-size", "1"), ("x", "1"), ("tag", "b"), ("page-size", "2"), ("y", "")]
+    mixed: QueryPairs = [
+        ("tag", "a"),
+        ("page-size", "1"),
+        ("x", "1"),
+        ("tag", "b"),
+        ("page-size", "2"),
+        ("y", ""),
+    ]
     assert errors(client, "/v1/pages", mixed) == [
         ("x", "extra_forbidden"),
         ("y", "extra_forbidden"),

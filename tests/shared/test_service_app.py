@@ -22,7 +22,7 @@ import recommender
 from customer_service.settings import CustomerServiceSettings
 from finance_sentiment.settings import FinanceSentimentSettings
 from recommender.settings import RecommenderSettings
-from tests.conftest import problem, serve_app
+from tests.conftest import QueryPairs, Response, problem, serve_app
 from textcore import TextClassifier
 from textcore.models import load_tokenizer
 
@@ -348,7 +348,7 @@ def test_without_cors_origins_no_page_may_call_the_api(
 
 
 # What probes, scrapers and the API docs send: each is answered alike whatever its query holds.
-ANY_QUERY = [
+ANY_QUERY: list[tuple[str, QueryPairs]] = [
     ("/healthz", [("probe", "1"), ("probe", "2")]),
     ("/readyz", [("_", "1733140000")]),
     ("/metrics", [("name[]", "http_requests_total"), ("name[]", "process_cpu_seconds_total")]),
@@ -388,7 +388,7 @@ def test_every_operation_takes_only_its_own_query_parameters_each_once(
             assert client.get(path, params=params).status_code == 200, path
 
 
-def repeated(response: httpx.Response) -> list[tuple[list[str], str]]:
+def repeated(response: Response) -> list[tuple[list[str], str]]:
     """The (loc, msg) of each error of type "repeated" a response names."""
     errors = response.json().get("errors", []) if response.status_code == 422 else []
     return [(e["loc"], e["msg"]) for e in errors if e["type"] == "repeated"]
@@ -399,7 +399,7 @@ def docs_urls(html: str) -> list[tuple[str, str]]:
     return re.findall(r'<(script|link)\b[^>]*?\b(?:src|href)="([^"]*)"', html)
 
 
-def policy_of(response: httpx.Response) -> dict[str, list[str]]:
+def policy_of(response: Response) -> dict[str, list[str]]:
     """A Content-Security-Policy header as {directive: sources}."""
     directives = (part.split() for part in response.headers["content-security-policy"].split(";"))
     return {words[0]: words[1:] for words in directives if words}

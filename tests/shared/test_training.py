@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import random
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pytest
@@ -329,7 +331,7 @@ def test_a_step_with_an_inf_gradient_is_skipped_and_counted(tiny_model_dir: Path
         calls["n"] += 1
         return grad * float("inf") if calls["n"] == 1 else grad
 
-    head.register_hook(overflow_once)
+    hook_gradient(head, overflow_once)
     seen: list[torch.Tensor] = []
     task.model.head.register_forward_pre_hook(lambda _module, _args: seen.append(head.detach().clone()))
     result = train(task, config, tmp_path / "run", progress=False)
@@ -345,6 +347,16 @@ def test_a_step_with_an_inf_gradient_is_skipped_and_counted(tiny_model_dir: Path
     assert all(r["grad_norm"] > 0 for r in records[1:] if "grad_norm" in r)
 
 
+GradientHook = Callable[[torch.Tensor], torch.Tensor]
+
+
+def hook_gradient(tensor: torch.Tensor, hook: GradientHook) -> None:
+    """`tensor.register_hook(hook)`, typed (torch leaves it unannotated): each gradient computed for `tensor`
+    goes through `hook`, and what it returns is the gradient used."""
+    register = cast(Callable[[GradientHook], object], tensor.register_hook)
+    register(hook)
+
+
 def _refuse(constant: str) -> float:
     raise AssertionError(f"not JSON: {constant}")
 
@@ -354,6 +366,6 @@ def test_a_run_whose_gradients_stay_nan_stops_with_one_clear_error(
 ) -> None:
     config = tiny_config(tiny_model_dir, epochs=6)  # 30 steps: time for the limit of 10 in a row
     task = _keyword_task(tiny_model_dir, config)
-    task.model.head.weight.register_hook(lambda grad: grad * float("nan"))
+    hook_gradient(task.model.head.weight, lambda grad: grad * float("nan"))
     with pytest.raises(InvalidInput, match=r"training diverged: .* at 10 steps in a row, up to step 10 "):
         train(task, config, tmp_path / "run", progress=False)

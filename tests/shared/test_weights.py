@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +24,7 @@ from textcore.training.classification import ClassificationTask
 LABELS = ["negative", "positive"]
 
 
-def write_rows(path: Path, header: tuple[str, ...], rows: list[tuple[object, ...]]) -> Path:
+def write_rows(path: Path, header: tuple[str, ...], rows: Sequence[tuple[object, ...]]) -> Path:
     with path.open("w", newline="", encoding="utf-8") as handle:
         writer = csv.writer(handle)
         writer.writerow(header)
