@@ -28,12 +28,12 @@ from recommender.catalog import ItemRecord
 from recommender.data import Catalog
 from recommender.database import Database
 from recommender.events import EventRecord
-from recommender.model import MODEL_FILE
+from recommender.model_folders import MODEL_FILE
 from recommender.schemas import ScoredOut
 from recommender.settings import RecommenderSettings
 from recommender.startup import open_recommender
 from recommender.tables import Event
-from tests.conftest import problem, serve_app
+from tests.conftest import Query, QueryValue, problem, serve_app
 from tests.recommender.conftest import (
     THEMES,
     catalog_items,
@@ -347,10 +347,11 @@ def test_an_item_the_user_rated_low_is_never_recommended_back(
         ]
         assert client.post("/v1/events", json={"events": ratings}).status_code == 201
         low = {history[0], "lab-0"}
-        for params in (
+        asked: list[Query] = [
             {"user_id": "astro-user-0", "k": 20, "exclude_seen": "false"},
             {"user_id": "astro-user-0", "k": 20},
-        ):
+        ]
+        for params in asked:
             ids = [r["item_id"] for r in client.get("/v1/recommend", params=params).json()]
             assert low.isdisjoint(ids), params
             assert len(ids) == (18 if params.get("exclude_seen") == "false" else 14)
@@ -602,8 +603,8 @@ def test_an_unknown_query_parameter_of_recommend_is_a_422_naming_it(client: Test
     ranking unfiltered, the user's own items in it. Now, as an unknown field of a body, a problem+json 422
     whose errors name each such parameter; every documented one works as before."""
     stocked(client)
-    base = {"user_id": "astro-user-0", "k": 20}
-    cases = [
+    base: dict[str, QueryValue] = {"user_id": "astro-user-0", "k": 20}
+    cases: list[tuple[dict[str, QueryValue], list[str]]] = [
         ({"category": "lab"}, ["category"]),
         ({"exclude-seen": "false"}, ["exclude-seen"]),
         ({"excludeSeen": "false", "limit": 5}, ["excludeSeen", "limit"]),
@@ -634,7 +635,7 @@ def test_an_unknown_query_parameter_of_the_item_reads_is_a_422_naming_it(client:
     filter asked for. Now each is a problem+json 422 whose errors name the parameter; the documented
     `limit` and `cursor` work as before."""
     stocked(client)
-    cases = [
+    cases: list[tuple[str, Query, list[str]]] = [
         ("/v1/items", {"limt": 5}, ["limt"]),
         ("/v1/items", {"limit": 5, "category": "lab", "user": "x"}, ["category", "user"]),
         ("/v1/items/astro-0", {"fields": "title"}, ["fields"]),
@@ -792,7 +793,7 @@ def test_items_deleted_while_requests_run_never_fail_the_requests(client: TestCl
     answers = []
     try:
         for _ in range(150):
-            params = {"user_id": "astro-user-0", "k": 5, "exclude_seen": "false"}
+            params: Query = {"user_id": "astro-user-0", "k": 5, "exclude_seen": "false"}
             answers.append(client.get("/v1/recommend", params=params))
             score = {"user_id": "astro-user-0", "items": [item_id("astro", 0), item_id("lab", 0)]}
             answers.append(client.post("/v1/score", json=score))

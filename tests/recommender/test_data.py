@@ -211,9 +211,9 @@ def test_a_json_lines_list_or_object_where_an_id_or_title_goes_is_refused(tmp_pa
     for read in (read_interactions, read_events):
         with pytest.raises(InvalidInput, match=refused.format("events.jsonl", "user_id")):
             read(events)
-    for read in (read_catalog, read_items):
+    for read_item_file in (read_catalog, read_items):
         with pytest.raises(InvalidInput, match=refused.format("items.jsonl", "title")):
-            read(items)
+            read_item_file(items)
     _write(tmp_path, "events.jsonl", '{"user_id": 7, "item_id": "a", "timestamp": 1}\n')
     assert read_interactions(events).sequences() == {"7": ["a"]}
     assert [e.user_id for e in read_events(events)] == ["7"]

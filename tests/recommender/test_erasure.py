@@ -156,8 +156,8 @@ def test_an_erasure_deletes_a_users_events_a_batch_per_transaction(database_url:
         ]
         assert ingest_events(db, behaviour) == 15
         with db.session() as session:
-            others = session.execute(select(Event).where(Event.user_id != ALICE).order_by(Event.id)).all()
-            others = [(e.id, e.user_id, e.item_id, e.ts, e.fingerprint) for (e,) in others]
+            kept = session.execute(select(Event).where(Event.user_id != ALICE).order_by(Event.id)).all()
+            others = [(e.id, e.user_id, e.item_id, e.ts, e.fingerprint) for (e,) in kept]
         before = read_counters(db)[ERASURES]
         assert erase_user(db, ALICE, batch=3) == 7
         assert read_counters(db)[ERASURES] == before + 3  # 3 + 3 + 1

@@ -11,7 +11,6 @@ import pytest
 from recommender.blend_selection import KNN_SIMILARITIES, choose_cell, weight_grid, weight_neighbours
 from recommender.data import Catalog, Interactions
 from recommender.model import (
-    MODEL_FILE,
     BlendWeights,
     ModelConfig,
     TextInterestModel,
@@ -20,6 +19,7 @@ from recommender.model import (
     reading_windows,
     zscore,
 )
+from recommender.model_folders import MODEL_FILE
 from recommender.protocol import evaluate, leave_last_out
 from recommender.provenance import interactions_sha256, leaked_test_users, trained_on
 from recommender.training import RecTrainConfig, behaviour_pairs, train_model

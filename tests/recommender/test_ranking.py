@@ -13,8 +13,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from recommender import create_app
-from recommender.model import MODEL_FILE
+from recommender.model_folders import MODEL_FILE
 from recommender.serving import REFERENCE_ITEMS
+from tests.conftest import Query
 from tests.recommender.conftest import catalog_items, rec_settings
 
 
@@ -175,7 +176,7 @@ def test_recommendations_that_score_alike_come_in_id_order(
     ties = [{"id": i, **same} for i in ("tie-c", "tie-a", "tie-b")]
     with TestClient(create_app(settings)) as client:
         assert client.post("/v1/items", json={"items": catalog_items() + ties}).status_code == 200
-        params = {"interests": "Quantum widget. A widget of the quantum kind.", "k": 3}
+        params: Query = {"interests": "Quantum widget. A widget of the quantum kind.", "k": 3}
         results = client.get("/v1/recommend", params=params).json()
     assert [r["item_id"] for r in results] == ["tie-a", "tie-b", "tie-c"]
     assert len({r["score"] for r in results}) == 1

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import TypedDict
 
 import numpy as np
 import pytest
@@ -187,7 +188,12 @@ def test_writes_do_not_wait_while_a_background_save_writes_the_files(
     path = tmp_path / "idx" / "items.npz"
     catalog = ItemCatalog(database, embed, 8, path, "gated", 8, save_after_s=0.01)
     catalog.sync()
-    writer = threading.Thread(target=lambda: (catalog.delete("a"), catalog.upsert([ItemRecord("c", "C")])))
+
+    def write() -> None:
+        catalog.delete("a")
+        catalog.upsert([ItemRecord("c", "C")])
+
+    writer = threading.Thread(target=write)
     other = os.open(path.with_suffix(".lock"), os.O_RDONLY)
     fcntl.flock(other, fcntl.LOCK_EX)
     try:
@@ -453,6 +459,16 @@ def test_deleting_an_item_detaches_its_events_in_one_statement_and_leaves_the_ot
     assert ingest_events(database, [gone[1]]) == 0  # its event id still marks it as stored
 
 
+class OldEventRow(TypedDict):
+    """A row of the events table before fingerprints."""
+
+    user_id: str
+    item_id: str
+    ts: datetime
+    type: str
+    value: float | None
+
+
 def test_the_fingerprint_migration_keeps_one_copy_of_each_event(database_url: str) -> None:
     database = Database(database_url)
     config = Config()
@@ -462,7 +478,7 @@ def test_the_fingerprint_migration_keeps_one_copy_of_each_event(database_url: st
         column("user_id", String), column("item_id", String), column("ts", UtcDateTime),
         column("type", String), column("value", Float),
     )  # fmt: skip
-    rows = [
+    rows: list[OldEventRow] = [
         {"user_id": "u1", "item_id": "astro-0", "ts": T0, "type": "click", "value": None},
         {"user_id": "u1", "item_id": "astro-1", "ts": T0, "type": "rating", "value": 4.0},
         {"user_id": "u1", "item_id": "astro-0", "ts": T0, "type": "click", "value": None},  # a copy
@@ -530,7 +546,9 @@ def test_the_nfc_migration_brings_stored_ids_to_the_form_requests_now_name_them_
         database.migrate()
         with database.session() as session:
             kept = session.execute(select(Event).order_by(Event.id)).scalars().all()
-            stored_items = sorted(session.scalars(select(column("id")).select_from(table("items"))))
+            stored_items: list[str] = sorted(
+                session.scalars(select(column("id")).select_from(table("items")))
+            )
         assert stored_items == sorted(["astro-0", cafe[0], the[0]])
         assert [(e.id, e.user_id, e.item_id, e.event_id) for e in kept] == [
             (1, jose[0], cafe[0], None), (2, jose[0], cafe[0], None),
