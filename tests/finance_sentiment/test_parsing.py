@@ -12,20 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from finance_sentiment import parsing
-from finance_sentiment.parsing import (
-    MAX_ITEMS,
-    JsonFields,
-    ParseError,
-    RawItem,
-    clip_words,
-    extract_links,
-    html_to_text,
-    looks_like_html,
-    parse_article,
-    parse_feed,
-    parse_json,
-)
+import finance_sentiment
+from finance_sentiment.articles import extract_links, parse_article
+from finance_sentiment.feeds import looks_like_html, parse_feed
+from finance_sentiment.json_api import JsonFields, parse_json
+from finance_sentiment.parsing import MAX_ITEMS, ParseError, RawItem, clip_words, html_to_text
 from finance_sentiment.tagging import EntitySpec, Tagger
 from textcore.errors import InvalidInput
 
@@ -236,7 +227,7 @@ def test_a_backtracking_link_pattern_cannot_hang_the_list_page_scan() -> None:
     child = textwrap.dedent(
         """
         import json
-        from finance_sentiment.parsing import extract_links
+        from finance_sentiment.articles import extract_links
         page = b"<a href='/a/1/a'>1</a><a href='/" + b"a" * 40 + b"!'>x</a>"
         page += b"<a href='/" + b"b" * 5000 + b"'>y</a>"
         found = {p: extract_links(page, "https://news.example.com/", p) for p in ["(a+)+$", "(a|aa)+$", "b$"]}
@@ -514,23 +505,31 @@ def test_an_rss_title_beside_a_ticker_mark_is_read_as_html_only_when_it_is(title
 
 def test_parsing_relies_on_no_private_feedparser_helper() -> None:
     # A private helper (feedparser.mixin._FeedParserMixin.looks_like_html was one) may change or vanish in
-    # any feedparser release.
-    tree = ast.parse(Path(parsing.__file__).read_text(encoding="utf-8"))
-    private = [
-        alias.name
-        for node in ast.walk(tree)
-        if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "feedparser"
-        for alias in node.names
-        if alias.name.startswith("_")
-    ] + [
-        node.attr
-        for node in ast.walk(tree)
-        if isinstance(node, ast.Attribute)
-        and isinstance(node.value, ast.Name)
-        and node.value.id == "feedparser"
-        if node.attr.startswith("_")
-    ]
-    assert private == []
+    # any feedparser release. Every module of the package is read, wherever the feed parser lives.
+    private, users = {}, []
+    for module in sorted(Path(finance_sentiment.__file__).parent.glob("*.py")):
+        tree = ast.parse(module.read_text(encoding="utf-8"))
+        nodes = list(ast.walk(tree))
+        imported = [alias.name for node in nodes if isinstance(node, ast.Import) for alias in node.names]
+        imported += [node.module or "" for node in nodes if isinstance(node, ast.ImportFrom)]
+        if any(name.split(".")[0] == "feedparser" for name in imported):
+            users.append(module.stem)
+        private[module.stem] = [
+            alias.name
+            for node in nodes
+            if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == "feedparser"
+            for alias in node.names
+            if alias.name.startswith("_")
+        ] + [
+            node.attr
+            for node in nodes
+            if isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "feedparser"
+            if node.attr.startswith("_")
+        ]
+    assert users  # the feed parser was found
+    assert {module: names for module, names in private.items() if names} == {}
 
 
 def test_an_article_page_is_decoded_once_as_a_browser_shows_it() -> None:

@@ -20,23 +20,20 @@ from sqlalchemy import func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from finance_sentiment.articles import (
+    LINK_MATCH_TIMEOUT_S,
+    PAGE_MATCH_BUDGET_S,
+    charset_of,
+    parse_article,
+    scan_links,
+)
 from finance_sentiment.credentials import redact
 from finance_sentiment.database import Database
 from finance_sentiment.dedup import canonical_url, content_hash, url_key
+from finance_sentiment.feeds import read_feed
 from finance_sentiment.fetching import Fetcher, FetchError, FetchResult, Validators
-from finance_sentiment.parsing import (
-    LINK_MATCH_TIMEOUT_S,
-    PAGE_MATCH_BUDGET_S,
-    ItemScan,
-    JsonFields,
-    RawItem,
-    charset_of,
-    clip_words,
-    parse_article,
-    read_feed,
-    read_json,
-    scan_links,
-)
+from finance_sentiment.json_api import JsonFields, read_json
+from finance_sentiment.parsing import ItemScan, RawItem, clip_words
 from finance_sentiment.sentiment import Sentiment, SentimentSource
 from finance_sentiment.tables import (
     ETAG_CHARS,

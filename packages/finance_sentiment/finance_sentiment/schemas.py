@@ -89,7 +89,7 @@ def _visible(value: str) -> str:
 
 
 def _regex(value: str) -> str:
-    # Compiled by the engine that applies it to list pages' links (`parsing.scan_links`), re's syntax.
+    # Compiled by the engine that applies it to list pages' links (`articles.scan_links`), re's syntax.
     try:
         regex.compile(value)
     except regex.error as exc:
