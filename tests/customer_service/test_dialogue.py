@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from customer_service.clarification import chosen_option
-from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, rewrite
+from customer_service.followup import CARRIED_WORDS, is_follow_up, points_back_only, read_alone, rewrite
 from customer_service.phrases import asks_about_bot, asks_for_person, says_not_helped
 from customer_service.policy import COMPLAINED, decide, relevant_first
 from customer_service.sentiment import PhraseSentiment
@@ -45,6 +45,23 @@ def test_follow_ups_are_recognised(message: str, expected: bool) -> None:
 )
 def test_follow_ups_by_a_pronoun_alone_are_told_apart(message: str, expected: bool) -> None:
     assert points_back_only(message) is expected
+
+
+@pytest.mark.parametrize(
+    ("message", "searched"),
+    [
+        ("So, how do I send money abroad?", "how do I send money abroad?"),
+        ("Also,   how do I reset my password?", "how do I reset my password?"),
+        ("And what are the fees for a wire?", "what are the fees for a wire?"),
+        ("what about business accounts?", "business accounts?"),  # the longest connective goes whole
+        ("ok, and how do I freeze my card?", "how do I freeze my card?"),
+        ("ok how do I freeze my card?", "ok how do I freeze my card?"),  # no connective: as it is
+        ("Android app download", "Android app download"),  # "and" only as a word of its own
+        ("So?", "So?"),  # nothing else to search by
+    ],
+)
+def test_a_message_read_alone_is_searched_without_its_opening_connective(message: str, searched: str) -> None:
+    assert read_alone(message) == searched
 
 
 def test_a_follow_up_is_read_with_the_previous_query() -> None:

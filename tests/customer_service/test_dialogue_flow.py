@@ -110,8 +110,8 @@ def test_a_session_resolved_by_an_agent_starts_afresh_with_the_bot(client: TestC
     after = chat(client, "is it free?", sid)  # the bot's context is again what it handled since
     turns = client.get(f"/v1/sessions/{sid}").json()["turns"]
     assert [t["query"] for t in turns[2:]] == [
-        "and for business accounts?",
-        "and for business accounts, is it free?",
+        "business accounts?",  # read alone, without its connective
+        "business accounts, is it free?",
     ]
     assert after["state"] == "open"
 
@@ -201,12 +201,35 @@ def test_a_first_question_opening_with_a_connective_is_the_topic_of_the_follow_u
     assert (us["action"], [s["id"] for s in us["sources"]][:1]) == ("answer", ["international-transfer"]), us
     fees = chat(client, "and are there fees for that?", sid)
     assert (fees["action"], [s["id"] for s in fees["sources"]][:1]) == ("answer", ["transfer-fees"]), fees
-    queries = [t["query"] for t in client.get(f"/v1/sessions/{sid}").json()["turns"]]
-    assert queries == [
-        "Also, how do I send money abroad?",
-        "Also, how do I send money abroad, to the US?",
-        "Also, how do I send money abroad, are there fees for that?",
+    turns = client.get(f"/v1/sessions/{sid}").json()["turns"]
+    assert turns[0]["message"] == "Also, how do I send money abroad?"  # stored as the customer wrote it
+    assert [t["query"] for t in turns] == [
+        "how do I send money abroad?",  # searched without its connective
+        "how do I send money abroad, to the US?",
+        "how do I send money abroad, are there fees for that?",
     ]
+
+
+def test_a_question_read_alone_is_searched_without_its_opening_connective(client: TestClient) -> None:
+    # a first question opening with a connective has nothing to follow, yet the connective was searched with
+    # it: "And what are the fees for sending money abroad?" was offered the transfer FAQ before the fees one,
+    # "So, how much can I take out at an ATM?" fell back
+    for question in ("What are the fees for sending money abroad?", "How much can I take out at an ATM?"):
+        alone = chat(client, question)
+        assert alone["action"] == "answer", alone
+        bare = question[0].lower() + question[1:]
+        for message in (f"Also, {bare}", f"And {bare}", f"Then {bare}", f"ok, and {bare}", f"So, {bare}"):
+            reply = chat(client, message)
+            got = (reply["action"], [s["id"] for s in reply["sources"]])
+            assert got == (alone["action"], [s["id"] for s in alone["sources"]]), (message, reply)
+            turn = client.get(f"/v1/sessions/{reply['session_id']}").json()["turns"][0]
+            assert (turn["message"], turn["query"]) == (message, bare)
+    # after a greeting, a fallback or thanks for an answer, the question is read alone too
+    sid = chat(client, "hi")["session_id"]
+    assert chat(client, "So, how much can I take out at an ATM?", sid)["sources"][0]["id"] == "atm-limit"
+    sid = chat(client, "How do I reset my online banking password?")["session_id"]
+    asked = chat(client, "thanks, and what are the fees for sending money abroad?", sid)
+    assert (asked["action"], asked["sources"][0]["id"]) == ("answer", "transfer-fees"), asked
 
 
 def test_a_follow_up_leans_on_turns_stored_before_their_topics_were(

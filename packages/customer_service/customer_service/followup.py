@@ -5,7 +5,8 @@ means, not what its few words say. A message is a follow-up when it opens with a
 about", "how about", "also", "what if", ...) or is short and points back with a pronoun ("is it free?"). It is
 then rewritten as the previous turn's query (its last `CARRIED_WORDS` words) followed by the message without
 its connective; everything else (intent, retrieval) works on the rewritten query. A message that stands on its
-own is left as it is. A short message with a pronoun but no connective may name a topic of its own ("Is that
+own is searched as it is, less an opening connective ("So, how do I ...?" with nothing before it to follow:
+`read_alone`). A short message with a pronoun but no connective may name a topic of its own ("Is that
 mortgage rate fixed?" after a question on passwords): `points_back_only` tells the bot to check how it reads
 alone.
 
@@ -79,6 +80,22 @@ def own_words(message: str) -> str:
     accounts?")."""
     text = " ".join(message.split())
     return CONNECTIVE.sub("", LEAD.sub("", text, count=1), count=1).strip() or text
+
+
+def read_alone(message: str) -> str:
+    """What a message read on its own is searched by: the message without an opening connective, after a
+    `LEAD` or not ("So, how much can I take out at an ATM?", "ok, and what are the fees for sending money
+    abroad?" -> "how much can I take out at an ATM?", ...), or as it is when it opens with none or holds
+    nothing else ("and?"). A session's first question, or one after a greeting or a fallback, may open like
+    a follow-up with nothing to follow; its connective's word was searched with it: "And what are the fees
+    for sending money abroad?" put the transfer FAQ level with the fees one, "So, how much can I take out at
+    an ATM?" fell back."""
+    text = " ".join(message.split())
+    rest = LEAD.sub("", text, count=1)
+    if (connective := CONNECTIVE.match(rest)) is None:
+        return text
+    rest = rest[connective.end() :].strip()
+    return text if says_nothing(rest) else rest
 
 
 def topical_queries(turns: Sequence[TurnRecord]) -> list[str]:

@@ -17,7 +17,14 @@ from dataclasses import dataclass, field, replace
 from customer_service.answers import Answerer
 from customer_service.clarification import DECLINED_OPTIONS, chosen_option, declines_options
 from customer_service.conversations import Conversations, SessionRecord, TurnRecord
-from customer_service.followup import LOOKBACK, own_words, points_back_only, rewrite, topical_queries
+from customer_service.followup import (
+    LOOKBACK,
+    own_words,
+    points_back_only,
+    read_alone,
+    rewrite,
+    topical_queries,
+)
 from customer_service.intents import IntentModel, IntentResult
 from customer_service.knowledge import Passage
 from customer_service.phrases import says_not_helped, without_opening
@@ -109,8 +116,8 @@ class Planner:
         topics = topical_queries(recent)[-turns:] if turns else []
         query = rewrite(message, topics)
         rewritten = query != " ".join(message.split())
-        if not rewritten:  # "Hi! 👋 I lost my card": the greeting says nothing of the topic
-            query = " ".join(without_opening(message).split())
+        if not rewritten:  # "Hi! 👋 I lost my card", "So, how do I ...": neither says anything of the topic
+            query = read_alone(without_opening(message))
         topic = topics[-1] if rewritten else query  # a follow-up stands for the question it is read with
         intent = self.intents.predict([query])[0] if self.intents is not None else None
         negativity = self.sentiment.negativity([message])[0]
