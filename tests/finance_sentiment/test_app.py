@@ -30,7 +30,7 @@ from finance_sentiment import create_app
 from finance_sentiment.database import Database
 from finance_sentiment.settings import FetchSettings, FinanceSentimentSettings
 from finance_sentiment.tables import Source
-from tests.conftest import problem, serve_app
+from tests.conftest import Query, QueryPairs, QueryValue, problem, serve_app
 from textcore import InvalidInput
 from textcore.sql import utcnow
 
@@ -272,7 +272,7 @@ def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_
         source = {"name": "wire", "url": f"{feed_url}/feed.xml", "kind": "rss"}
         source_id = client.post("/v1/sources", json=source).json()["id"]
         client.post(f"/v1/sources/{source_id}/run")
-        unknown = [
+        unknown: list[tuple[str, str, QueryPairs, list[str]]] = [
             ("GET", "/v1/documents", [("lable", "negative")], ["lable"]),
             (
                 "GET",
@@ -289,7 +289,7 @@ def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_
             assert [(e["loc"], e["type"]) for e in errors] == [
                 (["query", n], "extra_forbidden") for n in names
             ]
-        twice = [
+        twice: list[tuple[str, QueryPairs, dict[str, int]]] = [
             ("/v1/documents", [("label", "negative"), ("label", "positive")], {"label": 2}),
             ("/v1/documents", [("limit", "2"), ("entity", "Acme"), ("limit", "500")], {"limit": 2}),
             ("/v1/trends", [("bucket", "1h"), ("bucket", "1d"), ("name", "Acme")], {"bucket": 2}),
@@ -301,7 +301,7 @@ def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_
             ]
         assert client.get(f"/v1/sources/{source_id}").status_code == 200  # not deleted
 
-        negative = {"entity": "Acme", "label": "negative", "limit": 4}
+        negative: dict[str, QueryValue] = {"entity": "Acme", "label": "negative", "limit": 4}
         page = client.get("/v1/documents", params=negative).json()
         rest = client.get("/v1/documents", params=negative | {"cursor": page["next_cursor"]}).json()
         stories = page["items"] + rest["items"]
@@ -450,7 +450,7 @@ def scheduled_api(tmp_path: Path, model_dir: Path, database_url: str) -> Iterato
         yield http
 
 
-def add_feed(http: httpx.Client, feed_url: str, interval_seconds: int) -> int:
+def add_feed(http: httpx.Client | TestClient, feed_url: str, interval_seconds: int) -> int:
     body = {
         "name": "wire",
         "url": f"{feed_url}/feed.xml",
@@ -570,7 +570,7 @@ def test_a_control_character_in_a_filter_is_refused_alike_on_both_databases(
     # SQLite answered an empty page for a NUL in a topic, entity, label or trend name; PostgreSQL refused the
     # query itself, with a generic message naming no parameter.
     with TestClient(create_app(settings_for(tmp_path, finance_model_dir, database_url))) as client:
-        cases = [
+        cases: list[tuple[str, Query, str]] = [
             ("/v1/documents", {"topic": "rates\x00"}, "topic"),
             ("/v1/documents", {"entity": "Ac\x00me"}, "entity"),
             ("/v1/documents", {"label": "negative\x00"}, "label"),

@@ -111,6 +111,7 @@ def test_evaluate_the_fine_tuned_model(finance_model_dir: Path) -> None:
 
 
 def test_evaluate_help_speaks_of_the_sentiment_model_and_keeps_the_textcore_flags() -> None:
+    import typer.core  # noqa: PLC0415
     import typer.main  # noqa: PLC0415
 
     from textcore.cli import app as core_app  # noqa: PLC0415
@@ -118,8 +119,10 @@ def test_evaluate_help_speaks_of_the_sentiment_model_and_keeps_the_textcore_flag
     def options(command: Any) -> list[tuple[tuple[str, ...], object]]:
         return [(tuple(p.opts), p.default) for p in command.params]
 
-    core = typer.main.get_command(core_app).commands["evaluate"]
-    ours = typer.main.get_command(app).commands["evaluate"]
+    core_cli, our_cli = typer.main.get_command(core_app), typer.main.get_command(app)
+    assert isinstance(core_cli, typer.core.TyperGroup), "expected textcore's CLI to be a group of commands"
+    assert isinstance(our_cli, typer.core.TyperGroup), "expected the finance CLI to be a group of commands"
+    core, ours = core_cli.commands["evaluate"], our_cli.commands["evaluate"]
     assert options(ours) == options(core)
     result = CliRunner().invoke(app, ["evaluate", "--help"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

@@ -8,6 +8,7 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from starlette.applications import Starlette
@@ -109,7 +110,7 @@ def stored_url(database_url: str, table: type[Source] | type[AlertRule], row_id:
     """The URL a row holds in the database itself (credentials included)."""
     with migrated(Database(database_url)) as db, db.session() as session:
         row = session.get(table, row_id)
-        assert row is not None
+        assert isinstance(row, table), f"expected a stored row {row_id}"
         return row.url if isinstance(row, Source) else row.webhook_url
 
 
@@ -240,8 +241,10 @@ def test_the_http_clients_log_lines_mask_feed_and_webhook_credentials(
         hook = f"http://hooks:{PASSWORD}@{host}/hook?team=risk&sig={TOKEN}"
 
         async def post() -> int:
-            return (await app.state.monitor.http.post(hook, json={"ping": 1})).status_code
+            response: httpx.Response = await app.state.monitor.http.post(hook, json={"ping": 1})
+            return response.status_code
 
+        assert client.portal is not None  # the app's event loop, running while the client is open
         assert client.portal.call(post) == 404  # reached the site; the site has no /hook
     requests = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert any("/feed.xml?token=****" in line for line in requests), requests

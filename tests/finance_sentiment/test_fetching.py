@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import httpx
 import pytest
@@ -370,6 +370,14 @@ async def test_a_retry_after_past_the_fetch_deadline_is_not_waited_for(site: Sit
     assert site.recorder.count("/retry-after/120") == 1
 
 
+class RetryLimits(TypedDict, total=False):
+    """The fetch policy's limits on waiting for a Retry-After (the rest as `policy` sets them)."""
+
+    max_retry_after_s: float
+    deadline_s: float
+    max_retries: int
+
+
 @pytest.mark.parametrize(
     ("path", "options"),
     [
@@ -379,7 +387,7 @@ async def test_a_retry_after_past_the_fetch_deadline_is_not_waited_for(site: Sit
     ],
 )
 async def test_a_host_whose_retry_after_was_not_waited_for_is_left_alone_until_it_passes(
-    site: Site, path: str, options: dict[str, float]
+    site: Site, path: str, options: RetryLimits
 ) -> None:
     # The fetch failed and the host's wish was forgotten: the source's next run (every minute, say) and
     # every other source on the host asked again at once, however long the server had asked to be spared.

@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import logging
 import threading
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from finance_sentiment import create_app
 from finance_sentiment.alerting import evaluate_rules
@@ -48,6 +50,12 @@ def _sources(database: Database) -> dict[str, tuple[bool, str | None, str]]:
 def _rules(database: Database) -> dict[str, tuple[bool, str | None, str]]:
     with database.session() as session:
         return {r.name: (r.enabled, r.disabled_reason, r.managed_by) for r in list_rules(session)}
+
+
+def _stamps(session: Session) -> dict[str, datetime]:
+    """When each source and alert rule was last changed, by name (a rule's stamp wins a shared name)."""
+    sources = {row.name: row.updated_at for row in list_sources(session)}
+    return sources | {row.name: row.updated_at for row in list_rules(session)}
 
 
 def _document(source_id: int) -> Document:
@@ -95,13 +103,13 @@ def test_what_the_file_no_longer_declares_is_disabled_kept_and_logged(
     assert "'by hand'" not in caplog.text and "'desk'" not in caplog.text
     with database.session() as session:  # kept, with its story
         assert session.scalars(select(Document.source_id)).all() == [wire.id]
-        stamps = {row.name: row.updated_at for row in [*list_sources(session), *list_rules(session)]}
+        stamps = _stamps(session)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="finance_sentiment.config"):
         _apply(database, _config({"desk": {}}, {"tech": {}}))  # the next start: nothing changes
     assert caplog.text == ""
     with database.session() as session:
-        assert {row.name: row.updated_at for row in [*list_sources(session), *list_rules(session)]} == stamps
+        assert _stamps(session) == stamps
 
 
 def test_an_empty_file_disables_everything_it_provisioned(database: Database) -> None:
