@@ -92,6 +92,18 @@ def test_two_close_answers_to_one_question_are_no_choice_to_offer(client: TestCl
     assert "of one question" in client.get(f"/v1/sessions/{asked['session_id']}").json()["turns"][0]["reason"]
 
 
+def test_a_question_about_a_price_or_a_cost_finds_the_fees(client: TestClient) -> None:
+    # "what's the price of a payment abroad?" was answered with how to send money abroad: "price" matched no
+    # word of the fees FAQ, "payment" and "abroad" the transfer one
+    for message, fees in [
+        ("what's the price of a payment abroad?", "transfer-fees"),
+        ("How much does an international transfer cost?", "transfer-fees"),
+        ("What is the price of a business account?", "business-fees"),
+    ]:
+        reply = chat(client, message)
+        assert (reply["action"], reply["sources"][0]["id"]) == ("answer", fees), (message, reply)
+
+
 def test_a_session_resolved_by_an_agent_starts_afresh_with_the_bot(client: TestClient) -> None:
     # what the bot said before a hand-off is not the context of the customer's next message once an agent
     # has resolved the session: the conversation went on with the person in between

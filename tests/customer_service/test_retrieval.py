@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from customer_service.cli import app as cli_app
 from customer_service.database import Database
+from customer_service.keyword import KeywordIndex
 from customer_service.knowledge import FaqIn, KnowledgeBase
 from customer_service.reranking import (
     reranker_pairs,
@@ -123,6 +124,18 @@ def test_keyword_finds_shared_terms(kb: KnowledgeBase) -> None:
     assert retriever.search("download statements", 3, "keyword")[0].id == "statement"
     assert retriever.search("withdrawal charge at ATMs", 3, "keyword")[0].id == "travel#1"
     assert retriever.search("zebra", 3, "keyword") == []
+
+
+def test_a_cost_or_a_price_is_searched_as_a_fee() -> None:
+    # "how much does it cost", "what's the price of": no FAQ on fees shared a word with them
+    index = KeywordIndex(
+        ["fees", "abroad", "cards"],
+        ["Are there fees for international transfers?", "How do I send money abroad?", "What do cards cost?"],
+    )
+    for word in ("price", "prices", "cost", "costs"):
+        assert {i for i, _ in index.search(word, 3)} == {"fees", "cards"}, word
+    assert [i for i, _ in index.search("fees", 3)] == ["fees"]  # the FAQs' own word is searched as it is
+    assert [i for i, _ in index.search("send", 3)] == ["abroad"]
 
 
 def test_a_knowledge_base_without_a_keyword_term_is_searched_by_meaning(
