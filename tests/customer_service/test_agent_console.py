@@ -15,7 +15,7 @@ from sqlalchemy import update
 from customer_service import create_app
 from customer_service.database import Database
 from customer_service.tables import ChatSession
-from tests.conftest import problem
+from tests.conftest import QueryValue, problem
 from tests.customer_service.test_app import chat, cs_settings
 from textcore.sql import utcnow
 
@@ -69,7 +69,7 @@ def test_the_session_list_continues_after_its_cursor_as_sessions_come_and_go(
     with TestClient(create_app(cs_settings(tmp_path, database_url))) as client:
         for n in range(5):
             assert chat(client, "I want to talk to a real person", f"q{n}")["state"] == "waiting_for_agent"
-        queue = {"state": "waiting_for_agent", "limit": 2}
+        queue: dict[str, QueryValue] = {"state": "waiting_for_agent", "limit": 2}
         first = client.get("/v1/sessions", params=queue).json()
         assert _ids(first) == ["q0", "q1"] and first["total"] == 5
         # an agent resolves a session of the first page: the next page starts after q1 all the same

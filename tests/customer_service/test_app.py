@@ -26,7 +26,7 @@ from customer_service.database import Database
 from customer_service.intents import IntentModel
 from customer_service.policy import NOT_HELPED
 from customer_service.settings import CustomerServiceSettings, GeneratorSettings, PolicySettings
-from tests.conftest import problem, serve_app
+from tests.conftest import Query, QueryPairs, problem, serve_app
 from tests.customer_service.test_chunking import XHTML
 from tests.customer_service.test_generation import CITED, REPLIES, SEEN, completions
 from tests.shared.test_frozen_view import topic_data
@@ -313,7 +313,7 @@ def test_a_documents_chunks_are_listed_by_its_id_and_its_id_alone_names_them(cli
     assert len(ids) > 1 and len(other) == len(ids)
     listed = client.get("/v1/knowledge", params={"document": "guides/travel.md"}).json()
     assert [e["id"] for e in listed["items"]] == ids and listed["total"] == len(ids)
-    params = {"document": "guides/travel.md", "offset": 1, "limit": 1}
+    params: Query = {"document": "guides/travel.md", "offset": 1, "limit": 1}
     page = client.get("/v1/knowledge", params=params).json()
     assert [e["id"] for e in page["items"]] == ids[1:2] and page["total"] == len(ids)
     assert client.get("/v1/knowledge", params={"document": "nothing"}).json() == {
@@ -688,7 +688,7 @@ def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_
     each parameter was taken or dropped without a word. Now each is a problem+json 422 whose `errors` name
     the parameter, and nothing is written; the documented parameters work as before."""
     sid = chat(client, "How do I open a savings account?")["session_id"]
-    unknown = [
+    unknown: list[tuple[str, str, QueryPairs, dict[str, str] | None, list[str]]] = [
         ("GET", "/v1/knowledge", [("kindd", "faq")], None, ["kindd"]),
         (
             "GET",
@@ -713,7 +713,7 @@ def test_a_query_parameter_an_endpoint_does_not_take_or_one_sent_twice_is_a_422_
         "expected one of category, document, kind, limit, offset"
         in problem(client.get("/v1/knowledge", params={"kindd": "faq"}), 422)["errors"][0]["msg"]
     )
-    twice = [
+    twice: list[tuple[str, QueryPairs, dict[str, int]]] = [
         ("/v1/knowledge", [("kind", "faq"), ("kind", "chunk")], {"kind": 2}),
         ("/v1/knowledge/search", [("q", "savings"), ("k", "1"), ("k", "50"), ("k", "2")], {"k": 3}),
         (

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
+from typing import TypedDict
 
 import pytest
 from alembic import command
@@ -74,7 +76,7 @@ def test_turns_are_read_a_page_at_a_time(database: Database) -> None:
     assert [t.position for t in page.turns] == [5, 6] and page.next_cursor is None
     assert len(conversations.get(sid).turns) == 7 and len(conversations.hand_off(sid, "agent").turns) == 7
     assert len(conversations.resolve(sid).turns) == 7
-    for bad in (
+    refused: list[Callable[[], TurnWindow]] = [
         lambda: TurnWindow(limit=0),
         lambda: TurnWindow(limit=501),
         lambda: TurnWindow(after=-1),
@@ -82,7 +84,8 @@ def test_turns_are_read_a_page_at_a_time(database: Database) -> None:
         lambda: TurnWindow.of(3, "before:x"),
         lambda: TurnWindow.of(3, "after:2147483648"),
         lambda: TurnWindow.of(3, "before:2", after=1),
-    ):
+    ]
+    for bad in refused:
         with pytest.raises(InvalidInput):
             bad()
 
@@ -286,9 +289,18 @@ def test_the_agents_queue_lists_waiting_sessions_longest_waiting_first(database:
     conversations.resolve(second)
     assert [q.id for q in conversations.sessions("waiting_for_agent").items] == [first]
     assert conversations.start(second).handed_off_at is None  # the customer is back with the bot
-    for bad in ({"state": "lost"}, {"offset": -1}, {"limit": 0}):
+    queries: list[SessionQuery] = [{"state": "lost"}, {"offset": -1}, {"limit": 0}]
+    for query in queries:
         with pytest.raises(InvalidInput):
-            conversations.sessions(**bad)  # type: ignore[arg-type]
+            conversations.sessions(**query)
+
+
+class SessionQuery(TypedDict, total=False):
+    """What `Conversations.sessions` is asked for."""
+
+    state: str
+    offset: int
+    limit: int
 
 
 def test_a_turn_is_found_by_its_idempotency_key_which_its_session_holds_once(database: Database) -> None:

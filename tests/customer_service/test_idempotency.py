@@ -102,7 +102,7 @@ def test_malformed_keys_and_keys_without_a_session_are_refused(
     with TestClient(create_app(cs_settings(tmp_path, sqlite_url))) as client:
         for key in ("x" * 129, "two words", "", "naïve"):
             refused = client.post(path, json={"session_id": "w", "message": QUESTION},
-                                  headers={"Idempotency-Key": key.encode()})  # type: ignore[dict-item]  # fmt: skip
+                                  headers={b"Idempotency-Key": key.encode()})  # fmt: skip
             errors = problem(refused, 422)["errors"]
             assert errors[0]["loc"] == ["header", "Idempotency-Key"], errors
             assert "expected an Idempotency-Key of 1-128 letters" in errors[0]["msg"]
@@ -142,7 +142,7 @@ def test_a_retry_while_the_first_try_is_answered_is_a_conflict(
                     if [n for n, _ in events] == ["meta", "delta"]:  # the generator pauses after this
                         for path in ("/v1/chat", "/v1/chat/stream"):
                             busy = http.post(path, json=body, headers=headers)
-                            detail = problem(busy, 409)["detail"]  # type: ignore[arg-type]
+                            detail = problem(busy, 409)["detail"]
                             assert "'msg-1'" in detail and "still being answered" in detail
         assert events[-1][0] == "done", events
         done = events[-1][1]

@@ -70,8 +70,8 @@ def test_the_api_shows_sources_relative_to_what_was_ingested(
             "web": "https://bank.example/x",
         }
         reply = client.post("/v1/chat", json={"message": "Can I pay with my card abroad?"})
-        for body in (listed.text, one.text, reply.text, json.dumps(given)):
-            assert str(tmp_path) not in body  # no server path reaches a client
+        for answer in (listed.text, one.text, reply.text, json.dumps(given)):
+            assert str(tmp_path) not in answer  # no server path reaches a client
 
 
 def _kb(database: Database, tiny_model_dir: Path, tmp_path: Path) -> KnowledgeBase:

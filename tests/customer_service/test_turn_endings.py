@@ -66,13 +66,15 @@ def llm() -> Iterator[str]:
 
 def held_back(tmp_path: Path, sqlite_url: str, llm: str, model: str) -> CustomerServiceSettings:
     """Settings whose generator is the loopback `model` (`completions`), its gates reset."""
-    ASKED.clear(), GATE.clear(), PAUSED.clear()
+    ASKED.clear()
+    GATE.clear()
+    PAUSED.clear()
     generator = GeneratorSettings(kind="openai", base_url=llm, model=model, timeout_s=60)
     return cs_settings(tmp_path, sqlite_url, generator=generator, templates_file=None)
 
 
 def turn(
-    http: httpx.Client, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    http: httpx.Client | TestClient, path: str, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> tuple[int, list[tuple[str, Any]]]:
     """The status and, for a stream, its events; for `/v1/chat` one event: ("reply", the JSON body)."""
     if path == "/v1/chat":
@@ -121,7 +123,8 @@ def test_a_turn_under_way_is_stored_when_every_worker_is_busy(
     # done. A message already planned and answered is not: refusing it then would throw the generated
     # answer away (a stream would end with an error after the customer read the whole answer) and lose
     # the turn.
-    ASKED.clear(), GATE.clear()
+    ASKED.clear()
+    GATE.clear()
     generator = GeneratorSettings(kind="openai", base_url=llm, model="gated", timeout_s=120)
     settings = cs_settings(
         tmp_path, postgres_url, generator=generator, templates_file=None, max_workers=1, max_queue=0
@@ -352,6 +355,8 @@ def test_a_keyed_turn_that_fails_while_completed_is_logged_and_frees_its_key(
             assert done["answer"] == ANSWER
             assert [t["id"] for t in stored_turns(http, "widget-6")] == [done["turn_id"]]
         failures = [r for r in caplog.records if "could not complete a keyed turn" in r.getMessage()]
-        assert failures and "expected an existing session id" in str(failures[0].exc_info[1])
+        assert failures, "expected the failed keyed turn logged"
+        raised = failures[0].exc_info
+        assert raised is not None and "expected an existing session id" in str(raised[1])
     finally:
         GATE.set()
