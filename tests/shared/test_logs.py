@@ -61,9 +61,9 @@ SERVER = textwrap.dedent(
     app = service_app(title="t", distribution="textcore", description="d", settings=ServiceSettings())
 
     @app.get("/work")
-    def work() -> dict[str, str]:  # a sync route: it runs in a worker thread
+    def work(q: str = "") -> dict[str, str]:  # a sync route: it runs in a worker thread
         logging.getLogger("service.work").info("working on it")
-        return {"ok": "yes"}
+        return {"ok": "yes" if q else "no"}
 
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -78,6 +78,7 @@ SERVER = textwrap.dedent(
     print(response.headers["x-request-id"])
     server.should_exit = True
     thread.join()
+    assert response.json() == {"ok": "yes"}, response.text  # the route read the query it declares
     """
 )
 
