@@ -27,9 +27,11 @@ from importlib import metadata as importlib_metadata
 from pathlib import Path
 from typing import Any
 
-from textcore.data import LabelledTexts, file_sha256, read_labelled
+from textcore.data import read_labelled
 from textcore.errors import InvalidInput, NotFound
+from textcore.labelled import LabelledTexts
 from textcore.registry_files import read_active
+from textcore.table_files import file_sha256
 
 METADATA_FILE = "metadata.json"
 RUN_DIR = "training"  # inside a model folder: metrics.jsonl, curves, report, the resumable checkpoint

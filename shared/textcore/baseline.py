@@ -19,9 +19,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from textcore.artifacts import read_metadata, recorded_training_data
-from textcore.data import LabelledTexts, require_classes
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput
+from textcore.labelled import LabelledTexts, require_classes
 from textcore.metrics import ClassificationReport, classification_report
 from textcore.models import resolve_model
 

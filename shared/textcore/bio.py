@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from textcore.data import read_table, require_file
 from textcore.errors import InvalidInput
+from textcore.table_files import read_table, require_file
 
 OUTSIDE = "O"
 CONLL_SUFFIXES = (".conll", ".bio", ".txt")

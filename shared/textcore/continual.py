@@ -34,11 +34,14 @@ from textcore.artifacts import (
     write_json_atomic,
 )
 from textcore.classifier import saved_head_kind
-from textcore.data import LabelledTexts, file_sha256, read_labelled, split_labels, text_key
+from textcore.data import read_labelled
+from textcore.duplicates import text_key
 from textcore.errors import Conflict, InvalidInput
 from textcore.evaluation import evaluate_classifier, holds_label_sets, load_predictor
+from textcore.labelled import LabelledTexts, split_labels
 from textcore.registry import ModelRegistry, ModelVersion
 from textcore.registry_files import require_active, staging_folder
+from textcore.table_files import file_sha256
 from textcore.training.config import TrainConfig
 
 GATE_TASKS = ("classification", "setfit")  # folders with the classifier layout (encoder + head + labels)

@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from textcore.artifacts import LABELS_FILE, read_labels, read_metadata
-from textcore.data import LabelledTexts, read_labelled, require_label_sets, split_labels
+from textcore.data import read_labelled
 from textcore.errors import InvalidInput, some_of
+from textcore.labelled import LabelledTexts, require_label_sets, split_labels
 
 if TYPE_CHECKING:
     from textcore.classifier import LabelPredictor

@@ -10,9 +10,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from textcore.data import ScoredPairs
 from textcore.embeddings import Encoder
 from textcore.errors import InvalidInput
+from textcore.pairs import ScoredPairs
 
 _QUERY_CHUNK = 1024  # queries scored at once: bounds the (chunk, passages) similarity matrix
 

@@ -362,14 +362,9 @@ def check_training_data(
     with none of them."""
     if weight_column and task != "classification":
         raise InvalidInput(f"--weight-column: row weights apply to --task classification only; found {task}")
-    from textcore.data import (  # noqa: PLC0415
-        read_corpus,
-        read_labelled,
-        read_pairs,
-        read_scored_pairs,
-        require_classes,
-        require_relevance_mix,
-    )
+    from textcore.data import read_corpus, read_labelled  # noqa: PLC0415
+    from textcore.labelled import require_classes  # noqa: PLC0415
+    from textcore.pairs import read_pairs, read_scored_pairs, require_relevance_mix  # noqa: PLC0415
 
     text_column, label_column, negative, passage = columns
     if task == "mlm":  # unlabelled: only the text column (or a .txt file, one text per line)

@@ -20,11 +20,11 @@ from transformers import PreTrainedTokenizerBase
 from textcore.artifacts import trained_head
 from textcore.batching import check_batch_settings, encode_texts, map_sorted
 from textcore.classifier import TextClassifier
-from textcore.data import ScoredPairs, read_scored_pairs
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
 from textcore.metrics import reranking_metrics
 from textcore.models import fit_max_length, load_backbone
+from textcore.pairs import ScoredPairs, read_scored_pairs
 
 TASK = "cross-encoder"
 

@@ -18,11 +18,11 @@ from textcore.data import (
     read_scored_pairs,
     read_table,
     read_texts,
-    require_classes,
     stratified_folds,
     stratified_split,
 )
 from textcore.errors import InvalidInput
+from textcore.labelled import require_classes
 
 ROWS = [
     {"text": "the parcel arrived late", "label": "shipping"},

@@ -14,16 +14,10 @@ import pytest
 from tests.conftest import shared_data
 from tests.shared.test_cli import _train_args, assert_quiet_stderr, ok, run_cli, write_csv
 from tests.shared.test_training import tiny_config
-from textcore.data import (
-    LabelledTexts,
-    label_conflicts,
-    look_alike_labels,
-    read_labelled,
-    stratified_folds,
-    stratified_split,
-    text_key,
-)
+from textcore.data import LabelledTexts, read_labelled, stratified_folds, stratified_split
+from textcore.duplicates import label_conflicts, text_key
 from textcore.errors import InvalidInput
+from textcore.labelled import look_alike_labels
 from textcore.training import train_classifier
 
 

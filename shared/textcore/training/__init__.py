@@ -1,7 +1,7 @@
 """Fine-tuning: configuration, tasks, the shared loop and the file-to-model runners."""
 
-from textcore.data import Pairs, ScoredPairs, read_pairs, read_scored_pairs
 from textcore.mining import mine_hard_negatives
+from textcore.pairs import Pairs, ScoredPairs, read_pairs, read_scored_pairs
 from textcore.training.classifier_runner import train_classifier, train_few_shot
 from textcore.training.config import TrainConfig
 from textcore.training.distributed import is_main_process

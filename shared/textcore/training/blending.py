@@ -9,8 +9,8 @@ import numpy as np
 import torch
 
 from textcore.batching import map_sorted
-from textcore.data import LabelledTexts
 from textcore.frozen_view import FrozenView, choose_blend_weight, fit_frozen_view, frozen_base
+from textcore.labelled import LabelledTexts
 from textcore.training.classification import ClassificationTask
 from textcore.training.config import TrainConfig
 

@@ -11,9 +11,9 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, length_grouped_batches, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
-from textcore.data import LabelledTexts, split_labels
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.errors import InvalidInput
+from textcore.labelled import LabelledTexts, split_labels
 from textcore.metrics import classification_report, multilabel_report
 from textcore.models import Backbone
 from textcore.training.config import TrainConfig

@@ -13,20 +13,19 @@ from typing import Any
 import torch
 
 from textcore.artifacts import RUN_DIR
-from textcore.data import (
+from textcore.duplicates import label_conflicts, texts_in_common
+from textcore.errors import InvalidInput, some_of
+from textcore.frozen_view import replace_frozen_view
+from textcore.labelled import (
     LabelledTexts,
-    label_conflicts,
     look_alike_labels,
     require_classes,
     require_label_sets,
     split_labels,
-    stratified_split,
-    texts_in_common,
 )
-from textcore.errors import InvalidInput, some_of
-from textcore.frozen_view import replace_frozen_view
 from textcore.metrics import ClassificationReport, classification_report, multilabel_report
 from textcore.models import load_backbone
+from textcore.splits import stratified_split
 from textcore.training.blending import blend_frozen_view
 from textcore.training.checkpoint import run_identity
 from textcore.training.classification import ClassificationTask

@@ -22,10 +22,10 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
-from textcore.data import ScoredPairs
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.metrics import reranking_metrics
 from textcore.models import Backbone
+from textcore.pairs import ScoredPairs
 from textcore.training.config import TrainConfig
 from textcore.training.params import encoder_param_groups, head_param_group
 

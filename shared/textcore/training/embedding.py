@@ -18,10 +18,10 @@ import torch.nn.functional as F  # noqa: N812 - the conventional alias
 
 from textcore.adapters import adapter_penalty, after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, length_grouped_batches, pad_batch
-from textcore.data import Pairs
 from textcore.embeddings import Encoder
 from textcore.metrics import retrieval_metrics
 from textcore.models import Backbone
+from textcore.pairs import Pairs
 from textcore.training.config import TrainConfig
 from textcore.training.params import encoder_param_groups
 

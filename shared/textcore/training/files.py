@@ -11,8 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from textcore.bio import read_tagged
-from textcore.data import read_corpus, read_labelled, read_pairs, read_scored_pairs, require_classes
+from textcore.data import read_corpus, read_labelled
 from textcore.errors import InvalidInput
+from textcore.labelled import require_classes
+from textcore.pairs import read_pairs, read_scored_pairs
 from textcore.training.classifier_runner import train_classifier, train_few_shot
 from textcore.training.config import TrainConfig
 from textcore.training.results import TrainResult, data_info, file_info

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 
 from textcore.artifacts import write_json_atomic, write_metadata
-from textcore.data import LabelledTexts, file_sha256
+from textcore.labelled import LabelledTexts
+from textcore.table_files import file_sha256
 from textcore.training.checkpoint import remove_checkpoint
 from textcore.training.config import TrainConfig
 from textcore.training.loop import LoopResult

@@ -13,10 +13,10 @@ from typing import Any
 from textcore.adapters import is_adapter, save_encoder
 from textcore.artifacts import RUN_DIR
 from textcore.bio import TaggedSentences, require_entities, tag_labels
-from textcore.data import Pairs, ScoredPairs, require_relevance_mix
 from textcore.errors import InvalidInput, some_of
 from textcore.metrics import tagging_report
 from textcore.models import load_backbone, model_max_length
+from textcore.pairs import Pairs, ScoredPairs, require_relevance_mix
 from textcore.training.checkpoint import run_identity
 from textcore.training.config import TrainConfig
 from textcore.training.cross_encoder import RELEVANT, CrossEncoderTask

@@ -38,12 +38,13 @@ from torch import nn
 from textcore.adapters import after_optimizer_step, planned_steps, wrap_encoder
 from textcore.batching import Encoded, encode_texts, map_sorted, pad_batch
 from textcore.classifier import TextClassifier
-from textcore.data import LabelledTexts, stratified_split
 from textcore.devices import autocast, resolve_device, use_bf16
 from textcore.embeddings import mean_pool
 from textcore.errors import InvalidInput, some_of
+from textcore.labelled import LabelledTexts
 from textcore.metrics import classification_report
 from textcore.models import Backbone
+from textcore.splits import stratified_split
 from textcore.training.config import TrainConfig
 from textcore.training.params import encoder_param_groups
 
