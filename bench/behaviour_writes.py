@@ -2,7 +2,7 @@
 
 A fresh SQLite database (the default store) holds `--events` events of one item, `--events` events of one
 user (on other items) and `--others` more, spread over 1,000 items and 5,000 users in time order, as a live
-store interleaves them. Then the item is deleted (`recommender.catalog.delete_items`, what `DELETE
+store interleaves them. Then the item is deleted (`recommender.item_deletion.delete_items`, what `DELETE
 /v1/items/{id}` and `recommender delete-items` call) and the user erased (`recommender.events.erase_user`,
 `DELETE /v1/users/{id}` and `recommender erase-user`), while a second thread stores one new event after
 another through `ingest_events` (what `POST /v1/events` calls), 5 ms apart: its longest wait is how long
@@ -52,10 +52,10 @@ from common import (  # noqa: E402
 from sqlalchemy import bindparam, delete, insert, select, update  # noqa: E402
 from sqlalchemy.orm import Session  # noqa: E402
 
-from recommender.catalog import delete_items, detached_id  # noqa: E402
 from recommender.changes import ERASURES, EVENTS, ITEMS, bump  # noqa: E402
 from recommender.database import Database  # noqa: E402
 from recommender.events import ERASE_BATCH, EventRecord, erase_user, ingest_events  # noqa: E402
+from recommender.item_deletion import delete_items, detached_id  # noqa: E402
 from recommender.tables import Base, Event, Item, event_fingerprint  # noqa: E402
 
 NAME = "behaviour_writes"

@@ -70,8 +70,9 @@ from common import (  # noqa: E402
     write_results,
 )
 
-from recommender.catalog import ItemCatalog, ItemRecord, Progress  # noqa: E402
+from recommender.catalog import ItemCatalog, Progress  # noqa: E402
 from recommender.database import Database  # noqa: E402
+from recommender.item_records import ItemRecord  # noqa: E402
 from recommender.model import TextInterestModel  # noqa: E402
 
 NAME = "item_edits"

@@ -87,8 +87,9 @@ from common import (  # noqa: E402
     write_results,
 )
 
-from recommender.catalog import ItemCatalog, ItemRecord  # noqa: E402
+from recommender.catalog import ItemCatalog  # noqa: E402
 from recommender.database import Database  # noqa: E402
+from recommender.item_records import ItemRecord  # noqa: E402
 from recommender.serving import Query  # noqa: E402
 from recommender.settings import RecommenderSettings  # noqa: E402
 from recommender.startup import model_fingerprint, open_recommender  # noqa: E402

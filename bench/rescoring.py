@@ -40,8 +40,8 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(
 
 from common import RESULTS_DIR, command_line, machine_info, utc_now, write_results  # noqa: E402
 
-from recommender.catalog import ItemRecord  # noqa: E402
 from recommender.events import EventRecord  # noqa: E402
+from recommender.item_records import ItemRecord  # noqa: E402
 from recommender.rescoring import Rescorer  # noqa: E402
 from recommender.serving import Query, Recommender  # noqa: E402
 from recommender.settings import RecommenderSettings  # noqa: E402

@@ -24,10 +24,10 @@ from threadpoolctl import threadpool_info
 
 from recommender import create_app
 from recommender.baselines import ItemKNN
-from recommender.catalog import ItemRecord
 from recommender.data import Catalog
 from recommender.database import Database
 from recommender.events import EventRecord
+from recommender.item_records import ItemRecord
 from recommender.model_folders import MODEL_FILE
 from recommender.schemas import ScoredOut
 from recommender.settings import RecommenderSettings

@@ -14,9 +14,10 @@ import torch
 from pydantic import TypeAdapter
 
 from recommender.behaviour import Behaviour
-from recommender.catalog import ItemCatalog, ItemRecord
+from recommender.catalog import ItemCatalog
 from recommender.database import Database
 from recommender.explanations import best_rows, matched_phrases
+from recommender.item_records import ItemRecord
 from recommender.model import TextInterestModel
 from recommender.schemas import ScoredOut, scored_json
 from recommender.serving import Query, Recommender, ScoredItem, intra_op_threads

@@ -24,7 +24,7 @@ from sqlalchemy import JSON, Float, String, column, func, insert, inspect, selec
 
 from recommender.baselines import ItemKNN, Popularity
 from recommender.behaviour import Behaviour
-from recommender.catalog import ItemCatalog, ItemRecord, delete_items
+from recommender.catalog import ItemCatalog
 from recommender.changes import ERASURES, EVENTS, ITEMS, read_counters
 from recommender.data import Catalog
 from recommender.database import MIGRATIONS, Database
@@ -38,6 +38,8 @@ from recommender.events import (
     positives_after,
     user_events,
 )
+from recommender.item_deletion import delete_items
+from recommender.item_records import ItemRecord
 from recommender.tables import Event, event_fingerprint
 from tests.recommender.conftest import catalog_items, user_histories
 from textcore import Encoder, InvalidInput, NotFound, PayloadTooLarge
@@ -449,7 +451,7 @@ def test_deleting_an_item_detaches_its_events_in_one_statement_and_leaves_the_ot
     assert str(next(iter(detached.values()))[1]).startswith(" deleted ")
     for n, (user, _, ts, kind, value, key, event_id) in detached.items():
         assert (user, ts, kind, value, event_id) == before[n][:1] + before[n][2:5] + before[n][6:]
-        assert key == f"detached {n}"  # `recommender.catalog.DETACHED_KEY` and the row id
+        assert key == f"detached {n}"  # `recommender.item_deletion.DETACHED_KEY` and the row id
     moved = {name: value - counters[name] for name, value in read_counters(database).items()}
     assert moved == {ITEMS: 1, EVENTS: 1, ERASURES: 1}
 

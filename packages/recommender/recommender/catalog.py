@@ -29,90 +29,33 @@ when the counter moved past what this catalog has taken in (the catalog's own wr
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
-import json
 import logging
-import os
 import threading
-import uuid
-from collections import Counter
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from sqlalchemy import String, cast, delete, literal, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
-from recommender.changes import ERASURES, EVENTS, ITEMS, bump, counter
-from recommender.data import item_text
+from recommender.changes import ITEMS, bump, counter
 from recommender.database import Database
-from recommender.tables import Base, Event, Item
-from textcore import CoreError, InvalidInput, NotFound, VectorIndex
-from textcore.artifacts import write_text_atomic
+from recommender.index_files import Snapshot, read_index_files, write_index_files
+from recommender.item_deletion import delete_items
+from recommender.item_records import (
+    ItemRecord,
+    StoredItem,
+    UpsertReport,
+    id_listing,
+    require_unique,
+    stored_item,
+    text_hash,
+)
+from recommender.tables import Item
+from textcore import InvalidInput, NotFound, VectorIndex
 
 Embed = Callable[[list[str]], np.ndarray]  # texts -> (n, dim) float32, L2-normalised
 Progress = Callable[[int, int], None]  # (done, total)
-_SIDECAR_VERSION = 1
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ItemRecord:
-    """An item as given to the catalog."""
-
-    id: str
-    title: str
-    text: str = ""
-    categories: list[str] = field(default_factory=list)
-    metadata: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def encoder_text(self) -> str:
-        """What the model reads: the title, then the text."""
-        return item_text(self.title, [self.text]) or self.id
-
-
-@dataclass(frozen=True)
-class StoredItem:
-    """An item as stored, with its timestamps."""
-
-    id: str
-    title: str
-    text: str
-    categories: list[str]
-    metadata: dict[str, Any]
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass(frozen=True)
-class UpsertReport:
-    """What an upsert did: rows created and updated, and how many items were (re-)embedded."""
-
-    created: int
-    updated: int
-    embedded: int
-
-
-@dataclass
-class _Snapshot:
-    """The index at one moment, for a save: its ids, their (n, dim) float32 vectors and text hashes (the
-    vectors are let go once copied into the index that is saved, so a save holds two copies at most)."""
-
-    changes: int  # `ItemCatalog._changes` when it was taken
-    ids: list[str]
-    vectors: np.ndarray
-    hashes: dict[str, str]
-
-
-def text_hash(text: str) -> str:
-    """A short stable digest of an encoder text (a change means the vector must be recomputed)."""
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 class ItemCatalog:
@@ -200,7 +143,7 @@ class ItemCatalog:
         Raises:
             InvalidInput: If an id appears twice in `items`.
         """
-        _require_unique([item.id for item in items])
+        require_unique([item.id for item in items])
         early = self._stale(items)
         ready = dict(zip([item.id for item in early], self._vectors_of(early, progress), strict=True))
         with self._write:
@@ -261,7 +204,7 @@ class ItemCatalog:
             row = session.get(Item, item_id)
             if row is None:
                 raise NotFound(f"expected an existing item id, found no item {item_id!r}")
-            return _stored(row)
+            return stored_item(row)
 
     def page(self, limit: int, cursor: str | None = None) -> tuple[list[StoredItem], str | None]:
         """Items in id order after `cursor`, and the cursor of the next page (None at the end)."""
@@ -269,7 +212,7 @@ class ItemCatalog:
         if cursor is not None:
             query = query.where(Item.id > cursor)
         with self.db.session() as session:
-            rows = [_stored(row) for row in session.scalars(query)]
+            rows = [stored_item(row) for row in session.scalars(query)]
         return rows[:limit], rows[limit - 1].id if len(rows) > limit else None
 
     def encoder_texts(self, ids: Sequence[str]) -> list[str]:
@@ -388,28 +331,12 @@ class ItemCatalog:
             for item_id in removed:
                 self._hashes.pop(item_id, None)
 
-    def _sidecar(self) -> Path:
-        return self.index_path.with_suffix(".json")
-
     def _load_file(self) -> bool:
         """Adopt the saved index when it matches this model; returns whether it had to be discarded."""
-        try:
-            with self._files_locked(fcntl.LOCK_SH):
-                meta = json.loads(self._sidecar().read_text(encoding="utf-8"))
-                index = VectorIndex.load(self.index_path)
-        except (OSError, ValueError, CoreError):
-            return True
-        hashes = meta.get("hashes") if isinstance(meta, dict) else None
-        usable = (
-            meta.get("version") == _SIDECAR_VERSION
-            and meta.get("model") == self.fingerprint
-            and index.dim == self.dim
-            and isinstance(hashes, dict)
-            and set(hashes) == set(index.ids())
-        )
-        if usable and isinstance(hashes, dict):
-            self.index, self._hashes = index, {str(k): str(v) for k, v in hashes.items()}
-        return not usable
+        saved = read_index_files(self.index_path, self.fingerprint, self.dim)
+        if saved is not None:
+            self.index, self._hashes = saved
+        return saved is None
 
     def _changed(self) -> None:
         """After a write to the index (under the lock): save the files now, or have them saved shortly."""
@@ -442,145 +369,16 @@ class ItemCatalog:
         """Write the index and its sidecar now, whatever they hold (under `_write`)."""
         self._write_files(self._snapshot(), force=True)
 
-    def _snapshot(self) -> _Snapshot:
+    def _snapshot(self) -> Snapshot:
         """A copy of the index and its hashes as they are (under `_write`, so they hold one moment)."""
         ids = self.index.ids()
-        return _Snapshot(self._changes, ids, self.index.get_many(ids), dict(self._hashes))
+        return Snapshot(self._changes, ids, self.index.get_many(ids), dict(self._hashes))
 
-    def _write_files(self, snapshot: _Snapshot, *, force: bool = False) -> None:
+    def _write_files(self, snapshot: Snapshot, *, force: bool = False) -> None:
         """Write a snapshot to the index file and its sidecar, unless the files hold as new a one already
         (`force`: also then). Saves write one at a time, so an older snapshot never replaces a newer one."""
         with self._files:
             if snapshot.changes <= self._saved and not force:
                 return
-            index = VectorIndex(self.dim)
-            index.add(snapshot.ids, snapshot.vectors)
-            snapshot.vectors = self._no_vectors()  # copied: 155 MB at 100,000 items, not kept while saving
-            meta = {"version": _SIDECAR_VERSION, "model": self.fingerprint, "hashes": snapshot.hashes}
-            self.index_path.parent.mkdir(parents=True, exist_ok=True)
-            with self._files_locked(fcntl.LOCK_EX):  # the index first: a crash before its sidecar re-embeds
-                index.save(self.index_path)
-                write_text_atomic(self._sidecar(), json.dumps(meta))
+            write_index_files(self.index_path, self.fingerprint, self.dim, snapshot)
             self._saved = max(self._saved, snapshot.changes)
-
-    def _files_locked(self, operation: int) -> AbstractContextManager[None]:
-        return files_locked(self.index_path, operation)
-
-
-@contextmanager
-def files_locked(index_path: Path, operation: int) -> Iterator[None]:
-    """Hold the lock of the index files at `index_path` (`fcntl.LOCK_SH` to read them, `LOCK_EX` to write),
-    which other processes on them take too."""
-    # Read-only is enough for flock, so a service and a command run as other users share the file.
-    fd = os.open(index_path.with_suffix(".lock"), os.O_RDONLY | os.O_CREAT, 0o666)
-    try:
-        fcntl.flock(fd, operation)
-        yield
-    finally:
-        os.close(fd)  # closing the descriptor releases the lock
-
-
-def indexed_model(index_path: Path) -> str | None:
-    """The fingerprint of the model whose vectors the index file at `index_path` holds, as its sidecar
-    records it (`ItemCatalog`'s `fingerprint`); None when there is no readable sidecar."""
-    sidecar = index_path.with_suffix(".json")
-    if not sidecar.is_file():
-        return None
-    try:
-        with files_locked(index_path, fcntl.LOCK_SH):
-            meta = json.loads(sidecar.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    model = meta.get("model") if isinstance(meta, dict) else None
-    return model if isinstance(model, str) else None
-
-
-def delete_items(db: Database, ids: Sequence[str]) -> int:
-    """Remove items from the database, all or nothing; their events stay, detached from the id.
-
-    Catalogs over the database drop their vectors when they next sync or refresh (`ItemCatalog.refresh`).
-    The items' events are kept (a user who interacted with them is still known) but name the item by a
-    tombstone id that no request can send (`detached_id`), so an item created later under the same id starts
-    with no behaviour. When there were any, the erasures counter moves, so every service counts the events
-    again (`recommender.changes`), the tombstones apart from the id.
-
-    Returns:
-        The items change counter before this deletion (`recommender.changes`).
-
-    Raises:
-        InvalidInput: No ids.
-        NotFound: Listing the ids that are not stored; then nothing is deleted.
-    """
-    wanted = list(dict.fromkeys(ids))
-    if not wanted:
-        raise InvalidInput("expected at least one item id to delete, found none")
-    chunks = [wanted[start : start + 500] for start in range(0, len(wanted), 500)]  # bounded IN lists
-    with db.session() as session:
-        before = bump(session, ITEMS)
-        found: set[str] = set()
-        for chunk in chunks:
-            found.update(session.scalars(select(Item.id).where(Item.id.in_(chunk))))
-        missing = [i for i in wanted if i not in found]
-        if missing:
-            raise NotFound(f"expected stored item ids; nothing was deleted; unknown: {id_listing(missing)}")
-        for chunk in chunks:
-            session.execute(delete(Item).where(Item.id.in_(chunk)))
-        _detach_events(session, chunks)
-    return before
-
-
-def detached_id() -> str:
-    """An item id for the events of a deleted item to hold instead of its own: new at each call, and never an
-    id a request or a file can send (those are stripped of surrounding whitespace; this one starts with a
-    space)."""
-    return f" deleted {uuid.uuid4().hex}"
-
-
-# The key a detached event holds instead of its content's: unique (it names the row), and never the key of an
-# event a request or a file can send (those are 64 hex digits; this one has a space).
-DETACHED_KEY = "detached "
-_EVENTS = Base.metadata.tables["events"]
-
-
-def _detach_events(session: Session, chunks: Sequence[Sequence[str]]) -> None:
-    """Give the events of the deleted ids in `chunks` a `detached_id` each, in the deleting transaction.
-
-    One UPDATE per item, in SQL: the database's write lock is held while it runs (on SQLite about 1.2 s per
-    100,000 events of the item, where reading the rows out to write them back one by one with keys hashed in
-    Python took 3 s; bench/behaviour_writes.py), and an item is never half deleted. Each event's key becomes
-    `DETACHED_KEY` and its row id, whatever it held (its content's key or its event id's): the content's key
-    is freed, so an event of that content is new to an item created later under the id, and its event id,
-    which it keeps, still marks it as stored.
-
-    The events counter is bumped first, so an ingest storing events of these items at the same time commits
-    before (and its events are detached here) or finds them gone (and stores nothing).
-    """
-    bump(session, EVENTS)
-    with_events: list[str] = []
-    for chunk in chunks:
-        with_events += session.scalars(select(Event.item_id).where(Event.item_id.in_(chunk)).distinct())
-    if not with_events:
-        return
-    bump(session, ERASURES)
-    key = literal(DETACHED_KEY) + cast(_EVENTS.c.id, String)
-    for item_id in with_events:
-        detach = update(_EVENTS).where(_EVENTS.c.item_id == item_id)
-        session.execute(detach.values(item_id=detached_id(), fingerprint=key))
-
-
-def _stored(row: Item) -> StoredItem:
-    return StoredItem(
-        row.id, row.title, row.text, list(row.categories), dict(row.meta), row.created_at, row.updated_at
-    )
-
-
-def _require_unique(ids: list[str]) -> None:
-    repeats = sorted(i for i, count in Counter(ids).items() if count > 1)
-    if repeats:
-        raise InvalidInput(f"expected each item id once per request; repeated: {id_listing(repeats)}")
-
-
-def id_listing(ids: Sequence[str], shown: int = 20) -> str:
-    """The ids for an error message: at most `shown` of them, then how many more."""
-    text = ", ".join(repr(i) for i in ids[:shown])
-    return f"{text} (and {len(ids) - shown} more)" if len(ids) > shown else text

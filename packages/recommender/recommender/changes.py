@@ -8,8 +8,8 @@ to its table's counter (`bump`), and a service compares the counters with the va
 
 Erasing a user's events (`recommender.events.erase_user`) bumps a third counter, `ERASURES`: deleted events
 leave nothing to read after an id, so a service that sees it move counts every stored event again. Deleting
-items that have events bumps it too (`recommender.catalog.delete_items`): their events are detached from the
-ids in place, which a read after an id cannot see either.
+items that have events bumps it too (`recommender.item_deletion.delete_items`): their events are detached
+from the ids in place, which a read after an id cannot see either.
 
 Bumping first also orders the writers: the row lock it takes (PostgreSQL; SQLite writers queue on the
 database lock anyway) is held until commit, so writes of one table commit one after another in counter order.

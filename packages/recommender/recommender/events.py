@@ -53,9 +53,9 @@ from sqlalchemy import CursorResult, delete, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
-from recommender.catalog import id_listing
 from recommender.changes import ERASURES, EVENTS, bump
 from recommender.database import Database
+from recommender.item_records import id_listing
 from recommender.tables import EVENT_TYPES, ID_LENGTH, Event, Item, event_fingerprint, id_fingerprint
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 from textcore.sql import EARLIEST, aware_utc, utcnow

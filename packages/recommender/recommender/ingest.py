@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from recommender.catalog import ItemRecord
 from recommender.data import check_new_id, item_text, nfc_id, require_named_columns
 from recommender.events import FUTURE_TOLERANCE, EventRecord, future_problem, unix_seconds, value_problem
+from recommender.item_records import ItemRecord
 from recommender.tables import (
     CATEGORY_LENGTH,
     EVENT_TYPES,

@@ -32,9 +32,9 @@ from pydantic import (
     TypeAdapter,
 )
 
-from recommender.catalog import ItemRecord, StoredItem
 from recommender.data import FORMAT_RULE, format_character, nfc_id
 from recommender.events import MAX_VALUE, EventRecord, unix_seconds
+from recommender.item_records import ItemRecord, StoredItem
 from recommender.serving import ScoredItem
 from recommender.tables import (
     CATEGORY_LENGTH,

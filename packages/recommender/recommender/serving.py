@@ -64,7 +64,7 @@ import numpy as np
 import torch
 
 from recommender.behaviour import Behaviour, BehaviourSnapshot
-from recommender.catalog import ItemCatalog, ItemRecord, UpsertReport, id_listing
+from recommender.catalog import ItemCatalog
 from recommender.changes import ERASURES, EVENTS, ITEMS, read_counters
 from recommender.database import Database
 from recommender.events import (
@@ -79,6 +79,7 @@ from recommender.events import (
     user_events,
 )
 from recommender.explanations import EXPLAINED_HISTORY, Explanation, history_reasons, matched_phrases
+from recommender.item_records import ItemRecord, UpsertReport, id_listing
 from recommender.model import TextInterestModel, max_similarities, zscore
 from recommender.rescoring import Rescorer
 from textcore import InvalidInput, NotFound, PayloadTooLarge
@@ -265,7 +266,7 @@ class Recommender:
         return erased
 
     def delete_item(self, item_id: str) -> None:
-        """Remove an item from the catalog and detach its events from the id (`catalog.delete_items`):
+        """Remove an item from the catalog and detach its events from the id (`item_deletion.delete_items`):
         they stop counting for it at once, and an item created later under the id starts with none.
 
         Raises:

@@ -9,8 +9,9 @@ from datetime import timedelta
 from pathlib import Path
 
 from recommender.behaviour import Behaviour
-from recommender.catalog import ItemCatalog, Progress, indexed_model
+from recommender.catalog import ItemCatalog, Progress
 from recommender.database import Database
+from recommender.index_files import indexed_model
 from recommender.model import TextInterestModel
 from recommender.model_folders import MODEL_FILE
 from recommender.rescoring import Rescorer

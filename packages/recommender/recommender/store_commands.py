@@ -99,7 +99,7 @@ def delete_items(
 
     Item vectors in an index file are dropped by the next `ingest-items` or service start.
     """
-    from recommender import catalog  # noqa: PLC0415 - heavy imports
+    from recommender import item_deletion  # noqa: PLC0415 - heavy imports
     from recommender.database import Database  # noqa: PLC0415
     from recommender.ingest import clean_id, read_item_ids  # noqa: PLC0415
     from textcore.sql import require_existing_sqlite  # noqa: PLC0415
@@ -114,7 +114,7 @@ def delete_items(
         db = Database(url)
         try:
             db.migrate()
-            catalog.delete_items(db, wanted)
+            item_deletion.delete_items(db, wanted)
         finally:
             db.dispose()
         return len(set(wanted))

@@ -17,10 +17,10 @@
 
 Events name items by id without a foreign key: behaviour is a log, and it outlives an item deleted from the
 catalog (serving skips items that are no longer there). Deleting an item gives its events an id of their own
-that no request can send (`recommender.catalog.detached_id`), and a key of their own that no event sent can
-have (`recommender.catalog.DETACHED_KEY` and the row id), so an item created later under the same id starts
-with no behaviour. Times are stored as naive UTC and read back timezone-aware (`textcore.sql.UtcDateTime`),
-identically on SQLite and PostgreSQL.
+that no request can send (`recommender.item_deletion.detached_id`), and a key of their own that no event
+sent can have (`recommender.item_deletion.DETACHED_KEY` and the row id), so an item created later under the
+same id starts with no behaviour. Times are stored as naive UTC and read back timezone-aware
+(`textcore.sql.UtcDateTime`), identically on SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ class Event(Base):
     type: Mapped[str] = mapped_column(String(16))  # click | rating | purchase
     value: Mapped[float | None] = mapped_column(Float)
     # event_fingerprint of the columns above, or id_fingerprint(event_id) when another row holds that;
-    # "detached <id>" once its item is deleted (`recommender.catalog.DETACHED_KEY`)
+    # "detached <id>" once its item is deleted (`recommender.item_deletion.DETACHED_KEY`)
     fingerprint: Mapped[str] = mapped_column(String(64))
     event_id: Mapped[str | None] = mapped_column(String(ID_LENGTH))  # the client's id of the event, if any
 

@@ -14,8 +14,8 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from recommender.catalog import ItemRecord, StoredItem
 from recommender.deps import LimiterDep, RecommenderDep
+from recommender.item_records import ItemRecord, StoredItem
 from recommender.schemas import ItemBody, ItemId, ItemOut, ItemPage, ItemsIn, StoredId, UpsertOut
 from recommender.serving import Recommender
 from textcore.printable import Printable
