@@ -90,7 +90,7 @@ from common import (  # noqa: E402
 from recommender.catalog import ItemCatalog  # noqa: E402
 from recommender.database import Database  # noqa: E402
 from recommender.item_records import ItemRecord  # noqa: E402
-from recommender.serving import Query  # noqa: E402
+from recommender.profiles import Query  # noqa: E402
 from recommender.settings import RecommenderSettings  # noqa: E402
 from recommender.startup import model_fingerprint, open_recommender  # noqa: E402
 from textcore import CoreError, EncoderSettings, VectorIndex  # noqa: E402

@@ -42,8 +42,9 @@ from common import RESULTS_DIR, command_line, machine_info, utc_now, write_resul
 
 from recommender.events import EventRecord  # noqa: E402
 from recommender.item_records import ItemRecord  # noqa: E402
+from recommender.profiles import Query  # noqa: E402
 from recommender.rescoring import Rescorer  # noqa: E402
-from recommender.serving import Query, Recommender  # noqa: E402
+from recommender.serving import Recommender  # noqa: E402
 from recommender.settings import RecommenderSettings  # noqa: E402
 from recommender.startup import open_recommender  # noqa: E402
 from textcore import EncoderSettings  # noqa: E402

@@ -19,8 +19,10 @@ from recommender.database import Database
 from recommender.explanations import best_rows, matched_phrases
 from recommender.item_records import ItemRecord
 from recommender.model import TextInterestModel
+from recommender.profiles import Query
 from recommender.schemas import ScoredOut, scored_json
-from recommender.serving import Query, Recommender, ScoredItem, intra_op_threads
+from recommender.serving import Recommender, ScoredItem
+from recommender.torch_threads import intra_op_threads
 
 ITEMS = [f"it-{k}" for k in range(60)]
 

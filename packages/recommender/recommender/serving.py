@@ -50,18 +50,14 @@ from __future__ import annotations
 
 import heapq
 import math
-import re
 import threading
 import time
-import unicodedata
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 
 import numpy as np
-import torch
 
 from recommender.behaviour import Behaviour, BehaviourSnapshot
 from recommender.catalog import ItemCatalog
@@ -81,21 +77,12 @@ from recommender.events import (
 from recommender.explanations import EXPLAINED_HISTORY, Explanation, history_reasons, matched_phrases
 from recommender.item_records import ItemRecord, UpsertReport, id_listing
 from recommender.model import TextInterestModel, max_similarities, zscore
+from recommender.profiles import Profile, Query, interest_phrases
 from recommender.rescoring import Rescorer
+from recommender.torch_threads import intra_op_threads
 from textcore import InvalidInput, NotFound, PayloadTooLarge
 
 REFERENCE_ITEMS = 256  # catalog sample that scores are standardised against
-_PHRASE_SPLIT = re.compile(r"[,;\n]|\band\b", re.IGNORECASE)
-MAX_INTEREST_PHRASES = 20  # each phrase is encoded for the explanations: 400 of them took 0.47 s a request
-
-
-@dataclass(frozen=True)
-class Query:
-    """Whom to score for: a stored user, or a history of item ids, and/or free-text interests."""
-
-    user_id: str | None = None
-    history: tuple[str, ...] | None = None
-    interests: str | None = None
 
 
 @dataclass(frozen=True)
@@ -108,50 +95,6 @@ class ScoredItem:
     explanation: Explanation
     # the user's latest rating of the item is below the threshold: `score` ranks it after every other item
     rated_below_threshold: bool = False
-
-
-@dataclass(frozen=True)
-class Profile:
-    """A request's interests: a (dim,) vector, the history behind it, what to exclude, the phrases."""
-
-    vector: np.ndarray  # (dim,) float32, L2-normalised, or zeros when nothing is known
-    history: list[str]  # liked catalog items, oldest first
-    recent_vectors: np.ndarray  # (r, dim) vectors of the newest r history items the profile used
-    seen: frozenset[str]  # every item the user interacted with
-    phrases: list[str]
-    phrase_vectors: np.ndarray  # (n_phrases, dim) float32
-    disliked: frozenset[str] = frozenset()  # the user's items whose latest rating is below the threshold
-
-
-def interest_phrases(interests: str) -> list[str]:
-    """Free text split into phrases on commas, semicolons, line breaks and the word "and" (each once).
-
-    A phrase repeated in another case or spacing ("Optics", "optics", "OPTICS") is one phrase, kept as first
-    written: the encoder reads it alike, and it would be named twice in an explanation. A phrase of
-    punctuation only ("-", "...", "?!") names nothing and is no phrase.
-
-    Raises:
-        InvalidInput: No phrase (the text is only separators and punctuation), or more than
-            `MAX_INTEREST_PHRASES` different phrases.
-    """
-    phrases = (p.strip(" .\t") for p in _PHRASE_SPLIT.split(interests))
-    first: dict[str, str] = {}  # casefolded, whitespace-normalised phrase -> its first spelling
-    for phrase in phrases:
-        if any(not c.isspace() and not unicodedata.category(c).startswith("P") for c in phrase):
-            first.setdefault(" ".join(phrase.split()).casefold(), phrase)
-    unique = list(first.values())
-    if not unique:
-        shown = interests if len(interests) <= 80 else f"{interests[:80]}..."
-        raise InvalidInput(
-            "expected interests naming at least one thing; found only separators (commas, semicolons, "
-            f'line breaks, "and") and punctuation: {shown!r}'
-        )
-    if len(unique) > MAX_INTEREST_PHRASES:
-        raise InvalidInput(
-            f"expected interests of at most {MAX_INTEREST_PHRASES} phrases (split on commas, semicolons, "
-            f'line breaks and "and"); found {len(unique)}'
-        )
-    return unique
 
 
 class Recommender:
@@ -493,21 +436,3 @@ class Recommender:
                 chosen = sorted(rng.choice(len(ids), size=min(REFERENCE_ITEMS, len(ids)), replace=False))
                 self._reference = (version, *self.catalog.present([ids[int(i)] for i in chosen]))
             return self._reference[1], self._reference[2]
-
-
-@contextmanager
-def intra_op_threads(threads: int | None) -> Iterator[None]:
-    """Run this thread's torch calls on `threads` threads meanwhile (None: leave them as they are).
-
-    torch's OpenMP thread count belongs to each OS thread, fixed when the thread first runs torch, so a
-    limit set once at start-up would miss worker threads that already ran it: it is set around each call.
-    """
-    previous = torch.get_num_threads()
-    if threads is None or threads == previous:
-        yield
-        return
-    torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)

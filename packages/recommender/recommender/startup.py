@@ -15,8 +15,9 @@ from recommender.index_files import indexed_model
 from recommender.model import TextInterestModel
 from recommender.model_folders import MODEL_FILE
 from recommender.rescoring import Rescorer
-from recommender.serving import Recommender, intra_op_threads
+from recommender.serving import Recommender
 from recommender.settings import RecommenderSettings
+from recommender.torch_threads import intra_op_threads
 from textcore import InvalidInput
 
 

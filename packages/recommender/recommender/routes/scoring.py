@@ -8,8 +8,8 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from recommender.deps import LimiterDep, RecommenderDep
+from recommender.profiles import Query as Who
 from recommender.schemas import Interests, ScoredOut, ScoreIn, StoredId, scored_json
-from recommender.serving import Query as Who
 
 router = APIRouter(prefix="/v1", tags=["recommendations"])
 MAX_OFFSET = 10_000  # places skipped at most: every one of them is ranked too
