@@ -107,14 +107,7 @@ class Bot:
         answerer: Answerer,
         runner: Runner,
     ) -> None:
-        self.settings = settings
-        self.conversations = conversations
-        self.retriever = retriever
-        self.intents = intents
-        self.sentiment = sentiment
-        self.answerer = answerer
-        self.runner = runner
-        self.claims = Claims()  # the idempotency keys of the messages being answered
+        # what it reads a message with (retrieval, intents, sentiment) is the planner's alone
         self.planner = Planner(
             settings=settings,
             conversations=conversations,
@@ -123,6 +116,11 @@ class Bot:
             sentiment=sentiment,
             answerer=answerer,
         )
+        self.settings = settings
+        self.conversations = conversations
+        self.answerer = answerer
+        self.runner = runner
+        self.claims = Claims()  # the idempotency keys of the messages being answered
 
     async def chat(
         self,
